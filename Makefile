@@ -1,0 +1,202 @@
+# shmbus - top-level Makefile.
+#
+#   make            build the library, daemon, CLI, tests and benchmark
+#   make deps       install missing Debian packages (root), else print how
+#   make test       deps + build + run every test (CI=true: skips fail)
+#   make demo       deps + build + run the demo
+#   make bench      deps + build + run the benchmark
+#   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... 
+#   make clean
+#
+#   V=1             show commands
+#   SAN=address|undefined|thread   sanitizer build (in build-$(SAN)/)
+#   CI=true         -Werror, and tests that would skip fail instead
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+PCDIR   ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CC  ?= gcc
+CXX ?= g++
+
+DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2)
+MAKEFLAGS += --no-print-directory
+endif
+
+ifneq ($(SAN),)
+ifeq ($(filter $(SAN),address undefined thread),)
+$(error SAN must be address, undefined or thread)
+endif
+B := build-$(SAN)
+SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer
+ifeq ($(SAN),undefined)
+SANFLAGS += -fno-sanitize-recover=undefined
+endif
+else
+B := build
+SANFLAGS :=
+endif
+
+WERROR := $(if $(filter true 1 yes,$(CI)),-Werror,)
+OPT    ?= -O2
+CFLAGS ?= $(OPT) -g
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-Wmissing-prototypes -Wstrict-prototypes -fno-strict-aliasing \
+	-D_GNU_SOURCE -Iinclude -Iuserspace/lib \
+	-DSHMBUS_DAEMON_PATH='"$(BINDIR)/shmbusd"' \
+	$(WERROR) $(SANFLAGS)
+LIB_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden
+URCU_LIBS := -lurcu-bp -lurcu-common
+LDLIBS := $(URCU_LIBS) -lpthread
+LDFLAGS ?=
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+
+LIB_SRCS := $(wildcard userspace/lib/*.c)
+LIB_OBJS := $(patsubst userspace/lib/%.c,$(B)/lib/%.o,$(LIB_SRCS))
+LIB_PIC  := $(patsubst userspace/lib/%.c,$(B)/lib/%.pic.o,$(LIB_SRCS))
+DMN_SRCS := $(filter-out userspace/daemon/main.c,$(wildcard userspace/daemon/*.c))
+DMN_OBJS := $(patsubst userspace/daemon/%.c,$(B)/daemon/%.o,$(DMN_SRCS))
+HDRS     := $(wildcard include/*.h userspace/lib/*.h userspace/daemon/*.h tests/*.h)
+
+SONAME   := libshmbus.so.$(VERSION_MAJOR)
+SHLIB    := $(B)/libshmbus.so.$(VERSION)
+STLIB    := $(B)/libshmbus.a
+DMNLIB   := $(B)/libshmbusd.a
+DAEMON   := $(B)/shmbusd
+CLI      := $(B)/shmbus
+BENCH    := $(B)/shmbus-bench
+
+# Unit tests link the static library (they test internals); the rest link
+# the shared library like any user.
+UNIT_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/unit_*.c))
+PROC_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+TESTS      := $(UNIT_TESTS) $(PROC_TESTS)
+
+RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
+
+.PHONY: all deps test demo bench install clean check-header
+.DEFAULT_GOAL := all
+
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(TESTS) $(B)/libshmbus.pc check-header
+
+deps:
+	$(Q)sh tools/deps.sh $(DEB_PKGS)
+
+# test/demo/bench: install what is missing first, then build in a fresh
+# make (so nothing is evaluated before the compiler exists).
+test: deps
+	$(Q)$(MAKE) all
+	$(Q)B=$(B) CI=$(CI) SAN=$(SAN) sh tests/run.sh
+
+demo: deps
+	$(Q)$(MAKE) all
+	$(Q)B=$(B) sh tools/demo.sh
+
+bench: deps
+	$(Q)$(MAKE) all
+	$(Q)$(BENCH) $(BENCH_ARGS)
+
+$(B)/lib/%.o: userspace/lib/%.c $(HDRS) | $(B)/lib
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+
+$(B)/lib/%.pic.o: userspace/lib/%.c $(HDRS) | $(B)/lib
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+
+$(B)/daemon/%.o: userspace/daemon/%.c $(HDRS) | $(B)/daemon
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon -c $< -o $@
+
+$(SHLIB): $(LIB_PIC) userspace/lib/libshmbus.map
+	$(call msg,LD,$@)
+	$(Q)$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=userspace/lib/libshmbus.map -Wl,-z,defs \
+		-o $@ $(LIB_PIC) $(LDLIBS)
+	$(Q)ln -sf $(notdir $(SHLIB)) $(B)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(B)/libshmbus.so
+
+$(STLIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(DMNLIB): $(DMN_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# The daemon links the library statically: it uses internals (formatting
+# arenas, reclaiming slots) that the shared library does not export.
+$(DAEMON): userspace/daemon/main.c $(DMNLIB) $(STLIB) $(HDRS)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon $< -o $@ \
+		$(ALL_LDFLAGS) $(DMNLIB) $(STLIB) $(LDLIBS)
+
+$(CLI): tools/shmbus.c $(SHLIB) include/shmbus.h
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) $(RPATH) \
+		-L$(B) -lshmbus
+
+$(BENCH): tools/bench/bench.c $(wildcard tools/bench/*.h) $(SHLIB) include/shmbus.h
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) $(RPATH) \
+		-L$(B) -lshmbus -lpthread -lm
+
+$(B)/tests/unit_%: tests/unit_%.c $(STLIB) $(DMNLIB) $(HDRS) | $(B)/tests
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon -Itests $< -o $@ \
+		$(ALL_LDFLAGS) $(DMNLIB) $(STLIB) -lcmocka $(LDLIBS)
+
+$(B)/tests/test_%: tests/test_%.c $(SHLIB) $(HDRS) | $(B)/tests
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Itests $< -o $@ $(ALL_LDFLAGS) \
+		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus -lcmocka -lpthread
+
+$(B)/libshmbus.pc: libshmbus.pc.in Makefile | $(B)
+	$(call msg,GEN,$@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# The public header must compile as C++ too.
+check-header: $(B)/.header-cxx
+$(B)/.header-cxx: include/shmbus.h | $(B)
+	$(call msg,CXX,include/shmbus.h)
+	$(Q)printf '#include "shmbus.h"\n#include "shmbus_layout.h"\nint main() { return 0; }\n' | \
+		$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -fsyntax-only -
+	$(Q)touch $@
+
+$(B) $(B)/lib $(B)/daemon $(B)/tests:
+	$(Q)mkdir -p $@
+
+install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	$(Q)install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	$(Q)ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmbus.so
+	$(Q)install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
+	$(Q)install -m 0644 include/shmbus.h include/shmbus_layout.h \
+		$(DESTDIR)$(INCDIR)/
+	$(Q)install -m 0644 $(B)/libshmbus.pc $(DESTDIR)$(PCDIR)/
+	$(Q)install -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) tools/shmbus.c -o $(DESTDIR)$(BINDIR)/shmbus \
+		$(ALL_LDFLAGS) -Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus
+
+clean:
+	$(call msg,CLEAN,build*)
+	$(Q)rm -rf build build-address build-undefined build-thread

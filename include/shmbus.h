@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbus.h - public API of libshmbus, a shared-memory message bus.
+ *
+ * Model: a bus is one shared-memory arena managed by the shmbusd daemon
+ * (started on demand). Queues live in the arena; producers publish into a
+ * queue and competing consumers receive from it, without system calls while
+ * consumers are awake. A consumer that blocks is woken through its eventfd.
+ *
+ * Conventions (as liburing and libbpf):
+ *  - Functions returning int return >= 0 on success and a negative errno
+ *    on failure. Constructors return NULL and set errno.
+ *  - Option structs carry their size in their first field; declare them
+ *    with SHMBUS_OPTS() so that fields you do not set are zero. A NULL
+ *    opts pointer means all defaults.
+ *  - Handles are opaque. struct shmbus (the bus) may be used from several
+ *    threads. A producer or consumer handle is used by one thread at a
+ *    time, like an io_uring. After fork(), the child must open its own bus.
+ *  - Timeouts are in nanoseconds: < 0 waits for ever, 0 never waits.
+ */
+#ifndef SHMBUS_H
+#define SHMBUS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMBUS_VERSION_MAJOR	0
+#define SHMBUS_VERSION_MINOR	1
+#define SHMBUS_VERSION_PATCH	0
+
+#ifndef SHMBUS_API
+#define SHMBUS_API __attribute__((visibility("default")))
+#endif
+
+/*
+ * Declare an options struct with its size set and every other field zero,
+ * then the given fields: SHMBUS_OPTS(shmbus_queue_opts, o, .max_len = 64);
+ */
+#define SHMBUS_OPTS(TYPE, NAME, ...)					\
+	struct TYPE NAME = ({						\
+		memset(&NAME, 0, sizeof(struct TYPE));			\
+		(struct TYPE){						\
+			.sz = sizeof(struct TYPE),			\
+			__VA_ARGS__					\
+		};							\
+	})
+
+struct shmbus;
+struct shmbus_producer;
+struct shmbus_consumer;
+
+/* Library version as "MAJOR.MINOR.PATCH". */
+SHMBUS_API const char *shmbus_version(void);
+
+/*
+ * Diagnostics. The library explains refusals (a bad arena, a protocol
+ * error, a permission check) through a print callback, as libbpf does.
+ * The default prints warnings to stderr; pass NULL to silence. Returns the
+ * previous callback.
+ */
+enum shmbus_print_level {
+	SHMBUS_WARN,
+	SHMBUS_INFO,
+	SHMBUS_DEBUG,
+};
+typedef int (*shmbus_print_fn_t)(enum shmbus_print_level level,
+				 const char *fmt, va_list ap);
+SHMBUS_API shmbus_print_fn_t shmbus_set_print(shmbus_print_fn_t fn);
+
+/* ------------------------------------------------------------------ */
+/* Bus                                                                */
+/* ------------------------------------------------------------------ */
+
+#define SHMBUS_OPEN_NOCREATE	0x1u	/* fail with -ENOENT if absent */
+#define SHMBUS_OPEN_EXCL	0x2u	/* fail with -EEXIST if present */
+#define SHMBUS_OPEN_RDONLY	0x4u	/* map read-only: list/stat only */
+#define SHMBUS_OPEN_NOSTART	0x8u	/* never start the daemon */
+
+struct shmbus_pool_spec {
+	uint32_t payload;	/* largest payload of the class, bytes */
+	uint32_t count;		/* chunks in the class */
+};
+
+struct shmbus_open_opts {
+	size_t sz;
+	/* daemon socket; default $SHMBUS_SOCKET, else /run/shmbus/shmbusd.sock
+	 * for root, else $XDG_RUNTIME_DIR/shmbus/shmbusd.sock */
+	const char *socket_path;
+	uint32_t flags;		/* SHMBUS_OPEN_* */
+	/* The rest applies only when this call creates the bus. */
+	uint32_t mode;		/* permission bits for owner/group/other;
+				 * 0 = 0600. r = may consume, w = may produce */
+	uint32_t max_queues;	/* 0 = 64 */
+	uint32_t max_slots;	/* producer+consumer handles; 0 = 256 */
+	uint64_t ring_bytes;	/* ring storage; 0 = 1 MiB */
+	uint32_t nr_pools;	/* 0 = default classes: 256 B x 8192,
+				 * 4 KiB x 2048, 64 KiB x 64 */
+	uint32_t __pad;
+	struct shmbus_pool_spec pools[8];
+	int connect_timeout_ms;	/* daemon start/connect; 0 = 5000 */
+};
+
+/*
+ * Open (and by default create) the bus called @name (NULL: $SHMBUS_BUS or
+ * "default"), connecting to the daemon and starting it if its socket is
+ * absent. The arena is mapped into the caller and validated.
+ *
+ * Returns a bus handle, or NULL with errno:
+ *   EINVAL        bad name or options
+ *   ENOENT        NOCREATE and no such bus
+ *   EEXIST        EXCL and the bus exists
+ *   EACCES        the bus's owner/group/mode refuse the caller
+ *   ENOSPC/ENOMEM the arena could not be reserved
+ *   ECONNREFUSED, ETIMEDOUT  no daemon could be reached or started
+ *   EPROTO        the daemon spoke a protocol we do not understand
+ *   EBADMSG, EUCLEAN, EPROTONOSUPPORT, EOPNOTSUPP  the arena is invalid
+ */
+SHMBUS_API struct shmbus *shmbus__open(const char *name,
+				       const struct shmbus_open_opts *opts);
+
+/*
+ * Close the bus: unmap, disconnect. Producers and consumers of this bus
+ * must have been freed first. NULL is a no-op.
+ */
+SHMBUS_API void shmbus__close(struct shmbus *bus);
+
+/* The bus name. */
+SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
+
+/* ------------------------------------------------------------------ */
+/* Queues                                                             */
+/* ------------------------------------------------------------------ */
+
+struct shmbus_queue_opts {
+	size_t sz;
+	uint32_t max_len;	/* capacity, rounded up to a power of two;
+				 * 0 = 1024; 2..16M */
+	uint32_t msg_size;	/* largest payload; 0 = 4096 */
+	uint32_t max_consumers;	/* concurrent consumer handles; 0 = 16;
+				 * 1..128 */
+	uint32_t flags;		/* must be 0 */
+};
+
+/*
+ * Declare queue @name. Declaring an existing queue with the same settings
+ * succeeds (returns 0); with different settings it fails with -EEXIST and
+ * the daemon's log says which setting differs.
+ *
+ * Returns 1 if created, 0 if it existed, or:
+ *   -EINVAL  bad name or options; -EMSGSIZE  msg_size larger than the
+ *   largest pool class; -ENOSPC  directory or ring storage full;
+ *   -EACCES  caller is not the bus owner (or root); -EPERM read-only bus;
+ *   -ENOTCONN/-ECONNRESET  the daemon is gone.
+ */
+SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
+				     const struct shmbus_queue_opts *opts);
+
+/*
+ * Delete queue @name. Messages in it are freed. Producers and consumers
+ * bound to it get -EIDRM from then on (a blocked consumer wakes up with
+ * -EIDRM); free them. The memory is reused only after every attached
+ * process has left its current operation (a cross-process grace period).
+ *
+ * Returns 0, or -ENOENT, -EACCES, -EPERM, -ENOTCONN/-ECONNRESET.
+ */
+SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name);
+
+/* Statistics of one queue (see enum shmbus_stat). */
+enum shmbus_stat {
+	SHMBUS_STAT_PUBLISHED	= 0,
+	SHMBUS_STAT_DELIVERED	= 1,
+	SHMBUS_STAT_ACKED	= 2,
+	SHMBUS_STAT_NACKED	= 3,
+	SHMBUS_STAT_REDELIVERED	= 4,
+	SHMBUS_STAT_DEADLETTERED = 5,
+	SHMBUS_STAT_EXPIRED	= 6,
+	SHMBUS_STAT_DROPPED	= 7,
+	SHMBUS_STAT_FULL	= 8,	/* publishes refused: queue full */
+	SHMBUS_STAT_NOMEM	= 9,	/* loans refused: pool empty */
+	SHMBUS_STAT_CORRUPT	= 10,	/* bad refs/headers skipped */
+	SHMBUS_STAT_WAKEUPS	= 11,	/* eventfd writes by producers */
+	SHMBUS_STAT_SLEEPS	= 12,	/* times a consumer blocked */
+	SHMBUS_STAT_RECLAIMED	= 13,	/* chunks reclaimed from dead handles */
+	SHMBUS_STAT__MAX	= 16,
+};
+
+struct shmbus_queue_info {
+	char	 name[64];
+	uint32_t id;
+	uint32_t capacity;	/* ring slots */
+	uint32_t max_len;	/* as declared */
+	uint32_t msg_size;
+	uint32_t max_consumers;
+	uint32_t consumers;	/* attached consumer handles */
+	uint32_t producers;	/* attached producer handles */
+	uint32_t __pad;
+	uint64_t depth;		/* messages waiting (approximate) */
+	uint64_t stat[SHMBUS_STAT__MAX];
+};
+
+/*
+ * Fill @info for queue @name from the arena (no daemon round trip).
+ * Returns 0, -ENOENT, -EINVAL.
+ */
+SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
+				  struct shmbus_queue_info *info);
+
+/*
+ * List up to @max queues into @out (may be NULL with max 0 to count).
+ * Returns the number of queues on the bus (which may exceed @max).
+ */
+SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
+				  struct shmbus_queue_info *out, unsigned max);
+
+/* ------------------------------------------------------------------ */
+/* Producers                                                          */
+/* ------------------------------------------------------------------ */
+
+struct shmbus_producer_opts {
+	size_t sz;
+	uint32_t flags;		/* must be 0 */
+};
+
+/*
+ * Attach a producer to queue @queue (which must exist). Returns a handle,
+ * or NULL with errno ENOENT, EACCES (no w permission), EUSERS (no free
+ * participant slot), EINVAL, ENOTCONN/ECONNRESET, ECHILD (bus opened by
+ * the parent before fork).
+ */
+SHMBUS_API struct shmbus_producer *
+shmbus_producer__new(struct shmbus *bus, const char *queue,
+		     const struct shmbus_producer_opts *opts);
+
+/* Detach and free. Outstanding loans become invalid. NULL is a no-op. */
+SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p);
+
+/* Per-message options; NULL means defaults. */
+struct shmbus_pub_opts {
+	size_t sz;
+	int64_t timeout_ns;	/* wait while the queue is full or the pool
+				 * is empty; default 0 (fail at once) */
+	uint64_t corr_id;	/* correlation id carried in the header */
+};
+
+/*
+ * Copy @len bytes into a new message and publish it.
+ *
+ * Returns 0, or:
+ *   -EMSGSIZE  len > the queue's msg_size
+ *   -ENOBUFS   queue full (after the timeout, if any)
+ *   -ENOMEM    no free chunk of a fitting size (after the timeout)
+ *   -ETIMEDOUT never returned: a timeout reports the cause above
+ *   -EIDRM     the queue was deleted
+ *   -EUCLEAN   the arena is corrupt (a peer wrote garbage)
+ *   -EINVAL    bad arguments or options
+ * On any error nothing was published and nothing leaked.
+ * Messages of one producer are received in publish order.
+ */
+SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
+					const void *data, size_t len,
+					const struct shmbus_pub_opts *opts);
+
+/*
+ * Publish @n messages (iov[i] each). Stops at the first failure.
+ * Returns the number published (> 0), or the error of the first message.
+ * At most one wake-up per sleeping consumer, sent after the batch.
+ */
+SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
+					      const struct iovec *iov,
+					      unsigned n,
+					      const struct shmbus_pub_opts *opts);
+
+/*
+ * Zero-copy publish, step 1: loan a buffer of at least @size bytes inside
+ * the arena. Write the message into it, then shmbus_producer__commit() it
+ * or shmbus_producer__cancel() it. Returns the buffer, or NULL with errno
+ * EMSGSIZE, ENOMEM (pool empty after @timeout_ns), EIDRM, EUCLEAN.
+ */
+SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
+				       size_t size, int64_t timeout_ns);
+
+/*
+ * Zero-copy publish, step 2: publish the first @len bytes of a loaned
+ * buffer. On success the buffer belongs to the bus; on error (-ENOBUFS
+ * queue full, -EIDRM) it stays loaned to the caller, who may retry or
+ * cancel. -EINVAL: @buf is not a buffer loaned by this producer, or @len
+ * exceeds it.
+ */
+SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
+				       size_t len,
+				       const struct shmbus_pub_opts *opts);
+
+/* Give a loaned buffer back unpublished. */
+SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf);
+
+/* ------------------------------------------------------------------ */
+/* Consumers                                                          */
+/* ------------------------------------------------------------------ */
+
+struct shmbus_consumer_opts {
+	size_t sz;
+	int64_t spin_ns;	/* busy-poll this long before blocking;
+				 * 0 = default 50 us; < 0 = never spin */
+	uint32_t flags;		/* must be 0 */
+	uint32_t __pad;
+};
+
+/*
+ * Attach a consumer to queue @queue (competing with the queue's other
+ * consumers: each message goes to one of them). Returns a handle, or NULL
+ * with errno ENOENT, EACCES (no r permission), EUSERS (max_consumers or
+ * slots exhausted), EINVAL, ENOTCONN/ECONNRESET, ECHILD.
+ */
+SHMBUS_API struct shmbus_consumer *
+shmbus_consumer__new(struct shmbus *bus, const char *queue,
+		     const struct shmbus_consumer_opts *opts);
+
+/* Detach and free. Views not yet released are freed. NULL is a no-op. */
+SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c);
+
+/*
+ * A received message, viewed in place in the arena. Valid until
+ * shmbus_consumer__release(); read-only.
+ */
+struct shmbus_msg {
+	const void *data;
+	uint32_t len;
+	uint32_t flags;
+	uint64_t id;		/* bus-unique */
+	uint64_t ts_ns;		/* publish time, CLOCK_MONOTONIC */
+	uint64_t corr_id;
+	uint32_t __ref;		/* library-private */
+	uint32_t __slot;	/* library-private */
+};
+
+/*
+ * Receive one message as a zero-copy view, waiting up to @timeout_ns:
+ * spin for the consumer's spin budget, then block on the eventfd.
+ *
+ * Returns 0 and fills @msg, or:
+ *   -EAGAIN     nothing arrived (timeout 0)
+ *   -ETIMEDOUT  nothing arrived within the timeout
+ *   -EINTR      a signal interrupted the wait
+ *   -EIDRM      the queue was deleted
+ *   -EBADMSG    a corrupt message was found and dropped (counted);
+ *               calling again continues with the next one
+ *   -EUCLEAN    the ring is corrupt
+ */
+SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
+					     struct shmbus_msg *msg,
+					     int64_t timeout_ns);
+
+/* shmbus_consumer__receive_view() with timeout 0: never blocks. */
+SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
+					    struct shmbus_msg *msg);
+
+/* Return a view's memory to the bus. */
+SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
+					 struct shmbus_msg *msg);
+
+/*
+ * Receive one message by copy into @buf. Returns its length (>= 0), or
+ * the errors of receive_view, or -EMSGSIZE when @cap is too small: the
+ * message is kept and returned by the next receive call, nothing is lost;
+ * shmbus_consumer__pending_len() tells the size needed.
+ */
+SHMBUS_API ssize_t shmbus_consumer__receive(struct shmbus_consumer *c,
+					    void *buf, size_t cap,
+					    int64_t timeout_ns);
+
+/* Length of a message kept after -EMSGSIZE, or -ENOENT. */
+SHMBUS_API ssize_t shmbus_consumer__pending_len(struct shmbus_consumer *c);
+
+/*
+ * Receive up to @n views, waiting up to @timeout_ns for the first one only.
+ * Returns the number received (> 0) or the error of receive_view.
+ */
+SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
+					      struct shmbus_msg *msgs,
+					      unsigned n, int64_t timeout_ns);
+
+/*
+ * Event-loop integration. shmbus_consumer__fd() is the consumer's eventfd:
+ * add it to epoll (EPOLLIN) or io_uring. Before waiting, call
+ * shmbus_consumer__arm(): it returns 1 if messages are already waiting
+ * (receive them; do not wait), or 0 if armed: the fd becomes readable when
+ * a message arrives. Then receive until -EAGAIN and arm again. Returns
+ * -EIDRM if the queue was deleted.
+ */
+SHMBUS_API int shmbus_consumer__fd(const struct shmbus_consumer *c);
+SHMBUS_API int shmbus_consumer__arm(struct shmbus_consumer *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMBUS_H */

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbus_layout.h - the shared-memory arena: this header IS the protocol.
+ *
+ * Every process attached to a bus maps the same arena (a sealed memfd, see
+ * docs/decisions.md) at a different address, so everything in it is named
+ * by offsets from the arena base and by indices, never by pointers. A value
+ * read from the arena is untrusted: it is bounds-checked before use, and a
+ * bad one gives -EBADMSG/-EUCLEAN, never a wild access.
+ *
+ * Arena map (all offsets in the superblock, all regions 64-byte aligned,
+ * non-overlapping, inside arena_size; validated by every opener):
+ *
+ *   +-------------------+ 0
+ *   | superblock        |   struct shmbus_sb, 4 KiB
+ *   | queue directory   |   max_queues  x struct shmbus_queue
+ *   | participant slots |   max_slots   x struct shmbus_slot
+ *   | pool descriptors  |   nr_pools    x struct shmbus_pool
+ *   | ring unit bitmap  |   1 bit per 64-byte ring unit (daemon only)
+ *   | ring area         |   rings of struct shmbus_cell, 64-byte units
+ *   | chunk area        |   per pool: free-list links, then
+ *   |                   |   nr_chunks x chunk_size
+ *   +-------------------+ arena_size
+ *
+ * Writers, in one word each (details on every field):
+ *   D  = the daemon only (control plane), under its single thread.
+ *   P  = producers (any attached process, many at once).
+ *   C  = consumers (any attached process, many at once).
+ *   O  = the owner of a participant slot only (one thread).
+ *   K  = constant once the arena fd has been handed out.
+ *
+ * Which calls may run concurrently (all lock-free, no lock is ever held
+ * across anything a peer can die in):
+ *
+ *   | call                     | concurrent with                        |
+ *   |--------------------------|----------------------------------------|
+ *   | publish (any producer)   | publish, receive, release, declare,    |
+ *   |                          | delete (publish fails -EIDRM after)    |
+ *   | receive (any consumer)   | everything above                       |
+ *   | pool alloc / free        | alloc / free from every process        |
+ *   | declare / delete queue   | only one at a time (daemon thread)     |
+ *   | slot attach / detach     | only one at a time (daemon thread)     |
+ *   | stat / list (readers)    | everything; values are a snapshot that |
+ *   |                          | may be torn across fields, never within|
+ *
+ * Layout rules: fixed-width types, explicit padding, sizes and offsets
+ * pinned by _Static_assert below; producer- and consumer-written fields live
+ * on separate cache lines. A change that moves a field bumps
+ * SHMBUS_LAYOUT_VERSION; a change that only adds an optional feature uses
+ * a feature bit.
+ */
+#ifndef SHMBUS_LAYOUT_H
+#define SHMBUS_LAYOUT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define SHMBUS_MAGIC		0x31737562626d6873ULL	/* "shmbbus1" LE */
+#define SHMBUS_LAYOUT_VERSION	1u
+
+#define SHMBUS_CACHELINE	64u
+#define SHMBUS_SB_SIZE		4096u
+#define SHMBUS_NAME_MAX		64u	/* bytes including the NUL */
+#define SHMBUS_MAX_POOLS	8u
+#define SHMBUS_MAX_QUEUES	4096u
+#define SHMBUS_MAX_SLOTS	4096u
+#define SHMBUS_MAX_SEATS	128u	/* consumers per queue (eventfds) */
+#define SHMBUS_SEAT_WORDS	(SHMBUS_MAX_SEATS / 64u)
+#define SHMBUS_SLOT_CACHE	31u	/* cached chunk refs per pool per slot */
+#define SHMBUS_NR_COUNTERS	16u
+#define SHMBUS_RING_UNIT	64u	/* ring area allocation unit, bytes */
+#define SHMBUS_RING_MAX_CAP	(1u << 24)
+#define SHMBUS_CHUNK_HDR	128u	/* struct shmbus_chunk */
+#define SHMBUS_CHUNK_IDX_BITS	28u
+#define SHMBUS_CHUNK_MAX	(1u << SHMBUS_CHUNK_IDX_BITS)
+
+/* Feature bits. An opener refuses unknown incompat bits (-EOPNOTSUPP). */
+#define SHMBUS_FEAT_INCOMPAT_KNOWN	0ULL
+/* Readers must issue a full fence on RCU section entry: the daemon found
+ * no membarrier(MEMBARRIER_CMD_GLOBAL) when it created the arena. */
+#define SHMBUS_FEAT_COMPAT_READER_FENCE	0x1ULL
+#define SHMBUS_FEAT_COMPAT_KNOWN	0x1ULL
+
+/*
+ * Superblock, at offset 0. Lines 0-3 are K (written by the daemon before
+ * the arena fd leaves it). The lines after them are shared mutable state,
+ * one concern per cache line.
+ */
+struct shmbus_sb {
+	/* --- K: identity --------------------------------------------- */
+	uint64_t magic;			/* SHMBUS_MAGIC */
+	uint32_t version;		/* SHMBUS_LAYOUT_VERSION */
+	uint32_t sb_size;		/* sizeof(struct shmbus_sb) */
+	uint64_t features_compat;
+	uint64_t features_incompat;
+	uint64_t arena_size;		/* bytes mapped by every opener */
+	uint64_t created_ns;		/* CLOCK_REALTIME at creation */
+	uint32_t owner_uid;		/* bus owner, group, mode (0..0777) */
+	uint32_t owner_gid;
+	uint32_t mode;
+	uint32_t __pad0;
+	/* --- K: name ------------------------------------------------- */
+	char	 name[SHMBUS_NAME_MAX];	/* NUL-terminated */
+	/* --- K: geometry (validated by every opener) ---------------- */
+	uint64_t qdir_off;
+	uint32_t max_queues;
+	uint32_t queue_size;		/* sizeof(struct shmbus_queue) */
+	uint64_t slot_off;
+	uint32_t max_slots;
+	uint32_t slot_size;		/* sizeof(struct shmbus_slot) */
+	uint64_t pool_off;
+	uint32_t nr_pools;
+	uint32_t pool_size;		/* sizeof(struct shmbus_pool) */
+	uint64_t ringmap_off;		/* bitmap, ring_units bits, D only */
+	uint64_t ring_off;
+	uint64_t ring_units;		/* ring area = ring_units * 64 B */
+	uint64_t chunk_off;
+	uint64_t chunk_bytes;		/* whole chunk area */
+	uint8_t	 __rsvd0[32];
+	/* --- line 4: message id blocks --------------------------------
+	 * P: fetch_add by a producer slot that used up its id block. No
+	 * ordering needed: ids only have to be unique.
+	 */
+	uint64_t id_next __attribute__((aligned(64)));
+	uint8_t	 __pad4[56];
+	/* --- line 5: cross-process RCU ----------------------------------
+	 * gp_epoch: D writes (grace period start), every reader loads it on
+	 * section entry. dir_gen: D bumps on every declare/delete, after the
+	 * descriptor is written; readers of the directory (list, stat) use
+	 * it as a change hint only.
+	 */
+	uint64_t gp_epoch __attribute__((aligned(64)));
+	uint64_t dir_gen;
+	uint32_t daemon_pid;		/* D: informational */
+	uint32_t __pad5;
+	uint8_t	 __pad5b[40];
+	uint8_t	 __rsvd[SHMBUS_SB_SIZE - 6 * 64];
+};
+
+/*
+ * Counters. A participant slot counts what its owner did (O writes, no
+ * atomics, no shared cache line); a queue's total is the sum over its live
+ * slots plus the queue's folded[] totals, into which the daemon adds a slot's
+ * counts when the slot is freed.
+ */
+enum {
+	SHMBUS_CTR_PUBLISHED	= 0,	/* accepted by publish */
+	SHMBUS_CTR_DELIVERED	= 1,	/* handed to a consumer */
+	SHMBUS_CTR_ACKED	= 2,	/* reserved: acks (issue: semantics) */
+	SHMBUS_CTR_NACKED	= 3,
+	SHMBUS_CTR_REDELIVERED	= 4,
+	SHMBUS_CTR_DEADLETTERED	= 5,
+	SHMBUS_CTR_EXPIRED	= 6,
+	SHMBUS_CTR_DROPPED	= 7,
+	SHMBUS_CTR_FULL		= 8,	/* publish refused: ring full */
+	SHMBUS_CTR_NOMEM	= 9,	/* loan refused: pool empty */
+	SHMBUS_CTR_CORRUPT	= 10,	/* bad ref or header seen and skipped */
+	SHMBUS_CTR_WAKEUPS	= 11,	/* eventfd writes sent (producer) */
+	SHMBUS_CTR_SLEEPS	= 12,	/* times a consumer blocked */
+	SHMBUS_CTR_RECLAIMED	= 13,	/* chunks reclaimed from dead slots */
+};
+
+/* Slot states (struct shmbus_slot.state). */
+enum {
+	SHMBUS_SLOT_FREE	= 0,
+	SHMBUS_SLOT_ACTIVE	= 1,
+	SHMBUS_SLOT_DEAD	= 2,	/* owner gone, daemon reclaiming */
+};
+
+/* Slot kinds. */
+enum {
+	SHMBUS_KIND_PRODUCER	= 1,
+	SHMBUS_KIND_CONSUMER	= 2,
+};
+
+/*
+ * Participant slot: one per producer or consumer handle (one thread at a
+ * time uses a handle). Allocated and freed by the daemon; the daemon frees
+ * a slot when its owner detaches or its connection closes (kill -9), after
+ * folding its counters into the queue and returning its cached chunks.
+ */
+struct shmbus_slot {
+	/* --- line 0: identity. D writes before replying to the owner, or
+	 * after the owner is gone; everyone else reads. state is written
+	 * last with a release store (pairs with the acquire in stat and in
+	 * the grace-period scan).
+	 */
+	uint32_t state;			/* SHMBUS_SLOT_* */
+	uint32_t gen;			/* bumped each time the slot is reused */
+	uint32_t pid;			/* owner pid (SO_PEERCRED) */
+	uint32_t kind;			/* SHMBUS_KIND_* */
+	uint64_t start_time;		/* owner start time, /proc/pid/stat
+					 * field 22: defeats pid reuse */
+	uint32_t qid;			/* queue this handle is bound to */
+	uint32_t qgen;			/* the queue's gen at attach */
+	uint32_t seat;			/* consumer seat, or UINT32_MAX */
+	uint32_t __pad0;
+	uint8_t	 __pad0b[24];
+	/* --- line 1: RCU read side. O writes (gp_epoch << 1 | 1) on section
+	 * entry and 0 on exit; D reads it in synchronize (see epoch.c).
+	 */
+	uint64_t rcu_epoch __attribute__((aligned(64)));
+	uint8_t	 __pad1[56];
+	/* --- line 2: message id block. O only. */
+	uint64_t id_next __attribute__((aligned(64)));
+	uint64_t id_end;
+	uint8_t	 __pad2[48];
+	/* --- lines 3-4: counters. O writes with WRITE_ONCE; readers use
+	 * READ_ONCE (64-bit aligned: never torn). */
+	uint64_t ctr[SHMBUS_NR_COUNTERS] __attribute__((aligned(64)));
+	/* --- lines 5-20: chunk caches, one per pool. O only while the
+	 * slot is ACTIVE; D drains them after the owner is gone.
+	 * count is stored after ref[] is filled, so a dead owner leaves at
+	 * worst one chunk missing from the cache, never a garbage ref.
+	 */
+	struct {
+		uint32_t count;
+		uint32_t ref[SHMBUS_SLOT_CACHE];
+	} cache[SHMBUS_MAX_POOLS] __attribute__((aligned(64)));
+	uint8_t	 __rsvd[2048 - 5 * 64 - SHMBUS_MAX_POOLS * 128];
+};
+
+/* Queue states are encoded in gen: odd = live, even = free or deleting. */
+#define SHMBUS_QGEN_LIVE(g)	(((g) & 1u) != 0)
+
+/* Queue flags (struct shmbus_queue.flags). */
+#define SHMBUS_QF_DELETING	0x1u	/* delete in progress (D) */
+
+/*
+ * Queue descriptor, in the directory at qdir_off + qid * queue_size.
+ * A queue is one lock-free MPMC ring of chunk refs plus its wake-up seats.
+ */
+struct shmbus_queue {
+	/* --- line 0: control. D writes at declare and delete; P/C read.
+	 * gen is written last at declare with a release store; a handle
+	 * remembers the gen it attached with and compares on every call
+	 * (a mismatch means the queue was deleted: -EIDRM).
+	 */
+	uint32_t gen;
+	uint32_t flags;			/* SHMBUS_QF_* */
+	uint32_t ring_cap;		/* power of two, 2..SHMBUS_RING_MAX_CAP */
+	uint32_t max_len;		/* as declared; ring_cap = roundup */
+	uint64_t ring_off;		/* arena offset of ring_cap cells */
+	uint32_t msg_size;		/* max payload bytes */
+	uint32_t nr_seats;		/* consumer seats, 1..SHMBUS_MAX_SEATS */
+	uint64_t created_ns;		/* CLOCK_REALTIME */
+	uint8_t	 __pad0[24];
+	/* --- line 1: name. D writes before gen. */
+	char	 name[SHMBUS_NAME_MAX];
+	/* --- line 2: semantics configuration, reserved for the message
+	 * queue semantics (leases, retries, DLQ, TTL, priorities); zero now.
+	 */
+	uint64_t lease_ns;
+	uint64_t ttl_ns;
+	uint64_t backoff_init_ns;
+	uint64_t backoff_max_ns;
+	uint32_t backoff_mult_milli;
+	uint32_t max_deliveries;
+	uint32_t dlq_qid;		/* qid + 1, 0 = none */
+	uint32_t overflow;
+	uint32_t nr_prio;
+	uint32_t __pad2;
+	/* --- line 3: producer side. P: tail is a hint, advanced by
+	 * cmpxchg by the producer that filled the cell or by any producer
+	 * that finds it filled (see ring.h). */
+	uint64_t tail __attribute__((aligned(64)));
+	uint8_t	 __pad3[56];
+	/* --- line 4: consumer side. C: head, same rules as tail. */
+	uint64_t head __attribute__((aligned(64)));
+	uint8_t	 __pad4[56];
+	/* --- line 5: sleepers. C sets its seat's bit (fetch_or) when it is
+	 * about to block and clears it when it cancels; P clears a bit
+	 * (fetch_and) to take the right to wake that seat. See wake.c. */
+	uint64_t sleep_mask[SHMBUS_SEAT_WORDS] __attribute__((aligned(64)));
+	uint8_t	 __pad5[64 - 8 * SHMBUS_SEAT_WORDS];
+	/* --- lines 6-10: seats. D only: which seats are in use and by
+	 * which slot (slot index + 1, 0 = free). */
+	uint64_t seat_used[SHMBUS_SEAT_WORDS] __attribute__((aligned(64)));
+	uint16_t seat_slot[SHMBUS_MAX_SEATS];
+	uint8_t	 __pad6[64 - 8 * SHMBUS_SEAT_WORDS];
+	/* --- lines 11-12: counters folded in from freed slots. D only. */
+	uint64_t folded[SHMBUS_NR_COUNTERS] __attribute__((aligned(64)));
+	uint8_t	 __rsvd[1024 - 13 * 64];
+};
+
+/*
+ * Pool descriptor: one size class of chunks.
+ */
+struct shmbus_pool {
+	/* --- line 0: K */
+	uint32_t chunk_size;		/* bytes, multiple of 64, >= 192 */
+	uint32_t payload_max;		/* chunk_size - SHMBUS_CHUNK_HDR */
+	uint32_t nr_chunks;		/* 1..SHMBUS_CHUNK_MAX */
+	uint32_t cache_max;		/* per-slot cache depth used */
+	uint64_t base_off;		/* arena offset of chunk 0 */
+	uint64_t links_off;		/* arena offset of uint32_t
+					 * links[nr_chunks]: free-list next
+					 * (index + 1), kept out of the chunks
+					 * so a free never dirties a chunk */
+	uint8_t	 __pad0[32];
+	/* --- line 1: the global free list, a Treiber stack.
+	 * free_head = (aba_tag << 32) | (chunk index + 1); 0 low half = empty.
+	 * P/C pop and push with cmpxchg; the tag defeats ABA. free_count is
+	 * a relaxed statistic of chunks on this list (not in slot caches).
+	 */
+	uint64_t free_head __attribute__((aligned(64)));
+	uint64_t free_count;
+	uint8_t	 __pad1[48];
+};
+
+/*
+ * Chunk header: the first 128 bytes of every chunk. A chunk ref (what the
+ * rings carry) is (pool << 28) | index.
+ *
+ * Line 0 is written by the producer before publish and read by the
+ * consumer after it dequeued the ref (the ring cell cmpxchg is the release
+ * the consumer's acquire pairs with). Line 1 holds lifecycle fields that
+ * most messages never touch.
+ */
+struct shmbus_chunk {
+	/* --- line 0 ---------------------------------------------------- */
+	uint32_t len;			/* payload bytes */
+	uint16_t attr_len;		/* attribute bytes after the header */
+	uint16_t flags;			/* SHMBUS_CF_* */
+	uint32_t owner;			/* (state << 16) | slot index */
+	uint32_t qid;			/* queue it was published to */
+	uint64_t id;			/* bus-unique message id */
+	uint64_t ts_pub;		/* CLOCK_MONOTONIC ns at publish */
+	uint64_t corr_id;		/* correlation id, 0 = none */
+	uint32_t reply_to;		/* qid + 1, 0 = none */
+	uint32_t delivery_count;
+	uint64_t expires_ns;		/* CLOCK_MONOTONIC, 0 = never */
+	uint64_t not_before_ns;		/* CLOCK_MONOTONIC, 0 = now */
+	/* --- line 1 ---------------------------------------------------- */
+	uint32_t __rsvd1a;
+	uint32_t refcnt;		/* reserved: topics */
+	uint64_t lease_deadline;	/* reserved: leases */
+	uint32_t lease_seq;
+	uint32_t lease_owner;
+	uint64_t dedup_key;
+	uint32_t checksum;
+	uint32_t __pad1;
+	uint8_t	 __rsvd1[24];
+	/* attributes (attr_len bytes, 8-aligned), then the payload */
+};
+
+/* Chunk states, the high half of shmbus_chunk.owner. */
+enum {
+	SHMBUS_CHUNK_FREE	= 0,	/* on a free list or in a slot cache */
+	SHMBUS_CHUNK_LOANED	= 1,	/* a producer is writing it */
+	SHMBUS_CHUNK_QUEUED	= 2,	/* in a ring */
+	SHMBUS_CHUNK_HELD	= 3,	/* a consumer holds a view of it */
+};
+
+#define SHMBUS_CHUNK_OWNER(state, slot)	(((uint32_t)(state) << 16) | (slot))
+#define SHMBUS_CHUNK_STATE(owner)	((owner) >> 16)
+#define SHMBUS_CHUNK_SLOT(owner)	((owner) & 0xffffu)
+
+#define SHMBUS_REF(pool, idx)	(((uint32_t)(pool) << SHMBUS_CHUNK_IDX_BITS) | (idx))
+#define SHMBUS_REF_POOL(ref)	((ref) >> SHMBUS_CHUNK_IDX_BITS)
+#define SHMBUS_REF_IDX(ref)	((ref) & (SHMBUS_CHUNK_MAX - 1u))
+
+/*
+ * A ring cell. Low 32 bits: sequence; high 32 bits: chunk ref.
+ * For position p (64-bit, monotonic) and capacity N, the cell at p % N
+ * holds seq == p (empty, ready for the producer of p), seq == p + 1 (full,
+ * holds the message of p), seq == p + N (consumed, ready for p + N).
+ * Producers and consumers change a cell only with a 64-bit cmpxchg, so a
+ * process killed at any instruction leaves every cell either untouched or
+ * complete: there is no reserved-but-unwritten state (see ring.h).
+ */
+struct shmbus_cell {
+	uint64_t v;
+};
+
+#define SHMBUS_CELL(seq, ref)	(((uint64_t)(ref) << 32) | (uint32_t)(seq))
+#define SHMBUS_CELL_SEQ(v)	((uint32_t)(v))
+#define SHMBUS_CELL_REF(v)	((uint32_t)((v) >> 32))
+
+/* Pin the layout: any change here is a protocol change. */
+#ifdef __cplusplus
+#define SHMBUS__ASSERT(c, m)	static_assert(c, m)
+#else
+#define SHMBUS__ASSERT(c, m)	_Static_assert(c, m)
+#endif
+SHMBUS__ASSERT(sizeof(struct shmbus_sb) == SHMBUS_SB_SIZE, "sb size");
+SHMBUS__ASSERT(offsetof(struct shmbus_sb, name) == 64, "sb name");
+SHMBUS__ASSERT(offsetof(struct shmbus_sb, qdir_off) == 128, "sb geometry");
+SHMBUS__ASSERT(offsetof(struct shmbus_sb, id_next) == 256, "sb id line");
+SHMBUS__ASSERT(offsetof(struct shmbus_sb, gp_epoch) == 320, "sb rcu line");
+SHMBUS__ASSERT(sizeof(struct shmbus_slot) == 2048, "slot size");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, rcu_epoch) == 64, "slot rcu");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, id_next) == 128, "slot ids");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, ctr) == 192, "slot ctrs");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, cache) == 320, "slot cache");
+SHMBUS__ASSERT(sizeof(struct shmbus_queue) == 1024, "queue size");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, name) == 64, "queue name");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, lease_ns) == 128, "queue cfg");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, tail) == 192, "queue tail");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, head) == 256, "queue head");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, sleep_mask) == 320, "sleep");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, seat_used) == 384, "seats");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, folded) == 704, "folded");
+SHMBUS__ASSERT(sizeof(struct shmbus_pool) == 128, "pool size");
+SHMBUS__ASSERT(offsetof(struct shmbus_pool, free_head) == 64, "free head");
+SHMBUS__ASSERT(sizeof(struct shmbus_chunk) == SHMBUS_CHUNK_HDR, "chunk hdr");
+SHMBUS__ASSERT(offsetof(struct shmbus_chunk, refcnt) == 68, "chunk l1");
+SHMBUS__ASSERT(sizeof(struct shmbus_cell) == 8, "cell");
+
+#endif /* SHMBUS_LAYOUT_H */

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * helpers.h - what the tests share: CI-aware skipping (in CI a skip is a
+ * failure), a private daemon per test program (own socket directory, so
+ * tests never touch a real bus), process helpers, and a checksum.
+ */
+#ifndef SHMBUS_TEST_HELPERS_H
+#define SHMBUS_TEST_HELPERS_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static inline int ci_mode(void)
+{
+	const char *ci = getenv("CI");
+
+	return ci && (!strcmp(ci, "true") || !strcmp(ci, "1") ||
+		      !strcmp(ci, "yes"));
+}
+
+/* Skip outside CI; in CI the environment is known to have what the test
+ * needs, so a missing feature is a failure. */
+#define SKIP_OR_FAIL(...)						\
+	do {								\
+		char why_[256];						\
+		snprintf(why_, sizeof(why_), __VA_ARGS__);		\
+		if (ci_mode())						\
+			fail_msg("CI=true and cannot run: %s", why_);	\
+		print_message("skipped: %s\n", why_);			\
+		skip();							\
+	} while (0)
+
+static inline int64_t t_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Scale iteration counts down under sanitizers ($SHMBUS_TEST_SCALE). */
+static inline long t_scaled(long n)
+{
+	const char *s = getenv("SHMBUS_TEST_SCALE");
+	double f = s ? atof(s) : 1.0;
+
+	if (f <= 0 || f > 1)
+		f = 1.0;
+	return n * f < 1 ? 1 : (long)(n * f);
+}
+
+/* ---- a private daemon ------------------------------------------- */
+
+static char t_dir[64];
+static char t_sock[96];
+
+static inline const char *t_daemon_path(void)
+{
+	static char buf[PATH_MAX];
+	const char *env = getenv("SHMBUS_DAEMON");
+	ssize_t n;
+	char *slash;
+
+	if (env && *env)
+		return env;
+	/* tests live in BUILD/tests/, the daemon in BUILD/ */
+	n = readlink("/proc/self/exe", buf, sizeof(buf) - 32);
+	if (n <= 0)
+		return "shmbusd";
+	buf[n] = '\0';
+	slash = strrchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+		slash = strrchr(buf, '/');
+		if (slash)
+			strcpy(slash + 1, "shmbusd");
+	}
+	return buf;
+}
+
+/* Point the library at a fresh socket directory; the first open starts
+ * the daemon there. Call once per test program (or per test). */
+static inline void t_env_setup(void)
+{
+	snprintf(t_dir, sizeof(t_dir), "/tmp/shmbus-test-XXXXXX");
+	if (!mkdtemp(t_dir)) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(t_sock, sizeof(t_sock), "%s/d.sock", t_dir);
+	setenv("SHMBUS_SOCKET", t_sock, 1);
+	setenv("SHMBUS_DAEMON", t_daemon_path(), 1);
+}
+
+/* pid of the daemon serving t_sock (from its lock file), or 0 */
+static inline pid_t t_daemon_pid(void)
+{
+	char path[PATH_MAX + 8], buf[32] = "";
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", t_sock);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (read(fd, buf, sizeof(buf) - 1) < 0)
+		buf[0] = '\0';
+	close(fd);
+	return (pid_t)atoi(buf);
+}
+
+static inline int t_pid_running(pid_t pid)
+{
+	char path[64], st[512];
+	FILE *f;
+	int ok = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(st, sizeof(st), f)) {
+		char *p = strrchr(st, ')');
+
+		ok = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	}
+	fclose(f);
+	return ok;
+}
+
+/* Count running shmbusd processes whose command line names t_sock. */
+static inline int t_count_daemons(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], cmd[4096];
+		ssize_t k;
+		int fd;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		k = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (k <= 0)
+			continue;
+		cmd[k] = '\0';
+		for (ssize_t i = 0; i < k; i++)
+			if (!cmd[i])
+				cmd[i] = ' ';
+		if (strstr(cmd, "shmbusd") && strstr(cmd, t_sock) &&
+		    t_pid_running(atoi(e->d_name)))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static inline void t_kill_daemon(void)
+{
+	pid_t pid = t_daemon_pid();
+
+	if (pid > 0 && t_pid_running(pid)) {
+		kill(pid, SIGKILL);
+		for (int i = 0; i < 200 && t_pid_running(pid); i++)
+			usleep(5000);
+	}
+}
+
+static inline void t_env_teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	t_kill_daemon();
+	if (t_dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", t_dir);
+	}
+}
+
+/* ---- processes --------------------------------------------------- */
+
+/* Wait for @pid; returns its exit status, 128+sig if killed, -1 on a
+ * timeout (then it is killed). */
+static inline int t_wait(pid_t pid, int timeout_ms)
+{
+	int64_t end = t_now_ns() + (int64_t)timeout_ms * 1000000;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st)
+					     : 128 + WTERMSIG(st);
+		if (r < 0)
+			return -2;
+		if (t_now_ns() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(1000);
+	}
+}
+
+/* Shared anonymous memory visible to forked children. */
+static inline void *t_shared(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	return p;
+}
+
+/* FNV-1a, for message integrity checks */
+static inline uint32_t t_fnv(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+/* Child-side assertion: print and exit non-zero (cmocka asserts only
+ * make sense in the test's own process). */
+#define CHILD_CHECK(cond, ...)						\
+	do {								\
+		if (!(cond)) {						\
+			fprintf(stderr, "[child %d] %s:%d: ", (int)getpid(), \
+				__FILE__, __LINE__);			\
+			fprintf(stderr, __VA_ARGS__);			\
+			fputc('\n', stderr);				\
+			_exit(1);					\
+		}							\
+	} while (0)
+
+#endif /* SHMBUS_TEST_HELPERS_H */

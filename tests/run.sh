@@ -1,0 +1,57 @@
+#!/bin/sh
+# run.sh - run every test program under a timeout and summarise.
+#
+# Environment: B (build dir, default build), CI (true: skips are
+# failures), SAN (sanitizer name, scales the heavy tests), TESTS (space-
+# separated subset of program names), TEST_TIMEOUT (seconds per program).
+set -u
+
+B=${B:-build}
+SAN=${SAN:-}
+TEST_TIMEOUT=${TEST_TIMEOUT:-600}
+export CMOCKA_MESSAGE_OUTPUT=stdout
+export SHMBUS_DAEMON="$(cd "$B" && pwd)/shmbusd"
+# sanitizers slow the heavy multi-process tests; keep their shape, cut
+# their counts (SHMBUS_TEST_SCALE=1 forces full size)
+case "$SAN" in
+thread) export SHMBUS_TEST_SCALE=${SHMBUS_TEST_SCALE:-0.1} ;;
+address|undefined) export SHMBUS_TEST_SCALE=${SHMBUS_TEST_SCALE:-0.5} ;;
+esac
+if [ "$SAN" = thread ]; then
+	# fork-heavy tests: TSan must not die in the children
+	export TSAN_OPTIONS="${TSAN_OPTIONS:-} die_after_fork=0 halt_on_error=1"
+fi
+if [ "$SAN" = address ]; then
+	export ASAN_OPTIONS="${ASAN_OPTIONS:-} detect_leaks=1 abort_on_error=1"
+fi
+
+passed=0
+failed=0
+failed_names=""
+
+progs=${TESTS:-$(ls "$B"/tests/ | sort)}
+for t in $progs; do
+	p="$B/tests/$t"
+	[ -x "$p" ] || continue
+	start=$(date +%s)
+	echo "=== $t"
+	timeout -k 5 "$TEST_TIMEOUT" "$p"
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	if [ $rc -eq 0 ]; then
+		passed=$((passed + 1))
+		echo "--- PASS $t (${secs}s)"
+	else
+		failed=$((failed + 1))
+		failed_names="$failed_names $t"
+		if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+			echo "--- FAIL $t: timed out after ${TEST_TIMEOUT}s"
+		else
+			echo "--- FAIL $t (exit $rc, ${secs}s)"
+		fi
+	fi
+done
+
+[ -n "$failed_names" ] && echo "failed:$failed_names"
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+/*
+ * unit_pool.c - chunk pools: exhaustion, per-slot caches, size classes,
+ * corrupt links and caches rejected, reclaim of a dead slot's chunks, and
+ * a multi-threaded alloc/free run that never hands out a chunk twice.
+ */
+#include <pthread.h>
+
+#include "arena_helpers.h"
+#include "pool.h"
+
+static uint32_t free_total(const struct arena *a, unsigned pi)
+{
+	return (uint32_t)READ_ONCE(a->pool[pi].desc->free_count);
+}
+
+/* Without a cache: exactly nr_chunks allocations, then -ENOMEM. */
+static void test_exhaustion_global(void **state)
+{
+	struct arena_params p;
+	struct arena a;
+	uint32_t refs[64], ref;
+
+	(void)state;
+	t_params(&p, 4, 64);
+	t_arena_map(&a, &p);
+	for (int i = 0; i < 64; i++) {
+		assert_int_equal(pool_alloc(&a, NULL, 0, &refs[i]), 0);
+		assert_int_equal(SHMBUS_REF_POOL(refs[i]), 0);
+		assert_non_null(chunk_at(&a, refs[i]));
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(refs[i], refs[j]);
+	}
+	assert_int_equal(pool_alloc(&a, NULL, 0, &ref), -ENOMEM);
+	assert_int_equal(free_total(&a, 0), 0);
+	for (int i = 0; i < 64; i++)
+		pool_free(&a, NULL, refs[i]);
+	assert_int_equal(free_total(&a, 0), 64);
+	assert_int_equal(pool_alloc(&a, NULL, 0, &ref), 0);
+	t_arena_unmap(&a);
+}
+
+/* With a slot cache: every chunk is still reachable exactly once; a
+ * drained cache returns its chunks to the shared list. */
+static void test_cache_roundtrip(void **state)
+{
+	struct arena_params p;
+	struct arena a;
+	struct shmbus_slot *s;
+	uint32_t refs[256], ref;
+	uint8_t seen[256] = { 0 };
+
+	(void)state;
+	t_params(&p, 2, 256);	/* cache_max = 256 / 8 = 31 */
+	t_arena_map(&a, &p);
+	assert_true(a.pool[0].cache_max > 0);
+	s = t_slot(&a, 0);
+	for (int i = 0; i < 256; i++) {
+		assert_int_equal(pool_alloc(&a, s, 0, &refs[i]), 0);
+		assert_int_equal(seen[SHMBUS_REF_IDX(refs[i])], 0);
+		seen[SHMBUS_REF_IDX(refs[i])] = 1;
+	}
+	assert_int_equal(pool_alloc(&a, s, 0, &ref), -ENOMEM);
+	for (int i = 0; i < 256; i++)
+		pool_free(&a, s, refs[i]);
+	assert_true(s->cache[0].count <= a.pool[0].cache_max);
+	assert_int_equal(free_total(&a, 0) + s->cache[0].count, 256);
+	{
+		uint32_t cached = s->cache[0].count;
+
+		assert_int_equal(pool_drain_slot(&a, s), cached);
+	}
+	assert_int_equal(s->cache[0].count, 0);
+	assert_int_equal(free_total(&a, 0), 256);
+	t_arena_unmap(&a);
+}
+
+static void test_size_classes(void **state)
+{
+	struct arena_params p;
+	struct arena a;
+
+	(void)state;
+	t_params(&p, 2, 8);
+	t_arena_map(&a, &p);
+	assert_int_equal(pool_for_size(&a, 0), 0);
+	assert_int_equal(pool_for_size(&a, a.pool[0].payload_max), 0);
+	assert_int_equal(pool_for_size(&a, a.pool[0].payload_max + 1), 1);
+	assert_int_equal(pool_for_size(&a, a.pool[1].payload_max), 1);
+	assert_int_equal(pool_for_size(&a, a.pool[1].payload_max + 1), -EMSGSIZE);
+	t_arena_unmap(&a);
+}
+
+/* A peer that scribbles an out-of-range index into the free list or a
+ * cache gets -EUCLEAN from us, never a wild access. */
+static void test_corrupt_links(void **state)
+{
+	struct arena_params p;
+	struct arena a;
+	struct shmbus_slot *s;
+	uint32_t ref;
+
+	(void)state;
+	t_params(&p, 2, 16);
+	t_arena_map(&a, &p);
+	/* head points past the pool */
+	a.pool[0].desc->free_head = 1000;
+	assert_int_equal(pool_alloc(&a, NULL, 0, &ref), -EUCLEAN);
+	/* a link points past the pool */
+	a.pool[0].desc->free_head = 1;
+	a.pool[0].links[0] = 0xfffffff0;
+	assert_int_equal(pool_pop_global(&a, 0, (uint32_t[4]){ 0 }, 4), -EUCLEAN);
+	/* a cache entry points past the pool */
+	a.pool[0].links[0] = 2;
+	s = t_slot(&a, 0);
+	s->cache[1].count = 1;
+	s->cache[1].ref[0] = 77777;
+	assert_int_equal(pool_alloc(&a, s, 1, &ref), -EUCLEAN);
+	/* a corrupt cache count is ignored, not trusted */
+	s->cache[0].count = 1000;
+	assert_int_equal(pool_alloc(&a, s, 0, &ref), 0);
+	assert_true(SHMBUS_REF_IDX(ref) < 16);
+	/* freeing a ref outside the pool is refused */
+	pool_free(&a, NULL, SHMBUS_REF(0, 99));
+	pool_free(&a, NULL, SHMBUS_REF(7, 0));
+	/* chunk_at bounds */
+	assert_null(chunk_at(&a, SHMBUS_REF(0, 16)));
+	assert_null(chunk_at(&a, SHMBUS_REF(2, 0)));
+	assert_non_null(chunk_at(&a, SHMBUS_REF(1, 15)));
+	t_arena_unmap(&a);
+}
+
+/* Chunks LOANED to or HELD by a dead slot come back; others stay. */
+static void test_reclaim_owned(void **state)
+{
+	struct arena_params p;
+	struct arena a;
+	uint32_t r[4];
+
+	(void)state;
+	t_params(&p, 4, 32);
+	t_arena_map(&a, &p);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pool_alloc(&a, NULL, 0, &r[i]), 0);
+	chunk_at(&a, r[0])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED, 3);
+	chunk_at(&a, r[1])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_HELD, 3);
+	chunk_at(&a, r[2])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_QUEUED, 3);
+	chunk_at(&a, r[3])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_HELD, 2);
+	assert_int_equal(free_total(&a, 0), 28);
+	assert_int_equal(pool_reclaim_owned(&a, 3), 2);
+	assert_int_equal(free_total(&a, 0), 30);
+	assert_int_equal(SHMBUS_CHUNK_STATE(chunk_at(&a, r[0])->owner),
+			 SHMBUS_CHUNK_FREE);
+	assert_int_equal(SHMBUS_CHUNK_STATE(chunk_at(&a, r[2])->owner),
+			 SHMBUS_CHUNK_QUEUED);
+	assert_int_equal(pool_reclaim_owned(&a, 3), 0);
+	t_arena_unmap(&a);
+}
+
+#define MT_THREADS	4
+#define MT_ROUNDS	200000
+
+static struct arena mt_arena;
+static uint8_t *mt_owner;	/* per chunk: 0 free, 1 taken */
+static int mt_bad;
+
+static void *mt_worker(void *arg)
+{
+	struct shmbus_slot *s = &mt_arena.slots[(uintptr_t)arg];
+	uint32_t held[8];
+	unsigned n = 0;
+
+	for (int i = 0; i < MT_ROUNDS; i++) {
+		if (n < 8 && (i % 3 != 2 || n == 0)) {
+			uint32_t ref;
+
+			if (pool_alloc(&mt_arena, s, 0, &ref))
+				continue;
+			if (__atomic_exchange_n(&mt_owner[SHMBUS_REF_IDX(ref)], 1,
+						__ATOMIC_ACQ_REL))
+				__atomic_store_n(&mt_bad, 1, __ATOMIC_RELAXED);
+			held[n++] = ref;
+		} else {
+			uint32_t ref = held[--n];
+
+			__atomic_store_n(&mt_owner[SHMBUS_REF_IDX(ref)], 0,
+					 __ATOMIC_RELEASE);
+			pool_free(&mt_arena, s, ref);
+		}
+	}
+	while (n) {
+		uint32_t ref = held[--n];
+
+		__atomic_store_n(&mt_owner[SHMBUS_REF_IDX(ref)], 0,
+				 __ATOMIC_RELEASE);
+		pool_free(&mt_arena, s, ref);
+	}
+	return NULL;
+}
+
+static void test_mt_alloc_free(void **state)
+{
+	struct arena_params p;
+	pthread_t th[MT_THREADS];
+
+	(void)state;
+	t_params(&p, MT_THREADS, 64);	/* small: the shared list is hot */
+	t_arena_map(&mt_arena, &p);
+	mt_owner = calloc(64, 1);
+	mt_bad = 0;
+	for (uintptr_t i = 0; i < MT_THREADS; i++) {
+		t_slot(&mt_arena, i);
+		pthread_create(&th[i], NULL, mt_worker, (void *)i);
+	}
+	for (int i = 0; i < MT_THREADS; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(mt_bad, 0);
+	for (uint32_t i = 0; i < MT_THREADS; i++)
+		pool_drain_slot(&mt_arena, &mt_arena.slots[i]);
+	assert_int_equal(free_total(&mt_arena, 0), 64);
+	free(mt_owner);
+	t_arena_unmap(&mt_arena);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exhaustion_global),
+		cmocka_unit_test(test_cache_roundtrip),
+		cmocka_unit_test(test_size_classes),
+		cmocka_unit_test(test_corrupt_links),
+		cmocka_unit_test(test_reclaim_owned),
+		cmocka_unit_test(test_mt_alloc_free),
+	};
+
+	return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
+}

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * unit_ring.c - the MPMC ring on its own: empty, full, wrap-around,
+ * helping a stale head/tail, peek, and a multi-threaded exactly-once run.
+ */
+#include <pthread.h>
+
+#include "helpers.h"
+#include "ring.h"
+
+struct tring {
+	struct ring r;
+	struct shmbus_cell *cells;
+	uint64_t tail, head;
+};
+
+static void tring_init(struct tring *t, uint32_t cap)
+{
+	t->cells = calloc(cap, sizeof(*t->cells));
+	assert_non_null(t->cells);
+	for (uint32_t i = 0; i < cap; i++)
+		t->cells[i].v = SHMBUS_CELL(i, 0);
+	t->tail = t->head = 0;
+	t->r.cells = t->cells;
+	t->r.tail = &t->tail;
+	t->r.head = &t->head;
+	t->r.mask = cap - 1;
+}
+
+static void test_empty(void **state)
+{
+	struct tring t;
+	uint32_t v;
+
+	(void)state;
+	tring_init(&t, 4);
+	assert_int_equal(ring_dequeue(&t.r, &v), -EAGAIN);
+	assert_false(ring_peek_nonempty(&t.r));
+	free(t.cells);
+}
+
+static void test_full(void **state)
+{
+	struct tring t;
+	uint32_t v;
+
+	(void)state;
+	tring_init(&t, 4);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(ring_enqueue(&t.r, 100 + i), 0);
+	assert_int_equal(ring_enqueue(&t.r, 999), -ENOBUFS);
+	assert_true(ring_peek_nonempty(&t.r));
+	assert_int_equal(ring_dequeue(&t.r, &v), 0);
+	assert_int_equal(v, 100);
+	/* one slot free again */
+	assert_int_equal(ring_enqueue(&t.r, 104), 0);
+	assert_int_equal(ring_enqueue(&t.r, 999), -ENOBUFS);
+	for (uint32_t i = 1; i <= 4; i++) {
+		assert_int_equal(ring_dequeue(&t.r, &v), 0);
+		assert_int_equal(v, 100 + i);
+	}
+	assert_int_equal(ring_dequeue(&t.r, &v), -EAGAIN);
+	free(t.cells);
+}
+
+/* Many laps through a 2-slot ring keep FIFO order; also across the
+ * 32-bit sequence wrap. */
+static void test_wraparound(void **state)
+{
+	struct tring t;
+	uint32_t v, next = 0, expect = 0;
+
+	(void)state;
+	tring_init(&t, 2);
+	for (int round = 0; round < 100000; round++) {
+		int n = 1 + round % 2;
+
+		for (int k = 0; k < n; k++)
+			assert_int_equal(ring_enqueue(&t.r, next++), 0);
+		for (int k = 0; k < n; k++) {
+			assert_int_equal(ring_dequeue(&t.r, &v), 0);
+			assert_int_equal(v, expect++);
+		}
+	}
+	/* jump positions near 2^32 and continue through the wrap */
+	free(t.cells);
+	tring_init(&t, 8);
+	uint64_t base = (1ULL << 32) - 5;
+
+	for (uint32_t i = 0; i < 8; i++)
+		t.cells[(base + i) & 7].v = SHMBUS_CELL(base + i, 0);
+	t.head = t.tail = base;
+	for (uint32_t i = 0; i < 1000; i++) {
+		assert_int_equal(ring_enqueue(&t.r, i), 0);
+		assert_int_equal(ring_dequeue(&t.r, &v), 0);
+		assert_int_equal(v, i);
+	}
+	assert_true(t.head > (1ULL << 32));
+	free(t.cells);
+}
+
+/* A producer that died after filling a cell but before moving tail, and a
+ * consumer that died after taking a cell but before moving head, stall
+ * nobody: the next caller helps the hint forward. */
+static void test_dead_helpers(void **state)
+{
+	struct tring t;
+	uint32_t v;
+
+	(void)state;
+	tring_init(&t, 4);
+	/* "dead producer": cell 0 full, tail still 0 */
+	t.cells[0].v = SHMBUS_CELL(1, 42);
+	assert_int_equal(ring_enqueue(&t.r, 43), 0);
+	assert_int_equal(t.tail, 2);
+	/* "dead consumer": cell 0 consumed, head still 0 */
+	t.cells[0].v = SHMBUS_CELL(0 + 4, 0);
+	assert_int_equal(ring_dequeue(&t.r, &v), 0);
+	assert_int_equal(v, 43);
+	assert_int_equal(t.head, 2);
+	free(t.cells);
+}
+
+#define MT_PRODUCERS	4
+#define MT_CONSUMERS	4
+#define MT_PER_PROD	200000
+
+struct mt {
+	struct tring t;
+	uint8_t *seen;
+	uint64_t received;
+	int dup;
+	int disorder;
+};
+
+static struct mt mt;
+
+static void *mt_producer(void *arg)
+{
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+
+	for (uint32_t s = 0; s < MT_PER_PROD; s++) {
+		uint32_t v = id * MT_PER_PROD + s;
+
+		while (ring_enqueue(&mt.t.r, v) == -ENOBUFS)
+			cpu_relax();
+	}
+	return NULL;
+}
+
+static void *mt_consumer(void *arg)
+{
+	uint32_t last[MT_PRODUCERS];
+	uint64_t total = (uint64_t)MT_PRODUCERS * MT_PER_PROD;
+
+	(void)arg;
+	memset(last, 0xff, sizeof(last));
+	while (__atomic_load_n(&mt.received, __ATOMIC_RELAXED) < total) {
+		uint32_t v, p, s;
+
+		if (ring_dequeue(&mt.t.r, &v)) {
+			cpu_relax();
+			continue;
+		}
+		p = v / MT_PER_PROD;
+		s = v % MT_PER_PROD;
+		if (__atomic_exchange_n(&mt.seen[v], 1, __ATOMIC_RELAXED))
+			__atomic_store_n(&mt.dup, 1, __ATOMIC_RELAXED);
+		if (last[p] != UINT32_MAX && s <= last[p])
+			__atomic_store_n(&mt.disorder, 1, __ATOMIC_RELAXED);
+		last[p] = s;
+		__atomic_fetch_add(&mt.received, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void test_mpmc_threads(void **state)
+{
+	pthread_t p[MT_PRODUCERS], c[MT_CONSUMERS];
+	uint64_t total = (uint64_t)MT_PRODUCERS * MT_PER_PROD;
+
+	(void)state;
+	memset(&mt, 0, sizeof(mt));
+	tring_init(&mt.t, 64);
+	mt.seen = calloc(total, 1);
+	assert_non_null(mt.seen);
+	for (int i = 0; i < MT_CONSUMERS; i++)
+		pthread_create(&c[i], NULL, mt_consumer, NULL);
+	for (int i = 0; i < MT_PRODUCERS; i++)
+		pthread_create(&p[i], NULL, mt_producer, (void *)(uintptr_t)i);
+	for (int i = 0; i < MT_PRODUCERS; i++)
+		pthread_join(p[i], NULL);
+	for (int i = 0; i < MT_CONSUMERS; i++)
+		pthread_join(c[i], NULL);
+	assert_int_equal(mt.received, total);
+	assert_int_equal(mt.dup, 0);
+	assert_int_equal(mt.disorder, 0);
+	for (uint64_t i = 0; i < total; i++)
+		assert_int_equal(mt.seen[i], 1);
+	free(mt.seen);
+	free(mt.t.cells);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_wraparound),
+		cmocka_unit_test(test_dead_helpers),
+		cmocka_unit_test(test_mpmc_threads),
+	};
+
+	return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
+}

@@ -1,0 +1,575 @@
+// SPDX-License-Identifier: MIT
+/*
+ * shmbus - the command-line tool: run the daemon, manage queues, publish,
+ * subscribe, and print statistics read straight from the arena.
+ *
+ * Every command has --help; every failure prints one line on stderr and
+ * exits non-zero.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+static const char *opt_bus;
+static const char *opt_socket;
+static const char *cmd_name = "shmbus";
+static char errbuf[512];
+
+/* library diagnostics become the detail of our one-line error */
+static int capture_print(enum shmbus_print_level level, const char *fmt,
+			 va_list ap)
+{
+	if (level != SHMBUS_WARN)
+		return 0;
+	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+	errbuf[strcspn(errbuf, "\n")] = '\0';
+	return 0;
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "shmbus: %s: ", cmd_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (errbuf[0])
+		fprintf(stderr, " (%s)", errbuf);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void usage_main(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus [--bus NAME] [--socket PATH] COMMAND [ARGS]\n"
+"\n"
+"Commands:\n"
+"  daemon                  run shmbusd in the foreground\n"
+"  queue declare NAME      create a queue (or check an existing one)\n"
+"  queue delete NAME       delete a queue and its messages\n"
+"  queue list              list queues\n"
+"  pub QUEUE [MESSAGE]     publish MESSAGE, or each line of stdin\n"
+"  sub QUEUE               print messages, one per line\n"
+"  stat                    per-queue depth and counters\n"
+"\n"
+"Options:\n"
+"  --bus NAME      bus to use (default: $SHMBUS_BUS or \"default\")\n"
+"  --socket PATH   daemon socket (default: $SHMBUS_SOCKET or per user)\n"
+"  --version       print the library version\n"
+"  --help          this text; COMMAND --help for each command\n");
+}
+
+static struct shmbus *open_bus(uint32_t flags)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = opt_socket,
+		    .flags = flags);
+	struct shmbus *bus = shmbus__open(opt_bus, &o);
+
+	if (!bus) {
+		int err = errno;
+
+		if (err == ENOENT)
+			die("no bus '%s'", opt_bus ? opt_bus : "default");
+		die("cannot open bus '%s': %s", opt_bus ? opt_bus : "default",
+		    strerror(err));
+	}
+	return bus;
+}
+
+static unsigned long parse_num(const char *what, const char *s,
+			       unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > max || s[0] == '-')
+		die("invalid %s '%s'", what, s);
+	return v;
+}
+
+static double parse_seconds(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || v < 0 || v > 1e9)
+		die("invalid timeout '%s' (seconds)", s);
+	return v;
+}
+
+/* ---- daemon -------------------------------------------------------- */
+
+static int cmd_daemon(int argc, char **argv)
+{
+	char self[PATH_MAX], *slash;
+	const char *bin = getenv("SHMBUS_DAEMON");
+	char **args = calloc(argc + 3, sizeof(char *));
+	int n = 0;
+
+	if (!args)
+		die("out of memory");
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: shmbus daemon [--verbose] [--arena-dir DIR] "
+			       "[--log FILE]\n\nRuns shmbusd in the foreground "
+			       "(logs on stderr). See shmbusd --help.\n");
+			return 0;
+		}
+	}
+	if (!bin || !*bin) {
+		ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 16);
+
+		bin = "shmbusd";
+		if (k > 0) {
+			self[k] = '\0';
+			slash = strrchr(self, '/');
+			if (slash) {
+				strcpy(slash + 1, "shmbusd");
+				if (access(self, X_OK) == 0)
+					bin = self;
+			}
+		}
+	}
+	args[n++] = "shmbusd";
+	if (opt_socket) {
+		args[n++] = "--socket";
+		args[n++] = (char *)opt_socket;
+	}
+	for (int i = 1; i < argc; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	if (strchr(bin, '/'))
+		execv(bin, args);
+	else
+		execvp(bin, args);
+	die("cannot run %s: %s", bin, strerror(errno));
+}
+
+/* ---- queue --------------------------------------------------------- */
+
+static void usage_queue(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus queue declare NAME [--max-len N] [--msg-size BYTES]\n"
+"                               [--max-consumers N]\n"
+"       shmbus queue delete NAME\n"
+"       shmbus queue list\n"
+"\n"
+"declare: create NAME, or succeed if it exists with the same settings.\n"
+"  --max-len N          capacity, rounded up to a power of two (default 1024)\n"
+"  --msg-size BYTES     largest message (default 4096)\n"
+"  --max-consumers N    concurrent consumers, 1..128 (default 16)\n"
+"delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
+"list:    name, capacity, message size and depth of every queue.\n");
+}
+
+static int cmd_queue(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "max-len", required_argument, NULL, 'l' },
+		{ "msg-size", required_argument, NULL, 's' },
+		{ "max-consumers", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	SHMBUS_OPTS(shmbus_queue_opts, qo);
+	const char *sub;
+	struct shmbus *bus;
+	int opt, err;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage_queue(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	sub = argv[1];
+	argc--;
+	argv++;
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'l': qo.max_len = parse_num("--max-len", optarg, 1u << 24); break;
+		case 's': qo.msg_size = parse_num("--msg-size", optarg, 1u << 24); break;
+		case 'c': qo.max_consumers = parse_num("--max-consumers", optarg, 128); break;
+		case 'h': usage_queue(stdout); return 0;
+		default: usage_queue(stderr); return 2;
+		}
+	}
+	if (!strcmp(sub, "list")) {
+		struct shmbus_queue_info *qi;
+		int n;
+
+		if (optind != argc)
+			die("list takes no arguments");
+		bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+		n = shmbus__queue_list(bus, NULL, 0);
+		qi = calloc(n ? n : 1, sizeof(*qi));
+		if (!qi)
+			die("out of memory");
+		n = shmbus__queue_list(bus, qi, n);
+		printf("%-24s %10s %10s %10s %9s %9s\n", "QUEUE", "DEPTH",
+		       "CAPACITY", "MSG_SIZE", "CONSUMERS", "PRODUCERS");
+		for (int i = 0; i < n; i++)
+			printf("%-24s %10llu %10u %10u %9u %9u\n", qi[i].name,
+			       (unsigned long long)qi[i].depth, qi[i].capacity,
+			       qi[i].msg_size, qi[i].consumers, qi[i].producers);
+		free(qi);
+		shmbus__close(bus);
+		return 0;
+	}
+	if (optind + 1 != argc)
+		die("%s needs exactly one queue NAME", sub);
+	if (!strcmp(sub, "declare")) {
+		bus = open_bus(0);
+		err = shmbus__queue_declare(bus, argv[optind], &qo);
+		if (err == -EEXIST)
+			die("queue '%s' exists with different settings",
+			    argv[optind]);
+		if (err < 0)
+			die("cannot declare '%s': %s", argv[optind],
+			    strerror(-err));
+		printf("%s %s\n", err ? "created" : "exists", argv[optind]);
+	} else if (!strcmp(sub, "delete")) {
+		bus = open_bus(SHMBUS_OPEN_NOCREATE);
+		err = shmbus__queue_delete(bus, argv[optind]);
+		if (err == -ENOENT)
+			die("no queue '%s'", argv[optind]);
+		if (err < 0)
+			die("cannot delete '%s': %s", argv[optind], strerror(-err));
+		printf("deleted %s\n", argv[optind]);
+	} else {
+		die("unknown queue command '%s' (declare, delete, list)", sub);
+	}
+	shmbus__close(bus);
+	return 0;
+}
+
+/* ---- pub ----------------------------------------------------------- */
+
+static void usage_pub(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS]\n"
+"\n"
+"Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
+"input as one message (without its newline). When the queue is full,\n"
+"waits for room up to --timeout (default: for ever).\n");
+}
+
+static void publish_or_die(struct shmbus_producer *p, const char *q,
+			   const void *data, size_t len, int64_t timeout_ns)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = timeout_ns);
+	int err = shmbus_producer__publish(p, data, len, &po);
+
+	if (err == -EMSGSIZE)
+		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
+	if (err == -ENOBUFS)
+		die("queue '%s' is full", q);
+	if (err)
+		die("publish to '%s': %s", q, strerror(-err));
+}
+
+static int cmd_pub(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t timeout_ns = -1;
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	const char *q;
+	unsigned long n = 0;
+	int opt;
+
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 't': timeout_ns = parse_seconds(optarg) * 1e9; break;
+		case 'h': usage_pub(stdout); return 0;
+		default: usage_pub(stderr); return 2;
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 2) {
+		usage_pub(stderr);
+		return 2;
+	}
+	q = argv[optind];
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	p = shmbus_producer__new(bus, q, NULL);
+	if (!p) {
+		if (errno == ENOENT)
+			die("no queue '%s'", q);
+		die("cannot publish to '%s': %s", q, strerror(errno));
+	}
+	if (argc - optind == 2) {
+		publish_or_die(p, q, argv[optind + 1], strlen(argv[optind + 1]),
+			       timeout_ns);
+		n = 1;
+	} else {
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t len;
+
+		while ((len = getline(&line, &cap, stdin)) >= 0) {
+			if (len && line[len - 1] == '\n')
+				line[--len] = '\0';
+			publish_or_die(p, q, line, len, timeout_ns);
+			n++;
+		}
+		free(line);
+	}
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	fprintf(stderr, "published %lu message%s to %s\n", n, n == 1 ? "" : "s",
+		q);
+	return 0;
+}
+
+/* ---- sub ----------------------------------------------------------- */
+
+static void usage_sub(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus sub QUEUE [-n COUNT] [--timeout SECONDS]\n"
+"\n"
+"Receive messages from QUEUE (competing with its other consumers) and\n"
+"print each body on its own line. Exits after COUNT messages, or when\n"
+"SECONDS pass with nothing received (default: runs until interrupted).\n");
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static int cmd_sub(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sigaction sa = { .sa_handler = on_signal };
+	unsigned long count = 0, got = 0;
+	int64_t timeout_ns = -1;
+	struct shmbus_consumer *c;
+	struct shmbus *bus;
+	const char *q;
+	int opt, err = 0;
+
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "n:t:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'n': count = parse_num("count", optarg, ULONG_MAX); break;
+		case 't': timeout_ns = parse_seconds(optarg) * 1e9; break;
+		case 'h': usage_sub(stdout); return 0;
+		default: usage_sub(stderr); return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		usage_sub(stderr);
+		return 2;
+	}
+	q = argv[optind];
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	c = shmbus_consumer__new(bus, q, NULL);
+	if (!c) {
+		if (errno == ENOENT)
+			die("no queue '%s'", q);
+		die("cannot subscribe to '%s': %s", q, strerror(errno));
+	}
+	/* no SA_RESTART: a signal ends the blocking receive with EINTR */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!interrupted && (!count || got < count)) {
+		struct shmbus_msg m;
+
+		err = shmbus_consumer__receive_view(c, &m, timeout_ns);
+		if (err == -ETIMEDOUT || err == -EINTR) {
+			err = 0;
+			break;
+		}
+		if (err == -EBADMSG)
+			continue;
+		if (err)
+			break;
+		fwrite(m.data, 1, m.len, stdout);
+		fputc('\n', stdout);
+		shmbus_consumer__release(c, &m);
+		got++;
+	}
+	fflush(stdout);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	if (err == -EIDRM)
+		die("queue '%s' was deleted", q);
+	if (err)
+		die("receive from '%s': %s", q, strerror(-err));
+	return 0;
+}
+
+/* ---- stat ---------------------------------------------------------- */
+
+static void usage_stat(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus stat [--format table|json]\n"
+"\n"
+"Depth and counters of every queue, read from the bus's shared memory\n"
+"(needs read permission on the bus, nothing else).\n");
+}
+
+static const char *const stat_names[] = {
+	[SHMBUS_STAT_PUBLISHED] = "published",
+	[SHMBUS_STAT_DELIVERED] = "delivered",
+	[SHMBUS_STAT_ACKED] = "acked",
+	[SHMBUS_STAT_NACKED] = "nacked",
+	[SHMBUS_STAT_REDELIVERED] = "redelivered",
+	[SHMBUS_STAT_DEADLETTERED] = "dead_lettered",
+	[SHMBUS_STAT_EXPIRED] = "expired",
+	[SHMBUS_STAT_DROPPED] = "dropped",
+	[SHMBUS_STAT_FULL] = "full",
+	[SHMBUS_STAT_NOMEM] = "nomem",
+	[SHMBUS_STAT_CORRUPT] = "corrupt",
+	[SHMBUS_STAT_WAKEUPS] = "wakeups",
+	[SHMBUS_STAT_SLEEPS] = "sleeps",
+	[SHMBUS_STAT_RECLAIMED] = "reclaimed",
+};
+
+static int cmd_stat(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct shmbus_queue_info *qi;
+	struct shmbus *bus;
+	bool json = false;
+	int opt, n;
+
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			if (!strcmp(optarg, "json"))
+				json = true;
+			else if (strcmp(optarg, "table"))
+				die("unknown format '%s' (table, json)", optarg);
+			break;
+		case 'h': usage_stat(stdout); return 0;
+		default: usage_stat(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage_stat(stderr);
+		return 2;
+	}
+	bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+	n = shmbus__queue_list(bus, NULL, 0);
+	qi = calloc(n ? n : 1, sizeof(*qi));
+	if (!qi)
+		die("out of memory");
+	n = shmbus__queue_list(bus, qi, n);
+	if (json) {
+		printf("{\"bus\":\"%s\",\"queues\":[", shmbus__name(bus));
+		for (int i = 0; i < n; i++) {
+			printf("%s{\"name\":\"%s\",\"id\":%u,\"depth\":%llu,"
+			       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
+			       "\"producers\":%u", i ? "," : "", qi[i].name,
+			       qi[i].id, (unsigned long long)qi[i].depth,
+			       qi[i].capacity, qi[i].msg_size, qi[i].consumers,
+			       qi[i].producers);
+			for (unsigned k = 0; k < sizeof(stat_names) / sizeof(*stat_names); k++)
+				printf(",\"%s\":%llu", stat_names[k],
+				       (unsigned long long)qi[i].stat[k]);
+			printf("}");
+		}
+		printf("]}\n");
+	} else {
+		printf("bus %s\n", shmbus__name(bus));
+		printf("%-20s %8s %8s %10s %10s %8s %8s %8s %5s %5s\n", "QUEUE",
+		       "DEPTH", "CAPACITY", "PUBLISHED", "DELIVERED", "FULL",
+		       "WAKEUPS", "SLEEPS", "CONS", "PROD");
+		for (int i = 0; i < n; i++)
+			printf("%-20s %8llu %8u %10llu %10llu %8llu %8llu %8llu "
+			       "%5u %5u\n", qi[i].name,
+			       (unsigned long long)qi[i].depth, qi[i].capacity,
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_PUBLISHED],
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_DELIVERED],
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_FULL],
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_WAKEUPS],
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_SLEEPS],
+			       qi[i].consumers, qi[i].producers);
+	}
+	free(qi);
+	shmbus__close(bus);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = {
+		{ "daemon", cmd_daemon },
+		{ "queue", cmd_queue },
+		{ "pub", cmd_pub },
+		{ "sub", cmd_sub },
+		{ "stat", cmd_stat },
+	};
+	int opt;
+
+	shmbus_set_print(capture_print);
+	/* options before the command only: stop at the first non-option */
+	while ((opt = getopt_long(argc, argv, "+b:s:Vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'b': opt_bus = optarg; break;
+		case 's': opt_socket = optarg; break;
+		case 'V': printf("shmbus %s\n", shmbus_version()); return 0;
+		case 'h': usage_main(stdout); return 0;
+		default: usage_main(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage_main(stderr);
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!strcmp(argv[optind], cmds[i].name)) {
+			cmd_name = cmds[i].name;
+			return cmds[i].fn(argc - optind, argv + optind);
+		}
+	}
+	fprintf(stderr, "shmbus: unknown command '%s' (see shmbus --help)\n",
+		argv[optind]);
+	return 2;
+}

@@ -1,0 +1,650 @@
+// SPDX-License-Identifier: MIT
+/*
+ * busmgr.c - what the daemon owns: buses (arena creation and sealing,
+ * permissions), queues (declare, delete, deferred reclamation after a
+ * cross-process grace period), participant slots (attach, detach, and
+ * reclaim when a client's connection closes, kill -9 included).
+ *
+ * Arena backing: by default a memfd sealed against shrinking and growing
+ * (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), so no client that holds the
+ * fd can truncate it and make every other process take SIGBUS. With
+ * --arena-dir the arena is an unlinked file in that directory (a tmpfs or
+ * hugetlbfs of the operator's choosing), which cannot be sealed. Either
+ * way the whole size is fallocate()d up front: a full tmpfs or memory
+ * shortage fails bus creation with -ENOSPC/-ENOMEM, never a SIGBUS later.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmbusd.h"
+#include "epoch.h"
+#include "pool.h"
+#include "ring.h"
+
+#define DEF_MAX_LEN		1024u
+#define DEF_MSG_SIZE		4096u
+#define DEF_MAX_CONSUMERS	16u
+
+struct daemon_cfg dcfg;
+static struct dbus *buses;
+
+unsigned bus_perms(const struct dbus *b, const struct peer *p)
+{
+	const struct shmbus_sb *sb = b->arena.sb;
+	uint32_t mode = READ_ONCE(sb->mode);
+
+	if (p->uid == 0)
+		return 7;
+	if (p->uid == READ_ONCE(sb->owner_uid))
+		return (mode >> 6) & 7;
+	if (p->gid == READ_ONCE(sb->owner_gid))
+		return (mode >> 3) & 7;
+	for (int i = 0; i < p->ngroups; i++)
+		if (p->groups[i] == READ_ONCE(sb->owner_gid))
+			return (mode >> 3) & 7;
+	return mode & 7;
+}
+
+static bool is_owner(const struct dbus *b, const struct peer *p)
+{
+	return p->uid == 0 || p->uid == READ_ONCE(b->arena.sb->owner_uid);
+}
+
+static struct dbus *bus_find(const char *name)
+{
+	for (struct dbus *b = buses; b; b = b->next)
+		if (!strncmp(b->name, name, SHMBUS_NAME_MAX))
+			return b;
+	return NULL;
+}
+
+static int arena_backing(const char *name, uint64_t size)
+{
+	char desc[96];
+	int fd, err;
+
+	if (dcfg.arena_dir) {
+		fd = open(dcfg.arena_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	} else {
+		snprintf(desc, sizeof(desc), "shmbus:%s", name);
+		fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	}
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, size) < 0)
+		goto fail;
+	/* reserve every page now: ENOSPC here, not SIGBUS later */
+	if (fallocate(fd, 0, 0, size) < 0)
+		goto fail;
+	return fd;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+static int bus_create(const struct sbc_bus_open *req, const struct peer *p,
+		      struct dbus **out)
+{
+	struct arena_params ap;
+	char why[128] = "", path[64];
+	struct dbus *b;
+	uint64_t size;
+	void *mem;
+	int fd, err;
+
+	memset(&ap, 0, sizeof(ap));
+	memcpy(ap.name, req->name, sizeof(ap.name));
+	ap.uid = p->uid;
+	ap.gid = p->gid;
+	ap.mode = req->mode;
+	ap.max_queues = req->max_queues;
+	ap.max_slots = req->max_slots;
+	ap.ring_bytes = req->ring_bytes;
+	ap.nr_pools = req->nr_pools;
+	for (unsigned i = 0; i < req->nr_pools; i++) {
+		ap.pools[i].payload = req->pools[i].payload;
+		ap.pools[i].count = req->pools[i].count;
+	}
+	err = arena_params_check(&ap, why, sizeof(why));
+	if (err) {
+		log_warn("bus '%s': refusing to create: %s", req->name, why);
+		return err;
+	}
+	size = arena_size_for(&ap);
+	fd = arena_backing(ap.name, size);
+	if (fd < 0) {
+		log_warn("bus '%s': cannot reserve %llu bytes: %s", ap.name,
+			 (unsigned long long)size, strerror(-fd));
+		return fd;
+	}
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
+		err = -errno;
+		goto fail_fd;
+	}
+	err = arena_format(mem, size, &ap);
+	munmap(mem, size);
+	if (err)
+		goto fail_fd;
+	if (!dcfg.arena_dir &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		err = -errno;
+		goto fail_fd;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		err = -ENOMEM;
+		goto fail_fd;
+	}
+	b->fd = fd;
+	b->ro_fd = -1;
+	memcpy(b->name, ap.name, sizeof(b->name));
+	err = arena_map(&b->arena, fd, false);
+	if (err)
+		goto fail_b;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	b->ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+	b->queues = calloc(b->arena.max_queues, sizeof(*b->queues));
+	b->slot_conn = calloc(b->arena.max_slots, sizeof(*b->slot_conn));
+	if (b->ro_fd < 0 || !b->queues || !b->slot_conn) {
+		err = b->ro_fd < 0 ? -errno : -ENOMEM;
+		goto fail_map;
+	}
+	WRITE_ONCE(b->arena.sb->daemon_pid, (uint32_t)getpid());
+	b->next = buses;
+	buses = b;
+	log_info("bus '%s' created by uid %u pid %d: %llu bytes, mode %04o, "
+		 "%u queues, %u slots, %u pools%s", b->name, p->uid, p->pid,
+		 (unsigned long long)size, ap.mode, ap.max_queues,
+		 ap.max_slots, ap.nr_pools,
+		 dcfg.arena_dir ? " (unsealed file)" : " (sealed memfd)");
+	*out = b;
+	return 0;
+
+fail_map:
+	arena_unmap(&b->arena);
+	if (b->ro_fd >= 0)
+		close(b->ro_fd);
+	free(b->queues);
+	free(b->slot_conn);
+fail_b:
+	free(b);
+fail_fd:
+	close(fd);
+	return err;
+}
+
+int bus_open(const struct sbc_bus_open *req, const struct peer *p,
+	     struct dbus **out, bool *created)
+{
+	struct dbus *b = bus_find(req->name);
+	unsigned perms;
+
+	*created = false;
+	if (b) {
+		if (req->flags & SBC_OPEN_EXCL)
+			return -EEXIST;
+		perms = bus_perms(b, p);
+		if ((req->flags & SBC_OPEN_RDONLY) ? !(perms & 4) : !(perms & 6)) {
+			log_info("bus '%s': uid %u pid %d denied (mode %04o)",
+				 b->name, p->uid, p->pid, b->arena.sb->mode);
+			return -EACCES;
+		}
+		*out = b;
+		return 0;
+	}
+	if (!(req->flags & SBC_OPEN_CREATE))
+		return -ENOENT;
+	*created = true;
+	return bus_create(req, p, out);
+}
+
+/* ---- ring storage: first fit over the unit bitmap (daemon only) ---- */
+
+static bool unit_used(const struct arena *a, uint64_t u)
+{
+	return a->ringmap[u / 64] & (1ULL << (u % 64));
+}
+
+static void units_mark(const struct arena *a, uint64_t first, uint64_t n,
+		       bool used)
+{
+	for (uint64_t u = first; u < first + n; u++) {
+		if (used)
+			a->ringmap[u / 64] |= 1ULL << (u % 64);
+		else
+			a->ringmap[u / 64] &= ~(1ULL << (u % 64));
+	}
+}
+
+static int64_t units_alloc(const struct arena *a, uint64_t n)
+{
+	uint64_t run = 0;
+
+	for (uint64_t u = 0; u < a->ring_units; u++) {
+		run = unit_used(a, u) ? 0 : run + 1;
+		if (run == n) {
+			units_mark(a, u + 1 - n, n, true);
+			return (int64_t)(u + 1 - n);
+		}
+	}
+	return -ENOSPC;
+}
+
+static uint64_t ring_units_for(uint32_t cap)
+{
+	return ((uint64_t)cap * sizeof(struct shmbus_cell) + SHMBUS_RING_UNIT - 1) /
+	       SHMBUS_RING_UNIT;
+}
+
+/* ---- queues ------------------------------------------------------- */
+
+static int queue_find(const struct dbus *b, const char *name)
+{
+	return arena_find_queue(&b->arena, name);
+}
+
+static void seats_close(struct dqueue *dq)
+{
+	for (uint32_t i = 0; i < dq->nr_seats; i++)
+		if (dq->seat_fds[i] >= 0)
+			close(dq->seat_fds[i]);
+	free(dq->seat_fds);
+	dq->seat_fds = NULL;
+	dq->nr_seats = 0;
+}
+
+/* Write a token to every seat in use (or every seat): wake-ups the
+ * daemon owes after a delete or a dead producer. */
+static void seats_kick(const struct shmbus_queue *q, const struct dqueue *dq,
+		       bool all)
+{
+	static const uint64_t one = 1;
+
+	for (uint32_t i = 0; i < dq->nr_seats; i++) {
+		if (!all && !(READ_ONCE(q->seat_used[i / 64]) & (1ULL << (i % 64))))
+			continue;
+		if (write(dq->seat_fds[i], &one, sizeof(one)) < 0)
+			log_warn("seat %u eventfd write: %s", i, strerror(errno));
+	}
+}
+
+static uint32_t roundup_pow2(uint32_t v)
+{
+	return v <= 2 ? 2 : 1u << (32 - __builtin_clz(v - 1));
+}
+
+int queue_declare(struct dbus *b, const struct peer *p,
+		  const struct sbc_queue_declare *req,
+		  struct sbc_queue_declare_reply *rep)
+{
+	const struct arena *a = &b->arena;
+	uint32_t max_len = req->max_len ? req->max_len : DEF_MAX_LEN;
+	uint32_t msg_size = req->msg_size ? req->msg_size : DEF_MSG_SIZE;
+	uint32_t seats = req->max_consumers ? req->max_consumers
+					    : DEF_MAX_CONSUMERS;
+	uint32_t cap, qid = UINT32_MAX;
+	struct shmbus_queue *q;
+	struct dqueue *dq;
+	int64_t first;
+	int id, *fds;
+
+	if (!is_owner(b, p))
+		return -EACCES;
+	if (max_len < 1 || max_len > SHMBUS_RING_MAX_CAP ||
+	    seats < 1 || seats > SHMBUS_MAX_SEATS || req->flags)
+		return -EINVAL;
+	if (msg_size > a->pool[a->nr_pools - 1].payload_max) {
+		log_info("queue '%s': msg_size %u exceeds the largest pool "
+			 "payload %u", req->name, msg_size,
+			 a->pool[a->nr_pools - 1].payload_max);
+		return -EMSGSIZE;
+	}
+	cap = roundup_pow2(max_len);
+
+	id = queue_find(b, req->name);
+	if (id >= 0) {
+		q = &a->queues[id];
+		if (q->max_len != max_len || q->msg_size != msg_size ||
+		    q->nr_seats != seats) {
+			log_info("queue '%s' exists with max_len %u msg_size %u "
+				 "max_consumers %u; declare asked for %u/%u/%u",
+				 req->name, q->max_len, q->msg_size,
+				 q->nr_seats, max_len, msg_size, seats);
+			return -EEXIST;
+		}
+		rep->qid = id;
+		rep->gen = q->gen;
+		rep->created = 0;
+		return 0;
+	}
+	for (uint32_t i = 0; i < a->max_queues; i++) {
+		if (!SHMBUS_QGEN_LIVE(a->queues[i].gen) &&
+		    !b->queues[i].reclaim_pending) {
+			qid = i;
+			break;
+		}
+	}
+	if (qid == UINT32_MAX)
+		return -ENOSPC;
+	q = &a->queues[qid];
+	dq = &b->queues[qid];
+
+	fds = malloc(seats * sizeof(int));
+	if (!fds)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < seats; i++) {
+		/* blocking on purpose: a consumer with no timeout sleeps in
+		 * a single read() (wake.c); writers never block */
+		fds[i] = eventfd(0, EFD_CLOEXEC);
+		if (fds[i] < 0) {
+			int err = -errno;
+
+			while (i--)
+				close(fds[i]);
+			free(fds);
+			return err;
+		}
+	}
+	first = units_alloc(a, ring_units_for(cap));
+	if (first < 0) {
+		for (uint32_t i = 0; i < seats; i++)
+			close(fds[i]);
+		free(fds);
+		log_info("queue '%s': no ring storage left for %u slots",
+			 req->name, cap);
+		return -ENOSPC;
+	}
+	dq->seat_fds = fds;
+	dq->nr_seats = seats;
+
+	/* the descriptor is dead (gen even) and no reader can hold it: its
+	 * reclamation waited for a grace period */
+	uint32_t gen = q->gen;
+	struct shmbus_cell *cells = (struct shmbus_cell *)
+		(a->base + a->ring_off + first * SHMBUS_RING_UNIT);
+
+	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
+	for (uint32_t i = 0; i < cap; i++)
+		cells[i].v = SHMBUS_CELL(i, 0);		/* empty, lap 0 */
+	q->ring_cap = cap;
+	q->max_len = max_len;
+	q->ring_off = a->ring_off + first * SHMBUS_RING_UNIT;
+	q->msg_size = msg_size;
+	q->nr_seats = seats;
+	q->created_ns = (uint64_t)realtime_ns();
+	memcpy(q->name, req->name, sizeof(q->name));
+	/* release: everything above is visible to whoever sees the new gen
+	 * (pairs with the acquire in arena_find_queue and attach) */
+	smp_store_release(&q->gen, gen + 1);
+	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
+	rep->qid = qid;
+	rep->gen = gen + 1;
+	rep->created = 1;
+	log_info("bus '%s': queue '%s' declared (id %u, capacity %u, "
+		 "msg_size %u, max_consumers %u)", b->name, q->name, qid, cap,
+		 msg_size, seats);
+	return 0;
+}
+
+int queue_delete(struct dbus *b, const struct peer *p,
+		 const struct sbc_queue_delete *req)
+{
+	const struct arena *a = &b->arena;
+	struct shmbus_queue *q;
+	struct dqueue *dq;
+	int id;
+
+	if (!is_owner(b, p))
+		return -EACCES;
+	id = queue_find(b, req->name);
+	if (id < 0)
+		return id;
+	q = &a->queues[id];
+	dq = &b->queues[id];
+	q->flags |= SHMBUS_QF_DELETING;
+	/* from here every handle sees a gen it did not attach with */
+	smp_store_release(&q->gen, q->gen + 1);
+	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
+	/* sleeping consumers wake and find the queue gone (-EIDRM) */
+	seats_kick(q, dq, true);
+	dq->reclaim_pending = true;
+	dq->gp_target = epoch_gp_start(a);
+	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
+		 "period", b->name, req->name);
+	return 0;
+}
+
+/* Free what a deleted queue held. Only after its grace period. */
+static void queue_reclaim(struct dbus *b, uint32_t qid)
+{
+	const struct arena *a = &b->arena;
+	struct shmbus_queue *q = &a->queues[qid];
+	struct dqueue *dq = &b->queues[qid];
+	struct ring r;
+	unsigned freed = 0;
+
+	if (arena_queue_ring(a, q, &r) == 0) {
+		for (uint32_t i = 0; i <= r.mask; i++) {
+			uint64_t v = READ_ONCE(r.cells[i].v);
+			uint32_t ref = SHMBUS_CELL_REF(v);
+			struct shmbus_chunk *c;
+
+			/* full iff seq == i + 1 (mod capacity) */
+			if (((SHMBUS_CELL_SEQ(v) - 1) & r.mask) != i)
+				continue;
+			c = chunk_at(a, ref);
+			if (!c)
+				continue;
+			WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_FREE, 0));
+			pool_free(a, NULL, ref);
+			freed++;
+		}
+		units_mark(a, (q->ring_off - a->ring_off) / SHMBUS_RING_UNIT,
+			   ring_units_for(q->ring_cap), false);
+	}
+	seats_close(dq);
+	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
+	dq->reclaim_pending = false;
+	log_info("bus '%s': queue id %u reclaimed (%u messages freed)",
+		 b->name, qid, freed);
+}
+
+bool reclaim_tick(void)
+{
+	bool pending = false;
+
+	for (struct dbus *b = buses; b; b = b->next) {
+		for (uint32_t i = 0; i < b->arena.max_queues; i++) {
+			struct dqueue *dq = &b->queues[i];
+
+			if (!dq->reclaim_pending)
+				continue;
+			if (epoch_gp_done(&b->arena, dq->gp_target))
+				queue_reclaim(b, i);
+			else
+				pending = true;
+		}
+	}
+	return pending;
+}
+
+/* ---- slots -------------------------------------------------------- */
+
+int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
+		const struct sbc_attach *req, struct sbc_attach_reply *rep,
+		int **fds, unsigned *nfds)
+{
+	const struct arena *a = &b->arena;
+	uint32_t seat = UINT32_MAX, si = UINT32_MAX;
+	struct shmbus_queue *q;
+	struct shmbus_slot *s;
+	struct dqueue *dq;
+	int id;
+
+	if (req->kind != SHMBUS_KIND_PRODUCER && req->kind != SHMBUS_KIND_CONSUMER)
+		return -EINVAL;
+	if (!(perms & (req->kind == SHMBUS_KIND_PRODUCER ? 2 : 4)))
+		return -EACCES;
+	id = queue_find(b, req->name);
+	if (id < 0)
+		return id;
+	q = &a->queues[id];
+	dq = &b->queues[id];
+	if (req->kind == SHMBUS_KIND_CONSUMER) {
+		for (uint32_t i = 0; i < dq->nr_seats; i++) {
+			if (!(q->seat_used[i / 64] & (1ULL << (i % 64)))) {
+				seat = i;
+				break;
+			}
+		}
+		if (seat == UINT32_MAX) {
+			log_info("queue '%s': all %u consumer seats taken",
+				 q->name, dq->nr_seats);
+			return -EUSERS;
+		}
+	}
+	for (uint32_t i = 0; i < a->max_slots; i++) {
+		if (READ_ONCE(a->slots[i].state) == SHMBUS_SLOT_FREE) {
+			si = i;
+			break;
+		}
+	}
+	if (si == UINT32_MAX) {
+		log_info("bus '%s': all %u participant slots taken", b->name,
+			 a->max_slots);
+		return -EUSERS;
+	}
+	s = &a->slots[si];
+	/* FREE slot: nobody reads anything but state; fill, then publish */
+	s->gen++;
+	s->pid = (uint32_t)p->pid;
+	s->start_time = p->start_time;
+	s->kind = req->kind;
+	s->qid = (uint32_t)id;
+	s->qgen = q->gen;
+	s->seat = seat;
+	s->rcu_epoch = 0;
+	s->id_next = s->id_end = 0;
+	memset(s->ctr, 0, sizeof(s->ctr));
+	for (unsigned i = 0; i < SHMBUS_MAX_POOLS; i++)
+		s->cache[i].count = 0;
+	/* pairs with the acquire loads of state in attach(), stat and
+	 * epoch_gp_done() */
+	smp_store_release(&s->state, SHMBUS_SLOT_ACTIVE);
+	if (seat != UINT32_MAX) {
+		q->seat_slot[seat] = (uint16_t)(si + 1);
+		WRITE_ONCE(q->seat_used[seat / 64],
+			   q->seat_used[seat / 64] | (1ULL << (seat % 64)));
+	}
+	b->slot_conn[si] = p->conn_id;
+	rep->qid = (uint32_t)id;
+	rep->qgen = q->gen;
+	rep->slot = si;
+	rep->slot_gen = s->gen;
+	rep->seat = seat;
+	rep->nr_seats = dq->nr_seats;
+	*fds = dq->seat_fds;
+	*nfds = dq->nr_seats;
+	log_debug("bus '%s': pid %d attached slot %u to '%s' as %s (seat %d)",
+		  b->name, p->pid, si, q->name,
+		  req->kind == SHMBUS_KIND_PRODUCER ? "producer" : "consumer",
+		  (int)seat);
+	return 0;
+}
+
+/*
+ * The owner of slot @si is gone (detached or dead): fold its counters into
+ * its queue, return its cached and owned chunks, free its seat, and give
+ * the queue's consumers a wake-up in case it died owing one.
+ */
+static void slot_release(struct dbus *b, uint32_t si, bool died)
+{
+	const struct arena *a = &b->arena;
+	struct shmbus_slot *s = &a->slots[si];
+	uint32_t qid = s->qid, seat = s->seat;
+	struct shmbus_queue *q = queue_at(a, qid);
+	bool live = q && q->gen == s->qgen;
+	unsigned reclaimed;
+
+	/* stat readers skip it from now on (counters not yet folded: a
+	 * momentary undercount, never a double count) */
+	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
+	pool_drain_slot(a, s);
+	reclaimed = pool_reclaim_owned(a, si);
+	if (live) {
+		for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
+			WRITE_ONCE(q->folded[i], q->folded[i] + READ_ONCE(s->ctr[i]));
+		WRITE_ONCE(q->folded[SHMBUS_CTR_RECLAIMED],
+			   q->folded[SHMBUS_CTR_RECLAIMED] + reclaimed);
+		if (seat < SHMBUS_MAX_SEATS) {
+			uint64_t bit = 1ULL << (seat % 64);
+
+			atomic_fetch_and(&q->sleep_mask[seat / 64], ~bit);
+			q->seat_slot[seat] = 0;
+			WRITE_ONCE(q->seat_used[seat / 64],
+				   q->seat_used[seat / 64] & ~bit);
+		}
+		/* A producer killed between taking a sleeper's bit and
+		 * writing its eventfd would leave that consumer asleep on a
+		 * non-empty queue: wake every consumer of a non-empty queue
+		 * (a spurious wake-up costs one read()). */
+		if (died && s->kind == SHMBUS_KIND_PRODUCER &&
+		    READ_ONCE(q->tail) != READ_ONCE(q->head))
+			seats_kick(q, &b->queues[qid], false);
+	}
+	if (reclaimed || died)
+		log_info("bus '%s': slot %u of pid %u %s; %u chunks reclaimed",
+			 b->name, si, s->pid, died ? "died" : "detached",
+			 reclaimed);
+	s->rcu_epoch = 0;
+	s->seat = UINT32_MAX;
+	b->slot_conn[si] = 0;
+	smp_store_release(&s->state, SHMBUS_SLOT_FREE);
+}
+
+int slot_detach(struct dbus *b, const struct peer *p,
+		const struct sbc_detach *req)
+{
+	const struct arena *a = &b->arena;
+
+	if (req->slot >= a->max_slots || b->slot_conn[req->slot] != p->conn_id ||
+	    a->slots[req->slot].gen != req->slot_gen)
+		return -ESRCH;
+	slot_release(b, req->slot, false);
+	return 0;
+}
+
+void conn_gone(uint32_t conn_id)
+{
+	for (struct dbus *b = buses; b; b = b->next)
+		for (uint32_t i = 0; i < b->arena.max_slots; i++)
+			if (b->slot_conn[i] == conn_id)
+				slot_release(b, i, true);
+}
+
+void buses_free(void)
+{
+	while (buses) {
+		struct dbus *b = buses;
+
+		buses = b->next;
+		for (uint32_t i = 0; i < b->arena.max_queues; i++)
+			if (b->queues[i].seat_fds)
+				seats_close(&b->queues[i]);
+		arena_unmap(&b->arena);
+		close(b->fd);
+		if (b->ro_fd >= 0)
+			close(b->ro_fd);
+		free(b->queues);
+		free(b->slot_conn);
+		free(b);
+	}
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+/*
+ * main.c - shmbusd: options, the socket and its lock, daemonizing.
+ *
+ * Only one daemon serves a socket path: it holds an flock on
+ * "<socket>.lock" for its whole life. A second one (two clients starting
+ * the daemon at once) sees the lock taken and exits; with --daemonize that
+ * is success, since a daemon is running.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "shmbusd.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: shmbusd [--socket PATH] [--daemonize] [--arena-dir DIR]\n"
+"               [--log FILE] [--verbose]\n"
+"\n"
+"The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
+"eventfds to clients, checks credentials, reclaims what dead clients held.\n"
+"The data path never goes through it.\n"
+"\n"
+"  --socket PATH    listen here (default: $SHMBUS_SOCKET, else\n"
+"                   /run/shmbus/shmbusd.sock as root, else\n"
+"                   $XDG_RUNTIME_DIR/shmbus/shmbusd.sock)\n"
+"  --daemonize      go to the background once listening; log to\n"
+"                   PATH.log unless --log is given\n"
+"  --arena-dir DIR  back arenas by files in DIR (e.g. a tmpfs or\n"
+"                   hugetlbfs) instead of sealed memfds; such files\n"
+"                   cannot be sealed against truncation\n"
+"  --log FILE       append the log to FILE instead of stderr\n"
+"  --verbose        log every connection and attach\n"
+"  --help           this text\n");
+}
+
+/* mkdir -p for the socket's directory; a private directory must be ours */
+static int prepare_dir(const char *sock)
+{
+	char buf[108], *dir;
+	struct stat st;
+
+	snprintf(buf, sizeof(buf), "%s", sock);
+	dir = dirname(buf);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	/* refuse a directory someone else can swap our socket in */
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		fprintf(stderr, "shmbusd: %s is world-writable\n", dir);
+		return -EPERM;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		fprintf(stderr, "shmbusd: %s belongs to uid %u, not us\n", dir,
+			st.st_uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Returns the lock fd, -EWOULDBLOCK if another daemon holds it. */
+static int take_lock(const char *sock)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", sock);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err == -EAGAIN ? -EWOULDBLOCK : err;
+	}
+	return fd;
+}
+
+static void write_pid(int fd)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+
+	if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, n, 0) != n)
+		log_warn("cannot record pid in lock file");
+}
+
+static int listen_on(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(sock) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, sock);
+	/* we hold the lock: whatever is at the path is a dead daemon's */
+	unlink(sock);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    /* root serves every user; credentials are checked per request */
+	    chmod(sock, geteuid() == 0 ? 0666 : 0600) < 0 ||
+	    listen(fd, 128) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	/* every queue holds up to 128 eventfds */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "daemonize", no_argument, NULL, 'd' },
+		{ "arena-dir", required_argument, NULL, 'a' },
+		{ "log", required_argument, NULL, 'l' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = NULL, *logpath = NULL;
+	char defsock[108], logbuf[160];
+	bool daemonize = false;
+	int opt, lockfd, lfd, err;
+
+	while ((opt = getopt_long(argc, argv, "s:da:l:vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's': sock = optarg; break;
+		case 'd': daemonize = true; break;
+		case 'a': dcfg.arena_dir = optarg; break;
+		case 'l': logpath = optarg; break;
+		case 'v': dlog_set_level(LOG_DEBUG_); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!sock) {
+		if (shmbus_socket_path(defsock, sizeof(defsock))) {
+			fprintf(stderr, "shmbusd: socket path too long\n");
+			return 1;
+		}
+		sock = defsock;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	err = prepare_dir(sock);
+	if (err) {
+		fprintf(stderr, "shmbusd: cannot prepare the directory of %s: %s\n",
+			sock, strerror(-err));
+		return 1;
+	}
+	lockfd = take_lock(sock);
+	if (lockfd == -EWOULDBLOCK) {
+		if (daemonize)
+			return 0;	/* another one won the start race */
+		fprintf(stderr, "shmbusd: another daemon already serves %s\n",
+			sock);
+		return 1;
+	}
+	if (lockfd < 0) {
+		fprintf(stderr, "shmbusd: lock %s.lock: %s\n", sock,
+			strerror(-lockfd));
+		return 1;
+	}
+	if (daemonize && !logpath) {
+		snprintf(logbuf, sizeof(logbuf), "%s.log", sock);
+		logpath = logbuf;
+	}
+	if (logpath && (err = dlog_open(logpath))) {
+		fprintf(stderr, "shmbusd: log %s: %s\n", logpath, strerror(-err));
+		return 1;
+	}
+	lfd = listen_on(sock);
+	if (lfd < 0) {
+		log_err("cannot listen on %s: %s", sock, strerror(-lfd));
+		return 1;
+	}
+	if (daemonize) {
+		/* the spawning client waits for this process; the daemon is
+		 * the child, already listening, reparented to init */
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			log_err("fork: %s", strerror(errno));
+			return 1;
+		}
+		if (pid > 0)
+			_exit(0);
+		setsid();
+		if (chdir("/") < 0)
+			log_warn("chdir /: %s", strerror(errno));
+	}
+	write_pid(lockfd);
+	raise_nofile();
+	log_info("listening on %s (arenas: %s)", sock,
+		 dcfg.arena_dir ? dcfg.arena_dir : "sealed memfds");
+	err = server_run(lfd);
+	close(lfd);
+	unlink(sock);
+	buses_free();
+	log_info("stopped");
+	close(lockfd);
+	return err ? 1 : 0;
+}

@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: MIT
+/*
+ * server.c - the daemon's event loop: accept connections, read one frame
+ * at a time, validate every field (proto.h), dispatch to busmgr.c, reply
+ * (with fds as SCM_RIGHTS), and notice closed connections at once.
+ *
+ * A client that sends anything malformed gets an error reply and its
+ * connection closed; nothing it sends can stop the loop, and a client that
+ * does not read its replies is dropped rather than waited for.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "shmbusd.h"
+
+struct conn {
+	struct conn *next;
+	int fd;
+	struct peer peer;
+	bool hello;
+	bool rdonly;
+	unsigned perms;
+	struct dbus *bus;
+};
+
+static struct conn *conns;
+static uint32_t next_conn_id = 1;
+static int epfd = -1, sigfd = -1, tfd = -1;
+static bool stopping;
+static bool timer_armed;
+
+/* epoll data: listener, signals, timer, or a connection pointer */
+#define TAG_LISTEN	((void *)1)
+#define TAG_SIGNAL	((void *)2)
+#define TAG_TIMER	((void *)3)
+
+static void timer_arm(bool on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on == timer_armed)
+		return;
+	if (on) {
+		its.it_value.tv_nsec = 2 * NSEC_PER_MSEC;
+		its.it_interval.tv_nsec = 2 * NSEC_PER_MSEC;
+	}
+	timerfd_settime(tfd, 0, &its, NULL);
+	timer_armed = on;
+}
+
+static void conn_close(struct conn *c)
+{
+	struct conn **pp;
+
+	for (pp = &conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	log_debug("connection %u (pid %d) closed", c->peer.conn_id,
+		  c->peer.pid);
+	/* On shutdown the clients live on and keep their slots: the arena
+	 * is theirs until they exit. */
+	if (!stopping)
+		conn_gone(c->peer.conn_id);
+	free(c);
+}
+
+static void accept_all(int lfd)
+{
+	for (;;) {
+		struct ucred cr;
+		socklen_t len = sizeof(cr);
+		struct epoll_event ev = { .events = EPOLLIN };
+		struct conn *c;
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+			log_warn("new connection: %s", c ? strerror(errno)
+							   : "out of memory");
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->peer.conn_id = next_conn_id++;
+		if (!next_conn_id)
+			next_conn_id = 1;
+		c->peer.pid = cr.pid;
+		c->peer.uid = cr.uid;
+		c->peer.gid = cr.gid;
+		c->peer.start_time = pid_start_time(cr.pid);
+		len = sizeof(c->peer.groups);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->peer.groups,
+			       &len) == 0)
+			c->peer.ngroups = len / sizeof(gid_t);
+		ev.data.ptr = c;
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = conns;
+		conns = c;
+		log_debug("connection %u from pid %d uid %u", c->peer.conn_id,
+			  cr.pid, cr.uid);
+	}
+}
+
+/* Send a reply; false if the connection must be dropped. */
+static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
+		  const void *body, size_t blen, const int *fds, unsigned nfds)
+{
+	union {
+		struct sbc_hdr h;
+		uint8_t b[SBC_FRAME_MAX];
+	} out;
+	union {
+		struct cmsghdr align;
+		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
+	} cbuf;
+	struct iovec iov = { .iov_base = out.b };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (status)
+		blen = nfds = 0;
+	memset(&out.h, 0, sizeof(out.h));
+	out.h.magic = SBC_MAGIC;
+	out.h.version = SBC_VERSION;
+	out.h.type = req ? req->type : 0;
+	out.h.seq = req ? req->seq : 0;
+	out.h.status = status;
+	out.h.nfds = nfds;
+	out.h.len = sizeof(out.h) + blen;
+	if (blen)
+		memcpy(out.b + sizeof(out.h), body, blen);
+	iov.iov_len = out.h.len;
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		memset(cbuf.b, 0, sizeof(cbuf.b));
+		mh.msg_control = cbuf.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	if (sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	    (ssize_t)out.h.len) {
+		log_info("connection %u (pid %d): reply not sent (%s); dropping",
+			 c->peer.conn_id, c->peer.pid, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* Close every fd that came with a frame (clients must not send any). */
+static unsigned drop_fds(struct msghdr *mh)
+{
+	unsigned n = 0;
+
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
+	     cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+		for (int i = 0; i < k; i++, n++)
+			close(((int *)CMSG_DATA(cm))[i]);
+	}
+	return n;
+}
+
+/*
+ * Handle one validated request. Returns the status; fills the reply body
+ * and fds. *fatal says the connection must close after the reply.
+ */
+static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
+		    void *rep, size_t *replen, int **fds, unsigned *nfds,
+		    bool *fatal)
+{
+	*replen = sbc_rep_body_size(h->type);
+	if (!c->hello && h->type != SBC_HELLO) {
+		*fatal = true;
+		return -EPROTO;
+	}
+	switch (h->type) {
+	case SBC_HELLO: {
+		const struct sbc_hello *q = body;
+		struct sbc_hello_reply *r = rep;
+
+		if (c->hello) {
+			*fatal = true;
+			return -EPROTO;
+		}
+		if (q->version_min > SBC_VERSION || q->version_max < SBC_VERSION ||
+		    q->version_min > q->version_max) {
+			*fatal = true;
+			return -EPROTONOSUPPORT;
+		}
+		c->hello = true;
+		r->version = SBC_VERSION;
+		r->layout_version = SHMBUS_LAYOUT_VERSION;
+		return 0;
+	}
+	case SBC_BUS_OPEN: {
+		const struct sbc_bus_open *q = body;
+		struct sbc_bus_open_reply *r = rep;
+		bool created;
+		int err;
+
+		if (c->bus || proto_name_valid(q->name) ||
+		    (q->flags & ~SBC_OPEN__ALL) || q->__pad ||
+		    q->nr_pools > SHMBUS_MAX_POOLS ||
+		    !proto_all_zero(&q->pools[q->nr_pools],
+				    (SHMBUS_MAX_POOLS - q->nr_pools) *
+				    sizeof(q->pools[0]))) {
+			*fatal = true;
+			return -EINVAL;
+		}
+		err = bus_open(q, &c->peer, &c->bus, &created);
+		if (err)
+			return err;
+		c->rdonly = q->flags & SBC_OPEN_RDONLY;
+		c->perms = bus_perms(c->bus, &c->peer);
+		r->arena_size = c->bus->arena.size;
+		r->created = created;
+		r->rdonly = c->rdonly;
+		*fds = c->rdonly ? &c->bus->ro_fd : &c->bus->fd;
+		*nfds = 1;
+		return 0;
+	}
+	case SBC_QUEUE_DECLARE: {
+		const struct sbc_queue_declare *q = body;
+
+		if (proto_name_valid(q->name)) {
+			*fatal = true;
+			return -EINVAL;
+		}
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		return queue_declare(c->bus, &c->peer, q, rep);
+	}
+	case SBC_QUEUE_DELETE: {
+		const struct sbc_queue_delete *q = body;
+
+		if (proto_name_valid(q->name)) {
+			*fatal = true;
+			return -EINVAL;
+		}
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		{
+			int err = queue_delete(c->bus, &c->peer, q);
+
+			if (!err)
+				timer_arm(true);
+			return err;
+		}
+	}
+	case SBC_ATTACH: {
+		const struct sbc_attach *q = body;
+
+		if (proto_name_valid(q->name) || q->__pad) {
+			*fatal = true;
+			return -EINVAL;
+		}
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		return slot_attach(c->bus, &c->peer, c->perms, q, rep, fds, nfds);
+	}
+	case SBC_DETACH:
+		if (!c->bus)
+			return -EBADFD;
+		return slot_detach(c->bus, &c->peer, body);
+	}
+	*fatal = true;
+	return -EPROTO;
+}
+
+/* Read and answer one frame. Returns false when @c was closed. */
+static bool conn_read(struct conn *c)
+{
+	union {
+		struct sbc_hdr h;
+		uint8_t b[SBC_FRAME_MAX];
+	} in;
+	union {
+		struct cmsghdr align;
+		uint8_t b[CMSG_SPACE(sizeof(int) * 8)];
+	} cbuf;
+	uint8_t rep[SBC_FRAME_MAX];
+	struct iovec iov = { .iov_base = in.b, .iov_len = sizeof(in.b) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
+	};
+	const struct sbc_hdr *h = NULL;
+	size_t replen = 0;
+	unsigned nfds = 0;
+	int *fds = NULL, status;
+	bool fatal = false;
+	long want;
+	ssize_t n;
+
+	n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return true;
+	if (n <= 0) {
+		conn_close(c);
+		return false;
+	}
+	memset(rep, 0, sizeof(rep));
+	if (drop_fds(&mh) || (mh.msg_flags & MSG_CTRUNC)) {
+		status = -EPROTO;
+		fatal = true;
+		log_info("connection %u (pid %d): sent file descriptors",
+			 c->peer.conn_id, c->peer.pid);
+		goto out;
+	}
+	if (mh.msg_flags & MSG_TRUNC) {
+		status = -EMSGSIZE;
+		fatal = true;
+		log_info("connection %u (pid %d): frame larger than %u bytes",
+			 c->peer.conn_id, c->peer.pid, SBC_FRAME_MAX);
+		goto out;
+	}
+	if ((size_t)n < sizeof(in.h)) {
+		status = -EPROTO;
+		fatal = true;
+		log_info("connection %u (pid %d): truncated frame (%zd bytes)",
+			 c->peer.conn_id, c->peer.pid, n);
+		goto out;
+	}
+	h = &in.h;
+	want = sbc_req_body_size(h->type);
+	if (h->magic != SBC_MAGIC || h->len != (uint32_t)n || h->status ||
+	    h->nfds || want < 0 || (size_t)n != sizeof(in.h) + (size_t)want) {
+		status = -EPROTO;
+		fatal = true;
+		log_info("connection %u (pid %d): malformed frame (type %u, "
+			 "%zd bytes)", c->peer.conn_id, c->peer.pid, h->type, n);
+		if (want < 0)
+			h = NULL;	/* unknown type: do not echo it */
+		goto out;
+	}
+	if (h->version != SBC_VERSION) {
+		status = -EPROTONOSUPPORT;
+		fatal = true;
+		goto out;
+	}
+	status = dispatch(c, h, in.b + sizeof(in.h), rep, &replen, &fds, &nfds,
+			  &fatal);
+	if (fatal)
+		log_info("connection %u (pid %d): invalid request (type %u): %s",
+			 c->peer.conn_id, c->peer.pid, h->type, strerror(-status));
+out:
+	if (!reply(c, h, status, rep, replen, fds, nfds) || fatal) {
+		conn_close(c);
+		return false;
+	}
+	return true;
+}
+
+void server_stop(void)
+{
+	stopping = true;
+}
+
+int server_run(int lfd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (epfd < 0 || tfd < 0 || sigfd < 0) {
+		log_err("event loop setup: %s", strerror(errno));
+		return -1;
+	}
+	ev.data.ptr = TAG_LISTEN;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
+	ev.data.ptr = TAG_SIGNAL;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &ev);
+	ev.data.ptr = TAG_TIMER;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
+
+	while (!stopping) {
+		struct epoll_event evs[64];
+		int n = epoll_wait(epfd, evs, 64, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("epoll_wait: %s", strerror(errno));
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			void *tag = evs[i].data.ptr;
+
+			if (tag == TAG_LISTEN) {
+				accept_all(lfd);
+			} else if (tag == TAG_SIGNAL) {
+				struct signalfd_siginfo si;
+
+				while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+					log_info("signal %u: shutting down",
+						 si.ssi_signo);
+					stopping = true;
+				}
+			} else if (tag == TAG_TIMER) {
+				uint64_t ticks;
+
+				if (read(tfd, &ticks, sizeof(ticks)) < 0 &&
+				    errno != EAGAIN)
+					log_warn("timerfd: %s", strerror(errno));
+				timer_arm(reclaim_tick());
+			} else {
+				conn_read(tag);
+			}
+		}
+	}
+	while (conns)
+		conn_close(conns);
+	close(epfd);
+	close(tfd);
+	close(sigfd);
+	return 0;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbusd.h - the daemon's internal interfaces: logging (log.c), buses and
+ * their queues and slots (busmgr.c), connections and frames (server.c).
+ * One thread runs everything, so nothing here takes a lock.
+ */
+#ifndef SHMBUSD_H
+#define SHMBUSD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "internal.h"
+#include "proto.h"
+
+/* ---- log.c ------------------------------------------------------- */
+
+enum { LOG_ERR_, LOG_WARN_, LOG_INFO_, LOG_DEBUG_ };
+void dlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int dlog_open(const char *path);	/* append to a file instead of stderr */
+void dlog_set_level(int level);
+#define log_err(...)	dlog(LOG_ERR_, __VA_ARGS__)
+#define log_warn(...)	dlog(LOG_WARN_, __VA_ARGS__)
+#define log_info(...)	dlog(LOG_INFO_, __VA_ARGS__)
+#define log_debug(...)	dlog(LOG_DEBUG_, __VA_ARGS__)
+
+/* ---- busmgr.c ---------------------------------------------------- */
+
+/* Who is asking: credentials from SO_PEERCRED / SO_PEERGROUPS. */
+struct peer {
+	uint32_t conn_id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint64_t start_time;
+	int ngroups;
+	gid_t groups[64];
+};
+
+struct dqueue {
+	int *seat_fds;		/* nr_seats eventfds, daemon's copies */
+	uint32_t nr_seats;
+	bool reclaim_pending;	/* deleted, waiting for a grace period */
+	uint64_t gp_target;
+};
+
+struct dbus {
+	struct dbus *next;
+	char name[SHMBUS_NAME_MAX];
+	struct arena arena;
+	int fd;			/* the arena: sealed memfd or file */
+	int ro_fd;		/* read-only reopen, for RDONLY clients */
+	struct dqueue *queues;	/* max_queues */
+	uint32_t *slot_conn;	/* max_slots: owning connection id, 0 free */
+};
+
+struct daemon_cfg {
+	const char *arena_dir;	/* NULL: sealed memfds */
+};
+
+extern struct daemon_cfg dcfg;
+
+/* Permission bits (r = consume, w = produce) @p has on @b. */
+unsigned bus_perms(const struct dbus *b, const struct peer *p);
+
+/* Find a bus, or create it (when @create); errors are -errno. */
+int bus_open(const struct sbc_bus_open *req, const struct peer *p,
+	     struct dbus **out, bool *created);
+
+int queue_declare(struct dbus *b, const struct peer *p,
+		  const struct sbc_queue_declare *req,
+		  struct sbc_queue_declare_reply *rep);
+int queue_delete(struct dbus *b, const struct peer *p,
+		 const struct sbc_queue_delete *req);
+
+/* Attach: on success *fds and *nfds are the queue's seat fds (daemon-owned,
+ * to be sent, not closed). */
+int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
+		const struct sbc_attach *req, struct sbc_attach_reply *rep,
+		int **fds, unsigned *nfds);
+int slot_detach(struct dbus *b, const struct peer *p,
+		const struct sbc_detach *req);
+
+/* A connection closed: release every slot it held on every bus. */
+void conn_gone(uint32_t conn_id);
+
+/* Advance pending queue reclamations; returns true while some remain. */
+bool reclaim_tick(void);
+
+void buses_free(void);
+
+/* ---- server.c ---------------------------------------------------- */
+
+int server_run(int listen_fd);
+void server_stop(void);
+
+#endif /* SHMBUSD_H */

@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: MIT
+/*
+ * arena.c - the arena's geometry: creation parameters, formatting a fresh
+ * arena, validating one we did not create, mapping it, and the read-only
+ * walks over it (directory lookup, counters).
+ *
+ * Validation works on a private copy of the superblock and pool
+ * descriptors, and the process then uses only those copies: a peer that
+ * rewrites the superblock after we validated it cannot move our view of
+ * the regions.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "epoch.h"
+#include "proto.h"
+#include "ring.h"
+
+#define WHY(...) do { if (why) snprintf(why, whylen, __VA_ARGS__); } while (0)
+
+static const struct { uint32_t payload, count; } default_pools[] = {
+	{ 256, 8192 },
+	{ 4096, 2048 },
+	{ 65536, 64 },
+};
+
+static uint32_t chunk_size_for(uint32_t payload)
+{
+	return ALIGN_UP(SHMBUS_CHUNK_HDR + payload, SHMBUS_CACHELINE);
+}
+
+/*
+ * Per-slot cache depth: small enough that every slot hoarding a full cache
+ * still leaves three quarters of the pool on the shared list.
+ */
+static uint32_t cache_max_for(uint32_t count, uint32_t max_slots)
+{
+	return MIN(count / (4 * max_slots), SHMBUS_SLOT_CACHE);
+}
+
+int arena_params_check(struct arena_params *p, char *why, size_t whylen)
+{
+	if (proto_name_valid(p->name)) {
+		WHY("invalid bus name");
+		return -EINVAL;
+	}
+	if (p->mode == 0)
+		p->mode = 0600;
+	if (p->mode & ~0777u) {
+		WHY("mode %o has bits outside 0777", p->mode);
+		return -EINVAL;
+	}
+	if (!p->max_queues)
+		p->max_queues = ARENA_DEF_QUEUES;
+	if (!p->max_slots)
+		p->max_slots = ARENA_DEF_SLOTS;
+	if (!p->ring_bytes)
+		p->ring_bytes = ARENA_DEF_RING_BYTES;
+	if (p->max_queues > SHMBUS_MAX_QUEUES) {
+		WHY("max_queues %u > %u", p->max_queues, SHMBUS_MAX_QUEUES);
+		return -EINVAL;
+	}
+	if (p->max_slots > SHMBUS_MAX_SLOTS) {
+		WHY("max_slots %u > %u", p->max_slots, SHMBUS_MAX_SLOTS);
+		return -EINVAL;
+	}
+	if (p->ring_bytes < 4096 || p->ring_bytes > (1ULL << 30)) {
+		WHY("ring_bytes %llu outside 4 KiB..1 GiB",
+		    (unsigned long long)p->ring_bytes);
+		return -EINVAL;
+	}
+	if (!p->nr_pools) {
+		p->nr_pools = ARRAY_SIZE(default_pools);
+		for (unsigned i = 0; i < p->nr_pools; i++) {
+			p->pools[i].payload = default_pools[i].payload;
+			p->pools[i].count = default_pools[i].count;
+		}
+	}
+	if (p->nr_pools > SHMBUS_MAX_POOLS) {
+		WHY("nr_pools %u > %u", p->nr_pools, SHMBUS_MAX_POOLS);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < p->nr_pools; i++) {
+		uint32_t pl = p->pools[i].payload, n = p->pools[i].count;
+
+		if (pl < 64 || pl > (16u << 20)) {
+			WHY("pool %u payload %u outside 64..16M", i, pl);
+			return -EINVAL;
+		}
+		if (n < 1 || n >= SHMBUS_CHUNK_MAX) {
+			WHY("pool %u count %u outside 1..2^28-1", i, n);
+			return -EINVAL;
+		}
+		if (i && pl <= p->pools[i - 1].payload) {
+			WHY("pool payloads must increase (pool %u)", i);
+			return -EINVAL;
+		}
+	}
+	if (arena_size_for(p) > (64ULL << 30)) {
+		WHY("arena of %llu bytes is larger than 64 GiB",
+		    (unsigned long long)arena_size_for(p));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+struct geom {
+	uint64_t qdir_off, slot_off, pool_off, ringmap_off, ring_off;
+	uint64_t ring_units, chunk_off, chunk_bytes, size;
+	uint64_t links_off[SHMBUS_MAX_POOLS], base_off[SHMBUS_MAX_POOLS];
+};
+
+static void geometry(const struct arena_params *p, struct geom *g)
+{
+	uint64_t off = SHMBUS_SB_SIZE;
+
+	g->qdir_off = off;
+	off += (uint64_t)p->max_queues * sizeof(struct shmbus_queue);
+	g->slot_off = off;
+	off += (uint64_t)p->max_slots * sizeof(struct shmbus_slot);
+	g->pool_off = off;
+	off += ALIGN_UP((uint64_t)p->nr_pools * sizeof(struct shmbus_pool), 64);
+	g->ring_units = (p->ring_bytes + SHMBUS_RING_UNIT - 1) / SHMBUS_RING_UNIT;
+	g->ringmap_off = off;
+	off += ALIGN_UP((g->ring_units + 63) / 64 * 8, 64);
+	g->ring_off = off;
+	off += g->ring_units * SHMBUS_RING_UNIT;
+	g->chunk_off = off;
+	for (unsigned i = 0; i < p->nr_pools; i++) {
+		g->links_off[i] = off;
+		off += ALIGN_UP((uint64_t)p->pools[i].count * 4, 64);
+		g->base_off[i] = off;
+		off += (uint64_t)p->pools[i].count *
+		       chunk_size_for(p->pools[i].payload);
+	}
+	g->chunk_bytes = off - g->chunk_off;
+	g->size = ALIGN_UP(off, 4096);
+}
+
+uint64_t arena_size_for(const struct arena_params *p)
+{
+	struct geom g;
+
+	geometry(p, &g);
+	return g.size;
+}
+
+int arena_format(void *base, uint64_t size, const struct arena_params *p)
+{
+	struct shmbus_sb *sb = base;
+	struct geom g;
+
+	geometry(p, &g);
+	if (size < g.size)
+		return -EINVAL;
+
+	sb->version = SHMBUS_LAYOUT_VERSION;
+	sb->sb_size = sizeof(*sb);
+	sb->features_compat = epoch_membarrier_ok() ? 0 :
+			      SHMBUS_FEAT_COMPAT_READER_FENCE;
+	sb->features_incompat = 0;
+	sb->arena_size = size;
+	sb->created_ns = (uint64_t)realtime_ns();
+	sb->owner_uid = p->uid;
+	sb->owner_gid = p->gid;
+	sb->mode = p->mode;
+	memcpy(sb->name, p->name, sizeof(sb->name));
+	sb->qdir_off = g.qdir_off;
+	sb->max_queues = p->max_queues;
+	sb->queue_size = sizeof(struct shmbus_queue);
+	sb->slot_off = g.slot_off;
+	sb->max_slots = p->max_slots;
+	sb->slot_size = sizeof(struct shmbus_slot);
+	sb->pool_off = g.pool_off;
+	sb->nr_pools = p->nr_pools;
+	sb->pool_size = sizeof(struct shmbus_pool);
+	sb->ringmap_off = g.ringmap_off;
+	sb->ring_off = g.ring_off;
+	sb->ring_units = g.ring_units;
+	sb->chunk_off = g.chunk_off;
+	sb->chunk_bytes = g.chunk_bytes;
+	sb->id_next = 1;
+	sb->gp_epoch = 1;
+
+	for (unsigned i = 0; i < p->nr_pools; i++) {
+		struct shmbus_pool *pd = (struct shmbus_pool *)
+			((uint8_t *)base + g.pool_off) + i;
+		uint32_t *links = (uint32_t *)((uint8_t *)base + g.links_off[i]);
+		uint32_t n = p->pools[i].count;
+
+		pd->chunk_size = chunk_size_for(p->pools[i].payload);
+		pd->payload_max = pd->chunk_size - SHMBUS_CHUNK_HDR;
+		pd->nr_chunks = n;
+		pd->cache_max = cache_max_for(n, p->max_slots);
+		pd->base_off = g.base_off[i];
+		pd->links_off = g.links_off[i];
+		/* chain 0 -> 1 -> ... -> n-1, links hold index + 1 */
+		for (uint32_t j = 0; j < n; j++)
+			links[j] = j + 1 < n ? j + 2 : 0;
+		pd->free_head = 1;	/* tag 0, index 0 */
+		pd->free_count = n;
+	}
+	for (unsigned i = 0; i < p->max_slots; i++) {
+		struct shmbus_slot *s = (struct shmbus_slot *)
+			((uint8_t *)base + g.slot_off) + i;
+		s->seat = UINT32_MAX;
+	}
+	/* magic last: an arena is recognisable only once complete */
+	smp_store_release(&sb->magic, SHMBUS_MAGIC);
+	return 0;
+}
+
+/* [off, off + len) inside [lo, hi), 64-byte aligned, no overflow. */
+static bool region_ok(uint64_t off, uint64_t len, uint64_t lo, uint64_t hi)
+{
+	uint64_t end;
+
+	if (off % SHMBUS_CACHELINE)
+		return false;
+	if (__builtin_add_overflow(off, len, &end))
+		return false;
+	return off >= lo && end <= hi;
+}
+
+static bool mul_ok(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return !__builtin_mul_overflow(a, b, r);
+}
+
+/* Validate copies: @sb and @pools are private to the caller. */
+static int validate_copy(const struct shmbus_sb *sb,
+			 const struct shmbus_pool *pools, uint64_t size,
+			 char *why, size_t whylen)
+{
+	uint64_t qlen, slen, plen, mlen, rlen, end;
+
+	if (sb->magic != SHMBUS_MAGIC) {
+		WHY("bad magic %#llx: not a shmbus arena",
+		    (unsigned long long)sb->magic);
+		return -EBADMSG;
+	}
+	if (sb->version != SHMBUS_LAYOUT_VERSION) {
+		WHY("layout version %u, this library speaks %u",
+		    sb->version, SHMBUS_LAYOUT_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (sb->features_incompat & ~SHMBUS_FEAT_INCOMPAT_KNOWN) {
+		WHY("unknown incompatible features %#llx",
+		    (unsigned long long)sb->features_incompat);
+		return -EOPNOTSUPP;
+	}
+	if (sb->sb_size != sizeof(struct shmbus_sb) ||
+	    sb->queue_size != sizeof(struct shmbus_queue) ||
+	    sb->slot_size != sizeof(struct shmbus_slot) ||
+	    sb->pool_size != sizeof(struct shmbus_pool)) {
+		WHY("structure sizes differ from this library's");
+		return -EUCLEAN;
+	}
+	if (sb->arena_size != size) {
+		WHY("arena_size %llu but the mapping has %llu bytes",
+		    (unsigned long long)sb->arena_size,
+		    (unsigned long long)size);
+		return -EUCLEAN;
+	}
+	if (proto_name_valid(sb->name)) {
+		WHY("invalid bus name in superblock");
+		return -EUCLEAN;
+	}
+	if (sb->mode & ~0777u) {
+		WHY("mode %#o out of range", sb->mode);
+		return -EUCLEAN;
+	}
+	if (sb->max_queues < 1 || sb->max_queues > SHMBUS_MAX_QUEUES ||
+	    sb->max_slots < 1 || sb->max_slots > SHMBUS_MAX_SLOTS ||
+	    sb->nr_pools < 1 || sb->nr_pools > SHMBUS_MAX_POOLS ||
+	    sb->ring_units < 1 || sb->ring_units > (1ULL << 30) / 64) {
+		WHY("counts out of range (queues %u slots %u pools %u)",
+		    sb->max_queues, sb->max_slots, sb->nr_pools);
+		return -EUCLEAN;
+	}
+	qlen = (uint64_t)sb->max_queues * sizeof(struct shmbus_queue);
+	slen = (uint64_t)sb->max_slots * sizeof(struct shmbus_slot);
+	plen = (uint64_t)sb->nr_pools * sizeof(struct shmbus_pool);
+	mlen = (sb->ring_units + 63) / 64 * 8;
+	rlen = sb->ring_units * SHMBUS_RING_UNIT;
+	/* regions in canonical order, each ending before the next begins */
+	if (!region_ok(sb->qdir_off, qlen, SHMBUS_SB_SIZE, size) ||
+	    !region_ok(sb->slot_off, slen, sb->qdir_off + qlen, size) ||
+	    !region_ok(sb->pool_off, plen, sb->slot_off + slen, size) ||
+	    !region_ok(sb->ringmap_off, mlen, sb->pool_off + plen, size) ||
+	    !region_ok(sb->ring_off, rlen, sb->ringmap_off + mlen, size) ||
+	    !region_ok(sb->chunk_off, sb->chunk_bytes, sb->ring_off + rlen,
+		       size)) {
+		WHY("regions overlap or lie outside the arena");
+		return -EUCLEAN;
+	}
+	end = sb->chunk_off;
+	for (unsigned i = 0; i < sb->nr_pools; i++) {
+		const struct shmbus_pool *p = &pools[i];
+		uint64_t clen, llen;
+
+		if (p->chunk_size % SHMBUS_CACHELINE ||
+		    p->chunk_size < SHMBUS_CHUNK_HDR + 64 ||
+		    p->payload_max != p->chunk_size - SHMBUS_CHUNK_HDR ||
+		    p->nr_chunks < 1 || p->nr_chunks >= SHMBUS_CHUNK_MAX ||
+		    p->cache_max > SHMBUS_SLOT_CACHE) {
+			WHY("pool %u descriptor invalid", i);
+			return -EUCLEAN;
+		}
+		if (i && p->payload_max <= pools[i - 1].payload_max) {
+			WHY("pool %u not larger than pool %u", i, i - 1);
+			return -EUCLEAN;
+		}
+		llen = (uint64_t)p->nr_chunks * 4;
+		if (!mul_ok(p->nr_chunks, p->chunk_size, &clen) ||
+		    !region_ok(p->links_off, llen, end,
+			       sb->chunk_off + sb->chunk_bytes) ||
+		    !region_ok(p->base_off, clen, p->links_off + llen,
+			       sb->chunk_off + sb->chunk_bytes)) {
+			WHY("pool %u chunks outside the chunk area or "
+			    "overlapping another pool", i);
+			return -EUCLEAN;
+		}
+		end = p->base_off + clen;
+	}
+	return 0;
+}
+
+static int snapshot_validate(const uint8_t *base, uint64_t size,
+			     struct shmbus_sb *sb,
+			     struct shmbus_pool pools[SHMBUS_MAX_POOLS],
+			     char *why, size_t whylen)
+{
+	if (size < SHMBUS_SB_SIZE) {
+		WHY("%llu bytes is too small for a superblock",
+		    (unsigned long long)size);
+		return -EBADMSG;
+	}
+	memcpy(sb, base, sizeof(*sb));
+	/* magic before anything else: pairs with the release in format */
+	sb->magic = smp_load_acquire((const uint64_t *)base);
+	if (sb->magic == SHMBUS_MAGIC && sb->nr_pools >= 1 &&
+	    sb->nr_pools <= SHMBUS_MAX_POOLS &&
+	    region_ok(sb->pool_off, sb->nr_pools * sizeof(*pools),
+		      SHMBUS_SB_SIZE, size))
+		memcpy(pools, base + sb->pool_off,
+		       sb->nr_pools * sizeof(*pools));
+	else
+		memset(pools, 0, SHMBUS_MAX_POOLS * sizeof(*pools));
+	return validate_copy(sb, pools, size, why, whylen);
+}
+
+int arena_validate(const void *base, uint64_t size, char *why, size_t whylen)
+{
+	struct shmbus_pool pools[SHMBUS_MAX_POOLS];
+	struct shmbus_sb sb;
+
+	return snapshot_validate(base, size, &sb, pools, why, whylen);
+}
+
+int arena_map(struct arena *a, int fd, bool rdonly)
+{
+	struct shmbus_pool pools[SHMBUS_MAX_POOLS];
+	struct shmbus_sb sb;
+	char why[160] = "";
+	struct stat st;
+	void *base;
+	int err;
+
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_size < SHMBUS_SB_SIZE) {
+		pr_warn("arena: fd is not a shmbus arena (%lld bytes)",
+			(long long)st.st_size);
+		return -EBADMSG;
+	}
+	base = mmap(NULL, st.st_size, PROT_READ | (rdonly ? 0 : PROT_WRITE),
+		    MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	err = snapshot_validate(base, st.st_size, &sb, pools, why, sizeof(why));
+	if (err) {
+		pr_warn("arena: refusing arena: %s", why);
+		munmap(base, st.st_size);
+		return err;
+	}
+	a->base = base;
+	a->size = st.st_size;
+	a->fd = fd;
+	a->rdonly = rdonly;
+	a->sb = base;
+	a->queues = (struct shmbus_queue *)(a->base + sb.qdir_off);
+	a->max_queues = sb.max_queues;
+	a->slots = (struct shmbus_slot *)(a->base + sb.slot_off);
+	a->max_slots = sb.max_slots;
+	a->nr_pools = sb.nr_pools;
+	for (unsigned i = 0; i < sb.nr_pools; i++) {
+		struct pool_view *pv = &a->pool[i];
+
+		pv->desc = (struct shmbus_pool *)(a->base + sb.pool_off) + i;
+		pv->base = a->base + pools[i].base_off;
+		pv->links = (uint32_t *)(a->base + pools[i].links_off);
+		pv->chunk_size = pools[i].chunk_size;
+		pv->payload_max = pools[i].payload_max;
+		pv->nr_chunks = pools[i].nr_chunks;
+		pv->cache_max = pools[i].cache_max;
+	}
+	a->reader_fence = sb.features_compat & SHMBUS_FEAT_COMPAT_READER_FENCE;
+	a->ringmap = (uint64_t *)(a->base + sb.ringmap_off);
+	a->ring_off = sb.ring_off;
+	a->ring_units = sb.ring_units;
+	return 0;
+}
+
+void arena_unmap(struct arena *a)
+{
+	if (a->base)
+		munmap(a->base, a->size);
+	a->base = NULL;
+}
+
+int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
+		     struct ring *r)
+{
+	uint32_t cap = READ_ONCE(q->ring_cap);
+	uint64_t off = READ_ONCE(q->ring_off);
+	uint64_t area_end = a->ring_off + a->ring_units * SHMBUS_RING_UNIT;
+
+	if (cap < 2 || cap > SHMBUS_RING_MAX_CAP || (cap & (cap - 1)) ||
+	    !region_ok(off, (uint64_t)cap * sizeof(struct shmbus_cell),
+		       a->ring_off, area_end))
+		return -EUCLEAN;
+	r->cells = (struct shmbus_cell *)(a->base + off);
+	r->tail = (uint64_t *)&q->tail;
+	r->head = (uint64_t *)&q->head;
+	r->mask = cap - 1;
+	return 0;
+}
+
+int arena_find_queue(const struct arena *a, const char *name)
+{
+	for (uint32_t i = 0; i < a->max_queues; i++) {
+		const struct shmbus_queue *q = &a->queues[i];
+		/* pairs with the daemon's release store of gen at declare:
+		 * the name written before it is visible */
+		uint32_t g = smp_load_acquire(&q->gen);
+
+		if (!SHMBUS_QGEN_LIVE(g))
+			continue;
+		if (strncmp(q->name, name, SHMBUS_NAME_MAX) == 0) {
+			smp_rmb();
+			if (READ_ONCE(q->gen) == g)
+				return (int)i;
+		}
+	}
+	return -ENOENT;
+}
+
+void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
+			  uint64_t out[SHMBUS_NR_COUNTERS],
+			  uint32_t *producers, uint32_t *consumers)
+{
+	const struct shmbus_queue *q = &a->queues[qid];
+	uint32_t np = 0, nc = 0;
+
+	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
+		out[i] = READ_ONCE(q->folded[i]);
+	for (uint32_t s = 0; s < a->max_slots; s++) {
+		const struct shmbus_slot *sl = &a->slots[s];
+
+		/* pairs with the daemon's release store of state at
+		 * attach: identity fields are valid once ACTIVE is seen */
+		if (smp_load_acquire(&sl->state) != SHMBUS_SLOT_ACTIVE)
+			continue;
+		if (READ_ONCE(sl->qid) != qid || READ_ONCE(sl->qgen) != gen)
+			continue;
+		if (READ_ONCE(sl->kind) == SHMBUS_KIND_PRODUCER)
+			np++;
+		else
+			nc++;
+		for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
+			out[i] += READ_ONCE(sl->ctr[i]);
+	}
+	if (producers)
+		*producers = np;
+	if (consumers)
+		*consumers = nc;
+}

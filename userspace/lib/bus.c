@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bus.c - opening and closing a bus, declaring and deleting queues,
+ * attaching handles to queues, and the arena-only queries (info, list).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "pool.h"
+
+static const char *bus_name_or_default(const char *name)
+{
+	const char *env;
+
+	if (name)
+		return name;
+	env = getenv("SHMBUS_BUS");
+	return env && *env ? env : "default";
+}
+
+SHMBUS_API struct shmbus *shmbus__open(const char *name,
+				       const struct shmbus_open_opts *opts)
+{
+	struct sbc_bus_open req;
+	struct sbc_bus_open_reply rep;
+	char path[108];
+	const char *sock;
+	struct shmbus *bus;
+	unsigned nfds = 1;
+	uint32_t flags;
+	int fd = -1, err, timeout;
+
+	if (!OPTS_VALID(opts, shmbus_open_opts)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memset(&req, 0, sizeof(req));
+	if (proto_name_set(req.name, bus_name_or_default(name))) {
+		pr_warn("invalid bus name '%s' (1-63 of [A-Za-z0-9._-])",
+			bus_name_or_default(name));
+		errno = EINVAL;
+		return NULL;
+	}
+	flags = OPTS_GET(opts, flags, 0);
+	if (flags & ~(SHMBUS_OPEN_NOCREATE | SHMBUS_OPEN_EXCL |
+		      SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOSTART)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	req.flags = (flags & SHMBUS_OPEN_NOCREATE ? 0 : SBC_OPEN_CREATE) |
+		    (flags & SHMBUS_OPEN_EXCL ? SBC_OPEN_EXCL : 0) |
+		    (flags & SHMBUS_OPEN_RDONLY ? SBC_OPEN_RDONLY : 0);
+	req.mode = OPTS_GET(opts, mode, 0);
+	req.max_queues = OPTS_GET(opts, max_queues, 0);
+	req.max_slots = OPTS_GET(opts, max_slots, 0);
+	req.ring_bytes = OPTS_GET(opts, ring_bytes, 0);
+	req.nr_pools = OPTS_GET(opts, nr_pools, 0);
+	if (req.nr_pools > SHMBUS_MAX_POOLS) {
+		errno = EINVAL;
+		return NULL;
+	}
+	for (unsigned i = 0; i < req.nr_pools; i++) {
+		req.pools[i].payload = opts->pools[i].payload;
+		req.pools[i].count = opts->pools[i].count;
+	}
+	timeout = OPTS_GET(opts, connect_timeout_ms, 0);
+	if (timeout <= 0)
+		timeout = 5000;
+
+	bus = calloc(1, sizeof(*bus));
+	if (!bus) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	bus->arena_fd = -1;
+	bus->pid = getpid();
+	memcpy(bus->name, req.name, sizeof(bus->name));
+	sock = OPTS_GET(opts, socket_path, NULL);
+	if (!sock) {
+		err = shmbus_socket_path(path, sizeof(path));
+		if (err)
+			goto fail_free;
+		sock = path;
+	}
+	err = client_connect(&bus->conn, sock, timeout,
+			     !(flags & SHMBUS_OPEN_NOSTART));
+	if (err) {
+		pr_warn("cannot reach shmbusd at %s: %s", sock, strerror(-err));
+		goto fail_free;
+	}
+	err = client_call(&bus->conn, SBC_BUS_OPEN, &req, sizeof(req), &rep,
+			  sizeof(rep), &fd, &nfds);
+	if (err)
+		goto fail_conn;
+	if (nfds != 1) {
+		err = -EPROTO;
+		goto fail_conn;
+	}
+	bus->rdonly = rep.rdonly;
+	err = arena_map(&bus->arena, fd, bus->rdonly);
+	if (err)
+		goto fail_fd;
+	bus->arena_fd = fd;
+	err = wake_table_init(&bus->wakes, bus->arena.max_queues);
+	if (err)
+		goto fail_map;
+	return bus;
+
+fail_map:
+	arena_unmap(&bus->arena);
+fail_fd:
+	close(fd);
+fail_conn:
+	client_close(&bus->conn);
+fail_free:
+	free(bus);
+	errno = -err;
+	return NULL;
+}
+
+SHMBUS_API void shmbus__close(struct shmbus *bus)
+{
+	if (!bus)
+		return;
+	wake_table_fini(&bus->wakes);
+	arena_unmap(&bus->arena);
+	if (bus->arena_fd >= 0)
+		close(bus->arena_fd);
+	client_close(&bus->conn);
+	free(bus);
+}
+
+SHMBUS_API const char *shmbus__name(const struct shmbus *bus)
+{
+	return bus->name;
+}
+
+SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
+				     const struct shmbus_queue_opts *opts)
+{
+	struct sbc_queue_declare req;
+	struct sbc_queue_declare_reply rep;
+	int err;
+
+	if (!bus || !OPTS_VALID(opts, shmbus_queue_opts))
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(&req, 0, sizeof(req));
+	if (proto_name_set(req.name, name))
+		return -EINVAL;
+	req.max_len = OPTS_GET(opts, max_len, 0);
+	req.msg_size = OPTS_GET(opts, msg_size, 0);
+	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
+	req.flags = OPTS_GET(opts, flags, 0);
+	if (req.flags)
+		return -EINVAL;
+	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
+			  &rep, sizeof(rep), NULL, NULL);
+	if (err)
+		return err;
+	return rep.created ? 1 : 0;
+}
+
+SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
+{
+	struct sbc_queue_delete req;
+	int err;
+
+	if (!bus)
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(&req, 0, sizeof(req));
+	if (proto_name_set(req.name, name))
+		return -EINVAL;
+	return client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
+			   NULL, 0, NULL, NULL);
+}
+
+static int fill_info(const struct arena *a, uint32_t qid,
+		     struct shmbus_queue_info *info)
+{
+	const struct shmbus_queue *q = &a->queues[qid];
+	uint32_t g = smp_load_acquire(&q->gen);
+	uint64_t ctr[SHMBUS_NR_COUNTERS];
+
+	if (!SHMBUS_QGEN_LIVE(g))
+		return -ENOENT;
+	memset(info, 0, sizeof(*info));
+	memcpy(info->name, q->name, sizeof(info->name));
+	info->name[sizeof(info->name) - 1] = '\0';
+	info->id = qid;
+	info->capacity = READ_ONCE(q->ring_cap);
+	info->max_len = READ_ONCE(q->max_len);
+	info->msg_size = READ_ONCE(q->msg_size);
+	info->max_consumers = READ_ONCE(q->nr_seats);
+	info->depth = ring_depth_hint(READ_ONCE(q->tail), READ_ONCE(q->head));
+	if (info->depth > info->capacity)
+		info->depth = info->capacity;
+	arena_queue_counters(a, qid, g, ctr, &info->producers,
+			     &info->consumers);
+	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS && i < SHMBUS_STAT__MAX; i++)
+		info->stat[i] = ctr[i];
+	/* pairs with the daemon's gen bump at delete: a queue deleted while
+	 * we read is reported as gone */
+	smp_rmb();
+	return READ_ONCE(q->gen) == g ? 0 : -ENOENT;
+}
+
+SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
+				  struct shmbus_queue_info *info)
+{
+	int qid;
+
+	if (!bus || !name || !info)
+		return -EINVAL;
+	qid = arena_find_queue(&bus->arena, name);
+	if (qid < 0)
+		return qid;
+	return fill_info(&bus->arena, qid, info);
+}
+
+SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
+				  struct shmbus_queue_info *out, unsigned max)
+{
+	struct shmbus_queue_info tmp;
+	unsigned n = 0;
+
+	if (!bus || (max && !out))
+		return -EINVAL;
+	for (uint32_t qid = 0; qid < bus->arena.max_queues; qid++) {
+		if (fill_info(&bus->arena, qid, n < max ? &out[n] : &tmp))
+			continue;
+		n++;
+	}
+	return (int)n;
+}
+
+int attach(struct shmbus *bus, const char *name, uint32_t kind,
+	   struct attachment *at)
+{
+	const struct arena *a = &bus->arena;
+	struct sbc_attach req;
+	struct sbc_attach_reply rep;
+	struct sbc_detach dreq;
+	int fds[SBC_MAX_FDS];
+	unsigned nfds = SBC_MAX_FDS;
+	struct shmbus_slot *s;
+	int err;
+
+	memset(at, 0, sizeof(*at));
+	at->seat_fd = -1;
+	if (bus->rdonly)
+		return -EPERM;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(&req, 0, sizeof(req));
+	if (proto_name_set(req.name, name))
+		return -EINVAL;
+	req.kind = kind;
+	err = client_call(&bus->conn, SBC_ATTACH, &req, sizeof(req), &rep,
+			  sizeof(rep), fds, &nfds);
+	if (err)
+		return err;
+
+	/* trust nothing: the reply and the arena must agree */
+	err = -EPROTO;
+	if (rep.qid >= a->max_queues || rep.slot >= a->max_slots ||
+	    rep.nr_seats != nfds || nfds < 1 || nfds > SHMBUS_MAX_SEATS ||
+	    (kind == SHMBUS_KIND_CONSUMER ? rep.seat >= rep.nr_seats
+					  : rep.seat != UINT32_MAX))
+		goto fail;
+	at->bus = bus;
+	at->qid = rep.qid;
+	at->qgen = rep.qgen;
+	at->slot_idx = rep.slot;
+	at->slot_gen = rep.slot_gen;
+	at->seat = rep.seat;
+	at->q = &a->queues[rep.qid];
+	s = at->slot = &a->slots[rep.slot];
+	err = -EIDRM;
+	if (READ_ONCE(at->q->gen) != rep.qgen)
+		goto fail;
+	err = -EUCLEAN;
+	if (smp_load_acquire(&s->state) != SHMBUS_SLOT_ACTIVE ||
+	    READ_ONCE(s->gen) != rep.slot_gen || READ_ONCE(s->qid) != rep.qid ||
+	    READ_ONCE(s->qgen) != rep.qgen ||
+	    READ_ONCE(at->q->nr_seats) != rep.nr_seats)
+		goto fail;
+	err = arena_queue_ring(a, at->q, &at->ring);
+	if (err)
+		goto fail;
+	at->msg_size = READ_ONCE(at->q->msg_size);
+	if (at->msg_size < 1 ||
+	    at->msg_size > a->pool[a->nr_pools - 1].payload_max) {
+		err = -EUCLEAN;
+		goto fail;
+	}
+	if (kind == SHMBUS_KIND_CONSUMER) {
+		at->seat_fd = fcntl(fds[rep.seat], F_DUPFD_CLOEXEC, 3);
+		if (at->seat_fd < 0) {
+			err = -errno;
+			goto fail;
+		}
+	}
+	err = wake_table_install(&bus->wakes, rep.qid, rep.qgen, fds, nfds);
+	nfds = 0;	/* owned by the table now, even on error */
+	if (err)
+		goto fail;
+	return 0;
+
+fail:
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (at->seat_fd >= 0)
+		close(at->seat_fd);
+	at->seat_fd = -1;
+	dreq.slot = rep.slot;
+	dreq.slot_gen = rep.slot_gen;
+	client_call(&bus->conn, SBC_DETACH, &dreq, sizeof(dreq), NULL, 0,
+		    NULL, NULL);
+	if (err == -EUCLEAN)
+		pr_warn("attach to '%s': the arena disagrees with the daemon",
+			name);
+	return err;
+}
+
+void detach(struct attachment *at)
+{
+	struct sbc_detach req = { .slot = at->slot_idx,
+				  .slot_gen = at->slot_gen };
+
+	if (!at->bus)
+		return;
+	/* our cached chunks go back now; the daemon would do it too, but
+	 * it may be dead and we are not */
+	pool_drain_slot(&at->bus->arena, at->slot);
+	if (at->seat_fd >= 0)
+		close(at->seat_fd);
+	at->seat_fd = -1;
+	if (check_pid(at->bus) == 0)
+		client_call(&at->bus->conn, SBC_DETACH, &req, sizeof(req),
+			    NULL, 0, NULL, NULL);
+	at->bus = NULL;
+}

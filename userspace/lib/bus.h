@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bus.h - the handles behind the opaque public types, and what producers
+ * and consumers share for attaching to a queue.
+ */
+#ifndef SHMBUS_BUS_H
+#define SHMBUS_BUS_H
+
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "internal.h"
+#include "ring.h"
+#include "wake.h"
+
+struct shmbus {
+	struct arena arena;
+	struct client conn;
+	struct wake_table wakes;
+	char name[SHMBUS_NAME_MAX];
+	pid_t pid;		/* opener: a forked child must reopen */
+	int arena_fd;
+	bool rdonly;
+};
+
+/* What an attached producer or consumer knows about its queue and slot. */
+struct attachment {
+	struct shmbus *bus;
+	struct shmbus_queue *q;
+	struct shmbus_slot *slot;
+	struct ring ring;
+	uint32_t qid, qgen;
+	uint32_t slot_idx, slot_gen;
+	uint32_t seat;		/* consumers */
+	uint32_t msg_size;	/* snapshot of the queue's msg_size */
+	int seat_fd;		/* consumers: dup of our seat's eventfd */
+};
+
+/*
+ * Ask the daemon for a slot bound to queue @name, as @kind; install the
+ * queue's seat eventfds in the bus's wake table; validate what the daemon
+ * and the arena say. Returns 0 or -errno.
+ */
+int attach(struct shmbus *bus, const char *name, uint32_t kind,
+	   struct attachment *at);
+
+/* Give the slot back (best effort: if the daemon is gone it reclaims the
+ * slot when it sees our connection close). */
+void detach(struct attachment *at);
+
+/* Is the queue still the one we attached to? Call inside an epoch. */
+static inline bool attachment_live(const struct attachment *at)
+{
+	return likely(READ_ONCE(at->q->gen) == at->qgen);
+}
+
+/* Next message id for this slot (ids are unique on the bus). */
+static inline uint64_t slot_next_id(struct shmbus *bus, struct shmbus_slot *s)
+{
+	uint64_t id = s->id_next;
+
+	if (unlikely(id >= s->id_end || id == 0)) {
+		/* relaxed: ids only need to be unique */
+		id = __atomic_fetch_add(&bus->arena.sb->id_next, 1024,
+					__ATOMIC_RELAXED);
+		WRITE_ONCE(s->id_end, id + 1024);
+	}
+	WRITE_ONCE(s->id_next, id + 1);
+	return id;
+}
+
+/* Handles are not shared across fork(): the child must open its own bus. */
+static inline int check_pid(const struct shmbus *bus)
+{
+	return bus->pid == getpid() ? 0 : -ECHILD;
+}
+
+#endif /* SHMBUS_BUS_H */

@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+/*
+ * client.c - connect to shmbusd (starting it if needed) and exchange
+ * control frames with it. Never on the data path.
+ *
+ * Starting the daemon: the library spawns `shmbusd --daemonize` and waits
+ * for that process to exit; the daemon takes an flock on its lock file,
+ * binds and listens, then forks into the background and lets the spawned
+ * process exit. A daemon that loses the lock race exits at once. So any
+ * number of clients racing at start end with exactly one daemon, and each
+ * of them just retries connect() until it is listening.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "internal.h"
+
+extern char **environ;
+
+#ifndef SHMBUS_DAEMON_PATH
+#define SHMBUS_DAEMON_PATH "/usr/local/bin/shmbusd"
+#endif
+
+int shmbus_socket_path(char *buf, size_t len)
+{
+	const char *env = getenv("SHMBUS_SOCKET");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (env && *env)
+		n = snprintf(buf, len, "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(buf, len, "/run/shmbus/shmbusd.sock");
+	else if (xdg && xdg[0] == '/')
+		n = snprintf(buf, len, "%s/shmbus/shmbusd.sock", xdg);
+	else
+		n = snprintf(buf, len, "/tmp/shmbus-%u/shmbusd.sock",
+			     (unsigned)geteuid());
+	if (n < 0 || (size_t)n >= len ||
+	    (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static bool executable(const char *p)
+{
+	return p && *p && access(p, X_OK) == 0;
+}
+
+/* $SHMBUS_DAEMON, then shmbusd beside our own executable, then the
+ * installed path, then $PATH. */
+static const char *daemon_binary(char *buf, size_t len)
+{
+	const char *env = getenv("SHMBUS_DAEMON");
+	ssize_t n;
+
+	if (executable(env))
+		return env;
+	n = readlink("/proc/self/exe", buf, len - 16);
+	if (n > 0) {
+		char *slash;
+
+		buf[n] = '\0';
+		slash = strrchr(buf, '/');
+		if (slash) {
+			strcpy(slash + 1, "shmbusd");
+			if (executable(buf))
+				return buf;
+		}
+	}
+	if (executable(SHMBUS_DAEMON_PATH))
+		return SHMBUS_DAEMON_PATH;
+	return "shmbusd";
+}
+
+static int spawn_daemon(const char *sock)
+{
+	char binbuf[PATH_MAX];
+	const char *bin = daemon_binary(binbuf, sizeof(binbuf));
+	char *argv[] = { "shmbusd", "--daemonize", "--socket", (char *)sock,
+			 NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	pid_t pid;
+	int err, status;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID |
+				      POSIX_SPAWN_SETSIGMASK |
+				      POSIX_SPAWN_SETSIGDEF);
+	err = strchr(bin, '/') ?
+		posix_spawn(&pid, bin, &fa, &at, argv, environ) :
+		posix_spawnp(&pid, bin, &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (err) {
+		pr_warn("cannot start the daemon %s: %s", bin, strerror(err));
+		return -err;
+	}
+	/* the spawned process exits once the daemon listens (or lost the
+	 * race to another one): reap it, nothing stays our child */
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	pr_debug("started %s for %s", bin, sock);
+	return 0;
+}
+
+static int try_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int hello(struct client *c)
+{
+	struct sbc_hello req = { .version_min = SBC_VERSION,
+				 .version_max = SBC_VERSION };
+	struct sbc_hello_reply rep;
+	int err;
+
+	err = client_call(c, SBC_HELLO, &req, sizeof(req), &rep, sizeof(rep),
+			  NULL, NULL);
+	if (err)
+		return err;
+	if (rep.version != SBC_VERSION ||
+	    rep.layout_version != SHMBUS_LAYOUT_VERSION) {
+		pr_warn("daemon speaks protocol %u / layout %u, we need %u / %u",
+			rep.version, rep.layout_version, SBC_VERSION,
+			SHMBUS_LAYOUT_VERSION);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int client_connect(struct client *c, const char *path, int timeout_ms,
+		   bool autostart)
+{
+	int64_t deadline = now_ns() + (int64_t)timeout_ms * NSEC_PER_MSEC;
+	bool spawned = false;
+	int fd, err;
+
+	c->fd = -1;
+	c->seq = 0;
+	pthread_mutex_init(&c->lock, NULL);
+	for (;;) {
+		fd = try_connect(path);
+		if (fd >= 0)
+			break;
+		if (fd != -ENOENT && fd != -ECONNREFUSED)
+			return fd;
+		if (autostart && !spawned) {
+			spawned = true;
+			spawn_daemon(path);
+			continue;
+		}
+		if (!autostart || now_ns() >= deadline)
+			return fd == -ENOENT && autostart ? -ECONNREFUSED : fd;
+		usleep(2000);
+	}
+	c->fd = fd;
+	err = hello(c);
+	if (err) {
+		client_close(c);
+		return err;
+	}
+	return 0;
+}
+
+void client_close(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+static void close_cmsg_fds(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
+	     cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int *p = (int *)CMSG_DATA(cm);
+
+		for (int i = 0; i < n; i++)
+			close(p[i]);
+	}
+}
+
+/* Take the SCM_RIGHTS fds out of @mh: up to @cap into @fds, close the
+ * rest. Returns how many fds arrived in total. */
+static unsigned take_fds(struct msghdr *mh, int *fds, unsigned cap,
+			 unsigned *stored)
+{
+	unsigned total = 0, k = 0;
+
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
+	     cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int *p = (int *)CMSG_DATA(cm);
+
+		for (int i = 0; i < n; i++, total++) {
+			if (fds && k < cap)
+				fds[k++] = p[i];
+			else
+				close(p[i]);
+		}
+	}
+	*stored = k;
+	return total;
+}
+
+static int exchange(struct client *c, unsigned type, const void *req,
+		    size_t reqlen, void *rep, size_t replen, int *fds,
+		    unsigned *nfds)
+{
+	union {
+		struct sbc_hdr h;
+		uint8_t b[SBC_FRAME_MAX];
+	} out, in;
+	union {
+		struct cmsghdr align;
+		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
+	} cbuf;
+	struct iovec iov = { .iov_base = in.b, .iov_len = sizeof(in.b) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
+	};
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	unsigned got, stored = 0, cap = nfds ? *nfds : 0;
+	uint32_t seq = ++c->seq;
+	ssize_t n;
+	int r;
+
+	if (nfds)
+		*nfds = 0;
+	if (sizeof(struct sbc_hdr) + reqlen > SBC_FRAME_MAX)
+		return -EINVAL;
+	memset(&out.h, 0, sizeof(out.h));
+	out.h.magic = SBC_MAGIC;
+	out.h.version = SBC_VERSION;
+	out.h.type = type;
+	out.h.len = sizeof(out.h) + reqlen;
+	out.h.seq = seq;
+	memcpy(out.b + sizeof(out.h), req, reqlen);
+	n = send(c->fd, out.b, out.h.len, MSG_NOSIGNAL);
+	if (n != (ssize_t)out.h.len)
+		return n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
+
+	do {
+		r = poll(&pfd, 1, SBC_REPLY_TIMEOUT_MS);
+	} while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return -errno;
+	do {
+		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ECONNRESET ? -ECONNRESET : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		close_cmsg_fds(&mh);
+		pr_warn("daemon reply truncated");
+		return -EPROTO;
+	}
+	got = take_fds(&mh, fds, cap, &stored);
+	if ((size_t)n < sizeof(in.h) || in.h.magic != SBC_MAGIC ||
+	    in.h.version != SBC_VERSION || in.h.type != type ||
+	    in.h.seq != seq || in.h.len != (uint32_t)n || in.h.nfds != got) {
+		pr_warn("malformed reply from the daemon");
+		goto proto_err;
+	}
+	if (in.h.status) {
+		if (in.h.status > 0 || in.h.status < -4095)
+			goto proto_err;
+		for (unsigned i = 0; i < stored; i++)
+			close(fds[i]);
+		return in.h.status;
+	}
+	if (n - sizeof(in.h) != replen) {
+		pr_warn("reply of type %u has %zd bytes, expected %zu", type,
+			n - (ssize_t)sizeof(in.h), replen);
+		goto proto_err;
+	}
+	if (replen)
+		memcpy(rep, in.b + sizeof(in.h), replen);
+	if (nfds)
+		*nfds = stored;
+	return 0;
+
+proto_err:
+	for (unsigned i = 0; i < stored; i++)
+		close(fds[i]);
+	return -EPROTO;
+}
+
+int client_call(struct client *c, unsigned type, const void *req,
+		size_t reqlen, void *rep, size_t replen, int *fds,
+		unsigned *nfds)
+{
+	int err;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->fd < 0) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOTCONN;
+	}
+	err = exchange(c, type, req, reqlen, rep, replen, fds, nfds);
+	if (err == -ECONNRESET || err == -EPROTO || err == -ETIMEDOUT) {
+		/* the stream is out of step: never reuse it */
+		close(c->fd);
+		c->fd = -1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}

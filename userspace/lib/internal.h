@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - what libshmbus's files (and shmbusd, which links the static
+ * library) share: logging, time, option checks, the process-local view of
+ * a mapped arena.
+ */
+#ifndef SHMBUS_INTERNAL_H
+#define SHMBUS_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "shmbus.h"
+#include "shmbus_layout.h"
+#include "barrier.h"
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a)	(((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+#define MIN(a, b)	((a) < (b) ? (a) : (b))
+#define MAX(a, b)	((a) > (b) ? (a) : (b))
+
+#define NSEC_PER_SEC	1000000000LL
+#define NSEC_PER_MSEC	1000000LL
+#define NSEC_PER_USEC	1000LL
+
+/* ---- diagnostics (util.c) ---------------------------------------- */
+
+void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define pr_warn(fmt, ...)  shmbus_pr(SHMBUS_WARN, "libshmbus: " fmt "\n", ##__VA_ARGS__)
+#define pr_info(fmt, ...)  shmbus_pr(SHMBUS_INFO, "libshmbus: " fmt "\n", ##__VA_ARGS__)
+#define pr_debug(fmt, ...) shmbus_pr(SHMBUS_DEBUG, "libshmbus: " fmt "\n", ##__VA_ARGS__)
+
+/* ---- time --------------------------------------------------------- */
+
+static inline int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
+static inline int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
+/* Deadline for a timeout: < 0 -> INT64_MAX (never), else now + t. */
+static inline int64_t deadline_of(int64_t timeout_ns)
+{
+	if (timeout_ns < 0)
+		return INT64_MAX;
+	return now_ns() + timeout_ns;
+}
+
+/*
+ * Back off while waiting for a peer to make room (full queue, empty pool):
+ * spin, then yield, then sleep up to 1 ms. @round counts calls.
+ */
+void backoff_wait(unsigned round);
+
+/* ---- options (util.c) -------------------------------------------- */
+
+/*
+ * libbpf's OPTS_VALID: an options struct from a newer caller may be larger
+ * than we know; its bytes beyond @known must be zero. NULL is valid.
+ */
+bool opts_valid(const void *opts, size_t user_sz, size_t known,
+		const char *type);
+#define OPTS_VALID(opts, type)						\
+	(!(opts) || opts_valid((opts), (opts)->sz,			\
+			       offsetofend(struct type, type##__last_field), \
+			       #type))
+/* The last field this library version knows, per options struct. */
+#define shmbus_open_opts__last_field		connect_timeout_ms
+#define shmbus_queue_opts__last_field		flags
+#define shmbus_producer_opts__last_field	flags
+#define shmbus_consumer_opts__last_field	__pad
+#define shmbus_pub_opts__last_field		corr_id
+#define offsetofend(TYPE, FIELD) \
+	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
+/* Read a field if the caller's struct is large enough to have it. */
+#define OPTS_HAS(opts, field) \
+	((opts) && (opts)->sz >= offsetofend(__typeof__(*(opts)), field))
+#define OPTS_GET(opts, field, fallback) \
+	(OPTS_HAS(opts, field) ? (opts)->field : (fallback))
+
+/* ---- process identity (util.c) ----------------------------------- */
+
+/* Start time of @pid (clock ticks since boot, /proc/pid/stat field 22),
+ * or 0 if the process does not exist or is a zombie. */
+uint64_t pid_start_time(int pid);
+
+/* Is the process (@pid, @start_time) still alive? */
+bool pid_alive(int pid, uint64_t start_time);
+
+/* ---- the arena (arena.c) ----------------------------------------- */
+
+struct pool_view {
+	struct shmbus_pool *desc;	/* shared: free list lives here */
+	uint8_t *base;			/* chunk 0 */
+	uint32_t *links;		/* free-list links */
+	uint32_t chunk_size;		/* validated copies of K fields */
+	uint32_t payload_max;
+	uint32_t nr_chunks;
+	uint32_t cache_max;
+};
+
+/*
+ * Process-local view of a mapped arena. Geometry is copied out of the
+ * superblock once it has been validated, and only the copies are used: a
+ * peer that scribbles on the superblock later cannot steer us outside the
+ * mapping.
+ */
+struct arena {
+	uint8_t *base;
+	uint64_t size;
+	int fd;
+	bool rdonly;
+	struct shmbus_sb *sb;
+	struct shmbus_queue *queues;
+	uint32_t max_queues;
+	struct shmbus_slot *slots;
+	uint32_t max_slots;
+	uint32_t nr_pools;
+	struct pool_view pool[SHMBUS_MAX_POOLS];
+	bool reader_fence;		/* SHMBUS_FEAT_COMPAT_READER_FENCE */
+	uint64_t *ringmap;
+	uint64_t ring_off;		/* arena offset of the ring area */
+	uint64_t ring_units;
+};
+
+/* Creation parameters (the daemon fills them from BUS_OPEN). */
+struct arena_params {
+	char name[SHMBUS_NAME_MAX];
+	uint32_t uid, gid, mode;
+	uint32_t max_queues;
+	uint32_t max_slots;
+	uint64_t ring_bytes;
+	uint32_t nr_pools;
+	struct { uint32_t payload, count; } pools[SHMBUS_MAX_POOLS];
+};
+
+#define ARENA_DEF_QUEUES	64u
+#define ARENA_DEF_SLOTS		256u
+#define ARENA_DEF_RING_BYTES	(1u << 20)
+
+/* Fill defaults for zero fields and check ranges. 0 or -EINVAL (+ why). */
+int arena_params_check(struct arena_params *p, char *why, size_t whylen);
+
+/* Bytes the arena needs for @p (checked params). */
+uint64_t arena_size_for(const struct arena_params *p);
+
+/* Write a fresh arena for @p into zeroed memory @base of @size bytes. */
+int arena_format(void *base, uint64_t size, const struct arena_params *p);
+
+/*
+ * Validate an arena image: every superblock field, every region in bounds
+ * and disjoint, every pool descriptor. Returns 0, or -EBADMSG (not a
+ * shmbus arena), -EPROTONOSUPPORT (layout version), -EOPNOTSUPP (unknown
+ * incompat feature), -EUCLEAN (inconsistent geometry); @why says what.
+ */
+int arena_validate(const void *base, uint64_t size, char *why, size_t whylen);
+
+/* mmap @fd (its whole size), validate, fill @a. Takes no ownership of fd. */
+int arena_map(struct arena *a, int fd, bool rdonly);
+void arena_unmap(struct arena *a);
+
+static inline struct shmbus_chunk *chunk_at(const struct arena *a,
+					    uint32_t ref)
+{
+	uint32_t p = SHMBUS_REF_POOL(ref), i = SHMBUS_REF_IDX(ref);
+
+	if (unlikely(p >= a->nr_pools || i >= a->pool[p].nr_chunks))
+		return NULL;
+	return (struct shmbus_chunk *)(a->pool[p].base +
+				       (uint64_t)i * a->pool[p].chunk_size);
+}
+
+static inline uint8_t *chunk_payload(struct shmbus_chunk *c, uint32_t attr_len)
+{
+	return (uint8_t *)c + SHMBUS_CHUNK_HDR + ALIGN_UP(attr_len, 8u);
+}
+
+static inline struct shmbus_queue *queue_at(const struct arena *a, uint32_t qid)
+{
+	return qid < a->max_queues ? &a->queues[qid] : NULL;
+}
+
+static inline struct shmbus_slot *slot_at(const struct arena *a, uint32_t i)
+{
+	return i < a->max_slots ? &a->slots[i] : NULL;
+}
+
+/* Find a live queue by name; returns qid or -ENOENT. */
+int arena_find_queue(const struct arena *a, const char *name);
+
+struct ring;
+/*
+ * Bind @r to the ring of queue @q, validating ring_off/ring_cap against the
+ * ring area. Returns 0 or -EUCLEAN.
+ */
+int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
+		     struct ring *r);
+
+/*
+ * Sum a queue's counters: folded totals plus every ACTIVE slot bound to
+ * (qid, gen). Also counts attached producers and consumers.
+ */
+void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
+			  uint64_t out[SHMBUS_NR_COUNTERS],
+			  uint32_t *producers, uint32_t *consumers);
+
+/* Slot counter bump: only the owner writes its slot (no atomics). */
+static inline void slot_count(struct shmbus_slot *s, unsigned ctr, uint64_t n)
+{
+	WRITE_ONCE(s->ctr[ctr], READ_ONCE(s->ctr[ctr]) + n);
+}
+
+#endif /* SHMBUS_INTERNAL_H */

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: MIT
+/*
+ * producer.c - publishing: copy and zero-copy (loan, commit, cancel),
+ * single and batched.
+ *
+ * A publish is: take a chunk (slot cache, else the pool's shared list),
+ * write header and payload, then one cmpxchg on a ring cell makes the
+ * message visible (ring.h), then one load of the queue's sleep mask
+ * decides whether a consumer needs an eventfd write (wake.h). A process
+ * killed anywhere in this sequence leaves no half-written message in the
+ * ring and blocks no other producer: before the cmpxchg the chunk is only
+ * ours, after it the message is complete.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "epoch.h"
+#include "pool.h"
+
+struct shmbus_producer {
+	struct attachment at;
+};
+
+SHMBUS_API struct shmbus_producer *
+shmbus_producer__new(struct shmbus *bus, const char *queue,
+		     const struct shmbus_producer_opts *opts)
+{
+	struct shmbus_producer *p;
+	int err;
+
+	if (!bus || !queue || !OPTS_VALID(opts, shmbus_producer_opts) ||
+	    OPTS_GET(opts, flags, 0)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	err = attach(bus, queue, SHMBUS_KIND_PRODUCER, &p->at);
+	if (err) {
+		free(p);
+		errno = -err;
+		return NULL;
+	}
+	return p;
+}
+
+SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p)
+{
+	if (!p)
+		return;
+	detach(&p->at);
+	free(p);
+}
+
+/* A chunk of the smallest class that fits, else of a larger class. */
+static int alloc_chunk(struct attachment *at, size_t size, uint32_t *ref)
+{
+	const struct arena *a = &at->bus->arena;
+	int pi = pool_for_size(a, size);
+
+	if (pi < 0)
+		return pi;
+	for (; pi < (int)a->nr_pools; pi++) {
+		int err = pool_alloc(a, at->slot, pi, ref);
+
+		if (err != -ENOMEM)
+			return err;
+	}
+	return -ENOMEM;
+}
+
+static void free_chunk(struct attachment *at, struct shmbus_chunk *c,
+		       uint32_t ref)
+{
+	/* FREE before the cache holds it: see pool.c on crash safety */
+	WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_FREE, 0));
+	pool_free(&at->bus->arena, at->slot, ref);
+}
+
+static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
+			      uint32_t len, uint64_t corr_id)
+{
+	/* plain stores: the chunk is ours alone until the ring cmpxchg,
+	 * which is the release that publishes them */
+	c->len = len;
+	c->attr_len = 0;
+	c->flags = 0;
+	c->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_QUEUED, at->slot_idx);
+	c->qid = at->qid;
+	c->id = slot_next_id(at->bus, at->slot);
+	c->ts_pub = (uint64_t)now_ns();
+	c->corr_id = corr_id;
+	c->reply_to = 0;
+	c->delivery_count = 0;
+	c->expires_ns = 0;
+	c->not_before_ns = 0;
+}
+
+static int check_pub_opts(const struct shmbus_pub_opts *opts)
+{
+	return OPTS_VALID(opts, shmbus_pub_opts) ? 0 : -EINVAL;
+}
+
+/*
+ * Enqueue @ref, waiting for room until @deadline. Called inside an epoch
+ * section; leaves and re-enters it while waiting so that a queue delete is
+ * never held up by a producer waiting on a full queue.
+ */
+static int enqueue_wait(struct attachment *at, uint32_t ref, int64_t deadline)
+{
+	const struct arena *a = &at->bus->arena;
+	unsigned round = 0;
+	int err;
+
+	for (;;) {
+		err = ring_enqueue(&at->ring, ref);
+		if (likely(err != -ENOBUFS) || deadline == 0 ||
+		    now_ns() >= deadline)
+			return err;
+		epoch_exit(at->slot);
+		backoff_wait(round++);
+		epoch_enter(a, at->slot);
+		if (!attachment_live(at))
+			return -EIDRM;
+	}
+}
+
+/*
+ * Take a chunk, waiting until @deadline while the pools are empty. With
+ * @in_epoch, leaves the caller's epoch section while it waits.
+ */
+static int alloc_wait(struct attachment *at, size_t size, uint32_t *ref,
+		      int64_t deadline, bool in_epoch)
+{
+	unsigned round = 0;
+	int err;
+
+	for (;;) {
+		err = alloc_chunk(at, size, ref);
+		if (likely(err != -ENOMEM) || deadline == 0 ||
+		    now_ns() >= deadline)
+			return err;
+		if (in_epoch)
+			epoch_exit(at->slot);
+		backoff_wait(round++);
+		if (in_epoch)
+			epoch_enter(&at->bus->arena, at->slot);
+		if (!attachment_live(at))
+			return -EIDRM;
+	}
+}
+
+static inline int64_t pub_deadline(const struct shmbus_pub_opts *opts)
+{
+	int64_t t = OPTS_GET(opts, timeout_ns, 0);
+
+	return t == 0 ? 0 : deadline_of(t);
+}
+
+/* One message; inside an epoch section. Returns 0 or -errno. */
+static int publish_one(struct attachment *at, const void *data, size_t len,
+		       uint64_t corr_id, int64_t deadline)
+{
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *c;
+	uint32_t ref;
+	int err;
+
+	if (unlikely(len > at->msg_size))
+		return -EMSGSIZE;
+	err = alloc_wait(at, len, &ref, deadline, true);
+	if (unlikely(err)) {
+		if (err == -ENOMEM)
+			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+		return err;
+	}
+	c = chunk_at(a, ref);
+	memcpy(chunk_payload(c, 0), data, len);
+	chunk_fill(at, c, (uint32_t)len, corr_id);
+	err = enqueue_wait(at, ref, deadline);
+	if (unlikely(err)) {
+		free_chunk(at, c, ref);
+		if (err == -ENOBUFS)
+			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
+		return err;
+	}
+	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	return 0;
+}
+
+static inline void wake_after(struct attachment *at, unsigned n)
+{
+	unsigned w = wake_after_publish(&at->bus->wakes, at->q, at->qid,
+					at->qgen, n);
+
+	if (w)
+		slot_count(at->slot, SHMBUS_CTR_WAKEUPS, w);
+}
+
+SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
+					const void *data, size_t len,
+					const struct shmbus_pub_opts *opts)
+{
+	struct attachment *at = &p->at;
+	int err;
+
+	if (unlikely(!data && len) || unlikely(check_pub_opts(opts)))
+		return -EINVAL;
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	err = publish_one(at, data, len, OPTS_GET(opts, corr_id, 0),
+			  pub_deadline(opts));
+	if (likely(!err))
+		wake_after(at, 1);
+	epoch_exit(at->slot);
+	return err;
+}
+
+SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
+					      const struct iovec *iov,
+					      unsigned n,
+					      const struct shmbus_pub_opts *opts)
+{
+	struct attachment *at = &p->at;
+	uint64_t corr = OPTS_GET(opts, corr_id, 0);
+	int64_t deadline = pub_deadline(opts);
+	unsigned done = 0;
+	int err = 0;
+
+	if (!iov || !n || check_pub_opts(opts))
+		return -EINVAL;
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	for (; done < n; done++) {
+		if (!iov[done].iov_base && iov[done].iov_len) {
+			err = -EINVAL;
+			break;
+		}
+		err = publish_one(at, iov[done].iov_base, iov[done].iov_len,
+				  corr, deadline);
+		if (err)
+			break;
+	}
+	if (done)
+		wake_after(at, done);
+	epoch_exit(at->slot);
+	return done ? (int)done : err;
+}
+
+/*
+ * Map a loaned buffer pointer back to its chunk: it must be exactly the
+ * payload start of a chunk LOANED to this producer's slot.
+ */
+static struct shmbus_chunk *loaned_chunk(struct attachment *at, void *buf,
+					 uint32_t *ref)
+{
+	const struct arena *a = &at->bus->arena;
+	uint8_t *b = buf;
+
+	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
+		const struct pool_view *pv = &a->pool[pi];
+		uint8_t *lo = pv->base + SHMBUS_CHUNK_HDR;
+		uint64_t off, idx;
+		struct shmbus_chunk *c;
+
+		if (b < lo || b >= pv->base + (uint64_t)pv->nr_chunks *
+					      pv->chunk_size)
+			continue;
+		off = (uint64_t)(b - lo);
+		if (off % pv->chunk_size)
+			return NULL;
+		idx = off / pv->chunk_size;
+		c = (struct shmbus_chunk *)(pv->base + idx * pv->chunk_size);
+		if (READ_ONCE(c->owner) !=
+		    SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED, at->slot_idx))
+			return NULL;
+		*ref = SHMBUS_REF(pi, (uint32_t)idx);
+		return c;
+	}
+	return NULL;
+}
+
+SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
+				       size_t size, int64_t timeout_ns)
+{
+	struct attachment *at = &p->at;
+	struct shmbus_chunk *c;
+	uint32_t ref;
+	int err;
+
+	if (size > at->msg_size) {
+		errno = EMSGSIZE;
+		return NULL;
+	}
+	if (!attachment_live(at)) {
+		errno = EIDRM;
+		return NULL;
+	}
+	err = alloc_wait(at, size, &ref,
+			 timeout_ns == 0 ? 0 : deadline_of(timeout_ns), false);
+	if (err) {
+		if (err == -ENOMEM)
+			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+		errno = -err;
+		return NULL;
+	}
+	c = chunk_at(&at->bus->arena, ref);
+	WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED,
+						at->slot_idx));
+	return chunk_payload(c, 0);
+}
+
+SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
+				       size_t len,
+				       const struct shmbus_pub_opts *opts)
+{
+	struct attachment *at = &p->at;
+	struct shmbus_chunk *c;
+	uint32_t ref;
+	int err;
+
+	if (check_pub_opts(opts))
+		return -EINVAL;
+	c = loaned_chunk(at, buf, &ref);
+	if (!c || len > at->msg_size ||
+	    len > at->bus->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
+		return -EINVAL;
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	chunk_fill(at, c, (uint32_t)len, OPTS_GET(opts, corr_id, 0));
+	err = enqueue_wait(at, ref, pub_deadline(opts));
+	if (unlikely(err)) {
+		/* still the caller's: it may retry or cancel */
+		WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED,
+							at->slot_idx));
+		if (err == -ENOBUFS)
+			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
+		epoch_exit(at->slot);
+		return err;
+	}
+	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	wake_after(at, 1);
+	epoch_exit(at->slot);
+	return 0;
+}
+
+SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf)
+{
+	struct shmbus_chunk *c;
+	uint32_t ref;
+
+	if (!p || !buf)
+		return;
+	c = loaned_chunk(&p->at, buf, &ref);
+	if (c)
+		free_chunk(&p->at, c, ref);
+}

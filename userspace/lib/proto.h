@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.h - the control protocol between libshmbus and shmbusd.
+ *
+ * Transport: a SOCK_SEQPACKET unix socket, one frame per packet. Every
+ * frame starts with struct sbc_hdr; len is the whole frame and must equal
+ * the packet size; the body is a fixed struct per type. Reserved and pad
+ * fields must be zero and names must be valid (see proto_name_valid()).
+ * File descriptors travel only daemon -> client, as SCM_RIGHTS on replies;
+ * nfds says how many. Anything else (bad magic, version, type, length,
+ * truncation, unexpected fds, non-zero padding) is a protocol error: the
+ * daemon replies with status -EPROTO (or the specific -errno) and closes
+ * that connection; everyone else is unaffected.
+ *
+ * Conversation: HELLO first (version negotiation), then BUS_OPEN once
+ * (binds the connection to one bus), then any number of QUEUE_DECLARE,
+ * QUEUE_DELETE, ATTACH, DETACH. A reply echoes the request's type and seq
+ * with status 0 or -errno. The daemon never sends unsolicited frames.
+ *
+ * docs/protocol.md describes the same in prose.
+ */
+#ifndef SHMBUS_PROTO_H
+#define SHMBUS_PROTO_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "shmbus_layout.h"
+
+#define SBC_MAGIC		0x31434253u	/* "SBC1" */
+#define SBC_VERSION		1u
+#define SBC_FRAME_MAX		1024u
+#define SBC_MAX_FDS		SHMBUS_MAX_SEATS
+
+enum sbc_type {
+	SBC_HELLO		= 1,
+	SBC_BUS_OPEN		= 2,
+	SBC_QUEUE_DECLARE	= 3,
+	SBC_QUEUE_DELETE	= 4,
+	SBC_ATTACH		= 5,
+	SBC_DETACH		= 6,
+	SBC__TYPE_MAX,
+};
+
+struct sbc_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len;		/* whole frame, header included */
+	uint32_t seq;		/* chosen by the client, echoed */
+	int32_t	 status;	/* replies: 0 or -errno; requests: 0 */
+	uint32_t nfds;		/* replies: fds attached; requests: 0 */
+};
+
+struct sbc_hello {
+	uint32_t version_min;
+	uint32_t version_max;
+};
+
+struct sbc_hello_reply {
+	uint32_t version;
+	uint32_t layout_version;
+};
+
+/* BUS_OPEN flags */
+#define SBC_OPEN_CREATE		0x1u	/* create if absent */
+#define SBC_OPEN_EXCL		0x2u	/* fail if present */
+#define SBC_OPEN_RDONLY		0x4u	/* read-only mapping (stat, list) */
+#define SBC_OPEN__ALL		0x7u
+
+struct sbc_pool_spec {
+	uint32_t payload;	/* max payload bytes of the class */
+	uint32_t count;		/* chunks */
+};
+
+struct sbc_bus_open {
+	char	 name[SHMBUS_NAME_MAX];
+	uint32_t flags;		/* SBC_OPEN_* */
+	uint32_t mode;		/* 0..0777, creation only; 0 = 0600 */
+	uint32_t max_queues;	/* creation only; 0 = default */
+	uint32_t max_slots;
+	uint64_t ring_bytes;
+	uint32_t nr_pools;	/* 0 = default classes */
+	uint32_t __pad;
+	struct sbc_pool_spec pools[SHMBUS_MAX_POOLS];
+};
+
+struct sbc_bus_open_reply {
+	uint64_t arena_size;
+	uint32_t created;
+	uint32_t rdonly;
+};
+
+struct sbc_queue_declare {
+	char	 name[SHMBUS_NAME_MAX];
+	uint32_t max_len;	/* 0 = default */
+	uint32_t msg_size;	/* 0 = default */
+	uint32_t max_consumers;	/* 0 = default */
+	uint32_t flags;		/* must be 0 */
+};
+
+struct sbc_queue_declare_reply {
+	uint32_t qid;
+	uint32_t gen;
+	uint32_t created;
+	uint32_t __pad;
+};
+
+struct sbc_queue_delete {
+	char	 name[SHMBUS_NAME_MAX];
+};
+
+struct sbc_attach {
+	char	 name[SHMBUS_NAME_MAX];	/* queue */
+	uint32_t kind;			/* SHMBUS_KIND_* */
+	uint32_t __pad;
+};
+
+struct sbc_attach_reply {
+	uint32_t qid;
+	uint32_t qgen;
+	uint32_t slot;
+	uint32_t slot_gen;
+	uint32_t seat;		/* consumers; UINT32_MAX for producers */
+	uint32_t nr_seats;	/* fds attached, seat order */
+};
+
+struct sbc_detach {
+	uint32_t slot;
+	uint32_t slot_gen;
+};
+
+/* Expected request body size for a type, or -1 for an unknown type. */
+static inline long sbc_req_body_size(unsigned type)
+{
+	switch (type) {
+	case SBC_HELLO:		return sizeof(struct sbc_hello);
+	case SBC_BUS_OPEN:	return sizeof(struct sbc_bus_open);
+	case SBC_QUEUE_DECLARE:	return sizeof(struct sbc_queue_declare);
+	case SBC_QUEUE_DELETE:	return sizeof(struct sbc_queue_delete);
+	case SBC_ATTACH:	return sizeof(struct sbc_attach);
+	case SBC_DETACH:	return sizeof(struct sbc_detach);
+	default:		return -1;
+	}
+}
+
+/* Expected reply body size for a type (status 0), or -1. */
+static inline long sbc_rep_body_size(unsigned type)
+{
+	switch (type) {
+	case SBC_HELLO:		return sizeof(struct sbc_hello_reply);
+	case SBC_BUS_OPEN:	return sizeof(struct sbc_bus_open_reply);
+	case SBC_QUEUE_DECLARE:	return sizeof(struct sbc_queue_declare_reply);
+	case SBC_QUEUE_DELETE:	return 0;
+	case SBC_ATTACH:	return sizeof(struct sbc_attach_reply);
+	case SBC_DETACH:	return 0;
+	default:		return -1;
+	}
+}
+
+/*
+ * A valid bus or queue name: 1..63 bytes of [A-Za-z0-9._-], not starting
+ * with '.', NUL-terminated inside the field, all bytes after the NUL zero.
+ * Returns 0 or -EINVAL.
+ */
+int proto_name_valid(const char name[SHMBUS_NAME_MAX]);
+
+/* Copy a C string into a name field; -EINVAL if it is not a valid name. */
+int proto_name_set(char dst[SHMBUS_NAME_MAX], const char *src);
+
+/* Is every byte of [p, p + n) zero? */
+int proto_all_zero(const void *p, size_t n);
+
+#endif /* SHMBUS_PROTO_H */

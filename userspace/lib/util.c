@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MIT
+/*
+ * util.c - diagnostics callback, option-struct checks, back-off, process
+ * identity (pid + start time, which defeats pid reuse).
+ */
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int default_print(enum shmbus_print_level level, const char *fmt,
+			 va_list ap)
+{
+	if (level != SHMBUS_WARN)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static shmbus_print_fn_t print_fn = default_print;
+
+SHMBUS_API shmbus_print_fn_t shmbus_set_print(shmbus_print_fn_t fn)
+{
+	return __atomic_exchange_n(&print_fn, fn, __ATOMIC_ACQ_REL);
+}
+
+void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
+{
+	shmbus_print_fn_t fn = __atomic_load_n(&print_fn, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	va_list ap;
+
+	if (!fn)
+		return;
+	va_start(ap, fmt);
+	fn(level, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+SHMBUS_API const char *shmbus_version(void)
+{
+#define STR_(x) #x
+#define STR(x) STR_(x)
+	return STR(SHMBUS_VERSION_MAJOR) "." STR(SHMBUS_VERSION_MINOR) "."
+	       STR(SHMBUS_VERSION_PATCH);
+}
+
+bool opts_valid(const void *opts, size_t user_sz, size_t known,
+		const char *type)
+{
+	const uint8_t *p = opts;
+
+	if (user_sz < sizeof(size_t)) {
+		pr_warn("%s: sz %zu too small (use SHMBUS_OPTS)", type, user_sz);
+		return false;
+	}
+	for (size_t i = known; i < user_sz; i++) {
+		if (p[i]) {
+			pr_warn("%s: unknown non-zero option at byte %zu "
+				"(built against a newer libshmbus?)", type, i);
+			return false;
+		}
+	}
+	return true;
+}
+
+void backoff_wait(unsigned round)
+{
+	if (round < 64) {
+		cpu_relax();
+	} else if (round < 128) {
+		sched_yield();
+	} else {
+		unsigned shift = MIN(round - 128, 10u);
+		struct timespec ts = { 0, (long)(1000L << shift) };
+
+		if (ts.tv_nsec > NSEC_PER_MSEC)
+			ts.tv_nsec = NSEC_PER_MSEC;
+		nanosleep(&ts, NULL);
+	}
+}
+
+uint64_t pid_start_time(int pid)
+{
+	char path[64], buf[1024];
+	ssize_t n;
+	char *p;
+	int fd;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* comm may hold spaces and ')': field 3 starts after the last ')' */
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return 0;
+	p++;
+	/* field 3 is the state: a zombie has already lost everything */
+	if (p[1] == 'Z' || p[1] == 'X' || p[1] == 'x')
+		return 0;
+	/* fields 3..21 precede starttime (22) */
+	for (int field = 3; field <= 22; field++) {
+		while (*p == ' ')
+			p++;
+		if (field == 22)
+			return strtoull(p, NULL, 10);
+		p = strchr(p, ' ');
+		if (!p)
+			return 0;
+	}
+	return 0;
+}
+
+bool pid_alive(int pid, uint64_t start_time)
+{
+	uint64_t st;
+
+	if (pid <= 0)
+		return false;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return false;
+	st = pid_start_time(pid);
+	if (!st)
+		return false;
+	return start_time == 0 || st == start_time;
+}

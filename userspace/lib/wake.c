@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wake.c - the slow half of wake-ups: the per-bus eventfd table (liburcu-bp
+ * protects it inside the process, so an eventfd is closed only once no
+ * producer thread can still be writing to it), waking sleepers, and a
+ * consumer's arm / sleep / disarm. The protocol is in wake.h.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <urcu-bp.h>
+
+#include "wake.h"
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void register_atfork(void)
+{
+	/* keep liburcu-bp's registry consistent in forked children */
+	pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent,
+		       urcu_bp_after_fork_child);
+}
+
+int wake_table_init(struct wake_table *t, uint32_t n)
+{
+	pthread_once(&atfork_once, register_atfork);
+	t->sets = calloc(n, sizeof(*t->sets));
+	if (!t->sets)
+		return -ENOMEM;
+	t->n = n;
+	pthread_mutex_init(&t->lock, NULL);
+	return 0;
+}
+
+static void close_fds(int *fds, uint32_t nr)
+{
+	for (uint32_t i = 0; i < nr; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void wake_set_free(struct wake_set *ws)
+{
+	if (!ws)
+		return;
+	close_fds(ws->fds, ws->nr);
+	free(ws);
+}
+
+void wake_table_fini(struct wake_table *t)
+{
+	if (!t->sets)
+		return;
+	/* the caller guarantees no producer of this bus is running */
+	for (uint32_t i = 0; i < t->n; i++)
+		wake_set_free(t->sets[i]);
+	free(t->sets);
+	t->sets = NULL;
+	pthread_mutex_destroy(&t->lock);
+}
+
+int wake_table_install(struct wake_table *t, uint32_t qid, uint32_t qgen,
+		       int *fds, uint32_t nr)
+{
+	struct wake_set *ws, *old;
+
+	if (qid >= t->n) {
+		close_fds(fds, nr);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&t->lock);
+	old = t->sets[qid];
+	if (old && old->qgen == qgen && old->nr == nr) {
+		pthread_mutex_unlock(&t->lock);
+		close_fds(fds, nr);
+		return 0;
+	}
+	ws = malloc(sizeof(*ws) + nr * sizeof(int));
+	if (!ws) {
+		pthread_mutex_unlock(&t->lock);
+		close_fds(fds, nr);
+		return -ENOMEM;
+	}
+	ws->qgen = qgen;
+	ws->nr = nr;
+	memcpy(ws->fds, fds, nr * sizeof(int));
+	/* publish: rcu_set_pointer is a release (pairs with the
+	 * rcu_dereference in wake_seat) */
+	urcu_bp_set_pointer(&t->sets[qid], ws);
+	pthread_mutex_unlock(&t->lock);
+	if (old) {
+		/* a producer thread may be in write(old->fds[i]) */
+		urcu_bp_synchronize_rcu();
+		wake_set_free(old);
+	}
+	return 0;
+}
+
+static bool wake_seat(struct wake_table *t, uint32_t qid, uint32_t qgen,
+		      uint32_t seat)
+{
+	static const uint64_t one = 1;
+	struct wake_set *ws;
+	bool ok = false;
+
+	if (qid >= t->n)
+		return false;
+	urcu_bp_read_lock();
+	ws = urcu_bp_dereference(t->sets[qid]);
+	if (ws && ws->qgen == qgen && seat < ws->nr) {
+		/* a blocking eventfd write only blocks at a counter of
+		 * 2^64 - 2 tokens; ours never exceeds a few */
+		ok = write(ws->fds[seat], &one, sizeof(one)) == sizeof(one);
+	}
+	urcu_bp_read_unlock();
+	return ok;
+}
+
+unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
+			 uint32_t qid, uint32_t qgen, unsigned n)
+{
+	unsigned woken = 0;
+
+	for (unsigned w = 0; w < SHMBUS_SEAT_WORDS && woken < n; w++) {
+		uint64_t m = READ_ONCE(q->sleep_mask[w]);
+
+		while (m && woken < n) {
+			uint64_t bit = m & -m;
+			/* Take the right to wake this seat: only the one
+			 * who clears the bit writes (pairs with the
+			 * fetch_and in seat_disarm, which then counts our
+			 * claim) */
+			uint64_t old = atomic_fetch_and(&q->sleep_mask[w], ~bit);
+
+			if (old & bit) {
+				unsigned seat = w * 64 + __builtin_ctzll(bit);
+
+				if (wake_seat(t, qid, qgen, seat))
+					woken++;
+			}
+			m = old & ~bit;
+		}
+	}
+	return woken;
+}
+
+void seat_refresh(struct seat *s)
+{
+	if (s->armed && !(READ_ONCE(*s->word) & s->bit)) {
+		s->armed = false;
+		s->claims++;
+	}
+}
+
+int seat_arm(struct seat *s, struct ring *r)
+{
+	seat_refresh(s);
+	if (!s->armed) {
+		atomic_fetch_or(s->word, s->bit);
+		s->armed = true;
+	}
+	/* pairs with smp_mb__after_atomic() in wake_after_publish() */
+	smp_mb__after_atomic();
+	if (ring_peek_nonempty(r)) {
+		seat_disarm(s);
+		return 1;
+	}
+	return 0;
+}
+
+void seat_disarm(struct seat *s)
+{
+	uint64_t old;
+
+	if (!s->armed)
+		return;
+	old = atomic_fetch_and(s->word, ~s->bit);
+	s->armed = false;
+	if (!(old & s->bit))
+		s->claims++;	/* a producer took our wake-up first */
+}
+
+static int read_tokens(struct seat *s)
+{
+	uint64_t v;
+	ssize_t n = read(s->fd, &v, sizeof(v));
+
+	if (n == sizeof(v)) {
+		s->tokens += v;
+		return 0;
+	}
+	return n < 0 ? -errno : -EIO;
+}
+
+int seat_sleep(struct seat *s, int64_t deadline)
+{
+	int err = 0;
+
+	if (deadline == INT64_MAX) {
+		/* one syscall: the blocking read both waits and drains */
+		err = read_tokens(s);
+	} else {
+		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+		int64_t left = deadline - now_ns();
+		struct timespec ts;
+
+		if (left < 0)
+			left = 0;
+		ts.tv_sec = left / NSEC_PER_SEC;
+		ts.tv_nsec = left % NSEC_PER_SEC;
+		int n = ppoll(&pfd, 1, &ts, NULL);
+
+		if (n < 0)
+			err = -errno;
+		else if (n == 0)
+			err = -ETIMEDOUT;
+		else
+			err = read_tokens(s);
+	}
+	seat_disarm(s);
+	return err;
+}
+
+void seat_drain(struct seat *s)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+
+	if (s->claims <= s->tokens)
+		return;
+	if (poll(&pfd, 1, 0) == 1)
+		read_tokens(s);
+	/* a token still in flight shows up as one spurious readiness */
+	if (s->tokens < s->claims)
+		s->tokens = s->claims;
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wake.h - sleeping consumers and the producers that wake them.
+ *
+ * Each queue has up to 128 consumer seats; each seat has an eventfd made
+ * by the daemon when the queue was declared, and a bit in the queue's
+ * sleep_mask. Every process that attaches to a queue receives all of the
+ * queue's seat eventfds, so a producer can wake any seat with no help from
+ * the daemon (which may be dead).
+ *
+ * The protocol (a Dekker pair; both sides use a SEQ_CST RMW followed by
+ * smp_mb__after_atomic() and a load):
+ *
+ *   consumer (seat_arm)                 producer (wake_after_publish)
+ *   fetch_or(sleep_mask, bit)           cmpxchg(cell, full)   [ring.h]
+ *   smp_mb__after_atomic()              smp_mb__after_atomic()
+ *   if ring non-empty: disarm, run      m = load(sleep_mask)
+ *   else block in read(eventfd)         for a set bit: fetch_and(~bit);
+ *                                         if we cleared it: write(eventfd)
+ *
+ * Either the consumer sees the message or the producer sees the bit: no
+ * lost wake-up. The fetch_and gives each announced sleeper to exactly one
+ * producer, so a sleeper gets at most one eventfd write per sleep and a
+ * message wakes one sleeper, not all (no thundering herd). No bit set
+ * means no syscall: producers pay one load of a read-mostly line.
+ *
+ * Token accounting: a producer that cleared our bit owes us one token.
+ * Every wake-up read()s the eventfd (which drains all tokens), and a seat
+ * counts the claims it saw against the tokens it read; a stale token
+ * (claim seen at disarm, token arriving later) costs one spurious wake-up,
+ * never a loop of them.
+ */
+#ifndef SHMBUS_WAKE_H
+#define SHMBUS_WAKE_H
+
+#include <pthread.h>
+
+#include "internal.h"
+#include "ring.h"
+
+/* The eventfds of one queue's seats, as this process holds them. */
+struct wake_set {
+	uint32_t qgen;
+	uint32_t nr;
+	int fds[];
+};
+
+/* Per-bus table qid -> wake_set, read under liburcu-bp. */
+struct wake_table {
+	struct wake_set **sets;
+	uint32_t n;
+	pthread_mutex_t lock;		/* serialises installers */
+};
+
+int wake_table_init(struct wake_table *t, uint32_t n);
+void wake_table_fini(struct wake_table *t);
+
+/*
+ * Make @fds (seat order, @nr of them) the wake set of (qid, qgen). Takes
+ * ownership of the fds in every case: if a set for the same gen is already
+ * installed, they are closed. A set of an older gen is replaced and closed
+ * after an RCU grace period (no producer thread can still write to it).
+ */
+int wake_table_install(struct wake_table *t, uint32_t qid, uint32_t qgen,
+		       int *fds, uint32_t nr);
+
+/*
+ * Out of line: some seat of the queue is asleep. Wake up to @n of them.
+ * Returns the number of eventfd writes.
+ */
+unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
+			 uint32_t qid, uint32_t qgen, unsigned n);
+
+/*
+ * After publishing @n messages to @q: wake up to @n sleeping seats.
+ * Pairs with seat_arm() (see the protocol above).
+ */
+static inline unsigned wake_after_publish(struct wake_table *t,
+					  struct shmbus_queue *q, uint32_t qid,
+					  uint32_t qgen, unsigned n)
+{
+	uint64_t any = 0;
+
+	smp_mb__after_atomic();
+	for (unsigned w = 0; w < SHMBUS_SEAT_WORDS; w++)
+		any |= READ_ONCE(q->sleep_mask[w]);
+	if (likely(!any))
+		return 0;
+	return __wake_sleepers(t, q, qid, qgen, n);
+}
+
+/* A consumer's seat, private to its handle. */
+struct seat {
+	uint64_t *word;			/* &queue->sleep_mask[seat / 64] */
+	uint64_t bit;
+	int fd;				/* our own dup of the seat eventfd */
+	bool armed;			/* our bit may be set */
+	uint64_t claims;		/* producers that cleared our bit */
+	uint64_t tokens;		/* tokens read from the eventfd */
+};
+
+/*
+ * If we are still armed from an earlier call but a producer cleared our bit
+ * meanwhile, note the claim (its token is in, or on its way to, our fd).
+ */
+void seat_refresh(struct seat *s);
+
+/*
+ * Announce that we are about to wait, then re-check @r. Returns 0 when
+ * armed (a publish will write our eventfd), 1 when a message is already
+ * there (we are disarmed; go and take it).
+ */
+int seat_arm(struct seat *s, struct ring *r);
+
+/* Withdraw the announcement; notes a claim if a producer beat us to it. */
+void seat_disarm(struct seat *s);
+
+/*
+ * Block until our eventfd is written or @deadline (CLOCK_MONOTONIC ns,
+ * INT64_MAX = never) passes. Must be armed. Returns 0 (woken; maybe
+ * spuriously), -ETIMEDOUT, -EINTR. Leaves the seat disarmed.
+ */
+int seat_sleep(struct seat *s, int64_t deadline);
+
+/* Read tokens we are owed without blocking (epoll users: before arming). */
+void seat_drain(struct seat *s);
+
+#endif /* SHMBUS_WAKE_H */
