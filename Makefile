@@ -92,7 +92,7 @@ RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
 .PHONY: all deps test demo bench install clean check-header
 .DEFAULT_GOAL := all
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(TESTS) $(B)/libshmbus.pc check-header
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(TESTS) $(B)/libshmbus.pc check-header
 
 deps:
 	$(Q)sh tools/deps.sh $(DEB_PKGS)

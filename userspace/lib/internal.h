@@ -63,7 +63,8 @@ static inline int64_t deadline_of(int64_t timeout_ns)
 
 /*
  * Back off while waiting for a peer to make room (full queue, empty pool):
- * spin, then yield, then sleep up to 1 ms. @round counts calls.
+ * spin, then yield for a few ms, then sleep 10 us growing to 1 ms. @round
+ * counts calls.
  */
 void backoff_wait(unsigned round);
 

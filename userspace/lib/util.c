@@ -74,11 +74,14 @@ void backoff_wait(unsigned round)
 {
 	if (round < 64) {
 		cpu_relax();
-	} else if (round < 128) {
+	} else if (round < 64 + 2048) {
+		/* a few ms of yielding: the peer we wait for is usually just
+		 * being scheduled (a sleep would cost the timer slack, 50 us
+		 * at least) */
 		sched_yield();
 	} else {
-		unsigned shift = MIN(round - 128, 10u);
-		struct timespec ts = { 0, (long)(1000L << shift) };
+		unsigned shift = MIN(round - (64 + 2048), 7u);
+		struct timespec ts = { 0, (long)(10000L << shift) };
 
 		if (ts.tv_nsec > NSEC_PER_MSEC)
 			ts.tv_nsec = NSEC_PER_MSEC;

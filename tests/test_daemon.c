@@ -1,0 +1,669 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_daemon.c - the control plane:
+ *  - eight clients starting at once end with exactly one daemon;
+ *  - kill -9 of the daemon does not stop producers and consumers;
+ *  - malformed, truncated, oversized frames and frames with fds get an
+ *    error reply and a closed connection, and the daemon serves on;
+ *  - declare semantics (same settings ok, conflicts refused), limits;
+ *  - permissions from SO_PEERCRED (root only: runs as nobody);
+ *  - a full tmpfs gives ENOSPC at bus creation (root only: a private
+ *    small tmpfs in a mount namespace).
+ */
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "helpers.h"
+#include "proto.h"
+#include "shmbus.h"
+
+/* ---- autostart race --------------------------------------------- */
+
+static void test_autostart_race(void **state)
+{
+	int go[2];
+	pid_t kids[8];
+
+	(void)state;
+	assert_int_equal(t_count_daemons(), 0);
+	assert_int_equal(pipe(go), 0);
+	for (int i = 0; i < 8; i++) {
+		if (!(kids[i] = fork())) {
+			struct shmbus *bus;
+			char c;
+			int err;
+
+			close(go[1]);
+			CHILD_CHECK(read(go[0], &c, 1) == 0, "barrier");
+			bus = shmbus__open("race", NULL);
+			CHILD_CHECK(bus, "open: %s", strerror(errno));
+			err = shmbus__queue_declare(bus, "race.q", NULL);
+			CHILD_CHECK(err == 0 || err == 1, "declare: %d", err);
+			shmbus__close(bus);
+			_exit(err);	/* 1 = created, 0 = existed */
+		}
+	}
+	close(go[0]);
+	close(go[1]);	/* all eight start now */
+	{
+		int created = 0;
+
+		for (int i = 0; i < 8; i++) {
+			int rc = t_wait(kids[i], 20000);
+
+			assert_true(rc == 0 || rc == 1);
+			created += rc;
+		}
+		assert_int_equal(created, 1);
+	}
+	assert_int_equal(t_count_daemons(), 1);
+	assert_true(t_daemon_pid() > 0);
+}
+
+/* ---- daemon killed while traffic flows ---------------------------- */
+
+static void test_daemon_killed(void **state)
+{
+	const uint64_t total = t_scaled(300000);
+	uint64_t *progress = t_shared(sizeof(uint64_t));
+	struct shmbus *bus;
+	pid_t cons, prod, dpid;
+
+	(void)state;
+	bus = shmbus__open("survive", NULL);
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "flow", NULL), 1);
+	shmbus__close(bus);
+	if (!(cons = fork())) {
+		struct shmbus *b = shmbus__open("survive", NULL);
+		struct shmbus_consumer *c = shmbus_consumer__new(b, "flow", NULL);
+
+		CHILD_CHECK(c, "consumer: %s", strerror(errno));
+		for (uint64_t i = 0; i < total; i++) {
+			uint64_t v;
+			ssize_t n = shmbus_consumer__receive(c, &v, sizeof(v),
+							     10LL * 1000000000);
+
+			CHILD_CHECK(n == sizeof(v), "receive %llu: %zd",
+				    (unsigned long long)i, n);
+			CHILD_CHECK(v == i, "got %llu expected %llu",
+				    (unsigned long long)v, (unsigned long long)i);
+			__atomic_store_n(progress, i, __ATOMIC_RELAXED);
+		}
+		shmbus_consumer__free(c);
+		shmbus__close(b);
+		_exit(0);
+	}
+	if (!(prod = fork())) {
+		struct shmbus *b = shmbus__open("survive", NULL);
+		struct shmbus_producer *p = shmbus_producer__new(b, "flow", NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+
+		CHILD_CHECK(p, "producer: %s", strerror(errno));
+		for (uint64_t i = 0; i < total; i++) {
+			CHILD_CHECK(!shmbus_producer__publish(p, &i, sizeof(i), &po),
+				    "publish");
+			if (i % 4096 == 0)
+				usleep(1000);	/* keep it flowing a while */
+		}
+		shmbus_producer__free(p);
+		shmbus__close(b);
+		_exit(0);
+	}
+	while (__atomic_load_n(progress, __ATOMIC_RELAXED) < total / 10)
+		usleep(1000);
+	dpid = t_daemon_pid();
+	assert_true(dpid > 0);
+	assert_int_equal(kill(dpid, SIGKILL), 0);
+	for (int i = 0; i < 100 && t_pid_running(dpid); i++)
+		usleep(10000);
+	assert_false(t_pid_running(dpid));
+	assert_true(__atomic_load_n(progress, __ATOMIC_RELAXED) < total - 1);
+	assert_int_equal(t_wait(prod, 60000), 0);
+	assert_int_equal(t_wait(cons, 60000), 0);
+}
+
+/* ---- malformed control frames ------------------------------------- */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	strcpy(sa.sun_path, t_sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void frame(struct sbc_hdr *h, unsigned type, size_t body, uint32_t seq)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = SBC_MAGIC;
+	h->version = SBC_VERSION;
+	h->type = type;
+	h->len = sizeof(*h) + body;
+	h->seq = seq;
+}
+
+/* Read the reply: returns its status (or 1 if none), then expects EOF. */
+static int reply_then_eof(int fd, bool expect_eof)
+{
+	uint8_t buf[SBC_FRAME_MAX];
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct sbc_hdr h;
+	ssize_t n;
+
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	n = recv(fd, buf, sizeof(buf), 0);
+	if (n < (ssize_t)sizeof(h))
+		return 1;
+	memcpy(&h, buf, sizeof(h));
+	assert_int_equal(h.magic, SBC_MAGIC);
+	assert_int_equal(h.len, (uint32_t)n);
+	if (expect_eof) {
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+		assert_int_equal(recv(fd, buf, sizeof(buf), 0), 0);
+	}
+	return h.status;
+}
+
+static void hello(int fd)
+{
+	struct {
+		struct sbc_hdr h;
+		struct sbc_hello b;
+	} f;
+
+	frame(&f.h, SBC_HELLO, sizeof(f.b), 1);
+	f.b.version_min = f.b.version_max = SBC_VERSION;
+	assert_int_equal(send(fd, &f, sizeof(f), 0), sizeof(f));
+	assert_int_equal(reply_then_eof(fd, false), 0);
+}
+
+/* A legitimate client still gets full service. */
+static void still_serving(void)
+{
+	struct shmbus *bus = shmbus__open("frames", NULL);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	char buf[16];
+
+	assert_non_null(bus);
+	assert_true(shmbus__queue_declare(bus, "ok", NULL) >= 0);
+	p = shmbus_producer__new(bus, "ok", NULL);
+	c = shmbus_consumer__new(bus, "ok", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(shmbus_producer__publish(p, "ping", 4, NULL), 0);
+	assert_int_equal(shmbus_consumer__receive(c, buf, sizeof(buf), 1000000000), 4);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+static void test_malformed_frames(void **state)
+{
+	uint8_t big[2 * SBC_FRAME_MAX];
+	struct {
+		struct sbc_hdr h;
+		struct sbc_bus_open b;
+	} bo;
+	struct {
+		struct sbc_hdr h;
+		struct sbc_hello b;
+	} he;
+	int fd, st;
+
+	(void)state;
+	still_serving();	/* starts the daemon */
+
+	/* shorter than a header */
+	fd = raw_connect();
+	assert_int_equal(send(fd, "abc", 3, 0), 3);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* bad magic */
+	fd = raw_connect();
+	frame(&he.h, SBC_HELLO, sizeof(he.b), 1);
+	he.h.magic = 0xdeadbeef;
+	he.b.version_min = he.b.version_max = SBC_VERSION;
+	send(fd, &he, sizeof(he), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* length field disagrees with the packet */
+	fd = raw_connect();
+	frame(&he.h, SBC_HELLO, sizeof(he.b), 1);
+	he.h.len += 4;
+	send(fd, &he, sizeof(he), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* truncated body: a HELLO header with half a body */
+	fd = raw_connect();
+	frame(&he.h, SBC_HELLO, sizeof(he.b), 1);
+	he.h.len = sizeof(he.h) + 4;
+	send(fd, &he, sizeof(he.h) + 4, 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* unknown type */
+	fd = raw_connect();
+	frame(&he.h, 99, sizeof(he.b), 1);
+	send(fd, &he, sizeof(he), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* unsupported protocol version range */
+	fd = raw_connect();
+	frame(&he.h, SBC_HELLO, sizeof(he.b), 1);
+	he.h.magic = SBC_MAGIC;
+	he.b.version_min = SBC_VERSION + 1;
+	he.b.version_max = SBC_VERSION + 5;
+	send(fd, &he, sizeof(he), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTONOSUPPORT);
+	close(fd);
+
+	/* a request before HELLO */
+	fd = raw_connect();
+	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 1);
+	memset(&bo.b, 0, sizeof(bo.b));
+	strcpy(bo.b.name, "frames");
+	send(fd, &bo, sizeof(bo), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* oversized frame */
+	fd = raw_connect();
+	hello(fd);
+	memset(big, 0, sizeof(big));
+	frame((struct sbc_hdr *)big, SBC_BUS_OPEN, sizeof(big) - sizeof(struct sbc_hdr), 2);
+	send(fd, big, sizeof(big), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EMSGSIZE);
+	close(fd);
+
+	/* a name without its NUL, and junk after a NUL */
+	fd = raw_connect();
+	hello(fd);
+	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 2);
+	memset(&bo.b, 'a', sizeof(bo.b.name));
+	send(fd, &bo, sizeof(bo), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EINVAL);
+	close(fd);
+
+	/* non-zero padding */
+	fd = raw_connect();
+	hello(fd);
+	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 2);
+	memset(&bo.b, 0, sizeof(bo.b));
+	strcpy(bo.b.name, "frames");
+	bo.b.flags = SBC_OPEN_CREATE;
+	bo.b.__pad = 1;
+	send(fd, &bo, sizeof(bo), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EINVAL);
+	close(fd);
+
+	/* a status field set in a request */
+	fd = raw_connect();
+	frame(&he.h, SBC_HELLO, sizeof(he.b), 1);
+	he.h.status = -5;
+	he.b.version_min = he.b.version_max = SBC_VERSION;
+	send(fd, &he, sizeof(he), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* file descriptors from a client */
+	fd = raw_connect();
+	{
+		union {
+			struct cmsghdr a;
+			uint8_t b[CMSG_SPACE(sizeof(int))];
+		} cb;
+		struct iovec iov = { .iov_base = &he, .iov_len = sizeof(he) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = cb.b,
+				     .msg_controllen = sizeof(cb.b) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		int sent = 0;
+
+		frame(&he.h, SBC_HELLO, sizeof(he.b), 1);
+		he.b.version_min = he.b.version_max = SBC_VERSION;
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &sent, sizeof(int));	/* our stdin */
+		assert_int_equal(sendmsg(fd, &mh, 0), sizeof(he));
+		assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	}
+	close(fd);
+
+	/* HELLO twice */
+	fd = raw_connect();
+	hello(fd);
+	frame(&he.h, SBC_HELLO, sizeof(he.b), 2);
+	he.b.version_min = he.b.version_max = SBC_VERSION;
+	send(fd, &he, sizeof(he), 0);
+	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
+	close(fd);
+
+	/* random garbage of every length */
+	for (int len = 1; len < 300; len += 7) {
+		uint8_t junk[300];
+
+		for (int i = 0; i < len; i++)
+			junk[i] = (uint8_t)(i * 131 + len);
+		fd = raw_connect();
+		send(fd, junk, len, 0);
+		st = reply_then_eof(fd, true);
+		assert_true(st < 0);
+		close(fd);
+	}
+
+	/* a well-formed but unauthorised-state request: DETACH of a slot
+	 * we never had is an error reply, and the connection stays open */
+	fd = raw_connect();
+	hello(fd);
+	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 2);
+	memset(&bo.b, 0, sizeof(bo.b));
+	strcpy(bo.b.name, "frames");
+	bo.b.flags = SBC_OPEN_CREATE;
+	send(fd, &bo, sizeof(bo), 0);
+	{
+		uint8_t buf[SBC_FRAME_MAX];
+		struct {
+			struct sbc_hdr h;
+			struct sbc_detach b;
+		} de;
+
+		assert_true(recv(fd, buf, sizeof(buf), 0) > 0);	/* + an fd */
+		frame(&de.h, SBC_DETACH, sizeof(de.b), 3);
+		de.b.slot = 7;
+		de.b.slot_gen = 12345;
+		send(fd, &de, sizeof(de), 0);
+		assert_int_equal(reply_then_eof(fd, false), -ESRCH);
+	}
+	close(fd);
+
+	still_serving();
+}
+
+/* ---- declare semantics and limits -------------------------------- */
+
+static void test_declare_rules(void **state)
+{
+	struct shmbus *bus;
+	SHMBUS_OPTS(shmbus_queue_opts, a, .max_len = 100, .msg_size = 200,
+		    .max_consumers = 2);
+	SHMBUS_OPTS(shmbus_queue_opts, b, .max_len = 100, .msg_size = 300,
+		    .max_consumers = 2);
+	SHMBUS_OPTS(shmbus_queue_opts, huge, .msg_size = 1u << 24);
+	SHMBUS_OPTS(shmbus_queue_opts, zero_cons, .max_consumers = 200);
+	struct shmbus_queue_info qi;
+	struct shmbus_consumer *c1, *c2;
+	struct shmbus_producer *p;
+	char buf[400];
+
+	(void)state;
+	bus = shmbus__open("rules", NULL);
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "q1", &a), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "q1", &a), 0);
+	assert_int_equal(shmbus__queue_declare(bus, "q1", &b), -EEXIST);
+	assert_int_equal(shmbus__queue_declare(bus, "bad/name", &a), -EINVAL);
+	assert_int_equal(shmbus__queue_declare(bus, "q2", &huge), -EMSGSIZE);
+	assert_int_equal(shmbus__queue_declare(bus, "q3", &zero_cons), -EINVAL);
+	assert_int_equal(shmbus__queue_info(bus, "q1", &qi), 0);
+	assert_int_equal(qi.capacity, 128);	/* rounded up */
+	assert_int_equal(qi.max_len, 100);
+	assert_int_equal(qi.msg_size, 200);
+	assert_int_equal(qi.max_consumers, 2);
+	assert_int_equal(shmbus__queue_info(bus, "nope", &qi), -ENOENT);
+	assert_null(shmbus_producer__new(bus, "nope", NULL));
+	assert_int_equal(errno, ENOENT);
+
+	/* max_consumers is enforced; a freed seat is reusable */
+	c1 = shmbus_consumer__new(bus, "q1", NULL);
+	c2 = shmbus_consumer__new(bus, "q1", NULL);
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_null(shmbus_consumer__new(bus, "q1", NULL));
+	assert_int_equal(errno, EUSERS);
+	shmbus_consumer__free(c2);
+	c2 = shmbus_consumer__new(bus, "q1", NULL);
+	assert_non_null(c2);
+
+	/* msg_size is enforced; -EMSGSIZE on receive keeps the message */
+	p = shmbus_producer__new(bus, "q1", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, buf, 201, NULL), -EMSGSIZE);
+	memset(buf, 'x', 150);
+	assert_int_equal(shmbus_producer__publish(p, buf, 150, NULL), 0);
+	assert_int_equal(shmbus_consumer__receive(c1, buf, 10, 0), -EMSGSIZE);
+	assert_int_equal(shmbus_consumer__pending_len(c1), 150);
+	assert_int_equal(shmbus_consumer__receive(c1, buf, sizeof(buf), 0), 150);
+	assert_int_equal(shmbus_consumer__pending_len(c1), -ENOENT);
+
+	/* a full queue refuses, counted */
+	for (int i = 0; i < 128; i++)
+		assert_int_equal(shmbus_producer__publish(p, buf, 1, NULL), 0);
+	assert_int_equal(shmbus_producer__publish(p, buf, 1, NULL), -ENOBUFS);
+	{
+		SHMBUS_OPTS(shmbus_pub_opts, wait, .timeout_ns = 20000000);
+		int64_t t0 = t_now_ns();
+
+		assert_int_equal(shmbus_producer__publish(p, buf, 1, &wait), -ENOBUFS);
+		assert_true(t_now_ns() - t0 >= 20000000);
+	}
+	assert_int_equal(shmbus__queue_info(bus, "q1", &qi), 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_FULL], 2);
+	assert_int_equal(qi.depth, 128);
+	assert_int_equal(qi.producers, 1);
+	assert_int_equal(qi.consumers, 2);
+
+	/* zero-copy: loan, cancel, foreign pointers refused */
+	{
+		void *l = shmbus_producer__loan(p, 64, 0);
+
+		assert_non_null(l);
+		assert_int_equal(shmbus_producer__commit(p, (char *)l + 8, 1, NULL),
+				 -EINVAL);
+		assert_int_equal(shmbus_producer__commit(p, buf, 1, NULL), -EINVAL);
+		assert_int_equal(shmbus_producer__commit(p, l, 1, NULL), -ENOBUFS);
+		shmbus_producer__cancel(p, l);
+		assert_int_equal(shmbus_producer__commit(p, l, 1, NULL), -EINVAL);
+		assert_null(shmbus_producer__loan(p, 201, 0));
+		assert_int_equal(errno, EMSGSIZE);
+	}
+	shmbus_producer__free(p);
+	shmbus_consumer__free(c1);
+	shmbus_consumer__free(c2);
+
+	/* options from a "newer" caller: unknown trailing bytes refused */
+	{
+		struct {
+			struct shmbus_queue_opts o;
+			uint64_t future;
+		} ext;
+
+		memset(&ext, 0, sizeof(ext));
+		ext.o.sz = sizeof(ext);
+		assert_int_equal(shmbus__queue_declare(bus, "q4", &ext.o), 1);
+		ext.future = 1;
+		assert_int_equal(shmbus__queue_declare(bus, "q5", &ext.o), -EINVAL);
+	}
+	/* read-only opens cannot produce or declare */
+	{
+		SHMBUS_OPTS(shmbus_open_opts, ro, .flags = SHMBUS_OPEN_RDONLY);
+		struct shmbus *rb = shmbus__open("rules", &ro);
+
+		assert_non_null(rb);
+		assert_null(shmbus_producer__new(rb, "q1", NULL));
+		assert_int_equal(errno, EPERM);
+		assert_int_equal(shmbus__queue_declare(rb, "q9", NULL), -EPERM);
+		assert_true(shmbus__queue_list(rb, NULL, 0) >= 2);
+		shmbus__close(rb);
+	}
+	/* NOCREATE / EXCL */
+	{
+		SHMBUS_OPTS(shmbus_open_opts, nc, .flags = SHMBUS_OPEN_NOCREATE);
+		SHMBUS_OPTS(shmbus_open_opts, ex, .flags = SHMBUS_OPEN_EXCL);
+
+		assert_null(shmbus__open("absent", &nc));
+		assert_int_equal(errno, ENOENT);
+		assert_null(shmbus__open("rules", &ex));
+		assert_int_equal(errno, EEXIST);
+	}
+	shmbus__close(bus);
+}
+
+/* ---- permissions (root only) -------------------------------------- */
+
+static int as_nobody(const char *bus_name, int what)
+{
+	pid_t kid = fork();
+
+	if (!kid) {
+		SHMBUS_OPTS(shmbus_open_opts, ro, .flags = SHMBUS_OPEN_RDONLY |
+						     SHMBUS_OPEN_NOCREATE);
+		SHMBUS_OPTS(shmbus_open_opts, rw, .flags = SHMBUS_OPEN_NOCREATE);
+		struct shmbus *b;
+
+		shmbus_set_print(NULL);
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(99);
+		b = shmbus__open(bus_name, what == 0 ? &ro : &rw);
+		if (!b)
+			_exit(errno == EACCES ? 13 : 98);
+		if (what == 1) {
+			struct shmbus_producer *p = shmbus_producer__new(b, "pq", NULL);
+
+			_exit(p ? 0 : errno == EACCES ? 13 : 97);
+		}
+		if (what == 2) {
+			struct shmbus_consumer *c = shmbus_consumer__new(b, "pq", NULL);
+
+			_exit(c ? 0 : errno == EACCES ? 13 : 97);
+		}
+		if (what == 3)
+			_exit(shmbus__queue_declare(b, "theirs", NULL) == -EACCES ? 13 : 96);
+		_exit(0);
+	}
+	return t_wait(kid, 10000);
+}
+
+static void test_permissions(void **state)
+{
+	SHMBUS_OPTS(shmbus_open_opts, priv, .mode = 0600);
+	SHMBUS_OPTS(shmbus_open_opts, pub, .mode = 0644);
+	struct shmbus *b1, *b2;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to run a client as another user");
+	chmod(t_dir, 0755);	/* let "nobody" reach the socket */
+	b1 = shmbus__open("private", &priv);
+	b2 = shmbus__open("public", &pub);
+	assert_non_null(b1);
+	assert_non_null(b2);
+	assert_true(shmbus__queue_declare(b1, "pq", NULL) >= 0);
+	assert_true(shmbus__queue_declare(b2, "pq", NULL) >= 0);
+	assert_int_equal(as_nobody("private", 0), 13);	/* no r */
+	assert_int_equal(as_nobody("public", 0), 0);	/* r for others */
+	assert_int_equal(as_nobody("public", 1), 13);	/* no w: no producer */
+	assert_int_equal(as_nobody("public", 2), 0);	/* r: consumer */
+	assert_int_equal(as_nobody("public", 3), 13);	/* not the owner */
+	chmod(t_dir, 0700);
+	shmbus__close(b1);
+	shmbus__close(b2);
+}
+
+/* ---- a full tmpfs (root only) ------------------------------------- */
+
+static int enospc_bus(const char *sock)
+{
+	SHMBUS_OPTS(shmbus_open_opts, big, .socket_path = sock,
+		    .flags = SHMBUS_OPEN_NOSTART);
+	SHMBUS_OPTS(shmbus_open_opts, small, .socket_path = sock,
+		    .flags = SHMBUS_OPEN_NOSTART, .max_queues = 4,
+		    .max_slots = 8, .ring_bytes = 4096, .nr_pools = 1,
+		    .pools = { { 256, 64 } });
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 16, .msg_size = 64);
+	struct shmbus *b;
+	int err;
+
+	for (int i = 0; i < 500 && access(sock, F_OK); i++)
+		usleep(10000);
+	shmbus_set_print(NULL);
+	b = shmbus__open("toobig", &big);	/* ~17 MB into 2 MB */
+	if (b || errno != ENOSPC)
+		return 92;
+	b = shmbus__open("fits", &small);	/* the daemon serves on */
+	if (!b)
+		return 93;
+	err = shmbus__queue_declare(b, "q", &qo);
+	shmbus__close(b);
+	return err == 1 ? 0 : 94;
+}
+
+static int enospc_scenario(void)
+{
+	char mnt[128], sock[160];
+	pid_t d;
+	int rc;
+
+	if (unshare(CLONE_NEWNS) ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return 90;
+	snprintf(mnt, sizeof(mnt), "%s/tiny", t_dir);
+	snprintf(sock, sizeof(sock), "%s/tiny.sock", t_dir);
+	if (mkdir(mnt, 0700) || mount("tmpfs", mnt, "tmpfs", 0, "size=2m"))
+		return 91;
+	if (!(d = fork())) {
+		execl(getenv("SHMBUS_DAEMON"), "shmbusd", "--socket", sock,
+		      "--arena-dir", mnt, "--log", "/dev/null", (char *)NULL);
+		_exit(127);
+	}
+	rc = enospc_bus(sock);
+	kill(d, SIGKILL);
+	waitpid(d, NULL, 0);
+	return rc;
+}
+
+static void test_enospc(void **state)
+{
+	pid_t kid;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to mount a small tmpfs");
+	kid = fork();
+	if (!kid)
+		_exit(enospc_scenario());
+	assert_int_equal(t_wait(kid, 30000), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_autostart_race),
+		cmocka_unit_test(test_daemon_killed),
+		cmocka_unit_test(test_malformed_frames),
+		cmocka_unit_test(test_declare_rules),
+		cmocka_unit_test(test_permissions),
+		cmocka_unit_test(test_enospc),
+	};
+	int rc;
+
+	t_env_setup();
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	rc = cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
+	t_env_teardown();
+	return rc;
+}

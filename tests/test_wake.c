@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_wake.c - sleeping and waking, across processes:
+ *  - lost wake-up stress: a 2-slot queue, blocking consumers, 200,000
+ *    messages; a lost wake-up shows as a consumer timing out;
+ *  - no thundering herd: one message wakes one of eight sleepers;
+ *  - epoll: the consumer fd is readable exactly when messages wait;
+ *  - timeouts, EINTR, and a deleted queue waking its sleepers (-EIDRM).
+ */
+#include <poll.h>
+#include <sys/epoll.h>
+
+#include "helpers.h"
+#include "shmbus.h"
+
+#define BUS	"wake"
+
+static struct shmbus *open_bus(void)
+{
+	struct shmbus *bus = shmbus__open(BUS, NULL);
+
+	if (!bus) {
+		fprintf(stderr, "open: %s\n", strerror(errno));
+		_exit(2);
+	}
+	return bus;
+}
+
+static void declare(const char *q, uint32_t max_len, uint32_t consumers)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = max_len, .msg_size = 64,
+		    .max_consumers = consumers);
+
+	assert_true(shmbus__queue_declare(bus, q, &qo) >= 0);
+	shmbus__close(bus);
+}
+
+static void info(const char *q, struct shmbus_queue_info *qi)
+{
+	struct shmbus *bus = open_bus();
+
+	assert_int_equal(shmbus__queue_info(bus, q, qi), 0);
+	shmbus__close(bus);
+}
+
+struct counts {
+	uint64_t received;
+	uint64_t bad;
+};
+
+/* Consume until the producer's stop message (UINT64_MAX); a wait longer
+ * than 10 s means a lost wake-up. */
+static void stress_consumer(const char *q, int64_t spin, uint64_t total,
+			    struct counts *cnt)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = spin);
+	struct shmbus_consumer *c = shmbus_consumer__new(bus, q, &co);
+
+	CHILD_CHECK(c, "consumer: %s", strerror(errno));
+	for (;;) {
+		uint64_t v;
+		ssize_t n = shmbus_consumer__receive(c, &v, sizeof(v),
+						     10LL * 1000000000);
+
+		CHILD_CHECK(n != -ETIMEDOUT, "lost wake-up: blocked 10 s with "
+			    "%llu of %llu received",
+			    (unsigned long long)cnt->received,
+			    (unsigned long long)total);
+		CHILD_CHECK(n == sizeof(v), "receive: %zd", n);
+		if (v == UINT64_MAX)
+			break;
+		if (v >= total)
+			__atomic_fetch_add(&cnt->bad, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&cnt->received, 1, __ATOMIC_RELEASE);
+	}
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	_exit(0);
+}
+
+static void stress_producer(const char *q, uint64_t total)
+{
+	struct shmbus *bus = open_bus();
+	struct shmbus_producer *p = shmbus_producer__new(bus, q, NULL);
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+
+	CHILD_CHECK(p, "producer: %s", strerror(errno));
+	for (uint64_t i = 0; i < total; i++) {
+		int err = shmbus_producer__publish(p, &i, sizeof(i), &po);
+
+		CHILD_CHECK(!err, "publish: %s", strerror(-err));
+		/* now and then let the consumers fall asleep */
+		if (i % 1024 == 0)
+			usleep(50);
+	}
+	for (int k = 0; k < 2; k++) {
+		uint64_t stop = UINT64_MAX;
+
+		CHILD_CHECK(!shmbus_producer__publish(p, &stop, sizeof(stop), &po),
+			    "publish stop");
+	}
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	_exit(0);
+}
+
+static void run_stress(const char *q, int64_t spin)
+{
+	uint64_t total = t_scaled(200000);
+	struct counts *cnt = t_shared(sizeof(*cnt));
+	struct shmbus_queue_info qi;
+	pid_t c1, c2, p;
+
+	declare(q, 2, 4);
+	if (!(c1 = fork()))
+		stress_consumer(q, spin, total, cnt);
+	if (!(c2 = fork()))
+		stress_consumer(q, spin, total, cnt);
+	if (!(p = fork()))
+		stress_producer(q, total);
+	assert_int_equal(t_wait(p, 300000), 0);
+	assert_int_equal(t_wait(c1, 300000), 0);
+	assert_int_equal(t_wait(c2, 300000), 0);
+	assert_int_equal(cnt->received, total);
+	assert_int_equal(cnt->bad, 0);
+	info(q, &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_PUBLISHED], total + 2);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DELIVERED], total + 2);
+	assert_int_equal(qi.capacity, 2);
+	/* at most one eventfd write per message, none when nobody slept */
+	assert_true(qi.stat[SHMBUS_STAT_WAKEUPS] <= total + 2);
+	print_message("%llu messages, %llu sleeps, %llu wake-ups sent\n",
+		      (unsigned long long)total,
+		      (unsigned long long)qi.stat[SHMBUS_STAT_SLEEPS],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_WAKEUPS]);
+}
+
+/* Consumers that block at once: every message races a sleeper. */
+static void test_lost_wakeup_block(void **state)
+{
+	(void)state;
+	run_stress("stress.block", -1);
+}
+
+/* Consumers that spin 2 us first: the race moves into arm/re-check. */
+static void test_lost_wakeup_spin(void **state)
+{
+	(void)state;
+	run_stress("stress.spin", 2000);
+}
+
+/* Eight consumers asleep; one message wakes exactly one of them. */
+static void test_no_herd(void **state)
+{
+	struct counts *cnt = t_shared(sizeof(*cnt));
+	struct shmbus_queue_info qi;
+	struct shmbus *bus;
+	struct shmbus_producer *p;
+	pid_t kids[8];
+	int got = 0, timedout = 0;
+
+	(void)state;
+	declare("herd", 16, 8);
+	for (int i = 0; i < 8; i++) {
+		if (!(kids[i] = fork())) {
+			struct shmbus *b = open_bus();
+			SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+			struct shmbus_consumer *c =
+				shmbus_consumer__new(b, "herd", &co);
+			uint64_t v;
+			ssize_t n;
+
+			CHILD_CHECK(c, "consumer: %s", strerror(errno));
+			__atomic_fetch_add(&cnt->bad, 1, __ATOMIC_RELEASE);
+			n = shmbus_consumer__receive(c, &v, sizeof(v),
+						     1500 * 1000000LL);
+			shmbus_consumer__free(c);
+			_exit(n == sizeof(v) ? 10 : n == -ETIMEDOUT ? 11 : 12);
+		}
+	}
+	/* all eight attached; give them time to block */
+	while (__atomic_load_n(&cnt->bad, __ATOMIC_ACQUIRE) < 8)
+		usleep(1000);
+	usleep(300000);
+	bus = open_bus();
+	p = shmbus_producer__new(bus, "herd", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, &got, sizeof(uint64_t), NULL), 0);
+	for (int i = 0; i < 8; i++) {
+		int rc = t_wait(kids[i], 10000);
+
+		got += rc == 10;
+		timedout += rc == 11;
+	}
+	assert_int_equal(got, 1);
+	assert_int_equal(timedout, 7);
+	assert_int_equal(shmbus__queue_info(bus, "herd", &qi), 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_WAKEUPS], 1);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* epoll: readable when messages wait, never readable spuriously. */
+static void test_epoll(void **state)
+{
+	struct shmbus *bus;
+	struct shmbus_consumer *c;
+	struct epoll_event ev = { .events = EPOLLIN }, out;
+	const int total = 2000;
+	int ep, received = 0, wakeups = 0;
+	pid_t prod;
+
+	(void)state;
+	declare("epoll", 64, 2);
+	bus = open_bus();
+	c = shmbus_consumer__new(bus, "epoll", NULL);
+	assert_non_null(c);
+	ep = epoll_create1(0);
+	assert_true(shmbus_consumer__fd(c) >= 0);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_consumer__fd(c), &ev), 0);
+
+	/* nothing published: armed and not readable */
+	assert_int_equal(shmbus_consumer__arm(c), 0);
+	assert_int_equal(epoll_wait(ep, &out, 1, 100), 0);
+
+	if (!(prod = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_producer *p = shmbus_producer__new(b, "epoll", NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+
+		CHILD_CHECK(p, "producer: %s", strerror(errno));
+		for (int i = 0; i < total; i++) {
+			CHILD_CHECK(!shmbus_producer__publish(p, &i, sizeof(i), &po),
+				    "publish");
+			if (i % 50 == 49)
+				usleep(2000);	/* bursts */
+		}
+		shmbus_producer__free(p);
+		_exit(0);
+	}
+	while (received < total) {
+		struct shmbus_msg m;
+		int r = shmbus_consumer__arm(c);
+
+		assert_true(r >= 0);
+		if (r == 0) {
+			int n = epoll_wait(ep, &out, 1, 5000);
+
+			assert_int_equal(n, 1);	/* 0 = missed wake-up */
+			wakeups++;
+		}
+		while (shmbus_consumer__try_receive(c, &m) == 0) {
+			assert_int_equal(*(const int *)m.data, received);
+			received++;
+			shmbus_consumer__release(c, &m);
+		}
+	}
+	assert_int_equal(t_wait(prod, 30000), 0);
+	/* all drained: arming leaves the fd quiet */
+	assert_int_equal(shmbus_consumer__arm(c), 0);
+	assert_int_equal(epoll_wait(ep, &out, 1, 200), 0);
+	print_message("%d messages over %d epoll wake-ups\n", received, wakeups);
+	close(ep);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static void test_timeouts_and_eintr(void **state)
+{
+	struct shmbus *bus;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	int64_t t0, dt;
+	pid_t kid;
+
+	(void)state;
+	declare("timeouts", 4, 2);
+	bus = open_bus();
+	c = shmbus_consumer__new(bus, "timeouts", NULL);
+	assert_non_null(c);
+	t0 = t_now_ns();
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), -EAGAIN);
+	dt = t_now_ns() - t0;
+	assert_true(dt < 50000000);
+	t0 = t_now_ns();
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 100000000), -ETIMEDOUT);
+	dt = t_now_ns() - t0;
+	assert_true(dt >= 100000000);
+	assert_true(dt < 2000000000);
+
+	/* a signal ends an unbounded wait with -EINTR */
+	if (!(kid = fork())) {
+		struct sigaction sa = { .sa_handler = on_usr1 };	/* no SA_RESTART */
+		struct shmbus *b = open_bus();
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "timeouts", &co);
+		struct shmbus_msg km;
+
+		CHILD_CHECK(k, "consumer");
+		sigaction(SIGUSR1, &sa, NULL);
+		_exit(shmbus_consumer__receive_view(k, &km, -1) == -EINTR ? 0 : 1);
+	}
+	usleep(300000);
+	kill(kid, SIGUSR1);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+}
+
+/* A consumer blocked for ever wakes within moments of one publish. */
+static void test_blocked_then_woken(void **state)
+{
+	struct shmbus *bus;
+	struct shmbus_producer *p;
+	uint64_t *woke = t_shared(sizeof(uint64_t));
+	pid_t kid;
+	int64_t sent;
+
+	(void)state;
+	declare("late", 4, 2);
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "late", &co);
+		uint64_t v;
+
+		CHILD_CHECK(k, "consumer");
+		CHILD_CHECK(shmbus_consumer__receive(k, &v, sizeof(v), -1) ==
+			    sizeof(v), "receive");
+		*woke = t_now_ns();
+		_exit(v == 42 ? 0 : 1);
+	}
+	usleep(300000);
+	bus = open_bus();
+	p = shmbus_producer__new(bus, "late", NULL);
+	assert_non_null(p);
+	sent = t_now_ns();
+	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 42 }, 8, NULL), 0);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	print_message("woken %.1f us after the publish\n", (*woke - sent) / 1e3);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* Deleting a queue wakes its blocked consumers with -EIDRM; its
+ * producers get -EIDRM; the name can be declared again. */
+static void test_delete_wakes(void **state)
+{
+	struct shmbus *bus;
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c2;
+	struct shmbus_msg m;
+	pid_t kid;
+	int err = 0;
+
+	(void)state;
+	declare("doomed", 8, 2);
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "doomed", &co);
+		struct shmbus_msg km;
+
+		CHILD_CHECK(k, "consumer");
+		_exit(shmbus_consumer__receive_view(k, &km, -1) == -EIDRM ? 0 : 1);
+	}
+	bus = open_bus();
+	p = shmbus_producer__new(bus, "doomed", NULL);
+	assert_non_null(p);
+	usleep(300000);		/* let the child block */
+	assert_int_equal(shmbus__queue_delete(bus, "doomed"), 0);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	assert_int_equal(shmbus_producer__publish(p, "y", 1, NULL), -EIDRM);
+	assert_null(shmbus_producer__loan(p, 1, 0));
+	assert_int_equal(errno, EIDRM);
+	assert_int_equal(shmbus__queue_delete(bus, "doomed"), -ENOENT);
+	/* declare again: a new queue, the old handle stays dead */
+	for (int i = 0; i < 500; i++) {
+		SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 8, .msg_size = 64);
+
+		err = shmbus__queue_declare(bus, "doomed", &qo);
+		if (err != -ENOSPC)
+			break;
+		usleep(2000);
+	}
+	assert_int_equal(err, 1);
+	c2 = shmbus_consumer__new(bus, "doomed", NULL);
+	assert_non_null(c2);
+	assert_int_equal(shmbus_producer__publish(p, "z", 1, NULL), -EIDRM);
+	assert_int_equal(shmbus_consumer__try_receive(c2, &m), -EAGAIN);
+	shmbus_consumer__free(c2);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lost_wakeup_block),
+		cmocka_unit_test(test_lost_wakeup_spin),
+		cmocka_unit_test(test_no_herd),
+		cmocka_unit_test(test_epoll),
+		cmocka_unit_test(test_timeouts_and_eintr),
+		cmocka_unit_test(test_blocked_then_woken),
+		cmocka_unit_test(test_delete_wakes),
+	};
+	int rc;
+
+	t_env_setup();
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	rc = cmocka_run_group_tests_name("wake", tests, NULL, NULL);
+	t_env_teardown();
+	return rc;
+}
