@@ -294,14 +294,17 @@ struct shmbus_pool {
 	uint32_t cache_max;		/* per-slot cache depth used */
 	uint64_t base_off;		/* arena offset of chunk 0 */
 	uint64_t links_off;		/* arena offset of uint32_t
-					 * links[nr_chunks]: free-list next
-					 * (index + 1), kept out of the chunks
-					 * so a free never dirties a chunk */
+					 * links[nr_chunks]: the next
+					 * magazine (first chunk + 1) */
 	uint8_t	 __pad0[32];
-	/* --- line 1: the global free list, a Treiber stack.
-	 * free_head = (aba_tag << 32) | (chunk index + 1); 0 low half = empty.
-	 * P/C pop and push with cmpxchg; the tag defeats ABA. free_count is
-	 * a relaxed statistic of chunks on this list (not in slot caches).
+	/* --- line 1: the shared free list, a Treiber stack of magazines.
+	 * A magazine is up to 16 free chunks; while on the list, the payload
+	 * of its first chunk m holds { u32 n; u32 idx[15]; } (the other
+	 * chunks) and links[m] the next magazine's first chunk + 1.
+	 * free_head = (aba_tag << 32) | (m + 1); 0 low half = empty.
+	 * P/C pop and push whole magazines with cmpxchg; the tag defeats ABA.
+	 * free_count is a relaxed statistic of chunks on this list (not in
+	 * slot caches).
 	 */
 	uint64_t free_head __attribute__((aligned(64)));
 	uint64_t free_count;
@@ -320,7 +323,7 @@ struct shmbus_pool {
 struct shmbus_chunk {
 	/* --- line 0 ---------------------------------------------------- */
 	uint32_t len;			/* payload bytes */
-	uint16_t attr_len;		/* attribute bytes after the header */
+	uint16_t attr_len;		/* attribute bytes after the payload */
 	uint16_t flags;			/* SHMBUS_CF_* */
 	uint32_t owner;			/* (state << 16) | slot index */
 	uint32_t qid;			/* queue it was published to */
@@ -341,7 +344,8 @@ struct shmbus_chunk {
 	uint32_t checksum;
 	uint32_t __pad1;
 	uint8_t	 __rsvd1[24];
-	/* attributes (attr_len bytes, 8-aligned), then the payload */
+	/* the payload at offset SHMBUS_CHUNK_HDR (len bytes), then the
+	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };
 
 /* Chunk states, the high half of shmbus_chunk.owner. */
@@ -362,9 +366,12 @@ enum {
 
 /*
  * A ring cell. Low 32 bits: sequence; high 32 bits: chunk ref.
- * For position p (64-bit, monotonic) and capacity N, the cell at p % N
- * holds seq == p (empty, ready for the producer of p), seq == p + 1 (full,
- * holds the message of p), seq == p + N (consumed, ready for p + N).
+ * For position p (64-bit, monotonic) and capacity N, the cell of p (with
+ * i = p % N and, for N >= 16, L = N / 8: cell (i % L) * 8 + i / L, which
+ * spreads consecutive positions over cache lines; for N < 16: cell i)
+ * holds seq == p with ref 0 (empty, ready for the producer of p),
+ * seq == p + 1 (full, holds the message of p), seq == p + N with ref 0
+ * (consumed, ready for p + N).
  * Producers and consumers change a cell only with a 64-bit cmpxchg, so a
  * process killed at any instruction leaves every cell either untouched or
  * complete: there is no reserved-but-unwritten state (see ring.h).

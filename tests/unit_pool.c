@@ -109,9 +109,26 @@ static void test_corrupt_links(void **state)
 	/* a link points past the pool */
 	a.pool[0].desc->free_head = 1;
 	a.pool[0].links[0] = 0xfffffff0;
-	assert_int_equal(pool_pop_global(&a, 0, (uint32_t[4]){ 0 }, 4), -EUCLEAN);
+	{
+		uint32_t got[POOL_MAG_MAX];
+
+		assert_int_equal(pool_pop_global(&a, 0, got), -EUCLEAN);
+		/* a magazine listing garbage: the bad entries are dropped,
+		 * the count is capped */
+		a.pool[0].links[0] = 0;
+		((struct pool_mag *)((uint8_t *)chunk_at(&a, SHMBUS_REF(0, 0)) +
+				     SHMBUS_CHUNK_HDR))->idx[3] = 9999;
+		assert_int_equal(pool_pop_global(&a, 0, got), 15);
+		for (int i = 0; i < 15; i++)
+			assert_true(got[i] < 16);
+		pool_push_global(&a, 0, got, 15);
+		((struct pool_mag *)((uint8_t *)chunk_at(&a, got[0]) +
+				     SHMBUS_CHUNK_HDR))->n = 1000;
+		assert_true(pool_pop_global(&a, 0, got) <= (int)POOL_MAG_MAX);
+	}
+	t_arena_unmap(&a);
+	t_arena_map(&a, &p);
 	/* a cache entry points past the pool */
-	a.pool[0].links[0] = 2;
 	s = t_slot(&a, 0);
 	s->cache[1].count = 1;
 	s->cache[1].ref[0] = 77777;

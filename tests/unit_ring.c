@@ -18,13 +18,76 @@ static void tring_init(struct tring *t, uint32_t cap)
 {
 	t->cells = calloc(cap, sizeof(*t->cells));
 	assert_non_null(t->cells);
-	for (uint32_t i = 0; i < cap; i++)
-		t->cells[i].v = SHMBUS_CELL(i, 0);
 	t->tail = t->head = 0;
 	t->r.cells = t->cells;
 	t->r.tail = &t->tail;
 	t->r.head = &t->head;
-	t->r.mask = cap - 1;
+	ring_geometry(&t->r, cap);
+	ring_init_cells(&t->r);
+}
+
+/* Positions map onto cells one to one; neighbours sit on different cache
+ * lines once the ring has 16 cells or more. */
+static void test_cell_spread(void **state)
+{
+	(void)state;
+	for (uint32_t cap = 2; cap <= 4096; cap *= 2) {
+		struct tring t;
+		uint8_t *hit = calloc(cap, 1);
+
+		tring_init(&t, cap);
+		for (uint64_t p = 0; p < cap; p++) {
+			uint32_t i = ring_cell_index(&t.r, p);
+
+			assert_true(i < cap);
+			assert_int_equal(hit[i], 0);
+			hit[i] = 1;
+			assert_int_equal(ring_cell_index(&t.r, p + cap), i);
+			if (cap >= 16)
+				assert_int_not_equal(i / 8,
+					ring_cell_index(&t.r, p + 1) / 8);
+			/* the daemon's sweep recognises full cells */
+			assert_true(ring_cell_full(&t.r, i, SHMBUS_CELL(p + 1, 5)));
+			assert_false(ring_cell_full(&t.r, i, SHMBUS_CELL(p, 0)));
+			assert_false(ring_cell_full(&t.r, i, SHMBUS_CELL(p + cap, 0)));
+		}
+		free(hit);
+		free(t.cells);
+	}
+}
+
+/* FIFO through a spread ring, many laps, ring kept half full. */
+static void test_spread_fifo(void **state)
+{
+	struct tring t;
+	uint32_t v, next = 0, expect = 0;
+
+	(void)state;
+	tring_init(&t, 64);
+	for (int i = 0; i < 32; i++)
+		assert_int_equal(ring_enqueue(&t.r, next++), 0);
+	for (int i = 0; i < 100000; i++) {
+		assert_int_equal(ring_enqueue(&t.r, next++), 0);
+		assert_int_equal(ring_dequeue(&t.r, &v), 0);
+		assert_int_equal(v, expect++);
+	}
+	free(t.cells);
+}
+
+/* An empty cell that carries a stray ref (a peer's garbage) is still
+ * usable; it does not wedge producers. */
+static void test_stray_ref(void **state)
+{
+	struct tring t;
+	uint32_t v;
+
+	(void)state;
+	tring_init(&t, 4);
+	t.cells[0].v = SHMBUS_CELL(0, 777);
+	assert_int_equal(ring_enqueue(&t.r, 5), 0);
+	assert_int_equal(ring_dequeue(&t.r, &v), 0);
+	assert_int_equal(v, 5);
+	free(t.cells);
 }
 
 static void test_empty(void **state)
@@ -208,6 +271,9 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_wraparound),
 		cmocka_unit_test(test_dead_helpers),
+		cmocka_unit_test(test_cell_spread),
+		cmocka_unit_test(test_spread_fifo),
+		cmocka_unit_test(test_stray_ref),
 		cmocka_unit_test(test_mpmc_threads),
 	};
 

@@ -368,12 +368,14 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	/* the descriptor is dead (gen even) and no reader can hold it: its
 	 * reclamation waited for a grace period */
 	uint32_t gen = q->gen;
-	struct shmbus_cell *cells = (struct shmbus_cell *)
-		(a->base + a->ring_off + first * SHMBUS_RING_UNIT);
+	struct ring r = {
+		.cells = (struct shmbus_cell *)
+			(a->base + a->ring_off + first * SHMBUS_RING_UNIT),
+	};
 
 	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
-	for (uint32_t i = 0; i < cap; i++)
-		cells[i].v = SHMBUS_CELL(i, 0);		/* empty, lap 0 */
+	ring_geometry(&r, cap);
+	ring_init_cells(&r);		/* every cell empty, lap 0 */
 	q->ring_cap = cap;
 	q->max_len = max_len;
 	q->ring_off = a->ring_off + first * SHMBUS_RING_UNIT;
@@ -437,8 +439,7 @@ static void queue_reclaim(struct dbus *b, uint32_t qid)
 			uint32_t ref = SHMBUS_CELL_REF(v);
 			struct shmbus_chunk *c;
 
-			/* full iff seq == i + 1 (mod capacity) */
-			if (((SHMBUS_CELL_SEQ(v) - 1) & r.mask) != i)
+			if (!ring_cell_full(&r, i, v))
 				continue;
 			c = chunk_at(a, ref);
 			if (!c)

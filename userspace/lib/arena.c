@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "epoch.h"
+#include "pool.h"
 #include "proto.h"
 #include "ring.h"
 
@@ -37,11 +38,11 @@ static uint32_t chunk_size_for(uint32_t payload)
 
 /*
  * Per-slot cache depth: small enough that every slot hoarding a full cache
- * still leaves three quarters of the pool on the shared list.
+ * still leaves half of the pool on the shared list.
  */
 static uint32_t cache_max_for(uint32_t count, uint32_t max_slots)
 {
-	return MIN(count / (4 * max_slots), SHMBUS_SLOT_CACHE);
+	return MIN(count / (2 * max_slots), SHMBUS_SLOT_CACHE);
 }
 
 int arena_params_check(struct arena_params *p, char *why, size_t whylen)
@@ -191,7 +192,6 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 	for (unsigned i = 0; i < p->nr_pools; i++) {
 		struct shmbus_pool *pd = (struct shmbus_pool *)
 			((uint8_t *)base + g.pool_off) + i;
-		uint32_t *links = (uint32_t *)((uint8_t *)base + g.links_off[i]);
 		uint32_t n = p->pools[i].count;
 
 		pd->chunk_size = chunk_size_for(p->pools[i].payload);
@@ -200,10 +200,8 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 		pd->cache_max = cache_max_for(n, p->max_slots);
 		pd->base_off = g.base_off[i];
 		pd->links_off = g.links_off[i];
-		/* chain 0 -> 1 -> ... -> n-1, links hold index + 1 */
-		for (uint32_t j = 0; j < n; j++)
-			links[j] = j + 1 < n ? j + 2 : 0;
-		pd->free_head = 1;	/* tag 0, index 0 */
+		pool_format(base, pd);
+		pd->free_head = 1;	/* tag 0, magazine at chunk 0 */
 		pd->free_count = n;
 	}
 	for (unsigned i = 0; i < p->max_slots; i++) {
@@ -441,7 +439,7 @@ int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
 	r->cells = (struct shmbus_cell *)(a->base + off);
 	r->tail = (uint64_t *)&q->tail;
 	r->head = (uint64_t *)&q->head;
-	r->mask = cap - 1;
+	ring_geometry(r, cap);
 	return 0;
 }
 

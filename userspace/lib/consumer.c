@@ -83,6 +83,21 @@ static void give_back(struct attachment *at, struct shmbus_chunk *ch,
 	pool_free(&at->bus->arena, at->slot, ref);
 }
 
+/*
+ * Start moving a chunk we are about to claim while the claiming cmpxchg
+ * takes the ring cell: the header with intent to write (we mark it HELD),
+ * the first payload line to read.
+ */
+static inline void chunk_prefetch(const void *ctx, uint32_t ref)
+{
+	struct shmbus_chunk *c = chunk_at(ctx, ref);
+
+	if (c) {
+		__builtin_prefetch(c, 1, 3);
+		__builtin_prefetch(chunk_payload(c), 0, 3);
+	}
+}
+
 /* Take one message. Inside an epoch section. */
 static inline int take(struct attachment *at, struct shmbus_msg *msg)
 {
@@ -91,7 +106,7 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	uint32_t ref, len, al;
 	int err;
 
-	err = ring_dequeue(&at->ring, &ref);
+	err = ring_dequeue_pf(&at->ring, &ref, chunk_prefetch, a);
 	if (err)
 		return err;
 	ch = chunk_at(a, ref);
@@ -104,13 +119,13 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
 	al = READ_ONCE(ch->attr_len);
-	if (unlikely((uint64_t)ALIGN_UP(al, 8u) + len >
+	if (unlikely((uint64_t)ALIGN_UP(len, 8u) + al >
 		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
 		give_back(at, ch, ref);
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
-	msg->data = chunk_payload(ch, al);
+	msg->data = chunk_payload(ch);
 	msg->len = len;
 	msg->flags = READ_ONCE(ch->flags);
 	msg->id = READ_ONCE(ch->id);

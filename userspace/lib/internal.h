@@ -186,9 +186,11 @@ static inline struct shmbus_chunk *chunk_at(const struct arena *a,
 				       (uint64_t)i * a->pool[p].chunk_size);
 }
 
-static inline uint8_t *chunk_payload(struct shmbus_chunk *c, uint32_t attr_len)
+/* The payload is at a fixed offset: a consumer can fetch it in parallel
+ * with the header, before it knows the lengths. */
+static inline uint8_t *chunk_payload(struct shmbus_chunk *c)
 {
-	return (uint8_t *)c + SHMBUS_CHUNK_HDR + ALIGN_UP(attr_len, 8u);
+	return (uint8_t *)c + SHMBUS_CHUNK_HDR;
 }
 
 static inline struct shmbus_queue *queue_at(const struct arena *a, uint32_t qid)

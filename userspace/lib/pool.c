@@ -1,23 +1,30 @@
 // SPDX-License-Identifier: MIT
 /*
- * pool.c - chunk pools.
+ * pool.c - the shared side of chunk pools (the per-slot cache is inline in
+ * pool.h).
  *
- * Each size class keeps its free chunks on a Treiber stack whose links live
- * in a side array (links[i] = next index + 1), so that freeing a chunk
- * never writes to the chunk itself. The head word carries a 32-bit tag
- * bumped by every successful cmpxchg, which defeats ABA. Pops and pushes
- * move batches: a slot (one producer or consumer handle) keeps up to
- * cache_max chunk indices of each class in its own slot in the arena, so
- * in steady state a message costs no shared-line traffic for allocation.
+ * Each size class keeps its free chunks as a Treiber stack of magazines:
+ * a magazine is up to 16 free chunks, headed by one of them, whose payload
+ * holds the indices of the others (struct pool_mag). links[m] (a side
+ * array, links[i] = next magazine head + 1) chains the heads. The head
+ * word carries a 32-bit tag bumped by every successful cmpxchg, which
+ * defeats ABA. One cmpxchg moves up to 16 chunks, and the reader of a
+ * magazine touches two cache lines (its link and its contents) instead of
+ * walking 16 dependent links.
+ *
+ * A popped magazine's contents are read only after the cmpxchg that made
+ * it ours; a pusher writes them before the cmpxchg that publishes it.
  *
  * Crash safety: a process killed at any instruction never makes a chunk
- * reachable twice (no double free): caches are updated after the chunk's
- * state says FREE and before it says LOANED, so the worst case is one
- * chunk that is in no list (a leak of one chunk per kill, in a window of a
- * few instructions). docs/design.md discusses reclaiming those.
+ * reachable twice (no double free): a magazine is either on the list or
+ * owned by one process; caches are updated after the chunk's state says
+ * FREE and before it says LOANED. The worst case is chunks that are in no
+ * list (a dead process's popped magazine it had not yet cached: at most
+ * 16 chunks per kill, in a window of a few instructions).
  *
- * Hostile peers: every index read from a link, a cache or a ring is
- * range-checked; a bad one is -EUCLEAN, never an access outside the pool.
+ * Hostile peers: every index read from a link, a magazine, a cache or a
+ * ring is range-checked; a bad one is -EUCLEAN or dropped, never an access
+ * outside the pool.
  */
 #include <string.h>
 
@@ -28,57 +35,56 @@
 #define HEAD_TAG(h)	((uint32_t)((h) >> 32))
 #define HEAD(tag, i1)	(((uint64_t)(tag) << 32) | (uint32_t)(i1))
 
-int pool_pop_global(const struct arena *a, unsigned pi, uint32_t *idx,
-		    unsigned n)
+static struct pool_mag *mag_of(const struct pool_view *pv, uint32_t m)
+{
+	return (struct pool_mag *)(pv->base + (uint64_t)m * pv->chunk_size +
+				   SHMBUS_CHUNK_HDR);
+}
+
+int pool_pop_global(const struct arena *a, unsigned pi,
+		    uint32_t idx[POOL_MAG_MAX])
 {
 	const struct pool_view *pv = &a->pool[pi];
 	struct shmbus_pool *pd = pv->desc;
-	uint32_t nr = pv->nr_chunks;
+	uint32_t nr = pv->nr_chunks, m, next, n, k;
+	struct pool_mag *mag;
 	unsigned spins = 0;
+	uint64_t h;
 
 	for (;;) {
 		/* acquire pairs with the release cmpxchg in
-		 * pool_push_global(): the links written before a push are
-		 * visible once we see its head */
-		uint64_t h = smp_load_acquire(&pd->free_head);
-		uint32_t cur, next;
-		unsigned k = 0;
-		bool bad = false;
-
+		 * pool_push_global(): the link and magazine written before
+		 * a push are visible once we see its head */
+		h = smp_load_acquire(&pd->free_head);
 		if (!HEAD_IDX(h))
 			return 0;
-		cur = HEAD_IDX(h) - 1;
-		if (cur >= nr)
+		m = HEAD_IDX(h) - 1;
+		if (m >= nr)
 			return -EUCLEAN;
-		idx[k++] = cur;
-		for (;;) {
-			next = READ_ONCE(pv->links[cur]);
-			if (next > nr) {
-				bad = true;
-				break;
-			}
-			if (k == n || !next)
-				break;
-			cur = next - 1;
-			idx[k++] = cur;
-		}
-		if (bad) {
-			/* a link we read may have been rewritten by a racing
-			 * pop/push; only an unchanged head proves corruption */
-			if (READ_ONCE(pd->free_head) == h ||
-			    ++spins > RING_SPIN_MAX)
-				return -EUCLEAN;
-			continue;
-		}
-		if (atomic_cmpxchg(&pd->free_head, &h,
-				   HEAD(HEAD_TAG(h) + 1, next))) {
-			__atomic_fetch_sub(&pd->free_count, k,
-					   __ATOMIC_RELAXED);
-			return (int)k;
-		}
-		if (++spins > RING_SPIN_MAX)
+		next = READ_ONCE(pv->links[m]);
+		if (next <= nr &&
+		    atomic_cmpxchg(&pd->free_head, &h,
+				   HEAD(HEAD_TAG(h) + 1, next)))
+			break;
+		/* a link we read may have been rewritten by a racing
+		 * pop/push; only an unchanged head proves corruption */
+		if ((next > nr && READ_ONCE(pd->free_head) == h) ||
+		    ++spins > RING_SPIN_MAX)
 			return -EUCLEAN;
 	}
+	/* the magazine is ours now */
+	mag = mag_of(pv, m);
+	n = MIN(READ_ONCE(mag->n), POOL_MAG_MAX - 1);
+	k = 0;
+	idx[k++] = m;
+	for (uint32_t j = 0; j < n; j++) {
+		uint32_t x = READ_ONCE(mag->idx[j]);
+
+		if (x < nr)	/* a peer's garbage is dropped, not used */
+			idx[k++] = x;
+	}
+	__atomic_fetch_sub(&pd->free_count, k, __ATOMIC_RELAXED);
+	return (int)k;
 }
 
 void pool_push_global(const struct arena *a, unsigned pi,
@@ -86,102 +92,81 @@ void pool_push_global(const struct arena *a, unsigned pi,
 {
 	const struct pool_view *pv = &a->pool[pi];
 	struct shmbus_pool *pd = pv->desc;
-	uint64_t h, nh;
 
-	if (!n)
-		return;
-	for (unsigned i = 0; i + 1 < n; i++)
-		WRITE_ONCE(pv->links[idx[i]], idx[i + 1] + 1);
-	h = READ_ONCE(pd->free_head);
-	do {
-		WRITE_ONCE(pv->links[idx[n - 1]], HEAD_IDX(h));
-		nh = HEAD(HEAD_TAG(h) + 1, idx[0] + 1);
-		/* SEQ_CST cmpxchg = release for the links above; pairs with
-		 * the acquire load in pool_pop_global() */
-	} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
-	__atomic_fetch_add(&pd->free_count, n, __ATOMIC_RELAXED);
+	while (n) {
+		unsigned k = MIN(n, POOL_MAG_MAX);
+		uint32_t m = idx[0];
+		struct pool_mag *mag = mag_of(pv, m);
+		uint64_t h, nh;
+
+		mag->n = k - 1;
+		for (unsigned j = 1; j < k; j++)
+			mag->idx[j - 1] = idx[j];
+		h = READ_ONCE(pd->free_head);
+		do {
+			WRITE_ONCE(pv->links[m], HEAD_IDX(h));
+			nh = HEAD(HEAD_TAG(h) + 1, m + 1);
+			/* SEQ_CST cmpxchg = release for the magazine and
+			 * link above; pairs with the acquire load in
+			 * pool_pop_global() */
+		} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
+		__atomic_fetch_add(&pd->free_count, k, __ATOMIC_RELAXED);
+		idx += k;
+		n -= k;
+	}
 }
 
-int pool_alloc(const struct arena *a, struct shmbus_slot *slot, unsigned pi,
-	       uint32_t *ref)
+int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
+		 unsigned pi, uint32_t *ref)
 {
 	const struct pool_view *pv = &a->pool[pi];
-	uint32_t tmp[SHMBUS_SLOT_CACHE + 1];
-	uint32_t n, want;
+	uint32_t tmp[POOL_MAG_MAX];
+	uint32_t keep = 0;
 	int got;
 
-	if (slot && pv->cache_max) {
-		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
-
-		n = c->count;
-		if (likely(n > 0 && n <= SHMBUS_SLOT_CACHE)) {
-			uint32_t i = c->ref[n - 1];
-
-			/* count first: a kill here leaks i, never reuses it */
-			WRITE_ONCE(c->count, n - 1);
-			if (unlikely(i >= pv->nr_chunks))
-				return -EUCLEAN;
-			*ref = SHMBUS_REF(pi, i);
-			return 0;
-		}
-		if (n > SHMBUS_SLOT_CACHE)	/* corrupt: start over */
-			WRITE_ONCE(c->count, 0);
-		want = pv->cache_max / 2 + 1;
-		got = pool_pop_global(a, pi, tmp, want);
-		if (got <= 0)
-			return got ? got : -ENOMEM;
-		for (int k = 1; k < got; k++)
-			c->ref[k - 1] = tmp[k];
-		/* release: the refs above are in place before the count
-		 * says so (the daemon drains caches of dead owners) */
-		smp_store_release(&c->count, (uint32_t)got - 1);
-		*ref = SHMBUS_REF(pi, tmp[0]);
-		return 0;
-	}
-	got = pool_pop_global(a, pi, tmp, 1);
+	if (slot && slot->cache[pi].count > SHMBUS_SLOT_CACHE)
+		WRITE_ONCE(slot->cache[pi].count, 0);	/* corrupt: start over */
+	got = pool_pop_global(a, pi, tmp);
 	if (got <= 0)
 		return got ? got : -ENOMEM;
+	if (slot) {
+		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
+
+		keep = MIN((uint32_t)got - 1, pv->cache_max);
+		for (uint32_t k = 0; k < keep; k++)
+			c->ref[k] = tmp[1 + k];
+		/* release: the refs are in place before the count says so
+		 * (the daemon drains caches of dead owners) */
+		smp_store_release(&c->count, keep);
+	}
+	/* a cacheless pool, or a magazine larger than the cache */
+	pool_push_global(a, pi, tmp + 1 + keep, got - 1 - keep);
 	*ref = SHMBUS_REF(pi, tmp[0]);
 	return 0;
 }
 
-void pool_free(const struct arena *a, struct shmbus_slot *slot, uint32_t ref)
+void __pool_free(const struct arena *a, struct shmbus_slot *slot,
+		 unsigned pi, uint32_t idx)
 {
-	unsigned pi = SHMBUS_REF_POOL(ref);
-	uint32_t i = SHMBUS_REF_IDX(ref);
-	const struct pool_view *pv;
+	const struct pool_view *pv = &a->pool[pi];
+	uint32_t spill[POOL_MAG_MAX];
 
-	if (pi >= a->nr_pools || i >= a->pool[pi].nr_chunks)
-		return;
-	pv = &a->pool[pi];
 	if (slot && pv->cache_max) {
 		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
-		uint32_t n = c->count;
+		uint32_t n = MIN(c->count, pv->cache_max);
+		/* the newest half (plus this one) goes back as a magazine */
+		uint32_t k = MIN((pv->cache_max + 1) / 2, POOL_MAG_MAX - 1);
+		unsigned s = 0;
 
-		if (n > SHMBUS_SLOT_CACHE)
-			n = 0;
-		if (n < pv->cache_max) {
-			c->ref[n] = i;
-			smp_store_release(&c->count, n + 1);
-			return;
-		}
-		/* full: spill the older half plus this one */
-		uint32_t half = pv->cache_max / 2, spill[SHMBUS_SLOT_CACHE + 1];
-		unsigned k = 0;
-
-		for (uint32_t j = 0; j < half; j++) {
-			uint32_t x = c->ref[j];
-
-			if (x < pv->nr_chunks)
-				spill[k++] = x;
-		}
-		spill[k++] = i;
-		memmove(c->ref, c->ref + half, (n - half) * sizeof(c->ref[0]));
-		smp_store_release(&c->count, n - half);
-		pool_push_global(a, pi, spill, k);
+		spill[s++] = idx;
+		for (uint32_t j = n - k; j < n; j++)
+			if (c->ref[j] < pv->nr_chunks)
+				spill[s++] = c->ref[j];
+		smp_store_release(&c->count, n - k);
+		pool_push_global(a, pi, spill, s);
 		return;
 	}
-	pool_push_global(a, pi, &i, 1);
+	pool_push_global(a, pi, &idx, 1);
 }
 
 unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot)
@@ -232,4 +217,23 @@ unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx)
 		}
 	}
 	return total;
+}
+
+void pool_format(uint8_t *base, const struct shmbus_pool *pd)
+{
+	uint32_t *links = (uint32_t *)(base + pd->links_off);
+	uint8_t *chunks = base + pd->base_off;
+	uint32_t n = pd->nr_chunks;
+
+	/* magazines of 16 consecutive chunks, chained in order */
+	for (uint32_t m = 0; m < n; m += POOL_MAG_MAX) {
+		struct pool_mag *mag = (struct pool_mag *)
+			(chunks + (uint64_t)m * pd->chunk_size + SHMBUS_CHUNK_HDR);
+		uint32_t k = MIN(POOL_MAG_MAX, n - m);
+
+		mag->n = k - 1;
+		for (uint32_t j = 1; j < k; j++)
+			mag->idx[j - 1] = m + j;
+		links[m] = m + POOL_MAG_MAX < n ? m + POOL_MAG_MAX + 1 : 0;
+	}
 }

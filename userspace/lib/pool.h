@@ -1,35 +1,102 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pool.h - chunk pools: lock-free allocation and free of fixed-size chunks,
- * one pool per size class, with a small per-slot cache in front of each
- * pool's shared free list (see pool.c).
+ * one pool per size class. The common case is inline: a slot (one handle,
+ * one thread) takes from and returns to its own cache in its slot; the
+ * cache refills from and spills to the pool's shared list of magazines
+ * out of line (pool.c).
  */
 #ifndef SHMBUS_POOL_H
 #define SHMBUS_POOL_H
 
 #include "internal.h"
 
+/* Chunks moved per shared-list operation (a magazine). */
+#define POOL_MAG_MAX	16u
+
+/*
+ * A magazine lives in the payload of its first chunk while it is on the
+ * shared list: the other chunks' indices. 64 bytes: the smallest payload.
+ */
+struct pool_mag {
+	uint32_t n;			/* indices that follow, 0..15 */
+	uint32_t idx[POOL_MAG_MAX - 1];
+};
+
+/*
+ * Shared list. pool_pop_global() takes one magazine: up to POOL_MAG_MAX
+ * chunk indices into @idx; returns how many (0 = pool empty) or -EUCLEAN.
+ * pool_push_global() gives back @n indices as magazines.
+ */
+int pool_pop_global(const struct arena *a, unsigned pi,
+		    uint32_t idx[POOL_MAG_MAX]);
+void pool_push_global(const struct arena *a, unsigned pi,
+		      const uint32_t *idx, unsigned n);
+
+/* Out of line: refill an empty cache (or serve a cacheless pool). */
+int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
+		 unsigned pi, uint32_t *ref);
+/* Out of line: spill a full cache, or free to a cacheless pool. */
+void __pool_free(const struct arena *a, struct shmbus_slot *slot,
+		 unsigned pi, uint32_t idx);
+
 /*
  * Allocate one chunk of pool @pi for the owner of @slot (NULL: no cache,
  * e.g. the daemon). Returns 0 and *ref, -ENOMEM when the pool is empty,
- * -EUCLEAN when the free list or cache holds an out-of-range index.
+ * -EUCLEAN when the shared list or the cache holds an out-of-range index.
  * The chunk's header is not touched.
+ *
+ * Crash safety: the cache count goes down before the caller marks the
+ * chunk LOANED, so a kill in between leaks the chunk (one, in a window of
+ * a few instructions); it never makes it reachable twice.
  */
-int pool_alloc(const struct arena *a, struct shmbus_slot *slot, unsigned pi,
-	       uint32_t *ref);
+static inline int pool_alloc(const struct arena *a, struct shmbus_slot *slot,
+			     unsigned pi, uint32_t *ref)
+{
+	if (likely(slot != NULL)) {
+		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
+		uint32_t n = c->count;
+
+		if (likely(n - 1 < SHMBUS_SLOT_CACHE)) {
+			uint32_t i = c->ref[n - 1];
+
+			WRITE_ONCE(c->count, n - 1);
+			if (unlikely(i >= a->pool[pi].nr_chunks))
+				return -EUCLEAN;
+			*ref = SHMBUS_REF(pi, i);
+			return 0;
+		}
+	}
+	return __pool_alloc(a, slot, pi, ref);
+}
 
 /*
- * Free chunk @ref (already marked SHMBUS_CHUNK_FREE by the caller) into the
- * owner's cache, spilling half of a full cache to the shared list. An
- * out-of-range ref is ignored (and reported by the caller).
+ * Free chunk @ref (already marked SHMBUS_CHUNK_FREE by the caller: see
+ * above on crash safety) into the owner's cache. An out-of-range ref is
+ * ignored (and reported by the caller).
  */
-void pool_free(const struct arena *a, struct shmbus_slot *slot, uint32_t ref);
+static inline void pool_free(const struct arena *a, struct shmbus_slot *slot,
+			     uint32_t ref)
+{
+	unsigned pi = SHMBUS_REF_POOL(ref);
+	uint32_t i = SHMBUS_REF_IDX(ref);
 
-/* Shared free list, batch operations on chunk indices of pool @pi. */
-int pool_pop_global(const struct arena *a, unsigned pi, uint32_t *idx,
-		    unsigned n);
-void pool_push_global(const struct arena *a, unsigned pi,
-		      const uint32_t *idx, unsigned n);
+	if (unlikely(pi >= a->nr_pools || i >= a->pool[pi].nr_chunks))
+		return;
+	if (likely(slot != NULL)) {
+		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
+		uint32_t n = c->count;
+
+		if (likely(n < a->pool[pi].cache_max)) {
+			c->ref[n] = i;
+			/* release: the ref is in place before the count says
+			 * so (the daemon drains the caches of dead owners) */
+			smp_store_release(&c->count, n + 1);
+			return;
+		}
+	}
+	__pool_free(a, slot, pi, i);
+}
 
 /* Return every chunk cached in @slot to the shared lists. Returns count.
  * Only when the slot's owner can no longer run (detached or dead). */
@@ -40,6 +107,9 @@ unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot);
  * Only when that slot's owner can no longer run.
  */
 unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx);
+
+/* Format pool @pi's shared list: every chunk free, in magazines. */
+void pool_format(uint8_t *base, const struct shmbus_pool *pd);
 
 /* Smallest pool whose payload fits @size bytes, or -EMSGSIZE. */
 static inline int pool_for_size(const struct arena *a, size_t size)

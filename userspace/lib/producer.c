@@ -121,11 +121,14 @@ static int enqueue_wait(struct attachment *at, uint32_t ref, int64_t deadline)
 		if (likely(err != -ENOBUFS) || deadline == 0 ||
 		    now_ns() >= deadline)
 			return err;
-		epoch_exit(at->slot);
-		backoff_wait(round++);
-		epoch_enter(a, at->slot);
-		if (!attachment_live(at))
-			return -EIDRM;
+		/* wait with loads only, then try again */
+		do {
+			epoch_exit(at->slot);
+			backoff_wait(round++);
+			epoch_enter(a, at->slot);
+			if (!attachment_live(at))
+				return -EIDRM;
+		} while (!ring_has_room(&at->ring) && now_ns() < deadline);
 	}
 }
 
@@ -172,6 +175,8 @@ static int publish_one(struct attachment *at, const void *data, size_t len,
 
 	if (unlikely(len > at->msg_size))
 		return -EMSGSIZE;
+	/* the cell's transfer overlaps with writing the chunk */
+	ring_prefetch_tail(&at->ring);
 	err = alloc_wait(at, len, &ref, deadline, true);
 	if (unlikely(err)) {
 		if (err == -ENOMEM)
@@ -179,7 +184,7 @@ static int publish_one(struct attachment *at, const void *data, size_t len,
 		return err;
 	}
 	c = chunk_at(a, ref);
-	memcpy(chunk_payload(c, 0), data, len);
+	memcpy(chunk_payload(c), data, len);
 	chunk_fill(at, c, (uint32_t)len, corr_id);
 	err = enqueue_wait(at, ref, deadline);
 	if (unlikely(err)) {
@@ -317,7 +322,7 @@ SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
 	c = chunk_at(&at->bus->arena, ref);
 	WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED,
 						at->slot_idx));
-	return chunk_payload(c, 0);
+	return chunk_payload(c);
 }
 
 SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,

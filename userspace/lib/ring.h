@@ -3,13 +3,13 @@
  * ring.h - the bounded lock-free MPMC ring of chunk refs (inline fast path).
  *
  * Each cell is one 64-bit word {seq, ref} changed only by cmpxchg. For a
- * position p and capacity N (power of two), the cell p & (N-1) reads:
+ * position p and capacity N (power of two), the cell of p reads:
  *
  *   seq == p        empty, ready for the producer of position p
  *   seq == p + 1    full, holds the message published at p
  *   seq == p + N    consumed, ready for the producer of p + N
  *
- * A producer publishes by cmpxchg {p, x} -> {p + 1, ref}; a consumer takes
+ * A producer publishes by cmpxchg {p, 0} -> {p + 1, ref}; a consumer takes
  * by cmpxchg {p + 1, ref} -> {p + N, 0}. That single cmpxchg is the whole
  * publish (or take), so a process killed at any instruction leaves a cell
  * untouched or complete. This is what the usual Vyukov ring (reserve a
@@ -17,9 +17,27 @@
  * producer killed between its reservation and its cell store leaves a hole
  * that blocks every consumer for ever.
  *
- * tail and head are only hints of where the next free/full cell is; they
- * are advanced by cmpxchg(p -> p + 1) by whoever finds the cell at p
- * already done (helping), so a dead process never stalls the others.
+ * tail and head are only hints of where the next free/full cell is: the
+ * cells are the truth. The process that fills (takes) the cell of p moves
+ * the hint to p + 1 with a plain store if it still reads p; whoever finds
+ * the cell at the hint already done moves it along (helping), so a dead
+ * process never stalls the others. A racing store can set a hint back by
+ * a position or two; the next caller helps it forward again. A hint is
+ * never ahead of the cells: only a position whose cell was filled (taken)
+ * is ever stored.
+ *
+ * Cache lines. Position p lives in cell ring_cell_index(p): consecutive
+ * positions are spread over different cache lines (8 cells per line, a
+ * line holds positions p, p + N/8, p + 2N/8, ...), so a producer filling
+ * position p and a consumer taking p - 1 do not fight over one line. This
+ * mapping is part of the arena protocol (SHMBUS_LAYOUT_VERSION 1).
+ *
+ * Cost per operation, when the other side last touched the cell: one cache
+ * line transfer. The producer knows what an empty cell holds ({p, 0}), so
+ * it cmpxchg()s without loading first (a load then a cmpxchg is two
+ * transfers: shared, then exclusive). The consumer must load to learn the
+ * ref; it hands the ref to a prefetch callback before its cmpxchg so the
+ * chunk's lines travel while the cell's ownership does.
  *
  * Sequences are 32-bit and compared modulo 2^32: a process stopped for
  * exactly k * 2^32 positions between its load of a cell and its cmpxchg
@@ -50,7 +68,70 @@ struct ring {
 	uint64_t *tail;			/* &queue->tail, producers' line */
 	uint64_t *head;			/* &queue->head, consumers' line */
 	uint32_t mask;			/* capacity - 1 */
+	uint32_t line_shift;		/* log2(capacity / 8), 0 = no spread */
 };
+
+/* Fill the capacity-derived fields of @r. */
+static inline void ring_geometry(struct ring *r, uint32_t cap)
+{
+	r->mask = cap - 1;
+	r->line_shift = cap >= 16 ? (uint32_t)__builtin_ctz(cap / 8) : 0;
+}
+
+/*
+ * The cell of position @pos: with L = N / 8 lines, position i = pos % N
+ * goes to line i % L, word i / L. Rings under 16 cells are not spread.
+ */
+static inline uint32_t ring_cell_index(const struct ring *r, uint64_t pos)
+{
+	uint32_t i = (uint32_t)pos & r->mask;
+
+	if (!r->line_shift)
+		return i;
+	return ((i & ((1u << r->line_shift) - 1)) << 3) | (i >> r->line_shift);
+}
+
+static inline struct shmbus_cell *ring_cell(const struct ring *r, uint64_t pos)
+{
+	return &r->cells[ring_cell_index(r, pos)];
+}
+
+/*
+ * Move a hint from @pos to @pos + 1 if it still says @pos. Not atomic on
+ * purpose (a locked instruction per message costs more than the rare
+ * extra helping step a lost race causes); see above.
+ */
+static inline void ring_hint_advance(uint64_t *hint, uint64_t pos)
+{
+	if (READ_ONCE(*hint) == pos)
+		WRITE_ONCE(*hint, pos + 1);
+}
+
+/* After finding the cell of @pos already done: help, then go on from the
+ * hint if it is further along, else from the next position. */
+static inline uint64_t ring_hint_skip(uint64_t *hint, uint64_t pos)
+{
+	uint64_t h;
+
+	ring_hint_advance(hint, pos);
+	h = READ_ONCE(*hint);
+	return h > pos ? h : pos + 1;
+}
+
+/*
+ * Ask for the cell line the next enqueue (dequeue) will use, with intent
+ * to write, so its transfer overlaps with the caller's other work instead
+ * of stalling the cmpxchg.
+ */
+static inline void ring_prefetch_tail(const struct ring *r)
+{
+	__builtin_prefetch(ring_cell(r, READ_ONCE(*r->tail)), 1, 3);
+}
+
+static inline void ring_prefetch_head(const struct ring *r)
+{
+	__builtin_prefetch(ring_cell(r, READ_ONCE(*r->head)), 1, 3);
+}
 
 /*
  * Publish ref. Returns 0, or -ENOBUFS when the ring is full.
@@ -60,77 +141,106 @@ struct ring {
  * visible to a consumer whose acquire load / cmpxchg of this cell sees the
  * new value (pairs with ring_dequeue()). It is also the first half of the
  * sleep/wake Dekker pair: the caller then reads queue->sleep_mask after
- * smp_mb__after_atomic() (pairs with wake_prepare_sleep()).
+ * smp_mb__after_atomic() (pairs with seat_arm() in wake.c).
  */
 static inline int ring_enqueue(struct ring *r, uint32_t ref)
 {
 	uint64_t pos = READ_ONCE(*r->tail);
 
 	for (uint32_t n = 0; n < RING_SPIN_MAX; n++) {
-		struct shmbus_cell *cell = &r->cells[pos & r->mask];
-		/* relaxed: the cmpxchg below validates what we read */
-		uint64_t v = READ_ONCE(cell->v);
-		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)pos);
+		struct shmbus_cell *cell = ring_cell(r, pos);
+		/* what an empty cell for pos holds; on failure the cmpxchg
+		 * returns what it does hold */
+		uint64_t v = SHMBUS_CELL(pos, 0);
+		int32_t dif;
 
-		if (dif == 0) {
-			if (atomic_cmpxchg(&cell->v, &v,
-					   SHMBUS_CELL(pos + 1, ref))) {
-				uint64_t p = pos;
-				/* tail is a hint; failure means someone helped */
-				atomic_cmpxchg(r->tail, &p, pos + 1);
-				return 0;
-			}
-			/* lost the cell to another producer: move on */
-		} else if (dif < 0) {
+		if (atomic_cmpxchg(&cell->v, &v, SHMBUS_CELL(pos + 1, ref)) ||
+		    /* empty but with a stray ref (a peer's garbage): take it */
+		    (SHMBUS_CELL_SEQ(v) == (uint32_t)pos &&
+		     atomic_cmpxchg(&cell->v, &v, SHMBUS_CELL(pos + 1, ref)))) {
+			ring_hint_advance(r->tail, pos);
+			return 0;
+		}
+		dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)pos);
+		if (dif < 0) {
 			/* seq == p - N + 1: the previous lap's message is
 			 * still there. tail never runs ahead of the cells,
 			 * so this is a true full. */
 			return -ENOBUFS;
-		} else {
-			/* cell already filled (or consumed) for pos: tail
-			 * is behind; help it forward and retry */
-			uint64_t p = pos;
-			atomic_cmpxchg(r->tail, &p, pos + 1);
 		}
-		pos = READ_ONCE(*r->tail);
+		if (dif > 0) {
+			/* cell already filled (or consumed) for pos: tail
+			 * is behind; help it forward */
+			pos = ring_hint_skip(r->tail, pos);
+		} else {
+			pos = READ_ONCE(*r->tail);
+		}
 	}
 	return -EUCLEAN;
 }
 
 /*
+ * Could ring_enqueue() succeed now? Load-only, for a producer waiting on a
+ * full ring: polling with ring_enqueue() itself would take the cell line
+ * exclusively on every try and slow down the consumer it waits for.
+ */
+static inline int ring_has_room(struct ring *r)
+{
+	uint64_t pos = READ_ONCE(*r->tail);
+	uint64_t v = READ_ONCE(ring_cell(r, pos)->v);
+
+	return (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)pos) >= 0;
+}
+
+static inline void ring_no_prefetch(const void *ctx, uint32_t ref)
+{
+	(void)ctx;
+	(void)ref;
+}
+
+/*
  * Take one ref. Returns 0 and *ref, or -EAGAIN when the ring is empty.
+ * @prefetch(ctx, ref) is called for a ref we are about to claim (it may be
+ * claimed by another consumer instead; the callback must only prefetch).
  *
  * Ordering: the acquire load and the SEQ_CST cmpxchg of the cell pair with
  * the producer's cmpxchg in ring_enqueue(): the chunk contents are visible
  * once we own the ref.
  */
-static inline int ring_dequeue(struct ring *r, uint32_t *ref)
+static inline int ring_dequeue_pf(struct ring *r, uint32_t *ref,
+				  void (*prefetch)(const void *, uint32_t),
+				  const void *ctx)
 {
 	uint64_t pos = READ_ONCE(*r->head);
 
 	for (uint32_t n = 0; n < RING_SPIN_MAX; n++) {
-		struct shmbus_cell *cell = &r->cells[pos & r->mask];
+		struct shmbus_cell *cell = ring_cell(r, pos);
 		uint64_t v = smp_load_acquire(&cell->v);
 		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(pos + 1));
 
 		if (dif == 0) {
+			prefetch(ctx, SHMBUS_CELL_REF(v));
 			if (atomic_cmpxchg(&cell->v, &v,
 					   SHMBUS_CELL(pos + r->mask + 1, 0))) {
-				uint64_t p = pos;
-				atomic_cmpxchg(r->head, &p, pos + 1);
+				ring_hint_advance(r->head, pos);
 				*ref = SHMBUS_CELL_REF(v);
 				return 0;
 			}
+			pos = READ_ONCE(*r->head);
 		} else if (dif < 0) {
 			/* seq == p: nothing published at p yet */
 			return -EAGAIN;
 		} else {
-			uint64_t p = pos;
-			atomic_cmpxchg(r->head, &p, pos + 1);
+			/* taken but head not moved yet: help, look further */
+			pos = ring_hint_skip(r->head, pos);
 		}
-		pos = READ_ONCE(*r->head);
 	}
 	return -EUCLEAN;
+}
+
+static inline int ring_dequeue(struct ring *r, uint32_t *ref)
+{
+	return ring_dequeue_pf(r, ref, ring_no_prefetch, NULL);
 }
 
 /*
@@ -144,7 +254,7 @@ static inline int ring_peek_nonempty(struct ring *r)
 	uint64_t pos = READ_ONCE(*r->head);
 
 	for (uint32_t n = 0; n <= r->mask; n++) {
-		uint64_t v = READ_ONCE(r->cells[pos & r->mask].v);
+		uint64_t v = READ_ONCE(ring_cell(r, pos)->v);
 		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(pos + 1));
 
 		if (dif == 0)
@@ -154,6 +264,22 @@ static inline int ring_peek_nonempty(struct ring *r)
 		pos++;		/* consumed but head not yet advanced */
 	}
 	return 0;
+}
+
+/* Initialise @r's cells for lap 0 (the daemon, at declare). */
+static inline void ring_init_cells(struct ring *r)
+{
+	for (uint64_t p = 0; p <= r->mask; p++)
+		ring_cell(r, p)->v = SHMBUS_CELL(p, 0);
+}
+
+/* Does cell index @i hold a message (seq == p + 1 for its position p)?
+ * For the daemon's sweep of a deleted ring. */
+static inline int ring_cell_full(const struct ring *r, uint32_t i, uint64_t v)
+{
+	uint32_t p = SHMBUS_CELL_SEQ(v) - 1;
+
+	return ring_cell_index(r, p) == i;
 }
 
 /* Approximate depth for statistics: tail and head are hints. */
