@@ -220,6 +220,27 @@ SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
 SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
 				  struct shmbus_queue_info *out, unsigned max);
 
+/* Chunk pools (size classes) of the bus, for monitoring. */
+struct shmbus_pool_info {
+	uint32_t payload;	/* largest payload of the class, bytes */
+	uint32_t chunk_size;	/* bytes per chunk, header included */
+	uint32_t chunks;	/* chunks in the class */
+	uint32_t free;		/* on the shared free list */
+	uint32_t cached;	/* free, in attached handles' caches */
+	uint32_t __pad;
+};
+
+/* Number of pools of the bus (>= 1). */
+SHMBUS_API int shmbus__pool_count(const struct shmbus *bus);
+
+/*
+ * Fill @info for pool @i (0-based, smallest payload first) from the arena.
+ * Chunks not free and not cached are in queues or held by handles.
+ * Returns 0, -ENOENT (no such pool), -EINVAL.
+ */
+SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
+				 struct shmbus_pool_info *info);
+
 /* ------------------------------------------------------------------ */
 /* Producers                                                          */
 /* ------------------------------------------------------------------ */

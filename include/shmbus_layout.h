@@ -198,9 +198,14 @@ struct shmbus_slot {
 	uint8_t	 __pad0b[24];
 	/* --- line 1: RCU read side. O writes (gp_epoch << 1 | 1) on section
 	 * entry and 0 on exit; D reads it in synchronize (see epoch.c).
+	 * taking: O writes ref + 1 of the chunk it is about to claim from a
+	 * ring, 0 once the chunk is marked HELD; D reads it after O died, to
+	 * find a chunk O took but never marked (see busmgr.c, sweeps).
 	 */
 	uint64_t rcu_epoch __attribute__((aligned(64)));
-	uint8_t	 __pad1[56];
+	uint32_t taking;
+	uint32_t __pad1a;
+	uint8_t	 __pad1[48];
 	/* --- line 2: message id block. O only. */
 	uint64_t id_next __attribute__((aligned(64)));
 	uint64_t id_end;
@@ -325,8 +330,7 @@ struct shmbus_chunk {
 	uint32_t len;			/* payload bytes */
 	uint16_t attr_len;		/* attribute bytes after the payload */
 	uint16_t flags;			/* SHMBUS_CF_* */
-	uint32_t owner;			/* (state << 16) | slot index */
-	uint32_t qid;			/* queue it was published to */
+	uint64_t owner;			/* SHMBUS_OWNER(gen, state, slot) */
 	uint64_t id;			/* bus-unique message id */
 	uint64_t ts_pub;		/* CLOCK_MONOTONIC ns at publish */
 	uint64_t corr_id;		/* correlation id, 0 = none */
@@ -335,7 +339,7 @@ struct shmbus_chunk {
 	uint64_t expires_ns;		/* CLOCK_MONOTONIC, 0 = never */
 	uint64_t not_before_ns;		/* CLOCK_MONOTONIC, 0 = now */
 	/* --- line 1 ---------------------------------------------------- */
-	uint32_t __rsvd1a;
+	uint32_t qid;			/* reserved: queue published to */
 	uint32_t refcnt;		/* reserved: topics */
 	uint64_t lease_deadline;	/* reserved: leases */
 	uint32_t lease_seq;
@@ -348,17 +352,28 @@ struct shmbus_chunk {
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };
 
-/* Chunk states, the high half of shmbus_chunk.owner. */
+/*
+ * Chunk ownership, struct shmbus_chunk.owner: one 64-bit word
+ * (gen << 32) | (state << 16) | slot. gen is bumped each time the chunk is
+ * allocated, so the daemon's reclaim of a dead process's chunks (a
+ * cmpxchg on the exact word it saw) can never hit a later use of the same
+ * chunk (no ABA). Who writes it: the allocating slot (LOANED, QUEUED), the
+ * consuming slot (HELD), the freeing slot (FREE), the daemon (FREE, for
+ * chunks of dead slots only, by cmpxchg).
+ */
 enum {
 	SHMBUS_CHUNK_FREE	= 0,	/* on a free list or in a slot cache */
 	SHMBUS_CHUNK_LOANED	= 1,	/* a producer is writing it */
-	SHMBUS_CHUNK_QUEUED	= 2,	/* in a ring */
+	SHMBUS_CHUNK_QUEUED	= 2,	/* in a ring, or being published or
+					 * taken (in an epoch section) */
 	SHMBUS_CHUNK_HELD	= 3,	/* a consumer holds a view of it */
 };
 
-#define SHMBUS_CHUNK_OWNER(state, slot)	(((uint32_t)(state) << 16) | (slot))
-#define SHMBUS_CHUNK_STATE(owner)	((owner) >> 16)
-#define SHMBUS_CHUNK_SLOT(owner)	((owner) & 0xffffu)
+#define SHMBUS_OWNER(gen, state, slot) \
+	(((uint64_t)(gen) << 32) | ((uint32_t)(state) << 16) | (uint32_t)(slot))
+#define SHMBUS_OWNER_GEN(o)	((uint32_t)((o) >> 32))
+#define SHMBUS_OWNER_STATE(o)	(((uint32_t)(o) >> 16) & 0xffffu)
+#define SHMBUS_OWNER_SLOT(o)	((uint32_t)(o) & 0xffffu)
 
 #define SHMBUS_REF(pool, idx)	(((uint32_t)(pool) << SHMBUS_CHUNK_IDX_BITS) | (idx))
 #define SHMBUS_REF_POOL(ref)	((ref) >> SHMBUS_CHUNK_IDX_BITS)
@@ -411,7 +426,8 @@ SHMBUS__ASSERT(offsetof(struct shmbus_queue, folded) == 704, "folded");
 SHMBUS__ASSERT(sizeof(struct shmbus_pool) == 128, "pool size");
 SHMBUS__ASSERT(offsetof(struct shmbus_pool, free_head) == 64, "free head");
 SHMBUS__ASSERT(sizeof(struct shmbus_chunk) == SHMBUS_CHUNK_HDR, "chunk hdr");
-SHMBUS__ASSERT(offsetof(struct shmbus_chunk, refcnt) == 68, "chunk l1");
+SHMBUS__ASSERT(offsetof(struct shmbus_chunk, owner) == 8, "chunk owner");
+SHMBUS__ASSERT(offsetof(struct shmbus_chunk, qid) == 64, "chunk l1");
 SHMBUS__ASSERT(sizeof(struct shmbus_cell) == 8, "cell");
 
 #endif /* SHMBUS_LAYOUT_H */

@@ -198,6 +198,10 @@ static inline void t_env_teardown(void)
 	char cmd[PATH_MAX + 16];
 
 	t_kill_daemon();
+	if (getenv("SHMBUS_TEST_KEEP")) {
+		fprintf(stderr, "kept %s\n", t_dir);
+		return;
+	}
 	if (t_dir[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t_dir);
 		if (system(cmd) != 0)

@@ -9,6 +9,8 @@
 #include "arena_helpers.h"
 #include "pool.h"
 
+#define LOANED_BY(slot)	((SHMBUS_CHUNK_LOANED << 16) | (slot))
+
 static uint32_t free_total(const struct arena *a, unsigned pi)
 {
 	return (uint32_t)READ_ONCE(a->pool[pi].desc->free_count);
@@ -25,18 +27,18 @@ static void test_exhaustion_global(void **state)
 	t_params(&p, 4, 64);
 	t_arena_map(&a, &p);
 	for (int i = 0; i < 64; i++) {
-		assert_int_equal(pool_alloc(&a, NULL, 0, &refs[i]), 0);
+		assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &refs[i]), 0);
 		assert_int_equal(SHMBUS_REF_POOL(refs[i]), 0);
 		assert_non_null(chunk_at(&a, refs[i]));
 		for (int j = 0; j < i; j++)
 			assert_int_not_equal(refs[i], refs[j]);
 	}
-	assert_int_equal(pool_alloc(&a, NULL, 0, &ref), -ENOMEM);
+	assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &ref), -ENOMEM);
 	assert_int_equal(free_total(&a, 0), 0);
 	for (int i = 0; i < 64; i++)
 		pool_free(&a, NULL, refs[i]);
 	assert_int_equal(free_total(&a, 0), 64);
-	assert_int_equal(pool_alloc(&a, NULL, 0, &ref), 0);
+	assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &ref), 0);
 	t_arena_unmap(&a);
 }
 
@@ -56,11 +58,11 @@ static void test_cache_roundtrip(void **state)
 	assert_true(a.pool[0].cache_max > 0);
 	s = t_slot(&a, 0);
 	for (int i = 0; i < 256; i++) {
-		assert_int_equal(pool_alloc(&a, s, 0, &refs[i]), 0);
+		assert_int_equal(pool_alloc(&a, s, 0, LOANED_BY(0), &refs[i]), 0);
 		assert_int_equal(seen[SHMBUS_REF_IDX(refs[i])], 0);
 		seen[SHMBUS_REF_IDX(refs[i])] = 1;
 	}
-	assert_int_equal(pool_alloc(&a, s, 0, &ref), -ENOMEM);
+	assert_int_equal(pool_alloc(&a, s, 0, LOANED_BY(0), &ref), -ENOMEM);
 	for (int i = 0; i < 256; i++)
 		pool_free(&a, s, refs[i]);
 	assert_true(s->cache[0].count <= a.pool[0].cache_max);
@@ -105,7 +107,7 @@ static void test_corrupt_links(void **state)
 	t_arena_map(&a, &p);
 	/* head points past the pool */
 	a.pool[0].desc->free_head = 1000;
-	assert_int_equal(pool_alloc(&a, NULL, 0, &ref), -EUCLEAN);
+	assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &ref), -EUCLEAN);
 	/* a link points past the pool */
 	a.pool[0].desc->free_head = 1;
 	a.pool[0].links[0] = 0xfffffff0;
@@ -132,10 +134,10 @@ static void test_corrupt_links(void **state)
 	s = t_slot(&a, 0);
 	s->cache[1].count = 1;
 	s->cache[1].ref[0] = 77777;
-	assert_int_equal(pool_alloc(&a, s, 1, &ref), -EUCLEAN);
+	assert_int_equal(pool_alloc(&a, s, 1, LOANED_BY(0), &ref), -EUCLEAN);
 	/* a corrupt cache count is ignored, not trusted */
 	s->cache[0].count = 1000;
-	assert_int_equal(pool_alloc(&a, s, 0, &ref), 0);
+	assert_int_equal(pool_alloc(&a, s, 0, LOANED_BY(0), &ref), 0);
 	assert_true(SHMBUS_REF_IDX(ref) < 16);
 	/* freeing a ref outside the pool is refused */
 	pool_free(&a, NULL, SHMBUS_REF(0, 99));
@@ -158,17 +160,17 @@ static void test_reclaim_owned(void **state)
 	t_params(&p, 4, 32);
 	t_arena_map(&a, &p);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(pool_alloc(&a, NULL, 0, &r[i]), 0);
-	chunk_at(&a, r[0])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED, 3);
-	chunk_at(&a, r[1])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_HELD, 3);
-	chunk_at(&a, r[2])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_QUEUED, 3);
-	chunk_at(&a, r[3])->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_HELD, 2);
+		assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &r[i]), 0);
+	chunk_set(chunk_at(&a, r[0]), SHMBUS_CHUNK_LOANED, 3);
+	chunk_set(chunk_at(&a, r[1]), SHMBUS_CHUNK_HELD, 3);
+	chunk_set(chunk_at(&a, r[2]), SHMBUS_CHUNK_QUEUED, 3);
+	chunk_set(chunk_at(&a, r[3]), SHMBUS_CHUNK_HELD, 2);
 	assert_int_equal(free_total(&a, 0), 28);
 	assert_int_equal(pool_reclaim_owned(&a, 3), 2);
 	assert_int_equal(free_total(&a, 0), 30);
-	assert_int_equal(SHMBUS_CHUNK_STATE(chunk_at(&a, r[0])->owner),
+	assert_int_equal(SHMBUS_OWNER_STATE(chunk_at(&a, r[0])->owner),
 			 SHMBUS_CHUNK_FREE);
-	assert_int_equal(SHMBUS_CHUNK_STATE(chunk_at(&a, r[2])->owner),
+	assert_int_equal(SHMBUS_OWNER_STATE(chunk_at(&a, r[2])->owner),
 			 SHMBUS_CHUNK_QUEUED);
 	assert_int_equal(pool_reclaim_owned(&a, 3), 0);
 	t_arena_unmap(&a);
@@ -191,7 +193,7 @@ static void *mt_worker(void *arg)
 		if (n < 8 && (i % 3 != 2 || n == 0)) {
 			uint32_t ref;
 
-			if (pool_alloc(&mt_arena, s, 0, &ref))
+			if (pool_alloc(&mt_arena, s, 0, LOANED_BY(0), &ref))
 				continue;
 			if (__atomic_exchange_n(&mt_owner[SHMBUS_REF_IDX(ref)], 1,
 						__ATOMIC_ACQ_REL))

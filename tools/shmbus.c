@@ -19,6 +19,8 @@
 
 #include "shmbus.h"
 
+#define MIN_U(a, b) ((a) < (b) ? (a) : (b))
+
 static const char *opt_bus;
 static const char *opt_socket;
 static const char *cmd_name = "shmbus";
@@ -505,6 +507,17 @@ static int cmd_stat(int argc, char **argv)
 				       (unsigned long long)qi[i].stat[k]);
 			printf("}");
 		}
+		printf("],\"pools\":[");
+		for (int i = 0; i < shmbus__pool_count(bus); i++) {
+			struct shmbus_pool_info pi;
+
+			if (shmbus__pool_info(bus, i, &pi))
+				continue;
+			printf("%s{\"payload\":%u,\"chunk_size\":%u,"
+			       "\"chunks\":%u,\"free\":%u,\"cached\":%u}",
+			       i ? "," : "", pi.payload, pi.chunk_size,
+			       pi.chunks, pi.free, pi.cached);
+		}
 		printf("]}\n");
 	} else {
 		printf("bus %s\n", shmbus__name(bus));
@@ -521,6 +534,17 @@ static int cmd_stat(int argc, char **argv)
 			       (unsigned long long)qi[i].stat[SHMBUS_STAT_WAKEUPS],
 			       (unsigned long long)qi[i].stat[SHMBUS_STAT_SLEEPS],
 			       qi[i].consumers, qi[i].producers);
+		printf("\n%-20s %8s %8s %8s %8s %8s\n", "POOL", "PAYLOAD",
+		       "CHUNKS", "FREE", "CACHED", "IN_USE");
+		for (int i = 0; i < shmbus__pool_count(bus); i++) {
+			struct shmbus_pool_info pi;
+
+			if (shmbus__pool_info(bus, i, &pi))
+				continue;
+			printf("%-20d %8u %8u %8u %8u %8u\n", i, pi.payload,
+			       pi.chunks, pi.free, pi.cached,
+			       pi.chunks - MIN_U(pi.chunks, pi.free + pi.cached));
+		}
 	}
 	free(qi);
 	shmbus__close(bus);

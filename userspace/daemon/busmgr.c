@@ -444,7 +444,6 @@ static void queue_reclaim(struct dbus *b, uint32_t qid)
 			c = chunk_at(a, ref);
 			if (!c)
 				continue;
-			WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_FREE, 0));
 			pool_free(a, NULL, ref);
 			freed++;
 		}
@@ -460,7 +459,7 @@ static void queue_reclaim(struct dbus *b, uint32_t qid)
 
 bool reclaim_tick(void)
 {
-	bool pending = false;
+	bool pending = sweep_tick();
 
 	for (struct dbus *b = buses; b; b = b->next) {
 		for (uint32_t i = 0; i < b->arena.max_queues; i++) {
@@ -570,7 +569,7 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 {
 	const struct arena *a = &b->arena;
 	struct shmbus_slot *s = &a->slots[si];
-	uint32_t qid = s->qid, seat = s->seat;
+	uint32_t qid = s->qid, seat = s->seat, taking = READ_ONCE(s->taking);
 	struct shmbus_queue *q = queue_at(a, qid);
 	bool live = q && q->gen == s->qgen;
 	unsigned reclaimed;
@@ -580,6 +579,8 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
 	reclaimed = pool_reclaim_owned(a, si);
+	if (died && sweep_start(b, si, taking))
+		server_want_tick();
 	if (live) {
 		for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
 			WRITE_ONCE(q->folded[i], q->folded[i] + READ_ONCE(s->ctr[i]));
@@ -606,6 +607,7 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 			 b->name, si, s->pid, died ? "died" : "detached",
 			 reclaimed);
 	s->rcu_epoch = 0;
+	s->taking = 0;
 	s->seat = UINT32_MAX;
 	b->slot_conn[si] = 0;
 	smp_store_release(&s->state, SHMBUS_SLOT_FREE);
@@ -620,15 +622,24 @@ int slot_detach(struct dbus *b, const struct peer *p,
 	    a->slots[req->slot].gen != req->slot_gen)
 		return -ESRCH;
 	slot_release(b, req->slot, false);
+	pools_rebuild(b);
 	return 0;
 }
 
 void conn_gone(uint32_t conn_id)
 {
-	for (struct dbus *b = buses; b; b = b->next)
-		for (uint32_t i = 0; i < b->arena.max_slots; i++)
-			if (b->slot_conn[i] == conn_id)
+	for (struct dbus *b = buses; b; b = b->next) {
+		bool any = false;
+
+		for (uint32_t i = 0; i < b->arena.max_slots; i++) {
+			if (b->slot_conn[i] == conn_id) {
 				slot_release(b, i, true);
+				any = true;
+			}
+		}
+		if (any)
+			pools_rebuild(b);
+	}
 }
 
 void buses_free(void)
@@ -637,6 +648,7 @@ void buses_free(void)
 		struct dbus *b = buses;
 
 		buses = b->next;
+		sweeps_drop(b);
 		for (uint32_t i = 0; i < b->arena.max_queues; i++)
 			if (b->queues[i].seat_fds)
 				seats_close(&b->queues[i]);

@@ -275,7 +275,7 @@ static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
 			int err = queue_delete(c->bus, &c->peer, q);
 
 			if (!err)
-				timer_arm(true);
+				server_want_tick();
 			return err;
 		}
 	}
@@ -383,6 +383,11 @@ out:
 		return false;
 	}
 	return true;
+}
+
+void server_want_tick(void)
+{
+	timer_arm(true);
 }
 
 void server_stop(void)

@@ -85,8 +85,22 @@ int slot_detach(struct dbus *b, const struct peer *p,
 /* A connection closed: release every slot it held on every bus. */
 void conn_gone(uint32_t conn_id);
 
-/* Advance pending queue reclamations; returns true while some remain. */
+/* Advance pending queue reclamations and orphan sweeps; returns true
+ * while some remain. */
 bool reclaim_tick(void);
+
+/* ---- reclaim.c --------------------------------------------------- */
+
+/* Slot @si died (its consumer was taking @taking - 1, if non-zero): look
+ * for chunks it orphaned. True if a sweep is now pending. */
+bool sweep_start(struct dbus *b, uint32_t si, uint32_t taking);
+/* Finish sweeps whose grace period ended; true while some remain. */
+bool sweep_tick(void);
+/* Forget the sweeps of a bus being torn down. */
+void sweeps_drop(const struct dbus *b);
+/* If nothing is attached to @b, relink its free lists from the chunks no
+ * ring references, recovering any lost to kills. True if it did. */
+bool pools_rebuild(struct dbus *b);
 
 void buses_free(void);
 
@@ -94,5 +108,7 @@ void buses_free(void);
 
 int server_run(int listen_fd);
 void server_stop(void);
+/* Ask for reclaim_tick() calls until it reports nothing pending. */
+void server_want_tick(void);
 
 #endif /* SHMBUSD_H */

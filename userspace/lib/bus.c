@@ -240,6 +240,38 @@ SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
 	return (int)n;
 }
 
+SHMBUS_API int shmbus__pool_count(const struct shmbus *bus)
+{
+	return bus ? (int)bus->arena.nr_pools : -EINVAL;
+}
+
+SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
+				 struct shmbus_pool_info *info)
+{
+	const struct arena *a;
+	uint64_t cached = 0;
+
+	if (!bus || !info)
+		return -EINVAL;
+	a = &bus->arena;
+	if (i >= a->nr_pools)
+		return -ENOENT;
+	memset(info, 0, sizeof(*info));
+	info->payload = a->pool[i].payload_max;
+	info->chunk_size = a->pool[i].chunk_size;
+	info->chunks = a->pool[i].nr_chunks;
+	info->free = (uint32_t)MIN(READ_ONCE(a->pool[i].desc->free_count),
+				   (uint64_t)info->chunks);
+	for (uint32_t s = 0; s < a->max_slots; s++) {
+		if (smp_load_acquire(&a->slots[s].state) != SHMBUS_SLOT_ACTIVE)
+			continue;
+		cached += MIN(READ_ONCE(a->slots[s].cache[i].count),
+			      SHMBUS_SLOT_CACHE);
+	}
+	info->cached = (uint32_t)MIN(cached, (uint64_t)info->chunks);
+	return 0;
+}
+
 int attach(struct shmbus *bus, const char *name, uint32_t kind,
 	   struct attachment *at)
 {

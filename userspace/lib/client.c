@@ -170,7 +170,7 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 		   bool autostart)
 {
 	int64_t deadline = now_ns() + (int64_t)timeout_ms * NSEC_PER_MSEC;
-	bool spawned = false;
+	int64_t respawn = 0;
 	int fd, err;
 
 	c->fd = -1;
@@ -182,13 +182,18 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 			break;
 		if (fd != -ENOENT && fd != -ECONNREFUSED)
 			return fd;
-		if (autostart && !spawned) {
-			spawned = true;
+		if (!autostart)
+			return fd;
+		if (now_ns() >= deadline)
+			return -ECONNREFUSED;
+		/* Start one. If it finds another daemon holding the lock,
+		 * it exits and we wait for that one to listen; if that one
+		 * was on its way out, starting again later wins the lock. */
+		if (now_ns() >= respawn) {
 			spawn_daemon(path);
+			respawn = now_ns() + 250 * NSEC_PER_MSEC;
 			continue;
 		}
-		if (!autostart || now_ns() >= deadline)
-			return fd == -ENOENT && autostart ? -ECONNREFUSED : fd;
 		usleep(2000);
 	}
 	c->fd = fd;

@@ -65,33 +65,49 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 	return c;
 }
 
+/*
+ * Withdraw our sleep announcement, in an epoch section: if the queue was
+ * deleted, its descriptor (and mask) may belong to another queue by now,
+ * and the daemon cleared our bit anyway.
+ */
+static void disarm(struct shmbus_consumer *c)
+{
+	struct attachment *at = &c->at;
+
+	if (!c->seat.armed)
+		return;
+	epoch_enter(&at->bus->arena, at->slot);
+	if (likely(attachment_live(at)))
+		seat_disarm(&c->seat);
+	else
+		c->seat.armed = false;
+	epoch_exit(at->slot);
+}
+
 SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 {
 	if (!c)
 		return;
-	seat_disarm(&c->seat);
+	disarm(c);
 	if (c->stash_valid)
 		shmbus_consumer__release(c, &c->stash);
 	detach(&c->at);
 	free(c);
 }
 
-static void give_back(struct attachment *at, struct shmbus_chunk *ch,
-		      uint32_t ref)
-{
-	WRITE_ONCE(ch->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_FREE, 0));
-	pool_free(&at->bus->arena, at->slot, ref);
-}
-
 /*
- * Start moving a chunk we are about to claim while the claiming cmpxchg
- * takes the ring cell: the header with intent to write (we mark it HELD),
- * the first payload line to read.
+ * Called with the ref we are about to claim from the ring. Record it in our
+ * slot (a kill between the claim and marking the chunk HELD would otherwise
+ * orphan it; the daemon reads this after our death), and start moving the
+ * chunk while the claiming cmpxchg takes the ring cell: the header with
+ * intent to write (we mark it HELD), the first payload line to read.
  */
-static inline void chunk_prefetch(const void *ctx, uint32_t ref)
+static inline void claim_hook(const void *ctx, uint32_t ref)
 {
-	struct shmbus_chunk *c = chunk_at(ctx, ref);
+	const struct attachment *at = ctx;
+	struct shmbus_chunk *c = chunk_at(&at->bus->arena, ref);
 
+	WRITE_ONCE(at->slot->taking, ref + 1);
 	if (c) {
 		__builtin_prefetch(c, 1, 3);
 		__builtin_prefetch(chunk_payload(c), 0, 3);
@@ -106,22 +122,23 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	uint32_t ref, len, al;
 	int err;
 
-	err = ring_dequeue_pf(&at->ring, &ref, chunk_prefetch, a);
+	err = ring_dequeue_pf(&at->ring, &ref, claim_hook, at);
 	if (err)
 		return err;
 	ch = chunk_at(a, ref);
 	if (unlikely(!ch)) {
+		WRITE_ONCE(at->slot->taking, 0);
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
-	WRITE_ONCE(ch->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_HELD,
-						 at->slot_idx));
+	chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
+	WRITE_ONCE(at->slot->taking, 0);
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
 	al = READ_ONCE(ch->attr_len);
 	if (unlikely((uint64_t)ALIGN_UP(len, 8u) + al >
 		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
-		give_back(at, ch, ref);
+		pool_free(a, at->slot, ref);
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
@@ -206,6 +223,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 			continue;
 		slot_count(c->at.slot, SHMBUS_CTR_SLEEPS, 1);
 		err = seat_sleep(&c->seat, deadline);
+		disarm(c);
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
 			err = try_take(c, msg);
@@ -239,10 +257,14 @@ SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
 	if (!ch || msg->__slot != at->slot_idx)
 		return;
 	/* only a chunk we hold: a second release is a no-op */
-	if (READ_ONCE(ch->owner) !=
-	    SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_HELD, at->slot_idx))
-		return;
-	give_back(at, ch, msg->__ref);
+	{
+		uint64_t o = READ_ONCE(ch->owner);
+
+		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_HELD ||
+		    SHMBUS_OWNER_SLOT(o) != at->slot_idx)
+			return;
+	}
+	pool_free(&at->bus->arena, at->slot, msg->__ref);
 	msg->data = NULL;
 }
 

@@ -17,10 +17,11 @@
  *
  * Crash safety: a process killed at any instruction never makes a chunk
  * reachable twice (no double free): a magazine is either on the list or
- * owned by one process; caches are updated after the chunk's state says
- * FREE and before it says LOANED. The worst case is chunks that are in no
- * list (a dead process's popped magazine it had not yet cached: at most
- * 16 chunks per kill, in a window of a few instructions).
+ * owned by one process. A refill copies the magazine into the cache before
+ * its cmpxchg and publishes the count right after; a spill takes the count
+ * down before its cmpxchg. What a kill can still leave is a magazine that
+ * is in no list and no cache, in a window of two or three instructions
+ * (up to 16 chunks); see docs/design.md.
  *
  * Hostile peers: every index read from a link, a magazine, a cache or a
  * ring is range-checked; a bad one is -EUCLEAN or dropped, never an access
@@ -41,27 +42,44 @@ static struct pool_mag *mag_of(const struct pool_view *pv, uint32_t m)
 				   SHMBUS_CHUNK_HDR);
 }
 
-int pool_pop_global(const struct arena *a, unsigned pi,
-		    uint32_t idx[POOL_MAG_MAX])
+/*
+ * Pop one magazine: its head chunk into *m, the other indices into @dst
+ * (returns how many), or -ENOMEM (empty), -EUCLEAN. The contents are
+ * copied before the cmpxchg and mean nothing if it fails (the magazine was
+ * not ours): that way nothing but the caller's next store separates "on
+ * the list" from "in the caller's cache".
+ */
+static int mag_pop(const struct arena *a, unsigned pi, uint32_t *dst,
+		   uint32_t *m_out)
 {
 	const struct pool_view *pv = &a->pool[pi];
 	struct shmbus_pool *pd = pv->desc;
 	uint32_t nr = pv->nr_chunks, m, next, n, k;
-	struct pool_mag *mag;
 	unsigned spins = 0;
 	uint64_t h;
 
 	for (;;) {
+		struct pool_mag *mag;
+
 		/* acquire pairs with the release cmpxchg in
 		 * pool_push_global(): the link and magazine written before
 		 * a push are visible once we see its head */
 		h = smp_load_acquire(&pd->free_head);
 		if (!HEAD_IDX(h))
-			return 0;
+			return -ENOMEM;
 		m = HEAD_IDX(h) - 1;
 		if (m >= nr)
 			return -EUCLEAN;
 		next = READ_ONCE(pv->links[m]);
+		mag = mag_of(pv, m);
+		n = MIN(READ_ONCE(mag->n), POOL_MAG_MAX - 1);
+		k = 0;
+		for (uint32_t j = 0; j < n; j++) {
+			uint32_t x = READ_ONCE(mag->idx[j]);
+
+			if (x < nr)	/* a peer's garbage is dropped */
+				dst[k++] = x;
+		}
 		if (next <= nr &&
 		    atomic_cmpxchg(&pd->free_head, &h,
 				   HEAD(HEAD_TAG(h) + 1, next)))
@@ -72,19 +90,19 @@ int pool_pop_global(const struct arena *a, unsigned pi,
 		    ++spins > RING_SPIN_MAX)
 			return -EUCLEAN;
 	}
-	/* the magazine is ours now */
-	mag = mag_of(pv, m);
-	n = MIN(READ_ONCE(mag->n), POOL_MAG_MAX - 1);
-	k = 0;
-	idx[k++] = m;
-	for (uint32_t j = 0; j < n; j++) {
-		uint32_t x = READ_ONCE(mag->idx[j]);
-
-		if (x < nr)	/* a peer's garbage is dropped, not used */
-			idx[k++] = x;
-	}
-	__atomic_fetch_sub(&pd->free_count, k, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&pd->free_count, k + 1, __ATOMIC_RELAXED);
+	*m_out = m;
 	return (int)k;
+}
+
+int pool_pop_global(const struct arena *a, unsigned pi,
+		    uint32_t idx[POOL_MAG_MAX])
+{
+	int k = mag_pop(a, pi, idx + 1, &idx[0]);
+
+	if (k < 0)
+		return k == -ENOMEM ? 0 : k;
+	return k + 1;
 }
 
 void pool_push_global(const struct arena *a, unsigned pi,
@@ -116,32 +134,38 @@ void pool_push_global(const struct arena *a, unsigned pi,
 	}
 }
 
+/* Refill: pop a magazine straight into the (empty) cache. */
 int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
-		 unsigned pi, uint32_t *ref)
+		 unsigned pi, uint32_t owner, uint32_t *ref)
 {
 	const struct pool_view *pv = &a->pool[pi];
-	uint32_t tmp[POOL_MAG_MAX];
-	uint32_t keep = 0;
-	int got;
+	uint32_t tmp[POOL_MAG_MAX - 1], *dst, m;
+	bool direct = slot && pv->cache_max >= POOL_MAG_MAX - 1;
+	int k;
 
 	if (slot && slot->cache[pi].count > SHMBUS_SLOT_CACHE)
 		WRITE_ONCE(slot->cache[pi].count, 0);	/* corrupt: start over */
-	got = pool_pop_global(a, pi, tmp);
-	if (got <= 0)
-		return got ? got : -ENOMEM;
-	if (slot) {
-		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
+	dst = direct ? slot->cache[pi].ref : tmp;
+	k = mag_pop(a, pi, dst, &m);
+	if (k < 0)
+		return k;
+	/* ours: m goes to the caller, the rest to the cache */
+	chunk_own(pool_chunk(a, pi, m), owner);
+	if (direct) {
+		/* release: pairs with the acquire in pool_drain_slot() */
+		smp_store_release(&slot->cache[pi].count, (uint32_t)k);
+	} else {
+		/* small cache or none: keep what fits, give back the rest */
+		uint32_t keep = 0;
 
-		keep = MIN((uint32_t)got - 1, pv->cache_max);
-		for (uint32_t k = 0; k < keep; k++)
-			c->ref[k] = tmp[1 + k];
-		/* release: the refs are in place before the count says so
-		 * (the daemon drains caches of dead owners) */
-		smp_store_release(&c->count, keep);
+		if (slot && pv->cache_max) {
+			keep = MIN((uint32_t)k, pv->cache_max);
+			memcpy(slot->cache[pi].ref, tmp, keep * sizeof(uint32_t));
+			smp_store_release(&slot->cache[pi].count, keep);
+		}
+		pool_push_global(a, pi, tmp + keep, k - keep);
 	}
-	/* a cacheless pool, or a magazine larger than the cache */
-	pool_push_global(a, pi, tmp + 1 + keep, got - 1 - keep);
-	*ref = SHMBUS_REF(pi, tmp[0]);
+	*ref = SHMBUS_REF(pi, m);
 	return 0;
 }
 
@@ -150,23 +174,24 @@ void __pool_free(const struct arena *a, struct shmbus_slot *slot,
 {
 	const struct pool_view *pv = &a->pool[pi];
 	uint32_t spill[POOL_MAG_MAX];
+	unsigned s = 0;
 
+	spill[s++] = idx;
 	if (slot && pv->cache_max) {
 		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
 		uint32_t n = MIN(c->count, pv->cache_max);
 		/* the newest half (plus this one) goes back as a magazine */
 		uint32_t k = MIN((pv->cache_max + 1) / 2, POOL_MAG_MAX - 1);
-		unsigned s = 0;
 
-		spill[s++] = idx;
 		for (uint32_t j = n - k; j < n; j++)
 			if (c->ref[j] < pv->nr_chunks)
 				spill[s++] = c->ref[j];
+		/* out of the cache before on the list: a kill in between
+		 * loses them, it never lists them twice */
 		smp_store_release(&c->count, n - k);
-		pool_push_global(a, pi, spill, s);
-		return;
 	}
-	pool_push_global(a, pi, &idx, 1);
+	chunk_set(pool_chunk(a, pi, idx), SHMBUS_CHUNK_FREE, 0);
+	pool_push_global(a, pi, spill, s);
 }
 
 unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot)
@@ -180,9 +205,17 @@ unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot)
 
 		if (n > SHMBUS_SLOT_CACHE)
 			n = SHMBUS_SLOT_CACHE;
-		for (uint32_t j = 0; j < n; j++)
-			if (c->ref[j] < a->pool[pi].nr_chunks)
-				tmp[k++] = c->ref[j];
+		for (uint32_t j = 0; j < n; j++) {
+			uint32_t x = c->ref[j];
+
+			if (x >= a->pool[pi].nr_chunks)
+				continue;
+			/* a kill between alloc's marking and its count store
+			 * leaves a cached chunk marked LOANED: FREE it here,
+			 * so that pool_reclaim_owned() does not free it too */
+			chunk_set(pool_chunk(a, pi, x), SHMBUS_CHUNK_FREE, 0);
+			tmp[k++] = x;
+		}
 		WRITE_ONCE(c->count, 0);
 		pool_push_global(a, pi, tmp, k);
 		total += k;
@@ -200,17 +233,18 @@ unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx)
 		for (uint32_t i = 0; i < pv->nr_chunks; i++) {
 			struct shmbus_chunk *c = (struct shmbus_chunk *)
 				(pv->base + (uint64_t)i * pv->chunk_size);
-			uint32_t o = READ_ONCE(c->owner);
-			uint32_t st = SHMBUS_CHUNK_STATE(o);
+			uint64_t o = READ_ONCE(c->owner);
+			uint32_t st = SHMBUS_OWNER_STATE(o);
 
-			if (SHMBUS_CHUNK_SLOT(o) != slot_idx ||
+			if (SHMBUS_OWNER_SLOT(o) != slot_idx ||
 			    (st != SHMBUS_CHUNK_LOANED &&
 			     st != SHMBUS_CHUNK_HELD))
 				continue;
-			/* cmpxchg: only one reclaimer, and nobody else may
-			 * own a chunk the dead slot owns */
+			/* cmpxchg on the exact word: nobody else may own a
+			 * chunk the dead slot owns, but be sure */
 			if (!atomic_cmpxchg(&c->owner, &o,
-					    SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_FREE, 0)))
+					    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+							 SHMBUS_CHUNK_FREE, 0)))
 				continue;
 			pool_push_global(a, pi, &i, 1);
 			total++;

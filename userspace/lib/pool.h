@@ -35,23 +35,49 @@ void pool_push_global(const struct arena *a, unsigned pi,
 
 /* Out of line: refill an empty cache (or serve a cacheless pool). */
 int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
-		 unsigned pi, uint32_t *ref);
+		 unsigned pi, uint32_t owner, uint32_t *ref);
 /* Out of line: spill a full cache, or free to a cacheless pool. */
 void __pool_free(const struct arena *a, struct shmbus_slot *slot,
 		 unsigned pi, uint32_t idx);
 
+static inline struct shmbus_chunk *pool_chunk(const struct arena *a,
+					      unsigned pi, uint32_t i)
+{
+	return (struct shmbus_chunk *)(a->pool[pi].base +
+				       (uint64_t)i * a->pool[pi].chunk_size);
+}
+
+/* Make @c owned by @owner ((state << 16) | slot): a new generation. */
+static inline void chunk_own(struct shmbus_chunk *c, uint32_t owner)
+{
+	uint32_t gen = SHMBUS_OWNER_GEN(READ_ONCE(c->owner)) + 1;
+
+	WRITE_ONCE(c->owner, ((uint64_t)gen << 32) | owner);
+}
+
+/* Set @c's state and slot, same generation. */
+static inline void chunk_set(struct shmbus_chunk *c, uint32_t state,
+			     uint32_t slot)
+{
+	uint64_t o = READ_ONCE(c->owner);
+
+	WRITE_ONCE(c->owner, SHMBUS_OWNER(SHMBUS_OWNER_GEN(o), state, slot));
+}
+
 /*
  * Allocate one chunk of pool @pi for the owner of @slot (NULL: no cache,
- * e.g. the daemon). Returns 0 and *ref, -ENOMEM when the pool is empty,
- * -EUCLEAN when the shared list or the cache holds an out-of-range index.
- * The chunk's header is not touched.
+ * e.g. the daemon), and mark it owned by @owner ((state << 16) | slot)
+ * with a new generation. Returns 0 and *ref, -ENOMEM when the pool is
+ * empty, -EUCLEAN when the shared list or the cache holds an out-of-range
+ * index.
  *
- * Crash safety: the cache count goes down before the caller marks the
- * chunk LOANED, so a kill in between leaks the chunk (one, in a window of
- * a few instructions); it never makes it reachable twice.
+ * Crash safety: the chunk is marked before the cache count lets go of it,
+ * so a kill in between leaves it both cached and owned, which the daemon's
+ * reclaim tells apart (it drains the cache first, marking FREE); it is
+ * never lost and never reachable twice.
  */
 static inline int pool_alloc(const struct arena *a, struct shmbus_slot *slot,
-			     unsigned pi, uint32_t *ref)
+			     unsigned pi, uint32_t owner, uint32_t *ref)
 {
 	if (likely(slot != NULL)) {
 		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
@@ -60,20 +86,21 @@ static inline int pool_alloc(const struct arena *a, struct shmbus_slot *slot,
 		if (likely(n - 1 < SHMBUS_SLOT_CACHE)) {
 			uint32_t i = c->ref[n - 1];
 
-			WRITE_ONCE(c->count, n - 1);
 			if (unlikely(i >= a->pool[pi].nr_chunks))
 				return -EUCLEAN;
+			chunk_own(pool_chunk(a, pi, i), owner);
+			WRITE_ONCE(c->count, n - 1);
 			*ref = SHMBUS_REF(pi, i);
 			return 0;
 		}
 	}
-	return __pool_alloc(a, slot, pi, ref);
+	return __pool_alloc(a, slot, pi, owner, ref);
 }
 
 /*
- * Free chunk @ref (already marked SHMBUS_CHUNK_FREE by the caller: see
- * above on crash safety) into the owner's cache. An out-of-range ref is
- * ignored (and reported by the caller).
+ * Free chunk @ref (owned by the caller) into its cache and mark it FREE.
+ * An out-of-range ref is ignored (and reported by the caller). Crash
+ * safety: cached first, marked FREE after (see pool_alloc).
  */
 static inline void pool_free(const struct arena *a, struct shmbus_slot *slot,
 			     uint32_t ref)
@@ -92,6 +119,7 @@ static inline void pool_free(const struct arena *a, struct shmbus_slot *slot,
 			/* release: the ref is in place before the count says
 			 * so (the daemon drains the caches of dead owners) */
 			smp_store_release(&c->count, n + 1);
+			chunk_set(pool_chunk(a, pi, i), SHMBUS_CHUNK_FREE, 0);
 			return;
 		}
 	}
@@ -104,7 +132,7 @@ unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot);
 
 /*
  * Free every chunk LOANED to or HELD by slot @slot_idx. Returns count.
- * Only when that slot's owner can no longer run.
+ * Only when that slot's owner can no longer run, after pool_drain_slot().
  */
 unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx);
 

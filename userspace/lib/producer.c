@@ -65,7 +65,9 @@ static int alloc_chunk(struct attachment *at, size_t size, uint32_t *ref)
 	if (pi < 0)
 		return pi;
 	for (; pi < (int)a->nr_pools; pi++) {
-		int err = pool_alloc(a, at->slot, pi, ref);
+		int err = pool_alloc(a, at->slot, pi,
+				     (SHMBUS_CHUNK_LOANED << 16) | at->slot_idx,
+				     ref);
 
 		if (err != -ENOMEM)
 			return err;
@@ -73,11 +75,8 @@ static int alloc_chunk(struct attachment *at, size_t size, uint32_t *ref)
 	return -ENOMEM;
 }
 
-static void free_chunk(struct attachment *at, struct shmbus_chunk *c,
-		       uint32_t ref)
+static void free_chunk(struct attachment *at, uint32_t ref)
 {
-	/* FREE before the cache holds it: see pool.c on crash safety */
-	WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_FREE, 0));
 	pool_free(&at->bus->arena, at->slot, ref);
 }
 
@@ -89,8 +88,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->len = len;
 	c->attr_len = 0;
 	c->flags = 0;
-	c->owner = SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_QUEUED, at->slot_idx);
-	c->qid = at->qid;
+	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	c->id = slot_next_id(at->bus, at->slot);
 	c->ts_pub = (uint64_t)now_ns();
 	c->corr_id = corr_id;
@@ -188,7 +186,7 @@ static int publish_one(struct attachment *at, const void *data, size_t len,
 	chunk_fill(at, c, (uint32_t)len, corr_id);
 	err = enqueue_wait(at, ref, deadline);
 	if (unlikely(err)) {
-		free_chunk(at, c, ref);
+		free_chunk(at, ref);
 		if (err == -ENOBUFS)
 			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
 		return err;
@@ -286,8 +284,10 @@ static struct shmbus_chunk *loaned_chunk(struct attachment *at, void *buf,
 			return NULL;
 		idx = off / pv->chunk_size;
 		c = (struct shmbus_chunk *)(pv->base + idx * pv->chunk_size);
-		if (READ_ONCE(c->owner) !=
-		    SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED, at->slot_idx))
+		uint64_t o = READ_ONCE(c->owner);
+
+		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_LOANED ||
+		    SHMBUS_OWNER_SLOT(o) != at->slot_idx)
 			return NULL;
 		*ref = SHMBUS_REF(pi, (uint32_t)idx);
 		return c;
@@ -320,8 +320,6 @@ SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
 		return NULL;
 	}
 	c = chunk_at(&at->bus->arena, ref);
-	WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED,
-						at->slot_idx));
 	return chunk_payload(c);
 }
 
@@ -349,8 +347,7 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	err = enqueue_wait(at, ref, pub_deadline(opts));
 	if (unlikely(err)) {
 		/* still the caller's: it may retry or cancel */
-		WRITE_ONCE(c->owner, SHMBUS_CHUNK_OWNER(SHMBUS_CHUNK_LOANED,
-							at->slot_idx));
+		chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
 		if (err == -ENOBUFS)
 			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
 		epoch_exit(at->slot);
@@ -371,5 +368,5 @@ SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf)
 		return;
 	c = loaned_chunk(&p->at, buf, &ref);
 	if (c)
-		free_chunk(&p->at, c, ref);
+		free_chunk(&p->at, ref);
 }

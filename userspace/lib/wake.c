@@ -219,7 +219,6 @@ int seat_sleep(struct seat *s, int64_t deadline)
 		else
 			err = read_tokens(s);
 	}
-	seat_disarm(s);
 	return err;
 }
 

@@ -118,7 +118,10 @@ void seat_disarm(struct seat *s);
 /*
  * Block until our eventfd is written or @deadline (CLOCK_MONOTONIC ns,
  * INT64_MAX = never) passes. Must be armed. Returns 0 (woken; maybe
- * spuriously), -ETIMEDOUT, -EINTR. Leaves the seat disarmed.
+ * spuriously), -ETIMEDOUT, -EINTR. The caller disarms afterwards, inside
+ * an epoch section after checking that the queue is still the one it armed
+ * on: a deleted queue's descriptor may already serve a new queue, whose
+ * sleep_mask is not ours to touch.
  */
 int seat_sleep(struct seat *s, int64_t deadline);
 
