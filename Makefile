@@ -92,7 +92,10 @@ RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
 .PHONY: all deps test demo bench install clean check-header
 .DEFAULT_GOAL := all
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(TESTS) $(B)/libshmbus.pc check-header
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(TESTS) $(EXAMPLES) \
+	$(B)/libshmbus.pc check-header
 
 deps:
 	$(Q)sh tools/deps.sh $(DEB_PKGS)
@@ -100,15 +103,15 @@ deps:
 # test/demo/bench: install what is missing first, then build in a fresh
 # make (so nothing is evaluated before the compiler exists).
 test: deps
-	$(Q)$(MAKE) all
+	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) CI=$(CI) SAN=$(SAN) sh tests/run.sh
 
 demo: deps
-	$(Q)$(MAKE) all
+	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) sh tools/demo.sh
 
 bench: deps
-	$(Q)$(MAKE) all
+	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)$(BENCH) $(BENCH_ARGS)
 
 $(B)/lib/%.o: userspace/lib/%.c $(HDRS) | $(B)/lib
@@ -166,6 +169,12 @@ $(B)/tests/test_%: tests/test_%.c $(SHLIB) $(HDRS) | $(B)/tests
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Itests $< -o $@ $(ALL_LDFLAGS) \
 		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus -lcmocka -lpthread
 
+# Examples build as a user would: public header, shared library.
+$(B)/examples/%: examples/%.c $(SHLIB) include/shmbus.h | $(B)/examples
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) \
+		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus
+
 $(B)/libshmbus.pc: libshmbus.pc.in Makefile | $(B)
 	$(call msg,GEN,$@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
@@ -179,7 +188,7 @@ $(B)/.header-cxx: include/shmbus.h | $(B)
 		$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -fsyntax-only -
 	$(Q)touch $@
 
-$(B) $(B)/lib $(B)/daemon $(B)/tests:
+$(B) $(B)/lib $(B)/daemon $(B)/tests $(B)/examples:
 	$(Q)mkdir -p $@
 
 install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc

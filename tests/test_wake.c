@@ -187,7 +187,7 @@ static void test_no_herd(void **state)
 	bus = open_bus();
 	p = shmbus_producer__new(bus, "herd", NULL);
 	assert_non_null(p);
-	assert_int_equal(shmbus_producer__publish(p, &got, sizeof(uint64_t), NULL), 0);
+	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 7 }, sizeof(uint64_t), NULL), 0);
 	for (int i = 0; i < 8; i++) {
 		int rc = t_wait(kids[i], 10000);
 
