@@ -25,14 +25,31 @@ passed=0
 failed=0
 failed_names=""
 
+# A test that crashes leaves its private daemon running: stop the daemons
+# of the test directories a program created, and remove the directories.
+reap() {
+	for d in /tmp/shmbus-test-*; do
+		[ -d "$d" ] || continue
+		case " $before " in *" $d "*) continue ;; esac
+		for lock in "$d"/*.lock; do
+			[ -f "$lock" ] || continue
+			pid=$(cat "$lock" 2>/dev/null)
+			[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+		done
+		rm -rf "$d"
+	done
+}
+
 progs=${TESTS:-$(ls "$B"/tests/ | sort)}
 for t in $progs; do
 	p="$B/tests/$t"
 	[ -x "$p" ] || continue
 	start=$(date +%s)
 	echo "=== $t"
+	before=$(echo /tmp/shmbus-test-*)
 	timeout -k 5 "$TEST_TIMEOUT" "$p"
 	rc=$?
+	reap
 	secs=$(( $(date +%s) - start ))
 	if [ $rc -eq 0 ]; then
 		passed=$((passed + 1))
