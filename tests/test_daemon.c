@@ -522,6 +522,58 @@ static void test_declare_rules(void **state)
 	shmbus__close(bus);
 }
 
+/* Publish timestamps are opt-in; ids are unique and increasing. */
+static void test_timestamps_and_ids(void **state)
+{
+	SHMBUS_OPTS(shmbus_producer_opts, stamped,
+		    .flags = SHMBUS_PRODUCER_TIMESTAMP);
+	SHMBUS_OPTS(shmbus_producer_opts, bad, .flags = 0x80);
+	struct shmbus *bus = shmbus__open("stamps", NULL);
+	struct shmbus_producer *plain, *ts;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m1, m2;
+	int64_t before, after;
+
+	(void)state;
+	assert_non_null(bus);
+	assert_true(shmbus__queue_declare(bus, "t", NULL) >= 0);
+	assert_null(shmbus_producer__new(bus, "t", &bad));
+	assert_int_equal(errno, EINVAL);
+	plain = shmbus_producer__new(bus, "t", NULL);
+	ts = shmbus_producer__new(bus, "t", &stamped);
+	c = shmbus_consumer__new(bus, "t", NULL);
+	assert_non_null(plain);
+	assert_non_null(ts);
+	assert_non_null(c);
+	assert_int_equal(shmbus_producer__publish(plain, "a", 1, NULL), 0);
+	before = t_now_ns();
+	assert_int_equal(shmbus_producer__publish(ts, "b", 1, NULL), 0);
+	after = t_now_ns();
+	assert_int_equal(shmbus_consumer__try_receive(c, &m1), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m2), 0);
+	assert_int_equal(m1.ts_ns, 0);
+	assert_true((int64_t)m2.ts_ns >= before && (int64_t)m2.ts_ns <= after);
+	assert_true(m1.id != 0 && m2.id != 0 && m1.id != m2.id);
+	shmbus_consumer__release(c, &m1);
+	shmbus_consumer__release(c, &m2);
+	/* a batch shares one timestamp */
+	{
+		struct iovec iov[3] = { { "x", 1 }, { "y", 1 }, { "z", 1 } };
+		struct shmbus_msg mb[3];
+
+		assert_int_equal(shmbus_producer__publish_batch(ts, iov, 3, NULL), 3);
+		assert_int_equal(shmbus_consumer__receive_batch(c, mb, 3, 0), 3);
+		assert_true(mb[0].ts_ns && mb[0].ts_ns == mb[2].ts_ns);
+		assert_true(mb[0].id < mb[1].id && mb[1].id < mb[2].id);
+		for (int i = 0; i < 3; i++)
+			shmbus_consumer__release(c, &mb[i]);
+	}
+	shmbus_consumer__free(c);
+	shmbus_producer__free(ts);
+	shmbus_producer__free(plain);
+	shmbus__close(bus);
+}
+
 /* ---- permissions (root only) -------------------------------------- */
 
 static int as_nobody(const char *bus_name, int what)
@@ -655,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_daemon_killed),
 		cmocka_unit_test(test_malformed_frames),
 		cmocka_unit_test(test_declare_rules),
+		cmocka_unit_test(test_timestamps_and_ids),
 		cmocka_unit_test(test_permissions),
 		cmocka_unit_test(test_enospc),
 	};

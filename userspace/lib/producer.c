@@ -20,7 +20,18 @@
 
 struct shmbus_producer {
 	struct attachment at;
+	bool stamp;		/* SHMBUS_PRODUCER_TIMESTAMP */
 };
+
+/*
+ * The publish time, if asked for. Read first thing in a publish: the
+ * vDSO's rdtscp waits for loads in flight, so reading it after writing the
+ * chunk would also wait for the chunk's cache misses.
+ */
+static inline int64_t pub_time(const struct shmbus_producer *p)
+{
+	return p->stamp ? now_ns() : 0;
+}
 
 SHMBUS_API struct shmbus_producer *
 shmbus_producer__new(struct shmbus *bus, const char *queue,
@@ -30,7 +41,7 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 	int err;
 
 	if (!bus || !queue || !OPTS_VALID(opts, shmbus_producer_opts) ||
-	    OPTS_GET(opts, flags, 0)) {
+	    (OPTS_GET(opts, flags, 0) & ~SHMBUS_PRODUCER_TIMESTAMP)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -39,6 +50,7 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 		errno = ENOMEM;
 		return NULL;
 	}
+	p->stamp = OPTS_GET(opts, flags, 0) & SHMBUS_PRODUCER_TIMESTAMP;
 	err = attach(bus, queue, SHMBUS_KIND_PRODUCER, &p->at);
 	if (err) {
 		free(p);
@@ -81,7 +93,7 @@ static void free_chunk(struct attachment *at, uint32_t ref)
 }
 
 static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
-			      uint32_t len, uint64_t corr_id)
+			      uint32_t len, uint64_t corr_id, int64_t ts)
 {
 	/* plain stores: the chunk is ours alone until the ring cmpxchg,
 	 * which is the release that publishes them */
@@ -90,7 +102,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->flags = 0;
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	c->id = slot_next_id(at->bus, at->slot);
-	c->ts_pub = (uint64_t)now_ns();
+	c->ts_pub = (uint64_t)ts;
 	c->corr_id = corr_id;
 	c->reply_to = 0;
 	c->delivery_count = 0;
@@ -104,11 +116,37 @@ static int check_pub_opts(const struct shmbus_pub_opts *opts)
 }
 
 /*
- * Enqueue @ref, waiting for room until @deadline. Called inside an epoch
+ * How long a publish may wait for room or memory. The deadline is computed
+ * on the first wait only: a publish that does not wait reads no clock.
+ */
+struct pub_wait {
+	int64_t timeout;	/* ns; 0 never waits, < 0 waits for ever */
+	int64_t deadline;	/* 0 until first needed */
+};
+
+static inline struct pub_wait pub_wait_of(int64_t timeout_ns)
+{
+	return (struct pub_wait){ .timeout = timeout_ns };
+}
+
+static bool pub_wait_over(struct pub_wait *w)
+{
+	if (w->timeout == 0)
+		return true;
+	if (w->timeout < 0)
+		return false;
+	if (!w->deadline)
+		w->deadline = deadline_of(w->timeout);
+	return now_ns() >= w->deadline;
+}
+
+/*
+ * Enqueue @ref, waiting for room as @w allows. Called inside an epoch
  * section; leaves and re-enters it while waiting so that a queue delete is
  * never held up by a producer waiting on a full queue.
  */
-static int enqueue_wait(struct attachment *at, uint32_t ref, int64_t deadline)
+static int enqueue_wait(struct attachment *at, uint32_t ref,
+			struct pub_wait *w)
 {
 	const struct arena *a = &at->bus->arena;
 	unsigned round = 0;
@@ -116,8 +154,7 @@ static int enqueue_wait(struct attachment *at, uint32_t ref, int64_t deadline)
 
 	for (;;) {
 		err = ring_enqueue(&at->ring, ref);
-		if (likely(err != -ENOBUFS) || deadline == 0 ||
-		    now_ns() >= deadline)
+		if (likely(err != -ENOBUFS) || pub_wait_over(w))
 			return err;
 		/* wait with loads only, then try again */
 		do {
@@ -126,24 +163,23 @@ static int enqueue_wait(struct attachment *at, uint32_t ref, int64_t deadline)
 			epoch_enter(a, at->slot);
 			if (!attachment_live(at))
 				return -EIDRM;
-		} while (!ring_has_room(&at->ring) && now_ns() < deadline);
+		} while (!ring_has_room(&at->ring) && !pub_wait_over(w));
 	}
 }
 
 /*
- * Take a chunk, waiting until @deadline while the pools are empty. With
+ * Take a chunk, waiting while the pools are empty as @w allows. With
  * @in_epoch, leaves the caller's epoch section while it waits.
  */
 static int alloc_wait(struct attachment *at, size_t size, uint32_t *ref,
-		      int64_t deadline, bool in_epoch)
+		      struct pub_wait *w, bool in_epoch)
 {
 	unsigned round = 0;
 	int err;
 
 	for (;;) {
 		err = alloc_chunk(at, size, ref);
-		if (likely(err != -ENOMEM) || deadline == 0 ||
-		    now_ns() >= deadline)
+		if (likely(err != -ENOMEM) || pub_wait_over(w))
 			return err;
 		if (in_epoch)
 			epoch_exit(at->slot);
@@ -155,16 +191,9 @@ static int alloc_wait(struct attachment *at, size_t size, uint32_t *ref,
 	}
 }
 
-static inline int64_t pub_deadline(const struct shmbus_pub_opts *opts)
-{
-	int64_t t = OPTS_GET(opts, timeout_ns, 0);
-
-	return t == 0 ? 0 : deadline_of(t);
-}
-
 /* One message; inside an epoch section. Returns 0 or -errno. */
 static int publish_one(struct attachment *at, const void *data, size_t len,
-		       uint64_t corr_id, int64_t deadline)
+		       uint64_t corr_id, struct pub_wait *w, int64_t ts)
 {
 	const struct arena *a = &at->bus->arena;
 	struct shmbus_chunk *c;
@@ -175,7 +204,7 @@ static int publish_one(struct attachment *at, const void *data, size_t len,
 		return -EMSGSIZE;
 	/* the cell's transfer overlaps with writing the chunk */
 	ring_prefetch_tail(&at->ring);
-	err = alloc_wait(at, len, &ref, deadline, true);
+	err = alloc_wait(at, len, &ref, w, true);
 	if (unlikely(err)) {
 		if (err == -ENOMEM)
 			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
@@ -183,8 +212,8 @@ static int publish_one(struct attachment *at, const void *data, size_t len,
 	}
 	c = chunk_at(a, ref);
 	memcpy(chunk_payload(c), data, len);
-	chunk_fill(at, c, (uint32_t)len, corr_id);
-	err = enqueue_wait(at, ref, deadline);
+	chunk_fill(at, c, (uint32_t)len, corr_id, ts);
+	err = enqueue_wait(at, ref, w);
 	if (unlikely(err)) {
 		free_chunk(at, ref);
 		if (err == -ENOBUFS)
@@ -209,17 +238,19 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 					const struct shmbus_pub_opts *opts)
 {
 	struct attachment *at = &p->at;
+	int64_t ts = pub_time(p);
+	struct pub_wait w;
 	int err;
 
 	if (unlikely(!data && len) || unlikely(check_pub_opts(opts)))
 		return -EINVAL;
+	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
 		epoch_exit(at->slot);
 		return -EIDRM;
 	}
-	err = publish_one(at, data, len, OPTS_GET(opts, corr_id, 0),
-			  pub_deadline(opts));
+	err = publish_one(at, data, len, OPTS_GET(opts, corr_id, 0), &w, ts);
 	if (likely(!err))
 		wake_after(at, 1);
 	epoch_exit(at->slot);
@@ -232,8 +263,9 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 					      const struct shmbus_pub_opts *opts)
 {
 	struct attachment *at = &p->at;
+	int64_t ts = pub_time(p);	/* one time for the whole batch */
 	uint64_t corr = OPTS_GET(opts, corr_id, 0);
-	int64_t deadline = pub_deadline(opts);
+	struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 	unsigned done = 0;
 	int err = 0;
 
@@ -250,7 +282,7 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 			break;
 		}
 		err = publish_one(at, iov[done].iov_base, iov[done].iov_len,
-				  corr, deadline);
+				  corr, &w, ts);
 		if (err)
 			break;
 	}
@@ -311,8 +343,11 @@ SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
 		errno = EIDRM;
 		return NULL;
 	}
-	err = alloc_wait(at, size, &ref,
-			 timeout_ns == 0 ? 0 : deadline_of(timeout_ns), false);
+	{
+		struct pub_wait w = pub_wait_of(timeout_ns);
+
+		err = alloc_wait(at, size, &ref, &w, false);
+	}
 	if (err) {
 		if (err == -ENOMEM)
 			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
@@ -328,6 +363,7 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 				       const struct shmbus_pub_opts *opts)
 {
 	struct attachment *at = &p->at;
+	int64_t ts = pub_time(p);
 	struct shmbus_chunk *c;
 	uint32_t ref;
 	int err;
@@ -343,8 +379,12 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		epoch_exit(at->slot);
 		return -EIDRM;
 	}
-	chunk_fill(at, c, (uint32_t)len, OPTS_GET(opts, corr_id, 0));
-	err = enqueue_wait(at, ref, pub_deadline(opts));
+	chunk_fill(at, c, (uint32_t)len, OPTS_GET(opts, corr_id, 0), ts);
+	{
+		struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+
+		err = enqueue_wait(at, ref, &w);
+	}
 	if (unlikely(err)) {
 		/* still the caller's: it may retry or cancel */
 		chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
