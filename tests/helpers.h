@@ -209,6 +209,21 @@ static inline void t_env_teardown(void)
 	}
 }
 
+/*
+ * Run a group of tests that use a private daemon: set up its directory,
+ * honour $TEST_FILTER (a cmocka test name pattern), tear it down.
+ */
+#define T_RUN_WITH_DAEMON(name, tests)					\
+	({								\
+		int rc_;						\
+		t_env_setup();						\
+		if (getenv("TEST_FILTER"))				\
+			cmocka_set_test_filter(getenv("TEST_FILTER"));	\
+		rc_ = cmocka_run_group_tests_name(name, tests, NULL, NULL); \
+		t_env_teardown();					\
+		rc_;							\
+	})
+
 /* ---- processes --------------------------------------------------- */
 
 /* Wait for @pid; returns its exit status, 128+sig if killed, -1 on a
@@ -258,6 +273,20 @@ static inline uint32_t t_fnv(const void *p, size_t n)
 		h = (h ^ b[i]) * 16777619u;
 	return h;
 }
+
+/* Open @name or exit: usable in forked children and the test alike. */
+#ifdef SHMBUS_H
+static inline struct shmbus *t_open_bus(const char *name)
+{
+	struct shmbus *bus = shmbus__open(name, NULL);
+
+	if (!bus) {
+		fprintf(stderr, "open %s: %s\n", name, strerror(errno));
+		_exit(2);
+	}
+	return bus;
+}
+#endif
 
 /* Child-side assertion: print and exit non-zero (cmocka asserts only
  * make sense in the test's own process). */

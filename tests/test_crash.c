@@ -11,20 +11,14 @@
  *  - a kill storm on consumers: the ring never wedges; what the dead took
  *    is lost (at-most-once until leases exist), nothing is corrupt.
  */
-#include "helpers.h"
 #include "shmbus.h"
+#include "helpers.h"
 
 #define BUS "crash"
 
 static struct shmbus *open_bus(void)
 {
-	struct shmbus *bus = shmbus__open(BUS, NULL);
-
-	if (!bus) {
-		fprintf(stderr, "open: %s\n", strerror(errno));
-		_exit(2);
-	}
-	return bus;
+	return t_open_bus(BUS);
 }
 
 /* Chunks neither free nor cached: in queues or held by someone. */
@@ -64,6 +58,17 @@ static uint32_t queued_total(struct shmbus *bus)
 	for (int i = 0; i < n; i++)
 		sum += (uint32_t)qi[i].depth;
 	return sum;
+}
+
+/* Exact: every chunk not free or cached carries a queued message. */
+static void assert_all_accounted(struct shmbus *bus, int kills)
+{
+	uint32_t queued = queued_total(bus);
+	uint32_t out = chunks_out_settled(bus, queued);
+
+	print_message("after %d kills: %u chunks out, %u messages queued\n",
+		      kills, out, queued);
+	assert_int_equal(out, queued);
 }
 
 static void declare(struct shmbus *bus, const char *q, uint32_t len)
@@ -328,15 +333,8 @@ static void test_producer_kill_storm(void **state)
 	assert_true(st->max_publish_ns < 5000000000ULL);
 	/* Every chunk is back: the dead's loans and orphans at once, and
 	 * when the bus is idle (as now) even the few a kill can strand in a
-	 * magazine window (docs/design.md). Exact: out == queued. */
-	{
-		uint32_t queued = queued_total(bus);
-		uint32_t out = chunks_out_settled(bus, queued);
-
-		print_message("after %d kills: %u chunks out, %u messages "
-			      "queued\n", kills, out, queued);
-		assert_int_equal(out, queued);
-	}
+	 * magazine window (docs/design.md). */
+	assert_all_accounted(bus, kills);
 	shmbus__close(bus);
 }
 
@@ -419,14 +417,7 @@ static void test_consumer_kill_storm(void **state)
 	shmbus_producer__free(p);
 	print_message("%d consumers killed mid-receive; %u published\n", kills,
 		      seq);
-	{
-		uint32_t queued = queued_total(bus);
-		uint32_t out = chunks_out_settled(bus, queued);
-
-		print_message("after %d kills: %u chunks out, %u messages "
-			      "queued\n", kills, out, queued);
-		assert_int_equal(out, queued);
-	}
+	assert_all_accounted(bus, kills);
 	shmbus__close(bus);
 }
 
@@ -438,12 +429,6 @@ int main(void)
 		cmocka_unit_test(test_producer_kill_storm),
 		cmocka_unit_test(test_consumer_kill_storm),
 	};
-	int rc;
 
-	t_env_setup();
-	if (getenv("TEST_FILTER"))
-		cmocka_set_test_filter(getenv("TEST_FILTER"));
-	rc = cmocka_run_group_tests_name("crash", tests, NULL, NULL);
-	t_env_teardown();
-	return rc;
+	return T_RUN_WITH_DAEMON("crash", tests);
 }

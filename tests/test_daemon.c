@@ -172,6 +172,16 @@ static int reply_then_eof(int fd, bool expect_eof)
 	return h.status;
 }
 
+/* A BUS_OPEN request for bus "frames" (CREATE), to send or to spoil. */
+static void bus_open_frame(struct sbc_hdr *h, struct sbc_bus_open *b,
+			   uint32_t seq)
+{
+	frame(h, SBC_BUS_OPEN, sizeof(*b), seq);
+	memset(b, 0, sizeof(*b));
+	strcpy(b->name, "frames");
+	b->flags = SBC_OPEN_CREATE;
+}
+
 static void hello(int fd)
 {
 	struct {
@@ -272,9 +282,7 @@ static void test_malformed_frames(void **state)
 
 	/* a request before HELLO */
 	fd = raw_connect();
-	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 1);
-	memset(&bo.b, 0, sizeof(bo.b));
-	strcpy(bo.b.name, "frames");
+	bus_open_frame(&bo.h, &bo.b, 1);
 	send(fd, &bo, sizeof(bo), 0);
 	assert_int_equal(reply_then_eof(fd, true), -EPROTO);
 	close(fd);
@@ -291,7 +299,7 @@ static void test_malformed_frames(void **state)
 	/* a name without its NUL, and junk after a NUL */
 	fd = raw_connect();
 	hello(fd);
-	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 2);
+	bus_open_frame(&bo.h, &bo.b, 2);
 	memset(&bo.b, 'a', sizeof(bo.b.name));
 	send(fd, &bo, sizeof(bo), 0);
 	assert_int_equal(reply_then_eof(fd, true), -EINVAL);
@@ -300,10 +308,7 @@ static void test_malformed_frames(void **state)
 	/* non-zero padding */
 	fd = raw_connect();
 	hello(fd);
-	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 2);
-	memset(&bo.b, 0, sizeof(bo.b));
-	strcpy(bo.b.name, "frames");
-	bo.b.flags = SBC_OPEN_CREATE;
+	bus_open_frame(&bo.h, &bo.b, 2);
 	bo.b.__pad = 1;
 	send(fd, &bo, sizeof(bo), 0);
 	assert_int_equal(reply_then_eof(fd, true), -EINVAL);
@@ -369,10 +374,7 @@ static void test_malformed_frames(void **state)
 	 * we never had is an error reply, and the connection stays open */
 	fd = raw_connect();
 	hello(fd);
-	frame(&bo.h, SBC_BUS_OPEN, sizeof(bo.b), 2);
-	memset(&bo.b, 0, sizeof(bo.b));
-	strcpy(bo.b.name, "frames");
-	bo.b.flags = SBC_OPEN_CREATE;
+	bus_open_frame(&bo.h, &bo.b, 2);
 	send(fd, &bo, sizeof(bo), 0);
 	{
 		uint8_t buf[SBC_FRAME_MAX];
@@ -711,12 +713,6 @@ int main(void)
 		cmocka_unit_test(test_permissions),
 		cmocka_unit_test(test_enospc),
 	};
-	int rc;
 
-	t_env_setup();
-	if (getenv("TEST_FILTER"))
-		cmocka_set_test_filter(getenv("TEST_FILTER"));
-	rc = cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
-	t_env_teardown();
-	return rc;
+	return T_RUN_WITH_DAEMON("daemon", tests);
 }

@@ -269,10 +269,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_4x4),
 	};
-	int rc;
 
-	t_env_setup();
-	rc = cmocka_run_group_tests_name("multi-process", tests, NULL, NULL);
-	t_env_teardown();
-	return rc;
+	return T_RUN_WITH_DAEMON("multi-process", tests);
 }

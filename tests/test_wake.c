@@ -10,20 +10,14 @@
 #include <poll.h>
 #include <sys/epoll.h>
 
-#include "helpers.h"
 #include "shmbus.h"
+#include "helpers.h"
 
 #define BUS	"wake"
 
 static struct shmbus *open_bus(void)
 {
-	struct shmbus *bus = shmbus__open(BUS, NULL);
-
-	if (!bus) {
-		fprintf(stderr, "open: %s\n", strerror(errno));
-		_exit(2);
-	}
-	return bus;
+	return t_open_bus(BUS);
 }
 
 static void declare(const char *q, uint32_t max_len, uint32_t consumers)
@@ -412,12 +406,6 @@ int main(void)
 		cmocka_unit_test(test_blocked_then_woken),
 		cmocka_unit_test(test_delete_wakes),
 	};
-	int rc;
 
-	t_env_setup();
-	if (getenv("TEST_FILTER"))
-		cmocka_set_test_filter(getenv("TEST_FILTER"));
-	rc = cmocka_run_group_tests_name("wake", tests, NULL, NULL);
-	t_env_teardown();
-	return rc;
+	return T_RUN_WITH_DAEMON("wake", tests);
 }

@@ -90,6 +90,21 @@ static struct shmbus *open_bus(uint32_t flags)
 	return bus;
 }
 
+/* A producer or consumer of queue @q, or a one-line error and exit. */
+static void *attach_or_die(struct shmbus *bus, const char *q, bool producer)
+{
+	void *h = producer ? (void *)shmbus_producer__new(bus, q, NULL)
+			   : (void *)shmbus_consumer__new(bus, q, NULL);
+
+	if (!h) {
+		if (errno == ENOENT)
+			die("no queue '%s'", q);
+		die("cannot %s '%s': %s", producer ? "publish to" : "subscribe to",
+		    q, strerror(errno));
+	}
+	return h;
+}
+
 static unsigned long parse_num(const char *what, const char *s,
 			       unsigned long max)
 {
@@ -313,12 +328,7 @@ static int cmd_pub(int argc, char **argv)
 	}
 	q = argv[optind];
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	p = shmbus_producer__new(bus, q, NULL);
-	if (!p) {
-		if (errno == ENOENT)
-			die("no queue '%s'", q);
-		die("cannot publish to '%s': %s", q, strerror(errno));
-	}
+	p = attach_or_die(bus, q, true);
 	if (argc - optind == 2) {
 		publish_or_die(p, q, argv[optind + 1], strlen(argv[optind + 1]),
 			       timeout_ns);
@@ -394,12 +404,7 @@ static int cmd_sub(int argc, char **argv)
 	}
 	q = argv[optind];
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	c = shmbus_consumer__new(bus, q, NULL);
-	if (!c) {
-		if (errno == ENOENT)
-			die("no queue '%s'", q);
-		die("cannot subscribe to '%s': %s", q, strerror(errno));
-	}
+	c = attach_or_die(bus, q, false);
 	/* no SA_RESTART: a signal ends the blocking receive with EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);

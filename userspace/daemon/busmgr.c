@@ -246,11 +246,6 @@ static uint64_t ring_units_for(uint32_t cap)
 
 /* ---- queues ------------------------------------------------------- */
 
-static int queue_find(const struct dbus *b, const char *name)
-{
-	return arena_find_queue(&b->arena, name);
-}
-
 static void seats_close(struct dqueue *dq)
 {
 	for (uint32_t i = 0; i < dq->nr_seats; i++)
@@ -309,7 +304,7 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	}
 	cap = roundup_pow2(max_len);
 
-	id = queue_find(b, req->name);
+	id = arena_find_queue(&b->arena, req->name);
 	if (id >= 0) {
 		q = &a->queues[id];
 		if (q->max_len != max_len || q->msg_size != msg_size ||
@@ -406,7 +401,7 @@ int queue_delete(struct dbus *b, const struct peer *p,
 
 	if (!is_owner(b, p))
 		return -EACCES;
-	id = queue_find(b, req->name);
+	id = arena_find_queue(&b->arena, req->name);
 	if (id < 0)
 		return id;
 	q = &a->queues[id];
@@ -493,7 +488,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		return -EINVAL;
 	if (!(perms & (req->kind == SHMBUS_KIND_PRODUCER ? 2 : 4)))
 		return -EACCES;
-	id = queue_find(b, req->name);
+	id = arena_find_queue(&b->arena, req->name);
 	if (id < 0)
 		return id;
 	q = &a->queues[id];

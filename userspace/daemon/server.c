@@ -171,21 +171,22 @@ static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
 	return true;
 }
 
-/* Close every fd that came with a frame (clients must not send any). */
-static unsigned drop_fds(struct msghdr *mh)
+/*
+ * Common checks of a request that names a queue of the connection's bus:
+ * a bad name is a protocol error, the rest are plain refusals.
+ */
+static int queue_request_ok(const struct conn *c, const char *name,
+			    bool *fatal)
 {
-	unsigned n = 0;
-
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
-	     cm = CMSG_NXTHDR(mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		int k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-		for (int i = 0; i < k; i++, n++)
-			close(((int *)CMSG_DATA(cm))[i]);
+	if (proto_name_valid(name)) {
+		*fatal = true;
+		return -EINVAL;
 	}
-	return n;
+	if (!c->bus)
+		return -EBADFD;
+	if (c->rdonly)
+		return -EPERM;
+	return 0;
 }
 
 /*
@@ -249,48 +250,30 @@ static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
 	}
 	case SBC_QUEUE_DECLARE: {
 		const struct sbc_queue_declare *q = body;
+		int err = queue_request_ok(c, q->name, fatal);
 
-		if (proto_name_valid(q->name)) {
-			*fatal = true;
-			return -EINVAL;
-		}
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		return queue_declare(c->bus, &c->peer, q, rep);
+		return err ? err : queue_declare(c->bus, &c->peer, q, rep);
 	}
 	case SBC_QUEUE_DELETE: {
 		const struct sbc_queue_delete *q = body;
+		int err = queue_request_ok(c, q->name, fatal);
 
-		if (proto_name_valid(q->name)) {
-			*fatal = true;
-			return -EINVAL;
-		}
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		{
-			int err = queue_delete(c->bus, &c->peer, q);
-
-			if (!err)
-				server_want_tick();
-			return err;
-		}
+		if (!err)
+			err = queue_delete(c->bus, &c->peer, q);
+		if (!err)
+			server_want_tick();
+		return err;
 	}
 	case SBC_ATTACH: {
 		const struct sbc_attach *q = body;
+		int err = queue_request_ok(c, q->name, fatal);
 
-		if (proto_name_valid(q->name) || q->__pad) {
+		if (!err && q->__pad) {
 			*fatal = true;
-			return -EINVAL;
+			err = -EINVAL;
 		}
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		return slot_attach(c->bus, &c->peer, c->perms, q, rep, fds, nfds);
+		return err ? err : slot_attach(c->bus, &c->peer, c->perms, q,
+					       rep, fds, nfds);
 	}
 	case SBC_DETACH:
 		if (!c->bus)
@@ -334,7 +317,8 @@ static bool conn_read(struct conn *c)
 		return false;
 	}
 	memset(rep, 0, sizeof(rep));
-	if (drop_fds(&mh) || (mh.msg_flags & MSG_CTRUNC)) {
+	/* clients must not send fds: close any that came */
+	if (proto_take_fds(&mh, NULL, 0, NULL) || (mh.msg_flags & MSG_CTRUNC)) {
 		status = -EPROTO;
 		fatal = true;
 		log_info("connection %u (pid %d): sent file descriptors",

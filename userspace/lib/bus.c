@@ -138,6 +138,23 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus)
 	return bus->name;
 }
 
+/*
+ * Start a request that names a queue: zero @req (whose first field is the
+ * name) and set the name. Returns 0, -EINVAL, or -ECHILD after fork.
+ */
+static int queue_request(const struct shmbus *bus, void *req, size_t len,
+			 const char *name)
+{
+	int err;
+
+	if (!bus)
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(req, 0, len);
+	return proto_name_set(req, name) ? -EINVAL : 0;
+}
+
 SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 				     const struct shmbus_queue_opts *opts)
 {
@@ -145,13 +162,10 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	struct sbc_queue_declare_reply rep;
 	int err;
 
-	if (!bus || !OPTS_VALID(opts, shmbus_queue_opts))
+	if (!OPTS_VALID(opts, shmbus_queue_opts))
 		return -EINVAL;
-	if ((err = check_pid(bus)))
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
-	memset(&req, 0, sizeof(req));
-	if (proto_name_set(req.name, name))
-		return -EINVAL;
 	req.max_len = OPTS_GET(opts, max_len, 0);
 	req.msg_size = OPTS_GET(opts, msg_size, 0);
 	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
@@ -170,16 +184,29 @@ SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
 	struct sbc_queue_delete req;
 	int err;
 
-	if (!bus)
-		return -EINVAL;
-	if ((err = check_pid(bus)))
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
-	memset(&req, 0, sizeof(req));
-	if (proto_name_set(req.name, name))
-		return -EINVAL;
 	return client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
 			   NULL, 0, NULL, NULL);
 }
+
+/* shmbus_queue_info.stat[] is the arena's counters, index for index */
+_Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
+	       (int)SHMBUS_STAT_DELIVERED == (int)SHMBUS_CTR_DELIVERED &&
+	       (int)SHMBUS_STAT_ACKED == (int)SHMBUS_CTR_ACKED &&
+	       (int)SHMBUS_STAT_NACKED == (int)SHMBUS_CTR_NACKED &&
+	       (int)SHMBUS_STAT_REDELIVERED == (int)SHMBUS_CTR_REDELIVERED &&
+	       (int)SHMBUS_STAT_DEADLETTERED == (int)SHMBUS_CTR_DEADLETTERED &&
+	       (int)SHMBUS_STAT_EXPIRED == (int)SHMBUS_CTR_EXPIRED &&
+	       (int)SHMBUS_STAT_DROPPED == (int)SHMBUS_CTR_DROPPED &&
+	       (int)SHMBUS_STAT_FULL == (int)SHMBUS_CTR_FULL &&
+	       (int)SHMBUS_STAT_NOMEM == (int)SHMBUS_CTR_NOMEM &&
+	       (int)SHMBUS_STAT_CORRUPT == (int)SHMBUS_CTR_CORRUPT &&
+	       (int)SHMBUS_STAT_WAKEUPS == (int)SHMBUS_CTR_WAKEUPS &&
+	       (int)SHMBUS_STAT_SLEEPS == (int)SHMBUS_CTR_SLEEPS &&
+	       (int)SHMBUS_STAT_RECLAIMED == (int)SHMBUS_CTR_RECLAIMED &&
+	       (int)SHMBUS_STAT__MAX == (int)SHMBUS_NR_COUNTERS,
+	       "public statistics and arena counters disagree");
 
 static int fill_info(const struct arena *a, uint32_t qid,
 		     struct shmbus_queue_info *info)
@@ -288,11 +315,8 @@ int attach(struct shmbus *bus, const char *name, uint32_t kind,
 	at->seat_fd = -1;
 	if (bus->rdonly)
 		return -EPERM;
-	if ((err = check_pid(bus)))
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
-	memset(&req, 0, sizeof(req));
-	if (proto_name_set(req.name, name))
-		return -EINVAL;
 	req.kind = kind;
 	err = client_call(&bus->conn, SBC_ATTACH, &req, sizeof(req), &rep,
 			  sizeof(rep), fds, &nfds);

@@ -212,45 +212,6 @@ void client_close(struct client *c)
 	c->fd = -1;
 }
 
-static void close_cmsg_fds(struct msghdr *mh)
-{
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
-	     cm = CMSG_NXTHDR(mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int *p = (int *)CMSG_DATA(cm);
-
-		for (int i = 0; i < n; i++)
-			close(p[i]);
-	}
-}
-
-/* Take the SCM_RIGHTS fds out of @mh: up to @cap into @fds, close the
- * rest. Returns how many fds arrived in total. */
-static unsigned take_fds(struct msghdr *mh, int *fds, unsigned cap,
-			 unsigned *stored)
-{
-	unsigned total = 0, k = 0;
-
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
-	     cm = CMSG_NXTHDR(mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int *p = (int *)CMSG_DATA(cm);
-
-		for (int i = 0; i < n; i++, total++) {
-			if (fds && k < cap)
-				fds[k++] = p[i];
-			else
-				close(p[i]);
-		}
-	}
-	*stored = k;
-	return total;
-}
-
 static int exchange(struct client *c, unsigned type, const void *req,
 		    size_t reqlen, void *rep, size_t replen, int *fds,
 		    unsigned *nfds)
@@ -304,11 +265,11 @@ static int exchange(struct client *c, unsigned type, const void *req,
 	if (n == 0)
 		return -ECONNRESET;
 	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		close_cmsg_fds(&mh);
+		proto_take_fds(&mh, NULL, 0, NULL);
 		pr_warn("daemon reply truncated");
 		return -EPROTO;
 	}
-	got = take_fds(&mh, fds, cap, &stored);
+	got = proto_take_fds(&mh, fds, cap, &stored);
 	if ((size_t)n < sizeof(in.h) || in.h.magic != SBC_MAGIC ||
 	    in.h.version != SBC_VERSION || in.h.type != type ||
 	    in.h.seq != seq || in.h.len != (uint32_t)n || in.h.nfds != got) {

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proto.h"
 
@@ -50,4 +52,29 @@ int proto_all_zero(const void *p, size_t n)
 		if (b[i])
 			return 0;
 	return 1;
+}
+
+unsigned proto_take_fds(struct msghdr *mh, int *fds, unsigned cap,
+			unsigned *stored)
+{
+	unsigned total = 0, k = 0;
+
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
+	     cm = CMSG_NXTHDR(mh, cm)) {
+		int n, *p;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		p = (int *)CMSG_DATA(cm);
+		for (int i = 0; i < n; i++, total++) {
+			if (fds && k < cap)
+				fds[k++] = p[i];
+			else
+				close(p[i]);
+		}
+	}
+	if (stored)
+		*stored = k;
+	return total;
 }

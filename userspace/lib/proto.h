@@ -171,4 +171,13 @@ int proto_name_set(char dst[SHMBUS_NAME_MAX], const char *src);
 /* Is every byte of [p, p + n) zero? */
 int proto_all_zero(const void *p, size_t n);
 
+struct msghdr;
+/*
+ * Take the SCM_RIGHTS fds of a received message: up to @cap into @fds
+ * (*stored says how many), closing the others. Returns how many fds
+ * arrived in all. @fds may be NULL with @cap 0 (close them all).
+ */
+unsigned proto_take_fds(struct msghdr *mh, int *fds, unsigned cap,
+			unsigned *stored);
+
 #endif /* SHMBUS_PROTO_H */
