@@ -20,6 +20,7 @@
 #include "helpers.h"
 #include "proto.h"
 #include "shmbus.h"
+#include "shmbus_layout.h"
 
 /* ---- autostart race --------------------------------------------- */
 
@@ -578,6 +579,28 @@ static void test_timestamps_and_ids(void **state)
 
 /* ---- permissions (root only) -------------------------------------- */
 
+/* Where this process mapped bus @name's arena (from /proc/self/maps). */
+static void *arena_mapping(const char *name)
+{
+	char line[512], want[128];
+	FILE *f = fopen("/proc/self/maps", "r");
+	void *addr = NULL;
+
+	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo;
+
+		if (strstr(line, want) && strstr(line, " rw") &&
+		    sscanf(line, "%lx-", &lo) == 1) {
+			addr = (void *)lo;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return addr;
+}
+
 static int as_nobody(const char *bus_name, int what)
 {
 	pid_t kid = fork();
@@ -606,6 +629,18 @@ static int as_nobody(const char *bus_name, int what)
 		}
 		if (what == 3)
 			_exit(shmbus__queue_declare(b, "theirs", NULL) == -EACCES ? 13 : 96);
+		if (what == 4) {
+			/* hostile: make ourselves owner in the superblock */
+			struct shmbus_sb *sb = arena_mapping(bus_name);
+
+			if (!sb)
+				_exit(95);
+			sb->owner_uid = 65534;
+			sb->owner_gid = 65534;
+			sb->mode = 0777;
+			_exit(shmbus__queue_declare(b, "theirs", NULL) == -EACCES &&
+			      shmbus__queue_delete(b, "pq") == -EACCES ? 13 : 94);
+		}
 		_exit(0);
 	}
 	return t_wait(kid, 10000);
@@ -615,7 +650,8 @@ static void test_permissions(void **state)
 {
 	SHMBUS_OPTS(shmbus_open_opts, priv, .mode = 0600);
 	SHMBUS_OPTS(shmbus_open_opts, pub, .mode = 0644);
-	struct shmbus *b1, *b2;
+	SHMBUS_OPTS(shmbus_open_opts, open_rw, .mode = 0666);
+	struct shmbus *b1, *b2, *b3;
 
 	(void)state;
 	if (geteuid() != 0)
@@ -632,9 +668,17 @@ static void test_permissions(void **state)
 	assert_int_equal(as_nobody("public", 1), 13);	/* no w: no producer */
 	assert_int_equal(as_nobody("public", 2), 0);	/* r: consumer */
 	assert_int_equal(as_nobody("public", 3), 13);	/* not the owner */
+	/* a writer cannot promote itself by rewriting the superblock: the
+	 * daemon decides from its own record */
+	b3 = shmbus__open("open", &open_rw);
+	assert_non_null(b3);
+	assert_true(shmbus__queue_declare(b3, "pq", NULL) >= 0);
+	assert_int_equal(as_nobody("open", 4), 13);
+	assert_int_equal(shmbus__queue_declare(b3, "mine", NULL), 1);
 	chmod(t_dir, 0700);
 	shmbus__close(b1);
 	shmbus__close(b2);
+	shmbus__close(b3);
 }
 
 /* ---- a full tmpfs (root only) ------------------------------------- */

@@ -36,24 +36,21 @@ static struct dbus *buses;
 
 unsigned bus_perms(const struct dbus *b, const struct peer *p)
 {
-	const struct shmbus_sb *sb = b->arena.sb;
-	uint32_t mode = READ_ONCE(sb->mode);
-
 	if (p->uid == 0)
 		return 7;
-	if (p->uid == READ_ONCE(sb->owner_uid))
-		return (mode >> 6) & 7;
-	if (p->gid == READ_ONCE(sb->owner_gid))
-		return (mode >> 3) & 7;
+	if (p->uid == b->owner_uid)
+		return (b->mode >> 6) & 7;
+	if (p->gid == b->owner_gid)
+		return (b->mode >> 3) & 7;
 	for (int i = 0; i < p->ngroups; i++)
-		if (p->groups[i] == READ_ONCE(sb->owner_gid))
-			return (mode >> 3) & 7;
-	return mode & 7;
+		if (p->groups[i] == b->owner_gid)
+			return (b->mode >> 3) & 7;
+	return b->mode & 7;
 }
 
 static bool is_owner(const struct dbus *b, const struct peer *p)
 {
-	return p->uid == 0 || p->uid == READ_ONCE(b->arena.sb->owner_uid);
+	return p->uid == 0 || p->uid == b->owner_uid;
 }
 
 static struct dbus *bus_find(const char *name)
@@ -146,6 +143,9 @@ static int bus_create(const struct sbc_bus_open *req, const struct peer *p,
 	b->fd = fd;
 	b->ro_fd = -1;
 	memcpy(b->name, ap.name, sizeof(b->name));
+	b->owner_uid = ap.uid;
+	b->owner_gid = ap.gid;
+	b->mode = ap.mode;
 	err = arena_map(&b->arena, fd, false);
 	if (err)
 		goto fail_b;
@@ -194,7 +194,7 @@ int bus_open(const struct sbc_bus_open *req, const struct peer *p,
 		perms = bus_perms(b, p);
 		if ((req->flags & SBC_OPEN_RDONLY) ? !(perms & 4) : !(perms & 6)) {
 			log_info("bus '%s': uid %u pid %d denied (mode %04o)",
-				 b->name, p->uid, p->pid, b->arena.sb->mode);
+				 b->name, p->uid, p->pid, b->mode);
 			return -EACCES;
 		}
 		*out = b;
@@ -254,6 +254,7 @@ static void seats_close(struct dqueue *dq)
 	free(dq->seat_fds);
 	dq->seat_fds = NULL;
 	dq->nr_seats = 0;
+	memset(dq->seat_slot, 0, sizeof(dq->seat_slot));
 }
 
 /* Write a token to every seat in use (or every seat): wake-ups the
@@ -495,7 +496,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	dq = &b->queues[id];
 	if (req->kind == SHMBUS_KIND_CONSUMER) {
 		for (uint32_t i = 0; i < dq->nr_seats; i++) {
-			if (!(q->seat_used[i / 64] & (1ULL << (i % 64)))) {
+			if (!dq->seat_slot[i]) {
 				seat = i;
 				break;
 			}
@@ -507,7 +508,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		}
 	}
 	for (uint32_t i = 0; i < a->max_slots; i++) {
-		if (READ_ONCE(a->slots[i].state) == SHMBUS_SLOT_FREE) {
+		if (!b->slot_conn[i]) {
 			si = i;
 			break;
 		}
@@ -535,6 +536,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	 * epoch_gp_done() */
 	smp_store_release(&s->state, SHMBUS_SLOT_ACTIVE);
 	if (seat != UINT32_MAX) {
+		dq->seat_slot[seat] = si + 1;
 		q->seat_slot[seat] = (uint16_t)(si + 1);
 		WRITE_ONCE(q->seat_used[seat / 64],
 			   q->seat_used[seat / 64] | (1ULL << (seat % 64)));
@@ -581,9 +583,10 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 			WRITE_ONCE(q->folded[i], q->folded[i] + READ_ONCE(s->ctr[i]));
 		WRITE_ONCE(q->folded[SHMBUS_CTR_RECLAIMED],
 			   q->folded[SHMBUS_CTR_RECLAIMED] + reclaimed);
-		if (seat < SHMBUS_MAX_SEATS) {
+		if (seat < b->queues[qid].nr_seats) {
 			uint64_t bit = 1ULL << (seat % 64);
 
+			b->queues[qid].seat_slot[seat] = 0;
 			atomic_fetch_and(&q->sleep_mask[seat / 64], ~bit);
 			q->seat_slot[seat] = 0;
 			WRITE_ONCE(q->seat_used[seat / 64],

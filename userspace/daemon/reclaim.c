@@ -95,7 +95,7 @@ bool pools_rebuild(struct dbus *b)
 	uint8_t *inring;
 
 	for (uint32_t s = 0; s < a->max_slots; s++)
-		if (READ_ONCE(a->slots[s].state) != SHMBUS_SLOT_FREE)
+		if (b->slot_conn[s])
 			return false;		/* not idle */
 	for (struct sweep *sw = sweeps; sw; sw = sw->next)
 		if (sw->bus == b)

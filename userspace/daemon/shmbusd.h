@@ -41,18 +41,29 @@ struct peer {
 struct dqueue {
 	int *seat_fds;		/* nr_seats eventfds, daemon's copies */
 	uint32_t nr_seats;
+	uint32_t seat_slot[SHMBUS_MAX_SEATS];	/* slot + 1, 0 = seat free */
 	bool reclaim_pending;	/* deleted, waiting for a grace period */
 	uint64_t gp_target;
 };
 
+/*
+ * The daemon's own record of a bus. Anything that decides who may do what
+ * (owner, group, mode, which slots are taken) lives here, never only in the
+ * arena: every attached process can write the arena.
+ */
 struct dbus {
 	struct dbus *next;
 	char name[SHMBUS_NAME_MAX];
+	uid_t owner_uid;
+	gid_t owner_gid;
+	uint32_t mode;
 	struct arena arena;
 	int fd;			/* the arena: sealed memfd or file */
 	int ro_fd;		/* read-only reopen, for RDONLY clients */
 	struct dqueue *queues;	/* max_queues */
-	uint32_t *slot_conn;	/* max_slots: owning connection id, 0 free */
+	uint32_t *slot_conn;	/* max_slots: owning connection id, 0 free
+				 * (the truth; the arena's slot states
+				 * are for readers) */
 };
 
 struct daemon_cfg {
