@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_hostile.c - a peer that scribbles on the arena. The test process
+ * plays the hostile peer: it finds its own mapping of the bus's arena and
+ * writes garbage into ring cells, chunk headers, queue descriptors, free
+ * lists and the superblock. Other processes must get clear errors
+ * (-EBADMSG, -EUCLEAN), keep working where the damage allows, and never
+ * crash or touch memory outside the arena.
+ */
+#include "shmbus.h"
+#include "shmbus_layout.h"
+#include "helpers.h"
+
+#define BUS "hostile"
+
+/* Our own mapping of bus @name's arena (from /proc/self/maps). */
+static uint8_t *arena_of(const char *name)
+{
+	char line[512], want[128];
+	FILE *f = fopen("/proc/self/maps", "r");
+	uint8_t *addr = NULL;
+
+	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo;
+
+		if (strstr(line, want) && strstr(line, " rw") &&
+		    sscanf(line, "%lx-", &lo) == 1) {
+			addr = (uint8_t *)lo;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	assert_non_null(addr);
+	return addr;
+}
+
+static struct shmbus_sb *sb_of(uint8_t *base)
+{
+	return (struct shmbus_sb *)base;
+}
+
+static struct shmbus_queue *queue_of(uint8_t *base, uint32_t qid)
+{
+	return (struct shmbus_queue *)(base + sb_of(base)->qdir_off) + qid;
+}
+
+static struct shmbus_pool *pool_of(uint8_t *base, unsigned pi)
+{
+	return (struct shmbus_pool *)(base + sb_of(base)->pool_off) + pi;
+}
+
+/* The cell holding the message at the head of queue @qid (it is full). */
+static struct shmbus_cell *head_cell(uint8_t *base, uint32_t qid)
+{
+	struct shmbus_queue *q = queue_of(base, qid);
+	struct shmbus_cell *cells = (struct shmbus_cell *)(base + q->ring_off);
+	uint32_t n = q->ring_cap, i = (uint32_t)q->head & (n - 1);
+
+	/* the same spreading as ring.h (layout version 1) */
+	if (n >= 16) {
+		uint32_t lines = n / 8;
+
+		i = (i % lines) * 8 + i / lines;
+	}
+	return &cells[i];
+}
+
+static struct shmbus_chunk *chunk_of(uint8_t *base, uint32_t ref)
+{
+	struct shmbus_pool *p = pool_of(base, SHMBUS_REF_POOL(ref));
+
+	return (struct shmbus_chunk *)(base + p->base_off +
+				       (uint64_t)SHMBUS_REF_IDX(ref) * p->chunk_size);
+}
+
+struct setup {
+	struct shmbus *bus;
+	struct shmbus_producer *p;
+	uint8_t *base;
+	uint32_t qid;
+};
+
+static void setup(struct setup *s, const char *q)
+{
+	struct shmbus_queue_info qi;
+
+	s->bus = t_open_bus(BUS);
+	assert_true(shmbus__queue_declare(s->bus, q, NULL) >= 0);
+	s->p = shmbus_producer__new(s->bus, q, NULL);
+	assert_non_null(s->p);
+	assert_int_equal(shmbus__queue_info(s->bus, q, &qi), 0);
+	s->qid = qi.id;
+	s->base = arena_of(BUS);
+}
+
+static void teardown(struct setup *s)
+{
+	shmbus_producer__free(s->p);
+	shmbus__close(s->bus);
+}
+
+/*
+ * In another process: receive @n messages from @q (no wait) and report
+ * each result as a byte in @out: 'o' ok, 'b' -EBADMSG, 'a' -EAGAIN,
+ * 'u' -EUCLEAN, '?' other. Exits 0 unless it crashed.
+ */
+static void receive_in_child(const char *q, int n, char *out)
+{
+	pid_t kid = fork();
+
+	if (!kid) {
+		struct shmbus *b = t_open_bus(BUS);
+		struct shmbus_consumer *c = shmbus_consumer__new(b, q, NULL);
+
+		CHILD_CHECK(c, "consumer: %s", strerror(errno));
+		for (int i = 0; i < n; i++) {
+			struct shmbus_msg m;
+			int err = shmbus_consumer__try_receive(c, &m);
+
+			out[i] = !err ? 'o' : err == -EBADMSG ? 'b' :
+				 err == -EAGAIN ? 'a' : err == -EUCLEAN ? 'u' : '?';
+			if (!err)
+				shmbus_consumer__release(c, &m);
+		}
+		shmbus_consumer__free(c);
+		shmbus__close(b);
+		_exit(0);
+	}
+	assert_int_equal(t_wait(kid, 10000), 0);
+}
+
+/* A ring cell pointing outside every pool: -EBADMSG, counted, and the
+ * next message comes through. */
+static void test_bad_ref_in_ring(void **state)
+{
+	char *res = t_shared(8);
+	struct shmbus_queue_info qi;
+	struct setup s;
+
+	(void)state;
+	setup(&s, "badref");
+	assert_int_equal(shmbus_producer__publish(s.p, "one", 3, NULL), 0);
+	assert_int_equal(shmbus_producer__publish(s.p, "two", 3, NULL), 0);
+	{
+		struct shmbus_cell *c = head_cell(s.base, s.qid);
+
+		c->v = SHMBUS_CELL(SHMBUS_CELL_SEQ(c->v), SHMBUS_REF(7, 12345));
+	}
+	receive_in_child("badref", 3, res);
+	assert_memory_equal(res, "boa", 3);
+	assert_int_equal(shmbus__queue_info(s.bus, "badref", &qi), 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_CORRUPT], 1);
+	teardown(&s);
+}
+
+/* A header whose length runs past its chunk: -EBADMSG, never a read past
+ * the chunk; the chunk goes back to the pool. */
+static void test_bad_length(void **state)
+{
+	char *res = t_shared(8);
+	struct setup s;
+
+	(void)state;
+	setup(&s, "badlen");
+	assert_int_equal(shmbus_producer__publish(s.p, "one", 3, NULL), 0);
+	assert_int_equal(shmbus_producer__publish(s.p, "two", 3, NULL), 0);
+	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->len =
+		0x7fffffff;
+	receive_in_child("badlen", 3, res);
+	assert_memory_equal(res, "boa", 3);
+	/* and attributes running past the chunk */
+	assert_int_equal(shmbus_producer__publish(s.p, "three", 5, NULL), 0);
+	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->attr_len =
+		0xffff;
+	receive_in_child("badlen", 2, res);
+	assert_memory_equal(res, "ba", 2);
+	teardown(&s);
+}
+
+/* A queue descriptor whose ring points outside the ring area: attaching
+ * to it is refused with -EUCLEAN instead of mapping a wild ring. */
+static void test_bad_ring_offset(void **state)
+{
+	struct setup s;
+	struct shmbus_queue *q;
+	uint64_t saved;
+
+	(void)state;
+	setup(&s, "badring");
+	q = queue_of(s.base, s.qid);
+	saved = q->ring_off;
+	q->ring_off = s.base ? (uint64_t)-4096 : 0;
+	shmbus_set_print(NULL);
+	assert_null(shmbus_consumer__new(s.bus, "badring", NULL));
+	assert_int_equal(errno, EUCLEAN);
+	q->ring_cap = 12;	/* not a power of two */
+	q->ring_off = saved;
+	assert_null(shmbus_producer__new(s.bus, "badring", NULL));
+	assert_int_equal(errno, EUCLEAN);
+	q->ring_cap = 1024;
+	teardown(&s);
+}
+
+/* Garbage in a pool's free list: -EUCLEAN from loans and publishes, no
+ * crash, and the producer of another size class is unaffected. */
+static void test_bad_free_list(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, big, .msg_size = 60000);
+	struct setup s;
+	struct shmbus_producer *p2;
+	struct shmbus_pool *pool;
+	uint64_t saved;
+	char buf[4000] = { 0 };	/* the 4 KiB class */
+	int err;
+
+	(void)state;
+	setup(&s, "badlist");
+	assert_true(shmbus__queue_declare(s.bus, "bigq", &big) >= 0);
+	p2 = shmbus_producer__new(s.bus, "bigq", NULL);
+	assert_non_null(p2);
+	pool = pool_of(s.base, 1);		/* the 4 KiB class */
+	saved = pool->free_head;
+	pool->free_head = 0xffffff00ULL;	/* index far past the pool */
+	/* drain what the producer cached, then hit the list */
+	for (int i = 0; i < 64; i++) {
+		err = shmbus_producer__publish(p2, buf, sizeof(buf), NULL);
+		if (err)
+			break;
+	}
+	assert_int_equal(err, -EUCLEAN);
+	/* the 256-byte class still works */
+	assert_int_equal(shmbus_producer__publish(s.p, "ok", 2, NULL), 0);
+	pool->free_head = saved;
+	shmbus_producer__free(p2);
+	teardown(&s);
+}
+
+/* A superblock scribbled after everyone opened: open handles keep their
+ * validated copy and work; new openers refuse the arena. */
+static void test_bad_superblock(void **state)
+{
+	char *res = t_shared(8);
+	struct setup s;
+	uint64_t magic;
+	pid_t kid;
+
+	(void)state;
+	setup(&s, "badsb");
+	magic = sb_of(s.base)->magic;
+	sb_of(s.base)->magic = 0x1234;
+	sb_of(s.base)->ring_off = 1;
+	assert_int_equal(shmbus_producer__publish(s.p, "still", 5, NULL), 0);
+	if (!(kid = fork())) {
+		shmbus_set_print(NULL);
+		_exit(!shmbus__open(BUS, NULL) && errno == EBADMSG ? 0 : 1);
+	}
+	assert_int_equal(t_wait(kid, 10000), 0);
+	sb_of(s.base)->magic = magic;
+	sb_of(s.base)->ring_off = 1;		/* geometry still wrong */
+	if (!(kid = fork())) {
+		shmbus_set_print(NULL);
+		_exit(!shmbus__open(BUS, NULL) && errno == EUCLEAN ? 0 : 1);
+	}
+	assert_int_equal(t_wait(kid, 10000), 0);
+	/* the daemon kept its own copy: it still serves the bus */
+	{
+		struct shmbus_queue_info qi;
+
+		assert_int_equal(shmbus__queue_declare(s.bus, "another", NULL), 1);
+		assert_int_equal(shmbus__queue_info(s.bus, "badsb", &qi), 0);
+		assert_int_equal(qi.depth, 1);
+	}
+	(void)res;
+	teardown(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_ref_in_ring),
+		cmocka_unit_test(test_bad_length),
+		cmocka_unit_test(test_bad_ring_offset),
+		cmocka_unit_test(test_bad_free_list),
+		cmocka_unit_test(test_bad_superblock),
+	};
+
+	return T_RUN_WITH_DAEMON("hostile", tests);
+}
