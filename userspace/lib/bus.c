@@ -174,6 +174,19 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 		return -EINVAL;
 	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
 			  &rep, sizeof(rep), NULL, NULL);
+	if (err == -EEXIST) {
+		/* say which settings differ (0 = the daemon's default) */
+		int qid = arena_find_queue(&bus->arena, req.name);
+		const struct shmbus_queue *q = queue_at(&bus->arena, qid);
+
+		if (q)
+			pr_warn("queue '%s' exists with max_len %u, msg_size %u, "
+				"max_consumers %u; declare asked for %u, %u, %u "
+				"(0: default)",
+				req.name, READ_ONCE(q->max_len),
+				READ_ONCE(q->msg_size), READ_ONCE(q->nr_seats),
+				req.max_len, req.msg_size, req.max_consumers);
+	}
 	if (err)
 		return err;
 	return rep.created ? 1 : 0;
