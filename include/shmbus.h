@@ -268,7 +268,11 @@ SHMBUS_API struct shmbus_producer *
 shmbus_producer__new(struct shmbus *bus, const char *queue,
 		     const struct shmbus_producer_opts *opts);
 
-/* Detach and free. Outstanding loans become invalid. NULL is a no-op. */
+/*
+ * Detach and free. Outstanding loans become invalid. NULL is a no-op.
+ * In a forked child, frees only the child's copy (the parent's handle is
+ * untouched).
+ */
 SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p);
 
 /* Per-message options; NULL means defaults. */
@@ -352,7 +356,11 @@ SHMBUS_API struct shmbus_consumer *
 shmbus_consumer__new(struct shmbus *bus, const char *queue,
 		     const struct shmbus_consumer_opts *opts);
 
-/* Detach and free. Views not yet released are freed. NULL is a no-op. */
+/*
+ * Detach and free. Views not yet released are freed. NULL is a no-op.
+ * In a forked child, frees only the child's copy (the parent's handle is
+ * untouched).
+ */
 SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c);
 
 /*

@@ -198,14 +198,9 @@ struct shmbus_slot {
 	uint8_t	 __pad0b[24];
 	/* --- line 1: RCU read side. O writes (gp_epoch << 1 | 1) on section
 	 * entry and 0 on exit; D reads it in synchronize (see epoch.c).
-	 * taking: O writes ref + 1 of the chunk it is about to claim from a
-	 * ring, 0 once the chunk is marked HELD; D reads it after O died, to
-	 * find a chunk O took but never marked (see busmgr.c, sweeps).
 	 */
 	uint64_t rcu_epoch __attribute__((aligned(64)));
-	uint32_t taking;
-	uint32_t __pad1a;
-	uint8_t	 __pad1[48];
+	uint8_t	 __pad1[56];
 	/* --- line 2: message id block. O only. */
 	uint64_t id_next __attribute__((aligned(64)));
 	uint64_t id_end;

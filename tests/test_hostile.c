@@ -170,6 +170,12 @@ static void test_bad_length(void **state)
 		0x7fffffff;
 	receive_in_child("badlen", 3, res);
 	assert_memory_equal(res, "boa", 3);
+	/* a length whose 8-byte rounding wraps a 32-bit integer */
+	assert_int_equal(shmbus_producer__publish(s.p, "four", 4, NULL), 0);
+	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->len =
+		0xffffffff;
+	receive_in_child("badlen", 2, res);
+	assert_memory_equal(res, "ba", 2);
 	/* and attributes running past the chunk */
 	assert_int_equal(shmbus_producer__publish(s.p, "three", 5, NULL), 0);
 	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->attr_len =
@@ -243,12 +249,13 @@ static void test_bad_superblock(void **state)
 {
 	char *res = t_shared(8);
 	struct setup s;
-	uint64_t magic;
+	uint64_t magic, ring_off;
 	pid_t kid;
 
 	(void)state;
 	setup(&s, "badsb");
 	magic = sb_of(s.base)->magic;
+	ring_off = sb_of(s.base)->ring_off;
 	sb_of(s.base)->magic = 0x1234;
 	sb_of(s.base)->ring_off = 1;
 	assert_int_equal(shmbus_producer__publish(s.p, "still", 5, NULL), 0);
@@ -273,6 +280,94 @@ static void test_bad_superblock(void **state)
 		assert_int_equal(qi.depth, 1);
 	}
 	(void)res;
+	sb_of(s.base)->ring_off = ring_off;	/* let the next tests open it */
+	teardown(&s);
+}
+
+/* Rewrite a queue's ring geometry, then delete it: the daemon reclaims
+ * from its own records and never touches the garbage. */
+static void test_delete_scribbled_queue(void **state)
+{
+	struct setup s;
+	struct shmbus_queue *q;
+
+	(void)state;
+	setup(&s, "scribbled");
+	assert_int_equal(shmbus_producer__publish(s.p, "x", 1, NULL), 0);
+	q = queue_of(s.base, s.qid);
+	q->ring_off = 1ULL << 46;
+	q->ring_cap = 1u << 30;
+	q->gen = 0;		/* and pretend it is free */
+	assert_int_equal(shmbus__queue_delete(s.bus, "scribbled"), 0);
+	/* the daemon is alive and its ring storage bookkeeping intact:
+	 * the same name declares again once the grace period is over */
+	for (int i = 0; i < 500; i++) {
+		int err = shmbus__queue_declare(s.bus, "scribbled", NULL);
+
+		if (err == 1)
+			break;
+		assert_int_equal(err, -ENOSPC);
+		usleep(2000);
+	}
+	{
+		struct shmbus_queue_info qi;
+
+		assert_int_equal(shmbus__queue_info(s.bus, "scribbled", &qi), 0);
+		assert_int_equal(qi.capacity, 1024);
+	}
+	teardown(&s);
+}
+
+/* Our own slot claims another consumer's seat, then we detach: the
+ * daemon frees the seat its records say we had, so the victim keeps its
+ * seat and is still woken. */
+static void test_forged_seat(void **state)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, block, .spin_ns = -1);
+	int64_t *woke = t_shared(sizeof(int64_t));
+	struct setup s;
+	struct shmbus_consumer *mine;
+	struct shmbus_slot *slots;
+	int ready[2];
+	int64_t sent;
+	pid_t kid;
+	char x;
+
+	(void)state;
+	setup(&s, "seats");
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = t_open_bus(BUS);
+		struct shmbus_consumer *c = shmbus_consumer__new(b, "seats", &block);
+		uint64_t v;
+
+		CHILD_CHECK(c, "victim consumer");
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		/* a lost wake-up shows as waking at the timeout (the
+		 * receive's last look would still find the message) */
+		CHILD_CHECK(shmbus_consumer__receive(c, &v, sizeof(v),
+						     3000000000LL) == sizeof(v),
+			    "receive");
+		*woke = t_now_ns();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	mine = shmbus_consumer__new(s.bus, "seats", NULL);
+	assert_non_null(mine);
+	/* the victim holds seat 0, we hold seat 1: claim seat 0 */
+	slots = (struct shmbus_slot *)(s.base + sb_of(s.base)->slot_off);
+	for (uint32_t i = 0; i < sb_of(s.base)->max_slots; i++)
+		if (slots[i].state == SHMBUS_SLOT_ACTIVE && slots[i].seat == 1 &&
+		    slots[i].pid == (uint32_t)getpid())
+			slots[i].seat = 0;
+	shmbus_consumer__free(mine);
+	usleep(200000);		/* the victim is asleep on seat 0 */
+	sent = t_now_ns();
+	assert_int_equal(shmbus_producer__publish(s.p, &(uint64_t){ 1 }, 8, NULL), 0);
+	assert_int_equal(t_wait(kid, 10000), 0);
+	print_message("victim woken %.1f ms after the publish\n",
+		      (*woke - sent) / 1e6);
+	assert_true(*woke - sent < 1000000000LL);
 	teardown(&s);
 }
 
@@ -284,6 +379,8 @@ int main(void)
 		cmocka_unit_test(test_bad_ring_offset),
 		cmocka_unit_test(test_bad_free_list),
 		cmocka_unit_test(test_bad_superblock),
+		cmocka_unit_test(test_delete_scribbled_queue),
+		cmocka_unit_test(test_forged_seat),
 	};
 
 	return T_RUN_WITH_DAEMON("hostile", tests);

@@ -152,8 +152,9 @@ static int bus_create(const struct sbc_bus_open *req, const struct peer *p,
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	b->ro_fd = open(path, O_RDONLY | O_CLOEXEC);
 	b->queues = calloc(b->arena.max_queues, sizeof(*b->queues));
-	b->slot_conn = calloc(b->arena.max_slots, sizeof(*b->slot_conn));
-	if (b->ro_fd < 0 || !b->queues || !b->slot_conn) {
+	b->slots = calloc(b->arena.max_slots, sizeof(*b->slots));
+	b->ringmap = calloc((b->arena.ring_units + 63) / 64, sizeof(uint64_t));
+	if (b->ro_fd < 0 || !b->queues || !b->slots || !b->ringmap) {
 		err = b->ro_fd < 0 ? -errno : -ENOMEM;
 		goto fail_map;
 	}
@@ -173,7 +174,8 @@ fail_map:
 	if (b->ro_fd >= 0)
 		close(b->ro_fd);
 	free(b->queues);
-	free(b->slot_conn);
+	free(b->slots);
+	free(b->ringmap);
 fail_b:
 	free(b);
 fail_fd:
@@ -206,32 +208,34 @@ int bus_open(const struct sbc_bus_open *req, const struct peer *p,
 	return bus_create(req, p, out);
 }
 
-/* ---- ring storage: first fit over the unit bitmap (daemon only) ---- */
+/* ---- ring storage: first fit over the daemon's unit bitmap ---------- */
 
-static bool unit_used(const struct arena *a, uint64_t u)
+static bool unit_used(const struct dbus *b, uint64_t u)
 {
-	return a->ringmap[u / 64] & (1ULL << (u % 64));
+	return b->ringmap[u / 64] & (1ULL << (u % 64));
 }
 
-static void units_mark(const struct arena *a, uint64_t first, uint64_t n,
+/* Mark units in our bitmap, and mirror them into the arena's for readers. */
+static void units_mark(const struct dbus *b, uint64_t first, uint64_t n,
 		       bool used)
 {
 	for (uint64_t u = first; u < first + n; u++) {
 		if (used)
-			a->ringmap[u / 64] |= 1ULL << (u % 64);
+			b->ringmap[u / 64] |= 1ULL << (u % 64);
 		else
-			a->ringmap[u / 64] &= ~(1ULL << (u % 64));
+			b->ringmap[u / 64] &= ~(1ULL << (u % 64));
+		WRITE_ONCE(b->arena.ringmap[u / 64], b->ringmap[u / 64]);
 	}
 }
 
-static int64_t units_alloc(const struct arena *a, uint64_t n)
+static int64_t units_alloc(const struct dbus *b, uint64_t n)
 {
 	uint64_t run = 0;
 
-	for (uint64_t u = 0; u < a->ring_units; u++) {
-		run = unit_used(a, u) ? 0 : run + 1;
+	for (uint64_t u = 0; u < b->arena.ring_units; u++) {
+		run = unit_used(b, u) ? 0 : run + 1;
 		if (run == n) {
-			units_mark(a, u + 1 - n, n, true);
+			units_mark(b, u + 1 - n, n, true);
 			return (int64_t)(u + 1 - n);
 		}
 	}
@@ -244,7 +248,28 @@ static uint64_t ring_units_for(uint32_t cap)
 	       SHMBUS_RING_UNIT;
 }
 
+void dqueue_ring(const struct dbus *b, const struct dqueue *dq, struct ring *r)
+{
+	const struct arena *a = &b->arena;
+	struct shmbus_queue *q = &a->queues[dq - b->queues];
+
+	r->cells = (struct shmbus_cell *)(a->base + a->ring_off +
+					  dq->ring_first * SHMBUS_RING_UNIT);
+	r->tail = &q->tail;
+	r->head = &q->head;
+	ring_geometry(r, dq->cap);
+}
+
 /* ---- queues ------------------------------------------------------- */
+
+static int dqueue_find(const struct dbus *b, const char *name)
+{
+	for (uint32_t i = 0; i < b->arena.max_queues; i++)
+		if (b->queues[i].live &&
+		    !strncmp(b->queues[i].name, name, SHMBUS_NAME_MAX))
+			return (int)i;
+	return -ENOENT;
+}
 
 static void seats_close(struct dqueue *dq)
 {
@@ -259,13 +284,12 @@ static void seats_close(struct dqueue *dq)
 
 /* Write a token to every seat in use (or every seat): wake-ups the
  * daemon owes after a delete or a dead producer. */
-static void seats_kick(const struct shmbus_queue *q, const struct dqueue *dq,
-		       bool all)
+static void seats_kick(const struct dqueue *dq, bool all)
 {
 	static const uint64_t one = 1;
 
 	for (uint32_t i = 0; i < dq->nr_seats; i++) {
-		if (!all && !(READ_ONCE(q->seat_used[i / 64]) & (1ULL << (i % 64))))
+		if (!all && !dq->seat_slot[i])
 			continue;
 		if (write(dq->seat_fds[i], &one, sizeof(one)) < 0)
 			log_warn("seat %u eventfd write: %s", i, strerror(errno));
@@ -277,6 +301,27 @@ static uint32_t roundup_pow2(uint32_t v)
 	return v <= 2 ? 2 : 1u << (32 - __builtin_clz(v - 1));
 }
 
+/* Publish @dq's state in the arena descriptor @q, gen last (release). */
+static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
+			   struct shmbus_queue *q)
+{
+	const struct arena *a = &b->arena;
+
+	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
+	if (dq->live) {
+		q->ring_cap = dq->cap;
+		q->max_len = dq->max_len;
+		q->ring_off = a->ring_off + dq->ring_first * SHMBUS_RING_UNIT;
+		q->msg_size = dq->msg_size;
+		q->nr_seats = dq->nr_seats;
+		q->created_ns = (uint64_t)realtime_ns();
+		memcpy(q->name, dq->name, sizeof(q->name));
+	}
+	/* release: everything above is visible to whoever sees the new gen
+	 * (pairs with the acquire in arena_find_queue and attach) */
+	smp_store_release(&q->gen, dq->gen);
+}
+
 int queue_declare(struct dbus *b, const struct peer *p,
 		  const struct sbc_queue_declare *req,
 		  struct sbc_queue_declare_reply *rep)
@@ -286,9 +331,9 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	uint32_t msg_size = req->msg_size ? req->msg_size : DEF_MSG_SIZE;
 	uint32_t seats = req->max_consumers ? req->max_consumers
 					    : DEF_MAX_CONSUMERS;
-	uint32_t cap, qid = UINT32_MAX;
-	struct shmbus_queue *q;
+	uint32_t qid = UINT32_MAX;
 	struct dqueue *dq;
+	struct ring r;
 	int64_t first;
 	int id, *fds;
 
@@ -303,34 +348,31 @@ int queue_declare(struct dbus *b, const struct peer *p,
 			 a->pool[a->nr_pools - 1].payload_max);
 		return -EMSGSIZE;
 	}
-	cap = roundup_pow2(max_len);
 
-	id = arena_find_queue(&b->arena, req->name);
+	id = dqueue_find(b, req->name);
 	if (id >= 0) {
-		q = &a->queues[id];
-		if (q->max_len != max_len || q->msg_size != msg_size ||
-		    q->nr_seats != seats) {
+		dq = &b->queues[id];
+		if (dq->max_len != max_len || dq->msg_size != msg_size ||
+		    dq->nr_seats != seats) {
 			log_info("queue '%s' exists with max_len %u msg_size %u "
 				 "max_consumers %u; declare asked for %u/%u/%u",
-				 req->name, q->max_len, q->msg_size,
-				 q->nr_seats, max_len, msg_size, seats);
+				 req->name, dq->max_len, dq->msg_size,
+				 dq->nr_seats, max_len, msg_size, seats);
 			return -EEXIST;
 		}
 		rep->qid = id;
-		rep->gen = q->gen;
+		rep->gen = dq->gen;
 		rep->created = 0;
 		return 0;
 	}
 	for (uint32_t i = 0; i < a->max_queues; i++) {
-		if (!SHMBUS_QGEN_LIVE(a->queues[i].gen) &&
-		    !b->queues[i].reclaim_pending) {
+		if (!b->queues[i].live && !b->queues[i].reclaim_pending) {
 			qid = i;
 			break;
 		}
 	}
 	if (qid == UINT32_MAX)
 		return -ENOSPC;
-	q = &a->queues[qid];
 	dq = &b->queues[qid];
 
 	fds = malloc(seats * sizeof(int));
@@ -349,46 +391,39 @@ int queue_declare(struct dbus *b, const struct peer *p,
 			return err;
 		}
 	}
-	first = units_alloc(a, ring_units_for(cap));
+	dq->cap = roundup_pow2(max_len);
+	first = units_alloc(b, ring_units_for(dq->cap));
 	if (first < 0) {
 		for (uint32_t i = 0; i < seats; i++)
 			close(fds[i]);
 		free(fds);
 		log_info("queue '%s': no ring storage left for %u slots",
-			 req->name, cap);
+			 req->name, dq->cap);
 		return -ENOSPC;
 	}
+	/* the descriptor is unused and no reader can still be looking at
+	 * its old ring: its reclamation waited for a grace period */
+	dq->live = true;
+	memcpy(dq->name, req->name, sizeof(dq->name));
+	dq->gen = (dq->gen + 1) | 1;		/* the next odd gen */
+	dq->max_len = max_len;
+	dq->msg_size = msg_size;
+	dq->ring_first = (uint64_t)first;
+	dq->ring_units = ring_units_for(dq->cap);
 	dq->seat_fds = fds;
 	dq->nr_seats = seats;
-
-	/* the descriptor is dead (gen even) and no reader can hold it: its
-	 * reclamation waited for a grace period */
-	uint32_t gen = q->gen;
-	struct ring r = {
-		.cells = (struct shmbus_cell *)
-			(a->base + a->ring_off + first * SHMBUS_RING_UNIT),
-	};
-
-	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
-	ring_geometry(&r, cap);
+	memset(dq->seat_slot, 0, sizeof(dq->seat_slot));
+	dqueue_ring(b, dq, &r);
 	ring_init_cells(&r);		/* every cell empty, lap 0 */
-	q->ring_cap = cap;
-	q->max_len = max_len;
-	q->ring_off = a->ring_off + first * SHMBUS_RING_UNIT;
-	q->msg_size = msg_size;
-	q->nr_seats = seats;
-	q->created_ns = (uint64_t)realtime_ns();
-	memcpy(q->name, req->name, sizeof(q->name));
-	/* release: everything above is visible to whoever sees the new gen
-	 * (pairs with the acquire in arena_find_queue and attach) */
-	smp_store_release(&q->gen, gen + 1);
+	a->queues[qid].head = a->queues[qid].tail = 0;
+	dqueue_publish(b, dq, &a->queues[qid]);
 	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
 	rep->qid = qid;
-	rep->gen = gen + 1;
+	rep->gen = dq->gen;
 	rep->created = 1;
 	log_info("bus '%s': queue '%s' declared (id %u, capacity %u, "
-		 "msg_size %u, max_consumers %u)", b->name, q->name, qid, cap,
-		 msg_size, seats);
+		 "msg_size %u, max_consumers %u)", b->name, dq->name, qid,
+		 dq->cap, msg_size, seats);
 	return 0;
 }
 
@@ -396,23 +431,23 @@ int queue_delete(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_delete *req)
 {
 	const struct arena *a = &b->arena;
-	struct shmbus_queue *q;
 	struct dqueue *dq;
 	int id;
 
 	if (!is_owner(b, p))
 		return -EACCES;
-	id = arena_find_queue(&b->arena, req->name);
+	id = dqueue_find(b, req->name);
 	if (id < 0)
 		return id;
-	q = &a->queues[id];
 	dq = &b->queues[id];
-	q->flags |= SHMBUS_QF_DELETING;
-	/* from here every handle sees a gen it did not attach with */
-	smp_store_release(&q->gen, q->gen + 1);
+	dq->live = false;
+	dq->gen++;		/* even: every handle sees a gen it did not
+				 * attach with, from the release store on */
+	a->queues[id].flags |= SHMBUS_QF_DELETING;
+	smp_store_release(&a->queues[id].gen, dq->gen);
 	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
 	/* sleeping consumers wake and find the queue gone (-EIDRM) */
-	seats_kick(q, dq, true);
+	seats_kick(dq, true);
 	dq->reclaim_pending = true;
 	dq->gp_target = epoch_gp_start(a);
 	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
@@ -424,33 +459,33 @@ int queue_delete(struct dbus *b, const struct peer *p,
 static void queue_reclaim(struct dbus *b, uint32_t qid)
 {
 	const struct arena *a = &b->arena;
-	struct shmbus_queue *q = &a->queues[qid];
 	struct dqueue *dq = &b->queues[qid];
-	struct ring r;
 	unsigned freed = 0;
+	struct ring r;
 
-	if (arena_queue_ring(a, q, &r) == 0) {
-		for (uint32_t i = 0; i <= r.mask; i++) {
-			uint64_t v = READ_ONCE(r.cells[i].v);
-			uint32_t ref = SHMBUS_CELL_REF(v);
-			struct shmbus_chunk *c;
+	dqueue_ring(b, dq, &r);
+	for (uint32_t i = 0; i <= r.mask; i++) {
+		uint64_t v = READ_ONCE(r.cells[i].v);
+		uint32_t ref = SHMBUS_CELL_REF(v);
 
-			if (!ring_cell_full(&r, i, v))
-				continue;
-			c = chunk_at(a, ref);
-			if (!c)
-				continue;
-			pool_free(a, NULL, ref);
-			freed++;
-		}
-		units_mark(a, (q->ring_off - a->ring_off) / SHMBUS_RING_UNIT,
-			   ring_units_for(q->ring_cap), false);
+		if (!ring_cell_full(&r, i, v) || !chunk_at(a, ref))
+			continue;
+		pool_free(a, NULL, ref);
+		freed++;
 	}
+	units_mark(b, dq->ring_first, dq->ring_units, false);
 	seats_close(dq);
-	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
 	dq->reclaim_pending = false;
+	dqueue_publish(b, dq, &a->queues[qid]);	/* gen stays even */
 	log_info("bus '%s': queue id %u reclaimed (%u messages freed)",
 		 b->name, qid, freed);
+}
+
+static bool slot_attached(void *ctx, uint32_t slot)
+{
+	const struct dbus *b = ctx;
+
+	return slot < b->arena.max_slots && b->slots[slot].conn_id;
 }
 
 bool reclaim_tick(void)
@@ -463,13 +498,19 @@ bool reclaim_tick(void)
 
 			if (!dq->reclaim_pending)
 				continue;
-			if (epoch_gp_done(&b->arena, dq->gp_target))
+			if (epoch_gp_done(&b->arena, dq->gp_target,
+					  slot_attached, b))
 				queue_reclaim(b, i);
 			else
 				pending = true;
 		}
 	}
 	return pending;
+}
+
+bool bus_gp_done(struct dbus *b, uint64_t target)
+{
+	return epoch_gp_done(&b->arena, target, slot_attached, b);
 }
 
 /* ---- slots -------------------------------------------------------- */
@@ -483,13 +524,14 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	struct shmbus_queue *q;
 	struct shmbus_slot *s;
 	struct dqueue *dq;
+	struct dslot *ds;
 	int id;
 
 	if (req->kind != SHMBUS_KIND_PRODUCER && req->kind != SHMBUS_KIND_CONSUMER)
 		return -EINVAL;
 	if (!(perms & (req->kind == SHMBUS_KIND_PRODUCER ? 2 : 4)))
 		return -EACCES;
-	id = arena_find_queue(&b->arena, req->name);
+	id = dqueue_find(b, req->name);
 	if (id < 0)
 		return id;
 	q = &a->queues[id];
@@ -503,12 +545,12 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		}
 		if (seat == UINT32_MAX) {
 			log_info("queue '%s': all %u consumer seats taken",
-				 q->name, dq->nr_seats);
+				 dq->name, dq->nr_seats);
 			return -EUSERS;
 		}
 	}
 	for (uint32_t i = 0; i < a->max_slots; i++) {
-		if (!b->slot_conn[i]) {
+		if (!b->slots[i].conn_id) {
 			si = i;
 			break;
 		}
@@ -518,14 +560,23 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 			 a->max_slots);
 		return -EUSERS;
 	}
+	ds = &b->slots[si];
+	ds->conn_id = p->conn_id;
+	ds->gen++;
+	ds->kind = req->kind;
+	ds->qid = (uint32_t)id;
+	ds->qgen = dq->gen;
+	ds->seat = seat;
+	ds->pid = p->pid;
+	/* the arena copy, for the owner and for readers; written while the
+	 * slot reads FREE, then published */
 	s = &a->slots[si];
-	/* FREE slot: nobody reads anything but state; fill, then publish */
-	s->gen++;
+	s->gen = ds->gen;
 	s->pid = (uint32_t)p->pid;
 	s->start_time = p->start_time;
 	s->kind = req->kind;
 	s->qid = (uint32_t)id;
-	s->qgen = q->gen;
+	s->qgen = dq->gen;
 	s->seat = seat;
 	s->rcu_epoch = 0;
 	s->id_next = s->id_end = 0;
@@ -541,17 +592,16 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		WRITE_ONCE(q->seat_used[seat / 64],
 			   q->seat_used[seat / 64] | (1ULL << (seat % 64)));
 	}
-	b->slot_conn[si] = p->conn_id;
 	rep->qid = (uint32_t)id;
-	rep->qgen = q->gen;
+	rep->qgen = dq->gen;
 	rep->slot = si;
-	rep->slot_gen = s->gen;
+	rep->slot_gen = ds->gen;
 	rep->seat = seat;
 	rep->nr_seats = dq->nr_seats;
 	*fds = dq->seat_fds;
 	*nfds = dq->nr_seats;
 	log_debug("bus '%s': pid %d attached slot %u to '%s' as %s (seat %d)",
-		  b->name, p->pid, si, q->name,
+		  b->name, p->pid, si, dq->name,
 		  req->kind == SHMBUS_KIND_PRODUCER ? "producer" : "consumer",
 		  (int)seat);
 	return 0;
@@ -560,15 +610,17 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 /*
  * The owner of slot @si is gone (detached or dead): fold its counters into
  * its queue, return its cached and owned chunks, free its seat, and give
- * the queue's consumers a wake-up in case it died owing one.
+ * the queue's consumers a wake-up in case it died owing one. Everything is
+ * decided from the daemon's record of the slot, not the arena's.
  */
 static void slot_release(struct dbus *b, uint32_t si, bool died)
 {
 	const struct arena *a = &b->arena;
 	struct shmbus_slot *s = &a->slots[si];
-	uint32_t qid = s->qid, seat = s->seat, taking = READ_ONCE(s->taking);
-	struct shmbus_queue *q = queue_at(a, qid);
-	bool live = q && q->gen == s->qgen;
+	struct dslot *ds = &b->slots[si];
+	struct dqueue *dq = &b->queues[ds->qid];
+	struct shmbus_queue *q = &a->queues[ds->qid];
+	bool live = dq->live && dq->gen == ds->qgen;
 	unsigned reclaimed;
 
 	/* stat readers skip it from now on (counters not yet folded: a
@@ -576,48 +628,46 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
 	reclaimed = pool_reclaim_owned(a, si);
-	if (died && sweep_start(b, si, taking))
+	if (died && ds->kind == SHMBUS_KIND_PRODUCER && sweep_start(b, si))
 		server_want_tick();
 	if (live) {
 		for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
 			WRITE_ONCE(q->folded[i], q->folded[i] + READ_ONCE(s->ctr[i]));
 		WRITE_ONCE(q->folded[SHMBUS_CTR_RECLAIMED],
 			   q->folded[SHMBUS_CTR_RECLAIMED] + reclaimed);
-		if (seat < b->queues[qid].nr_seats) {
-			uint64_t bit = 1ULL << (seat % 64);
+		if (ds->seat < dq->nr_seats) {
+			uint64_t bit = 1ULL << (ds->seat % 64);
 
-			b->queues[qid].seat_slot[seat] = 0;
-			atomic_fetch_and(&q->sleep_mask[seat / 64], ~bit);
-			q->seat_slot[seat] = 0;
-			WRITE_ONCE(q->seat_used[seat / 64],
-				   q->seat_used[seat / 64] & ~bit);
+			dq->seat_slot[ds->seat] = 0;
+			atomic_fetch_and(&q->sleep_mask[ds->seat / 64], ~bit);
+			q->seat_slot[ds->seat] = 0;
+			WRITE_ONCE(q->seat_used[ds->seat / 64],
+				   q->seat_used[ds->seat / 64] & ~bit);
 		}
 		/* A producer killed between taking a sleeper's bit and
 		 * writing its eventfd would leave that consumer asleep on a
-		 * non-empty queue: wake every consumer of a non-empty queue
-		 * (a spurious wake-up costs one read()). */
-		if (died && s->kind == SHMBUS_KIND_PRODUCER &&
-		    READ_ONCE(q->tail) != READ_ONCE(q->head))
-			seats_kick(q, &b->queues[qid], false);
+		 * non-empty queue: wake every consumer of its queue (a
+		 * spurious wake-up costs one read()). */
+		if (died && ds->kind == SHMBUS_KIND_PRODUCER)
+			seats_kick(dq, false);
 	}
 	if (reclaimed || died)
-		log_info("bus '%s': slot %u of pid %u %s; %u chunks reclaimed",
-			 b->name, si, s->pid, died ? "died" : "detached",
+		log_info("bus '%s': slot %u of pid %d %s; %u chunks reclaimed",
+			 b->name, si, (int)ds->pid, died ? "died" : "detached",
 			 reclaimed);
 	s->rcu_epoch = 0;
-	s->taking = 0;
 	s->seat = UINT32_MAX;
-	b->slot_conn[si] = 0;
+	ds->conn_id = 0;
+	ds->seat = UINT32_MAX;
 	smp_store_release(&s->state, SHMBUS_SLOT_FREE);
 }
 
 int slot_detach(struct dbus *b, const struct peer *p,
 		const struct sbc_detach *req)
 {
-	const struct arena *a = &b->arena;
-
-	if (req->slot >= a->max_slots || b->slot_conn[req->slot] != p->conn_id ||
-	    a->slots[req->slot].gen != req->slot_gen)
+	if (req->slot >= b->arena.max_slots ||
+	    b->slots[req->slot].conn_id != p->conn_id ||
+	    b->slots[req->slot].gen != req->slot_gen)
 		return -ESRCH;
 	slot_release(b, req->slot, false);
 	pools_rebuild(b);
@@ -630,7 +680,7 @@ void conn_gone(uint32_t conn_id)
 		bool any = false;
 
 		for (uint32_t i = 0; i < b->arena.max_slots; i++) {
-			if (b->slot_conn[i] == conn_id) {
+			if (b->slots[i].conn_id == conn_id) {
 				slot_release(b, i, true);
 				any = true;
 			}
@@ -655,7 +705,8 @@ void buses_free(void)
 		if (b->ro_fd >= 0)
 			close(b->ro_fd);
 		free(b->queues);
-		free(b->slot_conn);
+		free(b->slots);
+		free(b->ringmap);
 		free(b);
 	}
 }

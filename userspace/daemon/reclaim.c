@@ -3,29 +3,28 @@
  * reclaim.c - chunks a killed process leaves in flight.
  *
  * Most of what a dead slot held is plainly its own and comes back at once
- * (busmgr.c: its cache, its LOANED and HELD chunks). Two windows remain
- * where a chunk belongs to nobody and no list holds it:
+ * (busmgr.c: its cache, its LOANED and HELD chunks). One more window is
+ * closed here: a producer killed after filling a chunk (state QUEUED, its
+ * slot in the owner word) and before the ring cmpxchg that publishes it
+ * leaves a chunk that is QUEUED and in no ring, owned by nobody.
  *
- *  - a producer killed after filling a chunk (state QUEUED, slot = its
- *    slot) and before the ring cmpxchg that publishes it;
- *  - a consumer killed after the ring cmpxchg that took a chunk and before
- *    marking it HELD (it recorded the ref in slot->taking first).
+ * A sweep finds such chunks: candidates are QUEUED chunks whose owner word
+ * names the dead slot and that no ring references; note each one's exact
+ * owner word; wait for a grace period (a live consumer that had just taken
+ * one from a ring, and not yet marked it HELD, has done so by then: taking
+ * and marking happen in one epoch section); then free each candidate whose
+ * owner word is still the one noted, with a cmpxchg. The word carries the
+ * chunk's generation, so a chunk freed and reused meanwhile never matches
+ * (no ABA). Only the dead producer could put a candidate into a ring, so
+ * none can appear in one later.
  *
- * Such a chunk is QUEUED and in no ring. But so, for an instant, is a
- * chunk a live consumer has just taken (it marks it HELD right after, in
- * the same epoch section). Hence a sweep: note the candidates and the exact
- * owner word of each, drop those found in a ring, wait for a grace period
- * (every section that was running has ended, so a live taker has marked
- * its chunk HELD), then free each candidate whose owner word is still the
- * one noted, with a cmpxchg. The word carries the chunk's generation, so a
- * chunk freed and reused meanwhile never matches (no ABA). Only the dead
- * can publish a candidate into a ring, so none appears in a ring later.
- *
- * What neither catches: a kill within two or three instructions of a
- * magazine moving between a slot cache and a pool's shared list (pool.c)
- * loses up to 16 free chunks. Those come back when the bus goes idle (no
- * handle attached): then every chunk that no ring references is free, and
- * pools_rebuild() relinks the free lists from that fact alone.
+ * Not covered: a consumer killed between its ring cmpxchg and marking the
+ * chunk HELD (a few instructions), and a kill within two or three
+ * instructions of a magazine moving between a slot cache and a pool's
+ * shared list (up to 16 free chunks). Such chunks are owned by nobody; they
+ * come back when the bus goes idle (no handle attached): then every chunk
+ * no ring references is free, and pools_rebuild() relinks the free lists
+ * from that fact alone.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -49,28 +48,32 @@ struct sweep {
 
 static struct sweep *sweeps;
 
-/* One bit per chunk of the bus: set for refs sitting in a full ring cell. */
-static uint8_t *refs_in_rings(const struct dbus *b, uint64_t *base_of_pool)
+/*
+ * One bit per chunk of the bus, set for refs sitting in a full ring cell
+ * of a live or not yet reclaimed queue. Ring geometry comes from the
+ * daemon's records; only the cells are read from the arena, and every ref
+ * is range-checked.
+ */
+static uint8_t *refs_in_rings(const struct dbus *b, uint64_t *pool_base)
 {
 	const struct arena *a = &b->arena;
 	uint64_t total = 0;
 	uint8_t *bits;
 
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
-		base_of_pool[pi] = total;
+		pool_base[pi] = total;
 		total += a->pool[pi].nr_chunks;
 	}
 	bits = calloc(total / 8 + 1, 1);
 	if (!bits)
 		return NULL;
 	for (uint32_t qid = 0; qid < a->max_queues; qid++) {
-		const struct shmbus_queue *q = &a->queues[qid];
+		const struct dqueue *dq = &b->queues[qid];
 		struct ring r;
 
-		if (!SHMBUS_QGEN_LIVE(q->gen) && !b->queues[qid].reclaim_pending)
+		if (!dq->live && !dq->reclaim_pending)
 			continue;
-		if (arena_queue_ring(a, q, &r))
-			continue;
+		dqueue_ring(b, dq, &r);
 		for (uint32_t i = 0; i <= r.mask; i++) {
 			uint64_t v = READ_ONCE(r.cells[i].v);
 			uint32_t ref = SHMBUS_CELL_REF(v), pi, ci;
@@ -81,11 +84,16 @@ static uint8_t *refs_in_rings(const struct dbus *b, uint64_t *base_of_pool)
 			ci = SHMBUS_REF_IDX(ref);
 			if (pi >= a->nr_pools || ci >= a->pool[pi].nr_chunks)
 				continue;
-			bits[(base_of_pool[pi] + ci) / 8] |=
-				1u << ((base_of_pool[pi] + ci) % 8);
+			bits[(pool_base[pi] + ci) / 8] |=
+				1u << ((pool_base[pi] + ci) % 8);
 		}
 	}
 	return bits;
+}
+
+static bool bit_set(const uint8_t *bits, uint64_t bit)
+{
+	return bits[bit / 8] & (1u << (bit % 8));
 }
 
 bool pools_rebuild(struct dbus *b)
@@ -95,7 +103,7 @@ bool pools_rebuild(struct dbus *b)
 	uint8_t *inring;
 
 	for (uint32_t s = 0; s < a->max_slots; s++)
-		if (b->slot_conn[s])
+		if (b->slots[s].conn_id)
 			return false;		/* not idle */
 	for (struct sweep *sw = sweeps; sw; sw = sw->next)
 		if (sw->bus == b)
@@ -104,19 +112,15 @@ bool pools_rebuild(struct dbus *b)
 	if (!inring)
 		return false;
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
-		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
-			uint64_t bit = pool_base[pi] + i;
-
-			if (!(inring[bit / 8] & (1u << (bit % 8))))
-				expect++;
-		}
+		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++)
+			expect += !bit_set(inring, pool_base[pi] + i);
 		have += READ_ONCE(a->pool[pi].desc->free_count);
 	}
-	if (have >= expect) {
+	if (have == expect) {
 		free(inring);
 		return false;			/* nothing missing */
 	}
-	lost = expect - have;
+	lost = have < expect ? expect - have : 0;
 	/* Nobody is attached: nothing but us touches the pools. Every chunk
 	 * outside the rings is free; relink them all. */
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
@@ -126,9 +130,7 @@ bool pools_rebuild(struct dbus *b)
 		pd->free_head = (pd->free_head & ~0xffffffffULL) + (1ULL << 32);
 		pd->free_count = 0;
 		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
-			uint64_t bit = pool_base[pi] + i;
-
-			if (inring[bit / 8] & (1u << (bit % 8)))
+			if (bit_set(inring, pool_base[pi] + i))
 				continue;
 			chunk_set(pool_chunk(a, pi, i), SHMBUS_CHUNK_FREE, 0);
 			mag[n++] = i;
@@ -140,79 +142,59 @@ bool pools_rebuild(struct dbus *b)
 		pool_push_global(a, pi, mag, n);
 	}
 	free(inring);
-	log_info("bus '%s': idle; relinked the free lists, %llu lost chunks "
-		 "recovered", b->name, (unsigned long long)lost);
+	log_info("bus '%s': idle; relinked the free lists (%llu lost chunks "
+		 "recovered)", b->name, (unsigned long long)lost);
 	return true;
 }
 
-static bool add_cand(struct sweep *sw, uint32_t cap, uint32_t ref,
-		     uint64_t owner)
-{
-	if (sw->n == cap)
-		return false;
-	sw->c[sw->n].ref = ref;
-	sw->c[sw->n].owner = owner;
-	sw->n++;
-	return true;
-}
-
-bool sweep_start(struct dbus *b, uint32_t si, uint32_t taking)
+bool sweep_start(struct dbus *b, uint32_t si)
 {
 	const struct arena *a = &b->arena;
-	const struct shmbus_slot *s = &a->slots[si];
+	const struct dslot *ds = &b->slots[si];
 	uint64_t pool_base[SHMBUS_MAX_POOLS];
-	const uint32_t cap = 1024;
 	struct sweep *sw;
 	uint8_t *inring;
-	uint32_t kept = 0;
 
-	sw = calloc(1, sizeof(*sw) + cap * sizeof(sw->c[0]));
-	if (!sw)
+	/* filter by the rings first, so that a producer with many queued
+	 * messages does not crowd its orphan out */
+	inring = refs_in_rings(b, pool_base);
+	if (!inring)
 		return false;
-	sw->bus = b;
-	sw->qid = s->qid;
-	sw->qgen = s->qgen;
-	/* the dead producer's filled but unpublished chunks */
+	sw = NULL;
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
 		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
 			uint64_t o = READ_ONCE(pool_chunk(a, pi, i)->owner);
 
-			if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
-			    SHMBUS_OWNER_SLOT(o) == si)
-				add_cand(sw, cap, SHMBUS_REF(pi, i), o);
+			if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED ||
+			    SHMBUS_OWNER_SLOT(o) != si ||
+			    bit_set(inring, pool_base[pi] + i))
+				continue;
+			if (!sw) {
+				/* a slot fills one chunk at a time: a handful
+				 * of candidates at most; room for all anyway */
+				sw = calloc(1, sizeof(*sw) + 16 * sizeof(sw->c[0]));
+				if (!sw)
+					goto out;
+			}
+			if (sw->n == 16)
+				goto out;	/* garbage owners: the idle
+						 * relink will sort them out */
+			sw->c[sw->n].ref = SHMBUS_REF(pi, i);
+			sw->c[sw->n].owner = o;
+			sw->n++;
 		}
 	}
-	/* the dead consumer's half-taken chunk */
-	if (taking) {
-		struct shmbus_chunk *c = chunk_at(a, taking - 1);
-		uint64_t o = c ? READ_ONCE(c->owner) : 0;
-
-		if (c && SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED)
-			add_cand(sw, cap, taking - 1, o);
-	}
-	if (!sw->n) {
-		free(sw);
-		return false;
-	}
-	/* those in a ring are published messages, not orphans */
-	inring = refs_in_rings(b, pool_base);
-	if (!inring) {
-		free(sw);
-		return false;
-	}
-	for (uint32_t k = 0; k < sw->n; k++) {
-		uint32_t ref = sw->c[k].ref;
-		uint64_t bit = pool_base[SHMBUS_REF_POOL(ref)] + SHMBUS_REF_IDX(ref);
-
-		if (!(inring[bit / 8] & (1u << (bit % 8))))
-			sw->c[kept++] = sw->c[k];
-	}
+out:
 	free(inring);
-	sw->n = kept;
+	if (!sw)
+		return false;
 	if (!sw->n) {
 		free(sw);
 		return false;
 	}
+	sw->bus = b;
+	sw->qid = ds->qid;
+	sw->qgen = ds->qgen;
 	sw->gp = epoch_gp_start(a);
 	sw->next = sweeps;
 	sweeps = sw;
@@ -223,8 +205,9 @@ bool sweep_start(struct dbus *b, uint32_t si, uint32_t taking)
 
 static void sweep_finish(struct sweep *sw)
 {
-	const struct arena *a = &sw->bus->arena;
-	struct shmbus_queue *q = queue_at(a, sw->qid);
+	struct dbus *b = sw->bus;
+	const struct arena *a = &b->arena;
+	const struct dqueue *dq = &b->queues[sw->qid];
 	unsigned freed = 0;
 
 	for (uint32_t k = 0; k < sw->n; k++) {
@@ -239,12 +222,15 @@ static void sweep_finish(struct sweep *sw)
 		pool_push_global(a, SHMBUS_REF_POOL(sw->c[k].ref), &idx, 1);
 		freed++;
 	}
-	if (freed && q && q->gen == sw->qgen)
+	if (freed && dq->live && dq->gen == sw->qgen) {
+		struct shmbus_queue *q = &a->queues[sw->qid];
+
 		WRITE_ONCE(q->folded[SHMBUS_CTR_RECLAIMED],
 			   q->folded[SHMBUS_CTR_RECLAIMED] + freed);
+	}
 	if (freed)
-		log_info("bus '%s': %u orphaned chunks reclaimed",
-			 sw->bus->name, freed);
+		log_info("bus '%s': %u orphaned chunks reclaimed", b->name,
+			 freed);
 }
 
 bool sweep_tick(void)
@@ -254,20 +240,17 @@ bool sweep_tick(void)
 
 	while (*pp) {
 		struct sweep *sw = *pp;
+		struct dbus *b = sw->bus;
 
-		if (!epoch_gp_done(&sw->bus->arena, sw->gp)) {
+		if (!bus_gp_done(b, sw->gp)) {
 			pending = true;
 			pp = &sw->next;
 			continue;
 		}
 		sweep_finish(sw);
 		*pp = sw->next;
-		{
-			struct dbus *b = sw->bus;
-
-			free(sw);
-			pools_rebuild(b);
-		}
+		free(sw);
+		pools_rebuild(b);
 	}
 	return pending;
 }

@@ -31,7 +31,8 @@ struct conn {
 
 static struct conn *conns;
 static uint32_t next_conn_id = 1;
-static int epfd = -1, sigfd = -1, tfd = -1;
+static int epfd = -1, sigfd = -1, tfd = -1, listen_fd = -1;
+static bool listen_paused;	/* out of fds: stop accepting for a while */
 static bool stopping;
 static bool timer_armed;
 
@@ -73,6 +74,14 @@ static void conn_close(struct conn *c)
 	if (!stopping)
 		conn_gone(c->peer.conn_id);
 	free(c);
+	if (listen_paused) {
+		/* an fd came free: accept again */
+		struct epoll_event ev = { .events = EPOLLIN,
+					  .data.ptr = TAG_LISTEN };
+
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) == 0)
+			listen_paused = false;
+	}
 }
 
 static void accept_all(int lfd)
@@ -85,8 +94,17 @@ static void accept_all(int lfd)
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* level-triggered: the pending connection would
+				 * wake us for ever; listen again once a
+				 * connection closes */
+				log_warn("accept: %s; not accepting until a "
+					 "connection closes", strerror(errno));
+				epoll_ctl(epfd, EPOLL_CTL_DEL, lfd, NULL);
+				listen_paused = true;
+			} else if (errno != EAGAIN && errno != EINTR) {
 				log_warn("accept: %s", strerror(errno));
+			}
 			return;
 		}
 		c = calloc(1, sizeof(*c));
@@ -396,6 +414,7 @@ int server_run(int lfd)
 		log_err("event loop setup: %s", strerror(errno));
 		return -1;
 	}
+	listen_fd = lfd;
 	ev.data.ptr = TAG_LISTEN;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
 	ev.data.ptr = TAG_SIGNAL;

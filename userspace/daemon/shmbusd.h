@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "proto.h"
+#include "ring.h"
 
 /* ---- log.c ------------------------------------------------------- */
 
@@ -38,19 +39,36 @@ struct peer {
 	gid_t groups[64];
 };
 
+/*
+ * The daemon's own records. Anything the daemon decides by or indexes
+ * with (who owns the bus, which queues exist and where their rings are,
+ * which slots and seats are taken, by whom) lives here and is only written
+ * to the arena for readers: every attached process can write the arena,
+ * so the daemon never reads those back.
+ */
 struct dqueue {
+	bool live;		/* declared, not deleted */
+	bool reclaim_pending;	/* deleted, waiting for a grace period */
+	char name[SHMBUS_NAME_MAX];
+	uint32_t gen;		/* as published in the arena (odd = live) */
+	uint32_t max_len, msg_size, cap;
+	uint64_t ring_first;	/* ring storage, in SHMBUS_RING_UNITs */
+	uint64_t ring_units;
 	int *seat_fds;		/* nr_seats eventfds, daemon's copies */
 	uint32_t nr_seats;
 	uint32_t seat_slot[SHMBUS_MAX_SEATS];	/* slot + 1, 0 = seat free */
-	bool reclaim_pending;	/* deleted, waiting for a grace period */
 	uint64_t gp_target;
 };
 
-/*
- * The daemon's own record of a bus. Anything that decides who may do what
- * (owner, group, mode, which slots are taken) lives here, never only in the
- * arena: every attached process can write the arena.
- */
+struct dslot {
+	uint32_t conn_id;	/* owning connection, 0 = slot free */
+	uint32_t gen;		/* as published in the arena */
+	uint32_t kind;		/* SHMBUS_KIND_* */
+	uint32_t qid, qgen;
+	uint32_t seat;		/* UINT32_MAX for producers */
+	pid_t pid;
+};
+
 struct dbus {
 	struct dbus *next;
 	char name[SHMBUS_NAME_MAX];
@@ -61,10 +79,13 @@ struct dbus {
 	int fd;			/* the arena: sealed memfd or file */
 	int ro_fd;		/* read-only reopen, for RDONLY clients */
 	struct dqueue *queues;	/* max_queues */
-	uint32_t *slot_conn;	/* max_slots: owning connection id, 0 free
-				 * (the truth; the arena's slot states
-				 * are for readers) */
+	struct dslot *slots;	/* max_slots */
+	uint64_t *ringmap;	/* ring storage in use, 1 bit per unit */
 };
+
+/* The queue @dq as a ring over the arena (daemon numbers only). */
+void dqueue_ring(const struct dbus *b, const struct dqueue *dq,
+		 struct ring *r);
 
 struct daemon_cfg {
 	const char *arena_dir;	/* NULL: sealed memfds */
@@ -102,9 +123,11 @@ bool reclaim_tick(void);
 
 /* ---- reclaim.c --------------------------------------------------- */
 
-/* Slot @si died (its consumer was taking @taking - 1, if non-zero): look
- * for chunks it orphaned. True if a sweep is now pending. */
-bool sweep_start(struct dbus *b, uint32_t si, uint32_t taking);
+/* Producer slot @si died: look for chunks it filled but never published.
+ * True if a sweep is now pending. */
+bool sweep_start(struct dbus *b, uint32_t si);
+/* Has the grace period @target of bus @b ended? */
+bool bus_gp_done(struct dbus *b, uint64_t target);
 /* Finish sweeps whose grace period ended; true while some remain. */
 bool sweep_tick(void);
 /* Forget the sweeps of a bus being torn down. */

@@ -405,14 +405,17 @@ void detach(struct attachment *at)
 
 	if (!at->bus)
 		return;
-	/* our cached chunks go back now; the daemon would do it too, but
-	 * it may be dead and we are not */
-	pool_drain_slot(&at->bus->arena, at->slot);
 	if (at->seat_fd >= 0)
-		close(at->seat_fd);
+		close(at->seat_fd);	/* our own fd, also in a forked child */
 	at->seat_fd = -1;
-	if (check_pid(at->bus) == 0)
+	/* A forked child freeing an inherited handle must not touch the
+	 * slot: it is the parent's, still in use. */
+	if (check_pid(at->bus) == 0) {
+		/* our cached chunks go back now; the daemon would do it
+		 * too, but it may be dead and we are not */
+		pool_drain_slot(&at->bus->arena, at->slot);
 		client_call(&at->bus->conn, SBC_DETACH, &req, sizeof(req),
 			    NULL, 0, NULL, NULL);
+	}
 	at->bus = NULL;
 }

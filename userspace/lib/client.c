@@ -34,8 +34,9 @@ extern char **environ;
 
 int shmbus_socket_path(char *buf, size_t len)
 {
-	const char *env = getenv("SHMBUS_SOCKET");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	/* secure_getenv: a set-uid program must not be steered by these */
+	const char *env = secure_getenv("SHMBUS_SOCKET");
+	const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
 	int n;
 
 	if (env && *env)
@@ -62,7 +63,7 @@ static bool executable(const char *p)
  * installed path, then $PATH. */
 static const char *daemon_binary(char *buf, size_t len)
 {
-	const char *env = getenv("SHMBUS_DAEMON");
+	const char *env = secure_getenv("SHMBUS_DAEMON");
 	ssize_t n;
 
 	if (executable(env))
@@ -145,6 +146,26 @@ static int try_connect(const char *path)
 	return fd;
 }
 
+/*
+ * Only a daemon running as root or as ourselves may hand us an arena: a
+ * squatter on a shared directory could otherwise give us a file it can
+ * truncate under us.
+ */
+static int daemon_trusted(int fd, const char *path)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	if (cr.uid != 0 && cr.uid != geteuid()) {
+		pr_warn("%s is served by uid %u (pid %d), neither root nor us; "
+			"refusing it", path, (unsigned)cr.uid, (int)cr.pid);
+		return -EPERM;
+	}
+	return 0;
+}
+
 static int hello(struct client *c)
 {
 	struct sbc_hello req = { .version_min = SBC_VERSION,
@@ -178,12 +199,21 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 	pthread_mutex_init(&c->lock, NULL);
 	for (;;) {
 		fd = try_connect(path);
-		if (fd >= 0)
-			break;
-		if (fd != -ENOENT && fd != -ECONNREFUSED)
+		if (fd >= 0) {
+			c->fd = fd;
+			c->broken = false;
+			err = daemon_trusted(fd, path);
+			if (!err)
+				err = hello(c);
+			if (!err)
+				return 0;
+			client_close(c);
+			/* a daemon on its way out accepted, then closed */
+			if (err != -ECONNRESET || !autostart)
+				return err;
+		} else if ((fd != -ENOENT && fd != -ECONNREFUSED) || !autostart) {
 			return fd;
-		if (!autostart)
-			return fd;
+		}
 		if (now_ns() >= deadline)
 			return -ECONNREFUSED;
 		/* Start one. If it finds another daemon holding the lock,
@@ -196,13 +226,6 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 		}
 		usleep(2000);
 	}
-	c->fd = fd;
-	err = hello(c);
-	if (err) {
-		client_close(c);
-		return err;
-	}
-	return 0;
 }
 
 void client_close(struct client *c)
@@ -307,15 +330,19 @@ int client_call(struct client *c, unsigned type, const void *req,
 	int err;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->fd < 0) {
+	if (c->fd < 0 || c->broken) {
 		pthread_mutex_unlock(&c->lock);
 		return -ENOTCONN;
 	}
 	err = exchange(c, type, req, reqlen, rep, replen, fds, nfds);
-	if (err == -ECONNRESET || err == -EPROTO || err == -ETIMEDOUT) {
-		/* the stream is out of step: never reuse it */
-		close(c->fd);
+	if (err == -ECONNRESET) {
+		close(c->fd);		/* the daemon is gone */
 		c->fd = -1;
+	} else if (err == -EPROTO || err == -ETIMEDOUT) {
+		/* The stream is out of step: never use it again, but keep it
+		 * open. Closing it would tell the daemon we died, and it
+		 * would reclaim the slots our handles are still using. */
+		c->broken = true;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return err;

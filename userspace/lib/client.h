@@ -15,6 +15,7 @@
 
 struct client {
 	int fd;
+	bool broken;		/* out of step: refuse, but keep fd open */
 	uint32_t seq;
 	pthread_mutex_t lock;	/* one exchange at a time */
 };

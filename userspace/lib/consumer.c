@@ -59,7 +59,6 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 	c->seat.bit = 1ULL << (c->at.seat % 64);
 	c->seat.fd = c->at.seat_fd;
 	/* tokens a previous holder of this seat left behind */
-	c->seat.claims = 1;
 	seat_drain(&c->seat);
 	c->seat.claims = c->seat.tokens = 0;
 	return c;
@@ -88,26 +87,25 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 {
 	if (!c)
 		return;
-	disarm(c);
-	if (c->stash_valid)
-		shmbus_consumer__release(c, &c->stash);
+	/* in a forked child the seat and the stash are the parent's */
+	if (check_pid(c->at.bus) == 0) {
+		disarm(c);
+		if (c->stash_valid)
+			shmbus_consumer__release(c, &c->stash);
+	}
 	detach(&c->at);
 	free(c);
 }
 
 /*
- * Called with the ref we are about to claim from the ring. Record it in our
- * slot (a kill between the claim and marking the chunk HELD would otherwise
- * orphan it; the daemon reads this after our death), and start moving the
- * chunk while the claiming cmpxchg takes the ring cell: the header with
- * intent to write (we mark it HELD), the first payload line to read.
+ * Start moving a chunk we are about to claim while the claiming cmpxchg
+ * takes the ring cell: the header with intent to write (we mark it HELD),
+ * the first payload line to read.
  */
 static inline void claim_hook(const void *ctx, uint32_t ref)
 {
-	const struct attachment *at = ctx;
-	struct shmbus_chunk *c = chunk_at(&at->bus->arena, ref);
+	struct shmbus_chunk *c = chunk_at(ctx, ref);
 
-	WRITE_ONCE(at->slot->taking, ref + 1);
 	if (c) {
 		__builtin_prefetch(c, 1, 3);
 		__builtin_prefetch(chunk_payload(c), 0, 3);
@@ -122,21 +120,20 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	uint32_t ref, len, al;
 	int err;
 
-	err = ring_dequeue_pf(&at->ring, &ref, claim_hook, at);
+	err = ring_dequeue_pf(&at->ring, &ref, claim_hook, a);
 	if (err)
 		return err;
 	ch = chunk_at(a, ref);
 	if (unlikely(!ch)) {
-		WRITE_ONCE(at->slot->taking, 0);
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
 	chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
-	WRITE_ONCE(at->slot->taking, 0);
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
 	al = READ_ONCE(ch->attr_len);
-	if (unlikely((uint64_t)ALIGN_UP(len, 8u) + al >
+	/* 64-bit: a 32-bit ALIGN_UP of len ~ 4 GiB would wrap to 0 */
+	if (unlikely(ALIGN_UP((uint64_t)len, 8) + al >
 		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
 		pool_free(a, at->slot, ref);
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
@@ -149,7 +146,11 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	msg->ts_ns = READ_ONCE(ch->ts_pub);
 	msg->corr_id = READ_ONCE(ch->corr_id);
 	msg->__ref = ref;
-	msg->__slot = at->slot_idx;
+	/* our slot, and the low bits of the chunk's generation: a stale
+	 * view (already released, chunk since received again) is told
+	 * apart from the current one on release */
+	msg->__slot = at->slot_idx |
+		      (SHMBUS_OWNER_GEN(READ_ONCE(ch->owner)) << 16);
 	slot_count(at->slot, SHMBUS_CTR_DELIVERED, 1);
 	return 0;
 }
@@ -197,7 +198,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		return err;
 
 	t = now_ns();
-	deadline = timeout_ns < 0 ? INT64_MAX : t + timeout_ns;
+	deadline = deadline_of(timeout_ns);
 	spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX : t + c->spin_ns;
 	for (;;) {
 		err = try_take(c, msg);
@@ -254,14 +255,16 @@ SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
 		return;
 	at = &c->at;
 	ch = chunk_at(&at->bus->arena, msg->__ref);
-	if (!ch || msg->__slot != at->slot_idx)
+	if (!ch || (msg->__slot & 0xffff) != at->slot_idx)
 		return;
-	/* only a chunk we hold: a second release is a no-op */
+	/* only a chunk we hold, in the generation we received: a second
+	 * release is a no-op */
 	{
 		uint64_t o = READ_ONCE(ch->owner);
 
 		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_HELD ||
-		    SHMBUS_OWNER_SLOT(o) != at->slot_idx)
+		    SHMBUS_OWNER_SLOT(o) != at->slot_idx ||
+		    (SHMBUS_OWNER_GEN(o) & 0xffff) != msg->__slot >> 16)
 			return;
 	}
 	pool_free(&at->bus->arena, at->slot, msg->__ref);

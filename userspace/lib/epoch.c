@@ -47,19 +47,17 @@ uint64_t epoch_gp_start(const struct arena *a)
 	return e;
 }
 
-bool epoch_gp_done(const struct arena *a, uint64_t target)
+bool epoch_gp_done(const struct arena *a, uint64_t target,
+		   bool (*attached)(void *ctx, uint32_t slot), void *ctx)
 {
 	for (uint32_t i = 0; i < a->max_slots; i++) {
-		struct shmbus_slot *s = &a->slots[i];
 		uint64_t v;
 
-		if (smp_load_acquire(&s->state) != SHMBUS_SLOT_ACTIVE)
+		if (!attached(ctx, i))
 			continue;
 		/* acquire pairs with the release in epoch_exit() */
-		v = smp_load_acquire(&s->rcu_epoch);
+		v = smp_load_acquire(&a->slots[i].rcu_epoch);
 		if (!(v & 1) || (v >> 1) >= target)
-			continue;
-		if (!pid_alive((int)READ_ONCE(s->pid), READ_ONCE(s->start_time)))
 			continue;
 		return false;
 	}

@@ -48,12 +48,15 @@ static inline void epoch_exit(struct shmbus_slot *s)
 /*
  * Grace periods (daemon side). epoch_gp_start() bumps the epoch and issues
  * the membarrier; it returns the target epoch. epoch_gp_done() returns true
- * once no live slot is still in a section that began before the target
- * epoch; dead owners (pid gone or reused) are ignored. Poll it.
+ * once no attached slot is still in a section that began before the target
+ * epoch. Which slots are attached is the caller's knowledge (@attached;
+ * the daemon's own records): the arena's slot states and pids are only
+ * for readers, and a peer could forge them. Poll it.
  */
 uint64_t epoch_gp_start(const struct arena *a);
 /* Does this kernel have membarrier(MEMBARRIER_CMD_GLOBAL)? (probed once) */
 bool epoch_membarrier_ok(void);
-bool epoch_gp_done(const struct arena *a, uint64_t target);
+bool epoch_gp_done(const struct arena *a, uint64_t target,
+		   bool (*attached)(void *ctx, uint32_t slot), void *ctx);
 
 #endif /* SHMBUS_EPOCH_H */

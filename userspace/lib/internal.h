@@ -56,9 +56,12 @@ static inline int64_t realtime_ns(void)
 /* Deadline for a timeout: < 0 -> INT64_MAX (never), else now + t. */
 static inline int64_t deadline_of(int64_t timeout_ns)
 {
+	int64_t now, d;
+
 	if (timeout_ns < 0)
 		return INT64_MAX;
-	return now_ns() + timeout_ns;
+	now = now_ns();
+	return __builtin_add_overflow(now, timeout_ns, &d) ? INT64_MAX : d;
 }
 
 /*

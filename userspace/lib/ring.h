@@ -19,12 +19,12 @@
  *
  * tail and head are only hints of where the next free/full cell is: the
  * cells are the truth. The process that fills (takes) the cell of p moves
- * the hint to p + 1 with a plain store if it still reads p; whoever finds
- * the cell at the hint already done moves it along (helping), so a dead
- * process never stalls the others. A racing store can set a hint back by
- * a position or two; the next caller helps it forward again. A hint is
- * never ahead of the cells: only a position whose cell was filled (taken)
- * is ever stored.
+ * the hint from p to p + 1 with a cmpxchg; whoever finds the cell at the
+ * hint already done moves it along (helping), so a dead process never
+ * stalls the others. A hint only moves forward (a plain store could be
+ * replayed by a process stopped between its load and its store, setting
+ * the hint back arbitrarily far), and is never ahead of the cells: only a
+ * position whose cell was filled (taken) is ever passed.
  *
  * Cache lines. Position p lives in cell ring_cell_index(p): consecutive
  * positions are spread over different cache lines (8 cells per line, a
@@ -97,14 +97,16 @@ static inline struct shmbus_cell *ring_cell(const struct ring *r, uint64_t pos)
 }
 
 /*
- * Move a hint from @pos to @pos + 1 if it still says @pos. Not atomic on
- * purpose (a locked instruction per message costs more than the rare
- * extra helping step a lost race causes); see above.
+ * Move a hint from @pos to @pos + 1 if it still says @pos. The cmpxchg
+ * follows the cell's on a line that is ours (the store buffer is already
+ * drained), so it costs a few cycles.
  */
 static inline void ring_hint_advance(uint64_t *hint, uint64_t pos)
 {
+	uint64_t p = pos;
+
 	if (READ_ONCE(*hint) == pos)
-		WRITE_ONCE(*hint, pos + 1);
+		atomic_cmpxchg(hint, &p, pos + 1);
 }
 
 /* After finding the cell of @pos already done: help, then go on from the

@@ -118,16 +118,28 @@ static bool wake_seat(struct wake_table *t, uint32_t qid, uint32_t qgen,
 	return ok;
 }
 
+/* Rotate so that sleepers are woken round-robin, not lowest seat first. */
+static inline uint64_t rotr64(uint64_t v, unsigned r)
+{
+	r &= 63;
+	return r ? (v >> r) | (v << (64 - r)) : v;
+}
+
 unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 			 uint32_t qid, uint32_t qgen, unsigned n)
 {
-	unsigned woken = 0;
+	static __thread unsigned rr;	/* per-thread round-robin start */
+	unsigned woken = 0, r = rr++;
 
-	for (unsigned w = 0; w < SHMBUS_SEAT_WORDS && woken < n; w++) {
+	for (unsigned k = 0; k < SHMBUS_SEAT_WORDS && woken < n; k++) {
+		unsigned w = (k + r / 64) % SHMBUS_SEAT_WORDS;
 		uint64_t m = READ_ONCE(q->sleep_mask[w]);
 
 		while (m && woken < n) {
-			uint64_t bit = m & -m;
+			/* the first set bit at or after position r % 64 */
+			uint64_t bit = rotr64(m, r) & -rotr64(m, r);
+
+			bit = rotr64(bit, 64 - (r & 63));
 			/* Take the right to wake this seat: only the one
 			 * who clears the bit writes (pairs with the
 			 * fetch_and in seat_disarm, which then counts our
@@ -226,11 +238,11 @@ void seat_drain(struct seat *s)
 {
 	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
 
-	if (s->claims <= s->tokens)
-		return;
+	/* Any token, accounted for or not: producers' (a claim we saw or
+	 * one still in flight), the daemon's kicks, a previous holder's.
+	 * Left in the fd, it would keep a level-triggered epoll spinning. */
 	if (poll(&pfd, 1, 0) == 1)
 		read_tokens(s);
-	/* a token still in flight shows up as one spurious readiness */
 	if (s->tokens < s->claims)
 		s->tokens = s->claims;
 }

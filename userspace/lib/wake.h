@@ -125,7 +125,8 @@ void seat_disarm(struct seat *s);
  */
 int seat_sleep(struct seat *s, int64_t deadline);
 
-/* Read tokens we are owed without blocking (epoll users: before arming). */
+/* Read whatever tokens the eventfd holds, without blocking (epoll users:
+ * before arming, so the fd is readable only for a new wake-up). */
 void seat_drain(struct seat *s);
 
 #endif /* SHMBUS_WAKE_H */
