@@ -80,9 +80,9 @@ void backoff_wait(unsigned round);
 bool opts_valid(const void *opts, size_t user_sz, size_t known,
 		const char *type);
 #define OPTS_VALID(opts, type)						\
-	(!(opts) || opts_valid((opts), (opts)->sz,			\
-			       offsetofend(struct type, type##__last_field), \
-			       #type))
+	(!(opts) || (opts)->sz == sizeof(struct type) ||		\
+	 opts_valid((opts), (opts)->sz,					\
+		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		connect_timeout_ms
 #define shmbus_queue_opts__last_field		flags

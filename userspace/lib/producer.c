@@ -69,7 +69,8 @@ SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p)
 }
 
 /* A chunk of the smallest class that fits, else of a larger class. */
-static int alloc_chunk(struct attachment *at, size_t size, uint32_t *ref)
+static inline int alloc_chunk(struct attachment *at, size_t size,
+			      uint32_t *ref)
 {
 	const struct arena *a = &at->bus->arena;
 	int pi = pool_for_size(a, size);
@@ -110,7 +111,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->not_before_ns = 0;
 }
 
-static int check_pub_opts(const struct shmbus_pub_opts *opts)
+static inline int check_pub_opts(const struct shmbus_pub_opts *opts)
 {
 	return OPTS_VALID(opts, shmbus_pub_opts) ? 0 : -EINVAL;
 }
@@ -141,20 +142,19 @@ static bool pub_wait_over(struct pub_wait *w)
 }
 
 /*
- * Enqueue @ref, waiting for room as @w allows. Called inside an epoch
- * section; leaves and re-enters it while waiting so that a queue delete is
- * never held up by a producer waiting on a full queue.
+ * Out of line: the ring was full; wait for room as @w allows. Called
+ * inside an epoch section; leaves and re-enters it while waiting so that a
+ * queue delete is never held up by a producer waiting on a full queue.
  */
-static int enqueue_wait(struct attachment *at, uint32_t ref,
-			struct pub_wait *w)
+static __attribute__((noinline)) int
+enqueue_slow(struct attachment *at, uint32_t ref, struct pub_wait *w)
 {
 	const struct arena *a = &at->bus->arena;
 	unsigned round = 0;
-	int err;
+	int err = -ENOBUFS;
 
 	for (;;) {
-		err = ring_enqueue(&at->ring, ref);
-		if (likely(err != -ENOBUFS) || pub_wait_over(w))
+		if (pub_wait_over(w))
 			return err;
 		/* wait with loads only, then try again */
 		do {
@@ -164,22 +164,36 @@ static int enqueue_wait(struct attachment *at, uint32_t ref,
 			if (!attachment_live(at))
 				return -EIDRM;
 		} while (!ring_has_room(&at->ring) && !pub_wait_over(w));
+		err = ring_enqueue(&at->ring, ref);
+		if (err != -ENOBUFS)
+			return err;
 	}
 }
 
+/* Enqueue @ref, waiting for room as @w allows (inside an epoch section). */
+static inline int enqueue_wait(struct attachment *at, uint32_t ref,
+			       struct pub_wait *w)
+{
+	int err = ring_enqueue(&at->ring, ref);
+
+	if (likely(err != -ENOBUFS) || w->timeout == 0)
+		return err;
+	return enqueue_slow(at, ref, w);
+}
+
 /*
- * Take a chunk, waiting while the pools are empty as @w allows. With
- * @in_epoch, leaves the caller's epoch section while it waits.
+ * Out of line: the pools were empty; wait as @w allows. With @in_epoch,
+ * leaves the caller's epoch section while it waits.
  */
-static int alloc_wait(struct attachment *at, size_t size, uint32_t *ref,
-		      struct pub_wait *w, bool in_epoch)
+static __attribute__((noinline)) int
+alloc_slow(struct attachment *at, size_t size, uint32_t *ref,
+	   struct pub_wait *w, bool in_epoch)
 {
 	unsigned round = 0;
-	int err;
+	int err = -ENOMEM;
 
 	for (;;) {
-		err = alloc_chunk(at, size, ref);
-		if (likely(err != -ENOMEM) || pub_wait_over(w))
+		if (pub_wait_over(w))
 			return err;
 		if (in_epoch)
 			epoch_exit(at->slot);
@@ -188,12 +202,27 @@ static int alloc_wait(struct attachment *at, size_t size, uint32_t *ref,
 			epoch_enter(&at->bus->arena, at->slot);
 		if (!attachment_live(at))
 			return -EIDRM;
+		err = alloc_chunk(at, size, ref);
+		if (err != -ENOMEM)
+			return err;
 	}
 }
 
+/* Take a chunk, waiting while the pools are empty as @w allows. */
+static inline int alloc_wait(struct attachment *at, size_t size,
+			     uint32_t *ref, struct pub_wait *w, bool in_epoch)
+{
+	int err = alloc_chunk(at, size, ref);
+
+	if (likely(err != -ENOMEM) || w->timeout == 0)
+		return err;
+	return alloc_slow(at, size, ref, w, in_epoch);
+}
+
 /* One message; inside an epoch section. Returns 0 or -errno. */
-static int publish_one(struct attachment *at, const void *data, size_t len,
-		       uint64_t corr_id, struct pub_wait *w, int64_t ts)
+static inline int publish_one(struct attachment *at, const void *data,
+			      size_t len, uint64_t corr_id,
+			      struct pub_wait *w, int64_t ts)
 {
 	const struct arena *a = &at->bus->arena;
 	struct shmbus_chunk *c;
