@@ -288,6 +288,32 @@ static inline struct shmbus *t_open_bus(const char *name)
 }
 #endif
 
+/*
+ * Where this process mapped bus @name's arena read-write (from
+ * /proc/self/maps: the daemon names its memfds "shmbus:NAME"), or NULL.
+ * For tests that play a hostile peer.
+ */
+static inline void *t_arena_mapping(const char *name)
+{
+	char line[512], want[128];
+	FILE *f = fopen("/proc/self/maps", "r");
+	void *addr = NULL;
+
+	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo;
+
+		if (strstr(line, want) && strstr(line, " rw") &&
+		    sscanf(line, "%lx-", &lo) == 1) {
+			addr = (void *)lo;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return addr;
+}
+
 /* Child-side assertion: print and exit non-zero (cmocka asserts only
  * make sense in the test's own process). */
 #define CHILD_CHECK(cond, ...)						\

@@ -579,28 +579,6 @@ static void test_timestamps_and_ids(void **state)
 
 /* ---- permissions (root only) -------------------------------------- */
 
-/* Where this process mapped bus @name's arena (from /proc/self/maps). */
-static void *arena_mapping(const char *name)
-{
-	char line[512], want[128];
-	FILE *f = fopen("/proc/self/maps", "r");
-	void *addr = NULL;
-
-	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
-	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long lo;
-
-		if (strstr(line, want) && strstr(line, " rw") &&
-		    sscanf(line, "%lx-", &lo) == 1) {
-			addr = (void *)lo;
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-	return addr;
-}
-
 static int as_nobody(const char *bus_name, int what)
 {
 	pid_t kid = fork();
@@ -631,7 +609,7 @@ static int as_nobody(const char *bus_name, int what)
 			_exit(shmbus__queue_declare(b, "theirs", NULL) == -EACCES ? 13 : 96);
 		if (what == 4) {
 			/* hostile: make ourselves owner in the superblock */
-			struct shmbus_sb *sb = arena_mapping(bus_name);
+			struct shmbus_sb *sb = t_arena_mapping(bus_name);
 
 			if (!sb)
 				_exit(95);

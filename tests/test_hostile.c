@@ -13,25 +13,11 @@
 
 #define BUS "hostile"
 
-/* Our own mapping of bus @name's arena (from /proc/self/maps). */
+/* Our own mapping of bus @name's arena. */
 static uint8_t *arena_of(const char *name)
 {
-	char line[512], want[128];
-	FILE *f = fopen("/proc/self/maps", "r");
-	uint8_t *addr = NULL;
+	uint8_t *addr = t_arena_mapping(name);
 
-	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
-	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long lo;
-
-		if (strstr(line, want) && strstr(line, " rw") &&
-		    sscanf(line, "%lx-", &lo) == 1) {
-			addr = (uint8_t *)lo;
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
 	assert_non_null(addr);
 	return addr;
 }
