@@ -60,7 +60,6 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 	c->seat.fd = c->at.seat_fd;
 	/* tokens a previous holder of this seat left behind */
 	seat_drain(&c->seat);
-	c->seat.claims = c->seat.tokens = 0;
 	return c;
 }
 
@@ -333,7 +332,6 @@ SHMBUS_API int shmbus_consumer__arm(struct shmbus_consumer *c)
 		return -EINVAL;
 	if (c->stash_valid)
 		return 1;
-	seat_refresh(&c->seat);
 	seat_drain(&c->seat);
-	return arm(c);
+	return arm(c);	/* seat_arm() notices a bit a producer took */
 }

@@ -103,9 +103,6 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
  * or 0 if the process does not exist or is a zombie. */
 uint64_t pid_start_time(int pid);
 
-/* Is the process (@pid, @start_time) still alive? */
-bool pid_alive(int pid, uint64_t start_time);
-
 /* ---- the arena (arena.c) ----------------------------------------- */
 
 struct pool_view {

@@ -88,11 +88,6 @@ static inline int alloc_chunk(struct attachment *at, size_t size,
 	return -ENOMEM;
 }
 
-static void free_chunk(struct attachment *at, uint32_t ref)
-{
-	pool_free(&at->bus->arena, at->slot, ref);
-}
-
 static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 			      uint32_t len, uint64_t corr_id, int64_t ts)
 {
@@ -244,7 +239,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	chunk_fill(at, c, (uint32_t)len, corr_id, ts);
 	err = enqueue_wait(at, ref, w);
 	if (unlikely(err)) {
-		free_chunk(at, ref);
+		pool_free(&at->bus->arena, at->slot, ref);
 		if (err == -ENOBUFS)
 			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
 		return err;
@@ -437,5 +432,5 @@ SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf)
 		return;
 	c = loaned_chunk(&p->at, buf, &ref);
 	if (c)
-		free_chunk(&p->at, ref);
+		pool_free(&p->at.bus->arena, p->at.slot, ref);
 }

@@ -121,18 +121,14 @@ static inline uint64_t ring_hint_skip(uint64_t *hint, uint64_t pos)
 }
 
 /*
- * Ask for the cell line the next enqueue (dequeue) will use, with intent
- * to write, so its transfer overlaps with the caller's other work instead
- * of stalling the cmpxchg.
+ * Ask for the cell line the next enqueue will use, with intent to write,
+ * so its transfer overlaps with writing the chunk instead of stalling the
+ * cmpxchg. (Not for consumers: prefetching the next cell for writing
+ * steals it from the producer about to fill it.)
  */
 static inline void ring_prefetch_tail(const struct ring *r)
 {
 	__builtin_prefetch(ring_cell(r, READ_ONCE(*r->tail)), 1, 3);
-}
-
-static inline void ring_prefetch_head(const struct ring *r)
-{
-	__builtin_prefetch(ring_cell(r, READ_ONCE(*r->head)), 1, 3);
 }
 
 /*

@@ -127,17 +127,3 @@ uint64_t pid_start_time(int pid)
 	}
 	return 0;
 }
-
-bool pid_alive(int pid, uint64_t start_time)
-{
-	uint64_t st;
-
-	if (pid <= 0)
-		return false;
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return false;
-	st = pid_start_time(pid);
-	if (!st)
-		return false;
-	return start_time == 0 || st == start_time;
-}

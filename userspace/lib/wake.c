@@ -160,10 +160,8 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 
 void seat_refresh(struct seat *s)
 {
-	if (s->armed && !(READ_ONCE(*s->word) & s->bit)) {
+	if (s->armed && !(READ_ONCE(*s->word) & s->bit))
 		s->armed = false;
-		s->claims++;
-	}
 }
 
 int seat_arm(struct seat *s, struct ring *r)
@@ -184,25 +182,22 @@ int seat_arm(struct seat *s, struct ring *r)
 
 void seat_disarm(struct seat *s)
 {
-	uint64_t old;
-
 	if (!s->armed)
 		return;
-	old = atomic_fetch_and(s->word, ~s->bit);
+	/* if a producer cleared it first, its token is ours to drain later
+	 * (pairs with the fetch_and in __wake_sleepers) */
+	atomic_fetch_and(s->word, ~s->bit);
 	s->armed = false;
-	if (!(old & s->bit))
-		s->claims++;	/* a producer took our wake-up first */
 }
 
+/* Drain the eventfd: one read() takes every token. */
 static int read_tokens(struct seat *s)
 {
 	uint64_t v;
 	ssize_t n = read(s->fd, &v, sizeof(v));
 
-	if (n == sizeof(v)) {
-		s->tokens += v;
+	if (n == sizeof(v))
 		return 0;
-	}
 	return n < 0 ? -errno : -EIO;
 }
 
@@ -243,6 +238,4 @@ void seat_drain(struct seat *s)
 	 * Left in the fd, it would keep a level-triggered epoll spinning. */
 	if (poll(&pfd, 1, 0) == 1)
 		read_tokens(s);
-	if (s->tokens < s->claims)
-		s->tokens = s->claims;
 }

@@ -24,11 +24,10 @@
  * message wakes one sleeper, not all (no thundering herd). No bit set
  * means no syscall: producers pay one load of a read-mostly line.
  *
- * Token accounting: a producer that cleared our bit owes us one token.
- * Every wake-up read()s the eventfd (which drains all tokens), and a seat
- * counts the claims it saw against the tokens it read; a stale token
- * (claim seen at disarm, token arriving later) costs one spurious wake-up,
- * never a loop of them.
+ * Tokens: a producer that cleared our bit owes us one. Every wake-up
+ * read()s the eventfd, which drains all tokens, and arm() drains whatever
+ * is there; a late token (claim seen at disarm, token arriving after)
+ * costs one spurious wake-up, never a loop of them.
  */
 #ifndef SHMBUS_WAKE_H
 #define SHMBUS_WAKE_H
@@ -95,13 +94,11 @@ struct seat {
 	uint64_t bit;
 	int fd;				/* our own dup of the seat eventfd */
 	bool armed;			/* our bit may be set */
-	uint64_t claims;		/* producers that cleared our bit */
-	uint64_t tokens;		/* tokens read from the eventfd */
 };
 
 /*
  * If we are still armed from an earlier call but a producer cleared our bit
- * meanwhile, note the claim (its token is in, or on its way to, our fd).
+ * meanwhile (its token is in, or on its way to, our fd), we are not armed.
  */
 void seat_refresh(struct seat *s);
 
@@ -112,7 +109,7 @@ void seat_refresh(struct seat *s);
  */
 int seat_arm(struct seat *s, struct ring *r);
 
-/* Withdraw the announcement; notes a claim if a producer beat us to it. */
+/* Withdraw the announcement (a producer may have beaten us to it). */
 void seat_disarm(struct seat *s);
 
 /*
