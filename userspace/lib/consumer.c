@@ -117,6 +117,7 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	const struct arena *a = &at->bus->arena;
 	struct shmbus_chunk *ch;
 	uint32_t ref, len, al;
+	uint64_t owner;
 	int err;
 
 	err = ring_dequeue_pf(&at->ring, &ref, claim_hook, a);
@@ -127,7 +128,7 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
-	chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
+	owner = chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
 	al = READ_ONCE(ch->attr_len);
@@ -148,8 +149,7 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 	/* our slot, and the low bits of the chunk's generation: a stale
 	 * view (already released, chunk since received again) is told
 	 * apart from the current one on release */
-	msg->__slot = at->slot_idx |
-		      (SHMBUS_OWNER_GEN(READ_ONCE(ch->owner)) << 16);
+	msg->__slot = at->slot_idx | (SHMBUS_OWNER_GEN(owner) << 16);
 	slot_count(at->slot, SHMBUS_CTR_DELIVERED, 1);
 	return 0;
 }

@@ -55,13 +55,15 @@ static inline void chunk_own(struct shmbus_chunk *c, uint32_t owner)
 	WRITE_ONCE(c->owner, ((uint64_t)gen << 32) | owner);
 }
 
-/* Set @c's state and slot, same generation. */
-static inline void chunk_set(struct shmbus_chunk *c, uint32_t state,
-			     uint32_t slot)
+/* Set @c's state and slot, same generation; returns the new word. */
+static inline uint64_t chunk_set(struct shmbus_chunk *c, uint32_t state,
+				 uint32_t slot)
 {
-	uint64_t o = READ_ONCE(c->owner);
+	uint64_t o = SHMBUS_OWNER(SHMBUS_OWNER_GEN(READ_ONCE(c->owner)),
+				  state, slot);
 
-	WRITE_ONCE(c->owner, SHMBUS_OWNER(SHMBUS_OWNER_GEN(o), state, slot));
+	WRITE_ONCE(c->owner, o);
+	return o;
 }
 
 /*
