@@ -139,6 +139,11 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
 /* Queues                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Queue flags. */
+#define SHMBUS_QUEUE_EXPIRE_TO_DLQ	0x1u	/* expired messages go to the
+						 * dead-letter queue (default:
+						 * dropped, counted) */
+
 struct shmbus_queue_opts {
 	size_t sz;
 	uint32_t max_len;	/* capacity, rounded up to a power of two;
@@ -146,7 +151,18 @@ struct shmbus_queue_opts {
 	uint32_t msg_size;	/* largest payload; 0 = 4096 */
 	uint32_t max_consumers;	/* concurrent consumer handles; 0 = 16;
 				 * 1..128 */
-	uint32_t flags;		/* must be 0 */
+	uint32_t flags;		/* SHMBUS_QUEUE_* */
+	/* Delivery semantics (docs/semantics.md). */
+	int64_t lease_ns;	/* visibility timeout of a received message;
+				 * 0 = 30 s; >= 1 ms */
+	int64_t ttl_ns;		/* message time to live; 0 = none */
+	uint32_t max_deliveries;/* then dead-letter; 0 = unlimited */
+	uint32_t backoff_mult_milli; /* redelivery delay multiplier x1000;
+				 * 0 = 2000 (doubling) */
+	int64_t backoff_init_ns;/* delay before the 2nd delivery after a
+				 * nack or an expired lease; 0 = none */
+	int64_t backoff_max_ns;	/* cap; 0 = 10 x backoff_init_ns */
+	const char *dead_letter_queue;	/* existing queue, or NULL */
 };
 
 /*
@@ -189,6 +205,7 @@ enum shmbus_stat {
 	SHMBUS_STAT_WAKEUPS	= 11,	/* eventfd writes by producers */
 	SHMBUS_STAT_SLEEPS	= 12,	/* times a consumer blocked */
 	SHMBUS_STAT_RECLAIMED	= 13,	/* chunks reclaimed from dead handles */
+	SHMBUS_STAT_LEASE_EXPIRED = 14,	/* leases taken back by the daemon */
 	SHMBUS_STAT__MAX	= 16,
 };
 
@@ -201,8 +218,16 @@ struct shmbus_queue_info {
 	uint32_t max_consumers;
 	uint32_t consumers;	/* attached consumer handles */
 	uint32_t producers;	/* attached producer handles */
-	uint32_t __pad;
+	uint32_t max_deliveries;
 	uint64_t depth;		/* messages waiting (approximate) */
+	uint64_t in_flight;	/* delivered, not yet acked or released */
+	int64_t lease_ns;
+	int64_t ttl_ns;
+	int64_t backoff_init_ns;
+	int64_t backoff_max_ns;
+	uint32_t backoff_mult_milli;
+	uint32_t flags;		/* SHMBUS_QUEUE_* */
+	char	 dead_letter_queue[64];	/* "" = none */
 	uint64_t stat[SHMBUS_STAT__MAX];
 };
 
@@ -281,6 +306,10 @@ struct shmbus_pub_opts {
 	int64_t timeout_ns;	/* wait while the queue is full or the pool
 				 * is empty; default 0 (fail at once) */
 	uint64_t corr_id;	/* correlation id carried in the header */
+	int64_t ttl_ns;		/* expire this long after publish; 0 = the
+				 * queue's TTL; < 0 = never */
+	int64_t delay_ns;	/* invisible until this long after publish
+				 * (held by the daemon); 0 = none */
 };
 
 /*
@@ -338,12 +367,23 @@ SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf);
 /* Consumers                                                          */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Auto-ack (at-most-once): a message counts as acked once received; a view
+ * stays readable until released, and a consumer that dies loses what it
+ * received. Default (no flag): every receive takes a lease (at-least-once):
+ * ack, nack, extend or reject it; if the consumer dies, or the lease runs
+ * out, the message is delivered again.
+ */
+#define SHMBUS_CONSUMER_AUTO_ACK	0x1u
+
 struct shmbus_consumer_opts {
 	size_t sz;
 	int64_t spin_ns;	/* busy-poll this long before blocking;
 				 * 0 = default 50 us; < 0 = never spin */
-	uint32_t flags;		/* must be 0 */
-	uint32_t __pad;
+	uint32_t flags;		/* SHMBUS_CONSUMER_* */
+	uint32_t prefetch;	/* max messages received and not yet acked
+				 * or released; 0 = 256 (the maximum) */
+	int64_t lease_ns;	/* override the queue's lease; 0 = queue's */
 };
 
 /*
@@ -367,6 +407,15 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c);
  * A received message, viewed in place in the arena. Valid until
  * shmbus_consumer__release(); read-only.
  */
+/* Why a message was dead-lettered (shmbus_msg.dl_reason). */
+enum shmbus_dl_reason {
+	SHMBUS_DL_NONE = 0,
+	SHMBUS_DL_MAX_DELIVERIES = 1,
+	SHMBUS_DL_EXPIRED = 2,
+	SHMBUS_DL_REJECTED = 3,
+	SHMBUS_DL_OVERFLOW = 4,
+};
+
 struct shmbus_msg {
 	const void *data;
 	uint32_t len;
@@ -375,8 +424,13 @@ struct shmbus_msg {
 	uint64_t ts_ns;		/* publish time, CLOCK_MONOTONIC; 0 unless the
 				 * producer set SHMBUS_PRODUCER_TIMESTAMP */
 	uint64_t corr_id;
-	uint32_t __ref;		/* library-private */
-	uint32_t __slot;	/* library-private */
+	uint32_t delivery_count;/* 1 on the first delivery */
+	uint32_t dl_reason;	/* enum shmbus_dl_reason, in a DLQ */
+	uint32_t dl_src;	/* dead-lettered from queue id dl_src - 1 */
+	uint32_t __ref;		/* library-private from here on */
+	uint64_t __word;
+	uint32_t __lease;
+	uint32_t __pad;
 };
 
 /*
@@ -400,12 +454,58 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
 					    struct shmbus_msg *msg);
 
-/* Return a view's memory to the bus. */
+/*
+ * End a delivery. In auto-ack mode: give the view's memory back. With
+ * leases: the same as shmbus_consumer__ack() (errors ignored). A second
+ * release of the same message is a no-op.
+ */
 SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
 					 struct shmbus_msg *msg);
 
 /*
- * Receive one message by copy into @buf. Returns its length (>= 0), or
+ * Leases (consumers without SHMBUS_CONSUMER_AUTO_ACK). Every call below
+ * ends the view (except extend) and returns 0, or:
+ *   -ESTALE   the lease is gone: it expired and the daemon took the
+ *             message back for redelivery (or the message was already
+ *             acked); nothing was changed
+ *   -EINVAL   not a message this consumer holds under a lease
+ *   -ENOTCONN the daemon is unreachable: the message was requeued at
+ *             once instead (nack with delay, reject)
+ */
+
+/* Done with it: the message is removed from the queue. */
+SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
+				    struct shmbus_msg *msg);
+
+/* Ack @n messages; returns how many were acked (stale ones are skipped). */
+SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
+					  struct shmbus_msg *msgs, unsigned n);
+
+/*
+ * Give it back for redelivery: at once (@delay_ns 0), after @delay_ns
+ * (held by the daemon meanwhile), or after the queue's backoff for its
+ * delivery count (SHMBUS_NACK_BACKOFF). A message that has reached the
+ * queue's max_deliveries goes to the dead-letter queue instead.
+ */
+#define SHMBUS_NACK_BACKOFF	(-1)
+SHMBUS_API int shmbus_consumer__nack(struct shmbus_consumer *c,
+				     struct shmbus_msg *msg, int64_t delay_ns);
+
+/* Renew the lease: it now runs out @lease_ns from now (0 = the
+ * consumer's lease). The view stays valid. */
+SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
+				       struct shmbus_msg *msg,
+				       int64_t lease_ns);
+
+/* Send it straight to the dead-letter queue (reason "rejected"), or drop
+ * it (counted) if the queue has none. */
+SHMBUS_API int shmbus_consumer__reject(struct shmbus_consumer *c,
+				       struct shmbus_msg *msg);
+
+/*
+ * Receive one message by copy into @buf and end its delivery (with a
+ * lease: ack it; so a copying receive is at-most-once: use receive_view
+ * and ack for at-least-once). Returns its length (>= 0), or
  * the errors of receive_view, or -EMSGSIZE when @cap is too small: the
  * message is kept and returned by the next receive call, nothing is lost;
  * shmbus_consumer__pending_len() tells the size needed.

@@ -56,7 +56,7 @@
 #include <stddef.h>
 
 #define SHMBUS_MAGIC		0x31737562626d6873ULL	/* "shmbbus1" LE */
-#define SHMBUS_LAYOUT_VERSION	1u
+#define SHMBUS_LAYOUT_VERSION	2u
 
 #define SHMBUS_CACHELINE	64u
 #define SHMBUS_SB_SIZE		4096u
@@ -73,6 +73,8 @@
 #define SHMBUS_CHUNK_HDR	128u	/* struct shmbus_chunk */
 #define SHMBUS_CHUNK_IDX_BITS	28u
 #define SHMBUS_CHUNK_MAX	(1u << SHMBUS_CHUNK_IDX_BITS)
+#define SHMBUS_LEASE_MAX	256u	/* deliveries in flight per consumer */
+#define SHMBUS_OWNER_DAEMON	0xffffu	/* owner slot of daemon-held chunks */
 
 /* Feature bits. An opener refuses unknown incompat bits (-EOPNOTSUPP). */
 #define SHMBUS_FEAT_INCOMPAT_KNOWN	0ULL
@@ -146,18 +148,57 @@ struct shmbus_sb {
 enum {
 	SHMBUS_CTR_PUBLISHED	= 0,	/* accepted by publish */
 	SHMBUS_CTR_DELIVERED	= 1,	/* handed to a consumer */
-	SHMBUS_CTR_ACKED	= 2,	/* reserved: acks (issue: semantics) */
-	SHMBUS_CTR_NACKED	= 3,
-	SHMBUS_CTR_REDELIVERED	= 4,
-	SHMBUS_CTR_DEADLETTERED	= 5,
-	SHMBUS_CTR_EXPIRED	= 6,
-	SHMBUS_CTR_DROPPED	= 7,
+	SHMBUS_CTR_ACKED	= 2,	/* acked, or released in auto-ack */
+	SHMBUS_CTR_NACKED	= 3,	/* nacked by a consumer */
+	SHMBUS_CTR_REDELIVERED	= 4,	/* handed out again: delivery > 1 */
+	SHMBUS_CTR_DEADLETTERED	= 5,	/* moved to the dead-letter queue */
+	SHMBUS_CTR_EXPIRED	= 6,	/* hit their TTL */
+	SHMBUS_CTR_DROPPED	= 7,	/* discarded: no DLQ, or DLQ full */
 	SHMBUS_CTR_FULL		= 8,	/* publish refused: ring full */
 	SHMBUS_CTR_NOMEM	= 9,	/* loan refused: pool empty */
 	SHMBUS_CTR_CORRUPT	= 10,	/* bad ref or header seen and skipped */
 	SHMBUS_CTR_WAKEUPS	= 11,	/* eventfd writes sent (producer) */
 	SHMBUS_CTR_SLEEPS	= 12,	/* times a consumer blocked */
 	SHMBUS_CTR_RECLAIMED	= 13,	/* chunks reclaimed from dead slots */
+	SHMBUS_CTR_LEASE_EXPIRED = 14,	/* leases the daemon took back */
+};
+
+/*
+ * A delivery in flight: one entry per message a consumer received and has
+ * not yet acked, nacked, rejected or released. The table lives in the
+ * consumer's slot; it is how the daemon finds what a dead or stalled
+ * consumer held.
+ *
+ * word = (seq << 8) | state. Every change of word is a cmpxchg that also
+ * bumps seq, and each side acts only on the change it won:
+ *   take:     EMPTY(s)  -> HELD(s+1) or VIEW(s+1)   O (release store)
+ *   ack etc.: HELD(s+1) -> EMPTY(s+2)               O (cmpxchg)
+ *   extend:   HELD(s+1) -> HELD(s+2)                O (cmpxchg)
+ *   expiry:   HELD(s+1) -> TAKEN(s+2)               D (cmpxchg)
+ *   recycle:  TAKEN(s)  -> EMPTY(s+1)               O (the daemon is done)
+ * So a consumer's ack and the daemon's expiry can never both win: the
+ * loser sees another word (the consumer gets -ESTALE). deadline is O's:
+ * written before the cmpxchg that publishes it; D reads word (acquire),
+ * then deadline. ref is written by O before the ring cmpxchg that takes
+ * the message (the claim hook), so a consumer killed between taking and
+ * recording still names the message here.
+ */
+enum {
+	SHMBUS_LEASE_EMPTY	= 0,
+	SHMBUS_LEASE_HELD	= 1,	/* leased: ack, nack, extend, reject */
+	SHMBUS_LEASE_VIEW	= 2,	/* auto-ack view until release */
+	SHMBUS_LEASE_TAKEN	= 3,	/* the daemon took it back */
+};
+
+#define SHMBUS_LEASE_WORD(seq, st)	(((uint64_t)(seq) << 8) | (st))
+#define SHMBUS_LEASE_SEQ(w)		((w) >> 8)
+#define SHMBUS_LEASE_STATE(w)		((uint32_t)(w) & 0xffu)
+
+struct shmbus_lease {
+	uint64_t word;
+	uint64_t deadline;		/* CLOCK_MONOTONIC ns */
+	uint32_t ref;			/* chunk ref */
+	uint32_t __pad[3];
 };
 
 /* Slot states (struct shmbus_slot.state). */
@@ -218,6 +259,12 @@ struct shmbus_slot {
 		uint32_t ref[SHMBUS_SLOT_CACHE];
 	} cache[SHMBUS_MAX_POOLS] __attribute__((aligned(64)));
 	uint8_t	 __rsvd[2048 - 5 * 64 - SHMBUS_MAX_POOLS * 128];
+	/* --- line 32: delivery table header. O writes. lease_hi: entries
+	 * [0, lease_hi) may be in use (only grows while the slot lives). */
+	uint32_t lease_hi __attribute__((aligned(64)));
+	uint32_t __pad32[15];
+	/* --- lines 33-160: deliveries in flight (see struct shmbus_lease) */
+	struct shmbus_lease lease[SHMBUS_LEASE_MAX];
 };
 
 /* Queue states are encoded in gen: odd = live, even = free or deleting. */
@@ -225,6 +272,8 @@ struct shmbus_slot {
 
 /* Queue flags (struct shmbus_queue.flags). */
 #define SHMBUS_QF_DELETING	0x1u	/* delete in progress (D) */
+#define SHMBUS_QF_EXPIRE_DLQ	0x2u	/* expired messages go to the DLQ
+					 * (else they are dropped) */
 
 /*
  * Queue descriptor, in the directory at qdir_off + qid * queue_size.
@@ -247,19 +296,19 @@ struct shmbus_queue {
 	uint8_t	 __pad0[24];
 	/* --- line 1: name. D writes before gen. */
 	char	 name[SHMBUS_NAME_MAX];
-	/* --- line 2: semantics configuration, reserved for the message
-	 * queue semantics (leases, retries, DLQ, TTL, priorities); zero now.
+	/* --- line 2: semantics. D writes before gen at declare; every
+	 * field is also in the daemon's record, which is what it acts on.
 	 */
-	uint64_t lease_ns;
-	uint64_t ttl_ns;
-	uint64_t backoff_init_ns;
+	uint64_t lease_ns;		/* visibility timeout, > 0 */
+	uint64_t ttl_ns;		/* 0 = messages never expire */
+	uint64_t backoff_init_ns;	/* 0 = redeliver at once */
 	uint64_t backoff_max_ns;
-	uint32_t backoff_mult_milli;
-	uint32_t max_deliveries;
+	uint32_t backoff_mult_milli;	/* 1000 = constant delay */
+	uint32_t max_deliveries;	/* 0 = unlimited */
 	uint32_t dlq_qid;		/* qid + 1, 0 = none */
-	uint32_t overflow;
-	uint32_t nr_prio;
-	uint32_t __pad2;
+	uint32_t overflow;		/* reserved */
+	uint32_t nr_prio;		/* reserved */
+	uint32_t dlq_gen;		/* gen of dlq_qid at declare */
 	/* --- line 3: producer side. P: tail is a hint, advanced by
 	 * cmpxchg by the producer that filled the cell or by any producer
 	 * that finds it filled (see ring.h). */
@@ -336,15 +385,24 @@ struct shmbus_chunk {
 	/* --- line 1 ---------------------------------------------------- */
 	uint32_t qid;			/* reserved: queue published to */
 	uint32_t refcnt;		/* reserved: topics */
-	uint64_t lease_deadline;	/* reserved: leases */
-	uint32_t lease_seq;
-	uint32_t lease_owner;
-	uint64_t dedup_key;
-	uint32_t checksum;
+	uint32_t dl_reason;		/* SHMBUS_DLR_*: why it was dead-lettered */
+	uint32_t dl_src_qid;		/* dead-lettered from this qid + 1 */
+	uint64_t __rsvd1a;
+	uint64_t dedup_key;		/* reserved */
+	uint32_t checksum;		/* reserved */
 	uint32_t __pad1;
 	uint8_t	 __rsvd1[24];
 	/* the payload at offset SHMBUS_CHUNK_HDR (len bytes), then the
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
+};
+
+/* Dead-letter reasons (struct shmbus_chunk.dl_reason). */
+enum {
+	SHMBUS_DLR_NONE		= 0,
+	SHMBUS_DLR_MAX_DELIVERIES = 1,
+	SHMBUS_DLR_EXPIRED	= 2,
+	SHMBUS_DLR_REJECTED	= 3,
+	SHMBUS_DLR_OVERFLOW	= 4,	/* dropped as the oldest of a full queue */
 };
 
 /*
@@ -361,7 +419,11 @@ enum {
 	SHMBUS_CHUNK_LOANED	= 1,	/* a producer is writing it */
 	SHMBUS_CHUNK_QUEUED	= 2,	/* in a ring, or being published or
 					 * taken (in an epoch section) */
-	SHMBUS_CHUNK_HELD	= 3,	/* a consumer holds a view of it */
+	SHMBUS_CHUNK_HELD	= 3,	/* delivered: in a consumer's lease
+					 * table (struct shmbus_lease) */
+	SHMBUS_CHUNK_TIMED	= 4,	/* the daemon holds it: delayed,
+					 * backing off or being moved;
+					 * slot SHMBUS_OWNER_DAEMON */
 };
 
 #define SHMBUS_OWNER(gen, state, slot) \
@@ -405,7 +467,10 @@ SHMBUS__ASSERT(offsetof(struct shmbus_sb, name) == 64, "sb name");
 SHMBUS__ASSERT(offsetof(struct shmbus_sb, qdir_off) == 128, "sb geometry");
 SHMBUS__ASSERT(offsetof(struct shmbus_sb, id_next) == 256, "sb id line");
 SHMBUS__ASSERT(offsetof(struct shmbus_sb, gp_epoch) == 320, "sb rcu line");
-SHMBUS__ASSERT(sizeof(struct shmbus_slot) == 2048, "slot size");
+SHMBUS__ASSERT(sizeof(struct shmbus_slot) == 2048 + 64 + 32 * SHMBUS_LEASE_MAX,
+	       "slot size");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, lease_hi) == 2048, "slot leases");
+SHMBUS__ASSERT(sizeof(struct shmbus_lease) == 32, "lease");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, rcu_epoch) == 64, "slot rcu");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, id_next) == 128, "slot ids");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, ctr) == 192, "slot ctrs");

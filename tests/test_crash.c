@@ -4,12 +4,14 @@
  *  - a producer killed holding loans (after loan, mid-write, before
  *    commit): nothing of it is ever delivered, the daemon reclaims its
  *    chunks, the pool is whole again;
- *  - a consumer killed holding views: its chunks come back;
+ *  - a consumer killed holding leased messages: all come back to the
+ *    queue at once and are delivered again; holding auto-ack views: the
+ *    chunks come back to the pool;
  *  - a kill storm on producers in the middle of publishing, while another
  *    producer and a consumer run: every delivered message is intact and in
  *    order, the surviving producer never blocks, nothing wedges the ring;
- *  - a kill storm on consumers: the ring never wedges; what the dead took
- *    is lost (at-most-once until leases exist), nothing is corrupt.
+ *  - a kill storm on consumers: the ring never wedges; nothing is
+ *    corrupt, and every message is accounted for.
  */
 #include "shmbus.h"
 #include "helpers.h"
@@ -124,52 +126,104 @@ static void test_producer_dies_holding_loans(void **state)
 	shmbus__close(bus);
 }
 
-/* Receive five views, keep them, die. */
-static void test_consumer_dies_holding_views(void **state)
+/*
+ * Receive five messages, keep them, die. Under leases all five go back to
+ * the queue at once (not after the lease), delivered again with delivery
+ * count 2; in auto-ack mode the five were delivered and are freed.
+ */
+static void consumer_dies_holding(bool auto_ack)
 {
+	const char *qn = auto_ack ? "views" : "leases";
 	struct shmbus *bus = open_bus();
 	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
 	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
 	int ready[2];
 	pid_t kid;
 	char x;
 
-	(void)state;
-	declare(bus, "views", 64);
-	p = shmbus_producer__new(bus, "views", NULL);
+	declare(bus, qn, 64);
+	p = shmbus_producer__new(bus, qn, NULL);
 	assert_non_null(p);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(shmbus_producer__publish(p, "msg", 3, NULL), 0);
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i), NULL), 0);
 	assert_int_equal(pipe(ready), 0);
 	if (!(kid = fork())) {
 		struct shmbus *b = open_bus();
-		struct shmbus_consumer *c = shmbus_consumer__new(b, "views", NULL);
-		struct shmbus_msg m[5];
+		SHMBUS_OPTS(shmbus_consumer_opts, co,
+			    .flags = auto_ack ? SHMBUS_CONSUMER_AUTO_ACK : 0);
+		struct shmbus_consumer *k = shmbus_consumer__new(b, qn, &co);
+		struct shmbus_msg v[5];
 
-		CHILD_CHECK(c, "consumer");
+		CHILD_CHECK(k, "consumer");
 		for (int i = 0; i < 5; i++)
-			CHILD_CHECK(!shmbus_consumer__try_receive(c, &m[i]), "recv");
+			CHILD_CHECK(!shmbus_consumer__try_receive(k, &v[i]), "recv");
 		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
 		pause();
 		_exit(0);
 	}
 	assert_int_equal(read(ready[0], &x, 1), 1);
 	assert_int_equal(chunks_out(bus), 8);	/* 3 queued + 5 held */
+	assert_int_equal(shmbus__queue_info(bus, qn, &qi), 0);
+	assert_int_equal(qi.in_flight, 5);
 	kill(kid, SIGKILL);
 	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
-	assert_int_equal(chunks_out_settled(bus, 3), 3);
-	/* the counters are folded in right after the chunks come back */
-	for (int i = 0; i < 500; i++) {
-		assert_int_equal(shmbus__queue_info(bus, "views", &qi), 0);
-		if (qi.stat[SHMBUS_STAT_RECLAIMED] == 5)
-			break;
-		usleep(2000);
+	if (auto_ack) {
+		assert_int_equal(chunks_out_settled(bus, 3), 3);
+		assert_int_equal(shmbus__queue_info(bus, qn, &qi), 0);
+		assert_int_equal(qi.depth, 3);
+		assert_int_equal(qi.in_flight, 0);
+		c = shmbus_consumer__new(bus, qn, NULL);
+		assert_non_null(c);
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+			assert_int_equal(*(const int *)m.data, i + 5);
+			assert_int_equal(m.delivery_count, 1);
+			assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+		}
+		shmbus_consumer__free(c);
+		shmbus_producer__free(p);
+		assert_int_equal(chunks_out_settled(bus, 0), 0);
+		shmbus__close(bus);
+		return;
 	}
-	assert_int_equal(qi.depth, 3);
-	assert_int_equal(qi.stat[SHMBUS_STAT_RECLAIMED], 5);
+	/* the 5 come back at once, behind the 3 never taken */
+	c = shmbus_consumer__new(bus, qn, NULL);
+	assert_non_null(c);
+	for (int i = 0; i < 8; i++) {
+		int want = i < 3 ? i + 5 : i - 3;
+
+		assert_int_equal(shmbus_consumer__receive_view(c, &m,
+							       2000000000LL), 0);
+		assert_int_equal(*(const int *)m.data, want);
+		assert_int_equal(m.delivery_count, i < 3 ? 1 : 2);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(shmbus__queue_info(bus, qn, &qi), 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_REDELIVERED], 5);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 8);
+	assert_int_equal(qi.stat[SHMBUS_STAT_LEASE_EXPIRED], 0);
+	shmbus_consumer__free(c);
 	shmbus_producer__free(p);
+	assert_int_equal(chunks_out_settled(bus, 0), 0);
 	shmbus__close(bus);
 }
+
+static void test_consumer_dies_holding_views(void **state)
+{
+	(void)state;
+	consumer_dies_holding(true);
+}
+
+static void test_consumer_dies_holding_leases(void **state)
+{
+	(void)state;
+	consumer_dies_holding(false);
+}
+
+#define CSTORM_MAX	(1u << 22)
 
 struct storm {
 	uint64_t received;
@@ -338,7 +392,7 @@ static void test_producer_kill_storm(void **state)
 	shmbus__close(bus);
 }
 
-static void victim_consumer(void)
+static void victim_consumer(uint8_t *seen)
 {
 	struct shmbus *b = open_bus();
 	struct shmbus_consumer *c = shmbus_consumer__new(b, "cstorm", NULL);
@@ -348,15 +402,25 @@ static void victim_consumer(void)
 		struct shmbus_msg m;
 
 		if (shmbus_consumer__receive_view(c, &m, -1) == 0) {
+			const struct smsg *sm = m.data;
+
 			CHILD_CHECK(smsg_ok(m.data, m.len), "corrupt message");
-			shmbus_consumer__release(c, &m);
+			if (sm->gen == 1 && sm->seq < CSTORM_MAX)
+				seen[sm->seq] = 1;
+			shmbus_consumer__ack(c, &m);
 		}
 	}
 }
 
+/*
+ * Consumers killed at random points of receiving: with leases, what each
+ * held comes back, so every message published is received at least once.
+ */
 static void test_consumer_kill_storm(void **state)
 {
 	const int kills = (int)t_scaled(60);
+	uint8_t *seen = t_shared(CSTORM_MAX);
+	uint32_t missing = 0;
 	struct shmbus *bus = open_bus();
 	struct shmbus_producer *p;
 	struct shmbus_consumer *c;
@@ -372,11 +436,13 @@ static void test_consumer_kill_storm(void **state)
 		int64_t end;
 
 		if (!v)
-			victim_consumer();
+			victim_consumer(seen);
 		end = t_now_ns() + 500000 + rand_r(&seed) % 3000000;
 		while (t_now_ns() < end) {
 			struct smsg m;
 
+			if (seq == CSTORM_MAX)
+				break;
 			smsg_fill(&m, 1, seq++);
 			if (shmbus_producer__publish(p, &m, sizeof(m), NULL) == -ENOBUFS)
 				seq--;
@@ -395,8 +461,14 @@ static void test_consumer_kill_storm(void **state)
 			break;
 		assert_int_equal(err, 0);
 		assert_true(smsg_ok(m.data, m.len));
+		if (((const struct smsg *)m.data)->gen == 1)
+			seen[((const struct smsg *)m.data)->seq] = 1;
 		shmbus_consumer__release(c, &m);
 	}
+	for (uint32_t i = 0; i < seq; i++)
+		missing += !seen[i];
+	print_message("%u of %u messages never received\n", missing, seq);
+	assert_int_equal(missing, 0);
 	for (int i = 0; i < 128; i++) {
 		struct smsg m;
 
@@ -426,6 +498,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_producer_dies_holding_loans),
 		cmocka_unit_test(test_consumer_dies_holding_views),
+		cmocka_unit_test(test_consumer_dies_holding_leases),
 		cmocka_unit_test(test_producer_kill_storm),
 		cmocka_unit_test(test_consumer_kill_storm),
 	};

@@ -32,7 +32,7 @@
 #define DEF_MAX_CONSUMERS	16u
 
 struct daemon_cfg dcfg;
-static struct dbus *buses;
+struct dbus *buses;		/* deliver.c walks them too */
 
 unsigned bus_perms(const struct dbus *b, const struct peer *p)
 {
@@ -316,10 +316,89 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		q->nr_seats = dq->nr_seats;
 		q->created_ns = (uint64_t)realtime_ns();
 		memcpy(q->name, dq->name, sizeof(q->name));
+		q->flags = dq->expire_dlq ? SHMBUS_QF_EXPIRE_DLQ : 0;
+		q->lease_ns = dq->lease_ns;
+		q->ttl_ns = dq->ttl_ns;
+		q->backoff_init_ns = dq->backoff_init_ns;
+		q->backoff_max_ns = dq->backoff_max_ns;
+		q->backoff_mult_milli = dq->backoff_mult_milli;
+		q->max_deliveries = dq->max_deliveries;
+		q->dlq_qid = dq->dlq_qid == UINT32_MAX ? 0 : dq->dlq_qid + 1;
+		q->dlq_gen = dq->dlq_gen;
 	}
 	/* release: everything above is visible to whoever sees the new gen
 	 * (pairs with the acquire in arena_find_queue and attach) */
 	smp_store_release(&q->gen, dq->gen);
+}
+
+#define DEF_LEASE_NS		(30 * NSEC_PER_SEC)
+#define MAX_DURATION_NS		(365LL * 24 * 3600 * NSEC_PER_SEC)
+
+/* The delivery settings of a declare, checked, defaults filled in. */
+static int queue_semantics(const struct dbus *b,
+			   const struct sbc_queue_declare *req,
+			   struct dqueue *cfg)
+{
+	cfg->lease_ns = req->lease_ns ? req->lease_ns : DEF_LEASE_NS;
+	cfg->ttl_ns = req->ttl_ns;
+	cfg->backoff_init_ns = req->backoff_init_ns;
+	cfg->backoff_mult_milli = req->backoff_mult_milli
+				  ? req->backoff_mult_milli : 2000;
+	cfg->backoff_max_ns = req->backoff_max_ns ? req->backoff_max_ns
+						  : 10 * req->backoff_init_ns;
+	cfg->max_deliveries = req->max_deliveries;
+	cfg->expire_dlq = req->flags & SBC_QUEUE_EXPIRE_DLQ;
+	if (cfg->lease_ns < NSEC_PER_MSEC || cfg->lease_ns > MAX_DURATION_NS ||
+	    cfg->ttl_ns > MAX_DURATION_NS ||
+	    cfg->backoff_init_ns > MAX_DURATION_NS ||
+	    cfg->backoff_max_ns > MAX_DURATION_NS ||
+	    cfg->backoff_max_ns < cfg->backoff_init_ns ||
+	    cfg->backoff_mult_milli < 1000 || cfg->backoff_mult_milli > 100000) {
+		log_info("queue '%s': delivery settings out of range",
+			 req->name);
+		return -EINVAL;
+	}
+	if (!proto_all_zero(req->dlq, sizeof(req->dlq))) {
+		int d;
+
+		if (proto_name_valid(req->dlq))
+			return -EINVAL;
+		if (strcmp(req->dlq, req->name) == 0) {
+			log_info("queue '%s': cannot be its own dead-letter "
+				 "queue", req->name);
+			return -EINVAL;
+		}
+		d = dqueue_find(b, req->dlq);
+		if (d < 0) {
+			log_info("queue '%s': dead-letter queue '%s' does not "
+				 "exist (declare it first)", req->name, req->dlq);
+			return -ENOENT;
+		}
+		cfg->dlq_qid = (uint32_t)d;
+		cfg->dlq_gen = b->queues[d].gen;
+	} else if (cfg->expire_dlq) {
+		log_info("queue '%s': expire-to-DLQ without a dead-letter "
+			 "queue", req->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool semantics_equal(const struct dqueue *a, const struct dqueue *b)
+{
+	return a->lease_ns == b->lease_ns && a->ttl_ns == b->ttl_ns &&
+	       a->backoff_init_ns == b->backoff_init_ns &&
+	       a->backoff_max_ns == b->backoff_max_ns &&
+	       a->backoff_mult_milli == b->backoff_mult_milli &&
+	       a->max_deliveries == b->max_deliveries &&
+	       a->dlq_qid == b->dlq_qid && a->dlq_gen == b->dlq_gen &&
+	       a->expire_dlq == b->expire_dlq;
+}
+
+bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen)
+{
+	return qid < b->arena.max_queues && b->queues[qid].live &&
+	       b->queues[qid].gen == qgen;
 }
 
 int queue_declare(struct dbus *b, const struct peer *p,
@@ -337,11 +416,17 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	int64_t first;
 	int id, *fds;
 
+	struct dqueue cfg = { .dlq_qid = UINT32_MAX };
+
 	if (!is_owner(b, p))
 		return -EACCES;
 	if (max_len < 1 || max_len > SHMBUS_RING_MAX_CAP ||
-	    seats < 1 || seats > SHMBUS_MAX_SEATS || req->flags)
+	    seats < 1 || seats > SHMBUS_MAX_SEATS ||
+	    (req->flags & ~SBC_QUEUE__ALL))
 		return -EINVAL;
+	id = queue_semantics(b, req, &cfg);
+	if (id)
+		return id;
 	if (msg_size > a->pool[a->nr_pools - 1].payload_max) {
 		log_info("queue '%s': msg_size %u exceeds the largest pool "
 			 "payload %u", req->name, msg_size,
@@ -358,6 +443,12 @@ int queue_declare(struct dbus *b, const struct peer *p,
 				 "max_consumers %u; declare asked for %u/%u/%u",
 				 req->name, dq->max_len, dq->msg_size,
 				 dq->nr_seats, max_len, msg_size, seats);
+			return -EEXIST;
+		}
+		if (!semantics_equal(dq, &cfg)) {
+			log_info("queue '%s' exists with other delivery "
+				 "settings (lease, ttl, backoff, max "
+				 "deliveries, dead-letter queue)", req->name);
 			return -EEXIST;
 		}
 		rep->qid = id;
@@ -413,6 +504,15 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	dq->seat_fds = fds;
 	dq->nr_seats = seats;
 	memset(dq->seat_slot, 0, sizeof(dq->seat_slot));
+	dq->lease_ns = cfg.lease_ns;
+	dq->ttl_ns = cfg.ttl_ns;
+	dq->backoff_init_ns = cfg.backoff_init_ns;
+	dq->backoff_max_ns = cfg.backoff_max_ns;
+	dq->backoff_mult_milli = cfg.backoff_mult_milli;
+	dq->max_deliveries = cfg.max_deliveries;
+	dq->dlq_qid = cfg.dlq_qid;
+	dq->dlq_gen = cfg.dlq_gen;
+	dq->expire_dlq = cfg.expire_dlq;
 	dqueue_ring(b, dq, &r);
 	ring_init_cells(&r);		/* every cell empty, lap 0 */
 	a->queues[qid].head = a->queues[qid].tail = 0;
@@ -448,6 +548,7 @@ int queue_delete(struct dbus *b, const struct peer *p,
 	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
 	/* sleeping consumers wake and find the queue gone (-EIDRM) */
 	seats_kick(dq, true);
+	timers_drop(b, (uint32_t)id);
 	dq->reclaim_pending = true;
 	dq->gp_target = epoch_gp_start(a);
 	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
@@ -583,6 +684,15 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	memset(s->ctr, 0, sizeof(s->ctr));
 	for (unsigned i = 0; i < SHMBUS_MAX_POOLS; i++)
 		s->cache[i].count = 0;
+	/* an empty delivery table; seq keeps counting across owners */
+	s->lease_hi = 0;
+	for (unsigned e = 0; e < SHMBUS_LEASE_MAX; e++) {
+		s->lease[e].word = SHMBUS_LEASE_WORD(
+			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
+			SHMBUS_LEASE_EMPTY);
+		s->lease[e].ref = 0;
+		s->lease[e].deadline = 0;
+	}
 	/* pairs with the acquire loads of state in attach(), stat and
 	 * epoch_gp_done() */
 	smp_store_release(&s->state, SHMBUS_SLOT_ACTIVE);
@@ -627,8 +737,16 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 	 * momentary undercount, never a double count) */
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
+	if (ds->kind == SHMBUS_KIND_CONSUMER) {
+		uint32_t cand[SHMBUS_LEASE_MAX];
+		unsigned n = leases_release(b, si, cand);
+
+		if ((died || n) && sweep_start(b, si, cand, n))
+			server_want_tick();
+	}
 	reclaimed = pool_reclaim_owned(a, si);
-	if (died && ds->kind == SHMBUS_KIND_PRODUCER && sweep_start(b, si))
+	if (died && ds->kind == SHMBUS_KIND_PRODUCER &&
+	    sweep_start(b, si, NULL, 0))
 		server_want_tick();
 	if (live) {
 		for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
@@ -697,6 +815,7 @@ void buses_free(void)
 
 		buses = b->next;
 		sweeps_drop(b);
+		timers_drop(b, UINT32_MAX);
 		for (uint32_t i = 0; i < b->arena.max_queues; i++)
 			if (b->queues[i].seat_fds)
 				seats_close(&b->queues[i]);

@@ -18,8 +18,17 @@
  * (no ABA). Only the dead producer could put a candidate into a ring, so
  * none can appear in one later.
  *
- * Not covered: a consumer killed between its ring cmpxchg and marking the
- * chunk HELD (a few instructions), and a kill within two or three
+ * A consumer's death opens the same window twice. A consumer killed while
+ * putting a nacked message back (QUEUED with its slot, in no ring) and one
+ * killed between its ring cmpxchg and marking the chunk HELD (QUEUED with
+ * the producer's slot, in no ring; its delivery table names it, since the
+ * ref is noted there before the ring cmpxchg) leave a message nobody will
+ * deliver. Those candidates are requeued, not freed, after the grace
+ * period, and only if they are still in no ring then (a producer may have
+ * been publishing a chunk a stale table entry names) and the daemon wins a
+ * cmpxchg on the owner word against a consumer that may be marking it.
+ *
+ * Not covered: a kill within two or three
  * instructions of a magazine moving between a slot cache and a pool's
  * shared list (up to 16 free chunks). Such chunks are owned by nobody; they
  * come back when the bus goes idle (no handle attached): then every chunk
@@ -38,7 +47,8 @@ struct sweep {
 	struct sweep *next;
 	struct dbus *bus;
 	uint64_t gp;		/* grace period target */
-	uint32_t qid, qgen;	/* the dead slot's queue, for counting */
+	uint32_t qid, qgen;	/* the dead slot's queue */
+	bool requeue;		/* a consumer's: requeue, do not free */
 	uint32_t n;
 	struct cand {
 		uint32_t ref;
@@ -50,7 +60,7 @@ static struct sweep *sweeps;
 
 /*
  * One bit per chunk of the bus, set for refs sitting in a full ring cell
- * of a live or not yet reclaimed queue. Ring geometry comes from the
+ * of a live or not yet reclaimed queue, and for chunks the daemon holds. Ring geometry comes from the
  * daemon's records; only the cells are read from the arena, and every ref
  * is range-checked.
  */
@@ -88,6 +98,7 @@ static uint8_t *refs_in_rings(const struct dbus *b, uint64_t *pool_base)
 				1u << ((pool_base[pi] + ci) % 8);
 		}
 	}
+	timers_mark(b, bits, pool_base);
 	return bits;
 }
 
@@ -147,7 +158,22 @@ bool pools_rebuild(struct dbus *b)
 	return true;
 }
 
-bool sweep_start(struct dbus *b, uint32_t si)
+static bool sweep_add(struct sweep *sw, uint32_t ref, uint64_t o)
+{
+	for (uint32_t k = 0; k < sw->n; k++)
+		if (sw->c[k].ref == ref)
+			return true;
+	if (sw->n == 16 + SHMBUS_LEASE_MAX)
+		return false;	/* garbage owners: the idle relink will
+				 * sort them out */
+	sw->c[sw->n].ref = ref;
+	sw->c[sw->n].owner = o;
+	sw->n++;
+	return true;
+}
+
+bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
+		 unsigned ncand)
 {
 	const struct arena *a = &b->arena;
 	const struct dslot *ds = &b->slots[si];
@@ -160,7 +186,11 @@ bool sweep_start(struct dbus *b, uint32_t si)
 	inring = refs_in_rings(b, pool_base);
 	if (!inring)
 		return false;
-	sw = NULL;
+	/* a slot fills or requeues one chunk at a time: a handful of
+	 * candidates, plus the consumer's table entries */
+	sw = calloc(1, sizeof(*sw) + (16 + SHMBUS_LEASE_MAX) * sizeof(sw->c[0]));
+	if (!sw)
+		goto out;
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
 		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
 			uint64_t o = READ_ONCE(pool_chunk(a, pi, i)->owner);
@@ -169,20 +199,21 @@ bool sweep_start(struct dbus *b, uint32_t si)
 			    SHMBUS_OWNER_SLOT(o) != si ||
 			    bit_set(inring, pool_base[pi] + i))
 				continue;
-			if (!sw) {
-				/* a slot fills one chunk at a time: a handful
-				 * of candidates at most; room for all anyway */
-				sw = calloc(1, sizeof(*sw) + 16 * sizeof(sw->c[0]));
-				if (!sw)
-					goto out;
-			}
-			if (sw->n == 16)
-				goto out;	/* garbage owners: the idle
-						 * relink will sort them out */
-			sw->c[sw->n].ref = SHMBUS_REF(pi, i);
-			sw->c[sw->n].owner = o;
-			sw->n++;
+			if (!sweep_add(sw, SHMBUS_REF(pi, i), o))
+				goto out;
 		}
+	}
+	for (unsigned k = 0; k < ncand; k++) {
+		uint32_t ref = cand[k], pi = SHMBUS_REF_POOL(ref);
+		struct shmbus_chunk *c = chunk_at(a, ref);
+		uint64_t o;
+
+		if (!c || bit_set(inring, pool_base[pi] + SHMBUS_REF_IDX(ref)))
+			continue;
+		o = READ_ONCE(c->owner);
+		if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
+		    !sweep_add(sw, ref, o))
+			break;
 	}
 out:
 	free(inring);
@@ -195,6 +226,7 @@ out:
 	sw->bus = b;
 	sw->qid = ds->qid;
 	sw->qgen = ds->qgen;
+	sw->requeue = ds->kind == SHMBUS_KIND_CONSUMER;
 	sw->gp = epoch_gp_start(a);
 	sw->next = sweeps;
 	sweeps = sw;
@@ -208,20 +240,44 @@ static void sweep_finish(struct sweep *sw)
 	struct dbus *b = sw->bus;
 	const struct arena *a = &b->arena;
 	const struct dqueue *dq = &b->queues[sw->qid];
+	uint64_t pool_base[SHMBUS_MAX_POOLS];
+	uint8_t *inring = NULL;
 	unsigned freed = 0;
 
+	if (sw->requeue) {
+		/* producers that were publishing a candidate have put it
+		 * into a ring by now: look again */
+		inring = refs_in_rings(b, pool_base);
+		if (!inring)
+			return;		/* no memory: leave them */
+	}
 	for (uint32_t k = 0; k < sw->n; k++) {
-		struct shmbus_chunk *c = chunk_at(a, sw->c[k].ref);
+		uint32_t ref = sw->c[k].ref;
+		struct shmbus_chunk *c = chunk_at(a, ref);
 		uint64_t o = sw->c[k].owner;
-		uint32_t idx = SHMBUS_REF_IDX(sw->c[k].ref);
+		uint32_t idx = SHMBUS_REF_IDX(ref);
 
-		if (!c || !atomic_cmpxchg(&c->owner, &o,
-					  SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-						       SHMBUS_CHUNK_FREE, 0)))
+		if (!c)
+			continue;
+		if (sw->requeue) {
+			if (bit_set(inring, pool_base[SHMBUS_REF_POOL(ref)] + idx) ||
+			    !atomic_cmpxchg(&c->owner, &o,
+					    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+							 SHMBUS_CHUNK_TIMED,
+							 SHMBUS_OWNER_DAEMON)))
+				continue;
+			redeliver(b, sw->qid, sw->qgen, ref, false);
+			freed++;
+			continue;
+		}
+		if (!atomic_cmpxchg(&c->owner, &o,
+				    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+						 SHMBUS_CHUNK_FREE, 0)))
 			continue;	/* someone owns it: not an orphan */
-		pool_push_global(a, SHMBUS_REF_POOL(sw->c[k].ref), &idx, 1);
+		pool_push_global(a, SHMBUS_REF_POOL(ref), &idx, 1);
 		freed++;
 	}
+	free(inring);
 	if (freed && dq->live && dq->gen == sw->qgen) {
 		struct shmbus_queue *q = &a->queues[sw->qid];
 
@@ -229,8 +285,8 @@ static void sweep_finish(struct sweep *sw)
 			   q->folded[SHMBUS_CTR_RECLAIMED] + freed);
 	}
 	if (freed)
-		log_info("bus '%s': %u orphaned chunks reclaimed", b->name,
-			 freed);
+		log_info("bus '%s': %u orphaned chunks %s", b->name, freed,
+			 sw->requeue ? "requeued" : "reclaimed");
 }
 
 bool sweep_tick(void)

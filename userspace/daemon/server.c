@@ -34,25 +34,38 @@ static uint32_t next_conn_id = 1;
 static int epfd = -1, sigfd = -1, tfd = -1, listen_fd = -1;
 static bool listen_paused;	/* out of fds: stop accepting for a while */
 static bool stopping;
-static bool timer_armed;
+static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 
 /* epoll data: listener, signals, timer, or a connection pointer */
 #define TAG_LISTEN	((void *)1)
 #define TAG_SIGNAL	((void *)2)
 #define TAG_TIMER	((void *)3)
 
-static void timer_arm(bool on)
+/* Arm the one-shot timer for CLOCK_MONOTONIC time @when (INT64_MAX: off). */
+static void timer_at(int64_t when)
 {
 	struct itimerspec its = { 0 };
 
-	if (on == timer_armed)
+	if (when == timer_when)
 		return;
-	if (on) {
-		its.it_value.tv_nsec = 2 * NSEC_PER_MSEC;
-		its.it_interval.tv_nsec = 2 * NSEC_PER_MSEC;
+	if (when != INT64_MAX) {
+		/* 0 would disarm it: the earliest time is 1 ns */
+		when = MAX(when, 1);
+		its.it_value.tv_sec = when / NSEC_PER_SEC;
+		its.it_value.tv_nsec = when % NSEC_PER_SEC;
 	}
-	timerfd_settime(tfd, 0, &its, NULL);
-	timer_armed = on;
+	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+	timer_when = when;
+}
+
+/* The periodic work: reclamation, deliveries. Returns when to come back. */
+static int64_t tick(void)
+{
+	int64_t now = now_ns(), next = deliver_tick(now);
+
+	if (reclaim_tick())
+		next = MIN(next, now + 2 * NSEC_PER_MSEC);
+	return next;
 }
 
 static void conn_close(struct conn *c)
@@ -290,13 +303,23 @@ static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
 			*fatal = true;
 			err = -EINVAL;
 		}
-		return err ? err : slot_attach(c->bus, &c->peer, c->perms, q,
-					       rep, fds, nfds);
+		if (!err)
+			err = slot_attach(c->bus, &c->peer, c->perms, q, rep,
+					  fds, nfds);
+		if (!err)
+			server_want_tick();	/* leases and TTLs to watch */
+		return err;
 	}
 	case SBC_DETACH:
 		if (!c->bus)
 			return -EBADFD;
 		return slot_detach(c->bus, &c->peer, body);
+	case SBC_DISPOSE:
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		return dispose_request(c->bus, &c->peer, body);
 	}
 	*fatal = true;
 	return -EPROTO;
@@ -389,7 +412,7 @@ out:
 
 void server_want_tick(void)
 {
-	timer_arm(true);
+	timer_at(now_ns());
 }
 
 void server_stop(void)
@@ -451,7 +474,8 @@ int server_run(int lfd)
 				if (read(tfd, &ticks, sizeof(ticks)) < 0 &&
 				    errno != EAGAIN)
 					log_warn("timerfd: %s", strerror(errno));
-				timer_arm(reclaim_tick());
+				timer_when = INT64_MAX;	/* it fired */
+				timer_at(tick());
 			} else {
 				conn_read(tag);
 			}

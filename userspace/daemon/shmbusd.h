@@ -58,6 +58,13 @@ struct dqueue {
 	uint32_t nr_seats;
 	uint32_t seat_slot[SHMBUS_MAX_SEATS];	/* slot + 1, 0 = seat free */
 	uint64_t gp_target;
+	/* delivery semantics, as declared (defaults filled in) */
+	uint64_t lease_ns, ttl_ns;
+	uint64_t backoff_init_ns, backoff_max_ns;
+	uint32_t backoff_mult_milli;
+	uint32_t max_deliveries;	/* 0 = unlimited */
+	uint32_t dlq_qid, dlq_gen;	/* UINT32_MAX = no DLQ */
+	bool expire_dlq;
 };
 
 struct dslot {
@@ -123,9 +130,15 @@ bool reclaim_tick(void);
 
 /* ---- reclaim.c --------------------------------------------------- */
 
-/* Producer slot @si died: look for chunks it filled but never published.
- * True if a sweep is now pending. */
-bool sweep_start(struct dbus *b, uint32_t si);
+/*
+ * Slot @si died. A producer: look for chunks it filled but never
+ * published (freed after a grace period). A consumer: for chunks it was
+ * requeueing, and for @cand (@n refs its delivery table names that may
+ * have been taken from a ring and not yet marked), which go back to the
+ * queue after a grace period. True if a sweep is now pending.
+ */
+bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
+		 unsigned n);
 /* Has the grace period @target of bus @b ended? */
 bool bus_gp_done(struct dbus *b, uint64_t target);
 /* Finish sweeps whose grace period ended; true while some remain. */
@@ -138,11 +151,50 @@ bool pools_rebuild(struct dbus *b);
 
 void buses_free(void);
 
+/* ---- deliver.c --------------------------------------------------- */
+
+/*
+ * Deliveries the daemon looks after: lease expiry, redelivery with
+ * backoff, dead-lettering, TTL of messages nobody receives, delayed
+ * messages. Chunks it holds meanwhile are TIMED, owned by
+ * SHMBUS_OWNER_DAEMON, and listed in its timer heap.
+ */
+
+/* Is queue @qid of @b live and still generation @qgen? */
+bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen);
+
+/* A client hands over a chunk (SBC_DISPOSE). */
+int dispose_request(struct dbus *b, const struct peer *p,
+		    const struct sbc_dispose *req);
+
+/* The consumer of slot @si is gone or detaching: every delivery in its
+ * table goes back to the queue (leases) or is freed (auto-ack views).
+ * Refs that may have been taken from a ring but not yet marked are
+ * stored in @cand (up to SHMBUS_LEASE_MAX); returns how many. */
+unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand);
+
+/* Chunk @ref, which the daemon now owns (TIMED), failed a delivery on
+ * queue (qid, qgen): requeue it (after the backoff, if @backoff) or
+ * dead-letter it at max deliveries. */
+void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
+	       bool backoff);
+
+/* Periodic work; returns the CLOCK_MONOTONIC time it wants to run again
+ * (INT64_MAX: only when something happens). */
+int64_t deliver_tick(int64_t now);
+
+/* Mark chunks the daemon holds (pools_rebuild must not free them). */
+void timers_mark(const struct dbus *b, uint8_t *bits, const uint64_t *pool_base);
+
+/* Forget timers of queue @qid of @b (deleted: their chunks are freed),
+ * or of the whole bus (qid UINT32_MAX: torn down, nothing freed). */
+void timers_drop(struct dbus *b, uint32_t qid);
+
 /* ---- server.c ---------------------------------------------------- */
 
 int server_run(int listen_fd);
 void server_stop(void);
-/* Ask for reclaim_tick() calls until it reports nothing pending. */
+/* Run the periodic work (reclaim_tick, deliver_tick) soon. */
 void server_want_tick(void);
 
 #endif /* SHMBUSD_H */

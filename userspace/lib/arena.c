@@ -464,10 +464,12 @@ int arena_find_queue(const struct arena *a, const char *name)
 
 void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
 			  uint64_t out[SHMBUS_NR_COUNTERS],
-			  uint32_t *producers, uint32_t *consumers)
+			  uint32_t *producers, uint32_t *consumers,
+			  uint64_t *in_flight)
 {
 	const struct shmbus_queue *q = &a->queues[qid];
 	uint32_t np = 0, nc = 0;
+	uint64_t fl = 0;
 
 	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
 		out[i] = READ_ONCE(q->folded[i]);
@@ -480,13 +482,26 @@ void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
 			continue;
 		if (READ_ONCE(sl->qid) != qid || READ_ONCE(sl->qgen) != gen)
 			continue;
-		if (READ_ONCE(sl->kind) == SHMBUS_KIND_PRODUCER)
+		if (READ_ONCE(sl->kind) == SHMBUS_KIND_PRODUCER) {
 			np++;
-		else
+		} else {
+			uint32_t hi = MIN(READ_ONCE(sl->lease_hi),
+					  SHMBUS_LEASE_MAX);
+
 			nc++;
+			for (uint32_t e = 0; e < hi; e++) {
+				uint32_t st = SHMBUS_LEASE_STATE(
+					READ_ONCE(sl->lease[e].word));
+
+				fl += st == SHMBUS_LEASE_HELD ||
+				      st == SHMBUS_LEASE_VIEW;
+			}
+		}
 		for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
 			out[i] += READ_ONCE(sl->ctr[i]);
 	}
+	if (in_flight)
+		*in_flight = fl;
 	if (producers)
 		*producers = np;
 	if (consumers)

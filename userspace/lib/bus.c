@@ -170,8 +170,26 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	req.msg_size = OPTS_GET(opts, msg_size, 0);
 	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
 	req.flags = OPTS_GET(opts, flags, 0);
-	if (req.flags)
+	if (req.flags & ~SHMBUS_QUEUE_EXPIRE_TO_DLQ)
 		return -EINVAL;
+	{
+		int64_t lease = OPTS_GET(opts, lease_ns, 0),
+			ttl = OPTS_GET(opts, ttl_ns, 0),
+			bi = OPTS_GET(opts, backoff_init_ns, 0),
+			bm = OPTS_GET(opts, backoff_max_ns, 0);
+		const char *dlq = OPTS_GET(opts, dead_letter_queue, NULL);
+
+		if (lease < 0 || ttl < 0 || bi < 0 || bm < 0)
+			return -EINVAL;
+		req.lease_ns = (uint64_t)lease;
+		req.ttl_ns = (uint64_t)ttl;
+		req.backoff_init_ns = (uint64_t)bi;
+		req.backoff_max_ns = (uint64_t)bm;
+		req.backoff_mult_milli = OPTS_GET(opts, backoff_mult_milli, 0);
+		req.max_deliveries = OPTS_GET(opts, max_deliveries, 0);
+		if (dlq && proto_name_set(req.dlq, dlq))
+			return -EINVAL;
+	}
 	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
 			  &rep, sizeof(rep), NULL, NULL);
 	if (err == -EEXIST) {
@@ -180,12 +198,11 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 		const struct shmbus_queue *q = queue_at(&bus->arena, qid);
 
 		if (q)
-			pr_warn("queue '%s' exists with max_len %u, msg_size %u, "
-				"max_consumers %u; declare asked for %u, %u, %u "
-				"(0: default)",
-				req.name, READ_ONCE(q->max_len),
-				READ_ONCE(q->msg_size), READ_ONCE(q->nr_seats),
-				req.max_len, req.msg_size, req.max_consumers);
+			pr_warn("queue '%s' exists with other settings (the "
+				"daemon's log says which); it has max_len %u, "
+				"msg_size %u, max_consumers %u", req.name,
+				READ_ONCE(q->max_len), READ_ONCE(q->msg_size),
+				READ_ONCE(q->nr_seats));
 	}
 	if (err)
 		return err;
@@ -218,7 +235,13 @@ _Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
 	       (int)SHMBUS_STAT_WAKEUPS == (int)SHMBUS_CTR_WAKEUPS &&
 	       (int)SHMBUS_STAT_SLEEPS == (int)SHMBUS_CTR_SLEEPS &&
 	       (int)SHMBUS_STAT_RECLAIMED == (int)SHMBUS_CTR_RECLAIMED &&
-	       (int)SHMBUS_STAT__MAX == (int)SHMBUS_NR_COUNTERS,
+	       (int)SHMBUS_STAT_LEASE_EXPIRED == (int)SHMBUS_CTR_LEASE_EXPIRED &&
+	       (int)SHMBUS_STAT__MAX == (int)SHMBUS_NR_COUNTERS &&
+	       (int)SHMBUS_DL_MAX_DELIVERIES == (int)SHMBUS_DLR_MAX_DELIVERIES &&
+	       (int)SHMBUS_DL_EXPIRED == (int)SHMBUS_DLR_EXPIRED &&
+	       (int)SHMBUS_DL_REJECTED == (int)SHMBUS_DLR_REJECTED &&
+	       (int)SHMBUS_DL_OVERFLOW == (int)SHMBUS_DLR_OVERFLOW &&
+	       (int)SHMBUS_QUEUE_EXPIRE_TO_DLQ == (int)SBC_QUEUE_EXPIRE_DLQ,
 	       "public statistics and arena counters disagree");
 
 static int fill_info(const struct arena *a, uint32_t qid,
@@ -241,8 +264,27 @@ static int fill_info(const struct arena *a, uint32_t qid,
 	info->depth = ring_depth_hint(READ_ONCE(q->tail), READ_ONCE(q->head));
 	if (info->depth > info->capacity)
 		info->depth = info->capacity;
+	info->lease_ns = (int64_t)READ_ONCE(q->lease_ns);
+	info->ttl_ns = (int64_t)READ_ONCE(q->ttl_ns);
+	info->backoff_init_ns = (int64_t)READ_ONCE(q->backoff_init_ns);
+	info->backoff_max_ns = (int64_t)READ_ONCE(q->backoff_max_ns);
+	info->backoff_mult_milli = READ_ONCE(q->backoff_mult_milli);
+	info->max_deliveries = READ_ONCE(q->max_deliveries);
+	info->flags = READ_ONCE(q->flags) & SHMBUS_QF_EXPIRE_DLQ
+		      ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0;
+	{
+		uint32_t d = READ_ONCE(q->dlq_qid);
+		const struct shmbus_queue *dq = d ? queue_at(a, d - 1) : NULL;
+
+		/* the name, if the DLQ is still the queue it was */
+		if (dq && READ_ONCE(dq->gen) == READ_ONCE(q->dlq_gen)) {
+			memcpy(info->dead_letter_queue, dq->name,
+			       sizeof(info->dead_letter_queue));
+			info->dead_letter_queue[63] = '\0';
+		}
+	}
 	arena_queue_counters(a, qid, g, ctr, &info->producers,
-			     &info->consumers);
+			     &info->consumers, &info->in_flight);
 	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS && i < SHMBUS_STAT__MAX; i++)
 		info->stat[i] = ctr[i];
 	/* pairs with the daemon's gen bump at delete: a queue deleted while

@@ -25,7 +25,14 @@ struct shmbus_consumer {
 	struct attachment at;
 	struct seat seat;
 	int64_t spin_ns;
+	int64_t lease_ns;
+	bool auto_ack;
 	bool stash_valid;		/* a message kept after -EMSGSIZE */
+	uint32_t prefetch;		/* delivery entries we may use */
+	uint32_t nfree;
+	uint32_t expired;		/* ref of an expired message to hand
+					 * to the daemon (take() -> -ETIME) */
+	uint16_t free[SHMBUS_LEASE_MAX];	/* free entry indices */
 	struct shmbus_msg stash;
 };
 
@@ -34,11 +41,20 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 		     const struct shmbus_consumer_opts *opts)
 {
 	struct shmbus_consumer *c;
-	int64_t spin;
+	uint32_t flags, prefetch;
+	int64_t spin, lease;
 	int err;
 
-	if (!bus || !queue || !OPTS_VALID(opts, shmbus_consumer_opts) ||
-	    OPTS_GET(opts, flags, 0)) {
+	if (!bus || !queue || !OPTS_VALID(opts, shmbus_consumer_opts)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	flags = OPTS_GET(opts, flags, 0);
+	prefetch = OPTS_GET(opts, prefetch, 0);
+	lease = OPTS_GET(opts, lease_ns, 0);
+	if ((flags & ~SHMBUS_CONSUMER_AUTO_ACK) ||
+	    prefetch > SHMBUS_LEASE_MAX || lease < 0 ||
+	    (lease && lease < NSEC_PER_MSEC)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -49,12 +65,21 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 		return NULL;
 	}
 	c->spin_ns = spin == 0 ? DEFAULT_SPIN_NS : spin < 0 ? 0 : spin;
+	c->auto_ack = flags & SHMBUS_CONSUMER_AUTO_ACK;
+	c->prefetch = prefetch ? prefetch : SHMBUS_LEASE_MAX;
 	err = attach(bus, queue, SHMBUS_KIND_CONSUMER, &c->at);
 	if (err) {
 		free(c);
 		errno = -err;
 		return NULL;
 	}
+	c->lease_ns = lease ? lease : (int64_t)READ_ONCE(c->at.q->lease_ns);
+	if (c->lease_ns < NSEC_PER_MSEC)
+		c->lease_ns = 30 * NSEC_PER_SEC;	/* a peer's garbage */
+	/* entry 0 is used first: the daemon scans [0, lease_hi) */
+	for (uint32_t i = 0; i < c->prefetch; i++)
+		c->free[i] = (uint16_t)(c->prefetch - 1 - i);
+	c->nfree = c->prefetch;
 	c->seat.word = &c->at.q->sleep_mask[c->at.seat / 64];
 	c->seat.bit = 1ULL << (c->at.seat % 64);
 	c->seat.fd = c->at.seat_fd;
@@ -92,35 +117,94 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 		if (c->stash_valid)
 			shmbus_consumer__release(c, &c->stash);
 	}
+	/* leases still held are returned to the queue by the daemon when
+	 * it releases the slot, exactly as if we had died */
 	detach(&c->at);
 	free(c);
 }
 
+struct claim {
+	const struct arena *a;
+	struct shmbus_lease *le;
+};
+
 /*
- * Start moving a chunk we are about to claim while the claiming cmpxchg
- * takes the ring cell: the header with intent to write (we mark it HELD),
- * the first payload line to read.
+ * Called with the ref we are about to claim, before the claiming cmpxchg
+ * takes the ring cell: note it in our delivery entry (so that if we are
+ * killed right after the cmpxchg the daemon still finds the message: see
+ * the lease protocol in shmbus_layout.h), and start moving the chunk: the
+ * header with intent to write, the first payload line to read.
  */
 static inline void claim_hook(const void *ctx, uint32_t ref)
 {
-	struct shmbus_chunk *c = chunk_at(ctx, ref);
+	const struct claim *cl = ctx;
+	struct shmbus_chunk *ch = chunk_at(cl->a, ref);
 
-	if (c) {
-		__builtin_prefetch(c, 1, 3);
-		__builtin_prefetch(chunk_payload(c), 0, 3);
+	WRITE_ONCE(cl->le->ref, ref);
+	if (ch) {
+		__builtin_prefetch(ch, 1, 3);
+		__builtin_prefetch(chunk_payload(ch), 0, 3);
 	}
 }
 
-/* Take one message. Inside an epoch section. */
-static inline int take(struct attachment *at, struct shmbus_msg *msg)
+/* Find entries the daemon took back (expired leases) and reuse them. */
+static __attribute__((noinline)) bool lease_recycle(struct shmbus_consumer *c)
 {
+	struct shmbus_slot *s = c->at.slot;
+
+	for (uint32_t e = 0; e < c->prefetch; e++) {
+		uint64_t w = READ_ONCE(s->lease[e].word);
+
+		if (SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_TAKEN)
+			continue;
+		/* the daemon is done with a TAKEN entry: it is ours again */
+		WRITE_ONCE(s->lease[e].word,
+			   SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
+					     SHMBUS_LEASE_EMPTY));
+		c->free[c->nfree++] = (uint16_t)e;
+	}
+	return c->nfree != 0;
+}
+
+/*
+ * A message whose TTL passed, taken from the ring and HELD by us: drop it
+ * here (counted) unless the queue sends expired messages to its DLQ, which
+ * the daemon does (out of the epoch section: see expire_pending()).
+ */
+static inline bool expire_local(struct attachment *at, uint32_t ref)
+{
+	if (READ_ONCE(at->q->flags) & SHMBUS_QF_EXPIRE_DLQ &&
+	    READ_ONCE(at->q->dlq_qid))
+		return false;
+	pool_free(&at->bus->arena, at->slot, ref);
+	slot_count(at->slot, SHMBUS_CTR_EXPIRED, 1);
+	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
+	return true;
+}
+
+/*
+ * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
+ * -ENOBUFS (prefetch reached), -EBADMSG, -EUCLEAN, or -ETIME: an expired
+ * message is in c->expired for expire_pending().
+ */
+static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
+{
+	struct attachment *at = &c->at;
 	const struct arena *a = &at->bus->arena;
+	struct shmbus_lease *le;
 	struct shmbus_chunk *ch;
-	uint32_t ref, len, al;
-	uint64_t owner;
+	uint32_t ref, len, al, dc, e;
+	uint64_t o, w;
+	uint64_t exp;
 	int err;
 
-	err = ring_dequeue_pf(&at->ring, &ref, claim_hook, a);
+again:
+	if (unlikely(!c->nfree) && !lease_recycle(c))
+		return -ENOBUFS;
+	e = c->free[c->nfree - 1];
+	le = &at->slot->lease[e];
+	err = ring_dequeue_pf(&at->ring, &ref,
+			      claim_hook, &(struct claim){ a, le });
 	if (err)
 		return err;
 	ch = chunk_at(a, ref);
@@ -128,7 +212,21 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
-	owner = chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
+	/*
+	 * Mark it HELD by us with a cmpxchg: the daemon, recovering a
+	 * consumer that died right after its ring cmpxchg, may claim the
+	 * same chunk (reclaim.c); exactly one of us wins.
+	 */
+	o = READ_ONCE(ch->owner);
+	if (unlikely(SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED)) {
+		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
+		return -EBADMSG;	/* not a message: a peer's garbage */
+	}
+	if (unlikely(!atomic_cmpxchg(&ch->owner, &o,
+				     SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+						  SHMBUS_CHUNK_HELD,
+						  at->slot_idx))))
+		goto again;		/* the daemon's now */
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
 	al = READ_ONCE(ch->attr_len);
@@ -139,19 +237,61 @@ static inline int take(struct attachment *at, struct shmbus_msg *msg)
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
+	exp = READ_ONCE(ch->expires_ns);
+	if (unlikely(exp) && (uint64_t)now_ns() >= exp) {
+		if (expire_local(at, ref))
+			goto again;
+		c->expired = ref;
+		return -ETIME;
+	}
+	dc = READ_ONCE(ch->delivery_count) + 1;
+	WRITE_ONCE(ch->delivery_count, dc);
+	if (dc > 1)
+		slot_count(at->slot, SHMBUS_CTR_REDELIVERED, 1);
+	/* record the delivery: deadline first, then the word (release;
+	 * pairs with the daemon's acquire load of word in its lease scan) */
+	c->nfree--;
+	if (e >= at->slot->lease_hi)
+		WRITE_ONCE(at->slot->lease_hi, e + 1);
+	WRITE_ONCE(le->ref, ref);
+	w = SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(READ_ONCE(le->word)) + 1,
+			      c->auto_ack ? SHMBUS_LEASE_VIEW
+					  : SHMBUS_LEASE_HELD);
+	if (!c->auto_ack)
+		WRITE_ONCE(le->deadline, (uint64_t)(coarse_ns() + c->lease_ns));
+	smp_store_release(&le->word, w);
+
 	msg->data = chunk_payload(ch);
 	msg->len = len;
 	msg->flags = READ_ONCE(ch->flags);
 	msg->id = READ_ONCE(ch->id);
 	msg->ts_ns = READ_ONCE(ch->ts_pub);
 	msg->corr_id = READ_ONCE(ch->corr_id);
+	msg->delivery_count = dc;
+	msg->dl_reason = READ_ONCE(ch->dl_reason);
+	msg->dl_src = READ_ONCE(ch->dl_src_qid);
 	msg->__ref = ref;
-	/* our slot, and the low bits of the chunk's generation: a stale
-	 * view (already released, chunk since received again) is told
-	 * apart from the current one on release */
-	msg->__slot = at->slot_idx | (SHMBUS_OWNER_GEN(owner) << 16);
+	msg->__word = w;
+	msg->__lease = e + 1;
 	slot_count(at->slot, SHMBUS_CTR_DELIVERED, 1);
 	return 0;
+}
+
+static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
+		   int64_t delay_ns, uint32_t reason);
+
+/* Hand the expired message take() left us to the daemon (for the DLQ). */
+static __attribute__((noinline)) void expire_pending(struct shmbus_consumer *c)
+{
+	uint32_t ref = c->expired;
+
+	c->expired = 0;
+	if (dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DL_EXPIRED)) {
+		/* no daemon: drop it here, counted */
+		pool_free(&c->at.bus->arena, c->at.slot, ref);
+		slot_count(c->at.slot, SHMBUS_CTR_EXPIRED, 1);
+		slot_count(c->at.slot, SHMBUS_CTR_DROPPED, 1);
+	}
 }
 
 static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
@@ -159,10 +299,14 @@ static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	struct attachment *at = &c->at;
 	int err;
 
-	epoch_enter(&at->bus->arena, at->slot);
-	err = likely(attachment_live(at)) ? take(at, msg) : -EIDRM;
-	epoch_exit(at->slot);
-	return err;
+	for (;;) {
+		epoch_enter(&at->bus->arena, at->slot);
+		err = likely(attachment_live(at)) ? take(c, msg) : -EIDRM;
+		epoch_exit(at->slot);
+		if (likely(err != -ETIME))
+			return err;
+		expire_pending(c);
+	}
 }
 
 /* Announce sleep and re-check. 1: a message is there; 0: armed. */
@@ -244,30 +388,219 @@ SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
 	return shmbus_consumer__receive_view(c, msg, 0);
 }
 
+/*
+ * Win the delivery entry of @msg (the lease protocol in shmbus_layout.h):
+ * from then on the chunk is ours alone to dispose of. Returns 0, -EINVAL
+ * (not a delivery of ours), or -ESTALE (the daemon took the lease back, or
+ * the message was already acked).
+ */
+static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
+{
+	struct shmbus_slot *s = c->at.slot;
+	uint32_t e = msg->__lease - 1;
+	uint64_t w = msg->__word, cur = w;
+
+	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
+							msg->__ref))
+		return -EINVAL;
+	if (likely(atomic_cmpxchg(&s->lease[e].word, &cur,
+				  SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
+						    SHMBUS_LEASE_EMPTY)))) {
+		c->free[c->nfree++] = (uint16_t)e;
+		msg->data = NULL;
+		return 0;
+	}
+	if (SHMBUS_LEASE_STATE(cur) == SHMBUS_LEASE_TAKEN &&
+	    SHMBUS_LEASE_SEQ(cur) == SHMBUS_LEASE_SEQ(w) + 1) {
+		/* expired: the daemon requeued it; the entry is ours again */
+		WRITE_ONCE(s->lease[e].word,
+			   SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(cur) + 1,
+					     SHMBUS_LEASE_EMPTY));
+		c->free[c->nfree++] = (uint16_t)e;
+		msg->data = NULL;
+	}
+	return -ESTALE;
+}
+
+/* Put a chunk we hold straight back into our queue's ring (in an epoch
+ * section). A new generation: no sweep can mistake it for what it was. */
+static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
+{
+	struct attachment *at = &c->at;
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *ch = chunk_at(a, ref);
+	int err;
+
+	epoch_enter(a, at->slot);
+	if (!attachment_live(at)) {
+		epoch_exit(at->slot);
+		pool_free(a, at->slot, ref);	/* the queue is gone */
+		return -EIDRM;
+	}
+	chunk_own(ch, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
+	err = ring_enqueue(&at->ring, ref);
+	if (likely(!err)) {
+		unsigned n = wake_after_publish(&at->bus->wakes, at->q, at->qid,
+						at->qgen, 1);
+
+		if (n)
+			slot_count(at->slot, SHMBUS_CTR_WAKEUPS, n);
+	} else {
+		chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
+	}
+	epoch_exit(at->slot);
+	return err;
+}
+
+/*
+ * Hand a chunk we hold to the daemon (SBC_DISPOSE). If the daemon cannot
+ * take it, put it back into the queue ourselves (waiting up to a second
+ * for room): a message is never lost for want of a daemon. Returns the
+ * daemon's answer.
+ */
+static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
+		   int64_t delay_ns, uint32_t reason)
+{
+	struct attachment *at = &c->at;
+	struct shmbus_chunk *ch = chunk_at(&at->bus->arena, ref);
+	struct sbc_dispose req = {
+		.slot = at->slot_idx,
+		.slot_gen = at->slot_gen,
+		.ref = ref,
+		.action = action,
+		.owner = READ_ONCE(ch->owner),
+		.delay_ns = delay_ns,
+		.reason = reason,
+	};
+	int err, e2;
+
+	err = client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
+			  NULL, 0, NULL, NULL);
+	if (!err)
+		return 0;
+	pr_warn("queue %u: the daemon did not take message %u (%s); "
+		"requeued it at once", at->qid, ref, strerror(-err));
+	for (unsigned round = 0; round < 1000; round++) {
+		e2 = requeue_local(c, ref);
+		if (e2 != -ENOBUFS)
+			return err;
+		backoff_wait(round);
+	}
+	pool_free(&at->bus->arena, at->slot, ref);
+	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
+	return err;
+}
+
+SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
+				    struct shmbus_msg *msg)
+{
+	uint32_t ref;
+	int err;
+
+	if (!c || !msg)
+		return -EINVAL;
+	ref = msg->__ref;
+	err = lease_end(c, msg);
+	if (err)
+		return err;
+	/* the entry is ours: nobody else touches the chunk now */
+	pool_free(&c->at.bus->arena, c->at.slot, ref);
+	slot_count(c->at.slot, SHMBUS_CTR_ACKED, 1);
+	return 0;
+}
+
+SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
+					  struct shmbus_msg *msgs, unsigned n)
+{
+	int done = 0;
+
+	if (!c || (!msgs && n))
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		done += shmbus_consumer__ack(c, &msgs[i]) == 0;
+	return done;
+}
+
 SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
 					 struct shmbus_msg *msg)
 {
-	struct attachment *at;
-	struct shmbus_chunk *ch;
+	if (c && msg && msg->data)
+		(void)shmbus_consumer__ack(c, msg);
+}
 
-	if (!c || !msg || !msg->data)
-		return;
-	at = &c->at;
-	ch = chunk_at(&at->bus->arena, msg->__ref);
-	if (!ch || (msg->__slot & 0xffff) != at->slot_idx)
-		return;
-	/* only a chunk we hold, in the generation we received: a second
-	 * release is a no-op */
-	{
-		uint64_t o = READ_ONCE(ch->owner);
+SHMBUS_API int shmbus_consumer__nack(struct shmbus_consumer *c,
+				     struct shmbus_msg *msg, int64_t delay_ns)
+{
+	struct shmbus_queue *q;
+	uint32_t ref, dc, max;
+	int err;
 
-		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_HELD ||
-		    SHMBUS_OWNER_SLOT(o) != at->slot_idx ||
-		    (SHMBUS_OWNER_GEN(o) & 0xffff) != msg->__slot >> 16)
-			return;
+	if (!c || !msg || (delay_ns < 0 && delay_ns != SHMBUS_NACK_BACKOFF) ||
+	    c->auto_ack)
+		return -EINVAL;
+	ref = msg->__ref;
+	dc = msg->delivery_count;
+	err = lease_end(c, msg);
+	if (err)
+		return err;
+	slot_count(c->at.slot, SHMBUS_CTR_NACKED, 1);
+	q = c->at.q;
+	max = READ_ONCE(q->max_deliveries);
+	if (delay_ns == SHMBUS_NACK_BACKOFF)
+		delay_ns = READ_ONCE(q->backoff_init_ns) ? -1 : 0;
+	/* the common case needs no daemon: back into the ring at once */
+	if (delay_ns == 0 && (!max || dc < max)) {
+		err = requeue_local(c, ref);
+		if (err != -ENOBUFS)
+			return err == -EIDRM ? 0 : err;
+		/* full: the daemon holds it until there is room */
 	}
-	pool_free(&at->bus->arena, at->slot, msg->__ref);
-	msg->data = NULL;
+	if (delay_ns < 0)
+		return dispose(c, ref, SBC_DISPOSE_RETRY, 0, 0);
+	return dispose(c, ref, SBC_DISPOSE_DELAY, delay_ns, 0);
+}
+
+SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
+				       struct shmbus_msg *msg,
+				       int64_t lease_ns)
+{
+	struct shmbus_lease *le;
+	uint32_t e;
+	uint64_t w, cur, nw;
+
+	if (!c || !msg || !msg->data || lease_ns < 0 || c->auto_ack)
+		return -EINVAL;
+	e = msg->__lease - 1;
+	w = msg->__word;
+	if (e >= c->prefetch || SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD)
+		return -EINVAL;
+	le = &c->at.slot->lease[e];
+	/* the deadline first, then the cmpxchg that makes it ours: if the
+	 * daemon's expiry cmpxchg wins instead, the deadline we wrote is
+	 * in an entry nobody reads any more */
+	WRITE_ONCE(le->deadline, (uint64_t)(coarse_ns() +
+				  (lease_ns ? lease_ns : c->lease_ns)));
+	cur = w;
+	nw = SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1, SHMBUS_LEASE_HELD);
+	if (!atomic_cmpxchg(&le->word, &cur, nw))
+		return -ESTALE;
+	msg->__word = nw;
+	return 0;
+}
+
+SHMBUS_API int shmbus_consumer__reject(struct shmbus_consumer *c,
+				       struct shmbus_msg *msg)
+{
+	uint32_t ref;
+	int err;
+
+	if (!c || !msg || c->auto_ack)
+		return -EINVAL;
+	ref = msg->__ref;
+	err = lease_end(c, msg);
+	if (err)
+		return err;
+	return dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DLR_REJECTED);
 }
 
 SHMBUS_API ssize_t shmbus_consumer__receive(struct shmbus_consumer *c,
@@ -314,10 +647,12 @@ SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 	got = 1;
 	epoch_enter(&at->bus->arena, at->slot);
 	if (likely(attachment_live(at))) {
-		while (got < n && take(at, &msgs[got]) == 0)
+		while (got < n && (err = take(c, &msgs[got])) == 0)
 			got++;
 	}
 	epoch_exit(at->slot);
+	if (err == -ETIME)
+		expire_pending(c);
 	return (int)got;
 }
 

@@ -45,6 +45,16 @@ static inline int64_t now_ns(void)
 	return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
 }
 
+/* CLOCK_MONOTONIC at tick resolution (<= 4 ms behind), a few ns: for
+ * lease deadlines, which the daemon checks every few ms anyway. */
+static inline int64_t coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
 static inline int64_t realtime_ns(void)
 {
 	struct timespec ts;
@@ -85,10 +95,10 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		connect_timeout_ms
-#define shmbus_queue_opts__last_field		flags
+#define shmbus_queue_opts__last_field		dead_letter_queue
 #define shmbus_producer_opts__last_field	flags
-#define shmbus_consumer_opts__last_field	__pad
-#define shmbus_pub_opts__last_field		corr_id
+#define shmbus_consumer_opts__last_field	lease_ns
+#define shmbus_pub_opts__last_field		delay_ns
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 /* Read a field if the caller's struct is large enough to have it. */
@@ -220,7 +230,8 @@ int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
  */
 void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
 			  uint64_t out[SHMBUS_NR_COUNTERS],
-			  uint32_t *producers, uint32_t *consumers);
+			  uint32_t *producers, uint32_t *consumers,
+			  uint64_t *in_flight);
 
 /* Slot counter bump: only the owner writes its slot (no atomics). */
 static inline void slot_count(struct shmbus_slot *s, unsigned ctr, uint64_t n)

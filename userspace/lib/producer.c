@@ -21,6 +21,7 @@
 struct shmbus_producer {
 	struct attachment at;
 	bool stamp;		/* SHMBUS_PRODUCER_TIMESTAMP */
+	int64_t ttl_ns;		/* the queue's TTL, 0 = none */
 };
 
 /*
@@ -57,6 +58,9 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 		errno = -err;
 		return NULL;
 	}
+	p->ttl_ns = (int64_t)READ_ONCE(p->at.q->ttl_ns);
+	if (p->ttl_ns < 0)
+		p->ttl_ns = 0;		/* a peer's garbage */
 	return p;
 }
 
@@ -88,8 +92,38 @@ static inline int alloc_chunk(struct attachment *at, size_t size,
 	return -ENOMEM;
 }
 
+/* What a publish writes into every header besides the payload. */
+struct pub_hdr {
+	uint64_t corr_id;
+	int64_t ts;		/* publish time, 0 = not stamped */
+	uint64_t expires;	/* CLOCK_MONOTONIC, 0 = never */
+};
+
+/*
+ * The header fields of a publish with @opts. The TTL costs a clock read
+ * only when there is one.
+ */
+static inline struct pub_hdr pub_hdr_of(const struct shmbus_producer *p,
+					const struct shmbus_pub_opts *opts,
+					int64_t ts)
+{
+	int64_t ttl = OPTS_GET(opts, ttl_ns, 0);
+	struct pub_hdr h = { .corr_id = OPTS_GET(opts, corr_id, 0), .ts = ts };
+
+	if (ttl == 0)
+		ttl = p->ttl_ns;
+	if (unlikely(ttl > 0)) {
+		int64_t now = ts ? ts : now_ns();
+
+		if (__builtin_add_overflow(now, ttl, &now))
+			now = INT64_MAX;
+		h.expires = (uint64_t)now;
+	}
+	return h;
+}
+
 static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
-			      uint32_t len, uint64_t corr_id, int64_t ts)
+			      uint32_t len, const struct pub_hdr *h)
 {
 	/* plain stores: the chunk is ours alone until the ring cmpxchg,
 	 * which is the release that publishes them */
@@ -98,17 +132,21 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->flags = 0;
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	c->id = slot_next_id(at->bus, at->slot);
-	c->ts_pub = (uint64_t)ts;
-	c->corr_id = corr_id;
+	c->ts_pub = (uint64_t)h->ts;
+	c->corr_id = h->corr_id;
 	c->reply_to = 0;
 	c->delivery_count = 0;
-	c->expires_ns = 0;
+	c->expires_ns = h->expires;
 	c->not_before_ns = 0;
+	c->dl_reason = 0;
+	c->dl_src_qid = 0;
 }
 
 static inline int check_pub_opts(const struct shmbus_pub_opts *opts)
 {
-	return OPTS_VALID(opts, shmbus_pub_opts) ? 0 : -EINVAL;
+	if (unlikely(!OPTS_VALID(opts, shmbus_pub_opts)))
+		return -EINVAL;
+	return OPTS_GET(opts, delay_ns, 0) < 0 ? -EINVAL : 0;
 }
 
 /*
@@ -216,8 +254,8 @@ static inline int alloc_wait(struct attachment *at, size_t size,
 
 /* One message; inside an epoch section. Returns 0 or -errno. */
 static inline int publish_one(struct attachment *at, const void *data,
-			      size_t len, uint64_t corr_id,
-			      struct pub_wait *w, int64_t ts)
+			      size_t len, const struct pub_hdr *h,
+			      struct pub_wait *w)
 {
 	const struct arena *a = &at->bus->arena;
 	struct shmbus_chunk *c;
@@ -236,7 +274,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	}
 	c = chunk_at(a, ref);
 	memcpy(chunk_payload(c), data, len);
-	chunk_fill(at, c, (uint32_t)len, corr_id, ts);
+	chunk_fill(at, c, (uint32_t)len, h);
 	err = enqueue_wait(at, ref, w);
 	if (unlikely(err)) {
 		pool_free(&at->bus->arena, at->slot, ref);
@@ -257,24 +295,82 @@ static inline void wake_after(struct attachment *at, unsigned n)
 		slot_count(at->slot, SHMBUS_CTR_WAKEUPS, w);
 }
 
+/*
+ * A delayed publish: the filled chunk goes to the daemon, which holds it
+ * (state TIMED) and puts it into the queue when the delay is over. Costs a
+ * round trip to the daemon; nothing is published if the daemon refuses.
+ */
+static __attribute__((noinline)) int
+hand_to_daemon(struct attachment *at, uint32_t ref, int64_t delay_ns)
+{
+	struct shmbus_chunk *c = chunk_at(&at->bus->arena, ref);
+	struct sbc_dispose req = {
+		.slot = at->slot_idx,
+		.slot_gen = at->slot_gen,
+		.ref = ref,
+		.action = SBC_DISPOSE_DELAY,
+		.owner = chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx),
+		.delay_ns = delay_ns,
+	};
+	int err;
+
+	err = client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
+			  NULL, 0, NULL, NULL);
+	if (err)
+		return err;
+	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	return 0;
+}
+
+static __attribute__((noinline)) int
+publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
+		const struct pub_hdr *h, int64_t delay_ns, struct pub_wait *w)
+{
+	struct attachment *at = &p->at;
+	uint32_t ref;
+	int err;
+
+	if (len > at->msg_size)
+		return -EMSGSIZE;
+	if (!attachment_live(at))
+		return -EIDRM;
+	err = alloc_wait(at, len, &ref, w, false);
+	if (err) {
+		if (err == -ENOMEM)
+			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+		return err;
+	}
+	memcpy(chunk_payload(chunk_at(&at->bus->arena, ref)), data, len);
+	chunk_fill(at, chunk_at(&at->bus->arena, ref), (uint32_t)len, h);
+	err = hand_to_daemon(at, ref, delay_ns);
+	if (err)
+		pool_free(&at->bus->arena, at->slot, ref);
+	return err;
+}
+
 SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 					const void *data, size_t len,
 					const struct shmbus_pub_opts *opts)
 {
 	struct attachment *at = &p->at;
 	int64_t ts = pub_time(p);
+	struct pub_hdr h;
 	struct pub_wait w;
 	int err;
 
 	if (unlikely(!data && len) || unlikely(check_pub_opts(opts)))
 		return -EINVAL;
 	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+	h = pub_hdr_of(p, opts, ts);
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0))
+		return publish_delayed(p, data, len, &h,
+				       OPTS_GET(opts, delay_ns, 0), &w);
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
 		epoch_exit(at->slot);
 		return -EIDRM;
 	}
-	err = publish_one(at, data, len, OPTS_GET(opts, corr_id, 0), &w, ts);
+	err = publish_one(at, data, len, &h, &w);
 	if (likely(!err))
 		wake_after(at, 1);
 	epoch_exit(at->slot);
@@ -288,13 +384,26 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 {
 	struct attachment *at = &p->at;
 	int64_t ts = pub_time(p);	/* one time for the whole batch */
-	uint64_t corr = OPTS_GET(opts, corr_id, 0);
 	struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+	struct pub_hdr h;
 	unsigned done = 0;
 	int err = 0;
 
 	if (!iov || !n || check_pub_opts(opts))
 		return -EINVAL;
+	h = pub_hdr_of(p, opts, ts);
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		for (; done < n; done++) {
+			if (!iov[done].iov_base && iov[done].iov_len)
+				return done ? (int)done : -EINVAL;
+			err = publish_delayed(p, iov[done].iov_base,
+					      iov[done].iov_len, &h,
+					      OPTS_GET(opts, delay_ns, 0), &w);
+			if (err)
+				break;
+		}
+		return done ? (int)done : err;
+	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
 		epoch_exit(at->slot);
@@ -306,7 +415,7 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 			break;
 		}
 		err = publish_one(at, iov[done].iov_base, iov[done].iov_len,
-				  corr, &w, ts);
+				  &h, &w);
 		if (err)
 			break;
 	}
@@ -398,12 +507,25 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	if (!c || len > at->msg_size ||
 	    len > at->bus->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
 		return -EINVAL;
+	{
+		struct pub_hdr h = pub_hdr_of(p, opts, ts);
+
+		if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+			chunk_fill(at, c, (uint32_t)len, &h);
+			err = hand_to_daemon(at, ref,
+					     OPTS_GET(opts, delay_ns, 0));
+			if (err)	/* still the caller's */
+				chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
+			return err;
+		}
+		chunk_fill(at, c, (uint32_t)len, &h);
+	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
+		chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
 		epoch_exit(at->slot);
 		return -EIDRM;
 	}
-	chunk_fill(at, c, (uint32_t)len, OPTS_GET(opts, corr_id, 0), ts);
 	{
 		struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 

@@ -28,7 +28,7 @@
 #include "shmbus_layout.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		1u
+#define SBC_VERSION		2u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 
@@ -39,6 +39,7 @@ enum sbc_type {
 	SBC_QUEUE_DELETE	= 4,
 	SBC_ATTACH		= 5,
 	SBC_DETACH		= 6,
+	SBC_DISPOSE		= 7,
 	SBC__TYPE_MAX,
 };
 
@@ -91,12 +92,23 @@ struct sbc_bus_open_reply {
 	uint32_t rdonly;
 };
 
+/* QUEUE_DECLARE flags */
+#define SBC_QUEUE_EXPIRE_DLQ	0x1u	/* = SHMBUS_QUEUE_EXPIRE_TO_DLQ */
+#define SBC_QUEUE__ALL		0x1u
+
 struct sbc_queue_declare {
 	char	 name[SHMBUS_NAME_MAX];
 	uint32_t max_len;	/* 0 = default */
 	uint32_t msg_size;	/* 0 = default */
 	uint32_t max_consumers;	/* 0 = default */
-	uint32_t flags;		/* must be 0 */
+	uint32_t flags;		/* SBC_QUEUE_* */
+	uint64_t lease_ns;	/* 0 = default */
+	uint64_t ttl_ns;	/* 0 = none */
+	uint64_t backoff_init_ns;
+	uint64_t backoff_max_ns;	/* 0 = 10 x init */
+	uint32_t backoff_mult_milli;	/* 0 = 2000 */
+	uint32_t max_deliveries;	/* 0 = unlimited */
+	char	 dlq[SHMBUS_NAME_MAX];	/* all zero = none */
 };
 
 struct sbc_queue_declare_reply {
@@ -130,6 +142,30 @@ struct sbc_detach {
 	uint32_t slot_gen;
 };
 
+/*
+ * DISPOSE: hand a chunk the caller's slot owns to the daemon, which holds
+ * it (state TIMED) and then requeues, delays or dead-letters it. The chunk
+ * must be owned by @slot with exactly the owner word @owner (LOANED: a
+ * delayed publish; HELD: a nack with delay, or a reject, after the
+ * consumer won its lease entry).
+ */
+enum sbc_dispose_action {
+	SBC_DISPOSE_DELAY	= 1,	/* into the queue after delay_ns */
+	SBC_DISPOSE_RETRY	= 2,	/* nack: the queue's backoff */
+	SBC_DISPOSE_DEADLETTER	= 3,	/* to the DLQ, reason */
+};
+
+struct sbc_dispose {
+	uint32_t slot;
+	uint32_t slot_gen;
+	uint32_t ref;
+	uint32_t action;	/* SBC_DISPOSE_* */
+	uint64_t owner;
+	int64_t	 delay_ns;	/* DELAY: >= 0 */
+	uint32_t reason;	/* DEADLETTER: SHMBUS_DL_* */
+	uint32_t __pad;
+};
+
 /* Expected request body size for a type, or -1 for an unknown type. */
 static inline long sbc_req_body_size(unsigned type)
 {
@@ -140,6 +176,7 @@ static inline long sbc_req_body_size(unsigned type)
 	case SBC_QUEUE_DELETE:	return sizeof(struct sbc_queue_delete);
 	case SBC_ATTACH:	return sizeof(struct sbc_attach);
 	case SBC_DETACH:	return sizeof(struct sbc_detach);
+	case SBC_DISPOSE:	return sizeof(struct sbc_dispose);
 	default:		return -1;
 	}
 }
@@ -154,6 +191,7 @@ static inline long sbc_rep_body_size(unsigned type)
 	case SBC_QUEUE_DELETE:	return 0;
 	case SBC_ATTACH:	return sizeof(struct sbc_attach_reply);
 	case SBC_DETACH:	return 0;
+	case SBC_DISPOSE:	return 0;
 	default:		return -1;
 	}
 }

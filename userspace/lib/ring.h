@@ -264,6 +264,45 @@ static inline int ring_peek_nonempty(struct ring *r)
 	return 0;
 }
 
+/*
+ * The oldest message: its position and cell value, for a conditional take
+ * with ring_take_at() (the daemon expiring messages at the head). Returns
+ * 1 if found, 0 if the ring is empty.
+ */
+static inline int ring_peek_head(struct ring *r, uint64_t *pos, uint64_t *val)
+{
+	uint64_t p = READ_ONCE(*r->head);
+
+	for (uint32_t n = 0; n <= r->mask; n++, p++) {
+		uint64_t v = smp_load_acquire(&ring_cell(r, p)->v);
+		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(p + 1));
+
+		if (dif == 0) {
+			*pos = p;
+			*val = v;
+			return 1;
+		}
+		if (dif < 0)
+			return 0;
+	}
+	return 0;
+}
+
+/*
+ * Take the message at @pos if its cell still holds @val. The cell's
+ * sequence only moves forward, so success means the message stayed in the
+ * ring since @val was read (what the caller read of its chunk meanwhile
+ * was stable). Returns 0 or -EAGAIN.
+ */
+static inline int ring_take_at(struct ring *r, uint64_t pos, uint64_t val)
+{
+	if (!atomic_cmpxchg(&ring_cell(r, pos)->v, &val,
+			    SHMBUS_CELL(pos + r->mask + 1, 0)))
+		return -EAGAIN;
+	ring_hint_advance(r->head, pos);
+	return 0;
+}
+
 /* Initialise @r's cells for lap 0 (the daemon, at declare). */
 static inline void ring_init_cells(struct ring *r)
 {
