@@ -425,12 +425,14 @@ struct shmbus_msg {
 				 * producer set SHMBUS_PRODUCER_TIMESTAMP */
 	uint64_t corr_id;
 	uint32_t delivery_count;/* 1 on the first delivery */
-	uint32_t dl_reason;	/* enum shmbus_dl_reason, in a DLQ */
-	uint32_t dl_src;	/* dead-lettered from queue id dl_src - 1 */
-	uint32_t __ref;		/* library-private from here on */
-	uint64_t __word;
+	/* a dead-lettered message (in a DLQ): why, from where, and how
+	 * often it was delivered there; 0 otherwise */
+	uint32_t dl_reason;	/* enum shmbus_dl_reason */
+	uint32_t dl_src;	/* source queue id + 1 */
+	uint32_t dl_count;	/* deliveries in the source queue */
+	uint64_t __word;	/* library-private from here on */
+	uint32_t __ref;
 	uint32_t __lease;
-	uint32_t __pad;
 };
 
 /*

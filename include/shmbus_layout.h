@@ -387,7 +387,8 @@ struct shmbus_chunk {
 	uint32_t refcnt;		/* reserved: topics */
 	uint32_t dl_reason;		/* SHMBUS_DLR_*: why it was dead-lettered */
 	uint32_t dl_src_qid;		/* dead-lettered from this qid + 1 */
-	uint64_t __rsvd1a;
+	uint32_t dl_count;		/* its delivery count there */
+	uint32_t __pad1a;
 	uint64_t dedup_key;		/* reserved */
 	uint32_t checksum;		/* reserved */
 	uint32_t __pad1;

@@ -236,6 +236,10 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 	    dqueue_is(b, dq->dlq_qid, dq->dlq_gen)) {
 		WRITE_ONCE(c->dl_reason, reason);
 		WRITE_ONCE(c->dl_src_qid, qid + 1);
+		/* the DLQ counts its own deliveries from 0 again */
+		WRITE_ONCE(c->dl_count, READ_ONCE(c->delivery_count));
+		WRITE_ONCE(c->delivery_count, 0);
+		WRITE_ONCE(c->expires_ns, 0);	/* it is kept, not re-expired */
 		if (ring_put(b, dq->dlq_qid, ref)) {
 			fold(b, qid, SHMBUS_CTR_DEADLETTERED, 1);
 			return;

@@ -270,6 +270,7 @@ again:
 	msg->delivery_count = dc;
 	msg->dl_reason = READ_ONCE(ch->dl_reason);
 	msg->dl_src = READ_ONCE(ch->dl_src_qid);
+	msg->dl_count = msg->dl_reason ? READ_ONCE(ch->dl_count) : 0;
 	msg->__ref = ref;
 	msg->__word = w;
 	msg->__lease = e + 1;

@@ -140,6 +140,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->not_before_ns = 0;
 	c->dl_reason = 0;
 	c->dl_src_qid = 0;
+	c->dl_count = 0;
 }
 
 static inline int check_pub_opts(const struct shmbus_pub_opts *opts)

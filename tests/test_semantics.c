@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_semantics.c - delivery semantics across processes: leases (ack,
+ * nack, extend, reject, -ESTALE), lease expiry of a stopped consumer,
+ * retries with exponential backoff into a dead-letter queue, TTL (at take,
+ * and by the daemon when nobody receives), delayed messages waking a
+ * blocked consumer, prefetch, auto-ack, batches.
+ *
+ * Times are measured and checked against lower bounds (a delay is never
+ * cut short) and generous upper bounds (the daemon's 10 ms tick, a loaded
+ * CI machine): never a race against a tight deadline.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+#include "helpers.h"
+
+#define BUS	"sem"
+#define MS	1000000LL
+#define SLACK	(1500 * MS)	/* upper-bound slack for a loaded machine */
+
+static struct shmbus *open_bus(void)
+{
+	return t_open_bus(BUS);
+}
+
+static void info(struct shmbus *bus, const char *q, struct shmbus_queue_info *qi)
+{
+	assert_int_equal(shmbus__queue_info(bus, q, qi), 0);
+}
+
+static void publish_int(struct shmbus_producer *p, int v,
+			const struct shmbus_pub_opts *po)
+{
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), po), 0);
+}
+
+static int recv_int(struct shmbus_consumer *c, struct shmbus_msg *m,
+		    int64_t timeout)
+{
+	int err = shmbus_consumer__receive_view(c, m, timeout);
+
+	assert_int_equal(err, 0);
+	assert_int_equal(m->len, sizeof(int));
+	return *(const int *)m->data;
+}
+
+static void test_ack_nack_extend(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .lease_ns = 150 * MS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m, copy;
+	int64_t t0;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "work", &qo), 1);
+	info(bus, "work", &qi);
+	assert_int_equal(qi.lease_ns, 150 * MS);
+	p = shmbus_producer__new(bus, "work", NULL);
+	c = shmbus_consumer__new(bus, "work", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	for (int i = 0; i < 3; i++)
+		publish_int(p, i, NULL);
+
+	/* ack: gone; the same delivery again is stale */
+	assert_int_equal(recv_int(c, &m, 0), 0);
+	assert_int_equal(m.delivery_count, 1);
+	copy = m;
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &copy), -ESTALE);
+	assert_int_equal(shmbus_consumer__nack(c, &copy, 0), -ESTALE);
+
+	/* nack now: back at the end of the queue, delivery count 2 */
+	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
+	assert_int_equal(recv_int(c, &m, 0), 2);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(m.delivery_count, 2);
+
+	/* extend: held for 4 lease periods, never taken back */
+	t0 = t_now_ns();
+	while (t_now_ns() - t0 < 600 * MS) {
+		usleep(50000);
+		assert_int_equal(shmbus_consumer__extend(c, &m, 0), 0);
+	}
+	info(bus, "work", &qi);
+	assert_int_equal(qi.in_flight, 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_LEASE_EXPIRED], 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+
+	info(bus, "work", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_PUBLISHED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DELIVERED], 4);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_REDELIVERED], 1);
+	assert_int_equal(qi.in_flight, 0);
+	assert_int_equal(qi.depth, 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/*
+ * A consumer stopped (SIGSTOP) past its lease: the daemon takes the
+ * message back, another consumer gets it; the resumed consumer's ack is
+ * refused and removes nothing.
+ */
+static void test_lease_expiry_sigstop(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .lease_ns = 200 * MS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	int ready[2], go[2];
+	int64_t t0, dt;
+	pid_t kid;
+	char x;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "stall", &qo), 1);
+	p = shmbus_producer__new(bus, "stall", NULL);
+	assert_non_null(p);
+	publish_int(p, 42, NULL);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "stall", NULL);
+		struct shmbus_msg v;
+		int err;
+
+		CHILD_CHECK(k, "consumer");
+		CHILD_CHECK(!shmbus_consumer__try_receive(k, &v), "receive");
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		CHILD_CHECK(read(go[0], &x, 1) == 1, "go");
+		/* resumed after the lease ran out: refused */
+		err = shmbus_consumer__ack(k, &v);
+		CHILD_CHECK(err == -ESTALE, "late ack returned %d", err);
+		/* and the entry is usable again */
+		err = shmbus_consumer__try_receive(k, &v);
+		CHILD_CHECK(err == -EAGAIN, "receive after: %d", err);
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	t0 = t_now_ns();
+	kill(kid, SIGSTOP);
+	c = shmbus_consumer__new(bus, "stall", NULL);
+	assert_non_null(c);
+	assert_int_equal(recv_int(c, &m, 5000 * MS), 42);
+	dt = t_now_ns() - t0;
+	print_message("redelivered %.1f ms after the stop (lease 200 ms)\n",
+		      dt / 1e6);
+	assert_true(dt >= 150 * MS);	/* the lease began before t0 */
+	assert_true(dt < 200 * MS + SLACK);
+	assert_int_equal(m.delivery_count, 2);
+	kill(kid, SIGCONT);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	/* the late ack removed nothing: ours is the live lease */
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	info(bus, "stall", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_LEASE_EXPIRED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_REDELIVERED], 1);
+	assert_int_equal(qi.depth, 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/*
+ * A poison message: every delivery fails (nack with the queue's backoff).
+ * Delivered exactly max_deliveries times with the delays 50, 100, 200 ms
+ * between them, then in the DLQ with its reason, source and count.
+ */
+static void test_poison_backoff_dlq(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_deliveries = 4,
+		    .backoff_init_ns = 50 * MS, .backoff_mult_milli = 2000,
+		    .backoff_max_ns = 1000 * MS,
+		    .dead_letter_queue = "poison.dlq");
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c, *d;
+	struct shmbus_queue_info qi, di;
+	struct shmbus_msg m;
+	int64_t t[4];
+
+	(void)state;
+	/* the DLQ must exist first */
+	assert_int_equal(shmbus__queue_declare(bus, "poison", &qo), -ENOENT);
+	assert_int_equal(shmbus__queue_declare(bus, "poison.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "poison", &qo), 1);
+	info(bus, "poison", &qi);
+	assert_string_equal(qi.dead_letter_queue, "poison.dlq");
+	assert_int_equal(qi.max_deliveries, 4);
+	p = shmbus_producer__new(bus, "poison", NULL);
+	c = shmbus_consumer__new(bus, "poison", NULL);
+	d = shmbus_consumer__new(bus, "poison.dlq", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_non_null(d);
+	publish_int(p, 7, NULL);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(recv_int(c, &m, 5000 * MS), 7);
+		t[i] = t_now_ns();
+		assert_int_equal(m.delivery_count, (uint32_t)i + 1);
+		assert_int_equal(shmbus_consumer__nack(c, &m, SHMBUS_NACK_BACKOFF), 0);
+	}
+	for (int i = 1; i < 4; i++) {
+		int64_t want = (50 * MS) << (i - 1), got = t[i] - t[i - 1];
+
+		print_message("retry %d after %.1f ms (backoff %lld ms)\n", i,
+			      got / 1e6, (long long)(want / MS));
+		assert_true(got >= want - 5 * MS);
+		assert_true(got < want + SLACK);
+	}
+	/* not a fifth time: in the DLQ, with why, whence and how often */
+	assert_int_equal(recv_int(d, &m, 5000 * MS), 7);
+	assert_int_equal(m.dl_reason, SHMBUS_DL_MAX_DELIVERIES);
+	assert_int_equal(m.dl_src, qi.id + 1);
+	assert_int_equal(m.dl_count, 4);
+	assert_int_equal(m.delivery_count, 1);
+	assert_int_equal(shmbus_consumer__ack(d, &m), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+
+	/* reject: straight to the DLQ */
+	publish_int(p, 8, NULL);
+	assert_int_equal(recv_int(c, &m, 0), 8);
+	assert_int_equal(shmbus_consumer__reject(c, &m), 0);
+	assert_int_equal(recv_int(d, &m, 5000 * MS), 8);
+	assert_int_equal(m.dl_reason, SHMBUS_DL_REJECTED);
+	assert_int_equal(m.dl_count, 1);
+	assert_int_equal(shmbus_consumer__ack(d, &m), 0);
+
+	info(bus, "poison", &qi);
+	info(bus, "poison.dlq", &di);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DELIVERED], 5);
+	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 4);
+	assert_int_equal(qi.stat[SHMBUS_STAT_REDELIVERED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DEADLETTERED], 2);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 0);
+	assert_int_equal(di.stat[SHMBUS_STAT_ACKED], 2);
+	shmbus_consumer__free(d);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* Expired messages are never delivered: dropped or dead-lettered. */
+static void test_ttl(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, q1, .ttl_ns = 100 * MS);
+	SHMBUS_OPTS(shmbus_queue_opts, q2, .ttl_ns = 100 * MS,
+		    .flags = SHMBUS_QUEUE_EXPIRE_TO_DLQ,
+		    .dead_letter_queue = "ttl.dlq");
+	SHMBUS_OPTS(shmbus_pub_opts, short_ttl, .ttl_ns = 50 * MS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "ttl.drop", &q1), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "ttl.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "ttl.keep", &q2), 1);
+
+	/* nobody receives: the daemon expires them anyway, counted */
+	p = shmbus_producer__new(bus, "ttl.drop", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < 5; i++)
+		publish_int(p, i, NULL);
+	shmbus_producer__free(p);
+	p = shmbus_producer__new(bus, "ttl.keep", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < 3; i++)
+		publish_int(p, i, NULL);
+	shmbus_producer__free(p);
+	for (int i = 0; i < 300; i++) {
+		info(bus, "ttl.drop", &qi);
+		if (qi.stat[SHMBUS_STAT_EXPIRED] == 5)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(qi.stat[SHMBUS_STAT_EXPIRED], 5);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 5);
+	assert_int_equal(qi.depth, 0);
+	c = shmbus_consumer__new(bus, "ttl.dlq", NULL);
+	assert_non_null(c);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(recv_int(c, &m, 5000 * MS), i);
+		assert_int_equal(m.dl_reason, SHMBUS_DL_EXPIRED);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	shmbus_consumer__free(c);
+	info(bus, "ttl.keep", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_EXPIRED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DEADLETTERED], 3);
+
+	/* per message, behind a message without one: skipped at take */
+	assert_int_equal(shmbus__queue_declare(bus, "ttl.msg", NULL), 1);
+	p = shmbus_producer__new(bus, "ttl.msg", NULL);
+	c = shmbus_consumer__new(bus, "ttl.msg", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	publish_int(p, 1, NULL);
+	publish_int(p, 2, &short_ttl);
+	publish_int(p, 3, NULL);
+	usleep(100000);
+	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(recv_int(c, &m, 0), 3);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	info(bus, "ttl.msg", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_EXPIRED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DELIVERED], 2);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* Delayed publish and nack with delay wake a consumer already blocked. */
+static void test_delay(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_pub_opts, later, .delay_ns = 200 * MS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	int64_t t0, dt;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "later", NULL), 1);
+	p = shmbus_producer__new(bus, "later", NULL);
+	c = shmbus_consumer__new(bus, "later", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	t0 = t_now_ns();
+	publish_int(p, 5, &later);
+	/* invisible until due */
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(recv_int(c, &m, 5000 * MS), 5);
+	dt = t_now_ns() - t0;
+	print_message("delayed publish (200 ms) seen after %.1f ms\n", dt / 1e6);
+	assert_true(dt >= 200 * MS);
+	assert_true(dt < 200 * MS + SLACK);
+	t0 = t_now_ns();
+	assert_int_equal(shmbus_consumer__nack(c, &m, 150 * MS), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(recv_int(c, &m, 5000 * MS), 5);
+	dt = t_now_ns() - t0;
+	print_message("nack with 150 ms delay redelivered after %.1f ms\n",
+		      dt / 1e6);
+	assert_true(dt >= 150 * MS);
+	assert_true(dt < 150 * MS + SLACK);
+	assert_int_equal(m.delivery_count, 2);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+static void test_prefetch_autoack_batch(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_consumer_opts, two, .prefetch = 2);
+	SHMBUS_OPTS(shmbus_consumer_opts, aa, .flags = SHMBUS_CONSUMER_AUTO_ACK);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m[8], x;
+	struct iovec iov[8];
+	int v[8];
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "pf", NULL), 1);
+	p = shmbus_producer__new(bus, "pf", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < 8; i++) {
+		v[i] = i;
+		iov[i].iov_base = &v[i];
+		iov[i].iov_len = sizeof(int);
+	}
+	assert_int_equal(shmbus_producer__publish_batch(p, iov, 8, NULL), 8);
+
+	/* prefetch 2: a third receive waits for an ack */
+	c = shmbus_consumer__new(bus, "pf", &two);
+	assert_non_null(c);
+	assert_int_equal(recv_int(c, &m[0], 0), 0);
+	assert_int_equal(recv_int(c, &m[1], 0), 1);
+	assert_int_equal(shmbus_consumer__try_receive(c, &x), -ENOBUFS);
+	assert_int_equal(shmbus_consumer__ack(c, &m[0]), 0);
+	assert_int_equal(recv_int(c, &m[0], 0), 2);
+	assert_int_equal(shmbus_consumer__ack_batch(c, m, 2), 2);
+	shmbus_consumer__free(c);
+
+	/* batch receive and batch ack */
+	c = shmbus_consumer__new(bus, "pf", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_consumer__receive_batch(c, m, 3, 0), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(*(const int *)m[i].data, 3 + i);
+	assert_int_equal(shmbus_consumer__ack_batch(c, m, 3), 3);
+	shmbus_consumer__free(c);
+
+	/* auto-ack: nothing to ack, nack refused, release frees */
+	c = shmbus_consumer__new(bus, "pf", &aa);
+	assert_non_null(c);
+	assert_int_equal(recv_int(c, &m[0], 0), 6);
+	assert_int_equal(shmbus_consumer__nack(c, &m[0], 0), -EINVAL);
+	info(bus, "pf", &qi);
+	assert_int_equal(qi.in_flight, 1);
+	shmbus_consumer__release(c, &m[0]);
+	assert_int_equal(recv_int(c, &m[0], 0), 7);
+	shmbus_consumer__release(c, &m[0]);
+	info(bus, "pf", &qi);
+	assert_int_equal(qi.in_flight, 0);
+	assert_int_equal(qi.depth, 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 8);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* Declare rules for the new settings. */
+static void test_declare_semantics(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, a, .lease_ns = 5000 * MS,
+		    .max_deliveries = 3);
+	SHMBUS_OPTS(shmbus_queue_opts, b, .lease_ns = 6000 * MS,
+		    .max_deliveries = 3);
+	SHMBUS_OPTS(shmbus_queue_opts, selfdlq, .dead_letter_queue = "d1");
+	SHMBUS_OPTS(shmbus_queue_opts, nodlq, .flags = SHMBUS_QUEUE_EXPIRE_TO_DLQ);
+	SHMBUS_OPTS(shmbus_queue_opts, badlease, .lease_ns = 1000);
+	SHMBUS_OPTS(shmbus_queue_opts, badmult, .backoff_init_ns = MS,
+		    .backoff_mult_milli = 500);
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "d1", &a), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "d1", &a), 0);
+	assert_int_equal(shmbus__queue_declare(bus, "d1", &b), -EEXIST);
+	assert_int_equal(shmbus__queue_declare(bus, "d1", &selfdlq), -EINVAL);
+	assert_int_equal(shmbus__queue_declare(bus, "d2", &nodlq), -EINVAL);
+	assert_int_equal(shmbus__queue_declare(bus, "d2", &badlease), -EINVAL);
+	assert_int_equal(shmbus__queue_declare(bus, "d2", &badmult), -EINVAL);
+	shmbus__close(bus);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ack_nack_extend),
+		cmocka_unit_test(test_lease_expiry_sigstop),
+		cmocka_unit_test(test_poison_backoff_dlq),
+		cmocka_unit_test(test_ttl),
+		cmocka_unit_test(test_delay),
+		cmocka_unit_test(test_prefetch_autoack_batch),
+		cmocka_unit_test(test_declare_semantics),
+	};
+
+	return T_RUN_WITH_DAEMON("semantics", tests);
+}
