@@ -245,6 +245,19 @@ SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
 SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
 				  struct shmbus_queue_info *out, unsigned max);
 
+/*
+ * Redrive: move up to @max messages (0 = all waiting) from dead-letter
+ * queue @dlq back to the queue each came from, or to queue @to if not
+ * NULL. Each is copied (payload, correlation id) as a new message and
+ * then acked in the DLQ: never lost, at worst (a crash in between) in both.
+ * Returns how many moved (>= 0), or -ENOENT (no such queue, or a message's
+ * source queue is gone: it stays in the DLQ), -EDESTADDRREQ (a message
+ * has no source: published to the DLQ directly; give @to), -ENOBUFS (a
+ * target is full), or another receive or publish error, when none moved.
+ */
+SHMBUS_API int shmbus__redrive(struct shmbus *bus, const char *dlq,
+			       const char *to, unsigned max);
+
 /* Chunk pools (size classes) of the bus, for monitoring. */
 struct shmbus_pool_info {
 	uint32_t payload;	/* largest payload of the class, bytes */

@@ -63,8 +63,9 @@ static void usage_main(FILE *f)
 "  queue delete NAME       delete a queue and its messages\n"
 "  queue list              list queues\n"
 "  pub QUEUE [MESSAGE]     publish MESSAGE, or each line of stdin\n"
-"  sub QUEUE               print messages, one per line\n"
+"  sub QUEUE               print messages, one per line (acking each)\n"
 "  stat                    per-queue depth and counters\n"
+"  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "\n"
 "Options:\n"
 "  --bus NAME      bus to use (default: $SHMBUS_BUS or \"default\")\n"
@@ -124,8 +125,13 @@ static double parse_seconds(const char *s)
 	double v = strtod(s, &end);
 
 	if (end == s || *end || v < 0 || v > 1e9)
-		die("invalid timeout '%s' (seconds)", s);
+		die("invalid duration '%s' (seconds)", s);
 	return v;
+}
+
+static int64_t parse_ns(const char *s)
+{
+	return (int64_t)(parse_seconds(s) * 1e9);
 }
 
 /* ---- daemon -------------------------------------------------------- */
@@ -182,7 +188,11 @@ static void usage_queue(FILE *f)
 {
 	fprintf(f,
 "usage: shmbus queue declare NAME [--max-len N] [--msg-size BYTES]\n"
-"                               [--max-consumers N]\n"
+"                               [--max-consumers N] [--lease SEC]\n"
+"                               [--ttl SEC] [--max-deliveries N]\n"
+"                               [--backoff SEC] [--backoff-mult X]\n"
+"                               [--backoff-max SEC] [--dlq QUEUE]\n"
+"                               [--expire-to-dlq]\n"
 "       shmbus queue delete NAME\n"
 "       shmbus queue list\n"
 "\n"
@@ -190,6 +200,14 @@ static void usage_queue(FILE *f)
 "  --max-len N          capacity, rounded up to a power of two (default 1024)\n"
 "  --msg-size BYTES     largest message (default 4096)\n"
 "  --max-consumers N    concurrent consumers, 1..128 (default 16)\n"
+"  --lease SEC          visibility timeout of a received message (default 30)\n"
+"  --ttl SEC            messages expire after SEC (default: never)\n"
+"  --max-deliveries N   then to the dead-letter queue (default: unlimited)\n"
+"  --backoff SEC        delay before redelivering a failed message, doubled\n"
+"                       (--backoff-mult) each time up to --backoff-max\n"
+"                       (default 10 x SEC); default 0: at once\n"
+"  --dlq QUEUE          dead-letter queue (must exist)\n"
+"  --expire-to-dlq      expired messages go to the DLQ (default: dropped)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, capacity, message size and depth of every queue.\n");
 }
@@ -200,6 +218,14 @@ static int cmd_queue(int argc, char **argv)
 		{ "max-len", required_argument, NULL, 'l' },
 		{ "msg-size", required_argument, NULL, 's' },
 		{ "max-consumers", required_argument, NULL, 'c' },
+		{ "lease", required_argument, NULL, 'L' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "max-deliveries", required_argument, NULL, 'm' },
+		{ "backoff", required_argument, NULL, 'b' },
+		{ "backoff-mult", required_argument, NULL, 'M' },
+		{ "backoff-max", required_argument, NULL, 'B' },
+		{ "dlq", required_argument, NULL, 'd' },
+		{ "expire-to-dlq", no_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -221,6 +247,21 @@ static int cmd_queue(int argc, char **argv)
 		case 'l': qo.max_len = parse_num("--max-len", optarg, 1u << 24); break;
 		case 's': qo.msg_size = parse_num("--msg-size", optarg, 1u << 24); break;
 		case 'c': qo.max_consumers = parse_num("--max-consumers", optarg, 128); break;
+		case 'L': qo.lease_ns = parse_ns(optarg); break;
+		case 'T': qo.ttl_ns = parse_ns(optarg); break;
+		case 'm': qo.max_deliveries = parse_num("--max-deliveries", optarg, UINT32_MAX); break;
+		case 'b': qo.backoff_init_ns = parse_ns(optarg); break;
+		case 'B': qo.backoff_max_ns = parse_ns(optarg); break;
+		case 'M': {
+			double x = parse_seconds(optarg);
+
+			if (x < 1 || x > 100)
+				die("--backoff-mult must be 1..100");
+			qo.backoff_mult_milli = (uint32_t)(x * 1000 + 0.5);
+			break;
+		}
+		case 'd': qo.dead_letter_queue = optarg; break;
+		case 'E': qo.flags |= SHMBUS_QUEUE_EXPIRE_TO_DLQ; break;
 		case 'h': usage_queue(stdout); return 0;
 		default: usage_queue(stderr); return 2;
 		}
@@ -255,6 +296,14 @@ static int cmd_queue(int argc, char **argv)
 		if (err == -EEXIST)
 			die("queue '%s' exists with different settings",
 			    argv[optind]);
+		if (err == -ENOENT)
+			die("dead-letter queue '%s' does not exist (declare it "
+			    "first)", qo.dead_letter_queue);
+		if (err == -EINVAL)
+			die("cannot declare '%s': invalid settings (lease >= "
+			    "1 ms, backoff-max >= backoff, --expire-to-dlq "
+			    "needs --dlq, a queue is not its own DLQ)",
+			    argv[optind]);
 		if (err < 0)
 			die("cannot declare '%s': %s", argv[optind],
 			    strerror(-err));
@@ -279,18 +328,20 @@ static int cmd_queue(int argc, char **argv)
 static void usage_pub(FILE *f)
 {
 	fprintf(f,
-"usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS]\n"
+"usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS] [--ttl SECONDS]\n"
+"                  [--delay SECONDS] [--corr-id N]\n"
 "\n"
 "Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
 "input as one message (without its newline). When the queue is full,\n"
-"waits for room up to --timeout (default: for ever).\n");
+"waits for room up to --timeout (default: for ever). --ttl: expire after\n"
+"SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id.\n");
 }
 
 static void publish_or_die(struct shmbus_producer *p, const char *q,
-			   const void *data, size_t len, int64_t timeout_ns)
+			   const void *data, size_t len,
+			   const struct shmbus_pub_opts *po)
 {
-	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = timeout_ns);
-	int err = shmbus_producer__publish(p, data, len, &po);
+	int err = shmbus_producer__publish(p, data, len, po);
 
 	if (err == -EMSGSIZE)
 		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
@@ -304,10 +355,13 @@ static int cmd_pub(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "timeout", required_argument, NULL, 't' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "delay", required_argument, NULL, 'D' },
+		{ "corr-id", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int64_t timeout_ns = -1;
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
 	struct shmbus_producer *p;
 	struct shmbus *bus;
 	const char *q;
@@ -317,7 +371,10 @@ static int cmd_pub(int argc, char **argv)
 	optind = 0;	/* full getopt reset (glibc) */
 	while ((opt = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 't': timeout_ns = parse_seconds(optarg) * 1e9; break;
+		case 't': po.timeout_ns = parse_ns(optarg); break;
+		case 'T': po.ttl_ns = parse_ns(optarg); break;
+		case 'D': po.delay_ns = parse_ns(optarg); break;
+		case 'C': po.corr_id = parse_num("--corr-id", optarg, ULONG_MAX); break;
 		case 'h': usage_pub(stdout); return 0;
 		default: usage_pub(stderr); return 2;
 		}
@@ -331,7 +388,7 @@ static int cmd_pub(int argc, char **argv)
 	p = attach_or_die(bus, q, true);
 	if (argc - optind == 2) {
 		publish_or_die(p, q, argv[optind + 1], strlen(argv[optind + 1]),
-			       timeout_ns);
+			       &po);
 		n = 1;
 	} else {
 		char *line = NULL;
@@ -341,7 +398,7 @@ static int cmd_pub(int argc, char **argv)
 		while ((len = getline(&line, &cap, stdin)) >= 0) {
 			if (len && line[len - 1] == '\n')
 				line[--len] = '\0';
-			publish_or_die(p, q, line, len, timeout_ns);
+			publish_or_die(p, q, line, len, &po);
 			n++;
 		}
 		free(line);
@@ -461,6 +518,7 @@ static const char *const stat_names[] = {
 	[SHMBUS_STAT_WAKEUPS] = "wakeups",
 	[SHMBUS_STAT_SLEEPS] = "sleeps",
 	[SHMBUS_STAT_RECLAIMED] = "reclaimed",
+	[SHMBUS_STAT_LEASE_EXPIRED] = "lease_expired",
 };
 
 static int cmd_stat(int argc, char **argv)
@@ -502,11 +560,18 @@ static int cmd_stat(int argc, char **argv)
 		printf("{\"bus\":\"%s\",\"queues\":[", shmbus__name(bus));
 		for (int i = 0; i < n; i++) {
 			printf("%s{\"name\":\"%s\",\"id\":%u,\"depth\":%llu,"
+			       "\"in_flight\":%llu,"
 			       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
-			       "\"producers\":%u", i ? "," : "", qi[i].name,
-			       qi[i].id, (unsigned long long)qi[i].depth,
+			       "\"producers\":%u,\"lease_ns\":%lld,"
+			       "\"ttl_ns\":%lld,\"max_deliveries\":%u,"
+			       "\"dead_letter_queue\":\"%s\"", i ? "," : "",
+			       qi[i].name, qi[i].id,
+			       (unsigned long long)qi[i].depth,
+			       (unsigned long long)qi[i].in_flight,
 			       qi[i].capacity, qi[i].msg_size, qi[i].consumers,
-			       qi[i].producers);
+			       qi[i].producers, (long long)qi[i].lease_ns,
+			       (long long)qi[i].ttl_ns, qi[i].max_deliveries,
+			       qi[i].dead_letter_queue);
 			for (unsigned k = 0; k < sizeof(stat_names) / sizeof(*stat_names); k++)
 				printf(",\"%s\":%llu", stat_names[k],
 				       (unsigned long long)qi[i].stat[k]);
@@ -526,19 +591,27 @@ static int cmd_stat(int argc, char **argv)
 		printf("]}\n");
 	} else {
 		printf("bus %s\n", shmbus__name(bus));
-		printf("%-20s %8s %8s %10s %10s %8s %8s %8s %5s %5s\n", "QUEUE",
-		       "DEPTH", "CAPACITY", "PUBLISHED", "DELIVERED", "FULL",
-		       "WAKEUPS", "SLEEPS", "CONS", "PROD");
-		for (int i = 0; i < n; i++)
-			printf("%-20s %8llu %8u %10llu %10llu %8llu %8llu %8llu "
-			       "%5u %5u\n", qi[i].name,
-			       (unsigned long long)qi[i].depth, qi[i].capacity,
-			       (unsigned long long)qi[i].stat[SHMBUS_STAT_PUBLISHED],
-			       (unsigned long long)qi[i].stat[SHMBUS_STAT_DELIVERED],
-			       (unsigned long long)qi[i].stat[SHMBUS_STAT_FULL],
-			       (unsigned long long)qi[i].stat[SHMBUS_STAT_WAKEUPS],
-			       (unsigned long long)qi[i].stat[SHMBUS_STAT_SLEEPS],
+		printf("%-20s %7s %7s %9s %9s %9s %7s %7s %7s %7s %7s %4s %4s\n",
+		       "QUEUE", "DEPTH", "INFLT", "PUBLISHED", "DELIVERED",
+		       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
+		       "DROPPED", "CONS", "PROD");
+		for (int i = 0; i < n; i++) {
+			const uint64_t *st = qi[i].stat;
+
+			printf("%-20s %7llu %7llu %9llu %9llu %9llu %7llu %7llu "
+			       "%7llu %7llu %7llu %4u %4u\n", qi[i].name,
+			       (unsigned long long)qi[i].depth,
+			       (unsigned long long)qi[i].in_flight,
+			       (unsigned long long)st[SHMBUS_STAT_PUBLISHED],
+			       (unsigned long long)st[SHMBUS_STAT_DELIVERED],
+			       (unsigned long long)st[SHMBUS_STAT_ACKED],
+			       (unsigned long long)st[SHMBUS_STAT_NACKED],
+			       (unsigned long long)st[SHMBUS_STAT_REDELIVERED],
+			       (unsigned long long)st[SHMBUS_STAT_DEADLETTERED],
+			       (unsigned long long)st[SHMBUS_STAT_EXPIRED],
+			       (unsigned long long)st[SHMBUS_STAT_DROPPED],
 			       qi[i].consumers, qi[i].producers);
+		}
 		printf("\n%-20s %8s %8s %8s %8s %8s\n", "POOL", "PAYLOAD",
 		       "CHUNKS", "FREE", "CACHED", "IN_USE");
 		for (int i = 0; i < shmbus__pool_count(bus); i++) {
@@ -550,6 +623,152 @@ static int cmd_stat(int argc, char **argv)
 			       pi.chunks, pi.free, pi.cached,
 			       pi.chunks - MIN_U(pi.chunks, pi.free + pi.cached));
 		}
+	}
+	free(qi);
+	shmbus__close(bus);
+	return 0;
+}
+
+/* ---- dlq ----------------------------------------------------------- */
+
+static void usage_dlq(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus dlq list\n"
+"       shmbus dlq peek DLQ [-n COUNT]\n"
+"       shmbus dlq redrive DLQ [--to QUEUE] [-n COUNT]\n"
+"\n"
+"list:    every queue that has a dead-letter queue, and that DLQ's depth.\n"
+"peek:    show up to COUNT (default 10) dead-lettered messages: reason,\n"
+"         source queue, deliveries there, body. They stay in the DLQ\n"
+"         (received under a lease, then put back at its end).\n"
+"redrive: move COUNT (default: all) messages back to the queue each came\n"
+"         from, or to --to QUEUE.\n");
+}
+
+static const char *dl_reason_name(uint32_t r)
+{
+	switch (r) {
+	case SHMBUS_DL_MAX_DELIVERIES: return "max-deliveries";
+	case SHMBUS_DL_EXPIRED: return "expired";
+	case SHMBUS_DL_REJECTED: return "rejected";
+	case SHMBUS_DL_OVERFLOW: return "overflow";
+	default: return "-";
+	}
+}
+
+static int cmd_dlq(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct shmbus_queue_info *qi;
+	const char *sub, *to = NULL;
+	unsigned long count = 0;
+	struct shmbus *bus;
+	int opt, n;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage_dlq(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	sub = argv[1];
+	argc--;
+	argv++;
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "n:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'n': count = parse_num("count", optarg, UINT32_MAX); break;
+		case 'T': to = optarg; break;
+		case 'h': usage_dlq(stdout); return 0;
+		default: usage_dlq(stderr); return 2;
+		}
+	}
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	n = shmbus__queue_list(bus, NULL, 0);
+	qi = calloc(n ? n : 1, sizeof(*qi));
+	if (!qi)
+		die("out of memory");
+	n = shmbus__queue_list(bus, qi, n);
+	if (!strcmp(sub, "list")) {
+		if (optind != argc)
+			die("list takes no arguments");
+		printf("%-24s %-24s %10s %12s\n", "QUEUE", "DEAD_LETTER_QUEUE",
+		       "DLQ_DEPTH", "DEADLETTERED");
+		for (int i = 0; i < n; i++) {
+			uint64_t depth = 0;
+
+			if (!qi[i].dead_letter_queue[0])
+				continue;
+			for (int k = 0; k < n; k++)
+				if (!strcmp(qi[k].name, qi[i].dead_letter_queue))
+					depth = qi[k].depth;
+			printf("%-24s %-24s %10llu %12llu\n", qi[i].name,
+			       qi[i].dead_letter_queue,
+			       (unsigned long long)depth,
+			       (unsigned long long)
+			       qi[i].stat[SHMBUS_STAT_DEADLETTERED]);
+		}
+	} else if (!strcmp(sub, "peek")) {
+		struct shmbus_consumer *c;
+		struct shmbus_msg *m;
+		int got = 0;
+
+		if (optind + 1 != argc)
+			die("peek needs exactly one DLQ");
+		if (!count)
+			count = 10;
+		if (count > 256)
+			die("peek shows at most 256 messages");
+		c = attach_or_die(bus, argv[optind], false);
+		m = calloc(count, sizeof(*m));
+		if (!m)
+			die("out of memory");
+		while ((unsigned long)got < count &&
+		       !shmbus_consumer__try_receive(c, &m[got]))
+			got++;
+		printf("%-14s %-20s %5s  %s\n", "REASON", "SOURCE", "DELIV",
+		       "BODY");
+		for (int i = 0; i < got; i++) {
+			const char *src = "-";
+
+			for (int k = 0; k < n; k++)
+				if (m[i].dl_src && qi[k].id == m[i].dl_src - 1)
+					src = qi[k].name;
+			printf("%-14s %-20s %5u  %.*s\n",
+			       dl_reason_name(m[i].dl_reason), src,
+			       m[i].dl_count, (int)MIN_U(m[i].len, 200),
+			       (const char *)m[i].data);
+		}
+		/* back, in the order they were */
+		for (int i = 0; i < got; i++)
+			shmbus_consumer__nack(c, &m[i], 0);
+		free(m);
+		shmbus_consumer__free(c);
+		fprintf(stderr, "%d message%s in '%s' shown\n", got,
+			got == 1 ? "" : "s", argv[optind]);
+	} else if (!strcmp(sub, "redrive")) {
+		int moved;
+
+		if (optind + 1 != argc)
+			die("redrive needs exactly one DLQ");
+		moved = shmbus__redrive(bus, argv[optind], to, count);
+		if (moved == -ENOENT)
+			die("redrive from '%s': no such queue, or a message's "
+			    "source queue is gone", argv[optind]);
+		if (moved == -EDESTADDRREQ)
+			die("redrive from '%s': a message has no source queue; "
+			    "use --to QUEUE", argv[optind]);
+		if (moved < 0)
+			die("redrive from '%s': %s", argv[optind],
+			    strerror(-moved));
+		printf("redrove %d message%s from %s\n", moved,
+		       moved == 1 ? "" : "s", argv[optind]);
+	} else {
+		die("unknown dlq command '%s' (list, peek, redrive)", sub);
 	}
 	free(qi);
 	shmbus__close(bus);
@@ -574,6 +793,7 @@ int main(int argc, char **argv)
 		{ "pub", cmd_pub },
 		{ "sub", cmd_sub },
 		{ "stat", cmd_stat },
+		{ "dlq", cmd_dlq },
 	};
 	int opt;
 
