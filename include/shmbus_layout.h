@@ -190,6 +190,7 @@ enum {
 	SHMBUS_LEASE_TAKEN	= 3,	/* the daemon took it back */
 };
 
+#define SHMBUS_LEASE_NOREF		0xffffffffu	/* ref of an unused entry */
 #define SHMBUS_LEASE_WORD(seq, st)	(((uint64_t)(seq) << 8) | (st))
 #define SHMBUS_LEASE_SEQ(w)		((w) >> 8)
 #define SHMBUS_LEASE_STATE(w)		((uint32_t)(w) & 0xffu)
@@ -197,7 +198,7 @@ enum {
 struct shmbus_lease {
 	uint64_t word;
 	uint64_t deadline;		/* CLOCK_MONOTONIC ns */
-	uint32_t ref;			/* chunk ref */
+	uint32_t ref;			/* chunk ref, SHMBUS_LEASE_NOREF */
 	uint32_t __pad[3];
 };
 

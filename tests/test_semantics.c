@@ -439,6 +439,68 @@ static void test_prefetch_autoack_batch(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * A consumer killed holding N leased messages (on a fresh bus, so that
+ * chunk 0 is among them): all N are back at once, none lost, each
+ * delivered a second time.
+ */
+static void test_killed_holding_n(void **state)
+{
+	enum { N = 40 };
+	struct shmbus *bus = t_open_bus("sem.fresh");
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	int ready[2], seen[N] = { 0 };
+	pid_t kid;
+	char x;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "n", NULL), 1);
+	p = shmbus_producer__new(bus, "n", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < N; i++)
+		publish_int(p, i, NULL);
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = t_open_bus("sem.fresh");
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "n", NULL);
+		struct shmbus_msg v[N];
+
+		CHILD_CHECK(k, "consumer");
+		CHILD_CHECK(shmbus_consumer__receive_batch(k, v, N, 0) == N,
+			    "batch");
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	info(bus, "n", &qi);
+	assert_int_equal(qi.in_flight, N);
+	assert_int_equal(qi.depth, 0);
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
+	c = shmbus_consumer__new(bus, "n", NULL);
+	assert_non_null(c);
+	for (int i = 0; i < N; i++) {
+		int v = recv_int(c, &m, 5000 * MS);
+
+		assert_true(v >= 0 && v < N);
+		assert_int_equal(m.delivery_count, 2);
+		seen[v]++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(seen[i], 1);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	info(bus, "n", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_REDELIVERED], N);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 /* Declare rules for the new settings. */
 static void test_declare_semantics(void **state)
 {
@@ -473,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_prefetch_autoack_batch),
+		cmocka_unit_test(test_killed_holding_n),
 		cmocka_unit_test(test_declare_semantics),
 	};
 

@@ -690,7 +690,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		s->lease[e].word = SHMBUS_LEASE_WORD(
 			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
 			SHMBUS_LEASE_EMPTY);
-		s->lease[e].ref = 0;
+		s->lease[e].ref = SHMBUS_LEASE_NOREF;
 		s->lease[e].deadline = 0;
 	}
 	/* pairs with the acquire loads of state in attach(), stat and

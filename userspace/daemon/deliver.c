@@ -440,7 +440,7 @@ unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 			bool recorded = st == SHMBUS_LEASE_HELD ||
 					st == SHMBUS_LEASE_VIEW;
 
-			if (!c || !ref || recorded != (pass == 1))
+			if (!c || recorded != (pass == 1))
 				continue;
 			if (take_from(b, si, ref)) {
 				if (st == SHMBUS_LEASE_VIEW) {
@@ -462,7 +462,7 @@ unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 		s->lease[e].word = SHMBUS_LEASE_WORD(
 			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
 			SHMBUS_LEASE_EMPTY);
-		s->lease[e].ref = 0;
+		s->lease[e].ref = SHMBUS_LEASE_NOREF;
 	}
 	s->lease_hi = 0;
 	if (back || freed)
