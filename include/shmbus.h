@@ -443,6 +443,8 @@ struct shmbus_msg {
 	uint32_t dl_reason;	/* enum shmbus_dl_reason */
 	uint32_t dl_src;	/* source queue id + 1 */
 	uint32_t dl_count;	/* deliveries in the source queue */
+	uint32_t reply_to;	/* a request: reply queue id + 1, else 0 */
+	uint32_t __pad;
 	uint64_t __word;	/* library-private from here on */
 	uint32_t __ref;
 	uint32_t __lease;
@@ -539,6 +541,60 @@ SHMBUS_API ssize_t shmbus_consumer__pending_len(struct shmbus_consumer *c);
 SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 					      struct shmbus_msg *msgs,
 					      unsigned n, int64_t timeout_ns);
+
+/* ------------------------------------------------------------------ */
+/* Request-reply                                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Send @len bytes to @queue as a request and wait up to @timeout_ns for
+ * the reply, copied into @reply (@cap bytes). The bus handle gets a
+ * private reply queue on first use (deleted with the handle, or by the
+ * daemon when the process dies); each request carries that queue as
+ * reply-to and a fresh correlation id, and only the reply with that id is
+ * returned: a reply that arrives after its request timed out is dropped
+ * and counted (stat dropped of the reply queue). One request at a time per
+ * bus handle (calls from several threads are serialised).
+ *
+ * Returns the reply's length (>= 0), or:
+ *   -EHOSTUNREACH  no consumer is attached to @queue ("no responders"):
+ *                  nothing was sent
+ *   -ETIMEDOUT     no reply in time
+ *   -EMSGSIZE      the reply is larger than @cap (it is dropped)
+ *   -ENOENT, -EACCES, -ENOBUFS ... as for publish and receive
+ */
+SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
+				   const void *body, size_t len, void *reply,
+				   size_t cap, int64_t timeout_ns);
+
+/*
+ * Reply to request @req (received by @c, which still holds it) with @len
+ * bytes: published to the request's reply queue with its correlation id.
+ * Does not ack @req. Returns 0, -EINVAL (@req is not a request), -ENOENT
+ * (the requester is gone), or a publish error.
+ */
+SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
+				      const struct shmbus_msg *req,
+				      const void *data, size_t len);
+
+/*
+ * A request handler for shmbus_consumer__serve(): write the reply into
+ * @reply (@cap bytes, the reply queue's msg_size at most) and return its
+ * length, or a negative errno to nack the request (it is redelivered or
+ * dead-lettered as its queue says) without replying.
+ */
+typedef ssize_t (*shmbus_handler_fn)(void *ctx, const struct shmbus_msg *req,
+				     void *reply, size_t cap);
+
+/*
+ * Serve requests: receive, call @fn, reply, ack; until @max requests were
+ * answered (0 = no limit) or nothing arrived for @idle_timeout_ns (< 0 =
+ * wait for ever). Messages without a reply-to are acked unanswered.
+ * Returns the number answered, or a receive error other than -ETIMEDOUT.
+ */
+SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
+				      shmbus_handler_fn fn, void *ctx,
+				      unsigned max, int64_t idle_timeout_ns);
 
 /*
  * Event-loop integration. shmbus_consumer__fd() is the consumer's eventfd:

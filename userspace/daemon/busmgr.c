@@ -418,7 +418,10 @@ int queue_declare(struct dbus *b, const struct peer *p,
 
 	struct dqueue cfg = { .dlq_qid = UINT32_MAX };
 
-	if (!is_owner(b, p))
+	/* the bus owner declares queues; anyone who may both publish and
+	 * consume may have a private reply queue */
+	if (!is_owner(b, p) && !((req->flags & SBC_QUEUE_PRIVATE) &&
+				 (bus_perms(b, p) & 6) == 6))
 		return -EACCES;
 	if (max_len < 1 || max_len > SHMBUS_RING_MAX_CAP ||
 	    seats < 1 || seats > SHMBUS_MAX_SEATS ||
@@ -513,6 +516,7 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	dq->dlq_qid = cfg.dlq_qid;
 	dq->dlq_gen = cfg.dlq_gen;
 	dq->expire_dlq = cfg.expire_dlq;
+	dq->owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
 	dqueue_ring(b, dq, &r);
 	ring_init_cells(&r);		/* every cell empty, lap 0 */
 	a->queues[qid].head = a->queues[qid].tail = 0;
@@ -527,19 +531,28 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	return 0;
 }
 
+static void dqueue_delete(struct dbus *b, int id);
+
 int queue_delete(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_delete *req)
 {
-	const struct arena *a = &b->arena;
-	struct dqueue *dq;
 	int id;
 
-	if (!is_owner(b, p))
-		return -EACCES;
 	id = dqueue_find(b, req->name);
 	if (id < 0)
 		return id;
-	dq = &b->queues[id];
+	/* the bus owner, or the connection a private queue belongs to */
+	if (!is_owner(b, p) && b->queues[id].owner_conn != p->conn_id)
+		return -EACCES;
+	dqueue_delete(b, id);
+	return 0;
+}
+
+static void dqueue_delete(struct dbus *b, int id)
+{
+	const struct arena *a = &b->arena;
+	struct dqueue *dq = &b->queues[id];
+
 	dq->live = false;
 	dq->gen++;		/* even: every handle sees a gen it did not
 				 * attach with, from the release store on */
@@ -551,9 +564,9 @@ int queue_delete(struct dbus *b, const struct peer *p,
 	timers_drop(b, (uint32_t)id);
 	dq->reclaim_pending = true;
 	dq->gp_target = epoch_gp_start(a);
+	dq->owner_conn = 0;
 	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
-		 "period", b->name, req->name);
-	return 0;
+		 "period", b->name, dq->name);
 }
 
 /* Free what a deleted queue held. Only after its grace period. */
@@ -803,8 +816,16 @@ void conn_gone(uint32_t conn_id)
 				any = true;
 			}
 		}
-		if (any)
+		for (uint32_t i = 0; i < b->arena.max_queues; i++) {
+			if (b->queues[i].live && b->queues[i].owner_conn == conn_id) {
+				dqueue_delete(b, (int)i);
+				any = true;
+			}
+		}
+		if (any) {
 			pools_rebuild(b);
+			server_want_tick();
+		}
 	}
 }
 

@@ -65,6 +65,8 @@ struct dqueue {
 	uint32_t max_deliveries;	/* 0 = unlimited */
 	uint32_t dlq_qid, dlq_gen;	/* UINT32_MAX = no DLQ */
 	bool expire_dlq;
+	uint32_t owner_conn;	/* private (reply) queue: deleted when this
+				 * connection closes; 0 = none */
 };
 
 struct dslot {

@@ -125,6 +125,8 @@ SHMBUS_API void shmbus__close(struct shmbus *bus)
 {
 	if (!bus)
 		return;
+	if (bus->rr)
+		reqrep_free(bus);
 	wake_table_fini(&bus->wakes);
 	arena_unmap(&bus->arena);
 	if (bus->arena_fd >= 0)

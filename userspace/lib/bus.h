@@ -20,6 +20,7 @@ struct shmbus {
 	struct wake_table wakes;
 	char name[SHMBUS_NAME_MAX];
 	pid_t pid;		/* opener: a forked child must reopen */
+	struct reqrep *rr;	/* request-reply, created on first request */
 	int arena_fd;
 	bool rdonly;
 };
@@ -75,5 +76,24 @@ static inline int check_pid(const struct shmbus *bus)
 {
 	return bus->pid == getpid() ? 0 : -ECHILD;
 }
+
+/* Publish with a reply-to queue (qid + 1) and a correlation id. */
+int producer_publish_rr(struct shmbus_producer *p, const void *data,
+			size_t len, uint64_t corr_id, uint32_t reply_to,
+			int64_t timeout_ns);
+uint32_t producer_qid(const struct shmbus_producer *p);
+
+/* Count @ctr once on the consumer's slot (its queue's statistics). */
+void consumer_count(struct shmbus_consumer *c, unsigned ctr);
+uint32_t consumer_qid(const struct shmbus_consumer *c);
+struct shmbus *consumer_bus(const struct shmbus_consumer *c);
+/* The replier's cache of reply-queue producers (reqrep.c owns it). */
+void **consumer_reply_cache(struct shmbus_consumer *c);
+unsigned c_rr_next(struct shmbus_consumer *c);
+void reply_cache_free(void *cache);
+
+/* Request-reply state of a bus handle (reqrep.c). */
+struct reqrep;
+void reqrep_free(struct shmbus *bus);
 
 #endif /* SHMBUS_BUS_H */

@@ -34,6 +34,8 @@ struct shmbus_consumer {
 					 * to the daemon (take() -> -ETIME) */
 	uint16_t free[SHMBUS_LEASE_MAX];	/* free entry indices */
 	struct shmbus_msg stash;
+	void *replies;			/* reqrep.c: reply producers */
+	unsigned replies_next;		/* round-robin eviction */
 };
 
 SHMBUS_API struct shmbus_consumer *
@@ -117,6 +119,7 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 		if (c->stash_valid)
 			shmbus_consumer__release(c, &c->stash);
 	}
+	reply_cache_free(c->replies);
 	/* leases still held are returned to the queue by the daemon when
 	 * it releases the slot, exactly as if we had died */
 	detach(&c->at);
@@ -271,6 +274,7 @@ again:
 	msg->dl_reason = READ_ONCE(ch->dl_reason);
 	msg->dl_src = READ_ONCE(ch->dl_src_qid);
 	msg->dl_count = msg->dl_reason ? READ_ONCE(ch->dl_count) : 0;
+	msg->reply_to = READ_ONCE(ch->reply_to);
 	msg->__ref = ref;
 	msg->__word = w;
 	msg->__lease = e + 1;
@@ -670,4 +674,29 @@ SHMBUS_API int shmbus_consumer__arm(struct shmbus_consumer *c)
 		return 1;
 	seat_drain(&c->seat);
 	return arm(c);	/* seat_arm() notices a bit a producer took */
+}
+
+void consumer_count(struct shmbus_consumer *c, unsigned ctr)
+{
+	slot_count(c->at.slot, ctr, 1);
+}
+
+uint32_t consumer_qid(const struct shmbus_consumer *c)
+{
+	return c->at.qid;
+}
+
+struct shmbus *consumer_bus(const struct shmbus_consumer *c)
+{
+	return c->at.bus;
+}
+
+void **consumer_reply_cache(struct shmbus_consumer *c)
+{
+	return &c->replies;
+}
+
+unsigned c_rr_next(struct shmbus_consumer *c)
+{
+	return c->replies_next++;
 }

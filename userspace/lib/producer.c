@@ -95,6 +95,7 @@ static inline int alloc_chunk(struct attachment *at, size_t size,
 /* What a publish writes into every header besides the payload. */
 struct pub_hdr {
 	uint64_t corr_id;
+	uint32_t reply_to;	/* qid + 1, 0 = none */
 	int64_t ts;		/* publish time, 0 = not stamped */
 	uint64_t expires;	/* CLOCK_MONOTONIC, 0 = never */
 };
@@ -134,7 +135,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->id = slot_next_id(at->bus, at->slot);
 	c->ts_pub = (uint64_t)h->ts;
 	c->corr_id = h->corr_id;
-	c->reply_to = 0;
+	c->reply_to = h->reply_to;
 	c->delivery_count = 0;
 	c->expires_ns = h->expires;
 	c->not_before_ns = 0;
@@ -556,4 +557,33 @@ SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf)
 	c = loaned_chunk(&p->at, buf, &ref);
 	if (c)
 		pool_free(&p->at.bus->arena, p->at.slot, ref);
+}
+
+int producer_publish_rr(struct shmbus_producer *p, const void *data,
+			size_t len, uint64_t corr_id, uint32_t reply_to,
+			int64_t timeout_ns)
+{
+	struct attachment *at = &p->at;
+	struct pub_hdr h = { .corr_id = corr_id, .reply_to = reply_to,
+			     .ts = pub_time(p) };
+	struct pub_wait w = pub_wait_of(timeout_ns);
+	int err;
+
+	if (p->ttl_ns)
+		h.expires = (uint64_t)(now_ns() + p->ttl_ns);
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	err = publish_one(at, data, len, &h, &w);
+	if (!err)
+		wake_after(at, 1);
+	epoch_exit(at->slot);
+	return err;
+}
+
+uint32_t producer_qid(const struct shmbus_producer *p)
+{
+	return p->at.qid;
 }

@@ -94,7 +94,9 @@ struct sbc_bus_open_reply {
 
 /* QUEUE_DECLARE flags */
 #define SBC_QUEUE_EXPIRE_DLQ	0x1u	/* = SHMBUS_QUEUE_EXPIRE_TO_DLQ */
-#define SBC_QUEUE__ALL		0x1u
+#define SBC_QUEUE_PRIVATE	0x2u	/* deleted when the declaring
+					 * connection closes (reply queues) */
+#define SBC_QUEUE__ALL		0x3u
 
 struct sbc_queue_declare {
 	char	 name[SHMBUS_NAME_MAX];

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_reqrep.c - request-reply between processes: "no responders" at
+ * once, 100,000 round trips each answered with its own reply, a timeout
+ * whose late reply is dropped and counted, the private reply queue going
+ * away with the requester, handler errors nacking the request.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+#include "helpers.h"
+
+#define BUS	"rr"
+#define MS	1000000LL
+
+static struct shmbus *open_bus(void)
+{
+	return t_open_bus(BUS);
+}
+
+/* The price service: "price N" -> "N=<N*3>"; "slow N" waits 300 ms. */
+static ssize_t price(void *ctx, const struct shmbus_msg *req, void *reply,
+		     size_t cap)
+{
+	char in[64];
+	unsigned long n;
+
+	(void)ctx;
+	if (req->len >= sizeof(in))
+		return -EINVAL;
+	memcpy(in, req->data, req->len);
+	in[req->len] = '\0';
+	if (sscanf(in, "slow %lu", &n) == 1)
+		usleep(300000);
+	else if (sscanf(in, "price %lu", &n) != 1)
+		return -EINVAL;		/* nacked: no reply */
+	return snprintf(reply, cap, "%lu=%lu", n, n * 3);
+}
+
+static pid_t start_server(const char *queue, unsigned max, int ready_fd)
+{
+	pid_t kid = fork();
+
+	if (!kid) {
+		struct shmbus *b = open_bus();
+		struct shmbus_consumer *c = shmbus_consumer__new(b, queue, NULL);
+		int n;
+
+		CHILD_CHECK(c, "replier");
+		CHILD_CHECK(write(ready_fd, "r", 1) == 1, "ready");
+		n = shmbus_consumer__serve(c, price, NULL, max, 3000 * MS);
+		CHILD_CHECK(n >= 0, "serve: %s", strerror(-n));
+		shmbus_consumer__free(c);
+		shmbus__close(b);
+		_exit(0);
+	}
+	return kid;
+}
+
+static void test_no_responders(void **state)
+{
+	struct shmbus *bus = open_bus();
+	char r[64];
+	int64_t t0;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "nobody", NULL), 1);
+	t0 = t_now_ns();
+	assert_int_equal(shmbus__request(bus, "nobody", "x", 1, r, sizeof(r),
+					 5000 * MS), -EHOSTUNREACH);
+	assert_true(t_now_ns() - t0 < 1000 * MS);	/* at once */
+	assert_int_equal(shmbus__request(bus, "no.such.queue", "x", 1, r,
+					 sizeof(r), MS), -ENOENT);
+	shmbus__close(bus);
+}
+
+static void test_round_trips(void **state)
+{
+	const unsigned n = (unsigned)t_scaled(100000);
+	struct shmbus *bus = open_bus();
+	unsigned bad = 0;
+	int ready[2];
+	int64_t t0;
+	pid_t srv;
+	char x;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "price", NULL), 1);
+	assert_int_equal(pipe(ready), 0);
+	srv = start_server("price", n, ready[1]);
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	t0 = t_now_ns();
+	for (unsigned i = 0; i < n; i++) {
+		char req[32], rep[64], want[64];
+		ssize_t len;
+
+		snprintf(req, sizeof(req), "price %u", i);
+		len = shmbus__request(bus, "price", req, strlen(req), rep,
+				      sizeof(rep) - 1, 5000 * MS);
+		assert_true(len > 0);
+		rep[len] = '\0';
+		snprintf(want, sizeof(want), "%u=%lu", i, (unsigned long)i * 3);
+		bad += strcmp(rep, want) != 0;
+	}
+	print_message("%u round trips, %.2f us each, %u mismatched\n", n,
+		      (t_now_ns() - t0) / 1e3 / n, bad);
+	assert_int_equal(bad, 0);
+	assert_int_equal(t_wait(srv, 10000), 0);
+	shmbus__close(bus);
+}
+
+/*
+ * A request times out; its reply arrives later, while the next request
+ * waits, and is dropped (counted); the next request gets its own reply.
+ * A bad request is nacked by the handler: no reply, the requester times
+ * out.
+ */
+static void test_timeout_late_reply(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_deliveries = 1);
+	struct shmbus *bus = open_bus();
+	struct shmbus_queue_info qi[16];
+	char rep[64];
+	int ready[2], nq;
+	uint64_t dropped = 0;
+	ssize_t len;
+	pid_t srv;
+	char x;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "quote", &qo), 1);
+	assert_int_equal(pipe(ready), 0);
+	srv = start_server("quote", 3, ready[1]);
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	len = shmbus__request(bus, "quote", "slow 1", 6, rep, sizeof(rep),
+			      100 * MS);
+	assert_int_equal(len, -ETIMEDOUT);
+	len = shmbus__request(bus, "quote", "price 2", 7, rep, sizeof(rep),
+			      5000 * MS);
+	assert_int_equal(len, 3);
+	assert_memory_equal(rep, "2=6", 3);
+	/* not a price: the handler refuses, nobody replies */
+	len = shmbus__request(bus, "quote", "bogus", 5, rep, sizeof(rep),
+			      200 * MS);
+	assert_int_equal(len, -ETIMEDOUT);
+	len = shmbus__request(bus, "quote", "price 4", 7, rep, sizeof(rep),
+			      5000 * MS);
+	assert_int_equal(len, 4);
+	assert_memory_equal(rep, "4=12", 4);
+	assert_int_equal(t_wait(srv, 10000), 0);
+	/* the late reply was counted on our reply queue */
+	nq = shmbus__queue_list(bus, qi, 16);
+	for (int i = 0; i < nq; i++)
+		if (!strncmp(qi[i].name, "_reply.", 7))
+			dropped += qi[i].stat[SHMBUS_STAT_DROPPED];
+	assert_int_equal(dropped, 1);
+	shmbus__close(bus);
+}
+
+/* The reply queue is private: it goes away with the requester. */
+static void test_reply_queue_cleanup(void **state)
+{
+	struct shmbus *bus = open_bus();
+	struct shmbus_queue_info qi[16];
+	int ready[2], nq, replies = 0;
+	pid_t srv, req;
+	char x;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "echo", NULL), 1);
+	assert_int_equal(pipe(ready), 0);
+	srv = start_server("echo", 1, ready[1]);
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	if (!(req = fork())) {
+		struct shmbus *b = open_bus();
+		char rep[64];
+
+		CHILD_CHECK(shmbus__request(b, "echo", "price 1", 7, rep,
+					    sizeof(rep), 5000 * MS) == 3,
+			    "request");
+		pause();	/* killed holding its reply queue */
+		_exit(0);
+	}
+	assert_int_equal(t_wait(srv, 10000), 0);
+	nq = shmbus__queue_list(bus, qi, 16);
+	for (int i = 0; i < nq; i++)
+		replies += !strncmp(qi[i].name, "_reply.", 7);
+	assert_int_equal(replies, 1);
+	kill(req, SIGKILL);
+	assert_int_equal(t_wait(req, 5000), 128 + SIGKILL);
+	for (int k = 0; k < 500 && replies; k++) {
+		usleep(2000);
+		replies = 0;
+		nq = shmbus__queue_list(bus, qi, 16);
+		for (int i = 0; i < nq; i++)
+			replies += !strncmp(qi[i].name, "_reply.", 7);
+	}
+	assert_int_equal(replies, 0);
+	shmbus__close(bus);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_responders),
+		cmocka_unit_test(test_round_trips),
+		cmocka_unit_test(test_timeout_late_reply),
+		cmocka_unit_test(test_reply_queue_cleanup),
+	};
+
+	return T_RUN_WITH_DAEMON("reqrep", tests);
+}

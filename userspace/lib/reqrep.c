@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: MIT
+/*
+ * reqrep.c - request-reply over queues, as NATS and AMQP RPC do it.
+ *
+ * A requester's bus handle owns one private reply queue ("_reply.PID.N",
+ * declared with SBC_QUEUE_PRIVATE: the daemon deletes it when the
+ * connection that declared it closes, so a dead requester leaves nothing
+ * behind). A request is an ordinary message with reply_to = that queue
+ * and a fresh correlation id; the reply is an ordinary message with the
+ * same correlation id in the reply queue. Replies to requests that timed
+ * out arrive later with an old id: they are dropped and counted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+
+#define RR_TARGETS	8	/* request queues kept attached per bus */
+#define RR_REPLY_LEN	64	/* reply queue capacity */
+#define REPLY_CACHE	16	/* reply queues kept attached per replier */
+
+struct rr_target {
+	char name[SHMBUS_NAME_MAX];
+	struct shmbus_producer *p;
+};
+
+struct reqrep {
+	pthread_mutex_t lock;
+	char name[SHMBUS_NAME_MAX];	/* our reply queue */
+	struct shmbus_consumer *c;
+	uint32_t qid;
+	uint64_t next_corr;
+	unsigned nt;
+	struct rr_target t[RR_TARGETS];
+};
+
+static unsigned long rr_seq;	/* reply queue names, per process */
+
+static int reqrep_init(struct shmbus *bus)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, co, .flags = SHMBUS_CONSUMER_AUTO_ACK);
+	struct sbc_queue_declare req;
+	struct sbc_queue_declare_reply rep;
+	struct reqrep *rr;
+	int err;
+
+	rr = calloc(1, sizeof(*rr));
+	if (!rr)
+		return -ENOMEM;
+	snprintf(rr->name, sizeof(rr->name), "_reply.%d.%lu", (int)getpid(),
+		 __atomic_fetch_add(&rr_seq, 1, __ATOMIC_RELAXED));
+	memset(&req, 0, sizeof(req));
+	memcpy(req.name, rr->name, sizeof(req.name));
+	req.max_len = RR_REPLY_LEN;
+	req.max_consumers = 1;
+	req.flags = SBC_QUEUE_PRIVATE;
+	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
+			  &rep, sizeof(rep), NULL, NULL);
+	if (err)
+		goto fail;
+	rr->c = shmbus_consumer__new(bus, rr->name, &co);
+	if (!rr->c) {
+		err = -errno;
+		goto fail;
+	}
+	rr->qid = consumer_qid(rr->c) + 1;
+	rr->next_corr = ((uint64_t)getpid() << 32) | 1;
+	pthread_mutex_init(&rr->lock, NULL);
+	bus->rr = rr;
+	return 0;
+fail:
+	free(rr);
+	return err;
+}
+
+void reqrep_free(struct shmbus *bus)
+{
+	struct reqrep *rr = bus->rr;
+
+	bus->rr = NULL;
+	for (unsigned i = 0; i < rr->nt; i++)
+		shmbus_producer__free(rr->t[i].p);
+	shmbus_consumer__free(rr->c);
+	if (check_pid(bus) == 0)
+		shmbus__queue_delete(bus, rr->name);
+	pthread_mutex_destroy(&rr->lock);
+	free(rr);
+}
+
+static struct shmbus_producer *target(struct shmbus *bus, struct reqrep *rr,
+				      const char *queue, int *err)
+{
+	struct shmbus_producer *p;
+	unsigned i;
+
+	for (i = 0; i < rr->nt; i++)
+		if (!strncmp(rr->t[i].name, queue, SHMBUS_NAME_MAX))
+			return rr->t[i].p;
+	p = shmbus_producer__new(bus, queue, NULL);
+	if (!p) {
+		*err = -errno;
+		return NULL;
+	}
+	if (rr->nt == RR_TARGETS) {	/* evict the oldest */
+		shmbus_producer__free(rr->t[0].p);
+		memmove(&rr->t[0], &rr->t[1], (RR_TARGETS - 1) * sizeof(rr->t[0]));
+		rr->nt--;
+	}
+	snprintf(rr->t[rr->nt].name, SHMBUS_NAME_MAX, "%s", queue);
+	rr->t[rr->nt].p = p;
+	rr->nt++;
+	return p;
+}
+
+/* Does any consumer hold a seat on queue @qid? (the daemon's seat map) */
+static bool has_consumers(const struct arena *a, uint32_t qid)
+{
+	const struct shmbus_queue *q = queue_at(a, qid);
+	uint64_t any = 0;
+
+	for (unsigned w = 0; q && w < SHMBUS_SEAT_WORDS; w++)
+		any |= READ_ONCE(q->seat_used[w]);
+	return any != 0;
+}
+
+SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
+				   const void *body, size_t len, void *reply,
+				   size_t cap, int64_t timeout_ns)
+{
+	struct shmbus_producer *p;
+	struct reqrep *rr;
+	int64_t deadline;
+	uint64_t corr;
+	ssize_t ret;
+	int err = 0;
+
+	if (!bus || !queue || (!body && len) || (!reply && cap))
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	if (!bus->rr) {
+		static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+		pthread_mutex_lock(&init_lock);
+		err = bus->rr ? 0 : reqrep_init(bus);
+		pthread_mutex_unlock(&init_lock);
+		if (err)
+			return err;
+	}
+	rr = bus->rr;
+	deadline = deadline_of(timeout_ns);
+	pthread_mutex_lock(&rr->lock);
+	p = target(bus, rr, queue, &err);
+	if (!p) {
+		ret = err;
+		goto out;
+	}
+	if (!has_consumers(&bus->arena, producer_qid(p))) {
+		ret = -EHOSTUNREACH;	/* no responders */
+		goto out;
+	}
+	corr = rr->next_corr++;
+	ret = producer_publish_rr(p, body, len, corr, rr->qid, timeout_ns);
+	if (ret)
+		goto out;
+	for (;;) {
+		int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ns();
+		struct shmbus_msg m;
+
+		if (deadline != INT64_MAX && left < 0)
+			left = 0;
+		err = shmbus_consumer__receive_view(rr->c, &m, left);
+		if (err) {
+			ret = err == -EAGAIN ? -ETIMEDOUT : err;
+			break;
+		}
+		if (m.corr_id != corr) {
+			/* the reply to a request that gave up waiting */
+			consumer_count(rr->c, SHMBUS_CTR_DROPPED);
+			shmbus_consumer__release(rr->c, &m);
+			continue;
+		}
+		if (m.len > cap) {
+			ret = -EMSGSIZE;
+		} else {
+			memcpy(reply, m.data, m.len);
+			ret = m.len;
+		}
+		shmbus_consumer__release(rr->c, &m);
+		break;
+	}
+out:
+	pthread_mutex_unlock(&rr->lock);
+	return ret;
+}
+
+/* ---- the replier's side ------------------------------------------------ */
+
+struct reply_cache {
+	uint32_t qid, qgen;
+	struct shmbus_producer *p;
+};
+
+void reply_cache_free(void *cache)
+{
+	struct reply_cache *rc = cache;
+
+	if (!rc)
+		return;
+	for (unsigned i = 0; i < REPLY_CACHE; i++)
+		shmbus_producer__free(rc[i].p);
+	free(rc);
+}
+
+/* Is cache entry @e still the live queue it was attached to? */
+static bool entry_live(const struct arena *a, const struct reply_cache *e)
+{
+	const struct shmbus_queue *q = queue_at(a, e->qid - 1);
+
+	return e->p && q && READ_ONCE(q->gen) == e->qgen;
+}
+
+/*
+ * A producer for reply queue @qid1 (qid + 1): the replying consumer keeps
+ * the last REPLY_CACHE reply queues attached (attaching costs a round trip
+ * to the daemon), replacing gone ones first.
+ */
+static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
+					      uint32_t qid1, int *err)
+{
+	struct shmbus *bus = consumer_bus(c);
+	const struct shmbus_queue *q = queue_at(&bus->arena, qid1 - 1);
+	struct reply_cache *rc = *consumer_reply_cache(c), *victim;
+	char name[SHMBUS_NAME_MAX];
+	uint32_t g;
+
+	if (!q) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	if (!rc) {
+		rc = calloc(REPLY_CACHE, sizeof(*rc));
+		if (!rc) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		*consumer_reply_cache(c) = rc;
+	}
+	g = smp_load_acquire(&q->gen);
+	if (!SHMBUS_QGEN_LIVE(g)) {
+		*err = -ENOENT;		/* the requester is gone */
+		return NULL;
+	}
+	for (unsigned i = 0; i < REPLY_CACHE; i++)
+		if (rc[i].p && rc[i].qid == qid1 && rc[i].qgen == g)
+			return rc[i].p;
+	memcpy(name, q->name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	smp_rmb();
+	if (READ_ONCE(q->gen) != g) {
+		*err = -ENOENT;
+		return NULL;
+	}
+	victim = &rc[c_rr_next(c) % REPLY_CACHE];
+	for (unsigned i = 0; i < REPLY_CACHE; i++) {
+		if (!entry_live(&bus->arena, &rc[i])) {
+			victim = &rc[i];
+			break;
+		}
+	}
+	shmbus_producer__free(victim->p);
+	victim->p = shmbus_producer__new(bus, name, NULL);
+	if (!victim->p) {
+		*err = -errno;
+		return NULL;
+	}
+	victim->qid = qid1;
+	victim->qgen = g;
+	return victim->p;
+}
+
+SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
+				      const struct shmbus_msg *req,
+				      const void *data, size_t len)
+{
+	struct shmbus_producer *p;
+	int err = 0;
+
+	if (!c || !req || !req->reply_to || (!data && len))
+		return -EINVAL;
+	p = reply_producer(c, req->reply_to, &err);
+	if (!p)
+		return err;
+	err = producer_publish_rr(p, data, len, req->corr_id, 0, 0);
+	if (err == -EIDRM)
+		err = -ENOENT;
+	return err;
+}
+
+SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
+				      shmbus_handler_fn fn, void *ctx,
+				      unsigned max, int64_t idle_timeout_ns)
+{
+	char *buf;
+	size_t cap = 65536;
+	unsigned done = 0;
+	int err = 0;
+
+	if (!c || !fn)
+		return -EINVAL;
+	buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	while (!max || done < max) {
+		struct shmbus_msg m;
+		ssize_t n;
+
+		err = shmbus_consumer__receive_view(c, &m, idle_timeout_ns);
+		if (err == -ETIMEDOUT || err == -EAGAIN) {
+			err = 0;
+			break;
+		}
+		if (err == -EBADMSG)
+			continue;
+		if (err)
+			break;
+		if (!m.reply_to) {
+			shmbus_consumer__release(c, &m);
+			continue;
+		}
+		n = fn(ctx, &m, buf, cap);
+		if (n < 0) {
+			if (shmbus_consumer__nack(c, &m, SHMBUS_NACK_BACKOFF))
+				shmbus_consumer__release(c, &m);
+			continue;
+		}
+		/* a requester that went away has no one to answer */
+		(void)shmbus_consumer__reply(c, &m, buf, (size_t)MIN((size_t)n, cap));
+		shmbus_consumer__release(c, &m);
+		done++;
+	}
+	free(buf);
+	return err ? err : (int)done;
+}
