@@ -580,8 +580,9 @@ SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
 /*
  * A request handler for shmbus_consumer__serve(): write the reply into
  * @reply (@cap bytes, the reply queue's msg_size at most) and return its
- * length, or a negative errno to nack the request (it is redelivered or
- * dead-lettered as its queue says) without replying.
+ * length, or a negative errno to refuse the request without replying: it
+ * is rejected (to the queue's dead-letter queue, or dropped and counted),
+ * not retried, since the requester is waiting with a timeout.
  */
 typedef ssize_t (*shmbus_handler_fn)(void *ctx, const struct shmbus_msg *req,
 				     void *reply, size_t cap);

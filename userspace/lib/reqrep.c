@@ -331,7 +331,7 @@ SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
 		}
 		n = fn(ctx, &m, buf, cap);
 		if (n < 0) {
-			if (shmbus_consumer__nack(c, &m, SHMBUS_NACK_BACKOFF))
+			if (shmbus_consumer__reject(c, &m))
 				shmbus_consumer__release(c, &m);
 			continue;
 		}
