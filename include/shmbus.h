@@ -163,6 +163,8 @@ struct shmbus_queue_opts {
 				 * nack or an expired lease; 0 = none */
 	int64_t backoff_max_ns;	/* cap; 0 = 10 x backoff_init_ns */
 	const char *dead_letter_queue;	/* existing queue, or NULL */
+	int64_t dedup_window_ns;/* publishes with a dedup_id seen within
+				 * this window are dropped; 0 = no dedup */
 };
 
 /*
@@ -206,6 +208,7 @@ enum shmbus_stat {
 	SHMBUS_STAT_SLEEPS	= 12,	/* times a consumer blocked */
 	SHMBUS_STAT_RECLAIMED	= 13,	/* chunks reclaimed from dead handles */
 	SHMBUS_STAT_LEASE_EXPIRED = 14,	/* leases taken back by the daemon */
+	SHMBUS_STAT_DUPLICATES	= 15,	/* publishes dropped: same dedup id */
 	SHMBUS_STAT__MAX	= 16,
 };
 
@@ -228,6 +231,7 @@ struct shmbus_queue_info {
 	uint32_t backoff_mult_milli;
 	uint32_t flags;		/* SHMBUS_QUEUE_* */
 	char	 dead_letter_queue[64];	/* "" = none */
+	int64_t dedup_window_ns;
 	uint64_t stat[SHMBUS_STAT__MAX];
 };
 
@@ -323,6 +327,10 @@ struct shmbus_pub_opts {
 				 * queue's TTL; < 0 = never */
 	int64_t delay_ns;	/* invisible until this long after publish
 				 * (held by the daemon); 0 = none */
+	const char *dedup_id;	/* idempotency key: a second publish with
+				 * the same id within the queue's dedup
+				 * window returns 0 but is dropped (counted
+				 * in SHMBUS_STAT_DUPLICATES); NULL = none */
 };
 
 /*

@@ -161,6 +161,7 @@ enum {
 	SHMBUS_CTR_SLEEPS	= 12,	/* times a consumer blocked */
 	SHMBUS_CTR_RECLAIMED	= 13,	/* chunks reclaimed from dead slots */
 	SHMBUS_CTR_LEASE_EXPIRED = 14,	/* leases the daemon took back */
+	SHMBUS_CTR_DUPLICATE	= 15,	/* publishes dropped as duplicates */
 };
 
 /*
@@ -330,8 +331,31 @@ struct shmbus_queue {
 	uint8_t	 __pad6[64 - 8 * SHMBUS_SEAT_WORDS];
 	/* --- lines 11-12: counters folded in from freed slots. D only. */
 	uint64_t folded[SHMBUS_NR_COUNTERS] __attribute__((aligned(64)));
-	uint8_t	 __rsvd[1024 - 13 * 64];
+	/* --- line 13: the dedup table (D writes before gen at declare;
+	 * dedup_cap 0 = none), dedup_cap struct shmbus_dedup entries at
+	 * arena offset dedup_off, in the ring area. */
+	uint64_t dedup_off __attribute__((aligned(64)));
+	uint32_t dedup_cap;		/* power of two, or 0 */
+	uint32_t __pad13;
+	uint64_t dedup_window_ns;
+	uint8_t	 __pad13b[40];
+	uint8_t	 __rsvd[1024 - 14 * 64];
 };
+
+/*
+ * Dedup table entry: a key seen by publish and until when it counts. P
+ * claims an empty or expired entry with a cmpxchg on key, then writes
+ * expires; a key found with expires 0 is being written (and counts as
+ * seen). An open-addressed table probed SHMBUS_DEDUP_PROBE entries from
+ * key % cap: when all are live, the publish is accepted without dedup
+ * (the window is best effort beyond the table's capacity).
+ */
+struct shmbus_dedup {
+	uint64_t key;			/* 0 = empty */
+	uint64_t expires;		/* CLOCK_MONOTONIC ns */
+};
+
+#define SHMBUS_DEDUP_PROBE	16u
 
 /*
  * Pool descriptor: one size class of chunks.
@@ -485,6 +509,7 @@ SHMBUS__ASSERT(offsetof(struct shmbus_queue, head) == 256, "queue head");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, sleep_mask) == 320, "sleep");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, seat_used) == 384, "seats");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, folded) == 704, "folded");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, dedup_off) == 832, "dedup");
 SHMBUS__ASSERT(sizeof(struct shmbus_pool) == 128, "pool size");
 SHMBUS__ASSERT(offsetof(struct shmbus_pool, free_head) == 64, "free head");
 SHMBUS__ASSERT(sizeof(struct shmbus_chunk) == SHMBUS_CHUNK_HDR, "chunk hdr");

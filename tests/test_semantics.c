@@ -501,6 +501,118 @@ static void test_killed_holding_n(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * Idempotency keys: a retried publish with the same id inside the window
+ * is accepted and dropped (counted); after the window it is new again;
+ * a publish that failed does not use up its id. Two processes racing
+ * with the same 2,000 ids deliver each id once.
+ */
+static void test_dedup(void **state)
+{
+	enum { IDS = 2000 };
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .dedup_window_ns = 300 * MS,
+		    .max_len = 4096);
+	SHMBUS_OPTS(shmbus_queue_opts, small, .dedup_window_ns = 60000 * MS,
+		    .max_len = 2);
+	SHMBUS_OPTS(shmbus_pub_opts, k1, .dedup_id = "order-1");
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	static uint8_t seen[IDS];
+	pid_t kids[2];
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "idem", &qo), 1);
+	info(bus, "idem", &qi);
+	assert_int_equal(qi.dedup_window_ns, 300 * MS);
+	p = shmbus_producer__new(bus, "idem", NULL);
+	c = shmbus_consumer__new(bus, "idem", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	publish_int(p, 1, &k1);
+	publish_int(p, 1, &k1);		/* the retry */
+	publish_int(p, 2, NULL);
+	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(recv_int(c, &m, 0), 2);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	info(bus, "idem", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DUPLICATES], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_PUBLISHED], 2);
+	usleep(350000);			/* the window passed */
+	publish_int(p, 3, &k1);
+	assert_int_equal(recv_int(c, &m, 0), 3);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+
+	/* racing producers: each id delivered once */
+	for (int k = 0; k < 2; k++) {
+		if (!(kids[k] = fork())) {
+			struct shmbus *b = open_bus();
+			struct shmbus_producer *pp =
+				shmbus_producer__new(b, "idem", NULL);
+
+			CHILD_CHECK(pp, "producer");
+			for (int i = 0; i < IDS; i++) {
+				char id[32];
+				SHMBUS_OPTS(shmbus_pub_opts, po, .dedup_id = id,
+					    .timeout_ns = -1);
+
+				snprintf(id, sizeof(id), "race-%d", i);
+				CHILD_CHECK(!shmbus_producer__publish(pp, &i,
+						sizeof(i), &po), "publish");
+			}
+			_exit(0);
+		}
+	}
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(t_wait(kids[k], 30000), 0);
+	while (shmbus_consumer__try_receive(c, &m) == 0) {
+		int v = *(const int *)m.data;
+
+		assert_true(v >= 0 && v < IDS);
+		seen[v]++;
+		n++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	assert_int_equal(n, IDS);
+	for (int i = 0; i < IDS; i++)
+		assert_int_equal(seen[i], 1);
+	info(bus, "idem", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DUPLICATES], 1 + IDS);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+
+	/* a failed publish (queue full) leaves its id unused */
+	assert_int_equal(shmbus__queue_declare(bus, "idem.small", &small), 1);
+	p = shmbus_producer__new(bus, "idem.small", NULL);
+	c = shmbus_consumer__new(bus, "idem.small", NULL);
+	publish_int(p, 1, NULL);
+	publish_int(p, 2, NULL);
+	assert_int_equal(shmbus_producer__publish(p, &n, sizeof(n), &k1),
+			 -ENOBUFS);
+	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	publish_int(p, 9, &k1);
+	assert_int_equal(recv_int(c, &m, 0), 2);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(recv_int(c, &m, 0), 9);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+
+	/* no window, no dedup: refused, not silently ignored */
+	assert_int_equal(shmbus__queue_declare(bus, "idem.none", NULL), 1);
+	p = shmbus_producer__new(bus, "idem.none", NULL);
+	assert_int_equal(shmbus_producer__publish(p, &n, sizeof(n), &k1),
+			 -EOPNOTSUPP);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 /* Declare rules for the new settings. */
 static void test_declare_semantics(void **state)
 {
@@ -536,6 +648,7 @@ int main(void)
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_prefetch_autoack_batch),
 		cmocka_unit_test(test_killed_holding_n),
+		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_declare_semantics),
 	};
 

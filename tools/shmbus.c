@@ -195,7 +195,7 @@ static void usage_queue(FILE *f)
 "                               [--ttl SEC] [--max-deliveries N]\n"
 "                               [--backoff SEC] [--backoff-mult X]\n"
 "                               [--backoff-max SEC] [--dlq QUEUE]\n"
-"                               [--expire-to-dlq]\n"
+"                               [--expire-to-dlq] [--dedup-window SEC]\n"
 "       shmbus queue delete NAME\n"
 "       shmbus queue list\n"
 "\n"
@@ -211,6 +211,7 @@ static void usage_queue(FILE *f)
 "                       (default 10 x SEC); default 0: at once\n"
 "  --dlq QUEUE          dead-letter queue (must exist)\n"
 "  --expire-to-dlq      expired messages go to the DLQ (default: dropped)\n"
+"  --dedup-window SEC   drop a publish whose --dedup-id was seen within SEC\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, capacity, message size and depth of every queue.\n");
 }
@@ -229,6 +230,7 @@ static int cmd_queue(int argc, char **argv)
 		{ "backoff-max", required_argument, NULL, 'B' },
 		{ "dlq", required_argument, NULL, 'd' },
 		{ "expire-to-dlq", no_argument, NULL, 'E' },
+		{ "dedup-window", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -265,6 +267,7 @@ static int cmd_queue(int argc, char **argv)
 		}
 		case 'd': qo.dead_letter_queue = optarg; break;
 		case 'E': qo.flags |= SHMBUS_QUEUE_EXPIRE_TO_DLQ; break;
+		case 'W': qo.dedup_window_ns = parse_ns(optarg); break;
 		case 'h': usage_queue(stdout); return 0;
 		default: usage_queue(stderr); return 2;
 		}
@@ -332,12 +335,13 @@ static void usage_pub(FILE *f)
 {
 	fprintf(f,
 "usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS] [--ttl SECONDS]\n"
-"                  [--delay SECONDS] [--corr-id N]\n"
+"                  [--delay SECONDS] [--corr-id N] [--dedup-id ID]\n"
 "\n"
 "Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
 "input as one message (without its newline). When the queue is full,\n"
 "waits for room up to --timeout (default: for ever). --ttl: expire after\n"
-"SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id.\n");
+"SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id;\n"
+"--dedup-id: idempotency key (the queue needs a --dedup-window).\n");
 }
 
 static void publish_or_die(struct shmbus_producer *p, const char *q,
@@ -350,6 +354,9 @@ static void publish_or_die(struct shmbus_producer *p, const char *q,
 		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
 	if (err == -ENOBUFS)
 		die("queue '%s' is full", q);
+	if (err == -EOPNOTSUPP)
+		die("queue '%s' has no dedup window (queue declare "
+		    "--dedup-window)", q);
 	if (err)
 		die("publish to '%s': %s", q, strerror(-err));
 }
@@ -361,6 +368,7 @@ static int cmd_pub(int argc, char **argv)
 		{ "ttl", required_argument, NULL, 'T' },
 		{ "delay", required_argument, NULL, 'D' },
 		{ "corr-id", required_argument, NULL, 'C' },
+		{ "dedup-id", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -378,6 +386,7 @@ static int cmd_pub(int argc, char **argv)
 		case 'T': po.ttl_ns = parse_ns(optarg); break;
 		case 'D': po.delay_ns = parse_ns(optarg); break;
 		case 'C': po.corr_id = parse_num("--corr-id", optarg, ULONG_MAX); break;
+		case 'I': po.dedup_id = optarg; break;
 		case 'h': usage_pub(stdout); return 0;
 		default: usage_pub(stderr); return 2;
 		}
@@ -522,6 +531,7 @@ static const char *const stat_names[] = {
 	[SHMBUS_STAT_SLEEPS] = "sleeps",
 	[SHMBUS_STAT_RECLAIMED] = "reclaimed",
 	[SHMBUS_STAT_LEASE_EXPIRED] = "lease_expired",
+	[SHMBUS_STAT_DUPLICATES] = "duplicates",
 };
 
 static int cmd_stat(int argc, char **argv)

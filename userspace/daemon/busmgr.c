@@ -325,6 +325,12 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		q->max_deliveries = dq->max_deliveries;
 		q->dlq_qid = dq->dlq_qid == UINT32_MAX ? 0 : dq->dlq_qid + 1;
 		q->dlq_gen = dq->dlq_gen;
+		if (dq->dedup_cap) {
+			q->dedup_off = a->ring_off +
+				       dq->dedup_first * SHMBUS_RING_UNIT;
+			q->dedup_cap = dq->dedup_cap;
+			q->dedup_window_ns = dq->dedup_window_ns;
+		}
 	}
 	/* release: everything above is visible to whoever sees the new gen
 	 * (pairs with the acquire in arena_find_queue and attach) */
@@ -348,12 +354,14 @@ static int queue_semantics(const struct dbus *b,
 						  : 10 * req->backoff_init_ns;
 	cfg->max_deliveries = req->max_deliveries;
 	cfg->expire_dlq = req->flags & SBC_QUEUE_EXPIRE_DLQ;
+	cfg->dedup_window_ns = req->dedup_window_ns;
 	if (cfg->lease_ns < NSEC_PER_MSEC || cfg->lease_ns > MAX_DURATION_NS ||
 	    cfg->ttl_ns > MAX_DURATION_NS ||
 	    cfg->backoff_init_ns > MAX_DURATION_NS ||
 	    cfg->backoff_max_ns > MAX_DURATION_NS ||
 	    cfg->backoff_max_ns < cfg->backoff_init_ns ||
-	    cfg->backoff_mult_milli < 1000 || cfg->backoff_mult_milli > 100000) {
+	    cfg->backoff_mult_milli < 1000 || cfg->backoff_mult_milli > 100000 ||
+	    cfg->dedup_window_ns > MAX_DURATION_NS) {
 		log_info("queue '%s': delivery settings out of range",
 			 req->name);
 		return -EINVAL;
@@ -392,7 +400,8 @@ static bool semantics_equal(const struct dqueue *a, const struct dqueue *b)
 	       a->backoff_mult_milli == b->backoff_mult_milli &&
 	       a->max_deliveries == b->max_deliveries &&
 	       a->dlq_qid == b->dlq_qid && a->dlq_gen == b->dlq_gen &&
-	       a->expire_dlq == b->expire_dlq;
+	       a->expire_dlq == b->expire_dlq &&
+	       a->dedup_window_ns == b->dedup_window_ns;
 }
 
 bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen)
@@ -486,8 +495,35 @@ int queue_declare(struct dbus *b, const struct peer *p,
 		}
 	}
 	dq->cap = roundup_pow2(max_len);
+	dq->dedup_cap = 0;
+	dq->dedup_units = 0;
+	if (cfg.dedup_window_ns) {
+		/* twice the capacity: keys outlive their messages */
+		uint32_t dc = MAX(2 * dq->cap, 1024u);
+		int64_t df;
+
+		dq->dedup_units = ((uint64_t)dc * sizeof(struct shmbus_dedup) +
+				   SHMBUS_RING_UNIT - 1) / SHMBUS_RING_UNIT;
+		df = units_alloc(b, dq->dedup_units);
+		if (df < 0) {
+			for (uint32_t i = 0; i < seats; i++)
+				close(fds[i]);
+			free(fds);
+			log_info("queue '%s': no storage left for a dedup "
+				 "table of %u keys", req->name, dc);
+			return -ENOSPC;
+		}
+		dq->dedup_first = (uint64_t)df;
+		dq->dedup_cap = dc;
+		memset(a->base + a->ring_off + df * SHMBUS_RING_UNIT, 0,
+		       dq->dedup_units * SHMBUS_RING_UNIT);
+	}
 	first = units_alloc(b, ring_units_for(dq->cap));
 	if (first < 0) {
+		if (dq->dedup_units)
+			units_mark(b, dq->dedup_first, dq->dedup_units, false);
+		dq->dedup_units = 0;
+		dq->dedup_cap = 0;
 		for (uint32_t i = 0; i < seats; i++)
 			close(fds[i]);
 		free(fds);
@@ -516,6 +552,7 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	dq->dlq_qid = cfg.dlq_qid;
 	dq->dlq_gen = cfg.dlq_gen;
 	dq->expire_dlq = cfg.expire_dlq;
+	dq->dedup_window_ns = cfg.dedup_window_ns;
 	dq->owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
 	dqueue_ring(b, dq, &r);
 	ring_init_cells(&r);		/* every cell empty, lap 0 */
@@ -588,6 +625,10 @@ static void queue_reclaim(struct dbus *b, uint32_t qid)
 		freed++;
 	}
 	units_mark(b, dq->ring_first, dq->ring_units, false);
+	if (dq->dedup_units)
+		units_mark(b, dq->dedup_first, dq->dedup_units, false);
+	dq->dedup_units = 0;
+	dq->dedup_cap = 0;
 	seats_close(dq);
 	dq->reclaim_pending = false;
 	dqueue_publish(b, dq, &a->queues[qid]);	/* gen stays even */

@@ -189,6 +189,9 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 		req.backoff_max_ns = (uint64_t)bm;
 		req.backoff_mult_milli = OPTS_GET(opts, backoff_mult_milli, 0);
 		req.max_deliveries = OPTS_GET(opts, max_deliveries, 0);
+		if (OPTS_GET(opts, dedup_window_ns, 0) < 0)
+			return -EINVAL;
+		req.dedup_window_ns = (uint64_t)OPTS_GET(opts, dedup_window_ns, 0);
 		if (dlq && proto_name_set(req.dlq, dlq))
 			return -EINVAL;
 	}
@@ -238,6 +241,7 @@ _Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
 	       (int)SHMBUS_STAT_SLEEPS == (int)SHMBUS_CTR_SLEEPS &&
 	       (int)SHMBUS_STAT_RECLAIMED == (int)SHMBUS_CTR_RECLAIMED &&
 	       (int)SHMBUS_STAT_LEASE_EXPIRED == (int)SHMBUS_CTR_LEASE_EXPIRED &&
+	       (int)SHMBUS_STAT_DUPLICATES == (int)SHMBUS_CTR_DUPLICATE &&
 	       (int)SHMBUS_STAT__MAX == (int)SHMBUS_NR_COUNTERS &&
 	       (int)SHMBUS_DL_MAX_DELIVERIES == (int)SHMBUS_DLR_MAX_DELIVERIES &&
 	       (int)SHMBUS_DL_EXPIRED == (int)SHMBUS_DLR_EXPIRED &&
@@ -272,6 +276,8 @@ static int fill_info(const struct arena *a, uint32_t qid,
 	info->backoff_max_ns = (int64_t)READ_ONCE(q->backoff_max_ns);
 	info->backoff_mult_milli = READ_ONCE(q->backoff_mult_milli);
 	info->max_deliveries = READ_ONCE(q->max_deliveries);
+	info->dedup_window_ns = READ_ONCE(q->dedup_cap)
+				? (int64_t)READ_ONCE(q->dedup_window_ns) : 0;
 	info->flags = READ_ONCE(q->flags) & SHMBUS_QF_EXPIRE_DLQ
 		      ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0;
 	{

@@ -95,10 +95,10 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		connect_timeout_ms
-#define shmbus_queue_opts__last_field		dead_letter_queue
+#define shmbus_queue_opts__last_field		dedup_window_ns
 #define shmbus_producer_opts__last_field	flags
 #define shmbus_consumer_opts__last_field	lease_ns
-#define shmbus_pub_opts__last_field		delay_ns
+#define shmbus_pub_opts__last_field		dedup_id
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 /* Read a field if the caller's struct is large enough to have it. */

@@ -22,6 +22,9 @@ struct shmbus_producer {
 	struct attachment at;
 	bool stamp;		/* SHMBUS_PRODUCER_TIMESTAMP */
 	int64_t ttl_ns;		/* the queue's TTL, 0 = none */
+	struct shmbus_dedup *dedup;	/* the queue's dedup table, or NULL */
+	uint32_t dedup_mask;
+	int64_t dedup_window;
 };
 
 /*
@@ -33,6 +36,8 @@ static inline int64_t pub_time(const struct shmbus_producer *p)
 {
 	return p->stamp ? now_ns() : 0;
 }
+
+static void dedup_bind(struct shmbus_producer *p);
 
 SHMBUS_API struct shmbus_producer *
 shmbus_producer__new(struct shmbus *bus, const char *queue,
@@ -61,6 +66,7 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 	p->ttl_ns = (int64_t)READ_ONCE(p->at.q->ttl_ns);
 	if (p->ttl_ns < 0)
 		p->ttl_ns = 0;		/* a peer's garbage */
+	dedup_bind(p);
 	return p;
 }
 
@@ -70,6 +76,106 @@ SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p)
 		return;
 	detach(&p->at);
 	free(p);
+}
+
+/*
+ * The queue's dedup table, if it has one that lies inside the ring area
+ * (the descriptor is the daemon's, but any peer could have scribbled on
+ * it: a bad one just means no dedup).
+ */
+static void dedup_bind(struct shmbus_producer *p)
+{
+	const struct arena *a = &p->at.bus->arena;
+	const struct shmbus_queue *q = p->at.q;
+	uint32_t cap = READ_ONCE(q->dedup_cap);
+	uint64_t off = READ_ONCE(q->dedup_off);
+	uint64_t end = a->ring_off + a->ring_units * SHMBUS_RING_UNIT;
+
+	if (!cap || (cap & (cap - 1)) || off < a->ring_off || off > end ||
+	    (uint64_t)cap * sizeof(struct shmbus_dedup) > end - off ||
+	    off % sizeof(struct shmbus_dedup))
+		return;
+	p->dedup = (struct shmbus_dedup *)(a->base + off);
+	p->dedup_mask = cap - 1;
+	p->dedup_window = (int64_t)READ_ONCE(q->dedup_window_ns);
+}
+
+/* FNV-1a, never 0 (0 marks an empty table entry). */
+static uint64_t dedup_key_of(const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 0x100000001b3ULL;
+	return h ? h : 1;
+}
+
+/*
+ * Has @key been published within the window? If not, record it (and the
+ * publish goes ahead). Lock-free: the shmbus_dedup protocol in the layout.
+ */
+static __attribute__((noinline)) bool dedup_seen(struct shmbus_producer *p,
+						 uint64_t key)
+{
+	int64_t now = now_ns();
+
+	for (uint32_t n = 0; n < SHMBUS_DEDUP_PROBE; n++) {
+		struct shmbus_dedup *e = &p->dedup[(key + n) & p->dedup_mask];
+		uint64_t k = READ_ONCE(e->key), x;
+
+		for (;;) {
+			x = READ_ONCE(e->expires);
+			if (k == key)
+				return x == 0 || (int64_t)x > now;
+			if (k && (x == 0 || (int64_t)x > now))
+				break;		/* someone else's live key */
+			/* empty or expired: claim it */
+			if (atomic_cmpxchg(&e->key, &k, key)) {
+				WRITE_ONCE(e->expires, (uint64_t)(now +
+					   p->dedup_window));
+				return false;
+			}
+			/* k now holds what beat us: look again */
+		}
+	}
+	return false;	/* no room in reach: accepted without dedup */
+}
+
+/* A publish that recorded @key failed: forget the key again. */
+static void dedup_forget(struct shmbus_producer *p, uint64_t key)
+{
+	for (uint32_t n = 0; n < SHMBUS_DEDUP_PROBE; n++) {
+		struct shmbus_dedup *e = &p->dedup[(key + n) & p->dedup_mask];
+		uint64_t k = key;
+
+		if (READ_ONCE(e->key) == key) {
+			WRITE_ONCE(e->expires, 1);	/* long expired */
+			atomic_cmpxchg(&e->key, &k, 0);
+			return;
+		}
+	}
+}
+
+/*
+ * Dedup step of a publish with @opts: 0 = go ahead (*key set if recorded),
+ * 1 = a duplicate (drop, counted), -EOPNOTSUPP = the queue has no window.
+ */
+static inline int dedup_check(struct shmbus_producer *p,
+			      const struct shmbus_pub_opts *opts,
+			      uint64_t *key)
+{
+	const char *id = OPTS_GET(opts, dedup_id, NULL);
+
+	*key = 0;
+	if (likely(!id))
+		return 0;
+	if (!p->dedup)
+		return -EOPNOTSUPP;
+	*key = dedup_key_of(id);
+	if (!dedup_seen(p, *key))
+		return 0;
+	slot_count(p->at.slot, SHMBUS_CTR_DUPLICATE, 1);
+	return 1;
 }
 
 /* A chunk of the smallest class that fits, else of a larger class. */
@@ -358,15 +464,23 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	int64_t ts = pub_time(p);
 	struct pub_hdr h;
 	struct pub_wait w;
+	uint64_t key;
 	int err;
 
 	if (unlikely(!data && len) || unlikely(check_pub_opts(opts)))
 		return -EINVAL;
+	err = dedup_check(p, opts, &key);
+	if (unlikely(err))
+		return err < 0 ? err : 0;
 	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 	h = pub_hdr_of(p, opts, ts);
-	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0))
-		return publish_delayed(p, data, len, &h,
-				       OPTS_GET(opts, delay_ns, 0), &w);
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		err = publish_delayed(p, data, len, &h,
+				      OPTS_GET(opts, delay_ns, 0), &w);
+		if (err && key)
+			dedup_forget(p, key);
+		return err;
+	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
 		epoch_exit(at->slot);
@@ -376,6 +490,8 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	if (likely(!err))
 		wake_after(at, 1);
 	epoch_exit(at->slot);
+	if (unlikely(err && key))
+		dedup_forget(p, key);
 	return err;
 }
 
@@ -391,7 +507,8 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 	unsigned done = 0;
 	int err = 0;
 
-	if (!iov || !n || check_pub_opts(opts))
+	if (!iov || !n || check_pub_opts(opts) ||
+	    OPTS_GET(opts, dedup_id, NULL))	/* one id for many messages */
 		return -EINVAL;
 	h = pub_hdr_of(p, opts, ts);
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
@@ -500,6 +617,7 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	struct attachment *at = &p->at;
 	int64_t ts = pub_time(p);
 	struct shmbus_chunk *c;
+	uint64_t key;
 	uint32_t ref;
 	int err;
 
@@ -509,6 +627,13 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	if (!c || len > at->msg_size ||
 	    len > at->bus->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
 		return -EINVAL;
+	err = dedup_check(p, opts, &key);
+	if (unlikely(err)) {
+		if (err < 0)
+			return err;
+		pool_free(&at->bus->arena, at->slot, ref);	/* dropped */
+		return 0;
+	}
 	{
 		struct pub_hdr h = pub_hdr_of(p, opts, ts);
 
@@ -516,8 +641,11 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 			chunk_fill(at, c, (uint32_t)len, &h);
 			err = hand_to_daemon(at, ref,
 					     OPTS_GET(opts, delay_ns, 0));
-			if (err)	/* still the caller's */
+			if (err) {	/* still the caller's */
 				chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
+				if (key)
+					dedup_forget(p, key);
+			}
 			return err;
 		}
 		chunk_fill(at, c, (uint32_t)len, &h);
@@ -526,6 +654,8 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	if (unlikely(!attachment_live(at))) {
 		chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
 		epoch_exit(at->slot);
+		if (key)
+			dedup_forget(p, key);
 		return -EIDRM;
 	}
 	{
@@ -539,6 +669,8 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		if (err == -ENOBUFS)
 			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
 		epoch_exit(at->slot);
+		if (key)
+			dedup_forget(p, key);
 		return err;
 	}
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);

@@ -111,6 +111,7 @@ struct sbc_queue_declare {
 	uint32_t backoff_mult_milli;	/* 0 = 2000 */
 	uint32_t max_deliveries;	/* 0 = unlimited */
 	char	 dlq[SHMBUS_NAME_MAX];	/* all zero = none */
+	uint64_t dedup_window_ns;	/* 0 = no dedup table */
 };
 
 struct sbc_queue_declare_reply {
