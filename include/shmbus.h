@@ -212,6 +212,13 @@ enum shmbus_stat {
 	SHMBUS_STAT__MAX	= 16,
 };
 
+/* What a directory entry is (shmbus_queue_info.kind). */
+enum shmbus_kind {
+	SHMBUS_QUEUE = 0,
+	SHMBUS_TOPIC = 1,
+	SHMBUS_SUBSCRIPTION = 2,	/* named "PATTERN#GROUP" */
+};
+
 struct shmbus_queue_info {
 	char	 name[64];
 	uint32_t id;
@@ -232,6 +239,9 @@ struct shmbus_queue_info {
 	uint32_t flags;		/* SHMBUS_QUEUE_* */
 	char	 dead_letter_queue[64];	/* "" = none */
 	int64_t dedup_window_ns;
+	uint32_t kind;		/* enum shmbus_kind */
+	uint32_t history;	/* topic */
+	uint64_t sub_dropped;	/* subscription: dropped by publishers */
 	uint64_t stat[SHMBUS_STAT__MAX];
 };
 
@@ -261,6 +271,75 @@ SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
  */
 SHMBUS_API int shmbus__redrive(struct shmbus *bus, const char *dlq,
 			       const char *to, unsigned max);
+
+/* ------------------------------------------------------------------ */
+/* Topics (pub/sub)                                                   */
+/* ------------------------------------------------------------------ */
+
+struct shmbus_topic_opts {
+	size_t sz;
+	uint32_t msg_size;	/* largest payload; 0 = 4096 */
+	uint32_t history;	/* keep the last N messages for subscribers
+				 * that ask for them (SHMBUS_SUB_HISTORY);
+				 * 0 = none */
+};
+
+/*
+ * Declare topic @name (a dot-separated name such as "orders.created").
+ * Publish to it with a producer (shmbus_producer__new on the topic's
+ * name): each message goes, as one shared chunk, into every subscription
+ * whose pattern matches. Returns 1 created, 0 existed, or the errors of
+ * shmbus__queue_declare (-EEXIST: a queue of that name, or other
+ * settings). Delete it with shmbus__queue_delete().
+ */
+SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
+				     const struct shmbus_topic_opts *opts);
+
+/* Subscription flags. */
+#define SHMBUS_SUB_DURABLE	0x1u	/* keep the subscription (and its
+					 * messages) while no consumer is
+					 * attached; needs a group */
+#define SHMBUS_SUB_DROP_OLDEST	0x2u	/* slow subscriber: a publisher
+					 * finding it full drops its oldest
+					 * message (counted); default: the
+					 * publisher waits (its timeout) */
+#define SHMBUS_SUB_HISTORY	0x4u	/* a new subscription starts with
+					 * the history of matching topics */
+
+struct shmbus_sub_opts {
+	size_t sz;
+	const char *group;	/* consumer group: consumers of the same
+				 * (pattern, group) compete, every group gets
+				 * every message; NULL = an exclusive,
+				 * ephemeral subscription of this consumer */
+	uint32_t flags;		/* SHMBUS_SUB_* */
+	uint32_t max_len;	/* new subscription's capacity; 0 = 1024 */
+	uint32_t max_consumers;	/* new subscription; 0 = 16 */
+	uint32_t consumer_flags;/* SHMBUS_CONSUMER_* for this consumer */
+	uint32_t prefetch;	/* as in shmbus_consumer_opts */
+	uint32_t __pad;
+	int64_t lease_ns;	/* new subscription's lease; 0 = 30 s */
+	int64_t spin_ns;	/* as in shmbus_consumer_opts */
+};
+
+/*
+ * Subscribe: a consumer of the subscription (@pattern, @opts->group),
+ * created if it does not exist. @pattern is a topic name, or tokens where
+ * "*" matches one token and a final ">" one or more ("orders.*",
+ * "orders.>"); it also matches topics declared later. Everything a
+ * consumer does works on it (leases, acks, DLQ of its own: none).
+ * An ephemeral subscription is deleted when its last consumer goes; a
+ * durable one when shmbus__unsubscribe() says so.
+ * Returns NULL with errno EINVAL (bad pattern or group), ENAMETOOLONG
+ * (pattern + group over 62 bytes), EACCES, EUSERS, ENOSPC, ...
+ */
+SHMBUS_API struct shmbus_consumer *
+shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
+			   const struct shmbus_sub_opts *opts);
+
+/* Delete subscription (@pattern, @group) and its messages. */
+SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
+				   const char *group);
 
 /* Chunk pools (size classes) of the bus, for monitoring. */
 struct shmbus_pool_info {

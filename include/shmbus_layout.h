@@ -276,6 +276,12 @@ struct shmbus_slot {
 #define SHMBUS_QF_DELETING	0x1u	/* delete in progress (D) */
 #define SHMBUS_QF_EXPIRE_DLQ	0x2u	/* expired messages go to the DLQ
 					 * (else they are dropped) */
+#define SHMBUS_QF_TOPIC		0x4u	/* a topic: publishes fan out to the
+					 * subscriptions in its fan-out set;
+					 * its ring is the history */
+#define SHMBUS_QF_SUB		0x8u	/* a topic subscription */
+#define SHMBUS_QF_DROP_OLDEST	0x10u	/* subscription: a publisher that
+					 * finds it full drops its oldest */
 
 /*
  * Queue descriptor, in the directory at qdir_off + qid * queue_size.
@@ -339,8 +345,31 @@ struct shmbus_queue {
 	uint32_t __pad13;
 	uint64_t dedup_window_ns;
 	uint8_t	 __pad13b[40];
-	uint8_t	 __rsvd[1024 - 14 * 64];
+	/* --- line 14: topics.
+	 * fanout (topic): (unit << 16) | n: n struct shmbus_fanout entries
+	 * at ring unit `unit` (arena offset ring_off + unit * 64). D
+	 * replaces the array and release-stores the word; publishers load
+	 * it (acquire) inside their epoch section, so the old array is
+	 * reused only after a grace period (cross-process RCU).
+	 * history (topic): keep the last `history` messages in the ring.
+	 * sub_dropped (subscription): messages publishers dropped for it
+	 * (drop-oldest, or a blocking publish that timed out); P, atomic.
+	 */
+	uint64_t fanout __attribute__((aligned(64)));
+	uint64_t sub_dropped;
+	uint32_t history;
+	uint32_t __pad14;
+	uint8_t	 __pad14b[40];
+	uint8_t	 __rsvd[1024 - 15 * 64];
 };
+
+/* An entry of a topic's fan-out set: a subscription queue. */
+struct shmbus_fanout {
+	uint32_t qid;
+	uint32_t gen;			/* the subscription's gen (live) */
+};
+
+#define SHMBUS_FANOUT_MAX	0xffffu
 
 /*
  * Dedup table entry: a key seen by publish and until when it counts. P
@@ -409,7 +438,7 @@ struct shmbus_chunk {
 	uint64_t not_before_ns;		/* CLOCK_MONOTONIC, 0 = now */
 	/* --- line 1 ---------------------------------------------------- */
 	uint32_t qid;			/* reserved: queue published to */
-	uint32_t refcnt;		/* reserved: topics */
+	uint32_t refcnt;		/* SHARED: references (atomic) */
 	uint32_t dl_reason;		/* SHMBUS_DLR_*: why it was dead-lettered */
 	uint32_t dl_src_qid;		/* dead-lettered from this qid + 1 */
 	uint32_t dl_count;		/* its delivery count there */
@@ -450,6 +479,11 @@ enum {
 	SHMBUS_CHUNK_TIMED	= 4,	/* the daemon holds it: delayed,
 					 * backing off or being moved;
 					 * slot SHMBUS_OWNER_DAEMON */
+	SHMBUS_CHUNK_SHARED	= 5,	/* a topic message in one or more
+					 * subscriptions: refcnt references
+					 * (rings, deliveries, the history,
+					 * a publisher fanning out); the
+					 * last one to drop it frees it */
 };
 
 #define SHMBUS_OWNER(gen, state, slot) \
@@ -510,6 +544,7 @@ SHMBUS__ASSERT(offsetof(struct shmbus_queue, sleep_mask) == 320, "sleep");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, seat_used) == 384, "seats");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, folded) == 704, "folded");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, dedup_off) == 832, "dedup");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, fanout) == 896, "fanout");
 SHMBUS__ASSERT(sizeof(struct shmbus_pool) == 128, "pool size");
 SHMBUS__ASSERT(offsetof(struct shmbus_pool, free_head) == 64, "free head");
 SHMBUS__ASSERT(sizeof(struct shmbus_chunk) == SHMBUS_CHUNK_HDR, "chunk hdr");

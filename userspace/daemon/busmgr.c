@@ -216,7 +216,7 @@ static bool unit_used(const struct dbus *b, uint64_t u)
 }
 
 /* Mark units in our bitmap, and mirror them into the arena's for readers. */
-static void units_mark(const struct dbus *b, uint64_t first, uint64_t n,
+void units_mark(const struct dbus *b, uint64_t first, uint64_t n,
 		       bool used)
 {
 	for (uint64_t u = first; u < first + n; u++) {
@@ -228,7 +228,7 @@ static void units_mark(const struct dbus *b, uint64_t first, uint64_t n,
 	}
 }
 
-static int64_t units_alloc(const struct dbus *b, uint64_t n)
+int64_t units_alloc(const struct dbus *b, uint64_t n)
 {
 	uint64_t run = 0;
 
@@ -262,7 +262,7 @@ void dqueue_ring(const struct dbus *b, const struct dqueue *dq, struct ring *r)
 
 /* ---- queues ------------------------------------------------------- */
 
-static int dqueue_find(const struct dbus *b, const char *name)
+int dqueue_find(const struct dbus *b, const char *name)
 {
 	for (uint32_t i = 0; i < b->arena.max_queues; i++)
 		if (b->queues[i].live &&
@@ -331,6 +331,15 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 			q->dedup_cap = dq->dedup_cap;
 			q->dedup_window_ns = dq->dedup_window_ns;
 		}
+		if (dq->kind == DQ_TOPIC)
+			q->flags |= SHMBUS_QF_TOPIC;
+		if (dq->kind == DQ_SUB)
+			q->flags |= SHMBUS_QF_SUB;
+		if (dq->drop_oldest)
+			q->flags |= SHMBUS_QF_DROP_OLDEST;
+		q->history = dq->history;
+		if (dq->fanout_units)
+			q->fanout = (dq->fanout_first << 16) | dq->fanout_n;
 	}
 	/* release: everything above is visible to whoever sees the new gen
 	 * (pairs with the acquire in arena_find_queue and attach) */
@@ -414,10 +423,25 @@ int queue_declare(struct dbus *b, const struct peer *p,
 		  const struct sbc_queue_declare *req,
 		  struct sbc_queue_declare_reply *rep)
 {
+	/* the bus owner declares queues; anyone who may both publish and
+	 * consume may have a private reply queue */
+	if (!is_owner(b, p) && !((req->flags & SBC_QUEUE_PRIVATE) &&
+				 (bus_perms(b, p) & 6) == 6))
+		return -EACCES;
+	return queue_create(b, p, req, rep, 0);
+}
+
+int queue_create(struct dbus *b, const struct peer *p,
+		 const struct sbc_queue_declare *req,
+		 struct sbc_queue_declare_reply *rep, uint32_t kind)
+{
 	const struct arena *a = &b->arena;
-	uint32_t max_len = req->max_len ? req->max_len : DEF_MAX_LEN;
+	bool topic = req->flags & SBC_QUEUE_TOPIC;
+	/* a topic's ring is its history (max_len messages, 0 = none) */
+	uint32_t max_len = topic ? MAX(req->max_len, 2u)
+			  : req->max_len ? req->max_len : DEF_MAX_LEN;
 	uint32_t msg_size = req->msg_size ? req->msg_size : DEF_MSG_SIZE;
-	uint32_t seats = req->max_consumers ? req->max_consumers
+	uint32_t seats = topic ? 1 : req->max_consumers ? req->max_consumers
 					    : DEF_MAX_CONSUMERS;
 	uint32_t qid = UINT32_MAX;
 	struct dqueue *dq;
@@ -427,11 +451,8 @@ int queue_declare(struct dbus *b, const struct peer *p,
 
 	struct dqueue cfg = { .dlq_qid = UINT32_MAX };
 
-	/* the bus owner declares queues; anyone who may both publish and
-	 * consume may have a private reply queue */
-	if (!is_owner(b, p) && !((req->flags & SBC_QUEUE_PRIVATE) &&
-				 (bus_perms(b, p) & 6) == 6))
-		return -EACCES;
+	if (topic)
+		kind = DQ_TOPIC;
 	if (max_len < 1 || max_len > SHMBUS_RING_MAX_CAP ||
 	    seats < 1 || seats > SHMBUS_MAX_SEATS ||
 	    (req->flags & ~SBC_QUEUE__ALL))
@@ -449,8 +470,15 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	id = dqueue_find(b, req->name);
 	if (id >= 0) {
 		dq = &b->queues[id];
+		if (dq->kind != kind) {
+			log_info("'%s' exists as a %s", req->name,
+				 dq->kind == DQ_TOPIC ? "topic" :
+				 dq->kind == DQ_SUB ? "subscription" : "queue");
+			return -EEXIST;
+		}
 		if (dq->max_len != max_len || dq->msg_size != msg_size ||
-		    dq->nr_seats != seats) {
+		    dq->nr_seats != seats ||
+		    (topic && dq->history != req->max_len)) {
 			log_info("queue '%s' exists with max_len %u msg_size %u "
 				 "max_consumers %u; declare asked for %u/%u/%u",
 				 req->name, dq->max_len, dq->msg_size,
@@ -554,6 +582,12 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	dq->expire_dlq = cfg.expire_dlq;
 	dq->dedup_window_ns = cfg.dedup_window_ns;
 	dq->owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
+	dq->kind = kind;
+	dq->history = topic ? req->max_len : 0;
+	dq->fanout_units = dq->fanout_n = 0;
+	dq->durable = dq->drop_oldest = false;
+	memset(dq->pattern, 0, sizeof(dq->pattern));
+	memset(dq->group, 0, sizeof(dq->group));
 	dqueue_ring(b, dq, &r);
 	ring_init_cells(&r);		/* every cell empty, lap 0 */
 	a->queues[qid].head = a->queues[qid].tail = 0;
@@ -562,13 +596,14 @@ int queue_declare(struct dbus *b, const struct peer *p,
 	rep->qid = qid;
 	rep->gen = dq->gen;
 	rep->created = 1;
+	if (kind == DQ_TOPIC)
+		fanout_refresh(b);	/* existing patterns may match it */
 	log_info("bus '%s': queue '%s' declared (id %u, capacity %u, "
 		 "msg_size %u, max_consumers %u)", b->name, dq->name, qid,
 		 dq->cap, msg_size, seats);
 	return 0;
 }
 
-static void dqueue_delete(struct dbus *b, int id);
 
 int queue_delete(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_delete *req)
@@ -585,7 +620,7 @@ int queue_delete(struct dbus *b, const struct peer *p,
 	return 0;
 }
 
-static void dqueue_delete(struct dbus *b, int id)
+void dqueue_delete(struct dbus *b, int id)
 {
 	const struct arena *a = &b->arena;
 	struct dqueue *dq = &b->queues[id];
@@ -602,6 +637,10 @@ static void dqueue_delete(struct dbus *b, int id)
 	dq->reclaim_pending = true;
 	dq->gp_target = epoch_gp_start(a);
 	dq->owner_conn = 0;
+	if (dq->kind == DQ_TOPIC)
+		fanout_clear(b, (uint32_t)id);
+	if (dq->kind != DQ_QUEUE)
+		fanout_refresh(b);
 	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
 		 "period", b->name, dq->name);
 }
@@ -621,7 +660,7 @@ static void queue_reclaim(struct dbus *b, uint32_t qid)
 
 		if (!ring_cell_full(&r, i, v) || !chunk_at(a, ref))
 			continue;
-		pool_free(a, NULL, ref);
+		chunk_unref(a, NULL, ref);	/* topic messages: ours */
 		freed++;
 	}
 	units_mark(b, dq->ring_first, dq->ring_units, false);
@@ -646,6 +685,8 @@ static bool slot_attached(void *ctx, uint32_t slot)
 bool reclaim_tick(void)
 {
 	bool pending = sweep_tick();
+
+	pending |= fanout_reclaim_tick();
 
 	for (struct dbus *b = buses; b; b = b->next) {
 		for (uint32_t i = 0; i < b->arena.max_queues; i++) {
@@ -691,6 +732,14 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		return id;
 	q = &a->queues[id];
 	dq = &b->queues[id];
+	if ((dq->kind == DQ_TOPIC && req->kind == SHMBUS_KIND_CONSUMER) ||
+	    (dq->kind == DQ_SUB && req->kind == SHMBUS_KIND_PRODUCER)) {
+		log_info("'%s' is a %s: %s", dq->name,
+			 dq->kind == DQ_TOPIC ? "topic" : "subscription",
+			 dq->kind == DQ_TOPIC ? "subscribe to it"
+					      : "publish to its topic");
+		return -EPROTOTYPE;
+	}
 	if (req->kind == SHMBUS_KIND_CONSUMER) {
 		for (uint32_t i = 0; i < dq->nr_seats; i++) {
 			if (!dq->seat_slot[i]) {
@@ -827,6 +876,10 @@ static void slot_release(struct dbus *b, uint32_t si, bool died)
 		log_info("bus '%s': slot %u of pid %d %s; %u chunks reclaimed",
 			 b->name, si, (int)ds->pid, died ? "died" : "detached",
 			 reclaimed);
+	if (ds->kind == SHMBUS_KIND_CONSUMER && dq->kind == DQ_SUB) {
+		ds->conn_id = 0;	/* not one of its consumers any more */
+		sub_released(b, ds->qid, ds->qgen);
+	}
 	s->rcu_epoch = 0;
 	s->seat = UINT32_MAX;
 	ds->conn_id = 0;
@@ -877,6 +930,7 @@ void buses_free(void)
 
 		buses = b->next;
 		sweeps_drop(b);
+		fanout_drop(b);
 		timers_drop(b, UINT32_MAX);
 		for (uint32_t i = 0; i < b->arena.max_queues; i++)
 			if (b->queues[i].seat_fds)

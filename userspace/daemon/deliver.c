@@ -112,8 +112,31 @@ static void chunk_drop(struct dbus *b, uint32_t ref)
 
 	if (!c)
 		return;
+	if (chunk_shared(c)) {
+		chunk_unref(&b->arena, NULL, ref);	/* our reference */
+		return;
+	}
 	chunk_set(c, SHMBUS_CHUNK_FREE, 0);
 	pool_push_global(&b->arena, SHMBUS_REF_POOL(ref), &idx, 1);
+}
+
+/*
+ * A topic message about to be retried or dead-lettered becomes a private
+ * copy we hold (TIMED), so its delivery count and dead-letter marks are
+ * its own. Without memory it stays shared (retried without a count).
+ */
+static uint32_t unshare(struct dbus *b, uint32_t ref)
+{
+	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+	uint32_t nref;
+
+	if (!c || !chunk_shared(c))
+		return ref;
+	if (chunk_unshare(&b->arena, NULL, ref,
+			  (SHMBUS_CHUNK_TIMED << 16) | SHMBUS_OWNER_DAEMON,
+			  &nref))
+		return ref;
+	return nref;
 }
 
 static void timer_add(struct dbus *b, uint32_t qid, uint32_t qgen,
@@ -206,6 +229,13 @@ static bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 	struct ring r;
 
 	dqueue_ring(b, &b->queues[qid], &r);
+	if (chunk_shared(c)) {
+		/* a topic message we could not copy: its reference moves */
+		if (ring_enqueue(&r, ref))
+			return false;
+		dq_wake(b, qid);
+		return true;
+	}
 	/* a new generation: no sweep can mistake it for its past self */
 	WRITE_ONCE(c->owner, SHMBUS_OWNER(gen, SHMBUS_CHUNK_QUEUED,
 					  SHMBUS_OWNER_DAEMON));
@@ -233,7 +263,8 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 		fold(b, qid, SHMBUS_CTR_EXPIRED, 1);
 	if ((reason != SHMBUS_DLR_EXPIRED || dq->expire_dlq) &&
 	    dq->dlq_qid != UINT32_MAX &&
-	    dqueue_is(b, dq->dlq_qid, dq->dlq_gen)) {
+	    dqueue_is(b, dq->dlq_qid, dq->dlq_gen) &&
+	    (ref = unshare(b, ref), !chunk_shared(c = chunk_at(&b->arena, ref)))) {
 		WRITE_ONCE(c->dl_reason, reason);
 		WRITE_ONCE(c->dl_src_qid, qid + 1);
 		/* the DLQ counts its own deliveries from 0 again */
@@ -286,6 +317,8 @@ void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 		chunk_drop(b, ref);		/* the queue is gone */
 		return;
 	}
+	ref = unshare(b, ref);
+	c = chunk_at(&b->arena, ref);
 	dc = READ_ONCE(c->delivery_count);
 	if (dq->max_deliveries && dc >= dq->max_deliveries) {
 		dead_letter(b, qid, ref, SHMBUS_DLR_MAX_DELIVERIES);
@@ -408,6 +441,8 @@ static bool take_from(struct dbus *b, uint32_t si, uint32_t ref)
 	if (!c)
 		return false;
 	o = READ_ONCE(c->owner);
+	if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED)
+		return true;	/* the entry names our reference */
 	if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_HELD ||
 	    SHMBUS_OWNER_SLOT(o) != si)
 		return false;
@@ -442,7 +477,10 @@ unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 
 			if (!c || recorded != (pass == 1))
 				continue;
-			if (take_from(b, si, ref)) {
+			/* a stale entry may name a topic message long since
+			 * acked: only a recorded delivery owns a reference */
+			if ((pass == 1 || !chunk_shared(c)) &&
+			    take_from(b, si, ref)) {
 				if (st == SHMBUS_LEASE_VIEW) {
 					chunk_drop(b, ref);	/* auto-ack */
 					freed++;
@@ -535,11 +573,12 @@ static int64_t ttl_scan(struct dbus *b, uint32_t qid, int64_t now)
 		/* still there, so the header we read was the message's */
 		if (ring_take_at(&r, pos, v))
 			continue;
-		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED ||
-		    !atomic_cmpxchg(&c->owner, &o,
-				    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-						 SHMBUS_CHUNK_TIMED,
-						 SHMBUS_OWNER_DAEMON)))
+		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_SHARED &&
+		    (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED ||
+		     !atomic_cmpxchg(&c->owner, &o,
+				     SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+						  SHMBUS_CHUNK_TIMED,
+						  SHMBUS_OWNER_DAEMON))))
 			continue;	/* a peer's garbage: leave it */
 		dead_letter(b, qid, ref, SHMBUS_DLR_EXPIRED);
 	}

@@ -320,6 +320,50 @@ static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
 		if (c->rdonly)
 			return -EPERM;
 		return dispose_request(c->bus, &c->peer, body);
+	case SBC_SUBSCRIBE: {
+		const struct sbc_subscribe *q = body;
+		int err;
+
+		if (proto_pattern_valid(q->pattern) ||
+		    (!proto_all_zero(q->group, sizeof(q->group)) &&
+		     proto_name_valid(q->group)) ||
+		    (q->flags & ~SBC_SUB__ALL) || q->__pad ||
+		    q->max_len > SHMBUS_RING_MAX_CAP ||
+		    q->max_consumers > SHMBUS_MAX_SEATS) {
+			*fatal = true;
+			return -EINVAL;
+		}
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		err = subscribe(c->bus, &c->peer, c->perms, q, rep, fds, nfds);
+		if (!err)
+			server_want_tick();
+		return err;
+	}
+	case SBC_UNSUBSCRIBE: {
+		const struct sbc_unsubscribe *q = body;
+
+		if (proto_pattern_valid(q->pattern) ||
+		    proto_name_valid(q->group)) {
+			*fatal = true;
+			return -EINVAL;
+		}
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		if (!(c->perms & 4))
+			return -EACCES;
+		return unsubscribe(c->bus, &c->peer, q);
+	}
+	case SBC_SEATS:
+		if (!c->bus)
+			return -EBADFD;
+		if (c->rdonly)
+			return -EPERM;
+		return seats_request(c->bus, c->perms, body, rep, fds, nfds);
 	}
 	*fatal = true;
 	return -EPROTO;

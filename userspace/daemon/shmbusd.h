@@ -70,7 +70,18 @@ struct dqueue {
 	uint32_t dedup_cap;
 	uint32_t owner_conn;	/* private (reply) queue: deleted when this
 				 * connection closes; 0 = none */
+	/* topics and subscriptions (topics.c) */
+	uint32_t kind;		/* DQ_QUEUE, DQ_TOPIC, DQ_SUB */
+	uint32_t history;	/* topic: messages kept for late joiners */
+	uint64_t fanout_first, fanout_units;	/* topic: fan-out array */
+	uint32_t fanout_n;
+	bool durable;		/* sub: stays without consumers */
+	bool drop_oldest;	/* sub: slow subscriber policy */
+	char pattern[SHMBUS_NAME_MAX];	/* sub */
+	char group[SHMBUS_NAME_MAX];	/* sub; "" = exclusive */
 };
+
+enum { DQ_QUEUE = 0, DQ_TOPIC = 1, DQ_SUB = 2 };
 
 struct dslot {
 	uint32_t conn_id;	/* owning connection, 0 = slot free */
@@ -117,6 +128,38 @@ int queue_declare(struct dbus *b, const struct peer *p,
 		  struct sbc_queue_declare_reply *rep);
 int queue_delete(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_delete *req);
+/* Declare without the permission check, as a @kind (DQ_*; a TOPIC flag
+ * in @req makes a topic). */
+int queue_create(struct dbus *b, const struct peer *p,
+		 const struct sbc_queue_declare *req,
+		 struct sbc_queue_declare_reply *rep, uint32_t kind);
+/* Delete queue @id now (its memory after a grace period). */
+void dqueue_delete(struct dbus *b, int id);
+int dqueue_find(const struct dbus *b, const char *name);
+/* Ring units of the arena's ring area (busmgr.c). */
+int64_t units_alloc(const struct dbus *b, uint64_t n);
+void units_mark(const struct dbus *b, uint64_t first, uint64_t n, bool used);
+
+/* ---- topics.c ---------------------------------------------------- */
+
+int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
+	      const struct sbc_subscribe *req, struct sbc_attach_reply *rep,
+	      int **fds, unsigned *nfds);
+int unsubscribe(struct dbus *b, const struct peer *p,
+		const struct sbc_unsubscribe *req);
+int seats_request(struct dbus *b, unsigned perms, const struct sbc_seats *req,
+		  struct sbc_seats_reply *rep, int **fds, unsigned *nfds);
+/* Recompute every topic's fan-out set after a topic or subscription
+ * came or went. */
+void fanout_refresh(struct dbus *b);
+/* A consumer slot of queue @qid was released: an ephemeral subscription
+ * without consumers goes away. */
+void sub_released(struct dbus *b, uint32_t qid, uint32_t qgen);
+/* Free fan-out arrays whose grace period ended; true while some wait. */
+bool fanout_reclaim_tick(void);
+void fanout_drop(const struct dbus *b);
+/* Topic @qid is being deleted: retire its fan-out array. */
+void fanout_clear(struct dbus *b, uint32_t qid);
 
 /* Attach: on success *fds and *nfds are the queue's seat fds (daemon-owned,
  * to be sent, not closed). */

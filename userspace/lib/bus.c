@@ -214,6 +214,50 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	return rep.created ? 1 : 0;
 }
 
+SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
+				     const struct shmbus_topic_opts *opts)
+{
+	struct sbc_queue_declare req;
+	struct sbc_queue_declare_reply rep;
+	int err;
+
+	if (!OPTS_VALID(opts, shmbus_topic_opts))
+		return -EINVAL;
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
+		return err;
+	req.flags = SBC_QUEUE_TOPIC;
+	req.msg_size = OPTS_GET(opts, msg_size, 0);
+	req.max_len = OPTS_GET(opts, history, 0);
+	if (req.max_len > SHMBUS_RING_MAX_CAP)
+		return -EINVAL;
+	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
+			  &rep, sizeof(rep), NULL, NULL);
+	if (err)
+		return err;
+	return rep.created ? 1 : 0;
+}
+
+SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
+				   const char *group)
+{
+	struct sbc_unsubscribe req;
+	int err;
+
+	if (!bus || !pattern || !group)
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(&req, 0, sizeof(req));
+	if (strlen(pattern) >= SHMBUS_NAME_MAX ||
+	    proto_name_set(req.group, group))
+		return -EINVAL;
+	strcpy(req.pattern, pattern);
+	if (proto_pattern_valid(req.pattern))
+		return -EINVAL;
+	return client_call(&bus->conn, SBC_UNSUBSCRIBE, &req, sizeof(req),
+			   NULL, 0, NULL, NULL);
+}
+
 SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
 {
 	struct sbc_queue_delete req;
@@ -276,6 +320,15 @@ static int fill_info(const struct arena *a, uint32_t qid,
 	info->backoff_max_ns = (int64_t)READ_ONCE(q->backoff_max_ns);
 	info->backoff_mult_milli = READ_ONCE(q->backoff_mult_milli);
 	info->max_deliveries = READ_ONCE(q->max_deliveries);
+	{
+		uint32_t f = READ_ONCE(q->flags);
+
+		info->kind = f & SHMBUS_QF_TOPIC ? SHMBUS_TOPIC
+			     : f & SHMBUS_QF_SUB ? SHMBUS_SUBSCRIPTION
+						 : SHMBUS_QUEUE;
+		info->history = READ_ONCE(q->history);
+		info->sub_dropped = READ_ONCE(q->sub_dropped);
+	}
 	info->dedup_window_ns = READ_ONCE(q->dedup_cap)
 				? (int64_t)READ_ONCE(q->dedup_window_ns) : 0;
 	info->flags = READ_ONCE(q->flags) & SHMBUS_QF_EXPIRE_DLQ
@@ -365,13 +418,7 @@ SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
 int attach(struct shmbus *bus, const char *name, uint32_t kind,
 	   struct attachment *at)
 {
-	const struct arena *a = &bus->arena;
 	struct sbc_attach req;
-	struct sbc_attach_reply rep;
-	struct sbc_detach dreq;
-	int fds[SBC_MAX_FDS];
-	unsigned nfds = SBC_MAX_FDS;
-	struct shmbus_slot *s;
 	int err;
 
 	memset(at, 0, sizeof(*at));
@@ -381,8 +428,25 @@ int attach(struct shmbus *bus, const char *name, uint32_t kind,
 	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
 	req.kind = kind;
-	err = client_call(&bus->conn, SBC_ATTACH, &req, sizeof(req), &rep,
-			  sizeof(rep), fds, &nfds);
+	return attach_call(bus, SBC_ATTACH, &req, sizeof(req), kind, name, at);
+}
+
+int attach_call(struct shmbus *bus, unsigned type, const void *rq,
+		size_t rqlen, uint32_t kind, const char *name,
+		struct attachment *at)
+{
+	const struct arena *a = &bus->arena;
+	struct sbc_attach_reply rep;
+	struct sbc_detach dreq;
+	int fds[SBC_MAX_FDS];
+	unsigned nfds = SBC_MAX_FDS;
+	struct shmbus_slot *s;
+	int err;
+
+	memset(at, 0, sizeof(*at));
+	at->seat_fd = -1;
+	err = client_call(&bus->conn, type, rq, rqlen, &rep, sizeof(rep), fds,
+			  &nfds);
 	if (err)
 		return err;
 

@@ -46,6 +46,12 @@ struct attachment {
 int attach(struct shmbus *bus, const char *name, uint32_t kind,
 	   struct attachment *at);
 
+/* The second half of attach(): send @rq (ATTACH or SUBSCRIBE), check the
+ * reply against the arena, install the seat fds. @name is for messages. */
+int attach_call(struct shmbus *bus, unsigned type, const void *rq,
+		size_t rqlen, uint32_t kind, const char *name,
+		struct attachment *at);
+
 /* Give the slot back (best effort: if the daemon is gone it reclaims the
  * slot when it sees our connection close). */
 void detach(struct attachment *at);

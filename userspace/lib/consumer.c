@@ -38,29 +38,24 @@ struct shmbus_consumer {
 	unsigned replies_next;		/* round-robin eviction */
 };
 
-SHMBUS_API struct shmbus_consumer *
-shmbus_consumer__new(struct shmbus *bus, const char *queue,
-		     const struct shmbus_consumer_opts *opts)
+/*
+ * A consumer handle: @sub is a SUBSCRIBE request, or NULL to attach to
+ * queue @queue.
+ */
+static struct shmbus_consumer *
+consumer_new(struct shmbus *bus, const char *queue,
+	     const struct sbc_subscribe *sub, uint32_t flags,
+	     uint32_t prefetch, int64_t spin, int64_t lease)
 {
 	struct shmbus_consumer *c;
-	uint32_t flags, prefetch;
-	int64_t spin, lease;
 	int err;
 
-	if (!bus || !queue || !OPTS_VALID(opts, shmbus_consumer_opts)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	flags = OPTS_GET(opts, flags, 0);
-	prefetch = OPTS_GET(opts, prefetch, 0);
-	lease = OPTS_GET(opts, lease_ns, 0);
 	if ((flags & ~SHMBUS_CONSUMER_AUTO_ACK) ||
 	    prefetch > SHMBUS_LEASE_MAX || lease < 0 ||
 	    (lease && lease < NSEC_PER_MSEC)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	spin = OPTS_GET(opts, spin_ns, 0);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		errno = ENOMEM;
@@ -69,7 +64,15 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 	c->spin_ns = spin == 0 ? DEFAULT_SPIN_NS : spin < 0 ? 0 : spin;
 	c->auto_ack = flags & SHMBUS_CONSUMER_AUTO_ACK;
 	c->prefetch = prefetch ? prefetch : SHMBUS_LEASE_MAX;
-	err = attach(bus, queue, SHMBUS_KIND_CONSUMER, &c->at);
+	if (!sub)
+		err = attach(bus, queue, SHMBUS_KIND_CONSUMER, &c->at);
+	else if (bus->rdonly)
+		err = -EPERM;
+	else
+		err = check_pid(bus) ?: attach_call(bus, SBC_SUBSCRIBE, sub,
+						    sizeof(*sub),
+						    SHMBUS_KIND_CONSUMER,
+						    sub->pattern, &c->at);
 	if (err) {
 		free(c);
 		errno = -err;
@@ -88,6 +91,56 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
 	/* tokens a previous holder of this seat left behind */
 	seat_drain(&c->seat);
 	return c;
+}
+
+SHMBUS_API struct shmbus_consumer *
+shmbus_consumer__new(struct shmbus *bus, const char *queue,
+		     const struct shmbus_consumer_opts *opts)
+{
+	if (!bus || !queue || !OPTS_VALID(opts, shmbus_consumer_opts)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return consumer_new(bus, queue, NULL, OPTS_GET(opts, flags, 0),
+			    OPTS_GET(opts, prefetch, 0),
+			    OPTS_GET(opts, spin_ns, 0),
+			    OPTS_GET(opts, lease_ns, 0));
+}
+
+SHMBUS_API struct shmbus_consumer *
+shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
+			   const struct shmbus_sub_opts *opts)
+{
+	const char *group = OPTS_GET(opts, group, NULL);
+	struct sbc_subscribe req;
+	uint32_t f = OPTS_GET(opts, flags, 0);
+
+	memset(&req, 0, sizeof(req));
+	if (!bus || !pattern || !OPTS_VALID(opts, shmbus_sub_opts) ||
+	    strlen(pattern) >= SHMBUS_NAME_MAX ||
+	    (f & ~(SHMBUS_SUB_DURABLE | SHMBUS_SUB_DROP_OLDEST |
+		   SHMBUS_SUB_HISTORY)) ||
+	    ((f & SHMBUS_SUB_DURABLE) && !group) ||
+	    (group && proto_name_set(req.group, group)) ||
+	    OPTS_GET(opts, lease_ns, 0) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	strcpy(req.pattern, pattern);
+	if (proto_pattern_valid(req.pattern)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	req.flags = (f & SHMBUS_SUB_DURABLE ? SBC_SUB_DURABLE : 0) |
+		    (f & SHMBUS_SUB_DROP_OLDEST ? SBC_SUB_DROP_OLDEST : 0) |
+		    (f & SHMBUS_SUB_HISTORY ? SBC_SUB_HISTORY : 0);
+	req.max_len = OPTS_GET(opts, max_len, 0);
+	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
+	req.lease_ns = (uint64_t)OPTS_GET(opts, lease_ns, 0);
+	return consumer_new(bus, pattern, &req,
+			    OPTS_GET(opts, consumer_flags, 0),
+			    OPTS_GET(opts, prefetch, 0),
+			    OPTS_GET(opts, spin_ns, 0), 0);
 }
 
 /*
@@ -179,7 +232,7 @@ static inline bool expire_local(struct attachment *at, uint32_t ref)
 	if (READ_ONCE(at->q->flags) & SHMBUS_QF_EXPIRE_DLQ &&
 	    READ_ONCE(at->q->dlq_qid))
 		return false;
-	pool_free(&at->bus->arena, at->slot, ref);
+	chunk_unref(&at->bus->arena, at->slot, ref);
 	slot_count(at->slot, SHMBUS_CTR_EXPIRED, 1);
 	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
 	return true;
@@ -199,9 +252,11 @@ static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	uint32_t ref, len, al, dc, e;
 	uint64_t o, w;
 	uint64_t exp;
+	bool shared = false;
 	int err;
 
 again:
+	shared = false;
 	if (unlikely(!c->nfree) && !lease_recycle(c))
 		return -ENOBUFS;
 	e = c->free[c->nfree - 1];
@@ -221,22 +276,26 @@ again:
 	 * same chunk (reclaim.c); exactly one of us wins.
 	 */
 	o = READ_ONCE(ch->owner);
-	if (unlikely(SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED)) {
+	if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED) {
+		/* a topic message: our reference came with the ring cell;
+		 * the delivery entry alone says who has it */
+		shared = true;
+	} else if (unlikely(SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED)) {
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;	/* not a message: a peer's garbage */
-	}
-	if (unlikely(!atomic_cmpxchg(&ch->owner, &o,
-				     SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-						  SHMBUS_CHUNK_HELD,
-						  at->slot_idx))))
+	} else if (unlikely(!atomic_cmpxchg(&ch->owner, &o,
+					    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+							 SHMBUS_CHUNK_HELD,
+							 at->slot_idx)))) {
 		goto again;		/* the daemon's now */
+	}
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
 	al = READ_ONCE(ch->attr_len);
 	/* 64-bit: a 32-bit ALIGN_UP of len ~ 4 GiB would wrap to 0 */
 	if (unlikely(ALIGN_UP((uint64_t)len, 8) + al >
 		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
-		pool_free(a, at->slot, ref);
+		chunk_unref(a, at->slot, ref);
 		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
 		return -EBADMSG;
 	}
@@ -247,10 +306,14 @@ again:
 		c->expired = ref;
 		return -ETIME;
 	}
-	dc = READ_ONCE(ch->delivery_count) + 1;
-	WRITE_ONCE(ch->delivery_count, dc);
-	if (dc > 1)
-		slot_count(at->slot, SHMBUS_CTR_REDELIVERED, 1);
+	if (shared) {
+		dc = 1;		/* shared: first delivery; a retry is a copy */
+	} else {
+		dc = READ_ONCE(ch->delivery_count) + 1;
+		WRITE_ONCE(ch->delivery_count, dc);
+		if (dc > 1)
+			slot_count(at->slot, SHMBUS_CTR_REDELIVERED, 1);
+	}
 	/* record the delivery: deadline first, then the word (release;
 	 * pairs with the daemon's acquire load of word in its lease scan) */
 	c->nfree--;
@@ -285,15 +348,33 @@ again:
 static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
 		   int64_t delay_ns, uint32_t reason);
 
+/*
+ * A topic message we are about to retry, dead-letter or hand over gets a
+ * private copy first (its own delivery count and dead-letter marks; the
+ * other subscriptions' references are untouched). Returns 0 (*ref is now
+ * a chunk HELD by us alone) or -ENOMEM (*ref is still the shared one).
+ */
+static int make_private(struct shmbus_consumer *c, uint32_t *ref)
+{
+	struct attachment *at = &c->at;
+	struct shmbus_chunk *ch = chunk_at(&at->bus->arena, *ref);
+
+	if (!ch || !chunk_shared(ch))
+		return 0;
+	return chunk_unshare(&at->bus->arena, at->slot, *ref,
+			     (SHMBUS_CHUNK_HELD << 16) | at->slot_idx, ref);
+}
+
 /* Hand the expired message take() left us to the daemon (for the DLQ). */
 static __attribute__((noinline)) void expire_pending(struct shmbus_consumer *c)
 {
 	uint32_t ref = c->expired;
 
 	c->expired = 0;
-	if (dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DL_EXPIRED)) {
-		/* no daemon: drop it here, counted */
-		pool_free(&c->at.bus->arena, c->at.slot, ref);
+	if (make_private(c, &ref) ||
+	    dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DLR_EXPIRED)) {
+		/* no memory for a copy, or no daemon: drop it, counted */
+		chunk_unref(&c->at.bus->arena, c->at.slot, ref);
 		slot_count(c->at.slot, SHMBUS_CTR_EXPIRED, 1);
 		slot_count(c->at.slot, SHMBUS_CTR_DROPPED, 1);
 	}
@@ -439,10 +520,11 @@ static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
 	epoch_enter(a, at->slot);
 	if (!attachment_live(at)) {
 		epoch_exit(at->slot);
-		pool_free(a, at->slot, ref);	/* the queue is gone */
+		chunk_unref(a, at->slot, ref);	/* the queue is gone */
 		return -EIDRM;
 	}
-	chunk_own(ch, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
+	if (!chunk_shared(ch))
+		chunk_own(ch, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
 	err = ring_enqueue(&at->ring, ref);
 	if (likely(!err)) {
 		unsigned n = wake_after_publish(&at->bus->wakes, at->q, at->qid,
@@ -450,7 +532,7 @@ static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
 
 		if (n)
 			slot_count(at->slot, SHMBUS_CTR_WAKEUPS, n);
-	} else {
+	} else if (!chunk_shared(ch)) {
 		chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
 	}
 	epoch_exit(at->slot);
@@ -467,8 +549,16 @@ static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
 		   int64_t delay_ns, uint32_t reason)
 {
 	struct attachment *at = &c->at;
-	struct shmbus_chunk *ch = chunk_at(&at->bus->arena, ref);
-	struct sbc_dispose req = {
+	struct shmbus_chunk *ch;
+	struct sbc_dispose req;
+	int err, e2;
+
+	if (make_private(c, &ref)) {
+		err = -ENOMEM;		/* no memory for a copy */
+		goto local;
+	}
+	ch = chunk_at(&at->bus->arena, ref);
+	req = (struct sbc_dispose){
 		.slot = at->slot_idx,
 		.slot_gen = at->slot_gen,
 		.ref = ref,
@@ -477,12 +567,11 @@ static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
 		.delay_ns = delay_ns,
 		.reason = reason,
 	};
-	int err, e2;
-
 	err = client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
 			  NULL, 0, NULL, NULL);
 	if (!err)
 		return 0;
+local:
 	pr_warn("queue %u: the daemon did not take message %u (%s); "
 		"requeued it at once", at->qid, ref, strerror(-err));
 	for (unsigned round = 0; round < 1000; round++) {
@@ -491,7 +580,7 @@ static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
 			return err;
 		backoff_wait(round);
 	}
-	pool_free(&at->bus->arena, at->slot, ref);
+	chunk_unref(&at->bus->arena, at->slot, ref);
 	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
 	return err;
 }
@@ -508,8 +597,9 @@ SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
 	err = lease_end(c, msg);
 	if (err)
 		return err;
-	/* the entry is ours: nobody else touches the chunk now */
-	pool_free(&c->at.bus->arena, c->at.slot, ref);
+	/* the entry is ours: nobody else touches the chunk now (or, a
+	 * topic message, our reference to it) */
+	chunk_unref(&c->at.bus->arena, c->at.slot, ref);
 	slot_count(c->at.slot, SHMBUS_CTR_ACKED, 1);
 	return 0;
 }
@@ -553,6 +643,9 @@ SHMBUS_API int shmbus_consumer__nack(struct shmbus_consumer *c,
 	max = READ_ONCE(q->max_deliveries);
 	if (delay_ns == SHMBUS_NACK_BACKOFF)
 		delay_ns = READ_ONCE(q->backoff_init_ns) ? -1 : 0;
+	/* a topic message is retried as a private copy (a failed copy is
+	 * retried shared, without a delivery count) */
+	(void)make_private(c, &ref);
 	/* the common case needs no daemon: back into the ring at once */
 	if (delay_ns == 0 && (!max || dc < max)) {
 		err = requeue_local(c, ref);

@@ -99,6 +99,8 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 #define shmbus_producer_opts__last_field	flags
 #define shmbus_consumer_opts__last_field	lease_ns
 #define shmbus_pub_opts__last_field		dedup_id
+#define shmbus_topic_opts__last_field		history
+#define shmbus_sub_opts__last_field		spin_ns
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 /* Read a field if the caller's struct is large enough to have it. */

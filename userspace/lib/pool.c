@@ -223,6 +223,38 @@ unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot)
 	return total;
 }
 
+int chunk_unshare(const struct arena *a, struct shmbus_slot *slot,
+		  uint32_t ref, uint32_t owner, uint32_t *nref)
+{
+	struct shmbus_chunk *c = chunk_at(a, ref), *n;
+	uint64_t size, o;
+	int pi;
+
+	if (!c)
+		return -EINVAL;
+	size = ALIGN_UP((uint64_t)READ_ONCE(c->len), 8) + READ_ONCE(c->attr_len);
+	if (size > a->pool[SHMBUS_REF_POOL(ref)].payload_max)
+		return -EBADMSG;
+	pi = pool_for_size(a, size);
+	if (pi < 0)
+		return pi;
+	for (; pi < (int)a->nr_pools; pi++)
+		if (pool_alloc(a, slot, pi, owner, nref) == 0)
+			break;
+	if (pi == (int)a->nr_pools)
+		return -ENOMEM;
+	n = chunk_at(a, *nref);
+	if (!n)
+		return -EUCLEAN;
+	o = READ_ONCE(n->owner);
+	memcpy(n, c, SHMBUS_CHUNK_HDR + size);
+	n->owner = o;
+	n->refcnt = 0;
+	n->delivery_count = 1;
+	chunk_unref(a, slot, ref);
+	return 0;
+}
+
 unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx)
 {
 	unsigned total = 0;

@@ -130,6 +130,36 @@ static inline void pool_free(const struct arena *a, struct shmbus_slot *slot,
 
 /* Return every chunk cached in @slot to the shared lists. Returns count.
  * Only when the slot's owner can no longer run (detached or dead). */
+/*
+ * Drop a reference to chunk @ref: a SHARED chunk (a topic message) is
+ * freed by its last reference, any other chunk at once.
+ */
+static inline void chunk_unref(const struct arena *a, struct shmbus_slot *slot,
+			       uint32_t ref)
+{
+	struct shmbus_chunk *c = chunk_at(a, ref);
+
+	if (!c)
+		return;
+	if (SHMBUS_OWNER_STATE(READ_ONCE(c->owner)) == SHMBUS_CHUNK_SHARED &&
+	    atomic_fetch_sub(&c->refcnt, 1) != 1)
+		return;
+	pool_free(a, slot, ref);
+}
+
+static inline bool chunk_shared(const struct shmbus_chunk *c)
+{
+	return SHMBUS_OWNER_STATE(READ_ONCE(c->owner)) == SHMBUS_CHUNK_SHARED;
+}
+
+/*
+ * A private copy of SHARED chunk @ref (header, payload, attributes), owned
+ * by @owner ((state << 16) | slot), delivery count 1; the reference to
+ * @ref is dropped. Returns 0 and *nref, or -ENOMEM (nothing changed).
+ */
+int chunk_unshare(const struct arena *a, struct shmbus_slot *slot,
+		  uint32_t ref, uint32_t owner, uint32_t *nref);
+
 unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot);
 
 /*

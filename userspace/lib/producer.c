@@ -22,6 +22,7 @@ struct shmbus_producer {
 	struct attachment at;
 	bool stamp;		/* SHMBUS_PRODUCER_TIMESTAMP */
 	int64_t ttl_ns;		/* the queue's TTL, 0 = none */
+	bool topic;		/* a topic: publishes fan out */
 	struct shmbus_dedup *dedup;	/* the queue's dedup table, or NULL */
 	uint32_t dedup_mask;
 	int64_t dedup_window;
@@ -67,6 +68,7 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 	if (p->ttl_ns < 0)
 		p->ttl_ns = 0;		/* a peer's garbage */
 	dedup_bind(p);
+	p->topic = READ_ONCE(p->at.q->flags) & SHMBUS_QF_TOPIC;
 	return p;
 }
 
@@ -456,6 +458,197 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
 	return err;
 }
 
+/* ---- topics ------------------------------------------------------- */
+
+/*
+ * Wake one sleeping consumer of subscription (qid, gen). Its seat fds are
+ * fetched from the daemon the first time this process needs them (a
+ * sleeper is the only reason to): a bit is cleared only once we can
+ * write the eventfd, so no wake-up is lost to a missing fd.
+ */
+static void wake_sub(struct attachment *at, struct shmbus_queue *sq,
+		     uint32_t qid, uint32_t gen)
+{
+	struct wake_table *t = &at->bus->wakes;
+	uint64_t any = 0;
+	unsigned n;
+
+	smp_mb__after_atomic();
+	for (unsigned w = 0; w < SHMBUS_SEAT_WORDS; w++)
+		any |= READ_ONCE(sq->sleep_mask[w]);
+	if (likely(!any))
+		return;
+	if (unlikely(!wake_table_has(t, qid, gen))) {
+		struct sbc_seats req = { .qid = qid, .gen = gen };
+		struct sbc_seats_reply rep;
+		int fds[SBC_MAX_FDS];
+		unsigned nfds = SBC_MAX_FDS;
+
+		if (client_call(&at->bus->conn, SBC_SEATS, &req, sizeof(req),
+				&rep, sizeof(rep), fds, &nfds) ||
+		    nfds != rep.nr_seats) {
+			for (unsigned i = 0; i < nfds; i++)
+				close(fds[i]);
+			return;		/* the daemon wakes nobody else */
+		}
+		if (wake_table_install(t, qid, gen, fds, nfds))
+			return;
+	}
+	n = __wake_sleepers(t, sq, qid, gen, 1);
+	if (n)
+		slot_count(at->slot, SHMBUS_CTR_WAKEUPS, n);
+}
+
+/*
+ * Subscription ring @r is full. Drop-oldest: take its oldest message and
+ * drop our reference to it (counted in the subscription), then retry.
+ * Otherwise wait for room as @w allows, without leaving the epoch section
+ * (we are walking a fan-out array it protects). 0, or -ENOBUFS.
+ */
+static __attribute__((noinline)) int
+sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
+	 struct ring *r, uint32_t ref, struct pub_wait *w)
+{
+	const struct arena *a = &at->bus->arena;
+	unsigned round = 0;
+
+	if (READ_ONCE(sq->flags) & SHMBUS_QF_DROP_OLDEST) {
+		for (int n = 0; n < 8; n++) {
+			struct shmbus_chunk *c;
+			uint32_t old;
+			uint64_t o;
+
+			if (ring_dequeue(r, &old) == 0 &&
+			    (c = chunk_at(a, old)) != NULL) {
+				o = READ_ONCE(c->owner);
+				/* a private (retried) copy: claim it like a
+				 * consumer would */
+				if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED ||
+				    (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
+				     atomic_cmpxchg(&c->owner, &o,
+					SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+						     SHMBUS_CHUNK_HELD,
+						     at->slot_idx))))
+					chunk_unref(a, at->slot, old);
+				atomic_fetch_add(&sq->sub_dropped, 1);
+			}
+			if (ring_enqueue(r, ref) == 0)
+				return 0;
+		}
+		return -ENOBUFS;
+	}
+	for (;;) {
+		if (pub_wait_over(w) || READ_ONCE(sq->gen) != gen)
+			return -ENOBUFS;
+		backoff_wait(round++);
+		if (ring_has_room(r) && ring_enqueue(r, ref) == 0)
+			return 0;
+	}
+}
+
+/* The topic's fan-out array, bounds-checked; NULL with *n 0 if none. */
+static const struct shmbus_fanout *fanout_of(const struct arena *a,
+					     const struct shmbus_queue *q,
+					     uint32_t *n)
+{
+	/* acquire: pairs with the daemon's release store of a new array */
+	uint64_t word = smp_load_acquire(&q->fanout);
+	uint64_t off = a->ring_off + (word >> 16) * SHMBUS_RING_UNIT;
+	uint64_t end = a->ring_off + a->ring_units * SHMBUS_RING_UNIT;
+
+	*n = (uint32_t)(word & 0xffff);
+	if (!*n || (word >> 16) >= a->ring_units ||
+	    *n * sizeof(struct shmbus_fanout) > end - off) {
+		*n = 0;
+		return NULL;
+	}
+	return (const struct shmbus_fanout *)(a->base + off);
+}
+
+/*
+ * Publish one message to a topic, inside an epoch section: one chunk,
+ * SHARED, one reference per subscription ring it enters (and one for
+ * the history), plus ours while we fan out. A subscription that stays
+ * full (blocking policy, timeout over) misses it: counted there, and the
+ * publish returns -ENOBUFS after delivering to all the others.
+ */
+static int topic_fanout(struct attachment *at, uint32_t ref,
+			struct pub_wait *w);
+
+static __attribute__((noinline)) int
+topic_publish_one(struct attachment *at, const void *data, size_t len,
+		  const struct pub_hdr *h, struct pub_wait *w)
+{
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *c;
+	uint32_t ref;
+	int err;
+
+	if (len > at->msg_size)
+		return -EMSGSIZE;
+	err = alloc_wait(at, len, &ref, w, true);
+	if (err) {
+		if (err == -ENOMEM)
+			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+		return err;
+	}
+	c = chunk_at(a, ref);
+	memcpy(chunk_payload(c), data, len);
+	chunk_fill(at, c, (uint32_t)len, h);
+	return topic_fanout(at, ref, w);
+}
+
+/* Fan chunk @ref (filled, ours) out to the topic's subscriptions. */
+static int topic_fanout(struct attachment *at, uint32_t ref,
+			struct pub_wait *w)
+{
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *c = chunk_at(a, ref);
+	const struct shmbus_fanout *fo;
+	uint32_t n;
+	int err, ret = 0;
+
+	c->refcnt = 1;				/* ours, while fanning out */
+	/* SHARED before the first ring sees it: consumers leave the owner
+	 * word alone, and no orphan sweep takes it for a lost publish */
+	chunk_set(c, SHMBUS_CHUNK_SHARED, 0);
+	if (READ_ONCE(at->q->history)) {
+		uint32_t old;
+
+		atomic_fetch_add(&c->refcnt, 1);
+		while (ring_enqueue(&at->ring, ref) == -ENOBUFS) {
+			if (ring_dequeue(&at->ring, &old) == 0)
+				chunk_unref(a, at->slot, old);
+		}
+	}
+	fo = fanout_of(a, at->q, &n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t qid = READ_ONCE(fo[i].qid), gen = READ_ONCE(fo[i].gen);
+		struct shmbus_queue *sq = queue_at(a, qid);
+		struct ring r;
+
+		/* a subscription deleted since the array was made */
+		if (!sq || READ_ONCE(sq->gen) != gen ||
+		    !(READ_ONCE(sq->flags) & SHMBUS_QF_SUB) ||
+		    arena_queue_ring(a, sq, &r))
+			continue;
+		atomic_fetch_add(&c->refcnt, 1);
+		err = ring_enqueue(&r, ref);
+		if (unlikely(err == -ENOBUFS))
+			err = sub_full(at, sq, gen, &r, ref, w);
+		if (unlikely(err)) {
+			atomic_fetch_sub(&c->refcnt, 1);
+			atomic_fetch_add(&sq->sub_dropped, 1);
+			ret = -ENOBUFS;
+			continue;
+		}
+		wake_sub(at, sq, qid, gen);
+	}
+	chunk_unref(a, at->slot, ref);		/* ours */
+	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	return ret;
+}
+
 SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 					const void *data, size_t len,
 					const struct shmbus_pub_opts *opts)
@@ -475,6 +668,8 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 	h = pub_hdr_of(p, opts, ts);
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		if (p->topic)
+			return -EOPNOTSUPP;
 		err = publish_delayed(p, data, len, &h,
 				      OPTS_GET(opts, delay_ns, 0), &w);
 		if (err && key)
@@ -486,7 +681,8 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 		epoch_exit(at->slot);
 		return -EIDRM;
 	}
-	err = publish_one(at, data, len, &h, &w);
+	err = likely(!p->topic) ? publish_one(at, data, len, &h, &w)
+				: topic_publish_one(at, data, len, &h, &w);
 	if (likely(!err))
 		wake_after(at, 1);
 	epoch_exit(at->slot);
@@ -512,6 +708,8 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 		return -EINVAL;
 	h = pub_hdr_of(p, opts, ts);
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		if (p->topic)
+			return -EOPNOTSUPP;
 		for (; done < n; done++) {
 			if (!iov[done].iov_base && iov[done].iov_len)
 				return done ? (int)done : -EINVAL;
@@ -533,8 +731,10 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 			err = -EINVAL;
 			break;
 		}
-		err = publish_one(at, iov[done].iov_base, iov[done].iov_len,
-				  &h, &w);
+		err = !p->topic ? publish_one(at, iov[done].iov_base,
+					      iov[done].iov_len, &h, &w)
+				: topic_publish_one(at, iov[done].iov_base,
+						    iov[done].iov_len, &h, &w);
 		if (err)
 			break;
 	}
@@ -638,6 +838,8 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		struct pub_hdr h = pub_hdr_of(p, opts, ts);
 
 		if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+			if (p->topic)
+				return -EOPNOTSUPP;
 			chunk_fill(at, c, (uint32_t)len, &h);
 			err = hand_to_daemon(at, ref,
 					     OPTS_GET(opts, delay_ns, 0));
@@ -657,6 +859,14 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		if (key)
 			dedup_forget(p, key);
 		return -EIDRM;
+	}
+	if (unlikely(p->topic)) {
+		struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+
+		/* the chunk is the bus's from here on, delivered or not */
+		err = topic_fanout(at, ref, &w);
+		epoch_exit(at->slot);
+		return err;
 	}
 	{
 		struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));

@@ -30,6 +30,49 @@ int proto_name_valid(const char name[SHMBUS_NAME_MAX])
 	return proto_all_zero(name + n, SHMBUS_NAME_MAX - n) ? 0 : -EINVAL;
 }
 
+int proto_pattern_valid(const char pattern[SHMBUS_NAME_MAX])
+{
+	char tmp[SHMBUS_NAME_MAX];
+	size_t n = strnlen(pattern, SHMBUS_NAME_MAX), tok = 0;
+
+	if (n == SHMBUS_NAME_MAX)
+		return -EINVAL;
+	/* check the wildcards here, the rest as a name with them replaced */
+	memcpy(tmp, pattern, SHMBUS_NAME_MAX);
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && pattern[i] != '.')
+			continue;
+		/* token [tok, i) */
+		if (i - tok == 1 && (pattern[tok] == '*' || pattern[tok] == '>')) {
+			if (pattern[tok] == '>' && i != n)
+				return -EINVAL;	/* '>' only at the end */
+			tmp[tok] = 'x';
+		}
+		tok = i + 1;
+	}
+	return proto_name_valid(tmp);
+}
+
+bool proto_pattern_match(const char *pattern, const char *topic)
+{
+	const char *p = pattern, *t = topic;
+
+	for (;;) {
+		size_t pl = strcspn(p, "."), tl = strcspn(t, ".");
+
+		if (pl == 1 && *p == '>')
+			return tl > 0;		/* one or more tokens left */
+		if (!(pl == 1 && *p == '*') && (pl != tl || memcmp(p, t, pl)))
+			return false;
+		p += pl;
+		t += tl;
+		if (!*p || !*t)
+			return !*p && !*t;
+		p++;
+		t++;
+	}
+}
+
 int proto_name_set(char dst[SHMBUS_NAME_MAX], const char *src)
 {
 	size_t n;

@@ -22,6 +22,7 @@
 #ifndef SHMBUS_PROTO_H
 #define SHMBUS_PROTO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -40,6 +41,9 @@ enum sbc_type {
 	SBC_ATTACH		= 5,
 	SBC_DETACH		= 6,
 	SBC_DISPOSE		= 7,
+	SBC_SUBSCRIBE		= 8,
+	SBC_SEATS		= 9,
+	SBC_UNSUBSCRIBE		= 10,
 	SBC__TYPE_MAX,
 };
 
@@ -96,7 +100,8 @@ struct sbc_bus_open_reply {
 #define SBC_QUEUE_EXPIRE_DLQ	0x1u	/* = SHMBUS_QUEUE_EXPIRE_TO_DLQ */
 #define SBC_QUEUE_PRIVATE	0x2u	/* deleted when the declaring
 					 * connection closes (reply queues) */
-#define SBC_QUEUE__ALL		0x3u
+#define SBC_QUEUE_TOPIC		0x4u	/* a topic (history: max_len) */
+#define SBC_QUEUE__ALL		0x7u
 
 struct sbc_queue_declare {
 	char	 name[SHMBUS_NAME_MAX];
@@ -169,6 +174,47 @@ struct sbc_dispose {
 	uint32_t __pad;
 };
 
+/* SUBSCRIBE flags */
+#define SBC_SUB_DURABLE		0x1u	/* stays without consumers (group) */
+#define SBC_SUB_DROP_OLDEST	0x2u	/* slow subscriber: drop its oldest */
+#define SBC_SUB_HISTORY		0x4u	/* start with the topics' history */
+#define SBC_SUB__ALL		0x7u
+
+/*
+ * SUBSCRIBE: attach a consumer to the subscription (pattern, group),
+ * creating it if needed; the reply is an ATTACH reply with the seat fds.
+ * pattern: a topic name, or dot-separated tokens where "*" matches one
+ * token and a final ">" one or more. group: all zero = an exclusive,
+ * ephemeral subscription of this consumer alone.
+ */
+struct sbc_subscribe {
+	char	 pattern[SHMBUS_NAME_MAX];
+	char	 group[SHMBUS_NAME_MAX];
+	uint32_t flags;		/* SBC_SUB_* */
+	uint32_t max_len;	/* new subscriptions; 0 = default */
+	uint32_t max_consumers;	/* new subscriptions; 0 = default */
+	uint32_t __pad;
+	uint64_t lease_ns;	/* new subscriptions; 0 = default */
+};
+
+/* UNSUBSCRIBE: delete the (durable) subscription (pattern, group). */
+struct sbc_unsubscribe {
+	char	 pattern[SHMBUS_NAME_MAX];
+	char	 group[SHMBUS_NAME_MAX];
+};
+
+/* SEATS: the seat eventfds of queue (qid, gen), to wake its consumers
+ * (a topic publisher waking subscribers). Reply: fds, seat order. */
+struct sbc_seats {
+	uint32_t qid;
+	uint32_t gen;
+};
+
+struct sbc_seats_reply {
+	uint32_t nr_seats;
+	uint32_t __pad;
+};
+
 /* Expected request body size for a type, or -1 for an unknown type. */
 static inline long sbc_req_body_size(unsigned type)
 {
@@ -180,6 +226,9 @@ static inline long sbc_req_body_size(unsigned type)
 	case SBC_ATTACH:	return sizeof(struct sbc_attach);
 	case SBC_DETACH:	return sizeof(struct sbc_detach);
 	case SBC_DISPOSE:	return sizeof(struct sbc_dispose);
+	case SBC_SUBSCRIBE:	return sizeof(struct sbc_subscribe);
+	case SBC_SEATS:		return sizeof(struct sbc_seats);
+	case SBC_UNSUBSCRIBE:	return sizeof(struct sbc_unsubscribe);
 	default:		return -1;
 	}
 }
@@ -195,6 +244,9 @@ static inline long sbc_rep_body_size(unsigned type)
 	case SBC_ATTACH:	return sizeof(struct sbc_attach_reply);
 	case SBC_DETACH:	return 0;
 	case SBC_DISPOSE:	return 0;
+	case SBC_SUBSCRIBE:	return sizeof(struct sbc_attach_reply);
+	case SBC_SEATS:		return sizeof(struct sbc_seats_reply);
+	case SBC_UNSUBSCRIBE:	return 0;
 	default:		return -1;
 	}
 }
@@ -205,6 +257,15 @@ static inline long sbc_rep_body_size(unsigned type)
  * Returns 0 or -EINVAL.
  */
 int proto_name_valid(const char name[SHMBUS_NAME_MAX]);
+
+/*
+ * A valid subscription pattern: a valid name, except that a whole token
+ * may be "*", and the last token ">". Returns 0 or -EINVAL.
+ */
+int proto_pattern_valid(const char pattern[SHMBUS_NAME_MAX]);
+
+/* Does topic name @topic match @pattern (both valid)? */
+bool proto_pattern_match(const char *pattern, const char *topic);
 
 /* Copy a C string into a name field; -EINVAL if it is not a valid name. */
 int proto_name_set(char dst[SHMBUS_NAME_MAX], const char *src);

@@ -118,6 +118,20 @@ static bool wake_seat(struct wake_table *t, uint32_t qid, uint32_t qgen,
 	return ok;
 }
 
+bool wake_table_has(struct wake_table *t, uint32_t qid, uint32_t qgen)
+{
+	struct wake_set *ws;
+	bool ok;
+
+	if (qid >= t->n)
+		return false;
+	urcu_bp_read_lock();
+	ws = urcu_bp_dereference(t->sets[qid]);
+	ok = ws && ws->qgen == qgen;
+	urcu_bp_read_unlock();
+	return ok;
+}
+
 /* Rotate so that sleepers are woken round-robin, not lowest seat first. */
 static inline uint64_t rotr64(uint64_t v, unsigned r)
 {

@@ -63,6 +63,9 @@ void wake_table_fini(struct wake_table *t);
 int wake_table_install(struct wake_table *t, uint32_t qid, uint32_t qgen,
 		       int *fds, uint32_t nr);
 
+/* Is a wake set for (qid, qgen) installed? */
+bool wake_table_has(struct wake_table *t, uint32_t qid, uint32_t qgen);
+
 /*
  * Out of line: some seat of the queue is asleep. Wake up to @n of them.
  * Returns the number of eventfd writes.
