@@ -531,7 +531,7 @@ struct shmbus_msg {
 	uint32_t dl_src;	/* source queue id + 1 */
 	uint32_t dl_count;	/* deliveries in the source queue */
 	uint32_t reply_to;	/* a request: reply queue id + 1, else 0 */
-	uint32_t __pad;
+	uint32_t __reply_gen;	/* library-private */
 	uint64_t __word;	/* library-private from here on */
 	uint32_t __ref;
 	uint32_t __lease;

@@ -442,7 +442,9 @@ struct shmbus_chunk {
 	uint32_t dl_reason;		/* SHMBUS_DLR_*: why it was dead-lettered */
 	uint32_t dl_src_qid;		/* dead-lettered from this qid + 1 */
 	uint32_t dl_count;		/* its delivery count there */
-	uint32_t __pad1a;
+	uint32_t reply_gen;		/* gen of the reply_to queue: a reply
+					 * never lands in a queue that reused
+					 * a gone requester's id */
 	uint64_t dedup_key;		/* reserved */
 	uint32_t checksum;		/* reserved */
 	uint32_t __pad1;

@@ -204,6 +204,49 @@ static void test_reply_queue_cleanup(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * A requester times out and exits; its reply queue's id is reused by a
+ * new queue before the slow reply comes: the reply must not land there
+ * (reply-to carries the queue's generation).
+ */
+static void test_reply_to_reused_id(void **state)
+{
+	struct shmbus *bus = open_bus();
+	struct shmbus_queue_info qi[32];
+	int ready[2], n;
+	pid_t srv, req;
+	char x;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "slowq", NULL), 1);
+	assert_int_equal(pipe(ready), 0);
+	srv = start_server("slowq", 1, ready[1]);
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	if (!(req = fork())) {
+		struct shmbus *b = open_bus();
+		char rep[64];
+
+		CHILD_CHECK(shmbus__request(b, "slowq", "slow 1", 6, rep,
+					    sizeof(rep), 50 * MS) == -ETIMEDOUT,
+			    "request");
+		_exit(0);	/* its reply queue goes with it */
+	}
+	assert_int_equal(t_wait(req, 5000), 0);
+	usleep(50000);		/* reclaimed after a grace period */
+	for (int i = 0; i < 8; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "reuse.%d", i);
+		assert_int_equal(shmbus__queue_declare(bus, name, NULL), 1);
+	}
+	assert_int_equal(t_wait(srv, 10000), 0);	/* it has replied */
+	n = shmbus__queue_list(bus, qi, 32);
+	for (int i = 0; i < n; i++)
+		if (!strncmp(qi[i].name, "reuse.", 6))
+			assert_int_equal(qi[i].stat[SHMBUS_STAT_PUBLISHED], 0);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_round_trips),
 		cmocka_unit_test(test_timeout_late_reply),
 		cmocka_unit_test(test_reply_queue_cleanup),
+		cmocka_unit_test(test_reply_to_reused_id),
 	};
 
 	return T_RUN_WITH_DAEMON("reqrep", tests);

@@ -65,6 +65,8 @@ static void usage_main(FILE *f)
 "  queue list              list queues\n"
 "  pub QUEUE [MESSAGE]     publish MESSAGE, or each line of stdin\n"
 "  sub QUEUE               print messages, one per line (acking each)\n"
+"  sub PATTERN --group G   subscribe to topics as consumer group G\n"
+"  topic declare|delete|unsubscribe|list   pub/sub topics\n"
 "  stat                    per-queue depth and counters\n"
 "  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "  req QUEUE MESSAGE       send a request, print the reply\n"
@@ -103,6 +105,9 @@ static void *attach_or_die(struct shmbus *bus, const char *q, bool producer)
 	if (!h) {
 		if (errno == ENOENT)
 			die("no queue '%s'", q);
+		if (errno == EPROTOTYPE)
+			die("'%s' is a topic: subscribe with shmbus sub %s "
+			    "--topic (or --group NAME)", q, q);
 		die("cannot %s '%s': %s", producer ? "publish to" : "subscribe to",
 		    q, strerror(errno));
 	}
@@ -428,10 +433,20 @@ static void usage_sub(FILE *f)
 {
 	fprintf(f,
 "usage: shmbus sub QUEUE [-n COUNT] [--timeout SECONDS]\n"
+"       shmbus sub TOPIC-PATTERN --topic [--group NAME] [--durable]\n"
+"                  [--drop-oldest] [--history] [-n COUNT] [--timeout SECONDS]\n"
 "\n"
 "Receive messages from QUEUE (competing with its other consumers) and\n"
-"print each body on its own line. Exits after COUNT messages, or when\n"
-"SECONDS pass with nothing received (default: runs until interrupted).\n");
+"print each body on its own line, acking it. Exits after COUNT messages,\n"
+"or when SECONDS pass with nothing received (default: runs until\n"
+"interrupted).\n"
+"With --topic (implied by --group): subscribe to the topics matching\n"
+"PATTERN (\"orders.*\" one token, \"orders.>\" one or more), as consumer\n"
+"group NAME (every group gets every message; consumers of one group\n"
+"share them), or alone. --durable keeps the group's subscription while\n"
+"nobody is subscribed; --drop-oldest drops its oldest message when full\n"
+"instead of holding publishers up; --history starts with the topics'\n"
+"history.\n");
 }
 
 static volatile sig_atomic_t interrupted;
@@ -447,9 +462,16 @@ static int cmd_sub(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "topic", no_argument, NULL, 'T' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "durable", no_argument, NULL, 'D' },
+		{ "drop-oldest", no_argument, NULL, 'O' },
+		{ "history", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	SHMBUS_OPTS(shmbus_sub_opts, so);
+	bool topic = false;
 	struct sigaction sa = { .sa_handler = on_signal };
 	unsigned long count = 0, got = 0;
 	int64_t timeout_ns = -1;
@@ -463,6 +485,11 @@ static int cmd_sub(int argc, char **argv)
 		switch (opt) {
 		case 'n': count = parse_num("count", optarg, ULONG_MAX); break;
 		case 't': timeout_ns = parse_seconds(optarg) * 1e9; break;
+		case 'T': topic = true; break;
+		case 'g': so.group = optarg; topic = true; break;
+		case 'D': so.flags |= SHMBUS_SUB_DURABLE; break;
+		case 'O': so.flags |= SHMBUS_SUB_DROP_OLDEST; break;
+		case 'H': so.flags |= SHMBUS_SUB_HISTORY; break;
 		case 'h': usage_sub(stdout); return 0;
 		default: usage_sub(stderr); return 2;
 		}
@@ -472,8 +499,20 @@ static int cmd_sub(int argc, char **argv)
 		return 2;
 	}
 	q = argv[optind];
+	if (!topic && so.flags)
+		die("--durable, --drop-oldest and --history are for --topic");
+	if ((so.flags & SHMBUS_SUB_DURABLE) && !so.group)
+		die("--durable needs --group");
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	c = attach_or_die(bus, q, false);
+	if (topic) {
+		c = shmbus_consumer__subscribe(bus, q, &so);
+		if (!c)
+			die("cannot subscribe to '%s': %s", q,
+			    errno == EINVAL ? "bad pattern or group name"
+					    : strerror(errno));
+	} else {
+		c = attach_or_die(bus, q, false);
+	}
 	/* no SA_RESTART: a signal ends the blocking receive with EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -604,14 +643,14 @@ static int cmd_stat(int argc, char **argv)
 		printf("]}\n");
 	} else {
 		printf("bus %s\n", shmbus__name(bus));
-		printf("%-20s %7s %7s %9s %9s %9s %7s %7s %7s %7s %7s %4s %4s\n",
+		printf("%-26s %6s %5s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
 		       "QUEUE", "DEPTH", "INFLT", "PUBLISHED", "DELIVERED",
 		       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
 		       "DROPPED", "CONS", "PROD");
 		for (int i = 0; i < n; i++) {
 			const uint64_t *st = qi[i].stat;
 
-			printf("%-20s %7llu %7llu %9llu %9llu %9llu %7llu %7llu "
+			printf("%-26s %6llu %5llu %9llu %9llu %9llu %6llu %7llu "
 			       "%7llu %7llu %7llu %4u %4u\n", qi[i].name,
 			       (unsigned long long)qi[i].depth,
 			       (unsigned long long)qi[i].in_flight,
@@ -638,6 +677,123 @@ static int cmd_stat(int argc, char **argv)
 		}
 	}
 	free(qi);
+	shmbus__close(bus);
+	return 0;
+}
+
+/* ---- topic ---------------------------------------------------------- */
+
+static void usage_topic(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus topic declare NAME [--msg-size BYTES] [--history N]\n"
+"       shmbus topic delete NAME\n"
+"       shmbus topic unsubscribe PATTERN GROUP\n"
+"       shmbus topic list\n"
+"\n"
+"declare: create topic NAME (publish to it with shmbus pub NAME);\n"
+"         --history N keeps the last N messages for late subscribers.\n"
+"delete:  delete the topic (subscriptions stay, matching nothing).\n"
+"unsubscribe: delete the (durable) subscription PATTERN#GROUP.\n"
+"list:    topics, and subscriptions with their depth and drops.\n");
+}
+
+static int cmd_topic(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "msg-size", required_argument, NULL, 's' },
+		{ "history", required_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	SHMBUS_OPTS(shmbus_topic_opts, to);
+	struct shmbus *bus;
+	const char *sub;
+	int opt, err;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage_topic(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	sub = argv[1];
+	argc--;
+	argv++;
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's': to.msg_size = parse_num("--msg-size", optarg, 1u << 24); break;
+		case 'H': to.history = parse_num("--history", optarg, 1u << 24); break;
+		case 'h': usage_topic(stdout); return 0;
+		default: usage_topic(stderr); return 2;
+		}
+	}
+	if (!strcmp(sub, "list")) {
+		struct shmbus_queue_info *qi;
+		int n;
+
+		bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+		n = shmbus__queue_list(bus, NULL, 0);
+		qi = calloc(n ? n : 1, sizeof(*qi));
+		if (!qi)
+			die("out of memory");
+		n = shmbus__queue_list(bus, qi, n);
+		printf("%-32s %-12s %9s %7s %9s %9s %4s\n", "NAME", "KIND",
+		       "PUBLISHED", "DEPTH", "DELIVERED", "DROPPED", "CONS");
+		for (int i = 0; i < n; i++) {
+			if (qi[i].kind == SHMBUS_QUEUE)
+				continue;
+			printf("%-32s %-12s %9llu %7llu %9llu %9llu %4u\n",
+			       qi[i].name,
+			       qi[i].kind == SHMBUS_TOPIC ? "topic" : "subscription",
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_PUBLISHED],
+			       (unsigned long long)qi[i].depth,
+			       (unsigned long long)qi[i].stat[SHMBUS_STAT_DELIVERED],
+			       (unsigned long long)(qi[i].sub_dropped +
+						    qi[i].stat[SHMBUS_STAT_DROPPED]),
+			       qi[i].consumers);
+		}
+		free(qi);
+		shmbus__close(bus);
+		return 0;
+	}
+	if (!strcmp(sub, "unsubscribe")) {
+		if (optind + 2 != argc)
+			die("unsubscribe needs PATTERN and GROUP");
+		bus = open_bus(SHMBUS_OPEN_NOCREATE);
+		err = shmbus__unsubscribe(bus, argv[optind], argv[optind + 1]);
+		if (err == -ENOENT)
+			die("no subscription '%s#%s'", argv[optind],
+			    argv[optind + 1]);
+		if (err)
+			die("unsubscribe: %s", strerror(-err));
+		printf("deleted %s#%s\n", argv[optind], argv[optind + 1]);
+		shmbus__close(bus);
+		return 0;
+	}
+	if (optind + 1 != argc)
+		die("%s needs exactly one topic NAME", sub);
+	if (!strcmp(sub, "declare")) {
+		bus = open_bus(0);
+		err = shmbus__topic_declare(bus, argv[optind], &to);
+		if (err == -EEXIST)
+			die("'%s' exists as a queue, or with other settings",
+			    argv[optind]);
+		if (err < 0)
+			die("cannot declare topic '%s': %s", argv[optind],
+			    strerror(-err));
+		printf("%s %s\n", err ? "created" : "exists", argv[optind]);
+	} else if (!strcmp(sub, "delete")) {
+		bus = open_bus(SHMBUS_OPEN_NOCREATE);
+		err = shmbus__queue_delete(bus, argv[optind]);
+		if (err == -ENOENT)
+			die("no topic '%s'", argv[optind]);
+		if (err)
+			die("cannot delete '%s': %s", argv[optind], strerror(-err));
+		printf("deleted %s\n", argv[optind]);
+	} else {
+		die("unknown topic command '%s' (declare, delete, unsubscribe, "
+		    "list)", sub);
+	}
 	shmbus__close(bus);
 	return 0;
 }
@@ -983,6 +1139,7 @@ int main(int argc, char **argv)
 		{ "sub", cmd_sub },
 		{ "stat", cmd_stat },
 		{ "dlq", cmd_dlq },
+		{ "topic", cmd_topic },
 		{ "req", cmd_req },
 		{ "reply", cmd_reply },
 	};

@@ -86,7 +86,7 @@ static inline int check_pid(const struct shmbus *bus)
 /* Publish with a reply-to queue (qid + 1) and a correlation id. */
 int producer_publish_rr(struct shmbus_producer *p, const void *data,
 			size_t len, uint64_t corr_id, uint32_t reply_to,
-			int64_t timeout_ns);
+			uint32_t reply_gen, int64_t timeout_ns);
 uint32_t producer_qid(const struct shmbus_producer *p);
 
 /* Count @ctr once on the consumer's slot (its queue's statistics). */

@@ -338,6 +338,7 @@ again:
 	msg->dl_src = READ_ONCE(ch->dl_src_qid);
 	msg->dl_count = msg->dl_reason ? READ_ONCE(ch->dl_count) : 0;
 	msg->reply_to = READ_ONCE(ch->reply_to);
+	msg->__reply_gen = READ_ONCE(ch->reply_gen);
 	msg->__ref = ref;
 	msg->__word = w;
 	msg->__lease = e + 1;

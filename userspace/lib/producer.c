@@ -204,6 +204,7 @@ static inline int alloc_chunk(struct attachment *at, size_t size,
 struct pub_hdr {
 	uint64_t corr_id;
 	uint32_t reply_to;	/* qid + 1, 0 = none */
+	uint32_t reply_gen;
 	int64_t ts;		/* publish time, 0 = not stamped */
 	uint64_t expires;	/* CLOCK_MONOTONIC, 0 = never */
 };
@@ -244,6 +245,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->ts_pub = (uint64_t)h->ts;
 	c->corr_id = h->corr_id;
 	c->reply_to = h->reply_to;
+	c->reply_gen = h->reply_gen;
 	c->delivery_count = 0;
 	c->expires_ns = h->expires;
 	c->not_before_ns = 0;
@@ -903,11 +905,11 @@ SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf)
 
 int producer_publish_rr(struct shmbus_producer *p, const void *data,
 			size_t len, uint64_t corr_id, uint32_t reply_to,
-			int64_t timeout_ns)
+			uint32_t reply_gen, int64_t timeout_ns)
 {
 	struct attachment *at = &p->at;
 	struct pub_hdr h = { .corr_id = corr_id, .reply_to = reply_to,
-			     .ts = pub_time(p) };
+			     .reply_gen = reply_gen, .ts = pub_time(p) };
 	struct pub_wait w = pub_wait_of(timeout_ns);
 	int err;
 

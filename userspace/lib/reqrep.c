@@ -29,7 +29,7 @@ struct reqrep {
 	pthread_mutex_t lock;
 	char name[SHMBUS_NAME_MAX];	/* our reply queue */
 	struct shmbus_consumer *c;
-	uint32_t qid;
+	uint32_t qid, qgen;
 	uint64_t next_corr;
 	unsigned nt;
 	struct rr_target t[RR_TARGETS];
@@ -65,6 +65,7 @@ static int reqrep_init(struct shmbus *bus)
 		goto fail;
 	}
 	rr->qid = consumer_qid(rr->c) + 1;
+	rr->qgen = rep.gen;
 	rr->next_corr = ((uint64_t)getpid() << 32) | 1;
 	pthread_mutex_init(&rr->lock, NULL);
 	bus->rr = rr;
@@ -161,7 +162,8 @@ SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
 		goto out;
 	}
 	corr = rr->next_corr++;
-	ret = producer_publish_rr(p, body, len, corr, rr->qid, timeout_ns);
+	ret = producer_publish_rr(p, body, len, corr, rr->qid, rr->qgen,
+				  timeout_ns);
 	if (ret)
 		goto out;
 	for (;;) {
@@ -227,7 +229,8 @@ static bool entry_live(const struct arena *a, const struct reply_cache *e)
  * to the daemon), replacing gone ones first.
  */
 static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
-					      uint32_t qid1, int *err)
+					      uint32_t qid1, uint32_t want,
+					      int *err)
 {
 	struct shmbus *bus = consumer_bus(c);
 	const struct shmbus_queue *q = queue_at(&bus->arena, qid1 - 1);
@@ -248,8 +251,10 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 		*consumer_reply_cache(c) = rc;
 	}
 	g = smp_load_acquire(&q->gen);
-	if (!SHMBUS_QGEN_LIVE(g)) {
-		*err = -ENOENT;		/* the requester is gone */
+	if (!SHMBUS_QGEN_LIVE(g) || g != want) {
+		/* the requester is gone (its queue id may serve another
+		 * queue by now) */
+		*err = -ENOENT;
 		return NULL;
 	}
 	for (unsigned i = 0; i < REPLY_CACHE; i++)
@@ -275,6 +280,14 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 		*err = -errno;
 		return NULL;
 	}
+	if (producer_qid(victim->p) != qid1 - 1 ||
+	    READ_ONCE(q->gen) != want) {
+		/* the name moved on between our look and the attach */
+		shmbus_producer__free(victim->p);
+		victim->p = NULL;
+		*err = -ENOENT;
+		return NULL;
+	}
 	victim->qid = qid1;
 	victim->qgen = g;
 	return victim->p;
@@ -289,10 +302,10 @@ SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
 
 	if (!c || !req || !req->reply_to || (!data && len))
 		return -EINVAL;
-	p = reply_producer(c, req->reply_to, &err);
+	p = reply_producer(c, req->reply_to, req->__reply_gen, &err);
 	if (!p)
 		return err;
-	err = producer_publish_rr(p, data, len, req->corr_id, 0, 0);
+	err = producer_publish_rr(p, data, len, req->corr_id, 0, 0, 0);
 	if (err == -EIDRM)
 		err = -ENOENT;
 	return err;
