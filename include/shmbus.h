@@ -139,6 +139,18 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
 /* Queues                                                             */
 /* ------------------------------------------------------------------ */
 
+/* What publish does when the queue is full (shmbus_queue_opts.overflow). */
+enum shmbus_overflow {
+	SHMBUS_OVERFLOW_BLOCK = 0,	/* wait up to the publish's timeout,
+					 * then -ENOBUFS (counted "full") */
+	SHMBUS_OVERFLOW_REJECT = 1,	/* -ENOBUFS at once, whatever the
+					 * timeout (counted "full") */
+	SHMBUS_OVERFLOW_DROP_OLDEST = 2,/* the publish succeeds; the oldest
+					 * message goes to the dead-letter
+					 * queue (reason overflow) or, with
+					 * none, is dropped; counted */
+};
+
 /* Queue flags. */
 #define SHMBUS_QUEUE_EXPIRE_TO_DLQ	0x1u	/* expired messages go to the
 						 * dead-letter queue (default:
@@ -165,6 +177,8 @@ struct shmbus_queue_opts {
 	const char *dead_letter_queue;	/* existing queue, or NULL */
 	int64_t dedup_window_ns;/* publishes with a dedup_id seen within
 				 * this window are dropped; 0 = no dedup */
+	uint32_t overflow;	/* enum shmbus_overflow */
+	uint32_t __pad;
 };
 
 /*
@@ -241,6 +255,8 @@ struct shmbus_queue_info {
 	int64_t dedup_window_ns;
 	uint32_t kind;		/* enum shmbus_kind */
 	uint32_t history;	/* topic */
+	uint32_t overflow;	/* enum shmbus_overflow */
+	uint32_t __pad2;
 	uint64_t sub_dropped;	/* subscription: dropped by publishers */
 	uint64_t stat[SHMBUS_STAT__MAX];
 };

@@ -314,7 +314,7 @@ struct shmbus_queue {
 	uint32_t backoff_mult_milli;	/* 1000 = constant delay */
 	uint32_t max_deliveries;	/* 0 = unlimited */
 	uint32_t dlq_qid;		/* qid + 1, 0 = none */
-	uint32_t overflow;		/* reserved */
+	uint32_t overflow;		/* 0 block, 1 reject, 2 drop oldest */
 	uint32_t nr_prio;		/* reserved */
 	uint32_t dlq_gen;		/* gen of dlq_qid at declare */
 	/* --- line 3: producer side. P: tail is a hint, advanced by

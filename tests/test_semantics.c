@@ -613,6 +613,72 @@ static void test_dedup(void **state)
 	shmbus__close(bus);
 }
 
+/* Full queue policies: reject at once; drop the oldest (to the DLQ). */
+static void test_overflow(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, rej, .max_len = 2,
+		    .overflow = SHMBUS_OVERFLOW_REJECT);
+	SHMBUS_OPTS(shmbus_queue_opts, drop, .max_len = 2,
+		    .overflow = SHMBUS_OVERFLOW_DROP_OLDEST,
+		    .dead_letter_queue = "ovf.dlq");
+	SHMBUS_OPTS(shmbus_queue_opts, drop_nodlq, .max_len = 2,
+		    .overflow = SHMBUS_OVERFLOW_DROP_OLDEST);
+	SHMBUS_OPTS(shmbus_pub_opts, wait, .timeout_ns = 2000 * MS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c, *d;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	int64_t t0;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "ovf.reject", &rej), 1);
+	p = shmbus_producer__new(bus, "ovf.reject", NULL);
+	publish_int(p, 1, NULL);
+	publish_int(p, 2, NULL);
+	t0 = t_now_ns();
+	assert_int_equal(shmbus_producer__publish(p, &t0, sizeof(t0), &wait),
+			 -ENOBUFS);
+	assert_true(t_now_ns() - t0 < 1000 * MS);	/* did not wait 2 s */
+	info(bus, "ovf.reject", &qi);
+	assert_int_equal(qi.overflow, SHMBUS_OVERFLOW_REJECT);
+	assert_int_equal(qi.stat[SHMBUS_STAT_FULL], 1);
+	shmbus_producer__free(p);
+
+	assert_int_equal(shmbus__queue_declare(bus, "ovf.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "ovf.drop", &drop), 1);
+	p = shmbus_producer__new(bus, "ovf.drop", NULL);
+	c = shmbus_consumer__new(bus, "ovf.drop", NULL);
+	d = shmbus_consumer__new(bus, "ovf.dlq", NULL);
+	for (int i = 0; i < 5; i++)
+		publish_int(p, i, NULL);	/* never fails */
+	assert_int_equal(recv_int(c, &m, 0), 3);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(recv_int(c, &m, 0), 4);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(recv_int(d, &m, 5000 * MS), i);
+		assert_int_equal(m.dl_reason, SHMBUS_DL_OVERFLOW);
+		assert_int_equal(shmbus_consumer__ack(d, &m), 0);
+	}
+	info(bus, "ovf.drop", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DEADLETTERED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_PUBLISHED], 5);
+	shmbus_consumer__free(d);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+
+	assert_int_equal(shmbus__queue_declare(bus, "ovf.gone", &drop_nodlq), 1);
+	p = shmbus_producer__new(bus, "ovf.gone", NULL);
+	for (int i = 0; i < 5; i++)
+		publish_int(p, i, NULL);
+	info(bus, "ovf.gone", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 3);
+	assert_int_equal(qi.depth, 2);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 /* Declare rules for the new settings. */
 static void test_declare_semantics(void **state)
 {
@@ -649,6 +715,7 @@ int main(void)
 		cmocka_unit_test(test_prefetch_autoack_batch),
 		cmocka_unit_test(test_killed_holding_n),
 		cmocka_unit_test(test_dedup),
+		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_declare_semantics),
 	};
 

@@ -201,6 +201,7 @@ static void usage_queue(FILE *f)
 "                               [--backoff SEC] [--backoff-mult X]\n"
 "                               [--backoff-max SEC] [--dlq QUEUE]\n"
 "                               [--expire-to-dlq] [--dedup-window SEC]\n"
+"                               [--overflow block|reject|drop-oldest]\n"
 "       shmbus queue delete NAME\n"
 "       shmbus queue list\n"
 "\n"
@@ -217,6 +218,9 @@ static void usage_queue(FILE *f)
 "  --dlq QUEUE          dead-letter queue (must exist)\n"
 "  --expire-to-dlq      expired messages go to the DLQ (default: dropped)\n"
 "  --dedup-window SEC   drop a publish whose --dedup-id was seen within SEC\n"
+"  --overflow POLICY    full queue: block (wait for the publish timeout,\n"
+"                       default), reject (fail at once), drop-oldest (to\n"
+"                       the DLQ, or dropped; counted)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, capacity, message size and depth of every queue.\n");
 }
@@ -236,6 +240,7 @@ static int cmd_queue(int argc, char **argv)
 		{ "dlq", required_argument, NULL, 'd' },
 		{ "expire-to-dlq", no_argument, NULL, 'E' },
 		{ "dedup-window", required_argument, NULL, 'W' },
+		{ "overflow", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -273,6 +278,16 @@ static int cmd_queue(int argc, char **argv)
 		case 'd': qo.dead_letter_queue = optarg; break;
 		case 'E': qo.flags |= SHMBUS_QUEUE_EXPIRE_TO_DLQ; break;
 		case 'W': qo.dedup_window_ns = parse_ns(optarg); break;
+		case 'o':
+			if (!strcmp(optarg, "block"))
+				qo.overflow = SHMBUS_OVERFLOW_BLOCK;
+			else if (!strcmp(optarg, "reject"))
+				qo.overflow = SHMBUS_OVERFLOW_REJECT;
+			else if (!strcmp(optarg, "drop-oldest"))
+				qo.overflow = SHMBUS_OVERFLOW_DROP_OLDEST;
+			else
+				die("--overflow: block, reject or drop-oldest");
+			break;
 		case 'h': usage_queue(stdout); return 0;
 		default: usage_queue(stderr); return 2;
 		}

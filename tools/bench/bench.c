@@ -73,7 +73,7 @@ static const char *const queue_names[NR_CHAN] = { "ping", "pong" };
 /* Configuration                                                      */
 /* ------------------------------------------------------------------ */
 
-enum tp { TP_RAW, TP_SHMBUS, TP_LOAN, TP_PIPE, TP_UDS, NR_TP };
+enum tp { TP_RAW, TP_SHMBUS, TP_ACK, TP_LOAN, TP_PIPE, TP_UDS, NR_TP };
 enum mode { MODE_BUSY, MODE_BLOCK, NR_MODES };
 
 static const size_t sizes[] = { 64, 4096 };
@@ -504,10 +504,13 @@ static void sb_child_fini(void)
 	bench_bus = NULL;
 }
 
-static int sb_open(struct end *e, int chan)
+/* "shmbus" and "shmbus loan": auto-ack views (at-most-once, as the
+ * foundation measured); "shmbus ack": leases, acked one by one. */
+static int sb_open_mode(struct end *e, int chan, bool ack)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, co,
-		    .spin_ns = e->block ? -1 : INT64_MAX);
+		    .spin_ns = e->block ? -1 : INT64_MAX,
+		    .flags = ack ? 0 : SHMBUS_CONSUMER_AUTO_ACK);
 
 	if (e->tx)
 		e->prod = shmbus_producer__new(bench_bus, queue_names[chan],
@@ -516,6 +519,16 @@ static int sb_open(struct end *e, int chan)
 		e->cons = shmbus_consumer__new(bench_bus, queue_names[chan],
 					       &co);
 	return e->prod || e->cons ? 0 : -errno;
+}
+
+static int sb_open(struct end *e, int chan)
+{
+	return sb_open_mode(e, chan, false);
+}
+
+static int sb_open_ack(struct end *e, int chan)
+{
+	return sb_open_mode(e, chan, true);
 }
 
 static void sb_close(struct end *e)
@@ -644,6 +657,13 @@ static const struct transport transports[NR_TP] = {
 		.prepare = sb_prepare,
 		.child_init = sb_child_init, .child_fini = sb_child_fini,
 		.open = sb_open, .close = sb_close,
+		.send = sb_send, .recv = sb_recv,
+	},
+	[TP_ACK] = {
+		.name = "shmbus ack", .has_busy = true,
+		.prepare = sb_prepare,
+		.child_init = sb_child_init, .child_fini = sb_child_fini,
+		.open = sb_open_ack, .close = sb_close,
 		.send = sb_send, .recv = sb_recv,
 	},
 	[TP_LOAN] = {
@@ -1493,6 +1513,219 @@ static void print_targets(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* Semantics: topic fan-out and request-reply (64 B)                  */
+/* ------------------------------------------------------------------ */
+
+#define FAN_MSGS	200000u
+static const unsigned fan_subs[] = { 1, 2, 4, 8 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * One publisher (this process), @nsub subscriber processes (exclusive
+ * subscriptions of topic bench.fan.N, blocking receive with the default
+ * spin). Returns publishes/s (the publisher's time) and deliveries/s
+ * (until the last subscriber has them all).
+ */
+static void run_fanout(unsigned nsub, double *pub_rate, double *deliv_rate)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+	struct shmbus_producer *p;
+	char topic[32];
+	pid_t kid[8];
+	uint64_t t0, t1, t2;
+	int err;
+
+	snprintf(topic, sizeof(topic), "bench.fan.%u", nsub);
+	err = shmbus__topic_declare(bench_bus, topic, NULL);
+	if (err < 0)
+		die("declaring topic %s: %s", topic, strerror(-err));
+	atomic_store(&sh->ready, 0);
+	for (unsigned k = 0; k < nsub; k++) {
+		kid[k] = fork();
+		if (kid[k] < 0)
+			die("fork: %s", strerror(errno));
+		if (!kid[k]) {
+			SHMBUS_OPTS(shmbus_sub_opts, so, .max_len = 4096,
+				    .consumer_flags = SHMBUS_CONSUMER_AUTO_ACK);
+			struct shmbus_consumer *c;
+			uint64_t next = 0;
+
+			if (sb_child_init())
+				_exit(3);
+			c = shmbus_consumer__subscribe(bench_bus, topic, &so);
+			if (!c)
+				_exit(4);
+			atomic_fetch_add(&sh->ready, 1);
+			while (next < FAN_MSGS) {
+				struct shmbus_msg m;
+
+				if (shmbus_consumer__receive_view(c, &m, -1))
+					_exit(5);
+				if (m.len != 64 || verify(m.data, 64, next))
+					_exit(6);
+				shmbus_consumer__release(c, &m);
+				next++;
+			}
+			shmbus_consumer__free(c);
+			sb_child_fini();
+			_exit(0);
+		}
+	}
+	while (atomic_load(&sh->ready) < nsub)
+		usleep(1000);
+	p = shmbus_producer__new(bench_bus, topic, NULL);
+	if (!p)
+		die("producer on %s: %s", topic, strerror(errno));
+	{
+		unsigned char buf[64];
+
+		t0 = mono_ns();
+		for (uint64_t i = 0; i < FAN_MSGS; i++) {
+			fill(buf, sizeof(buf), i);
+			err = shmbus_producer__publish(p, buf, sizeof(buf), &po);
+			if (err)
+				die("publish to %s: %s", topic, strerror(-err));
+		}
+		t1 = mono_ns();
+	}
+	for (unsigned k = 0; k < nsub; k++) {
+		int st;
+
+		if (waitpid(kid[k], &st, 0) < 0 || !WIFEXITED(st) ||
+		    WEXITSTATUS(st))
+			die("fan-out subscriber %u failed (status %#x)", k, st);
+	}
+	t2 = mono_ns();
+	shmbus_producer__free(p);
+	shmbus__queue_delete(bench_bus, topic);
+	*pub_rate = FAN_MSGS / ((t1 - t0) / 1e9);
+	*deliv_rate = (double)FAN_MSGS * nsub / ((t2 - t0) / 1e9);
+}
+
+static ssize_t echo_handler(void *ctx, const struct shmbus_msg *req,
+			    void *reply, size_t cap)
+{
+	(void)ctx;
+	memcpy(reply, req->data, req->len < cap ? req->len : cap);
+	return req->len;
+}
+
+/* Round trips of shmbus__request() against a replier process. */
+static void run_reqrep(uint64_t n, struct rtt_stat *st, double *mean_us)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, q, .max_len = 1024);
+	unsigned char buf[64], rep[64];
+	struct shmbus_queue_info qi;
+	uint64_t warm = n / 10, total = 0;
+	pid_t kid;
+	int err;
+
+	if (n > sh_max_samples)
+		n = sh_max_samples;
+	err = shmbus__queue_declare(bench_bus, "bench.rr", &q);
+	if (err < 0)
+		die("declaring bench.rr: %s", strerror(-err));
+	kid = fork();
+	if (kid < 0)
+		die("fork: %s", strerror(errno));
+	if (!kid) {
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = INT64_MAX);
+		struct shmbus_consumer *c;
+
+		pin_cpu(1);
+		if (sb_child_init())
+			_exit(3);
+		c = shmbus_consumer__new(bench_bus, "bench.rr", &co);
+		if (!c)
+			_exit(4);
+		if (shmbus_consumer__serve(c, echo_handler, NULL,
+					   (unsigned)(n + warm), -1) < 0)
+			_exit(5);
+		shmbus_consumer__free(c);
+		sb_child_fini();
+		_exit(0);
+	}
+	do {
+		usleep(1000);
+		err = shmbus__queue_info(bench_bus, "bench.rr", &qi);
+	} while (!err && !qi.consumers);
+	for (uint64_t i = 0; i < n + warm; i++) {
+		uint64_t t0 = mono_ns(), dt;
+		ssize_t len;
+
+		fill(buf, sizeof(buf), i);
+		len = shmbus__request(bench_bus, "bench.rr", buf, sizeof(buf),
+				      rep, sizeof(rep), 5000000000LL);
+		dt = mono_ns() - t0;
+		if (len != (ssize_t)sizeof(rep) || verify(rep, sizeof(rep), i))
+			die("request %llu: %s", (unsigned long long)i,
+			    len < 0 ? strerror((int)-len) : "wrong reply");
+		if (i >= warm) {
+			sh->samples[i - warm] = dt;
+			total += dt;
+		}
+	}
+	sh->nsamples = n;
+	*st = rtt_from_samples();
+	*mean_us = total / 1e3 / n;
+	{
+		int status;
+
+		if (waitpid(kid, &status, 0) < 0 || !WIFEXITED(status) ||
+		    WEXITSTATUS(status))
+			die("replier failed (status %#x)", status);
+	}
+	shmbus__queue_delete(bench_bus, "bench.rr");
+}
+
+static void run_semantics(void)
+{
+	double raw = cell_tput(&cells[0][TP_RAW][MODE_BUSY]);
+	double raw_rtt = p50_of(0, TP_RAW, MODE_BUSY);
+	double sb_rtt = p50_of(0, TP_SHMBUS, MODE_BUSY);
+	double ack = cell_tput(&cells[0][TP_ACK][MODE_BUSY]);
+	double aa = cell_tput(&cells[0][TP_SHMBUS][MODE_BUSY]);
+	struct rtt_stat rr;
+	double mean;
+
+	if (!cfg.size_on[0] || !cfg.tp_on[TP_RAW] || !cfg.tp_on[TP_SHMBUS] ||
+	    !cfg.tp_on[TP_ACK] || !cfg.mode_on[MODE_BUSY])
+		return;
+	printf("== semantics, 64 B, next to the raw ring of this run ==\n");
+	printf("ack mode vs auto-ack, busy-poll throughput:\n");
+	printf("  raw ring %.2fM msg/s; shmbus auto-ack %.2fM (%.0f%%); "
+	       "shmbus ack %.2fM (%.0f%% of raw, %.0f%% of auto-ack)\n",
+	       raw / 1e6, aa / 1e6, 100 * aa / raw, ack / 1e6,
+	       100 * ack / raw, 100 * ack / aa);
+	printf("topic fan-out (one publisher, N subscriber processes, "
+	       "%u messages):\n", FAN_MSGS);
+	printf("  %4s %14s %16s %14s %12s\n", "subs", "publishes/s",
+	       "deliveries/s", "ns/publish", "vs raw ring");
+	for (unsigned i = 0; i < sizeof(fan_subs) / sizeof(fan_subs[0]); i++) {
+		double pr, dr;
+
+		run_fanout(fan_subs[i], &pr, &dr);
+		printf("  %4u %13.2fM %15.2fM %14.0f %11.2fx\n", fan_subs[i],
+		       pr / 1e6, dr / 1e6, 1e9 / pr, pr / raw);
+		fflush(stdout);
+	}
+	run_reqrep(cfg.rtt_busy, &rr, &mean);
+	printf("request-reply round trip (shmbus__request against a replier "
+	       "process, busy):\n");
+	printf("  p50 %.2f us, p99 %.2f us, mean %.2f us; raw ring RTT p50 "
+	       "%.2f us (%.2fx); shmbus RTT p50 %.2f us (%.2fx)\n\n",
+	       rr.p50, rr.p99, mean, raw_rtt, rr.p50 / raw_rtt, sb_rtt,
+	       rr.p50 / sb_rtt);
+}
+
+/* ------------------------------------------------------------------ */
 /* Options and main                                                   */
 /* ------------------------------------------------------------------ */
 
@@ -1528,6 +1761,7 @@ static void parse_only(const char *arg)
 	     tok = strtok_r(NULL, ",", &save)) {
 		if (!strcmp(tok, "shmbus")) {
 			cfg.tp_on[TP_SHMBUS] = cfg.tp_on[TP_LOAN] = true;
+			cfg.tp_on[TP_ACK] = true;
 		} else if (!strcmp(tok, "raw")) {
 			cfg.tp_on[TP_RAW] = true;
 		} else if (!strcmp(tok, "pipe")) {
@@ -1674,6 +1908,7 @@ int main(int argc, char **argv)
 		if (cfg.size_on[si])
 			print_table(si);
 	print_targets();
+	run_semantics();
 	print_queue_stats();
 	run_ok = true;
 	return 0;

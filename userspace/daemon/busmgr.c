@@ -325,6 +325,7 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		q->max_deliveries = dq->max_deliveries;
 		q->dlq_qid = dq->dlq_qid == UINT32_MAX ? 0 : dq->dlq_qid + 1;
 		q->dlq_gen = dq->dlq_gen;
+		q->overflow = dq->overflow;
 		if (dq->dedup_cap) {
 			q->dedup_off = a->ring_off +
 				       dq->dedup_first * SHMBUS_RING_UNIT;
@@ -364,6 +365,10 @@ static int queue_semantics(const struct dbus *b,
 	cfg->max_deliveries = req->max_deliveries;
 	cfg->expire_dlq = req->flags & SBC_QUEUE_EXPIRE_DLQ;
 	cfg->dedup_window_ns = req->dedup_window_ns;
+	cfg->overflow = req->overflow;
+	if (req->overflow > SHMBUS_OVERFLOW_DROP_OLDEST || req->__pad ||
+	    (req->overflow && (req->flags & SBC_QUEUE_TOPIC)))
+		return -EINVAL;
 	if (cfg->lease_ns < NSEC_PER_MSEC || cfg->lease_ns > MAX_DURATION_NS ||
 	    cfg->ttl_ns > MAX_DURATION_NS ||
 	    cfg->backoff_init_ns > MAX_DURATION_NS ||
@@ -410,7 +415,8 @@ static bool semantics_equal(const struct dqueue *a, const struct dqueue *b)
 	       a->max_deliveries == b->max_deliveries &&
 	       a->dlq_qid == b->dlq_qid && a->dlq_gen == b->dlq_gen &&
 	       a->expire_dlq == b->expire_dlq &&
-	       a->dedup_window_ns == b->dedup_window_ns;
+	       a->dedup_window_ns == b->dedup_window_ns &&
+	       a->overflow == b->overflow;
 }
 
 bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen)
@@ -581,6 +587,7 @@ int queue_create(struct dbus *b, const struct peer *p,
 	dq->dlq_gen = cfg.dlq_gen;
 	dq->expire_dlq = cfg.expire_dlq;
 	dq->dedup_window_ns = cfg.dedup_window_ns;
+	dq->overflow = cfg.overflow;
 	dq->owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
 	dq->kind = kind;
 	dq->history = topic ? req->max_len : 0;

@@ -66,6 +66,7 @@ struct dqueue {
 	uint32_t dlq_qid, dlq_gen;	/* UINT32_MAX = no DLQ */
 	bool expire_dlq;
 	uint64_t dedup_window_ns;
+	uint32_t overflow;		/* SHMBUS_OVERFLOW_* */
 	uint64_t dedup_first, dedup_units;	/* table storage, 0 units = none */
 	uint32_t dedup_cap;
 	uint32_t owner_conn;	/* private (reply) queue: deleted when this

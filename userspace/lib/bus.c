@@ -192,6 +192,9 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 		if (OPTS_GET(opts, dedup_window_ns, 0) < 0)
 			return -EINVAL;
 		req.dedup_window_ns = (uint64_t)OPTS_GET(opts, dedup_window_ns, 0);
+		req.overflow = OPTS_GET(opts, overflow, 0);
+		if (req.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
+			return -EINVAL;
 		if (dlq && proto_name_set(req.dlq, dlq))
 			return -EINVAL;
 	}
@@ -327,6 +330,7 @@ static int fill_info(const struct arena *a, uint32_t qid,
 			     : f & SHMBUS_QF_SUB ? SHMBUS_SUBSCRIPTION
 						 : SHMBUS_QUEUE;
 		info->history = READ_ONCE(q->history);
+		info->overflow = READ_ONCE(q->overflow);
 		info->sub_dropped = READ_ONCE(q->sub_dropped);
 	}
 	info->dedup_window_ns = READ_ONCE(q->dedup_cap)

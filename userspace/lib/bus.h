@@ -35,6 +35,7 @@ struct attachment {
 	uint32_t slot_idx, slot_gen;
 	uint32_t seat;		/* consumers */
 	uint32_t msg_size;	/* snapshot of the queue's msg_size */
+	uint32_t overflow;	/* producers: SHMBUS_OVERFLOW_* */
 	int seat_fd;		/* consumers: dup of our seat's eventfd */
 };
 

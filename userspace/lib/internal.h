@@ -95,7 +95,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		connect_timeout_ms
-#define shmbus_queue_opts__last_field		dedup_window_ns
+#define shmbus_queue_opts__last_field		overflow
 #define shmbus_producer_opts__last_field	flags
 #define shmbus_consumer_opts__last_field	lease_ns
 #define shmbus_pub_opts__last_field		dedup_id

@@ -69,6 +69,9 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 		p->ttl_ns = 0;		/* a peer's garbage */
 	dedup_bind(p);
 	p->topic = READ_ONCE(p->at.q->flags) & SHMBUS_QF_TOPIC;
+	p->at.overflow = READ_ONCE(p->at.q->overflow);
+	if (p->at.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
+		p->at.overflow = SHMBUS_OVERFLOW_BLOCK;	/* a peer's garbage */
 	return p;
 }
 
@@ -315,13 +318,86 @@ enqueue_slow(struct attachment *at, uint32_t ref, struct pub_wait *w)
 	}
 }
 
-/* Enqueue @ref, waiting for room as @w allows (inside an epoch section). */
+static void wake_sub(struct attachment *at, struct shmbus_queue *sq,
+		     uint32_t qid, uint32_t gen);
+
+/*
+ * Dead-letter chunk @old (ours, HELD) from our queue with reason
+ * overflow: into the DLQ's ring if the queue has a live one with room,
+ * else dropped. Counted either way. Inside an epoch section (the DLQ's
+ * ring cannot be reclaimed under us).
+ */
+static void overflow_out(struct attachment *at, uint32_t old)
+{
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *c = chunk_at(a, old);
+	uint32_t d = READ_ONCE(at->q->dlq_qid), dgen = READ_ONCE(at->q->dlq_gen);
+	struct shmbus_queue *dq = d ? queue_at(a, d - 1) : NULL;
+	struct ring r;
+
+	if (dq && READ_ONCE(dq->gen) == dgen && SHMBUS_QGEN_LIVE(dgen) &&
+	    !arena_queue_ring(a, dq, &r)) {
+		c->dl_reason = SHMBUS_DLR_OVERFLOW;
+		c->dl_src_qid = at->qid + 1;
+		c->dl_count = c->delivery_count;
+		c->delivery_count = 0;
+		c->expires_ns = 0;
+		chunk_own(c, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
+		if (ring_enqueue(&r, old) == 0) {
+			wake_sub(at, dq, d - 1, dgen);
+			slot_count(at->slot, SHMBUS_CTR_DEADLETTERED, 1);
+			return;
+		}
+		chunk_set(c, SHMBUS_CHUNK_HELD, at->slot_idx);
+	}
+	pool_free(a, at->slot, old);
+	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
+}
+
+/*
+ * Out of line: the ring is full and the queue's policy is drop-oldest.
+ * Take the oldest message (claiming it as a consumer would: a dead
+ * consumer's recovery may race us for it), dead-letter or drop it, and
+ * try again.
+ */
+static __attribute__((noinline)) int
+enqueue_drop_oldest(struct attachment *at, uint32_t ref)
+{
+	const struct arena *a = &at->bus->arena;
+
+	for (int n = 0; n < 16; n++) {
+		struct shmbus_chunk *c;
+		uint32_t old;
+		uint64_t o;
+
+		if (ring_dequeue(&at->ring, &old) == 0 &&
+		    (c = chunk_at(a, old)) != NULL) {
+			o = READ_ONCE(c->owner);
+			if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
+			    atomic_cmpxchg(&c->owner, &o,
+					   SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+							SHMBUS_CHUNK_HELD,
+							at->slot_idx)))
+				overflow_out(at, old);
+		}
+		if (ring_enqueue(&at->ring, ref) == 0)
+			return 0;
+	}
+	return -ENOBUFS;
+}
+
+/* Enqueue @ref, as the queue's overflow policy and @w allow (inside an
+ * epoch section). */
 static inline int enqueue_wait(struct attachment *at, uint32_t ref,
 			       struct pub_wait *w)
 {
 	int err = ring_enqueue(&at->ring, ref);
 
-	if (likely(err != -ENOBUFS) || w->timeout == 0)
+	if (likely(err != -ENOBUFS))
+		return err;
+	if (at->overflow == SHMBUS_OVERFLOW_DROP_OLDEST)
+		return enqueue_drop_oldest(at, ref);
+	if (w->timeout == 0 || at->overflow == SHMBUS_OVERFLOW_REJECT)
 		return err;
 	return enqueue_slow(at, ref, w);
 }

@@ -117,6 +117,8 @@ struct sbc_queue_declare {
 	uint32_t max_deliveries;	/* 0 = unlimited */
 	char	 dlq[SHMBUS_NAME_MAX];	/* all zero = none */
 	uint64_t dedup_window_ns;	/* 0 = no dedup table */
+	uint32_t overflow;		/* SHMBUS_OVERFLOW_*, 0..2 */
+	uint32_t __pad;
 };
 
 struct sbc_queue_declare_reply {
