@@ -20,8 +20,13 @@
 #define ALIGN_UP(x, a)	(((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
 #define likely(x)	__builtin_expect(!!(x), 1)
 #define unlikely(x)	__builtin_expect(!!(x), 0)
-#define MIN(a, b)	((a) < (b) ? (a) : (b))
-#define MAX(a, b)	((a) > (b) ? (a) : (b))
+/* Each argument evaluated once: MIN(READ_ONCE(x), cap) of a word a peer
+ * may change must not read it twice (the second read could be garbage
+ * the comparison never saw). */
+#define MIN(a, b)	({ __typeof__(a) _mn_a = (a); __typeof__(b) _mn_b = (b); \
+			   _mn_a < _mn_b ? _mn_a : _mn_b; })
+#define MAX(a, b)	({ __typeof__(a) _mx_a = (a); __typeof__(b) _mx_b = (b); \
+			   _mx_a > _mx_b ? _mx_a : _mx_b; })
 
 #define NSEC_PER_SEC	1000000000LL
 #define NSEC_PER_MSEC	1000000LL
