@@ -412,6 +412,21 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
  */
 SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p);
 
+/*
+ * A message attribute (a header): a key and a value, like AMQP headers or
+ * SQS message attributes. Keys are 1..255 bytes; a message carries at most
+ * SHMBUS_ATTR_BYTES bytes of attributes (4 bytes per attribute plus the
+ * keys and values). Values are bytes; strings are stored without their NUL.
+ */
+struct shmbus_attr {
+	const char *key;	/* NUL-terminated */
+	const void *value;
+	uint32_t value_len;
+	uint32_t __pad;
+};
+
+#define SHMBUS_ATTR_BYTES	1024u
+
 /* Per-message options; NULL means defaults. */
 struct shmbus_pub_opts {
 	size_t sz;
@@ -426,6 +441,9 @@ struct shmbus_pub_opts {
 				 * the same id within the queue's dedup
 				 * window returns 0 but is dropped (counted
 				 * in SHMBUS_STAT_DUPLICATES); NULL = none */
+	const struct shmbus_attr *attrs;	/* headers, or NULL */
+	uint32_t nr_attrs;
+	uint32_t __pad;
 };
 
 /*
@@ -551,7 +569,29 @@ struct shmbus_msg {
 	uint64_t __word;	/* library-private from here on */
 	uint32_t __ref;
 	uint32_t __lease;
+	const void *__attrs;
+	uint32_t __attr_len;
+	uint32_t __pad2;
 };
+
+/*
+ * Attributes of a received message, read in place (no copy; valid as long
+ * as the view). shmbus_msg__attr() finds @key: 0 and *value, *len, or
+ * -ENOENT. shmbus_msg__attr_next() iterates: start with *it = 0; returns 1
+ * and the next attribute (key not NUL-terminated: @klen bytes), or 0 at
+ * the end, or -EBADMSG if the block is malformed.
+ *
+ * A dead-lettered message has three attributes added by the bus (when
+ * room is left in its chunk; the same facts are always in dl_reason,
+ * dl_src and dl_count): "dlq.reason" (max-deliveries, expired, rejected,
+ * overflow), "dlq.source" (the source queue's name), "dlq.deliveries".
+ */
+SHMBUS_API int shmbus_msg__attr(const struct shmbus_msg *msg, const char *key,
+				const void **value, size_t *len);
+SHMBUS_API int shmbus_msg__attr_next(const struct shmbus_msg *msg,
+				     uint32_t *it, const char **key,
+				     size_t *klen, const void **value,
+				     size_t *vlen);
 
 /*
  * Receive one message as a zero-copy view, waiting up to @timeout_ns:

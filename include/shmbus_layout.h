@@ -453,6 +453,14 @@ struct shmbus_chunk {
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };
 
+/*
+ * Attributes: attr_len bytes at SHMBUS_CHUNK_HDR + ALIGN(len, 8), a
+ * sequence of records { u8 key_len (1..255); u8 pad; u16 value_len;
+ * key bytes; value bytes }, packed, nothing after the last. Readers
+ * validate every record against attr_len.
+ */
+#define SHMBUS_ATTR_REC_HDR	4u
+
 /* Dead-letter reasons (struct shmbus_chunk.dl_reason). */
 enum {
 	SHMBUS_DLR_NONE		= 0,

@@ -686,6 +686,83 @@ static void test_overflow(void **state)
 	shmbus__close(bus);
 }
 
+/* Attributes: set at publish, read in place, carried through a topic,
+ * a loan and a dead-letter (which adds the dlq.* marks), refused when
+ * malformed or too big. */
+static void test_attrs(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_deliveries = 1,
+		    .dead_letter_queue = "attrs.dlq");
+	static char big[SHMBUS_ATTR_BYTES];
+	struct shmbus_attr a[2] = {
+		{ .key = "content-type", .value = "application/json",
+		  .value_len = 16 },
+		{ .key = "trace-id", .value = "abc123", .value_len = 6 },
+	};
+	struct shmbus_attr bad = { .key = "", .value = "x", .value_len = 1 };
+	struct shmbus_attr huge = { .key = "k", .value = big,
+				    .value_len = sizeof(big) };
+	SHMBUS_OPTS(shmbus_pub_opts, po, .attrs = a, .nr_attrs = 2);
+	SHMBUS_OPTS(shmbus_pub_opts, pbad, .attrs = &bad, .nr_attrs = 1);
+	SHMBUS_OPTS(shmbus_pub_opts, phuge, .attrs = &huge, .nr_attrs = 1);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c, *d;
+	struct shmbus_msg m;
+	const void *v;
+	size_t vl, kl;
+	const char *k;
+	uint32_t it = 0;
+	void *loan;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "attrs.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "attrs", &qo), 1);
+	p = shmbus_producer__new(bus, "attrs", NULL);
+	c = shmbus_consumer__new(bus, "attrs", NULL);
+	d = shmbus_consumer__new(bus, "attrs.dlq", NULL);
+	assert_int_equal(shmbus_producer__publish(p, "{}", 2, &pbad), -EINVAL);
+	assert_int_equal(shmbus_producer__publish(p, "{}", 2, &phuge), -E2BIG);
+	assert_int_equal(shmbus_producer__publish(p, "{}", 2, &po), 0);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), 0);
+	assert_int_equal(m.len, 2);
+	assert_int_equal(shmbus_msg__attr(&m, "trace-id", &v, &vl), 0);
+	assert_int_equal(vl, 6);
+	assert_memory_equal(v, "abc123", 6);
+	assert_int_equal(shmbus_msg__attr(&m, "nope", &v, &vl), -ENOENT);
+	assert_int_equal(shmbus_msg__attr_next(&m, &it, &k, &kl, &v, &vl), 1);
+	assert_int_equal(kl, 12);
+	assert_memory_equal(k, "content-type", 12);
+	assert_int_equal(shmbus_msg__attr_next(&m, &it, &k, &kl, &v, &vl), 1);
+	assert_int_equal(shmbus_msg__attr_next(&m, &it, &k, &kl, &v, &vl), 0);
+	/* fails once (max_deliveries 1): dead-lettered with its own
+	 * attributes and the bus's marks */
+	assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
+	assert_int_equal(shmbus_consumer__receive_view(d, &m, 5000 * MS), 0);
+	assert_int_equal(shmbus_msg__attr(&m, "content-type", &v, &vl), 0);
+	assert_int_equal(shmbus_msg__attr(&m, "dlq.reason", &v, &vl), 0);
+	assert_int_equal(vl, 14);
+	assert_memory_equal(v, "max-deliveries", 14);
+	assert_int_equal(shmbus_msg__attr(&m, "dlq.source", &v, &vl), 0);
+	assert_memory_equal(v, "attrs", 5);
+	assert_int_equal(shmbus_msg__attr(&m, "dlq.deliveries", &v, &vl), 0);
+	assert_memory_equal(v, "1", 1);
+	assert_int_equal(shmbus_consumer__ack(d, &m), 0);
+	/* zero-copy publish with attributes */
+	loan = shmbus_producer__loan(p, 64, 0);
+	assert_non_null(loan);
+	memcpy(loan, "loaned", 6);
+	assert_int_equal(shmbus_producer__commit(p, loan, 6, &po), 0);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), 0);
+	assert_memory_equal(m.data, "loaned", 6);
+	assert_int_equal(shmbus_msg__attr(&m, "content-type", &v, &vl), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	shmbus_consumer__free(d);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 /* Declare rules for the new settings. */
 static void test_declare_semantics(void **state)
 {
@@ -723,6 +800,7 @@ int main(void)
 		cmocka_unit_test(test_killed_holding_n),
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_attrs),
 		cmocka_unit_test(test_declare_semantics),
 	};
 

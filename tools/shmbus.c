@@ -356,12 +356,14 @@ static void usage_pub(FILE *f)
 	fprintf(f,
 "usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS] [--ttl SECONDS]\n"
 "                  [--delay SECONDS] [--corr-id N] [--dedup-id ID]\n"
+"                  [--attr KEY=VALUE]...\n"
 "\n"
 "Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
 "input as one message (without its newline). When the queue is full,\n"
 "waits for room up to --timeout (default: for ever). --ttl: expire after\n"
 "SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id;\n"
-"--dedup-id: idempotency key (the queue needs a --dedup-window).\n");
+"--dedup-id: idempotency key (the queue needs a --dedup-window);\n"
+"--attr: a message attribute (header), up to 16.\n");
 }
 
 static void publish_or_die(struct shmbus_producer *p, const char *q,
@@ -377,6 +379,8 @@ static void publish_or_die(struct shmbus_producer *p, const char *q,
 	if (err == -EOPNOTSUPP)
 		die("queue '%s' has no dedup window (queue declare "
 		    "--dedup-window)", q);
+	if (err == -E2BIG)
+		die("attributes over %u bytes", SHMBUS_ATTR_BYTES);
 	if (err)
 		die("publish to '%s': %s", q, strerror(-err));
 }
@@ -389,10 +393,13 @@ static int cmd_pub(int argc, char **argv)
 		{ "delay", required_argument, NULL, 'D' },
 		{ "corr-id", required_argument, NULL, 'C' },
 		{ "dedup-id", required_argument, NULL, 'I' },
+		{ "attr", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+	static struct shmbus_attr attrs[16];
+	unsigned nattr = 0;
 	struct shmbus_producer *p;
 	struct shmbus *bus;
 	const char *q;
@@ -407,6 +414,19 @@ static int cmd_pub(int argc, char **argv)
 		case 'D': po.delay_ns = parse_ns(optarg); break;
 		case 'C': po.corr_id = parse_num("--corr-id", optarg, ULONG_MAX); break;
 		case 'I': po.dedup_id = optarg; break;
+		case 'A': {
+			char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg || nattr == 16)
+				die("--attr KEY=VALUE (at most 16)");
+			*eq = '\0';
+			attrs[nattr++] = (struct shmbus_attr){
+				.key = optarg, .value = eq + 1,
+				.value_len = (uint32_t)strlen(eq + 1) };
+			po.attrs = attrs;
+			po.nr_attrs = nattr;
+			break;
+		}
 		case 'h': usage_pub(stdout); return 0;
 		default: usage_pub(stderr); return 2;
 		}
@@ -461,7 +481,8 @@ static void usage_sub(FILE *f)
 "share them), or alone. --durable keeps the group's subscription while\n"
 "nobody is subscribed; --drop-oldest drops its oldest message when full\n"
 "instead of holding publishers up; --history starts with the topics'\n"
-"history.\n");
+"history.\n"
+"--headers prints each message's attributes (KEY=VALUE ... | body).\n");
 }
 
 static volatile sig_atomic_t interrupted;
@@ -482,11 +503,12 @@ static int cmd_sub(int argc, char **argv)
 		{ "durable", no_argument, NULL, 'D' },
 		{ "drop-oldest", no_argument, NULL, 'O' },
 		{ "history", no_argument, NULL, 'H' },
+		{ "headers", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	SHMBUS_OPTS(shmbus_sub_opts, so);
-	bool topic = false;
+	bool topic = false, headers = false;
 	struct sigaction sa = { .sa_handler = on_signal };
 	unsigned long count = 0, got = 0;
 	int64_t timeout_ns = -1;
@@ -505,6 +527,7 @@ static int cmd_sub(int argc, char **argv)
 		case 'D': so.flags |= SHMBUS_SUB_DURABLE; break;
 		case 'O': so.flags |= SHMBUS_SUB_DROP_OLDEST; break;
 		case 'H': so.flags |= SHMBUS_SUB_HISTORY; break;
+		case 'X': headers = true; break;
 		case 'h': usage_sub(stdout); return 0;
 		default: usage_sub(stderr); return 2;
 		}
@@ -543,6 +566,18 @@ static int cmd_sub(int argc, char **argv)
 			continue;
 		if (err)
 			break;
+		if (headers) {
+			uint32_t it = 0;
+			const char *k;
+			const void *v;
+			size_t kl, vl;
+
+			while (shmbus_msg__attr_next(&m, &it, &k, &kl, &v,
+						     &vl) == 1)
+				printf("%.*s=%.*s ", (int)kl, k, (int)vl,
+				       (const char *)v);
+			printf("| ");
+		}
 		fwrite(m.data, 1, m.len, stdout);
 		fputc('\n', stdout);
 		shmbus_consumer__release(c, &m);

@@ -30,6 +30,7 @@
 
 #include "shmbusd.h"
 #include "pool.h"
+#include "attr.h"
 #include "ring.h"
 
 #define DELIVER_TICK_NS		(10 * NSEC_PER_MSEC)
@@ -267,6 +268,8 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 	    (ref = unshare(b, ref), !chunk_shared(c = chunk_at(&b->arena, ref)))) {
 		WRITE_ONCE(c->dl_reason, reason);
 		WRITE_ONCE(c->dl_src_qid, qid + 1);
+		attr_dead_letter(c, b->arena.pool[SHMBUS_REF_POOL(ref)].payload_max,
+				 reason, dq->name, READ_ONCE(c->delivery_count));
 		/* the DLQ counts its own deliveries from 0 again */
 		WRITE_ONCE(c->dl_count, READ_ONCE(c->delivery_count));
 		WRITE_ONCE(c->delivery_count, 0);

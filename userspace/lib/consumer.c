@@ -338,6 +338,8 @@ again:
 	msg->dl_src = READ_ONCE(ch->dl_src_qid);
 	msg->dl_count = msg->dl_reason ? READ_ONCE(ch->dl_count) : 0;
 	msg->reply_to = READ_ONCE(ch->reply_to);
+	msg->__attrs = chunk_payload(ch) + ALIGN_UP(len, 8);
+	msg->__attr_len = al;
 	msg->__reply_gen = READ_ONCE(ch->reply_gen);
 	msg->__ref = ref;
 	msg->__word = w;

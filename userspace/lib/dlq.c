@@ -4,8 +4,8 @@
  * came from (or to a queue of the caller's choice), as SQS does.
  *
  * Built on the public calls: receive under a lease from the DLQ, publish a
- * copy (payload and correlation id; a new id, delivery count 0, and no
- * dead-letter marks) to the target, then ack. A failure after the publish
+ * copy (payload, correlation id and attributes; a new id, delivery count
+ * 0, and no dead-letter marks) to the target, then ack. A failure after the publish
  * and before the ack leaves the message in both places, never in neither.
  */
 #include <stdlib.h>
@@ -95,8 +95,32 @@ SHMBUS_API int shmbus__redrive(struct shmbus *bus, const char *dlq,
 		p = target_of(bus, t, &nt, to_qid >= 0 ? (uint32_t)to_qid
 						       : m.dl_src - 1, &err);
 		po.corr_id = m.corr_id;
-		if (p)
-			err = shmbus_producer__publish(p, m.data, m.len, &po);
+		{
+			/* the message's own attributes, not the dlq.* marks */
+			struct shmbus_attr at[64];
+			char keys[64][256];
+			uint32_t it = 0, n = 0;
+			const char *k;
+			const void *v;
+			size_t kl, vl;
+
+			while (n < 64 && shmbus_msg__attr_next(&m, &it, &k, &kl,
+							       &v, &vl) == 1) {
+				if (kl >= 4 && !memcmp(k, "dlq.", 4))
+					continue;
+				memcpy(keys[n], k, kl);
+				keys[n][kl] = '\0';
+				at[n] = (struct shmbus_attr){ .key = keys[n],
+							      .value = v,
+							      .value_len = (uint32_t)vl };
+				n++;
+			}
+			po.attrs = n ? at : NULL;
+			po.nr_attrs = n;
+			if (p)
+				err = shmbus_producer__publish(p, m.data, m.len,
+							       &po);
+		}
 		if (!p || err) {
 			shmbus_consumer__nack(c, &m, 0);
 			break;

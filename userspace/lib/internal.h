@@ -103,7 +103,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 #define shmbus_queue_opts__last_field		overflow
 #define shmbus_producer_opts__last_field	flags
 #define shmbus_consumer_opts__last_field	lease_ns
-#define shmbus_pub_opts__last_field		dedup_id
+#define shmbus_pub_opts__last_field		__pad
 #define shmbus_topic_opts__last_field		history
 #define shmbus_sub_opts__last_field		spin_ns
 #define offsetofend(TYPE, FIELD) \

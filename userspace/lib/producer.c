@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "epoch.h"
 #include "pool.h"
+#include "attr.h"
 
 struct shmbus_producer {
 	struct attachment at;
@@ -210,7 +211,16 @@ struct pub_hdr {
 	uint32_t reply_gen;
 	int64_t ts;		/* publish time, 0 = not stamped */
 	uint64_t expires;	/* CLOCK_MONOTONIC, 0 = never */
+	const struct shmbus_attr *attrs;	/* checked by check_pub_opts */
+	uint32_t nr_attrs, attr_size;
 };
+
+/* Chunk bytes a message needs: the payload, then its attributes at the
+ * next 8-byte boundary. */
+static inline size_t msg_bytes(size_t len, const struct pub_hdr *h)
+{
+	return likely(!h->attr_size) ? len : ALIGN_UP(len, 8) + h->attr_size;
+}
 
 /*
  * The header fields of a publish with @opts. The TTL costs a clock read
@@ -223,6 +233,10 @@ static inline struct pub_hdr pub_hdr_of(const struct shmbus_producer *p,
 	int64_t ttl = OPTS_GET(opts, ttl_ns, 0);
 	struct pub_hdr h = { .corr_id = OPTS_GET(opts, corr_id, 0), .ts = ts };
 
+	h.attrs = OPTS_GET(opts, attrs, NULL);
+	h.nr_attrs = OPTS_GET(opts, nr_attrs, 0);
+	if (unlikely(h.nr_attrs) && attr_size(h.attrs, h.nr_attrs, &h.attr_size))
+		h.nr_attrs = h.attr_size = 0;	/* refused by check_pub_opts */
 	if (ttl == 0)
 		ttl = p->ttl_ns;
 	if (unlikely(ttl > 0)) {
@@ -241,7 +255,10 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	/* plain stores: the chunk is ours alone until the ring cmpxchg,
 	 * which is the release that publishes them */
 	c->len = len;
-	c->attr_len = 0;
+	c->attr_len = (uint16_t)h->attr_size;
+	if (unlikely(h->attr_size))
+		attr_encode(chunk_payload(c) + ALIGN_UP(len, 8), h->attrs,
+			    h->nr_attrs);
 	c->flags = 0;
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	c->id = slot_next_id(at->bus, at->slot);
@@ -259,8 +276,12 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 
 static inline int check_pub_opts(const struct shmbus_pub_opts *opts)
 {
+	uint32_t size;
+
 	if (unlikely(!OPTS_VALID(opts, shmbus_pub_opts)))
 		return -EINVAL;
+	if (unlikely(OPTS_GET(opts, nr_attrs, 0)))
+		return attr_size(opts->attrs, opts->nr_attrs, &size) ?: 0;
 	return OPTS_GET(opts, delay_ns, 0) < 0 ? -EINVAL : 0;
 }
 
@@ -337,6 +358,12 @@ static void overflow_out(struct attachment *at, uint32_t old)
 
 	if (dq && READ_ONCE(dq->gen) == dgen && SHMBUS_QGEN_LIVE(dgen) &&
 	    !arena_queue_ring(a, dq, &r)) {
+		char src[SHMBUS_NAME_MAX];
+
+		memcpy(src, at->q->name, sizeof(src));
+		src[sizeof(src) - 1] = '\0';
+		attr_dead_letter(c, a->pool[SHMBUS_REF_POOL(old)].payload_max,
+				 SHMBUS_DLR_OVERFLOW, src, c->delivery_count);
 		c->dl_reason = SHMBUS_DLR_OVERFLOW;
 		c->dl_src_qid = at->qid + 1;
 		c->dl_count = c->delivery_count;
@@ -454,7 +481,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 		return -EMSGSIZE;
 	/* the cell's transfer overlaps with writing the chunk */
 	ring_prefetch_tail(&at->ring);
-	err = alloc_wait(at, len, &ref, w, true);
+	err = alloc_wait(at, msg_bytes(len, h), &ref, w, true);
 	if (unlikely(err)) {
 		if (err == -ENOMEM)
 			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
@@ -522,7 +549,7 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
 		return -EMSGSIZE;
 	if (!attachment_live(at))
 		return -EIDRM;
-	err = alloc_wait(at, len, &ref, w, false);
+	err = alloc_wait(at, msg_bytes(len, h), &ref, w, false);
 	if (err) {
 		if (err == -ENOMEM)
 			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
@@ -664,7 +691,7 @@ topic_publish_one(struct attachment *at, const void *data, size_t len,
 
 	if (len > at->msg_size)
 		return -EMSGSIZE;
-	err = alloc_wait(at, len, &ref, w, true);
+	err = alloc_wait(at, msg_bytes(len, h), &ref, w, true);
 	if (err) {
 		if (err == -ENOMEM)
 			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
@@ -738,8 +765,10 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	uint64_t key;
 	int err;
 
-	if (unlikely(!data && len) || unlikely(check_pub_opts(opts)))
+	if (unlikely(!data && len))
 		return -EINVAL;
+	if (unlikely(err = check_pub_opts(opts)))
+		return err;
 	err = dedup_check(p, opts, &key);
 	if (unlikely(err))
 		return err < 0 ? err : 0;
@@ -899,12 +928,21 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	uint32_t ref;
 	int err;
 
-	if (check_pub_opts(opts))
-		return -EINVAL;
+	if ((err = check_pub_opts(opts)))
+		return err;
 	c = loaned_chunk(at, buf, &ref);
 	if (!c || len > at->msg_size ||
 	    len > at->bus->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
 		return -EINVAL;
+	if (OPTS_GET(opts, nr_attrs, 0)) {
+		uint32_t as = 0;
+
+		attr_size(opts->attrs, opts->nr_attrs, &as);
+		/* the loan was sized for the payload alone */
+		if (ALIGN_UP((uint64_t)len, 8) + as >
+		    at->bus->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
+			return -EMSGSIZE;
+	}
 	err = dedup_check(p, opts, &key);
 	if (unlikely(err)) {
 		if (err < 0)
