@@ -178,7 +178,7 @@ struct shmbus_queue_opts {
 	int64_t dedup_window_ns;/* publishes with a dedup_id seen within
 				 * this window are dropped; 0 = no dedup */
 	uint32_t overflow;	/* enum shmbus_overflow */
-	uint32_t __pad;
+	uint32_t priorities;	/* priority levels, 1..4; 0 = 1 */
 };
 
 /*
@@ -256,7 +256,7 @@ struct shmbus_queue_info {
 	uint32_t kind;		/* enum shmbus_kind */
 	uint32_t history;	/* topic */
 	uint32_t overflow;	/* enum shmbus_overflow */
-	uint32_t __pad2;
+	uint32_t priorities;
 	uint64_t sub_dropped;	/* subscription: dropped by publishers */
 	uint64_t stat[SHMBUS_STAT__MAX];
 };
@@ -443,7 +443,8 @@ struct shmbus_pub_opts {
 				 * in SHMBUS_STAT_DUPLICATES); NULL = none */
 	const struct shmbus_attr *attrs;	/* headers, or NULL */
 	uint32_t nr_attrs;
-	uint32_t __pad;
+	uint32_t priority;	/* 0 (default) .. the queue's priorities - 1;
+				 * higher is delivered first */
 };
 
 /*
@@ -571,7 +572,7 @@ struct shmbus_msg {
 	uint32_t __lease;
 	const void *__attrs;
 	uint32_t __attr_len;
-	uint32_t __pad2;
+	uint32_t priority;	/* the level it was published at */
 };
 
 /*

@@ -315,7 +315,8 @@ struct shmbus_queue {
 	uint32_t max_deliveries;	/* 0 = unlimited */
 	uint32_t dlq_qid;		/* qid + 1, 0 = none */
 	uint32_t overflow;		/* 0 block, 1 reject, 2 drop oldest */
-	uint32_t nr_prio;		/* reserved */
+	uint32_t nr_prio;		/* priority levels, 1..4: level k's
+					 * ring follows level k-1's */
 	uint32_t dlq_gen;		/* gen of dlq_qid at declare */
 	/* --- line 3: producer side. P: tail is a hint, advanced by
 	 * cmpxchg by the producer that filled the cell or by any producer
@@ -360,8 +361,15 @@ struct shmbus_queue {
 	uint32_t history;
 	uint32_t __pad14;
 	uint8_t	 __pad14b[40];
-	uint8_t	 __rsvd[1024 - 15 * 64];
+	/* --- line 15: tail and head hints of priority levels 1..3 (level
+	 * 0 uses tail and head above). One line for both sides: priority
+	 * lanes are for the few urgent messages, not the bulk. */
+	uint64_t prio_tail[3] __attribute__((aligned(64)));
+	uint64_t prio_head[3];
+	uint8_t	 __pad15[16];
 };
+
+#define SHMBUS_MAX_PRIO		4u
 
 /* An entry of a topic's fan-out set: a subscription queue. */
 struct shmbus_fanout {
@@ -447,7 +455,7 @@ struct shmbus_chunk {
 					 * a gone requester's id */
 	uint64_t dedup_key;		/* reserved */
 	uint32_t checksum;		/* reserved */
-	uint32_t __pad1;
+	uint32_t prio;			/* priority level it was published at */
 	uint8_t	 __rsvd1[24];
 	/* the payload at offset SHMBUS_CHUNK_HDR (len bytes), then the
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
@@ -555,6 +563,7 @@ SHMBUS__ASSERT(offsetof(struct shmbus_queue, seat_used) == 384, "seats");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, folded) == 704, "folded");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, dedup_off) == 832, "dedup");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, fanout) == 896, "fanout");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, prio_tail) == 960, "prio");
 SHMBUS__ASSERT(sizeof(struct shmbus_pool) == 128, "pool size");
 SHMBUS__ASSERT(offsetof(struct shmbus_pool, free_head) == 64, "free head");
 SHMBUS__ASSERT(sizeof(struct shmbus_chunk) == SHMBUS_CHUNK_HDR, "chunk hdr");

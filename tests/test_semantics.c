@@ -763,6 +763,68 @@ static void test_attrs(void **state)
 	shmbus__close(bus);
 }
 
+/* Priorities: higher levels first; a blocked consumer is woken by any
+ * level; a retried message keeps its level. */
+static void test_priorities(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .priorities = 3);
+	SHMBUS_OPTS(shmbus_pub_opts, hi, .priority = 2);
+	SHMBUS_OPTS(shmbus_pub_opts, mid, .priority = 1);
+	SHMBUS_OPTS(shmbus_pub_opts, bad, .priority = 3);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	const int order[] = { 20, 21, 10, 1, 2, 3 };
+	pid_t kid;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "prio", &qo), 1);
+	p = shmbus_producer__new(bus, "prio", NULL);
+	c = shmbus_consumer__new(bus, "prio", NULL);
+	assert_int_equal(shmbus_producer__publish(p, "x", 1, &bad), -EINVAL);
+	publish_int(p, 1, NULL);
+	publish_int(p, 2, NULL);
+	publish_int(p, 10, &mid);
+	publish_int(p, 20, &hi);
+	publish_int(p, 3, NULL);
+	publish_int(p, 21, &hi);
+	info(bus, "prio", &qi);
+	assert_int_equal(qi.priorities, 3);
+	assert_int_equal(qi.depth, 6);
+	for (unsigned i = 0; i < 6; i++) {
+		assert_int_equal(recv_int(c, &m, 0), order[i]);
+		if (i == 0) {
+			/* a retry stays at its level: first again */
+			assert_int_equal(m.priority, 2);
+			assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
+			assert_int_equal(recv_int(c, &m, 0), 21);
+			assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
+			assert_int_equal(recv_int(c, &m, 0), 20);
+		}
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	/* a consumer asleep wakes for a high-priority message */
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_producer *pp = shmbus_producer__new(b, "prio", NULL);
+		int v = 99;
+
+		CHILD_CHECK(pp, "producer");
+		usleep(100000);
+		CHILD_CHECK(!shmbus_producer__publish(pp, &v, sizeof(v), &hi),
+			    "publish");
+		_exit(0);
+	}
+	assert_int_equal(recv_int(c, &m, 5000 * MS), 99);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 /* Declare rules for the new settings. */
 static void test_declare_semantics(void **state)
 {
@@ -801,6 +863,7 @@ int main(void)
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_attrs),
+		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_declare_semantics),
 	};
 

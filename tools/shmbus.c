@@ -202,6 +202,7 @@ static void usage_queue(FILE *f)
 "                               [--backoff-max SEC] [--dlq QUEUE]\n"
 "                               [--expire-to-dlq] [--dedup-window SEC]\n"
 "                               [--overflow block|reject|drop-oldest]\n"
+"                               [--priorities N]\n"
 "       shmbus queue delete NAME\n"
 "       shmbus queue list\n"
 "\n"
@@ -221,6 +222,8 @@ static void usage_queue(FILE *f)
 "  --overflow POLICY    full queue: block (wait for the publish timeout,\n"
 "                       default), reject (fail at once), drop-oldest (to\n"
 "                       the DLQ, or dropped; counted)\n"
+"  --priorities N       priority levels, 1..4 (publish --priority 0..N-1;\n"
+"                       higher first)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, capacity, message size and depth of every queue.\n");
 }
@@ -241,6 +244,7 @@ static int cmd_queue(int argc, char **argv)
 		{ "expire-to-dlq", no_argument, NULL, 'E' },
 		{ "dedup-window", required_argument, NULL, 'W' },
 		{ "overflow", required_argument, NULL, 'o' },
+		{ "priorities", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -278,6 +282,7 @@ static int cmd_queue(int argc, char **argv)
 		case 'd': qo.dead_letter_queue = optarg; break;
 		case 'E': qo.flags |= SHMBUS_QUEUE_EXPIRE_TO_DLQ; break;
 		case 'W': qo.dedup_window_ns = parse_ns(optarg); break;
+		case 'P': qo.priorities = parse_num("--priorities", optarg, 4); break;
 		case 'o':
 			if (!strcmp(optarg, "block"))
 				qo.overflow = SHMBUS_OVERFLOW_BLOCK;
@@ -356,14 +361,15 @@ static void usage_pub(FILE *f)
 	fprintf(f,
 "usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS] [--ttl SECONDS]\n"
 "                  [--delay SECONDS] [--corr-id N] [--dedup-id ID]\n"
-"                  [--attr KEY=VALUE]...\n"
+"                  [--attr KEY=VALUE]... [--priority N]\n"
 "\n"
 "Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
 "input as one message (without its newline). When the queue is full,\n"
 "waits for room up to --timeout (default: for ever). --ttl: expire after\n"
 "SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id;\n"
 "--dedup-id: idempotency key (the queue needs a --dedup-window);\n"
-"--attr: a message attribute (header), up to 16.\n");
+"--attr: a message attribute (header), up to 16; --priority: the level\n"
+"(0 = default; the queue's --priorities - 1 is the highest).\n");
 }
 
 static void publish_or_die(struct shmbus_producer *p, const char *q,
@@ -394,6 +400,7 @@ static int cmd_pub(int argc, char **argv)
 		{ "corr-id", required_argument, NULL, 'C' },
 		{ "dedup-id", required_argument, NULL, 'I' },
 		{ "attr", required_argument, NULL, 'A' },
+		{ "priority", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -414,6 +421,7 @@ static int cmd_pub(int argc, char **argv)
 		case 'D': po.delay_ns = parse_ns(optarg); break;
 		case 'C': po.corr_id = parse_num("--corr-id", optarg, ULONG_MAX); break;
 		case 'I': po.dedup_id = optarg; break;
+		case 'p': po.priority = parse_num("--priority", optarg, 3); break;
 		case 'A': {
 			char *eq = strchr(optarg, '=');
 

@@ -248,16 +248,24 @@ static uint64_t ring_units_for(uint32_t cap)
 	       SHMBUS_RING_UNIT;
 }
 
-void dqueue_ring(const struct dbus *b, const struct dqueue *dq, struct ring *r)
+void dqueue_ring_level(const struct dbus *b, const struct dqueue *dq,
+		       uint32_t level, struct ring *r)
 {
 	const struct arena *a = &b->arena;
 	struct shmbus_queue *q = &a->queues[dq - b->queues];
 
 	r->cells = (struct shmbus_cell *)(a->base + a->ring_off +
-					  dq->ring_first * SHMBUS_RING_UNIT);
-	r->tail = &q->tail;
-	r->head = &q->head;
+					  (dq->ring_first + level *
+					   ring_units_for(dq->cap)) *
+					  SHMBUS_RING_UNIT);
+	r->tail = level ? &q->prio_tail[level - 1] : &q->tail;
+	r->head = level ? &q->prio_head[level - 1] : &q->head;
 	ring_geometry(r, dq->cap);
+}
+
+void dqueue_ring(const struct dbus *b, const struct dqueue *dq, struct ring *r)
+{
+	dqueue_ring_level(b, dq, 0, r);
 }
 
 /* ---- queues ------------------------------------------------------- */
@@ -326,6 +334,7 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		q->dlq_qid = dq->dlq_qid == UINT32_MAX ? 0 : dq->dlq_qid + 1;
 		q->dlq_gen = dq->dlq_gen;
 		q->overflow = dq->overflow;
+		q->nr_prio = dq->nr_prio;
 		if (dq->dedup_cap) {
 			q->dedup_off = a->ring_off +
 				       dq->dedup_first * SHMBUS_RING_UNIT;
@@ -366,8 +375,11 @@ static int queue_semantics(const struct dbus *b,
 	cfg->expire_dlq = req->flags & SBC_QUEUE_EXPIRE_DLQ;
 	cfg->dedup_window_ns = req->dedup_window_ns;
 	cfg->overflow = req->overflow;
-	if (req->overflow > SHMBUS_OVERFLOW_DROP_OLDEST || req->__pad ||
-	    (req->overflow && (req->flags & SBC_QUEUE_TOPIC)))
+	cfg->nr_prio = req->priorities ? req->priorities : 1;
+	if (req->overflow > SHMBUS_OVERFLOW_DROP_OLDEST ||
+	    req->priorities > SHMBUS_MAX_PRIO ||
+	    ((req->overflow || cfg->nr_prio > 1) &&
+	     (req->flags & SBC_QUEUE_TOPIC)))
 		return -EINVAL;
 	if (cfg->lease_ns < NSEC_PER_MSEC || cfg->lease_ns > MAX_DURATION_NS ||
 	    cfg->ttl_ns > MAX_DURATION_NS ||
@@ -416,7 +428,7 @@ static bool semantics_equal(const struct dqueue *a, const struct dqueue *b)
 	       a->dlq_qid == b->dlq_qid && a->dlq_gen == b->dlq_gen &&
 	       a->expire_dlq == b->expire_dlq &&
 	       a->dedup_window_ns == b->dedup_window_ns &&
-	       a->overflow == b->overflow;
+	       a->overflow == b->overflow && a->nr_prio == b->nr_prio;
 }
 
 bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen)
@@ -552,7 +564,7 @@ int queue_create(struct dbus *b, const struct peer *p,
 		memset(a->base + a->ring_off + df * SHMBUS_RING_UNIT, 0,
 		       dq->dedup_units * SHMBUS_RING_UNIT);
 	}
-	first = units_alloc(b, ring_units_for(dq->cap));
+	first = units_alloc(b, ring_units_for(dq->cap) * cfg.nr_prio);
 	if (first < 0) {
 		if (dq->dedup_units)
 			units_mark(b, dq->dedup_first, dq->dedup_units, false);
@@ -573,7 +585,7 @@ int queue_create(struct dbus *b, const struct peer *p,
 	dq->max_len = max_len;
 	dq->msg_size = msg_size;
 	dq->ring_first = (uint64_t)first;
-	dq->ring_units = ring_units_for(dq->cap);
+	dq->ring_units = ring_units_for(dq->cap) * cfg.nr_prio;
 	dq->seat_fds = fds;
 	dq->nr_seats = seats;
 	memset(dq->seat_slot, 0, sizeof(dq->seat_slot));
@@ -588,6 +600,7 @@ int queue_create(struct dbus *b, const struct peer *p,
 	dq->expire_dlq = cfg.expire_dlq;
 	dq->dedup_window_ns = cfg.dedup_window_ns;
 	dq->overflow = cfg.overflow;
+	dq->nr_prio = cfg.nr_prio;
 	dq->owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
 	dq->kind = kind;
 	dq->history = topic ? req->max_len : 0;
@@ -595,9 +608,13 @@ int queue_create(struct dbus *b, const struct peer *p,
 	dq->durable = dq->drop_oldest = false;
 	memset(dq->pattern, 0, sizeof(dq->pattern));
 	memset(dq->group, 0, sizeof(dq->group));
-	dqueue_ring(b, dq, &r);
-	ring_init_cells(&r);		/* every cell empty, lap 0 */
+	for (uint32_t l = 0; l < dq->nr_prio; l++) {
+		dqueue_ring_level(b, dq, l, &r);
+		ring_init_cells(&r);	/* every cell empty, lap 0 */
+	}
 	a->queues[qid].head = a->queues[qid].tail = 0;
+	memset(a->queues[qid].prio_tail, 0, sizeof(a->queues[qid].prio_tail));
+	memset(a->queues[qid].prio_head, 0, sizeof(a->queues[qid].prio_head));
 	dqueue_publish(b, dq, &a->queues[qid]);
 	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
 	rep->qid = qid;
@@ -660,15 +677,17 @@ static void queue_reclaim(struct dbus *b, uint32_t qid)
 	unsigned freed = 0;
 	struct ring r;
 
-	dqueue_ring(b, dq, &r);
-	for (uint32_t i = 0; i <= r.mask; i++) {
-		uint64_t v = READ_ONCE(r.cells[i].v);
-		uint32_t ref = SHMBUS_CELL_REF(v);
+	for (uint32_t l = 0; l < dq->nr_prio; l++) {
+		dqueue_ring_level(b, dq, l, &r);
+		for (uint32_t i = 0; i <= r.mask; i++) {
+			uint64_t v = READ_ONCE(r.cells[i].v);
+			uint32_t ref = SHMBUS_CELL_REF(v);
 
-		if (!ring_cell_full(&r, i, v) || !chunk_at(a, ref))
-			continue;
-		chunk_unref(a, NULL, ref);	/* topic messages: ours */
-		freed++;
+			if (!ring_cell_full(&r, i, v) || !chunk_at(a, ref))
+				continue;
+			chunk_unref(a, NULL, ref);	/* topic messages: ours */
+			freed++;
+		}
 	}
 	units_mark(b, dq->ring_first, dq->ring_units, false);
 	if (dq->dedup_units)

@@ -227,9 +227,13 @@ static bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 {
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
 	uint32_t gen = SHMBUS_OWNER_GEN(READ_ONCE(c->owner)) + 1;
+	const struct dqueue *dq = &b->queues[qid];
+	uint32_t level = MIN(READ_ONCE(c->prio), dq->nr_prio - 1);
 	struct ring r;
 
-	dqueue_ring(b, &b->queues[qid], &r);
+	/* back at the priority it was published with (clamped: a DLQ may
+	 * have fewer levels) */
+	dqueue_ring_level(b, dq, level, &r);
 	if (chunk_shared(c)) {
 		/* a topic message we could not copy: its reference moves */
 		if (ring_enqueue(&r, ref))
@@ -552,12 +556,13 @@ static void leases_scan(struct dbus *b, uint32_t si, int64_t now)
  * Expire messages at the head of queue @qid whose TTL passed (nobody may
  * be receiving). Returns the head's expiry time if it has one.
  */
-static int64_t ttl_scan(struct dbus *b, uint32_t qid, int64_t now)
+static int64_t ttl_scan_level(struct dbus *b, uint32_t qid, uint32_t level,
+			      int64_t now)
 {
 	struct dqueue *dq = &b->queues[qid];
 	struct ring r;
 
-	dqueue_ring(b, dq, &r);
+	dqueue_ring_level(b, dq, level, &r);
 	for (int n = 0; n < TTL_SCAN_MAX; n++) {
 		uint64_t pos, v, o, e;
 		struct shmbus_chunk *c;
@@ -586,6 +591,15 @@ static int64_t ttl_scan(struct dbus *b, uint32_t qid, int64_t now)
 		dead_letter(b, qid, ref, SHMBUS_DLR_EXPIRED);
 	}
 	return now;	/* more to do: come back soon */
+}
+
+static int64_t ttl_scan(struct dbus *b, uint32_t qid, int64_t now)
+{
+	int64_t next = INT64_MAX;
+
+	for (uint32_t l = 0; l < b->queues[qid].nr_prio; l++)
+		next = MIN(next, ttl_scan_level(b, qid, l, now));
+	return next;
 }
 
 int64_t deliver_tick(int64_t now)

@@ -83,19 +83,21 @@ static uint8_t *refs_in_rings(const struct dbus *b, uint64_t *pool_base)
 
 		if (!dq->live && !dq->reclaim_pending)
 			continue;
-		dqueue_ring(b, dq, &r);
-		for (uint32_t i = 0; i <= r.mask; i++) {
-			uint64_t v = READ_ONCE(r.cells[i].v);
-			uint32_t ref = SHMBUS_CELL_REF(v), pi, ci;
+		for (uint32_t l = 0; l < dq->nr_prio; l++) {
+			dqueue_ring_level(b, dq, l, &r);
+			for (uint32_t i = 0; i <= r.mask; i++) {
+				uint64_t v = READ_ONCE(r.cells[i].v);
+				uint32_t ref = SHMBUS_CELL_REF(v), pi, ci;
 
-			if (!ring_cell_full(&r, i, v))
-				continue;
-			pi = SHMBUS_REF_POOL(ref);
-			ci = SHMBUS_REF_IDX(ref);
-			if (pi >= a->nr_pools || ci >= a->pool[pi].nr_chunks)
-				continue;
-			bits[(pool_base[pi] + ci) / 8] |=
-				1u << ((pool_base[pi] + ci) % 8);
+				if (!ring_cell_full(&r, i, v))
+					continue;
+				pi = SHMBUS_REF_POOL(ref);
+				ci = SHMBUS_REF_IDX(ref);
+				if (pi >= a->nr_pools || ci >= a->pool[pi].nr_chunks)
+					continue;
+				bits[(pool_base[pi] + ci) / 8] |=
+					1u << ((pool_base[pi] + ci) % 8);
+			}
 		}
 	}
 	timers_mark(b, bits, pool_base);

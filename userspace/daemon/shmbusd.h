@@ -67,6 +67,7 @@ struct dqueue {
 	bool expire_dlq;
 	uint64_t dedup_window_ns;
 	uint32_t overflow;		/* SHMBUS_OVERFLOW_* */
+	uint32_t nr_prio;		/* priority levels (rings), 1..4 */
 	uint64_t dedup_first, dedup_units;	/* table storage, 0 units = none */
 	uint32_t dedup_cap;
 	uint32_t owner_conn;	/* private (reply) queue: deleted when this
@@ -107,9 +108,12 @@ struct dbus {
 	uint64_t *ringmap;	/* ring storage in use, 1 bit per unit */
 };
 
-/* The queue @dq as a ring over the arena (daemon numbers only). */
+/* The queue @dq as a ring over the arena (daemon numbers only); level 0. */
 void dqueue_ring(const struct dbus *b, const struct dqueue *dq,
 		 struct ring *r);
+/* Priority level @level's ring (0 .. nr_prio - 1). */
+void dqueue_ring_level(const struct dbus *b, const struct dqueue *dq,
+		       uint32_t level, struct ring *r);
 
 struct daemon_cfg {
 	const char *arena_dir;	/* NULL: sealed memfds */

@@ -425,22 +425,35 @@ void arena_unmap(struct arena *a)
 	a->base = NULL;
 }
 
-int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
-		     struct ring *r)
+int arena_queue_ring_level(const struct arena *a,
+			   const struct shmbus_queue *q, uint32_t level,
+			   struct ring *r)
 {
 	uint32_t cap = READ_ONCE(q->ring_cap);
 	uint64_t off = READ_ONCE(q->ring_off);
 	uint64_t area_end = a->ring_off + a->ring_units * SHMBUS_RING_UNIT;
+	uint64_t bytes = (uint64_t)cap * sizeof(struct shmbus_cell);
 
 	if (cap < 2 || cap > SHMBUS_RING_MAX_CAP || (cap & (cap - 1)) ||
-	    !region_ok(off, (uint64_t)cap * sizeof(struct shmbus_cell),
-		       a->ring_off, area_end))
+	    level >= SHMBUS_MAX_PRIO)
+		return -EUCLEAN;
+	/* level k's ring starts k rings of whole units further */
+	off += level * ALIGN_UP(bytes, (uint64_t)SHMBUS_RING_UNIT);
+	if (!region_ok(off, bytes, a->ring_off, area_end))
 		return -EUCLEAN;
 	r->cells = (struct shmbus_cell *)(a->base + off);
-	r->tail = (uint64_t *)&q->tail;
-	r->head = (uint64_t *)&q->head;
+	r->tail = level ? (uint64_t *)&q->prio_tail[level - 1]
+			: (uint64_t *)&q->tail;
+	r->head = level ? (uint64_t *)&q->prio_head[level - 1]
+			: (uint64_t *)&q->head;
 	ring_geometry(r, cap);
 	return 0;
+}
+
+int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
+		     struct ring *r)
+{
+	return arena_queue_ring_level(a, q, 0, r);
 }
 
 int arena_find_queue(const struct arena *a, const char *name)

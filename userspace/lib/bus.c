@@ -193,6 +193,9 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 			return -EINVAL;
 		req.dedup_window_ns = (uint64_t)OPTS_GET(opts, dedup_window_ns, 0);
 		req.overflow = OPTS_GET(opts, overflow, 0);
+		req.priorities = OPTS_GET(opts, priorities, 0);
+		if (req.priorities > SHMBUS_MAX_PRIO)
+			return -EINVAL;
 		if (req.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
 			return -EINVAL;
 		if (dlq && proto_name_set(req.dlq, dlq))
@@ -317,6 +320,15 @@ static int fill_info(const struct arena *a, uint32_t qid,
 	info->depth = ring_depth_hint(READ_ONCE(q->tail), READ_ONCE(q->head));
 	if (info->depth > info->capacity)
 		info->depth = info->capacity;
+	{
+		uint32_t np = READ_ONCE(q->nr_prio);
+
+		for (uint32_t l = 1; l < np && l < SHMBUS_MAX_PRIO; l++)
+			info->depth += MIN(ring_depth_hint(
+				READ_ONCE(q->prio_tail[l - 1]),
+				READ_ONCE(q->prio_head[l - 1])),
+				(uint64_t)info->capacity);
+	}
 	info->lease_ns = (int64_t)READ_ONCE(q->lease_ns);
 	info->ttl_ns = (int64_t)READ_ONCE(q->ttl_ns);
 	info->backoff_init_ns = (int64_t)READ_ONCE(q->backoff_init_ns);
@@ -331,6 +343,7 @@ static int fill_info(const struct arena *a, uint32_t qid,
 						 : SHMBUS_QUEUE;
 		info->history = READ_ONCE(q->history);
 		info->overflow = READ_ONCE(q->overflow);
+		info->priorities = READ_ONCE(q->nr_prio);
 		info->sub_dropped = READ_ONCE(q->sub_dropped);
 	}
 	info->dedup_window_ns = READ_ONCE(q->dedup_cap)
@@ -481,6 +494,16 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 	err = arena_queue_ring(a, at->q, &at->ring);
 	if (err)
 		goto fail;
+	at->nr_prio = READ_ONCE(at->q->nr_prio);
+	if (at->nr_prio < 1 || at->nr_prio > SHMBUS_MAX_PRIO) {
+		err = -EUCLEAN;
+		goto fail;
+	}
+	for (uint32_t l = 1; l < at->nr_prio; l++) {
+		err = arena_queue_ring_level(a, at->q, l, &at->prio[l - 1]);
+		if (err)
+			goto fail;
+	}
 	at->msg_size = READ_ONCE(at->q->msg_size);
 	if (at->msg_size < 1 ||
 	    at->msg_size > a->pool[a->nr_pools - 1].payload_max) {

@@ -261,8 +261,19 @@ again:
 		return -ENOBUFS;
 	e = c->free[c->nfree - 1];
 	le = &at->slot->lease[e];
-	err = ring_dequeue_pf(&at->ring, &ref,
-			      claim_hook, &(struct claim){ a, le });
+	if (unlikely(at->nr_prio > 1)) {
+		/* the highest level with a message first */
+		err = -EAGAIN;
+		for (uint32_t l = at->nr_prio - 1; l > 0 && err == -EAGAIN; l--)
+			err = ring_dequeue_pf(&at->prio[l - 1], &ref, claim_hook,
+					      &(struct claim){ a, le });
+		if (err == -EAGAIN)
+			err = ring_dequeue_pf(&at->ring, &ref, claim_hook,
+					      &(struct claim){ a, le });
+	} else {
+		err = ring_dequeue_pf(&at->ring, &ref,
+				      claim_hook, &(struct claim){ a, le });
+	}
 	if (err)
 		return err;
 	ch = chunk_at(a, ref);
@@ -340,6 +351,7 @@ again:
 	msg->reply_to = READ_ONCE(ch->reply_to);
 	msg->__attrs = chunk_payload(ch) + ALIGN_UP(len, 8);
 	msg->__attr_len = al;
+	msg->priority = READ_ONCE(ch->prio);
 	msg->__reply_gen = READ_ONCE(ch->reply_gen);
 	msg->__ref = ref;
 	msg->__word = w;
@@ -406,6 +418,17 @@ static int arm(struct shmbus_consumer *c)
 
 	epoch_enter(&at->bus->arena, at->slot);
 	r = likely(attachment_live(at)) ? seat_arm(&c->seat, &at->ring) : -EIDRM;
+	if (unlikely(r == 0 && at->nr_prio > 1)) {
+		/* armed, and the fence of seat_arm() is behind us: the other
+		 * levels are checked as level 0 was */
+		for (uint32_t l = 1; l < at->nr_prio; l++) {
+			if (ring_peek_nonempty(&at->prio[l - 1])) {
+				seat_disarm(&c->seat);
+				r = 1;
+				break;
+			}
+		}
+	}
 	epoch_exit(at->slot);
 	return r;
 }
@@ -528,7 +551,13 @@ static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
 	}
 	if (!chunk_shared(ch))
 		chunk_own(ch, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
-	err = ring_enqueue(&at->ring, ref);
+	{
+		uint32_t l = READ_ONCE(ch->prio);
+
+		/* back at its own priority level */
+		err = ring_enqueue(l && l < at->nr_prio ? &at->prio[l - 1]
+							: &at->ring, ref);
+	}
 	if (likely(!err)) {
 		unsigned n = wake_after_publish(&at->bus->wakes, at->q, at->qid,
 						at->qgen, 1);

@@ -100,10 +100,10 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		connect_timeout_ms
-#define shmbus_queue_opts__last_field		overflow
+#define shmbus_queue_opts__last_field		priorities
 #define shmbus_producer_opts__last_field	flags
 #define shmbus_consumer_opts__last_field	lease_ns
-#define shmbus_pub_opts__last_field		__pad
+#define shmbus_pub_opts__last_field		priority
 #define shmbus_topic_opts__last_field		history
 #define shmbus_sub_opts__last_field		spin_ns
 #define offsetofend(TYPE, FIELD) \
@@ -230,6 +230,10 @@ struct ring;
  */
 int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
 		     struct ring *r);
+/* Priority level @level's ring of @q (level 0 = arena_queue_ring). */
+int arena_queue_ring_level(const struct arena *a,
+			   const struct shmbus_queue *q, uint32_t level,
+			   struct ring *r);
 
 /*
  * Sum a queue's counters: folded totals plus every ACTIVE slot bound to

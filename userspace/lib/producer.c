@@ -213,6 +213,7 @@ struct pub_hdr {
 	uint64_t expires;	/* CLOCK_MONOTONIC, 0 = never */
 	const struct shmbus_attr *attrs;	/* checked by check_pub_opts */
 	uint32_t nr_attrs, attr_size;
+	uint32_t prio;		/* priority level, checked < nr_prio */
 };
 
 /* Chunk bytes a message needs: the payload, then its attributes at the
@@ -233,6 +234,7 @@ static inline struct pub_hdr pub_hdr_of(const struct shmbus_producer *p,
 	int64_t ttl = OPTS_GET(opts, ttl_ns, 0);
 	struct pub_hdr h = { .corr_id = OPTS_GET(opts, corr_id, 0), .ts = ts };
 
+	h.prio = OPTS_GET(opts, priority, 0);
 	h.attrs = OPTS_GET(opts, attrs, NULL);
 	h.nr_attrs = OPTS_GET(opts, nr_attrs, 0);
 	if (unlikely(h.nr_attrs) && attr_size(h.attrs, h.nr_attrs, &h.attr_size))
@@ -272,6 +274,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->dl_reason = 0;
 	c->dl_src_qid = 0;
 	c->dl_count = 0;
+	c->prio = h->prio;
 }
 
 static inline int check_pub_opts(const struct shmbus_pub_opts *opts)
@@ -316,7 +319,8 @@ static bool pub_wait_over(struct pub_wait *w)
  * queue delete is never held up by a producer waiting on a full queue.
  */
 static __attribute__((noinline)) int
-enqueue_slow(struct attachment *at, uint32_t ref, struct pub_wait *w)
+enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
+	     struct pub_wait *w)
 {
 	const struct arena *a = &at->bus->arena;
 	unsigned round = 0;
@@ -332,8 +336,8 @@ enqueue_slow(struct attachment *at, uint32_t ref, struct pub_wait *w)
 			epoch_enter(a, at->slot);
 			if (!attachment_live(at))
 				return -EIDRM;
-		} while (!ring_has_room(&at->ring) && !pub_wait_over(w));
-		err = ring_enqueue(&at->ring, ref);
+		} while (!ring_has_room(r) && !pub_wait_over(w));
+		err = ring_enqueue(r, ref);
 		if (err != -ENOBUFS)
 			return err;
 	}
@@ -388,7 +392,7 @@ static void overflow_out(struct attachment *at, uint32_t old)
  * try again.
  */
 static __attribute__((noinline)) int
-enqueue_drop_oldest(struct attachment *at, uint32_t ref)
+enqueue_drop_oldest(struct attachment *at, struct ring *r, uint32_t ref)
 {
 	const struct arena *a = &at->bus->arena;
 
@@ -397,7 +401,7 @@ enqueue_drop_oldest(struct attachment *at, uint32_t ref)
 		uint32_t old;
 		uint64_t o;
 
-		if (ring_dequeue(&at->ring, &old) == 0 &&
+		if (ring_dequeue(r, &old) == 0 &&
 		    (c = chunk_at(a, old)) != NULL) {
 			o = READ_ONCE(c->owner);
 			if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
@@ -407,26 +411,33 @@ enqueue_drop_oldest(struct attachment *at, uint32_t ref)
 							at->slot_idx)))
 				overflow_out(at, old);
 		}
-		if (ring_enqueue(&at->ring, ref) == 0)
+		if (ring_enqueue(r, ref) == 0)
 			return 0;
 	}
 	return -ENOBUFS;
 }
 
-/* Enqueue @ref, as the queue's overflow policy and @w allow (inside an
- * epoch section). */
-static inline int enqueue_wait(struct attachment *at, uint32_t ref,
-			       struct pub_wait *w)
+/* The ring of priority level @prio (checked against nr_prio). */
+static inline struct ring *level_ring(struct attachment *at, uint32_t prio)
 {
-	int err = ring_enqueue(&at->ring, ref);
+	return likely(!prio) ? &at->ring : &at->prio[prio - 1];
+}
+
+/* Enqueue @ref at priority @prio, as the queue's overflow policy and @w
+ * allow (inside an epoch section). */
+static inline int enqueue_wait(struct attachment *at, uint32_t prio,
+			       uint32_t ref, struct pub_wait *w)
+{
+	struct ring *r = level_ring(at, prio);
+	int err = ring_enqueue(r, ref);
 
 	if (likely(err != -ENOBUFS))
 		return err;
 	if (at->overflow == SHMBUS_OVERFLOW_DROP_OLDEST)
-		return enqueue_drop_oldest(at, ref);
+		return enqueue_drop_oldest(at, r, ref);
 	if (w->timeout == 0 || at->overflow == SHMBUS_OVERFLOW_REJECT)
 		return err;
-	return enqueue_slow(at, ref, w);
+	return enqueue_slow(at, r, ref, w);
 }
 
 /*
@@ -490,7 +501,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	c = chunk_at(a, ref);
 	memcpy(chunk_payload(c), data, len);
 	chunk_fill(at, c, (uint32_t)len, h);
-	err = enqueue_wait(at, ref, w);
+	err = enqueue_wait(at, h->prio, ref, w);
 	if (unlikely(err)) {
 		pool_free(&at->bus->arena, at->slot, ref);
 		if (err == -ENOBUFS)
@@ -769,6 +780,8 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 		return -EINVAL;
 	if (unlikely(err = check_pub_opts(opts)))
 		return err;
+	if (unlikely(OPTS_GET(opts, priority, 0) >= p->at.nr_prio))
+		return -EINVAL;
 	err = dedup_check(p, opts, &key);
 	if (unlikely(err))
 		return err < 0 ? err : 0;
@@ -811,6 +824,7 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 	int err = 0;
 
 	if (!iov || !n || check_pub_opts(opts) ||
+	    OPTS_GET(opts, priority, 0) >= p->at.nr_prio ||
 	    OPTS_GET(opts, dedup_id, NULL))	/* one id for many messages */
 		return -EINVAL;
 	h = pub_hdr_of(p, opts, ts);
@@ -930,6 +944,8 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 
 	if ((err = check_pub_opts(opts)))
 		return err;
+	if (OPTS_GET(opts, priority, 0) >= at->nr_prio)
+		return -EINVAL;
 	c = loaned_chunk(at, buf, &ref);
 	if (!c || len > at->msg_size ||
 	    len > at->bus->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
@@ -987,7 +1003,7 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	{
 		struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 
-		err = enqueue_wait(at, ref, &w);
+		err = enqueue_wait(at, OPTS_GET(opts, priority, 0), ref, &w);
 	}
 	if (unlikely(err)) {
 		/* still the caller's: it may retry or cancel */

@@ -118,7 +118,7 @@ struct sbc_queue_declare {
 	char	 dlq[SHMBUS_NAME_MAX];	/* all zero = none */
 	uint64_t dedup_window_ns;	/* 0 = no dedup table */
 	uint32_t overflow;		/* SHMBUS_OVERFLOW_*, 0..2 */
-	uint32_t __pad;
+	uint32_t priorities;		/* levels, 0 = 1; 1..4 */
 };
 
 struct sbc_queue_declare_reply {
