@@ -7,6 +7,8 @@
  * (-EBADMSG, -EUCLEAN), keep working where the damage allows, and never
  * crash or touch memory outside the arena.
  */
+#include <signal.h>
+
 #include "shmbus.h"
 #include "shmbus_layout.h"
 #include "helpers.h"
@@ -357,6 +359,212 @@ static void test_forged_seat(void **state)
 	teardown(&s);
 }
 
+/*
+ * A consumer scribbles on its own delivery table (lease_hi far past the
+ * table, entries naming nothing, free chunks, other queues' messages,
+ * all "HELD" and long expired), then dies. The daemon's lease scan and its
+ * cleanup of the dead consumer must neither crash nor take what is not
+ * the dead consumer's; the honest consumer gets every real message.
+ */
+static void test_scribbled_lease_table(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .lease_ns = 50000000);
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	struct setup s;
+	int ready[2], got = 0;
+	pid_t kid;
+	char x;
+
+	(void)state;
+	s.bus = t_open_bus(BUS);
+	assert_int_equal(shmbus__queue_declare(s.bus, "leases", &qo), 1);
+	s.p = shmbus_producer__new(s.bus, "leases", NULL);
+	assert_non_null(s.p);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(shmbus_producer__publish(s.p, &i, sizeof(i), NULL), 0);
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = t_open_bus(BUS);
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "leases", NULL);
+		uint8_t *base = t_arena_mapping(BUS);
+		struct shmbus_slot *slots;
+		struct shmbus_msg v[2];
+
+		CHILD_CHECK(k && base, "consumer");
+		CHILD_CHECK(!shmbus_consumer__try_receive(k, &v[0]), "recv");
+		CHILD_CHECK(!shmbus_consumer__try_receive(k, &v[1]), "recv");
+		slots = (struct shmbus_slot *)(base + sb_of(base)->slot_off);
+		for (uint32_t i = 0; i < sb_of(base)->max_slots; i++) {
+			struct shmbus_slot *sl = &slots[i];
+
+			if (sl->state != SHMBUS_SLOT_ACTIVE ||
+			    sl->pid != (uint32_t)getpid())
+				continue;
+			sl->lease_hi = 0xffffffffu;
+			for (uint32_t e = 2; e < SHMBUS_LEASE_MAX; e++) {
+				sl->lease[e].word = SHMBUS_LEASE_WORD(e, e % 4);
+				sl->lease[e].deadline = 0;
+				sl->lease[e].ref = e % 3 == 0 ? 0xffffffffu
+						 : e % 3 == 1 ? e : (e << 20);
+			}
+		}
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	usleep(150000);		/* a few lease scans over the garbage */
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
+	c = shmbus_consumer__new(s.bus, "leases", NULL);
+	assert_non_null(c);
+	{
+		int seen[10] = { 0 };
+
+		while (shmbus_consumer__receive_view(c, &m, 500000000) == 0) {
+			int v = *(const int *)m.data;
+
+			assert_true(v >= 0 && v < 10);
+			seen[v]++;
+			got++;
+			assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+		}
+		/* every message, the 2 taken ones included; the garbage may
+		 * have made the daemon redeliver one of the liar's own
+		 * messages twice (at-least-once: its own bus to spoil) */
+		for (int i = 0; i < 10; i++)
+			assert_true(seen[i] >= 1);
+		assert_true(got <= 12);
+	}
+	/* the daemon is alive */
+	assert_true(shmbus__queue_declare(s.bus, "leases.after", NULL) >= 0);
+	shmbus_consumer__free(c);
+	teardown(&s);
+}
+
+/*
+ * A topic's fan-out word and array scribbled: publishers bound-check the
+ * word and skip entries that are not live subscriptions; nothing crashes,
+ * and the daemon's next refresh restores the set.
+ */
+static void test_scribbled_fanout(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c, *c2;
+	struct shmbus_queue_info qi;
+	struct shmbus_queue *q;
+	struct shmbus_msg m;
+	uint8_t *base;
+	uint64_t good;
+	int v = 7;
+
+	(void)state;
+	assert_int_equal(shmbus__topic_declare(bus, "hostile.topic", NULL), 1);
+	c = shmbus_consumer__subscribe(bus, "hostile.topic", NULL);
+	assert_non_null(c);
+	p = shmbus_producer__new(bus, "hostile.topic", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus__queue_info(bus, "hostile.topic", &qi), 0);
+	base = arena_of(BUS);
+	q = queue_of(base, qi.id);
+	good = q->fanout;
+	q->fanout = 0xffffffffffffffffULL;	/* far outside, 65535 entries */
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	q->fanout = (good & ~0xffffULL) | 0xffff;	/* too many entries */
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	q->fanout = good;
+	{
+		struct shmbus_fanout *fo = (struct shmbus_fanout *)
+			(base + sb_of(base)->ring_off + (good >> 16) * 64);
+		struct shmbus_fanout saved = fo[0];
+
+		fo[0].qid = 0xffffff;		/* no such queue */
+		assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+		fo[0].qid = qi.id;		/* the topic itself */
+		fo[0].gen = q->gen;
+		assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+		fo[0] = saved;
+	}
+	/* whatever reached the subscriber (the over-long array still starts
+	 * with the real entry) is intact; drain it */
+	while (shmbus_consumer__try_receive(c, &m) == 0) {
+		assert_int_equal(*(const int *)m.data, 7);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	v = 8;
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+	assert_int_equal(*(const int *)m.data, 8);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	/* scribbled again, then a subscribe makes the daemon rewrite it */
+	q->fanout = 0;
+	c2 = shmbus_consumer__subscribe(bus, "hostile.>", NULL);
+	assert_non_null(c2);
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c2, &m), 0);
+	assert_int_equal(shmbus_consumer__ack(c2, &m), 0);
+	shmbus_consumer__free(c2);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* Garbage attribute records and a garbage dedup table pointer: clear
+ * errors, no crash. */
+static void test_scribbled_attrs_and_dedup(void **state)
+{
+	struct shmbus_attr a = { .key = "k", .value = "v", .value_len = 1 };
+	SHMBUS_OPTS(shmbus_pub_opts, po, .attrs = &a, .nr_attrs = 1);
+	SHMBUS_OPTS(shmbus_pub_opts, dd, .dedup_id = "x");
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .dedup_window_ns = 1000000000);
+	struct shmbus_consumer *c;
+	struct shmbus_producer *p2;
+	struct shmbus_queue *q;
+	struct shmbus_msg m;
+	struct setup s;
+	const void *v;
+	size_t vl;
+	uint32_t it = 0;
+
+	(void)state;
+	setup(&s, "attrs");
+	c = shmbus_consumer__new(s.bus, "attrs", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_producer__publish(s.p, "body", 4, &po), 0);
+	/* the attribute's key length now runs past the block */
+	{
+		struct shmbus_chunk *ch = chunk_of(s.base,
+			SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v));
+
+		((uint8_t *)ch)[SHMBUS_CHUNK_HDR + 8] = 200;
+	}
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+	assert_int_equal(shmbus_msg__attr(&m, "k", &v, &vl), -EBADMSG);
+	assert_int_equal(shmbus_msg__attr_next(&m, &it, NULL, NULL, NULL, NULL),
+			 -EBADMSG);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	shmbus_consumer__free(c);
+
+	/* a dedup table pointing outside the ring area: no dedup */
+	assert_int_equal(shmbus__queue_declare(s.bus, "dedup.bad", &qo), 1);
+	{
+		struct shmbus_queue_info qi;
+
+		assert_int_equal(shmbus__queue_info(s.bus, "dedup.bad", &qi), 0);
+		q = queue_of(s.base, qi.id);
+	}
+	q->dedup_off = 1ULL << 40;
+	p2 = shmbus_producer__new(s.bus, "dedup.bad", NULL);
+	assert_non_null(p2);
+	assert_int_equal(shmbus_producer__publish(p2, "x", 1, &dd), -EOPNOTSUPP);
+	shmbus_producer__free(p2);
+	teardown(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +575,9 @@ int main(void)
 		cmocka_unit_test(test_bad_superblock),
 		cmocka_unit_test(test_delete_scribbled_queue),
 		cmocka_unit_test(test_forged_seat),
+		cmocka_unit_test(test_scribbled_lease_table),
+		cmocka_unit_test(test_scribbled_fanout),
+		cmocka_unit_test(test_scribbled_attrs_and_dedup),
 	};
 
 	return T_RUN_WITH_DAEMON("hostile", tests);
