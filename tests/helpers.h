@@ -314,6 +314,40 @@ static inline void *t_arena_mapping(const char *name)
 	return addr;
 }
 
+#ifdef SHMBUS_H
+/* Chunks neither free nor cached: in queues or held by someone. */
+static inline uint32_t t_chunks_out(struct shmbus *bus)
+{
+	uint32_t out = 0;
+
+	for (int i = 0; i < shmbus__pool_count(bus); i++) {
+		struct shmbus_pool_info pi;
+
+		assert_int_equal(shmbus__pool_info(bus, i, &pi), 0);
+		out += pi.chunks - pi.free - pi.cached;
+	}
+	return out;
+}
+
+/* Publish an int; the test fails if it does not go through. */
+static inline void t_publish_int(struct shmbus_producer *p, int v,
+				 const struct shmbus_pub_opts *po)
+{
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), po), 0);
+}
+
+/* Receive a message that must be an int; returns it (the view stays). */
+static inline int t_recv_int(struct shmbus_consumer *c, struct shmbus_msg *m,
+			     int64_t timeout)
+{
+	int err = shmbus_consumer__receive_view(c, m, timeout);
+
+	assert_int_equal(err, 0);
+	assert_int_equal(m->len, sizeof(int));
+	return *(const int *)m->data;
+}
+#endif
+
 /* Child-side assertion: print and exit non-zero (cmocka asserts only
  * make sense in the test's own process). */
 #define CHILD_CHECK(cond, ...)						\

@@ -23,28 +23,14 @@ static struct shmbus *open_bus(void)
 	return t_open_bus(BUS);
 }
 
-/* Chunks neither free nor cached: in queues or held by someone. */
-static uint32_t chunks_out(struct shmbus *bus)
-{
-	uint32_t out = 0;
-
-	for (int i = 0; i < shmbus__pool_count(bus); i++) {
-		struct shmbus_pool_info pi;
-
-		assert_int_equal(shmbus__pool_info(bus, i, &pi), 0);
-		out += pi.chunks - pi.free - pi.cached;
-	}
-	return out;
-}
-
 /* The daemon reclaims on connection close: give it a moment. */
 static uint32_t chunks_out_settled(struct shmbus *bus, uint32_t want)
 {
-	uint32_t out = chunks_out(bus);
+	uint32_t out = t_chunks_out(bus);
 
 	for (int i = 0; i < 500 && out != want; i++) {
 		usleep(2000);
-		out = chunks_out(bus);
+		out = t_chunks_out(bus);
 	}
 	return out;
 }
@@ -94,7 +80,7 @@ static void test_producer_dies_holding_loans(void **state)
 
 	(void)state;
 	declare(bus, "loans", 64);
-	assert_int_equal(chunks_out(bus), 0);
+	assert_int_equal(t_chunks_out(bus), 0);
 	assert_int_equal(pipe(ready), 0);
 	if (!(kid = fork())) {
 		struct shmbus *b = open_bus();
@@ -112,7 +98,7 @@ static void test_producer_dies_holding_loans(void **state)
 		_exit(0);
 	}
 	assert_int_equal(read(ready[0], &x, 1), 1);
-	assert_int_equal(chunks_out(bus), 3);
+	assert_int_equal(t_chunks_out(bus), 3);
 	kill(kid, SIGKILL);
 	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
 	assert_int_equal(chunks_out_settled(bus, 0), 0);
@@ -164,7 +150,7 @@ static void consumer_dies_holding(bool auto_ack)
 		_exit(0);
 	}
 	assert_int_equal(read(ready[0], &x, 1), 1);
-	assert_int_equal(chunks_out(bus), 8);	/* 3 queued + 5 held */
+	assert_int_equal(t_chunks_out(bus), 8);	/* 3 queued + 5 held */
 	assert_int_equal(shmbus__queue_info(bus, qn, &qi), 0);
 	assert_int_equal(qi.in_flight, 5);
 	kill(kid, SIGKILL);

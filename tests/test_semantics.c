@@ -35,21 +35,6 @@ static void info(struct shmbus *bus, const char *q, struct shmbus_queue_info *qi
 	assert_int_equal(shmbus__queue_info(bus, q, qi), 0);
 }
 
-static void publish_int(struct shmbus_producer *p, int v,
-			const struct shmbus_pub_opts *po)
-{
-	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), po), 0);
-}
-
-static int recv_int(struct shmbus_consumer *c, struct shmbus_msg *m,
-		    int64_t timeout)
-{
-	int err = shmbus_consumer__receive_view(c, m, timeout);
-
-	assert_int_equal(err, 0);
-	assert_int_equal(m->len, sizeof(int));
-	return *(const int *)m->data;
-}
 
 static void test_ack_nack_extend(void **state)
 {
@@ -70,10 +55,10 @@ static void test_ack_nack_extend(void **state)
 	assert_non_null(p);
 	assert_non_null(c);
 	for (int i = 0; i < 3; i++)
-		publish_int(p, i, NULL);
+		t_publish_int(p, i, NULL);
 
 	/* ack: gone; the same delivery again is stale */
-	assert_int_equal(recv_int(c, &m, 0), 0);
+	assert_int_equal(t_recv_int(c, &m, 0), 0);
 	assert_int_equal(m.delivery_count, 1);
 	copy = m;
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
@@ -81,11 +66,11 @@ static void test_ack_nack_extend(void **state)
 	assert_int_equal(shmbus_consumer__nack(c, &copy, 0), -ESTALE);
 
 	/* nack now: back at the end of the queue, delivery count 2 */
-	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(t_recv_int(c, &m, 0), 1);
 	assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
-	assert_int_equal(recv_int(c, &m, 0), 2);
+	assert_int_equal(t_recv_int(c, &m, 0), 2);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
-	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(t_recv_int(c, &m, 0), 1);
 	assert_int_equal(m.delivery_count, 2);
 
 	/* extend: held for 4 lease periods, never taken back */
@@ -135,7 +120,7 @@ static void test_lease_expiry_sigstop(void **state)
 	assert_int_equal(shmbus__queue_declare(bus, "stall", &qo), 1);
 	p = shmbus_producer__new(bus, "stall", NULL);
 	assert_non_null(p);
-	publish_int(p, 42, NULL);
+	t_publish_int(p, 42, NULL);
 	assert_int_equal(pipe(ready), 0);
 	assert_int_equal(pipe(go), 0);
 	if (!(kid = fork())) {
@@ -161,7 +146,7 @@ static void test_lease_expiry_sigstop(void **state)
 	kill(kid, SIGSTOP);
 	c = shmbus_consumer__new(bus, "stall", NULL);
 	assert_non_null(c);
-	assert_int_equal(recv_int(c, &m, 5000 * MS), 42);
+	assert_int_equal(t_recv_int(c, &m, 5000 * MS), 42);
 	dt = t_now_ns() - t0;
 	print_message("redelivered %.1f ms after the stop (lease 200 ms)\n",
 		      dt / 1e6);
@@ -215,9 +200,9 @@ static void test_poison_backoff_dlq(void **state)
 	assert_non_null(p);
 	assert_non_null(c);
 	assert_non_null(d);
-	publish_int(p, 7, NULL);
+	t_publish_int(p, 7, NULL);
 	for (int i = 0; i < 4; i++) {
-		assert_int_equal(recv_int(c, &m, 5000 * MS), 7);
+		assert_int_equal(t_recv_int(c, &m, 5000 * MS), 7);
 		t[i] = t_now_ns();
 		assert_int_equal(m.delivery_count, (uint32_t)i + 1);
 		assert_int_equal(shmbus_consumer__nack(c, &m, SHMBUS_NACK_BACKOFF), 0);
@@ -231,7 +216,7 @@ static void test_poison_backoff_dlq(void **state)
 		assert_true(got < want + SLACK);
 	}
 	/* not a fifth time: in the DLQ, with why, whence and how often */
-	assert_int_equal(recv_int(d, &m, 5000 * MS), 7);
+	assert_int_equal(t_recv_int(d, &m, 5000 * MS), 7);
 	assert_int_equal(m.dl_reason, SHMBUS_DL_MAX_DELIVERIES);
 	assert_int_equal(m.dl_src, qi.id + 1);
 	assert_int_equal(m.dl_count, 4);
@@ -240,10 +225,10 @@ static void test_poison_backoff_dlq(void **state)
 	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
 
 	/* reject: straight to the DLQ */
-	publish_int(p, 8, NULL);
-	assert_int_equal(recv_int(c, &m, 0), 8);
+	t_publish_int(p, 8, NULL);
+	assert_int_equal(t_recv_int(c, &m, 0), 8);
 	assert_int_equal(shmbus_consumer__reject(c, &m), 0);
-	assert_int_equal(recv_int(d, &m, 5000 * MS), 8);
+	assert_int_equal(t_recv_int(d, &m, 5000 * MS), 8);
 	assert_int_equal(m.dl_reason, SHMBUS_DL_REJECTED);
 	assert_int_equal(m.dl_count, 1);
 	assert_int_equal(shmbus_consumer__ack(d, &m), 0);
@@ -285,12 +270,12 @@ static void test_ttl(void **state)
 	p = shmbus_producer__new(bus, "ttl.drop", NULL);
 	assert_non_null(p);
 	for (int i = 0; i < 5; i++)
-		publish_int(p, i, NULL);
+		t_publish_int(p, i, NULL);
 	shmbus_producer__free(p);
 	p = shmbus_producer__new(bus, "ttl.keep", NULL);
 	assert_non_null(p);
 	for (int i = 0; i < 3; i++)
-		publish_int(p, i, NULL);
+		t_publish_int(p, i, NULL);
 	shmbus_producer__free(p);
 	for (int i = 0; i < 300; i++) {
 		info(bus, "ttl.drop", &qi);
@@ -304,7 +289,7 @@ static void test_ttl(void **state)
 	c = shmbus_consumer__new(bus, "ttl.dlq", NULL);
 	assert_non_null(c);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(recv_int(c, &m, 5000 * MS), i);
+		assert_int_equal(t_recv_int(c, &m, 5000 * MS), i);
 		assert_int_equal(m.dl_reason, SHMBUS_DL_EXPIRED);
 		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	}
@@ -319,13 +304,13 @@ static void test_ttl(void **state)
 	c = shmbus_consumer__new(bus, "ttl.msg", NULL);
 	assert_non_null(p);
 	assert_non_null(c);
-	publish_int(p, 1, NULL);
-	publish_int(p, 2, &short_ttl);
-	publish_int(p, 3, NULL);
+	t_publish_int(p, 1, NULL);
+	t_publish_int(p, 2, &short_ttl);
+	t_publish_int(p, 3, NULL);
 	usleep(100000);
-	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(t_recv_int(c, &m, 0), 1);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
-	assert_int_equal(recv_int(c, &m, 0), 3);
+	assert_int_equal(t_recv_int(c, &m, 0), 3);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	info(bus, "ttl.msg", &qi);
 	assert_int_equal(qi.stat[SHMBUS_STAT_EXPIRED], 1);
@@ -353,10 +338,10 @@ static void test_delay(void **state)
 	assert_non_null(p);
 	assert_non_null(c);
 	t0 = t_now_ns();
-	publish_int(p, 5, &later);
+	t_publish_int(p, 5, &later);
 	/* invisible until due */
 	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
-	assert_int_equal(recv_int(c, &m, 5000 * MS), 5);
+	assert_int_equal(t_recv_int(c, &m, 5000 * MS), 5);
 	dt = t_now_ns() - t0;
 	print_message("delayed publish (200 ms) seen after %.1f ms\n", dt / 1e6);
 	assert_true(dt >= 200 * MS);
@@ -364,7 +349,7 @@ static void test_delay(void **state)
 	t0 = t_now_ns();
 	assert_int_equal(shmbus_consumer__nack(c, &m, 150 * MS), 0);
 	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
-	assert_int_equal(recv_int(c, &m, 5000 * MS), 5);
+	assert_int_equal(t_recv_int(c, &m, 5000 * MS), 5);
 	dt = t_now_ns() - t0;
 	print_message("nack with 150 ms delay redelivered after %.1f ms\n",
 		      dt / 1e6);
@@ -403,11 +388,11 @@ static void test_prefetch_autoack_batch(void **state)
 	/* prefetch 2: a third receive waits for an ack */
 	c = shmbus_consumer__new(bus, "pf", &two);
 	assert_non_null(c);
-	assert_int_equal(recv_int(c, &m[0], 0), 0);
-	assert_int_equal(recv_int(c, &m[1], 0), 1);
+	assert_int_equal(t_recv_int(c, &m[0], 0), 0);
+	assert_int_equal(t_recv_int(c, &m[1], 0), 1);
 	assert_int_equal(shmbus_consumer__try_receive(c, &x), -ENOBUFS);
 	assert_int_equal(shmbus_consumer__ack(c, &m[0]), 0);
-	assert_int_equal(recv_int(c, &m[0], 0), 2);
+	assert_int_equal(t_recv_int(c, &m[0], 0), 2);
 	assert_int_equal(shmbus_consumer__ack_batch(c, m, 2), 2);
 	shmbus_consumer__free(c);
 
@@ -423,12 +408,12 @@ static void test_prefetch_autoack_batch(void **state)
 	/* auto-ack: nothing to ack, nack refused, release frees */
 	c = shmbus_consumer__new(bus, "pf", &aa);
 	assert_non_null(c);
-	assert_int_equal(recv_int(c, &m[0], 0), 6);
+	assert_int_equal(t_recv_int(c, &m[0], 0), 6);
 	assert_int_equal(shmbus_consumer__nack(c, &m[0], 0), -EINVAL);
 	info(bus, "pf", &qi);
 	assert_int_equal(qi.in_flight, 1);
 	shmbus_consumer__release(c, &m[0]);
-	assert_int_equal(recv_int(c, &m[0], 0), 7);
+	assert_int_equal(t_recv_int(c, &m[0], 0), 7);
 	shmbus_consumer__release(c, &m[0]);
 	info(bus, "pf", &qi);
 	assert_int_equal(qi.in_flight, 0);
@@ -461,7 +446,7 @@ static void test_killed_holding_n(void **state)
 	p = shmbus_producer__new(bus, "n", NULL);
 	assert_non_null(p);
 	for (int i = 0; i < N; i++)
-		publish_int(p, i, NULL);
+		t_publish_int(p, i, NULL);
 	assert_int_equal(pipe(ready), 0);
 	if (!(kid = fork())) {
 		struct shmbus *b = t_open_bus("sem.fresh");
@@ -484,7 +469,7 @@ static void test_killed_holding_n(void **state)
 	c = shmbus_consumer__new(bus, "n", NULL);
 	assert_non_null(c);
 	for (int i = 0; i < N; i++) {
-		int v = recv_int(c, &m, 5000 * MS);
+		int v = t_recv_int(c, &m, 5000 * MS);
 
 		assert_true(v >= 0 && v < N);
 		assert_int_equal(m.delivery_count, 2);
@@ -532,20 +517,20 @@ static void test_dedup(void **state)
 	c = shmbus_consumer__new(bus, "idem", NULL);
 	assert_non_null(p);
 	assert_non_null(c);
-	publish_int(p, 1, &k1);
-	publish_int(p, 1, &k1);		/* the retry */
-	publish_int(p, 2, NULL);
-	assert_int_equal(recv_int(c, &m, 0), 1);
+	t_publish_int(p, 1, &k1);
+	t_publish_int(p, 1, &k1);		/* the retry */
+	t_publish_int(p, 2, NULL);
+	assert_int_equal(t_recv_int(c, &m, 0), 1);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
-	assert_int_equal(recv_int(c, &m, 0), 2);
+	assert_int_equal(t_recv_int(c, &m, 0), 2);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
 	info(bus, "idem", &qi);
 	assert_int_equal(qi.stat[SHMBUS_STAT_DUPLICATES], 1);
 	assert_int_equal(qi.stat[SHMBUS_STAT_PUBLISHED], 2);
 	usleep(350000);			/* the window passed */
-	publish_int(p, 3, &k1);
-	assert_int_equal(recv_int(c, &m, 0), 3);
+	t_publish_int(p, 3, &k1);
+	assert_int_equal(t_recv_int(c, &m, 0), 3);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 
 	/* racing producers: each id delivered once */
@@ -597,16 +582,16 @@ static void test_dedup(void **state)
 	assert_int_equal(shmbus__queue_declare(bus, "idem.small", &small), 1);
 	p = shmbus_producer__new(bus, "idem.small", NULL);
 	c = shmbus_consumer__new(bus, "idem.small", NULL);
-	publish_int(p, 1, NULL);
-	publish_int(p, 2, NULL);
+	t_publish_int(p, 1, NULL);
+	t_publish_int(p, 2, NULL);
 	assert_int_equal(shmbus_producer__publish(p, &n, sizeof(n), &k1),
 			 -ENOBUFS);
-	assert_int_equal(recv_int(c, &m, 0), 1);
+	assert_int_equal(t_recv_int(c, &m, 0), 1);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
-	publish_int(p, 9, &k1);
-	assert_int_equal(recv_int(c, &m, 0), 2);
+	t_publish_int(p, 9, &k1);
+	assert_int_equal(t_recv_int(c, &m, 0), 2);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
-	assert_int_equal(recv_int(c, &m, 0), 9);
+	assert_int_equal(t_recv_int(c, &m, 0), 9);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	shmbus_consumer__free(c);
 	shmbus_producer__free(p);
@@ -641,8 +626,8 @@ static void test_overflow(void **state)
 	(void)state;
 	assert_int_equal(shmbus__queue_declare(bus, "ovf.reject", &rej), 1);
 	p = shmbus_producer__new(bus, "ovf.reject", NULL);
-	publish_int(p, 1, NULL);
-	publish_int(p, 2, NULL);
+	t_publish_int(p, 1, NULL);
+	t_publish_int(p, 2, NULL);
 	t0 = t_now_ns();
 	assert_int_equal(shmbus_producer__publish(p, &t0, sizeof(t0), &wait),
 			 -ENOBUFS);
@@ -658,13 +643,13 @@ static void test_overflow(void **state)
 	c = shmbus_consumer__new(bus, "ovf.drop", NULL);
 	d = shmbus_consumer__new(bus, "ovf.dlq", NULL);
 	for (int i = 0; i < 5; i++)
-		publish_int(p, i, NULL);	/* never fails */
-	assert_int_equal(recv_int(c, &m, 0), 3);
+		t_publish_int(p, i, NULL);	/* never fails */
+	assert_int_equal(t_recv_int(c, &m, 0), 3);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
-	assert_int_equal(recv_int(c, &m, 0), 4);
+	assert_int_equal(t_recv_int(c, &m, 0), 4);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(recv_int(d, &m, 5000 * MS), i);
+		assert_int_equal(t_recv_int(d, &m, 5000 * MS), i);
 		assert_int_equal(m.dl_reason, SHMBUS_DL_OVERFLOW);
 		assert_int_equal(shmbus_consumer__ack(d, &m), 0);
 	}
@@ -678,7 +663,7 @@ static void test_overflow(void **state)
 	assert_int_equal(shmbus__queue_declare(bus, "ovf.gone", &drop_nodlq), 1);
 	p = shmbus_producer__new(bus, "ovf.gone", NULL);
 	for (int i = 0; i < 5; i++)
-		publish_int(p, i, NULL);
+		t_publish_int(p, i, NULL);
 	info(bus, "ovf.gone", &qi);
 	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 3);
 	assert_int_equal(qi.depth, 2);
@@ -784,24 +769,24 @@ static void test_priorities(void **state)
 	p = shmbus_producer__new(bus, "prio", NULL);
 	c = shmbus_consumer__new(bus, "prio", NULL);
 	assert_int_equal(shmbus_producer__publish(p, "x", 1, &bad), -EINVAL);
-	publish_int(p, 1, NULL);
-	publish_int(p, 2, NULL);
-	publish_int(p, 10, &mid);
-	publish_int(p, 20, &hi);
-	publish_int(p, 3, NULL);
-	publish_int(p, 21, &hi);
+	t_publish_int(p, 1, NULL);
+	t_publish_int(p, 2, NULL);
+	t_publish_int(p, 10, &mid);
+	t_publish_int(p, 20, &hi);
+	t_publish_int(p, 3, NULL);
+	t_publish_int(p, 21, &hi);
 	info(bus, "prio", &qi);
 	assert_int_equal(qi.priorities, 3);
 	assert_int_equal(qi.depth, 6);
 	for (unsigned i = 0; i < 6; i++) {
-		assert_int_equal(recv_int(c, &m, 0), order[i]);
+		assert_int_equal(t_recv_int(c, &m, 0), order[i]);
 		if (i == 0) {
 			/* a retry stays at its level: first again */
 			assert_int_equal(m.priority, 2);
 			assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
-			assert_int_equal(recv_int(c, &m, 0), 21);
+			assert_int_equal(t_recv_int(c, &m, 0), 21);
 			assert_int_equal(shmbus_consumer__nack(c, &m, 0), 0);
-			assert_int_equal(recv_int(c, &m, 0), 20);
+			assert_int_equal(t_recv_int(c, &m, 0), 20);
 		}
 		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	}
@@ -817,7 +802,7 @@ static void test_priorities(void **state)
 			    "publish");
 		_exit(0);
 	}
-	assert_int_equal(recv_int(c, &m, 5000 * MS), 99);
+	assert_int_equal(t_recv_int(c, &m, 5000 * MS), 99);
 	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	assert_int_equal(t_wait(kid, 5000), 0);
 	shmbus_consumer__free(c);

@@ -28,19 +28,6 @@ static struct shmbus *open_bus(void)
 	return t_open_bus(BUS);
 }
 
-static uint32_t chunks_out(struct shmbus *bus)
-{
-	uint32_t out = 0;
-
-	for (int i = 0; i < shmbus__pool_count(bus); i++) {
-		struct shmbus_pool_info pi;
-
-		assert_int_equal(shmbus__pool_info(bus, i, &pi), 0);
-		out += pi.chunks - pi.free - pi.cached;
-	}
-	return out;
-}
-
 /* Where the chunks that are out are (for a failing test's log). */
 static void dump_out(void)
 {
@@ -69,13 +56,13 @@ static void dump_out(void)
 }
 
 /* Every chunk comes back (the daemon may still be settling a detach). */
-static void assert_no_chunks_out(struct shmbus *bus)
+static void assert_no_t_chunks_out(struct shmbus *bus)
 {
-	uint32_t out = chunks_out(bus);
+	uint32_t out = t_chunks_out(bus);
 
 	for (int i = 0; i < 500 && out; i++) {
 		usleep(2000);
-		out = chunks_out(bus);
+		out = t_chunks_out(bus);
 	}
 	if (out)
 		dump_out();
@@ -90,16 +77,6 @@ static struct shmbus_consumer *sub(struct shmbus *bus, const char *pattern,
 
 	assert_non_null(c);
 	return c;
-}
-
-static int recv_int(struct shmbus_consumer *c, struct shmbus_msg *m,
-		    int64_t timeout)
-{
-	int err = shmbus_consumer__receive_view(c, m, timeout);
-
-	assert_int_equal(err, 0);
-	assert_int_equal(m->len, sizeof(int));
-	return *(const int *)m->data;
 }
 
 /* Drain @c; returns how many; checks each value is < @n, counts them. */
@@ -172,7 +149,7 @@ static void test_groups(void **state)
 	shmbus_consumer__free(cb2);
 	shmbus_consumer__free(cm);
 	shmbus_producer__free(p);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	assert_int_equal(shmbus__queue_delete(bus, "order.created"), 0);
 	shmbus__close(bus);
 }
@@ -231,7 +208,7 @@ static void test_fanout_8(void **state)
 	for (int k = 0; k < 8; k++)
 		assert_int_equal(t_wait(kids[k], 60000), 0);
 	shmbus_producer__free(p);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	print_message("%d messages to 8 subscriber processes, each once\n", n);
 	shmbus__close(bus);
 }
@@ -261,18 +238,18 @@ static void test_wildcards(void **state)
 	publish_n(pc, 1, 1);
 	publish_n(pp, 2, 1);
 	publish_n(pe, 3, 1);
-	assert_int_equal(recv_int(star, &m, 0), 1);
+	assert_int_equal(t_recv_int(star, &m, 0), 1);
 	assert_int_equal(shmbus_consumer__ack(star, &m), 0);
-	assert_int_equal(recv_int(star, &m, 0), 2);
+	assert_int_equal(t_recv_int(star, &m, 0), 2);
 	assert_int_equal(shmbus_consumer__ack(star, &m), 0);
 	assert_int_equal(shmbus_consumer__try_receive(star, &m), -EAGAIN);
 	for (int i = 1; i <= 3; i++) {
-		assert_int_equal(recv_int(tail, &m, 0), i);
+		assert_int_equal(t_recv_int(tail, &m, 0), i);
 		assert_int_equal(shmbus_consumer__ack(tail, &m), 0);
 	}
-	assert_int_equal(recv_int(exact, &m, 0), 2);
+	assert_int_equal(t_recv_int(exact, &m, 0), 2);
 	assert_int_equal(shmbus_consumer__ack(exact, &m), 0);
-	assert_int_equal(recv_int(eu, &m, 0), 3);
+	assert_int_equal(t_recv_int(eu, &m, 0), 3);
 	assert_int_equal(shmbus_consumer__ack(eu, &m), 0);
 	assert_int_equal(shmbus_consumer__try_receive(eu, &m), -EAGAIN);
 	/* bad patterns */
@@ -291,7 +268,7 @@ static void test_wildcards(void **state)
 	shmbus_consumer__free(tail);
 	shmbus_consumer__free(exact);
 	shmbus_consumer__free(eu);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
 
@@ -333,7 +310,7 @@ static void test_durable_ephemeral(void **state)
 	c = sub(bus, "audit", NULL, 0);
 	assert_int_equal(count_subs(bus, "audit#~"), 1);
 	publish_n(p, 5, 2);
-	assert_int_equal(recv_int(c, &m, 0), 5);
+	assert_int_equal(t_recv_int(c, &m, 0), 5);
 	shmbus_consumer__free(c);	/* holding a lease: fine */
 	for (int i = 0; i < 500 && count_subs(bus, "audit#"); i++)
 		usleep(2000);
@@ -344,7 +321,7 @@ static void test_durable_ephemeral(void **state)
 	assert_int_equal(count_subs(bus, "audit#"), 0);
 	publish_n(p, 7, 3);		/* goes nowhere */
 	shmbus_producer__free(p);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
 
@@ -383,7 +360,7 @@ static void test_slow_subscribers(void **state)
 	assert_int_equal(qi.depth, 8);
 	assert_int_equal(qi.sub_dropped, 92);
 	for (int i = 92; i < 100; i++) {	/* the newest 8 */
-		assert_int_equal(recv_int(s, &m, 0), i);
+		assert_int_equal(t_recv_int(s, &m, 0), i);
 		assert_int_equal(shmbus_consumer__ack(s, &m), 0);
 	}
 	/* blocking policy: waits, then misses it (counted), -ENOBUFS;
@@ -408,7 +385,7 @@ static void test_slow_subscribers(void **state)
 	shmbus_consumer__free(s);
 	shmbus_consumer__free(f);
 	shmbus_producer__free(p);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
 
@@ -429,19 +406,19 @@ static void test_history(void **state)
 	none = sub(bus, "weather", "fresh", 0);
 	publish_n(p, 10, 1);
 	for (int i = 5; i <= 10; i++) {
-		assert_int_equal(recv_int(late, &m, 0), i);
+		assert_int_equal(t_recv_int(late, &m, 0), i);
 		assert_int_equal(shmbus_consumer__ack(late, &m), 0);
 	}
-	assert_int_equal(recv_int(none, &m, 0), 10);
+	assert_int_equal(t_recv_int(none, &m, 0), 10);
 	assert_int_equal(shmbus_consumer__ack(none, &m), 0);
 	shmbus_consumer__free(late);
 	shmbus_consumer__free(none);
 	shmbus_producer__free(p);
 	/* the history ring (5 rounded up to 8) holds 8 chunks until the
 	 * topic goes; late joiners get the newest 5 */
-	assert_int_equal(chunks_out(bus), 8);
+	assert_int_equal(t_chunks_out(bus), 8);
 	assert_int_equal(shmbus__queue_delete(bus, "weather"), 0);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
 
@@ -466,10 +443,10 @@ static void test_retry_and_death(void **state)
 	b = sub(bus, "jobs", "b", 0);
 	p = shmbus_producer__new(bus, "jobs", NULL);
 	publish_n(p, 0, 1);
-	assert_int_equal(recv_int(a, &ma, 0), 0);
-	assert_int_equal(recv_int(b, &mb, 0), 0);
+	assert_int_equal(t_recv_int(a, &ma, 0), 0);
+	assert_int_equal(t_recv_int(b, &mb, 0), 0);
 	assert_int_equal(shmbus_consumer__nack(a, &ma, 0), 0);
-	assert_int_equal(recv_int(a, &ma, 0), 0);
+	assert_int_equal(t_recv_int(a, &ma, 0), 0);
 	assert_int_equal(ma.delivery_count, 2);
 	assert_int_equal(mb.delivery_count, 1);
 	assert_int_equal(*(const int *)mb.data, 0);	/* still intact */
@@ -503,7 +480,7 @@ static void test_retry_and_death(void **state)
 	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
 	a2 = sub(bus, "jobs", "a", SHMBUS_SUB_DURABLE);
 	for (int i = 0; i < 3; i++) {
-		int v = recv_int(a2, &ma, 5000 * MS);
+		int v = t_recv_int(a2, &ma, 5000 * MS);
 
 		assert_true(v >= 1 && v <= 3);
 		seen[v]++;
@@ -517,7 +494,7 @@ static void test_retry_and_death(void **state)
 	shmbus_consumer__free(b);
 	shmbus_producer__free(p);
 	assert_int_equal(shmbus__unsubscribe(bus, "jobs", "a"), 0);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
 
@@ -592,7 +569,7 @@ static void test_churn(void **state)
 		assert_int_equal(t_wait(subs[k], 30000), 0);
 	}
 	assert_int_equal(count_subs(bus, "churn"), 0);
-	assert_no_chunks_out(bus);
+	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
 

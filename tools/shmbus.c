@@ -142,6 +142,42 @@ static int64_t parse_ns(const char *s)
 	return (int64_t)(parse_seconds(s) * 1e9);
 }
 
+/*
+ * "shmbus CMD SUB [options]": SUB goes to *sub and argv is shifted so that
+ * getopt sees SUB's options. Returns an exit code when there is nothing
+ * more to do (help asked for, or no SUB), else -1.
+ */
+static int subcommand(int *argc, char ***argv, void (*usage)(FILE *),
+		      const char **sub)
+{
+	if (*argc < 2 || !strcmp((*argv)[1], "--help") ||
+	    !strcmp((*argv)[1], "-h")) {
+		usage(*argc < 2 ? stderr : stdout);
+		return *argc < 2 ? 2 : 0;
+	}
+	*sub = (*argv)[1];
+	(*argc)--;
+	(*argv)++;
+	optind = 0;	/* full getopt reset (glibc) */
+	return -1;
+}
+
+/* Every queue, topic and subscription of @bus (free() the array). */
+static struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n)
+{
+	struct shmbus_queue_info *qi;
+	int want = shmbus__queue_list(bus, NULL, 0);
+
+	/* one more than counted: a declare in between is listed next time */
+	qi = calloc(want + 1, sizeof(*qi));
+	if (!qi)
+		die("out of memory");
+	*n = shmbus__queue_list(bus, qi, want + 1);
+	if (*n > want + 1)
+		*n = want + 1;
+	return qi;
+}
+
 /* ---- daemon -------------------------------------------------------- */
 
 static int cmd_daemon(int argc, char **argv)
@@ -225,7 +261,8 @@ static void usage_queue(FILE *f)
 "  --priorities N       priority levels, 1..4 (publish --priority 0..N-1;\n"
 "                       higher first)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
-"list:    name, capacity, message size and depth of every queue.\n");
+"list:    name, capacity, message size and depth of every queue (topics\n"
+"         and subscriptions: shmbus topic list).\n");
 }
 
 static int cmd_queue(int argc, char **argv)
@@ -253,14 +290,8 @@ static int cmd_queue(int argc, char **argv)
 	struct shmbus *bus;
 	int opt, err;
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage_queue(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	sub = argv[1];
-	argc--;
-	argv++;
-	optind = 0;	/* full getopt reset (glibc) */
+	if ((opt = subcommand(&argc, &argv, usage_queue, &sub)) >= 0)
+		return opt;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': qo.max_len = parse_num("--max-len", optarg, 1u << 24); break;
@@ -304,17 +335,16 @@ static int cmd_queue(int argc, char **argv)
 		if (optind != argc)
 			die("list takes no arguments");
 		bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
-		n = shmbus__queue_list(bus, NULL, 0);
-		qi = calloc(n ? n : 1, sizeof(*qi));
-		if (!qi)
-			die("out of memory");
-		n = shmbus__queue_list(bus, qi, n);
+		qi = list_queues(bus, &n);
 		printf("%-24s %10s %10s %10s %9s %9s\n", "QUEUE", "DEPTH",
 		       "CAPACITY", "MSG_SIZE", "CONSUMERS", "PRODUCERS");
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
+			if (qi[i].kind != SHMBUS_QUEUE)
+				continue;
 			printf("%-24s %10llu %10u %10u %9u %9u\n", qi[i].name,
 			       (unsigned long long)qi[i].depth, qi[i].capacity,
 			       qi[i].msg_size, qi[i].consumers, qi[i].producers);
+		}
 		free(qi);
 		shmbus__close(bus);
 		return 0;
@@ -661,21 +691,21 @@ static int cmd_stat(int argc, char **argv)
 		return 2;
 	}
 	bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
-	n = shmbus__queue_list(bus, NULL, 0);
-	qi = calloc(n ? n : 1, sizeof(*qi));
-	if (!qi)
-		die("out of memory");
-	n = shmbus__queue_list(bus, qi, n);
+	qi = list_queues(bus, &n);
 	if (json) {
 		printf("{\"bus\":\"%s\",\"queues\":[", shmbus__name(bus));
 		for (int i = 0; i < n; i++) {
-			printf("%s{\"name\":\"%s\",\"id\":%u,\"depth\":%llu,"
+			printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
 			       "\"in_flight\":%llu,"
 			       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
 			       "\"producers\":%u,\"lease_ns\":%lld,"
 			       "\"ttl_ns\":%lld,\"max_deliveries\":%u,"
 			       "\"dead_letter_queue\":\"%s\"", i ? "," : "",
-			       qi[i].name, qi[i].id,
+			       qi[i].name,
+			       qi[i].kind == SHMBUS_TOPIC ? "topic" :
+			       qi[i].kind == SHMBUS_SUBSCRIPTION ? "subscription"
+								 : "queue",
+			       qi[i].id,
 			       (unsigned long long)qi[i].depth,
 			       (unsigned long long)qi[i].in_flight,
 			       qi[i].capacity, qi[i].msg_size, qi[i].consumers,
@@ -769,14 +799,8 @@ static int cmd_topic(int argc, char **argv)
 	const char *sub;
 	int opt, err;
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage_topic(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	sub = argv[1];
-	argc--;
-	argv++;
-	optind = 0;	/* full getopt reset (glibc) */
+	if ((opt = subcommand(&argc, &argv, usage_topic, &sub)) >= 0)
+		return opt;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': to.msg_size = parse_num("--msg-size", optarg, 1u << 24); break;
@@ -790,11 +814,7 @@ static int cmd_topic(int argc, char **argv)
 		int n;
 
 		bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
-		n = shmbus__queue_list(bus, NULL, 0);
-		qi = calloc(n ? n : 1, sizeof(*qi));
-		if (!qi)
-			die("out of memory");
-		n = shmbus__queue_list(bus, qi, n);
+		qi = list_queues(bus, &n);
 		printf("%-32s %-12s %9s %7s %9s %9s %4s\n", "NAME", "KIND",
 		       "PUBLISHED", "DEPTH", "DELIVERED", "DROPPED", "CONS");
 		for (int i = 0; i < n; i++) {
@@ -1074,14 +1094,8 @@ static int cmd_dlq(int argc, char **argv)
 	struct shmbus *bus;
 	int opt, n;
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage_dlq(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	sub = argv[1];
-	argc--;
-	argv++;
-	optind = 0;	/* full getopt reset (glibc) */
+	if ((opt = subcommand(&argc, &argv, usage_dlq, &sub)) >= 0)
+		return opt;
 	while ((opt = getopt_long(argc, argv, "n:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'n': count = parse_num("count", optarg, UINT32_MAX); break;
@@ -1091,11 +1105,7 @@ static int cmd_dlq(int argc, char **argv)
 		}
 	}
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	n = shmbus__queue_list(bus, NULL, 0);
-	qi = calloc(n ? n : 1, sizeof(*qi));
-	if (!qi)
-		die("out of memory");
-	n = shmbus__queue_list(bus, qi, n);
+	qi = list_queues(bus, &n);
 	if (!strcmp(sub, "list")) {
 		if (optind != argc)
 			die("list takes no arguments");

@@ -386,6 +386,28 @@ static void overflow_out(struct attachment *at, uint32_t old)
 }
 
 /*
+ * A message a producer took from a ring to drop it: a private chunk is
+ * claimed as a consumer would claim it (a dead consumer's recovery may
+ * race us for it: true if we won, it is ours, HELD); a topic message
+ * (SHARED) needs no claim, our reference came with the ring cell.
+ */
+static bool claim_dropped(struct attachment *at, uint32_t old)
+{
+	struct shmbus_chunk *c = chunk_at(&at->bus->arena, old);
+	uint64_t o;
+
+	if (!c)
+		return false;
+	o = READ_ONCE(c->owner);
+	if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED)
+		return true;
+	return SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
+	       atomic_cmpxchg(&c->owner, &o,
+			      SHMBUS_OWNER(SHMBUS_OWNER_GEN(o), SHMBUS_CHUNK_HELD,
+					   at->slot_idx));
+}
+
+/*
  * Out of line: the ring is full and the queue's policy is drop-oldest.
  * Take the oldest message (claiming it as a consumer would: a dead
  * consumer's recovery may race us for it), dead-letter or drop it, and
@@ -394,23 +416,11 @@ static void overflow_out(struct attachment *at, uint32_t old)
 static __attribute__((noinline)) int
 enqueue_drop_oldest(struct attachment *at, struct ring *r, uint32_t ref)
 {
-	const struct arena *a = &at->bus->arena;
-
 	for (int n = 0; n < 16; n++) {
-		struct shmbus_chunk *c;
 		uint32_t old;
-		uint64_t o;
 
-		if (ring_dequeue(r, &old) == 0 &&
-		    (c = chunk_at(a, old)) != NULL) {
-			o = READ_ONCE(c->owner);
-			if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
-			    atomic_cmpxchg(&c->owner, &o,
-					   SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-							SHMBUS_CHUNK_HELD,
-							at->slot_idx)))
-				overflow_out(at, old);
-		}
+		if (ring_dequeue(r, &old) == 0 && claim_dropped(at, old))
+			overflow_out(at, old);
 		if (ring_enqueue(r, ref) == 0)
 			return 0;
 	}
@@ -630,21 +640,10 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 
 	if (READ_ONCE(sq->flags) & SHMBUS_QF_DROP_OLDEST) {
 		for (int n = 0; n < 8; n++) {
-			struct shmbus_chunk *c;
 			uint32_t old;
-			uint64_t o;
 
-			if (ring_dequeue(r, &old) == 0 &&
-			    (c = chunk_at(a, old)) != NULL) {
-				o = READ_ONCE(c->owner);
-				/* a private (retried) copy: claim it like a
-				 * consumer would */
-				if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED ||
-				    (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED &&
-				     atomic_cmpxchg(&c->owner, &o,
-					SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-						     SHMBUS_CHUNK_HELD,
-						     at->slot_idx))))
+			if (ring_dequeue(r, &old) == 0) {
+				if (claim_dropped(at, old))
 					chunk_unref(a, at->slot, old);
 				atomic_fetch_add(&sq->sub_dropped, 1);
 			}
