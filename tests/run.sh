@@ -25,12 +25,19 @@ passed=0
 failed=0
 failed_names=""
 
+# The tests make their socket directories under a directory of this run
+# alone, so that reaping never touches another run's daemons (two runs at
+# once: CI beside a developer's make test).
+SHMBUS_TEST_TMP=$(mktemp -d /tmp/shmbus-run-XXXXXX) || exit 1
+chmod 0755 "$SHMBUS_TEST_TMP"	# tests run clients as "nobody"
+export SHMBUS_TEST_TMP
+trap 'rm -rf "$SHMBUS_TEST_TMP"' EXIT
+
 # A test that crashes leaves its private daemon running: stop the daemons
 # of the test directories a program created, and remove the directories.
 reap() {
-	for d in /tmp/shmbus-test-*; do
+	for d in "$SHMBUS_TEST_TMP"/shmbus-test-*; do
 		[ -d "$d" ] || continue
-		case " $before " in *" $d "*) continue ;; esac
 		for lock in "$d"/*.lock; do
 			[ -f "$lock" ] || continue
 			pid=$(cat "$lock" 2>/dev/null)
@@ -46,7 +53,6 @@ for t in $progs; do
 	[ -x "$p" ] || continue
 	start=$(date +%s)
 	echo "=== $t"
-	before=$(echo /tmp/shmbus-test-*)
 	timeout -k 5 "$TEST_TIMEOUT" "$p"
 	rc=$?
 	reap
