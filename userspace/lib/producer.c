@@ -262,7 +262,6 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 		attr_encode(chunk_payload(c) + ALIGN_UP(len, 8), h->attrs,
 			    h->nr_attrs);
 	c->flags = 0;
-	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	c->id = slot_next_id(at->bus, at->slot);
 	c->ts_pub = (uint64_t)h->ts;
 	c->corr_id = h->corr_id;
@@ -511,6 +510,9 @@ static inline int publish_one(struct attachment *at, const void *data,
 	c = chunk_at(a, ref);
 	memcpy(chunk_payload(c), data, len);
 	chunk_fill(at, c, (uint32_t)len, h);
+	/* QUEUED inside our epoch section: an orphan sweep's grace period
+	 * then covers the whole window until the ring cmpxchg */
+	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	err = enqueue_wait(at, h->prio, ref, w);
 	if (unlikely(err)) {
 		pool_free(&at->bus->arena, at->slot, ref);
@@ -985,12 +987,13 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
-		chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
 		epoch_exit(at->slot);
 		if (key)
 			dedup_forget(p, key);
 		return -EIDRM;
 	}
+	/* QUEUED inside the section (see publish_one) */
+	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	if (unlikely(p->topic)) {
 		struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 
