@@ -27,7 +27,7 @@ DESTDIR ?=
 CC  ?= gcc
 CXX ?= g++
 
-DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev
+DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev
 
 ifeq ($(V),1)
 Q :=

@@ -31,6 +31,7 @@
 #include "shmbusd.h"
 #include "pool.h"
 #include "attr.h"
+#include "probes.h"
 #include "ring.h"
 
 #define DELIVER_TICK_NS		(10 * NSEC_PER_MSEC)
@@ -280,6 +281,7 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 		WRITE_ONCE(c->expires_ns, 0);	/* it is kept, not re-expired */
 		if (ring_put(b, dq->dlq_qid, ref)) {
 			fold(b, qid, SHMBUS_CTR_DEADLETTERED, 1);
+			SHMBUS_PROBE3(dead_letter, qid, READ_ONCE(c->id), reason);
 			return;
 		}
 		log_info("bus '%s': dead-letter queue '%s' full; message of "
@@ -287,6 +289,7 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 			 dq->name);
 	}
 	fold(b, qid, SHMBUS_CTR_DROPPED, 1);
+	SHMBUS_PROBE2(drop, qid, READ_ONCE(c->id));
 	chunk_drop(b, ref);
 }
 

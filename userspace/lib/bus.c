@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "probes.h"
 #include "pool.h"
 
 static const char *bus_name_or_default(const char *name)
@@ -217,6 +218,7 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	}
 	if (err)
 		return err;
+	SHMBUS_PROBE3(queue_declare, rep.qid, req.name, rep.created);
 	return rep.created ? 1 : 0;
 }
 
@@ -269,10 +271,16 @@ SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
 	struct sbc_queue_delete req;
 	int err;
 
+	int qid;
+
 	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
-	return client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
-			   NULL, 0, NULL, NULL);
+	qid = arena_find_queue(&bus->arena, req.name);
+	err = client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
+			  NULL, 0, NULL, NULL);
+	if (!err)
+		SHMBUS_PROBE2(queue_delete, qid, req.name);
+	return err;
 }
 
 /* shmbus_queue_info.stat[] is the arena's counters, index for index */

@@ -18,6 +18,7 @@
 #include "epoch.h"
 #include "pool.h"
 #include "attr.h"
+#include "probes.h"
 
 struct shmbus_producer {
 	struct attachment at;
@@ -376,10 +377,13 @@ static void overflow_out(struct attachment *at, uint32_t old)
 		if (ring_enqueue(&r, old) == 0) {
 			wake_sub(at, dq, d - 1, dgen);
 			slot_count(at->slot, SHMBUS_CTR_DEADLETTERED, 1);
+			SHMBUS_PROBE3(dead_letter, at->qid, c->id,
+				      SHMBUS_DLR_OVERFLOW);
 			return;
 		}
 		chunk_set(c, SHMBUS_CHUNK_HELD, at->slot_idx);
 	}
+	SHMBUS_PROBE2(drop, at->qid, c->id);
 	pool_free(a, at->slot, old);
 	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
 }
@@ -495,6 +499,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	const struct arena *a = &at->bus->arena;
 	struct shmbus_chunk *c;
 	uint32_t ref;
+	uint64_t id;
 	int err;
 
 	if (unlikely(len > at->msg_size))
@@ -513,6 +518,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	/* QUEUED inside our epoch section: an orphan sweep's grace period
 	 * then covers the whole window until the ring cmpxchg */
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
+	id = c->id;	/* the chunk may be gone once it is in the ring */
 	err = enqueue_wait(at, h->prio, ref, w);
 	if (unlikely(err)) {
 		pool_free(&at->bus->arena, at->slot, ref);
@@ -521,6 +527,9 @@ static inline int publish_one(struct attachment *at, const void *data,
 		return err;
 	}
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	SHMBUS_PROBE5(publish, at->qid, id, len,
+		      ring_depth_hint(READ_ONCE(at->q->tail),
+				      READ_ONCE(at->q->head)), now_ns());
 	return 0;
 }
 
@@ -648,6 +657,7 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 				if (claim_dropped(at, old))
 					chunk_unref(a, at->slot, old);
 				atomic_fetch_add(&sq->sub_dropped, 1);
+				SHMBUS_PROBE2(drop, (uint32_t)(sq - a->queues), old);
 			}
 			if (ring_enqueue(r, ref) == 0)
 				return 0;

@@ -13,6 +13,7 @@
 #include <urcu-bp.h>
 
 #include "wake.h"
+#include "probes.h"
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -163,8 +164,11 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 			if (old & bit) {
 				unsigned seat = w * 64 + __builtin_ctzll(bit);
 
-				if (wake_seat(t, qid, qgen, seat))
+				if (wake_seat(t, qid, qgen, seat)) {
 					woken++;
+					SHMBUS_PROBE3(wake_sent, qid, seat,
+						      now_ns());
+				}
 			}
 			m = old & ~bit;
 		}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * probes.h - USDT probes (provider "shmbus") with semaphores.
+ *
+ * Each probe has a semaphore, a counter the kernel increments while a
+ * uprobe is attached to it (perf_event_open with ref_ctr_offset, which is
+ * what bpftrace and libbpf's USDT support do). A probe site tests it
+ * first: with nobody attached, a probe costs one load of a read-mostly
+ * word and a predicted branch, and its arguments are never computed.
+ * docs/probes.md lists every probe and its arguments.
+ */
+#ifndef SHMBUS_PROBES_H
+#define SHMBUS_PROBES_H
+
+#define _SDT_HAS_SEMAPHORES 1
+#include <sys/sdt.h>
+
+#include "barrier.h"
+
+#define SHMBUS_PROBES(X)	\
+	X(queue_declare)	\
+	X(queue_delete)		\
+	X(publish)		\
+	X(deliver)		\
+	X(ack)			\
+	X(nack)			\
+	X(redeliver)		\
+	X(dead_letter)		\
+	X(expire)		\
+	X(drop)			\
+	X(sleep)		\
+	X(wake_sent)		\
+	X(wake_recv)
+
+#define SHMBUS_PROBE_SEM_DECLARE(name) \
+	extern unsigned short shmbus_##name##_semaphore;
+SHMBUS_PROBES(SHMBUS_PROBE_SEM_DECLARE)
+
+/* Is anyone attached to probe @name? */
+#define SHMBUS_PROBE_ON(name) \
+	__builtin_expect(READ_ONCE(shmbus_##name##_semaphore) != 0, 0)
+
+#define SHMBUS_PROBE1(name, a) \
+	do { if (SHMBUS_PROBE_ON(name)) STAP_PROBE1(shmbus, name, a); } while (0)
+#define SHMBUS_PROBE2(name, a, b) \
+	do { if (SHMBUS_PROBE_ON(name)) STAP_PROBE2(shmbus, name, a, b); } while (0)
+#define SHMBUS_PROBE3(name, a, b, c) \
+	do { if (SHMBUS_PROBE_ON(name)) STAP_PROBE3(shmbus, name, a, b, c); } while (0)
+#define SHMBUS_PROBE4(name, a, b, c, d) \
+	do { if (SHMBUS_PROBE_ON(name)) \
+		STAP_PROBE4(shmbus, name, a, b, c, d); } while (0)
+#define SHMBUS_PROBE5(name, a, b, c, d, e) \
+	do { if (SHMBUS_PROBE_ON(name)) \
+		STAP_PROBE5(shmbus, name, a, b, c, d, e); } while (0)
+
+#endif /* SHMBUS_PROBES_H */
