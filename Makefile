@@ -27,7 +27,8 @@ DESTDIR ?=
 CC  ?= gcc
 CXX ?= g++
 
-DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev
+DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
+	clang llvm libbpf-dev bpftool
 
 ifeq ($(V),1)
 Q :=
@@ -154,10 +155,35 @@ $(DAEMON): userspace/daemon/main.c $(DMNLIB) $(STLIB) $(HDRS)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon $< -o $@ \
 		$(ALL_LDFLAGS) $(DMNLIB) $(STLIB) $(LDLIBS)
 
-$(CLI): tools/shmbus.c $(SHLIB) include/shmbus.h
+# BPF (bpf/): CO-RE objects built with clang against the running kernel's
+# BTF, and libbpf skeletons for the tools that load them.
+BPFTOOL ?= bpftool
+CLANG   ?= clang
+BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(B)/bpf \
+	-Iinclude -idirafter /usr/include/$(BPF_MULTIARCH)
+BPF_SKEL := $(B)/bpf/shmbus.skel.h
+
+$(B)/bpf/vmlinux.h: | $(B)/bpf
+	$(call msg,BTF,$@)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(B)/bpf/shmbus.bpf.o: bpf/shmbus.bpf.c include/shmbus_bpf.h $(B)/bpf/vmlinux.h
+	$(call msg,CLANG,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(CLI): tools/shmbus.c tools/monitor.c $(SHLIB) include/shmbus.h $(BPF_SKEL)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) $(RPATH) \
-		-L$(B) -lshmbus
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf tools/shmbus.c \
+		tools/monitor.c -o $@ $(ALL_LDFLAGS) $(RPATH) -L$(B) -lshmbus \
+		-lbpf
 
 $(BENCH): tools/bench/bench.c $(wildcard tools/bench/*.h) $(SHLIB) include/shmbus.h
 	$(call msg,CCLD,$@)
@@ -172,7 +198,7 @@ $(B)/tests/unit_%: tests/unit_%.c $(STLIB) $(DMNLIB) $(HDRS) | $(B)/tests
 $(B)/tests/test_%: tests/test_%.c $(SHLIB) $(HDRS) | $(B)/tests
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Itests $< -o $@ $(ALL_LDFLAGS) \
-		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus -lcmocka -lpthread
+		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus -lcmocka -lpthread -lbpf
 
 # Examples build as a user would: public header, shared library.
 $(B)/examples/%: examples/%.c $(SHLIB) include/shmbus.h | $(B)/examples
@@ -193,7 +219,7 @@ $(B)/.header-cxx: include/shmbus.h | $(B)
 		$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -fsyntax-only -
 	$(Q)touch $@
 
-$(B) $(B)/lib $(B)/daemon $(B)/tests $(B)/examples:
+$(B) $(B)/lib $(B)/daemon $(B)/tests $(B)/examples $(B)/bpf:
 	$(Q)mkdir -p $@
 
 install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc

@@ -67,6 +67,7 @@ static void usage_main(FILE *f)
 "  sub QUEUE               print messages, one per line (acking each)\n"
 "  sub PATTERN --group G   subscribe to topics as consumer group G\n"
 "  topic declare|delete|unsubscribe|list   pub/sub topics\n"
+"  monitor start|stop|status   BPF counters from the USDT probes (root)\n"
 "  stat                    per-queue depth and counters\n"
 "  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "  req QUEUE MESSAGE       send a request, print the reply\n"
@@ -769,6 +770,8 @@ static int cmd_stat(int argc, char **argv)
 	return 0;
 }
 
+int cmd_monitor(int argc, char **argv);	/* monitor.c */
+
 /* ---- topic ---------------------------------------------------------- */
 
 static void usage_topic(FILE *f)
@@ -1208,6 +1211,7 @@ int main(int argc, char **argv)
 		{ "stat", cmd_stat },
 		{ "dlq", cmd_dlq },
 		{ "topic", cmd_topic },
+		{ "monitor", cmd_monitor },
 		{ "req", cmd_req },
 		{ "reply", cmd_reply },
 	};

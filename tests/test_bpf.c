@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_bpf.c - the BPF side end to end: `shmbus monitor start` loads the
+ * CO-RE programs and attaches them to the USDT probes of libshmbus.so and
+ * shmbusd in every process; known traffic (10,000 published, 9,000
+ * acked, 1,000 dead-lettered) runs in other processes; the pinned map,
+ * read through libbpf and through `bpftool -j map dump pinned`, holds
+ * exactly those counts, which equal the arena's own (shmbus stat); stop
+ * removes everything.
+ *
+ * Needs root, bpffs, BTF and bpftool; skips otherwise, fails under
+ * CI=true.
+ */
+#include <bpf/bpf.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "shmbus.h"
+#include "shmbus_bpf.h"
+#include "helpers.h"
+
+#define BUS	"bpf"
+#define N	10000
+
+static char cli[PATH_MAX], pin_dir[128];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[PATH_MAX * 2];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_monitor_counts(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 16384,
+		    .dead_letter_queue = "bpf.dlq");
+	struct shmbus_queue_info qi;
+	struct shmbus_qstats v;
+	struct shmbus *bus;
+	char json[PATH_MAX];
+	pid_t prod, cons;
+	__u32 key;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to load BPF programs");
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		SKIP_OR_FAIL("the kernel has no BTF");
+	if (run("command -v bpftool >/dev/null"))
+		SKIP_OR_FAIL("no bpftool");
+	/* the CLI beside the tests' build directory */
+	{
+		ssize_t n = readlink("/proc/self/exe", cli, sizeof(cli) - 16);
+
+		assert_true(n > 0);
+		cli[n] = '\0';
+		*strrchr(cli, '/') = '\0';		/* BUILD/tests */
+		*strrchr(cli, '/') = '\0';		/* BUILD */
+		strcat(cli, "/shmbus");
+	}
+	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/shmbus-test-%d",
+		 (int)getpid());
+	bus = t_open_bus(BUS);	/* the daemon runs before the probes */
+	assert_int_equal(shmbus__queue_declare(bus, "bpf.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "bpf.q", &qo), 1);
+	assert_int_equal(run("%s monitor start --pin-dir %s", cli, pin_dir), 0);
+
+	if (!(prod = fork())) {
+		struct shmbus *b = t_open_bus(BUS);
+		struct shmbus_producer *p = shmbus_producer__new(b, "bpf.q", NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+
+		CHILD_CHECK(p, "producer");
+		for (int i = 0; i < N; i++)
+			CHILD_CHECK(!shmbus_producer__publish(p, &i, sizeof(i),
+							      &po), "publish");
+		shmbus_producer__free(p);
+		_exit(0);
+	}
+	if (!(cons = fork())) {
+		struct shmbus *b = t_open_bus(BUS);
+		struct shmbus_consumer *c = shmbus_consumer__new(b, "bpf.q", NULL);
+
+		CHILD_CHECK(c, "consumer");
+		for (int i = 0; i < N; i++) {
+			struct shmbus_msg m;
+
+			CHILD_CHECK(!shmbus_consumer__receive_view(c, &m,
+						10000000000LL), "receive");
+			if (*(const int *)m.data % 10 == 9)
+				CHILD_CHECK(!shmbus_consumer__reject(c, &m),
+					    "reject");
+			else
+				CHILD_CHECK(!shmbus_consumer__ack(c, &m), "ack");
+		}
+		shmbus_consumer__free(c);
+		_exit(0);
+	}
+	assert_int_equal(t_wait(prod, 60000), 0);
+	assert_int_equal(t_wait(cons, 60000), 0);
+	assert_int_equal(shmbus__queue_info(bus, "bpf.q", &qi), 0);
+
+	/* through libbpf */
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/qstats", pin_dir);
+		fd = bpf_obj_get(path);
+		assert_true(fd >= 0);
+		key = qi.id;
+		assert_int_equal(bpf_map_lookup_elem(fd, &key, &v), 0);
+		close(fd);
+	}
+	print_message("bpf: published %llu delivered %llu acked %llu "
+		      "dead-lettered %llu; arena: %llu %llu %llu %llu\n",
+		      v.published, v.delivered, v.acked, v.dead_lettered,
+		      (unsigned long long)qi.stat[SHMBUS_STAT_PUBLISHED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_DELIVERED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_ACKED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_DEADLETTERED]);
+	assert_int_equal(v.published, N);
+	assert_int_equal(v.delivered, N);
+	assert_int_equal(v.acked, N - N / 10);
+	assert_int_equal(v.dead_lettered, N / 10);
+	assert_int_equal(v.published, qi.stat[SHMBUS_STAT_PUBLISHED]);
+	assert_int_equal(v.delivered, qi.stat[SHMBUS_STAT_DELIVERED]);
+	assert_int_equal(v.acked, qi.stat[SHMBUS_STAT_ACKED]);
+	assert_int_equal(v.dead_lettered, qi.stat[SHMBUS_STAT_DEADLETTERED]);
+
+	/* through bpftool, as an operator would */
+	snprintf(json, sizeof(json), "bpftool -j map dump pinned %s/qstats",
+		 pin_dir);
+	f = popen(json, "r");
+	assert_non_null(f);
+	{
+		static char out[1 << 16];
+		size_t n = fread(out, 1, sizeof(out) - 1, f);
+		char want[96];
+
+		out[n] = '\0';
+		assert_int_equal(pclose(f), 0);
+		snprintf(want, sizeof(want), "\"published\":%d", N);
+		assert_non_null(strstr(out, want));
+		snprintf(want, sizeof(want), "\"dead_lettered\":%d", N / 10);
+		assert_non_null(strstr(out, want));
+	}
+	assert_int_equal(run("%s monitor stop --pin-dir %s >/dev/null", cli,
+			     pin_dir), 0);
+	{
+		struct stat st;
+
+		assert_int_equal(stat(pin_dir, &st), -1);	/* all gone */
+	}
+	shmbus__close(bus);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_monitor_counts),
+	};
+
+	return T_RUN_WITH_DAEMON("bpf", tests);
+}
