@@ -39,11 +39,17 @@ msg = @printf '  %-7s %s\n' $(1) $(2)
 MAKEFLAGS += --no-print-directory
 endif
 
+# PROBES=0: a library without USDT probes (only to measure their cost)
+ifeq ($(PROBES),0)
+PROBE_CFLAGS := -DSHMBUS_NO_PROBES
+B_SUFFIX := -noprobes
+endif
+
 ifneq ($(SAN),)
 ifeq ($(filter $(SAN),address undefined thread),)
 $(error SAN must be address, undefined or thread)
 endif
-B := build-$(SAN)
+B := build-$(SAN)$(B_SUFFIX)
 SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer
 ifeq ($(SAN),undefined)
 SANFLAGS += -fno-sanitize-recover=undefined
@@ -54,7 +60,7 @@ ifeq ($(SAN),thread)
 SANFLAGS += -Wno-tsan
 endif
 else
-B := build
+B := build$(B_SUFFIX)
 SANFLAGS :=
 endif
 
@@ -66,7 +72,7 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
 	-D_GNU_SOURCE -Iinclude -Iuserspace/lib \
 	-DSHMBUS_DAEMON_PATH='"$(BINDIR)/shmbusd"' \
 	$(WERROR) $(SANFLAGS)
-LIB_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden
+LIB_CFLAGS := $(BASE_CFLAGS) $(PROBE_CFLAGS) -fPIC -fvisibility=hidden
 URCU_LIBS := -lurcu-bp -lurcu-common
 LDLIBS := $(URCU_LIBS) -lpthread
 LDFLAGS ?=

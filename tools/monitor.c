@@ -184,8 +184,10 @@ static void start(const char *dir, const char *dmn)
 
 		if (kid < 0)
 			mdie("fork: %s", strerror(errno));
+		/* _exit: the links are the child's now; an exit()'s
+		 * cleanups (and a leak checker) must not touch them */
 		if (kid > 0)
-			exit(0);
+			_exit(0);
 		setsid();
 		pidfile_of(dir, pidfile, sizeof(pidfile));
 		f = fopen(pidfile, "w");

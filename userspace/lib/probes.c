@@ -5,7 +5,9 @@
  */
 #include "probes.h"
 
+#ifndef SHMBUS_NO_PROBES
 #define SHMBUS_PROBE_SEM_DEFINE(name) \
 	unsigned short shmbus_##name##_semaphore \
 		__attribute__((section(".probes"), used));
 SHMBUS_PROBES(SHMBUS_PROBE_SEM_DEFINE)
+#endif
