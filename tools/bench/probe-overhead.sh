@@ -23,7 +23,7 @@ one() {	# label, then env for the run
 	env "$@" "$B/shmbus-bench" --only shmbus,raw --size 64 --mode busy \
 		--reps 3 2>/dev/null |
 	awk -v l="$label" '
-		$1 == "raw" && $2 == "ring" { raw_rtt = $4; raw_tp = $8 }
+		$1 == "raw" && $2 == "ring" && $3 == "busy" { raw_rtt = $4; raw_tp = $8 }
 		$1 == "shmbus" && $2 == "busy" { rtt = $3; tp = $7 }
 		END { print l, raw_rtt, raw_tp, rtt, tp }' >> "$OUT/results"
 }
