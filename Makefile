@@ -237,12 +237,14 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc
 	$(Q)ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmbus.so
 	$(Q)install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	$(Q)install -m 0644 include/shmbus.h include/shmbus_layout.h \
-		$(DESTDIR)$(INCDIR)/
+		include/shmbus_bpf.h $(DESTDIR)$(INCDIR)/
 	$(Q)install -m 0644 $(B)/libshmbus.pc $(DESTDIR)$(PCDIR)/
 	$(Q)install -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) tools/shmbus.c -o $(DESTDIR)$(BINDIR)/shmbus \
-		$(ALL_LDFLAGS) -Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf tools/shmbus.c \
+		tools/monitor.c -o $(DESTDIR)$(BINDIR)/shmbus \
+		$(ALL_LDFLAGS) -Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus -lbpf
 
 clean:
 	$(call msg,CLEAN,build*)
-	$(Q)rm -rf build build-address build-undefined build-thread
+	$(Q)rm -rf build build-address build-undefined build-thread \
+		build-noprobes
