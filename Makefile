@@ -83,7 +83,7 @@ LIB_OBJS := $(patsubst userspace/lib/%.c,$(B)/lib/%.o,$(LIB_SRCS))
 LIB_PIC  := $(patsubst userspace/lib/%.c,$(B)/lib/%.pic.o,$(LIB_SRCS))
 DMN_SRCS := $(filter-out userspace/daemon/main.c,$(wildcard userspace/daemon/*.c))
 DMN_OBJS := $(patsubst userspace/daemon/%.c,$(B)/daemon/%.o,$(DMN_SRCS))
-HDRS     := $(wildcard include/*.h userspace/lib/*.h userspace/daemon/*.h tests/*.h)
+HDRS     := $(wildcard include/*.h userspace/lib/*.h userspace/daemon/*.h tests/*.h tools/*.h)
 
 SONAME   := libshmbus.so.$(VERSION_MAJOR)
 SHLIB    := $(B)/libshmbus.so.$(VERSION)
@@ -185,7 +185,7 @@ $(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
 	$(Q)mv $@.tmp $@
 
-$(CLI): tools/shmbus.c tools/monitor.c $(SHLIB) include/shmbus.h $(BPF_SKEL)
+$(CLI): tools/shmbus.c tools/monitor.c tools/libpath.h $(SHLIB) include/shmbus.h $(BPF_SKEL)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf tools/shmbus.c \
 		tools/monitor.c -o $@ $(ALL_LDFLAGS) $(RPATH) -L$(B) -lshmbus \

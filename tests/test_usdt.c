@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "shmbus.h"
+#include "../tools/libpath.h"
 #include "helpers.h"
 
 #define BUS	"usdt"
@@ -39,17 +40,6 @@ static int nprobes;
 static char lib_path[PATH_MAX];
 
 /* The path of the libshmbus.so this process runs with. */
-static int find_lib(struct dl_phdr_info *info, size_t size, void *data)
-{
-	(void)size;
-	(void)data;
-	if (strstr(info->dlpi_name, "libshmbus.so")) {
-		if (!realpath(info->dlpi_name, lib_path))
-			snprintf(lib_path, sizeof(lib_path), "%s", info->dlpi_name);
-		return 1;
-	}
-	return 0;
-}
 
 /* Link-time address -> file offset, through the PT_LOAD headers. */
 static uint64_t file_off(const Elf64_Ehdr *eh, uint64_t vaddr)
@@ -72,7 +62,7 @@ static void read_probes(void)
 	const Elf64_Shdr *sh;
 	int fd;
 
-	dl_iterate_phdr(find_lib, NULL);
+	shmbus_libpath(lib_path);
 	assert_true(lib_path[0]);
 	fd = open(lib_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);

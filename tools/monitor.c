@@ -29,6 +29,7 @@
 #include <bpf/libbpf.h>
 
 #include "shmbus.h"
+#include "libpath.h"
 #include "shmbus_bpf.h"
 #include "shmbus.skel.h"
 
@@ -50,18 +51,6 @@ void mdie(const char *fmt, ...)
 }
 
 static char lib_path[PATH_MAX];
-
-static int find_lib(struct dl_phdr_info *info, size_t size, void *data)
-{
-	(void)size;
-	(void)data;
-	if (strstr(info->dlpi_name, "libshmbus.so")) {
-		if (!realpath(info->dlpi_name, lib_path))
-			snprintf(lib_path, sizeof(lib_path), "%s", info->dlpi_name);
-		return 1;
-	}
-	return 0;
-}
 
 /* bpffs at /sys/fs/bpf, mounted if it is not. */
 static void ensure_bpffs(void)
@@ -138,7 +127,7 @@ static void start(const char *dir, const char *dmn)
 		mdie("already started (%s exists; shmbus monitor stop)", path);
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		mdie("mkdir %s: %s", dir, strerror(errno));
-	dl_iterate_phdr(find_lib, NULL);
+	shmbus_libpath(lib_path);
 	if (!lib_path[0])
 		mdie("cannot find the libshmbus.so this program runs with");
 	libbpf_set_print(print_libbpf);
