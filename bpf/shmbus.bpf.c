@@ -18,6 +18,68 @@ struct {
 	__type(value, struct shmbus_qstats);
 } qstats SEC(".maps");
 
+/* When each message was published / delivered (by id), when each seat was
+ * woken: the starts of the latencies. LRU: a message never delivered or
+ * acked must not hold an entry for ever. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} pub_ts SEC(".maps"), dlv_ts SEC(".maps"), early SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct shmbus_hist_key);	/* qid, seat */
+	__type(value, __u64);
+} wake_ts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096 * SHMBUS_HIST__MAX);
+	__type(key, struct shmbus_hist_key);
+	__type(value, struct shmbus_hist);
+} hist SEC(".maps");
+
+static const struct shmbus_hist zero_hist;
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0, s;
+
+	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
+	s = (v > 0xffffULL) << 4; v >>= s; r |= s;
+	s = (v > 0xffULL) << 3; v >>= s; r |= s;
+	s = (v > 0xfULL) << 2; v >>= s; r |= s;
+	s = (v > 0x3ULL) << 1; v >>= s; r |= s;
+	r |= (__u32)(v >> 1);
+	return r;
+}
+
+static __always_inline void record(__u32 qid, __u32 kind, __u64 start,
+				   __u64 end)
+{
+	struct shmbus_hist_key k = { .qid = qid, .kind = kind };
+	struct shmbus_hist *h;
+	__u64 d = end > start ? end - start : 0;
+	__u32 b = log2_u64(d);
+
+	h = bpf_map_lookup_elem(&hist, &k);
+	if (!h) {
+		/* a new row from the zeroed global: 528 bytes is more than
+		 * the BPF stack takes */
+		bpf_map_update_elem(&hist, &k, &zero_hist, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&hist, &k);
+		if (!h)
+			return;
+	}
+	__sync_fetch_and_add(&h->count, 1);
+	__sync_fetch_and_add(&h->sum_ns, d);
+	if (b < SHMBUS_HIST_BUCKETS)
+		__sync_fetch_and_add(&h->buckets[b], 1);
+}
+
 static __always_inline struct shmbus_qstats *stats(__u32 qid)
 {
 	struct shmbus_qstats *s = bpf_map_lookup_elem(&qstats, &qid);
@@ -43,10 +105,20 @@ SEC("usdt")
 int BPF_USDT(publish, __u32 qid, __u64 id, __u64 len, __u64 depth, __u64 ts)
 {
 	struct shmbus_qstats *s = stats(qid);
+	__u64 *start;
 
 	if (s) {
 		__sync_fetch_and_add(&s->published, 1);
 		s->depth = depth;
+	}
+	/* a consumer may have delivered it before this probe ran (the
+	 * publisher stamps ts before the message becomes visible) */
+	start = bpf_map_lookup_elem(&early, &id);
+	if (start) {
+		record(qid, SHMBUS_HIST_PUB_DELIVER, ts, *start);
+		bpf_map_delete_elem(&early, &id);
+	} else {
+		bpf_map_update_elem(&pub_ts, &id, &ts, BPF_ANY);
 	}
 	return 0;
 }
@@ -56,17 +128,33 @@ int BPF_USDT(deliver, __u32 qid, __u64 id, __u32 dc, __u64 depth, __u64 ts)
 {
 	struct shmbus_qstats *s = stats(qid);
 
+	__u64 *start;
+
 	if (s) {
 		__sync_fetch_and_add(&s->delivered, 1);
 		s->depth = depth;
 	}
+	start = bpf_map_lookup_elem(&pub_ts, &id);
+	if (start) {		/* the first delivery only */
+		record(qid, SHMBUS_HIST_PUB_DELIVER, *start, ts);
+		bpf_map_delete_elem(&pub_ts, &id);
+	} else if (dc == 1) {	/* ahead of the publish probe */
+		bpf_map_update_elem(&early, &id, &ts, BPF_NOEXIST);
+	}
+	bpf_map_update_elem(&dlv_ts, &id, &ts, BPF_ANY);
 	return 0;
 }
 
 SEC("usdt")
 int BPF_USDT(ack, __u32 qid, __u64 id, __u64 ts)
 {
+	__u64 *start = bpf_map_lookup_elem(&dlv_ts, &id);
+
 	COUNT(qid, acked);
+	if (start) {
+		record(qid, SHMBUS_HIST_DELIVER_ACK, *start, ts);
+		bpf_map_delete_elem(&dlv_ts, &id);
+	}
 	return 0;
 }
 
@@ -108,7 +196,23 @@ int BPF_USDT(drop, __u32 qid, __u64 id)
 SEC("usdt")
 int BPF_USDT(wake_sent, __u32 qid, __u32 seat, __u64 ts)
 {
+	struct shmbus_hist_key k = { .qid = qid, .kind = seat };
+
 	COUNT(qid, wakeups);
+	bpf_map_update_elem(&wake_ts, &k, &ts, BPF_ANY);
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(wake_recv, __u32 qid, __u32 seat, __u64 ts)
+{
+	struct shmbus_hist_key k = { .qid = qid, .kind = seat };
+	__u64 *start = bpf_map_lookup_elem(&wake_ts, &k);
+
+	if (start) {
+		record(qid, SHMBUS_HIST_WAKEUP, *start, ts);
+		bpf_map_delete_elem(&wake_ts, &k);
+	}
 	return 0;
 }
 

@@ -23,6 +23,28 @@ struct shmbus_qstats {
 	unsigned long long depth;	/* as last seen by publish/deliver */
 };
 
+/* Map "hist": log2 latency histograms in nanoseconds, per queue and kind.
+ * Bucket b counts latencies in [2^b, 2^(b+1)) ns (bucket 0: < 2 ns). */
+enum shmbus_hist_kind {
+	SHMBUS_HIST_PUB_DELIVER = 0,	/* publish -> first delivery */
+	SHMBUS_HIST_DELIVER_ACK = 1,	/* delivery -> ack */
+	SHMBUS_HIST_WAKEUP = 2,		/* eventfd write -> consumer runs */
+	SHMBUS_HIST__MAX = 3,
+};
+
+struct shmbus_hist_key {
+	unsigned int qid;
+	unsigned int kind;		/* enum shmbus_hist_kind */
+};
+
+#define SHMBUS_HIST_BUCKETS	64
+
+struct shmbus_hist {
+	unsigned long long count;
+	unsigned long long sum_ns;
+	unsigned long long buckets[SHMBUS_HIST_BUCKETS];
+};
+
 #define SHMBUS_BPF_PIN_DIR	"/sys/fs/bpf/shmbus"
 
 #endif /* SHMBUS_BPF_H */

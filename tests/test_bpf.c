@@ -45,6 +45,8 @@ static void test_monitor_counts(void **state)
 		    .dead_letter_queue = "bpf.dlq");
 	struct shmbus_queue_info qi;
 	struct shmbus_qstats v;
+	struct shmbus_hist h[2];
+	int hfd, hlookup = 0;
 	struct shmbus *bus;
 	char json[PATH_MAX];
 	pid_t prod, cons;
@@ -123,6 +125,15 @@ static void test_monitor_counts(void **state)
 		lookup = fd >= 0 ? bpf_map_lookup_elem(fd, &key, &v) : -1;
 		if (fd >= 0)
 			close(fd);
+		snprintf(path, sizeof(path), "%s/hist", pin_dir);
+		hfd = bpf_obj_get(path);
+		for (unsigned k = 0; hfd >= 0 && k < 2; k++) {
+			struct shmbus_hist_key hk = { .qid = qi.id, .kind = k };
+
+			hlookup |= bpf_map_lookup_elem(hfd, &hk, &h[k]);
+		}
+		if (hfd >= 0)
+			close(hfd);
 		snprintf(json, sizeof(json),
 			 "bpftool -j map dump pinned %s/qstats", pin_dir);
 		f = popen(json, "r");
@@ -133,6 +144,19 @@ static void test_monitor_counts(void **state)
 				     cli, pin_dir), 0);
 		assert_true(fd >= 0);
 		assert_int_equal(lookup, 0);
+		assert_true(hfd >= 0);
+		assert_int_equal(hlookup, 0);
+	}
+	/* one latency per event: publish -> first delivery for each
+	 * message, delivery -> ack for each ack; the buckets add up */
+	assert_int_equal(h[SHMBUS_HIST_PUB_DELIVER].count, N);
+	assert_int_equal(h[SHMBUS_HIST_DELIVER_ACK].count, N - N / 10);
+	for (unsigned k = 0; k < 2; k++) {
+		unsigned long long sum = 0;
+
+		for (unsigned b = 0; b < SHMBUS_HIST_BUCKETS; b++)
+			sum += h[k].buckets[b];
+		assert_int_equal(sum, h[k].count);
 	}
 	print_message("bpf: published %llu delivered %llu acked %llu "
 		      "dead-lettered %llu; arena: %llu %llu %llu %llu\n",

@@ -158,6 +158,9 @@ static void start(const char *dir, const char *dmn)
 				     name, strerror(errno));
 		}
 	}
+	snprintf(path, sizeof(path), "%s/hist", dir);
+	if (bpf_map__pin(skel->maps.hist, path))
+		mdie("pinning %s: %s", path, strerror(errno));
 	snprintf(path, sizeof(path), "%s/qstats", dir);
 	if (bpf_map__pin(skel->maps.qstats, path))
 		mdie("pinning %s: %s", path, strerror(errno));
@@ -186,9 +189,12 @@ static void start(const char *dir, const char *dmn)
 		}
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
+		/* let go of the caller's terminal or pipe (a shell pipe
+		 * would otherwise wait for us) */
 		if (!freopen("/dev/null", "r", stdin) ||
-		    !freopen("/dev/null", "w", stdout))
-			exit(1);
+		    !freopen("/dev/null", "w", stdout) ||
+		    !freopen("/dev/null", "w", stderr))
+			_exit(1);
 		while (!stopping)
 			pause();
 		unlink(pidfile);

@@ -500,6 +500,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	struct shmbus_chunk *c;
 	uint32_t ref;
 	uint64_t id;
+	int64_t pts;
 	int err;
 
 	if (unlikely(len > at->msg_size))
@@ -519,6 +520,9 @@ static inline int publish_one(struct attachment *at, const void *data,
 	 * then covers the whole window until the ring cmpxchg */
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
 	id = c->id;	/* the chunk may be gone once it is in the ring */
+	/* the publish time is taken before the message becomes visible: a
+	 * consumer may deliver it before our probe fires */
+	pts = SHMBUS_PROBE_ON(publish) ? now_ns() : 0;
 	err = enqueue_wait(at, h->prio, ref, w);
 	if (unlikely(err)) {
 		pool_free(&at->bus->arena, at->slot, ref);
@@ -529,7 +533,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
 	SHMBUS_PROBE5(publish, at->qid, id, len,
 		      ring_depth_hint(READ_ONCE(at->q->tail),
-				      READ_ONCE(at->q->head)), now_ns());
+				      READ_ONCE(at->q->head)), pts);
 	return 0;
 }
 
