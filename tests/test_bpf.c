@@ -23,7 +23,85 @@
 #define N	10000
 
 static char cli[PATH_MAX], pin_dir[128];
-static char bpftool_out[1 << 16];
+static char bpftool_out[1 << 16], metrics_out[1 << 18];
+
+/*
+ * Check @text is valid Prometheus text exposition: comments are HELP or
+ * TYPE, every sample's family was TYPEd first, names and labels are well
+ * formed, values are numbers; histogram buckets never decrease and the
+ * +Inf bucket equals _count. Returns the value of @want (a whole sample
+ * name with labels), or -1.
+ */
+static double check_prometheus(char *text, const char *want)
+{
+	char typed[16][64];
+	int ntyped = 0;
+	double found = -1, last_bucket = -1;
+	char *save = NULL, *line;
+
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char name[128], rest[512], fam[128];
+		double v;
+		int known = 0;
+
+		if (line[0] == '#') {
+			char kw[8], n[64], ty[16];
+
+			assert_true(sscanf(line, "# %7s %63s", kw, n) == 2);
+			assert_true(!strcmp(kw, "HELP") || !strcmp(kw, "TYPE"));
+			if (!strcmp(kw, "TYPE")) {
+				assert_int_equal(sscanf(line, "# TYPE %*s %15s", ty), 1);
+				assert_true(!strcmp(ty, "counter") ||
+					    !strcmp(ty, "gauge") ||
+					    !strcmp(ty, "histogram"));
+				assert_true(ntyped < 16);
+				snprintf(typed[ntyped++], 64, "%s", n);
+			}
+			continue;
+		}
+		assert_int_equal(sscanf(line, "%127[a-zA-Z0-9_:]%511[^\n]", name,
+					rest), 2);
+		/* labels, then one space and a number */
+		{
+			char *sp = strrchr(rest, ' '), *end;
+
+			assert_non_null(sp);
+			v = strtod(sp + 1, &end);
+			assert_true(*end == '\0');
+			*sp = '\0';
+			assert_true(rest[0] == '{' && rest[strlen(rest) - 1] == '}');
+		}
+		snprintf(fam, sizeof(fam), "%s", name);
+		for (const char *suf[] = { "_bucket", "_sum", "_count" }, **s = suf;
+		     s < suf + 3; s++) {
+			size_t l = strlen(fam), k = strlen(*s);
+
+			if (l > k && !strcmp(fam + l - k, *s) &&
+			    !strncmp(fam, "shmbus_latency_seconds", 22))
+				fam[l - k] = '\0';
+		}
+		for (int i = 0; i < ntyped; i++)
+			known |= !strcmp(typed[i], fam);
+		assert_true(known);
+		if (strstr(name, "_bucket")) {
+			if (strstr(rest, "le=\"2e-09\""))
+				last_bucket = -1;	/* a new series */
+			assert_true(v >= last_bucket);
+			last_bucket = v;
+		}
+		if (strstr(name, "_count") && strstr(name, "latency"))
+			assert_true(v == last_bucket);	/* == +Inf */
+		{
+			char whole[640];
+
+			snprintf(whole, sizeof(whole), "%s%s", name, rest);
+			if (!strcmp(whole, want))
+				found = v;
+		}
+	}
+	return found;
+}
 
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
@@ -140,6 +218,12 @@ static void test_monitor_counts(void **state)
 		assert_non_null(f);
 		bpftool_out[fread(bpftool_out, 1, sizeof(bpftool_out) - 1, f)] = 0;
 		assert_int_equal(pclose(f), 0);
+		snprintf(json, sizeof(json), "%s metrics --pin-dir %s", cli,
+			 pin_dir);
+		f = popen(json, "r");
+		assert_non_null(f);
+		metrics_out[fread(metrics_out, 1, sizeof(metrics_out) - 1, f)] = 0;
+		assert_int_equal(pclose(f), 0);
 		assert_int_equal(run("%s monitor stop --pin-dir %s >/dev/null",
 				     cli, pin_dir), 0);
 		assert_true(fd >= 0);
@@ -186,6 +270,14 @@ static void test_monitor_counts(void **state)
 		struct stat st;
 
 		assert_int_equal(stat(pin_dir, &st), -1);	/* all gone */
+	}
+	/* shmbus metrics: valid Prometheus text, the same numbers */
+	{
+		char want[96];
+
+		snprintf(want, sizeof(want), "shmbus_published_total{qid=\"%u\"}",
+			 qi.id);
+		assert_true(check_prometheus(metrics_out, want) == N);
 	}
 	shmbus__close(bus);
 }

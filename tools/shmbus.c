@@ -68,6 +68,7 @@ static void usage_main(FILE *f)
 "  sub PATTERN --group G   subscribe to topics as consumer group G\n"
 "  topic declare|delete|unsubscribe|list   pub/sub topics\n"
 "  monitor start|stop|status   BPF counters from the USDT probes (root)\n"
+"  metrics                 those counters and latency histograms, Prometheus\n"
 "  stat                    per-queue depth and counters\n"
 "  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "  req QUEUE MESSAGE       send a request, print the reply\n"
@@ -771,6 +772,7 @@ static int cmd_stat(int argc, char **argv)
 }
 
 int cmd_monitor(int argc, char **argv);	/* monitor.c */
+int cmd_metrics(int argc, char **argv);	/* monitor.c */
 
 /* ---- topic ---------------------------------------------------------- */
 
@@ -1212,6 +1214,7 @@ int main(int argc, char **argv)
 		{ "dlq", cmd_dlq },
 		{ "topic", cmd_topic },
 		{ "monitor", cmd_monitor },
+		{ "metrics", cmd_metrics },
 		{ "req", cmd_req },
 		{ "reply", cmd_reply },
 	};
