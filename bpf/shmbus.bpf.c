@@ -26,7 +26,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, __u64);
-} pub_ts SEC(".maps"), dlv_ts SEC(".maps"), early SEC(".maps");
+} dlv_ts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -93,6 +93,38 @@ static __always_inline struct shmbus_qstats *stats(__u32 qid)
 	return s;
 }
 
+/* publish -> first delivery: the two probes race (a consumer may deliver
+ * a message before its publisher's probe runs, on another CPU). Whichever
+ * inserts first (BPF_NOEXIST: one wins) leaves its time; the other finds
+ * it and records the latency. */
+struct first_seen {
+	__u64 ts;
+	__u64 by_deliver;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct first_seen);
+} pub_dlv SEC(".maps");
+
+static __always_inline void meet(__u32 qid, __u64 id, __u64 ts, __u64 deliver)
+{
+	struct first_seen mine = { .ts = ts, .by_deliver = deliver }, *other;
+
+	if (bpf_map_update_elem(&pub_dlv, &id, &mine, BPF_NOEXIST) == 0)
+		return;			/* first: the other side records */
+	other = bpf_map_lookup_elem(&pub_dlv, &id);
+	if (!other || other->by_deliver == deliver)
+		return;
+	if (deliver)
+		record(qid, SHMBUS_HIST_PUB_DELIVER, other->ts, ts);
+	else
+		record(qid, SHMBUS_HIST_PUB_DELIVER, ts, other->ts);
+	bpf_map_delete_elem(&pub_dlv, &id);
+}
+
 #define COUNT(qid, field)						\
 	do {								\
 		struct shmbus_qstats *s = stats(qid);			\
@@ -105,21 +137,12 @@ SEC("usdt")
 int BPF_USDT(publish, __u32 qid, __u64 id, __u64 len, __u64 depth, __u64 ts)
 {
 	struct shmbus_qstats *s = stats(qid);
-	__u64 *start;
 
 	if (s) {
 		__sync_fetch_and_add(&s->published, 1);
 		s->depth = depth;
 	}
-	/* a consumer may have delivered it before this probe ran (the
-	 * publisher stamps ts before the message becomes visible) */
-	start = bpf_map_lookup_elem(&early, &id);
-	if (start) {
-		record(qid, SHMBUS_HIST_PUB_DELIVER, ts, *start);
-		bpf_map_delete_elem(&early, &id);
-	} else {
-		bpf_map_update_elem(&pub_ts, &id, &ts, BPF_ANY);
-	}
+	meet(qid, id, ts, 0);
 	return 0;
 }
 
@@ -134,13 +157,8 @@ int BPF_USDT(deliver, __u32 qid, __u64 id, __u32 dc, __u64 depth, __u64 ts)
 		__sync_fetch_and_add(&s->delivered, 1);
 		s->depth = depth;
 	}
-	start = bpf_map_lookup_elem(&pub_ts, &id);
-	if (start) {		/* the first delivery only */
-		record(qid, SHMBUS_HIST_PUB_DELIVER, *start, ts);
-		bpf_map_delete_elem(&pub_ts, &id);
-	} else if (dc == 1) {	/* ahead of the publish probe */
-		bpf_map_update_elem(&early, &id, &ts, BPF_NOEXIST);
-	}
+	if (dc == 1)		/* the first delivery only */
+		meet(qid, id, ts, 1);
 	bpf_map_update_elem(&dlv_ts, &id, &ts, BPF_ANY);
 	return 0;
 }
