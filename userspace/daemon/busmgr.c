@@ -813,15 +813,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	memset(s->ctr, 0, sizeof(s->ctr));
 	for (unsigned i = 0; i < SHMBUS_MAX_POOLS; i++)
 		s->cache[i].count = 0;
-	/* an empty delivery table; seq keeps counting across owners */
-	s->lease_hi = 0;
-	for (unsigned e = 0; e < SHMBUS_LEASE_MAX; e++) {
-		s->lease[e].word = SHMBUS_LEASE_WORD(
-			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
-			SHMBUS_LEASE_EMPTY);
-		s->lease[e].ref = SHMBUS_LEASE_NOREF;
-		s->lease[e].deadline = 0;
-	}
+	leases_reset(s);	/* seq keeps counting across owners */
 	/* pairs with the acquire loads of state in attach(), stat and
 	 * epoch_gp_done() */
 	smp_store_release(&s->state, SHMBUS_SLOT_ACTIVE);

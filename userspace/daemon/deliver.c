@@ -462,6 +462,18 @@ static bool take_from(struct dbus *b, uint32_t si, uint32_t ref)
 					   SHMBUS_OWNER_DAEMON));
 }
 
+void leases_reset(struct shmbus_slot *s)
+{
+	s->lease_hi = 0;
+	for (uint32_t e = 0; e < SHMBUS_LEASE_MAX; e++) {
+		s->lease[e].word = SHMBUS_LEASE_WORD(
+			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
+			SHMBUS_LEASE_EMPTY);
+		s->lease[e].ref = SHMBUS_LEASE_NOREF;
+		s->lease[e].deadline = 0;
+	}
+}
+
 unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 {
 	struct shmbus_slot *s = &b->arena.slots[si];
@@ -506,13 +518,7 @@ unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 			}
 		}
 	}
-	for (uint32_t e = 0; e < SHMBUS_LEASE_MAX; e++) {
-		s->lease[e].word = SHMBUS_LEASE_WORD(
-			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
-			SHMBUS_LEASE_EMPTY);
-		s->lease[e].ref = SHMBUS_LEASE_NOREF;
-	}
-	s->lease_hi = 0;
+	leases_reset(s);
 	if (back || freed)
 		log_info("bus '%s': consumer slot %u (pid %d) gone: %u leased "
 			 "messages requeued, %u auto-ack views freed", b->name,

@@ -226,6 +226,9 @@ int dispose_request(struct dbus *b, const struct peer *p,
  * stored in @cand (up to SHMBUS_LEASE_MAX); returns how many. */
 unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand);
 
+/* An empty delivery table for slot @s (seq keeps counting). */
+void leases_reset(struct shmbus_slot *s);
+
 /* Chunk @ref, which the daemon now owns (TIMED), failed a delivery on
  * queue (qid, qgen): requeue it (after the backoff, if @backoff) or
  * dead-letter it at max deliveries. */
