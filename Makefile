@@ -185,11 +185,15 @@ $(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
 	$(Q)mv $@.tmp $@
 
-$(CLI): tools/shmbus.c tools/monitor.c tools/libpath.h $(SHLIB) include/shmbus.h $(BPF_SKEL)
+# the shmbus command: its pieces, and the BPF skeleton monitor.c embeds
+CLI_SRCS := tools/shmbus.c tools/monitor.c tools/metrics.c tools/top.c \
+	    tools/observe.c
+
+$(CLI): $(CLI_SRCS) tools/cli.h tools/observe.h tools/libpath.h $(SHLIB) \
+	include/shmbus.h include/shmbus_bpf.h $(BPF_SKEL)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf tools/shmbus.c \
-		tools/monitor.c -o $@ $(ALL_LDFLAGS) $(RPATH) -L$(B) -lshmbus \
-		-lbpf
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) -o $@ \
+		$(ALL_LDFLAGS) $(RPATH) -L$(B) -lshmbus -lbpf -lm
 
 $(BENCH): tools/bench/bench.c $(wildcard tools/bench/*.h) $(SHLIB) include/shmbus.h
 	$(call msg,CCLD,$@)
@@ -240,9 +244,9 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc
 		include/shmbus_bpf.h $(DESTDIR)$(INCDIR)/
 	$(Q)install -m 0644 $(B)/libshmbus.pc $(DESTDIR)$(PCDIR)/
 	$(Q)install -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf tools/shmbus.c \
-		tools/monitor.c -o $(DESTDIR)$(BINDIR)/shmbus \
-		$(ALL_LDFLAGS) -Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus -lbpf
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) \
+		-o $(DESTDIR)$(BINDIR)/shmbus $(ALL_LDFLAGS) \
+		-Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus -lbpf -lm
 
 clean:
 	$(call msg,CLEAN,build*)

@@ -14,24 +14,31 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, struct shmbus_qkey);
 	__type(value, struct shmbus_qstats);
 } qstats SEC(".maps");
 
-/* When each message was published / delivered (by id), when each seat was
- * woken: the starts of the latencies. LRU: a message never delivered or
- * acked must not hold an entry for ever. */
+/* A message: ids are unique on their bus only. */
+struct msg_key {
+	__u64 id;
+	__u32 bus;
+	__u32 __pad;
+};
+
+/* When each message was delivered, when each seat was woken: the starts
+ * of the latencies. LRU: a message never acked must not hold an entry for
+ * ever. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct msg_key);
 	__type(value, __u64);
 } dlv_ts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, struct shmbus_hist_key);	/* qid, seat */
+	__type(key, struct shmbus_hist_key);	/* bus, qid, seat */
 	__type(value, __u64);
 } wake_ts SEC(".maps");
 
@@ -57,10 +64,10 @@ static __always_inline __u32 log2_u64(__u64 v)
 	return r;
 }
 
-static __always_inline void record(__u32 qid, __u32 kind, __u64 start,
-				   __u64 end)
+static __always_inline void record(__u32 bus, __u32 qid, __u32 kind,
+				   __u64 start, __u64 end)
 {
-	struct shmbus_hist_key k = { .qid = qid, .kind = kind };
+	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = kind };
 	struct shmbus_hist *h;
 	__u64 d = end > start ? end - start : 0;
 	__u32 b = log2_u64(d);
@@ -80,15 +87,16 @@ static __always_inline void record(__u32 qid, __u32 kind, __u64 start,
 		__sync_fetch_and_add(&h->buckets[b], 1);
 }
 
-static __always_inline struct shmbus_qstats *stats(__u32 qid)
+static __always_inline struct shmbus_qstats *stats(__u32 bus, __u32 qid)
 {
-	struct shmbus_qstats *s = bpf_map_lookup_elem(&qstats, &qid);
+	struct shmbus_qkey k = { .bus = bus, .qid = qid };
+	struct shmbus_qstats *s = bpf_map_lookup_elem(&qstats, &k);
 
 	if (!s) {
 		struct shmbus_qstats zero = {};
 
-		bpf_map_update_elem(&qstats, &qid, &zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&qstats, &qid);
+		bpf_map_update_elem(&qstats, &k, &zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&qstats, &k);
 	}
 	return s;
 }
@@ -105,130 +113,134 @@ struct first_seen {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct msg_key);
 	__type(value, struct first_seen);
 } pub_dlv SEC(".maps");
 
-static __always_inline void meet(__u32 qid, __u64 id, __u64 ts, __u64 deliver)
+static __always_inline void meet(__u32 bus, __u32 qid, __u64 id, __u64 ts,
+				 __u64 deliver)
 {
 	struct first_seen mine = { .ts = ts, .by_deliver = deliver }, *other;
+	struct msg_key k = { .id = id, .bus = bus };
 
-	if (bpf_map_update_elem(&pub_dlv, &id, &mine, BPF_NOEXIST) == 0)
+	if (bpf_map_update_elem(&pub_dlv, &k, &mine, BPF_NOEXIST) == 0)
 		return;			/* first: the other side records */
-	other = bpf_map_lookup_elem(&pub_dlv, &id);
+	other = bpf_map_lookup_elem(&pub_dlv, &k);
 	if (!other || other->by_deliver == deliver)
 		return;
 	if (deliver)
-		record(qid, SHMBUS_HIST_PUB_DELIVER, other->ts, ts);
+		record(bus, qid, SHMBUS_HIST_PUB_DELIVER, other->ts, ts);
 	else
-		record(qid, SHMBUS_HIST_PUB_DELIVER, ts, other->ts);
-	bpf_map_delete_elem(&pub_dlv, &id);
+		record(bus, qid, SHMBUS_HIST_PUB_DELIVER, ts, other->ts);
+	bpf_map_delete_elem(&pub_dlv, &k);
 }
 
-#define COUNT(qid, field)						\
+#define COUNT(bus, qid, field)						\
 	do {								\
-		struct shmbus_qstats *s = stats(qid);			\
+		struct shmbus_qstats *s = stats(bus, qid);		\
 									\
 		if (s)							\
 			__sync_fetch_and_add(&s->field, 1);		\
 	} while (0)
 
 SEC("usdt")
-int BPF_USDT(publish, __u32 qid, __u64 id, __u64 len, __u64 depth, __u64 ts)
+int BPF_USDT(publish, __u32 bus, __u32 qid, __u64 id, __u64 len, __u64 depth,
+	     __u64 ts)
 {
-	struct shmbus_qstats *s = stats(qid);
+	struct shmbus_qstats *s = stats(bus, qid);
 
 	if (s) {
 		__sync_fetch_and_add(&s->published, 1);
 		s->depth = depth;
 	}
-	meet(qid, id, ts, 0);
+	meet(bus, qid, id, ts, 0);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(deliver, __u32 qid, __u64 id, __u32 dc, __u64 depth, __u64 ts)
+int BPF_USDT(deliver, __u32 bus, __u32 qid, __u64 id, __u32 dc, __u64 depth,
+	     __u64 ts)
 {
-	struct shmbus_qstats *s = stats(qid);
-
-	__u64 *start;
+	struct shmbus_qstats *s = stats(bus, qid);
+	struct msg_key k = { .id = id, .bus = bus };
 
 	if (s) {
 		__sync_fetch_and_add(&s->delivered, 1);
 		s->depth = depth;
 	}
 	if (dc == 1)		/* the first delivery only */
-		meet(qid, id, ts, 1);
-	bpf_map_update_elem(&dlv_ts, &id, &ts, BPF_ANY);
+		meet(bus, qid, id, ts, 1);
+	bpf_map_update_elem(&dlv_ts, &k, &ts, BPF_ANY);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(ack, __u32 qid, __u64 id, __u64 ts)
+int BPF_USDT(ack, __u32 bus, __u32 qid, __u64 id, __u64 ts)
 {
-	__u64 *start = bpf_map_lookup_elem(&dlv_ts, &id);
+	struct msg_key k = { .id = id, .bus = bus };
+	__u64 *start = bpf_map_lookup_elem(&dlv_ts, &k);
 
-	COUNT(qid, acked);
+	COUNT(bus, qid, acked);
 	if (start) {
-		record(qid, SHMBUS_HIST_DELIVER_ACK, *start, ts);
-		bpf_map_delete_elem(&dlv_ts, &id);
+		record(bus, qid, SHMBUS_HIST_DELIVER_ACK, *start, ts);
+		bpf_map_delete_elem(&dlv_ts, &k);
 	}
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(nack, __u32 qid, __u64 id, __s64 delay)
+int BPF_USDT(nack, __u32 bus, __u32 qid, __u64 id, __s64 delay)
 {
-	COUNT(qid, nacked);
+	COUNT(bus, qid, nacked);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(redeliver, __u32 qid, __u64 id, __u32 dc)
+int BPF_USDT(redeliver, __u32 bus, __u32 qid, __u64 id, __u32 dc)
 {
-	COUNT(qid, redelivered);
+	COUNT(bus, qid, redelivered);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(dead_letter, __u32 qid, __u64 id, __u32 reason)
+int BPF_USDT(dead_letter, __u32 bus, __u32 qid, __u64 id, __u32 reason)
 {
-	COUNT(qid, dead_lettered);
+	COUNT(bus, qid, dead_lettered);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(expire, __u32 qid, __u32 ref)
+int BPF_USDT(expire, __u32 bus, __u32 qid, __u32 ref)
 {
-	COUNT(qid, expired);
+	COUNT(bus, qid, expired);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(drop, __u32 qid, __u64 id)
+int BPF_USDT(drop, __u32 bus, __u32 qid, __u64 id)
 {
-	COUNT(qid, dropped);
+	COUNT(bus, qid, dropped);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(wake_sent, __u32 qid, __u32 seat, __u64 ts)
+int BPF_USDT(wake_sent, __u32 bus, __u32 qid, __u32 seat, __u64 ts)
 {
-	struct shmbus_hist_key k = { .qid = qid, .kind = seat };
+	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = seat };
 
-	COUNT(qid, wakeups);
+	COUNT(bus, qid, wakeups);
 	bpf_map_update_elem(&wake_ts, &k, &ts, BPF_ANY);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(wake_recv, __u32 qid, __u32 seat, __u64 ts)
+int BPF_USDT(wake_recv, __u32 bus, __u32 qid, __u32 seat, __u64 ts)
 {
-	struct shmbus_hist_key k = { .qid = qid, .kind = seat };
+	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = seat };
 	__u64 *start = bpf_map_lookup_elem(&wake_ts, &k);
 
 	if (start) {
-		record(qid, SHMBUS_HIST_WAKEUP, *start, ts);
+		record(bus, qid, SHMBUS_HIST_WAKEUP, *start, ts);
 		bpf_map_delete_elem(&wake_ts, &k);
 	}
 	return 0;

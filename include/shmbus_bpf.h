@@ -9,7 +9,15 @@
 #ifndef SHMBUS_BPF_H
 #define SHMBUS_BPF_H
 
-/* Map "qstats": key = queue id (probes' qid). */
+/* Queues are named by (bus, qid): every probe's first two arguments. The
+ * bus id is random per bus (shmbus stat --format json shows it), so two
+ * buses' queue 3 are two rows. */
+struct shmbus_qkey {
+	unsigned int bus;
+	unsigned int qid;
+};
+
+/* Map "qstats": key = struct shmbus_qkey. */
 struct shmbus_qstats {
 	unsigned long long published;
 	unsigned long long delivered;
@@ -33,6 +41,7 @@ enum shmbus_hist_kind {
 };
 
 struct shmbus_hist_key {
+	unsigned int bus;
 	unsigned int qid;
 	unsigned int kind;		/* enum shmbus_hist_kind */
 };

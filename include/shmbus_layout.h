@@ -100,7 +100,8 @@ struct shmbus_sb {
 	uint32_t owner_uid;		/* bus owner, group, mode (0..0777) */
 	uint32_t owner_gid;
 	uint32_t mode;
-	uint32_t __pad0;
+	uint32_t bus_id;		/* random, nonzero: names the bus in
+					 * USDT probes and BPF map keys */
 	/* --- K: name ------------------------------------------------- */
 	char	 name[SHMBUS_NAME_MAX];	/* NUL-terminated */
 	/* --- K: geometry (validated by every opener) ---------------- */

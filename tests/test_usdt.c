@@ -33,6 +33,7 @@ struct probe {
 	uint64_t sem_off;	/* file offset of its semaphore, 0 = none */
 	uint64_t sem_vaddr;	/* link-time address of the semaphore */
 	int fd;			/* perf event */
+	int nargs;		/* argument specs in the note */
 };
 
 static struct probe probes[MAXP];
@@ -102,6 +103,10 @@ static void read_probes(void)
 			probes[nprobes].sem_vaddr = sem;
 			probes[nprobes].sem_off = sem ? file_off(eh, sem) : 0;
 			probes[nprobes].fd = -1;
+			/* "-4@%eax 8@-16(%rbp) ...": one spec per word */
+			for (const char *a = pname + strlen(pname) + 1; *a; a++)
+				if (*a != ' ' && (a[1] == ' ' || !a[1]))
+					probes[nprobes].nargs++;
 			nprobes++;
 		}
 	}
@@ -198,10 +203,13 @@ static void test_probes_count_traffic(void **state)
 	struct shmbus_producer *p;
 	struct shmbus_consumer *c;
 	struct shmbus_msg m;
+	/* every probe, with its number of arguments (docs/probes.md; the
+	 * first two are always bus id and queue id) */
 	const char *want[] = { "queue_declare", "queue_delete", "publish",
 			       "deliver", "ack", "nack", "redeliver",
 			       "dead_letter", "expire", "drop", "sleep",
 			       "wake_sent", "wake_recv" };
+	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 4, 4, 4 };
 	int err;
 	pid_t kid;
 
@@ -211,8 +219,14 @@ static void test_probes_count_traffic(void **state)
 	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		bool found = false;
 
-		for (int k = 0; k < nprobes; k++)
-			found |= !strcmp(probes[k].name, want[i]);
+		for (int k = 0; k < nprobes; k++) {
+			if (strcmp(probes[k].name, want[i]))
+				continue;
+			found = true;
+			if (probes[k].nargs != want_args[i])
+				fail_msg("probe %s has %d arguments, not %d",
+					 want[i], probes[k].nargs, want_args[i]);
+		}
 		if (!found)
 			fail_msg("no probe %s", want[i]);
 	}

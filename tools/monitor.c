@@ -30,13 +30,12 @@
 #include <bpf/libbpf.h>
 
 #include "shmbus.h"
+#include "cli.h"
 #include "libpath.h"
 #include "shmbus_bpf.h"
 #include "shmbus.skel.h"
 
 #define BPF_FS_MAGIC	0xcafe4a11
-
-int cmd_monitor(int argc, char **argv);
 
 static __attribute__((noreturn, format(printf, 1, 2)))
 void mdie(const char *fmt, ...)
@@ -253,9 +252,9 @@ static void stop(const char *dir)
 
 static void status(const char *dir)
 {
+	struct shmbus_qkey key, next, *prev = NULL;
 	struct shmbus_qstats v;
 	char path[PATH_MAX];
-	__u32 key, next, *prev = NULL;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/qstats", dir);
@@ -265,7 +264,7 @@ static void status(const char *dir)
 		exit(3);
 	}
 	printf("started: %s\n", path);
-	printf("%6s %10s %10s %10s %8s %8s %8s %8s %8s %8s\n", "QID",
+	printf("%10s %5s %10s %10s %10s %8s %8s %8s %8s %8s %8s\n", "BUS", "QID",
 	       "PUBLISHED", "DELIVERED", "ACKED", "NACKED", "REDELIV",
 	       "DEADLTR", "EXPIRED", "DROPPED", "WAKEUPS");
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
@@ -273,134 +272,12 @@ static void status(const char *dir)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
-		printf("%6u %10llu %10llu %10llu %8llu %8llu %8llu %8llu %8llu "
-		       "%8llu\n", key, v.published, v.delivered, v.acked,
+		printf("%10u %5u %10llu %10llu %10llu %8llu %8llu %8llu %8llu "
+		       "%8llu %8llu\n", key.bus, key.qid, v.published, v.delivered, v.acked,
 		       v.nacked, v.redelivered, v.dead_lettered, v.expired,
 		       v.dropped, v.wakeups);
 	}
 	close(fd);
-}
-
-/* ---- shmbus metrics --------------------------------------------------- */
-
-static const struct {
-	const char *name, *help;
-	size_t off;
-	bool gauge;
-} metric_fields[] = {
-#define F(n, h) { "shmbus_" #n "_total", h, \
-		  __builtin_offsetof(struct shmbus_qstats, n), false }
-	F(published, "Messages published."),
-	F(delivered, "Messages handed to consumers."),
-	F(acked, "Deliveries acknowledged."),
-	F(nacked, "Deliveries given back (nack)."),
-	F(redelivered, "Messages delivered again."),
-	F(dead_lettered, "Messages moved to a dead-letter queue."),
-	F(expired, "Messages skipped at receive because their TTL passed."),
-	F(dropped, "Messages discarded."),
-	F(wakeups, "Eventfd writes to sleeping consumers."),
-#undef F
-	{ "shmbus_depth", "Messages waiting, as the last publish or delivery "
-	  "saw it.", __builtin_offsetof(struct shmbus_qstats, depth), true },
-};
-
-static const char *const hist_names[SHMBUS_HIST__MAX] = {
-	"publish_deliver", "deliver_ack", "wakeup",
-};
-
-/* Prometheus text exposition of the pinned maps under @dir, to @out. */
-static int metrics(const char *dir, FILE *out)
-{
-	char path[PATH_MAX];
-	int qfd, hfd;
-
-	snprintf(path, sizeof(path), "%s/qstats", dir);
-	qfd = bpf_obj_get(path);
-	snprintf(path, sizeof(path), "%s/hist", dir);
-	hfd = bpf_obj_get(path);
-	if (qfd < 0 || hfd < 0) {
-		fprintf(stderr, "shmbus: metrics: %s: not started (shmbus "
-			"monitor start)\n", dir);
-		return 3;
-	}
-	for (size_t f = 0; f < sizeof(metric_fields) / sizeof(metric_fields[0]); f++) {
-		__u32 key, next, *prev = NULL;
-		struct shmbus_qstats v;
-
-		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", metric_fields[f].name,
-			metric_fields[f].help, metric_fields[f].name,
-			metric_fields[f].gauge ? "gauge" : "counter");
-		while (bpf_map_get_next_key(qfd, prev, &next) == 0) {
-			key = next;
-			prev = &key;
-			if (bpf_map_lookup_elem(qfd, &key, &v))
-				continue;
-			fprintf(out, "%s{qid=\"%u\"} %llu\n", metric_fields[f].name,
-				key, *(unsigned long long *)((char *)&v +
-							      metric_fields[f].off));
-		}
-	}
-	fprintf(out, "# HELP shmbus_latency_seconds Latencies: publish to first "
-		"delivery, delivery to ack, eventfd write to the woken consumer "
-		"running.\n# TYPE shmbus_latency_seconds histogram\n");
-	{
-		struct shmbus_hist_key key, next, *prev = NULL;
-		struct shmbus_hist h;
-
-		while (bpf_map_get_next_key(hfd, prev, &next) == 0) {
-			unsigned long long cum = 0;
-			const char *kind;
-
-			key = next;
-			prev = &key;
-			if (bpf_map_lookup_elem(hfd, &key, &h) ||
-			    key.kind >= SHMBUS_HIST__MAX)
-				continue;
-			kind = hist_names[key.kind];
-			/* bucket b holds [2^b, 2^(b+1)) ns: le = 2^(b+1) ns */
-			for (int b = 0; b < SHMBUS_HIST_BUCKETS - 1; b++) {
-				cum += h.buckets[b];
-				fprintf(out, "shmbus_latency_seconds_bucket{qid=\"%u\","
-					"kind=\"%s\",le=\"%.9g\"} %llu\n", key.qid,
-					kind, (double)(1ULL << (b + 1)) / 1e9, cum);
-				if (cum == h.count && b >= 40)
-					break;	/* the rest add nothing */
-			}
-			fprintf(out, "shmbus_latency_seconds_bucket{qid=\"%u\","
-				"kind=\"%s\",le=\"+Inf\"} %llu\n", key.qid, kind,
-				h.count);
-			fprintf(out, "shmbus_latency_seconds_sum{qid=\"%u\","
-				"kind=\"%s\"} %.9f\n", key.qid, kind,
-				h.sum_ns / 1e9);
-			fprintf(out, "shmbus_latency_seconds_count{qid=\"%u\","
-				"kind=\"%s\"} %llu\n", key.qid, kind, h.count);
-		}
-	}
-	close(qfd);
-	close(hfd);
-	return 0;
-}
-
-int cmd_metrics(int argc, char **argv);
-int cmd_metrics(int argc, char **argv)
-{
-	const char *dir = SHMBUS_BPF_PIN_DIR;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--pin-dir") && i + 1 < argc) {
-			dir = argv[++i];
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: shmbus metrics [--pin-dir DIR]\n\n"
-			       "The BPF counters and latency histograms of "
-			       "shmbus monitor in the Prometheus\ntext format, "
-			       "once, on standard output (root).\n");
-			return 0;
-		} else {
-			fprintf(stderr, "usage: shmbus metrics [--pin-dir DIR]\n");
-			return 2;
-		}
-	}
-	return metrics(dir, stdout);
 }
 
 static void usage(FILE *f)

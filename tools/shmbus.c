@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "shmbus.h"
+#include "cli.h"
 
 #define MIN_U(a, b) ((a) < (b) ? (a) : (b))
 
@@ -68,7 +69,8 @@ static void usage_main(FILE *f)
 "  sub PATTERN --group G   subscribe to topics as consumer group G\n"
 "  topic declare|delete|unsubscribe|list   pub/sub topics\n"
 "  monitor start|stop|status   BPF counters from the USDT probes (root)\n"
-"  metrics                 those counters and latency histograms, Prometheus\n"
+"  metrics [--listen A:P]  counters, gauges, latency histograms (Prometheus)\n"
+"  top                     live per-queue rates and latencies (q quits)\n"
 "  stat                    per-queue depth and counters\n"
 "  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "  req QUEUE MESSAGE       send a request, print the reply\n"
@@ -95,6 +97,19 @@ static struct shmbus *open_bus(uint32_t flags)
 		die("cannot open bus '%s': %s", opt_bus ? opt_bus : "default",
 		    strerror(err));
 	}
+	return bus;
+}
+
+struct shmbus *cli_open_bus_ro(bool must)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = opt_socket,
+		    .flags = SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+			     SHMBUS_OPEN_NOSTART);
+	struct shmbus *bus;
+
+	if (must)
+		return open_bus(o.flags);
+	bus = shmbus__open(opt_bus, &o);
 	return bus;
 }
 
@@ -695,7 +710,8 @@ static int cmd_stat(int argc, char **argv)
 	bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
 	qi = list_queues(bus, &n);
 	if (json) {
-		printf("{\"bus\":\"%s\",\"queues\":[", shmbus__name(bus));
+		printf("{\"bus\":\"%s\",\"bus_id\":%u,\"queues\":[",
+		       shmbus__name(bus), shmbus__id(bus));
 		for (int i = 0; i < n; i++) {
 			printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
 			       "\"in_flight\":%llu,"
@@ -732,7 +748,7 @@ static int cmd_stat(int argc, char **argv)
 		}
 		printf("]}\n");
 	} else {
-		printf("bus %s\n", shmbus__name(bus));
+		printf("bus %s (id %u)\n", shmbus__name(bus), shmbus__id(bus));
 		printf("%-26s %6s %5s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
 		       "QUEUE", "DEPTH", "INFLT", "PUBLISHED", "DELIVERED",
 		       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
@@ -771,8 +787,6 @@ static int cmd_stat(int argc, char **argv)
 	return 0;
 }
 
-int cmd_monitor(int argc, char **argv);	/* monitor.c */
-int cmd_metrics(int argc, char **argv);	/* monitor.c */
 
 /* ---- topic ---------------------------------------------------------- */
 
@@ -1215,6 +1229,7 @@ int main(int argc, char **argv)
 		{ "topic", cmd_topic },
 		{ "monitor", cmd_monitor },
 		{ "metrics", cmd_metrics },
+		{ "top", cmd_top },
 		{ "req", cmd_req },
 		{ "reply", cmd_reply },
 	};

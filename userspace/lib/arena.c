@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,6 +118,19 @@ struct geom {
 	uint64_t links_off[SHMBUS_MAX_POOLS], base_off[SHMBUS_MAX_POOLS];
 };
 
+/* A bus's identity in probes and BPF map keys: random, so that two buses
+ * (or one bus before and after a daemon restart) never share a row; never
+ * 0, which reads as "no bus". */
+static uint32_t new_bus_id(void)
+{
+	uint32_t id = 0;
+
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
+		id = (uint32_t)((uint64_t)now_ns() * 0x9e3779b97f4a7c15ULL >> 32) ^
+		     (uint32_t)getpid();
+	return id ? id : 1;
+}
+
 static void geometry(const struct arena_params *p, struct geom *g)
 {
 	uint64_t off = SHMBUS_SB_SIZE;
@@ -168,6 +182,7 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 	sb->features_incompat = 0;
 	sb->arena_size = size;
 	sb->created_ns = (uint64_t)realtime_ns();
+	sb->bus_id = new_bus_id();
 	sb->owner_uid = p->uid;
 	sb->owner_gid = p->gid;
 	sb->mode = p->mode;
@@ -415,6 +430,7 @@ int arena_map(struct arena *a, int fd, bool rdonly)
 	a->ringmap = (uint64_t *)(a->base + sb.ringmap_off);
 	a->ring_off = sb.ring_off;
 	a->ring_units = sb.ring_units;
+	a->bus_id = sb.bus_id;
 	return 0;
 }
 

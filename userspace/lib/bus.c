@@ -106,6 +106,7 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 		goto fail_fd;
 	bus->arena_fd = fd;
 	err = wake_table_init(&bus->wakes, bus->arena.max_queues);
+	bus->wakes.bus_id = bus->arena.bus_id;
 	if (err)
 		goto fail_map;
 	return bus;
@@ -139,6 +140,11 @@ SHMBUS_API void shmbus__close(struct shmbus *bus)
 SHMBUS_API const char *shmbus__name(const struct shmbus *bus)
 {
 	return bus->name;
+}
+
+SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus)
+{
+	return bus->arena.bus_id;
 }
 
 /*
@@ -218,7 +224,8 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	}
 	if (err)
 		return err;
-	SHMBUS_PROBE3(queue_declare, rep.qid, req.name, rep.created);
+	SHMBUS_PROBE4(queue_declare, bus->arena.bus_id, rep.qid, req.name,
+		      rep.created);
 	return rep.created ? 1 : 0;
 }
 
@@ -279,7 +286,8 @@ SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
 	err = client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
 			  NULL, 0, NULL, NULL);
 	if (!err)
-		SHMBUS_PROBE2(queue_delete, qid, req.name);
+		SHMBUS_PROBE3(queue_delete, bus->arena.bus_id, qid,
+			      req.name);
 	return err;
 }
 

@@ -65,6 +65,12 @@ static inline bool attachment_live(const struct attachment *at)
 	return likely(READ_ONCE(at->q->gen) == at->qgen);
 }
 
+/* The bus's id, the first argument of every probe. */
+static inline uint32_t at_bus(const struct attachment *at)
+{
+	return at->bus->arena.bus_id;
+}
+
 /* Next message id for this slot (ids are unique on the bus). */
 static inline uint64_t slot_next_id(struct shmbus *bus, struct shmbus_slot *s)
 {

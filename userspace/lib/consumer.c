@@ -233,8 +233,8 @@ static inline bool expire_local(struct attachment *at, uint32_t ref)
 	if (READ_ONCE(at->q->flags) & SHMBUS_QF_EXPIRE_DLQ &&
 	    READ_ONCE(at->q->dlq_qid))
 		return false;
-	SHMBUS_PROBE2(expire, at->qid, ref);
-	SHMBUS_PROBE2(drop, at->qid, ref);
+	SHMBUS_PROBE3(expire, at_bus(at), at->qid, ref);
+	SHMBUS_PROBE3(drop, at_bus(at), at->qid, ref);
 	chunk_unref(&at->bus->arena, at->slot, ref);
 	slot_count(at->slot, SHMBUS_CTR_EXPIRED, 1);
 	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
@@ -327,7 +327,8 @@ again:
 		WRITE_ONCE(ch->delivery_count, dc);
 		if (dc > 1) {
 			slot_count(at->slot, SHMBUS_CTR_REDELIVERED, 1);
-			SHMBUS_PROBE3(redeliver, at->qid, READ_ONCE(ch->id), dc);
+			SHMBUS_PROBE4(redeliver, at_bus(at), at->qid,
+				      READ_ONCE(ch->id), dc);
 		}
 	}
 	/* record the delivery: deadline first, then the word (release;
@@ -362,7 +363,7 @@ again:
 	msg->__word = w;
 	msg->__lease = e + 1;
 	slot_count(at->slot, SHMBUS_CTR_DELIVERED, 1);
-	SHMBUS_PROBE5(deliver, at->qid, msg->id, dc,
+	SHMBUS_PROBE6(deliver, at_bus(at), at->qid, msg->id, dc,
 		      ring_depth_hint(READ_ONCE(at->q->tail),
 				      READ_ONCE(at->q->head)), now_ns());
 	return 0;
@@ -486,10 +487,12 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		if (err == 1)
 			continue;
 		slot_count(c->at.slot, SHMBUS_CTR_SLEEPS, 1);
-		SHMBUS_PROBE3(sleep, c->at.qid, c->at.seat, now_ns());
+		SHMBUS_PROBE4(sleep, at_bus(&c->at), c->at.qid, c->at.seat,
+			      now_ns());
 		err = seat_sleep(&c->seat, deadline);
 		if (!err)
-			SHMBUS_PROBE3(wake_recv, c->at.qid, c->at.seat, now_ns());
+			SHMBUS_PROBE4(wake_recv, at_bus(&c->at), c->at.qid,
+				      c->at.seat, now_ns());
 		disarm(c);
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
@@ -640,7 +643,8 @@ SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
 	err = lease_end(c, msg);
 	if (err)
 		return err;
-	SHMBUS_PROBE3(ack, c->at.qid, msg->id, now_ns());
+	SHMBUS_PROBE4(ack, at_bus(&c->at), c->at.qid, msg->id,
+		      now_ns());
 	/* the entry is ours: nobody else touches the chunk now (or, a
 	 * topic message, our reference to it) */
 	chunk_unref(&c->at.bus->arena, c->at.slot, ref);
@@ -683,7 +687,8 @@ SHMBUS_API int shmbus_consumer__nack(struct shmbus_consumer *c,
 	if (err)
 		return err;
 	slot_count(c->at.slot, SHMBUS_CTR_NACKED, 1);
-	SHMBUS_PROBE3(nack, c->at.qid, msg->id, delay_ns);
+	SHMBUS_PROBE4(nack, at_bus(&c->at), c->at.qid, msg->id,
+		      delay_ns);
 	q = c->at.q;
 	max = READ_ONCE(q->max_deliveries);
 	if (delay_ns == SHMBUS_NACK_BACKOFF)

@@ -154,6 +154,7 @@ struct arena {
 	uint64_t *ringmap;
 	uint64_t ring_off;		/* arena offset of the ring area */
 	uint64_t ring_units;
+	uint32_t bus_id;		/* sb->bus_id: probes' first argument */
 };
 
 /* Creation parameters (the daemon fills them from BUS_OPEN). */

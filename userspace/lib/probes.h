@@ -30,6 +30,7 @@ static inline void shmbus_probe_none(int unused, ...)
 #define SHMBUS_PROBE3(name, ...)	SHMBUS_PROBE_NONE(__VA_ARGS__)
 #define SHMBUS_PROBE4(name, ...)	SHMBUS_PROBE_NONE(__VA_ARGS__)
 #define SHMBUS_PROBE5(name, ...)	SHMBUS_PROBE_NONE(__VA_ARGS__)
+#define SHMBUS_PROBE6(name, ...)	SHMBUS_PROBE_NONE(__VA_ARGS__)
 #else
 #define _SDT_HAS_SEMAPHORES 1
 #include <sys/sdt.h>
@@ -69,6 +70,9 @@ SHMBUS_PROBES(SHMBUS_PROBE_SEM_DECLARE)
 #define SHMBUS_PROBE5(name, a, b, c, d, e) \
 	do { if (SHMBUS_PROBE_ON(name)) \
 		STAP_PROBE5(shmbus, name, a, b, c, d, e); } while (0)
+#define SHMBUS_PROBE6(name, a, b, c, d, e, f) \
+	do { if (SHMBUS_PROBE_ON(name)) \
+		STAP_PROBE6(shmbus, name, a, b, c, d, e, f); } while (0)
 #endif /* SHMBUS_NO_PROBES */
 
 #endif /* SHMBUS_PROBES_H */

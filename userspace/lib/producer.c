@@ -377,13 +377,13 @@ static void overflow_out(struct attachment *at, uint32_t old)
 		if (ring_enqueue(&r, old) == 0) {
 			wake_sub(at, dq, d - 1, dgen);
 			slot_count(at->slot, SHMBUS_CTR_DEADLETTERED, 1);
-			SHMBUS_PROBE3(dead_letter, at->qid, c->id,
+			SHMBUS_PROBE4(dead_letter, at_bus(at), at->qid, c->id,
 				      SHMBUS_DLR_OVERFLOW);
 			return;
 		}
 		chunk_set(c, SHMBUS_CHUNK_HELD, at->slot_idx);
 	}
-	SHMBUS_PROBE2(drop, at->qid, c->id);
+	SHMBUS_PROBE3(drop, at_bus(at), at->qid, c->id);
 	pool_free(a, at->slot, old);
 	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
 }
@@ -531,7 +531,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 		return err;
 	}
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
-	SHMBUS_PROBE5(publish, at->qid, id, len,
+	SHMBUS_PROBE6(publish, at_bus(at), at->qid, id, len,
 		      ring_depth_hint(READ_ONCE(at->q->tail),
 				      READ_ONCE(at->q->head)), pts);
 	return 0;
@@ -661,7 +661,8 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 				if (claim_dropped(at, old))
 					chunk_unref(a, at->slot, old);
 				atomic_fetch_add(&sq->sub_dropped, 1);
-				SHMBUS_PROBE2(drop, (uint32_t)(sq - a->queues), old);
+				SHMBUS_PROBE3(drop, a->bus_id,
+					      (uint32_t)(sq - a->queues), old);
 			}
 			if (ring_enqueue(r, ref) == 0)
 				return 0;

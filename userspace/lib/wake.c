@@ -166,8 +166,8 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 
 				if (wake_seat(t, qid, qgen, seat)) {
 					woken++;
-					SHMBUS_PROBE3(wake_sent, qid, seat,
-						      now_ns());
+					SHMBUS_PROBE4(wake_sent, t->bus_id,
+						      qid, seat, now_ns());
 				}
 			}
 			m = old & ~bit;

@@ -48,6 +48,7 @@ struct wake_set {
 struct wake_table {
 	struct wake_set **sets;
 	uint32_t n;
+	uint32_t bus_id;		/* for the wake_sent probe */
 	pthread_mutex_t lock;		/* serialises installers */
 };
 

@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: MIT
+/*
+ * metrics.c - `shmbus metrics`: the bus in the Prometheus text exposition
+ * format (version 0.0.4), once on standard output or served over HTTP at
+ * /metrics (--listen ADDR:PORT).
+ *
+ * Counters and gauges come from the arena (exact, since the bus was
+ * created, readable by anyone who may read the bus); the latency
+ * histograms come from the BPF maps of `shmbus monitor` (root), and are
+ * left out, with a comment saying why, when those are not there.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "observe.h"
+
+static const struct {
+	const char *name, *help;
+	int stat;			/* SHMBUS_STAT_*, or -1: a gauge */
+} counters[] = {
+	{ "shmbus_published_total", "Messages published.",
+	  SHMBUS_STAT_PUBLISHED },
+	{ "shmbus_delivered_total", "Messages handed to consumers.",
+	  SHMBUS_STAT_DELIVERED },
+	{ "shmbus_acked_total", "Deliveries acknowledged.",
+	  SHMBUS_STAT_ACKED },
+	{ "shmbus_nacked_total", "Deliveries given back (nack).",
+	  SHMBUS_STAT_NACKED },
+	{ "shmbus_redelivered_total", "Messages delivered again.",
+	  SHMBUS_STAT_REDELIVERED },
+	{ "shmbus_dead_lettered_total", "Messages moved to a dead-letter "
+	  "queue.", SHMBUS_STAT_DEADLETTERED },
+	{ "shmbus_expired_total", "Messages whose time to live ran out.",
+	  SHMBUS_STAT_EXPIRED },
+	{ "shmbus_dropped_total", "Messages discarded.", SHMBUS_STAT_DROPPED },
+	{ "shmbus_lease_expired_total", "Leases that ran out before an ack.",
+	  SHMBUS_STAT_LEASE_EXPIRED },
+	{ "shmbus_duplicates_total", "Publishes dropped as duplicates of a "
+	  "dedup id.", SHMBUS_STAT_DUPLICATES },
+	{ "shmbus_full_total", "Publishes that found the queue full.",
+	  SHMBUS_STAT_FULL },
+	{ "shmbus_wakeups_total", "Eventfd writes to sleeping consumers.",
+	  SHMBUS_STAT_WAKEUPS },
+	{ "shmbus_sleeps_total", "Times a consumer went to sleep.",
+	  SHMBUS_STAT_SLEEPS },
+};
+
+static const char *const kind_names[SHMBUS_HIST__MAX] = {
+	"publish_deliver", "deliver_ack", "wakeup",
+};
+
+/* A label value, escaped as the format wants (\\, \", \n). */
+static void label(FILE *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fputc('\\', out);
+		if (*v == '\n') {
+			fputs("\\n", out);
+			continue;
+		}
+		fputc(*v, out);
+	}
+}
+
+/* {bus="..",queue=".." — the caller closes the brace or adds labels.
+ * Rows only BPF knows (another bus, a queue deleted since) are named by
+ * their ids. */
+static void labels(FILE *out, const struct obs_row *r)
+{
+	char b[16], q[16];
+
+	snprintf(b, sizeof(b), "%u", r->bus);
+	snprintf(q, sizeof(q), "%u", r->qid);
+	fputs("{bus=\"", out);
+	label(out, r->bus_name[0] ? r->bus_name : b);
+	fputs("\",queue=\"", out);
+	label(out, r->name[0] ? r->name : q);
+	fputc('"', out);
+}
+
+static void gauge(FILE *out, const struct obs *o, const char *name,
+		  const char *help, size_t off, bool u32)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	for (int i = 0; i < o->n; i++) {
+		const struct obs_row *r = &o->rows[i];
+		const char *p = (const char *)&r->info + off;
+
+		if (!r->arena)
+			continue;
+		fputs(name, out);
+		labels(out, r);
+		fprintf(out, "} %llu\n", u32 ? (unsigned long long)
+			*(const uint32_t *)p : (unsigned long long)
+			*(const uint64_t *)p);
+	}
+}
+
+/* Everything, to @out. */
+static void metrics_write(FILE *out, const struct obs *o)
+{
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s counter\n",
+			counters[c].name, counters[c].help, counters[c].name);
+		for (int i = 0; i < o->n; i++) {
+			const struct obs_row *r = &o->rows[i];
+
+			if (!r->arena)
+				continue;
+			fputs(counters[c].name, out);
+			labels(out, r);
+			fprintf(out, "} %llu\n", (unsigned long long)
+				r->info.stat[counters[c].stat]);
+		}
+	}
+#define OFF(f)	__builtin_offsetof(struct shmbus_queue_info, f)
+	gauge(out, o, "shmbus_depth", "Messages waiting.", OFF(depth), false);
+	gauge(out, o, "shmbus_in_flight", "Messages delivered and not yet "
+	      "acked.", OFF(in_flight), false);
+	gauge(out, o, "shmbus_consumers", "Attached consumers.",
+	      OFF(consumers), true);
+	gauge(out, o, "shmbus_producers", "Attached producers.",
+	      OFF(producers), true);
+	gauge(out, o, "shmbus_capacity", "Ring slots.", OFF(capacity), true);
+#undef OFF
+	if (!o->bpf) {
+		fprintf(out, "# shmbus_latency_seconds: no BPF maps: %s\n",
+			o->bpf_why);
+		return;
+	}
+	fprintf(out, "# HELP shmbus_latency_seconds Latencies (BPF): publish "
+		"to first delivery, delivery to ack, eventfd write to the woken "
+		"consumer running.\n# TYPE shmbus_latency_seconds histogram\n");
+	for (int i = 0; i < o->n; i++) {
+		const struct obs_row *r = &o->rows[i];
+
+		for (int k = 0; k < SHMBUS_HIST__MAX; k++) {
+			const struct shmbus_hist *h = &r->hist[k];
+			unsigned long long cum = 0, total = 0;
+
+			if (!r->has_hist[k])
+				continue;
+			/* the count is the buckets' sum, so that +Inf and
+			 * _count agree in a snapshot that raced a probe */
+			for (int b = 0; b < SHMBUS_HIST_BUCKETS; b++)
+				total += h->buckets[b];
+			/* bucket b holds [2^b, 2^(b+1)) ns: le = 2^(b+1) ns */
+			for (int b = 0; b < SHMBUS_HIST_BUCKETS - 1; b++) {
+				cum += h->buckets[b];
+				fputs("shmbus_latency_seconds_bucket", out);
+				labels(out, r);
+				fprintf(out, ",kind=\"%s\",le=\"%.9g\"} %llu\n",
+					kind_names[k],
+					(double)(1ULL << (b + 1)) / 1e9, cum);
+				if (cum == total && b >= 40)
+					break;	/* the rest add nothing */
+			}
+			fputs("shmbus_latency_seconds_bucket", out);
+			labels(out, r);
+			fprintf(out, ",kind=\"%s\",le=\"+Inf\"} %llu\n",
+				kind_names[k], total);
+			fputs("shmbus_latency_seconds_sum", out);
+			labels(out, r);
+			fprintf(out, ",kind=\"%s\"} %.9f\n", kind_names[k],
+				h->sum_ns / 1e9);
+			fputs("shmbus_latency_seconds_count", out);
+			labels(out, r);
+			fprintf(out, ",kind=\"%s\"} %llu\n", kind_names[k],
+				total);
+		}
+	}
+}
+
+/* One exposition into a malloc'd buffer. Returns 0, -ENOENT when there is
+ * neither a bus nor BPF maps to show, or -errno. */
+static int render(const char *dir, char **buf, size_t *len)
+{
+	struct shmbus *bus = cli_open_bus_ro(false);
+	struct obs o;
+	FILE *out;
+	int err;
+
+	err = obs_snapshot(bus, dir, &o);
+	if (bus)
+		shmbus__close(bus);
+	if (err)
+		return err;
+	if (!bus && !o.bpf) {
+		obs_free(&o);
+		return -ENOENT;
+	}
+	out = open_memstream(buf, len);
+	if (!out) {
+		obs_free(&o);
+		return -errno;
+	}
+	metrics_write(out, &o);
+	obs_free(&o);
+	if (fclose(out))
+		return -errno;
+	return 0;
+}
+
+/* ---- --listen: a minimal HTTP/1.0 server for one scraper at a time ---- */
+
+static int listen_on(const char *spec)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	char host[256], *port, *h = host;
+	struct addrinfo *ai, *p;
+	int fd = -1, one = 1, err;
+
+	if (snprintf(host, sizeof(host), "%s", spec) >= (int)sizeof(host))
+		return -ENAMETOOLONG;
+	port = strrchr(host, ':');
+	if (!port)
+		return -EINVAL;
+	*port++ = '\0';
+	if (*h == '[' && h[strlen(h) - 1] == ']') {	/* [::1]:9100 */
+		h[strlen(h) - 1] = '\0';
+		h++;
+	}
+	err = getaddrinfo(*h ? h : NULL, port, &hints, &ai);
+	if (err) {
+		fprintf(stderr, "shmbus: metrics: %s: %s\n", spec,
+			gai_strerror(err));
+		return -EINVAL;
+	}
+	for (p = ai; p; p = p->ai_next) {
+		fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC,
+			    p->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, p->ai_addr, p->ai_addrlen) == 0 &&
+		    listen(fd, 16) == 0)
+			break;
+		err = -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0)
+		return err ? err : -EADDRNOTAVAIL;
+	return fd;
+}
+
+static void reply(int fd, const char *status, const char *type,
+		  const char *body, size_t len, bool head)
+{
+	char hdr[256];
+	int n = snprintf(hdr, sizeof(hdr), "HTTP/1.0 %s\r\nContent-Type: %s\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			 status, type, len);
+
+	if (write(fd, hdr, n) != n || head)
+		return;
+	while (len) {
+		ssize_t w = write(fd, body, len);
+
+		if (w <= 0)
+			return;
+		body += w;
+		len -= w;
+	}
+}
+
+static void serve_one(int fd, const char *dir)
+{
+	struct timeval tv = { .tv_sec = 2 };
+	char req[4096], method[8], path[256];
+	size_t got = 0;
+	char *body = NULL;
+	size_t len = 0;
+	bool head;
+	int err;
+
+	/* a scraper that stalls must not hold the others for ever */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(req) - 1) {
+		ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+
+		if (n <= 0)
+			break;
+		got += n;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[got] = '\0';
+	if (sscanf(req, "%7s %255s", method, path) != 2) {
+		reply(fd, "400 Bad Request", "text/plain", "bad request\n", 12,
+		      false);
+		return;
+	}
+	head = !strcmp(method, "HEAD");
+	if (strcmp(method, "GET") && !head) {
+		reply(fd, "405 Method Not Allowed", "text/plain",
+		      "GET /metrics\n", 13, false);
+		return;
+	}
+	path[strcspn(path, "?")] = '\0';
+	if (strcmp(path, "/metrics")) {
+		reply(fd, "404 Not Found", "text/plain", "try /metrics\n", 13,
+		      head);
+		return;
+	}
+	err = render(dir, &body, &len);
+	if (err) {
+		char msg[128];
+		int n = snprintf(msg, sizeof(msg), "no bus and no BPF maps: %s\n",
+				 strerror(-err));
+
+		reply(fd, "503 Service Unavailable", "text/plain", msg, n, head);
+		return;
+	}
+	reply(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body,
+	      len, head);
+	free(body);
+}
+
+static int serve(const char *spec, const char *dir)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char h[128], p[16];
+	int lfd = listen_on(spec);
+
+	if (lfd < 0) {
+		fprintf(stderr, "shmbus: metrics: cannot listen on %s: %s\n",
+			spec, strerror(-lfd));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
+			NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		printf("serving http://%s%s%s:%s/metrics\n",
+		       ss.ss_family == AF_INET6 ? "[" : "", h,
+		       ss.ss_family == AF_INET6 ? "]" : "", p);
+	fflush(stdout);
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED ||
+			    errno == EMFILE || errno == ENFILE)
+				continue;
+			fprintf(stderr, "shmbus: metrics: accept: %s\n",
+				strerror(errno));
+			return 1;
+		}
+		serve_one(fd, dir);
+		close(fd);
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus metrics [--listen ADDR:PORT] [--pin-dir DIR]\n"
+"\n"
+"The bus's queues in the Prometheus text format: counters and gauges from\n"
+"the bus's shared memory (anyone who may read the bus), latency histograms\n"
+"from the BPF maps of `shmbus monitor` (root; left out, with a comment,\n"
+"when the monitor is not started). Once on standard output, or served at\n"
+"http://ADDR:PORT/metrics with --listen (port 0: any free port, printed).\n");
+}
+
+int cmd_metrics(int argc, char **argv)
+{
+	const char *dir = SHMBUS_BPF_PIN_DIR, *listen_spec = NULL;
+	char *body = NULL;
+	size_t len = 0;
+	int err;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--pin-dir") && i + 1 < argc) {
+			dir = argv[++i];
+		} else if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
+			listen_spec = argv[++i];
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (listen_spec)
+		return serve(listen_spec, dir);
+	err = render(dir, &body, &len);
+	if (err == -ENOENT) {
+		fprintf(stderr, "shmbus: metrics: no bus to read and no BPF "
+			"maps under %s\n", dir);
+		return 3;
+	}
+	if (err) {
+		fprintf(stderr, "shmbus: metrics: %s\n", strerror(-err));
+		return 1;
+	}
+	fwrite(body, 1, len, stdout);
+	free(body);
+	return fflush(stdout) ? 1 : 0;
+}
