@@ -92,6 +92,7 @@ DMNLIB   := $(B)/libshmbusd.a
 DAEMON   := $(B)/shmbusd
 CLI      := $(B)/shmbus
 BENCH    := $(B)/shmbus-bench
+PCOST    := $(B)/probe-cost
 
 # Unit tests link the static library (they test internals); the rest link
 # the shared library like any user.
@@ -101,12 +102,13 @@ TESTS      := $(UNIT_TESTS) $(PROC_TESTS)
 
 RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
 
-.PHONY: all deps test demo bench install clean check-header
+.PHONY: all deps test demo bench install clean check-header kmod kmod-progs \
+	test-kmod
 .DEFAULT_GOAL := all
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(TESTS) $(EXAMPLES) \
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(PCOST) $(TESTS) $(EXAMPLES) \
 	$(B)/libshmbus.pc check-header
 
 deps:
@@ -125,6 +127,45 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)$(BENCH) $(BENCH_ARGS)
+
+# ---- the kernel module (Kbuild, kernel/; docs/kernel.md) ---------------
+# Built against Debian's linux-headers-amd64 (tools/kver.sh), never the
+# running kernel, in a copy under $(B)/kmod/src so that the tree stays
+# clean; tested by booting Debian's kernel in qemu (tests/kmod/run-vm.sh).
+KMOD_SRC := Kbuild $(wildcard kernel/*.c kernel/*.h) include/shmbus_kmod.h
+KMOD_PROGS := $(B)/kmod/kmod_test $(B)/kmod/kmod_bench $(B)/kmod/kmod_fanout
+
+kmod: $(B)/kmod/src/shmbus.ko
+
+$(B)/kmod/src/shmbus.ko: $(KMOD_SRC)
+	$(call msg,KBUILD,$@)
+	$(Q)mkdir -p $(B)/kmod/src/kernel $(B)/kmod/src/include
+	$(Q)cp Kbuild $(B)/kmod/src/
+	$(Q)cp kernel/*.c $(B)/kmod/src/kernel/
+	$(Q)cp include/shmbus_kmod.h $(B)/kmod/src/include/
+	$(Q)$(MAKE) -s -C /usr/src/linux-headers-$$(sh tools/kver.sh) \
+		M=$(abspath $(B)/kmod/src) modules >$(B)/kmod/build.log 2>&1 || \
+		{ cat $(B)/kmod/build.log; exit 1; }
+	$(Q)! grep -E "warning:|error:" $(B)/kmod/build.log
+
+# the programs that run inside the VM: static, no cmocka
+$(B)/kmod/kmod_%: tests/kmod/kmod_%.c include/shmbus_kmod.h | $(B)/kmod
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -static $< -o $@
+
+# this one uses the library: static too
+$(B)/kmod/kmod_fanout: tests/kmod/kmod_fanout.c $(STLIB) include/shmbus.h | $(B)/kmod
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -static $< -o $@ $(STLIB) $(LDLIBS)
+
+kmod-progs: $(KMOD_PROGS) $(DAEMON) $(B)/tests/test_wake $(B)/tests/test_topics
+
+$(B)/kmod:
+	$(Q)mkdir -p $@
+
+test-kmod: deps
+	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)B=$(B) MAKE=$(MAKE) sh tests/kmod/run-vm.sh
 
 $(B)/lib/%.o: userspace/lib/%.c $(HDRS) | $(B)/lib
 	$(call msg,CC,$@)
@@ -194,6 +235,11 @@ $(CLI): $(CLI_SRCS) tools/cli.h tools/observe.h tools/libpath.h $(SHLIB) \
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) -o $@ \
 		$(ALL_LDFLAGS) $(RPATH) -L$(B) -lshmbus -lbpf -lm
+
+$(PCOST): tools/bench/probe-cost.c $(SHLIB) include/shmbus.h
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) $(RPATH) \
+		-L$(B) -lshmbus
 
 $(BENCH): tools/bench/bench.c $(wildcard tools/bench/*.h) $(SHLIB) include/shmbus.h
 	$(call msg,CCLD,$@)

@@ -140,6 +140,12 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
  * (docs/probes.md). */
 SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus);
 
+/* How publishers on this handle wake sleeping consumers: "kmod" (one
+ * ioctl to the shmbus kernel module per publish, topic fan-out included)
+ * or "eventfd" (a write per sleeper). $SHMBUS_KMOD=auto|off|required
+ * chooses at open; docs/kernel.md. */
+SHMBUS_API const char *shmbus__wake_backend(const struct shmbus *bus);
+
 /* ------------------------------------------------------------------ */
 /* Queues                                                             */
 /* ------------------------------------------------------------------ */

@@ -161,6 +161,7 @@ static int bus_create(const struct sbc_bus_open *req, const struct peer *p,
 	WRITE_ONCE(b->arena.sb->daemon_pid, (uint32_t)getpid());
 	b->next = buses;
 	buses = b;
+	kmod_watch(b);
 	log_info("bus '%s' created by uid %u pid %d: %llu bytes, mode %04o, "
 		 "%u queues, %u slots, %u pools%s", b->name, p->uid, p->pid,
 		 (unsigned long long)size, ap.mode, ap.max_queues,

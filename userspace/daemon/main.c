@@ -235,6 +235,8 @@ int main(int argc, char **argv)
 	}
 	write_pid(lockfd);
 	raise_nofile();
+	if (kmod_init() < 0)
+		return 1;
 	log_info("listening on %s (arenas: %s)", sock,
 		 dcfg.arena_dir ? dcfg.arena_dir : "sealed memfds");
 	err = server_run(lfd);

@@ -27,6 +27,7 @@ struct conn {
 	bool rdonly;
 	unsigned perms;
 	struct dbus *bus;
+	uint64_t kmod_cookie;	/* its name in death records */
 };
 
 static struct conn *conns;
@@ -40,6 +41,7 @@ static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 #define TAG_LISTEN	((void *)1)
 #define TAG_SIGNAL	((void *)2)
 #define TAG_TIMER	((void *)3)
+#define TAG_KMOD	((void *)4)
 
 /* Arm the one-shot timer for CLOCK_MONOTONIC time @when (INT64_MAX: off). */
 static void timer_at(int64_t when)
@@ -97,6 +99,32 @@ static void conn_close(struct conn *c)
 	}
 }
 
+/* The module's death records: each closes its connection, as its EOF
+ * would (whichever comes second finds nothing left to do). */
+static void kmod_deaths(void)
+{
+	uint64_t cookies[32];
+	uint32_t pids[32];
+	int n;
+
+	while ((n = kmod_read(cookies, pids, 32)) > 0) {
+		for (int i = 0; i < n; i++) {
+			struct conn *c;
+
+			for (c = conns; c; c = c->next)
+				if (c->kmod_cookie == cookies[i])
+					break;
+			if (!c)
+				continue;
+			log_debug("connection %u: pid %u died (kernel module)",
+				  c->peer.conn_id, pids[i]);
+			conn_close(c);
+		}
+	}
+	if (n < 0)
+		log_warn("kernel module: read: %s", strerror(-n));
+}
+
 static void accept_all(int lfd)
 {
 	for (;;) {
@@ -129,6 +157,7 @@ static void accept_all(int lfd)
 			continue;
 		}
 		c->fd = fd;
+		c->kmod_cookie = kmod_cookie();
 		c->peer.conn_id = next_conn_id++;
 		if (!next_conn_id)
 			next_conn_id = 1;
@@ -275,6 +304,7 @@ static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
 		r->arena_size = c->bus->arena.size;
 		r->created = created;
 		r->rdonly = c->rdonly;
+		r->kmod_cookie = c->rdonly ? 0 : c->kmod_cookie;
 		*fds = c->rdonly ? &c->bus->ro_fd : &c->bus->fd;
 		*nfds = 1;
 		return 0;
@@ -488,6 +518,10 @@ int server_run(int lfd)
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &ev);
 	ev.data.ptr = TAG_TIMER;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
+	if (kmod_fd() >= 0) {
+		ev.data.ptr = TAG_KMOD;
+		epoll_ctl(epfd, EPOLL_CTL_ADD, kmod_fd(), &ev);
+	}
 
 	while (!stopping) {
 		struct epoll_event evs[64];
@@ -520,6 +554,8 @@ int server_run(int lfd)
 					log_warn("timerfd: %s", strerror(errno));
 				timer_when = INT64_MAX;	/* it fired */
 				timer_at(tick());
+			} else if (tag == TAG_KMOD) {
+				kmod_deaths();
 			} else {
 				conn_read(tag);
 			}

@@ -249,6 +249,17 @@ void timers_drop(struct dbus *b, uint32_t qid);
 /* ---- server.c ---------------------------------------------------- */
 
 int server_run(int listen_fd);
+
+/* ---- the kernel module (kmod.c) ----------------------------------- */
+
+/* Open /dev/shmbus as $SHMBUS_KMOD says: its fd, 0 when not used, or
+ * -errno when required and absent. */
+int kmod_init(void);
+int kmod_fd(void);			/* -1 when not used */
+void kmod_watch(struct dbus *b);	/* death notice for a new bus */
+uint64_t kmod_cookie(void);		/* a connection's; 0 without kmod */
+/* Death records waiting: up to @max (cookie, pid) pairs; 0 if none. */
+int kmod_read(uint64_t *cookies, uint32_t *pids, int max);
 void server_stop(void);
 /* Run the periodic work (reclaim_tick, deliver_tick) soon. */
 void server_want_tick(void);

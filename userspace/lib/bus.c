@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/ioctl.h>
+
 #include "bus.h"
 #include "probes.h"
 #include "pool.h"
@@ -20,6 +22,63 @@ static const char *bus_name_or_default(const char *name)
 		return name;
 	env = getenv("SHMBUS_BUS");
 	return env && *env ? env : "default";
+}
+
+/*
+ * The kernel module, as $SHMBUS_KMOD says: "auto" (the default) uses
+ * /dev/shmbus when it is there and works, "off" never, "required" fails
+ * the open without it. With it, publishers wake seats with one ioctl and
+ * this handle's death reaches the daemon through the module (@cookie, the
+ * daemon's name for our connection; 0 when the daemon does not watch).
+ * Read-only handles wake nobody and use neither. docs/kernel.md.
+ */
+static int kmod_open(struct shmbus *bus, uint64_t cookie)
+{
+	const char *mode = secure_getenv("SHMBUS_KMOD");
+	struct shmbus_kmod_version v = { 0 };
+	bool required = mode && !strcmp(mode, "required");
+	int kfd, err;
+
+	if (mode && *mode && !required && strcmp(mode, "auto") &&
+	    strcmp(mode, "off")) {
+		pr_warn("SHMBUS_KMOD=%s: want auto, off or required", mode);
+		return -EINVAL;
+	}
+	if ((mode && !strcmp(mode, "off")) || bus->rdonly)
+		return 0;
+	kfd = open(SHMBUS_KMOD_DEV, O_RDWR | O_CLOEXEC);
+	if (kfd < 0) {
+		err = -errno;
+		if (!required)
+			return 0;
+		pr_warn("SHMBUS_KMOD=required: %s: %s", SHMBUS_KMOD_DEV,
+			strerror(-err));
+		return err == -ENOENT ? -ENODEV : err;
+	}
+	if (ioctl(kfd, SHMBUS_IOC_VERSION, &v) || v.abi != SHMBUS_KMOD_ABI) {
+		err = -EPROTO;
+		goto fail;
+	}
+	if (cookie) {
+		struct shmbus_kmod_attach at = {
+			.arena_fd = bus->arena_fd,
+			.cookie = cookie,
+		};
+
+		if (ioctl(kfd, SHMBUS_IOC_ATTACH, &at)) {
+			err = -errno;
+			goto fail;
+		}
+	}
+	bus->wakes.kfd = kfd;
+	return 0;
+fail:
+	close(kfd);
+	if (!required)
+		return 0;
+	pr_warn("SHMBUS_KMOD=required: %s: %s (module ABI %u, ours %u)",
+		SHMBUS_KMOD_DEV, strerror(-err), v.abi, SHMBUS_KMOD_ABI);
+	return err;
 }
 
 SHMBUS_API struct shmbus *shmbus__open(const char *name,
@@ -106,11 +165,17 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 		goto fail_fd;
 	bus->arena_fd = fd;
 	err = wake_table_init(&bus->wakes, bus->arena.max_queues);
-	bus->wakes.bus_id = bus->arena.bus_id;
 	if (err)
 		goto fail_map;
+	bus->wakes.bus_id = bus->arena.bus_id;
+	bus->wakes.arena_fd = fd;
+	err = kmod_open(bus, rep.kmod_cookie);
+	if (err)
+		goto fail_wakes;
 	return bus;
 
+fail_wakes:
+	wake_table_fini(&bus->wakes);
 fail_map:
 	arena_unmap(&bus->arena);
 fail_fd:
@@ -134,7 +199,16 @@ SHMBUS_API void shmbus__close(struct shmbus *bus)
 	if (bus->arena_fd >= 0)
 		close(bus->arena_fd);
 	client_close(&bus->conn);
+	/* after the socket: the daemon sees the EOF first, the death
+	 * record (same meaning) second */
+	if (bus->wakes.kfd >= 0)
+		close(bus->wakes.kfd);
 	free(bus);
+}
+
+SHMBUS_API const char *shmbus__wake_backend(const struct shmbus *bus)
+{
+	return bus->wakes.kfd >= 0 ? "kmod" : "eventfd";
 }
 
 SHMBUS_API const char *shmbus__name(const struct shmbus *bus)

@@ -91,6 +91,10 @@ consumer_new(struct shmbus *bus, const char *queue,
 	c->seat.fd = c->at.seat_fd;
 	/* tokens a previous holder of this seat left behind */
 	seat_drain(&c->seat);
+	/* with the module, publishers wake us through it; if it refuses,
+	 * they find no registration and write our eventfd themselves */
+	seat_kmod_register(&bus->wakes, c->at.qid, c->at.qgen, c->at.seat,
+			   c->seat.fd);
 	return c;
 }
 
@@ -172,6 +176,8 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 		disarm(c);
 		if (c->stash_valid)
 			shmbus_consumer__release(c, &c->stash);
+		seat_kmod_unregister(&c->at.bus->wakes, c->at.qid,
+				     c->at.qgen, c->at.seat);
 	}
 	reply_cache_free(c->replies);
 	/* leases still held are returned to the queue by the daemon when

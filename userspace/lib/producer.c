@@ -344,7 +344,7 @@ enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
 }
 
 static void wake_sub(struct attachment *at, struct shmbus_queue *sq,
-		     uint32_t qid, uint32_t gen);
+		     uint32_t qid, uint32_t gen, struct wake_batch *b);
 
 /*
  * Dead-letter chunk @old (ours, HELD) from our queue with reason
@@ -375,7 +375,7 @@ static void overflow_out(struct attachment *at, uint32_t old)
 		c->expires_ns = 0;
 		chunk_own(c, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
 		if (ring_enqueue(&r, old) == 0) {
-			wake_sub(at, dq, d - 1, dgen);
+			wake_sub(at, dq, d - 1, dgen, NULL);
 			slot_count(at->slot, SHMBUS_CTR_DEADLETTERED, 1);
 			SHMBUS_PROBE4(dead_letter, at_bus(at), at->qid, c->id,
 				      SHMBUS_DLR_OVERFLOW);
@@ -605,10 +605,12 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
  * Wake one sleeping consumer of subscription (qid, gen). Its seat fds are
  * fetched from the daemon the first time this process needs them (a
  * sleeper is the only reason to): a bit is cleared only once we can
- * write the eventfd, so no wake-up is lost to a missing fd.
+ * write the eventfd, so no wake-up is lost to a missing fd (the module
+ * backend falls back to it for a seat it does not know). With @b, the
+ * wake-up waits in @b for the caller's flush.
  */
 static void wake_sub(struct attachment *at, struct shmbus_queue *sq,
-		     uint32_t qid, uint32_t gen)
+		     uint32_t qid, uint32_t gen, struct wake_batch *b)
 {
 	struct wake_table *t = &at->bus->wakes;
 	uint64_t any = 0;
@@ -635,7 +637,7 @@ static void wake_sub(struct attachment *at, struct shmbus_queue *sq,
 		if (wake_table_install(t, qid, gen, fds, nfds))
 			return;
 	}
-	n = __wake_sleepers(t, sq, qid, gen, 1);
+	n = __wake_sleepers(t, sq, qid, gen, 1, b);
 	if (n)
 		slot_count(at->slot, SHMBUS_CTR_WAKEUPS, n);
 }
@@ -737,6 +739,7 @@ static int topic_fanout(struct attachment *at, uint32_t ref,
 	const struct arena *a = &at->bus->arena;
 	struct shmbus_chunk *c = chunk_at(a, ref);
 	const struct shmbus_fanout *fo;
+	struct wake_batch wb;
 	uint32_t n;
 	int err, ret = 0;
 
@@ -754,6 +757,7 @@ static int topic_fanout(struct attachment *at, uint32_t ref,
 		}
 	}
 	fo = fanout_of(a, at->q, &n);
+	wb.n = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t qid = READ_ONCE(fo[i].qid), gen = READ_ONCE(fo[i].gen);
 		struct shmbus_queue *sq = queue_at(a, qid);
@@ -774,8 +778,10 @@ static int topic_fanout(struct attachment *at, uint32_t ref,
 			ret = -ENOBUFS;
 			continue;
 		}
-		wake_sub(at, sq, qid, gen);
+		wake_sub(at, sq, qid, gen, &wb);
 	}
+	/* every sleeping subscriber at once: one ioctl with the module */
+	wake_batch_flush(&at->bus->wakes, &wb);
 	chunk_unref(a, at->slot, ref);		/* ours */
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
 	return ret;

@@ -29,7 +29,7 @@
 #include "shmbus_layout.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		2u
+#define SBC_VERSION		3u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 
@@ -94,6 +94,8 @@ struct sbc_bus_open_reply {
 	uint64_t arena_size;
 	uint32_t created;
 	uint32_t rdonly;
+	uint64_t kmod_cookie;	/* ATTACH this to /dev/shmbus for death
+				 * notice; 0: the daemon does not watch */
 };
 
 /* QUEUE_DECLARE flags */

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <urcu-bp.h>
@@ -31,6 +32,8 @@ int wake_table_init(struct wake_table *t, uint32_t n)
 	if (!t->sets)
 		return -ENOMEM;
 	t->n = n;
+	t->kfd = -1;
+	t->arena_fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	return 0;
 }
@@ -140,17 +143,56 @@ static inline uint64_t rotr64(uint64_t v, unsigned r)
 	return r ? (v >> r) | (v << (64 - r)) : v;
 }
 
+unsigned wake_batch_flush(struct wake_table *t, struct wake_batch *b)
+{
+	unsigned woken = 0;
+	bool kmod = false;
+
+	if (!b->n)
+		return 0;
+	if (t->kfd >= 0) {
+		struct shmbus_kmod_wake w = {
+			.arena_fd = t->arena_fd,
+			.count = b->n,
+			.targets = (uintptr_t)b->t,
+		};
+
+		for (unsigned i = 0; i < b->n; i++)
+			b->t[i].woken = 0;
+		kmod = ioctl(t->kfd, SHMBUS_IOC_WAKE, &w) >= 0;
+	}
+	for (unsigned i = 0; i < b->n; i++) {
+		const struct shmbus_kmod_target *tg = &b->t[i];
+
+		/* a seat the module does not know: the eventfd itself */
+		if ((kmod && tg->woken) ||
+		    wake_seat(t, tg->qid, tg->gen, tg->seat)) {
+			woken++;
+			SHMBUS_PROBE4(wake_sent, t->bus_id, tg->qid, tg->seat,
+				      now_ns());
+		}
+	}
+	b->n = 0;
+	return woken;
+}
+
 unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
-			 uint32_t qid, uint32_t qgen, unsigned n)
+			 uint32_t qid, uint32_t qgen, unsigned n,
+			 struct wake_batch *b)
 {
 	static __thread unsigned rr;	/* per-thread round-robin start */
-	unsigned woken = 0, r = rr++;
+	unsigned claimed = 0, r = rr++;
+	struct wake_batch local;
 
-	for (unsigned k = 0; k < SHMBUS_SEAT_WORDS && woken < n; k++) {
+	if (!b) {
+		local.n = 0;
+		b = &local;
+	}
+	for (unsigned k = 0; k < SHMBUS_SEAT_WORDS && claimed < n; k++) {
 		unsigned w = (k + r / 64) % SHMBUS_SEAT_WORDS;
 		uint64_t m = READ_ONCE(q->sleep_mask[w]);
 
-		while (m && woken < n) {
+		while (m && claimed < n) {
 			/* the first set bit at or after position r % 64 */
 			uint64_t bit = rotr64(m, r) & -rotr64(m, r);
 
@@ -162,18 +204,20 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 			uint64_t old = atomic_fetch_and(&q->sleep_mask[w], ~bit);
 
 			if (old & bit) {
-				unsigned seat = w * 64 + __builtin_ctzll(bit);
-
-				if (wake_seat(t, qid, qgen, seat)) {
-					woken++;
-					SHMBUS_PROBE4(wake_sent, t->bus_id,
-						      qid, seat, now_ns());
-				}
+				if (b->n == WAKE_BATCH_MAX)
+					wake_batch_flush(t, b);
+				b->t[b->n++] = (struct shmbus_kmod_target){
+					.qid = qid, .gen = qgen,
+					.seat = w * 64 + __builtin_ctzll(bit),
+				};
+				claimed++;
 			}
 			m = old & ~bit;
 		}
 	}
-	return woken;
+	if (b == &local)
+		wake_batch_flush(t, b);
+	return claimed;
 }
 
 void seat_refresh(struct seat *s)
@@ -256,4 +300,29 @@ void seat_drain(struct seat *s)
 	 * Left in the fd, it would keep a level-triggered epoll spinning. */
 	if (poll(&pfd, 1, 0) == 1)
 		read_tokens(s);
+}
+
+void seat_kmod_register(struct wake_table *t, uint32_t qid, uint32_t gen,
+			uint32_t seat, int fd)
+{
+	struct shmbus_kmod_reg r = {
+		.arena_fd = t->arena_fd, .event_fd = fd,
+		.qid = qid, .gen = gen, .seat = seat,
+	};
+
+	if (t->kfd >= 0 && ioctl(t->kfd, SHMBUS_IOC_REGISTER, &r))
+		pr_debug("kmod: register seat %u of queue %u: %s", seat, qid,
+			 strerror(errno));
+}
+
+void seat_kmod_unregister(struct wake_table *t, uint32_t qid, uint32_t gen,
+			  uint32_t seat)
+{
+	struct shmbus_kmod_reg r = {
+		.arena_fd = t->arena_fd, .event_fd = -1,
+		.qid = qid, .gen = gen, .seat = seat,
+	};
+
+	if (t->kfd >= 0)
+		(void)ioctl(t->kfd, SHMBUS_IOC_UNREGISTER, &r);
 }

@@ -24,6 +24,13 @@
  * message wakes one sleeper, not all (no thundering herd). No bit set
  * means no syscall: producers pay one load of a read-mostly line.
  *
+ * Two backends deliver the token (docs/kernel.md): an eventfd write per
+ * seat from userspace, or, when the kernel module is loaded, one
+ * SHMBUS_IOC_WAKE for every seat a publish claimed, topic fan-out
+ * included (consumers register their seat eventfd with the module). A
+ * seat the module does not know (woken 0) gets the eventfd write, so the
+ * claim is always paid.
+ *
  * Tokens: a producer that cleared our bit owes us one. Every wake-up
  * read()s the eventfd, which drains all tokens, and arm() drains whatever
  * is there; a late token (claim seen at disarm, token arriving after)
@@ -34,6 +41,7 @@
 
 #include <pthread.h>
 
+#include "shmbus_kmod.h"
 #include "internal.h"
 #include "ring.h"
 
@@ -49,8 +57,22 @@ struct wake_table {
 	struct wake_set **sets;
 	uint32_t n;
 	uint32_t bus_id;		/* for the wake_sent probe */
+	int kfd;			/* /dev/shmbus, or -1: eventfds */
+	int arena_fd;			/* the proof the module wants */
 	pthread_mutex_t lock;		/* serialises installers */
 };
+
+/* Seats claimed by one publish, woken together by wake_batch_flush(). */
+#define WAKE_BATCH_MAX	64
+
+struct wake_batch {
+	unsigned n;
+	struct shmbus_kmod_target t[WAKE_BATCH_MAX];
+};
+
+/* Wake every seat in @b (one ioctl, or one eventfd write each), empty it.
+ * Returns the number of seats woken. */
+unsigned wake_batch_flush(struct wake_table *t, struct wake_batch *b);
 
 int wake_table_init(struct wake_table *t, uint32_t n);
 void wake_table_fini(struct wake_table *t);
@@ -68,11 +90,14 @@ int wake_table_install(struct wake_table *t, uint32_t qid, uint32_t qgen,
 bool wake_table_has(struct wake_table *t, uint32_t qid, uint32_t qgen);
 
 /*
- * Out of line: some seat of the queue is asleep. Wake up to @n of them.
- * Returns the number of eventfd writes.
+ * Out of line: some seat of the queue is asleep. Claim up to @n of them
+ * and wake them: at once, or, with @b, when the caller flushes @b (a
+ * topic publish wakes all its subscriptions in one go). Returns the
+ * number of seats claimed.
  */
 unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
-			 uint32_t qid, uint32_t qgen, unsigned n);
+			 uint32_t qid, uint32_t qgen, unsigned n,
+			 struct wake_batch *b);
 
 /*
  * After publishing @n messages to @q: wake up to @n sleeping seats.
@@ -89,7 +114,7 @@ static inline unsigned wake_after_publish(struct wake_table *t,
 		any |= READ_ONCE(q->sleep_mask[w]);
 	if (likely(!any))
 		return 0;
-	return __wake_sleepers(t, q, qid, qgen, n);
+	return __wake_sleepers(t, q, qid, qgen, n, NULL);
 }
 
 /* A consumer's seat, private to its handle. */
@@ -125,6 +150,13 @@ void seat_disarm(struct seat *s);
  * sleep_mask is not ours to touch.
  */
 int seat_sleep(struct seat *s, int64_t deadline);
+
+/* With the module: put (qid, gen, seat) -> @fd in it, or take it out.
+ * Best effort: a seat the module does not know is woken by eventfd. */
+void seat_kmod_register(struct wake_table *t, uint32_t qid, uint32_t gen,
+			uint32_t seat, int fd);
+void seat_kmod_unregister(struct wake_table *t, uint32_t qid, uint32_t gen,
+			  uint32_t seat);
 
 /* Read whatever tokens the eventfd holds, without blocking (epoll users:
  * before arming, so the fd is readable only for a new wake-up). */
