@@ -28,7 +28,8 @@ CC  ?= gcc
 CXX ?= g++
 
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
-	clang llvm libbpf-dev bpftool
+	clang llvm libbpf-dev bpftool \
+	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd
 
 ifeq ($(V),1)
 Q :=
@@ -118,7 +119,7 @@ deps:
 # make (so nothing is evaluated before the compiler exists).
 test: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
-	$(Q)B=$(B) CI=$(CI) SAN=$(SAN) sh tests/run.sh
+	$(Q)B=$(B) CI=$(CI) SAN=$(SAN) MAKE=$(MAKE) sh tests/run.sh
 
 demo: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all

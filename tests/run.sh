@@ -71,6 +71,22 @@ for t in $progs; do
 	fi
 done
 
+# The kernel module: built against Debian's headers and tested inside a
+# qemu VM (tests/kmod/run-vm.sh), in the normal build only: its programs
+# are static and the module is not instrumented by our sanitizers.
+if [ -z "$SAN" ] && { [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " test_kmod "; }; then
+	start=$(date +%s)
+	echo "=== test_kmod"
+	if timeout -k 5 300 env B="$B" MAKE="${MAKE:-make}" sh tests/kmod/run-vm.sh; then
+		passed=$((passed + 1))
+		echo "--- PASS test_kmod ($(( $(date +%s) - start ))s)"
+	else
+		failed=$((failed + 1))
+		failed_names="$failed_names test_kmod"
+		echo "--- FAIL test_kmod ($(( $(date +%s) - start ))s)"
+	fi
+fi
+
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

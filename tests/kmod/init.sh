@@ -4,6 +4,7 @@
 # the host checks them and the kernel log.
 /bin/busybox --install -s /bin
 export PATH=/bin:/t
+mkdir -p /proc /sys /dev
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -26,16 +27,34 @@ export SHMBUS_TEST_TMP=/tmp LD_LIBRARY_PATH=/t
 for mode in kmod eventfd; do
 	[ $mode = kmod ] && k=required || k=off
 	rm -rf /tmp/fan; mkdir -p /tmp/fan
+	SHMBUS_KMOD=$k shmbusd --socket /tmp/fan/sock --log /tmp/fan/d.log \
+		--verbose &
+	while [ ! -S /tmp/fan/sock ]; do sleep 0.05; done
 	SHMBUS_KMOD=$k SHMBUS_SOCKET=/tmp/fan/sock kmod_fanout
-	result kmod_fanout-$mode $?
-	SHMBUS_KMOD=$k SHMBUS_SOCKET=/tmp/fan/sock /t/shmbus 2>/dev/null
-	kill $(cat /tmp/fan/sock.pid 2>/dev/null) 2>/dev/null
+	r=$?
+	[ $r = 0 ] || tail -20 /tmp/fan/d.log
+	pidof shmbusd >/dev/null || echo "daemon gone"
+	result kmod_fanout-$mode $r
+	# the daemon learnt of the kill -9 from the module, or from EOF
+	if grep -q "died (kernel module)" /tmp/fan/d.log; then
+		[ $mode = kmod ]; result death-notice-$mode $?
+	else
+		[ $mode = eventfd ]; result death-notice-$mode $?
+	fi
+	killall shmbusd 2>/dev/null
 	SHMBUS_KMOD=$k test_wake >/tmp/tw.log 2>&1
-	r=$?; tail -3 /tmp/tw.log; result test_wake-$mode $r
+	r=$?; grep -E "FAIL|ERROR|error|Error" /tmp/tw.log; tail -1 /tmp/tw.log
+	result test_wake-$mode $r
 done
-SHMBUS_KMOD=required test_topics >/tmp/tt.log 2>&1
-r=$?; tail -3 /tmp/tt.log; result test_topics-kmod $r
-pkill shmbusd 2>/dev/null
+for mode in kmod eventfd; do
+	[ $mode = kmod ] && k=required || k=off
+	SHMBUS_KMOD=$k test_topics >/tmp/tt.log 2>&1
+	r=$?; grep -E "FAIL|ERROR|error|Error" /tmp/tt.log; tail -1 /tmp/tt.log
+	result test_topics-$mode $r
+done
+# no daemon may hold /dev/shmbus at the rmmod below
+killall shmbusd 2>/dev/null
+while pidof shmbusd >/dev/null; do sleep 0.1; done
 
 kmod_bench
 

@@ -13,7 +13,6 @@
  *
  * No cmocka: the VM has only what run-vm.sh puts in its initramfs.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

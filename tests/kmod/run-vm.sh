@@ -90,8 +90,10 @@ grep -q '^SHMBUS-VM-DONE' "$LOG.txt" || bad="$bad no-end-marker"
 grep -q '^SHMBUS-VM-FAIL' "$LOG.txt" && bad="$bad $(grep '^SHMBUS-VM-FAIL' "$LOG.txt" | cut -d' ' -f2- | tr '\n' ' ')"
 grep -qE 'WARNING:|BUG:|Oops|general protection|Kernel panic|UBSAN|KASAN' "$LOG.txt" &&
 	bad="$bad kernel-splat"
-for want in kmod_test kmod_fanout-kmod kmod_fanout-eventfd test_wake-kmod \
-	    test_wake-eventfd test_topics-kmod rmmod-busy rmmod; do
+for want in kmod_test kmod_fanout-kmod kmod_fanout-eventfd \
+	    death-notice-kmod death-notice-eventfd test_wake-kmod \
+	    test_wake-eventfd test_topics-kmod test_topics-eventfd \
+	    rmmod-busy rmmod; do
 	grep -q "^SHMBUS-VM-RESULT $want 0\$" "$LOG.txt" ||
 		bad="$bad $want"
 done

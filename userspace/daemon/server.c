@@ -100,7 +100,9 @@ static void conn_close(struct conn *c)
 }
 
 /* The module's death records: each closes its connection, as its EOF
- * would (whichever comes second finds nothing left to do). */
+ * would (whichever comes second finds nothing left to do). Called after
+ * an epoll batch, never inside one: the batch may still hold an event
+ * of a connection this frees. */
 static void kmod_deaths(void)
 {
 	uint64_t cookies[32];
@@ -526,6 +528,7 @@ int server_run(int lfd)
 	while (!stopping) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(epfd, evs, 64, -1);
+		bool deaths = false;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -555,11 +558,13 @@ int server_run(int lfd)
 				timer_when = INT64_MAX;	/* it fired */
 				timer_at(tick());
 			} else if (tag == TAG_KMOD) {
-				kmod_deaths();
+				deaths = true;
 			} else {
 				conn_read(tag);
 			}
 		}
+		if (deaths)
+			kmod_deaths();
 	}
 	while (conns)
 		conn_close(conns);

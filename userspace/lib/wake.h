@@ -26,10 +26,10 @@
  *
  * Two backends deliver the token (docs/kernel.md): an eventfd write per
  * seat from userspace, or, when the kernel module is loaded, one
- * SHMBUS_IOC_WAKE for every seat a publish claimed, topic fan-out
- * included (consumers register their seat eventfd with the module). A
- * seat the module does not know (woken 0) gets the eventfd write, so the
- * claim is always paid.
+ * SHMBUS_IOC_WAKE for every seat a publish claimed when it claimed two or
+ * more, topic fan-out included (consumers register their seat eventfd
+ * with the module). A seat the module does not know (woken 0) gets the
+ * eventfd write, so the claim is always paid.
  *
  * Tokens: a producer that cleared our bit owes us one. Every wake-up
  * read()s the eventfd, which drains all tokens, and arm() drains whatever
