@@ -519,10 +519,17 @@ static inline int publish_one(struct attachment *at, const void *data,
 	/* QUEUED inside our epoch section: an orphan sweep's grace period
 	 * then covers the whole window until the ring cmpxchg */
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
-	id = c->id;	/* the chunk may be gone once it is in the ring */
-	/* the publish time is taken before the message becomes visible: a
-	 * consumer may deliver it before our probe fires */
-	pts = SHMBUS_PROBE_ON(publish) ? now_ns() : 0;
+	/* For the probe, read before the message becomes visible: the time
+	 * (a consumer may deliver it before our probe fires) and the id
+	 * (the chunk may be gone once it is in the ring). pts != 0 is also
+	 * "the probe is on" (now_ns() is never 0): one semaphore test, and
+	 * nothing else, when nobody traces */
+	pts = 0;
+	id = 0;
+	if (SHMBUS_PROBE_ON(publish)) {
+		pts = now_ns();
+		id = c->id;
+	}
 	err = enqueue_wait(at, h->prio, ref, w);
 	if (unlikely(err)) {
 		pool_free(&at->bus->arena, at->slot, ref);
@@ -531,9 +538,9 @@ static inline int publish_one(struct attachment *at, const void *data,
 		return err;
 	}
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
-	SHMBUS_PROBE6(publish, at_bus(at), at->qid, id, len,
-		      ring_depth_hint(READ_ONCE(at->q->tail),
-				      READ_ONCE(at->q->head)), pts);
+	SHMBUS_PROBE6_IF(pts, publish, at_bus(at), at->qid, id, len,
+			 ring_depth_hint(READ_ONCE(at->q->tail),
+					 READ_ONCE(at->q->head)), pts);
 	return 0;
 }
 
