@@ -288,7 +288,7 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc
 	$(Q)ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmbus.so
 	$(Q)install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	$(Q)install -m 0644 include/shmbus.h include/shmbus_layout.h \
-		include/shmbus_bpf.h $(DESTDIR)$(INCDIR)/
+		include/shmbus_bpf.h include/shmbus_kmod.h $(DESTDIR)$(INCDIR)/
 	$(Q)install -m 0644 $(B)/libshmbus.pc $(DESTDIR)$(PCDIR)/
 	$(Q)install -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) \
