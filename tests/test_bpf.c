@@ -460,30 +460,36 @@ static void test_monitor_counts(void **state)
 		assert_non_null(strstr(http_out, "Content-Type: text/plain; "
 				       "version=0.0.4"));
 		assert_non_null(body);
-		for (int k = 0; k < 2; k++) {
-			char *text = k ? body + 4 : metrics_out;
-			char copy[sizeof(metrics_out)];
+		/* each sample, with the value it must have */
+		static const struct {
+			const char *sample;
+			double value;
+		} want_samples[] = {
+			{ "shmbus_published_total{bus=\"" BUS "\","
+			  "queue=\"bpf.q\"}", N },
+			{ "shmbus_dead_lettered_total{bus=\"" BUS "\","
+			  "queue=\"bpf.q\"}", N / 10 },
+			{ "shmbus_depth{bus=\"" BUS "\",queue=\"bpf.depth\"}", 5 },
+			{ "shmbus_latency_seconds_count{bus=\"" BUS "\","
+			  "queue=\"bpf.q\",kind=\"publish_deliver\"}", N },
+			{ "shmbus_latency_seconds_count{bus=\"" BUS "\","
+			  "queue=\"bpf.wake\",kind=\"wakeup\"}", W },
+		};
+		static char copy[sizeof(metrics_out)];
 
-			snprintf(copy, sizeof(copy), "%s", text);
-			assert_true(check_prometheus(copy,
-				"shmbus_published_total{bus=\"" BUS "\","
-				"queue=\"bpf.q\"}") == N);
-			snprintf(copy, sizeof(copy), "%s", text);
-			assert_true(check_prometheus(copy,
-				"shmbus_dead_lettered_total{bus=\"" BUS "\","
-				"queue=\"bpf.q\"}") == N / 10);
-			snprintf(copy, sizeof(copy), "%s", text);
-			assert_true(check_prometheus(copy,
-				"shmbus_depth{bus=\"" BUS "\","
-				"queue=\"bpf.depth\"}") == 5);
-			snprintf(copy, sizeof(copy), "%s", text);
-			assert_true(check_prometheus(copy,
-				"shmbus_latency_seconds_count{bus=\"" BUS "\","
-				"queue=\"bpf.q\",kind=\"publish_deliver\"}") == N);
-			snprintf(copy, sizeof(copy), "%s", text);
-			assert_true(check_prometheus(copy,
-				"shmbus_latency_seconds_count{bus=\"" BUS "\","
-				"queue=\"bpf.wake\",kind=\"wakeup\"}") == W);
+		for (int k = 0; k < 2; k++) {
+			const char *text = k ? body + 4 : metrics_out;
+
+			for (size_t i = 0; i < sizeof(want_samples) /
+					       sizeof(want_samples[0]); i++) {
+				/* check_prometheus cuts its input up */
+				snprintf(copy, sizeof(copy), "%s", text);
+				if (check_prometheus(copy, want_samples[i].sample) !=
+				    want_samples[i].value)
+					fail_msg("%s: %s is not %g", k ? "HTTP" :
+						 "stdout", want_samples[i].sample,
+						 want_samples[i].value);
+			}
 		}
 	}
 	assert_int_equal(http_get(port, "/nope", http_out, sizeof(http_out)), 0);
