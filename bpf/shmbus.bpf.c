@@ -35,11 +35,18 @@ struct {
 	__type(value, __u64);
 } dlv_ts SEC(".maps");
 
+/* The first of two racing probes: when, and which side it was (1: the
+ * delivery, or the woken consumer). */
+struct first_seen {
+	__u64 ts;
+	__u64 by_deliver;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct shmbus_hist_key);	/* bus, qid, seat */
-	__type(value, __u64);
+	__type(value, struct first_seen);
 } wake_ts SEC(".maps");
 
 struct {
@@ -105,11 +112,6 @@ static __always_inline struct shmbus_qstats *stats(__u32 bus, __u32 qid)
  * a message before its publisher's probe runs, on another CPU). Whichever
  * inserts first (BPF_NOEXIST: one wins) leaves its time; the other finds
  * it and records the latency. */
-struct first_seen {
-	__u64 ts;
-	__u64 by_deliver;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -223,26 +225,49 @@ int BPF_USDT(drop, __u32 bus, __u32 qid, __u64 id)
 	return 0;
 }
 
+/*
+ * eventfd write -> woken consumer runs, by (bus, qid, seat). The two
+ * probes race as publish and delivery do: the woken consumer may fire
+ * wake_recv before the waker's wake_sent (whose time was taken before
+ * the write). So whichever comes first leaves its time and the other
+ * records. A true pair always has sent <= received; an entry that breaks
+ * that, or one from the same side, is stale (a token nobody waited for, a
+ * wake-up by the daemon) and is replaced.
+ */
+static __always_inline void wake_meet(__u32 bus, __u32 qid, __u32 seat,
+				      __u64 ts, __u64 recv)
+{
+	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = seat };
+	struct first_seen mine = { .ts = ts, .by_deliver = recv }, *other;
+	__u64 sent, got;
+
+	if (bpf_map_update_elem(&wake_ts, &k, &mine, BPF_NOEXIST) == 0)
+		return;
+	other = bpf_map_lookup_elem(&wake_ts, &k);
+	if (!other)
+		return;
+	sent = recv ? other->ts : ts;
+	got = recv ? ts : other->ts;
+	if (other->by_deliver == recv || sent > got) {
+		bpf_map_update_elem(&wake_ts, &k, &mine, BPF_ANY);
+		return;
+	}
+	record(bus, qid, SHMBUS_HIST_WAKEUP, sent, got);
+	bpf_map_delete_elem(&wake_ts, &k);
+}
+
 SEC("usdt")
 int BPF_USDT(wake_sent, __u32 bus, __u32 qid, __u32 seat, __u64 ts)
 {
-	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = seat };
-
 	COUNT(bus, qid, wakeups);
-	bpf_map_update_elem(&wake_ts, &k, &ts, BPF_ANY);
+	wake_meet(bus, qid, seat, ts, 0);
 	return 0;
 }
 
 SEC("usdt")
 int BPF_USDT(wake_recv, __u32 bus, __u32 qid, __u32 seat, __u64 ts)
 {
-	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = seat };
-	__u64 *start = bpf_map_lookup_elem(&wake_ts, &k);
-
-	if (start) {
-		record(bus, qid, SHMBUS_HIST_WAKEUP, *start, ts);
-		bpf_map_delete_elem(&wake_ts, &k);
-	}
+	wake_meet(bus, qid, seat, ts, 1);
 	return 0;
 }
 

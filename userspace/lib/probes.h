@@ -34,6 +34,10 @@ static inline void shmbus_probe_none(int unused, ...)
 #define SHMBUS_PROBE6_IF(cond, name, ...) SHMBUS_PROBE_NONE(cond, __VA_ARGS__)
 #else
 #define _SDT_HAS_SEMAPHORES 1
+/* Arguments in registers or constants only: the default ("nor") lets the
+ * compiler name a memory operand, and an indexed one ("8@(%r15,%r9)")
+ * is more than libbpf's USDT support (and most tracers) can read. */
+#define STAP_SDT_ARG_CONSTRAINT nr
 #include <sys/sdt.h>
 
 #define SHMBUS_PROBES(X)	\

@@ -147,9 +147,13 @@ unsigned wake_batch_flush(struct wake_table *t, struct wake_batch *b)
 {
 	unsigned woken = 0;
 	bool kmod = false;
+	int64_t ts;
 
 	if (!b->n)
 		return 0;
+	/* the probe's time is taken before the tokens go: a woken consumer
+	 * may run (and fire wake_recv) before our wake_sent fires */
+	ts = SHMBUS_PROBE_ON(wake_sent) ? now_ns() : 0;
 	/* one seat: a write is one syscall too, and a cheaper one (the
 	 * ioctl also looks the registration up); the module pays from two */
 	if (t->kfd >= 0 && b->n > 1) {
@@ -171,7 +175,7 @@ unsigned wake_batch_flush(struct wake_table *t, struct wake_batch *b)
 		    wake_seat(t, tg->qid, tg->gen, tg->seat)) {
 			woken++;
 			SHMBUS_PROBE4(wake_sent, t->bus_id, tg->qid, tg->seat,
-				      now_ns());
+				      ts);
 		}
 	}
 	b->n = 0;
