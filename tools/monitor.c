@@ -37,10 +37,23 @@
 
 #define BPF_FS_MAGIC	0xcafe4a11
 
+/* A pin directory start made: removed again if start fails. */
+static const char *undo_dir;
+
 static __attribute__((noreturn, format(printf, 1, 2)))
 void mdie(const char *fmt, ...)
 {
 	va_list ap;
+
+	if (undo_dir) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/hist", undo_dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/qstats", undo_dir);
+		unlink(path);
+		rmdir(undo_dir);
+	}
 
 	fprintf(stderr, "shmbus: monitor: ");
 	va_start(ap, fmt);
@@ -125,7 +138,9 @@ static void start(const char *dir, const char *dmn)
 	snprintf(path, sizeof(path), "%s/qstats", dir);
 	if (stat(path, &st) == 0)
 		mdie("already started (%s exists; shmbus monitor stop)", path);
-	if (mkdir(dir, 0700) && errno != EEXIST)
+	if (mkdir(dir, 0700) == 0)
+		undo_dir = dir;
+	else if (errno != EEXIST)
 		mdie("mkdir %s: %s", dir, strerror(errno));
 	shmbus_libpath(lib_path);
 	if (!lib_path[0])
@@ -180,6 +195,7 @@ static void start(const char *dir, const char *dmn)
 		 * cleanups (and a leak checker) must not touch them */
 		if (kid > 0)
 			_exit(0);
+		undo_dir = NULL;	/* started: stop removes it */
 		setsid();
 		pidfile_of(dir, pidfile, sizeof(pidfile));
 		f = fopen(pidfile, "w");
