@@ -180,10 +180,16 @@ $(B)/daemon/%.o: userspace/daemon/%.c $(HDRS) | $(B)/daemon
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon -c $< -o $@
 
-$(SHLIB): $(LIB_PIC) userspace/lib/libshmbus.map
+# The version script: the public nodes, and the internals the daemon uses
+# (userspace/lib/private.h) in a node named after this exact version.
+$(B)/libshmbus.map: userspace/lib/libshmbus.map | $(B)/lib
+	$(call msg,GEN,$@)
+	$(Q){ cat $<; printf '\nSHMBUS_PRIVATE_$(VERSION) {\n\tglobal:\n\t\t__shmbus_*;\n};\n'; } > $@
+
+$(SHLIB): $(LIB_PIC) $(B)/libshmbus.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) \
-		-Wl,--version-script=userspace/lib/libshmbus.map -Wl,-z,defs \
+		-Wl,--version-script=$(B)/libshmbus.map -Wl,-z,defs \
 		-o $@ $(LIB_PIC) $(LDLIBS)
 	$(Q)ln -sf $(notdir $(SHLIB)) $(B)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(B)/libshmbus.so
@@ -196,12 +202,12 @@ $(DMNLIB): $(DMN_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-# The daemon links the library statically: it uses internals (formatting
-# arenas, reclaiming slots) that the shared library does not export.
-$(DAEMON): userspace/daemon/main.c $(DMNLIB) $(STLIB) $(HDRS)
+# The daemon links libshmbus.so like everyone else (one USDT attachment
+# covers it), using the internals exported for it (private.h).
+$(DAEMON): userspace/daemon/main.c $(DMNLIB) $(SHLIB) $(HDRS)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon $< -o $@ \
-		$(ALL_LDFLAGS) $(DMNLIB) $(STLIB) $(LDLIBS)
+		$(ALL_LDFLAGS) $(DMNLIB) $(RPATH) -L$(B) -lshmbus $(LDLIBS)
 
 # BPF (bpf/): CO-RE objects built with clang against the running kernel's
 # BTF, and libbpf skeletons for the tools that load them.
@@ -290,7 +296,10 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc
 	$(Q)install -m 0644 include/shmbus.h include/shmbus_layout.h \
 		include/shmbus_bpf.h include/shmbus_kmod.h $(DESTDIR)$(INCDIR)/
 	$(Q)install -m 0644 $(B)/libshmbus.pc $(DESTDIR)$(PCDIR)/
-	$(Q)install -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon \
+		userspace/daemon/main.c -o $(DESTDIR)$(BINDIR)/shmbusd \
+		$(ALL_LDFLAGS) $(DMNLIB) -Wl,-rpath,'$(LIBDIR)' -L$(B) \
+		-lshmbus $(LDLIBS)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) \
 		-o $(DESTDIR)$(BINDIR)/shmbus $(ALL_LDFLAGS) \
 		-Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus -lbpf -lm

@@ -23,7 +23,6 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <stdbool.h>
-#include <libgen.h>
 #include <signal.h>
 
 #include <bpf/bpf.h>
@@ -101,28 +100,7 @@ static void on_term(int sig)
 	stopping = 1;
 }
 
-/* The daemon binary: dead-lettering and drops happen there (it links the
- * library statically, probes included). Beside this program, else the
- * installed one; NULL if neither exists. */
-static const char *daemon_path(const char *given)
-{
-	static char buf[PATH_MAX];
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (given)
-		return given;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = '\0';
-		snprintf(buf, sizeof(buf), "%s/shmbusd", dirname(self));
-		if (access(buf, X_OK) == 0)
-			return buf;
-	}
-	return access(SHMBUS_DAEMON_PATH, X_OK) == 0 ? SHMBUS_DAEMON_PATH : NULL;
-}
-
-static void start(const char *dir, const char *dmn)
+static void start(const char *dir)
 {
 	struct shmbus_bpf *skel;
 	struct bpf_program *prog;
@@ -162,16 +140,6 @@ static void start(const char *dir, const char *dmn)
 			mdie("attaching to usdt:%s:shmbus:%s: %s", lib_path,
 			     name, strerror(errno));
 		(void)link;	/* destroyed with the skeleton's object */
-		/* the daemon's own probes (it links the library
-		 * statically): the same program, a second link */
-		if (dmn && (!strcmp(name, "dead_letter") ||
-			    !strcmp(name, "drop"))) {
-			link = bpf_program__attach_usdt(prog, -1, dmn,
-							"shmbus", name, NULL);
-			if (!link)
-				mdie("attaching to usdt:%s:shmbus:%s: %s", dmn,
-				     name, strerror(errno));
-		}
 	}
 	snprintf(path, sizeof(path), "%s/hist", dir);
 	if (bpf_map__pin(skel->maps.hist, path))
@@ -299,15 +267,13 @@ static void status(const char *dir)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: shmbus monitor start|stop|status [--pin-dir DIR] [--daemon PATH]\n"
+"usage: shmbus monitor start|stop|status [--pin-dir DIR]\n"
 "\n"
 "start:  load the BPF programs, attach them to the USDT probes of\n"
 "        libshmbus.so in every process (running and future), pin the\n"
 "        links and the per-queue counter map under DIR (default\n"
 "        " SHMBUS_BPF_PIN_DIR "; bpftool map dump pinned DIR/qstats).\n"
-"        The daemon's probes (dead-letters, drops) are attached in\n"
-"        --daemon PATH (default: the shmbusd beside this program, else\n"
-"        the installed one).\n"
+"        The daemon links the same library: it is covered too.\n"
 "stop:   remove the pins: everything is detached and freed.\n"
 "status: the counters. Needs root.\n");
 }
@@ -316,11 +282,10 @@ int cmd_monitor(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "pin-dir", required_argument, NULL, 'd' },
-		{ "daemon", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = SHMBUS_BPF_PIN_DIR, *sub, *dmn = NULL;
+	const char *dir = SHMBUS_BPF_PIN_DIR, *sub;
 	int opt;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -334,13 +299,12 @@ int cmd_monitor(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': dir = optarg; break;
-		case 'D': dmn = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	if (!strcmp(sub, "start"))
-		start(dir, daemon_path(dmn));
+		start(dir);
 	else if (!strcmp(sub, "stop"))
 		stop(dir);
 	else if (!strcmp(sub, "status"))

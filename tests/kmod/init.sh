@@ -36,7 +36,7 @@ for mode in kmod eventfd; do
 	pidof shmbusd >/dev/null || echo "daemon gone"
 	result kmod_fanout-$mode $r
 	# the daemon learnt of the kill -9 from the module, or from EOF
-	if grep -q "died (kernel module)" /tmp/fan/d.log; then
+	if grep -q "kernel module: pid [0-9]* died" /tmp/fan/d.log; then
 		[ $mode = kmod ]; result death-notice-$mode $?
 	else
 		[ $mode = eventfd ]; result death-notice-$mode $?

@@ -281,8 +281,8 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 		WRITE_ONCE(c->expires_ns, 0);	/* it is kept, not re-expired */
 		if (ring_put(b, dq->dlq_qid, ref)) {
 			fold(b, qid, SHMBUS_CTR_DEADLETTERED, 1);
-			SHMBUS_PROBE4(dead_letter, b->arena.bus_id, qid,
-				      READ_ONCE(c->id), reason);
+			probe_dead_letter(b->arena.bus_id, qid,
+					  READ_ONCE(c->id), reason);
 			return;
 		}
 		log_info("bus '%s': dead-letter queue '%s' full; message of "
@@ -290,8 +290,7 @@ static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
 			 dq->name);
 	}
 	fold(b, qid, SHMBUS_CTR_DROPPED, 1);
-	SHMBUS_PROBE3(drop, b->arena.bus_id, qid,
-		      READ_ONCE(c->id));
+	probe_drop(b->arena.bus_id, qid, READ_ONCE(c->id));
 	chunk_drop(b, ref);
 }
 

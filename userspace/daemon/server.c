@@ -116,11 +116,12 @@ static void kmod_deaths(void)
 			for (c = conns; c; c = c->next)
 				if (c->kmod_cookie == cookies[i])
 					break;
-			if (!c)
-				continue;
-			log_debug("connection %u: pid %u died (kernel module)",
-				  c->peer.conn_id, pids[i]);
-			conn_close(c);
+			/* its EOF may have come first: nothing left to do */
+			log_debug("kernel module: pid %u died (%s)", pids[i],
+				  c ? "closing its connection" :
+				      "connection already closed");
+			if (c)
+				conn_close(c);
 		}
 	}
 	if (n < 0)

@@ -21,6 +21,7 @@ int attr_append(struct shmbus_chunk *c, uint32_t payload_max, const char *key,
 
 /* The dead-letter attributes (dlq.reason, dlq.source, dlq.deliveries),
  * all three if they fit, none otherwise. */
+SHMBUS_PRIVATE_API
 void attr_dead_letter(struct shmbus_chunk *c, uint32_t payload_max,
 		      uint32_t reason, const char *src, uint32_t count);
 

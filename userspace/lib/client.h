@@ -25,6 +25,7 @@ struct client {
  * else $XDG_RUNTIME_DIR/shmbus/shmbusd.sock, else /tmp/shmbus-UID/...
  * Returns 0 or -ENAMETOOLONG.
  */
+SHMBUS_PRIVATE_API
 int shmbus_socket_path(char *buf, size_t len);
 
 /*

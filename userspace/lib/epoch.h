@@ -53,9 +53,11 @@ static inline void epoch_exit(struct shmbus_slot *s)
  * the daemon's own records): the arena's slot states and pids are only
  * for readers, and a peer could forge them. Poll it.
  */
+SHMBUS_PRIVATE_API
 uint64_t epoch_gp_start(const struct arena *a);
 /* Does this kernel have membarrier(MEMBARRIER_CMD_GLOBAL)? (probed once) */
 bool epoch_membarrier_ok(void);
+SHMBUS_PRIVATE_API
 bool epoch_gp_done(const struct arena *a, uint64_t target,
 		   bool (*attached)(void *ctx, uint32_t slot), void *ctx);
 

@@ -15,6 +15,7 @@
 #include "shmbus.h"
 #include "shmbus_layout.h"
 #include "barrier.h"
+#include "private.h"
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define ALIGN_UP(x, a)	(((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
@@ -118,6 +119,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 
 /* Start time of @pid (clock ticks since boot, /proc/pid/stat field 22),
  * or 0 if the process does not exist or is a zombie. */
+SHMBUS_PRIVATE_API
 uint64_t pid_start_time(int pid);
 
 /* ---- the arena (arena.c) ----------------------------------------- */
@@ -173,12 +175,15 @@ struct arena_params {
 #define ARENA_DEF_RING_BYTES	(1u << 20)
 
 /* Fill defaults for zero fields and check ranges. 0 or -EINVAL (+ why). */
+SHMBUS_PRIVATE_API
 int arena_params_check(struct arena_params *p, char *why, size_t whylen);
 
 /* Bytes the arena needs for @p (checked params). */
+SHMBUS_PRIVATE_API
 uint64_t arena_size_for(const struct arena_params *p);
 
 /* Write a fresh arena for @p into zeroed memory @base of @size bytes. */
+SHMBUS_PRIVATE_API
 int arena_format(void *base, uint64_t size, const struct arena_params *p);
 
 /*
@@ -190,7 +195,9 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p);
 int arena_validate(const void *base, uint64_t size, char *why, size_t whylen);
 
 /* mmap @fd (its whole size), validate, fill @a. Takes no ownership of fd. */
+SHMBUS_PRIVATE_API
 int arena_map(struct arena *a, int fd, bool rdonly);
+SHMBUS_PRIVATE_API
 void arena_unmap(struct arena *a);
 
 static inline struct shmbus_chunk *chunk_at(const struct arena *a,

@@ -30,6 +30,7 @@ struct pool_mag {
  */
 int pool_pop_global(const struct arena *a, unsigned pi,
 		    uint32_t idx[POOL_MAG_MAX]);
+SHMBUS_PRIVATE_API
 void pool_push_global(const struct arena *a, unsigned pi,
 		      const uint32_t *idx, unsigned n);
 
@@ -37,6 +38,7 @@ void pool_push_global(const struct arena *a, unsigned pi,
 int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
 		 unsigned pi, uint32_t owner, uint32_t *ref);
 /* Out of line: spill a full cache, or free to a cacheless pool. */
+SHMBUS_PRIVATE_API
 void __pool_free(const struct arena *a, struct shmbus_slot *slot,
 		 unsigned pi, uint32_t idx);
 
@@ -157,15 +159,18 @@ static inline bool chunk_shared(const struct shmbus_chunk *c)
  * by @owner ((state << 16) | slot), delivery count 1; the reference to
  * @ref is dropped. Returns 0 and *nref, or -ENOMEM (nothing changed).
  */
+SHMBUS_PRIVATE_API
 int chunk_unshare(const struct arena *a, struct shmbus_slot *slot,
 		  uint32_t ref, uint32_t owner, uint32_t *nref);
 
+SHMBUS_PRIVATE_API
 unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot);
 
 /*
  * Free every chunk LOANED to or HELD by slot @slot_idx. Returns count.
  * Only when that slot's owner can no longer run, after pool_drain_slot().
  */
+SHMBUS_PRIVATE_API
 unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx);
 
 /* Format pool @pi's shared list: every chunk free, in magazines. */

@@ -12,7 +12,21 @@
 #ifndef SHMBUS_PROBES_H
 #define SHMBUS_PROBES_H
 
+#include <stdint.h>
+
 #include "barrier.h"
+#include "private.h"
+
+/*
+ * The daemon's probes (dead-letters and drops it performs), fired here in
+ * the library it links, so that attaching to libshmbus.so covers the
+ * daemon too. A call on a rare path; the semaphore test is inside.
+ */
+SHMBUS_PRIVATE_API
+void probe_dead_letter(uint32_t bus, uint32_t qid, uint64_t id,
+		       uint32_t reason);
+SHMBUS_PRIVATE_API
+void probe_drop(uint32_t bus, uint32_t qid, uint64_t id);
 
 #ifdef SHMBUS_NO_PROBES
 /* a build without probes (make PROBES=0), for measuring what they cost */

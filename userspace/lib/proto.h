@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 #include "shmbus_layout.h"
+#include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
 #define SBC_VERSION		3u
@@ -260,21 +261,25 @@ static inline long sbc_rep_body_size(unsigned type)
  * with '.', NUL-terminated inside the field, all bytes after the NUL zero.
  * Returns 0 or -EINVAL.
  */
+SHMBUS_PRIVATE_API
 int proto_name_valid(const char name[SHMBUS_NAME_MAX]);
 
 /*
  * A valid subscription pattern: a valid name, except that a whole token
  * may be "*", and the last token ">". Returns 0 or -EINVAL.
  */
+SHMBUS_PRIVATE_API
 int proto_pattern_valid(const char pattern[SHMBUS_NAME_MAX]);
 
 /* Does topic name @topic match @pattern (both valid)? */
+SHMBUS_PRIVATE_API
 bool proto_pattern_match(const char *pattern, const char *topic);
 
 /* Copy a C string into a name field; -EINVAL if it is not a valid name. */
 int proto_name_set(char dst[SHMBUS_NAME_MAX], const char *src);
 
 /* Is every byte of [p, p + n) zero? */
+SHMBUS_PRIVATE_API
 int proto_all_zero(const void *p, size_t n);
 
 struct msghdr;
@@ -283,6 +288,7 @@ struct msghdr;
  * (*stored says how many), closing the others. Returns how many fds
  * arrived in all. @fds may be NULL with @cap 0 (close them all).
  */
+SHMBUS_PRIVATE_API
 unsigned proto_take_fds(struct msghdr *mh, int *fds, unsigned cap,
 			unsigned *stored);
 
