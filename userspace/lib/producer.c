@@ -491,6 +491,27 @@ static inline int alloc_wait(struct attachment *at, size_t size,
 	return alloc_slow(at, size, ref, w, in_epoch);
 }
 
+/* A chunk holding @data and the header fields @h, ours in *@ref (queue
+ * and topic publishes alike); inside an epoch section. 0 or -errno. */
+static inline int chunk_for(struct attachment *at, const void *data,
+			    size_t len, const struct pub_hdr *h,
+			    struct pub_wait *w, uint32_t *ref)
+{
+	struct shmbus_chunk *c;
+	int err;
+
+	err = alloc_wait(at, msg_bytes(len, h), ref, w, true);
+	if (unlikely(err)) {
+		if (err == -ENOMEM)
+			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+		return err;
+	}
+	c = chunk_at(&at->bus->arena, *ref);
+	memcpy(chunk_payload(c), data, len);
+	chunk_fill(at, c, (uint32_t)len, h);
+	return 0;
+}
+
 /* One message; inside an epoch section. Returns 0 or -errno. */
 static inline int publish_one(struct attachment *at, const void *data,
 			      size_t len, const struct pub_hdr *h,
@@ -507,15 +528,10 @@ static inline int publish_one(struct attachment *at, const void *data,
 		return -EMSGSIZE;
 	/* the cell's transfer overlaps with writing the chunk */
 	ring_prefetch_tail(&at->ring);
-	err = alloc_wait(at, msg_bytes(len, h), &ref, w, true);
-	if (unlikely(err)) {
-		if (err == -ENOMEM)
-			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+	err = chunk_for(at, data, len, h, w, &ref);
+	if (unlikely(err))
 		return err;
-	}
 	c = chunk_at(a, ref);
-	memcpy(chunk_payload(c), data, len);
-	chunk_fill(at, c, (uint32_t)len, h);
 	/* QUEUED inside our epoch section: an orphan sweep's grace period
 	 * then covers the whole window until the ring cmpxchg */
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
@@ -720,23 +736,13 @@ static __attribute__((noinline)) int
 topic_publish_one(struct attachment *at, const void *data, size_t len,
 		  const struct pub_hdr *h, struct pub_wait *w)
 {
-	const struct arena *a = &at->bus->arena;
-	struct shmbus_chunk *c;
 	uint32_t ref;
 	int err;
 
 	if (len > at->msg_size)
 		return -EMSGSIZE;
-	err = alloc_wait(at, msg_bytes(len, h), &ref, w, true);
-	if (err) {
-		if (err == -ENOMEM)
-			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
-		return err;
-	}
-	c = chunk_at(a, ref);
-	memcpy(chunk_payload(c), data, len);
-	chunk_fill(at, c, (uint32_t)len, h);
-	return topic_fanout(at, ref, w);
+	err = chunk_for(at, data, len, h, w, &ref);
+	return err ? err : topic_fanout(at, ref, w);
 }
 
 /* Fan chunk @ref (filled, ours) out to the topic's subscriptions. */
