@@ -5,16 +5,26 @@
 #   make test       deps + build + run every test (CI=true: skips fail)
 #   make demo       deps + build + run the demo
 #   make bench      deps + build + run the benchmark
-#   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... 
+#   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built)
+#   make kmod       the kernel module; make test-kmod runs its VM tests
 #   make clean
 #
 #   V=1             show commands
 #   SAN=address|undefined|thread   sanitizer build (in build-$(SAN)/)
 #   CI=true         -Werror, and tests that would skip fail instead
+#
+# The build tree mirrors an installation: $(B)/bin, $(B)/lib, plus
+# $(B)/obj (objects and their generated dependencies), $(B)/tests,
+# $(B)/examples, $(B)/bpf (generated BPF objects and skeleton) and
+# $(B)/kmod. Every source file is compiled once; the library's objects
+# make both the shared and the static library.
 
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
-VERSION_PATCH := 0
+# One version source: include/shmbus.h. The build fails when the newest
+# node of the version script disagrees with it (tools/scripts/check-abi.sh).
+version_of = $(shell sed -n 's/^\#define SHMBUS_VERSION_$(1)[[:space:]]*\([0-9]*\).*/\1/p' include/shmbus.h)
+VERSION_MAJOR := $(call version_of,MAJOR)
+VERSION_MINOR := $(call version_of,MINOR)
+VERSION_PATCH := $(call version_of,PATCH)
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 PREFIX  ?= /usr/local
@@ -23,6 +33,10 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
+# Where installed programs look for libshmbus.so besides the dynamic
+# linker's own path: beside them in ../lib, which is also where the build
+# tree keeps it. Empty for none (a distribution package).
+RUNPATH ?= $$ORIGIN/../lib
 
 CC  ?= gcc
 CXX ?= g++
@@ -68,52 +82,81 @@ endif
 WERROR := $(if $(filter true 1 yes,$(CI)),-Werror,)
 OPT    ?= -O2
 CFLAGS ?= $(OPT) -g
+# -MMD -MP: each compile writes the headers it read to a .d file beside
+# its output, which the next make includes.
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
 	-Wmissing-prototypes -Wstrict-prototypes -fno-strict-aliasing \
 	-D_GNU_SOURCE -Iinclude -Iuserspace/lib \
-	-DSHMBUS_DAEMON_PATH='"$(BINDIR)/shmbusd"' \
-	$(WERROR) $(SANFLAGS)
-LIB_CFLAGS := $(BASE_CFLAGS) $(PROBE_CFLAGS) -fPIC -fvisibility=hidden
+	$(WERROR) $(SANFLAGS) -MMD -MP
+LIB_CFLAGS := $(BASE_CFLAGS) $(PROBE_CFLAGS) -fPIC -fvisibility=hidden \
+	-DSHMBUS_DAEMON_PATH='"$(BINDIR)/shmbusd"'
 URCU_LIBS := -lurcu-bp -lurcu-common
 LDLIBS := $(URCU_LIBS) -lpthread
 LDFLAGS ?=
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+comma := ,
+RUNPATH_FLAG := $(if $(RUNPATH),-Wl$(comma)-rpath$(comma)'$(RUNPATH)')
+# tests and examples live in $(B)/tests and $(B)/examples
+TEST_RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
 
-LIB_SRCS := $(wildcard userspace/lib/*.c)
-LIB_OBJS := $(patsubst userspace/lib/%.c,$(B)/lib/%.o,$(LIB_SRCS))
-LIB_PIC  := $(patsubst userspace/lib/%.c,$(B)/lib/%.pic.o,$(LIB_SRCS))
-DMN_SRCS := $(filter-out userspace/daemon/main.c,$(wildcard userspace/daemon/*.c))
-DMN_OBJS := $(patsubst userspace/daemon/%.c,$(B)/daemon/%.o,$(DMN_SRCS))
-HDRS     := $(wildcard include/*.h userspace/lib/*.h userspace/daemon/*.h tests/*.h tools/*.h)
+O := $(B)/obj
+
+# BPF: clang and bpftool (bpf/; the rules below)
+BPFTOOL ?= bpftool
+CLANG   ?= clang
+BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(B)/bpf \
+	-Ibpf -idirafter /usr/include/$(BPF_MULTIARCH) -MMD -MP
+BPF_SKEL := $(B)/bpf/shmbus.skel.h
+
+LIB_SRCS  := $(wildcard userspace/lib/*.c)
+LIB_OBJS  := $(patsubst userspace/lib/%.c,$(O)/lib/%.o,$(LIB_SRCS))
+DMN_SRCS  := $(wildcard userspace/daemon/*.c)
+DMN_OBJS  := $(patsubst userspace/daemon/%.c,$(O)/daemon/%.o,$(DMN_SRCS))
+# everything but main(): the daemon, and unit tests of its parts
+DMN_PARTS := $(filter-out $(O)/daemon/main.o,$(DMN_OBJS))
+CLI_SRCS  := $(wildcard tools/cli/*.c)
+CLI_OBJS  := $(patsubst tools/cli/%.c,$(O)/cli/%.o,$(CLI_SRCS))
+# the user-space half of bpf/: loading the programs, reading the maps
+OBS_SRCS  := $(filter-out %.bpf.c,$(wildcard bpf/*.c))
+OBS_OBJS  := $(patsubst bpf/%.c,$(O)/bpf/%.o,$(OBS_SRCS))
+BENCH_SRCS := $(filter-out tools/bench/probe-cost.c,$(wildcard tools/bench/*.c))
+BENCH_OBJS := $(patsubst tools/bench/%.c,$(O)/bench/%.o,$(BENCH_SRCS))
 
 SONAME   := libshmbus.so.$(VERSION_MAJOR)
-SHLIB    := $(B)/libshmbus.so.$(VERSION)
-STLIB    := $(B)/libshmbus.a
-DMNLIB   := $(B)/libshmbusd.a
-DAEMON   := $(B)/shmbusd
-CLI      := $(B)/shmbus
-BENCH    := $(B)/shmbus-bench
-PCOST    := $(B)/probe-cost
+SHLIB    := $(B)/lib/libshmbus.so.$(VERSION)
+STLIB    := $(B)/lib/libshmbus.a
+PCFILE   := $(B)/lib/pkgconfig/libshmbus.pc
+DMNLIB   := $(O)/libshmbusd.a
+DAEMON   := $(B)/bin/shmbusd
+CLI      := $(B)/bin/shmbus
+BENCH    := $(B)/bin/shmbus-bench
+PCOST    := $(B)/bin/probe-cost
 
 # Unit tests link the static library (they test internals); the rest link
 # the shared library like any user.
 UNIT_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/unit_*.c))
 PROC_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TESTS      := $(UNIT_TESTS) $(PROC_TESTS)
+EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
+# Public headers, installed as <shmbus.h> and <shmbus/*.h>. The header
+# the BPF programs share with user space lives beside them in bpf/ and is
+# installed as <shmbus/bpf.h>.
+PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: all deps test demo bench install clean check-header kmod kmod-progs \
-	test-kmod
+.PHONY: FORCE all lib deps test demo bench install clean kmod kmod-progs test-kmod \
+	checks
 .DEFAULT_GOAL := all
 
-EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(PCOST) $(TESTS) \
+	$(EXAMPLES) $(PCFILE) checks
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(PCOST) $(TESTS) $(EXAMPLES) \
-	$(B)/libshmbus.pc check-header
+lib: $(SHLIB) $(STLIB)
 
 deps:
-	$(Q)sh tools/deps.sh $(DEB_PKGS)
+	$(Q)sh tools/scripts/deps.sh $(DEB_PKGS)
 
 # test/demo/bench: install what is missing first, then build in a fresh
 # make (so nothing is evaluated before the compiler exists).
@@ -123,108 +166,113 @@ test: deps
 
 demo: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
-	$(Q)B=$(B) sh tools/demo.sh
+	$(Q)B=$(B) sh tools/scripts/demo.sh
 
 bench: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)$(BENCH) $(BENCH_ARGS)
 
-# ---- the kernel module (Kbuild, kernel/; docs/kernel.md) ---------------
-# Built against Debian's linux-headers-amd64 (tools/kver.sh), never the
-# running kernel, in a copy under $(B)/kmod/src so that the tree stays
-# clean; tested by booting Debian's kernel in qemu (tests/kmod/run-vm.sh).
-KMOD_SRC := Kbuild $(wildcard kernel/*.c kernel/*.h) include/shmbus_kmod.h
-KMOD_PROGS := $(B)/kmod/kmod_test $(B)/kmod/kmod_bench $(B)/kmod/kmod_fanout
+# ---- compiling: one rule per source folder --------------------------
 
-kmod: $(B)/kmod/src/shmbus.ko
-
-$(B)/kmod/src/shmbus.ko: $(KMOD_SRC)
-	$(call msg,KBUILD,$@)
-	$(Q)mkdir -p $(B)/kmod/src/kernel $(B)/kmod/src/include
-	$(Q)cp Kbuild $(B)/kmod/src/
-	$(Q)cp kernel/*.c $(B)/kmod/src/kernel/
-	$(Q)cp include/shmbus_kmod.h $(B)/kmod/src/include/
-	$(Q)$(MAKE) -s -C /usr/src/linux-headers-$$(sh tools/kver.sh) \
-		M=$(abspath $(B)/kmod/src) modules >$(B)/kmod/build.log 2>&1 || \
-		{ cat $(B)/kmod/build.log; exit 1; }
-	$(Q)! grep -E "warning:|error:" $(B)/kmod/build.log
-
-# the programs that run inside the VM: static, no cmocka
-$(B)/kmod/kmod_%: tests/kmod/kmod_%.c include/shmbus_kmod.h | $(B)/kmod
-	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -static $< -o $@
-
-# this one uses the library: static too
-$(B)/kmod/kmod_fanout: tests/kmod/kmod_fanout.c $(STLIB) include/shmbus.h | $(B)/kmod
-	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -static $< -o $@ $(STLIB) $(LDLIBS)
-
-kmod-progs: $(KMOD_PROGS) $(DAEMON) $(B)/tests/test_wake $(B)/tests/test_topics
-
-$(B)/kmod:
-	$(Q)mkdir -p $@
-
-test-kmod: deps
-	$(Q)$(MAKE) $(if $(Q),-s) all
-	$(Q)B=$(B) MAKE=$(MAKE) sh tests/kmod/run-vm.sh
-
-$(B)/lib/%.o: userspace/lib/%.c $(HDRS) | $(B)/lib
+$(O)/lib/%.o: userspace/lib/%.c | $(O)/lib
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
-$(B)/lib/%.pic.o: userspace/lib/%.c $(HDRS) | $(B)/lib
-	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
-
-$(B)/daemon/%.o: userspace/daemon/%.c $(HDRS) | $(B)/daemon
+$(O)/daemon/%.o: userspace/daemon/%.c | $(O)/daemon
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon -c $< -o $@
 
-# The version script: the public nodes, and the internals the daemon uses
-# (userspace/lib/private.h) in a node named after this exact version.
-$(B)/libshmbus.map: userspace/lib/libshmbus.map | $(B)/lib
-	$(call msg,GEN,$@)
-	$(Q){ cat $<; printf '\nSHMBUS_PRIVATE_$(VERSION) {\n\tglobal:\n\t\t__shmbus_*;\n};\n'; } > $@
+$(O)/cli/%.o: tools/cli/%.c | $(O)/cli $(BPF_SKEL)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf -c $< -o $@
 
-$(SHLIB): $(LIB_PIC) $(B)/libshmbus.map
+$(O)/bpf/%.o: bpf/%.c | $(O)/bpf $(BPF_SKEL)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf -c $< -o $@
+
+$(O)/bench/%.o: tools/bench/%.c | $(O)/bench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+# ---- the library ------------------------------------------------------
+
+# The version script: the public nodes, and the internals the daemon uses
+# (userspace/lib/private.h) in a node named after this version and a hash
+# of every header the daemon is compiled against: change any of them and
+# a daemon built before will not load against the new library (ld.so
+# names the missing node), rather than run with a mismatched interface.
+PRIV_HDRS := $(sort $(wildcard userspace/lib/*.h)) $(PUB_HDRS)
+
+$(B)/lib/libshmbus.map: userspace/lib/libshmbus.map $(PRIV_HDRS) | $(B)/lib
+	$(call msg,GEN,$@)
+	$(Q)id=$$(cat $(PRIV_HDRS) | sha256sum | cut -c1-12) && \
+		{ cat $<; printf '\nSHMBUS_PRIVATE_$(VERSION)_%s {\n\tglobal:\n\t\t__shmbus_*;\n};\n' "$$id"; } > $@
+
+$(SHLIB): $(LIB_OBJS) $(B)/lib/libshmbus.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) \
-		-Wl,--version-script=$(B)/libshmbus.map -Wl,-z,defs \
-		-o $@ $(LIB_PIC) $(LDLIBS)
-	$(Q)ln -sf $(notdir $(SHLIB)) $(B)/$(SONAME)
-	$(Q)ln -sf $(SONAME) $(B)/libshmbus.so
+		-Wl,--version-script=$(B)/lib/libshmbus.map -Wl,-z,defs \
+		-o $@ $(LIB_OBJS) $(LDLIBS)
+	$(Q)ln -sf $(notdir $(SHLIB)) $(B)/lib/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(B)/lib/libshmbus.so
 
 $(STLIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(DMNLIB): $(DMN_OBJS)
+# What embeds the installation paths (the .pc file, the daemon's path in
+# the library) is rebuilt when they change: $(B)/.paths holds them and is
+# rewritten only when they differ.
+$(B)/.paths: FORCE | $(B)
+	$(Q)printf '%s\n' 'PREFIX=$(PREFIX)' 'BINDIR=$(BINDIR)' 'LIBDIR=$(LIBDIR)' \
+		'INCDIR=$(INCDIR)' > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+$(O)/lib/client.o: $(B)/.paths
+
+$(PCFILE): libshmbus.pc.in include/shmbus.h $(B)/.paths | $(B)/lib/pkgconfig
+	$(call msg,GEN,$@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ---- programs ---------------------------------------------------------
+
+$(DMNLIB): $(DMN_PARTS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The daemon links libshmbus.so like everyone else (one USDT attachment
 # covers it), using the internals exported for it (private.h).
-$(DAEMON): userspace/daemon/main.c $(DMNLIB) $(SHLIB) $(HDRS)
-	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon $< -o $@ \
-		$(ALL_LDFLAGS) $(DMNLIB) $(RPATH) -L$(B) -lshmbus $(LDLIBS)
+$(DAEMON): $(O)/daemon/main.o $(DMNLIB) $(SHLIB) | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $< $(DMNLIB) -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus $(LDLIBS)
 
-# BPF (bpf/): CO-RE objects built with clang against the running kernel's
-# BTF, and libbpf skeletons for the tools that load them.
-BPFTOOL ?= bpftool
-CLANG   ?= clang
-BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
-BPF_MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(B)/bpf \
-	-Iinclude -idirafter /usr/include/$(BPF_MULTIARCH)
-BPF_SKEL := $(B)/bpf/shmbus.skel.h
+# the shmbus command: tools/cli, and the loader and map reader of bpf/
+$(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(CLI_OBJS) $(OBS_OBJS) -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus -lbpf -lm
+
+$(BENCH): $(BENCH_OBJS) $(SHLIB) | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(BENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus -lpthread -lm
+
+$(PCOST): $(O)/bench/probe-cost.o $(SHLIB) | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $< -o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus
+
+# ---- BPF (bpf/) -------------------------------------------------------
+# CO-RE objects built with clang against the running kernel's BTF, and a
+# libbpf skeleton for the loader (bpf/monitor.c).
 
 $(B)/bpf/vmlinux.h: | $(B)/bpf
 	$(call msg,BTF,$@)
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
 	$(Q)mv $@.tmp $@
 
-$(B)/bpf/shmbus.bpf.o: bpf/shmbus.bpf.c include/shmbus_bpf.h $(B)/bpf/vmlinux.h
+$(B)/bpf/shmbus.bpf.o: bpf/shmbus.bpf.c $(B)/bpf/vmlinux.h
 	$(call msg,CLANG,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -233,78 +281,119 @@ $(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
 	$(Q)mv $@.tmp $@
 
-# the shmbus command: its pieces, and the BPF skeleton monitor.c embeds
-CLI_SRCS := tools/shmbus.c tools/monitor.c tools/metrics.c tools/top.c \
-	    tools/observe.c
+# ---- tests and examples: one source each, compiled and linked at once --
 
-$(CLI): $(CLI_SRCS) tools/cli.h tools/observe.h tools/libpath.h $(SHLIB) \
-	include/shmbus.h include/shmbus_bpf.h $(BPF_SKEL)
+$(B)/tests/unit_%: tests/unit_%.c $(STLIB) $(DMNLIB) | $(B)/tests
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) -o $@ \
-		$(ALL_LDFLAGS) $(RPATH) -L$(B) -lshmbus -lbpf -lm
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -Iuserspace/daemon -Itests \
+		$< -o $@ $(ALL_LDFLAGS) $(DMNLIB) $(STLIB) -lcmocka $(LDLIBS)
 
-$(PCOST): tools/bench/probe-cost.c $(SHLIB) include/shmbus.h
+$(B)/tests/test_%: tests/test_%.c $(SHLIB) | $(B)/tests
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) $(RPATH) \
-		-L$(B) -lshmbus
-
-$(BENCH): tools/bench/bench.c $(wildcard tools/bench/*.h) $(SHLIB) include/shmbus.h
-	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) $(RPATH) \
-		-L$(B) -lshmbus -lpthread -lm
-
-$(B)/tests/unit_%: tests/unit_%.c $(STLIB) $(DMNLIB) $(HDRS) | $(B)/tests
-	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon -Itests $< -o $@ \
-		$(ALL_LDFLAGS) $(DMNLIB) $(STLIB) -lcmocka $(LDLIBS)
-
-$(B)/tests/test_%: tests/test_%.c $(SHLIB) $(HDRS) | $(B)/tests
-	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Itests $< -o $@ $(ALL_LDFLAGS) \
-		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus -lcmocka -lpthread -lbpf
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -Itests -Ibpf $< -o $@ \
+		$(ALL_LDFLAGS) $(TEST_RPATH) -L$(B)/lib -lshmbus -lcmocka \
+		-lpthread -lbpf
 
 # Examples build as a user would: public header, shared library.
-$(B)/examples/%: examples/%.c $(SHLIB) include/shmbus.h | $(B)/examples
+$(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) $< -o $@ $(ALL_LDFLAGS) \
-		-Wl,-rpath,'$$ORIGIN/..' -L$(B) -lshmbus
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d $< -o $@ $(ALL_LDFLAGS) \
+		$(TEST_RPATH) -L$(B)/lib -lshmbus
 
-$(B)/libshmbus.pc: libshmbus.pc.in Makefile | $(B)
-	$(call msg,GEN,$@)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-		-e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# ---- checks that fail the build -----------------------------------------
+# check-abi.sh: the version script's newest node is the version in
+#   shmbus.h, and the library exports exactly the symbols of the version
+#   script, each in its node (no more, no fewer, none moved).
+# check-atomics.sh: no atomic builtin, C11 atomic or volatile outside
+#   userspace/lib/barrier.h.
+# The public headers compile as C++ too.
+ATOMIC_SRCS := $(shell find userspace include tools tests bpf kernel examples \
+		 -name '*.[ch]')
 
-# The public header must compile as C++ too.
-check-header: $(B)/.header-cxx
-$(B)/.header-cxx: include/shmbus.h | $(B)
-	$(call msg,CXX,include/shmbus.h)
-	$(Q)printf '#include "shmbus.h"\n#include "shmbus_layout.h"\nint main() { return 0; }\n' | \
-		$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -fsyntax-only -
+checks: $(B)/.abi-ok $(B)/.atomics-ok $(B)/.header-cxx
+
+$(B)/.abi-ok: tools/scripts/check-abi.sh $(SHLIB) userspace/lib/libshmbus.map \
+		include/shmbus.h
+	$(call msg,CHECK,abi)
+	$(Q)sh tools/scripts/check-abi.sh $(SHLIB) userspace/lib/libshmbus.map \
+		include/shmbus.h
 	$(Q)touch $@
 
-$(B) $(B)/lib $(B)/daemon $(B)/tests $(B)/examples $(B)/bpf:
-	$(Q)mkdir -p $@
+$(B)/.atomics-ok: tools/scripts/check-atomics.sh $(ATOMIC_SRCS) | $(B)
+	$(call msg,CHECK,atomics)
+	$(Q)sh tools/scripts/check-atomics.sh
+	$(Q)touch $@
 
-install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(B)/libshmbus.pc
+$(B)/.header-cxx: $(PUB_HDRS) bpf/shmbus_bpf.h | $(B)
+	$(call msg,CXX,$(PUB_HDRS) bpf/shmbus_bpf.h)
+	$(Q)printf '#include <shmbus.h>\n#include <shmbus/layout.h>\n#include <shmbus/kmod.h>\n#include "shmbus_bpf.h"\nint main() { return 0; }\n' | \
+		$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -Ibpf \
+		-fsyntax-only -
+	$(Q)touch $@
+
+# ---- the kernel module (Kbuild, kernel/; docs/kernel.md) ---------------
+# Built against Debian's linux-headers-amd64 (tools/scripts/kver.sh),
+# never the running kernel, in a copy under $(B)/kmod/src so that the
+# tree stays clean; tested by booting Debian's kernel in qemu
+# (tests/kmod/run-vm.sh).
+KMOD_SRC := Kbuild $(wildcard kernel/*.c kernel/*.h) include/shmbus/kmod.h
+KMOD_PROGS := $(B)/kmod/kmod_test $(B)/kmod/kmod_bench $(B)/kmod/kmod_fanout
+
+kmod: $(B)/kmod/src/shmbus.ko
+
+$(B)/kmod/src/shmbus.ko: $(KMOD_SRC)
+	$(call msg,KBUILD,$@)
+	$(Q)mkdir -p $(B)/kmod/src/kernel $(B)/kmod/src/include/shmbus
+	$(Q)cp Kbuild $(B)/kmod/src/
+	$(Q)cp kernel/*.c $(B)/kmod/src/kernel/
+	$(Q)cp include/shmbus/kmod.h $(B)/kmod/src/include/shmbus/
+	$(Q)$(MAKE) -s -C /usr/src/linux-headers-$$(sh tools/scripts/kver.sh) \
+		M=$(abspath $(B)/kmod/src) modules >$(B)/kmod/build.log 2>&1 || \
+		{ cat $(B)/kmod/build.log; exit 1; }
+	$(Q)! grep -E "warning:|error:" $(B)/kmod/build.log
+
+# the programs that run inside the VM: static, no cmocka
+$(B)/kmod/kmod_%: tests/kmod/kmod_%.c | $(B)/kmod
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -static $< -o $@
+
+# this one uses the library: static too
+$(B)/kmod/kmod_fanout: tests/kmod/kmod_fanout.c $(STLIB) | $(B)/kmod
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -static $< -o $@ \
+		$(STLIB) $(LDLIBS)
+
+kmod-progs: $(KMOD_PROGS) $(DAEMON) $(B)/tests/test_wake $(B)/tests/test_topics
+
+test-kmod: deps
+	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)B=$(B) MAKE=$(MAKE) sh tests/kmod/run-vm.sh
+
+# ---- install: the files built above, as they are ------------------------
+
+install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(PCFILE)
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) \
-		$(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+		$(DESTDIR)$(INCDIR)/shmbus $(DESTDIR)$(PCDIR)
 	$(Q)install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
 	$(Q)ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmbus.so
 	$(Q)install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
-	$(Q)install -m 0644 include/shmbus.h include/shmbus_layout.h \
-		include/shmbus_bpf.h include/shmbus_kmod.h $(DESTDIR)$(INCDIR)/
-	$(Q)install -m 0644 $(B)/libshmbus.pc $(DESTDIR)$(PCDIR)/
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon \
-		userspace/daemon/main.c -o $(DESTDIR)$(BINDIR)/shmbusd \
-		$(ALL_LDFLAGS) $(DMNLIB) -Wl,-rpath,'$(LIBDIR)' -L$(B) \
-		-lshmbus $(LDLIBS)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -I$(B)/bpf $(CLI_SRCS) \
-		-o $(DESTDIR)$(BINDIR)/shmbus $(ALL_LDFLAGS) \
-		-Wl,-rpath,'$(LIBDIR)' -L$(B) -lshmbus -lbpf -lm
+	$(Q)install -m 0644 include/shmbus.h $(DESTDIR)$(INCDIR)/
+	$(Q)install -m 0644 $(wildcard include/shmbus/*.h) $(DESTDIR)$(INCDIR)/shmbus/
+	$(Q)install -m 0644 bpf/shmbus_bpf.h $(DESTDIR)$(INCDIR)/shmbus/bpf.h
+	$(Q)install -m 0644 $(PCFILE) $(DESTDIR)$(PCDIR)/
+	$(Q)install -m 0755 $(DAEMON) $(CLI) $(DESTDIR)$(BINDIR)/
 
 clean:
 	$(call msg,CLEAN,build*)
 	$(Q)rm -rf build build-address build-undefined build-thread \
 		build-noprobes
+
+$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/tests $(B)/examples \
+$(B)/bpf $(B)/kmod $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench:
+	$(Q)mkdir -p $@
+
+# the headers each object and program read, as the compiler found them
+-include $(wildcard $(O)/*/*.d $(B)/tests/*.d $(B)/examples/*.d \
+	$(B)/kmod/*.d $(B)/bpf/*.d)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * shmbus_kmod.c - /dev/shmbus: one-syscall fan-out wake-ups and death
- * notice for shmbus (docs/kernel.md; the ABI is include/shmbus_kmod.h).
+ * notice for shmbus (docs/kernel.md; the ABI is include/shmbus/kmod.h).
  *
  * A bus is known here by the inode of its arena (the memfd its members
  * map); every call proves membership by passing an arena fd open for
@@ -38,7 +38,7 @@
 #include <linux/version.h>
 #include <linux/wait.h>
 
-#include "shmbus_kmod.h"
+#include "shmbus/kmod.h"
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
 #define sb_eventfd_signal(ctx)	eventfd_signal(ctx)

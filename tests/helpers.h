@@ -29,6 +29,8 @@
 
 #include <cmocka.h>
 
+#include "barrier.h"	/* READ_ONCE, atomic_fetch_add, ... on shared counters */
+
 static inline int ci_mode(void)
 {
 	const char *ci = getenv("CI");
@@ -82,7 +84,7 @@ static inline const char *t_daemon_path(void)
 
 	if (env && *env)
 		return env;
-	/* tests live in BUILD/tests/, the daemon in BUILD/ */
+	/* tests live in BUILD/tests/, the daemon in BUILD/bin/ */
 	n = readlink("/proc/self/exe", buf, sizeof(buf) - 32);
 	if (n <= 0)
 		return "shmbusd";
@@ -92,7 +94,7 @@ static inline const char *t_daemon_path(void)
 		*slash = '\0';
 		slash = strrchr(buf, '/');
 		if (slash)
-			strcpy(slash + 1, "shmbusd");
+			strcpy(slash + 1, "bin/shmbusd");
 	}
 	return buf;
 }

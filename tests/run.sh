@@ -10,7 +10,7 @@ B=${B:-build}
 SAN=${SAN:-}
 TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 export CMOCKA_MESSAGE_OUTPUT=stdout
-export SHMBUS_DAEMON="$(cd "$B" && pwd)/shmbusd"
+export SHMBUS_DAEMON="$(cd "$B" && pwd)/bin/shmbusd"
 # SHMBUS_TEST_SCALE (0..1) shrinks the heavy tests' counts for quick local
 # runs; unset, every build (sanitizers included) runs them at full size.
 if [ "$SAN" = thread ]; then
@@ -84,6 +84,22 @@ if [ -z "$SAN" ] && { [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " test_km
 		failed=$((failed + 1))
 		failed_names="$failed_names test_kmod"
 		echo "--- FAIL test_kmod ($(( $(date +%s) - start ))s)"
+	fi
+fi
+
+# make install, and building and running against the installed tree
+# (tests/install.sh), in the normal build only: a program built without
+# a sanitizer cannot load a sanitized library.
+if [ -z "$SAN" ] && { [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " test_install "; }; then
+	start=$(date +%s)
+	echo "=== test_install"
+	if timeout -k 5 300 env B="$B" MAKE="${MAKE:-make}" sh tests/install.sh; then
+		passed=$((passed + 1))
+		echo "--- PASS test_install ($(( $(date +%s) - start ))s)"
+	else
+		failed=$((failed + 1))
+		failed_names="$failed_names test_install"
+		echo "--- FAIL test_install ($(( $(date +%s) - start ))s)"
 	fi
 fi
 

@@ -600,13 +600,13 @@ static void find_cli(void)
 {
 	ssize_t n = readlink("/proc/self/exe", cli, sizeof(cli) - 16);
 
-	/* the CLI beside the tests' build directory: BUILD/tests/x */
+	/* the CLI of the tests' build directory: BUILD/tests/x -> BUILD/bin */
 	if (n <= 0)
 		abort();
 	cli[n] = '\0';
 	*strrchr(cli, '/') = '\0';
 	*strrchr(cli, '/') = '\0';
-	strcat(cli, "/shmbus");
+	strcat(cli, "/bin/shmbus");
 }
 
 int main(void)

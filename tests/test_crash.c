@@ -290,7 +290,7 @@ static void steady(struct storm *st, uint32_t total)
 		if (s % 64 == 0)
 			usleep(100);
 	}
-	__atomic_store_n(&st->steady_done, 1, __ATOMIC_RELEASE);
+	smp_store_release(&st->steady_done, 1);
 	shmbus_producer__free(p);
 	_exit(0);
 }
@@ -307,7 +307,7 @@ static void storm_consumer(struct storm *st, uint32_t steady_total)
 		int err = shmbus_consumer__receive_view(c, &m, 200000000);
 
 		if (err == -ETIMEDOUT) {
-			if (__atomic_load_n(&st->steady_done, __ATOMIC_ACQUIRE) &&
+			if (smp_load_acquire(&st->steady_done) &&
 			    steady_seen == steady_total)
 				break;
 			continue;

@@ -20,7 +20,7 @@
 #include "helpers.h"
 #include "proto.h"
 #include "shmbus.h"
-#include "shmbus_layout.h"
+#include "shmbus/layout.h"
 
 /* ---- autostart race --------------------------------------------- */
 
@@ -93,7 +93,7 @@ static void test_daemon_killed(void **state)
 				    (unsigned long long)i, n);
 			CHILD_CHECK(v == i, "got %llu expected %llu",
 				    (unsigned long long)v, (unsigned long long)i);
-			__atomic_store_n(progress, i, __ATOMIC_RELAXED);
+			WRITE_ONCE(*progress, i);
 		}
 		shmbus_consumer__free(c);
 		shmbus__close(b);
@@ -115,7 +115,7 @@ static void test_daemon_killed(void **state)
 		shmbus__close(b);
 		_exit(0);
 	}
-	while (__atomic_load_n(progress, __ATOMIC_RELAXED) < total / 10)
+	while (READ_ONCE(*progress) < total / 10)
 		usleep(1000);
 	dpid = t_daemon_pid();
 	assert_true(dpid > 0);
@@ -123,7 +123,7 @@ static void test_daemon_killed(void **state)
 	for (int i = 0; i < 100 && t_pid_running(dpid); i++)
 		usleep(10000);
 	assert_false(t_pid_running(dpid));
-	assert_true(__atomic_load_n(progress, __ATOMIC_RELAXED) < total - 1);
+	assert_true(READ_ONCE(*progress) < total - 1);
 	assert_int_equal(t_wait(prod, 60000), 0);
 	assert_int_equal(t_wait(cons, 60000), 0);
 }

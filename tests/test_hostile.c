@@ -10,7 +10,7 @@
 #include <signal.h>
 
 #include "shmbus.h"
-#include "shmbus_layout.h"
+#include "shmbus/layout.h"
 #include "helpers.h"
 
 #define BUS "hostile"

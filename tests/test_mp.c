@@ -56,13 +56,13 @@ static void check(const void *data, size_t len, uint32_t *last)
 	uint8_t old;
 
 	if (len < sizeof(m)) {
-		__atomic_fetch_add(&sh->corrupt, 1, __ATOMIC_RELAXED);
+		atomic_add_relaxed(&sh->corrupt, 1);
 		return;
 	}
 	memcpy(&m, data, sizeof(m));
 	if (m.producer >= NPROD || m.seq >= per_prod ||
 	    sizeof(m) + m.len != len) {
-		__atomic_fetch_add(&sh->corrupt, 1, __ATOMIC_RELAXED);
+		atomic_add_relaxed(&sh->corrupt, 1);
 		return;
 	}
 	{
@@ -73,18 +73,17 @@ static void check(const void *data, size_t len, uint32_t *last)
 		csum = t_fnv(tmp, len);
 	}
 	if (csum != m.csum) {
-		__atomic_fetch_add(&sh->corrupt, 1, __ATOMIC_RELAXED);
+		atomic_add_relaxed(&sh->corrupt, 1);
 		return;
 	}
 	if (last[m.producer] != UINT32_MAX && m.seq <= last[m.producer])
-		__atomic_fetch_add(&sh->disorder, 1, __ATOMIC_RELAXED);
+		atomic_add_relaxed(&sh->disorder, 1);
 	last[m.producer] = m.seq;
 	bit = (uint64_t)m.producer * per_prod + m.seq;
-	old = __atomic_fetch_or(&sh->bits[bit / 8], 1u << (bit % 8),
-				__ATOMIC_RELAXED);
+	old = atomic_fetch_or(&sh->bits[bit / 8], 1u << (bit % 8));
 	if (old & (1u << (bit % 8)))
-		__atomic_fetch_add(&sh->dups, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&sh->received, 1, __ATOMIC_RELEASE);
+		atomic_add_relaxed(&sh->dups, 1);
+	atomic_fetch_add(&sh->received, 1);
 }
 
 static void producer(uint32_t id)
@@ -161,7 +160,7 @@ static void consumer(uint32_t id)
 	c = shmbus_consumer__new(bus, QNAME, NULL);
 	CHILD_CHECK(c, "consumer: %s", strerror(errno));
 	memset(last, 0xff, sizeof(last));
-	while (__atomic_load_n(&sh->received, __ATOMIC_ACQUIRE) < total) {
+	while (smp_load_acquire(&sh->received) < total) {
 		struct shmbus_msg m[8];
 		uint8_t buf[512];
 		ssize_t n;

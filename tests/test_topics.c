@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "shmbus.h"
-#include "shmbus_layout.h"
+#include "shmbus/layout.h"
 #include "helpers.h"
 
 #define BUS	"topics"

@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 
 #include "shmbus.h"
-#include "../tools/libpath.h"
+#include "libpath.h"
 #include "helpers.h"
 
 #define BUS	"usdt"
@@ -191,7 +191,7 @@ static unsigned short semaphore(const struct probe *p)
 	if (f)
 		fclose(f);
 	assert_true(base != 0);
-	return *(volatile unsigned short *)(uintptr_t)(base + p->sem_vaddr);
+	return READ_ONCE(*(unsigned short *)(uintptr_t)(base + p->sem_vaddr));
 }
 
 static void test_probes_count_traffic(void **state)

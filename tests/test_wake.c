@@ -72,8 +72,8 @@ static void stress_consumer(const char *q, int64_t spin, uint64_t total,
 		if (v == UINT64_MAX)
 			break;
 		if (v >= total)
-			__atomic_fetch_add(&cnt->bad, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&cnt->received, 1, __ATOMIC_RELEASE);
+			atomic_add_relaxed(&cnt->bad, 1);
+		atomic_fetch_add(&cnt->received, 1);
 	}
 	shmbus_consumer__free(c);
 	shmbus__close(bus);
@@ -173,7 +173,7 @@ static void test_no_herd(void **state)
 			ssize_t n;
 
 			CHILD_CHECK(c, "consumer: %s", strerror(errno));
-			__atomic_fetch_add(&cnt->bad, 1, __ATOMIC_RELEASE);
+			atomic_fetch_add(&cnt->bad, 1);
 			n = shmbus_consumer__receive(c, &v, sizeof(v),
 						     1500 * 1000000LL);
 			shmbus_consumer__free(c);
@@ -181,7 +181,7 @@ static void test_no_herd(void **state)
 		}
 	}
 	/* all eight attached; give them time to block */
-	while (__atomic_load_n(&cnt->bad, __ATOMIC_ACQUIRE) < 8)
+	while (smp_load_acquire(&cnt->bad) < 8)
 		usleep(1000);
 	usleep(300000);
 	bus = open_bus();

@@ -195,23 +195,20 @@ static void *mt_worker(void *arg)
 
 			if (pool_alloc(&mt_arena, s, 0, LOANED_BY(0), &ref))
 				continue;
-			if (__atomic_exchange_n(&mt_owner[SHMBUS_REF_IDX(ref)], 1,
-						__ATOMIC_ACQ_REL))
-				__atomic_store_n(&mt_bad, 1, __ATOMIC_RELAXED);
+			if (atomic_xchg(&mt_owner[SHMBUS_REF_IDX(ref)], 1))
+				WRITE_ONCE(mt_bad, 1);
 			held[n++] = ref;
 		} else {
 			uint32_t ref = held[--n];
 
-			__atomic_store_n(&mt_owner[SHMBUS_REF_IDX(ref)], 0,
-					 __ATOMIC_RELEASE);
+			smp_store_release(&mt_owner[SHMBUS_REF_IDX(ref)], 0);
 			pool_free(&mt_arena, s, ref);
 		}
 	}
 	while (n) {
 		uint32_t ref = held[--n];
 
-		__atomic_store_n(&mt_owner[SHMBUS_REF_IDX(ref)], 0,
-				 __ATOMIC_RELEASE);
+		smp_store_release(&mt_owner[SHMBUS_REF_IDX(ref)], 0);
 		pool_free(&mt_arena, s, ref);
 	}
 	return NULL;

@@ -218,7 +218,7 @@ static void *mt_consumer(void *arg)
 
 	(void)arg;
 	memset(last, 0xff, sizeof(last));
-	while (__atomic_load_n(&mt.received, __ATOMIC_RELAXED) < total) {
+	while (READ_ONCE(mt.received) < total) {
 		uint32_t v, p, s;
 
 		if (ring_dequeue(&mt.t.r, &v)) {
@@ -227,12 +227,12 @@ static void *mt_consumer(void *arg)
 		}
 		p = v / MT_PER_PROD;
 		s = v % MT_PER_PROD;
-		if (__atomic_exchange_n(&mt.seen[v], 1, __ATOMIC_RELAXED))
-			__atomic_store_n(&mt.dup, 1, __ATOMIC_RELAXED);
+		if (atomic_xchg_relaxed(&mt.seen[v], 1))
+			WRITE_ONCE(mt.dup, 1);
 		if (last[p] != UINT32_MAX && s <= last[p])
-			__atomic_store_n(&mt.disorder, 1, __ATOMIC_RELAXED);
+			WRITE_ONCE(mt.disorder, 1);
 		last[p] = s;
-		__atomic_fetch_add(&mt.received, 1, __ATOMIC_RELAXED);
+		atomic_add_relaxed(&mt.received, 1);
 	}
 	return NULL;
 }

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +28,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shmbus_kmod.h"
+#include "barrier.h"
+#include "shmbus/kmod.h"
 
 #define ROUNDS	300
 #define MAXN	8
 
 struct shared {
-	_Atomic uint32_t asleep;	/* subscribers about to block */
-	_Atomic uint32_t quit;
-	_Atomic uint64_t ran[MAXN];	/* when each ran again, ns */
+	uint32_t asleep;	/* subscribers about to block */
+	uint32_t quit;
+	uint64_t ran[MAXN];	/* when each ran again, ns */
 };
 
 static uint64_t now_ns(void)
@@ -103,9 +103,9 @@ static void run(int n, uint64_t pub_med[2], uint64_t last_med[2])
 			atomic_fetch_add(&sh->asleep, 1);
 			if (read(efd[i], &v, sizeof(v)) != sizeof(v))
 				_exit(1);
-			if (atomic_load(&sh->quit))
+			if (smp_load_acquire(&sh->quit))
 				_exit(0);
-			atomic_store(&sh->ran[i], now_ns());
+			smp_store_release(&sh->ran[i], now_ns());
 		}
 	}
 	for (int r = 0; r < 2 * ROUNDS; r++) {
@@ -113,12 +113,12 @@ static void run(int n, uint64_t pub_med[2], uint64_t last_med[2])
 		uint64_t t0, t1, mx = 0;
 
 		/* everyone announced, then a moment to be inside read() */
-		while (atomic_load(&sh->asleep) < (uint32_t)n)
+		while (smp_load_acquire(&sh->asleep) < (uint32_t)n)
 			usleep(100);
 		usleep(2000);
-		atomic_store(&sh->asleep, 0);
+		smp_store_release(&sh->asleep, 0);
 		for (int i = 0; i < n; i++)
-			atomic_store(&sh->ran[i], 0);
+			smp_store_release(&sh->ran[i], 0);
 		t0 = now_ns();
 		if (way) {
 			if (ioctl(dev, SHMBUS_IOC_WAKE, &w) != n) {
@@ -137,7 +137,7 @@ static void run(int n, uint64_t pub_med[2], uint64_t last_med[2])
 		for (int i = 0; i < n; i++) {
 			uint64_t ts;
 
-			while (!(ts = atomic_load(&sh->ran[i])))
+			while (!(ts = smp_load_acquire(&sh->ran[i])))
 				sched_yield();
 			if (ts > mx)
 				mx = ts;
@@ -145,8 +145,8 @@ static void run(int n, uint64_t pub_med[2], uint64_t last_med[2])
 		pub[way][r / 2] = t1 - t0;
 		last[way][r / 2] = mx - t0;
 	}
-	atomic_store(&sh->quit, 1);
-	while (atomic_load(&sh->asleep) < (uint32_t)n)
+	smp_store_release(&sh->quit, 1);
+	while (smp_load_acquire(&sh->asleep) < (uint32_t)n)
 		usleep(100);
 	for (int i = 0; i < n; i++) {
 		static const uint64_t one = 1;

@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +21,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "barrier.h"
 #include "shmbus.h"
 
 #define SUBS	8
 #define ROUNDS	50
 
 struct shared {
-	_Atomic int got[SUBS];		/* messages each has */
-	_Atomic int bad;
+	int got[SUBS];		/* messages each has */
+	int bad;
 };
 
 static int passed, failed;
@@ -102,7 +102,7 @@ static void test_fanout(void)
 		if (!(kids[k] = fork()))
 			subscriber(sh, k);
 	for (int k = 0; k < SUBS; k++)
-		while (atomic_load(&sh->got[k]) < 1000)
+		while (smp_load_acquire(&sh->got[k]) < 1000)
 			usleep(1000);
 	p = shmbus_producer__new(bus, "fan.x", NULL);
 	CHECK(p);
@@ -115,7 +115,7 @@ static void test_fanout(void)
 		usleep(2000);
 		CHECK(shmbus_producer__publish(p, &i, sizeof(i), NULL) == 0);
 		for (int k = 0; k < SUBS; k++)
-			while (atomic_load(&sh->got[k]) < 1000 + i + 1)
+			while (smp_load_acquire(&sh->got[k]) < 1000 + i + 1)
 				usleep(200);
 	}
 	{
@@ -135,7 +135,7 @@ static void test_fanout(void)
 	}
 	printf("%d messages x %d subscribers, %llu wake-ups\n", ROUNDS, SUBS,
 	       (unsigned long long)wake1);
-	CHECK(atomic_load(&sh->bad) == 0);
+	CHECK(smp_load_acquire(&sh->bad) == 0);
 	CHECK(wake1 == (uint64_t)ROUNDS * SUBS);
 	shmbus_producer__free(p);
 	shmbus__close(bus);

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shmbus_kmod.h"
+#include "shmbus/kmod.h"
 
 static int failures;
 static const char *current;

@@ -16,7 +16,7 @@ VM=$OUT/vm
 ROOT=$OUT/initramfs
 t0=$(date +%s)
 
-KVER=$(sh tools/kver.sh)
+KVER=$(sh tools/scripts/kver.sh)
 KDIR=/usr/src/linux-headers-$KVER
 [ -d "$KDIR" ] || { echo "test-kmod: no $KDIR (make deps)" >&2; exit 1; }
 
@@ -40,7 +40,7 @@ if [ ! -s "$VM/vmlinux-$KVER" ]; then
 		  mv "vmlinuz-$KVER.tmp" "vmlinuz-$KVER" &&
 		  rm -f linux-image-*.deb )
 	fi
-	sh tools/extract-vmlinux.sh "$VM/vmlinuz-$KVER" > "$VM/vmlinux-$KVER.tmp" &&
+	sh tools/scripts/extract-vmlinux.sh "$VM/vmlinuz-$KVER" > "$VM/vmlinux-$KVER.tmp" &&
 		mv "$VM/vmlinux-$KVER.tmp" "$VM/vmlinux-$KVER" ||
 		rm -f "$VM/vmlinux-$KVER.tmp"
 fi
@@ -54,7 +54,7 @@ mkdir -p "$ROOT/bin" "$ROOT/t" "$ROOT/lib64" "$ROOT/etc"
 cp /bin/busybox "$ROOT/bin/busybox"
 cp "$OUT/src/shmbus.ko" "$ROOT/"
 for p in "$OUT/kmod_test" "$OUT/kmod_bench" "$OUT/kmod_fanout" \
-	 "$B/shmbusd" "$B/tests/test_wake" "$B/tests/test_topics"; do
+	 "$B/bin/shmbusd" "$B/tests/test_wake" "$B/tests/test_topics"; do
 	cp "$p" "$ROOT/t/"
 	ldd "$p" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' |
 	while read -r lib; do
@@ -62,7 +62,7 @@ for p in "$OUT/kmod_test" "$OUT/kmod_bench" "$OUT/kmod_fanout" \
 		cp -L "$lib" "$ROOT$lib"
 	done
 done
-cp "$B"/libshmbus.so.0 "$ROOT/t/" 2>/dev/null || true
+cp "$B"/lib/libshmbus.so.0 "$ROOT/t/"	# init.sh: LD_LIBRARY_PATH=/t
 echo "root:x:0:0::/:/bin/sh" > "$ROOT/etc/passwd"
 echo "nobody:x:65534:65534::/:/bin/sh" >> "$ROOT/etc/passwd"
 echo "root:x:0:" > "$ROOT/etc/group"

@@ -34,7 +34,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +48,7 @@
 #include <unistd.h>
 
 #include "shmbus.h"
+#include "barrier.h"	/* the raw ring orders memory as libshmbus does */
 
 #define BUS_NAME		"bench"
 #define MAX_MSG			4096u
@@ -58,14 +58,6 @@
 #define CHILD_TIMEOUT_S		60	/* per measurement, per child */
 #define PARENT_TIMEOUT_S	75
 #define CACHELINE		64
-
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax()	__builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define cpu_relax()	__asm__ __volatile__("yield" ::: "memory")
-#else
-#define cpu_relax()	atomic_signal_fence(memory_order_seq_cst)
-#endif
 
 static const char *const queue_names[NR_CHAN] = { "ping", "pong" };
 
@@ -111,7 +103,7 @@ struct run {
 
 /* Shared with the children (MAP_SHARED before fork). */
 struct shared {
-	_Atomic uint32_t ready;		/* start barrier */
+	uint32_t ready;			/* start barrier */
 	uint64_t elapsed_ns;		/* throughput: consumer's time */
 	uint64_t nsamples;
 	uint64_t samples[];		/* RTT, ns */
@@ -312,9 +304,9 @@ struct raw_slot {
 } __attribute__((aligned(CACHELINE)));
 
 struct raw_ring {
-	_Atomic uint64_t head __attribute__((aligned(CACHELINE)));
-	_Atomic uint64_t tail __attribute__((aligned(CACHELINE)));
-	_Atomic uint32_t sleeping __attribute__((aligned(CACHELINE)));
+	uint64_t head __attribute__((aligned(CACHELINE)));
+	uint64_t tail __attribute__((aligned(CACHELINE)));
+	uint32_t sleeping __attribute__((aligned(CACHELINE)));
 	struct raw_slot slots[RING_SLOTS];
 };
 
@@ -326,9 +318,10 @@ static int raw_prepare(const struct run *r, int nchan)
 	for (int c = 0; c < nchan; c++) {
 		struct raw_ring *ring = &raw_rings[c];
 
-		atomic_store(&ring->head, 0);
-		atomic_store(&ring->tail, 0);
-		atomic_store(&ring->sleeping, 0);
+		/* before the children are forked */
+		WRITE_ONCE(ring->head, 0);
+		WRITE_ONCE(ring->tail, 0);
+		WRITE_ONCE(ring->sleeping, 0);
 		raw_efd[c] = eventfd(0, EFD_CLOEXEC);
 		if (raw_efd[c] < 0)
 			return -errno;
@@ -368,8 +361,7 @@ static void raw_wait_room(struct end *e)
 	unsigned round = 0;
 
 	while (e->pos - e->cached >= RING_SLOTS) {
-		e->cached = atomic_load_explicit(&r->tail,
-						 memory_order_acquire);
+		e->cached = smp_load_acquire(&r->tail);
 		if (e->pos - e->cached < RING_SLOTS)
 			break;
 		if (e->block)
@@ -385,11 +377,11 @@ static int raw_wake(struct end *e)
 	struct raw_ring *r = e->ring;
 
 	/* Dekker with the consumer: head store, full fence, flag load */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (!atomic_load_explicit(&r->sleeping, memory_order_relaxed))
+	smp_mb();
+	if (!READ_ONCE(r->sleeping))
 		return 0;
 	/* only the one who clears the flag owes the sleeper a token */
-	if (!atomic_exchange(&r->sleeping, 0))
+	if (!atomic_xchg(&r->sleeping, 0))
 		return 0;
 	return write_full(e->fd, &one, sizeof(one));
 }
@@ -403,7 +395,7 @@ static int raw_send(struct end *e, uint64_t seq)
 	fill(e->buf, e->size, seq);
 	memcpy(s->data, e->buf, e->size);
 	s->len = e->size;
-	atomic_store_explicit(&e->ring->head, ++e->pos, memory_order_release);
+	smp_store_release(&e->ring->head, ++e->pos);
 	return e->block ? raw_wake(e) : 0;
 }
 
@@ -419,13 +411,13 @@ static int raw_sleep(struct end *e)
 {
 	struct raw_ring *r = e->ring;
 
-	atomic_store(&r->sleeping, 1);
-	atomic_thread_fence(memory_order_seq_cst);
-	e->cached = atomic_load_explicit(&r->head, memory_order_acquire);
+	WRITE_ONCE(r->sleeping, 1);
+	smp_mb();
+	e->cached = smp_load_acquire(&r->head);
 	if (e->cached != e->pos) {
 		/* a producer that cleared the flag is writing a token:
 		 * take it now, or our next sleep returns at once */
-		if (!atomic_exchange(&r->sleeping, 0))
+		if (!atomic_xchg(&r->sleeping, 0))
 			return raw_read_token(e);
 		return 0;
 	}
@@ -439,8 +431,7 @@ static int raw_wait_data(struct end *e)
 	int err;
 
 	for (;;) {
-		e->cached = atomic_load_explicit(&r->head,
-						 memory_order_acquire);
+		e->cached = smp_load_acquire(&r->head);
 		if (e->cached != e->pos)
 			return 0;
 		if (!e->block) {
@@ -465,7 +456,7 @@ static int raw_recv(struct end *e, uint64_t seq)
 	}
 	s = &e->ring->slots[e->pos % RING_SLOTS];
 	err = s->len == e->size ? verify(s->data, e->size, seq) : -EBADMSG;
-	atomic_store_explicit(&e->ring->tail, ++e->pos, memory_order_release);
+	smp_store_release(&e->ring->tail, ++e->pos);
 	return err;
 }
 
@@ -720,10 +711,10 @@ static void pin_cpu(int cpu)
 		die("sched_setaffinity(CPU %d): %s", cpu, strerror(errno));
 }
 
-static void barrier(void)
+static void start_line(void)
 {
 	atomic_fetch_add(&sh->ready, 1);
-	while (atomic_load(&sh->ready) < 2)
+	while (smp_load_acquire(&sh->ready) < 2)
 		cpu_relax();
 }
 
@@ -861,7 +852,7 @@ void child_main(const struct run *r, int role)
 		end_open(r, role, &rx, 0, false);
 	}
 	prep_fds_keep(&tx, &rx);
-	barrier();
+	start_line();
 	if (r->rtt && role == 0)
 		rtt_ping(r, &tx, &rx);
 	else if (r->rtt)
@@ -880,7 +871,7 @@ void child_main(const struct run *r, int role)
 /* Parent: one measurement                                            */
 /* ------------------------------------------------------------------ */
 
-static volatile pid_t kids[2];
+static volatile sig_atomic_t kids[2];	/* pids, read by the alarm handler */
 
 static void kill_kids(void)
 {
@@ -951,7 +942,7 @@ static void run_one(const struct run *r)
 	const struct transport *t = &transports[r->tp];
 	int err;
 
-	atomic_store(&sh->ready, 0);
+	WRITE_ONCE(sh->ready, 0);	/* no child runs yet */
 	sh->elapsed_ns = 0;
 	sh->nsamples = 0;
 	err = t->prepare(r, r->rtt ? NR_CHAN : 1);
@@ -1546,7 +1537,7 @@ static void run_fanout(unsigned nsub, double *pub_rate, double *deliv_rate)
 	err = shmbus__topic_declare(bench_bus, topic, NULL);
 	if (err < 0)
 		die("declaring topic %s: %s", topic, strerror(-err));
-	atomic_store(&sh->ready, 0);
+	WRITE_ONCE(sh->ready, 0);	/* no child runs yet */
 	for (unsigned k = 0; k < nsub; k++) {
 		kid[k] = fork();
 		if (kid[k] < 0)
@@ -1578,7 +1569,7 @@ static void run_fanout(unsigned nsub, double *pub_rate, double *deliv_rate)
 			_exit(0);
 		}
 	}
-	while (atomic_load(&sh->ready) < nsub)
+	while (smp_load_acquire(&sh->ready) < nsub)
 		usleep(1000);
 	p = shmbus_producer__new(bench_bus, topic, NULL);
 	if (!p)

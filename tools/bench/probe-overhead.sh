@@ -19,26 +19,26 @@ COST_ROUNDS=${2:-15}
 B=build
 NOPROBES=build-noprobes
 make -s all >/dev/null
-make -s PROBES=0 "$NOPROBES/libshmbus.so.0.1.0" >/dev/null
+make -s PROBES=0 lib >/dev/null
 PIN=/sys/fs/bpf/shmbus-overhead
 OUT=$(mktemp -d /tmp/shmbus-overhead-XXXXXX)
 root=$([ "$(id -u)" = 0 ] && echo 1 || echo 0)
 # probe-cost's bus: a private daemon
-"$B/shmbusd" --socket "$OUT/sock" 2>/dev/null &
+"$B/bin/shmbusd" --socket "$OUT/sock" 2>/dev/null &
 DPID=$!
-trap '"$B/shmbus" monitor stop --pin-dir "$PIN" >/dev/null 2>&1 || true; kill $DPID 2>/dev/null; rm -rf "$OUT"' EXIT
+trap '"$B/bin/shmbus" monitor stop --pin-dir "$PIN" >/dev/null 2>&1 || true; kill $DPID 2>/dev/null; rm -rf "$OUT"' EXIT
 while [ ! -S "$OUT/sock" ]; do sleep 0.05; done
 
 cost() {	# label, messages, then env
 	label=$1 n=$2
 	shift 2
-	echo "$label $(env SHMBUS_SOCKET="$OUT/sock" "$@" "$B/probe-cost" "$n" 5)" \
+	echo "$label $(env SHMBUS_SOCKET="$OUT/sock" "$@" "$B/bin/probe-cost" "$n" 5)" \
 		>> "$OUT/cost"
 }
 bench() {	# label, then env
 	label=$1
 	shift
-	env "$@" "$B/shmbus-bench" --only shmbus,raw --size 64 --mode busy \
+	env "$@" "$B/bin/shmbus-bench" --only shmbus,raw --size 64 --mode busy \
 		--reps 3 2>/dev/null |
 	awk -v l="$label" '
 		$1 == "raw" && $2 == "ring" && $3 == "busy" { raw_rtt = $4; raw_tp = $8 }
@@ -46,18 +46,18 @@ bench() {	# label, then env
 		END { print l, raw_rtt, raw_tp, rtt, tp }' >> "$OUT/bench"
 }
 attached() {	# run "$@" with the monitor attached
-	"$B/shmbus" monitor start --pin-dir "$PIN" >/dev/null
+	"$B/bin/shmbus" monitor start --pin-dir "$PIN" >/dev/null
 	"$@"
-	"$B/shmbus" monitor stop --pin-dir "$PIN" >/dev/null
+	"$B/bin/shmbus" monitor stop --pin-dir "$PIN" >/dev/null
 }
 
 for r in $(seq 1 "$COST_ROUNDS"); do
-	cost noprobes 1000000 LD_LIBRARY_PATH="$PWD/$NOPROBES"
+	cost noprobes 1000000 LD_LIBRARY_PATH="$PWD/$NOPROBES/lib"
 	cost unattached 1000000
 	[ "$root" = 1 ] && [ "$r" -le 3 ] && attached cost attached 100000
 done
 for r in $(seq 1 "$ROUNDS"); do
-	bench noprobes LD_LIBRARY_PATH="$PWD/$NOPROBES"
+	bench noprobes LD_LIBRARY_PATH="$PWD/$NOPROBES/lib"
 	bench unattached
 	[ "$root" = 1 ] && attached bench attached
 done

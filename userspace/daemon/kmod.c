@@ -19,7 +19,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "shmbus_kmod.h"
+#include "shmbus/kmod.h"
 #include "shmbusd.h"
 
 static int kfd = -1;

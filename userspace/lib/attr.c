@@ -2,7 +2,7 @@
 /*
  * attr.c - message attributes (headers): encoding at publish, appending
  * (dead-letter marks), and reading in place. The format is in
- * shmbus_layout.h; every record read is checked against the block's
+ * shmbus/layout.h; every record read is checked against the block's
  * length, which take() checked against the chunk.
  */
 #include <stdio.h>

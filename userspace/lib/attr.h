@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * attr.h - message attributes: the encoding (shmbus_layout.h) as the
+ * attr.h - message attributes: the encoding (shmbus/layout.h) as the
  * library and the daemon write it.
  */
 #ifndef SHMBUS_ATTR_H

@@ -50,9 +50,19 @@
 #define atomic_fetch_and(p, v)	__atomic_fetch_and((p), (v), __ATOMIC_SEQ_CST)
 #define atomic_xchg(p, v)	__atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
 
-/* Relaxed counter bump for statistics nobody orders against. */
+/*
+ * Relaxed read-modify-write: atomic, ordering nothing else. For counters
+ * nobody orders against (statistics, free counts that are hints, id
+ * blocks handed out) and test bookkeeping.
+ */
 #define atomic_add_relaxed(p, v) \
 	((void)__atomic_fetch_add((p), (v), __ATOMIC_RELAXED))
+#define atomic_sub_relaxed(p, v) \
+	((void)__atomic_fetch_sub((p), (v), __ATOMIC_RELAXED))
+#define atomic_fetch_add_relaxed(p, v) \
+	__atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define atomic_xchg_relaxed(p, v) \
+	__atomic_exchange_n((p), (v), __ATOMIC_RELAXED)
 
 static inline void cpu_relax(void)
 {

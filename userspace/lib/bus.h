@@ -78,8 +78,7 @@ static inline uint64_t slot_next_id(struct shmbus *bus, struct shmbus_slot *s)
 
 	if (unlikely(id >= s->id_end || id == 0)) {
 		/* relaxed: ids only need to be unique */
-		id = __atomic_fetch_add(&bus->arena.sb->id_next, 1024,
-					__ATOMIC_RELAXED);
+		id = atomic_fetch_add_relaxed(&bus->arena.sb->id_next, 1024);
 		WRITE_ONCE(s->id_end, id + 1024);
 	}
 	WRITE_ONCE(s->id_next, id + 1);

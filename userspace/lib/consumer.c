@@ -195,7 +195,7 @@ struct claim {
  * Called with the ref we are about to claim, before the claiming cmpxchg
  * takes the ring cell: note it in our delivery entry (so that if we are
  * killed right after the cmpxchg the daemon still finds the message: see
- * the lease protocol in shmbus_layout.h), and start moving the chunk: the
+ * the lease protocol in shmbus/layout.h), and start moving the chunk: the
  * header with intent to write, the first payload line to read.
  */
 static inline void claim_hook(const void *ctx, uint32_t ref)
@@ -521,7 +521,7 @@ SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
 }
 
 /*
- * Win the delivery entry of @msg (the lease protocol in shmbus_layout.h):
+ * Win the delivery entry of @msg (the lease protocol in shmbus/layout.h):
  * from then on the chunk is ours alone to dispose of. Returns 0, -EINVAL
  * (not a delivery of ours), or -ESTALE (the daemon took the lease back, or
  * the message was already acked).

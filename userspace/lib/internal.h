@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "shmbus.h"
-#include "shmbus_layout.h"
+#include "shmbus/layout.h"
 #include "barrier.h"
 #include "private.h"
 

@@ -90,7 +90,7 @@ static int mag_pop(const struct arena *a, unsigned pi, uint32_t *dst,
 		    ++spins > RING_SPIN_MAX)
 			return -EUCLEAN;
 	}
-	__atomic_fetch_sub(&pd->free_count, k + 1, __ATOMIC_RELAXED);
+	atomic_sub_relaxed(&pd->free_count, k + 1);
 	*m_out = m;
 	return (int)k;
 }
@@ -128,7 +128,7 @@ void pool_push_global(const struct arena *a, unsigned pi,
 			 * link above; pairs with the acquire load in
 			 * pool_pop_global() */
 		} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
-		__atomic_fetch_add(&pd->free_count, k, __ATOMIC_RELAXED);
+		atomic_add_relaxed(&pd->free_count, k);
 		idx += k;
 		n -= k;
 	}

@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#include "shmbus_layout.h"
+#include "shmbus/layout.h"
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */

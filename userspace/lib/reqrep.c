@@ -49,7 +49,7 @@ static int reqrep_init(struct shmbus *bus)
 	if (!rr)
 		return -ENOMEM;
 	snprintf(rr->name, sizeof(rr->name), "_reply.%d.%lu", (int)getpid(),
-		 __atomic_fetch_add(&rr_seq, 1, __ATOMIC_RELAXED));
+		 atomic_fetch_add_relaxed(&rr_seq, 1));
 	memset(&req, 0, sizeof(req));
 	memcpy(req.name, rr->name, sizeof(req.name));
 	req.max_len = RR_REPLY_LEN;

@@ -59,7 +59,7 @@
 #include <stdint.h>
 
 #include "barrier.h"
-#include "shmbus_layout.h"
+#include "shmbus/layout.h"
 
 #define RING_SPIN_MAX	(1u << 20)
 

@@ -41,7 +41,7 @@
 
 #include <pthread.h>
 
-#include "shmbus_kmod.h"
+#include "shmbus/kmod.h"
 #include "internal.h"
 #include "ring.h"
 

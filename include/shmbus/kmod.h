@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
 /*
- * shmbus_kmod.h - the ABI of the optional kernel module (/dev/shmbus),
+ * shmbus/kmod.h - the ABI of the optional kernel module (/dev/shmbus),
  * shared by the module (kernel/) and libshmbus/shmbusd. docs/kernel.md.
  *
  * Every call names its bus by passing a file descriptor of the bus's arena

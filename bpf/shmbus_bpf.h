@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmbus_bpf.h - the structures the BPF programs (bpf/) and userspace
- * (shmbus monitor, tests) share: map keys and values. No includes, only
- * fixed-width builtin types, so that both a BPF object built against
- * vmlinux.h and userspace C can include it. Fields are named for
- * `bpftool map dump`, which prints them through the map's BTF.
+ * shmbus_bpf.h - the structures the BPF programs (shmbus.bpf.c) and user
+ * space (the loader and map reader beside them, tests, anyone reading the
+ * pinned maps) share: map keys and values. Installed as <shmbus/bpf.h>.
+ * No includes, only builtin types, so that both a BPF object built
+ * against vmlinux.h and user-space C can include it. Fields are named
+ * for `bpftool map dump`, which prints them through the map's BTF.
  */
 #ifndef SHMBUS_BPF_H
 #define SHMBUS_BPF_H

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmbus_layout.h - the shared-memory arena: this header IS the protocol.
+ * shmbus/layout.h - the shared-memory arena: this header IS the protocol.
  *
  * Every process attached to a bus maps the same arena (a sealed memfd, see
  * docs/decisions.md) at a different address, so everything in it is named

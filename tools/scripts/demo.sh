@@ -11,7 +11,8 @@
 set -eu
 
 B=${B:-build}
-BIN=$(cd "$B" && pwd)
+BIN=$(cd "$B/bin" && pwd)
+EX=$(cd "$B/examples" && pwd)
 SHMBUS="$BIN/shmbus"
 DIR=$(mktemp -d /tmp/shmbus-demo-XXXXXX)
 export SHMBUS_SOCKET="$DIR/shmbusd.sock"
@@ -91,7 +92,7 @@ step "2. work queue: 5 workers share 20 image jobs; one is killed mid-job"
 "$SHMBUS" queue declare demo.images --lease 5
 seq 1 20 | sed 's/^/image-/' | "$SHMBUS" pub demo.images 2>/dev/null
 for w in 1 2 3 4 5; do
-	"$BIN/examples/worker" demo.images "w$w" --work-ms 150 --idle-ms 800 \
+	"$EX/worker" demo.images "w$w" --work-ms 150 --idle-ms 800 \
 		> "$DIR/worker$w" &
 	eval "wk$w=\$!"
 done
@@ -123,7 +124,7 @@ step "3. poison message: retried with exponential backoff, then dead-lettered"
 "$SHMBUS" queue declare demo.resize --max-deliveries 4 --backoff 0.1 \
 	--backoff-mult 2 --dlq demo.resize.dlq
 "$SHMBUS" pub demo.resize "corrupt.jpg" 2>/dev/null
-"$BIN/examples/worker" demo.resize w-poison --fail --idle-ms 1200 \
+"$EX/worker" demo.resize w-poison --fail --idle-ms 1200 \
 	> "$DIR/poison"
 grep ' fail ' "$DIR/poison" | sed 's/^/  /'
 gaps=$(grep ' fail ' "$DIR/poison" | awk '{t=$7; if (NR > 1) printf "%d ", t - p; p = t}')
