@@ -41,87 +41,87 @@
 #include "shmbus/kmod.h"
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
-#define sb_eventfd_signal(ctx)	eventfd_signal(ctx)
+#define shmbus_eventfd_signal(ctx)	eventfd_signal(ctx)
 #else
-#define sb_eventfd_signal(ctx)	eventfd_signal(ctx, 1)
+#define shmbus_eventfd_signal(ctx)	eventfd_signal(ctx, 1)
 #endif
 
-#define SB_BUS_BITS	6
-#define SB_REG_BITS	8
-#define SB_MAX_WATCH	4096	/* buses one watcher file may watch */
+#define SHMBUS_BUS_BITS	6
+#define SHMBUS_REG_BITS	8
+#define SHMBUS_MAX_WATCH	4096	/* buses one watcher file may watch */
 
-struct sb_file;
+struct shmbus_file;
 
-struct sb_bus {
-	struct hlist_node node;		/* sb_buses, by inode */
+struct shmbus_bus {
+	struct hlist_node node;		/* shmbus_buses, by inode */
 	struct inode *inode;		/* ihold()ed */
 	unsigned int users;		/* regs + attached files + watch */
 	atomic_t rr;			/* SEAT_ONE round robin */
-	DECLARE_HASHTABLE(regs, SB_REG_BITS);	/* by (qid, gen) */
-	struct sb_file *watcher;	/* or NULL */
+	DECLARE_HASHTABLE(regs, SHMBUS_REG_BITS);	/* by (qid, gen) */
+	struct shmbus_file *watcher;	/* or NULL */
 	u64 tag;			/* the watcher's name for the bus */
-	struct list_head pending;	/* struct sb_rec, no watcher */
+	struct list_head pending;	/* struct shmbus_rec, no watcher */
 	unsigned int npending;
 	bool lost;			/* pending records were dropped */
 	struct rcu_head rcu;
 };
 
-struct sb_reg {
+struct shmbus_reg {
 	struct hlist_node bnode;	/* bus->regs, RCU */
 	struct list_head fnode;		/* file->regs */
-	struct sb_bus *bus;
+	struct shmbus_bus *bus;
 	struct eventfd_ctx *ctx;
 	u32 qid, gen, seat;
 	struct rcu_head rcu;
 };
 
-struct sb_rec {
+struct shmbus_rec {
 	struct list_head node;
-	struct sb_bus *bus;		/* valid while queued: the watcher
+	struct shmbus_bus *bus;		/* valid while queued: the watcher
 					 * holds a user of it */
 	struct shmbus_kmod_death d;
 };
 
-struct sb_watch {
+struct shmbus_watch {
 	struct list_head node;		/* file->watches */
-	struct sb_bus *bus;
+	struct shmbus_bus *bus;
 };
 
-struct sb_file {
-	struct list_head regs;		/* struct sb_reg */
+struct shmbus_file {
+	struct list_head regs;		/* struct shmbus_reg */
 	unsigned int nregs;
-	struct sb_bus *attached;	/* death notice, or NULL */
+	struct shmbus_bus *attached;	/* death notice, or NULL */
 	u64 cookie;
 	pid_t pid;
-	struct list_head watches;	/* struct sb_watch */
+	struct list_head watches;	/* struct shmbus_watch */
 	unsigned int nwatches;
 	spinlock_t qlock;		/* records, for read/poll */
 	struct list_head records;
 	wait_queue_head_t wq;
 };
 
-static DEFINE_MUTEX(sb_lock);
-static DEFINE_HASHTABLE(sb_buses, SB_BUS_BITS);	/* RCU readers */
-static atomic_t sb_objects = ATOMIC_INIT(0);	/* leak check at exit */
+static DEFINE_MUTEX(shmbus_lock);
+static DEFINE_HASHTABLE(shmbus_buses, SHMBUS_BUS_BITS);	/* RCU readers */
+static atomic_t shmbus_objects = ATOMIC_INIT(0);	/* leak check at exit */
 
-static void *sb_alloc(size_t size)
+static void *shmbus_alloc(size_t size)
 {
 	void *p = kzalloc(size, GFP_KERNEL_ACCOUNT);
 
 	if (p)
-		atomic_inc(&sb_objects);
+		atomic_inc(&shmbus_objects);
 	return p;
 }
 
-static void sb_free(void *p)
+static void shmbus_free(void *p)
 {
 	if (p) {
-		atomic_dec(&sb_objects);
+		atomic_dec(&shmbus_objects);
 		kfree(p);
 	}
 }
 
-static u32 sb_key(u32 qid, u32 gen)
+static u32 shmbus_key(u32 qid, u32 gen)
 {
 	return qid * 0x9e3779b1u ^ gen;
 }
@@ -130,7 +130,7 @@ static u32 sb_key(u32 qid, u32 gen)
  * The arena behind @fd: a regular file open for writing. The inode is
  * valid while *@f is held (fdput).
  */
-static int sb_arena(int fd, struct fd *f, struct inode **inode)
+static int shmbus_arena(int fd, struct fd *f, struct inode **inode)
 {
 	*f = fdget(fd);
 	if (!f->file)
@@ -144,14 +144,15 @@ static int sb_arena(int fd, struct fd *f, struct inode **inode)
 	return 0;
 }
 
-/* The result stays valid under RCU, or under sb_lock (buses are only
+/* The result stays valid under RCU, or under shmbus_lock (buses are only
  * freed with it held). */
-static struct sb_bus *sb_bus_find(struct inode *inode)
+static struct shmbus_bus *shmbus_bus_find(struct inode *inode)
 {
-	struct sb_bus *b, *found = NULL;
+	struct shmbus_bus *b, *found = NULL;
 
 	rcu_read_lock();
-	hash_for_each_possible_rcu(sb_buses, b, node, (unsigned long)inode) {
+	hash_for_each_possible_rcu(shmbus_buses, b, node,
+				   (unsigned long)inode) {
 		if (b->inode == inode) {
 			found = b;
 			break;
@@ -161,17 +162,17 @@ static struct sb_bus *sb_bus_find(struct inode *inode)
 	return found;
 }
 
-/* The bus of @inode with one more user, made if absent. Under sb_lock. */
-static struct sb_bus *sb_bus_get(struct inode *inode)
+/* The bus of @inode with one more user, made if absent. Under shmbus_lock. */
+static struct shmbus_bus *shmbus_bus_get(struct inode *inode)
 {
-	struct sb_bus *b = sb_bus_find(inode);
+	struct shmbus_bus *b = shmbus_bus_find(inode);
 
-	lockdep_assert_held(&sb_lock);
+	lockdep_assert_held(&shmbus_lock);
 	if (b) {
 		b->users++;
 		return b;
 	}
-	b = sb_alloc(sizeof(*b));
+	b = shmbus_alloc(sizeof(*b));
 	if (!b)
 		return NULL;
 	ihold(inode);
@@ -179,60 +180,60 @@ static struct sb_bus *sb_bus_get(struct inode *inode)
 	b->users = 1;
 	hash_init(b->regs);
 	INIT_LIST_HEAD(&b->pending);
-	hash_add_rcu(sb_buses, &b->node, (unsigned long)inode);
+	hash_add_rcu(shmbus_buses, &b->node, (unsigned long)inode);
 	return b;
 }
 
-static void sb_bus_free_rcu(struct rcu_head *rcu)
+static void shmbus_bus_free_rcu(struct rcu_head *rcu)
 {
-	sb_free(container_of(rcu, struct sb_bus, rcu));
+	shmbus_free(container_of(rcu, struct shmbus_bus, rcu));
 }
 
 /* One user fewer; the last frees the bus and its waiting records. */
-static void sb_bus_put(struct sb_bus *b)
+static void shmbus_bus_put(struct shmbus_bus *b)
 {
-	struct sb_rec *r, *tmp;
+	struct shmbus_rec *r, *tmp;
 
-	lockdep_assert_held(&sb_lock);
+	lockdep_assert_held(&shmbus_lock);
 	if (--b->users)
 		return;
 	WARN_ON(b->watcher || !hash_empty(b->regs));
 	hash_del_rcu(&b->node);
 	list_for_each_entry_safe(r, tmp, &b->pending, node) {
 		list_del(&r->node);
-		sb_free(r);
+		shmbus_free(r);
 	}
 	iput(b->inode);
-	call_rcu(&b->rcu, sb_bus_free_rcu);
+	call_rcu(&b->rcu, shmbus_bus_free_rcu);
 }
 
 /* ---- registrations ------------------------------------------------ */
 
-static void sb_reg_free_rcu(struct rcu_head *rcu)
+static void shmbus_reg_free_rcu(struct rcu_head *rcu)
 {
-	struct sb_reg *r = container_of(rcu, struct sb_reg, rcu);
+	struct shmbus_reg *r = container_of(rcu, struct shmbus_reg, rcu);
 
 	eventfd_ctx_put(r->ctx);
-	sb_free(r);
+	shmbus_free(r);
 }
 
 /* Unhook @r from its bus and file; freed after a grace period. */
-static void sb_reg_del(struct sb_file *sf, struct sb_reg *r)
+static void shmbus_reg_del(struct shmbus_file *sf, struct shmbus_reg *r)
 {
-	lockdep_assert_held(&sb_lock);
+	lockdep_assert_held(&shmbus_lock);
 	hash_del_rcu(&r->bnode);
 	list_del(&r->fnode);
 	sf->nregs--;
-	sb_bus_put(r->bus);
-	call_rcu(&r->rcu, sb_reg_free_rcu);
+	shmbus_bus_put(r->bus);
+	call_rcu(&r->rcu, shmbus_reg_free_rcu);
 }
 
-static long sb_register(struct sb_file *sf, void __user *arg)
+static long shmbus_register(struct shmbus_file *sf, void __user *arg)
 {
 	struct shmbus_kmod_reg req;
 	struct eventfd_ctx *ctx;
 	struct inode *inode;
-	struct sb_reg *r, *it;
+	struct shmbus_reg *r, *it;
 	struct fd f;
 	long err;
 
@@ -240,7 +241,7 @@ static long sb_register(struct sb_file *sf, void __user *arg)
 		return -EFAULT;
 	if (req.flags || req.seat >= SHMBUS_KMOD_SEAT_ONE)
 		return -EINVAL;
-	err = sb_arena(req.arena_fd, &f, &inode);
+	err = shmbus_arena(req.arena_fd, &f, &inode);
 	if (err)
 		return err;
 	ctx = eventfd_ctx_fdget(req.event_fd);
@@ -248,7 +249,7 @@ static long sb_register(struct sb_file *sf, void __user *arg)
 		fdput(f);
 		return PTR_ERR(ctx) == -EBADF ? -EBADF : -EINVAL;
 	}
-	r = sb_alloc(sizeof(*r));
+	r = shmbus_alloc(sizeof(*r));
 	if (!r) {
 		err = -ENOMEM;
 		goto out;
@@ -257,7 +258,7 @@ static long sb_register(struct sb_file *sf, void __user *arg)
 	r->qid = req.qid;
 	r->gen = req.gen;
 	r->seat = req.seat;
-	mutex_lock(&sb_lock);
+	mutex_lock(&shmbus_lock);
 	if (sf->nregs >= SHMBUS_KMOD_MAX_REGS) {
 		err = -ENOSPC;
 		goto unlock;
@@ -270,30 +271,30 @@ static long sb_register(struct sb_file *sf, void __user *arg)
 			goto unlock;
 		}
 	}
-	r->bus = sb_bus_get(inode);
+	r->bus = shmbus_bus_get(inode);
 	if (!r->bus) {
 		err = -ENOMEM;
 		goto unlock;
 	}
 	list_add(&r->fnode, &sf->regs);
 	sf->nregs++;
-	hash_add_rcu(r->bus->regs, &r->bnode, sb_key(r->qid, r->gen));
-	mutex_unlock(&sb_lock);
+	hash_add_rcu(r->bus->regs, &r->bnode, shmbus_key(r->qid, r->gen));
+	mutex_unlock(&shmbus_lock);
 	fdput(f);
 	return 0;
 unlock:
-	mutex_unlock(&sb_lock);
-	sb_free(r);
+	mutex_unlock(&shmbus_lock);
+	shmbus_free(r);
 out:
 	eventfd_ctx_put(ctx);
 	fdput(f);
 	return err;
 }
 
-static long sb_unregister(struct sb_file *sf, void __user *arg)
+static long shmbus_unregister(struct shmbus_file *sf, void __user *arg)
 {
 	struct shmbus_kmod_reg req;
-	struct sb_reg *r, *tmp;
+	struct shmbus_reg *r, *tmp;
 	struct inode *inode;
 	struct fd f;
 	long err;
@@ -303,27 +304,28 @@ static long sb_unregister(struct sb_file *sf, void __user *arg)
 		return -EFAULT;
 	if (req.flags || req.seat >= SHMBUS_KMOD_SEAT_ONE)
 		return -EINVAL;
-	err = sb_arena(req.arena_fd, &f, &inode);
+	err = shmbus_arena(req.arena_fd, &f, &inode);
 	if (err)
 		return err;
-	mutex_lock(&sb_lock);
+	mutex_lock(&shmbus_lock);
 	list_for_each_entry_safe(r, tmp, &sf->regs, fnode) {
 		if (r->bus->inode == inode && r->qid == req.qid &&
 		    r->gen == req.gen && r->seat == req.seat) {
-			sb_reg_del(sf, r);
+			shmbus_reg_del(sf, r);
 			n++;
 		}
 	}
-	mutex_unlock(&sb_lock);
+	mutex_unlock(&shmbus_lock);
 	fdput(f);
 	return n ? 0 : -ENOENT;
 }
 
 /* Signal the registrations of one target. Under RCU. */
-static u32 sb_wake_target(struct sb_bus *b, struct shmbus_kmod_target *t)
+static u32 shmbus_wake_target(struct shmbus_bus *b,
+			      struct shmbus_kmod_target *t)
 {
-	u32 key = sb_key(t->qid, t->gen), n = 0, pick = 0;
-	struct sb_reg *r;
+	u32 key = shmbus_key(t->qid, t->gen), n = 0, pick = 0;
+	struct shmbus_reg *r;
 
 	if (t->seat == SHMBUS_KMOD_SEAT_ONE) {
 		hash_for_each_possible_rcu(b->regs, r, bnode, key)
@@ -339,26 +341,26 @@ static u32 sb_wake_target(struct sb_bus *b, struct shmbus_kmod_target *t)
 		if (t->seat == SHMBUS_KMOD_SEAT_ONE) {
 			if (pick--)
 				continue;
-			sb_eventfd_signal(r->ctx);
+			shmbus_eventfd_signal(r->ctx);
 			return 1;
 		}
 		if (t->seat != SHMBUS_KMOD_SEAT_ALL && r->seat != t->seat)
 			continue;
-		sb_eventfd_signal(r->ctx);
+		shmbus_eventfd_signal(r->ctx);
 		n++;
 	}
 	return n;
 }
 
-#define SB_WAKE_CHUNK	32
+#define SHMBUS_WAKE_CHUNK	32
 
-static long sb_wake(void __user *arg)
+static long shmbus_wake(void __user *arg)
 {
-	struct shmbus_kmod_target t[SB_WAKE_CHUNK];
+	struct shmbus_kmod_target t[SHMBUS_WAKE_CHUNK];
 	struct shmbus_kmod_target __user *ut;
 	struct shmbus_kmod_wake req;
 	struct inode *inode;
-	struct sb_bus *b;
+	struct shmbus_bus *b;
 	struct fd f;
 	long err, total = 0;
 
@@ -367,20 +369,20 @@ static long sb_wake(void __user *arg)
 	if (!req.count || req.count > SHMBUS_KMOD_MAX_WAKE)
 		return -EINVAL;
 	ut = u64_to_user_ptr(req.targets);
-	err = sb_arena(req.arena_fd, &f, &inode);
+	err = shmbus_arena(req.arena_fd, &f, &inode);
 	if (err)
 		return err;
 	for (u32 done = 0; done < req.count; ) {
-		u32 n = min_t(u32, req.count - done, SB_WAKE_CHUNK);
+		u32 n = min_t(u32, req.count - done, SHMBUS_WAKE_CHUNK);
 
 		if (copy_from_user(t, ut + done, n * sizeof(t[0]))) {
 			err = -EFAULT;
 			break;
 		}
 		rcu_read_lock();
-		b = sb_bus_find(inode);
+		b = shmbus_bus_find(inode);
 		for (u32 i = 0; i < n; i++) {
-			t[i].woken = b ? sb_wake_target(b, &t[i]) : 0;
+			t[i].woken = b ? shmbus_wake_target(b, &t[i]) : 0;
 			total += t[i].woken;
 		}
 		rcu_read_unlock();
@@ -396,7 +398,7 @@ static long sb_wake(void __user *arg)
 
 /* ---- death notice ------------------------------------------------- */
 
-static long sb_attach(struct sb_file *sf, void __user *arg)
+static long shmbus_attach(struct shmbus_file *sf, void __user *arg)
 {
 	struct shmbus_kmod_attach req;
 	struct inode *inode;
@@ -407,26 +409,26 @@ static long sb_attach(struct sb_file *sf, void __user *arg)
 		return -EFAULT;
 	if (req.flags)
 		return -EINVAL;
-	err = sb_arena(req.arena_fd, &f, &inode);
+	err = shmbus_arena(req.arena_fd, &f, &inode);
 	if (err)
 		return err;
-	mutex_lock(&sb_lock);
+	mutex_lock(&shmbus_lock);
 	if (sf->attached) {
 		err = -EBUSY;
 	} else {
-		sf->attached = sb_bus_get(inode);
+		sf->attached = shmbus_bus_get(inode);
 		if (!sf->attached)
 			err = -ENOMEM;
 		sf->cookie = req.cookie;
 		sf->pid = task_tgid_vnr(current);
 	}
-	mutex_unlock(&sb_lock);
+	mutex_unlock(&shmbus_lock);
 	fdput(f);
 	return err;
 }
 
 /* Queue @r on watcher @w. */
-static void sb_deliver(struct sb_file *w, struct sb_rec *r)
+static void shmbus_deliver(struct shmbus_file *w, struct shmbus_rec *r)
 {
 	spin_lock(&w->qlock);
 	list_add_tail(&r->node, &w->records);
@@ -435,15 +437,15 @@ static void sb_deliver(struct sb_file *w, struct sb_rec *r)
 }
 
 /* @sf, attached to its bus, is going: tell the watcher, or keep the
- * record for the next one. Under sb_lock. */
-static void sb_notify_death(struct sb_file *sf)
+ * record for the next one. Under shmbus_lock. */
+static void shmbus_notify_death(struct shmbus_file *sf)
 {
-	struct sb_bus *b = sf->attached;
-	struct sb_rec *r;
+	struct shmbus_bus *b = sf->attached;
+	struct shmbus_rec *r;
 
-	lockdep_assert_held(&sb_lock);
+	lockdep_assert_held(&shmbus_lock);
 	r = b->npending < SHMBUS_KMOD_MAX_PENDING || b->watcher ?
-	    sb_alloc(sizeof(*r)) : NULL;
+	    shmbus_alloc(sizeof(*r)) : NULL;
 	if (!r) {
 		b->lost = true;
 		return;
@@ -457,20 +459,20 @@ static void sb_notify_death(struct sb_file *sf)
 	}
 	if (b->watcher) {
 		r->d.tag = b->tag;
-		sb_deliver(b->watcher, r);
+		shmbus_deliver(b->watcher, r);
 	} else {
 		list_add_tail(&r->node, &b->pending);
 		b->npending++;
 	}
 }
 
-static long sb_watch(struct sb_file *sf, void __user *arg)
+static long shmbus_watch(struct shmbus_file *sf, void __user *arg)
 {
 	struct shmbus_kmod_watch req;
-	struct sb_rec *r, *tmp;
-	struct sb_watch *w;
+	struct shmbus_rec *r, *tmp;
+	struct shmbus_watch *w;
 	struct inode *inode;
-	struct sb_bus *b;
+	struct shmbus_bus *b;
 	struct fd f;
 	long err = 0;
 
@@ -478,25 +480,25 @@ static long sb_watch(struct sb_file *sf, void __user *arg)
 		return -EFAULT;
 	if (req.flags)
 		return -EINVAL;
-	err = sb_arena(req.arena_fd, &f, &inode);
+	err = shmbus_arena(req.arena_fd, &f, &inode);
 	if (err)
 		return err;
-	w = sb_alloc(sizeof(*w));
+	w = shmbus_alloc(sizeof(*w));
 	if (!w) {
 		fdput(f);
 		return -ENOMEM;
 	}
-	mutex_lock(&sb_lock);
-	b = sb_bus_find(inode);
+	mutex_lock(&shmbus_lock);
+	b = shmbus_bus_find(inode);
 	if (b && b->watcher) {
 		err = -EBUSY;
 		goto unlock;
 	}
-	if (sf->nwatches >= SB_MAX_WATCH) {
+	if (sf->nwatches >= SHMBUS_MAX_WATCH) {
 		err = -ENOSPC;
 		goto unlock;
 	}
-	b = sb_bus_get(inode);
+	b = shmbus_bus_get(inode);
 	if (!b) {
 		err = -ENOMEM;
 		goto unlock;
@@ -511,27 +513,27 @@ static long sb_watch(struct sb_file *sf, void __user *arg)
 		list_del(&r->node);
 		b->npending--;
 		r->d.tag = b->tag;
-		sb_deliver(sf, r);
+		shmbus_deliver(sf, r);
 	}
-	mutex_unlock(&sb_lock);
+	mutex_unlock(&shmbus_lock);
 	fdput(f);
 	return 0;
 unlock:
-	mutex_unlock(&sb_lock);
-	sb_free(w);
+	mutex_unlock(&shmbus_lock);
+	shmbus_free(w);
 	fdput(f);
 	return err;
 }
 
 /* The watcher @sf is going: its buses keep their unread records for the
- * next watcher. Under sb_lock. */
-static void sb_unwatch_all(struct sb_file *sf)
+ * next watcher. Under shmbus_lock. */
+static void shmbus_unwatch_all(struct shmbus_file *sf)
 {
-	struct sb_watch *w, *wtmp;
-	struct sb_rec *r, *tmp;
+	struct shmbus_watch *w, *wtmp;
+	struct shmbus_rec *r, *tmp;
 	LIST_HEAD(unread);
 
-	lockdep_assert_held(&sb_lock);
+	lockdep_assert_held(&shmbus_lock);
 	spin_lock(&sf->qlock);
 	list_splice_init(&sf->records, &unread);
 	spin_unlock(&sf->qlock);
@@ -544,16 +546,16 @@ static void sb_unwatch_all(struct sb_file *sf)
 	list_for_each_entry_safe(w, wtmp, &sf->watches, node) {
 		w->bus->watcher = NULL;
 		list_del(&w->node);
-		sb_bus_put(w->bus);
-		sb_free(w);
+		shmbus_bus_put(w->bus);
+		shmbus_free(w);
 	}
 	sf->nwatches = 0;
 }
 
-static ssize_t sb_read(struct file *file, char __user *buf, size_t count,
+static ssize_t shmbus_read(struct file *file, char __user *buf, size_t count,
 		       loff_t *ppos)
 {
-	struct sb_file *sf = file->private_data;
+	struct shmbus_file *sf = file->private_data;
 	const size_t rs = sizeof(struct shmbus_kmod_death);
 	ssize_t done = 0;
 	long err;
@@ -568,13 +570,13 @@ static ssize_t sb_read(struct file *file, char __user *buf, size_t count,
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
 		err = wait_event_interruptible(sf->wq,
-					       !list_empty_careful(&sf->records));
+				!list_empty_careful(&sf->records));
 		if (err)
 			return err;
 	}
 	while (count - done >= rs && !list_empty(&sf->records)) {
-		struct sb_rec *r = list_first_entry(&sf->records,
-						    struct sb_rec, node);
+		struct shmbus_rec *r = list_first_entry(&sf->records,
+						    struct shmbus_rec, node);
 		struct shmbus_kmod_death d = r->d;
 
 		list_del(&r->node);
@@ -586,7 +588,7 @@ static ssize_t sb_read(struct file *file, char __user *buf, size_t count,
 			spin_unlock(&sf->qlock);
 			return done ? done : -EFAULT;
 		}
-		sb_free(r);
+		shmbus_free(r);
 		done += rs;
 		spin_lock(&sf->qlock);
 	}
@@ -594,9 +596,9 @@ static ssize_t sb_read(struct file *file, char __user *buf, size_t count,
 	return done;
 }
 
-static __poll_t sb_poll(struct file *file, poll_table *pt)
+static __poll_t shmbus_poll(struct file *file, poll_table *pt)
 {
-	struct sb_file *sf = file->private_data;
+	struct shmbus_file *sf = file->private_data;
 
 	poll_wait(file, &sf->wq, pt);
 	return list_empty_careful(&sf->records) ? 0 : EPOLLIN | EPOLLRDNORM;
@@ -604,9 +606,9 @@ static __poll_t sb_poll(struct file *file, poll_table *pt)
 
 /* ---- the device --------------------------------------------------- */
 
-static int sb_open(struct inode *inode, struct file *file)
+static int shmbus_open(struct inode *inode, struct file *file)
 {
-	struct sb_file *sf = sb_alloc(sizeof(*sf));
+	struct shmbus_file *sf = shmbus_alloc(sizeof(*sf));
 
 	if (!sf)
 		return -ENOMEM;
@@ -619,28 +621,28 @@ static int sb_open(struct inode *inode, struct file *file)
 	return stream_open(inode, file);
 }
 
-static int sb_release(struct inode *inode, struct file *file)
+static int shmbus_release(struct inode *inode, struct file *file)
 {
-	struct sb_file *sf = file->private_data;
-	struct sb_reg *r, *tmp;
+	struct shmbus_file *sf = file->private_data;
+	struct shmbus_reg *r, *tmp;
 
-	mutex_lock(&sb_lock);
+	mutex_lock(&shmbus_lock);
 	list_for_each_entry_safe(r, tmp, &sf->regs, fnode)
-		sb_reg_del(sf, r);
+		shmbus_reg_del(sf, r);
 	if (sf->attached) {
-		sb_notify_death(sf);
-		sb_bus_put(sf->attached);
+		shmbus_notify_death(sf);
+		shmbus_bus_put(sf->attached);
 		sf->attached = NULL;
 	}
-	sb_unwatch_all(sf);
-	mutex_unlock(&sb_lock);
-	sb_free(sf);
+	shmbus_unwatch_all(sf);
+	mutex_unlock(&shmbus_lock);
+	shmbus_free(sf);
 	return 0;
 }
 
-static long sb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+static long shmbus_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	struct sb_file *sf = file->private_data;
+	struct shmbus_file *sf = file->private_data;
 	void __user *uarg = (void __user *)arg;
 
 	switch (cmd) {
@@ -654,61 +656,61 @@ static long sb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return copy_to_user(uarg, &v, sizeof(v)) ? -EFAULT : 0;
 	}
 	case SHMBUS_IOC_REGISTER:
-		return sb_register(sf, uarg);
+		return shmbus_register(sf, uarg);
 	case SHMBUS_IOC_UNREGISTER:
-		return sb_unregister(sf, uarg);
+		return shmbus_unregister(sf, uarg);
 	case SHMBUS_IOC_WAKE:
-		return sb_wake(uarg);
+		return shmbus_wake(uarg);
 	case SHMBUS_IOC_ATTACH:
-		return sb_attach(sf, uarg);
+		return shmbus_attach(sf, uarg);
 	case SHMBUS_IOC_WATCH:
-		return sb_watch(sf, uarg);
+		return shmbus_watch(sf, uarg);
 	default:
 		return -ENOTTY;
 	}
 }
 
-static const struct file_operations sb_fops = {
+static const struct file_operations shmbus_fops = {
 	.owner = THIS_MODULE,
-	.open = sb_open,
-	.release = sb_release,
-	.read = sb_read,
-	.poll = sb_poll,
-	.unlocked_ioctl = sb_ioctl,
+	.open = shmbus_open,
+	.release = shmbus_release,
+	.read = shmbus_read,
+	.poll = shmbus_poll,
+	.unlocked_ioctl = shmbus_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = no_llseek,
 };
 
-static struct miscdevice sb_dev = {
+static struct miscdevice shmbus_dev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "shmbus",
-	.fops = &sb_fops,
+	.fops = &shmbus_fops,
 	/* open grants nothing: every call needs a writable arena fd */
 	.mode = 0666,
 };
 
-static int __init sb_init(void)
+static int __init shmbus_init(void)
 {
-	int err = misc_register(&sb_dev);
+	int err = misc_register(&shmbus_dev);
 
 	if (err)
 		return err;
-	pr_info("ABI %d, /dev/%s\n", SHMBUS_KMOD_ABI, sb_dev.name);
+	pr_info("ABI %d, /dev/%s\n", SHMBUS_KMOD_ABI, shmbus_dev.name);
 	return 0;
 }
 
-static void __exit sb_exit(void)
+static void __exit shmbus_exit(void)
 {
-	misc_deregister(&sb_dev);
+	misc_deregister(&shmbus_dev);
 	rcu_barrier();		/* every call_rcu() of ours has run */
-	WARN(atomic_read(&sb_objects), "%d objects leaked\n",
-	     atomic_read(&sb_objects));
-	WARN_ON(!hash_empty(sb_buses));
+	WARN(atomic_read(&shmbus_objects), "%d objects leaked\n",
+	     atomic_read(&shmbus_objects));
+	WARN_ON(!hash_empty(shmbus_buses));
 	pr_info("unloaded\n");
 }
 
-module_init(sb_init);
-module_exit(sb_exit);
+module_init(shmbus_init);
+module_exit(shmbus_exit);
 MODULE_LICENSE("Dual MIT/GPL");
 MODULE_DESCRIPTION("shmbus: fan-out wake-ups and death notice");
 MODULE_AUTHOR("shmbus");

@@ -3,20 +3,18 @@
  * deliver.c - the daemon's part of delivery: what must happen when nobody
  * is calling receive, or when the process that should have acted is dead.
  *
- *   lease expiry     every DELIVER_TICK_NS, the delivery tables of live
- *                    consumers (struct shmbus_lease); an expired lease is
- *                    won with a cmpxchg on its word (the consumer's late
- *                    ack then fails -ESTALE) and the message redelivered
- *   consumer death   its table, at once (leases_release)
  *   redelivery       at once, or after the queue's backoff for the
- *                    message's delivery count; at max_deliveries, the DLQ
+ *                    message's delivery count (timers.c); at
+ *                    max_deliveries, the DLQ
  *   dead-lettering   reason and source queue in the chunk header, then
  *                    into the DLQ's ring; no DLQ (or a full one): dropped
  *   TTL              messages at the head of a ring whose TTL passed are
  *                    taken (a cmpxchg on the exact cell) and expired, so
  *                    an expired message is counted even if nobody receives;
  *                    consumers also skip expired messages they take
- *   delays           delayed publishes and nacks wait in a timer heap
+ *   hand-overs       SBC_DISPOSE: a client gives the daemon a chunk to
+ *                    delay, retry or dead-letter
+ *   the tick         per bus: timers, lease expiry (lease.c), TTL
  *
  * While the daemon holds a chunk it is TIMED, owned by SHMBUS_OWNER_DAEMON.
  * Everything here is decided from the daemon's own records (queue
@@ -35,62 +33,7 @@
 #include "ring.h"
 
 #define DELIVER_TICK_NS		(10 * NSEC_PER_MSEC)
-#define RETRY_FULL_NS		(5 * NSEC_PER_MSEC)
 #define TTL_SCAN_MAX		256	/* expired messages per queue per tick */
-
-extern struct dbus *buses;
-
-/* ---- the timer heap ------------------------------------------------- */
-
-struct timer {
-	int64_t due;
-	struct dbus *bus;
-	uint32_t qid, qgen, ref;
-};
-
-static struct timer *heap;
-static size_t heap_n, heap_cap;
-
-static void heap_swap(size_t i, size_t j)
-{
-	struct timer t = heap[i];
-
-	heap[i] = heap[j];
-	heap[j] = t;
-}
-
-static void heap_up(size_t i)
-{
-	while (i && heap[(i - 1) / 2].due > heap[i].due) {
-		heap_swap(i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-}
-
-static void heap_down(size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-
-		if (l < heap_n && heap[l].due < heap[m].due)
-			m = l;
-		if (l + 1 < heap_n && heap[l + 1].due < heap[m].due)
-			m = l + 1;
-		if (m == i)
-			return;
-		heap_swap(i, m);
-		i = m;
-	}
-}
-
-static void heap_remove(size_t i)
-{
-	heap[i] = heap[--heap_n];
-	if (i < heap_n) {
-		heap_up(i);
-		heap_down(i);
-	}
-}
 
 static struct shmbus_queue *arena_q(const struct dbus *b, uint32_t qid)
 {
@@ -98,7 +41,7 @@ static struct shmbus_queue *arena_q(const struct dbus *b, uint32_t qid)
 }
 
 /* Add to a queue's folded counter (the daemon's own counts). */
-static void fold(struct dbus *b, uint32_t qid, unsigned ctr, uint64_t n)
+void fold(struct dbus *b, uint32_t qid, unsigned ctr, uint64_t n)
 {
 	struct shmbus_queue *q = arena_q(b, qid);
 
@@ -107,7 +50,7 @@ static void fold(struct dbus *b, uint32_t qid, unsigned ctr, uint64_t n)
 }
 
 /* Free a chunk the daemon holds. */
-static void chunk_drop(struct dbus *b, uint32_t ref)
+void chunk_drop(struct dbus *b, uint32_t ref)
 {
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
 	uint32_t idx = SHMBUS_REF_IDX(ref);
@@ -121,6 +64,8 @@ static void chunk_drop(struct dbus *b, uint32_t ref)
 	chunk_set(c, SHMBUS_CHUNK_FREE, 0);
 	pool_push_global(&b->arena, SHMBUS_REF_POOL(ref), &idx, 1);
 }
+
+/* ---- moving chunks the daemon holds ---------------------------------- */
 
 /*
  * A topic message about to be retried or dead-lettered becomes a private
@@ -140,58 +85,6 @@ static uint32_t unshare(struct dbus *b, uint32_t ref)
 		return ref;
 	return nref;
 }
-
-static void timer_add(struct dbus *b, uint32_t qid, uint32_t qgen,
-		      uint32_t ref, int64_t due)
-{
-	if (heap_n == heap_cap) {
-		size_t cap = heap_cap ? 2 * heap_cap : 256;
-		struct timer *h = realloc(heap, cap * sizeof(*h));
-
-		if (!h) {
-			/* cannot hold it: drop it, loudly and counted */
-			log_err("bus '%s': out of memory for a timer; message "
-				"dropped", b->name);
-			fold(b, qid, SHMBUS_CTR_DROPPED, 1);
-			chunk_drop(b, ref);
-			return;
-		}
-		heap = h;
-		heap_cap = cap;
-	}
-	heap[heap_n] = (struct timer){ due, b, qid, qgen, ref };
-	heap_up(heap_n++);
-}
-
-void timers_drop(struct dbus *b, uint32_t qid)
-{
-	size_t i = 0;
-
-	while (i < heap_n) {
-		if (heap[i].bus != b || (qid != UINT32_MAX && heap[i].qid != qid)) {
-			i++;
-			continue;
-		}
-		if (qid != UINT32_MAX)
-			chunk_drop(b, heap[i].ref);
-		heap_remove(i);
-	}
-}
-
-void timers_mark(const struct dbus *b, uint8_t *bits, const uint64_t *pool_base)
-{
-	for (size_t i = 0; i < heap_n; i++) {
-		uint32_t ref = heap[i].ref, pi = SHMBUS_REF_POOL(ref);
-		uint64_t bit;
-
-		if (heap[i].bus != b || !chunk_at(&b->arena, ref))
-			continue;
-		bit = pool_base[pi] + SHMBUS_REF_IDX(ref);
-		bits[bit / 8] |= 1u << (bit % 8);
-	}
-}
-
-/* ---- moving chunks the daemon holds ---------------------------------- */
 
 /*
  * Wake one sleeping consumer of @qid, as a producer does (wake.h): our
@@ -224,7 +117,7 @@ static void dq_wake(struct dbus *b, uint32_t qid)
 }
 
 /* Put @ref (ours, TIMED) into the ring of live queue @qid. False if full. */
-static bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
+bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 {
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
 	uint32_t gen = SHMBUS_OWNER_GEN(READ_ONCE(c->owner)) + 1;
@@ -259,8 +152,7 @@ static bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
  * or dropped if it has none, the DLQ is gone, or the DLQ is full. Counted
  * on the source queue either way.
  */
-static void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref,
-			uint32_t reason)
+void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 {
 	const struct dqueue *dq = &b->queues[qid];
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
@@ -307,13 +199,6 @@ static int64_t backoff_for(const struct dqueue *dq, uint32_t dc)
 					      : (int64_t)d;
 }
 
-static bool expired(const struct shmbus_chunk *c, int64_t now)
-{
-	uint64_t e = READ_ONCE(c->expires_ns);
-
-	return e && (uint64_t)now >= e;
-}
-
 void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 	       bool backoff)
 {
@@ -342,37 +227,49 @@ void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 	server_want_tick();
 }
 
-/* A timer is due: into the ring (unless it expired meanwhile). */
-static void timer_fire(const struct timer *t, int64_t now)
-{
-	struct shmbus_chunk *c = chunk_at(&t->bus->arena, t->ref);
-
-	if (!c)
-		return;
-	if (!dqueue_is(t->bus, t->qid, t->qgen)) {
-		chunk_drop(t->bus, t->ref);
-		return;
-	}
-	if (expired(c, now)) {
-		dead_letter(t->bus, t->qid, t->ref, SHMBUS_DLR_EXPIRED);
-		return;
-	}
-	if (!ring_put(t->bus, t->qid, t->ref))
-		timer_add(t->bus, t->qid, t->qgen, t->ref, now + RETRY_FULL_NS);
-}
-
-static int64_t timers_run(int64_t now)
-{
-	while (heap_n && heap[0].due <= now) {
-		struct timer t = heap[0];
-
-		heap_remove(0);
-		timer_fire(&t, now);
-	}
-	return heap_n ? heap[0].due : INT64_MAX;
-}
-
 /* ---- SBC_DISPOSE ------------------------------------------------------ */
+
+/* Is SBC_DISPOSE @req well formed? */
+static bool dispose_valid(const struct sbc_dispose *req)
+{
+	return !req->__pad &&
+	       !(req->action == SBC_DISPOSE_DELAY && req->delay_ns < 0) &&
+	       !(req->action == SBC_DISPOSE_DEADLETTER &&
+		 (req->reason < SHMBUS_DLR_MAX_DELIVERIES ||
+		  req->reason > SHMBUS_DLR_OVERFLOW)) &&
+	       req->action >= SBC_DISPOSE_DELAY &&
+	       req->action <= SBC_DISPOSE_DEADLETTER;
+}
+
+/* What the client asked for chunk @req->ref, now ours (TIMED); @st is
+ * the state it had. */
+static void dispose_act(struct dbus *b, const struct dslot *ds,
+			const struct sbc_dispose *req, uint32_t st)
+{
+	struct shmbus_chunk *c = chunk_at(&b->arena, req->ref);
+	const struct dqueue *dq = &b->queues[ds->qid];
+
+	switch (req->action) {
+	case SBC_DISPOSE_DELAY:
+		/* a nack with a delay counts as a failed delivery */
+		if (st == SHMBUS_CHUNK_HELD && dq->max_deliveries &&
+		    READ_ONCE(c->delivery_count) >= dq->max_deliveries) {
+			dead_letter(b, ds->qid, req->ref,
+				    SHMBUS_DLR_MAX_DELIVERIES);
+			break;
+		}
+		timer_add(b, ds->qid, ds->qgen, req->ref,
+			  now_ns() + req->delay_ns);
+		server_want_tick();
+		break;
+	case SBC_DISPOSE_RETRY:
+		redeliver(b, ds->qid, ds->qgen, req->ref, true);
+		break;
+	case SBC_DISPOSE_DEADLETTER:
+		dead_letter(b, ds->qid, req->ref, req->reason);
+		break;
+	}
+}
 
 int dispose_request(struct dbus *b, const struct peer *p,
 		    const struct sbc_dispose *req)
@@ -388,16 +285,12 @@ int dispose_request(struct dbus *b, const struct peer *p,
 	ds = &b->slots[req->slot];
 	if (ds->conn_id != p->conn_id || ds->gen != req->slot_gen)
 		return -ESRCH;
-	if (req->__pad ||
-	    (req->action == SBC_DISPOSE_DELAY && req->delay_ns < 0) ||
-	    (req->action == SBC_DISPOSE_DEADLETTER &&
-	     (req->reason < SHMBUS_DLR_MAX_DELIVERIES ||
-	      req->reason > SHMBUS_DLR_OVERFLOW)) ||
-	    req->action < SBC_DISPOSE_DELAY ||
-	    req->action > SBC_DISPOSE_DEADLETTER)
+	if (!dispose_valid(req))
 		return -EINVAL;
 	c = chunk_at(a, req->ref);
 	st = SHMBUS_OWNER_STATE(o);
+	/* a consumer hands over what it holds; a producer only delays a
+	 * publish of a chunk it has on loan */
 	if (!c || SHMBUS_OWNER_SLOT(o) != req->slot ||
 	    !(st == SHMBUS_CHUNK_HELD ||
 	      (st == SHMBUS_CHUNK_LOANED && req->action == SBC_DISPOSE_DELAY &&
@@ -412,155 +305,11 @@ int dispose_request(struct dbus *b, const struct peer *p,
 		chunk_drop(b, req->ref);
 		return -EIDRM;
 	}
-	switch (req->action) {
-	case SBC_DISPOSE_DELAY:
-		if (st == SHMBUS_CHUNK_HELD) {
-			const struct dqueue *dq = &b->queues[ds->qid];
-
-			if (dq->max_deliveries &&
-			    READ_ONCE(c->delivery_count) >= dq->max_deliveries) {
-				dead_letter(b, ds->qid, req->ref,
-					    SHMBUS_DLR_MAX_DELIVERIES);
-				break;
-			}
-		}
-		timer_add(b, ds->qid, ds->qgen, req->ref,
-			  now_ns() + req->delay_ns);
-		server_want_tick();
-		break;
-	case SBC_DISPOSE_RETRY:
-		redeliver(b, ds->qid, ds->qgen, req->ref, true);
-		break;
-	case SBC_DISPOSE_DEADLETTER:
-		dead_letter(b, ds->qid, req->ref, req->reason);
-		break;
-	}
+	dispose_act(b, ds, req, st);
 	return 0;
 }
 
-/* ---- delivery tables -------------------------------------------------- */
-
-/*
- * Take chunk @ref away from consumer slot @si, which holds it (HELD): a
- * cmpxchg on the exact owner word. False if it does not hold it.
- */
-static bool take_from(struct dbus *b, uint32_t si, uint32_t ref)
-{
-	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
-	uint64_t o;
-
-	if (!c)
-		return false;
-	o = READ_ONCE(c->owner);
-	if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED)
-		return true;	/* the entry names our reference */
-	if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_HELD ||
-	    SHMBUS_OWNER_SLOT(o) != si)
-		return false;
-	return atomic_cmpxchg(&c->owner, &o,
-			      SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-					   SHMBUS_CHUNK_TIMED,
-					   SHMBUS_OWNER_DAEMON));
-}
-
-void leases_reset(struct shmbus_slot *s)
-{
-	s->lease_hi = 0;
-	for (uint32_t e = 0; e < SHMBUS_LEASE_MAX; e++) {
-		s->lease[e].word = SHMBUS_LEASE_WORD(
-			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
-			SHMBUS_LEASE_EMPTY);
-		s->lease[e].ref = SHMBUS_LEASE_NOREF;
-		s->lease[e].deadline = 0;
-	}
-}
-
-unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
-{
-	struct shmbus_slot *s = &b->arena.slots[si];
-	const struct dslot *ds = &b->slots[si];
-	unsigned n = 0, back = 0, freed = 0;
-
-	/*
-	 * Pass 1, deliveries the table records. Pass 2, entries that name a
-	 * chunk without recording a delivery: the consumer was killed
-	 * between its ring cmpxchg and its table word. A chunk it holds
-	 * (HELD) goes back at once; one still QUEUED may be in its window
-	 * or a stale name (a sweep decides after a grace period).
-	 */
-	for (int pass = 1; pass <= 2; pass++) {
-		for (uint32_t e = 0; e < SHMBUS_LEASE_MAX; e++) {
-			struct shmbus_lease *le = &s->lease[e];
-			uint64_t w = READ_ONCE(le->word);
-			uint32_t st = SHMBUS_LEASE_STATE(w);
-			uint32_t ref = READ_ONCE(le->ref);
-			struct shmbus_chunk *c = chunk_at(&b->arena, ref);
-			bool recorded = st == SHMBUS_LEASE_HELD ||
-					st == SHMBUS_LEASE_VIEW;
-
-			if (!c || recorded != (pass == 1))
-				continue;
-			/* a stale entry may name a topic message long since
-			 * acked: only a recorded delivery owns a reference */
-			if ((pass == 1 || !chunk_shared(c)) &&
-			    take_from(b, si, ref)) {
-				if (st == SHMBUS_LEASE_VIEW) {
-					chunk_drop(b, ref);	/* auto-ack */
-					freed++;
-				} else {
-					redeliver(b, ds->qid, ds->qgen, ref,
-						  false);
-					back++;
-				}
-			} else if (pass == 2 && SHMBUS_OWNER_STATE(
-					   READ_ONCE(c->owner)) ==
-					   SHMBUS_CHUNK_QUEUED) {
-				cand[n++] = ref;
-			}
-		}
-	}
-	leases_reset(s);
-	if (back || freed)
-		log_info("bus '%s': consumer slot %u (pid %d) gone: %u leased "
-			 "messages requeued, %u auto-ack views freed", b->name,
-			 si, (int)ds->pid, back, freed);
-	return n;
-}
-
-/* Expired leases of live consumer slot @si. */
-static void leases_scan(struct dbus *b, uint32_t si, int64_t now)
-{
-	struct shmbus_slot *s = &b->arena.slots[si];
-	const struct dslot *ds = &b->slots[si];
-	uint32_t hi = MIN(READ_ONCE(s->lease_hi), SHMBUS_LEASE_MAX);
-
-	for (uint32_t e = 0; e < hi; e++) {
-		struct shmbus_lease *le = &s->lease[e];
-		/* pairs with the consumer's release store of word (take) and
-		 * the cmpxchg of extend: deadline is at least as new */
-		uint64_t w = smp_load_acquire(&le->word);
-		uint32_t ref;
-
-		if (SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD ||
-		    (int64_t)READ_ONCE(le->deadline) > now)
-			continue;
-		ref = READ_ONCE(le->ref);
-		/* the consumer's ack, nack or extend competes for the same
-		 * word: whoever changes it first wins */
-		if (!atomic_cmpxchg(&le->word, &w,
-				    SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
-						      SHMBUS_LEASE_TAKEN)))
-			continue;
-		if (!take_from(b, si, ref)) {
-			log_warn("bus '%s': slot %u: expired lease names chunk "
-				 "%#x it does not hold; ignored", b->name, si,
-				 ref);
-			continue;
-		}
-		fold(b, ds->qid, SHMBUS_CTR_LEASE_EXPIRED, 1);
-		redeliver(b, ds->qid, ds->qgen, ref, true);
-	}
-}
+/* ---- TTL and the tick -------------------------------------------------- */
 
 /*
  * Expire messages at the head of queue @qid whose TTL passed (nobody may
@@ -612,30 +361,28 @@ static int64_t ttl_scan(struct dbus *b, uint32_t qid, int64_t now)
 	return next;
 }
 
-int64_t deliver_tick(int64_t now)
+int64_t deliver_tick(struct dbus *b, int64_t now)
 {
-	int64_t next = timers_run(now);
+	int64_t next = timers_run(b, now);
+	bool attached = false;
 
-	for (struct dbus *b = buses; b; b = b->next) {
-		bool attached = false;
+	for (uint32_t si = 0; si < b->arena.max_slots; si++) {
+		const struct dslot *ds = &b->slots[si];
 
-		for (uint32_t si = 0; si < b->arena.max_slots; si++) {
-			const struct dslot *ds = &b->slots[si];
-
-			if (!ds->conn_id)
-				continue;
-			attached = true;
-			if (ds->kind == SHMBUS_KIND_CONSUMER)
-				leases_scan(b, si, now);
-		}
-		for (uint32_t qid = 0; qid < b->arena.max_queues; qid++)
-			if (b->queues[qid].live)
-				next = MIN(next, ttl_scan(b, qid, now));
-		/* leases and TTLs appear without telling us: look again
-		 * while anyone is attached */
-		if (attached)
-			next = MIN(next, now + DELIVER_TICK_NS);
+		if (!ds->conn_id)
+			continue;
+		attached = true;
+		if (ds->kind == SHMBUS_KIND_CONSUMER)
+			leases_expire(b, si, now);
 	}
-	next = MIN(next, timers_run(now_ns()));
+	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++)
+		if (b->queues[qid].live)
+			next = MIN(next, ttl_scan(b, qid, now));
+	/* leases and TTLs appear without telling us: look again while
+	 * anyone is attached */
+	if (attached)
+		next = MIN(next, now + DELIVER_TICK_NS);
+	next = MIN(next, timers_run(b, now_ns()));
 	return next < now ? now : next;
 }
+

@@ -147,7 +147,17 @@ static void raise_nofile(void)
 	}
 }
 
-int main(int argc, char **argv)
+struct options {
+	const char *sock;
+	const char *logpath;
+	bool daemonize;
+	char defsock[108];
+	char logbuf[160];
+};
+
+/* Options into @o and @d; returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, struct options *o,
+		      struct daemon *d)
 {
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
@@ -158,17 +168,14 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *sock = NULL, *logpath = NULL;
-	char defsock[108], logbuf[160];
-	bool daemonize = false;
-	int opt, lockfd, lfd, err;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "s:da:l:vh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 's': sock = optarg; break;
-		case 'd': daemonize = true; break;
-		case 'a': dcfg.arena_dir = optarg; break;
-		case 'l': logpath = optarg; break;
+		case 's': o->sock = optarg; break;
+		case 'd': o->daemonize = true; break;
+		case 'a': d->arena_dir = optarg; break;
+		case 'l': o->logpath = optarg; break;
 		case 'v': dlog_set_level(LOG_DEBUG_); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -178,72 +185,104 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!sock) {
-		if (shmbus_socket_path(defsock, sizeof(defsock))) {
+	if (!o->sock) {
+		if (shmbus_socket_path(o->defsock, sizeof(o->defsock))) {
 			fprintf(stderr, "shmbusd: socket path too long\n");
 			return 1;
 		}
-		sock = defsock;
+		o->sock = o->defsock;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	err = prepare_dir(sock);
+	if (o->daemonize && !o->logpath) {
+		snprintf(o->logbuf, sizeof(o->logbuf), "%s.log", o->sock);
+		o->logpath = o->logbuf;
+	}
+	return -1;
+}
+
+/*
+ * The socket's directory, its lock (*lockfd), the log, the listening
+ * socket (*lfd). Returns -1 to go on, else the exit code.
+ */
+static int setup(const struct options *o, int *lockfd, int *lfd)
+{
+	int err;
+
+	err = prepare_dir(o->sock);
 	if (err) {
 		fprintf(stderr, "shmbusd: cannot prepare the directory of %s: %s\n",
-			sock, strerror(-err));
+			o->sock, strerror(-err));
 		return 1;
 	}
-	lockfd = take_lock(sock);
-	if (lockfd == -EWOULDBLOCK) {
-		if (daemonize)
+	*lockfd = take_lock(o->sock);
+	if (*lockfd == -EWOULDBLOCK) {
+		if (o->daemonize)
 			return 0;	/* another one won the start race */
 		fprintf(stderr, "shmbusd: another daemon already serves %s\n",
-			sock);
+			o->sock);
 		return 1;
 	}
-	if (lockfd < 0) {
-		fprintf(stderr, "shmbusd: lock %s.lock: %s\n", sock,
-			strerror(-lockfd));
+	if (*lockfd < 0) {
+		fprintf(stderr, "shmbusd: lock %s.lock: %s\n", o->sock,
+			strerror(-*lockfd));
 		return 1;
 	}
-	if (daemonize && !logpath) {
-		snprintf(logbuf, sizeof(logbuf), "%s.log", sock);
-		logpath = logbuf;
-	}
-	if (logpath && (err = dlog_open(logpath))) {
-		fprintf(stderr, "shmbusd: log %s: %s\n", logpath, strerror(-err));
+	if (o->logpath && (err = dlog_open(o->logpath))) {
+		fprintf(stderr, "shmbusd: log %s: %s\n", o->logpath,
+			strerror(-err));
 		return 1;
 	}
-	lfd = listen_on(sock);
-	if (lfd < 0) {
-		log_err("cannot listen on %s: %s", sock, strerror(-lfd));
+	*lfd = listen_on(o->sock);
+	if (*lfd < 0) {
+		log_err("cannot listen on %s: %s", o->sock, strerror(-*lfd));
 		return 1;
 	}
-	if (daemonize) {
-		/* the spawning client waits for this process; the daemon is
-		 * the child, already listening, reparented to init */
-		pid_t pid = fork();
+	return -1;
+}
 
-		if (pid < 0) {
-			log_err("fork: %s", strerror(errno));
-			return 1;
-		}
-		if (pid > 0)
-			_exit(0);
-		setsid();
-		if (chdir("/") < 0)
-			log_warn("chdir /: %s", strerror(errno));
+/* Into the background, already listening: the spawning client waits for
+ * this process; the daemon is the child, reparented to init. */
+static int daemonize(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_err("fork: %s", strerror(errno));
+		return -1;
 	}
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") < 0)
+		log_warn("chdir /: %s", strerror(errno));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	struct options o = { 0 };
+	int lockfd = -1, lfd = -1, rc;
+
+	rc = parse_args(argc, argv, &o, &d);
+	if (rc >= 0)
+		return rc;
+	signal(SIGPIPE, SIG_IGN);
+	rc = setup(&o, &lockfd, &lfd);
+	if (rc >= 0)
+		return rc;
+	if (o.daemonize && daemonize() < 0)
+		return 1;
 	write_pid(lockfd);
 	raise_nofile();
 	if (kmod_init() < 0)
 		return 1;
-	log_info("listening on %s (arenas: %s)", sock,
-		 dcfg.arena_dir ? dcfg.arena_dir : "sealed memfds");
-	err = server_run(lfd);
+	log_info("listening on %s (arenas: %s)", o.sock,
+		 d.arena_dir ? d.arena_dir : "sealed memfds");
+	rc = server_run(&d, lfd);
 	close(lfd);
-	unlink(sock);
-	buses_free();
+	unlink(o.sock);
+	buses_free(&d);
 	log_info("stopped");
 	close(lockfd);
-	return err ? 1 : 0;
+	return rc ? 1 : 0;
 }

@@ -3,14 +3,14 @@
  * reclaim.c - chunks a killed process leaves in flight.
  *
  * Most of what a dead slot held is plainly its own and comes back at once
- * (busmgr.c: its cache, its LOANED and HELD chunks). One more window is
+ * (slot.c: its cache, its LOANED and HELD chunks). One more window is
  * closed here: a producer killed after filling a chunk (state QUEUED, its
  * slot in the owner word) and before the ring cmpxchg that publishes it
  * leaves a chunk that is QUEUED and in no ring, owned by nobody.
  *
  * A sweep finds such chunks: candidates are QUEUED chunks whose owner word
  * names the dead slot and that no ring references; note each one's exact
- * owner word; wait for a grace period (a live consumer that had just taken
+ * owner word; wait for a grace period (defer.c; a live consumer that had just taken
  * one from a ring, and not yet marked it HELD, has done so by then: taking
  * and marking happen in one epoch section); then free each candidate whose
  * owner word is still the one noted, with a cmpxchg. The word carries the
@@ -44,9 +44,7 @@
 #include "ring.h"
 
 struct sweep {
-	struct sweep *next;
-	struct dbus *bus;
-	uint64_t gp;		/* grace period target */
+	struct defer_head head;	/* waiting for a grace period */
 	uint32_t qid, qgen;	/* the dead slot's queue */
 	bool requeue;		/* a consumer's: requeue, do not free */
 	uint32_t n;
@@ -56,13 +54,11 @@ struct sweep {
 	} c[];
 };
 
-static struct sweep *sweeps;
-
 /*
  * One bit per chunk of the bus, set for refs sitting in a full ring cell
- * of a live or not yet reclaimed queue, and for chunks the daemon holds. Ring geometry comes from the
- * daemon's records; only the cells are read from the arena, and every ref
- * is range-checked.
+ * of a live or not yet reclaimed queue, and for chunks the daemon holds.
+ * Ring geometry comes from the daemon's records; only the cells are read
+ * from the arena, and every ref is range-checked.
  */
 static uint8_t *refs_in_rings(const struct dbus *b, uint64_t *pool_base)
 {
@@ -118,9 +114,8 @@ bool pools_rebuild(struct dbus *b)
 	for (uint32_t s = 0; s < a->max_slots; s++)
 		if (b->slots[s].conn_id)
 			return false;		/* not idle */
-	for (struct sweep *sw = sweeps; sw; sw = sw->next)
-		if (sw->bus == b)
-			return false;		/* a sweep still owns some */
+	if (b->sweeps)
+		return false;		/* a sweep still owns some */
 	inring = refs_in_rings(b, pool_base);
 	if (!inring)
 		return false;
@@ -174,25 +169,16 @@ static bool sweep_add(struct sweep *sw, uint32_t ref, uint64_t o)
 	return true;
 }
 
-bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
-		 unsigned ncand)
+/* Candidates of dead slot @si: QUEUED chunks it owns that no ring
+ * holds, then the QUEUED chunks of @cand (its delivery table) no ring
+ * holds, as many as @sw has room for. */
+static void sweep_collect(const struct dbus *b, uint32_t si,
+			  const uint32_t *cand, unsigned ncand,
+			  const uint8_t *inring, const uint64_t *pool_base,
+			  struct sweep *sw)
 {
 	const struct arena *a = &b->arena;
-	const struct dslot *ds = &b->slots[si];
-	uint64_t pool_base[SHMBUS_MAX_POOLS];
-	struct sweep *sw;
-	uint8_t *inring;
 
-	/* filter by the rings first, so that a producer with many queued
-	 * messages does not crowd its orphan out */
-	inring = refs_in_rings(b, pool_base);
-	if (!inring)
-		return false;
-	/* a slot fills or requeues one chunk at a time: a handful of
-	 * candidates, plus the consumer's table entries */
-	sw = calloc(1, sizeof(*sw) + (16 + SHMBUS_LEASE_MAX) * sizeof(sw->c[0]));
-	if (!sw)
-		goto out;
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
 		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
 			uint64_t o = READ_ONCE(pool_chunk(a, pi, i)->owner);
@@ -202,7 +188,7 @@ bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 			    bit_set(inring, pool_base[pi] + i))
 				continue;
 			if (!sweep_add(sw, SHMBUS_REF(pi, i), o))
-				goto out;
+				return;
 		}
 	}
 	for (unsigned k = 0; k < ncand; k++) {
@@ -217,71 +203,99 @@ bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		    !sweep_add(sw, ref, o))
 			break;
 	}
-out:
+}
+
+static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over);
+
+void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
+		 unsigned ncand)
+{
+	const struct dslot *ds = &b->slots[si];
+	uint64_t pool_base[SHMBUS_MAX_POOLS];
+	struct sweep *sw;
+	uint8_t *inring;
+
+	/* filter by the rings first, so that a producer with many queued
+	 * messages does not crowd its orphan out */
+	inring = refs_in_rings(b, pool_base);
+	if (!inring)
+		return;
+	/* a slot fills or requeues one chunk at a time: a handful of
+	 * candidates, plus the consumer's table entries */
+	sw = calloc(1, sizeof(*sw) + (16 + SHMBUS_LEASE_MAX) * sizeof(sw->c[0]));
+	if (sw)
+		sweep_collect(b, si, cand, ncand, inring, pool_base, sw);
 	free(inring);
 	if (!sw)
-		return false;
+		return;
 	if (!sw->n) {
 		free(sw);
-		return false;
+		return;
 	}
-	sw->bus = b;
 	sw->qid = ds->qid;
 	sw->qgen = ds->qgen;
 	sw->requeue = ds->kind == SHMBUS_KIND_CONSUMER;
-	sw->gp = epoch_gp_start(a);
-	sw->next = sweeps;
-	sweeps = sw;
+	b->sweeps++;
 	log_debug("bus '%s': sweeping %u possible orphans of slot %u", b->name,
 		  sw->n, si);
+	defer(b, &sw->head, sweep_finish);
+}
+
+/* Candidate @k of @sw, still an orphan after the grace period: requeued
+ * (a consumer's) or freed (a producer's). True if it was. */
+static bool sweep_one(struct dbus *b, const struct sweep *sw, uint32_t k,
+		      const uint8_t *inring, const uint64_t *pool_base)
+{
+	const struct arena *a = &b->arena;
+	uint32_t ref = sw->c[k].ref, idx = SHMBUS_REF_IDX(ref);
+	struct shmbus_chunk *c = chunk_at(a, ref);
+	uint64_t o = sw->c[k].owner;
+
+	if (!c)
+		return false;
+	if (sw->requeue) {
+		if (bit_set(inring, pool_base[SHMBUS_REF_POOL(ref)] + idx) ||
+		    !atomic_cmpxchg(&c->owner, &o,
+				    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+						 SHMBUS_CHUNK_TIMED,
+						 SHMBUS_OWNER_DAEMON)))
+			return false;
+		redeliver(b, sw->qid, sw->qgen, ref, false);
+		return true;
+	}
+	if (!atomic_cmpxchg(&c->owner, &o,
+			    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+					 SHMBUS_CHUNK_FREE, 0)))
+		return false;	/* someone owns it: not an orphan */
+	pool_push_global(a, SHMBUS_REF_POOL(ref), &idx, 1);
 	return true;
 }
 
-static void sweep_finish(struct sweep *sw)
+/* The grace period of sweep @h is over (defer.c): whatever is still an
+ * orphan is one. */
+static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 {
-	struct dbus *b = sw->bus;
-	const struct arena *a = &b->arena;
-	const struct dqueue *dq = &b->queues[sw->qid];
+	struct sweep *sw = (struct sweep *)((char *)h -
+					    offsetof(struct sweep, head));
 	uint64_t pool_base[SHMBUS_MAX_POOLS];
 	uint8_t *inring = NULL;
 	unsigned freed = 0;
 
+	b->sweeps--;
+	if (!gp_over)
+		goto out;	/* the bus is going away */
 	if (sw->requeue) {
 		/* producers that were publishing a candidate have put it
 		 * into a ring by now: look again */
 		inring = refs_in_rings(b, pool_base);
 		if (!inring)
-			return;		/* no memory: leave them */
+			goto out;	/* no memory: leave them */
 	}
-	for (uint32_t k = 0; k < sw->n; k++) {
-		uint32_t ref = sw->c[k].ref;
-		struct shmbus_chunk *c = chunk_at(a, ref);
-		uint64_t o = sw->c[k].owner;
-		uint32_t idx = SHMBUS_REF_IDX(ref);
-
-		if (!c)
-			continue;
-		if (sw->requeue) {
-			if (bit_set(inring, pool_base[SHMBUS_REF_POOL(ref)] + idx) ||
-			    !atomic_cmpxchg(&c->owner, &o,
-					    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-							 SHMBUS_CHUNK_TIMED,
-							 SHMBUS_OWNER_DAEMON)))
-				continue;
-			redeliver(b, sw->qid, sw->qgen, ref, false);
-			freed++;
-			continue;
-		}
-		if (!atomic_cmpxchg(&c->owner, &o,
-				    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-						 SHMBUS_CHUNK_FREE, 0)))
-			continue;	/* someone owns it: not an orphan */
-		pool_push_global(a, SHMBUS_REF_POOL(ref), &idx, 1);
-		freed++;
-	}
+	for (uint32_t k = 0; k < sw->n; k++)
+		freed += sweep_one(b, sw, k, inring, pool_base);
 	free(inring);
-	if (freed && dq->live && dq->gen == sw->qgen) {
-		struct shmbus_queue *q = &a->queues[sw->qid];
+	if (freed && dqueue_is(b, sw->qid, sw->qgen)) {
+		struct shmbus_queue *q = &b->arena.queues[sw->qid];
 
 		WRITE_ONCE(q->folded[SHMBUS_CTR_RECLAIMED],
 			   q->folded[SHMBUS_CTR_RECLAIMED] + freed);
@@ -289,42 +303,8 @@ static void sweep_finish(struct sweep *sw)
 	if (freed)
 		log_info("bus '%s': %u orphaned chunks %s", b->name, freed,
 			 sw->requeue ? "requeued" : "reclaimed");
-}
-
-bool sweep_tick(void)
-{
-	struct sweep **pp = &sweeps;
-	bool pending = false;
-
-	while (*pp) {
-		struct sweep *sw = *pp;
-		struct dbus *b = sw->bus;
-
-		if (!bus_gp_done(b, sw->gp)) {
-			pending = true;
-			pp = &sw->next;
-			continue;
-		}
-		sweep_finish(sw);
-		*pp = sw->next;
-		free(sw);
+out:
+	free(sw);
+	if (gp_over)
 		pools_rebuild(b);
-	}
-	return pending;
-}
-
-void sweeps_drop(const struct dbus *b)
-{
-	struct sweep **pp = &sweeps;
-
-	while (*pp) {
-		struct sweep *sw = *pp;
-
-		if (sw->bus == b) {
-			*pp = sw->next;
-			free(sw);
-		} else {
-			pp = &sw->next;
-		}
-	}
 }

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * server.c - the daemon's event loop: accept connections, read one frame
- * at a time, validate every field (proto.h), dispatch to busmgr.c, reply
- * (with fds as SCM_RIGHTS), and notice closed connections at once.
+ * at a time, check its header (proto.h), hand the request to dispatch.c,
+ * reply (with fds as SCM_RIGHTS), notice closed connections at once (and
+ * dead processes through the kernel module, when there is one), and run
+ * the periodic work of every bus when it is due.
  *
  * A client that sends anything malformed gets an error reply and its
  * connection closed; nothing it sends can stop the loop, and a client that
@@ -22,14 +24,10 @@
 struct conn {
 	struct conn *next;
 	int fd;
-	struct peer peer;
-	bool hello;
-	bool rdonly;
-	unsigned perms;
-	struct dbus *bus;
-	uint64_t kmod_cookie;	/* its name in death records */
+	struct session s;
 };
 
+static struct daemon *dmn;	/* server_run()'s */
 static struct conn *conns;
 static uint32_t next_conn_id = 1;
 static int epfd = -1, sigfd = -1, tfd = -1, listen_fd = -1;
@@ -60,13 +58,17 @@ static void timer_at(int64_t when)
 	timer_when = when;
 }
 
-/* The periodic work: reclamation, deliveries. Returns when to come back. */
+/* The periodic work of every bus: deliveries, then what waits for a
+ * grace period. Returns when to come back. */
 static int64_t tick(void)
 {
-	int64_t now = now_ns(), next = deliver_tick(now);
+	int64_t now = now_ns(), next = INT64_MAX;
 
-	if (reclaim_tick())
-		next = MIN(next, now + 2 * NSEC_PER_MSEC);
+	for (struct dbus *b = dmn->buses; b; b = b->next) {
+		next = MIN(next, deliver_tick(b, now));
+		if (defer_tick(b))
+			next = MIN(next, now + 2 * NSEC_PER_MSEC);
+	}
 	return next;
 }
 
@@ -82,12 +84,12 @@ static void conn_close(struct conn *c)
 	}
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
-	log_debug("connection %u (pid %d) closed", c->peer.conn_id,
-		  c->peer.pid);
+	log_debug("connection %u (pid %d) closed", c->s.peer.conn_id,
+		  c->s.peer.pid);
 	/* On shutdown the clients live on and keep their slots: the arena
 	 * is theirs until they exit. */
 	if (!stopping)
-		conn_gone(c->peer.conn_id);
+		buses_conn_gone(dmn, c->s.peer.conn_id);
 	free(c);
 	if (listen_paused) {
 		/* an fd came free: accept again */
@@ -114,7 +116,7 @@ static void kmod_deaths(void)
 			struct conn *c;
 
 			for (c = conns; c; c = c->next)
-				if (c->kmod_cookie == cookies[i])
+				if (c->s.kmod_cookie == cookies[i])
 					break;
 			/* its EOF may have come first: nothing left to do */
 			log_debug("kernel module: pid %u died (%s)", pids[i],
@@ -160,18 +162,18 @@ static void accept_all(int lfd)
 			continue;
 		}
 		c->fd = fd;
-		c->kmod_cookie = kmod_cookie();
-		c->peer.conn_id = next_conn_id++;
+		c->s.kmod_cookie = kmod_cookie();
+		c->s.peer.conn_id = next_conn_id++;
 		if (!next_conn_id)
 			next_conn_id = 1;
-		c->peer.pid = cr.pid;
-		c->peer.uid = cr.uid;
-		c->peer.gid = cr.gid;
-		c->peer.start_time = pid_start_time(cr.pid);
-		len = sizeof(c->peer.groups);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->peer.groups,
+		c->s.peer.pid = cr.pid;
+		c->s.peer.uid = cr.uid;
+		c->s.peer.gid = cr.gid;
+		c->s.peer.start_time = pid_start_time(cr.pid);
+		len = sizeof(c->s.peer.groups);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->s.peer.groups,
 			       &len) == 0)
-			c->peer.ngroups = len / sizeof(gid_t);
+			c->s.peer.ngroups = len / sizeof(gid_t);
 		ev.data.ptr = c;
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);
@@ -180,7 +182,7 @@ static void accept_all(int lfd)
 		}
 		c->next = conns;
 		conns = c;
-		log_debug("connection %u from pid %d uid %u", c->peer.conn_id,
+		log_debug("connection %u from pid %d uid %u", c->s.peer.conn_id,
 			  cr.pid, cr.uid);
 	}
 }
@@ -228,178 +230,52 @@ static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
 	if (sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
 	    (ssize_t)out.h.len) {
 		log_info("connection %u (pid %d): reply not sent (%s); dropping",
-			 c->peer.conn_id, c->peer.pid, strerror(errno));
+			 c->s.peer.conn_id, c->s.peer.pid, strerror(errno));
 		return false;
 	}
 	return true;
 }
 
 /*
- * Common checks of a request that names a queue of the connection's bus:
- * a bad name is a protocol error, the rest are plain refusals.
+ * Is the frame of @n bytes in @h, received with @mh, a well-formed
+ * request? 0, or the status of the protocol error (logged; *echo false
+ * when the type is unknown and must not be echoed).
  */
-static int queue_request_ok(const struct conn *c, const char *name,
-			    bool *fatal)
+static int frame_check(const struct conn *c, const struct msghdr *mh,
+		       const struct sbc_hdr *h, ssize_t n, bool *echo)
 {
-	if (proto_name_valid(name)) {
-		*fatal = true;
-		return -EINVAL;
-	}
-	if (!c->bus)
-		return -EBADFD;
-	if (c->rdonly)
-		return -EPERM;
-	return 0;
-}
+	long want;
 
-/*
- * Handle one validated request. Returns the status; fills the reply body
- * and fds. *fatal says the connection must close after the reply.
- */
-static int dispatch(struct conn *c, const struct sbc_hdr *h, const void *body,
-		    void *rep, size_t *replen, int **fds, unsigned *nfds,
-		    bool *fatal)
-{
-	*replen = sbc_rep_body_size(h->type);
-	if (!c->hello && h->type != SBC_HELLO) {
-		*fatal = true;
+	/* clients must not send fds: close any that came */
+	if (proto_take_fds((struct msghdr *)mh, NULL, 0, NULL) ||
+	    (mh->msg_flags & MSG_CTRUNC)) {
+		log_info("connection %u (pid %d): sent file descriptors",
+			 c->s.peer.conn_id, c->s.peer.pid);
 		return -EPROTO;
 	}
-	switch (h->type) {
-	case SBC_HELLO: {
-		const struct sbc_hello *q = body;
-		struct sbc_hello_reply *r = rep;
-
-		if (c->hello) {
-			*fatal = true;
-			return -EPROTO;
-		}
-		if (q->version_min > SBC_VERSION || q->version_max < SBC_VERSION ||
-		    q->version_min > q->version_max) {
-			*fatal = true;
-			return -EPROTONOSUPPORT;
-		}
-		c->hello = true;
-		r->version = SBC_VERSION;
-		r->layout_version = SHMBUS_LAYOUT_VERSION;
-		return 0;
+	if (mh->msg_flags & MSG_TRUNC) {
+		log_info("connection %u (pid %d): frame larger than %u bytes",
+			 c->s.peer.conn_id, c->s.peer.pid, SBC_FRAME_MAX);
+		return -EMSGSIZE;
 	}
-	case SBC_BUS_OPEN: {
-		const struct sbc_bus_open *q = body;
-		struct sbc_bus_open_reply *r = rep;
-		bool created;
-		int err;
-
-		if (c->bus || proto_name_valid(q->name) ||
-		    (q->flags & ~SBC_OPEN__ALL) || q->__pad ||
-		    q->nr_pools > SHMBUS_MAX_POOLS ||
-		    !proto_all_zero(&q->pools[q->nr_pools],
-				    (SHMBUS_MAX_POOLS - q->nr_pools) *
-				    sizeof(q->pools[0]))) {
-			*fatal = true;
-			return -EINVAL;
-		}
-		err = bus_open(q, &c->peer, &c->bus, &created);
-		if (err)
-			return err;
-		c->rdonly = q->flags & SBC_OPEN_RDONLY;
-		c->perms = bus_perms(c->bus, &c->peer);
-		r->arena_size = c->bus->arena.size;
-		r->created = created;
-		r->rdonly = c->rdonly;
-		r->kmod_cookie = c->rdonly ? 0 : c->kmod_cookie;
-		*fds = c->rdonly ? &c->bus->ro_fd : &c->bus->fd;
-		*nfds = 1;
-		return 0;
+	if ((size_t)n < sizeof(*h)) {
+		log_info("connection %u (pid %d): truncated frame (%zd bytes)",
+			 c->s.peer.conn_id, c->s.peer.pid, n);
+		return -EPROTO;
 	}
-	case SBC_QUEUE_DECLARE: {
-		const struct sbc_queue_declare *q = body;
-		int err = queue_request_ok(c, q->name, fatal);
-
-		return err ? err : queue_declare(c->bus, &c->peer, q, rep);
+	*echo = true;
+	want = request_body_size(h->type);
+	if (h->magic != SBC_MAGIC || h->len != (uint32_t)n || h->status ||
+	    h->nfds || want < 0 || (size_t)n != sizeof(*h) + (size_t)want) {
+		log_info("connection %u (pid %d): malformed frame (type %u, "
+			 "%zd bytes)", c->s.peer.conn_id, c->s.peer.pid,
+			 h->type, n);
+		*echo = want >= 0;	/* unknown type: do not echo it */
+		return -EPROTO;
 	}
-	case SBC_QUEUE_DELETE: {
-		const struct sbc_queue_delete *q = body;
-		int err = queue_request_ok(c, q->name, fatal);
-
-		if (!err)
-			err = queue_delete(c->bus, &c->peer, q);
-		if (!err)
-			server_want_tick();
-		return err;
-	}
-	case SBC_ATTACH: {
-		const struct sbc_attach *q = body;
-		int err = queue_request_ok(c, q->name, fatal);
-
-		if (!err && q->__pad) {
-			*fatal = true;
-			err = -EINVAL;
-		}
-		if (!err)
-			err = slot_attach(c->bus, &c->peer, c->perms, q, rep,
-					  fds, nfds);
-		if (!err)
-			server_want_tick();	/* leases and TTLs to watch */
-		return err;
-	}
-	case SBC_DETACH:
-		if (!c->bus)
-			return -EBADFD;
-		return slot_detach(c->bus, &c->peer, body);
-	case SBC_DISPOSE:
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		return dispose_request(c->bus, &c->peer, body);
-	case SBC_SUBSCRIBE: {
-		const struct sbc_subscribe *q = body;
-		int err;
-
-		if (proto_pattern_valid(q->pattern) ||
-		    (!proto_all_zero(q->group, sizeof(q->group)) &&
-		     proto_name_valid(q->group)) ||
-		    (q->flags & ~SBC_SUB__ALL) || q->__pad ||
-		    q->max_len > SHMBUS_RING_MAX_CAP ||
-		    q->max_consumers > SHMBUS_MAX_SEATS) {
-			*fatal = true;
-			return -EINVAL;
-		}
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		err = subscribe(c->bus, &c->peer, c->perms, q, rep, fds, nfds);
-		if (!err)
-			server_want_tick();
-		return err;
-	}
-	case SBC_UNSUBSCRIBE: {
-		const struct sbc_unsubscribe *q = body;
-
-		if (proto_pattern_valid(q->pattern) ||
-		    proto_name_valid(q->group)) {
-			*fatal = true;
-			return -EINVAL;
-		}
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		if (!(c->perms & 4))
-			return -EACCES;
-		return unsubscribe(c->bus, &c->peer, q);
-	}
-	case SBC_SEATS:
-		if (!c->bus)
-			return -EBADFD;
-		if (c->rdonly)
-			return -EPERM;
-		return seats_request(c->bus, c->perms, body, rep, fds, nfds);
-	}
-	*fatal = true;
-	return -EPROTO;
+	if (h->version != SBC_VERSION)
+		return -EPROTONOSUPPORT;
+	return 0;
 }
 
 /* Read and answer one frame. Returns false when @c was closed. */
@@ -419,12 +295,9 @@ static bool conn_read(struct conn *c)
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 	};
-	const struct sbc_hdr *h = NULL;
-	size_t replen = 0;
-	unsigned nfds = 0;
-	int *fds = NULL, status;
-	bool fatal = false;
-	long want;
+	struct request r = { .d = dmn, .s = &c->s, .rep = rep };
+	bool echo = false;
+	int status;
 	ssize_t n;
 
 	n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -435,52 +308,20 @@ static bool conn_read(struct conn *c)
 		return false;
 	}
 	memset(rep, 0, sizeof(rep));
-	/* clients must not send fds: close any that came */
-	if (proto_take_fds(&mh, NULL, 0, NULL) || (mh.msg_flags & MSG_CTRUNC)) {
-		status = -EPROTO;
-		fatal = true;
-		log_info("connection %u (pid %d): sent file descriptors",
-			 c->peer.conn_id, c->peer.pid);
-		goto out;
+	status = frame_check(c, &mh, &in.h, n, &echo);
+	if (status) {
+		r.fatal = true;
+	} else {
+		r.hdr = &in.h;
+		r.body = in.b + sizeof(in.h);
+		status = dispatch(&r);
+		if (r.fatal)
+			log_info("connection %u (pid %d): invalid request "
+				 "(type %u): %s", c->s.peer.conn_id,
+				 c->s.peer.pid, in.h.type, strerror(-status));
 	}
-	if (mh.msg_flags & MSG_TRUNC) {
-		status = -EMSGSIZE;
-		fatal = true;
-		log_info("connection %u (pid %d): frame larger than %u bytes",
-			 c->peer.conn_id, c->peer.pid, SBC_FRAME_MAX);
-		goto out;
-	}
-	if ((size_t)n < sizeof(in.h)) {
-		status = -EPROTO;
-		fatal = true;
-		log_info("connection %u (pid %d): truncated frame (%zd bytes)",
-			 c->peer.conn_id, c->peer.pid, n);
-		goto out;
-	}
-	h = &in.h;
-	want = sbc_req_body_size(h->type);
-	if (h->magic != SBC_MAGIC || h->len != (uint32_t)n || h->status ||
-	    h->nfds || want < 0 || (size_t)n != sizeof(in.h) + (size_t)want) {
-		status = -EPROTO;
-		fatal = true;
-		log_info("connection %u (pid %d): malformed frame (type %u, "
-			 "%zd bytes)", c->peer.conn_id, c->peer.pid, h->type, n);
-		if (want < 0)
-			h = NULL;	/* unknown type: do not echo it */
-		goto out;
-	}
-	if (h->version != SBC_VERSION) {
-		status = -EPROTONOSUPPORT;
-		fatal = true;
-		goto out;
-	}
-	status = dispatch(c, h, in.b + sizeof(in.h), rep, &replen, &fds, &nfds,
-			  &fatal);
-	if (fatal)
-		log_info("connection %u (pid %d): invalid request (type %u): %s",
-			 c->peer.conn_id, c->peer.pid, h->type, strerror(-status));
-out:
-	if (!reply(c, h, status, rep, replen, fds, nfds) || fatal) {
+	if (!reply(c, echo ? &in.h : NULL, status, rep, r.rep_len, r.fds,
+		   r.nfds) || r.fatal) {
 		conn_close(c);
 		return false;
 	}
@@ -497,7 +338,7 @@ void server_stop(void)
 	stopping = true;
 }
 
-int server_run(int lfd)
+int server_run(struct daemon *d, int lfd)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	sigset_t mask;
@@ -514,6 +355,7 @@ int server_run(int lfd)
 		log_err("event loop setup: %s", strerror(errno));
 		return -1;
 	}
+	dmn = d;
 	listen_fd = lfd;
 	ev.data.ptr = TAG_LISTEN;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmbusd.h - the daemon's internal interfaces: logging (log.c), buses and
- * their queues and slots (busmgr.c), connections and frames (server.c).
- * One thread runs everything, so nothing here takes a lock.
+ * shmbusd.h - the daemon's internal interfaces, one section per file that
+ * defines them. One thread runs everything, so nothing here takes a lock.
+ *
+ * The daemon's records (struct dbus, dqueue, dslot) are what it decides
+ * by. Every attached process can write the arena, so what the daemon
+ * publishes there (queue descriptors, slot states) is for readers only and
+ * is never read back to make a decision.
  */
 #ifndef SHMBUSD_H
 #define SHMBUSD_H
@@ -15,7 +19,17 @@
 #include "proto.h"
 #include "ring.h"
 
-/* ---- log.c ------------------------------------------------------- */
+struct dbus;
+
+/* ---- main.c ---------------------------------------------------------- */
+
+/* The daemon's state: main() owns the one instance and passes it down. */
+struct daemon {
+	const char *arena_dir;	/* --arena-dir; NULL: sealed memfds */
+	struct dbus *buses;	/* every bus, newest first */
+};
+
+/* ---- log.c ----------------------------------------------------------- */
 
 enum { LOG_ERR_, LOG_WARN_, LOG_INFO_, LOG_DEBUG_ };
 void dlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -26,7 +40,7 @@ void dlog_set_level(int level);
 #define log_info(...)	dlog(LOG_INFO_, __VA_ARGS__)
 #define log_debug(...)	dlog(LOG_DEBUG_, __VA_ARGS__)
 
-/* ---- busmgr.c ---------------------------------------------------- */
+/* ---- server.c: the event loop and its connections -------------------- */
 
 /* Who is asking: credentials from SO_PEERCRED / SO_PEERGROUPS. */
 struct peer {
@@ -39,16 +53,83 @@ struct peer {
 	gid_t groups[64];
 };
 
+/* Serve connections on @listen_fd until SIGTERM/SIGINT/SIGHUP. */
+int server_run(struct daemon *d, int listen_fd);
+/* Leave the loop (clients keep their slots: the arena is theirs). */
+void server_stop(void);
+/* Run the periodic work (deliver_tick, defer_tick) soon. */
+void server_want_tick(void);
+
+/* ---- dispatch.c: one request, by the table of frame types ------------ */
+
+/* What a connection has established in its conversation. */
+struct session {
+	struct peer peer;
+	bool hello;		/* HELLO done */
+	bool rdonly;		/* bound read-only */
+	unsigned perms;		/* bus_perms() on its bus */
+	struct dbus *bus;	/* bound by BUS_OPEN, else NULL */
+	uint64_t kmod_cookie;	/* its name in the module's death records */
+};
+
+/* A request being answered. */
+struct request {
+	struct daemon *d;
+	struct session *s;
+	const struct sbc_hdr *hdr;
+	const void *body;	/* hdr->type's request struct */
+	void *rep;		/* hdr->type's reply struct, zeroed */
+	size_t rep_len;		/* its size */
+	int *fds;		/* file descriptors to send, daemon-owned */
+	unsigned nfds;
+	bool fatal;		/* close the connection after the reply */
+};
+
+/* The request body size of frame type @type, or -1 for an unknown type. */
+long request_body_size(unsigned type);
+
+/* Check and carry out @r (header already validated by the caller).
+ * Returns the reply status; fills r->rep, rep_len, fds, nfds, fatal. */
+int dispatch(struct request *r);
+
+/* ---- defer.c: freeing after a grace period -------------------------------- */
+
 /*
- * The daemon's own records. Anything the daemon decides by or indexes
- * with (who owns the bus, which queues exist and where their rings are,
- * which slots and seats are taken, by whom) lives here and is only written
- * to the arena for readers: every attached process can write the arena,
- * so the daemon never reads those back.
+ * The one way the daemon frees arena memory that readers in other
+ * processes may still be looking at (a deleted queue's ring, a topic's old
+ * fan-out array, a dead process's possible orphans): defer(b, h, fn)
+ * starts a grace period of bus @b, and defer_tick(b) calls fn(b, h, true)
+ * once every process attached to @b has left the read-side sections it
+ * was in (epoch.h), the shape of urcu's call_rcu(). The caller embeds @h
+ * in whatever it frees, so deferring cannot fail. When the bus is torn
+ * down first, defer_drop(b) calls fn(b, h, false): free @h's container,
+ * touch nothing in the arena.
  */
+struct defer_head;
+typedef void defer_fn(struct dbus *b, struct defer_head *h, bool gp_over);
+
+struct defer_head {
+	struct defer_head *next;
+	uint64_t gp;		/* grace period target (epoch_gp_start) */
+	defer_fn *fn;
+};
+
+void defer(struct dbus *b, struct defer_head *h, defer_fn *fn);
+/* Run the callbacks whose grace period ended; true while some wait. */
+bool defer_tick(struct dbus *b);
+void defer_drop(struct dbus *b);
+
+/* ---- bus.c: buses ------------------------------------------------------ */
+
+/*
+ * A queue, topic or subscription, as the daemon knows it. Topics and
+ * subscriptions are entries of the same directory (topics.c).
+ */
+enum dqueue_kind { DQ_QUEUE = 0, DQ_TOPIC = 1, DQ_SUB = 2 };
+
 struct dqueue {
 	bool live;		/* declared, not deleted */
-	bool reclaim_pending;	/* deleted, waiting for a grace period */
+	bool reclaim_pending;	/* deleted, its memory not yet reclaimed */
 	char name[SHMBUS_NAME_MAX];
 	uint32_t gen;		/* as published in the arena (odd = live) */
 	uint32_t max_len, msg_size, cap;
@@ -57,7 +138,7 @@ struct dqueue {
 	int *seat_fds;		/* nr_seats eventfds, daemon's copies */
 	uint32_t nr_seats;
 	uint32_t seat_slot[SHMBUS_MAX_SEATS];	/* slot + 1, 0 = seat free */
-	uint64_t gp_target;
+	struct defer_head reclaim;	/* queue.c: after delete */
 	/* delivery semantics, as declared (defaults filled in) */
 	uint64_t lease_ns, ttl_ns;
 	uint64_t backoff_init_ns, backoff_max_ns;
@@ -73,7 +154,7 @@ struct dqueue {
 	uint32_t owner_conn;	/* private (reply) queue: deleted when this
 				 * connection closes; 0 = none */
 	/* topics and subscriptions (topics.c) */
-	uint32_t kind;		/* DQ_QUEUE, DQ_TOPIC, DQ_SUB */
+	enum dqueue_kind kind;
 	uint32_t history;	/* topic: messages kept for late joiners */
 	uint64_t fanout_first, fanout_units;	/* topic: fan-out array */
 	uint32_t fanout_n;
@@ -83,8 +164,7 @@ struct dqueue {
 	char group[SHMBUS_NAME_MAX];	/* sub; "" = exclusive */
 };
 
-enum { DQ_QUEUE = 0, DQ_TOPIC = 1, DQ_SUB = 2 };
-
+/* A participant slot: one producer or consumer handle of a client. */
 struct dslot {
 	uint32_t conn_id;	/* owning connection, 0 = slot free */
 	uint32_t gen;		/* as published in the arena */
@@ -92,6 +172,12 @@ struct dslot {
 	uint32_t qid, qgen;
 	uint32_t seat;		/* UINT32_MAX for producers */
 	pid_t pid;
+};
+
+/* A chunk the daemon holds until it is due (timers.c). */
+struct timer {
+	int64_t due;
+	uint32_t qid, qgen, ref;
 };
 
 struct dbus {
@@ -106,46 +192,84 @@ struct dbus {
 	struct dqueue *queues;	/* max_queues */
 	struct dslot *slots;	/* max_slots */
 	uint64_t *ringmap;	/* ring storage in use, 1 bit per unit */
+	struct defer_head *deferred;	/* defer.c: waiting for a grace period */
+	struct defer_head **deferred_tail;
+	unsigned sweeps;	/* reclaim.c: orphan sweeps pending */
+	struct timer *timers;	/* timers.c: a min-heap by due time */
+	size_t nr_timers, timers_cap;
+	uint64_t excl_seq;	/* topics.c: names of exclusive subscriptions */
 };
 
-/* The queue @dq as a ring over the arena (daemon numbers only); level 0. */
-void dqueue_ring(const struct dbus *b, const struct dqueue *dq,
-		 struct ring *r);
-/* Priority level @level's ring (0 .. nr_prio - 1). */
-void dqueue_ring_level(const struct dbus *b, const struct dqueue *dq,
-		       uint32_t level, struct ring *r);
-
-struct daemon_cfg {
-	const char *arena_dir;	/* NULL: sealed memfds */
-};
-
-extern struct daemon_cfg dcfg;
-
-/* Permission bits (r = consume, w = produce) @p has on @b. */
+/* Find the bus @req names, or create it (SBC_OPEN_CREATE): 0 or -errno;
+ * *created says which. */
+int bus_open(struct daemon *d, const struct sbc_bus_open *req,
+	     const struct peer *p, struct dbus **out, bool *created);
+/* Permission bits (4 = consume, 2 = produce, 1 unused) @p has on @b. */
 unsigned bus_perms(const struct dbus *b, const struct peer *p);
+/* Is @p the bus owner (or root)? */
+bool bus_is_owner(const struct dbus *b, const struct peer *p);
+/* Connection @conn_id closed: release its slots and private queues on
+ * every bus. */
+void buses_conn_gone(struct daemon *d, uint32_t conn_id);
+/* Tear every bus down (daemon exit; clients keep their mappings). */
+void buses_free(struct daemon *d);
 
-/* Find a bus, or create it (when @create); errors are -errno. */
-int bus_open(const struct sbc_bus_open *req, const struct peer *p,
-	     struct dbus **out, bool *created);
+/* ---- storage.c: the ring area of an arena ----------------------------- */
 
+/* Units (SHMBUS_RING_UNIT bytes) for rings, dedup tables and fan-out
+ * arrays, first fit over the daemon's bitmap (mirrored in the arena for
+ * readers). units_alloc: the first unit, or -ENOSPC. */
+int64_t units_alloc(const struct dbus *b, uint64_t n);
+void units_mark(const struct dbus *b, uint64_t first, uint64_t n, bool used);
+/* The arena address of unit @u. */
+void *unit_addr(const struct dbus *b, uint64_t u);
+
+/* ---- queue.c: queues -------------------------------------------------- */
+
+/* SBC_QUEUE_DECLARE: the bus owner declares; anyone who may publish and
+ * consume may declare a private queue. */
 int queue_declare(struct dbus *b, const struct peer *p,
 		  const struct sbc_queue_declare *req,
 		  struct sbc_queue_declare_reply *rep);
+/* SBC_QUEUE_DELETE: the bus owner, or the private queue's connection. */
 int queue_delete(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_delete *req);
-/* Declare without the permission check, as a @kind (DQ_*; a TOPIC flag
- * in @req makes a topic). */
+/* Declare without the permission check, as a @kind (a TOPIC flag in @req
+ * makes a topic). Exists with the same settings: 0, rep->created 0. */
 int queue_create(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_declare *req,
-		 struct sbc_queue_declare_reply *rep, uint32_t kind);
-/* Delete queue @id now (its memory after a grace period). */
+		 struct sbc_queue_declare_reply *rep, enum dqueue_kind kind);
+/* Delete queue @id now; its memory is reclaimed after a grace period. */
 void dqueue_delete(struct dbus *b, int id);
+/* A live queue's id by name, or -ENOENT. */
 int dqueue_find(const struct dbus *b, const char *name);
-/* Ring units of the arena's ring area (busmgr.c). */
-int64_t units_alloc(const struct dbus *b, uint64_t n);
-void units_mark(const struct dbus *b, uint64_t first, uint64_t n, bool used);
+/* Is queue @qid of @b live and still generation @qgen? */
+bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen);
+/* Priority level @level's ring of @dq (0 .. nr_prio - 1), from the
+ * daemon's numbers only. */
+void dqueue_ring_level(const struct dbus *b, const struct dqueue *dq,
+		       uint32_t level, struct ring *r);
+/* Write a token to every seat in use (or every seat, @all): wake-ups the
+ * daemon owes after a delete or a dead producer. */
+void seats_kick(const struct dqueue *dq, bool all);
+void seats_close(struct dqueue *dq);
 
-/* ---- topics.c ---------------------------------------------------- */
+/* ---- slot.c: participant slots ------------------------------------------ */
+
+/* SBC_ATTACH: on success *fds and *nfds are the queue's seat fds
+ * (daemon-owned, to be sent, not closed). */
+int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
+		const struct sbc_attach *req, struct sbc_attach_reply *rep,
+		int **fds, unsigned *nfds);
+/* SBC_DETACH. */
+int slot_detach(struct dbus *b, const struct peer *p,
+		const struct sbc_detach *req);
+/* The owner of slot @si is gone (detached, or dead if @died). */
+void slot_release(struct dbus *b, uint32_t si, bool died);
+/* Is slot @slot of bus @ctx attached? (epoch_gp_done's callback) */
+bool slot_attached(void *ctx, uint32_t slot);
+
+/* ---- topics.c: subscriptions and fan-out sets ---------------------------- */
 
 int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
 	      const struct sbc_subscribe *req, struct sbc_attach_reply *rep,
@@ -157,100 +281,82 @@ int seats_request(struct dbus *b, unsigned perms, const struct sbc_seats *req,
 /* Recompute every topic's fan-out set after a topic or subscription
  * came or went. */
 void fanout_refresh(struct dbus *b);
+/* Topic @qid is being deleted: retire its fan-out array. */
+void fanout_clear(struct dbus *b, uint32_t qid);
 /* A consumer slot of queue @qid was released: an ephemeral subscription
  * without consumers goes away. */
 void sub_released(struct dbus *b, uint32_t qid, uint32_t qgen);
-/* Free fan-out arrays whose grace period ended; true while some wait. */
-bool fanout_reclaim_tick(void);
-void fanout_drop(const struct dbus *b);
-/* Topic @qid is being deleted: retire its fan-out array. */
-void fanout_clear(struct dbus *b, uint32_t qid);
 
-/* Attach: on success *fds and *nfds are the queue's seat fds (daemon-owned,
- * to be sent, not closed). */
-int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
-		const struct sbc_attach *req, struct sbc_attach_reply *rep,
-		int **fds, unsigned *nfds);
-int slot_detach(struct dbus *b, const struct peer *p,
-		const struct sbc_detach *req);
-
-/* A connection closed: release every slot it held on every bus. */
-void conn_gone(uint32_t conn_id);
-
-/* Advance pending queue reclamations and orphan sweeps; returns true
- * while some remain. */
-bool reclaim_tick(void);
-
-/* ---- reclaim.c --------------------------------------------------- */
+/* ---- reclaim.c: what a killed process leaves in flight -------------------- */
 
 /*
  * Slot @si died. A producer: look for chunks it filled but never
  * published (freed after a grace period). A consumer: for chunks it was
  * requeueing, and for @cand (@n refs its delivery table names that may
  * have been taken from a ring and not yet marked), which go back to the
- * queue after a grace period. True if a sweep is now pending.
+ * queue after a grace period.
  */
-bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
+void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		 unsigned n);
-/* Has the grace period @target of bus @b ended? */
-bool bus_gp_done(struct dbus *b, uint64_t target);
-/* Finish sweeps whose grace period ended; true while some remain. */
-bool sweep_tick(void);
-/* Forget the sweeps of a bus being torn down. */
-void sweeps_drop(const struct dbus *b);
 /* If nothing is attached to @b, relink its free lists from the chunks no
  * ring references, recovering any lost to kills. True if it did. */
 bool pools_rebuild(struct dbus *b);
 
-void buses_free(void);
+/* ---- timers.c: chunks the daemon holds until they are due ----------------- */
 
-/* ---- deliver.c --------------------------------------------------- */
+/* How long a message waits for room in a full ring before it tries again. */
+#define RETRY_FULL_NS		(5 * NSEC_PER_MSEC)
+
+/* Hold @ref (TIMED, ours) for queue (qid, qgen) until @due. */
+void timer_add(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
+	       int64_t due);
+/* Fire every timer due at @now; returns the next due time or INT64_MAX. */
+int64_t timers_run(struct dbus *b, int64_t now);
+/* Forget the timers of queue @qid (deleted: their chunks are freed), or
+ * of the whole bus (qid UINT32_MAX: torn down, nothing freed). */
+void timers_drop(struct dbus *b, uint32_t qid);
+/* Mark the chunks the timers hold in @bits (pools_rebuild must not free
+ * them); @pool_base: each pool's first bit. */
+void timers_mark(const struct dbus *b, uint8_t *bits, const uint64_t *pool_base);
+
+/* ---- deliver.c: moving chunks the daemon holds ---------------------------- */
 
 /*
- * Deliveries the daemon looks after: lease expiry, redelivery with
- * backoff, dead-lettering, TTL of messages nobody receives, delayed
- * messages. Chunks it holds meanwhile are TIMED, owned by
- * SHMBUS_OWNER_DAEMON, and listed in its timer heap.
+ * Chunk @ref, which the daemon now owns (TIMED), failed a delivery on
+ * queue (qid, qgen): requeue it (after the backoff, if @backoff) or
+ * dead-letter it at max deliveries.
  */
-
-/* Is queue @qid of @b live and still generation @qgen? */
-bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen);
-
-/* A client hands over a chunk (SBC_DISPOSE). */
+void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
+	       bool backoff);
+/* Dead-letter @ref (ours) from queue @qid with @reason, or drop it. */
+void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason);
+/* Put @ref (ours) into the ring of queue @qid; false if it is full. */
+bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref);
+/* Free a chunk the daemon holds (or drop its reference to a shared one). */
+void chunk_drop(struct dbus *b, uint32_t ref);
+/* Add @n to counter @ctr of queue @qid (the daemon's own counts). */
+void fold(struct dbus *b, uint32_t qid, unsigned ctr, uint64_t n);
+/* SBC_DISPOSE: a client hands over a chunk. */
 int dispose_request(struct dbus *b, const struct peer *p,
 		    const struct sbc_dispose *req);
+/* The periodic work of bus @b: timers, lease expiry, TTL. Returns the
+ * CLOCK_MONOTONIC time it wants to run again (INT64_MAX: only when
+ * something happens). */
+int64_t deliver_tick(struct dbus *b, int64_t now);
+
+/* ---- lease.c: deliveries a consumer holds ------------------------------- */
 
 /* The consumer of slot @si is gone or detaching: every delivery in its
  * table goes back to the queue (leases) or is freed (auto-ack views).
  * Refs that may have been taken from a ring but not yet marked are
  * stored in @cand (up to SHMBUS_LEASE_MAX); returns how many. */
 unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand);
-
+/* Expired leases of live consumer slot @si: taken back and redelivered. */
+void leases_expire(struct dbus *b, uint32_t si, int64_t now);
 /* An empty delivery table for slot @s (seq keeps counting). */
 void leases_reset(struct shmbus_slot *s);
 
-/* Chunk @ref, which the daemon now owns (TIMED), failed a delivery on
- * queue (qid, qgen): requeue it (after the backoff, if @backoff) or
- * dead-letter it at max deliveries. */
-void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
-	       bool backoff);
-
-/* Periodic work; returns the CLOCK_MONOTONIC time it wants to run again
- * (INT64_MAX: only when something happens). */
-int64_t deliver_tick(int64_t now);
-
-/* Mark chunks the daemon holds (pools_rebuild must not free them). */
-void timers_mark(const struct dbus *b, uint8_t *bits, const uint64_t *pool_base);
-
-/* Forget timers of queue @qid of @b (deleted: their chunks are freed),
- * or of the whole bus (qid UINT32_MAX: torn down, nothing freed). */
-void timers_drop(struct dbus *b, uint32_t qid);
-
-/* ---- server.c ---------------------------------------------------- */
-
-int server_run(int listen_fd);
-
-/* ---- the kernel module (kmod.c) ----------------------------------- */
+/* ---- kmod.c: the kernel module ------------------------------------------- */
 
 /* Open /dev/shmbus as $SHMBUS_KMOD says: its fd, 0 when not used, or
  * -errno when required and absent. */
@@ -260,8 +366,5 @@ void kmod_watch(struct dbus *b);	/* death notice for a new bus */
 uint64_t kmod_cookie(void);		/* a connection's; 0 without kmod */
 /* Death records waiting: up to @max (cookie, pid) pairs; 0 if none. */
 int kmod_read(uint64_t *cookies, uint32_t *pids, int max);
-void server_stop(void);
-/* Run the periodic work (reclaim_tick, deliver_tick) soon. */
-void server_want_tick(void);
 
 #endif /* SHMBUSD_H */

@@ -25,15 +25,22 @@
 #include "epoch.h"
 #include "pool.h"
 
+/* A fan-out array publishers may still be walking: freed after a grace
+ * period. */
 struct retired {
-	struct retired *next;
-	struct dbus *bus;
+	struct defer_head head;
 	uint64_t first, units;
-	uint64_t gp;
 };
 
-static struct retired *retired;
-static uint64_t excl_seq;		/* names of exclusive subscriptions */
+static void retired_free(struct dbus *b, struct defer_head *h, bool gp_over)
+{
+	struct retired *r = (struct retired *)((char *)h -
+					       offsetof(struct retired, head));
+
+	if (gp_over)
+		units_mark(b, r->first, r->units, false);
+	free(r);
+}
 
 /* ---- fan-out sets --------------------------------------------------- */
 
@@ -50,47 +57,9 @@ static void retire(struct dbus *b, uint64_t first, uint64_t units)
 			b->name, (unsigned long long)units);
 		return;
 	}
-	r->bus = b;
 	r->first = first;
 	r->units = units;
-	r->gp = epoch_gp_start(&b->arena);
-	r->next = retired;
-	retired = r;
-	server_want_tick();
-}
-
-bool fanout_reclaim_tick(void)
-{
-	struct retired **pp = &retired;
-
-	while (*pp) {
-		struct retired *r = *pp;
-
-		if (!bus_gp_done(r->bus, r->gp)) {
-			pp = &r->next;
-			continue;
-		}
-		units_mark(r->bus, r->first, r->units, false);
-		*pp = r->next;
-		free(r);
-	}
-	return retired != NULL;
-}
-
-void fanout_drop(const struct dbus *b)
-{
-	struct retired **pp = &retired;
-
-	while (*pp) {
-		struct retired *r = *pp;
-
-		if (r->bus == b) {
-			*pp = r->next;
-			free(r);
-		} else {
-			pp = &r->next;
-		}
-	}
+	defer(b, &r->head, retired_free);
 }
 
 /* Give topic @tq the fan-out array @ents (@n). False: no ring storage. */
@@ -104,8 +73,7 @@ static bool fanout_set(struct dbus *b, uint32_t tq,
 	int64_t first = 0;
 
 	if (n == dq->fanout_n && n &&
-	    !memcmp(ents, b->arena.base + b->arena.ring_off +
-			  dq->fanout_first * SHMBUS_RING_UNIT, n * sizeof(*ents)))
+	    !memcmp(ents, unit_addr(b, dq->fanout_first), n * sizeof(*ents)))
 		return true;			/* unchanged */
 	if (!n && !dq->fanout_units)
 		return true;
@@ -115,9 +83,7 @@ static bool fanout_set(struct dbus *b, uint32_t tq,
 		first = units_alloc(b, units);
 		if (first < 0)
 			return false;
-		memcpy(b->arena.base + b->arena.ring_off +
-		       (uint64_t)first * SHMBUS_RING_UNIT, ents,
-		       n * sizeof(*ents));
+		memcpy(unit_addr(b, (uint64_t)first), ents, n * sizeof(*ents));
 	}
 	dq->fanout_first = (uint64_t)first;
 	dq->fanout_units = units;
@@ -183,7 +149,7 @@ static unsigned history_copy(struct dbus *b, uint32_t sq)
 	struct ring sr;
 	unsigned copied = 0;
 
-	dqueue_ring(b, &b->queues[sq], &sr);
+	dqueue_ring_level(b, &b->queues[sq], 0, &sr);
 	for (uint32_t t = 0; t < a->max_queues; t++) {
 		const struct dqueue *tq = &b->queues[t];
 		struct ring hr;
@@ -191,7 +157,7 @@ static unsigned history_copy(struct dbus *b, uint32_t sq)
 		if (!tq->live || tq->kind != DQ_TOPIC || !tq->history ||
 		    !proto_pattern_match(b->queues[sq].pattern, tq->name))
 			continue;
-		dqueue_ring(b, tq, &hr);
+		dqueue_ring_level(b, tq, 0, &hr);
 		uint64_t pos = READ_ONCE(*hr.head), end = READ_ONCE(*hr.tail);
 
 		/* the ring holds up to its power-of-two capacity: the newest
@@ -245,7 +211,7 @@ int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
 		return -EACCES;
 	n = exclusive
 	    ? snprintf(d.name, sizeof(d.name), "%s#~%llu", req->pattern,
-		       (unsigned long long)++excl_seq)
+		       (unsigned long long)++b->excl_seq)
 	    : snprintf(d.name, sizeof(d.name), "%s#%s", req->pattern,
 		       req->group);
 	if (n < 0 || n >= (int)sizeof(d.name))

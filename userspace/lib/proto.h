@@ -220,42 +220,6 @@ struct sbc_seats_reply {
 	uint32_t __pad;
 };
 
-/* Expected request body size for a type, or -1 for an unknown type. */
-static inline long sbc_req_body_size(unsigned type)
-{
-	switch (type) {
-	case SBC_HELLO:		return sizeof(struct sbc_hello);
-	case SBC_BUS_OPEN:	return sizeof(struct sbc_bus_open);
-	case SBC_QUEUE_DECLARE:	return sizeof(struct sbc_queue_declare);
-	case SBC_QUEUE_DELETE:	return sizeof(struct sbc_queue_delete);
-	case SBC_ATTACH:	return sizeof(struct sbc_attach);
-	case SBC_DETACH:	return sizeof(struct sbc_detach);
-	case SBC_DISPOSE:	return sizeof(struct sbc_dispose);
-	case SBC_SUBSCRIBE:	return sizeof(struct sbc_subscribe);
-	case SBC_SEATS:		return sizeof(struct sbc_seats);
-	case SBC_UNSUBSCRIBE:	return sizeof(struct sbc_unsubscribe);
-	default:		return -1;
-	}
-}
-
-/* Expected reply body size for a type (status 0), or -1. */
-static inline long sbc_rep_body_size(unsigned type)
-{
-	switch (type) {
-	case SBC_HELLO:		return sizeof(struct sbc_hello_reply);
-	case SBC_BUS_OPEN:	return sizeof(struct sbc_bus_open_reply);
-	case SBC_QUEUE_DECLARE:	return sizeof(struct sbc_queue_declare_reply);
-	case SBC_QUEUE_DELETE:	return 0;
-	case SBC_ATTACH:	return sizeof(struct sbc_attach_reply);
-	case SBC_DETACH:	return 0;
-	case SBC_DISPOSE:	return 0;
-	case SBC_SUBSCRIBE:	return sizeof(struct sbc_attach_reply);
-	case SBC_SEATS:		return sizeof(struct sbc_seats_reply);
-	case SBC_UNSUBSCRIBE:	return 0;
-	default:		return -1;
-	}
-}
-
 /*
  * A valid bus or queue name: 1..63 bytes of [A-Za-z0-9._-], not starting
  * with '.', NUL-terminated inside the field, all bytes after the NUL zero.

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bus.c - buses: creating an arena (backing, format, seal, map), finding
+ * a bus by name, its permissions, what a closed connection leaves on
+ * every bus, and tearing buses down.
+ *
+ * Arena backing: by default a memfd sealed against shrinking and growing
+ * (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), so no client that holds the
+ * fd can truncate it and make every other process take SIGBUS. With
+ * --arena-dir the arena is an unlinked file in that directory (a tmpfs or
+ * hugetlbfs of the operator's choosing), which cannot be sealed. Either
+ * way the whole size is fallocate()d up front: a full tmpfs or memory
+ * shortage fails bus creation with -ENOSPC/-ENOMEM, never a SIGBUS later.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "shmbusd.h"
+
+unsigned bus_perms(const struct dbus *b, const struct peer *p)
+{
+	if (p->uid == 0)
+		return 7;
+	if (p->uid == b->owner_uid)
+		return (b->mode >> 6) & 7;
+	if (p->gid == b->owner_gid)
+		return (b->mode >> 3) & 7;
+	for (int i = 0; i < p->ngroups; i++)
+		if (p->groups[i] == b->owner_gid)
+			return (b->mode >> 3) & 7;
+	return b->mode & 7;
+}
+
+bool bus_is_owner(const struct dbus *b, const struct peer *p)
+{
+	return p->uid == 0 || p->uid == b->owner_uid;
+}
+
+static struct dbus *bus_find(const struct daemon *d, const char *name)
+{
+	for (struct dbus *b = d->buses; b; b = b->next)
+		if (!strncmp(b->name, name, SHMBUS_NAME_MAX))
+			return b;
+	return NULL;
+}
+
+/* The creation parameters of BUS_OPEN @req by @p, checked and completed
+ * (arena_params_check). */
+static int bus_params(const struct sbc_bus_open *req, const struct peer *p,
+		      struct arena_params *ap)
+{
+	char why[128] = "";
+	int err;
+
+	memset(ap, 0, sizeof(*ap));
+	memcpy(ap->name, req->name, sizeof(ap->name));
+	ap->uid = p->uid;
+	ap->gid = p->gid;
+	ap->mode = req->mode;
+	ap->max_queues = req->max_queues;
+	ap->max_slots = req->max_slots;
+	ap->ring_bytes = req->ring_bytes;
+	ap->nr_pools = req->nr_pools;
+	for (unsigned i = 0; i < req->nr_pools; i++) {
+		ap->pools[i].payload = req->pools[i].payload;
+		ap->pools[i].count = req->pools[i].count;
+	}
+	err = arena_params_check(ap, why, sizeof(why));
+	if (err)
+		log_warn("bus '%s': refusing to create: %s", req->name, why);
+	return err;
+}
+
+/* A memfd (or an O_TMPFILE in @dir) of @size bytes, every page reserved. */
+static int arena_backing(const char *dir, const char *name, uint64_t size)
+{
+	char desc[96];
+	int fd, err;
+
+	if (dir) {
+		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	} else {
+		snprintf(desc, sizeof(desc), "shmbus:%s", name);
+		fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	}
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, size) < 0)
+		goto fail;
+	/* reserve every page now: ENOSPC here, not SIGBUS later */
+	if (fallocate(fd, 0, 0, size) < 0)
+		goto fail;
+	return fd;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+/* The arena of @ap, formatted and (a memfd) sealed: its fd, or -errno. */
+static int arena_make(const struct daemon *d, const struct arena_params *ap,
+		      uint64_t size)
+{
+	void *mem;
+	int fd, err;
+
+	fd = arena_backing(d->arena_dir, ap->name, size);
+	if (fd < 0) {
+		log_warn("bus '%s': cannot reserve %llu bytes: %s", ap->name,
+			 (unsigned long long)size, strerror(-fd));
+		return fd;
+	}
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
+		err = -errno;
+		goto fail;
+	}
+	err = arena_format(mem, size, ap);
+	munmap(mem, size);
+	if (err)
+		goto fail;
+	if (!d->arena_dir &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return err;
+}
+
+static void bus_destroy(struct dbus *b)
+{
+	arena_unmap(&b->arena);
+	if (b->fd >= 0)
+		close(b->fd);
+	if (b->ro_fd >= 0)
+		close(b->ro_fd);
+	free(b->queues);
+	free(b->slots);
+	free(b->ringmap);
+	free(b->timers);
+	free(b);
+}
+
+/* The daemon's record of the arena in @fd (ours from here on): mapped,
+ * a read-only fd for RDONLY clients, empty tables. */
+static int bus_record(int fd, const struct arena_params *ap, struct dbus **out)
+{
+	struct dbus *b = calloc(1, sizeof(*b));
+	char path[64];
+	int err;
+
+	if (!b) {
+		close(fd);
+		return -ENOMEM;
+	}
+	b->fd = fd;
+	b->ro_fd = -1;
+	b->deferred_tail = &b->deferred;
+	memcpy(b->name, ap->name, sizeof(b->name));
+	b->owner_uid = ap->uid;
+	b->owner_gid = ap->gid;
+	b->mode = ap->mode;
+	err = arena_map(&b->arena, fd, false);
+	if (err) {
+		close(fd);
+		free(b);
+		return err;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	b->ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+	b->queues = calloc(b->arena.max_queues, sizeof(*b->queues));
+	b->slots = calloc(b->arena.max_slots, sizeof(*b->slots));
+	b->ringmap = calloc((b->arena.ring_units + 63) / 64, sizeof(uint64_t));
+	if (b->ro_fd < 0 || !b->queues || !b->slots || !b->ringmap) {
+		err = b->ro_fd < 0 ? -errno : -ENOMEM;
+		bus_destroy(b);
+		return err;
+	}
+	*out = b;
+	return 0;
+}
+
+static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
+		      const struct peer *p, struct dbus **out)
+{
+	struct arena_params ap;
+	struct dbus *b = NULL;
+	uint64_t size;
+	int fd, err;
+
+	err = bus_params(req, p, &ap);
+	if (err)
+		return err;
+	size = arena_size_for(&ap);
+	fd = arena_make(d, &ap, size);
+	if (fd < 0)
+		return fd;
+	err = bus_record(fd, &ap, &b);
+	if (err)
+		return err;
+	WRITE_ONCE(b->arena.sb->daemon_pid, (uint32_t)getpid());
+	b->next = d->buses;
+	d->buses = b;
+	kmod_watch(b);
+	log_info("bus '%s' created by uid %u pid %d: %llu bytes, mode %04o, "
+		 "%u queues, %u slots, %u pools%s", b->name, p->uid, p->pid,
+		 (unsigned long long)size, ap.mode, ap.max_queues,
+		 ap.max_slots, ap.nr_pools,
+		 d->arena_dir ? " (unsealed file)" : " (sealed memfd)");
+	*out = b;
+	return 0;
+}
+
+int bus_open(struct daemon *d, const struct sbc_bus_open *req,
+	     const struct peer *p, struct dbus **out, bool *created)
+{
+	struct dbus *b = bus_find(d, req->name);
+	unsigned perms;
+
+	*created = false;
+	if (b) {
+		if (req->flags & SBC_OPEN_EXCL)
+			return -EEXIST;
+		perms = bus_perms(b, p);
+		if ((req->flags & SBC_OPEN_RDONLY) ? !(perms & 4) : !(perms & 6)) {
+			log_info("bus '%s': uid %u pid %d denied (mode %04o)",
+				 b->name, p->uid, p->pid, b->mode);
+			return -EACCES;
+		}
+		*out = b;
+		return 0;
+	}
+	if (!(req->flags & SBC_OPEN_CREATE))
+		return -ENOENT;
+	*created = true;
+	return bus_create(d, req, p, out);
+}
+
+void buses_conn_gone(struct daemon *d, uint32_t conn_id)
+{
+	for (struct dbus *b = d->buses; b; b = b->next) {
+		bool any = false;
+
+		for (uint32_t i = 0; i < b->arena.max_slots; i++) {
+			if (b->slots[i].conn_id == conn_id) {
+				slot_release(b, i, true);
+				any = true;
+			}
+		}
+		for (uint32_t i = 0; i < b->arena.max_queues; i++) {
+			if (b->queues[i].live && b->queues[i].owner_conn == conn_id) {
+				dqueue_delete(b, (int)i);
+				any = true;
+			}
+		}
+		if (any) {
+			pools_rebuild(b);
+			server_want_tick();
+		}
+	}
+}
+
+void buses_free(struct daemon *d)
+{
+	while (d->buses) {
+		struct dbus *b = d->buses;
+
+		d->buses = b->next;
+		defer_drop(b);
+		timers_drop(b, UINT32_MAX);
+		for (uint32_t i = 0; i < b->arena.max_queues; i++)
+			if (b->queues[i].seat_fds)
+				seats_close(&b->queues[i]);
+		bus_destroy(b);
+	}
+}
