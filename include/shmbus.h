@@ -549,10 +549,6 @@ shmbus_consumer__new(struct shmbus *bus, const char *queue,
  */
 SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c);
 
-/*
- * A received message, viewed in place in the arena. Valid until
- * shmbus_consumer__release(); read-only.
- */
 /* Why a message was dead-lettered (shmbus_msg.dl_reason). */
 enum shmbus_dl_reason {
 	SHMBUS_DL_NONE = 0,
@@ -562,6 +558,14 @@ enum shmbus_dl_reason {
 	SHMBUS_DL_OVERFLOW = 4,
 };
 
+/*
+ * A received message, viewed in place in the arena. Valid until it is
+ * acked, nacked, rejected or released; read-only. The fields named
+ * with two leading underscores are the library's (the delivery it
+ * belongs to); the others are the caller's to read. A field added later
+ * goes at the end (priority did), so that the offsets of the fields
+ * before it never change.
+ */
 struct shmbus_msg {
 	const void *data;
 	uint32_t len;
@@ -577,13 +581,13 @@ struct shmbus_msg {
 	uint32_t dl_src;	/* source queue id + 1 */
 	uint32_t dl_count;	/* deliveries in the source queue */
 	uint32_t reply_to;	/* a request: reply queue id + 1, else 0 */
-	uint32_t __reply_gen;	/* library-private */
-	uint64_t __word;	/* library-private from here on */
-	uint32_t __ref;
-	uint32_t __lease;
-	const void *__attrs;
-	uint32_t __attr_len;
-	uint32_t priority;	/* the level it was published at */
+	uint32_t __reply_gen;	/* library's: the reply queue's generation */
+	uint64_t __word;	/* library's: the delivery entry's word */
+	uint32_t __ref;		/* library's: the chunk */
+	uint32_t __lease;	/* library's: the delivery entry */
+	const void *__attrs;	/* library's: see shmbus_msg__attr() */
+	uint32_t __attr_len;	/* library's */
+	uint32_t priority;	/* public: the level it was published at */
 };
 
 /*

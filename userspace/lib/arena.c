@@ -350,14 +350,19 @@ static int snapshot_validate(const uint8_t *base, uint64_t size,
 			     struct shmbus_pool pools[SHMBUS_MAX_POOLS],
 			     char *why, size_t whylen)
 {
+	uint64_t magic;
+
 	if (size < SHMBUS_SB_SIZE) {
 		WHY("%llu bytes is too small for a superblock",
 		    (unsigned long long)size);
 		return -EBADMSG;
 	}
+	/* magic before anything else: the acquire pairs with the release
+	 * store of magic in arena_format(), so the superblock copied after
+	 * it is the complete one */
+	magic = smp_load_acquire((const uint64_t *)base);
 	memcpy(sb, base, sizeof(*sb));
-	/* magic before anything else: pairs with the release in format */
-	sb->magic = smp_load_acquire((const uint64_t *)base);
+	sb->magic = magic;	/* the value checked, whatever is there now */
 	if (sb->magic == SHMBUS_MAGIC && sb->nr_pools >= 1 &&
 	    sb->nr_pools <= SHMBUS_MAX_POOLS &&
 	    region_ok(sb->pool_off, sb->nr_pools * sizeof(*pools),
