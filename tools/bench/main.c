@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+/*
+ * main.c - shmbus-bench: ping-pong round trip and one-way throughput of
+ * shmbus against a pipe, a Unix stream socketpair and a minimal raw SPSC
+ * shared-memory ring, between two processes pinned to CPU 0 and CPU 1.
+ *
+ * This file owns the process: the options, the setup (CPUs, signals,
+ * shared memory, the bus), the order of the runs and of the report, the
+ * cleanup at exit, and die(). The other parts:
+ *   bench.h             what the parts share, and the payload (fill/verify)
+ *   transport.c         the table of transports, the fds they prepare
+ *   transport_raw.c     the raw SPSC shared-memory ring
+ *   transport_shmbus.c  shmbus: copy or loan/commit publish, view receive
+ *   transport_fd.c      pipe and Unix stream socketpair
+ *   child.c             the two child roles: pinger/ponger and
+ *                       producer/consumer
+ *   run.c               one measurement (fork, time out, collect) and the
+ *                       matrix of them that fills the results
+ *   stats.c             percentiles and medians of the results
+ *   report.c            machine facts, tables and targets on stdout
+ *   daemon.c            the bus and the private shmbusd it starts and stops
+ *   semantics.c         ack vs auto-ack, fan-out and request-reply report
+ *   fanout.c            topic fan-out to N subscriber processes
+ *   reqrep.c            request-reply round trips against a replier
+ * Tables and targets go to stdout, progress to stderr.
+ *
+ * Fairness: every message is fully written by the sender (a pattern that
+ * depends on its sequence number, built in a local buffer and then handed
+ * to the transport, or built in place for shmbus loan/commit) and fully
+ * read by the receiver (every byte summed and checked, in place where the
+ * transport allows it, as shmbus views and the raw ring do). A wrong,
+ * lost or reordered message is an error.
+ *
+ * Modes: "busy" polls without ever sleeping (shmbus spin_ns = INT64_MAX);
+ * "block" sleeps in the kernel as soon as nothing is there (shmbus
+ * spin_ns = -1; the raw ring sleeps on an eventfd at once). A sender that
+ * finds a queue full waits: shmbus publishes with timeout -1, the raw ring
+ * spins (busy) or backs off as libshmbus does (block), pipes and sockets
+ * block in write().
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+const size_t sizes[NR_SIZES] = { 64, 4096 };
+const char *const mode_names[NR_MODES] = { "busy", "block" };
+
+struct config cfg = {
+	.reps = 3,
+	.rtt_busy = 100000,
+	.rtt_block = 20000,
+	.tput = { 2000000, 200000 },
+};
+
+struct shared *sh;
+size_t sh_max_samples;
+static pid_t main_pid;
+static bool run_ok;			/* the daemon's log is not needed */
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                      */
+/* ------------------------------------------------------------------ */
+
+bool in_parent(void)
+{
+	return getpid() == main_pid;
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "shmbus-bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (in_parent())
+		exit(1);
+	_exit(1);
+}
+
+void *map_shared(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		die("mmap %zu bytes: %s", len, strerror(errno));
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                            */
+/* ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus-bench [--quick] [--reps N] [--only LIST] [--size 64|4096]\n"
+"                    [--mode busy|block]\n"
+"\n"
+"Round trip (ping-pong) and one-way throughput of shmbus, a pipe, a Unix\n"
+"stream socketpair and a raw shared-memory ring, between two processes\n"
+"pinned to CPU 0 and CPU 1. Tables go to stdout, progress to stderr.\n"
+"\n"
+"  --quick        10x fewer messages (smoke test)\n"
+"  --reps N       repetitions per measurement, median reported (3; 1-%d)\n"
+"  --only LIST    comma-separated transports: shmbus (copy and loan),\n"
+"                 raw, pipe, uds (default: all)\n"
+"  --size S       only 64 or 4096 byte messages\n"
+"  --mode M       only busy (busy-poll) or block (blocking)\n"
+"  --help         this text\n"
+"\n"
+"Uses a private shmbusd on a temporary socket unless SHMBUS_SOCKET is set.\n",
+		MAX_REPS);
+}
+
+static void parse_only(const char *arg)
+{
+	char *copy = strdup(arg), *save = NULL, *tok;
+
+	if (!copy)
+		die("out of memory");
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "shmbus")) {
+			cfg.tp_on[TP_SHMBUS] = cfg.tp_on[TP_LOAN] = true;
+			cfg.tp_on[TP_ACK] = true;
+		} else if (!strcmp(tok, "raw")) {
+			cfg.tp_on[TP_RAW] = true;
+		} else if (!strcmp(tok, "pipe")) {
+			cfg.tp_on[TP_PIPE] = true;
+		} else if (!strcmp(tok, "uds")) {
+			cfg.tp_on[TP_UDS] = true;
+		} else {
+			usage(stderr);
+			die("--only: unknown transport '%s'", tok);
+		}
+	}
+	free(copy);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "quick", no_argument, NULL, 'q' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "only", required_argument, NULL, 'o' },
+		{ "size", required_argument, NULL, 's' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool only = false, size = false, mode = false;
+	char *end;
+	long v;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'q':
+			cfg.rtt_busy /= 10;
+			cfg.rtt_block /= 10;
+			cfg.tput[0] /= 10;
+			cfg.tput[1] /= 10;
+			break;
+		case 'r':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > MAX_REPS)
+				die("--reps: want 1..%d", MAX_REPS);
+			cfg.reps = (unsigned)v;
+			break;
+		case 'o':
+			only = true;
+			parse_only(optarg);
+			break;
+		case 's':
+			size = true;
+			if (!strcmp(optarg, "64"))
+				cfg.size_on[0] = true;
+			else if (!strcmp(optarg, "4096"))
+				cfg.size_on[1] = true;
+			else
+				die("--size: want 64 or 4096");
+			break;
+		case 'm':
+			mode = true;
+			if (!strcmp(optarg, "busy"))
+				cfg.mode_on[MODE_BUSY] = true;
+			else if (!strcmp(optarg, "block"))
+				cfg.mode_on[MODE_BLOCK] = true;
+			else
+				die("--mode: want busy or block");
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		die("unexpected argument '%s'", argv[optind]);
+	}
+	for (int i = 0; i < NR_TP; i++)
+		cfg.tp_on[i] |= !only;
+	for (int i = 0; i < NR_SIZES; i++)
+		cfg.size_on[i] |= !size;
+	for (int i = 0; i < NR_MODES; i++)
+		cfg.mode_on[i] |= !mode;
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup and cleanup                                                  */
+/* ------------------------------------------------------------------ */
+
+static void check_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		die("sched_getaffinity: %s", strerror(errno));
+	if (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))
+		die("needs CPU 0 and CPU 1 (allowed: %d CPUs)",
+		    CPU_COUNT(&set));
+}
+
+/* atexit: runs in the parent only (children always _exit). */
+static void cleanup(void)
+{
+	if (!in_parent())
+		return;
+	kill_kids();
+	teardown_bus(run_ok);
+}
+
+static void fatal_signal(int sig)
+{
+	/* only async-signal-safe calls: leave the files, stop processes */
+	kill_kids();
+	signal_daemon();
+	_exit(128 + sig);
+}
+
+static void setup_signals(void)
+{
+	struct sigaction sa = { .sa_handler = parent_alarm,
+				.sa_flags = SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGALRM, &sa, NULL) < 0)
+		die("sigaction: %s", strerror(errno));
+	sa.sa_handler = fatal_signal;
+	sa.sa_flags = 0;
+	if (sigaction(SIGINT, &sa, NULL) < 0 ||
+	    sigaction(SIGTERM, &sa, NULL) < 0 ||
+	    sigaction(SIGHUP, &sa, NULL) < 0)
+		die("sigaction: %s", strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void setup_memory(void)
+{
+	uint64_t most = cfg.rtt_busy > cfg.rtt_block ? cfg.rtt_busy
+						     : cfg.rtt_block;
+
+	sh_max_samples = most;
+	sh = map_shared(sizeof(*sh) + sh_max_samples * sizeof(uint64_t));
+	raw_map_rings();
+}
+
+int main(int argc, char **argv)
+{
+	main_pid = getpid();
+	parse_args(argc, argv);
+	check_cpus();
+	setup_signals();
+	setup_memory();
+	if (atexit(cleanup))
+		die("atexit failed");
+	setup_socket();
+	setup_bus();
+	print_machine();
+	fflush(stdout);
+	fprintf(stderr, "shmbus-bench: bus '%s' on %s\n", BUS_NAME,
+		bus_socket());
+	for (int si = 0; si < NR_SIZES; si++)
+		if (cfg.size_on[si])
+			run_size(si);
+	for (int si = 0; si < NR_SIZES; si++)
+		if (cfg.size_on[si])
+			print_table(si);
+	print_targets();
+	run_semantics();
+	print_queue_stats();
+	run_ok = true;
+	return 0;
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+/*
+ * transport_shmbus.c - shmbus under test, on the queues "ping" and "pong"
+ * of the bench bus: copy publish ("shmbus", "shmbus ack") or loan/commit
+ * ("shmbus loan"), and a view receive that reads the message in place.
+ * Each child opens a handle of its own on the bus.
+ */
+#include <errno.h>
+#include <stdint.h>
+
+#include "bench.h"
+
+int sb_prepare(const struct run *r, int nchan)
+{
+	struct shmbus_queue_info qi;
+
+	/* a measurement starts on empty queues */
+	for (int c = 0; c < nchan; c++) {
+		int err = shmbus__queue_info(bench_bus, queue_names[c], &qi);
+
+		if (err)
+			return err;
+		if (qi.depth)
+			return -ENOTEMPTY;
+	}
+	return 0;
+}
+
+int sb_child_init(void)
+{
+	/* our own handle: the parent's must not cross fork */
+	bench_bus = shmbus__open(BUS_NAME, NULL);
+	return bench_bus ? 0 : -errno;
+}
+
+void sb_child_fini(void)
+{
+	shmbus__close(bench_bus);
+	bench_bus = NULL;
+}
+
+/* "shmbus" and "shmbus loan": auto-ack views (at-most-once, as the
+ * foundation measured); "shmbus ack": leases, acked one by one. */
+static int sb_open_mode(struct end *e, int chan, bool ack)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, co,
+		    .spin_ns = e->block ? -1 : INT64_MAX,
+		    .flags = ack ? 0 : SHMBUS_CONSUMER_AUTO_ACK);
+
+	if (e->tx)
+		e->prod = shmbus_producer__new(bench_bus, queue_names[chan],
+					       NULL);
+	else
+		e->cons = shmbus_consumer__new(bench_bus, queue_names[chan],
+					       &co);
+	return e->prod || e->cons ? 0 : -errno;
+}
+
+int sb_open(struct end *e, int chan)
+{
+	return sb_open_mode(e, chan, false);
+}
+
+int sb_open_ack(struct end *e, int chan)
+{
+	return sb_open_mode(e, chan, true);
+}
+
+void sb_close(struct end *e)
+{
+	shmbus_producer__free(e->prod);
+	shmbus_consumer__free(e->cons);
+	e->prod = NULL;
+	e->cons = NULL;
+}
+
+int sb_send(struct end *e, uint64_t seq)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+
+	fill(e->buf, e->size, seq);
+	return shmbus_producer__publish(e->prod, e->buf, e->size, &po);
+}
+
+int sb_loan_send(struct end *e, uint64_t seq)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+	void *buf = shmbus_producer__loan(e->prod, e->size, -1);
+	int err;
+
+	if (!buf)
+		return -errno;
+	fill(buf, e->size, seq);
+	err = shmbus_producer__commit(e->prod, buf, e->size, &po);
+	if (err)
+		shmbus_producer__cancel(e->prod, buf);
+	return err;
+}
+
+int sb_recv(struct end *e, uint64_t seq)
+{
+	struct shmbus_msg m;
+	int err;
+
+	err = shmbus_consumer__receive_view(e->cons, &m, -1);
+	if (err)
+		return err;
+	err = m.len == e->size ? verify(m.data, e->size, seq) : -EBADMSG;
+	shmbus_consumer__release(e->cons, &m);
+	return err;
+}
