@@ -91,12 +91,6 @@ static inline int check_pid(const struct shmbus *bus)
 	return bus->pid == getpid() ? 0 : -ECHILD;
 }
 
-/* Publish with a reply-to queue (qid + 1) and a correlation id. */
-int producer_publish_rr(struct shmbus_producer *p, const void *data,
-			size_t len, uint64_t corr_id, uint32_t reply_to,
-			uint32_t reply_gen, int64_t timeout_ns);
-uint32_t producer_qid(const struct shmbus_producer *p);
-
 /* Count @ctr once on the consumer's slot (its queue's statistics). */
 void consumer_count(struct shmbus_consumer *c, unsigned ctr);
 uint32_t consumer_qid(const struct shmbus_consumer *c);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "producer.h"
 
 #define RR_TARGETS	8	/* request queues kept attached per bus */
 #define RR_REPLY_LEN	64	/* reply queue capacity */
