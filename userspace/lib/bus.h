@@ -91,17 +91,12 @@ static inline int check_pid(const struct shmbus *bus)
 	return bus->pid == getpid() ? 0 : -ECHILD;
 }
 
-/* Count @ctr once on the consumer's slot (its queue's statistics). */
-void consumer_count(struct shmbus_consumer *c, unsigned ctr);
-uint32_t consumer_qid(const struct shmbus_consumer *c);
-struct shmbus *consumer_bus(const struct shmbus_consumer *c);
-/* The replier's cache of reply-queue producers (reqrep.c owns it). */
-void **consumer_reply_cache(struct shmbus_consumer *c);
-unsigned c_rr_next(struct shmbus_consumer *c);
-void reply_cache_free(void *cache);
+/* ---- reqrep.c ------------------------------------------------------ */
 
-/* Request-reply state of a bus handle (reqrep.c). */
+/* Request-reply state of a bus handle. */
 struct reqrep;
 void reqrep_free(struct shmbus *bus);
+/* A replying consumer's cache of reply-queue producers. */
+void reply_cache_free(void *cache);
 
 #endif /* SHMBUS_BUS_H */

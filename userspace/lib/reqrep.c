@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
+#include "consumer.h"
 #include "producer.h"
 
 #define RR_TARGETS	8	/* request queues kept attached per bus */
