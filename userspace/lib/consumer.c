@@ -7,8 +7,10 @@
  *
  * A receive takes a ref from the ring with one cmpxchg (ring.h), marks the
  * chunk HELD by our slot and validates its header against the chunk size
- * before handing out a view: a peer that wrote garbage costs one -EBADMSG
- * (counted), never an access outside the chunk.
+ * before handing out a view. A ring entry that fails (a peer wrote
+ * garbage) is dropped, counted (SHMBUS_STAT_CORRUPT), and the receive
+ * looks on: it costs the consumer the skip, never an error, never an
+ * access outside the chunk.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -344,9 +346,22 @@ static __always_inline void take_view(struct shmbus_msg *msg,
 }
 
 /*
+ * A ring entry that is not a message (a peer's garbage), out of the ring
+ * now: count it, and look on for up to a ring's worth of them (every
+ * level's) per take(). True: look on. False: a peer writes garbage as fast
+ * as we skip it; take() returns so that its caller can read the clock.
+ */
+static inline bool take_skip(struct attachment *at, uint32_t *skipped)
+{
+	slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
+	return ++*skipped <= (at->ring.mask + 1) * at->nr_prio;
+}
+
+/*
  * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
- * -ENOBUFS (prefetch reached), -EBADMSG, -EUCLEAN, or -ETIME: an expired
- * message is in c->expired for expire_pending().
+ * -ENOBUFS (prefetch reached), -EUCLEAN, -ETIME (an expired message is in
+ * c->expired for expire_pending()), or -EBADMSG: nothing but garbage, a
+ * ring's worth of it skipped (take_skip()); nothing was received.
  */
 static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 {
@@ -356,6 +371,7 @@ static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	struct shmbus_chunk *ch;
 	uint32_t ref, len, al, dc, e;
 	uint64_t exp, w;
+	uint32_t skipped = 0;
 	bool shared;
 	int err;
 
@@ -369,16 +385,13 @@ again:
 	if (err)
 		return err;
 	ch = chunk_at(a, ref);
-	if (unlikely(!ch)) {
-		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
-		return -EBADMSG;
-	}
+	if (unlikely(!ch))
+		goto corrupt;
 	err = take_claim(at, ch, &shared);
 	if (unlikely(err)) {
 		if (err == -EAGAIN)
 			goto again;
-		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
-		return -EBADMSG;
+		goto corrupt;
 	}
 	/* read once, validate, and use only these copies */
 	len = READ_ONCE(ch->len);
@@ -387,8 +400,7 @@ again:
 	if (unlikely(ALIGN_UP((uint64_t)len, 8) + al >
 		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
 		chunk_unref(a, at->slot, ref);
-		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
-		return -EBADMSG;
+		goto corrupt;
 	}
 	exp = READ_ONCE(ch->expires_ns);
 	if (unlikely(exp) && (uint64_t)now_ns() >= exp) {
@@ -405,6 +417,11 @@ again:
 		      ring_depth_hint(READ_ONCE(at->q->tail),
 				      READ_ONCE(at->q->head)), now_ns());
 	return 0;
+
+corrupt:
+	if (take_skip(at, &skipped))
+		goto again;
+	return -EBADMSG;
 }
 
 /* Hand the expired message take() left us to the daemon (for the DLQ). */
@@ -435,6 +452,16 @@ static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 			return err;
 		expire_pending(c);
 	}
+}
+
+/*
+ * Did try_take() find nothing to receive? The rings were empty (-EAGAIN),
+ * or a peer wrote garbage into them as fast as take() skipped it
+ * (-EBADMSG): either way a receive waits on, or says -EAGAIN.
+ */
+static inline bool took_nothing(int err)
+{
+	return err == -EAGAIN || err == -EBADMSG;
 }
 
 /* Announce sleep and re-check. 1: a message is there; 0: armed. */
@@ -476,18 +503,23 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		return 0;
 	}
 	err = try_take(c, msg);
-	if (likely(err != -EAGAIN) || timeout_ns == 0)
+	if (likely(!err))
+		return 0;
+	if (!took_nothing(err))
 		return err;
+	if (timeout_ns == 0)
+		return -EAGAIN;
 
 	t = now_ns();
 	deadline = deadline_of(timeout_ns);
 	spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX : t + c->spin_ns;
 	for (;;) {
 		err = try_take(c, msg);
-		if (err != -EAGAIN)
+		if (!took_nothing(err))
 			return err;
-		/* read the clock only every SPIN_CLOCK_EVERY empty checks */
-		if (c->spin_ns && ++spins % SPIN_CLOCK_EVERY) {
+		/* read the clock only every SPIN_CLOCK_EVERY empty checks,
+		 * and after every ring's worth of garbage skipped */
+		if (err == -EAGAIN && c->spin_ns && ++spins % SPIN_CLOCK_EVERY) {
 			cpu_relax();
 			continue;
 		}
@@ -515,7 +547,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
 			err = try_take(c, msg);
-			return err == -EAGAIN ? -ETIMEDOUT : err;
+			return took_nothing(err) ? -ETIMEDOUT : err;
 		}
 		if (err)
 			return err;

@@ -335,8 +335,6 @@ SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
 			err = 0;
 			break;
 		}
-		if (err == -EBADMSG)
-			continue;
 		if (err)
 			break;
 		if (!m.reply_to) {
