@@ -122,7 +122,7 @@ int topic_publish_one(struct attachment *at, const void *data, size_t len,
 
 	if (len > at->msg_size)
 		return -EMSGSIZE;
-	err = chunk_for(at, data, len, h, w, &ref);
+	err = chunk_for(at, data, len, h, w, &ref, true);
 	return err ? err : topic_fanout(at, ref, w);
 }
 

@@ -296,16 +296,21 @@ static inline int alloc_wait(struct attachment *at, size_t size,
 	return alloc_slow(at, size, ref, w, in_epoch);
 }
 
-/* A chunk holding @data and the header fields @h, ours in *@ref (queue
- * and topic publishes alike); inside an epoch section. 0 or -errno. */
-static inline int chunk_for(struct attachment *at, const void *data,
-			    size_t len, const struct pub_hdr *h,
-			    struct pub_wait *w, uint32_t *ref)
+/*
+ * A chunk holding @data and the header fields @h, ours in *@ref (queue,
+ * topic and delayed publishes alike); @in_epoch as for alloc_wait().
+ * 0 or -errno. Always inline: it is the middle of the publish fast path,
+ * and publish.c also calls it from the delayed path.
+ */
+static __always_inline int chunk_for(struct attachment *at, const void *data,
+				     size_t len, const struct pub_hdr *h,
+				     struct pub_wait *w, uint32_t *ref,
+				     bool in_epoch)
 {
 	struct shmbus_chunk *c;
 	int err;
 
-	err = alloc_wait(at, msg_bytes(len, h), ref, w, true);
+	err = alloc_wait(at, msg_bytes(len, h), ref, w, in_epoch);
 	if (unlikely(err)) {
 		if (err == -ENOMEM)
 			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);

@@ -31,7 +31,7 @@ static inline int publish_one(struct attachment *at, const void *data,
 		return -EMSGSIZE;
 	/* the cell's transfer overlaps with writing the chunk */
 	ring_prefetch_tail(&at->ring);
-	err = chunk_for(at, data, len, h, w, &ref);
+	err = chunk_for(at, data, len, h, w, &ref, true);
 	if (unlikely(err))
 		return err;
 	c = chunk_at(a, ref);
@@ -102,14 +102,9 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
 		return -EMSGSIZE;
 	if (!attachment_live(at))
 		return -EIDRM;
-	err = alloc_wait(at, msg_bytes(len, h), &ref, w, false);
-	if (err) {
-		if (err == -ENOMEM)
-			slot_count(at->slot, SHMBUS_CTR_NOMEM, 1);
+	err = chunk_for(at, data, len, h, w, &ref, false);
+	if (err)
 		return err;
-	}
-	memcpy(chunk_payload(chunk_at(&at->bus->arena, ref)), data, len);
-	chunk_fill(at, chunk_at(&at->bus->arena, ref), (uint32_t)len, h);
 	err = hand_to_daemon(at, ref, delay_ns);
 	if (err)
 		pool_free(&at->bus->arena, at->slot, ref);
