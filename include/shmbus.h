@@ -613,13 +613,17 @@ SHMBUS_API int shmbus_msg__attr_next(const struct shmbus_msg *msg,
  * Receive one message as a zero-copy view, waiting up to @timeout_ns:
  * spin for the consumer's spin budget, then block on the eventfd.
  *
+ * A corrupt message (a peer wrote garbage: its header fails validation)
+ * is never returned: it is dropped, counted (SHMBUS_STAT_CORRUPT), and the
+ * receive looks on for a real one within the same timeout.
+ *
  * Returns 0 and fills @msg, or:
  *   -EAGAIN     nothing arrived (timeout 0)
  *   -ETIMEDOUT  nothing arrived within the timeout
+ *   -ENOBUFS    the consumer holds its prefetch of messages: ack or
+ *               release one first
  *   -EINTR      a signal interrupted the wait
  *   -EIDRM      the queue was deleted
- *   -EBADMSG    a corrupt message was found and dropped (counted);
- *               calling again continues with the next one
  *   -EUCLEAN    the ring is corrupt
  */
 SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
@@ -695,7 +699,8 @@ SHMBUS_API ssize_t shmbus_consumer__pending_len(struct shmbus_consumer *c);
 
 /*
  * Receive up to @n views, waiting up to @timeout_ns for the first one only.
- * Returns the number received (> 0) or the error of receive_view.
+ * Returns the number received (> 0) or the error of receive_view. Corrupt
+ * messages are skipped as by receive_view.
  */
 SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 					      struct shmbus_msg *msgs,

@@ -3,10 +3,13 @@
  * test_hostile.c - a peer that scribbles on the arena. The test process
  * plays the hostile peer: it finds its own mapping of the bus's arena and
  * writes garbage into ring cells, chunk headers, queue descriptors, free
- * lists and the superblock. Other processes must get clear errors
- * (-EBADMSG, -EUCLEAN), keep working where the damage allows, and never
- * crash or touch memory outside the arena.
+ * lists and the superblock. Other processes must skip and count a corrupt
+ * message (a receive never returns one), get clear errors for damaged
+ * structures (-EUCLEAN, or -EBADMSG for an arena that is not one), keep
+ * working where the damage allows, and never crash or touch memory
+ * outside the arena.
  */
+#include <inttypes.h>
 #include <signal.h>
 
 #include "shmbus.h"
@@ -39,12 +42,12 @@ static struct shmbus_pool *pool_of(uint8_t *base, unsigned pi)
 	return (struct shmbus_pool *)(base + sb_of(base)->pool_off) + pi;
 }
 
-/* The cell holding the message at the head of queue @qid (it is full). */
-static struct shmbus_cell *head_cell(uint8_t *base, uint32_t qid)
+/* The cell of position @pos in the ring of queue @qid. */
+static struct shmbus_cell *cell_at(uint8_t *base, uint32_t qid, uint64_t pos)
 {
 	struct shmbus_queue *q = queue_of(base, qid);
 	struct shmbus_cell *cells = (struct shmbus_cell *)(base + q->ring_off);
-	uint32_t n = q->ring_cap, i = (uint32_t)q->head & (n - 1);
+	uint32_t n = q->ring_cap, i = (uint32_t)pos & (n - 1);
 
 	/* the same spreading as ring.h (layout version 1) */
 	if (n >= 16) {
@@ -53,6 +56,29 @@ static struct shmbus_cell *head_cell(uint8_t *base, uint32_t qid)
 		i = (i % lines) * 8 + i / lines;
 	}
 	return &cells[i];
+}
+
+/* The cell holding the message at the head of queue @qid (it is full). */
+static struct shmbus_cell *head_cell(uint8_t *base, uint32_t qid)
+{
+	return cell_at(base, qid, queue_of(base, qid)->head);
+}
+
+/* Point the full cell of position @pos at a chunk outside every pool. */
+static void garble_cell(uint8_t *base, uint32_t qid, uint64_t pos)
+{
+	struct shmbus_cell *c = cell_at(base, qid, pos);
+
+	c->v = SHMBUS_CELL(SHMBUS_CELL_SEQ(c->v), SHMBUS_REF(7, 12345));
+}
+
+/* Queue @name's count of corrupt messages skipped. */
+static uint64_t corrupt_count(struct shmbus *bus, const char *name)
+{
+	struct shmbus_queue_info qi;
+
+	assert_int_equal(shmbus__queue_info(bus, name, &qi), 0);
+	return qi.stat[SHMBUS_STAT_CORRUPT];
 }
 
 static struct shmbus_chunk *chunk_of(uint8_t *base, uint32_t ref)
@@ -90,27 +116,37 @@ static void teardown(struct setup *s)
 }
 
 /*
- * In another process: receive @n messages from @q (no wait) and report
- * each result as a byte in @out: 'o' ok, 'b' -EBADMSG, 'a' -EAGAIN,
- * 'u' -EUCLEAN, '?' other. Exits 0 unless it crashed.
+ * In another process: receive @n times from @q (no wait) and report each
+ * result as a byte in @out: 'o' ok, 'a' -EAGAIN, 'u' -EUCLEAN, 'b'
+ * -EBADMSG (a receive must never return a corrupt message), '?' other;
+ * and in @got (64 bytes) the payloads received (strings), each followed
+ * by a comma. Exits 0 unless it crashed.
  */
-static void receive_in_child(const char *q, int n, char *out)
+static void receive_in_child(const char *q, int n, char *out, char *got)
 {
 	pid_t kid = fork();
 
 	if (!kid) {
 		struct shmbus *b = t_open_bus(BUS);
 		struct shmbus_consumer *c = shmbus_consumer__new(b, q, NULL);
+		size_t used = 0;
 
 		CHILD_CHECK(c, "consumer: %s", strerror(errno));
+		got[0] = '\0';
 		for (int i = 0; i < n; i++) {
 			struct shmbus_msg m;
 			int err = shmbus_consumer__try_receive(c, &m);
 
 			out[i] = !err ? 'o' : err == -EBADMSG ? 'b' :
 				 err == -EAGAIN ? 'a' : err == -EUCLEAN ? 'u' : '?';
-			if (!err)
-				shmbus_consumer__release(c, &m);
+			if (err)
+				continue;
+			CHILD_CHECK(used + m.len + 2 <= 64, "payloads");
+			memcpy(got + used, m.data, m.len);
+			used += m.len;
+			got[used++] = ',';
+			got[used] = '\0';
+			shmbus_consumer__release(c, &m);
 		}
 		shmbus_consumer__free(c);
 		shmbus__close(b);
@@ -119,35 +155,31 @@ static void receive_in_child(const char *q, int n, char *out)
 	assert_int_equal(t_wait(kid, 10000), 0);
 }
 
-/* A ring cell pointing outside every pool: -EBADMSG, counted, and the
- * next message comes through. */
+/* A ring cell pointing outside every pool: skipped and counted; the
+ * message behind it comes through. */
 static void test_bad_ref_in_ring(void **state)
 {
-	char *res = t_shared(8);
-	struct shmbus_queue_info qi;
+	char *res = t_shared(8), *got = t_shared(64);
 	struct setup s;
 
 	(void)state;
 	setup(&s, "badref");
 	assert_int_equal(shmbus_producer__publish(s.p, "one", 3, NULL), 0);
 	assert_int_equal(shmbus_producer__publish(s.p, "two", 3, NULL), 0);
-	{
-		struct shmbus_cell *c = head_cell(s.base, s.qid);
-
-		c->v = SHMBUS_CELL(SHMBUS_CELL_SEQ(c->v), SHMBUS_REF(7, 12345));
-	}
-	receive_in_child("badref", 3, res);
-	assert_memory_equal(res, "boa", 3);
-	assert_int_equal(shmbus__queue_info(s.bus, "badref", &qi), 0);
-	assert_int_equal(qi.stat[SHMBUS_STAT_CORRUPT], 1);
+	garble_cell(s.base, s.qid, queue_of(s.base, s.qid)->head);
+	receive_in_child("badref", 3, res, got);
+	assert_memory_equal(res, "oaa", 3);
+	assert_string_equal(got, "two,");
+	assert_int_equal(corrupt_count(s.bus, "badref"), 1);
 	teardown(&s);
 }
 
-/* A header whose length runs past its chunk: -EBADMSG, never a read past
- * the chunk; the chunk goes back to the pool. */
+/* A header whose length runs past its chunk: skipped and counted, never a
+ * read past the chunk; the chunk goes back to the pool, and the message
+ * behind it comes through. */
 static void test_bad_length(void **state)
 {
-	char *res = t_shared(8);
+	char *res = t_shared(8), *got = t_shared(64);
 	struct setup s;
 
 	(void)state;
@@ -156,20 +188,127 @@ static void test_bad_length(void **state)
 	assert_int_equal(shmbus_producer__publish(s.p, "two", 3, NULL), 0);
 	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->len =
 		0x7fffffff;
-	receive_in_child("badlen", 3, res);
-	assert_memory_equal(res, "boa", 3);
+	receive_in_child("badlen", 3, res, got);
+	assert_memory_equal(res, "oaa", 3);
+	assert_string_equal(got, "two,");
+	assert_int_equal(corrupt_count(s.bus, "badlen"), 1);
 	/* a length whose 8-byte rounding wraps a 32-bit integer */
 	assert_int_equal(shmbus_producer__publish(s.p, "four", 4, NULL), 0);
 	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->len =
 		0xffffffff;
-	receive_in_child("badlen", 2, res);
-	assert_memory_equal(res, "ba", 2);
+	assert_int_equal(shmbus_producer__publish(s.p, "five", 4, NULL), 0);
+	receive_in_child("badlen", 2, res, got);
+	assert_memory_equal(res, "oa", 2);
+	assert_string_equal(got, "five,");
 	/* and attributes running past the chunk */
 	assert_int_equal(shmbus_producer__publish(s.p, "three", 5, NULL), 0);
 	chunk_of(s.base, SHMBUS_CELL_REF(head_cell(s.base, s.qid)->v))->attr_len =
 		0xffff;
-	receive_in_child("badlen", 2, res);
-	assert_memory_equal(res, "ba", 2);
+	receive_in_child("badlen", 2, res, got);
+	assert_memory_equal(res, "aa", 2);
+	assert_string_equal(got, "");
+	assert_int_equal(corrupt_count(s.bus, "badlen"), 3);
+	teardown(&s);
+}
+
+/*
+ * A ring of nothing but garbage: a receive that does not wait skips all of
+ * it (each entry counted) and returns -EAGAIN, and delivers a real message
+ * behind it; a receive with a timeout waits it out as on an empty queue.
+ * A peer writing garbage as fast as the consumer skips it cannot keep a
+ * receive past its timeout, nor one that does not wait from returning.
+ */
+static void test_ring_of_garbage(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 64);
+	SHMBUS_OPTS(shmbus_consumer_opts, spin, .spin_ns = 5000000000LL);
+	char *res = t_shared(8), *got = t_shared(64);
+	struct shmbus_queue_info qi;
+	struct shmbus_consumer *c;
+	struct shmbus_queue *q;
+	struct shmbus_msg m;
+	struct setup s;
+	uint64_t before;
+	int64_t t0, dt;
+	uint32_t cap;
+	char body[16], x;
+	int ready[2];
+	pid_t kid;
+
+	(void)state;
+	s.bus = t_open_bus(BUS);
+	assert_int_equal(shmbus__queue_declare(s.bus, "garbage", &qo), 1);
+	s.p = shmbus_producer__new(s.bus, "garbage", NULL);
+	assert_non_null(s.p);
+	assert_int_equal(shmbus__queue_info(s.bus, "garbage", &qi), 0);
+	s.qid = qi.id;
+	s.base = arena_of(BUS);
+	q = queue_of(s.base, s.qid);
+	cap = qi.capacity;
+	assert_true(cap >= 16);
+
+	/* a full ring, all garbage but the last message */
+	for (uint32_t i = 0; i < cap; i++) {
+		snprintf(body, sizeof(body), "m%u", i);
+		assert_int_equal(shmbus_producer__publish(s.p, body,
+							  strlen(body), NULL), 0);
+	}
+	for (uint32_t i = 0; i + 1 < cap; i++)
+		garble_cell(s.base, s.qid, q->head + i);
+	receive_in_child("garbage", 2, res, got);
+	assert_memory_equal(res, "oa", 2);
+	snprintf(body, sizeof(body), "m%u,", cap - 1);
+	assert_string_equal(got, body);
+	assert_int_equal(corrupt_count(s.bus, "garbage"), cap - 1);
+
+	/* all garbage: a timeout runs its course */
+	for (uint32_t i = 0; i < cap; i++)
+		assert_int_equal(shmbus_producer__publish(s.p, "x", 1, NULL), 0);
+	for (uint32_t i = 0; i < cap; i++)
+		garble_cell(s.base, s.qid, q->head + i);
+	c = shmbus_consumer__new(s.bus, "garbage", NULL);
+	assert_non_null(c);
+	t0 = t_now_ns();
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 100000000), -ETIMEDOUT);
+	dt = t_now_ns() - t0;
+	assert_true(dt >= 100000000 && dt < 2000000000);
+	assert_int_equal(corrupt_count(s.bus, "garbage"), 2 * cap - 1);
+
+	/* a peer keeps every cell full of garbage for 1.5 s; the consumer
+	 * spins (it would sleep through an empty moment otherwise) */
+	shmbus_consumer__free(c);
+	c = shmbus_consumer__new(s.bus, "garbage", &spin);
+	assert_non_null(c);
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		int64_t end = t_now_ns() + 1500000000;
+		bool told = false;
+
+		while (t_now_ns() < end) {
+			uint64_t h = READ_ONCE(q->head);
+
+			for (uint32_t i = 0; i < cap; i++)
+				cell_at(s.base, s.qid, h + i)->v =
+					SHMBUS_CELL(h + i + 1, SHMBUS_REF(7, i));
+			if (!told)
+				told = write(ready[1], "r", 1) == 1;
+		}
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	before = corrupt_count(s.bus, "garbage");
+	t0 = t_now_ns();
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 200000000), -ETIMEDOUT);
+	dt = t_now_ns() - t0;
+	print_message("under a garbage stream: 100 try_receive and a 200 ms "
+		      "receive took %.1f ms, %" PRIu64 " entries skipped\n",
+		      dt / 1e6, corrupt_count(s.bus, "garbage") - before);
+	assert_true(dt >= 200000000 && dt < 1400000000);
+	assert_true(corrupt_count(s.bus, "garbage") > before);
+	assert_int_equal(t_wait(kid, 10000), 0);
+	shmbus_consumer__free(c);
 	teardown(&s);
 }
 
@@ -570,6 +709,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_ref_in_ring),
 		cmocka_unit_test(test_bad_length),
+		cmocka_unit_test(test_ring_of_garbage),
 		cmocka_unit_test(test_bad_ring_offset),
 		cmocka_unit_test(test_bad_free_list),
 		cmocka_unit_test(test_bad_superblock),

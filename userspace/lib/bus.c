@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * bus.c - opening and closing a bus, declaring and deleting queues,
- * attaching handles to queues, and the arena-only queries (info, list).
+ * bus.c - the bus handle: opening a bus (check the options, connect to the
+ * daemon, map the arena it sends, choose the wake backend), closing it,
+ * and what the handle tells about itself. Queue and topic control is in
+ * control.c, attaching producers and consumers in attach.c.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -11,8 +13,6 @@
 #include <sys/ioctl.h>
 
 #include "bus.h"
-#include "probes.h"
-#include "pool.h"
 
 static const char *bus_name_or_default(const char *name)
 {
@@ -81,55 +81,128 @@ fail:
 	return err;
 }
 
+/* Check @opts and fill the BUS_OPEN request for bus @name. 0 or -EINVAL. */
+static int open_request(struct sbc_bus_open *req, const char *name,
+			const struct shmbus_open_opts *opts)
+{
+	uint32_t flags;
+
+	if (!OPTS_VALID(opts, shmbus_open_opts))
+		return -EINVAL;
+	memset(req, 0, sizeof(*req));
+	if (proto_name_set(req->name, bus_name_or_default(name))) {
+		pr_warn("invalid bus name '%s' (1-63 of [A-Za-z0-9._-])",
+			bus_name_or_default(name));
+		return -EINVAL;
+	}
+	flags = OPTS_GET(opts, flags, 0);
+	if (flags & ~(SHMBUS_OPEN_NOCREATE | SHMBUS_OPEN_EXCL |
+		      SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOSTART))
+		return -EINVAL;
+	req->flags = (flags & SHMBUS_OPEN_NOCREATE ? 0 : SBC_OPEN_CREATE) |
+		     (flags & SHMBUS_OPEN_EXCL ? SBC_OPEN_EXCL : 0) |
+		     (flags & SHMBUS_OPEN_RDONLY ? SBC_OPEN_RDONLY : 0);
+	req->mode = OPTS_GET(opts, mode, 0);
+	req->max_queues = OPTS_GET(opts, max_queues, 0);
+	req->max_slots = OPTS_GET(opts, max_slots, 0);
+	req->ring_bytes = OPTS_GET(opts, ring_bytes, 0);
+	req->nr_pools = OPTS_GET(opts, nr_pools, 0);
+	if (req->nr_pools > SHMBUS_MAX_POOLS)
+		return -EINVAL;
+	for (unsigned i = 0; i < req->nr_pools; i++) {
+		req->pools[i].payload = opts->pools[i].payload;
+		req->pools[i].count = opts->pools[i].count;
+	}
+	return 0;
+}
+
+/*
+ * Connect to the daemon at @opts' socket, or the default one, starting the
+ * daemon if its socket is absent (unless SHMBUS_OPEN_NOSTART).
+ */
+static int open_connect(struct shmbus *bus,
+			const struct shmbus_open_opts *opts)
+{
+	const char *sock = OPTS_GET(opts, socket_path, NULL);
+	int timeout = OPTS_GET(opts, connect_timeout_ms, 0);
+	char path[108];
+	int err;
+
+	if (timeout <= 0)
+		timeout = 5000;
+	if (!sock) {
+		err = shmbus_socket_path(path, sizeof(path));
+		if (err)
+			return err;
+		sock = path;
+	}
+	err = client_connect(&bus->conn, sock, timeout,
+			     !(OPTS_GET(opts, flags, 0) & SHMBUS_OPEN_NOSTART));
+	if (err)
+		pr_warn("cannot reach shmbusd at %s: %s", sock, strerror(-err));
+	return err;
+}
+
+/*
+ * Ask the daemon for the bus (BUS_OPEN) and map the arena whose fd comes
+ * with the answer: the mapping in bus->arena, the fd in bus->arena_fd.
+ * *@cookie is the daemon's name for our connection (kmod_open()).
+ */
+static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
+		    uint64_t *cookie)
+{
+	struct sbc_bus_open_reply rep;
+	unsigned nfds = 1;
+	int fd = -1, err;
+
+	err = client_call(&bus->conn, SBC_BUS_OPEN, req, sizeof(*req), &rep,
+			  sizeof(rep), &fd, &nfds);
+	if (err)
+		return err;
+	if (nfds != 1)
+		return -EPROTO;
+	bus->rdonly = rep.rdonly;
+	err = arena_map(&bus->arena, fd, bus->rdonly);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	bus->arena_fd = fd;
+	*cookie = rep.kmod_cookie;
+	return 0;
+}
+
+/*
+ * The wake backend: the table of the queues' seat eventfds, and the
+ * kernel module where $SHMBUS_KMOD and /dev/shmbus allow (kmod_open()).
+ */
+static int open_wakes(struct shmbus *bus, uint64_t cookie)
+{
+	int err = wake_table_init(&bus->wakes, bus->arena.max_queues);
+
+	if (err)
+		return err;
+	bus->wakes.bus_id = bus->arena.bus_id;
+	bus->wakes.arena_fd = bus->arena_fd;
+	err = kmod_open(bus, cookie);
+	if (err)
+		wake_table_fini(&bus->wakes);
+	return err;
+}
+
 SHMBUS_API struct shmbus *shmbus__open(const char *name,
 				       const struct shmbus_open_opts *opts)
 {
 	struct sbc_bus_open req;
-	struct sbc_bus_open_reply rep;
-	char path[108];
-	const char *sock;
 	struct shmbus *bus;
-	unsigned nfds = 1;
-	uint32_t flags;
-	int fd = -1, err, timeout;
+	uint64_t cookie;
+	int err;
 
-	if (!OPTS_VALID(opts, shmbus_open_opts)) {
-		errno = EINVAL;
+	err = open_request(&req, name, opts);
+	if (err) {
+		errno = -err;
 		return NULL;
 	}
-	memset(&req, 0, sizeof(req));
-	if (proto_name_set(req.name, bus_name_or_default(name))) {
-		pr_warn("invalid bus name '%s' (1-63 of [A-Za-z0-9._-])",
-			bus_name_or_default(name));
-		errno = EINVAL;
-		return NULL;
-	}
-	flags = OPTS_GET(opts, flags, 0);
-	if (flags & ~(SHMBUS_OPEN_NOCREATE | SHMBUS_OPEN_EXCL |
-		      SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOSTART)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	req.flags = (flags & SHMBUS_OPEN_NOCREATE ? 0 : SBC_OPEN_CREATE) |
-		    (flags & SHMBUS_OPEN_EXCL ? SBC_OPEN_EXCL : 0) |
-		    (flags & SHMBUS_OPEN_RDONLY ? SBC_OPEN_RDONLY : 0);
-	req.mode = OPTS_GET(opts, mode, 0);
-	req.max_queues = OPTS_GET(opts, max_queues, 0);
-	req.max_slots = OPTS_GET(opts, max_slots, 0);
-	req.ring_bytes = OPTS_GET(opts, ring_bytes, 0);
-	req.nr_pools = OPTS_GET(opts, nr_pools, 0);
-	if (req.nr_pools > SHMBUS_MAX_POOLS) {
-		errno = EINVAL;
-		return NULL;
-	}
-	for (unsigned i = 0; i < req.nr_pools; i++) {
-		req.pools[i].payload = opts->pools[i].payload;
-		req.pools[i].count = opts->pools[i].count;
-	}
-	timeout = OPTS_GET(opts, connect_timeout_ms, 0);
-	if (timeout <= 0)
-		timeout = 5000;
-
 	bus = calloc(1, sizeof(*bus));
 	if (!bus) {
 		errno = ENOMEM;
@@ -138,48 +211,20 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	bus->arena_fd = -1;
 	bus->pid = getpid();
 	memcpy(bus->name, req.name, sizeof(bus->name));
-	sock = OPTS_GET(opts, socket_path, NULL);
-	if (!sock) {
-		err = shmbus_socket_path(path, sizeof(path));
-		if (err)
-			goto fail_free;
-		sock = path;
-	}
-	err = client_connect(&bus->conn, sock, timeout,
-			     !(flags & SHMBUS_OPEN_NOSTART));
-	if (err) {
-		pr_warn("cannot reach shmbusd at %s: %s", sock, strerror(-err));
+	err = open_connect(bus, opts);
+	if (err)
 		goto fail_free;
-	}
-	err = client_call(&bus->conn, SBC_BUS_OPEN, &req, sizeof(req), &rep,
-			  sizeof(rep), &fd, &nfds);
+	err = open_map(bus, &req, &cookie);
 	if (err)
 		goto fail_conn;
-	if (nfds != 1) {
-		err = -EPROTO;
-		goto fail_conn;
-	}
-	bus->rdonly = rep.rdonly;
-	err = arena_map(&bus->arena, fd, bus->rdonly);
-	if (err)
-		goto fail_fd;
-	bus->arena_fd = fd;
-	err = wake_table_init(&bus->wakes, bus->arena.max_queues);
+	err = open_wakes(bus, cookie);
 	if (err)
 		goto fail_map;
-	bus->wakes.bus_id = bus->arena.bus_id;
-	bus->wakes.arena_fd = fd;
-	err = kmod_open(bus, rep.kmod_cookie);
-	if (err)
-		goto fail_wakes;
 	return bus;
 
-fail_wakes:
-	wake_table_fini(&bus->wakes);
 fail_map:
 	arena_unmap(&bus->arena);
-fail_fd:
-	close(fd);
+	close(bus->arena_fd);
 fail_conn:
 	client_close(&bus->conn);
 fail_free:
@@ -219,434 +264,4 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus)
 SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus)
 {
 	return bus->arena.bus_id;
-}
-
-/*
- * Start a request that names a queue: zero @req (whose first field is the
- * name) and set the name. Returns 0, -EINVAL, or -ECHILD after fork.
- */
-static int queue_request(const struct shmbus *bus, void *req, size_t len,
-			 const char *name)
-{
-	int err;
-
-	if (!bus)
-		return -EINVAL;
-	if ((err = check_pid(bus)))
-		return err;
-	memset(req, 0, len);
-	return proto_name_set(req, name) ? -EINVAL : 0;
-}
-
-SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
-				     const struct shmbus_queue_opts *opts)
-{
-	struct sbc_queue_declare req;
-	struct sbc_queue_declare_reply rep;
-	int err;
-
-	if (!OPTS_VALID(opts, shmbus_queue_opts))
-		return -EINVAL;
-	if ((err = queue_request(bus, &req, sizeof(req), name)))
-		return err;
-	req.max_len = OPTS_GET(opts, max_len, 0);
-	req.msg_size = OPTS_GET(opts, msg_size, 0);
-	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
-	req.flags = OPTS_GET(opts, flags, 0);
-	if (req.flags & ~SHMBUS_QUEUE_EXPIRE_TO_DLQ)
-		return -EINVAL;
-	{
-		int64_t lease = OPTS_GET(opts, lease_ns, 0),
-			ttl = OPTS_GET(opts, ttl_ns, 0),
-			bi = OPTS_GET(opts, backoff_init_ns, 0),
-			bm = OPTS_GET(opts, backoff_max_ns, 0);
-		const char *dlq = OPTS_GET(opts, dead_letter_queue, NULL);
-
-		if (lease < 0 || ttl < 0 || bi < 0 || bm < 0)
-			return -EINVAL;
-		req.lease_ns = (uint64_t)lease;
-		req.ttl_ns = (uint64_t)ttl;
-		req.backoff_init_ns = (uint64_t)bi;
-		req.backoff_max_ns = (uint64_t)bm;
-		req.backoff_mult_milli = OPTS_GET(opts, backoff_mult_milli, 0);
-		req.max_deliveries = OPTS_GET(opts, max_deliveries, 0);
-		if (OPTS_GET(opts, dedup_window_ns, 0) < 0)
-			return -EINVAL;
-		req.dedup_window_ns = (uint64_t)OPTS_GET(opts, dedup_window_ns, 0);
-		req.overflow = OPTS_GET(opts, overflow, 0);
-		req.priorities = OPTS_GET(opts, priorities, 0);
-		if (req.priorities > SHMBUS_MAX_PRIO)
-			return -EINVAL;
-		if (req.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
-			return -EINVAL;
-		if (dlq && proto_name_set(req.dlq, dlq))
-			return -EINVAL;
-	}
-	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
-			  &rep, sizeof(rep), NULL, NULL);
-	if (err == -EEXIST) {
-		/* say which settings differ (0 = the daemon's default) */
-		int qid = arena_find_queue(&bus->arena, req.name);
-		const struct shmbus_queue *q = queue_at(&bus->arena, qid);
-
-		if (q)
-			pr_warn("queue '%s' exists with other settings (the "
-				"daemon's log says which); it has max_len %u, "
-				"msg_size %u, max_consumers %u", req.name,
-				READ_ONCE(q->max_len), READ_ONCE(q->msg_size),
-				READ_ONCE(q->nr_seats));
-	}
-	if (err)
-		return err;
-	SHMBUS_PROBE4(queue_declare, bus->arena.bus_id, rep.qid, req.name,
-		      rep.created);
-	return rep.created ? 1 : 0;
-}
-
-SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
-				     const struct shmbus_topic_opts *opts)
-{
-	struct sbc_queue_declare req;
-	struct sbc_queue_declare_reply rep;
-	int err;
-
-	if (!OPTS_VALID(opts, shmbus_topic_opts))
-		return -EINVAL;
-	if ((err = queue_request(bus, &req, sizeof(req), name)))
-		return err;
-	req.flags = SBC_QUEUE_TOPIC;
-	req.msg_size = OPTS_GET(opts, msg_size, 0);
-	req.max_len = OPTS_GET(opts, history, 0);
-	if (req.max_len > SHMBUS_RING_MAX_CAP)
-		return -EINVAL;
-	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
-			  &rep, sizeof(rep), NULL, NULL);
-	if (err)
-		return err;
-	return rep.created ? 1 : 0;
-}
-
-SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
-				   const char *group)
-{
-	struct sbc_unsubscribe req;
-	int err;
-
-	if (!bus || !pattern || !group)
-		return -EINVAL;
-	if ((err = check_pid(bus)))
-		return err;
-	memset(&req, 0, sizeof(req));
-	if (strlen(pattern) >= SHMBUS_NAME_MAX ||
-	    proto_name_set(req.group, group))
-		return -EINVAL;
-	strcpy(req.pattern, pattern);
-	if (proto_pattern_valid(req.pattern))
-		return -EINVAL;
-	return client_call(&bus->conn, SBC_UNSUBSCRIBE, &req, sizeof(req),
-			   NULL, 0, NULL, NULL);
-}
-
-SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
-{
-	struct sbc_queue_delete req;
-	int err;
-
-	int qid;
-
-	if ((err = queue_request(bus, &req, sizeof(req), name)))
-		return err;
-	qid = arena_find_queue(&bus->arena, req.name);
-	err = client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
-			  NULL, 0, NULL, NULL);
-	if (!err)
-		SHMBUS_PROBE3(queue_delete, bus->arena.bus_id, qid,
-			      req.name);
-	return err;
-}
-
-/* shmbus_queue_info.stat[] is the arena's counters, index for index */
-_Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
-	       (int)SHMBUS_STAT_DELIVERED == (int)SHMBUS_CTR_DELIVERED &&
-	       (int)SHMBUS_STAT_ACKED == (int)SHMBUS_CTR_ACKED &&
-	       (int)SHMBUS_STAT_NACKED == (int)SHMBUS_CTR_NACKED &&
-	       (int)SHMBUS_STAT_REDELIVERED == (int)SHMBUS_CTR_REDELIVERED &&
-	       (int)SHMBUS_STAT_DEADLETTERED == (int)SHMBUS_CTR_DEADLETTERED &&
-	       (int)SHMBUS_STAT_EXPIRED == (int)SHMBUS_CTR_EXPIRED &&
-	       (int)SHMBUS_STAT_DROPPED == (int)SHMBUS_CTR_DROPPED &&
-	       (int)SHMBUS_STAT_FULL == (int)SHMBUS_CTR_FULL &&
-	       (int)SHMBUS_STAT_NOMEM == (int)SHMBUS_CTR_NOMEM &&
-	       (int)SHMBUS_STAT_CORRUPT == (int)SHMBUS_CTR_CORRUPT &&
-	       (int)SHMBUS_STAT_WAKEUPS == (int)SHMBUS_CTR_WAKEUPS &&
-	       (int)SHMBUS_STAT_SLEEPS == (int)SHMBUS_CTR_SLEEPS &&
-	       (int)SHMBUS_STAT_RECLAIMED == (int)SHMBUS_CTR_RECLAIMED &&
-	       (int)SHMBUS_STAT_LEASE_EXPIRED == (int)SHMBUS_CTR_LEASE_EXPIRED &&
-	       (int)SHMBUS_STAT_DUPLICATES == (int)SHMBUS_CTR_DUPLICATE &&
-	       (int)SHMBUS_STAT__MAX == (int)SHMBUS_NR_COUNTERS &&
-	       (int)SHMBUS_DL_MAX_DELIVERIES == (int)SHMBUS_DLR_MAX_DELIVERIES &&
-	       (int)SHMBUS_DL_EXPIRED == (int)SHMBUS_DLR_EXPIRED &&
-	       (int)SHMBUS_DL_REJECTED == (int)SHMBUS_DLR_REJECTED &&
-	       (int)SHMBUS_DL_OVERFLOW == (int)SHMBUS_DLR_OVERFLOW &&
-	       (int)SHMBUS_QUEUE_EXPIRE_TO_DLQ == (int)SBC_QUEUE_EXPIRE_DLQ,
-	       "public statistics and arena counters disagree");
-
-static int fill_info(const struct arena *a, uint32_t qid,
-		     struct shmbus_queue_info *info)
-{
-	const struct shmbus_queue *q = &a->queues[qid];
-	uint32_t g = smp_load_acquire(&q->gen);
-	uint64_t ctr[SHMBUS_NR_COUNTERS];
-
-	if (!SHMBUS_QGEN_LIVE(g))
-		return -ENOENT;
-	memset(info, 0, sizeof(*info));
-	memcpy(info->name, q->name, sizeof(info->name));
-	info->name[sizeof(info->name) - 1] = '\0';
-	info->id = qid;
-	info->capacity = READ_ONCE(q->ring_cap);
-	info->max_len = READ_ONCE(q->max_len);
-	info->msg_size = READ_ONCE(q->msg_size);
-	info->max_consumers = READ_ONCE(q->nr_seats);
-	info->depth = ring_depth_hint(READ_ONCE(q->tail), READ_ONCE(q->head));
-	if (info->depth > info->capacity)
-		info->depth = info->capacity;
-	{
-		uint32_t np = READ_ONCE(q->nr_prio);
-
-		for (uint32_t l = 1; l < np && l < SHMBUS_MAX_PRIO; l++)
-			info->depth += MIN(ring_depth_hint(
-				READ_ONCE(q->prio_tail[l - 1]),
-				READ_ONCE(q->prio_head[l - 1])),
-				(uint64_t)info->capacity);
-	}
-	info->lease_ns = (int64_t)READ_ONCE(q->lease_ns);
-	info->ttl_ns = (int64_t)READ_ONCE(q->ttl_ns);
-	info->backoff_init_ns = (int64_t)READ_ONCE(q->backoff_init_ns);
-	info->backoff_max_ns = (int64_t)READ_ONCE(q->backoff_max_ns);
-	info->backoff_mult_milli = READ_ONCE(q->backoff_mult_milli);
-	info->max_deliveries = READ_ONCE(q->max_deliveries);
-	{
-		uint32_t f = READ_ONCE(q->flags);
-
-		info->kind = f & SHMBUS_QF_TOPIC ? SHMBUS_TOPIC
-			     : f & SHMBUS_QF_SUB ? SHMBUS_SUBSCRIPTION
-						 : SHMBUS_QUEUE;
-		info->history = READ_ONCE(q->history);
-		info->overflow = READ_ONCE(q->overflow);
-		info->priorities = READ_ONCE(q->nr_prio);
-		info->sub_dropped = READ_ONCE(q->sub_dropped);
-	}
-	info->dedup_window_ns = READ_ONCE(q->dedup_cap)
-				? (int64_t)READ_ONCE(q->dedup_window_ns) : 0;
-	info->flags = READ_ONCE(q->flags) & SHMBUS_QF_EXPIRE_DLQ
-		      ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0;
-	{
-		uint32_t d = READ_ONCE(q->dlq_qid);
-		const struct shmbus_queue *dq = d ? queue_at(a, d - 1) : NULL;
-
-		/* the name, if the DLQ is still the queue it was */
-		if (dq && READ_ONCE(dq->gen) == READ_ONCE(q->dlq_gen)) {
-			memcpy(info->dead_letter_queue, dq->name,
-			       sizeof(info->dead_letter_queue));
-			info->dead_letter_queue[63] = '\0';
-		}
-	}
-	arena_queue_counters(a, qid, g, ctr, &info->producers,
-			     &info->consumers, &info->in_flight);
-	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS && i < SHMBUS_STAT__MAX; i++)
-		info->stat[i] = ctr[i];
-	/* pairs with the daemon's gen bump at delete: a queue deleted while
-	 * we read is reported as gone */
-	smp_rmb();
-	return READ_ONCE(q->gen) == g ? 0 : -ENOENT;
-}
-
-SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
-				  struct shmbus_queue_info *info)
-{
-	int qid;
-
-	if (!bus || !name || !info)
-		return -EINVAL;
-	qid = arena_find_queue(&bus->arena, name);
-	if (qid < 0)
-		return qid;
-	return fill_info(&bus->arena, qid, info);
-}
-
-SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
-				  struct shmbus_queue_info *out, unsigned max)
-{
-	struct shmbus_queue_info tmp;
-	unsigned n = 0;
-
-	if (!bus || (max && !out))
-		return -EINVAL;
-	for (uint32_t qid = 0; qid < bus->arena.max_queues; qid++) {
-		if (fill_info(&bus->arena, qid, n < max ? &out[n] : &tmp))
-			continue;
-		n++;
-	}
-	return (int)n;
-}
-
-SHMBUS_API int shmbus__pool_count(const struct shmbus *bus)
-{
-	return bus ? (int)bus->arena.nr_pools : -EINVAL;
-}
-
-SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
-				 struct shmbus_pool_info *info)
-{
-	const struct arena *a;
-	uint64_t cached = 0;
-
-	if (!bus || !info)
-		return -EINVAL;
-	a = &bus->arena;
-	if (i >= a->nr_pools)
-		return -ENOENT;
-	memset(info, 0, sizeof(*info));
-	info->payload = a->pool[i].payload_max;
-	info->chunk_size = a->pool[i].chunk_size;
-	info->chunks = a->pool[i].nr_chunks;
-	info->free = (uint32_t)MIN(READ_ONCE(a->pool[i].desc->free_count),
-				   (uint64_t)info->chunks);
-	for (uint32_t s = 0; s < a->max_slots; s++) {
-		if (smp_load_acquire(&a->slots[s].state) != SHMBUS_SLOT_ACTIVE)
-			continue;
-		cached += MIN(READ_ONCE(a->slots[s].cache[i].count),
-			      SHMBUS_SLOT_CACHE);
-	}
-	info->cached = (uint32_t)MIN(cached, (uint64_t)info->chunks);
-	return 0;
-}
-
-int attach(struct shmbus *bus, const char *name, uint32_t kind,
-	   struct attachment *at)
-{
-	struct sbc_attach req;
-	int err;
-
-	memset(at, 0, sizeof(*at));
-	at->seat_fd = -1;
-	if (bus->rdonly)
-		return -EPERM;
-	if ((err = queue_request(bus, &req, sizeof(req), name)))
-		return err;
-	req.kind = kind;
-	return attach_call(bus, SBC_ATTACH, &req, sizeof(req), kind, name, at);
-}
-
-int attach_call(struct shmbus *bus, unsigned type, const void *rq,
-		size_t rqlen, uint32_t kind, const char *name,
-		struct attachment *at)
-{
-	const struct arena *a = &bus->arena;
-	struct sbc_attach_reply rep;
-	struct sbc_detach dreq;
-	int fds[SBC_MAX_FDS];
-	unsigned nfds = SBC_MAX_FDS;
-	struct shmbus_slot *s;
-	int err;
-
-	memset(at, 0, sizeof(*at));
-	at->seat_fd = -1;
-	err = client_call(&bus->conn, type, rq, rqlen, &rep, sizeof(rep), fds,
-			  &nfds);
-	if (err)
-		return err;
-
-	/* trust nothing: the reply and the arena must agree */
-	err = -EPROTO;
-	if (rep.qid >= a->max_queues || rep.slot >= a->max_slots ||
-	    rep.nr_seats != nfds || nfds < 1 || nfds > SHMBUS_MAX_SEATS ||
-	    (kind == SHMBUS_KIND_CONSUMER ? rep.seat >= rep.nr_seats
-					  : rep.seat != UINT32_MAX))
-		goto fail;
-	at->bus = bus;
-	at->qid = rep.qid;
-	at->qgen = rep.qgen;
-	at->slot_idx = rep.slot;
-	at->slot_gen = rep.slot_gen;
-	at->seat = rep.seat;
-	at->q = &a->queues[rep.qid];
-	s = at->slot = &a->slots[rep.slot];
-	err = -EIDRM;
-	if (READ_ONCE(at->q->gen) != rep.qgen)
-		goto fail;
-	err = -EUCLEAN;
-	if (smp_load_acquire(&s->state) != SHMBUS_SLOT_ACTIVE ||
-	    READ_ONCE(s->gen) != rep.slot_gen || READ_ONCE(s->qid) != rep.qid ||
-	    READ_ONCE(s->qgen) != rep.qgen ||
-	    READ_ONCE(at->q->nr_seats) != rep.nr_seats)
-		goto fail;
-	err = arena_queue_ring(a, at->q, &at->ring);
-	if (err)
-		goto fail;
-	at->nr_prio = READ_ONCE(at->q->nr_prio);
-	if (at->nr_prio < 1 || at->nr_prio > SHMBUS_MAX_PRIO) {
-		err = -EUCLEAN;
-		goto fail;
-	}
-	for (uint32_t l = 1; l < at->nr_prio; l++) {
-		err = arena_queue_ring_level(a, at->q, l, &at->prio[l - 1]);
-		if (err)
-			goto fail;
-	}
-	at->msg_size = READ_ONCE(at->q->msg_size);
-	if (at->msg_size < 1 ||
-	    at->msg_size > a->pool[a->nr_pools - 1].payload_max) {
-		err = -EUCLEAN;
-		goto fail;
-	}
-	if (kind == SHMBUS_KIND_CONSUMER) {
-		at->seat_fd = fcntl(fds[rep.seat], F_DUPFD_CLOEXEC, 3);
-		if (at->seat_fd < 0) {
-			err = -errno;
-			goto fail;
-		}
-	}
-	err = wake_table_install(&bus->wakes, rep.qid, rep.qgen, fds, nfds);
-	nfds = 0;	/* owned by the table now, even on error */
-	if (err)
-		goto fail;
-	return 0;
-
-fail:
-	for (unsigned i = 0; i < nfds; i++)
-		close(fds[i]);
-	if (at->seat_fd >= 0)
-		close(at->seat_fd);
-	at->seat_fd = -1;
-	dreq.slot = rep.slot;
-	dreq.slot_gen = rep.slot_gen;
-	client_call(&bus->conn, SBC_DETACH, &dreq, sizeof(dreq), NULL, 0,
-		    NULL, NULL);
-	if (err == -EUCLEAN)
-		pr_warn("attach to '%s': the arena disagrees with the daemon",
-			name);
-	return err;
-}
-
-void detach(struct attachment *at)
-{
-	struct sbc_detach req = { .slot = at->slot_idx,
-				  .slot_gen = at->slot_gen };
-
-	if (!at->bus)
-		return;
-	if (at->seat_fd >= 0)
-		close(at->seat_fd);	/* our own fd, also in a forked child */
-	at->seat_fd = -1;
-	/* A forked child freeing an inherited handle must not touch the
-	 * slot: it is the parent's, still in use. */
-	if (check_pid(at->bus) == 0) {
-		/* our cached chunks go back now; the daemon would do it
-		 * too, but it may be dead and we are not */
-		pool_drain_slot(&at->bus->arena, at->slot);
-		client_call(&at->bus->conn, SBC_DETACH, &req, sizeof(req),
-			    NULL, 0, NULL, NULL);
-	}
-	at->bus = NULL;
 }

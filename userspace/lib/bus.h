@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bus.h - the handles behind the opaque public types, and what producers
- * and consumers share for attaching to a queue.
+ * bus.h - the bus handle behind the opaque public type (bus.c), what
+ * producers and consumers share for attaching to a queue (attach.c), and
+ * what the bus's other files need of each other: control.c's request
+ * helper, reqrep.c's per-handle state.
  */
 #ifndef SHMBUS_BUS_H
 #define SHMBUS_BUS_H
@@ -41,24 +43,6 @@ struct attachment {
 	int seat_fd;		/* consumers: dup of our seat's eventfd */
 };
 
-/*
- * Ask the daemon for a slot bound to queue @name, as @kind; install the
- * queue's seat eventfds in the bus's wake table; validate what the daemon
- * and the arena say. Returns 0 or -errno.
- */
-int attach(struct shmbus *bus, const char *name, uint32_t kind,
-	   struct attachment *at);
-
-/* The second half of attach(): send @rq (ATTACH or SUBSCRIBE), check the
- * reply against the arena, install the seat fds. @name is for messages. */
-int attach_call(struct shmbus *bus, unsigned type, const void *rq,
-		size_t rqlen, uint32_t kind, const char *name,
-		struct attachment *at);
-
-/* Give the slot back (best effort: if the daemon is gone it reclaims the
- * slot when it sees our connection close). */
-void detach(struct attachment *at);
-
 /* Is the queue still the one we attached to? Call inside an epoch. */
 static inline bool attachment_live(const struct attachment *at)
 {
@@ -91,23 +75,41 @@ static inline int check_pid(const struct shmbus *bus)
 	return bus->pid == getpid() ? 0 : -ECHILD;
 }
 
-/* Publish with a reply-to queue (qid + 1) and a correlation id. */
-int producer_publish_rr(struct shmbus_producer *p, const void *data,
-			size_t len, uint64_t corr_id, uint32_t reply_to,
-			uint32_t reply_gen, int64_t timeout_ns);
-uint32_t producer_qid(const struct shmbus_producer *p);
+/* ---- attach.c ------------------------------------------------------ */
 
-/* Count @ctr once on the consumer's slot (its queue's statistics). */
-void consumer_count(struct shmbus_consumer *c, unsigned ctr);
-uint32_t consumer_qid(const struct shmbus_consumer *c);
-struct shmbus *consumer_bus(const struct shmbus_consumer *c);
-/* The replier's cache of reply-queue producers (reqrep.c owns it). */
-void **consumer_reply_cache(struct shmbus_consumer *c);
-unsigned c_rr_next(struct shmbus_consumer *c);
-void reply_cache_free(void *cache);
+/*
+ * Ask the daemon for a slot bound to queue @name, as @kind; install the
+ * queue's seat eventfds in the bus's wake table; validate what the daemon
+ * and the arena say. Returns 0 or -errno.
+ */
+int attach(struct shmbus *bus, const char *name, uint32_t kind,
+	   struct attachment *at);
 
-/* Request-reply state of a bus handle (reqrep.c). */
+/* The second half of attach(): send @rq (ATTACH or SUBSCRIBE), check the
+ * reply against the arena, install the seat fds. @name is for messages. */
+int attach_call(struct shmbus *bus, unsigned type, const void *rq,
+		size_t rqlen, uint32_t kind, const char *name,
+		struct attachment *at);
+
+/* Give the slot back (best effort: if the daemon is gone it reclaims the
+ * slot when it sees our connection close). */
+void detach(struct attachment *at);
+
+/* ---- control.c ----------------------------------------------------- */
+
+/*
+ * Start a request that names a queue: zero @req (whose first field is the
+ * name) and set the name. Returns 0, -EINVAL, or -ECHILD after fork.
+ */
+int queue_request(const struct shmbus *bus, void *req, size_t len,
+		  const char *name);
+
+/* ---- reqrep.c ------------------------------------------------------ */
+
+/* Request-reply state of a bus handle. */
 struct reqrep;
 void reqrep_free(struct shmbus *bus);
+/* A replying consumer's cache of reply-queue producers. */
+void reply_cache_free(void *cache);
 
 #endif /* SHMBUS_BUS_H */

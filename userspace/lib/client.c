@@ -26,8 +26,6 @@
 #include "client.h"
 #include "internal.h"
 
-extern char **environ;
-
 #ifndef SHMBUS_DAEMON_PATH
 #define SHMBUS_DAEMON_PATH "/usr/local/bin/shmbusd"
 #endif

@@ -1,43 +1,27 @@
 // SPDX-License-Identifier: MIT
 /*
- * consumer.c - receiving: zero-copy views and copies, single and batched,
+ * consumer.c - the consumer handle (attaching to a queue, subscribing to
+ * topics) and receiving: zero-copy views and copies, single and batched,
  * non-blocking, spinning, and blocking on the seat's eventfd; plus the
- * epoll integration (fd + arm).
+ * epoll integration (fd + arm). Settling what was received is lease.c's.
  *
  * A receive takes a ref from the ring with one cmpxchg (ring.h), marks the
  * chunk HELD by our slot and validates its header against the chunk size
- * before handing out a view: a peer that wrote garbage costs one -EBADMSG
- * (counted), never an access outside the chunk.
+ * before handing out a view. A ring entry that fails (a peer wrote
+ * garbage) is dropped, counted (SHMBUS_STAT_CORRUPT), and the receive
+ * looks on: it costs the consumer the skip, never an error, never an
+ * access outside the chunk.
  */
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "bus.h"
+#include "consumer.h"
 #include "epoch.h"
 #include "pool.h"
 #include "probes.h"
 
 #define DEFAULT_SPIN_NS		(50 * NSEC_PER_USEC)
 #define SPIN_CLOCK_EVERY	64	/* ring checks between clock reads */
-
-struct shmbus_consumer {
-	struct attachment at;
-	struct seat seat;
-	int64_t spin_ns;
-	int64_t lease_ns;
-	bool auto_ack;
-	bool stash_valid;		/* a message kept after -EMSGSIZE */
-	uint32_t prefetch;		/* delivery entries we may use */
-	uint32_t nfree;
-	uint32_t expired;		/* ref of an expired message to hand
-					 * to the daemon (take() -> -ETIME) */
-	uint16_t free[SHMBUS_LEASE_MAX];	/* free entry indices */
-	struct shmbus_msg stash;
-	void *replies;			/* reqrep.c: reply producers */
-	unsigned replies_next;		/* round-robin eviction */
-};
 
 /*
  * A consumer handle: @sub is a SUBSCRIBE request, or NULL to attach to
@@ -210,25 +194,6 @@ static inline void claim_hook(const void *ctx, uint32_t ref)
 	}
 }
 
-/* Find entries the daemon took back (expired leases) and reuse them. */
-static __attribute__((noinline)) bool lease_recycle(struct shmbus_consumer *c)
-{
-	struct shmbus_slot *s = c->at.slot;
-
-	for (uint32_t e = 0; e < c->prefetch; e++) {
-		uint64_t w = READ_ONCE(s->lease[e].word);
-
-		if (SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_TAKEN)
-			continue;
-		/* the daemon is done with a TAKEN entry: it is ours again */
-		WRITE_ONCE(s->lease[e].word,
-			   SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
-					     SHMBUS_LEASE_EMPTY));
-		c->free[c->nfree++] = (uint16_t)e;
-	}
-	return c->nfree != 0;
-}
-
 /*
  * A message whose TTL passed, taken from the ring and HELD by us: drop it
  * here (counted) unless the queue sends expired messages to its DLQ, which
@@ -248,95 +213,93 @@ static inline bool expire_local(struct attachment *at, uint32_t ref)
 }
 
 /*
- * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
- * -ENOBUFS (prefetch reached), -EBADMSG, -EUCLEAN, or -ETIME: an expired
- * message is in c->expired for expire_pending().
+ * take(), step 1: pick the ring and take a ref from it, the highest
+ * priority level with a message first; the ref is noted in delivery entry
+ * @le before the cmpxchg that takes it (claim_hook). 0, -EAGAIN (every
+ * level empty) or -EUCLEAN.
  */
-static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
+static __always_inline int take_ref(struct attachment *at,
+				    const struct arena *a,
+				    struct shmbus_lease *le, uint32_t *ref)
 {
-	struct attachment *at = &c->at;
-	const struct arena *a = &at->bus->arena;
-	struct shmbus_lease *le;
-	struct shmbus_chunk *ch;
-	uint32_t ref, len, al, dc, e;
-	uint64_t o, w;
-	uint64_t exp;
-	bool shared = false;
 	int err;
 
-again:
-	shared = false;
-	if (unlikely(!c->nfree) && !lease_recycle(c))
-		return -ENOBUFS;
-	e = c->free[c->nfree - 1];
-	le = &at->slot->lease[e];
 	if (unlikely(at->nr_prio > 1)) {
 		/* the highest level with a message first */
 		err = -EAGAIN;
 		for (uint32_t l = at->nr_prio - 1; l > 0 && err == -EAGAIN; l--)
-			err = ring_dequeue_pf(&at->prio[l - 1], &ref, claim_hook,
+			err = ring_dequeue_pf(&at->prio[l - 1], ref, claim_hook,
 					      &(struct claim){ a, le });
 		if (err == -EAGAIN)
-			err = ring_dequeue_pf(&at->ring, &ref, claim_hook,
+			err = ring_dequeue_pf(&at->ring, ref, claim_hook,
 					      &(struct claim){ a, le });
-	} else {
-		err = ring_dequeue_pf(&at->ring, &ref,
-				      claim_hook, &(struct claim){ a, le });
-	}
-	if (err)
 		return err;
-	ch = chunk_at(a, ref);
-	if (unlikely(!ch)) {
-		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
-		return -EBADMSG;
 	}
+	return ring_dequeue_pf(&at->ring, ref, claim_hook,
+			       &(struct claim){ a, le });
+}
+
+/*
+ * take(), step 2: claim the message in chunk @ch. Returns 0 (ours now:
+ * HELD, or *@shared, a topic message), -EAGAIN (the daemon's now) or
+ * -EBADMSG (not a message).
+ */
+static __always_inline int take_claim(struct attachment *at,
+				      struct shmbus_chunk *ch, bool *shared)
+{
 	/*
 	 * Mark it HELD by us with a cmpxchg: the daemon, recovering a
 	 * consumer that died right after its ring cmpxchg, may claim the
 	 * same chunk (reclaim.c); exactly one of us wins.
 	 */
-	o = READ_ONCE(ch->owner);
+	uint64_t o = READ_ONCE(ch->owner);
+
 	if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_SHARED) {
 		/* a topic message: our reference came with the ring cell;
 		 * the delivery entry alone says who has it */
-		shared = true;
-	} else if (unlikely(SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED)) {
-		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
+		*shared = true;
+		return 0;
+	}
+	if (unlikely(SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED))
 		return -EBADMSG;	/* not a message: a peer's garbage */
-	} else if (unlikely(!atomic_cmpxchg(&ch->owner, &o,
-					    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
-							 SHMBUS_CHUNK_HELD,
-							 at->slot_idx)))) {
-		goto again;		/* the daemon's now */
+	if (unlikely(!atomic_cmpxchg(&ch->owner, &o,
+				     SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
+						  SHMBUS_CHUNK_HELD,
+						  at->slot_idx))))
+		return -EAGAIN;		/* the daemon's now */
+	return 0;
+}
+
+/* take(), step 3: count the delivery in the message's header. */
+static __always_inline uint32_t take_count(struct attachment *at,
+					   struct shmbus_chunk *ch, bool shared)
+{
+	uint32_t dc;
+
+	if (shared)
+		return 1;	/* shared: first delivery; a retry is a copy */
+	dc = READ_ONCE(ch->delivery_count) + 1;
+	WRITE_ONCE(ch->delivery_count, dc);
+	if (dc > 1) {
+		slot_count(at->slot, SHMBUS_CTR_REDELIVERED, 1);
+		SHMBUS_PROBE4(redeliver, at_bus(at), at->qid,
+			      READ_ONCE(ch->id), dc);
 	}
-	/* read once, validate, and use only these copies */
-	len = READ_ONCE(ch->len);
-	al = READ_ONCE(ch->attr_len);
-	/* 64-bit: a 32-bit ALIGN_UP of len ~ 4 GiB would wrap to 0 */
-	if (unlikely(ALIGN_UP((uint64_t)len, 8) + al >
-		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
-		chunk_unref(a, at->slot, ref);
-		slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
-		return -EBADMSG;
-	}
-	exp = READ_ONCE(ch->expires_ns);
-	if (unlikely(exp) && (uint64_t)now_ns() >= exp) {
-		if (expire_local(at, ref))
-			goto again;
-		c->expired = ref;
-		return -ETIME;
-	}
-	if (shared) {
-		dc = 1;		/* shared: first delivery; a retry is a copy */
-	} else {
-		dc = READ_ONCE(ch->delivery_count) + 1;
-		WRITE_ONCE(ch->delivery_count, dc);
-		if (dc > 1) {
-			slot_count(at->slot, SHMBUS_CTR_REDELIVERED, 1);
-			SHMBUS_PROBE4(redeliver, at_bus(at), at->qid,
-				      READ_ONCE(ch->id), dc);
-		}
-	}
+	return dc;
+}
+
+/*
+ * take(), step 4: record the delivery of @ref in entry @e (@le), leased
+ * or, in auto-ack mode, a view. Returns the entry's new word.
+ */
+static __always_inline uint64_t take_record(struct shmbus_consumer *c,
+					    uint32_t e,
+					    struct shmbus_lease *le,
+					    uint32_t ref)
+{
+	struct attachment *at = &c->at;
+	uint64_t w;
+
 	/* record the delivery: deadline first, then the word (release;
 	 * pairs with the daemon's acquire load of word in its lease scan) */
 	c->nfree--;
@@ -349,7 +312,19 @@ again:
 	if (!c->auto_ack)
 		WRITE_ONCE(le->deadline, (uint64_t)(coarse_ns() + c->lease_ns));
 	smp_store_release(&le->word, w);
+	return w;
+}
 
+/*
+ * take(), step 5: fill the view of the message in @ch (@ref, delivered
+ * as entry @e with word @w) from its header; @len and @al are the checked
+ * copies of its lengths.
+ */
+static __always_inline void take_view(struct shmbus_msg *msg,
+				      struct shmbus_chunk *ch, uint32_t ref,
+				      uint32_t len, uint32_t al, uint32_t dc,
+				      uint64_t w, uint32_t e)
+{
 	msg->data = chunk_payload(ch);
 	msg->len = len;
 	msg->flags = READ_ONCE(ch->flags);
@@ -368,31 +343,85 @@ again:
 	msg->__ref = ref;
 	msg->__word = w;
 	msg->__lease = e + 1;
+}
+
+/*
+ * A ring entry that is not a message (a peer's garbage), out of the ring
+ * now: count it, and look on for up to a ring's worth of them (every
+ * level's) per take(). True: look on. False: a peer writes garbage as fast
+ * as we skip it; take() returns so that its caller can read the clock.
+ */
+static inline bool take_skip(struct attachment *at, uint32_t *skipped)
+{
+	slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
+	return ++*skipped <= (at->ring.mask + 1) * at->nr_prio;
+}
+
+/*
+ * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
+ * -ENOBUFS (prefetch reached), -EUCLEAN, -ETIME (an expired message is in
+ * c->expired for expire_pending()), or -EBADMSG: nothing but garbage, a
+ * ring's worth of it skipped (take_skip()); nothing was received.
+ */
+static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
+{
+	struct attachment *at = &c->at;
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_lease *le;
+	struct shmbus_chunk *ch;
+	uint32_t ref, len, al, dc, e;
+	uint64_t exp, w;
+	uint32_t skipped = 0;
+	bool shared;
+	int err;
+
+again:
+	shared = false;
+	if (unlikely(!c->nfree) && !lease_recycle(c))
+		return -ENOBUFS;
+	e = c->free[c->nfree - 1];
+	le = &at->slot->lease[e];
+	err = take_ref(at, a, le, &ref);
+	if (err)
+		return err;
+	ch = chunk_at(a, ref);
+	if (unlikely(!ch))
+		goto corrupt;
+	err = take_claim(at, ch, &shared);
+	if (unlikely(err)) {
+		if (err == -EAGAIN)
+			goto again;
+		goto corrupt;
+	}
+	/* read once, validate, and use only these copies */
+	len = READ_ONCE(ch->len);
+	al = READ_ONCE(ch->attr_len);
+	/* 64-bit: a 32-bit ALIGN_UP of len ~ 4 GiB would wrap to 0 */
+	if (unlikely(ALIGN_UP((uint64_t)len, 8) + al >
+		     a->pool[SHMBUS_REF_POOL(ref)].payload_max)) {
+		chunk_unref(a, at->slot, ref);
+		goto corrupt;
+	}
+	exp = READ_ONCE(ch->expires_ns);
+	if (unlikely(exp) && (uint64_t)now_ns() >= exp) {
+		if (expire_local(at, ref))
+			goto again;
+		c->expired = ref;
+		return -ETIME;
+	}
+	dc = take_count(at, ch, shared);
+	w = take_record(c, e, le, ref);
+	take_view(msg, ch, ref, len, al, dc, w, e);
 	slot_count(at->slot, SHMBUS_CTR_DELIVERED, 1);
 	SHMBUS_PROBE6(deliver, at_bus(at), at->qid, msg->id, dc,
 		      ring_depth_hint(READ_ONCE(at->q->tail),
 				      READ_ONCE(at->q->head)), now_ns());
 	return 0;
-}
 
-static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
-		   int64_t delay_ns, uint32_t reason);
-
-/*
- * A topic message we are about to retry, dead-letter or hand over gets a
- * private copy first (its own delivery count and dead-letter marks; the
- * other subscriptions' references are untouched). Returns 0 (*ref is now
- * a chunk HELD by us alone) or -ENOMEM (*ref is still the shared one).
- */
-static int make_private(struct shmbus_consumer *c, uint32_t *ref)
-{
-	struct attachment *at = &c->at;
-	struct shmbus_chunk *ch = chunk_at(&at->bus->arena, *ref);
-
-	if (!ch || !chunk_shared(ch))
-		return 0;
-	return chunk_unshare(&at->bus->arena, at->slot, *ref,
-			     (SHMBUS_CHUNK_HELD << 16) | at->slot_idx, ref);
+corrupt:
+	if (take_skip(at, &skipped))
+		goto again;
+	return -EBADMSG;
 }
 
 /* Hand the expired message take() left us to the daemon (for the DLQ). */
@@ -423,6 +452,16 @@ static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 			return err;
 		expire_pending(c);
 	}
+}
+
+/*
+ * Did try_take() find nothing to receive? The rings were empty (-EAGAIN),
+ * or a peer wrote garbage into them as fast as take() skipped it
+ * (-EBADMSG): either way a receive waits on, or says -EAGAIN.
+ */
+static inline bool took_nothing(int err)
+{
+	return err == -EAGAIN || err == -EBADMSG;
 }
 
 /* Announce sleep and re-check. 1: a message is there; 0: armed. */
@@ -464,18 +503,23 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		return 0;
 	}
 	err = try_take(c, msg);
-	if (likely(err != -EAGAIN) || timeout_ns == 0)
+	if (likely(!err))
+		return 0;
+	if (!took_nothing(err))
 		return err;
+	if (timeout_ns == 0)
+		return -EAGAIN;
 
 	t = now_ns();
 	deadline = deadline_of(timeout_ns);
 	spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX : t + c->spin_ns;
 	for (;;) {
 		err = try_take(c, msg);
-		if (err != -EAGAIN)
+		if (!took_nothing(err))
 			return err;
-		/* read the clock only every SPIN_CLOCK_EVERY empty checks */
-		if (c->spin_ns && ++spins % SPIN_CLOCK_EVERY) {
+		/* read the clock only every SPIN_CLOCK_EVERY empty checks,
+		 * and after every ring's worth of garbage skipped */
+		if (err == -EAGAIN && c->spin_ns && ++spins % SPIN_CLOCK_EVERY) {
 			cpu_relax();
 			continue;
 		}
@@ -503,7 +547,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
 			err = try_take(c, msg);
-			return err == -EAGAIN ? -ETIMEDOUT : err;
+			return took_nothing(err) ? -ETIMEDOUT : err;
 		}
 		if (err)
 			return err;
@@ -518,243 +562,6 @@ SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
 					    struct shmbus_msg *msg)
 {
 	return shmbus_consumer__receive_view(c, msg, 0);
-}
-
-/*
- * Win the delivery entry of @msg (the lease protocol in shmbus/layout.h):
- * from then on the chunk is ours alone to dispose of. Returns 0, -EINVAL
- * (not a delivery of ours), or -ESTALE (the daemon took the lease back, or
- * the message was already acked).
- */
-static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
-{
-	struct shmbus_slot *s = c->at.slot;
-	uint32_t e = msg->__lease - 1;
-	uint64_t w = msg->__word, cur = w;
-
-	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
-							msg->__ref))
-		return -EINVAL;
-	if (likely(atomic_cmpxchg(&s->lease[e].word, &cur,
-				  SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
-						    SHMBUS_LEASE_EMPTY)))) {
-		c->free[c->nfree++] = (uint16_t)e;
-		msg->data = NULL;
-		return 0;
-	}
-	if (SHMBUS_LEASE_STATE(cur) == SHMBUS_LEASE_TAKEN &&
-	    SHMBUS_LEASE_SEQ(cur) == SHMBUS_LEASE_SEQ(w) + 1) {
-		/* expired: the daemon requeued it; the entry is ours again */
-		WRITE_ONCE(s->lease[e].word,
-			   SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(cur) + 1,
-					     SHMBUS_LEASE_EMPTY));
-		c->free[c->nfree++] = (uint16_t)e;
-		msg->data = NULL;
-	}
-	return -ESTALE;
-}
-
-/* Put a chunk we hold straight back into our queue's ring (in an epoch
- * section). A new generation: no sweep can mistake it for what it was. */
-static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
-{
-	struct attachment *at = &c->at;
-	const struct arena *a = &at->bus->arena;
-	struct shmbus_chunk *ch = chunk_at(a, ref);
-	int err;
-
-	epoch_enter(a, at->slot);
-	if (!attachment_live(at)) {
-		epoch_exit(at->slot);
-		chunk_unref(a, at->slot, ref);	/* the queue is gone */
-		return -EIDRM;
-	}
-	if (!chunk_shared(ch))
-		chunk_own(ch, (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx);
-	{
-		uint32_t l = READ_ONCE(ch->prio);
-
-		/* back at its own priority level */
-		err = ring_enqueue(l && l < at->nr_prio ? &at->prio[l - 1]
-							: &at->ring, ref);
-	}
-	if (likely(!err)) {
-		unsigned n = wake_after_publish(&at->bus->wakes, at->q, at->qid,
-						at->qgen, 1);
-
-		if (n)
-			slot_count(at->slot, SHMBUS_CTR_WAKEUPS, n);
-	} else if (!chunk_shared(ch)) {
-		chunk_set(ch, SHMBUS_CHUNK_HELD, at->slot_idx);
-	}
-	epoch_exit(at->slot);
-	return err;
-}
-
-/*
- * Hand a chunk we hold to the daemon (SBC_DISPOSE). If the daemon cannot
- * take it, put it back into the queue ourselves (waiting up to a second
- * for room): a message is never lost for want of a daemon. Returns the
- * daemon's answer.
- */
-static int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
-		   int64_t delay_ns, uint32_t reason)
-{
-	struct attachment *at = &c->at;
-	struct shmbus_chunk *ch;
-	struct sbc_dispose req;
-	int err, e2;
-
-	if (make_private(c, &ref)) {
-		err = -ENOMEM;		/* no memory for a copy */
-		goto local;
-	}
-	ch = chunk_at(&at->bus->arena, ref);
-	req = (struct sbc_dispose){
-		.slot = at->slot_idx,
-		.slot_gen = at->slot_gen,
-		.ref = ref,
-		.action = action,
-		.owner = READ_ONCE(ch->owner),
-		.delay_ns = delay_ns,
-		.reason = reason,
-	};
-	err = client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
-			  NULL, 0, NULL, NULL);
-	if (!err)
-		return 0;
-local:
-	pr_warn("queue %u: the daemon did not take message %u (%s); "
-		"requeued it at once", at->qid, ref, strerror(-err));
-	for (unsigned round = 0; round < 1000; round++) {
-		e2 = requeue_local(c, ref);
-		if (e2 != -ENOBUFS)
-			return err;
-		backoff_wait(round);
-	}
-	chunk_unref(&at->bus->arena, at->slot, ref);
-	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);
-	return err;
-}
-
-SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
-				    struct shmbus_msg *msg)
-{
-	uint32_t ref;
-	int err;
-
-	if (!c || !msg)
-		return -EINVAL;
-	ref = msg->__ref;
-	err = lease_end(c, msg);
-	if (err)
-		return err;
-	SHMBUS_PROBE4(ack, at_bus(&c->at), c->at.qid, msg->id,
-		      now_ns());
-	/* the entry is ours: nobody else touches the chunk now (or, a
-	 * topic message, our reference to it) */
-	chunk_unref(&c->at.bus->arena, c->at.slot, ref);
-	slot_count(c->at.slot, SHMBUS_CTR_ACKED, 1);
-	return 0;
-}
-
-SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
-					  struct shmbus_msg *msgs, unsigned n)
-{
-	int done = 0;
-
-	if (!c || (!msgs && n))
-		return -EINVAL;
-	for (unsigned i = 0; i < n; i++)
-		done += shmbus_consumer__ack(c, &msgs[i]) == 0;
-	return done;
-}
-
-SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
-					 struct shmbus_msg *msg)
-{
-	if (c && msg && msg->data)
-		(void)shmbus_consumer__ack(c, msg);
-}
-
-SHMBUS_API int shmbus_consumer__nack(struct shmbus_consumer *c,
-				     struct shmbus_msg *msg, int64_t delay_ns)
-{
-	struct shmbus_queue *q;
-	uint32_t ref, dc, max;
-	int err;
-
-	if (!c || !msg || (delay_ns < 0 && delay_ns != SHMBUS_NACK_BACKOFF) ||
-	    c->auto_ack)
-		return -EINVAL;
-	ref = msg->__ref;
-	dc = msg->delivery_count;
-	err = lease_end(c, msg);
-	if (err)
-		return err;
-	slot_count(c->at.slot, SHMBUS_CTR_NACKED, 1);
-	SHMBUS_PROBE4(nack, at_bus(&c->at), c->at.qid, msg->id,
-		      delay_ns);
-	q = c->at.q;
-	max = READ_ONCE(q->max_deliveries);
-	if (delay_ns == SHMBUS_NACK_BACKOFF)
-		delay_ns = READ_ONCE(q->backoff_init_ns) ? -1 : 0;
-	/* a topic message is retried as a private copy (a failed copy is
-	 * retried shared, without a delivery count) */
-	(void)make_private(c, &ref);
-	/* the common case needs no daemon: back into the ring at once */
-	if (delay_ns == 0 && (!max || dc < max)) {
-		err = requeue_local(c, ref);
-		if (err != -ENOBUFS)
-			return err == -EIDRM ? 0 : err;
-		/* full: the daemon holds it until there is room */
-	}
-	if (delay_ns < 0)
-		return dispose(c, ref, SBC_DISPOSE_RETRY, 0, 0);
-	return dispose(c, ref, SBC_DISPOSE_DELAY, delay_ns, 0);
-}
-
-SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
-				       struct shmbus_msg *msg,
-				       int64_t lease_ns)
-{
-	struct shmbus_lease *le;
-	uint32_t e;
-	uint64_t w, cur, nw;
-
-	if (!c || !msg || !msg->data || lease_ns < 0 || c->auto_ack)
-		return -EINVAL;
-	e = msg->__lease - 1;
-	w = msg->__word;
-	if (e >= c->prefetch || SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD)
-		return -EINVAL;
-	le = &c->at.slot->lease[e];
-	/* the deadline first, then the cmpxchg that makes it ours: if the
-	 * daemon's expiry cmpxchg wins instead, the deadline we wrote is
-	 * in an entry nobody reads any more */
-	WRITE_ONCE(le->deadline, (uint64_t)(coarse_ns() +
-				  (lease_ns ? lease_ns : c->lease_ns)));
-	cur = w;
-	nw = SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1, SHMBUS_LEASE_HELD);
-	if (!atomic_cmpxchg(&le->word, &cur, nw))
-		return -ESTALE;
-	msg->__word = nw;
-	return 0;
-}
-
-SHMBUS_API int shmbus_consumer__reject(struct shmbus_consumer *c,
-				       struct shmbus_msg *msg)
-{
-	uint32_t ref;
-	int err;
-
-	if (!c || !msg || c->auto_ack)
-		return -EINVAL;
-	ref = msg->__ref;
-	err = lease_end(c, msg);
-	if (err)
-		return err;
-	return dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DLR_REJECTED);
 }
 
 SHMBUS_API ssize_t shmbus_consumer__receive(struct shmbus_consumer *c,

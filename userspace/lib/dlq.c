@@ -82,8 +82,6 @@ SHMBUS_API int shmbus__redrive(struct shmbus *bus, const char *dlq,
 			err = 0;
 			break;
 		}
-		if (err == -EBADMSG)
-			continue;
 		if (err)
 			break;
 		if (to_qid < 0 && !m.dl_src) {

@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
+#include "consumer.h"
+#include "producer.h"
 
 #define RR_TARGETS	8	/* request queues kept attached per bus */
 #define RR_REPLY_LEN	64	/* reply queue capacity */
@@ -334,8 +335,6 @@ SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
 			err = 0;
 			break;
 		}
-		if (err == -EBADMSG)
-			continue;
 		if (err)
 			break;
 		if (!m.reply_to) {

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+/*
+ * attach.c - attaching producers and consumers: a participant slot bound
+ * to a queue, asked of the daemon and checked against the arena, with the
+ * queue's seat eventfds; and giving the slot back.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "pool.h"
+
+int attach(struct shmbus *bus, const char *name, uint32_t kind,
+	   struct attachment *at)
+{
+	struct sbc_attach req;
+	int err;
+
+	memset(at, 0, sizeof(*at));
+	at->seat_fd = -1;
+	if (bus->rdonly)
+		return -EPERM;
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
+		return err;
+	req.kind = kind;
+	return attach_call(bus, SBC_ATTACH, &req, sizeof(req), kind, name, at);
+}
+
+int attach_call(struct shmbus *bus, unsigned type, const void *rq,
+		size_t rqlen, uint32_t kind, const char *name,
+		struct attachment *at)
+{
+	const struct arena *a = &bus->arena;
+	struct sbc_attach_reply rep;
+	struct sbc_detach dreq;
+	int fds[SBC_MAX_FDS];
+	unsigned nfds = SBC_MAX_FDS;
+	struct shmbus_slot *s;
+	int err;
+
+	memset(at, 0, sizeof(*at));
+	at->seat_fd = -1;
+	err = client_call(&bus->conn, type, rq, rqlen, &rep, sizeof(rep), fds,
+			  &nfds);
+	if (err)
+		return err;
+
+	/* trust nothing: the reply and the arena must agree */
+	err = -EPROTO;
+	if (rep.qid >= a->max_queues || rep.slot >= a->max_slots ||
+	    rep.nr_seats != nfds || nfds < 1 || nfds > SHMBUS_MAX_SEATS ||
+	    (kind == SHMBUS_KIND_CONSUMER ? rep.seat >= rep.nr_seats
+					  : rep.seat != UINT32_MAX))
+		goto fail;
+	at->bus = bus;
+	at->qid = rep.qid;
+	at->qgen = rep.qgen;
+	at->slot_idx = rep.slot;
+	at->slot_gen = rep.slot_gen;
+	at->seat = rep.seat;
+	at->q = &a->queues[rep.qid];
+	s = at->slot = &a->slots[rep.slot];
+	err = -EIDRM;
+	if (READ_ONCE(at->q->gen) != rep.qgen)
+		goto fail;
+	err = -EUCLEAN;
+	if (smp_load_acquire(&s->state) != SHMBUS_SLOT_ACTIVE ||
+	    READ_ONCE(s->gen) != rep.slot_gen || READ_ONCE(s->qid) != rep.qid ||
+	    READ_ONCE(s->qgen) != rep.qgen ||
+	    READ_ONCE(at->q->nr_seats) != rep.nr_seats)
+		goto fail;
+	err = arena_queue_ring(a, at->q, &at->ring);
+	if (err)
+		goto fail;
+	at->nr_prio = READ_ONCE(at->q->nr_prio);
+	if (at->nr_prio < 1 || at->nr_prio > SHMBUS_MAX_PRIO) {
+		err = -EUCLEAN;
+		goto fail;
+	}
+	for (uint32_t l = 1; l < at->nr_prio; l++) {
+		err = arena_queue_ring_level(a, at->q, l, &at->prio[l - 1]);
+		if (err)
+			goto fail;
+	}
+	at->msg_size = READ_ONCE(at->q->msg_size);
+	if (at->msg_size < 1 ||
+	    at->msg_size > a->pool[a->nr_pools - 1].payload_max) {
+		err = -EUCLEAN;
+		goto fail;
+	}
+	if (kind == SHMBUS_KIND_CONSUMER) {
+		at->seat_fd = fcntl(fds[rep.seat], F_DUPFD_CLOEXEC, 3);
+		if (at->seat_fd < 0) {
+			err = -errno;
+			goto fail;
+		}
+	}
+	err = wake_table_install(&bus->wakes, rep.qid, rep.qgen, fds, nfds);
+	nfds = 0;	/* owned by the table now, even on error */
+	if (err)
+		goto fail;
+	return 0;
+
+fail:
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (at->seat_fd >= 0)
+		close(at->seat_fd);
+	at->seat_fd = -1;
+	dreq.slot = rep.slot;
+	dreq.slot_gen = rep.slot_gen;
+	client_call(&bus->conn, SBC_DETACH, &dreq, sizeof(dreq), NULL, 0,
+		    NULL, NULL);
+	if (err == -EUCLEAN)
+		pr_warn("attach to '%s': the arena disagrees with the daemon",
+			name);
+	return err;
+}
+
+void detach(struct attachment *at)
+{
+	struct sbc_detach req = { .slot = at->slot_idx,
+				  .slot_gen = at->slot_gen };
+
+	if (!at->bus)
+		return;
+	if (at->seat_fd >= 0)
+		close(at->seat_fd);	/* our own fd, also in a forked child */
+	at->seat_fd = -1;
+	/* A forked child freeing an inherited handle must not touch the
+	 * slot: it is the parent's, still in use. */
+	if (check_pid(at->bus) == 0) {
+		/* our cached chunks go back now; the daemon would do it
+		 * too, but it may be dead and we are not */
+		pool_drain_slot(&at->bus->arena, at->slot);
+		client_call(&at->bus->conn, SBC_DETACH, &req, sizeof(req),
+			    NULL, 0, NULL, NULL);
+	}
+	at->bus = NULL;
+}

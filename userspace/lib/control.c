@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+/*
+ * control.c - the client side of the daemon's control calls on queues and
+ * topics (declare, delete, unsubscribe), and the queries the arena
+ * answers alone (queue info and list, pool info).
+ */
+#include <string.h>
+
+#include "bus.h"
+#include "probes.h"
+#include "pool.h"
+
+/*
+ * Start a request that names a queue: zero @req (whose first field is the
+ * name) and set the name. Returns 0, -EINVAL, or -ECHILD after fork.
+ */
+int queue_request(const struct shmbus *bus, void *req, size_t len,
+		  const char *name)
+{
+	int err;
+
+	if (!bus)
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(req, 0, len);
+	return proto_name_set(req, name) ? -EINVAL : 0;
+}
+
+SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
+				     const struct shmbus_queue_opts *opts)
+{
+	struct sbc_queue_declare req;
+	struct sbc_queue_declare_reply rep;
+	int err;
+
+	if (!OPTS_VALID(opts, shmbus_queue_opts))
+		return -EINVAL;
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
+		return err;
+	req.max_len = OPTS_GET(opts, max_len, 0);
+	req.msg_size = OPTS_GET(opts, msg_size, 0);
+	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
+	req.flags = OPTS_GET(opts, flags, 0);
+	if (req.flags & ~SHMBUS_QUEUE_EXPIRE_TO_DLQ)
+		return -EINVAL;
+	{
+		int64_t lease = OPTS_GET(opts, lease_ns, 0),
+			ttl = OPTS_GET(opts, ttl_ns, 0),
+			bi = OPTS_GET(opts, backoff_init_ns, 0),
+			bm = OPTS_GET(opts, backoff_max_ns, 0);
+		const char *dlq = OPTS_GET(opts, dead_letter_queue, NULL);
+
+		if (lease < 0 || ttl < 0 || bi < 0 || bm < 0)
+			return -EINVAL;
+		req.lease_ns = (uint64_t)lease;
+		req.ttl_ns = (uint64_t)ttl;
+		req.backoff_init_ns = (uint64_t)bi;
+		req.backoff_max_ns = (uint64_t)bm;
+		req.backoff_mult_milli = OPTS_GET(opts, backoff_mult_milli, 0);
+		req.max_deliveries = OPTS_GET(opts, max_deliveries, 0);
+		if (OPTS_GET(opts, dedup_window_ns, 0) < 0)
+			return -EINVAL;
+		req.dedup_window_ns = (uint64_t)OPTS_GET(opts, dedup_window_ns, 0);
+		req.overflow = OPTS_GET(opts, overflow, 0);
+		req.priorities = OPTS_GET(opts, priorities, 0);
+		if (req.priorities > SHMBUS_MAX_PRIO)
+			return -EINVAL;
+		if (req.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
+			return -EINVAL;
+		if (dlq && proto_name_set(req.dlq, dlq))
+			return -EINVAL;
+	}
+	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
+			  &rep, sizeof(rep), NULL, NULL);
+	if (err == -EEXIST) {
+		/* say which settings differ (0 = the daemon's default) */
+		int qid = arena_find_queue(&bus->arena, req.name);
+		const struct shmbus_queue *q = queue_at(&bus->arena, qid);
+
+		if (q)
+			pr_warn("queue '%s' exists with other settings (the "
+				"daemon's log says which); it has max_len %u, "
+				"msg_size %u, max_consumers %u", req.name,
+				READ_ONCE(q->max_len), READ_ONCE(q->msg_size),
+				READ_ONCE(q->nr_seats));
+	}
+	if (err)
+		return err;
+	SHMBUS_PROBE4(queue_declare, bus->arena.bus_id, rep.qid, req.name,
+		      rep.created);
+	return rep.created ? 1 : 0;
+}
+
+SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
+				     const struct shmbus_topic_opts *opts)
+{
+	struct sbc_queue_declare req;
+	struct sbc_queue_declare_reply rep;
+	int err;
+
+	if (!OPTS_VALID(opts, shmbus_topic_opts))
+		return -EINVAL;
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
+		return err;
+	req.flags = SBC_QUEUE_TOPIC;
+	req.msg_size = OPTS_GET(opts, msg_size, 0);
+	req.max_len = OPTS_GET(opts, history, 0);
+	if (req.max_len > SHMBUS_RING_MAX_CAP)
+		return -EINVAL;
+	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
+			  &rep, sizeof(rep), NULL, NULL);
+	if (err)
+		return err;
+	return rep.created ? 1 : 0;
+}
+
+SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
+				   const char *group)
+{
+	struct sbc_unsubscribe req;
+	int err;
+
+	if (!bus || !pattern || !group)
+		return -EINVAL;
+	if ((err = check_pid(bus)))
+		return err;
+	memset(&req, 0, sizeof(req));
+	if (strlen(pattern) >= SHMBUS_NAME_MAX ||
+	    proto_name_set(req.group, group))
+		return -EINVAL;
+	strcpy(req.pattern, pattern);
+	if (proto_pattern_valid(req.pattern))
+		return -EINVAL;
+	return client_call(&bus->conn, SBC_UNSUBSCRIBE, &req, sizeof(req),
+			   NULL, 0, NULL, NULL);
+}
+
+SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
+{
+	struct sbc_queue_delete req;
+	int qid, err;
+
+	if ((err = queue_request(bus, &req, sizeof(req), name)))
+		return err;
+	qid = arena_find_queue(&bus->arena, req.name);
+	err = client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
+			  NULL, 0, NULL, NULL);
+	if (!err)
+		SHMBUS_PROBE3(queue_delete, bus->arena.bus_id, qid,
+			      req.name);
+	return err;
+}
+
+/* shmbus_queue_info.stat[] is the arena's counters, index for index */
+_Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
+	       (int)SHMBUS_STAT_DELIVERED == (int)SHMBUS_CTR_DELIVERED &&
+	       (int)SHMBUS_STAT_ACKED == (int)SHMBUS_CTR_ACKED &&
+	       (int)SHMBUS_STAT_NACKED == (int)SHMBUS_CTR_NACKED &&
+	       (int)SHMBUS_STAT_REDELIVERED == (int)SHMBUS_CTR_REDELIVERED &&
+	       (int)SHMBUS_STAT_DEADLETTERED == (int)SHMBUS_CTR_DEADLETTERED &&
+	       (int)SHMBUS_STAT_EXPIRED == (int)SHMBUS_CTR_EXPIRED &&
+	       (int)SHMBUS_STAT_DROPPED == (int)SHMBUS_CTR_DROPPED &&
+	       (int)SHMBUS_STAT_FULL == (int)SHMBUS_CTR_FULL &&
+	       (int)SHMBUS_STAT_NOMEM == (int)SHMBUS_CTR_NOMEM &&
+	       (int)SHMBUS_STAT_CORRUPT == (int)SHMBUS_CTR_CORRUPT &&
+	       (int)SHMBUS_STAT_WAKEUPS == (int)SHMBUS_CTR_WAKEUPS &&
+	       (int)SHMBUS_STAT_SLEEPS == (int)SHMBUS_CTR_SLEEPS &&
+	       (int)SHMBUS_STAT_RECLAIMED == (int)SHMBUS_CTR_RECLAIMED &&
+	       (int)SHMBUS_STAT_LEASE_EXPIRED == (int)SHMBUS_CTR_LEASE_EXPIRED &&
+	       (int)SHMBUS_STAT_DUPLICATES == (int)SHMBUS_CTR_DUPLICATE &&
+	       (int)SHMBUS_STAT__MAX == (int)SHMBUS_NR_COUNTERS &&
+	       (int)SHMBUS_DL_MAX_DELIVERIES == (int)SHMBUS_DLR_MAX_DELIVERIES &&
+	       (int)SHMBUS_DL_EXPIRED == (int)SHMBUS_DLR_EXPIRED &&
+	       (int)SHMBUS_DL_REJECTED == (int)SHMBUS_DLR_REJECTED &&
+	       (int)SHMBUS_DL_OVERFLOW == (int)SHMBUS_DLR_OVERFLOW &&
+	       (int)SHMBUS_QUEUE_EXPIRE_TO_DLQ == (int)SBC_QUEUE_EXPIRE_DLQ,
+	       "public statistics and arena counters disagree");
+
+static int fill_info(const struct arena *a, uint32_t qid,
+		     struct shmbus_queue_info *info)
+{
+	const struct shmbus_queue *q = &a->queues[qid];
+	uint32_t g = smp_load_acquire(&q->gen);
+	uint64_t ctr[SHMBUS_NR_COUNTERS];
+
+	if (!SHMBUS_QGEN_LIVE(g))
+		return -ENOENT;
+	memset(info, 0, sizeof(*info));
+	memcpy(info->name, q->name, sizeof(info->name));
+	info->name[sizeof(info->name) - 1] = '\0';
+	info->id = qid;
+	info->capacity = READ_ONCE(q->ring_cap);
+	info->max_len = READ_ONCE(q->max_len);
+	info->msg_size = READ_ONCE(q->msg_size);
+	info->max_consumers = READ_ONCE(q->nr_seats);
+	info->depth = ring_depth_hint(READ_ONCE(q->tail), READ_ONCE(q->head));
+	if (info->depth > info->capacity)
+		info->depth = info->capacity;
+	{
+		uint32_t np = READ_ONCE(q->nr_prio);
+
+		for (uint32_t l = 1; l < np && l < SHMBUS_MAX_PRIO; l++)
+			info->depth += MIN(ring_depth_hint(
+				READ_ONCE(q->prio_tail[l - 1]),
+				READ_ONCE(q->prio_head[l - 1])),
+				(uint64_t)info->capacity);
+	}
+	info->lease_ns = (int64_t)READ_ONCE(q->lease_ns);
+	info->ttl_ns = (int64_t)READ_ONCE(q->ttl_ns);
+	info->backoff_init_ns = (int64_t)READ_ONCE(q->backoff_init_ns);
+	info->backoff_max_ns = (int64_t)READ_ONCE(q->backoff_max_ns);
+	info->backoff_mult_milli = READ_ONCE(q->backoff_mult_milli);
+	info->max_deliveries = READ_ONCE(q->max_deliveries);
+	{
+		uint32_t f = READ_ONCE(q->flags);
+
+		info->kind = f & SHMBUS_QF_TOPIC ? SHMBUS_TOPIC
+			     : f & SHMBUS_QF_SUB ? SHMBUS_SUBSCRIPTION
+						 : SHMBUS_QUEUE;
+		info->history = READ_ONCE(q->history);
+		info->overflow = READ_ONCE(q->overflow);
+		info->priorities = READ_ONCE(q->nr_prio);
+		info->sub_dropped = READ_ONCE(q->sub_dropped);
+	}
+	info->dedup_window_ns = READ_ONCE(q->dedup_cap)
+				? (int64_t)READ_ONCE(q->dedup_window_ns) : 0;
+	info->flags = READ_ONCE(q->flags) & SHMBUS_QF_EXPIRE_DLQ
+		      ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0;
+	{
+		uint32_t d = READ_ONCE(q->dlq_qid);
+		const struct shmbus_queue *dq = d ? queue_at(a, d - 1) : NULL;
+
+		/* the name, if the DLQ is still the queue it was */
+		if (dq && READ_ONCE(dq->gen) == READ_ONCE(q->dlq_gen)) {
+			memcpy(info->dead_letter_queue, dq->name,
+			       sizeof(info->dead_letter_queue));
+			info->dead_letter_queue[63] = '\0';
+		}
+	}
+	arena_queue_counters(a, qid, g, ctr, &info->producers,
+			     &info->consumers, &info->in_flight);
+	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS && i < SHMBUS_STAT__MAX; i++)
+		info->stat[i] = ctr[i];
+	/* pairs with the daemon's gen bump at delete: a queue deleted while
+	 * we read is reported as gone */
+	smp_rmb();
+	return READ_ONCE(q->gen) == g ? 0 : -ENOENT;
+}
+
+SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
+				  struct shmbus_queue_info *info)
+{
+	int qid;
+
+	if (!bus || !name || !info)
+		return -EINVAL;
+	qid = arena_find_queue(&bus->arena, name);
+	if (qid < 0)
+		return qid;
+	return fill_info(&bus->arena, qid, info);
+}
+
+SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
+				  struct shmbus_queue_info *out, unsigned max)
+{
+	struct shmbus_queue_info tmp;
+	unsigned n = 0;
+
+	if (!bus || (max && !out))
+		return -EINVAL;
+	for (uint32_t qid = 0; qid < bus->arena.max_queues; qid++) {
+		if (fill_info(&bus->arena, qid, n < max ? &out[n] : &tmp))
+			continue;
+		n++;
+	}
+	return (int)n;
+}
+
+SHMBUS_API int shmbus__pool_count(const struct shmbus *bus)
+{
+	return bus ? (int)bus->arena.nr_pools : -EINVAL;
+}
+
+SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
+				 struct shmbus_pool_info *info)
+{
+	const struct arena *a;
+	uint64_t cached = 0;
+
+	if (!bus || !info)
+		return -EINVAL;
+	a = &bus->arena;
+	if (i >= a->nr_pools)
+		return -ENOENT;
+	memset(info, 0, sizeof(*info));
+	info->payload = a->pool[i].payload_max;
+	info->chunk_size = a->pool[i].chunk_size;
+	info->chunks = a->pool[i].nr_chunks;
+	info->free = (uint32_t)MIN(READ_ONCE(a->pool[i].desc->free_count),
+				   (uint64_t)info->chunks);
+	for (uint32_t s = 0; s < a->max_slots; s++) {
+		if (smp_load_acquire(&a->slots[s].state) != SHMBUS_SLOT_ACTIVE)
+			continue;
+		cached += MIN(READ_ONCE(a->slots[s].cache[i].count),
+			      SHMBUS_SLOT_CACHE);
+	}
+	info->cached = (uint32_t)MIN(cached, (uint64_t)info->chunks);
+	return 0;
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+/*
+ * publish.c - copy publishes, single and batched (shmbus_producer__publish,
+ * __publish_batch, and the request-reply publish), and delayed publishes,
+ * which hand the filled chunk to the daemon.
+ *
+ * A publish is: take a chunk (slot cache, else the pool's shared list),
+ * write header and payload, then one cmpxchg on a ring cell makes the
+ * message visible (ring.h), then one load of the queue's sleep mask
+ * decides whether a consumer needs an eventfd write (wake.h). A process
+ * killed anywhere in this sequence leaves no half-written message in the
+ * ring and blocks no other producer: before the cmpxchg the chunk is only
+ * ours, after it the message is complete.
+ */
+#include "producer.h"
+#include "probes.h"
+
+/* One message; inside an epoch section. Returns 0 or -errno. */
+static inline int publish_one(struct attachment *at, const void *data,
+			      size_t len, const struct pub_hdr *h,
+			      struct pub_wait *w)
+{
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *c;
+	uint32_t ref;
+	uint64_t id;
+	int64_t pts;
+	int err;
+
+	if (unlikely(len > at->msg_size))
+		return -EMSGSIZE;
+	/* the cell's transfer overlaps with writing the chunk */
+	ring_prefetch_tail(&at->ring);
+	err = chunk_for(at, data, len, h, w, &ref, true);
+	if (unlikely(err))
+		return err;
+	c = chunk_at(a, ref);
+	/* QUEUED inside our epoch section: an orphan sweep's grace period
+	 * then covers the whole window until the ring cmpxchg */
+	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);
+	/* For the probe, read before the message becomes visible: the time
+	 * (a consumer may deliver it before our probe fires) and the id
+	 * (the chunk may be gone once it is in the ring). pts != 0 is also
+	 * "the probe is on" (now_ns() is never 0): one semaphore test, and
+	 * nothing else, when nobody traces */
+	pts = 0;
+	id = 0;
+	if (SHMBUS_PROBE_ON(publish)) {
+		pts = now_ns();
+		id = c->id;
+	}
+	err = enqueue_wait(at, h->prio, ref, w);
+	if (unlikely(err)) {
+		pool_free(&at->bus->arena, at->slot, ref);
+		if (err == -ENOBUFS)
+			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
+		return err;
+	}
+	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	SHMBUS_PROBE6_IF(pts, publish, at_bus(at), at->qid, id, len,
+			 ring_depth_hint(READ_ONCE(at->q->tail),
+					 READ_ONCE(at->q->head)), pts);
+	return 0;
+}
+
+/*
+ * A delayed publish: the filled chunk goes to the daemon, which holds it
+ * (state TIMED) and puts it into the queue when the delay is over. Costs a
+ * round trip to the daemon; nothing is published if the daemon refuses.
+ */
+__attribute__((noinline)) int
+hand_to_daemon(struct attachment *at, uint32_t ref, int64_t delay_ns)
+{
+	struct shmbus_chunk *c = chunk_at(&at->bus->arena, ref);
+	struct sbc_dispose req = {
+		.slot = at->slot_idx,
+		.slot_gen = at->slot_gen,
+		.ref = ref,
+		.action = SBC_DISPOSE_DELAY,
+		.owner = chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx),
+		.delay_ns = delay_ns,
+	};
+	int err;
+
+	err = client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
+			  NULL, 0, NULL, NULL);
+	if (err)
+		return err;
+	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+	return 0;
+}
+
+static __attribute__((noinline)) int
+publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
+		const struct pub_hdr *h, int64_t delay_ns, struct pub_wait *w)
+{
+	struct attachment *at = &p->at;
+	uint32_t ref;
+	int err;
+
+	if (len > at->msg_size)
+		return -EMSGSIZE;
+	if (!attachment_live(at))
+		return -EIDRM;
+	err = chunk_for(at, data, len, h, w, &ref, false);
+	if (err)
+		return err;
+	err = hand_to_daemon(at, ref, delay_ns);
+	if (err)
+		pool_free(&at->bus->arena, at->slot, ref);
+	return err;
+}
+
+SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
+					const void *data, size_t len,
+					const struct shmbus_pub_opts *opts)
+{
+	struct attachment *at = &p->at;
+	int64_t ts = pub_time(p);
+	struct pub_hdr h;
+	struct pub_wait w;
+	uint64_t key;
+	int err;
+
+	if (unlikely(!data && len))
+		return -EINVAL;
+	if (unlikely(err = check_pub_opts(opts)))
+		return err;
+	if (unlikely(OPTS_GET(opts, priority, 0) >= p->at.nr_prio))
+		return -EINVAL;
+	err = dedup_check(p, opts, &key);
+	if (unlikely(err))
+		return err < 0 ? err : 0;
+	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+	h = pub_hdr_of(p, opts, ts);
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		if (p->topic)
+			return -EOPNOTSUPP;
+		err = publish_delayed(p, data, len, &h,
+				      OPTS_GET(opts, delay_ns, 0), &w);
+		if (err && key)
+			dedup_forget(p, key);
+		return err;
+	}
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	err = likely(!p->topic) ? publish_one(at, data, len, &h, &w)
+				: topic_publish_one(at, data, len, &h, &w);
+	if (likely(!err))
+		wake_after(at, 1);
+	epoch_exit(at->slot);
+	if (unlikely(err && key))
+		dedup_forget(p, key);
+	return err;
+}
+
+SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
+					      const struct iovec *iov,
+					      unsigned n,
+					      const struct shmbus_pub_opts *opts)
+{
+	struct attachment *at = &p->at;
+	int64_t ts = pub_time(p);	/* one time for the whole batch */
+	struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+	struct pub_hdr h;
+	unsigned done = 0;
+	int err = 0;
+
+	if (!iov || !n || check_pub_opts(opts) ||
+	    OPTS_GET(opts, priority, 0) >= p->at.nr_prio ||
+	    OPTS_GET(opts, dedup_id, NULL))	/* one id for many messages */
+		return -EINVAL;
+	h = pub_hdr_of(p, opts, ts);
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		if (p->topic)
+			return -EOPNOTSUPP;
+		for (; done < n; done++) {
+			if (!iov[done].iov_base && iov[done].iov_len)
+				return done ? (int)done : -EINVAL;
+			err = publish_delayed(p, iov[done].iov_base,
+					      iov[done].iov_len, &h,
+					      OPTS_GET(opts, delay_ns, 0), &w);
+			if (err)
+				break;
+		}
+		return done ? (int)done : err;
+	}
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	for (; done < n; done++) {
+		if (!iov[done].iov_base && iov[done].iov_len) {
+			err = -EINVAL;
+			break;
+		}
+		err = !p->topic ? publish_one(at, iov[done].iov_base,
+					      iov[done].iov_len, &h, &w)
+				: topic_publish_one(at, iov[done].iov_base,
+						    iov[done].iov_len, &h, &w);
+		if (err)
+			break;
+	}
+	if (done)
+		wake_after(at, done);
+	epoch_exit(at->slot);
+	return done ? (int)done : err;
+}
+
+int producer_publish_rr(struct shmbus_producer *p, const void *data,
+			size_t len, uint64_t corr_id, uint32_t reply_to,
+			uint32_t reply_gen, int64_t timeout_ns)
+{
+	struct attachment *at = &p->at;
+	struct pub_hdr h = { .corr_id = corr_id, .reply_to = reply_to,
+			     .reply_gen = reply_gen, .ts = pub_time(p) };
+	struct pub_wait w = pub_wait_of(timeout_ns);
+	int err;
+
+	if (p->ttl_ns)
+		h.expires = (uint64_t)(now_ns() + p->ttl_ns);
+	epoch_enter(&at->bus->arena, at->slot);
+	if (unlikely(!attachment_live(at))) {
+		epoch_exit(at->slot);
+		return -EIDRM;
+	}
+	err = publish_one(at, data, len, &h, &w);
+	if (!err)
+		wake_after(at, 1);
+	epoch_exit(at->slot);
+	return err;
+}
