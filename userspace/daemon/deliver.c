@@ -96,6 +96,8 @@ static void dq_wake(struct dbus *b, uint32_t qid)
 	struct shmbus_queue *q = arena_q(b, qid);
 	const struct dqueue *dq = &b->queues[qid];
 
+	/* [WAKE] after our ring cmpxchg, as a producer: pairs with
+	 * seat_arm() */
 	smp_mb__after_atomic();
 	for (uint32_t w = 0; w < SHMBUS_SEAT_WORDS; w++) {
 		uint64_t m = READ_ONCE(q->sleep_mask[w]);

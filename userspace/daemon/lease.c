@@ -114,8 +114,9 @@ void leases_expire(struct dbus *b, uint32_t si, int64_t now)
 
 	for (uint32_t e = 0; e < hi; e++) {
 		struct shmbus_lease *le = &s->lease[e];
-		/* pairs with the consumer's release store of word (take) and
-		 * the cmpxchg of extend: deadline is at least as new */
+		/* [LEASE] pairs with the consumer's release store of word
+		 * when it records a delivery (consumer.c) and the cmpxchg
+		 * of extend: deadline is at least as new */
 		uint64_t w = smp_load_acquire(&le->word);
 		uint32_t ref;
 

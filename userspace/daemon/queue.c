@@ -162,8 +162,9 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		if (dq->fanout_units)
 			q->fanout = (dq->fanout_first << 16) | dq->fanout_n;
 	}
-	/* Q1 (release): everything above is visible to whoever sees the
-	 * new gen; pairs with Q1 in arena_find_queue() and attach() */
+	/* [QGEN] release: everything above is visible to whoever sees the
+	 * new gen with an acquire load (arena_find_queue(), fill_info(),
+	 * the redrive and reply lookups in lib dlq.c and reqrep.c) */
 	smp_store_release(&q->gen, dq->gen);
 }
 
@@ -487,7 +488,11 @@ void dqueue_delete(struct dbus *b, int id)
 	dq->gen++;		/* even: every handle sees a gen it did not
 				 * attach with, from the release store on */
 	a->queues[id].flags |= SHMBUS_QF_DELETING;
-	/* Q2 (release): pairs with Q2 in attachment_live() */
+	/* [QDEL] release: a reader that read the descriptor's fields and
+	 * then, after smp_rmb(), still sees the old gen read them before
+	 * this delete (the re-checks in arena_find_queue(), fill_info(),
+	 * dlq.c and reqrep.c); handles notice the even gen on their next
+	 * call (attachment_live()) */
 	smp_store_release(&a->queues[id].gen, dq->gen);
 	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
 	/* sleeping consumers wake and find the queue gone (-EIDRM) */

@@ -83,8 +83,9 @@ static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
 	for (unsigned i = 0; i < SHMBUS_MAX_POOLS; i++)
 		s->cache[i].count = 0;
 	leases_reset(s);	/* seq keeps counting across owners */
-	/* S1 (release): pairs with S1 in attach_call(), stat and
-	 * epoch_gp_done(): the fields above before ACTIVE */
+	/* [SLOT] release: the fields above before ACTIVE (pairs with the
+	 * acquire loads of state in attach_call(), arena_queue_counters()
+	 * and shmbus__pool_info()) */
 	smp_store_release(&s->state, SHMBUS_SLOT_ACTIVE);
 }
 
@@ -196,8 +197,8 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	bool live = dq->live && dq->gen == ds->qgen;
 	unsigned reclaimed;
 
-	/* stat readers skip it from now on (counters not yet folded: a
-	 * momentary undercount, never a double count) */
+	/* [SLOT] stat readers skip it from now on (counters not yet
+	 * folded: a momentary undercount, never a double count) */
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
 	if (ds->kind == SHMBUS_KIND_CONSUMER) {
@@ -224,7 +225,7 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	s->seat = UINT32_MAX;
 	ds->conn_id = 0;
 	ds->seat = UINT32_MAX;
-	smp_store_release(&s->state, SHMBUS_SLOT_FREE);
+	smp_store_release(&s->state, SHMBUS_SLOT_FREE);	/* [SLOT] */
 }
 
 int slot_detach(struct dbus *b, const struct peer *p,

@@ -88,8 +88,8 @@ static bool fanout_set(struct dbus *b, uint32_t tq,
 	dq->fanout_first = (uint64_t)first;
 	dq->fanout_units = units;
 	dq->fanout_n = n;
-	/* release: the array is written before publishers can see it
-	 * (pairs with the acquire load in the publisher's fan-out) */
+	/* [FANOUT] release: the array is written before publishers can see
+	 * it (pairs with the acquire load in fanout_of(), lib fanout.c) */
 	smp_store_release(&q->fanout, n ? ((uint64_t)first << 16) | n : 0);
 	retire(b, old_first, old_units);
 	return true;
@@ -165,6 +165,7 @@ static unsigned history_copy(struct dbus *b, uint32_t sq)
 		if (end > pos && end - pos > tq->history)
 			pos = end - tq->history;
 		for (; pos < end; pos++) {
+			/* [RING] the chunk named is the published one */
 			uint64_t v = smp_load_acquire(&ring_cell(&hr, pos)->v);
 			uint32_t ref = SHMBUS_CELL_REF(v), rc;
 			struct shmbus_chunk *c;
@@ -175,6 +176,10 @@ static unsigned history_copy(struct dbus *b, uint32_t sq)
 			c = chunk_at(a, ref);
 			if (!c)
 				continue;
+			/* [SEQ] the refcnt read below is no older than this
+			 * owner word; a free and reuse in between changes
+			 * the word's generation (pool.h chunk_own), which
+			 * the re-check after the increment catches */
 			o = smp_load_acquire(&c->owner);
 			rc = READ_ONCE(c->refcnt);
 			if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_SHARED || !rc ||

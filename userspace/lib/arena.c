@@ -224,7 +224,8 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 			((uint8_t *)base + g.slot_off) + i;
 		s->seat = UINT32_MAX;
 	}
-	/* magic last: an arena is recognisable only once complete */
+	/* [MAGIC] magic last, released: an arena is recognisable only once
+	 * complete (pairs with the acquire in snapshot_validate()) */
 	smp_store_release(&sb->magic, SHMBUS_MAGIC);
 	return 0;
 }
@@ -357,9 +358,9 @@ static int snapshot_validate(const uint8_t *base, uint64_t size,
 		    (unsigned long long)size);
 		return -EBADMSG;
 	}
-	/* magic before anything else: the acquire pairs with the release
-	 * store of magic in arena_format(), so the superblock copied after
-	 * it is the complete one */
+	/* [MAGIC] magic before anything else: the acquire pairs with the
+	 * release store of magic in arena_format(), so the superblock
+	 * copied after it is the complete one */
 	magic = smp_load_acquire((const uint64_t *)base);
 	memcpy(sb, base, sizeof(*sb));
 	sb->magic = magic;	/* the value checked, whatever is there now */
@@ -481,13 +482,15 @@ int arena_find_queue(const struct arena *a, const char *name)
 {
 	for (uint32_t i = 0; i < a->max_queues; i++) {
 		const struct shmbus_queue *q = &a->queues[i];
-		/* pairs with the daemon's release store of gen at declare:
-		 * the name written before it is visible */
+		/* [QGEN] pairs with the daemon's release store of gen at
+		 * declare (dqueue_publish): the name written before it is
+		 * visible */
 		uint32_t g = smp_load_acquire(&q->gen);
 
 		if (!SHMBUS_QGEN_LIVE(g))
 			continue;
 		if (strncmp(q->name, name, SHMBUS_NAME_MAX) == 0) {
+			/* [QDEL] the name we compared is this gen's */
 			smp_rmb();
 			if (READ_ONCE(q->gen) == g)
 				return (int)i;
@@ -510,8 +513,9 @@ void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
 	for (uint32_t s = 0; s < a->max_slots; s++) {
 		const struct shmbus_slot *sl = &a->slots[s];
 
-		/* pairs with the daemon's release store of state at
-		 * attach: identity fields are valid once ACTIVE is seen */
+		/* [SLOT] pairs with the daemon's release store of state at
+		 * attach (slot_fill): identity fields are valid once ACTIVE
+		 * is seen */
 		if (smp_load_acquire(&sl->state) != SHMBUS_SLOT_ACTIVE)
 			continue;
 		if (READ_ONCE(sl->qid) != qid || READ_ONCE(sl->qgen) != gen)

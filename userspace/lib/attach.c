@@ -65,6 +65,8 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 	if (READ_ONCE(at->q->gen) != rep.qgen)
 		goto fail;
 	err = -EUCLEAN;
+	/* [SLOT] the daemon's slot_fill() released ACTIVE after the
+	 * identity fields checked here */
 	if (smp_load_acquire(&s->state) != SHMBUS_SLOT_ACTIVE ||
 	    READ_ONCE(s->gen) != rep.slot_gen || READ_ONCE(s->qid) != rep.qid ||
 	    READ_ONCE(s->qgen) != rep.qgen ||

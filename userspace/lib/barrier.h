@@ -3,12 +3,58 @@
  * barrier.h - the one place that spells memory ordering.
  *
  * Kernel-style names over GCC/C11 __atomic builtins. No other file in
- * shmbus uses volatile, __sync or raw __atomic calls on shared memory;
- * every use of these macros states what it pairs with.
+ * shmbus uses volatile, __sync, raw __atomic calls or C11 atomics; every
+ * acquire, release and fence states what it pairs with.
  *
  * Shared memory here is mapped by several processes, so "the other side" of
  * a barrier is often another process; the C11 model still applies because
  * the same physical memory is accessed with the same instructions.
+ *
+ * Pairings that cross files carry the same label at both ends, as DPDK's
+ * ring labels its edges: grep for the label to find every end.
+ *
+ *   [RING]     a ring cell: the producer's cmpxchg publishes the chunk
+ *              (ring.h ring_enqueue) / the consumer's acquire load and
+ *              cmpxchg see it (ring_dequeue_pf, ring_peek_head; daemon
+ *              topics.c history_copy)
+ *   [WAKE]     sleep/wake Dekker pair: cell cmpxchg, smp_mb__after_atomic,
+ *              load sleep_mask (wake.h wake_after_publish, fanout.c
+ *              wake_sub, daemon deliver.c dq_wake) / fetch_or sleep_mask,
+ *              smp_mb__after_atomic, peek the ring (wake.c seat_arm)
+ *   [QGEN]     a queue descriptor: the daemon writes the fields, then
+ *              releases gen (daemon queue.c dqueue_publish) / readers
+ *              acquire gen, then read the fields (arena.c, control.c,
+ *              dlq.c, reqrep.c)
+ *   [QDEL]     a queue delete: the daemon releases the even gen (queue.c
+ *              dqueue_delete) / readers smp_rmb() after the fields and
+ *              re-check gen (the same readers)
+ *   [SLOT]     a participant slot's state: the daemon releases ACTIVE
+ *              after the identity fields, DEAD and FREE (daemon slot.c) /
+ *              readers acquire state (attach.c, arena.c, control.c)
+ *   [EPOCH]    a grace period's epoch: released by epoch_gp_start (epoch.c)
+ *              / acquired on section entry (epoch.h epoch_enter)
+ *   [QUIESCE]  leaving a section: released by epoch_exit (epoch.h) /
+ *              acquired by epoch_gp_done (epoch.c)
+ *   [MEMB]     membarrier(GLOBAL) in epoch_gp_start (epoch.c) stands in
+ *              for the fence epoch_enter (epoch.h) does not issue
+ *   [FANOUT]   a topic's fan-out array: released by the daemon (topics.c
+ *              fanout_set) / acquired by publishers (fanout.c fanout_of)
+ *   [LEASE]    a delivery entry: the consumer releases its word after ref
+ *              and deadline (consumer.c) / the daemon acquires it in its
+ *              lease scan (daemon lease.c leases_expire)
+ *   [CACHE]    a slot's chunk cache: the count is released after the refs
+ *              (pool.h pool_free, pool.c) / acquired when the daemon
+ *              drains a dead owner's cache (pool.c pool_drain_slot)
+ *   [FREELIST] a pool's free list: push's cmpxchg releases the magazine
+ *              (pool.c pool_push_global) / pop acquires the head (mag_pop)
+ *   [MAGIC]    an arena is complete: arena_format releases magic last /
+ *              snapshot_validate acquires it first (arena.c)
+ *   [SEQ]      a topic message's owner word read around a refcnt
+ *              increment, seqlock-style (daemon topics.c history_copy) /
+ *              the generation a free and reuse give it (pool.h chunk_own)
+ *
+ * tools/scripts/check-atomics.sh fails the build on an atomic builtin, a
+ * C11 atomic or a volatile anywhere else in user space.
  */
 #ifndef SHMBUS_BARRIER_H
 #define SHMBUS_BARRIER_H

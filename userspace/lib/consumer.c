@@ -300,8 +300,9 @@ static __always_inline uint64_t take_record(struct shmbus_consumer *c,
 	struct attachment *at = &c->at;
 	uint64_t w;
 
-	/* record the delivery: deadline first, then the word (release;
-	 * pairs with the daemon's acquire load of word in its lease scan) */
+	/* record the delivery: deadline first, then the word ([LEASE]
+	 * release; pairs with the daemon's acquire load of word in
+	 * leases_expire()) */
 	c->nfree--;
 	if (e >= at->slot->lease_hi)
 		WRITE_ONCE(at->slot->lease_hi, e + 1);

@@ -181,6 +181,7 @@ static int fill_info(const struct arena *a, uint32_t qid,
 		     struct shmbus_queue_info *info)
 {
 	const struct shmbus_queue *q = &a->queues[qid];
+	/* [QGEN] the fields read below are this gen's or newer */
 	uint32_t g = smp_load_acquire(&q->gen);
 	uint64_t ctr[SHMBUS_NR_COUNTERS];
 
@@ -242,8 +243,8 @@ static int fill_info(const struct arena *a, uint32_t qid,
 			     &info->consumers, &info->in_flight);
 	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS && i < SHMBUS_STAT__MAX; i++)
 		info->stat[i] = ctr[i];
-	/* pairs with the daemon's gen bump at delete: a queue deleted while
-	 * we read is reported as gone */
+	/* [QDEL] pairs with the daemon's gen bump at delete: a queue
+	 * deleted while we read is reported as gone */
 	smp_rmb();
 	return READ_ONCE(q->gen) == g ? 0 : -ENOENT;
 }
@@ -300,6 +301,7 @@ SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
 	info->free = (uint32_t)MIN(READ_ONCE(a->pool[i].desc->free_count),
 				   (uint64_t)info->chunks);
 	for (uint32_t s = 0; s < a->max_slots; s++) {
+		/* [SLOT] */
 		if (smp_load_acquire(&a->slots[s].state) != SHMBUS_SLOT_ACTIVE)
 			continue;
 		cached += MIN(READ_ONCE(a->slots[s].cache[i].count),

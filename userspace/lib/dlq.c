@@ -36,10 +36,10 @@ static struct shmbus_producer *target_of(struct shmbus *bus,
 		*err = q ? -E2BIG : -ENOENT;
 		return NULL;
 	}
-	g = smp_load_acquire(&q->gen);
+	g = smp_load_acquire(&q->gen);		/* [QGEN] */
 	memcpy(name, q->name, sizeof(name));
 	name[sizeof(name) - 1] = '\0';
-	smp_rmb();
+	smp_rmb();				/* [QDEL] then re-check */
 	if (!SHMBUS_QGEN_LIVE(g) || READ_ONCE(q->gen) != g) {
 		*err = -ENOENT;		/* the source queue is gone */
 		return NULL;

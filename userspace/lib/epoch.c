@@ -33,12 +33,12 @@ uint64_t epoch_gp_start(const struct arena *a)
 {
 	uint64_t e = READ_ONCE(a->sb->gp_epoch) + 1;
 
-	/* release: the updates the caller made (e.g. a queue's gen bump)
-	 * are visible to a reader that sees epoch e (pairs with the
-	 * acquire in epoch_enter) */
+	/* [EPOCH] release: the updates the caller made (e.g. a queue's gen
+	 * bump) are visible to a reader that sees epoch e (pairs with the
+	 * acquire in epoch_enter()) */
 	smp_store_release(&a->sb->gp_epoch, e);
 	smp_mb();
-	/* Make every running thread of every process execute a full
+	/* [MEMB] Make every running thread of every process execute a full
 	 * barrier: after this, a reader's epoch store that our scan cannot
 	 * see is ordered before that reader's loads of our update. Arenas
 	 * created without membarrier carry READER_FENCE, and their readers
@@ -55,7 +55,7 @@ bool epoch_gp_done(const struct arena *a, uint64_t target,
 
 		if (!attached(ctx, i))
 			continue;
-		/* acquire pairs with the release in epoch_exit() */
+		/* [QUIESCE] acquire pairs with the release in epoch_exit() */
 		v = smp_load_acquire(&a->slots[i].rcu_epoch);
 		if (!(v & 1) || (v >> 1) >= target)
 			continue;

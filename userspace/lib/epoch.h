@@ -25,13 +25,15 @@
 
 static inline void epoch_enter(const struct arena *a, struct shmbus_slot *s)
 {
-	/* acquire pairs with the release store in epoch_gp_start(): a
-	 * reader that sees the new epoch also sees the update before it */
+	/* [EPOCH] acquire pairs with the release store in
+	 * epoch_gp_start(): a reader that sees the new epoch also sees the
+	 * update before it */
 	uint64_t e = smp_load_acquire(&a->sb->gp_epoch);
 
 	WRITE_ONCE(s->rcu_epoch, (e << 1) | 1);
-	/* No fence: the daemon's membarrier(GLOBAL) supplies it; unless the
-	 * arena says membarrier was missing, then we pay for one here. */
+	/* [MEMB] No fence: the daemon's membarrier(GLOBAL) in
+	 * epoch_gp_start() supplies it; unless the arena says membarrier was
+	 * missing, then we pay for one here. */
 	if (unlikely(a->reader_fence))
 		smp_mb();
 	else
@@ -40,8 +42,9 @@ static inline void epoch_enter(const struct arena *a, struct shmbus_slot *s)
 
 static inline void epoch_exit(struct shmbus_slot *s)
 {
-	/* release: every access of the section is done before the daemon
-	 * can see us quiescent (pairs with the acquire in epoch_gp_done) */
+	/* [QUIESCE] release: every access of the section is done before
+	 * the daemon can see us quiescent (pairs with the acquire in
+	 * epoch_gp_done()) */
 	smp_store_release(&s->rcu_epoch, 0);
 }
 

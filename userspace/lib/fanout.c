@@ -24,6 +24,7 @@ void wake_sub(struct attachment *at, struct shmbus_queue *sq, uint32_t qid,
 	uint64_t any = 0;
 	unsigned n;
 
+	/* [WAKE] after the ring cmpxchg: pairs with seat_arm() */
 	smp_mb__after_atomic();
 	for (unsigned w = 0; w < SHMBUS_SEAT_WORDS; w++)
 		any |= READ_ONCE(sq->sleep_mask[w]);
@@ -93,7 +94,8 @@ static const struct shmbus_fanout *fanout_of(const struct arena *a,
 					     const struct shmbus_queue *q,
 					     uint32_t *n)
 {
-	/* acquire: pairs with the daemon's release store of a new array */
+	/* [FANOUT] acquire: pairs with the daemon's release store of a new
+	 * array in fanout_set(): the array's entries are visible */
 	uint64_t word = smp_load_acquire(&q->fanout);
 	uint64_t off = a->ring_off + (word >> 16) * SHMBUS_RING_UNIT;
 	uint64_t end = a->ring_off + a->ring_units * SHMBUS_RING_UNIT;

@@ -61,7 +61,7 @@ static int mag_pop(const struct arena *a, unsigned pi, uint32_t *dst,
 	for (;;) {
 		struct pool_mag *mag;
 
-		/* acquire pairs with the release cmpxchg in
+		/* [FREELIST] acquire pairs with the release cmpxchg in
 		 * pool_push_global(): the link and magazine written before
 		 * a push are visible once we see its head */
 		h = smp_load_acquire(&pd->free_head);
@@ -124,9 +124,9 @@ void pool_push_global(const struct arena *a, unsigned pi,
 		do {
 			WRITE_ONCE(pv->links[m], HEAD_IDX(h));
 			nh = HEAD(HEAD_TAG(h) + 1, m + 1);
-			/* SEQ_CST cmpxchg = release for the magazine and
-			 * link above; pairs with the acquire load in
-			 * pool_pop_global() */
+			/* [FREELIST] SEQ_CST cmpxchg = release for the
+			 * magazine and link above; pairs with the acquire
+			 * load in mag_pop() */
 		} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
 		atomic_add_relaxed(&pd->free_count, k);
 		idx += k;
@@ -152,7 +152,8 @@ int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
 	/* ours: m goes to the caller, the rest to the cache */
 	chunk_own(pool_chunk(a, pi, m), owner);
 	if (direct) {
-		/* release: pairs with the acquire in pool_drain_slot() */
+		/* [CACHE] release: pairs with the acquire in
+		 * pool_drain_slot() */
 		smp_store_release(&slot->cache[pi].count, (uint32_t)k);
 	} else {
 		/* small cache or none: keep what fits, give back the rest */
@@ -161,6 +162,7 @@ int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
 		if (slot && pv->cache_max) {
 			keep = MIN((uint32_t)k, pv->cache_max);
 			memcpy(slot->cache[pi].ref, tmp, keep * sizeof(uint32_t));
+			/* [CACHE] */
 			smp_store_release(&slot->cache[pi].count, keep);
 		}
 		pool_push_global(a, pi, tmp + keep, k - keep);
@@ -186,8 +188,8 @@ void __pool_free(const struct arena *a, struct shmbus_slot *slot,
 		for (uint32_t j = n - k; j < n; j++)
 			if (c->ref[j] < pv->nr_chunks)
 				spill[s++] = c->ref[j];
-		/* out of the cache before on the list: a kill in between
-		 * loses them, it never lists them twice */
+		/* [CACHE] out of the cache before on the list: a kill in
+		 * between loses them, it never lists them twice */
 		smp_store_release(&c->count, n - k);
 	}
 	chunk_set(pool_chunk(a, pi, idx), SHMBUS_CHUNK_FREE, 0);
@@ -200,6 +202,7 @@ unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot)
 
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
 		__typeof__(slot->cache[0]) *c = &slot->cache[pi];
+		/* [CACHE] the refs below the count are in place */
 		uint32_t n = smp_load_acquire(&c->count), k = 0;
 		uint32_t tmp[SHMBUS_SLOT_CACHE];
 

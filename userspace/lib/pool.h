@@ -49,7 +49,9 @@ static inline struct shmbus_chunk *pool_chunk(const struct arena *a,
 				       (uint64_t)i * a->pool[pi].chunk_size);
 }
 
-/* Make @c owned by @owner ((state << 16) | slot): a new generation. */
+/* Make @c owned by @owner ((state << 16) | slot): a new generation, so
+ * that whoever noted the old word sees the chunk was freed and reused
+ * ([SEQ]: the daemon's history_copy; the orphan sweeps' cmpxchg). */
 static inline void chunk_own(struct shmbus_chunk *c, uint32_t owner)
 {
 	uint32_t gen = SHMBUS_OWNER_GEN(READ_ONCE(c->owner)) + 1;
@@ -120,8 +122,9 @@ static inline void pool_free(const struct arena *a, struct shmbus_slot *slot,
 
 		if (likely(n < a->pool[pi].cache_max)) {
 			c->ref[n] = i;
-			/* release: the ref is in place before the count says
-			 * so (the daemon drains the caches of dead owners) */
+			/* [CACHE] release: the ref is in place before the
+			 * count says so (pool_drain_slot(), when the daemon
+			 * drains the caches of dead owners) */
 			smp_store_release(&c->count, n + 1);
 			chunk_set(pool_chunk(a, pi, i), SHMBUS_CHUNK_FREE, 0);
 			return;
@@ -130,8 +133,6 @@ static inline void pool_free(const struct arena *a, struct shmbus_slot *slot,
 	__pool_free(a, slot, pi, i);
 }
 
-/* Return every chunk cached in @slot to the shared lists. Returns count.
- * Only when the slot's owner can no longer run (detached or dead). */
 /*
  * Drop a reference to chunk @ref: a SHARED chunk (a topic message) is
  * freed by its last reference, any other chunk at once.
@@ -163,6 +164,8 @@ SHMBUS_PRIVATE_API
 int chunk_unshare(const struct arena *a, struct shmbus_slot *slot,
 		  uint32_t ref, uint32_t owner, uint32_t *nref);
 
+/* Return every chunk cached in @slot to the shared lists. Returns count.
+ * Only when the slot's owner can no longer run (detached or dead). */
 SHMBUS_PRIVATE_API
 unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot);
 

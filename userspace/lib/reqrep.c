@@ -251,7 +251,7 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 		}
 		*consumer_reply_cache(c) = rc;
 	}
-	g = smp_load_acquire(&q->gen);
+	g = smp_load_acquire(&q->gen);		/* [QGEN] */
 	if (!SHMBUS_QGEN_LIVE(g) || g != want) {
 		/* the requester is gone (its queue id may serve another
 		 * queue by now) */
@@ -263,7 +263,7 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 			return rc[i].p;
 	memcpy(name, q->name, sizeof(name));
 	name[sizeof(name) - 1] = '\0';
-	smp_rmb();
+	smp_rmb();				/* [QDEL] then re-check */
 	if (READ_ONCE(q->gen) != g) {
 		*err = -ENOENT;
 		return NULL;

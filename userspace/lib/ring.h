@@ -134,11 +134,12 @@ static inline void ring_prefetch_tail(const struct ring *r)
 /*
  * Publish ref. Returns 0, or -ENOBUFS when the ring is full.
  *
- * Ordering: the successful cmpxchg on the cell is SEQ_CST, hence a release:
- * everything the producer wrote into the chunk before (header, payload) is
- * visible to a consumer whose acquire load / cmpxchg of this cell sees the
- * new value (pairs with ring_dequeue()). It is also the first half of the
- * sleep/wake Dekker pair: the caller then reads queue->sleep_mask after
+ * Ordering: [RING] the successful cmpxchg on the cell is SEQ_CST, hence a
+ * release: everything the producer wrote into the chunk before (header,
+ * payload) is visible to a consumer whose acquire load / cmpxchg of this
+ * cell sees the new value (ring_dequeue_pf(), ring_peek_head(), the
+ * daemon's history_copy()). It is also the first half of the sleep/wake
+ * Dekker pair [WAKE]: the caller then reads queue->sleep_mask after
  * smp_mb__after_atomic() (pairs with seat_arm() in wake.c).
  */
 static inline int ring_enqueue(struct ring *r, uint32_t ref)
@@ -201,9 +202,9 @@ static inline void ring_no_prefetch(const void *ctx, uint32_t ref)
  * @prefetch(ctx, ref) is called for a ref we are about to claim (it may be
  * claimed by another consumer instead; the callback must only prefetch).
  *
- * Ordering: the acquire load and the SEQ_CST cmpxchg of the cell pair with
- * the producer's cmpxchg in ring_enqueue(): the chunk contents are visible
- * once we own the ref.
+ * Ordering: [RING] the acquire load and the SEQ_CST cmpxchg of the cell
+ * pair with the producer's cmpxchg in ring_enqueue(): the chunk contents
+ * are visible once we own the ref.
  */
 static inline int ring_dequeue_pf(struct ring *r, uint32_t *ref,
 				  void (*prefetch)(const void *, uint32_t),
@@ -243,8 +244,8 @@ static inline int ring_dequeue(struct ring *r, uint32_t *ref)
 
 /*
  * Is there a message at head? A load-only peek used after announcing sleep
- * (the caller's fetch_or + smp_mb__after_atomic() orders it after the
- * announcement; pairs with the producer's cell cmpxchg then sleep_mask
+ * ([WAKE]: the caller's fetch_or + smp_mb__after_atomic() orders it after
+ * the announcement; pairs with the producer's cell cmpxchg then sleep_mask
  * load). May report non-empty for a message another consumer takes next.
  */
 static inline int ring_peek_nonempty(struct ring *r)
@@ -274,6 +275,7 @@ static inline int ring_peek_head(struct ring *r, uint64_t *pos, uint64_t *val)
 	uint64_t p = READ_ONCE(*r->head);
 
 	for (uint32_t n = 0; n <= r->mask; n++, p++) {
+		/* [RING] the chunk the caller reads next is the message's */
 		uint64_t v = smp_load_acquire(&ring_cell(r, p)->v);
 		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(p + 1));
 

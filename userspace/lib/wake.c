@@ -239,7 +239,9 @@ int seat_arm(struct seat *s, struct ring *r)
 		atomic_fetch_or(s->word, s->bit);
 		s->armed = true;
 	}
-	/* pairs with smp_mb__after_atomic() in wake_after_publish() */
+	/* [WAKE] pairs with smp_mb__after_atomic() in wake_after_publish(),
+	 * wake_sub() and the daemon's dq_wake(): they see our bit, or we
+	 * see their message */
 	smp_mb__after_atomic();
 	if (ring_peek_nonempty(r)) {
 		seat_disarm(s);

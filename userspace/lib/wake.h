@@ -8,8 +8,9 @@
  * queue's seat eventfds, so a producer can wake any seat with no help from
  * the daemon (which may be dead).
  *
- * The protocol (a Dekker pair; both sides use a SEQ_CST RMW followed by
- * smp_mb__after_atomic() and a load):
+ * The protocol [WAKE] (a Dekker pair; both sides use a SEQ_CST RMW
+ * followed by smp_mb__after_atomic() and a load; the daemon, putting a
+ * message back, is a producer too: dq_wake() in deliver.c):
  *
  *   consumer (seat_arm)                 producer (wake_after_publish)
  *   fetch_or(sleep_mask, bit)           cmpxchg(cell, full)   [ring.h]
@@ -101,7 +102,7 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 
 /*
  * After publishing @n messages to @q: wake up to @n sleeping seats.
- * Pairs with seat_arm() (see the protocol above).
+ * [WAKE] pairs with seat_arm() (see the protocol above).
  */
 static inline unsigned wake_after_publish(struct wake_table *t,
 					  struct shmbus_queue *q, uint32_t qid,
