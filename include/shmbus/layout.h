@@ -211,10 +211,10 @@ enum {
 	SHMBUS_SLOT_DEAD	= 2,	/* owner gone, daemon reclaiming */
 };
 
-/* Slot kinds. */
+/* Slot roles (struct shmbus_slot.role). */
 enum {
-	SHMBUS_KIND_PRODUCER	= 1,
-	SHMBUS_KIND_CONSUMER	= 2,
+	SHMBUS_ROLE_PRODUCER	= 1,
+	SHMBUS_ROLE_CONSUMER	= 2,
 };
 
 /*
@@ -232,7 +232,7 @@ struct shmbus_slot {
 	uint32_t state;			/* SHMBUS_SLOT_* */
 	uint32_t gen;			/* bumped each time the slot is reused */
 	uint32_t pid;			/* owner pid (SO_PEERCRED) */
-	uint32_t kind;			/* SHMBUS_KIND_* */
+	uint32_t role;			/* SHMBUS_ROLE_* */
 	uint64_t start_time;		/* owner start time, /proc/pid/stat
 					 * field 22: defeats pid reuse */
 	uint32_t qid;			/* queue this handle is bound to */

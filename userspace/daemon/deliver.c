@@ -296,7 +296,7 @@ int dispose_request(struct dbus *b, const struct peer *p,
 	if (!c || SHMBUS_OWNER_SLOT(o) != req->slot ||
 	    !(st == SHMBUS_CHUNK_HELD ||
 	      (st == SHMBUS_CHUNK_LOANED && req->action == SBC_DISPOSE_DELAY &&
-	       ds->kind == SHMBUS_KIND_PRODUCER)))
+	       ds->role == SHMBUS_ROLE_PRODUCER)))
 		return -EINVAL;
 	/* the chunk is ours from here on, or it was not what they said */
 	if (!atomic_cmpxchg(&c->owner, &o,
@@ -374,7 +374,7 @@ int64_t deliver_tick(struct dbus *b, int64_t now)
 		if (!ds->conn_id)
 			continue;
 		attached = true;
-		if (ds->kind == SHMBUS_KIND_CONSUMER)
+		if (ds->role == SHMBUS_ROLE_CONSUMER)
 			leases_expire(b, si, now);
 	}
 	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++)

@@ -234,7 +234,7 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 	}
 	sw->qid = ds->qid;
 	sw->qgen = ds->qgen;
-	sw->requeue = ds->kind == SHMBUS_KIND_CONSUMER;
+	sw->requeue = ds->role == SHMBUS_ROLE_CONSUMER;
 	b->sweeps++;
 	log_debug("bus '%s': sweeping %u possible orphans of slot %u", b->name,
 		  sw->n, si);

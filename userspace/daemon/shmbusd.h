@@ -168,7 +168,7 @@ struct dqueue {
 struct dslot {
 	uint32_t conn_id;	/* owning connection, 0 = slot free */
 	uint32_t gen;		/* as published in the arena */
-	uint32_t kind;		/* SHMBUS_KIND_* */
+	uint32_t role;		/* SHMBUS_ROLE_* */
 	uint32_t qid, qgen;
 	uint32_t seat;		/* UINT32_MAX for producers */
 	pid_t pid;

@@ -25,8 +25,8 @@ bool slot_attached(void *ctx, uint32_t slot)
 /* A topic takes no consumers, a subscription no producers. */
 static int attach_allowed(const struct dqueue *dq, const struct sbc_attach *req)
 {
-	if ((dq->kind == DQ_TOPIC && req->kind == SHMBUS_KIND_CONSUMER) ||
-	    (dq->kind == DQ_SUB && req->kind == SHMBUS_KIND_PRODUCER)) {
+	if ((dq->kind == DQ_TOPIC && req->role == SHMBUS_ROLE_CONSUMER) ||
+	    (dq->kind == DQ_SUB && req->role == SHMBUS_ROLE_PRODUCER)) {
 		log_info("'%s' is a %s: %s", dq->name,
 			 dq->kind == DQ_TOPIC ? "topic" : "subscription",
 			 dq->kind == DQ_TOPIC ? "subscribe to it"
@@ -57,7 +57,7 @@ static uint32_t slot_pick(const struct dbus *b)
 /* Record slot @si for @p on queue @qid, and publish it in the arena:
  * written while the slot reads FREE, then made ACTIVE. */
 static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
-		      uint32_t kind, uint32_t qid, uint32_t seat)
+		      uint32_t role, uint32_t qid, uint32_t seat)
 {
 	struct shmbus_slot *s = &b->arena.slots[si];
 	struct dslot *ds = &b->slots[si];
@@ -65,7 +65,7 @@ static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
 
 	ds->conn_id = p->conn_id;
 	ds->gen++;
-	ds->kind = kind;
+	ds->role = role;
 	ds->qid = qid;
 	ds->qgen = dq->gen;
 	ds->seat = seat;
@@ -73,7 +73,7 @@ static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
 	s->gen = ds->gen;
 	s->pid = (uint32_t)p->pid;
 	s->start_time = p->start_time;
-	s->kind = kind;
+	s->role = role;
 	s->qid = qid;
 	s->qgen = dq->gen;
 	s->seat = seat;
@@ -108,9 +108,9 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	struct dqueue *dq;
 	int id, err;
 
-	if (req->kind != SHMBUS_KIND_PRODUCER && req->kind != SHMBUS_KIND_CONSUMER)
+	if (req->role != SHMBUS_ROLE_PRODUCER && req->role != SHMBUS_ROLE_CONSUMER)
 		return -EINVAL;
-	if (!(perms & (req->kind == SHMBUS_KIND_PRODUCER ? 2 : 4)))
+	if (!(perms & (req->role == SHMBUS_ROLE_PRODUCER ? 2 : 4)))
 		return -EACCES;
 	id = dqueue_find(b, req->name);
 	if (id < 0)
@@ -119,7 +119,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	err = attach_allowed(dq, req);
 	if (err)
 		return err;
-	if (req->kind == SHMBUS_KIND_CONSUMER) {
+	if (req->role == SHMBUS_ROLE_CONSUMER) {
 		seat = seat_pick(dq);
 		if (seat == UINT32_MAX) {
 			log_info("queue '%s': all %u consumer seats taken",
@@ -133,7 +133,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 			 b->arena.max_slots);
 		return -EUSERS;
 	}
-	slot_fill(b, si, p, req->kind, (uint32_t)id, seat);
+	slot_fill(b, si, p, req->role, (uint32_t)id, seat);
 	if (seat != UINT32_MAX)
 		seat_take(b, (uint32_t)id, seat, si);
 	rep->qid = (uint32_t)id;
@@ -146,7 +146,7 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	*nfds = dq->nr_seats;
 	log_debug("bus '%s': pid %d attached slot %u to '%s' as %s (seat %d)",
 		  b->name, p->pid, si, dq->name,
-		  req->kind == SHMBUS_KIND_PRODUCER ? "producer" : "consumer",
+		  req->role == SHMBUS_ROLE_PRODUCER ? "producer" : "consumer",
 		  (int)seat);
 	return 0;
 }
@@ -179,7 +179,7 @@ static void slot_fold(struct dbus *b, uint32_t si, bool died,
 	 * eventfd would leave that consumer asleep on a non-empty queue:
 	 * wake every consumer of its queue (a spurious wake-up costs one
 	 * read()). */
-	if (died && ds->kind == SHMBUS_KIND_PRODUCER)
+	if (died && ds->role == SHMBUS_ROLE_PRODUCER)
 		seats_kick(dq, false);
 }
 
@@ -201,7 +201,7 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	 * folded: a momentary undercount, never a double count) */
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
-	if (ds->kind == SHMBUS_KIND_CONSUMER) {
+	if (ds->role == SHMBUS_ROLE_CONSUMER) {
 		uint32_t cand[SHMBUS_LEASE_MAX];
 		unsigned n = leases_release(b, si, cand);
 
@@ -209,7 +209,7 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 			sweep_start(b, si, cand, n);
 	}
 	reclaimed = pool_reclaim_owned(a, si);
-	if (died && ds->kind == SHMBUS_KIND_PRODUCER)
+	if (died && ds->role == SHMBUS_ROLE_PRODUCER)
 		sweep_start(b, si, NULL, 0);
 	if (live)
 		slot_fold(b, si, died, reclaimed);
@@ -217,7 +217,7 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 		log_info("bus '%s': slot %u of pid %d %s; %u chunks reclaimed",
 			 b->name, si, (int)ds->pid, died ? "died" : "detached",
 			 reclaimed);
-	if (ds->kind == SHMBUS_KIND_CONSUMER && dq->kind == DQ_SUB) {
+	if (ds->role == SHMBUS_ROLE_CONSUMER && dq->kind == DQ_SUB) {
 		ds->conn_id = 0;	/* not one of its consumers any more */
 		sub_released(b, ds->qid, ds->qgen);
 	}

@@ -253,7 +253,7 @@ int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
 			 sq->drop_oldest ? ", drop-oldest" : ", block");
 	}
 	memcpy(at.name, b->queues[id].name, sizeof(at.name));
-	at.kind = SHMBUS_KIND_CONSUMER;
+	at.role = SHMBUS_ROLE_CONSUMER;
 	err = slot_attach(b, p, perms, &at, rep, fds, nfds);
 	if (err && b->queues[id].kind == DQ_SUB)
 		sub_released(b, (uint32_t)id, b->queues[id].gen);

@@ -520,7 +520,7 @@ void arena_queue_counters(const struct arena *a, uint32_t qid, uint32_t gen,
 			continue;
 		if (READ_ONCE(sl->qid) != qid || READ_ONCE(sl->qgen) != gen)
 			continue;
-		if (READ_ONCE(sl->kind) == SHMBUS_KIND_PRODUCER) {
+		if (READ_ONCE(sl->role) == SHMBUS_ROLE_PRODUCER) {
 			np++;
 		} else {
 			uint32_t hi = MIN(READ_ONCE(sl->lease_hi),

@@ -11,7 +11,7 @@
 #include "bus.h"
 #include "pool.h"
 
-int attach(struct shmbus *bus, const char *name, uint32_t kind,
+int attach(struct shmbus *bus, const char *name, uint32_t role,
 	   struct attachment *at)
 {
 	struct sbc_attach req;
@@ -23,12 +23,12 @@ int attach(struct shmbus *bus, const char *name, uint32_t kind,
 		return -EPERM;
 	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
-	req.kind = kind;
-	return attach_call(bus, SBC_ATTACH, &req, sizeof(req), kind, name, at);
+	req.role = role;
+	return attach_call(bus, SBC_ATTACH, &req, sizeof(req), role, name, at);
 }
 
 int attach_call(struct shmbus *bus, unsigned type, const void *rq,
-		size_t rqlen, uint32_t kind, const char *name,
+		size_t rqlen, uint32_t role, const char *name,
 		struct attachment *at)
 {
 	const struct arena *a = &bus->arena;
@@ -50,7 +50,7 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 	err = -EPROTO;
 	if (rep.qid >= a->max_queues || rep.slot >= a->max_slots ||
 	    rep.nr_seats != nfds || nfds < 1 || nfds > SHMBUS_MAX_SEATS ||
-	    (kind == SHMBUS_KIND_CONSUMER ? rep.seat >= rep.nr_seats
+	    (role == SHMBUS_ROLE_CONSUMER ? rep.seat >= rep.nr_seats
 					  : rep.seat != UINT32_MAX))
 		goto fail;
 	at->bus = bus;
@@ -91,7 +91,7 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 		err = -EUCLEAN;
 		goto fail;
 	}
-	if (kind == SHMBUS_KIND_CONSUMER) {
+	if (role == SHMBUS_ROLE_CONSUMER) {
 		at->seat_fd = fcntl(fds[rep.seat], F_DUPFD_CLOEXEC, 3);
 		if (at->seat_fd < 0) {
 			err = -errno;

@@ -78,17 +78,17 @@ static inline int check_pid(const struct shmbus *bus)
 /* ---- attach.c ------------------------------------------------------ */
 
 /*
- * Ask the daemon for a slot bound to queue @name, as @kind; install the
+ * Ask the daemon for a slot bound to queue @name, as @role; install the
  * queue's seat eventfds in the bus's wake table; validate what the daemon
  * and the arena say. Returns 0 or -errno.
  */
-int attach(struct shmbus *bus, const char *name, uint32_t kind,
+int attach(struct shmbus *bus, const char *name, uint32_t role,
 	   struct attachment *at);
 
 /* The second half of attach(): send @rq (ATTACH or SUBSCRIBE), check the
  * reply against the arena, install the seat fds. @name is for messages. */
 int attach_call(struct shmbus *bus, unsigned type, const void *rq,
-		size_t rqlen, uint32_t kind, const char *name,
+		size_t rqlen, uint32_t role, const char *name,
 		struct attachment *at);
 
 /* Give the slot back (best effort: if the daemon is gone it reclaims the

@@ -50,13 +50,13 @@ consumer_new(struct shmbus *bus, const char *queue,
 	c->auto_ack = flags & SHMBUS_CONSUMER_AUTO_ACK;
 	c->prefetch = prefetch ? prefetch : SHMBUS_LEASE_MAX;
 	if (!sub)
-		err = attach(bus, queue, SHMBUS_KIND_CONSUMER, &c->at);
+		err = attach(bus, queue, SHMBUS_ROLE_CONSUMER, &c->at);
 	else if (bus->rdonly)
 		err = -EPERM;
 	else
 		err = check_pid(bus) ?: attach_call(bus, SBC_SUBSCRIBE, sub,
 						    sizeof(*sub),
-						    SHMBUS_KIND_CONSUMER,
+						    SHMBUS_ROLE_CONSUMER,
 						    sub->pattern, &c->at);
 	if (err) {
 		free(c);

@@ -26,7 +26,7 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 		return NULL;
 	}
 	p->stamp = OPTS_GET(opts, flags, 0) & SHMBUS_PRODUCER_TIMESTAMP;
-	err = attach(bus, queue, SHMBUS_KIND_PRODUCER, &p->at);
+	err = attach(bus, queue, SHMBUS_ROLE_PRODUCER, &p->at);
 	if (err) {
 		free(p);
 		errno = -err;

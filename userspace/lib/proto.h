@@ -137,7 +137,7 @@ struct sbc_queue_delete {
 
 struct sbc_attach {
 	char	 name[SHMBUS_NAME_MAX];	/* queue */
-	uint32_t kind;			/* SHMBUS_KIND_* */
+	uint32_t role;			/* SHMBUS_ROLE_* */
 	uint32_t __pad;
 };
 
