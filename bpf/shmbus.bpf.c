@@ -212,7 +212,7 @@ int BPF_USDT(dead_letter, __u32 bus, __u32 qid, __u64 id, __u32 reason)
 }
 
 SEC("usdt")
-int BPF_USDT(expire, __u32 bus, __u32 qid, __u32 ref)
+int BPF_USDT(expire, __u32 bus, __u32 qid, __u64 id)
 {
 	COUNT(bus, qid, expired);
 	return 0;

@@ -34,6 +34,7 @@ struct probe {
 	uint64_t sem_vaddr;	/* link-time address of the semaphore */
 	int fd;			/* perf event */
 	int nargs;		/* argument specs in the note */
+	char args[160];		/* the specs: "-4@%eax 8@-16(%rbp) ..." */
 };
 
 static struct probe probes[MAXP];
@@ -104,6 +105,9 @@ static void read_probes(void)
 			probes[nprobes].sem_off = sem ? file_off(eh, sem) : 0;
 			probes[nprobes].fd = -1;
 			/* "-4@%eax 8@-16(%rbp) ...": one spec per word */
+			snprintf(probes[nprobes].args,
+				 sizeof(probes[0].args), "%s",
+				 pname + strlen(pname) + 1);
 			for (const char *a = pname + strlen(pname) + 1; *a; a++)
 				if (*a != ' ' && (a[1] == ' ' || !a[1]))
 					probes[nprobes].nargs++;
@@ -194,6 +198,18 @@ static unsigned short semaphore(const struct probe *p)
 	return READ_ONCE(*(unsigned short *)(uintptr_t)(base + p->sem_vaddr));
 }
 
+/* The size in bytes of argument @i (0-based) of @p, from its spec. */
+static int arg_size(const struct probe *p, int i)
+{
+	const char *a = p->args;
+
+	while (i-- > 0 && (a = strchr(a, ' ')))
+		a++;
+	if (!a)
+		return 0;
+	return abs(atoi(a));	/* "-4@..." signed, "8@..." unsigned */
+}
+
 static void test_probes_count_traffic(void **state)
 {
 	enum { N = 1000 };
@@ -226,6 +242,11 @@ static void test_probes_count_traffic(void **state)
 			if (probes[k].nargs != want_args[i])
 				fail_msg("probe %s has %d arguments, not %d",
 					 want[i], probes[k].nargs, want_args[i]);
+			/* a message id is 8 bytes at every site: a chunk
+			 * ref (4 bytes) is not an id */
+			if (i >= 2 && i <= 9 && arg_size(&probes[k], 2) != 8)
+				fail_msg("probe %s: argument 3 (the message "
+					 "id) is %s", want[i], probes[k].args);
 		}
 		if (!found)
 			fail_msg("no probe %s", want[i]);

@@ -204,8 +204,11 @@ static inline bool expire_local(struct attachment *at, uint32_t ref)
 	if (READ_ONCE(at->q->flags) & SHMBUS_QF_EXPIRE_DLQ &&
 	    READ_ONCE(at->q->dlq_qid))
 		return false;
-	SHMBUS_PROBE3(expire, at_bus(at), at->qid, ref);
-	SHMBUS_PROBE3(drop, at_bus(at), at->qid, ref);
+	/* (the ids are read only when a probe is attached) */
+	SHMBUS_PROBE3(expire, at_bus(at), at->qid,
+		      chunk_id(&at->bus->arena, ref));
+	SHMBUS_PROBE3(drop, at_bus(at), at->qid,
+		      chunk_id(&at->bus->arena, ref));
 	chunk_unref(&at->bus->arena, at->slot, ref);
 	slot_count(at->slot, SHMBUS_CTR_EXPIRED, 1);
 	slot_count(at->slot, SHMBUS_CTR_DROPPED, 1);

@@ -69,11 +69,14 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 			uint32_t old;
 
 			if (ring_dequeue(r, &old) == 0) {
+				/* our reference came with the cell: the id
+				 * is the message's until we drop it */
+				SHMBUS_PROBE3(drop, a->bus_id,
+					      (uint32_t)(sq - a->queues),
+					      chunk_id(a, old));
 				if (claim_dropped(at, old))
 					chunk_unref(a, at->slot, old);
 				atomic_fetch_add(&sq->sub_dropped, 1);
-				SHMBUS_PROBE3(drop, a->bus_id,
-					      (uint32_t)(sq - a->queues), old);
 			}
 			if (ring_enqueue(r, ref) == 0)
 				return 0;

@@ -211,6 +211,14 @@ static inline struct shmbus_chunk *chunk_at(const struct arena *a,
 				       (uint64_t)i * a->pool[p].chunk_size);
 }
 
+/* The id of the message in chunk @ref (0 for a bad ref): for probes. */
+static inline uint64_t chunk_id(const struct arena *a, uint32_t ref)
+{
+	const struct shmbus_chunk *c = chunk_at(a, ref);
+
+	return c ? READ_ONCE(c->id) : 0;
+}
+
 /* The payload is at a fixed offset: a consumer can fetch it in parallel
  * with the header, before it knows the lengths. */
 static inline uint8_t *chunk_payload(struct shmbus_chunk *c)
