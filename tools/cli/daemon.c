@@ -41,7 +41,7 @@ int cmd_daemon(int argc, char **argv)
 	char self[PATH_MAX];
 	const char *bin;
 	char **args;
-	int n = 0;
+	int n = 0, err;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -67,5 +67,7 @@ int cmd_daemon(int argc, char **argv)
 		execv(bin, args);
 	else
 		execvp(bin, args);
-	die("cannot run %s: %s", bin, strerror(errno));
+	err = errno;
+	free(args);
+	die("cannot run %s: %s", bin, strerror(err));
 }
