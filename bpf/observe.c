@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * observe.c - a snapshot of the arena's counters joined with the BPF maps
- * of `shmbus monitor` (observe.h).
+ * observe.c - the reader of the maps `shmbus monitor` pins (observe.h),
+ * for `shmbus metrics` and `shmbus top`: a snapshot of the arena's
+ * counters joined with the pinned maps, and the quantiles and interval
+ * deltas of their latency histograms. Loading the programs and pinning
+ * the maps is monitor.c's.
  */
 #include <errno.h>
 #include <limits.h>

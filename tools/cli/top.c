@@ -81,33 +81,46 @@ static double mono_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* A unit of a column: values below @below (0: any) are printed divided
+ * by @div with @fmt. */
+struct unit {
+	double below, div;
+	const char *fmt;
+};
+
 /* A duration in a column of 7: "812ns", "12.3us", "4.56ms", "1.20s". */
+static const struct unit ns_units[] = {
+	{ 1e3, 1, "%.0fns" }, { 1e6, 1e3, "%.3gus" }, { 1e9, 1e6, "%.3gms" },
+	{ 0, 1e9, "%.3gs" },
+};
+
+/* A rate per second: "812", "12.3k", "4.6M". */
+static const struct unit rate_units[] = {
+	{ 1e4, 1, "%.0f" }, { 1e7, 1e3, "%.1fk" }, { 0, 1e6, "%.1fM" },
+};
+
+/* @v in the first of @u it is below; "-" when it is NAN. */
+static const char *scaled(char *buf, size_t len, double v,
+			  const struct unit *u)
+{
+	if (isnan(v)) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	while (u->below && v >= u->below)
+		u++;
+	snprintf(buf, len, u->fmt, v / u->div);
+	return buf;
+}
+
 static const char *dur(char *buf, size_t len, double ns)
 {
-	if (isnan(ns))
-		snprintf(buf, len, "-");
-	else if (ns < 1e3)
-		snprintf(buf, len, "%.0fns", ns);
-	else if (ns < 1e6)
-		snprintf(buf, len, "%.3gus", ns / 1e3);
-	else if (ns < 1e9)
-		snprintf(buf, len, "%.3gms", ns / 1e6);
-	else
-		snprintf(buf, len, "%.3gs", ns / 1e9);
-	return buf;
+	return scaled(buf, len, ns, ns_units);
 }
 
 static const char *rate(char *buf, size_t len, double r)
 {
-	if (isnan(r))
-		snprintf(buf, len, "-");
-	else if (r < 1e4)
-		snprintf(buf, len, "%.0f", r);
-	else if (r < 1e7)
-		snprintf(buf, len, "%.1fk", r / 1e3);
-	else
-		snprintf(buf, len, "%.1fM", r / 1e6);
-	return buf;
+	return scaled(buf, len, r, rate_units);
 }
 
 /* The quantile @q of kind @k over the interval from @prev to @r. */
@@ -198,7 +211,16 @@ static void usage(FILE *f)
 "a terminal) prints frames one after another; -n stops after FRAMES.\n");
 }
 
-int cmd_top(int argc, char **argv)
+struct top_args {
+	const char *dir;	/* where the BPF maps are pinned */
+	bool batch;		/* frames one after another, no screen */
+	double interval;	/* seconds from frame to frame */
+	long frames;		/* stop after this many; -1: never */
+};
+
+/* The options into @a. Returns an exit code when there is nothing more
+ * to do, else -1. */
+static int top_options(int argc, char **argv, struct top_args *a)
 {
 	static const struct option longopts[] = {
 		{ "interval", required_argument, NULL, 'i' },
@@ -207,11 +229,6 @@ int cmd_top(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = SHMBUS_BPF_PIN_DIR;
-	struct obs cur = { 0 }, prev = { 0 };
-	bool batch = !isatty(STDOUT_FILENO), have_prev = false;
-	double interval = 1.0, t_prev = 0;
-	long frames = -1;
 	int opt;
 
 	optind = 0;
@@ -220,22 +237,22 @@ int cmd_top(int argc, char **argv)
 
 		switch (opt) {
 		case 'i':
-			interval = strtod(optarg, &end);
-			if (*end || !(interval >= 0.05 && interval <= 3600)) {
+			a->interval = strtod(optarg, &end);
+			if (*end || !(a->interval >= 0.05 && a->interval <= 3600)) {
 				fprintf(stderr, "shmbus: top: --interval: 0.05 "
 					"to 3600 seconds\n");
 				return 2;
 			}
 			break;
 		case 'n':
-			frames = strtol(optarg, &end, 10);
-			if (*end || frames < 1) {
+			a->frames = strtol(optarg, &end, 10);
+			if (*end || a->frames < 1) {
 				fprintf(stderr, "shmbus: top: -n: a count\n");
 				return 2;
 			}
 			break;
-		case 'b': batch = true; break;
-		case 'p': dir = optarg; break;
+		case 'b': a->batch = true; break;
+		case 'p': a->dir = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -244,65 +261,100 @@ int cmd_top(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+/* Frame @n: a snapshot of the bus and the maps into @cur, drawn against
+ * @prev (NULL: none), taken @dt seconds before. Returns 0, or -errno of
+ * the snapshot. */
+static int draw(const struct top_args *a, long n, struct obs *cur,
+		const struct obs *prev, double dt)
+{
+	struct shmbus *bus = cli_open_bus_ro(false);
+	struct winsize ws = { 0 };
+	int err = obs_snapshot(bus, a->dir, cur);
+
+	if (bus)
+		shmbus__close(bus);
+	if (err)
+		return err;
+	if (!a->batch) {
+		ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws);
+		fputs("\033[H\033[2J", stdout);
+	} else if (n) {
+		fputc('\n', stdout);
+	}
+	frame(stdout, cur, prev, dt, bus != NULL,
+	      ws.ws_row > 6 ? ws.ws_row - 6 : 0, a->interval);
+	fflush(stdout);
+	return 0;
+}
+
+/* Until @deadline (mono_s()), a resize or a signal; with @keys, also
+ * until q is pressed. */
+static void wait_next(double deadline, bool keys)
+{
+	while (!quit) {
+		double left = deadline - mono_s();
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		char c;
+
+		if (left <= 0 || resized)
+			break;
+		if (!keys) {
+			struct timespec ts = {
+				.tv_sec = (time_t)left,
+				.tv_nsec = (long)((left - (time_t)left) * 1e9),
+			};
+
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (poll(&pfd, 1, (int)(left * 1000) + 1) == 1 &&
+		    read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 'Q'))
+			quit = 1;
+	}
+	resized = 0;
+}
+
+int cmd_top(int argc, char **argv)
+{
+	struct top_args a = {
+		.dir = SHMBUS_BPF_PIN_DIR,
+		.batch = !isatty(STDOUT_FILENO),
+		.interval = 1.0,
+		.frames = -1,
+	};
+	struct obs cur = { 0 }, prev = { 0 };
+	bool have_prev = false;
+	double t_prev = 0;
+	int err;
+
+	if ((err = top_options(argc, argv, &a)) >= 0)
+		return err;
 	/* fail early and clearly when there is no bus at all */
 	shmbus__close(cli_open_bus_ro(true));
-	if (!batch)
+	if (!a.batch)
 		interactive_setup();
-	for (long n = 0; !quit && (frames < 0 || n < frames); n++) {
-		struct shmbus *bus = cli_open_bus_ro(false);
-		struct winsize ws = { 0 };
-		double t = mono_s(), deadline;
-		int err = obs_snapshot(bus, dir, &cur);
+	for (long n = 0; !quit && (a.frames < 0 || n < a.frames); n++) {
+		double t = mono_s();
 
-		if (bus)
-			shmbus__close(bus);
+		err = draw(&a, n, &cur, have_prev ? &prev : NULL, t - t_prev);
 		if (err) {
+			obs_free(&prev);
 			restore();
 			fprintf(stderr, "shmbus: top: %s\n", strerror(-err));
 			return 1;
 		}
-		if (!batch) {
-			ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws);
-			fputs("\033[H\033[2J", stdout);
-		} else if (n) {
-			fputc('\n', stdout);
-		}
-		frame(stdout, &cur, have_prev ? &prev : NULL, t - t_prev,
-		      bus != NULL, ws.ws_row > 6 ? ws.ws_row - 6 : 0, interval);
-		fflush(stdout);
 		obs_free(&prev);
 		prev = cur;
 		memset(&cur, 0, sizeof(cur));
 		have_prev = true;
 		t_prev = t;
-		if (frames >= 0 && n + 1 == frames)
+		if (a.frames >= 0 && n + 1 == a.frames)
 			break;
-		/* wait for the next frame, a key, or a signal */
-		deadline = t + interval;
-		while (!quit) {
-			double left = deadline - mono_s();
-			struct pollfd pfd = { .fd = STDIN_FILENO,
-					      .events = POLLIN };
-			char c;
-
-			if (left <= 0 || resized)
-				break;
-			if (batch || !tio_saved) {
-				struct timespec ts = {
-					.tv_sec = (time_t)left,
-					.tv_nsec = (long)((left - (time_t)left)
-							  * 1e9),
-				};
-
-				nanosleep(&ts, NULL);
-				continue;
-			}
-			if (poll(&pfd, 1, (int)(left * 1000) + 1) == 1 &&
-			    read(STDIN_FILENO, &c, 1) == 1 &&
-			    (c == 'q' || c == 'Q'))
-				quit = 1;
-		}
-		resized = 0;
+		/* the next frame, a key, or a signal */
+		wait_next(t + a.interval, !a.batch && tio_saved);
 	}
 	obs_free(&prev);
 	restore();

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pubsub.c - `shmbus pub` and `shmbus sub`: publishing messages to a
+ * queue or topic (an argument, or each line of stdin), and receiving
+ * them from a queue or a topic subscription, one per line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmbus.h"
+#include "cli.h"
+
+/* ---- pub ----------------------------------------------------------- */
+
+static void usage_pub(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS] [--ttl SECONDS]\n"
+"                  [--delay SECONDS] [--corr-id N] [--dedup-id ID]\n"
+"                  [--attr KEY=VALUE]... [--priority N]\n"
+"\n"
+"Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
+"input as one message (without its newline). When the queue is full,\n"
+"waits for room up to --timeout (default: for ever). --ttl: expire after\n"
+"SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id;\n"
+"--dedup-id: idempotency key (the queue needs a --dedup-window);\n"
+"--attr: a message attribute (header), up to 16; --priority: the level\n"
+"(0 = default; the queue's --priorities - 1 is the highest).\n");
+}
+
+/* --attr KEY=VALUE: one more attribute in @po (@arg is split in place). */
+static void add_attr(struct shmbus_pub_opts *po, char *arg)
+{
+	static struct shmbus_attr attrs[16];
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg || po->nr_attrs == 16)
+		die("--attr KEY=VALUE (at most 16)");
+	*eq = '\0';
+	attrs[po->nr_attrs++] = (struct shmbus_attr){
+		.key = arg, .value = eq + 1,
+		.value_len = (uint32_t)strlen(eq + 1) };
+	po->attrs = attrs;
+}
+
+/* The options into @po. Returns an exit code when there is nothing more
+ * to do, else -1. */
+static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po)
+{
+	static const struct option longopts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "delay", required_argument, NULL, 'D' },
+		{ "corr-id", required_argument, NULL, 'C' },
+		{ "dedup-id", required_argument, NULL, 'I' },
+		{ "attr", required_argument, NULL, 'A' },
+		{ "priority", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 't': po->timeout_ns = parse_ns(optarg); break;
+		case 'T': po->ttl_ns = parse_ns(optarg); break;
+		case 'D': po->delay_ns = parse_ns(optarg); break;
+		case 'C': po->corr_id = parse_num("--corr-id", optarg, ULONG_MAX); break;
+		case 'I': po->dedup_id = optarg; break;
+		case 'p': po->priority = parse_num("--priority", optarg, 3); break;
+		case 'A': add_attr(po, optarg); break;
+		case 'h': usage_pub(stdout); return 0;
+		default: usage_pub(stderr); return 2;
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 2) {
+		usage_pub(stderr);
+		return 2;
+	}
+	return -1;
+}
+
+static void publish_or_die(struct shmbus_producer *p, const char *q,
+			   const void *data, size_t len,
+			   const struct shmbus_pub_opts *po)
+{
+	int err = shmbus_producer__publish(p, data, len, po);
+
+	if (err == -EMSGSIZE)
+		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
+	if (err == -ENOBUFS)
+		die("queue '%s' is full", q);
+	if (err == -EOPNOTSUPP)
+		die("queue '%s' has no dedup window (queue declare "
+		    "--dedup-window)", q);
+	if (err == -E2BIG)
+		die("attributes over %u bytes", SHMBUS_ATTR_BYTES);
+	if (err)
+		die("publish to '%s': %s", q, strerror(-err));
+}
+
+/* Each line of stdin, without its newline, as one message. Returns how
+ * many. */
+static unsigned long publish_lines(struct shmbus_producer *p, const char *q,
+				   const struct shmbus_pub_opts *po)
+{
+	unsigned long n = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	while ((len = getline(&line, &cap, stdin)) >= 0) {
+		if (len && line[len - 1] == '\n')
+			line[--len] = '\0';
+		publish_or_die(p, q, line, len, po);
+		n++;
+	}
+	free(line);
+	return n;
+}
+
+int cmd_pub(int argc, char **argv)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	const char *q;
+	unsigned long n = 0;
+	int ret;
+
+	if ((ret = pub_options(argc, argv, &po)) >= 0)
+		return ret;
+	q = argv[optind];
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	p = attach_or_die(bus, q, true);
+	if (argc - optind == 2) {
+		publish_or_die(p, q, argv[optind + 1], strlen(argv[optind + 1]),
+			       &po);
+		n = 1;
+	} else {
+		n = publish_lines(p, q, &po);
+	}
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	fprintf(stderr, "published %lu message%s to %s\n", n, n == 1 ? "" : "s",
+		q);
+	return 0;
+}
+
+/* ---- sub ----------------------------------------------------------- */
+
+static void usage_sub(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus sub QUEUE [-n COUNT] [--timeout SECONDS]\n"
+"       shmbus sub TOPIC-PATTERN --topic [--group NAME] [--durable]\n"
+"                  [--drop-oldest] [--history] [-n COUNT] [--timeout SECONDS]\n"
+"\n"
+"Receive messages from QUEUE (competing with its other consumers) and\n"
+"print each body on its own line, acking it. Exits after COUNT messages,\n"
+"or when SECONDS pass with nothing received (default: runs until\n"
+"interrupted).\n"
+"With --topic (implied by --group): subscribe to the topics matching\n"
+"PATTERN (\"orders.*\" one token, \"orders.>\" one or more), as consumer\n"
+"group NAME (every group gets every message; consumers of one group\n"
+"share them), or alone. --durable keeps the group's subscription while\n"
+"nobody is subscribed; --drop-oldest drops its oldest message when full\n"
+"instead of holding publishers up; --history starts with the topics'\n"
+"history.\n"
+"--headers prints each message's attributes (KEY=VALUE ... | body).\n");
+}
+
+struct sub_args {
+	struct shmbus_sub_opts so;
+	bool topic;		/* a topic pattern, not a queue */
+	bool headers;		/* print the attributes too */
+	unsigned long count;	/* stop after this many; 0: never */
+	int64_t timeout_ns;	/* stop after this long without one */
+};
+
+/* The options into @a. Returns an exit code when there is nothing more
+ * to do, else -1. */
+static int sub_options(int argc, char **argv, struct sub_args *a)
+{
+	static const struct option longopts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "topic", no_argument, NULL, 'T' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "durable", no_argument, NULL, 'D' },
+		{ "drop-oldest", no_argument, NULL, 'O' },
+		{ "history", no_argument, NULL, 'H' },
+		{ "headers", no_argument, NULL, 'X' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "n:t:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'n': a->count = parse_num("count", optarg, ULONG_MAX); break;
+		case 't': a->timeout_ns = parse_ns(optarg); break;
+		case 'T': a->topic = true; break;
+		case 'g': a->so.group = optarg; a->topic = true; break;
+		case 'D': a->so.flags |= SHMBUS_SUB_DURABLE; break;
+		case 'O': a->so.flags |= SHMBUS_SUB_DROP_OLDEST; break;
+		case 'H': a->so.flags |= SHMBUS_SUB_HISTORY; break;
+		case 'X': a->headers = true; break;
+		case 'h': usage_sub(stdout); return 0;
+		default: usage_sub(stderr); return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		usage_sub(stderr);
+		return 2;
+	}
+	if (!a->topic && a->so.flags)
+		die("--durable, --drop-oldest and --history are for --topic");
+	if ((a->so.flags & SHMBUS_SUB_DURABLE) && !a->so.group)
+		die("--durable needs --group");
+	return -1;
+}
+
+/* A consumer of queue @q, or of a subscription to the topics matching @q. */
+static struct shmbus_consumer *sub_consumer(struct shmbus *bus, const char *q,
+					    const struct sub_args *a)
+{
+	struct shmbus_consumer *c;
+
+	if (!a->topic)
+		return attach_or_die(bus, q, false);
+	c = shmbus_consumer__subscribe(bus, q, &a->so);
+	if (!c)
+		die("cannot subscribe to '%s': %s", q,
+		    errno == EINVAL ? "bad pattern or group name"
+				    : strerror(errno));
+	return c;
+}
+
+/* "KEY=VALUE ... | " for --headers, then the body, on one line. */
+static void print_msg(const struct shmbus_msg *m, bool headers)
+{
+	if (headers) {
+		uint32_t it = 0;
+		const char *k;
+		const void *v;
+		size_t kl, vl;
+
+		while (shmbus_msg__attr_next(m, &it, &k, &kl, &v, &vl) == 1)
+			printf("%.*s=%.*s ", (int)kl, k, (int)vl,
+			       (const char *)v);
+		printf("| ");
+	}
+	fwrite(m->data, 1, m->len, stdout);
+	fputc('\n', stdout);
+}
+
+/* Receive, print and ack until the count, the timeout or a signal.
+ * Returns 0, or the receive error that ended it. */
+static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a)
+{
+	unsigned long got = 0;
+	int err = 0;
+
+	while (!cli_interrupted() && (!a->count || got < a->count)) {
+		struct shmbus_msg m;
+
+		err = shmbus_consumer__receive_view(c, &m, a->timeout_ns);
+		if (err == -ETIMEDOUT || err == -EINTR) {
+			err = 0;
+			break;
+		}
+		if (err == -EBADMSG)
+			continue;
+		if (err)
+			break;
+		print_msg(&m, a->headers);
+		shmbus_consumer__release(c, &m);
+		got++;
+	}
+	return err;
+}
+
+int cmd_sub(int argc, char **argv)
+{
+	struct sub_args a = {
+		.so = { .sz = sizeof(struct shmbus_sub_opts) },
+		.timeout_ns = -1,
+	};
+	struct shmbus_consumer *c;
+	struct shmbus *bus;
+	const char *q;
+	int err;
+
+	if ((err = sub_options(argc, argv, &a)) >= 0)
+		return err;
+	q = argv[optind];
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	c = sub_consumer(bus, q, &a);
+	cli_trap_stop_signals();
+	err = sub_loop(c, &a);
+	fflush(stdout);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	if (err == -EIDRM)
+		die("queue '%s' was deleted", q);
+	if (err)
+		die("receive from '%s': %s", q, strerror(-err));
+	return 0;
+}

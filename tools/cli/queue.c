@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+/*
+ * queue.c - `shmbus queue declare|delete|list`: creating, deleting and
+ * listing the queues of a bus (the deletion serves topics too).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmbus.h"
+#include "cli.h"
+
+static void usage_queue(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus queue declare NAME [--max-len N] [--msg-size BYTES]\n"
+"                               [--max-consumers N] [--lease SEC]\n"
+"                               [--ttl SEC] [--max-deliveries N]\n"
+"                               [--backoff SEC] [--backoff-mult X]\n"
+"                               [--backoff-max SEC] [--dlq QUEUE]\n"
+"                               [--expire-to-dlq] [--dedup-window SEC]\n"
+"                               [--overflow block|reject|drop-oldest]\n"
+"                               [--priorities N]\n"
+"       shmbus queue delete NAME\n"
+"       shmbus queue list\n"
+"\n"
+"declare: create NAME, or succeed if it exists with the same settings.\n"
+"  --max-len N          capacity, rounded up to a power of two (default 1024)\n"
+"  --msg-size BYTES     largest message (default 4096)\n"
+"  --max-consumers N    concurrent consumers, 1..128 (default 16)\n"
+"  --lease SEC          visibility timeout of a received message (default 30)\n"
+"  --ttl SEC            messages expire after SEC (default: never)\n"
+"  --max-deliveries N   then to the dead-letter queue (default: unlimited)\n"
+"  --backoff SEC        delay before redelivering a failed message, doubled\n"
+"                       (--backoff-mult) each time up to --backoff-max\n"
+"                       (default 10 x SEC); default 0: at once\n"
+"  --dlq QUEUE          dead-letter queue (must exist)\n"
+"  --expire-to-dlq      expired messages go to the DLQ (default: dropped)\n"
+"  --dedup-window SEC   drop a publish whose --dedup-id was seen within SEC\n"
+"  --overflow POLICY    full queue: block (wait for the publish timeout,\n"
+"                       default), reject (fail at once), drop-oldest (to\n"
+"                       the DLQ, or dropped; counted)\n"
+"  --priorities N       priority levels, 1..4 (publish --priority 0..N-1;\n"
+"                       higher first)\n"
+"delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
+"list:    name, capacity, message size and depth of every queue (topics\n"
+"         and subscriptions: shmbus topic list).\n");
+}
+
+static uint32_t parse_backoff_mult(const char *s)
+{
+	double x = parse_seconds(s);
+
+	if (x < 1 || x > 100)
+		die("--backoff-mult must be 1..100");
+	return (uint32_t)(x * 1000 + 0.5);
+}
+
+static int parse_overflow(const char *s)
+{
+	if (!strcmp(s, "block"))
+		return SHMBUS_OVERFLOW_BLOCK;
+	if (!strcmp(s, "reject"))
+		return SHMBUS_OVERFLOW_REJECT;
+	if (!strcmp(s, "drop-oldest"))
+		return SHMBUS_OVERFLOW_DROP_OLDEST;
+	die("--overflow: block, reject or drop-oldest");
+}
+
+/* The options of declare into @qo. Returns an exit code when there is
+ * nothing more to do, else -1. */
+static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
+{
+	static const struct option longopts[] = {
+		{ "max-len", required_argument, NULL, 'l' },
+		{ "msg-size", required_argument, NULL, 's' },
+		{ "max-consumers", required_argument, NULL, 'c' },
+		{ "lease", required_argument, NULL, 'L' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "max-deliveries", required_argument, NULL, 'm' },
+		{ "backoff", required_argument, NULL, 'b' },
+		{ "backoff-mult", required_argument, NULL, 'M' },
+		{ "backoff-max", required_argument, NULL, 'B' },
+		{ "dlq", required_argument, NULL, 'd' },
+		{ "expire-to-dlq", no_argument, NULL, 'E' },
+		{ "dedup-window", required_argument, NULL, 'W' },
+		{ "overflow", required_argument, NULL, 'o' },
+		{ "priorities", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'l': qo->max_len = parse_num("--max-len", optarg, 1u << 24); break;
+		case 's': qo->msg_size = parse_num("--msg-size", optarg, 1u << 24); break;
+		case 'c': qo->max_consumers = parse_num("--max-consumers", optarg, 128); break;
+		case 'L': qo->lease_ns = parse_ns(optarg); break;
+		case 'T': qo->ttl_ns = parse_ns(optarg); break;
+		case 'm': qo->max_deliveries = parse_num("--max-deliveries", optarg, UINT32_MAX); break;
+		case 'b': qo->backoff_init_ns = parse_ns(optarg); break;
+		case 'B': qo->backoff_max_ns = parse_ns(optarg); break;
+		case 'M': qo->backoff_mult_milli = parse_backoff_mult(optarg); break;
+		case 'd': qo->dead_letter_queue = optarg; break;
+		case 'E': qo->flags |= SHMBUS_QUEUE_EXPIRE_TO_DLQ; break;
+		case 'W': qo->dedup_window_ns = parse_ns(optarg); break;
+		case 'P': qo->priorities = parse_num("--priorities", optarg, 4); break;
+		case 'o': qo->overflow = parse_overflow(optarg); break;
+		case 'h': usage_queue(stdout); return 0;
+		default: usage_queue(stderr); return 2;
+		}
+	}
+	return -1;
+}
+
+static void queue_list(void)
+{
+	struct shmbus *bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+	struct shmbus_queue_info *qi;
+	int n;
+
+	qi = list_queues(bus, &n);
+	printf("%-24s %10s %10s %10s %9s %9s\n", "QUEUE", "DEPTH",
+	       "CAPACITY", "MSG_SIZE", "CONSUMERS", "PRODUCERS");
+	for (int i = 0; i < n; i++) {
+		if (qi[i].kind != SHMBUS_QUEUE)
+			continue;
+		printf("%-24s %10llu %10u %10u %9u %9u\n", qi[i].name,
+		       (unsigned long long)qi[i].depth, qi[i].capacity,
+		       qi[i].msg_size, qi[i].consumers, qi[i].producers);
+	}
+	free(qi);
+	shmbus__close(bus);
+}
+
+static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
+{
+	struct shmbus *bus = open_bus(0);
+	int err = shmbus__queue_declare(bus, name, qo);
+
+	if (err == -EEXIST)
+		die("queue '%s' exists with different settings", name);
+	if (err == -ENOENT)
+		die("dead-letter queue '%s' does not exist (declare it "
+		    "first)", qo->dead_letter_queue);
+	if (err == -EINVAL)
+		die("cannot declare '%s': invalid settings (lease >= "
+		    "1 ms, backoff-max >= backoff, --expire-to-dlq "
+		    "needs --dlq, a queue is not its own DLQ)", name);
+	if (err < 0)
+		die("cannot declare '%s': %s", name, strerror(-err));
+	printf("%s %s\n", err ? "created" : "exists", name);
+	shmbus__close(bus);
+}
+
+void delete_queue(const char *kind, const char *name)
+{
+	struct shmbus *bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	int err = shmbus__queue_delete(bus, name);
+
+	if (err == -ENOENT)
+		die("no %s '%s'", kind, name);
+	if (err < 0)
+		die("cannot delete '%s': %s", name, strerror(-err));
+	printf("deleted %s\n", name);
+	shmbus__close(bus);
+}
+
+int cmd_queue(int argc, char **argv)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo);
+	const char *sub;
+	int ret;
+
+	if ((ret = subcommand(&argc, &argv, usage_queue, &sub)) >= 0)
+		return ret;
+	if ((ret = queue_options(argc, argv, &qo)) >= 0)
+		return ret;
+	if (!strcmp(sub, "list")) {
+		if (optind != argc)
+			die("list takes no arguments");
+		queue_list();
+		return 0;
+	}
+	if (optind + 1 != argc)
+		die("%s needs exactly one queue NAME", sub);
+	if (!strcmp(sub, "declare"))
+		queue_declare(argv[optind], &qo);
+	else if (!strcmp(sub, "delete"))
+		delete_queue("queue", argv[optind]);
+	else
+		die("unknown queue command '%s' (declare, delete, list)", sub);
+	return 0;
+}
