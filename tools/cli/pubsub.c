@@ -276,8 +276,6 @@ static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a)
 			err = 0;
 			break;
 		}
-		if (err == -EBADMSG)
-			continue;
 		if (err)
 			break;
 		print_msg(&m, a->headers);
