@@ -96,7 +96,7 @@ static int read_bpf(struct obs *o, const char *dir, int *cap)
 		struct obs_row *r;
 
 		hprev = &hk;
-		if (hk.kind >= SHMBUS_HIST__MAX ||
+		if (hk.latency >= SHMBUS_LAT__MAX ||
 		    bpf_map_lookup_elem(hfd, &hk, &h))
 			continue;
 		r = row(o, hk.bus, hk.qid, cap);
@@ -104,8 +104,8 @@ static int read_bpf(struct obs *o, const char *dir, int *cap)
 			err = -ENOMEM;
 			break;
 		}
-		r->has_hist[hk.kind] = true;
-		r->hist[hk.kind] = h;
+		r->has_hist[hk.latency] = true;
+		r->hist[hk.latency] = h;
 	}
 	close(qfd);
 	close(hfd);

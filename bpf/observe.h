@@ -23,8 +23,8 @@ struct obs_row {
 	struct shmbus_queue_info info;
 	bool bpf;			/* q is valid */
 	struct shmbus_qstats q;
-	bool has_hist[SHMBUS_HIST__MAX];
-	struct shmbus_hist hist[SHMBUS_HIST__MAX];
+	bool has_hist[SHMBUS_LAT__MAX];
+	struct shmbus_hist hist[SHMBUS_LAT__MAX];
 };
 
 struct obs {

@@ -37,6 +37,13 @@ struct {
 
 /* The first of two racing probes: when, and which side it was (1: the
  * delivery, or the woken consumer). */
+/* A consumer seat: wake-ups pair by it. */
+struct seat_key {
+	__u32 bus;
+	__u32 qid;
+	__u32 seat;
+};
+
 struct first_seen {
 	__u64 ts;
 	__u64 by_deliver;
@@ -45,13 +52,13 @@ struct first_seen {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, struct shmbus_hist_key);	/* bus, qid, seat */
+	__type(key, struct seat_key);
 	__type(value, struct first_seen);
 } wake_ts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096 * SHMBUS_HIST__MAX);
+	__uint(max_entries, 4096 * SHMBUS_LAT__MAX);
 	__type(key, struct shmbus_hist_key);
 	__type(value, struct shmbus_hist);
 } hist SEC(".maps");
@@ -71,10 +78,11 @@ static __always_inline __u32 log2_u64(__u64 v)
 	return r;
 }
 
-static __always_inline void record(__u32 bus, __u32 qid, __u32 kind,
+static __always_inline void record(__u32 bus, __u32 qid, __u32 latency,
 				   __u64 start, __u64 end)
 {
-	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = kind };
+	struct shmbus_hist_key k = { .bus = bus, .qid = qid,
+				     .latency = latency };
 	struct shmbus_hist *h;
 	__u64 d = end > start ? end - start : 0;
 	__u32 b = log2_u64(d);
@@ -131,9 +139,9 @@ static __always_inline void meet(__u32 bus, __u32 qid, __u64 id, __u64 ts,
 	if (!other || other->by_deliver == deliver)
 		return;
 	if (deliver)
-		record(bus, qid, SHMBUS_HIST_PUB_DELIVER, other->ts, ts);
+		record(bus, qid, SHMBUS_LAT_PUB_DELIVER, other->ts, ts);
 	else
-		record(bus, qid, SHMBUS_HIST_PUB_DELIVER, ts, other->ts);
+		record(bus, qid, SHMBUS_LAT_PUB_DELIVER, ts, other->ts);
 	bpf_map_delete_elem(&pub_dlv, &k);
 }
 
@@ -184,7 +192,7 @@ int BPF_USDT(ack, __u32 bus, __u32 qid, __u64 id, __u64 ts)
 
 	COUNT(bus, qid, acked);
 	if (start) {
-		record(bus, qid, SHMBUS_HIST_DELIVER_ACK, *start, ts);
+		record(bus, qid, SHMBUS_LAT_DELIVER_ACK, *start, ts);
 		bpf_map_delete_elem(&dlv_ts, &k);
 	}
 	return 0;
@@ -237,7 +245,7 @@ int BPF_USDT(drop, __u32 bus, __u32 qid, __u64 id)
 static __always_inline void wake_meet(__u32 bus, __u32 qid, __u32 seat,
 				      __u64 ts, __u64 recv)
 {
-	struct shmbus_hist_key k = { .bus = bus, .qid = qid, .kind = seat };
+	struct seat_key k = { .bus = bus, .qid = qid, .seat = seat };
 	struct first_seen mine = { .ts = ts, .by_deliver = recv }, *other;
 	__u64 sent, got;
 
@@ -252,7 +260,7 @@ static __always_inline void wake_meet(__u32 bus, __u32 qid, __u32 seat,
 		bpf_map_update_elem(&wake_ts, &k, &mine, BPF_ANY);
 		return;
 	}
-	record(bus, qid, SHMBUS_HIST_WAKEUP, sent, got);
+	record(bus, qid, SHMBUS_LAT_WAKEUP, sent, got);
 	bpf_map_delete_elem(&wake_ts, &k);
 }
 

@@ -32,19 +32,20 @@ struct shmbus_qstats {
 	unsigned long long depth;	/* as last seen by publish/deliver */
 };
 
-/* Map "hist": log2 latency histograms in nanoseconds, per queue and kind.
- * Bucket b counts latencies in [2^b, 2^(b+1)) ns (bucket 0: < 2 ns). */
-enum shmbus_hist_kind {
-	SHMBUS_HIST_PUB_DELIVER = 0,	/* publish -> first delivery */
-	SHMBUS_HIST_DELIVER_ACK = 1,	/* delivery -> ack */
-	SHMBUS_HIST_WAKEUP = 2,		/* eventfd write -> consumer runs */
-	SHMBUS_HIST__MAX = 3,
+/* Map "hist": log2 latency histograms in nanoseconds, per queue and
+ * latency measured. Bucket b counts latencies in [2^b, 2^(b+1)) ns
+ * (bucket 0: < 2 ns). */
+enum shmbus_latency {
+	SHMBUS_LAT_PUB_DELIVER = 0,	/* publish -> first delivery */
+	SHMBUS_LAT_DELIVER_ACK = 1,	/* delivery -> ack */
+	SHMBUS_LAT_WAKEUP = 2,		/* eventfd write -> consumer runs */
+	SHMBUS_LAT__MAX = 3,
 };
 
 struct shmbus_hist_key {
 	unsigned int bus;
 	unsigned int qid;
-	unsigned int kind;		/* enum shmbus_hist_kind */
+	unsigned int latency;		/* enum shmbus_latency */
 };
 
 #define SHMBUS_HIST_BUCKETS	64

@@ -341,7 +341,7 @@ static void test_monitor_counts(void **state)
 	{
 		char path[256];
 		struct shmbus_hist_key hk = { .bus = shmbus__id(bus),
-					      .kind = SHMBUS_HIST_WAKEUP };
+					      .latency = SHMBUS_LAT_WAKEUP };
 
 		snprintf(path, sizeof(path), "%s/qstats", pin_dir);
 		fd = bpf_obj_get(path);
@@ -358,7 +358,7 @@ static void test_monitor_counts(void **state)
 		hfd = bpf_obj_get(path);
 		for (unsigned k = 0; hfd >= 0 && k < 2; k++) {
 			struct shmbus_hist_key hq = { .bus = shmbus__id(bus),
-						      .qid = qi.id, .kind = k };
+						      .qid = qi.id, .latency = k };
 
 			hlookup |= bpf_map_lookup_elem(hfd, &hq, &h[k]);
 		}
@@ -394,8 +394,8 @@ static void test_monitor_counts(void **state)
 	}
 	/* one latency per event: publish -> first delivery for each
 	 * message, delivery -> ack for each ack; the buckets add up */
-	assert_int_equal(h[SHMBUS_HIST_PUB_DELIVER].count, N);
-	assert_int_equal(h[SHMBUS_HIST_DELIVER_ACK].count, N - N / 10);
+	assert_int_equal(h[SHMBUS_LAT_PUB_DELIVER].count, N);
+	assert_int_equal(h[SHMBUS_LAT_DELIVER_ACK].count, N - N / 10);
 	for (unsigned k = 0; k < 2; k++) {
 		unsigned long long sum = 0;
 
@@ -471,9 +471,9 @@ static void test_monitor_counts(void **state)
 			  "queue=\"bpf.q\"}", N / 10 },
 			{ "shmbus_depth{bus=\"" BUS "\",queue=\"bpf.depth\"}", 5 },
 			{ "shmbus_latency_seconds_count{bus=\"" BUS "\","
-			  "queue=\"bpf.q\",kind=\"publish_deliver\"}", N },
+			  "queue=\"bpf.q\",latency=\"publish_deliver\"}", N },
 			{ "shmbus_latency_seconds_count{bus=\"" BUS "\","
-			  "queue=\"bpf.wake\",kind=\"wakeup\"}", W },
+			  "queue=\"bpf.wake\",latency=\"wakeup\"}", W },
 		};
 		static char copy[sizeof(metrics_out)];
 

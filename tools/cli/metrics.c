@@ -53,7 +53,7 @@ static const struct {
 	  SHMBUS_STAT_SLEEPS },
 };
 
-static const char *const kind_names[SHMBUS_HIST__MAX] = {
+static const char *const latency_names[SHMBUS_LAT__MAX] = {
 	"publish_deliver", "deliver_ack", "wakeup",
 };
 
@@ -143,7 +143,7 @@ static void metrics_write(FILE *out, const struct obs *o)
 	for (int i = 0; i < o->n; i++) {
 		const struct obs_row *r = &o->rows[i];
 
-		for (int k = 0; k < SHMBUS_HIST__MAX; k++) {
+		for (int k = 0; k < SHMBUS_LAT__MAX; k++) {
 			const struct shmbus_hist *h = &r->hist[k];
 			unsigned long long cum = 0, total = 0;
 
@@ -158,23 +158,23 @@ static void metrics_write(FILE *out, const struct obs *o)
 				cum += h->buckets[b];
 				fputs("shmbus_latency_seconds_bucket", out);
 				labels(out, r);
-				fprintf(out, ",kind=\"%s\",le=\"%.9g\"} %llu\n",
-					kind_names[k],
+				fprintf(out, ",latency=\"%s\",le=\"%.9g\"} %llu\n",
+					latency_names[k],
 					(double)(1ULL << (b + 1)) / 1e9, cum);
 				if (cum == total && b >= 40)
 					break;	/* the rest add nothing */
 			}
 			fputs("shmbus_latency_seconds_bucket", out);
 			labels(out, r);
-			fprintf(out, ",kind=\"%s\",le=\"+Inf\"} %llu\n",
-				kind_names[k], total);
+			fprintf(out, ",latency=\"%s\",le=\"+Inf\"} %llu\n",
+				latency_names[k], total);
 			fputs("shmbus_latency_seconds_sum", out);
 			labels(out, r);
-			fprintf(out, ",kind=\"%s\"} %.9f\n", kind_names[k],
+			fprintf(out, ",latency=\"%s\"} %.9f\n", latency_names[k],
 				h->sum_ns / 1e9);
 			fputs("shmbus_latency_seconds_count", out);
 			labels(out, r);
-			fprintf(out, ",kind=\"%s\"} %llu\n", kind_names[k],
+			fprintf(out, ",latency=\"%s\"} %llu\n", latency_names[k],
 				total);
 		}
 	}

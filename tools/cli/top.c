@@ -123,7 +123,7 @@ static const char *rate(char *buf, size_t len, double r)
 	return scaled(buf, len, r, rate_units);
 }
 
-/* The quantile @q of kind @k over the interval from @prev to @r. */
+/* The quantile @q of latency @k over the interval from @prev to @r. */
 static double lat(const struct obs_row *r, const struct obs_row *prev, int k,
 		  double q)
 {
@@ -190,11 +190,11 @@ static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 			(unsigned long long)r->info.in_flight,
 			rate(b[0], 24, rt[0]), rate(b[1], 24, rt[1]),
 			rate(b[2], 24, rt[2]), rate(b[3], 24, rt[3]),
-			dur(b[4], 24, lat(r, p, SHMBUS_HIST_PUB_DELIVER, .50)),
-			dur(b[5], 24, lat(r, p, SHMBUS_HIST_PUB_DELIVER, .99)),
-			dur(b[6], 24, lat(r, p, SHMBUS_HIST_PUB_DELIVER, .999)),
-			dur(b[7], 24, lat(r, p, SHMBUS_HIST_DELIVER_ACK, .99)),
-			dur(b[8], 24, lat(r, p, SHMBUS_HIST_WAKEUP, .99)));
+			dur(b[4], 24, lat(r, p, SHMBUS_LAT_PUB_DELIVER, .50)),
+			dur(b[5], 24, lat(r, p, SHMBUS_LAT_PUB_DELIVER, .99)),
+			dur(b[6], 24, lat(r, p, SHMBUS_LAT_PUB_DELIVER, .999)),
+			dur(b[7], 24, lat(r, p, SHMBUS_LAT_DELIVER_ACK, .99)),
+			dur(b[8], 24, lat(r, p, SHMBUS_LAT_WAKEUP, .99)));
 	}
 }
 
