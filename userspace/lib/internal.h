@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * internal.h - what libshmbus's files (and shmbusd, which links the static
- * library) share: logging, time, option checks, the process-local view of
- * a mapped arena.
+ * internal.h - what libshmbus's files share, and shmbusd with them (it
+ * links libshmbus.so and uses the internals private.h exports): logging,
+ * time, option checks, the process-local view of a mapped arena.
  */
 #ifndef SHMBUS_INTERNAL_H
 #define SHMBUS_INTERNAL_H

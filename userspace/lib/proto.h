@@ -13,9 +13,11 @@
  * that connection; everyone else is unaffected.
  *
  * Conversation: HELLO first (version negotiation), then BUS_OPEN once
- * (binds the connection to one bus), then any number of QUEUE_DECLARE,
- * QUEUE_DELETE, ATTACH, DETACH. A reply echoes the request's type and seq
- * with status 0 or -errno. The daemon never sends unsolicited frames.
+ * (binds the connection to one bus), then any number of the others:
+ * QUEUE_DECLARE, QUEUE_DELETE, ATTACH, DETACH, DISPOSE, SUBSCRIBE, SEATS,
+ * UNSUBSCRIBE (enum sbc_type). A reply echoes the request's type and seq
+ * with status 0 or -errno. The daemon never sends unsolicited frames; it
+ * checks a frame in server.c and answers it from the table in dispatch.c.
  *
  * docs/protocol.md describes the same in prose.
  */

@@ -30,7 +30,8 @@
  * positions are spread over different cache lines (8 cells per line, a
  * line holds positions p, p + N/8, p + 2N/8, ...), so a producer filling
  * position p and a consumer taking p - 1 do not fight over one line. This
- * mapping is part of the arena protocol (SHMBUS_LAYOUT_VERSION 1).
+ * mapping is part of the arena protocol: changing it changes
+ * SHMBUS_LAYOUT_VERSION.
  *
  * Cost per operation, when the other side last touched the cell: one cache
  * line transfer. The producer knows what an empty cell holds ({p, 0}), so
