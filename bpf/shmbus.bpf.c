@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /*
- * shmbus.bpf.c - per-queue counters from libshmbus's USDT probes
- * (docs/probes.md), in the map "qstats" pinned under /sys/fs/bpf/shmbus/
- * by `shmbus monitor start`. CO-RE: built against the running kernel's
- * vmlinux.h; the programs read only their probe arguments.
+ * shmbus.bpf.c - per-queue counters and latency histograms from
+ * libshmbus's USDT probes (docs/probes.md): the maps "qstats" and "hist",
+ * pinned under /sys/fs/bpf/shmbus/ by `shmbus monitor start` (the loader
+ * is monitor.c), and the LRU maps that pair a publish with its first
+ * delivery, a delivery with its ack, and a wake-up's write with its
+ * wakening. CO-RE: built against the running kernel's vmlinux.h; the
+ * programs read only their probe arguments.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

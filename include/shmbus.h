@@ -92,7 +92,8 @@ struct shmbus_pool_spec {
 struct shmbus_open_opts {
 	size_t sz;
 	/* daemon socket; default $SHMBUS_SOCKET, else /run/shmbus/shmbusd.sock
-	 * for root, else $XDG_RUNTIME_DIR/shmbus/shmbusd.sock */
+	 * for root, else $XDG_RUNTIME_DIR/shmbus/shmbusd.sock, else
+	 * /tmp/shmbus-$UID/shmbusd.sock */
 	const char *socket_path;
 	uint32_t flags;		/* SHMBUS_OPEN_* */
 	/* The rest applies only when this call creates the bus. */
@@ -141,8 +142,9 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
 SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus);
 
 /* How publishers on this handle wake sleeping consumers: "kmod" (one
- * ioctl to the shmbus kernel module per publish, topic fan-out included)
- * or "eventfd" (a write per sleeper). $SHMBUS_KMOD=auto|off|required
+ * ioctl to the shmbus kernel module for a publish that wakes two or more
+ * seats, topic fan-out included; an eventfd write for one) or "eventfd"
+ * (a write per sleeper). $SHMBUS_KMOD=auto|off|required
  * chooses at open; docs/kernel.md. */
 SHMBUS_API const char *shmbus__wake_backend(const struct shmbus *bus);
 

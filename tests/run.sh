@@ -71,37 +71,30 @@ for t in $progs; do
 	fi
 done
 
-# The kernel module: built against Debian's headers and tested inside a
-# qemu VM (tests/kmod/run-vm.sh), in the normal build only: its programs
-# are static and the module is not instrumented by our sanitizers.
-if [ -z "$SAN" ] && { [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " test_kmod "; }; then
+# A test that is a script of its own, run under a timeout in the normal
+# build only, when TESTS is unset or names it: run_script NAME SCRIPT.
+run_script() {
+	[ -z "$SAN" ] || return 0
+	[ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " $1 " || return 0
 	start=$(date +%s)
-	echo "=== test_kmod"
-	if timeout -k 5 300 env B="$B" MAKE="${MAKE:-make}" sh tests/kmod/run-vm.sh; then
+	echo "=== $1"
+	if timeout -k 5 300 env B="$B" MAKE="${MAKE:-make}" sh "$2"; then
 		passed=$((passed + 1))
-		echo "--- PASS test_kmod ($(( $(date +%s) - start ))s)"
+		echo "--- PASS $1 ($(( $(date +%s) - start ))s)"
 	else
 		failed=$((failed + 1))
-		failed_names="$failed_names test_kmod"
-		echo "--- FAIL test_kmod ($(( $(date +%s) - start ))s)"
+		failed_names="$failed_names $1"
+		echo "--- FAIL $1 ($(( $(date +%s) - start ))s)"
 	fi
-fi
+}
 
-# make install, and building and running against the installed tree
-# (tests/install.sh), in the normal build only: a program built without
-# a sanitizer cannot load a sanitized library.
-if [ -z "$SAN" ] && { [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " test_install "; }; then
-	start=$(date +%s)
-	echo "=== test_install"
-	if timeout -k 5 300 env B="$B" MAKE="${MAKE:-make}" sh tests/install.sh; then
-		passed=$((passed + 1))
-		echo "--- PASS test_install ($(( $(date +%s) - start ))s)"
-	else
-		failed=$((failed + 1))
-		failed_names="$failed_names test_install"
-		echo "--- FAIL test_install ($(( $(date +%s) - start ))s)"
-	fi
-fi
+# The kernel module, built against Debian's headers and tested inside a
+# qemu VM: its programs are static and the module is not instrumented by
+# our sanitizers.
+run_script test_kmod tests/kmod/run-vm.sh
+# make install, then building and running against the installed tree: a
+# program built without a sanitizer cannot load a sanitized library.
+run_script test_install tests/install.sh
 
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$passed passed, $failed failed"

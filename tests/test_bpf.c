@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * test_bpf.c - the BPF side end to end: `shmbus monitor start` loads the
- * CO-RE programs and attaches them to the USDT probes of libshmbus.so and
- * shmbusd in every process; known traffic (10,000 published, 9,000
+ * CO-RE programs and attaches them to the USDT probes of libshmbus.so in
+ * every process (shmbusd's included: it links the library); known traffic (10,000 published, 9,000
  * acked, 1,000 dead-lettered) runs in other processes; the pinned map,
  * read through libbpf and through `bpftool -j map dump pinned`, holds
  * exactly those counts, which equal the arena's own (shmbus stat); the

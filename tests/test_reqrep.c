@@ -3,7 +3,7 @@
  * test_reqrep.c - request-reply between processes: "no responders" at
  * once, 100,000 round trips each answered with its own reply, a timeout
  * whose late reply is dropped and counted, the private reply queue going
- * away with the requester, handler errors nacking the request.
+ * away with the requester, handler errors rejecting the request.
  */
 #include <errno.h>
 #include <signal.h>
@@ -38,7 +38,7 @@ static ssize_t price(void *ctx, const struct shmbus_msg *req, void *reply,
 	if (sscanf(in, "slow %lu", &n) == 1)
 		usleep(300000);
 	else if (sscanf(in, "price %lu", &n) != 1)
-		return -EINVAL;		/* nacked: no reply */
+		return -EINVAL;		/* rejected: no reply */
 	return snprintf(reply, cap, "%lu=%lu", n, n * 3);
 }
 
@@ -117,7 +117,7 @@ static void test_round_trips(void **state)
 /*
  * A request times out; its reply arrives later, while the next request
  * waits, and is dropped (counted); the next request gets its own reply.
- * A bad request is nacked by the handler: no reply, the requester times
+ * A bad request is rejected by the handler: no reply, the requester times
  * out.
  */
 static void test_timeout_late_reply(void **state)

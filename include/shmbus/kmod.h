@@ -81,7 +81,8 @@ struct shmbus_kmod_wake {
  * kill -9 included, or closed the file. Records made while the bus has
  * no watcher (the daemon restarting) wait, up to SHMBUS_KMOD_MAX_PENDING
  * per bus, for the next WATCH of the same bus; beyond that they are
- * dropped and the next record says so (SHMBUS_KMOD_DEATH_LOST: rescan).
+ * dropped and the next record says so (SHMBUS_KMOD_DEATH_LOST: the
+ * watcher must find the dead by other means; shmbusd has socket EOF).
  * The watcher's file polls readable while records wait.
  */
 #define SHMBUS_KMOD_MAX_PENDING	4096

@@ -5,8 +5,9 @@
  * Every process attached to a bus maps the same arena (a sealed memfd, see
  * docs/decisions.md) at a different address, so everything in it is named
  * by offsets from the arena base and by indices, never by pointers. A value
- * read from the arena is untrusted: it is bounds-checked before use, and a
- * bad one gives -EBADMSG/-EUCLEAN, never a wild access.
+ * read from the arena is untrusted: it is bounds-checked before use; a bad
+ * structure is refused (-EBADMSG, -EUCLEAN), a bad message is skipped and
+ * counted, and neither is ever a wild access.
  *
  * Arena map (all offsets in the superblock, all regions 64-byte aligned,
  * non-overlapping, inside arena_size; validated by every opener):

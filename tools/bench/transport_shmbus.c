@@ -39,8 +39,8 @@ void sb_child_fini(void)
 	bench_bus = NULL;
 }
 
-/* "shmbus" and "shmbus loan": auto-ack views (at-most-once, as the
- * foundation measured); "shmbus ack": leases, acked one by one. */
+/* "shmbus" and "shmbus loan": auto-ack views (at-most-once); "shmbus
+ * ack": leases, acked one by one. */
 static int sb_open_mode(struct end *e, int chan, bool ack)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, co,

@@ -85,10 +85,12 @@ static void usage(FILE *f)
 "\n"
 "start:  load the BPF programs, attach them to the USDT probes of\n"
 "        libshmbus.so in every process (running and future), pin the\n"
-"        links and the per-queue counter map under DIR (default\n"
-"        " SHMBUS_BPF_PIN_DIR "; bpftool map dump pinned DIR/qstats).\n"
+"        counter and histogram maps under DIR (default\n"
+"        " SHMBUS_BPF_PIN_DIR "; bpftool map dump pinned DIR/qstats)\n"
+"        and leave a background process holding the links.\n"
 "        The daemon links the same library: it is covered too.\n"
-"stop:   remove the pins: everything is detached and freed.\n"
+"stop:   end that process and remove the pins: everything is detached\n"
+"        and freed.\n"
 "status: the counters. Needs root.\n");
 }
 

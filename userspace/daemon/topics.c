@@ -3,7 +3,7 @@
  * topics.c - pub/sub: subscriptions, their fan-out sets, and the seats
  * publishers need to wake subscribers.
  *
- * A subscription is an ordinary queue (ring, seats, leases, DLQ, stats)
+ * A subscription is an ordinary queue (ring, seats, leases, stats; no DLQ)
  * with kind DQ_SUB, named "PATTERN#GROUP" (or "PATTERN#~N" when
  * exclusive): '#' cannot appear in a queue name a client gives, so only
  * SUBSCRIBE reaches it. A topic is a directory entry of kind DQ_TOPIC

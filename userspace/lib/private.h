@@ -7,9 +7,10 @@
  * needs some of the library's internals. They are exported under a
  * __shmbus_ prefix, so that they cannot clash with an application's own
  * arena_map or pool_free, and in the version node
- * SHMBUS_PRIVATE_<version> (the Makefile adds it to the version script):
- * a daemon runs only against the very library version it was built
- * with, and the dynamic linker says so otherwise. They are not API.
+ * SHMBUS_PRIVATE_<version>_<hash of every header the daemon is compiled
+ * against> (the Makefile adds it to the version script): a daemon runs
+ * only against a library built from the very headers it was built with,
+ * and the dynamic linker says so otherwise. They are not API.
  */
 #ifndef SHMBUS_PRIVATE_H
 #define SHMBUS_PRIVATE_H
