@@ -302,8 +302,9 @@ $(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples
 
 # ---- checks that fail the build -----------------------------------------
 # check-abi.sh: the version script's newest node is the version in
-#   shmbus.h, and the library exports exactly the symbols of the version
-#   script, each in its node (no more, no fewer, none moved).
+#   shmbus.h, the library exports exactly the symbols of the version
+#   script, each in its node (no more, no fewer, none moved), and every
+#   SHMBUS_API function of the code is in the version script.
 # check-atomics.sh: no atomic builtin, C11 atomic or volatile outside
 #   userspace/lib/barrier.h.
 # The public headers compile as C++ too.
@@ -312,11 +313,11 @@ ATOMIC_SRCS := $(shell find userspace include tools tests bpf kernel examples \
 
 checks: $(B)/.abi-ok $(B)/.atomics-ok $(B)/.header-cxx
 
-$(B)/.abi-ok: tools/scripts/check-abi.sh $(SHLIB) userspace/lib/libshmbus.map \
-		include/shmbus.h
+$(B)/.abi-ok: tools/scripts/check-abi.sh $(SHLIB) $(STLIB) \
+		userspace/lib/libshmbus.map include/shmbus.h
 	$(call msg,CHECK,abi)
 	$(Q)sh tools/scripts/check-abi.sh $(SHLIB) userspace/lib/libshmbus.map \
-		include/shmbus.h
+		include/shmbus.h $(STLIB)
 	$(Q)touch $@
 
 $(B)/.atomics-ok: tools/scripts/check-atomics.sh $(ATOMIC_SRCS) | $(B)

@@ -1,16 +1,20 @@
 #!/bin/sh
-# check-abi.sh LIB MAP HEADER - fail the build when libshmbus's ABI and its
-# version disagree (docs/decisions.md, "Versioning"):
+# check-abi.sh LIB MAP HEADER OBJS - fail the build when libshmbus's ABI
+# and its version disagree (docs/decisions.md, "Versioning"):
 #  1. the newest node of the version script MAP is SHMBUS_<MAJOR>.<MINOR>
 #     of the version HEADER (shmbus.h) defines;
 #  2. the shared library LIB exports exactly the public symbols MAP lists,
 #     each in the node MAP puts it in (none missing, none extra, none
 #     moved to another node);
 #  3. every internal it exports for the daemon (__shmbus_*) is in the
-#     SHMBUS_PRIVATE_* node, and nothing else is.
+#     SHMBUS_PRIVATE_* node, and nothing else is;
+#  4. every function the objects OBJS (an archive of the library's
+#     objects) define with default visibility (SHMBUS_API) is in the
+#     version script: one that is not would be hidden by its "local: *"
+#     and missing from the library.
 set -eu
 
-lib=$1 map=$2 hdr=$3
+lib=$1 map=$2 hdr=$3 objs=$4
 me=check-abi
 fail() { echo "$me: $*" >&2; exit 1; }
 
@@ -47,6 +51,18 @@ if ! cmp -s "$tmp/want" "$tmp/have"; then
 	echo "$me: $lib exports other symbols than $map lists:" >&2
 	comm -23 "$tmp/want" "$tmp/have" | sed 's/^/  listed, not exported: /' >&2
 	comm -13 "$tmp/want" "$tmp/have" | sed 's/^/  exported, not listed: /' >&2
+	exit 1
+fi
+# what the code declares public: defined, global, default visibility
+readelf -sW "$objs" | awk '$5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" &&
+	$8 !~ /^__shmbus_/ { print $8 }' | sort -u > "$tmp/api"
+sed 's/@@.*//' "$tmp/want" | sort -u > "$tmp/listed"
+if ! cmp -s "$tmp/api" "$tmp/listed"; then
+	echo "$me: the code's SHMBUS_API symbols and $map differ:" >&2
+	comm -23 "$tmp/api" "$tmp/listed" |
+		sed 's/^/  SHMBUS_API, not in the version script (hidden): /' >&2
+	comm -13 "$tmp/api" "$tmp/listed" |
+		sed 's/^/  in the version script, not SHMBUS_API: /' >&2
 	exit 1
 fi
 bad=$(grep -v '@@SHMBUS_PRIVATE_' "$tmp/priv" || true)
