@@ -33,10 +33,12 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
-# Where installed programs look for libshmbus.so besides the dynamic
-# linker's own path: beside them in ../lib, which is also where the build
-# tree keeps it. Empty for none (a distribution package).
-RUNPATH ?= $$ORIGIN/../lib
+# Where the programs look for libshmbus.so besides the dynamic linker's
+# own path: beside them in ../lib, which is where the build tree keeps it
+# and where PREFIX/bin finds PREFIX/lib; and LIBDIR itself when it is
+# elsewhere (lib64, a multiarch directory). Empty for none (a
+# distribution package, whose LIBDIR is in the linker's path).
+RUNPATH ?= $$ORIGIN/../lib$(if $(filter-out $(abspath $(BINDIR)/../lib),$(abspath $(LIBDIR))),:$(LIBDIR))
 
 CC  ?= gcc
 CXX ?= g++
@@ -216,16 +218,16 @@ $(SHLIB): $(LIB_OBJS) $(B)/lib/libshmbus.map
 	$(Q)ln -sf $(notdir $(SHLIB)) $(B)/lib/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(B)/lib/libshmbus.so
 
-$(STLIB): $(LIB_OBJS)
+$(STLIB): $(LIB_OBJS) | $(B)/lib
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # What embeds the installation paths (the .pc file, the daemon's path in
-# the library) is rebuilt when they change: $(B)/.paths holds them and is
-# rewritten only when they differ.
+# the library, the programs' RUNPATH) is rebuilt when they change:
+# $(B)/.paths holds them and is rewritten only when they differ.
 $(B)/.paths: FORCE | $(B)
 	$(Q)printf '%s\n' 'PREFIX=$(PREFIX)' 'BINDIR=$(BINDIR)' 'LIBDIR=$(LIBDIR)' \
-		'INCDIR=$(INCDIR)' > $@.tmp
+		'INCDIR=$(INCDIR)' 'RUNPATH=$(RUNPATH)' > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(O)/lib/client.o: $(B)/.paths
@@ -243,23 +245,23 @@ $(DMNLIB): $(DMN_PARTS)
 
 # The daemon links libshmbus.so like everyone else (one USDT attachment
 # covers it), using the internals exported for it (private.h).
-$(DAEMON): $(O)/daemon/main.o $(DMNLIB) $(SHLIB) | $(B)/bin
+$(DAEMON): $(O)/daemon/main.o $(DMNLIB) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $< $(DMNLIB) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus $(LDLIBS)
 
 # the shmbus command: tools/cli, and the loader and map reader of bpf/
-$(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) | $(B)/bin
+$(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(CLI_OBJS) $(OBS_OBJS) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus -lbpf -lm
 
-$(BENCH): $(BENCH_OBJS) $(SHLIB) | $(B)/bin
+$(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(BENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus -lpthread -lm
 
-$(PCOST): $(O)/bench/probe-cost.o $(SHLIB) | $(B)/bin
+$(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $< -o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus
 

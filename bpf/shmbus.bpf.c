@@ -38,8 +38,6 @@ struct {
 	__type(value, __u64);
 } dlv_ts SEC(".maps");
 
-/* The first of two racing probes: when, and which side it was (1: the
- * delivery, or the woken consumer). */
 /* A consumer seat: wake-ups pair by it. */
 struct seat_key {
 	__u32 bus;
@@ -47,6 +45,8 @@ struct seat_key {
 	__u32 seat;
 };
 
+/* The first of two racing probes: when, and which side it was (1: the
+ * delivery, or the woken consumer). */
 struct first_seen {
 	__u64 ts;
 	__u64 by_deliver;

@@ -8,14 +8,17 @@
 #    as C++, with the flags pkg-config gives;
 #  - both examples build with the README's line,
 #    cc app.c $(pkg-config --cflags --libs libshmbus),
-#    and hello runs against the installed daemon, which it starts itself.
-# Environment: B (build dir), MAKE.
+#    and hello runs against the installed daemon, which it starts itself;
+#  - in a build tree of its own, PREFIX=/opt/shmbus LIBDIR=/opt/shmbus/lib64
+#    gives programs that look for the library in that LIBDIR, and
+#    RUNPATH= gives programs that look nowhere but the linker's path.
+# The first part installs $B as it was configured ($B/.paths), so that it
+# rebuilds nothing. Environment: B (build dir), MAKE.
 set -u
 
 B=${B:-build}
 MAKE=${MAKE:-make}
 root=$(mktemp -d "${SHMBUS_TEST_TMP:-/tmp}/shmbus-install-XXXXXX") || exit 1
-pre=$root/usr/local
 passed=0
 failed=0
 trap 'stop_daemon; rm -rf "$root"' EXIT
@@ -30,7 +33,17 @@ stop_daemon() {
 	return 0
 }
 
-if ! $MAKE -s install DESTDIR="$root" PREFIX=/usr/local >"$root/install.log" 2>&1; then
+# the build's own paths: installing with others would rebuild it
+paths() { sed -n "s/^$1=//p" "$B/.paths" 2>/dev/null; }
+PREFIX=$(paths PREFIX) BINDIR=$(paths BINDIR) LIBDIR=$(paths LIBDIR)
+INCDIR=$(paths INCDIR)
+if [ "$PREFIX" != /usr/local ] || [ "$BINDIR" != /usr/local/bin ] ||
+   [ "$LIBDIR" != /usr/local/lib ] || [ "$INCDIR" != /usr/local/include ]; then
+	echo "note: $B is configured for $PREFIX; checking that installation"
+fi
+pre=$root$PREFIX
+if ! $MAKE -s B="$B" install DESTDIR="$root" PREFIX="$PREFIX" BINDIR="$BINDIR" \
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" >"$root/install.log" 2>&1; then
 	cat "$root/install.log"
 	bad "make install"
 	echo "$passed passed, $failed failed"
@@ -39,27 +52,34 @@ fi
 ok "make install"
 
 missing=""
-for f in bin/shmbusd bin/shmbus lib/libshmbus.so.0 lib/libshmbus.so \
-	 lib/libshmbus.a lib/pkgconfig/libshmbus.pc include/shmbus.h \
-	 include/shmbus/layout.h include/shmbus/kmod.h include/shmbus/bpf.h; do
-	[ -e "$pre/$f" ] || missing="$missing $f"
+for f in "$BINDIR/shmbusd" "$BINDIR/shmbus" "$LIBDIR/libshmbus.so.0" \
+	 "$LIBDIR/libshmbus.so" "$LIBDIR/libshmbus.a" \
+	 "$LIBDIR/pkgconfig/libshmbus.pc" "$INCDIR/shmbus.h" \
+	 "$INCDIR/shmbus/layout.h" "$INCDIR/shmbus/kmod.h" \
+	 "$INCDIR/shmbus/bpf.h"; do
+	[ -e "$root$f" ] || missing="$missing $f"
 done
 check "installed files${missing:+ (missing:$missing)}" [ -z "$missing" ]
 
 same=true
-for f in bin/shmbusd bin/shmbus lib/libshmbus.a; do
-	cmp -s "$B/$f" "$pre/$f" || { echo "  $f differs from $B/$f"; same=false; }
+for f in bin/shmbusd bin/shmbus; do
+	cmp -s "$B/$f" "$root$BINDIR/${f#bin/}" ||
+		{ echo "  $f differs from $B/$f"; same=false; }
 done
-cmp -s "$B/lib/libshmbus.so.0" "$pre/lib/libshmbus.so.0" ||
-	{ echo "  libshmbus.so.0 differs"; same=false; }
+for f in libshmbus.a libshmbus.so.0; do
+	cmp -s "$B/lib/$f" "$root$LIBDIR/$f" ||
+		{ echo "  $f differs from $B/lib/$f"; same=false; }
+done
 check "installed files are the built files" $same
 
-for p in shmbus shmbusd; do
-	check "$p finds the installed library" \
-		sh -c "ldd '$pre/bin/$p' | grep -q '=> $pre/bin/../lib/libshmbus.so.0'"
-done
+if [ "$LIBDIR" = "$PREFIX/lib" ] && [ "$BINDIR" = "$PREFIX/bin" ]; then
+	for p in shmbus shmbusd; do
+		check "$p finds the installed library" \
+			sh -c "ldd '$pre/bin/$p' | grep -q '=> $pre/bin/../lib/libshmbus.so.0'"
+	done
+fi
 
-export PKG_CONFIG_PATH="$pre/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root"
+export PKG_CONFIG_PATH="$root$LIBDIR/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root"
 cflags=$(pkg-config --cflags libshmbus) && libs=$(pkg-config --libs libshmbus)
 check "pkg-config knows libshmbus $(pkg-config --modversion libshmbus)" \
 	[ -n "$libs" ]
@@ -78,14 +98,36 @@ for ex in examples/*.c; do
 done
 
 if [ -x "$root/hello" ]; then
-	out=$(LD_LIBRARY_PATH="$pre/lib" SHMBUS_SOCKET="$root/sock" \
-	      SHMBUS_DAEMON="$pre/bin/shmbusd" timeout 30 "$root/hello" 2>&1)
+	out=$(LD_LIBRARY_PATH="$root$LIBDIR" SHMBUS_SOCKET="$root/sock" \
+	      SHMBUS_DAEMON="$root$BINDIR/shmbusd" timeout 30 "$root/hello" 2>&1)
 	rc=$?
 	got=$(echo "$out" | grep -c "got: hello #")
 	good=false
 	[ $rc -eq 0 ] && [ "$got" = 5 ] && good=true
 	$good || echo "$out" | sed 's/^/  /'
 	check "hello runs with the installed daemon ($got of 5 received)" $good
+fi
+
+# Another layout, in a build tree of its own (nothing here touches $B).
+runpath() { readelf -d "$1" 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p'; }
+b2=$root/build-lib64
+if $MAKE -s B="$b2" install DESTDIR="$root/d2" PREFIX=/opt/shmbus \
+	LIBDIR=/opt/shmbus/lib64 >"$root/install2.log" 2>&1; then
+	rp=$(runpath "$root/d2/opt/shmbus/bin/shmbusd")
+	check "LIBDIR=/opt/shmbus/lib64: the daemon's RUNPATH names it ($rp)" \
+		[ "$rp" = '$ORIGIN/../lib:/opt/shmbus/lib64' ]
+	check "LIBDIR=/opt/shmbus/lib64: the library is there" \
+		[ -e "$root/d2/opt/shmbus/lib64/libshmbus.so.0" ]
+	check "LIBDIR=/opt/shmbus/lib64: the .pc file says so" \
+		grep -q '^libdir=/opt/shmbus/lib64$' \
+		"$root/d2/opt/shmbus/lib64/pkgconfig/libshmbus.pc"
+	$MAKE -s B="$b2" install DESTDIR="$root/d3" PREFIX=/opt/shmbus \
+		LIBDIR=/opt/shmbus/lib64 RUNPATH= >>"$root/install2.log" 2>&1
+	rp=$(runpath "$root/d3/opt/shmbus/bin/shmbus")
+	check "RUNPATH= relinks the programs with none (${rp:-none})" [ -z "$rp" ]
+else
+	tail -20 "$root/install2.log"
+	bad "make install PREFIX=/opt/shmbus LIBDIR=/opt/shmbus/lib64"
 fi
 
 echo "$passed passed, $failed failed"

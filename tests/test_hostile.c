@@ -312,6 +312,70 @@ static void test_ring_of_garbage(void **state)
 	teardown(&s);
 }
 
+/* A peer publishing messages that are expired by the time anyone takes
+ * them (TTL 1 ns), as fast as it can: a consumer drops them (counted) and
+ * still returns on time, with -EAGAIN or its timeout. */
+static void test_stream_of_expired(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 64);
+	SHMBUS_OPTS(shmbus_consumer_opts, spin, .spin_ns = 5000000000LL);
+	SHMBUS_OPTS(shmbus_pub_opts, ttl, .ttl_ns = 1, .timeout_ns = 0);
+	struct shmbus_queue_info qi;
+	struct shmbus_consumer *c;
+	struct shmbus *bus;
+	struct shmbus_msg m;
+	uint64_t before;
+	int64_t t0, dt;
+	int ready[2];
+	char x;
+	pid_t kid;
+
+	(void)state;
+	bus = t_open_bus(BUS);
+	assert_int_equal(shmbus__queue_declare(bus, "expiring", &qo), 1);
+	c = shmbus_consumer__new(bus, "expiring", &spin);
+	assert_non_null(c);
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *pb = t_open_bus(BUS);
+		struct shmbus_producer *p = shmbus_producer__new(pb, "expiring",
+								 NULL);
+		int64_t end = t_now_ns() + 1500000000;
+		bool told = false;
+
+		if (!p)
+			_exit(1);
+		while (t_now_ns() < end) {
+			for (int i = 0; i < 64; i++)
+				shmbus_producer__publish(p, "x", 1, &ttl);
+			if (!told)
+				told = write(ready[1], "r", 1) == 1;
+		}
+		shmbus_producer__free(p);
+		shmbus__close(pb);
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	assert_int_equal(shmbus__queue_info(bus, "expiring", &qi), 0);
+	before = qi.stat[SHMBUS_STAT_EXPIRED];
+	t0 = t_now_ns();
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 200000000),
+			 -ETIMEDOUT);
+	dt = t_now_ns() - t0;
+	assert_int_equal(shmbus__queue_info(bus, "expiring", &qi), 0);
+	print_message("under a stream of expired messages: 100 try_receive "
+		      "and a 200 ms receive took %.1f ms, %" PRIu64
+		      " expired\n", dt / 1e6,
+		      qi.stat[SHMBUS_STAT_EXPIRED] - before);
+	assert_true(dt >= 200000000 && dt < 1400000000);
+	assert_true(qi.stat[SHMBUS_STAT_EXPIRED] > before);
+	assert_int_equal(t_wait(kid, 10000), 0);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+}
+
 /* A queue descriptor whose ring points outside the ring area: attaching
  * to it is refused with -EUCLEAN instead of mapping a wild ring. */
 static void test_bad_ring_offset(void **state)
@@ -710,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_bad_ref_in_ring),
 		cmocka_unit_test(test_bad_length),
 		cmocka_unit_test(test_ring_of_garbage),
+		cmocka_unit_test(test_stream_of_expired),
 		cmocka_unit_test(test_bad_ring_offset),
 		cmocka_unit_test(test_bad_free_list),
 		cmocka_unit_test(test_bad_superblock),

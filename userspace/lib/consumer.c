@@ -350,22 +350,22 @@ static __always_inline void take_view(struct shmbus_msg *msg,
 }
 
 /*
- * A ring entry that is not a message (a peer's garbage), out of the ring
- * now: count it, and look on for up to a ring's worth of them (every
- * level's) per take(). True: look on. False: a peer writes garbage as fast
- * as we skip it; take() returns so that its caller can read the clock.
+ * A ring entry taken out of the ring without giving a message (a peer's
+ * garbage, an expired message, a claim the daemon won): may the caller
+ * look on? Up to a ring's worth of them (every level's) per call. False:
+ * a peer refills the rings as fast as we drain them; the caller returns
+ * -EBADMSG so that its caller can read the clock.
  */
-static inline bool take_skip(struct attachment *at, uint32_t *skipped)
+static inline bool take_budget(const struct attachment *at, uint32_t *spent)
 {
-	slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
-	return ++*skipped <= (at->ring.mask + 1) * at->nr_prio;
+	return ++*spent <= (at->ring.mask + 1) * at->nr_prio;
 }
 
 /*
  * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
  * -ENOBUFS (prefetch reached), -EUCLEAN, -ETIME (an expired message is in
- * c->expired for expire_pending()), or -EBADMSG: nothing but garbage, a
- * ring's worth of it skipped (take_skip()); nothing was received.
+ * c->expired for expire_pending()), or -EBADMSG: a ring's worth of entries
+ * taken without a message (take_budget()); nothing was received.
  */
 static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 {
@@ -375,7 +375,7 @@ static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	struct shmbus_chunk *ch;
 	uint32_t ref, len, al, dc, e;
 	uint64_t exp, w;
-	uint32_t skipped = 0;
+	uint32_t spent = 0;
 	bool shared;
 	int err;
 
@@ -394,7 +394,7 @@ again:
 	err = take_claim(at, ch, &shared);
 	if (unlikely(err)) {
 		if (err == -EAGAIN)
-			goto again;
+			goto look_on;		/* the daemon's now */
 		goto corrupt;
 	}
 	/* read once, validate, and use only these copies */
@@ -409,7 +409,7 @@ again:
 	exp = READ_ONCE(ch->expires_ns);
 	if (unlikely(exp) && (uint64_t)now_ns() >= exp) {
 		if (expire_local(at, ref))
-			goto again;
+			goto look_on;
 		c->expired = ref;
 		return -ETIME;
 	}
@@ -423,7 +423,9 @@ again:
 	return 0;
 
 corrupt:
-	if (take_skip(at, &skipped))
+	slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
+look_on:
+	if (take_budget(at, &spent))
 		goto again;
 	return -EBADMSG;
 }
@@ -446,6 +448,7 @@ static __attribute__((noinline)) void expire_pending(struct shmbus_consumer *c)
 static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 {
 	struct attachment *at = &c->at;
+	uint32_t spent = 0;
 	int err;
 
 	for (;;) {
@@ -455,13 +458,17 @@ static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 		if (likely(err != -ETIME))
 			return err;
 		expire_pending(c);
+		/* expired messages handed to the daemon count too */
+		if (!take_budget(at, &spent))
+			return -EBADMSG;
 	}
 }
 
 /*
  * Did try_take() find nothing to receive? The rings were empty (-EAGAIN),
- * or a peer wrote garbage into them as fast as take() skipped it
- * (-EBADMSG): either way a receive waits on, or says -EAGAIN.
+ * or a peer filled them with what is not a message (garbage, expired
+ * messages) as fast as take() drained it (-EBADMSG): either way a receive
+ * waits on, or says -EAGAIN.
  */
 static inline bool took_nothing(int err)
 {

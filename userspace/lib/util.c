@@ -26,14 +26,16 @@ static shmbus_print_fn_t print_fn = default_print;
 
 SHMBUS_API shmbus_print_fn_t shmbus_set_print(shmbus_print_fn_t fn)
 {
-	/* the swap orders nothing else: a print function is a plain
-	 * pointer; callers race only with each other */
+	/* a full barrier: whatever the caller set up for @fn before this
+	 * call is visible to a thread that loads @fn (the acquire in
+	 * shmbus_pr()) */
 	return atomic_xchg(&print_fn, fn);
 }
 
 void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
 {
-	shmbus_print_fn_t fn = READ_ONCE(print_fn);
+	/* pairs with the exchange in shmbus_set_print() */
+	shmbus_print_fn_t fn = smp_load_acquire(&print_fn);
 	int saved = errno;
 	va_list ap;
 
