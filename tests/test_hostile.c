@@ -96,17 +96,28 @@ struct setup {
 	uint32_t qid;
 };
 
-static void setup(struct setup *s, const char *q)
+/* Queue @q declared with @qo, a producer, its arena: what the declare
+ * returned (1 created, 0 existed). */
+static int setup_with(struct setup *s, const char *q,
+		      const struct shmbus_queue_opts *qo)
 {
 	struct shmbus_queue_info qi;
+	int created;
 
 	s->bus = t_open_bus(BUS);
-	assert_true(shmbus__queue_declare(s->bus, q, NULL) >= 0);
+	created = shmbus__queue_declare(s->bus, q, qo);
+	assert_true(created >= 0);
 	s->p = shmbus_producer__new(s->bus, q, NULL);
 	assert_non_null(s->p);
 	assert_int_equal(shmbus__queue_info(s->bus, q, &qi), 0);
 	s->qid = qi.id;
 	s->base = arena_of(BUS);
+	return created;
+}
+
+static void setup(struct setup *s, const char *q)
+{
+	setup_with(s, q, NULL);
 }
 
 static void teardown(struct setup *s)
@@ -236,13 +247,8 @@ static void test_ring_of_garbage(void **state)
 	pid_t kid;
 
 	(void)state;
-	s.bus = t_open_bus(BUS);
-	assert_int_equal(shmbus__queue_declare(s.bus, "garbage", &qo), 1);
-	s.p = shmbus_producer__new(s.bus, "garbage", NULL);
-	assert_non_null(s.p);
+	assert_int_equal(setup_with(&s, "garbage", &qo), 1);
 	assert_int_equal(shmbus__queue_info(s.bus, "garbage", &qi), 0);
-	s.qid = qi.id;
-	s.base = arena_of(BUS);
 	q = queue_of(s.base, s.qid);
 	cap = qi.capacity;
 	assert_true(cap >= 16);
@@ -580,10 +586,7 @@ static void test_scribbled_lease_table(void **state)
 	char x;
 
 	(void)state;
-	s.bus = t_open_bus(BUS);
-	assert_int_equal(shmbus__queue_declare(s.bus, "leases", &qo), 1);
-	s.p = shmbus_producer__new(s.bus, "leases", NULL);
-	assert_non_null(s.p);
+	assert_int_equal(setup_with(&s, "leases", &qo), 1);
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(shmbus_producer__publish(s.p, &i, sizeof(i), NULL), 0);
 	assert_int_equal(pipe(ready), 0);

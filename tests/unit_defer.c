@@ -21,7 +21,7 @@ static int dropped;
 
 static void record(struct dbus *b, struct defer_head *h, bool gp_over)
 {
-	struct item *it = (struct item *)h;
+	struct item *it = container_of(h, struct item, head);
 
 	(void)b;
 	if (gp_over)

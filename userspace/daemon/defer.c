@@ -26,9 +26,7 @@ void defer(struct dbus *b, struct defer_head *h, defer_fn *fn)
 	/* the caller's unlinking is done: readers that start after this
 	 * cannot find what @h frees */
 	h->gp = epoch_gp_start(&b->arena);
-	if (!b->deferred_tail)
-		b->deferred_tail = &b->deferred;
-	*b->deferred_tail = h;
+	*b->deferred_tail = h;		/* bus_record() set it up */
 	b->deferred_tail = &h->next;
 	server_want_tick();
 }

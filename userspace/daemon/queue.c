@@ -28,8 +28,7 @@
 
 static uint64_t ring_units_for(uint32_t cap)
 {
-	return ((uint64_t)cap * sizeof(struct shmbus_cell) + SHMBUS_RING_UNIT - 1) /
-	       SHMBUS_RING_UNIT;
+	return units_for((uint64_t)cap * sizeof(struct shmbus_cell));
 }
 
 static uint32_t roundup_pow2(uint32_t v)
@@ -327,8 +326,8 @@ static int queue_storage(struct dbus *b, const char *name, struct dqueue *cfg)
 	if (cfg->dedup_window_ns) {
 		uint32_t dc = MAX(2 * cfg->cap, 1024u);
 
-		cfg->dedup_units = ((uint64_t)dc * sizeof(struct shmbus_dedup) +
-				    SHMBUS_RING_UNIT - 1) / SHMBUS_RING_UNIT;
+		cfg->dedup_units = units_for((uint64_t)dc *
+					     sizeof(struct shmbus_dedup));
 		first = units_alloc(b, cfg->dedup_units);
 		if (first < 0) {
 			log_info("queue '%s': no storage left for a dedup "
@@ -446,8 +445,7 @@ int queue_declare(struct dbus *b, const struct peer *p,
 /* Free what deleted queue @dq held: its grace period is over (defer.c). */
 static void queue_reclaim(struct dbus *b, struct defer_head *h, bool gp_over)
 {
-	struct dqueue *dq = (struct dqueue *)((char *)h -
-					      offsetof(struct dqueue, reclaim));
+	struct dqueue *dq = container_of(h, struct dqueue, reclaim);
 	uint32_t qid = (uint32_t)(dq - b->queues);
 	const struct arena *a = &b->arena;
 	unsigned freed = 0;

@@ -275,8 +275,7 @@ static bool sweep_one(struct dbus *b, const struct sweep *sw, uint32_t k,
  * orphan is one. */
 static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 {
-	struct sweep *sw = (struct sweep *)((char *)h -
-					    offsetof(struct sweep, head));
+	struct sweep *sw = container_of(h, struct sweep, head);
 	uint64_t pool_base[SHMBUS_MAX_POOLS];
 	uint8_t *inring = NULL;
 	unsigned freed = 0;

@@ -241,13 +241,13 @@ static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
  * request? 0, or the status of the protocol error (logged; *echo false
  * when the type is unknown and must not be echoed).
  */
-static int frame_check(const struct conn *c, const struct msghdr *mh,
+static int frame_check(const struct conn *c, struct msghdr *mh,
 		       const struct sbc_hdr *h, ssize_t n, bool *echo)
 {
 	long want;
 
 	/* clients must not send fds: close any that came */
-	if (proto_take_fds((struct msghdr *)mh, NULL, 0, NULL) ||
+	if (proto_take_fds(mh, NULL, 0, NULL) ||
 	    (mh->msg_flags & MSG_CTRUNC)) {
 		log_info("connection %u (pid %d): sent file descriptors",
 			 c->s.peer.conn_id, c->s.peer.pid);

@@ -221,6 +221,8 @@ void buses_free(struct daemon *d);
  * readers). units_alloc: the first unit, or -ENOSPC. */
 int64_t units_alloc(const struct dbus *b, uint64_t n);
 void units_mark(const struct dbus *b, uint64_t first, uint64_t n, bool used);
+/* Units that hold @bytes. */
+uint64_t units_for(uint64_t bytes);
 /* The arena address of unit @u. */
 void *unit_addr(const struct dbus *b, uint64_t u);
 

@@ -37,6 +37,11 @@ int64_t units_alloc(const struct dbus *b, uint64_t n)
 	return -ENOSPC;
 }
 
+uint64_t units_for(uint64_t bytes)
+{
+	return (bytes + SHMBUS_RING_UNIT - 1) / SHMBUS_RING_UNIT;
+}
+
 void *unit_addr(const struct dbus *b, uint64_t u)
 {
 	return b->arena.base + b->arena.ring_off + u * SHMBUS_RING_UNIT;

@@ -34,8 +34,7 @@ struct retired {
 
 static void retired_free(struct dbus *b, struct defer_head *h, bool gp_over)
 {
-	struct retired *r = (struct retired *)((char *)h -
-					       offsetof(struct retired, head));
+	struct retired *r = container_of(h, struct retired, head);
 
 	if (gp_over)
 		units_mark(b, r->first, r->units, false);
@@ -78,8 +77,7 @@ static bool fanout_set(struct dbus *b, uint32_t tq,
 	if (!n && !dq->fanout_units)
 		return true;
 	if (n) {
-		units = (n * sizeof(*ents) + SHMBUS_RING_UNIT - 1) /
-			SHMBUS_RING_UNIT;
+		units = units_for(n * sizeof(*ents));
 		first = units_alloc(b, units);
 		if (first < 0)
 			return false;
