@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SHMBUS_VERSION_MAJOR	0
-#define SHMBUS_VERSION_MINOR	3
+#define SHMBUS_VERSION_MINOR	4
 #define SHMBUS_VERSION_PATCH	0
 
 #ifndef SHMBUS_API
@@ -74,6 +74,17 @@ enum shmbus_print_level {
 typedef int (*shmbus_print_fn_t)(enum shmbus_print_level level,
 				 const char *fmt, va_list ap);
 SHMBUS_API shmbus_print_fn_t shmbus_set_print(shmbus_print_fn_t fn);
+
+/*
+ * Why the most recent failed call of this thread failed, as text, when
+ * the daemon or the library gave a reason (which quota, which policy rule,
+ * which name is invalid); "" when the failure had none. Like dlerror(),
+ * per thread; read it right after a call returned an error: a later
+ * failed control call replaces it, and a call that fails before talking
+ * to the daemon without explaining itself may leave an older text. The
+ * string stays valid until this thread's next call into the library.
+ */
+SHMBUS_API const char *shmbus_errmsg(void);
 
 /* ------------------------------------------------------------------ */
 /* Bus                                                                */

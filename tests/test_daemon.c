@@ -509,6 +509,9 @@ static void test_declare_rules(void **state)
 		assert_null(shmbus_producer__new(rb, "q1", NULL));
 		assert_int_equal(errno, EPERM);
 		assert_int_equal(shmbus__queue_declare(rb, "q9", NULL), -EPERM);
+		/* the daemon's reason reaches this thread */
+		assert_string_equal(shmbus_errmsg(),
+				    "bus 'rules' was opened read-only");
 		assert_true(shmbus__queue_list(rb, NULL, 0) >= 2);
 		shmbus__close(rb);
 	}

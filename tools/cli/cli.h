@@ -18,7 +18,8 @@ struct shmbus_queue_info;
 
 /* ---- main.c: main(), global options, helpers ------------------------ */
 
-/* "shmbus: COMMAND: " and the message, the last library diagnostic in
+/* "shmbus: COMMAND: " and the message, the reason of the last failed
+ * call (shmbus_errmsg()) or else the last library diagnostic in
  * parentheses if there was one, on stderr; exit(1). */
 __attribute__((format(printf, 1, 2), noreturn))
 void die(const char *fmt, ...);

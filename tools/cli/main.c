@@ -50,7 +50,9 @@ void die(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	if (errbuf[0])
+	if (shmbus_errmsg()[0])
+		fprintf(stderr, " (%s)", shmbus_errmsg());
+	else if (errbuf[0])
 		fprintf(stderr, " (%s)", errbuf);
 	fputc('\n', stderr);
 	exit(1);

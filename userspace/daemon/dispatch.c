@@ -10,6 +10,8 @@
  * says why and the connection closes); then the conversation state (a
  * bus bound, bound for writing: plain refusals); then the handler.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "shmbusd.h"
@@ -213,6 +215,15 @@ static const struct request_type *type_of(unsigned type)
 	return type < SBC__TYPE_MAX && types[type].handle ? &types[type] : NULL;
 }
 
+void req_reason(struct request *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	va_end(ap);
+}
+
 long request_body_size(unsigned type)
 {
 	const struct request_type *t = type_of(type);
@@ -234,10 +245,14 @@ int dispatch(struct request *r)
 		r->fatal = true;
 		return err;
 	}
-	if ((t->flags & NEED_BUS) && !r->s->bus)
+	if ((t->flags & NEED_BUS) && !r->s->bus) {
+		req_reason(r, "no bus opened on this connection");
 		return -EBADFD;
-	if ((t->flags & NEED_WRITE) && r->s->rdonly)
+	}
+	if ((t->flags & NEED_WRITE) && r->s->rdonly) {
+		req_reason(r, "bus '%s' was opened read-only", r->s->bus->name);
 		return -EPERM;
+	}
 	err = t->handle(r);
 	if (!err && (t->flags & TICK_AFTER))
 		server_want_tick();

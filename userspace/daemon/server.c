@@ -202,8 +202,12 @@ static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
 	struct iovec iov = { .iov_base = out.b };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (status)
-		blen = nfds = 0;
+	if (status) {
+		/* a refusal carries its reason, if any (proto.h) */
+		blen = body && *(const char *)body ?
+		       strnlen(body, SBC_REASON_MAX - 1) + 1 : 0;
+		nfds = 0;
+	}
 	memset(&out.h, 0, sizeof(out.h));
 	out.h.magic = SBC_MAGIC;
 	out.h.version = SBC_VERSION;
@@ -320,8 +324,8 @@ static bool conn_read(struct conn *c)
 				 "(type %u): %s", c->s.peer.conn_id,
 				 c->s.peer.pid, in.h.type, strerror(-status));
 	}
-	if (!reply(c, echo ? &in.h : NULL, status, rep, r.rep_len, r.fds,
-		   r.nfds) || r.fatal) {
+	if (!reply(c, echo ? &in.h : NULL, status, status ? (const void *)r.reason : rep,
+		   r.rep_len, r.fds, r.nfds) || r.fatal) {
 		conn_close(c);
 		return false;
 	}

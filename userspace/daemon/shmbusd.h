@@ -83,7 +83,13 @@ struct request {
 	int *fds;		/* file descriptors to send, daemon-owned */
 	unsigned nfds;
 	bool fatal;		/* close the connection after the reply */
+	char reason[SBC_REASON_MAX];	/* a refusal's text, "" = none */
 };
+
+/* Explain the refusal @r is about to return: the text goes to the client
+ * with the failing reply (shmbus_errmsg() there). */
+void req_reason(struct request *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* The request body size of frame type @type, or -1 for an unknown type. */
 long request_body_size(unsigned type);

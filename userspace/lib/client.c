@@ -233,6 +233,22 @@ void client_close(struct client *c)
 	c->fd = -1;
 }
 
+/*
+ * The body of a failing reply: empty, or a reason (proto.h), which
+ * becomes shmbus_errmsg(). Returns 0, or -EPROTO if it is neither.
+ */
+static int reason_take(const uint8_t *body, size_t len)
+{
+	if (!len) {
+		errmsg_set("%s", "");
+		return 0;
+	}
+	if (len > SBC_REASON_MAX || strnlen((const char *)body, len) != len - 1)
+		return -EPROTO;
+	errmsg_set("%s", (const char *)body);
+	return 0;
+}
+
 static int exchange(struct client *c, unsigned type, const void *req,
 		    size_t reqlen, void *rep, size_t replen, int *fds,
 		    unsigned *nfds)
@@ -298,10 +314,9 @@ static int exchange(struct client *c, unsigned type, const void *req,
 		goto proto_err;
 	}
 	if (in.h.status) {
-		if (in.h.status > 0 || in.h.status < -4095)
+		if (in.h.status > 0 || in.h.status < -4095 || stored ||
+		    reason_take(in.b + sizeof(in.h), n - sizeof(in.h)))
 			goto proto_err;
-		for (unsigned i = 0; i < stored; i++)
-			close(fds[i]);
 		return in.h.status;
 	}
 	if (n - sizeof(in.h) != replen) {

@@ -44,6 +44,10 @@ void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
 #define pr_info(fmt, ...)  shmbus_pr(SHMBUS_INFO, "libshmbus: " fmt "\n", ##__VA_ARGS__)
 #define pr_debug(fmt, ...) shmbus_pr(SHMBUS_DEBUG, "libshmbus: " fmt "\n", ##__VA_ARGS__)
 
+/* Set the text shmbus_errmsg() returns in this thread: the reason of a
+ * failure the caller is about to return ("" clears it). */
+void errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- time --------------------------------------------------------- */
 
 static inline int64_t now_ns(void)

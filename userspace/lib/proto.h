@@ -16,7 +16,10 @@
  * (binds the connection to one bus), then any number of the others:
  * QUEUE_DECLARE, QUEUE_DELETE, ATTACH, DETACH, DISPOSE, SUBSCRIBE, SEATS,
  * UNSUBSCRIBE (enum sbc_type). A reply echoes the request's type and seq
- * with status 0 or -errno. The daemon never sends unsolicited frames; it
+ * with status 0 or -errno. A reply with status 0 carries the type's reply
+ * struct; a failing one carries nothing, or the reason of a refusal: a
+ * NUL-terminated text of at most SBC_REASON_MAX bytes (the NUL included)
+ * and nothing after it. The daemon never sends unsolicited frames; it
  * checks a frame in server.c and answers it from the table in dispatch.c.
  *
  * docs/protocol.md describes the same in prose.
@@ -35,6 +38,7 @@
 #define SBC_VERSION		3u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
+#define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
 
 enum sbc_type {
 	SBC_HELLO		= 1,

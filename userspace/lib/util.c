@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * util.c - diagnostics callback, option-struct checks, back-off, process
+ * util.c - diagnostics callback and reasons, option-struct checks, back-off, process
  * identity (pid + start time, which defeats pid reuse).
  */
 #include <fcntl.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "proto.h"
 
 static int default_print(enum shmbus_print_level level, const char *fmt,
 			 va_list ap)
@@ -43,6 +44,25 @@ void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
 		return;
 	va_start(ap, fmt);
 	fn(level, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+/* The reason of this thread's most recent explained failure. */
+static __thread char errmsg[SBC_REASON_MAX];
+
+SHMBUS_API const char *shmbus_errmsg(void)
+{
+	return errmsg;
+}
+
+void errmsg_set(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
 	va_end(ap);
 	errno = saved;
 }
