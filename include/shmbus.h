@@ -179,6 +179,14 @@ enum shmbus_overflow {
 #define SHMBUS_QUEUE_EXPIRE_TO_DLQ	0x1u	/* expired messages go to the
 						 * dead-letter queue (default:
 						 * dropped, counted) */
+/* Every message carries a CRC32C of its payload, attributes, lengths,
+ * correlation id and reply-to, computed at publish (at commit for a loan)
+ * and verified at receive: a message that fails is never returned; it is
+ * counted (SHMBUS_STAT_CORRUPT) and goes to the dead-letter queue with
+ * reason SHMBUS_DL_CHECKSUM, or is dropped (counted) without one. It
+ * detects accidents and stray writes, not a bus member who recomputes it
+ * (docs/semantics.md). */
+#define SHMBUS_QUEUE_CHECKSUM		0x2u
 
 struct shmbus_queue_opts {
 	size_t sz;
@@ -322,6 +330,9 @@ struct shmbus_topic_opts {
 	uint32_t history;	/* keep the last N messages for subscribers
 				 * that ask for them (SHMBUS_SUB_HISTORY);
 				 * 0 = none */
+	uint32_t flags;		/* SHMBUS_QUEUE_CHECKSUM: each message is
+				 * checksummed once at publish and verified
+				 * by every subscription's consumers */
 };
 
 /*
@@ -569,6 +580,7 @@ enum shmbus_dl_reason {
 	SHMBUS_DL_EXPIRED = 2,
 	SHMBUS_DL_REJECTED = 3,
 	SHMBUS_DL_OVERFLOW = 4,
+	SHMBUS_DL_CHECKSUM = 5,	/* its checksum did not match */
 };
 
 /*
@@ -613,7 +625,7 @@ struct shmbus_msg {
  * A dead-lettered message has three attributes added by the bus (when
  * room is left in its chunk; the same facts are always in dl_reason,
  * dl_src and dl_count): "dlq.reason" (max-deliveries, expired, rejected,
- * overflow), "dlq.source" (the source queue's name), "dlq.deliveries".
+ * overflow, checksum), "dlq.source" (the source queue's name), "dlq.deliveries".
  */
 SHMBUS_API int shmbus_msg__attr(const struct shmbus_msg *msg, const char *key,
 				const void **value, size_t *len);

@@ -771,6 +771,221 @@ static void test_scribbled_attrs_and_dedup(void **state)
 	teardown(&s);
 }
 
+/* Flip a payload byte of the message at ring position @pos of @qid. */
+static void scribble_payload(uint8_t *base, uint32_t qid, uint64_t pos)
+{
+	struct shmbus_chunk *ch = chunk_of(base,
+		SHMBUS_CELL_REF(cell_at(base, qid, pos)->v));
+
+	((uint8_t *)ch)[SHMBUS_CHUNK_HDR + 1] ^= 0x20;
+}
+
+static uint64_t stat_of(struct shmbus *bus, const char *name, unsigned st)
+{
+	struct shmbus_queue_info qi;
+
+	assert_int_equal(shmbus__queue_info(bus, name, &qi), 0);
+	return qi.stat[st];
+}
+
+/*
+ * A checksummed queue: a peer flips a payload byte of every fifth message
+ * between publish and receive (copy publishes and loans alike). The
+ * consumer never receives one of them; each is counted corrupt and
+ * lands in the DLQ with reason checksum, as it was found; every other
+ * message arrives intact. Without a DLQ the damaged message is dropped,
+ * counted. An unchecksummed queue delivers the flipped byte as before.
+ */
+static void test_checksum(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_CHECKSUM,
+		    .dead_letter_queue = "sum.dlq");
+	SHMBUS_OPTS(shmbus_queue_opts, nodlq, .flags = SHMBUS_QUEUE_CHECKSUM);
+	struct shmbus_queue_info qi;
+	struct shmbus_consumer *c;
+	struct shmbus_producer *p2;
+	struct shmbus_msg m;
+	struct setup s;
+	const unsigned n = 40;
+	unsigned sent = 0, received = 0, corrupt, dead = 0;
+	uint64_t head;
+	char body[32];
+
+	(void)state;
+	s.bus = t_open_bus(BUS);
+	assert_int_equal(shmbus__queue_declare(s.bus, "sum.dlq", NULL), 1);
+	assert_int_equal(setup_with(&s, "summed", &qo), 1);
+	assert_int_equal(shmbus__queue_info(s.bus, "summed", &qi), 0);
+	assert_true(qi.flags & SHMBUS_QUEUE_CHECKSUM);
+	head = queue_of(s.base, s.qid)->head;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(body, sizeof(body), "message %u", i);
+		if (i % 2) {
+			void *buf = shmbus_producer__loan(s.p, sizeof(body), 0);
+
+			assert_non_null(buf);
+			memcpy(buf, body, strlen(body));
+			assert_int_equal(shmbus_producer__commit(s.p, buf,
+						strlen(body), NULL), 0);
+		} else {
+			assert_int_equal(shmbus_producer__publish(s.p, body,
+						strlen(body), NULL), 0);
+		}
+		sent++;
+	}
+	for (unsigned i = 0; i < n; i += 5)
+		scribble_payload(s.base, s.qid, head + i);
+	c = shmbus_consumer__new(s.bus, "summed", NULL);
+	assert_non_null(c);
+	while (shmbus_consumer__try_receive(c, &m) == 0) {
+		unsigned i;
+
+		assert_int_equal(sscanf(m.data, "message %u", &i), 1);
+		snprintf(body, sizeof(body), "message %u", i);
+		assert_true(i % 5 != 0);
+		assert_int_equal(m.len, strlen(body));
+		assert_memory_equal(m.data, body, m.len);
+		received++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	shmbus_consumer__free(c);
+	corrupt = (unsigned)stat_of(s.bus, "summed", SHMBUS_STAT_CORRUPT);
+	c = shmbus_consumer__new(s.bus, "sum.dlq", NULL);
+	assert_non_null(c);
+	while (shmbus_consumer__receive_view(c, &m, 200000000) == 0) {
+		const void *v;
+		size_t vl;
+
+		assert_int_equal(m.dl_reason, SHMBUS_DL_CHECKSUM);
+		assert_int_equal(m.dl_src, s.qid + 1);
+		assert_int_equal(shmbus_msg__attr(&m, "dlq.reason", &v, &vl), 0);
+		assert_int_equal(vl, 8);
+		assert_memory_equal(v, "checksum", 8);
+		/* as it was found: the flipped byte */
+		assert_int_equal(((const char *)m.data)[1], 'e' ^ 0x20);
+		dead++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	shmbus_consumer__free(c);
+	print_message("checksummed: sent %u received %u corrupt %u "
+		      "dead-lettered %u lost %u\n", sent, received, corrupt,
+		      dead, sent - received - dead);
+	assert_int_equal(received, n - n / 5);
+	assert_int_equal(corrupt, n / 5);
+	assert_int_equal(dead, n / 5);
+	assert_int_equal(sent - received - dead, 0);
+	assert_int_equal(stat_of(s.bus, "summed", SHMBUS_STAT_DEADLETTERED),
+			 n / 5);
+	shmbus_producer__free(s.p);
+
+	/* no DLQ: dropped, counted */
+	assert_int_equal(shmbus__queue_declare(s.bus, "summed.nodlq", &nodlq), 1);
+	assert_int_equal(shmbus__queue_info(s.bus, "summed.nodlq", &qi), 0);
+	p2 = shmbus_producer__new(s.bus, "summed.nodlq", NULL);
+	assert_non_null(p2);
+	assert_int_equal(shmbus_producer__publish(p2, "bad", 3, NULL), 0);
+	assert_int_equal(shmbus_producer__publish(p2, "good", 4, NULL), 0);
+	scribble_payload(s.base, qi.id, queue_of(s.base, qi.id)->head);
+	c = shmbus_consumer__new(s.bus, "summed.nodlq", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+	assert_int_equal(m.len, 4);
+	assert_memory_equal(m.data, "good", 4);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	assert_int_equal(stat_of(s.bus, "summed.nodlq", SHMBUS_STAT_CORRUPT), 1);
+	assert_int_equal(stat_of(s.bus, "summed.nodlq", SHMBUS_STAT_DROPPED), 1);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p2);
+
+	/* no checksum: the flipped byte is delivered, as before */
+	assert_int_equal(shmbus__queue_declare(s.bus, "unsummed", NULL), 1);
+	assert_int_equal(shmbus__queue_info(s.bus, "unsummed", &qi), 0);
+	assert_false(qi.flags & SHMBUS_QUEUE_CHECKSUM);
+	p2 = shmbus_producer__new(s.bus, "unsummed", NULL);
+	assert_non_null(p2);
+	assert_int_equal(shmbus_producer__publish(p2, "hello", 5, NULL), 0);
+	scribble_payload(s.base, qi.id, queue_of(s.base, qi.id)->head);
+	c = shmbus_consumer__new(s.bus, "unsummed", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+	assert_memory_equal(m.data, "hEllo", 5);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(stat_of(s.bus, "unsummed", SHMBUS_STAT_CORRUPT), 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p2);
+	shmbus__close(s.bus);
+}
+
+/*
+ * A checksummed topic: each message is checksummed once at publish, and
+ * every subscription verifies it; a flipped byte in the shared chunk is
+ * refused (counted) by each subscription, the next message comes through.
+ */
+static void test_checksum_topic(void **state)
+{
+	SHMBUS_OPTS(shmbus_topic_opts, to, .flags = SHMBUS_QUEUE_CHECKSUM);
+	struct shmbus *bus = t_open_bus(BUS);
+	struct shmbus_consumer *c1, *c2;
+	struct shmbus_producer *p;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	uint8_t *base = arena_of(BUS);
+	uint32_t sub1;
+
+	(void)state;
+	assert_int_equal(shmbus__topic_declare(bus, "sum.topic", &to), 1);
+	c1 = shmbus_consumer__subscribe(bus, "sum.topic", NULL);
+	c2 = shmbus_consumer__subscribe(bus, "sum.>", NULL);
+	assert_non_null(c1);
+	assert_non_null(c2);
+	p = shmbus_producer__new(bus, "sum.topic", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, "first", 5, NULL), 0);
+	assert_int_equal(shmbus_producer__publish(p, "second", 6, NULL), 0);
+	/* the first message's shared chunk, through c1's subscription */
+	sub1 = 0;
+	for (uint32_t i = 0; i < sb_of(base)->max_queues; i++) {
+		struct shmbus_queue *q = queue_of(base, i);
+
+		if (SHMBUS_QGEN_LIVE(q->gen) && (q->flags & SHMBUS_QF_SUB) &&
+		    !strncmp(q->name, "sum.topic", 9)) {
+			sub1 = i;
+			break;
+		}
+	}
+	assert_true(sub1 != 0);
+	scribble_payload(base, sub1, queue_of(base, sub1)->head);
+	for (int k = 0; k < 2; k++) {
+		struct shmbus_consumer *c = k ? c2 : c1;
+
+		assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+		assert_int_equal(m.len, 6);
+		assert_memory_equal(m.data, "second", 6);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+		assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	}
+	{
+		struct shmbus_queue_info all[64];
+		int nq = shmbus__queue_list(bus, all, 64);
+		uint64_t corrupt = 0;
+
+		for (int i = 0; i < nq && i < 64; i++)
+			if (all[i].kind == SHMBUS_SUBSCRIPTION &&
+			    !strncmp(all[i].name, "sum.", 4))
+				corrupt += all[i].stat[SHMBUS_STAT_CORRUPT];
+		print_message("checksummed topic: sent 2, each of 2 "
+			      "subscriptions received 1, corrupt %" PRIu64
+			      ", lost 0\n", corrupt);
+		assert_int_equal(corrupt, 2);
+	}
+	(void)qi;
+	shmbus_consumer__free(c2);
+	shmbus_consumer__free(c1);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -786,6 +1001,8 @@ int main(void)
 		cmocka_unit_test(test_scribbled_lease_table),
 		cmocka_unit_test(test_scribbled_fanout),
 		cmocka_unit_test(test_scribbled_attrs_and_dedup),
+		cmocka_unit_test(test_checksum),
+		cmocka_unit_test(test_checksum_topic),
 	};
 
 	return T_RUN_WITH_DAEMON("hostile", tests);

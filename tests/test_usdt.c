@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "shmbus.h"
+#include "shmbus/layout.h"
 #include "libpath.h"
 #include "helpers.h"
 
@@ -223,9 +224,9 @@ static void test_probes_count_traffic(void **state)
 	 * first two are always bus id and queue id) */
 	const char *want[] = { "queue_declare", "queue_delete", "publish",
 			       "deliver", "ack", "nack", "redeliver",
-			       "dead_letter", "expire", "drop", "sleep",
-			       "wake_sent", "wake_recv" };
-	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 4, 4, 4 };
+			       "dead_letter", "expire", "drop", "checksum",
+			       "sleep", "wake_sent", "wake_recv" };
+	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 5, 4, 4, 4 };
 	int err;
 	pid_t kid;
 
@@ -244,7 +245,7 @@ static void test_probes_count_traffic(void **state)
 					 want[i], probes[k].nargs, want_args[i]);
 			/* a message id is 8 bytes at every site: a chunk
 			 * ref (4 bytes) is not an id */
-			if (i >= 2 && i <= 9 && arg_size(&probes[k], 2) != 8)
+			if (i >= 2 && i <= 10 && arg_size(&probes[k], 2) != 8)
 				fail_msg("probe %s: argument 3 (the message "
 					 "id) is %s", want[i], probes[k].args);
 		}
@@ -342,6 +343,42 @@ static void test_probes_count_traffic(void **state)
 		shmbus_producer__free(pd);
 	}
 	assert_int_equal(t_wait(kid, 5000), 0);
+	/* a checksummed queue: a payload byte flipped in the arena */
+	{
+		SHMBUS_OPTS(shmbus_queue_opts, sq, .flags = SHMBUS_QUEUE_CHECKSUM,
+			    .dead_letter_queue = "usdt.dlq");
+		struct shmbus_producer *ps;
+		struct shmbus_consumer *cs;
+		struct shmbus_queue_info qi;
+		uint8_t *base = t_arena_mapping(BUS);
+		const struct shmbus_sb *sb = (const void *)base;
+		const struct shmbus_queue *q;
+		const struct shmbus_pool *pl;
+		uint32_t ref, i, cap;
+
+		assert_non_null(base);
+		assert_int_equal(shmbus__queue_declare(bus, "usdt.sum", &sq), 1);
+		assert_int_equal(shmbus__queue_info(bus, "usdt.sum", &qi), 0);
+		ps = shmbus_producer__new(bus, "usdt.sum", NULL);
+		cs = shmbus_consumer__new(bus, "usdt.sum", NULL);
+		assert_non_null(ps);
+		assert_non_null(cs);
+		t_publish_int(ps, 5, NULL);
+		q = (const struct shmbus_queue *)(base + sb->qdir_off) + qi.id;
+		cap = q->ring_cap;
+		i = (uint32_t)q->head & (cap - 1);
+		if (cap >= 16)
+			i = (i % (cap / 8)) * 8 + i / (cap / 8);
+		ref = SHMBUS_CELL_REF(((const struct shmbus_cell *)
+				       (base + q->ring_off))[i].v);
+		pl = (const struct shmbus_pool *)(base + sb->pool_off) +
+		     SHMBUS_REF_POOL(ref);
+		base[pl->base_off + (uint64_t)SHMBUS_REF_IDX(ref) * pl->chunk_size +
+		     SHMBUS_CHUNK_HDR] ^= 1;
+		assert_int_equal(shmbus_consumer__try_receive(cs, &m), -EAGAIN);
+		shmbus_consumer__free(cs);
+		shmbus_producer__free(ps);
+	}
 	shmbus_consumer__free(c);
 	shmbus_producer__free(p);
 	assert_int_equal(shmbus__queue_delete(bus, "usdt"), 0);
@@ -349,7 +386,7 @@ static void test_probes_count_traffic(void **state)
 
 	print_message("publish %lu deliver %lu ack %lu nack %lu redeliver %lu "
 		      "expire %lu drop %lu sleep %lu wake_sent %lu wake_recv "
-		      "%lu declare %lu delete %lu\n",
+		      "%lu declare %lu delete %lu checksum %lu\n",
 		      (unsigned long)hits("publish"), (unsigned long)hits("deliver"),
 		      (unsigned long)hits("ack"), (unsigned long)hits("nack"),
 		      (unsigned long)hits("redeliver"), (unsigned long)hits("expire"),
@@ -357,11 +394,14 @@ static void test_probes_count_traffic(void **state)
 		      (unsigned long)hits("wake_sent"),
 		      (unsigned long)hits("wake_recv"),
 		      (unsigned long)hits("queue_declare"),
-		      (unsigned long)hits("queue_delete"));
-	assert_int_equal(hits("queue_declare"), 2);
+		      (unsigned long)hits("queue_delete"),
+		      (unsigned long)hits("checksum"));
+	assert_int_equal(hits("queue_declare"), 3);
+	assert_int_equal(hits("checksum"), 1);
 	assert_int_equal(hits("queue_delete"), 1);
-	/* ours: N, the two TTL ones, the one that wakes the child */
-	assert_int_equal(hits("publish"), N + 3);
+	/* ours: N, the two TTL ones, the one that wakes the child, the
+	 * checksummed one */
+	assert_int_equal(hits("publish"), N + 4);
 	/* N, 100 redeliveries, the one before the expired, the child's */
 	assert_int_equal(hits("deliver"), N + 100 + 2);
 	assert_int_equal(hits("redeliver"), 100);

@@ -284,6 +284,8 @@ struct shmbus_slot {
 #define SHMBUS_QF_SUB		0x8u	/* a topic subscription */
 #define SHMBUS_QF_DROP_OLDEST	0x10u	/* subscription: a publisher that
 					 * finds it full drops its oldest */
+#define SHMBUS_QF_CHECKSUM	0x20u	/* publishers store a CRC32C in each
+					 * message, consumers verify it */
 
 /*
  * Queue descriptor, in the directory at qdir_off + qid * queue_size.
@@ -456,12 +458,23 @@ struct shmbus_chunk {
 					 * never lands in a queue that reused
 					 * a gone requester's id */
 	uint64_t dedup_key;		/* reserved */
-	uint32_t checksum;		/* reserved */
+	uint32_t checksum;		/* with SHMBUS_CF_CHECKSUM: CRC32C of
+					 * len, attr_len, corr_id, reply_to,
+					 * payload, attributes (crc32c.c).
+					 * P writes it last before the ring
+					 * cmpxchg (publish, or commit of a
+					 * loan; a topic message once for
+					 * all subscriptions); D rewrites it
+					 * after adding dead-letter
+					 * attributes; C verifies it */
 	uint32_t prio;			/* priority level it was published at */
 	uint8_t	 __rsvd1[24];
 	/* the payload at offset SHMBUS_CHUNK_HDR (len bytes), then the
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };
+
+/* Chunk flags (struct shmbus_chunk.flags). */
+#define SHMBUS_CF_CHECKSUM	0x1u	/* checksum holds the message's CRC32C */
 
 /*
  * Attributes: attr_len bytes at SHMBUS_CHUNK_HDR + ALIGN(len, 8), a
@@ -478,6 +491,7 @@ enum {
 	SHMBUS_DLR_EXPIRED	= 2,
 	SHMBUS_DLR_REJECTED	= 3,
 	SHMBUS_DLR_OVERFLOW	= 4,	/* dropped as the oldest of a full queue */
+	SHMBUS_DLR_CHECKSUM	= 5,	/* its CRC32C did not match */
 };
 
 /*

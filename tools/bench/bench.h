@@ -34,7 +34,7 @@
 /* Configuration                                                      */
 /* ------------------------------------------------------------------ */
 
-enum tp { TP_RAW, TP_SHMBUS, TP_ACK, TP_LOAN, TP_PIPE, TP_UDS, NR_TP };
+enum tp { TP_RAW, TP_SHMBUS, TP_ACK, TP_LOAN, TP_SUM, TP_PIPE, TP_UDS, NR_TP };
 enum mode { MODE_BUSY, MODE_BLOCK, NR_MODES };
 
 #define NR_SIZES	2
@@ -80,6 +80,8 @@ extern size_t sh_max_samples;			/* main.c */
  * child's own (daemon.c), and the queue of each channel. */
 extern struct shmbus *bench_bus;
 extern const char *const queue_names[NR_CHAN];
+/* the same channels on queues declared with SHMBUS_QUEUE_CHECKSUM */
+extern const char *const sum_queue_names[NR_CHAN];
 
 /* ------------------------------------------------------------------ */
 /* Small helpers (in_parent, die, map_shared: main.c)                 */
@@ -229,6 +231,8 @@ int sb_child_init(void);
 void sb_child_fini(void);
 int sb_open(struct end *e, int chan);
 int sb_open_ack(struct end *e, int chan);
+int sb_sum_prepare(const struct run *r, int nchan);
+int sb_open_sum(struct end *e, int chan);
 void sb_close(struct end *e);
 int sb_send(struct end *e, uint64_t seq);
 int sb_loan_send(struct end *e, uint64_t seq);
@@ -292,6 +296,7 @@ void teardown_bus(bool run_ok);
 
 void print_machine(void);
 void print_table(int si);
+void print_checksum_cost(void);
 void print_targets(void);
 void print_queue_stats(void);
 

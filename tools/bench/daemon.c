@@ -21,6 +21,7 @@
 
 struct shmbus *bench_bus;		/* the parent's, then each child's */
 const char *const queue_names[NR_CHAN] = { "ping", "pong" };
+const char *const sum_queue_names[NR_CHAN] = { "ping.sum", "pong.sum" };
 
 static char tmp_dir[64];		/* ours to remove; empty if not */
 static char sock_path[128];
@@ -144,6 +145,8 @@ void setup_bus(void)
 {
 	SHMBUS_OPTS(shmbus_queue_opts, q, .max_len = RING_SLOTS,
 		    .msg_size = MAX_MSG);
+	SHMBUS_OPTS(shmbus_queue_opts, qs, .max_len = RING_SLOTS,
+		    .msg_size = MAX_MSG, .flags = SHMBUS_QUEUE_CHECKSUM);
 	bool ours = tmp_dir[0];
 
 	bench_bus = shmbus__open(BUS_NAME, NULL);
@@ -162,6 +165,10 @@ void setup_bus(void)
 
 		if (err < 0)
 			die("declaring queue '%s': %s", queue_names[c],
+			    strerror(-err));
+		err = shmbus__queue_declare(bench_bus, sum_queue_names[c], &qs);
+		if (err < 0)
+			die("declaring queue '%s': %s", sum_queue_names[c],
 			    strerror(-err));
 	}
 }

@@ -117,7 +117,8 @@ static void usage(FILE *f)
 "\n"
 "  --quick        10x fewer messages (smoke test)\n"
 "  --reps N       repetitions per measurement, median reported (3; 1-%d)\n"
-"  --only LIST    comma-separated transports: shmbus (copy and loan),\n"
+"  --only LIST    comma-separated transports: shmbus (copy, ack, loan,\n"
+"                 and copy on checksummed queues: crc),\n"
 "                 raw, pipe, uds (default: all)\n"
 "  --size S       only 64 or 4096 byte messages\n"
 "  --mode M       only busy (busy-poll) or block (blocking)\n"
@@ -137,7 +138,7 @@ static void parse_only(const char *arg)
 	     tok = strtok_r(NULL, ",", &save)) {
 		if (!strcmp(tok, "shmbus")) {
 			cfg.tp_on[TP_SHMBUS] = cfg.tp_on[TP_LOAN] = true;
-			cfg.tp_on[TP_ACK] = true;
+			cfg.tp_on[TP_ACK] = cfg.tp_on[TP_SUM] = true;
 		} else if (!strcmp(tok, "raw")) {
 			cfg.tp_on[TP_RAW] = true;
 		} else if (!strcmp(tok, "pipe")) {
@@ -304,6 +305,7 @@ int main(int argc, char **argv)
 	for (int si = 0; si < NR_SIZES; si++)
 		if (cfg.size_on[si])
 			print_table(si);
+	print_checksum_cost();
 	print_targets();
 	run_semantics();
 	print_queue_stats();

@@ -189,6 +189,35 @@ void print_queue_stats(void)
 	}
 }
 
+/* What the per-message CRC32C costs: "shmbus crc" against "shmbus" (the
+ * same copy publish and view receive on unchecksummed queues), measured
+ * in the same run. */
+void print_checksum_cost(void)
+{
+	if (!cfg.tp_on[TP_SUM] || !cfg.tp_on[TP_SHMBUS])
+		return;
+	printf("== checksum cost (shmbus crc / shmbus, same run) ==\n");
+	printf("%-8s %-5s %12s %12s\n", "size", "mode", "p50 ratio",
+	       "tput ratio");
+	for (int si = 0; si < NR_SIZES; si++) {
+		for (int m = 0; m < NR_MODES; m++) {
+			char r1[16], r2[16];
+
+			if (!cfg.size_on[si] || !row_runs(TP_SUM, m))
+				continue;
+			fmt_ratio(r1, sizeof(r1),
+				  cell_rtt(&cells[si][TP_SUM][m]).p50,
+				  cell_rtt(&cells[si][TP_SHMBUS][m]).p50);
+			fmt_ratio(r2, sizeof(r2),
+				  cell_tput(&cells[si][TP_SUM][m]),
+				  cell_tput(&cells[si][TP_SHMBUS][m]));
+			printf("%-8zu %-5s %12s %12s\n", sizes[si],
+			       mode_names[m], r1, r2);
+		}
+	}
+	printf("\n");
+}
+
 void print_targets(void)
 {
 	char what[96];

@@ -80,6 +80,13 @@ const struct transport transports[NR_TP] = {
 		.open = sb_open, .close = sb_close,
 		.send = sb_loan_send, .recv = sb_recv,
 	},
+	[TP_SUM] = {
+		.name = "shmbus crc", .has_busy = true,
+		.prepare = sb_sum_prepare,
+		.child_init = sb_child_init, .child_fini = sb_child_fini,
+		.open = sb_open_sum, .close = sb_close,
+		.send = sb_send, .recv = sb_recv,
+	},
 	[TP_PIPE] = {
 		.name = "pipe", .has_busy = false,
 		.prepare = pipe_prepare,

@@ -2,7 +2,9 @@
 /*
  * transport_shmbus.c - shmbus under test, on the queues "ping" and "pong"
  * of the bench bus: copy publish ("shmbus", "shmbus ack") or loan/commit
- * ("shmbus loan"), and a view receive that reads the message in place.
+ * ("shmbus loan"), and a view receive that reads the message in place;
+ * "shmbus crc" is "shmbus" on the checksummed queues "ping.sum" and
+ * "pong.sum" (CRC32C at publish, verified at receive).
  * Each child opens a handle of its own on the bus.
  */
 #include <errno.h>
@@ -10,13 +12,13 @@
 
 #include "bench.h"
 
-int sb_prepare(const struct run *r, int nchan)
+static int prepare_on(const char *const names[], int nchan)
 {
 	struct shmbus_queue_info qi;
 
 	/* a measurement starts on empty queues */
 	for (int c = 0; c < nchan; c++) {
-		int err = shmbus__queue_info(bench_bus, queue_names[c], &qi);
+		int err = shmbus__queue_info(bench_bus, names[c], &qi);
 
 		if (err)
 			return err;
@@ -24,6 +26,16 @@ int sb_prepare(const struct run *r, int nchan)
 			return -ENOTEMPTY;
 	}
 	return 0;
+}
+
+int sb_prepare(const struct run *r, int nchan)
+{
+	return prepare_on(queue_names, nchan);
+}
+
+int sb_sum_prepare(const struct run *r, int nchan)
+{
+	return prepare_on(sum_queue_names, nchan);
 }
 
 int sb_child_init(void)
@@ -41,29 +53,33 @@ void sb_child_fini(void)
 
 /* "shmbus" and "shmbus loan": auto-ack views (at-most-once); "shmbus
  * ack": leases, acked one by one. */
-static int sb_open_mode(struct end *e, int chan, bool ack)
+static int sb_open_mode(struct end *e, int chan, bool ack, bool sum)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, co,
 		    .spin_ns = e->block ? -1 : INT64_MAX,
 		    .flags = ack ? 0 : SHMBUS_CONSUMER_AUTO_ACK);
+	const char *q = sum ? sum_queue_names[chan] : queue_names[chan];
 
 	if (e->tx)
-		e->prod = shmbus_producer__new(bench_bus, queue_names[chan],
-					       NULL);
+		e->prod = shmbus_producer__new(bench_bus, q, NULL);
 	else
-		e->cons = shmbus_consumer__new(bench_bus, queue_names[chan],
-					       &co);
+		e->cons = shmbus_consumer__new(bench_bus, q, &co);
 	return e->prod || e->cons ? 0 : -errno;
 }
 
 int sb_open(struct end *e, int chan)
 {
-	return sb_open_mode(e, chan, false);
+	return sb_open_mode(e, chan, false, false);
 }
 
 int sb_open_ack(struct end *e, int chan)
 {
-	return sb_open_mode(e, chan, true);
+	return sb_open_mode(e, chan, true, false);
+}
+
+int sb_open_sum(struct end *e, int chan)
+{
+	return sb_open_mode(e, chan, false, true);
 }
 
 void sb_close(struct end *e)

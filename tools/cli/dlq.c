@@ -35,6 +35,7 @@ static const char *dl_reason_name(uint32_t r)
 	case SHMBUS_DL_EXPIRED: return "expired";
 	case SHMBUS_DL_REJECTED: return "rejected";
 	case SHMBUS_DL_OVERFLOW: return "overflow";
+	case SHMBUS_DL_CHECKSUM: return "checksum";
 	default: return "-";
 	}
 }

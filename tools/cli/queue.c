@@ -22,7 +22,7 @@ static void usage_queue(FILE *f)
 "                               [--backoff-max SEC] [--dlq QUEUE]\n"
 "                               [--expire-to-dlq] [--dedup-window SEC]\n"
 "                               [--overflow block|reject|drop-oldest]\n"
-"                               [--priorities N]\n"
+"                               [--priorities N] [--checksum]\n"
 "       shmbus queue delete NAME\n"
 "       shmbus queue list\n"
 "\n"
@@ -44,6 +44,8 @@ static void usage_queue(FILE *f)
 "                       the DLQ, or dropped; counted)\n"
 "  --priorities N       priority levels, 1..4 (publish --priority 0..N-1;\n"
 "                       higher first)\n"
+"  --checksum           each message carries a CRC32C, verified at receive;\n"
+"                       a mismatch goes to the DLQ (reason checksum)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, capacity, message size and depth of every queue (topics\n"
 "         and subscriptions: shmbus topic list).\n");
@@ -88,6 +90,7 @@ static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
 		{ "dedup-window", required_argument, NULL, 'W' },
 		{ "overflow", required_argument, NULL, 'o' },
 		{ "priorities", required_argument, NULL, 'P' },
+		{ "checksum", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -106,6 +109,7 @@ static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
 		case 'M': qo->backoff_mult_milli = parse_backoff_mult(optarg); break;
 		case 'd': qo->dead_letter_queue = optarg; break;
 		case 'E': qo->flags |= SHMBUS_QUEUE_EXPIRE_TO_DLQ; break;
+		case 'C': qo->flags |= SHMBUS_QUEUE_CHECKSUM; break;
 		case 'W': qo->dedup_window_ns = parse_ns(optarg); break;
 		case 'P': qo->priorities = parse_num("--priorities", optarg, 4); break;
 		case 'o': qo->overflow = parse_overflow(optarg); break;

@@ -90,6 +90,8 @@ static void json_queue(const struct shmbus_queue_info *q)
 	       q->producers, (long long)q->lease_ns,
 	       (long long)q->ttl_ns, q->max_deliveries,
 	       q->dead_letter_queue);
+	printf(",\"checksum\":%s",
+	       q->flags & SHMBUS_QUEUE_CHECKSUM ? "true" : "false");
 	for (unsigned k = 0; k < sizeof(stat_names) / sizeof(*stat_names); k++)
 		printf(",\"%s\":%llu", stat_names[k],
 		       (unsigned long long)q->stat[k]);

@@ -150,6 +150,29 @@ bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 }
 
 /*
+ * The checksum of @c (ours), after we added dead-letter attributes: a
+ * checksummed message, or any message entering checksummed queue @qid,
+ * gets one over what it holds now. A message dead-lettered because its
+ * checksum failed is sealed as it was found: the DLQ delivers the damaged
+ * bytes, marked with reason checksum, for inspection.
+ */
+static void reseal(struct dbus *b, uint32_t qid, uint32_t ref)
+{
+	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+	uint32_t len = READ_ONCE(c->len), al = READ_ONCE(c->attr_len);
+
+	if (!(READ_ONCE(c->flags) & SHMBUS_CF_CHECKSUM) &&
+	    !b->queues[qid].checksum)
+		return;
+	/* garbage lengths: consumers skip it as corrupt, sealed or not */
+	if (ALIGN_UP((uint64_t)len, 8) + al >
+	    b->arena.pool[SHMBUS_REF_POOL(ref)].payload_max)
+		return;
+	WRITE_ONCE(c->checksum, chunk_checksum(c, len, al));
+	WRITE_ONCE(c->flags, READ_ONCE(c->flags) | SHMBUS_CF_CHECKSUM);
+}
+
+/*
  * Dead-letter @ref (ours) from queue @qid: into its DLQ with the reason,
  * or dropped if it has none, the DLQ is gone, or the DLQ is full. Counted
  * on the source queue either way.
@@ -173,6 +196,7 @@ void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 		WRITE_ONCE(c->dl_count, READ_ONCE(c->delivery_count));
 		WRITE_ONCE(c->delivery_count, 0);
 		WRITE_ONCE(c->expires_ns, 0);	/* it is kept, not re-expired */
+		reseal(b, dq->dlq_qid, ref);
 		if (ring_put(b, dq->dlq_qid, ref)) {
 			fold(b, qid, SHMBUS_CTR_DEADLETTERED, 1);
 			probe_dead_letter(b->arena.bus_id, qid,
@@ -238,7 +262,7 @@ static bool dispose_valid(const struct sbc_dispose *req)
 	       !(req->action == SBC_DISPOSE_DELAY && req->delay_ns < 0) &&
 	       !(req->action == SBC_DISPOSE_DEADLETTER &&
 		 (req->reason < SHMBUS_DLR_MAX_DELIVERIES ||
-		  req->reason > SHMBUS_DLR_OVERFLOW)) &&
+		  req->reason > SHMBUS_DLR_CHECKSUM)) &&
 	       req->action >= SBC_DISPOSE_DELAY &&
 	       req->action <= SBC_DISPOSE_DEADLETTER;
 }

@@ -122,6 +122,8 @@ static uint32_t descriptor_flags(const struct dqueue *dq)
 		f |= SHMBUS_QF_SUB;
 	if (dq->drop_oldest)
 		f |= SHMBUS_QF_DROP_OLDEST;
+	if (dq->checksum)
+		f |= SHMBUS_QF_CHECKSUM;
 	return f;
 }
 
@@ -183,6 +185,7 @@ static int queue_semantics(const struct dbus *b,
 						  : 10 * req->backoff_init_ns;
 	cfg->max_deliveries = req->max_deliveries;
 	cfg->expire_dlq = req->flags & SBC_QUEUE_EXPIRE_DLQ;
+	cfg->checksum = req->flags & SBC_QUEUE_CHECKSUM;
 	cfg->dedup_window_ns = req->dedup_window_ns;
 	cfg->overflow = req->overflow;
 	cfg->nr_prio = req->priorities ? req->priorities : 1;
@@ -273,7 +276,7 @@ static bool semantics_equal(const struct dqueue *a, const struct dqueue *b)
 	       a->backoff_mult_milli == b->backoff_mult_milli &&
 	       a->max_deliveries == b->max_deliveries &&
 	       a->dlq_qid == b->dlq_qid && a->dlq_gen == b->dlq_gen &&
-	       a->expire_dlq == b->expire_dlq &&
+	       a->expire_dlq == b->expire_dlq && a->checksum == b->checksum &&
 	       a->dedup_window_ns == b->dedup_window_ns &&
 	       a->overflow == b->overflow && a->nr_prio == b->nr_prio;
 }
@@ -299,7 +302,7 @@ static int declare_existing(const struct dqueue *dq, const struct dqueue *cfg)
 	if (!semantics_equal(dq, cfg)) {
 		log_info("queue '%s' exists with other delivery settings "
 			 "(lease, ttl, backoff, max deliveries, dead-letter "
-			 "queue)", dq->name);
+			 "queue, checksum)", dq->name);
 		return -EEXIST;
 	}
 	return 0;

@@ -152,6 +152,7 @@ struct dqueue {
 	uint32_t max_deliveries;	/* 0 = unlimited */
 	uint32_t dlq_qid, dlq_gen;	/* UINT32_MAX = no DLQ */
 	bool expire_dlq;
+	bool checksum;		/* messages carry a CRC32C (QF_CHECKSUM) */
 	uint64_t dedup_window_ns;
 	uint32_t overflow;		/* SHMBUS_OVERFLOW_* */
 	uint32_t nr_prio;		/* priority levels (rings), 1..4 */

@@ -86,6 +86,7 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 			goto fail;
 	}
 	at->msg_size = READ_ONCE(at->q->msg_size);
+	at->checksum = READ_ONCE(at->q->flags) & SHMBUS_QF_CHECKSUM;
 	if (at->msg_size < 1 ||
 	    at->msg_size > a->pool[a->nr_pools - 1].payload_max) {
 		err = -EUCLEAN;

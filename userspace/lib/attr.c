@@ -71,6 +71,7 @@ static const char *const reasons[] = {
 	[SHMBUS_DLR_EXPIRED] = "expired",
 	[SHMBUS_DLR_REJECTED] = "rejected",
 	[SHMBUS_DLR_OVERFLOW] = "overflow",
+	[SHMBUS_DLR_CHECKSUM] = "checksum",
 };
 
 void attr_dead_letter(struct shmbus_chunk *c, uint32_t payload_max,

@@ -39,6 +39,8 @@ struct attachment {
 	uint32_t msg_size;	/* snapshot of the queue's msg_size */
 	uint32_t overflow;	/* producers: SHMBUS_OVERFLOW_* */
 	uint32_t nr_prio;	/* priority levels, 1..SHMBUS_MAX_PRIO */
+	bool checksum;		/* SHMBUS_QF_CHECKSUM at attach: producers
+				 * store, consumers verify every message */
 	struct ring prio[SHMBUS_MAX_PRIO - 1];	/* levels 1.. */
 	int seat_fd;		/* consumers: dup of our seat's eventfd */
 };

@@ -216,6 +216,28 @@ static inline bool expire_local(struct attachment *at, uint32_t ref)
 }
 
 /*
+ * Does the message in @ch (@ref; lengths @len, @al checked) carry the
+ * checksum of what it holds? On a checksummed queue every message must;
+ * elsewhere, one that says it has one (a checksummed topic's) is checked.
+ * A failure is counted (corrupt) and probed here.
+ */
+static __attribute__((noinline)) bool
+checksum_ok(struct attachment *at, const struct shmbus_chunk *ch,
+	    uint32_t len, uint32_t al)
+{
+	uint32_t stored = READ_ONCE(ch->checksum);
+	uint32_t sum = chunk_checksum(ch, len, al);
+
+	if (likely(sum == stored &&
+		   (READ_ONCE(ch->flags) & SHMBUS_CF_CHECKSUM)))
+		return true;
+	slot_count(at->slot, SHMBUS_CTR_CORRUPT, 1);
+	SHMBUS_PROBE5(checksum, at_bus(at), at->qid, READ_ONCE(ch->id),
+		      stored, sum);
+	return false;
+}
+
+/*
  * take(), step 1: pick the ring and take a ref from it, the highest
  * priority level with a message first; the ref is noted in delivery entry
  * @le before the cmpxchg that takes it (claim_hook). 0, -EAGAIN (every
@@ -364,7 +386,8 @@ static inline bool take_budget(const struct attachment *at, uint32_t *spent)
 /*
  * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
  * -ENOBUFS (prefetch reached), -EUCLEAN, -ETIME (an expired message is in
- * c->expired for expire_pending()), or -EBADMSG: a ring's worth of entries
+ * c->expired, or one whose checksum failed in c->bad_sum, for
+ * expire_pending()), or -EBADMSG: a ring's worth of entries
  * taken without a message (take_budget()); nothing was received.
  */
 static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
@@ -406,6 +429,12 @@ again:
 		chunk_unref(a, at->slot, ref);
 		goto corrupt;
 	}
+	if (unlikely(at->checksum ||
+		     (READ_ONCE(ch->flags) & SHMBUS_CF_CHECKSUM)) &&
+	    !checksum_ok(at, ch, len, al)) {
+		c->bad_sum = ref;	/* for the DLQ, out of the section */
+		return -ETIME;
+	}
 	exp = READ_ONCE(ch->expires_ns);
 	if (unlikely(exp) && (uint64_t)now_ns() >= exp) {
 		if (expire_local(at, ref))
@@ -430,11 +459,33 @@ look_on:
 	return -EBADMSG;
 }
 
-/* Hand the expired message take() left us to the daemon (for the DLQ). */
+/*
+ * Hand the message whose checksum failed to the daemon, for the DLQ
+ * (reason checksum) or, without one, to be dropped (counted): never back
+ * into the queue. Without a daemon we drop it ourselves (counted).
+ */
+static void bad_sum_pending(struct shmbus_consumer *c)
+{
+	uint32_t ref = c->bad_sum;
+
+	c->bad_sum = 0;
+	if (dispose_call(c, &ref, SBC_DISPOSE_DEADLETTER, 0,
+			 SHMBUS_DLR_CHECKSUM)) {
+		chunk_unref(&c->at.bus->arena, c->at.slot, ref);
+		slot_count(c->at.slot, SHMBUS_CTR_DROPPED, 1);
+	}
+}
+
+/* Hand the expired (or damaged) message take() left us to the daemon
+ * (for the DLQ). */
 static __attribute__((noinline)) void expire_pending(struct shmbus_consumer *c)
 {
 	uint32_t ref = c->expired;
 
+	if (c->bad_sum) {
+		bad_sum_pending(c);
+		return;
+	}
 	c->expired = 0;
 	if (make_private(c, &ref) ||
 	    dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DLR_EXPIRED)) {

@@ -24,6 +24,9 @@ struct shmbus_consumer {
 	uint32_t nfree;
 	uint32_t expired;		/* ref of an expired message to hand
 					 * to the daemon (take() -> -ETIME) */
+	uint32_t bad_sum;		/* ref of a message whose checksum
+					 * failed, for the dead-letter queue
+					 * (take() -> -ETIME) */
 	uint16_t free[SHMBUS_LEASE_MAX];	/* free entry indices */
 	struct shmbus_msg stash;
 	void *replies;			/* reqrep.c: reply producers */
@@ -54,6 +57,14 @@ bool lease_recycle(struct shmbus_consumer *c);
  * already) or -ENOMEM (*ref is still the shared one).
  */
 int make_private(struct shmbus_consumer *c, uint32_t *ref);
+
+/*
+ * Hand chunk *@ref we hold to the daemon (SBC_DISPOSE, @action), a topic
+ * message as a private copy (*@ref is then the copy). 0, or -errno with
+ * the chunk still ours (-ENOMEM: no memory for the copy).
+ */
+int dispose_call(struct shmbus_consumer *c, uint32_t *ref, uint32_t action,
+		 int64_t delay_ns, uint32_t reason);
 
 /*
  * Hand a chunk we hold to the daemon (SBC_DISPOSE, @action). If the daemon

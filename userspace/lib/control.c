@@ -41,9 +41,15 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	req.max_len = OPTS_GET(opts, max_len, 0);
 	req.msg_size = OPTS_GET(opts, msg_size, 0);
 	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
-	req.flags = OPTS_GET(opts, flags, 0);
-	if (req.flags & ~SHMBUS_QUEUE_EXPIRE_TO_DLQ)
-		return -EINVAL;
+	{
+		uint32_t f = OPTS_GET(opts, flags, 0);
+
+		if (f & ~(SHMBUS_QUEUE_EXPIRE_TO_DLQ | SHMBUS_QUEUE_CHECKSUM))
+			return -EINVAL;
+		req.flags = (f & SHMBUS_QUEUE_EXPIRE_TO_DLQ
+			     ? SBC_QUEUE_EXPIRE_DLQ : 0) |
+			    (f & SHMBUS_QUEUE_CHECKSUM ? SBC_QUEUE_CHECKSUM : 0);
+	}
 	{
 		int64_t lease = OPTS_GET(opts, lease_ns, 0),
 			ttl = OPTS_GET(opts, ttl_ns, 0),
@@ -103,7 +109,11 @@ SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
 		return -EINVAL;
 	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
-	req.flags = SBC_QUEUE_TOPIC;
+	if (OPTS_GET(opts, flags, 0) & ~SHMBUS_QUEUE_CHECKSUM)
+		return -EINVAL;
+	req.flags = SBC_QUEUE_TOPIC |
+		    (OPTS_GET(opts, flags, 0) & SHMBUS_QUEUE_CHECKSUM
+		     ? SBC_QUEUE_CHECKSUM : 0);
 	req.msg_size = OPTS_GET(opts, msg_size, 0);
 	req.max_len = OPTS_GET(opts, history, 0);
 	if (req.max_len > SHMBUS_RING_MAX_CAP)
@@ -174,6 +184,7 @@ _Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
 	       (int)SHMBUS_DL_EXPIRED == (int)SHMBUS_DLR_EXPIRED &&
 	       (int)SHMBUS_DL_REJECTED == (int)SHMBUS_DLR_REJECTED &&
 	       (int)SHMBUS_DL_OVERFLOW == (int)SHMBUS_DLR_OVERFLOW &&
+	       (int)SHMBUS_DL_CHECKSUM == (int)SHMBUS_DLR_CHECKSUM &&
 	       (int)SHMBUS_QUEUE_EXPIRE_TO_DLQ == (int)SBC_QUEUE_EXPIRE_DLQ,
 	       "public statistics and arena counters disagree");
 
@@ -226,8 +237,14 @@ static int fill_info(const struct arena *a, uint32_t qid,
 	}
 	info->dedup_window_ns = READ_ONCE(q->dedup_cap)
 				? (int64_t)READ_ONCE(q->dedup_window_ns) : 0;
-	info->flags = READ_ONCE(q->flags) & SHMBUS_QF_EXPIRE_DLQ
-		      ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0;
+	{
+		uint32_t f = READ_ONCE(q->flags);
+
+		info->flags = (f & SHMBUS_QF_EXPIRE_DLQ
+			       ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0) |
+			      (f & SHMBUS_QF_CHECKSUM
+			       ? SHMBUS_QUEUE_CHECKSUM : 0);
+	}
 	{
 		uint32_t d = READ_ONCE(q->dlq_qid);
 		const struct shmbus_queue *dq = d ? queue_at(a, d - 1) : NULL;

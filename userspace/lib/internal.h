@@ -233,6 +233,31 @@ static inline uint8_t *chunk_payload(struct shmbus_chunk *c)
 	return (uint8_t *)c + SHMBUS_CHUNK_HDR;
 }
 
+/*
+ * CRC32C (crc32c.c): crc32c() uses the SSE4.2 instruction when the CPU
+ * has it (crc32c_hw_available()), else the table (crc32c_sw()); the same
+ * result either way. @crc is the previous result, 0 to start.
+ */
+SHMBUS_PRIVATE_API
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+SHMBUS_PRIVATE_API
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
+SHMBUS_PRIVATE_API
+uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len);
+SHMBUS_PRIVATE_API
+bool crc32c_hw_available(void);
+
+/*
+ * The checksum of the message in @c with lengths @len and @attr_len (the
+ * caller's checked copies): its header fields len, attr_len, corr_id and
+ * reply_to, then payload, then attributes (crc32c.c says the byte order).
+ * Stored in c->checksum by the publisher (SHMBUS_CF_CHECKSUM), verified
+ * by the consumer.
+ */
+SHMBUS_PRIVATE_API
+uint32_t chunk_checksum(const struct shmbus_chunk *c, uint32_t len,
+			uint32_t attr_len);
+
 static inline struct shmbus_queue *queue_at(const struct arena *a, uint32_t qid)
 {
 	return qid < a->max_queues ? &a->queues[qid] : NULL;

@@ -126,33 +126,38 @@ static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
  * for room): a message is never lost for want of a daemon. Returns the
  * daemon's answer.
  */
-int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
-	    int64_t delay_ns, uint32_t reason)
+int dispose_call(struct shmbus_consumer *c, uint32_t *ref, uint32_t action,
+		 int64_t delay_ns, uint32_t reason)
 {
 	struct attachment *at = &c->at;
 	struct shmbus_chunk *ch;
 	struct sbc_dispose req;
-	int err, e2;
 
-	if (make_private(c, &ref)) {
-		err = -ENOMEM;		/* no memory for a copy */
-		goto local;
-	}
-	ch = chunk_at(&at->bus->arena, ref);
+	if (make_private(c, ref))
+		return -ENOMEM;		/* no memory for a copy */
+	ch = chunk_at(&at->bus->arena, *ref);
 	req = (struct sbc_dispose){
 		.slot = at->slot_idx,
 		.slot_gen = at->slot_gen,
-		.ref = ref,
+		.ref = *ref,
 		.action = action,
 		.owner = READ_ONCE(ch->owner),
 		.delay_ns = delay_ns,
 		.reason = reason,
 	};
-	err = client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
-			  NULL, 0, NULL, NULL);
+	return client_call(&at->bus->conn, SBC_DISPOSE, &req, sizeof(req),
+			   NULL, 0, NULL, NULL);
+}
+
+int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
+	    int64_t delay_ns, uint32_t reason)
+{
+	struct attachment *at = &c->at;
+	int err, e2;
+
+	err = dispose_call(c, &ref, action, delay_ns, reason);
 	if (!err)
 		return 0;
-local:
 	pr_warn("queue %u: the daemon did not take message %u (%s); "
 		"requeued it at once", at->qid, ref, strerror(-err));
 	for (unsigned round = 0; round < 1000; round++) {

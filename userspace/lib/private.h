@@ -24,7 +24,12 @@
 #define arena_size_for		__shmbus_arena_size_for
 #define arena_unmap		__shmbus_arena_unmap
 #define attr_dead_letter	__shmbus_attr_dead_letter
+#define chunk_checksum		__shmbus_chunk_checksum
 #define chunk_unshare		__shmbus_chunk_unshare
+#define crc32c			__shmbus_crc32c
+#define crc32c_hw		__shmbus_crc32c_hw
+#define crc32c_hw_available	__shmbus_crc32c_hw_available
+#define crc32c_sw		__shmbus_crc32c_sw
 #define epoch_gp_done		__shmbus_epoch_gp_done
 #define epoch_gp_start		__shmbus_epoch_gp_start
 #define pid_start_time		__shmbus_pid_start_time

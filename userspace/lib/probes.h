@@ -65,6 +65,7 @@ static inline void shmbus_probe_none(int unused, ...)
 	X(dead_letter)		\
 	X(expire)		\
 	X(drop)			\
+	X(checksum)		\
 	X(sleep)		\
 	X(wake_sent)		\
 	X(wake_recv)

@@ -244,6 +244,12 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->dl_src_qid = 0;
 	c->dl_count = 0;
 	c->prio = h->prio;
+	if (unlikely(at->checksum)) {
+		/* last: over the header fields above and the payload (for
+		 * a loan, the caller wrote it before its commit) */
+		c->flags = SHMBUS_CF_CHECKSUM;
+		c->checksum = chunk_checksum(c, len, h->attr_size);
+	}
 }
 
 static inline int check_pub_opts(const struct shmbus_pub_opts *opts)

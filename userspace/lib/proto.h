@@ -110,7 +110,9 @@ struct sbc_bus_open_reply {
 #define SBC_QUEUE_PRIVATE	0x2u	/* deleted when the declaring
 					 * connection closes (reply queues) */
 #define SBC_QUEUE_TOPIC		0x4u	/* a topic (history: max_len) */
-#define SBC_QUEUE__ALL		0x7u
+#define SBC_QUEUE_CHECKSUM	0x8u	/* = SHMBUS_QUEUE_CHECKSUM: messages
+					 * carry a CRC32C */
+#define SBC_QUEUE__ALL		0xfu
 
 struct sbc_queue_declare {
 	char	 name[SHMBUS_NAME_MAX];
