@@ -814,6 +814,7 @@ static void test_checksum(void **state)
 	(void)state;
 	s.bus = t_open_bus(BUS);
 	assert_int_equal(shmbus__queue_declare(s.bus, "sum.dlq", NULL), 1);
+	shmbus__close(s.bus);
 	assert_int_equal(setup_with(&s, "summed", &qo), 1);
 	assert_int_equal(shmbus__queue_info(s.bus, "summed", &qi), 0);
 	assert_true(qi.flags & SHMBUS_QUEUE_CHECKSUM);
