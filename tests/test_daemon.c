@@ -6,14 +6,11 @@
  *  - malformed, truncated, oversized frames and frames with fds get an
  *    error reply and a closed connection, and the daemon serves on;
  *  - declare semantics (same settings ok, conflicts refused), limits;
- *  - permissions from SO_PEERCRED (root only: runs as nobody);
- *  - a full tmpfs gives ENOSPC at bus creation (root only: a private
- *    small tmpfs in a mount namespace).
+ *  - permissions from SO_PEERCRED (root only: runs as nobody).
+ * Memory limits at bus creation are in test_resources.c.
  */
 #include <grp.h>
 #include <poll.h>
-#include <sched.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -662,71 +659,6 @@ static void test_permissions(void **state)
 	shmbus__close(b3);
 }
 
-/* ---- a full tmpfs (root only) ------------------------------------- */
-
-static int enospc_bus(const char *sock)
-{
-	SHMBUS_OPTS(shmbus_open_opts, big, .socket_path = sock,
-		    .flags = SHMBUS_OPEN_NOSTART);
-	SHMBUS_OPTS(shmbus_open_opts, small, .socket_path = sock,
-		    .flags = SHMBUS_OPEN_NOSTART, .max_queues = 4,
-		    .max_slots = 8, .ring_bytes = 4096, .nr_pools = 1,
-		    .pools = { { 256, 64 } });
-	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 16, .msg_size = 64);
-	struct shmbus *b;
-	int err;
-
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
-		usleep(10000);
-	shmbus_set_print(NULL);
-	b = shmbus__open("toobig", &big);	/* ~17 MB into 2 MB */
-	if (b || errno != ENOSPC)
-		return 92;
-	b = shmbus__open("fits", &small);	/* the daemon serves on */
-	if (!b)
-		return 93;
-	err = shmbus__queue_declare(b, "q", &qo);
-	shmbus__close(b);
-	return err == 1 ? 0 : 94;
-}
-
-static int enospc_scenario(void)
-{
-	char mnt[128], sock[160];
-	pid_t d;
-	int rc;
-
-	if (unshare(CLONE_NEWNS) ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		return 90;
-	snprintf(mnt, sizeof(mnt), "%s/tiny", t_dir);
-	snprintf(sock, sizeof(sock), "%s/tiny.sock", t_dir);
-	if (mkdir(mnt, 0700) || mount("tmpfs", mnt, "tmpfs", 0, "size=2m"))
-		return 91;
-	if (!(d = fork())) {
-		execl(getenv("SHMBUS_DAEMON"), "shmbusd", "--socket", sock,
-		      "--arena-dir", mnt, "--log", "/dev/null", (char *)NULL);
-		_exit(127);
-	}
-	rc = enospc_bus(sock);
-	kill(d, SIGKILL);
-	waitpid(d, NULL, 0);
-	return rc;
-}
-
-static void test_enospc(void **state)
-{
-	pid_t kid;
-
-	(void)state;
-	if (geteuid() != 0)
-		SKIP_OR_FAIL("needs root to mount a small tmpfs");
-	kid = fork();
-	if (!kid)
-		_exit(enospc_scenario());
-	assert_int_equal(t_wait(kid, 30000), 0);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,7 +668,6 @@ int main(void)
 		cmocka_unit_test(test_declare_rules),
 		cmocka_unit_test(test_timestamps_and_ids),
 		cmocka_unit_test(test_permissions),
-		cmocka_unit_test(test_enospc),
 	};
 
 	return T_RUN_WITH_DAEMON("daemon", tests);

@@ -45,9 +45,10 @@ int cmd_daemon(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: shmbus daemon [--verbose] [--arena-dir DIR] "
-			       "[--log FILE]\n\nRuns shmbusd in the foreground "
-			       "(logs on stderr). See shmbusd --help.\n");
+			printf("usage: shmbus daemon [--verbose] "
+			       "[--memory-max BYTES] [--log FILE] ...\n\n"
+			       "Runs shmbusd in the foreground (logs on "
+			       "stderr). See shmbusd --help.\n");
 			return 0;
 		}
 	}

@@ -4,13 +4,13 @@
  * a bus by name, its permissions, what a closed connection leaves on
  * every bus, and tearing buses down.
  *
- * Arena backing: by default a memfd sealed against shrinking and growing
+ * Arena backing: always a memfd sealed against shrinking and growing
  * (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), so no client that holds the
- * fd can truncate it and make every other process take SIGBUS. With
- * --arena-dir the arena is an unlinked file in that directory (a tmpfs or
- * hugetlbfs of the operator's choosing), which cannot be sealed. Either
- * way the whole size is fallocate()d up front: a full tmpfs or memory
- * shortage fails bus creation with -ENOSPC/-ENOMEM, never a SIGBUS later.
+ * fd can truncate it and make every other process take SIGBUS. There is
+ * no other backing (docs/decisions.md: not files, not hugetlb memfds).
+ * The size is checked against the memory budget first (memory.c), then
+ * fallocate()d up front: a shortage fails bus creation with -ENOMEM or
+ * -EDQUOT, never a SIGBUS later and never the OOM killer.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -75,18 +75,14 @@ static int bus_params(const struct sbc_bus_open *req, const struct peer *p,
 	return err;
 }
 
-/* A memfd (or an O_TMPFILE in @dir) of @size bytes, every page reserved. */
-static int arena_backing(const char *dir, const char *name, uint64_t size)
+/* A sealable memfd of @size bytes, every page reserved. */
+static int arena_backing(const char *name, uint64_t size)
 {
 	char desc[96];
 	int fd, err;
 
-	if (dir) {
-		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	} else {
-		snprintf(desc, sizeof(desc), "shmbus:%s", name);
-		fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	}
+	snprintf(desc, sizeof(desc), "shmbus:%s", name);
+	fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, size) < 0)
@@ -101,14 +97,14 @@ fail:
 	return err;
 }
 
-/* The arena of @ap, formatted and (a memfd) sealed: its fd, or -errno. */
+/* The arena of @ap, formatted and sealed: its fd, or -errno. */
 static int arena_make(const struct daemon *d, const struct arena_params *ap,
 		      uint64_t size)
 {
 	void *mem;
 	int fd, err;
 
-	fd = arena_backing(d->arena_dir, ap->name, size);
+	fd = arena_backing(ap->name, size);
 	if (fd < 0) {
 		log_warn("bus '%s': cannot reserve %llu bytes: %s", ap->name,
 			 (unsigned long long)size, strerror(-fd));
@@ -123,8 +119,7 @@ static int arena_make(const struct daemon *d, const struct arena_params *ap,
 	munmap(mem, size);
 	if (err)
 		goto fail;
-	if (!d->arena_dir &&
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		err = -errno;
 		goto fail;
 	}
@@ -192,6 +187,7 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 {
 	struct arena_params ap;
 	struct dbus *b = NULL;
+	char why[256];
 	uint64_t size;
 	int fd, err;
 
@@ -199,6 +195,12 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	if (err)
 		return err;
 	size = arena_size_for(&ap);
+	err = memory_admit(d, size, why, sizeof(why));
+	if (err) {
+		log_warn("bus '%s' for uid %u pid %d refused: %s", ap.name,
+			 p->uid, p->pid, why);
+		return err;
+	}
 	fd = arena_make(d, &ap, size);
 	if (fd < 0)
 		return fd;
@@ -213,7 +215,7 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 		 "%u queues, %u slots, %u pools%s", b->name, p->uid, p->pid,
 		 (unsigned long long)size, ap.mode, ap.max_queues,
 		 ap.max_slots, ap.nr_pools,
-		 d->arena_dir ? " (unsealed file)" : " (sealed memfd)");
+		 " (sealed memfd)");
 	*out = b;
 	return 0;
 }

@@ -28,7 +28,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: shmbusd [--socket PATH] [--daemonize] [--arena-dir DIR]\n"
+"usage: shmbusd [--socket PATH] [--daemonize]\n"
+"               [--memory-max BYTES] [--bus-max BYTES]\n"
+"               [--handshake-timeout SECONDS] [--max-pending N]\n"
 "               [--log FILE] [--verbose]\n"
 "\n"
 "The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
@@ -41,9 +43,15 @@ static void usage(FILE *f)
 "                   /tmp/shmbus-$UID/shmbusd.sock)\n"
 "  --daemonize      go to the background once listening; log to\n"
 "                   PATH.log unless --log is given\n"
-"  --arena-dir DIR  back arenas by files in DIR (e.g. a tmpfs or\n"
-"                   hugetlbfs) instead of sealed memfds; such files\n"
-"                   cannot be sealed against truncation\n"
+"  --memory-max BYTES  the most all arenas together may take (suffix\n"
+"                   K, M, G; default: no total beyond what the memory\n"
+"                   cgroup and MemAvailable leave, checked at each\n"
+"                   creation)\n"
+"  --bus-max BYTES  the largest one arena may be (default 1G)\n"
+"  --handshake-timeout SECONDS  close a connection that has not opened\n"
+"                   a bus (HELLO, BUS_OPEN) by then (default 5)\n"
+"  --max-pending N  connections that may be in their handshake at once\n"
+"                   (default 64)\n"
 "  --log FILE       append the log to FILE instead of stderr\n"
 "  --verbose        log every connection and attach\n"
 "  --help           this text\n");
@@ -128,7 +136,7 @@ static int listen_on(const char *sock)
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    /* root serves every user; credentials are checked per request */
 	    chmod(sock, geteuid() == 0 ? 0666 : 0600) < 0 ||
-	    listen(fd, 128) < 0) {
+	    listen(fd, SOMAXCONN) < 0) {
 		int err = -errno;
 
 		close(fd);
@@ -148,6 +156,56 @@ static void raise_nofile(void)
 	}
 }
 
+/* "64M" and the like (binary suffixes K, M, G, T) into *@v; 0 or -EINVAL. */
+static int parse_bytes(const char *s, uint64_t *v)
+{
+	char *end;
+	unsigned long long n;
+	unsigned shift = 0;
+
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	switch (*end) {
+	case 'K': case 'k': shift = 10; end++; break;
+	case 'M': case 'm': shift = 20; end++; break;
+	case 'G': case 'g': shift = 30; end++; break;
+	case 'T': case 't': shift = 40; end++; break;
+	}
+	if (*end || !n || n > (~0ULL >> shift))
+		return -EINVAL;
+	*v = (uint64_t)n << shift;
+	return 0;
+}
+
+/* "5", "0.5": seconds into nanoseconds (> 0, at most a day). */
+static int parse_seconds(const char *s, int64_t *ns)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 86400)
+		return -EINVAL;
+	*ns = (int64_t)(v * NSEC_PER_SEC);
+	return *ns > 0 ? 0 : -EINVAL;
+}
+
+static int parse_count(const char *s, unsigned *v)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno || end == s || *end || n < 1 || n > 65536)
+		return -EINVAL;
+	*v = n;
+	return 0;
+}
+
 struct options {
 	const char *sock;
 	const char *logpath;
@@ -163,7 +221,10 @@ static int parse_args(int argc, char **argv, struct options *o,
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "daemonize", no_argument, NULL, 'd' },
-		{ "arena-dir", required_argument, NULL, 'a' },
+		{ "memory-max", required_argument, NULL, 'm' },
+		{ "bus-max", required_argument, NULL, 'b' },
+		{ "handshake-timeout", required_argument, NULL, 't' },
+		{ "max-pending", required_argument, NULL, 'p' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -171,11 +232,39 @@ static int parse_args(int argc, char **argv, struct options *o,
 	};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "s:da:l:vh", longopts, NULL)) != -1) {
+	d->bus_max = 1ULL << 30;
+	d->handshake_ns = 5 * NSEC_PER_SEC;
+	d->max_pending = 64;
+	while ((opt = getopt_long(argc, argv, "s:dm:b:t:p:l:vh", longopts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 's': o->sock = optarg; break;
 		case 'd': o->daemonize = true; break;
-		case 'a': d->arena_dir = optarg; break;
+		case 'm':
+		case 'b':
+			if (parse_bytes(optarg, opt == 'm' ? &d->memory_max
+							    : &d->bus_max)) {
+				fprintf(stderr, "shmbusd: --%s %s: want a "
+					"number of bytes (suffix K, M, G)\n",
+					opt == 'm' ? "memory-max" : "bus-max",
+					optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_seconds(optarg, &d->handshake_ns)) {
+				fprintf(stderr, "shmbusd: --handshake-timeout "
+					"%s: want seconds (> 0)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p':
+			if (parse_count(optarg, &d->max_pending)) {
+				fprintf(stderr, "shmbusd: --max-pending %s: "
+					"want 1..65536\n", optarg);
+				return 2;
+			}
+			break;
 		case 'l': o->logpath = optarg; break;
 		case 'v': dlog_set_level(LOG_DEBUG_); break;
 		case 'h': usage(stdout); return 0;
@@ -277,8 +366,8 @@ int main(int argc, char **argv)
 	raise_nofile();
 	if (kmod_init() < 0)
 		return 1;
-	log_info("listening on %s (arenas: %s)", o.sock,
-		 d.arena_dir ? d.arena_dir : "sealed memfds");
+	log_info("listening on %s", o.sock);
+	memory_describe(&d);
 	rc = server_run(&d, lfd);
 	close(lfd);
 	unlink(o.sock);

@@ -9,6 +9,16 @@
  * A client that sends anything malformed gets an error reply and its
  * connection closed; nothing it sends can stop the loop, and a client that
  * does not read its replies is dropped rather than waited for.
+ *
+ * Connections in their handshake (accepted, no bus opened yet: HELLO and
+ * BUS_OPEN) are "pending", kept in accept order. One that has not opened
+ * a bus within --handshake-timeout is closed. At most --max-pending exist
+ * at once: at the limit, the oldest of them is closed to make room if it
+ * has waited a tenth of the timeout (a client sends HELLO as soon as it is
+ * connected, so it has had its chance); if not, the daemon stops accepting
+ * until one finishes, goes or ages, and new clients wait in the listen
+ * backlog. So idle connections cannot hold the daemon's fds, nor the
+ * backlog, for longer than the timeout.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -25,13 +35,21 @@ struct conn {
 	struct conn *next;
 	int fd;
 	struct session s;
+	bool pending;		/* no bus opened yet: in the pending FIFO */
+	bool doomed;		/* to be closed after this epoll batch */
+	int64_t since;		/* accepted at (CLOCK_MONOTONIC) */
+	struct conn *pnext;	/* pending FIFO, oldest first */
 };
 
 static struct daemon *dmn;	/* server_run()'s */
 static struct conn *conns;
+static struct conn *pend_head, *pend_tail;	/* pending, in accept order */
+static unsigned nr_pending, nr_doomed;
 static uint32_t next_conn_id = 1;
 static int epfd = -1, sigfd = -1, tfd = -1, listen_fd = -1;
 static bool listen_paused;	/* out of fds: stop accepting for a while */
+static bool listen_full;	/* --max-pending handshakes: likewise */
+static bool listening;		/* listen_fd is in the epoll set */
 static bool stopping;
 static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 
@@ -58,11 +76,91 @@ static void timer_at(int64_t when)
 	timer_when = when;
 }
 
+/* Accept again, or stop, as listen_paused and listen_full say. */
+static void listen_update(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = TAG_LISTEN };
+	bool want = !listen_paused && !listen_full;
+
+	if (want == listening)
+		return;
+	if (epoll_ctl(epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listen_fd,
+		      want ? &ev : NULL) == 0)
+		listening = want;
+}
+
+/* How long the oldest pending connection must have waited before a new
+ * one may push it out. */
+static int64_t evict_age(void)
+{
+	return dmn->handshake_ns / 10;
+}
+
+static void pending_del(struct conn *c)
+{
+	struct conn **pp, *prev = NULL;
+
+	if (!c->pending)
+		return;
+	for (pp = &pend_head; *pp; prev = *pp, pp = &(*pp)->pnext) {
+		if (*pp == c) {
+			*pp = c->pnext;
+			if (pend_tail == c)
+				pend_tail = prev;
+			break;
+		}
+	}
+	c->pending = false;
+	c->pnext = NULL;
+	nr_pending--;
+	if (listen_full && nr_pending < dmn->max_pending) {
+		listen_full = false;
+		listen_update();
+	}
+}
+
+/* Close @c once the current epoll batch is done (the batch may still
+ * hold an event of it); from now on it is neither read nor pending. */
+static void conn_doom(struct conn *c, const char *why)
+{
+	if (c->doomed)
+		return;
+	log_info("connection %u (pid %d uid %u): %s; closing",
+		 c->s.peer.conn_id, c->s.peer.pid, c->s.peer.uid, why);
+	pending_del(c);
+	c->doomed = true;
+	nr_doomed++;
+}
+
+/* Pending connections past the handshake timeout are doomed; at the
+ * pending limit, accepting resumes once the oldest may be pushed out.
+ * Returns when to come back. */
+static int64_t pending_tick(int64_t now)
+{
+	int64_t next = INT64_MAX;
+
+	while (pend_head && now >= pend_head->since + dmn->handshake_ns)
+		conn_doom(pend_head, "no bus opened within the handshake "
+			  "timeout");
+	if (pend_head)
+		next = pend_head->since + dmn->handshake_ns;
+	if (listen_full && pend_head) {
+		if (now >= pend_head->since + evict_age()) {
+			listen_full = false;
+			listen_update();
+		} else {
+			next = MIN(next, pend_head->since + evict_age());
+		}
+	}
+	return next;
+}
+
 /* The periodic work of every bus: deliveries, then what waits for a
- * grace period. Returns when to come back. */
+ * grace period; and handshakes that took too long. Returns when to come
+ * back. */
 static int64_t tick(void)
 {
-	int64_t now = now_ns(), next = INT64_MAX;
+	int64_t now = now_ns(), next = pending_tick(now);
 
 	for (struct dbus *b = dmn->buses; b; b = b->next) {
 		next = MIN(next, deliver_tick(b, now));
@@ -82,6 +180,9 @@ static void conn_close(struct conn *c)
 			break;
 		}
 	}
+	pending_del(c);
+	if (c->doomed)
+		nr_doomed--;
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	log_debug("connection %u (pid %d) closed", c->s.peer.conn_id,
@@ -91,13 +192,22 @@ static void conn_close(struct conn *c)
 	if (!stopping)
 		buses_conn_gone(dmn, c->s.peer.conn_id);
 	free(c);
-	if (listen_paused) {
-		/* an fd came free: accept again */
-		struct epoll_event ev = { .events = EPOLLIN,
-					  .data.ptr = TAG_LISTEN };
+	/* an fd came free: accept again */
+	listen_paused = false;
+	listen_update();
+}
 
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) == 0)
-			listen_paused = false;
+/* Close the connections doomed during the last epoll batch. */
+static void close_doomed(void)
+{
+	struct conn *c = conns;
+
+	while (nr_doomed && c) {
+		struct conn *next = c->next;
+
+		if (c->doomed)
+			conn_close(c);
+		c = next;
 	}
 }
 
@@ -130,9 +240,31 @@ static void kmod_deaths(void)
 		log_warn("kernel module: read: %s", strerror(-n));
 }
 
+/* Room for one more pending connection? At the limit the oldest goes if
+ * it has waited long enough; else stop accepting until pending_tick()
+ * or pending_del() says otherwise. */
+static bool pending_room(void)
+{
+	int64_t now;
+
+	if (nr_pending < dmn->max_pending)
+		return true;
+	now = now_ns();
+	if (pend_head && now >= pend_head->since + evict_age()) {
+		conn_doom(pend_head, "handshake not done, and the pending "
+			  "connections are at --max-pending");
+		return true;
+	}
+	listen_full = true;
+	listen_update();
+	if (pend_head)
+		timer_at(MIN(timer_when, pend_head->since + evict_age()));
+	return false;
+}
+
 static void accept_all(int lfd)
 {
-	for (;;) {
+	while (pending_room()) {
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
 		struct epoll_event ev = { .events = EPOLLIN };
@@ -146,8 +278,8 @@ static void accept_all(int lfd)
 				 * connection closes */
 				log_warn("accept: %s; not accepting until a "
 					 "connection closes", strerror(errno));
-				epoll_ctl(epfd, EPOLL_CTL_DEL, lfd, NULL);
 				listen_paused = true;
+				listen_update();
 			} else if (errno != EAGAIN && errno != EINTR) {
 				log_warn("accept: %s", strerror(errno));
 			}
@@ -182,6 +314,15 @@ static void accept_all(int lfd)
 		}
 		c->next = conns;
 		conns = c;
+		c->since = now_ns();
+		c->pending = true;
+		if (pend_tail)
+			pend_tail->pnext = c;
+		else
+			pend_head = c;
+		pend_tail = c;
+		nr_pending++;
+		timer_at(MIN(timer_when, c->since + dmn->handshake_ns));
 		log_debug("connection %u from pid %d uid %u", c->s.peer.conn_id,
 			  cr.pid, cr.uid);
 	}
@@ -329,6 +470,8 @@ static bool conn_read(struct conn *c)
 		conn_close(c);
 		return false;
 	}
+	if (c->pending && c->s.bus)
+		pending_del(c);		/* handshake done */
 	return true;
 }
 
@@ -361,8 +504,7 @@ int server_run(struct daemon *d, int lfd)
 	}
 	dmn = d;
 	listen_fd = lfd;
-	ev.data.ptr = TAG_LISTEN;
-	epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
+	listen_update();
 	ev.data.ptr = TAG_SIGNAL;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &ev);
 	ev.data.ptr = TAG_TIMER;
@@ -406,10 +548,11 @@ int server_run(struct daemon *d, int lfd)
 				timer_at(tick());
 			} else if (tag == TAG_KMOD) {
 				deaths = true;
-			} else {
+			} else if (!((struct conn *)tag)->doomed) {
 				conn_read(tag);
 			}
 		}
+		close_doomed();
 		if (deaths)
 			kmod_deaths();
 	}

@@ -25,9 +25,24 @@ struct dbus;
 
 /* The daemon's state: main() owns the one instance and passes it down. */
 struct daemon {
-	const char *arena_dir;	/* --arena-dir; NULL: sealed memfds */
 	struct dbus *buses;	/* every bus, newest first */
+	uint64_t memory_max;	/* --memory-max: all arenas; 0 = no limit */
+	uint64_t bus_max;	/* --bus-max: one arena */
+	int64_t handshake_ns;	/* --handshake-timeout */
+	unsigned max_pending;	/* --max-pending */
 };
+
+/* ---- memory.c: the daemon-wide memory budget for arenas ------------- */
+
+/*
+ * May an arena of @size bytes be made now? 0; -EDQUOT over a configured
+ * limit (--bus-max, --memory-max); -ENOMEM when the daemon's memory cgroup
+ * or the host (MemAvailable) has not the room. @why says which.
+ */
+int memory_admit(const struct daemon *d, uint64_t size, char *why,
+		 size_t len);
+/* Log the budget as it stands (at start). */
+void memory_describe(const struct daemon *d);
 
 /* ---- log.c ----------------------------------------------------------- */
 

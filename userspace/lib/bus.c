@@ -157,6 +157,10 @@ static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
 
 	err = client_call(&bus->conn, SBC_BUS_OPEN, req, sizeof(*req), &rep,
 			  sizeof(rep), &fd, &nfds);
+	client_handshake_done(&bus->conn);
+	if (err == -ETIMEDOUT)
+		pr_warn("bus '%s': the daemon did not answer BUS_OPEN within "
+			"%d ms", req->name, bus->conn.timeout_ms);
 	if (err)
 		return err;
 	if (nfds != 1)

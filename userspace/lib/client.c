@@ -124,7 +124,30 @@ static int spawn_daemon(const char *sock)
 	return 0;
 }
 
-static int try_connect(const char *path)
+/* Bound blocking sends (and connect()) on @fd to @ms; 0 = unbounded. */
+static void send_timeout(int fd, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = ms % 1000 * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Milliseconds left until @deadline, at least 1. */
+static int64_t ms_left(int64_t deadline)
+{
+	int64_t ms = (deadline - now_ns()) / NSEC_PER_MSEC;
+
+	return ms > 0 ? ms : 1;
+}
+
+/*
+ * A unix connect() waits, while the listener's backlog is full, for as
+ * long as SO_SNDTIMEO allows (unbounded by default) and then fails with
+ * EAGAIN; a non-blocking one fails at once, with no way to poll for room.
+ * So the socket gets the time left until @deadline as its send timeout.
+ */
+static int try_connect(const char *path, int64_t deadline)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
@@ -135,6 +158,7 @@ static int try_connect(const char *path)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	send_timeout(fd, ms_left(deadline));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = -errno;
 
@@ -194,9 +218,11 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 
 	c->fd = -1;
 	c->seq = 0;
+	c->deadline = deadline;
+	c->timeout_ms = timeout_ms;
 	pthread_mutex_init(&c->lock, NULL);
 	for (;;) {
-		fd = try_connect(path);
+		fd = try_connect(path, deadline);
 		if (fd >= 0) {
 			c->fd = fd;
 			c->broken = false;
@@ -206,9 +232,22 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 			if (!err)
 				return 0;
 			client_close(c);
+			if (err == -ETIMEDOUT)
+				pr_warn("%s: the daemon accepted but did not "
+					"answer HELLO within %d ms", path,
+					timeout_ms);
 			/* a daemon on its way out accepted, then closed */
 			if (err != -ECONNRESET || !autostart)
 				return err;
+		} else if (fd == -EAGAIN || fd == -EINTR) {
+			/* the backlog is full: wait on, up to the deadline */
+			if (now_ns() >= deadline) {
+				pr_warn("%s: the daemon did not accept the "
+					"connection within %d ms (its listen "
+					"backlog is full)", path, timeout_ms);
+				return -ETIMEDOUT;
+			}
+			continue;
 		} else if ((fd != -ENOENT && fd != -ECONNREFUSED) || !autostart) {
 			return fd;
 		}
@@ -224,6 +263,15 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 		}
 		usleep(2000);
 	}
+}
+
+void client_handshake_done(struct client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->deadline = 0;
+	if (c->fd >= 0)
+		send_timeout(c->fd, 0);
+	pthread_mutex_unlock(&c->lock);
 }
 
 void client_close(struct client *c)
@@ -284,11 +332,15 @@ static int exchange(struct client *c, unsigned type, const void *req,
 	out.h.seq = seq;
 	memcpy(out.b + sizeof(out.h), req, reqlen);
 	n = send(c->fd, out.b, out.h.len, MSG_NOSIGNAL);
+	if (n < 0 && errno == EAGAIN && c->deadline)
+		return -ETIMEDOUT;	/* SO_SNDTIMEO: nothing was sent */
 	if (n != (ssize_t)out.h.len)
 		return n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
 
 	do {
-		r = poll(&pfd, 1, SBC_REPLY_TIMEOUT_MS);
+		r = poll(&pfd, 1, c->deadline ? (int)MIN(ms_left(c->deadline),
+							 SBC_REPLY_TIMEOUT_MS)
+					      : SBC_REPLY_TIMEOUT_MS);
 	} while (r < 0 && errno == EINTR);
 	if (r == 0)
 		return -ETIMEDOUT;

@@ -17,6 +17,9 @@ struct client {
 	int fd;
 	bool broken;		/* out of step: refuse, but keep fd open */
 	uint32_t seq;
+	int64_t deadline;	/* in the handshake: every reply is due by
+				 * then (CLOCK_MONOTONIC); 0 afterwards */
+	int timeout_ms;		/* the handshake's whole bound */
 	pthread_mutex_t lock;	/* one exchange at a time */
 };
 
@@ -31,14 +34,19 @@ int shmbus_socket_path(char *buf, size_t len);
 /*
  * Connect to the daemon at @path and say HELLO. If nothing listens there
  * and @autostart, start the daemon (which makes sure only one runs) and
- * retry until @timeout_ms. Returns 0 or -errno.
+ * retry until @timeout_ms. The same @timeout_ms bounds the connect()
+ * (a daemon whose listen backlog is full), the HELLO and every exchange
+ * until client_handshake_done(): -ETIMEDOUT past it. Returns 0 or -errno.
  */
 int client_connect(struct client *c, const char *path, int timeout_ms,
 		   bool autostart);
+/* The bus is open: exchanges wait SBC_REPLY_TIMEOUT_MS each from now. */
+void client_handshake_done(struct client *c);
 
 /*
  * One exchange: send request @type with body @req (@reqlen), wait for the
- * reply (at most SBC_REPLY_TIMEOUT_MS). On status 0 the reply body is
+ * reply (at most SBC_REPLY_TIMEOUT_MS, or until the handshake's deadline).
+ * On status 0 the reply body is
  * copied to @rep (@replen must match the protocol) and up to *nfds fds are
  * stored in @fds (*nfds updated; extra fds closed). Returns the reply's
  * status (0 or -errno), or -ECONNRESET/-EPROTO/-ETIMEDOUT for transport
