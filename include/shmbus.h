@@ -117,7 +117,8 @@ struct shmbus_open_opts {
 				 * 4 KiB x 2048, 64 KiB x 64 */
 	uint32_t __pad;
 	struct shmbus_pool_spec pools[8];
-	int connect_timeout_ms;	/* daemon start/connect; 0 = 5000 */
+	int connect_timeout_ms;	/* daemon start, connect(), HELLO and
+				 * BUS_OPEN replies; 0 = 5000 */
 };
 
 /*
@@ -130,8 +131,13 @@ struct shmbus_open_opts {
  *   ENOENT        NOCREATE and no such bus
  *   EEXIST        EXCL and the bus exists
  *   EACCES        the bus's owner/group/mode refuse the caller
- *   ENOSPC/ENOMEM the arena could not be reserved
- *   ECONNREFUSED, ETIMEDOUT  no daemon could be reached or started
+ *   ENOMEM        the daemon's memory cgroup or the host has not the room
+ *                 for the arena (nothing was allocated)
+ *   EDQUOT        the arena is over the daemon's --bus-max or would bring
+ *                 all arenas over --memory-max
+ *   ECONNREFUSED  no daemon could be reached or started
+ *   ETIMEDOUT     connect_timeout_ms passed: a full listen backlog, or no
+ *                 answer to HELLO or BUS_OPEN (shmbus_errmsg() says which)
  *   EPROTO        the daemon spoke a protocol we do not understand
  *   EBADMSG, EUCLEAN, EPROTONOSUPPORT, EOPNOTSUPP  the arena is invalid
  */

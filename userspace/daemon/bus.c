@@ -183,7 +183,8 @@ static int bus_record(int fd, const struct arena_params *ap, struct dbus **out)
 }
 
 static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
-		      const struct peer *p, struct dbus **out)
+		      const struct peer *p, struct dbus **out,
+		      struct request *r)
 {
 	struct arena_params ap;
 	struct dbus *b = NULL;
@@ -199,6 +200,7 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	if (err) {
 		log_warn("bus '%s' for uid %u pid %d refused: %s", ap.name,
 			 p->uid, p->pid, why);
+		req_reason(r, "%s", why);
 		return err;
 	}
 	fd = arena_make(d, &ap, size);
@@ -221,7 +223,8 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 }
 
 int bus_open(struct daemon *d, const struct sbc_bus_open *req,
-	     const struct peer *p, struct dbus **out, bool *created)
+	     const struct peer *p, struct dbus **out, bool *created,
+	     struct request *r)
 {
 	struct dbus *b = bus_find(d, req->name);
 	unsigned perms;
@@ -242,7 +245,7 @@ int bus_open(struct daemon *d, const struct sbc_bus_open *req,
 	if (!(req->flags & SBC_OPEN_CREATE))
 		return -ENOENT;
 	*created = true;
-	return bus_create(d, req, p, out);
+	return bus_create(d, req, p, out, r);
 }
 
 void buses_conn_gone(struct daemon *d, uint32_t conn_id)

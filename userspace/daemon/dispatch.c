@@ -121,7 +121,7 @@ static int do_bus_open(struct request *r)
 		r->fatal = true;
 		return -EINVAL;
 	}
-	err = bus_open(r->d, q, &s->peer, &s->bus, &created);
+	err = bus_open(r->d, q, &s->peer, &s->bus, &created, r);
 	if (err)
 		return err;
 	s->rdonly = q->flags & SBC_OPEN_RDONLY;

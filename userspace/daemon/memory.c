@@ -217,18 +217,16 @@ int memory_admit(const struct daemon *d, uint64_t size, char *why, size_t len)
 	/* the daemon's own mapping of it: 8 bytes of page table a page */
 	need = size + size / 512 + MEM_HEADROOM;
 	if (need > room || need > avail) {
-		snprintf(why, len, "a bus of %llu MiB does not fit in the memory "
-			 "the daemon may use: %llu MiB left in memory cgroup %s, "
-			 "%llu MiB available on the host, %llu MiB kept for the "
-			 "daemon", MB(size),
-			 room >= NO_LIMIT ? 0 : MB(room),
-			 where, MB(avail), MB(MEM_HEADROOM));
-		if (room >= NO_LIMIT)
-			snprintf(why, len, "a bus of %llu MiB does not fit in "
-				 "the memory the daemon may use: %llu MiB "
-				 "available on the host, %llu MiB kept for the "
-				 "daemon", MB(size), MB(avail),
-				 MB(MEM_HEADROOM));
+		char cg[96] = "";
+
+		if (room < NO_LIMIT)
+			snprintf(cg, sizeof(cg), "%llu MiB left in the daemon's "
+				 "memory cgroup, ", MB(room));
+		snprintf(why, len, "a bus of %llu MiB does not fit: %s%llu MiB "
+			 "available on the host, %llu MiB kept for the daemon",
+			 MB(size), cg, MB(avail), MB(MEM_HEADROOM));
+		if (room < NO_LIMIT)
+			log_info("memory cgroup with the least room: %s", where);
 		return -ENOMEM;
 	}
 	return 0;

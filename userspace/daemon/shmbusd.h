@@ -222,10 +222,11 @@ struct dbus {
 	uint64_t excl_seq;	/* topics.c: names of exclusive subscriptions */
 };
 
-/* Find the bus @req names, or create it (SBC_OPEN_CREATE): 0 or -errno;
- * *created says which. */
+/* Find the bus @req names, or create it (SBC_OPEN_CREATE): 0 or -errno
+ * (a refusal's reason in @r); *created says which. */
 int bus_open(struct daemon *d, const struct sbc_bus_open *req,
-	     const struct peer *p, struct dbus **out, bool *created);
+	     const struct peer *p, struct dbus **out, bool *created,
+	     struct request *r);
 /* Permission bits (4 = consume, 2 = produce, 1 unused) @p has on @b. */
 unsigned bus_perms(const struct dbus *b, const struct peer *p);
 /* Is @p the bus owner (or root)? */

@@ -159,8 +159,8 @@ static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
 			  sizeof(rep), &fd, &nfds);
 	client_handshake_done(&bus->conn);
 	if (err == -ETIMEDOUT)
-		pr_warn("bus '%s': the daemon did not answer BUS_OPEN within "
-			"%d ms", req->name, bus->conn.timeout_ms);
+		errmsg_set("the daemon did not answer the open of bus '%s' "
+			   "within %d ms", req->name, bus->conn.timeout_ms);
 	if (err)
 		return err;
 	if (nfds != 1)

@@ -233,18 +233,19 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 				return 0;
 			client_close(c);
 			if (err == -ETIMEDOUT)
-				pr_warn("%s: the daemon accepted but did not "
-					"answer HELLO within %d ms", path,
-					timeout_ms);
+				errmsg_set("the daemon at %s did not answer "
+					   "HELLO within %d ms", path,
+					   timeout_ms);
 			/* a daemon on its way out accepted, then closed */
 			if (err != -ECONNRESET || !autostart)
 				return err;
 		} else if (fd == -EAGAIN || fd == -EINTR) {
 			/* the backlog is full: wait on, up to the deadline */
 			if (now_ns() >= deadline) {
-				pr_warn("%s: the daemon did not accept the "
-					"connection within %d ms (its listen "
-					"backlog is full)", path, timeout_ms);
+				errmsg_set("the daemon at %s did not accept "
+					   "the connection within %d ms (its "
+					   "listen backlog is full)", path,
+					   timeout_ms);
 				return -ETIMEDOUT;
 			}
 			continue;
