@@ -214,6 +214,8 @@ int memory_admit(const struct daemon *d, uint64_t size, char *why, size_t len)
 	}
 	room = cgroup_room(where, sizeof(where));
 	avail = meminfo("MemAvailable:");
+	if (!avail)		/* no /proc/meminfo: the cgroup alone */
+		avail = NO_LIMIT;
 	/* the daemon's own mapping of it: 8 bytes of page table a page */
 	need = size + size / 512 + MEM_HEADROOM;
 	if (need > room || need > avail) {
