@@ -320,7 +320,8 @@ static void test_memory_cgroup(void **state)
 {
 	GEOMETRY(g197, 4032, 48000);		/* ~197 MB */
 	GEOMETRY(g64g, 16 << 20, 4000);		/* ~64 GiB */
-	GEOMETRY(gfit, 4032, 4000);		/* ~16 MB */
+	GEOMETRY(gsmall, 4032, 2000);		/* ~8 MB */
+	GEOMETRY(gfit, 4032, 1000);		/* ~4 MB */
 	static const char *const args[] = { NULL };
 	struct shmbus *small, *big, *fit;
 	char cgprocs[600], why[256];
@@ -339,7 +340,7 @@ static void test_memory_cgroup(void **state)
 	td_start(&td, "memcg", cgprocs, 0, args);
 
 	prev_print = shmbus_set_print(NULL);
-	small = td_open(&td, "small", &gfit);
+	small = td_open(&td, "small", &gsmall);
 	assert_non_null(small);
 
 	big = td_open(&td, "big", &g197);
