@@ -167,7 +167,7 @@ static int roundtrip(struct shmbus *b, const char *q, int n)
 	for (int i = 0; i < n; i++)
 		if (shmbus_producer__publish(p, &i, sizeof(i), NULL))
 			break;
-	while (got < n && shmbus_consumer__receive_view(c, &m, 100000000) == 0) {
+	while (got < n && shmbus_consumer__receive_view(c, &m, 1000000000) == 0) {
 		got++;
 		shmbus_consumer__ack(c, &m);
 	}
@@ -596,7 +596,7 @@ static void connect_case(bool fill)
 		printf("  (%d connections filled the backlog)\n", n);
 	assert_null(b);
 	assert_int_equal(err, ETIMEDOUT);
-	assert_true(ms >= 450 && ms < 3000);
+	assert_true(ms >= 450 && ms < 5000);
 	assert_non_null(strstr(shmbus_errmsg(), fill ? "backlog" : "HELLO"));
 	for (int i = 0; i < n; i++)
 		close(extra[i]);
