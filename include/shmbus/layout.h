@@ -305,7 +305,10 @@ struct shmbus_queue {
 	uint32_t msg_size;		/* max payload bytes */
 	uint32_t nr_seats;		/* consumer seats, 1..SHMBUS_MAX_SEATS */
 	uint64_t created_ns;		/* CLOCK_REALTIME */
-	uint8_t	 __pad0[24];
+	uint32_t seat_epoch;		/* seat eventfds D has made; D bumps it
+					 * when a consumer first takes a seat */
+	uint32_t __pad0a;
+	uint8_t	 __pad0[16];
 	/* --- line 1: name. D writes before gen. */
 	char	 name[SHMBUS_NAME_MAX];
 	/* --- line 2: semantics. D writes before gen at declare; every

@@ -203,12 +203,21 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 		req_reason(r, "%s", why);
 		return err;
 	}
-	fd = arena_make(d, &ap, size);
-	if (fd < 0)
-		return fd;
-	err = bus_record(fd, &ap, &b);
+	/* charged for the bus's life (the daemon's: buses are not deleted) */
+	err = quota_charge(p->uid, p->pid, Q_BUSES, 1);
 	if (err)
 		return err;
+	err = quota_charge(p->uid, p->pid, Q_BYTES, size);
+	if (err)
+		goto uncharge_bus;
+	fd = arena_make(d, &ap, size);
+	if (fd < 0) {
+		err = fd;
+		goto uncharge;
+	}
+	err = bus_record(fd, &ap, &b);
+	if (err)
+		goto uncharge;
 	WRITE_ONCE(b->arena.sb->daemon_pid, (uint32_t)getpid());
 	b->next = d->buses;
 	d->buses = b;
@@ -220,6 +229,11 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 		 " (sealed memfd)");
 	*out = b;
 	return 0;
+uncharge:
+	quota_release(p->uid, Q_BYTES, size);
+uncharge_bus:
+	quota_release(p->uid, Q_BUSES, 1);
+	return err;
 }
 
 int bus_open(struct daemon *d, const struct sbc_bus_open *req,

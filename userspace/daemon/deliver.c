@@ -107,10 +107,14 @@ static void dq_wake(struct dbus *b, uint32_t qid)
 			uint32_t seat = w * 64 + (uint32_t)__builtin_ctzll(m);
 
 			m &= ~bit;
+			/* no eventfd made: no consumer ever took that seat,
+			 * the bit is not a sleeper's */
+			if (seat >= dq->nr_seats || !dq->seat_fds ||
+			    dq->seat_fds[seat] < 0)
+				continue;
 			if (!(atomic_fetch_and(&q->sleep_mask[w], ~bit) & bit))
 				continue;
-			if (seat < dq->nr_seats && dq->seat_fds &&
-			    write(dq->seat_fds[seat], &one, sizeof(one)) < 0)
+			if (write(dq->seat_fds[seat], &one, sizeof(one)) < 0)
 				log_warn("seat %u eventfd write: %s", seat,
 					 strerror(errno));
 			return;

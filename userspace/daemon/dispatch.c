@@ -253,7 +253,10 @@ int dispatch(struct request *r)
 		req_reason(r, "bus '%s' was opened read-only", r->s->bus->name);
 		return -EPERM;
 	}
+	quota_why_clear();
 	err = t->handle(r);
+	if (err == -EDQUOT && *quota_why() && !r->reason[0])
+		req_reason(r, "%s", quota_why());
 	if (!err && (t->flags & TICK_AFTER))
 		server_want_tick();
 	return err;

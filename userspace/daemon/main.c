@@ -31,7 +31,7 @@ static void usage(FILE *f)
 "usage: shmbusd [--socket PATH] [--daemonize]\n"
 "               [--memory-max BYTES] [--bus-max BYTES]\n"
 "               [--handshake-timeout SECONDS] [--max-pending N]\n"
-"               [--log FILE] [--verbose]\n"
+"               [--quota LIST] [--quota-share PCT] [--log FILE] [--verbose]\n"
 "\n"
 "The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
 "eventfds to clients, checks credentials, reclaims what dead clients held.\n"
@@ -54,6 +54,20 @@ static void usage(FILE *f)
 "                   (default 64)\n"
 "  --log FILE       append the log to FILE instead of stderr\n"
 "  --verbose        log every connection and attach\n"
+"  --quota LIST     per-uid limits, NAME=N[,NAME=N...] with NAME one of\n"
+"                   buses (buses created), bytes (their arena bytes; K M G\n"
+"                   T suffixes), queues (queues, topics and subscriptions\n"
+"                   declared), seats (their consumer seats: eventfds),\n"
+"                   conns (open connections); N or \"unlimited\". Over\n"
+"                   a limit a request fails with EDQUOT and says which.\n"
+"                   Root and the daemon's own uid are exempt (a per-user\n"
+"                   daemon serves its user only). May be repeated.\n"
+"  --quota-share PCT  the limits not given: PCT percent (default 25) of\n"
+"                   the daemon's fd budget (RLIMIT_NOFILE, raised to its\n"
+"                   hard limit at start) shared seats 1/2, conns 1/4,\n"
+"                   buses 1/8 (two fds each), queues = seats/4; bytes:\n"
+"                   PCT percent of memory (MemTotal, or the cgroup's\n"
+"                   memory.max if lower)\n"
 "  --help           this text\n");
 }
 
@@ -145,15 +159,33 @@ static int listen_on(const char *sock)
 	return fd;
 }
 
-static void raise_nofile(void)
+/* The soft fd limit up to the hard one (seats, connections and buses
+ * each hold fds); returns the limit we run with. */
+static uint64_t raise_nofile(void)
 {
 	struct rlimit rl;
+	rlim_t was;
 
-	/* every queue holds up to 128 eventfds */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return 1024;
 	}
+	was = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			log_warn("RLIMIT_NOFILE: cannot raise %llu to %llu: %s",
+				 (unsigned long long)was,
+				 (unsigned long long)rl.rlim_max,
+				 strerror(errno));
+			rl.rlim_cur = was;
+		}
+	}
+	log_info("RLIMIT_NOFILE: %llu (was %llu, hard limit %llu)",
+		 (unsigned long long)rl.rlim_cur, (unsigned long long)was,
+		 (unsigned long long)rl.rlim_max);
+	/* an unlimited budget: count a generous one for the shares */
+	return rl.rlim_cur == RLIM_INFINITY ? 1ULL << 20 : rl.rlim_cur;
 }
 
 /* "64M" and the like (binary suffixes K, M, G, T) into *@v; 0 or -EINVAL. */
@@ -227,6 +259,8 @@ static int parse_args(int argc, char **argv, struct options *o,
 		{ "max-pending", required_argument, NULL, 'p' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "quota", required_argument, NULL, 'q' },
+		{ "quota-share", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -267,6 +301,22 @@ static int parse_args(int argc, char **argv, struct options *o,
 			break;
 		case 'l': o->logpath = optarg; break;
 		case 'v': dlog_set_level(LOG_DEBUG_); break;
+		case 'q':
+			if (quota_parse(optarg)) {
+				fprintf(stderr, "shmbusd: bad --quota '%s' "
+					"(NAME=N[,NAME=N...], NAME: buses, "
+					"bytes, queues, seats, conns; N: a "
+					"number or unlimited)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'Q':
+			if (quota_set_share(optarg)) {
+				fprintf(stderr, "shmbusd: bad --quota-share "
+					"'%s' (1..100)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -363,7 +413,7 @@ int main(int argc, char **argv)
 	if (o.daemonize && daemonize() < 0)
 		return 1;
 	write_pid(lockfd);
-	raise_nofile();
+	quota_init(raise_nofile());
 	if (kmod_init() < 0)
 		return 1;
 	log_info("listening on %s", o.sock);
@@ -372,6 +422,7 @@ int main(int argc, char **argv)
 	close(lfd);
 	unlink(o.sock);
 	buses_free(&d);
+	quota_free();
 	log_info("stopped");
 	close(lockfd);
 	return rc ? 1 : 0;

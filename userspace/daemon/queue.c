@@ -62,28 +62,17 @@ bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen)
 	       b->queues[qid].gen == qgen;
 }
 
-/* ---- consumer seats: one eventfd each ----------------------------------- */
+/* ---- consumer seats: one eventfd each, made when first taken ------------ */
 
+/* @n seats, none with an eventfd yet. */
 static int *seats_open(uint32_t n)
 {
 	int *fds = malloc(n * sizeof(int));
 
 	if (!fds)
 		return NULL;
-	for (uint32_t i = 0; i < n; i++) {
-		/* blocking on purpose: a consumer with no timeout sleeps in
-		 * a single read() (wake.c); writers never block */
-		fds[i] = eventfd(0, EFD_CLOEXEC);
-		if (fds[i] < 0) {
-			int err = errno;
-
-			while (i--)
-				close(fds[i]);
-			free(fds);
-			errno = err;
-			return NULL;
-		}
-	}
+	for (uint32_t i = 0; i < n; i++)
+		fds[i] = -1;
 	return fds;
 }
 
@@ -95,7 +84,50 @@ void seats_close(struct dqueue *dq)
 	free(dq->seat_fds);
 	dq->seat_fds = NULL;
 	dq->nr_seats = 0;
+	dq->seat_epoch = 0;
 	memset(dq->seat_slot, 0, sizeof(dq->seat_slot));
+}
+
+int seat_fd_make(struct dbus *b, uint32_t qid, uint32_t seat)
+{
+	struct dqueue *dq = &b->queues[qid];
+	int fd;
+
+	if (dq->seat_fds[seat] >= 0)
+		return 0;
+	/* blocking on purpose: a consumer with no timeout sleeps in a
+	 * single read() (wake.c); writers never block */
+	fd = eventfd(0, EFD_CLOEXEC);
+	if (fd < 0) {
+		log_warn("bus '%s': queue '%s': seat %u eventfd: %s", b->name,
+			 dq->name, seat, strerror(errno));
+		return -errno;
+	}
+	dq->seat_fds[seat] = fd;
+	dq->seat_epoch++;
+	/* [SEATFD] before the attach reply that gives the seat away: the
+	 * consumer sets its sleep bit only after that reply, so a producer
+	 * that sees the bit (and orders its loads with smp_rmb) sees this
+	 * epoch, or a later one (lib wake.c claim_seats) */
+	WRITE_ONCE(b->arena.queues[qid].seat_epoch, dq->seat_epoch);
+	return 0;
+}
+
+unsigned seat_fds_of(const struct dqueue *dq, uint64_t map[SHMBUS_SEAT_WORDS],
+		     int **fds)
+{
+	static int out[SHMBUS_MAX_SEATS];	/* sent before the next request */
+	unsigned n = 0;
+
+	memset(map, 0, SHMBUS_SEAT_WORDS * sizeof(map[0]));
+	for (uint32_t i = 0; i < dq->nr_seats; i++) {
+		if (dq->seat_fds[i] < 0)
+			continue;
+		map[i / 64] |= 1ULL << (i % 64);
+		out[n++] = dq->seat_fds[i];
+	}
+	*fds = out;
+	return n;
 }
 
 void seats_kick(const struct dqueue *dq, bool all)
@@ -103,7 +135,7 @@ void seats_kick(const struct dqueue *dq, bool all)
 	static const uint64_t one = 1;
 
 	for (uint32_t i = 0; i < dq->nr_seats; i++) {
-		if (!all && !dq->seat_slot[i])
+		if ((!all && !dq->seat_slot[i]) || dq->seat_fds[i] < 0)
 			continue;
 		if (write(dq->seat_fds[i], &one, sizeof(one)) < 0)
 			log_warn("seat %u eventfd write: %s", i, strerror(errno));
@@ -140,6 +172,7 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		q->ring_off = a->ring_off + dq->ring_first * SHMBUS_RING_UNIT;
 		q->msg_size = dq->msg_size;
 		q->nr_seats = dq->nr_seats;
+		q->seat_epoch = dq->seat_epoch;
 		q->created_ns = (uint64_t)realtime_ns();
 		memcpy(q->name, dq->name, sizeof(q->name));
 		q->flags = descriptor_flags(dq);
@@ -358,6 +391,13 @@ static int queue_storage(struct dbus *b, const char *name, struct dqueue *cfg)
 	return 0;
 }
 
+/* Give back what @dq was charged (its declarer's queue and seats). */
+static void queue_uncharge(const struct dqueue *dq)
+{
+	quota_release(dq->quota_uid, Q_SEATS, dq->nr_seats);
+	quota_release(dq->quota_uid, Q_QUEUES, 1);
+}
+
 /* Make descriptor @qid queue @cfg: every ring empty, the arena's copy
  * published (gen last), the directory generation bumped. The descriptor
  * is unused and no reader can still be looking at its old ring: its
@@ -411,12 +451,21 @@ int queue_create(struct dbus *b, const struct peer *p,
 	memcpy(cfg.name, req->name, sizeof(cfg.name));
 	cfg.cap = roundup_pow2(cfg.max_len);
 	cfg.owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
-	cfg.seat_fds = seats_open(cfg.nr_seats);
-	if (!cfg.seat_fds)
-		return -errno;
-	err = queue_storage(b, req->name, &cfg);
+	err = quota_charge(p->uid, p->pid, Q_QUEUES, 1);
+	if (err)
+		return err;
+	err = quota_charge(p->uid, p->pid, Q_SEATS, cfg.nr_seats);
 	if (err) {
-		seats_close(&cfg);
+		quota_release(p->uid, Q_QUEUES, 1);
+		return err;
+	}
+	cfg.quota_uid = p->uid;
+	cfg.seat_fds = seats_open(cfg.nr_seats);
+	err = cfg.seat_fds ? queue_storage(b, req->name, &cfg) : -ENOMEM;
+	if (err) {
+		if (cfg.seat_fds)
+			seats_close(&cfg);
+		queue_uncharge(&cfg);
 		return err;
 	}
 	queue_install(b, (uint32_t)qid, &cfg);
@@ -454,8 +503,12 @@ static void queue_reclaim(struct dbus *b, struct defer_head *h, bool gp_over)
 	unsigned freed = 0;
 	struct ring r;
 
-	if (!gp_over)
-		return;		/* the bus is going away: nothing to free */
+	if (!gp_over) {
+		/* the bus is going away: touch nothing in the arena */
+		queue_uncharge(dq);
+		seats_close(dq);
+		return;
+	}
 	for (uint32_t l = 0; l < dq->nr_prio; l++) {
 		dqueue_ring_level(b, dq, l, &r);
 		for (uint32_t i = 0; i <= r.mask; i++) {
@@ -473,6 +526,7 @@ static void queue_reclaim(struct dbus *b, struct defer_head *h, bool gp_over)
 		units_mark(b, dq->dedup_first, dq->dedup_units, false);
 	dq->dedup_units = 0;
 	dq->dedup_cap = 0;
+	queue_uncharge(dq);
 	seats_close(dq);
 	dq->reclaim_pending = false;
 	dqueue_publish(b, dq, &a->queues[qid]);	/* gen stays even */

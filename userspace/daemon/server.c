@@ -34,12 +34,17 @@
 struct conn {
 	struct conn *next;
 	int fd;
+	bool charged;		/* counts against its uid's conns quota */
+	bool refused;		/* over that quota: answer -EDQUOT, close */
 	struct session s;
 	bool pending;		/* no bus opened yet: in the pending FIFO */
 	bool doomed;		/* to be closed after this epoll batch */
 	int64_t since;		/* accepted at (CLOCK_MONOTONIC) */
 	struct conn *pnext;	/* pending FIFO, oldest first */
 };
+
+/* Connections over their uid's quota we still keep, to say why. */
+#define REFUSED_MAX	8
 
 static struct daemon *dmn;	/* server_run()'s */
 static struct conn *conns;
@@ -185,6 +190,8 @@ static void conn_close(struct conn *c)
 		nr_doomed--;
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	if (c->charged)
+		quota_release(c->s.peer.uid, Q_CONNS, 1);
 	log_debug("connection %u (pid %d) closed", c->s.peer.conn_id,
 		  c->s.peer.pid);
 	/* On shutdown the clients live on and keep their slots: the arena
@@ -262,6 +269,27 @@ static bool pending_room(void)
 	return false;
 }
 
+/*
+ * Charge new connection @c to its uid. Over quota, it is kept only to
+ * answer its first frame with -EDQUOT and the reason (the client sees
+ * why, not a bare EOF), at most REFUSED_MAX of them per uid; beyond
+ * that, false: close it at once.
+ */
+static bool conn_charge(struct conn *c)
+{
+	unsigned refused = 0;
+
+	quota_why_clear();
+	if (!quota_charge(c->s.peer.uid, c->s.peer.pid, Q_CONNS, 1)) {
+		c->charged = true;
+		return true;
+	}
+	for (struct conn *o = conns; o; o = o->next)
+		refused += o->refused && o->s.peer.uid == c->s.peer.uid;
+	c->refused = true;
+	return refused < REFUSED_MAX;
+}
+
 static void accept_all(int lfd)
 {
 	while (pending_room()) {
@@ -306,8 +334,15 @@ static void accept_all(int lfd)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->s.peer.groups,
 			       &len) == 0)
 			c->s.peer.ngroups = len / sizeof(gid_t);
+		if (!conn_charge(c)) {
+			close(fd);
+			free(c);
+			continue;
+		}
 		ev.data.ptr = c;
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			if (c->charged)
+				quota_release(cr.uid, Q_CONNS, 1);
 			close(fd);
 			free(c);
 			continue;
@@ -455,6 +490,14 @@ static bool conn_read(struct conn *c)
 	memset(rep, 0, sizeof(rep));
 	status = frame_check(c, &mh, &in.h, n, &echo);
 	if (status) {
+		r.fatal = true;
+	} else if (c->refused) {
+		/* over the conns quota: say so, close */
+		status = -EDQUOT;
+		req_reason(&r, "quota: conns %llu of %llu for uid %u",
+			   (unsigned long long)quota_use(c->s.peer.uid, Q_CONNS),
+			   (unsigned long long)quota_limit(Q_CONNS),
+			   c->s.peer.uid);
 		r.fatal = true;
 	} else {
 		r.hdr = &in.h;

@@ -44,6 +44,34 @@ int memory_admit(const struct daemon *d, uint64_t size, char *why,
 /* Log the budget as it stands (at start). */
 void memory_describe(const struct daemon *d);
 
+/* ---- quota.c: per-uid quotas ------------------------------------------ */
+
+enum quota_res { Q_BUSES, Q_BYTES, Q_QUEUES, Q_SEATS, Q_CONNS, Q__NR };
+
+#define QUOTA_UNLIMITED		UINT64_MAX
+#define QUOTA_SHARE_DEFAULT	25	/* percent of the daemon's fds, memory */
+
+/* --quota "buses=N,bytes=N[KMGT],queues=N,seats=N,conns=N" (any subset,
+ * N or "unlimited") and --quota-share PERCENT: 0 or -EINVAL. */
+int quota_parse(const char *spec);
+int quota_set_share(const char *percent);
+/* Fill the limits not given from @nofile (our RLIMIT_NOFILE) and memory. */
+void quota_init(uint64_t nofile);
+void quota_free(void);
+bool quota_exempt(uid_t uid);
+uint64_t quota_limit(enum quota_res r);
+uint64_t quota_use(uid_t uid, enum quota_res r);
+const char *quota_name(enum quota_res r);
+/* Charge @n of @r to @uid (request of @pid): 0, or -EDQUOT (logged, and
+ * the reason kept for quota_why()) when it would pass the limit. Exempt
+ * uids are never charged, and releases for them are no-ops. */
+int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n);
+void quota_release(uid_t uid, enum quota_res r, uint64_t n);
+/* The last refusal's text ("quota: seats 512 of 512 for uid 1000 ..."),
+ * "" after quota_why_clear(). */
+const char *quota_why(void);
+void quota_why_clear(void);
+
 /* ---- log.c ----------------------------------------------------------- */
 
 enum { LOG_ERR_, LOG_WARN_, LOG_INFO_, LOG_DEBUG_ };
@@ -156,8 +184,11 @@ struct dqueue {
 	uint32_t max_len, msg_size, cap;
 	uint64_t ring_first;	/* ring storage, in SHMBUS_RING_UNITs */
 	uint64_t ring_units;
-	int *seat_fds;		/* nr_seats eventfds, daemon's copies */
+	int *seat_fds;		/* nr_seats eventfds, daemon's copies; -1 until
+				 * a consumer first takes the seat */
 	uint32_t nr_seats;
+	uint32_t seat_epoch;	/* eventfds made so far (published) */
+	uid_t quota_uid;	/* charged a queue and nr_seats seats */
 	uint32_t seat_slot[SHMBUS_MAX_SEATS];	/* slot + 1, 0 = seat free */
 	struct defer_head reclaim;	/* queue.c: after delete */
 	/* delivery semantics, as declared (defaults filled in) */
@@ -220,6 +251,7 @@ struct dbus {
 	struct timer *timers;	/* timers.c: a min-heap by due time */
 	size_t nr_timers, timers_cap;
 	uint64_t excl_seq;	/* topics.c: names of exclusive subscriptions */
+	unsigned nconns;	/* connections bound to it */
 };
 
 /* Find the bus @req names, or create it (SBC_OPEN_CREATE): 0 or -errno
@@ -278,6 +310,13 @@ void dqueue_ring_level(const struct dbus *b, const struct dqueue *dq,
  * daemon owes after a delete or a dead producer. */
 void seats_kick(const struct dqueue *dq, bool all);
 void seats_close(struct dqueue *dq);
+/* Make the eventfd of @seat of queue @qid if it has none yet (a consumer
+ * is taking it): 0 or -errno. It stays until the queue is reclaimed. */
+int seat_fd_make(struct dbus *b, uint32_t qid, uint32_t seat);
+/* The eventfds @dq has made, in seat order, into *@fds (a static array,
+ * valid until the next call) and their seats into @map; returns how many. */
+unsigned seat_fds_of(const struct dqueue *dq, uint64_t map[SHMBUS_SEAT_WORDS],
+		     int **fds);
 
 /* ---- slot.c: participant slots ------------------------------------------ */
 

@@ -126,6 +126,9 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 				 dq->name, dq->nr_seats);
 			return -EUSERS;
 		}
+		err = seat_fd_make(b, (uint32_t)id, seat);
+		if (err)
+			return err;
 	}
 	si = slot_pick(b);
 	if (si == UINT32_MAX) {
@@ -142,8 +145,8 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	rep->slot_gen = b->slots[si].gen;
 	rep->seat = seat;
 	rep->nr_seats = dq->nr_seats;
-	*fds = dq->seat_fds;
-	*nfds = dq->nr_seats;
+	rep->seat_epoch = dq->seat_epoch;
+	*nfds = seat_fds_of(dq, rep->seat_map, fds);
 	log_debug("bus '%s': pid %d attached slot %u to '%s' as %s (seat %d)",
 		  b->name, p->pid, si, dq->name,
 		  req->role == SHMBUS_ROLE_PRODUCER ? "producer" : "consumer",

@@ -295,13 +295,15 @@ int seats_request(struct dbus *b, unsigned perms, const struct sbc_seats *req,
 {
 	const struct dqueue *dq;
 
-	if (!(perms & 2))
+	/* producers wake consumers; a consumer's nack puts a message back
+	 * and wakes one too */
+	if (!(perms & 6))
 		return -EACCES;
 	if (!dqueue_is(b, req->qid, req->gen))
 		return -EIDRM;
 	dq = &b->queues[req->qid];
 	rep->nr_seats = dq->nr_seats;
-	*fds = dq->seat_fds;
-	*nfds = dq->nr_seats;
+	rep->seat_epoch = dq->seat_epoch;
+	*nfds = seat_fds_of(dq, rep->seat_map, fds);
 	return 0;
 }

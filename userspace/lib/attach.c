@@ -49,9 +49,12 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 	/* trust nothing: the reply and the arena must agree */
 	err = -EPROTO;
 	if (rep.qid >= a->max_queues || rep.slot >= a->max_slots ||
-	    rep.nr_seats != nfds || nfds < 1 || nfds > SHMBUS_MAX_SEATS ||
-	    (role == SHMBUS_ROLE_CONSUMER ? rep.seat >= rep.nr_seats
-					  : rep.seat != UINT32_MAX))
+	    rep.nr_seats < 1 || rep.nr_seats > SHMBUS_MAX_SEATS ||
+	    nfds > rep.nr_seats ||
+	    (role == SHMBUS_ROLE_CONSUMER
+	     ? rep.seat >= rep.nr_seats ||
+	       !(rep.seat_map[rep.seat / 64] & (1ULL << (rep.seat % 64)))
+	     : rep.seat != UINT32_MAX))
 		goto fail;
 	at->bus = bus;
 	at->qid = rep.qid;
@@ -93,13 +96,16 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 		goto fail;
 	}
 	if (role == SHMBUS_ROLE_CONSUMER) {
-		at->seat_fd = fcntl(fds[rep.seat], F_DUPFD_CLOEXEC, 3);
+		unsigned k = seat_map_index(rep.seat_map, rep.seat);
+
+		at->seat_fd = k < nfds ? fcntl(fds[k], F_DUPFD_CLOEXEC, 3) : -1;
 		if (at->seat_fd < 0) {
 			err = -errno;
 			goto fail;
 		}
 	}
-	err = wake_table_install(&bus->wakes, rep.qid, rep.qgen, fds, nfds);
+	err = wake_table_install(&bus->wakes, rep.qid, rep.qgen, fds, nfds,
+				 rep.seat_map, rep.nr_seats, rep.seat_epoch);
 	nfds = 0;	/* owned by the table now, even on error */
 	if (err)
 		goto fail;
@@ -119,6 +125,26 @@ fail:
 		pr_warn("attach to '%s': the arena disagrees with the daemon",
 			name);
 	return err;
+}
+
+int seats_fetch(struct wake_table *t, uint32_t qid, uint32_t qgen)
+{
+	struct shmbus *bus = container_of(t, struct shmbus, wakes);
+	struct sbc_seats req = { .qid = qid, .gen = qgen };
+	struct sbc_seats_reply rep;
+	int fds[SBC_MAX_FDS];
+	unsigned nfds = SBC_MAX_FDS;
+	int err;
+
+	/* a forked child has no connection of its own */
+	if ((err = check_pid(bus)))
+		return err;
+	err = client_call(&bus->conn, SBC_SEATS, &req, sizeof(req), &rep,
+			  sizeof(rep), fds, &nfds);
+	if (err)
+		return err;
+	return wake_table_install(t, qid, qgen, fds, nfds, rep.seat_map,
+				  rep.nr_seats, rep.seat_epoch);
 }
 
 void detach(struct attachment *at)

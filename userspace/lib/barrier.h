@@ -21,6 +21,13 @@
  *              load sleep_mask (wake.h wake_after_publish, fanout.c
  *              wake_sub, daemon deliver.c dq_wake) / fetch_or sleep_mask,
  *              smp_mb__after_atomic, peek the ring (wake.c seat_arm)
+ *   [SEATFD]   a seat's eventfd: the daemon stores the queue's seat_epoch
+ *              before the attach reply, the consumer's fetch_or of its bit
+ *              after it / a producer lacking a sleeper's fd issues smp_rmb
+ *              and loads seat_epoch (lib wake.c seats_stale; daemon
+ *              queue.c seat_fd_make); inside a process the wake set's fd
+ *              is released after it is received and acquired before it is
+ *              written (wake.c wake_table_install / claim_seats, wake_seat)
  *   [QGEN]     a queue descriptor: the daemon writes the fields, then
  *              releases gen (daemon queue.c dqueue_publish) / readers
  *              acquire gen, then read the fields (arena.c, control.c,

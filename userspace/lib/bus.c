@@ -188,6 +188,7 @@ static int open_wakes(struct shmbus *bus, uint64_t cookie)
 		return err;
 	bus->wakes.bus_id = bus->arena.bus_id;
 	bus->wakes.arena_fd = bus->arena_fd;
+	bus->wakes.refresh = bus->rdonly ? NULL : seats_fetch;
 	err = kmod_open(bus, cookie);
 	if (err)
 		wake_table_fini(&bus->wakes);

@@ -93,6 +93,10 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 		size_t rqlen, uint32_t role, const char *name,
 		struct attachment *at);
 
+/* The wake table's refresh: fetch the seat eventfds of (qid, qgen) the
+ * daemon has made (SEATS) and add them to the table. 0 or -errno. */
+int seats_fetch(struct wake_table *t, uint32_t qid, uint32_t qgen);
+
 /* Give the slot back (best effort: if the daemon is gone it reclaims the
  * slot when it sees our connection close). */
 void detach(struct attachment *at);

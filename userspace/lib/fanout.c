@@ -12,15 +12,14 @@
 /*
  * Wake one sleeping consumer of subscription (qid, gen). Its seat fds are
  * fetched from the daemon the first time this process needs them (a
- * sleeper is the only reason to): a bit is cleared only once we can
- * write the eventfd, so no wake-up is lost to a missing fd (the module
- * backend falls back to it for a seat it does not know). With @b, the
- * wake-up waits in @b for the caller's flush.
+ * sleeper is the only reason to; __wake_sleepers() does it): a bit is
+ * cleared only once we can write the eventfd, so no wake-up is lost to a
+ * missing fd (the module backend falls back to it for a seat it does not
+ * know). With @b, the wake-up waits in @b for the caller's flush.
  */
 void wake_sub(struct attachment *at, struct shmbus_queue *sq, uint32_t qid,
 	      uint32_t gen, struct wake_batch *b)
 {
-	struct wake_table *t = &at->bus->wakes;
 	uint64_t any = 0;
 	unsigned n;
 
@@ -30,23 +29,7 @@ void wake_sub(struct attachment *at, struct shmbus_queue *sq, uint32_t qid,
 		any |= READ_ONCE(sq->sleep_mask[w]);
 	if (likely(!any))
 		return;
-	if (unlikely(!wake_table_has(t, qid, gen))) {
-		struct sbc_seats req = { .qid = qid, .gen = gen };
-		struct sbc_seats_reply rep;
-		int fds[SBC_MAX_FDS];
-		unsigned nfds = SBC_MAX_FDS;
-
-		if (client_call(&at->bus->conn, SBC_SEATS, &req, sizeof(req),
-				&rep, sizeof(rep), fds, &nfds) ||
-		    nfds != rep.nr_seats) {
-			for (unsigned i = 0; i < nfds; i++)
-				close(fds[i]);
-			return;		/* the daemon wakes nobody else */
-		}
-		if (wake_table_install(t, qid, gen, fds, nfds))
-			return;
-	}
-	n = __wake_sleepers(t, sq, qid, gen, 1, b);
+	n = __wake_sleepers(&at->bus->wakes, sq, qid, gen, 1, b);
 	if (n)
 		slot_count(at->slot, SHMBUS_CTR_WAKEUPS, n);
 }

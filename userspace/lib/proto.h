@@ -35,7 +35,7 @@
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		3u
+#define SBC_VERSION		4u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 #define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
@@ -155,7 +155,11 @@ struct sbc_attach_reply {
 	uint32_t slot;
 	uint32_t slot_gen;
 	uint32_t seat;		/* consumers; UINT32_MAX for producers */
-	uint32_t nr_seats;	/* fds attached, seat order */
+	uint32_t nr_seats;	/* the queue's seats */
+	uint32_t seat_epoch;	/* eventfds the queue has made so far */
+	uint32_t __pad;
+	uint64_t seat_map[SHMBUS_SEAT_WORDS];	/* the seats whose eventfds
+						 * are attached, in order */
 };
 
 struct sbc_detach {
@@ -216,8 +220,10 @@ struct sbc_unsubscribe {
 	char	 group[SHMBUS_NAME_MAX];
 };
 
-/* SEATS: the seat eventfds of queue (qid, gen), to wake its consumers
- * (a topic publisher waking subscribers). Reply: fds, seat order. */
+/* SEATS: the seat eventfds of queue (qid, gen) made so far, to wake its
+ * consumers (a topic publisher waking subscribers, a producer that lacks
+ * the eventfd of a seat made after it attached). Reply: fds, seat order,
+ * seat_map naming their seats. */
 struct sbc_seats {
 	uint32_t qid;
 	uint32_t gen;
@@ -225,7 +231,8 @@ struct sbc_seats {
 
 struct sbc_seats_reply {
 	uint32_t nr_seats;
-	uint32_t __pad;
+	uint32_t seat_epoch;	/* as in the arena when the fds were taken */
+	uint64_t seat_map[SHMBUS_SEAT_WORDS];
 };
 
 /*

@@ -65,31 +65,68 @@ void wake_table_fini(struct wake_table *t)
 	pthread_mutex_destroy(&t->lock);
 }
 
+/* Does @map name exactly @nfds seats, all below @nr_seats? */
+static bool seat_map_ok(const uint64_t *map, uint32_t nfds, uint32_t nr_seats)
+{
+	unsigned n = 0;
+
+	if (nr_seats < 1 || nr_seats > SHMBUS_MAX_SEATS)
+		return false;
+	for (uint32_t w = 0; w < SHMBUS_SEAT_WORDS; w++) {
+		uint64_t valid = nr_seats >= (w + 1) * 64 ? ~0ULL :
+				 nr_seats <= w * 64 ? 0 :
+				 (1ULL << (nr_seats - w * 64)) - 1;
+
+		if (map[w] & ~valid)
+			return false;
+		n += __builtin_popcountll(map[w]);
+	}
+	return n == nfds;
+}
+
 int wake_table_install(struct wake_table *t, uint32_t qid, uint32_t qgen,
-		       int *fds, uint32_t nr)
+		       int *fds, uint32_t nfds, const uint64_t *map,
+		       uint32_t nr_seats, uint32_t epoch)
 {
 	struct wake_set *ws, *old;
+	unsigned k = 0;
 
-	if (qid >= t->n) {
-		close_fds(fds, nr);
-		return -EINVAL;
+	if (qid >= t->n || !seat_map_ok(map, nfds, nr_seats)) {
+		close_fds(fds, nfds);
+		return qid >= t->n ? -EINVAL : -EPROTO;
 	}
 	pthread_mutex_lock(&t->lock);
 	old = t->sets[qid];
-	if (old && old->qgen == qgen && old->nr == nr) {
+	if (old && old->qgen == qgen && old->nr == nr_seats) {
+		/* the same queue: add the seats we lacked */
+		for (uint32_t i = 0; i < nr_seats; i++) {
+			if (!(map[i / 64] & (1ULL << (i % 64))))
+				continue;
+			if (old->fds[i] >= 0) {
+				close(fds[k++]);
+				continue;
+			}
+			/* [SEATFD] release: the fd is in our table before
+			 * its number is (pairs with the acquire loads in
+			 * claim_seats() and wake_seat()) */
+			smp_store_release(&old->fds[i], fds[k++]);
+		}
+		if (epoch > old->epoch)
+			WRITE_ONCE(old->epoch, epoch);
 		pthread_mutex_unlock(&t->lock);
-		close_fds(fds, nr);
 		return 0;
 	}
-	ws = malloc(sizeof(*ws) + nr * sizeof(int));
+	ws = malloc(sizeof(*ws) + nr_seats * sizeof(int));
 	if (!ws) {
 		pthread_mutex_unlock(&t->lock);
-		close_fds(fds, nr);
+		close_fds(fds, nfds);
 		return -ENOMEM;
 	}
 	ws->qgen = qgen;
-	ws->nr = nr;
-	memcpy(ws->fds, fds, nr * sizeof(int));
+	ws->nr = nr_seats;
+	ws->epoch = epoch;
+	for (uint32_t i = 0; i < nr_seats; i++)
+		ws->fds[i] = map[i / 64] & (1ULL << (i % 64)) ? fds[k++] : -1;
 	/* publish: rcu_set_pointer is a release (pairs with the
 	 * rcu_dereference in wake_seat) */
 	urcu_bp_set_pointer(&t->sets[qid], ws);
@@ -114,24 +151,14 @@ static bool wake_seat(struct wake_table *t, uint32_t qid, uint32_t qgen,
 	urcu_bp_read_lock();
 	ws = urcu_bp_dereference(t->sets[qid]);
 	if (ws && ws->qgen == qgen && seat < ws->nr) {
+		/* [SEATFD] acquire: pairs with the release in
+		 * wake_table_install() */
+		int fd = smp_load_acquire(&ws->fds[seat]);
+
 		/* a blocking eventfd write only blocks at a counter of
 		 * 2^64 - 2 tokens; ours never exceeds a few */
-		ok = write(ws->fds[seat], &one, sizeof(one)) == sizeof(one);
+		ok = fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one);
 	}
-	urcu_bp_read_unlock();
-	return ok;
-}
-
-bool wake_table_has(struct wake_table *t, uint32_t qid, uint32_t qgen)
-{
-	struct wake_set *ws;
-	bool ok;
-
-	if (qid >= t->n)
-		return false;
-	urcu_bp_read_lock();
-	ws = urcu_bp_dereference(t->sets[qid]);
-	ok = ws && ws->qgen == qgen;
 	urcu_bp_read_unlock();
 	return ok;
 }
@@ -182,18 +209,30 @@ unsigned wake_batch_flush(struct wake_table *t, struct wake_batch *b)
 	return woken;
 }
 
-unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
-			 uint32_t qid, uint32_t qgen, unsigned n,
-			 struct wake_batch *b)
+/* Does set @ws (read-locked) hold the eventfd of @seat of gen @qgen? */
+static bool set_has_seat(const struct wake_set *ws, uint32_t qgen,
+			 uint32_t seat)
 {
-	static __thread unsigned rr;	/* per-thread round-robin start */
-	unsigned claimed = 0, r = rr++;
-	struct wake_batch local;
+	/* [SEATFD] acquire: pairs with the release in wake_table_install() */
+	return ws && ws->qgen == qgen && seat < ws->nr &&
+	       smp_load_acquire(&ws->fds[seat]) >= 0;
+}
 
-	if (!b) {
-		local.n = 0;
-		b = &local;
-	}
+/*
+ * Claim up to @n sleeping seats of @q whose eventfds we hold, into @b
+ * (flushed when full). A sleeper whose eventfd we lack is left alone and
+ * reported in *@missing. @r: where the round-robin starts.
+ */
+static unsigned claim_seats(struct wake_table *t, struct shmbus_queue *q,
+			    uint32_t qid, uint32_t qgen, unsigned n,
+			    struct wake_batch *b, unsigned r, bool *missing)
+{
+	unsigned claimed = 0;
+	struct wake_set *ws;
+
+	*missing = false;
+	urcu_bp_read_lock();
+	ws = qid < t->n ? urcu_bp_dereference(t->sets[qid]) : NULL;
 	for (unsigned k = 0; k < SHMBUS_SEAT_WORDS && claimed < n; k++) {
 		unsigned w = (k + r / 64) % SHMBUS_SEAT_WORDS;
 		uint64_t m = READ_ONCE(q->sleep_mask[w]);
@@ -201,8 +240,17 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 		while (m && claimed < n) {
 			/* the first set bit at or after position r % 64 */
 			uint64_t bit = rotr64(m, r) & -rotr64(m, r);
+			uint32_t seat;
 
 			bit = rotr64(bit, 64 - (r & 63));
+			seat = w * 64 + __builtin_ctzll(bit);
+			if (!set_has_seat(ws, qgen, seat)) {
+				/* no fd, no claim: a bit is cleared only by
+				 * whoever can write the eventfd */
+				*missing = true;
+				m &= ~bit;
+				continue;
+			}
 			/* Take the right to wake this seat: only the one
 			 * who clears the bit writes (pairs with the
 			 * fetch_and in seat_disarm, which then counts our
@@ -213,14 +261,59 @@ unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 				if (b->n == WAKE_BATCH_MAX)
 					wake_batch_flush(t, b);
 				b->t[b->n++] = (struct shmbus_kmod_target){
-					.qid = qid, .gen = qgen,
-					.seat = w * 64 + __builtin_ctzll(bit),
+					.qid = qid, .gen = qgen, .seat = seat,
 				};
 				claimed++;
 			}
 			m = old & ~bit;
 		}
 	}
+	urcu_bp_read_unlock();
+	return claimed;
+}
+
+/*
+ * A sleeper's eventfd is missing ([SEATFD]). True if the daemon made
+ * eventfds since the ones we hold: fetch them. False: the bit is no
+ * sleeper's (a member scribbled it) and stays, unclaimed; clearing it
+ * could race with a consumer taking that seat now.
+ */
+static bool seats_stale(struct wake_table *t, struct shmbus_queue *q,
+			uint32_t qid, uint32_t qgen)
+{
+	struct wake_set *ws;
+	uint32_t epoch;
+	bool stale;
+
+	/* [SEATFD] acquire fence after our loads of sleep_mask: a sleeper's
+	 * bit came after the daemon's epoch store (wake.h) */
+	smp_rmb();
+	epoch = READ_ONCE(q->seat_epoch);
+	urcu_bp_read_lock();
+	ws = qid < t->n ? urcu_bp_dereference(t->sets[qid]) : NULL;
+	stale = !ws || ws->qgen != qgen || READ_ONCE(ws->epoch) != epoch;
+	urcu_bp_read_unlock();
+	return stale;
+}
+
+unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
+			 uint32_t qid, uint32_t qgen, unsigned n,
+			 struct wake_batch *b)
+{
+	static __thread unsigned rr;	/* per-thread round-robin start */
+	unsigned claimed, r = rr++;
+	struct wake_batch local;
+	bool missing;
+
+	if (!b) {
+		local.n = 0;
+		b = &local;
+	}
+	claimed = claim_seats(t, q, qid, qgen, n, b, r, &missing);
+	if (unlikely(missing) && claimed < n && seats_stale(t, q, qid, qgen) &&
+	    t->refresh && t->refresh(t, qid, qgen) == 0)
+		claimed += claim_seats(t, q, qid, qgen, n - claimed, b, r,
+				       &missing);
 	if (b == &local)
 		wake_batch_flush(t, b);
 	return claimed;

@@ -2,12 +2,15 @@
 /*
  * wake.h - sleeping consumers and the producers that wake them.
  *
- * Each queue has up to 128 consumer seats; each seat has an eventfd made
- * by the daemon when the queue was declared, and a bit in the queue's
- * sleep_mask. Every process that attaches to a queue receives all of the
- * queue's seat eventfds, so a producer can wake any seat with no help from
- * the daemon (which may be dead).
- *
+ * Each queue has up to 128 consumer seats; each seat has a bit in the
+ * queue's sleep_mask and an eventfd, made by the daemon when a consumer
+ * first takes the seat and kept until the queue is reclaimed. A process
+ * that attaches to a queue receives the eventfds made so far; a producer
+ * that later finds a sleeper on a seat it has no eventfd for fetches the
+ * new ones (SEATS) before it claims that sleeper: see [SEATFD] below.
+ * With the eventfds, a producer wakes any seat with no help from the
+ * daemon (which may be dead).
+
  * The protocol [WAKE] (a Dekker pair; both sides use a SEQ_CST RMW
  * followed by smp_mb__after_atomic() and a load; the daemon, putting a
  * message back, is a producer too: dq_wake() in deliver.c):
@@ -32,6 +35,23 @@
  * with the module). A seat the module does not know (woken 0) gets the
  * eventfd write, so the claim is always paid.
  *
+ * [SEATFD] A producer claims (clears) a bit only when it holds that
+ * seat's eventfd. The daemon makes a seat's eventfd, then stores the
+ * queue's seat_epoch (the count of eventfds made), then replies to the
+ * consumer, which sets its bit only after that reply (a SEQ_CST RMW,
+ * so a release). A producer that sees a sleeper's bit but lacks its fd
+ * issues smp_rmb() and loads seat_epoch: it sees that epoch or a later
+ * one. Its wake set records the epoch of the reply its fds came with
+ * (every fd made up to that epoch), so the epochs differ, and it asks the
+ * daemon for the fds (SEATS), then claims the seat. Equal epochs with an
+ * fd missing mean the bit is no sleeper's (a member scribbled it): it is
+ * left alone, unclaimed (clearing it could race with a consumer taking
+ * that seat just then). The publish path is unchanged: the epoch is read only when
+ * a sleeper's fd is missing, once per new seat per producer process.
+ * What the daemon's death costs: a seat made after a producer last
+ * fetched cannot be fetched any more; that producer leaves its bit set
+ * for one that can (docs/decisions.md).
+ *
  * Tokens: a producer that cleared our bit owes us one. Every wake-up
  * read()s the eventfd, which drains all tokens, and arm() drains whatever
  * is there; a late token (claim seen at disarm, token arriving after)
@@ -46,10 +66,13 @@
 #include "internal.h"
 #include "ring.h"
 
-/* The eventfds of one queue's seats, as this process holds them. */
+/* The eventfds of one queue's seats, as this process holds them: fds[i]
+ * is -1 until the daemon has made seat i's and we have fetched it; a fd,
+ * once there, stays until the set is replaced (a new gen of the queue). */
 struct wake_set {
 	uint32_t qgen;
 	uint32_t nr;
+	uint32_t epoch;		/* the daemon's seat_epoch our fds are from */
 	int fds[];
 };
 
@@ -61,6 +84,9 @@ struct wake_table {
 	int kfd;			/* /dev/shmbus, or -1: eventfds */
 	int arena_fd;			/* the proof the module wants */
 	pthread_mutex_t lock;		/* serialises installers */
+	/* fetch the seat eventfds of (qid, qgen) made so far and install
+	 * them: 0 or -errno (NULL: cannot) */
+	int (*refresh)(struct wake_table *t, uint32_t qid, uint32_t qgen);
 };
 
 /* Seats claimed by one publish, woken together by wake_batch_flush(). */
@@ -79,22 +105,35 @@ int wake_table_init(struct wake_table *t, uint32_t n);
 void wake_table_fini(struct wake_table *t);
 
 /*
- * Make @fds (seat order, @nr of them) the wake set of (qid, qgen). Takes
- * ownership of the fds in every case: if a set for the same gen is already
- * installed, they are closed. A set of an older gen is replaced and closed
- * after an RCU grace period (no producer thread can still write to it).
+ * Add @fds (@nfds of them, seat order, for the seats set in @map) to the
+ * wake set of (qid, qgen), a queue of @nr_seats seats, as of the daemon's
+ * @epoch. Takes ownership of the fds in every case: a seat the set already
+ * has an fd for keeps it and the new one is closed. A set of an older gen
+ * is replaced and closed after an RCU grace period (no producer thread can
+ * still write to it). -EPROTO if @map does not name @nfds seats below
+ * @nr_seats.
  */
 int wake_table_install(struct wake_table *t, uint32_t qid, uint32_t qgen,
-		       int *fds, uint32_t nr);
+		       int *fds, uint32_t nfds, const uint64_t *map,
+		       uint32_t nr_seats, uint32_t epoch);
 
-/* Is a wake set for (qid, qgen) installed? */
-bool wake_table_has(struct wake_table *t, uint32_t qid, uint32_t qgen);
+/* Index of @seat's fd among the fds of @map (the seats before it). */
+static inline unsigned seat_map_index(const uint64_t *map, uint32_t seat)
+{
+	unsigned i = 0;
+
+	for (uint32_t w = 0; w < seat / 64; w++)
+		i += __builtin_popcountll(map[w]);
+	return i + __builtin_popcountll(map[seat / 64] &
+					((1ULL << (seat % 64)) - 1));
+}
 
 /*
  * Out of line: some seat of the queue is asleep. Claim up to @n of them
  * and wake them: at once, or, with @b, when the caller flushes @b (a
- * topic publish wakes all its subscriptions in one go). Returns the
- * number of seats claimed.
+ * topic publish wakes all its subscriptions in one go). A sleeper whose
+ * eventfd we lack makes us fetch the new ones first ([SEATFD]). Returns
+ * the number of seats claimed.
  */
 unsigned __wake_sleepers(struct wake_table *t, struct shmbus_queue *q,
 			 uint32_t qid, uint32_t qgen, unsigned n,

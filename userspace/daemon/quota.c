@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: MIT
+/*
+ * quota.c - per-uid quotas: what one local user can make the daemon
+ * allocate. Root's daemon serves every user, so each resource a request
+ * creates is charged to a uid: buses and their bytes (to the bus's
+ * creator), queues and their consumer seats (to the uid that declared
+ * them, topics and subscriptions included), and open connections. A
+ * charge that would pass the uid's limit is refused with -EDQUOT and a
+ * reason naming the quota; charges go back when the resource goes.
+ *
+ * Root and the daemon's own uid are exempt: a per-user daemon serves its
+ * own user only, and root can exhaust the host anyway.
+ *
+ * Defaults come from the daemon's resources: a share (--quota-share,
+ * percent) of its file descriptor budget (RLIMIT_NOFILE after raising it)
+ * split between the fd-holding resources (seats half, connections a
+ * quarter, buses, two fds each, the last quarter), and the same share of
+ * memory (MemTotal, or the cgroup's memory.max if lower) for arena bytes.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "shmbusd.h"
+
+static const char *const names[Q__NR] = {
+	[Q_BUSES] = "buses", [Q_BYTES] = "bytes", [Q_QUEUES] = "queues",
+	[Q_SEATS] = "seats", [Q_CONNS] = "conns",
+};
+
+/* One uid's use; a uid with nothing charged has no record. */
+struct quota_user {
+	struct quota_user *next;
+	uid_t uid;
+	uint64_t use[Q__NR];
+};
+
+static uint64_t limit[Q__NR];
+static bool limit_set[Q__NR];
+static unsigned share = QUOTA_SHARE_DEFAULT;
+static uid_t own_uid;
+static struct quota_user *users;
+static char why[200];
+
+const char *quota_name(enum quota_res r)
+{
+	return names[r];
+}
+
+/* "123", "64K", "1M", "2G", "1T" (binary units), or "unlimited". */
+static int parse_value(const char *s, uint64_t *v)
+{
+	unsigned long long n;
+	char *end;
+
+	if (!strcmp(s, "unlimited")) {
+		*v = QUOTA_UNLIMITED;
+		return 0;
+	}
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (*end) {
+	case 'T': case 't': n = n > (~0ULL >> 10) ? ~0ULL : n << 10; /* fall through */
+	case 'G': case 'g': n = n > (~0ULL >> 10) ? ~0ULL : n << 10; /* fall through */
+	case 'M': case 'm': n = n > (~0ULL >> 10) ? ~0ULL : n << 10; /* fall through */
+	case 'K': case 'k': n = n > (~0ULL >> 10) ? ~0ULL : n << 10; end++; break;
+	case '\0': break;
+	default: return -EINVAL;
+	}
+	if (*end || n == ~0ULL)
+		return -EINVAL;
+	*v = n;
+	return 0;
+}
+
+int quota_parse(const char *spec)
+{
+	char buf[256], *save = NULL, *tok;
+
+	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
+		return -EINVAL;
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		int r;
+
+		if (!eq)
+			return -EINVAL;
+		*eq = '\0';
+		for (r = 0; r < Q__NR; r++)
+			if (!strcmp(tok, names[r]))
+				break;
+		if (r == Q__NR || parse_value(eq + 1, &limit[r]))
+			return -EINVAL;
+		limit_set[r] = true;
+	}
+	return 0;
+}
+
+int quota_set_share(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (*end || end == s || v < 1 || v > 100)
+		return -EINVAL;
+	share = (unsigned)v;
+	return 0;
+}
+
+/* The smaller of MemTotal and our cgroup's memory.max, in bytes. */
+static uint64_t memory_budget(void)
+{
+	uint64_t mem = (uint64_t)sysconf(_SC_PHYS_PAGES) *
+		       (uint64_t)sysconf(_SC_PAGESIZE);
+	char path[300] = "/sys/fs/cgroup", line[256];
+	unsigned long long max;
+	FILE *f = fopen("/proc/self/cgroup", "r");
+
+	if (f) {
+		/* cgroup v2: "0::/some/path" */
+		if (fgets(line, sizeof(line), f) && !strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max",
+				 line + 3);
+		}
+		fclose(f);
+	}
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%llu", &max) == 1 && max < mem)
+			mem = max;
+		fclose(f);
+	}
+	return mem;
+}
+
+void quota_init(uint64_t nofile)
+{
+	uint64_t fds = nofile * share / 100, mem = memory_budget() / 100 * share;
+	uint64_t def[Q__NR] = {
+		[Q_SEATS] = MAX(fds / 2, 16u),
+		[Q_CONNS] = MAX(fds / 4, 8u),
+		[Q_BUSES] = MAX(fds / 8, 1u),
+		[Q_BYTES] = mem,
+	};
+
+	/* every queue takes at least one seat: a quarter of the seats */
+	def[Q_QUEUES] = MAX(def[Q_SEATS] / 4, 4u);
+	own_uid = geteuid();
+	for (int r = 0; r < Q__NR; r++)
+		if (!limit_set[r])
+			limit[r] = def[r];
+	if (own_uid != 0) {
+		log_info("quotas: none (a per-user daemon serves uid %u only)",
+			 own_uid);
+		return;
+	}
+	log_info("quotas per uid (root exempt; %u%% of %llu fds and %llu "
+		 "bytes unless set): buses %llu, bytes %llu, queues %llu, "
+		 "seats %llu, conns %llu", share, (unsigned long long)nofile,
+		 (unsigned long long)memory_budget(),
+		 (unsigned long long)limit[Q_BUSES],
+		 (unsigned long long)limit[Q_BYTES],
+		 (unsigned long long)limit[Q_QUEUES],
+		 (unsigned long long)limit[Q_SEATS],
+		 (unsigned long long)limit[Q_CONNS]);
+}
+
+uint64_t quota_limit(enum quota_res r)
+{
+	return limit[r];
+}
+
+bool quota_exempt(uid_t uid)
+{
+	return uid == 0 || uid == own_uid;
+}
+
+static struct quota_user *user_of(uid_t uid, bool create)
+{
+	struct quota_user *u;
+
+	for (u = users; u; u = u->next)
+		if (u->uid == uid)
+			return u;
+	if (!create || !(u = calloc(1, sizeof(*u))))
+		return NULL;
+	u->uid = uid;
+	u->next = users;
+	users = u;
+	return u;
+}
+
+uint64_t quota_use(uid_t uid, enum quota_res r)
+{
+	const struct quota_user *u = user_of(uid, false);
+
+	return u ? u->use[r] : 0;
+}
+
+int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
+{
+	struct quota_user *u;
+
+	if (quota_exempt(uid) || !n)
+		return 0;
+	u = user_of(uid, true);
+	if (!u)
+		return -ENOMEM;
+	if (limit[r] != QUOTA_UNLIMITED &&
+	    (n > limit[r] || u->use[r] > limit[r] - n)) {
+		snprintf(why, sizeof(why),
+			 "quota: %s %llu of %llu for uid %u (asked for %llu)",
+			 names[r], (unsigned long long)u->use[r],
+			 (unsigned long long)limit[r], uid,
+			 (unsigned long long)n);
+		log_warn("uid %u pid %d: refused, %s", uid, (int)pid, why);
+		return -EDQUOT;
+	}
+	u->use[r] += n;
+	return 0;
+}
+
+void quota_release(uid_t uid, enum quota_res r, uint64_t n)
+{
+	struct quota_user **pp, *u = user_of(uid, false);
+
+	if (quota_exempt(uid) || !n)
+		return;
+	if (!u || u->use[r] < n) {
+		log_err("quota: releasing %llu %s uid %u does not hold",
+			(unsigned long long)n, names[r], uid);
+		if (u)
+			u->use[r] = 0;
+		return;
+	}
+	u->use[r] -= n;
+	for (int i = 0; i < Q__NR; i++)
+		if (u->use[i])
+			return;
+	for (pp = &users; *pp != u; pp = &(*pp)->next)
+		;
+	*pp = u->next;
+	free(u);
+}
+
+const char *quota_why(void)
+{
+	return why;
+}
+
+void quota_why_clear(void)
+{
+	why[0] = '\0';
+}
+
+void quota_free(void)
+{
+	while (users) {
+		struct quota_user *u = users;
+
+		users = u->next;
+		free(u);
+	}
+}
