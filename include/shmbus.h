@@ -134,7 +134,9 @@ struct shmbus_open_opts {
  *   ENOMEM        the daemon's memory cgroup or the host has not the room
  *                 for the arena (nothing was allocated)
  *   EDQUOT        the arena is over the daemon's --bus-max or would bring
- *                 all arenas over --memory-max
+ *                 all arenas over --memory-max; or the caller's uid is at
+ *                 its buses, bytes or conns quota (shmbus_errmsg() says
+ *                 which)
  *   ECONNREFUSED  no daemon could be reached or started
  *   ETIMEDOUT     connect_timeout_ms passed: a full listen backlog, or no
  *                 answer to HELLO or BUS_OPEN (shmbus_errmsg() says which)
@@ -228,6 +230,8 @@ struct shmbus_queue_opts {
  *   -EINVAL  bad name or options; -EMSGSIZE  msg_size larger than the
  *   largest pool class; -ENOSPC  directory or ring storage full;
  *   -EACCES  caller is not the bus owner (or root); -EPERM read-only bus;
+ *   -EDQUOT  the caller's uid is at its queues or seats quota (every
+ *   max_consumers seat counts; shmbus_errmsg() says which);
  *   -ENOTCONN/-ECONNRESET  the daemon is gone.
  */
 SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
@@ -388,7 +392,8 @@ struct shmbus_sub_opts {
  * An ephemeral subscription is deleted when its last consumer goes; a
  * durable one when shmbus__unsubscribe() says so.
  * Returns NULL with errno EINVAL (bad pattern or group), ENAMETOOLONG
- * (pattern + group over 62 bytes), EACCES, EUSERS, ENOSPC, ...
+ * (pattern + group over 62 bytes), EACCES, EUSERS, ENOSPC, EDQUOT (a new
+ * subscription over the caller's queues or seats quota), ...
  */
 SHMBUS_API struct shmbus_consumer *
 shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
@@ -566,7 +571,9 @@ struct shmbus_consumer_opts {
  * Attach a consumer to queue @queue (competing with the queue's other
  * consumers: each message goes to one of them). Returns a handle, or NULL
  * with errno ENOENT, EACCES (no r permission), EUSERS (max_consumers or
- * slots exhausted), EINVAL, ENOTCONN/ECONNRESET, ECHILD.
+ * slots exhausted), EMFILE/ENFILE (the daemon could not make the seat's
+ * eventfd: it makes one when a consumer first takes a seat), EINVAL,
+ * ENOTCONN/ECONNRESET, ECHILD.
  */
 SHMBUS_API struct shmbus_consumer *
 shmbus_consumer__new(struct shmbus *bus, const char *queue,
