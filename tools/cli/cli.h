@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct iovec;
 struct shmbus;
 struct shmbus_queue_info;
 
@@ -23,6 +24,9 @@ struct shmbus_queue_info;
  * parentheses if there was one, on stderr; exit(1). */
 __attribute__((format(printf, 1, 2), noreturn))
 void die(const char *fmt, ...);
+
+/* The command being run ("queue", "sub", ...), or "shmbus". */
+const char *cli_command(void);
 
 /* --socket, or NULL. */
 const char *cli_socket(void);
@@ -55,10 +59,47 @@ int subcommand(int *argc, char ***argv, void (*usage)(FILE *),
 /* Every queue, topic and subscription of @bus (free() the array). */
 struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n);
 
+/* Die unless @name is a valid queue/topic/group name (1..63 bytes of
+ * A-Z a-z 0-9 . _ -, not starting with '.'), saying what is allowed;
+ * @what names it ("queue", "dead-letter queue", "group"). */
+void check_name(const char *what, const char *name);
+
 /* SIGINT and SIGTERM set a flag, cli_interrupted(), instead of ending the
  * process; a blocking receive or serve they interrupt returns -EINTR. */
 void cli_trap_stop_signals(void);
 bool cli_interrupted(void);
+
+/* ---- out.c: escaped arena text, checked writes --------------------- */
+
+/* Room for the escape of @n bytes: 4 per byte at most, and the NUL. */
+#define ESC_LEN(n)	(4 * (n) + 1)
+
+/* @len bytes of @s escaped into @buf (@cap bytes, cut at a whole
+ * escape): printable ASCII as it is but a backslash, which is doubled;
+ * every other byte as backslash, 'x', two hex digits. Returns @buf. */
+const char *esc_text(char *buf, size_t cap, const void *s, size_t len);
+
+/* A name (at most 64 bytes read) escaped as esc_text() does, in one of
+ * eight static buffers used in turn: for a row of a table. */
+const char *esc(const char *s);
+
+/* esc(@s) with each backslash and quote backslashed: the inside of a
+ * JSON string or of a Prometheus label value. json_str() adds the
+ * quotes. */
+void put_quoted(FILE *f, const char *s);
+void json_str(FILE *f, const char *s);
+
+/* writev() until all of @iov went out (@iov is consumed). Returns 0 or
+ * -errno (-EPIPE: the reader is gone; SIGPIPE is ignored). */
+int cli_write_all(int fd, struct iovec *iov, int n);
+
+/* Make sure fds 0, 1 and 2 are open before anything else is: a closed
+ * one gets /dev/null opened so that it still fails as a closed one. */
+void cli_std_fds(void);
+
+/* At exit: flush and close stdout; a write that failed exits 1 with a
+ * message. */
+void cli_close_stdout(void);
 
 /* ---- daemon.c -------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ int cmd_daemon(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		args[n++] = argv[i];
 	args[n] = NULL;
+	signal(SIGPIPE, SIG_DFL);	/* not the ignoring main() set up */
 	if (strchr(bin, '/'))
 		execv(bin, args);
 	else

@@ -76,30 +76,32 @@ static void dlq_list(const struct shmbus_queue_info *qi, int n)
 		for (int k = 0; k < n; k++)
 			if (!strcmp(qi[k].name, qi[i].dead_letter_queue))
 				depth = qi[k].depth;
-		printf("%-24s %-24s %10llu %12llu\n", qi[i].name,
-		       qi[i].dead_letter_queue,
+		printf("%-24s %-24s %10llu %12llu\n", esc(qi[i].name),
+		       esc(qi[i].dead_letter_queue),
 		       (unsigned long long)depth,
 		       (unsigned long long)
 		       qi[i].stat[SHMBUS_STAT_DEADLETTERED]);
 	}
 }
 
-/* One line per message of @m: reason, source queue, deliveries, body. */
+/* One line per message of @m: reason, source queue, deliveries, the
+ * first 200 bytes of the body; names and body escaped (out.c). */
 static void print_dead(const struct shmbus_msg *m, int got,
 		       const struct shmbus_queue_info *qi, int n)
 {
 	printf("%-14s %-20s %5s  %s\n", "REASON", "SOURCE", "DELIV",
 	       "BODY");
 	for (int i = 0; i < got; i++) {
+		char body[ESC_LEN(200)];
 		const char *src = "-";
 
 		for (int k = 0; k < n; k++)
 			if (m[i].dl_src && qi[k].id == m[i].dl_src - 1)
-				src = qi[k].name;
-		printf("%-14s %-20s %5u  %.*s\n",
-		       dl_reason_name(m[i].dl_reason), src,
-		       m[i].dl_count, (int)MIN_U(m[i].len, 200),
-		       (const char *)m[i].data);
+				src = esc(qi[k].name);
+		printf("%-14s %-20s %5u  %s\n",
+		       dl_reason_name(m[i].dl_reason), src, m[i].dl_count,
+		       esc_text(body, sizeof(body), m[i].data,
+				MIN_U(m[i].len, 200)));
 	}
 }
 
@@ -169,10 +171,14 @@ int cmd_dlq(int argc, char **argv)
 	} else if (!strcmp(sub, "peek")) {
 		if (optind + 1 != argc)
 			die("peek needs exactly one DLQ");
+		check_name("queue", argv[optind]);
 		dlq_peek(bus, argv[optind], count, qi, n);
 	} else if (!strcmp(sub, "redrive")) {
 		if (optind + 1 != argc)
 			die("redrive needs exactly one DLQ");
+		check_name("queue", argv[optind]);
+		if (to)
+			check_name("queue", to);
 		dlq_redrive(bus, argv[optind], to, count);
 	} else {
 		die("unknown dlq command '%s' (list, peek, redrive)", sub);

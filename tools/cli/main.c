@@ -8,7 +8,7 @@
  * (cli.h).
  *
  * Every command has --help; every failure prints one line on stderr and
- * exits non-zero.
+ * exits non-zero, a failed write to standard output included (out.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -87,6 +87,29 @@ static void usage_main(FILE *f)
 "  --help          this text; COMMAND --help for each command\n");
 }
 
+const char *cli_command(void)
+{
+	return cmd_name;
+}
+
+void check_name(const char *what, const char *name)
+{
+	/* the rule of the protocol (proto_name_valid() in the library) */
+	size_t n = strlen(name);
+	bool ok = n >= 1 && n <= 63 && name[0] != '.';
+	char shown[ESC_LEN(64)];
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (name[i] >= 'a' && name[i] <= 'z') ||
+		     (name[i] >= 'A' && name[i] <= 'Z') ||
+		     (name[i] >= '0' && name[i] <= '9') ||
+		     name[i] == '.' || name[i] == '_' || name[i] == '-';
+	if (!ok)
+		die("invalid %s name '%s': a name is 1 to 63 bytes of A-Z a-z "
+		    "0-9 . _ - and does not start with '.'", what,
+		    esc_text(shown, sizeof(shown), name, MIN_U(n, 64)));
+}
+
 const char *cli_socket(void)
 {
 	return opt_socket;
@@ -100,6 +123,9 @@ struct shmbus *open_bus(uint32_t flags)
 
 	if (!bus) {
 		int err = errno;
+
+		if (err == EINVAL && opt_bus)
+			check_name("bus", opt_bus);
 
 		if (err == ENOENT)
 			die("no bus '%s'", opt_bus ? opt_bus : "default");
@@ -120,14 +146,18 @@ struct shmbus *cli_open_bus_ro(bool must)
 	if (must)
 		return open_bus(o.flags);
 	bus = shmbus__open(opt_bus, &o);
+	if (!bus && errno == EINVAL && opt_bus)
+		check_name("bus", opt_bus);
 	return bus;
 }
 
 void *attach_or_die(struct shmbus *bus, const char *q, bool producer)
 {
-	void *h = producer ? (void *)shmbus_producer__new(bus, q, NULL)
-			   : (void *)shmbus_consumer__new(bus, q, NULL);
+	void *h;
 
+	check_name("queue", q);
+	h = producer ? (void *)shmbus_producer__new(bus, q, NULL)
+		     : (void *)shmbus_consumer__new(bus, q, NULL);
 	if (!h) {
 		if (errno == ENOENT)
 			die("no queue '%s'", q);
@@ -247,6 +277,12 @@ int main(int argc, char **argv)
 	};
 	int opt;
 
+	/* before anything is opened: nothing may land on fd 0, 1 or 2 */
+	cli_std_fds();
+	/* a reader that went away is an EPIPE where each write is checked
+	 * (a message it did not take is not acked), not a silent death */
+	signal(SIGPIPE, SIG_IGN);
+	atexit(cli_close_stdout);
 	shmbus_set_print(capture_print);
 	/* options before the command only: stop at the first non-option */
 	while ((opt = getopt_long(argc, argv, "+b:s:Vh", longopts, NULL)) != -1) {

@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,23 +56,10 @@ static const char *const latency_names[SHMBUS_LAT__MAX] = {
 	"publish_deliver", "deliver_ack", "wakeup",
 };
 
-/* A label value, escaped as the format wants (\\, \", \n). */
-static void label(FILE *out, const char *v)
-{
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			fputc('\\', out);
-		if (*v == '\n') {
-			fputs("\\n", out);
-			continue;
-		}
-		fputc(*v, out);
-	}
-}
-
 /* {bus="..",queue=".." — the caller closes the brace or adds labels.
  * Rows only BPF knows (another bus, a queue deleted since) are named by
- * their ids. */
+ * their ids. The names are escaped (out.c), then backslashes and quotes
+ * as label values want: any member of the bus can write them. */
 static void labels(FILE *out, const struct obs_row *r)
 {
 	char b[16], q[16];
@@ -81,9 +67,9 @@ static void labels(FILE *out, const struct obs_row *r)
 	snprintf(b, sizeof(b), "%u", r->bus);
 	snprintf(q, sizeof(q), "%u", r->qid);
 	fputs("{bus=\"", out);
-	label(out, r->bus_name[0] ? r->bus_name : b);
+	put_quoted(out, r->bus_name[0] ? r->bus_name : b);
 	fputs("\",queue=\"", out);
-	label(out, r->name[0] ? r->name : q);
+	put_quoted(out, r->name[0] ? r->name : q);
 	fputc('"', out);
 }
 
@@ -342,14 +328,17 @@ static int serve(const char *spec, const char *dir)
 			spec, strerror(-lfd));
 		return 1;
 	}
-	signal(SIGPIPE, SIG_IGN);
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0 &&
 	    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
 			NI_NUMERICHOST | NI_NUMERICSERV) == 0)
 		printf("serving http://%s%s%s:%s/metrics\n",
 		       ss.ss_family == AF_INET6 ? "[" : "", h,
 		       ss.ss_family == AF_INET6 ? "]" : "", p);
-	fflush(stdout);
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "shmbus: metrics: write error on standard "
+			"output: %s\n", strerror(errno));
+		return 1;
+	}
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -412,5 +401,5 @@ int cmd_metrics(int argc, char **argv)
 	}
 	fwrite(body, 1, len, stdout);
 	free(body);
-	return fflush(stdout) ? 1 : 0;
+	return 0;	/* a failed write: cli_close_stdout() at exit */
 }

@@ -8,6 +8,7 @@
  * the links; stop ends that process and removes the pins; status prints
  * the pinned counters.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,17 +27,23 @@ static int do_start(const char *dir)
 {
 	char msg[MONITOR_MSG_MAX];
 	struct monitor *m;
+	int werr = 0;
 
 	if (monitor_start(dir, &m, msg, sizeof(msg)))
 		return fail(msg);
 	printf("monitoring %s; counters in %s "
 	       "(bpftool map dump pinned %s)\n", m->lib, m->qstats, m->qstats);
-	fflush(stdout);
+	errno = 0;
+	if (fflush(stdout) || ferror(stdout))
+		werr = errno ? errno : EIO;
 	if (monitor_hold(m, msg, sizeof(msg)) < 0)
 		return fail(msg);
+	if (werr)
+		fprintf(stderr, "shmbus: monitor: started, but writing to "
+			"standard output failed: %s\n", strerror(werr));
 	/* _exit: the links are the holder's now; an exit()'s cleanups (and
 	 * a leak checker) must not touch them */
-	_exit(0);
+	_exit(werr ? 1 : 0);
 }
 
 static int do_stop(const char *dir)

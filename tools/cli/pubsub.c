@@ -2,7 +2,8 @@
 /*
  * pubsub.c - `shmbus pub` and `shmbus sub`: publishing messages to a
  * queue or topic (an argument, or each line of stdin), and receiving
- * them from a queue or a topic subscription, one per line.
+ * them from a queue or a topic subscription, one per line, each written
+ * out before it is acked.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/uio.h>
 
 #include "shmbus.h"
 #include "cli.h"
@@ -29,7 +32,9 @@ static void usage_pub(FILE *f)
 "SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id;\n"
 "--dedup-id: idempotency key (the queue needs a --dedup-window);\n"
 "--attr: a message attribute (header), up to 16; --priority: the level\n"
-"(0 = default; the queue's --priorities - 1 is the highest).\n");
+"(0 = default; the queue's --priorities - 1 is the highest).\n"
+"An error reading standard input (a directory, a closed stdin) stops\n"
+"publishing and exits 1.\n");
 }
 
 /* --attr KEY=VALUE: one more attribute in @po (@arg is split in place). */
@@ -105,7 +110,7 @@ static void publish_or_die(struct shmbus_producer *p, const char *q,
 }
 
 /* Each line of stdin, without its newline, as one message. Returns how
- * many. */
+ * many; a read error dies. */
 static unsigned long publish_lines(struct shmbus_producer *p, const char *q,
 				   const struct shmbus_pub_opts *po)
 {
@@ -113,6 +118,7 @@ static unsigned long publish_lines(struct shmbus_producer *p, const char *q,
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
+	int err;
 
 	while ((len = getline(&line, &cap, stdin)) >= 0) {
 		if (len && line[len - 1] == '\n')
@@ -120,7 +126,13 @@ static unsigned long publish_lines(struct shmbus_producer *p, const char *q,
 		publish_or_die(p, q, line, len, po);
 		n++;
 	}
+	/* a read error (a directory, a closed stdin: EBADF) is not the end
+	 * of the input: what was read is published, nothing after it */
+	err = errno;
 	free(line);
+	if (ferror(stdin))
+		die("reading standard input: %s (published %lu message%s "
+		    "before it)", strerror(err), n, n == 1 ? "" : "s");
 	return n;
 }
 
@@ -172,7 +184,11 @@ static void usage_sub(FILE *f)
 "nobody is subscribed; --drop-oldest drops its oldest message when full\n"
 "instead of holding publishers up; --history starts with the topics'\n"
 "history.\n"
-"--headers prints each message's attributes (KEY=VALUE ... | body).\n");
+"--headers prints each message's attributes (KEY=VALUE ... | body),\n"
+"escaped; the body is written as it is.\n"
+"Each message is written out whole before it is acked; at the first\n"
+"write error (a reader that went away, a full disk) that message goes\n"
+"back to the queue at once, the rest stay there, and sub exits 1.\n");
 }
 
 struct sub_args {
@@ -235,6 +251,8 @@ static struct shmbus_consumer *sub_consumer(struct shmbus *bus, const char *q,
 
 	if (!a->topic)
 		return attach_or_die(bus, q, false);
+	if (a->so.group)
+		check_name("group", a->so.group);
 	c = shmbus_consumer__subscribe(bus, q, &a->so);
 	if (!c)
 		die("cannot subscribe to '%s': %s", q,
@@ -243,27 +261,52 @@ static struct shmbus_consumer *sub_consumer(struct shmbus *bus, const char *q,
 	return c;
 }
 
-/* "KEY=VALUE ... | " for --headers, then the body, on one line. */
-static void print_msg(const struct shmbus_msg *m, bool headers)
+/* The "KEY=VALUE ... | " of --headers into @buf (@cap bytes), escaped
+ * (out.c): any producer writes them. Returns its length. */
+static size_t headers_of(const struct shmbus_msg *m, char *buf, size_t cap)
 {
-	if (headers) {
-		uint32_t it = 0;
-		const char *k;
-		const void *v;
-		size_t kl, vl;
+	uint32_t it = 0;
+	size_t o = 0, kl, vl;
+	const char *k;
+	const void *v;
 
-		while (shmbus_msg__attr_next(m, &it, &k, &kl, &v, &vl) == 1)
-			printf("%.*s=%.*s ", (int)kl, k, (int)vl,
-			       (const char *)v);
-		printf("| ");
+	while (shmbus_msg__attr_next(m, &it, &k, &kl, &v, &vl) == 1 &&
+	       o + ESC_LEN(kl) + ESC_LEN(vl) + 2 < cap) {
+		o += strlen(esc_text(buf + o, cap - o, k, kl));
+		buf[o++] = '=';
+		o += strlen(esc_text(buf + o, cap - o, v, vl));
+		buf[o++] = ' ';
 	}
-	fwrite(m->data, 1, m->len, stdout);
-	fputc('\n', stdout);
+	memcpy(buf + o, "| ", 3);
+	return o + 2;
 }
 
-/* Receive, print and ack until the count, the timeout or a signal.
- * Returns 0, or the receive error that ended it. */
-static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a)
+/* Message @m on standard output, whole (write(2) until done; nothing is
+ * held in a buffer): with --headers its attributes first, then the body
+ * as it is and a newline. Returns 0 or -errno. */
+static int write_msg(const struct shmbus_msg *m, bool headers)
+{
+	static char hdr[ESC_LEN(SHMBUS_ATTR_BYTES) + 8];
+	struct iovec iov[3];
+	int n = 0;
+
+	if (headers)
+		iov[n++] = (struct iovec){ hdr, headers_of(m, hdr, sizeof(hdr)) };
+	iov[n++] = (struct iovec){ (void *)m->data, m->len };
+	iov[n++] = (struct iovec){ "\n", 1 };
+	return cli_write_all(STDOUT_FILENO, iov, n);
+}
+
+/*
+ * Receive, write and ack until the count, the timeout or a signal. A
+ * message is acked only once it was written out whole (handed to the
+ * kernel: a file, a pipe's buffer). A write that fails (EPIPE: the reader
+ * is gone; ENOSPC; EBADF) stops it: that message is nacked at once for
+ * redelivery, the ones not received yet stay in the queue. Returns 0,
+ * the receive error that ended it, or 1 after a write error (in *@werr).
+ */
+static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a,
+		    int *werr)
 {
 	unsigned long got = 0;
 	int err = 0;
@@ -278,8 +321,14 @@ static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a)
 		}
 		if (err)
 			break;
-		print_msg(&m, a->headers);
-		shmbus_consumer__release(c, &m);
+		*werr = write_msg(&m, a->headers);
+		if (*werr) {
+			(void)shmbus_consumer__nack(c, &m, 0);
+			return 1;
+		}
+		/* -ESTALE: the lease ran out while we wrote; the message is
+		 * delivered again (at least once) */
+		(void)shmbus_consumer__ack(c, &m);
 		got++;
 	}
 	return err;
@@ -294,7 +343,7 @@ int cmd_sub(int argc, char **argv)
 	struct shmbus_consumer *c;
 	struct shmbus *bus;
 	const char *q;
-	int err;
+	int err, werr = 0;
 
 	if ((err = sub_options(argc, argv, &a)) >= 0)
 		return err;
@@ -302,10 +351,12 @@ int cmd_sub(int argc, char **argv)
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
 	c = sub_consumer(bus, q, &a);
 	cli_trap_stop_signals();
-	err = sub_loop(c, &a);
-	fflush(stdout);
+	err = sub_loop(c, &a, &werr);
 	shmbus_consumer__free(c);
 	shmbus__close(bus);
+	if (err == 1)
+		die("writing to standard output: %s (that message and the "
+		    "rest are left in '%s')", strerror(-werr), q);
 	if (err == -EIDRM)
 		die("queue '%s' was deleted", q);
 	if (err)

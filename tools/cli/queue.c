@@ -132,7 +132,7 @@ static void queue_list(void)
 	for (int i = 0; i < n; i++) {
 		if (qi[i].kind != SHMBUS_QUEUE)
 			continue;
-		printf("%-24s %10llu %10u %10u %9u %9u\n", qi[i].name,
+		printf("%-24s %10llu %10u %10u %9u %9u\n", esc(qi[i].name),
 		       (unsigned long long)qi[i].depth, qi[i].capacity,
 		       qi[i].msg_size, qi[i].consumers, qi[i].producers);
 	}
@@ -142,9 +142,14 @@ static void queue_list(void)
 
 static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
 {
-	struct shmbus *bus = open_bus(0);
-	int err = shmbus__queue_declare(bus, name, qo);
+	struct shmbus *bus;
+	int err;
 
+	check_name("queue", name);
+	if (qo->dead_letter_queue)
+		check_name("dead-letter queue", qo->dead_letter_queue);
+	bus = open_bus(0);
+	err = shmbus__queue_declare(bus, name, qo);
 	if (err == -EEXIST)
 		die("queue '%s' exists with different settings", name);
 	if (err == -ENOENT)
@@ -162,9 +167,12 @@ static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
 
 void delete_queue(const char *kind, const char *name)
 {
-	struct shmbus *bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	int err = shmbus__queue_delete(bus, name);
+	struct shmbus *bus;
+	int err;
 
+	check_name(kind, name);
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	err = shmbus__queue_delete(bus, name);
 	if (err == -ENOENT)
 		die("no %s '%s'", kind, name);
 	if (err < 0)

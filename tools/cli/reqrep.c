@@ -2,14 +2,18 @@
 /*
  * reqrep.c - `shmbus req` and `shmbus reply`: sending one request and
  * printing its reply, and serving the requests of a queue with their own
- * body (--echo) or a shell command's output (--exec).
+ * body (--echo) or a shell command's output (--exec), each acked only
+ * once it was answered.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include "shmbus.h"
@@ -51,6 +55,7 @@ int cmd_req(int argc, char **argv)
 		usage_req(stderr);
 		return 2;
 	}
+	check_name("queue", argv[optind]);
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
 	n = shmbus__request(bus, argv[optind], argv[optind + 1],
 			    strlen(argv[optind + 1]), rep, sizeof(rep),
@@ -65,8 +70,15 @@ int cmd_req(int argc, char **argv)
 		    timeout_ns / 1e9);
 	if (n < 0)
 		die("request to '%s': %s", argv[optind], strerror((int)-n));
-	fwrite(rep, 1, (size_t)n, stdout);
-	fputc('\n', stdout);
+	{
+		struct iovec iov[2] = { { rep, (size_t)n }, { "\n", 1 } };
+		int err = cli_write_all(STDOUT_FILENO, iov, 2);
+
+		/* the reply was taken from the reply queue: it is lost */
+		if (err)
+			die("writing the reply to standard output: %s",
+			    strerror(-err));
+	}
 	return 0;
 }
 
@@ -80,21 +92,27 @@ static void usage_reply(FILE *f)
 "\n"
 "Serve requests on QUEUE: --echo answers each with its own body; --exec\n"
 "runs CMD with /bin/sh for each request, the request on its standard\n"
-"input, and answers with its standard output (a failing CMD answers\n"
-"nothing: the request is rejected). Stops after COUNT requests, or after\n"
-"--timeout SECONDS without one (default: runs until interrupted).\n");
+"input, and answers with its standard output. A request is acked only\n"
+"once it is answered: when CMD exits non-zero (or writes more than the\n"
+"reply queue takes) it is nacked, delivered again after the queue's\n"
+"--backoff, and dead-lettered after its --max-deliveries. Stops after\n"
+"COUNT requests, or after --timeout SECONDS without one (default: runs\n"
+"until interrupted).\n");
 }
 
 /* Run the shell command @ctx with the request on stdin; its stdout is
- * the reply. */
+ * the reply (without one trailing newline). Returns its length, or
+ * -ECANCELED when CMD did not exit 0, -EMSGSIZE when it wrote more than
+ * @cap bytes, -errno when it could not be run. */
 static ssize_t exec_handler(void *ctx, const struct shmbus_msg *req,
 			    void *reply, size_t cap)
 {
 	const char *cmd = ctx;
 	char tmpl[] = "/tmp/shmbus-req-XXXXXX";
 	int in = mkstemp(tmpl), out[2], st;
-	ssize_t n = 0, r;
+	size_t n = 0, over = 0;
 	pid_t kid;
+	ssize_t r;
 
 	if (in < 0)
 		return -errno;
@@ -111,27 +129,38 @@ static ssize_t exec_handler(void *ctx, const struct shmbus_msg *req,
 		close(in);
 		close(out[0]);
 		close(out[1]);
+		signal(SIGPIPE, SIG_DFL);	/* not our SIG_IGN */
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(in);
 	close(out[1]);
-	while (kid > 0 && (size_t)n < cap &&
-	       (r = read(out[0], (char *)reply + n, cap - n)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
+	/* all of it, so that CMD never blocks on a full pipe: what does not
+	 * fit is read and counted */
+	while (kid > 0) {
+		char sink[4096];
+		bool fits = n < cap;
+
+		r = read(out[0], fits ? (char *)reply + n : sink,
+			 fits ? cap - n : sizeof(sink));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
 			break;
-		}
-		n += r;
+		if (fits)
+			n += (size_t)r;
+		else
+			over += (size_t)r;
 	}
 	close(out[0]);
 	if (kid < 0 || waitpid(kid, &st, 0) < 0 || !WIFEXITED(st) ||
 	    WEXITSTATUS(st) != 0)
 		return -ECANCELED;
+	if (over)
+		return -EMSGSIZE;
 	if (n && ((char *)reply)[n - 1] == '\n')
 		n--;
-	return n;
+	return (ssize_t)n;
 }
 
 static ssize_t echo_handler(void *ctx, const struct shmbus_msg *req,
@@ -142,6 +171,58 @@ static ssize_t echo_handler(void *ctx, const struct shmbus_msg *req,
 	(void)ctx;
 	memcpy(reply, req->data, n);
 	return (ssize_t)n;
+}
+
+typedef ssize_t (*handler_fn)(void *ctx, const struct shmbus_msg *req,
+			      void *reply, size_t cap);
+
+/*
+ * Serve the requests of @c until @count were answered (0: no limit),
+ * @timeout_ns passed without one (< 0: never), or a signal: receive, run
+ * the handler, publish its reply, and only then ack. A handler that fails
+ * (--exec: CMD did not exit 0), or a reply that cannot be published,
+ * nacks the request: it is delivered again after the queue's backoff, and
+ * goes to its dead-letter queue after its max-deliveries. A request whose
+ * requester is gone, and a message that is no request, are acked
+ * unanswered. Returns the number answered, or a receive error.
+ */
+static int serve(struct shmbus_consumer *c, const char *q, handler_fn fn,
+		 void *ctx, unsigned long count, int64_t timeout_ns)
+{
+	static char buf[65536];
+	unsigned long done = 0;
+
+	while (!cli_interrupted() && (!count || done < count)) {
+		struct shmbus_msg m;
+		ssize_t n;
+		int err;
+
+		err = shmbus_consumer__receive_view(c, &m, timeout_ns);
+		if (err == -ETIMEDOUT || err == -EINTR)
+			break;
+		if (err)
+			return err;
+		if (!m.reply_to) {
+			(void)shmbus_consumer__ack(c, &m);
+			continue;
+		}
+		n = fn(ctx, &m, buf, sizeof(buf));
+		err = n < 0 ? (int)n
+			    : shmbus_consumer__reply(c, &m, buf, (size_t)n);
+		if (err && err != -ENOENT) {
+			fprintf(stderr, "shmbus: reply: request %llu on %s: %s; "
+				"given back for redelivery\n",
+				(unsigned long long)m.id, q,
+				n < 0 && err == -ECANCELED ? "the command failed"
+							   : strerror(-err));
+			(void)shmbus_consumer__nack(c, &m,
+						    SHMBUS_NACK_BACKOFF);
+			continue;
+		}
+		(void)shmbus_consumer__ack(c, &m);
+		done += !err;
+	}
+	return (int)MIN_U(done, (unsigned long)INT_MAX);
 }
 
 int cmd_reply(int argc, char **argv)
@@ -180,9 +261,8 @@ int cmd_reply(int argc, char **argv)
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
 	c = attach_or_die(bus, argv[optind], false);
 	cli_trap_stop_signals();
-	n = shmbus_consumer__serve(c, echo ? echo_handler : exec_handler,
-				   (void *)reply_cmd, (unsigned)count,
-				   timeout_ns);
+	n = serve(c, argv[optind], echo ? echo_handler : exec_handler,
+		  (void *)reply_cmd, count, timeout_ns);
 	shmbus_consumer__free(c);
 	shmbus__close(bus);
 	if (n < 0 && n != -EINTR)

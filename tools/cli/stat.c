@@ -2,7 +2,8 @@
 /*
  * stat.c - `shmbus stat`: the depth and counters of every queue, topic
  * and subscription, and the state of the message pools, read from the
- * bus's shared memory, as a table or as JSON.
+ * bus's shared memory, as a table or as JSON. Names are shown escaped
+ * (out.c): any member of the bus can write them.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -74,13 +75,14 @@ static int stat_options(int argc, char **argv, bool *json)
 /* One queue as a JSON object: its settings, depth and every counter. */
 static void json_queue(const struct shmbus_queue_info *q)
 {
-	printf("{\"name\":\"%s\",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
+	fputs("{\"name\":", stdout);
+	json_str(stdout, q->name);
+	printf(",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
 	       "\"in_flight\":%llu,"
 	       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
 	       "\"producers\":%u,\"lease_ns\":%lld,"
 	       "\"ttl_ns\":%lld,\"max_deliveries\":%u,"
-	       "\"dead_letter_queue\":\"%s\"",
-	       q->name,
+	       "\"dead_letter_queue\":",
 	       q->kind == SHMBUS_TOPIC ? "topic" :
 	       q->kind == SHMBUS_SUBSCRIPTION ? "subscription" : "queue",
 	       q->id,
@@ -88,8 +90,8 @@ static void json_queue(const struct shmbus_queue_info *q)
 	       (unsigned long long)q->in_flight,
 	       q->capacity, q->msg_size, q->consumers,
 	       q->producers, (long long)q->lease_ns,
-	       (long long)q->ttl_ns, q->max_deliveries,
-	       q->dead_letter_queue);
+	       (long long)q->ttl_ns, q->max_deliveries);
+	json_str(stdout, q->dead_letter_queue);
 	printf(",\"checksum\":%s",
 	       q->flags & SHMBUS_QUEUE_CHECKSUM ? "true" : "false");
 	for (unsigned k = 0; k < sizeof(stat_names) / sizeof(*stat_names); k++)
@@ -101,8 +103,9 @@ static void json_queue(const struct shmbus_queue_info *q)
 static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		      int n)
 {
-	printf("{\"bus\":\"%s\",\"bus_id\":%u,\"queues\":[",
-	       shmbus__name(bus), shmbus__id(bus));
+	fputs("{\"bus\":", stdout);
+	json_str(stdout, shmbus__name(bus));
+	printf(",\"bus_id\":%u,\"queues\":[", shmbus__id(bus));
 	for (int i = 0; i < n; i++) {
 		printf("%s", i ? "," : "");
 		json_queue(&qi[i]);
@@ -124,7 +127,7 @@ static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       int n)
 {
-	printf("bus %s (id %u)\n", shmbus__name(bus), shmbus__id(bus));
+	printf("bus %s (id %u)\n", esc(shmbus__name(bus)), shmbus__id(bus));
 	printf("%-26s %6s %5s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
 	       "QUEUE", "DEPTH", "INFLT", "PUBLISHED", "DELIVERED",
 	       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
@@ -133,7 +136,7 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		const uint64_t *st = qi[i].stat;
 
 		printf("%-26s %6llu %5llu %9llu %9llu %9llu %6llu %7llu "
-		       "%7llu %7llu %7llu %4u %4u\n", qi[i].name,
+		       "%7llu %7llu %7llu %4u %4u\n", esc(qi[i].name),
 		       (unsigned long long)qi[i].depth,
 		       (unsigned long long)qi[i].in_flight,
 		       (unsigned long long)st[SHMBUS_STAT_PUBLISHED],

@@ -7,6 +7,7 @@
  * is started). Plain ANSI (clear, home, alternate screen), so it works in
  * any terminal and in tmux; `q` or Ctrl-C quits. When standard output is
  * not a terminal, or with --batch, frames are printed one after another.
+ * Queue names are shown escaped (out.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -149,7 +150,7 @@ static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 	for (int i = 0; i < o->n; i++)
 		bus_rows += o->rows[i].arena;
 	fprintf(out, "shmbus top - bus %s - %02d:%02d:%02d - every %.1fs - "
-		"q quits\n", have_bus && bus_rows ? o->rows[0].bus_name :
+		"q quits\n", have_bus && bus_rows ? esc(o->rows[0].bus_name) :
 		have_bus ? "(no queues)" : "(unavailable)", tm.tm_hour,
 		tm.tm_min, tm.tm_sec, interval);
 	if (o->bpf)
@@ -185,7 +186,7 @@ static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 				(st[f[k]] - p->info.stat[f[k]]) / dt : NAN;
 		}
 		fprintf(out, "%-24.24s %7llu %6llu %7s %7s %7s %6s %7s %7s %7s "
-			"%7s %7s\n", r->name,
+			"%7s %7s\n", esc(r->name),
 			(unsigned long long)r->info.depth,
 			(unsigned long long)r->info.in_flight,
 			rate(b[0], 24, rt[0]), rate(b[1], 24, rt[1]),
@@ -266,7 +267,7 @@ static int top_options(int argc, char **argv, struct top_args *a)
 
 /* Frame @n: a snapshot of the bus and the maps into @cur, drawn against
  * @prev (NULL: none), taken @dt seconds before. Returns 0, or -errno of
- * the snapshot. */
+ * the snapshot or of writing the frame. */
 static int draw(const struct top_args *a, long n, struct obs *cur,
 		const struct obs *prev, double dt)
 {
@@ -286,7 +287,13 @@ static int draw(const struct top_args *a, long n, struct obs *cur,
 	}
 	frame(stdout, cur, prev, dt, bus != NULL,
 	      ws.ws_row > 6 ? ws.ws_row - 6 : 0, a->interval);
-	fflush(stdout);
+	/* a reader that went away (EPIPE: SIGPIPE is ignored) ends it */
+	errno = 0;
+	if (fflush(stdout) || ferror(stdout)) {
+		err = errno ? -errno : -EIO;
+		obs_free(cur);
+		return err;
+	}
 	return 0;
 }
 
@@ -343,7 +350,9 @@ int cmd_top(int argc, char **argv)
 		if (err) {
 			obs_free(&prev);
 			restore();
-			fprintf(stderr, "shmbus: top: %s\n", strerror(-err));
+			if (!ferror(stdout))	/* else cli_close_stdout() */
+				fprintf(stderr, "shmbus: top: %s\n",
+					strerror(-err));
 			return 1;
 		}
 		obs_free(&prev);

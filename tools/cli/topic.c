@@ -64,7 +64,7 @@ static void topic_list(void)
 		if (qi[i].kind == SHMBUS_QUEUE)
 			continue;
 		printf("%-32s %-12s %9llu %7llu %9llu %9llu %4u\n",
-		       qi[i].name,
+		       esc(qi[i].name),
 		       qi[i].kind == SHMBUS_TOPIC ? "topic" : "subscription",
 		       (unsigned long long)qi[i].stat[SHMBUS_STAT_PUBLISHED],
 		       (unsigned long long)qi[i].depth,
@@ -79,9 +79,12 @@ static void topic_list(void)
 
 static void topic_unsubscribe(const char *pattern, const char *group)
 {
-	struct shmbus *bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	int err = shmbus__unsubscribe(bus, pattern, group);
+	struct shmbus *bus;
+	int err;
 
+	check_name("group", group);
+	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	err = shmbus__unsubscribe(bus, pattern, group);
 	if (err == -ENOENT)
 		die("no subscription '%s#%s'", pattern, group);
 	if (err)
@@ -92,9 +95,12 @@ static void topic_unsubscribe(const char *pattern, const char *group)
 
 static void topic_declare(const char *name, const struct shmbus_topic_opts *to)
 {
-	struct shmbus *bus = open_bus(0);
-	int err = shmbus__topic_declare(bus, name, to);
+	struct shmbus *bus;
+	int err;
 
+	check_name("topic", name);
+	bus = open_bus(0);
+	err = shmbus__topic_declare(bus, name, to);
 	if (err == -EEXIST)
 		die("'%s' exists as a queue, or with other settings", name);
 	if (err < 0)

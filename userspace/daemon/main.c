@@ -397,12 +397,28 @@ static int daemonize(void)
 	return 0;
 }
 
+/*
+ * A daemon started with fd 0, 1 or 2 closed would give that number to the
+ * first file it opens (its lock, the socket, an arena), and a log line
+ * would then be written into it. /dev/null takes each closed one first.
+ */
+static void std_fds_open(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		if (open("/dev/null", O_RDWR) != fd)
+			_exit(127);	/* nowhere to say so */
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d = { 0 };
 	struct options o = { 0 };
 	int lockfd = -1, lfd = -1, rc;
 
+	std_fds_open();		/* before anything is opened */
 	rc = parse_args(argc, argv, &o, &d);
 	if (rc >= 0)
 		return rc;

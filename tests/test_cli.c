@@ -1,0 +1,1115 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_cli.c - the shmbus command (build/bin/shmbus) as a user runs it,
+ * against a private daemon:
+ *  - sub writes each message out before it acks it: killed -9 while
+ *    writing to a file or a pipe, a second sub gets the rest (0 lost);
+ *    with stdout /dev/full it acks nothing; a pipe reader that goes away
+ *    ends it with an error, having acked exactly what the reader took;
+ *    reply --exec acks a request only once CMD answered it;
+ *  - pub stops with an error on an input read error (a directory, a
+ *    closed stdin); the CLI and the daemon keep fds 0-2 taken;
+ *  - every output write error exits non-zero;
+ *  - a bad name is reported as a bad name, saying what is allowed;
+ *  - names a member scribbled into the arena (escape sequences, quotes,
+ *    backslashes, newlines, invalid UTF-8) come out escaped: tables
+ *    without control bytes, JSON that parses, valid Prometheus text.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+#include "shmbus/layout.h"
+#include "helpers.h"
+
+#define BUS	"clitest"
+#define CLOSED	(-2)		/* an fd for cli_spawn(): closed in the child */
+
+static char cli[PATH_MAX];
+
+/* build/bin/shmbus, beside build/tests/ */
+static void find_cli(void)
+{
+	ssize_t n = readlink("/proc/self/exe", cli, sizeof(cli) - 16);
+
+	if (n <= 0) {
+		perror("readlink");
+		exit(1);
+	}
+	cli[n] = '\0';
+	*strrchr(cli, '/') = '\0';
+	*strrchr(cli, '/') = '\0';
+	strcat(cli, "/bin/shmbus");
+}
+
+/* Start "shmbus --bus bus_name ARGS..." (NULL-terminated) with @in, @out and
+ * @err as its fds 0, 1, 2 (CLOSED: closed; -1: ours). */
+static const char *bus_name = BUS;
+
+static pid_t cli_spawnv(int in, int out, int err, const char *const *args)
+{
+	const char *argv[32] = { cli, "--bus", bus_name };
+	int n = 3;
+	pid_t kid;
+
+	while (*args && n < 31)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	kid = fork();
+	assert_true(kid >= 0);
+	if (kid)
+		return kid;
+	if (in >= 0)
+		dup2(in, 0);
+	if (out >= 0)
+		dup2(out, 1);
+	if (err >= 0)
+		dup2(err, 2);
+	if (in == CLOSED)
+		close(0);
+	if (out == CLOSED)
+		close(1);
+	if (err == CLOSED)
+		close(2);
+	execv(cli, (char **)argv);
+	_exit(127);
+}
+
+#define ARGS(...)	((const char *const[]){ __VA_ARGS__, NULL })
+
+/* Read @fd to its end into a malloc'd, NUL-terminated buffer. */
+static char *slurp(int fd, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap + 1);
+
+	assert_non_null(buf);
+	for (;;) {
+		ssize_t r;
+
+		if (n == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+			assert_non_null(buf);
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+struct result {
+	int status;		/* exit status, 128+sig */
+	char *out;		/* stdout (when captured) */
+	size_t out_len;
+	char *err;		/* stderr */
+};
+
+static void result_free(struct result *r)
+{
+	free(r->out);
+	free(r->err);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Run the CLI to its end: stdin @in (-1: /dev/null), stdout @out (-1:
+ * captured into r->out), stderr captured. */
+static struct result cli_run(int in, int out, const char *const *args)
+{
+	struct result r = { 0 };
+	int op[2], ep[2], nul = -1;
+	pid_t kid;
+
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+	if (in == -1)
+		in = nul = open("/dev/null", O_RDONLY);
+	kid = cli_spawnv(in, out == -1 ? op[1] : out, ep[1], args);
+	close(op[1]);
+	close(ep[1]);
+	if (nul >= 0)
+		close(nul);
+	/* stderr is small: read stdout first, then it */
+	r.out = slurp(op[0], &r.out_len);
+	r.err = slurp(ep[0], NULL);
+	close(op[0]);
+	close(ep[0]);
+	r.status = t_wait(kid, 60000);
+	return r;
+}
+
+/* ---- messages: "m" + 6 digits, padded with 'x' to @w bytes ---------- */
+
+static void fill_msg(char *buf, int i, int w)
+{
+	int k = snprintf(buf, (size_t)w + 1, "m%06d", i);
+
+	memset(buf + k, 'x', (size_t)(w - k));
+	buf[w] = '\0';
+}
+
+static void publish_n(struct shmbus *bus, const char *q, int n, int w)
+{
+	struct shmbus_producer *p = shmbus_producer__new(bus, q, NULL);
+	char m[256];
+
+	assert_non_null(p);
+	for (int i = 0; i < n; i++) {
+		fill_msg(m, i, w);
+		assert_int_equal(shmbus_producer__publish(p, m, (size_t)w, NULL),
+				 0);
+	}
+	shmbus_producer__free(p);
+}
+
+struct tally {
+	int n, w;
+	int *seen;
+	long lines, corrupt, partial;
+};
+
+/* Count each whole line of @buf as message i (a line that is no message
+ * of ours is corrupt; a last line without its newline is partial). */
+static void tally_add(struct tally *t, const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		char want[256];
+		int i;
+
+		if (!nl) {
+			t->partial++;
+			break;
+		}
+		t->lines++;
+		if (nl - p == t->w && sscanf(p, "m%06d", &i) == 1 && i >= 0 &&
+		    i < t->n && (fill_msg(want, i, t->w), 1) &&
+		    !memcmp(p, want, (size_t)t->w))
+			t->seen[i]++;
+		else
+			t->corrupt++;
+		p = nl + 1;
+	}
+}
+
+/* Print and check: every message seen at least once, nothing corrupt. */
+static void tally_report(const char *what, const struct tally *t)
+{
+	long lost = 0, dup = 0, got = 0;
+
+	for (int i = 0; i < t->n; i++) {
+		lost += !t->seen[i];
+		dup += t->seen[i] > 1 ? t->seen[i] - 1 : 0;
+		got += t->seen[i];
+	}
+	print_message("%s: sent %d received %ld lost %ld duplicated %ld "
+		      "corrupt %ld\n", what, t->n, got, lost, dup, t->corrupt);
+	assert_int_equal(lost, 0);
+	assert_int_equal(t->corrupt, 0);
+}
+
+static void declare(struct shmbus *bus, const char *q, uint32_t max_len)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = max_len);
+
+	assert_true(shmbus__queue_declare(bus, q, &qo) >= 0);
+}
+
+static struct shmbus_queue_info info(struct shmbus *bus, const char *q)
+{
+	struct shmbus_queue_info qi;
+
+	assert_int_equal(shmbus__queue_info(bus, q, &qi), 0);
+	return qi;
+}
+
+/* A second sub drains @q (until 1 s without a message) into @t. */
+static void drain_with_cli(const char *q, struct tally *t)
+{
+	struct result r = cli_run(-1, -1, ARGS("sub", q, "--timeout", "1"));
+
+	assert_int_equal(r.status, 0);
+	tally_add(t, r.out, r.out_len);
+	result_free(&r);
+}
+
+/* Lines in @path so far. */
+static long lines_in(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	size_t len;
+	char *buf;
+	long n = 0;
+
+	if (fd < 0)
+		return 0;
+	buf = slurp(fd, &len);
+	close(fd);
+	for (size_t i = 0; i < len; i++)
+		n += buf[i] == '\n';
+	free(buf);
+	return n;
+}
+
+/* ---- sub never acks what it did not write ------------------------- */
+
+/* sub > file, kill -9 after some lines; a second sub drains the rest. */
+static void test_sub_kill9_file(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	const int n = 4000;
+	struct tally t = { .n = n, .w = 8, .seen = calloc(n, sizeof(int)) };
+	char path[PATH_MAX];
+	int fd, rounds = 0;
+	size_t len;
+	char *buf;
+	pid_t kid;
+
+	(void)state;
+	declare(bus, "k9file", 4096);
+	publish_n(bus, "k9file", n, 8);
+	snprintf(path, sizeof(path), "%s/sub.out", t_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	kid = cli_spawnv(-1, fd, -1, ARGS("sub", "k9file"));
+	close(fd);
+	while (lines_in(path) < 500 && rounds++ < 20000)
+		usleep(200);
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 10000), 128 + SIGKILL);
+	fd = open(path, O_RDONLY);
+	buf = slurp(fd, &len);
+	close(fd);
+	tally_add(&t, buf, len);
+	print_message("killed sub wrote %ld lines (%ld partial)\n", t.lines,
+		      t.partial);
+	free(buf);
+	/* what the killed sub acked is exactly what it wrote, or one less
+	 * (killed between a write and its ack) */
+	{
+		struct shmbus_queue_info qi = info(bus, "k9file");
+		long acked = (long)qi.stat[SHMBUS_STAT_ACKED];
+
+		print_message("acked by the killed sub: %ld\n", acked);
+		assert_true(acked <= t.lines && acked >= t.lines - 1);
+	}
+	drain_with_cli("k9file", &t);
+	tally_report("sub > file, kill -9, drain", &t);
+	free(t.seen);
+	shmbus__close(bus);
+}
+
+/* Bytes waiting in pipe @fd. */
+static int pipe_bytes(int fd)
+{
+	int n = 0;
+
+	assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+	return n;
+}
+
+/* The same through a pipe nobody reads until the sub is killed: it is
+ * killed while it waits on the full pipe, mid-stream for sure; the
+ * messages in the pipe are read after its death. */
+static void test_sub_kill9_pipe(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	const int n = 3000, w = 100;
+	struct tally t = { .n = n, .w = w, .seen = calloc(n, sizeof(int)) };
+	int p[2], rounds = 0;
+	long acked;
+	size_t len;
+	char *buf;
+	pid_t kid;
+
+	(void)state;
+	declare(bus, "k9pipe", 4096);
+	publish_n(bus, "k9pipe", n, w);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	kid = cli_spawnv(-1, p[1], -1, ARGS("sub", "k9pipe"));
+	close(p[1]);
+	/* 300 KB of messages fill the 64 KiB pipe */
+	while (pipe_bytes(p[0]) < 60000 && rounds++ < 10000)
+		usleep(1000);
+	usleep(100000);
+	assert_true(t_pid_running(kid));	/* blocked, not done */
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 10000), 128 + SIGKILL);
+	buf = slurp(p[0], &len);
+	close(p[0]);
+	tally_add(&t, buf, len);
+	free(buf);
+	acked = (long)info(bus, "k9pipe").stat[SHMBUS_STAT_ACKED];
+	print_message("killed sub: %ld lines in the pipe, %ld acked\n",
+		      t.lines, acked);
+	assert_true(t.lines < n);
+	assert_true(acked <= t.lines && acked >= t.lines - 1);
+	drain_with_cli("k9pipe", &t);
+	tally_report("sub | pipe, kill -9, drain", &t);
+	free(t.seen);
+	shmbus__close(bus);
+}
+
+/* Wait until @pid is stopped (SIGSTOP took effect). */
+static void wait_stopped(pid_t pid)
+{
+	for (int i = 0; i < 5000; i++) {
+		char path[64], st[512] = "";
+		int fd;
+		char *p;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_true(read(fd, st, sizeof(st) - 1) > 0);
+		close(fd);
+		p = strrchr(st, ')');
+		if (p && p[1] == ' ' && p[2] == 'T')
+			return;
+		usleep(1000);
+	}
+	fail_msg("pid %d did not stop", (int)pid);
+}
+
+/*
+ * A reader that takes one line and goes away (the case of `sub | head
+ * -1`, with every byte in the pipe accounted for): the sub is stopped,
+ * everything it wrote is read, the pipe closed, the sub continued. It
+ * must fail with EPIPE, having acked exactly the lines read; the rest is
+ * all in the queue.
+ */
+static void test_sub_reader_gone(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	const int n = 3000, w = 100;
+	struct tally t = { .n = n, .w = w, .seen = calloc(n, sizeof(int)) };
+	int p[2], ep[2], st;
+	long acked, first_line = 0;
+	size_t len;
+	char *buf, *err, c;
+	pid_t kid;
+
+	(void)state;
+	declare(bus, "gone", 4096);
+	publish_n(bus, "gone", n, w);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	kid = cli_spawnv(-1, p[1], ep[1], ARGS("sub", "gone"));
+	close(p[1]);
+	close(ep[1]);
+	/* one line, byte by byte, as a line reader would */
+	while (read(p[0], &c, 1) == 1 && c != '\n')
+		first_line++;
+	assert_int_equal(first_line, w);
+	kill(kid, SIGSTOP);
+	wait_stopped(kid);
+	assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	buf = slurp(p[0], &len);	/* to EAGAIN: all it wrote */
+	close(p[0]);
+	kill(kid, SIGCONT);
+	err = slurp(ep[0], NULL);
+	close(ep[0]);
+	st = t_wait(kid, 20000);
+	print_message("sub after its reader left: exit %d: %s", st, err);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(err, "Broken pipe"));
+	free(err);
+	t.seen[0]++;			/* the line read byte by byte */
+	t.lines++;
+	tally_add(&t, buf, len);
+	free(buf);
+	acked = (long)info(bus, "gone").stat[SHMBUS_STAT_ACKED];
+	print_message("reader took %ld lines; sub acked %ld\n", t.lines,
+		      acked);
+	assert_int_equal(acked, t.lines);
+	assert_true(t.lines < n);
+	drain_with_cli("gone", &t);
+	tally_report("sub | reader that leaves, drain", &t);
+	free(t.seen);
+	shmbus__close(bus);
+}
+
+/*
+ * The real `sub | head -1`: head reads a block and prints one line; what
+ * it read and did not print was acked (the pipe-buffer case the CLI
+ * cannot know about). The sub must stop with an error instead of acking
+ * on, and every message it did not ack is still in the queue.
+ */
+static void test_sub_head(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	const int n = 3000, w = 100;
+	struct tally t = { .n = n, .w = w, .seen = calloc(n, sizeof(int)) };
+	struct shmbus_queue_info qi;
+	int p[2], hp[2], st, hst;
+	pid_t kid, head;
+	long acked;
+	size_t len;
+	char *out;
+
+	(void)state;
+	declare(bus, "head", 4096);
+	publish_n(bus, "head", n, w);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(hp, O_CLOEXEC), 0);
+	kid = cli_spawnv(-1, p[1], -1, ARGS("sub", "head"));
+	close(p[1]);
+	head = fork();
+	if (!head) {
+		dup2(p[0], 0);
+		dup2(hp[1], 1);
+		close(p[0]);
+		close(hp[0]);
+		close(hp[1]);
+		signal(SIGPIPE, SIG_DFL);
+		execlp("head", "head", "-1", (char *)NULL);
+		_exit(127);
+	}
+	close(p[0]);
+	close(hp[1]);
+	out = slurp(hp[0], &len);
+	close(hp[0]);
+	hst = t_wait(head, 20000);
+	st = t_wait(kid, 20000);
+	assert_int_equal(hst, 0);
+	tally_add(&t, out, len);
+	free(out);
+	assert_int_equal(t.lines, 1);
+	qi = info(bus, "head");
+	acked = (long)qi.stat[SHMBUS_STAT_ACKED];
+	print_message("sub | head -1: sub exit %d, head printed %ld line, "
+		      "sub acked %ld (%ld read by head from the pipe and not "
+		      "printed), %llu left in the queue\n", st, t.lines, acked,
+		      acked - t.lines, (unsigned long long)qi.depth);
+	assert_int_equal(st, 1);
+	assert_true(acked < n);
+	/* nothing vanished that the sub did not hand to the pipe */
+	assert_int_equal((long)qi.depth, n - acked);
+	free(t.seen);
+	shmbus__close(bus);
+}
+
+/* stdout /dev/full: nothing acked, everything still there. */
+static void test_sub_dev_full(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	const int n = 100;
+	struct tally t = { .n = n, .w = 8, .seen = calloc(n, sizeof(int)) };
+	struct shmbus_queue_info qi;
+	struct result r;
+	int full = open("/dev/full", O_WRONLY);
+
+	(void)state;
+	assert_true(full >= 0);
+	declare(bus, "full", 1024);
+	publish_n(bus, "full", n, 8);
+	r = cli_run(-1, full, ARGS("sub", "full", "--timeout", "0.3"));
+	close(full);
+	print_message("sub > /dev/full: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "No space left on device"));
+	result_free(&r);
+	qi = info(bus, "full");
+	print_message("acked %llu, depth %llu\n",
+		      (unsigned long long)qi.stat[SHMBUS_STAT_ACKED],
+		      (unsigned long long)qi.depth);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 0);
+	assert_int_equal(qi.depth, n);
+	drain_with_cli("full", &t);
+	tally_report("sub > /dev/full, drain", &t);
+	assert_int_equal(info(bus, "full").stat[SHMBUS_STAT_ACKED], n);
+	free(t.seen);
+	shmbus__close(bus);
+}
+
+/* ---- reply --exec acks only what CMD answered ---------------------- */
+
+/* A request served by `reply --exec CMD` for up to @secs. Returns what
+ * shmbus__request returned; the reply (if any) in @rep. */
+static ssize_t request_served_by(struct shmbus *bus, const char *q,
+				 const char *cmd, const char *secs,
+				 char *rep, size_t cap, int64_t timeout_ns,
+				 int *status)
+{
+	pid_t kid = cli_spawnv(-1, -1, -1, ARGS("reply", q, "--exec", cmd,
+						 "--timeout", secs));
+	ssize_t n;
+
+	/* wait for its consumer: no responders before */
+	for (int i = 0; i < 2000 && info(bus, q).consumers == 0; i++)
+		usleep(1000);
+	n = shmbus__request(bus, q, "ping", 4, rep, cap, timeout_ns);
+	*status = t_wait(kid, 30000);
+	return n;
+}
+
+/* A failing CMD nacks: retried, then dead-lettered; never acked. */
+static void test_reply_exec_false(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_deliveries = 3,
+		    .dead_letter_queue = "rq-dlq");
+	struct shmbus_queue_info qi;
+	char rep[64];
+	ssize_t n;
+	int st;
+
+	(void)state;
+	declare(bus, "rq-dlq", 64);
+	assert_true(shmbus__queue_declare(bus, "rq", &qo) >= 0);
+	n = request_served_by(bus, "rq", "false", "1", rep, sizeof(rep),
+			      700000000LL, &st);
+	assert_int_equal(n, -ETIMEDOUT);
+	assert_int_equal(st, 0);
+	qi = info(bus, "rq");
+	print_message("reply --exec false: delivered %llu, nacked %llu, "
+		      "acked %llu, dead-lettered %llu; dlq depth %llu\n",
+		      (unsigned long long)qi.stat[SHMBUS_STAT_DELIVERED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_NACKED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_ACKED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_DEADLETTERED],
+		      (unsigned long long)info(bus, "rq-dlq").depth);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DEADLETTERED], 1);
+	assert_int_equal(info(bus, "rq-dlq").depth, 1);
+	shmbus__close(bus);
+}
+
+/* A CMD that fails once, then answers: the request is redelivered and
+ * answered, acked once. */
+static void test_reply_exec_retry(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	struct shmbus_queue_info qi;
+	char rep[64], cmd[PATH_MAX + 128];
+	ssize_t n;
+	int st;
+
+	(void)state;
+	declare(bus, "rq2", 64);
+	snprintf(cmd, sizeof(cmd), "test -e %s/flag || { touch %s/flag; "
+		 "exit 1; }; echo pong", t_dir, t_dir);
+	n = request_served_by(bus, "rq2", cmd, "0.5", rep, sizeof(rep),
+			      5000000000LL, &st);
+	assert_int_equal(n, 4);
+	assert_memory_equal(rep, "pong", 4);
+	assert_int_equal(st, 0);
+	qi = info(bus, "rq2");
+	print_message("reply --exec (fails once): nacked %llu, acked %llu\n",
+		      (unsigned long long)qi.stat[SHMBUS_STAT_NACKED],
+		      (unsigned long long)qi.stat[SHMBUS_STAT_ACKED]);
+	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 1);
+	shmbus__close(bus);
+}
+
+/* ---- input: read errors, closed standard fds ----------------------- */
+
+static void test_pub_read_errors(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	struct result r;
+	char path[PATH_MAX];
+	int dir, fd;
+
+	(void)state;
+	declare(bus, "in", 64);
+	/* a directory as stdin: EISDIR */
+	dir = open(t_dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dir >= 0);
+	r = cli_run(dir, -1, ARGS("pub", "in"));
+	close(dir);
+	print_message("pub < directory: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "Is a directory"));
+	result_free(&r);
+	/* stdin closed: an error (EBADF), not the daemon's socket as input */
+	r = cli_run(CLOSED, -1, ARGS("pub", "in"));
+	print_message("pub <&-: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "Bad file descriptor"));
+	result_free(&r);
+	assert_int_equal(info(bus, "in").stat[SHMBUS_STAT_PUBLISHED], 0);
+	/* a file: each line */
+	snprintf(path, sizeof(path), "%s/lines", t_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, "a\nb\nc", 5), 5);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	r = cli_run(fd, -1, ARGS("pub", "in"));
+	close(fd);
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	assert_int_equal(info(bus, "in").stat[SHMBUS_STAT_PUBLISHED], 3);
+	/* stdout closed: sub fails at its first message and acks nothing */
+	r = cli_run(-1, CLOSED, ARGS("sub", "in", "--timeout", "0.3"));
+	print_message("sub >&-: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 1);
+	result_free(&r);
+	assert_int_equal(info(bus, "in").stat[SHMBUS_STAT_ACKED], 0);
+	assert_int_equal(info(bus, "in").depth, 3);
+	shmbus__close(bus);
+}
+
+/* Where fd @fd of @pid points. */
+static void fd_target(pid_t pid, int fd, char *buf, size_t cap)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	n = readlink(path, buf, cap - 1);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+/* shmbusd started with 0, 1, 2 closed takes them with /dev/null before
+ * it opens its lock and socket, and serves. */
+static void test_daemon_std_fds(void **state)
+{
+	char sock[PATH_MAX], lock[PATH_MAX + 8], t[PATH_MAX];
+	const char *daemon = getenv("SHMBUS_DAEMON");
+	struct result r;
+	pid_t kid;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/fds.sock", t_dir);
+	snprintf(lock, sizeof(lock), "%s.lock", sock);
+	kid = fork();
+	assert_true(kid >= 0);
+	if (!kid) {
+		close(0);
+		close(1);
+		close(2);
+		execl(daemon, "shmbusd", "--socket", sock, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 5000 && access(sock, F_OK); i++)
+		usleep(1000);
+	assert_int_equal(access(sock, F_OK), 0);
+	for (int fd = 0; fd < 3; fd++) {
+		fd_target(kid, fd, t, sizeof(t));
+		print_message("shmbusd fd %d: %s\n", fd, t);
+		assert_string_equal(t, "/dev/null");
+	}
+	{
+		const char *const args[] = { cli, "--socket", sock, "--bus",
+					     "fds", "queue", "declare", "x",
+					     NULL };
+		int ep[2];
+		pid_t c;
+
+		assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+		c = fork();
+		if (!c) {
+			dup2(ep[1], 1);
+			dup2(ep[1], 2);
+			execv(cli, (char **)args);
+			_exit(127);
+		}
+		close(ep[1]);
+		r.err = slurp(ep[0], NULL);
+		close(ep[0]);
+		assert_int_equal(t_wait(c, 20000), 0);
+		assert_non_null(strstr(r.err, "created x"));
+		free(r.err);
+	}
+	kill(kid, SIGTERM);
+	assert_true(t_wait(kid, 10000) >= 0);
+}
+
+/* ---- output write errors -------------------------------------------- */
+
+static void test_output_errors(void **state)
+{
+	const char *const *const cmds[] = {
+		ARGS("queue", "list"),
+		ARGS("stat"),
+		ARGS("stat", "--format", "json"),
+		ARGS("topic", "list"),
+		ARGS("dlq", "list"),
+		ARGS("metrics", "--pin-dir", "/nonexistent"),
+		ARGS("top", "-n", "1", "--batch", "--pin-dir", "/nonexistent"),
+		ARGS("queue", "declare", "out2"),
+		ARGS("--version"),
+	};
+	struct shmbus *bus = t_open_bus(BUS);
+
+	(void)state;
+	declare(bus, "out", 64);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		int full = open("/dev/full", O_WRONLY);
+		struct result r = cli_run(-1, full, cmds[i]);
+
+		close(full);
+		print_message("%s %s > /dev/full: exit %d: %s", cmds[i][0],
+			      cmds[i][1] ? cmds[i][1] : "", r.status, r.err);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "No space left on device"));
+		result_free(&r);
+	}
+	shmbus__close(bus);
+}
+
+/* ---- names -------------------------------------------------------- */
+
+static void test_invalid_names(void **state)
+{
+	static const char *const bad[] = {
+		"a/b", "..", "\xc3\xa9t\xc3\xa9", "", ".hidden", "a b",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	};
+	struct result r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *const *const cmds[] = {
+			ARGS("queue", "declare", bad[i]),
+			ARGS("queue", "delete", bad[i]),
+			ARGS("topic", "declare", bad[i]),
+			ARGS("pub", bad[i], "x"),
+			ARGS("sub", bad[i], "--timeout", "0"),
+			ARGS("req", bad[i], "x"),
+			ARGS("queue", "declare", "ok", "--dlq", bad[i]),
+		};
+
+		for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+			r = cli_run(-1, -1, cmds[k]);
+			if (!k)
+				print_message("%s", r.err);
+			assert_int_equal(r.status, 1);
+			assert_non_null(strstr(r.err, " name '"));
+			assert_non_null(strstr(r.err, "1 to 63 bytes of A-Z "
+						      "a-z 0-9 . _ -"));
+			assert_null(strstr(r.err, "lease"));
+			result_free(&r);
+		}
+	}
+	/* a bad bus name */
+	{
+		const char *argv[] = { cli, "--bus", "a/b", "stat", NULL };
+		int ep[2];
+		pid_t c;
+		char *err;
+
+		assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+		c = fork();
+		if (!c) {
+			dup2(ep[1], 2);
+			execv(cli, (char **)argv);
+			_exit(127);
+		}
+		close(ep[1]);
+		err = slurp(ep[0], NULL);
+		close(ep[0]);
+		print_message("%s", err);
+		assert_int_equal(t_wait(c, 20000), 1);
+		assert_non_null(strstr(err, "invalid bus name 'a/b'"));
+		free(err);
+	}
+	/* bad settings are still reported as settings */
+	r = cli_run(-1, -1, ARGS("queue", "declare", "fine", "--lease",
+				 "0.0001"));
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "lease"));
+	result_free(&r);
+}
+
+/* ---- text from the arena, escaped ------------------------------- */
+
+/* What the CLI promises for a byte string: printable ASCII as it is, a
+ * backslash doubled, every other byte as \xHH (written here from the
+ * promise, not from the CLI's code). */
+static void expect_esc(char *out, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '\\')
+			out += sprintf(out, "\\\\");
+		else if (c >= 0x20 && c < 0x7f)
+			*out++ = (char)c;
+		else
+			out += sprintf(out, "\\x%02x", c);
+	}
+	*out = '\0';
+}
+
+/* The same inside a JSON string or a label value: \ and " backslashed. */
+static void expect_quoted(char *out, const char *s)
+{
+	char e[512];
+
+	expect_esc(e, s);
+	for (const char *p = e; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			*out++ = '\\';
+		*out++ = *p;
+	}
+	*out = '\0';
+}
+
+/* No raw control byte, DEL or byte >= 0x80 in @buf: only text and
+ * newlines. */
+static void assert_clean(const char *what, const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if ((c < 0x20 && c != '\n') || c >= 0x7f)
+			fail_msg("%s: raw byte 0x%02x at %zu", what, c, i);
+	}
+}
+
+/* Each line of @text is a valid line of the Prometheus text format:
+ * a comment, or NAME{LABEL="VALUE",...} NUMBER, a value's backslashes
+ * only before \, " or n. */
+static void assert_exposition(const char *text)
+{
+	const char *p = text;
+	int samples = 0;
+
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		const char *q = p;
+		char *end;
+
+		assert_non_null(nl);
+		if (*q == '#' || q == nl) {
+			p = nl + 1;
+			continue;
+		}
+		if (!(isalpha((unsigned char)*q) || *q == '_' || *q == ':'))
+			fail_msg("bad metric name: %.*s", (int)(nl - p), p);
+		while (isalnum((unsigned char)*q) || *q == '_' || *q == ':')
+			q++;
+		if (*q == '{') {
+			q++;
+			while (*q != '}') {
+				if (!(isalpha((unsigned char)*q) || *q == '_'))
+					fail_msg("bad label: %.*s",
+						 (int)(nl - p), p);
+				while (isalnum((unsigned char)*q) || *q == '_')
+					q++;
+				if (q[0] != '=' || q[1] != '"')
+					fail_msg("bad label: %.*s",
+						 (int)(nl - p), p);
+				q += 2;
+				while (*q != '"') {
+					if (q >= nl)
+						fail_msg("unterminated value: "
+							 "%.*s", (int)(nl - p),
+							 p);
+					if (*q == '\\') {
+						if (!strchr("\\\"n", q[1]))
+							fail_msg("bad escape: "
+								 "%.*s",
+								 (int)(nl - p),
+								 p);
+						q++;
+					}
+					q++;
+				}
+				q++;
+				if (*q == ',')
+					q++;
+				else if (*q != '}')
+					fail_msg("bad labels: %.*s",
+						 (int)(nl - p), p);
+			}
+			q++;
+		}
+		if (*q != ' ')
+			fail_msg("no value: %.*s", (int)(nl - p), p);
+		strtod(q + 1, &end);
+		if (end == q + 1 || end != nl)
+			fail_msg("bad value: %.*s", (int)(nl - p), p);
+		samples++;
+		p = nl + 1;
+	}
+	assert_true(samples > 0);
+}
+
+#define EVIL	"\x1b[31mred\"q\\b\nnl\xff\xfe\xc3(\x7f}"
+#define EVIL2	"\x1b]0;owned\x07\r\t\xe2\x80\xae"
+
+/* Queue @name's descriptor in our mapping of the arena gets @evil as
+ * its name, as any member of the bus could write it. */
+static void scribble_name(struct shmbus *bus, const char *name,
+			  const char *evil)
+{
+	uint8_t *base = t_arena_mapping(bus_name);
+	struct shmbus_sb *sb = (struct shmbus_sb *)base;
+	struct shmbus_queue *q;
+
+	assert_non_null(base);
+	q = (struct shmbus_queue *)(base + sb->qdir_off) + info(bus, name).id;
+	memset(q->name, 0, sizeof(q->name));
+	memcpy(q->name, evil, strlen(evil));
+}
+
+static void test_escaped_names(void **state)
+{
+	static const char *const tables[][8] = {
+		{ "stat", NULL },
+		{ "queue", "list", NULL },
+		{ "dlq", "list", NULL },
+		{ "top", "-n", "1", "--batch", "--pin-dir", "/nonexistent",
+		  NULL },
+	};
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .dead_letter_queue = "victim-dlq");
+	SHMBUS_OPTS(shmbus_pub_opts, po);
+	struct shmbus_attr attr = { .key = "k", .value = EVIL2,
+				    .value_len = sizeof(EVIL2) - 1 };
+	char e1[512], e2[512], q1[512], q2[512], path[PATH_MAX], want[1200];
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	struct result r;
+	int fd;
+
+	(void)state;
+	bus_name = "cliesc";
+	bus = t_open_bus(bus_name);
+	declare(bus, "victim-dlq", 64);
+	declare(bus, "hdr", 64);
+	assert_true(shmbus__queue_declare(bus, "victim", &qo) >= 0);
+	/* a dead-lettered body and an attribute with the same bytes */
+	p = shmbus_producer__new(bus, "victim-dlq", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, EVIL, sizeof(EVIL) - 1,
+						  NULL), 0);
+	shmbus_producer__free(p);
+	p = shmbus_producer__new(bus, "hdr", NULL);
+	assert_non_null(p);
+	po.attrs = &attr;
+	po.nr_attrs = 1;
+	assert_int_equal(shmbus_producer__publish(p, "body", 4, &po), 0);
+	shmbus_producer__free(p);
+	expect_esc(e1, EVIL);
+	expect_esc(e2, EVIL2);
+	expect_quoted(q1, EVIL);
+	expect_quoted(q2, EVIL2);
+
+	/* dlq peek before the scribbling (it attaches by name) */
+	r = cli_run(-1, -1, ARGS("dlq", "peek", "victim-dlq"));
+	assert_int_equal(r.status, 0);
+	print_message("dlq peek:\n%s", r.out);
+	assert_clean("dlq peek", r.out, r.out_len);
+	assert_non_null(strstr(r.out, e1));
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("sub", "hdr", "--headers", "-n", "1"));
+	assert_int_equal(r.status, 0);
+	print_message("sub --headers: %s", r.out);
+	snprintf(want, sizeof(want), "k=%s | body\n", e2);
+	assert_string_equal(r.out, want);
+	result_free(&r);
+
+	scribble_name(bus, "victim", EVIL);
+	scribble_name(bus, "victim-dlq", EVIL2);
+
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		r = cli_run(-1, -1, tables[i]);
+		print_message("%s:\n%s", tables[i][0], r.out);
+		assert_int_equal(r.status, 0);
+		assert_clean(tables[i][0], r.out, r.out_len);
+		/* top cuts names at 24 columns */
+		snprintf(want, sizeof(want), "%.*s", i == 3 ? 24 : 511, e1);
+		assert_non_null(strstr(r.out, want));
+		if (i == 2)
+			assert_non_null(strstr(r.out, e2));
+		result_free(&r);
+	}
+
+	/* JSON: parses, and the values are the escaped names */
+	snprintf(path, sizeof(path), "%s/stat.json", t_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	r = cli_run(-1, fd, ARGS("stat", "--format", "json"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	{
+		const char *const py[] = {
+			"python3", "-c",
+			"import json, sys\n"
+			"d = json.load(sys.stdin)\n"
+			"for q in d['queues']:\n"
+			"    print(q['name'] + '|' + q['dead_letter_queue'])\n",
+			NULL,
+		};
+		int op[2];
+		char *out;
+		pid_t kid;
+
+		assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+		kid = fork();
+		if (!kid) {
+			dup2(fd, 0);
+			dup2(op[1], 1);
+			execvp("python3", (char **)py);
+			_exit(127);
+		}
+		close(op[1]);
+		out = slurp(op[0], NULL);
+		close(op[0]);
+		print_message("names in the JSON:\n%s", out);
+		assert_int_equal(t_wait(kid, 30000), 0);
+		snprintf(want, sizeof(want), "%s|%s\n", e1, e2);
+		assert_non_null(strstr(out, want));
+		free(out);
+	}
+	close(fd);
+
+	/* metrics: valid exposition, the label values escaped */
+	r = cli_run(-1, -1, ARGS("metrics", "--pin-dir", "/nonexistent"));
+	assert_int_equal(r.status, 0);
+	assert_clean("metrics", r.out, r.out_len);
+	assert_exposition(r.out);
+	snprintf(want, sizeof(want), "queue=\"%s\"}", q1);
+	assert_non_null(strstr(r.out, want));
+	snprintf(want, sizeof(want), "queue=\"%s\"}", q2);
+	assert_non_null(strstr(r.out, want));
+	result_free(&r);
+	shmbus__close(bus);
+	bus_name = BUS;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sub_kill9_file),
+		cmocka_unit_test(test_sub_kill9_pipe),
+		cmocka_unit_test(test_sub_dev_full),
+		cmocka_unit_test(test_sub_reader_gone),
+		cmocka_unit_test(test_sub_head),
+		cmocka_unit_test(test_reply_exec_false),
+		cmocka_unit_test(test_reply_exec_retry),
+		cmocka_unit_test(test_pub_read_errors),
+		cmocka_unit_test(test_daemon_std_fds),
+		cmocka_unit_test(test_output_errors),
+		cmocka_unit_test(test_invalid_names),
+		cmocka_unit_test(test_escaped_names),
+	};
+
+	find_cli();
+	signal(SIGPIPE, SIG_IGN);
+	return T_RUN_WITH_DAEMON("cli", tests);
+}
