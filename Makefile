@@ -45,7 +45,8 @@ CXX ?= g++
 
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
 	clang llvm libbpf-dev bpftool \
-	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd
+	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
+	python3
 
 ifeq ($(V),1)
 Q :=
