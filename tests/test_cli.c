@@ -822,8 +822,37 @@ static void test_invalid_names(void **state)
 		close(ep[0]);
 		print_message("%s", err);
 		assert_int_equal(t_wait(c, 20000), 1);
-		assert_non_null(strstr(err, "invalid bus name 'a/b'"));
+		assert_non_null(strstr(err, "cannot open bus 'a/b'"));
+		assert_non_null(strstr(err, "invalid bus name: a name is 1 to "
+					    "63 bytes of A-Z a-z 0-9 . _ -"));
 		free(err);
+	}
+	/* the library says the same to a program (shmbus_errmsg()) */
+	{
+		struct shmbus *bus = t_open_bus(BUS);
+		SHMBUS_OPTS(shmbus_queue_opts, qo, .dead_letter_queue = "..");
+		SHMBUS_OPTS(shmbus_sub_opts, so, .group = "a/b");
+
+		assert_int_equal(shmbus__queue_declare(bus, "a/b", NULL),
+				 -EINVAL);
+		print_message("library: %s\n", shmbus_errmsg());
+		assert_non_null(strstr(shmbus_errmsg(), "invalid queue name: "
+				       "a name is 1 to 63 bytes"));
+		assert_int_equal(shmbus__queue_declare(bus, "fine", &qo),
+				 -EINVAL);
+		assert_non_null(strstr(shmbus_errmsg(),
+				       "invalid dead-letter queue name"));
+		assert_null(shmbus_producer__new(bus, "\xc3\xa9t\xc3\xa9",
+						 NULL));
+		assert_non_null(strstr(shmbus_errmsg(), "invalid queue name"));
+		assert_null(shmbus_consumer__subscribe(bus, "x.*", &so));
+		assert_non_null(strstr(shmbus_errmsg(), "invalid group name"));
+		assert_null(shmbus_consumer__subscribe(bus, "x.>.y", NULL));
+		assert_non_null(strstr(shmbus_errmsg(),
+				       "invalid topic pattern"));
+		assert_null(shmbus__open("..", NULL));
+		assert_non_null(strstr(shmbus_errmsg(), "invalid bus name"));
+		shmbus__close(bus);
 	}
 	/* bad settings are still reported as settings */
 	r = cli_run(-1, -1, ARGS("queue", "declare", "fine", "--lease",

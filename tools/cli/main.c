@@ -124,8 +124,9 @@ struct shmbus *open_bus(uint32_t flags)
 	if (!bus) {
 		int err = errno;
 
-		if (err == EINVAL && opt_bus)
-			check_name("bus", opt_bus);
+		if (err == EINVAL)	/* the library says why */
+			die("cannot open bus '%s'",
+			    opt_bus ? esc(opt_bus) : "default");
 
 		if (err == ENOENT)
 			die("no bus '%s'", opt_bus ? opt_bus : "default");
@@ -146,8 +147,8 @@ struct shmbus *cli_open_bus_ro(bool must)
 	if (must)
 		return open_bus(o.flags);
 	bus = shmbus__open(opt_bus, &o);
-	if (!bus && errno == EINVAL && opt_bus)
-		check_name("bus", opt_bus);
+	if (!bus && errno == EINVAL)
+		die("cannot open bus '%s'", opt_bus ? esc(opt_bus) : "default");
 	return bus;
 }
 

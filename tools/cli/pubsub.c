@@ -148,6 +148,7 @@ int cmd_pub(int argc, char **argv)
 	if ((ret = pub_options(argc, argv, &po)) >= 0)
 		return ret;
 	q = argv[optind];
+	check_name("queue", q);
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
 	p = attach_or_die(bus, q, true);
 	if (argc - optind == 2) {
@@ -315,7 +316,7 @@ static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a,
 		struct shmbus_msg m;
 
 		err = shmbus_consumer__receive_view(c, &m, a->timeout_ns);
-		if (err == -ETIMEDOUT || err == -EINTR) {
+		if (err == -ETIMEDOUT || err == -EAGAIN || err == -EINTR) {
 			err = 0;
 			break;
 		}
@@ -348,6 +349,8 @@ int cmd_sub(int argc, char **argv)
 	if ((err = sub_options(argc, argv, &a)) >= 0)
 		return err;
 	q = argv[optind];
+	if (!a.topic)
+		check_name("queue", q);
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
 	c = sub_consumer(bus, q, &a);
 	cli_trap_stop_signals();

@@ -198,7 +198,7 @@ static int serve(struct shmbus_consumer *c, const char *q, handler_fn fn,
 		int err;
 
 		err = shmbus_consumer__receive_view(c, &m, timeout_ns);
-		if (err == -ETIMEDOUT || err == -EINTR)
+		if (err == -ETIMEDOUT || err == -EAGAIN || err == -EINTR)
 			break;
 		if (err)
 			return err;

@@ -90,11 +90,8 @@ static int open_request(struct sbc_bus_open *req, const char *name,
 	if (!OPTS_VALID(opts, shmbus_open_opts))
 		return -EINVAL;
 	memset(req, 0, sizeof(*req));
-	if (proto_name_set(req->name, bus_name_or_default(name))) {
-		pr_warn("invalid bus name '%s' (1-63 of [A-Za-z0-9._-])",
-			bus_name_or_default(name));
+	if (name_set(req->name, bus_name_or_default(name), "bus"))
 		return -EINVAL;
-	}
 	flags = OPTS_GET(opts, flags, 0);
 	if (flags & ~(SHMBUS_OPEN_NOCREATE | SHMBUS_OPEN_EXCL |
 		      SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOSTART))

@@ -110,13 +110,13 @@ shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
 	    (f & ~(SHMBUS_SUB_DURABLE | SHMBUS_SUB_DROP_OLDEST |
 		   SHMBUS_SUB_HISTORY)) ||
 	    ((f & SHMBUS_SUB_DURABLE) && !group) ||
-	    (group && proto_name_set(req.group, group)) ||
+	    (group && name_set(req.group, group, "group")) ||
 	    OPTS_GET(opts, lease_ns, 0) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
 	strcpy(req.pattern, pattern);
-	if (proto_pattern_valid(req.pattern)) {
+	if (pattern_check(req.pattern)) {
 		errno = EINVAL;
 		return NULL;
 	}

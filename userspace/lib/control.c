@@ -24,7 +24,7 @@ int queue_request(const struct shmbus *bus, void *req, size_t len,
 	if ((err = check_pid(bus)))
 		return err;
 	memset(req, 0, len);
-	return proto_name_set(req, name) ? -EINVAL : 0;
+	return name_set(req, name, "queue");
 }
 
 SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
@@ -74,7 +74,7 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 			return -EINVAL;
 		if (req.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
 			return -EINVAL;
-		if (dlq && proto_name_set(req.dlq, dlq))
+		if (dlq && name_set(req.dlq, dlq, "dead-letter queue"))
 			return -EINVAL;
 	}
 	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
@@ -136,11 +136,14 @@ SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
 	if ((err = check_pid(bus)))
 		return err;
 	memset(&req, 0, sizeof(req));
-	if (strlen(pattern) >= SHMBUS_NAME_MAX ||
-	    proto_name_set(req.group, group))
+	if (name_set(req.group, group, "group"))
 		return -EINVAL;
+	if (strlen(pattern) >= SHMBUS_NAME_MAX) {
+		errmsg_set("topic pattern of 64 bytes or more");
+		return -EINVAL;
+	}
 	strcpy(req.pattern, pattern);
-	if (proto_pattern_valid(req.pattern))
+	if (pattern_check(req.pattern))
 		return -EINVAL;
 	return client_call(&bus->conn, SBC_UNSUBSCRIBE, &req, sizeof(req),
 			   NULL, 0, NULL, NULL);

@@ -48,6 +48,14 @@ void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
  * failure the caller is about to return ("" clears it). */
 void errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* proto_name_set() for a @what name ("queue", "bus", "group"); a bad
+ * one also sets shmbus_errmsg() to what a name may be. Returns 0 or
+ * -EINVAL. */
+int name_set(char dst[SHMBUS_NAME_MAX], const char *src, const char *what);
+
+/* The same for a topic pattern already in @pattern. */
+int pattern_check(const char pattern[SHMBUS_NAME_MAX]);
+
 /* ---- time --------------------------------------------------------- */
 
 static inline int64_t now_ns(void)

@@ -67,6 +67,26 @@ void errmsg_set(const char *fmt, ...)
 	errno = saved;
 }
 
+#define NAME_RULE	"1 to 63 bytes of A-Z a-z 0-9 . _ - not starting with '.'"
+
+int name_set(char dst[SHMBUS_NAME_MAX], const char *src, const char *what)
+{
+	if (src && !proto_name_set(dst, src))
+		return 0;
+	/* the name itself stays out: it may hold any byte */
+	errmsg_set("invalid %s name: a name is " NAME_RULE, what);
+	return -EINVAL;
+}
+
+int pattern_check(const char pattern[SHMBUS_NAME_MAX])
+{
+	if (!proto_pattern_valid(pattern))
+		return 0;
+	errmsg_set("invalid topic pattern: dot-separated tokens of " NAME_RULE
+		   ", or '*' (one token), or '>' (the rest, last)");
+	return -EINVAL;
+}
+
 SHMBUS_API const char *shmbus_version(void)
 {
 #define STR_(x) #x
