@@ -287,7 +287,9 @@ static size_t headers_of(const struct shmbus_msg *m, char *buf, size_t cap)
  * as it is and a newline. Returns 0 or -errno. */
 static int write_msg(const struct shmbus_msg *m, bool headers)
 {
-	static char hdr[ESC_LEN(SHMBUS_ATTR_BYTES) + 8];
+	/* every attribute byte escaped, "=" and " " for each of at most
+	 * SHMBUS_ATTR_BYTES / 4 attributes, "| " */
+	static char hdr[ESC_LEN(SHMBUS_ATTR_BYTES) + SHMBUS_ATTR_BYTES / 2 + 8];
 	struct iovec iov[3];
 	int n = 0;
 
