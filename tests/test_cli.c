@@ -242,6 +242,16 @@ static struct shmbus_queue_info info(struct shmbus *bus, const char *q)
 	return qi;
 }
 
+/* Wait until no consumer is attached to @q: the daemon reclaimed a
+ * killed one (its deliveries back in the queue, its counters the
+ * queue's). */
+static void wait_reclaimed(struct shmbus *bus, const char *q)
+{
+	for (int i = 0; i < 10000 && info(bus, q).consumers; i++)
+		usleep(1000);
+	assert_int_equal(info(bus, q).consumers, 0);
+}
+
 /* A second sub drains @q (until 1 s without a message) into @t. */
 static void drain_with_cli(const char *q, struct tally *t)
 {
@@ -304,7 +314,9 @@ static void test_sub_kill9_file(void **state)
 		      t.partial);
 	free(buf);
 	/* what the killed sub acked is exactly what it wrote, or one less
-	 * (killed between a write and its ack) */
+	 * (killed between a write and its ack); its counters are the
+	 * queue's once the daemon reclaimed its slot */
+	wait_reclaimed(bus, "k9file");
 	{
 		struct shmbus_queue_info qi = info(bus, "k9file");
 		long acked = (long)qi.stat[SHMBUS_STAT_ACKED];
@@ -358,6 +370,7 @@ static void test_sub_kill9_pipe(void **state)
 	close(p[0]);
 	tally_add(&t, buf, len);
 	free(buf);
+	wait_reclaimed(bus, "k9pipe");
 	acked = (long)info(bus, "k9pipe").stat[SHMBUS_STAT_ACKED];
 	print_message("killed sub: %ld lines in the pipe, %ld acked\n",
 		      t.lines, acked);
