@@ -7,6 +7,7 @@
 #   make bench      deps + build + run the benchmark
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built)
 #   make kmod       the kernel module; make test-kmod runs its VM tests
+#   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean
 #
 #   V=1             show commands
@@ -44,7 +45,7 @@ CC  ?= gcc
 CXX ?= g++
 
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
-	clang llvm libbpf-dev bpftool \
+	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
 	python3
 
@@ -150,7 +151,7 @@ EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
 .PHONY: FORCE all lib deps test demo bench install clean kmod kmod-progs test-kmod \
-	checks
+	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
 all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(PCOST) $(TESTS) \
@@ -374,6 +375,58 @@ test-kmod: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) MAKE=$(MAKE) sh tests/kmod/run-vm.sh
 
+# ---- fuzzing (tests/fuzz/; docs/security.md) ----------------------------
+# libFuzzer targets built with clang, instrumented and sanitized (address,
+# undefined), from every source of the library and the daemon compiled
+# once more in $(B)/fuzz: the gcc build is untouched. Seed corpora are made
+# at build time by mkseeds (from proto.h's structures); inputs that once
+# crashed are kept in tests/fuzz/regress-*/ and run first on every run.
+# make fuzz runs each target FUZZ_SECONDS (default 300); make test runs
+# them briefly (tests/fuzz/run.sh).
+FZ          := $(B)/fuzz
+FUZZ_CC     ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS := -O1 -g $(filter-out $(SANFLAGS),$(BASE_CFLAGS)) \
+	-fsanitize=fuzzer-no-link $(FUZZ_SAN)
+FUZZ_LIB_OBJS := $(patsubst userspace/lib/%.c,$(FZ)/obj/lib/%.o,$(LIB_SRCS))
+FUZZ_DMN_OBJS := $(patsubst userspace/daemon/%.c,$(FZ)/obj/daemon/%.o,\
+	$(filter-out userspace/daemon/main.c,$(DMN_SRCS)))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz-build: $(FUZZ_TARGETS) $(FZ)/mkseeds
+# kept: they are the inputs of pattern rules only
+.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_DMN_OBJS)
+
+fuzz: deps
+	$(Q)$(MAKE) $(if $(Q),-s) fuzz-build
+	$(Q)B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
+
+$(FZ)/obj/lib/%.o: userspace/lib/%.c | $(FZ)/obj/lib
+	$(call msg,FUZZCC,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(PROBE_CFLAGS) \
+		-DSHMBUS_DAEMON_PATH='"$(BINDIR)/shmbusd"' -c $< -o $@
+
+$(FZ)/obj/daemon/%.o: userspace/daemon/%.c | $(FZ)/obj/daemon
+	$(call msg,FUZZCC,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -Iuserspace/daemon -c $< -o $@
+
+$(FZ)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS) $(FUZZ_DMN_OBJS) | $(FZ)
+	$(call msg,FUZZLD,$@)
+	$(Q)$(FUZZ_CC) $(filter-out -fsanitize=fuzzer-no-link,$(FUZZ_CFLAGS)) \
+		-fsanitize=fuzzer -MF $@.d -Iuserspace/daemon $< -o $@ \
+		$(FUZZ_DMN_OBJS) $(FUZZ_LIB_OBJS) $(LDLIBS)
+
+# the seed generator runs on the build machine: the ordinary compiler
+$(FZ)/mkseeds: tests/fuzz/mkseeds.c | $(FZ)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(filter-out $(SANFLAGS),$(BASE_CFLAGS)) -MF $@.d \
+		$< -o $@
+
+$(FZ) $(FZ)/obj/lib $(FZ)/obj/daemon:
+	$(Q)mkdir -p $@
+
 # ---- install: the files built above, as they are ------------------------
 
 install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(PCFILE)
@@ -401,4 +454,4 @@ $(B)/bpf $(B)/kmod $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench:
 
 # the headers each object and program read, as the compiler found them
 -include $(wildcard $(O)/*/*.d $(B)/tests/*.d $(B)/examples/*.d \
-	$(B)/kmod/*.d $(B)/bpf/*.d)
+	$(B)/kmod/*.d $(B)/bpf/*.d $(FZ)/*.d $(FZ)/obj/*/*.d)

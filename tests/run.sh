@@ -92,6 +92,10 @@ run_script() {
 # qemu VM: its programs are static and the module is not instrumented by
 # our sanitizers.
 run_script test_kmod tests/kmod/run-vm.sh
+# The libFuzzer targets (tests/fuzz/), briefly: the inputs that once
+# crashed, the seeds and what earlier runs found, then FUZZ_SECONDS (10)
+# of fuzzing each; clang-built with its own sanitizers, so normal build only.
+run_script test_fuzz tests/fuzz/run.sh
 # make install, then building and running against the installed tree: a
 # program built without a sanitizer cannot load a sanitized library.
 run_script test_install tests/install.sh

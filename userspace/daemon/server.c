@@ -35,7 +35,6 @@ struct conn {
 	struct conn *next;
 	int fd;
 	bool charged;		/* counts against its uid's conns quota */
-	bool refused;		/* over that quota: answer -EDQUOT, close */
 	struct session s;
 	bool pending;		/* no bus opened yet: in the pending FIFO */
 	bool doomed;		/* to be closed after this epoll batch */
@@ -285,8 +284,8 @@ static bool conn_charge(struct conn *c)
 		return true;
 	}
 	for (struct conn *o = conns; o; o = o->next)
-		refused += o->refused && o->s.peer.uid == c->s.peer.uid;
-	c->refused = true;
+		refused += o->s.refused && o->s.peer.uid == c->s.peer.uid;
+	c->s.refused = true;
 	return refused < REFUSED_MAX;
 }
 
@@ -363,9 +362,10 @@ static void accept_all(int lfd)
 	}
 }
 
-/* Send a reply; false if the connection must be dropped. */
-static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
-		  const void *body, size_t blen, const int *fds, unsigned nfds)
+/* Send a reply on @fd; false if the connection must be dropped. */
+static bool reply(int fd, const struct session *s, const struct sbc_hdr *req,
+		  int status, const void *body, size_t blen, const int *fds,
+		  unsigned nfds)
 {
 	union {
 		struct sbc_hdr h;
@@ -407,10 +407,10 @@ static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
 		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
 		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
 	}
-	if (sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	if (sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
 	    (ssize_t)out.h.len) {
 		log_info("connection %u (pid %d): reply not sent (%s); dropping",
-			 c->s.peer.conn_id, c->s.peer.pid, strerror(errno));
+			 s->peer.conn_id, s->peer.pid, strerror(errno));
 		return false;
 	}
 	return true;
@@ -421,7 +421,7 @@ static bool reply(struct conn *c, const struct sbc_hdr *req, int status,
  * request? 0, or the status of the protocol error (logged; *echo false
  * when the type is unknown and must not be echoed).
  */
-static int frame_check(const struct conn *c, struct msghdr *mh,
+static int frame_check(const struct session *s, struct msghdr *mh,
 		       const struct sbc_hdr *h, ssize_t n, bool *echo)
 {
 	long want;
@@ -430,17 +430,17 @@ static int frame_check(const struct conn *c, struct msghdr *mh,
 	if (proto_take_fds(mh, NULL, 0, NULL) ||
 	    (mh->msg_flags & MSG_CTRUNC)) {
 		log_info("connection %u (pid %d): sent file descriptors",
-			 c->s.peer.conn_id, c->s.peer.pid);
+			 s->peer.conn_id, s->peer.pid);
 		return -EPROTO;
 	}
 	if (mh->msg_flags & MSG_TRUNC) {
 		log_info("connection %u (pid %d): frame larger than %u bytes",
-			 c->s.peer.conn_id, c->s.peer.pid, SBC_FRAME_MAX);
+			 s->peer.conn_id, s->peer.pid, SBC_FRAME_MAX);
 		return -EMSGSIZE;
 	}
 	if ((size_t)n < sizeof(*h)) {
 		log_info("connection %u (pid %d): truncated frame (%zd bytes)",
-			 c->s.peer.conn_id, c->s.peer.pid, n);
+			 s->peer.conn_id, s->peer.pid, n);
 		return -EPROTO;
 	}
 	*echo = true;
@@ -448,7 +448,7 @@ static int frame_check(const struct conn *c, struct msghdr *mh,
 	if (h->magic != SBC_MAGIC || h->len != (uint32_t)n || h->status ||
 	    h->nfds || want < 0 || (size_t)n != sizeof(*h) + (size_t)want) {
 		log_info("connection %u (pid %d): malformed frame (type %u, "
-			 "%zd bytes)", c->s.peer.conn_id, c->s.peer.pid,
+			 "%zd bytes)", s->peer.conn_id, s->peer.pid,
 			 h->type, n);
 		*echo = want >= 0;	/* unknown type: do not echo it */
 		return -EPROTO;
@@ -458,8 +458,7 @@ static int frame_check(const struct conn *c, struct msghdr *mh,
 	return 0;
 }
 
-/* Read and answer one frame. Returns false when @c was closed. */
-static bool conn_read(struct conn *c)
+bool session_read(struct daemon *d, int fd, struct session *s)
 {
 	union {
 		struct sbc_hdr h;
@@ -475,29 +474,27 @@ static bool conn_read(struct conn *c)
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 	};
-	struct request r = { .d = dmn, .s = &c->s, .rep = rep };
+	struct request r = { .d = d, .s = s, .rep = rep };
 	bool echo = false;
 	int status;
 	ssize_t n;
 
-	n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return true;
-	if (n <= 0) {
-		conn_close(c);
+	if (n <= 0)
 		return false;
-	}
 	memset(rep, 0, sizeof(rep));
-	status = frame_check(c, &mh, &in.h, n, &echo);
+	status = frame_check(s, &mh, &in.h, n, &echo);
 	if (status) {
 		r.fatal = true;
-	} else if (c->refused) {
+	} else if (s->refused) {
 		/* over the conns quota: say so, close */
 		status = -EDQUOT;
 		req_reason(&r, "quota: conns %llu of %llu for uid %u",
-			   (unsigned long long)quota_use(c->s.peer.uid, Q_CONNS),
+			   (unsigned long long)quota_use(s->peer.uid, Q_CONNS),
 			   (unsigned long long)quota_limit(Q_CONNS),
-			   c->s.peer.uid);
+			   s->peer.uid);
 		r.fatal = true;
 	} else {
 		r.hdr = &in.h;
@@ -505,11 +502,18 @@ static bool conn_read(struct conn *c)
 		status = dispatch(&r);
 		if (r.fatal)
 			log_info("connection %u (pid %d): invalid request "
-				 "(type %u): %s", c->s.peer.conn_id,
-				 c->s.peer.pid, in.h.type, strerror(-status));
+				 "(type %u): %s", s->peer.conn_id,
+				 s->peer.pid, in.h.type, strerror(-status));
 	}
-	if (!reply(c, echo ? &in.h : NULL, status, status ? (const void *)r.reason : rep,
-		   r.rep_len, r.fds, r.nfds) || r.fatal) {
+	return reply(fd, s, echo ? &in.h : NULL, status,
+		     status ? (const void *)r.reason : rep, r.rep_len, r.fds,
+		     r.nfds) && !r.fatal;
+}
+
+/* Read and answer one frame. Returns false when @c was closed. */
+static bool conn_read(struct conn *c)
+{
+	if (!session_read(dmn, c->fd, &c->s)) {
 		conn_close(c);
 		return false;
 	}

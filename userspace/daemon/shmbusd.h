@@ -110,10 +110,21 @@ struct session {
 	struct peer peer;
 	bool hello;		/* HELLO done */
 	bool rdonly;		/* bound read-only */
+	bool refused;		/* over its uid's conns quota: its first
+				 * frame is answered -EDQUOT, then closed */
 	unsigned perms;		/* bus_perms() on its bus */
 	struct dbus *bus;	/* bound by BUS_OPEN, else NULL */
 	uint64_t kmod_cookie;	/* its name in the module's death records */
 };
+
+/*
+ * Read one packet of session @s from @fd and answer it: check the frame,
+ * dispatch the request, send the reply (server.c). False when the
+ * connection must be closed: EOF, a receive error, a protocol error, a
+ * reply that cannot be sent. The event loop's whole handling of a packet,
+ * also driven by the fuzzer (tests/fuzz/) over a socketpair.
+ */
+bool session_read(struct daemon *d, int fd, struct session *s);
 
 /* A request being answered. */
 struct request {
