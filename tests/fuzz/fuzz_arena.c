@@ -37,7 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -48,12 +48,13 @@
 struct settings {
 	uint8_t max_queues;	/* 2 + x % 3 */
 	uint8_t max_slots;	/* 3 + x % 6 */
-	uint8_t ring_kib;	/* 4 + x % 13 */
+	uint8_t ring_kib;	/* 16 + x % 49 */
 	uint8_t pools;		/* bit 0: a second pool; bits 1-3: counts */
 	uint8_t max_len;	/* 2 << x % 6 */
 	uint8_t prio;		/* 1 + x % 4 */
 	uint8_t qflags;		/* bit 0 dedup, 1 dlq, 2 ttl, 3 max_deliveries
-				 * 2, 4 overflow reject, 5 lease 1 ms */
+				 * 2, 4 overflow reject, 5 lease 1 ms, 6 a
+				 * topic with a subscriber too */
 	uint8_t npub;		/* x % 24 publishes before the patches */
 	uint8_t nhold;		/* x % 16 deliveries held over the patches */
 	uint8_t nrecv;		/* x % 32 receives after */
@@ -61,13 +62,47 @@ struct settings {
 	uint8_t tick;		/* seconds ahead for the periodic work */
 };
 
+/* What the client asks of the daemon thread besides requests. */
+enum { ASK_STOP = 1, ASK_TICK = 2 };
+
 static char sock_path[108];
 static int listen_fd = -1;
 static struct daemon dmn;
-static int stop_fd = -1;
+/* pipes: questions to the daemon thread, its answers */
+static int ask_fd = -1, ask_wfd = -1, done_fd = -1, done_wfd = -1;
 static uint64_t start_time;
+static int64_t tick_ahead;
 
-/* The daemon: the listener and up to 8 connections, until stop_fd. */
+/* The daemon's periodic work on every bus, at now + @ahead. */
+static void tick_all(int64_t ahead)
+{
+	int64_t now = now_ns();
+
+	for (struct dbus *b = dmn.buses; b; b = b->next) {
+		deliver_tick(b, now);
+		deliver_tick(b, now + ahead);
+		defer_tick(b);
+	}
+}
+
+/* Have the daemon thread run its periodic work now, and wait for it: the
+ * consumers still attached, their delivery tables as scribbled. */
+static void ask_tick(int64_t ahead)
+{
+	uint64_t v = ASK_TICK;
+
+	tick_ahead = ahead;
+	if (write(ask_wfd, &v, sizeof(v)) != sizeof(v) ||
+	    read(done_fd, &v, sizeof(v)) != sizeof(v))
+		abort();
+}
+
+struct region {
+	uint8_t *base;
+	uint64_t len;
+};
+
+/* The daemon: the listener and up to 8 connections, until ASK_STOP. */
 static void *daemon_thread(void *arg)
 {
 	struct pollfd pfd[10];
@@ -76,7 +111,7 @@ static void *daemon_thread(void *arg)
 	uint32_t conn_id = 1;
 
 	for (;;) {
-		pfd[0].fd = stop_fd;
+		pfd[0].fd = ask_fd;
 		pfd[1].fd = listen_fd;
 		for (int i = 0; i < n; i++)
 			pfd[2 + i].fd = fds[i];
@@ -108,8 +143,17 @@ static void *daemon_thread(void *arg)
 				fds[n++] = fd;
 			}
 		}
-		if (pfd[0].revents & POLLIN)
-			break;
+		if (pfd[0].revents & POLLIN) {
+			uint64_t v;
+
+			if (read(ask_fd, &v, sizeof(v)) != sizeof(v))
+				abort();
+			if (v == ASK_STOP)
+				break;
+			tick_all(tick_ahead);
+			if (write(done_wfd, &v, sizeof(v)) != sizeof(v))
+				abort();
+		}
 	}
 	/* the client closed everything before stopping us: EOFs first */
 	for (int i = 0; i < n; i++) {
@@ -120,11 +164,6 @@ static void *daemon_thread(void *arg)
 	}
 	return NULL;
 }
-
-struct region {
-	uint8_t *base;
-	uint64_t len;
-};
 
 static void patch(struct shmbus *bus, const uint8_t **p, size_t *n)
 {
@@ -202,6 +241,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[] = "/tmp/shmbus-fuzz-XXXXXX";
+	int pv[4];
 
 	if (dlog_open("/dev/null"))
 		abort();
@@ -218,9 +258,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (listen_fd < 0 || bind(listen_fd, (void *)&sa, sizeof(sa)) ||
 	    listen(listen_fd, 8))
 		abort();
-	stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (stop_fd < 0)
+	/* one answer per question; the client blocks for it */
+	if (pipe2(pv, O_CLOEXEC) || pipe2(pv + 2, O_CLOEXEC))
 		abort();
+	ask_fd = pv[0];
+	ask_wfd = pv[1];
+	done_fd = pv[2];
+	done_wfd = pv[3];
 	return 0;
 }
 
@@ -233,8 +277,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct shmbus_msg held[16];
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1, .prefetch = 16);
 	unsigned nheld = 0;
+	struct shmbus_producer *tp = NULL;
+	struct shmbus_consumer *sub = NULL;
 	pthread_t th;
-	uint64_t one = 1;
+	uint64_t one = ASK_STOP;
 	char why[160];
 
 	if (size < sizeof(st))
@@ -250,7 +296,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = sock_path,
 		    .max_queues = 2 + st.max_queues % 3,
 		    .max_slots = 3 + st.max_slots % 6,
-		    .ring_bytes = (4 + st.ring_kib % 13) * 1024,
+		    .ring_bytes = (16 + st.ring_kib % 49) * 1024,
 		    .nr_pools = 1 + (st.pools & 1),
 		    .connect_timeout_ms = 1000);
 	oo.pools[0].payload = 256;
@@ -293,11 +339,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (nheld < st.nhold % 16u &&
 	       shmbus_consumer__try_receive(c, &held[nheld]) == 0)
 		nheld++;
+	if (st.qflags & 64) {
+		SHMBUS_OPTS(shmbus_topic_opts, to, .msg_size = 200,
+			    .history = 4);
+		SHMBUS_OPTS(shmbus_sub_opts, so, .group = "g",
+			    .flags = SHMBUS_SUB_HISTORY, .max_len = 8,
+			    .prefetch = 16);
+
+		if (shmbus__topic_declare(bus, "ev", &to) >= 0 &&
+		    (tp = shmbus_producer__new(bus, "ev", NULL)) != NULL) {
+			publish(tp, 0, 1, false);
+			sub = shmbus_consumer__subscribe(bus, "ev", &so);
+			for (unsigned i = 1; i < st.npub % 8u; i++)
+				publish(tp, i, 1, false);
+		}
+	}
 
 	/* a member scribbles */
 	while (size)
 		patch(bus, &data, &size);
 	arena_validate(bus->arena.base, bus->arena.size, why, sizeof(why));
+	ask_tick(0);
 
 	bus2 = shmbus__open("f", &oo);
 	if (bus2)
@@ -325,29 +387,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			else
 				shmbus_consumer__ack(cc, &m);
 		}
+		if (sub && shmbus_consumer__try_receive(sub, &m) == 0 &&
+		    i % 2)
+			shmbus_consumer__ack(sub, &m);
+		if (tp && i % 4 == 0)
+			publish(tp, i, 1, false);
 	}
+	/* leases run out with the consumers attached */
+	ask_tick((int64_t)st.tick * NSEC_PER_SEC);
 
 	/* detaching is a request answered before the next; the closes,
 	 * last, reach the daemon as EOFs it reads before it stops */
 out:
 	shmbus_consumer__free(c2);
+	shmbus_consumer__free(sub);
 	shmbus_consumer__free(c);
+	shmbus_producer__free(tp);
 	shmbus_producer__free(p);
 	shmbus__close(bus2);
 	shmbus__close(bus);
-	if (write(stop_fd, &one, sizeof(one)) != sizeof(one))
+	if (write(ask_wfd, &one, sizeof(one)) != sizeof(one))
 		abort();
 	pthread_join(th, NULL);
-	if (read(stop_fd, &one, sizeof(one)) != sizeof(one))
-		abort();
 
-	for (struct dbus *b = dmn.buses; b; b = b->next) {
-		int64_t now = now_ns();
-
-		deliver_tick(b, now);
-		deliver_tick(b, now + (int64_t)st.tick * NSEC_PER_SEC);
-		defer_tick(b);
-	}
+	tick_all((int64_t)st.tick * NSEC_PER_SEC);
 	buses_free(&dmn);
 	return 0;
 }

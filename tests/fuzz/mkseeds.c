@@ -240,7 +240,7 @@ static void settings(unsigned qflags, unsigned prio, unsigned npub,
 {
 	put8(2);	/* max_queues 4 */
 	put8(3);	/* max_slots 6 */
-	put8(0);	/* ring 4 KiB */
+	put8(16);	/* ring 32 KiB */
 	put8(1 | 2 << 1 | 1 << 4);	/* two pools */
 	put8(3);	/* max_len 16 */
 	put8(prio);
@@ -274,6 +274,8 @@ static void arena(const char *dir)
 	save(dir, "dedup-dlq-prio");
 	settings(4 | 32, 0, 10, 3);
 	save(dir, "ttl-lease");
+	settings(64 | 1, 1, 12, 3);
+	save(dir, "topic");
 	settings(0, 1, 8, 4);
 	apatch(5, 0, ff, 16);		/* ring cells */
 	apatch(6, 64, ff, 8);		/* a free-list link */

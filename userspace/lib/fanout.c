@@ -130,12 +130,20 @@ int topic_fanout(struct attachment *at, uint32_t ref, struct pub_wait *w)
 	chunk_set(c, SHMBUS_CHUNK_SHARED, 0);
 	if (READ_ONCE(at->q->history)) {
 		uint32_t old;
+		int tries = 0;
 
+		/* a full history drops its oldest; a ring that stays full
+		 * with nothing to take is a peer's garbage (or 8 lost races
+		 * in a row): the message stays out of the history, rather
+		 * than the publish spinning for ever */
 		atomic_fetch_add(&c->refcnt, 1);
-		while (ring_enqueue(&at->ring, ref) == -ENOBUFS) {
+		while ((err = ring_enqueue(&at->ring, ref)) == -ENOBUFS &&
+		       tries++ < 8) {
 			if (ring_dequeue(&at->ring, &old) == 0)
 				chunk_unref(a, at->slot, old);
 		}
+		if (err)
+			atomic_fetch_sub(&c->refcnt, 1);
 	}
 	fo = fanout_of(a, at->q, &n);
 	wb.n = 0;
