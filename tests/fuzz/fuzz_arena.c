@@ -7,9 +7,9 @@
  * serving a real listening socket from a thread of this process with
  * session_read(), the event loop's handling of a packet) and a client
  * using the public API: it opens a small bus, declares a queue (with the
- * input's priority levels, dedup window and dead-letter queue), attaches
- * a producer and a consumer, publishes, receives and holds some
- * deliveries. Then the input's patches are written into the arena, as any
+ * input's priority levels, dedup window, dead-letter queue, checksums)
+ * and perhaps a topic with a subscriber, attaches a producer and a
+ * consumer, publishes, receives and holds some deliveries. Then the input's patches are written into the arena, as any
  * member could, and everything carries on over the damage:
  *
  *   - arena_validate() on the image (the attach-time validation);
@@ -54,7 +54,7 @@ struct settings {
 	uint8_t prio;		/* 1 + x % 4 */
 	uint8_t qflags;		/* bit 0 dedup, 1 dlq, 2 ttl, 3 max_deliveries
 				 * 2, 4 overflow reject, 5 lease 1 ms, 6 a
-				 * topic with a subscriber too */
+				 * topic with a subscriber too, 7 checksums */
 	uint8_t npub;		/* x % 24 publishes before the patches */
 	uint8_t nhold;		/* x % 16 deliveries held over the patches */
 	uint8_t nrecv;		/* x % 32 receives after */
@@ -327,6 +327,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		qo.overflow = SHMBUS_OVERFLOW_REJECT;
 	if (st.qflags & 32)
 		qo.lease_ns = NSEC_PER_MSEC;
+	if (st.qflags & 128)
+		qo.flags |= SHMBUS_QUEUE_CHECKSUM;
 	/* settings the bus has no room for are refused: nothing to fuzz */
 	if (shmbus__queue_declare(bus, "q", &qo) < 0)
 		goto out;
@@ -341,7 +343,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nheld++;
 	if (st.qflags & 64) {
 		SHMBUS_OPTS(shmbus_topic_opts, to, .msg_size = 200,
-			    .history = 4);
+			    .history = 4,
+			    .flags = st.qflags & 128 ? SHMBUS_QUEUE_CHECKSUM : 0);
 		SHMBUS_OPTS(shmbus_sub_opts, so, .group = "g",
 			    .flags = SHMBUS_SUB_HISTORY, .max_len = 8,
 			    .prefetch = 16);

@@ -276,6 +276,9 @@ static void arena(const char *dir)
 	save(dir, "ttl-lease");
 	settings(64 | 1, 1, 12, 3);
 	save(dir, "topic");
+	settings(128 | 64, 0, 10, 4);
+	apatch(6, 200, ff, 16);		/* chunk bytes: checksums catch them */
+	save(dir, "checksum");
 	settings(0, 1, 8, 4);
 	apatch(5, 0, ff, 16);		/* ring cells */
 	apatch(6, 64, ff, 8);		/* a free-list link */
