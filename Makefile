@@ -381,8 +381,9 @@ test-kmod: deps
 # once more in $(B)/fuzz: the gcc build is untouched. Seed corpora are made
 # at build time by mkseeds (from proto.h's structures); inputs that once
 # crashed are kept in tests/fuzz/regress-*/ and run first on every run.
-# make fuzz runs each target FUZZ_SECONDS (default 300); make test runs
-# them briefly (tests/fuzz/run.sh).
+# make fuzz runs each target FUZZ_SECONDS (default 300), growing a corpus
+# in $(B)/fuzz/corpus-*; make test runs them for 10 s each from the seeds
+# and regression inputs (tests/fuzz/run.sh).
 FZ          := $(B)/fuzz
 FUZZ_CC     ?= clang
 FUZZ_SECONDS ?= 300
@@ -401,7 +402,8 @@ fuzz-build: $(FUZZ_TARGETS) $(FZ)/mkseeds
 
 fuzz: deps
 	$(Q)$(MAKE) $(if $(Q),-s) fuzz-build
-	$(Q)B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
+	$(Q)B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_KEEP=1 MAKE=$(MAKE) \
+		sh tests/fuzz/run.sh
 
 $(FZ)/obj/lib/%.o: userspace/lib/%.c | $(FZ)/obj/lib
 	$(call msg,FUZZCC,$@)

@@ -1,13 +1,14 @@
 #!/bin/sh
 # run.sh - run every libFuzzer target of tests/fuzz/ for FUZZ_SECONDS
-# each (make fuzz: 300; make test: a short run), over its corpus: the
-# inputs it found before (B/fuzz/corpus-NAME), seeds made by mkseeds, and
-# the inputs that once crashed (tests/fuzz/regress-NAME/, run first).
+# each (make fuzz: 300; make test: 10), starting from the inputs that once
+# failed (tests/fuzz/regress-NAME/, run first) and seeds made by mkseeds;
+# with FUZZ_KEEP=1 (make fuzz) also from what earlier runs found, kept in
+# B/fuzz/corpus-NAME (make test starts afresh, so its time stays fixed).
 # Fails on any crash, sanitizer report, leak or timeout; prints how many
 # inputs each target ran. A failing input is left in B/fuzz/artifacts/.
 #
 # Environment: B (build dir), FUZZ_SECONDS (per target, default 10),
-# MAKE.
+# FUZZ_KEEP, MAKE.
 set -eu
 
 B=${B:-build}
@@ -21,6 +22,10 @@ for t in "$FZ"/fuzz_*; do
 	case $t in *.d) continue ;; esac
 	name=${t##*/fuzz_}
 	corpus=$FZ/corpus-$name
+	if [ "${FUZZ_KEEP:-0}" != 1 ]; then
+		corpus=$FZ/run-corpus-$name
+		rm -rf "$corpus"
+	fi
 	seeds=$FZ/seeds-$name
 	regress=tests/fuzz/regress-$name
 	rm -rf "$seeds"
