@@ -290,6 +290,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size -= sizeof(st);
 
 	memset(&dmn, 0, sizeof(dmn));
+	dmn.bus_max = 16 << 20;		/* the daemon's --bus-max */
 	if (pthread_create(&th, NULL, daemon_thread, NULL))
 		abort();
 
