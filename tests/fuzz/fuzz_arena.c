@@ -248,6 +248,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	dlog_set_level(LOG_DEBUG_);
 	shmbus_set_print(NULL);
 	start_time = pid_start_time(getpid());
+	/* per-uid quotas as a daemon with 1024 fds has them */
+	quota_init(1024);
 	if (!mkdtemp(dir))
 		abort();
 	snprintf(sock_path, sizeof(sock_path), "%s/sock", dir);
@@ -416,5 +418,6 @@ out:
 
 	tick_all((int64_t)st.tick * NSEC_PER_SEC);
 	buses_free(&dmn);
+	quota_free();	/* what the buses were charged: the next input starts clean */
 	return 0;
 }

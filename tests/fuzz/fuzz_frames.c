@@ -269,6 +269,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	dlog_set_level(LOG_DEBUG_);
 	shmbus_set_print(NULL);
 	start_time = pid_start_time(getpid());
+	/* per-uid quotas as a daemon with 1024 fds has them */
+	quota_init(1024);
 	return 0;
 }
 
@@ -319,5 +321,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		conn_gone(i);
 	tick_all(0);
 	buses_free(&dmn);
+	quota_free();	/* what the buses were charged: the next input starts clean */
 	return 0;
 }
