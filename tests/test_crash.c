@@ -11,7 +11,10 @@
  *    producer and a consumer run: every delivered message is intact and in
  *    order, the surviving producer never blocks, nothing wedges the ring;
  *  - a kill storm on consumers: the ring never wedges; nothing is
- *    corrupt, and every message is accounted for.
+ *    corrupt, and every message is accounted for;
+ *  - a consumer killed holding leases while a child it forked (without
+ *    exec) still holds its socket: the leases come back at once all the
+ *    same (the daemon watches the process, not the socket).
  */
 #include "shmbus.h"
 #include "helpers.h"
@@ -207,6 +210,88 @@ static void test_consumer_dies_holding_leases(void **state)
 {
 	(void)state;
 	consumer_dies_holding(false);
+}
+
+/*
+ * A consumer takes 5 leases (60 s lease), forks a child that sleeps
+ * holding the inherited control socket, and is killed -9. The 5 must be
+ * redelivered while the child lives, long before the leases expire.
+ */
+static void test_consumer_dies_child_holds_socket(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 64, .msg_size = 256,
+		    .max_consumers = 8, .lease_ns = 60000 * 1000000LL);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	int ready[2], seen[8] = { 0 }, received = 0, dup = 0, lost = 0;
+	pid_t kid, *grandkid = t_shared(sizeof(pid_t));
+	int64_t t0, dt;
+	char x;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(bus, "forked", &qo) >= 0);
+	p = shmbus_producer__new(bus, "forked", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i), NULL), 0);
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_consumer *k = shmbus_consumer__new(b, "forked", NULL);
+		struct shmbus_msg v[5];
+		pid_t g;
+
+		CHILD_CHECK(k, "consumer");
+		for (int i = 0; i < 5; i++)
+			CHILD_CHECK(!shmbus_consumer__try_receive(k, &v[i]), "recv");
+		if (!(g = fork())) {
+			/* the socket, the arena and the seat stay open here */
+			for (;;)
+				pause();
+		}
+		*grandkid = g;
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	assert_true(*grandkid > 0);
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
+	t0 = t_now_ns();
+	c = shmbus_consumer__new(bus, "forked", NULL);
+	assert_non_null(c);
+	while (shmbus_consumer__receive_view(c, &m, 3000 * 1000000LL) == 0) {
+		int v = *(const int *)m.data;
+
+		if (v >= 0 && v < 5 && seen[v]++)
+			dup++;
+		received++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+		if (received == 5)
+			break;
+	}
+	dt = t_now_ns() - t0;
+	for (int i = 0; i < 5; i++)
+		lost += !seen[i];
+	/* the child still lives: it was not its exit that freed them */
+	assert_int_equal(kill(*grandkid, 0), 0);
+	print_message("sent 5, received %d, lost %d, duplicated %d; "
+		      "redelivered within %lld ms, the forked child alive\n",
+		      received, lost, dup, (long long)(dt / 1000000));
+	kill(*grandkid, SIGKILL);
+	assert_int_equal(lost, 0);
+	assert_int_equal(dup, 0);
+	assert_int_equal(received, 5);
+	/* a bound far below the 60 s lease: the death, not the lease */
+	assert_true(dt < 5000 * 1000000LL);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	close(ready[0]);
+	close(ready[1]);
+	shmbus__close(bus);
 }
 
 #define CSTORM_MAX	(1u << 22)
@@ -488,6 +573,7 @@ int main(void)
 		cmocka_unit_test(test_producer_dies_holding_loans),
 		cmocka_unit_test(test_consumer_dies_holding_views),
 		cmocka_unit_test(test_consumer_dies_holding_leases),
+		cmocka_unit_test(test_consumer_dies_child_holds_socket),
 		cmocka_unit_test(test_producer_kill_storm),
 		cmocka_unit_test(test_consumer_kill_storm),
 	};

@@ -5,12 +5,16 @@
  *    messages; a lost wake-up shows as a consumer timing out;
  *  - no thundering herd: one message wakes one of eight sleepers;
  *  - epoll: the consumer fd is readable exactly when messages wait;
- *  - timeouts, EINTR, and a deleted queue waking its sleepers (-EIDRM).
+ *  - timeouts, EINTR, and a deleted queue waking its sleepers (-EIDRM);
+ *  - a wake-up that goes to a consumer which then does not take the
+ *    message (stopped, killed, or detaching) reaches another sleeper
+ *    while the producer lives on.
  */
 #include <poll.h>
 #include <sys/epoll.h>
 
 #include "shmbus.h"
+#include "shmbus/layout.h"
 #include "helpers.h"
 
 #define BUS	"wake"
@@ -499,6 +503,169 @@ static void test_fork_child_frees(void **state)
 	shmbus__close(bus);
 }
 
+/* The sleep mask of queue @q, read from our own mapping of the arena. */
+static uint64_t sleep_mask_of(const char *q)
+{
+	const uint8_t *base = t_arena_mapping(BUS);
+	const struct shmbus_sb *sb = (const struct shmbus_sb *)base;
+
+	assert_non_null(base);
+	for (uint32_t i = 0; i < sb->max_queues; i++) {
+		const struct shmbus_queue *d =
+			(const struct shmbus_queue *)(base + sb->qdir_off) + i;
+
+		if ((READ_ONCE(d->gen) & 1) && !strcmp(d->name, q))
+			return READ_ONCE(d->sleep_mask[0]);
+	}
+	fail_msg("queue %s not in the arena", q);
+	return 0;
+}
+
+/* Wait until queue @q's sleep mask is @want. */
+static void wait_mask(const char *q, uint64_t want)
+{
+	for (int i = 0; i < 5000 && sleep_mask_of(q) != want; i++)
+		usleep(1000);
+	assert_int_equal(sleep_mask_of(q), want);
+}
+
+enum wake_fate { FATE_STOPPED, FATE_KILLED, FATE_DETACHED };
+
+struct passed_on {
+	int64_t pub_ns, recv_ns;	/* the publish; B's receive */
+	uint64_t a_received, b_received;
+	uint32_t detach;		/* A: leave now */
+};
+
+/*
+ * Consumer A (seat 0) sleeps, consumer B (seat 1) sleeps, a producer that
+ * stays alive publishes one message: its wake-up goes to A (a fresh
+ * thread wakes the lowest seat first), which then does not take it
+ * (@fate). B must receive it, in well under its 10 s timeout.
+ */
+static void run_passed_on(const char *q, enum wake_fate fate)
+{
+	static const char *names[] = { "stopped", "killed", "detached" };
+	struct passed_on *sh = t_shared(sizeof(*sh));
+	pid_t a, b, prod;
+	int rc_b, rc_a;
+	int64_t lat;
+
+	declare(q, 16, 4);
+	/* keep the bus open here: sleep_mask_of() reads our mapping */
+	struct shmbus *bus = open_bus();
+
+	if (!(a = fork())) {
+		struct shmbus *ab = open_bus();
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+		struct shmbus_consumer *c = shmbus_consumer__new(ab, q, &co);
+		uint64_t v;
+
+		CHILD_CHECK(c, "consumer A: %s", strerror(errno));
+		if (fate != FATE_DETACHED) {
+			if (shmbus_consumer__receive(c, &v, sizeof(v),
+						     10000 * 1000000LL) ==
+			    sizeof(v))
+				atomic_fetch_add(&sh->a_received, 1);
+			_exit(0);
+		}
+		/* an epoll user: armed, then it leaves without receiving */
+		CHILD_CHECK(shmbus_consumer__arm(c) == 0, "arm");
+		while (!smp_load_acquire(&sh->detach))
+			usleep(1000);
+		shmbus_consumer__free(c);
+		shmbus__close(ab);
+		_exit(0);
+	}
+	wait_mask(q, 1);		/* A asleep on seat 0 */
+	if (fate != FATE_DETACHED)
+		kill(a, SIGSTOP);	/* killed: stopped first, as seen */
+	if (!(b = fork())) {
+		struct shmbus *bb = open_bus();
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+		struct shmbus_consumer *c = shmbus_consumer__new(bb, q, &co);
+		uint64_t v;
+		ssize_t n;
+
+		CHILD_CHECK(c, "consumer B: %s", strerror(errno));
+		n = shmbus_consumer__receive(c, &v, sizeof(v),
+					     10000 * 1000000LL);
+		if (n == sizeof(v)) {
+			sh->recv_ns = t_now_ns();
+			atomic_fetch_add(&sh->b_received, 1);
+		}
+		shmbus_consumer__free(c);
+		_exit(n == sizeof(v) ? 10 : n == -ETIMEDOUT ? 11 : 12);
+	}
+	wait_mask(q, 3);		/* and B on seat 1 */
+	if (!(prod = fork())) {
+		struct shmbus *pb = open_bus();
+		struct shmbus_producer *p = shmbus_producer__new(pb, q, NULL);
+
+		CHILD_CHECK(p, "producer: %s", strerror(errno));
+		sh->pub_ns = t_now_ns();
+		CHILD_CHECK(shmbus_producer__publish(p, &(uint64_t){ 42 },
+						     sizeof(uint64_t), NULL) == 0,
+			    "publish");
+		pause();	/* long-lived: its death would kick every seat */
+		_exit(0);
+	}
+	/* the wake-up went to A: its bit is gone, and it cannot re-arm */
+	for (int i = 0; i < 5000 && (sleep_mask_of(q) & 1); i++)
+		usleep(1000);
+	assert_int_equal(sleep_mask_of(q) & 1, 0);
+	if (fate == FATE_KILLED)
+		kill(a, SIGKILL);
+	if (fate == FATE_DETACHED)
+		smp_store_release(&sh->detach, 1);
+	rc_b = t_wait(b, 15000);
+	lat = sh->b_received ? sh->recv_ns - sh->pub_ns : -1;
+	kill(prod, SIGKILL);
+	t_wait(prod, 5000);
+	if (fate == FATE_STOPPED)
+		kill(a, SIGKILL);
+	rc_a = t_wait(a, 5000);
+	print_message("A %s: sent 1, received %llu (B %llu, A %llu), lost %d, "
+		      "duplicated %d; B had it %lld ms after the publish\n",
+		      names[fate],
+		      (unsigned long long)(sh->a_received + sh->b_received),
+		      (unsigned long long)sh->b_received,
+		      (unsigned long long)sh->a_received,
+		      sh->a_received + sh->b_received == 0,
+		      sh->a_received + sh->b_received > 1,
+		      (long long)(lat / 1000000));
+	assert_int_equal(rc_b, 10);
+	assert_int_equal(sh->b_received, 1);
+	assert_int_equal(sh->a_received, 0);
+	/* a liveness bound, not a benchmark: the daemon's stall check
+	 * acts after 100 ms, a death or detach passes it on at once */
+	assert_true(lat >= 0 && lat < 2000 * 1000000LL);
+	assert_int_equal(rc_a, fate == FATE_DETACHED ? 0 : 128 + SIGKILL);
+	shmbus__close(bus);
+	munmap(sh, sizeof(*sh));
+}
+
+/* A stopped (SIGSTOP) after its wake-up was sent. */
+static void test_wake_stopped_consumer(void **state)
+{
+	(void)state;
+	run_passed_on("pass.stop", FATE_STOPPED);
+}
+
+/* A stopped, then killed -9 with the wake-up in its eventfd. */
+static void test_wake_killed_consumer(void **state)
+{
+	(void)state;
+	run_passed_on("pass.kill", FATE_KILLED);
+}
+
+/* A frees its consumer with the wake-up unclaimed. */
+static void test_wake_detached_consumer(void **state)
+{
+	(void)state;
+	run_passed_on("pass.detach", FATE_DETACHED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -511,6 +678,9 @@ int main(void)
 		cmocka_unit_test(test_timeouts_and_eintr),
 		cmocka_unit_test(test_blocked_then_woken),
 		cmocka_unit_test(test_delete_wakes),
+		cmocka_unit_test(test_wake_stopped_consumer),
+		cmocka_unit_test(test_wake_killed_consumer),
+		cmocka_unit_test(test_wake_detached_consumer),
 	};
 
 	return T_RUN_WITH_DAEMON("wake", tests);

@@ -14,7 +14,10 @@
  *                    consumers also skip expired messages they take
  *   hand-overs       SBC_DISPOSE: a client gives the daemon a chunk to
  *                    delay, retry or dead-letter
- *   the tick         per bus: timers, lease expiry (lease.c), TTL
+ *   the tick         per bus: timers, lease expiry (lease.c), TTL, and
+ *                    wake-ups that did not lead to a receive (a message
+ *                    waiting at the same head for WAKE_STALL_NS while
+ *                    a consumer sleeps wakes the sleepers)
  *
  * While the daemon holds a chunk it is TIMED, owned by SHMBUS_OWNER_DAEMON.
  * Everything here is decided from the daemon's own records (queue
@@ -34,6 +37,7 @@
 
 #define DELIVER_TICK_NS		(10 * NSEC_PER_MSEC)
 #define TTL_SCAN_MAX		256	/* expired messages per queue per tick */
+#define WAKE_STALL_NS		(100 * NSEC_PER_MSEC)
 
 static struct shmbus_queue *arena_q(const struct dbus *b, uint32_t qid)
 {
@@ -87,22 +91,22 @@ static uint32_t unshare(struct dbus *b, uint32_t ref)
 }
 
 /*
- * Wake one sleeping consumer of @qid, as a producer does (wake.h): our
- * ring cmpxchg was SEQ_CST; a full fence, then the mask.
+ * Claim up to @n sleeping seats of @qid and write their eventfds, as a
+ * producer does (wake.h). The caller has ordered its evidence of a
+ * waiting message before this (the [WAKE] fence). Returns the number
+ * woken.
  */
-static void dq_wake(struct dbus *b, uint32_t qid)
+static unsigned dq_wake_n(struct dbus *b, uint32_t qid, unsigned n)
 {
 	static const uint64_t one = 1;
 	struct shmbus_queue *q = arena_q(b, qid);
 	const struct dqueue *dq = &b->queues[qid];
+	unsigned woken = 0;
 
-	/* [WAKE] after our ring cmpxchg, as a producer: pairs with
-	 * seat_arm() */
-	smp_mb__after_atomic();
-	for (uint32_t w = 0; w < SHMBUS_SEAT_WORDS; w++) {
+	for (uint32_t w = 0; w < SHMBUS_SEAT_WORDS && woken < n; w++) {
 		uint64_t m = READ_ONCE(q->sleep_mask[w]);
 
-		while (m) {
+		while (m && woken < n) {
 			uint64_t bit = m & -m;
 			uint32_t seat = w * 64 + (uint32_t)__builtin_ctzll(m);
 
@@ -112,14 +116,106 @@ static void dq_wake(struct dbus *b, uint32_t qid)
 			if (seat >= dq->nr_seats || !dq->seat_fds ||
 			    dq->seat_fds[seat] < 0)
 				continue;
+			/* only the one who clears the bit writes (pairs
+			 * with the fetch_and in seat_disarm) */
 			if (!(atomic_fetch_and(&q->sleep_mask[w], ~bit) & bit))
 				continue;
+			woken++;
 			if (write(dq->seat_fds[seat], &one, sizeof(one)) < 0)
 				log_warn("seat %u eventfd write: %s", seat,
 					 strerror(errno));
-			return;
 		}
 	}
+	return woken;
+}
+
+/*
+ * Wake one sleeping consumer of @qid, as a producer does (wake.h): our
+ * ring cmpxchg was SEQ_CST; a full fence, then the mask.
+ */
+static void dq_wake(struct dbus *b, uint32_t qid)
+{
+	/* [WAKE] after our ring cmpxchg, as a producer: pairs with
+	 * seat_arm() */
+	smp_mb__after_atomic();
+	dq_wake_n(b, qid, 1);
+}
+
+/*
+ * The head positions of @dq's rings that hold a message, summed into
+ * *@heads; the number of messages waiting (at least 1 when any ring has
+ * one), or 0.
+ */
+static uint64_t dq_waiting(struct dbus *b, const struct dqueue *dq,
+			   uint64_t *heads)
+{
+	uint64_t n = 0, sum = 0;
+
+	for (uint32_t l = 0; l < dq->nr_prio; l++) {
+		uint64_t pos, v;
+		struct ring r;
+
+		dqueue_ring_level(b, dq, l, &r);
+		if (!ring_peek_head(&r, &pos, &v))
+			continue;
+		sum += pos << (2 * l);
+		n += MAX(ring_depth_hint(READ_ONCE(*r.tail), pos), (uint64_t)1);
+	}
+	if (heads)
+		*heads = sum;
+	return n;
+}
+
+void queue_pass_wake(struct dbus *b, uint32_t qid)
+{
+	const struct dqueue *dq = &b->queues[qid];
+
+	if (!dq->live || dq->kind == DQ_TOPIC || !dq_waiting(b, dq, NULL))
+		return;
+	/* [WAKE] the message we saw, then the mask: a consumer arming
+	 * after our load sees the message itself (pairs with seat_arm()) */
+	smp_mb();
+	dq_wake_n(b, qid, 1);
+}
+
+/*
+ * A message of @qid has waited WAKE_STALL_NS at the same head position
+ * while consumers sleep: the consumer its wake-up went to is not taking
+ * it (stopped, or it returned from receive without taking). Wake as many
+ * sleepers as messages wait. Runs from the tick, which runs while anyone
+ * is attached (and a sleeper is attached).
+ */
+static void wake_stalled(struct dbus *b, uint32_t qid, int64_t now)
+{
+	struct dqueue *dq = &b->queues[qid];
+	struct shmbus_queue *q = arena_q(b, qid);
+	uint64_t any = 0, heads, n;
+
+	if (dq->kind == DQ_TOPIC)
+		return;		/* its ring is history; no consumers */
+	for (uint32_t w = 0; w < SHMBUS_SEAT_WORDS; w++)
+		any |= READ_ONCE(q->sleep_mask[w]);
+	n = any ? dq_waiting(b, dq, &heads) : 0;
+	if (!n) {
+		dq->stall_since = 0;
+		return;
+	}
+	if (!dq->stall_since || heads != dq->stall_head) {
+		dq->stall_since = now;	/* moving, or a new wait */
+		dq->stall_head = heads;
+		return;
+	}
+	if (now - dq->stall_since < WAKE_STALL_NS)
+		return;
+	/* [WAKE] as queue_pass_wake(): the message, then the mask */
+	smp_mb();
+	n = dq_wake_n(b, qid, (unsigned)MIN(n, SHMBUS_MAX_SEATS));
+	if (n)
+		log_debug("bus '%s': queue '%s': a message waited %lld ms "
+			  "while consumers slept; woke %u more", b->name,
+			  dq->name, (long long)((now - dq->stall_since) /
+						NSEC_PER_MSEC), (unsigned)n);
+	dq->stall_since = now;	/* give them the bound again */
 }
 
 /* Put @ref (ours, TIMED) into the ring of live queue @qid. False if full. */
@@ -405,9 +501,13 @@ int64_t deliver_tick(struct dbus *b, int64_t now)
 		if (ds->role == SHMBUS_ROLE_CONSUMER)
 			leases_expire(b, si, now);
 	}
-	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++)
-		if (b->queues[qid].live)
-			next = MIN(next, ttl_scan(b, qid, now));
+	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
+		if (!b->queues[qid].live)
+			continue;
+		next = MIN(next, ttl_scan(b, qid, now));
+		if (attached)
+			wake_stalled(b, qid, now);
+	}
 	/* leases and TTLs appear without telling us: look again while
 	 * anyone is attached */
 	if (attached)

@@ -2,9 +2,17 @@
 /*
  * server.c - the daemon's event loop: accept connections, read one frame
  * at a time, check its header (proto.h), hand the request to dispatch.c,
- * reply (with fds as SCM_RIGHTS), notice closed connections at once (and
- * dead processes through the kernel module, when there is one), and run
- * the periodic work of every bus when it is due.
+ * reply (with fds as SCM_RIGHTS), notice closed connections at once, and
+ * dead processes through a pidfd of each connection's process (and the
+ * kernel module's death records, when there is one), and run the periodic
+ * work of every bus when it is due.
+ *
+ * A connection belongs to the process that connected: when that process
+ * exits, the connection is closed and everything its handles held is
+ * released, even if a child it forked (without exec) still holds the
+ * socket. The pidfd comes from SO_PEERPIDFD (the process at connect
+ * time, no pid reuse race); on kernels without it from pidfd_open() of
+ * the peer's pid, checked against the start time read at accept.
  *
  * A client that sends anything malformed gets an error reply and its
  * connection closed; nothing it sends can stop the loop, and a client that
@@ -26,15 +34,21 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "shmbusd.h"
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD	77	/* Linux 6.5 */
+#endif
+
 struct conn {
 	struct conn *next;
 	int fd;
 	bool charged;		/* counts against its uid's conns quota */
+	int pidfd;		/* the connecting process, or -1 */
 	struct session s;
 	bool pending;		/* no bus opened yet: in the pending FIFO */
 	bool doomed;		/* to be closed after this epoll batch */
@@ -62,6 +76,9 @@ static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 #define TAG_SIGNAL	((void *)2)
 #define TAG_TIMER	((void *)3)
 #define TAG_KMOD	((void *)4)
+/* a connection's pidfd: its conn_id under this bit (a pointer never has
+ * it), so that an event still in a batch never names a freed conn */
+#define TAG_PIDFD	(1ULL << 63)
 
 /* Arm the one-shot timer for CLOCK_MONOTONIC time @when (INT64_MAX: off). */
 static void timer_at(int64_t when)
@@ -191,6 +208,8 @@ static void conn_close(struct conn *c)
 	close(c->fd);
 	if (c->charged)
 		quota_release(c->s.peer.uid, Q_CONNS, 1);
+	if (c->pidfd >= 0)
+		close(c->pidfd);	/* leaves the epoll set with it */
 	log_debug("connection %u (pid %d) closed", c->s.peer.conn_id,
 		  c->s.peer.pid);
 	/* On shutdown the clients live on and keep their slots: the arena
@@ -289,6 +308,64 @@ static bool conn_charge(struct conn *c)
 	return refused < REFUSED_MAX;
 }
 
+/* The connections whose process exited (@ids, from their pidfds' events
+ * of one batch): each is closed, as its EOF would close it. Called after
+ * the batch, as kmod_deaths(). */
+static void pidfd_deaths(const uint32_t *ids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct conn *c;
+
+		for (c = conns; c; c = c->next)
+			if (c->s.peer.conn_id == ids[i])
+				break;
+		if (!c)
+			continue;	/* its EOF came first */
+		log_debug("connection %u: pid %d exited; closing it (a child "
+			  "may still hold the socket)", c->s.peer.conn_id,
+			  c->s.peer.pid);
+		conn_close(c);
+	}
+}
+
+/*
+ * A pidfd of @c's process, watched by the loop: SO_PEERPIDFD, else
+ * pidfd_open() of the pid if that pid still has the start time read at
+ * accept. Without one (an old kernel), the connection ends at its EOF
+ * only.
+ */
+static void pidfd_watch(struct conn *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	socklen_t len = sizeof(c->pidfd);
+	int fd;
+
+	c->pidfd = -1;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) < 0) {
+		fd = (int)syscall(SYS_pidfd_open, c->s.peer.pid, 0);
+		if (fd >= 0 && (!c->s.peer.start_time ||
+				pid_start_time(c->s.peer.pid) !=
+				c->s.peer.start_time)) {
+			close(fd);	/* gone, and maybe reused */
+			fd = -1;
+		}
+		if (fd < 0) {
+			log_debug("connection %u: no pidfd for pid %d: %s",
+				  c->s.peer.conn_id, c->s.peer.pid,
+				  strerror(errno));
+			return;
+		}
+	}
+	ev.data.u64 = TAG_PIDFD | c->s.peer.conn_id;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		log_warn("connection %u: watching pid %d: %s",
+			 c->s.peer.conn_id, c->s.peer.pid, strerror(errno));
+		close(fd);
+		return;
+	}
+	c->pidfd = fd;
+}
+
 static void accept_all(int lfd)
 {
 	while (pending_room()) {
@@ -321,6 +398,7 @@ static void accept_all(int lfd)
 			continue;
 		}
 		c->fd = fd;
+		c->pidfd = -1;
 		c->s.kmod_cookie = kmod_cookie();
 		c->s.peer.conn_id = next_conn_id++;
 		if (!next_conn_id)
@@ -346,6 +424,7 @@ static void accept_all(int lfd)
 			free(c);
 			continue;
 		}
+		pidfd_watch(c);
 		c->next = conns;
 		conns = c;
 		c->since = now_ns();
@@ -564,7 +643,9 @@ int server_run(struct daemon *d, int lfd)
 	while (!stopping) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(epfd, evs, 64, -1);
+		uint32_t exited[64];
 		bool deaths = false;
+		int nexited = 0;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -575,7 +656,9 @@ int server_run(struct daemon *d, int lfd)
 		for (int i = 0; i < n; i++) {
 			void *tag = evs[i].data.ptr;
 
-			if (tag == TAG_LISTEN) {
+			if (evs[i].data.u64 & TAG_PIDFD) {
+				exited[nexited++] = (uint32_t)evs[i].data.u64;
+			} else if (tag == TAG_LISTEN) {
 				accept_all(lfd);
 			} else if (tag == TAG_SIGNAL) {
 				struct signalfd_siginfo si;
@@ -602,6 +685,7 @@ int server_run(struct daemon *d, int lfd)
 		close_doomed();
 		if (deaths)
 			kmod_deaths();
+		pidfd_deaths(exited, nexited);
 	}
 	while (conns)
 		conn_close(conns);

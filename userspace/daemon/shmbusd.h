@@ -226,6 +226,9 @@ struct dqueue {
 	bool drop_oldest;	/* sub: slow subscriber policy */
 	char pattern[SHMBUS_NAME_MAX];	/* sub */
 	char group[SHMBUS_NAME_MAX];	/* sub; "" = exclusive */
+	/* deliver.c: a message waiting while a consumer sleeps */
+	int64_t stall_since;	/* first seen at this head, 0 = not */
+	uint64_t stall_head;	/* the head positions then */
 };
 
 /* A participant slot: one producer or consumer handle of a client. */
@@ -407,6 +410,9 @@ void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason);
 /* Put @ref (ours) into the ring of queue @qid; false if it is full. */
 bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref);
+/* A consumer of @qid left (detached or died), maybe owing a wake-up it
+ * was given: if a message waits, wake one sleeping consumer. */
+void queue_pass_wake(struct dbus *b, uint32_t qid);
 /* Free a chunk the daemon holds (or drop its reference to a shared one). */
 void chunk_drop(struct dbus *b, uint32_t ref);
 /* Add @n to counter @ctr of queue @qid (the daemon's own counts). */

@@ -184,6 +184,11 @@ static void slot_fold(struct dbus *b, uint32_t si, bool died,
 	 * read()). */
 	if (died && ds->role == SHMBUS_ROLE_PRODUCER)
 		seats_kick(dq, false);
+	/* A consumer a producer had woken (its bit cleared, its token
+	 * written) and that left without taking the message: the next
+	 * sleeper gets the wake-up. Its own bit is clear by now. */
+	if (ds->role == SHMBUS_ROLE_CONSUMER)
+		queue_pass_wake(b, ds->qid);
 }
 
 /*

@@ -132,22 +132,43 @@ shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
 			    OPTS_GET(opts, spin_ns, 0), 0);
 }
 
+/* Is a message waiting in any of @at's rings? Inside an epoch section. */
+static bool any_waiting(struct attachment *at)
+{
+	if (ring_peek_nonempty(&at->ring))
+		return true;
+	for (uint32_t l = 1; l < at->nr_prio; l++)
+		if (ring_peek_nonempty(&at->prio[l - 1]))
+			return true;
+	return false;
+}
+
 /*
  * Withdraw our sleep announcement, in an epoch section: if the queue was
  * deleted, its descriptor (and mask) may belong to another queue by now,
- * and the daemon cleared our bit anyway.
+ * and the daemon cleared our bit anyway. With @pass_on (we are leaving):
+ * if a producer had claimed our bit, the wake-up it paid for was meant for
+ * a message we will not take; hand it to another sleeper.
  */
-static void disarm(struct shmbus_consumer *c)
+static void disarm(struct shmbus_consumer *c, bool pass_on)
 {
 	struct attachment *at = &c->at;
 
 	if (!c->seat.armed)
 		return;
 	epoch_enter(&at->bus->arena, at->slot);
-	if (likely(attachment_live(at)))
-		seat_disarm(&c->seat);
-	else
+	if (likely(attachment_live(at))) {
+		if (seat_disarm(&c->seat) && pass_on && any_waiting(at)) {
+			/* [WAKE] the message we saw, then the mask: a
+			 * consumer arming after our load sees it itself
+			 * (pairs with seat_arm()) */
+			smp_mb();
+			__wake_sleepers(&at->bus->wakes, at->q, at->qid,
+					at->qgen, 1, NULL);
+		}
+	} else {
 		c->seat.armed = false;
+	}
 	epoch_exit(at->slot);
 }
 
@@ -157,7 +178,7 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 		return;
 	/* in a forked child the seat and the stash are the parent's */
 	if (check_pid(c->at.bus) == 0) {
-		disarm(c);
+		disarm(c, true);
 		if (c->stash_valid)
 			shmbus_consumer__release(c, &c->stash);
 		seat_kmod_unregister(&c->at.bus->wakes, c->at.qid,
@@ -605,7 +626,9 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		if (!err)
 			SHMBUS_PROBE4(wake_recv, at_bus(&c->at), c->at.qid,
 				      c->at.seat, now_ns());
-		disarm(c);
+		/* returning an error (-EINTR) takes nothing: a wake-up we
+		 * were given goes on to another sleeper */
+		disarm(c, err && err != -ETIMEDOUT);
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
 			err = try_take(c, msg);

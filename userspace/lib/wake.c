@@ -343,14 +343,17 @@ int seat_arm(struct seat *s, struct ring *r)
 	return 0;
 }
 
-void seat_disarm(struct seat *s)
+bool seat_disarm(struct seat *s)
 {
+	bool claimed;
+
 	if (!s->armed)
-		return;
+		return false;
 	/* if a producer cleared it first, its token is ours to drain later
 	 * (pairs with the fetch_and in __wake_sleepers) */
-	atomic_fetch_and(s->word, ~s->bit);
+	claimed = !(atomic_fetch_and(s->word, ~s->bit) & s->bit);
 	s->armed = false;
+	return claimed;
 }
 
 /* Drain the eventfd: one read() takes every token. */

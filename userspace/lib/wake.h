@@ -178,8 +178,9 @@ void seat_refresh(struct seat *s);
  */
 int seat_arm(struct seat *s, struct ring *r);
 
-/* Withdraw the announcement (a producer may have beaten us to it). */
-void seat_disarm(struct seat *s);
+/* Withdraw the announcement. True if a producer had claimed our bit
+ * first: its token is ours (in the fd, or on its way). */
+bool seat_disarm(struct seat *s);
 
 /*
  * Block until our eventfd is written or @deadline (CLOCK_MONOTONIC ns,
