@@ -12,6 +12,9 @@
  *    order, the surviving producer never blocks, nothing wedges the ring;
  *  - a kill storm on consumers: the ring never wedges; nothing is
  *    corrupt, and every message is accounted for;
+ *  - a producer killed at chosen points of a publish with a dedup id
+ *    ($SHMBUS_FAILPOINT), the id retried from a new process: each
+ *    message is in the queue exactly once;
  *  - a consumer killed holding leases while a child it forked (without
  *    exec) still holds its socket: the leases come back at once all the
  *    same (the daemon watches the process, not the socket).
@@ -210,6 +213,118 @@ static void test_consumer_dies_holding_leases(void **state)
 {
 	(void)state;
 	consumer_dies_holding(false);
+}
+
+/*
+ * Publish @id (payload: the id) once; with @point set, die at that kill
+ * point. Returns the publish's result as an exit status (0 = published or
+ * dropped as a duplicate; 3 = the kill point was not reached).
+ */
+static void dedup_publisher(const char *id, const char *point)
+{
+	struct shmbus *b;
+	struct shmbus_producer *p;
+	SHMBUS_OPTS(shmbus_pub_opts, po, .dedup_id = id,
+		    .timeout_ns = 5000 * 1000000LL);
+	int err;
+
+	if (point)
+		setenv("SHMBUS_FAILPOINT", point, 1);
+	b = open_bus();
+	p = shmbus_producer__new(b, "dedup.crash", NULL);
+	CHILD_CHECK(p, "producer: %s", strerror(errno));
+	err = shmbus_producer__publish(p, id, strlen(id) + 1, &po);
+	CHILD_CHECK(!err, "publish %s: %s", id, strerror(-err));
+	_exit(point ? 3 : 0);
+}
+
+/*
+ * Kill -9 a producer at each point of a publish with a dedup id, many
+ * rounds, and retry the id from a new process each time:
+ *   dedup-key      between the key's cmpxchg and its state's
+ *   dedup-pending  the key claimed, the message not in the ring yet
+ *   dedup-queued   the message in the ring, the key not yet marked seen
+ * Each id must be in the queue exactly once: retried where the first
+ * message never went in, dropped as a duplicate where it did.
+ */
+static void test_dedup_kill_and_retry(void **state)
+{
+	static const char *points[] = { "dedup-key", "dedup-pending",
+					"dedup-queued" };
+	const int rounds = (int)t_scaled(20);
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 256, .msg_size = 64,
+		    .max_consumers = 2, .dedup_window_ns = 60000 * 1000000LL);
+	int sent = 0, received = 0, lost = 0, dup = 0, kills = 0;
+	int got[3][64] = { { 0 } };
+	struct shmbus_queue_info qi;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+
+	(void)state;
+	assert_true(rounds <= 64);
+	assert_true(shmbus__queue_declare(bus, "dedup.crash", &qo) >= 0);
+	for (int pt = 0; pt < 3; pt++) {
+		for (int r = 0; r < rounds; r++) {
+			char id[32];
+			pid_t kid;
+
+			snprintf(id, sizeof(id), "%s-%d", points[pt], r);
+			if (!(kid = fork()))
+				dedup_publisher(id, points[pt]);
+			/* killed at the point, or the point was not reached */
+			assert_int_equal(t_wait(kid, 10000), 128 + SIGKILL);
+			kills++;
+			if (!(kid = fork()))
+				dedup_publisher(id, NULL);
+			assert_int_equal(t_wait(kid, 10000), 0);
+			sent++;
+		}
+	}
+	c = shmbus_consumer__new(bus, "dedup.crash", NULL);
+	assert_non_null(c);
+	while (shmbus_consumer__receive_view(c, &m, 200 * 1000000LL) == 0) {
+		int pt, r = -1;
+
+		for (pt = 0; pt < 3; pt++) {
+			size_t l = strlen(points[pt]);
+
+			if (!strncmp(m.data, points[pt], l) &&
+			    ((const char *)m.data)[l] == '-') {
+				r = atoi((const char *)m.data + l + 1);
+				break;
+			}
+		}
+		assert_true(pt < 3 && r >= 0 && r < rounds);
+		got[pt][r]++;
+		received++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	for (int pt = 0; pt < 3; pt++) {
+		int l = 0, d = 0;
+
+		for (int r = 0; r < rounds; r++) {
+			l += got[pt][r] == 0;
+			d += got[pt][r] > 1 ? got[pt][r] - 1 : 0;
+		}
+		print_message("%s: %d rounds, lost %d, duplicated %d\n",
+			      points[pt], rounds, l, d);
+		lost += l;
+		dup += d;
+	}
+	assert_int_equal(shmbus__queue_info(bus, "dedup.crash", &qi), 0);
+	print_message("sent %d (each published, killed, retried), received %d, "
+		      "lost %d, duplicated %d; retries dropped as duplicates "
+		      "%llu\n", sent, received, lost, dup,
+		      (unsigned long long)qi.stat[SHMBUS_STAT_DUPLICATES]);
+	assert_int_equal(lost, 0);
+	assert_int_equal(dup, 0);
+	assert_int_equal(received, sent);
+	/* only the retries after dedup-queued found their key seen */
+	assert_int_equal(qi.stat[SHMBUS_STAT_DUPLICATES], rounds);
+	shmbus_consumer__free(c);
+	assert_all_accounted(bus, kills);
+	shmbus__close(bus);
 }
 
 /*
@@ -574,6 +689,7 @@ int main(void)
 		cmocka_unit_test(test_consumer_dies_holding_views),
 		cmocka_unit_test(test_consumer_dies_holding_leases),
 		cmocka_unit_test(test_consumer_dies_child_holds_socket),
+		cmocka_unit_test(test_dedup_kill_and_retry),
 		cmocka_unit_test(test_producer_kill_storm),
 		cmocka_unit_test(test_consumer_kill_storm),
 	};

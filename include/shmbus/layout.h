@@ -387,18 +387,44 @@ struct shmbus_fanout {
 #define SHMBUS_FANOUT_MAX	0xffffu
 
 /*
- * Dedup table entry: a key seen by publish and until when it counts. P
- * claims an empty or expired entry with a cmpxchg on key, then writes
- * expires; a key found with expires 0 is being written (and counts as
- * seen). An open-addressed table probed SHMBUS_DEDUP_PROBE entries from
- * key % cap: when all are live, the publish is accepted without dedup
- * (the window is best effort beyond the table's capacity).
+ * Dedup table entry: a key and its state. An open-addressed table probed
+ * SHMBUS_DEDUP_PROBE entries from key % cap: when none is free, the
+ * publish is accepted without dedup (the window is best effort beyond the
+ * table's capacity). expires, the state:
+ *
+ *   0                   empty, or a claim half done (key written, state
+ *                       not yet): free to take, by anyone
+ *   SHMBUS_DEDUP_PEND(slot, gen)
+ *                       the key's message is being published by that
+ *                       producer slot: its chunk is filled (chunk
+ *                       dedup_key) and not yet in the queue, or just put
+ *                       there; not seen yet, and not free
+ *   SHMBUS_DEDUP_FORGOTTEN, or a time <= now
+ *                       free (a failed publish, an expired key)
+ *   a time > now        seen: a publish of the key until then is dropped
+ *
+ * P, publishing key K with its chunk filled and its own: cmpxchg key of a
+ * free entry to K, cmpxchg its state from the value seen to PENDING (an
+ * entry already holding K in a free state is taken with the second
+ * cmpxchg alone); then the ring cmpxchg (or the daemon takes a delayed
+ * message); then cmpxchg PENDING -> now + window (release). A failed
+ * publish: PENDING -> FORGOTTEN, before the chunk is freed. A publish
+ * finding K PENDING waits for the outcome. D settles the PENDING entries
+ * of a dead producer slot from its chunks: a chunk with dedup_key K still
+ * in the slot's hands (LOANED, or QUEUED in no ring after the orphan
+ * sweep's grace period) means the message never went in: FORGOTTEN;
+ * otherwise it did: now + window.
  */
 struct shmbus_dedup {
 	uint64_t key;			/* 0 = empty */
-	uint64_t expires;		/* CLOCK_MONOTONIC ns */
+	uint64_t expires;		/* the state, above */
 };
 
+#define SHMBUS_DEDUP_PENDING	(1ULL << 63)
+#define SHMBUS_DEDUP_PEND(slot, gen) \
+	(SHMBUS_DEDUP_PENDING | ((uint64_t)((gen) & 0x7fffffffu) << 32) | \
+	 (uint64_t)(slot))
+#define SHMBUS_DEDUP_FORGOTTEN	1ULL
 #define SHMBUS_DEDUP_PROBE	16u
 
 /*
@@ -460,7 +486,8 @@ struct shmbus_chunk {
 	uint32_t reply_gen;		/* gen of the reply_to queue: a reply
 					 * never lands in a queue that reused
 					 * a gone requester's id */
-	uint64_t dedup_key;		/* reserved */
+	uint64_t dedup_key;		/* its publish's dedup key, 0 = none
+					 * (struct shmbus_dedup) */
 	uint32_t checksum;		/* with SHMBUS_CF_CHECKSUM: CRC32C of
 					 * len, attr_len, corr_id, reply_to,
 					 * payload, attributes (crc32c.c).

@@ -28,6 +28,10 @@
  * been publishing a chunk a stale table entry names) and the daemon wins a
  * cmpxchg on the owner word against a consumer that may be marking it.
  *
+ * A dead producer's dedup keys still PENDING are settled here too
+ * (dedup.c): one whose chunk the sweep frees never went in; the others
+ * did, once the sweep is over.
+ *
  * Not covered: a kill within two or three
  * instructions of a magazine moving between a slot cache and a pool's
  * shared list (up to 16 free chunks). Such chunks are owned by nobody; they
@@ -46,6 +50,7 @@
 struct sweep {
 	struct defer_head head;	/* waiting for a grace period */
 	uint32_t qid, qgen;	/* the dead slot's queue */
+	uint32_t slot, slot_gen;	/* the dead slot (its dedup keys) */
 	bool requeue;		/* a consumer's: requeue, do not free */
 	uint32_t n;
 	struct cand {
@@ -211,6 +216,7 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		 unsigned ncand)
 {
 	const struct dslot *ds = &b->slots[si];
+	bool producer = ds->role == SHMBUS_ROLE_PRODUCER;
 	uint64_t pool_base[SHMBUS_MAX_POOLS];
 	struct sweep *sw;
 	uint8_t *inring;
@@ -219,7 +225,7 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 	 * messages does not crowd its orphan out */
 	inring = refs_in_rings(b, pool_base);
 	if (!inring)
-		return;
+		goto settle;
 	/* a slot fills or requeues one chunk at a time: a handful of
 	 * candidates, plus the consumer's table entries */
 	sw = calloc(1, sizeof(*sw) + (16 + SHMBUS_LEASE_MAX) * sizeof(sw->c[0]));
@@ -227,18 +233,25 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		sweep_collect(b, si, cand, ncand, inring, pool_base, sw);
 	free(inring);
 	if (!sw)
-		return;
+		goto settle;
 	if (!sw->n) {
 		free(sw);
-		return;
+		goto settle;
 	}
 	sw->qid = ds->qid;
 	sw->qgen = ds->qgen;
-	sw->requeue = ds->role == SHMBUS_ROLE_CONSUMER;
+	sw->slot = si;
+	sw->slot_gen = ds->gen;
+	sw->requeue = !producer;
 	b->sweeps++;
 	log_debug("bus '%s': sweeping %u possible orphans of slot %u", b->name,
 		  sw->n, si);
 	defer(b, &sw->head, sweep_finish);
+	return;
+settle:
+	/* no orphan to wait for: a producer's pending keys went in */
+	if (producer)
+		dedup_settle(b, ds->qid, ds->qgen, si, ds->gen);
 }
 
 /* Candidate @k of @sw, still an orphan after the grace period: requeued
@@ -267,6 +280,9 @@ static bool sweep_one(struct dbus *b, const struct sweep *sw, uint32_t k,
 			    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
 					 SHMBUS_CHUNK_FREE, 0)))
 		return false;	/* someone owns it: not an orphan */
+	/* its message never went in: nor did its dedup key */
+	dedup_orphan(b, sw->qid, sw->qgen, sw->slot, sw->slot_gen,
+		     READ_ONCE(c->dedup_key));
 	pool_push_global(a, SHMBUS_REF_POOL(ref), &idx, 1);
 	return true;
 }
@@ -293,6 +309,8 @@ static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 	for (uint32_t k = 0; k < sw->n; k++)
 		freed += sweep_one(b, sw, k, inring, pool_base);
 	free(inring);
+	if (!sw->requeue)
+		dedup_settle(b, sw->qid, sw->qgen, sw->slot, sw->slot_gen);
 	if (freed && dqueue_is(b, sw->qid, sw->qgen)) {
 		struct shmbus_queue *q = &b->arena.queues[sw->qid];
 

@@ -216,6 +216,9 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 		if (died || n)
 			sweep_start(b, si, cand, n);
 	}
+	/* its dedup keys by its chunks, before they are freed */
+	if (died && ds->role == SHMBUS_ROLE_PRODUCER)
+		dedup_dead_producer(b, si);
 	reclaimed = pool_reclaim_owned(a, si);
 	if (died && ds->role == SHMBUS_ROLE_PRODUCER)
 		sweep_start(b, si, NULL, 0);

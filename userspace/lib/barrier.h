@@ -56,6 +56,11 @@
  *              (pool.c pool_push_global) / pop acquires the head (mag_pop)
  *   [MAGIC]    an arena is complete: arena_format releases magic last /
  *              snapshot_validate acquires it first (arena.c)
+ *   [DEDUP]    a dedup entry's state: the owner's cmpxchgs (PENDING after
+ *              the key; seen after the message is in the queue) release
+ *              (dedup.c dedup_claim, dedup_commit; daemon dedup.c
+ *              dedup_set) / a publish acquires the state, then reads the
+ *              key (dedup.c dedup_claim)
  *   [SEQ]      a topic message's owner word read around a refcnt
  *              increment, seqlock-style (daemon topics.c history_copy) /
  *              the generation a free and reuse give it (pool.h chunk_own)

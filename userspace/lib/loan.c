@@ -72,12 +72,45 @@ SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
 	return chunk_payload(c);
 }
 
+/*
+ * Claim dedup key @key of loaned chunk @ref, filled (dedup.c), waiting for
+ * a publish of the same key under way as @opts' timeout allows. 0: go
+ * ahead (*@e the claim, or NULL); 1: a duplicate, the chunk freed;
+ * -EBUSY: still under way (the chunk stays the caller's).
+ */
+static int commit_claim(struct shmbus_producer *p, uint32_t ref,
+			uint64_t key, const struct shmbus_pub_opts *opts,
+			struct shmbus_dedup **e)
+{
+	struct pub_wait w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
+	unsigned round = 0;
+
+	for (;;) {
+		int r = dedup_claim(p, key, e);
+
+		if (r == DEDUP_GO) {
+			if (unlikely(p->failpoint))
+				dedup_failpoint(p, "dedup-pending");
+			return 0;
+		}
+		if (r == DEDUP_DUP) {
+			slot_count(p->at.slot, SHMBUS_CTR_DUPLICATE, 1);
+			pool_free(&p->at.bus->arena, p->at.slot, ref);
+			return 1;
+		}
+		if (pub_wait_over(&w))
+			return -EBUSY;
+		backoff_wait(round++);
+	}
+}
+
 SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 				       size_t len,
 				       const struct shmbus_pub_opts *opts)
 {
 	struct attachment *at = &p->at;
 	int64_t ts = pub_time(p);
+	struct shmbus_dedup *e = NULL;
 	struct shmbus_chunk *c;
 	uint64_t key;
 	uint32_t ref;
@@ -101,35 +134,37 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 			return -EMSGSIZE;
 	}
 	err = dedup_check(p, opts, &key);
-	if (unlikely(err)) {
-		if (err < 0)
-			return err;
-		pool_free(&at->bus->arena, at->slot, ref);	/* dropped */
-		return 0;
-	}
+	if (unlikely(err))
+		return err;
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0) && p->topic)
+		return -EOPNOTSUPP;
 	{
 		struct pub_hdr h = pub_hdr_of(p, opts, ts);
 
-		if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
-			if (p->topic)
-				return -EOPNOTSUPP;
-			chunk_fill(at, c, (uint32_t)len, &h);
-			err = hand_to_daemon(at, ref,
-					     OPTS_GET(opts, delay_ns, 0));
-			if (err) {	/* still the caller's */
-				chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
-				if (key)
-					dedup_forget(p, key);
-			}
-			return err;
-		}
+		h.dedup_key = key;
 		chunk_fill(at, c, (uint32_t)len, &h);
+	}
+	if (unlikely(key)) {
+		err = commit_claim(p, ref, key, opts, &e);
+		if (err)
+			return err > 0 ? 0 : err;
+	}
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		err = hand_to_daemon(at, ref, OPTS_GET(opts, delay_ns, 0));
+		if (err) {	/* still the caller's */
+			if (e)
+				dedup_abandon(p, e);
+			chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
+		} else if (e) {
+			dedup_commit(p, e);
+		}
+		return err;
 	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
 		epoch_exit(at->slot);
-		if (key)
-			dedup_forget(p, key);
+		if (e)
+			dedup_abandon(p, e);
 		return -EIDRM;
 	}
 	/* QUEUED inside the section (see publish_one) */
@@ -148,14 +183,21 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		err = enqueue_wait(at, OPTS_GET(opts, priority, 0), ref, &w);
 	}
 	if (unlikely(err)) {
+		/* the key first: the daemon settles a dead producer's keys
+		 * from the chunks it still holds */
+		if (e)
+			dedup_abandon(p, e);
 		/* still the caller's: it may retry or cancel */
 		chunk_set(c, SHMBUS_CHUNK_LOANED, at->slot_idx);
 		if (err == -ENOBUFS)
 			slot_count(at->slot, SHMBUS_CTR_FULL, 1);
 		epoch_exit(at->slot);
-		if (key)
-			dedup_forget(p, key);
 		return err;
+	}
+	if (unlikely(e)) {
+		if (unlikely(p->failpoint))
+			dedup_failpoint(p, "dedup-queued");
+		dedup_commit(p, e);
 	}
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
 	wake_after(at, 1);

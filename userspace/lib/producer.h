@@ -31,6 +31,7 @@ struct shmbus_producer {
 	struct shmbus_dedup *dedup;	/* the queue's dedup table, or NULL */
 	uint32_t dedup_mask;
 	int64_t dedup_window;
+	const char *failpoint;		/* $SHMBUS_FAILPOINT, or NULL */
 };
 
 /* What a publish writes into every header besides the payload. */
@@ -43,6 +44,7 @@ struct pub_hdr {
 	const struct shmbus_attr *attrs;	/* checked by check_pub_opts */
 	uint32_t nr_attrs, attr_size;
 	uint32_t prio;		/* priority level, checked < nr_prio */
+	uint64_t dedup_key;	/* the publish's dedup key, 0 = none */
 };
 
 /*
@@ -77,15 +79,31 @@ int hand_to_daemon(struct attachment *at, uint32_t ref, int64_t delay_ns);
 /* Bind the queue's dedup table, if it has a sound one (else no dedup). */
 void dedup_bind(struct shmbus_producer *p);
 
-/*
- * The dedup step of a publish with idempotency key @id, on a queue with a
- * dedup table: the key, now recorded (the publish goes ahead), or 0 for a
- * duplicate (to be dropped; counted).
- */
-uint64_t dedup_record(struct shmbus_producer *p, const char *id);
+/* The table key of idempotency key @id (never 0). */
+uint64_t dedup_key_of(const char *id);
 
-/* A publish that recorded @key failed: forget the key again. */
-void dedup_forget(struct shmbus_producer *p, uint64_t key);
+enum { DEDUP_GO, DEDUP_DUP, DEDUP_BUSY };
+
+/*
+ * Claim @key for a publish whose chunk is filled and ours (its header
+ * names the key). DEDUP_GO: publish it; *@e is the entry now PENDING for
+ * us (to commit or abandon), or NULL (no room in reach: no dedup).
+ * DEDUP_DUP: seen within the window, drop it. DEDUP_BUSY: another publish
+ * of the key is under way (or died and awaits the daemon): wait, retry.
+ */
+int dedup_claim(struct shmbus_producer *p, uint64_t key,
+		struct shmbus_dedup **e);
+
+/* The message of the claim @e is in the queue: the key counts as seen. */
+void dedup_commit(struct shmbus_producer *p, struct shmbus_dedup *e);
+
+/* The publish of the claim @e failed: forget the key. Before the chunk
+ * is freed (the daemon reads a dead producer's chunks to settle). */
+void dedup_abandon(struct shmbus_producer *p, struct shmbus_dedup *e);
+
+/* $SHMBUS_FAILPOINT names kill point @name: die here, as kill -9 would.
+ * For the crash tests; only on publishes with a dedup id. */
+void dedup_failpoint(const struct shmbus_producer *p, const char *name);
 
 /* ---- fanout.c ------------------------------------------------------ */
 
@@ -148,8 +166,8 @@ static inline int64_t pub_time(const struct shmbus_producer *p)
 }
 
 /*
- * Dedup step of a publish with @opts: 0 = go ahead (*key set if recorded),
- * 1 = a duplicate (drop, counted), -EOPNOTSUPP = the queue has no window.
+ * The dedup key of a publish with @opts: 0 = none (*key 0) or the key,
+ * -EOPNOTSUPP = the queue has no window.
  */
 static inline int dedup_check(struct shmbus_producer *p,
 			      const struct shmbus_pub_opts *opts,
@@ -162,8 +180,8 @@ static inline int dedup_check(struct shmbus_producer *p,
 		return 0;
 	if (!p->dedup)
 		return -EOPNOTSUPP;
-	*key = dedup_record(p, id);
-	return *key ? 0 : 1;
+	*key = dedup_key_of(id);
+	return 0;
 }
 
 /* A chunk of the smallest class that fits, else of a larger class. */
@@ -244,6 +262,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->dl_src_qid = 0;
 	c->dl_count = 0;
 	c->prio = h->prio;
+	c->dedup_key = h->dedup_key;
 	if (unlikely(at->checksum)) {
 		/* last: over the header fields above and the payload (for
 		 * a loan, the caller wrote it before its commit) */

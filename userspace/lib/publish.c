@@ -111,6 +111,84 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
 	return err;
 }
 
+/*
+ * A publish with a dedup key (dedup.c): the chunk is filled first (its
+ * header names the key), then the key is claimed, then the message goes
+ * into the ring (or to the daemon, delayed), and only then does the key
+ * count as seen. A publish of the same key under way (or died, until the
+ * daemon settles it) is waited for as @w allows: -EBUSY after that.
+ */
+static __attribute__((noinline)) int
+publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
+	      const struct pub_hdr *h, int64_t delay_ns, struct pub_wait *w)
+{
+	struct attachment *at = &p->at;
+	const struct arena *a = &at->bus->arena;
+	bool in_epoch = !delay_ns;	/* a hand-over is a round trip */
+	unsigned round = 0;
+
+	if (len > at->msg_size)
+		return -EMSGSIZE;
+	for (;;) {
+		struct shmbus_dedup *e;
+		uint32_t ref;
+		int r, err;
+
+		if (in_epoch)
+			epoch_enter(a, at->slot);
+		if (!attachment_live(at)) {
+			err = -EIDRM;
+			goto out;
+		}
+		err = chunk_for(at, data, len, h, w, &ref, in_epoch);
+		if (err)
+			goto out;
+		if (in_epoch)
+			chunk_set(chunk_at(a, ref), SHMBUS_CHUNK_QUEUED,
+				  at->slot_idx);
+		r = dedup_claim(p, h->dedup_key, &e);
+		if (r != DEDUP_GO) {
+			pool_free(a, at->slot, ref);
+			if (in_epoch)
+				epoch_exit(at->slot);
+			if (r == DEDUP_DUP) {
+				slot_count(at->slot, SHMBUS_CTR_DUPLICATE, 1);
+				return 0;
+			}
+			if (pub_wait_over(w))
+				return -EBUSY;
+			backoff_wait(round++);
+			continue;
+		}
+		if (unlikely(p->failpoint))
+			dedup_failpoint(p, "dedup-pending");
+		err = in_epoch ? enqueue_wait(at, h->prio, ref, w)
+			       : hand_to_daemon(at, ref, delay_ns);
+		if (err) {
+			/* forgotten before the chunk goes: the daemon reads
+			 * a dead producer's chunks to settle its keys */
+			if (e)
+				dedup_abandon(p, e);
+			pool_free(a, at->slot, ref);
+			if (err == -ENOBUFS)
+				slot_count(at->slot, SHMBUS_CTR_FULL, 1);
+			goto out;
+		}
+		if (unlikely(p->failpoint))
+			dedup_failpoint(p, "dedup-queued");
+		if (e)
+			dedup_commit(p, e);
+		if (in_epoch) {
+			slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+			wake_after(at, 1);
+		}
+out:
+		if (in_epoch)
+			epoch_exit(at->slot);
+		return err;
+	}
+}
+
 SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 					const void *data, size_t len,
 					const struct shmbus_pub_opts *opts)
@@ -130,18 +208,19 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 		return -EINVAL;
 	err = dedup_check(p, opts, &key);
 	if (unlikely(err))
-		return err < 0 ? err : 0;
+		return err;
 	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 	h = pub_hdr_of(p, opts, ts);
-	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
-		if (p->topic)
-			return -EOPNOTSUPP;
-		err = publish_delayed(p, data, len, &h,
-				      OPTS_GET(opts, delay_ns, 0), &w);
-		if (err && key)
-			dedup_forget(p, key);
-		return err;
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0) && p->topic)
+		return -EOPNOTSUPP;
+	if (unlikely(key)) {
+		h.dedup_key = key;
+		return publish_dedup(p, data, len, &h,
+				     MAX(OPTS_GET(opts, delay_ns, 0), 0), &w);
 	}
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0))
+		return publish_delayed(p, data, len, &h,
+				       OPTS_GET(opts, delay_ns, 0), &w);
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(!attachment_live(at))) {
 		epoch_exit(at->slot);
@@ -152,8 +231,6 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	if (likely(!err))
 		wake_after(at, 1);
 	epoch_exit(at->slot);
-	if (unlikely(err && key))
-		dedup_forget(p, key);
 	return err;
 }
 
