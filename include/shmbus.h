@@ -486,7 +486,10 @@ struct shmbus_pub_opts {
 	const char *dedup_id;	/* idempotency key: a second publish with
 				 * the same id within the queue's dedup
 				 * window returns 0 but is dropped (counted
-				 * in SHMBUS_STAT_DUPLICATES); NULL = none */
+				 * in SHMBUS_STAT_DUPLICATES); an id counts
+				 * once its message is in the queue, and a
+				 * publish of it meanwhile waits (up to
+				 * timeout_ns, then -EBUSY); NULL = none */
 	const struct shmbus_attr *attrs;	/* headers, or NULL */
 	uint32_t nr_attrs;
 	uint32_t priority;	/* 0 (default) .. the queue's priorities - 1;
@@ -503,6 +506,10 @@ struct shmbus_pub_opts {
  *   -ETIMEDOUT never returned: a timeout reports the cause above
  *   -EIDRM     the queue was deleted
  *   -EUCLEAN   the arena is corrupt (a peer wrote garbage)
+ *   -EBUSY     dedup_id: a publish of the same id is still under way (or
+ *              its producer died and the daemon has not settled it yet)
+ *              when the timeout ends
+ *   -EOPNOTSUPP dedup_id on a queue without a dedup window
  *   -EINVAL    bad arguments or options
  * On any error nothing was published and nothing leaked.
  * Messages of one producer are received in publish order.
@@ -532,9 +539,10 @@ SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
 
 /*
  * Zero-copy publish, step 2: publish the first @len bytes of a loaned
- * buffer. On success the buffer belongs to the bus; on error (-ENOBUFS
- * queue full, -EIDRM) it stays loaned to the caller, who may retry or
- * cancel. -EINVAL: @buf is not a buffer loaned by this producer, or @len
+ * buffer. On success the buffer belongs to the bus (a duplicate dedup_id
+ * included: dropped, 0); on error (-ENOBUFS queue full, -EIDRM, -EBUSY as
+ * for publish) it stays loaned to the caller, who may retry or cancel.
+ * -EINVAL: @buf is not a buffer loaned by this producer, or @len
  * exceeds it.
  */
 SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
