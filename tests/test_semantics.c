@@ -843,6 +843,77 @@ static void test_declare_semantics(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * A publish of an id whose publish is under way waits for its outcome:
+ * a child's publish of "k" blocks on a full queue (its key pending); ours
+ * of "k" gets -EBUSY at its timeout, with a reason; once the child's
+ * message is in, ours is its duplicate.
+ */
+static void test_dedup_pending(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .dedup_window_ns = 60000 * MS,
+		    .max_len = 2);
+	SHMBUS_OPTS(shmbus_pub_opts, now, .dedup_id = "k");
+	SHMBUS_OPTS(shmbus_pub_opts, wait, .dedup_id = "k",
+		    .timeout_ns = 50 * MS);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	int err, full = 0, x = 0, y = 0;
+	pid_t kid;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "idem.pending", &qo), 1);
+	p = shmbus_producer__new(bus, "idem.pending", NULL);
+	assert_non_null(p);
+	while (shmbus_producer__publish(p, "f", 2, NULL) == 0)
+		full++;
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_producer *kp =
+			shmbus_producer__new(b, "idem.pending", NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .dedup_id = "k",
+			    .timeout_ns = 10000 * MS);
+
+		CHILD_CHECK(kp, "producer");
+		CHILD_CHECK(!shmbus_producer__publish(kp, "x", 2, &po),
+			    "publish");
+		_exit(0);
+	}
+	/* until the child's claim is there: before it, ours claims the key
+	 * itself and fails on the full queue, leaving it free again */
+	for (int i = 0; i < 5000; i++) {
+		err = shmbus_producer__publish(p, "y", 2, &now);
+		if (err != -ENOBUFS)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(err, -EBUSY);
+	assert_int_equal(shmbus_producer__publish(p, "y", 2, &wait), -EBUSY);
+	assert_non_null(strstr(shmbus_errmsg(), "dedup"));
+	c = shmbus_consumer__new(bus, "idem.pending", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 1000 * MS), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);	/* room */
+	assert_int_equal(t_wait(kid, 10000), 0);
+	assert_int_equal(shmbus_producer__publish(p, "y", 2, &wait), 0);
+	while (shmbus_consumer__receive_view(c, &m, 100 * MS) == 0) {
+		x += !strcmp(m.data, "x");
+		y += !strcmp(m.data, "y");
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	assert_int_equal(x, 1);
+	assert_int_equal(y, 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	info(bus, "idem.pending", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DUPLICATES], 1);
+	assert_true(full >= 1);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -854,6 +925,7 @@ int main(void)
 		cmocka_unit_test(test_prefetch_autoack_batch),
 		cmocka_unit_test(test_killed_holding_n),
 		cmocka_unit_test(test_dedup),
+		cmocka_unit_test(test_dedup_pending),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_attrs),
 		cmocka_unit_test(test_priorities),

@@ -98,8 +98,12 @@ static int commit_claim(struct shmbus_producer *p, uint32_t ref,
 			pool_free(&p->at.bus->arena, p->at.slot, ref);
 			return 1;
 		}
-		if (pub_wait_over(&w))
+		if (pub_wait_over(&w)) {
+			errmsg_set("dedup id still being published by another "
+				   "publish (or by a producer that died, until "
+				   "the daemon settles it)");
 			return -EBUSY;
+		}
 		backoff_wait(round++);
 	}
 }

@@ -155,8 +155,13 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 				slot_count(at->slot, SHMBUS_CTR_DUPLICATE, 1);
 				return 0;
 			}
-			if (pub_wait_over(w))
+			if (pub_wait_over(w)) {
+				errmsg_set("dedup id still being published by "
+					   "another publish (or by a producer "
+					   "that died, until the daemon "
+					   "settles it)");
 				return -EBUSY;
+			}
 			backoff_wait(round++);
 			continue;
 		}
