@@ -126,6 +126,8 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 	const struct arena *a = &at->bus->arena;
 	bool in_epoch = !delay_ns;	/* a hand-over is a round trip */
 	unsigned round = 0;
+	int64_t pts = 0;
+	uint64_t id = 0;
 
 	if (len > at->msg_size)
 		return -EMSGSIZE;
@@ -167,6 +169,11 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 		}
 		if (unlikely(p->failpoint))
 			dedup_failpoint(p, "dedup-pending");
+		/* for the probe, as publish_one() */
+		if (in_epoch && SHMBUS_PROBE_ON(publish)) {
+			pts = now_ns();
+			id = chunk_at(a, ref)->id;
+		}
 		err = in_epoch ? enqueue_wait(at, h->prio, ref, w)
 			       : hand_to_daemon(at, ref, delay_ns);
 		if (err) {
@@ -185,6 +192,10 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 			dedup_commit(p, e);
 		if (in_epoch) {
 			slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
+			SHMBUS_PROBE6_IF(pts, publish, at_bus(at), at->qid, id,
+					 len, ring_depth_hint(
+						READ_ONCE(at->q->tail),
+						READ_ONCE(at->q->head)), pts);
 			wake_after(at, 1);
 		}
 out:
