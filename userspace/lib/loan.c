@@ -69,6 +69,9 @@ SHMBUS_API void *shmbus_producer__loan(struct shmbus_producer *p,
 		return NULL;
 	}
 	c = chunk_at(&at->bus->arena, ref);
+	/* a loan in our hands names no dedup key of a past life: the daemon
+	 * settles a dead producer's keys by the chunks it holds */
+	c->dedup_key = 0;
 	return chunk_payload(c);
 }
 

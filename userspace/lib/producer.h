@@ -262,7 +262,8 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->dl_src_qid = 0;
 	c->dl_count = 0;
 	c->prio = h->prio;
-	c->dedup_key = h->dedup_key;
+	if (unlikely(h->dedup_key))	/* header line 1: only then */
+		c->dedup_key = h->dedup_key;
 	if (unlikely(at->checksum)) {
 		/* last: over the header fields above and the payload (for
 		 * a loan, the caller wrote it before its commit) */
