@@ -19,8 +19,11 @@
  *              topics.c history_copy)
  *   [WAKE]     sleep/wake Dekker pair: cell cmpxchg, smp_mb__after_atomic,
  *              load sleep_mask (wake.h wake_after_publish, fanout.c
- *              wake_sub, daemon deliver.c dq_wake) / fetch_or sleep_mask,
- *              smp_mb__after_atomic, peek the ring (wake.c seat_arm)
+ *              wake_sub, daemon deliver.c dq_wake); or peek the ring,
+ *              smp_mb, load sleep_mask (the hand-overs: consumer.c
+ *              disarm, daemon deliver.c queue_pass_wake, wake_stalled) /
+ *              fetch_or sleep_mask, smp_mb__after_atomic, peek the ring
+ *              (wake.c seat_arm)
  *   [SEATFD]   a seat's eventfd: the daemon stores the queue's seat_epoch
  *              before the attach reply, the consumer's fetch_or of its bit
  *              after it / a producer lacking a sleeper's fd issues smp_rmb

@@ -52,6 +52,28 @@
  * fetched cannot be fetched any more; that producer leaves its bit set
  * for one that can (docs/decisions.md).
  *
+ * Hand-overs. The seat a producer woke may not take the message (stopped,
+ * killed, its handle freed, an event loop that does not receive). Three
+ * more wakers then act, each exactly as a producer: it has seen a message
+ * in the ring, issues a full fence, loads the mask and claims a set bit
+ * with fetch_and before writing that seat's eventfd:
+ *
+ *   - the library, when a consumer handle is freed (or a receive returns
+ *     an error) after a producer claimed its bit (seat_disarm() says so):
+ *     consumer.c disarm();
+ *   - the daemon, releasing a consumer's slot (death or detach), if a
+ *     message waits: deliver.c queue_pass_wake();
+ *   - the daemon's tick, when a message has waited at the same head
+ *     position for 100 ms while a bit is set: deliver.c wake_stalled().
+ *
+ * The argument is the producer's: a consumer that arms after the waker's
+ * mask load sees the message in seat_arm()'s re-check (its fetch_or and
+ * fence come before its peek, the waker's peek and fence before its
+ * load); one that armed before is in the mask and is claimed. The stopped
+ * consumer's bit was cleared by the producer that woke it, so no waker
+ * chooses it again until it re-arms. The producer's own path is
+ * unchanged: one load of the mask when nobody sleeps.
+ *
  * Tokens: a producer that cleared our bit owes us one. Every wake-up
  * read()s the eventfd, which drains all tokens, and arm() drains whatever
  * is there; a late token (claim seen at disarm, token arriving after)
