@@ -10,9 +10,11 @@
  * A connection belongs to the process that connected: when that process
  * exits, the connection is closed and everything its handles held is
  * released, even if a child it forked (without exec) still holds the
- * socket. The pidfd comes from SO_PEERPIDFD (the process at connect
- * time, no pid reuse race); on kernels without it from pidfd_open() of
- * the peer's pid, checked against the start time read at accept.
+ * socket. The pidfd, taken when the connection has opened a bus (a
+ * pending one holds nothing, and costs one fd), comes from SO_PEERPIDFD
+ * (the process at connect time, no pid reuse race); on kernels without
+ * it from pidfd_open() of the peer's pid, checked against the start time
+ * read at accept.
  *
  * A client that sends anything malformed gets an error reply and its
  * connection closed; nothing it sends can stop the loop, and a client that
@@ -424,7 +426,6 @@ static void accept_all(int lfd)
 			free(c);
 			continue;
 		}
-		pidfd_watch(c);
 		c->next = conns;
 		conns = c;
 		c->since = now_ns();
@@ -596,8 +597,10 @@ static bool conn_read(struct conn *c)
 		conn_close(c);
 		return false;
 	}
-	if (c->pending && c->s.bus)
+	if (c->pending && c->s.bus) {
 		pending_del(c);		/* handshake done */
+		pidfd_watch(c);		/* from now on it may hold slots */
+	}
 	return true;
 }
 
