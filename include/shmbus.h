@@ -94,6 +94,8 @@ SHMBUS_API const char *shmbus_errmsg(void);
 #define SHMBUS_OPEN_EXCL	0x2u	/* fail with -EEXIST if present */
 #define SHMBUS_OPEN_RDONLY	0x4u	/* map read-only: list/stat only */
 #define SHMBUS_OPEN_NOSTART	0x8u	/* never start the daemon */
+#define SHMBUS_OPEN_OWNER	0x10u	/* the bus of owner_uid, not the
+					 * caller's own; never created */
 
 struct shmbus_pool_spec {
 	uint32_t payload;	/* largest payload of the class, bytes */
@@ -119,6 +121,7 @@ struct shmbus_open_opts {
 	struct shmbus_pool_spec pools[8];
 	int connect_timeout_ms;	/* daemon start, connect(), HELLO and
 				 * BUS_OPEN replies; 0 = 5000 */
+	uint32_t owner_uid;	/* with SHMBUS_OPEN_OWNER: whose bus */
 };
 
 /*
@@ -126,11 +129,18 @@ struct shmbus_open_opts {
  * "default"), connecting to the daemon and starting it if its socket is
  * absent. The arena is mapped into the caller and validated.
  *
+ * Bus names are per owner: every uid has its own namespace, and @name is
+ * the caller's own bus of that name. To join another user's bus, say
+ * whose: SHMBUS_OPEN_OWNER with opts->owner_uid. Such a bus is never
+ * created (ENOENT if it does not exist), and opening it needs the
+ * permission its mode bits, or the daemon's policy, give the caller.
+ *
  * Returns a bus handle, or NULL with errno:
  *   EINVAL        bad name or options
- *   ENOENT        NOCREATE and no such bus
+ *   ENOENT        NOCREATE (or OWNER, another uid) and no such bus
  *   EEXIST        EXCL and the bus exists
- *   EACCES        the bus's owner/group/mode refuse the caller
+ *   EACCES        the bus's owner/group/mode or the daemon's policy
+ *                 refuse the caller (shmbus_errmsg() says which rule)
  *   ENOMEM        the daemon's memory cgroup or the host has not the room
  *                 for the arena (nothing was allocated)
  *   EDQUOT        the arena is over the daemon's --bus-max or would bring
@@ -159,6 +169,28 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
  * The first argument of every USDT probe and part of every BPF map key
  * (docs/probes.md). */
 SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus);
+
+/* A bus as shmbus__info() describes it. */
+struct shmbus_info {
+	char	 name[64];
+	uint32_t id;		/* shmbus__id() */
+	uint32_t owner_uid;	/* the owner: its namespace holds the name */
+	uint32_t owner_gid;
+	uint32_t mode;		/* 0..0777: r = may consume, w = may produce */
+	uint64_t arena_size;	/* bytes mapped */
+	uint32_t max_queues;
+	uint32_t max_slots;	/* producer + consumer handles */
+	uint32_t nr_pools;
+	uint32_t rdonly;	/* this handle is read-only */
+};
+
+/*
+ * Describe @bus into @info. Owner, group and mode are the daemon's
+ * record, sent when the bus was opened (the arena's copy is writable by
+ * every member and only informative); the rest is the arena's validated
+ * geometry. Returns 0, or -EINVAL.
+ */
+SHMBUS_API int shmbus__info(const struct shmbus *bus, struct shmbus_info *info);
 
 /* How publishers on this handle wake sleeping consumers: "kmod" (one
  * ioctl to the shmbus kernel module for a publish that wakes two or more

@@ -303,11 +303,11 @@ static void test_malformed_frames(void **state)
 	assert_int_equal(reply_then_eof(fd, true), -EINVAL);
 	close(fd);
 
-	/* non-zero padding */
+	/* an owner without SBC_OPEN_OWNER */
 	fd = raw_connect();
 	hello(fd);
 	bus_open_frame(&bo.h, &bo.b, 2);
-	bo.b.__pad = 1;
+	bo.b.owner_uid = 1;
 	send(fd, &bo, sizeof(bo), 0);
 	assert_int_equal(reply_then_eof(fd, true), -EINVAL);
 	close(fd);
@@ -584,9 +584,12 @@ static int as_nobody(const char *bus_name, int what)
 	pid_t kid = fork();
 
 	if (!kid) {
+		/* root's bus: named by its owner */
 		SHMBUS_OPTS(shmbus_open_opts, ro, .flags = SHMBUS_OPEN_RDONLY |
-						     SHMBUS_OPEN_NOCREATE);
-		SHMBUS_OPTS(shmbus_open_opts, rw, .flags = SHMBUS_OPEN_NOCREATE);
+						     SHMBUS_OPEN_NOCREATE |
+						     SHMBUS_OPEN_OWNER);
+		SHMBUS_OPTS(shmbus_open_opts, rw, .flags = SHMBUS_OPEN_NOCREATE |
+						     SHMBUS_OPEN_OWNER);
 		struct shmbus *b;
 
 		shmbus_set_print(NULL);

@@ -154,15 +154,16 @@ static void frames(const char *dir)
 	hello(0);
 	bus_open(0, "b", SBC_OPEN_CREATE, 0666);
 	declare(0, "q", 0, NULL, 0, 0);
+	/* root's bus: the others name its owner (uid 0) */
 	hello(1);
-	bus_open(1, "b", 0, 0);
+	bus_open(1, "b", SBC_OPEN_OWNER, 0);
 	attach(1, "q", SHMBUS_ROLE_CONSUMER);
 	hello(3);
-	bus_open(3, "b", SBC_OPEN_RDONLY, 0);
+	bus_open(3, "b", SBC_OPEN_RDONLY | SBC_OPEN_OWNER, 0);
 	hello(2);
-	bus_open(2, "b", 0, 0);
-	declare(2, "reply", SBC_QUEUE_PRIVATE, NULL, 0, 0);
-	attach(2, "reply", SHMBUS_ROLE_CONSUMER);
+	bus_open(2, "b", SBC_OPEN_OWNER, 0);
+	declare(2, "_reply.1", SBC_QUEUE_PRIVATE, NULL, 0, 0);
+	attach(2, "_reply.1", SHMBUS_ROLE_CONSUMER);
 	put8((CLOSE << 2) | 2);
 	put8((CLOSE << 2) | 1);
 	tick(60);

@@ -47,7 +47,8 @@ int cmd_daemon(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: shmbus daemon [--verbose] "
-			       "[--memory-max BYTES] [--quota LIST] [--log FILE] "
+			       "[--memory-max BYTES] [--quota LIST] [--policy FILE] "
+			       "[--log FILE] "
 			       "...\n\n"
 			       "Runs shmbusd in the foreground (logs on "
 			       "stderr). See shmbusd --help.\n");

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * main.c - the shmbus command-line tool: main(), the global options
- * (--bus, --socket, --version, --help), the table of commands and the
+ * (--bus, --owner, --socket, --version, --help), the table of commands and the
  * helpers every command uses: the one-line error, opening the bus,
  * attaching to a queue, parsing numbers and durations, subcommands,
  * listing queues and stop signals. Each command lives in its own file
@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -24,6 +25,9 @@
 
 static const char *opt_bus;
 static const char *opt_socket;
+static bool opt_has_owner;	/* --owner, or --bus USER:NAME */
+static uint32_t opt_owner;
+static char bus_label[160];
 static const char *cmd_name = "shmbus";
 static char errbuf[512];
 /* The bus open_bus() opened last. A command may die() with it open: the
@@ -61,7 +65,8 @@ void die(const char *fmt, ...)
 static void usage_main(FILE *f)
 {
 	fprintf(f,
-"usage: shmbus [--bus NAME] [--socket PATH] COMMAND [ARGS]\n"
+"usage: shmbus [--bus [USER:]NAME] [--owner USER] [--socket PATH] COMMAND\n"
+"              [ARGS]\n"
 "\n"
 "Commands:\n"
 "  daemon                  run shmbusd in the foreground\n"
@@ -81,7 +86,10 @@ static void usage_main(FILE *f)
 "  reply QUEUE --echo|--exec CMD   answer requests\n"
 "\n"
 "Options:\n"
-"  --bus NAME      bus to use (default: $SHMBUS_BUS or \"default\")\n"
+"  --bus NAME      bus to use (default: $SHMBUS_BUS or \"default\"): your\n"
+"                  own bus of that name; USER:NAME is USER's bus\n"
+"  --owner USER    use USER's bus NAME (a user name or uid); never\n"
+"                  creates it\n"
 "  --socket PATH   daemon socket (default: $SHMBUS_SOCKET or per user)\n"
 "  --version       print the library version\n"
 "  --help          this text; COMMAND --help for each command\n");
@@ -115,23 +123,77 @@ const char *cli_socket(void)
 	return opt_socket;
 }
 
-struct shmbus *open_bus(uint32_t flags)
+/* --owner's USER: a user name or a uid. */
+static void set_owner(const char *s)
+{
+	struct passwd *pw = getpwnam(s);
+
+	opt_has_owner = true;
+	if (pw)
+		opt_owner = pw->pw_uid;
+	else
+		opt_owner = (uint32_t)parse_num("user (name or uid)", s,
+						UINT32_MAX - 1);
+}
+
+/* --bus [USER:]NAME */
+static void set_bus(const char *s)
+{
+	const char *colon = strchr(s, ':');
+	char user[64];
+
+	if (!colon) {
+		opt_bus = s;
+		return;
+	}
+	if ((size_t)(colon - s) >= sizeof(user) || colon == s)
+		die("invalid bus '%s' (want [USER:]NAME)", s);
+	memcpy(user, s, colon - s);
+	user[colon - s] = '\0';
+	set_owner(user);
+	opt_bus = colon + 1;
+}
+
+/* The bus as errors name it: "NAME", or "USER:NAME" for --owner;
+ * escaped. */
+static const char *bus_name(void)
+{
+	const char *name = opt_bus ? esc(opt_bus) : "default";
+	struct passwd *pw;
+
+	if (!opt_has_owner)
+		return name;
+	pw = getpwuid(opt_owner);
+	if (pw)
+		snprintf(bus_label, sizeof(bus_label), "%s:%s", pw->pw_name,
+			 name);
+	else
+		snprintf(bus_label, sizeof(bus_label), "%u:%s", opt_owner,
+			 name);
+	return bus_label;
+}
+
+static struct shmbus *open_with(uint32_t flags)
 {
 	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = opt_socket,
-		    .flags = flags);
-	struct shmbus *bus = shmbus__open(opt_bus, &o);
+		    .flags = flags | (opt_has_owner ? SHMBUS_OPEN_OWNER : 0),
+		    .owner_uid = opt_owner);
+
+	return shmbus__open(opt_bus, &o);
+}
+
+struct shmbus *open_bus(uint32_t flags)
+{
+	struct shmbus *bus = open_with(flags);
 
 	if (!bus) {
 		int err = errno;
 
 		if (err == EINVAL)	/* the library says why */
-			die("cannot open bus '%s'",
-			    opt_bus ? esc(opt_bus) : "default");
-
+			die("cannot open bus '%s'", bus_name());
 		if (err == ENOENT)
-			die("no bus '%s'", opt_bus ? opt_bus : "default");
-		die("cannot open bus '%s': %s", opt_bus ? opt_bus : "default",
-		    strerror(err));
+			die("no bus '%s'", bus_name());
+		die("cannot open bus '%s': %s", bus_name(), strerror(err));
 	}
 	opened_bus = bus;
 	return bus;
@@ -139,16 +201,15 @@ struct shmbus *open_bus(uint32_t flags)
 
 struct shmbus *cli_open_bus_ro(bool must)
 {
-	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = opt_socket,
-		    .flags = SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
-			     SHMBUS_OPEN_NOSTART);
+	uint32_t flags = SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+			 SHMBUS_OPEN_NOSTART;
 	struct shmbus *bus;
 
 	if (must)
-		return open_bus(o.flags);
-	bus = shmbus__open(opt_bus, &o);
-	if (!bus && errno == EINVAL)
-		die("cannot open bus '%s'", opt_bus ? esc(opt_bus) : "default");
+		return open_bus(flags);
+	bus = open_with(flags);
+	if (!bus && errno == EINVAL)	/* the library says why */
+		die("cannot open bus '%s'", bus_name());
 	return bus;
 }
 
@@ -254,6 +315,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		{ "owner", required_argument, NULL, 'o' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -286,9 +348,10 @@ int main(int argc, char **argv)
 	atexit(cli_close_stdout);
 	shmbus_set_print(capture_print);
 	/* options before the command only: stop at the first non-option */
-	while ((opt = getopt_long(argc, argv, "+b:s:Vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+b:o:s:Vh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'b': opt_bus = optarg; break;
+		case 'b': set_bus(optarg); break;
+		case 'o': set_owner(optarg); break;
 		case 's': opt_socket = optarg; break;
 		case 'V': printf("shmbus %s\n", shmbus_version()); return 0;
 		case 'h': usage_main(stdout); return 0;

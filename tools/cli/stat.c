@@ -6,6 +6,8 @@
  * (out.c): any member of the bus can write them.
  */
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,12 +102,33 @@ static void json_queue(const struct shmbus_queue_info *q)
 	printf("}");
 }
 
+/* Who owns the bus: user and group names ("" when unknown). */
+static void owner_names(const struct shmbus_info *bi, const char **user,
+			const char **group)
+{
+	struct passwd *pw = getpwuid(bi->owner_uid);
+	struct group *gr = getgrgid(bi->owner_gid);
+
+	*user = pw ? pw->pw_name : "";
+	*group = gr ? gr->gr_name : "";
+}
+
 static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		      int n)
 {
+	struct shmbus_info bi;
+	const char *user, *group;
+
+	shmbus__info(bus, &bi);
+	owner_names(&bi, &user, &group);
 	fputs("{\"bus\":", stdout);
 	json_str(stdout, shmbus__name(bus));
-	printf(",\"bus_id\":%u,\"queues\":[", shmbus__id(bus));
+	printf(",\"bus_id\":%u,\"owner\":", shmbus__id(bus));
+	json_str(stdout, user);
+	printf(",\"owner_uid\":%u,\"group\":", bi.owner_uid);
+	json_str(stdout, group);
+	printf(",\"owner_gid\":%u,\"mode\":\"%04o\",\"queues\":[",
+	       bi.owner_gid, bi.mode);
 	for (int i = 0; i < n; i++) {
 		printf("%s", i ? "," : "");
 		json_queue(&qi[i]);
@@ -127,7 +150,14 @@ static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       int n)
 {
-	printf("bus %s (id %u)\n", esc(shmbus__name(bus)), shmbus__id(bus));
+	struct shmbus_info bi;
+	const char *user, *group;
+
+	shmbus__info(bus, &bi);
+	owner_names(&bi, &user, &group);
+	printf("bus %s (id %u) owner %s (uid %u) group %s (gid %u) mode %04o\n",
+	       esc(shmbus__name(bus)), shmbus__id(bus), *user ? esc(user) : "?",
+	       bi.owner_uid, *group ? esc(group) : "?", bi.owner_gid, bi.mode);
 	printf("%-26s %6s %5s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
 	       "QUEUE", "DEPTH", "INFLT", "PUBLISHED", "DELIVERED",
 	       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * bus.c - buses: creating an arena (backing, format, seal, map), finding
- * a bus by name, its permissions, what a closed connection leaves on
- * every bus, and tearing buses down.
+ * a bus by owner and name, what a closed connection leaves on every bus,
+ * and tearing buses down. Who may open, create or change a bus is
+ * decided in dispatch.c (policy.c).
+ *
+ * Bus names are per owner: every uid has its own namespace, so a bus is
+ * (owner uid, name). A client opens a bus of its own uid unless it names
+ * another owner, and a bus is only ever created in its creator's own
+ * namespace: nobody can take a name another user will want.
  *
  * Arena backing: always a memfd sealed against shrinking and growing
  * (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), so no client that holds the
@@ -21,29 +27,19 @@
 
 #include "shmbusd.h"
 
-unsigned bus_perms(const struct dbus *b, const struct peer *p)
+struct bus_ref bus_ref_of(const struct dbus *b)
 {
-	if (p->uid == 0)
-		return 7;
-	if (p->uid == b->owner_uid)
-		return (b->mode >> 6) & 7;
-	if (p->gid == b->owner_gid)
-		return (b->mode >> 3) & 7;
-	for (int i = 0; i < p->ngroups; i++)
-		if (p->groups[i] == b->owner_gid)
-			return (b->mode >> 3) & 7;
-	return b->mode & 7;
+	return (struct bus_ref){ .owner_uid = b->owner_uid,
+				 .owner_gid = b->owner_gid,
+				 .mode = b->mode, .name = b->name };
 }
 
-bool bus_is_owner(const struct dbus *b, const struct peer *p)
-{
-	return p->uid == 0 || p->uid == b->owner_uid;
-}
-
-static struct dbus *bus_find(const struct daemon *d, const char *name)
+/* Buses are named per owner: (owner uid, name) is the key. */
+struct dbus *bus_find(const struct daemon *d, uid_t owner, const char *name)
 {
 	for (struct dbus *b = d->buses; b; b = b->next)
-		if (!strncmp(b->name, name, SHMBUS_NAME_MAX))
+		if (b->owner_uid == owner &&
+		    !strncmp(b->name, name, SHMBUS_NAME_MAX))
 			return b;
 	return NULL;
 }
@@ -182,9 +178,8 @@ static int bus_record(int fd, const struct arena_params *ap, struct dbus **out)
 	return 0;
 }
 
-static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
-		      const struct peer *p, struct dbus **out,
-		      struct request *r)
+int bus_create(struct daemon *d, const struct sbc_bus_open *req,
+	       const struct peer *p, struct dbus **out, struct request *r)
 {
 	struct arena_params ap;
 	struct dbus *b = NULL;
@@ -222,8 +217,8 @@ static int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	b->next = d->buses;
 	d->buses = b;
 	kmod_watch(b);
-	log_info("bus '%s' created by uid %u pid %d: %llu bytes, mode %04o, "
-		 "%u queues, %u slots, %u pools%s", b->name, p->uid, p->pid,
+	log_info("bus %u:%s created by pid %d: %llu bytes, mode %04o, "
+		 "%u queues, %u slots, %u pools%s", p->uid, b->name, p->pid,
 		 (unsigned long long)size, ap.mode, ap.max_queues,
 		 ap.max_slots, ap.nr_pools,
 		 " (sealed memfd)");
@@ -234,32 +229,6 @@ uncharge:
 uncharge_bus:
 	quota_release(p->uid, Q_BUSES, 1);
 	return err;
-}
-
-int bus_open(struct daemon *d, const struct sbc_bus_open *req,
-	     const struct peer *p, struct dbus **out, bool *created,
-	     struct request *r)
-{
-	struct dbus *b = bus_find(d, req->name);
-	unsigned perms;
-
-	*created = false;
-	if (b) {
-		if (req->flags & SBC_OPEN_EXCL)
-			return -EEXIST;
-		perms = bus_perms(b, p);
-		if ((req->flags & SBC_OPEN_RDONLY) ? !(perms & 4) : !(perms & 6)) {
-			log_info("bus '%s': uid %u pid %d denied (mode %04o)",
-				 b->name, p->uid, p->pid, b->mode);
-			return -EACCES;
-		}
-		*out = b;
-		return 0;
-	}
-	if (!(req->flags & SBC_OPEN_CREATE))
-		return -ENOENT;
-	*created = true;
-	return bus_create(d, req, p, out, r);
 }
 
 void buses_conn_gone(struct daemon *d, uint32_t conn_id)

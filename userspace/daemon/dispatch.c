@@ -8,7 +8,9 @@
  * Order of checks, the same for every type: HELLO before anything else;
  * the body's fields (a malformed field is a protocol error: the reply
  * says why and the connection closes); then the conversation state (a
- * bus bound, bound for writing: plain refusals); then the handler.
+ * bus bound, bound for writing: plain refusals); then the handler, which
+ * asks policy.c whether the caller may (create, configure, publish,
+ * consume), per request, and logs and explains every refusal.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,7 +40,8 @@ static int check_bus_open(const void *body)
 	const struct sbc_bus_open *q = body;
 
 	if (proto_name_valid(q->name) || (q->flags & ~SBC_OPEN__ALL) ||
-	    q->__pad || q->nr_pools > SHMBUS_MAX_POOLS ||
+	    (!(q->flags & SBC_OPEN_OWNER) && q->owner_uid) ||
+	    q->nr_pools > SHMBUS_MAX_POOLS ||
 	    !proto_all_zero(&q->pools[q->nr_pools],
 			    (SHMBUS_MAX_POOLS - q->nr_pools) *
 			    sizeof(q->pools[0])))
@@ -109,46 +112,226 @@ static int do_hello(struct request *r)
 	return 0;
 }
 
+/* ---- authorization ------------------------------------------------------- */
+
+/* Log a refusal (uid, pid, bus, operation, and the rule or default that
+ * refused, in @why) and tell the client. */
+static int refuse(struct request *r, const struct bus_ref *bus,
+		  const char *op, const char *why)
+{
+	const struct peer *p = &r->s->peer;
+
+	log_info("refused: uid %u pid %d bus %u:%s %s: %s", p->uid, p->pid,
+		 bus->owner_uid, bus->name, op, why);
+	req_reason(r, "%s", why);
+	return -EACCES;
+}
+
+/* May the caller do @op on @bus? Decided per request, so that a policy
+ * reloaded since BUS_OPEN applies. 0, or -EACCES logged and explained. */
+static int allow(struct request *r, const struct bus_ref *bus,
+		 enum policy_op op)
+{
+	char why[200];
+
+	if (!policy_check(r->d->policy, &r->s->peer, bus, op, why,
+			  sizeof(why)))
+		return 0;
+	return refuse(r, bus, policy_op_name(op), why);
+}
+
+/* The same, quietly: is @op allowed? */
+static bool allowed(struct request *r, const struct bus_ref *bus,
+		    enum policy_op op)
+{
+	char why[200];
+
+	return !policy_check(r->d->policy, &r->s->peer, bus, op, why,
+			     sizeof(why));
+}
+
+static int need(struct request *r, enum policy_op op)
+{
+	struct bus_ref ref = bus_ref_of(r->s->bus);
+
+	return allow(r, &ref, op);
+}
+
+/* ---- handlers (continued) --------------------------------------------------- */
+
+/*
+ * BUS_OPEN: the caller's own bus of that name, or with SBC_OPEN_OWNER the
+ * named owner's. Opening needs consume (read-only) or any of publish,
+ * consume, configure; creating needs create and happens only in the
+ * caller's own namespace.
+ */
+static int open_existing(struct request *r, struct dbus *b)
+{
+	const struct sbc_bus_open *q = r->body;
+	struct bus_ref ref = bus_ref_of(b);
+
+	if (q->flags & SBC_OPEN_EXCL) {
+		req_reason(r, "bus %u:%s exists", b->owner_uid, b->name);
+		return -EEXIST;
+	}
+	if (q->flags & SBC_OPEN_RDONLY)
+		return allow(r, &ref, POLICY_CONSUME);
+	if (allowed(r, &ref, POLICY_CONSUME) ||
+	    allowed(r, &ref, POLICY_CONFIGURE))
+		return 0;
+	return allow(r, &ref, POLICY_PUBLISH);
+}
+
 static int do_bus_open(struct request *r)
 {
 	const struct sbc_bus_open *q = r->body;
 	struct sbc_bus_open_reply *rep = r->rep;
 	struct session *s = r->s;
-	bool created;
+	uid_t owner = q->flags & SBC_OPEN_OWNER ? q->owner_uid : s->peer.uid;
+	struct dbus *b;
+	bool created = false;
 	int err;
 
 	if (s->bus) {			/* one bus per connection */
 		r->fatal = true;
 		return -EINVAL;
 	}
-	err = bus_open(r->d, q, &s->peer, &s->bus, &created, r);
+	b = bus_find(r->d, owner, q->name);
+	if (b) {
+		err = open_existing(r, b);
+	} else if (!(q->flags & SBC_OPEN_CREATE)) {
+		req_reason(r, "no bus %u:%s", owner, q->name);
+		err = -ENOENT;
+	} else if (owner != s->peer.uid) {
+		/* never a bus in someone else's namespace */
+		req_reason(r, "no bus %u:%s (a bus is created only in its "
+			   "creator's own namespace)", owner, q->name);
+		err = -ENOENT;
+	} else {
+		struct bus_ref ref = { .owner_uid = owner,
+				       .owner_gid = s->peer.gid,
+				       .mode = q->mode, .name = q->name };
+
+		err = allow(r, &ref, POLICY_CREATE);
+		if (!err)
+			err = bus_create(r->d, q, &s->peer, &b, r);
+		created = !err;
+	}
 	if (err)
 		return err;
+	s->bus = b;
 	s->rdonly = q->flags & SBC_OPEN_RDONLY;
-	s->perms = bus_perms(s->bus, &s->peer);
-	rep->arena_size = s->bus->arena.size;
+	rep->arena_size = b->arena.size;
 	rep->created = created;
 	rep->rdonly = s->rdonly;
 	rep->kmod_cookie = s->rdonly ? 0 : s->kmod_cookie;
-	r->fds = s->rdonly ? &s->bus->ro_fd : &s->bus->fd;
+	rep->owner_uid = b->owner_uid;
+	rep->owner_gid = b->owner_gid;
+	rep->mode = b->mode;
+	r->fds = s->rdonly ? &b->ro_fd : &b->fd;
 	r->nfds = 1;
 	return 0;
 }
 
+/* The prefix of the reply queues the library declares (reqrep.c). */
+#define REPLY_PREFIX	"_reply."
+
+/*
+ * QUEUE_DECLARE: configure; or a private queue (deleted with this
+ * connection), which needs publish and consume, and for a caller who may
+ * not configure a name starting with "_reply.": a member cannot take a
+ * name the owner will want. A name that exists as a queue of another
+ * kind of ownership (private to another connection, or shared while
+ * this declare asks for a private one) is refused: never joined.
+ */
 static int do_queue_declare(struct request *r)
 {
-	return queue_declare(r->s->bus, &r->s->peer, r->body, r->rep);
+	const struct sbc_queue_declare *q = r->body;
+	struct dbus *b = r->s->bus;
+	bool priv = q->flags & SBC_QUEUE_PRIVATE;
+	struct bus_ref ref = bus_ref_of(b);
+	int id, err;
+
+	if (!priv) {
+		err = allow(r, &ref, POLICY_CONFIGURE);
+	} else {
+		err = allow(r, &ref, POLICY_PUBLISH);
+		if (!err)
+			err = allow(r, &ref, POLICY_CONSUME);
+		if (!err && strncmp(q->name, REPLY_PREFIX, strlen(REPLY_PREFIX)) &&
+		    !allowed(r, &ref, POLICY_CONFIGURE)) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "private queue '%s': without "
+				 "configure permission a private queue's name "
+				 "must start with \"" REPLY_PREFIX "\"", q->name);
+			err = refuse(r, &ref, "configure", why);
+		}
+	}
+	if (err)
+		return err;
+	id = dqueue_find(b, q->name);
+	if (id >= 0 && b->queues[id].kind == DQ_QUEUE &&
+	    b->queues[id].owner_conn != (priv ? r->s->peer.conn_id : 0)) {
+		log_info("bus %u:%s: queue '%s' exists as a %s; uid %u pid %d "
+			 "declared it %s", b->owner_uid, b->name, q->name,
+			 b->queues[id].owner_conn ? "private queue of another "
+			 "connection" : "shared queue", r->s->peer.uid,
+			 r->s->peer.pid, priv ? "private" : "shared");
+		req_reason(r, "queue '%s' exists as a %s", q->name,
+			   b->queues[id].owner_conn ?
+			   "private queue of another connection" :
+			   "shared queue (a private declare cannot take it)");
+		return -EEXIST;
+	}
+	return queue_create(b, &r->s->peer, q, r->rep, DQ_QUEUE);
 }
 
+/* QUEUE_DELETE: configure, or the connection a private queue belongs to. */
 static int do_queue_delete(struct request *r)
 {
-	return queue_delete(r->s->bus, &r->s->peer, r->body);
+	const struct sbc_queue_delete *q = r->body;
+	struct dbus *b = r->s->bus;
+	int id = dqueue_find(b, q->name), err;
+
+	if (id < 0)
+		return id;
+	if (!b->queues[id].owner_conn ||
+	    b->queues[id].owner_conn != r->s->peer.conn_id) {
+		err = need(r, POLICY_CONFIGURE);
+		if (err)
+			return err;
+	}
+	dqueue_delete(b, id);
+	return 0;
 }
 
+/* ATTACH: publish or consume; only its own connection consumes from a
+ * private queue. */
 static int do_attach(struct request *r)
 {
-	return slot_attach(r->s->bus, &r->s->peer, r->s->perms, r->body,
-			   r->rep, &r->fds, &r->nfds);
+	const struct sbc_attach *q = r->body;
+	struct dbus *b = r->s->bus;
+	bool prod = q->role == SHMBUS_ROLE_PRODUCER;
+	int id, err;
+
+	if (prod || q->role == SHMBUS_ROLE_CONSUMER) {
+		err = need(r, prod ? POLICY_PUBLISH : POLICY_CONSUME);
+		if (err)
+			return err;
+		id = dqueue_find(b, q->name);
+		if (!prod && id >= 0 && b->queues[id].owner_conn &&
+		    b->queues[id].owner_conn != r->s->peer.conn_id) {
+			struct bus_ref ref = bus_ref_of(b);
+			char why[160];
+
+			snprintf(why, sizeof(why), "queue '%s' is private to "
+				 "another connection", q->name);
+			return refuse(r, &ref, "consume", why);
+		}
+	}
+	return slot_attach(b, &r->s->peer, prod ? 2 : 4, q, r->rep, &r->fds,
+			   &r->nfds);
 }
 
 static int do_detach(struct request *r)
@@ -163,20 +346,34 @@ static int do_dispose(struct request *r)
 
 static int do_subscribe(struct request *r)
 {
-	return subscribe(r->s->bus, &r->s->peer, r->s->perms, r->body, r->rep,
-			 &r->fds, &r->nfds);
+	int err = need(r, POLICY_CONSUME);
+
+	return err ? err : subscribe(r->s->bus, &r->s->peer, 4, r->body,
+				     r->rep, &r->fds, &r->nfds);
 }
 
 static int do_unsubscribe(struct request *r)
 {
-	if (!(r->s->perms & 4))
-		return -EACCES;
-	return unsubscribe(r->s->bus, &r->s->peer, r->body);
+	int err = need(r, POLICY_CONSUME);
+
+	return err ? err : unsubscribe(r->s->bus, &r->s->peer, r->body);
 }
 
+/* SEATS: publish (a producer waking sleepers) or consume (a nack puts a
+ * message back and wakes a sleeper too). */
 static int do_seats(struct request *r)
 {
-	return seats_request(r->s->bus, r->s->perms, r->body, r->rep, &r->fds,
+	struct bus_ref ref = bus_ref_of(r->s->bus);
+	unsigned perms = allowed(r, &ref, POLICY_CONSUME) ? 4 : 0;
+	int err;
+
+	if (!perms) {
+		err = allow(r, &ref, POLICY_PUBLISH);
+		if (err)
+			return err;
+		perms = 2;
+	}
+	return seats_request(r->s->bus, perms, r->body, r->rep, &r->fds,
 			     &r->nfds);
 }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +26,16 @@
 #include "client.h"
 #include "shmbusd.h"
 
+#define DEFAULT_POLICY	"/etc/shmbus/policy"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: shmbusd [--socket PATH] [--daemonize]\n"
 "               [--memory-max BYTES] [--bus-max BYTES]\n"
 "               [--handshake-timeout SECONDS] [--max-pending N]\n"
-"               [--quota LIST] [--quota-share PCT] [--log FILE] [--verbose]\n"
+"               [--quota LIST] [--quota-share PCT] [--policy FILE]\n"
+"               [--log FILE] [--verbose]\n"
 "\n"
 "The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
 "eventfds to clients, checks credentials, reclaims what dead clients held.\n"
@@ -52,6 +56,10 @@ static void usage(FILE *f)
 "                   a bus (HELLO, BUS_OPEN) by then (default 5)\n"
 "  --max-pending N  connections that may be in their handshake at once\n"
 "                   (default 64)\n"
+"  --policy FILE    who may create, configure, publish to and consume\n"
+"                   from which buses (default for root's daemon:\n"
+"                   " DEFAULT_POLICY " if it exists; none for a user's);\n"
+"                   reread on SIGHUP\n"
 "  --log FILE       append the log to FILE instead of stderr\n"
 "  --verbose        log every connection and attach\n"
 "  --quota LIST     per-uid limits, NAME=N[,NAME=N...] with NAME one of\n"
@@ -244,6 +252,7 @@ struct options {
 	bool daemonize;
 	char defsock[108];
 	char logbuf[160];
+	char policybuf[PATH_MAX];
 };
 
 /* Options into @o and @d; returns -1 to go on, else the exit code. */
@@ -258,6 +267,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 		{ "handshake-timeout", required_argument, NULL, 't' },
 		{ "max-pending", required_argument, NULL, 'p' },
 		{ "log", required_argument, NULL, 'l' },
+		{ "policy", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quota", required_argument, NULL, 'q' },
 		{ "quota-share", required_argument, NULL, 'Q' },
@@ -269,7 +279,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 	d->bus_max = 1ULL << 30;
 	d->handshake_ns = 5 * NSEC_PER_SEC;
 	d->max_pending = 64;
-	while ((opt = getopt_long(argc, argv, "s:dm:b:t:p:l:vh", longopts,
+	while ((opt = getopt_long(argc, argv, "s:dm:b:t:p:P:l:vh", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 's': o->sock = optarg; break;
@@ -300,6 +310,10 @@ static int parse_args(int argc, char **argv, struct options *o,
 			}
 			break;
 		case 'l': o->logpath = optarg; break;
+		case 'P':
+			d->policy_path = optarg;
+			d->policy_must = true;
+			break;
 		case 'v': dlog_set_level(LOG_DEBUG_); break;
 		case 'q':
 			if (quota_parse(optarg)) {
@@ -331,6 +345,22 @@ static int parse_args(int argc, char **argv, struct options *o,
 			return 1;
 		}
 		o->sock = o->defsock;
+	}
+	/* root's daemon serves every user: its policy is the system's */
+	if (!d->policy_path && geteuid() == 0)
+		d->policy_path = DEFAULT_POLICY;
+	/* reread on SIGHUP, after --daemonize went to "/" */
+	if (d->policy_path && d->policy_path[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(o->policybuf, sizeof(o->policybuf), "%s/%s", cwd,
+			     d->policy_path) >= (int)sizeof(o->policybuf)) {
+			fprintf(stderr, "shmbusd: --policy %s: path too long\n",
+				d->policy_path);
+			return 1;
+		}
+		d->policy_path = o->policybuf;
 	}
 	if (o->daemonize && !o->logpath) {
 		snprintf(o->logbuf, sizeof(o->logbuf), "%s.log", o->sock);
@@ -416,6 +446,7 @@ int main(int argc, char **argv)
 {
 	struct daemon d = { 0 };
 	struct options o = { 0 };
+	char errbuf[320];
 	int lockfd = -1, lfd = -1, rc;
 
 	std_fds_open();		/* before anything is opened */
@@ -423,6 +454,12 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	signal(SIGPIPE, SIG_IGN);
+	/* a policy that cannot be read is an error now, not a default */
+	if (d.policy_path && policy_load(d.policy_path, d.policy_must, &d.policy,
+					 errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "shmbusd: policy %s\n", errbuf);
+		return 1;
+	}
 	rc = setup(&o, &lockfd, &lfd);
 	if (rc >= 0)
 		return rc;
@@ -434,11 +471,15 @@ int main(int argc, char **argv)
 		return 1;
 	log_info("listening on %s", o.sock);
 	memory_describe(&d);
+	if (d.policy_path)
+		log_info("policy %s: %u rules", d.policy_path,
+			 policy_rules(d.policy));
 	rc = server_run(&d, lfd);
 	close(lfd);
 	unlink(o.sock);
 	buses_free(&d);
 	quota_free();
+	policy_free(d.policy);
 	log_info("stopped");
 	close(lockfd);
 	return rc ? 1 : 0;

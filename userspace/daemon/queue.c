@@ -480,18 +480,6 @@ int queue_create(struct dbus *b, const struct peer *p,
 	return 0;
 }
 
-int queue_declare(struct dbus *b, const struct peer *p,
-		  const struct sbc_queue_declare *req,
-		  struct sbc_queue_declare_reply *rep)
-{
-	/* the bus owner declares queues; anyone who may both publish and
-	 * consume may have a private reply queue */
-	if (!bus_is_owner(b, p) && !((req->flags & SBC_QUEUE_PRIVATE) &&
-				     (bus_perms(b, p) & 6) == 6))
-		return -EACCES;
-	return queue_create(b, p, req, rep, DQ_QUEUE);
-}
-
 /* ---- delete and reclaim -------------------------------------------------- */
 
 /* Free what deleted queue @dq held: its grace period is over (defer.c). */
@@ -562,19 +550,4 @@ void dqueue_delete(struct dbus *b, int id)
 		fanout_refresh(b);
 	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
 		 "period", b->name, dq->name);
-}
-
-int queue_delete(struct dbus *b, const struct peer *p,
-		 const struct sbc_queue_delete *req)
-{
-	int id;
-
-	id = dqueue_find(b, req->name);
-	if (id < 0)
-		return id;
-	/* the bus owner, or the connection a private queue belongs to */
-	if (!bus_is_owner(b, p) && b->queues[id].owner_conn != p->conn_id)
-		return -EACCES;
-	dqueue_delete(b, id);
-	return 0;
 }

@@ -667,6 +667,11 @@ int server_run(struct daemon *d, int lfd)
 				struct signalfd_siginfo si;
 
 				while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGHUP) {
+						log_info("SIGHUP: rereading the policy");
+						daemon_policy_reload(dmn);
+						continue;
+					}
 					log_info("signal %u: shutting down",
 						 si.ssi_signo);
 					stopping = true;

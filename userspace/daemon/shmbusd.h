@@ -20,6 +20,7 @@
 #include "ring.h"
 
 struct dbus;
+struct policy;
 
 /* ---- main.c ---------------------------------------------------------- */
 
@@ -30,6 +31,9 @@ struct daemon {
 	uint64_t bus_max;	/* --bus-max: one arena */
 	int64_t handshake_ns;	/* --handshake-timeout */
 	unsigned max_pending;	/* --max-pending */
+	const char *policy_path;	/* NULL: no policy file */
+	bool policy_must;	/* --policy given: the file must exist */
+	struct policy *policy;	/* the rules in force (NULL: none) */
 };
 
 /* ---- memory.c: the daemon-wide memory budget for arenas ------------- */
@@ -83,6 +87,49 @@ void dlog_set_level(int level);
 #define log_info(...)	dlog(LOG_INFO_, __VA_ARGS__)
 #define log_debug(...)	dlog(LOG_DEBUG_, __VA_ARGS__)
 
+/* ---- policy.c: who may do what on which bus ------------------------- */
+
+enum policy_op {
+	POLICY_CREATE,		/* create a bus (in one's own namespace) */
+	POLICY_CONFIGURE,	/* declare and delete queues and topics */
+	POLICY_PUBLISH,		/* attach producers, wake subscribers */
+	POLICY_CONSUME,		/* attach consumers, (un)subscribe, read */
+	POLICY__OP_MAX,
+};
+
+/* A bus as a decision sees it: its namespace (owner) and name, group and
+ * mode bits (for a bus being created: the creator's). */
+struct bus_ref {
+	uid_t owner_uid;
+	gid_t owner_gid;
+	uint32_t mode;
+	const char *name;
+};
+
+struct peer;
+/*
+ * Read the policy file @path into *@out. An absent file is no rules
+ * unless @must_exist. On error *@out is NULL and @err says why, as
+ * "path:line: what" for a malformed line.
+ */
+int policy_load(const char *path, bool must_exist, struct policy **out,
+		char *err, size_t len);
+void policy_free(struct policy *pol);
+unsigned policy_rules(const struct policy *pol);
+const char *policy_op_name(enum policy_op op);
+/*
+ * May @p do @op on @bus? Root always; else the first matching rule of
+ * @pol (may be NULL); else the default (own namespace for create, the
+ * owner configures, mode bits w publish and r consume). 0, or -EACCES
+ * with @why saying which rule (file:line) or which default refused.
+ */
+int policy_check(const struct policy *pol, const struct peer *p,
+		 const struct bus_ref *bus, enum policy_op op,
+		 char *why, size_t len);
+/* (Re)read d->policy_path (start, SIGHUP): 0, or -errno with the error
+ * (file:line) logged and the policy in force kept. */
+int daemon_policy_reload(struct daemon *d);
+
 /* ---- server.c: the event loop and its connections -------------------- */
 
 /* Who is asking: credentials from SO_PEERCRED / SO_PEERGROUPS. */
@@ -96,7 +143,8 @@ struct peer {
 	gid_t groups[64];
 };
 
-/* Serve connections on @listen_fd until SIGTERM/SIGINT/SIGHUP. */
+/* Serve connections on @listen_fd until SIGTERM/SIGINT; SIGHUP rereads
+ * the policy (daemon_policy_reload()). */
 int server_run(struct daemon *d, int listen_fd);
 /* Leave the loop (clients keep their slots: the arena is theirs). */
 void server_stop(void);
@@ -112,7 +160,6 @@ struct session {
 	bool rdonly;		/* bound read-only */
 	bool refused;		/* over its uid's conns quota: its first
 				 * frame is answered -EDQUOT, then closed */
-	unsigned perms;		/* bus_perms() on its bus */
 	struct dbus *bus;	/* bound by BUS_OPEN, else NULL */
 	uint64_t kmod_cookie;	/* its name in the module's death records */
 };
@@ -268,15 +315,14 @@ struct dbus {
 	unsigned nconns;	/* connections bound to it */
 };
 
-/* Find the bus @req names, or create it (SBC_OPEN_CREATE): 0 or -errno
- * (a refusal's reason in @r); *created says which. */
-int bus_open(struct daemon *d, const struct sbc_bus_open *req,
-	     const struct peer *p, struct dbus **out, bool *created,
-	     struct request *r);
-/* Permission bits (4 = consume, 2 = produce, 1 unused) @p has on @b. */
-unsigned bus_perms(const struct dbus *b, const struct peer *p);
-/* Is @p the bus owner (or root)? */
-bool bus_is_owner(const struct dbus *b, const struct peer *p);
+/* The bus called @name in the namespace of uid @owner, or NULL. */
+struct dbus *bus_find(const struct daemon *d, uid_t owner, const char *name);
+/* Create the bus @req names, owned by @p (the caller checked that it
+ * may): 0 or -errno (a refusal's reason in @r). */
+int bus_create(struct daemon *d, const struct sbc_bus_open *req,
+	       const struct peer *p, struct dbus **out, struct request *r);
+/* @b as policy_check() sees it. */
+struct bus_ref bus_ref_of(const struct dbus *b);
 /* Connection @conn_id closed: release its slots and private queues on
  * every bus. */
 void buses_conn_gone(struct daemon *d, uint32_t conn_id);
@@ -297,15 +343,7 @@ void *unit_addr(const struct dbus *b, uint64_t u);
 
 /* ---- queue.c: queues -------------------------------------------------- */
 
-/* SBC_QUEUE_DECLARE: the bus owner declares; anyone who may publish and
- * consume may declare a private queue. */
-int queue_declare(struct dbus *b, const struct peer *p,
-		  const struct sbc_queue_declare *req,
-		  struct sbc_queue_declare_reply *rep);
-/* SBC_QUEUE_DELETE: the bus owner, or the private queue's connection. */
-int queue_delete(struct dbus *b, const struct peer *p,
-		 const struct sbc_queue_delete *req);
-/* Declare without the permission check, as a @kind (a TOPIC flag in @req
+/* Declare (dispatch.c checked that @p may), as a @kind (a TOPIC flag in @req
  * makes a topic). Exists with the same settings: 0, rep->created 0. */
 int queue_create(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_declare *req,
@@ -335,7 +373,8 @@ unsigned seat_fds_of(const struct dqueue *dq, uint64_t map[SHMBUS_SEAT_WORDS],
 /* ---- slot.c: participant slots ------------------------------------------ */
 
 /* SBC_ATTACH: on success *fds and *nfds are the queue's seat fds
- * (daemon-owned, to be sent, not closed). */
+ * (daemon-owned, to be sent, not closed). @perms here and below: what
+ * dispatch.c's policy check allowed (2 publish, 4 consume). */
 int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 		const struct sbc_attach *req, struct sbc_attach_reply *rep,
 		int **fds, unsigned *nfds);

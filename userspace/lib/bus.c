@@ -94,11 +94,18 @@ static int open_request(struct sbc_bus_open *req, const char *name,
 		return -EINVAL;
 	flags = OPTS_GET(opts, flags, 0);
 	if (flags & ~(SHMBUS_OPEN_NOCREATE | SHMBUS_OPEN_EXCL |
-		      SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOSTART))
+		      SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOSTART |
+		      SHMBUS_OPEN_OWNER))
 		return -EINVAL;
 	req->flags = (flags & SHMBUS_OPEN_NOCREATE ? 0 : SBC_OPEN_CREATE) |
 		     (flags & SHMBUS_OPEN_EXCL ? SBC_OPEN_EXCL : 0) |
-		     (flags & SHMBUS_OPEN_RDONLY ? SBC_OPEN_RDONLY : 0);
+		     (flags & SHMBUS_OPEN_RDONLY ? SBC_OPEN_RDONLY : 0) |
+		     (flags & SHMBUS_OPEN_OWNER ? SBC_OPEN_OWNER : 0);
+	/* the daemon creates a bus only in the caller's own namespace */
+	if (flags & SHMBUS_OPEN_OWNER)
+		req->owner_uid = OPTS_GET(opts, owner_uid, 0);
+	else if (OPTS_GET(opts, owner_uid, 0))
+		return -EINVAL;
 	req->mode = OPTS_GET(opts, mode, 0);
 	req->max_queues = OPTS_GET(opts, max_queues, 0);
 	req->max_slots = OPTS_GET(opts, max_slots, 0);
@@ -163,6 +170,9 @@ static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
 	if (nfds != 1)
 		return -EPROTO;
 	bus->rdonly = rep.rdonly;
+	bus->owner_uid = rep.owner_uid;
+	bus->owner_gid = rep.owner_gid;
+	bus->mode = rep.mode;
 	err = arena_map(&bus->arena, fd, bus->rdonly);
 	if (err) {
 		close(fd);
@@ -266,4 +276,22 @@ SHMBUS_API const char *shmbus__name(const struct shmbus *bus)
 SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus)
 {
 	return bus->arena.bus_id;
+}
+
+SHMBUS_API int shmbus__info(const struct shmbus *bus, struct shmbus_info *info)
+{
+	if (!bus || !info)
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	memcpy(info->name, bus->name, sizeof(info->name));
+	info->id = bus->arena.bus_id;
+	info->owner_uid = bus->owner_uid;
+	info->owner_gid = bus->owner_gid;
+	info->mode = bus->mode;
+	info->arena_size = bus->arena.size;
+	info->max_queues = bus->arena.max_queues;
+	info->max_slots = bus->arena.max_slots;
+	info->nr_pools = bus->arena.nr_pools;
+	info->rdonly = bus->rdonly;
+	return 0;
 }

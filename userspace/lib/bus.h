@@ -25,6 +25,7 @@ struct shmbus {
 	struct reqrep *rr;	/* request-reply, created on first request */
 	int arena_fd;
 	bool rdonly;
+	uint32_t owner_uid, owner_gid, mode;	/* the daemon's BUS_OPEN reply */
 };
 
 /* What an attached producer or consumer knows about its queue and slot. */

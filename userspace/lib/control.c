@@ -79,8 +79,9 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	}
 	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
 			  &rep, sizeof(rep), NULL, NULL);
-	if (err == -EEXIST) {
-		/* say which settings differ (0 = the daemon's default) */
+	if (err == -EEXIST && !*shmbus_errmsg()) {
+		/* say which settings differ (0 = the daemon's default); a
+		 * daemon's reason (another owner, private) says it better */
 		int qid = arena_find_queue(&bus->arena, req.name);
 		const struct shmbus_queue *q = queue_at(&bus->arena, qid);
 

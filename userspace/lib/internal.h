@@ -115,7 +115,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 	 opts_valid((opts), (opts)->sz,					\
 		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
-#define shmbus_open_opts__last_field		connect_timeout_ms
+#define shmbus_open_opts__last_field		owner_uid
 #define shmbus_queue_opts__last_field		priorities
 #define shmbus_producer_opts__last_field	flags
 #define shmbus_consumer_opts__last_field	lease_ns

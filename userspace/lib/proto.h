@@ -13,7 +13,8 @@
  * that connection; everyone else is unaffected.
  *
  * Conversation: HELLO first (version negotiation), then BUS_OPEN once
- * (binds the connection to one bus), then any number of the others:
+ * (binds the connection to one bus: the caller's own of that name, or
+ * with SBC_OPEN_OWNER the named owner's), then any number of the others:
  * QUEUE_DECLARE, QUEUE_DELETE, ATTACH, DETACH, DISPOSE, SUBSCRIBE, SEATS,
  * UNSUBSCRIBE (enum sbc_type). A reply echoes the request's type and seq
  * with status 0 or -errno. A reply with status 0 carries the type's reply
@@ -35,7 +36,7 @@
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		4u
+#define SBC_VERSION		5u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 #define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
@@ -78,7 +79,9 @@ struct sbc_hello_reply {
 #define SBC_OPEN_CREATE		0x1u	/* create if absent */
 #define SBC_OPEN_EXCL		0x2u	/* fail if present */
 #define SBC_OPEN_RDONLY		0x4u	/* read-only mapping (stat, list) */
-#define SBC_OPEN__ALL		0x7u
+#define SBC_OPEN_OWNER		0x8u	/* the bus of owner_uid, not the
+					 * caller's own (never created) */
+#define SBC_OPEN__ALL		0xfu
 
 struct sbc_pool_spec {
 	uint32_t payload;	/* max payload bytes of the class */
@@ -93,7 +96,7 @@ struct sbc_bus_open {
 	uint32_t max_slots;
 	uint64_t ring_bytes;
 	uint32_t nr_pools;	/* 0 = default classes */
-	uint32_t __pad;
+	uint32_t owner_uid;	/* OWNER: whose namespace; else 0 */
 	struct sbc_pool_spec pools[SHMBUS_MAX_POOLS];
 };
 
@@ -103,6 +106,10 @@ struct sbc_bus_open_reply {
 	uint32_t rdonly;
 	uint64_t kmod_cookie;	/* ATTACH this to /dev/shmbus for death
 				 * notice; 0: the daemon does not watch */
+	uint32_t owner_uid;	/* the daemon's record, not the arena's */
+	uint32_t owner_gid;
+	uint32_t mode;
+	uint32_t __pad;
 };
 
 /* QUEUE_DECLARE flags */

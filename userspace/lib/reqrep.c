@@ -2,7 +2,7 @@
 /*
  * reqrep.c - request-reply over queues, as NATS and AMQP RPC do it.
  *
- * A requester's bus handle owns one private reply queue ("_reply.PID.N",
+ * A requester's bus handle owns one private reply queue ("_reply.PID.N.TAG",
  * declared with SBC_QUEUE_PRIVATE: the daemon deletes it when the
  * connection that declared it closes, so a dead requester leaves nothing
  * behind). A request is an ordinary message with reply_to = that queue
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "consumer.h"
 #include "producer.h"
@@ -44,13 +45,18 @@ static int reqrep_init(struct shmbus *bus)
 	struct sbc_queue_declare req;
 	struct sbc_queue_declare_reply rep;
 	struct reqrep *rr;
+	uint32_t tag;
 	int err;
 
 	rr = calloc(1, sizeof(*rr));
 	if (!rr)
 		return -ENOMEM;
-	snprintf(rr->name, sizeof(rr->name), "_reply.%d.%lu", (int)getpid(),
-		 atomic_fetch_add_relaxed(&rr_seq, 1));
+	/* a random tag: another member cannot take our name before us
+	 * (the daemon refuses a name that exists, never joins it) */
+	if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
+		tag = (uint32_t)now_ns();
+	snprintf(rr->name, sizeof(rr->name), "_reply.%d.%lu.%08x",
+		 (int)getpid(), atomic_fetch_add_relaxed(&rr_seq, 1), tag);
 	memset(&req, 0, sizeof(req));
 	memcpy(req.name, rr->name, sizeof(req.name));
 	req.max_len = RR_REPLY_LEN;
