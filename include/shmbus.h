@@ -227,6 +227,11 @@ enum shmbus_overflow {
  * detects accidents and stray writes, not a bus member who recomputes it
  * (docs/semantics.md). */
 #define SHMBUS_QUEUE_CHECKSUM		0x2u
+/* shmbus_queue_info.flags only: the daemon quarantined the queue (its ring
+ * was damaged beyond repair). Attaching fails with -EUCLEAN; receive and
+ * publish on handles attached before return -EUCLEAN (a sleeping consumer
+ * is woken with it). Delete the queue and declare it again. */
+#define SHMBUS_QUEUE_DAMAGED		0x80000000u
 
 struct shmbus_queue_opts {
 	size_t sz;

@@ -136,7 +136,9 @@ struct shmbus_sb {
 	uint64_t gp_epoch __attribute__((aligned(64)));
 	uint64_t dir_gen;
 	uint32_t daemon_pid;		/* D: informational */
-	uint32_t __pad5;
+	uint32_t repairs;		/* D: times the daemon rewrote damaged
+					 * constant parts of the arena from its
+					 * records (informational) */
 	uint8_t	 __pad5b[40];
 	uint8_t	 __rsvd[SHMBUS_SB_SIZE - 6 * 64];
 };
@@ -286,6 +288,11 @@ struct shmbus_slot {
 					 * finds it full drops its oldest */
 #define SHMBUS_QF_CHECKSUM	0x20u	/* publishers store a CRC32C in each
 					 * message, consumers verify it */
+#define SHMBUS_QF_DAMAGED	0x40u	/* quarantined: the daemon found the
+					 * ring beyond repair; attaches are
+					 * refused, receive and publish get
+					 * -EUCLEAN, until it is deleted and
+					 * declared again */
 
 /*
  * Queue descriptor, in the directory at qdir_off + qid * queue_size.

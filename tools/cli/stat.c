@@ -94,8 +94,9 @@ static void json_queue(const struct shmbus_queue_info *q)
 	       q->producers, (long long)q->lease_ns,
 	       (long long)q->ttl_ns, q->max_deliveries);
 	json_str(stdout, q->dead_letter_queue);
-	printf(",\"checksum\":%s",
-	       q->flags & SHMBUS_QUEUE_CHECKSUM ? "true" : "false");
+	printf(",\"checksum\":%s,\"damaged\":%s",
+	       q->flags & SHMBUS_QUEUE_CHECKSUM ? "true" : "false",
+	       q->flags & SHMBUS_QUEUE_DAMAGED ? "true" : "false");
 	for (unsigned k = 0; k < sizeof(stat_names) / sizeof(*stat_names); k++)
 		printf(",\"%s\":%llu", stat_names[k],
 		       (unsigned long long)q->stat[k]);
@@ -179,6 +180,10 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       (unsigned long long)st[SHMBUS_STAT_DROPPED],
 		       qi[i].consumers, qi[i].producers);
 	}
+	for (int i = 0; i < n; i++)
+		if (qi[i].flags & SHMBUS_QUEUE_DAMAGED)
+			printf("%s: DAMAGED (quarantined; delete it and declare "
+			       "it again)\n", esc(qi[i].name));
 	printf("\n%-20s %8s %8s %8s %8s %8s\n", "POOL", "PAYLOAD",
 	       "CHUNKS", "FREE", "CACHED", "IN_USE");
 	for (int i = 0; i < shmbus__pool_count(bus); i++) {

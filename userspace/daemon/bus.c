@@ -164,6 +164,7 @@ static int bus_record(int fd, const struct arena_params *ap, struct dbus **out)
 		free(b);
 		return err;
 	}
+	repair_record(b);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	b->ro_fd = open(path, O_RDONLY | O_CLOEXEC);
 	b->queues = calloc(b->arena.max_queues, sizeof(*b->queues));

@@ -218,7 +218,8 @@ static void wake_stalled(struct dbus *b, uint32_t qid, int64_t now)
 	dq->stall_since = now;	/* give them the bound again */
 }
 
-/* Put @ref (ours, TIMED) into the ring of live queue @qid. False if full. */
+/* Put @ref (ours, TIMED) into the ring of live queue @qid. False if full.
+ * A quarantined queue takes nothing: the chunk is dropped, counted. */
 bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 {
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
@@ -227,6 +228,12 @@ bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 	uint32_t level = MIN(READ_ONCE(c->prio), dq->nr_prio - 1);
 	struct ring r;
 
+	if (dq->damaged) {
+		/* quarantined (repair.c): it takes nothing more */
+		fold(b, qid, SHMBUS_CTR_DROPPED, 1);
+		chunk_drop(b, ref);
+		return true;
+	}
 	/* back at the priority it was published with (clamped: a DLQ may
 	 * have fewer levels) */
 	dqueue_ring_level(b, dq, level, &r);
@@ -287,6 +294,7 @@ void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 	if ((reason != SHMBUS_DLR_EXPIRED || dq->expire_dlq) &&
 	    dq->dlq_qid != UINT32_MAX &&
 	    dqueue_is(b, dq->dlq_qid, dq->dlq_gen) &&
+	    !b->queues[dq->dlq_qid].damaged &&
 	    (ref = unshare(b, ref), !chunk_shared(c = chunk_at(&b->arena, ref)))) {
 		WRITE_ONCE(c->dl_reason, reason);
 		WRITE_ONCE(c->dl_src_qid, qid + 1);
@@ -502,7 +510,7 @@ int64_t deliver_tick(struct dbus *b, int64_t now)
 			leases_expire(b, si, now);
 	}
 	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
-		if (!b->queues[qid].live)
+		if (!b->queues[qid].live || b->queues[qid].damaged)
 			continue;
 		next = MIN(next, ttl_scan(b, qid, now));
 		if (attached)

@@ -220,6 +220,9 @@ static int do_bus_open(struct request *r)
 	if (err)
 		return err;
 	s->bus = b;
+	/* what the opener validates next, as the daemon made it */
+	if (!created)
+		bus_repair(s->bus, false);
 	s->rdonly = q->flags & SBC_OPEN_RDONLY;
 	rep->arena_size = b->arena.size;
 	rep->created = created;
@@ -315,11 +318,18 @@ static int do_attach(struct request *r)
 	bool prod = q->role == SHMBUS_ROLE_PRODUCER;
 	int id, err;
 
+	bus_repair(b, false);
 	if (prod || q->role == SHMBUS_ROLE_CONSUMER) {
 		err = need(r, prod ? POLICY_PUBLISH : POLICY_CONSUME);
 		if (err)
 			return err;
 		id = dqueue_find(b, q->name);
+		if (id >= 0 && b->queues[id].damaged) {
+			req_reason(r, "queue '%s' is quarantined: its ring was "
+				   "damaged beyond repair; delete it and "
+				   "declare it again", q->name);
+			return -EUCLEAN;
+		}
 		if (!prod && id >= 0 && b->queues[id].owner_conn &&
 		    b->queues[id].owner_conn != r->s->peer.conn_id) {
 			struct bus_ref ref = bus_ref_of(b);

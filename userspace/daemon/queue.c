@@ -156,16 +156,16 @@ static uint32_t descriptor_flags(const struct dqueue *dq)
 		f |= SHMBUS_QF_DROP_OLDEST;
 	if (dq->checksum)
 		f |= SHMBUS_QF_CHECKSUM;
+	if (dq->damaged)
+		f |= SHMBUS_QF_DAMAGED;
 	return f;
 }
 
-/* Publish @dq's state in the arena descriptor @q, gen last (release). */
-static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
-			   struct shmbus_queue *q)
+void dqueue_image(const struct dbus *b, const struct dqueue *dq,
+		  struct shmbus_queue *q)
 {
 	const struct arena *a = &b->arena;
 
-	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
 	if (dq->live) {
 		q->ring_cap = dq->cap;
 		q->max_len = dq->max_len;
@@ -173,7 +173,7 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		q->msg_size = dq->msg_size;
 		q->nr_seats = dq->nr_seats;
 		q->seat_epoch = dq->seat_epoch;
-		q->created_ns = (uint64_t)realtime_ns();
+		q->created_ns = dq->created_ns;
 		memcpy(q->name, dq->name, sizeof(q->name));
 		q->flags = descriptor_flags(dq);
 		q->lease_ns = dq->lease_ns;
@@ -196,6 +196,14 @@ static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
 		if (dq->fanout_units)
 			q->fanout = (dq->fanout_first << 16) | dq->fanout_n;
 	}
+}
+
+/* Publish @dq's state in the arena descriptor @q, gen last (release). */
+static void dqueue_publish(const struct dbus *b, const struct dqueue *dq,
+			   struct shmbus_queue *q)
+{
+	memset((uint8_t *)q + sizeof(q->gen), 0, sizeof(*q) - sizeof(q->gen));
+	dqueue_image(b, dq, q);
 	/* [QGEN] release: everything above is visible to whoever sees the
 	 * new gen with an acquire load (arena_find_queue(), fill_info(),
 	 * the redrive and reply lookups in lib dlq.c and reqrep.c) */
@@ -412,6 +420,7 @@ static void queue_install(struct dbus *b, uint32_t qid, struct dqueue *cfg)
 	cfg->live = true;
 	cfg->reclaim_pending = false;
 	cfg->gen = (dq->gen + 1) | 1;		/* the next odd gen */
+	cfg->created_ns = (uint64_t)realtime_ns();
 	*dq = *cfg;
 	for (uint32_t l = 0; l < dq->nr_prio; l++) {
 		dqueue_ring_level(b, dq, l, &r);

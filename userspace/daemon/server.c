@@ -187,6 +187,10 @@ static int64_t tick(void)
 
 	for (struct dbus *b = dmn->buses; b; b = b->next) {
 		next = MIN(next, deliver_tick(b, now));
+		/* runs as often as the tick does (every few ms while
+		 * clients are attached), at most every 100 ms; an idle bus
+		 * is checked when a client opens it */
+		repair_tick(b, now);
 		if (defer_tick(b))
 			next = MIN(next, now + 2 * NSEC_PER_MSEC);
 	}

@@ -257,6 +257,10 @@ struct dqueue {
 	uint32_t dlq_qid, dlq_gen;	/* UINT32_MAX = no DLQ */
 	bool expire_dlq;
 	bool checksum;		/* messages carry a CRC32C (QF_CHECKSUM) */
+	bool damaged;		/* quarantined (repair.c): ring beyond repair */
+	uint8_t strikes;	/* repair.c: checks in a row that found its
+				 * ring inconsistent */
+	uint64_t created_ns;	/* as published (CLOCK_REALTIME) */
 	uint64_t dedup_window_ns;
 	uint32_t overflow;		/* SHMBUS_OVERFLOW_* */
 	uint32_t nr_prio;		/* priority levels (rings), 1..4 */
@@ -313,6 +317,12 @@ struct dbus {
 	size_t nr_timers, timers_cap;
 	uint64_t excl_seq;	/* topics.c: names of exclusive subscriptions */
 	unsigned nconns;	/* connections bound to it */
+	/* repair.c: the superblock's constant lines and each pool
+	 * descriptor's, as formatted; repairs and quarantines so far */
+	uint8_t sb_copy[256];
+	uint8_t pool_copy[SHMBUS_MAX_POOLS][64];
+	uint32_t repairs, quarantined;
+	int64_t repair_next;
 };
 
 /* The bus called @name in the namespace of uid @owner, or NULL. */
@@ -352,6 +362,11 @@ int queue_create(struct dbus *b, const struct peer *p,
 void dqueue_delete(struct dbus *b, int id);
 /* A live queue's id by name, or -ENOENT. */
 int dqueue_find(const struct dbus *b, const char *name);
+/* The fields of descriptor @q that the daemon sets from record @dq at
+ * declare (all but gen, counters, hints, seats; zero for a free one):
+ * what dqueue_publish() writes and repair.c restores. */
+void dqueue_image(const struct dbus *b, const struct dqueue *dq,
+		  struct shmbus_queue *q);
 /* Is queue @qid of @b live and still generation @qgen? */
 bool dqueue_is(const struct dbus *b, uint32_t qid, uint32_t qgen);
 /* Priority level @level's ring of @dq (0 .. nr_prio - 1), from the
@@ -418,6 +433,19 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 /* If nothing is attached to @b, relink its free lists from the chunks no
  * ring references, recovering any lost to kills. True if it did. */
 bool pools_rebuild(struct dbus *b);
+
+/* ---- repair.c: restoring what a peer scribbled, quarantining queues ------- */
+
+/* Take the copies repair works from: right after formatting, before the
+ * arena fd leaves the daemon. */
+void repair_record(struct dbus *b);
+/* Restore the superblock, pool and queue descriptors from the daemon's
+ * records; with @rings, also check every live queue's ring hints (and
+ * quarantine a queue whose ring stays beyond repair). Logged; returns how
+ * many structures were repaired (0: nothing was damaged). */
+unsigned bus_repair(struct dbus *b, bool rings);
+/* bus_repair(b, true) if its period is over; when it is due next. */
+int64_t repair_tick(struct dbus *b, int64_t now);
 
 /* ---- timers.c: chunks the daemon holds until they are due ----------------- */
 

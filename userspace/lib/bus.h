@@ -52,6 +52,18 @@ static inline bool attachment_live(const struct attachment *at)
 	return likely(READ_ONCE(at->q->gen) == at->qgen);
 }
 
+/* attachment_live(), and not quarantined by the daemon (its ring was
+ * damaged beyond repair, repair.c): 0, -EIDRM or -EUCLEAN. gen and flags
+ * share the descriptor's first line: no extra cache miss. */
+static inline int attachment_check(const struct attachment *at)
+{
+	if (unlikely(!attachment_live(at)))
+		return -EIDRM;
+	if (unlikely(READ_ONCE(at->q->flags) & SHMBUS_QF_DAMAGED))
+		return -EUCLEAN;
+	return 0;
+}
+
 /* The bus's id, the first argument of every probe. */
 static inline uint32_t at_bus(const struct attachment *at)
 {

@@ -262,7 +262,7 @@ checksum_ok(struct attachment *at, const struct shmbus_chunk *ch,
  * take(), step 1: pick the ring and take a ref from it, the highest
  * priority level with a message first; the ref is noted in delivery entry
  * @le before the cmpxchg that takes it (claim_hook). 0, -EAGAIN (every
- * level empty) or -EUCLEAN.
+ * level empty), -EBADMSG (a garbage cell retired) or -EUCLEAN.
  */
 static __always_inline int take_ref(struct attachment *at,
 				    const struct arena *a,
@@ -430,8 +430,11 @@ again:
 	e = c->free[c->nfree - 1];
 	le = &at->slot->lease[e];
 	err = take_ref(at, a, le, &ref);
-	if (err)
+	if (unlikely(err)) {
+		if (err == -EBADMSG)
+			goto corrupt;	/* a garbage cell, retired */
 		return err;
+	}
 	ch = chunk_at(a, ref);
 	if (unlikely(!ch))
 		goto corrupt;
@@ -525,7 +528,7 @@ static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 
 	for (;;) {
 		epoch_enter(&at->bus->arena, at->slot);
-		err = likely(attachment_live(at)) ? take(c, msg) : -EIDRM;
+		err = attachment_check(at) ?: take(c, msg);
 		epoch_exit(at->slot);
 		if (likely(err != -ETIME))
 			return err;
@@ -554,7 +557,7 @@ static int arm(struct shmbus_consumer *c)
 	int r;
 
 	epoch_enter(&at->bus->arena, at->slot);
-	r = likely(attachment_live(at)) ? seat_arm(&c->seat, &at->ring) : -EIDRM;
+	r = attachment_check(at) ?: seat_arm(&c->seat, &at->ring);
 	if (unlikely(r == 0 && at->nr_prio > 1)) {
 		/* armed, and the fence of seat_arm() is behind us: the other
 		 * levels are checked as level 0 was */

@@ -247,7 +247,9 @@ static int fill_info(const struct arena *a, uint32_t qid,
 		info->flags = (f & SHMBUS_QF_EXPIRE_DLQ
 			       ? SHMBUS_QUEUE_EXPIRE_TO_DLQ : 0) |
 			      (f & SHMBUS_QF_CHECKSUM
-			       ? SHMBUS_QUEUE_CHECKSUM : 0);
+			       ? SHMBUS_QUEUE_CHECKSUM : 0) |
+			      (f & SHMBUS_QF_DAMAGED
+			       ? SHMBUS_QUEUE_DAMAGED : 0);
 	}
 	{
 		uint32_t d = READ_ONCE(q->dlq_qid);

@@ -168,11 +168,11 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		return err;
 	}
 	epoch_enter(&at->bus->arena, at->slot);
-	if (unlikely(!attachment_live(at))) {
+	if (unlikely(err = attachment_check(at))) {
 		epoch_exit(at->slot);
 		if (e)
 			dedup_abandon(p, e);
-		return -EIDRM;
+		return err;
 	}
 	/* QUEUED inside the section (see publish_one) */
 	chunk_set(c, SHMBUS_CHUNK_QUEUED, at->slot_idx);

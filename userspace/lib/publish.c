@@ -238,9 +238,9 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 		return publish_delayed(p, data, len, &h,
 				       OPTS_GET(opts, delay_ns, 0), &w);
 	epoch_enter(&at->bus->arena, at->slot);
-	if (unlikely(!attachment_live(at))) {
+	if (unlikely(err = attachment_check(at))) {
 		epoch_exit(at->slot);
-		return -EIDRM;
+		return err;
 	}
 	err = likely(!p->topic) ? publish_one(at, data, len, &h, &w)
 				: topic_publish_one(at, data, len, &h, &w);
@@ -282,9 +282,9 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 		return done ? (int)done : err;
 	}
 	epoch_enter(&at->bus->arena, at->slot);
-	if (unlikely(!attachment_live(at))) {
+	if (unlikely(err = attachment_check(at))) {
 		epoch_exit(at->slot);
-		return -EIDRM;
+		return err;
 	}
 	for (; done < n; done++) {
 		if (!iov[done].iov_base && iov[done].iov_len) {

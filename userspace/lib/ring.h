@@ -48,6 +48,14 @@
  *
  * Full and empty are exact at the moment of the cell load, not hints.
  *
+ * Garbage. A cell can only ever hold a sequence of its own residue class:
+ * the cell of p holds p or p + 1 modulo N (ring_cell_garbage()). A peer
+ * that wrote anything else left a cell no producer or consumer would ever
+ * move on: a producer fills it with its message as if it were empty, a
+ * consumer retires it as consumed ({p + N, 0}) and says so (-EBADMSG: the
+ * caller counts it corrupt). A garbage sequence of the right class, or a
+ * hint ahead of the cells, is what only the daemon can see (repair.c).
+ *
  * Every loop is bounded: each retry means another process made progress,
  * so RING_SPIN_MAX consecutive retries only happen when a hostile peer has
  * written cells that never settle; we then give up with -EUCLEAN instead of
@@ -95,6 +103,14 @@ static inline uint32_t ring_cell_index(const struct ring *r, uint64_t pos)
 static inline struct shmbus_cell *ring_cell(const struct ring *r, uint64_t pos)
 {
 	return &r->cells[ring_cell_index(r, pos)];
+}
+
+/* Can @v never be a state of the cell of @pos (its sequence outside the
+ * cell's residue class, see above)? Capacity 2 has no such value. */
+static inline bool ring_cell_garbage(const struct ring *r, uint64_t pos,
+				     uint64_t v)
+{
+	return ((SHMBUS_CELL_SEQ(v) - (uint32_t)pos) & r->mask) > 1;
 }
 
 /*
@@ -155,8 +171,10 @@ static inline int ring_enqueue(struct ring *r, uint32_t ref)
 		int32_t dif;
 
 		if (atomic_cmpxchg(&cell->v, &v, SHMBUS_CELL(pos + 1, ref)) ||
-		    /* empty but with a stray ref (a peer's garbage): take it */
-		    (SHMBUS_CELL_SEQ(v) == (uint32_t)pos &&
+		    /* empty but with a stray ref, or no state of this cell
+		     * at all (a peer's garbage): take it */
+		    ((SHMBUS_CELL_SEQ(v) == (uint32_t)pos ||
+		      ring_cell_garbage(r, pos, v)) &&
 		     atomic_cmpxchg(&cell->v, &v, SHMBUS_CELL(pos + 1, ref)))) {
 			ring_hint_advance(r->tail, pos);
 			return 0;
@@ -199,7 +217,9 @@ static inline void ring_no_prefetch(const void *ctx, uint32_t ref)
 }
 
 /*
- * Take one ref. Returns 0 and *ref, or -EAGAIN when the ring is empty.
+ * Take one ref. Returns 0 and *ref, -EAGAIN when the ring is empty, or
+ * -EBADMSG: the cell at the head held garbage (ring_cell_garbage()) and
+ * was retired; nothing was taken, the caller counts it and may go on.
  * @prefetch(ctx, ref) is called for a ref we are about to claim (it may be
  * claimed by another consumer instead; the callback must only prefetch).
  *
@@ -218,6 +238,16 @@ static inline int ring_dequeue_pf(struct ring *r, uint32_t *ref,
 		uint64_t v = smp_load_acquire(&cell->v);
 		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(pos + 1));
 
+		if (__builtin_expect(ring_cell_garbage(r, pos, v), 0)) {
+			/* retired as consumed for pos: producers of pos
+			 * see it done and go on, as consumers do */
+			if (atomic_cmpxchg(&cell->v, &v,
+					   SHMBUS_CELL(pos + r->mask + 1, 0))) {
+				ring_hint_advance(r->head, pos);
+				return -EBADMSG;
+			}
+			continue;	/* changed under us: look again */
+		}
 		if (dif == 0) {
 			prefetch(ctx, SHMBUS_CELL_REF(v));
 			if (atomic_cmpxchg(&cell->v, &v,
@@ -238,9 +268,14 @@ static inline int ring_dequeue_pf(struct ring *r, uint32_t *ref,
 	return -EUCLEAN;
 }
 
+/* ring_dequeue_pf() without a prefetch, looking past retired garbage. */
 static inline int ring_dequeue(struct ring *r, uint32_t *ref)
 {
-	return ring_dequeue_pf(r, ref, ring_no_prefetch, NULL);
+	int err = -EBADMSG;
+
+	for (uint32_t n = 0; n <= r->mask && err == -EBADMSG; n++)
+		err = ring_dequeue_pf(r, ref, ring_no_prefetch, NULL);
+	return err == -EBADMSG ? -EAGAIN : err;
 }
 
 /*
