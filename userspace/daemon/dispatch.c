@@ -222,7 +222,7 @@ static int do_bus_open(struct request *r)
 	s->bus = b;
 	/* what the opener validates next, as the daemon made it */
 	if (!created)
-		bus_repair(s->bus, false);
+		bus_repair(s->bus, 0);
 	s->rdonly = q->flags & SBC_OPEN_RDONLY;
 	rep->arena_size = b->arena.size;
 	rep->created = created;
@@ -318,7 +318,7 @@ static int do_attach(struct request *r)
 	bool prod = q->role == SHMBUS_ROLE_PRODUCER;
 	int id, err;
 
-	bus_repair(b, false);
+	bus_repair(b, REPAIR_QUEUES);
 	if (prod || q->role == SHMBUS_ROLE_CONSUMER) {
 		err = need(r, prod ? POLICY_PUBLISH : POLICY_CONSUME);
 		if (err)

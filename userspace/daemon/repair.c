@@ -16,9 +16,13 @@
  *   - each queue descriptor's constant fields (dqueue_image()), gen last
  *     with a release ([QGEN]); a free descriptor's gen.
  *
- * Checked whenever a client opens the bus or attaches (so a new client
- * never meets a damage the daemon could have mended) and every
- * REPAIR_EVERY_NS in the tick while the bus has work. Only words that
+ * Checked when a client opens the bus (the superblock and pool
+ * descriptors: what an opener validates), when one attaches (the queue
+ * descriptors too: what an attacher checks), so a new client never meets
+ * a damage the daemon could have mended; and every REPAIR_EVERY_NS in the
+ * tick while clients are attached (everything, and the rings). A
+ * read-only client that only lists or counts (shmbus stat) may see what a
+ * member wrote into a descriptor since: it escapes what it prints. Only words that
  * differ are written (WRITE_ONCE: readers load them with READ_ONCE).
  * The mutable lines (id blocks, epoch, directory generation) are left
  * alone: any value there is one a reader can live with.
@@ -291,16 +295,17 @@ static unsigned rings_check(struct dbus *b, uint32_t qid)
 	return rebuilt;
 }
 
-unsigned bus_repair(struct dbus *b, bool rings)
+unsigned bus_repair(struct dbus *b, unsigned what)
 {
 	unsigned n = sb_repair(b), words = n, fixed = 0;
 
-	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
+	for (uint32_t qid = 0; what && qid < b->arena.max_queues; qid++) {
 		unsigned w = queue_repair(b, qid);
 
 		words += w;
 		fixed += w != 0;
-		if (rings && b->queues[qid].live && !b->queues[qid].damaged)
+		if ((what & REPAIR_RINGS) && b->queues[qid].live &&
+		    !b->queues[qid].damaged)
 			fixed += rings_check(b, qid);
 	}
 	if (n || fixed) {
@@ -321,9 +326,15 @@ unsigned bus_repair(struct dbus *b, bool rings)
 
 int64_t repair_tick(struct dbus *b, int64_t now)
 {
+	bool attached = false;
+
 	if (now < b->repair_next)
 		return b->repair_next;
-	bus_repair(b, true);
+	for (uint32_t si = 0; si < b->arena.max_slots && !attached; si++)
+		attached = b->slots[si].conn_id != 0;
+	/* an idle bus is checked when a client opens it or attaches */
+	if (attached)
+		bus_repair(b, REPAIR_QUEUES | REPAIR_RINGS);
 	b->repair_next = now + REPAIR_EVERY_NS;
 	return b->repair_next;
 }

@@ -187,9 +187,8 @@ static int64_t tick(void)
 
 	for (struct dbus *b = dmn->buses; b; b = b->next) {
 		next = MIN(next, deliver_tick(b, now));
-		/* runs as often as the tick does (every few ms while
-		 * clients are attached), at most every 100 ms; an idle bus
-		 * is checked when a client opens it */
+		/* at most every 100 ms, while clients are attached (the
+		 * tick runs every few ms then) */
 		repair_tick(b, now);
 		if (defer_tick(b))
 			next = MIN(next, now + 2 * NSEC_PER_MSEC);

@@ -439,11 +439,14 @@ bool pools_rebuild(struct dbus *b);
 /* Take the copies repair works from: right after formatting, before the
  * arena fd leaves the daemon. */
 void repair_record(struct dbus *b);
-/* Restore the superblock, pool and queue descriptors from the daemon's
- * records; with @rings, also check every live queue's ring hints (and
- * quarantine a queue whose ring stays beyond repair). Logged; returns how
- * many structures were repaired (0: nothing was damaged). */
-unsigned bus_repair(struct dbus *b, bool rings);
+/* Restore the superblock and pool descriptors from the daemon's records;
+ * with REPAIR_QUEUES every queue descriptor too; with REPAIR_RINGS also
+ * check every live queue's ring hints (and quarantine a queue whose ring
+ * stays beyond repair). Logged; returns how many structures were
+ * repaired (0: nothing was damaged). */
+#define REPAIR_QUEUES	0x1u
+#define REPAIR_RINGS	0x2u
+unsigned bus_repair(struct dbus *b, unsigned what);
 /* bus_repair(b, true) if its period is over; when it is due next. */
 int64_t repair_tick(struct dbus *b, int64_t now);
 
