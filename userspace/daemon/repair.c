@@ -61,16 +61,19 @@ void repair_record(struct dbus *b)
 		memcpy(b->pool_copy[i], b->arena.pool[i].desc, 64);
 }
 
-/* Make the @n words at @dst those at @src; how many differed. */
+/* Make the words at @dst (8-byte aligned, in the arena) the @bytes at
+ * @src (a copy of any alignment); how many differed. */
 static unsigned put_words(void *dst, const void *src, size_t bytes)
 {
 	uint64_t *d = dst;
-	const uint64_t *s = src;
 	unsigned n = 0;
 
 	for (size_t i = 0; i < bytes / 8; i++) {
-		if (READ_ONCE(d[i]) != s[i]) {
-			WRITE_ONCE(d[i], s[i]);
+		uint64_t s;
+
+		memcpy(&s, (const uint8_t *)src + 8 * i, sizeof(s));
+		if (READ_ONCE(d[i]) != s) {
+			WRITE_ONCE(d[i], s);
 			n++;
 		}
 	}

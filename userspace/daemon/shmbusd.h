@@ -319,8 +319,8 @@ struct dbus {
 	unsigned nconns;	/* connections bound to it */
 	/* repair.c: the superblock's constant lines and each pool
 	 * descriptor's, as formatted; repairs and quarantines so far */
-	uint8_t sb_copy[256];
-	uint8_t pool_copy[SHMBUS_MAX_POOLS][64];
+	uint8_t sb_copy[256] __attribute__((aligned(8)));
+	uint8_t pool_copy[SHMBUS_MAX_POOLS][64] __attribute__((aligned(8)));
 	uint32_t repairs, quarantined;
 	int64_t repair_next;
 };
