@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "shmbus.h"
 #include "helpers.h"
 #include "proto.h"
-#include "shmbus.h"
 #include "shmbus/layout.h"
 
 /* ---- autostart race --------------------------------------------- */
@@ -123,6 +123,63 @@ static void test_daemon_killed(void **state)
 	assert_true(READ_ONCE(*progress) < total - 1);
 	assert_int_equal(t_wait(prod, 60000), 0);
 	assert_int_equal(t_wait(cons, 60000), 0);
+}
+
+/*
+ * A consumer that meets an expired message bound for the DLQ while no
+ * daemon runs drops it, counted, once: the chunk is freed, and not also
+ * put back in the queue.
+ */
+static void test_expired_without_daemon(void **state)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, ttl, .ttl_ns = 20 * 1000000LL);
+	SHMBUS_OPTS(shmbus_queue_opts, to_dlq,
+		    .flags = SHMBUS_QUEUE_EXPIRE_TO_DLQ,
+		    .dead_letter_queue = "e.dlq");
+	struct shmbus *bus = shmbus__open("expiry", NULL);
+	struct shmbus_queue_info qi;
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	const int n = 64;
+	int got = 0, dup = 0;
+
+	(void)state;
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "e.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "e", &to_dlq), 1);
+	p = shmbus_producer__new(bus, "e", NULL);
+	c = shmbus_consumer__new(bus, "e", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	t_publish_int(p, -1, &ttl);
+	t_kill_daemon();
+	usleep(50000);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), -EAGAIN);
+	for (int i = 0; i < n; i++)
+		t_publish_int(p, i, NULL);
+	for (int i = 0; i < n; i++) {
+		int v = t_recv_int(c, &m, 0);
+
+		got++;
+		if (v != i)
+			dup++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), -EAGAIN);
+	assert_int_equal(shmbus__queue_info(bus, "e", &qi), 0);
+	printf("expired without a daemon: sent %d received %d expired %llu "
+	       "dropped %llu corrupt %llu lost %d duplicated %d\n", n + 1, got,
+	       (unsigned long long)qi.stat[SHMBUS_STAT_EXPIRED],
+	       (unsigned long long)qi.stat[SHMBUS_STAT_DROPPED],
+	       (unsigned long long)qi.stat[SHMBUS_STAT_CORRUPT], n - got, dup);
+	assert_int_equal(dup, 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_EXPIRED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_CORRUPT], 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
 }
 
 /* ---- malformed control frames ------------------------------------- */
@@ -667,6 +724,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_autostart_race),
 		cmocka_unit_test(test_daemon_killed),
+		cmocka_unit_test(test_expired_without_daemon),
 		cmocka_unit_test(test_malformed_frames),
 		cmocka_unit_test(test_declare_rules),
 		cmocka_unit_test(test_timestamps_and_ids),

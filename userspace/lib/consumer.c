@@ -484,38 +484,26 @@ look_on:
 }
 
 /*
- * Hand the message whose checksum failed to the daemon, for the DLQ
- * (reason checksum) or, without one, to be dropped (counted): never back
- * into the queue. Without a daemon we drop it ourselves (counted).
+ * Hand the message take() left us, expired (c->expired) or with a wrong
+ * checksum (c->bad_sum), to the daemon for the DLQ (which drops it,
+ * counted, when the queue has none). Never back into the queue: if the
+ * daemon cannot take it (no memory for a copy, no daemon), we drop it,
+ * counted, ourselves; hence dispose_call(), not dispose().
  */
-static void bad_sum_pending(struct shmbus_consumer *c)
-{
-	uint32_t ref = c->bad_sum;
-
-	c->bad_sum = 0;
-	if (dispose_call(c, &ref, SBC_DISPOSE_DEADLETTER, 0,
-			 SHMBUS_DLR_CHECKSUM)) {
-		chunk_unref(&c->at.bus->arena, c->at.slot, ref);
-		slot_count(c->at.slot, SHMBUS_CTR_DROPPED, 1);
-	}
-}
-
-/* Hand the expired (or damaged) message take() left us to the daemon
- * (for the DLQ). */
 static __attribute__((noinline)) void expire_pending(struct shmbus_consumer *c)
 {
-	uint32_t ref = c->expired;
+	bool bad_sum = c->bad_sum;
+	uint32_t ref = bad_sum ? c->bad_sum : c->expired;
 
-	if (c->bad_sum) {
-		bad_sum_pending(c);
-		return;
-	}
-	c->expired = 0;
-	if (make_private(c, &ref) ||
-	    dispose(c, ref, SBC_DISPOSE_DEADLETTER, 0, SHMBUS_DLR_EXPIRED)) {
-		/* no memory for a copy, or no daemon: drop it, counted */
+	if (bad_sum)
+		c->bad_sum = 0;
+	else
+		c->expired = 0;
+	if (dispose_call(c, &ref, SBC_DISPOSE_DEADLETTER, 0,
+			 bad_sum ? SHMBUS_DLR_CHECKSUM : SHMBUS_DLR_EXPIRED)) {
 		chunk_unref(&c->at.bus->arena, c->at.slot, ref);
-		slot_count(c->at.slot, SHMBUS_CTR_EXPIRED, 1);
+		if (!bad_sum)
+			slot_count(c->at.slot, SHMBUS_CTR_EXPIRED, 1);
 		slot_count(c->at.slot, SHMBUS_CTR_DROPPED, 1);
 	}
 }

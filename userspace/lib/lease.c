@@ -120,12 +120,7 @@ static int requeue_local(struct shmbus_consumer *c, uint32_t ref)
 	return err;
 }
 
-/*
- * Hand a chunk we hold to the daemon (SBC_DISPOSE). If the daemon cannot
- * take it, put it back into the queue ourselves (waiting up to a second
- * for room): a message is never lost for want of a daemon. Returns the
- * daemon's answer.
- */
+/* Hand chunk *@ref to the daemon (consumer.h): the request alone. */
 int dispose_call(struct shmbus_consumer *c, uint32_t *ref, uint32_t action,
 		 int64_t delay_ns, uint32_t reason)
 {
