@@ -57,7 +57,7 @@
 #include <stddef.h>
 
 #define SHMBUS_MAGIC		0x31737562626d6873ULL	/* "shmbbus1" LE */
-#define SHMBUS_LAYOUT_VERSION	2u
+#define SHMBUS_LAYOUT_VERSION	3u
 
 #define SHMBUS_CACHELINE	64u
 #define SHMBUS_SB_SIZE		4096u
