@@ -74,7 +74,7 @@ static void usage_main(FILE *f)
 "  queue delete NAME       delete a queue and its messages\n"
 "  queue list              list queues\n"
 "  pub QUEUE [MESSAGE]     publish MESSAGE, or each line of stdin\n"
-"  sub QUEUE               print messages, one per line (acking each)\n"
+"  sub QUEUE               print messages, one per line, each acked once written\n"
 "  sub PATTERN --group G   subscribe to topics as consumer group G\n"
 "  topic declare|delete|unsubscribe|list   pub/sub topics\n"
 "  monitor start|stop|status   BPF counters from the USDT probes (root)\n"
