@@ -7,6 +7,8 @@
  *  - an unprivileged uid declaring queues x seats under a small fd
  *    budget hits -EDQUOT with a reason, and root still declares,
  *    attaches and publishes (no EMFILE);
+ *  - two uids, each under its own share, stopped together by the share
+ *    of all users, and root keeps the rest;
  *  - each quota (buses, bytes, queues, seats, conns) hit, with its
  *    reason, and given back when the resource goes;
  *  - a producer attached before a consumer took a new seat still wakes
@@ -421,6 +423,94 @@ static int declare(struct shmbus *bus, const char *name, uint32_t seats)
 	return shmbus__queue_declare(bus, name, &qo);
 }
 
+/* ---- all users together -------------------------------------------- */
+
+struct fill_result {
+	int declared;		/* queues of 8 seats declared */
+	int err;		/* then the refusal */
+	char why[200];
+};
+
+/* As uid @uid: declare queues of 8 seats on a bus of its own until one
+ * is refused; the queues stay (and stay charged) after it exits. */
+static void uid_fills(uid_t uid, struct fill_result *res)
+{
+	SHMBUS_OPTS(shmbus_open_opts, so, .max_queues = 32, .max_slots = 8,
+		    .ring_bytes = 1 << 16, .nr_pools = 1,
+		    .pools = { { 256, 64 } });
+	struct shmbus *bus;
+	char name[16];
+	int err;
+
+	shmbus_set_print(NULL);
+	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
+		_exit(99);
+	snprintf(name, sizeof(name), "u%u", (unsigned)uid);
+	bus = shmbus__open(name, &so);
+	MUST(bus, "open %s: %s", name, strerror(errno));
+	for (;;) {
+		snprintf(name, sizeof(name), "q%d", res->declared);
+		err = declare(bus, name, 8);
+		if (err != 1)
+			break;
+		res->declared++;
+	}
+	res->err = err;
+	snprintf(res->why, sizeof(res->why), "%s", shmbus_errmsg());
+	shmbus__close(bus);
+	_exit(0);
+}
+
+/*
+ * Two unprivileged uids, each under its own share (40%), together reach
+ * the share of all users (60%): the second is refused by it, with its
+ * reason, and root still has the rest.
+ */
+static void test_all_users_share(void **state)
+{
+	static const char *const args[] = { "--quota-share", "40",
+					    "--quota-total-share", "60", NULL };
+	struct fill_result *res = t_shared(2 * sizeof(*res));
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_consumers = 64,
+		    .max_len = 16, .msg_size = 64);
+	const uid_t uids[2] = { NOBODY, NOBODY - 1 };
+	struct shmbus_consumer *c;
+	struct shmbus *bus;
+	pid_t d, kid;
+
+	(void)state;
+	chmod(t_dir, 0755);
+	/* 256 fds: seats 51 per uid (40% / 2), 76 for all (60% / 2) */
+	d = daemon_start(256, 256, args);
+	for (int i = 0; i < 2; i++) {
+		kid = fork();
+		if (!kid)
+			uid_fills(uids[i], &res[i]);
+		assert_int_equal(reap(kid), 0);
+		printf("uid %u: %d queues x 8 seats, then %s (%s)\n",
+		       (unsigned)uids[i], res[i].declared,
+		       strerror(-res[i].err), res[i].why);
+		assert_int_equal(res[i].err, -EDQUOT);
+	}
+	/* the first by its own share: 6 x 8 = 48 of 51 */
+	assert_int_equal(res[0].declared, 6);
+	assert_non_null(strstr(res[0].why, "quota: seats 48 of 51 for uid"));
+	/* the second by everyone's: 48 + 3 x 8 = 72 of 76 */
+	assert_int_equal(res[1].declared, 3);
+	assert_non_null(strstr(res[1].why, "quota: seats 72 of 76 for all "
+				       "users but root together"));
+	/* root: 64 seats more, attached */
+	bus = shmbus__open("rootbus", NULL);
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "r", &qo), 1);
+	c = shmbus_consumer__new(bus, "r", NULL);
+	assert_non_null(c);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	daemon_stop(d);
+	chmod(t_dir, 0700);
+}
+
 static void nobody_quotas(uint64_t small)
 {
 	SHMBUS_OPTS(shmbus_open_opts, so, .max_queues = 8, .max_slots = 8,
@@ -724,6 +814,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_nofile_raised, daemon_reap),
 		cmocka_unit_test_teardown(test_eventfds_lazy, daemon_reap),
 		cmocka_unit_test_teardown(test_fd_budget, daemon_reap),
+		cmocka_unit_test_teardown(test_all_users_share, daemon_reap),
 		cmocka_unit_test_teardown(test_each_quota, daemon_reap),
 		cmocka_unit_test_teardown(test_wake_new_seats, daemon_reap),
 	};

@@ -34,7 +34,8 @@ static void usage(FILE *f)
 "usage: shmbusd [--socket PATH] [--daemonize]\n"
 "               [--memory-max BYTES] [--bus-max BYTES]\n"
 "               [--handshake-timeout SECONDS] [--max-pending N]\n"
-"               [--quota LIST] [--quota-share PCT] [--policy FILE]\n"
+"               [--quota LIST] [--quota-share PCT]\n"
+"               [--quota-total-share PCT] [--policy FILE]\n"
 "               [--log FILE] [--verbose]\n"
 "\n"
 "The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
@@ -76,6 +77,9 @@ static void usage(FILE *f)
 "                   buses 1/8 (two fds each), queues = seats/4; bytes:\n"
 "                   PCT percent of memory (MemTotal, or the cgroup's\n"
 "                   memory.max if lower)\n"
+"  --quota-total-share PCT  every uid but the exempt ones together: PCT\n"
+"                   percent (default 75) of the same budgets, so that the\n"
+"                   rest stays for root however many users join in\n"
 "  --help           this text\n");
 }
 
@@ -271,6 +275,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quota", required_argument, NULL, 'q' },
 		{ "quota-share", required_argument, NULL, 'Q' },
+		{ "quota-total-share", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -327,6 +332,13 @@ static int parse_args(int argc, char **argv, struct options *o,
 		case 'Q':
 			if (quota_set_share(optarg)) {
 				fprintf(stderr, "shmbusd: bad --quota-share "
+					"'%s' (1..100)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'T':
+			if (quota_set_total_share(optarg)) {
+				fprintf(stderr, "shmbusd: bad --quota-total-share "
 					"'%s' (1..100)\n", optarg);
 				return 2;
 			}

@@ -9,7 +9,10 @@
  * reason naming the quota; charges go back when the resource goes.
  *
  * Root and the daemon's own uid are exempt: a per-user daemon serves its
- * own user only, and root can exhaust the host anyway.
+ * own user only, and root can exhaust the host anyway. Every other uid
+ * together is held to a second, larger share (--quota-total-share, 75%
+ * by default): however many users join in, the rest of each resource
+ * stays for root and the daemon's own uid.
  *
  * Defaults come from the daemon's resources: a share (--quota-share,
  * percent) of its file descriptor budget (RLIMIT_NOFILE after raising it)
@@ -41,6 +44,9 @@ struct quota_user {
 static uint64_t limit[Q__NR];
 static bool limit_set[Q__NR];
 static unsigned share = QUOTA_SHARE_DEFAULT;
+/* all non-exempt uids together */
+static uint64_t total_limit[Q__NR], total_use[Q__NR];
+static unsigned total_share = QUOTA_TOTAL_SHARE_DEFAULT;
 static uid_t own_uid;
 static struct quota_user *users;
 static char why[200];
@@ -104,15 +110,25 @@ int quota_parse(const char *spec)
 	return 0;
 }
 
-int quota_set_share(const char *s)
+static int parse_share(const char *s, unsigned *out)
 {
 	char *end;
 	long v = strtol(s, &end, 10);
 
 	if (*end || end == s || v < 1 || v > 100)
 		return -EINVAL;
-	share = (unsigned)v;
+	*out = (unsigned)v;
 	return 0;
+}
+
+int quota_set_share(const char *s)
+{
+	return parse_share(s, &share);
+}
+
+int quota_set_total_share(const char *s)
+{
+	return parse_share(s, &total_share);
 }
 
 /* The smaller of MemTotal and our cgroup's memory.max, in bytes. */
@@ -142,18 +158,26 @@ static uint64_t memory_budget(void)
 	return mem;
 }
 
-void quota_init(uint64_t nofile)
+/* The limits that are @pct percent of @nofile fds and @mem bytes. */
+static void share_of(unsigned pct, uint64_t nofile, uint64_t mem,
+		     uint64_t def[Q__NR])
 {
-	uint64_t fds = nofile * share / 100, mem = memory_budget() / 100 * share;
-	uint64_t def[Q__NR] = {
-		[Q_SEATS] = MAX(fds / 2, 16u),
-		[Q_CONNS] = MAX(fds / 4, 8u),
-		[Q_BUSES] = MAX(fds / 8, 1u),
-		[Q_BYTES] = mem,
-	};
+	uint64_t fds = nofile * pct / 100;
 
+	def[Q_SEATS] = MAX(fds / 2, 16u);
+	def[Q_CONNS] = MAX(fds / 4, 8u);
+	def[Q_BUSES] = MAX(fds / 8, 1u);
+	def[Q_BYTES] = mem / 100 * pct;
 	/* every queue takes at least one seat: a quarter of the seats */
 	def[Q_QUEUES] = MAX(def[Q_SEATS] / 4, 4u);
+}
+
+void quota_init(uint64_t nofile)
+{
+	uint64_t def[Q__NR], mem = memory_budget();
+
+	share_of(share, nofile, mem, def);
+	share_of(total_share, nofile, mem, total_limit);
 	own_uid = geteuid();
 	for (int r = 0; r < Q__NR; r++)
 		if (!limit_set[r])
@@ -172,6 +196,13 @@ void quota_init(uint64_t nofile)
 		 (unsigned long long)limit[Q_QUEUES],
 		 (unsigned long long)limit[Q_SEATS],
 		 (unsigned long long)limit[Q_CONNS]);
+	log_info("quotas for all those uids together (%u%%): buses %llu, "
+		 "bytes %llu, queues %llu, seats %llu, conns %llu",
+		 total_share, (unsigned long long)total_limit[Q_BUSES],
+		 (unsigned long long)total_limit[Q_BYTES],
+		 (unsigned long long)total_limit[Q_QUEUES],
+		 (unsigned long long)total_limit[Q_SEATS],
+		 (unsigned long long)total_limit[Q_CONNS]);
 }
 
 uint64_t quota_limit(enum quota_res r)
@@ -225,7 +256,18 @@ int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
 		log_warn("uid %u pid %d: refused, %s", uid, (int)pid, why);
 		return -EDQUOT;
 	}
+	if (n > total_limit[r] || total_use[r] > total_limit[r] - n) {
+		snprintf(why, sizeof(why),
+			 "quota: %s %llu of %llu for all users but root "
+			 "together (uid %u asked for %llu)", names[r],
+			 (unsigned long long)total_use[r],
+			 (unsigned long long)total_limit[r], uid,
+			 (unsigned long long)n);
+		log_warn("uid %u pid %d: refused, %s", uid, (int)pid, why);
+		return -EDQUOT;
+	}
 	u->use[r] += n;
+	total_use[r] += n;
 	return 0;
 }
 
@@ -238,11 +280,14 @@ void quota_release(uid_t uid, enum quota_res r, uint64_t n)
 	if (!u || u->use[r] < n) {
 		log_err("quota: releasing %llu %s uid %u does not hold",
 			(unsigned long long)n, names[r], uid);
-		if (u)
+		if (u) {
+			total_use[r] -= MIN(total_use[r], u->use[r]);
 			u->use[r] = 0;
+		}
 		return;
 	}
 	u->use[r] -= n;
+	total_use[r] -= n;
 	for (int i = 0; i < Q__NR; i++)
 		if (u->use[i])
 			return;

@@ -54,11 +54,15 @@ enum quota_res { Q_BUSES, Q_BYTES, Q_QUEUES, Q_SEATS, Q_CONNS, Q__NR };
 
 #define QUOTA_UNLIMITED		UINT64_MAX
 #define QUOTA_SHARE_DEFAULT	25	/* percent of the daemon's fds, memory */
+#define QUOTA_TOTAL_SHARE_DEFAULT 75	/* the same, for all users together */
 
 /* --quota "buses=N,bytes=N[KMGT],queues=N,seats=N,conns=N" (any subset,
- * N or "unlimited") and --quota-share PERCENT: 0 or -EINVAL. */
+ * N or "unlimited"), --quota-share PERCENT (per uid) and
+ * --quota-total-share PERCENT (every non-exempt uid together): 0 or
+ * -EINVAL. */
 int quota_parse(const char *spec);
 int quota_set_share(const char *percent);
+int quota_set_total_share(const char *percent);
 /* Fill the limits not given from @nofile (our RLIMIT_NOFILE) and memory. */
 void quota_init(uint64_t nofile);
 void quota_free(void);
