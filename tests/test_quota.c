@@ -89,8 +89,9 @@ static int daemon_reap(void **state)
 	return 0;
 }
 
-/* The daemon's open eventfds. */
-static int eventfds_of(pid_t pid)
+/* How many of @pid's fds link to a name starting with one of @kinds
+ * (NULL-terminated). */
+static int fds_linking(pid_t pid, const char *const *kinds)
 {
 	char dir[64], path[330], link[128];
 	struct dirent *e;
@@ -108,10 +109,23 @@ static int eventfds_of(pid_t pid)
 		if (k <= 0)
 			continue;
 		link[k] = '\0';
-		n += !strcmp(link, "anon_inode:[eventfd]");
+		for (const char *const *kd = kinds; *kd; kd++) {
+			if (!strncmp(link, *kd, strlen(*kd))) {
+				n++;
+				break;
+			}
+		}
 	}
 	closedir(d);
 	return n;
+}
+
+/* The daemon's open eventfds. */
+static int eventfds_of(pid_t pid)
+{
+	static const char *const ev[] = { "anon_inode:[eventfd]", NULL };
+
+	return fds_linking(pid, ev);
 }
 
 /* Become uid/gid 65534 (in a forked child). */
@@ -290,28 +304,10 @@ static void nobody_fills(int hold, int *nq_out)
  * and sockets (not, e.g., what a sanitizer runtime opens). */
 static int fds_of(pid_t pid)
 {
-	char dir[64], path[330], link[128];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
+	static const char *const held[] = { "anon_inode:[eventfd]",
+					    "/memfd:shmbus:", "socket:", NULL };
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	assert_non_null(d);
-	while ((e = readdir(d))) {
-		ssize_t k;
-
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		k = readlink(path, link, sizeof(link) - 1);
-		if (k <= 0)
-			continue;
-		link[k] = '\0';
-		n += !strcmp(link, "anon_inode:[eventfd]") ||
-		     !strncmp(link, "/memfd:shmbus:", 14) ||
-		     !strncmp(link, "socket:", 7);
-	}
-	closedir(d);
-	return n;
+	return fds_linking(pid, held);
 }
 
 static void test_fd_budget(void **state)
