@@ -1323,6 +1323,92 @@ static void test_quarantine(void **state)
 	teardown(&s);
 }
 
+/*
+ * A producer of a dedup queue forges what its death makes the daemon
+ * read: two entries PENDING for its slot (a live producer has one at
+ * most) and every chunk of the bus LOANED by its slot with a key matching
+ * neither, then dies. The daemon settles its keys in one pass over the
+ * table and one over the chunks, and answers others at once: a root open
+ * of another bus, right after the death, is timed. The entry beyond the
+ * one a producer can have is forgotten; the other is settled as seen.
+ */
+static void test_forged_dedup_death(void **state)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .ring_bytes = 8u << 20,
+		    .nr_pools = 1, .pools = { { 64, 20000 } });
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 65536, .msg_size = 64,
+		    .dedup_window_ns = 1000000000);
+	const char *dd = BUS ".dd";
+	struct shmbus_queue_info qi;
+	struct shmbus_dedup *t;
+	struct shmbus_queue *q;
+	struct shmbus *bus, *other;
+	uint8_t *base;
+	int64_t t0, dt;
+	pid_t kid;
+
+	(void)state;
+	bus = shmbus__open(dd, &oo);
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "q", &qo), 1);
+	assert_int_equal(shmbus__queue_info(bus, "q", &qi), 0);
+	base = arena_of(dd);
+	q = queue_of(base, qi.id);
+	assert_int_equal(q->dedup_cap, 131072);
+	assert_int_equal(pool_of(base, 0)->nr_chunks, 20000);
+	t = (struct shmbus_dedup *)(base + q->dedup_off);
+	kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		struct shmbus *b = t_open_bus(dd);
+		struct shmbus_producer *p = shmbus_producer__new(b, "q", NULL);
+		struct shmbus_slot *slots;
+		struct shmbus_pool *p0 = pool_of(base, 0);
+		uint32_t si = UINT32_MAX;
+
+		CHILD_CHECK(p, "producer");
+		slots = (struct shmbus_slot *)(base + sb_of(base)->slot_off);
+		for (uint32_t i = 0; i < sb_of(base)->max_slots; i++)
+			if (slots[i].state == SHMBUS_SLOT_ACTIVE &&
+			    slots[i].pid == (uint32_t)getpid() &&
+			    slots[i].role == SHMBUS_ROLE_PRODUCER)
+				si = i;
+		CHILD_CHECK(si != UINT32_MAX, "own slot");
+		t[0].key = 42;
+		t[0].expires = SHMBUS_DEDUP_PEND(si, slots[si].gen);
+		t[1].key = 43;
+		t[1].expires = SHMBUS_DEDUP_PEND(si, slots[si].gen);
+		for (uint32_t i = 0; i < p0->nr_chunks; i++) {
+			struct shmbus_chunk *c = (struct shmbus_chunk *)
+				(base + p0->base_off +
+				 (uint64_t)i * p0->chunk_size);
+
+			c->owner = SHMBUS_OWNER(SHMBUS_OWNER_GEN(c->owner),
+						SHMBUS_CHUNK_LOANED, si);
+			c->dedup_key = 7;	/* neither 42 nor 43 */
+		}
+		_exit(0);	/* dies attached */
+	}
+	assert_int_equal(t_wait(kid, 10000), 0);
+	t0 = t_now_ns();
+	other = shmbus__open(BUS ".other", NULL);
+	dt = t_now_ns() - t0;
+	assert_non_null(other);
+	print_message("another bus opened %.1f ms after the forged producer "
+		      "died\n", dt / 1e6);
+	assert_true(dt < 2000000000LL);
+	shmbus__close(other);
+	/* settled: 43 forgotten at once, 42 seen after the sweep */
+	t0 = t_now_ns();
+	while ((READ_ONCE(t[0].expires) & SHMBUS_DEDUP_PENDING) &&
+	       t_now_ns() - t0 < 5000000000LL)
+		usleep(1000);
+	assert_int_equal(t[1].expires, SHMBUS_DEDUP_FORGOTTEN);
+	assert_false(t[0].expires & SHMBUS_DEDUP_PENDING);
+	assert_true(t[0].expires > SHMBUS_DEDUP_FORGOTTEN);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1343,6 +1429,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_cells),
 		cmocka_unit_test(test_hint_repair),
 		cmocka_unit_test(test_quarantine),
+		cmocka_unit_test(test_forged_dedup_death),
 	};
 
 	return T_RUN_WITH_DAEMON("hostile", tests);

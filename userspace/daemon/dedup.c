@@ -18,11 +18,18 @@
  *                                               seen for the window, from
  *                                               the end of the sweep
  *
+ * The work is one pass over the table and one over the chunks per dead
+ * producer, and one pass over the table per sweep, whatever a member wrote
+ * into the arena: a producer has one key PENDING at most, and more are
+ * forgotten at once (DEDUP_PEND_MAX).
+ *
  * The slot's gen is in the PENDING word, so a later owner of the slot
  * number is never mistaken for the dead one. Every change is a cmpxchg on
  * the exact PENDING word seen: a producer's own commit or abandon (it was
  * not dead after all: a detach by another thread) wins or loses cleanly.
  */
+#include <stdlib.h>
+
 #include "shmbusd.h"
 #include "pool.h"
 
@@ -38,21 +45,40 @@ static struct shmbus_dedup *dedup_table(const struct dbus *b, uint32_t qid,
 	return unit_addr(b, dq->dedup_first);
 }
 
-/* Entries in state @pend (with key @key, or any key if 0) become @to. */
-static unsigned dedup_set(struct shmbus_dedup *t, uint32_t cap, uint64_t pend,
+/*
+ * The most PENDING entries a live producer slot can have: one. A producer
+ * handle publishes from one thread at a time (shmbus.h), a child refuses
+ * an inherited handle, and each publish or commit claims at most one key
+ * (a batch takes no dedup id) and settles it before it returns. More
+ * entries PENDING for one slot were written by a member into the table:
+ * they are forgotten at once, so that the work on a dead producer's keys
+ * stays one pass over the table and one over the chunks, whatever the
+ * arena says.
+ */
+#define DEDUP_PEND_MAX	1u
+
+/* Entry @i, seen in state @pend with key @key (0: any key), becomes @to. */
+static bool dedup_set_one(struct shmbus_dedup *t, uint32_t i, uint64_t pend,
 			  uint64_t key, uint64_t to)
+{
+	uint64_t x = pend;
+
+	if (key && READ_ONCE(t[i].key) != key)
+		return false;
+	/* [DEDUP] a SEQ_CST cmpxchg, so a release: pairs with the acquire in
+	 * the library's dedup_claim() */
+	return atomic_cmpxchg(&t[i].expires, &x, to);
+}
+
+/* Entries in state @pend (any key) become @to: one pass over the table. */
+static unsigned dedup_set_all(struct shmbus_dedup *t, uint32_t cap,
+			      uint64_t pend, uint64_t to)
 {
 	unsigned n = 0;
 
-	for (uint32_t i = 0; i < cap; i++) {
-		uint64_t x = READ_ONCE(t[i].expires);
-
-		if (x != pend || (key && READ_ONCE(t[i].key) != key))
-			continue;
-		/* [DEDUP] a SEQ_CST cmpxchg, so a release: pairs with the
-		 * acquire in the library's dedup_claim() */
-		n += atomic_cmpxchg(&t[i].expires, &x, to);
-	}
+	for (uint32_t i = 0; i < cap; i++)
+		if (READ_ONCE(t[i].expires) == pend)
+			n += dedup_set_one(t, i, pend, 0, to);
 	return n;
 }
 
@@ -61,17 +87,37 @@ void dedup_dead_producer(struct dbus *b, uint32_t si)
 	const struct arena *a = &b->arena;
 	const struct dslot *ds = &b->slots[si];
 	uint64_t pend = SHMBUS_DEDUP_PEND(si, ds->gen);
+	uint64_t key[DEDUP_PEND_MAX] = { 0 };
+	uint32_t at[DEDUP_PEND_MAX] = { 0 };
+	unsigned n = 0, forged = 0;
 	struct shmbus_dedup *t;
 	uint32_t cap;
-	bool any = false;
 
 	t = dedup_table(b, ds->qid, ds->qgen, &cap);
 	if (!t)
 		return;
-	for (uint32_t i = 0; i < cap && !any; i++)
-		any = READ_ONCE(t[i].expires) == pend;
-	if (!any)
+	/* one pass over the table: the slot's PENDING entries */
+	for (uint32_t i = 0; i < cap; i++) {
+		uint64_t k;
+
+		if (READ_ONCE(t[i].expires) != pend)
+			continue;
+		k = READ_ONCE(t[i].key);
+		if (n < DEDUP_PEND_MAX) {
+			key[n] = k;
+			at[n++] = i;
+		} else {
+			forged += dedup_set_one(t, i, pend, 0,
+						SHMBUS_DEDUP_FORGOTTEN);
+		}
+	}
+	if (forged)
+		log_warn("bus '%s': slot %u died with more dedup keys pending "
+			 "than a producer can have: %u forgotten", b->name,
+			 si, forged);
+	if (!n)
 		return;
+	/* one pass over the chunks: those still LOANED by the slot */
 	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
 		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
 			const struct shmbus_chunk *c = pool_chunk(a, pi, i);
@@ -81,26 +127,48 @@ void dedup_dead_producer(struct dbus *b, uint32_t si)
 			    SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_LOANED)
 				continue;
 			k = READ_ONCE(c->dedup_key);
-			if (k && dedup_set(t, cap, pend, k,
-					   SHMBUS_DEDUP_FORGOTTEN))
+			for (unsigned j = 0; k && j < n; j++) {
+				if (key[j] != k ||
+				    !dedup_set_one(t, at[j], pend, k,
+						   SHMBUS_DEDUP_FORGOTTEN))
+					continue;
 				log_debug("bus '%s': slot %u died before its "
 					  "message of dedup key %016llx went "
 					  "in: key forgotten", b->name, si,
 					  (unsigned long long)k);
+			}
 		}
 	}
 }
 
-void dedup_orphan(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
-		  uint32_t gen, uint64_t key)
+static int key_cmp(const void *x, const void *y)
 {
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+void dedup_orphans(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
+		   uint32_t gen, uint64_t *keys, unsigned nkeys)
+{
+	uint64_t pend = SHMBUS_DEDUP_PEND(si, gen);
 	struct shmbus_dedup *t;
 	uint32_t cap;
 
-	t = key ? dedup_table(b, qid, qgen, &cap) : NULL;
-	if (t)
-		dedup_set(t, cap, SHMBUS_DEDUP_PEND(si, gen), key,
-			  SHMBUS_DEDUP_FORGOTTEN);
+	t = nkeys ? dedup_table(b, qid, qgen, &cap) : NULL;
+	if (!t)
+		return;
+	qsort(keys, nkeys, sizeof(keys[0]), key_cmp);
+	/* one pass over the table, whatever the number of keys */
+	for (uint32_t i = 0; i < cap; i++) {
+		uint64_t k;
+
+		if (READ_ONCE(t[i].expires) != pend)
+			continue;
+		k = READ_ONCE(t[i].key);
+		if (k && bsearch(&k, keys, nkeys, sizeof(keys[0]), key_cmp))
+			dedup_set_one(t, i, pend, k, SHMBUS_DEDUP_FORGOTTEN);
+	}
 }
 
 void dedup_settle(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
@@ -113,8 +181,8 @@ void dedup_settle(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
 	t = dedup_table(b, qid, qgen, &cap);
 	if (!t)
 		return;
-	n = dedup_set(t, cap, SHMBUS_DEDUP_PEND(si, gen), 0,
-		      (uint64_t)now_ns() + b->queues[qid].dedup_window_ns);
+	n = dedup_set_all(t, cap, SHMBUS_DEDUP_PEND(si, gen),
+			  (uint64_t)now_ns() + b->queues[qid].dedup_window_ns);
 	if (n)
 		log_debug("bus '%s': slot %u died after its message went in: "
 			  "%u dedup keys seen", b->name, si, n);

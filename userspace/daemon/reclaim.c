@@ -47,6 +47,10 @@
 #include "pool.h"
 #include "ring.h"
 
+/* candidates of one sweep, at most: a slot fills or requeues one chunk at
+ * a time (a handful), plus a consumer's lease table entries */
+#define SWEEP_MAX	(16 + SHMBUS_LEASE_MAX)
+
 struct sweep {
 	struct defer_head head;	/* waiting for a grace period */
 	uint32_t qid, qgen;	/* the dead slot's queue */
@@ -165,7 +169,7 @@ static bool sweep_add(struct sweep *sw, uint32_t ref, uint64_t o)
 	for (uint32_t k = 0; k < sw->n; k++)
 		if (sw->c[k].ref == ref)
 			return true;
-	if (sw->n == 16 + SHMBUS_LEASE_MAX)
+	if (sw->n == SWEEP_MAX)
 		return false;	/* garbage owners: the idle relink will
 				 * sort them out */
 	sw->c[sw->n].ref = ref;
@@ -228,7 +232,7 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		goto settle;
 	/* a slot fills or requeues one chunk at a time: a handful of
 	 * candidates, plus the consumer's table entries */
-	sw = calloc(1, sizeof(*sw) + (16 + SHMBUS_LEASE_MAX) * sizeof(sw->c[0]));
+	sw = calloc(1, sizeof(*sw) + SWEEP_MAX * sizeof(sw->c[0]));
 	if (sw)
 		sweep_collect(b, si, cand, ncand, inring, pool_base, sw);
 	free(inring);
@@ -257,7 +261,8 @@ settle:
 /* Candidate @k of @sw, still an orphan after the grace period: requeued
  * (a consumer's) or freed (a producer's). True if it was. */
 static bool sweep_one(struct dbus *b, const struct sweep *sw, uint32_t k,
-		      const uint8_t *inring, const uint64_t *pool_base)
+		      const uint8_t *inring, const uint64_t *pool_base,
+		      uint64_t *keys, unsigned *nkeys)
 {
 	const struct arena *a = &b->arena;
 	uint32_t ref = sw->c[k].ref, idx = SHMBUS_REF_IDX(ref);
@@ -280,9 +285,10 @@ static bool sweep_one(struct dbus *b, const struct sweep *sw, uint32_t k,
 			    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
 					 SHMBUS_CHUNK_FREE, 0)))
 		return false;	/* someone owns it: not an orphan */
-	/* its message never went in: nor did its dedup key */
-	dedup_orphan(b, sw->qid, sw->qgen, sw->slot, sw->slot_gen,
-		     READ_ONCE(c->dedup_key));
+	/* its message never went in: nor did its dedup key (settled with
+	 * the others, in one pass over the table) */
+	keys[*nkeys] = READ_ONCE(c->dedup_key);
+	*nkeys += keys[*nkeys] != 0;
 	pool_push_global(a, SHMBUS_REF_POOL(ref), &idx, 1);
 	return true;
 }
@@ -293,8 +299,9 @@ static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 {
 	struct sweep *sw = container_of(h, struct sweep, head);
 	uint64_t pool_base[SHMBUS_MAX_POOLS];
+	uint64_t keys[SWEEP_MAX];
 	uint8_t *inring = NULL;
-	unsigned freed = 0;
+	unsigned freed = 0, nkeys = 0;
 
 	b->sweeps--;
 	if (!gp_over)
@@ -307,8 +314,10 @@ static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 			goto out;	/* no memory: leave them */
 	}
 	for (uint32_t k = 0; k < sw->n; k++)
-		freed += sweep_one(b, sw, k, inring, pool_base);
+		freed += sweep_one(b, sw, k, inring, pool_base, keys, &nkeys);
 	free(inring);
+	dedup_orphans(b, sw->qid, sw->qgen, sw->slot, sw->slot_gen, keys,
+		      nkeys);
 	if (!sw->requeue)
 		dedup_settle(b, sw->qid, sw->qgen, sw->slot, sw->slot_gen);
 	if (freed && dqueue_is(b, sw->qid, sw->qgen)) {

@@ -474,12 +474,14 @@ void timers_mark(const struct dbus *b, uint8_t *bits, const uint64_t *pool_base)
 /* ---- dedup.c: a dead producer's PENDING dedup keys ------------------------ */
 
 /* Producer slot @si died: its keys whose chunk it still has LOANED never
- * went in (forgotten). Before its chunks are reclaimed. */
+ * went in (forgotten). Before its chunks are reclaimed. One pass over the
+ * table and one over the chunks. */
 void dedup_dead_producer(struct dbus *b, uint32_t si);
-/* The orphan sweep frees a chunk of dead slot (si, gen) with dedup key
- * @key: that key never went in (forgotten). */
-void dedup_orphan(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
-		  uint32_t gen, uint64_t key);
+/* The orphan sweep freed chunks of dead slot (si, gen) with dedup keys
+ * @keys (@nkeys of them, 0s skipped; sorted here): those keys never went
+ * in (forgotten). One pass over the table. */
+void dedup_orphans(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
+		   uint32_t gen, uint64_t *keys, unsigned nkeys);
 /* The sweep of dead slot (si, gen) is over: its keys still PENDING went
  * in (seen for the window, from now). */
 void dedup_settle(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t si,
