@@ -13,13 +13,19 @@
  *    is full, and the HELLO to one that does not answer: ETIMEDOUT;
  *  - idle connections that never open a bus are closed by the daemon
  *    after --handshake-timeout, at most --max-pending of them are held,
- *    and a real client gets through while hundreds of them are open.
+ *    and a real client gets through while hundreds of them are open;
+ *  - a flood of connections from an unprivileged uid (thousands, each
+ *    reopened as the daemon closes it) neither fills the listen backlog
+ *    nor pushes out root's handshake: root opens a bus and declares a
+ *    queue within the default connect timeout, every time, and no fd is
+ *    left behind once the flood stops.
  */
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <grp.h>
 
 #include "shmbus.h"
 #include "helpers.h"
@@ -715,6 +721,141 @@ static void test_idle_connections(void **state)
 	td_stop(&td);
 }
 
+
+/* The daemon's open fds. */
+static int td_fds(const struct tdaemon *td)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)td->pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * As uid 65534: keep up to @slots connections to @sock queued or open
+ * (idle: never a HELLO), reopening each as the daemon closes it, for
+ * @secs seconds. Writes the number of connects that succeeded to @wfd.
+ */
+static void flood(const char *sock, int slots, int secs, int wfd)
+{
+	struct rlimit rl = { slots + 64, slots + 64 };
+	int *fds = calloc(slots, sizeof(*fds));
+	long made = 0;
+	int64_t end;
+
+	if (!fds || setrlimit(RLIMIT_NOFILE, &rl) || setgroups(0, NULL) ||
+	    setgid(65534) || setuid(65534))
+		_exit(99);
+	for (int i = 0; i < slots; i++)
+		fds[i] = -1;
+	end = t_now_ns() + secs * 1000000000LL;
+	while (t_now_ns() < end) {
+		for (int i = 0; i < slots; i++) {
+			if (fds[i] >= 0) {
+				struct pollfd p = { .fd = fds[i],
+						    .events = POLLIN };
+
+				if (poll(&p, 1, 0) != 1)
+					continue;
+				close(fds[i]);	/* closed by the daemon */
+			}
+			fds[i] = connect_nb(sock);
+			made += fds[i] >= 0;
+		}
+		usleep(10000);
+	}
+	if (write(wfd, &made, sizeof(made)) != sizeof(made))
+		_exit(98);
+	_exit(0);
+}
+
+static void test_connection_flood(void **state)
+{
+	enum { SLOTS = 4200, SECS = 6, OPENS = 5 };
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART);
+	int64_t t0, took, all_ms = -1;
+	int pfd[2], st, base, fds = -1, ok = 0;
+	struct shmbus *bus;
+	struct tdaemon td;
+	long made = 0;
+	pid_t kid;
+
+	(void)state;
+	chmod(t_dir, 0755);	/* uid 65534 reaches the socket */
+	td_start(&td, "flood", NULL, 0, NULL);
+	o.socket_path = td.sock;
+	/* the bus exists (its arena is one of the daemon's fds) before the
+	 * count the daemon must come back to */
+	bus = shmbus__open("flooded", &o);
+	assert_non_null(bus);
+	shmbus__close(bus);
+	usleep(200000);
+	base = td_fds(&td);
+	assert_true(base > 0);
+	assert_int_equal(pipe(pfd), 0);
+	kid = fork();
+	assert_true(kid >= 0);
+	if (!kid) {
+		close(pfd[0]);
+		flood(td.sock, SLOTS, SECS, pfd[1]);
+	}
+	close(pfd[1]);
+	usleep(1000000);	/* the backlog would be full by now */
+	for (int i = 0; i < OPENS; i++) {
+		char q[16];
+
+		snprintf(q, sizeof(q), "q%d", i);
+		t0 = t_now_ns();
+		/* the default connect timeout: 5 s */
+		bus = shmbus__open("flooded", &o);
+		if (bus && shmbus__queue_declare(bus, q, NULL) >= 0)
+			ok++;
+		took = t_now_ns() - t0;
+		printf("root's open + declare %d during the flood: %s, %.2f ms\n",
+		       i, bus ? "ok" : shmbus_errmsg(), took / 1e6);
+		if (bus)
+			shmbus__close(bus);
+		usleep(500000);
+	}
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(read(pfd[0], &made, sizeof(made)), sizeof(made));
+	close(pfd[0]);
+	printf("flood: %ld connects by uid 65534 in %d s; root: %d of %d "
+	       "opens ok\n", made, SECS, ok, OPENS);
+	assert_int_equal(ok, OPENS);
+	/* it did flood: more connects than the backlog holds */
+	assert_true(made > 4096);
+	/* its last connections are closed at the handshake timeout (5 s):
+	 * then the daemon holds what it held before */
+	t0 = t_now_ns();
+	while (t_now_ns() - t0 < 15 * 1000000000LL) {
+		fds = td_fds(&td);
+		if (fds == base) {
+			all_ms = (t_now_ns() - t0) / 1000000;
+			break;
+		}
+		usleep(100000);
+	}
+	printf("daemon fds: %d before the flood, %d after it (%lld ms after "
+	       "it stopped); log: %d connections pushed out at "
+	       "--max-pending\n", base, fds, (long long)all_ms,
+	       td_log_lines(&td, "at --max-pending", 1));
+	assert_int_equal(fds, base);
+	assert_true(td_alive(&td));
+	td_stop(&td);
+	chmod(t_dir, 0700);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -724,6 +865,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_connect_backlog_full, teardown),
 		cmocka_unit_test_teardown(test_hello_unanswered, teardown),
 		cmocka_unit_test_teardown(test_idle_connections, teardown),
+		cmocka_unit_test_teardown(test_connection_flood, teardown),
 	};
 
 	return T_RUN_WITH_DAEMON("resources", tests);

@@ -34,6 +34,7 @@ static void usage(FILE *f)
 "usage: shmbusd [--socket PATH] [--daemonize]\n"
 "               [--memory-max BYTES] [--bus-max BYTES]\n"
 "               [--handshake-timeout SECONDS] [--max-pending N]\n"
+"               [--max-pending-uid N]\n"
 "               [--quota LIST] [--quota-share PCT]\n"
 "               [--quota-total-share PCT] [--policy FILE]\n"
 "               [--log FILE] [--verbose]\n"
@@ -56,7 +57,11 @@ static void usage(FILE *f)
 "  --handshake-timeout SECONDS  close a connection that has not opened\n"
 "                   a bus (HELLO, BUS_OPEN) by then (default 5)\n"
 "  --max-pending N  connections that may be in their handshake at once\n"
-"                   (default 64)\n"
+"                   (default 64); at the limit a new one pushes out the\n"
+"                   oldest of the uid that has the most\n"
+"  --max-pending-uid N  connections of one uid in their handshake at\n"
+"                   once (default 8; root and the daemon's uid: no\n"
+"                   limit); more are closed as soon as accepted\n"
 "  --policy FILE    who may create, configure, publish to and consume\n"
 "                   from which buses (default for root's daemon:\n"
 "                   " DEFAULT_POLICY " if it exists; none for a user's);\n"
@@ -270,6 +275,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 		{ "bus-max", required_argument, NULL, 'b' },
 		{ "handshake-timeout", required_argument, NULL, 't' },
 		{ "max-pending", required_argument, NULL, 'p' },
+		{ "max-pending-uid", required_argument, NULL, 'U' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "policy", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -284,7 +290,8 @@ static int parse_args(int argc, char **argv, struct options *o,
 	d->bus_max = 1ULL << 30;
 	d->handshake_ns = 5 * NSEC_PER_SEC;
 	d->max_pending = 64;
-	while ((opt = getopt_long(argc, argv, "s:dm:b:t:p:P:l:vh", longopts,
+	d->max_pending_uid = 8;
+	while ((opt = getopt_long(argc, argv, "s:dm:b:t:p:U:P:l:vh", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 's': o->sock = optarg; break;
@@ -310,6 +317,13 @@ static int parse_args(int argc, char **argv, struct options *o,
 		case 'p':
 			if (parse_count(optarg, &d->max_pending)) {
 				fprintf(stderr, "shmbusd: --max-pending %s: "
+					"want 1..65536\n", optarg);
+				return 2;
+			}
+			break;
+		case 'U':
+			if (parse_count(optarg, &d->max_pending_uid)) {
+				fprintf(stderr, "shmbusd: --max-pending-uid %s: "
 					"want 1..65536\n", optarg);
 				return 2;
 			}

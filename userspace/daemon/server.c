@@ -22,13 +22,18 @@
  *
  * Connections in their handshake (accepted, no bus opened yet: HELLO and
  * BUS_OPEN) are "pending", kept in accept order. One that has not opened
- * a bus within --handshake-timeout is closed. At most --max-pending exist
- * at once: at the limit, the oldest of them is closed to make room if it
- * has waited a tenth of the timeout (a client sends HELLO as soon as it is
- * connected, so it has had its chance); if not, the daemon stops accepting
- * until one finishes, goes or ages, and new clients wait in the listen
- * backlog. So idle connections cannot hold the daemon's fds, nor the
- * backlog, for longer than the timeout.
+ * a bus within --handshake-timeout is closed. The daemon never stops
+ * accepting for them: each time the listening socket is readable it
+ * accepts until the backlog is empty, so the listen backlog cannot be
+ * held by anyone. A uid may have at most --max-pending-uid pending
+ * connections (root and the daemon's own uid: no such limit); one more
+ * is closed as soon as it is accepted. At most --max-pending exist in
+ * all: at that limit, the oldest pending connection of the uid that has
+ * the most of them (the new one counted, which wins a tie) is closed to
+ * make room, so one uid's many connections push out its own, not another
+ * uid's handshake. So idle connections hold neither the backlog nor more
+ * than --max-pending of the daemon's fds, and those for at most the
+ * timeout.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -68,7 +73,6 @@ static unsigned nr_pending, nr_doomed;
 static uint32_t next_conn_id = 1;
 static int epfd = -1, sigfd = -1, tfd = -1, listen_fd = -1;
 static bool listen_paused;	/* out of fds: stop accepting for a while */
-static bool listen_full;	/* --max-pending handshakes: likewise */
 static bool listening;		/* listen_fd is in the epoll set */
 static bool stopping;
 static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
@@ -99,11 +103,11 @@ static void timer_at(int64_t when)
 	timer_when = when;
 }
 
-/* Accept again, or stop, as listen_paused and listen_full say. */
+/* Accept again, or stop, as listen_paused says. */
 static void listen_update(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = TAG_LISTEN };
-	bool want = !listen_paused && !listen_full;
+	bool want = !listen_paused;
 
 	if (want == listening)
 		return;
@@ -112,11 +116,57 @@ static void listen_update(void)
 		listening = want;
 }
 
-/* How long the oldest pending connection must have waited before a new
- * one may push it out. */
-static int64_t evict_age(void)
+/* Pending connections per uid: one entry per uid that has any. */
+struct upend {
+	uid_t uid;
+	unsigned n;
+};
+static struct upend *upend;
+static unsigned nr_upend, upend_cap;
+
+static struct upend *upend_find(uid_t uid)
 {
-	return dmn->handshake_ns / 10;
+	for (unsigned i = 0; i < nr_upend; i++)
+		if (upend[i].uid == uid)
+			return &upend[i];
+	return NULL;
+}
+
+static unsigned upend_count(uid_t uid)
+{
+	struct upend *u = upend_find(uid);
+
+	return u ? u->n : 0;
+}
+
+static bool upend_add(uid_t uid)
+{
+	struct upend *u = upend_find(uid);
+
+	if (!u) {
+		if (nr_upend == upend_cap) {
+			unsigned cap = upend_cap ? 2 * upend_cap : 16;
+			struct upend *p = realloc(upend, cap * sizeof(*p));
+
+			if (!p)
+				return false;
+			upend = p;
+			upend_cap = cap;
+		}
+		u = &upend[nr_upend++];
+		u->uid = uid;
+		u->n = 0;
+	}
+	u->n++;
+	return true;
+}
+
+static void upend_del(uid_t uid)
+{
+	struct upend *u = upend_find(uid);
+
+	if (u && !--u->n)
+		*u = upend[--nr_upend];
 }
 
 static void pending_del(struct conn *c)
@@ -136,10 +186,7 @@ static void pending_del(struct conn *c)
 	c->pending = false;
 	c->pnext = NULL;
 	nr_pending--;
-	if (listen_full && nr_pending < dmn->max_pending) {
-		listen_full = false;
-		listen_update();
-	}
+	upend_del(c->s.peer.uid);
 }
 
 /* Close @c once the current epoll batch is done (the batch may still
@@ -155,9 +202,8 @@ static void conn_doom(struct conn *c, const char *why)
 	nr_doomed++;
 }
 
-/* Pending connections past the handshake timeout are doomed; at the
- * pending limit, accepting resumes once the oldest may be pushed out.
- * Returns when to come back. */
+/* Pending connections past the handshake timeout are doomed. Returns
+ * when to come back. */
 static int64_t pending_tick(int64_t now)
 {
 	int64_t next = INT64_MAX;
@@ -167,14 +213,6 @@ static int64_t pending_tick(int64_t now)
 			  "timeout");
 	if (pend_head)
 		next = pend_head->since + dmn->handshake_ns;
-	if (listen_full && pend_head) {
-		if (now >= pend_head->since + evict_age()) {
-			listen_full = false;
-			listen_update();
-		} else {
-			next = MIN(next, pend_head->since + evict_age());
-		}
-	}
 	return next;
 }
 
@@ -209,8 +247,10 @@ static void conn_close(struct conn *c)
 	pending_del(c);
 	if (c->doomed)
 		nr_doomed--;
-	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	if (c->fd >= 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
 	if (c->charged)
 		quota_release(c->s.peer.uid, Q_CONNS, 1);
 	if (c->pidfd >= 0)
@@ -270,26 +310,42 @@ static void kmod_deaths(void)
 		log_warn("kernel module: read: %s", strerror(-n));
 }
 
-/* Room for one more pending connection? At the limit the oldest goes if
- * it has waited long enough; else stop accepting until pending_tick()
- * or pending_del() says otherwise. */
-static bool pending_room(void)
+/*
+ * Make room for one more pending connection, of @uid, at --max-pending:
+ * close the oldest pending connection of the uid that has the most of
+ * them, the new one counted (its uid wins a tie; if it has none pending,
+ * all have one and the oldest goes). Its socket is closed now (the fd
+ * is free for the new one, and the client sees EOF at once); its conn
+ * stays, doomed, until the epoll batch ends, as the batch may hold an
+ * event of it.
+ */
+static void pending_evict(uid_t uid)
 {
-	int64_t now;
+	unsigned most = upend_count(uid) + 1;
+	uid_t victim = uid;
+	struct conn *c;
 
-	if (nr_pending < dmn->max_pending)
-		return true;
-	now = now_ns();
-	if (pend_head && now >= pend_head->since + evict_age()) {
-		conn_doom(pend_head, "handshake not done, and the pending "
-			  "connections are at --max-pending");
-		return true;
+	for (unsigned i = 0; i < nr_upend; i++) {
+		if (upend[i].n > most) {
+			most = upend[i].n;
+			victim = upend[i].uid;
+		}
 	}
-	listen_full = true;
-	listen_update();
-	if (pend_head)
-		timer_at(MIN(timer_when, pend_head->since + evict_age()));
-	return false;
+	for (c = pend_head; c && c->s.peer.uid != victim; c = c->pnext)
+		;
+	if (!c)
+		c = pend_head;
+	if (!c)
+		return;
+	conn_doom(c, "handshake not done, and the pending connections are "
+		  "at --max-pending (its uid has the most of them)");
+	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	if (c->charged) {
+		quota_release(c->s.peer.uid, Q_CONNS, 1);
+		c->charged = false;
+	}
 }
 
 /*
@@ -371,9 +427,18 @@ static void pidfd_watch(struct conn *c)
 	c->pidfd = fd;
 }
 
+/* Accepted per readiness of the listening socket at most; more wait for
+ * the next epoll_wait(), which returns at once (level-triggered), after
+ * the other events and the doomed connections' close. */
+#define ACCEPT_BATCH	1024
+
+/*
+ * Accept until the backlog is empty (or ACCEPT_BATCH): never leave
+ * connections queued in the kernel for a flood to fill the backlog with.
+ */
 static void accept_all(int lfd)
 {
-	while (pending_room()) {
+	for (unsigned k = 0; k < ACCEPT_BATCH; k++) {
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
 		struct epoll_event ev = { .events = EPOLLIN };
@@ -382,26 +447,41 @@ static void accept_all(int lfd)
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				/* level-triggered: the pending connection would
-				 * wake us for ever; listen again once a
-				 * connection closes */
+				/* level-triggered: the queued connection
+				 * would wake us for ever; listen again once
+				 * a connection closes */
 				log_warn("accept: %s; not accepting until a "
 					 "connection closes", strerror(errno));
 				listen_paused = true;
 				listen_update();
-			} else if (errno != EAGAIN && errno != EINTR) {
+			} else if (errno != EAGAIN && errno != EINTR &&
+				   errno != ECONNABORTED) {
 				log_warn("accept: %s", strerror(errno));
 			}
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
 			return;
 		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+			log_warn("new connection: %s", strerror(errno));
+			close(fd);
+			continue;
+		}
+		/* over its uid's pending limit: closed at once, before it
+		 * costs anything but this accept */
+		if (!quota_exempt(cr.uid) &&
+		    upend_count(cr.uid) >= dmn->max_pending_uid) {
+			close(fd);
+			continue;
+		}
 		c = calloc(1, sizeof(*c));
-		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-			log_warn("new connection: %s", c ? strerror(errno)
-							   : "out of memory");
+		if (!c || !upend_add(cr.uid)) {
+			log_warn("new connection: out of memory");
 			free(c);
 			close(fd);
 			continue;
 		}
+		upend_del(cr.uid);	/* counted again below, when pending */
 		c->fd = fd;
 		c->pidfd = -1;
 		c->s.kmod_cookie = kmod_cookie();
@@ -421,6 +501,8 @@ static void accept_all(int lfd)
 			free(c);
 			continue;
 		}
+		if (nr_pending >= dmn->max_pending)
+			pending_evict(cr.uid);
 		ev.data.ptr = c;
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			if (c->charged)
@@ -439,6 +521,7 @@ static void accept_all(int lfd)
 			pend_head = c;
 		pend_tail = c;
 		nr_pending++;
+		upend_add(cr.uid);	/* cannot fail: room was made above */
 		timer_at(MIN(timer_when, c->since + dmn->handshake_ns));
 		log_debug("connection %u from pid %d uid %u", c->s.peer.conn_id,
 			  cr.pid, cr.uid);

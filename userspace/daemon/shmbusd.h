@@ -31,6 +31,7 @@ struct daemon {
 	uint64_t bus_max;	/* --bus-max: one arena */
 	int64_t handshake_ns;	/* --handshake-timeout */
 	unsigned max_pending;	/* --max-pending */
+	unsigned max_pending_uid;	/* --max-pending-uid */
 	const char *policy_path;	/* NULL: no policy file */
 	bool policy_must;	/* --policy given: the file must exist */
 	struct policy *policy;	/* the rules in force (NULL: none) */
