@@ -481,8 +481,9 @@ struct shmbus_producer_opts {
 /*
  * Attach a producer to queue @queue (which must exist). Returns a handle,
  * or NULL with errno ENOENT, EACCES (no w permission), EUSERS (no free
- * participant slot), EINVAL, ENOTCONN/ECONNRESET, ECHILD (bus opened by
- * the parent before fork).
+ * participant slot), EAGAIN (a member holds the bus's grace periods up
+ * and the released slots' sweeps wait for them; retry), EINVAL,
+ * ENOTCONN/ECONNRESET, ECHILD (bus opened by the parent before fork).
  */
 SHMBUS_API struct shmbus_producer *
 shmbus_producer__new(struct shmbus *bus, const char *queue,
@@ -617,8 +618,8 @@ struct shmbus_consumer_opts {
  * consumers: each message goes to one of them). Returns a handle, or NULL
  * with errno ENOENT, EACCES (no r permission), EUSERS (max_consumers or
  * slots exhausted), EMFILE/ENFILE (the daemon could not make the seat's
- * eventfd: it makes one when a consumer first takes a seat), EINVAL,
- * ENOTCONN/ECONNRESET, ECHILD.
+ * eventfd: it makes one when a consumer first takes a seat), EAGAIN (as
+ * for producers), EINVAL, ENOTCONN/ECONNRESET, ECHILD.
  */
 SHMBUS_API struct shmbus_consumer *
 shmbus_consumer__new(struct shmbus *bus, const char *queue,

@@ -67,7 +67,7 @@ static void test_idle_bus_runs_at_once(void **state)
 
 	(void)state;
 	defer(b, &a.head, record);
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 1);
 	assert_null(b->deferred);
 	bus_del(b);
@@ -83,10 +83,10 @@ static void test_reader_holds_grace_period(void **state)
 	epoch_enter(&b->arena, s);		/* before the grace period */
 	defer(b, &a.head, record);
 	for (int i = 0; i < 3; i++)
-		assert_true(defer_tick(b));
+		assert_true(defer_tick(b, 0));
 	assert_int_equal(nran, 0);
 	epoch_exit(s);
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 1);
 	bus_del(b);
 }
@@ -100,7 +100,7 @@ static void test_later_reader_does_not_hold(void **state)
 	(void)state;
 	defer(b, &a.head, record);
 	epoch_enter(&b->arena, s);		/* sees the new epoch */
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 1);
 	epoch_exit(s);
 	bus_del(b);
@@ -116,7 +116,7 @@ static void test_detached_slot_does_not_hold(void **state)
 	epoch_enter(&b->arena, s);
 	b->slots[1].conn_id = 0;	/* its process died inside a section */
 	defer(b, &a.head, record);
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 1);
 	bus_del(b);
 }
@@ -137,12 +137,12 @@ static void test_order_and_partial(void **state)
 		it[i].id = i;
 		defer(b, &it[i].head, record);
 	}
-	assert_true(defer_tick(b));
+	assert_true(defer_tick(b, 0));
 	assert_int_equal(nran, 2);
 	assert_int_equal(ran[0], 0);
 	assert_int_equal(ran[1], 1);
 	epoch_exit(s);
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 4);
 	assert_int_equal(ran[2], 2);
 	assert_int_equal(ran[3], 3);
@@ -167,13 +167,13 @@ static void test_callback_defers_again(void **state)
 	(void)state;
 	defer(b, &a.head, defer_again);
 	defer(b, &z.head, record);
-	assert_false(defer_tick(b));	/* idle: the new one ran too */
+	assert_false(defer_tick(b, 0));	/* idle: the new one ran too */
 	assert_int_equal(nran, 3);
 	assert_int_equal(ran[0], 1);
 	assert_int_equal(ran[1], 2);
 	assert_int_equal(ran[2], 7);
 	defer(b, &a.head, record);	/* the list's tail is sound */
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 4);
 	bus_del(b);
 }
@@ -196,7 +196,7 @@ static void test_drop_hands_back(void **state)
 	assert_null(b->deferred);
 	epoch_exit(s);
 	defer(b, &it[0].head, record);	/* usable again */
-	assert_false(defer_tick(b));
+	assert_false(defer_tick(b, 0));
 	assert_int_equal(nran, 1);
 	bus_del(b);
 }

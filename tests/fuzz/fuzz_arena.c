@@ -81,7 +81,7 @@ static void tick_all(int64_t ahead)
 	for (struct dbus *b = dmn.buses; b; b = b->next) {
 		deliver_tick(b, now);
 		deliver_tick(b, now + ahead);
-		defer_tick(b);
+		defer_tick(b, 0);
 	}
 }
 

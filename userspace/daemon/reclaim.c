@@ -242,6 +242,14 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		free(sw);
 		goto settle;
 	}
+	/* keep what was found, not the room for the most there could be */
+	{
+		struct sweep *t = realloc(sw, sizeof(*sw) +
+					  sw->n * sizeof(sw->c[0]));
+
+		if (t)
+			sw = t;
+	}
 	sw->qid = ds->qid;
 	sw->qgen = ds->qgen;
 	sw->slot = si;

@@ -228,7 +228,7 @@ static int64_t tick(void)
 		/* at most every 100 ms, while clients are attached (the
 		 * tick runs every few ms then) */
 		repair_tick(b, now);
-		if (defer_tick(b))
+		if (defer_tick(b, now))
 			next = MIN(next, now + 2 * NSEC_PER_MSEC);
 	}
 	return next;
@@ -693,6 +693,15 @@ static bool conn_read(struct conn *c)
 void server_want_tick(void)
 {
 	timer_at(now_ns());
+}
+
+void server_conn_evict(uint32_t conn_id, const char *why)
+{
+	for (struct conn *c = conns; c; c = c->next)
+		if (c->s.peer.conn_id == conn_id) {
+			conn_doom(c, why);	/* closed after this batch */
+			return;
+		}
 }
 
 void server_stop(void)

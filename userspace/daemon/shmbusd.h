@@ -155,6 +155,9 @@ int server_run(struct daemon *d, int listen_fd);
 void server_stop(void);
 /* Run the periodic work (deliver_tick, defer_tick) soon. */
 void server_want_tick(void);
+/* Close connection @conn_id after the current batch, as its EOF would,
+ * logging its pid and uid and @why. */
+void server_conn_evict(uint32_t conn_id, const char *why);
 
 /* ---- dispatch.c: one request, by the table of frame types ------------ */
 
@@ -227,8 +230,11 @@ struct defer_head {
 };
 
 void defer(struct dbus *b, struct defer_head *h, defer_fn *fn);
-/* Run the callbacks whose grace period ended; true while some wait. */
-bool defer_tick(struct dbus *b);
+/* Run the callbacks whose grace period ended; true while some wait.
+ * A connection whose slot holds a grace period, inside the same
+ * read-side section, for GP_HOLD_MAX_NS is closed. */
+bool defer_tick(struct dbus *b, int64_t now);
+#define GP_HOLD_MAX_NS		(2 * NSEC_PER_SEC)
 void defer_drop(struct dbus *b);
 
 /* ---- bus.c: buses ------------------------------------------------------ */
@@ -295,6 +301,11 @@ struct dslot {
 	uint32_t qid, qgen;
 	uint32_t seat;		/* UINT32_MAX for producers */
 	pid_t pid;
+	/* defer.c: the section (rcu_epoch value) this slot was seen holding
+	 * a grace period in, under slot gen held_gen, since held_since */
+	uint64_t held;
+	uint32_t held_gen;
+	int64_t held_since;
 };
 
 /* A chunk the daemon holds until it is due (timers.c). */
@@ -318,6 +329,7 @@ struct dbus {
 	struct defer_head *deferred;	/* defer.c: waiting for a grace period */
 	struct defer_head **deferred_tail;
 	unsigned sweeps;	/* reclaim.c: orphan sweeps pending */
+#define SWEEPS_MAX	256	/* beyond which attach says -EAGAIN */
 	struct timer *timers;	/* timers.c: a min-heap by due time */
 	size_t nr_timers, timers_cap;
 	uint64_t excl_seq;	/* topics.c: names of exclusive subscriptions */

@@ -119,6 +119,15 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	err = attach_allowed(dq, req);
 	if (err)
 		return err;
+	/* every release of a slot may leave a sweep waiting for a grace
+	 * period: while a member holds those up (at most GP_HOLD_MAX_NS),
+	 * attach-detach cycles must not pile them up without bound */
+	if (b->sweeps >= SWEEPS_MAX) {
+		log_info("bus '%s': %u orphan sweeps wait for a grace period; "
+			 "attach refused until they are done", b->name,
+			 b->sweeps);
+		return -EAGAIN;
+	}
 	if (req->role == SHMBUS_ROLE_CONSUMER) {
 		seat = seat_pick(dq);
 		if (seat == UINT32_MAX) {
