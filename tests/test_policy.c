@@ -31,12 +31,20 @@ static void need_root(void)
 
 /* In a child: become @uid (its gid the same), with supplementary group
  * @extra (0: none). */
+static bool many_groups;	/* become(): @extra after 71 others */
+
 static void become(uid_t uid, gid_t extra)
 {
-	gid_t g[1] = { extra };
+	gid_t g[72];
+	int n = 0;
 
 	shmbus_set_print(NULL);
-	if (setgroups(extra ? 1 : 0, g) || setgid(uid) || setuid(uid))
+	if (many_groups)	/* more than SO_PEERGROUPS fits in 64 */
+		for (; n < 71; n++)
+			g[n] = 5000 + n;
+	if (extra)
+		g[n++] = extra;
+	if (setgroups(n, g) || setgid(uid) || setuid(uid))
 		_exit(99);
 }
 
@@ -660,7 +668,8 @@ static void test_policy_rules(void **state)
 		   "allow user:nobody  configure,publish    root:orders.*\n"
 		   "deny  other        consume  root:orders.secret # no\n"
 		   "allow group:4242   consume              root:audit\n"
-		   "\n");
+		   "\n"
+		   "deny  group:4343   publish   root:orders.secret\n");
 	d = start_daemon(pfile);
 	a = shmbus__open("orders.a", &o600);
 	s = shmbus__open("orders.secret", &o666);
@@ -696,6 +705,15 @@ static void test_policy_rules(void **state)
 	/* a group rule: a supplementary group 4242 consumes root's audit */
 	assert_int_equal(run_try(OTHER, 4242, "audit", 3, "q"), 0);
 	assert_int_equal(run_try(OTHER, 0, "audit", 3, "q"), 13);
+	/* with 72 groups (more than fit inline) rules see them all: the
+	 * allow of line 5 and the deny of line 7 */
+	assert_int_equal(run_try(OTHER, 4343, "orders.secret", 2, "q"), 13);
+	assert_non_null(strstr(shared, ":7"));
+	many_groups = true;
+	assert_int_equal(run_try(OTHER, 4242, "audit", 3, "q"), 0);
+	assert_int_equal(run_try(OTHER, 4343, "orders.secret", 2, "q"), 13);
+	assert_non_null(strstr(shared, ":7"));
+	many_groups = false;
 
 	/* the refusal's log line: uid, pid, bus, operation, rule */
 	{

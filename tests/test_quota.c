@@ -300,12 +300,13 @@ static void nobody_fills(int hold, int *nq_out)
 	MUST(read(hold, &c, 1) == 0, "hold");
 }
 
-/* The daemon's fds a client can make it hold: eventfds, arenas (memfds)
- * and sockets (not, e.g., what a sanitizer runtime opens). */
+/* The daemon's fds a client can make it hold: eventfds, arenas (memfds),
+ * sockets and pidfds (not, e.g., what a sanitizer runtime opens). */
 static int fds_of(pid_t pid)
 {
 	static const char *const held[] = { "anon_inode:[eventfd]",
-					    "/memfd:shmbus:", "socket:", NULL };
+					    "/memfd:shmbus:", "socket:",
+					    "anon_inode:[pidfd]", NULL };
 
 	return fds_linking(pid, held);
 }
@@ -325,7 +326,7 @@ static void test_fd_budget(void **state)
 
 	(void)state;
 	chmod(t_dir, 0755);	/* let nobody reach the socket */
-	/* 256 fds, 25%: 64 per uid: seats 32, conns 16, buses 8, queues 8 */
+	/* 256 fds, 25%: 64 per uid: seats 32, conns 8, buses 8, queues 8 */
 	d = daemon_start(256, 256, none);
 	base = fds_of(d);
 	assert_int_equal(pipe(hold), 0);
@@ -339,8 +340,9 @@ static void test_fd_budget(void **state)
 	for (int i = 0; i < 3000 && !READ_ONCE(*nq); i++)
 		usleep(10000);
 	assert_int_equal(READ_ONCE(*nq), 4);
-	/* nobody holds its share: 32 eventfds, 8 buses (16 fds), 16
-	 * connections; a quarter of the 256, and root goes on */
+	/* nobody holds its share: 32 eventfds, 8 buses (16 fds), 8
+	 * connections (sockets and pidfds: 16 fds); a quarter of the 256,
+	 * and root goes on */
 	used = fds_of(d) - base;
 	for (int i = 0; i < 300 && used > 64; i++) {
 		usleep(10000);	/* refused connections closing */

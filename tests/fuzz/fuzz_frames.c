@@ -103,6 +103,7 @@ static void conn_open(int i)
 	c->s.peer.start_time = start_time;
 	if (i == 3) {		/* nobody, also in group 1000 */
 		c->s.peer.ngroups = 1;
+		c->s.peer.groups = c->s.peer.groups_inline;
 		c->s.peer.groups[0] = 1000;
 	}
 }

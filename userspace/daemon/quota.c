@@ -16,8 +16,9 @@
  *
  * Defaults come from the daemon's resources: a share (--quota-share,
  * percent) of its file descriptor budget (RLIMIT_NOFILE after raising it)
- * split between the fd-holding resources (seats half, connections a
- * quarter, buses, two fds each, the last quarter), and the same share of
+ * split between the fd-holding resources (seats half; connections, two
+ * fds each (the socket and the process's pidfd), a quarter; buses, two
+ * fds each, the last quarter), and the same share of
  * memory (MemTotal, or the cgroup's memory.max if lower) for arena bytes.
  */
 #include <stdarg.h>
@@ -165,7 +166,7 @@ static void share_of(unsigned pct, uint64_t nofile, uint64_t mem,
 	uint64_t fds = nofile * pct / 100;
 
 	def[Q_SEATS] = MAX(fds / 2, 16u);
-	def[Q_CONNS] = MAX(fds / 4, 8u);
+	def[Q_CONNS] = MAX(fds / 8, 8u);	/* socket + pidfd */
 	def[Q_BUSES] = MAX(fds / 8, 1u);
 	def[Q_BYTES] = mem / 100 * pct;
 	/* every queue takes at least one seat: a quarter of the seats */

@@ -234,6 +234,39 @@ static int64_t tick(void)
 	return next;
 }
 
+/* The supplementary groups of the peer on @fd into @p: 0, or -1 with
+ * errno. More than fit inline (LDAP users) go to the heap. */
+static int peer_groups(int fd, struct peer *p)
+{
+	socklen_t len = sizeof(p->groups_inline);
+
+	p->groups = p->groups_inline;
+	if (!getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len)) {
+		p->ngroups = len / sizeof(gid_t);
+		return 0;
+	}
+	if (errno != ERANGE)
+		return -1;
+	/* len is now the size the kernel needs (NGROUPS_MAX at most) */
+	p->groups = malloc(len);
+	if (!p->groups ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len)) {
+		free(p->groups);
+		p->groups = p->groups_inline;
+		return -1;
+	}
+	p->ngroups = len / sizeof(gid_t);
+	return 0;
+}
+
+static void peer_groups_free(struct peer *p)
+{
+	if (p->groups != p->groups_inline)
+		free(p->groups);
+	p->groups = p->groups_inline;
+	p->ngroups = 0;
+}
+
 static void conn_close(struct conn *c)
 {
 	struct conn **pp;
@@ -261,6 +294,7 @@ static void conn_close(struct conn *c)
 	 * is theirs until they exit. */
 	if (!stopping)
 		buses_conn_gone(dmn, c->s.peer.conn_id);
+	peer_groups_free(&c->s.peer);
 	free(c);
 	/* an fd came free: accept again */
 	listen_paused = false;
@@ -492,11 +526,17 @@ static void accept_all(int lfd)
 		c->s.peer.uid = cr.uid;
 		c->s.peer.gid = cr.gid;
 		c->s.peer.start_time = pid_start_time(cr.pid);
-		len = sizeof(c->s.peer.groups);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->s.peer.groups,
-			       &len) == 0)
-			c->s.peer.ngroups = len / sizeof(gid_t);
+		if (peer_groups(fd, &c->s.peer)) {
+			/* without its groups a group rule could not refuse
+			 * it: refuse the connection instead */
+			log_warn("connection from pid %d uid %u: its groups: %s",
+				 cr.pid, cr.uid, strerror(errno));
+			close(fd);
+			free(c);
+			continue;
+		}
 		if (!conn_charge(c)) {
+			peer_groups_free(&c->s.peer);
 			close(fd);
 			free(c);
 			continue;
@@ -507,6 +547,7 @@ static void accept_all(int lfd)
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			if (c->charged)
 				quota_release(cr.uid, Q_CONNS, 1);
+			peer_groups_free(&c->s.peer);
 			close(fd);
 			free(c);
 			continue;

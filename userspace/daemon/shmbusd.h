@@ -145,7 +145,8 @@ struct peer {
 	gid_t gid;
 	uint64_t start_time;
 	int ngroups;
-	gid_t groups[64];
+	gid_t *groups;		/* groups_inline, or malloc()ed for more */
+	gid_t groups_inline[64];
 };
 
 /* Serve connections on @listen_fd until SIGTERM/SIGINT; SIGHUP rereads
