@@ -79,6 +79,17 @@ static long rss_kb(pid_t pid, const char *what)
 	return kb;
 }
 
+/* How much the daemon's heap may grow (kB): 4 MiB; under TSan its shadow
+ * memory and under ASan its quarantine of freed blocks are anonymous
+ * memory too */
+static long heap_slack(void)
+{
+	const char *san = getenv("SAN");
+
+	return san && (!strcmp(san, "thread") || !strcmp(san, "address")) ?
+	       65536 : 4096;
+}
+
 static void become(uid_t uid)
 {
 	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
@@ -326,9 +337,127 @@ static void test_staller_is_closed(void **state)
 		    sh->late_decl == -ENOTCONN);
 	assert_true(logged >= 1);
 	assert_true(stopped_ok);
-	/* TSan's shadow memory is anonymous too */
-	assert_true(anon1 > 0 && anon1 < anon0 + (getenv("SAN") &&
-		    !strcmp(getenv("SAN"), "thread") ? 65536 : 4096));
+	assert_true(anon1 > 0 && anon1 < anon0 + heap_slack());
+
+	kill(d, SIGTERM);
+	assert_true(t_wait(d, 10000) >= 0);
+	sdaemon = 0;
+	setenv("SHMBUS_SOCKET", t_sock, 1);
+	chmod(t_dir, 0700);
+}
+
+/*
+ * The orphan sweeps a stalled bus keeps are capped: a member's attach and
+ * free cycles, each leaving a sweep (its slot's lease table names a
+ * QUEUED chunk in no ring), get -EAGAIN at the cap while another of its
+ * connections stalls the bus; after the bound they go on, and the
+ * daemon's heap stays flat.
+ */
+static void test_sweeps_capped(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, q, .max_consumers = 4, .max_len = 64,
+		    .msg_size = 200);
+	struct shared *sh = t_shared(sizeof(*sh));
+	int ok = 0, again = 0, first_again = -1, logged = 0, rc;
+	struct shmbus_sb *sb;
+	struct shmbus_pool *p0;
+	struct shmbus_chunk *ch;
+	long anon0, anon1;
+	struct shmbus *b;
+	uint8_t *base;
+	char line[512];
+	int64_t end;
+	pid_t d, st;
+	FILE *f;
+
+	(void)state;
+	d = daemon_start();
+	/* small pools and ring area: each release's sweep is quick to
+	 * start, so the cycles outrun the 2 s bound */
+	b = shmbus__open("capb", &(struct shmbus_open_opts){
+		.sz = sizeof(struct shmbus_open_opts), .max_queues = 4,
+		.max_slots = 16, .ring_bytes = 64 * 1024, .nr_pools = 1,
+		.pools = { { .payload = 200, .count = 64 } } });
+	assert_non_null(b);
+	assert_int_equal(shmbus__queue_declare(b, "q", &q), 1);
+	base = t_arena_mapping("capb");
+	assert_non_null(base);
+	sb = (struct shmbus_sb *)base;
+	p0 = (struct shmbus_pool *)(base + sb->pool_off);
+	ch = (struct shmbus_chunk *)(base + p0->base_off + 5 * p0->chunk_size);
+	st = fork();
+	if (!st) {	/* its own connection: stall, sleep, exit */
+		struct shmbus *b2 = shmbus__open("capb", NULL);
+		struct shmbus_consumer *c;
+
+		c = b2 ? shmbus_consumer__new(b2, "q", NULL) : NULL;
+		if (!c)
+			_exit(2);
+		for (uint32_t i = 0; i < sb->max_slots; i++) {
+			struct shmbus_slot *s = (struct shmbus_slot *)
+				(base + sb->slot_off + (size_t)i * sb->slot_size);
+
+			if (s->state == SHMBUS_SLOT_ACTIVE &&
+			    s->pid == (uint32_t)getpid())
+				s->rcu_epoch = 1;
+		}
+		WRITE_ONCE(sh->stalled, 1);
+		sleep(5);
+		_exit(0);
+	}
+	while (!READ_ONCE(sh->stalled) && t_pid_running(st))
+		usleep(1000);
+	assert_int_equal(READ_ONCE(sh->stalled), 1);
+	anon0 = rss_kb(d, "RssAnon");
+	end = t_now_ns() + 20LL * 1000 * 1000 * 1000;
+	while (ok < 1000 && t_now_ns() < end) {
+		struct shmbus_consumer *c = shmbus_consumer__new(b, "q", NULL);
+		int found = 0;
+
+		if (!c) {
+			assert_int_equal(errno, EAGAIN);
+			if (!again++)
+				first_again = ok;
+			usleep(2000);
+			continue;
+		}
+		for (uint32_t i = 0; i < sb->max_slots; i++) {
+			struct shmbus_slot *s = (struct shmbus_slot *)
+				(base + sb->slot_off + (size_t)i * sb->slot_size);
+
+			if (s->state != SHMBUS_SLOT_ACTIVE ||
+			    s->pid != (uint32_t)getpid())
+				continue;
+			s->lease_hi = 1;
+			s->lease[0].word = 0;
+			s->lease[0].ref = SHMBUS_REF(0, 5);
+			ch->owner = SHMBUS_OWNER(SHMBUS_OWNER_GEN(ch->owner),
+						 SHMBUS_CHUNK_QUEUED, i);
+			found++;
+		}
+		assert_int_equal(found, 1);
+		shmbus_consumer__free(c);
+		ok++;
+	}
+	anon1 = rss_kb(d, "RssAnon");
+	rc = t_wait(st, 10000);
+	shmbus__close(b);
+	f = fopen(slog, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		logged += strstr(line, "attach refused") != NULL;
+	fclose(f);
+	printf("attach+free with a forged lease: %d done, %d -EAGAIN (first "
+	       "after %d); %d refusals logged; staller exit %d\n", ok, again,
+	       first_again, logged, rc);
+	printf("daemon heap (RssAnon): %ld kB before, %ld kB after\n", anon0,
+	       anon1);
+	assert_int_equal(ok, 1000);
+	assert_true(again > 0);
+	assert_true(first_again >= 50);	/* the cap, not the first ones */
+	assert_true(logged > 0);
+	assert_int_equal(rc, 0);
+	assert_true(anon1 > 0 && anon1 < anon0 + heap_slack());
 
 	kill(d, SIGTERM);
 	assert_true(t_wait(d, 10000) >= 0);
@@ -352,6 +481,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_staller_is_closed, reap),
+		cmocka_unit_test_teardown(test_sweeps_capped, reap),
 	};
 
 	return T_RUN_WITH_DAEMON("stall", tests);

@@ -330,7 +330,7 @@ struct dbus {
 	struct defer_head *deferred;	/* defer.c: waiting for a grace period */
 	struct defer_head **deferred_tail;
 	unsigned sweeps;	/* reclaim.c: orphan sweeps pending */
-#define SWEEPS_MAX	256	/* beyond which attach says -EAGAIN */
+#define SWEEPS_MAX	64	/* beyond which attach says -EAGAIN */
 	struct timer *timers;	/* timers.c: a min-heap by due time */
 	size_t nr_timers, timers_cap;
 	uint64_t excl_seq;	/* topics.c: names of exclusive subscriptions */
