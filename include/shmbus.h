@@ -851,7 +851,10 @@ SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
  * shmbus_consumer__arm(): it returns 1 if messages are already waiting
  * (receive them; do not wait), or 0 if armed: the fd becomes readable when
  * a message arrives. Then receive until -EAGAIN and arm again. Returns
- * -EIDRM if the queue was deleted.
+ * -EIDRM if the queue was deleted. While the daemon is down, a producer
+ * that attached before this consumer's seat existed cannot write the fd
+ * (docs/semantics.md, "When the daemon is gone"): bound the wait with a
+ * timeout and arm again; a blocking receive does this by itself.
  */
 SHMBUS_API int shmbus_consumer__fd(const struct shmbus_consumer *c);
 SHMBUS_API int shmbus_consumer__arm(struct shmbus_consumer *c);

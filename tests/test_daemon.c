@@ -182,6 +182,60 @@ static void test_expired_without_daemon(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * A producer that attached before a consumer's seat existed, and never
+ * fetched its eventfd while the daemon lived, cannot wake that consumer
+ * once the daemon is gone: the consumer, having seen the daemon hang up,
+ * looks again every few ms. The message waits ~20 ms, not the timeout.
+ */
+static void test_wake_without_daemon(void **state)
+{
+	int64_t *took = t_shared(sizeof(int64_t));
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	int ready[2], go[2];
+	int64_t t0;
+	char c;
+	pid_t kid;
+
+	(void)state;
+	bus = shmbus__open("late", NULL);
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "w", NULL), 1);
+	p = shmbus_producer__new(bus, "w", NULL);	/* no seat made yet */
+	assert_non_null(p);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	kid = fork();
+	if (!kid) {
+		struct shmbus *b = shmbus__open("late", NULL);
+		struct shmbus_consumer *cs = shmbus_consumer__new(b, "w", NULL);
+		char buf[8];
+		ssize_t n;
+
+		CHILD_CHECK(cs, "consumer: %s", strerror(errno));
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		CHILD_CHECK(read(go[0], &c, 1) == 1, "go");
+		n = shmbus_consumer__receive(cs, buf, sizeof(buf),
+					     5LL * 1000000000);
+		CHILD_CHECK(n == 1, "receive: %zd", n);
+		WRITE_ONCE(*took, t_now_ns());
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	t_kill_daemon();
+	assert_int_equal(write(go[1], "g", 1), 1);
+	usleep(200000);		/* the consumer is asleep by now */
+	t0 = t_now_ns();
+	assert_int_equal(shmbus_producer__publish(p, "x", 1, NULL), 0);
+	assert_int_equal(t_wait(kid, 10000), 0);
+	printf("woken without a daemon: sent 1 received 1 lost 0, "
+	       "%.1f ms after the publish\n", (READ_ONCE(*took) - t0) / 1e6);
+	assert_true(READ_ONCE(*took) - t0 < 1000000000LL);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 /* ---- malformed control frames ------------------------------------- */
 
 static int raw_connect(void)
@@ -725,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_autostart_race),
 		cmocka_unit_test(test_daemon_killed),
 		cmocka_unit_test(test_expired_without_daemon),
+		cmocka_unit_test(test_wake_without_daemon),
 		cmocka_unit_test(test_malformed_frames),
 		cmocka_unit_test(test_declare_rules),
 		cmocka_unit_test(test_timestamps_and_ids),

@@ -221,6 +221,7 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 		return NULL;
 	}
 	bus->arena_fd = -1;
+	bus->hup_fd = -1;
 	bus->pid = getpid();
 	memcpy(bus->name, req.name, sizeof(bus->name));
 	err = open_connect(bus, opts);
@@ -232,6 +233,9 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	err = open_wakes(bus, cookie);
 	if (err)
 		goto fail_map;
+	/* without it sleepers do not notice the daemon's death: they still
+	 * work, as they did before (woken by producers holding their fd) */
+	bus->hup_fd = fcntl(bus->conn.fd, F_DUPFD_CLOEXEC, 3);
 	return bus;
 
 fail_map:
@@ -256,6 +260,8 @@ SHMBUS_API void shmbus__close(struct shmbus *bus)
 	if (bus->arena_fd >= 0)
 		close(bus->arena_fd);
 	client_close(&bus->conn);
+	if (bus->hup_fd >= 0)
+		close(bus->hup_fd);	/* the socket's last fd: EOF */
 	/* after the socket: the daemon sees the EOF first, the death
 	 * record (same meaning) second */
 	if (bus->wakes.kfd >= 0)

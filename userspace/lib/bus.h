@@ -24,6 +24,9 @@ struct shmbus {
 	pid_t pid;		/* opener: a forked child must reopen */
 	struct reqrep *rr;	/* request-reply, created on first request */
 	int arena_fd;
+	int hup_fd;		/* a dup of the control socket: sleeping
+				 * consumers poll it for the daemon's
+				 * hang-up (consumer.c, sleep_until()) */
 	bool rdonly;
 	uint32_t owner_uid, owner_gid, mode;	/* the daemon's BUS_OPEN reply */
 };

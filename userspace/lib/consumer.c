@@ -508,6 +508,25 @@ static __attribute__((noinline)) void expire_pending(struct shmbus_consumer *c)
 	}
 }
 
+/*
+ * Until when a blocked receive sleeps. While the daemon lives, @deadline.
+ * Without it, a producer that attached before our seat's eventfd was made
+ * and never fetched it (it fetches through the daemon) cannot wake us, so
+ * we look again every DAEMONLESS_LOOK_NS: a message waits that long at
+ * most, and an idle consumer costs a wake-up per period, only then.
+ */
+#define DAEMONLESS_LOOK_NS	(20 * NSEC_PER_MSEC)
+
+static int64_t sleep_until(const struct shmbus_consumer *c, int64_t deadline)
+{
+	int64_t t;
+
+	if (!c->daemon_gone)
+		return deadline;
+	t = now_ns() + DAEMONLESS_LOOK_NS;
+	return t < deadline ? t : deadline;
+}
+
 static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 {
 	struct attachment *at = &c->at;
@@ -613,13 +632,19 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		slot_count(c->at.slot, SHMBUS_CTR_SLEEPS, 1);
 		SHMBUS_PROBE4(sleep, at_bus(&c->at), c->at.qid, c->at.seat,
 			      now_ns());
-		err = seat_sleep(&c->seat, deadline);
+		err = seat_sleep(&c->seat, sleep_until(c, deadline),
+				 c->daemon_gone ? -1 : c->at.bus->hup_fd);
 		if (!err)
 			SHMBUS_PROBE4(wake_recv, at_bus(&c->at), c->at.qid,
 				      c->at.seat, now_ns());
+		if (err == -ENOTCONN)
+			c->daemon_gone = true;
 		/* returning an error (-EINTR) takes nothing: a wake-up we
 		 * were given goes on to another sleeper */
-		disarm(c, err && err != -ETIMEDOUT);
+		disarm(c, err && err != -ETIMEDOUT && err != -ENOTCONN);
+		if (err == -ENOTCONN ||
+		    (err == -ETIMEDOUT && now_ns() < deadline))
+			continue;	/* no daemon: look again ourselves */
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
 			err = try_take(c, msg);

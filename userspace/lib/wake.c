@@ -367,32 +367,37 @@ static int read_tokens(struct seat *s)
 	return n < 0 ? -errno : -EIO;
 }
 
-int seat_sleep(struct seat *s, int64_t deadline)
+int seat_sleep(struct seat *s, int64_t deadline, int hup_fd)
 {
-	int err = 0;
+	struct pollfd pfd[2] = {
+		{ .fd = s->fd, .events = POLLIN },
+		/* only a hang-up: a reply to another thread's request is
+		 * not ours to wake for */
+		{ .fd = hup_fd, .events = POLLRDHUP },
+	};
+	struct timespec ts, *tsp = NULL;
+	int n;
 
-	if (deadline == INT64_MAX) {
+	if (deadline == INT64_MAX && hup_fd < 0)
 		/* one syscall: the blocking read both waits and drains */
-		err = read_tokens(s);
-	} else {
-		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+		return read_tokens(s);
+	if (deadline != INT64_MAX) {
 		int64_t left = deadline - now_ns();
-		struct timespec ts;
 
 		if (left < 0)
 			left = 0;
 		ts.tv_sec = left / NSEC_PER_SEC;
 		ts.tv_nsec = left % NSEC_PER_SEC;
-		int n = ppoll(&pfd, 1, &ts, NULL);
-
-		if (n < 0)
-			err = -errno;
-		else if (n == 0)
-			err = -ETIMEDOUT;
-		else
-			err = read_tokens(s);
+		tsp = &ts;
 	}
-	return err;
+	n = ppoll(pfd, hup_fd < 0 ? 1 : 2, tsp, NULL);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ETIMEDOUT;
+	if (pfd[0].revents)
+		return read_tokens(s);
+	return -ENOTCONN;
 }
 
 void seat_drain(struct seat *s)

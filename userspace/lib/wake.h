@@ -206,13 +206,15 @@ bool seat_disarm(struct seat *s);
 
 /*
  * Block until our eventfd is written or @deadline (CLOCK_MONOTONIC ns,
- * INT64_MAX = never) passes. Must be armed. Returns 0 (woken; maybe
- * spuriously), -ETIMEDOUT, -EINTR. The caller disarms afterwards, inside
+ * INT64_MAX = never) passes, or until @hup_fd (the bus's control socket,
+ * -1: none) says the daemon hung up. Must be armed. Returns 0 (woken;
+ * maybe spuriously), -ETIMEDOUT, -EINTR, -ENOTCONN (the daemon is gone:
+ * no token came). The caller disarms afterwards, inside
  * an epoch section after checking that the queue is still the one it armed
  * on: a deleted queue's descriptor may already serve a new queue, whose
  * sleep_mask is not ours to touch.
  */
-int seat_sleep(struct seat *s, int64_t deadline);
+int seat_sleep(struct seat *s, int64_t deadline, int hup_fd);
 
 /* With the module: put (qid, gen, seat) -> @fd in it, or take it out.
  * Best effort: a seat the module does not know is woken by eventfd. */
