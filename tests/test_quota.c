@@ -128,11 +128,11 @@ static int eventfds_of(pid_t pid)
 	return fds_linking(pid, ev);
 }
 
-/* Become uid/gid 65534 (in a forked child). */
-static void become_nobody(void)
+/* Become uid/gid @uid, no supplementary groups (in a forked child). */
+static void become(uid_t uid)
 {
 	shmbus_set_print(NULL);
-	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
 		_exit(99);
 }
 
@@ -253,7 +253,7 @@ static void nobody_fills(int hold, int *nq_out)
 	int nq = 0, nb = 1, nc = 1, err;
 	struct shmbus *bus;
 
-	become_nobody();
+	become(NOBODY);
 	bus = shmbus__open("nb", &oo);
 	MUST(bus, "open: %s", strerror(errno));
 	for (;;) {
@@ -440,9 +440,7 @@ static void uid_fills(uid_t uid, struct fill_result *res)
 	char name[16];
 	int err;
 
-	shmbus_set_print(NULL);
-	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
-		_exit(99);
+	become(uid);
 	snprintf(name, sizeof(name), "u%u", (unsigned)uid);
 	bus = shmbus__open(name, &so);
 	MUST(bus, "open %s: %s", name, strerror(errno));
@@ -521,7 +519,7 @@ static void nobody_quotas(uint64_t small)
 	char want[160];
 	int err;
 
-	become_nobody();
+	become(NOBODY);
 	/* bytes: 3 small arenas fit, a big one does not; refused, it
 	 * charges nothing (neither bytes nor a bus) */
 	b1 = shmbus__open("n1", &so);
