@@ -57,7 +57,7 @@
 #include <stddef.h>
 
 #define SHMBUS_MAGIC		0x31737562626d6873ULL	/* "shmbbus1" LE */
-#define SHMBUS_LAYOUT_VERSION	3u
+#define SHMBUS_LAYOUT_VERSION	4u
 
 #define SHMBUS_CACHELINE	64u
 #define SHMBUS_SB_SIZE		4096u
@@ -139,7 +139,9 @@ struct shmbus_sb {
 	uint32_t repairs;		/* D: times the daemon rewrote damaged
 					 * constant parts of the arena from its
 					 * records (informational) */
-	uint8_t	 __pad5b[40];
+	uint32_t adoptions;		/* D: times a restarted daemon took the
+					 * bus over (informational) */
+	uint8_t	 __pad5b[36];
 	uint8_t	 __rsvd[SHMBUS_SB_SIZE - 6 * 64];
 };
 
@@ -242,7 +244,12 @@ struct shmbus_slot {
 	uint32_t qgen;			/* the queue's gen at attach */
 	uint32_t seat;			/* consumer seat, or UINT32_MAX */
 	uint32_t __pad0;
-	uint8_t	 __pad0b[24];
+	uint64_t conn_token;		/* the owning connection's token
+					 * (sbc_bus_open_reply): which of its
+					 * owner's connections a daemon that
+					 * adopts the bus hands the slot back
+					 * to when that connection rejoins */
+	uint8_t	 __pad0b[16];
 	/* --- line 1: RCU read side. O writes (gp_epoch << 1 | 1) on section
 	 * entry and 0 on exit; D reads it in synchronize (see epoch.c).
 	 */
@@ -293,6 +300,8 @@ struct shmbus_slot {
 					 * refused, receive and publish get
 					 * -EUCLEAN, until it is deleted and
 					 * declared again */
+#define SHMBUS_QF_DURABLE	0x80u	/* subscription: stays without
+					 * consumers */
 
 /*
  * Queue descriptor, in the directory at qdir_off + qid * queue_size.
@@ -315,7 +324,10 @@ struct shmbus_queue {
 	uint32_t seat_epoch;		/* seat eventfds D has made; D bumps it
 					 * when a consumer first takes a seat */
 	uint32_t __pad0a;
-	uint8_t	 __pad0[16];
+	uint64_t owner_token;		/* private (reply) queue: the token of
+					 * the connection it belongs to (slot
+					 * conn_token); 0 = not private */
+	uint8_t	 __pad0[8];
 	/* --- line 1: name. D writes before gen. */
 	char	 name[SHMBUS_NAME_MAX];
 	/* --- line 2: semantics. D writes before gen at declare; every
@@ -505,7 +517,17 @@ struct shmbus_chunk {
 					 * after adding dead-letter
 					 * attributes; C verifies it */
 	uint32_t prio;			/* priority level it was published at */
-	uint8_t	 __rsvd1[24];
+	/* D: while the chunk is TIMED, where and when it goes: queue
+	 * (hold_qid, hold_qgen) at hold_due (CLOCK_MONOTONIC). Written
+	 * before the daemon makes it TIMED and whenever it re-arms it;
+	 * hold_gen is the owner gen it was written for, so a record left
+	 * from an earlier allocation is never taken for this one. A
+	 * daemon that adopts the bus re-arms every TIMED chunk from it. */
+	uint64_t hold_due;
+	uint32_t hold_qid;
+	uint32_t hold_qgen;
+	uint32_t hold_gen;
+	uint32_t __rsvd1;
 	/* the payload at offset SHMBUS_CHUNK_HDR (len bytes), then the
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };

@@ -6,8 +6,9 @@
  * frame starts with struct sbc_hdr; len is the whole frame and must equal
  * the packet size; the body is a fixed struct per type. Reserved and pad
  * fields must be zero and names must be valid (see proto_name_valid()).
- * File descriptors travel only daemon -> client, as SCM_RIGHTS on replies;
- * nfds says how many. Anything else (bad magic, version, type, length,
+ * File descriptors travel daemon -> client as SCM_RIGHTS on replies (nfds
+ * says how many), and client -> daemon only with REJOIN (exactly one: the
+ * arena) and SEATS_GIVE (one per seat its map names). Anything else (bad magic, version, type, length,
  * truncation, unexpected fds, non-zero padding) is a protocol error: the
  * daemon replies with status -EPROTO (or the specific -errno) and closes
  * that connection; everyone else is unaffected.
@@ -16,7 +17,8 @@
  * (binds the connection to one bus: the caller's own of that name, or
  * with SBC_OPEN_OWNER the named owner's), then any number of the others:
  * QUEUE_DECLARE, QUEUE_DELETE, ATTACH, DETACH, DISPOSE, SUBSCRIBE, SEATS,
- * UNSUBSCRIBE (enum sbc_type). A reply echoes the request's type and seq
+ * UNSUBSCRIBE, SEATS_GIVE (enum sbc_type). A client whose daemon died
+ * says REJOIN instead of BUS_OPEN to the next one. A reply echoes the request's type and seq
  * with status 0 or -errno. A reply with status 0 carries the type's reply
  * struct; a failing one carries nothing, or the reason of a refusal: a
  * NUL-terminated text of at most SBC_REASON_MAX bytes (the NUL included)
@@ -36,7 +38,7 @@
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		5u
+#define SBC_VERSION		6u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 #define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
@@ -52,6 +54,8 @@ enum sbc_type {
 	SBC_SUBSCRIBE		= 8,
 	SBC_SEATS		= 9,
 	SBC_UNSUBSCRIBE		= 10,
+	SBC_REJOIN		= 11,
+	SBC_SEATS_GIVE		= 12,
 	SBC__TYPE_MAX,
 };
 
@@ -110,6 +114,48 @@ struct sbc_bus_open_reply {
 	uint32_t owner_gid;
 	uint32_t mode;
 	uint32_t __pad;
+	uint64_t conn_token;	/* this connection's name in the arena's
+				 * slots and private queues; REJOIN names
+				 * it to a later daemon */
+};
+
+/*
+ * BUS_OPEN fails with -EINPROGRESS while the bus named is held by running
+ * processes and the daemon has not yet adopted it (it restarted): the
+ * client retries, up to its connect timeout, and joins the old bus.
+ *
+ * REJOIN: the daemon this client opened bus (owner_uid, name) with is gone;
+ * here is the arena it mapped (exactly one fd, SCM_RIGHTS) and its old
+ * connection's token. The daemon adopts the arena if it does not know the
+ * bus yet (after verifying that it is one of its own making, of that owner
+ * and name: a sealed memfd owned by the daemon's uid whose memfd name,
+ * fixed at creation, says so, with a valid superblock of the same bus id),
+ * or checks that it is the arena of the bus it knows. The slots and private
+ * queues of the old connection, if it was this same process (pid and
+ * start time), become this connection's. Reply: a BUS_OPEN reply (created
+ * 0, the new conn_token), no fd.
+ */
+#define SBC_REJOIN_RDONLY	0x1u	/* the client maps it read-only */
+#define SBC_REJOIN__ALL		0x1u
+
+struct sbc_rejoin {
+	char	 name[SHMBUS_NAME_MAX];
+	uint32_t owner_uid;
+	uint32_t flags;		/* SBC_REJOIN_* */
+	uint64_t token;		/* the old connection's conn_token */
+};
+
+/*
+ * SEATS_GIVE: after a REJOIN, the seat eventfds of queue (qid, gen) this
+ * client holds, in seat order, for the seats set in seat_map (one fd per
+ * bit, SCM_RIGHTS). The daemon keeps those of seats in use it has no
+ * eventfd for (each checked to be an eventfd) and closes the rest, so
+ * the consumers sleeping on them can be woken by it again. Reply: no body.
+ */
+struct sbc_seats_give {
+	uint32_t qid;
+	uint32_t gen;
+	uint64_t seat_map[SHMBUS_SEAT_WORDS];
 };
 
 /* QUEUE_DECLARE flags */
