@@ -218,6 +218,7 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	b->next = d->buses;
 	d->buses = b;
 	kmod_watch(b);
+	fdstore_bus(d, b);
 	log_info("bus %u:%s created by pid %d: %llu bytes, mode %04o, "
 		 "%u queues, %u slots, %u pools%s", p->uid, b->name, p->pid,
 		 (unsigned long long)size, ap.mode, ap.max_queues,

@@ -398,9 +398,11 @@ static int parse_args(int argc, char **argv, struct options *o,
 
 /*
  * The socket's directory, its lock (*lockfd), the log, the listening
- * socket (*lfd). Returns -1 to go on, else the exit code.
+ * socket (*lfd): @activated if the service manager passed one, else our
+ * own. Returns -1 to go on, else the exit code.
  */
-static int setup(const struct options *o, int *lockfd, int *lfd)
+static int setup(const struct options *o, int activated, int *lockfd,
+		 int *lfd)
 {
 	int err;
 
@@ -427,6 +429,12 @@ static int setup(const struct options *o, int *lockfd, int *lfd)
 		fprintf(stderr, "shmbusd: log %s: %s\n", o->logpath,
 			strerror(-err));
 		return 1;
+	}
+	if (activated >= 0) {
+		/* the service manager's socket: the loop wants it non-blocking */
+		fcntl(activated, F_SETFL, fcntl(activated, F_GETFL) | O_NONBLOCK);
+		*lfd = activated;
+		return -1;
 	}
 	*lfd = listen_on(o->sock);
 	if (*lfd < 0) {
@@ -474,9 +482,10 @@ int main(int argc, char **argv)
 	struct daemon d = { 0 };
 	struct options o = { 0 };
 	char errbuf[320];
-	int lockfd = -1, lfd = -1, rc;
+	int lockfd = -1, lfd = -1, activated, rc;
 
 	std_fds_open();		/* before anything is opened */
+	activated = fdstore_take();
 	rc = parse_args(argc, argv, &o, &d);
 	if (rc >= 0)
 		return rc;
@@ -487,7 +496,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shmbusd: policy %s\n", errbuf);
 		return 1;
 	}
-	rc = setup(&o, &lockfd, &lfd);
+	rc = setup(&o, activated, &lockfd, &lfd);
 	if (rc >= 0)
 		return rc;
 	if (o.daemonize && daemonize() < 0)
@@ -496,15 +505,27 @@ int main(int argc, char **argv)
 	quota_init(raise_nofile());
 	if (kmod_init() < 0)
 		return 1;
-	log_info("listening on %s", o.sock);
+	/* the buses of the daemon before us, before any client is heard;
+	 * with --daemonize we were autostarted by a client, whose own
+	 * service manager must not hear from us */
+	fdstore_start(&d, !o.daemonize);
+	if (activated >= 0)
+		log_info("listening on the socket the service manager passed "
+			 "(fd %d)", activated);
+	else
+		log_info("listening on %s", o.sock);
 	memory_describe(&d);
 	if (d.policy_path)
 		log_info("policy %s: %u rules", d.policy_path,
 			 policy_rules(d.policy));
+	fdstore_ready(&d);
 	rc = server_run(&d, lfd);
+	fdstore_stopping();
 	close(lfd);
-	unlink(o.sock);
+	if (activated < 0)
+		unlink(o.sock);	/* a passed socket's path is its manager's */
 	buses_free(&d);
+	fdstore_close();
 	quota_free();
 	policy_free(d.policy);
 	log_info("stopped");

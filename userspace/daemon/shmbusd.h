@@ -341,6 +341,7 @@ struct dbus {
 	uint8_t pool_copy[SHMBUS_MAX_POOLS][64] __attribute__((aligned(8)));
 	uint32_t repairs, quarantined;
 	int64_t repair_next;
+	bool fd_stored;		/* fdstore.c: the service manager has a copy */
 };
 
 /* The bus called @name in the namespace of uid @owner, or NULL. */
@@ -551,5 +552,23 @@ void kmod_watch(struct dbus *b);	/* death notice for a new bus */
 uint64_t kmod_cookie(void);		/* a connection's; 0 without kmod */
 /* Death records waiting: up to @max (cookie, pid) pairs; 0 if none. */
 int kmod_read(uint64_t *cookies, uint32_t *pids, int max);
+
+/* ---- fdstore.c: systemd's notify socket and file descriptor store -------- */
+
+/* First thing at start: take the fds the service manager passed
+ * (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES). Returns a listening AF_UNIX
+ * seqpacket socket among them (socket activation) or -1. */
+int fdstore_take(void);
+/* Before accepting: open $NOTIFY_SOCKET (if @notify), take or make the
+ * state memfd, and adopt the arenas passed. Logged; nothing here stops
+ * the daemon. */
+void fdstore_start(struct daemon *d, bool notify);
+/* Bus @b was created or adopted: its arena and trusted copies go to the
+ * store (once per bus; nothing without a notify socket). */
+void fdstore_bus(struct daemon *d, struct dbus *b);
+/* READY=1 (listening, passed arenas adopted), STOPPING=1. */
+void fdstore_ready(const struct daemon *d);
+void fdstore_stopping(void);
+void fdstore_close(void);
 
 #endif /* SHMBUSD_H */
