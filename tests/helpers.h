@@ -295,7 +295,8 @@ static inline struct shmbus *t_open_bus(const char *name)
 
 /*
  * Where this process mapped bus @name's arena read-write (from
- * /proc/self/maps: the daemon names its memfds "shmbus:NAME"), or NULL.
+ * /proc/self/maps: the daemon names its memfds "shmbus:...:NAME"), or
+ * NULL.
  * For tests that play a hostile peer.
  */
 static inline void *t_arena_mapping(const char *name)
@@ -304,11 +305,12 @@ static inline void *t_arena_mapping(const char *name)
 	FILE *f = fopen("/proc/self/maps", "r");
 	void *addr = NULL;
 
-	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
+	snprintf(want, sizeof(want), ":%s (deleted)", name);
 	while (f && fgets(line, sizeof(line), f)) {
 		unsigned long lo;
 
-		if (strstr(line, want) && strstr(line, " rw") &&
+		if (strstr(line, "/memfd:shmbus:") && strstr(line, want) &&
+		    strstr(line, " rw") &&
 		    sscanf(line, "%lx-", &lo) == 1) {
 			addr = (void *)lo;
 			break;

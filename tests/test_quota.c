@@ -387,9 +387,10 @@ static uint64_t arena_bytes(const char *name)
 	uint64_t size = 0;
 	FILE *f = fopen("/proc/self/maps", "r");
 
-	snprintf(want, sizeof(want), "/memfd:shmbus:%s ", name);
+	snprintf(want, sizeof(want), ":%s (deleted)", name);
 	while (f && fgets(line, sizeof(line), f))
-		if (strstr(line, want) && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+		if (strstr(line, "/memfd:shmbus:") && strstr(line, want) &&
+		    sscanf(line, "%lx-%lx", &lo, &hi) == 2)
 			size += hi - lo;
 	if (f)
 		fclose(f);

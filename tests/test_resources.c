@@ -434,12 +434,12 @@ static void test_memory_max(void **state)
 /* ---- the arena fd cannot be truncated ------------------------------------ */
 
 /* This process's fd of bus @name's arena (the daemon names its memfds
- * "shmbus:NAME"), or -1. */
+ * "shmbus:INSTANCE:UID:GID:MODE:BUSID:NAME"), or -1. */
 static int arena_fd_of(const char *name)
 {
 	char want[128], path[64], target[256];
 
-	snprintf(want, sizeof(want), "/memfd:shmbus:%s (deleted)", name);
+	snprintf(want, sizeof(want), ":%s (deleted)", name);
 	for (int fd = 3; fd < 1024; fd++) {
 		ssize_t n;
 
@@ -448,7 +448,9 @@ static int arena_fd_of(const char *name)
 		if (n <= 0)
 			continue;
 		target[n] = '\0';
-		if (!strcmp(target, want))
+		if (!strncmp(target, "/memfd:shmbus:", 14) &&
+		    (size_t)n > strlen(want) &&
+		    !strcmp(target + n - strlen(want), want))
 			return fd;
 	}
 	return -1;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "shmbusd.h"
@@ -71,13 +72,19 @@ static int bus_params(const struct sbc_bus_open *req, const struct peer *p,
 	return err;
 }
 
-/* A sealable memfd of @size bytes, every page reserved. */
-static int arena_backing(const char *name, uint64_t size)
+void arena_memfd_name(const struct daemon *d, const struct arena_params *ap,
+		      uint32_t bus_id, char *buf, size_t len)
 {
-	char desc[96];
+	snprintf(buf, len, "shmbus:%08x:%u:%u:%o:%08x:%s", d->instance,
+		 (unsigned)ap->uid, (unsigned)ap->gid, (unsigned)ap->mode,
+		 bus_id, ap->name);
+}
+
+/* A sealable memfd of @size bytes called @desc, every page reserved. */
+static int arena_backing(const char *desc, uint64_t size)
+{
 	int fd, err;
 
-	snprintf(desc, sizeof(desc), "shmbus:%s", name);
 	fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
@@ -97,10 +104,14 @@ fail:
 static int arena_make(const struct daemon *d, const struct arena_params *ap,
 		      uint64_t size)
 {
+	char desc[160];
 	void *mem;
 	int fd, err;
 
-	fd = arena_backing(ap->name, size);
+	/* the memfd's name is the bus's identity to a daemon that adopts it
+	 * (adopt.c): fixed now, with the bus id the superblock gets */
+	arena_memfd_name(d, ap, ap->bus_id, desc, sizeof(desc));
+	fd = arena_backing(desc, size);
 	if (fd < 0) {
 		log_warn("bus '%s': cannot reserve %llu bytes: %s", ap->name,
 			 (unsigned long long)size, strerror(-fd));
@@ -125,7 +136,7 @@ fail:
 	return err;
 }
 
-static void bus_destroy(struct dbus *b)
+void bus_destroy(struct dbus *b)
 {
 	arena_unmap(&b->arena);
 	if (b->fd >= 0)
@@ -139,9 +150,7 @@ static void bus_destroy(struct dbus *b)
 	free(b);
 }
 
-/* The daemon's record of the arena in @fd (ours from here on): mapped,
- * a read-only fd for RDONLY clients, empty tables. */
-static int bus_record(int fd, const struct arena_params *ap, struct dbus **out)
+int bus_record(int fd, const struct arena_params *ap, struct dbus **out)
 {
 	struct dbus *b = calloc(1, sizeof(*b));
 	char path[64];
@@ -191,6 +200,10 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	err = bus_params(req, p, &ap);
 	if (err)
 		return err;
+	while (!ap.bus_id)
+		if (getrandom(&ap.bus_id, sizeof(ap.bus_id), 0) !=
+		    sizeof(ap.bus_id))
+			ap.bus_id = (uint32_t)now_ns() ^ (uint32_t)getpid();
 	size = arena_size_for(&ap);
 	err = memory_admit(d, size, why, sizeof(why));
 	if (err) {
@@ -214,11 +227,7 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	err = bus_record(fd, &ap, &b);
 	if (err)
 		goto uncharge;
-	WRITE_ONCE(b->arena.sb->daemon_pid, (uint32_t)getpid());
-	b->next = d->buses;
-	d->buses = b;
-	kmod_watch(b);
-	fdstore_bus(d, b);
+	bus_link(d, b);
 	log_info("bus %u:%s created by pid %d: %llu bytes, mode %04o, "
 		 "%u queues, %u slots, %u pools%s", p->uid, b->name, p->pid,
 		 (unsigned long long)size, ap.mode, ap.max_queues,
@@ -231,6 +240,15 @@ uncharge:
 uncharge_bus:
 	quota_release(p->uid, Q_BUSES, 1);
 	return err;
+}
+
+void bus_link(struct daemon *d, struct dbus *b)
+{
+	WRITE_ONCE(b->arena.sb->daemon_pid, (uint32_t)getpid());
+	b->next = d->buses;
+	d->buses = b;
+	kmod_watch(b);
+	fdstore_bus(d, b);
 }
 
 void buses_conn_gone(struct daemon *d, uint32_t conn_id)

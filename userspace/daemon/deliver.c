@@ -76,17 +76,25 @@ void chunk_drop(struct dbus *b, uint32_t ref)
  * copy we hold (TIMED), so its delivery count and dead-letter marks are
  * its own. Without memory it stays shared (retried without a count).
  */
-static uint32_t unshare(struct dbus *b, uint32_t ref)
+static uint32_t unshare(struct dbus *b, uint32_t qid, uint32_t qgen,
+			uint32_t ref)
 {
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+	int64_t now = now_ns();
 	uint32_t nref;
 
 	if (!c || !chunk_shared(c))
 		return ref;
+	/* the copy takes the header as it is: a daemon killed before the
+	 * copy's own record below still finds the queue in it (the hold
+	 * fields are the daemon's alone, in a shared chunk too) */
+	hold_note(c, 0, qid, qgen, now);
 	if (chunk_unshare(&b->arena, NULL, ref,
 			  (SHMBUS_CHUNK_TIMED << 16) | SHMBUS_OWNER_DAEMON,
 			  &nref))
 		return ref;
+	c = chunk_at(&b->arena, nref);
+	hold_note(c, SHMBUS_OWNER_GEN(READ_ONCE(c->owner)), qid, qgen, now);
 	return nref;
 }
 
@@ -244,7 +252,10 @@ bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref)
 		dq_wake(b, qid);
 		return true;
 	}
-	/* a new generation: no sweep can mistake it for its past self */
+	/* a new generation: no sweep can mistake it for its past self; its
+	 * hold record first, so that a daemon killed before the enqueue
+	 * leaves a chunk the next one requeues (adopt_held()) */
+	hold_note(c, gen, qid, dq->gen, now_ns());
 	WRITE_ONCE(c->owner, SHMBUS_OWNER(gen, SHMBUS_CHUNK_QUEUED,
 					  SHMBUS_OWNER_DAEMON));
 	if (ring_enqueue(&r, ref)) {
@@ -295,7 +306,8 @@ void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 	    dq->dlq_qid != UINT32_MAX &&
 	    dqueue_is(b, dq->dlq_qid, dq->dlq_gen) &&
 	    !b->queues[dq->dlq_qid].damaged &&
-	    (ref = unshare(b, ref), !chunk_shared(c = chunk_at(&b->arena, ref)))) {
+	    (ref = unshare(b, qid, dq->gen, ref),
+	     !chunk_shared(c = chunk_at(&b->arena, ref)))) {
 		WRITE_ONCE(c->dl_reason, reason);
 		WRITE_ONCE(c->dl_src_qid, qid + 1);
 		attr_dead_letter(c, b->arena.pool[SHMBUS_REF_POOL(ref)].payload_max,
@@ -347,7 +359,7 @@ void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 		chunk_drop(b, ref);		/* the queue is gone */
 		return;
 	}
-	ref = unshare(b, ref);
+	ref = unshare(b, qid, qgen, ref);
 	c = chunk_at(&b->arena, ref);
 	dc = READ_ONCE(c->delivery_count);
 	if (dq->max_deliveries && dc >= dq->max_deliveries) {
@@ -431,6 +443,7 @@ int dispose_request(struct dbus *b, const struct peer *p,
 	       ds->role == SHMBUS_ROLE_PRODUCER)))
 		return -EINVAL;
 	/* the chunk is ours from here on, or it was not what they said */
+	hold_note(c, SHMBUS_OWNER_GEN(o), ds->qid, ds->qgen, now_ns());
 	if (!atomic_cmpxchg(&c->owner, &o,
 			    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o), SHMBUS_CHUNK_TIMED,
 					 SHMBUS_OWNER_DAEMON)))
@@ -474,6 +487,8 @@ static int64_t ttl_scan_level(struct dbus *b, uint32_t qid, uint32_t level,
 		/* still there, so the header we read was the message's */
 		if (ring_take_at(&r, pos, v))
 			continue;
+		if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED)
+			hold_note(c, SHMBUS_OWNER_GEN(o), qid, dq->gen, now);
 		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_SHARED &&
 		    (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED ||
 		     !atomic_cmpxchg(&c->owner, &o,

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shmbusd.h"
 
@@ -79,6 +80,14 @@ static int check_subscribe(const void *body)
 	    q->max_consumers > SHMBUS_MAX_SEATS)
 		return -EINVAL;
 	return 0;
+}
+
+static int check_rejoin(const void *body)
+{
+	const struct sbc_rejoin *q = body;
+
+	return proto_name_valid(q->name) || (q->flags & ~SBC_REJOIN__ALL) ||
+	       !q->token ? -EINVAL : 0;
 }
 
 static int check_unsubscribe(const void *body)
@@ -182,10 +191,26 @@ static int open_existing(struct request *r, struct dbus *b)
 	return allow(r, &ref, POLICY_PUBLISH);
 }
 
+/* A BUS_OPEN (or REJOIN) reply for bus r->s->bus. */
+static void open_reply(struct request *r, bool created)
+{
+	struct sbc_bus_open_reply *rep = r->rep;
+	const struct session *s = r->s;
+	const struct dbus *b = s->bus;
+
+	rep->arena_size = b->arena.size;
+	rep->created = created;
+	rep->rdonly = s->rdonly;
+	rep->kmod_cookie = s->rdonly ? 0 : s->kmod_cookie;
+	rep->owner_uid = b->owner_uid;
+	rep->owner_gid = b->owner_gid;
+	rep->mode = b->mode;
+	rep->conn_token = s->peer.token;
+}
+
 static int do_bus_open(struct request *r)
 {
 	const struct sbc_bus_open *q = r->body;
-	struct sbc_bus_open_reply *rep = r->rep;
 	struct session *s = r->s;
 	uid_t owner = q->flags & SBC_OPEN_OWNER ? q->owner_uid : s->peer.uid;
 	struct dbus *b;
@@ -199,6 +224,13 @@ static int do_bus_open(struct request *r)
 	b = bus_find(r->d, owner, q->name);
 	if (b) {
 		err = open_existing(r, b);
+	} else if (adopt_pending(owner, q->name)) {
+		/* never a second bus beside one that processes still use:
+		 * the client retries until one of them gives it back */
+		req_reason(r, "bus %u:%s is held by running processes that "
+			   "have not yet rejoined the restarted daemon", owner,
+			   q->name);
+		err = -EINPROGRESS;
 	} else if (!(q->flags & SBC_OPEN_CREATE)) {
 		req_reason(r, "no bus %u:%s", owner, q->name);
 		err = -ENOENT;
@@ -224,15 +256,146 @@ static int do_bus_open(struct request *r)
 	if (!created)
 		bus_repair(s->bus, 0);
 	s->rdonly = q->flags & SBC_OPEN_RDONLY;
-	rep->arena_size = b->arena.size;
-	rep->created = created;
-	rep->rdonly = s->rdonly;
-	rep->kmod_cookie = s->rdonly ? 0 : s->kmod_cookie;
-	rep->owner_uid = b->owner_uid;
-	rep->owner_gid = b->owner_gid;
-	rep->mode = b->mode;
+	open_reply(r, created);
 	r->fds = s->rdonly ? &b->ro_fd : &b->fd;
 	r->nfds = 1;
+	return 0;
+}
+
+/*
+ * REJOIN: a client of a daemon that died gives back the arena it maps
+ * (adopted now if the bus is not known yet; bus_adopt() checks it is an
+ * arena of ours) and takes back what its old connection owned, if that
+ * was this same process. It may open the bus as BUS_OPEN would let it.
+ */
+static int do_rejoin(struct request *r)
+{
+	const struct sbc_rejoin *q = r->body;
+	struct session *s = r->s;
+	struct dbus *b;
+	char why[200], src[64];
+	uint32_t ghost;
+	int err;
+
+	if (s->bus) {			/* one bus per connection */
+		r->fatal = true;
+		return -EINVAL;
+	}
+	if (r->in_nfds != 1) {
+		req_reason(r, "REJOIN carries exactly one file descriptor, "
+			   "the arena");
+		r->fatal = true;
+		return -EBADF;
+	}
+	snprintf(src, sizeof(src), "pid %d uid %u", s->peer.pid, s->peer.uid);
+	err = bus_adopt(r->d, r->in_fds[0], src, &b, why, sizeof(why));
+	if (err) {
+		req_reason(r, "%s", why);
+		return err == -EEXIST ? -EACCES : err;
+	}
+	if (b->owner_uid != q->owner_uid ||
+	    strncmp(b->name, q->name, SHMBUS_NAME_MAX)) {
+		log_info("refused: uid %u pid %d rejoined bus %u:%s with the "
+			 "arena of bus %u:%s", s->peer.uid, s->peer.pid,
+			 q->owner_uid, q->name, b->owner_uid, b->name);
+		req_reason(r, "the arena given is that of bus %u:%s, not "
+			   "%u:%s", b->owner_uid, b->name, q->owner_uid,
+			   q->name);
+		return -EACCES;
+	}
+	{
+		struct sbc_bus_open as = { .flags = q->flags & SBC_REJOIN_RDONLY
+						    ? SBC_OPEN_RDONLY : 0 };
+		const void *body = r->body;
+
+		r->body = &as;
+		err = open_existing(r, b);
+		r->body = body;
+		if (err)
+			return err;
+	}
+	s->bus = b;
+	s->rdonly = q->flags & SBC_REJOIN_RDONLY;
+	ghost = server_ghost_take(q->token, &s->peer);
+	if (ghost)
+		bus_rehome(b, ghost, &s->peer);
+	else
+		log_info("bus %u:%s: pid %d rejoined; nothing of its old "
+			 "connection was left", b->owner_uid, b->name,
+			 s->peer.pid);
+	open_reply(r, false);
+	return 0;
+}
+
+/* Is @fd an eventfd? */
+static bool is_eventfd(int fd)
+{
+	char path[64], link[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = '\0';
+	return !strcmp(link, "anon_inode:[eventfd]");
+}
+
+/*
+ * SEATS_GIVE: after a REJOIN, the seat eventfds a client holds. Kept for
+ * the seats the daemon has none for: the same eventfds the consumers
+ * sleep on and the producers write, so the daemon can wake them again.
+ * A member could give another eventfd for a seat: it could then steal or
+ * fake that bus's wake-ups, which members can do anyway.
+ */
+static int do_seats_give(struct request *r)
+{
+	const struct sbc_seats_give *q = r->body;
+	struct dbus *b = r->s->bus;
+	struct bus_ref ref = bus_ref_of(b);
+	unsigned want = 0, k = 0, kept = 0;
+	struct dqueue *dq;
+	int err;
+
+	if (!allowed(r, &ref, POLICY_CONSUME)) {
+		err = allow(r, &ref, POLICY_PUBLISH);
+		if (err)
+			return err;
+	}
+	for (unsigned w = 0; w < SHMBUS_SEAT_WORDS; w++)
+		want += (unsigned)__builtin_popcountll(q->seat_map[w]);
+	if (want != r->in_nfds) {
+		req_reason(r, "seat_map names %u seats, %u fds came", want,
+			   r->in_nfds);
+		r->fatal = true;
+		return -EINVAL;
+	}
+	if (!dqueue_is(b, q->qid, q->gen))
+		return -EIDRM;
+	dq = &b->queues[q->qid];
+	for (uint32_t seat = 0; seat < SHMBUS_MAX_SEATS; seat++) {
+		if (!(q->seat_map[seat / 64] & (1ULL << (seat % 64))))
+			continue;
+		if (seat < dq->nr_seats && dq->seat_fds[seat] < 0 &&
+		    is_eventfd(r->in_fds[k])) {
+			static const uint64_t one = 1;
+
+			dq->seat_fds[seat] = r->in_fds[k];
+			r->in_fds[k] = -1;
+			kept++;
+			/* wake-ups owed while no daemon could write it (a
+			 * dead producer's, a message that waited): a
+			 * spurious one costs its consumer one read() */
+			if (dq->seat_slot[seat] &&
+			    write(dq->seat_fds[seat], &one, sizeof(one)) < 0)
+				log_warn("seat %u eventfd write: %s", seat,
+					 strerror(errno));
+		}
+		k++;
+	}
+	if (kept)
+		log_debug("bus '%s': queue '%s': %u seat eventfds given back",
+			  b->name, dq->name, kept);
 	return 0;
 }
 
@@ -415,6 +578,10 @@ static const struct request_type types[SBC__TYPE_MAX] = {
 	    NEED_BUS | NEED_WRITE, NULL, do_seats),
 	ROW(SBC_UNSUBSCRIBE, struct sbc_unsubscribe, 0, NEED_BUS | NEED_WRITE,
 	    check_unsubscribe, do_unsubscribe),
+	ROW(SBC_REJOIN, struct sbc_rejoin, sizeof(struct sbc_bus_open_reply),
+	    TICK_AFTER, check_rejoin, do_rejoin),
+	ROW(SBC_SEATS_GIVE, struct sbc_seats_give, 0, NEED_BUS | NEED_WRITE,
+	    NULL, do_seats_give),
 };
 
 static const struct request_type *type_of(unsigned type)
@@ -429,6 +596,11 @@ void req_reason(struct request *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
 	va_end(ap);
+}
+
+bool request_takes_fds(unsigned type)
+{
+	return type == SBC_REJOIN || type == SBC_SEATS_GIVE;
 }
 
 long request_body_size(unsigned type)

@@ -25,6 +25,7 @@
 static bool take_from(struct dbus *b, uint32_t si, uint32_t ref)
 {
 	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+	const struct dslot *ds = &b->slots[si];
 	uint64_t o;
 
 	if (!c)
@@ -35,6 +36,7 @@ static bool take_from(struct dbus *b, uint32_t si, uint32_t ref)
 	if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_HELD ||
 	    SHMBUS_OWNER_SLOT(o) != si)
 		return false;
+	hold_note(c, SHMBUS_OWNER_GEN(o), ds->qid, ds->qgen, now_ns());
 	return atomic_cmpxchg(&c->owner, &o,
 			      SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
 					   SHMBUS_CHUNK_TIMED,

@@ -444,6 +444,31 @@ static int setup(const struct options *o, int activated, int *lockfd,
 	return -1;
 }
 
+/*
+ * The name this daemon gives its arenas (arena_memfd_name()): a hash of
+ * its socket's absolute path. Only one daemon serves a path at a time
+ * (the lock), so an arena of this instance that a process still maps is
+ * one a dead predecessor made, never a running daemon's.
+ */
+static uint32_t instance_of(const char *sock)
+{
+	char dir[PATH_MAX], path[PATH_MAX * 2];
+	const char *slash = strrchr(sock, '/'), *base = slash ? slash + 1 : sock;
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - sock) : 1,
+		 slash ? (slash == sock ? "/" : sock) : ".");
+	if (!realpath(dir, path))
+		snprintf(path, sizeof(path), "%s", dir);
+	strncat(path, "/", sizeof(path) - strlen(path) - 1);
+	strncat(path, base, sizeof(path) - strlen(path) - 1);
+	for (const char *p = path; *p; p++) {
+		h ^= (uint8_t)*p;
+		h *= 16777619u;
+	}
+	return h;
+}
+
 /* Into the background, already listening: the spawning client waits for
  * this process; the daemon is the child, reparented to init. */
 static int daemonize(void)
@@ -505,6 +530,7 @@ int main(int argc, char **argv)
 	quota_init(raise_nofile());
 	if (kmod_init() < 0)
 		return 1;
+	d.instance = instance_of(o.sock);
 	/* the buses of the daemon before us, before any client is heard;
 	 * with --daemonize we were autostarted by a client, whose own
 	 * service manager must not hear from us */
@@ -513,8 +539,12 @@ int main(int argc, char **argv)
 		log_info("listening on the socket the service manager passed "
 			 "(fd %d)", activated);
 	else
-		log_info("listening on %s", o.sock);
+		log_info("listening on %s (instance %08x)", o.sock,
+			 d.instance);
 	memory_describe(&d);
+	/* every bus a live process still maps is adopted before the first
+	 * client is answered: none gets a second bus of a name in use */
+	adopt_scan(&d);
 	if (d.policy_path)
 		log_info("policy %s: %u rules", d.policy_path,
 			 policy_rules(d.policy));
@@ -526,6 +556,7 @@ int main(int argc, char **argv)
 		unlink(o.sock);	/* a passed socket's path is its manager's */
 	buses_free(&d);
 	fdstore_close();
+	adopt_fini();
 	quota_free();
 	policy_free(d.policy);
 	log_info("stopped");

@@ -158,6 +158,8 @@ static uint32_t descriptor_flags(const struct dqueue *dq)
 		f |= SHMBUS_QF_CHECKSUM;
 	if (dq->damaged)
 		f |= SHMBUS_QF_DAMAGED;
+	if (dq->durable)
+		f |= SHMBUS_QF_DURABLE;
 	return f;
 }
 
@@ -195,7 +197,19 @@ void dqueue_image(const struct dbus *b, const struct dqueue *dq,
 		q->history = dq->history;
 		if (dq->fanout_units)
 			q->fanout = (dq->fanout_first << 16) | dq->fanout_n;
+		q->owner_token = dq->owner_conn ? dq->owner_token : 0;
 	}
+}
+
+void dqueue_republish(struct dbus *b, uint32_t qid)
+{
+	struct shmbus_queue *q = &b->arena.queues[qid];
+	struct shmbus_queue img;
+
+	memset(&img, 0, sizeof(img));
+	dqueue_image(b, &b->queues[qid], &img);
+	WRITE_ONCE(q->owner_token, img.owner_token);
+	WRITE_ONCE(q->flags, img.flags);
 }
 
 /* Publish @dq's state in the arena descriptor @q, gen last (release). */
@@ -460,6 +474,7 @@ int queue_create(struct dbus *b, const struct peer *p,
 	memcpy(cfg.name, req->name, sizeof(cfg.name));
 	cfg.cap = roundup_pow2(cfg.max_len);
 	cfg.owner_conn = req->flags & SBC_QUEUE_PRIVATE ? p->conn_id : 0;
+	cfg.owner_token = cfg.owner_conn ? p->token : 0;
 	err = quota_charge(p->uid, p->pid, Q_QUEUES, 1);
 	if (err)
 		return err;
@@ -552,6 +567,7 @@ void dqueue_delete(struct dbus *b, int id)
 	timers_drop(b, (uint32_t)id);
 	dq->reclaim_pending = true;
 	dq->owner_conn = 0;
+	dq->owner_token = 0;
 	defer(b, &dq->reclaim, queue_reclaim);
 	if (dq->kind == DQ_TOPIC)
 		fanout_clear(b, (uint32_t)id);
@@ -559,4 +575,9 @@ void dqueue_delete(struct dbus *b, int id)
 		fanout_refresh(b);
 	log_info("bus '%s': queue '%s' deleted; reclaiming after a grace "
 		 "period", b->name, dq->name);
+}
+
+void dqueue_reclaim_later(struct dbus *b, uint32_t qid)
+{
+	defer(b, &b->queues[qid].reclaim, queue_reclaim);
 }

@@ -272,6 +272,26 @@ int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
 	return 0;
 }
 
+void quota_force(uid_t uid, enum quota_res r, uint64_t n)
+{
+	struct quota_user *u;
+
+	if (quota_exempt(uid) || !n)
+		return;
+	u = user_of(uid, true);
+	if (!u) {
+		log_err("quota: out of memory charging uid %u", uid);
+		return;
+	}
+	u->use[r] += n;
+	total_use[r] += n;
+	if (limit[r] != QUOTA_UNLIMITED && u->use[r] > limit[r])
+		log_warn("quota: uid %u holds %llu %s, over its limit of %llu, "
+			 "in buses adopted from the previous daemon", uid,
+			 (unsigned long long)u->use[r], names[r],
+			 (unsigned long long)limit[r]);
+}
+
 void quota_release(uid_t uid, enum quota_res r, uint64_t n)
 {
 	struct quota_user **pp, *u = user_of(uid, false);

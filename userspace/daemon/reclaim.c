@@ -56,6 +56,8 @@ struct sweep {
 	uint32_t qid, qgen;	/* the dead slot's queue */
 	uint32_t slot, slot_gen;	/* the dead slot (its dedup keys) */
 	bool requeue;		/* a consumer's: requeue, do not free */
+	bool by_hold;		/* a dead daemon's: each to the queue its
+				 * hold record names (adopt_held()) */
 	uint32_t n;
 	struct cand {
 		uint32_t ref;
@@ -280,13 +282,28 @@ static bool sweep_one(struct dbus *b, const struct sweep *sw, uint32_t k,
 	if (!c)
 		return false;
 	if (sw->requeue) {
-		if (bit_set(inring, pool_base[SHMBUS_REF_POOL(ref)] + idx) ||
-		    !atomic_cmpxchg(&c->owner, &o,
+		uint32_t qid = sw->qid, qgen = sw->qgen;
+
+		if (bit_set(inring, pool_base[SHMBUS_REF_POOL(ref)] + idx))
+			return false;
+		if (!sw->by_hold) {
+			hold_note(c, SHMBUS_OWNER_GEN(o), qid, qgen, now_ns());
+		} else if (READ_ONCE(c->hold_gen) == SHMBUS_OWNER_GEN(o)) {
+			qid = READ_ONCE(c->hold_qid);
+			qgen = READ_ONCE(c->hold_qgen);
+		} else {
+			qid = UINT32_MAX;	/* no record: dropped below */
+		}
+		if (!atomic_cmpxchg(&c->owner, &o,
 				    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o),
 						 SHMBUS_CHUNK_TIMED,
 						 SHMBUS_OWNER_DAEMON)))
 			return false;
-		redeliver(b, sw->qid, sw->qgen, ref, false);
+		if (!dqueue_is(b, qid, qgen))
+			log_warn("bus '%s': a message the previous daemon was "
+				 "putting into a queue that is gone (or not "
+				 "named) is dropped", b->name);
+		redeliver(b, qid, qgen, ref, false);	/* drops it if gone */
 		return true;
 	}
 	if (!atomic_cmpxchg(&c->owner, &o,
@@ -324,6 +341,12 @@ static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 	for (uint32_t k = 0; k < sw->n; k++)
 		freed += sweep_one(b, sw, k, inring, pool_base, keys, &nkeys);
 	free(inring);
+	if (sw->by_hold) {
+		if (freed)
+			log_info("bus '%s': %u messages the previous daemon was "
+				 "moving requeued", b->name, freed);
+		goto out;
+	}
 	dedup_orphans(b, sw->qid, sw->qgen, sw->slot, sw->slot_gen, keys,
 		      nkeys);
 	if (!sw->requeue)
@@ -341,4 +364,73 @@ out:
 	free(sw);
 	if (gp_over)
 		pools_rebuild(b);
+}
+
+/* ---- a dead daemon's chunks ------------------------------------------- */
+
+/* Chunk @ref (TIMED, the dead daemon's): back on its timer, by its hold
+ * record; dropped if its queue is gone (as a delete would have). True if
+ * it was re-armed. */
+static bool held_rearm(struct dbus *b, uint32_t ref, uint64_t o)
+{
+	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+	uint32_t qid = READ_ONCE(c->hold_qid), qgen = READ_ONCE(c->hold_qgen);
+	int64_t due = (int64_t)READ_ONCE(c->hold_due);
+
+	if (!dqueue_is(b, qid, qgen)) {
+		if (READ_ONCE(c->hold_gen) != SHMBUS_OWNER_GEN(o))
+			log_warn("bus '%s': a message the previous daemon held "
+				 "has no hold record; dropped", b->name);
+		chunk_drop(b, ref);
+		return false;
+	}
+	/* an old record (a daemon killed between taking the chunk and
+	 * writing it) still names a live queue of this bus: at least once */
+	if (READ_ONCE(c->hold_gen) != SHMBUS_OWNER_GEN(o))
+		due = 0;
+	timer_add(b, qid, qgen, ref, due);
+	return true;
+}
+
+unsigned adopt_held(struct dbus *b)
+{
+	const struct arena *a = &b->arena;
+	uint64_t pool_base[SHMBUS_MAX_POOLS];
+	unsigned armed = 0;
+	struct sweep *sw;
+	uint8_t *inring;
+
+	for (unsigned pi = 0; pi < a->nr_pools; pi++) {
+		for (uint32_t i = 0; i < a->pool[pi].nr_chunks; i++) {
+			uint64_t o = READ_ONCE(pool_chunk(a, pi, i)->owner);
+
+			if (SHMBUS_OWNER_SLOT(o) == SHMBUS_OWNER_DAEMON &&
+			    SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_TIMED)
+				armed += held_rearm(b, SHMBUS_REF(pi, i), o);
+		}
+	}
+	/* the ones it was putting into a ring: QUEUED, ours, in no ring
+	 * (after the timers above are marked) */
+	inring = refs_in_rings(b, pool_base);
+	sw = calloc(1, sizeof(*sw) + SWEEP_MAX * sizeof(sw->c[0]));
+	if (!inring || !sw) {
+		log_err("bus '%s': out of memory looking for messages the "
+			"previous daemon was moving", b->name);
+		free(inring);
+		free(sw);
+		return armed;
+	}
+	sweep_collect(b, SHMBUS_OWNER_DAEMON, NULL, 0, inring, pool_base, sw);
+	free(inring);
+	if (!sw->n) {
+		free(sw);
+		return armed;
+	}
+	sw->requeue = true;
+	sw->by_hold = true;
+	sw->qid = UINT32_MAX;
+	sw->slot = SHMBUS_OWNER_DAEMON;
+	b->sweeps++;
+	defer(b, &sw->head, sweep_finish);
+	return armed;
 }

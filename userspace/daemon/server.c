@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -58,6 +59,8 @@ struct conn {
 	int pidfd;		/* the connecting process, or -1 */
 	struct session s;
 	bool pending;		/* no bus opened yet: in the pending FIFO */
+	bool ghost;		/* a dead daemon's connection: no socket,
+				 * only a pidfd (server_ghost()) */
 	bool doomed;		/* to be closed after this epoll batch */
 	int64_t since;		/* accepted at (CLOCK_MONOTONIC) */
 	struct conn *pnext;	/* pending FIFO, oldest first */
@@ -85,6 +88,37 @@ static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 /* a connection's pidfd: its conn_id under this bit (a pointer never has
  * it), so that an event still in a batch never names a freed conn */
 #define TAG_PIDFD	(1ULL << 63)
+
+/* The epoll set, made by whichever needs it first: server_run(), or an
+ * adoption at start that watches the processes of ghost connections. */
+static int loop_fd(void)
+{
+	if (epfd < 0)
+		epfd = epoll_create1(EPOLL_CLOEXEC);
+	return epfd;
+}
+
+/* A fresh conn_id (never 0). */
+static uint32_t conn_id_next(void)
+{
+	uint32_t id = next_conn_id++;
+
+	if (!next_conn_id)
+		next_conn_id = 1;
+	return id;
+}
+
+/* A connection's token: random, never 0. */
+static uint64_t token_new(void)
+{
+	static uint64_t fallback;
+	uint64_t t = 0;
+
+	if (getrandom(&t, sizeof(t), GRND_NONBLOCK) != sizeof(t))
+		t = (uint64_t)now_ns() * 0x9e3779b97f4a7c15ULL ^
+		    ((uint64_t)getpid() << 32) ^ ++fallback;
+	return t ? t : 1;
+}
 
 /* Arm the one-shot timer for CLOCK_MONOTONIC time @when (INT64_MAX: off). */
 static void timer_at(int64_t when)
@@ -461,6 +495,105 @@ static void pidfd_watch(struct conn *c)
 	c->pidfd = fd;
 }
 
+/* ---- ghosts: the connections of a daemon that died -------------------- */
+
+static struct conn *ghost_find(uint64_t token)
+{
+	for (struct conn *c = conns; c; c = c->next)
+		if (c->ghost && c->s.peer.token == token)
+			return c;
+	return NULL;
+}
+
+/* Is @pid, with @fd a pidfd of it, the process that started at
+ * @start_time (0: unknown, any live process of that pid)? */
+static bool same_process(pid_t pid, uint64_t start_time)
+{
+	uint64_t now = pid_start_time(pid);
+
+	return now && (!start_time || now == start_time);
+}
+
+uint32_t server_ghost(uint64_t token, pid_t pid, uint64_t start_time)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct conn *c = ghost_find(token);
+	int fd;
+
+	if (c)
+		return c->s.peer.pid == pid && c->s.peer.start_time == start_time
+		       ? c->s.peer.conn_id : 0;
+	if (!token || pid <= 0)
+		return 0;
+	/* the pidfd first: from then on that pid is this process, and its
+	 * start time tells whether it is the one the slot names */
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return 0;
+	if (!same_process(pid, start_time) || loop_fd() < 0) {
+		close(fd);
+		return 0;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_err("out of memory for the connection of pid %d", pid);
+		close(fd);
+		return 0;
+	}
+	c->fd = -1;
+	c->ghost = true;
+	c->s.peer.conn_id = conn_id_next();
+	c->s.peer.token = token;
+	c->s.peer.pid = pid;
+	c->s.peer.start_time = start_time;
+	c->s.peer.groups = c->s.peer.groups_inline;
+	ev.data.u64 = TAG_PIDFD | c->s.peer.conn_id;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		log_warn("watching pid %d: %s", pid, strerror(errno));
+		close(fd);
+		free(c);
+		return 0;
+	}
+	c->pidfd = fd;
+	c->next = conns;
+	conns = c;
+	log_debug("connection %u: pid %d, of the previous daemon, until it "
+		  "rejoins or exits", c->s.peer.conn_id, pid);
+	return c->s.peer.conn_id;
+}
+
+bool server_is_ghost(uint32_t conn_id)
+{
+	for (struct conn *c = conns; c; c = c->next)
+		if (c->s.peer.conn_id == conn_id)
+			return c->ghost;
+	return false;
+}
+
+uint32_t server_ghost_take(uint64_t token, const struct peer *p)
+{
+	struct conn *c = ghost_find(token), **pp;
+	uint32_t id;
+
+	if (!c)
+		return 0;
+	if (c->s.peer.pid != p->pid || !p->start_time ||
+	    (c->s.peer.start_time && c->s.peer.start_time != p->start_time)) {
+		log_info("pid %d uid %u names the connection of pid %d of the "
+			 "previous daemon: not its own; ignored", p->pid,
+			 p->uid, c->s.peer.pid);
+		return 0;
+	}
+	for (pp = &conns; *pp != c; pp = &(*pp)->next)
+		;
+	*pp = c->next;
+	id = c->s.peer.conn_id;
+	close(c->pidfd);	/* leaves the epoll set; an event of it
+				 * still in this batch finds no conn */
+	free(c);
+	return id;
+}
+
 /* Accepted per readiness of the listening socket at most; more wait for
  * the next epoll_wait(), which returns at once (level-triggered), after
  * the other events and the doomed connections' close. */
@@ -519,9 +652,8 @@ static void accept_all(int lfd)
 		c->fd = fd;
 		c->pidfd = -1;
 		c->s.kmod_cookie = kmod_cookie();
-		c->s.peer.conn_id = next_conn_id++;
-		if (!next_conn_id)
-			next_conn_id = 1;
+		c->s.peer.conn_id = conn_id_next();
+		c->s.peer.token = token_new();
 		c->s.peer.pid = cr.pid;
 		c->s.peer.uid = cr.uid;
 		c->s.peer.gid = cr.gid;
@@ -629,15 +761,15 @@ static bool reply(int fd, const struct session *s, const struct sbc_hdr *req,
  * when the type is unknown and must not be echoed).
  */
 static int frame_check(const struct session *s, struct msghdr *mh,
-		       const struct sbc_hdr *h, ssize_t n, bool *echo)
+		       const struct sbc_hdr *h, ssize_t n, unsigned nfds,
+		       bool *echo)
 {
 	long want;
 
-	/* clients must not send fds: close any that came */
-	if (proto_take_fds(mh, NULL, 0, NULL) ||
-	    (mh->msg_flags & MSG_CTRUNC)) {
-		log_info("connection %u (pid %d): sent file descriptors",
-			 s->peer.conn_id, s->peer.pid);
+	if (mh->msg_flags & MSG_CTRUNC) {
+		log_info("connection %u (pid %d): sent more than %u file "
+			 "descriptors", s->peer.conn_id, s->peer.pid,
+			 SBC_MAX_FDS);
 		return -EPROTO;
 	}
 	if (mh->msg_flags & MSG_TRUNC) {
@@ -650,10 +782,19 @@ static int frame_check(const struct session *s, struct msghdr *mh,
 			 s->peer.conn_id, s->peer.pid, n);
 		return -EPROTO;
 	}
+	/* fds only with the types that carry them (proto.h) */
+	if (nfds && (!request_takes_fds(h->type) ||
+		     (h->nfds && h->nfds != nfds))) {
+		log_info("connection %u (pid %d): sent file descriptors with "
+			 "a frame of type %u", s->peer.conn_id, s->peer.pid,
+			 h->type);
+		return -EPROTO;
+	}
 	*echo = true;
 	want = request_body_size(h->type);
 	if (h->magic != SBC_MAGIC || h->len != (uint32_t)n || h->status ||
-	    h->nfds || want < 0 || (size_t)n != sizeof(*h) + (size_t)want) {
+	    (h->nfds && h->nfds != nfds) || want < 0 ||
+	    (size_t)n != sizeof(*h) + (size_t)want) {
 		log_info("connection %u (pid %d): malformed frame (type %u, "
 			 "%zd bytes)", s->peer.conn_id, s->peer.pid,
 			 h->type, n);
@@ -673,8 +814,10 @@ bool session_read(struct daemon *d, int fd, struct session *s)
 	} in;
 	union {
 		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * 8)];
+		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
 	} cbuf;
+	int in_fds[SBC_MAX_FDS];
+	unsigned nin = 0, total;
 	uint8_t rep[SBC_FRAME_MAX];
 	struct iovec iov = { .iov_base = in.b, .iov_len = sizeof(in.b) };
 	struct msghdr mh = {
@@ -692,7 +835,8 @@ bool session_read(struct daemon *d, int fd, struct session *s)
 	if (n <= 0)
 		return false;
 	memset(rep, 0, sizeof(rep));
-	status = frame_check(s, &mh, &in.h, n, &echo);
+	total = proto_take_fds(&mh, in_fds, SBC_MAX_FDS, &nin);
+	status = frame_check(s, &mh, &in.h, n, total, &echo);
 	if (status) {
 		r.fatal = true;
 	} else if (s->refused) {
@@ -706,12 +850,18 @@ bool session_read(struct daemon *d, int fd, struct session *s)
 	} else {
 		r.hdr = &in.h;
 		r.body = in.b + sizeof(in.h);
+		r.in_fds = in_fds;
+		r.in_nfds = nin;
 		status = dispatch(&r);
 		if (r.fatal)
 			log_info("connection %u (pid %d): invalid request "
 				 "(type %u): %s", s->peer.conn_id,
 				 s->peer.pid, in.h.type, strerror(-status));
 	}
+	/* those the handler did not keep */
+	for (unsigned i = 0; i < nin; i++)
+		if (in_fds[i] >= 0)
+			close(in_fds[i]);
 	return reply(fd, s, echo ? &in.h : NULL, status,
 		     status ? (const void *)r.reason : rep, r.rep_len, r.fds,
 		     r.nfds) && !r.fatal;
@@ -755,7 +905,7 @@ int server_run(struct daemon *d, int lfd)
 	struct epoll_event ev = { .events = EPOLLIN };
 	sigset_t mask;
 
-	epfd = epoll_create1(EPOLL_CLOEXEC);
+	loop_fd();
 	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

@@ -32,6 +32,8 @@ struct daemon {
 	int64_t handshake_ns;	/* --handshake-timeout */
 	unsigned max_pending;	/* --max-pending */
 	unsigned max_pending_uid;	/* --max-pending-uid */
+	uint32_t instance;	/* names this daemon's arenas: a hash of
+				 * its socket path (adopt.c) */
 	const char *policy_path;	/* NULL: no policy file */
 	bool policy_must;	/* --policy given: the file must exist */
 	struct policy *policy;	/* the rules in force (NULL: none) */
@@ -70,6 +72,9 @@ void quota_free(void);
 bool quota_exempt(uid_t uid);
 uint64_t quota_limit(enum quota_res r);
 uint64_t quota_use(uid_t uid, enum quota_res r);
+/* Charge @n of @r to @uid without a limit: what an adopted bus already
+ * holds (logged when it is over the limit). */
+void quota_force(uid_t uid, enum quota_res r, uint64_t n);
 const char *quota_name(enum quota_res r);
 /* Charge @n of @r to @uid (request of @pid): 0, or -EDQUOT (logged, and
  * the reason kept for quota_why()) when it would pass the limit. Exempt
@@ -140,6 +145,8 @@ int daemon_policy_reload(struct daemon *d);
 /* Who is asking: credentials from SO_PEERCRED / SO_PEERGROUPS. */
 struct peer {
 	uint32_t conn_id;
+	uint64_t token;		/* the connection's name in the arena
+				 * (slot conn_token): random, nonzero */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
@@ -159,6 +166,22 @@ void server_want_tick(void);
 /* Close connection @conn_id after the current batch, as its EOF would,
  * logging its pid and uid and @why. */
 void server_conn_evict(uint32_t conn_id, const char *why);
+/*
+ * Connections of a daemon that died, as a daemon adopting its buses
+ * finds them in the arena: a "ghost" is a connection without a socket,
+ * owning what the old connection of token @token owned, watched through a
+ * pidfd of its process (@pid, with start time @start_time; 0 = unknown,
+ * then the pid's existence is all there is). Returns the ghost's conn_id
+ * (the same for every call with that token), or 0 if that process is
+ * gone: what it owned is released at once.
+ */
+uint32_t server_ghost(uint64_t token, pid_t pid, uint64_t start_time);
+/* Is @conn_id a ghost? */
+bool server_is_ghost(uint32_t conn_id);
+/* @p rejoined with old token @token: if the ghost of that token is the
+ * same process (pid and start time), end the ghost and return its conn_id
+ * (the caller moves what it owned to @p); else 0. */
+uint32_t server_ghost_take(uint64_t token, const struct peer *p);
 
 /* ---- dispatch.c: one request, by the table of frame types ------------ */
 
@@ -192,6 +215,10 @@ struct request {
 	size_t rep_len;		/* its size */
 	int *fds;		/* file descriptors to send, daemon-owned */
 	unsigned nfds;
+	int *in_fds;		/* received with the request (REJOIN,
+				 * SEATS_GIVE): a handler keeps one by
+				 * setting it to -1; the rest are closed */
+	unsigned in_nfds;
 	bool fatal;		/* close the connection after the reply */
 	char reason[SBC_REASON_MAX];	/* a refusal's text, "" = none */
 };
@@ -203,6 +230,8 @@ void req_reason(struct request *r, const char *fmt, ...)
 
 /* The request body size of frame type @type, or -1 for an unknown type. */
 long request_body_size(unsigned type);
+/* May a request of @type carry file descriptors? (REJOIN, SEATS_GIVE) */
+bool request_takes_fds(unsigned type);
 
 /* Check and carry out @r (header already validated by the caller).
  * Returns the reply status; fills r->rep, rep_len, fds, nfds, fatal. */
@@ -280,6 +309,7 @@ struct dqueue {
 	uint32_t dedup_cap;
 	uint32_t owner_conn;	/* private (reply) queue: deleted when this
 				 * connection closes; 0 = none */
+	uint64_t owner_token;	/* that connection's token (published) */
 	/* topics and subscriptions (topics.c) */
 	enum dqueue_kind kind;
 	uint32_t history;	/* topic: messages kept for late joiners */
@@ -357,6 +387,48 @@ struct bus_ref bus_ref_of(const struct dbus *b);
 void buses_conn_gone(struct daemon *d, uint32_t conn_id);
 /* Tear every bus down (daemon exit; clients keep their mappings). */
 void buses_free(struct daemon *d);
+/*
+ * The name the daemon gives the memfd of an arena (fixed at creation,
+ * the identity a later daemon trusts, adopt.c):
+ * "shmbus:INSTANCE:UID:GID:MODE:BUSID:NAME", numbers in hex but MODE
+ * (octal) and UID, GID (decimal).
+ */
+void arena_memfd_name(const struct daemon *d, const struct arena_params *ap,
+		      uint32_t bus_id, char *buf, size_t len);
+/* The daemon's record of the arena in @fd (ours from here on; closed on
+ * error): mapped, a read-only fd for RDONLY clients, empty tables. */
+int bus_record(int fd, const struct arena_params *ap, struct dbus **out);
+/* Free a record bus_record() made that was never linked. */
+void bus_destroy(struct dbus *b);
+/* Link @b in, as a bus the daemon serves (charged to its owner). */
+void bus_link(struct daemon *d, struct dbus *b);
+
+/* ---- adopt.c: taking over the buses of a daemon that died ---------------- */
+
+/*
+ * Adopt the arena in @fd (not consumed; the daemon keeps its own dup),
+ * coming from @source (for the log: "fd store", "pid 123", ...): 0 with
+ * *@out the bus (adopted now, or the bus already known with that very
+ * arena), or -errno with @why saying why it was refused (logged):
+ * -EACCES not an arena of this daemon's making, -EPROTONOSUPPORT another
+ * layout version, -EEXIST another live bus has that identity, -EUCLEAN
+ * it does not validate.
+ */
+int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
+	      char *why, size_t len);
+/* Connection @p rejoined and was ghost @ghost: its slots and private
+ * queues on @b are @p's now (records and the arena's tokens). */
+void bus_rehome(struct dbus *b, uint32_t ghost, const struct peer *p);
+/* At start: find the arenas of this daemon's instance that live processes
+ * hold (/proc/PID/fd), pull each with pidfd_getfd() and adopt it. Those it
+ * cannot pull are remembered as held: see adopt_pending(). */
+void adopt_scan(struct daemon *d);
+/* Is a bus (@owner, @name) held by a live process that has not given it
+ * back yet? Then a BUS_OPEN must wait (-EINPROGRESS) rather than make a
+ * second bus of that name. */
+bool adopt_pending(uid_t owner, const char *name);
+/* Forget the held-bus records (daemon exit). */
+void adopt_fini(void);
 
 /* ---- storage.c: the ring area of an arena ----------------------------- */
 
@@ -367,6 +439,11 @@ int64_t units_alloc(const struct dbus *b, uint64_t n);
 void units_mark(const struct dbus *b, uint64_t first, uint64_t n, bool used);
 /* Units that hold @bytes. */
 uint64_t units_for(uint64_t bytes);
+/* Free units [first, first + n) after a grace period: readers in other
+ * processes may still be looking at them. */
+void units_retire(struct dbus *b, uint64_t first, uint64_t n);
+/* Is unit @u in use? */
+bool units_used(const struct dbus *b, uint64_t u);
 /* The arena address of unit @u. */
 void *unit_addr(const struct dbus *b, uint64_t u);
 
@@ -379,6 +456,11 @@ int queue_create(struct dbus *b, const struct peer *p,
 		 struct sbc_queue_declare_reply *rep, enum dqueue_kind kind);
 /* Delete queue @id now; its memory is reclaimed after a grace period. */
 void dqueue_delete(struct dbus *b, int id);
+/* Deleted queue @qid (reclaim_pending, as adopted): reclaim its memory
+ * after a grace period. */
+void dqueue_reclaim_later(struct dbus *b, uint32_t qid);
+/* Publish @dq's settings in its arena descriptor (not gen). */
+void dqueue_republish(struct dbus *b, uint32_t qid);
 /* A live queue's id by name, or -ENOENT. */
 int dqueue_find(const struct dbus *b, const char *name);
 /* The fields of descriptor @q that the daemon sets from record @dq at
@@ -452,6 +534,11 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 /* If nothing is attached to @b, relink its free lists from the chunks no
  * ring references, recovering any lost to kills. True if it did. */
 bool pools_rebuild(struct dbus *b);
+/* An adopted bus: the chunks its dead daemon held (TIMED) go back on
+ * their timers (returns how many); those it was putting into a ring
+ * (QUEUED, in none) are requeued after a grace period, by their hold
+ * records. */
+unsigned adopt_held(struct dbus *b);
 
 /* ---- repair.c: restoring what a peer scribbled, quarantining queues ------- */
 
@@ -474,6 +561,14 @@ int64_t repair_tick(struct dbus *b, int64_t now);
 /* How long a message waits for room in a full ring before it tries again. */
 #define RETRY_FULL_NS		(5 * NSEC_PER_MSEC)
 
+/*
+ * Write chunk @c's hold record (layout.h): queue (qid, qgen) at @due, for
+ * owner generation @gen. Before any change of its owner to TIMED, and
+ * whenever the daemon re-arms it, so that a daemon killed at any point
+ * leaves every chunk it holds findable by the next one.
+ */
+void hold_note(struct shmbus_chunk *c, uint32_t gen, uint32_t qid,
+	       uint32_t qgen, int64_t due);
 /* Hold @ref (TIMED, ours) for queue (qid, qgen) until @due. */
 void timer_add(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 	       int64_t due);

@@ -73,6 +73,7 @@ static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
 	s->gen = ds->gen;
 	s->pid = (uint32_t)p->pid;
 	s->start_time = p->start_time;
+	s->conn_token = p->token;
 	s->role = role;
 	s->qid = qid;
 	s->qgen = dq->gen;

@@ -5,9 +5,11 @@
  * fit from the daemon's bitmap. The bitmap is mirrored into the arena for
  * readers (stat, tests); the daemon never reads the arena's copy back.
  */
+#include <stdlib.h>
+
 #include "shmbusd.h"
 
-static bool unit_used(const struct dbus *b, uint64_t u)
+bool units_used(const struct dbus *b, uint64_t u)
 {
 	return b->ringmap[u / 64] & (1ULL << (u % 64));
 }
@@ -28,7 +30,7 @@ int64_t units_alloc(const struct dbus *b, uint64_t n)
 	uint64_t run = 0;
 
 	for (uint64_t u = 0; u < b->arena.ring_units; u++) {
-		run = unit_used(b, u) ? 0 : run + 1;
+		run = units_used(b, u) ? 0 : run + 1;
 		if (run == n) {
 			units_mark(b, u + 1 - n, n, true);
 			return (int64_t)(u + 1 - n);
@@ -45,4 +47,37 @@ uint64_t units_for(uint64_t bytes)
 void *unit_addr(const struct dbus *b, uint64_t u)
 {
 	return b->arena.base + b->arena.ring_off + u * SHMBUS_RING_UNIT;
+}
+
+/* Units readers may still be looking at: freed after a grace period. */
+struct retired {
+	struct defer_head head;
+	uint64_t first, units;
+};
+
+static void retired_free(struct dbus *b, struct defer_head *h, bool gp_over)
+{
+	struct retired *r = container_of(h, struct retired, head);
+
+	if (gp_over)
+		units_mark(b, r->first, r->units, false);
+	free(r);
+}
+
+void units_retire(struct dbus *b, uint64_t first, uint64_t n)
+{
+	struct retired *r;
+
+	if (!n)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		/* leak the units rather than free them under a reader */
+		log_err("bus '%s': out of memory retiring %llu ring units",
+			b->name, (unsigned long long)n);
+		return;
+	}
+	r->first = first;
+	r->units = n;
+	defer(b, &r->head, retired_free);
 }

@@ -6,11 +6,15 @@
  * due time; each entry names its queue by (qid, gen), so a queue deleted
  * meanwhile is noticed when the timer fires.
  *
- * While the daemon holds a chunk it is TIMED, owned by SHMBUS_OWNER_DAEMON.
+ * While the daemon holds a chunk it is TIMED, owned by SHMBUS_OWNER_DAEMON,
+ * and its hold record (layout.h) says where and when it goes: the heap is
+ * the daemon's index of those records, which a daemon that adopts the bus
+ * rebuilds from the chunks (adopt_held()).
  */
 #include <stdlib.h>
 
 #include "shmbusd.h"
+#include "pool.h"
 
 static void heap_swap(struct timer *h, size_t i, size_t j)
 {
@@ -55,9 +59,24 @@ static void heap_remove(struct dbus *b, size_t i)
 	}
 }
 
+void hold_note(struct shmbus_chunk *c, uint32_t gen, uint32_t qid,
+	       uint32_t qgen, int64_t due)
+{
+	/* no ordering: only a later daemon reads it, after this one died */
+	WRITE_ONCE(c->hold_qid, qid);
+	WRITE_ONCE(c->hold_qgen, qgen);
+	WRITE_ONCE(c->hold_due, (uint64_t)due);
+	WRITE_ONCE(c->hold_gen, gen);
+}
+
 void timer_add(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 	       int64_t due)
 {
+	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+
+	if (c && !chunk_shared(c))
+		hold_note(c, SHMBUS_OWNER_GEN(READ_ONCE(c->owner)), qid, qgen,
+			  due);
 	if (b->nr_timers == b->timers_cap) {
 		size_t cap = b->timers_cap ? 2 * b->timers_cap : 256;
 		struct timer *h = realloc(b->timers, cap * sizeof(*h));

@@ -25,41 +25,7 @@
 #include "epoch.h"
 #include "pool.h"
 
-/* A fan-out array publishers may still be walking: freed after a grace
- * period. */
-struct retired {
-	struct defer_head head;
-	uint64_t first, units;
-};
-
-static void retired_free(struct dbus *b, struct defer_head *h, bool gp_over)
-{
-	struct retired *r = container_of(h, struct retired, head);
-
-	if (gp_over)
-		units_mark(b, r->first, r->units, false);
-	free(r);
-}
-
 /* ---- fan-out sets --------------------------------------------------- */
-
-static void retire(struct dbus *b, uint64_t first, uint64_t units)
-{
-	struct retired *r;
-
-	if (!units)
-		return;
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		/* leak the units rather than free them under a reader */
-		log_err("bus '%s': out of memory retiring %llu ring units",
-			b->name, (unsigned long long)units);
-		return;
-	}
-	r->first = first;
-	r->units = units;
-	defer(b, &r->head, retired_free);
-}
 
 /* Give topic @tq the fan-out array @ents (@n). False: no ring storage. */
 static bool fanout_set(struct dbus *b, uint32_t tq,
@@ -89,7 +55,8 @@ static bool fanout_set(struct dbus *b, uint32_t tq,
 	/* [FANOUT] release: the array is written before publishers can see
 	 * it (pairs with the acquire load in fanout_of(), lib fanout.c) */
 	smp_store_release(&q->fanout, n ? ((uint64_t)first << 16) | n : 0);
-	retire(b, old_first, old_units);
+	/* publishers may still be walking the old array */
+	units_retire(b, old_first, old_units);
 	return true;
 }
 
@@ -235,8 +202,8 @@ int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
 		memcpy(sq->group, req->group, sizeof(sq->group));
 		sq->durable = !exclusive && (req->flags & SBC_SUB_DURABLE);
 		sq->drop_oldest = req->flags & SBC_SUB_DROP_OLDEST;
-		if (sq->drop_oldest)
-			b->arena.queues[id].flags |= SHMBUS_QF_DROP_OLDEST;
+		/* the flags a daemon adopting the bus reads back */
+		dqueue_republish(b, (uint32_t)id);
 		if (req->flags & SBC_SUB_HISTORY) {
 			unsigned h = history_copy(b, (uint32_t)id);
 

@@ -182,7 +182,7 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 	sb->features_incompat = 0;
 	sb->arena_size = size;
 	sb->created_ns = (uint64_t)realtime_ns();
-	sb->bus_id = new_bus_id();
+	sb->bus_id = p->bus_id ? p->bus_id : new_bus_id();
 	sb->owner_uid = p->uid;
 	sb->owner_gid = p->gid;
 	sb->mode = p->mode;

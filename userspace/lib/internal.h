@@ -183,6 +183,7 @@ struct arena_params {
 	uint64_t ring_bytes;
 	uint32_t nr_pools;
 	struct { uint32_t payload, count; } pools[SHMBUS_MAX_POOLS];
+	uint32_t bus_id;	/* 0 = arena_format() picks one */
 };
 
 #define ARENA_DEF_QUEUES	64u
