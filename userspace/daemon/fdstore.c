@@ -93,6 +93,7 @@ struct passed {
 };
 static struct passed *passed;
 static unsigned nr_passed;
+static bool adopting;		/* an arena from the store: it is there */
 
 /* ---- the notify socket --------------------------------------------------- */
 
@@ -454,15 +455,184 @@ static void take_state(struct passed *p)
 	p->fd = -1;
 }
 
-/* An arena passed back: this daemon does not adopt arenas; it is closed
- * and dropped from the store, whose room is for the buses it serves. */
-static void take_arena(struct passed *p)
+/* The bus id in an fd name "arena-<8 hex digits>", or 0. */
+static uint32_t arena_id(const char *name)
 {
-	log_warn("fd store: %s: this daemon does not adopt arenas; closed "
-		 "and removed from the store", p->name);
+	if (strncmp(name, "arena-", 6) || strlen(name) != 14 ||
+	    strspn(name + 6, "0123456789abcdef") != 8)
+		return 0;
+	return (uint32_t)strtoul(name + 6, NULL, 16);
+}
+
+/*
+ * The record of bus @id, its superblock lines in *@sb: NULL if there is
+ * none, or if what it holds cannot be that bus's (logged, freed).
+ */
+static const struct state_rec *record_of(uint32_t id, struct shmbus_sb *sb)
+{
+	struct state_rec *r = state_find(id);
+
+	if (!r)
+		return NULL;
+	memset(sb, 0, sizeof(*sb));
+	memcpy(sb, r->sb, STATE_SB_BYTES);
+	if (sb->magic == SHMBUS_MAGIC && sb->version == SHMBUS_LAYOUT_VERSION &&
+	    sb->bus_id == id && sb->nr_pools == r->nr_pools &&
+	    r->nr_pools >= 1 && r->nr_pools <= SHMBUS_MAX_POOLS &&
+	    sb->pool_off >= SHMBUS_SB_SIZE && sb->pool_off < sb->arena_size &&
+	    r->nr_pools * sizeof(struct shmbus_pool) <=
+	    sb->arena_size - sb->pool_off) {
+		sb->name[SHMBUS_NAME_MAX - 1] = '\0';
+		return r;
+	}
+	log_warn("fd store: the state memfd's record of bus %08x is not a "
+		 "superblock of this layout with that id; ignored", id);
+	WRITE_ONCE(r->bus_id, 0);
+	return NULL;
+}
+
+/* The bus id a daemon's arena memfd name gives ("/memfd:shmbus:INSTANCE:
+ * UID:GID:MODE:BUSID:NAME", bus.c arena_memfd_name()), or 0. */
+static uint32_t memfd_bus_id(const char *link)
+{
+	const char *p = link + 14;
+
+	if (strncmp(link, "/memfd:shmbus:", 14))
+		return 0;
+	for (int i = 0; i < 4 && p; i++) {
+		p = strchr(p, ':');
+		p = p ? p + 1 : NULL;
+	}
+	if (!p || strspn(p, "0123456789abcdef") != 8 || p[8] != ':')
+		return 0;
+	return (uint32_t)strtoul(p, NULL, 16);
+}
+
+/*
+ * Is @fd a sealed memfd of the daemon's uid whose name says it is the
+ * arena of bus @id, of @size bytes? (bus_adopt() checks it in full; this
+ * is so that nothing else is written to.)
+ */
+static bool arena_like(int fd, uint32_t id, uint64_t size)
+{
+	const int want = F_SEAL_SHRINK | F_SEAL_GROW;
+	char path[64], link[256];
+	struct stat st;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = '\0';
+	return memfd_bus_id(link) == id && fstat(fd, &st) == 0 &&
+	       S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+	       (uint64_t)st.st_size == size &&
+	       (fcntl(fd, F_GET_SEALS) & want) == want;
+}
+
+/*
+ * Before adoption, put record @r's lines (superblock @sb) back into the
+ * arena in @fd: a member may have rewritten its geometry while no daemon
+ * was watching, and bus_adopt() maps the arena by what it finds there.
+ * repair.c does the writing (changed words only, magic last with a
+ * release), on a record that holds only the mapping and the copies.
+ */
+static void arena_restore(int fd, const struct state_rec *r,
+			  const struct shmbus_sb *sb)
+{
+	struct dbus *t;
+	uint8_t *base;
+	unsigned n;
+
+	if (!arena_like(fd, sb->bus_id, sb->arena_size))
+		return;		/* bus_adopt() will say what it is */
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	base = mmap(NULL, sb->arena_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		    fd, 0);
+	if (base == MAP_FAILED) {
+		free(t);
+		return;
+	}
+	t->arena.base = base;
+	t->arena.size = sb->arena_size;
+	t->arena.sb = (struct shmbus_sb *)base;
+	t->arena.nr_pools = r->nr_pools;
+	for (unsigned i = 0; i < r->nr_pools; i++)
+		t->arena.pool[i].desc =
+			(struct shmbus_pool *)(base + sb->pool_off) + i;
+	memcpy(t->sb_copy, r->sb, sizeof(t->sb_copy));
+	memcpy(t->pool_copy, r->pool, sizeof(t->pool_copy));
+	memcpy(t->name, sb->name, sizeof(t->name));
+	t->repairs = READ_ONCE(t->arena.sb->repairs);
+	/* ours now: not a damage to report */
+	WRITE_ONCE(t->arena.sb->daemon_pid, (uint32_t)getpid());
+	n = bus_repair(t, 0);
+	munmap(base, sb->arena_size);
+	free(t);
+	if (n)
+		log_warn("fd store: arena-%08x: superblock or pool descriptors "
+			 "restored from the state memfd before adoption",
+			 sb->bus_id);
+}
+
+/* An arena passed back: adopted, its record's copies made the daemon's,
+ * or refused (logged, dropped from the store and the state). */
+static void take_arena(struct daemon *d, struct passed *p)
+{
+	uint32_t id = arena_id(p->name);
+	const struct state_rec *r;
+	struct shmbus_sb sb;
+	struct dbus *b;
+	char why[256] = "";
+	int err;
+
+	r = record_of(id, &sb);
+	if (r)
+		arena_restore(p->fd, r, &sb);
+	adopting = true;
+	err = bus_adopt(d, p->fd, "fd store", &b, why, sizeof(why));
+	adopting = false;
 	close(p->fd);
-	store_remove(p->name);
 	p->fd = -1;
+	if (err) {
+		/* bus_adopt() logged why */
+		log_warn("fd store: %s refused; removed from the store",
+			 p->name);
+		store_remove(p->name);
+		if (r)
+			WRITE_ONCE(state_find(id)->bus_id, 0);
+		return;
+	}
+	if (b->arena.bus_id != id) {
+		/* stored under another name: stored again under its own */
+		log_warn("fd store: %s holds bus %08x", p->name,
+			 b->arena.bus_id);
+		store_remove(p->name);
+		b->fd_stored = false;
+		fdstore_bus(d, b);
+		return;
+	}
+	b->fd_stored = true;
+	if (r && (b->arena.size != sb.arena_size ||
+		  b->arena.nr_pools != r->nr_pools ||
+		  strncmp(b->name, sb.name, SHMBUS_NAME_MAX))) {
+		log_warn("fd store: %s: the state memfd's record is not this "
+			 "arena's; not used", p->name);
+		r = NULL;
+	}
+	if (r) {
+		memcpy(b->sb_copy, r->sb, sizeof(b->sb_copy));
+		memcpy(b->pool_copy, r->pool, sizeof(b->pool_copy));
+		bus_repair(b, 0);
+	}
+	state_put(b);
+	log_info("fd store: %s is bus %u:%s; %s", p->name, b->owner_uid,
+		 b->name, r ? "its repair copies are the state memfd's" :
+		 "no record in the state memfd: the copies are of its "
+		 "validated superblock");
 }
 
 void fdstore_start(struct daemon *d, bool notify)
@@ -484,7 +654,7 @@ void fdstore_start(struct daemon *d, bool notify)
 	}
 	for (unsigned i = 0; i < nr_passed; i++)
 		if (passed[i].fd >= 0 && !strncmp(passed[i].name, "arena-", 6))
-			take_arena(&passed[i]);
+			take_arena(d, &passed[i]);
 	for (unsigned i = 0; i < nr_passed; i++) {
 		if (passed[i].fd < 0)
 			continue;
@@ -504,6 +674,12 @@ void fdstore_bus(struct daemon *d, struct dbus *b)
 
 	if (notify_fd < 0 || b->fd_stored)
 		return;
+	if (adopting) {
+		/* passed back from the store, where it still is; recorded
+		 * once its copies are settled (take_arena()) */
+		b->fd_stored = true;
+		return;
+	}
 	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=arena-%08x",
 		 b->arena.bus_id);
 	if (notify_send(msg, b->fd))

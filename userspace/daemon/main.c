@@ -537,7 +537,7 @@ int main(int argc, char **argv)
 	fdstore_start(&d, !o.daemonize);
 	if (activated >= 0)
 		log_info("listening on the socket the service manager passed "
-			 "(fd %d)", activated);
+			 "(fd %d; instance %08x)", activated, d.instance);
 	else
 		log_info("listening on %s (instance %08x)", o.sock,
 			 d.instance);
