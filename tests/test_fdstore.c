@@ -23,6 +23,10 @@
  *  - arenas not of the daemon's making passed as arena-* (a plain file,
  *    memfds named as the daemon names its arenas, unsealed or holding no
  *    arena) are refused, logged and dropped from the store;
+ *  - a bus the daemon adopted from a process that maps it (the store was
+ *    empty) goes to the store as a created one does;
+ *  - a listening socket passed (socket activation) is served on, and
+ *    --socket is not bound;
  *  - the same restart under the real systemd (systemd-run, Restart=,
  *    FileDescriptorStoreMax=), where PID 1 is systemd. Elsewhere it prints
  *    "not run: systemd is not PID 1 (systemd-run fd store case)" and
@@ -717,6 +721,75 @@ static void test_foreign_arena(void **unused)
 	daemon_kill();
 }
 
+/*
+ * A bus adopted otherwise than from the store (the store was empty: a
+ * unit without FileDescriptorStoreMax=, whose manager dropped the fds;
+ * the daemon pulls the arena from the process that maps it) goes to the
+ * store as a created one does.
+ */
+static void test_adopted_stored(void **unused)
+{
+	struct shared *sh = t_shared(sizeof(*sh));
+	uint8_t sb[256], again[256];
+	char msg[512];
+	pid_t old;
+
+	(void)unused;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root: the daemon takes the arena from "
+			     "another process with pidfd_getfd()");
+	store_clear();
+	notify_bind(false);
+	daemon_start("stored1");
+	old = old_client(sh, "fds.s");
+	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
+	check_arena(sh->id, sb);
+	daemon_kill();
+	store_clear();
+
+	daemon_start("stored2");
+	assert_int_equal(log_lines("adopted from pid"), 1);
+	assert_int_equal(store_count("state"), 1);
+	check_arena(sh->id, again);
+	assert_memory_equal(again, sb, sizeof(sb));
+	assert_int_equal(check_state(sh->id, sb), 1);
+	kill(old, SIGKILL);
+	waitpid(old, NULL, 0);
+	daemon_kill();
+}
+
+/* A listening socket among the fds passed (socket activation) is the one
+ * the daemon serves on; it binds nothing of its own. */
+static void test_socket_activation(void **unused)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char msg[512];
+	int fd;
+
+	(void)unused;
+	store_clear();
+	notify_bind(false);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/act.sock", t_dir);
+	unlink(sa.sun_path);
+	unlink(t_sock);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	store.fd[store.nfd] = fd;
+	strcpy(store.name[store.nfd++], "shmbusd.socket");
+
+	daemon_start("activated");
+	assert_int_equal(log_lines("listening on the socket the service "
+				   "manager passed"), 1);
+	assert_int_equal(log_lines("of no kind"), 0);
+	assert_int_equal(access(t_sock, F_OK), -1);
+	setenv("SHMBUS_SOCKET", sa.sun_path, 1);
+	shmbus__close(bus_open("fds.act"));
+	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
+	daemon_kill();
+}
+
 /* ---- under the real systemd ---------------------------------------------- */
 
 static bool systemd_is_init(void)
@@ -816,6 +889,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_garbage_state, teardown),
 		cmocka_unit_test_teardown(test_restart_adopts, teardown),
 		cmocka_unit_test_teardown(test_foreign_arena, teardown),
+		cmocka_unit_test_teardown(test_adopted_stored, teardown),
+		cmocka_unit_test_teardown(test_socket_activation, teardown),
 		cmocka_unit_test_teardown(test_systemd_run, teardown),
 	};
 
