@@ -465,7 +465,7 @@ static bool slot_adopt(struct dbus *b, uint32_t si)
 	}
 	if (state == SHMBUS_SLOT_ACTIVE && role == ds->role &&
 	    qid < b->arena.max_queues)
-		ds->conn_id = server_ghost(READ_ONCE(s->conn_token), ds->pid,
+		ds->conn_id = server_ghost(b, READ_ONCE(s->conn_token), ds->pid,
 					   READ_ONCE(s->start_time));
 	return ds->conn_id != 0;
 }
@@ -707,7 +707,8 @@ struct held {
 static struct held *held;
 static unsigned nr_held, held_cap;
 
-static void held_add(const struct ident *id, pid_t pid)
+static void held_add(uid_t uid, const char *name, pid_t pid,
+		     uint64_t start_time)
 {
 	if (nr_held == held_cap) {
 		unsigned cap = held_cap ? 2 * held_cap : 16;
@@ -718,10 +719,11 @@ static void held_add(const struct ident *id, pid_t pid)
 		held = h;
 		held_cap = cap;
 	}
-	held[nr_held].uid = id->uid;
-	memcpy(held[nr_held].name, id->name, sizeof(id->name));
+	held[nr_held].uid = uid;
+	memset(held[nr_held].name, 0, SHMBUS_NAME_MAX);
+	snprintf(held[nr_held].name, SHMBUS_NAME_MAX, "%s", name);
 	held[nr_held].pid = pid;
-	held[nr_held].start_time = pid_start_time(pid);
+	held[nr_held].start_time = start_time;
 	nr_held++;
 }
 
@@ -744,6 +746,100 @@ bool adopt_pending(uid_t owner, const char *name)
 		held[i] = held[--nr_held];	/* that holder is gone */
 	}
 	return any;
+}
+
+/* ---- the registry -------------------------------------------------------- */
+
+static char reg_path[PATH_MAX];
+
+void adopt_registry_save(const struct daemon *d)
+{
+	char tmp[PATH_MAX + 8];
+	FILE *f;
+
+	if (!reg_path[0])
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", reg_path);
+	f = fopen(tmp, "we");
+	if (!f) {
+		log_warn("registry %s: %s", tmp, strerror(errno));
+		return;
+	}
+	fprintf(f, "shmbus-registry 1\n");
+	for (const struct dbus *b = d->buses; b; b = b->next) {
+		pid_t pids[64];
+		uint64_t starts[64];
+		unsigned n = server_members(b, pids, starts, 64);
+
+		fprintf(f, "bus %u %s\n", (unsigned)b->owner_uid, b->name);
+		/* a few members are enough to know it is held */
+		for (unsigned i = 0; i < MIN(n, 64u); i++)
+			fprintf(f, "pid %d %llu\n", (int)pids[i],
+				(unsigned long long)starts[i]);
+	}
+	/* and those still waited for: a daemon killed before their
+	 * holders rejoined must not forget them */
+	for (unsigned i = 0; i < nr_held; i++)
+		if (!bus_find(d, held[i].uid, held[i].name))
+			fprintf(f, "bus %u %s\npid %d %llu\n",
+				(unsigned)held[i].uid, held[i].name,
+				(int)held[i].pid,
+				(unsigned long long)held[i].start_time);
+	if (fflush(f) || ferror(f)) {
+		log_warn("registry %s: %s", tmp, strerror(errno));
+		fclose(f);
+		unlink(tmp);
+		return;
+	}
+	fclose(f);
+	if (rename(tmp, reg_path) < 0)
+		log_warn("registry %s: %s", reg_path, strerror(errno));
+}
+
+void adopt_registry_load(struct daemon *d, const char *path)
+{
+	char line[160], name[SHMBUS_NAME_MAX] = "";
+	unsigned before = nr_held;
+	bool skip = true;
+	unsigned uid = 0;
+	FILE *f;
+
+	snprintf(reg_path, sizeof(reg_path), "%s", path);
+	f = fopen(path, "re");
+	if (!f)
+		return;		/* none: the first daemon here */
+	if (!fgets(line, sizeof(line), f) ||
+	    strcmp(line, "shmbus-registry 1\n")) {
+		log_warn("registry %s: not one of ours; ignored", path);
+		fclose(f);
+		return;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char nm[SHMBUS_NAME_MAX + 1];
+		unsigned long long start;
+		int pid;
+
+		if (sscanf(line, "bus %u %64s", &uid, nm) == 2) {
+			skip = strlen(nm) >= SHMBUS_NAME_MAX;
+			memset(name, 0, sizeof(name));
+			if (!skip)
+				memcpy(name, nm, strlen(nm));
+			skip = skip || proto_name_valid(name) ||
+			       bus_find(d, uid, name);
+		} else if (sscanf(line, "pid %d %llu", &pid, &start) == 2) {
+			/* a member still alive (the same process) holds it */
+			if (!skip && pid > 0 && start &&
+			    pid_start_time(pid) == start) {
+				held_add(uid, name, pid, start);
+				skip = true;
+			}
+		}
+	}
+	fclose(f);
+	if (nr_held > before)
+		log_info("registry: %u buses of the previous daemon are held "
+			 "by processes it cannot look into; their clients are "
+			 "waited for", nr_held - before);
 }
 
 void adopt_fini(void)
@@ -798,7 +894,7 @@ static void scan_pid(struct daemon *d, pid_t pid)
 			log_info("bus %u:%s is held by pid %d, which does not "
 				 "let us take its arena: waiting for it to "
 				 "rejoin", id.uid, id.name, (int)pid);
-			held_add(&id, pid);
+			held_add(id.uid, id.name, pid, pid_start_time(pid));
 		}
 	}
 	closedir(dir);

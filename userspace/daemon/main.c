@@ -262,6 +262,7 @@ struct options {
 	bool daemonize;
 	char defsock[108];
 	char logbuf[160];
+	char regbuf[160];	/* the registry: <socket>.buses */
 	char policybuf[PATH_MAX];
 };
 
@@ -545,6 +546,9 @@ int main(int argc, char **argv)
 	/* every bus a live process still maps is adopted before the first
 	 * client is answered: none gets a second bus of a name in use */
 	adopt_scan(&d);
+	snprintf(o.regbuf, sizeof(o.regbuf), "%s.buses", o.sock);
+	adopt_registry_load(&d, o.regbuf);
+	adopt_registry_save(&d);
 	if (d.policy_path)
 		log_info("policy %s: %u rules", d.policy_path,
 			 policy_rules(d.policy));

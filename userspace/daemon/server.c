@@ -78,6 +78,8 @@ static int epfd = -1, sigfd = -1, tfd = -1, listen_fd = -1;
 static bool listen_paused;	/* out of fds: stop accepting for a while */
 static bool listening;		/* listen_fd is in the epoll set */
 static bool stopping;
+static bool members_changed;	/* a connection bound or closed: save the
+				 * registry after this batch */
 static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 
 /* epoll data: listener, signals, timer, or a connection pointer */
@@ -328,6 +330,7 @@ static void conn_close(struct conn *c)
 	 * is theirs until they exit. */
 	if (!stopping)
 		buses_conn_gone(dmn, c->s.peer.conn_id);
+	members_changed |= c->s.bus != NULL;
 	peer_groups_free(&c->s.peer);
 	free(c);
 	/* an fd came free: accept again */
@@ -514,7 +517,8 @@ static bool same_process(pid_t pid, uint64_t start_time)
 	return now && (!start_time || now == start_time);
 }
 
-uint32_t server_ghost(uint64_t token, pid_t pid, uint64_t start_time)
+uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
+		      uint64_t start_time)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct conn *c = ghost_find(token);
@@ -547,6 +551,7 @@ uint32_t server_ghost(uint64_t token, pid_t pid, uint64_t start_time)
 	c->s.peer.pid = pid;
 	c->s.peer.start_time = start_time;
 	c->s.peer.groups = c->s.peer.groups_inline;
+	c->s.bus = b;
 	ev.data.u64 = TAG_PIDFD | c->s.peer.conn_id;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		log_warn("watching pid %d: %s", pid, strerror(errno));
@@ -557,9 +562,27 @@ uint32_t server_ghost(uint64_t token, pid_t pid, uint64_t start_time)
 	c->pidfd = fd;
 	c->next = conns;
 	conns = c;
+	members_changed = true;
 	log_debug("connection %u: pid %d, of the previous daemon, until it "
 		  "rejoins or exits", c->s.peer.conn_id, pid);
 	return c->s.peer.conn_id;
+}
+
+unsigned server_members(const struct dbus *b, pid_t *pids, uint64_t *starts,
+			unsigned max)
+{
+	unsigned n = 0;
+
+	for (struct conn *c = conns; c; c = c->next) {
+		if (c->s.bus != b || c->doomed)
+			continue;
+		if (n < max) {
+			pids[n] = c->s.peer.pid;
+			starts[n] = c->s.peer.start_time;
+		}
+		n++;
+	}
+	return n;
 }
 
 bool server_is_ghost(uint32_t conn_id)
@@ -877,6 +900,7 @@ static bool conn_read(struct conn *c)
 	if (c->pending && c->s.bus) {
 		pending_del(c);		/* handshake done */
 		pidfd_watch(c);		/* from now on it may hold slots */
+		members_changed = true;
 	}
 	return true;
 }
@@ -980,6 +1004,10 @@ int server_run(struct daemon *d, int lfd)
 		if (deaths)
 			kmod_deaths();
 		pidfd_deaths(exited, nexited);
+		if (members_changed) {
+			members_changed = false;
+			adopt_registry_save(dmn);
+		}
 	}
 	while (conns)
 		conn_close(conns);

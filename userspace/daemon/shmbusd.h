@@ -171,17 +171,22 @@ void server_conn_evict(uint32_t conn_id, const char *why);
  * finds them in the arena: a "ghost" is a connection without a socket,
  * owning what the old connection of token @token owned, watched through a
  * pidfd of its process (@pid, with start time @start_time; 0 = unknown,
- * then the pid's existence is all there is). Returns the ghost's conn_id
+ * then the pid's existence is all there is), a member of bus @b. Returns the ghost's conn_id
  * (the same for every call with that token), or 0 if that process is
  * gone: what it owned is released at once.
  */
-uint32_t server_ghost(uint64_t token, pid_t pid, uint64_t start_time);
+uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
+		      uint64_t start_time);
 /* Is @conn_id a ghost? */
 bool server_is_ghost(uint32_t conn_id);
 /* @p rejoined with old token @token: if the ghost of that token is the
  * same process (pid and start time), end the ghost and return its conn_id
  * (the caller moves what it owned to @p); else 0. */
 uint32_t server_ghost_take(uint64_t token, const struct peer *p);
+/* The processes bound to @b (connections and ghosts): up to @max pids
+ * and start times; returns how many there are. */
+unsigned server_members(const struct dbus *b, pid_t *pids, uint64_t *starts,
+			unsigned max);
 
 /* ---- dispatch.c: one request, by the table of frame types ------------ */
 
@@ -429,6 +434,17 @@ void adopt_scan(struct daemon *d);
 bool adopt_pending(uid_t owner, const char *name);
 /* Forget the held-bus records (daemon exit). */
 void adopt_fini(void);
+/*
+ * The registry: every bus and the processes bound to it, in a file the
+ * daemon keeps beside its socket (@path). After adopt_scan(),
+ * adopt_registry_load() marks the buses it lists that were not adopted
+ * and still have a live member as held (a process a non-root daemon
+ * cannot look into: one that made itself non-dumpable). The server saves
+ * it (adopt_registry_save()) after an event loop batch that bound or
+ * closed a connection.
+ */
+void adopt_registry_load(struct daemon *d, const char *path);
+void adopt_registry_save(const struct daemon *d);
 
 /* ---- storage.c: the ring area of an arena ----------------------------- */
 

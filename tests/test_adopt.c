@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_adopt.c - a daemon taking over the buses of one that died, from the
+ * daemon's side of the protocol: the arenas it refuses (another layout
+ * version, left untouched; another daemon's; unsealed; another bus's), the
+ * connection a rejoining process may take back (only its own), that no
+ * second bus of a name in use is ever made (a non-root daemon that cannot
+ * look into a holder waits for it, by its registry), and how long an
+ * adoption takes for 1 and 64 buses.
+ *
+ * Real daemons, real processes, kill -9; REJOIN spoken on a raw socket.
+ */
+#include <grp.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "shmbus.h"
+#include "helpers.h"
+#include "proto.h"
+#include "shmbus/layout.h"
+
+#define NOBODY	65534
+
+/* ---- the protocol, by hand ---------------------------------------------- */
+
+static int raw_connect_to(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* One exchange: request @type with @body and @nfds fds; the reply's status,
+ * its body into @rep (if 0) or its reason into @reason. */
+static int call(int fd, unsigned type, const void *body, size_t len,
+		const int *fds, unsigned nfds, void *rep, size_t replen,
+		char *reason, size_t rlen)
+{
+	union {
+		struct sbc_hdr h;
+		uint8_t b[SBC_FRAME_MAX];
+	} out, in;
+	union {
+		struct cmsghdr align;
+		uint8_t b[CMSG_SPACE(sizeof(int) * 4)];
+	} cbuf;
+	struct iovec iov = { .iov_base = out.b };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	memset(&out.h, 0, sizeof(out.h));
+	out.h.magic = SBC_MAGIC;
+	out.h.version = SBC_VERSION;
+	out.h.type = type;
+	out.h.len = sizeof(out.h) + len;
+	out.h.seq = 7;
+	memcpy(out.b + sizeof(out.h), body, len);
+	iov.iov_len = out.h.len;
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		memset(cbuf.b, 0, sizeof(cbuf.b));
+		mh.msg_control = cbuf.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)out.h.len)
+		return -ECONNRESET;
+	if (poll(&pfd, 1, 10000) != 1)
+		return -ETIMEDOUT;
+	n = recv(fd, in.b, sizeof(in.b), 0);
+	if (n < (ssize_t)sizeof(in.h))
+		return -ECONNRESET;
+	if (reason && rlen) {
+		reason[0] = '\0';
+		if (in.h.status && n > (ssize_t)sizeof(in.h))
+			snprintf(reason, rlen, "%.*s", (int)(n - sizeof(in.h)),
+				 (const char *)in.b + sizeof(in.h));
+	}
+	if (!in.h.status && rep)
+		memcpy(rep, in.b + sizeof(in.h),
+		       replen < n - sizeof(in.h) ? replen : n - sizeof(in.h));
+	return in.h.status;
+}
+
+static int hello(int fd)
+{
+	struct sbc_hello h = { SBC_VERSION, SBC_VERSION };
+	struct sbc_hello_reply r;
+
+	return call(fd, SBC_HELLO, &h, sizeof(h), NULL, 0, &r, sizeof(r),
+		    NULL, 0);
+}
+
+/* HELLO and REJOIN of bus (@owner, @name) with @arena and @token, on a new
+ * connection to @sock (kept open in *@conn if not NULL). */
+static int rejoin(const char *sock, const char *name, uid_t owner,
+		  uint64_t token, int arena, char *reason, size_t rlen,
+		  int *conn)
+{
+	struct sbc_rejoin q = { .owner_uid = owner, .token = token };
+	struct sbc_bus_open_reply rep;
+	int fd = raw_connect_to(sock), st;
+
+	if (fd < 0)
+		return -ECONNREFUSED;
+	snprintf(q.name, sizeof(q.name), "%s", name);
+	st = hello(fd);
+	if (!st)
+		st = call(fd, SBC_REJOIN, &q, sizeof(q), &arena, 1, &rep,
+			  sizeof(rep), reason, rlen);
+	if (conn && !st)
+		*conn = fd;
+	else
+		close(fd);
+	return st;
+}
+
+/* ---- arenas ----------------------------------------------------------- */
+
+/* This process's fd of bus @name's arena, or -1 (memfd names end in
+ * ":NAME (deleted)"). */
+static int arena_fd_of(const char *name)
+{
+	char want[96], path[64], link[512];
+
+	snprintf(want, sizeof(want), ":%s (deleted)", name);
+	for (int fd = 3; fd < 4096; fd++) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (!strncmp(link, "/memfd:shmbus:", 14) &&
+		    (size_t)n > strlen(want) && !strcmp(link + n - strlen(want), want))
+			return fd;
+	}
+	return -1;
+}
+
+/* The daemon instance in the name of arena fd @fd. */
+static uint32_t instance_of_arena(int fd)
+{
+	char path[64], link[512];
+	unsigned inst = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_int_equal(sscanf(link, "/memfd:shmbus:%x:", &inst), 1);
+	return inst;
+}
+
+/* A copy of arena @src as a memfd called @desc, @version in its
+ * superblock, sealed as the daemon seals (if @seal). */
+static int arena_copy(int src, const char *desc, uint32_t version, bool seal)
+{
+	struct stat st;
+	void *from;
+	int fd;
+
+	assert_int_equal(fstat(src, &st), 0);
+	fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, st.st_size), 0);
+	from = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, src, 0);
+	assert_true(from != MAP_FAILED);
+	assert_int_equal(pwrite(fd, from, st.st_size, 0), st.st_size);
+	munmap(from, st.st_size);
+	assert_int_equal(pwrite(fd, &version, sizeof(version),
+				offsetof(struct shmbus_sb, version)), 4);
+	if (seal)
+		assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK |
+				       F_SEAL_GROW | F_SEAL_SEAL), 0);
+	return fd;
+}
+
+static uint32_t fd_hash(int fd)
+{
+	struct stat st;
+	uint32_t h;
+	void *p;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	p = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	h = t_fnv(p, st.st_size);
+	munmap(p, st.st_size);
+	return h;
+}
+
+/* Does the log of the daemon at @sock (autostarted: "<sock>.log") hold
+ * @needle? */
+static bool log_has(const char *log, const char *needle)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen(log, "r");
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* log_has(), within 5 s: a daemon logs its adoptions after it listens. */
+static bool log_soon(const char *log, const char *needle)
+{
+	for (int i = 0; i < 500; i++) {
+		if (log_has(log, needle))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static const char *t_log(void)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s.log", t_sock);
+	return path;
+}
+
+/* Small buses: adopting 64 of them must not need gigabytes. */
+static struct shmbus *open_small(const char *name)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .max_queues = 8, .max_slots = 8,
+		    .ring_bytes = 64 << 10, .nr_pools = 1,
+		    .pools = { { .payload = 4096, .count = 64 } });
+	struct shmbus *b = shmbus__open(name, &o);
+
+	assert_non_null(b);
+	return b;
+}
+
+/* ---- the arenas a daemon refuses ---------------------------------------- */
+
+/*
+ * An arena of another layout version is refused with a clear line and
+ * left as it is; one named by another daemon instance, or not sealed, is
+ * refused; the real bus is not disturbed.
+ */
+static void test_refused_arenas(void **state)
+{
+	struct shmbus *bus = open_small("cur");
+	int afd = arena_fd_of("cur"), fake;
+	uint32_t inst = instance_of_arena(afd), h0;
+	char desc[128], why[256];
+	int st;
+
+	(void)state;
+	assert_true(afd >= 0);
+
+	/* layout version 3, otherwise a perfect arena of this daemon's */
+	snprintf(desc, sizeof(desc), "shmbus:%08x:0:0:600:0badcafe:old", inst);
+	fake = arena_copy(afd, desc, 3, true);
+	h0 = fd_hash(fake);
+	st = rejoin(t_sock, "old", 0, 1, fake, why, sizeof(why), NULL);
+	print_message("layout 3: %d (%s)\n", st, why);
+	assert_int_equal(st, -EPROTONOSUPPORT);
+	assert_non_null(strstr(why, "layout version 3"));
+	assert_int_equal(fd_hash(fake), h0);	/* not a byte changed */
+	assert_true(log_has(t_log(), "layout version 3"));
+	close(fake);
+
+	/* another daemon instance's */
+	snprintf(desc, sizeof(desc), "shmbus:%08x:0:0:600:0badcafe:other",
+		 inst ^ 1);
+	fake = arena_copy(afd, desc, SHMBUS_LAYOUT_VERSION, true);
+	st = rejoin(t_sock, "other", 0, 1, fake, why, sizeof(why), NULL);
+	print_message("other instance: %d (%s)\n", st, why);
+	assert_int_equal(st, -EACCES);
+	assert_non_null(strstr(why, "another shmbus daemon"));
+	close(fake);
+
+	/* not sealed: whoever holds it could truncate it under everyone */
+	snprintf(desc, sizeof(desc), "shmbus:%08x:0:0:600:0badcafe:loose", inst);
+	fake = arena_copy(afd, desc, SHMBUS_LAYOUT_VERSION, false);
+	st = rejoin(t_sock, "loose", 0, 1, fake, why, sizeof(why), NULL);
+	assert_int_equal(st, -EACCES);
+	assert_non_null(strstr(why, "not sealed"));
+	close(fake);
+
+	/* not a memfd the daemon named at all */
+	fake = memfd_create("orders", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	st = rejoin(t_sock, "orders", 0, 1, fake, why, sizeof(why), NULL);
+	assert_int_equal(st, -EACCES);
+	close(fake);
+
+	/* the real bus's arena handed back as another bus */
+	st = rejoin(t_sock, "notcur", 0, 1, afd, why, sizeof(why), NULL);
+	print_message("foreign arena: %d (%s)\n", st, why);
+	assert_int_equal(st, -EACCES);
+	assert_non_null(strstr(why, "not 0:notcur"));
+
+	/* the real one still works */
+	assert_true(shmbus__queue_declare(bus, "q", NULL) >= 0);
+	shmbus__close(bus);
+}
+
+/* ---- whose connection a rejoin takes back -------------------------------- */
+
+/* Slot of pid @pid on @sb's bus, or NULL. */
+static struct shmbus_slot *slot_of(struct shmbus_sb *sb, pid_t pid)
+{
+	for (uint32_t i = 0; i < sb->max_slots; i++) {
+		struct shmbus_slot *s = (void *)((uint8_t *)sb + sb->slot_off +
+						 (uint64_t)i * sb->slot_size);
+
+		if (READ_ONCE(s->state) == SHMBUS_SLOT_ACTIVE &&
+		    READ_ONCE(s->pid) == (uint32_t)pid)
+			return s;
+	}
+	return NULL;
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		if (cond(arg))
+			return true;
+		usleep(1000);
+	}
+	return cond(arg);
+}
+
+static bool slot_gone(void *arg)
+{
+	struct shmbus_slot *s = arg;
+
+	return READ_ONCE(s->state) == SHMBUS_SLOT_FREE;
+}
+
+/*
+ * A consumer's slot survives the daemon's death (its process lives); a
+ * member that rejoins naming that consumer's old connection does not get
+ * it; the consumer's exit then releases it.
+ */
+static void test_rejoin_only_own(void **state)
+{
+	struct shmbus *bus = open_small("tok"), *other;
+	struct shmbus_sb *sb;
+	struct shmbus_slot *s;
+	int go[2], afd = arena_fd_of("tok"), conn = -1, st;
+	char why[256], c;
+	uint64_t token;
+	pid_t kid;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(bus, "tq", NULL) >= 0);
+	assert_int_equal(pipe(go), 0);
+	kid = fork();
+	if (!kid) {
+		struct shmbus *b = open_small("tok");
+		struct shmbus_consumer *cn = shmbus_consumer__new(b, "tq", NULL);
+
+		if (!cn || write(go[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(go[0], &c, 1), 1);
+	sb = t_arena_mapping("tok");
+	assert_non_null(sb);
+	s = slot_of(sb, kid);
+	assert_non_null(s);
+	token = READ_ONCE(s->conn_token);
+	assert_true(token != 0);
+
+	t_kill_daemon();
+	other = open_small("tok2");	/* a new daemon; it adopts "tok" */
+	assert_true(log_soon(t_log(), "bus 0:tok adopted"));
+	assert_int_equal(READ_ONCE(s->state), SHMBUS_SLOT_ACTIVE);
+
+	/* we are a member of "tok", but not the process of that token */
+	st = rejoin(t_sock, "tok", 0, token, afd, why, sizeof(why), &conn);
+	assert_int_equal(st, 0);
+	assert_true(log_soon(t_log(), "not its own; ignored"));
+	assert_int_equal(READ_ONCE(s->state), SHMBUS_SLOT_ACTIVE);
+	assert_int_equal(READ_ONCE(s->conn_token), token);
+
+	/* the consumer's exit, seen through the ghost's pidfd */
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	assert_true(wait_for(slot_gone, s, 3000));
+	print_message("consumer killed after the restart: its slot released\n");
+	close(conn);
+	close(go[0]);
+	close(go[1]);
+	shmbus__close(other);
+	shmbus__close(bus);
+}
+
+/* ---- no second bus of a name in use ----------------------------------------- */
+
+struct shared {
+	uint32_t held_id;	/* the holder's bus id */
+	uint32_t got_id;	/* what the late opener got, 0 = none */
+	int got_errno;
+	char reason[200];
+};
+
+/* A daemon as uid NOBODY on @sock, in the foreground: its pid. The binary
+ * is opened while we are root (its path may not be NOBODY's to walk). */
+static pid_t nobody_daemon(const char *sock, const char *log)
+{
+	int dfd = open(t_daemon_path(), O_RDONLY | O_CLOEXEC);
+	pid_t pid;
+
+	assert_true(dfd >= 0);
+	pid = fork();
+	if (!pid) {
+		char *argv[] = { "shmbusd", "--socket", (char *)sock, "--log",
+				 (char *)log, NULL };
+		extern char **environ;
+
+		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+			_exit(99);
+		/* after the uid change, which clears it: a failed test
+		 * leaves nothing running */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fexecve(dfd, argv, environ);
+		_exit(98);
+	}
+	close(dfd);
+	for (int i = 0; i < 2000 && access(sock, F_OK); i++)
+		usleep(1000);
+	assert_int_equal(access(sock, F_OK), 0);
+	return pid;
+}
+
+/*
+ * A non-root daemon cannot look into a process of its uid that made
+ * itself non-dumpable, nor pull its arena. After a restart it must still
+ * not give a second bus of that name to anyone: its registry says the
+ * bus has a live member. A late opener gets the old bus or a clear
+ * refusal (-EINPROGRESS, or -ETIMEDOUT after retrying), never a new one;
+ * once the holder is gone, the name is free.
+ */
+static void test_no_split_brain(void **state)
+{
+	struct shared *sh = t_shared(sizeof(*sh));
+	char dir[128], sock[160], log1[160], log2[160];
+	int go[2];
+	pid_t d1, d2, holder, late;
+	char c;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to run a daemon as another user");
+	snprintf(dir, sizeof(dir), "%s/nobody", t_dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chown(dir, NOBODY, NOBODY), 0);
+	chmod(t_dir, 0755);
+	snprintf(sock, sizeof(sock), "%s/d.sock", dir);
+	snprintf(log1, sizeof(log1), "%s/d1.log", t_dir);
+	snprintf(log2, sizeof(log2), "%s/d2.log", t_dir);
+	/* the logs are opened by the daemon as NOBODY */
+	for (int i = 0; i < 2; i++) {
+		int fd = open(i ? log2 : log1, O_CREAT | O_WRONLY, 0644);
+
+		assert_true(fd >= 0);
+		assert_int_equal(fchown(fd, NOBODY, NOBODY), 0);
+		close(fd);
+	}
+	d1 = nobody_daemon(sock, log1);
+	assert_int_equal(pipe(go), 0);
+	holder = fork();
+	if (!holder) {
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
+			    .flags = SHMBUS_OPEN_NOSTART);
+		struct shmbus *b;
+
+		shmbus_set_print(NULL);
+		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+			_exit(99);
+		/* after the uid change, which clears it: a failed test
+		 * leaves nothing running */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		b = shmbus__open("held", &o);
+		if (!b || shmbus__queue_declare(b, "q", NULL) < 0)
+			_exit(1);
+		sh->held_id = shmbus__id(b);
+		/* now neither /proc/PID/fd nor pidfd_getfd() lets our own
+		 * uid's daemon in */
+		prctl(PR_SET_DUMPABLE, 0);
+		if (write(go[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(go[0], &c, 1), 1);
+	kill(d1, SIGKILL);
+	waitpid(d1, NULL, 0);
+	d2 = nobody_daemon(sock, log2);
+	assert_true(log_soon(log2, "registry: 1 buses"));
+
+	late = fork();
+	if (!late) {
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
+			    .flags = SHMBUS_OPEN_NOSTART,
+			    .connect_timeout_ms = 1000);
+		struct shmbus *b;
+
+		shmbus_set_print(NULL);
+		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+			_exit(99);
+		/* after the uid change, which clears it: a failed test
+		 * leaves nothing running */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		b = shmbus__open("held", &o);
+		sh->got_errno = b ? 0 : errno;
+		sh->got_id = b ? shmbus__id(b) : 0;
+		snprintf(sh->reason, sizeof(sh->reason), "%s",
+			 shmbus_errmsg());
+		_exit(0);
+	}
+	assert_int_equal(t_wait(late, 20000), 0);
+	print_message("late opener while the holder lives: id %08x (holder's "
+		      "%08x), errno %d (%s)\n", sh->got_id, sh->held_id,
+		      sh->got_errno, sh->reason);
+	/* the old bus (its holder rejoined), or a refusal; never another */
+	if (sh->got_id)
+		assert_int_equal(sh->got_id, sh->held_id);
+	else
+		assert_true(sh->got_errno == EINPROGRESS ||
+			    sh->got_errno == ETIMEDOUT);
+	if (!sh->got_id)
+		assert_non_null(strstr(sh->reason, "held by running processes"));
+
+	/* the holder gone, the name is free (or it was adopted: same id) */
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	late = fork();
+	if (!late) {
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
+			    .flags = SHMBUS_OPEN_NOSTART,
+			    .connect_timeout_ms = 3000);
+		struct shmbus *b;
+
+		shmbus_set_print(NULL);
+		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+			_exit(99);
+		/* after the uid change, which clears it: a failed test
+		 * leaves nothing running */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		b = shmbus__open("held", &o);
+		_exit(b ? 0 : 10);
+	}
+	assert_int_equal(t_wait(late, 20000), 0);
+	kill(d2, SIGKILL);
+	waitpid(d2, NULL, 0);
+	close(go[0]);
+	close(go[1]);
+}
+
+/* ---- how long an adoption takes -------------------------------------------- */
+
+/* The microseconds of the daemon's "adopted N buses ... in X us" line. */
+static long adopted_us(unsigned n)
+{
+	char line[1024], want[64];
+	long us = -1;
+	FILE *f = fopen(t_log(), "r");
+
+	snprintf(want, sizeof(want), "adopted %u buses that live processes "
+		 "hold in ", n);
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, want);
+
+		if (p)
+			us = atol(p + strlen(want));
+	}
+	if (f)
+		fclose(f);
+	return us;
+}
+
+static void adopt_n(unsigned n, const char *prefix)
+{
+	struct shmbus **b = calloc(n, sizeof(*b)), *starter;
+	char name[32];
+	long us;
+
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%u", prefix, i);
+		b[i] = open_small(name);
+		assert_true(shmbus__queue_declare(b[i], "q", NULL) >= 0);
+	}
+	t_kill_daemon();
+	snprintf(name, sizeof(name), "%sstart", prefix);
+	starter = open_small(name);	/* starts the next daemon */
+	us = adopted_us(n);
+	print_message("adoption at start: %u buses in %ld us (%.1f us a bus)\n",
+		      n, us, (double)us / n);
+	assert_true(us >= 0);
+	for (unsigned i = 0; i < n; i++) {
+		struct shmbus *again;
+
+		/* a new client gets the same bus, which the daemon serves */
+		snprintf(name, sizeof(name), "%s%u", prefix, i);
+		again = open_small(name);
+		assert_int_equal(shmbus__id(again), shmbus__id(b[i]));
+		assert_true(shmbus__queue_declare(again, "q2", NULL) >= 0);
+		shmbus__close(again);
+		shmbus__close(b[i]);
+	}
+	shmbus__close(starter);
+	free(b);
+}
+
+static void test_adoption_time(void **state)
+{
+	(void)state;
+	adopt_n(1, "one");
+	adopt_n(64, "many");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_refused_arenas),
+		cmocka_unit_test(test_rejoin_only_own),
+		cmocka_unit_test(test_no_split_brain),
+		cmocka_unit_test(test_adoption_time),
+	};
+
+	if (geteuid() != 0 && ci_mode()) {
+		fprintf(stderr, "test_adopt: CI=true needs root\n");
+		return 1;
+	}
+	return T_RUN_WITH_DAEMON("adopt", tests);
+}
