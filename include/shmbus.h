@@ -165,7 +165,8 @@ SHMBUS_API void shmbus__close(struct shmbus *bus);
 /* The bus name. */
 SHMBUS_API const char *shmbus__name(const struct shmbus *bus);
 
-/* The bus id: random per bus (a new one after a daemon restart), never 0.
+/* The bus id: random per bus, never 0; a bus a restarted daemon adopts
+ * keeps it, a new bus of the same name gets another.
  * The first argument of every USDT probe and part of every BPF map key
  * (docs/probes.md). */
 SHMBUS_API uint32_t shmbus__id(const struct shmbus *bus);

@@ -6,7 +6,9 @@
  * The daemon's records (struct dbus, dqueue, dslot) are what it decides
  * by. Every attached process can write the arena, so what the daemon
  * publishes there (queue descriptors, slot states) is for readers only and
- * is never read back to make a decision.
+ * is never read back to make a decision - except once, by a daemon that
+ * adopts the bus after its predecessor died (adopt.c), which rebuilds
+ * its records from it, checking every field.
  */
 #ifndef SHMBUSD_H
 #define SHMBUSD_H

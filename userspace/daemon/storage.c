@@ -3,7 +3,9 @@
  * storage.c - the ring area of an arena: the storage of rings, dedup
  * tables and fan-out arrays, in SHMBUS_RING_UNIT units handed out first
  * fit from the daemon's bitmap. The bitmap is mirrored into the arena for
- * readers (stat, tests); the daemon never reads the arena's copy back.
+ * readers (stat, tests); the daemon reads the arena's copy back only when
+ * it adopts the bus (adopt.c), to find what its predecessor was waiting
+ * to free.
  */
 #include <stdlib.h>
 
