@@ -756,13 +756,22 @@ void adopt_registry_save(const struct daemon *d)
 {
 	char tmp[PATH_MAX + 8];
 	FILE *f;
+	int fd;
 
 	if (!reg_path[0])
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", reg_path);
-	f = fopen(tmp, "we");
+	/* in the socket's directory, which only we may write (main.c
+	 * prepare_dir()); a leftover of a killed daemon goes first, and
+	 * nothing of ours follows a link or reads another's file */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		log_warn("registry %s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	fprintf(f, "shmbus-registry 1\n");
@@ -803,11 +812,16 @@ void adopt_registry_load(struct daemon *d, const char *path)
 	bool skip = true;
 	unsigned uid = 0;
 	FILE *f;
+	int fd;
 
 	snprintf(reg_path, sizeof(reg_path), "%s", path);
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
 		return;		/* none: the first daemon here */
+	}
 	if (!fgets(line, sizeof(line), f) ||
 	    strcmp(line, "shmbus-registry 1\n")) {
 		log_warn("registry %s: not one of ours; ignored", path);
