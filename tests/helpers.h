@@ -321,6 +321,29 @@ static inline void *t_arena_mapping(const char *name)
 	return addr;
 }
 
+/* This process's fd of bus @name's arena, or -1 (the daemon names its
+ * memfds "shmbus:INSTANCE:UID:GID:MODE:BUSID:NAME"). */
+static inline int t_bus_arena_fd(const char *name)
+{
+	char want[96], path[64], link[512];
+
+	snprintf(want, sizeof(want), ":%s (deleted)", name);
+	for (int fd = 3; fd < 4096; fd++) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (!strncmp(link, "/memfd:shmbus:", 14) &&
+		    (size_t)n > strlen(want) &&
+		    !strcmp(link + n - strlen(want), want))
+			return fd;
+	}
+	return -1;
+}
+
 #ifdef SHMBUS_H
 /* Chunks neither free nor cached: in queues or held by someone. */
 static inline uint32_t t_chunks_out(struct shmbus *bus)

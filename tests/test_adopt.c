@@ -133,28 +133,6 @@ static int rejoin(const char *sock, const char *name, uid_t owner,
 
 /* ---- arenas ----------------------------------------------------------- */
 
-/* This process's fd of bus @name's arena, or -1 (memfd names end in
- * ":NAME (deleted)"). */
-static int arena_fd_of(const char *name)
-{
-	char want[96], path[64], link[512];
-
-	snprintf(want, sizeof(want), ":%s (deleted)", name);
-	for (int fd = 3; fd < 4096; fd++) {
-		ssize_t n;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		if (!strncmp(link, "/memfd:shmbus:", 14) &&
-		    (size_t)n > strlen(want) && !strcmp(link + n - strlen(want), want))
-			return fd;
-	}
-	return -1;
-}
-
 /* The daemon instance in the name of arena fd @fd. */
 static uint32_t instance_of_arena(int fd)
 {
@@ -264,7 +242,7 @@ static struct shmbus *open_small(const char *name)
 static void test_refused_arenas(void **state)
 {
 	struct shmbus *bus = open_small("cur");
-	int afd = arena_fd_of("cur"), fake;
+	int afd = t_bus_arena_fd("cur"), fake;
 	uint32_t inst = instance_of_arena(afd), h0;
 	char desc[128], why[256];
 	int st;
@@ -362,7 +340,7 @@ static void test_rejoin_only_own(void **state)
 	struct shmbus *bus = open_small("tok"), *other;
 	struct shmbus_sb *sb;
 	struct shmbus_slot *s;
-	int go[2], afd = arena_fd_of("tok"), conn = -1, st;
+	int go[2], afd = t_bus_arena_fd("tok"), conn = -1, st;
 	char why[256], c;
 	uint64_t token;
 	pid_t kid;
@@ -421,6 +399,40 @@ struct shared {
 	char reason[200];
 };
 
+/* In a forked child: become NOBODY, and die with the test (after the uid
+ * change, which clears the parent-death signal): a failed test leaves
+ * nothing running. */
+static void as_nobody(void)
+{
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		_exit(99);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* A nobody child opening bus "held" at @sock within @ms: its id into
+ * sh->got_id (0: none, errno and reason kept). Returns its exit status. */
+static int late_open(const char *sock, int ms, struct shared *sh)
+{
+	pid_t kid = fork();
+
+	if (!kid) {
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
+			    .flags = SHMBUS_OPEN_NOSTART,
+			    .connect_timeout_ms = ms);
+		struct shmbus *b;
+
+		shmbus_set_print(NULL);
+		as_nobody();
+		b = shmbus__open("held", &o);
+		sh->got_errno = b ? 0 : errno;
+		sh->got_id = b ? shmbus__id(b) : 0;
+		snprintf(sh->reason, sizeof(sh->reason), "%s",
+			 shmbus_errmsg());
+		_exit(0);
+	}
+	return t_wait(kid, 20000);
+}
+
 /* A daemon as uid NOBODY on @sock, in the foreground: its pid. The binary
  * is opened while we are root (its path may not be NOBODY's to walk). */
 static pid_t nobody_daemon(const char *sock, const char *log)
@@ -435,11 +447,7 @@ static pid_t nobody_daemon(const char *sock, const char *log)
 				 (char *)log, NULL };
 		extern char **environ;
 
-		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
-			_exit(99);
-		/* after the uid change, which clears it: a failed test
-		 * leaves nothing running */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		as_nobody();
 		fexecve(dfd, argv, environ);
 		_exit(98);
 	}
@@ -463,7 +471,7 @@ static void test_no_split_brain(void **state)
 	struct shared *sh = t_shared(sizeof(*sh));
 	char dir[128], sock[160], log1[160], log2[160];
 	int go[2];
-	pid_t d1, d2, holder, late;
+	pid_t d1, d2, holder;
 	char c;
 
 	(void)state;
@@ -493,11 +501,7 @@ static void test_no_split_brain(void **state)
 		struct shmbus *b;
 
 		shmbus_set_print(NULL);
-		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
-			_exit(99);
-		/* after the uid change, which clears it: a failed test
-		 * leaves nothing running */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		as_nobody();
 		b = shmbus__open("held", &o);
 		if (!b || shmbus__queue_declare(b, "q", NULL) < 0)
 			_exit(1);
@@ -516,27 +520,7 @@ static void test_no_split_brain(void **state)
 	d2 = nobody_daemon(sock, log2);
 	assert_true(log_soon(log2, "registry: 1 buses"));
 
-	late = fork();
-	if (!late) {
-		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
-			    .flags = SHMBUS_OPEN_NOSTART,
-			    .connect_timeout_ms = 1000);
-		struct shmbus *b;
-
-		shmbus_set_print(NULL);
-		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
-			_exit(99);
-		/* after the uid change, which clears it: a failed test
-		 * leaves nothing running */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		b = shmbus__open("held", &o);
-		sh->got_errno = b ? 0 : errno;
-		sh->got_id = b ? shmbus__id(b) : 0;
-		snprintf(sh->reason, sizeof(sh->reason), "%s",
-			 shmbus_errmsg());
-		_exit(0);
-	}
-	assert_int_equal(t_wait(late, 20000), 0);
+	assert_int_equal(late_open(sock, 1000, sh), 0);
 	print_message("late opener while the holder lives: id %08x (holder's "
 		      "%08x), errno %d (%s)\n", sh->got_id, sh->held_id,
 		      sh->got_errno, sh->reason);
@@ -552,23 +536,8 @@ static void test_no_split_brain(void **state)
 	/* the holder gone, the name is free (or it was adopted: same id) */
 	kill(holder, SIGKILL);
 	waitpid(holder, NULL, 0);
-	late = fork();
-	if (!late) {
-		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
-			    .flags = SHMBUS_OPEN_NOSTART,
-			    .connect_timeout_ms = 3000);
-		struct shmbus *b;
-
-		shmbus_set_print(NULL);
-		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
-			_exit(99);
-		/* after the uid change, which clears it: a failed test
-		 * leaves nothing running */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		b = shmbus__open("held", &o);
-		_exit(b ? 0 : 10);
-	}
-	assert_int_equal(t_wait(late, 20000), 0);
+	assert_int_equal(late_open(sock, 3000, sh), 0);
+	assert_true(sh->got_id != 0);
 	kill(d2, SIGKILL);
 	waitpid(d2, NULL, 0);
 	close(go[0]);

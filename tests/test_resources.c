@@ -433,33 +433,10 @@ static void test_memory_max(void **state)
 
 /* ---- the arena fd cannot be truncated ------------------------------------ */
 
-/* This process's fd of bus @name's arena (the daemon names its memfds
- * "shmbus:INSTANCE:UID:GID:MODE:BUSID:NAME"), or -1. */
-static int arena_fd_of(const char *name)
-{
-	char want[128], path[64], target[256];
-
-	snprintf(want, sizeof(want), ":%s (deleted)", name);
-	for (int fd = 3; fd < 1024; fd++) {
-		ssize_t n;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, target, sizeof(target) - 1);
-		if (n <= 0)
-			continue;
-		target[n] = '\0';
-		if (!strncmp(target, "/memfd:shmbus:", 14) &&
-		    (size_t)n > strlen(want) &&
-		    !strcmp(target + n - strlen(want), want))
-			return fd;
-	}
-	return -1;
-}
-
 static off_t arena_size_of(const char *name)
 {
 	struct stat st;
-	int fd = arena_fd_of(name);
+	int fd = t_bus_arena_fd(name);
 
 	return fd >= 0 && fstat(fd, &st) == 0 ? st.st_size : -1;
 }
@@ -477,7 +454,7 @@ static void test_arena_sealed(void **state)
 	assert_int_equal(shmbus__queue_declare(bus, "q", NULL), 1);
 	c = shmbus_consumer__new(bus, "q", NULL);
 	assert_non_null(c);
-	fd = arena_fd_of("sealed");
+	fd = t_bus_arena_fd("sealed");
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &st), 0);
 	seals = fcntl(fd, F_GET_SEALS);
@@ -491,7 +468,7 @@ static void test_arena_sealed(void **state)
 	kid = fork();
 	if (!kid) {
 		struct shmbus *b = t_open_bus("sealed");
-		int afd = arena_fd_of("sealed"), n = 0;
+		int afd = t_bus_arena_fd("sealed"), n = 0;
 		struct shmbus_producer *pp;
 
 		CHILD_CHECK(afd >= 0, "arena fd");

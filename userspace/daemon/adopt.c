@@ -109,8 +109,7 @@ static int ident_parse(const char *link, struct ident *id)
 	return 0;
 }
 
-/* The target of /proc/@pid/fd/@fd (@pid 0: ours) into @buf. */
-static int fd_link(pid_t pid, int fd, char *buf, size_t len)
+int fd_link(pid_t pid, int fd, char *buf, size_t len)
 {
 	char path[64];
 	ssize_t n;

@@ -330,15 +330,10 @@ static int do_rejoin(struct request *r)
 /* Is @fd an eventfd? */
 static bool is_eventfd(int fd)
 {
-	char path[64], link[32];
-	ssize_t n;
+	char link[32];
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return false;
-	link[n] = '\0';
-	return !strcmp(link, "anon_inode:[eventfd]");
+	return !fd_link(0, fd, link, sizeof(link)) &&
+	       !strcmp(link, "anon_inode:[eventfd]");
 }
 
 /*

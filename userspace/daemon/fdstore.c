@@ -516,15 +516,11 @@ static uint32_t memfd_bus_id(const char *link)
 static bool arena_like(int fd, uint32_t id, uint64_t size)
 {
 	const int want = F_SEAL_SHRINK | F_SEAL_GROW;
-	char path[64], link[256];
+	char link[256];
 	struct stat st;
-	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
+	if (fd_link(0, fd, link, sizeof(link)))
 		return false;
-	link[n] = '\0';
 	return memfd_bus_id(link) == id && fstat(fd, &st) == 0 &&
 	       S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
 	       (uint64_t)st.st_size == size &&

@@ -423,6 +423,10 @@ void bus_link(struct daemon *d, struct dbus *b);
  */
 int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 	      char *why, size_t len);
+/* What fd @fd of process @pid (0: ours) is, as /proc/PID/fd shows it
+ * ("anon_inode:[eventfd]", "/memfd:NAME (deleted)", ...), into @buf: 0
+ * or -errno. */
+int fd_link(pid_t pid, int fd, char *buf, size_t len);
 /* Connection @p rejoined and was ghost @ghost: its slots and private
  * queues on @b are @p's now (records and the arena's tokens). */
 void bus_rehome(struct dbus *b, uint32_t ghost, const struct peer *p);
