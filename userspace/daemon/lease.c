@@ -45,8 +45,16 @@ static bool take_from(struct dbus *b, uint32_t si, uint32_t ref)
 
 void leases_reset(struct shmbus_slot *s)
 {
-	s->lease_hi = 0;
+	leases_reset_but(s, NULL);
+}
+
+void leases_reset_but(struct shmbus_slot *s, const uint64_t *keep)
+{
+	if (!keep)
+		s->lease_hi = 0;
 	for (uint32_t e = 0; e < SHMBUS_LEASE_MAX; e++) {
+		if (keep && (keep[e / 64] & (1ULL << (e % 64))))
+			continue;
 		s->lease[e].word = SHMBUS_LEASE_WORD(
 			SHMBUS_LEASE_SEQ(s->lease[e].word) + 1,
 			SHMBUS_LEASE_EMPTY);
@@ -59,6 +67,7 @@ unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 {
 	struct shmbus_slot *s = &b->arena.slots[si];
 	const struct dslot *ds = &b->slots[si];
+	uint64_t kept[SHMBUS_LEASE_MAX / 64] = { 0 };
 	unsigned n = 0, back = 0, freed = 0;
 
 	/*
@@ -96,10 +105,13 @@ unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand)
 					   READ_ONCE(c->owner)) ==
 					   SHMBUS_CHUNK_QUEUED) {
 				cand[n++] = ref;
+				kept[e / 64] |= 1ULL << (e % 64);
 			}
 		}
 	}
-	leases_reset(s);
+	/* the candidates' entries stay until their sweep is over
+	 * (slot_swept()): the names a later daemon would look for again */
+	leases_reset_but(s, kept);
 	if (back || freed)
 		log_info("bus '%s': consumer slot %u (pid %d) gone: %u leased "
 			 "messages requeued, %u auto-ack views freed", b->name,

@@ -218,7 +218,7 @@ static void sweep_collect(const struct dbus *b, uint32_t si,
 
 static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over);
 
-void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
+bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		 unsigned ncand)
 {
 	const struct dslot *ds = &b->slots[si];
@@ -261,11 +261,12 @@ void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 	log_debug("bus '%s': sweeping %u possible orphans of slot %u", b->name,
 		  sw->n, si);
 	defer(b, &sw->head, sweep_finish);
-	return;
+	return true;
 settle:
 	/* no orphan to wait for: a producer's pending keys went in */
 	if (producer)
 		dedup_settle(b, ds->qid, ds->qgen, si, ds->gen);
+	return false;
 }
 
 /* Candidate @k of @sw, still an orphan after the grace period: requeued
@@ -361,6 +362,10 @@ static void sweep_finish(struct dbus *b, struct defer_head *h, bool gp_over)
 		log_info("bus '%s': %u orphaned chunks %s", b->name, freed,
 			 sw->requeue ? "requeued" : "reclaimed");
 out:
+	/* a consumer's slot, kept DEAD with its table for a daemon that
+	 * would have to do this again, is free now */
+	if (gp_over && sw->requeue && !sw->by_hold)
+		slot_swept(b, sw->slot, sw->slot_gen);
 	free(sw);
 	if (gp_over)
 		pools_rebuild(b);

@@ -339,6 +339,10 @@ struct dslot {
 	uint32_t qid, qgen;
 	uint32_t seat;		/* UINT32_MAX for producers */
 	pid_t pid;
+	bool sweeping;		/* dead, kept DEAD until the sweep of what it
+				 * may have been taking is over (reclaim.c):
+				 * a daemon killed meanwhile leaves the
+				 * names in its table to the next one */
 	/* defer.c: the section (rcu_epoch value) this slot was seen holding
 	 * a grace period in, under slot gen held_gen, since held_since */
 	uint64_t held;
@@ -521,6 +525,8 @@ int slot_detach(struct dbus *b, const struct peer *p,
 		const struct sbc_detach *req);
 /* The owner of slot @si is gone (detached, or dead if @died). */
 void slot_release(struct dbus *b, uint32_t si, bool died);
+/* The sweep of dead consumer slot (@si, @gen) is over: the slot is free. */
+void slot_swept(struct dbus *b, uint32_t si, uint32_t gen);
 /* Is slot @slot of bus @ctx attached? (epoch_gp_done's callback) */
 bool slot_attached(void *ctx, uint32_t slot);
 
@@ -549,9 +555,10 @@ void sub_released(struct dbus *b, uint32_t qid, uint32_t qgen);
  * published (freed after a grace period). A consumer: for chunks it was
  * requeueing, and for @cand (@n refs its delivery table names that may
  * have been taken from a ring and not yet marked), which go back to the
- * queue after a grace period.
+ * queue after a grace period. True if candidates wait for one (then
+ * slot_swept() is called when it is over).
  */
-void sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
+bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		 unsigned n);
 /* If nothing is attached to @b, relink its free lists from the chunks no
  * ring references, recovering any lost to kills. True if it did. */
@@ -654,6 +661,9 @@ int64_t deliver_tick(struct dbus *b, int64_t now);
  * Refs that may have been taken from a ring but not yet marked are
  * stored in @cand (up to SHMBUS_LEASE_MAX); returns how many. */
 unsigned leases_release(struct dbus *b, uint32_t si, uint32_t *cand);
+/* Empty every entry of slot @s's delivery table but those whose bit is
+ * set in @keep (NULL: all). */
+void leases_reset_but(struct shmbus_slot *s, const uint64_t *keep);
 /* Expired leases of live consumer slot @si: taken back and redelivered. */
 void leases_expire(struct dbus *b, uint32_t si, int64_t now);
 /* An empty delivery table for slot @s (seq keeps counting). */

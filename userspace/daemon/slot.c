@@ -49,7 +49,7 @@ static uint32_t seat_pick(const struct dqueue *dq)
 static uint32_t slot_pick(const struct dbus *b)
 {
 	for (uint32_t i = 0; i < b->arena.max_slots; i++)
-		if (!b->slots[i].conn_id)
+		if (!b->slots[i].conn_id && !b->slots[i].sweeping)
 			return i;
 	return UINT32_MAX;
 }
@@ -175,8 +175,11 @@ static void slot_fold(struct dbus *b, uint32_t si, bool died,
 	struct dqueue *dq = &b->queues[ds->qid];
 	struct shmbus_queue *q = &a->queues[ds->qid];
 
-	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++)
+	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS; i++) {
 		WRITE_ONCE(q->folded[i], q->folded[i] + READ_ONCE(s->ctr[i]));
+		/* folded once, also by a daemon that releases it again */
+		WRITE_ONCE(s->ctr[i], 0);
+	}
 	WRITE_ONCE(q->folded[SHMBUS_CTR_RECLAIMED],
 		   q->folded[SHMBUS_CTR_RECLAIMED] + reclaimed);
 	if (ds->seat < dq->nr_seats) {
@@ -213,6 +216,7 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	struct dslot *ds = &b->slots[si];
 	const struct dqueue *dq = &b->queues[ds->qid];
 	bool live = dq->live && dq->gen == ds->qgen;
+	bool keep = false;
 	unsigned reclaimed;
 
 	/* [SLOT] stat readers skip it from now on (counters not yet
@@ -223,8 +227,12 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 		uint32_t cand[SHMBUS_LEASE_MAX];
 		unsigned n = leases_release(b, si, cand);
 
-		if (died || n)
-			sweep_start(b, si, cand, n);
+		/* messages a dead consumer may have been taking: its slot
+		 * stays DEAD, their names in its table, until the sweep is
+		 * over (one that detached was taking nothing: its handle's
+		 * one thread asked to detach) */
+		if ((died || n) && sweep_start(b, si, cand, n) && n && died)
+			keep = true;
 	}
 	/* its dedup keys by its chunks, before they are freed */
 	if (died && ds->role == SHMBUS_ROLE_PRODUCER)
@@ -246,7 +254,24 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	s->seat = UINT32_MAX;
 	ds->conn_id = 0;
 	ds->seat = UINT32_MAX;
-	smp_store_release(&s->state, SHMBUS_SLOT_FREE);	/* [SLOT] */
+	ds->sweeping = keep;
+	if (!keep)
+		smp_store_release(&s->state, SHMBUS_SLOT_FREE);	/* [SLOT] */
+}
+
+void slot_swept(struct dbus *b, uint32_t si, uint32_t gen)
+{
+	struct dslot *ds;
+
+	if (si >= b->arena.max_slots)
+		return;
+	ds = &b->slots[si];
+	if (!ds->sweeping || ds->gen != gen)
+		return;
+	leases_reset(&b->arena.slots[si]);
+	ds->sweeping = false;
+	/* [SLOT] */
+	smp_store_release(&b->arena.slots[si].state, SHMBUS_SLOT_FREE);
 }
 
 int slot_detach(struct dbus *b, const struct peer *p,
