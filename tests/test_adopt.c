@@ -5,8 +5,9 @@
  * version, left untouched; another daemon's; unsealed; another bus's), the
  * connection a rejoining process may take back (only its own), that no
  * second bus of a name in use is ever made (a non-root daemon that cannot
- * look into a holder waits for it, by its registry), and how long an
- * adoption takes for 1 and 64 buses.
+ * look into a holder waits for it, by its registry; a registry or link
+ * another user plants beside the socket is neither believed nor written
+ * through), and how long an adoption takes for 1 and 64 buses.
  *
  * Real daemons, real processes, kill -9; REJOIN spoken on a raw socket.
  */
@@ -434,9 +435,10 @@ static int late_open(const char *sock, int ms, struct shared *sh)
 	return t_wait(kid, 20000);
 }
 
-/* A daemon as uid NOBODY on @sock, in the foreground: its pid. The binary
- * is opened while we are root (its path may not be NOBODY's to walk). */
-static pid_t nobody_daemon(const char *sock, const char *log)
+/* A daemon as uid @uid (0 or NOBODY) on @sock, in the foreground: its pid.
+ * The binary is opened while we are root (its path may not be NOBODY's to
+ * walk). */
+static pid_t daemon_as(uid_t uid, const char *sock, const char *log)
 {
 	int dfd = open(t_daemon_path(), O_RDONLY | O_CLOEXEC);
 	pid_t pid;
@@ -448,7 +450,10 @@ static pid_t nobody_daemon(const char *sock, const char *log)
 				 (char *)log, NULL };
 		extern char **environ;
 
-		as_nobody();
+		if (uid == NOBODY)
+			as_nobody();
+		else
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 		fexecve(dfd, argv, environ);
 		_exit(98);
 	}
@@ -457,6 +462,11 @@ static pid_t nobody_daemon(const char *sock, const char *log)
 		usleep(1000);
 	assert_int_equal(access(sock, F_OK), 0);
 	return pid;
+}
+
+static pid_t nobody_daemon(const char *sock, const char *log)
+{
+	return daemon_as(NOBODY, sock, log);
 }
 
 /*
@@ -689,6 +699,137 @@ static void test_sweep_survives_restart(void **state)
 	close(ready[1]);
 }
 
+/* ---- the files beside the socket ------------------------------------------ */
+
+/* Field 22 of /proc/@pid/stat, as the daemon reads a start time. */
+static unsigned long long start_time_of(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	p = strrchr(buf, ')');
+	assert_non_null(p);
+	for (int field = 3; field <= 22; field++) {
+		p = strchr(p + 1, ' ');
+		assert_non_null(p);
+	}
+	assert_int_equal(sscanf(p, " %llu", &v), 1);
+	return v;
+}
+
+/* As uid NOBODY, run @fn(@arg) in a child: its exit status. */
+static int nobody_run(int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		as_nobody();
+		_exit(fn(arg));
+	}
+	return t_wait(pid, 10000);
+}
+
+struct plant {
+	char sock[160], target[160];
+	pid_t pid;
+	unsigned long long start;
+};
+
+/* What another user can put beside a socket in a sticky directory: the
+ * old daemon's registry name as a link to a file of root's, and a
+ * registry saying a live process holds bus 0:victim. */
+static int plant(void *arg)
+{
+	const struct plant *pl = arg;
+	char path[200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.buses.tmp", pl->sock);
+	if (symlink(pl->target, path))
+		return 1;
+	snprintf(path, sizeof(path), "%s.buses", pl->sock);
+	f = fopen(path, "w");
+	if (!f)
+		return 2;
+	fprintf(f, "shmbus-registry 1\nbus 0 victim\npid %d %llu\n",
+		(int)pl->pid, pl->start);
+	return fclose(f) ? 3 : 0;
+}
+
+/*
+ * Root's daemon on a socket in a sticky, world-writable directory: the
+ * links and files another user puts beside the socket neither make it
+ * write through them (a root file overwritten) nor make it believe a
+ * registry it did not write (a bus name held by a process that holds
+ * nothing).
+ */
+static void test_registry_not_planted(void **state)
+{
+	struct plant pl = { .pid = getpid() };
+	char dir[128], log[160], buf[64] = "";
+	const char precious[] = "root's own\n";
+	struct shmbus *b;
+	pid_t d;
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to plant files as another user");
+	snprintf(dir, sizeof(dir), "%s/sticky", t_dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chmod(dir, 01777), 0);
+	chmod(t_dir, 0755);
+	snprintf(pl.sock, sizeof(pl.sock), "%s/d.sock", dir);
+	snprintf(pl.target, sizeof(pl.target), "%s/precious", t_dir);
+	snprintf(log, sizeof(log), "%s/sticky.log", t_dir);
+	fd = open(pl.target, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, precious, strlen(precious)),
+			 (ssize_t)strlen(precious));
+	close(fd);
+	pl.start = start_time_of(pl.pid);
+	assert_int_equal(nobody_run(plant, &pl), 0);
+
+	d = daemon_as(0, pl.sock, log);
+	/* answered: the daemon has saved its registry (bound is not yet
+	 * listening: connect again until it is) */
+	fd = raw_connect_to(pl.sock);
+	for (int i = 0; i < 2000 && fd < 0; i++) {
+		usleep(1000);
+		fd = raw_connect_to(pl.sock);
+	}
+	assert_true(fd >= 0);
+	assert_int_equal(hello(fd), 0);
+	close(fd);
+	fd = open(pl.target, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_true(read(fd, buf, sizeof(buf) - 1) >= 0);
+	close(fd);
+	print_message("the file the planted link names: \"%.*s\"\n",
+		      (int)strcspn(buf, "\n"), buf);
+	assert_string_equal(buf, precious);
+	{
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = pl.sock,
+			    .flags = SHMBUS_OPEN_NOSTART,
+			    .connect_timeout_ms = 1000);
+
+		b = shmbus__open("victim", &o);
+		print_message("bus 0:victim, named by another user's "
+			      "registry: %s\n", b ? "opened" : shmbus_errmsg());
+		assert_non_null(b);
+		shmbus__close(b);
+	}
+	assert_true(log_has(log, "ignored"));
+	kill(d, SIGKILL);
+	waitpid(d, NULL, 0);
+}
+
 /* ---- how long an adoption takes -------------------------------------------- */
 
 /* The microseconds of the daemon's "adopted N buses ... in X us" line. */
@@ -758,6 +899,7 @@ int main(void)
 		cmocka_unit_test(test_rejoin_only_own),
 		cmocka_unit_test(test_no_split_brain),
 		cmocka_unit_test(test_sweep_survives_restart),
+		cmocka_unit_test(test_registry_not_planted),
 		cmocka_unit_test(test_adoption_time),
 	};
 

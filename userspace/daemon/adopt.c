@@ -760,9 +760,10 @@ void adopt_registry_save(const struct daemon *d)
 	if (!reg_path[0])
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", reg_path);
-	/* in the socket's directory, which only we may write (main.c
-	 * prepare_dir()); a leftover of a killed daemon goes first, and
-	 * nothing of ours follows a link or reads another's file */
+	/* in the socket's directory, which may be a sticky world-writable
+	 * one (main.c prepare_dir()): a leftover of a killed daemon goes
+	 * first, and nothing of ours follows a link or reads another's file
+	 * (registry_open()) */
 	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
@@ -804,6 +805,35 @@ void adopt_registry_save(const struct daemon *d)
 		log_warn("registry %s: %s", reg_path, strerror(errno));
 }
 
+/* The registry at @path, if it is ours (adopt_registry_save()): in a
+ * sticky world-writable directory anyone can put a file at that name,
+ * and a registry that names a bus holds it. */
+static FILE *registry_open(const char *path)
+{
+	struct stat st;
+	FILE *f;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn("registry %s: %s; ignored", path,
+				 strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		log_warn("registry %s: not a file of this daemon's uid that "
+			 "only it can write; ignored", path);
+		close(fd);
+		return NULL;
+	}
+	f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
 void adopt_registry_load(struct daemon *d, const char *path)
 {
 	char line[160], name[SHMBUS_NAME_MAX] = "";
@@ -811,16 +841,11 @@ void adopt_registry_load(struct daemon *d, const char *path)
 	bool skip = true;
 	unsigned uid = 0;
 	FILE *f;
-	int fd;
 
 	snprintf(reg_path, sizeof(reg_path), "%s", path);
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	f = fd >= 0 ? fdopen(fd, "r") : NULL;
-	if (!f) {
-		if (fd >= 0)
-			close(fd);
+	f = registry_open(path);
+	if (!f)
 		return;		/* none: the first daemon here */
-	}
 	if (!fgets(line, sizeof(line), f) ||
 	    strcmp(line, "shmbus-registry 1\n")) {
 		log_warn("registry %s: not one of ours; ignored", path);
