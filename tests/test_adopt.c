@@ -830,6 +830,60 @@ static void test_registry_not_planted(void **state)
 	waitpid(d, NULL, 0);
 }
 
+static int plant_lock(void *arg)
+{
+	const struct plant *pl = arg;
+	char path[200];
+
+	snprintf(path, sizeof(path), "%s.lock", pl->sock);
+	return symlink(pl->target, path) ? 1 : 0;
+}
+
+/* The lock file beside the socket, a link another user planted: the
+ * daemon refuses to start rather than truncate the file it names. */
+static void test_lock_not_planted(void **state)
+{
+	struct plant pl = { 0 };
+	const char precious[] = "root's own\n";
+	char dir[128], log[160], buf[64] = "";
+	pid_t d;
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to plant files as another user");
+	snprintf(dir, sizeof(dir), "%s/sticky2", t_dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chmod(dir, 01777), 0);
+	chmod(t_dir, 0755);
+	snprintf(pl.sock, sizeof(pl.sock), "%s/d.sock", dir);
+	snprintf(pl.target, sizeof(pl.target), "%s/precious2", t_dir);
+	snprintf(log, sizeof(log), "%s/sticky2.log", t_dir);
+	fd = open(pl.target, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, precious, strlen(precious)),
+			 (ssize_t)strlen(precious));
+	close(fd);
+	assert_int_equal(nobody_run(plant_lock, &pl), 0);
+
+	d = fork();
+	if (!d) {
+		execl(t_daemon_path(), "shmbusd", "--socket", pl.sock, "--log",
+		      log, (char *)NULL);
+		_exit(98);
+	}
+	/* it exits (refused), or it runs: then give it time to lock */
+	if (t_wait(d, 1000) < 0)
+		print_message("the daemon started over the planted lock\n");
+	fd = open(pl.target, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_true(read(fd, buf, sizeof(buf) - 1) >= 0);
+	close(fd);
+	print_message("the file the planted lock link names: \"%.*s\"\n",
+		      (int)strcspn(buf, "\n"), buf);
+	assert_string_equal(buf, precious);
+}
+
 /* ---- how long an adoption takes -------------------------------------------- */
 
 /* The microseconds of the daemon's "adopted N buses ... in X us" line. */
@@ -900,6 +954,7 @@ int main(void)
 		cmocka_unit_test(test_no_split_brain),
 		cmocka_unit_test(test_sweep_survives_restart),
 		cmocka_unit_test(test_registry_not_planted),
+		cmocka_unit_test(test_lock_not_planted),
 		cmocka_unit_test(test_adoption_time),
 	};
 

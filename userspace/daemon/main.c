@@ -131,7 +131,9 @@ static int take_lock(const char *sock)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s.lock", sock);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* never through a link another user put in a sticky directory:
+	 * the pid written below would truncate the file it names */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
