@@ -7,7 +7,9 @@
  * second bus of a name in use is ever made (a non-root daemon that cannot
  * look into a holder waits for it, by its registry; a registry or link
  * another user plants beside the socket is neither believed nor written
- * through), and how long an adoption takes for 1 and 64 buses.
+ * through), what the slots a member forges cost a restarted daemon (a
+ * pidfd each, within the bus owner's conns quota), and how long an
+ * adoption takes for 1 and 64 buses.
  *
  * Real daemons, real processes, kill -9; REJOIN spoken on a raw socket.
  */
@@ -438,7 +440,8 @@ static int late_open(const char *sock, int ms, struct shared *sh)
 /* A daemon as uid @uid (0 or NOBODY) on @sock, in the foreground: its pid.
  * The binary is opened while we are root (its path may not be NOBODY's to
  * walk). */
-static pid_t daemon_as(uid_t uid, const char *sock, const char *log)
+static pid_t daemon_as(uid_t uid, const char *sock, const char *log,
+		       const char *quota)
 {
 	int dfd = open(t_daemon_path(), O_RDONLY | O_CLOEXEC);
 	pid_t pid;
@@ -447,7 +450,8 @@ static pid_t daemon_as(uid_t uid, const char *sock, const char *log)
 	pid = fork();
 	if (!pid) {
 		char *argv[] = { "shmbusd", "--socket", (char *)sock, "--log",
-				 (char *)log, NULL };
+				 (char *)log, quota ? "--quota" : NULL,
+				 (char *)quota, NULL };
 		extern char **environ;
 
 		if (uid == NOBODY)
@@ -466,7 +470,7 @@ static pid_t daemon_as(uid_t uid, const char *sock, const char *log)
 
 static pid_t nobody_daemon(const char *sock, const char *log)
 {
-	return daemon_as(NOBODY, sock, log);
+	return daemon_as(NOBODY, sock, log, NULL);
 }
 
 /*
@@ -699,6 +703,131 @@ static void test_sweep_survives_restart(void **state)
 	close(ready[1]);
 }
 
+/* ---- what a member's slots cost a restarted daemon --------------------------- */
+
+/* The pidfds process @pid holds. */
+static unsigned pidfds_of(pid_t pid)
+{
+	char path[64], link[64];
+	unsigned n = 0;
+	struct dirent *e;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	assert_non_null(dir);
+	while ((e = readdir(dir))) {
+		char p[320];
+		ssize_t k;
+
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		k = readlink(p, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		n += !strcmp(link, "anon_inode:[pidfd]");
+	}
+	closedir(dir);
+	return n;
+}
+
+#define GHOST_SLOTS	64
+#define GHOST_CONNS	"conns=8"
+
+/*
+ * A member's process: bus "gh" of its own (as NOBODY) with one consumer,
+ * then every other slot of the arena made an ACTIVE copy of that
+ * consumer's under a token of its own, as any member can write them.
+ */
+static void ghost_forger(const char *sock, int ready)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
+		    .flags = SHMBUS_OPEN_NOSTART, .max_queues = 8,
+		    .max_slots = GHOST_SLOTS, .ring_bytes = 64 << 10,
+		    .nr_pools = 1, .pools = { { .payload = 4096, .count = 64 } });
+	struct shmbus_slot *own = NULL;
+	struct shmbus_sb *sb;
+	struct shmbus *b;
+
+	shmbus_set_print(NULL);
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		_exit(99);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	b = shmbus__open("gh", &o);
+	if (!b || shmbus__queue_declare(b, "q", NULL) < 0 ||
+	    !shmbus_consumer__new(b, "q", NULL))
+		_exit(1);
+	sb = t_arena_mapping("gh");
+	if (!sb)
+		_exit(2);
+	own = slot_of(sb, getpid());
+	if (!own)
+		_exit(3);
+	for (uint32_t i = 0; i < sb->max_slots; i++) {
+		struct shmbus_slot *s = (void *)((uint8_t *)sb + sb->slot_off +
+						 (uint64_t)i * sb->slot_size);
+
+		if (s == own)
+			continue;
+		memcpy(s, own, offsetof(struct shmbus_slot, rcu_epoch));
+		s->seat = UINT32_MAX;
+		s->conn_token = 0x5eed0000ULL + i;
+	}
+	if (write(ready, "r", 1) != 1)
+		_exit(4);
+	pause();
+	_exit(0);
+}
+
+/*
+ * A restarted daemon watches each live connection of an adopted bus with
+ * a pidfd until it rejoins (a "ghost"). Those are made from the arena's
+ * slots, which any member can fill with tokens of its own: the pidfds
+ * are charged to the bus owner's conns quota, and beyond it the slots
+ * are released as a dead process's (its consumer's leases requeued).
+ */
+static void test_ghosts_bounded(void **state)
+{
+	char dir[128], sock[160], log1[160], log2[160];
+	unsigned pidfds;
+	int go[2];
+	pid_t d, kid;
+	char c;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to own the bus as another user");
+	snprintf(dir, sizeof(dir), "%s/ghosts", t_dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	chmod(t_dir, 0755);
+	snprintf(sock, sizeof(sock), "%s/d.sock", dir);
+	snprintf(log1, sizeof(log1), "%s/ghosts1.log", t_dir);
+	snprintf(log2, sizeof(log2), "%s/ghosts2.log", t_dir);
+	d = daemon_as(0, sock, log1, GHOST_CONNS);
+	assert_int_equal(pipe(go), 0);
+	kid = fork();
+	if (!kid)
+		ghost_forger(sock, go[1]);
+	assert_int_equal(read(go[0], &c, 1), 1);
+	kill(d, SIGKILL);
+	waitpid(d, NULL, 0);
+
+	d = daemon_as(0, sock, log2, GHOST_CONNS);
+	assert_true(log_soon(log2, "bus 65534:gh adopted"));
+	pidfds = pidfds_of(d);
+	print_message("%u forged slots of one member: the restarted daemon "
+		      "holds %u pidfds (conns quota 8)\n", GHOST_SLOTS - 1,
+		      pidfds);
+	assert_true(pidfds <= 8);
+	assert_true(log_has(log2, "quota"));
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	kill(d, SIGKILL);
+	waitpid(d, NULL, 0);
+	close(go[0]);
+	close(go[1]);
+}
+
 /* ---- the files beside the socket ------------------------------------------ */
 
 /* Field 22 of /proc/@pid/stat, as the daemon reads a start time. */
@@ -796,7 +925,7 @@ static void test_registry_not_planted(void **state)
 	pl.start = start_time_of(pl.pid);
 	assert_int_equal(nobody_run(plant, &pl), 0);
 
-	d = daemon_as(0, pl.sock, log);
+	d = daemon_as(0, pl.sock, log, NULL);
 	/* answered: the daemon has saved its registry (bound is not yet
 	 * listening: connect again until it is) */
 	fd = raw_connect_to(pl.sock);
@@ -953,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(test_rejoin_only_own),
 		cmocka_unit_test(test_no_split_brain),
 		cmocka_unit_test(test_sweep_survives_restart),
+		cmocka_unit_test(test_ghosts_bounded),
 		cmocka_unit_test(test_registry_not_planted),
 		cmocka_unit_test(test_lock_not_planted),
 		cmocka_unit_test(test_adoption_time),

@@ -517,6 +517,9 @@ static bool same_process(pid_t pid, uint64_t start_time)
 	return now && (!start_time || now == start_time);
 }
 
+/* The last bus whose ghosts went over its owner's quota (logged once). */
+static const struct dbus *ghost_warned;
+
 uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 		      uint64_t start_time)
 {
@@ -538,14 +541,36 @@ uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 		close(fd);
 		return 0;
 	}
+	/*
+	 * A ghost holds a pidfd, and the slots it is made from are the
+	 * arena's, which every member writes: one token per slot, each
+	 * naming some live process, would be a pidfd per slot of every
+	 * bus. Each is charged to the bus owner's conns quota, as the
+	 * connections its members make are to theirs; over it, the slot is
+	 * released as a dead process's.
+	 */
+	quota_why_clear();
+	if (quota_charge(b->owner_uid, pid, Q_CONNS, 1)) {
+		if (ghost_warned != b)
+			log_warn("bus %u:%s: the slots of pid %d and of more "
+				 "connections are released: %s", b->owner_uid,
+				 b->name, pid, quota_why());
+		ghost_warned = b;
+		close(fd);
+		return 0;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		log_err("out of memory for the connection of pid %d", pid);
+		quota_release(b->owner_uid, Q_CONNS, 1);
 		close(fd);
 		return 0;
 	}
 	c->fd = -1;
 	c->ghost = true;
+	c->charged = true;
+	c->s.peer.uid = b->owner_uid;	/* whom it is charged to */
+	c->s.peer.gid = b->owner_gid;
 	c->s.peer.conn_id = conn_id_next();
 	c->s.peer.token = token;
 	c->s.peer.pid = pid;
@@ -555,6 +580,7 @@ uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 	ev.data.u64 = TAG_PIDFD | c->s.peer.conn_id;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		log_warn("watching pid %d: %s", pid, strerror(errno));
+		quota_release(b->owner_uid, Q_CONNS, 1);
 		close(fd);
 		free(c);
 		return 0;
@@ -611,6 +637,8 @@ uint32_t server_ghost_take(uint64_t token, const struct peer *p)
 		;
 	*pp = c->next;
 	id = c->s.peer.conn_id;
+	if (c->charged)
+		quota_release(c->s.peer.uid, Q_CONNS, 1);
 	close(c->pidfd);	/* leaves the epoll set; an event of it
 				 * still in this batch finds no conn */
 	free(c);
