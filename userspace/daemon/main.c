@@ -525,8 +525,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = setup(&o, activated, &lockfd, &lfd);
-	if (rc >= 0)
+	if (rc >= 0) {
+		policy_free(d.policy);	/* not serving: refused or lost a race */
 		return rc;
+	}
 	if (o.daemonize && daemonize() < 0)
 		return 1;
 	write_pid(lockfd);
