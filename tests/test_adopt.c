@@ -5,7 +5,8 @@
  * version, left untouched; another daemon's; unsealed; another bus's), the
  * connection a rejoining process may take back (only its own), that no
  * second bus of a name in use is ever made (a non-root daemon that cannot
- * look into a holder waits for it, by its registry; a registry or link
+ * look into a holder waits for it, by its registry, and one that can
+ * does not wait for a member that holds no arena; a registry or link
  * another user plants beside the socket is neither believed nor written
  * through), what the slots a member forges cost a restarted daemon (a
  * pidfd each, within the bus owner's conns quota), and how long an
@@ -559,6 +560,49 @@ static void test_no_split_brain(void **state)
 	close(go[1]);
 }
 
+/*
+ * A member that keeps its connection and closes its arena holds nothing:
+ * a restarted daemon that can look into its fds (root's, or one of its
+ * uid's) finds no arena there, and the registry's word that it is a
+ * member must not keep the name from a new bus for as long as it lives.
+ */
+static void test_member_without_arena(void **state)
+{
+	struct sbc_bus_open q = { .flags = SBC_OPEN_CREATE };
+	struct sbc_bus_open_reply rep;
+	struct shmbus *starter, *b;
+	char reg[PATH_MAX], why[256];
+	int conn;
+
+	(void)state;
+	starter = open_small("naf0");		/* a daemon runs */
+	conn = raw_connect_to(t_sock);
+	assert_true(conn >= 0);
+	assert_int_equal(hello(conn), 0);
+	snprintf(q.name, sizeof(q.name), "nofd");
+	/* the arena's fd is not taken: recv() without room drops it */
+	assert_int_equal(call(conn, SBC_BUS_OPEN, &q, sizeof(q), NULL, 0, &rep,
+			      sizeof(rep), why, sizeof(why)), 0);
+	assert_int_equal(t_bus_arena_fd("nofd"), -1);
+	snprintf(reg, sizeof(reg), "%s.buses", t_sock);
+	assert_true(log_soon(reg, "nofd"));	/* the registry names it */
+	t_kill_daemon();
+	shmbus__close(starter);
+	{
+		SHMBUS_OPTS(shmbus_open_opts, o, .connect_timeout_ms = 1000,
+			    .max_queues = 8, .max_slots = 8,
+			    .ring_bytes = 64 << 10, .nr_pools = 1,
+			    .pools = { { .payload = 4096, .count = 64 } });
+
+		b = shmbus__open("nofd", &o);
+		print_message("bus nofd, whose last member holds no arena: "
+			      "%s\n", b ? "opened" : shmbus_errmsg());
+		assert_non_null(b);
+		shmbus__close(b);
+	}
+	close(conn);
+}
+
 /* ---- two kills within milliseconds ---------------------------------------------- */
 
 /* Descriptor of queue @name on @sb's bus, or NULL. */
@@ -1081,6 +1125,7 @@ int main(void)
 		cmocka_unit_test(test_refused_arenas),
 		cmocka_unit_test(test_rejoin_only_own),
 		cmocka_unit_test(test_no_split_brain),
+		cmocka_unit_test(test_member_without_arena),
 		cmocka_unit_test(test_sweep_survives_restart),
 		cmocka_unit_test(test_ghosts_bounded),
 		cmocka_unit_test(test_registry_not_planted),

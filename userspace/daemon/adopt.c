@@ -834,6 +834,19 @@ static FILE *registry_open(const char *path)
 	return f;
 }
 
+/* Can we read @pid's fd table (as adopt_scan() did)? */
+static bool fds_visible(pid_t pid)
+{
+	char path[64];
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (dir)
+		closedir(dir);
+	return dir != NULL;
+}
+
 void adopt_registry_load(struct daemon *d, const char *path)
 {
 	char line[160], name[SHMBUS_NAME_MAX] = "";
@@ -865,9 +878,12 @@ void adopt_registry_load(struct daemon *d, const char *path)
 			skip = skip || proto_name_valid(name) ||
 			       bus_find(d, uid, name);
 		} else if (sscanf(line, "pid %d %llu", &pid, &start) == 2) {
-			/* a member still alive (the same process) holds it */
+			/* a member still alive (the same process) holds it,
+			 * unless adopt_scan() looked into its fds and found
+			 * none of it: a member may keep its connection and
+			 * close the arena, and would hold the name for ever */
 			if (!skip && pid > 0 && start &&
-			    pid_start_time(pid) == start) {
+			    pid_start_time(pid) == start && !fds_visible(pid)) {
 				held_add(uid, name, pid, start);
 				skip = true;
 			}
