@@ -17,6 +17,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -1119,6 +1120,79 @@ static void test_adoption_time(void **state)
 	adopt_n(64, "many");
 }
 
+/* ---- memfds named like arenas --------------------------------------------- */
+
+#define FORGED	2000
+
+/* Lines of the log at @log that hold @needle. */
+static unsigned log_count(const char *log, const char *needle)
+{
+	char line[1024];
+	unsigned n = 0;
+	FILE *f = fopen(log, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * Any user can name a memfd like an arena of root's daemon (the instance
+ * is no secret) and keep thousands: the scan at start passes over memfds
+ * that are not of the daemon's uid without pulling each one and logging
+ * its refusal.
+ */
+static void test_forged_names_unpulled(void **state)
+{
+	struct shmbus *held = open_small("fn0"), *starter;
+	uint32_t inst = instance_of_arena(t_bus_arena_fd("fn0"));
+	struct rlimit rl = { FORGED + 64, FORGED + 64 };
+	int go[2];
+	long us;
+	pid_t kid;
+	char c;
+
+	(void)state;
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to run the forger as another user");
+	assert_int_equal(pipe(go), 0);
+	kid = fork();
+	if (!kid) {
+		char desc[96];
+
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(98);
+		as_nobody();
+		for (unsigned i = 0; i < FORGED; i++) {
+			snprintf(desc, sizeof(desc), "shmbus:%08x:0:0:600:%x:"
+				 "forged%u", inst, i + 1, i);
+			if (memfd_create(desc, 0) < 0)
+				_exit(1);
+		}
+		if (write(go[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(go[0], &c, 1), 1);
+	t_kill_daemon();
+	starter = open_small("fn1");	/* the next daemon, which scans */
+	assert_true(log_soon(t_log(), "bus 0:fn0 adopted"));
+	us = adopted_us(1);	/* -1 if it adopted more than fn0 */
+	print_message("%u memfds of uid %u named like arenas: %u refusals "
+		      "logged; the scan took %ld us\n", FORGED, NOBODY,
+		      log_count(t_log(), "belongs to uid 65534"), us);
+	assert_int_equal(log_count(t_log(), "belongs to uid 65534"), 0);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	shmbus__close(starter);
+	shmbus__close(held);
+	close(go[0]);
+	close(go[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1128,6 +1202,7 @@ int main(void)
 		cmocka_unit_test(test_member_without_arena),
 		cmocka_unit_test(test_sweep_survives_restart),
 		cmocka_unit_test(test_ghosts_bounded),
+		cmocka_unit_test(test_forged_names_unpulled),
 		cmocka_unit_test(test_registry_not_planted),
 		cmocka_unit_test(test_lock_not_planted),
 		cmocka_unit_test(test_adoption_time),

@@ -923,6 +923,22 @@ static bool pull(struct daemon *d, pid_t pid, int tfd)
 	return true;
 }
 
+/*
+ * Is fd @tfd of @pid a file of our uid, as every arena of ours is? Anyone
+ * can name a memfd like one of ours, and keep any number of them: those
+ * are passed over here, unpulled and unlogged, instead of costing a
+ * pull and a refusal line each at every start of root's daemon.
+ */
+static bool fd_ours(pid_t pid, int tfd)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, tfd);
+	return !stat(path, &st) && S_ISREG(st.st_mode) &&
+	       st.st_uid == geteuid();
+}
+
 /* The arenas of our instance in process @pid's fd table. */
 static void scan_pid(struct daemon *d, pid_t pid)
 {
@@ -944,6 +960,8 @@ static void scan_pid(struct daemon *d, pid_t pid)
 			continue;
 		if (bus_find(d, id.uid, id.name))
 			continue;	/* adopted already (or its name is) */
+		if (!fd_ours(pid, tfd))
+			continue;	/* not an arena of ours, whatever its name */
 		if (!pull(d, pid, tfd)) {
 			log_info("bus %u:%s is held by pid %d, which does not "
 				 "let us take its arena: waiting for it to "
