@@ -911,6 +911,7 @@ static int nobody_run(int (*fn)(void *), void *arg)
 
 struct plant {
 	char sock[160], target[160];
+	const char *suffix;	/* plant_link()'s */
 	pid_t pid;
 	unsigned long long start;
 };
@@ -1004,41 +1005,44 @@ static void test_registry_not_planted(void **state)
 	waitpid(d, NULL, 0);
 }
 
-static int plant_lock(void *arg)
+/* Another user's link at "<socket>@suffix" (struct plant's @target is
+ * the file it names). */
+static int plant_link(void *arg)
 {
 	const struct plant *pl = arg;
 	char path[200];
 
-	snprintf(path, sizeof(path), "%s.lock", pl->sock);
+	snprintf(path, sizeof(path), "%s%s", pl->sock, pl->suffix);
 	return symlink(pl->target, path) ? 1 : 0;
 }
 
-/* The lock file beside the socket, a link another user planted: the
- * daemon refuses to start rather than truncate the file it names. */
-static void test_lock_not_planted(void **state)
+/* A daemon started on a socket in sticky directory @sub, with a link
+ * another user planted at "<socket>@suffix" naming a file of root's and
+ * its log beside the socket (as an autostarted daemon logs): it refuses
+ * to start rather than write to that file. */
+static void link_not_followed(const char *sub, const char *suffix)
 {
-	struct plant pl = { 0 };
+	struct plant pl = { .suffix = suffix };
 	const char precious[] = "root's own\n";
-	char dir[128], log[160], buf[64] = "";
+	char dir[128], log[200], buf[64] = "";
 	pid_t d;
 	int fd;
 
-	(void)state;
 	if (geteuid() != 0)
 		SKIP_OR_FAIL("needs root to plant files as another user");
-	snprintf(dir, sizeof(dir), "%s/sticky2", t_dir);
+	snprintf(dir, sizeof(dir), "%s/%s", t_dir, sub);
 	assert_int_equal(mkdir(dir, 0755), 0);
 	assert_int_equal(chmod(dir, 01777), 0);
 	chmod(t_dir, 0755);
 	snprintf(pl.sock, sizeof(pl.sock), "%s/d.sock", dir);
-	snprintf(pl.target, sizeof(pl.target), "%s/precious2", t_dir);
-	snprintf(log, sizeof(log), "%s/sticky2.log", t_dir);
+	snprintf(pl.target, sizeof(pl.target), "%s/%s.precious", t_dir, sub);
+	snprintf(log, sizeof(log), "%s.log", pl.sock);
 	fd = open(pl.target, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, precious, strlen(precious)),
 			 (ssize_t)strlen(precious));
 	close(fd);
-	assert_int_equal(nobody_run(plant_lock, &pl), 0);
+	assert_int_equal(nobody_run(plant_link, &pl), 0);
 
 	d = fork();
 	if (!d) {
@@ -1046,16 +1050,29 @@ static void test_lock_not_planted(void **state)
 		      log, (char *)NULL);
 		_exit(98);
 	}
-	/* it exits (refused), or it runs: then give it time to lock */
+	/* it exits (refused), or it runs: then give it time to write */
 	if (t_wait(d, 1000) < 0)
-		print_message("the daemon started over the planted lock\n");
+		print_message("the daemon started over the planted link\n");
 	fd = open(pl.target, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	assert_true(read(fd, buf, sizeof(buf) - 1) >= 0);
 	close(fd);
-	print_message("the file the planted lock link names: \"%.*s\"\n",
+	print_message("the file the planted \"%s\" link names: %zu bytes, "
+		      "\"%.*s\"...\n", suffix, strlen(buf),
 		      (int)strcspn(buf, "\n"), buf);
 	assert_string_equal(buf, precious);
+}
+
+static void test_lock_not_planted(void **state)
+{
+	(void)state;
+	link_not_followed("sticky2", ".lock");
+}
+
+static void test_log_not_planted(void **state)
+{
+	(void)state;
+	link_not_followed("sticky3", ".log");
 }
 
 /* ---- how long an adoption takes -------------------------------------------- */
@@ -1205,6 +1222,7 @@ int main(void)
 		cmocka_unit_test(test_forged_names_unpulled),
 		cmocka_unit_test(test_registry_not_planted),
 		cmocka_unit_test(test_lock_not_planted),
+		cmocka_unit_test(test_log_not_planted),
 		cmocka_unit_test(test_adoption_time),
 	};
 

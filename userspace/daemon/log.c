@@ -20,7 +20,11 @@ static const char *const names[] = { "error", "warn", "info", "debug" };
 
 int dlog_open(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	/* never through a link: an autostarted daemon logs beside its
+	 * socket, whose directory may be a sticky world-writable one, where
+	 * another user's link would have root append to any file */
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW |
+		      O_CLOEXEC, 0600);
 	FILE *f;
 
 	if (fd < 0)
