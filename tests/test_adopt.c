@@ -396,6 +396,86 @@ static void test_rejoin_only_own(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * A process that was a consumer of bus "gb" rejoins bus "ga" (of which it
+ * holds the arena) naming its "gb" connection's token: that is not a
+ * connection of "ga", and must not end the ghost that holds its "gb"
+ * slot - a slot no connection owns would never be released, its leases
+ * never requeued. Its exit then releases the slot.
+ */
+static void test_rejoin_other_bus(void **state)
+{
+	struct shmbus *ga = open_small("ga"), *gb = open_small("gb"), *start;
+	struct sbc_attach at = { .role = SHMBUS_ROLE_CONSUMER };
+	struct sbc_bus_open op = { .flags = 0 };
+	struct sbc_attach_reply ar;
+	struct sbc_bus_open_reply rep;
+	struct shmbus_slot *s;
+	struct shmbus_sb *sb;
+	int ready[2], go[2], st;
+	uint64_t token;
+	pid_t kid;
+	char c;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(gb, "q", NULL) >= 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	kid = fork();
+	if (!kid) {
+		int conn = raw_connect_to(t_sock), afd = t_bus_arena_fd("ga");
+		char why[256];
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		snprintf(op.name, sizeof(op.name), "gb");
+		snprintf(at.name, sizeof(at.name), "q");
+		if (conn < 0 || afd < 0 || hello(conn) ||
+		    call(conn, SBC_BUS_OPEN, &op, sizeof(op), NULL, 0, &rep,
+			 sizeof(rep), why, sizeof(why)) ||
+		    call(conn, SBC_ATTACH, &at, sizeof(at), NULL, 0, &ar,
+			 sizeof(ar), why, sizeof(why)))
+			_exit(1);
+		if (write(ready[1], &rep.conn_token, sizeof(rep.conn_token)) !=
+		    sizeof(rep.conn_token) || read(go[0], &c, 1) != 1)
+			_exit(2);
+		/* the daemon is another one now: rejoin "ga" with the
+		 * token of our "gb" connection */
+		st = rejoin(t_sock, "ga", 0, rep.conn_token, afd, why,
+			    sizeof(why), &conn);
+		if (write(ready[1], &st, sizeof(st)) != sizeof(st))
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &token, sizeof(token)), sizeof(token));
+	sb = t_arena_mapping("gb");
+	assert_non_null(sb);
+	s = slot_of(sb, kid);
+	assert_non_null(s);
+	assert_true(READ_ONCE(s->conn_token) == token);
+
+	t_kill_daemon();
+	start = open_small("gstart");	/* a new daemon; it adopts both */
+	assert_true(log_soon(t_log(), "bus 0:gb adopted"));
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(read(ready[0], &st, sizeof(st)), sizeof(st));
+	print_message("rejoin of bus ga with the token of a gb connection: "
+		      "%d\n", st);
+	assert_int_equal(READ_ONCE(s->state), SHMBUS_SLOT_ACTIVE);
+
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	assert_true(wait_for(slot_gone, s, 3000));
+	print_message("its gb slot released at its exit\n");
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	shmbus__close(start);
+	shmbus__close(gb);
+	shmbus__close(ga);
+}
+
 /* ---- no second bus of a name in use ----------------------------------------- */
 
 struct shared {
@@ -1215,6 +1295,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_refused_arenas),
 		cmocka_unit_test(test_rejoin_only_own),
+		cmocka_unit_test(test_rejoin_other_bus),
 		cmocka_unit_test(test_no_split_brain),
 		cmocka_unit_test(test_member_without_arena),
 		cmocka_unit_test(test_sweep_survives_restart),

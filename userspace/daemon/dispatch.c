@@ -316,7 +316,7 @@ static int do_rejoin(struct request *r)
 	}
 	s->bus = b;
 	s->rdonly = q->flags & SBC_REJOIN_RDONLY;
-	ghost = server_ghost_take(q->token, &s->peer);
+	ghost = server_ghost_take(b, q->token, &s->peer);
 	if (ghost)
 		bus_rehome(b, ghost, &s->peer);
 	else

@@ -500,10 +500,13 @@ static void pidfd_watch(struct conn *c)
 
 /* ---- ghosts: the connections of a daemon that died -------------------- */
 
-static struct conn *ghost_find(uint64_t token)
+/* The ghost of @token on bus @b: a token names one connection of one bus
+ * (a member of two buses knows a token of each, and can write either into
+ * the other's slots). */
+static struct conn *ghost_find(const struct dbus *b, uint64_t token)
 {
 	for (struct conn *c = conns; c; c = c->next)
-		if (c->ghost && c->s.peer.token == token)
+		if (c->ghost && c->s.bus == b && c->s.peer.token == token)
 			return c;
 	return NULL;
 }
@@ -524,7 +527,7 @@ uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 		      uint64_t start_time)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct conn *c = ghost_find(token);
+	struct conn *c = ghost_find(b, token);
 	int fd;
 
 	if (c)
@@ -619,9 +622,10 @@ bool server_is_ghost(uint32_t conn_id)
 	return false;
 }
 
-uint32_t server_ghost_take(uint64_t token, const struct peer *p)
+uint32_t server_ghost_take(const struct dbus *b, uint64_t token,
+			   const struct peer *p)
 {
-	struct conn *c = ghost_find(token), **pp;
+	struct conn *c = ghost_find(b, token), **pp;
 	uint32_t id;
 
 	if (!c)

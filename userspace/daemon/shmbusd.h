@@ -181,10 +181,11 @@ uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 		      uint64_t start_time);
 /* Is @conn_id a ghost? */
 bool server_is_ghost(uint32_t conn_id);
-/* @p rejoined with old token @token: if the ghost of that token is the
- * same process (pid and start time), end the ghost and return its conn_id
- * (the caller moves what it owned to @p); else 0. */
-uint32_t server_ghost_take(uint64_t token, const struct peer *p);
+/* @p rejoined bus @b with old token @token: if the ghost of that token
+ * on @b is the same process (pid and start time), end the ghost and return
+ * its conn_id (the caller moves what it owned to @p); else 0. */
+uint32_t server_ghost_take(const struct dbus *b, uint64_t token,
+			   const struct peer *p);
 /* The processes bound to @b (connections and ghosts): up to @max pids
  * and start times; returns how many there are. */
 unsigned server_members(const struct dbus *b, pid_t *pids, uint64_t *starts,
