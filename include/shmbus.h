@@ -151,7 +151,16 @@ struct shmbus_open_opts {
  *   ETIMEDOUT     connect_timeout_ms passed: a full listen backlog, or no
  *                 answer to HELLO or BUS_OPEN (shmbus_errmsg() says which)
  *   EPROTO        the daemon spoke a protocol we do not understand
+ *   EINPROGRESS   the daemon was restarted and running processes hold
+ *                 the bus without having rejoined it yet, for all of
+ *                 connect_timeout_ms
  *   EBADMSG, EUCLEAN, EPROTONOSUPPORT, EOPNOTSUPP  the arena is invalid
+ *
+ * The handle outlives its daemon: producers and consumers go on without
+ * it, and a thread of the handle rejoins the next daemon (starting it
+ * unless NOSTART) as soon as it can. Meanwhile control calls wait for
+ * that up to connect_timeout_ms, then fail with ENOTCONN; one the dead
+ * daemon did not answer fails with ECONNRESET (declares are sent again).
  */
 SHMBUS_API struct shmbus *shmbus__open(const char *name,
 				       const struct shmbus_open_opts *opts);

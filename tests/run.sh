@@ -14,8 +14,10 @@ export SHMBUS_DAEMON="$(cd "$B" && pwd)/bin/shmbusd"
 # SHMBUS_TEST_SCALE (0..1) shrinks the heavy tests' counts for quick local
 # runs; unset, every build (sanitizers included) runs them at full size.
 if [ "$SAN" = thread ]; then
-	# fork-heavy tests: TSan must not die in the children
-	export TSAN_OPTIONS="${TSAN_OPTIONS:-} die_after_fork=0 halt_on_error=1"
+	# fork-heavy tests: TSan must not die in the children; a process
+	# that exits with a bus open still has that handle's watcher thread,
+	# and TSan would sleep 1 s at every such exit (atexit_sleep_ms)
+	export TSAN_OPTIONS="${TSAN_OPTIONS:-} die_after_fork=0 halt_on_error=1 atexit_sleep_ms=0"
 fi
 if [ "$SAN" = address ]; then
 	export ASAN_OPTIONS="${ASAN_OPTIONS:-} detect_leaks=1 abort_on_error=1"

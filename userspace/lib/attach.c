@@ -11,6 +11,25 @@
 #include "bus.h"
 #include "pool.h"
 
+/*
+ * DETACH @req. If the daemon is gone (or died before it answered), the
+ * next daemon gets it once the watcher has rejoined: the slot is ours
+ * again then, and would otherwise stay ours until the handle closes.
+ * A connection swapped in since the call failed takes it at once.
+ */
+static void detach_call(struct shmbus *bus, const struct sbc_detach *req)
+{
+	uint32_t gen;
+	int err;
+
+	do {
+		gen = READ_ONCE(bus->conn.gen);
+		err = client_call(&bus->conn, SBC_DETACH, req, sizeof(*req),
+				  NULL, 0, NULL, NULL);
+	} while ((err == -ENOTCONN || err == -ECONNRESET) &&
+		 !rejoin_owe_detach(bus, req, gen));
+}
+
 int attach(struct shmbus *bus, const char *name, uint32_t role,
 	   struct attachment *at)
 {
@@ -41,8 +60,10 @@ int attach_call(struct shmbus *bus, unsigned type, const void *rq,
 
 	memset(at, 0, sizeof(*at));
 	at->seat_fd = -1;
-	err = client_call(&bus->conn, type, rq, rqlen, &rep, sizeof(rep), fds,
-			  &nfds);
+	/* not CALL_RETRY: a slot the dead daemon gave us unanswered is ours
+	 * again after the rejoin, and a second ATTACH would take another */
+	err = client_call_flags(&bus->conn, CALL_WAIT, type, rq, rqlen, &rep,
+				sizeof(rep), fds, &nfds);
 	if (err)
 		return err;
 
@@ -119,8 +140,7 @@ fail:
 	at->seat_fd = -1;
 	dreq.slot = rep.slot;
 	dreq.slot_gen = rep.slot_gen;
-	client_call(&bus->conn, SBC_DETACH, &dreq, sizeof(dreq), NULL, 0,
-		    NULL, NULL);
+	detach_call(bus, &dreq);
 	if (err == -EUCLEAN)
 		pr_warn("attach to '%s': the arena disagrees with the daemon",
 			name);
@@ -163,8 +183,7 @@ void detach(struct attachment *at)
 		/* our cached chunks go back now; the daemon would do it
 		 * too, but it may be dead and we are not */
 		pool_drain_slot(&at->bus->arena, at->slot);
-		client_call(&at->bus->conn, SBC_DETACH, &req, sizeof(req),
-			    NULL, 0, NULL, NULL);
+		detach_call(at->bus, &req);
 	}
 	at->bus = NULL;
 }

@@ -148,27 +148,73 @@ static int open_connect(struct shmbus *bus,
 }
 
 /*
+ * BUS_OPEN. A restarted daemon answers -EINPROGRESS while running
+ * processes hold the bus and have not rejoined yet (it must not make a
+ * second bus of that name): ask again, with backoff, up to the connect
+ * timeout. A daemon may close a connection that stays in its handshake
+ * that long: then dial again.
+ */
+static int open_call(struct shmbus *bus, const struct sbc_bus_open *req,
+		     struct sbc_bus_open_reply *rep, int *fd)
+{
+	int64_t deadline = bus->conn.deadline;
+	unsigned ms = 5, nfds;
+	bool held = false;
+	int err;
+
+	for (;;) {
+		nfds = 1;
+		err = client_call(&bus->conn, SBC_BUS_OPEN, req, sizeof(*req),
+				  rep, sizeof(*rep), fd, &nfds);
+		if (!err && nfds != 1)
+			err = -EPROTO;
+		if (err == -ECONNRESET && held) {
+			int64_t left = (deadline - now_ns()) / NSEC_PER_MSEC;
+			bool autostart = bus->conn.autostart;
+			char path[sizeof(bus->conn.path)];
+
+			if (left <= 0)
+				break;
+			strcpy(path, bus->conn.path);
+			client_fini(&bus->conn);
+			err = client_connect(&bus->conn, path, (int)left,
+					     autostart);
+			if (err)
+				return err;
+			continue;
+		}
+		if (err != -EINPROGRESS)
+			return err;
+		held = true;
+		if (now_ns() + (int64_t)ms * NSEC_PER_MSEC >= deadline)
+			break;
+		usleep(ms * 1000);
+		ms = MIN(ms * 2, 200u);
+	}
+	errmsg_set("bus '%s' is held by running processes that have not "
+		   "rejoined the restarted daemon", req->name);
+	return -EINPROGRESS;
+}
+
+/*
  * Ask the daemon for the bus (BUS_OPEN) and map the arena whose fd comes
  * with the answer: the mapping in bus->arena, the fd in bus->arena_fd.
- * *@cookie is the daemon's name for our connection (kmod_open()).
+ * *@cookie is the daemon's name for our connection (kmod_open()), *@token
+ * its conn_token (REJOIN names it to a later daemon).
  */
 static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
-		    uint64_t *cookie)
+		    uint64_t *cookie, uint64_t *token)
 {
 	struct sbc_bus_open_reply rep;
-	unsigned nfds = 1;
 	int fd = -1, err;
 
-	err = client_call(&bus->conn, SBC_BUS_OPEN, req, sizeof(*req), &rep,
-			  sizeof(rep), &fd, &nfds);
+	err = open_call(bus, req, &rep, &fd);
 	client_handshake_done(&bus->conn);
 	if (err == -ETIMEDOUT)
 		errmsg_set("the daemon did not answer the open of bus '%s' "
 			   "within %d ms", req->name, bus->conn.timeout_ms);
 	if (err)
 		return err;
-	if (nfds != 1)
-		return -EPROTO;
 	bus->rdonly = rep.rdonly;
 	bus->owner_uid = rep.owner_uid;
 	bus->owner_gid = rep.owner_gid;
@@ -180,6 +226,7 @@ static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
 	}
 	bus->arena_fd = fd;
 	*cookie = rep.kmod_cookie;
+	*token = rep.conn_token;
 	return 0;
 }
 
@@ -207,7 +254,7 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 {
 	struct sbc_bus_open req;
 	struct shmbus *bus;
-	uint64_t cookie;
+	uint64_t cookie, token;
 	int err;
 
 	err = open_request(&req, name, opts);
@@ -226,8 +273,8 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	memcpy(bus->name, req.name, sizeof(bus->name));
 	err = open_connect(bus, opts);
 	if (err)
-		goto fail_free;
-	err = open_map(bus, &req, &cookie);
+		goto fail_conn;
+	err = open_map(bus, &req, &cookie, &token);
 	if (err)
 		goto fail_conn;
 	err = open_wakes(bus, cookie);
@@ -236,14 +283,14 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	/* without it sleepers do not notice the daemon's death: they still
 	 * work, as they did before (woken by producers holding their fd) */
 	bus->hup_fd = fcntl(bus->conn.fd, F_DUPFD_CLOEXEC, 3);
+	rejoin_start(bus, token);
 	return bus;
 
 fail_map:
 	arena_unmap(&bus->arena);
 	close(bus->arena_fd);
 fail_conn:
-	client_close(&bus->conn);
-fail_free:
+	client_fini(&bus->conn);
 	free(bus);
 	errno = -err;
 	return NULL;
@@ -253,13 +300,15 @@ SHMBUS_API void shmbus__close(struct shmbus *bus)
 {
 	if (!bus)
 		return;
+	/* first: the watcher uses everything below */
+	rejoin_stop(bus);
 	if (bus->rr)
 		reqrep_free(bus);
 	wake_table_fini(&bus->wakes);
 	arena_unmap(&bus->arena);
 	if (bus->arena_fd >= 0)
 		close(bus->arena_fd);
-	client_close(&bus->conn);
+	client_fini(&bus->conn);
 	if (bus->hup_fd >= 0)
 		close(bus->hup_fd);	/* the socket's last fd: EOF */
 	/* after the socket: the daemon sees the EOF first, the death

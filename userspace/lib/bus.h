@@ -16,6 +16,27 @@
 #include "ring.h"
 #include "wake.h"
 
+/*
+ * The watcher of a bus handle (rejoin.c): a thread that waits for the
+ * daemon's hang-up and then joins the next daemon, and the DETACHes owed
+ * to the daemon meanwhile.
+ */
+struct rejoin {
+	pthread_t thread;
+	bool enabled;		/* this handle has a watcher (owes DETACHes) */
+	bool running;		/* its thread runs (stopped around fork()) */
+	bool done;		/* it returned for good: not started again */
+	bool unsettled;		/* stopped after a REJOIN, before the seats
+				 * and DETACHes went: the next one sends them */
+	bool listed;		/* in this process's list (rejoin.c) */
+	int stop_fd;		/* eventfd: readable = stop */
+	uint64_t token;		/* our connection's conn_token */
+	pthread_mutex_t lock;	/* the owed DETACHes */
+	struct sbc_detach *owed;
+	uint32_t nr_owed, cap_owed;
+	struct shmbus *next, **pprev;
+};
+
 struct shmbus {
 	struct arena arena;
 	struct client conn;
@@ -29,6 +50,7 @@ struct shmbus {
 				 * hang-up (consumer.c, sleep_until()) */
 	bool rdonly;
 	uint32_t owner_uid, owner_gid, mode;	/* the daemon's BUS_OPEN reply */
+	struct rejoin rj;
 };
 
 /* What an attached producer or consumer knows about its queue and slot. */
@@ -125,6 +147,30 @@ void detach(struct attachment *at);
  */
 int queue_request(const struct shmbus *bus, void *req, size_t len,
 		  const char *name);
+
+/* ---- rejoin.c ------------------------------------------------------ */
+
+/* Start the watcher of @bus (opened, hup_fd set). Without it (no thread
+ * could be made) the handle works as one whose daemon never comes back.
+ * @token: the BUS_OPEN reply's conn_token. */
+void rejoin_start(struct shmbus *bus, uint64_t token);
+
+/* Stop the watcher and free what it holds. In a forked child, whose
+ * copy of the handle has no thread, only the memory and fds go. */
+void rejoin_stop(struct shmbus *bus);
+
+/* Send @req over the next connection: the daemon died before it could
+ * be sent (or answered) over connection @gen (bus->conn.gen before the
+ * call). False if a new connection came meanwhile: send it there. */
+bool rejoin_owe_detach(struct shmbus *bus, const struct sbc_detach *req,
+		       uint32_t gen);
+
+/* Did the handle see the daemon's hang-up on connection @gen (a value of
+ * bus->conn.gen read before it looked)? The consumers' sleep. */
+static inline bool conn_gen_current(const struct shmbus *bus, uint32_t gen)
+{
+	return READ_ONCE(bus->conn.gen) == gen;
+}
 
 /* ---- reqrep.c ------------------------------------------------------ */
 

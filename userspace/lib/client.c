@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -141,15 +142,30 @@ static int64_t ms_left(int64_t deadline)
 	return ms > 0 ? ms : 1;
 }
 
+/* Wait @ms, or less if @abort_fd (-1: none) becomes readable: then
+ * -ECANCELED. */
+static int pause_ms(int abort_fd, int ms)
+{
+	struct pollfd pfd = { .fd = abort_fd, .events = POLLIN };
+
+	if (abort_fd < 0) {
+		usleep(ms * 1000);
+		return 0;
+	}
+	return poll(&pfd, 1, ms) > 0 ? -ECANCELED : 0;
+}
+
 /*
  * A unix connect() waits, while the listener's backlog is full, for as
  * long as SO_SNDTIMEO allows (unbounded by default) and then fails with
  * EAGAIN; a non-blocking one fails at once, with no way to poll for room.
- * So the socket gets the time left until @deadline as its send timeout.
+ * So the socket gets the time left until @deadline as its send timeout,
+ * at most @cap_ms (0: no cap), after which the caller may try again.
  */
-static int try_connect(const char *path, int64_t deadline)
+static int try_connect(const char *path, int64_t deadline, int64_t cap_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int64_t ms = ms_left(deadline);
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -158,7 +174,7 @@ static int try_connect(const char *path, int64_t deadline)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	send_timeout(fd, ms_left(deadline));
+	send_timeout(fd, cap_ms && ms > cap_ms ? cap_ms : ms);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = -errno;
 
@@ -171,9 +187,9 @@ static int try_connect(const char *path, int64_t deadline)
 /*
  * Only a daemon running as root or as ourselves may hand us an arena: a
  * squatter on a shared directory could otherwise give us a file it can
- * truncate under us.
+ * truncate under us. Its pid, for client_daemon_exited(), in *@pid.
  */
-static int daemon_trusted(int fd, const char *path)
+static int daemon_trusted(int fd, const char *path, pid_t *pid)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
@@ -185,7 +201,20 @@ static int daemon_trusted(int fd, const char *path)
 			"refusing it", path, (unsigned)cr.uid, (int)cr.pid);
 		return -EPERM;
 	}
+	*pid = cr.pid;
 	return 0;
+}
+
+/* A pidfd of the daemon (pid 0: not in our pid namespace), or -1. A pid
+ * reused between the connect and here would only make us wait for the
+ * wrong process's exit after a hang-up, and then give up. */
+static int daemon_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	if (pid > 0)
+		return (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+	return -1;
 }
 
 static int hello(struct client *c)
@@ -209,35 +238,63 @@ static int hello(struct client *c)
 	return 0;
 }
 
-int client_connect(struct client *c, const char *path, int timeout_ms,
-		   bool autostart)
+static int client_init(struct client *c, const char *path, int timeout_ms,
+		       bool autostart, int abort_fd)
 {
-	int64_t deadline = now_ns() + (int64_t)timeout_ms * NSEC_PER_MSEC;
+	pthread_condattr_t ca;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	c->dpidfd = -1;
+	c->abort_fd = abort_fd;
+	c->timeout_ms = timeout_ms;
+	c->autostart = autostart;
+	pthread_mutex_init(&c->lock, NULL);
+	/* waits are bounded on the monotonic clock, like every deadline */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (strlen(path) >= sizeof(c->path))
+		return -ENAMETOOLONG;
+	strcpy(c->path, path);
+	return 0;
+}
+
+/* Connect to c->path and say HELLO, within c->timeout_ms (the handshake
+ * deadline then stays on the connection). */
+static int dial(struct client *c)
+{
+	int64_t deadline = now_ns() + (int64_t)c->timeout_ms * NSEC_PER_MSEC;
+	/* an abortable dial waits for a full backlog in short steps */
+	int64_t cap = c->abort_fd >= 0 ? 100 : 0;
 	int64_t respawn = 0;
+	const char *path = c->path;
+	pid_t pid = 0;
 	int fd, err;
 
-	c->fd = -1;
-	c->seq = 0;
 	c->deadline = deadline;
-	c->timeout_ms = timeout_ms;
-	pthread_mutex_init(&c->lock, NULL);
 	for (;;) {
-		fd = try_connect(path, deadline);
+		fd = try_connect(path, deadline, cap);
 		if (fd >= 0) {
 			c->fd = fd;
+			c->seq = 0;
 			c->broken = false;
-			err = daemon_trusted(fd, path);
+			c->down = false;
+			err = daemon_trusted(fd, path, &pid);
 			if (!err)
 				err = hello(c);
-			if (!err)
+			if (!err) {
+				c->dpidfd = daemon_pidfd(pid);
 				return 0;
+			}
 			client_close(c);
 			if (err == -ETIMEDOUT)
 				errmsg_set("the daemon at %s did not answer "
 					   "HELLO within %d ms", path,
-					   timeout_ms);
+					   c->timeout_ms);
 			/* a daemon on its way out accepted, then closed */
-			if (err != -ECONNRESET || !autostart)
+			if (err != -ECONNRESET || !c->autostart)
 				return err;
 		} else if (fd == -EAGAIN || fd == -EINTR) {
 			/* the backlog is full: wait on, up to the deadline */
@@ -245,11 +302,14 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 				errmsg_set("the daemon at %s did not accept "
 					   "the connection within %d ms (its "
 					   "listen backlog is full)", path,
-					   timeout_ms);
+					   c->timeout_ms);
 				return -ETIMEDOUT;
 			}
+			if (pause_ms(c->abort_fd, 0))
+				return -ECANCELED;
 			continue;
-		} else if ((fd != -ENOENT && fd != -ECONNREFUSED) || !autostart) {
+		} else if ((fd != -ENOENT && fd != -ECONNREFUSED) ||
+			   !c->autostart) {
 			return fd;
 		}
 		if (now_ns() >= deadline)
@@ -262,8 +322,32 @@ int client_connect(struct client *c, const char *path, int timeout_ms,
 			respawn = now_ns() + 250 * NSEC_PER_MSEC;
 			continue;
 		}
-		usleep(2000);
+		if (pause_ms(c->abort_fd, 2))
+			return -ECANCELED;
 	}
+}
+
+int client_connect(struct client *c, const char *path, int timeout_ms,
+		   bool autostart)
+{
+	int err = client_init(c, path, timeout_ms, autostart, -1);
+
+	return err ?: dial(c);
+}
+
+int client_dial(const struct client *c, struct client *nc, int abort_fd)
+{
+	int err = client_init(nc, c->path, c->timeout_ms, c->autostart,
+			      abort_fd);
+
+	/* a reset keeps the fd: only client_swap() or client_fini() may
+	 * close a connection that REJOIN gave our slots to */
+	nc->rejoin = true;
+	if (!err)
+		err = dial(nc);
+	if (err)
+		client_fini(nc);
+	return err;
 }
 
 void client_handshake_done(struct client *c)
@@ -280,6 +364,16 @@ void client_close(struct client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	if (c->dpidfd >= 0)
+		close(c->dpidfd);
+	c->dpidfd = -1;
+}
+
+void client_fini(struct client *c)
+{
+	client_close(c);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
 }
 
 /*
@@ -298,14 +392,90 @@ static int reason_take(const uint8_t *body, size_t len)
 	return 0;
 }
 
-static int exchange(struct client *c, unsigned type, const void *req,
-		    size_t reqlen, void *rep, size_t replen, int *fds,
-		    unsigned *nfds)
+/* Send request @type (@req, @reqlen) with @ngive fds of @give. 0 or
+ * -errno: -EPIPE when the daemon is gone (it never saw the request). */
+static int send_request(struct client *c, unsigned type, uint32_t seq,
+			const void *req, size_t reqlen, const int *give,
+			unsigned ngive)
 {
 	union {
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
-	} out, in;
+	} out;
+	union {
+		struct cmsghdr align;
+		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
+	} cbuf;
+	struct iovec iov = { .iov_base = out.b };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (sizeof(struct sbc_hdr) + reqlen > SBC_FRAME_MAX ||
+	    ngive > SBC_MAX_FDS)
+		return -EINVAL;
+	memset(&out.h, 0, sizeof(out.h));
+	out.h.magic = SBC_MAGIC;
+	out.h.version = SBC_VERSION;
+	out.h.type = type;
+	out.h.len = sizeof(out.h) + reqlen;
+	out.h.seq = seq;
+	memcpy(out.b + sizeof(out.h), req, reqlen);
+	iov.iov_len = out.h.len;
+	if (ngive) {
+		struct cmsghdr *cm;
+
+		memset(cbuf.b, 0, sizeof(cbuf.b));
+		mh.msg_control = cbuf.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * ngive);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * ngive);
+		memcpy(CMSG_DATA(cm), give, sizeof(int) * ngive);
+	}
+	do {
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN && c->deadline)
+		return -ETIMEDOUT;	/* SO_SNDTIMEO: nothing was sent */
+	if (n != (ssize_t)out.h.len)
+		return n < 0 && errno != EPIPE && errno != ECONNRESET
+		       ? -errno : -EPIPE;
+	return 0;
+}
+
+/* Wait for the reply to be readable: 0, -ETIMEDOUT, -ECANCELED. */
+static int wait_reply(struct client *c)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = c->fd, .events = POLLIN },
+		{ .fd = c->abort_fd, .events = POLLIN },
+	};
+	int r;
+
+	do {
+		r = poll(pfd, c->abort_fd >= 0 ? 2 : 1,
+			 c->deadline ? (int)MIN(ms_left(c->deadline),
+						SBC_REPLY_TIMEOUT_MS)
+				     : SBC_REPLY_TIMEOUT_MS);
+	} while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return -errno;
+	if (!pfd[0].revents)
+		return -ECANCELED;
+	return 0;
+}
+
+static int exchange(struct client *c, unsigned type, const void *req,
+		    size_t reqlen, const int *give, unsigned ngive,
+		    void *rep, size_t replen, int *fds, unsigned *nfds)
+{
+	union {
+		struct sbc_hdr h;
+		uint8_t b[SBC_FRAME_MAX];
+	} in;
 	union {
 		struct cmsghdr align;
 		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
@@ -315,7 +485,6 @@ static int exchange(struct client *c, unsigned type, const void *req,
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 	};
-	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	unsigned got, stored = 0, cap = nfds ? *nfds : 0;
 	uint32_t seq = ++c->seq;
 	ssize_t n;
@@ -323,30 +492,11 @@ static int exchange(struct client *c, unsigned type, const void *req,
 
 	if (nfds)
 		*nfds = 0;
-	if (sizeof(struct sbc_hdr) + reqlen > SBC_FRAME_MAX)
-		return -EINVAL;
-	memset(&out.h, 0, sizeof(out.h));
-	out.h.magic = SBC_MAGIC;
-	out.h.version = SBC_VERSION;
-	out.h.type = type;
-	out.h.len = sizeof(out.h) + reqlen;
-	out.h.seq = seq;
-	memcpy(out.b + sizeof(out.h), req, reqlen);
-	n = send(c->fd, out.b, out.h.len, MSG_NOSIGNAL);
-	if (n < 0 && errno == EAGAIN && c->deadline)
-		return -ETIMEDOUT;	/* SO_SNDTIMEO: nothing was sent */
-	if (n != (ssize_t)out.h.len)
-		return n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
-
-	do {
-		r = poll(&pfd, 1, c->deadline ? (int)MIN(ms_left(c->deadline),
-							 SBC_REPLY_TIMEOUT_MS)
-					      : SBC_REPLY_TIMEOUT_MS);
-	} while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (r < 0)
-		return -errno;
+	r = send_request(c, type, seq, req, reqlen, give, ngive);
+	if (!r)
+		r = wait_reply(c);
+	if (r)
+		return r;
 	do {
 		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
@@ -389,27 +539,220 @@ proto_err:
 	return -EPROTO;
 }
 
+/* The connection died under a call. With a watcher, it swaps the socket
+ * out (client_swap()); without one, nothing will: close it now. */
+static void conn_lost(struct client *c)
+{
+	if (c->rejoin) {
+		c->down = true;
+		return;
+	}
+	client_close(c);
+}
+
+/* Why there is no connection, for shmbus_errmsg(). */
+static void errmsg_gone(const struct client *c)
+{
+	if (c->why[0])
+		errmsg_set("%s", c->why);
+	else
+		errmsg_set("no connection to the daemon at %s", c->path);
+}
+
+/*
+ * Under c->lock: wait until the connection is usable, if @flags allow
+ * (CALL_WAIT) and a reconnection may come, up to *@deadline (set on the
+ * first wait). 0 or -ENOTCONN.
+ */
+static int conn_usable(struct client *c, unsigned flags, int64_t *deadline)
+{
+	while (c->fd < 0 || c->down || c->broken) {
+		struct timespec ts;
+
+		/* out of step, the daemon alive: nothing will mend it */
+		if (!c->down && c->fd >= 0) {
+			errmsg_set("the connection to the daemon at %s is out "
+				   "of step (an earlier reply was malformed "
+				   "or late)", c->path);
+			return -ENOTCONN;
+		}
+		if (!c->rejoin || !(flags & (CALL_WAIT | CALL_RETRY))) {
+			errmsg_gone(c);
+			return -ENOTCONN;
+		}
+		if (!*deadline)
+			*deadline = now_ns() +
+				    (int64_t)c->timeout_ms * NSEC_PER_MSEC;
+		if (now_ns() >= *deadline) {
+			errmsg_set("the daemon at %s is gone and no new one "
+				   "took the bus back within %d ms (still "
+				   "trying)", c->path, c->timeout_ms);
+			return -ENOTCONN;
+		}
+		ts.tv_sec = *deadline / NSEC_PER_SEC;
+		ts.tv_nsec = *deadline % NSEC_PER_SEC;
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	}
+	return 0;
+}
+
+int client_call_flags(struct client *c, unsigned flags, unsigned type,
+		      const void *req, size_t reqlen, void *rep,
+		      size_t replen, int *fds, unsigned *nfds)
+{
+	int64_t deadline = 0;
+	bool resent = false;
+	unsigned cap = nfds ? *nfds : 0;
+	int err;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		err = conn_usable(c, flags, &deadline);
+		if (err)
+			break;
+		if (nfds)
+			*nfds = cap;
+		err = exchange(c, type, req, reqlen, NULL, 0, rep, replen, fds,
+			       nfds);
+		if (err == -EPROTO || err == -ETIMEDOUT) {
+			/* The stream is out of step: never use it again, but
+			 * keep it open. Closing it would tell the daemon we
+			 * died, and it would reclaim the slots our handles
+			 * are still using. */
+			c->broken = true;
+			break;
+		}
+		if (err == -EPIPE) {
+			/* gone before the request went out: the next daemon
+			 * may have it, whatever it is */
+			conn_lost(c);
+			err = -ECONNRESET;
+			if (flags & (CALL_WAIT | CALL_RETRY) && c->rejoin)
+				continue;
+			errmsg_gone(c);
+			break;
+		}
+		if (err != -ECONNRESET)
+			break;
+		conn_lost(c);		/* the daemon is gone */
+		if (!(flags & CALL_RETRY) || resent || !c->rejoin) {
+			errmsg_set("the daemon at %s went away before it "
+				   "answered; the request may or may not have "
+				   "been done", c->path);
+			break;
+		}
+		resent = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
 int client_call(struct client *c, unsigned type, const void *req,
 		size_t reqlen, void *rep, size_t replen, int *fds,
 		unsigned *nfds)
 {
+	return client_call_flags(c, 0, type, req, reqlen, rep, replen, fds,
+				 nfds);
+}
+
+int client_call_give(struct client *c, unsigned type, const void *req,
+		     size_t reqlen, const int *give, unsigned ngive,
+		     void *rep, size_t replen)
+{
 	int err;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->fd < 0 || c->broken) {
-		pthread_mutex_unlock(&c->lock);
-		return -ENOTCONN;
-	}
-	err = exchange(c, type, req, reqlen, rep, replen, fds, nfds);
-	if (err == -ECONNRESET) {
-		close(c->fd);		/* the daemon is gone */
-		c->fd = -1;
-	} else if (err == -EPROTO || err == -ETIMEDOUT) {
-		/* The stream is out of step: never use it again, but keep it
-		 * open. Closing it would tell the daemon we died, and it
-		 * would reclaim the slots our handles are still using. */
+	err = c->fd < 0 || c->down || c->broken
+	      ? -ENOTCONN
+	      : exchange(c, type, req, reqlen, give, ngive, rep, replen, NULL,
+			 NULL);
+	if (err == -EPIPE)
+		err = -ECONNRESET;
+	if (err == -ECONNRESET)
+		conn_lost(c);
+	else if (err == -EPROTO || err == -ETIMEDOUT)
 		c->broken = true;
-	}
 	pthread_mutex_unlock(&c->lock);
 	return err;
+}
+
+int client_daemon_exited(struct client *c, int abort_fd)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = c->dpidfd, .events = POLLIN },
+		{ .fd = abort_fd, .events = POLLIN },
+	};
+	int r;
+
+	/* only this thread ever replaces dpidfd (client_swap()) */
+	if (c->dpidfd < 0)
+		return 1;
+	do {
+		r = poll(pfd, 2, c->timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r > 0 && pfd[1].revents)
+		return -ECANCELED;
+	/* a pidfd is readable once its process has exited */
+	return r > 0 && pfd[0].revents ? 1 : 0;
+}
+
+void client_down(struct client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->down = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void client_swap(struct client *c, struct client *nc, int hup_fd,
+		 bool broken)
+{
+	int old;
+
+	pthread_mutex_lock(&c->lock);
+	old = c->fd;
+	c->fd = nc->fd;
+	c->seq = nc->seq;
+	c->deadline = 0;
+	send_timeout(c->fd, 0);
+	if (c->dpidfd >= 0)
+		close(c->dpidfd);
+	c->dpidfd = nc->dpidfd;
+	/* Sleepers poll this number for the daemon's hang-up. One polling
+	 * the old socket has seen its hang-up already (that is why we are
+	 * here); one that polls from now on watches the new daemon. dup3
+	 * replaces the file atomically: no moment with no file there. */
+	if (hup_fd >= 0 && dup3(c->fd, hup_fd, O_CLOEXEC) < 0)
+		pr_warn("cannot watch the new daemon's socket: %s",
+			strerror(errno));
+	if (old >= 0)
+		close(old);
+	c->down = false;
+	c->broken = broken;
+	c->why[0] = '\0';
+	WRITE_ONCE(c->gen, c->gen + 1);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	nc->fd = -1;
+	nc->dpidfd = -1;
+	client_fini(nc);
+}
+
+bool client_is_down(struct client *c)
+{
+	bool down;
+
+	pthread_mutex_lock(&c->lock);
+	down = c->down && c->rejoin;
+	pthread_mutex_unlock(&c->lock);
+	return down;
+}
+
+void client_give_up(struct client *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	c->rejoin = false;
+	c->down = true;		/* the socket is dead either way */
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
 }

@@ -527,6 +527,20 @@ static int64_t sleep_until(const struct shmbus_consumer *c, int64_t deadline)
 	return t < deadline ? t : deadline;
 }
 
+/*
+ * Before a sleep: the connection (bus->conn.gen) whose hang-up the sleep
+ * watches, in *@gen. The gen is read before the sleep polls hup_fd, so a
+ * hang-up seen is one of that connection or a later one. A consumer that
+ * saw the hang-up of a connection the watcher has since replaced
+ * (rejoin.c) watches hup_fd again: it is the new daemon's socket.
+ */
+static void daemon_look(struct shmbus_consumer *c, uint32_t *gen)
+{
+	*gen = READ_ONCE(c->at.bus->conn.gen);
+	if (c->daemon_gone && c->gone_gen != *gen)
+		c->daemon_gone = false;
+}
+
 static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 {
 	struct attachment *at = &c->at;
@@ -586,6 +600,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 {
 	int64_t deadline, spin_until, t;
 	unsigned spins = 0;
+	uint32_t gen;
 	int err;
 
 	if (!c || !msg)
@@ -632,13 +647,16 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		slot_count(c->at.slot, SHMBUS_CTR_SLEEPS, 1);
 		SHMBUS_PROBE4(sleep, at_bus(&c->at), c->at.qid, c->at.seat,
 			      now_ns());
+		daemon_look(c, &gen);
 		err = seat_sleep(&c->seat, sleep_until(c, deadline),
 				 c->daemon_gone ? -1 : c->at.bus->hup_fd);
 		if (!err)
 			SHMBUS_PROBE4(wake_recv, at_bus(&c->at), c->at.qid,
 				      c->at.seat, now_ns());
-		if (err == -ENOTCONN)
+		if (err == -ENOTCONN) {
 			c->daemon_gone = true;
+			c->gone_gen = gen;
+		}
 		/* returning an error (-EINTR) takes nothing: a wake-up we
 		 * were given goes on to another sleeper */
 		disarm(c, err && err != -ETIMEDOUT && err != -ENOTCONN);

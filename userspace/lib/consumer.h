@@ -20,9 +20,12 @@ struct shmbus_consumer {
 	int64_t lease_ns;
 	bool auto_ack;
 	bool stash_valid;		/* a message kept after -EMSGSIZE */
-	bool daemon_gone;		/* the control socket hung up: a
-					 * blocked receive looks again every
+	bool daemon_gone;		/* the control socket of connection
+					 * gone_gen hung up: until the watcher
+					 * swaps a new one in, a blocked
+					 * receive looks again every
 					 * DAEMONLESS_LOOK_NS */
+	uint32_t gone_gen;		/* see daemon_gone */
 	uint32_t prefetch;		/* delivery entries we may use */
 	uint32_t nfree;
 	uint32_t expired;		/* ref of an expired message to hand

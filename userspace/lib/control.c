@@ -77,8 +77,9 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 		if (dlq && name_set(req.dlq, dlq, "dead-letter queue"))
 			return -EINVAL;
 	}
-	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
-			  &rep, sizeof(rep), NULL, NULL);
+	err = client_call_flags(&bus->conn, CALL_RETRY, SBC_QUEUE_DECLARE,
+				&req, sizeof(req), &rep, sizeof(rep), NULL,
+				NULL);
 	if (err == -EEXIST && !*shmbus_errmsg()) {
 		/* say which settings differ (0 = the daemon's default); a
 		 * daemon's reason (another owner, private) says it better */
@@ -119,8 +120,9 @@ SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
 	req.max_len = OPTS_GET(opts, history, 0);
 	if (req.max_len > SHMBUS_RING_MAX_CAP)
 		return -EINVAL;
-	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
-			  &rep, sizeof(rep), NULL, NULL);
+	err = client_call_flags(&bus->conn, CALL_RETRY, SBC_QUEUE_DECLARE,
+				&req, sizeof(req), &rep, sizeof(rep), NULL,
+				NULL);
 	if (err)
 		return err;
 	return rep.created ? 1 : 0;
@@ -146,8 +148,8 @@ SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
 	strcpy(req.pattern, pattern);
 	if (pattern_check(req.pattern))
 		return -EINVAL;
-	return client_call(&bus->conn, SBC_UNSUBSCRIBE, &req, sizeof(req),
-			   NULL, 0, NULL, NULL);
+	return client_call_flags(&bus->conn, CALL_WAIT, SBC_UNSUBSCRIBE, &req,
+				 sizeof(req), NULL, 0, NULL, NULL);
 }
 
 SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
@@ -158,8 +160,8 @@ SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
 	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
 	qid = arena_find_queue(&bus->arena, req.name);
-	err = client_call(&bus->conn, SBC_QUEUE_DELETE, &req, sizeof(req),
-			  NULL, 0, NULL, NULL);
+	err = client_call_flags(&bus->conn, CALL_WAIT, SBC_QUEUE_DELETE, &req,
+				sizeof(req), NULL, 0, NULL, NULL);
 	if (!err)
 		SHMBUS_PROBE3(queue_delete, bus->arena.bus_id, qid,
 			      req.name);

@@ -62,8 +62,9 @@ static int reqrep_init(struct shmbus *bus)
 	req.max_len = RR_REPLY_LEN;
 	req.max_consumers = 1;
 	req.flags = SBC_QUEUE_PRIVATE;
-	err = client_call(&bus->conn, SBC_QUEUE_DECLARE, &req, sizeof(req),
-			  &rep, sizeof(rep), NULL, NULL);
+	err = client_call_flags(&bus->conn, CALL_RETRY, SBC_QUEUE_DECLARE,
+				&req, sizeof(req), &rep, sizeof(rep), NULL,
+				NULL);
 	if (err)
 		goto fail;
 	rr->c = shmbus_consumer__new(bus, rr->name, &co);
