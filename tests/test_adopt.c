@@ -23,6 +23,7 @@
 
 #include "shmbus.h"
 #include "helpers.h"
+#include "internal.h"
 #include "proto.h"
 #include "ring.h"
 #include "shmbus/layout.h"
@@ -477,6 +478,59 @@ static void test_rejoin_other_bus(void **state)
 	shmbus__close(start);
 	shmbus__close(gb);
 	shmbus__close(ga);
+}
+
+/*
+ * A slot that names a live process that does not map the bus (a member
+ * wrote another process's pid and start time there) gets no
+ * ghost and no pidfd: the restarted daemon releases it as a dead one's.
+ */
+static void test_slot_names_other_process(void **state)
+{
+	struct shmbus *bus = open_small("forge"), *other;
+	struct shmbus_producer *p;
+	struct shmbus_slot *s;
+	struct shmbus_sb *sb;
+	pid_t other_pid;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(bus, "q", NULL) >= 0);
+	p = shmbus_producer__new(bus, "q", NULL);
+	assert_non_null(p);
+	sb = t_arena_mapping("forge");
+	assert_non_null(sb);
+	s = slot_of(sb, getpid());
+	assert_non_null(s);
+	/* a live process that has nothing to do with the bus (exec drops
+	 * the mappings a fork inherits) */
+	other_pid = fork();
+	if (!other_pid) {
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000; i++) {
+		char exe[64] = "", path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)other_pid);
+		if (readlink(path, exe, sizeof(exe) - 1) > 0 &&
+		    !strstr(exe, "test_adopt"))
+			break;
+		usleep(1000);
+	}
+	WRITE_ONCE(s->pid, (uint32_t)other_pid);
+	WRITE_ONCE(s->start_time, pid_start_time(other_pid));
+	assert_true(s->start_time != 0);
+	t_kill_daemon();
+	other = open_small("forge2");	/* the next daemon adopts "forge" */
+	assert_true(log_soon(t_log(), "bus 0:forge adopted"));
+	print_message("slot naming an unrelated live process: state %u "
+		      "after adoption\n", READ_ONCE(s->state));
+	assert_int_equal(READ_ONCE(s->state), SHMBUS_SLOT_FREE);
+	kill(other_pid, SIGKILL);
+	waitpid(other_pid, NULL, 0);
+	shmbus_producer__free(p);
+	shmbus__close(other);
+	shmbus__close(bus);
 }
 
 /* ---- no second bus of a name in use ----------------------------------------- */
@@ -1015,7 +1069,7 @@ static int plant(void *arg)
 	f = fopen(path, "w");
 	if (!f)
 		return 2;
-	fprintf(f, "shmbus-registry 1\nbus 0 victim\npid %d %llu\n",
+	fprintf(f, "shmbus-registry 2\nheld 0 victim %d %llu\n",
 		(int)pl->pid, pl->start);
 	return fclose(f) ? 3 : 0;
 }
@@ -1299,6 +1353,7 @@ int main(void)
 		cmocka_unit_test(test_refused_arenas),
 		cmocka_unit_test(test_rejoin_only_own),
 		cmocka_unit_test(test_rejoin_other_bus),
+		cmocka_unit_test(test_slot_names_other_process),
 		cmocka_unit_test(test_no_split_brain),
 		cmocka_unit_test(test_member_without_arena),
 		cmocka_unit_test(test_sweep_survives_restart),

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -146,15 +147,18 @@ static int ident_check(const struct daemon *d, int fd, struct ident *id,
 			 d->instance);
 		return -EACCES;
 	}
+	/* the seals first: only a memfd (shmem) has them, and asking
+	 * never waits on anyone, where fstat() of a file some server backs
+	 * (FUSE) could */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & ARENA_SEALS) != ARENA_SEALS) {
+		snprintf(why, len, "not sealed against shrinking and growing");
+		return -EACCES;
+	}
 	if (fstat(fd, st) || !S_ISREG(st->st_mode) ||
 	    st->st_uid != geteuid()) {
 		snprintf(why, len, "not an arena of this daemon's making (its "
 			 "memfd belongs to uid %u)", (unsigned)st->st_uid);
-		return -EACCES;
-	}
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0 || (seals & ARENA_SEALS) != ARENA_SEALS) {
-		snprintf(why, len, "not sealed against shrinking and growing");
 		return -EACCES;
 	}
 	return 0;
@@ -438,9 +442,63 @@ static void adopt_retired(struct dbus *b)
 
 /* ---- slots ------------------------------------------------------------- */
 
+/* Processes whose maps adoption looked at: a bus's slots name few. */
+struct maps_seen {
+	unsigned n;
+	struct {
+		pid_t pid;
+		bool maps;
+	} e[64];
+};
+
+/*
+ * Does process @pid map the arena of inode @ino (its /proc/PID/maps has
+ * a memfd of ours with that inode)? Every client that owns a slot does:
+ * a pid a member wrote into a slot, or reused since, does not, and gets
+ * no ghost (nor a pidfd of the daemon's). A process whose maps the
+ * daemon may not read (a user's daemon, a non-dumpable process) is taken
+ * at its word.
+ */
+static bool maps_arena(pid_t pid, ino_t ino, struct maps_seen *seen)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	for (unsigned i = 0; i < seen->n; i++)
+		if (seen->e[i].pid == pid)
+			return seen->e[i].maps;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		found = errno == EACCES || errno == EPERM;
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		unsigned long long inode;
+		int off = 0;
+
+		/* start-end perms offset dev inode path */
+		if (sscanf(line, "%*s %*s %*s %*s %llu %n", &inode, &off) == 1 &&
+		    off && (ino_t)inode == ino &&
+		    !strncmp(line + off, MEMFD_PREFIX, strlen(MEMFD_PREFIX)))
+			found = true;
+		/* a line longer than the buffer: skip its rest */
+		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
+			;
+	}
+	if (f)
+		fclose(f);
+	if (seen->n < 64) {
+		seen->e[seen->n].pid = pid;
+		seen->e[seen->n].maps = found;
+		seen->n++;
+	}
+	return found;
+}
+
 /* Slot @si's record from the arena: its owner alive (a ghost of its
  * connection owns it: true) or not. */
-static bool slot_adopt(struct dbus *b, uint32_t si)
+static bool slot_adopt(struct dbus *b, uint32_t si, ino_t ino,
+		       struct maps_seen *seen)
 {
 	struct shmbus_slot *s = &b->arena.slots[si];
 	struct dslot *ds = &b->slots[si];
@@ -463,7 +521,8 @@ static bool slot_adopt(struct dbus *b, uint32_t si)
 		dq->seat_slot[seat] = si + 1;
 	}
 	if (state == SHMBUS_SLOT_ACTIVE && role == ds->role &&
-	    qid < b->arena.max_queues)
+	    qid < b->arena.max_queues && ds->pid > 0 &&
+	    maps_arena(ds->pid, ino, seen))
 		ds->conn_id = server_ghost(b, READ_ONCE(s->conn_token), ds->pid,
 					   READ_ONCE(s->start_time));
 	return ds->conn_id != 0;
@@ -495,11 +554,14 @@ static void seats_publish(struct dbus *b)
 static void adopt_slots(struct dbus *b, struct adopt_stats *st)
 {
 	const struct arena *a = &b->arena;
+	struct maps_seen seen = { 0 };
+	struct stat sb = { 0 };
 
+	fstat(b->fd, &sb);
 	for (uint32_t si = 0; si < a->max_slots; si++) {
 		if (READ_ONCE(a->slots[si].state) == SHMBUS_SLOT_FREE)
 			continue;
-		if (slot_adopt(b, si))
+		if (slot_adopt(b, si, sb.st_ino, &seen))
 			st->slots_live++;
 	}
 	seats_publish(b);
@@ -751,20 +813,66 @@ bool adopt_pending(uid_t owner, const char *name)
 
 static char reg_path[PATH_MAX];
 
+static uint64_t registry_nonce(void)
+{
+	uint64_t n = 0;
+
+	if (getrandom(&n, sizeof(n), GRND_NONBLOCK) != sizeof(n))
+		n = (uint64_t)getpid() << 32;
+	return n;
+}
+
+/* Remove the temporary files a killed daemon left beside @path (ours:
+ * our uid's, regular, named "<registry>.tmp.*"). */
+static void registry_sweep(const char *path)
+{
+	char dir[PATH_MAX], prefix[NAME_MAX + 8];
+	const char *slash = strrchr(path, '/');
+	struct dirent *e;
+	DIR *d;
+
+	if (!slash)
+		return;
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path + 1), path);
+	snprintf(prefix, sizeof(prefix), "%.*s.tmp.", NAME_MAX - 8, slash + 1);
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		struct stat st;
+
+		if (strncmp(e->d_name, prefix, strlen(prefix)) ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+			continue;
+		unlinkat(dirfd(d), e->d_name, 0);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* One "held OWNER NAME PID START" line: @pid (started at @start) maps
+ * bus @b. */
+static void registry_member(void *ctx, const struct dbus *b, pid_t pid,
+			    uint64_t start)
+{
+	fprintf(ctx, "held %u %s %d %llu\n", (unsigned)b->owner_uid, b->name,
+		(int)pid, (unsigned long long)start);
+}
+
 void adopt_registry_save(const struct daemon *d)
 {
-	char tmp[PATH_MAX + 8];
+	char tmp[PATH_MAX + 32];
 	FILE *f;
 	int fd;
 
 	if (!reg_path[0])
 		return;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", reg_path);
 	/* in the socket's directory, which may be a sticky world-writable
-	 * one (main.c prepare_dir()): a leftover of a killed daemon goes
-	 * first, and nothing of ours follows a link or reads another's file
-	 * (registry_open()) */
-	unlink(tmp);
+	 * one (main.c prepare_dir()): a name nobody can guess and take
+	 * first, never through a link; nothing of ours reads another's file
+	 * (registry_open()), and a killed daemon's leftovers go at the next
+	 * start (registry_sweep()) */
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%016llx", reg_path,
+		 (unsigned long long)(registry_nonce() ^ (uint64_t)now_ns()));
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -774,23 +882,14 @@ void adopt_registry_save(const struct daemon *d)
 			close(fd);
 		return;
 	}
-	fprintf(f, "shmbus-registry 1\n");
-	for (const struct dbus *b = d->buses; b; b = b->next) {
-		pid_t pids[64];
-		uint64_t starts[64];
-		unsigned n = server_members(b, pids, starts, 64);
-
-		fprintf(f, "bus %u %s\n", (unsigned)b->owner_uid, b->name);
-		/* a few members are enough to know it is held */
-		for (unsigned i = 0; i < MIN(n, 64u); i++)
-			fprintf(f, "pid %d %llu\n", (int)pids[i],
-				(unsigned long long)starts[i]);
-	}
+	fprintf(f, "shmbus-registry 2\n");
+	/* every bound process, in one pass over the connections */
+	server_each_member(registry_member, f);
 	/* and those still waited for: a daemon killed before their
 	 * holders rejoined must not forget them */
 	for (unsigned i = 0; i < nr_held; i++)
 		if (!bus_find(d, held[i].uid, held[i].name))
-			fprintf(f, "bus %u %s\npid %d %llu\n",
+			fprintf(f, "held %u %s %d %llu\n",
 				(unsigned)held[i].uid, held[i].name,
 				(int)held[i].pid,
 				(unsigned long long)held[i].start_time);
@@ -849,18 +948,17 @@ static bool fds_visible(pid_t pid)
 
 void adopt_registry_load(struct daemon *d, const char *path)
 {
-	char line[160], name[SHMBUS_NAME_MAX] = "";
+	char line[160], name[SHMBUS_NAME_MAX];
 	unsigned before = nr_held;
-	bool skip = true;
-	unsigned uid = 0;
 	FILE *f;
 
 	snprintf(reg_path, sizeof(reg_path), "%s", path);
+	registry_sweep(path);
 	f = registry_open(path);
 	if (!f)
 		return;		/* none: the first daemon here */
 	if (!fgets(line, sizeof(line), f) ||
-	    strcmp(line, "shmbus-registry 1\n")) {
+	    strcmp(line, "shmbus-registry 2\n")) {
 		log_warn("registry %s: not one of ours; ignored", path);
 		fclose(f);
 		return;
@@ -868,26 +966,22 @@ void adopt_registry_load(struct daemon *d, const char *path)
 	while (fgets(line, sizeof(line), f)) {
 		char nm[SHMBUS_NAME_MAX + 1];
 		unsigned long long start;
+		unsigned uid;
 		int pid;
 
-		if (sscanf(line, "bus %u %64s", &uid, nm) == 2) {
-			skip = strlen(nm) >= SHMBUS_NAME_MAX;
-			memset(name, 0, sizeof(name));
-			if (!skip)
-				memcpy(name, nm, strlen(nm));
-			skip = skip || proto_name_valid(name) ||
-			       bus_find(d, uid, name);
-		} else if (sscanf(line, "pid %d %llu", &pid, &start) == 2) {
-			/* a member still alive (the same process) holds it,
-			 * unless adopt_scan() looked into its fds and found
-			 * none of it: a member may keep its connection and
-			 * close the arena, and would hold the name for ever */
-			if (!skip && pid > 0 && start &&
-			    pid_start_time(pid) == start && !fds_visible(pid)) {
-				held_add(uid, name, pid, start);
-				skip = true;
-			}
-		}
+		if (sscanf(line, "held %u %64s %d %llu", &uid, nm, &pid,
+			   &start) != 4 || strlen(nm) >= SHMBUS_NAME_MAX)
+			continue;
+		memset(name, 0, sizeof(name));
+		memcpy(name, nm, strlen(nm));
+		/* a member still alive (the same process) holds it, unless
+		 * adopt_scan() looked into its fds and found none of it: a
+		 * member may keep its connection and close the arena, and
+		 * would hold the name for ever */
+		if (!proto_name_valid(name) && !bus_find(d, uid, name) &&
+		    !adopt_pending(uid, name) && pid > 0 && start &&
+		    pid_start_time(pid) == start && !fds_visible(pid))
+			held_add(uid, name, pid, start);
 	}
 	fclose(f);
 	if (nr_held > before)

@@ -597,21 +597,11 @@ uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 	return c->s.peer.conn_id;
 }
 
-unsigned server_members(const struct dbus *b, pid_t *pids, uint64_t *starts,
-			unsigned max)
+void server_each_member(member_fn *fn, void *ctx)
 {
-	unsigned n = 0;
-
-	for (struct conn *c = conns; c; c = c->next) {
-		if (c->s.bus != b || c->doomed)
-			continue;
-		if (n < max) {
-			pids[n] = c->s.peer.pid;
-			starts[n] = c->s.peer.start_time;
-		}
-		n++;
-	}
-	return n;
+	for (struct conn *c = conns; c; c = c->next)
+		if (c->s.bus && !c->doomed)
+			fn(ctx, c->s.bus, c->s.peer.pid, c->s.peer.start_time);
 }
 
 bool server_is_ghost(uint32_t conn_id)

@@ -186,10 +186,11 @@ bool server_is_ghost(uint32_t conn_id);
  * its conn_id (the caller moves what it owned to @p); else 0. */
 uint32_t server_ghost_take(const struct dbus *b, uint64_t token,
 			   const struct peer *p);
-/* The processes bound to @b (connections and ghosts): up to @max pids
- * and start times; returns how many there are. */
-unsigned server_members(const struct dbus *b, pid_t *pids, uint64_t *starts,
-			unsigned max);
+/* Call @fn for every process bound to a bus (connections and ghosts),
+ * in one pass over the connections. */
+typedef void member_fn(void *ctx, const struct dbus *b, pid_t pid,
+		       uint64_t start_time);
+void server_each_member(member_fn *fn, void *ctx);
 
 /* ---- dispatch.c: one request, by the table of frame types ------------ */
 

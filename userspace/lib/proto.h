@@ -148,9 +148,11 @@ struct sbc_rejoin {
 /*
  * SEATS_GIVE: after a REJOIN, the seat eventfds of queue (qid, gen) this
  * client holds, in seat order, for the seats set in seat_map (one fd per
- * bit, SCM_RIGHTS). The daemon keeps those of seats in use it has no
- * eventfd for (each checked to be an eventfd) and closes the rest, so
- * the consumers sleeping on them can be woken by it again. Reply: no body.
+ * bit, SCM_RIGHTS). The daemon keeps those of seats it has no eventfd for
+ * (each checked to be an eventfd; a seat in use gets one wake-up) and
+ * closes the rest, so the consumers sleeping on them can be woken by it
+ * again, and a consumer taking a free seat later gets the eventfd its
+ * producers already write. Reply: no body.
  */
 struct sbc_seats_give {
 	uint32_t qid;
