@@ -54,6 +54,7 @@ reap() {
 timeout_of() {
 	case $1 in
 	test_fdstore) echo 120 ;;
+	test_restart) echo 300 ;;	# two minutes normally (SAN: fewer kills)
 	*) echo "$TEST_TIMEOUT" ;;
 	esac
 }
