@@ -317,9 +317,13 @@ static int do_rejoin(struct request *r)
 	s->bus = b;
 	s->rdonly = q->flags & SBC_REJOIN_RDONLY;
 	ghost = server_ghost_take(b, q->token, &s->peer);
-	if (ghost)
+	if (ghost) {
+		/* the same process's connection: it keeps its name, so that
+		 * a daemon killed before this reply reaches the client finds
+		 * the token the client will name again in the arena */
+		s->peer.token = q->token;
 		bus_rehome(b, ghost, &s->peer);
-	else
+	} else
 		log_info("bus %u:%s: pid %d rejoined; nothing of its old "
 			 "connection was left", b->owner_uid, b->name,
 			 s->peer.pid);

@@ -132,8 +132,10 @@ struct sbc_bus_open_reply {
  * fixed at creation, says so, with a valid superblock of the same bus id),
  * or checks that it is the arena of the bus it knows. The slots and private
  * queues of the old connection, if it was this same process (pid and
- * start time), become this connection's. Reply: a BUS_OPEN reply (created
- * 0, the new conn_token), no fd.
+ * start time), become this connection's, which keeps that token (a
+ * daemon killed before this reply arrives leaves in the arena the token
+ * the client names again); otherwise it gets a new one. Reply: a
+ * BUS_OPEN reply (created 0, its conn_token), no fd.
  */
 #define SBC_REJOIN_RDONLY	0x1u	/* the client maps it read-only */
 #define SBC_REJOIN__ALL		0x1u
