@@ -9,6 +9,8 @@
  *    middle and restarted: every message delivered, none before its due
  *    time, the same queues with their counters, and a new client gets the
  *    same bus (same id) and works on it;
+ *  - the same, smaller, over and over with random kill times, the new
+ *    daemon sometimes killed again while clients rejoin;
  *  - a consumer holding leases killed while no daemon runs: the next
  *    daemon, adopting the bus from the member left (as root from its fd
  *    table at start; unprivileged, its clients not dumpable, when that
@@ -80,6 +82,22 @@ static size_t log_size(const char *path)
 	struct stat st;
 
 	return stat(path, &st) ? 0 : (size_t)st.st_size;
+}
+
+/* The daemon that followed @old on t_sock (autostarted by a client), or
+ * 0 if none came within @timeout_ms. */
+static pid_t daemon_next(pid_t old, int timeout_ms)
+{
+	int64_t end = t_now_ns() + timeout_ms * MS;
+
+	do {
+		pid_t pid = t_daemon_pid();
+
+		if (pid > 0 && pid != old && t_pid_running(pid))
+			return pid;
+		usleep(500);
+	} while (t_now_ns() < end);
+	return 0;
 }
 
 /*
@@ -765,6 +783,117 @@ static void test_steady_traffic(void **state)
 	/* and its control calls go to the new daemon */
 	assert_int_equal(shmbus__queue_declare(bus, "later", &later), 1);
 	shmbus__close(bus);
+}
+
+/* ---- 2. kill after kill ------------------------------------------- */
+
+static bool san_build(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	return true;
+#else
+	const char *san = getenv("SAN");
+
+	return san && *san;
+#endif
+}
+
+static void test_loop(void **state)
+{
+	const int iters = san_build() ? 20 : 100;
+	struct tally *t = t_shared(sizeof(*t));
+	struct verdict sum = { 0 };
+	uint32_t sum_early = 0, sum_corrupt = 0, sum_allowed = 0, sum_cut = 0;
+	int second_kills = 0, third_kills = 0;
+	int64_t t0 = t_now_ns(), slowest = 0;
+	/* the kill times are random, the same each run unless told */
+	const char *env = getenv("SHMBUS_TEST_SEED");
+	unsigned seed = env ? (unsigned)atoi(env) : 4242, seed0 = seed;
+	pid_t d = daemon_start();
+
+	(void)state;
+	if (iters < 100)
+		print_message("sanitizer build: %d iterations instead of 100\n",
+			      iters);
+	for (int it = 0; it < iters; it++) {
+		char name[32], how[160];
+		struct run r = {
+			.bus = name, .nprod = 2, .per_prod = 150,
+			.period_ns = 300000, .delayed_n = 20,
+			.delayed_period_ns = 2500000,
+			.delay_min_ns = 5 * MS, .delay_span_ns = 50 * MS,
+			.nack_every = 7, .backoff_ns = 10 * MS, .ncons = 2,
+			.small_n = 40, .small_drain_ns = 1 * MS,
+			.deadline_ns = t_now_ns() + 20000 * MS,
+		};
+		int64_t i0 = t_now_ns();
+		struct shmbus *bus, *again;
+		struct verdict v;
+		struct kids k;
+		uint32_t id;
+
+		snprintf(name, sizeof(name), "loop%d", it);
+		memset(t, 0, sizeof(*t));
+		bus = run_create(&r);
+		id = shmbus__id(bus);
+		run_start(&r, t, &k);
+		usleep(rand_r(&seed) % 80000);
+		snprintf(how, sizeof(how), "killed %d at %.1f ms", (int)d,
+			 (t_now_ns() - i0) / 1e6);
+		daemon_kill(d);
+		/* a client starts the next; now and then kill that one too,
+		 * at once or a little later, while members rejoin */
+		for (int n = 0;; n++) {
+			d = daemon_next(d, 10000);
+			assert_true(d > 0);
+			if (n == 2 || rand_r(&seed) % 3)
+				break;
+			usleep(rand_r(&seed) % 15000);
+			snprintf(how + strlen(how), sizeof(how) - strlen(how),
+				 ", its successor %d at %.1f ms", (int)d,
+				 (t_now_ns() - i0) / 1e6);
+			daemon_kill(d);
+			if (n == 0)
+				second_kills++;
+			else
+				third_kills++;
+		}
+		if (run_finish(&r, t, &k))
+			fail_msg("iteration %d (%s): a child failed", it, how);
+		v = run_count(&r, t);
+		if (v.lost || v.dup > dup_allowed(t) || t->corrupt || t->early)
+			print_verdict(name, v, t);
+		assert_int_equal(v.lost, 0);
+		assert_true(v.dup <= dup_allowed(t));
+		assert_int_equal(t->corrupt, 0);
+		assert_int_equal(t->early, 0);
+		/* the same bus for an opener after the restarts */
+		again = shmbus__open(name, NULL);
+		assert_non_null(again);
+		assert_int_equal(shmbus__id(again), id);
+		assert_int_equal(shmbus__id(bus), id);
+		shmbus__close(again);
+		shmbus__close(bus);
+		sum.sent += v.sent;
+		sum.received += v.received;
+		sum.dup += v.dup;
+		sum_allowed += dup_allowed(t);
+		sum_early += t->early;
+		sum_corrupt += t->corrupt;
+		sum_cut += t->cut_off;
+		if (t_now_ns() - i0 > slowest)
+			slowest = t_now_ns() - i0;
+	}
+	print_message("seed %u ($SHMBUS_TEST_SEED): %d iterations, each a "
+		      "kill at a random time (%d daemons killed again while "
+		      "members rejoined, %d a third time): sent %u, received "
+		      "%u, lost %u, duplicated %u (allowed %u), corrupt %u, "
+		      "early %u; %u opens or attaches cut off by a kill and "
+		      "retried; %.1f s, slowest iteration %.0f ms\n", seed0,
+		      iters, second_kills, third_kills, sum.sent, sum.received,
+		      sum.lost, sum.dup, sum_allowed, sum_corrupt, sum_early,
+		      sum_cut, (t_now_ns() - t0) / 1e9, slowest / 1e6);
+	assert_true(second_kills > 0);
 }
 
 /* ---- 3. a consumer dies while no daemon runs ---------------------- */
@@ -1625,6 +1754,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_steady_traffic, reap_forked),
+		cmocka_unit_test_teardown(test_loop, reap_forked),
 		cmocka_unit_test_teardown(test_consumer_dies_while_down,
 					  reap_forked),
 		cmocka_unit_test_teardown(test_consumer_dies_while_down_nobody,
@@ -1633,6 +1763,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_private_queues, reap_forked),
 	};
 
+	int64_t t0 = t_now_ns();
 	int rc;
 
 	t_env_setup();
@@ -1643,5 +1774,6 @@ int main(void)
 	 * would start a daemon again after the teardown killed it. */
 	setenv("SHMBUS_DAEMON", "/bin/false", 1);
 	t_env_teardown();
+	printf("test_restart: %.1f s\n", (t_now_ns() - t0) / 1e9);
 	return rc;
 }
