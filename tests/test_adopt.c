@@ -57,10 +57,7 @@ static int call(int fd, unsigned type, const void *body, size_t len,
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
 	} out, in;
-	union {
-		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * 4)];
-	} cbuf;
+	union proto_cbuf cbuf;
 	struct iovec iov = { .iov_base = out.b };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -74,18 +71,7 @@ static int call(int fd, unsigned type, const void *body, size_t len,
 	out.h.seq = 7;
 	memcpy(out.b + sizeof(out.h), body, len);
 	iov.iov_len = out.h.len;
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		memset(cbuf.b, 0, sizeof(cbuf.b));
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
+	proto_give_fds(&mh, &cbuf, fds, nfds);
 	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)out.h.len)
 		return -ECONNRESET;
 	if (poll(&pfd, 1, 10000) != 1)

@@ -755,10 +755,7 @@ static bool reply(int fd, const struct session *s, const struct sbc_hdr *req,
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
 	} out;
-	union {
-		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
-	} cbuf;
+	union proto_cbuf cbuf;
 	struct iovec iov = { .iov_base = out.b };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
@@ -779,18 +776,7 @@ static bool reply(int fd, const struct session *s, const struct sbc_hdr *req,
 	if (blen)
 		memcpy(out.b + sizeof(out.h), body, blen);
 	iov.iov_len = out.h.len;
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		memset(cbuf.b, 0, sizeof(cbuf.b));
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
+	proto_give_fds(&mh, &cbuf, fds, nfds);
 	if (sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
 	    (ssize_t)out.h.len) {
 		log_info("connection %u (pid %d): reply not sent (%s); dropping",

@@ -402,10 +402,7 @@ static int send_request(struct client *c, unsigned type, uint32_t seq,
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
 	} out;
-	union {
-		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
-	} cbuf;
+	union proto_cbuf cbuf;
 	struct iovec iov = { .iov_base = out.b };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
@@ -421,18 +418,7 @@ static int send_request(struct client *c, unsigned type, uint32_t seq,
 	out.h.seq = seq;
 	memcpy(out.b + sizeof(out.h), req, reqlen);
 	iov.iov_len = out.h.len;
-	if (ngive) {
-		struct cmsghdr *cm;
-
-		memset(cbuf.b, 0, sizeof(cbuf.b));
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * ngive);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * ngive);
-		memcpy(CMSG_DATA(cm), give, sizeof(int) * ngive);
-	}
+	proto_give_fds(&mh, &cbuf, give, ngive);
 	do {
 		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);

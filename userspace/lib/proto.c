@@ -97,6 +97,23 @@ int proto_all_zero(const void *p, size_t n)
 	return 1;
 }
 
+void proto_give_fds(struct msghdr *mh, union proto_cbuf *cbuf, const int *fds,
+		    unsigned n)
+{
+	struct cmsghdr *cm;
+
+	if (!n)
+		return;
+	memset(cbuf->b, 0, sizeof(cbuf->b));
+	mh->msg_control = cbuf->b;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * n);
+	cm = CMSG_FIRSTHDR(mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+}
+
 unsigned proto_take_fds(struct msghdr *mh, int *fds, unsigned cap,
 			unsigned *stored)
 {

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "shmbus/layout.h"
 #include "private.h"
@@ -327,5 +328,17 @@ struct msghdr;
 SHMBUS_PRIVATE_API
 unsigned proto_take_fds(struct msghdr *mh, int *fds, unsigned cap,
 			unsigned *stored);
+
+/* Room for the control message of SBC_MAX_FDS fds, aligned as a cmsghdr. */
+union proto_cbuf {
+	struct cmsghdr align;
+	uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
+};
+
+/* Attach @n fds (at most SBC_MAX_FDS) to @mh as SCM_RIGHTS, in @cbuf; no
+ * control message for 0. */
+SHMBUS_PRIVATE_API
+void proto_give_fds(struct msghdr *mh, union proto_cbuf *cbuf, const int *fds,
+		    unsigned n);
 
 #endif /* SHMBUS_PROTO_H */
