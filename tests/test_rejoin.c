@@ -93,7 +93,8 @@ static void reply(int fd, const struct sbc_hdr *rq, const void *body,
 	};
 
 	memcpy(b, &h, sizeof(h));
-	memcpy(b + sizeof(h), body, len);
+	if (len)
+		memcpy(b + sizeof(h), body, len);
 	if (send(fd, b, h.len, MSG_NOSIGNAL) != (ssize_t)h.len)
 		perror("stand-in: send");
 }
