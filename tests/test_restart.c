@@ -50,6 +50,7 @@
 static pid_t daemon_start(void)
 {
 	pid_t kid = fork(), pid;
+	int st;
 
 	if (!kid) {
 		execl(t_daemon_path(), "shmbusd", "--daemonize", "--socket",
@@ -57,14 +58,17 @@ static pid_t daemon_start(void)
 		_exit(127);
 	}
 	assert_true(kid > 0);
-	assert_true(t_wait(kid, 10000) >= 0);
-	for (int i = 0; i < 2000; i++) {
+	st = t_wait(kid, 10000);
+	assert_true(st >= 0);
+	/* a sanitizer's daemon under load may take seconds to start */
+	for (int i = 0; i < 10000; i++) {
 		pid = t_daemon_pid();
 		if (pid > 0 && t_pid_running(pid))
 			return pid;
 		usleep(1000);
 	}
-	fail_msg("no daemon on %s", t_sock);
+	fail_msg("no daemon on %s (the starter exited %d; the lock names pid "
+		 "%d)", t_sock, st, (int)t_daemon_pid());
 	return 0;
 }
 
