@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -319,6 +321,21 @@ static inline void *t_arena_mapping(const char *name)
 	if (f)
 		fclose(f);
 	return addr;
+}
+
+/* Does a daemon accept connections on @sock? Its path exists a moment
+ * before it listens, and a NOSTART open meanwhile is refused. */
+static inline bool t_listening(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	ok = fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (fd >= 0)
+		close(fd);
+	return ok;
 }
 
 /* This process's fd of bus @name's arena, or -1 (the daemon names its

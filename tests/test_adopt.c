@@ -587,9 +587,9 @@ static pid_t daemon_as(uid_t uid, const char *sock, const char *log,
 		_exit(98);
 	}
 	close(dfd);
-	for (int i = 0; i < 2000 && access(sock, F_OK); i++)
+	for (int i = 0; i < 5000 && !t_listening(sock); i++)
 		usleep(1000);
-	assert_int_equal(access(sock, F_OK), 0);
+	assert_true(t_listening(sock));
 	return pid;
 }
 

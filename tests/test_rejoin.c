@@ -552,9 +552,11 @@ static pid_t daemon_run(void)
 	}
 	assert_true(pid > 0);
 	e2e_daemon = pid;
-	for (int i = 0; i < 2000 && access(t_sock, F_OK); i++)
+	/* listening, not only bound: the path exists a moment before
+	 * listen(), and a NOSTART open meanwhile is refused */
+	for (int i = 0; i < 5000 && !t_listening(t_sock); i++)
 		usleep(1000);
-	assert_int_equal(access(t_sock, F_OK), 0);
+	assert_true(t_listening(t_sock));
 	return pid;
 }
 
