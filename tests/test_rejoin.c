@@ -152,10 +152,7 @@ static bool serve_one(struct standin *s, int fd)
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
 	} in;
-	union {
-		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
-	} cbuf;
+	union proto_cbuf cbuf;
 	struct iovec iov = { .iov_base = in.b, .iov_len = sizeof(in.b) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 			     .msg_control = cbuf.b,

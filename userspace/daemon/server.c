@@ -843,10 +843,7 @@ bool session_read(struct daemon *d, int fd, struct session *s)
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
 	} in;
-	union {
-		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
-	} cbuf;
+	union proto_cbuf cbuf;
 	int in_fds[SBC_MAX_FDS];
 	unsigned nin = 0, total;
 	uint8_t rep[SBC_FRAME_MAX];

@@ -462,10 +462,7 @@ static int exchange(struct client *c, unsigned type, const void *req,
 		struct sbc_hdr h;
 		uint8_t b[SBC_FRAME_MAX];
 	} in;
-	union {
-		struct cmsghdr align;
-		uint8_t b[CMSG_SPACE(sizeof(int) * SBC_MAX_FDS)];
-	} cbuf;
+	union proto_cbuf cbuf;
 	struct iovec iov = { .iov_base = in.b, .iov_len = sizeof(in.b) };
 	struct msghdr mh = {
 		.msg_iov = &iov, .msg_iovlen = 1,
