@@ -323,6 +323,37 @@ static inline void *t_arena_mapping(const char *name)
 	return addr;
 }
 
+/* How many of @pid's fds link to a name starting with one of @kinds
+ * (NULL-terminated). */
+static inline int t_fds_linking(pid_t pid, const char *const *kinds)
+{
+	char dir[64], path[330], link[128];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		ssize_t k;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		for (const char *const *kd = kinds; *kd; kd++) {
+			if (!strncmp(link, *kd, strlen(*kd))) {
+				n++;
+				break;
+			}
+		}
+	}
+	closedir(d);
+	return n;
+}
+
 /* Does a daemon accept connections on @sock? Its path exists a moment
  * before it listens, and a NOSTART open meanwhile is refused. */
 static inline bool t_listening(const char *sock)

@@ -876,27 +876,9 @@ static void test_sweep_survives_restart(void **state)
 /* The pidfds process @pid holds. */
 static unsigned pidfds_of(pid_t pid)
 {
-	char path[64], link[64];
-	unsigned n = 0;
-	struct dirent *e;
-	DIR *dir;
+	static const char *const pidfd[] = { "anon_inode:[pidfd]", NULL };
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	dir = opendir(path);
-	assert_non_null(dir);
-	while ((e = readdir(dir))) {
-		char p[320];
-		ssize_t k;
-
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		k = readlink(p, link, sizeof(link) - 1);
-		if (k <= 0)
-			continue;
-		link[k] = '\0';
-		n += !strcmp(link, "anon_inode:[pidfd]");
-	}
-	closedir(dir);
-	return n;
+	return (unsigned)t_fds_linking(pid, pidfd);
 }
 
 #define GHOST_SLOTS	64

@@ -89,43 +89,12 @@ static int daemon_reap(void **state)
 	return 0;
 }
 
-/* How many of @pid's fds link to a name starting with one of @kinds
- * (NULL-terminated). */
-static int fds_linking(pid_t pid, const char *const *kinds)
-{
-	char dir[64], path[330], link[128];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	assert_non_null(d);
-	while ((e = readdir(d))) {
-		ssize_t k;
-
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		k = readlink(path, link, sizeof(link) - 1);
-		if (k <= 0)
-			continue;
-		link[k] = '\0';
-		for (const char *const *kd = kinds; *kd; kd++) {
-			if (!strncmp(link, *kd, strlen(*kd))) {
-				n++;
-				break;
-			}
-		}
-	}
-	closedir(d);
-	return n;
-}
-
 /* The daemon's open eventfds. */
 static int eventfds_of(pid_t pid)
 {
 	static const char *const ev[] = { "anon_inode:[eventfd]", NULL };
 
-	return fds_linking(pid, ev);
+	return t_fds_linking(pid, ev);
 }
 
 /* Become uid/gid @uid, no supplementary groups (in a forked child). */
@@ -308,7 +277,7 @@ static int fds_of(pid_t pid)
 					    "/memfd:shmbus:", "socket:",
 					    "anon_inode:[pidfd]", NULL };
 
-	return fds_linking(pid, held);
+	return t_fds_linking(pid, held);
 }
 
 static void test_fd_budget(void **state)
