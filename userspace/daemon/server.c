@@ -511,7 +511,7 @@ static struct conn *ghost_find(const struct dbus *b, uint64_t token)
 	return NULL;
 }
 
-/* Is @pid, with @fd a pidfd of it, the process that started at
+/* Is @pid (pinned by a pidfd the caller holds) the process that started at
  * @start_time (0: unknown, any live process of that pid)? */
 static bool same_process(pid_t pid, uint64_t start_time)
 {
@@ -602,14 +602,6 @@ void server_each_member(member_fn *fn, void *ctx)
 	for (struct conn *c = conns; c; c = c->next)
 		if (c->s.bus && !c->doomed)
 			fn(ctx, c->s.bus, c->s.peer.pid, c->s.peer.start_time);
-}
-
-bool server_is_ghost(uint32_t conn_id)
-{
-	for (struct conn *c = conns; c; c = c->next)
-		if (c->s.peer.conn_id == conn_id)
-			return c->ghost;
-	return false;
 }
 
 uint32_t server_ghost_take(const struct dbus *b, uint64_t token,

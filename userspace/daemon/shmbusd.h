@@ -179,8 +179,6 @@ void server_conn_evict(uint32_t conn_id, const char *why);
  */
 uint32_t server_ghost(struct dbus *b, uint64_t token, pid_t pid,
 		      uint64_t start_time);
-/* Is @conn_id a ghost? */
-bool server_is_ghost(uint32_t conn_id);
 /* @p rejoined bus @b with old token @token: if the ghost of that token
  * on @b is the same process (pid and start time), end the ghost and return
  * its conn_id (the caller moves what it owned to @p); else 0. */
