@@ -55,6 +55,7 @@ timeout_of() {
 	case $1 in
 	test_fdstore) echo 120 ;;
 	test_restart) echo 300 ;;	# two minutes normally (SAN: fewer kills)
+	unit_journal) echo 120 ;;	# a second or two; a million records
 	*) echo "$TEST_TIMEOUT" ;;
 	esac
 }
