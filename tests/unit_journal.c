@@ -12,6 +12,8 @@
  * a million records replay in about a second.
  */
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 
@@ -114,13 +116,17 @@ static void flush_ok(struct tj *t)
 	assert_int_equal(journal_flush(t->j), 0);
 }
 
-/* A whole group-commit round. */
+/* Group-commit rounds until everything written is durable. */
 static void sync_all(struct tj *t)
 {
 	struct jsync s;
+	int rounds = 0;
 
-	journal_sync_begin(t->j, &s);
-	journal_sync_end(t->j, &s, journal_sync_run(&s));
+	do {
+		assert_true(rounds++ < 100);
+		journal_sync_begin(t->j, &s);
+		journal_sync_end(t->j, &s, journal_sync_run(&s));
+	} while (journal_synced(t->j) < journal_written(t->j));
 	assert_int_equal(journal_synced(t->j), journal_written(t->j));
 }
 
@@ -384,6 +390,71 @@ static void round_trip(void **state)
 	tj_teardown(&t);
 }
 
+struct recover {
+	struct tj *t;
+	struct expect *x;
+	int stop_at;		/* stop after this many; 0: never */
+	int n;
+};
+
+/* What the daemon does at recovery: drop some, mark the others leased. */
+static int recover_one(void *arg, const struct jent *e, const struct jmsg *m)
+{
+	struct recover *r = arg;
+	uint64_t id = e->id;
+
+	assert_true(r->x->live[id]);
+	if (id % 2) {
+		assert_int_equal(journal_settle(r->t->j, id, 3), 0);
+		r->x->live[id] = false;
+	} else {
+		assert_int_equal(journal_state(r->t->j, id, e->delivery_count + 1,
+					       0, JM_LEASED), 0);
+		r->x->dc[id]++;
+		r->x->due[id] = 0;
+		r->x->mflags[id] = JM_LEASED;
+	}
+	/* an append moves nothing it was given */
+	assert_int_equal(m->id, id);
+	return ++r->n == r->stop_at ? 42 : 0;
+}
+
+/* journal_each_live's fn settles or changes the entry it is on; a nonzero
+ * return stops the walk. */
+static void recovery_walk(void **state)
+{
+	static struct expect x;
+	struct recover r = { 0 };
+	struct tj t;
+	uint64_t i;
+
+	tj_setup(&t, 0);
+	tj_open(&t);
+	expect_init(&x, 40);
+	for (i = 1; i <= 40; i++)
+		pub(&t, i, 0);
+	flush_ok(&t);
+	/* these settles and PUBs only in the buffer */
+	for (i = 31; i <= 40; i++)
+		settle(&t, &x, i);
+	x.n = 50;
+	for (i = 41; i <= 50; i++) {
+		x.order[i] = pub(&t, i, 0);
+		x.live[i] = true;
+	}
+	r.t = &t;
+	r.x = &x;
+	r.stop_at = 35;
+	assert_int_equal(journal_each_live(t.j, recover_one, &r), 42);
+	assert_int_equal(r.n, 35);
+	flush_ok(&t);
+	tj_reopen(&t);
+	check_live(&t, &x);
+	print_message("recovery walk: stopped after 35, %" PRIu64 " live after "
+		      "settling the odd ones\n", tj_stats(&t).live);
+	tj_teardown(&t);
+}
+
 /* Orders: a PUB of a live id keeps the smaller order; explicit orders
  * sort in; a copy forward of a message whose first PUB is gone sorts in. */
 static void order_copy_forward(void **state)
@@ -567,6 +638,39 @@ static void compaction(void **state)
 	print_message("compaction: message 5 copied forward with its state, "
 		      "segment %016" PRIx64 " deleted, still first in order\n",
 		      seg[0]);
+
+	/* the next head segment: all live, so left alone */
+	assert_int_equal(journal_gc(t.j, 0, 1 << 20), 0);
+	assert_int_equal(tj_stats(&t).compacted, 0);	/* counts since open */
+	/* two pinned, a budget of one byte: one message per call */
+	for (i = seg[1]; i < seg[2]; i++)
+		if (i != seg[1] + 2 && i != seg[1] + 4)
+			settle(&t, &x, i);
+	flush_ok(&t);
+	sync_all(&t);
+	assert_int_equal(journal_gc(t.j, 0, 1), 0);
+	assert_int_equal(tj_stats(&t).compacted, 1);
+	assert_int_equal(journal_gc(t.j, 0, 1), 0);
+	assert_int_equal(tj_stats(&t).compacted, 2);
+	assert_int_equal(journal_gc(t.j, 0, 1), 0);
+	assert_int_equal(tj_stats(&t).compacted, 2);
+	sync_all(&t);
+	assert_int_equal(journal_gc(t.j, 0, 1), 1);
+	assert_int_equal(seg_list(&t, seg + 32, 32), n - 2);
+	tj_reopen(&t);
+	check_live(&t, &x);
+	{
+		struct jent *e = journal_first(t.j);
+
+		assert_int_equal(e->id, 5);
+		e = journal_next(t.j, e);
+		assert_int_equal(e->id, seg[1] + 2);
+		e = journal_next(t.j, e);
+		assert_int_equal(e->id, seg[1] + 4);
+	}
+	print_message("compaction with a budget of 1 byte: one message a call, "
+		      "order %" PRIu64 ", %" PRIu64 " kept\n", seg[1] + 2,
+		      seg[1] + 4);
 	tj_teardown(&t);
 }
 
@@ -1011,6 +1115,95 @@ static void group_commit(void **state)
 	tj_teardown(&t);
 }
 
+/* The sync thread of the daemon: rounds handed over through pipes. */
+static int to_sync[2], from_sync[2];
+
+static void *sync_thread(void *arg)
+{
+	struct jsync *s;
+
+	while (read(to_sync[0], &s, sizeof(s)) == sizeof(s)) {
+		int err = journal_sync_run(s);
+
+		assert_int_equal(write(from_sync[1], &err, sizeof(err)),
+				 (ssize_t)sizeof(err));
+	}
+	return NULL;
+}
+
+/* Appends go on while another thread syncs (the thread sanitizer build
+ * sees both sides). */
+static void sync_in_thread(void **state)
+{
+	static struct expect x;
+	struct jsync s, *sp = &s;
+	uint64_t i, rounds = 0, last = 0;
+	bool busy = false;
+	pthread_t th;
+	struct tj t;
+	int err;
+
+	tj_setup(&t, JOURNAL_SEG_MIN);
+	tj_open(&t);
+	assert_int_equal(pipe2(to_sync, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(from_sync, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_int_equal(pthread_create(&th, NULL, sync_thread, NULL), 0);
+	expect_init(&x, 2000);
+	for (i = 1; i <= 2000; i++) {
+		x.order[i] = pub(&t, i, 500);
+		x.len[i] = 500;
+		/* all but a few settled: compaction moves those */
+		if (i > 50 && (i - 50) % 97)
+			settle(&t, &x, i - 50);
+		if (i % 10)
+			continue;
+		flush_ok(&t);
+		/* a loop that waits a little for events: rounds complete */
+		if (busy) {
+			struct pollfd pfd = { .fd = from_sync[0], .events = POLLIN };
+
+			poll(&pfd, 1, 2);
+		}
+		if (busy && read(from_sync[0], &err, sizeof(err)) == sizeof(err)) {
+			journal_sync_end(t.j, &s, err);
+			assert_int_equal(err, 0);
+			assert_true(journal_synced(t.j) >= last);
+			assert_true(journal_synced(t.j) <= journal_written(t.j));
+			last = journal_synced(t.j);
+			busy = false;
+			rounds++;
+		}
+		if (!busy) {
+			journal_sync_begin(t.j, &s);
+			assert_int_equal(write(to_sync[1], &sp, sizeof(sp)),
+					 (ssize_t)sizeof(sp));
+			busy = true;
+		}
+		assert_true(journal_gc(t.j, 0, 1 << 16) >= 0);
+	}
+	close(to_sync[1]);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	if (busy) {
+		assert_int_equal(read(from_sync[0], &err, sizeof(err)),
+				 (ssize_t)sizeof(err));
+		journal_sync_end(t.j, &s, err);
+	}
+	close(to_sync[0]);
+	close(from_sync[0]);
+	close(from_sync[1]);
+	sync_all(&t);
+	assert_true(journal_gc(t.j, 0, 0) >= 0);
+	print_message("sync thread: %" PRIu64 " rounds beside 2000 PUBs, %" PRIu64
+		      " segments deleted, %" PRIu64 " messages copied forward on "
+		      "the way\n", rounds, tj_stats(&t).deleted_segments,
+		      tj_stats(&t).compacted);
+	assert_true(tj_stats(&t).deleted_segments > 0);
+	check_live(&t, &x);
+	tj_reopen(&t);
+	check_live(&t, &x);
+	tj_teardown(&t);
+}
+
 struct keys {
 	int n;
 	uint64_t key[16], end[16];
@@ -1345,6 +1538,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(order_copy_forward),
+		cmocka_unit_test(recovery_walk),
 		cmocka_unit_test(roll_and_gc),
 		cmocka_unit_test(compaction),
 		cmocka_unit_test(torn_tail),
@@ -1357,6 +1551,7 @@ int main(void)
 		cmocka_unit_test(flush_enospc),
 		cmocka_unit_test_teardown(flush_efbig, fsize_restore),
 		cmocka_unit_test(group_commit),
+		cmocka_unit_test(sync_in_thread),
 		cmocka_unit_test(dedup_keys),
 		cmocka_unit_test(destroy),
 		cmocka_unit_test(million),

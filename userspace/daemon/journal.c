@@ -798,7 +798,8 @@ static int list_segs(struct journal *j, uint64_t **out, size_t *nout)
 		v[n++] = seq;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_u64);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_u64);
 	*out = v;
 	*nout = n;
 	return 0;
@@ -1440,36 +1441,38 @@ struct jent *journal_next(struct journal *j, struct jent *e)
 }
 
 /*
- * The PUB record of @n, checked: in the buffer, or read from its segment
- * into the scratch buffer. NULL when it cannot be read back (logged).
+ * The PUB record of @n, checked, copied into the scratch buffer from its
+ * segment or from the append buffer (which an append may move while the
+ * caller still looks at it). NULL when it cannot be read back (logged).
  */
 static const uint8_t *read_pub(struct journal *j, struct jnode *n)
 {
-	const uint8_t *p;
 	const char *why = "short read";
+	const uint8_t *p;
+	char file[32];
 	ssize_t r;
 
-	if (!n->seg) {
-		p = j->buf + n->off;
-	} else {
-		if (j->cscratch < n->rlen) {
-			uint8_t *b = realloc(j->scratch, n->rlen);
+	if (j->cscratch < n->rlen) {
+		uint8_t *b = realloc(j->scratch, n->rlen);
 
-			if (!b) {
-				why = "out of memory";
-				goto bad;
-			}
-			j->scratch = b;
-			j->cscratch = n->rlen;
+		if (!b) {
+			why = "out of memory";
+			goto bad;
 		}
+		j->scratch = b;
+		j->cscratch = n->rlen;
+	}
+	if (!n->seg) {
+		memcpy(j->scratch, j->buf + n->off, n->rlen);
+	} else {
 		r = pread(n->seg->fd, j->scratch, n->rlen, (off_t)n->off);
 		if (r != (ssize_t)n->rlen) {
 			if (r < 0)
 				why = strerror(errno);
 			goto bad;
 		}
-		p = j->scratch;
 	}
+	p = j->scratch;
 	if (rec_check(p, n->rlen, &why) != n->rlen)
 		goto bad;
 	if (get16(p + R_TYPE) != J_PUB || get64(p + R_ID) != n->e.id) {
@@ -1478,14 +1481,10 @@ static const uint8_t *read_pub(struct journal *j, struct jnode *n)
 	}
 	return p;
 bad:
-	{
-		char file[32];
-
-		seg_name(file, sizeof(file), n->seg ? n->seg->first_seq : 0);
-		log_warn("journal %s: %s: message %" PRIu64 " at offset %" PRIu64
-			 " cannot be read back (%s)", j->name,
-			 n->seg ? file : "(buffer)", n->e.id, n->off, why);
-	}
+	seg_name(file, sizeof(file), n->seg ? n->seg->first_seq : 0);
+	log_warn("journal %s: %s: message %" PRIu64 " at offset %" PRIu64
+		 " cannot be read back (%s)", j->name,
+		 n->seg ? file : "(buffer)", n->e.id, n->off, why);
 	j->st.corrupt++;
 	return NULL;
 }
