@@ -57,6 +57,7 @@ struct jnode {
 	struct jseg *seg;	/* NULL: its only PUB is still in the buffer */
 	uint64_t off;		/* in seg, or in the buffer when seg is NULL */
 	uint32_t rlen;
+	bool settled;		/* by a buffered SETTLE: out of the index */
 };
 
 struct jseg {
@@ -97,6 +98,7 @@ struct journal {
 
 	struct jnode **htab;
 	uint64_t hmask, nlive;
+	unsigned hbits;			/* hmask + 1 == 1 << hbits */
 	struct jnode *head, *tail, *finger;
 
 	uint8_t *buf;
@@ -276,9 +278,10 @@ static void pub_parse(const uint8_t *p, struct jmsg *m)
 
 /* ---- the index ------------------------------------------------------------ */
 
+/* Fibonacci hashing: the product's top bits mix every bit of the id. */
 static inline uint64_t hslot(const struct journal *j, uint64_t id)
 {
-	return (id * 0x9e3779b97f4a7c15ull >> 17) & j->hmask;
+	return id * 0x9e3779b97f4a7c15ull >> (64 - j->hbits);
 }
 
 static struct jnode *hfind(struct journal *j, uint64_t id)
@@ -301,6 +304,7 @@ static void hgrow(struct journal *j)
 		return;
 	j->htab = t;
 	j->hmask = size - 1;
+	j->hbits++;
 	for (i = 0; i < size / 2; i++) {
 		struct jnode *n = old[i], *nx;
 
@@ -439,19 +443,27 @@ static void unplace(struct jnode *n, uint64_t pos)
 	n->seg = NULL;
 }
 
+/* When a key published at @pub_rt leaves its window (a producer's time
+ * near the end of the range must not wrap to the past). */
+static uint64_t key_end(const struct journal *j, uint64_t pub_rt)
+{
+	return pub_rt > UINT64_MAX - j->dedup_window ? UINT64_MAX :
+	       pub_rt + j->dedup_window;
+}
+
 /* A PUB in @s carries @key: @s stays until the key's window is over. */
 static void seg_key(struct journal *j, struct jseg *s, uint64_t key,
 		    uint64_t pub_rt)
 {
-	if (key && s->dedup_until < pub_rt + j->dedup_window)
-		s->dedup_until = pub_rt + j->dedup_window;
+	if (key && s->dedup_until < key_end(j, pub_rt))
+		s->dedup_until = key_end(j, pub_rt);
 }
 
 /* A key first seen: remembered for journal_each_key(). */
 static void key_add(struct journal *j, struct jseg *s, uint64_t key,
 		    uint64_t pub_rt)
 {
-	uint64_t end = pub_rt + j->dedup_window;
+	uint64_t end = key_end(j, pub_rt);
 
 	if (!key)
 		return;
@@ -892,7 +904,8 @@ int journal_open(const char *dir, const struct journal_cfg *cfg,
 		goto nomem;
 	j->dirfd = -1;
 	j->name = strdup(cfg->name ? cfg->name : dir);
-	j->hmask = 1023;
+	j->hbits = 10;
+	j->hmask = (1u << j->hbits) - 1;
 	j->htab = calloc(j->hmask + 1, sizeof(*j->htab));
 	if (!j->name || !j->htab) {
 		journal_close(j);
@@ -1113,6 +1126,7 @@ int journal_settle(struct journal *j, uint64_t id, uint32_t reason)
 	op->n = n;
 	/* out of the index now; freed when the flush made it count */
 	index_del(j, n);
+	n->settled = true;
 	buf_commit(j, SETTLE_LEN);
 	return 0;
 }
@@ -1215,6 +1229,7 @@ static void buf_undo(struct journal *j)
 			n->e.user = user;
 			break;
 		case J_SETTLE:
+			n->settled = false;
 			index_add(j, n);
 			break;
 		case J_STATE:
@@ -1584,6 +1599,9 @@ static int compact(struct journal *j, struct jseg *s, uint64_t budget)
 
 	for (n = s->nodes; n && (copied < budget || !copied); n = nx) {
 		nx = n->snext;
+		/* its SETTLE is buffered: a copy would bring it back */
+		if (n->settled)
+			continue;
 		err = copy_forward(j, n);
 		if (err == -EIO)
 			continue;	/* logged: it pins the segment */
