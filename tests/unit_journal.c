@@ -11,6 +11,7 @@
  * made durable; dedup keys outlive their messages for their window; and
  * a million records replay in about a second.
  */
+#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -31,11 +32,15 @@ struct tj {
 	struct journal_cfg cfg;
 };
 
+/* What a failed test leaves behind, for cleanup() to remove. */
+static char left_dir[64], left_mnt[128];
+
 static void tj_setup(struct tj *t, uint64_t seg_bytes)
 {
 	memset(t, 0, sizeof(*t));
 	strcpy(t->dir, "/tmp/unit-journal-XXXXXX");
 	assert_non_null(mkdtemp(t->dir));
+	strcpy(left_dir, t->dir);
 	snprintf(t->jdir, sizeof(t->jdir), "%s/q", t->dir);
 	t->cfg.segment_bytes = seg_bytes;
 	t->cfg.dedup_window_ns = WINDOW;
@@ -63,6 +68,31 @@ static void tj_teardown(struct tj *t)
 	t->j = NULL;
 	assert_int_equal(journal_destroy(t->jdir), 0);
 	assert_int_equal(rmdir(t->dir), 0);
+	left_dir[0] = '\0';
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+static struct rlimit fsize_saved;
+
+/* After every test: a failed one's mount, files, and file size limit. */
+static int cleanup(void **state)
+{
+	if (left_mnt[0])
+		umount2(left_mnt, MNT_DETACH);
+	if (left_dir[0])
+		nftw(left_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	left_mnt[0] = left_dir[0] = '\0';
+	if (fsize_saved.rlim_cur)
+		setrlimit(RLIMIT_FSIZE, &fsize_saved);
+	signal(SIGXFSZ, SIG_DFL);
+	dlog_set_level(LOG_INFO_);
+	return 0;
 }
 
 static struct journal_stats tj_stats(struct tj *t)
@@ -1006,6 +1036,7 @@ static void flush_enospc(void **state)
 		rmdir(t.dir);
 		SKIP_OR_FAIL("cannot mount a tmpfs: %s", strerror(e));
 	}
+	strcpy(left_mnt, mnt);
 	snprintf(t.jdir, sizeof(t.jdir), "%s/q", mnt);
 	snprintf(filler, sizeof(filler), "%s/filler", mnt);
 	fd = open(filler, O_WRONLY | O_CREAT, 0600);
@@ -1018,11 +1049,11 @@ static void flush_enospc(void **state)
 	t.j = NULL;
 	assert_int_equal(journal_destroy(t.jdir), 0);
 	assert_int_equal(umount(mnt), 0);
+	left_mnt[0] = '\0';
 	assert_int_equal(rmdir(mnt), 0);
 	assert_int_equal(rmdir(t.dir), 0);
+	left_dir[0] = '\0';
 }
-
-static struct rlimit fsize_saved;
 
 static void raise_fsize(void *arg)
 {
@@ -1046,14 +1077,6 @@ static void flush_efbig(void **state)
 	tj_teardown(&t);
 }
 
-/* Whatever failed in flush_efbig, the other tests write freely. */
-static int fsize_restore(void **state)
-{
-	if (fsize_saved.rlim_cur)
-		setrlimit(RLIMIT_FSIZE, &fsize_saved);
-	signal(SIGXFSZ, SIG_DFL);
-	return 0;
-}
 
 static void group_commit(void **state)
 {
@@ -1319,6 +1342,7 @@ static void destroy(void **state)
 	assert_int_equal(access(t.jdir, F_OK), -1);
 	assert_int_equal(journal_destroy(t.jdir), 0);	/* gone already */
 	assert_int_equal(rmdir(t.dir), 0);
+	left_dir[0] = '\0';
 }
 
 /* A PUB whose lengths would wrap in 32 bits, with a good crc: corrupt. */
@@ -1556,25 +1580,25 @@ static void million(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(round_trip),
-		cmocka_unit_test(order_copy_forward),
-		cmocka_unit_test(recovery_walk),
-		cmocka_unit_test(roll_and_gc),
-		cmocka_unit_test(compaction),
-		cmocka_unit_test(torn_tail),
-		cmocka_unit_test(flipped_bit),
-		cmocka_unit_test(zero_block),
-		cmocka_unit_test(missing_segment),
-		cmocka_unit_test(bad_header),
-		cmocka_unit_test(crafted_lengths),
-		cmocka_unit_test(random_damage),
-		cmocka_unit_test(flush_enospc),
-		cmocka_unit_test_teardown(flush_efbig, fsize_restore),
-		cmocka_unit_test(group_commit),
-		cmocka_unit_test(sync_in_thread),
-		cmocka_unit_test(dedup_keys),
-		cmocka_unit_test(destroy),
-		cmocka_unit_test(million),
+		cmocka_unit_test_teardown(round_trip, cleanup),
+		cmocka_unit_test_teardown(order_copy_forward, cleanup),
+		cmocka_unit_test_teardown(recovery_walk, cleanup),
+		cmocka_unit_test_teardown(roll_and_gc, cleanup),
+		cmocka_unit_test_teardown(compaction, cleanup),
+		cmocka_unit_test_teardown(torn_tail, cleanup),
+		cmocka_unit_test_teardown(flipped_bit, cleanup),
+		cmocka_unit_test_teardown(zero_block, cleanup),
+		cmocka_unit_test_teardown(missing_segment, cleanup),
+		cmocka_unit_test_teardown(bad_header, cleanup),
+		cmocka_unit_test_teardown(crafted_lengths, cleanup),
+		cmocka_unit_test_teardown(random_damage, cleanup),
+		cmocka_unit_test_teardown(flush_enospc, cleanup),
+		cmocka_unit_test_teardown(flush_efbig, cleanup),
+		cmocka_unit_test_teardown(group_commit, cleanup),
+		cmocka_unit_test_teardown(sync_in_thread, cleanup),
+		cmocka_unit_test_teardown(dedup_keys, cleanup),
+		cmocka_unit_test_teardown(destroy, cleanup),
+		cmocka_unit_test_teardown(million, cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
