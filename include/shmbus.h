@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SHMBUS_VERSION_MAJOR	0
-#define SHMBUS_VERSION_MINOR	4
+#define SHMBUS_VERSION_MINOR	5
 #define SHMBUS_VERSION_PATCH	0
 
 #ifndef SHMBUS_API
@@ -237,6 +237,14 @@ enum shmbus_overflow {
  * detects accidents and stray writes, not a bus member who recomputes it
  * (docs/semantics.md). */
 #define SHMBUS_QUEUE_CHECKSUM		0x2u
+/* A persistent queue: the daemon journals every message on disk before it
+ * enters the queue, and the queue, its settings and its unsettled messages
+ * come back after the daemon, every process or the machine went down
+ * (docs/semantics.md, "Persistent queues"). Publishes are confirmed as
+ * shmbus_queue_opts.sync says. Needs a daemon with a state directory; its
+ * dead-letter queue, if any, must be persistent too. Not with priorities
+ * above 1 or overflow drop-oldest. */
+#define SHMBUS_QUEUE_DURABLE		0x4u
 /* shmbus_queue_info.flags only: the daemon quarantined the queue (its ring
  * was damaged beyond repair). Attaching fails with -EUCLEAN; receive and
  * publish on handles attached before return -EUCLEAN (a sleeping consumer
@@ -266,6 +274,24 @@ struct shmbus_queue_opts {
 				 * this window are dropped; 0 = no dedup */
 	uint32_t overflow;	/* enum shmbus_overflow */
 	uint32_t priorities;	/* priority levels, 1..4; 0 = 1 */
+	/* SHMBUS_QUEUE_DURABLE: when a publish is confirmed */
+	uint32_t sync;		/* enum shmbus_sync; 0 = always */
+	uint32_t __pad;
+	int64_t sync_interval_ns;/* SHMBUS_SYNC_BATCH: at most this long
+				 * between syncs; 0 = 2 ms; 100 us..1 s */
+};
+
+/* When the daemon confirms a publish to a persistent queue. */
+enum shmbus_sync {
+	SHMBUS_SYNC_ALWAYS = 0,	/* once the message is on stable storage
+				 * (fdatasync); every batch the daemon
+				 * writes is synced at once, so publishers
+				 * that wait together share one sync */
+	SHMBUS_SYNC_BATCH = 1,	/* the same, with one sync per
+				 * sync_interval_ns at most (group commit) */
+	SHMBUS_SYNC_NEVER = 2,	/* once written to the page cache: survives
+				 * the death of any process, not a power
+				 * cut */
 };
 
 /*
@@ -363,6 +389,30 @@ SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
  */
 SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
 				  struct shmbus_queue_info *out, unsigned max);
+
+/* The journal of a persistent queue (shmbus__queue_journal()). */
+struct shmbus_journal_info {
+	size_t sz;
+	uint32_t sync;		/* enum shmbus_sync */
+	uint32_t segments;	/* segment files on disk */
+	int64_t sync_interval_ns;
+	uint64_t bytes;		/* on disk */
+	uint64_t live;		/* messages journaled and not yet settled */
+	uint64_t written;	/* records written since the daemon opened it */
+	uint64_t syncs;		/* fdatasyncs since then */
+	uint64_t failed;	/* publishes that could not be journaled */
+	uint64_t replayed;	/* records read when the daemon opened it */
+	uint64_t corrupt;	/* records it skipped then as corrupt */
+};
+
+/*
+ * Fill @info (its sz set; SHMBUS_OPTS() declares it) for persistent queue
+ * @name from the arena, where the daemon keeps these numbers. Returns 0,
+ * -ENOENT (no such queue), -ENODATA (the queue is not persistent),
+ * -EINVAL.
+ */
+SHMBUS_API int shmbus__queue_journal(struct shmbus *bus, const char *name,
+				     struct shmbus_journal_info *info);
 
 /*
  * Redrive: move up to @max messages (0 = all waiting) from dead-letter
@@ -482,10 +532,23 @@ SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
  * round trip there.
  */
 #define SHMBUS_PRODUCER_TIMESTAMP	0x1u
+/*
+ * Publishes to a persistent queue return once the message is in the
+ * queue's intake, without waiting for its confirm: call
+ * shmbus_producer__confirm_wait() after a batch. Without it, every
+ * publish (and every publish_batch, once at its end) waits for the confirm
+ * of what it published.
+ */
+#define SHMBUS_PRODUCER_ASYNC_CONFIRM	0x2u
 
 struct shmbus_producer_opts {
 	size_t sz;
 	uint32_t flags;		/* SHMBUS_PRODUCER_* */
+	uint32_t __pad;
+	/* persistent queue, without SHMBUS_PRODUCER_ASYNC_CONFIRM: how long
+	 * a publish waits for its confirm (then -ETIMEDOUT, the message
+	 * published but not confirmed); 0 = 30 s, < 0 = for ever */
+	int64_t confirm_timeout_ns;
 };
 
 /*
@@ -575,6 +638,22 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 					      const struct iovec *iov,
 					      unsigned n,
 					      const struct shmbus_pub_opts *opts);
+
+/*
+ * Wait up to @timeout_ns until every message this producer published so
+ * far to its persistent queue is confirmed: journaled as the queue's sync
+ * policy promises (on stable storage for always and batch). For a queue
+ * that is not persistent, returns 0 at once. Returns 0, or:
+ *   -ETIMEDOUT  not all confirmed yet (the daemon is slow, dead, or being
+ *               restarted; the messages are in the intake and a daemon
+ *               journals them when it runs)
+ *   -ENOSPC, -EDQUOT, -EIO, -EFBIG ...  the daemon could not journal at
+ *               least one of them since the last call (it was dropped, not
+ *               delivered): the error of the last such failure
+ *   -EIDRM      the queue was deleted
+ */
+SHMBUS_API int shmbus_producer__confirm_wait(struct shmbus_producer *p,
+					     int64_t timeout_ns);
 
 /*
  * Zero-copy publish, step 1: loan a buffer of at least @size bytes inside

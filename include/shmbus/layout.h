@@ -82,7 +82,12 @@
 /* Readers must issue a full fence on RCU section entry: the daemon found
  * no membarrier(MEMBARRIER_CMD_GLOBAL) when it created the arena. */
 #define SHMBUS_FEAT_COMPAT_READER_FENCE	0x1ULL
-#define SHMBUS_FEAT_COMPAT_KNOWN	0x1ULL
+/* The arena may hold persistent queues: intake entries in the directory
+ * (SHMBUS_QF_INTAKE), the confirm line of each slot, the journal line of
+ * the superblock. Set by every daemon that knows them; an arena without
+ * it has none (all those fields are zero). */
+#define SHMBUS_FEAT_COMPAT_DURABLE	0x2ULL
+#define SHMBUS_FEAT_COMPAT_KNOWN	0x3ULL
 
 /*
  * Superblock, at offset 0. Lines 0-3 are K (written by the daemon before
@@ -142,7 +147,22 @@ struct shmbus_sb {
 	uint32_t adoptions;		/* D: times a restarted daemon took the
 					 * bus over (informational) */
 	uint8_t	 __pad5b[36];
-	uint8_t	 __rsvd[SHMBUS_SB_SIZE - 6 * 64];
+	/* --- lines 6-7: the journals of persistent queues (D writes,
+	 * readers use READ_ONCE; informational). sync_hist[i] counts the
+	 * journal syncs (fdatasync) of this bus that took [2^i, 2^(i+1))
+	 * microseconds (bucket 0 also below 1 us, bucket 15 everything from
+	 * 32.768 ms); recovery_ns and recovered: how long the daemon took to
+	 * rebuild the bus's persistent queues from their journals when it
+	 * recreated the bus, and how many messages it put back.
+	 */
+	uint64_t sync_hist[16] __attribute__((aligned(64)));
+	/* --- line 8 */
+	uint64_t recovery_ns __attribute__((aligned(64)));
+	uint64_t recovered;
+	uint64_t syncs;			/* fdatasyncs done, all queues */
+	uint64_t sync_ns;		/* their total time */
+	uint8_t	 __pad8[32];
+	uint8_t	 __rsvd[SHMBUS_SB_SIZE - 9 * 64];
 };
 
 /*
@@ -271,7 +291,20 @@ struct shmbus_slot {
 		uint32_t count;
 		uint32_t ref[SHMBUS_SLOT_CACHE];
 	} cache[SHMBUS_MAX_POOLS] __attribute__((aligned(64)));
-	uint8_t	 __rsvd[2048 - 5 * 64 - SHMBUS_MAX_POOLS * 128];
+	/* --- line 21: confirms of publishes to persistent queues. D
+	 * writes, O reads (shmbus_producer__confirm_wait). confirmed: every
+	 * message this slot published with an id <= confirmed is journaled
+	 * as its queue's sync policy promises, or failed; written with a
+	 * release after failed and failed_err, so a reader that sees it
+	 * sees the failures before it. failed counts the publishes the
+	 * daemon could not journal (the message was dropped), failed_err
+	 * is the last one's -errno.
+	 */
+	uint64_t confirmed __attribute__((aligned(64)));
+	uint32_t failed;
+	int32_t	 failed_err;
+	uint8_t	 __pad21[48];
+	uint8_t	 __rsvd[2048 - 6 * 64 - SHMBUS_MAX_POOLS * 128];
 	/* --- line 32: delivery table header. O writes. lease_hi: entries
 	 * [0, lease_hi) may be in use (only grows while the slot lives). */
 	uint32_t lease_hi __attribute__((aligned(64)));
@@ -302,6 +335,15 @@ struct shmbus_slot {
 					 * declared again */
 #define SHMBUS_QF_DURABLE	0x80u	/* subscription: stays without
 					 * consumers */
+#define SHMBUS_QF_PERSISTENT	0x100u	/* queue: journaled on disk by the
+					 * daemon (survives a reboot); its
+					 * producers publish into its intake */
+#define SHMBUS_QF_INTAKE	0x200u	/* the intake of a persistent queue
+					 * (same name): producers of that
+					 * queue are bound to it, the daemon
+					 * is its only consumer and moves
+					 * each message, once journaled,
+					 * into the queue. Not listed. */
 
 /*
  * Queue descriptor, in the directory at qdir_off + qid * queue_size.
@@ -327,7 +369,11 @@ struct shmbus_queue {
 	uint64_t owner_token;		/* private (reply) queue: the token of
 					 * the connection it belongs to (slot
 					 * conn_token); 0 = not private */
-	uint8_t	 __pad0[8];
+	uint32_t intake;		/* persistent queue: its intake's
+					 * qid + 1; intake: its queue's qid
+					 * + 1; else 0 */
+	uint32_t sync;			/* persistent queue and its intake:
+					 * SHMBUS_JSYNC_* */
 	/* --- line 1: name. D writes before gen. */
 	char	 name[SHMBUS_NAME_MAX];
 	/* --- line 2: semantics. D writes before gen at declare; every
@@ -382,11 +428,31 @@ struct shmbus_queue {
 	 * sub_dropped (subscription): messages publishers dropped for it
 	 * (drop-oldest, or a blocking publish that timed out); P, atomic.
 	 */
-	uint64_t fanout __attribute__((aligned(64)));
-	uint64_t sub_dropped;
-	uint32_t history;
-	uint32_t __pad14;
-	uint8_t	 __pad14b[40];
+	union {
+		struct {
+			uint64_t fanout __attribute__((aligned(64)));
+			uint64_t sub_dropped;
+			uint32_t history;
+			uint32_t __pad14;
+			uint8_t	 __pad14b[40];
+		};
+		/* intake: its queue's journal, D writes (informational):
+		 * bytes and segments on disk, messages not yet settled
+		 * (j_live), records replayed and skipped as corrupt when
+		 * the journal was last opened, syncs done, and messages
+		 * whose publish could not be journaled (j_failed) */
+		struct {
+			uint64_t j_bytes;
+			uint64_t j_live;
+			uint32_t j_segments;
+			uint32_t j_failed;
+			uint64_t j_replayed;
+			uint64_t j_corrupt;
+			uint64_t j_syncs;
+			uint64_t j_written;	/* records written */
+			uint64_t j_interval_ns;	/* SHMBUS_JSYNC_BATCH */
+		};
+	};
 	/* --- line 15: tail and head hints of priority levels 1..3 (level
 	 * 0 uses tail and head above). One line for both sides: priority
 	 * lanes are for the few urgent messages, not the bulk. */
@@ -532,6 +598,15 @@ struct shmbus_chunk {
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };
 
+/* Sync policies of persistent queues (struct shmbus_queue.sync). */
+enum {
+	SHMBUS_JSYNC_ALWAYS	= 0,	/* confirmed once fdatasync'ed, every
+					 * batch the daemon writes synced at
+					 * once */
+	SHMBUS_JSYNC_BATCH	= 1,	/* the same, one sync per interval */
+	SHMBUS_JSYNC_NEVER	= 2,	/* confirmed once written (page cache) */
+};
+
 /* Chunk flags (struct shmbus_chunk.flags). */
 #define SHMBUS_CF_CHECKSUM	0x1u	/* checksum holds the message's CRC32C */
 
@@ -620,6 +695,8 @@ SHMBUS__ASSERT(offsetof(struct shmbus_sb, name) == 64, "sb name");
 SHMBUS__ASSERT(offsetof(struct shmbus_sb, qdir_off) == 128, "sb geometry");
 SHMBUS__ASSERT(offsetof(struct shmbus_sb, id_next) == 256, "sb id line");
 SHMBUS__ASSERT(offsetof(struct shmbus_sb, gp_epoch) == 320, "sb rcu line");
+SHMBUS__ASSERT(offsetof(struct shmbus_sb, sync_hist) == 384, "sb journal");
+SHMBUS__ASSERT(offsetof(struct shmbus_sb, recovery_ns) == 512, "sb recovery");
 SHMBUS__ASSERT(sizeof(struct shmbus_slot) == 2048 + 64 + 32 * SHMBUS_LEASE_MAX,
 	       "slot size");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, lease_hi) == 2048, "slot leases");
@@ -628,6 +705,7 @@ SHMBUS__ASSERT(offsetof(struct shmbus_slot, rcu_epoch) == 64, "slot rcu");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, id_next) == 128, "slot ids");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, ctr) == 192, "slot ctrs");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, cache) == 320, "slot cache");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, confirmed) == 1344, "slot confirms");
 SHMBUS__ASSERT(sizeof(struct shmbus_queue) == 1024, "queue size");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, name) == 64, "queue name");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, lease_ns) == 128, "queue cfg");
@@ -638,6 +716,8 @@ SHMBUS__ASSERT(offsetof(struct shmbus_queue, seat_used) == 384, "seats");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, folded) == 704, "folded");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, dedup_off) == 832, "dedup");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, fanout) == 896, "fanout");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, j_bytes) == 896, "journal line");
+SHMBUS__ASSERT(offsetof(struct shmbus_queue, intake) == 56, "intake");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, prio_tail) == 960, "prio");
 SHMBUS__ASSERT(sizeof(struct shmbus_pool) == 128, "pool size");
 SHMBUS__ASSERT(offsetof(struct shmbus_pool, free_head) == 64, "free head");

@@ -234,9 +234,11 @@ static const char *queue_adopt(struct dbus *b, uint32_t qid,
 	memcpy(dq->name, q->name, sizeof(dq->name));
 	dq->name[SHMBUS_NAME_MAX - 1] = '\0';
 	dq->kind = flags & SHMBUS_QF_TOPIC ? DQ_TOPIC :
-		   flags & SHMBUS_QF_SUB ? DQ_SUB : DQ_QUEUE;
-	if ((flags & SHMBUS_QF_TOPIC) && (flags & SHMBUS_QF_SUB))
-		return "both a topic and a subscription";
+		   flags & SHMBUS_QF_SUB ? DQ_SUB :
+		   flags & SHMBUS_QF_INTAKE ? DQ_INTAKE : DQ_QUEUE;
+	if (!!(flags & SHMBUS_QF_TOPIC) + !!(flags & SHMBUS_QF_SUB) +
+	    !!(flags & SHMBUS_QF_INTAKE) > 1)
+		return "of two kinds at once";
 	if (dq->kind == DQ_SUB ? !sub_name(b, dq) : !!proto_name_valid(dq->name))
 		return "its name is not valid";
 	dq->cap = q->ring_cap;
@@ -740,6 +742,7 @@ int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 	quota_force(b->owner_uid, Q_BUSES, 1);
 	quota_force(b->owner_uid, Q_BYTES, b->arena.size);
 	bus_link(d, b);
+	durable_adopted(b);
 	server_want_tick();
 	log_info("bus %u:%s adopted from %s in %lld us: %u queues (%u being "
 		 "deleted, %u not adoptable), %u slots of live processes, %u "

@@ -281,6 +281,7 @@ void buses_free(struct daemon *d)
 		struct dbus *b = d->buses;
 
 		d->buses = b->next;
+		durable_bus_free(b);
 		defer_drop(b);
 		timers_drop(b, UINT32_MAX);
 		for (uint32_t i = 0; i < b->arena.max_queues; i++)

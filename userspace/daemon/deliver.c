@@ -308,6 +308,8 @@ void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 	    !b->queues[dq->dlq_qid].damaged &&
 	    (ref = unshare(b, qid, dq->gen, ref),
 	     !chunk_shared(c = chunk_at(&b->arena, ref)))) {
+		uint32_t dlq = dq->dlq_qid;
+
 		WRITE_ONCE(c->dl_reason, reason);
 		WRITE_ONCE(c->dl_src_qid, qid + 1);
 		attr_dead_letter(c, b->arena.pool[SHMBUS_REF_POOL(ref)].payload_max,
@@ -316,8 +318,12 @@ void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 		WRITE_ONCE(c->dl_count, READ_ONCE(c->delivery_count));
 		WRITE_ONCE(c->delivery_count, 0);
 		WRITE_ONCE(c->expires_ns, 0);	/* it is kept, not re-expired */
-		reseal(b, dq->dlq_qid, ref);
-		if (ring_put(b, dq->dlq_qid, ref)) {
+		reseal(b, dlq, ref);
+		/* a persistent DLQ journals it before the queue forgets it;
+		 * failing that, it is dropped (counted) */
+		if (durable_dead_letter(b, qid, dlq, ref) == 0 &&
+		    ring_put(b, dlq, ref)) {
+			durable_left(b, qid, ref, reason);
 			fold(b, qid, SHMBUS_CTR_DEADLETTERED, 1);
 			probe_dead_letter(b->arena.bus_id, qid,
 					  READ_ONCE(c->id), reason);
@@ -329,6 +335,7 @@ void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 	}
 	fold(b, qid, SHMBUS_CTR_DROPPED, 1);
 	probe_drop(b->arena.bus_id, qid, READ_ONCE(c->id));
+	durable_left(b, qid, ref, reason);
 	chunk_drop(b, ref);
 }
 
@@ -397,6 +404,10 @@ static void dispose_act(struct dbus *b, const struct dslot *ds,
 
 	switch (req->action) {
 	case SBC_DISPOSE_DELAY:
+		/* a delayed publish to a persistent queue: journaled first */
+		if (st == SHMBUS_CHUNK_LOANED &&
+		    durable_delayed(b, ds, req->slot, req->ref, req->delay_ns))
+			break;
 		/* a nack with a delay counts as a failed delivery */
 		if (st == SHMBUS_CHUNK_HELD && dq->max_deliveries &&
 		    READ_ONCE(c->delivery_count) >= dq->max_deliveries) {
@@ -527,7 +538,9 @@ int64_t deliver_tick(struct dbus *b, int64_t now)
 	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
 		if (!b->queues[qid].live || b->queues[qid].damaged)
 			continue;
-		next = MIN(next, ttl_scan(b, qid, now));
+		/* an intake's messages expire in their queue, journaled */
+		if (b->queues[qid].kind != DQ_INTAKE)
+			next = MIN(next, ttl_scan(b, qid, now));
 		if (attached)
 			wake_stalled(b, qid, now);
 	}

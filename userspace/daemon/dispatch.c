@@ -222,6 +222,9 @@ static int do_bus_open(struct request *r)
 		return -EINVAL;
 	}
 	b = bus_find(r->d, owner, q->name);
+	if (!b && !adopt_pending(owner, q->name) &&
+	    durable_bus_open(r->d, owner, q->name, &b) <= 0)
+		b = NULL;	/* not in the state directory either */
 	if (b) {
 		err = open_existing(r, b);
 	} else if (adopt_pending(owner, q->name)) {
@@ -447,6 +450,12 @@ static int do_queue_declare(struct request *r)
 			   b->queues[id].owner_conn ?
 			   "private queue of another connection" :
 			   "shared queue (a private declare cannot take it)");
+		return -EEXIST;
+	}
+	if (q->flags & SBC_QUEUE_DURABLE)
+		return durable_declare(b, &r->s->peer, q, r->rep, r);
+	if (id >= 0 && b->queues[id].dur) {
+		req_reason(r, "queue '%s' exists as a durable queue", q->name);
 		return -EEXIST;
 	}
 	return queue_create(b, &r->s->peer, q, r->rep, DQ_QUEUE);

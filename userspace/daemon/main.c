@@ -37,7 +37,7 @@ static void usage(FILE *f)
 "               [--max-pending-uid N]\n"
 "               [--quota LIST] [--quota-share PCT]\n"
 "               [--quota-total-share PCT] [--policy FILE]\n"
-"               [--log FILE] [--verbose]\n"
+"               [--state-dir DIR] [--log FILE] [--verbose]\n"
 "\n"
 "The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
 "eventfds to clients, checks credentials, reclaims what dead clients held.\n"
@@ -66,6 +66,14 @@ static void usage(FILE *f)
 "                   from which buses (default for root's daemon:\n"
 "                   " DEFAULT_POLICY " if it exists; none for a user's);\n"
 "                   reread on SIGHUP\n"
+"  --state-dir DIR  where durable queues keep their journals (default:\n"
+"                   /var/lib/shmbus as root, else $XDG_STATE_HOME/shmbus\n"
+"                   or ~/.local/state/shmbus; for a --socket other than\n"
+"                   the default one, a directory instance-HASH in it, so\n"
+"                   that two daemons never share one). Created when the\n"
+"                   first durable queue is declared; at start, every bus\n"
+"                   found there that no running process holds is made\n"
+"                   again from it\n"
 "  --log FILE       append the log to FILE instead of stderr\n"
 "  --verbose        log every connection and attach\n"
 "  --quota LIST     per-uid limits, NAME=N[,NAME=N...] with NAME one of\n"
@@ -266,6 +274,8 @@ struct options {
 	char logbuf[160];
 	char regbuf[160];	/* the registry: <socket>.buses */
 	char policybuf[PATH_MAX];
+	const char *state_dir;	/* --state-dir */
+	char statebuf[PATH_MAX];
 };
 
 /* Options into @o and @d; returns -1 to go on, else the exit code. */
@@ -286,6 +296,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 		{ "quota", required_argument, NULL, 'q' },
 		{ "quota-share", required_argument, NULL, 'Q' },
 		{ "quota-total-share", required_argument, NULL, 'T' },
+		{ "state-dir", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -361,6 +372,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 				return 2;
 			}
 			break;
+		case 'S': o->state_dir = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -472,6 +484,44 @@ static uint32_t instance_of(const char *sock)
 	return h;
 }
 
+/*
+ * The state directory (durable queues' journals): --state-dir, else the
+ * user's default for the default socket, and a directory of this
+ * instance in it for any other socket (tests, a second daemon). An
+ * absolute path: the daemon may chdir("/"). NULL when there is none.
+ */
+static const char *state_dir_of(struct options *o, uint32_t instance)
+{
+	char def[108], base[PATH_MAX - 32], a[PATH_MAX], b[PATH_MAX];
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (o->state_dir) {
+		if (o->state_dir[0] == '/')
+			return o->state_dir;
+		if (!getcwd(a, sizeof(a)) ||
+		    snprintf(o->statebuf, sizeof(o->statebuf), "%s/%s", a,
+			     o->state_dir) >= (int)sizeof(o->statebuf))
+			return NULL;
+		return o->statebuf;
+	}
+	if (geteuid() == 0)
+		snprintf(base, sizeof(base), "/var/lib/shmbus");
+	else if (xdg && xdg[0] == '/')
+		snprintf(base, sizeof(base), "%s/shmbus", xdg);
+	else if (home && home[0] == '/')
+		snprintf(base, sizeof(base), "%s/.local/state/shmbus", home);
+	else
+		return NULL;
+	if (!shmbus_socket_path(def, sizeof(def)) &&
+	    (!strcmp(def, o->sock) ||
+	     (realpath(def, a) && realpath(o->sock, b) && !strcmp(a, b))))
+		snprintf(o->statebuf, sizeof(o->statebuf), "%s", base);
+	else
+		snprintf(o->statebuf, sizeof(o->statebuf), "%s/instance-%08x",
+			 base, instance);
+	return o->statebuf;
+}
+
 /* Into the background, already listening: the spawning client waits for
  * this process; the daemon is the child, reparented to init. */
 static int daemonize(void)
@@ -536,6 +586,10 @@ int main(int argc, char **argv)
 	if (kmod_init() < 0)
 		return 1;
 	d.instance = instance_of(o.sock);
+	if (durable_setup(state_dir_of(&o, d.instance)) < 0) {
+		log_err("durable queues: cannot start their sync thread");
+		return 1;
+	}
 	/* the buses of the daemon before us, before any client is heard;
 	 * with --daemonize we were autostarted by a client, whose own
 	 * service manager must not hear from us */
@@ -553,6 +607,8 @@ int main(int argc, char **argv)
 	snprintf(o.regbuf, sizeof(o.regbuf), "%s.buses", o.sock);
 	adopt_registry_load(&d, o.regbuf);
 	adopt_registry_save(&d);
+	/* buses nobody holds any more come back from their journals */
+	durable_recover(&d);
 	if (d.policy_path)
 		log_info("policy %s: %u rules", d.policy_path,
 			 policy_rules(d.policy));
@@ -563,6 +619,7 @@ int main(int argc, char **argv)
 	if (activated < 0)
 		unlink(o.sock);	/* a passed socket's path is its manager's */
 	buses_free(&d);
+	durable_fini();
 	fdstore_close();
 	adopt_fini();
 	quota_free();

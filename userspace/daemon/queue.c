@@ -49,8 +49,9 @@ void dqueue_ring_level(const struct dbus *b, const struct dqueue *dq,
 
 int dqueue_find(const struct dbus *b, const char *name)
 {
+	/* an intake has its queue's name, and is found through it */
 	for (uint32_t i = 0; i < b->arena.max_queues; i++)
-		if (b->queues[i].live &&
+		if (b->queues[i].live && b->queues[i].kind != DQ_INTAKE &&
 		    !strncmp(b->queues[i].name, name, SHMBUS_NAME_MAX))
 			return (int)i;
 	return -ENOENT;
@@ -160,6 +161,10 @@ static uint32_t descriptor_flags(const struct dqueue *dq)
 		f |= SHMBUS_QF_DAMAGED;
 	if (dq->durable)
 		f |= SHMBUS_QF_DURABLE;
+	if (dq->kind == DQ_INTAKE)
+		f |= SHMBUS_QF_INTAKE;
+	else if (dq->intake)
+		f |= SHMBUS_QF_PERSISTENT;
 	return f;
 }
 
@@ -194,10 +199,14 @@ void dqueue_image(const struct dbus *b, const struct dqueue *dq,
 			q->dedup_cap = dq->dedup_cap;
 			q->dedup_window_ns = dq->dedup_window_ns;
 		}
-		q->history = dq->history;
+		/* an intake's line 14 is its queue's journal numbers */
+		if (dq->kind != DQ_INTAKE)
+			q->history = dq->history;
 		if (dq->fanout_units)
 			q->fanout = (dq->fanout_first << 16) | dq->fanout_n;
 		q->owner_token = dq->owner_conn ? dq->owner_token : 0;
+		q->intake = dq->intake;
+		q->sync = dq->sync;
 	}
 }
 
@@ -209,6 +218,8 @@ void dqueue_republish(struct dbus *b, uint32_t qid)
 	memset(&img, 0, sizeof(img));
 	dqueue_image(b, &b->queues[qid], &img);
 	WRITE_ONCE(q->owner_token, img.owner_token);
+	WRITE_ONCE(q->intake, img.intake);
+	WRITE_ONCE(q->sync, img.sync);
 	WRITE_ONCE(q->flags, img.flags);
 }
 
@@ -309,7 +320,9 @@ static int queue_config(const struct dbus *b,
 	cfg->history = topic ? req->max_len : 0;
 	if (cfg->max_len < 1 || cfg->max_len > SHMBUS_RING_MAX_CAP ||
 	    cfg->nr_seats < 1 || cfg->nr_seats > SHMBUS_MAX_SEATS ||
-	    (req->flags & ~SBC_QUEUE__ALL))
+	    (req->flags & ~SBC_QUEUE__ALL) || req->__pad ||
+	    (!(req->flags & SBC_QUEUE_DURABLE) &&
+	     (req->sync || req->sync_interval_ns)))
 		return -EINVAL;
 	err = queue_semantics(b, req, cfg);
 	if (err)
@@ -458,7 +471,8 @@ int queue_create(struct dbus *b, const struct peer *p,
 	err = queue_config(b, req, kind, &cfg);
 	if (err)
 		return err;
-	id = dqueue_find(b, req->name);
+	/* an intake is made beside its queue (durable.c), of the same name */
+	id = kind == DQ_INTAKE ? -ENOENT : dqueue_find(b, req->name);
 	if (id >= 0) {
 		err = declare_existing(&b->queues[id], &cfg);
 		if (err)
@@ -498,9 +512,10 @@ int queue_create(struct dbus *b, const struct peer *p,
 	rep->created = 1;
 	if (cfg.kind == DQ_TOPIC)
 		fanout_refresh(b);	/* existing patterns may match it */
-	log_info("bus '%s': queue '%s' declared (id %u, capacity %u, "
-		 "msg_size %u, max_consumers %u)", b->name, cfg.name,
-		 (uint32_t)qid, cfg.cap, cfg.msg_size, cfg.nr_seats);
+	if (kind != DQ_INTAKE)
+		log_info("bus '%s': queue '%s' declared (id %u, capacity %u, "
+			 "msg_size %u, max_consumers %u)", b->name, cfg.name,
+			 (uint32_t)qid, cfg.cap, cfg.msg_size, cfg.nr_seats);
 	return 0;
 }
 
@@ -565,6 +580,7 @@ void dqueue_delete(struct dbus *b, int id)
 	/* sleeping consumers wake and find the queue gone (-EIDRM) */
 	seats_kick(dq, true);
 	timers_drop(b, (uint32_t)id);
+	durable_deleted(b, (uint32_t)id);
 	dq->reclaim_pending = true;
 	dq->owner_conn = 0;
 	dq->owner_token = 0;

@@ -147,7 +147,8 @@ static unsigned queue_repair(struct dbus *b, uint32_t qid)
 		n += put_words(&q->dedup_off, &img.dedup_off,
 			       offsetof(struct shmbus_queue, __pad13b) -
 			       offsetof(struct shmbus_queue, dedup_off));
-		if (READ_ONCE(q->history) != img.history) {
+		if (dq->kind != DQ_INTAKE &&
+		    READ_ONCE(q->history) != img.history) {
 			WRITE_ONCE(q->history, img.history);
 			n++;
 		}

@@ -87,6 +87,7 @@ static int64_t timer_when = INT64_MAX;	/* armed for, INT64_MAX = off */
 #define TAG_SIGNAL	((void *)2)
 #define TAG_TIMER	((void *)3)
 #define TAG_KMOD	((void *)4)
+#define TAG_DURABLE	((void *)5)
 /* a connection's pidfd: its conn_id under this bit (a pointer never has
  * it), so that an event still in a batch never names a freed conn */
 #define TAG_PIDFD	(1ULL << 63)
@@ -261,6 +262,7 @@ static int64_t tick(void)
 
 	for (struct dbus *b = dmn->buses; b; b = b->next) {
 		next = MIN(next, deliver_tick(b, now));
+		next = MIN(next, durable_tick(b, now));
 		/* at most every 100 ms, while clients are attached (the
 		 * tick runs every few ms then) */
 		repair_tick(b, now);
@@ -949,6 +951,10 @@ int server_run(struct daemon *d, int lfd)
 		ev.data.ptr = TAG_KMOD;
 		epoll_ctl(epfd, EPOLL_CTL_ADD, kmod_fd(), &ev);
 	}
+	if (durable_fd() >= 0) {
+		ev.data.ptr = TAG_DURABLE;
+		epoll_ctl(epfd, EPOLL_CTL_ADD, durable_fd(), &ev);
+	}
 
 	while (!stopping) {
 		struct epoll_event evs[64];
@@ -993,6 +999,8 @@ int server_run(struct daemon *d, int lfd)
 				timer_at(tick());
 			} else if (tag == TAG_KMOD) {
 				deaths = true;
+			} else if (tag == TAG_DURABLE) {
+				durable_run(dmn);
 			} else if (!((struct conn *)tag)->doomed) {
 				conn_read(tag);
 			}

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "internal.h"
+#include "journal.h"
 #include "proto.h"
 #include "ring.h"
 
@@ -280,7 +281,9 @@ void defer_drop(struct dbus *b);
  * A queue, topic or subscription, as the daemon knows it. Topics and
  * subscriptions are entries of the same directory (topics.c).
  */
-enum dqueue_kind { DQ_QUEUE = 0, DQ_TOPIC = 1, DQ_SUB = 2 };
+enum dqueue_kind { DQ_QUEUE = 0, DQ_TOPIC = 1, DQ_SUB = 2, DQ_INTAKE = 3 };
+
+struct dur;
 
 struct dqueue {
 	bool live;		/* declared, not deleted */
@@ -326,6 +329,13 @@ struct dqueue {
 	bool drop_oldest;	/* sub: slow subscriber policy */
 	char pattern[SHMBUS_NAME_MAX];	/* sub */
 	char group[SHMBUS_NAME_MAX];	/* sub; "" = exclusive */
+	/* durable.c: a persistent queue (DQ_QUEUE) and its intake
+	 * (DQ_INTAKE, same name, the one its producers are bound to) */
+	uint32_t intake;	/* queue: its intake's qid + 1; intake: its
+				 * queue's qid + 1; 0 = none */
+	uint32_t sync;		/* SHMBUS_JSYNC_* */
+	uint64_t sync_interval_ns;	/* SHMBUS_JSYNC_BATCH */
+	struct dur *dur;	/* queue: its journal; NULL = in memory only */
 	/* deliver.c: a message waiting while a consumer sleeps */
 	int64_t stall_since;	/* first seen at this head, 0 = not */
 	uint64_t stall_head;	/* the head positions then */
@@ -697,5 +707,47 @@ void fdstore_bus(struct daemon *d, struct dbus *b);
 void fdstore_ready(const struct daemon *d);
 void fdstore_stopping(void);
 void fdstore_close(void);
+
+/* ---- durable.c: persistent queues, their journals, recovery ---------------- */
+
+/* At start, before any bus is adopted: the eventfd and the sync thread;
+ * @dir the state directory (NULL: no durable queues). */
+int durable_setup(const char *dir);
+/* After adoption: make again every bus of the state directory that is
+ * not served, from its journals (a reboot). */
+void durable_recover(struct daemon *d);
+/* BUS_OPEN of a bus the daemon does not know: recovered from the state
+ * directory into *@out (1), or not there (0). */
+int durable_bus_open(struct daemon *d, uid_t uid, const char *name,
+		     struct dbus **out);
+/* The daemon's eventfd (intakes and finished syncs) and its handler. */
+int durable_fd(void);
+void durable_run(struct daemon *d);
+/* Settles, syncs due, housekeeping of @b's journals; the next time wanted. */
+int64_t durable_tick(struct dbus *b, int64_t now);
+/* QUEUE_DECLARE with SBC_QUEUE_DURABLE (dispatch.c checked the caller). */
+int durable_declare(struct dbus *b, const struct peer *p,
+		    const struct sbc_queue_declare *req,
+		    struct sbc_queue_declare_reply *rep, struct request *r);
+/* Queue @qid was deleted: its intake too, its journal removed. */
+void durable_deleted(struct dbus *b, uint32_t qid);
+/* Adopted bus @b: reattach its persistent queues' journals. */
+void durable_adopted(struct dbus *b);
+/* @ref (ours) is being dead-lettered from @qid into @dlq: into the DLQ's
+ * journal first if it is persistent (0 or -errno: then it is dropped). */
+int durable_dead_letter(struct dbus *b, uint32_t qid, uint32_t dlq,
+			uint32_t ref);
+/* @ref (ours) left persistent queue @qid by the daemon's hand (dead-letter,
+ * drop): settled in its journal. */
+void durable_left(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason);
+/* A delayed publish (DISPOSE, chunk @ref now ours) by producer slot @si
+ * (@ds): if it is bound to a persistent queue's intake, journaled (and
+ * synced as the queue's policy says) with its due time and held for the
+ * queue, the slot confirmed, and true; false: not persistent. */
+bool durable_delayed(struct dbus *b, const struct dslot *ds, uint32_t si,
+		     uint32_t ref, int64_t delay_ns);
+/* Bus @b is torn down (daemon exit): journals flushed, synced, closed. */
+void durable_bus_free(struct dbus *b);
+void durable_fini(void);
 
 #endif /* SHMBUSD_H */

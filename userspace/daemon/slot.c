@@ -80,6 +80,9 @@ static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
 	s->seat = seat;
 	s->rcu_epoch = 0;
 	s->id_next = s->id_end = 0;
+	s->confirmed = 0;
+	s->failed = 0;
+	s->failed_err = 0;
 	memset(s->ctr, 0, sizeof(s->ctr));
 	for (unsigned i = 0; i < SHMBUS_MAX_POOLS; i++)
 		s->cache[i].count = 0;
@@ -120,6 +123,12 @@ int slot_attach(struct dbus *b, const struct peer *p, unsigned perms,
 	err = attach_allowed(dq, req);
 	if (err)
 		return err;
+	/* the producers of a persistent queue publish into its intake
+	 * (durable.c): the daemon journals, then moves each message on */
+	if (req->role == SHMBUS_ROLE_PRODUCER && dq->intake) {
+		id = (int)dq->intake - 1;
+		dq = &b->queues[id];
+	}
 	/* every release of a slot may leave a sweep waiting for a grace
 	 * period: while a member holds those up (at most GP_HOLD_MAX_NS),
 	 * attach-detach cycles must not pile them up without bound */

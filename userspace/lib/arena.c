@@ -177,8 +177,9 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 
 	sb->version = SHMBUS_LAYOUT_VERSION;
 	sb->sb_size = sizeof(*sb);
-	sb->features_compat = epoch_membarrier_ok() ? 0 :
-			      SHMBUS_FEAT_COMPAT_READER_FENCE;
+	sb->features_compat = SHMBUS_FEAT_COMPAT_DURABLE |
+			      (epoch_membarrier_ok() ? 0 :
+			       SHMBUS_FEAT_COMPAT_READER_FENCE);
 	sb->features_incompat = 0;
 	sb->arena_size = size;
 	sb->created_ns = (uint64_t)realtime_ns();
@@ -488,6 +489,10 @@ int arena_find_queue(const struct arena *a, const char *name)
 		uint32_t g = smp_load_acquire(&q->gen);
 
 		if (!SHMBUS_QGEN_LIVE(g))
+			continue;
+		/* a persistent queue's intake has its name: found through
+		 * the queue (the daemon binds its producers to it) */
+		if (READ_ONCE(q->flags) & SHMBUS_QF_INTAKE)
 			continue;
 		if (strncmp(q->name, name, SHMBUS_NAME_MAX) == 0) {
 			/* [QDEL] the name we compared is this gen's */

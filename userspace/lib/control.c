@@ -44,11 +44,21 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	{
 		uint32_t f = OPTS_GET(opts, flags, 0);
 
-		if (f & ~(SHMBUS_QUEUE_EXPIRE_TO_DLQ | SHMBUS_QUEUE_CHECKSUM))
+		if (f & ~(SHMBUS_QUEUE_EXPIRE_TO_DLQ | SHMBUS_QUEUE_CHECKSUM |
+			  SHMBUS_QUEUE_DURABLE))
 			return -EINVAL;
 		req.flags = (f & SHMBUS_QUEUE_EXPIRE_TO_DLQ
 			     ? SBC_QUEUE_EXPIRE_DLQ : 0) |
-			    (f & SHMBUS_QUEUE_CHECKSUM ? SBC_QUEUE_CHECKSUM : 0);
+			    (f & SHMBUS_QUEUE_CHECKSUM ? SBC_QUEUE_CHECKSUM : 0) |
+			    (f & SHMBUS_QUEUE_DURABLE ? SBC_QUEUE_DURABLE : 0);
+		req.sync = OPTS_GET(opts, sync, 0);
+		if (OPTS_GET(opts, sync_interval_ns, 0) < 0 ||
+		    req.sync > SHMBUS_SYNC_NEVER ||
+		    (!(f & SHMBUS_QUEUE_DURABLE) &&
+		     (req.sync || OPTS_GET(opts, sync_interval_ns, 0))))
+			return -EINVAL;
+		req.sync_interval_ns =
+			(uint64_t)OPTS_GET(opts, sync_interval_ns, 0);
 	}
 	{
 		int64_t lease = OPTS_GET(opts, lease_ns, 0),
@@ -194,6 +204,80 @@ _Static_assert((int)SHMBUS_STAT_PUBLISHED == (int)SHMBUS_CTR_PUBLISHED &&
 	       (int)SHMBUS_QUEUE_EXPIRE_TO_DLQ == (int)SBC_QUEUE_EXPIRE_DLQ,
 	       "public statistics and arena counters disagree");
 
+/* A persistent queue's producers are its intake's: their counts (and
+ * the dedup window, which is the intake's table) are the queue's. */
+static void intake_counters(const struct arena *a,
+			    const struct shmbus_queue *q,
+			    struct shmbus_queue_info *info)
+{
+	const struct shmbus_queue *iq;
+	uint64_t ctr[SHMBUS_NR_COUNTERS];
+	uint32_t i = READ_ONCE(q->intake), g, np = 0;
+	static const unsigned producer_side[] = {
+		SHMBUS_CTR_PUBLISHED, SHMBUS_CTR_FULL, SHMBUS_CTR_NOMEM,
+		SHMBUS_CTR_DUPLICATE, SHMBUS_CTR_WAKEUPS,
+	};
+
+	if (!(READ_ONCE(q->flags) & SHMBUS_QF_PERSISTENT) || !i ||
+	    !(iq = queue_at(a, i - 1)) ||
+	    !(READ_ONCE(iq->flags) & SHMBUS_QF_INTAKE))
+		return;
+	g = smp_load_acquire(&iq->gen);	/* [QGEN] */
+	if (!SHMBUS_QGEN_LIVE(g))
+		return;
+	arena_queue_counters(a, i - 1, g, ctr, &np, NULL, NULL);
+	info->producers += np;
+	for (unsigned k = 0; k < sizeof(producer_side) / sizeof(producer_side[0]); k++)
+		info->stat[producer_side[k]] += ctr[producer_side[k]];
+	/* messages in the intake wait too: journaled in a moment */
+	info->depth += MIN(ring_depth_hint(READ_ONCE(iq->tail),
+					   READ_ONCE(iq->head)),
+			   (uint64_t)READ_ONCE(iq->ring_cap));
+	if (READ_ONCE(iq->dedup_cap))
+		info->dedup_window_ns = (int64_t)READ_ONCE(iq->dedup_window_ns);
+}
+
+SHMBUS_API int shmbus__queue_journal(struct shmbus *bus, const char *name,
+				     struct shmbus_journal_info *info)
+{
+	struct shmbus_journal_info ji = { .sz = sizeof(ji) };
+	const struct shmbus_queue *q, *iq;
+	uint32_t g, i;
+	int qid;
+
+	if (!bus || !name || !info || !OPTS_VALID(info, shmbus_journal_info))
+		return -EINVAL;
+	qid = arena_find_queue(&bus->arena, name);
+	if (qid < 0)
+		return qid;
+	q = &bus->arena.queues[qid];
+	g = smp_load_acquire(&q->gen);	/* [QGEN] */
+	i = READ_ONCE(q->intake);
+	if (!(READ_ONCE(q->flags) & SHMBUS_QF_PERSISTENT) || !i ||
+	    !(iq = queue_at(&bus->arena, i - 1)) ||
+	    !(READ_ONCE(iq->flags) & SHMBUS_QF_INTAKE))
+		return -ENODATA;
+	ji.sync = READ_ONCE(iq->sync);
+	ji.sync_interval_ns = (int64_t)READ_ONCE(iq->j_interval_ns);
+	ji.segments = READ_ONCE(iq->j_segments);
+	ji.bytes = READ_ONCE(iq->j_bytes);
+	ji.live = READ_ONCE(iq->j_live);
+	ji.written = READ_ONCE(iq->j_written);
+	ji.syncs = READ_ONCE(iq->j_syncs);
+	ji.failed = READ_ONCE(iq->j_failed);
+	ji.replayed = READ_ONCE(iq->j_replayed);
+	ji.corrupt = READ_ONCE(iq->j_corrupt);
+	/* [QDEL] a queue deleted while we read is gone */
+	smp_rmb();
+	if (READ_ONCE(q->gen) != g)
+		return -ENOENT;
+	/* as much as the caller's struct holds (an older caller's is
+	 * smaller), its sz kept */
+	memcpy((uint8_t *)info + sizeof(ji.sz), (uint8_t *)&ji + sizeof(ji.sz),
+	       MIN(info->sz, sizeof(ji)) - sizeof(ji.sz));
+	return 0;
+}
+
 static int fill_info(const struct arena *a, uint32_t qid,
 		     struct shmbus_queue_info *info)
 {
@@ -205,6 +289,8 @@ static int fill_info(const struct arena *a, uint32_t qid,
 	if (!SHMBUS_QGEN_LIVE(g))
 		return -ENOENT;
 	memset(info, 0, sizeof(*info));
+	if (READ_ONCE(q->flags) & SHMBUS_QF_INTAKE)
+		return -ENOENT;		/* listed as its queue */
 	memcpy(info->name, q->name, sizeof(info->name));
 	info->name[sizeof(info->name) - 1] = '\0';
 	info->id = qid;
@@ -251,7 +337,9 @@ static int fill_info(const struct arena *a, uint32_t qid,
 			      (f & SHMBUS_QF_CHECKSUM
 			       ? SHMBUS_QUEUE_CHECKSUM : 0) |
 			      (f & SHMBUS_QF_DAMAGED
-			       ? SHMBUS_QUEUE_DAMAGED : 0);
+			       ? SHMBUS_QUEUE_DAMAGED : 0) |
+			      (f & SHMBUS_QF_PERSISTENT
+			       ? SHMBUS_QUEUE_DURABLE : 0);
 	}
 	{
 		uint32_t d = READ_ONCE(q->dlq_qid);
@@ -268,6 +356,7 @@ static int fill_info(const struct arena *a, uint32_t qid,
 			     &info->consumers, &info->in_flight);
 	for (unsigned i = 0; i < SHMBUS_NR_COUNTERS && i < SHMBUS_STAT__MAX; i++)
 		info->stat[i] = ctr[i];
+	intake_counters(a, q, info);
 	/* [QDEL] pairs with the daemon's gen bump at delete: a queue
 	 * deleted while we read is reported as gone */
 	smp_rmb();

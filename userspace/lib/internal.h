@@ -116,12 +116,13 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 		    offsetofend(struct type, type##__last_field), #type))
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		owner_uid
-#define shmbus_queue_opts__last_field		priorities
-#define shmbus_producer_opts__last_field	flags
+#define shmbus_queue_opts__last_field		sync_interval_ns
+#define shmbus_producer_opts__last_field	confirm_timeout_ns
 #define shmbus_consumer_opts__last_field	lease_ns
 #define shmbus_pub_opts__last_field		priority
 #define shmbus_topic_opts__last_field		history
 #define shmbus_sub_opts__last_field		spin_ns
+#define shmbus_journal_info__last_field		corrupt
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 /* Read a field if the caller's struct is large enough to have it. */

@@ -165,7 +165,7 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		} else if (e) {
 			dedup_commit(p, e);
 		}
-		return err;
+		return confirm_after(p, err);
 	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(err = attachment_check(at))) {
@@ -209,7 +209,7 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 	slot_count(at->slot, SHMBUS_CTR_PUBLISHED, 1);
 	wake_after(at, 1);
 	epoch_exit(at->slot);
-	return 0;
+	return confirm_after(p, 0);
 }
 
 SHMBUS_API void shmbus_producer__cancel(struct shmbus_producer *p, void *buf)

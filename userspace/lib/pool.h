@@ -35,6 +35,7 @@ void pool_push_global(const struct arena *a, unsigned pi,
 		      const uint32_t *idx, unsigned n);
 
 /* Out of line: refill an empty cache (or serve a cacheless pool). */
+SHMBUS_PRIVATE_API
 int __pool_alloc(const struct arena *a, struct shmbus_slot *slot,
 		 unsigned pi, uint32_t owner, uint32_t *ref);
 /* Out of line: spill a full cache, or free to a cacheless pool. */

@@ -17,6 +17,7 @@
 
 #define SHMBUS_PRIVATE_API	__attribute__((visibility("default")))
 
+#define __pool_alloc		__shmbus_pool_alloc
 #define __pool_free		__shmbus_pool_free
 #define arena_format		__shmbus_arena_format
 #define arena_map		__shmbus_arena_map

@@ -16,7 +16,8 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 	int err;
 
 	if (!bus || !queue || !OPTS_VALID(opts, shmbus_producer_opts) ||
-	    (OPTS_GET(opts, flags, 0) & ~SHMBUS_PRODUCER_TIMESTAMP)) {
+	    (OPTS_GET(opts, flags, 0) & ~(SHMBUS_PRODUCER_TIMESTAMP |
+					  SHMBUS_PRODUCER_ASYNC_CONFIRM))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -40,6 +41,14 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 	p->at.overflow = READ_ONCE(p->at.q->overflow);
 	if (p->at.overflow > SHMBUS_OVERFLOW_DROP_OLDEST)
 		p->at.overflow = SHMBUS_OVERFLOW_BLOCK;	/* a peer's garbage */
+	/* the daemon bound us to a persistent queue's intake */
+	p->durable = READ_ONCE(p->at.q->flags) & SHMBUS_QF_INTAKE;
+	p->async_confirm = OPTS_GET(opts, flags, 0) &
+			   SHMBUS_PRODUCER_ASYNC_CONFIRM;
+	p->confirm_timeout = OPTS_GET(opts, confirm_timeout_ns, 0);
+	if (!p->confirm_timeout)
+		p->confirm_timeout = 30 * NSEC_PER_SEC;
+	p->failed_seen = READ_ONCE(p->at.slot->failed);
 	return p;
 }
 

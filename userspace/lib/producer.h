@@ -32,6 +32,12 @@ struct shmbus_producer {
 	uint32_t dedup_mask;
 	int64_t dedup_window;
 	const char *failpoint;		/* $SHMBUS_FAILPOINT, or NULL */
+	/* a persistent queue: we are bound to its intake (confirm.c) */
+	bool durable;
+	bool async_confirm;		/* SHMBUS_PRODUCER_ASYNC_CONFIRM */
+	int64_t confirm_timeout;	/* a publish's own wait */
+	uint64_t confirm_target;	/* our last id in the intake */
+	uint32_t failed_seen;		/* slot failed count we reported */
 };
 
 /* What a publish writes into every header besides the payload. */
@@ -73,6 +79,31 @@ int producer_publish_rr(struct shmbus_producer *p, const void *data,
  * 0 or -errno; on error the chunk is still ours.
  */
 int hand_to_daemon(struct attachment *at, uint32_t ref, int64_t delay_ns);
+
+/* ---- confirm.c ----------------------------------------------------- */
+
+/* Wait up to @timeout_ns until the daemon confirmed p->confirm_target. */
+int confirm_wait(struct shmbus_producer *p, int64_t timeout_ns);
+
+/*
+ * After a publish that returned @err (>= 0: it went in): a producer of a
+ * persistent queue notes its last id and, unless its confirms are
+ * asynchronous, waits for the confirm. One predictable branch for every
+ * other producer.
+ */
+static inline int confirm_after(struct shmbus_producer *p, int err)
+{
+	int c;
+
+	if (likely(!p->durable) || err < 0)
+		return err;
+	/* our last id: the slot's id block is ours alone (O) */
+	p->confirm_target = READ_ONCE(p->at.slot->id_next) - 1;
+	if (p->async_confirm)
+		return err;
+	c = confirm_wait(p, p->confirm_timeout);
+	return c ? c : err;
+}
 
 /* ---- dedup.c ------------------------------------------------------- */
 

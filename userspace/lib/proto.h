@@ -39,7 +39,7 @@
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		6u
+#define SBC_VERSION		7u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 #define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
@@ -170,7 +170,9 @@ struct sbc_seats_give {
 #define SBC_QUEUE_TOPIC		0x4u	/* a topic (history: max_len) */
 #define SBC_QUEUE_CHECKSUM	0x8u	/* = SHMBUS_QUEUE_CHECKSUM: messages
 					 * carry a CRC32C */
-#define SBC_QUEUE__ALL		0xfu
+#define SBC_QUEUE_DURABLE	0x10u	/* = SHMBUS_QUEUE_DURABLE: journaled
+					 * on disk (sync, sync_interval_ns) */
+#define SBC_QUEUE__ALL		0x1fu
 
 struct sbc_queue_declare {
 	char	 name[SHMBUS_NAME_MAX];
@@ -188,6 +190,10 @@ struct sbc_queue_declare {
 	uint64_t dedup_window_ns;	/* 0 = no dedup table */
 	uint32_t overflow;		/* SHMBUS_OVERFLOW_*, 0..2 */
 	uint32_t priorities;		/* levels, 0 = 1; 1..4 */
+	uint32_t sync;			/* DURABLE: SHMBUS_JSYNC_*; else 0 */
+	uint32_t __pad;
+	uint64_t sync_interval_ns;	/* DURABLE, JSYNC_BATCH: 0 = default;
+					 * else 0 */
 };
 
 struct sbc_queue_declare_reply {

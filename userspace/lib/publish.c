@@ -117,6 +117,7 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
  * into the ring (or to the daemon, delayed), and only then does the key
  * count as seen. A publish of the same key under way (or died, until the
  * daemon settles it) is waited for as @w allows: -EBUSY after that.
+ * Returns 0, 1 for a duplicate (dropped), or -errno.
  */
 static __attribute__((noinline)) int
 publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
@@ -155,7 +156,7 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 				epoch_exit(at->slot);
 			if (r == DEDUP_DUP) {
 				slot_count(at->slot, SHMBUS_CTR_DUPLICATE, 1);
-				return 0;
+				return 1;	/* dropped: nothing to confirm */
 			}
 			if (pub_wait_over(w)) {
 				errmsg_set("dedup id still being published by "
@@ -231,12 +232,13 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 		return -EOPNOTSUPP;
 	if (unlikely(key)) {
 		h.dedup_key = key;
-		return publish_dedup(p, data, len, &h,
-				     MAX(OPTS_GET(opts, delay_ns, 0), 0), &w);
+		err = publish_dedup(p, data, len, &h,
+				    MAX(OPTS_GET(opts, delay_ns, 0), 0), &w);
+		return err > 0 ? 0 : confirm_after(p, err);
 	}
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0))
-		return publish_delayed(p, data, len, &h,
-				       OPTS_GET(opts, delay_ns, 0), &w);
+		return confirm_after(p, publish_delayed(p, data, len, &h,
+						OPTS_GET(opts, delay_ns, 0), &w));
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(err = attachment_check(at))) {
 		epoch_exit(at->slot);
@@ -247,7 +249,38 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	if (likely(!err))
 		wake_after(at, 1);
 	epoch_exit(at->slot);
-	return err;
+	return confirm_after(p, err);
+}
+
+/*
+ * A batch into a persistent queue's intake: message by message (each
+ * one's id noted for the confirm), then one wait for the confirm of all.
+ */
+static __attribute__((noinline)) int
+publish_batch_durable(struct shmbus_producer *p, const struct iovec *iov,
+		      unsigned n, const struct shmbus_pub_opts *opts)
+{
+	bool async = p->async_confirm;
+	unsigned done = 0;
+	int err = 0;
+
+	p->async_confirm = true;
+	for (; done < n; done++) {
+		if (!iov[done].iov_base && iov[done].iov_len) {
+			err = -EINVAL;
+			break;
+		}
+		err = shmbus_producer__publish(p, iov[done].iov_base,
+					       iov[done].iov_len, opts);
+		if (err)
+			break;
+	}
+	p->async_confirm = async;
+	if (!done)
+		return err;
+	if (!async && (err = confirm_wait(p, p->confirm_timeout)))
+		return err;
+	return (int)done;
 }
 
 SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
@@ -266,6 +299,8 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 	    OPTS_GET(opts, priority, 0) >= p->at.nr_prio ||
 	    OPTS_GET(opts, dedup_id, NULL))	/* one id for many messages */
 		return -EINVAL;
+	if (unlikely(p->durable))
+		return publish_batch_durable(p, iov, n, opts);
 	h = pub_hdr_of(p, opts, ts);
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
 		if (p->topic)
@@ -325,5 +360,5 @@ int producer_publish_rr(struct shmbus_producer *p, const void *data,
 	if (!err)
 		wake_after(at, 1);
 	epoch_exit(at->slot);
-	return err;
+	return confirm_after(p, err);
 }
