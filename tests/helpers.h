@@ -150,6 +150,21 @@ static inline int t_pid_running(pid_t pid)
 		ok = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 	}
 	fclose(f);
+	if (!ok) {
+		/* a leader that exited while another of its threads still
+		 * runs (and holds its files: a daemon's lock) */
+		DIR *d;
+		struct dirent *e;
+		int n = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+		d = opendir(path);
+		while (d && (e = readdir(d)))
+			n += e->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		ok = n > 1;
+	}
 	return ok;
 }
 

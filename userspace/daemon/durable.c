@@ -463,6 +463,11 @@ static void sync_submit(struct dur *du)
 
 	if (du->sync_token || !du->dirty_since)
 		return;
+	if (!sy.running && sync_start_thread()) {
+		log_warn("journal sync: cannot start the sync thread; "
+			 "retrying at the tick");
+		return;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		log_warn("journal sync: out of memory; retrying at the tick");
@@ -1857,14 +1862,11 @@ void durable_recover(struct daemon *d)
 
 int durable_setup(const char *dir)
 {
-	int err;
-
 	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (efd < 0)
 		return -errno;
-	err = sync_start_thread();
-	if (err)
-		return err;
+	/* the sync thread starts with the first sync: a daemon without
+	 * durable queues stays one thread */
 	if (!dir)
 		return 0;
 	if (snprintf(state_dir, sizeof(state_dir), "%s", dir) >=
