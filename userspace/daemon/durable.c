@@ -87,6 +87,7 @@ static char state_dir[PATH_MAX - 512];	/* "" = none */
 static int state_lock = -1;		/* flock of STATE/lock, -1 = not ours */
 static const char *state_why = "no state directory";
 static int efd = -1;			/* intakes and sync completions */
+static uint64_t segment_bytes;		/* --segment-size, 0 = the journal's */
 
 static bool state_usable(void)
 {
@@ -192,14 +193,21 @@ static int queue_dir(const struct dbus *b, const char *q, char *buf,
 	       ? -ENAMETOOLONG : 0;
 }
 
+static int file_get(const char *dir, const char *name, char *buf,
+		    size_t cap);
+
 /* Write @text to @dir/@name atomically: a temporary file, fsync, rename,
- * fsync of the directory. */
+ * fsync of the directory. Nothing when it holds @text already (a
+ * recovery on a full disk writes nothing). */
 static int file_put(const char *dir, const char *name, const char *text)
 {
-	char tmp[PATH_MAX + 80], path[PATH_MAX + 80];
+	char tmp[PATH_MAX + 80], path[PATH_MAX + 80], have[1024];
 	size_t len = strlen(text);
 	int fd, err = 0;
 
+	if (len < sizeof(have) && !file_get(dir, name, have, sizeof(have)) &&
+	    !strcmp(have, text))
+		return 0;
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
@@ -999,7 +1007,10 @@ static void load_queue(struct dbus *b, uint32_t qid, struct load_ctx *lc)
 	lc->rt = realtime_ns();
 	journal_each_live(du->j, load_cb, lc);
 	du->unloaded = lc->unloaded;
-	/* ids continue above every recovered one: the journal's key */
+	/* ids continue above every live one, loaded or still on disk: the
+	 * id is the journal's key, and a PUB of a live id replaces it */
+	for (struct jent *e = journal_first(du->j); e; e = journal_next(du->j, e))
+		lc->max_id = MAX(lc->max_id, e->id);
 	if (lc->max_id >= READ_ONCE(b->arena.sb->id_next))
 		WRITE_ONCE(b->arena.sb->id_next, lc->max_id + 1);
 	if (lc->bad)
@@ -1061,7 +1072,8 @@ static int dur_open(struct dbus *b, uint32_t qid, const char *dir,
 		    const struct sbc_queue_declare *req)
 {
 	struct dqueue *dq = &b->queues[qid];
-	struct journal_cfg cfg = { .dedup_window_ns = req->dedup_window_ns };
+	struct journal_cfg cfg = { .dedup_window_ns = req->dedup_window_ns,
+				   .segment_bytes = segment_bytes };
 	char name[2 * SHMBUS_NAME_MAX + 16], why[256];
 	struct dur *du = calloc(1, sizeof(*du));
 	int err;
@@ -1645,7 +1657,7 @@ void durable_adopted(struct dbus *b)
 		struct sbc_queue_declare req;
 		int qid, iq;
 
-		if (!name_ok(de->d_name))
+		if (!name_ok(de->d_name) || de->d_type != DT_DIR)
 			continue;
 		snprintf(qdir, sizeof(qdir), "%s/%s", dir, de->d_name);
 		if (queue_load(qdir, de->d_name, &req))
@@ -1735,7 +1747,7 @@ static int recover_bus(struct daemon *d, uid_t uid, const char *name,
 	/* the queues, each after its dead-letter queue */
 	dd = opendir(dir);
 	while (dd && (de = readdir(dd))) {
-		if (!name_ok(de->d_name))
+		if (!name_ok(de->d_name) || de->d_type != DT_DIR)
 			continue;
 		if (nq == cap) {
 			struct sbc_queue_declare *n;
@@ -1841,7 +1853,7 @@ void durable_recover(struct daemon *d)
 		while ((be = readdir(ud))) {
 			struct dbus *b;
 
-			if (!name_ok(be->d_name) ||
+			if (!name_ok(be->d_name) || be->d_type != DT_DIR ||
 			    bus_find(d, (uid_t)uid, be->d_name))
 				continue;	/* adopted: journals reattached */
 			if (adopt_pending((uid_t)uid, be->d_name)) {
@@ -1860,8 +1872,9 @@ void durable_recover(struct daemon *d)
 
 /* ---- start and end ---------------------------------------------------------- */
 
-int durable_setup(const char *dir)
+int durable_setup(const char *dir, uint64_t seg_bytes)
 {
+	segment_bytes = seg_bytes;
 	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (efd < 0)
 		return -errno;

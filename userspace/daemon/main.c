@@ -37,7 +37,8 @@ static void usage(FILE *f)
 "               [--max-pending-uid N]\n"
 "               [--quota LIST] [--quota-share PCT]\n"
 "               [--quota-total-share PCT] [--policy FILE]\n"
-"               [--state-dir DIR] [--log FILE] [--verbose]\n"
+"               [--state-dir DIR] [--segment-size BYTES]\n"
+"               [--log FILE] [--verbose]\n"
 "\n"
 "The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
 "eventfds to clients, checks credentials, reclaims what dead clients held.\n"
@@ -74,6 +75,10 @@ static void usage(FILE *f)
 "                   first durable queue is declared; at start, every bus\n"
 "                   found there that no running process holds is made\n"
 "                   again from it\n"
+"  --segment-size BYTES  a journal segment file grows to this size before\n"
+"                   the next one starts (suffix K, M, G; default 64M, at\n"
+"                   least 64K); a segment is deleted once every message\n"
+"                   in it is settled\n"
 "  --log FILE       append the log to FILE instead of stderr\n"
 "  --verbose        log every connection and attach\n"
 "  --quota LIST     per-uid limits, NAME=N[,NAME=N...] with NAME one of\n"
@@ -275,6 +280,7 @@ struct options {
 	char regbuf[160];	/* the registry: <socket>.buses */
 	char policybuf[PATH_MAX];
 	const char *state_dir;	/* --state-dir */
+	uint64_t segment_bytes;	/* --segment-size */
 	char statebuf[PATH_MAX];
 };
 
@@ -297,6 +303,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 		{ "quota-share", required_argument, NULL, 'Q' },
 		{ "quota-total-share", required_argument, NULL, 'T' },
 		{ "state-dir", required_argument, NULL, 'S' },
+		{ "segment-size", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -373,6 +380,14 @@ static int parse_args(int argc, char **argv, struct options *o,
 			}
 			break;
 		case 'S': o->state_dir = optarg; break;
+		case 'G':
+			if (parse_bytes(optarg, &o->segment_bytes) ||
+			    o->segment_bytes < (64u << 10)) {
+				fprintf(stderr, "shmbusd: --segment-size: a size "
+					"of at least 64K, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -586,7 +601,7 @@ int main(int argc, char **argv)
 	if (kmod_init() < 0)
 		return 1;
 	d.instance = instance_of(o.sock);
-	if (durable_setup(state_dir_of(&o, d.instance)) < 0) {
+	if (durable_setup(state_dir_of(&o, d.instance), o.segment_bytes) < 0) {
 		log_err("durable queues: cannot start their sync thread");
 		return 1;
 	}

@@ -710,9 +710,10 @@ void fdstore_close(void);
 
 /* ---- durable.c: persistent queues, their journals, recovery ---------------- */
 
-/* At start, before any bus is adopted: the eventfd and the sync thread;
- * @dir the state directory (NULL: no durable queues). */
-int durable_setup(const char *dir);
+/* At start, before any bus is adopted: the daemon's eventfd; @dir the
+ * state directory (NULL: no durable queues), @seg_bytes the journals'
+ * segment size (0: the default). */
+int durable_setup(const char *dir, uint64_t seg_bytes);
 /* After adoption: make again every bus of the state directory that is
  * not served, from its journals (a reboot). */
 void durable_recover(struct daemon *d);
