@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <limits.h>
 #include <sys/types.h>
 
 #include "internal.h"
@@ -708,19 +709,34 @@ void fdstore_ready(const struct daemon *d);
 void fdstore_stopping(void);
 void fdstore_close(void);
 
-/* ---- durable.c: persistent queues, their journals, recovery ---------------- */
+/* ---- durable.c: persistent queues ------------------------------------------- */
+
+/* A confirm waiting for the sync that covers journal position pos. */
+struct pend {
+	uint64_t pos;
+	uint64_t id;		/* the slot's messages up to this id */
+	uint32_t slot, gen;
+	int err;		/* nonzero: they failed */
+};
+
+/* A persistent queue's journal and what waits for it (dqueue.dur). */
+struct dur {
+	struct journal *j;
+	char dir[PATH_MAX];
+	struct pend *pend;	/* confirms waiting for a sync */
+	size_t npend, pcap;
+	uint64_t sync_token;	/* the sync running for us, 0 = none */
+	int64_t dirty_since;	/* first write no sync covers yet, 0 none */
+	int64_t gc_next;
+	uint64_t poll_id;	/* the entry the deep walk resumes at */
+	unsigned unloaded;	/* live entries without a chunk */
+	uint64_t failed, written, syncs;
+};
 
 /* At start, before any bus is adopted: the daemon's eventfd; @dir the
  * state directory (NULL: no durable queues), @seg_bytes the journals'
  * segment size (0: the default). */
 int durable_setup(const char *dir, uint64_t seg_bytes);
-/* After adoption: make again every bus of the state directory that is
- * not served, from its journals (a reboot). */
-void durable_recover(struct daemon *d);
-/* BUS_OPEN of a bus the daemon does not know: recovered from the state
- * directory into *@out (1), or not there (0). */
-int durable_bus_open(struct daemon *d, uid_t uid, const char *name,
-		     struct dbus **out);
 /* The daemon's eventfd (intakes and finished syncs) and its handler. */
 int durable_fd(void);
 void durable_run(struct daemon *d);
@@ -732,8 +748,6 @@ int durable_declare(struct dbus *b, const struct peer *p,
 		    struct sbc_queue_declare_reply *rep, struct request *r);
 /* Queue @qid was deleted: its intake too, its journal removed. */
 void durable_deleted(struct dbus *b, uint32_t qid);
-/* Adopted bus @b: reattach its persistent queues' journals. */
-void durable_adopted(struct dbus *b);
 /* @ref (ours) is being dead-lettered from @qid into @dlq: into the DLQ's
  * journal first if it is persistent (0 or -errno: then it is dropped). */
 int durable_dead_letter(struct dbus *b, uint32_t qid, uint32_t dlq,
@@ -741,14 +755,121 @@ int durable_dead_letter(struct dbus *b, uint32_t qid, uint32_t dlq,
 /* @ref (ours) left persistent queue @qid by the daemon's hand (dead-letter,
  * drop): settled in its journal. */
 void durable_left(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason);
+/* Bus @b is torn down (daemon exit): journals flushed, synced, closed. */
+void durable_bus_free(struct dbus *b);
+void durable_fini(void);
+/* For the family (intake.c, recover.c): open @qid's journal in @dir as
+ * declared by @req; link queue @qid with its intake @iq; start a sync of
+ * @du's journal if none runs; the journal's numbers into the arena. */
+int dur_open(struct dbus *b, uint32_t qid, const char *dir,
+	     const struct sbc_queue_declare *req);
+void dur_intake_link(struct dbus *b, uint32_t qid, uint32_t iq);
+void dur_sync_submit(struct dur *du);
+void dur_stats_publish(struct dbus *b, uint32_t qid);
+
+/* CLOCK_MONOTONIC @mono as CLOCK_REALTIME and back, at the moment the
+ * clocks read @now and @rt (0 stays 0: "none"). The journal keeps
+ * wall-clock times: they mean something after a reboot. */
+static inline uint64_t to_rt(uint64_t mono, int64_t now, int64_t rt)
+{
+	return mono ? (uint64_t)MAX(rt + ((int64_t)mono - now), 1) : 0;
+}
+
+static inline uint64_t to_mono(uint64_t realt, int64_t now, int64_t rt)
+{
+	return realt ? (uint64_t)MAX(now + ((int64_t)realt - rt), 1) : 0;
+}
+
+/* ---- intake.c: what producers put into a persistent queue ------------------ */
+
+/* One batch of persistent queue @qid's intake: journaled, written, handed
+ * over to the queue, its producers' confirms queued. How many it took. */
+unsigned intake_batch(struct dbus *b, uint32_t qid);
+/* Sleep on @qid's intake; true if a message is there already. */
+bool intake_arm(struct dbus *b, uint32_t qid);
+/* Every intake of every bus, within a budget; true if work is left. */
+bool intake_drain_all(struct daemon *d);
+/* Adopted queue @qid: its intake journaled and synced, every producer
+ * confirmed up to the last id it had taken. */
+void intake_confirm_all(struct dbus *b, uint32_t qid);
+/* Producer slot (@si, @gen): messages up to @id confirmed, or failed with
+ * @err; confirms of @du covered by position @upto. */
+void slot_confirm(struct dbus *b, uint32_t si, uint32_t gen, uint64_t id,
+		  int err);
+void pend_flush(struct dbus *b, struct dur *du, uint64_t upto);
+/* The message in chunk @ref (@c) as a journal record, its lengths checked
+ * against its pool; false if its header is garbage. */
+bool chunk_jmsg(const struct dbus *b, uint32_t ref, struct shmbus_chunk *c,
+		struct jmsg *m, int64_t now, int64_t rt);
 /* A delayed publish (DISPOSE, chunk @ref now ours) by producer slot @si
  * (@ds): if it is bound to a persistent queue's intake, journaled (and
  * synced as the queue's policy says) with its due time and held for the
  * queue, the slot confirmed, and true; false: not persistent. */
 bool durable_delayed(struct dbus *b, const struct dslot *ds, uint32_t si,
 		     uint32_t ref, int64_t delay_ns);
-/* Bus @b is torn down (daemon exit): journals flushed, synced, closed. */
-void durable_bus_free(struct dbus *b);
-void durable_fini(void);
+
+/* ---- syncer.c: the sync thread ------------------------------------------------ */
+
+void syncer_init(int efd);
+/* Sync @s (from journal_sync_begin(), copied) on the thread; its result
+ * comes back by syncer_collect() under *@token, announced on the eventfd. */
+int syncer_post(const struct jsync *s, uint64_t *token);
+typedef void syncer_done_fn(void *ctx, uint64_t token, struct jsync *s,
+			    int err, int64_t ns);
+/* Each finished sync: @fn ends its jsync (journal_sync_end or jsync_drop). */
+void syncer_collect(syncer_done_fn *fn, void *ctx);
+/* Close the fds of a sync whose journal is gone. */
+void jsync_drop(struct jsync *s);
+void syncer_fini(void);
+
+/* ---- statedir.c: the state directory --------------------------------------- */
+
+int statedir_set(const char *dir);
+const char *statedir_path(void);	/* NULL: none */
+/* Ours to use (created, locked)? Else statedir_why() says why not. */
+bool statedir_ready(void);
+const char *statedir_why(void);
+void statedir_fini(void);
+int statedir_mkdirs(const char *path);
+/* Is file name @s a valid bus or queue name? */
+bool statedir_name_ok(const char *s);
+/* DIR/UID/BUS and DIR/UID/BUS/QUEUE into @buf: 0 or -errno. */
+int statedir_bus_of(uid_t uid, const char *name, char *buf, size_t len);
+int statedir_bus(const struct dbus *b, char *buf, size_t len);
+int statedir_queue(const struct dbus *b, const char *q, char *buf,
+		   size_t len);
+/* bus.conf of @b (written only if it changed), and read back from @dir
+ * into a BUS_OPEN request and the group. */
+int statedir_bus_save(const struct dbus *b);
+int statedir_bus_load(const char *dir, struct sbc_bus_open *req, gid_t *gid);
+/* queue.conf in @dir: the declare of queue @name. */
+int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q);
+int statedir_queue_load(const char *dir, const char *name,
+			struct sbc_queue_declare *q);
+
+/* ---- recover.c: durable queues come back ------------------------------------ */
+
+/* After adoption at start: make again every bus of the state directory
+ * that is not served, from its journals (a reboot). */
+void durable_recover(struct daemon *d);
+/* BUS_OPEN of a bus the daemon does not know: recovered from the state
+ * directory into *@out (1), or not there (0). */
+int durable_bus_open(struct daemon *d, uid_t uid, const char *name,
+		     struct dbus **out);
+/* Adopted bus @b: reattach its persistent queues' journals. */
+void durable_adopted(struct dbus *b);
+struct load_ctx {
+	struct dbus *b;
+	uint32_t qid;
+	int64_t now, rt;
+	unsigned loaded, unloaded, bad;
+	uint64_t max_id;
+};
+/* Load what of @qid's journal is not in the arena yet, in queue order,
+ * while chunks last (@lc: how it went); the bus's ids continue above. */
+void recover_load(struct dbus *b, uint32_t qid, struct load_ctx *lc);
+/* The dedup keys of @qid's journal still in their window, back into its
+ * intake's table. */
+void recover_keys(struct dbus *b, uint32_t qid);
 
 #endif /* SHMBUSD_H */
