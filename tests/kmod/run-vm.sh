@@ -23,29 +23,9 @@ KDIR=/usr/src/linux-headers-$KVER
 # 1. the module (make kmod), and the programs that run inside
 ${MAKE:-make} -s B="$B" kmod kmod-progs
 
-# 2. Debian's kernel image of the headers' ABI, once: only the vmlinuz
-# out of the package (installing it would run update-initramfs), then the
-# ELF inside it, which qemu boots directly (PVH) in a third of the time
-mkdir -p "$VM"
-if [ ! -s "$VM/vmlinux-$KVER" ]; then
-	if [ ! -s "$VM/vmlinuz-$KVER" ]; then
-		( cd "$VM" && rm -f linux-image-*.deb &&
-		  { apt-get download -q -o APT::Sandbox::User=root \
-			"linux-image-$KVER" >/dev/null 2>&1 ||
-		    { apt-get update -q >/dev/null &&
-		      apt-get download -q -o APT::Sandbox::User=root \
-			"linux-image-$KVER" >/dev/null; }; } &&
-		  dpkg-deb --fsys-tarfile linux-image-*.deb |
-			tar -xO "./boot/vmlinuz-$KVER" > "vmlinuz-$KVER.tmp" &&
-		  mv "vmlinuz-$KVER.tmp" "vmlinuz-$KVER" &&
-		  rm -f linux-image-*.deb )
-	fi
-	sh tools/scripts/extract-vmlinux.sh "$VM/vmlinuz-$KVER" > "$VM/vmlinux-$KVER.tmp" &&
-		mv "$VM/vmlinux-$KVER.tmp" "$VM/vmlinux-$KVER" ||
-		rm -f "$VM/vmlinux-$KVER.tmp"
-fi
-KERNEL=$VM/vmlinux-$KVER
-[ -s "$KERNEL" ] || KERNEL=$VM/vmlinuz-$KVER
+# 2. Debian's kernel image of the headers' ABI, fetched once
+# (tools/scripts/vm-kernel.sh)
+KERNEL=$(sh tools/scripts/vm-kernel.sh "$VM" "$KVER")
 
 # 3. the initramfs: busybox, the module, the programs and the shared
 # libraries the dynamically linked ones need (copied by ldd)
