@@ -151,6 +151,7 @@ EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
 .PHONY: FORCE all lib deps test demo bench install clean kmod kmod-progs test-kmod \
+	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
@@ -371,6 +372,15 @@ $(B)/kmod/kmod_fanout: tests/kmod/kmod_fanout.c $(STLIB) | $(B)/kmod
 
 kmod-progs: $(KMOD_PROGS) $(DAEMON) $(B)/tests/test_wake $(B)/tests/test_topics
 
+# the power-cut test of persistent queues (tests/powercut/run-vm.sh): a
+# static program beside the daemon in the same VM
+$(B)/powercut/powercut: tests/powercut/powercut.c $(STLIB) | $(B)/powercut
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -static $< -o $@ \
+		$(STLIB) $(LDLIBS)
+
+powercut-progs: $(B)/powercut/powercut $(DAEMON)
+
 test-kmod: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) MAKE=$(MAKE) sh tests/kmod/run-vm.sh
@@ -451,9 +461,9 @@ clean:
 		build-noprobes
 
 $(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/tests $(B)/examples \
-$(B)/bpf $(B)/kmod $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench:
+$(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench:
 	$(Q)mkdir -p $@
 
 # the headers each object and program read, as the compiler found them
 -include $(wildcard $(O)/*/*.d $(B)/tests/*.d $(B)/examples/*.d \
-	$(B)/kmod/*.d $(B)/bpf/*.d $(FZ)/*.d $(FZ)/obj/*/*.d)
+	$(B)/kmod/*.d $(B)/powercut/*.d $(B)/bpf/*.d $(FZ)/*.d $(FZ)/obj/*/*.d)

@@ -87,13 +87,14 @@ for t in $progs; do
 done
 
 # A test that is a script of its own, run under a timeout in the normal
-# build only, when TESTS is unset or names it: run_script NAME SCRIPT.
+# build only, when TESTS is unset or names it: run_script NAME SCRIPT
+# [SECONDS, default 300].
 run_script() {
 	[ -z "$SAN" ] || return 0
 	[ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " $1 " || return 0
 	start=$(date +%s)
 	echo "=== $1"
-	if timeout -k 5 300 env B="$B" MAKE="${MAKE:-make}" sh "$2"; then
+	if timeout -k 5 "${3:-300}" env B="$B" MAKE="${MAKE:-make}" sh "$2"; then
 		passed=$((passed + 1))
 		echo "--- PASS $1 ($(( $(date +%s) - start ))s)"
 	else
@@ -107,6 +108,9 @@ run_script() {
 # qemu VM: its programs are static and the module is not instrumented by
 # our sanitizers.
 run_script test_kmod tests/kmod/run-vm.sh
+# Persistent queues across power cuts: the same kernel in qemu, on an
+# ext4 disk image, killed mid-publish and booted again (about 35 s).
+run_script test_powercut tests/powercut/run-vm.sh 240
 # The libFuzzer targets (tests/fuzz/), briefly: the inputs that once
 # crashed, the seeds and what earlier runs found, then FUZZ_SECONDS (10)
 # of fuzzing each; clang-built with its own sanitizers, so normal build only.
