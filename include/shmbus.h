@@ -463,6 +463,13 @@ SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
 					 * publisher waits (its timeout) */
 #define SHMBUS_SUB_HISTORY	0x4u	/* a new subscription starts with
 					 * the history of matching topics */
+/* A persistent subscription: durable (it implies SHMBUS_SUB_DURABLE, and
+ * needs a group) and journaled on disk like a SHMBUS_QUEUE_DURABLE queue:
+ * it and its messages come back after a restart or a reboot. Each message
+ * enters it as a copy of its own (its own id); publishers to the topic get
+ * no confirms from it (confirms are for durable queues). Not with
+ * SHMBUS_SUB_DROP_OLDEST. */
+#define SHMBUS_SUB_PERSISTENT	0x8u
 
 struct shmbus_sub_opts {
 	size_t sz;
@@ -478,6 +485,10 @@ struct shmbus_sub_opts {
 	uint32_t __pad;
 	int64_t lease_ns;	/* new subscription's lease; 0 = 30 s */
 	int64_t spin_ns;	/* as in shmbus_consumer_opts */
+	/* new SHMBUS_SUB_PERSISTENT subscription: as shmbus_queue_opts */
+	uint32_t sync;		/* enum shmbus_sync; 0 = always */
+	uint32_t __pad2;
+	int64_t sync_interval_ns;
 };
 
 /*

@@ -200,6 +200,8 @@ static void test_cold_recovery(void **st)
 	d = daemon_start();
 	bus = bus_open();
 	declare(bus, "cold", &qo);
+	/* a queue may have the name of the bus's own state file */
+	declare(bus, "bus.conf", &qo);
 	p = shmbus_producer__new(bus, "cold", &po);
 	assert_non_null(p);
 	publish_range(p, 0, 200);
@@ -226,6 +228,7 @@ static void test_cold_recovery(void **st)
 	d = daemon_start();
 	bus = bus_open();
 	assert_int_equal(journal(bus, "cold").live, 120);
+	assert_int_equal(journal(bus, "bus.conf").live, 0);
 	c = shmbus_consumer__new(bus, "cold", NULL);
 	assert_non_null(c);
 	while (shmbus_consumer__receive_view(c, &m[0], 500 * MS) == 0) {
@@ -419,6 +422,99 @@ static void test_semantics_survive(void **st)
 	daemon_kill(d);
 }
 
+/*
+ * A persistent subscription keeps what its topic sent it across a cold
+ * restart (the topic is declared again, as publishers do); a durable
+ * subscription in memory beside it does not, and nothing else changes for
+ * it while the daemon lives.
+ */
+static void test_persistent_subscription(void **st)
+{
+	SHMBUS_OPTS(shmbus_sub_opts, pso, .group = "keep",
+		    .flags = SHMBUS_SUB_PERSISTENT);
+	SHMBUS_OPTS(shmbus_sub_opts, mso, .group = "mem",
+		    .flags = SHMBUS_SUB_DURABLE);
+	struct shmbus_consumer *c, *cm;
+	struct shmbus_producer *p;
+	struct shmbus_msg m;
+	struct shmbus *bus;
+	uint64_t seq, expect = 10;
+	int n = 0, nm = 0;
+	pid_t d;
+
+	(void)st;
+	d = daemon_start();
+	bus = bus_open();
+	assert_true(shmbus__topic_declare(bus, "t.orders", NULL) >= 0);
+	c = shmbus_consumer__subscribe(bus, "t.*", &pso);
+	if (!c)
+		fail_msg("subscribe: %s (%s)", strerror(errno), shmbus_errmsg());
+	cm = shmbus_consumer__subscribe(bus, "t.*", &mso);
+	assert_non_null(cm);
+	p = shmbus_producer__new(bus, "t.orders", NULL);
+	assert_non_null(p);
+	for (uint64_t s = 0; s < 50; s++) {
+		struct body b = body_of(s);
+
+		assert_int_equal(shmbus_producer__publish(p, &b, sizeof(b), NULL),
+				 0);
+	}
+	/* the in-memory subscription has them at once */
+	while (shmbus_consumer__receive_view(cm, &m, 200 * MS) == 0) {
+		assert_true(body_ok(&m, &seq));
+		assert_int_equal(seq, (uint64_t)nm);
+		shmbus_consumer__ack(cm, &m);
+		nm++;
+	}
+	assert_int_equal(nm, 50);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(shmbus_consumer__receive_view(c, &m, 2000 * MS), 0);
+		assert_true(body_ok(&m, &seq));
+		assert_int_equal(seq, (uint64_t)i);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	wait_live(bus, "t.*#keep", 40);
+	shmbus_consumer__free(c);
+	shmbus_consumer__free(cm);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	daemon_kill(d);
+
+	d = daemon_start();
+	bus = bus_open();
+	assert_true(shmbus__topic_declare(bus, "t.orders", NULL) >= 0);
+	c = shmbus_consumer__subscribe(bus, "t.*", &pso);
+	assert_non_null(c);
+	p = shmbus_producer__new(bus, "t.orders", NULL);
+	assert_non_null(p);
+	{
+		struct body b = body_of(50);
+
+		assert_int_equal(shmbus_producer__publish(p, &b, sizeof(b), NULL),
+				 0);
+	}
+	while (shmbus_consumer__receive_view(c, &m, 500 * MS) == 0) {
+		assert_true(body_ok(&m, &seq));
+		assert_int_equal(seq, expect);
+		expect++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+		n++;
+	}
+	printf("persistent subscription: %d of 40 back after a cold start, "
+	       "then the new one; the in-memory one had %d and is gone\n",
+	       n - 1, nm);
+	assert_int_equal(n, 41);
+	cm = shmbus_consumer__subscribe(bus, "t.*", &mso);
+	assert_non_null(cm);	/* a new, empty one */
+	assert_int_equal(shmbus_consumer__receive_view(cm, &m, 100 * MS),
+			 -ETIMEDOUT);
+	shmbus_consumer__free(cm);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	daemon_kill(d);
+}
+
 /* ---- journals damaged on disk -------------------------------------------- */
 
 /* The segment files of queue @q, sorted, into @out (at most @max). */
@@ -428,7 +524,7 @@ static int segments(const char *q, char out[][PATH_MAX], int max)
 	FILE *f;
 	int n = 0;
 
-	snprintf(cmd, sizeof(cmd), "ls %s/0/%s/%s/*.seg 2>/dev/null | sort",
+	snprintf(cmd, sizeof(cmd), "ls %s/0/%s/queues/%s/*.seg 2>/dev/null | sort",
 		 state, BUS, q);
 	f = popen(cmd, "r");
 	assert_non_null(f);
@@ -823,6 +919,7 @@ int main(void)
 		cmocka_unit_test_setup(test_cold_recovery, fresh),
 		cmocka_unit_test_setup(test_adopted, fresh),
 		cmocka_unit_test_setup(test_semantics_survive, fresh),
+		cmocka_unit_test_setup(test_persistent_subscription, fresh),
 		cmocka_unit_test_setup(test_damaged_journal, fresh),
 		cmocka_unit_test_setup(test_full_disk, fresh),
 		cmocka_unit_test_setup(test_crash_always, fresh),

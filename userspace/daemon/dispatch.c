@@ -75,9 +75,20 @@ static int check_subscribe(const void *body)
 	if (proto_pattern_valid(q->pattern) ||
 	    (!proto_all_zero(q->group, sizeof(q->group)) &&
 	     proto_name_valid(q->group)) ||
-	    (q->flags & ~SBC_SUB__ALL) || q->__pad ||
+	    (q->flags & ~SBC_SUB__ALL) || q->__pad || q->__pad2 ||
 	    q->max_len > SHMBUS_RING_MAX_CAP ||
 	    q->max_consumers > SHMBUS_MAX_SEATS)
+		return -EINVAL;
+	/* persistent: durable, a group, no drop-oldest; sync settings only
+	 * then */
+	if ((q->flags & SBC_SUB_PERSISTENT)
+	    ? (!(q->flags & SBC_SUB_DURABLE) || proto_all_zero(q->group,
+							       sizeof(q->group)) ||
+	       (q->flags & SBC_SUB_DROP_OLDEST))
+	    : (q->sync || q->sync_interval_ns))
+		return -EINVAL;
+	/* the history would enter it without being journaled */
+	if ((q->flags & SBC_SUB_PERSISTENT) && (q->flags & SBC_SUB_HISTORY))
 		return -EINVAL;
 	return 0;
 }
@@ -530,7 +541,7 @@ static int do_subscribe(struct request *r)
 	int err = need(r, POLICY_CONSUME);
 
 	return err ? err : subscribe(r->s->bus, &r->s->peer, 4, r->body,
-				     r->rep, &r->fds, &r->nfds);
+				     r->rep, &r->fds, &r->nfds, r);
 }
 
 static int do_unsubscribe(struct request *r)

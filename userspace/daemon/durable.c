@@ -251,8 +251,11 @@ static bool same_declare(const struct dqueue *dq,
 			 const struct sbc_queue_declare *req)
 {
 	struct sbc_queue_declare have, want = *req;
+	struct sbc_subscribe sub;
+	bool is_sub;
 
-	if (statedir_queue_load(dq->dur->dir, dq->name, &have))
+	if (statedir_queue_load(dq->dur->dir, dq->name, &have, &sub, &is_sub) ||
+	    is_sub)
 		return false;
 	want.sync_interval_ns = want.sync == SHMBUS_JSYNC_BATCH &&
 				!want.sync_interval_ns ? DEF_SYNC_INTERVAL_NS
@@ -261,6 +264,20 @@ static bool same_declare(const struct dqueue *dq,
 				!have.sync_interval_ns ? DEF_SYNC_INTERVAL_NS
 						       : have.sync_interval_ns;
 	return !memcmp(&have, &want, sizeof(have));
+}
+
+/* The sync settings of a declare or subscribe: 0, or -EINVAL with why. */
+static int sync_check(uint32_t sync, uint64_t interval, struct request *r)
+{
+	if (sync > SHMBUS_JSYNC_NEVER ||
+	    (sync != SHMBUS_JSYNC_BATCH && interval) ||
+	    (interval && (interval < 100 * NSEC_PER_USEC ||
+			  interval > NSEC_PER_SEC))) {
+		req_reason(r, "sync must be always, batch (interval 100 us .. "
+			   "1 s) or never");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* What a persistent declare may ask for: 0, or -errno with the reason. */
@@ -276,17 +293,12 @@ static int declare_check(struct dbus *b, const struct sbc_queue_declare *req,
 	else if (req->overflow == SHMBUS_OVERFLOW_DROP_OLDEST)
 		why = "a durable queue does not drop its oldest message "
 		      "(overflow block or reject)";
-	else if (req->sync > SHMBUS_JSYNC_NEVER || req->__pad ||
-		 (req->sync != SHMBUS_JSYNC_BATCH && req->sync_interval_ns) ||
-		 (req->sync_interval_ns &&
-		  (req->sync_interval_ns < 100 * NSEC_PER_USEC ||
-		   req->sync_interval_ns > NSEC_PER_SEC)))
-		why = "sync must be always, batch (interval 100 us .. 1 s) or "
-		      "never";
 	if (why) {
 		req_reason(r, "%s", why);
 		return -EINVAL;
 	}
+	if (sync_check(req->sync, req->sync_interval_ns, r))
+		return -EINVAL;
 	if (req->dlq[0]) {
 		int d = dqueue_find(b, req->dlq);
 
@@ -299,23 +311,34 @@ static int declare_check(struct dbus *b, const struct sbc_queue_declare *req,
 	return 0;
 }
 
-/* Make @name's intake and open its journal: the second half of a
- * persistent declare, and of a recovery. */
+/*
+ * Make queue or subscription @qid persistent: its journal opened (what an
+ * earlier life of it left there comes back into it), its intake made, its
+ * queue.conf written last (a daemon that restarts makes again only what
+ * was made whole). @req is its declare (for a subscription, made up from
+ * @sub, which queue.conf also keeps).
+ */
 static int persist(struct dbus *b, const struct peer *p, uint32_t qid,
-		   const struct sbc_queue_declare *req, struct request *r)
+		   const struct sbc_queue_declare *req,
+		   const struct sbc_subscribe *sub, struct request *r)
 {
 	struct sbc_queue_declare iq = { 0 };
 	struct sbc_queue_declare_reply irep;
+	struct dqueue *dq = &b->queues[qid];
+	struct load_ctx lc;
 	char dir[PATH_MAX];
 	int err;
 
+	if (!statedir_ready()) {
+		req_reason(r, "the daemon keeps no durable queues: %s",
+			   statedir_why());
+		return -EOPNOTSUPP;
+	}
 	err = statedir_queue(b, req->name, dir, sizeof(dir));
 	if (!err)
 		err = statedir_mkdirs(dir);
 	if (!err)
 		err = statedir_bus_save(b);
-	if (!err)
-		err = statedir_queue_save(dir, req);
 	if (err) {
 		log_warn("bus %u:%s: queue '%s': state directory: %s",
 			 b->owner_uid, b->name, req->name, strerror(-err));
@@ -331,7 +354,7 @@ static int persist(struct dbus *b, const struct peer *p, uint32_t qid,
 	}
 	memcpy(iq.name, req->name, sizeof(iq.name));
 	iq.max_len = req->max_len;
-	iq.msg_size = req->msg_size;
+	iq.msg_size = req->msg_size ? req->msg_size : dq->msg_size;
 	iq.max_consumers = 1;		/* the daemon */
 	iq.flags = req->flags & SBC_QUEUE_CHECKSUM;
 	iq.ttl_ns = req->ttl_ns;	/* producers stamp the expiry */
@@ -339,14 +362,56 @@ static int persist(struct dbus *b, const struct peer *p, uint32_t qid,
 	iq.overflow = req->overflow;
 	err = queue_create(b, p, &iq, &irep, DQ_INTAKE);
 	if (err) {
-		dur_close(&b->queues[qid]);
+		dur_close(dq);
 		req_reason(r, "no room for the queue's intake (a durable "
 			   "queue takes two directory entries and twice its "
 			   "ring)");
 		return err;
 	}
+	err = statedir_queue_save(dir, req, sub);
+	if (err) {
+		dqueue_delete(b, (int)irep.qid);
+		dur_close(dq);
+		log_warn("bus %u:%s: queue '%s': state directory: %s",
+			 b->owner_uid, b->name, req->name, strerror(-err));
+		req_reason(r, "cannot write the queue's state: %s",
+			   strerror(-err));
+		return err;
+	}
 	dur_intake_link(b, qid, irep.qid);
+	dq->dedup_window_ns = req->dedup_window_ns;
+	/* a journal left by an earlier life of this queue comes back */
+	recover_load(b, qid, &lc);
+	recover_keys(b, qid);
+	if (lc.loaded || lc.unloaded)
+		log_info("bus %u:%s: '%s': %u messages back from its journal%s",
+			 b->owner_uid, b->name, req->name, lc.loaded,
+			 lc.unloaded ? " (more wait on disk for room)" : "");
+	dur_stats_publish(b, qid);
+	log_info("bus %u:%s: '%s' is durable (sync %s), journal %s",
+		 b->owner_uid, b->name, req->name,
+		 req->sync == SHMBUS_JSYNC_ALWAYS ? "always" :
+		 req->sync == SHMBUS_JSYNC_BATCH ? "batch" : "never", dir);
 	return 0;
+}
+
+int durable_subscribe(struct dbus *b, const struct peer *p, uint32_t qid,
+		      const struct sbc_subscribe *req, struct request *r)
+{
+	const struct dqueue *dq = &b->queues[qid];
+	struct sbc_queue_declare d = { 0 };
+	int err = sync_check(req->sync, req->sync_interval_ns, r);
+
+	if (err)
+		return err;
+	memcpy(d.name, dq->name, sizeof(d.name));
+	d.max_len = dq->max_len;
+	d.msg_size = dq->msg_size;
+	d.max_consumers = dq->nr_seats;
+	d.lease_ns = dq->lease_ns;
+	d.sync = req->sync;
+	d.sync_interval_ns = req->sync_interval_ns;
+	return persist(b, p, qid, &d, req, r);
 }
 
 /* A durable queue is gone: its intake, and on disk its journal. */
@@ -373,7 +438,6 @@ int durable_declare(struct dbus *b, const struct peer *p,
 		    struct sbc_queue_declare_reply *rep, struct request *r)
 {
 	struct sbc_queue_declare q = *req;
-	struct load_ctx lc;
 	int id, err;
 
 	err = declare_check(b, req, r);
@@ -407,31 +471,18 @@ int durable_declare(struct dbus *b, const struct peer *p,
 	err = queue_create(b, p, &q, rep, DQ_QUEUE);
 	if (err)
 		return err;
-	err = persist(b, p, rep->qid, req, r);
+	err = persist(b, p, rep->qid, req, NULL, r);
 	if (err) {
 		dqueue_delete(b, (int)rep->qid);
 		return err;
 	}
-	b->queues[rep->qid].dedup_window_ns = req->dedup_window_ns;
-	/* a journal left by an earlier life of this queue comes back */
-	recover_load(b, rep->qid, &lc);
-	recover_keys(b, rep->qid);
-	if (lc.loaded || lc.unloaded)
-		log_info("bus %u:%s: queue '%s': %u messages back from its "
-			 "journal", b->owner_uid, b->name, req->name,
-			 lc.loaded);
-	log_info("bus %u:%s: queue '%s' is durable (sync %s), journal %s",
-		 b->owner_uid, b->name, req->name,
-		 req->sync == SHMBUS_JSYNC_ALWAYS ? "always" :
-		 req->sync == SHMBUS_JSYNC_BATCH ? "batch" : "never",
-		 b->queues[rep->qid].dur->dir);
-	dur_stats_publish(b, rep->qid);
 	return 0;
 }
 
 void durable_deleted(struct dbus *b, uint32_t qid)
 {
-	if (b->queues[qid].kind == DQ_QUEUE &&
+	if ((b->queues[qid].kind == DQ_QUEUE ||
+	     b->queues[qid].kind == DQ_SUB) &&
 	    (b->queues[qid].dur || b->queues[qid].intake))
 		unpersist(b, qid, true);
 }

@@ -246,8 +246,10 @@ void durable_adopted(struct dbus *b)
 	struct dirent *de;
 	DIR *dd;
 
-	if (statedir_bus(b, dir, sizeof(dir)))
+	if (statedir_bus(b, dir, sizeof(dir)) ||
+	    strlen(dir) + sizeof("/queues") > sizeof(dir))
 		return;
+	strcat(dir, "/queues");
 	dd = opendir(dir);
 	if (!dd)
 		return;		/* no persistent queues */
@@ -261,16 +263,19 @@ void durable_adopted(struct dbus *b)
 	}
 	while ((de = readdir(dd))) {
 		struct sbc_queue_declare req;
+		struct sbc_subscribe sub;
+		bool is_sub;
 		int qid, iq;
 
-		if (!statedir_name_ok(de->d_name) || de->d_type != DT_DIR)
+		if (!statedir_entry_ok(de->d_name) || de->d_type != DT_DIR)
 			continue;
 		snprintf(qdir, sizeof(qdir), "%s/%s", dir, de->d_name);
-		if (statedir_queue_load(qdir, de->d_name, &req))
+		if (statedir_queue_load(qdir, de->d_name, &req, &sub, &is_sub))
 			continue;
 		qid = dqueue_find(b, de->d_name);
 		iq = intake_find(b, de->d_name);
-		if (qid < 0 || b->queues[qid].kind != DQ_QUEUE || iq < 0) {
+		if (qid < 0 || iq < 0 || b->queues[qid].kind !=
+		    (is_sub ? DQ_SUB : DQ_QUEUE)) {
 			log_warn("bus %u:%s: durable queue '%s' (journal %s) "
 				 "is not in the adopted arena as a queue with "
 				 "its intake; its journal is kept and comes "
@@ -284,8 +289,11 @@ void durable_adopted(struct dbus *b)
 		dur_intake_link(b, (uint32_t)qid, (uint32_t)iq);
 		adopt_match(b, (uint32_t)qid);
 		intake_confirm_all(b, (uint32_t)qid);
-		log_info("bus %u:%s: durable queue '%s': journal reattached",
-			 b->owner_uid, b->name, de->d_name);
+		if (is_sub)
+			fanout_refresh(b);	/* publishers copy into it */
+		log_info("bus %u:%s: durable %s '%s': journal reattached",
+			 b->owner_uid, b->name, is_sub ? "subscription" : "queue",
+			 de->d_name);
 	}
 	closedir(dd);
 }
@@ -299,6 +307,7 @@ static int recover_bus(struct daemon *d, uid_t uid, const char *name,
 {
 	char dir[PATH_MAX], qdir[PATH_MAX + 512];
 	struct sbc_queue_declare *qs = NULL;
+	struct sbc_subscribe *subs = NULL;
 	struct sbc_bus_open req = { 0 };
 	struct peer p = { .pid = getpid(), .uid = uid };
 	struct request r = { 0 };
@@ -330,25 +339,36 @@ static int recover_bus(struct daemon *d, uid_t uid, const char *name,
 		return err;
 	}
 	/* the queues, each after its dead-letter queue */
-	dd = opendir(dir);
+	snprintf(qdir, sizeof(qdir), "%s/queues", dir);
+	dd = opendir(qdir);
 	while (dd && (de = readdir(dd))) {
-		if (!statedir_name_ok(de->d_name) || de->d_type != DT_DIR)
+		bool is_sub;
+
+		if (!statedir_entry_ok(de->d_name) || de->d_type != DT_DIR)
 			continue;
 		if (nq == cap) {
 			struct sbc_queue_declare *n;
+			struct sbc_subscribe *ns;
 
 			cap = cap ? 2 * cap : 16;
 			n = realloc(qs, cap * sizeof(*qs));
-			if (!n)
+			if (n)
+				qs = n;
+			ns = realloc(subs, cap * sizeof(*subs));
+			if (ns)
+				subs = ns;
+			if (!n || !ns)
 				break;
-			qs = n;
 		}
-		snprintf(qdir, sizeof(qdir), "%s/%s", dir, de->d_name);
-		if (statedir_queue_load(qdir, de->d_name, &qs[nq])) {
-			log_err("state %s/queue.conf is malformed: queue not "
-				"recovered (its journal is kept)", qdir);
+		snprintf(qdir, sizeof(qdir), "%s/queues/%s", dir, de->d_name);
+		if (statedir_queue_load(qdir, de->d_name, &qs[nq], &subs[nq],
+					&is_sub)) {
+			log_err("state %s/queue.conf is malformed or missing: "
+				"not recovered (its journal is kept)", qdir);
 			continue;
 		}
+		if (!is_sub)
+			subs[nq].pattern[0] = '\0';
 		nq++;
 	}
 	if (dd)
@@ -365,7 +385,14 @@ static int recover_bus(struct daemon *d, uid_t uid, const char *name,
 					    dqueue_find(b, q->dlq) < 0))
 				continue;
 			memset(&r, 0, sizeof(r));
-			err = durable_declare(b, &p, q, &rep, &r);
+			if (subs[i].pattern[0]) {
+				/* a persistent subscription, no consumer yet */
+				id = sub_create(b, &p, &subs[i], q->name, &r);
+				err = id < 0 ? id : 0;
+				rep.qid = (uint32_t)id;
+			} else {
+				err = durable_declare(b, &p, q, &rep, &r);
+			}
 			if (err) {
 				log_err("bus %u:%s: queue '%s' not recovered: "
 					"%s%s%s", (unsigned)uid, name, q->name,
@@ -387,6 +414,7 @@ static int recover_bus(struct daemon *d, uid_t uid, const char *name,
 				"dead-letter queue '%s' did not come back",
 				(unsigned)uid, name, qs[i].name, qs[i].dlq);
 	free(qs);
+	free(subs);
 	WRITE_ONCE(b->arena.sb->recovery_ns, (uint64_t)(now_ns() - t0));
 	WRITE_ONCE(b->arena.sb->recovered, msgs);
 	log_info("bus %u:%s recovered from %s: %u durable queues, %u messages, "

@@ -545,7 +545,13 @@ bool slot_attached(void *ctx, uint32_t slot);
 
 int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
 	      const struct sbc_subscribe *req, struct sbc_attach_reply *rep,
-	      int **fds, unsigned *nfds);
+	      int **fds, unsigned *nfds, struct request *r);
+/* Make subscription @name (PATTERN#GROUP) as @req asks, persistent
+ * (durable.c) if it says so; no consumer. Its qid, or -errno (the reason
+ * in @r). */
+int sub_create(struct dbus *b, const struct peer *p,
+	       const struct sbc_subscribe *req, const char *name,
+	       struct request *r);
 int unsubscribe(struct dbus *b, const struct peer *p,
 		const struct sbc_unsubscribe *req);
 int seats_request(struct dbus *b, unsigned perms, const struct sbc_seats *req,
@@ -746,6 +752,10 @@ int64_t durable_tick(struct dbus *b, int64_t now);
 int durable_declare(struct dbus *b, const struct peer *p,
 		    const struct sbc_queue_declare *req,
 		    struct sbc_queue_declare_reply *rep, struct request *r);
+/* Subscription @qid, just made as @req asks (SBC_SUB_PERSISTENT): its
+ * intake, journal and state, as for a durable queue. */
+int durable_subscribe(struct dbus *b, const struct peer *p, uint32_t qid,
+		      const struct sbc_subscribe *req, struct request *r);
 /* Queue @qid was deleted: its intake too, its journal removed. */
 void durable_deleted(struct dbus *b, uint32_t qid);
 /* @ref (ours) is being dead-lettered from @qid into @dlq: into the DLQ's
@@ -833,7 +843,7 @@ void statedir_fini(void);
 int statedir_mkdirs(const char *path);
 /* Is file name @s a valid bus or queue name? */
 bool statedir_name_ok(const char *s);
-/* DIR/UID/BUS and DIR/UID/BUS/QUEUE into @buf: 0 or -errno. */
+/* DIR/UID/BUS and DIR/UID/BUS/queues/QUEUE into @buf: 0 or -errno. */
 int statedir_bus_of(uid_t uid, const char *name, char *buf, size_t len);
 int statedir_bus(const struct dbus *b, char *buf, size_t len);
 int statedir_queue(const struct dbus *b, const char *q, char *buf,
@@ -842,10 +852,15 @@ int statedir_queue(const struct dbus *b, const char *q, char *buf,
  * into a BUS_OPEN request and the group. */
 int statedir_bus_save(const struct dbus *b);
 int statedir_bus_load(const char *dir, struct sbc_bus_open *req, gid_t *gid);
-/* queue.conf in @dir: the declare of queue @name. */
-int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q);
+/* queue.conf in @dir: the declare of queue @name, and for a persistent
+ * subscription its subscribe (@sub non-NULL; *@is_sub on load). */
+int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q,
+			const struct sbc_subscribe *sub);
 int statedir_queue_load(const char *dir, const char *name,
-			struct sbc_queue_declare *q);
+			struct sbc_queue_declare *q, struct sbc_subscribe *sub,
+			bool *is_sub);
+/* Is file name @s one a queue or subscription directory may have? */
+bool statedir_entry_ok(const char *s);
 
 /* ---- recover.c: durable queues come back ------------------------------------ */
 

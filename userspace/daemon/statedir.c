@@ -135,7 +135,7 @@ bool statedir_name_ok(const char *s)
 	return proto_name_valid(f) == 0;
 }
 
-/* STATE/UID/BUS and STATE/UID/BUS/QUEUE. */
+/* STATE/UID/BUS and STATE/UID/BUS/queues/QUEUE. */
 int statedir_bus_of(uid_t uid, const char *name, char *buf, size_t len)
 {
 	if (!state_dir[0])
@@ -152,7 +152,9 @@ int statedir_bus(const struct dbus *b, char *buf, size_t len)
 int statedir_queue(const struct dbus *b, const char *q, char *buf,
 		   size_t len)
 {
-	return snprintf(buf, len, "%s/%u/%s/%s", state_dir,
+	/* queues apart from the bus's own files: a queue may be called
+	 * "bus.conf" */
+	return snprintf(buf, len, "%s/%u/%s/queues/%s", state_dir,
 			(unsigned)b->owner_uid, b->name, q) >= (int)len
 	       ? -ENAMETOOLONG : 0;
 }
@@ -272,11 +274,13 @@ int statedir_bus_save(const struct dbus *b)
 }
 
 /* queue.conf: the declare, as the daemon received it. */
-int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q)
+int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q,
+			const struct sbc_subscribe *sub)
 {
 	char text[1024];
+	int n;
 
-	snprintf(text, sizeof(text),
+	n = snprintf(text, sizeof(text),
 		 "max_len %u\nmsg_size %u\nmax_consumers %u\nflags %u\n"
 		 "lease_ns %llu\nttl_ns %llu\nbackoff_init_ns %llu\n"
 		 "backoff_max_ns %llu\nbackoff_mult_milli %u\n"
@@ -289,12 +293,17 @@ int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q)
 		 q->max_deliveries, (unsigned long long)q->dedup_window_ns,
 		 q->overflow, q->priorities, q->sync,
 		 (unsigned long long)q->sync_interval_ns, q->dlq[0] ? q->dlq : "");
+	if (sub)
+		snprintf(text + n, sizeof(text) - (size_t)n,
+			 "sub 1\npattern %s\ngroup %s\nsub_flags %u\n",
+			 sub->pattern, sub->group, sub->flags);
 	return file_put(dir, "queue.conf", text);
 }
 
 /* The declare queue.conf in @dir describes, for queue @name. */
 int statedir_queue_load(const char *dir, const char *name,
-			struct sbc_queue_declare *q)
+			struct sbc_queue_declare *q, struct sbc_subscribe *sub,
+			bool *is_sub)
 {
 	char text[1024];
 	uint64_t v[15];
@@ -312,7 +321,7 @@ int statedir_queue_load(const char *dir, const char *name,
 		if (!conf_num(text, keys[i], &v[i]))
 			return -EBADMSG;
 	memset(q, 0, sizeof(*q));
-	if (!statedir_name_ok(name))
+	if (!statedir_entry_ok(name))
 		return -EINVAL;
 	memcpy(q->name, name, strlen(name));
 	q->max_len = (uint32_t)v[0];
@@ -333,7 +342,37 @@ int statedir_queue_load(const char *dir, const char *name,
 	conf_word(text, "dlq", q->dlq, sizeof(q->dlq));
 	if (q->dlq[0] && !statedir_name_ok(q->dlq))
 		return -EBADMSG;
+	*is_sub = conf_num(text, "sub", &v[0]) && v[0] == 1;
+	if (!*is_sub)
+		return statedir_name_ok(name) ? 0 : -EBADMSG;
+	memset(sub, 0, sizeof(*sub));
+	conf_word(text, "pattern", sub->pattern, sizeof(sub->pattern));
+	conf_word(text, "group", sub->group, sizeof(sub->group));
+	if (!conf_num(text, "sub_flags", &v[0]) || v[0] & ~SBC_SUB__ALL ||
+	    proto_pattern_valid(sub->pattern) || proto_name_valid(sub->group))
+		return -EBADMSG;
+	sub->flags = (uint32_t)v[0];
+	sub->max_len = q->max_len;
+	sub->max_consumers = q->max_consumers;
+	sub->lease_ns = q->lease_ns;
+	sub->sync = q->sync;
+	sub->sync_interval_ns = q->sync_interval_ns;
 	return 0;
+}
+
+bool statedir_entry_ok(const char *s)
+{
+	char pat[SHMBUS_NAME_MAX] = { 0 }, grp[SHMBUS_NAME_MAX] = { 0 };
+	const char *hash = strchr(s, '#');
+
+	if (statedir_name_ok(s))
+		return true;
+	/* a persistent subscription: PATTERN#GROUP */
+	if (!hash || strlen(s) >= SHMBUS_NAME_MAX || strchr(hash + 1, '#'))
+		return false;
+	memcpy(pat, s, (size_t)(hash - s));
+	memcpy(grp, hash + 1, strlen(hash + 1));
+	return !proto_pattern_valid(pat) && !proto_name_valid(grp);
 }
 
 int statedir_bus_load(const char *dir, struct sbc_bus_open *req, gid_t *gid)

@@ -87,8 +87,13 @@ void fanout_refresh(struct dbus *b)
 			if (sq->live && sq->kind == DQ_SUB &&
 			    proto_pattern_match(sq->pattern, tq->name) &&
 			    n < SHMBUS_FANOUT_MAX) {
-				ents[n].qid = s;
-				ents[n].gen = sq->gen;
+				/* a persistent one is entered through its
+				 * intake (durable.c): publishers copy */
+				uint32_t e = sq->dur && sq->intake
+					     ? sq->intake - 1 : s;
+
+				ents[n].qid = e;
+				ents[n].gen = b->queues[e].gen;
 				n++;
 			}
 		}
@@ -166,56 +171,82 @@ static unsigned history_copy(struct dbus *b, uint32_t sq)
 	return copied;
 }
 
-int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
-	      const struct sbc_subscribe *req, struct sbc_attach_reply *rep,
-	      int **fds, unsigned *nfds)
+int sub_create(struct dbus *b, const struct peer *p,
+	       const struct sbc_subscribe *req, const char *name,
+	       struct request *r)
 {
 	struct sbc_queue_declare d = { 0 };
 	struct sbc_queue_declare_reply dr;
-	struct sbc_attach at = { 0 };
 	bool exclusive = !req->group[0];
 	struct dqueue *sq;
+	int err, id;
+
+	memcpy(d.name, name, sizeof(d.name));
+	d.max_len = req->max_len;
+	d.max_consumers = exclusive ? 1 : req->max_consumers;
+	d.lease_ns = req->lease_ns;
+	/* messages come from publishers of any matching topic */
+	d.msg_size = b->arena.pool[b->arena.nr_pools - 1].payload_max;
+	err = queue_create(b, p, &d, &dr, DQ_SUB);
+	if (err)
+		return err;
+	id = (int)dr.qid;
+	sq = &b->queues[id];
+	memcpy(sq->pattern, req->pattern, sizeof(sq->pattern));
+	memcpy(sq->group, req->group, sizeof(sq->group));
+	sq->durable = !exclusive && (req->flags & SBC_SUB_DURABLE);
+	sq->drop_oldest = req->flags & SBC_SUB_DROP_OLDEST;
+	/* the flags a daemon adopting the bus reads back */
+	dqueue_republish(b, (uint32_t)id);
+	if (req->flags & SBC_SUB_PERSISTENT) {
+		err = durable_subscribe(b, p, (uint32_t)id, req, r);
+		if (err) {
+			dqueue_delete(b, id);
+			return err;
+		}
+	}
+	if (req->flags & SBC_SUB_HISTORY) {
+		unsigned h = history_copy(b, (uint32_t)id);
+
+		if (h)
+			log_info("bus '%s': subscription '%s' starts with %u "
+				 "messages of history", b->name, d.name, h);
+	}
+	fanout_refresh(b);
+	log_info("bus '%s': subscription '%s' created (%s%s)", b->name, d.name,
+		 sq->dur ? "persistent" : sq->durable ? "durable" : "ephemeral",
+		 sq->drop_oldest ? ", drop-oldest" : ", block");
+	return id;
+}
+
+int subscribe(struct dbus *b, const struct peer *p, unsigned perms,
+	      const struct sbc_subscribe *req, struct sbc_attach_reply *rep,
+	      int **fds, unsigned *nfds, struct request *r)
+{
+	char name[SHMBUS_NAME_MAX] = { 0 };
+	struct sbc_attach at = { 0 };
+	bool exclusive = !req->group[0];
 	int n, err, id;
 
 	if (!(perms & 4))
 		return -EACCES;
 	n = exclusive
-	    ? snprintf(d.name, sizeof(d.name), "%s#~%llu", req->pattern,
+	    ? snprintf(name, sizeof(name), "%s#~%llu", req->pattern,
 		       (unsigned long long)++b->excl_seq)
-	    : snprintf(d.name, sizeof(d.name), "%s#%s", req->pattern,
-		       req->group);
-	if (n < 0 || n >= (int)sizeof(d.name))
+	    : snprintf(name, sizeof(name), "%s#%s", req->pattern, req->group);
+	if (n < 0 || n >= (int)sizeof(name))
 		return -ENAMETOOLONG;
-	id = dqueue_find(b, d.name);
+	id = dqueue_find(b, name);
+	if (id >= 0 && (req->flags & SBC_SUB_PERSISTENT) &&
+	    !b->queues[id].dur) {
+		req_reason(r, "subscription '%s' exists and is not persistent",
+			   name);
+		return -EEXIST;
+	}
 	if (id < 0) {
-		d.max_len = req->max_len;
-		d.max_consumers = exclusive ? 1 : req->max_consumers;
-		d.lease_ns = req->lease_ns;
-		/* messages come from publishers of any matching topic */
-		d.msg_size = b->arena.pool[b->arena.nr_pools - 1].payload_max;
-		err = queue_create(b, p, &d, &dr, DQ_SUB);
-		if (err)
-			return err;
-		id = (int)dr.qid;
-		sq = &b->queues[id];
-		memcpy(sq->pattern, req->pattern, sizeof(sq->pattern));
-		memcpy(sq->group, req->group, sizeof(sq->group));
-		sq->durable = !exclusive && (req->flags & SBC_SUB_DURABLE);
-		sq->drop_oldest = req->flags & SBC_SUB_DROP_OLDEST;
-		/* the flags a daemon adopting the bus reads back */
-		dqueue_republish(b, (uint32_t)id);
-		if (req->flags & SBC_SUB_HISTORY) {
-			unsigned h = history_copy(b, (uint32_t)id);
-
-			if (h)
-				log_info("bus '%s': subscription '%s' starts "
-					 "with %u messages of history",
-					 b->name, d.name, h);
-		}
-		fanout_refresh(b);
-		log_info("bus '%s': subscription '%s' created (%s%s)", b->name,
-			 d.name, sq->durable ? "durable" : "ephemeral",
-			 sq->drop_oldest ? ", drop-oldest" : ", block");
+		id = sub_create(b, p, req, name, r);
+		if (id < 0)
+			return id;
 	}
 	memcpy(at.name, b->queues[id].name, sizeof(at.name));
 	at.role = SHMBUS_ROLE_CONSUMER;

@@ -108,8 +108,13 @@ shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
 	if (!bus || !pattern || !OPTS_VALID(opts, shmbus_sub_opts) ||
 	    strlen(pattern) >= SHMBUS_NAME_MAX ||
 	    (f & ~(SHMBUS_SUB_DURABLE | SHMBUS_SUB_DROP_OLDEST |
-		   SHMBUS_SUB_HISTORY)) ||
-	    ((f & SHMBUS_SUB_DURABLE) && !group) ||
+		   SHMBUS_SUB_HISTORY | SHMBUS_SUB_PERSISTENT)) ||
+	    ((f & (SHMBUS_SUB_DURABLE | SHMBUS_SUB_PERSISTENT)) && !group) ||
+	    ((f & SHMBUS_SUB_PERSISTENT) && (f & SHMBUS_SUB_DROP_OLDEST)) ||
+	    OPTS_GET(opts, sync, 0) > SHMBUS_SYNC_NEVER ||
+	    OPTS_GET(opts, sync_interval_ns, 0) < 0 ||
+	    (!(f & SHMBUS_SUB_PERSISTENT) &&
+	     (OPTS_GET(opts, sync, 0) || OPTS_GET(opts, sync_interval_ns, 0))) ||
 	    (group && name_set(req.group, group, "group")) ||
 	    OPTS_GET(opts, lease_ns, 0) < 0) {
 		errno = EINVAL;
@@ -120,9 +125,13 @@ shmbus_consumer__subscribe(struct shmbus *bus, const char *pattern,
 		errno = EINVAL;
 		return NULL;
 	}
-	req.flags = (f & SHMBUS_SUB_DURABLE ? SBC_SUB_DURABLE : 0) |
+	req.flags = (f & (SHMBUS_SUB_DURABLE | SHMBUS_SUB_PERSISTENT)
+		     ? SBC_SUB_DURABLE : 0) |
 		    (f & SHMBUS_SUB_DROP_OLDEST ? SBC_SUB_DROP_OLDEST : 0) |
-		    (f & SHMBUS_SUB_HISTORY ? SBC_SUB_HISTORY : 0);
+		    (f & SHMBUS_SUB_HISTORY ? SBC_SUB_HISTORY : 0) |
+		    (f & SHMBUS_SUB_PERSISTENT ? SBC_SUB_PERSISTENT : 0);
+	req.sync = OPTS_GET(opts, sync, 0);
+	req.sync_interval_ns = (uint64_t)OPTS_GET(opts, sync_interval_ns, 0);
 	req.max_len = OPTS_GET(opts, max_len, 0);
 	req.max_consumers = OPTS_GET(opts, max_consumers, 0);
 	req.lease_ns = (uint64_t)OPTS_GET(opts, lease_ns, 0);

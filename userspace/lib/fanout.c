@@ -75,6 +75,46 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 	}
 }
 
+/*
+ * A persistent subscription: the fan-out array names its intake (the
+ * daemon journals what enters it, then moves it into the subscription).
+ * It gets a private copy of shared chunk @ref, with an id of its own (the
+ * id is its journal's key, and the copy a message of its own there),
+ * QUEUED in our name until it is in the intake: a publisher killed in
+ * between leaves an orphan its sweep frees. 0, or -ENOBUFS (full: the
+ * subscription misses it, counted) or -ENOMEM (no chunk for the copy).
+ */
+static __attribute__((noinline)) int
+fanout_persistent(struct attachment *at, struct shmbus_queue *iq,
+		  uint32_t qid, uint32_t gen, struct ring *r, uint32_t ref,
+		  struct pub_wait *w, struct wake_batch *wb)
+{
+	const struct arena *a = &at->bus->arena;
+	struct shmbus_chunk *c = chunk_at(a, ref), *n;
+	uint32_t nref;
+	int err;
+
+	atomic_fetch_add(&c->refcnt, 1);	/* chunk_unshare drops it */
+	err = chunk_unshare(a, at->slot, ref,
+			    (SHMBUS_CHUNK_QUEUED << 16) | at->slot_idx, &nref);
+	if (err) {
+		atomic_fetch_sub(&c->refcnt, 1);
+		return err;
+	}
+	n = chunk_at(a, nref);
+	n->delivery_count = 0;
+	n->id = slot_next_id(at->bus, at->slot);
+	err = ring_enqueue(r, nref);
+	if (unlikely(err == -ENOBUFS))
+		err = sub_full(at, iq, gen, r, nref, w);
+	if (err) {
+		pool_free(a, at->slot, nref);
+		return err;
+	}
+	wake_sub(at, iq, qid, gen, wb);
+	return 0;
+}
+
 /* The topic's fan-out array, bounds-checked; NULL with *n 0 if none. */
 static const struct shmbus_fanout *fanout_of(const struct arena *a,
 					     const struct shmbus_queue *q,
@@ -150,13 +190,30 @@ int topic_fanout(struct attachment *at, uint32_t ref, struct pub_wait *w)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t qid = READ_ONCE(fo[i].qid), gen = READ_ONCE(fo[i].gen);
 		struct shmbus_queue *sq = queue_at(a, qid);
+		uint32_t f;
 		struct ring r;
 
 		/* a subscription deleted since the array was made */
 		if (!sq || READ_ONCE(sq->gen) != gen ||
-		    !(READ_ONCE(sq->flags) & SHMBUS_QF_SUB) ||
+		    !((f = READ_ONCE(sq->flags)) &
+		      (SHMBUS_QF_SUB | SHMBUS_QF_INTAKE)) ||
 		    arena_queue_ring(a, sq, &r))
 			continue;
+		if (unlikely(f & SHMBUS_QF_INTAKE)) {
+			/* a persistent subscription's intake; a miss is
+			 * counted in the subscription (the intake's line 14
+			 * is its journal numbers) */
+			struct shmbus_queue *ps;
+
+			if (fanout_persistent(at, sq, qid, gen, &r, ref, w,
+					      &wb)) {
+				ps = queue_at(a, READ_ONCE(sq->intake) - 1);
+				if (ps && (READ_ONCE(ps->flags) & SHMBUS_QF_SUB))
+					atomic_fetch_add(&ps->sub_dropped, 1);
+				ret = -ENOBUFS;
+			}
+			continue;
+		}
 		atomic_fetch_add(&c->refcnt, 1);
 		err = ring_enqueue(&r, ref);
 		if (unlikely(err == -ENOBUFS))

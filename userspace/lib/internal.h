@@ -121,7 +121,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 #define shmbus_consumer_opts__last_field	lease_ns
 #define shmbus_pub_opts__last_field		priority
 #define shmbus_topic_opts__last_field		history
-#define shmbus_sub_opts__last_field		spin_ns
+#define shmbus_sub_opts__last_field		sync_interval_ns
 #define shmbus_journal_info__last_field		corrupt
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))

@@ -259,7 +259,9 @@ struct sbc_dispose {
 #define SBC_SUB_DURABLE		0x1u	/* stays without consumers (group) */
 #define SBC_SUB_DROP_OLDEST	0x2u	/* slow subscriber: drop its oldest */
 #define SBC_SUB_HISTORY		0x4u	/* start with the topics' history */
-#define SBC_SUB__ALL		0x7u
+#define SBC_SUB_PERSISTENT	0x8u	/* journaled on disk (implies DURABLE;
+					 * sync, sync_interval_ns) */
+#define SBC_SUB__ALL		0xfu
 
 /*
  * SUBSCRIBE: attach a consumer to the subscription (pattern, group),
@@ -276,6 +278,9 @@ struct sbc_subscribe {
 	uint32_t max_consumers;	/* new subscriptions; 0 = default */
 	uint32_t __pad;
 	uint64_t lease_ns;	/* new subscriptions; 0 = default */
+	uint32_t sync;		/* PERSISTENT: SHMBUS_JSYNC_*; else 0 */
+	uint32_t __pad2;
+	uint64_t sync_interval_ns;	/* PERSISTENT, JSYNC_BATCH; else 0 */
 };
 
 /* UNSUBSCRIBE: delete the (durable) subscription (pattern, group). */
