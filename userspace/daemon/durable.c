@@ -355,6 +355,13 @@ static int persist(struct dbus *b, const struct peer *p, uint32_t qid,
 	memcpy(iq.name, req->name, sizeof(iq.name));
 	iq.max_len = req->max_len;
 	iq.msg_size = req->msg_size ? req->msg_size : dq->msg_size;
+	/* its largest message with the most attributes is one record */
+	if ((uint64_t)iq.msg_size + SHMBUS_ATTR_BYTES + 128 > JOURNAL_REC_MAX) {
+		dur_close(dq);
+		req_reason(r, "a durable queue's messages are at most %u bytes",
+			   JOURNAL_REC_MAX - SHMBUS_ATTR_BYTES - 128);
+		return -EMSGSIZE;
+	}
 	iq.max_consumers = 1;		/* the daemon */
 	iq.flags = req->flags & SBC_QUEUE_CHECKSUM;
 	iq.ttl_ns = req->ttl_ns;	/* producers stamp the expiry */

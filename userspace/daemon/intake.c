@@ -121,28 +121,40 @@ struct taken {
 	uint32_t ref;
 	uint32_t slot;		/* producer slot, UINT32_MAX = none */
 	uint64_t id;
-	bool ok;		/* journaled (or nothing to journal) */
+	int err;		/* 0: journaled; < 0: it could not be, and
+				 * is dropped; garbage: not a message */
+	bool garbage;
 };
 
-/* Into @du's pending confirms: the highest id per producer slot of the
- * batch @t (@n), covered by position @pos, failed with @err. */
+/*
+ * The confirms of batch @t (@n): a failed message's at once, with its
+ * error; for the others the highest id per producer slot, at once (@now)
+ * or when a sync covers position @pos. A failure raises the slot's word
+ * past ids not yet synced: the waiting publisher gets the error, and a
+ * later message of it is confirmed only by a later sync, which covers
+ * these too.
+ */
 static void batch_confirms(struct dbus *b, struct dur *du, struct taken *t,
-			   unsigned n, uint64_t pos, int err, bool now)
+			   unsigned n, uint64_t pos, bool now)
 {
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t si = t[i].slot;
 		uint64_t id = t[i].id;
 
-		if (si == UINT32_MAX)
+		if (si == UINT32_MAX || t[i].garbage)
 			continue;
+		if (t[i].err) {
+			slot_confirm(b, si, b->slots[si].gen, id, t[i].err);
+			continue;
+		}
 		/* one entry per slot: its last message in the batch */
 		for (unsigned k = i + 1; k < n; k++)
-			if (t[k].slot == si) {
+			if (t[k].slot == si && !t[k].err && !t[k].garbage) {
 				id = MAX(id, t[k].id);
 				t[k].slot = UINT32_MAX;
 			}
-		if (now || err)
-			slot_confirm(b, si, b->slots[si].gen, id, err);
+		if (now)
+			slot_confirm(b, si, b->slots[si].gen, id, 0);
 		else if (pend_add(du, pos, si, b->slots[si].gen, id, 0))
 			/* no memory to wait: say so rather than hang */
 			slot_confirm(b, si, b->slots[si].gen, id, -ENOMEM);
@@ -209,10 +221,10 @@ unsigned intake_batch(struct dbus *b, uint32_t qid)
 	struct dqueue *dq = &b->queues[qid];
 	struct dur *du = dq->dur;
 	int64_t now = now_ns(), rt = realtime_ns();
-	unsigned n = 0, bad = 0;
+	unsigned n = 0, good = 0, failed = 0, bad = 0;
+	int err, first_err = 0;
 	uint64_t pos, v;
 	struct ring r;
-	int err = 0;
 
 	dqueue_ring_level(b, &b->queues[dq->intake - 1], 0, &r);
 	if (!ring_peek_head(&r, &pos, &v))
@@ -234,51 +246,64 @@ unsigned intake_batch(struct dbus *b, uint32_t qid)
 		o = c ? READ_ONCE(c->owner) : 0;
 		if (!c || SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED ||
 		    !chunk_jmsg(b, t[n].ref, c, &m, now, rt)) {
+			t[n].garbage = true;	/* taken and counted below */
 			bad++;
-			continue;	/* garbage: taken and counted below */
+			continue;
 		}
 		t[n].id = m.id;
 		if (SHMBUS_OWNER_SLOT(o) < b->arena.max_slots &&
 		    b->slots[SHMBUS_OWNER_SLOT(o)].conn_id)
 			t[n].slot = SHMBUS_OWNER_SLOT(o);
 		m.order = 0;
-		err = journal_pub(du->j, &m);
-		if (err)
-			break;
-		t[n].ok = true;
+		/* one that cannot be journaled (too big a record: the
+		 * queue's msg_size keeps them in bounds; no memory) fails
+		 * alone */
+		t[n].err = journal_pub(du->j, &m);
+		if (t[n].err) {
+			first_err = first_err ? first_err : t[n].err;
+			failed++;
+		} else {
+			good++;
+		}
 	}
-	if (!err)
-		err = journal_flush(du->j);
+	err = good ? journal_flush(du->j) : 0;
 	if (err) {
+		/* the journal undid the buffered records: none of them is */
+		for (unsigned i = 0; i < n; i++)
+			if (!t[i].garbage && !t[i].err)
+				t[i].err = err;
+		failed += good;
+		good = 0;
+		first_err = err;
+	}
+	if (failed) {
 		static int64_t last;
 
 		if (now - last > NSEC_PER_SEC) {
 			log_warn("bus %u:%s: queue '%s': journal write: %s; "
 				 "%u messages dropped (their publishers get "
 				 "the error)", b->owner_uid, b->name, dq->name,
-				 strerror(-err), n);
+				 strerror(-first_err), failed);
 			last = now;
 		}
-		du->failed += n;
-		batch_confirms(b, du, t, n, 0, err, true);
-		for (unsigned i = 0; i < n; i++)
-			drop_taken(b, &r, &t[i]);
-		fold(b, qid, SHMBUS_CTR_DROPPED, n);
-		return n ? n : 1;
+		du->failed += failed;
+		fold(b, qid, SHMBUS_CTR_DROPPED, failed);
 	}
-	du->written += n - bad;
+	du->written += good;
 	for (unsigned i = 0; i < n; i++) {
-		if (t[i].ok) {
-			hand_over(b, qid, &r, &t[i], now);
-		} else {
+		if (t[i].garbage) {
 			if (!ring_take_at(&r, t[i].pos, t[i].v))
 				fold(b, qid, SHMBUS_CTR_CORRUPT, 1);
+		} else if (t[i].err) {
+			drop_taken(b, &r, &t[i]);
+		} else {
+			hand_over(b, qid, &r, &t[i], now);
 		}
 	}
-	if (dq->sync == SHMBUS_JSYNC_NEVER) {
-		batch_confirms(b, du, t, n, 0, 0, true);
+	if (dq->sync == SHMBUS_JSYNC_NEVER || !good) {
+		batch_confirms(b, du, t, n, 0, true);
 	} else {
-		batch_confirms(b, du, t, n, journal_written(du->j), 0, false);
+		batch_confirms(b, du, t, n, journal_written(du->j), false);
 		if (!du->dirty_since)
 			du->dirty_since = now;
 		if (dq->sync == SHMBUS_JSYNC_ALWAYS)
