@@ -139,8 +139,12 @@ static bool poll_one(struct dbus *b, uint32_t qid, struct jent *e, int64_t now,
 	if (st == SHMBUS_CHUNK_HELD)
 		fl |= JM_LEASED;
 	due = st == SHMBUS_CHUNK_TIMED ? to_rt(due, now, rt) : 0;
+	/* a due time read through two clocks jitters by microseconds: a
+	 * record only for a real change */
 	if (dc != e->delivery_count || fl != e->mflags ||
-	    (due && due != e->due_rt) || (!due && e->due_rt))
+	    (due && (due > e->due_rt + NSEC_PER_MSEC ||
+		     due + NSEC_PER_MSEC < e->due_rt)) ||
+	    (!due && e->due_rt))
 		journal_state(du->j, e->id, dc, due, fl);
 	return false;
 }
