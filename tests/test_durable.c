@@ -528,6 +528,66 @@ static void test_persistent_subscription(void **st)
 	daemon_kill(d);
 }
 
+/*
+ * Segments go once everything in them is settled: 5000 messages through
+ * 64 KiB segments, all acked, leave the journal a segment or two.
+ */
+static void test_segments_deleted(void **st)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .sync = SHMBUS_SYNC_BATCH, .max_len = 8192);
+	SHMBUS_OPTS(shmbus_producer_opts, po,
+		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
+	struct shmbus_journal_info ji, top = { 0 };
+	struct shmbus_consumer *c;
+	struct shmbus_producer *p;
+	struct shmbus_msg m;
+	struct shmbus *bus;
+	char buf[200] = { 0 };
+	int n = 0;
+	pid_t d;
+
+	(void)st;
+	d = daemon_start_args("--segment-size", "64K");
+	bus = bus_open();
+	declare(bus, "seg", &qo);
+	p = shmbus_producer__new(bus, "seg", &po);
+	c = shmbus_consumer__new(bus, "seg", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	for (int round = 0; round < 10; round++) {
+		for (int i = 0; i < 500; i++)
+			assert_int_equal(shmbus_producer__publish(p, buf,
+						sizeof(buf), NULL), 0);
+		assert_int_equal(shmbus_producer__confirm_wait(p,
+				 10 * NSEC_PER_SEC_T), 0);
+		ji = journal(bus, "seg");
+		if (ji.segments > top.segments)
+			top = ji;
+		while (shmbus_consumer__receive_view(c, &m, 100 * MS) == 0) {
+			assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+			n++;
+		}
+	}
+	assert_int_equal(n, 5000);
+	wait_live(bus, "seg", 0);
+	for (int i = 0; i < 3000; i++) {
+		ji = journal(bus, "seg");
+		if (ji.segments <= 2)
+			break;
+		usleep(1000);
+	}
+	printf("5000 messages through 64 KiB segments: at most %u segments "
+	       "(%llu bytes) at a time, %u (%llu bytes) once all were acked\n",
+	       top.segments, (unsigned long long)top.bytes, ji.segments,
+	       (unsigned long long)ji.bytes);
+	assert_true(ji.segments <= 2);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	daemon_kill(d);
+}
+
 /* ---- journals damaged on disk -------------------------------------------- */
 
 /* The segment files of queue @q, sorted, into @out (at most @max). */
@@ -933,6 +993,7 @@ int main(void)
 		cmocka_unit_test_setup(test_adopted, fresh),
 		cmocka_unit_test_setup(test_semantics_survive, fresh),
 		cmocka_unit_test_setup(test_persistent_subscription, fresh),
+		cmocka_unit_test_setup(test_segments_deleted, fresh),
 		cmocka_unit_test_setup(test_damaged_journal, fresh),
 		cmocka_unit_test_setup(test_full_disk, fresh),
 		cmocka_unit_test_setup(test_crash_always, fresh),
