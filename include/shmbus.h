@@ -414,6 +414,31 @@ struct shmbus_journal_info {
 SHMBUS_API int shmbus__queue_journal(struct shmbus *bus, const char *name,
 				     struct shmbus_journal_info *info);
 
+/* The journal syncs of a bus, all its persistent queues together, and
+ * its last recovery (shmbus__bus_journal()). */
+#define SHMBUS_SYNC_HIST_BUCKETS	16
+
+struct shmbus_bus_journal_info {
+	size_t sz;
+	uint64_t syncs;		/* fdatasyncs since the bus was created */
+	uint64_t sync_ns;	/* their total time */
+	/* sync_hist[i]: syncs that took [2^i, 2^(i+1)) microseconds;
+	 * bucket 0 also those under 1 us, the last one everything from
+	 * 2^15 us (32.768 ms) */
+	uint64_t sync_hist[SHMBUS_SYNC_HIST_BUCKETS];
+	uint64_t recovery_ns;	/* the daemon rebuilding the bus's persistent
+				 * queues from their journals; 0 = never */
+	uint64_t recovered;	/* messages it put back then */
+};
+
+/*
+ * Fill @info (its sz set; SHMBUS_OPTS() declares it) from the arena, where
+ * the daemon keeps these numbers (all 0 on a bus without persistent
+ * queues). Returns 0 or -EINVAL.
+ */
+SHMBUS_API int shmbus__bus_journal(struct shmbus *bus,
+				   struct shmbus_bus_journal_info *info);
+
 /*
  * Redrive: move up to @max messages (0 = all waiting) from dead-letter
  * queue @dlq back to the queue each came from, or to queue @to if not

@@ -278,6 +278,28 @@ SHMBUS_API int shmbus__queue_journal(struct shmbus *bus, const char *name,
 	return 0;
 }
 
+SHMBUS_API int shmbus__bus_journal(struct shmbus *bus,
+				   struct shmbus_bus_journal_info *info)
+{
+	struct shmbus_bus_journal_info bj = { .sz = sizeof(bj) };
+	const struct shmbus_sb *sb;
+
+	if (!bus || !info || !OPTS_VALID(info, shmbus_bus_journal_info))
+		return -EINVAL;
+	sb = bus->arena.sb;
+	/* the daemon's own numbers, each read once: a snapshot taken while
+	 * a sync is counted may be one sync apart between them */
+	bj.syncs = READ_ONCE(sb->syncs);
+	bj.sync_ns = READ_ONCE(sb->sync_ns);
+	for (unsigned i = 0; i < SHMBUS_SYNC_HIST_BUCKETS; i++)
+		bj.sync_hist[i] = READ_ONCE(sb->sync_hist[i]);
+	bj.recovery_ns = READ_ONCE(sb->recovery_ns);
+	bj.recovered = READ_ONCE(sb->recovered);
+	memcpy((uint8_t *)info + sizeof(bj.sz), (uint8_t *)&bj + sizeof(bj.sz),
+	       MIN(info->sz, sizeof(bj)) - sizeof(bj.sz));
+	return 0;
+}
+
 static int fill_info(const struct arena *a, uint32_t qid,
 		     struct shmbus_queue_info *info)
 {

@@ -123,6 +123,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 #define shmbus_topic_opts__last_field		history
 #define shmbus_sub_opts__last_field		sync_interval_ns
 #define shmbus_journal_info__last_field		corrupt
+#define shmbus_bus_journal_info__last_field	recovered
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 /* Read a field if the caller's struct is large enough to have it. */
