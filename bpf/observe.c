@@ -140,11 +140,22 @@ int obs_snapshot(struct shmbus *bus, const char *pin_dir, struct obs *o)
 		}
 		r->arena = true;
 		r->info = qi[i];
+		r->ji.sz = sizeof(r->ji);
+		r->journal = (qi[i].flags & SHMBUS_QUEUE_DURABLE) &&
+			     shmbus__queue_journal(bus, qi[i].name, &r->ji) == 0;
 		snprintf(r->bus_name, sizeof(r->bus_name), "%s",
 			 shmbus__name(bus));
 		snprintf(r->name, sizeof(r->name), "%s", qi[i].name);
 	}
 	free(qi);
+	if (bus) {
+		o->bus = true;
+		o->bus_id = shmbus__id(bus);
+		snprintf(o->bus_name, sizeof(o->bus_name), "%s",
+			 shmbus__name(bus));
+		o->bj.sz = sizeof(o->bj);
+		(void)shmbus__bus_journal(bus, &o->bj);
+	}
 	err = read_bpf(o, pin_dir, &cap);
 	if (err)
 		obs_free(o);

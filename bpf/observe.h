@@ -21,6 +21,8 @@ struct obs_row {
 	char name[64];			/* queue name, "" likewise */
 	bool arena;			/* info is valid */
 	struct shmbus_queue_info info;
+	bool journal;			/* ji is valid: a durable queue */
+	struct shmbus_journal_info ji;
 	bool bpf;			/* q is valid */
 	struct shmbus_qstats q;
 	bool has_hist[SHMBUS_LAT__MAX];
@@ -30,6 +32,10 @@ struct obs_row {
 struct obs {
 	struct obs_row *rows;
 	int n;
+	bool bus;			/* a bus was read: the next three */
+	uint32_t bus_id;
+	char bus_name[64];
+	struct shmbus_bus_journal_info bj;	/* its syncs, its recovery */
 	bool bpf;			/* the pinned maps could be read */
 	char bpf_why[PATH_MAX + 64];		/* why not, when !bpf */
 };

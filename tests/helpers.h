@@ -118,13 +118,13 @@ static inline void t_env_setup(void)
 	setenv("SHMBUS_DAEMON", t_daemon_path(), 1);
 }
 
-/* pid of the daemon serving t_sock (from its lock file), or 0 */
-static inline pid_t t_daemon_pid(void)
+/* pid of the daemon serving @sock (from its lock file), or 0 */
+static inline pid_t t_daemon_pid_of(const char *sock)
 {
 	char path[PATH_MAX + 8], buf[32] = "";
 	int fd;
 
-	snprintf(path, sizeof(path), "%s.lock", t_sock);
+	snprintf(path, sizeof(path), "%s.lock", sock);
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return 0;
@@ -132,6 +132,12 @@ static inline pid_t t_daemon_pid(void)
 		buf[0] = '\0';
 	close(fd);
 	return (pid_t)atoi(buf);
+}
+
+/* pid of the daemon serving t_sock, or 0 */
+static inline pid_t t_daemon_pid(void)
+{
+	return t_daemon_pid_of(t_sock);
 }
 
 static inline int t_pid_running(pid_t pid)
@@ -215,11 +221,40 @@ static inline void t_kill_daemon(void)
 	}
 }
 
+/* Every other daemon whose socket (and so lock file) is in t_dir: those
+ * a test started with t_daemon_start_state() and left running when it
+ * failed. */
+static inline void t_kill_dir_daemons(void)
+{
+	DIR *d = t_dir[0] ? opendir(t_dir) : NULL;
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		char sock[160];
+		pid_t pid;
+
+		if (n <= 5 || strcmp(e->d_name + n - 5, ".lock"))
+			continue;
+		snprintf(sock, sizeof(sock), "%s/%.*s", t_dir, (int)(n - 5),
+			 e->d_name);
+		pid = t_daemon_pid_of(sock);
+		if (pid <= 0 || !t_pid_running(pid))
+			continue;
+		kill(pid, SIGKILL);
+		for (int i = 0; i < 200 && t_pid_running(pid); i++)
+			usleep(5000);
+	}
+	if (d)
+		closedir(d);
+}
+
 static inline void t_env_teardown(void)
 {
 	char cmd[PATH_MAX + 16];
 
 	t_kill_daemon();
+	t_kill_dir_daemons();
 	if (getenv("SHMBUS_TEST_KEEP")) {
 		fprintf(stderr, "kept %s\n", t_dir);
 		return;
@@ -382,6 +417,33 @@ static inline bool t_listening(const char *sock)
 	if (fd >= 0)
 		close(fd);
 	return ok;
+}
+
+/* Start `shmbusd --daemonize --socket @sock --state-dir @state` (durable
+ * queues) and wait until it accepts and its lock file names it: its pid,
+ * or 0 (with a message) when it did not come up within 10 s. */
+static inline pid_t t_daemon_start_state(const char *sock, const char *state)
+{
+	pid_t kid = fork(), pid;
+
+	if (kid < 0)
+		return 0;
+	if (!kid) {
+		execl(t_daemon_path(), "shmbusd", "--daemonize", "--socket",
+		      sock, "--state-dir", state, (char *)NULL);
+		_exit(127);
+	}
+	if (t_wait(kid, 20000) != 0)
+		fprintf(stderr, "shmbusd --state-dir %s did not start\n", state);
+	/* the lock file names the daemon a moment after it listens */
+	for (int i = 0; i < 10000; i++) {
+		pid = t_daemon_pid_of(sock);
+		if (pid > 0 && t_pid_running(pid) && t_listening(sock))
+			return pid;
+		usleep(1000);
+	}
+	fprintf(stderr, "no daemon on %s\n", sock);
+	return 0;
 }
 
 /* This process's fd of bus @name's arena, or -1 (the daemon names its

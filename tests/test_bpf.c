@@ -38,13 +38,13 @@ static char top_out[1 << 16], stat_out[1 << 16];
  * Check @text is valid Prometheus text exposition: HELP and TYPE comments
  * are well formed, every sample's family was TYPEd first, names and labels are well
  * formed, values are numbers; histogram buckets never decrease and the
- * +Inf bucket equals _count. Returns the value of @want (a whole sample
+ * +Inf bucket equals _count, in every histogram. Returns the value of @want (a whole sample
  * name with labels), or -1.
  */
 static double check_prometheus(char *text, const char *want)
 {
-	char typed[32][64];
-	int ntyped = 0;
+	char typed[40][64], hists[8][64], series[640] = "";
+	int ntyped = 0, nhists = 0;
 	double found = -1, last_bucket = -1;
 	char *save = NULL, *line;
 
@@ -65,8 +65,12 @@ static double check_prometheus(char *text, const char *want)
 				assert_true(!strcmp(ty, "counter") ||
 					    !strcmp(ty, "gauge") ||
 					    !strcmp(ty, "histogram"));
-				assert_true(ntyped < 32);
+				assert_true(ntyped < 40);
 				snprintf(typed[ntyped++], 64, "%s", n);
+				if (!strcmp(ty, "histogram")) {
+					assert_true(nhists < 8);
+					snprintf(hists[nhists++], 64, "%s", n);
+				}
 			}
 			continue;
 		}
@@ -87,20 +91,31 @@ static double check_prometheus(char *text, const char *want)
 		     s < suf + 3; s++) {
 			size_t l = strlen(fam), k = strlen(*s);
 
-			if (l > k && !strcmp(fam + l - k, *s) &&
-			    !strncmp(fam, "shmbus_latency_seconds", 22))
-				fam[l - k] = '\0';
+			if (l <= k || strcmp(fam + l - k, *s))
+				continue;
+			for (int i = 0; i < nhists; i++)
+				if (!strncmp(fam, hists[i], l - k) &&
+				    !hists[i][l - k])
+					fam[l - k] = '\0';
 		}
 		for (int i = 0; i < ntyped; i++)
 			known |= !strcmp(typed[i], fam);
 		assert_true(known);
 		if (strstr(name, "_bucket")) {
-			if (strstr(rest, "le=\"2e-09\""))
+			/* a series: the name and the labels but le */
+			char now[640], *le;
+
+			snprintf(now, sizeof(now), "%s%s", name, rest);
+			le = strstr(now, "le=\"");
+			assert_non_null(le);
+			*le = '\0';
+			if (strcmp(now, series))
 				last_bucket = -1;	/* a new series */
+			snprintf(series, sizeof(series), "%s", now);
 			assert_true(v >= last_bucket);
 			last_bucket = v;
 		}
-		if (strstr(name, "_count") && strstr(name, "latency"))
+		if (strstr(name, "_count") && strcmp(fam, name))
 			assert_true(v == last_bucket);	/* == +Inf */
 		{
 			char whole[640];

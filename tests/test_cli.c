@@ -13,7 +13,12 @@
  *  - a bad name is reported as a bad name, saying what is allowed;
  *  - names a member scribbled into the arena (escape sequences, quotes,
  *    backslashes, newlines, invalid UTF-8) come out escaped: tables
- *    without control bytes, JSON that parses, valid Prometheus text.
+ *    without control bytes, JSON that parses, valid Prometheus text;
+ *  - durable queues, against a daemon with a state directory: declare
+ *    and its errors, pub waiting for confirms (and saying how many, after
+ *    its input ends, after Ctrl-C, or with the reason when they do not
+ *    come), the journal and the syncs in stat and metrics, and the
+ *    recovery once the daemon comes back after everything went away.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1151,6 +1157,368 @@ static void test_escaped_names(void **state)
 	bus_name = BUS;
 }
 
+/* ---- durable queues ------------------------------------------------- */
+
+#define DBUS	"clidur"
+
+/* A daemon on its own socket with a state directory, both under t_dir. */
+struct dur_daemon {
+	char sock[96];		/* a socket's path: 108 bytes at most */
+	char state[128];	/* under t_dir (64 bytes) */
+	pid_t pid;
+};
+
+static void dur_daemon_start(struct dur_daemon *d)
+{
+	d->pid = t_daemon_start_state(d->sock, d->state);
+	assert_true(d->pid > 0);
+}
+
+static void dur_daemon_kill(struct dur_daemon *d)
+{
+	assert_int_equal(kill(d->pid, SIGKILL), 0);
+	for (int i = 0; i < 5000 && t_pid_running(d->pid); i++)
+		usleep(1000);
+	assert_false(t_pid_running(d->pid));
+}
+
+static struct shmbus *dur_open(const struct dur_daemon *d)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = d->sock,
+		    .flags = SHMBUS_OPEN_NOSTART);
+	struct shmbus *bus = shmbus__open(DBUS, &o);
+
+	assert_non_null(bus);
+	return bus;
+}
+
+/* The CLI against daemon @d: "shmbus --bus DBUS --socket SOCK ARGS". */
+#define DARGS(d, ...)	ARGS("--socket", (d)->sock, __VA_ARGS__)
+
+/* Wait (5 s at most) until queue @q's journal, as the daemon last
+ * published it (every 100 ms or so), holds @live messages; returns it. */
+static struct shmbus_journal_info journal_when(struct shmbus *bus,
+					       const char *q, uint64_t live)
+{
+	SHMBUS_OPTS(shmbus_journal_info, ji);
+
+	for (int i = 0; i < 5000; i++) {
+		assert_int_equal(shmbus__queue_journal(bus, q, &ji), 0);
+		if (ji.live == live)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(ji.live, live);
+	return ji;
+}
+
+/* The value of the sample line that starts with @prefix in @text. */
+static unsigned long long sample(const char *text, const char *prefix)
+{
+	const char *p = strstr(text, prefix);
+
+	if (!p)
+		fail_msg("no sample %s", prefix);
+	assert_true(p == text || p[-1] == '\n');
+	return strtoull(p + strlen(prefix), NULL, 10);
+}
+
+/* declare --durable, and what it refuses. */
+static void durable_declare(const struct dur_daemon *d)
+{
+	struct result r;
+
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "dur", "--durable",
+				  "--sync", "batch", "--sync-interval",
+				  "0.001"));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "created dur\n");
+	result_free(&r);
+	/* the same again: it exists, with the same settings */
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "dur", "--durable",
+				  "--sync", "batch", "--sync-interval",
+				  "0.001"));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "exists dur\n");
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--sync",
+				  "batch"));
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "--sync and --sync-interval need "
+				      "--durable"));
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
+				  "--sync", "sometimes"));
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "--sync: always, batch or never"));
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
+				  "--sync-interval", "0.01"));
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "--sync-interval is for --sync batch"));
+	result_free(&r);
+	/* the daemon's reason comes with the error */
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
+				  "--priorities", "2"));
+	print_message("declare --durable --priorities 2: %s", r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "invalid settings for a durable queue"));
+	assert_non_null(strstr(r.err, "priorit"));
+	result_free(&r);
+}
+
+/* pub of 1000 lines, confirmed every 100; stat and metrics show the
+ * journal and the syncs. */
+static void durable_pub_stat(const struct dur_daemon *d, struct shmbus *bus)
+{
+	char path[PATH_MAX], want[160];
+	struct shmbus_journal_info ji;
+	struct result r;
+	char line[256];
+	unsigned long long live, syncs, inf, count;
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/dur-lines", t_dir);
+	f = fopen(path, "w+");
+	assert_non_null(f);
+	for (int i = 0; i < 1000; i++)
+		fprintf(f, "m%d\n", i);
+	assert_int_equal(fflush(f), 0);
+	fd = dup(fileno(f));
+	fclose(f);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	r = cli_run(fd, -1, DARGS(d, "pub", "dur", "--confirm-every", "100"));
+	close(fd);
+	print_message("pub: %s", r.err);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.err, "published 1000 messages to dur, 1000 "
+				   "confirmed\n");
+	result_free(&r);
+	ji = journal_when(bus, "dur", 1000);
+	assert_true(ji.syncs > 0);
+	assert_int_equal(ji.failed, 0);
+
+	r = cli_run(-1, -1, DARGS(d, "stat"));
+	assert_int_equal(r.status, 0);
+	print_message("%s", r.out);
+	assert_non_null(strstr(r.out, "\nJOURNAL "));
+	{
+		const char *row = strstr(r.out, "\ndur ");
+
+		assert_non_null(row);
+		row = strstr(row + 1, "\ndur ");	/* the JOURNAL row */
+		assert_non_null(row);
+		assert_int_equal(sscanf(row + 1, "%255s %255s %*u %*u %llu", line,
+					want, &live), 3);
+		assert_string_equal(want, "batch/1ms");
+		assert_int_equal(live, 1000);
+	}
+	assert_int_equal(sscanf(strstr(r.out, "\njournal syncs ") + 1,
+				"journal syncs %llu:", &syncs), 1);
+	assert_true(syncs >= ji.syncs);
+	assert_non_null(strstr(r.out, "p99 "));
+	result_free(&r);
+
+	r = cli_run(-1, -1, DARGS(d, "stat", "--format", "json"));
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "\"durable\":true,\"journal\":"
+				      "{\"sync\":\"batch\",\"sync_interval_ns\""
+				      ":1000000,"));
+	assert_non_null(strstr(r.out, "\"live\":1000,"));
+	assert_non_null(strstr(r.out, ",\"journal\":{\"syncs\":"));
+	result_free(&r);
+
+	r = cli_run(-1, -1, DARGS(d, "metrics"));
+	assert_int_equal(r.status, 0);
+	assert_exposition(r.out);
+	assert_int_equal(sample(r.out, "shmbus_journal_live_messages{bus=\""
+				DBUS "\",queue=\"dur\"} "), 1000);
+	assert_true(sample(r.out, "shmbus_journal_syncs_total{bus=\"" DBUS
+			   "\",queue=\"dur\"} ") >= ji.syncs);
+	assert_true(sample(r.out, "shmbus_journal_records_written_total{bus=\""
+			   DBUS "\",queue=\"dur\"} ") >= 1000);
+	assert_int_equal(sample(r.out, "shmbus_journal_failed_total{bus=\""
+				DBUS "\",queue=\"dur\"} "), 0);
+	assert_true(sample(r.out, "shmbus_journal_bytes{bus=\"" DBUS
+			   "\",queue=\"dur\"} ") > 1000 * 2);
+	inf = sample(r.out, "shmbus_journal_sync_seconds_bucket{bus=\"" DBUS
+		     "\",le=\"+Inf\"} ");
+	count = sample(r.out, "shmbus_journal_sync_seconds_count{bus=\"" DBUS
+		       "\"} ");
+	assert_int_equal(inf, count);
+	assert_true(count >= ji.syncs);
+	assert_int_equal(sample(r.out, "shmbus_bus_recovered_messages{bus=\""
+				DBUS "\"} "), 0);
+	result_free(&r);
+}
+
+/* pub whose confirms do not come (the daemon stopped): exit 1, saying
+ * how many were published and confirmed; then pub ended by Ctrl-C:
+ * what it read is confirmed. */
+static void durable_pub_stop(const struct dur_daemon *d, struct shmbus *bus)
+{
+	struct result r;
+	int in[2], ep[2];
+	pid_t kid;
+
+	/* attached first, then the daemon stops, then the input ends */
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	kid = cli_spawnv(in[0], -1, ep[1],
+			 DARGS(d, "pub", "dur", "--confirm-timeout", "0.3"));
+	close(in[0]);
+	close(ep[1]);
+	assert_int_equal(write(in[1], "a\n", 2), 2);
+	journal_when(bus, "dur", 1001);
+	assert_int_equal(kill(d->pid, SIGSTOP), 0);
+	assert_int_equal(write(in[1], "b\n", 2), 2);
+	close(in[1]);
+	r.err = slurp(ep[0], NULL);
+	close(ep[0]);
+	r.status = t_wait(kid, 20000);
+	assert_int_equal(kill(d->pid, SIGCONT), 0);
+	print_message("pub, daemon stopped: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "'dur': not confirmed within 0.3 s "
+				      "(published 2, 0 confirmed;"));
+	free(r.err);
+	/* the daemon journals "b" once it runs again */
+	journal_when(bus, "dur", 1002);
+
+	/* Ctrl-C: reading stops, what was read is confirmed, exit 0 */
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	kid = cli_spawnv(in[0], -1, ep[1], DARGS(d, "pub", "dur"));
+	close(in[0]);
+	close(ep[1]);
+	assert_int_equal(write(in[1], "c\nd\ne\n", 6), 6);
+	journal_when(bus, "dur", 1005);
+	assert_int_equal(kill(kid, SIGINT), 0);
+	r.err = slurp(ep[0], NULL);
+	close(ep[0]);
+	r.status = t_wait(kid, 20000);
+	close(in[1]);
+	print_message("pub, Ctrl-C: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.err, "published 3 messages to dur, 3 "
+				   "confirmed\n");
+	free(r.err);
+}
+
+static void test_durable(void **state)
+{
+	struct dur_daemon d;
+	struct shmbus *bus;
+	struct result r;
+
+	(void)state;
+	snprintf(d.sock, sizeof(d.sock), "%s/dur.sock", t_dir);
+	snprintf(d.state, sizeof(d.state), "%s/state", t_dir);
+	bus_name = DBUS;
+	dur_daemon_start(&d);
+	durable_declare(&d);
+	bus = dur_open(&d);
+	durable_pub_stat(&d, bus);
+	durable_pub_stop(&d, bus);
+	shmbus__close(bus);
+
+	/* everything gone, the daemon too: the next one recovers the bus
+	 * from the journal, and stat and metrics say so */
+	dur_daemon_kill(&d);
+	dur_daemon_start(&d);
+	r = cli_run(-1, -1, DARGS(&d, "stat"));
+	print_message("%s", r.out);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "\nrecovered 1005 messages from the "
+				      "journals in "));
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(&d, "metrics"));
+	assert_int_equal(r.status, 0);
+	assert_exposition(r.out);
+	assert_int_equal(sample(r.out, "shmbus_bus_recovered_messages{bus=\""
+				DBUS "\"} "), 1005);
+	assert_int_equal(sample(r.out, "shmbus_journal_live_messages{bus=\""
+				DBUS "\",queue=\"dur\"} "), 1005);
+	result_free(&r);
+	kill(d.pid, SIGTERM);
+	for (int i = 0; i < 10000 && t_pid_running(d.pid); i++)
+		usleep(1000);
+	bus_name = BUS;
+}
+
+/* What test_durable_full leaves when it fails: its daemon, its mount. */
+static struct dur_daemon full_daemon;
+static char full_mnt[PATH_MAX];
+
+static int durable_full_teardown(void **state)
+{
+	(void)state;
+	if (full_daemon.pid > 0 && t_pid_running(full_daemon.pid))
+		dur_daemon_kill(&full_daemon);
+	full_daemon.pid = 0;
+	if (full_mnt[0]) {
+		/* the daemon's files are closed once it is gone */
+		for (int i = 0; i < 1000 && umount(full_mnt); i++)
+			usleep(1000);
+		full_mnt[0] = '\0';
+	}
+	bus_name = BUS;
+	return 0;
+}
+
+/* A state directory that fills up: the daemon cannot journal, pub exits
+ * 1 with the reason and the counts, metrics counts the failures. */
+static void test_durable_full(void **state)
+{
+	struct dur_daemon *d = &full_daemon;
+	char path[PATH_MAX], big[1001];
+	struct result r;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	snprintf(d->sock, sizeof(d->sock), "%s/full.sock", t_dir);
+	snprintf(d->state, sizeof(d->state), "%s/full", t_dir);
+	assert_int_equal(mkdir(d->state, 0700), 0);
+	if (mount("shmbus-test", d->state, "tmpfs", 0,
+		  "size=300k,mode=0700") < 0)
+		SKIP_OR_FAIL("cannot mount a tmpfs: %s", strerror(errno));
+	snprintf(full_mnt, sizeof(full_mnt), "%s", d->state);
+	bus_name = DBUS;
+	dur_daemon_start(d);
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "full", "--durable",
+				  "--max-len", "4096"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	/* 2 MB of messages for 300 kB */
+	snprintf(path, sizeof(path), "%s/full-lines", t_dir);
+	f = fopen(path, "w+");
+	assert_non_null(f);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (int i = 0; i < 2000; i++)
+		fprintf(f, "%s\n", big);
+	assert_int_equal(fflush(f), 0);
+	fd = dup(fileno(f));
+	fclose(f);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	r = cli_run(fd, -1, DARGS(d, "pub", "full"));
+	close(fd);
+	print_message("pub to a full disk: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "shmbus: pub: 'full': not all "
+				      "confirmed: No space left on device "
+				      "(published "));
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(d, "metrics"));
+	assert_int_equal(r.status, 0);
+	assert_true(sample(r.out, "shmbus_journal_failed_total{bus=\"" DBUS
+			   "\",queue=\"full\"} ") > 0);
+	result_free(&r);
+	durable_full_teardown(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1166,6 +1534,9 @@ int main(void)
 		cmocka_unit_test(test_output_errors),
 		cmocka_unit_test(test_invalid_names),
 		cmocka_unit_test(test_escaped_names),
+		cmocka_unit_test(test_durable),
+		cmocka_unit_test_teardown(test_durable_full,
+					  durable_full_teardown),
 	};
 
 	find_cli();

@@ -13,6 +13,7 @@
 
 struct iovec;
 struct shmbus;
+struct shmbus_producer;
 struct shmbus_queue_info;
 
 #define MIN_U(a, b) ((a) < (b) ? (a) : (b))
@@ -41,6 +42,11 @@ struct shmbus *cli_open_bus_ro(bool must);
 
 /* A producer or consumer of queue @q, or a one-line error and exit. */
 void *attach_or_die(struct shmbus *bus, const char *q, bool producer);
+
+/* A producer of queue @q with @flags (SHMBUS_PRODUCER_*), or a one-line
+ * error and exit. */
+struct shmbus_producer *producer_or_die(struct shmbus *bus, const char *q,
+					uint32_t flags);
 
 /* @s as a number up to @max, a duration in seconds, the same in ns; or
  * die() naming @what or the duration. */

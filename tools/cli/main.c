@@ -213,23 +213,43 @@ struct shmbus *cli_open_bus_ro(bool must)
 	return bus;
 }
 
+/* The one-line error of an attach to @q that failed with errno. */
+__attribute__((noreturn))
+static void attach_failed(const char *q, bool producer)
+{
+	if (errno == ENOENT)
+		die("no queue '%s'", q);
+	if (errno == EPROTOTYPE)
+		die("'%s' is a topic: subscribe with shmbus sub %s "
+		    "--topic (or --group NAME)", q, q);
+	die("cannot %s '%s': %s", producer ? "publish to" : "subscribe to",
+	    q, strerror(errno));
+}
+
 void *attach_or_die(struct shmbus *bus, const char *q, bool producer)
 {
 	void *h;
 
+	if (producer)
+		return producer_or_die(bus, q, 0);
 	check_name("queue", q);
-	h = producer ? (void *)shmbus_producer__new(bus, q, NULL)
-		     : (void *)shmbus_consumer__new(bus, q, NULL);
-	if (!h) {
-		if (errno == ENOENT)
-			die("no queue '%s'", q);
-		if (errno == EPROTOTYPE)
-			die("'%s' is a topic: subscribe with shmbus sub %s "
-			    "--topic (or --group NAME)", q, q);
-		die("cannot %s '%s': %s", producer ? "publish to" : "subscribe to",
-		    q, strerror(errno));
-	}
+	h = shmbus_consumer__new(bus, q, NULL);
+	if (!h)
+		attach_failed(q, false);
 	return h;
+}
+
+struct shmbus_producer *producer_or_die(struct shmbus *bus, const char *q,
+					uint32_t flags)
+{
+	SHMBUS_OPTS(shmbus_producer_opts, po, .flags = flags);
+	struct shmbus_producer *p;
+
+	check_name("queue", q);
+	p = shmbus_producer__new(bus, q, &po);
+	if (!p)
+		attach_failed(q, true);
+	return p;
 }
 
 unsigned long parse_num(const char *what, const char *s, unsigned long max)

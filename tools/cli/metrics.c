@@ -5,9 +5,11 @@
  * /metrics (--listen ADDR:PORT).
  *
  * Counters and gauges come from the arena (exact, since the bus was
- * created, readable by anyone who may read the bus); the latency
- * histograms come from the BPF maps of `shmbus monitor` (root), and are
- * left out, with a comment saying why, when those are not there.
+ * created, readable by anyone who may read the bus), and so do the
+ * journals of durable queues and the bus's journal sync histogram, which
+ * the daemon keeps there; the latency histograms come from the BPF maps
+ * of `shmbus monitor` (root), and are left out, with a comment saying
+ * why, when those are not there.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -91,6 +93,109 @@ static void gauge(FILE *out, const struct obs *o, const char *name,
 	}
 }
 
+/* The journals of durable queues, per queue. */
+static const struct {
+	const char *name, *help, *type;
+	size_t off;
+	bool u32;
+} journal_rows[] = {
+#define JOFF(f)	__builtin_offsetof(struct shmbus_journal_info, f)
+	{ "shmbus_journal_bytes", "Bytes of a durable queue's journal on "
+	  "disk.", "gauge", JOFF(bytes), false },
+	{ "shmbus_journal_segments", "Segment files of the journal.", "gauge",
+	  JOFF(segments), true },
+	{ "shmbus_journal_live_messages", "Messages journaled and not yet "
+	  "settled.", "gauge", JOFF(live), false },
+	{ "shmbus_journal_records_written_total", "Journal records written "
+	  "since the daemon opened the journal.", "counter", JOFF(written),
+	  false },
+	{ "shmbus_journal_syncs_total", "Journal syncs (fdatasync) since the "
+	  "daemon opened the journal.", "counter", JOFF(syncs), false },
+	{ "shmbus_journal_failed_total", "Publishes the daemon could not "
+	  "journal (dropped, the publisher told).", "counter", JOFF(failed),
+	  false },
+#undef JOFF
+};
+
+static void journal_metrics(FILE *out, const struct obs *o)
+{
+	for (size_t k = 0; k < sizeof(journal_rows) / sizeof(journal_rows[0]);
+	     k++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", journal_rows[k].name,
+			journal_rows[k].help, journal_rows[k].name,
+			journal_rows[k].type);
+		for (int i = 0; i < o->n; i++) {
+			const struct obs_row *r = &o->rows[i];
+			const char *p = (const char *)&r->ji + journal_rows[k].off;
+
+			if (!r->journal)
+				continue;
+			fputs(journal_rows[k].name, out);
+			labels(out, r);
+			fprintf(out, "} %llu\n", journal_rows[k].u32 ?
+				(unsigned long long)*(const uint32_t *)p :
+				(unsigned long long)*(const uint64_t *)p);
+		}
+	}
+}
+
+/* {bus="NAME"} of the bus read. */
+static void bus_label(FILE *out, const struct obs *o)
+{
+	fputs("{bus=\"", out);
+	put_quoted(out, o->bus_name);
+	fputc('"', out);
+}
+
+/* The bus's journal syncs, all its durable queues together, from the
+ * daemon's log2 microsecond histogram in the arena; and its last
+ * recovery from the journals. */
+static void bus_journal_metrics(FILE *out, const struct obs *o)
+{
+	const struct shmbus_bus_journal_info *bj = &o->bj;
+	unsigned long long cum = 0, total = 0;
+
+	if (!o->bus)
+		return;
+	fprintf(out, "# HELP shmbus_journal_sync_seconds Journal syncs "
+		"(fdatasync) of the bus's durable queues.\n"
+		"# TYPE shmbus_journal_sync_seconds histogram\n");
+	/* the count is the buckets' sum, so that +Inf and _count agree in
+	 * a snapshot taken while the daemon counts a sync */
+	for (int b = 0; b < SHMBUS_SYNC_HIST_BUCKETS; b++)
+		total += bj->sync_hist[b];
+	/* bucket b holds [2^b, 2^(b+1)) us: le = 2^(b+1) us; the last one
+	 * is open-ended, +Inf */
+	for (int b = 0; b < SHMBUS_SYNC_HIST_BUCKETS - 1; b++) {
+		cum += bj->sync_hist[b];
+		fputs("shmbus_journal_sync_seconds_bucket", out);
+		bus_label(out, o);
+		fprintf(out, ",le=\"%.9g\"} %llu\n",
+			(double)(1ULL << (b + 1)) / 1e6, cum);
+	}
+	fputs("shmbus_journal_sync_seconds_bucket", out);
+	bus_label(out, o);
+	fprintf(out, ",le=\"+Inf\"} %llu\n", total);
+	fputs("shmbus_journal_sync_seconds_sum", out);
+	bus_label(out, o);
+	fprintf(out, "} %.9f\n", bj->sync_ns / 1e9);
+	fputs("shmbus_journal_sync_seconds_count", out);
+	bus_label(out, o);
+	fprintf(out, "} %llu\n", total);
+	fprintf(out, "# HELP shmbus_bus_recovery_seconds How long the daemon "
+		"took to rebuild the bus's durable queues from their journals "
+		"(0: never).\n# TYPE shmbus_bus_recovery_seconds gauge\n"
+		"shmbus_bus_recovery_seconds");
+	bus_label(out, o);
+	fprintf(out, "} %.9f\n", bj->recovery_ns / 1e9);
+	fprintf(out, "# HELP shmbus_bus_recovered_messages Messages that "
+		"recovery put back.\n"
+		"# TYPE shmbus_bus_recovered_messages gauge\n"
+		"shmbus_bus_recovered_messages");
+	bus_label(out, o);
+	fprintf(out, "} %llu\n", (unsigned long long)bj->recovered);
+}
+
 /* Everything, to @out. */
 static void metrics_write(FILE *out, const struct obs *o)
 {
@@ -118,6 +223,8 @@ static void metrics_write(FILE *out, const struct obs *o)
 	      OFF(producers), true);
 	gauge(out, o, "shmbus_capacity", "Ring slots.", OFF(capacity), true);
 #undef OFF
+	journal_metrics(out, o);
+	bus_journal_metrics(out, o);
 	if (!o->bpf) {
 		fprintf(out, "# shmbus_latency_seconds: no BPF maps: %s\n",
 			o->bpf_why);
@@ -361,10 +468,12 @@ static void usage(FILE *f)
 "usage: shmbus metrics [--listen ADDR:PORT] [--pin-dir DIR]\n"
 "\n"
 "The bus's queues in the Prometheus text format: counters and gauges from\n"
-"the bus's shared memory (anyone who may read the bus), latency histograms\n"
-"from the BPF maps of `shmbus monitor` (root; left out, with a comment,\n"
-"when the monitor is not started). Once on standard output, or served at\n"
-"http://ADDR:PORT/metrics with --listen (port 0: any free port, printed).\n");
+"the bus's shared memory (anyone who may read the bus), durable queues'\n"
+"journals and the bus's journal sync histogram likewise, latency\n"
+"histograms from the BPF maps of `shmbus monitor` (root; left out, with a\n"
+"comment, when the monitor is not started). Once on standard output, or\n"
+"served at http://ADDR:PORT/metrics with --listen (port 0: any free port,\n"
+"printed).\n");
 }
 
 int cmd_metrics(int argc, char **argv)

@@ -25,6 +25,7 @@ static void usage_pub(FILE *f)
 "usage: shmbus pub QUEUE [MESSAGE] [--timeout SECONDS] [--ttl SECONDS]\n"
 "                  [--delay SECONDS] [--corr-id N] [--dedup-id ID]\n"
 "                  [--attr KEY=VALUE]... [--priority N]\n"
+"                  [--confirm-every N] [--confirm-timeout SECONDS]\n"
 "\n"
 "Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
 "input as one message (without its newline). When the queue is full,\n"
@@ -34,8 +35,31 @@ static void usage_pub(FILE *f)
 "--attr: a message attribute (header), up to 16; --priority: the level\n"
 "(0 = default; the queue's --priorities - 1 is the highest).\n"
 "An error reading standard input (a directory, a closed stdin) stops\n"
-"publishing and exits 1.\n");
+"publishing and exits 1.\n"
+"To a durable queue, publishes are confirmed by the daemon once journaled\n"
+"as the queue's --sync says: pub waits for the confirms every\n"
+"--confirm-every messages (default 256), at the end of the input and on\n"
+"Ctrl-C (which stops reading), each wait up to --confirm-timeout\n"
+"(default 30), and says how many were confirmed. A message the daemon\n"
+"could not journal, or a wait that timed out, exits 1 with the reason.\n");
 }
+
+/* What pub does beyond the publish options: the confirms of a durable
+ * queue. */
+struct pub_args {
+	unsigned long confirm_every;	/* wait after this many; >= 1 */
+	int64_t confirm_timeout_ns;
+};
+
+/* A publish run: the producer, and its counts. */
+struct pub_run {
+	struct shmbus_producer *p;
+	const char *q;
+	const struct pub_args *a;
+	bool durable;			/* publishes are confirmed */
+	unsigned long published;
+	unsigned long confirmed;	/* the first this many */
+};
 
 /* --attr KEY=VALUE: one more attribute in @po (@arg is split in place). */
 static void add_attr(struct shmbus_pub_opts *po, char *arg)
@@ -54,7 +78,8 @@ static void add_attr(struct shmbus_pub_opts *po, char *arg)
 
 /* The options into @po. Returns an exit code when there is nothing more
  * to do, else -1. */
-static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po)
+static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po,
+		       struct pub_args *a)
 {
 	static const struct option longopts[] = {
 		{ "timeout", required_argument, NULL, 't' },
@@ -64,6 +89,8 @@ static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po)
 		{ "dedup-id", required_argument, NULL, 'I' },
 		{ "attr", required_argument, NULL, 'A' },
 		{ "priority", required_argument, NULL, 'p' },
+		{ "confirm-every", required_argument, NULL, 'c' },
+		{ "confirm-timeout", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -79,6 +106,13 @@ static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po)
 		case 'I': po->dedup_id = optarg; break;
 		case 'p': po->priority = parse_num("--priority", optarg, 3); break;
 		case 'A': add_attr(po, optarg); break;
+		case 'c':
+			a->confirm_every = parse_num("--confirm-every", optarg,
+						    ULONG_MAX);
+			if (!a->confirm_every)
+				die("--confirm-every must be at least 1");
+			break;
+		case 'W': a->confirm_timeout_ns = parse_ns(optarg); break;
 		case 'h': usage_pub(stdout); return 0;
 		default: usage_pub(stderr); return 2;
 		}
@@ -90,11 +124,37 @@ static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po)
 	return -1;
 }
 
-static void publish_or_die(struct shmbus_producer *p, const char *q,
-			   const void *data, size_t len,
+/* Wait until everything @r published is confirmed, or die saying why
+ * and how many were. Nothing to wait for on a queue that is not
+ * durable. */
+static void confirm_or_die(struct pub_run *r)
+{
+	int err;
+
+	if (!r->durable || r->confirmed == r->published)
+		return;
+	err = shmbus_producer__confirm_wait(r->p, r->a->confirm_timeout_ns);
+	if (err == -ETIMEDOUT)
+		die("'%s': not confirmed within %g s (published %lu, %lu "
+		    "confirmed; the rest wait in the queue's intake for a "
+		    "daemon to journal them)", r->q,
+		    r->a->confirm_timeout_ns / 1e9, r->published, r->confirmed);
+	if (err == -EIDRM)
+		die("queue '%s' was deleted (published %lu, %lu confirmed)",
+		    r->q, r->published, r->confirmed);
+	/* the daemon dropped at least one of those since the last wait */
+	if (err)
+		die("'%s': not all confirmed: %s (published %lu, %lu "
+		    "confirmed before the failure)", r->q, strerror(-err),
+		    r->published, r->confirmed);
+	r->confirmed = r->published;
+}
+
+static void publish_or_die(struct pub_run *r, const void *data, size_t len,
 			   const struct shmbus_pub_opts *po)
 {
-	int err = shmbus_producer__publish(p, data, len, po);
+	const char *q = r->q;
+	int err = shmbus_producer__publish(r->p, data, len, po);
 
 	if (err == -EMSGSIZE)
 		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
@@ -107,61 +167,85 @@ static void publish_or_die(struct shmbus_producer *p, const char *q,
 		die("attributes over %u bytes", SHMBUS_ATTR_BYTES);
 	if (err)
 		die("publish to '%s': %s", q, strerror(-err));
+	if (++r->published - r->confirmed >= r->a->confirm_every)
+		confirm_or_die(r);
 }
 
-/* Each line of stdin, without its newline, as one message. Returns how
- * many; a read error dies. */
-static unsigned long publish_lines(struct shmbus_producer *p, const char *q,
-				   const struct shmbus_pub_opts *po)
+/* Each line of stdin, without its newline, as one message, until the
+ * end of the input or (stop signals trapped) an interruption; a read
+ * error dies. */
+static void publish_lines(struct pub_run *r, const struct shmbus_pub_opts *po)
 {
-	unsigned long n = 0;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
 	int err;
 
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
+	while (!cli_interrupted() &&
+	       (len = getline(&line, &cap, stdin)) >= 0) {
 		if (len && line[len - 1] == '\n')
 			line[--len] = '\0';
-		publish_or_die(p, q, line, len, po);
-		n++;
+		publish_or_die(r, line, len, po);
 	}
 	/* a read error (a directory, a closed stdin: EBADF) is not the end
-	 * of the input: what was read is published, nothing after it */
+	 * of the input: what was read is published, nothing after it; a
+	 * read a stop signal ended is the end */
 	err = errno;
 	free(line);
-	if (ferror(stdin))
+	if (ferror(stdin) && !(err == EINTR && cli_interrupted()))
 		die("reading standard input: %s (published %lu message%s "
-		    "before it)", strerror(err), n, n == 1 ? "" : "s");
-	return n;
+		    "before it)", strerror(err), r->published,
+		    r->published == 1 ? "" : "s");
+}
+
+/* Is queue @q durable? (Its producers get confirms then.) */
+static bool queue_durable(struct shmbus *bus, const char *q)
+{
+	struct shmbus_queue_info qi;
+
+	return shmbus__queue_info(bus, q, &qi) == 0 &&
+	       (qi.flags & SHMBUS_QUEUE_DURABLE);
 }
 
 int cmd_pub(int argc, char **argv)
 {
 	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
-	struct shmbus_producer *p;
+	struct pub_args a = {
+		.confirm_every = 256,
+		.confirm_timeout_ns = 30000000000LL,
+	};
+	struct pub_run r = { .a = &a };
 	struct shmbus *bus;
-	const char *q;
-	unsigned long n = 0;
+	unsigned long n;
 	int ret;
 
-	if ((ret = pub_options(argc, argv, &po)) >= 0)
+	if ((ret = pub_options(argc, argv, &po, &a)) >= 0)
 		return ret;
-	q = argv[optind];
-	check_name("queue", q);
+	r.q = argv[optind];
+	check_name("queue", r.q);
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	p = attach_or_die(bus, q, true);
-	if (argc - optind == 2) {
-		publish_or_die(p, q, argv[optind + 1], strlen(argv[optind + 1]),
+	r.durable = queue_durable(bus, r.q);
+	/* confirms waited for in batches, not one fdatasync per line; and
+	 * Ctrl-C ends the input, so that what was read is confirmed */
+	r.p = producer_or_die(bus, r.q,
+			      r.durable ? SHMBUS_PRODUCER_ASYNC_CONFIRM : 0);
+	if (r.durable)
+		cli_trap_stop_signals();
+	if (argc - optind == 2)
+		publish_or_die(&r, argv[optind + 1], strlen(argv[optind + 1]),
 			       &po);
-		n = 1;
-	} else {
-		n = publish_lines(p, q, &po);
-	}
-	shmbus_producer__free(p);
+	else
+		publish_lines(&r, &po);
+	confirm_or_die(&r);
+	shmbus_producer__free(r.p);
 	shmbus__close(bus);
-	fprintf(stderr, "published %lu message%s to %s\n", n, n == 1 ? "" : "s",
-		q);
+	n = r.published;
+	if (r.durable)
+		fprintf(stderr, "published %lu message%s to %s, %lu "
+			"confirmed\n", n, n == 1 ? "" : "s", r.q, r.confirmed);
+	else
+		fprintf(stderr, "published %lu message%s to %s\n", n,
+			n == 1 ? "" : "s", r.q);
 	return 0;
 }
 

@@ -23,6 +23,8 @@ static void usage_queue(FILE *f)
 "                               [--expire-to-dlq] [--dedup-window SEC]\n"
 "                               [--overflow block|reject|drop-oldest]\n"
 "                               [--priorities N] [--checksum]\n"
+"                               [--durable [--sync always|batch|never]\n"
+"                                          [--sync-interval SEC]]\n"
 "       shmbus queue delete NAME\n"
 "       shmbus queue list\n"
 "\n"
@@ -46,6 +48,18 @@ static void usage_queue(FILE *f)
 "                       higher first)\n"
 "  --checksum           each message carries a CRC32C, verified at receive;\n"
 "                       a mismatch goes to the DLQ (reason checksum)\n"
+"  --durable            persistent: the daemon journals each message on disk\n"
+"                       before it enters the queue, and the queue and its\n"
+"                       unsettled messages survive a restart or a reboot\n"
+"                       (needs a daemon with a state directory; its DLQ\n"
+"                       must be durable; not with --priorities above 1 or\n"
+"                       --overflow drop-oldest)\n"
+"  --sync POLICY        when a publish is confirmed: always (on disk,\n"
+"                       fdatasync; default), batch (on disk, at most one\n"
+"                       sync per --sync-interval), never (written, not\n"
+"                       synced: survives the daemon, not a power cut)\n"
+"  --sync-interval SEC  batch: the longest wait for a sync, 0.0001..1\n"
+"                       (default 0.002)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, capacity, message size and depth of every queue (topics\n"
 "         and subscriptions: shmbus topic list).\n");
@@ -71,6 +85,30 @@ static int parse_overflow(const char *s)
 	die("--overflow: block, reject or drop-oldest");
 }
 
+static uint32_t parse_sync(const char *s)
+{
+	if (!strcmp(s, "always"))
+		return SHMBUS_SYNC_ALWAYS;
+	if (!strcmp(s, "batch"))
+		return SHMBUS_SYNC_BATCH;
+	if (!strcmp(s, "never"))
+		return SHMBUS_SYNC_NEVER;
+	die("--sync: always, batch or never");
+}
+
+/* --sync and --sync-interval say how a persistent queue syncs: without
+ * --durable they would be refused by the daemon as invalid settings; say
+ * which option is missing instead. */
+static void check_durable_options(const struct shmbus_queue_opts *qo,
+				  bool sync_given)
+{
+	if (!(qo->flags & SHMBUS_QUEUE_DURABLE) &&
+	    (sync_given || qo->sync_interval_ns))
+		die("--sync and --sync-interval need --durable");
+	if (qo->sync_interval_ns && qo->sync != SHMBUS_SYNC_BATCH)
+		die("--sync-interval is for --sync batch");
+}
+
 /* The options of declare into @qo. Returns an exit code when there is
  * nothing more to do, else -1. */
 static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
@@ -91,9 +129,13 @@ static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
 		{ "overflow", required_argument, NULL, 'o' },
 		{ "priorities", required_argument, NULL, 'P' },
 		{ "checksum", no_argument, NULL, 'C' },
+		{ "durable", no_argument, NULL, 'U' },
+		{ "sync", required_argument, NULL, 'S' },
+		{ "sync-interval", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	bool sync_given = false;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -113,10 +155,14 @@ static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
 		case 'W': qo->dedup_window_ns = parse_ns(optarg); break;
 		case 'P': qo->priorities = parse_num("--priorities", optarg, 4); break;
 		case 'o': qo->overflow = parse_overflow(optarg); break;
+		case 'U': qo->flags |= SHMBUS_QUEUE_DURABLE; break;
+		case 'S': qo->sync = parse_sync(optarg); sync_given = true; break;
+		case 'I': qo->sync_interval_ns = parse_ns(optarg); break;
 		case 'h': usage_queue(stdout); return 0;
 		default: usage_queue(stderr); return 2;
 		}
 	}
+	check_durable_options(qo, sync_given);
 	return -1;
 }
 
@@ -155,6 +201,13 @@ static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
 	if (err == -ENOENT)
 		die("dead-letter queue '%s' does not exist (declare it "
 		    "first)", qo->dead_letter_queue);
+	if (err == -EOPNOTSUPP && (qo->flags & SHMBUS_QUEUE_DURABLE))
+		die("cannot declare durable queue '%s' (start the daemon with "
+		    "a usable --state-dir)", name);
+	if (err == -EINVAL && (qo->flags & SHMBUS_QUEUE_DURABLE))
+		die("cannot declare '%s': invalid settings for a durable "
+		    "queue (--priorities 1, --overflow block or reject, a "
+		    "durable --dlq)", name);
 	if (err == -EINVAL)
 		die("cannot declare '%s': invalid settings (lease >= "
 		    "1 ms, backoff-max >= backoff, --expire-to-dlq "

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * stat.c - `shmbus stat`: the depth and counters of every queue, topic
- * and subscription, and the state of the message pools, read from the
- * bus's shared memory, as a table or as JSON. Names are shown escaped
+ * and subscription, the journals of durable queues, the bus's journal
+ * syncs and last recovery, and the state of the message pools, read from
+ * the bus's shared memory, as a table or as JSON. Names are shown escaped
  * (out.c): any member of the bus can write them.
  */
 #include <getopt.h>
 #include <grp.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,59 @@ static void usage_stat(FILE *f)
 "usage: shmbus stat [--format table|json]\n"
 "\n"
 "Depth and counters of every queue, read from the bus's shared memory\n"
-"(needs read permission on the bus, nothing else).\n");
+"(needs read permission on the bus, nothing else). For durable queues,\n"
+"their journals: sync policy, bytes and segment files on disk, messages\n"
+"not yet settled, records written and syncs since the daemon opened it,\n"
+"messages it could not journal, records replayed and skipped as corrupt\n"
+"when it opened it; for the bus, its journal syncs (count, mean, p50 and\n"
+"p99 from a log2 histogram: good to a factor below 2) and its last\n"
+"recovery from the journals.\n");
+}
+
+static const char *sync_name(uint32_t sync)
+{
+	switch (sync) {
+	case SHMBUS_SYNC_ALWAYS: return "always";
+	case SHMBUS_SYNC_BATCH: return "batch";
+	case SHMBUS_SYNC_NEVER: return "never";
+	}
+	return "?";	/* the arena is any member's to scribble on */
+}
+
+/* The @q quantile (0..1) of the bus's sync histogram, in microseconds,
+ * interpolated inside its log2 bucket (bucket i is [2^i, 2^(i+1)) us,
+ * bucket 0 from 0); NAN when there were no syncs. The last bucket is
+ * open-ended: a quantile there reads as its lower bound's double. */
+static double sync_quantile_us(const struct shmbus_bus_journal_info *bj,
+			       double q)
+{
+	double total = 0, cum = 0, target;
+
+	/* from the buckets, not bj->syncs: a snapshot may catch the daemon
+	 * between the two */
+	for (int i = 0; i < SHMBUS_SYNC_HIST_BUCKETS; i++)
+		total += (double)bj->sync_hist[i];
+	if (!total)
+		return NAN;
+	target = q * total;
+	for (int i = 0; i < SHMBUS_SYNC_HIST_BUCKETS; i++) {
+		double n = (double)bj->sync_hist[i], lo, hi;
+
+		if (!n || cum + n < target) {
+			cum += n;
+			continue;
+		}
+		lo = i ? ldexp(1, i) : 0;
+		hi = ldexp(1, i + 1);
+		return lo + (hi - lo) * (target - cum) / n;
+	}
+	return ldexp(1, SHMBUS_SYNC_HIST_BUCKETS);	/* not reached */
+}
+
+/* Mean sync time in microseconds; 0 without syncs. */
+static double sync_mean_us(const struct shmbus_bus_journal_info *bj)
+{
+	return bj->syncs ? (double)bj->sync_ns / (double)bj->syncs / 1e3 : 0;
 }
 
 static const char *const stat_names[] = {
@@ -74,8 +128,57 @@ static int stat_options(int argc, char **argv, bool *json)
 	return -1;
 }
 
-/* One queue as a JSON object: its settings, depth and every counter. */
-static void json_queue(const struct shmbus_queue_info *q)
+/* The journal of durable queue @name as JSON members (",\"journal\":{..}"),
+ * or nothing if it has none (any more). */
+static void json_journal(struct shmbus *bus, const char *name)
+{
+	SHMBUS_OPTS(shmbus_journal_info, ji);
+
+	if (shmbus__queue_journal(bus, name, &ji))
+		return;
+	printf(",\"journal\":{\"sync\":\"%s\",\"sync_interval_ns\":%lld,"
+	       "\"bytes\":%llu,\"segments\":%u,\"live\":%llu,"
+	       "\"written\":%llu,\"syncs\":%llu,\"failed\":%llu,"
+	       "\"replayed\":%llu,\"corrupt\":%llu}",
+	       sync_name(ji.sync), (long long)ji.sync_interval_ns,
+	       (unsigned long long)ji.bytes, ji.segments,
+	       (unsigned long long)ji.live, (unsigned long long)ji.written,
+	       (unsigned long long)ji.syncs, (unsigned long long)ji.failed,
+	       (unsigned long long)ji.replayed, (unsigned long long)ji.corrupt);
+}
+
+/* A quantile for JSON: a number, or null when there is none. */
+static void json_us_as_ns(const char *key, double us)
+{
+	if (isnan(us))
+		printf(",\"%s\":null", key);
+	else
+		printf(",\"%s\":%.0f", key, us * 1e3);
+}
+
+/* The bus's journal syncs and recovery as the member ",\"journal\":{..}". */
+static void json_bus_journal(struct shmbus *bus)
+{
+	SHMBUS_OPTS(shmbus_bus_journal_info, bj);
+
+	if (shmbus__bus_journal(bus, &bj))
+		return;
+	printf(",\"journal\":{\"syncs\":%llu,\"sync_ns\":%llu",
+	       (unsigned long long)bj.syncs, (unsigned long long)bj.sync_ns);
+	json_us_as_ns("sync_p50_ns", sync_quantile_us(&bj, 0.5));
+	json_us_as_ns("sync_p99_ns", sync_quantile_us(&bj, 0.99));
+	printf(",\"sync_hist_us\":[");
+	for (int i = 0; i < SHMBUS_SYNC_HIST_BUCKETS; i++)
+		printf("%s%llu", i ? "," : "",
+		       (unsigned long long)bj.sync_hist[i]);
+	printf("],\"recovery_ns\":%llu,\"recovered\":%llu}",
+	       (unsigned long long)bj.recovery_ns,
+	       (unsigned long long)bj.recovered);
+}
+
+/* One queue as a JSON object: its settings, depth and every counter; a
+ * durable queue's journal. */
+static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 {
 	fputs("{\"name\":", stdout);
 	json_str(stdout, q->name);
@@ -94,9 +197,12 @@ static void json_queue(const struct shmbus_queue_info *q)
 	       q->producers, (long long)q->lease_ns,
 	       (long long)q->ttl_ns, q->max_deliveries);
 	json_str(stdout, q->dead_letter_queue);
-	printf(",\"checksum\":%s,\"damaged\":%s",
+	printf(",\"checksum\":%s,\"damaged\":%s,\"durable\":%s",
 	       q->flags & SHMBUS_QUEUE_CHECKSUM ? "true" : "false",
-	       q->flags & SHMBUS_QUEUE_DAMAGED ? "true" : "false");
+	       q->flags & SHMBUS_QUEUE_DAMAGED ? "true" : "false",
+	       q->flags & SHMBUS_QUEUE_DURABLE ? "true" : "false");
+	if (q->flags & SHMBUS_QUEUE_DURABLE)
+		json_journal(bus, q->name);
 	for (unsigned k = 0; k < sizeof(stat_names) / sizeof(*stat_names); k++)
 		printf(",\"%s\":%llu", stat_names[k],
 		       (unsigned long long)q->stat[k]);
@@ -128,11 +234,12 @@ static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 	json_str(stdout, user);
 	printf(",\"owner_uid\":%u,\"group\":", bi.owner_uid);
 	json_str(stdout, group);
-	printf(",\"owner_gid\":%u,\"mode\":\"%04o\",\"queues\":[",
-	       bi.owner_gid, bi.mode);
+	printf(",\"owner_gid\":%u,\"mode\":\"%04o\"", bi.owner_gid, bi.mode);
+	json_bus_journal(bus);
+	printf(",\"queues\":[");
 	for (int i = 0; i < n; i++) {
 		printf("%s", i ? "," : "");
-		json_queue(&qi[i]);
+		json_queue(bus, &qi[i]);
 	}
 	printf("],\"pools\":[");
 	for (int i = 0; i < shmbus__pool_count(bus); i++) {
@@ -146,6 +253,61 @@ static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       pi.chunks, pi.free, pi.cached);
 	}
 	printf("]}\n");
+}
+
+/* The journal of each durable queue, a row each; nothing without
+ * any. */
+static void table_journals(struct shmbus *bus,
+			   const struct shmbus_queue_info *qi, int n)
+{
+	bool head = false;
+
+	for (int i = 0; i < n; i++) {
+		SHMBUS_OPTS(shmbus_journal_info, ji);
+		char sync[32];
+
+		if (!(qi[i].flags & SHMBUS_QUEUE_DURABLE) ||
+		    shmbus__queue_journal(bus, qi[i].name, &ji))
+			continue;
+		if (!head)
+			printf("\n%-26s %-12s %10s %4s %7s %9s %7s %6s %8s "
+			       "%7s\n", "JOURNAL", "SYNC", "BYTES", "SEGS",
+			       "LIVE", "WRITTEN", "SYNCS", "FAILED",
+			       "REPLAYED", "CORRUPT");
+		head = true;
+		if (ji.sync == SHMBUS_SYNC_BATCH)
+			snprintf(sync, sizeof(sync), "batch/%gms",
+				 ji.sync_interval_ns / 1e6);
+		else
+			snprintf(sync, sizeof(sync), "%s", sync_name(ji.sync));
+		printf("%-26s %-12s %10llu %4u %7llu %9llu %7llu %6llu %8llu "
+		       "%7llu\n", esc(qi[i].name), sync,
+		       (unsigned long long)ji.bytes, ji.segments,
+		       (unsigned long long)ji.live,
+		       (unsigned long long)ji.written,
+		       (unsigned long long)ji.syncs,
+		       (unsigned long long)ji.failed,
+		       (unsigned long long)ji.replayed,
+		       (unsigned long long)ji.corrupt);
+	}
+}
+
+/* The bus's journal syncs and last recovery, when there were any. */
+static void table_bus_journal(struct shmbus *bus)
+{
+	SHMBUS_OPTS(shmbus_bus_journal_info, bj);
+
+	if (shmbus__bus_journal(bus, &bj))
+		return;
+	if (bj.syncs)
+		printf("journal syncs %llu: mean %.1f us, p50 %.1f us, "
+		       "p99 %.1f us\n", (unsigned long long)bj.syncs,
+		       sync_mean_us(&bj), sync_quantile_us(&bj, 0.5),
+		       sync_quantile_us(&bj, 0.99));
+	if (bj.recovery_ns)
+		printf("recovered %llu message%s from the journals in %.3f ms\n",
+		       (unsigned long long)bj.recovered,
+		       bj.recovered == 1 ? "" : "s", bj.recovery_ns / 1e6);
 }
 
 static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
@@ -184,6 +346,8 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		if (qi[i].flags & SHMBUS_QUEUE_DAMAGED)
 			printf("%s: DAMAGED (quarantined; delete it and declare "
 			       "it again)\n", esc(qi[i].name));
+	table_journals(bus, qi, n);
+	table_bus_journal(bus);
 	printf("\n%-20s %8s %8s %8s %8s %8s\n", "POOL", "PAYLOAD",
 	       "CHUNKS", "FREE", "CACHED", "IN_USE");
 	for (int i = 0; i < shmbus__pool_count(bus); i++) {
