@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /*
  * shmbus.bpf.c - per-queue counters and latency histograms from
- * libshmbus's USDT probes (docs/probes.md): the maps "qstats" and "hist",
+ * libshmbus's USDT probes (docs/probes.md), the daemon's journal syncs
+ * included: the maps "qstats" and "hist",
  * pinned under /sys/fs/bpf/shmbus/ by `shmbus monitor start` (the loader
  * is monitor.c), and the LRU maps that pair a publish with its first
  * delivery, a delivery with its ack, and a wake-up's write with its
@@ -279,6 +280,17 @@ SEC("usdt")
 int BPF_USDT(wake_recv, __u32 bus, __u32 qid, __u32 seat, __u64 ts)
 {
 	wake_meet(bus, qid, seat, ts, 1);
+	return 0;
+}
+
+/* A journal sync: its latency is an argument (the daemon's sync thread
+ * timed it), nothing to pair. Failed syncs count too: they took as
+ * long. */
+SEC("usdt")
+int BPF_USDT(journal_sync, __u32 bus, __u32 qid, __u64 bytes, __s64 ns,
+	     __s32 err)
+{
+	record(bus, qid, SHMBUS_LAT_JOURNAL_SYNC, 0, ns > 0 ? (__u64)ns : 0);
 	return 0;
 }
 

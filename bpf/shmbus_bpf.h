@@ -39,7 +39,9 @@ enum shmbus_latency {
 	SHMBUS_LAT_PUB_DELIVER = 0,	/* publish -> first delivery */
 	SHMBUS_LAT_DELIVER_ACK = 1,	/* delivery -> ack */
 	SHMBUS_LAT_WAKEUP = 2,		/* eventfd write -> consumer runs */
-	SHMBUS_LAT__MAX = 3,
+	SHMBUS_LAT_JOURNAL_SYNC = 3,	/* a durable queue's journal sync
+					 * (the daemon's fdatasync) */
+	SHMBUS_LAT__MAX = 4,
 };
 
 struct shmbus_hist_key {

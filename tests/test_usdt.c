@@ -6,7 +6,9 @@
  * probe's semaphore as ref_ctr_offset, so the kernel turns the probe on),
  * run known traffic in this process, and compare every probe's hit count
  * with it. Also:
- * no tracer attached, every semaphore reads 0 (the probes cost a load).
+ * no tracer attached, every semaphore reads 0 (the probes cost a load);
+ * the daemon's journal_sync, attached in a daemon with a state directory,
+ * fires once for every sync the bus counts.
  *
  * Needs root (or perf_event_paranoid <= 1) and the uprobe PMU; skips
  * otherwise, and fails instead under CI=true.
@@ -131,6 +133,31 @@ static int uprobe_type(void)
 	return t;
 }
 
+/* Open a counting uprobe on probe @i in process @pid (0: this one);
+ * returns -errno on failure. */
+static int attach_one(int type, int i, pid_t pid)
+{
+	struct perf_event_attr attr = {
+		.size = sizeof(attr),
+		.type = (uint32_t)type,
+		/* config bits 32-63: ref_ctr_offset (the semaphore) */
+		.config = probes[i].sem_off << 32,
+		.config1 = (uint64_t)(uintptr_t)lib_path,
+		.config2 = probes[i].off,
+		/* no inherit: this process's hits only (an inherited
+		 * uprobe event names its path by a pointer into our
+		 * memory, which an exec'd child cannot copy when it
+		 * forks in turn: EFAULT) */
+	};
+	int fd = (int)syscall(SYS_perf_event_open, &attr, pid, -1, -1,
+			      PERF_FLAG_FD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	probes[i].fd = fd;
+	return 0;
+}
+
 /* Open a counting uprobe on every probe; returns -errno on failure. */
 static int attach_all(void)
 {
@@ -139,24 +166,10 @@ static int attach_all(void)
 	if (type < 0)
 		return -ENODEV;
 	for (int i = 0; i < nprobes; i++) {
-		struct perf_event_attr attr = {
-			.size = sizeof(attr),
-			.type = (uint32_t)type,
-			/* config bits 32-63: ref_ctr_offset (the semaphore) */
-			.config = probes[i].sem_off << 32,
-			.config1 = (uint64_t)(uintptr_t)lib_path,
-			.config2 = probes[i].off,
-			/* no inherit: this process's hits only (an inherited
-			 * uprobe event names its path by a pointer into our
-			 * memory, which an exec'd child cannot copy when it
-			 * forks in turn: EFAULT) */
-		};
-		int fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1,
-				      PERF_FLAG_FD_CLOEXEC);
+		int err = attach_one(type, i, 0);
 
-		if (fd < 0)
-			return -errno;
-		probes[i].fd = fd;
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -225,8 +238,10 @@ static void test_probes_count_traffic(void **state)
 	const char *want[] = { "queue_declare", "queue_delete", "publish",
 			       "deliver", "ack", "nack", "redeliver",
 			       "dead_letter", "expire", "drop", "checksum",
-			       "sleep", "wake_sent", "wake_recv" };
-	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 5, 4, 4, 4 };
+			       "sleep", "wake_sent", "wake_recv",
+			       "journal_sync" };
+	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 5, 4, 4, 4,
+				  5 };
 	int err;
 	pid_t kid;
 
@@ -419,10 +434,72 @@ static void test_probes_count_traffic(void **state)
 		assert_int_equal(semaphore(&probes[i]), 0);
 }
 
+/* journal_sync fires in the daemon (through the library it links): one
+ * hit per sync of a durable queue's journal, as many as the bus counts
+ * in its superblock. */
+static void test_journal_sync_probe(void **state)
+{
+	enum { N = 20 };
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE);
+	SHMBUS_OPTS(shmbus_bus_journal_info, bj);
+	char sock[96], dir[96];
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	int k = -1, err;
+	pid_t pid;
+
+	(void)state;
+	if (!nprobes)
+		read_probes();
+	for (int i = 0; i < nprobes; i++)
+		if (!strcmp(probes[i].name, "journal_sync"))
+			k = i;
+	assert_true(k >= 0);
+	snprintf(sock, sizeof(sock), "%s/j.sock", t_dir);
+	snprintf(dir, sizeof(dir), "%s/state", t_dir);
+	pid = t_daemon_start_state(sock, dir);
+	assert_true(pid > 0);
+	err = uprobe_type() < 0 ? -ENODEV : attach_one(uprobe_type(), k, pid);
+	if (err == -EACCES || err == -EPERM || err == -ENODEV ||
+	    err == -ENOENT || err == -EOPNOTSUPP) {
+		kill(pid, SIGKILL);
+		SKIP_OR_FAIL("uprobes unavailable: %s", strerror(-err));
+	}
+	assert_int_equal(err, 0);
+	{
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,
+			    .flags = SHMBUS_OPEN_NOSTART);
+
+		bus = shmbus__open("usdtj", &o);
+	}
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "dur", &qo), 1);
+	/* each publish waits for its confirm: a sync each (sync always) */
+	p = shmbus_producer__new(bus, "dur", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < N; i++)
+		t_publish_int(p, i, NULL);
+	shmbus_producer__free(p);
+	usleep(200000);		/* nothing more to sync */
+	assert_int_equal(shmbus__bus_journal(bus, &bj), 0);
+	print_message("journal_sync %lu, the bus's syncs %llu\n",
+		      (unsigned long)hits("journal_sync"),
+		      (unsigned long long)bj.syncs);
+	assert_true(bj.syncs >= N);
+	assert_int_equal(hits("journal_sync"), bj.syncs);
+	close(probes[k].fd);
+	probes[k].fd = -1;
+	shmbus__close(bus);
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 10000 && t_pid_running(pid); i++)
+		usleep(1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probes_count_traffic),
+		cmocka_unit_test(test_journal_sync_probe),
 	};
 
 	return T_RUN_WITH_DAEMON("usdt", tests);

@@ -55,7 +55,7 @@ static const struct {
 };
 
 static const char *const latency_names[SHMBUS_LAT__MAX] = {
-	"publish_deliver", "deliver_ack", "wakeup",
+	"publish_deliver", "deliver_ack", "wakeup", "journal_sync",
 };
 
 /* {bus="..",queue=".." — the caller closes the brace or adds labels.
@@ -232,7 +232,8 @@ static void metrics_write(FILE *out, const struct obs *o)
 	}
 	fprintf(out, "# HELP shmbus_latency_seconds Latencies (BPF): publish "
 		"to first delivery, delivery to ack, eventfd write to the woken "
-		"consumer running.\n# TYPE shmbus_latency_seconds histogram\n");
+		"consumer running, a journal sync of a durable queue.\n"
+		"# TYPE shmbus_latency_seconds histogram\n");
 	for (int i = 0; i < o->n; i++) {
 		const struct obs_row *r = &o->rows[i];
 

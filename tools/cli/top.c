@@ -141,7 +141,7 @@ static double lat(const struct obs_row *r, const struct obs_row *prev, int k,
 static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 		  double dt, bool have_bus, int max_rows, double interval)
 {
-	char b[9][24];
+	char b[10][24];
 	time_t now = time(NULL);
 	struct tm tm;
 	int shown = 0, bus_rows = 0;
@@ -155,12 +155,12 @@ static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 		tm.tm_min, tm.tm_sec, interval);
 	if (o->bpf)
 		fprintf(out, "latencies: last interval, from the BPF "
-			"histograms (PUB->DLV, DLV->ACK, WAKE)\n");
+			"histograms (PUB->DLV, DLV->ACK, WAKE, journal SYNC)\n");
 	else
 		fprintf(out, "latencies: off: %s\n", o->bpf_why);
-	fprintf(out, "\n%-24s %7s %6s %7s %7s %7s %6s %7s %7s %7s %7s %7s\n",
-		"QUEUE", "DEPTH", "INFLT", "PUB/s", "DLV/s", "ACK/s", "DLQ/s",
-		"p50", "p99", "p99.9", "ACKp99", "WAKEp99");
+	fprintf(out, "\n%-24s %7s %6s %7s %7s %7s %6s %7s %7s %7s %7s %7s "
+		"%7s\n", "QUEUE", "DEPTH", "INFLT", "PUB/s", "DLV/s", "ACK/s",
+		"DLQ/s", "p50", "p99", "p99.9", "ACKp99", "WAKEp99", "SYNCp99");
 	for (int i = 0; i < o->n; i++) {
 		const struct obs_row *r = &o->rows[i], *p;
 		const uint64_t *st = r->info.stat;
@@ -186,7 +186,7 @@ static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 				(st[f[k]] - p->info.stat[f[k]]) / dt : NAN;
 		}
 		fprintf(out, "%-24.24s %7llu %6llu %7s %7s %7s %6s %7s %7s %7s "
-			"%7s %7s\n", esc(r->name),
+			"%7s %7s %7s\n", esc(r->name),
 			(unsigned long long)r->info.depth,
 			(unsigned long long)r->info.in_flight,
 			rate(b[0], 24, rt[0]), rate(b[1], 24, rt[1]),
@@ -195,7 +195,8 @@ static void frame(FILE *out, const struct obs *o, const struct obs *prev,
 			dur(b[5], 24, lat(r, p, SHMBUS_LAT_PUB_DELIVER, .99)),
 			dur(b[6], 24, lat(r, p, SHMBUS_LAT_PUB_DELIVER, .999)),
 			dur(b[7], 24, lat(r, p, SHMBUS_LAT_DELIVER_ACK, .99)),
-			dur(b[8], 24, lat(r, p, SHMBUS_LAT_WAKEUP, .99)));
+			dur(b[8], 24, lat(r, p, SHMBUS_LAT_WAKEUP, .99)),
+			dur(b[9], 24, lat(r, p, SHMBUS_LAT_JOURNAL_SYNC, .99)));
 	}
 }
 
@@ -206,9 +207,9 @@ static void usage(FILE *f)
 "\n"
 "A live view of the bus, redrawn every interval (default 1 s): per queue\n"
 "depth, in-flight, publish/deliver/ack/dead-letter rates per second, and\n"
-"the p50/p99/p99.9 publish->delivery latency, p99 delivery->ack and p99\n"
-"wake-up latency of the last interval (those need `shmbus monitor start`,\n"
-"root). q or Ctrl-C quits. --batch (the default when standard output is not\n"
+"the p50/p99/p99.9 publish->delivery latency, p99 delivery->ack, p99\n"
+"wake-up and, for a durable queue, p99 journal sync latency of the last\n"
+"interval (those need `shmbus monitor start`, root). q or Ctrl-C quits. --batch (the default when standard output is not\n"
 "a terminal) prints frames one after another; -n stops after FRAMES.\n");
 }
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "shmbusd.h"
+#include "probes.h"
 
 #define POLL_HEAD		2048u	/* entries looked at per tick, oldest */
 #define POLL_DEEP		2048u	/* ... and further on, round robin */
@@ -555,13 +556,14 @@ void durable_left(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason)
 
 /* Persistent queue @du of some bus, by its running sync's token. */
 static struct dur *dur_by_token(struct daemon *d, uint64_t token,
-				struct dbus **bp)
+				struct dbus **bp, uint32_t *qidp)
 {
 	for (struct dbus *b = d->buses; b; b = b->next)
 		for (uint32_t i = 0; i < b->arena.max_queues; i++)
 			if (b->queues[i].dur &&
 			    b->queues[i].dur->sync_token == token) {
 				*bp = b;
+				*qidp = i;
 				return b->queues[i].dur;
 			}
 	return NULL;
@@ -572,12 +574,16 @@ static void sync_done(void *ctx, uint64_t token, struct jsync *js, int err,
 		      int64_t ns)
 {
 	struct dbus *b = NULL;
-	struct dur *du = dur_by_token(ctx, token, &b);
+	uint32_t qid = 0;
+	struct dur *du = dur_by_token(ctx, token, &b, &qid);
 
 	if (!du) {
 		jsync_drop(js);		/* its queue went meanwhile */
 		return;
 	}
+	probe_journal_sync(b->arena.bus_id, qid,
+			   js->pos - MIN(js->pos, journal_synced(du->j)), ns,
+			   err);
 	journal_sync_end(du->j, js, err);
 	du->sync_token = 0;
 	du->syncs++;

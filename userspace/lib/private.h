@@ -46,5 +46,6 @@
 #define shmbus_socket_path	__shmbus_socket_path
 #define probe_dead_letter	__shmbus_probe_dead_letter
 #define probe_drop		__shmbus_probe_drop
+#define probe_journal_sync	__shmbus_probe_journal_sync
 
 #endif /* SHMBUS_PRIVATE_H */

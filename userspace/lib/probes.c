@@ -23,3 +23,9 @@ void probe_drop(uint32_t bus, uint32_t qid, uint64_t id)
 {
 	SHMBUS_PROBE3(drop, bus, qid, id);
 }
+
+void probe_journal_sync(uint32_t bus, uint32_t qid, uint64_t bytes,
+			int64_t ns, int err)
+{
+	SHMBUS_PROBE5(journal_sync, bus, qid, bytes, ns, err);
+}

@@ -18,15 +18,21 @@
 #include "private.h"
 
 /*
- * The daemon's probes (dead-letters and drops it performs), fired here in
- * the library it links, so that attaching to libshmbus.so covers the
- * daemon too. A call on a rare path; the semaphore test is inside.
+ * The daemon's probes (dead-letters and drops it performs, the syncs of
+ * its journals), fired here in the library it links, so that attaching to
+ * libshmbus.so covers the daemon too. A call on a rare path; the
+ * semaphore test is inside.
  */
 SHMBUS_PRIVATE_API
 void probe_dead_letter(uint32_t bus, uint32_t qid, uint64_t id,
 		       uint32_t reason);
 SHMBUS_PRIVATE_API
 void probe_drop(uint32_t bus, uint32_t qid, uint64_t id);
+/* A journal sync of durable queue @qid finished: @bytes it made durable,
+ * @ns it took, @err 0 or -errno. */
+SHMBUS_PRIVATE_API
+void probe_journal_sync(uint32_t bus, uint32_t qid, uint64_t bytes,
+			int64_t ns, int err);
 
 #ifdef SHMBUS_NO_PROBES
 /* a build without probes (make PROBES=0), for measuring what they cost */
@@ -68,7 +74,8 @@ static inline void shmbus_probe_none(int unused, ...)
 	X(checksum)		\
 	X(sleep)		\
 	X(wake_sent)		\
-	X(wake_recv)
+	X(wake_recv)		\
+	X(journal_sync)
 
 /* hidden: a site tests its semaphore with one RIP-relative compare, not
  * an address load first (tracers find it through the stapsdt note) */
