@@ -16,8 +16,8 @@
  *    without control bytes, JSON that parses, valid Prometheus text;
  *  - durable queues, against a daemon with a state directory: declare
  *    and its errors, pub waiting for confirms (and saying how many, after
- *    its input ends, after Ctrl-C, or with the reason when they do not
- *    come), the journal and the syncs in stat and metrics, and the
+ *    its input ends, after Ctrl-C, also while it waits for room, or with
+ *    the reason when they do not come), the journal and the syncs in stat and metrics, and the
  *    recovery once the daemon comes back after everything went away.
  */
 #include <ctype.h>
@@ -1406,6 +1406,65 @@ static void durable_pub_stop(const struct dur_daemon *d, struct shmbus *bus)
 	free(r.err);
 }
 
+/* pub waiting for room in a durable queue's full intake (the daemon,
+ * stopped, does not drain it): Ctrl-C ends the wait, and once the daemon
+ * runs again what went in is confirmed. The queue goes afterwards. */
+static void durable_pub_full_queue(const struct dur_daemon *d,
+				   struct shmbus *bus)
+{
+	struct shmbus_queue_info qi;
+	char want[96];
+	unsigned long n;
+	uint64_t depth = 0;
+	struct result r;
+	int in[2], ep[2];
+	pid_t kid;
+
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "small", "--durable",
+				  "--max-len", "4"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	kid = cli_spawnv(in[0], -1, ep[1], DARGS(d, "pub", "small"));
+	close(in[0]);
+	close(ep[1]);
+	assert_int_equal(write(in[1], "x\n", 2), 2);
+	journal_when(bus, "small", 1);	/* attached, and its first one in */
+	assert_int_equal(kill(d->pid, SIGSTOP), 0);
+	for (int i = 0; i < 63; i++)
+		assert_int_equal(write(in[1], "x\n", 2), 2);
+	/* the intake is full: the depth stops growing */
+	for (int i = 0; i < 5000; i++) {
+		assert_int_equal(shmbus__queue_info(bus, "small", &qi), 0);
+		if (i % 200 == 199 && qi.depth > 1 && qi.depth == depth)
+			break;
+		if (i % 200 == 0)
+			depth = qi.depth;
+		usleep(1000);
+	}
+	print_message("full at depth %llu\n", (unsigned long long)qi.depth);
+	assert_true(qi.depth > 1 && qi.depth < 64);
+	assert_int_equal(kill(kid, SIGINT), 0);
+	usleep(300000);		/* pub stopped waiting, and waits for confirms */
+	assert_int_equal(kill(d->pid, SIGCONT), 0);
+	r.err = slurp(ep[0], NULL);
+	close(ep[0]);
+	r.status = t_wait(kid, 20000);
+	close(in[1]);
+	print_message("pub, full queue, Ctrl-C: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 0);
+	/* all it could put in, each confirmed, not the 64 it was given */
+	n = (unsigned long)qi.depth;
+	snprintf(want, sizeof(want), "published %lu messages to small, %lu "
+		 "confirmed\n", n, n);
+	assert_string_equal(r.err, want);
+	free(r.err);
+	r = cli_run(-1, -1, DARGS(d, "queue", "delete", "small"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+}
+
 static void test_durable(void **state)
 {
 	struct dur_daemon d;
@@ -1421,6 +1480,7 @@ static void test_durable(void **state)
 	bus = dur_open(&d);
 	durable_pub_stat(&d, bus);
 	durable_pub_stop(&d, bus);
+	durable_pub_full_queue(&d, bus);
 	shmbus__close(bus);
 
 	/* everything gone, the daemon too: the next one recovers the bus

@@ -39,9 +39,10 @@ static void usage_pub(FILE *f)
 "To a durable queue, publishes are confirmed by the daemon once journaled\n"
 "as the queue's --sync says: pub waits for the confirms every\n"
 "--confirm-every messages (default 256), at the end of the input and on\n"
-"Ctrl-C (which stops reading), each wait up to --confirm-timeout\n"
-"(default 30), and says how many were confirmed. A message the daemon\n"
-"could not journal, or a wait that timed out, exits 1 with the reason.\n");
+"Ctrl-C (which stops reading, or waiting for room in a full queue), each\n"
+"wait up to --confirm-timeout (default 30), and says how many were\n"
+"confirmed. A message the daemon could not journal, or a wait that timed\n"
+"out, exits 1 with the reason.\n");
 }
 
 /* What pub does beyond the publish options: the confirms of a durable
@@ -57,6 +58,7 @@ struct pub_run {
 	const char *q;
 	const struct pub_args *a;
 	bool durable;			/* publishes are confirmed */
+	bool sliced;			/* wait for room in slices */
 	unsigned long published;
 	unsigned long confirmed;	/* the first this many */
 };
@@ -150,12 +152,45 @@ static void confirm_or_die(struct pub_run *r)
 	r->confirmed = r->published;
 }
 
-static void publish_or_die(struct pub_run *r, const void *data, size_t len,
+/*
+ * Publish, waiting for room on a full queue in slices of 100 ms when stop
+ * signals are trapped (a durable queue): the library's wait only loads
+ * and backs off, so a signal cannot end it, and pub looks between slices.
+ * A failed publish leaves nothing behind (a dedup id included), so the
+ * next slice is the same publish. Returns its error, or -EINTR.
+ */
+static int publish_sliced(struct pub_run *r, const void *data, size_t len,
+			  const struct shmbus_pub_opts *po)
+{
+	const int64_t slice = 100000000;
+	struct shmbus_pub_opts o = *po;
+	int64_t left = po->timeout_ns;	/* < 0: for ever */
+	int err;
+
+	if (!r->sliced)
+		return shmbus_producer__publish(r->p, data, len, po);
+	for (;;) {
+		o.timeout_ns = left < 0 || left > slice ? slice : left;
+		err = shmbus_producer__publish(r->p, data, len, &o);
+		if (err != -ENOBUFS || left == o.timeout_ns)
+			return err;
+		if (left > 0)
+			left -= o.timeout_ns;
+		if (cli_interrupted())
+			return -EINTR;
+	}
+}
+
+/* Publish one message; false when a stop signal came while it waited
+ * for room (not published), else true or die. */
+static bool publish_or_die(struct pub_run *r, const void *data, size_t len,
 			   const struct shmbus_pub_opts *po)
 {
 	const char *q = r->q;
-	int err = shmbus_producer__publish(r->p, data, len, po);
+	int err = publish_sliced(r, data, len, po);
 
+	if (err == -EINTR)
+		return false;
 	if (err == -EMSGSIZE)
 		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
 	if (err == -ENOBUFS)
@@ -169,6 +204,7 @@ static void publish_or_die(struct pub_run *r, const void *data, size_t len,
 		die("publish to '%s': %s", q, strerror(-err));
 	if (++r->published - r->confirmed >= r->a->confirm_every)
 		confirm_or_die(r);
+	return true;
 }
 
 /* Each line of stdin, without its newline, as one message, until the
@@ -185,7 +221,8 @@ static void publish_lines(struct pub_run *r, const struct shmbus_pub_opts *po)
 	       (len = getline(&line, &cap, stdin)) >= 0) {
 		if (len && line[len - 1] == '\n')
 			line[--len] = '\0';
-		publish_or_die(r, line, len, po);
+		if (!publish_or_die(r, line, len, po))
+			break;
 	}
 	/* a read error (a directory, a closed stdin: EBADF) is not the end
 	 * of the input: what was read is published, nothing after it; a
@@ -198,13 +235,16 @@ static void publish_lines(struct pub_run *r, const struct shmbus_pub_opts *po)
 		    r->published == 1 ? "" : "s");
 }
 
-/* Is queue @q durable? (Its producers get confirms then.) */
-static bool queue_durable(struct shmbus *bus, const char *q)
+/* Is queue @q durable (its producers get confirms), and does a publish
+ * to it wait for room when it is full (overflow block)? */
+static void queue_kind(struct shmbus *bus, struct pub_run *r)
 {
 	struct shmbus_queue_info qi;
 
-	return shmbus__queue_info(bus, q, &qi) == 0 &&
-	       (qi.flags & SHMBUS_QUEUE_DURABLE);
+	if (shmbus__queue_info(bus, r->q, &qi))
+		return;		/* attaching says why */
+	r->durable = qi.flags & SHMBUS_QUEUE_DURABLE;
+	r->sliced = r->durable && qi.overflow == SHMBUS_OVERFLOW_BLOCK;
 }
 
 int cmd_pub(int argc, char **argv)
@@ -224,7 +264,7 @@ int cmd_pub(int argc, char **argv)
 	r.q = argv[optind];
 	check_name("queue", r.q);
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
-	r.durable = queue_durable(bus, r.q);
+	queue_kind(bus, &r);
 	/* confirms waited for in batches, not one fdatasync per line; and
 	 * Ctrl-C ends the input, so that what was read is confirmed */
 	r.p = producer_or_die(bus, r.q,
@@ -232,8 +272,8 @@ int cmd_pub(int argc, char **argv)
 	if (r.durable)
 		cli_trap_stop_signals();
 	if (argc - optind == 2)
-		publish_or_die(&r, argv[optind + 1], strlen(argv[optind + 1]),
-			       &po);
+		(void)publish_or_die(&r, argv[optind + 1],
+				     strlen(argv[optind + 1]), &po);
 	else
 		publish_lines(&r, &po);
 	confirm_or_die(&r);
