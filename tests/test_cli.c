@@ -1482,6 +1482,22 @@ static void test_durable(void **state)
 	durable_pub_stop(&d, bus);
 	durable_pub_full_queue(&d, bus);
 	shmbus__close(bus);
+	/* a persistent subscription: made by sub, fed by a topic */
+	r = cli_run(-1, -1, DARGS(&d, "sub", "ev.*", "--group", "keep",
+				  "--persistent", "--timeout", "0.1"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(&d, "sub", "ev.*", "--topic",
+				  "--persistent", "--timeout", "0.1"));
+	assert_int_equal(r.status, 1);	/* --persistent needs --group */
+	assert_non_null(strstr(r.err, "need --group"));
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(&d, "topic", "declare", "ev.a"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(&d, "pub", "ev.a", "kept"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
 
 	/* everything gone, the daemon too: the next one recovers the bus
 	 * from the journal, and stat and metrics say so */
@@ -1490,16 +1506,22 @@ static void test_durable(void **state)
 	r = cli_run(-1, -1, DARGS(&d, "stat"));
 	print_message("%s", r.out);
 	assert_int_equal(r.status, 0);
-	assert_non_null(strstr(r.out, "\nrecovered 1005 messages from the "
+	/* the queue's 1005 and the subscription's one */
+	assert_non_null(strstr(r.out, "\nrecovered 1006 messages from the "
 				      "journals in "));
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(&d, "metrics"));
 	assert_int_equal(r.status, 0);
 	assert_exposition(r.out);
 	assert_int_equal(sample(r.out, "shmbus_bus_recovered_messages{bus=\""
-				DBUS "\"} "), 1005);
+				DBUS "\"} "), 1006);
 	assert_int_equal(sample(r.out, "shmbus_journal_live_messages{bus=\""
 				DBUS "\",queue=\"dur\"} "), 1005);
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(&d, "sub", "ev.*", "--group", "keep",
+				  "--persistent", "-n", "1", "--timeout", "5"));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "kept\n");
 	result_free(&r);
 	kill(d.pid, SIGTERM);
 	for (int i = 0; i < 10000 && t_pid_running(d.pid); i++)

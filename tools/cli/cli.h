@@ -53,6 +53,8 @@ struct shmbus_producer *producer_or_die(struct shmbus *bus, const char *q,
 unsigned long parse_num(const char *what, const char *s, unsigned long max);
 double parse_seconds(const char *s);
 int64_t parse_ns(const char *s);
+/* --sync POLICY of a durable queue or persistent subscription. */
+uint32_t parse_sync(const char *s);
 
 /*
  * "shmbus CMD SUB [options]": SUB goes to *sub and argv is shifted so that

@@ -279,6 +279,17 @@ int64_t parse_ns(const char *s)
 	return (int64_t)(parse_seconds(s) * 1e9);
 }
 
+uint32_t parse_sync(const char *s)
+{
+	if (!strcmp(s, "always"))
+		return SHMBUS_SYNC_ALWAYS;
+	if (!strcmp(s, "batch"))
+		return SHMBUS_SYNC_BATCH;
+	if (!strcmp(s, "never"))
+		return SHMBUS_SYNC_NEVER;
+	die("--sync: always, batch or never");
+}
+
 int subcommand(int *argc, char ***argv, void (*usage)(FILE *),
 	       const char **sub)
 {

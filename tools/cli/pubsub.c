@@ -296,6 +296,8 @@ static void usage_sub(FILE *f)
 	fprintf(f,
 "usage: shmbus sub QUEUE [-n COUNT] [--timeout SECONDS]\n"
 "       shmbus sub TOPIC-PATTERN --topic [--group NAME] [--durable]\n"
+"                  [--persistent [--sync always|batch|never]\n"
+"                                [--sync-interval SEC]]\n"
 "                  [--drop-oldest] [--history] [-n COUNT] [--timeout SECONDS]\n"
 "\n"
 "Receive messages from QUEUE (competing with its other consumers) and\n"
@@ -306,7 +308,10 @@ static void usage_sub(FILE *f)
 "PATTERN (\"orders.*\" one token, \"orders.>\" one or more), as consumer\n"
 "group NAME (every group gets every message; consumers of one group\n"
 "share them), or alone. --durable keeps the group's subscription while\n"
-"nobody is subscribed; --drop-oldest drops its oldest message when full\n"
+"nobody is subscribed; --persistent (implies --durable) also journals it\n"
+"on disk, so that it and its messages come back after a restart or a\n"
+"reboot (--sync and --sync-interval as for queue declare --durable);\n"
+"--drop-oldest drops its oldest message when full\n"
 "instead of holding publishers up; --history starts with the topics'\n"
 "history.\n"
 "--headers prints each message's attributes (KEY=VALUE ... | body),\n"
@@ -328,12 +333,16 @@ struct sub_args {
  * to do, else -1. */
 static int sub_options(int argc, char **argv, struct sub_args *a)
 {
+	bool sync_given = false;
 	static const struct option longopts[] = {
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "topic", no_argument, NULL, 'T' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "durable", no_argument, NULL, 'D' },
+		{ "persistent", no_argument, NULL, 'P' },
+		{ "sync", required_argument, NULL, 'S' },
+		{ "sync-interval", required_argument, NULL, 'I' },
 		{ "drop-oldest", no_argument, NULL, 'O' },
 		{ "history", no_argument, NULL, 'H' },
 		{ "headers", no_argument, NULL, 'X' },
@@ -350,6 +359,11 @@ static int sub_options(int argc, char **argv, struct sub_args *a)
 		case 'T': a->topic = true; break;
 		case 'g': a->so.group = optarg; a->topic = true; break;
 		case 'D': a->so.flags |= SHMBUS_SUB_DURABLE; break;
+		case 'P':
+			a->so.flags |= SHMBUS_SUB_DURABLE | SHMBUS_SUB_PERSISTENT;
+			break;
+		case 'S': a->so.sync = parse_sync(optarg); sync_given = true; break;
+		case 'I': a->so.sync_interval_ns = parse_ns(optarg); break;
 		case 'O': a->so.flags |= SHMBUS_SUB_DROP_OLDEST; break;
 		case 'H': a->so.flags |= SHMBUS_SUB_HISTORY; break;
 		case 'X': a->headers = true; break;
@@ -362,9 +376,18 @@ static int sub_options(int argc, char **argv, struct sub_args *a)
 		return 2;
 	}
 	if (!a->topic && a->so.flags)
-		die("--durable, --drop-oldest and --history are for --topic");
+		die("--durable, --persistent, --drop-oldest and --history are for "
+		    "--topic");
 	if ((a->so.flags & SHMBUS_SUB_DURABLE) && !a->so.group)
-		die("--durable needs --group");
+		die("--durable and --persistent need --group");
+	if (!(a->so.flags & SHMBUS_SUB_PERSISTENT) &&
+	    (sync_given || a->so.sync_interval_ns))
+		die("--sync and --sync-interval need --persistent");
+	if (a->so.sync_interval_ns && a->so.sync != SHMBUS_SYNC_BATCH)
+		die("--sync-interval is for --sync batch");
+	if ((a->so.flags & SHMBUS_SUB_PERSISTENT) &&
+	    (a->so.flags & (SHMBUS_SUB_DROP_OLDEST | SHMBUS_SUB_HISTORY)))
+		die("--persistent takes neither --drop-oldest nor --history");
 	return -1;
 }
 

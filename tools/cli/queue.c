@@ -61,8 +61,8 @@ static void usage_queue(FILE *f)
 "  --sync-interval SEC  batch: the longest wait for a sync, 0.0001..1\n"
 "                       (default 0.002)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
-"list:    name, capacity, message size and depth of every queue (topics\n"
-"         and subscriptions: shmbus topic list).\n");
+"list:    name, capacity, message size, depth and durability of every\n"
+"         queue (topics and subscriptions: shmbus topic list).\n");
 }
 
 static uint32_t parse_backoff_mult(const char *s)
@@ -83,17 +83,6 @@ static int parse_overflow(const char *s)
 	if (!strcmp(s, "drop-oldest"))
 		return SHMBUS_OVERFLOW_DROP_OLDEST;
 	die("--overflow: block, reject or drop-oldest");
-}
-
-static uint32_t parse_sync(const char *s)
-{
-	if (!strcmp(s, "always"))
-		return SHMBUS_SYNC_ALWAYS;
-	if (!strcmp(s, "batch"))
-		return SHMBUS_SYNC_BATCH;
-	if (!strcmp(s, "never"))
-		return SHMBUS_SYNC_NEVER;
-	die("--sync: always, batch or never");
 }
 
 /* --sync and --sync-interval say how a persistent queue syncs: without
@@ -173,14 +162,15 @@ static void queue_list(void)
 	int n;
 
 	qi = list_queues(bus, &n);
-	printf("%-24s %10s %10s %10s %9s %9s\n", "QUEUE", "DEPTH",
-	       "CAPACITY", "MSG_SIZE", "CONSUMERS", "PRODUCERS");
+	printf("%-24s %10s %10s %10s %9s %9s %7s\n", "QUEUE", "DEPTH",
+	       "CAPACITY", "MSG_SIZE", "CONSUMERS", "PRODUCERS", "DURABLE");
 	for (int i = 0; i < n; i++) {
 		if (qi[i].kind != SHMBUS_QUEUE)
 			continue;
-		printf("%-24s %10llu %10u %10u %9u %9u\n", esc(qi[i].name),
+		printf("%-24s %10llu %10u %10u %9u %9u %7s\n", esc(qi[i].name),
 		       (unsigned long long)qi[i].depth, qi[i].capacity,
-		       qi[i].msg_size, qi[i].consumers, qi[i].producers);
+		       qi[i].msg_size, qi[i].consumers, qi[i].producers,
+		       qi[i].flags & SHMBUS_QUEUE_DURABLE ? "yes" : "no");
 	}
 	free(qi);
 	shmbus__close(bus);
