@@ -1,10 +1,13 @@
 # shmbus - top-level Makefile.
 #
 #   make            build the library, daemon, CLI, tests and benchmark
-#   make deps       install missing Debian packages (root), else print how
+#   make deps       install missing Debian packages (root), else print how;
+#                   deps-build: only those building and testing need
 #   make test       deps + build + run every test (CI=true: skips fail)
 #   make demo       deps + build + run the demo
 #   make bench      deps + build + run the benchmark
+#   make bench-durable  deps + build + run shmbus-bench-durable (persistent
+#                   queues against a private RabbitMQ; DBENCH_ARGS)
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built)
 #   make kmod       the kernel module; make test-kmod runs its VM tests
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each
@@ -48,6 +51,9 @@ DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-d
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
 	python3
+# shmbus-bench-durable's reference: a RabbitMQ server and the C client.
+# Only `make deps` and `make bench-durable` install them.
+BENCH_DEB_PKGS := rabbitmq-server librabbitmq-dev
 
 ifeq ($(V),1)
 Q :=
@@ -127,6 +133,8 @@ OBS_SRCS  := $(filter-out %.bpf.c,$(wildcard bpf/*.c))
 OBS_OBJS  := $(patsubst bpf/%.c,$(O)/bpf/%.o,$(OBS_SRCS))
 BENCH_SRCS := $(filter-out tools/bench/probe-cost.c,$(wildcard tools/bench/*.c))
 BENCH_OBJS := $(patsubst tools/bench/%.c,$(O)/bench/%.o,$(BENCH_SRCS))
+DBENCH_SRCS := $(wildcard tools/bench/durable/*.c)
+DBENCH_OBJS := $(patsubst tools/bench/durable/%.c,$(O)/dbench/%.o,$(DBENCH_SRCS))
 
 SONAME   := libshmbus.so.$(VERSION_MAJOR)
 SHLIB    := $(B)/lib/libshmbus.so.$(VERSION)
@@ -136,6 +144,10 @@ DMNLIB   := $(O)/libshmbusd.a
 DAEMON   := $(B)/bin/shmbusd
 CLI      := $(B)/bin/shmbus
 BENCH    := $(B)/bin/shmbus-bench
+# built by `all` only where librabbitmq's header is (make deps), which
+# building and testing need not
+DBENCH   := $(B)/bin/shmbus-bench-durable
+DBENCH_IF := $(if $(wildcard /usr/include/amqp.h),$(DBENCH))
 PCOST    := $(B)/bin/probe-cost
 
 # Unit tests link the static library (they test internals); the rest link
@@ -150,32 +162,39 @@ EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # installed as <shmbus/bpf.h>.
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: FORCE all lib deps test demo bench install clean kmod kmod-progs test-kmod \
+.PHONY: FORCE all lib deps deps-build test demo bench bench-durable install clean kmod kmod-progs test-kmod \
 	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(PCOST) $(TESTS) \
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(DBENCH_IF) $(PCOST) $(TESTS) \
 	$(EXAMPLES) $(PCFILE) checks
 
 lib: $(SHLIB) $(STLIB)
 
-deps:
+deps: deps-build
+	$(Q)sh tools/scripts/deps.sh $(BENCH_DEB_PKGS)
+
+deps-build:
 	$(Q)sh tools/scripts/deps.sh $(DEB_PKGS)
 
 # test/demo/bench: install what is missing first, then build in a fresh
 # make (so nothing is evaluated before the compiler exists).
-test: deps
+test: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) CI=$(CI) SAN=$(SAN) MAKE=$(MAKE) sh tests/run.sh
 
-demo: deps
+demo: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) sh tools/scripts/demo.sh
 
-bench: deps
+bench: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)$(BENCH) $(BENCH_ARGS)
+
+bench-durable: deps
+	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)$(DBENCH) $(DBENCH_ARGS)
 
 # ---- compiling: one rule per source folder --------------------------
 
@@ -196,6 +215,10 @@ $(O)/bpf/%.o: bpf/%.c | $(O)/bpf $(BPF_SKEL)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf -c $< -o $@
 
 $(O)/bench/%.o: tools/bench/%.c | $(O)/bench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+$(O)/dbench/%.o: tools/bench/durable/%.c | $(O)/dbench
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
 
@@ -263,6 +286,11 @@ $(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(BENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus -lpthread -lm
+
+$(DBENCH): $(DBENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(DBENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus -lrabbitmq -lm
 
 $(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
@@ -381,7 +409,7 @@ $(B)/powercut/powercut: tests/powercut/powercut.c $(STLIB) | $(B)/powercut
 
 powercut-progs: $(B)/powercut/powercut $(DAEMON)
 
-test-kmod: deps
+test-kmod: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) MAKE=$(MAKE) sh tests/kmod/run-vm.sh
 
@@ -410,7 +438,7 @@ fuzz-build: $(FUZZ_TARGETS) $(FZ)/mkseeds
 # kept: they are the inputs of pattern rules only
 .SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_DMN_OBJS)
 
-fuzz: deps
+fuzz: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) fuzz-build
 	$(Q)B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_KEEP=1 MAKE=$(MAKE) \
 		sh tests/fuzz/run.sh
@@ -461,7 +489,8 @@ clean:
 		build-noprobes
 
 $(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/tests $(B)/examples \
-$(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench:
+$(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
+	$(O)/dbench:
 	$(Q)mkdir -p $@
 
 # the headers each object and program read, as the compiler found them
