@@ -485,6 +485,39 @@ static void recovery_walk(void **state)
 	tj_teardown(&t);
 }
 
+static int count_one(void *arg, const struct jent *e, const struct jmsg *m)
+{
+	uint64_t *seen = arg;
+
+	(void)m;
+	assert_int_equal(e->user, 0);
+	seen[0]++;
+	seen[1] += e->id;
+	return 0;
+}
+
+/* journal_each_unplaced() visits, in order, only the entries whose user is
+ * still 0 (what the daemon has not put into a chunk yet). */
+static void unplaced_walk(void **state)
+{
+	uint64_t seen[2] = { 0 };
+	struct tj t;
+
+	(void)state;
+	tj_setup(&t, 0);
+	tj_open(&t);
+	for (uint64_t i = 1; i <= 10; i++)
+		pub(&t, i, 0);
+	flush_ok(&t);
+	for (uint64_t i = 2; i <= 10; i += 2)
+		journal_find(t.j, i)->user = 100 + i;
+	assert_int_equal(journal_each_unplaced(t.j, count_one, seen), 0);
+	print_message("unplaced walk: %" PRIu64 " of 10 visited\n", seen[0]);
+	assert_int_equal(seen[0], 5);
+	assert_int_equal(seen[1], 1 + 3 + 5 + 7 + 9);
+	tj_teardown(&t);
+}
+
 /* Orders: a PUB of a live id keeps the smaller order; explicit orders
  * sort in; a copy forward of a message whose first PUB is gone sorts in. */
 static void order_copy_forward(void **state)
@@ -1583,6 +1616,7 @@ int main(void)
 		cmocka_unit_test_teardown(round_trip, cleanup),
 		cmocka_unit_test_teardown(order_copy_forward, cleanup),
 		cmocka_unit_test_teardown(recovery_walk, cleanup),
+		cmocka_unit_test_teardown(unplaced_walk, cleanup),
 		cmocka_unit_test_teardown(roll_and_gc, cleanup),
 		cmocka_unit_test_teardown(compaction, cleanup),
 		cmocka_unit_test_teardown(torn_tail, cleanup),

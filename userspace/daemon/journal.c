@@ -1504,19 +1504,22 @@ bad:
 	return NULL;
 }
 
-int journal_each_live(struct journal *j,
-		      int (*fn)(void *arg, const struct jent *e,
-				const struct jmsg *m),
-		      void *arg)
+static int each_live(struct journal *j, bool unplaced,
+		     int (*fn)(void *arg, const struct jent *e,
+			       const struct jmsg *m),
+		     void *arg)
 {
 	struct jnode *n, *nx;
 	int ret;
 
 	for (n = j->head; n; n = nx) {
-		const uint8_t *p = read_pub(j, n);
+		const uint8_t *p;
 		struct jmsg m;
 
 		nx = n->next;
+		if (unplaced && n->e.user)
+			continue;	/* not even read back */
+		p = read_pub(j, n);
 		if (!p)
 			continue;
 		pub_parse(p, &m);
@@ -1530,6 +1533,22 @@ int journal_each_live(struct journal *j,
 			return ret;
 	}
 	return 0;
+}
+
+int journal_each_live(struct journal *j,
+		      int (*fn)(void *arg, const struct jent *e,
+				const struct jmsg *m),
+		      void *arg)
+{
+	return each_live(j, false, fn, arg);
+}
+
+int journal_each_unplaced(struct journal *j,
+			  int (*fn)(void *arg, const struct jent *e,
+				    const struct jmsg *m),
+			  void *arg)
+{
+	return each_live(j, true, fn, arg);
 }
 
 void journal_each_key(struct journal *j, uint64_t now_rt,

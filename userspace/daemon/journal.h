@@ -235,6 +235,12 @@ int journal_each_live(struct journal *j,
 		      int (*fn)(void *arg, const struct jent *e,
 				const struct jmsg *m),
 		      void *arg);
+/* journal_each_live() of the entries whose user is 0 alone (the others are
+ * not read back): what a caller has not placed yet. */
+int journal_each_unplaced(struct journal *j,
+			  int (*fn)(void *arg, const struct jent *e,
+				    const struct jmsg *m),
+			  void *arg);
 /*
  * The dedup keys of the PUBs seen (at open or flushed since, live or
  * settled) that are still in their window at @now_rt: fn(arg, key, end)

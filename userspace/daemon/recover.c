@@ -124,7 +124,7 @@ void recover_load(struct dbus *b, uint32_t qid, struct load_ctx *lc)
 	lc->qid = qid;
 	lc->now = now_ns();
 	lc->rt = realtime_ns();
-	journal_each_live(du->j, load_cb, lc);
+	journal_each_unplaced(du->j, load_cb, lc);
 	du->unloaded = lc->unloaded;
 	/* ids continue above every live one, loaded or still on disk: the
 	 * id is the journal's key, and a PUB of a live id replaces it */
