@@ -243,7 +243,8 @@ enum shmbus_overflow {
  * (docs/semantics.md, "Persistent queues"). Publishes are confirmed as
  * shmbus_queue_opts.sync says. Needs a daemon with a state directory; its
  * dead-letter queue, if any, must be persistent too. Not with priorities
- * above 1 or overflow drop-oldest. */
+ * above 1, overflow drop-oldest, or a msg_size one journal record cannot
+ * hold (about 1 MiB: -EMSGSIZE). */
 #define SHMBUS_QUEUE_DURABLE		0x4u
 /* shmbus_queue_info.flags only: the daemon quarantined the queue (its ring
  * was damaged beyond repair). Attaching fails with -EUCLEAN; receive and

@@ -56,6 +56,7 @@ timeout_of() {
 	test_fdstore) echo 120 ;;
 	test_restart) echo 300 ;;	# two minutes normally (SAN: fewer kills)
 	test_durable) echo 300 ;;	# a minute or two: 200 kill -9 rounds
+	test_durable_hostile) echo 120 ;;	# seconds; a stalled intake
 	unit_journal) echo 120 ;;	# a second or two; a million records
 	*) echo "$TEST_TIMEOUT" ;;
 	esac

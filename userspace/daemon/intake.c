@@ -161,6 +161,20 @@ static void batch_confirms(struct dbus *b, struct dur *du, struct taken *t,
 	}
 }
 
+/* Journaled message @id did not reach queue @qid: settled, unless the
+ * entry was handed a chunk already (an earlier copy of the id in this
+ * batch, which is in the queue). */
+static void hand_over_lost(struct dbus *b, uint32_t qid, uint64_t id)
+{
+	struct dur *du = b->queues[qid].dur;
+	struct jent *e = journal_find(du->j, id);
+
+	if (!e || e->user)
+		return;
+	journal_settle(du->j, id, SHMBUS_DLR_NONE);
+	fold(b, qid, SHMBUS_CTR_CORRUPT, 1);
+}
+
 /* Move chunk @ref, journaled, from the intake (cell @pos, @v of ring @r)
  * into queue @qid. */
 static void hand_over(struct dbus *b, uint32_t qid, struct ring *r,
@@ -178,10 +192,14 @@ static void hand_over(struct dbus *b, uint32_t qid, struct ring *r,
 	hold_note(c, gen, qid, dq->gen, now);
 	if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED ||
 	    !atomic_cmpxchg(&c->owner, &o, SHMBUS_OWNER(gen, SHMBUS_CHUNK_QUEUED,
-							SHMBUS_OWNER_DAEMON)))
-		return;		/* a member is playing with it: not ours */
-	if (ring_take_at(r, t->pos, t->v)) {
-		/* taken by someone else (only a member would): leave it */
+							SHMBUS_OWNER_DAEMON)) ||
+	    ring_take_at(r, t->pos, t->v)) {
+		/* a member is playing with it, or took it out of the intake
+		 * (only a member would): not ours, and not in the queue. Its
+		 * record goes, or no look at a chunk would ever settle it:
+		 * a live entry (memory, and a PUB kept on disk) per
+		 * message a member publishes and takes back. */
+		hand_over_lost(b, qid, t->id);
 		return;
 	}
 	WRITE_ONCE(c->owner, SHMBUS_OWNER(gen, SHMBUS_CHUNK_TIMED,

@@ -322,6 +322,10 @@ static inline int ring_peek_head(struct ring *r, uint64_t *pos, uint64_t *val)
 		}
 		if (dif < 0)
 			return 0;
+		/* taken, head not moved past it (a member took it without):
+		 * help, as consumers do, or a head a ring's length behind
+		 * would hide every message from this scan for good */
+		ring_hint_advance(r->head, p);
 	}
 	return 0;
 }
