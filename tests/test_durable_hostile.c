@@ -7,6 +7,8 @@
  * daemon must stay responsive (no loop over a message it cannot journal,
  * no intake it stops looking at), and keep its journals bounded by what
  * is in the queues (no live entry for a message a member took back).
+ * And the state directory: one that other users could reach into is not
+ * used.
  */
 #include <errno.h>
 #include <limits.h>
@@ -200,6 +202,57 @@ static bool steal(uint8_t *base, struct shmbus_queue *q, uint64_t pos)
 }
 
 /* ---- tests ----------------------------------------------------------- */
+
+/*
+ * The state directory holds every user's messages: the daemon keeps none
+ * in one another user made, one others may write to, or one below a
+ * directory others may write to (they could swap it for their own). Put
+ * right, the next declare uses it.
+ */
+static void refused_then_fixed(const char *dir, const char *fix)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE);
+	struct shmbus *bus;
+
+	dpid = daemon_start_in(dir);
+	bus = bus_open("dhstate", &o);
+	assert_int_equal(shmbus__queue_declare(bus, "q", &qo), -EOPNOTSUPP);
+	printf("%s: %s\n", dir, shmbus_errmsg());
+	assert_non_null(strstr(shmbus_errmsg(), "not private"));
+	assert_int_equal(system(fix), 0);
+	assert_int_equal(shmbus__queue_declare(bus, "q", &qo), 1);
+	shmbus__close(bus);
+	daemon_kill(dpid);
+	dpid = 0;
+}
+
+static void test_state_dir_private(void **st)
+{
+	char cmd[3 * PATH_MAX], link[PATH_MAX + 16];
+
+	(void)st;
+	/* made first by another user */
+	assert_int_equal(mkdir(state, 0700), 0);
+	assert_int_equal(chown(state, 65534, 65534), 0);
+	snprintf(cmd, sizeof(cmd), "chown 0:0 '%s'", state);
+	refused_then_fixed(state, cmd);
+	fresh(NULL);
+
+	/* others may write to it */
+	assert_int_equal(mkdir(state, 0700), 0);
+	assert_int_equal(chmod(state, 0777), 0);
+	snprintf(cmd, sizeof(cmd), "chmod 0700 '%s'", state);
+	refused_then_fixed(state, cmd);
+	fresh(NULL);
+
+	/* reached through a directory others may write to (not sticky) */
+	assert_int_equal(mkdir(state, 0777), 0);
+	assert_int_equal(chmod(state, 0777), 0);
+	snprintf(link, sizeof(link), "%s/theirs", state);
+	snprintf(cmd, sizeof(cmd), "chmod 0755 '%s'", state);
+	refused_then_fixed(link, cmd);
+}
 
 /*
  * A journal record holds at most 1 MiB of payload: a durable queue with
@@ -472,6 +525,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_msg_size_bound),
+		T(test_state_dir_private),
 		T(test_unjournalable_header),
 		T(test_intake_head_hint),
 		T(test_taken_from_intake),

@@ -85,10 +85,68 @@ static int dir_sync(const char *path)
 	return err;
 }
 
+/*
+ * Is @dir, and every directory above it, out of other users' reach? The
+ * state directory holds every user's messages, and the daemon makes,
+ * renames and removes files in it by path: a directory on the way that
+ * someone else owns or may write to (a --state-dir under /tmp that another
+ * user made first, or a symlink there) would hand them all of it. So,
+ * symlinks resolved (into @real, which the daemon uses from then on): each
+ * directory owned by root or by us, none writable by others but a sticky
+ * one (/tmp: what we own in it stays ours), the last one ours alone.
+ */
+static int path_private(const char *dir, char *real, size_t len,
+			const char **why)
+{
+	uid_t me = geteuid();
+	char buf[PATH_MAX];
+	struct stat st;
+
+	if (!realpath(dir, buf))
+		return -errno;
+	/* each prefix that ends at a '/', then the whole */
+	for (size_t i = 1;; i++) {
+		bool last = !buf[i];
+		int r;
+
+		if (buf[i] != '/' && !last)
+			continue;
+		buf[i] = '\0';
+		r = lstat(buf, &st);
+		if (!last)
+			buf[i] = '/';
+		if (r < 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode)) {
+			*why = "not a directory";
+			return -ENOTDIR;
+		}
+		if (last && (st.st_uid != me || (st.st_mode & 022))) {
+			*why = "it is not the daemon user's alone (owner, or "
+			       "group or others may write)";
+			return -EPERM;
+		}
+		if (st.st_uid != me && st.st_uid != 0) {
+			*why = "a directory above it belongs to another user";
+			return -EPERM;
+		}
+		if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+			*why = "others may write to a directory above it";
+			return -EPERM;
+		}
+		if (last)
+			break;
+	}
+	if (snprintf(real, len, "%s", buf) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 /* Take STATE/lock: one daemon per state directory. */
 bool statedir_ready(void)
 {
-	char path[PATH_MAX + 8];
+	char path[PATH_MAX + 8], real[sizeof(state_dir)];
+	const char *why = "";
 	int err, fd;
 
 	if (state_lock >= 0)
@@ -102,6 +160,15 @@ bool statedir_ready(void)
 			    "daemon's log)";
 		return false;
 	}
+	err = path_private(state_dir, real, sizeof(real), &why);
+	if (err) {
+		log_err("state directory %s: %s%s%s: no durable queues",
+			state_dir, strerror(-err), why[0] ? ": " : "", why);
+		state_why = "the state directory is not private to the daemon "
+			    "(see the daemon's log)";
+		return false;
+	}
+	memcpy(state_dir, real, sizeof(state_dir));
 	snprintf(path, sizeof(path), "%s/lock", state_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
