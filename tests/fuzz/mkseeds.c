@@ -109,6 +109,24 @@ static void declare(int conn, const char *name, uint32_t flags,
 	typed(conn, SBC_QUEUE_DECLARE, &q, sizeof(q));
 }
 
+/* A declare with the sync policy fields as given (valid or not). */
+static void declare_sync(int conn, const char *name, uint32_t flags,
+			 uint32_t sync, uint32_t pad, uint64_t interval,
+			 uint32_t msg_size)
+{
+	struct sbc_queue_declare q;
+
+	memset(&q, 0, sizeof(q));
+	strcpy(q.name, name);
+	q.max_len = 16;
+	q.msg_size = msg_size;
+	q.flags = flags;
+	q.sync = sync;
+	q.__pad = pad;
+	q.sync_interval_ns = interval;
+	typed(conn, SBC_QUEUE_DECLARE, &q, sizeof(q));
+}
+
 static void attach(int conn, const char *name, uint32_t role)
 {
 	struct sbc_attach q;
@@ -185,6 +203,23 @@ static void frames(const char *dir)
 	strcpy(unsub.group, "billing");
 	typed(0, SBC_UNSUBSCRIBE, &unsub, sizeof(unsub));
 	save(dir, "topics");
+
+	/* durable declares, good and malformed: sync out of range, __pad
+	 * set, intervals out of range, a sync policy without DURABLE,
+	 * messages too big for a journal record */
+	hello(0);
+	bus_open(0, "d", SBC_OPEN_CREATE, 0600);
+	declare_sync(0, "ok", SBC_QUEUE_DURABLE, 1, 0, 1000000, 200);
+	declare_sync(0, "s3", SBC_QUEUE_DURABLE, 3, 0, 0, 200);
+	declare_sync(0, "pad", SBC_QUEUE_DURABLE, 0, 1, 0, 200);
+	declare_sync(0, "i0", SBC_QUEUE_DURABLE, 0, 0, 1000000, 200);
+	declare_sync(0, "ilo", SBC_QUEUE_DURABLE, 1, 0, 1, 200);
+	declare_sync(0, "ihi", SBC_QUEUE_DURABLE, 1, 0, UINT64_MAX, 200);
+	declare_sync(0, "big", SBC_QUEUE_DURABLE, 0, 0, 0, 2u << 20);
+	declare_sync(0, "nodur", 0, 1, 0, 1000000, 200);
+	attach(0, "ok", SHMBUS_ROLE_PRODUCER);
+	tick(1);
+	save(dir, "durable");
 
 	/* a member scribbles over a bus with a consumer attached */
 	hello(0);
