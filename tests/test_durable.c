@@ -529,6 +529,69 @@ static void test_persistent_subscription(void **st)
 }
 
 /*
+ * One producer's messages come out in publish order when the queue is
+ * full most of the time: the daemon takes from the intake only what the
+ * queue has room for, so the producer sees it full and waits.
+ */
+static void test_order_full_queue(void **st)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .sync = SHMBUS_SYNC_NEVER, .max_len = 16);
+	SHMBUS_OPTS(shmbus_producer_opts, po,
+		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
+	SHMBUS_OPTS(shmbus_pub_opts, wait, .timeout_ns = 10 * NSEC_PER_SEC_T);
+	struct shmbus *bus;
+	uint64_t expect = 0, seq = 0, late = 0;
+	int64_t t0 = t_now_ns();
+	pid_t d, pub;
+
+	(void)st;
+	d = daemon_start();
+	bus = bus_open();
+	declare(bus, "order", &qo);
+	pub = fork();
+	if (!pub) {
+		struct shmbus *pb = bus_open();
+		struct shmbus_producer *p = shmbus_producer__new(pb, "order", &po);
+
+		for (uint64_t i = 0; p && i < 3000; i++) {
+			struct body b = body_of(i);
+
+			if (shmbus_producer__publish(p, &b, sizeof(b), &wait))
+				_exit(4);
+		}
+		_exit(p && !shmbus_producer__confirm_wait(p,
+				10 * NSEC_PER_SEC_T) ? 0 : 3);
+	}
+	{
+		struct shmbus_consumer *c = shmbus_consumer__new(bus, "order",
+								 NULL);
+		struct shmbus_msg m;
+
+		assert_non_null(c);
+		while (expect < 3000 &&
+		       shmbus_consumer__receive_view(c, &m, 3000 * MS) == 0) {
+			assert_true(body_ok(&m, &seq));
+			if (seq != expect)
+				late++;
+			expect = seq + 1;
+			assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+			if (seq % 64 == 0)
+				usleep(1000);	/* slower than the producer */
+		}
+		shmbus_consumer__free(c);
+	}
+	assert_int_equal(t_wait(pub, 20000), 0);
+	printf("3000 messages through a 16-slot durable queue in %lld ms: "
+	       "%llu out of order\n", (long long)((t_now_ns() - t0) / MS),
+	       (unsigned long long)late);
+	assert_int_equal(expect, 3000);
+	assert_int_equal(late, 0);
+	shmbus__close(bus);
+	daemon_kill(d);
+}
+
+/*
  * Segments go once everything in them is settled: 5000 messages through
  * 64 KiB segments, all acked, leave the journal a segment or two.
  */
@@ -994,6 +1057,7 @@ int main(void)
 		cmocka_unit_test_setup(test_semantics_survive, fresh),
 		cmocka_unit_test_setup(test_persistent_subscription, fresh),
 		cmocka_unit_test_setup(test_segments_deleted, fresh),
+		cmocka_unit_test_setup(test_order_full_queue, fresh),
 		cmocka_unit_test_setup(test_damaged_journal, fresh),
 		cmocka_unit_test_setup(test_full_disk, fresh),
 		cmocka_unit_test_setup(test_crash_always, fresh),

@@ -35,6 +35,7 @@
 #define GC_PERIOD_NS		(100 * NSEC_PER_MSEC)
 #define GC_BUDGET		(4u << 20)	/* bytes copied forward per gc */
 #define DEF_SYNC_INTERVAL_NS	(2 * NSEC_PER_MSEC)
+#define BLOCKED_RETRY_NS	NSEC_PER_MSEC	/* a full queue, looked at */
 
 static int efd = -1;			/* intakes and sync completions */
 static uint64_t segment_bytes;		/* --segment-size, 0 = the journal's */
@@ -58,6 +59,33 @@ void dur_sync_submit(struct dur *du)
 		return;
 	}
 	du->dirty_since = 0;
+	du->last_sync = now_ns();
+}
+
+int64_t dur_sync_when(const struct dqueue *dq, const struct dur *du)
+{
+	if (!du->dirty_since || dq->sync == SHMBUS_JSYNC_NEVER)
+		return INT64_MAX;
+	if (dq->sync == SHMBUS_JSYNC_ALWAYS)
+		return du->dirty_since;
+	/* batch: at most one sync per interval, so the first write after
+	 * a quiet spell is synced at once, and under load every interval
+	 * gathers what all publishers wrote */
+	return MAX(du->dirty_since,
+		   du->last_sync + (int64_t)dq->sync_interval_ns);
+}
+
+void dur_sync_maybe(struct dbus *b, uint32_t qid, int64_t now)
+{
+	struct dqueue *dq = &b->queues[qid];
+	int64_t when = dur_sync_when(dq, dq->dur);
+
+	if (when == INT64_MAX)
+		return;
+	if (now >= when)
+		dur_sync_submit(dq->dur);
+	else
+		server_want_tick_at(when);
 }
 
 /* ---- the journal's numbers in the arena --------------------------------- */
@@ -200,6 +228,7 @@ int dur_open(struct dbus *b, uint32_t qid, const char *dir,
 		return err;
 	}
 	snprintf(du->dir, sizeof(du->dir), "%s", dir);
+	du->qid = qid;
 	dq->dur = du;
 	dq->sync = req->sync;
 	dq->sync_interval_ns = req->sync == SHMBUS_JSYNC_BATCH
@@ -216,6 +245,7 @@ static void dur_close(struct dqueue *dq)
 	if (!du)
 		return;
 	journal_close(du->j);
+	free(du->backlog);
 	free(du->pend);
 	free(du);
 	dq->dur = NULL;
@@ -437,6 +467,10 @@ static void unpersist(struct dbus *b, uint32_t qid, bool files)
 		dqueue_delete(b, (int)dq->intake - 1);
 	dq->intake = 0;
 	if (dq->dur) {
+		/* the queue's messages are freed with it: those waiting for
+		 * room too */
+		if (files)
+			intake_backlog_drop(b, qid);
 		snprintf(dir, sizeof(dir), "%s", dq->dur->dir);
 		dur_close(dq);
 		if (files && journal_destroy(dir) == 0)
@@ -600,6 +634,9 @@ static void sync_done(void *ctx, uint64_t token, struct jsync *js, int err,
 	} else {
 		pend_flush(b, du, journal_synced(du->j));
 	}
+	/* what was written while it ran: group commit goes on at once, not
+	 * at the next tick */
+	dur_sync_maybe(b, du->qid, now_ns());
 }
 
 int durable_fd(void)
@@ -632,19 +669,25 @@ int64_t durable_tick(struct dbus *b, int64_t now)
 		if (!dq->live || !du)
 			continue;
 		/* a wake-up we missed (a producer with an old eventfd after
-		 * a restart) costs at most one tick */
-		if (dq->intake && intake_arm(b, qid))
-			(void)!write(efd, &(uint64_t){ 1 }, sizeof(uint64_t));
+		 * a restart), or an intake left full while the queue was,
+		 * costs at most one tick */
+		if (dq->intake) {
+			intake_backlog_flush(b, qid);
+			if (intake_arm(b, qid))
+				(void)!write(efd, &(uint64_t){ 1 },
+					     sizeof(uint64_t));
+		}
+		/* a full queue tells nobody when it has room again: while
+		 * one holds messages back, look every millisecond */
+		if (du->nback || du->blocked)
+			next = MIN(next, now + BLOCKED_RETRY_NS);
 		w = journal_written(du->j);
 		poll_queue(b, qid, now);
 		if (journal_flush(du->j) == 0 && journal_written(du->j) != w &&
 		    dq->sync != SHMBUS_JSYNC_NEVER && !du->dirty_since)
 			du->dirty_since = now;
-		if (du->dirty_since) {
-			int64_t due = dq->sync == SHMBUS_JSYNC_BATCH
-				      ? du->dirty_since +
-					(int64_t)dq->sync_interval_ns
-				      : now;
+		if (du->dirty_since && !du->sync_token) {
+			int64_t due = dur_sync_when(dq, du);
 
 			if (now >= due)
 				dur_sync_submit(du);

@@ -175,6 +175,79 @@ static void hand_over_lost(struct dbus *b, uint32_t qid, uint64_t id)
 	fold(b, qid, SHMBUS_CTR_CORRUPT, 1);
 }
 
+/* ---- into the queue, in order ------------------------------------------ */
+
+void intake_put(struct dbus *b, uint32_t qid, uint32_t ref)
+{
+	struct dur *du = b->queues[qid].dur;
+
+	if (!du->nback && ring_put(b, qid, ref))
+		return;
+	if (du->nback == du->backcap) {
+		unsigned cap = du->backcap ? 2 * du->backcap : 64;
+		uint32_t *n = realloc(du->backlog, cap * sizeof(*n));
+
+		if (!n) {
+			/* out of order rather than lost */
+			timer_add(b, qid, b->queues[qid].gen, ref,
+				  now_ns() + RETRY_FULL_NS);
+			server_want_tick();
+			return;
+		}
+		du->backlog = n;
+		du->backcap = cap;
+	}
+	/* TIMED, ours, its hold record naming the queue (hand_over() or
+	 * ring_put() wrote it): a daemon killed now leaves it to the next */
+	du->backlog[du->nback++] = ref;
+	server_want_tick();
+}
+
+int intake_backlog_flush(struct dbus *b, uint32_t qid)
+{
+	struct dur *du = b->queues[qid].dur;
+	unsigned k = 0;
+
+	while (k < du->nback && ring_put(b, qid, du->backlog[k]))
+		k++;
+	if (k) {
+		memmove(du->backlog, du->backlog + k,
+			(du->nback - k) * sizeof(*du->backlog));
+		du->nback -= k;
+	}
+	return du->nback ? -EAGAIN : 0;
+}
+
+void intake_backlog_drop(struct dbus *b, uint32_t qid)
+{
+	struct dur *du = b->queues[qid].dur;
+
+	for (unsigned i = 0; i < du->nback; i++)
+		chunk_drop(b, du->backlog[i]);
+	du->nback = 0;
+}
+
+/* How many more messages queue @qid's ring takes, about: its capacity
+ * less what lies between its head hint and its true tail (the tail hint
+ * may lag behind cells already filled). A head hint that lags makes it
+ * less: the next batch takes the rest. */
+static unsigned q_room(struct dbus *b, uint32_t qid)
+{
+	const struct dqueue *dq = &b->queues[qid];
+	uint64_t tail, head;
+	struct ring r;
+
+	dqueue_ring_level(b, dq, 0, &r);
+	tail = READ_ONCE(*r.tail);
+	head = READ_ONCE(*r.head);
+	for (uint32_t n = 0; n < dq->cap; n++, tail++)
+		if (READ_ONCE(ring_cell(&r, tail)->v) !=
+		    SHMBUS_CELL(tail + 1, SHMBUS_CELL_REF(READ_ONCE(
+				ring_cell(&r, tail)->v))))
+			break;
+	return tail - head >= dq->cap ? 0 : (unsigned)(dq->cap - (tail - head));
+}
+
 /* Move chunk @ref, journaled, from the intake (cell @pos, @v of ring @r)
  * into queue @qid. */
 static void hand_over(struct dbus *b, uint32_t qid, struct ring *r,
@@ -207,10 +280,7 @@ static void hand_over(struct dbus *b, uint32_t qid, struct ring *r,
 	e = journal_find(dq->dur->j, t->id);
 	if (e)
 		e->user = (uint64_t)t->ref + 1;
-	if (!ring_put(b, qid, t->ref)) {
-		timer_add(b, qid, dq->gen, t->ref, now + RETRY_FULL_NS);
-		server_want_tick();
-	}
+	intake_put(b, qid, t->ref);
 }
 
 /* Drop chunk @t, which could not be journaled, from the intake. */
@@ -233,23 +303,34 @@ static void drop_taken(struct dbus *b, struct ring *r, struct taken *t)
  * One batch of persistent queue @qid's intake: journal, write, hand over,
  * confirm. Returns how many messages it took.
  */
-unsigned intake_batch(struct dbus *b, uint32_t qid)
+int intake_batch(struct dbus *b, uint32_t qid)
 {
 	static struct taken t[DRAIN_BATCH];
 	struct dqueue *dq = &b->queues[qid];
 	struct dur *du = dq->dur;
 	int64_t now = now_ns(), rt = realtime_ns();
-	unsigned n = 0, good = 0, failed = 0, bad = 0;
+	unsigned n = 0, good = 0, failed = 0, bad = 0, max;
 	int err, first_err = 0;
 	uint64_t pos, v;
 	struct ring r;
 
 	dqueue_ring_level(b, &b->queues[dq->intake - 1], 0, &r);
+	du->blocked = false;
 	if (!ring_peek_head(&r, &pos, &v))
 		return 0;
+	/* what waits for room goes first; and no more than the queue takes
+	 * leaves the intake: producers of a full queue see it full (block or
+	 * reject), and one producer's messages enter in order */
+	du->blocked = true;
+	if (intake_backlog_flush(b, qid))
+		return -EAGAIN;
+	max = MIN(q_room(b, qid), DRAIN_BATCH);
+	if (!max)
+		return -EAGAIN;
+	du->blocked = false;
 	/* the full cells from the head on: only we take from an intake, so
 	 * they stay full until we do */
-	for (; n < DRAIN_BATCH; n++, pos++) {
+	for (; n < max; n++, pos++) {
 		uint64_t cv = READ_ONCE(ring_cell(&r, pos)->v);
 		struct shmbus_chunk *c;
 		struct jmsg m;
@@ -324,12 +405,9 @@ unsigned intake_batch(struct dbus *b, uint32_t qid)
 		batch_confirms(b, du, t, n, journal_written(du->j), false);
 		if (!du->dirty_since)
 			du->dirty_since = now;
-		if (dq->sync == SHMBUS_JSYNC_ALWAYS)
-			dur_sync_submit(du);
-		else
-			server_want_tick();	/* the interval's end */
+		dur_sync_maybe(b, qid, now);
 	}
-	return n;
+	return (int)n;
 }
 
 /* Arm the intake of @qid: we sleep on its seat 0 (the daemon's eventfd).
@@ -361,12 +439,16 @@ bool intake_drain_all(struct daemon *d)
 			if (!dq->live || !dq->dur || !dq->intake)
 				continue;
 			for (;;) {
-				unsigned n = intake_batch(b, qid);
+				int n = intake_batch(b, qid);
 
-				total += n;
+				/* full: the tick tries again (the intake keeps
+				 * its messages, its producers see it full) */
+				if (n < 0)
+					break;
+				total += (unsigned)n;
 				if (total >= DRAIN_BUDGET)
 					return true;
-				if (n < DRAIN_BATCH && !intake_arm(b, qid))
+				if (n < (int)DRAIN_BATCH && !intake_arm(b, qid))
 					break;
 			}
 			dur_stats_publish(b, qid);
@@ -399,7 +481,7 @@ void intake_confirm_all(struct dbus *b, uint32_t qid)
 	/* [CONFIRM] an id taken before we looked is in the intake by now,
 	 * or its publish failed: a producer takes its id before its ring
 	 * cmpxchg, and a failed publish is not waited for */
-	while (intake_batch(b, qid) == DRAIN_BATCH)
+	while (intake_batch(b, qid) == (int)DRAIN_BATCH)
 		;
 	journal_sync_begin(dq->dur->j, &s);
 	err = journal_sync_run(&s);
@@ -439,7 +521,7 @@ bool durable_delayed(struct dbus *b, const struct dslot *ds, uint32_t si,
 		return false;
 	/* what this producer put into the intake before goes first: the
 	 * slot's confirm covers every id up to this one */
-	while (intake_batch(b, qid) == DRAIN_BATCH)
+	while (intake_batch(b, qid) == (int)DRAIN_BATCH)
 		;
 	if (!chunk_jmsg(b, ref, c, &m, now, rt)) {
 		chunk_drop(b, ref);

@@ -82,8 +82,8 @@ static int load_one(struct load_ctx *lc, const struct jent *e,
 	due = to_mono(m->due_rt, lc->now, lc->rt);
 	if (due > (uint64_t)lc->now)
 		timer_add(b, lc->qid, dq->gen, ref, (int64_t)due);
-	else if (!ring_put(b, lc->qid, ref))
-		timer_add(b, lc->qid, dq->gen, ref, lc->now + RETRY_FULL_NS);
+	else
+		intake_put(b, lc->qid, ref);	/* in order, room or not */
 	return 0;
 }
 

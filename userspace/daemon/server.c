@@ -909,6 +909,12 @@ void server_want_tick(void)
 	timer_at(now_ns());
 }
 
+void server_want_tick_at(int64_t when)
+{
+	if (when < timer_when)
+		timer_at(when);
+}
+
 void server_conn_evict(uint32_t conn_id, const char *why)
 {
 	for (struct conn *c = conns; c; c = c->next)

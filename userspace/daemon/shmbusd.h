@@ -165,8 +165,10 @@ struct peer {
 int server_run(struct daemon *d, int listen_fd);
 /* Leave the loop (clients keep their slots: the arena is theirs). */
 void server_stop(void);
-/* Run the periodic work (deliver_tick, defer_tick) soon. */
+/* Run the periodic work (deliver_tick, defer_tick) soon, or at @when
+ * (CLOCK_MONOTONIC) at the latest. */
 void server_want_tick(void);
+void server_want_tick_at(int64_t when);
 /* Close connection @conn_id after the current batch, as its EOF would,
  * logging its pid and uid and @why. */
 void server_conn_evict(uint32_t conn_id, const char *why);
@@ -728,6 +730,7 @@ struct pend {
 /* A persistent queue's journal and what waits for it (dqueue.dur). */
 struct dur {
 	struct journal *j;
+	uint32_t qid;		/* the queue it is the journal of */
 	char dir[PATH_MAX];
 	struct pend *pend;	/* confirms waiting for a sync */
 	size_t npend, pcap;
@@ -737,6 +740,14 @@ struct dur {
 	uint64_t poll_id;	/* the entry the deep walk resumes at */
 	unsigned unloaded;	/* live entries without a chunk */
 	uint64_t failed, written, syncs;
+	int64_t last_sync;	/* when the last sync was started */
+	/* journaled chunks taken from the intake that found the queue full
+	 * (a consumer's nack took the room): they go in first, in order,
+	 * before anything more is taken from the intake (intake.c) */
+	uint32_t *backlog;
+	unsigned nback, backcap;
+	bool blocked;		/* the queue was full, the intake not empty:
+				 * the tick looks again every millisecond */
 };
 
 /* At start, before any bus is adopted: the daemon's eventfd; @dir the
@@ -775,6 +786,10 @@ int dur_open(struct dbus *b, uint32_t qid, const char *dir,
 	     const struct sbc_queue_declare *req);
 void dur_intake_link(struct dbus *b, uint32_t qid, uint32_t iq);
 void dur_sync_submit(struct dur *du);
+/* When @du's journal may be synced next (INT64_MAX: nothing to sync), and
+ * start that sync now if it may (else the tick does then). */
+int64_t dur_sync_when(const struct dqueue *dq, const struct dur *du);
+void dur_sync_maybe(struct dbus *b, uint32_t qid, int64_t now);
 void dur_stats_publish(struct dbus *b, uint32_t qid);
 
 /* CLOCK_MONOTONIC @mono as CLOCK_REALTIME and back, at the moment the
@@ -793,8 +808,18 @@ static inline uint64_t to_mono(uint64_t realt, int64_t now, int64_t rt)
 /* ---- intake.c: what producers put into a persistent queue ------------------ */
 
 /* One batch of persistent queue @qid's intake: journaled, written, handed
- * over to the queue, its producers' confirms queued. How many it took. */
-unsigned intake_batch(struct dbus *b, uint32_t qid);
+ * over to the queue, its producers' confirms queued. How many it took,
+ * or -EAGAIN: the queue has no room (left in the intake: producers see
+ * the queue full; the tick tries again). */
+int intake_batch(struct dbus *b, uint32_t qid);
+/* Chunks waiting for room in @qid (the backlog, or recovered ones), in
+ * order: 0 when all went in. */
+int intake_backlog_flush(struct dbus *b, uint32_t qid);
+/* Chunk @ref (TIMED, ours, journaled in @qid) into the queue after what
+ * waits already. */
+void intake_put(struct dbus *b, uint32_t qid, uint32_t ref);
+/* Free the backlog of @qid (deleted). */
+void intake_backlog_drop(struct dbus *b, uint32_t qid);
 /* Sleep on @qid's intake; true if a message is there already. */
 bool intake_arm(struct dbus *b, uint32_t qid);
 /* Every intake of every bus, within a budget; true if work is left. */
