@@ -318,16 +318,18 @@ int intake_batch(struct dbus *b, uint32_t qid)
 	du->blocked = false;
 	if (!ring_peek_head(&r, &pos, &v))
 		return 0;
-	/* what waits for room goes first; and no more than the queue takes
-	 * leaves the intake: producers of a full queue see it full (block or
-	 * reject), and one producer's messages enter in order */
-	du->blocked = true;
-	if (intake_backlog_flush(b, qid))
-		return -EAGAIN;
-	max = MIN(q_room(b, qid), DRAIN_BATCH);
+	/* what waits for room goes first, and one producer's messages enter
+	 * in order; beyond the queue's room and a backlog of its capacity,
+	 * messages stay in the intake: its producers see it full (block or
+	 * reject) */
+	intake_backlog_flush(b, qid);
+	/* what finds the queue full waits in the backlog, in order, up to
+	 * the queue's capacity: a confirm does not wait for consumers */
+	max = MIN(q_room(b, qid) + (du->nback < dq->cap ? dq->cap - du->nback
+							  : 0), DRAIN_BATCH);
+	du->blocked = !max;
 	if (!max)
 		return -EAGAIN;
-	du->blocked = false;
 	/* the full cells from the head on: only we take from an intake, so
 	 * they stay full until we do */
 	for (; n < max; n++, pos++) {
