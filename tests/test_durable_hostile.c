@@ -407,6 +407,79 @@ static void test_intake_head_hint(void **st)
 }
 
 /*
+ * A member of one bus fills its durable queue's intake with a million
+ * garbage cells while the daemon is stopped. A durable queue of another,
+ * older bus (later in the daemon's list) has one message waiting. The
+ * daemon drains in turns, within a budget: that message is confirmed
+ * while most of the garbage is still there, not after all of it. (A
+ * member filling its intake as fast as the daemon empties it would keep
+ * the other bus waiting for as long as it likes.)
+ */
+static void test_other_bus_drained(void **st)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART);
+	SHMBUS_OPTS(shmbus_open_opts, big, .flags = SHMBUS_OPEN_NOSTART,
+		    .ring_bytes = 64u << 20);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .max_len = 16, .msg_size = 64,
+		    .sync = SHMBUS_SYNC_NEVER);
+	SHMBUS_OPTS(shmbus_queue_opts, fo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .max_len = 1u << 20, .msg_size = 64,
+		    .sync = SHMBUS_SYNC_NEVER);
+	SHMBUS_OPTS(shmbus_producer_opts, po,
+		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
+	const uint64_t cells = 1u << 20;
+	struct shmbus *victim, *flooded;
+	struct shmbus_producer *p;
+	struct shmbus_queue *iq;
+	uint8_t *base;
+	uint64_t left = 0;
+	int64_t t0, t1, end;
+	bool last_full;
+	int v = 7, err;
+
+	(void)st;
+	dpid = daemon_start();
+	victim = bus_open("dhvictim", &o);
+	assert_int_equal(shmbus__queue_declare(victim, "v", &qo), 1);
+	p = shmbus_producer__new(victim, "v", &po);
+	assert_non_null(p);
+	flooded = bus_open("dhflood", &big);
+	assert_int_equal(shmbus__queue_declare(flooded, "f", &fo), 1);
+	base = t_arena_mapping("dhflood");
+	assert_non_null(base);
+	iq = intake_of(base, "f");
+	assert_int_equal(iq->ring_cap, cells);
+
+	assert_int_equal(kill(dpid, SIGSTOP), 0);
+	for (uint64_t pos = 0; pos < cells; pos++)
+		WRITE_ONCE(cell_at(base, iq, pos)->v,
+			   SHMBUS_CELL(pos + 1, SHMBUS_REF(7, 12345)));
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	t0 = t_now_ns();
+	assert_int_equal(kill(dpid, SIGCONT), 0);
+	end = t0 + 20000 * MS;
+	while ((err = shmbus_producer__confirm_wait(p, 0)) == -ETIMEDOUT &&
+	       t_now_ns() < end)
+		;
+	/* the daemon takes the garbage in order: the last cell full means
+	 * it was not through when it confirmed ours */
+	last_full = cell_full(base, iq, cells - 1);
+	t1 = t_now_ns();
+	for (uint64_t pos = 0; pos < cells; pos++)
+		left += cell_full(base, iq, pos);
+	printf("confirmed after %.1f ms, the other bus's intake %s then (%llu "
+	       "of %llu garbage cells left a moment later)\n",
+	       (double)(t1 - t0) / 1e6, last_full ? "not drained" : "drained",
+	       (unsigned long long)left, (unsigned long long)cells);
+	assert_int_equal(err, 0);
+	assert_true(last_full);
+	shmbus_producer__free(p);
+	shmbus__close(flooded);
+	shmbus__close(victim);
+}
+
+/*
  * A member takes messages back out of an intake after the daemon journaled
  * them and before it moved them into the queue. Those never reach the
  * queue, so nothing ever acks them: their journal entries must go, or a
@@ -529,6 +602,7 @@ int main(void)
 		T(test_unjournalable_header),
 		T(test_intake_head_hint),
 		T(test_taken_from_intake),
+		T(test_other_bus_drained),
 	};
 	int rc;
 

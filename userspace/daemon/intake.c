@@ -25,7 +25,7 @@
 #include "shmbusd.h"
 
 #define DRAIN_BATCH		1024u	/* messages per journal write */
-#define DRAIN_BUDGET		16384u	/* per event-loop turn, all queues */
+#define DRAIN_BUDGET		4096u	/* per event-loop turn and intake */
 
 /* ---- confirms ---------------------------------------------------------- */
 
@@ -428,15 +428,19 @@ bool intake_arm(struct dbus *b, uint32_t qid)
 	return ring_peek_nonempty(&r);
 }
 
-/* Every persistent queue's intake, within a budget; armed when empty.
- * True if work is left (the caller comes back at once). */
+/* Every persistent queue's intake, each within a budget; armed when
+ * empty. True if work is left (the caller comes back at once). The budget
+ * is an intake's, and every intake gets its turn each time: one that a
+ * bus's members keep full (of garbage, even) delays the other buses' by a
+ * budget, not until it is empty. */
 bool intake_drain_all(struct daemon *d)
 {
-	unsigned total = 0;
+	bool more = false;
 
 	for (struct dbus *b = d->buses; b; b = b->next) {
 		for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
 			const struct dqueue *dq = &b->queues[qid];
+			unsigned total = 0;
 
 			if (!dq->live || !dq->dur || !dq->intake)
 				continue;
@@ -448,15 +452,17 @@ bool intake_drain_all(struct daemon *d)
 				if (n < 0)
 					break;
 				total += (unsigned)n;
-				if (total >= DRAIN_BUDGET)
-					return true;
 				if (n < (int)DRAIN_BATCH && !intake_arm(b, qid))
 					break;
+				if (total >= DRAIN_BUDGET) {
+					more = true;
+					break;
+				}
 			}
 			dur_stats_publish(b, qid);
 		}
 	}
-	return false;
+	return more;
 }
 
 /*
