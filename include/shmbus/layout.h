@@ -299,11 +299,21 @@ struct shmbus_slot {
 	 * sees the failures before it. failed counts the publishes the
 	 * daemon could not journal (the message was dropped), failed_err
 	 * is the last one's -errno.
+	 * A producer that waits sleeps on a futex: cseq is the futex word,
+	 * D bumps it after each change of confirmed; O sets waiting (then a
+	 * full fence, then checks confirmed again) before FUTEX_WAIT on the
+	 * cseq it read first; D, after its bump and a full fence, reads
+	 * waiting and, if set, clears it and FUTEX_WAKEs. Either the
+	 * producer sees the new confirmed or the daemon sees it waiting; a
+	 * bump between the producer's read of cseq and its wait makes the
+	 * wait return at once.
 	 */
 	uint64_t confirmed __attribute__((aligned(64)));
 	uint32_t failed;
 	int32_t	 failed_err;
-	uint8_t	 __pad21[48];
+	uint32_t cseq;			/* D: futex word */
+	uint32_t waiting;		/* O sets, D clears */
+	uint8_t	 __pad21[40];
 	uint8_t	 __rsvd[2048 - 6 * 64 - SHMBUS_MAX_POOLS * 128];
 	/* --- line 32: delivery table header. O writes. lease_hi: entries
 	 * [0, lease_hi) may be in use (only grows while the slot lives). */

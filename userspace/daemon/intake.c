@@ -18,8 +18,11 @@
  * between leaves a chunk that adoption requeues by its hold record
  * (adopt_held()).
  */
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shmbusd.h"
@@ -48,6 +51,17 @@ void slot_confirm(struct dbus *b, uint32_t si, uint32_t gen,
 	 * with the acquire in lib confirm_wait()) */
 	if (id > READ_ONCE(s->confirmed))
 		smp_store_release(&s->confirmed, id);
+	else if (!err)
+		return;
+	WRITE_ONCE(s->cseq, READ_ONCE(s->cseq) + 1);
+	/* [CWAKE] the bump, then waiting: pairs with the producer's
+	 * waiting, fence, confirmed (lib confirm.c) */
+	smp_mb();
+	if (READ_ONCE(s->waiting)) {
+		WRITE_ONCE(s->waiting, 0);
+		/* a shared futex: the arena is a MAP_SHARED memfd */
+		syscall(SYS_futex, &s->cseq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	}
 }
 
 static int pend_add(struct dur *du, uint64_t pos, uint32_t si, uint32_t gen,
