@@ -287,9 +287,10 @@ $(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(Q)$(CC) $(ALL_LDFLAGS) $(BENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus -lpthread -lm
 
-$(DBENCH): $(DBENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
+# proc.o: the helpers of both benchmark programs
+$(DBENCH): $(DBENCH_OBJS) $(O)/bench/proc.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) $(DBENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
+	$(Q)$(CC) $(ALL_LDFLAGS) $(DBENCH_OBJS) $(O)/bench/proc.o -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus -lrabbitmq -lm
 
 $(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin

@@ -84,7 +84,8 @@ extern const char *const queue_names[NR_CHAN];
 extern const char *const sum_queue_names[NR_CHAN];
 
 /* ------------------------------------------------------------------ */
-/* Small helpers (in_parent, die, map_shared: main.c)                 */
+/* Small helpers (in_parent, die, map_shared: proc.c; each program's */
+/* main() sets bench_main_pid first)                                  */
 /* ------------------------------------------------------------------ */
 
 static inline uint64_t now_ns(void)
@@ -95,6 +96,7 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+extern pid_t bench_main_pid;
 bool in_parent(void);
 
 /* Print and exit: exit() (cleanup) in the parent, _exit() in a child. */

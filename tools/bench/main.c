@@ -65,41 +65,11 @@ struct config cfg = {
 
 struct shared *sh;
 size_t sh_max_samples;
-static pid_t main_pid;
 static bool run_ok;			/* the daemon's log is not needed */
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                      */
 /* ------------------------------------------------------------------ */
-
-bool in_parent(void)
-{
-	return getpid() == main_pid;
-}
-
-void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "shmbus-bench: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	if (in_parent())
-		exit(1);
-	_exit(1);
-}
-
-void *map_shared(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		die("mmap %zu bytes: %s", len, strerror(errno));
-	return p;
-}
 
 /* ------------------------------------------------------------------ */
 /* Options                                                            */
@@ -286,7 +256,7 @@ static void setup_memory(void)
 
 int main(int argc, char **argv)
 {
-	main_pid = getpid();
+	bench_main_pid = getpid();
 	parse_args(argc, argv);
 	check_cpus();
 	setup_signals();

@@ -64,30 +64,10 @@ bool d_rabbit_done;
 bool d_anomalies;
 struct dshared *dsh;
 struct dcell dcells[D_NR_KIND][D_NR_BATCH][NR_SIZES];
-static pid_t main_pid;
 
 /* ------------------------------------------------------------------ */
 /* Processes                                                          */
 /* ------------------------------------------------------------------ */
-
-bool in_parent(void)
-{
-	return getpid() == main_pid;
-}
-
-void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "shmbus-bench-durable: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	if (in_parent())
-		exit(1);
-	_exit(1);
-}
 
 static void kid_alarm(int sig)
 {
@@ -515,7 +495,7 @@ static void run_rabbit_cells(void)
 
 int main(int argc, char **argv)
 {
-	main_pid = getpid();
+	bench_main_pid = getpid();
 	parse_args(argc, argv);
 	setup();
 	print_facts();
