@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,15 +33,20 @@ static int fresh(void **st);
 
 /* ---- the daemon and the bus -------------------------------------------- */
 
-/* A daemon on t_sock with state directory @dir; its pid once it
- * listens. */
-static pid_t daemon_start_in(const char *dir)
+/* A daemon on t_sock with state directory @dir (and @extra arguments,
+ * NULL-terminated, at most four); its pid once it listens. */
+static pid_t daemon_start_with(const char *dir, const char *const *extra)
 {
 	pid_t kid = fork(), pid;
 
 	if (!kid) {
+		const char *e[4] = { NULL };
+
+		for (int i = 0; extra && i < 4 && extra[i]; i++)
+			e[i] = extra[i];
 		execl(t_daemon_path(), "shmbusd", "--daemonize", "--socket",
-		      t_sock, "--state-dir", dir, (char *)NULL);
+		      t_sock, "--state-dir", dir, e[0], e[1], e[2], e[3],
+		      (char *)NULL);
 		_exit(127);
 	}
 	assert_true(kid > 0);
@@ -53,6 +59,11 @@ static pid_t daemon_start_in(const char *dir)
 	}
 	fail_msg("no daemon on %s", t_sock);
 	return 0;
+}
+
+static pid_t daemon_start_in(const char *dir)
+{
+	return daemon_start_with(dir, NULL);
 }
 
 static pid_t daemon_start(void)
@@ -480,6 +491,156 @@ static void test_other_bus_drained(void **st)
 }
 
 /*
+ * A sync-never queue's journal shrinks once its messages are settled: a
+ * segment goes only when the records that settled it are synced, so the
+ * daemon syncs for its gc when nothing else does. (Before, such a
+ * journal kept every segment it ever wrote.)
+ */
+static void test_never_segments_go(void **st)
+{
+	static const char *const args[] = { "--segment-size", "64K", NULL };
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .max_len = 64, .msg_size = 4096,
+		    .sync = SHMBUS_SYNC_NEVER);
+	static char payload[4000];
+	struct shmbus_journal_info ji;
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus *bus;
+	struct shmbus_msg m;
+
+	(void)st;
+	dpid = daemon_start_with(state, args);
+	bus = bus_open("dhnever", &o);
+	assert_int_equal(shmbus__queue_declare(bus, "n", &qo), 1);
+	p = shmbus_producer__new(bus, "n", NULL);
+	assert_non_null(p);
+	c = shmbus_consumer__new(bus, "n", NULL);
+	assert_non_null(c);
+	/* 2 MB through the queue, 32 segments' worth */
+	for (int i = 0; i < 512; i++) {
+		assert_int_equal(shmbus_producer__publish(p, payload,
+							  sizeof(payload),
+							  NULL), 0);
+		assert_int_equal(shmbus_consumer__receive_view(c, &m,
+							       2000 * MS), 0);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	for (int i = 0; i < 3000; i++) {
+		ji = journal(bus, "n");
+		if (!ji.live && ji.bytes < (256u << 10))
+			break;
+		usleep(1000);
+	}
+	printf("sync never, 2 MB through, all settled: journal %llu bytes in "
+	       "%u segments, %llu syncs\n", (unsigned long long)ji.bytes,
+	       ji.segments, (unsigned long long)ji.syncs);
+	assert_int_equal(ji.live, 0);
+	assert_true(ji.bytes < (256u << 10));
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/*
+ * What a user's durable queues take on disk is charged to it (disk quota,
+ * here 256 KiB; segments of 64 KiB): past it nothing more is journaled,
+ * its publishes fail EDQUOT, and once its consumers settle what it had
+ * the journals shrink and publishes go through again. Run as uid 65534
+ * (root is exempt).
+ */
+#define NOBODY	65534
+#define QUOTA	(256u << 10)
+
+static void nobody_fills_disk(void)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .max_len = 4096, .msg_size = 4096,
+		    .sync = SHMBUS_SYNC_NEVER);
+	SHMBUS_OPTS(shmbus_producer_opts, po,
+		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
+	static char payload[4000];
+	struct shmbus_journal_info ji = { .sz = sizeof(ji) };
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	struct shmbus *bus;
+	int err = 0, i, got = 0;
+
+	shmbus_set_print(NULL);
+	CHILD_CHECK(!setgroups(0, NULL) && !setgid(NOBODY) && !setuid(NOBODY),
+		    "setuid: %s", strerror(errno));
+	bus = shmbus__open("dhdisk", &o);
+	CHILD_CHECK(bus, "open: %s", shmbus_errmsg());
+	CHILD_CHECK(shmbus__queue_declare(bus, "d", &qo) == 1, "declare: %s",
+		    shmbus_errmsg());
+	p = shmbus_producer__new(bus, "d", &po);
+	CHILD_CHECK(p, "producer: %s", shmbus_errmsg());
+	/* one message at a time, each confirmed: at most one past the
+	 * quota is journaled */
+	for (i = 0; i < 1000; i++) {
+		CHILD_CHECK(!shmbus_producer__publish(p, payload,
+						      sizeof(payload), NULL),
+			    "publish %d", i);
+		err = shmbus_producer__confirm_wait(p, 5000 * MS);
+		if (err)
+			break;
+	}
+	CHILD_CHECK(err == -EDQUOT, "publish %d: %s, want EDQUOT", i,
+		    strerror(-err));
+	CHILD_CHECK(!shmbus__queue_journal(bus, "d", &ji), "journal");
+	printf("disk quota %u: publish %d failed EDQUOT, journal %llu bytes "
+	       "in %u segments, %llu live\n", QUOTA, i,
+	       (unsigned long long)ji.bytes, ji.segments,
+	       (unsigned long long)ji.live);
+	CHILD_CHECK(ji.bytes < QUOTA + 2 * sizeof(payload) + 1024,
+		    "%llu bytes", (unsigned long long)ji.bytes);
+
+	/* its consumer takes everything: the journal shrinks, publishes
+	 * are journaled again */
+	c = shmbus_consumer__new(bus, "d", NULL);
+	CHILD_CHECK(c, "consumer: %s", shmbus_errmsg());
+	while (shmbus_consumer__receive_view(c, &m, 200 * MS) == 0) {
+		CHILD_CHECK(!shmbus_consumer__ack(c, &m), "ack");
+		got++;
+	}
+	CHILD_CHECK(got == i, "received %d of %d", got, i);
+	for (int k = 0; k < 3000; k++) {
+		CHILD_CHECK(!shmbus__queue_journal(bus, "d", &ji), "journal");
+		if (ji.bytes < QUOTA / 2)
+			break;
+		usleep(1000);
+	}
+	CHILD_CHECK(ji.bytes < QUOTA / 2, "journal %llu bytes after the "
+		    "drain", (unsigned long long)ji.bytes);
+	CHILD_CHECK(!shmbus_producer__publish(p, payload, sizeof(payload),
+					      NULL), "publish");
+	err = shmbus_producer__confirm_wait(p, 5000 * MS);
+	CHILD_CHECK(!err, "publish after the drain: %s", strerror(-err));
+	printf("drained: journal %llu bytes, publishes confirmed again\n",
+	       (unsigned long long)ji.bytes);
+	_exit(0);
+}
+
+static void test_disk_quota(void **st)
+{
+	static const char *const args[] = { "--quota", "disk=256K",
+					    "--segment-size", "64K", NULL };
+	pid_t kid;
+
+	(void)st;
+	dpid = daemon_start_with(state, args);
+	assert_int_equal(chmod(t_dir, 0755), 0);	/* nobody's way in */
+	kid = fork();
+	assert_true(kid >= 0);
+	if (!kid)
+		nobody_fills_disk();
+	assert_int_equal(t_wait(kid, 60000), 0);
+}
+
+/*
  * A member takes messages back out of an intake after the daemon journaled
  * them and before it moved them into the queue. Those never reach the
  * queue, so nothing ever acks them: their journal entries must go, or a
@@ -603,6 +764,8 @@ int main(void)
 		T(test_intake_head_hint),
 		T(test_taken_from_intake),
 		T(test_other_bus_drained),
+		T(test_never_segments_go),
+		T(test_disk_quota),
 	};
 	int rc;
 

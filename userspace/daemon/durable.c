@@ -90,6 +90,21 @@ void dur_sync_maybe(struct dbus *b, uint32_t qid, int64_t now)
 
 /* ---- the journal's numbers in the arena --------------------------------- */
 
+/* What @du's journal takes on disk, charged to the bus owner (disk
+ * quota): its growth is forced (nothing asked for it), and past the limit
+ * the intake refuses to journal more (intake_batch()). */
+void dur_disk_charge(struct dur *du)
+{
+	struct journal_stats st;
+
+	journal_stats(du->j, &st);
+	if (st.bytes > du->charged)
+		quota_force(du->uid, Q_DISK, st.bytes - du->charged);
+	else
+		quota_release(du->uid, Q_DISK, du->charged - st.bytes);
+	du->charged = st.bytes;
+}
+
 void dur_stats_publish(struct dbus *b, uint32_t qid)
 {
 	const struct dqueue *dq = &b->queues[qid];
@@ -100,6 +115,7 @@ void dur_stats_publish(struct dbus *b, uint32_t qid)
 	if (!du || !dq->intake)
 		return;
 	iq = &b->arena.queues[dq->intake - 1];
+	dur_disk_charge(du);
 	journal_stats(du->j, &st);
 	WRITE_ONCE(iq->j_bytes, st.bytes);
 	WRITE_ONCE(iq->j_live, st.live);
@@ -229,6 +245,8 @@ int dur_open(struct dbus *b, uint32_t qid, const char *dir,
 	}
 	snprintf(du->dir, sizeof(du->dir), "%s", dir);
 	du->qid = qid;
+	du->uid = b->owner_uid;
+	dur_disk_charge(du);
 	dq->dur = du;
 	dq->sync = req->sync;
 	dq->sync_interval_ns = req->sync == SHMBUS_JSYNC_BATCH
@@ -244,6 +262,7 @@ static void dur_close(struct dqueue *dq)
 
 	if (!du)
 		return;
+	quota_release(du->uid, Q_DISK, du->charged);
 	journal_close(du->j);
 	free(du->backlog);
 	free(du->pend);
@@ -656,6 +675,23 @@ void durable_run(struct daemon *d)
 		server_want_tick();
 }
 
+/* A segment goes only once the records that settled its messages are
+ * synced, and under sync never nothing else syncs: while an old segment
+ * is there and something is unsynced, one sync per gc period (on the
+ * sync thread), or such a journal grows for as long as it is written. */
+static void gc_sync(struct dur *du, int64_t now)
+{
+	struct journal_stats st;
+
+	journal_stats(du->j, &st);
+	if (st.segments < 2 || du->sync_token ||
+	    journal_synced(du->j) >= journal_written(du->j))
+		return;
+	if (!du->dirty_since)
+		du->dirty_since = now;
+	dur_sync_submit(du);
+}
+
 int64_t durable_tick(struct dbus *b, int64_t now)
 {
 	int64_t next = INT64_MAX;
@@ -701,6 +737,8 @@ int64_t durable_tick(struct dbus *b, int64_t now)
 				recover_load(b, qid, &lc);
 			}
 			journal_gc(du->j, (uint64_t)realtime_ns(), GC_BUDGET);
+			if (dq->sync == SHMBUS_JSYNC_NEVER)
+				gc_sync(du, now);
 			du->gc_next = now + GC_PERIOD_NS;
 			dur_stats_publish(b, qid);
 		}

@@ -325,6 +325,7 @@ int intake_batch(struct dbus *b, uint32_t qid)
 	int64_t now = now_ns(), rt = realtime_ns();
 	unsigned n = 0, good = 0, failed = 0, bad = 0, max;
 	int err, first_err = 0;
+	bool full;
 	uint64_t pos, v;
 	struct ring r;
 
@@ -344,6 +345,10 @@ int intake_batch(struct dbus *b, uint32_t qid)
 	du->blocked = !max;
 	if (!max)
 		return -EAGAIN;
+	/* the bus owner's journals hold its disk quota: nothing more is
+	 * journaled (its producers get EDQUOT) until settles free some */
+	dur_disk_charge(du);
+	full = quota_full(du->uid, Q_DISK);
 	/* the full cells from the head on: only we take from an intake, so
 	 * they stay full until we do */
 	for (; n < max; n++, pos++) {
@@ -373,7 +378,7 @@ int intake_batch(struct dbus *b, uint32_t qid)
 		/* one that cannot be journaled (too big a record: the
 		 * queue's msg_size keeps them in bounds; no memory) fails
 		 * alone */
-		t[n].err = journal_pub(du->j, &m);
+		t[n].err = full ? -EDQUOT : journal_pub(du->j, &m);
 		if (t[n].err) {
 			first_err = first_err ? first_err : t[n].err;
 			failed++;
@@ -550,7 +555,9 @@ bool durable_delayed(struct dbus *b, const struct dslot *ds, uint32_t si,
 		return true;
 	}
 	m.due_rt = (uint64_t)rt + (uint64_t)delay_ns;
-	err = journal_pub(dq->dur->j, &m);
+	dur_disk_charge(dq->dur);
+	err = quota_full(dq->dur->uid, Q_DISK) ? -EDQUOT
+					      : journal_pub(dq->dur->j, &m);
 	if (!err)
 		err = journal_flush(dq->dur->j);
 	if (!err && dq->sync != SHMBUS_JSYNC_NEVER) {

@@ -32,7 +32,7 @@
 
 static const char *const names[Q__NR] = {
 	[Q_BUSES] = "buses", [Q_BYTES] = "bytes", [Q_QUEUES] = "queues",
-	[Q_SEATS] = "seats", [Q_CONNS] = "conns",
+	[Q_SEATS] = "seats", [Q_CONNS] = "conns", [Q_DISK] = "disk",
 };
 
 /* One uid's use; a uid with nothing charged has no record. */
@@ -169,6 +169,9 @@ static void share_of(unsigned pct, uint64_t nofile, uint64_t mem,
 	def[Q_CONNS] = MAX(fds / 8, 8u);	/* socket + pidfd */
 	def[Q_BUSES] = MAX(fds / 8, 1u);
 	def[Q_BYTES] = mem / 100 * pct;
+	/* journals: a bus's live messages are in its arena too; the rest
+	 * is segments not yet deleted */
+	def[Q_DISK] = 2 * def[Q_BYTES];
 	/* every queue takes at least one seat: a quarter of the seats */
 	def[Q_QUEUES] = MAX(def[Q_SEATS] / 4, 4u);
 }
@@ -190,20 +193,23 @@ void quota_init(uint64_t nofile)
 	}
 	log_info("quotas per uid (root exempt; %u%% of %llu fds and %llu "
 		 "bytes unless set): buses %llu, bytes %llu, queues %llu, "
-		 "seats %llu, conns %llu", share, (unsigned long long)nofile,
+		 "seats %llu, conns %llu, disk %llu", share,
+		 (unsigned long long)nofile,
 		 (unsigned long long)memory_budget(),
 		 (unsigned long long)limit[Q_BUSES],
 		 (unsigned long long)limit[Q_BYTES],
 		 (unsigned long long)limit[Q_QUEUES],
 		 (unsigned long long)limit[Q_SEATS],
-		 (unsigned long long)limit[Q_CONNS]);
+		 (unsigned long long)limit[Q_CONNS],
+		 (unsigned long long)limit[Q_DISK]);
 	log_info("quotas for all those uids together (%u%%): buses %llu, "
-		 "bytes %llu, queues %llu, seats %llu, conns %llu",
+		 "bytes %llu, queues %llu, seats %llu, conns %llu, disk %llu",
 		 total_share, (unsigned long long)total_limit[Q_BUSES],
 		 (unsigned long long)total_limit[Q_BYTES],
 		 (unsigned long long)total_limit[Q_QUEUES],
 		 (unsigned long long)total_limit[Q_SEATS],
-		 (unsigned long long)total_limit[Q_CONNS]);
+		 (unsigned long long)total_limit[Q_CONNS],
+		 (unsigned long long)total_limit[Q_DISK]);
 }
 
 uint64_t quota_limit(enum quota_res r)
@@ -290,6 +296,16 @@ void quota_force(uid_t uid, enum quota_res r, uint64_t n)
 			 "in buses adopted from the previous daemon", uid,
 			 (unsigned long long)u->use[r], names[r],
 			 (unsigned long long)limit[r]);
+}
+
+bool quota_full(uid_t uid, enum quota_res r)
+{
+	const struct quota_user *u = user_of(uid, false);
+
+	if (quota_exempt(uid) || !u)
+		return false;
+	return (limit[r] != QUOTA_UNLIMITED && u->use[r] >= limit[r]) ||
+	       total_use[r] >= total_limit[r];
 }
 
 void quota_release(uid_t uid, enum quota_res r, uint64_t n)

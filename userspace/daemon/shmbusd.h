@@ -57,7 +57,8 @@ void memory_describe(const struct daemon *d);
 
 /* ---- quota.c: per-uid quotas ------------------------------------------ */
 
-enum quota_res { Q_BUSES, Q_BYTES, Q_QUEUES, Q_SEATS, Q_CONNS, Q__NR };
+enum quota_res { Q_BUSES, Q_BYTES, Q_QUEUES, Q_SEATS, Q_CONNS, Q_DISK,
+		  Q__NR };
 
 #define QUOTA_UNLIMITED		UINT64_MAX
 #define QUOTA_SHARE_DEFAULT	25	/* percent of the daemon's fds, memory */
@@ -79,6 +80,9 @@ uint64_t quota_use(uid_t uid, enum quota_res r);
 /* Charge @n of @r to @uid without a limit: what an adopted bus already
  * holds (logged when it is over the limit). */
 void quota_force(uid_t uid, enum quota_res r, uint64_t n);
+/* Does @uid hold all of its @r, or all users together theirs? (For what
+ * grows without a request to refuse: journals on disk.) */
+bool quota_full(uid_t uid, enum quota_res r);
 const char *quota_name(enum quota_res r);
 /* Charge @n of @r to @uid (request of @pid): 0, or -EDQUOT (logged, and
  * the reason kept for quota_why()) when it would pass the limit. Exempt
@@ -746,6 +750,8 @@ struct dur {
 	 * before anything more is taken from the intake (intake.c) */
 	uint32_t *backlog;
 	unsigned nback, backcap;
+	uid_t uid;		/* the bus owner's: its disk quota */
+	uint64_t charged;	/* journal bytes charged to it */
 	bool blocked;		/* the queue was full, the intake not empty:
 				 * the tick looks again every millisecond */
 };
@@ -785,6 +791,7 @@ void durable_fini(void);
 int dur_open(struct dbus *b, uint32_t qid, const char *dir,
 	     const struct sbc_queue_declare *req);
 void dur_intake_link(struct dbus *b, uint32_t qid, uint32_t iq);
+void dur_disk_charge(struct dur *du);
 void dur_sync_submit(struct dur *du);
 /* When @du's journal may be synced next (INT64_MAX: nothing to sync), and
  * start that sync now if it may (else the tick does then). */
