@@ -21,6 +21,8 @@
 #define D_NR_BATCH		3
 #define D_MAX_LAT		(1u << 20)	/* batch latencies kept */
 #define D_KID_TIMEOUT_S		120		/* per cell, per process */
+#define D_MAX_PROD		16		/* producers of one cell */
+#define D_PROD_SHIFT		40		/* seq = producer << 40 | n */
 
 extern const unsigned d_batches[D_NR_BATCH];	/* 1, 16, 256 */
 
@@ -41,6 +43,8 @@ struct dconfig {
 	double warm_s;		/* before it, not measured */
 	uint64_t recovery_msgs;
 	uint32_t max_len;	/* of a cell's queue */
+	unsigned producers;	/* producer processes per cell (group
+				 * commit shares a sync between them) */
 	bool rabbit;		/* run RabbitMQ too */
 	bool recovery;
 	bool disk;		/* the write()/fdatasync baseline */
@@ -54,11 +58,11 @@ extern bool d_run_ok;			/* the daemon's log is not needed */
 
 /* Shared with the producer and consumer of a cell (MAP_SHARED). */
 struct dshared {
-	uint32_t ready;		/* start barrier: both attached */
-	uint32_t done;		/* the producer published its last batch */
+	uint32_t ready;		/* start barrier: all attached */
+	uint32_t done;		/* producers that published their last batch */
 	uint64_t total;		/* messages published, warm-up included */
-	uint64_t counted;	/* messages in the measured time */
-	uint64_t elapsed_ns;	/* the measured time */
+	uint64_t counted;	/* messages in the measured time, all */
+	uint64_t elapsed_ns;	/* the measured time (the longest producer's) */
 	uint64_t received;	/* by the consumer */
 	uint64_t drain_ns;	/* consumer: start to last message */
 	/* recovery: CLOCK_MONOTONIC times, and what the consumer saw */
@@ -84,6 +88,10 @@ extern struct dcell dcells[D_NR_KIND][D_NR_BATCH][NR_SIZES];
 
 /* main.c */
 void d_cell_from_shared(struct dcell *c);
+/* A producer's end of cell: its @counted messages in @elapsed_ns, @total
+ * in all; its batch latencies went in with d_lat(). */
+void d_producer_done(uint64_t counted, uint64_t total, uint64_t elapsed_ns);
+void d_lat(uint64_t ns);
 pid_t d_fork(const char *what);
 void d_wait_kids(pid_t *kids, int n, const char *label);
 void d_start_line(void);

@@ -350,14 +350,16 @@ static void wait_confirms(amqp_connection_state_t c, uint64_t base,
 	}
 }
 
-static void r_produce(const char *q, unsigned batch, size_t size)
+static void r_produce(const char *q, unsigned batch, size_t size,
+		      unsigned pi)
 {
 	amqp_connection_state_t c = amqp_connect(false);
 	amqp_basic_properties_t props = {
 		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
 		.delivery_mode = 2,	/* persistent */
 	};
-	uint64_t warm_end, end, t0 = 0, base = 0, seq = 0, t = 0;
+	uint64_t first0 = (uint64_t)pi << D_PROD_SHIFT;
+	uint64_t warm_end, end, t0 = 0, base = first0, seq = first0, t = 0;
 	void *buf = aligned_alloc(CACHELINE, MAX_MSG);
 	bool measuring = false;
 
@@ -392,15 +394,12 @@ static void r_produce(const char *q, unsigned batch, size_t size)
 				    amqp_error_string2(err));
 		}
 		/* delivery tags count the channel's publishes from 1 */
-		wait_confirms(c, first, batch);
+		wait_confirms(c, first - first0, batch);
 		t = now_ns();
-		if (measuring && dsh->nlat < D_MAX_LAT)
-			dsh->lat[dsh->nlat++] = t - tb;
+		if (measuring)
+			d_lat(t - tb);
 	}
-	dsh->counted = seq - base;
-	dsh->elapsed_ns = t - t0;
-	dsh->total = seq;
-	smp_store_release(&dsh->done, 1);
+	d_producer_done(seq - base, seq - first0, t - t0);
 	amqp_channel_close(c, RMQ_CH, AMQP_REPLY_SUCCESS);
 	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(c);
@@ -410,7 +409,7 @@ static void r_produce(const char *q, unsigned batch, size_t size)
 static void r_consume(const char *q, size_t size)
 {
 	amqp_connection_state_t c = amqp_connect(false);
-	uint64_t seq = 0, t0;
+	uint64_t got = 0, next[D_MAX_PROD] = { 0 }, t0;
 
 	declare_queue(c, q);
 	amqp_basic_qos(c, RMQ_CH, 0, RMQ_PREFETCH, 0);
@@ -420,10 +419,13 @@ static void r_consume(const char *q, size_t size)
 	rpc_ok(c, "basic.consume", false);
 	d_start_line();
 	t0 = now_ns();
-	while (!smp_load_acquire(&dsh->done) || seq < dsh->total) {
+	while (smp_load_acquire(&dsh->done) < dcfg.producers ||
+	       got < dsh->total) {
 		struct timeval tv = { 0, 100000 };
 		amqp_envelope_t env;
 		amqp_rpc_reply_t r;
+		uint64_t seq = 0;
+		unsigned pi;
 
 		amqp_maybe_release_buffers(c);
 		r = amqp_consume_message(c, &env, &tv, 0);
@@ -432,17 +434,23 @@ static void r_consume(const char *q, size_t size)
 			continue;
 		if (r.reply_type != AMQP_RESPONSE_NORMAL)
 			die("AMQP consume: reply type %d", r.reply_type);
-		if (env.message.body.len != size ||
+		if (env.message.body.len >= sizeof(seq))
+			memcpy(&seq, env.message.body.bytes, sizeof(seq));
+		pi = (unsigned)(seq >> D_PROD_SHIFT);
+		/* each publisher's messages whole and in its order */
+		if (env.message.body.len != size || pi >= D_MAX_PROD ||
+		    (seq & ((1ull << D_PROD_SHIFT) - 1)) != next[pi] ||
 		    verify(env.message.body.bytes, size, seq))
 			die("%s: message %llu is not the one sent", q,
 			    (unsigned long long)seq);
+		next[pi]++;
 		if (amqp_basic_ack(c, RMQ_CH, env.delivery_tag, 0))
 			die("AMQP ack failed");
 		amqp_destroy_envelope(&env);
-		seq++;
+		got++;
 	}
 	dsh->drain_ns = now_ns() - t0;
-	dsh->received = seq;
+	dsh->received = got;
 	amqp_queue_delete(c, RMQ_CH, amqp_cstring_bytes(q), 0, 0);
 	rpc_ok(c, "queue.delete", false);
 	amqp_channel_close(c, RMQ_CH, AMQP_REPLY_SUCCESS);
@@ -453,22 +461,25 @@ static void r_consume(const char *q, size_t size)
 void d_run_rabbit(unsigned bi, int si)
 {
 	struct dcell *c = &dcells[D_RABBIT][bi][si];
-	pid_t kids[2];
+	pid_t kids[D_MAX_PROD + 1];
+	unsigned np = dcfg.producers;
 	char q[64];
 
 	snprintf(q, sizeof(q), "rabbitmq.%u.%zu", d_batches[bi], sizes[si]);
 	memset(dsh, 0, offsetof(struct dshared, lat));
-	kids[0] = d_fork(q);
-	if (!kids[0]) {
-		r_produce(q, d_batches[bi], sizes[si]);
-		_exit(0);
+	for (unsigned i = 0; i < np; i++) {
+		kids[i] = d_fork(q);
+		if (!kids[i]) {
+			r_produce(q, d_batches[bi], sizes[si], i);
+			_exit(0);
+		}
 	}
-	kids[1] = d_fork(q);
-	if (!kids[1]) {
+	kids[np] = d_fork(q);
+	if (!kids[np]) {
 		r_consume(q, sizes[si]);
 		_exit(0);
 	}
-	d_wait_kids(kids, 2, q);
+	d_wait_kids(kids, (int)np + 1, q);
 	if (dsh->received != dsh->total)
 		die("%s: %llu published, %llu received", q,
 		    (unsigned long long)dsh->total,

@@ -55,14 +55,16 @@ static void declare(const char *q, enum d_kind k)
 		    err < 0 ? shmbus_errmsg() : "");
 }
 
-/* Role 0: batches until the measured time is over; the last one counts
- * whole, and the clock stops at its confirm. */
-static void produce(const char *q, unsigned batch, size_t size)
+/* Role 0 (producer @pi of dcfg.producers): batches until the measured
+ * time is over; the last one counts whole, and the clock stops at its
+ * confirm. Its seqs are pi << D_PROD_SHIFT onwards. */
+static void produce(const char *q, unsigned batch, size_t size, unsigned pi)
 {
 	SHMBUS_OPTS(shmbus_producer_opts, o,
 		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
 	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
-	uint64_t warm_end, end, t0 = 0, base = 0, seq = 0, t = 0;
+	uint64_t first = (uint64_t)pi << D_PROD_SHIFT;
+	uint64_t warm_end, end, t0 = 0, base = first, seq = first, t = 0;
 	struct shmbus_producer *p;
 	struct shmbus *bus;
 	void *buf = aligned_alloc(CACHELINE, MAX_MSG);
@@ -98,13 +100,10 @@ static void produce(const char *q, unsigned batch, size_t size)
 			die("%s: confirm_wait after %llu: %s", q,
 			    (unsigned long long)seq, strerror(-err));
 		t = now_ns();
-		if (measuring && dsh->nlat < D_MAX_LAT)
-			dsh->lat[dsh->nlat++] = t - tb;
+		if (measuring)
+			d_lat(t - tb);
 	}
-	dsh->counted = seq - base;
-	dsh->elapsed_ns = t - t0;
-	dsh->total = seq;
-	smp_store_release(&dsh->done, 1);
+	d_producer_done(seq - base, seq - first, t - t0);
 	shmbus_producer__free(p);
 	shmbus__close(bus);
 	free(buf);
@@ -153,9 +152,9 @@ static void consume(const char *q, size_t size)
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
 	struct shmbus_consumer *c;
 	struct shmbus *bus;
-	uint64_t seen = 0, next = 0, t0, idle = 0;
-	uint8_t *bits = NULL;
-	size_t nbits = 0;
+	uint64_t seen = 0, next[D_MAX_PROD] = { 0 }, t0, idle = 0;
+	uint8_t *bits[D_MAX_PROD] = { NULL };
+	size_t nbits[D_MAX_PROD] = { 0 };
 
 	bus = d_bus_open(D_BUS, false);
 	c = shmbus_consumer__new(bus, q, &co);
@@ -163,13 +162,15 @@ static void consume(const char *q, size_t size)
 		die("%s: consumer: %s", q, strerror(errno));
 	d_start_line();
 	t0 = now_ns();
-	while (!smp_load_acquire(&dsh->done) || seen < dsh->total) {
+	while (smp_load_acquire(&dsh->done) < dcfg.producers ||
+	       seen < dsh->total) {
 		struct shmbus_msg m;
-		uint64_t seq;
+		uint64_t seq, n;
+		unsigned pi;
 		int err = shmbus_consumer__receive_view(c, &m, RECV_POLL_NS);
 
 		if (err == -ETIMEDOUT) {
-			if (smp_load_acquire(&dsh->done) &&
+			if (smp_load_acquire(&dsh->done) >= dcfg.producers &&
 			    (idle += RECV_POLL_NS) >= DRAIN_IDLE_NS)
 				break;
 			continue;
@@ -183,14 +184,20 @@ static void consume(const char *q, size_t size)
 			die("%s: message %llu is not one that was sent (%u "
 			    "bytes, delivery %u)", q, (unsigned long long)seq,
 			    m.len, m.delivery_count);
-		if (!mark(&bits, &nbits, seq))
+		pi = (unsigned)(seq >> D_PROD_SHIFT);
+		n = seq & ((1ull << D_PROD_SHIFT) - 1);
+		if (pi >= D_MAX_PROD)
+			die("%s: message %llu of no producer", q,
+			    (unsigned long long)seq);
+		if (!mark(&bits[pi], &nbits[pi], n))
 			dsh->dups++;
 		else
 			seen++;
-		if (seq < next)
+		/* one producer's messages in its order */
+		if (n < next[pi])
 			dsh->disorder++;	/* a later one came first */
 		else
-			next = seq + 1;
+			next[pi] = n + 1;
 		err = shmbus_consumer__ack(c, &m);
 		if (err)
 			die("%s: ack %llu: %s", q, (unsigned long long)seq,
@@ -200,7 +207,8 @@ static void consume(const char *q, size_t size)
 	dsh->received = seen;
 	shmbus_consumer__free(c);
 	shmbus__close(bus);
-	free(bits);
+	for (unsigned i = 0; i < D_MAX_PROD; i++)
+		free(bits[i]);
 }
 
 /* Messages per fdatasync of the queue's journal, as the daemon counted
@@ -217,26 +225,31 @@ static double per_sync(const char *q)
 void d_run_shmbus(enum d_kind k, unsigned bi, int si)
 {
 	struct dcell *c = &dcells[k][bi][si];
-	pid_t kids[2];
+	pid_t kids[D_MAX_PROD + 1];
+	unsigned np = dcfg.producers;
 	char q[64];
 	int err;
 
 	queue_name(q, sizeof(q), k, bi, si);
 	declare(q, k);
 	memset(dsh, 0, offsetof(struct dshared, lat));
-	kids[0] = d_fork(q);
-	if (!kids[0]) {
-		produce(q, d_batches[bi], sizes[si]);
-		_exit(0);
+	for (unsigned i = 0; i < np; i++) {
+		kids[i] = d_fork(q);
+		if (!kids[i]) {
+			produce(q, d_batches[bi], sizes[si], i);
+			_exit(0);
+		}
 	}
-	kids[1] = d_fork(q);
-	if (!kids[1]) {
+	kids[np] = d_fork(q);
+	if (!kids[np]) {
 		consume(q, sizes[si]);
 		_exit(0);
 	}
-	d_wait_kids(kids, 2, q);
+	d_wait_kids(kids, (int)np + 1, q);
 	d_cell_from_shared(c);
-	c->per_sync = per_sync(q);
+	/* never syncs for confirms: what few syncs a queue's end or a
+	 * housekeeping pass makes say nothing of it */
+	c->per_sync = k == D_NEVER ? 0 : per_sync(q);
 	err = shmbus__queue_delete(d_bus, q);
 	if (err)
 		die("deleting queue '%s': %s", q, strerror(-err));
