@@ -1309,7 +1309,7 @@ static void durable_pub_stat(const struct dur_daemon *d, struct shmbus *bus)
 		assert_non_null(row);
 		row = strstr(row + 1, "\ndur ");	/* the JOURNAL row */
 		assert_non_null(row);
-		assert_int_equal(sscanf(row + 1, "%255s %255s %*u %*u %llu", line,
+		assert_int_equal(sscanf(row + 1, "%255s %159s %*u %*u %llu", line,
 					want, &live), 3);
 		assert_string_equal(want, "batch/1ms");
 		assert_int_equal(live, 1000);
