@@ -406,6 +406,13 @@ int statedir_queue_load(const char *dir, const char *name,
 	q->priorities = (uint32_t)v[12];
 	q->sync = (uint32_t)v[13];
 	q->sync_interval_ns = v[14];
+	/* what a declare would refuse: an adopted queue takes these as they
+	 * are (the rest a recovery's declare checks again) */
+	if (q->sync > SHMBUS_JSYNC_NEVER ||
+	    (q->sync_interval_ns && (q->sync != SHMBUS_JSYNC_BATCH ||
+				     q->sync_interval_ns < 100000 ||
+				     q->sync_interval_ns > 1000000000)))
+		return -EBADMSG;
 	conf_word(text, "dlq", q->dlq, sizeof(q->dlq));
 	if (q->dlq[0] && !statedir_name_ok(q->dlq))
 		return -EBADMSG;
