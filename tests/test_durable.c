@@ -870,6 +870,51 @@ static void test_full_disk(void **st)
 	rmdir(state);
 }
 
+/*
+ * A queue.conf with settings a declare would refuse (sync 9) keeps its
+ * queue from coming back, and nothing else: the daemon starts, logs it,
+ * keeps the journal; with the file mended, the message is back.
+ */
+static void test_bad_queue_conf(void **st)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE);
+	char conf[PATH_MAX + 64], cmd[4 * PATH_MAX];
+	struct shmbus_queue_info qi;
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	pid_t d;
+
+	(void)st;
+	d = daemon_start();
+	bus = bus_open();
+	declare(bus, "conf", &qo);
+	p = shmbus_producer__new(bus, "conf", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, "kept", 4, NULL), 0);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	daemon_kill(d);
+	snprintf(conf, sizeof(conf), "%s/0/%s/queues/conf/queue.conf", state,
+		 BUS);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s.good' && sed -i 's/^sync 0$/"
+		 "sync 9/' '%s'", conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	d = daemon_start();
+	bus = bus_open();
+	assert_int_equal(shmbus__queue_info(bus, "conf", &qi), -ENOENT);
+	shmbus__close(bus);
+	daemon_kill(d);
+	snprintf(cmd, sizeof(cmd), "mv '%s.good' '%s'", conf, conf);
+	assert_int_equal(system(cmd), 0);
+	d = daemon_start();
+	bus = bus_open();
+	assert_int_equal(journal(bus, "conf").live, 1);
+	printf("a queue.conf with sync 9: the queue stays away, the daemon "
+	       "starts; mended: 1 message back\n");
+	shmbus__close(bus);
+	daemon_kill(d);
+}
+
 /* ---- kill -9 of everything, a hundred times ------------------------------- */
 
 #define CRASH_MAX	(1u << 20)
@@ -1060,6 +1105,7 @@ int main(void)
 		cmocka_unit_test_setup(test_order_full_queue, fresh),
 		cmocka_unit_test_setup(test_damaged_journal, fresh),
 		cmocka_unit_test_setup(test_full_disk, fresh),
+		cmocka_unit_test_setup(test_bad_queue_conf, fresh),
 		cmocka_unit_test_setup(test_crash_always, fresh),
 		cmocka_unit_test_setup(test_crash_batch, fresh),
 	};
