@@ -422,15 +422,26 @@ static inline bool t_listening(const char *sock)
 /* Start `shmbusd --daemonize --socket @sock --state-dir @state` (durable
  * queues) and wait until it accepts and its lock file names it: its pid,
  * or 0 (with a message) when it did not come up within 10 s. */
-static inline pid_t t_daemon_start_state(const char *sock, const char *state)
+/*
+ * Start a daemon on @sock with state directory @state and up to four
+ * @extra arguments (NULL-terminated, or NULL), as the library does
+ * (--daemonize); its pid once it listens, or 0.
+ */
+static inline pid_t t_daemon_start_state(const char *sock, const char *state,
+					 const char *const *extra)
 {
 	pid_t kid = fork(), pid;
 
 	if (kid < 0)
 		return 0;
 	if (!kid) {
+		const char *e[4] = { NULL };
+
+		for (int i = 0; extra && i < 4 && extra[i]; i++)
+			e[i] = extra[i];
 		execl(t_daemon_path(), "shmbusd", "--daemonize", "--socket",
-		      sock, "--state-dir", state, (char *)NULL);
+		      sock, "--state-dir", state, e[0], e[1], e[2], e[3],
+		      (char *)NULL);
 		_exit(127);
 	}
 	if (t_wait(kid, 20000) != 0)
@@ -444,6 +455,19 @@ static inline pid_t t_daemon_start_state(const char *sock, const char *state)
 	}
 	fprintf(stderr, "no daemon on %s\n", sock);
 	return 0;
+}
+
+/* SIGKILL daemon @pid (stopped or not) and wait until it is gone, every
+ * thread of it; false if it is still there after 5 s. */
+static inline bool t_daemon_kill_pid(pid_t pid)
+{
+	if (pid <= 0)
+		return true;
+	kill(pid, SIGCONT);
+	kill(pid, SIGKILL);
+	for (int i = 0; i < 5000 && t_pid_running(pid); i++)
+		usleep(1000);
+	return !t_pid_running(pid);
 }
 
 /* This process's fd of bus @name's arena, or -1 (the daemon names its

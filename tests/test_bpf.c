@@ -643,7 +643,7 @@ static void test_journal_sync_hist(void **state)
 		 (int)getpid());
 	snprintf(sock, sizeof(sock), "%s/dur.sock", t_dir);
 	snprintf(dir, sizeof(dir), "%s/state", t_dir);
-	pid = t_daemon_start_state(sock, dir);
+	pid = t_daemon_start_state(sock, dir, NULL);
 	assert_true(pid > 0);
 	{
 		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock,

@@ -1170,7 +1170,7 @@ struct dur_daemon {
 
 static void dur_daemon_start(struct dur_daemon *d)
 {
-	d->pid = t_daemon_start_state(d->sock, d->state);
+	d->pid = t_daemon_start_state(d->sock, d->state, NULL);
 	assert_true(d->pid > 0);
 }
 

@@ -37,30 +37,16 @@ static char state[PATH_MAX];
 
 /* ---- the daemon ------------------------------------------------------- */
 
-/* Start a daemon on t_sock with the test's state directory (and @extra
- * arguments, NULL-terminated); return its pid once it listens. */
+/* A daemon on t_sock with the test's state directory (and up to two
+ * @extra arguments); its pid once it listens. */
 static pid_t daemon_start_args(const char *extra, const char *extra2)
 {
-	pid_t kid = fork(), pid;
-	int st;
+	const char *const e[] = { extra, extra2, NULL };
+	pid_t pid = t_daemon_start_state(t_sock, state, e);
 
-	if (!kid) {
-		execl(t_daemon_path(), "shmbusd", "--daemonize", "--socket",
-		      t_sock, "--state-dir", state, extra, extra2,
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_true(kid > 0);
-	st = t_wait(kid, 10000);
-	assert_int_equal(st, 0);
-	for (int i = 0; i < 10000; i++) {
-		pid = t_daemon_pid();
-		if (pid > 0 && t_pid_running(pid) && t_listening(t_sock))
-			return pid;
-		usleep(1000);
-	}
-	fail_msg("no daemon on %s", t_sock);
-	return 0;
+	if (!pid)
+		fail_msg("no daemon on %s", t_sock);
+	return pid;
 }
 
 static pid_t daemon_start(void)
@@ -70,12 +56,7 @@ static pid_t daemon_start(void)
 
 static void daemon_kill(pid_t pid)
 {
-	if (pid <= 0)
-		return;
-	kill(pid, SIGKILL);
-	for (int i = 0; i < 5000 && t_pid_running(pid); i++)
-		usleep(1000);
-	assert_false(t_pid_running(pid));
+	assert_true(t_daemon_kill_pid(pid));
 }
 
 /* A bus of our own, never starting a daemon (that one would not know

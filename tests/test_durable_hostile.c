@@ -37,28 +37,11 @@ static int fresh(void **st);
  * NULL-terminated, at most four); its pid once it listens. */
 static pid_t daemon_start_with(const char *dir, const char *const *extra)
 {
-	pid_t kid = fork(), pid;
+	pid_t pid = t_daemon_start_state(t_sock, dir, extra);
 
-	if (!kid) {
-		const char *e[4] = { NULL };
-
-		for (int i = 0; extra && i < 4 && extra[i]; i++)
-			e[i] = extra[i];
-		execl(t_daemon_path(), "shmbusd", "--daemonize", "--socket",
-		      t_sock, "--state-dir", dir, e[0], e[1], e[2], e[3],
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_true(kid > 0);
-	assert_int_equal(t_wait(kid, 10000), 0);
-	for (int i = 0; i < 10000; i++) {
-		pid = t_daemon_pid();
-		if (pid > 0 && t_pid_running(pid) && t_listening(t_sock))
-			return pid;
-		usleep(1000);
-	}
-	fail_msg("no daemon on %s", t_sock);
-	return 0;
+	if (!pid)
+		fail_msg("no daemon on %s", t_sock);
+	return pid;
 }
 
 static pid_t daemon_start_in(const char *dir)
@@ -73,11 +56,7 @@ static pid_t daemon_start(void)
 
 static void daemon_kill(pid_t pid)
 {
-	kill(pid, SIGCONT);
-	kill(pid, SIGKILL);
-	for (int i = 0; i < 5000 && t_pid_running(pid); i++)
-		usleep(1000);
-	assert_false(t_pid_running(pid));
+	assert_true(t_daemon_kill_pid(pid));
 }
 
 /* User plus system CPU time of @pid so far, in clock ticks. */

@@ -457,7 +457,7 @@ static void test_journal_sync_probe(void **state)
 	assert_true(k >= 0);
 	snprintf(sock, sizeof(sock), "%s/j.sock", t_dir);
 	snprintf(dir, sizeof(dir), "%s/state", t_dir);
-	pid = t_daemon_start_state(sock, dir);
+	pid = t_daemon_start_state(sock, dir, NULL);
 	assert_true(pid > 0);
 	err = uprobe_type() < 0 ? -ENODEV : attach_one(uprobe_type(), k, pid);
 	if (err == -EACCES || err == -EPERM || err == -ENODEV ||
