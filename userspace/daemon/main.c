@@ -598,15 +598,18 @@ int main(int argc, char **argv)
 	}
 	if (o.daemonize && daemonize() < 0)
 		return 1;
+	d.instance = instance_of(o.sock);
+	/* its eventfd before the lock names us: whoever waits for a daemon
+	 * to be up finds every fd it starts with */
+	if (durable_setup(state_dir_of(&o, d.instance), o.segment_bytes) < 0) {
+		log_err("durable queues: cannot set up (an eventfd, the state "
+			"directory's path)");
+		return 1;
+	}
 	write_pid(lockfd);
 	quota_init(raise_nofile());
 	if (kmod_init() < 0)
 		return 1;
-	d.instance = instance_of(o.sock);
-	if (durable_setup(state_dir_of(&o, d.instance), o.segment_bytes) < 0) {
-		log_err("durable queues: cannot start their sync thread");
-		return 1;
-	}
 	/* the buses of the daemon before us, before any client is heard;
 	 * with --daemonize we were autostarted by a client, whose own
 	 * service manager must not hear from us */
