@@ -326,7 +326,12 @@ $(B)/tests/test_%: tests/test_%.c $(SHLIB) | $(B)/tests
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -Itests -Ibpf $< -o $@ \
 		$(ALL_LDFLAGS) $(TEST_RPATH) -L$(B)/lib -lshmbus -lcmocka \
-		-lpthread -lbpf
+		-lpthread -lbpf $(TEST_AMQP_LIBS)
+
+# Tests that run a private RabbitMQ (tests/rmq.h) link librabbitmq where
+# its header is; without it they build anyway and skip (fail under CI).
+AMQP_TESTS := $(B)/tests/test_rmq
+$(AMQP_TESTS): TEST_AMQP_LIBS := $(if $(wildcard /usr/include/amqp.h),-lrabbitmq)
 
 # Examples build as a user would: public header, shared library.
 $(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples

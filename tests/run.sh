@@ -58,6 +58,7 @@ timeout_of() {
 	test_durable) echo 300 ;;	# a minute or two: 200 kill -9 rounds
 	test_durable_hostile) echo 120 ;;	# seconds; a stalled intake
 	unit_journal) echo 120 ;;	# a second or two; a million records
+	test_rmq) echo 180 ;;	# a private RabbitMQ: three boots of seconds each
 	*) echo "$TEST_TIMEOUT" ;;
 	esac
 }
