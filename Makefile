@@ -276,11 +276,14 @@ $(DAEMON): $(O)/daemon/main.o $(DMNLIB) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(Q)$(CC) $(ALL_LDFLAGS) $< $(DMNLIB) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus $(LDLIBS)
 
-# the shmbus command: tools/cli, and the loader and map reader of bpf/
+# the shmbus command: tools/cli, and the loader and map reader of bpf/;
+# librabbitmq where its header is (shmbus bridge; without it the command
+# says it was built without)
+CLI_AMQP_LIBS := $(if $(wildcard /usr/include/amqp.h),-lrabbitmq)
 $(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(CLI_OBJS) $(OBS_OBJS) -o $@ $(RUNPATH_FLAG) \
-		-L$(B)/lib -lshmbus -lbpf -lm
+		-L$(B)/lib -lshmbus -lbpf -lm $(CLI_AMQP_LIBS)
 
 $(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
@@ -330,7 +333,7 @@ $(B)/tests/test_%: tests/test_%.c $(SHLIB) | $(B)/tests
 
 # Tests that run a private RabbitMQ (tests/rmq.h) link librabbitmq where
 # its header is; without it they build anyway and skip (fail under CI).
-AMQP_TESTS := $(B)/tests/test_rmq
+AMQP_TESTS := $(B)/tests/test_rmq $(B)/tests/test_bridge
 $(AMQP_TESTS): TEST_AMQP_LIBS := $(if $(wildcard /usr/include/amqp.h),-lrabbitmq)
 
 # Examples build as a user would: public header, shared library.

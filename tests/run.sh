@@ -59,6 +59,7 @@ timeout_of() {
 	test_durable_hostile) echo 120 ;;	# seconds; a stalled intake
 	unit_journal) echo 120 ;;	# a second or two; a million records
 	test_rmq) echo 180 ;;	# a private RabbitMQ: three boots of seconds each
+	test_bridge) echo 240 ;;	# a private RabbitMQ, the bridge killed -9 six times
 	*) echo "$TEST_TIMEOUT" ;;
 	esac
 }

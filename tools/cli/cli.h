@@ -109,6 +109,10 @@ void cli_std_fds(void);
  * message. */
 void cli_close_stdout(void);
 
+/* ---- bridge.c -------------------------------------------------------- */
+
+int cmd_bridge(int argc, char **argv);
+
 /* ---- daemon.c -------------------------------------------------------- */
 
 int cmd_daemon(int argc, char **argv);

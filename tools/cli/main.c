@@ -84,6 +84,7 @@ static void usage_main(FILE *f)
 "  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "  req QUEUE MESSAGE       send a request, print the reply\n"
 "  reply QUEUE --echo|--exec CMD   answer requests\n"
+"  bridge --amqp URL --from QUEUE --exchange EX   forward to RabbitMQ\n"
 "\n"
 "Options:\n"
 "  --bus NAME      bus to use (default: $SHMBUS_BUS or \"default\"): your\n"
@@ -368,6 +369,7 @@ int main(int argc, char **argv)
 		{ "top", cmd_top },
 		{ "req", cmd_req },
 		{ "reply", cmd_reply },
+		{ "bridge", cmd_bridge },
 	};
 	int opt;
 
