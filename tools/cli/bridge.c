@@ -37,6 +37,7 @@
 #define BR_BACKOFF_MIN_MS	100
 #define BR_BACKOFF_MAX_MS	10000
 #define BR_DRAIN_MS	5000	/* at exit: wait this long for confirms */
+#define BR_CONNECT_S	5	/* TCP connect timeout */
 
 struct br_cfg {
 	struct amqp_connection_info url;
@@ -124,11 +125,15 @@ static amqp_connection_state_t br_connect(const struct br_cfg *cfg)
 	const struct amqp_connection_info *u = &cfg->url;
 	amqp_connection_state_t c = amqp_new_connection();
 	amqp_socket_t *s = c ? amqp_tcp_socket_new(c) : NULL;
+	struct timeval connect_tmo = { BR_CONNECT_S, 0 };
 	amqp_rpc_reply_t r;
 
 	if (!s)
 		goto fail;
-	if (amqp_socket_open(s, u->host, u->port) != AMQP_STATUS_OK) {
+	/* bounded: a host that drops SYNs must not hold off the backoff
+	 * loop, nor a SIGTERM, for the kernel's minutes */
+	if (amqp_socket_open_noblock(s, u->host, u->port, &connect_tmo) !=
+	    AMQP_STATUS_OK) {
 		fprintf(stderr, "shmbus: bridge: cannot connect to %s:%d\n",
 			u->host, u->port);
 		goto fail;
@@ -136,8 +141,11 @@ static amqp_connection_state_t br_connect(const struct br_cfg *cfg)
 	r = amqp_login(c, u->vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN,
 		       u->user, u->password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-		fprintf(stderr, "shmbus: bridge: login to %s:%d refused\n",
-			u->host, u->port);
+		fprintf(stderr, "shmbus: bridge: login to %s:%d failed: %s\n",
+			u->host, u->port,
+			r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ?
+			amqp_error_string2(r.library_error) :
+			"refused by the broker");
 		goto fail;
 	}
 	amqp_channel_open(c, BR_CH);
