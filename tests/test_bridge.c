@@ -9,7 +9,9 @@
  *    every message reaches the broker (lost 0), duplicates counted;
  *  - the broker killed -9 under a running bridge and restarted: the
  *    bridge gives back what was in flight, reconnects and goes on (lost
- *    0: what the broker confirmed was on its disk).
+ *    0: what the broker confirmed was on its disk);
+ *  - the same with the bridge idle: it reconnects and forwards what
+ *    comes after.
  */
 #include "shmbus.h"
 #include "helpers.h"
@@ -24,6 +26,7 @@
 #define N2	5000
 #define KILLS	6
 #define N3	20000
+#define N4	500
 
 static struct rmq broker;
 static char why[PATH_MAX + 64];	/* why there is no broker */
@@ -323,6 +326,35 @@ static void test_broker_restart(void **state)
 	assert_true(reconnects >= 1);
 	free(seen);
 }
+
+static void test_idle_restart(void **state)
+{
+	const int first = N1 + N2 + N3;
+	amqp_connection_state_t c;
+	int seen[N4] = { 0 };
+	unsigned long reconnects = 0;
+	const char *counters;
+	long got;
+	pid_t pid;
+
+	need_broker();
+	pid = spawn_bridge();
+	usleep(300000);
+	assert_int_equal(rmq_restart(&broker, SIGKILL), 0);
+	publish_local(first, N4);
+	c = consumer();
+	got = consume(c, seen, first, N4, 20000);
+	counters = stop_bridge(pid);
+	rmq_close(c);
+	print_message("idle bridge, broker kill -9: sent %d received %ld; %s",
+		      N4, got, counters);
+	for (int i = 0; i < N4; i++)
+		assert_true(seen[i] >= 1);
+	assert_int_equal(sscanf(counters, "bridge: forwarded %*u confirmed "
+				"%*u nacked %*u reconnects %lu", &reconnects),
+			 1);
+	assert_true(reconnects >= 1);
+}
 #endif
 
 int main(void)
@@ -332,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_forward),
 		cmocka_unit_test(test_kill9),
 		cmocka_unit_test(test_broker_restart),
+		cmocka_unit_test(test_idle_restart),
 #endif
 	};
 	int rc;

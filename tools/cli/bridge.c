@@ -404,10 +404,14 @@ static int br_run(struct br *b)
 			break;
 		}
 		/* with more to send, only take the confirms already here;
-		 * with the window full or the queue empty, wait for one */
-		if (!r && b->n)
-			r = br_poll_confirms(b, b->n < b->cfg.window &&
-						!b->idle ? 0 : 50);
+		 * with the window full or the queue empty, wait for one.
+		 * Idle, the connection is still read (without waiting: the
+		 * receive did): librabbitmq sends our heartbeats from
+		 * there, and a broker gone is seen now, not at the next
+		 * message. */
+		if (!r)
+			r = br_poll_confirms(b, b->n && (b->n == b->cfg.window ||
+						b->idle) ? 50 : 0);
 		if (r < 0) {
 			br_drop_connection(b);
 			if (!br_reconnect(b, false))
