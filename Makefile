@@ -1,8 +1,7 @@
 # shmbus - top-level Makefile.
 #
 #   make            build the library, daemon, CLI, tests and benchmark
-#   make deps       install missing Debian packages (root), else print how;
-#                   deps-build: only those building and testing need
+#   make deps       install missing Debian packages (root), else print how
 #   make test       deps + build + run every test (CI=true: skips fail)
 #   make demo       deps + build + run the demo
 #   make bench      deps + build + run the benchmark
@@ -50,10 +49,7 @@ CXX ?= g++
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
-	python3
-# shmbus-bench-durable's reference: a RabbitMQ server and the C client.
-# Only `make deps` and `make bench-durable` install them.
-BENCH_DEB_PKGS := rabbitmq-server librabbitmq-dev
+	python3 librabbitmq-dev libssl-dev rabbitmq-server
 
 ifeq ($(V),1)
 Q :=
@@ -133,6 +129,8 @@ OBS_SRCS  := $(filter-out %.bpf.c,$(wildcard bpf/*.c))
 OBS_OBJS  := $(patsubst bpf/%.c,$(O)/bpf/%.o,$(OBS_SRCS))
 BENCH_SRCS := $(filter-out tools/bench/probe-cost.c,$(wildcard tools/bench/*.c))
 BENCH_OBJS := $(patsubst tools/bench/%.c,$(O)/bench/%.o,$(BENCH_SRCS))
+BRIDGE_SRCS := $(wildcard tools/bridge/*.c)
+BRIDGE_OBJS := $(patsubst tools/bridge/%.c,$(O)/bridge/%.o,$(BRIDGE_SRCS))
 DBENCH_SRCS := $(wildcard tools/bench/durable/*.c)
 DBENCH_OBJS := $(patsubst tools/bench/durable/%.c,$(O)/dbench/%.o,$(DBENCH_SRCS))
 
@@ -144,10 +142,8 @@ DMNLIB   := $(O)/libshmbusd.a
 DAEMON   := $(B)/bin/shmbusd
 CLI      := $(B)/bin/shmbus
 BENCH    := $(B)/bin/shmbus-bench
-# built by `all` only where librabbitmq's header is (make deps), which
-# building and testing need not
 DBENCH   := $(B)/bin/shmbus-bench-durable
-DBENCH_IF := $(if $(wildcard /usr/include/amqp.h),$(DBENCH))
+BRIDGE   := $(B)/bin/shmbus-bridge
 PCOST    := $(B)/bin/probe-cost
 
 # Unit tests link the static library (they test internals); the rest link
@@ -167,13 +163,12 @@ PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BENCH) $(DBENCH_IF) $(PCOST) $(TESTS) \
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(PCOST) $(TESTS) \
 	$(EXAMPLES) $(PCFILE) checks
 
 lib: $(SHLIB) $(STLIB)
 
 deps: deps-build
-	$(Q)sh tools/scripts/deps.sh $(BENCH_DEB_PKGS)
 
 deps-build:
 	$(Q)sh tools/scripts/deps.sh $(DEB_PKGS)
@@ -215,6 +210,10 @@ $(O)/bpf/%.o: bpf/%.c | $(O)/bpf $(BPF_SKEL)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf -c $< -o $@
 
 $(O)/bench/%.o: tools/bench/%.c | $(O)/bench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+$(O)/bridge/%.o: tools/bridge/%.c | $(O)/bridge
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
 
@@ -276,14 +275,18 @@ $(DAEMON): $(O)/daemon/main.o $(DMNLIB) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(Q)$(CC) $(ALL_LDFLAGS) $< $(DMNLIB) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus $(LDLIBS)
 
-# the shmbus command: tools/cli, and the loader and map reader of bpf/;
-# librabbitmq where its header is (shmbus bridge; without it the command
-# says it was built without)
-CLI_AMQP_LIBS := $(if $(wildcard /usr/include/amqp.h),-lrabbitmq)
+# the shmbus command: tools/cli, and the loader and map reader of bpf/
 $(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(CLI_OBJS) $(OBS_OBJS) -o $@ $(RUNPATH_FLAG) \
-		-L$(B)/lib -lshmbus -lbpf -lm $(CLI_AMQP_LIBS)
+		-L$(B)/lib -lshmbus -lbpf -lm
+
+# shmbus-bridge: its own program, so that the shmbus command and the
+# library need neither librabbitmq nor OpenSSL
+$(BRIDGE): $(BRIDGE_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(BRIDGE_OBJS) -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus -lrabbitmq -lcrypto -lpthread
 
 $(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
@@ -331,10 +334,10 @@ $(B)/tests/test_%: tests/test_%.c $(SHLIB) | $(B)/tests
 		$(ALL_LDFLAGS) $(TEST_RPATH) -L$(B)/lib -lshmbus -lcmocka \
 		-lpthread -lbpf $(TEST_AMQP_LIBS)
 
-# Tests that run a private RabbitMQ (tests/rmq.h) link librabbitmq where
-# its header is; without it they build anyway and skip (fail under CI).
-AMQP_TESTS := $(B)/tests/test_rmq $(B)/tests/test_bridge
-$(AMQP_TESTS): TEST_AMQP_LIBS := $(if $(wildcard /usr/include/amqp.h),-lrabbitmq)
+# Tests that run a private RabbitMQ (tests/rmq.h) talk to it with
+# librabbitmq.
+AMQP_TESTS := $(B)/tests/test_rmq $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_bridge*.c))
+$(AMQP_TESTS): TEST_AMQP_LIBS := -lrabbitmq
 
 # Examples build as a user would: public header, shared library.
 $(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples
@@ -478,7 +481,7 @@ $(FZ) $(FZ)/obj/lib $(FZ)/obj/daemon:
 
 # ---- install: the files built above, as they are ------------------------
 
-install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(PCFILE)
+install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE)
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(INCDIR)/shmbus $(DESTDIR)$(PCDIR)
@@ -490,7 +493,7 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(PCFILE)
 	$(Q)install -m 0644 $(wildcard include/shmbus/*.h) $(DESTDIR)$(INCDIR)/shmbus/
 	$(Q)install -m 0644 bpf/shmbus_bpf.h $(DESTDIR)$(INCDIR)/shmbus/bpf.h
 	$(Q)install -m 0644 $(PCFILE) $(DESTDIR)$(PCDIR)/
-	$(Q)install -m 0755 $(DAEMON) $(CLI) $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 0755 $(DAEMON) $(CLI) $(BRIDGE) $(DESTDIR)$(BINDIR)/
 
 clean:
 	$(call msg,CLEAN,build*)
@@ -499,7 +502,7 @@ clean:
 
 $(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/tests $(B)/examples \
 $(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
-	$(O)/dbench:
+	$(O)/dbench $(O)/bridge:
 	$(Q)mkdir -p $@
 
 # the headers each object and program read, as the compiler found them

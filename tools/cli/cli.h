@@ -32,6 +32,10 @@ const char *cli_command(void);
 /* --socket, or NULL. */
 const char *cli_socket(void);
 
+/* --bus NAME, or NULL; *other_owner: it named another user's bus
+ * (USER:NAME). */
+const char *cli_bus(bool *other_owner);
+
 /* The bus named by --bus/--socket, opened with @flags
  * (SHMBUS_OPEN_*), or die(). */
 struct shmbus *open_bus(uint32_t flags);

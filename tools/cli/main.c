@@ -84,7 +84,7 @@ static void usage_main(FILE *f)
 "  dlq list|peek|redrive   dead-letter queues: inspect, move back\n"
 "  req QUEUE MESSAGE       send a request, print the reply\n"
 "  reply QUEUE --echo|--exec CMD   answer requests\n"
-"  bridge --amqp URL --from QUEUE --exchange EX   forward to RabbitMQ\n"
+"  bridge --amqp URL ROUTES  link the bus to RabbitMQ (bridge --help)\n"
 "\n"
 "Options:\n"
 "  --bus NAME      bus to use (default: $SHMBUS_BUS or \"default\"): your\n"
@@ -153,6 +153,12 @@ static void set_bus(const char *s)
 	user[colon - s] = '\0';
 	set_owner(user);
 	opt_bus = colon + 1;
+}
+
+const char *cli_bus(bool *other_owner)
+{
+	*other_owner = opt_has_owner;
+	return opt_bus;
 }
 
 /* The bus as errors name it: "NAME", or "USER:NAME" for --owner;

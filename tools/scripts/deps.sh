@@ -20,4 +20,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "  DEPS   installing:$missing"
 apt-get update -q >/dev/null
+# Services the packages bring (rabbitmq-server's broker) are not started
+# by this install: the tests and benchmarks run private ones. A
+# policy-rc.d of the machine's own is left as it is.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	policy=/usr/sbin/policy-rc.d
+	printf '#!/bin/sh\nexit 101\n' > "$policy"
+	chmod 0755 "$policy"
+	trap 'rm -f "$policy"' EXIT INT TERM
+fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null

@@ -1,0 +1,565 @@
+// SPDX-License-Identifier: MIT
+/*
+ * amqp.c - the broker operations for AMQP 0-9-1 (RabbitMQ), over
+ * librabbitmq: one connection and one channel per link.
+ *
+ * An out link's channel is in confirm mode: its publishes are numbered
+ * from 1 and the broker settles them in order with basic.ack/basic.nack
+ * (RabbitMQ's confirms of a channel are ordered). An in link consumes one
+ * queue with a prefetch of the route's window (basic.qos), so the broker
+ * never has more unacked deliveries out to us than the route holds.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+
+#include "bridge.h"
+
+#define CH	1
+
+struct br_link {
+	amqp_connection_state_t c;
+	enum br_dir dir;
+	uint64_t next_tag;		/* out: the next publish's tag */
+	amqp_envelope_t env;		/* in: the delivery last returned */
+	bool has_env;
+	char scratch[4096];		/* in: header values made text */
+	size_t used;
+};
+
+static bool amqp_accepts(const char *url)
+{
+	return !strncmp(url, "amqp://", 7) || !strncmp(url, "amqps://", 8);
+}
+
+static const char *reply_text(amqp_rpc_reply_t r)
+{
+	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+		return amqp_error_string2(r.library_error);
+	if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+		static _Thread_local char buf[300];
+		amqp_bytes_t t = { 0 };
+
+		if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+			t = ((amqp_channel_close_t *)r.reply.decoded)->reply_text;
+		else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD)
+			t = ((amqp_connection_close_t *)r.reply.decoded)->reply_text;
+		snprintf(buf, sizeof(buf), "refused by the broker: %.*s",
+			 (int)t.len, t.bytes ? (char *)t.bytes : "");
+		return buf;
+	}
+	return "no reply";
+}
+
+static bool rpc_ok(amqp_connection_state_t c, const char *what,
+		   const struct br_route *r)
+{
+	amqp_rpc_reply_t rep = amqp_get_rpc_reply(c);
+
+	if (rep.reply_type == AMQP_RESPONSE_NORMAL)
+		return true;
+	fprintf(stderr, "shmbus-bridge: %s: AMQP %s failed: %s\n", r->name,
+		what, reply_text(rep));
+	return false;
+}
+
+/* A TCP or TLS socket for @u, per the URL's scheme and the options. */
+static amqp_socket_t *new_socket(amqp_connection_state_t c,
+				 const struct br_conf *conf,
+				 const struct amqp_connection_info *u,
+				 const struct br_route *r)
+{
+	amqp_socket_t *s;
+
+	if (!u->ssl)
+		return amqp_tcp_socket_new(c);
+	s = amqp_ssl_socket_new(c);
+	if (!s)
+		return NULL;
+	amqp_ssl_socket_set_verify_peer(s, !conf->tls_insecure);
+	amqp_ssl_socket_set_verify_hostname(s, !conf->tls_insecure);
+	if (conf->tls_ca[0] &&
+	    amqp_ssl_socket_set_cacert(s, conf->tls_ca) != AMQP_STATUS_OK) {
+		fprintf(stderr, "shmbus-bridge: %s: cannot use CA file %s\n",
+			r->name, conf->tls_ca);
+		return NULL;
+	}
+	if (conf->tls_cert[0] &&
+	    amqp_ssl_socket_set_key(s, conf->tls_cert, conf->tls_key) !=
+	    AMQP_STATUS_OK) {
+		fprintf(stderr, "shmbus-bridge: %s: cannot use client "
+			"certificate %s and key %s\n", r->name, conf->tls_cert,
+			conf->tls_key);
+		return NULL;
+	}
+	return s;
+}
+
+static bool declare_in(amqp_connection_state_t c, const struct br_route *r)
+{
+	amqp_table_entry_t args[3];
+	amqp_table_t t = { 0, args };
+
+	if (r->declare != BR_DECLARE_NONE) {
+		if (r->declare == BR_DECLARE_QUORUM) {
+			args[t.num_entries].key = amqp_cstring_bytes("x-queue-type");
+			args[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+			args[t.num_entries++].value.value.bytes =
+				amqp_cstring_bytes("quorum");
+		}
+		if (r->dlx[0]) {
+			args[t.num_entries].key =
+				amqp_cstring_bytes("x-dead-letter-exchange");
+			args[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+			args[t.num_entries++].value.value.bytes =
+				amqp_cstring_bytes(r->dlx);
+		}
+		if (r->dlx_key[0]) {
+			args[t.num_entries].key =
+				amqp_cstring_bytes("x-dead-letter-routing-key");
+			args[t.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+			args[t.num_entries++].value.value.bytes =
+				amqp_cstring_bytes(r->dlx_key);
+		}
+		amqp_queue_declare(c, CH, amqp_cstring_bytes(r->queue), 0, 1, 0,
+				   0, t);
+		if (!rpc_ok(c, "queue.declare", r))
+			return false;
+	}
+	if (r->bind_exchange[0]) {
+		amqp_queue_bind(c, CH, amqp_cstring_bytes(r->queue),
+				amqp_cstring_bytes(r->bind_exchange),
+				amqp_cstring_bytes(r->bind_key),
+				amqp_empty_table);
+		if (!rpc_ok(c, "queue.bind", r))
+			return false;
+	}
+	amqp_basic_qos(c, CH, 0, (uint16_t)r->window, 0);
+	if (!rpc_ok(c, "basic.qos", r))
+		return false;
+	amqp_basic_consume(c, CH, amqp_cstring_bytes(r->queue),
+			   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	return rpc_ok(c, "basic.consume", r);
+}
+
+static struct br_link *amqp_open(const struct br_conf *conf,
+				 const struct br_route *r)
+{
+	struct amqp_connection_info u;
+	struct timeval tmo = { BR_CONNECT_S, 0 };
+	char *buf = strdup(conf->url);
+	struct br_link *l = calloc(1, sizeof(*l));
+	amqp_socket_t *s;
+	amqp_rpc_reply_t rep;
+
+	if (!buf || !l)
+		goto fail;
+	amqp_default_connection_info(&u);
+	if (amqp_parse_url(buf, &u) != AMQP_STATUS_OK)
+		goto fail;	/* conf.c checked it: cannot happen */
+	if (conf->user[0]) {
+		u.user = (char *)conf->user;
+		u.password = (char *)conf->pass;
+	}
+	l->dir = r->dir;
+	l->c = amqp_new_connection();
+	if (!l->c)
+		goto fail;
+	s = new_socket(l->c, conf, &u, r);
+	if (!s)
+		goto fail;
+	/* bounded: a host that drops SYNs must not hold off the backoff
+	 * loop, nor a stop, for the kernel's minutes */
+	if (amqp_socket_open_noblock(s, u.host, u.port, &tmo) !=
+	    AMQP_STATUS_OK) {
+		fprintf(stderr, "shmbus-bridge: %s: cannot connect to "
+			"%s:%d%s\n", r->name, u.host, u.port,
+			u.ssl ? " (TLS)" : "");
+		goto fail;
+	}
+	rep = amqp_login(l->c, u.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN,
+			 u.user, u.password);
+	if (rep.reply_type != AMQP_RESPONSE_NORMAL) {
+		fprintf(stderr, "shmbus-bridge: %s: login to %s:%d failed: "
+			"%s\n", r->name, u.host, u.port, reply_text(rep));
+		goto fail;
+	}
+	amqp_channel_open(l->c, CH);
+	if (!rpc_ok(l->c, "channel.open", r))
+		goto fail;
+	if (r->dir == BR_OUT) {
+		amqp_confirm_select(l->c, CH);
+		if (!rpc_ok(l->c, "confirm.select", r))
+			goto fail;
+		l->next_tag = 1;
+	} else if (!declare_in(l->c, r)) {
+		goto fail;
+	}
+	free(buf);
+	return l;
+fail:
+	if (l && l->c)
+		amqp_destroy_connection(l->c);
+	free(l);
+	free(buf);
+	return NULL;
+}
+
+static void amqp_close(struct br_link *l)
+{
+	if (!l)
+		return;
+	if (l->has_env)
+		amqp_destroy_envelope(&l->env);
+	/* no goodbye: a broken socket must not block the close */
+	amqp_destroy_connection(l->c);
+	free(l);
+}
+
+/* ---- out ------------------------------------------------------------ */
+
+static int amqp_publish(struct br_link *l, const char *exchange,
+			const char *key, const struct br_msg *m, uint64_t *tag)
+{
+	amqp_table_entry_t hdr[BR_MAX_HEADERS];
+	char exp[24];
+	amqp_basic_properties_t p = {
+		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
+			  AMQP_BASIC_HEADERS_FLAG,
+		.delivery_mode = 2,
+	};
+
+	for (unsigned i = 0; i < m->nr_headers; i++) {
+		hdr[i].key = (amqp_bytes_t){ m->headers[i].klen,
+					     (void *)m->headers[i].key };
+		hdr[i].value.kind = AMQP_FIELD_KIND_UTF8;
+		hdr[i].value.value.bytes = (amqp_bytes_t){
+			m->headers[i].vlen, (void *)m->headers[i].val };
+	}
+	p.headers.entries = hdr;
+	p.headers.num_entries = (int)m->nr_headers;
+	if (m->message_id[0]) {
+		p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+		p.message_id = amqp_cstring_bytes(m->message_id);
+	}
+	if (m->correlation_id[0]) {
+		p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+		p.correlation_id = amqp_cstring_bytes(m->correlation_id);
+	}
+	if (m->reply_to[0]) {
+		p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+		p.reply_to = amqp_cstring_bytes(m->reply_to);
+	}
+	if (m->expiration_ms >= 0) {
+		snprintf(exp, sizeof(exp), "%lld", (long long)m->expiration_ms);
+		p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+		p.expiration = amqp_cstring_bytes(exp);
+	}
+	if (amqp_basic_publish(l->c, CH, amqp_cstring_bytes(exchange),
+			       amqp_cstring_bytes(key), 0, 0, &p,
+			       (amqp_bytes_t){ m->len, (void *)m->body }))
+		return -1;
+	*tag = l->next_tag++;
+	return 0;
+}
+
+/* A method frame that is not a delivery: a confirm, or the end. */
+static int method_event(amqp_frame_t *f, struct br_event *ev)
+{
+	switch (f->payload.method.id) {
+	case AMQP_BASIC_ACK_METHOD: {
+		amqp_basic_ack_t *a = f->payload.method.decoded;
+
+		ev->kind = BR_EV_ACK;
+		ev->tag = a->delivery_tag;
+		ev->multiple = a->multiple;
+		return 1;
+	}
+	case AMQP_BASIC_NACK_METHOD: {
+		amqp_basic_nack_t *a = f->payload.method.decoded;
+
+		ev->kind = BR_EV_NACK;
+		ev->tag = a->delivery_tag;
+		ev->multiple = a->multiple;
+		return 1;
+	}
+	case AMQP_CHANNEL_CLOSE_METHOD: {
+		amqp_channel_close_t *cl = f->payload.method.decoded;
+
+		fprintf(stderr, "shmbus-bridge: the broker closed the "
+			"channel: %.*s\n", (int)cl->reply_text.len,
+			(char *)cl->reply_text.bytes);
+		return -1;
+	}
+	case AMQP_CONNECTION_CLOSE_METHOD: {
+		amqp_connection_close_t *cl = f->payload.method.decoded;
+
+		fprintf(stderr, "shmbus-bridge: the broker closed the "
+			"connection: %.*s\n", (int)cl->reply_text.len,
+			(char *)cl->reply_text.bytes);
+		return -1;
+	}
+	case AMQP_BASIC_CANCEL_METHOD:
+		/* the queue was deleted under an in link */
+		fprintf(stderr, "shmbus-bridge: the broker cancelled the "
+			"consumer\n");
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+/* ---- in ------------------------------------------------------------- */
+
+/* Text of at most @max bytes in the link's scratch, or NULL if full. */
+static const char *scratch(struct br_link *l, const void *p, size_t n)
+{
+	char *s;
+
+	if (l->used + n + 1 > sizeof(l->scratch))
+		return NULL;
+	s = l->scratch + l->used;
+	memcpy(s, p, n);
+	s[n] = '\0';
+	l->used += n + 1;
+	return s;
+}
+
+static void copy_prop(char *dst, size_t cap, amqp_bytes_t b)
+{
+	size_t n = b.len < cap - 1 ? b.len : cap - 1;
+
+	memcpy(dst, b.bytes, n);
+	dst[n] = '\0';
+}
+
+static void add_header(struct br_msg *m, const char *k, size_t klen,
+		       const void *v, size_t vlen)
+{
+	if (m->nr_headers == BR_MAX_HEADERS || !v)
+		return;
+	m->headers[m->nr_headers++] = (struct br_kv){ k, klen, v, vlen };
+}
+
+/* A field value as text, or NULL: strings as they are, numbers and
+ * booleans printed. */
+static const char *field_text(struct br_link *l, const amqp_field_value_t *v,
+			      size_t *len)
+{
+	char num[32];
+	int n;
+
+	switch (v->kind) {
+	case AMQP_FIELD_KIND_UTF8:
+	case AMQP_FIELD_KIND_BYTES:
+		*len = v->value.bytes.len;
+		return v->value.bytes.len ? v->value.bytes.bytes : "";
+	case AMQP_FIELD_KIND_BOOLEAN:
+		n = snprintf(num, sizeof(num), "%s",
+			     v->value.boolean ? "true" : "false");
+		break;
+	case AMQP_FIELD_KIND_I8: n = snprintf(num, sizeof(num), "%d", v->value.i8); break;
+	case AMQP_FIELD_KIND_U8: n = snprintf(num, sizeof(num), "%u", v->value.u8); break;
+	case AMQP_FIELD_KIND_I16: n = snprintf(num, sizeof(num), "%d", v->value.i16); break;
+	case AMQP_FIELD_KIND_U16: n = snprintf(num, sizeof(num), "%u", v->value.u16); break;
+	case AMQP_FIELD_KIND_I32: n = snprintf(num, sizeof(num), "%d", v->value.i32); break;
+	case AMQP_FIELD_KIND_U32: n = snprintf(num, sizeof(num), "%u", v->value.u32); break;
+	case AMQP_FIELD_KIND_I64:
+	case AMQP_FIELD_KIND_TIMESTAMP:
+		n = snprintf(num, sizeof(num), "%lld", (long long)v->value.i64);
+		break;
+	case AMQP_FIELD_KIND_U64:
+		n = snprintf(num, sizeof(num), "%llu",
+			     (unsigned long long)v->value.u64);
+		break;
+	default:
+		return NULL;	/* tables, arrays, floats, decimals */
+	}
+	*len = (size_t)n;
+	return scratch(l, num, (size_t)n);
+}
+
+static const amqp_field_value_t *table_get(const amqp_table_t *t,
+					   const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (int i = 0; i < t->num_entries; i++)
+		if (t->entries[i].key.len == kl &&
+		    !memcmp(t->entries[i].key.bytes, key, kl))
+			return &t->entries[i].value;
+	return NULL;
+}
+
+/*
+ * x-death, the broker's dead-letter history (newest first): its first
+ * entry becomes the attributes the bus gives its own dead letters,
+ * dlq.reason, dlq.source (the queue) and dlq.deliveries (its count).
+ */
+static void x_death(struct br_link *l, struct br_msg *m,
+		    const amqp_field_value_t *v)
+{
+	static const char *const names[][2] = {
+		{ "reason", "dlq.reason" },
+		{ "queue", "dlq.source" },
+		{ "count", "dlq.deliveries" },
+	};
+	const amqp_table_t *e;
+
+	if (v->kind != AMQP_FIELD_KIND_ARRAY || !v->value.array.num_entries ||
+	    v->value.array.entries[0].kind != AMQP_FIELD_KIND_TABLE)
+		return;
+	e = &v->value.array.entries[0].value.table;
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const amqp_field_value_t *f = table_get(e, names[i][0]);
+		const char *s;
+		size_t n;
+
+		if (f && (s = field_text(l, f, &n)))
+			add_header(m, names[i][1], strlen(names[i][1]), s, n);
+	}
+}
+
+static void delivery_to_msg(struct br_link *l, struct br_msg *m)
+{
+	amqp_envelope_t *e = &l->env;
+	amqp_basic_properties_t *p = &e->message.properties;
+
+	memset(m, 0, sizeof(*m));
+	l->used = 0;
+	m->body = e->message.body.bytes;
+	m->len = e->message.body.len;
+	m->tag = e->delivery_tag;
+	m->redelivered = e->redelivered;
+	m->expiration_ms = -1;
+	copy_prop(m->routing_key, sizeof(m->routing_key), e->routing_key);
+	copy_prop(m->exchange, sizeof(m->exchange), e->exchange);
+	if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+		copy_prop(m->message_id, sizeof(m->message_id), p->message_id);
+	if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+		copy_prop(m->correlation_id, sizeof(m->correlation_id),
+			  p->correlation_id);
+	if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
+		copy_prop(m->reply_to, sizeof(m->reply_to), p->reply_to);
+	if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG) {
+		char s[24];
+
+		copy_prop(s, sizeof(s), p->expiration);
+		m->expiration_ms = strtoll(s, NULL, 10);
+	}
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return;
+	for (int i = 0; i < p->headers.num_entries; i++) {
+		amqp_table_entry_t *h = &p->headers.entries[i];
+		const char *s;
+		size_t n;
+
+		if (h->key.len == 7 && !memcmp(h->key.bytes, "x-death", 7)) {
+			x_death(l, m, &h->value);
+			continue;
+		}
+		if (h->key.len == 16 &&
+		    !memcmp(h->key.bytes, "x-delivery-count", 16)) {
+			/* quorum queues: deliveries before this one */
+			if ((s = field_text(l, &h->value, &n)))
+				m->delivery_count = (uint32_t)strtoul(s, NULL, 10) + 1;
+			continue;
+		}
+		s = field_text(l, &h->value, &n);
+		if (s)
+			add_header(m, h->key.bytes, h->key.len, s, n);
+	}
+}
+
+static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	amqp_frame_t f;
+	amqp_rpc_reply_t rep;
+	int r;
+
+	if (l->has_env) {
+		amqp_destroy_envelope(&l->env);
+		l->has_env = false;
+	}
+	amqp_maybe_release_buffers(l->c);
+	if (l->dir == BR_OUT) {
+		r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
+		if (r == AMQP_STATUS_TIMEOUT)
+			return 0;
+		if (r != AMQP_STATUS_OK)
+			return -1;
+		return f.frame_type == AMQP_FRAME_METHOD ?
+		       method_event(&f, ev) : 0;
+	}
+	rep = amqp_consume_message(l->c, &l->env, &tv, 0);
+	if (rep.reply_type == AMQP_RESPONSE_NORMAL) {
+		l->has_env = true;
+		ev->kind = BR_EV_DELIVERY;
+		delivery_to_msg(l, &ev->msg);
+		ev->tag = ev->msg.tag;
+		return 1;
+	}
+	if (rep.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION)
+		return -1;
+	if (rep.library_error == AMQP_STATUS_TIMEOUT)
+		return 0;
+	if (rep.library_error != AMQP_STATUS_UNEXPECTED_STATE)
+		return -1;
+	/* a frame other than a delivery waits: read it */
+	tv = (struct timeval){ 0, 0 };
+	r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
+	if (r == AMQP_STATUS_TIMEOUT)
+		return 0;
+	if (r != AMQP_STATUS_OK)
+		return -1;
+	return f.frame_type == AMQP_FRAME_METHOD ? method_event(&f, ev) : 0;
+}
+
+static int amqp_settle(struct br_link *l, uint64_t tag, bool multiple,
+		       enum br_settle how)
+{
+	int r;
+
+	if (how == BR_ACK)
+		r = amqp_basic_ack(l->c, CH, tag, multiple);
+	else
+		r = amqp_basic_nack(l->c, CH, tag, multiple,
+				    how == BR_REQUEUE);
+	return r ? -1 : 0;
+}
+
+static const struct br_broker amqp_broker = {
+	.name = "amqp",
+	.accepts = amqp_accepts,
+	.open = amqp_open,
+	.publish = amqp_publish,
+	.next = amqp_next,
+	.settle = amqp_settle,
+	.close = amqp_close,
+};
+
+const struct br_broker *br_broker_for(const char *url)
+{
+	return amqp_broker.accepts(url) ? &amqp_broker : NULL;
+}
+
+/* Whether @url parses as an AMQP URL (for conf.c's checks). */
+bool br_amqp_url_ok(const char *url)
+{
+	struct amqp_connection_info u;
+	char *buf = strdup(url);
+	bool ok;
+
+	if (!buf)
+		return false;
+	ok = amqp_parse_url(buf, &u) == AMQP_STATUS_OK;
+	free(buf);
+	return ok;
+}

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bridge.h - shmbus-bridge: what its files share.
+ *
+ * The bridge links a bus to a broker of another kind (RabbitMQ, over
+ * AMQP 0-9-1) by routes. Each route runs on its own thread with its own
+ * connection to the broker, so a slow or broken route holds up no other
+ * and each keeps the simple, blocking shape of one loop:
+ *
+ *   out  a local queue (or a topic pattern, through a persistent
+ *        subscription) -> a broker exchange and routing key; the local
+ *        message is acked only after the broker's publisher confirm.
+ *   in   a broker queue -> a local queue or topic; the broker's delivery
+ *        is acked only after the local publish succeeded (and, for a
+ *        durable local queue, was confirmed).
+ *
+ * Messages cross in a neutral form (struct br_msg); a broker is a table
+ * of operations on a link (struct br_broker), so a second broker kind is
+ * one more table, and map.c, out.c and in.c stay as they are.
+ */
+#ifndef SHMBUS_BRIDGE_H
+#define SHMBUS_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmbus.h>
+
+#include "barrier.h"	/* READ_ONCE, atomic_add_relaxed, ... */
+
+#define BR_NAME_MAX	256	/* broker names: exchange, key, queue */
+#define BR_LOCAL_MAX	64	/* local names: 1..63 bytes */
+#define BR_MAX_WINDOW	1024	/* messages in flight per route at most */
+#define BR_MAX_HEADERS	48
+#define BR_MAX_ROUTES	64
+#define BR_BACKOFF_MIN_MS	100
+#define BR_BACKOFF_MAX_MS	10000
+#define BR_DRAIN_MS	5000	/* at a stop: wait this long for confirms */
+#define BR_CONNECT_S	5	/* TCP connect timeout */
+
+/* ---- configuration (conf.c) ---------------------------------------- */
+
+enum br_dir { BR_OUT, BR_IN };
+
+/* How an inbound route's broker queue is declared: not at all (it must
+ * exist), as a durable classic queue, or as a quorum queue. */
+enum br_declare { BR_DECLARE_NONE, BR_DECLARE_CLASSIC, BR_DECLARE_QUORUM };
+
+struct br_route {
+	char name[64];		/* for logs and counters */
+	enum br_dir dir;
+	unsigned window;	/* messages in flight, 1..BR_MAX_WINDOW */
+
+	/* out: the local side */
+	char from_queue[BR_LOCAL_MAX];	/* or "" */
+	char from_topic[BR_LOCAL_MAX];	/* a pattern, or "" */
+	char group[BR_LOCAL_MAX];		/* its persistent group */
+	/* out: the broker side; the key may name {topic} and {queue} */
+	char exchange[BR_NAME_MAX];
+	char key[BR_NAME_MAX];
+
+	/* in: the broker side */
+	char queue[BR_NAME_MAX];
+	enum br_declare declare;
+	char dlx[BR_NAME_MAX];		/* x-dead-letter-exchange, or "" */
+	char dlx_key[BR_NAME_MAX];	/* x-dead-letter-routing-key, or "" */
+	char bind_exchange[BR_NAME_MAX];/* bind the queue to it, or "" */
+	char bind_key[BR_NAME_MAX];
+	/* in: the local side, one of them; a topic may name {key} (the
+	 * delivery's routing key) */
+	char to_queue[BR_LOCAL_MAX];
+	char to_topic[BR_LOCAL_MAX];
+};
+
+struct br_conf {
+	char url[1024];		/* amqp://... or amqps://... */
+	char user[256], pass[256];	/* from --credentials, or "" */
+	/* amqps://: the CA to verify the broker with (default: the
+	 * system's), a client certificate and its key, or no checks */
+	char tls_ca[512], tls_cert[512], tls_key[512];
+	bool tls_insecure;
+	char bus[BR_LOCAL_MAX];	/* "" = $SHMBUS_BUS or "default" */
+	unsigned nr_routes;
+	struct br_route routes[BR_MAX_ROUTES];
+};
+
+/* Parse @argv (options, and --config FILE) into @conf; on an error print
+ * it and exit 2. */
+void br_conf_parse(struct br_conf *conf, int argc, char **argv);
+
+/* Read "USER:PASS" from @path into @conf (exit 1 on an error). */
+void br_conf_credentials(struct br_conf *conf, const char *path);
+
+/* ---- counters ------------------------------------------------------ */
+
+struct br_stats {
+	uint64_t forwarded;	/* publishes made (again after a
+					 * give-back counts again) */
+	uint64_t confirmed;	/* settled at the source after the
+					 * destination took them */
+	uint64_t nacked;	/* given back to the source */
+	uint64_t redelivered;	/* received marked as redelivered */
+	uint64_t reconnects;	/* connections after the first */
+	uint64_t inflight;	/* now */
+};
+
+/* ---- messages in neutral form (map.c) ------------------------------- */
+
+struct br_kv {
+	const char *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+};
+
+/*
+ * A message between the two sides: pointers into the source's memory
+ * (a shmbus view, or a broker delivery), valid while that is held; the
+ * small strings are copied.
+ */
+struct br_msg {
+	const void *body;
+	size_t len;
+	char message_id[64];		/* "" = none */
+	char correlation_id[128];	/* "" = none */
+	char reply_to[BR_NAME_MAX];	/* "" = none */
+	int64_t expiration_ms;		/* < 0 = none */
+	uint32_t delivery_count;	/* 0 = unknown */
+	bool redelivered;
+	unsigned nr_headers;
+	struct br_kv headers[BR_MAX_HEADERS];
+	char routing_key[BR_NAME_MAX];	/* a delivery's */
+	char exchange[BR_NAME_MAX];	/* a delivery's */
+	uint64_t tag;			/* a delivery's tag on its link */
+};
+
+/* A local message as a br_msg (pointers into @m, valid as long as it). */
+void br_from_shmbus(struct br_msg *out, const struct shmbus_msg *m);
+
+/* A deep copy of @src in one allocation, @dst->body (free() it); header
+ * keys and values NUL-terminated. 0, or -ENOMEM. */
+int br_msg_copy(struct br_msg *dst, const struct br_msg *src);
+
+/* ---- a broker (amqp.c) --------------------------------------------- */
+
+struct br_link;
+
+enum br_ev { BR_EV_ACK = 1, BR_EV_NACK, BR_EV_DELIVERY };
+
+struct br_event {
+	enum br_ev kind;
+	uint64_t tag;		/* ACK, NACK: up to this tag (multiple), or
+				 * this tag alone */
+	bool multiple;
+	struct br_msg msg;	/* DELIVERY: valid until the next call on
+				 * the link */
+};
+
+enum br_settle { BR_ACK, BR_REQUEUE, BR_DROP /* dead-letter it */ };
+
+struct br_broker {
+	const char *name;
+	/* Whether this broker serves @url. */
+	bool (*accepts)(const char *url);
+	/*
+	 * Connect for route @r: an out route gets a channel in confirm
+	 * mode; an in route gets its queue declared (if asked) and bound,
+	 * and a consumer with a prefetch of the route's window. NULL (and
+	 * the reason on stderr) if it did not work.
+	 */
+	struct br_link *(*open)(const struct br_conf *c,
+				const struct br_route *r);
+	/* Publish; 0 and the delivery tag its confirm will name in *tag,
+	 * or < 0 when the link is broken. */
+	int (*publish)(struct br_link *l, const char *exchange,
+		       const char *key, const struct br_msg *m,
+		       uint64_t *tag);
+	/* Wait up to @timeout_ms for an event: 1 and *ev, 0 for none,
+	 * < 0 when the link is broken. */
+	int (*next)(struct br_link *l, struct br_event *ev, int timeout_ms);
+	/* Settle a delivery: 0, or < 0 when the link is broken. */
+	int (*settle)(struct br_link *l, uint64_t tag, bool multiple,
+		      enum br_settle how);
+	void (*close)(struct br_link *l);
+};
+
+/* The broker that serves @url, or NULL. */
+const struct br_broker *br_broker_for(const char *url);
+
+/* Whether @url parses as an AMQP URL. */
+bool br_amqp_url_ok(const char *url);
+
+/* ---- routes (out.c, in.c) and the process (main.c) ------------------ */
+
+struct br_worker {
+	const struct br_conf *conf;
+	const struct br_route *route;
+	const struct br_broker *broker;
+	struct shmbus *bus;
+	struct br_stats stats;
+	int rc;			/* the thread's exit: 0, or 1 on an error */
+};
+
+/* The route threads. */
+void *br_out_run(void *worker);
+void *br_in_run(void *worker);
+
+/* Whether a stop was asked for (SIGINT, SIGTERM). */
+bool br_stopping(void);
+
+/* CLOCK_MONOTONIC in ms. */
+int64_t br_now_ms(void);
+
+/* Sleep up to @ms, cut short by a stop. */
+void br_sleep_ms(unsigned ms);
+
+/* A link for @w, retrying with exponential backoff and full jitter until
+ * it works (NULL only at a stop). @first: not counted as a reconnect. */
+struct br_link *br_connect(struct br_worker *w, bool first);
+
+/* A diagnostic on stderr, prefixed "shmbus-bridge: ROUTE: ". */
+__attribute__((format(printf, 2, 3)))
+void br_log(const struct br_worker *w, const char *fmt, ...);
+
+#endif /* SHMBUS_BRIDGE_H */

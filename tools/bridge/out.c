@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+/*
+ * out.c - an out route: a local queue (or a topic pattern, through a
+ * persistent subscription) forwarded to a broker, at least once.
+ *
+ * Each local message is received under a lease (up to the route's window
+ * at a time), published persistent on a link in confirm mode, and acked
+ * locally only when the broker's confirm covers its tag. A broker nack,
+ * or a link that is lost, nacks the local messages in flight: the queue
+ * delivers them again, to us after the reconnect or to another consumer.
+ * A bridge killed -9 loses nothing either: its leases run out and the
+ * queue redelivers. The price of both is a duplicate at the broker when
+ * a confirm was lost on the way; the message id is the same at every
+ * delivery, for a consumer there that wants to drop them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+
+struct out {
+	struct br_worker *w;
+	const struct br_route *r;
+	struct shmbus_consumer *c;
+	struct br_link *l;
+	struct shmbus_msg *fl;	/* in flight: a ring of r->window */
+	uint64_t *tags;		/* the broker's tag of each */
+	unsigned head, n;	/* oldest in flight, how many */
+	bool idle;		/* the last fill found nothing */
+};
+
+static struct shmbus_msg *oldest(struct out *o)
+{
+	return &o->fl[o->head];
+}
+
+static void pop(struct out *o)
+{
+	o->head = (o->head + 1) % o->r->window;
+	o->n--;
+	WRITE_ONCE(o->w->stats.inflight, o->n);
+}
+
+/* The broker settled tags up to @tag (@multiple) or @tag alone: ack
+ * (@ok) or nack those local messages. Confirms of a channel come in
+ * order, so a single settled tag other than the oldest is a protocol
+ * error. */
+static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
+{
+	struct br_stats *st = &o->w->stats;
+
+	if (!o->n || tag < o->tags[o->head] ||
+	    (!multiple && tag != o->tags[o->head]))
+		return -1;
+	while (o->n && o->tags[o->head] <= tag) {
+		if (ok) {
+			/* -ESTALE: the lease ran out meanwhile and the
+			 * queue will deliver it again (a duplicate) */
+			shmbus_consumer__ack(o->c, oldest(o));
+			atomic_add_relaxed(&st->confirmed, 1);
+		} else {
+			shmbus_consumer__nack(o->c, oldest(o),
+					      SHMBUS_NACK_BACKOFF);
+			atomic_add_relaxed(&st->nacked, 1);
+		}
+		pop(o);
+	}
+	return 0;
+}
+
+/* The link is gone: give every message in flight back (counted with the
+ * broker's nacks: "nacked" is what went back to the queue). */
+static void drop_link(struct out *o)
+{
+	while (o->n) {
+		shmbus_consumer__nack(o->c, oldest(o), 0);
+		atomic_add_relaxed(&o->w->stats.nacked, 1);
+		pop(o);
+	}
+	o->w->broker->close(o->l);
+	o->l = NULL;
+}
+
+/* Take one event within @timeout_ms and act on it: 0, or -1 when the
+ * link is lost. */
+static int poll_link(struct out *o, int timeout_ms)
+{
+	struct br_event ev;
+	int r = o->w->broker->next(o->l, &ev, timeout_ms);
+
+	if (r <= 0)
+		return r;
+	switch (ev.kind) {
+	case BR_EV_ACK:
+		return settle(o, ev.tag, ev.multiple, true);
+	case BR_EV_NACK:
+		return settle(o, ev.tag, ev.multiple, false);
+	default:
+		return 0;
+	}
+}
+
+/* The routing key of @m: the route's, with {queue} (and {topic}) put in. */
+static const char *routing_key(struct out *o, char *buf, size_t cap)
+{
+	const char *t = o->r->key, *src = o->r->from_queue[0] ?
+		o->r->from_queue : o->r->from_topic;
+	size_t n = 0;
+
+	if (!strchr(t, '{'))
+		return t;
+	while (*t && n + 1 < cap) {
+		if (!strncmp(t, "{queue}", 7) || !strncmp(t, "{topic}", 7)) {
+			size_t k = strlen(src);
+
+			if (n + k >= cap)
+				break;
+			memcpy(buf + n, src, k);
+			n += k;
+			t += 7;
+			continue;
+		}
+		buf[n++] = *t++;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Take what the local queue has, up to the window, and publish it. 0,
+ * -1: the link broke; -2: the local queue is gone. */
+static int fill(struct out *o)
+{
+	const struct br_route *r = o->r;
+	struct br_stats *st = &o->w->stats;
+
+	while (o->n < r->window && !br_stopping()) {
+		unsigned i = (o->head + o->n) % r->window;
+		struct shmbus_msg *m = &o->fl[i];
+		/* block only with nothing in flight: confirms come first */
+		int64_t tmo = o->n ? 0 : 100000000;
+		int rc = shmbus_consumer__receive_view(o->c, m, tmo);
+		struct br_msg bm;
+		char key[BR_NAME_MAX];
+
+		o->idle = rc == -EAGAIN || rc == -ETIMEDOUT;
+		if (o->idle || rc == -EINTR || rc == -ENOBUFS)
+			return 0;
+		if (rc < 0) {
+			br_log(o->w, "receive: %s", strerror(-rc));
+			return -2;
+		}
+		o->n++;
+		WRITE_ONCE(st->inflight, o->n);
+		if (m->delivery_count > 1)
+			atomic_add_relaxed(&st->redelivered, 1);
+		br_from_shmbus(&bm, m);
+		if (o->w->broker->publish(o->l, r->exchange,
+					  routing_key(o, key, sizeof(key)),
+					  &bm, &o->tags[i]) < 0)
+			return -1;
+		atomic_add_relaxed(&st->forwarded, 1);
+	}
+	return 0;
+}
+
+/* At a stop: wait a while for the confirms of what is in flight. */
+static void drain(struct out *o)
+{
+	int64_t end = br_now_ms() + BR_DRAIN_MS;
+
+	while (o->l && o->n && br_now_ms() < end)
+		if (poll_link(o, 100) < 0)
+			break;
+}
+
+static struct shmbus_consumer *local_source(struct br_worker *w)
+{
+	const struct br_route *r = w->route;
+
+	if (r->from_queue[0]) {
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .prefetch = r->window);
+
+		return shmbus_consumer__new(w->bus, r->from_queue, &co);
+	} else {
+		SHMBUS_OPTS(shmbus_sub_opts, so, .group = r->group,
+			    .flags = SHMBUS_SUB_PERSISTENT,
+			    .prefetch = r->window);
+
+		return shmbus_consumer__subscribe(w->bus, r->from_topic, &so);
+	}
+}
+
+void *br_out_run(void *arg)
+{
+	struct br_worker *w = arg;
+	struct out o = { .w = w, .r = w->route };
+
+	o.fl = calloc(o.r->window, sizeof(*o.fl));
+	o.tags = calloc(o.r->window, sizeof(*o.tags));
+	o.c = local_source(w);
+	if (!o.fl || !o.tags || !o.c) {
+		br_log(w, "cannot consume from '%s': %s",
+		       o.r->from_queue[0] ? o.r->from_queue : o.r->from_topic,
+		       strerror(o.c ? ENOMEM : errno));
+		w->rc = 1;
+		goto out;
+	}
+	o.l = br_connect(w, true);
+	while (o.l && !br_stopping()) {
+		int rc = fill(&o);
+
+		if (rc == -2) {
+			w->rc = 1;
+			break;
+		}
+		/* with more to send, only take the events already here;
+		 * with the window full or the queue empty, wait for one.
+		 * An idle route reads its link too (heartbeats, a broker
+		 * that went away). */
+		if (!rc)
+			rc = poll_link(&o, o.n < o.r->window && !o.idle ?
+				       0 : 50);
+		if (rc < 0) {
+			drop_link(&o);
+			o.l = br_connect(w, false);
+		}
+	}
+	drain(&o);
+	if (o.l)
+		drop_link(&o);
+out:
+	shmbus_consumer__free(o.c);
+	free(o.fl);
+	free(o.tags);
+	return NULL;
+}
