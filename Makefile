@@ -35,6 +35,8 @@ BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 # Where the programs look for libshmbus.so besides the dynamic linker's
 # own path: beside them in ../lib, which is where the build tree keeps it
@@ -49,7 +51,7 @@ CXX ?= g++
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
-	python3 librabbitmq-dev libssl-dev rabbitmq-server
+	python3 librabbitmq-dev libssl-dev rabbitmq-server systemd
 
 ifeq ($(V),1)
 Q :=
@@ -138,6 +140,7 @@ SONAME   := libshmbus.so.$(VERSION_MAJOR)
 SHLIB    := $(B)/lib/libshmbus.so.$(VERSION)
 STLIB    := $(B)/lib/libshmbus.a
 PCFILE   := $(B)/lib/pkgconfig/libshmbus.pc
+UNITS    := $(B)/systemd/shmbus-bridge@.service
 DMNLIB   := $(O)/libshmbusd.a
 DAEMON   := $(B)/bin/shmbusd
 CLI      := $(B)/bin/shmbus
@@ -164,7 +167,7 @@ PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 .DEFAULT_GOAL := all
 
 all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(PCOST) $(TESTS) \
-	$(EXAMPLES) $(PCFILE) checks
+	$(EXAMPLES) $(PCFILE) $(UNITS) checks
 
 lib: $(SHLIB) $(STLIB)
 
@@ -252,7 +255,8 @@ $(STLIB): $(LIB_OBJS) | $(B)/lib
 # $(B)/.paths holds them and is rewritten only when they differ.
 $(B)/.paths: FORCE | $(B)
 	$(Q)printf '%s\n' 'PREFIX=$(PREFIX)' 'BINDIR=$(BINDIR)' 'LIBDIR=$(LIBDIR)' \
-		'INCDIR=$(INCDIR)' 'RUNPATH=$(RUNPATH)' > $@.tmp
+		'INCDIR=$(INCDIR)' 'RUNPATH=$(RUNPATH)' 'SYSCONFDIR=$(SYSCONFDIR)' \
+		'UNITDIR=$(UNITDIR)' > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(O)/lib/client.o: $(B)/.paths
@@ -261,6 +265,11 @@ $(PCFILE): libshmbus.pc.in include/shmbus.h $(B)/.paths | $(B)/lib/pkgconfig
 	$(call msg,GEN,$@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(B)/systemd/%: systemd/%.in $(B)/.paths | $(B)/systemd
+	$(call msg,GEN,$@)
+	$(Q)sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		$< > $@
 
 # ---- programs ---------------------------------------------------------
 
@@ -481,7 +490,7 @@ $(FZ) $(FZ)/obj/lib $(FZ)/obj/daemon:
 
 # ---- install: the files built above, as they are ------------------------
 
-install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE)
+install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS)
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(INCDIR)/shmbus $(DESTDIR)$(PCDIR)
@@ -494,13 +503,15 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE)
 	$(Q)install -m 0644 bpf/shmbus_bpf.h $(DESTDIR)$(INCDIR)/shmbus/bpf.h
 	$(Q)install -m 0644 $(PCFILE) $(DESTDIR)$(PCDIR)/
 	$(Q)install -m 0755 $(DAEMON) $(CLI) $(BRIDGE) $(DESTDIR)$(BINDIR)/
+	$(Q)install -d $(DESTDIR)$(UNITDIR)
+	$(Q)install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
 
 clean:
 	$(call msg,CLEAN,build*)
 	$(Q)rm -rf build build-address build-undefined build-thread \
 		build-noprobes
 
-$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/tests $(B)/examples \
+$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/examples \
 $(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
 	$(O)/dbench $(O)/bridge:
 	$(Q)mkdir -p $@

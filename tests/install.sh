@@ -36,14 +36,15 @@ stop_daemon() {
 # the build's own paths: installing with others would rebuild it
 paths() { sed -n "s/^$1=//p" "$B/.paths" 2>/dev/null; }
 PREFIX=$(paths PREFIX) BINDIR=$(paths BINDIR) LIBDIR=$(paths LIBDIR)
-INCDIR=$(paths INCDIR)
+INCDIR=$(paths INCDIR) SYSCONFDIR=$(paths SYSCONFDIR) UNITDIR=$(paths UNITDIR)
 if [ "$PREFIX" != /usr/local ] || [ "$BINDIR" != /usr/local/bin ] ||
    [ "$LIBDIR" != /usr/local/lib ] || [ "$INCDIR" != /usr/local/include ]; then
 	echo "note: $B is configured for $PREFIX; checking that installation"
 fi
 pre=$root$PREFIX
 if ! $MAKE -s B="$B" install DESTDIR="$root" PREFIX="$PREFIX" BINDIR="$BINDIR" \
-	LIBDIR="$LIBDIR" INCDIR="$INCDIR" >"$root/install.log" 2>&1; then
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" \
+	>"$root/install.log" 2>&1; then
 	cat "$root/install.log"
 	bad "make install"
 	echo "$passed passed, $failed failed"
@@ -52,7 +53,8 @@ fi
 ok "make install"
 
 missing=""
-for f in "$BINDIR/shmbusd" "$BINDIR/shmbus" "$LIBDIR/libshmbus.so.0" \
+for f in "$BINDIR/shmbusd" "$BINDIR/shmbus" "$BINDIR/shmbus-bridge" \
+	 "$UNITDIR/shmbus-bridge@.service" "$LIBDIR/libshmbus.so.0" \
 	 "$LIBDIR/libshmbus.so" "$LIBDIR/libshmbus.a" \
 	 "$LIBDIR/pkgconfig/libshmbus.pc" "$INCDIR/shmbus.h" \
 	 "$INCDIR/shmbus/layout.h" "$INCDIR/shmbus/kmod.h" \
@@ -62,7 +64,7 @@ done
 check "installed files${missing:+ (missing:$missing)}" [ -z "$missing" ]
 
 same=true
-for f in bin/shmbusd bin/shmbus; do
+for f in bin/shmbusd bin/shmbus bin/shmbus-bridge; do
 	cmp -s "$B/$f" "$root$BINDIR/${f#bin/}" ||
 		{ echo "  $f differs from $B/$f"; same=false; }
 done
@@ -73,10 +75,22 @@ done
 check "installed files are the built files" $same
 
 if [ "$LIBDIR" = "$PREFIX/lib" ] && [ "$BINDIR" = "$PREFIX/bin" ]; then
-	for p in shmbus shmbusd; do
+	for p in shmbus shmbusd shmbus-bridge; do
 		check "$p finds the installed library" \
 			sh -c "ldd '$pre/bin/$p' | grep -q '=> $pre/bin/../lib/libshmbus.so.0'"
 	done
+fi
+
+# the unit as systemd reads it, its ExecStart pointed at the staging root
+# (systemd-analyze checks that the program is there)
+unit=$root$UNITDIR/shmbus-bridge@.service
+if [ -e "$unit" ]; then
+	mkdir -p "$root/units"
+	sed "s|$BINDIR/|$root$BINDIR/|" "$unit" > "$root/units/shmbus-bridge@test.service"
+	check "shmbus-bridge@.service: systemd-analyze verify" \
+		systemd-analyze verify --man=no "$root/units/shmbus-bridge@test.service"
+	grep -q "^ExecStart=$BINDIR/shmbus-bridge --config $SYSCONFDIR/shmbus/bridge/%i.conf\$" "$unit"
+	check "shmbus-bridge@.service runs $BINDIR/shmbus-bridge" [ $? -eq 0 ]
 fi
 
 export PKG_CONFIG_PATH="$root$LIBDIR/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root"
