@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SHMBUS_VERSION_MAJOR	0
-#define SHMBUS_VERSION_MINOR	5
+#define SHMBUS_VERSION_MINOR	6
 #define SHMBUS_VERSION_PATCH	0
 
 #ifndef SHMBUS_API
@@ -642,6 +642,16 @@ struct shmbus_pub_opts {
 	uint32_t nr_attrs;
 	uint32_t priority;	/* 0 (default) .. the queue's priorities - 1;
 				 * higher is delivered first */
+	/* Make the message a request whose replies go to this queue
+	 * (a queue of the same bus that is neither a topic nor durable),
+	 * with corr_id as their correlation id: what shmbus__request()
+	 * does with its private reply queue, for a program that waits
+	 * for its replies in its own way (shmbus-bridge's in routes). The
+	 * queue is named here and resolved at the publish (-ENOENT if it
+	 * does not exist, -EINVAL if it cannot take replies); a reply to a
+	 * queue deleted since goes nowhere, also when its id serves
+	 * another queue by then. NULL = none. */
+	const char *reply_to;
 };
 
 /*
@@ -942,14 +952,27 @@ SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
 				   size_t cap, int64_t timeout_ns);
 
 /*
- * Reply to request @req (received by @c, which still holds it) with @len
- * bytes: published to the request's reply queue with its correlation id.
- * Does not ack @req. Returns 0, -EINVAL (@req is not a request), -ENOENT
- * (the requester is gone), or a publish error.
+ * Reply to request @req (received by @c) with @len bytes: published to
+ * the request's reply queue with its correlation id. Does not ack @req.
+ * Returns 0, -EINVAL (@req is not a request), -ENOENT (the requester is
+ * gone), or a publish error.
  */
 SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
 				      const struct shmbus_msg *req,
 				      const void *data, size_t len);
+
+/*
+ * Reply to a request from any handle of its bus, with no consumer and
+ * no held message: only @req->reply_to, @req->__reply_gen and
+ * @req->corr_id are read, so a program may copy those three out of a
+ * request into a zeroed struct shmbus_msg, ack the request, and reply
+ * later (shmbus-bridge carries them to another host and back in an AMQP
+ * correlation-id). The reply queue's generation is checked: a requester
+ * that is gone, or a queue id that serves another queue by now, gets
+ * nothing (-ENOENT). Returns as shmbus_consumer__reply(). Thread-safe.
+ */
+SHMBUS_API int shmbus__reply(struct shmbus *bus, const struct shmbus_msg *req,
+			     const void *data, size_t len);
 
 /*
  * A request handler for shmbus_consumer__serve(): write the reply into

@@ -3,7 +3,10 @@
  * test_reqrep.c - request-reply between processes: "no responders" at
  * once, 100,000 round trips each answered with its own reply, a timeout
  * whose late reply is dropped and counted, the private reply queue going
- * away with the requester, handler errors rejecting the request.
+ * away with the requester, handler errors rejecting the request; a
+ * request published with a reply queue of the caller's (pub_opts
+ * reply_to) answered by shmbus__reply() from a copy of its reply fields,
+ * never into a queue that took the reply queue's place.
  */
 #include <errno.h>
 #include <signal.h>
@@ -247,6 +250,67 @@ static void test_reply_to_reused_id(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * pub_opts reply_to names a queue of ours; the replier copies the three
+ * reply fields, acks, and replies later through shmbus__reply(). A copy
+ * kept past its reply queue's deletion reaches nothing, also not the
+ * queue declared under the same name (and perhaps id) since.
+ */
+static void test_reply_from_copy(void **state)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .corr_id = 77, .reply_to = "mine");
+	struct shmbus *bus = open_bus();
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c, *rc;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m, copy;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "svc.copy", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "mine", NULL), 1);
+	assert_int_equal(shmbus__topic_declare(bus, "a.topic", NULL), 1);
+	p = shmbus_producer__new(bus, "svc.copy", NULL);
+	c = shmbus_consumer__new(bus, "svc.copy", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), 0);
+	po.reply_to = "no.such";
+	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), -ENOENT);
+	po.reply_to = "a.topic";
+	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), -EINVAL);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 1000 * MS), 0);
+	assert_int_not_equal(m.reply_to, 0);
+	assert_int_equal(m.corr_id, 77);
+	memset(&copy, 0, sizeof(copy));
+	copy.reply_to = m.reply_to;
+	copy.__reply_gen = m.__reply_gen;
+	copy.corr_id = m.corr_id;
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus__reply(bus, &copy, "ok", 2), 0);
+	rc = shmbus_consumer__new(bus, "mine", NULL);
+	assert_non_null(rc);
+	assert_int_equal(shmbus_consumer__receive_view(rc, &m, 1000 * MS), 0);
+	assert_int_equal(m.len, 2);
+	assert_memory_equal(m.data, "ok", 2);
+	assert_int_equal(m.corr_id, 77);
+	assert_int_equal(m.reply_to, 0);
+	assert_int_equal(shmbus_consumer__ack(rc, &m), 0);
+	shmbus_consumer__free(rc);
+	/* gone, and its name declared again */
+	assert_int_equal(shmbus__queue_delete(bus, "mine"), 0);
+	assert_int_equal(shmbus__reply(bus, &copy, "ok", 2), -ENOENT);
+	usleep(50000);
+	assert_int_equal(shmbus__queue_declare(bus, "mine", NULL), 1);
+	assert_int_equal(shmbus__reply(bus, &copy, "ok", 2), -ENOENT);
+	assert_int_equal(shmbus__queue_info(bus, "mine", &qi), 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_PUBLISHED], 0);
+	copy.reply_to = 0;
+	assert_int_equal(shmbus__reply(bus, &copy, "ok", 2), -EINVAL);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_late_reply),
 		cmocka_unit_test(test_reply_queue_cleanup),
 		cmocka_unit_test(test_reply_to_reused_id),
+		cmocka_unit_test(test_reply_from_copy),
 	};
 
 	return T_RUN_WITH_DAEMON("reqrep", tests);

@@ -270,6 +270,7 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	bus->arena_fd = -1;
 	bus->hup_fd = -1;
 	bus->pid = getpid();
+	pthread_mutex_init(&bus->reply_lock, NULL);
 	memcpy(bus->name, req.name, sizeof(bus->name));
 	err = open_connect(bus, opts);
 	if (err)
@@ -291,6 +292,7 @@ fail_map:
 	close(bus->arena_fd);
 fail_conn:
 	client_fini(&bus->conn);
+	pthread_mutex_destroy(&bus->reply_lock);
 	free(bus);
 	errno = -err;
 	return NULL;
@@ -304,6 +306,8 @@ SHMBUS_API void shmbus__close(struct shmbus *bus)
 	rejoin_stop(bus);
 	if (bus->rr)
 		reqrep_free(bus);
+	reply_cache_free(bus->replies);
+	pthread_mutex_destroy(&bus->reply_lock);
 	wake_table_fini(&bus->wakes);
 	arena_unmap(&bus->arena);
 	if (bus->arena_fd >= 0)

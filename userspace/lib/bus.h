@@ -44,6 +44,10 @@ struct shmbus {
 	char name[SHMBUS_NAME_MAX];
 	pid_t pid;		/* opener: a forked child must reopen */
 	struct reqrep *rr;	/* request-reply, created on first request */
+	/* shmbus__reply(): its cache of reply-queue producers */
+	pthread_mutex_t reply_lock;
+	void *replies;
+	unsigned replies_next;
 	int arena_fd;
 	int hup_fd;		/* a dup of the control socket: sleeping
 				 * consumers poll it for the daemon's

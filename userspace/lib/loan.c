@@ -149,6 +149,9 @@ SHMBUS_API int shmbus_producer__commit(struct shmbus_producer *p, void *buf,
 		struct pub_hdr h = pub_hdr_of(p, opts, ts);
 
 		h.dedup_key = key;
+		if (unlikely(OPTS_GET(opts, reply_to, NULL)) &&
+		    (err = pub_reply_to(at->bus, opts->reply_to, &h)))
+			return err;	/* still loaned */
 		chunk_fill(at, c, (uint32_t)len, &h);
 	}
 	if (unlikely(key)) {

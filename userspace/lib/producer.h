@@ -73,6 +73,16 @@ int producer_publish_rr(struct shmbus_producer *p, const void *data,
 			size_t len, uint64_t corr_id, uint32_t reply_to,
 			uint32_t reply_gen, int64_t timeout_ns);
 
+/* ---- reqrep.c ------------------------------------------------------ */
+
+/*
+ * The pub_opts reply_to @name as h->reply_to (its qid + 1) and
+ * h->reply_gen: 0, -ENOENT (no such queue), -EINVAL (a topic or a durable
+ * queue: a reply could not go there).
+ */
+int pub_reply_to(const struct shmbus *bus, const char *name,
+		 struct pub_hdr *h);
+
 /*
  * A delayed publish: the filled chunk @ref goes to the daemon, which holds
  * it (state TIMED) and puts it into the queue when @delay_ns is over.

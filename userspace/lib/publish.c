@@ -228,6 +228,9 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 		return err;
 	w = pub_wait_of(OPTS_GET(opts, timeout_ns, 0));
 	h = pub_hdr_of(p, opts, ts);
+	if (unlikely(OPTS_GET(opts, reply_to, NULL)) &&
+	    (err = pub_reply_to(at->bus, opts->reply_to, &h)))
+		return err;
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0) && p->topic)
 		return -EOPNOTSUPP;
 	if (unlikely(key)) {
@@ -302,6 +305,9 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 	if (unlikely(p->durable))
 		return publish_batch_durable(p, iov, n, opts);
 	h = pub_hdr_of(p, opts, ts);
+	if (unlikely(OPTS_GET(opts, reply_to, NULL)) &&
+	    (err = pub_reply_to(at->bus, opts->reply_to, &h)))
+		return err;
 	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
 		if (p->topic)
 			return -EOPNOTSUPP;

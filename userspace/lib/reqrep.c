@@ -232,17 +232,18 @@ static bool entry_live(const struct arena *a, const struct reply_cache *e)
 }
 
 /*
- * A producer for reply queue @qid1 (qid + 1): the replying consumer keeps
- * the last REPLY_CACHE reply queues attached (attaching costs a round trip
- * to the daemon), replacing gone ones first.
+ * A producer for reply queue @qid1 (qid + 1) of generation @want: a
+ * replier keeps the last REPLY_CACHE reply queues attached in *@cachep
+ * (attaching costs a round trip to the daemon), replacing gone ones
+ * first, else entry @next.
  */
-static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
+static struct shmbus_producer *reply_producer(struct shmbus *bus,
+					      void **cachep, unsigned next,
 					      uint32_t qid1, uint32_t want,
 					      int *err)
 {
-	struct shmbus *bus = consumer_bus(c);
 	const struct shmbus_queue *q = queue_at(&bus->arena, qid1 - 1);
-	struct reply_cache *rc = *consumer_reply_cache(c), *victim;
+	struct reply_cache *rc = *cachep, *victim;
 	char name[SHMBUS_NAME_MAX];
 	uint32_t g;
 
@@ -256,7 +257,7 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 			*err = -ENOMEM;
 			return NULL;
 		}
-		*consumer_reply_cache(c) = rc;
+		*cachep = rc;
 	}
 	g = smp_load_acquire(&q->gen);		/* [QGEN] */
 	if (!SHMBUS_QGEN_LIVE(g) || g != want) {
@@ -275,7 +276,7 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 		*err = -ENOENT;
 		return NULL;
 	}
-	victim = &rc[c_rr_next(c) % REPLY_CACHE];
+	victim = &rc[next % REPLY_CACHE];
 	for (unsigned i = 0; i < REPLY_CACHE; i++) {
 		if (!entry_live(&bus->arena, &rc[i])) {
 			victim = &rc[i];
@@ -301,6 +302,14 @@ static struct shmbus_producer *reply_producer(struct shmbus_consumer *c,
 	return victim->p;
 }
 
+static int reply_with(struct shmbus_producer *p, const struct shmbus_msg *req,
+		      const void *data, size_t len)
+{
+	int err = producer_publish_rr(p, data, len, req->corr_id, 0, 0, 0);
+
+	return err == -EIDRM ? -ENOENT : err;
+}
+
 SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
 				      const struct shmbus_msg *req,
 				      const void *data, size_t len)
@@ -310,13 +319,57 @@ SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
 
 	if (!c || !req || !req->reply_to || (!data && len))
 		return -EINVAL;
-	p = reply_producer(c, req->reply_to, req->__reply_gen, &err);
-	if (!p)
+	p = reply_producer(consumer_bus(c), consumer_reply_cache(c),
+			   c_rr_next(c), req->reply_to, req->__reply_gen,
+			   &err);
+	return p ? reply_with(p, req, data, len) : err;
+}
+
+SHMBUS_API int shmbus__reply(struct shmbus *bus, const struct shmbus_msg *req,
+			     const void *data, size_t len)
+{
+	struct shmbus_producer *p;
+	int err = 0;
+
+	if (!bus || !req || !req->reply_to || (!data && len))
+		return -EINVAL;
+	if ((err = check_pid(bus)))
 		return err;
-	err = producer_publish_rr(p, data, len, req->corr_id, 0, 0, 0);
-	if (err == -EIDRM)
-		err = -ENOENT;
+	pthread_mutex_lock(&bus->reply_lock);
+	p = reply_producer(bus, &bus->replies, bus->replies_next++,
+			   req->reply_to, req->__reply_gen, &err);
+	if (p)
+		err = reply_with(p, req, data, len);
+	pthread_mutex_unlock(&bus->reply_lock);
 	return err;
+}
+
+int pub_reply_to(const struct shmbus *bus, const char *name,
+		 struct pub_hdr *h)
+{
+	const struct shmbus_queue *q;
+	uint32_t g;
+	int qid;
+
+	if (strnlen(name, SHMBUS_NAME_MAX) >= SHMBUS_NAME_MAX)
+		return -EINVAL;
+	qid = arena_find_queue(&bus->arena, name);
+	if (qid < 0)
+		return qid;
+	q = queue_at(&bus->arena, (uint32_t)qid);
+	g = smp_load_acquire(&q->gen);		/* [QGEN] */
+	if (!SHMBUS_QGEN_LIVE(g) || strncmp(q->name, name, SHMBUS_NAME_MAX))
+		return -ENOENT;
+	/* a reply goes into the queue's own ring: a topic fans out, a
+	 * durable queue takes its messages through its intake */
+	if (READ_ONCE(q->flags) & (SHMBUS_QF_TOPIC | SHMBUS_QF_PERSISTENT))
+		return -EINVAL;
+	smp_rmb();				/* [QDEL] then re-check */
+	if (READ_ONCE(q->gen) != g)
+		return -ENOENT;
+	h->reply_to = (uint32_t)qid + 1;
+	h->reply_gen = g;
+	return 0;
 }
 
 SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
