@@ -347,6 +347,8 @@ $(B)/tests/test_%: tests/test_%.c $(SHLIB) | $(B)/tests
 # librabbitmq.
 AMQP_TESTS := $(B)/tests/test_rmq $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_bridge*.c))
 $(AMQP_TESTS): TEST_AMQP_LIBS := -lrabbitmq
+# it checks the bridge's correlation ids (HMAC) itself
+$(B)/tests/test_bridge_rpc: TEST_AMQP_LIBS += -lcrypto
 
 # Examples build as a user would: public header, shared library.
 $(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples

@@ -60,6 +60,7 @@ timeout_of() {
 	unit_journal) echo 120 ;;	# a second or two; a million records
 	test_rmq) echo 180 ;;	# a private RabbitMQ: three boots of seconds each
 	test_bridge) echo 240 ;;	# a private RabbitMQ, the bridge killed -9 six times
+	test_bridge_rpc) echo 180 ;;	# a private RabbitMQ, two hosts, ~30 s
 	*) echo "$TEST_TIMEOUT" ;;
 	esac
 }

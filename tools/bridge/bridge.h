@@ -47,9 +47,18 @@ enum br_dir { BR_OUT, BR_IN };
  * exist), as a durable classic queue, or as a quorum queue. */
 enum br_declare { BR_DECLARE_NONE, BR_DECLARE_CLASSIC, BR_DECLARE_QUORUM };
 
+/* A route the bridge adds for request-reply (rpc.c) */
+enum br_rpc_role {
+	BR_RPC_NONE,
+	BR_RPC_REPLIES_IN,	/* in: the broker reply queue -> requesters */
+	BR_RPC_REPLIES_OUT,	/* out: our local reply queue -> AMQP
+				 * reply_to of each request */
+};
+
 struct br_route {
 	char name[64];		/* for logs and counters */
 	enum br_dir dir;
+	enum br_rpc_role rpc;
 	unsigned window;	/* messages in flight, 1..BR_MAX_WINDOW */
 
 	/* out: the local side */
@@ -81,6 +90,12 @@ struct br_conf {
 	char tls_ca[512], tls_cert[512], tls_key[512];
 	bool tls_insecure;
 	char bus[BR_LOCAL_MAX];	/* "" = $SHMBUS_BUS or "default" */
+	/* request-reply (rpc.c): the broker queue our requests' replies
+	 * come to ("none": requests are not carried), the local queue the
+	 * replies to the broker's requests come to, how long we wait */
+	char reply_queue[BR_NAME_MAX];
+	char local_reply_queue[BR_LOCAL_MAX];
+	unsigned reply_timeout_ms;
 	unsigned nr_routes;
 	struct br_route routes[BR_MAX_ROUTES];
 };
@@ -222,5 +237,50 @@ struct br_link *br_connect(struct br_worker *w, bool first);
 /* A diagnostic on stderr, prefixed "shmbus-bridge: ROUTE: ". */
 __attribute__((format(printf, 2, 3)))
 void br_log(const struct br_worker *w, const char *fmt, ...);
+
+/* ---- request-reply across the bridge (rpc.c) ----------------------- */
+
+/* After br_conf_parse(): the defaults, and the routes that carry
+ * replies (BR_RPC_*). */
+void br_rpc_conf(struct br_conf *c);
+
+/* Before the threads: the key, the table, the local reply queue on
+ * @bus. 0, or -1 (said on stderr). */
+int br_rpc_setup(const struct br_conf *c, struct shmbus *bus);
+
+/*
+ * In routes: delivery @m is a request (AMQP reply_to): remember where
+ * its reply goes and make @po publish it as a local request whose reply
+ * comes to our local reply queue; *@corr is its local correlation id,
+ * for br_rpc_forget() if the publish fails. 0, or -ENOBUFS when the
+ * table is full of requests still waiting (try again later).
+ */
+int br_rpc_request(const struct br_msg *m, struct shmbus_pub_opts *po,
+		   uint64_t *corr);
+void br_rpc_forget(uint64_t corr);
+
+/*
+ * Out routes, before a publish of local message @m as @bm with routing
+ * key *@key: a request gets our reply queue and a correlation id that
+ * names its requester; on a BR_RPC_REPLIES_OUT route a reply gets its
+ * request's AMQP reply_to (into @buf, @cap bytes) and correlation-id.
+ * 0, or 1: drop @m (a reply nobody waits for any more; counted).
+ */
+int br_rpc_outbound(const struct br_worker *w, const struct shmbus_msg *m,
+		    struct br_msg *bm, char *buf, size_t cap,
+		    const char **key);
+
+/* Out routes: the broker confirmed @m. */
+void br_rpc_confirmed(const struct br_worker *w, const struct shmbus_msg *m);
+
+/*
+ * BR_RPC_REPLIES_IN routes: deliver reply @m to its requester. 0 when it
+ * is done with (delivered, or dropped and counted), or a publish error
+ * to try again later.
+ */
+int br_rpc_deliver(struct br_worker *w, const struct br_msg *m);
+
+/* At the stop: the counters line "bridge: rpc ...", if carried. */
+void br_rpc_print(void);
 
 #endif /* SHMBUS_BRIDGE_H */

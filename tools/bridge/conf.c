@@ -173,6 +173,20 @@ static int global_key(const struct where *at, struct br_conf *c,
 		set_str(at, name, c->tls_cert, sizeof(c->tls_cert), v);
 	} else if (!strcmp(name, "tls-key")) {
 		set_str(at, name, c->tls_key, sizeof(c->tls_key), v);
+	} else if (!strcmp(name, "reply-queue")) {
+		set_str(at, name, c->reply_queue, sizeof(c->reply_queue), v);
+	} else if (!strcmp(name, "local-reply-queue")) {
+		set_local(at, name, c->local_reply_queue, v, false);
+	} else if (!strcmp(name, "reply-timeout")) {
+		char *end;
+		double s;
+
+		errno = 0;
+		s = strtod(v, &end);
+		if (errno || *end || end == v || !(s >= 0.001 && s <= 86400))
+			bad(at, "reply-timeout '%s': expected seconds, 0.001.."
+			    "86400", v);
+		c->reply_timeout_ms = (unsigned)(s * 1000 + 0.5);
 	} else if (!strcmp(name, "tls-insecure")) {
 		if (strcmp(v, "true") && strcmp(v, "false"))
 			bad(at, "tls-insecure '%s': expected true or false", v);
@@ -291,6 +305,8 @@ static void usage(FILE *f)
 "                      [--dead-letter-exchange EX] [--dead-letter-routing-key K]\n"
 "                      [--bind EX[:KEY]], --to QUEUE | --to-topic TOPIC]\n"
 "                     [--prefetch N]\n"
+"                     [--reply-queue AMQPQUEUE|none] [--reply-timeout S]\n"
+"                     [--local-reply-queue QUEUE]\n"
 "  Link a bus to an AMQP 0-9-1 broker (RabbitMQ), at least once both ways.\n"
 "  out: local messages are published persistent with publisher confirms\n"
 "  and acked here only once the broker confirmed them. in: broker\n"
@@ -299,6 +315,9 @@ static void usage(FILE *f)
 "  --credentials FILE: one line USER:PASS, used instead of the URL's.\n"
 "  --config FILE: settings and routes ([out NAME], [in NAME] sections).\n"
 "  --prefetch: messages in flight per route (1..1024, default 64).\n"
+"  Requests cross both ways: replies to ours come to --reply-queue\n"
+"  (default shmbus.reply.HOST.BUS), the broker's wait --reply-timeout\n"
+"  (default 30 s) for theirs; --reply-queue none: requests do not cross.\n"
 "  SIGINT/SIGTERM: stop, waiting up to 5 s for what is in flight; the\n"
 "  counters go to stderr.\n", f);
 }
@@ -315,6 +334,9 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 0 },
 		{ "tls-key", required_argument, NULL, 0 },
 		{ "tls-insecure", required_argument, NULL, 0 },
+		{ "reply-queue", required_argument, NULL, 0 },
+		{ "local-reply-queue", required_argument, NULL, 0 },
+		{ "reply-timeout", required_argument, NULL, 0 },
 		{ "from", required_argument, NULL, 0 },
 		{ "from-topic", required_argument, NULL, 0 },
 		{ "group", required_argument, NULL, 0 },

@@ -128,6 +128,7 @@ static int publish_local(struct in *in, struct target *t,
 	struct shmbus_attr a[BR_MAX_HEADERS + 4];
 	SHMBUS_OPTS(shmbus_pub_opts, po);
 	uint32_t n = 0, bytes = 0;
+	uint64_t rcorr;
 	char dc[16];
 	char *end;
 	int err;
@@ -170,12 +171,17 @@ static int publish_local(struct in *in, struct target *t,
 		po.ttl_ns = m->expiration_ms ? m->expiration_ms * 1000000 : 1;
 	if (m->message_id[0] && !in->no_dedup)
 		po.dedup_id = m->message_id;
+	/* a request (AMQP reply_to): its reply comes to us first */
+	if ((err = br_rpc_request(m, &po, &rcorr)))
+		return err;
 	err = shmbus_producer__publish(t->p, m->body, m->len, &po);
 	if (err == -EOPNOTSUPP && po.dedup_id) {
 		in->no_dedup = true;	/* no dedup window: publish as is */
 		po.dedup_id = NULL;
 		err = shmbus_producer__publish(t->p, m->body, m->len, &po);
 	}
+	if (err && rcorr)
+		br_rpc_forget(rcorr);
 	return err;
 }
 
@@ -200,12 +206,20 @@ static int publish_pending(struct in *in)
 		struct target *t;
 		int err;
 
-		local_name(in, m, name, sizeof(name));
-		t = target(in, name);
-		err = t ? publish_local(in, t, m) : -errno;
+		if (in->r->rpc == BR_RPC_REPLIES_IN) {
+			/* a reply to one of our requesters */
+			strcpy(name, "(reply)");
+			t = NULL;
+			err = br_rpc_deliver(in->w, m);
+		} else {
+			local_name(in, m, name, sizeof(name));
+			t = target(in, name);
+			err = t ? publish_local(in, t, m) : -errno;
+		}
 		switch (err) {
 		case 0:
-			t->used = true;
+			if (t)
+				t->used = true;
 			in->last_tag = m->tag;
 			in->unacked = true;
 			in->unacked_n++;

@@ -137,6 +137,7 @@ int main(int argc, char **argv)
 	int rc = 0, sig;
 
 	br_conf_parse(&conf, argc, argv);
+	br_rpc_conf(&conf);
 	/* before any thread: they all inherit the mask */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -158,6 +159,8 @@ int main(int argc, char **argv)
 		 * between routes that way */
 		w[i].bus = open_bus(&conf);
 	}
+	if (br_rpc_setup(&conf, w[0].bus))
+		return 1;
 	for (unsigned i = 0; i < conf.nr_routes; i++) {
 		int err = pthread_create(&tid[i], NULL,
 					 conf.routes[i].dir == BR_OUT ?
@@ -190,6 +193,7 @@ int main(int argc, char **argv)
 		rc |= w[i].rc;
 	}
 	print_counters(&conf, w);
+	br_rpc_print();
 	for (unsigned i = 0; i < conf.nr_routes; i++)
 		shmbus__close(w[i].bus);
 	explicit_bzero(conf.pass, sizeof(conf.pass));

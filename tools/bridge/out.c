@@ -55,6 +55,7 @@ static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
 		return -1;
 	while (o->n && o->tags[o->head] <= tag) {
 		if (ok) {
+			br_rpc_confirmed(o->w, oldest(o));
 			/* -ESTALE: the lease ran out meanwhile and the
 			 * queue will deliver it again (a duplicate) */
 			shmbus_consumer__ack(o->c, oldest(o));
@@ -142,6 +143,7 @@ static int fill(struct out *o)
 		int rc = shmbus_consumer__receive_view(o->c, m, tmo);
 		struct br_msg bm;
 		char key[BR_NAME_MAX];
+		const char *rk;
 
 		o->idle = rc == -EAGAIN || rc == -ETIMEDOUT;
 		if (o->idle || rc == -EINTR || rc == -ENOBUFS)
@@ -155,9 +157,16 @@ static int fill(struct out *o)
 		if (m->delivery_count > 1)
 			atomic_add_relaxed(&st->redelivered, 1);
 		br_from_shmbus(&bm, m);
-		if (o->w->broker->publish(o->l, r->exchange,
-					  routing_key(o, key, sizeof(key)),
-					  &bm, &o->tags[i]) < 0)
+		rk = routing_key(o, key, sizeof(key));
+		if (br_rpc_outbound(o->w, m, &bm, key, sizeof(key), &rk)) {
+			/* a reply nobody waits for any more */
+			shmbus_consumer__ack(o->c, m);
+			o->n--;
+			WRITE_ONCE(st->inflight, o->n);
+			continue;
+		}
+		if (o->w->broker->publish(o->l, r->exchange, rk, &bm,
+					  &o->tags[i]) < 0)
 			return -1;
 		atomic_add_relaxed(&st->forwarded, 1);
 	}
