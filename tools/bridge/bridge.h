@@ -14,6 +14,11 @@
  *        is acked only after the local publish succeeded (and, for a
  *        durable local queue, was confirmed).
  *
+ * Requests cross both ways (rpc.c): two routes of the bridge's own carry
+ * the replies, rpc.replies.in (our broker reply queue -> the local
+ * requesters) and rpc.replies.out (our local reply queue -> the broker
+ * requests' reply_to).
+ *
  * Messages cross in a neutral form (struct br_msg); a broker is a table
  * of operations on a link (struct br_broker), so a second broker kind is
  * one more table, and map.c, out.c and in.c stay as they are.

@@ -176,9 +176,15 @@ int br_rpc_setup(const struct br_conf *c, struct shmbus *bus)
 		return -1;
 	}
 	for (unsigned i = 0; i < c->nr_routes; i++) {
+		/* room for a reply to every slot: the table is the bound */
+		SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = RPC_SLOTS);
+
 		if (c->routes[i].rpc != BR_RPC_REPLIES_OUT)
 			continue;
-		err = shmbus__queue_declare(bus, c->local_reply_queue, NULL);
+		err = shmbus__queue_declare(bus, c->local_reply_queue, &qo);
+		if (err == -EEXIST)	/* declared by the user, differently:
+					 * used as it is */
+			err = 0;
 		if (err < 0) {
 			fprintf(stderr, "shmbus-bridge: cannot declare the "
 				"local reply queue '%s': %s\n",
