@@ -808,6 +808,15 @@ struct shmbus_msg {
 	const void *__attrs;	/* library's: see shmbus_msg__attr() */
 	uint32_t __attr_len;	/* library's */
 	uint32_t priority;	/* public: the level it was published at */
+	/* public: published to a topic: the topic's id + 1 (its name:
+	 * shmbus_msg__topic()); 0 for a queue's message, or when not known
+	 * (come back from a persistent subscription's journal) */
+	uint32_t topic;
+	uint32_t __topic_gen;	/* library's */
+	/* public: when its TTL runs out, CLOCK_MONOTONIC ns (the clock of
+	 * this machine); 0 = never. A message is never received after it:
+	 * what is left is expires_ns minus now. */
+	uint64_t expires_ns;
 };
 
 /*
@@ -828,6 +837,18 @@ SHMBUS_API int shmbus_msg__attr_next(const struct shmbus_msg *msg,
 				     uint32_t *it, const char **key,
 				     size_t *klen, const void **value,
 				     size_t *vlen);
+
+/*
+ * The name of the topic @msg (received by @c) was published to, into
+ * @buf of @cap bytes (64 always do): its length, or -ENOENT when @msg
+ * was not published to a topic (a queue's message), its topic is not
+ * known (a persistent subscription's message that came back from the
+ * journal after a restart: topic ids are an arena's) or was deleted
+ * since, -ENAMETOOLONG when @cap is too small, -EINVAL.
+ */
+SHMBUS_API int shmbus_msg__topic(const struct shmbus_consumer *c,
+				 const struct shmbus_msg *msg, char *buf,
+				 size_t cap);
 
 /*
  * Receive one message as a zero-copy view, waiting up to @timeout_ns:

@@ -7,7 +7,8 @@
  * out and is counted), history for late joiners, retries of a shared
  * message as a private copy, a subscriber killed holding leases, and
  * subscribing and unsubscribing while publishers publish (the RCU fan-out
- * sets). Every test ends with every chunk back in the pools.
+ * sets), the topic a received message names. Every test ends with every
+ * chunk back in the pools.
  */
 #include <errno.h>
 #include <signal.h>
@@ -268,6 +269,79 @@ static void test_wildcards(void **state)
 	shmbus_consumer__free(tail);
 	shmbus_consumer__free(exact);
 	shmbus_consumer__free(eu);
+	assert_no_t_chunks_out(bus);
+	shmbus__close(bus);
+}
+
+/* A received message names its topic (a retry's copy too), a queue's
+ * message none, a topic deleted since none; and carries its TTL's end. */
+static void test_topic_name(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_pub_opts, ttl, .ttl_ns = 10000 * MS);
+	struct shmbus_producer *pa, *pb, *pq;
+	struct shmbus_consumer *s, *q;
+	struct shmbus_msg m;
+	char name[64];
+	int64_t now;
+
+	(void)state;
+	assert_int_equal(shmbus__topic_declare(bus, "names.a", NULL), 1);
+	assert_int_equal(shmbus__topic_declare(bus, "names.b", NULL), 1);
+	assert_true(shmbus__queue_declare(bus, "names.q", NULL) >= 0);
+	s = sub(bus, "names.*", "n", SHMBUS_SUB_DURABLE);
+	q = shmbus_consumer__new(bus, "names.q", NULL);
+	pa = shmbus_producer__new(bus, "names.a", NULL);
+	pb = shmbus_producer__new(bus, "names.b", NULL);
+	pq = shmbus_producer__new(bus, "names.q", NULL);
+	assert_non_null(q);
+	assert_non_null(pa);
+	assert_non_null(pb);
+	assert_non_null(pq);
+	publish_n(pa, 1, 1);
+	publish_n(pb, 2, 1);
+	assert_int_equal(t_recv_int(s, &m, 0), 1);
+	assert_int_not_equal(m.topic, 0);
+	assert_int_equal(shmbus_msg__topic(s, &m, name, sizeof(name)), 7);
+	assert_string_equal(name, "names.a");
+	assert_int_equal(shmbus_msg__topic(s, &m, name, 7), -ENAMETOOLONG);
+	assert_int_equal(m.expires_ns, 0);
+	/* the retry is a private copy: it keeps its topic */
+	assert_int_equal(shmbus_consumer__nack(s, &m, 0), 0);
+	assert_int_equal(t_recv_int(s, &m, 0), 2);
+	assert_int_equal(shmbus_msg__topic(s, &m, name, sizeof(name)), 7);
+	assert_string_equal(name, "names.b");
+	assert_int_equal(shmbus_consumer__ack(s, &m), 0);
+	assert_int_equal(t_recv_int(s, &m, 0), 1);
+	assert_int_equal(m.delivery_count, 2);
+	assert_int_equal(shmbus_msg__topic(s, &m, name, sizeof(name)), 7);
+	assert_string_equal(name, "names.a");
+	assert_int_equal(shmbus_consumer__ack(s, &m), 0);
+	/* a queue's message: no topic; its TTL's end */
+	now = t_now_ns();
+	assert_int_equal(shmbus_producer__publish(pq, &now, sizeof(int), &ttl),
+			 0);
+	assert_int_equal(shmbus_consumer__receive_view(q, &m, 0), 0);
+	assert_int_equal(m.topic, 0);
+	assert_int_equal(shmbus_msg__topic(q, &m, name, sizeof(name)),
+			 -ENOENT);
+	assert_true(m.expires_ns > (uint64_t)now &&
+		    m.expires_ns <= (uint64_t)t_now_ns() + 10000 * MS);
+	assert_int_equal(shmbus_consumer__ack(q, &m), 0);
+	/* a topic deleted (and declared again) since: not named */
+	publish_n(pa, 3, 1);
+	shmbus_producer__free(pa);
+	assert_int_equal(shmbus__queue_delete(bus, "names.a"), 0);
+	assert_int_equal(shmbus__topic_declare(bus, "names.a", NULL), 1);
+	assert_int_equal(t_recv_int(s, &m, 0), 3);
+	assert_int_equal(shmbus_msg__topic(s, &m, name, sizeof(name)),
+			 -ENOENT);
+	assert_int_equal(shmbus_consumer__ack(s, &m), 0);
+	shmbus_producer__free(pb);
+	shmbus_producer__free(pq);
+	shmbus_consumer__free(s);
+	shmbus_consumer__free(q);
+	assert_int_equal(shmbus__unsubscribe(bus, "names.*", "n"), 0);
 	assert_no_t_chunks_out(bus);
 	shmbus__close(bus);
 }
@@ -579,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_groups),
 		cmocka_unit_test(test_fanout_8),
 		cmocka_unit_test(test_wildcards),
+		cmocka_unit_test(test_topic_name),
 		cmocka_unit_test(test_durable_ephemeral),
 		cmocka_unit_test(test_slow_subscribers),
 		cmocka_unit_test(test_history),

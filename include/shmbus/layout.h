@@ -573,7 +573,9 @@ struct shmbus_chunk {
 	uint64_t expires_ns;		/* CLOCK_MONOTONIC, 0 = never */
 	uint64_t not_before_ns;		/* CLOCK_MONOTONIC, 0 = now */
 	/* --- line 1 ---------------------------------------------------- */
-	uint32_t qid;			/* reserved: queue published to */
+	uint32_t qid;			/* a topic's message: the topic's
+					 * qid + 1 (P writes it before the
+					 * fan-out), else 0 */
 	uint32_t refcnt;		/* SHARED: references (atomic) */
 	uint32_t dl_reason;		/* SHMBUS_DLR_*: why it was dead-lettered */
 	uint32_t dl_src_qid;		/* dead-lettered from this qid + 1 */
@@ -603,7 +605,8 @@ struct shmbus_chunk {
 	uint32_t hold_qid;
 	uint32_t hold_qgen;
 	uint32_t hold_gen;
-	uint32_t __rsvd1;
+	uint32_t topic_gen;		/* with qid: the topic's gen, so that
+					 * a reused qid names no other */
 	/* the payload at offset SHMBUS_CHUNK_HDR (len bytes), then the
 	 * attributes at SHMBUS_CHUNK_HDR + ALIGN(len, 8) (attr_len bytes) */
 };

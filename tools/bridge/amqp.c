@@ -224,10 +224,22 @@ static void amqp_close(struct br_link *l)
 
 /* ---- out ------------------------------------------------------------ */
 
+/* Whether @m has a header named @key. */
+static bool has_header(const struct br_msg *m, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (unsigned i = 0; i < m->nr_headers; i++)
+		if (m->headers[i].klen == n &&
+		    !memcmp(m->headers[i].key, key, n))
+			return true;
+	return false;
+}
+
 static int amqp_publish(struct br_link *l, const char *exchange,
 			const char *key, const struct br_msg *m, uint64_t *tag)
 {
-	amqp_table_entry_t hdr[BR_MAX_HEADERS];
+	amqp_table_entry_t hdr[BR_MAX_HEADERS + 1];
 	char exp[24];
 	amqp_basic_properties_t p = {
 		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
@@ -244,6 +256,14 @@ static int amqp_publish(struct br_link *l, const char *exchange,
 	}
 	p.headers.entries = hdr;
 	p.headers.num_entries = (int)m->nr_headers;
+	/* deliveries before this one, as a quorum queue counts them */
+	if (m->delivery_count > 1 && !has_header(m, "x-delivery-count")) {
+		hdr[p.headers.num_entries].key =
+			amqp_cstring_bytes("x-delivery-count");
+		hdr[p.headers.num_entries].value.kind = AMQP_FIELD_KIND_I64;
+		hdr[p.headers.num_entries++].value.value.i64 =
+			m->delivery_count - 1;
+	}
 	if (m->message_id[0]) {
 		p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
 		p.message_id = amqp_cstring_bytes(m->message_id);
@@ -400,7 +420,11 @@ static const amqp_field_value_t *table_get(const amqp_table_t *t,
 /*
  * x-death, the broker's dead-letter history (newest first): its first
  * entry becomes the attributes the bus gives its own dead letters,
- * dlq.reason, dlq.source (the queue) and dlq.deliveries (its count).
+ * dlq.reason (in the bus's words: delivery_limit is max-deliveries,
+ * maxlen is overflow; rejected and expired are the same), dlq.source
+ * (the queue) and dlq.deliveries (its count: how often it was
+ * dead-lettered from that queue for that reason; the broker keeps no
+ * delivery count there).
  */
 static void x_death(struct br_link *l, struct br_msg *m,
 		    const amqp_field_value_t *v)
@@ -421,8 +445,13 @@ static void x_death(struct br_link *l, struct br_msg *m,
 		const char *s;
 		size_t n;
 
-		if (f && (s = field_text(l, f, &n)))
-			add_header(m, names[i][1], strlen(names[i][1]), s, n);
+		if (!f || !(s = field_text(l, f, &n)))
+			continue;
+		if (i == 0 && n == 14 && !memcmp(s, "delivery_limit", 14))
+			s = "max-deliveries", n = 14;
+		else if (i == 0 && n == 6 && !memcmp(s, "maxlen", 6))
+			s = "overflow", n = 8;
+		add_header(m, names[i][1], strlen(names[i][1]), s, n);
 	}
 }
 

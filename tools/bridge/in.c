@@ -133,7 +133,32 @@ static int publish_local(struct in *in, struct target *t,
 	char *end;
 	int err;
 
-	/* attributes up to the bus's budget; the rest are left off */
+	/* the bridge's own attributes first, then the headers up to the
+	 * bus's budget; the headers that do not fit are left off */
+	if (m->correlation_id[0]) {
+		errno = 0;
+		po.corr_id = strtoull(m->correlation_id, &end, 10);
+		if (errno || *end || !po.corr_id) {
+			/* not a number: as an attribute (at most 127 B) */
+			po.corr_id = 0;
+			a[n] = (struct shmbus_attr){
+				.key = "amqp.correlation-id",
+				.value = m->correlation_id,
+				.value_len = (uint32_t)strlen(m->correlation_id) };
+			bytes += 4 + 19 + a[n++].value_len;
+		}
+	}
+	if (m->delivery_count > 1 || m->redelivered) {
+		/* deliveries before this one, as RabbitMQ's header says;
+		 * a redelivery of unknown count: at least one */
+		int k = snprintf(dc, sizeof(dc), "%u", m->delivery_count > 1 ?
+				 m->delivery_count - 1 : 1);
+
+		a[n++] = (struct shmbus_attr){ .key = "x-delivery-count",
+					       .value = dc,
+					       .value_len = (uint32_t)k };
+		bytes += 4 + 16 + (uint32_t)k;
+	}
 	for (unsigned i = 0; i < m->nr_headers; i++) {
 		const struct br_kv *h = &m->headers[i];
 		uint32_t cost = 4 + (uint32_t)(h->klen + h->vlen);
@@ -144,31 +169,12 @@ static int publish_local(struct in *in, struct target *t,
 					       .value_len = (uint32_t)h->vlen };
 		bytes += cost;
 	}
-	if (m->correlation_id[0]) {
-		errno = 0;
-		po.corr_id = strtoull(m->correlation_id, &end, 10);
-		if (errno || *end || !po.corr_id) {
-			po.corr_id = 0;
-			if (bytes + 4 + 19 + strlen(m->correlation_id) <=
-			    SHMBUS_ATTR_BYTES)
-				a[n++] = (struct shmbus_attr){
-					.key = "amqp.correlation-id",
-					.value = m->correlation_id,
-					.value_len = (uint32_t)strlen(m->correlation_id) };
-		}
-	}
-	if (m->delivery_count > 1 || m->redelivered) {
-		int k = snprintf(dc, sizeof(dc), "%u", m->delivery_count ?
-				 m->delivery_count : 2);
-
-		a[n++] = (struct shmbus_attr){ .key = "x-delivery-count",
-					       .value = dc,
-					       .value_len = (uint32_t)k };
-	}
 	po.attrs = n ? a : NULL;
 	po.nr_attrs = n;
 	if (m->expiration_ms >= 0)	/* "0": now or never, as AMQP says */
-		po.ttl_ns = m->expiration_ms ? m->expiration_ms * 1000000 : 1;
+		po.ttl_ns = !m->expiration_ms ? 1 :
+			    m->expiration_ms < INT64_MAX / 1000000 ?
+			    m->expiration_ms * 1000000 : INT64_MAX;
 	if (m->message_id[0] && !in->no_dedup)
 		po.dedup_id = m->message_id;
 	/* a request (AMQP reply_to): its reply comes to us first */

@@ -4,13 +4,15 @@
  *
  * A local message carries across: its payload, its id as the broker's
  * message id (the same at every delivery, so a consumer there can drop
- * the duplicates at-least-once brings), its correlation id, and its
- * attributes as headers (a dead letter's dlq.* attributes among them).
+ * the duplicates at-least-once brings), its correlation id, what is left
+ * of its TTL, its delivery count, and its attributes as headers (a dead
+ * letter's dlq.* attributes among them).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bridge.h"
 
@@ -22,6 +24,18 @@ void br_from_shmbus(struct br_msg *out, const struct shmbus_msg *m)
 	out->body = m->data;
 	out->len = m->len;
 	out->expiration_ms = -1;
+	if (m->expires_ns) {
+		/* what is left of its TTL, rounded up: 0 if it ran out
+		 * since it was received (the broker then drops it unless
+		 * a consumer takes it at once) */
+		struct timespec ts;
+		int64_t left;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		left = (int64_t)m->expires_ns -
+		       ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+		out->expiration_ms = left > 0 ? (left + 999999) / 1000000 : 0;
+	}
 	out->delivery_count = m->delivery_count;
 	out->redelivered = m->delivery_count > 1;
 	snprintf(out->message_id, sizeof(out->message_id), "%llu",

@@ -28,6 +28,7 @@ struct out {
 	uint64_t *tags;		/* the broker's tag of each */
 	unsigned head, n;	/* oldest in flight, how many */
 	bool idle;		/* the last fill found nothing */
+	bool logged_topic;	/* said that a topic was not known */
 };
 
 static struct shmbus_msg *oldest(struct out *o)
@@ -102,27 +103,50 @@ static int poll_link(struct out *o, int timeout_ms)
 	}
 }
 
-/* The routing key of @m: the route's, with {queue} (and {topic}) put in. */
-static const char *routing_key(struct out *o, char *buf, size_t cap)
+/*
+ * The routing key of @m: the route's, with {queue} and {topic} put in.
+ * {topic} is the topic @m was published to; for a message whose topic is
+ * not known (it came back from the subscription's journal after a daemon
+ * restart) it is the route's pattern, and said once.
+ */
+static const char *routing_key(struct out *o, const struct shmbus_msg *m,
+			       char *buf, size_t cap)
 {
 	const char *t = o->r->key, *src = o->r->from_queue[0] ?
 		o->r->from_queue : o->r->from_topic;
+	char topic[BR_LOCAL_MAX];
 	size_t n = 0;
 
 	if (!strchr(t, '{'))
 		return t;
 	while (*t && n + 1 < cap) {
-		if (!strncmp(t, "{queue}", 7) || !strncmp(t, "{topic}", 7)) {
-			size_t k = strlen(src);
+		const char *v = NULL;
+		size_t k;
 
-			if (n + k >= cap)
-				break;
-			memcpy(buf + n, src, k);
-			n += k;
-			t += 7;
+		if (!strncmp(t, "{queue}", 7)) {
+			v = src;
+		} else if (!strncmp(t, "{topic}", 7)) {
+			v = src;
+			if (o->r->from_topic[0] &&
+			    shmbus_msg__topic(o->c, m, topic,
+					      sizeof(topic)) > 0)
+				v = topic;
+			else if (o->r->from_topic[0] && !o->logged_topic) {
+				br_log(o->w, "a message of unknown topic: "
+				       "{topic} is the pattern '%s'", src);
+				o->logged_topic = true;
+			}
+		}
+		if (!v) {
+			buf[n++] = *t++;
 			continue;
 		}
-		buf[n++] = *t++;
+		k = strlen(v);
+		if (n + k >= cap)
+			break;
+		memcpy(buf + n, v, k);
+		n += k;
+		t += 7;
 	}
 	buf[n] = '\0';
 	return buf;
@@ -157,7 +181,7 @@ static int fill(struct out *o)
 		if (m->delivery_count > 1)
 			atomic_add_relaxed(&st->redelivered, 1);
 		br_from_shmbus(&bm, m);
-		rk = routing_key(o, key, sizeof(key));
+		rk = routing_key(o, m, key, sizeof(key));
 		if (br_rpc_outbound(o->w, m, &bm, key, sizeof(key), &rk)) {
 			/* a reply nobody waits for any more */
 			shmbus_consumer__ack(o->c, m);

@@ -68,6 +68,7 @@ static int load_one(struct load_ctx *lc, const struct jent *e,
 	c->refcnt = 0;
 	c->dl_reason = m->dl_reason;
 	c->dl_src_qid = 0;	/* queue ids are this arena's */
+	c->qid = 0;		/* so is its topic's */
 	c->dl_count = m->dl_count;
 	c->dedup_key = m->dedup_key;
 	c->prio = 0;

@@ -395,6 +395,9 @@ static __always_inline void take_view(struct shmbus_msg *msg,
 	msg->__attrs = chunk_payload(ch) + ALIGN_UP(len, 8);
 	msg->__attr_len = al;
 	msg->priority = READ_ONCE(ch->prio);
+	msg->topic = READ_ONCE(ch->qid);
+	msg->__topic_gen = msg->topic ? READ_ONCE(ch->topic_gen) : 0;
+	msg->expires_ns = READ_ONCE(ch->expires_ns);
 	msg->__reply_gen = READ_ONCE(ch->reply_gen);
 	msg->__ref = ref;
 	msg->__word = w;
@@ -743,6 +746,37 @@ SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 	if (err == -ETIME)
 		expire_pending(c);
 	return (int)got;
+}
+
+SHMBUS_API int shmbus_msg__topic(const struct shmbus_consumer *c,
+				 const struct shmbus_msg *msg, char *buf,
+				 size_t cap)
+{
+	const struct shmbus_queue *q;
+	char name[SHMBUS_NAME_MAX];
+	size_t n;
+	uint32_t g;
+
+	if (!c || !msg || !buf)
+		return -EINVAL;
+	if (!msg->topic)
+		return -ENOENT;
+	q = queue_at(&c->at.bus->arena, msg->topic - 1);
+	if (!q)
+		return -ENOENT;
+	g = smp_load_acquire(&q->gen);		/* [QGEN] */
+	memcpy(name, q->name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	smp_rmb();				/* [QDEL] then re-check */
+	/* the topic it was published to, not one that took its id since */
+	if (!SHMBUS_QGEN_LIVE(g) || g != msg->__topic_gen ||
+	    READ_ONCE(q->gen) != g)
+		return -ENOENT;
+	n = strlen(name);
+	if (n >= cap)
+		return -ENAMETOOLONG;
+	memcpy(buf, name, n + 1);
+	return (int)n;
 }
 
 SHMBUS_API int shmbus_consumer__fd(const struct shmbus_consumer *c)

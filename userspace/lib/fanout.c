@@ -165,6 +165,8 @@ int topic_fanout(struct attachment *at, uint32_t ref, struct pub_wait *w)
 	int err, ret = 0;
 
 	c->refcnt = 1;				/* ours, while fanning out */
+	c->qid = at->qid + 1;			/* shmbus_msg__topic() */
+	c->topic_gen = at->qgen;
 	/* SHARED before the first ring sees it: consumers leave the owner
 	 * word alone, and no orphan sweep takes it for a lost publish */
 	chunk_set(c, SHMBUS_CHUNK_SHARED, 0);

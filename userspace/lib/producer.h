@@ -302,6 +302,7 @@ static inline void chunk_fill(struct attachment *at, struct shmbus_chunk *c,
 	c->dl_reason = 0;
 	c->dl_src_qid = 0;
 	c->dl_count = 0;
+	c->qid = 0;			/* topic_fanout() names its topic */
 	c->prio = h->prio;
 	if (unlikely(h->dedup_key))	/* header line 1: only then */
 		c->dedup_key = h->dedup_key;
