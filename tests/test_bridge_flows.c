@@ -23,7 +23,9 @@
  *    (after a requeue in a quorum queue);
  *  - the in route's bridge killed -9 mid-stream, again and again: lost 0;
  *  - a slow consumer of a small B queue: the AMQP queue keeps the
- *    backlog, the bridge's memory stays bounded, nothing is lost.
+ *    backlog, the bridge's memory stays bounded, nothing is lost;
+ *  - the two-way bridge of docs/bridge.md ("Two hosts"), its commands
+ *    run as written there: A's outbox is B's inbox, and back.
  */
 #include "shmbus.h"
 #include "helpers.h"
@@ -37,7 +39,7 @@
 
 static struct rmq broker;
 static char why[PATH_MAX + 64];	/* why there is no broker */
-static char bridge_bin[PATH_MAX], url[128];
+static char bridge_bin[PATH_MAX], cli_bin[PATH_MAX], url[128];
 static char sock_a[160], sock_b[160];
 static pid_t daemon_a, daemon_b;
 
@@ -243,9 +245,10 @@ static void aq_declare(const char *q, bool quorum, const char *dlx,
 	rmq_close(c);
 }
 
-/* Messages ready in @q, or -1 if it does not exist (a passive declare
- * that fails closes the channel: a connection of its own). */
-static long aq_ready(const char *q)
+/* Messages ready in @q (and its consumers in *@consumers), or -1 if it
+ * does not exist (a passive declare that fails closes the channel: a
+ * connection of its own). */
+static long aq_count(const char *q, long *consumers)
 {
 	amqp_connection_state_t c = amqp();
 	amqp_queue_declare_ok_t *ok;
@@ -255,6 +258,8 @@ static long aq_ready(const char *q)
 				amqp_empty_table);
 	if (ok && amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL) {
 		n = ok->message_count;
+		if (consumers)
+			*consumers = ok->consumer_count;
 		rmq_close(c);
 	} else {
 		amqp_destroy_connection(c);
@@ -262,8 +267,12 @@ static long aq_ready(const char *q)
 	return n;
 }
 
-/* Wait until @q exists (an in route declared it) with @n ready (-1:
- * any), up to 20 s. */
+static long aq_ready(const char *q)
+{
+	return aq_count(q, NULL);
+}
+
+/* Wait until @q exists with @n ready (-1: any), up to 20 s. */
 static void aq_wait(const char *q, long n)
 {
 	long r = -1;
@@ -275,6 +284,20 @@ static void aq_wait(const char *q, long n)
 		usleep(50000);
 	}
 	fail_msg("AMQP queue %s: %ld ready, not %ld", q, r, n);
+}
+
+/* Wait until an in route consumes @q: it declared and bound it before
+ * (a message routed before the bind would be dropped). */
+static void aq_wait_consumed(const char *q)
+{
+	long consumers = 0;
+
+	for (int i = 0; i < 400; i++) {
+		if (aq_count(q, &consumers) >= 0 && consumers > 0)
+			return;
+		usleep(50000);
+	}
+	fail_msg("AMQP queue %s: no consumer", q);
 }
 
 /* Publish to @ex/@key, persistent, with a message-id (or none), an
@@ -380,7 +403,7 @@ static void test_queue(void **state)
 	declare_q(a, "qa", &qo);
 	declare_q(b, "qb", &qo);
 	in = bridge(sock_b, "q-in.err", in_args);
-	aq_wait("flows.q", 0);
+	aq_wait_consumed("flows.q");
 	p = shmbus_producer__new(a, "qa", NULL);
 	assert_non_null(p);
 	for (int i = 0; i < NQ; i++) {
@@ -464,7 +487,7 @@ static void test_topics(void **state)
 		assert_non_null(c[k]);
 	}
 	in = bridge(sock_b, "t-in.err", in_args);
-	aq_wait("flows.t", 0);
+	aq_wait_consumed("flows.t");
 	out = bridge(sock_a, "t-out.err", out_args);
 	/* the out route's persistent subscription, before the publishes */
 	for (int i = 0; i < 2000 &&
@@ -641,7 +664,7 @@ static void test_dlq(void **state)
 	aq_declare("flows.bigdead", false, NULL, NULL, DLX, "big");
 	declare_q(b, "small", &small);
 	in = bridge(sock_b, "dlq-in3.err", in_c);
-	aq_wait("flows.big", 0);
+	aq_wait_consumed("flows.big");
 	for (int k = 0; k < 3; k++) {
 		size_t len;
 
@@ -766,7 +789,7 @@ static void test_dedup(void **state)
 	b = host(sock_b);
 	declare_q(b, "db", &qo);
 	in = bridge(sock_b, "dedup-in.err", in_args);
-	aq_wait("flows.dedup", 0);
+	aq_wait_consumed("flows.dedup");
 	ac = amqp();
 	aq_publish(ac, "", "flows.dedup", buf, payload(0, buf), "id-0", -1);
 	aq_publish(ac, "", "flows.dedup", buf, payload(0, buf), "id-0", -1);
@@ -1047,6 +1070,102 @@ static void test_slow_consumer(void **state)
 	stop_bridge(in, "slow-in.err");
 	shmbus__close(b);
 }
+
+/* Run the shmbus command with @args (NULL-terminated) on @sock: its
+ * exit status. */
+static int cli(const char *sock, const char *const *args)
+{
+	const char *argv[32] = { cli_bin, "--socket", sock, "--bus", BUS };
+	int n = 5;
+	pid_t pid;
+
+	for (int i = 0; args[i]; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(cli_bin, (char **)argv);
+		_exit(127);
+	}
+	return t_wait(pid, 20000);
+}
+
+/* docs/bridge.md, "Two hosts": its commands, with this broker's URL. */
+static void test_two_way(void **state)
+{
+	const char *decl_out[] = { "queue", "declare", "outbox", NULL };
+	const char *decl_in[] = { "queue", "declare", "inbox", NULL };
+	const char *bridge_a[] = { "bridge", "--amqp", url,
+		"--from", "outbox", "--exchange", "amq.direct",
+		"--routing-key", "to-b", "--queue", "to-a", "--declare",
+		"quorum", "--bind", "amq.direct:to-a", "--to", "inbox", NULL };
+	const char *bridge_b[] = { "bridge", "--amqp", url,
+		"--from", "outbox", "--exchange", "amq.direct",
+		"--routing-key", "to-a", "--queue", "to-b", "--declare",
+		"quorum", "--bind", "amq.direct:to-b", "--to", "inbox", NULL };
+	const char *pub_a[] = { "pub", "outbox", "hello", NULL };
+	const char *pub_b[] = { "pub", "outbox", "world", NULL };
+	const char *socks[2] = { sock_a, sock_b };
+	const char *const *bargs[2] = { bridge_a, bridge_b };
+	const char *logs[2] = { "two-a.err", "two-b.err" };
+	pid_t pid[2];
+
+	need_broker();
+	for (int h = 0; h < 2; h++) {
+		char **argv = calloc(32, sizeof(char *));
+		char err[PATH_MAX];
+		int n = 0;
+
+		assert_int_equal(cli(socks[h], decl_out), 0);
+		assert_int_equal(cli(socks[h], decl_in), 0);
+		assert_non_null(argv);
+		argv[n++] = cli_bin;
+		argv[n++] = (char *)"--socket";
+		argv[n++] = (char *)socks[h];
+		argv[n++] = (char *)"--bus";
+		argv[n++] = (char *)BUS;
+		for (int i = 0; bargs[h][i]; i++)
+			argv[n++] = (char *)bargs[h][i];
+		snprintf(err, sizeof(err), "%s/%s", t_dir, logs[h]);
+		fflush(NULL);
+		pid[h] = fork();
+		assert_true(pid[h] >= 0);
+		if (!pid[h]) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (!freopen(err, "a", stderr))
+				_exit(127);
+			execv(cli_bin, argv);
+			_exit(127);
+		}
+		free(argv);
+	}
+	aq_wait_consumed("to-a");
+	aq_wait_consumed("to-b");
+	assert_int_equal(cli(sock_a, pub_a), 0);
+	assert_int_equal(cli(sock_b, pub_b), 0);
+	for (int h = 0; h < 2; h++) {
+		struct shmbus *bus = host(socks[h]);
+		struct shmbus_consumer *c = shmbus_consumer__new(bus, "inbox",
+								 NULL);
+		struct shmbus_msg m;
+		const char *want = h ? "hello" : "world";
+
+		assert_non_null(c);
+		assert_int_equal(shmbus_consumer__receive_view(c, &m, 20 * SEC),
+				 0);
+		assert_int_equal(m.len, strlen(want));
+		assert_memory_equal(m.data, want, m.len);
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+		shmbus_consumer__free(c);
+		shmbus__close(bus);
+	}
+	for (int h = 0; h < 2; h++)
+		print_message("two-way, host %c: %s", 'A' + h,
+			      stop_bridge(pid[h], logs[h]));
+}
 #endif
 
 int main(void)
@@ -1061,6 +1180,7 @@ int main(void)
 		cmocka_unit_test(test_delivery_count),
 		cmocka_unit_test(test_kill9_in),
 		cmocka_unit_test(test_slow_consumer),
+		cmocka_unit_test(test_two_way),
 #endif
 	};
 	char state[PATH_MAX];
@@ -1097,6 +1217,8 @@ int main(void)
 			*strrchr(bridge_bin, '/') = '\0';
 			*strrchr(bridge_bin, '/') = '\0';
 			strcat(bridge_bin, "/bin/shmbus-bridge");
+			snprintf(cli_bin, sizeof(cli_bin), "%.*s/shmbus",
+				 (int)(strlen(bridge_bin) - 14), bridge_bin);
 			snprintf(url, sizeof(url), "amqp://guest:guest@"
 				 "127.0.0.1:%d", broker.amqp_port);
 			amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(EX),
