@@ -21,7 +21,9 @@
  *    with a dedup window;
  *  - delivery counts: x-delivery-count out (deliveries before) and in
  *    (after a requeue in a quorum queue);
- *  - the in route's bridge killed -9 mid-stream, again and again: lost 0;
+ *  - the in route's bridge killed -9 mid-stream, again and again, into a
+ *    local queue and into a durable one (acked at the broker once
+ *    journaled): lost 0;
  *  - a slow consumer of a small B queue: the AMQP queue keeps the
  *    backlog, the bridge's memory stays bounded, nothing is lost;
  *  - the two-way bridge of docs/bridge.md ("Two hosts"), its commands
@@ -899,22 +901,23 @@ static void test_delivery_count(void **state)
 
 /* What B's consumer saw, shared with the child that consumes. */
 struct kill_seen {
+	char queue[16];
 	long got;
 	int stop;
 	int bad;
 	int seen[NK];
 };
 
-/* The child: take from "kb" until told to stop and 1 s was quiet. */
+/* The child: take from ks->queue until told to stop and 1 s was quiet. */
 static void kill_consumer(struct kill_seen *ks)
 {
 	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock_b,
 		    .flags = SHMBUS_OPEN_NOSTART);
 	struct shmbus *b = shmbus__open(BUS, &o);
-	struct shmbus_consumer *c = b ? shmbus_consumer__new(b, "kb", NULL)
+	struct shmbus_consumer *c = b ? shmbus_consumer__new(b, ks->queue, NULL)
 				      : NULL;
 
-	CHILD_CHECK(c, "consumer of kb: %s", strerror(errno));
+	CHILD_CHECK(c, "consumer of %s: %s", ks->queue, strerror(errno));
 	for (;;) {
 		unsigned char want[1024];
 		struct shmbus_msg m;
@@ -939,11 +942,19 @@ static void kill_consumer(struct kill_seen *ks)
 	_exit(0);
 }
 
-static void test_kill9_in(void **state)
+/*
+ * @nk messages from AMQP queue @aq (quorum) into local queue @lq (durable:
+ * journaled, the broker's acks after the daemon's confirms), the in
+ * route killed -9 KILLS times mid-stream, a consumer taking them all the
+ * while: lost 0.
+ */
+static void kill9_in(const char *aq, const char *lq, bool durable, int nk)
 {
-	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 1024);
-	const char *in_args[] = { "--queue", "flows.kill", "--declare",
-				  "quorum", "--to", "kb", NULL };
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 1024,
+		    .flags = durable ? SHMBUS_QUEUE_DURABLE : 0,
+		    .sync = durable ? SHMBUS_SYNC_BATCH : 0);
+	const char *in_args[] = { "--queue", aq, "--declare", "quorum",
+				  "--to", lq, NULL };
 	struct kill_seen *ks = t_shared(sizeof(*ks));
 	struct shmbus *b;
 	amqp_connection_state_t ac;
@@ -953,17 +964,18 @@ static void test_kill9_in(void **state)
 
 	need_broker();
 	b = host(sock_b);
-	declare_q(b, "kb", &qo);
-	aq_declare("flows.kill", true, NULL, NULL, NULL, NULL);
+	declare_q(b, lq, &qo);
+	aq_declare(aq, true, NULL, NULL, NULL, NULL);
+	snprintf(ks->queue, sizeof(ks->queue), "%s", lq);
 	ac = amqp();
-	for (int i = 0; i < NK; i++) {
+	for (int i = 0; i < nk; i++) {
 		char id[16];
 
 		snprintf(id, sizeof(id), "k%d", i);
-		aq_publish(ac, "", "flows.kill", buf, payload(i, buf), id, -1);
+		aq_publish(ac, "", aq, buf, payload(i, buf), id, -1);
 	}
 	rmq_close(ac);
-	aq_wait("flows.kill", NK);
+	aq_wait(aq, nk);
 	fflush(NULL);
 	kid = fork();
 	assert_true(kid >= 0);
@@ -974,10 +986,10 @@ static void test_kill9_in(void **state)
 		long before = k ? at[k - 1] : 0;
 
 		in = bridge(sock_b, "kill-in.err", in_args);
-		/* mid-stream: once it forwards, within 100 ms */
+		/* mid-stream: once it forwards, within 50 ms */
 		for (int w = 0; w < 2000 && READ_ONCE(ks->got) <= before; w++)
 			usleep(5000);
-		usleep(random() % 100000);
+		usleep(random() % 50000);
 		kill(in, SIGKILL);
 		assert_int_equal(t_wait(in, 10000), 128 + SIGKILL);
 		at[k] = READ_ONCE(ks->got);
@@ -988,12 +1000,12 @@ static void test_kill9_in(void **state)
 	print_message("\n");
 	for (int k = 1; k < KILLS; k++)
 		assert_true(at[k] > at[k - 1]);	/* each forwarded */
-	assert_true(at[KILLS - 1] < NK);	/* mid-stream */
+	assert_true(at[KILLS - 1] < nk);	/* mid-stream */
 	in = bridge(sock_b, "kill-in.err", in_args);
 	for (int w = 0; w < 6000; w++) {
 		bool all = true;
 
-		for (int i = 0; i < NK && all; i++)
+		for (int i = 0; i < nk && all; i++)
 			all = READ_ONCE(ks->seen[i]);
 		if (all)
 			break;
@@ -1002,17 +1014,28 @@ static void test_kill9_in(void **state)
 	WRITE_ONCE(ks->stop, 1);
 	assert_int_equal(t_wait(kid, 30000), 0);
 	stop_bridge(in, "kill-in.err");
-	for (int i = 0; i < NK; i++) {
+	for (int i = 0; i < nk; i++) {
 		lost += !ks->seen[i];
 		dup += ks->seen[i] > 1 ? ks->seen[i] - 1 : 0;
 	}
-	print_message("in route kill -9 x%d: sent %d received %ld lost %ld "
-		      "duplicated %ld\n", KILLS, NK, ks->got, lost, dup);
+	print_message("in route kill -9 x%d, %s local queue: sent %d "
+		      "received %ld lost %ld duplicated %ld\n", KILLS,
+		      durable ? "a durable" : "a", nk, ks->got, lost, dup);
 	assert_int_equal(ks->bad, 0);
 	assert_int_equal(lost, 0);
-	assert_int_equal(aq_ready("flows.kill"), 0);
+	assert_int_equal(aq_ready(aq), 0);
 	munmap(ks, sizeof(*ks));
 	shmbus__close(b);
+}
+
+static void test_kill9_in(void **state)
+{
+	kill9_in("flows.kill", "kb", false, NK);
+}
+
+static void test_kill9_in_durable(void **state)
+{
+	kill9_in("flows.killd", "kbd", true, NK);
 }
 
 #define NS	2000
@@ -1179,6 +1202,7 @@ int main(void)
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_delivery_count),
 		cmocka_unit_test(test_kill9_in),
+		cmocka_unit_test(test_kill9_in_durable),
 		cmocka_unit_test(test_slow_consumer),
 		cmocka_unit_test(test_two_way),
 #endif
