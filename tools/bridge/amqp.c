@@ -31,6 +31,7 @@ struct br_link {
 	bool has_env;
 	char scratch[4096];		/* in: header values made text */
 	size_t used;
+	const char *queue;		/* in: the queue consumed */
 };
 
 static bool amqp_accepts(const char *url)
@@ -148,11 +149,43 @@ static bool declare_in(amqp_connection_state_t c, const struct br_route *r)
 	return rpc_ok(c, "basic.consume", r);
 }
 
+/*
+ * Log in, asking for the route's heartbeat (a connection silent for two
+ * of them is given up: librabbitmq reports it on the next wait) and
+ * telling the broker we understand connection.blocked (it then says when
+ * a resource alarm stops it reading our publishes) and basic.cancel (a
+ * consumer's queue deleted).
+ */
+static amqp_rpc_reply_t login(amqp_connection_state_t c,
+			      const struct br_conf *conf,
+			      const struct amqp_connection_info *u)
+{
+	amqp_table_entry_t cap[2] = {
+		{ .key = amqp_cstring_bytes("connection.blocked"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN,
+			     .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("consumer_cancel_notify"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN,
+			     .value.boolean = 1 } },
+	};
+	amqp_table_entry_t prop[1] = {
+		{ .key = amqp_cstring_bytes("capabilities"),
+		  .value = { .kind = AMQP_FIELD_KIND_TABLE,
+			     .value.table = { 2, cap } } },
+	};
+	amqp_table_t props = { 1, prop };
+
+	return amqp_login_with_properties(c, u->vhost, 0, 131072,
+					  (int)conf->heartbeat, &props,
+					  AMQP_SASL_METHOD_PLAIN, u->user,
+					  u->password);
+}
+
 static struct br_link *amqp_open(const struct br_conf *conf,
 				 const struct br_route *r)
 {
 	struct amqp_connection_info u;
-	struct timeval tmo = { BR_CONNECT_S, 0 };
+	struct timeval tmo = { BR_CONNECT_S, 0 }, rpc_tmo = { 0, 0 };
 	char *buf = strdup(conf->url);
 	struct br_link *l = calloc(1, sizeof(*l));
 	amqp_socket_t *s;
@@ -168,6 +201,7 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 		u.password = (char *)conf->pass;
 	}
 	l->dir = r->dir;
+	l->queue = r->dir == BR_IN ? r->queue : "";
 	l->c = amqp_new_connection();
 	if (!l->c)
 		goto fail;
@@ -183,13 +217,15 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 			u.ssl ? " (TLS)" : "");
 		goto fail;
 	}
-	rep = amqp_login(l->c, u.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN,
-			 u.user, u.password);
+	rep = login(l->c, conf, &u);
 	if (rep.reply_type != AMQP_RESPONSE_NORMAL) {
 		fprintf(stderr, "shmbus-bridge: %s: login to %s:%d failed: "
 			"%s\n", r->name, u.host, u.port, reply_text(rep));
 		goto fail;
 	}
+	/* a broker that stops answering must not hold a call for ever */
+	rpc_tmo.tv_sec = conf->heartbeat ? 2 * conf->heartbeat : 30;
+	amqp_set_rpc_timeout(l->c, &rpc_tmo);
 	amqp_channel_open(l->c, CH);
 	if (!rpc_ok(l->c, "channel.open", r))
 		goto fail;
@@ -325,6 +361,19 @@ static int method_event(amqp_frame_t *f, struct br_event *ev)
 			(char *)cl->reply_text.bytes);
 		return -1;
 	}
+	case AMQP_CONNECTION_BLOCKED_METHOD: {
+		amqp_connection_blocked_t *b = f->payload.method.decoded;
+
+		fprintf(stderr, "shmbus-bridge: the broker blocks publishing: "
+			"%.*s\n", (int)b->reason.len, (char *)b->reason.bytes);
+		ev->kind = BR_EV_BLOCKED;
+		return 1;
+	}
+	case AMQP_CONNECTION_UNBLOCKED_METHOD:
+		fprintf(stderr, "shmbus-bridge: the broker unblocks "
+			"publishing\n");
+		ev->kind = BR_EV_UNBLOCKED;
+		return 1;
 	case AMQP_BASIC_CANCEL_METHOD:
 		/* the queue was deleted under an in link */
 		fprintf(stderr, "shmbus-bridge: the broker cancelled the "
@@ -517,7 +566,10 @@ static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
 		amqp_destroy_envelope(&l->env);
 		l->has_env = false;
 	}
-	amqp_maybe_release_buffers(l->c);
+	/* not over frames a queue.declare (amqp_depth) set aside: they
+	 * are in the pools a release recycles */
+	if (!amqp_frames_enqueued(l->c))
+		amqp_maybe_release_buffers(l->c);
 	if (l->dir == BR_OUT) {
 		r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
 		if (r == AMQP_STATUS_TIMEOUT)
@@ -564,6 +616,22 @@ static int amqp_settle(struct br_link *l, uint64_t tag, bool multiple,
 	return r ? -1 : 0;
 }
 
+/* A passive queue.declare on the link's channel: the deliveries that
+ * arrive meanwhile are kept by librabbitmq for the next wait. */
+static int amqp_depth(struct br_link *l, uint64_t *n)
+{
+	amqp_queue_declare_ok_t *ok;
+
+	if (!l->queue[0])
+		return -1;
+	ok = amqp_queue_declare(l->c, CH, amqp_cstring_bytes(l->queue), 1, 0,
+				0, 0, amqp_empty_table);
+	if (!ok)
+		return -1;
+	*n = ok->message_count;
+	return 0;
+}
+
 static const struct br_broker amqp_broker = {
 	.name = "amqp",
 	.accepts = amqp_accepts,
@@ -572,6 +640,7 @@ static const struct br_broker amqp_broker = {
 	.next = amqp_next,
 	.settle = amqp_settle,
 	.close = amqp_close,
+	.depth = amqp_depth,
 };
 
 const struct br_broker *br_broker_for(const char *url)

@@ -43,6 +43,9 @@
 #define BR_BACKOFF_MAX_MS	10000
 #define BR_DRAIN_MS	5000	/* at a stop: wait this long for confirms */
 #define BR_CONNECT_S	5	/* TCP connect timeout */
+#define BR_HEARTBEAT_S	10	/* default heartbeat: a silent peer is
+				 * given up after two of them */
+#define BR_STATS_MS	1000	/* the stats file is written this often */
 
 /* ---- configuration (conf.c) ---------------------------------------- */
 
@@ -101,6 +104,7 @@ struct br_conf {
 	char reply_queue[BR_NAME_MAX];
 	char local_reply_queue[BR_LOCAL_MAX];
 	unsigned reply_timeout_ms;
+	unsigned heartbeat;	/* seconds, 0 = none */
 	unsigned nr_routes;
 	struct br_route routes[BR_MAX_ROUTES];
 };
@@ -123,6 +127,12 @@ struct br_stats {
 	uint64_t redelivered;	/* received marked as redelivered */
 	uint64_t reconnects;	/* connections after the first */
 	uint64_t inflight;	/* now */
+	uint64_t lag;		/* now: out, messages waiting in the local
+				 * queue; in, ready in the broker queue */
+	uint64_t blocked;	/* now: 1 while the broker blocks us */
+	uint64_t blocks;	/* times the broker blocked us */
+	uint64_t extended;	/* local leases extended while the broker
+				 * was slow to confirm */
 };
 
 /* ---- messages in neutral form (map.c) ------------------------------- */
@@ -166,7 +176,14 @@ int br_msg_copy(struct br_msg *dst, const struct br_msg *src);
 
 struct br_link;
 
-enum br_ev { BR_EV_ACK = 1, BR_EV_NACK, BR_EV_DELIVERY };
+enum br_ev {
+	BR_EV_ACK = 1,
+	BR_EV_NACK,
+	BR_EV_DELIVERY,
+	BR_EV_BLOCKED,		/* the broker stops reading our publishes
+				 * (a resource alarm): publish no more */
+	BR_EV_UNBLOCKED,
+};
 
 struct br_event {
 	enum br_ev kind;
@@ -203,6 +220,9 @@ struct br_broker {
 	int (*settle)(struct br_link *l, uint64_t tag, bool multiple,
 		      enum br_settle how);
 	void (*close)(struct br_link *l);
+	/* Messages ready in an in link's queue: 0, or < 0 when the link
+	 * is broken. */
+	int (*depth)(struct br_link *l, uint64_t *n);
 };
 
 /* The broker that serves @url, or NULL. */
@@ -220,6 +240,10 @@ struct br_worker {
 	struct shmbus *bus;
 	struct br_stats stats;
 	int rc;			/* the thread's exit: 0, or 1 on an error */
+	/* links in a row that ended without settling anything (a channel
+	 * the broker keeps closing): the next connect waits longer */
+	unsigned futile;
+	bool progress;		/* something settled on this link */
 };
 
 /* The route threads. */

@@ -167,6 +167,16 @@ static int global_key(const struct where *at, struct br_conf *c,
 		br_conf_credentials(c, v);
 	} else if (!strcmp(name, "bus")) {
 		set_local(at, name, c->bus, v, false);
+	} else if (!strcmp(name, "heartbeat")) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (errno || *end || end == v || n > 600)
+			bad(at, "heartbeat '%s': expected 0..600 seconds (0: "
+			    "none)", v);
+		c->heartbeat = (unsigned)n;
 	} else if (!strcmp(name, "tls-ca")) {
 		set_str(at, name, c->tls_ca, sizeof(c->tls_ca), v);
 	} else if (!strcmp(name, "tls-cert")) {
@@ -297,7 +307,8 @@ static void usage(FILE *f)
 {
 	fputs(
 "usage: shmbus-bridge [--config FILE] [--amqp URL] [--credentials FILE]\n"
-"                     [--bus NAME] [--tls-ca FILE] [--tls-cert FILE]\n"
+"                     [--bus NAME] [--heartbeat SECONDS]\n"
+"                     [--tls-ca FILE] [--tls-cert FILE]\n"
 "                     [--tls-key FILE] [--tls-insecure true|false]\n"
 "                     [out: --from QUEUE | --from-topic PATTERN --group G,\n"
 "                      --exchange EX [--routing-key KEY]]\n"
@@ -318,6 +329,8 @@ static void usage(FILE *f)
 "  Requests cross both ways: replies to ours come to --reply-queue\n"
 "  (default shmbus.reply.HOST.BUS), the broker's wait --reply-timeout\n"
 "  (default 30 s) for theirs; --reply-queue none: requests do not cross.\n"
+"  --heartbeat: AMQP heartbeat in seconds (default 10); a connection\n"
+"  silent for two of them is given up and made again.\n"
 "  SIGINT/SIGTERM: stop, waiting up to 5 s for what is in flight; the\n"
 "  counters go to stderr.\n", f);
 }
@@ -330,6 +343,7 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 		{ "amqp", required_argument, NULL, 0 },
 		{ "credentials", required_argument, NULL, 0 },
 		{ "bus", required_argument, NULL, 0 },
+		{ "heartbeat", required_argument, NULL, 0 },
 		{ "tls-ca", required_argument, NULL, 0 },
 		{ "tls-cert", required_argument, NULL, 0 },
 		{ "tls-key", required_argument, NULL, 0 },
@@ -365,6 +379,7 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 	int opt, idx;
 
 	memset(c, 0, sizeof(*c));
+	c->heartbeat = BR_HEARTBEAT_S;
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
 		const char *name = longopts[idx].name;

@@ -43,6 +43,7 @@ struct in {
 	uint64_t unacked_n;	/* how many */
 	bool no_dedup;		/* the local queue has no dedup window */
 	bool logged_drop;
+	int64_t next_lag;	/* when to look at the broker queue again */
 	unsigned nt;
 	struct target t[IN_TARGETS];
 };
@@ -290,6 +291,7 @@ static int ack_published(struct in *in, int64_t wait_ns)
 	if (in->w->broker->settle(in->l, in->last_tag, true, BR_ACK) < 0)
 		return -1;
 	in->unacked = false;
+	in->w->progress = true;
 	count(&in->w->stats.confirmed, in->unacked_n);
 	in->unacked_n = 0;
 	return 0;
@@ -334,6 +336,22 @@ static int poll_link(struct in *in, int timeout_ms)
 	return 0;
 }
 
+/* Once a second, how many messages wait in the broker queue (a passive
+ * declare): the route's lag. 0, or -1 when the link is lost. */
+static int update_lag(struct in *in)
+{
+	int64_t now = br_now_ms();
+	uint64_t n;
+
+	if (now < in->next_lag)
+		return 0;
+	in->next_lag = now + BR_STATS_MS;
+	if (in->w->broker->depth(in->l, &n) < 0)
+		return -1;
+	WRITE_ONCE(in->w->stats.lag, n);
+	return 0;
+}
+
 void *br_in_run(void *arg)
 {
 	struct br_worker *w = arg;
@@ -363,6 +381,8 @@ void *br_in_run(void *arg)
 		if (!rc)
 			rc = poll_link(&in, in.n && pub ? 0 :
 					    in.n || in.unacked ? 1 : 50);
+		if (!rc)
+			rc = update_lag(&in);
 		if (rc < 0) {
 			drop_link(&in);
 			in.l = br_connect(w, false);

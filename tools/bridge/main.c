@@ -6,8 +6,12 @@
  * The signals are blocked in every thread and taken by the main thread
  * with sigwait(), which sets the stop flag the routes look at between
  * steps (their waits are bounded: 100 ms locally, 50 ms on a link).
+ * Meanwhile it writes the routes' counters, once a second, into the
+ * stats file `shmbus stat` and `shmbus metrics` read (statfile.h).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "statfile.h"
 
 static bool stop;	/* set once, by the main thread */
 
@@ -62,12 +67,34 @@ void br_log(const struct br_worker *w, const char *fmt, ...)
 	fprintf(stderr, "shmbus-bridge: %s: %s\n", w->route->name, buf);
 }
 
+/* Full jitter over the upper half of @backoff: many bridges that lost one
+ * broker do not come back at the same instant. */
+static unsigned jitter(unsigned backoff, unsigned *seed)
+{
+	return backoff / 2 + (unsigned)rand_r(seed) % (backoff / 2 + 1);
+}
+
 struct br_link *br_connect(struct br_worker *w, bool first)
 {
 	unsigned backoff = BR_BACKOFF_MIN_MS;
 	unsigned seed = (unsigned)getpid() ^ (unsigned)br_now_ms() ^
 			(unsigned)(uintptr_t)w;
 
+	/* a link that settled nothing (a channel closed at the first
+	 * publish, again and again) is not retried at once: the backoff
+	 * goes on from where the last one stopped */
+	if (!first && !w->progress) {
+		unsigned n = w->futile < 7 ? w->futile : 7;
+
+		backoff = BR_BACKOFF_MIN_MS << n;
+		if (backoff > BR_BACKOFF_MAX_MS)
+			backoff = BR_BACKOFF_MAX_MS;
+		if (w->futile++)
+			br_sleep_ms(jitter(backoff, &seed));
+	} else {
+		w->futile = 0;
+	}
+	w->progress = false;
 	while (!br_stopping()) {
 		struct br_link *l = w->broker->open(w->conf, w->route);
 
@@ -76,10 +103,7 @@ struct br_link *br_connect(struct br_worker *w, bool first)
 				atomic_add_relaxed(&w->stats.reconnects, 1);
 			return l;
 		}
-		/* full jitter over the upper half: many bridges that lost
-		 * one broker do not come back at the same instant */
-		br_sleep_ms(backoff / 2 + (unsigned)rand_r(&seed) %
-			    (backoff / 2 + 1));
+		br_sleep_ms(jitter(backoff, &seed));
 		if (backoff < BR_BACKOFF_MAX_MS)
 			backoff *= 2;
 	}
@@ -97,6 +121,108 @@ static struct shmbus *open_bus(const struct br_conf *c)
 		exit(1);
 	}
 	return bus;
+}
+
+/* ---- the stats file (statfile.h) ----------------------------------- */
+
+struct statfile {
+	char path[PATH_MAX + 128], tmp[PATH_MAX + 160];
+	unsigned long long start;
+	struct shmbus *bus;	/* the main thread's, for the out routes' lag */
+	bool off;		/* could not write: said once, given up */
+};
+
+static void statfile_init(struct statfile *sf, const struct br_conf *c)
+{
+	char dir[PATH_MAX];
+
+	sf->bus = shmbus__open(c->bus[0] ? c->bus : NULL, NULL);
+	sf->start = br_pid_start((long)getpid());
+	if (!sf->bus || br_statfile_dir(NULL, dir, sizeof(dir)) < 0) {
+		sf->off = true;
+		return;
+	}
+	snprintf(sf->path, sizeof(sf->path), "%s/bridge.%s.%d.stat", dir,
+		 shmbus__name(sf->bus), (int)getpid());
+	snprintf(sf->tmp, sizeof(sf->tmp), "%s.tmp", sf->path);
+}
+
+/* An out route's lag: what waits in its local queue or subscription. */
+static void out_lag(struct statfile *sf, struct br_worker *w)
+{
+	const struct br_route *r = w->route;
+	struct shmbus_queue_info qi;
+	char name[2 * BR_LOCAL_MAX];
+
+	if (r->from_queue[0])
+		snprintf(name, sizeof(name), "%s", r->from_queue);
+	else
+		snprintf(name, sizeof(name), "%s#%s", r->from_topic, r->group);
+	if (shmbus__queue_info(sf->bus, name, &qi) == 0)
+		WRITE_ONCE(w->stats.lag, qi.depth);
+}
+
+/* Write the counters to a new file and rename it over the old one: a
+ * reader sees one whole snapshot or the one before. */
+static void statfile_write(struct statfile *sf, const struct br_conf *c,
+			   struct br_worker *w)
+{
+	struct timespec now;
+	FILE *f;
+	int fd;
+
+	if (sf->off)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	fd = open(sf->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+		  O_NOFOLLOW, 0600);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		goto fail;
+	}
+	fprintf(f, "shmbus-bridge %d\npid %d start %llu time %lld\nbus %s\n",
+		BR_STATFILE_VERSION, (int)getpid(), sf->start,
+		(long long)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+		shmbus__name(sf->bus));
+	for (unsigned i = 0; i < c->nr_routes; i++) {
+		const struct br_stats *s = &w[i].stats;
+
+		if (w[i].route->dir == BR_OUT)
+			out_lag(sf, &w[i]);
+		fprintf(f, "route %s %llu %llu %llu %llu %llu %llu %llu %lld "
+			"%llu %llu %s\n",
+			w[i].route->dir == BR_OUT ? "out" : "in",
+			(unsigned long long)READ_ONCE(s->blocked),
+			(unsigned long long)READ_ONCE(s->forwarded),
+			(unsigned long long)READ_ONCE(s->confirmed),
+			(unsigned long long)READ_ONCE(s->nacked),
+			(unsigned long long)READ_ONCE(s->redelivered),
+			(unsigned long long)READ_ONCE(s->reconnects),
+			(unsigned long long)READ_ONCE(s->inflight),
+			(long long)READ_ONCE(s->lag),
+			(unsigned long long)READ_ONCE(s->blocks),
+			(unsigned long long)READ_ONCE(s->extended),
+			w[i].route->name);
+	}
+	if (fclose(f) || rename(sf->tmp, sf->path))
+		goto fail;
+	return;
+fail:
+	fprintf(stderr, "shmbus-bridge: cannot write the stats file %s: %s "
+		"(shmbus stat will not show this bridge)\n", sf->path,
+		strerror(errno));
+	unlink(sf->tmp);
+	sf->off = true;
+}
+
+static void statfile_end(struct statfile *sf)
+{
+	if (!sf->off)
+		unlink(sf->path);
+	if (sf->bus)
+		shmbus__close(sf->bus);
 }
 
 static void print_counters(const struct br_conf *c,
@@ -131,9 +257,11 @@ static void print_counters(const struct br_conf *c,
 int main(int argc, char **argv)
 {
 	static struct br_conf conf;	/* large: not on the stack */
+	struct statfile sf = { 0 };
 	struct br_worker *w;
 	pthread_t *tid;
 	sigset_t sigs;
+	int64_t next_stats;
 	int rc = 0, sig;
 
 	br_conf_parse(&conf, argc, argv);
@@ -158,9 +286,14 @@ int main(int argc, char **argv)
 		/* a bus handle per route: the library serialises nothing
 		 * between routes that way */
 		w[i].bus = open_bus(&conf);
+		/* unknown until a route has looked */
+		w[i].stats.lag = (uint64_t)-1;
 	}
 	if (br_rpc_setup(&conf, w[0].bus))
 		return 1;
+	statfile_init(&sf, &conf);
+	statfile_write(&sf, &conf, w);
+	next_stats = br_now_ms() + BR_STATS_MS;
 	for (unsigned i = 0; i < conf.nr_routes; i++) {
 		int err = pthread_create(&tid[i], NULL,
 					 conf.routes[i].dir == BR_OUT ?
@@ -186,6 +319,10 @@ int main(int argc, char **argv)
 				ended = true;
 		if (ended)
 			break;
+		if (br_now_ms() >= next_stats) {
+			statfile_write(&sf, &conf, w);
+			next_stats = br_now_ms() + BR_STATS_MS;
+		}
 	}
 	WRITE_ONCE(stop, true);
 	for (unsigned i = 0; i < conf.nr_routes; i++) {
@@ -194,6 +331,7 @@ int main(int argc, char **argv)
 	}
 	print_counters(&conf, w);
 	br_rpc_print();
+	statfile_end(&sf);
 	for (unsigned i = 0; i < conf.nr_routes; i++)
 		shmbus__close(w[i].bus);
 	explicit_bzero(conf.pass, sizeof(conf.pass));

@@ -12,8 +12,16 @@
  * queue redelivers. The price of both is a duplicate at the broker when
  * a confirm was lost on the way; the message id is the same at every
  * delivery, for a consumer there that wants to drop them.
+ *
+ * A broker that is slow to confirm (blocked by a resource alarm, a disk
+ * that lags) must not make the local leases run out under messages it
+ * has taken: those would be delivered again, duplicates. So the leases of
+ * the messages in flight are extended when half of them has passed. And
+ * while the broker says it blocks publishers (connection.blocked), the
+ * route publishes nothing more: the messages stay in the local queue.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,9 +34,13 @@ struct out {
 	struct br_link *l;
 	struct shmbus_msg *fl;	/* in flight: a ring of r->window */
 	uint64_t *tags;		/* the broker's tag of each */
+	int64_t *leased;	/* when its lease was taken or extended, ms */
 	unsigned head, n;	/* oldest in flight, how many */
 	bool idle;		/* the last fill found nothing */
 	bool logged_topic;	/* said that a topic was not known */
+	bool blocked;		/* the broker blocks publishing */
+	int64_t lease_ms;	/* the local queue's lease, 0 = unknown */
+	int64_t next_extend;	/* when to look at the leases again */
 };
 
 static struct shmbus_msg *oldest(struct out *o)
@@ -61,6 +73,7 @@ static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
 			 * queue will deliver it again (a duplicate) */
 			shmbus_consumer__ack(o->c, oldest(o));
 			atomic_add_relaxed(&st->confirmed, 1);
+			o->w->progress = true;
 		} else {
 			shmbus_consumer__nack(o->c, oldest(o),
 					      SHMBUS_NACK_BACKOFF);
@@ -69,6 +82,16 @@ static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
 		pop(o);
 	}
 	return 0;
+}
+
+static void set_blocked(struct out *o, bool blocked)
+{
+	struct br_stats *st = &o->w->stats;
+
+	if (blocked && !o->blocked)
+		atomic_add_relaxed(&st->blocks, 1);
+	o->blocked = blocked;
+	WRITE_ONCE(st->blocked, blocked);
 }
 
 /* The link is gone: give every message in flight back (counted with the
@@ -82,6 +105,8 @@ static void drop_link(struct out *o)
 	}
 	o->w->broker->close(o->l);
 	o->l = NULL;
+	/* a new connection starts unblocked; the broker says it again */
+	set_blocked(o, false);
 }
 
 /* Take one event within @timeout_ms and act on it: 0, or -1 when the
@@ -98,6 +123,12 @@ static int poll_link(struct out *o, int timeout_ms)
 		return settle(o, ev.tag, ev.multiple, true);
 	case BR_EV_NACK:
 		return settle(o, ev.tag, ev.multiple, false);
+	case BR_EV_BLOCKED:
+		set_blocked(o, true);
+		return 0;
+	case BR_EV_UNBLOCKED:
+		set_blocked(o, false);
+		return 0;
 	default:
 		return 0;
 	}
@@ -177,6 +208,7 @@ static int fill(struct out *o)
 			return -2;
 		}
 		o->n++;
+		o->leased[i] = br_now_ms();
 		WRITE_ONCE(st->inflight, o->n);
 		if (m->delivery_count > 1)
 			atomic_add_relaxed(&st->redelivered, 1);
@@ -197,14 +229,54 @@ static int fill(struct out *o)
 	return 0;
 }
 
+/* Extend the leases of the messages in flight that are half run out:
+ * the broker has them, and may confirm them late. */
+static void extend_leases(struct out *o)
+{
+	int64_t now = br_now_ms();
+
+	if (!o->lease_ms || now < o->next_extend)
+		return;
+	o->next_extend = now + o->lease_ms / 4;
+	for (unsigned k = 0; k < o->n; k++) {
+		unsigned i = (o->head + k) % o->r->window;
+
+		if (now - o->leased[i] < o->lease_ms / 2)
+			continue;
+		/* -ESTALE: it ran out already; the confirm's ack says so */
+		if (shmbus_consumer__extend(o->c, &o->fl[i], 0) == 0) {
+			o->leased[i] = now;
+			atomic_add_relaxed(&o->w->stats.extended, 1);
+		}
+	}
+}
+
+/* The lease of the route's local queue or subscription, in ms. */
+static int64_t lease_of(struct out *o)
+{
+	const struct br_route *r = o->r;
+	struct shmbus_queue_info qi;
+	char name[2 * BR_LOCAL_MAX];
+
+	if (r->from_queue[0])
+		snprintf(name, sizeof(name), "%s", r->from_queue);
+	else
+		snprintf(name, sizeof(name), "%s#%s", r->from_topic, r->group);
+	if (shmbus__queue_info(o->w->bus, name, &qi) || qi.lease_ns <= 0)
+		return 0;
+	return qi.lease_ns / 1000000 > 4 ? qi.lease_ns / 1000000 : 4;
+}
+
 /* At a stop: wait a while for the confirms of what is in flight. */
 static void drain(struct out *o)
 {
 	int64_t end = br_now_ms() + BR_DRAIN_MS;
 
-	while (o->l && o->n && br_now_ms() < end)
+	while (o->l && o->n && br_now_ms() < end) {
+		extend_leases(o);
 		if (poll_link(o, 100) < 0)
 			break;
+	}
 }
 
 static struct shmbus_consumer *local_source(struct br_worker *w)
@@ -231,17 +303,20 @@ void *br_out_run(void *arg)
 
 	o.fl = calloc(o.r->window, sizeof(*o.fl));
 	o.tags = calloc(o.r->window, sizeof(*o.tags));
+	o.leased = calloc(o.r->window, sizeof(*o.leased));
 	o.c = local_source(w);
-	if (!o.fl || !o.tags || !o.c) {
+	if (!o.fl || !o.tags || !o.leased || !o.c) {
 		br_log(w, "cannot consume from '%s': %s",
 		       o.r->from_queue[0] ? o.r->from_queue : o.r->from_topic,
 		       strerror(o.c ? ENOMEM : errno));
 		w->rc = 1;
 		goto out;
 	}
+	o.lease_ms = lease_of(&o);
 	o.l = br_connect(w, true);
 	while (o.l && !br_stopping()) {
-		int rc = fill(&o);
+		/* blocked: publish nothing, read the link for the unblock */
+		int rc = o.blocked ? 0 : fill(&o);
 
 		if (rc == -2) {
 			w->rc = 1;
@@ -252,8 +327,9 @@ void *br_out_run(void *arg)
 		 * An idle route reads its link too (heartbeats, a broker
 		 * that went away). */
 		if (!rc)
-			rc = poll_link(&o, o.n < o.r->window && !o.idle ?
-				       0 : 50);
+			rc = poll_link(&o, o.n < o.r->window && !o.idle &&
+				       !o.blocked ? 0 : 50);
+		extend_leases(&o);
 		if (rc < 0) {
 			drop_link(&o);
 			o.l = br_connect(w, false);
@@ -266,5 +342,6 @@ out:
 	shmbus_consumer__free(o.c);
 	free(o.fl);
 	free(o.tags);
+	free(o.leased);
 	return NULL;
 }

@@ -117,6 +117,30 @@ void cli_close_stdout(void);
 
 int cmd_bridge(int argc, char **argv);
 
+/* ---- brstat.c -------------------------------------------------------- */
+
+#define CLI_BRIDGE_ROUTES	64
+
+/* A route of a running bridge, from its stats file. */
+struct cli_bridge_route {
+	char name[64];
+	bool out;
+	unsigned long long blocked, forwarded, confirmed, nacked,
+			   redelivered, reconnects, inflight, blocks, extended;
+	long long lag;		/* -1: not known yet */
+};
+
+struct cli_bridge {
+	int pid;
+	long long age_ms;	/* since the file was written */
+	unsigned n;
+	struct cli_bridge_route routes[CLI_BRIDGE_ROUTES];
+};
+
+/* The live bridges of bus @bus (socket: the global option's, or the
+ * default): how many, in *@out (free() it). */
+int cli_bridges(const char *bus, struct cli_bridge **out);
+
 /* ---- daemon.c -------------------------------------------------------- */
 
 int cmd_daemon(int argc, char **argv);

@@ -196,6 +196,89 @@ static void bus_journal_metrics(FILE *out, const struct obs *o)
 	fprintf(out, "} %llu\n", (unsigned long long)bj->recovered);
 }
 
+/* The running bridges of the bus (their stats files), per route. */
+static const struct {
+	const char *name, *help, *type;
+	size_t off;
+} bridge_rows[] = {
+#define BOFF(f)	__builtin_offsetof(struct cli_bridge_route, f)
+	{ "shmbus_bridge_forwarded_total", "Messages a bridge route "
+	  "published to the other side (again after a give-back).",
+	  "counter", BOFF(forwarded) },
+	{ "shmbus_bridge_confirmed_total", "Messages settled at the source "
+	  "after the other side took them.", "counter", BOFF(confirmed) },
+	{ "shmbus_bridge_nacked_total", "Messages given back to the source.",
+	  "counter", BOFF(nacked) },
+	{ "shmbus_bridge_redelivered_total", "Messages received marked as "
+	  "delivered before.", "counter", BOFF(redelivered) },
+	{ "shmbus_bridge_reconnects_total", "Broker connections after the "
+	  "first.", "counter", BOFF(reconnects) },
+	{ "shmbus_bridge_blocks_total", "Times the broker blocked the "
+	  "route's publishing (a resource alarm).", "counter", BOFF(blocks) },
+	{ "shmbus_bridge_leases_extended_total", "Local leases extended "
+	  "while the broker was slow to confirm.", "counter",
+	  BOFF(extended) },
+	{ "shmbus_bridge_in_flight", "Messages published and not yet "
+	  "settled.", "gauge", BOFF(inflight) },
+	{ "shmbus_bridge_blocked", "1 while the broker blocks the route's "
+	  "publishing.", "gauge", BOFF(blocked) },
+#undef BOFF
+};
+
+static void bridge_labels(FILE *out, const struct obs *o,
+			  const struct cli_bridge *b,
+			  const struct cli_bridge_route *r)
+{
+	fputs("{bus=\"", out);
+	put_quoted(out, o->bus_name);
+	fputs("\",route=\"", out);
+	put_quoted(out, r->name);
+	fprintf(out, "\",dir=\"%s\",pid=\"%d\"}", r->out ? "out" : "in", b->pid);
+}
+
+static void bridge_metrics(FILE *out, const struct obs *o)
+{
+	struct cli_bridge *b;
+	int n;
+
+	if (!o->bus)
+		return;
+	n = cli_bridges(o->bus_name, &b);
+	if (n <= 0) {
+		free(b);
+		return;
+	}
+	for (size_t k = 0; k < sizeof(bridge_rows) / sizeof(bridge_rows[0]);
+	     k++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", bridge_rows[k].name,
+			bridge_rows[k].help, bridge_rows[k].name,
+			bridge_rows[k].type);
+		for (int i = 0; i < n; i++)
+			for (unsigned j = 0; j < b[i].n; j++) {
+				const struct cli_bridge_route *r = &b[i].routes[j];
+
+				fputs(bridge_rows[k].name, out);
+				bridge_labels(out, o, &b[i], r);
+				fprintf(out, " %llu\n", *(const unsigned long long *)
+					((const char *)r + bridge_rows[k].off));
+			}
+	}
+	fprintf(out, "# HELP shmbus_bridge_lag Messages waiting to be "
+		"forwarded: out, in the local queue; in, ready in the broker "
+		"queue.\n# TYPE shmbus_bridge_lag gauge\n");
+	for (int i = 0; i < n; i++)
+		for (unsigned j = 0; j < b[i].n; j++) {
+			const struct cli_bridge_route *r = &b[i].routes[j];
+
+			if (r->lag < 0)
+				continue;
+			fputs("shmbus_bridge_lag", out);
+			bridge_labels(out, o, &b[i], r);
+			fprintf(out, " %lld\n", r->lag);
+		}
+	free(b);
+}
+
 /* Everything, to @out. */
 static void metrics_write(FILE *out, const struct obs *o)
 {
@@ -225,6 +308,7 @@ static void metrics_write(FILE *out, const struct obs *o)
 #undef OFF
 	journal_metrics(out, o);
 	bus_journal_metrics(out, o);
+	bridge_metrics(out, o);
 	if (!o->bpf) {
 		fprintf(out, "# shmbus_latency_seconds: no BPF maps: %s\n",
 			o->bpf_why);

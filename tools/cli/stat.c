@@ -29,7 +29,11 @@ static void usage_stat(FILE *f)
 "messages it could not journal, records replayed and skipped as corrupt\n"
 "when it opened it; for the bus, its journal syncs (count, mean, p50 and\n"
 "p99 from a log2 histogram: good to a factor below 2) and its last\n"
-"recovery from the journals.\n");
+"recovery from the journals. The bridges of the bus that run (shmbus\n"
+"bridge), a row per route: messages forwarded, confirmed, given back,\n"
+"received again, reconnects, in flight, the lag (out: waiting in the local\n"
+"queue; in: ready in the broker queue), whether the broker blocks it now\n"
+"(and how many times it did).\n");
 }
 
 static const char *sync_name(uint32_t sync)
@@ -220,6 +224,72 @@ static void owner_names(const struct shmbus_info *bi, const char **user,
 	*group = gr ? gr->gr_name : "";
 }
 
+/* The running bridges of the bus, as the member ",\"bridges\":[..]". */
+static void json_bridges(struct shmbus *bus)
+{
+	struct cli_bridge *b;
+	int n = cli_bridges(shmbus__name(bus), &b);
+
+	printf(",\"bridges\":[");
+	for (int i = 0; i < n; i++) {
+		printf("%s{\"pid\":%d,\"age_ms\":%lld,\"routes\":[", i ? "," : "",
+		       b[i].pid, b[i].age_ms);
+		for (unsigned k = 0; k < b[i].n; k++) {
+			const struct cli_bridge_route *r = &b[i].routes[k];
+
+			printf("%s{\"name\":", k ? "," : "");
+			json_str(stdout, r->name);
+			printf(",\"dir\":\"%s\",\"forwarded\":%llu,"
+			       "\"confirmed\":%llu,\"nacked\":%llu,"
+			       "\"redelivered\":%llu,\"reconnects\":%llu,"
+			       "\"in_flight\":%llu,\"lag\":", r->out ? "out" : "in",
+			       r->forwarded, r->confirmed, r->nacked,
+			       r->redelivered, r->reconnects, r->inflight);
+			if (r->lag < 0)
+				printf("null");
+			else
+				printf("%lld", r->lag);
+			printf(",\"blocked\":%s,\"blocks\":%llu,"
+			       "\"extended\":%llu}", r->blocked ? "true" : "false",
+			       r->blocks, r->extended);
+		}
+		printf("]}");
+	}
+	printf("]");
+	free(b);
+}
+
+/* The running bridges of the bus, a row per route; nothing without any. */
+static void table_bridges(struct shmbus *bus)
+{
+	struct cli_bridge *b;
+	int n = cli_bridges(shmbus__name(bus), &b);
+
+	if (n > 0)
+		printf("\n%-8s %-20s %-3s %9s %9s %6s %7s %6s %5s %7s %s\n",
+		       "BRIDGE", "ROUTE", "DIR", "FORWARDED", "CONFIRMED",
+		       "NACKED", "REDELIV", "RECONN", "INFLT", "LAG",
+		       "BLOCKED");
+	for (int i = 0; i < n; i++) {
+		for (unsigned k = 0; k < b[i].n; k++) {
+			const struct cli_bridge_route *r = &b[i].routes[k];
+			char lag[24];
+
+			if (r->lag < 0)
+				snprintf(lag, sizeof(lag), "-");
+			else
+				snprintf(lag, sizeof(lag), "%lld", r->lag);
+			printf("%-8d %-20s %-3s %9llu %9llu %6llu %7llu %6llu "
+			       "%5llu %7s %s (%llu)\n", b[i].pid, esc(r->name),
+			       r->out ? "out" : "in", r->forwarded,
+			       r->confirmed, r->nacked, r->redelivered,
+			       r->reconnects, r->inflight, lag,
+			       r->blocked ? "yes" : "no", r->blocks);
+		}
+	}
+	free(b);
+}
+
 static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		      int n)
 {
@@ -252,7 +322,9 @@ static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       i ? "," : "", pi.payload, pi.chunk_size,
 		       pi.chunks, pi.free, pi.cached);
 	}
-	printf("]}\n");
+	printf("]");
+	json_bridges(bus);
+	printf("}\n");
 }
 
 /* The journal of each durable queue, a row each; nothing without
@@ -359,6 +431,7 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       pi.chunks, pi.free, pi.cached,
 		       pi.chunks - MIN_U(pi.chunks, pi.free + pi.cached));
 	}
+	table_bridges(bus);
 }
 
 int cmd_stat(int argc, char **argv)
