@@ -107,9 +107,29 @@ static int make_pin_dir(struct monitor *m, char *msg, size_t len)
 	return 0;
 }
 
+/* shmbus-bridge beside this program (a build tree, or the same bin
+ * directory, as `shmbus bridge` finds it) into m->bridge, or "". */
+static void find_bridge(struct monitor *m)
+{
+	ssize_t n = readlink("/proc/self/exe", m->bridge,
+			     sizeof(m->bridge) - 16);
+	char *slash;
+
+	m->bridge[n > 0 ? n : 0] = '\0';
+	slash = strrchr(m->bridge, '/');
+	if (!slash) {
+		m->bridge[0] = '\0';
+		return;
+	}
+	strcpy(slash + 1, "shmbus-bridge");
+	if (access(m->bridge, X_OK))
+		m->bridge[0] = '\0';
+}
+
 /* Each program to the probe of its name, in every process (pid -1) that
- * maps m->lib, now and later; the links are kept in the skeleton, which
- * destroys them with itself. */
+ * maps m->lib (the bridge's, bridge_*, that runs m->bridge), now and
+ * later; the links are kept in the skeleton, which destroys them with
+ * itself. */
 static int attach_probes(struct monitor *m, char *msg, size_t len)
 {
 	struct bpf_object_skeleton *s = m->skel->skeleton;
@@ -117,15 +137,21 @@ static int attach_probes(struct monitor *m, char *msg, size_t len)
 	for (int i = 0; i < s->prog_cnt; i++) {
 		struct bpf_program *prog = *s->progs[i].prog;
 		const char *name = bpf_program__name(prog);
+		const char *path = m->lib;
 		struct bpf_link *link;
 
-		link = bpf_program__attach_usdt(prog, -1, m->lib, "shmbus",
+		if (!strncmp(name, "bridge_", 7)) {
+			if (!m->bridge[0])
+				continue;	/* no bridge installed */
+			path = m->bridge;
+		}
+		link = bpf_program__attach_usdt(prog, -1, path, "shmbus",
 						name, NULL);
 		if (!link) {
 			int e = errno;
 
 			return fail(msg, len, neg_errno(e), "attaching to "
-				    "usdt:%s:shmbus:%s: %s", m->lib, name,
+				    "usdt:%s:shmbus:%s: %s", path, name,
 				    strerror(e));
 		}
 		*s->progs[i].link = link;
@@ -154,6 +180,9 @@ static int pin_maps(struct monitor *m, char *msg, size_t len)
 	err = pin_map(m->skel->maps.hist, path, msg, len);
 	if (!err)
 		err = pin_map(m->skel->maps.qstats, m->qstats, msg, len);
+	snprintf(path, sizeof(path), "%s/bridge", m->dir);
+	if (!err)
+		err = pin_map(m->skel->maps.bridge, path, msg, len);
 	return err;
 }
 
@@ -165,6 +194,8 @@ static void monitor_discard(struct monitor *m)
 		char path[PATH_MAX];
 
 		snprintf(path, sizeof(path), "%s/hist", m->dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/bridge", m->dir);
 		unlink(path);
 		unlink(m->qstats);
 		rmdir(m->dir);
@@ -197,6 +228,7 @@ int monitor_start(const char *dir, struct monitor **out, char *msg,
 			   "this program runs with");
 		goto cleanup;
 	}
+	find_bridge(m);
 	libbpf_set_print(print_libbpf);
 	m->skel = shmbus_bpf__open_and_load();
 	if (!m->skel) {

@@ -30,14 +30,18 @@ struct monitor {
 	struct shmbus_bpf *skel;	/* programs, their links, maps */
 	const char *dir;		/* the pin directory */
 	char lib[PATH_MAX];		/* the libshmbus.so attached to */
+	char bridge[PATH_MAX];		/* shmbus-bridge beside this
+					 * program, or "" (its probes are
+					 * then not attached) */
 	char qstats[PATH_MAX];		/* the pinned counter map */
 	bool made_dir;			/* dir is ours: removed on failure */
 };
 
 /*
  * Load the programs, attach them to every process that maps the library
- * (running and future: a uprobe belongs to the file) and pin the maps
- * "qstats" and "hist" under @dir, mounting bpffs on /sys/fs/bpf if it is
+ * (running and future: a uprobe belongs to the file), the bridge's to
+ * the shmbus-bridge beside this program if there is one, and pin the maps
+ * "qstats", "hist" and "bridge" under @dir, mounting bpffs on /sys/fs/bpf if it is
  * not. Needs root and a kernel with BTF. Returns 0 and the monitor in
  * *@out, or -errno (-EEXIST: already started) with @msg, having undone
  * what it did.

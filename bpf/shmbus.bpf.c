@@ -294,4 +294,59 @@ int BPF_USDT(journal_sync, __u32 bus, __u32 qid, __u64 bytes, __s64 ns,
 	return 0;
 }
 
+/* ---- shmbus-bridge --------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct shmbus_bridge_key);
+	__type(value, struct shmbus_bridge_stats);
+} bridge SEC(".maps");
+
+static const struct shmbus_bridge_stats zero_bridge;
+
+static __always_inline struct shmbus_bridge_stats *bridge_row(void *route,
+							       __s32 dir)
+{
+	struct shmbus_bridge_key k = {};
+	struct shmbus_bridge_stats *s;
+
+	k.pid = bpf_get_current_pid_tgid() >> 32;
+	k.dir = dir;
+	bpf_probe_read_user_str(k.route, sizeof(k.route), route);
+	s = bpf_map_lookup_elem(&bridge, &k);
+	if (!s) {
+		bpf_map_update_elem(&bridge, &k, &zero_bridge, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&bridge, &k);
+	}
+	return s;
+}
+
+SEC("usdt")
+int BPF_USDT(bridge_forward, void *route, __s32 dir, __u64 count)
+{
+	struct shmbus_bridge_stats *s = bridge_row(route, dir);
+
+	if (s)
+		__sync_fetch_and_add(&s->forwarded, count);
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(bridge_confirm, void *route, __s32 dir, __u64 count, __s64 ns)
+{
+	struct shmbus_bridge_stats *s = bridge_row(route, dir);
+	__u64 d = ns > 0 ? (__u64)ns : 0;
+	__u32 b = log2_u64(d);
+
+	if (!s)
+		return 0;
+	__sync_fetch_and_add(&s->confirmed, count);
+	__sync_fetch_and_add(&s->confirms, 1);
+	__sync_fetch_and_add(&s->latency_ns, d);
+	if (b < SHMBUS_HIST_BUCKETS)
+		__sync_fetch_and_add(&s->buckets[b], 1);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

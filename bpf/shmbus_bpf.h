@@ -58,6 +58,27 @@ struct shmbus_hist {
 	unsigned long long buckets[SHMBUS_HIST_BUCKETS];
 };
 
+/* Map "bridge": the routes of shmbus-bridge, from its probes
+ * bridge_forward and bridge_confirm, per bridge process and route. */
+struct shmbus_bridge_key {
+	unsigned int pid;		/* the bridge's process */
+	unsigned int dir;		/* 0 out, 1 in */
+	char route[64];			/* its name */
+};
+
+struct shmbus_bridge_stats {
+	unsigned long long forwarded;	/* messages published across */
+	unsigned long long confirmed;	/* settled after the other side
+					 * took them */
+	unsigned long long confirms;	/* confirm events (each settles
+					 * one or more messages) */
+	unsigned long long latency_ns;	/* sum over the confirm events:
+					 * forward -> confirm of the oldest
+					 * message each settled */
+	unsigned long long buckets[SHMBUS_HIST_BUCKETS];	/* of those
+					 * latencies, log2 ns as "hist" */
+};
+
 #define SHMBUS_BPF_PIN_DIR	"/sys/fs/bpf/shmbus"
 
 #endif /* SHMBUS_BPF_H */

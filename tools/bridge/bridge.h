@@ -34,6 +34,30 @@
 
 #include "barrier.h"	/* READ_ONCE, atomic_add_relaxed, ... */
 
+/*
+ * USDT probes of this program (provider "shmbus", docs/probes.md):
+ *   bridge_forward(route name, dir, count)
+ *   bridge_confirm(route name, dir, count, latency ns)
+ * dir is 0 for out, 1 for in; a confirm's latency is the oldest of the
+ * messages it settles, from its forward. Without semaphores: a probe is
+ * a nop, next to a round trip to the broker.
+ */
+#ifdef SHMBUS_NO_PROBES
+#define BR_PROBE_FORWARD(w, n)		do { (void)(w); (void)(n); } while (0)
+#define BR_PROBE_CONFIRM(w, n, ns)	\
+	do { (void)(w); (void)(n); (void)(ns); } while (0)
+#else
+/* registers or constants only: what libbpf's USDT support reads */
+#define STAP_SDT_ARG_CONSTRAINT nr
+#include <sys/sdt.h>
+#define BR_PROBE_FORWARD(w, n)						\
+	STAP_PROBE3(shmbus, bridge_forward, (w)->route->name,		\
+		    (int)(w)->route->dir, (uint64_t)(n))
+#define BR_PROBE_CONFIRM(w, n, ns)					\
+	STAP_PROBE4(shmbus, bridge_confirm, (w)->route->name,		\
+		    (int)(w)->route->dir, (uint64_t)(n), (int64_t)(ns))
+#endif
+
 #define BR_NAME_MAX	256	/* broker names: exchange, key, queue */
 #define BR_LOCAL_MAX	64	/* local names: 1..63 bytes */
 #define BR_MAX_WINDOW	1024	/* messages in flight per route at most */
@@ -253,8 +277,9 @@ void *br_in_run(void *worker);
 /* Whether a stop was asked for (SIGINT, SIGTERM). */
 bool br_stopping(void);
 
-/* CLOCK_MONOTONIC in ms. */
+/* CLOCK_MONOTONIC in ms, in ns. */
 int64_t br_now_ms(void);
+int64_t br_now_ns(void);
 
 /* Sleep up to @ms, cut short by a stop. */
 void br_sleep_ms(unsigned ms);

@@ -41,6 +41,7 @@ struct in {
 	uint64_t last_tag;	/* the last delivery published locally */
 	bool unacked;		/* published locally, not yet acked there */
 	uint64_t unacked_n;	/* how many */
+	int64_t unacked_ns;	/* when the first of them was published */
 	bool no_dedup;		/* the local queue has no dedup window */
 	bool logged_drop;
 	int64_t next_lag;	/* when to look at the broker queue again */
@@ -229,8 +230,10 @@ static int publish_pending(struct in *in)
 				t->used = true;
 			in->last_tag = m->tag;
 			in->unacked = true;
-			in->unacked_n++;
+			if (!in->unacked_n++)
+				in->unacked_ns = br_now_ns();
 			count(&in->w->stats.forwarded, 1);
+			BR_PROBE_FORWARD(in->w, 1);
 			pop(in);
 			continue;
 		case -ENOBUFS:	/* full */
@@ -293,6 +296,7 @@ static int ack_published(struct in *in, int64_t wait_ns)
 	in->unacked = false;
 	in->w->progress = true;
 	count(&in->w->stats.confirmed, in->unacked_n);
+	BR_PROBE_CONFIRM(in->w, in->unacked_n, br_now_ns() - in->unacked_ns);
 	in->unacked_n = 0;
 	return 0;
 }

@@ -35,6 +35,7 @@ struct out {
 	struct shmbus_msg *fl;	/* in flight: a ring of r->window */
 	uint64_t *tags;		/* the broker's tag of each */
 	int64_t *leased;	/* when its lease was taken or extended, ms */
+	int64_t *sent;		/* when it was published, ns */
 	unsigned head, n;	/* oldest in flight, how many */
 	bool idle;		/* the last fill found nothing */
 	bool logged_topic;	/* said that a topic was not known */
@@ -62,12 +63,15 @@ static void pop(struct out *o)
 static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
 {
 	struct br_stats *st = &o->w->stats;
+	int64_t first = o->n ? o->sent[o->head] : 0;
+	uint64_t acked = 0;
 
 	if (!o->n || tag < o->tags[o->head] ||
 	    (!multiple && tag != o->tags[o->head]))
 		return -1;
 	while (o->n && o->tags[o->head] <= tag) {
 		if (ok) {
+			acked++;
 			br_rpc_confirmed(o->w, oldest(o));
 			/* -ESTALE: the lease ran out meanwhile and the
 			 * queue will deliver it again (a duplicate) */
@@ -81,6 +85,8 @@ static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
 		}
 		pop(o);
 	}
+	if (acked)
+		BR_PROBE_CONFIRM(o->w, acked, br_now_ns() - first);
 	return 0;
 }
 
@@ -224,7 +230,9 @@ static int fill(struct out *o)
 		if (o->w->broker->publish(o->l, r->exchange, rk, &bm,
 					  &o->tags[i]) < 0)
 			return -1;
+		o->sent[i] = br_now_ns();
 		atomic_add_relaxed(&st->forwarded, 1);
+		BR_PROBE_FORWARD(o->w, 1);
 	}
 	return 0;
 }
@@ -304,8 +312,9 @@ void *br_out_run(void *arg)
 	o.fl = calloc(o.r->window, sizeof(*o.fl));
 	o.tags = calloc(o.r->window, sizeof(*o.tags));
 	o.leased = calloc(o.r->window, sizeof(*o.leased));
+	o.sent = calloc(o.r->window, sizeof(*o.sent));
 	o.c = local_source(w);
-	if (!o.fl || !o.tags || !o.leased || !o.c) {
+	if (!o.fl || !o.tags || !o.leased || !o.sent || !o.c) {
 		br_log(w, "cannot consume from '%s': %s",
 		       o.r->from_queue[0] ? o.r->from_queue : o.r->from_topic,
 		       strerror(o.c ? ENOMEM : errno));
@@ -343,5 +352,6 @@ out:
 	free(o.fl);
 	free(o.tags);
 	free(o.leased);
+	free(o.sent);
 	return NULL;
 }

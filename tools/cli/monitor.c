@@ -33,6 +33,8 @@ static int do_start(const char *dir)
 		return fail(msg);
 	printf("monitoring %s; counters in %s "
 	       "(bpftool map dump pinned %s)\n", m->lib, m->qstats, m->qstats);
+	if (m->bridge[0])
+		printf("and %s; its routes in %s/bridge\n", m->bridge, dir);
 	errno = 0;
 	if (fflush(stdout) || ferror(stdout))
 		werr = errno ? errno : EIO;
