@@ -177,6 +177,25 @@ static const char *stop_bridge(pid_t pid, const char *log)
 	return last;
 }
 
+/* User plus system CPU time of @pid, in ms. */
+static long cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	p = strrchr(buf, ')');
+	assert_non_null(p);
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+				"%*u %*u %lu %lu", &ut, &st), 2);
+	return (long)((ut + st) * 1000 / sysconf(_SC_CLK_TCK));
+}
+
 static long vm_rss_kb(pid_t pid)
 {
 	char path[64], line[256];
@@ -1049,7 +1068,8 @@ static void test_slow_consumer(void **state)
 	struct shmbus_consumer *c;
 	amqp_connection_state_t ac;
 	unsigned char buf[1024];
-	long rss0, rss1, ready[4];
+	long rss0, rss1, cpu0, cpu1, ready[4];
+	int64_t t0, t1;
 	int nr = 0;
 	pid_t in;
 
@@ -1065,6 +1085,8 @@ static void test_slow_consumer(void **state)
 	in = bridge(sock_b, "slow-in.err", in_args);
 	usleep(500000);
 	rss0 = vm_rss_kb(in);
+	cpu0 = cpu_ms(in);
+	t0 = t_now_ns();
 	c = shmbus_consumer__new(b, "slow", NULL);
 	assert_non_null(c);
 	for (int i = 0; i < NS; i++) {
@@ -1084,12 +1106,19 @@ static void test_slow_consumer(void **state)
 		usleep(2000);
 	}
 	rss1 = vm_rss_kb(in);
+	cpu1 = cpu_ms(in);
+	t1 = t_now_ns();
 	shmbus_consumer__free(c);
 	print_message("slow consumer: AMQP ready %ld %ld %ld %ld at 250, 750, "
 		      "1250, 1750 taken; bridge VmRSS %ld kB -> %ld kB; sent "
 		      "%d received %d lost 0\n", ready[0], ready[1], ready[2],
 		      ready[3], rss0, rss1, NS, NS);
+	print_message("slow consumer: the bridge used %ld ms of CPU in %.1f s "
+		      "(waiting on a full queue)\n", cpu1 - cpu0,
+		      (t1 - t0) / 1e9);
 	assert_true(rss1 - rss0 < 4096);
+	/* it waits, it does not spin: under a quarter of a CPU */
+	assert_true((cpu1 - cpu0) * 4 * 1000000 < t1 - t0);
 	stop_bridge(in, "slow-in.err");
 	shmbus__close(b);
 }

@@ -10,6 +10,7 @@
  * never has more unacked deliveries out to us than the route holds.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 struct br_link {
 	amqp_connection_state_t c;
 	enum br_dir dir;
+	bool tls;
 	uint64_t next_tag;		/* out: the next publish's tag */
 	amqp_envelope_t env;		/* in: the delivery last returned */
 	bool has_env;
@@ -202,6 +204,7 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 	}
 	l->dir = r->dir;
 	l->queue = r->dir == BR_IN ? r->queue : "";
+	l->tls = u.ssl;
 	l->c = amqp_new_connection();
 	if (!l->c)
 		goto fail;
@@ -555,6 +558,27 @@ static void delivery_to_msg(struct br_link *l, struct br_msg *m)
 	}
 }
 
+/*
+ * Wait up to *@tv for the socket to have something to read; if it has
+ * not, make *@tv zero. librabbitmq rounds what is left of a wait down to
+ * whole milliseconds and then polls with 0 until the deadline: the last
+ * millisecond of every wait is a busy loop, and a route that waits 1 ms
+ * at a time (a full local queue) spins a CPU. So the wait is ours, and
+ * librabbitmq only reads what came (and sends a heartbeat that is due).
+ * Not for TLS, whose buffered records a poll of the socket does not see.
+ */
+static void wait_readable(struct br_link *l, struct timeval *tv)
+{
+	struct pollfd p = { .fd = amqp_get_sockfd(l->c), .events = POLLIN };
+	int ms = (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000);
+
+	if (l->tls || !ms || p.fd < 0 || amqp_frames_enqueued(l->c) ||
+	    amqp_data_in_buffer(l->c))
+		return;
+	if (poll(&p, 1, ms) == 0)
+		*tv = (struct timeval){ 0, 0 };
+}
+
 static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
@@ -570,6 +594,7 @@ static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
 	 * are in the pools a release recycles */
 	if (!amqp_frames_enqueued(l->c))
 		amqp_maybe_release_buffers(l->c);
+	wait_readable(l, &tv);
 	if (l->dir == BR_OUT) {
 		r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
 		if (r == AMQP_STATUS_TIMEOUT)

@@ -9,7 +9,8 @@
  * was confirmed (shmbus_producer__confirm_wait): one ack with "multiple"
  * covers every delivery up to the last one published. A local queue that
  * is full holds the copies here (the broker then sends no more: that is
- * the back-pressure) and the route keeps reading its link meanwhile. A
+ * the back-pressure) and the route keeps reading its link meanwhile,
+ * trying the queue again after a wait that doubles up to IN_FULL_MAX_MS. A
  * delivery the bus can never take (too large, not allowed) is rejected
  * without requeue: the broker dead-letters it if the queue has a
  * dead-letter exchange. A lost link, or a bridge killed -9, leaves the
@@ -25,6 +26,7 @@
 #include "bridge.h"
 
 #define IN_TARGETS	16	/* local topics kept attached (to-topic) */
+#define IN_FULL_MAX_MS	32	/* a full local queue is tried this often */
 
 struct target {
 	char name[BR_LOCAL_MAX];
@@ -45,6 +47,7 @@ struct in {
 	bool no_dedup;		/* the local queue has no dedup window */
 	bool logged_drop;
 	int64_t next_lag;	/* when to look at the broker queue again */
+	int full_ms;		/* the next wait while the local side is full */
 	unsigned nt;
 	struct target t[IN_TARGETS];
 };
@@ -359,7 +362,7 @@ static int update_lag(struct in *in)
 void *br_in_run(void *arg)
 {
 	struct br_worker *w = arg;
-	struct in in = { .w = w, .r = w->route };
+	struct in in = { .w = w, .r = w->route, .full_ms = 1 };
 
 	in.pend = calloc(in.r->window, sizeof(*in.pend));
 	if (!in.pend) {
@@ -382,9 +385,21 @@ void *br_in_run(void *arg)
 		if (!rc && in.unacked && (!in.n || !pub ||
 					  in.n >= in.r->window / 2))
 			rc = ack_published(&in, 0) < 0 ? -1 : 0;
-		if (!rc)
-			rc = poll_link(&in, in.n && pub ? 0 :
-					    in.n || in.unacked ? 1 : 50);
+		if (!rc) {
+			int tmo = in.unacked ? 1 : 50;	/* local confirms */
+
+			/* the local side is full: try again after a wait
+			 * that doubles up to IN_FULL_MAX_MS; the broker
+			 * sends no more meanwhile (its window is here) */
+			if (!pub) {
+				tmo = in.full_ms;
+				if (in.full_ms < IN_FULL_MAX_MS)
+					in.full_ms *= 2;
+			} else {
+				in.full_ms = 1;
+			}
+			rc = poll_link(&in, tmo);
+		}
 		if (!rc)
 			rc = update_lag(&in);
 		if (rc < 0) {
