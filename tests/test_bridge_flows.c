@@ -44,6 +44,8 @@ static char why[PATH_MAX + 64];	/* why there is no broker */
 static char bridge_bin[PATH_MAX], cli_bin[PATH_MAX], url[128];
 static char sock_a[160], sock_b[160];
 static pid_t daemon_a, daemon_b;
+static pid_t kids[64];		/* bridges started, for a failed test */
+static int nr_kids;
 
 static void need_broker(void)
 {
@@ -147,8 +149,11 @@ static pid_t bridge(const char *sock, const char *log,
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid)
+	if (pid) {
+		if (nr_kids < 64)
+			kids[nr_kids++] = pid;
 		return pid;
+	}
 	prctl(PR_SET_PDEATHSIG, SIGKILL);	/* no bridge outlives us */
 	if (getppid() != test || !freopen(err, "a", stderr))
 		_exit(127);
@@ -998,8 +1003,12 @@ static void kill9_in(const char *aq, const char *lq, bool durable, int nk)
 	fflush(NULL);
 	kid = fork();
 	assert_true(kid >= 0);
-	if (!kid)
+	if (!kid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		kill_consumer(ks);
+	}
+	if (nr_kids < 64)
+		kids[nr_kids++] = kid;
 	srandom(getpid());
 	for (int k = 0; k < KILLS; k++) {
 		long before = k ? at[k - 1] : 0;
@@ -1185,6 +1194,8 @@ static void test_two_way(void **state)
 		fflush(NULL);
 		pid[h] = fork();
 		assert_true(pid[h] >= 0);
+		if (pid[h] && nr_kids < 64)
+			kids[nr_kids++] = pid[h];
 		if (!pid[h]) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			if (!freopen(err, "a", stderr))
@@ -1295,6 +1306,13 @@ int main(void)
 	snprintf(why, sizeof(why), "no <amqp.h> (librabbitmq-dev)");
 #endif
 	rc = cmocka_run_group_tests_name("bridge_flows", tests, NULL, NULL);
+	/* the bridges and consumers a failed test left, before the
+	 * daemons: their bus handles would start the daemons again */
+	for (int i = 0; i < nr_kids; i++)
+		if (waitpid(kids[i], NULL, WNOHANG) == 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+		}
 	rmq_stop(&broker, rc != 0);
 	if (rc) {
 		char cmd[PATH_MAX];
