@@ -295,7 +295,7 @@ $(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 $(BRIDGE): $(BRIDGE_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(BRIDGE_OBJS) -o $@ $(RUNPATH_FLAG) \
-		-L$(B)/lib -lshmbus -lrabbitmq -lcrypto -lpthread
+		-L$(B)/lib -lshmbus -lrabbitmq -lssl -lcrypto -lpthread
 
 $(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
@@ -349,6 +349,8 @@ AMQP_TESTS := $(B)/tests/test_rmq $(patsubst tests/%.c,$(B)/tests/%,$(wildcard t
 $(AMQP_TESTS): TEST_AMQP_LIBS := -lrabbitmq
 # it checks the bridge's correlation ids (HMAC) itself
 $(B)/tests/test_bridge_rpc: TEST_AMQP_LIBS += -lcrypto
+# test_bridge_sec checks the bridge's signatures with its own HMAC
+$(B)/tests/test_bridge_sec: TEST_AMQP_LIBS += -lcrypto
 
 # Examples build as a user would: public header, shared library.
 $(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples

@@ -233,11 +233,47 @@ static inline int rmq_boot(struct rmq *r)
 }
 
 /*
- * A private broker for this test in a fresh directory. 0: it accepts
- * AMQP logins as guest/guest on 127.0.0.1:r->amqp_port. -1: @why says
- * why not (the caller skips, or fails under CI).
+ * The server's rabbitmq.conf (the new, sysctl-like format): what every
+ * test needs, then @extra (NULL: nothing), read at the next (re)start.
  */
-static inline int rmq_start(struct rmq *r, char *why, size_t len)
+static inline int rmq_configure(const struct rmq *r, const char *extra)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text), "loopback_users.guest = true\n%s",
+		 extra ? extra : "");
+	return rmq_write(r, "rabbitmq.conf", text);
+}
+
+/*
+ * Lines of rabbitmq.conf for a TLS (amqps) listener on 127.0.0.1:@port
+ * with the server's certificate @cert, its key @key, and @ca to check
+ * client certificates with; @require_client: a client without a
+ * certificate the CA signed is refused (else one is asked for and
+ * checked when given). The files are PEM.
+ */
+static inline void rmq_tls_conf(char *buf, size_t len, int port,
+				const char *ca, const char *cert,
+				const char *key, bool require_client)
+{
+	snprintf(buf, len,
+		 "listeners.ssl.1 = 127.0.0.1:%d\n"
+		 "ssl_options.cacertfile = %s\n"
+		 "ssl_options.certfile = %s\n"
+		 "ssl_options.keyfile = %s\n"
+		 "ssl_options.verify = verify_peer\n"
+		 "ssl_options.fail_if_no_peer_cert = %s\n",
+		 port, ca, cert, key, require_client ? "true" : "false");
+}
+
+/*
+ * A private broker for this test in a fresh directory, @conf added to
+ * its rabbitmq.conf (rmq_configure()). 0: it accepts AMQP logins as
+ * guest/guest on 127.0.0.1:r->amqp_port. -1: @why says why not (the
+ * caller skips, or fails under CI).
+ */
+static inline int rmq_start_conf(struct rmq *r, const char *conf, char *why,
+				 size_t len)
 {
 	const char *top = getenv("SHMBUS_TEST_TMP");
 
@@ -261,7 +297,7 @@ static inline int rmq_start(struct rmq *r, char *why, size_t len)
 	r->dist_port = rmq_free_port();
 	r->epmd_port = rmq_free_port();
 	if (r->amqp_port < 0 || r->dist_port < 0 || r->epmd_port < 0 ||
-	    rmq_write(r, "rabbitmq.conf", "loopback_users.guest = true\n") ||
+	    rmq_configure(r, conf) ||
 	    rmq_write(r, "rabbitmq-env.conf", "") ||
 	    rmq_write(r, "enabled_plugins", "[].\n")) {
 		snprintf(why, len, "setting up %s: %s", r->dir,
@@ -274,6 +310,11 @@ static inline int rmq_start(struct rmq *r, char *why, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+static inline int rmq_start(struct rmq *r, char *why, size_t len)
+{
+	return rmq_start_conf(r, NULL, why, len);
 }
 
 /* Kill the server with @sig (SIGTERM: a clean stop; SIGKILL: a crash)

@@ -381,7 +381,9 @@ int main(void)
 			 broker.amqp_port);
 		snprintf(creds, sizeof(creds), "%s/creds", t_dir);
 		f = fopen(creds, "w");
-		if (!f || fputs("guest:guest\n", f) < 0 || fclose(f))
+		/* only ours to read: the bridge refuses it otherwise */
+		if (!f || fchmod(fileno(f), 0600) ||
+		    fputs("guest:guest\n", f) < 0 || fclose(f))
 			snprintf(why, sizeof(why), "cannot write %s", creds);
 		else
 			declare_all();

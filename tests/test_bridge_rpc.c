@@ -657,7 +657,9 @@ static int setup_hosts(void)
 	snprintf(url, sizeof(url), "amqp://127.0.0.1:%d", broker.amqp_port);
 	snprintf(creds, sizeof(creds), "%s/creds", t_dir);
 	f = fopen(creds, "w");
-	if (!f || fputs("guest:guest\n", f) < 0 || fclose(f))
+	/* only ours to read: the bridge refuses it otherwise */
+	if (!f || fchmod(fileno(f), 0600) ||
+	    fputs("guest:guest\n", f) < 0 || fclose(f))
 		return -1;
 	snprintf(b_sock, sizeof(b_sock), "%s/b.sock", t_dir);
 	declare_broker();

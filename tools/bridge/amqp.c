@@ -19,6 +19,7 @@
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/ssl.h>
 
 #include "bridge.h"
 
@@ -87,6 +88,13 @@ static amqp_socket_t *new_socket(amqp_connection_state_t c,
 		return NULL;
 	amqp_ssl_socket_set_verify_peer(s, !conf->tls_insecure);
 	amqp_ssl_socket_set_verify_hostname(s, !conf->tls_insecure);
+	/* librabbitmq loads no CA by itself: without tls-ca, the system's */
+	if (!conf->tls_ca[0] &&
+	    !SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(s))) {
+		fprintf(stderr, "shmbus-bridge: %s: cannot load the system's "
+			"CA certificates\n", r->name);
+		return NULL;
+	}
 	if (conf->tls_ca[0] &&
 	    amqp_ssl_socket_set_cacert(s, conf->tls_ca) != AMQP_STATUS_OK) {
 		fprintf(stderr, "shmbus-bridge: %s: cannot use CA file %s\n",
@@ -192,6 +200,7 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 	struct br_link *l = calloc(1, sizeof(*l));
 	amqp_socket_t *s;
 	amqp_rpc_reply_t rep;
+	int rc;
 
 	if (!buf || !l)
 		goto fail;
@@ -213,11 +222,13 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 		goto fail;
 	/* bounded: a host that drops SYNs must not hold off the backoff
 	 * loop, nor a stop, for the kernel's minutes */
-	if (amqp_socket_open_noblock(s, u.host, u.port, &tmo) !=
-	    AMQP_STATUS_OK) {
+	rc = amqp_socket_open_noblock(s, u.host, u.port, &tmo);
+	if (rc != AMQP_STATUS_OK) {
+		/* for TLS: which check failed (the peer's certificate, the
+		 * host name in it, the handshake) */
 		fprintf(stderr, "shmbus-bridge: %s: cannot connect to "
-			"%s:%d%s\n", r->name, u.host, u.port,
-			u.ssl ? " (TLS)" : "");
+			"%s:%d%s: %s\n", r->name, u.host, u.port,
+			u.ssl ? " (TLS)" : "", amqp_error_string2(rc));
 		goto fail;
 	}
 	rep = login(l->c, conf, &u);

@@ -70,6 +70,8 @@
 #define BR_HEARTBEAT_S	10	/* default heartbeat: a silent peer is
 				 * given up after two of them */
 #define BR_STATS_MS	1000	/* the stats file is written this often */
+#define BR_KEY_MIN	32	/* a signing key's bytes, at least */
+#define BR_KEY_MAX	1024
 
 /* ---- configuration (conf.c) ---------------------------------------- */
 
@@ -85,6 +87,12 @@ enum br_rpc_role {
 	BR_RPC_REPLIES_IN,	/* in: the broker reply queue -> requesters */
 	BR_RPC_REPLIES_OUT,	/* out: our local reply queue -> AMQP
 				 * reply_to of each request */
+};
+
+/* A shared key to sign (out) or verify (in) messages with; len 0: none. */
+struct br_key {
+	size_t len;
+	unsigned char b[BR_KEY_MAX];
 };
 
 struct br_route {
@@ -112,6 +120,8 @@ struct br_route {
 	 * delivery's routing key) */
 	char to_queue[BR_LOCAL_MAX];
 	char to_topic[BR_LOCAL_MAX];
+
+	struct br_key sign;	/* its own sign-key, else the global one */
 };
 
 struct br_conf {
@@ -121,6 +131,7 @@ struct br_conf {
 	 * system's), a client certificate and its key, or no checks */
 	char tls_ca[512], tls_cert[512], tls_key[512];
 	bool tls_insecure;
+	struct br_key sign;	/* sign-key: for every route without one */
 	char bus[BR_LOCAL_MAX];	/* "" = $SHMBUS_BUS or "default" */
 	/* request-reply (rpc.c): the broker queue our requests' replies
 	 * come to ("none": requests are not carried), the local queue the
@@ -137,7 +148,8 @@ struct br_conf {
  * it and exit 2. */
 void br_conf_parse(struct br_conf *conf, int argc, char **argv);
 
-/* Read "USER:PASS" from @path into @conf (exit 1 on an error). */
+/* Read "USER:PASS" from @path into @conf (exit 2 on an error, also when
+ * other users may read the file). */
 void br_conf_credentials(struct br_conf *conf, const char *path);
 
 /* ---- counters ------------------------------------------------------ */
@@ -157,6 +169,7 @@ struct br_stats {
 	uint64_t blocks;	/* times the broker blocked us */
 	uint64_t extended;	/* local leases extended while the broker
 				 * was slow to confirm */
+	uint64_t rejected;	/* in: deliveries that failed verification */
 };
 
 /* ---- messages in neutral form (map.c) ------------------------------- */
@@ -195,6 +208,33 @@ void br_from_shmbus(struct br_msg *out, const struct shmbus_msg *m);
 /* A deep copy of @src in one allocation, @dst->body (free() it); header
  * keys and values NUL-terminated. 0, or -ENOMEM. */
 int br_msg_copy(struct br_msg *dst, const struct br_msg *src);
+
+/* ---- signatures (sign.c) -------------------------------------------- */
+
+#define BR_SIG_HEADER	"x-shmbus-signature"
+#define BR_SIG_LEN	67	/* "v1=" and 64 hex digits */
+
+/*
+ * Sign @m with @k: its headers get BR_SIG_HEADER (one there already is
+ * replaced), its value in @buf, which must live as long as @m does.
+ */
+void br_sign(const struct br_key *k, struct br_msg *m,
+	     char buf[BR_SIG_LEN + 1]);
+
+/*
+ * Verify @m's signature with @k: 0, and the header is taken off @m;
+ * -ENOMSG: there is none; -EBADMSG: it does not match (or is malformed).
+ */
+int br_verify(const struct br_key *k, struct br_msg *m);
+
+/*
+ * Put @m into the dead-letter queue of local queue @queue, with the
+ * attributes dlq.reason = @reason and dlq.source = @queue: 0 once it is
+ * there (and confirmed, for a persistent one); -ENOENT if @queue is not
+ * a queue with a dead-letter queue; else the publish's error.
+ */
+int br_dead_letter(struct shmbus *bus, const char *queue,
+		   const struct br_msg *m, const char *reason);
 
 /* ---- a broker (amqp.c) --------------------------------------------- */
 

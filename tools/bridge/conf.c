@@ -23,6 +23,12 @@
  * plus one out route (--from or --from-topic) and one in route (--queue),
  * named "out" and "in". Unknown names and bad values are errors, with
  * the file and line.
+ *
+ * Secrets (a credentials file, a signing key, a TLS client key) must be
+ * regular files that no other user may read or write, as ssh holds its
+ * keys: a password or a key that others could read is refused, not
+ * warned about. A password in the broker URL is taken, with a warning,
+ * and blanked out of the command line (/proc/PID/cmdline) once read.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bridge.h"
 
@@ -88,6 +96,81 @@ fail:
 	    pattern ? " * >" : "");
 }
 
+/* @path opened for reading, checked to be a regular file that only its
+ * owner may read or write (mode & 077 == 0). */
+static FILE *open_private(const struct where *at, const char *what,
+			  const char *path)
+{
+	struct stat st;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		bad(at, "%s: cannot read %s: %s", what, path, strerror(errno));
+	if (fstat(fileno(f), &st))
+		bad(at, "%s: %s: %s", what, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		bad(at, "%s: %s is not a regular file", what, path);
+	if (st.st_mode & 077)
+		bad(at, "%s: %s may be read or written by other users (mode "
+		    "%04o): chmod 600 it", what, path,
+		    (unsigned)(st.st_mode & 07777));
+	return f;
+}
+
+/* A signing key: the file's bytes, all of them, BR_KEY_MIN..BR_KEY_MAX. */
+static void load_key(const struct where *at, struct br_key *k,
+		     const char *path)
+{
+	FILE *f = open_private(at, "sign-key", path);
+	size_t n = fread(k->b, 1, sizeof(k->b), f);
+
+	if (ferror(f))
+		bad(at, "sign-key: %s: read error", path);
+	if (n == sizeof(k->b) && fgetc(f) != EOF)
+		bad(at, "sign-key: %s: longer than %d bytes", path, BR_KEY_MAX);
+	fclose(f);
+	if (n < BR_KEY_MIN)
+		bad(at, "sign-key: %s: %zu bytes, at least %d needed (e.g. "
+		    "head -c 32 /dev/urandom)", path, n, BR_KEY_MIN);
+	k->len = n;
+}
+
+/* Where the password of an amqp[s]://USER:PASS@HOST... URL is: its
+ * offset and length, or 0 when it has none. */
+static size_t url_password(const char *url, size_t *len)
+{
+	const char *a = strstr(url, "://"), *end, *at, *colon;
+
+	if (!a)
+		return 0;
+	a += 3;
+	end = a + strcspn(a, "/?#");
+	at = NULL;
+	for (const char *p = a; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
+		return 0;
+	colon = memchr(a, ':', (size_t)(at - a));
+	if (!colon)
+		return 0;
+	*len = (size_t)(at - colon - 1);
+	return (size_t)(colon + 1 - url);
+}
+
+/* @url with its password, if any, shown as "****" (for messages). */
+static const char *url_shown(const char *url)
+{
+	static char buf[1100];
+	size_t len, off = url_password(url, &len);
+
+	if (!off)
+		return url;
+	snprintf(buf, sizeof(buf), "%.*s****%s", (int)off, url,
+		 url + off + len);
+	return buf;
+}
+
 static unsigned get_window(const struct where *at, const char *v)
 {
 	char *end;
@@ -144,6 +227,8 @@ static int route_key(const struct where *at, struct br_route *r,
 		r->bind_exchange[n] = '\0';
 		set_str(at, name, r->bind_key, sizeof(r->bind_key),
 			colon ? colon + 1 : "");
+	} else if (!strcmp(name, "sign-key")) {
+		load_key(at, &r->sign, v);
 	} else if (r->dir == BR_IN && !strcmp(name, "to")) {
 		set_local(at, name, r->to_queue, v, false);
 	} else if (r->dir == BR_IN && !strcmp(name, "to-topic")) {
@@ -159,10 +244,18 @@ static int global_key(const struct where *at, struct br_conf *c,
 		      const char *name, const char *v)
 {
 	if (!strcmp(name, "amqp")) {
-		set_str(at, name, c->url, sizeof(c->url), v);
+		size_t len;
+
 		if (!br_broker_for(v) || !br_amqp_url_ok(v))
 			bad(at, "bad broker URL '%s' (amqp[s]://[USER:PASS@]"
-			    "HOST[:PORT][/VHOST])", v);
+			    "HOST[:PORT][/VHOST])", url_shown(v));
+		set_str(at, name, c->url, sizeof(c->url), v);
+		if (url_password(v, &len))
+			fprintf(stderr, "shmbus-bridge: warning: the broker "
+				"URL holds a password: better in a file "
+				"(credentials = FILE, mode 600)\n");
+	} else if (!strcmp(name, "sign-key")) {
+		load_key(at, &c->sign, v);
 	} else if (!strcmp(name, "credentials")) {
 		br_conf_credentials(c, v);
 	} else if (!strcmp(name, "bus")) {
@@ -182,6 +275,8 @@ static int global_key(const struct where *at, struct br_conf *c,
 	} else if (!strcmp(name, "tls-cert")) {
 		set_str(at, name, c->tls_cert, sizeof(c->tls_cert), v);
 	} else if (!strcmp(name, "tls-key")) {
+		/* librabbitmq reads it at each connect: checked here */
+		fclose(open_private(at, name, v));
 		set_str(at, name, c->tls_key, sizeof(c->tls_key), v);
 	} else if (!strcmp(name, "reply-queue")) {
 		set_str(at, name, c->reply_queue, sizeof(c->reply_queue), v);
@@ -285,10 +380,8 @@ static void read_file(struct br_conf *c, const char *path)
 void br_conf_credentials(struct br_conf *c, const char *path)
 {
 	char line[520], *colon;
-	FILE *f = fopen(path, "r");
+	FILE *f = open_private(NULL, "credentials", path);
 
-	if (!f)
-		bad(NULL, "cannot read %s: %s", path, strerror(errno));
 	if (!fgets(line, sizeof(line), f))
 		bad(NULL, "%s: empty", path);
 	fclose(f);
@@ -315,7 +408,7 @@ static void usage(FILE *f)
 "                     [in: --queue AMQPQUEUE [--declare none|classic|quorum]\n"
 "                      [--dead-letter-exchange EX] [--dead-letter-routing-key K]\n"
 "                      [--bind EX[:KEY]], --to QUEUE | --to-topic TOPIC]\n"
-"                     [--prefetch N]\n"
+"                     [--prefetch N] [--sign-key FILE]\n"
 "                     [--reply-queue AMQPQUEUE|none] [--reply-timeout S]\n"
 "                     [--local-reply-queue QUEUE]\n"
 "  Link a bus to an AMQP 0-9-1 broker (RabbitMQ), at least once both ways.\n"
@@ -323,7 +416,11 @@ static void usage(FILE *f)
 "  and acked here only once the broker confirmed them. in: broker\n"
 "  deliveries are acked there only once published here (and confirmed,\n"
 "  for a durable queue). URL: amqp[s]://[USER:PASS@]HOST[:PORT][/VHOST].\n"
-"  --credentials FILE: one line USER:PASS, used instead of the URL's.\n"
+"  --credentials FILE: one line USER:PASS, used instead of the URL's\n"
+"  (mode 600: a file other users may read is refused).\n"
+"  --sign-key FILE: a shared key (32..1024 bytes, mode 600): out routes\n"
+"  sign what they publish (HMAC-SHA256), in routes deliver only what\n"
+"  verifies and dead-letter the rest (reason signature).\n"
 "  --config FILE: settings and routes ([out NAME], [in NAME] sections).\n"
 "  --prefetch: messages in flight per route (1..1024, default 64).\n"
 "  Requests cross both ways: replies to ours come to --reply-queue\n"
@@ -364,6 +461,7 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 		{ "to", required_argument, NULL, 0 },
 		{ "to-topic", required_argument, NULL, 0 },
 		{ "prefetch", required_argument, NULL, 0 },
+		{ "sign-key", required_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -413,6 +511,13 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 			}
 		if (!done)
 			global_key(NULL, c, name, optarg);
+		if (!strcmp(name, "amqp")) {
+			/* copied: keep it out of /proc/PID/cmdline */
+			size_t len, off = url_password(optarg, &len);
+
+			if (off)
+				memset(optarg + off, '*', len);
+		}
 	}
 	if (optind != argc)
 		bad(NULL, "unexpected argument '%s'", argv[optind]);
@@ -446,7 +551,10 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 	if ((c->tls_cert[0] != 0) != (c->tls_key[0] != 0))
 		bad(NULL, "tls-cert and tls-key go together");
 	for (unsigned i = 0; i < c->nr_routes; i++) {
-		const struct br_route *r = &c->routes[i];
+		struct br_route *r = &c->routes[i];
+
+		if (!r->sign.len)
+			r->sign = c->sign;
 
 		if (r->dir == BR_OUT) {
 			if (!r->from_queue[0] == !r->from_topic[0])

@@ -318,11 +318,45 @@ static void drop_link(struct in *in)
 	in->l = NULL;
 }
 
+/*
+ * A delivery that failed verification (@why: -ENOMSG unsigned, -EBADMSG
+ * wrong) is not delivered: it goes into the local queue's dead-letter
+ * queue (dlq.reason "signature") and is acked at the broker, or, when
+ * the local side has no dead-letter queue, it is rejected there without
+ * requeue (the broker's dead-letter exchange takes it, if the queue has
+ * one). @m is the copy, freed here. 0, or -1 when the link broke.
+ */
+static int reject_forged(struct in *in, struct br_msg *m, int why)
+{
+	uint64_t n = READ_ONCE(in->w->stats.rejected) + 1;
+	char name[BR_LOCAL_MAX], id[sizeof(m->message_id)];
+	int err;
+
+	count(&in->w->stats.rejected, 1);
+	/* the sender's text: no control characters into the log */
+	for (size_t i = 0; i < sizeof(id); i++)
+		id[i] = m->message_id[i] && (m->message_id[i] < ' ' ||
+			m->message_id[i] == 127) ? '?' : m->message_id[i];
+	local_name(in, m, name, sizeof(name));
+	err = br_dead_letter(in->w->bus, name, m, "signature");
+	if (n <= 32 || !(n % 1000))
+		br_log(in->w, "message '%s' %s: %s (%llu so far)",
+		       id, why == -ENOMSG ? "is not signed" :
+		       "has a wrong signature", err ? "rejected to the broker"
+		       : "dead-lettered here", (unsigned long long)n);
+	free((void *)m->body);
+	if (err == -ETIMEDOUT)
+		return -1;	/* not confirmed: have it delivered again */
+	return in->w->broker->settle(in->l, m->tag, false,
+				     err ? BR_DROP : BR_ACK);
+}
+
 /* Take one event within @timeout_ms: 0, or -1 when the link is lost. */
 static int poll_link(struct in *in, int timeout_ms)
 {
 	struct br_event ev;
-	int r = in->w->broker->next(in->l, &ev, timeout_ms);
+	struct br_msg *m;
+	int r = in->w->broker->next(in->l, &ev, timeout_ms), err;
 
 	if (r <= 0)
 		return r;
@@ -330,14 +364,15 @@ static int poll_link(struct in *in, int timeout_ms)
 		return 0;
 	if (ev.msg.redelivered)
 		count(&in->w->stats.redelivered, 1);
-	if (in->n == in->r->window ||
-	    br_msg_copy(&in->pend[(in->head + in->n) % in->r->window],
-			&ev.msg)) {
+	m = &in->pend[(in->head + in->n) % in->r->window];
+	if (in->n == in->r->window || br_msg_copy(m, &ev.msg)) {
 		/* over the prefetch (a broker that ignores it), or no
 		 * memory: the broker keeps it */
 		return in->w->broker->settle(in->l, ev.tag, false,
 					     BR_REQUEUE);
 	}
+	if (in->r->sign.len && (err = br_verify(&in->r->sign, m)))
+		return reject_forged(in, m, err);
 	in->n++;
 	WRITE_ONCE(in->w->stats.inflight, in->n);
 	return 0;

@@ -236,7 +236,8 @@ static void statfile_end(struct statfile *sf)
 static void print_counters(const struct br_conf *c,
 			   const struct br_worker *w)
 {
-	uint64_t tot[5] = { 0 };
+	uint64_t tot[5] = { 0 }, rejected = 0;
+	bool verifies = false;
 
 	for (unsigned i = 0; i < c->nr_routes; i++) {
 		const struct br_stats *s = &w[i].stats;
@@ -260,6 +261,14 @@ static void print_counters(const struct br_conf *c,
 		"reconnects %llu\n", (unsigned long long)tot[0],
 		(unsigned long long)tot[1], (unsigned long long)tot[2],
 		(unsigned long long)tot[4]);
+	for (unsigned i = 0; i < c->nr_routes; i++) {
+		/* with an in route that verifies: what failed to */
+		verifies |= w[i].route->dir == BR_IN && w[i].route->sign.len;
+		rejected += w[i].stats.rejected;
+	}
+	if (verifies)
+		fprintf(stderr, "bridge: signature rejected %llu\n",
+			(unsigned long long)rejected);
 }
 
 int main(int argc, char **argv)

@@ -203,7 +203,7 @@ static int fill(struct out *o)
 		int64_t tmo = o->n ? 0 : 100000000;
 		int rc = shmbus_consumer__receive_view(o->c, m, tmo);
 		struct br_msg bm;
-		char key[BR_NAME_MAX];
+		char key[BR_NAME_MAX], sig[BR_SIG_LEN + 1];
 		const char *rk;
 
 		o->idle = rc == -EAGAIN || rc == -ETIMEDOUT;
@@ -227,6 +227,8 @@ static int fill(struct out *o)
 			WRITE_ONCE(st->inflight, o->n);
 			continue;
 		}
+		if (r->sign.len)
+			br_sign(&r->sign, &bm, sig);
 		if (o->w->broker->publish(o->l, r->exchange, rk, &bm,
 					  &o->tags[i]) < 0)
 			return -1;

@@ -98,7 +98,9 @@ static void add_route(struct br_conf *c, const struct br_route *r)
 			BR_MAX_ROUTES);
 		exit(2);
 	}
-	c->routes[c->nr_routes++] = *r;
+	c->routes[c->nr_routes] = *r;
+	/* replies are signed and verified as the requests are */
+	c->routes[c->nr_routes++].sign = c->sign;
 }
 
 void br_rpc_conf(struct br_conf *c)
