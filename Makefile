@@ -51,7 +51,7 @@ CXX ?= g++
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
-	python3 librabbitmq-dev libssl-dev rabbitmq-server systemd
+	python3 librabbitmq-dev libssl-dev openssl rabbitmq-server systemd
 
 ifeq ($(V),1)
 Q :=

@@ -19,7 +19,8 @@
  *    checked here by an implementation of docs/bridge.md's format; a
  *    message changed in the broker (its body, a header), or one without
  *    a signature, is not delivered but dead-lettered (dlq.reason
- *    signature) and counted.
+ *    signature) and counted; without a local dead-letter queue it is
+ *    rejected to the broker, whose dead-letter exchange takes it.
  */
 #include "shmbus.h"
 #include "helpers.h"
@@ -32,6 +33,9 @@
 #define TLSQ	"sec.tls"	/* AMQP: what the TLS flows fill */
 #define HOLDQ	"sec.hold"	/* AMQP: signed messages, to be tampered */
 #define INQ	"sec.in"	/* AMQP: what the verifying in route reads */
+#define INQ2	"sec.in2"	/* AMQP: an in route without a local DLQ */
+#define DLX	"sec.dlx"	/* AMQP: INQ2's dead-letter exchange */
+#define DLQ2	"sec.dlq2"	/* AMQP: bound to DLX */
 #define N_TLS	200
 #define N_SIG	300
 #define N_TAMP	200
@@ -268,7 +272,13 @@ static void declare_all(void)
 		{ TLSQ, "tls" }, { HOLDQ, "hold" }, { INQ, NULL },
 		{ "sec.transit", "sig" },
 	};
-	static const char *const lq[] = { "tls", "sa", "sb.dlq", "sb", "ta" };
+	static const char *const lq[] = { "tls", "sa", "sb.dlq", "sb", "ta",
+		"nodlq" };
+	amqp_table_entry_t dlx_arg = {
+		.key = amqp_cstring_bytes("x-dead-letter-exchange"),
+		.value = { .kind = AMQP_FIELD_KIND_UTF8,
+			   .value.bytes = amqp_cstring_bytes(DLX) },
+	};
 	amqp_connection_state_t c = rmq_connect(&broker);
 	struct shmbus *bus = t_open_bus(BUS);
 
@@ -285,6 +295,21 @@ static void declare_all(void)
 			      amqp_cstring_bytes("direct"), 0, 1, 0, 0,
 			      amqp_empty_table);
 	rpc_ok(c, "exchange.declare");
+	/* INQ2 dead-letters into DLQ2 through DLX */
+	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(DLX),
+			      amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+			      amqp_empty_table);
+	rpc_ok(c, "exchange.declare");
+	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(DLQ2), 0, 1, 0, 0,
+			   amqp_empty_table);
+	rpc_ok(c, "queue.declare");
+	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(DLQ2),
+			amqp_cstring_bytes(DLX), amqp_empty_bytes,
+			amqp_empty_table);
+	rpc_ok(c, "queue.bind");
+	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(INQ2), 0, 1, 0, 0,
+			   (amqp_table_t){ 1, &dlx_arg });
+	rpc_ok(c, "queue.declare");
 	for (unsigned i = 0; i < sizeof(aq) / sizeof(aq[0]); i++) {
 		amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(aq[i][0]), 0,
 				   1, 0, 0, amqp_empty_table);
@@ -907,8 +932,8 @@ static int tamper(int first, int n, bool *tampered)
 	return changed;
 }
 
-/* Messages without a signature, straight into INQ: "u<i>". */
-static void publish_unsigned(int first, int n)
+/* Messages without a signature, straight into AMQP queue @q: "u<i>". */
+static void publish_unsigned(const char *q, int first, int n)
 {
 	amqp_connection_state_t c = rmq_connect(&broker);
 
@@ -922,7 +947,7 @@ static void publish_unsigned(int first, int n)
 
 		snprintf(body, sizeof(body), "u%d", i);
 		assert_int_equal(amqp_basic_publish(c, RMQ_CH,
-				 amqp_empty_bytes, amqp_cstring_bytes(INQ), 0,
+				 amqp_empty_bytes, amqp_cstring_bytes(q), 0,
 				 0, &p, amqp_cstring_bytes(body)), 0);
 	}
 	rmq_close(c);
@@ -951,7 +976,7 @@ static void test_tampered(void **state)
 	snprintf(path, sizeof(path), "%s/tamper-out.conf", t_dir);
 	publish_local("ta", 's', first, N_TAMP);
 	pid = spawn("tamper-out.err", args);
-	publish_unsigned(first + N_TAMP, N_UNSIGNED);
+	publish_unsigned(INQ, first + N_TAMP, N_UNSIGNED);
 	changed = tamper(first, N_TAMP, tampered);
 	stop_bridge(pid, "tamper-out.err");
 
@@ -994,6 +1019,49 @@ static void test_tampered(void **state)
 	assert_int_equal(got_dlq, changed + N_UNSIGNED);
 	assert_int_equal(ready_in(INQ), 0);
 }
+
+/* Unsigned messages into an in route whose local queue has no
+ * dead-letter queue: rejected at the broker, whose dead-letter exchange
+ * takes them (x-death reason "rejected"). */
+static void test_unsigned_to_broker_dlx(void **state)
+{
+	const int first = 20000, n = 20;
+	char conf[1024], path[PATH_MAX + 32];
+	const char *args[] = { "--config", path, NULL };
+	int seen[20] = { 0 }, dead[20] = { 0 };
+	unsigned long rejected = 99999;
+	long got, got_dlq, lost, dup;
+	const char *counters, *text;
+	pid_t pid;
+
+	need_broker();
+	snprintf(conf, sizeof(conf),
+		 "amqp = %s\ncredentials = %s\nsign-key = %s\n"
+		 "reply-queue = none\n"
+		 "[in u]\nqueue = " INQ2 "\nto = nodlq\n", plain_url, creds,
+		 key);
+	write_conf("unsigned.conf", conf);
+	snprintf(path, sizeof(path), "%s/unsigned.conf", t_dir);
+	publish_unsigned(INQ2, first, n);
+	pid = spawn("unsigned.err", args);
+	got_dlq = consume_amqp(DLQ2, dead, first, n, 20000);
+	got = drain_local("nodlq", seen, first, n, false, 500);
+	counters = stop_bridge(pid, "unsigned.err");
+	text = err_text("unsigned.err");
+	assert_int_equal(sscanf(line_of(text, "bridge: signature rejected"),
+				"bridge: signature rejected %lu", &rejected), 1);
+	tally(dead, n, &lost, &dup);
+	print_message("unsigned into a route without a local DLQ: sent %d "
+		      "received %ld rejected %lu (in the broker's DLQ %ld) "
+		      "lost %ld duplicated %ld; %s\n", n, got, rejected,
+		      got_dlq, lost, dup, counters);
+	print_message("%s\n", line_of(text, "is not signed"));
+	assert_int_equal(got, 0);
+	assert_int_equal(lost, 0);
+	assert_int_equal(rejected, n);
+	assert_non_null(strstr(text, "is not signed: rejected to the broker"));
+	assert_int_equal(ready_in(INQ2), 0);
+}
 #endif
 
 int main(void)
@@ -1007,6 +1075,7 @@ int main(void)
 		cmocka_unit_test(test_password_hidden),
 		cmocka_unit_test(test_signed_flow),
 		cmocka_unit_test(test_tampered),
+		cmocka_unit_test(test_unsigned_to_broker_dlx),
 		/* last: it restarts the broker requiring client certificates */
 		cmocka_unit_test(test_mutual_tls),
 #endif
