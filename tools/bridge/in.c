@@ -323,8 +323,9 @@ static void drop_link(struct in *in)
  * wrong) is not delivered: it goes into the local queue's dead-letter
  * queue (dlq.reason "signature") and is acked at the broker, or, when
  * the local side has no dead-letter queue (or it stays full), it is
- * rejected there without requeue (the broker's dead-letter exchange takes it, if the queue has
- * one). @m is the copy, freed here. 0, or -1 when the link broke.
+ * rejected there without requeue (the broker's dead-letter exchange
+ * takes it, if the queue has one). @m is the copy, freed here. 0, or -1
+ * when the link broke.
  */
 static int reject_forged(struct in *in, struct br_msg *m, int why)
 {
