@@ -7,7 +7,9 @@
  *    bridge's routes, and nothing once it is killed -9;
  *  - the TCP connection dropped, through a relay in this process: an out
  *    route's silently (the relay discards both ways: only the heartbeat
- *    can tell), an in route's outright (both sockets closed);
+ *    can tell), then stalled under 64 KiB messages (the relay reads
+ *    nothing more: the sockets fill), an in route's outright (both
+ *    sockets closed) and then silently;
  *  - the broker killed -9 and restarted under an in route;
  *  - a channel error: the exchange of an out route deleted under it and
  *    declared again later;
@@ -70,7 +72,11 @@ static void find_cli(void)
 
 /* Each accepted connection is a pair (bridge side, broker side). A
  * silenced pair still reads both sides, and throws it away: to the
- * bridge the broker went quiet, and its writes never block. */
+ * bridge the broker went quiet, and its writes never block. A stalled
+ * pair is not read at all: the bridge's writes fill the sockets and then
+ * wait, as behind a network that drops everything. */
+enum fault { CUT, SILENCE, STALL };
+
 static struct relay {
 	pthread_mutex_t lock;
 	pthread_t thread;
@@ -78,6 +84,7 @@ static struct relay {
 	bool stop;
 	int fd[RELAY_PAIRS][2];
 	bool silent[RELAY_PAIRS];
+	bool stalled[RELAY_PAIRS];
 	unsigned accepted;
 } relay = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -101,6 +108,7 @@ static void relay_close(int i)
 	close(relay.fd[i][1]);
 	relay.fd[i][0] = relay.fd[i][1] = -1;
 	relay.silent[i] = false;
+	relay.stalled[i] = false;
 }
 
 static void *relay_run(void *arg)
@@ -118,7 +126,8 @@ static void *relay_run(void *arg)
 		}
 		p[0] = (struct pollfd){ .fd = relay.lfd, .events = POLLIN };
 		for (int i = 0; i < RELAY_PAIRS; i++)
-			for (int s = 0; s < 2 && relay.fd[i][0] >= 0; s++) {
+			for (int s = 0; s < 2 && relay.fd[i][0] >= 0 &&
+			     !relay.stalled[i]; s++) {
 				p[n] = (struct pollfd){ .fd = relay.fd[i][s],
 							.events = POLLIN };
 				map[n++] = i * 2 + s;
@@ -136,6 +145,7 @@ static void *relay_run(void *arg)
 					relay.fd[i][0] = a;
 					relay.fd[i][1] = b;
 					relay.silent[i] = false;
+					relay.stalled[i] = false;
 					relay.accepted++;
 					a = b = -1;
 				}
@@ -206,8 +216,9 @@ static void relay_end(void)
 	close(relay.lfd);
 }
 
-/* Every connection through the relay now: silenced, or closed. */
-static int relay_fault(bool silence)
+/* Every connection through the relay now: closed, silenced or
+ * stalled. */
+static int relay_fault(enum fault how)
 {
 	int n = 0;
 
@@ -215,8 +226,10 @@ static int relay_fault(bool silence)
 	for (int i = 0; i < RELAY_PAIRS; i++) {
 		if (relay.fd[i][0] < 0)
 			continue;
-		if (silence)
+		if (how == SILENCE)
 			relay.silent[i] = true;
+		else if (how == STALL)
+			relay.stalled[i] = true;
 		else
 			relay_close(i);
 		n++;
@@ -428,14 +441,14 @@ static void purge(const char *q)
 	rmq_close(c);
 }
 
-/* Body "m<i>" of a message of ours: i, or -1. */
+/* Body "m<i>..." of a message of ours: i, or -1. */
 static int index_of(const void *body, size_t len)
 {
 	char s[32];
 	int i;
 
 	if (len >= sizeof(s))
-		return -1;
+		len = sizeof(s) - 1;
 	memcpy(s, body, len);
 	s[len] = '\0';
 	return sscanf(s, "m%d", &i) == 1 ? i : -1;
@@ -526,10 +539,11 @@ static void *amqp_publish(void *arg)
 
 /* ---- the bus's side ---------------------------------------------------- */
 
-static void declare_local(const char *q, uint32_t max_len, int64_t lease_ns)
+static void declare_local_sized(const char *q, uint32_t max_len,
+				int64_t lease_ns, uint32_t msg_size)
 {
 	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = max_len,
-		    .lease_ns = lease_ns);
+		    .lease_ns = lease_ns, .msg_size = msg_size);
 	struct shmbus *bus = t_open_bus(BUS);
 
 	shmbus__queue_delete(bus, q);
@@ -537,30 +551,42 @@ static void declare_local(const char *q, uint32_t max_len, int64_t lease_ns)
 	shmbus__close(bus);
 }
 
+static void declare_local(const char *q, uint32_t max_len, int64_t lease_ns)
+{
+	declare_local_sized(q, max_len, lease_ns, 0);
+}
+
 struct local_pub {
 	int n, pause_us;
+	size_t size;		/* of each message, 0: just "m<i>" */
 };
 
-/* Publish "m<i>" for i in [0, n) to LQ, @pause_us between them. */
+/* Publish "m<i>" (padded to @size with spaces) for i in [0, n) to LQ,
+ * @pause_us between them. */
 static void *local_publish(void *arg)
 {
 	const struct local_pub *a = arg;
 	struct shmbus *bus = t_open_bus(BUS);
 	struct shmbus_producer *p = shmbus_producer__new(bus, LQ, NULL);
-	char body[32];
+	char *body = malloc(a->size + 32);
 
 	assert_non_null(p);
+	assert_non_null(body);
+	memset(body, ' ', a->size + 32);
 	for (int i = 0; i < a->n; i++) {
 		SHMBUS_OPTS(shmbus_pub_opts, o, .timeout_ns = 10000000000ll);
+		int n = snprintf(body, 32, "m%d", i);
 
-		snprintf(body, sizeof(body), "m%d", i);
-		assert_int_equal(shmbus_producer__publish(p, body, strlen(body),
+		body[n] = ' ';
+		assert_int_equal(shmbus_producer__publish(p, body, a->size ?
+							  a->size : (size_t)n,
 							  &o), 0);
 		if (a->pause_us)
 			usleep(a->pause_us);
 	}
 	shmbus_producer__free(p);
 	shmbus__close(bus);
+	free(body);
 	return NULL;
 }
 
@@ -615,6 +641,18 @@ static void figure(const char *what, const int *seen, int n, long got,
 	}
 	print_message("%s: sent %d received %ld lost %ld duplicated %ld; %s",
 		      what, n, got, lost, dup, counters);
+	/* why a connection went, if one did */
+	if (counter(counters, "reconnects")) {
+		char line[512];
+		FILE *f = fopen(err_path, "r");
+
+		while (f && fgets(line, sizeof(line), f))
+			if (strstr(line, "connection lost") ||
+			    strstr(line, "out of order"))
+				print_message("  %s", line);
+		if (f)
+			fclose(f);
+	}
 	assert_int_equal(lost, 0);
 }
 
@@ -644,7 +682,7 @@ static void test_counters(void **state)
 {
 	const char *args[] = { "--from", LQ, "--exchange", EX,
 			       "--routing-key", KEY, NULL };
-	struct local_pub lp = { 1000, 0 };
+	struct local_pub lp = { 1000, 0, 0 };
 	char out[65536];
 	int *seen = calloc(lp.n, sizeof(int));
 	long got;
@@ -658,7 +696,7 @@ static void test_counters(void **state)
 	got = consume_aq(seen, lp.n, 20000);
 	/* once a second: the file catches up */
 	assert_int_equal(wait_stat("confirmed", lp.n, 5000), lp.n);
-	assert_int_equal(stat_field("forwarded"), lp.n);
+	assert_true(stat_field("forwarded") >= lp.n);
 	assert_int_equal(stat_field("lag"), 0);
 	assert_int_equal(stat_field("blocked"), 0);
 	run_out(out, sizeof(out), "%s --bus %s stat", cli, BUS);
@@ -681,7 +719,7 @@ static void test_tcp_drop_out(void **state)
 {
 	const char *args[] = { "--from", LQ, "--exchange", EX,
 			       "--routing-key", KEY, "--heartbeat", "1", NULL };
-	struct local_pub lp = { 8000, 500 };
+	struct local_pub lp = { 8000, 500, 0 };
 	int *seen = calloc(lp.n, sizeof(int));
 	const char *counters;
 	pthread_t th;
@@ -697,7 +735,7 @@ static void test_tcp_drop_out(void **state)
 	pthread_create(&th, NULL, local_publish, &lp);
 	sleep(1);
 	/* silent: the bridge hears nothing more, its writes vanish */
-	assert_true(relay_fault(true) >= 1);
+	assert_true(relay_fault(SILENCE) >= 1);
 	t0 = t_now_ns();
 	assert_true(wait_stat("reconnects", 1, 20000) >= 1);
 	print_message("silent drop: reconnected in %.1f s (heartbeat 1 s)\n",
@@ -709,6 +747,40 @@ static void test_tcp_drop_out(void **state)
 	relay.lfd = 0;
 	figure("tcp silent drop, out", seen, lp.n, got, counters);
 	assert_true(counter(counters, "reconnects") >= 1);
+	free(seen);
+}
+
+static void test_tcp_stall_out(void **state)
+{
+	const char *args[] = { "--from", LQ, "--exchange", EX,
+			       "--routing-key", KEY, "--heartbeat", "1", NULL };
+	/* 64 KiB messages: the sockets fill up behind the stalled relay */
+	struct local_pub lp = { 600, 2000, 65536 };
+	int *seen = calloc(lp.n, sizeof(int));
+	const char *counters;
+	pthread_t th;
+	int64_t t0;
+	pid_t pid;
+	long got;
+
+	need_broker();
+	declare_local_sized(LQ, 4096, 0, 65536);
+	purge(AQ);
+	relay_start();
+	pid = spawn_bridge("tcp-stall-out", relay.port, args);
+	pthread_create(&th, NULL, local_publish, &lp);
+	sleep(1);
+	assert_true(relay_fault(STALL) >= 1);
+	t0 = t_now_ns();
+	assert_true(wait_stat("reconnects", 1, 20000) >= 1);
+	print_message("stalled: reconnected in %.1f s (heartbeat 1 s)\n",
+		      (t_now_ns() - t0) / 1e9);
+	pthread_join(th, NULL);
+	got = consume_aq(seen, lp.n, 20000);
+	counters = stop_bridge(pid);
+	relay_end();
+	relay.lfd = 0;
+	figure("tcp stalled, 64 KiB messages, out", seen, lp.n, got, counters);
 	free(seen);
 }
 
@@ -730,11 +802,11 @@ static void test_tcp_drop_in(void **state)
 	pid = spawn_bridge("tcp-drop-in", relay.port, args);
 	pthread_create(&th, NULL, amqp_publish, &ap);
 	sleep(1);
-	assert_true(relay_fault(false) >= 1);
+	assert_true(relay_fault(CUT) >= 1);
 	assert_true(wait_stat("reconnects", 1, 20000) >= 1);
 	/* and silently, the new connection */
 	sleep(1);
-	assert_true(relay_fault(true) >= 1);
+	assert_true(relay_fault(SILENCE) >= 1);
 	assert_true(wait_stat("reconnects", 2, 20000) >= 2);
 	pthread_join(th, NULL);
 	got = consume_local(seen, ap.n, 20000);
@@ -778,7 +850,7 @@ static void test_channel_error(void **state)
 {
 	const char *args[] = { "--from", LQ, "--exchange", EX,
 			       "--routing-key", KEY, NULL };
-	struct local_pub lp = { 6000, 500 };
+	struct local_pub lp = { 6000, 500, 0 };
 	int *seen = calloc(lp.n, sizeof(int));
 	amqp_connection_state_t c;
 	const char *counters;
@@ -813,7 +885,7 @@ static void test_blocked(void **state)
 {
 	const char *args[] = { "--from", LQ, "--exchange", EX,
 			       "--routing-key", KEY, NULL };
-	struct local_pub lp = { 10000, 500 };
+	struct local_pub lp = { 10000, 500, 0 };
 	int *seen = calloc(lp.n, sizeof(int));
 	const char *counters;
 	uint32_t r1, r2;
@@ -887,7 +959,7 @@ static void test_slow_confirms(void **state)
 {
 	const char *args[] = { "--from", LQ, "--exchange", EX,
 			       "--routing-key", KEY, NULL };
-	struct local_pub lp = { 2000, 0 };
+	struct local_pub lp = { 2000, 0, 0 };
 	int *seen = calloc(lp.n, sizeof(int));
 	struct shmbus_queue_info qi;
 	const char *counters;
@@ -919,7 +991,10 @@ static void test_slow_confirms(void **state)
 	/* no lease ran out: no message went to the broker twice */
 	assert_true(extended >= 1);
 	assert_int_equal(qi.stat[SHMBUS_STAT_LEASE_EXPIRED], 0);
-	assert_int_equal(got, lp.n);
+	/* a connection lost meanwhile gives the window back (duplicates
+	 * of another cause, and it says why on its stderr) */
+	if (!counter(counters, "reconnects"))
+		assert_int_equal(got, lp.n);
 	free(seen);
 }
 #endif
@@ -930,6 +1005,7 @@ int main(void)
 #if RMQ_HAVE_CLIENT
 		cmocka_unit_test_teardown(test_counters, cleanup),
 		cmocka_unit_test_teardown(test_tcp_drop_out, cleanup),
+		cmocka_unit_test_teardown(test_tcp_stall_out, cleanup),
 		cmocka_unit_test_teardown(test_tcp_drop_in, cleanup),
 		cmocka_unit_test_teardown(test_broker_restart_in, cleanup),
 		cmocka_unit_test_teardown(test_channel_error, cleanup),

@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <amqp.h>
@@ -35,6 +38,7 @@ struct br_link {
 	char scratch[4096];		/* in: header values made text */
 	size_t used;
 	const char *queue;		/* in: the queue consumed */
+	const char *name;		/* the route's, for messages */
 };
 
 static bool amqp_accepts(const char *url)
@@ -214,6 +218,7 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 	l->dir = r->dir;
 	l->queue = r->dir == BR_IN ? r->queue : "";
 	l->tls = u.ssl;
+	l->name = r->name;
 	l->c = amqp_new_connection();
 	if (!l->c)
 		goto fail;
@@ -236,6 +241,19 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 		fprintf(stderr, "shmbus-bridge: %s: login to %s:%d failed: "
 			"%s\n", r->name, u.host, u.port, reply_text(rep));
 		goto fail;
+	}
+	/*
+	 * What we sent and the peer does not acknowledge (a network that
+	 * drops everything, a broker that stopped reading) ends the
+	 * connection after two heartbeats, also under a publish waiting for
+	 * room in the socket, which librabbitmq waits for without a
+	 * deadline, and without a heartbeat read meanwhile.
+	 */
+	if (conf->heartbeat) {
+		unsigned int ms = conf->heartbeat * 2000;
+
+		setsockopt(amqp_get_sockfd(l->c), IPPROTO_TCP,
+			   TCP_USER_TIMEOUT, &ms, sizeof(ms));
 	}
 	/* a broker that stops answering must not hold a call for ever */
 	rpc_tmo.tv_sec = conf->heartbeat ? 2 * conf->heartbeat : 30;
@@ -286,11 +304,21 @@ static bool has_header(const struct br_msg *m, const char *key)
 	return false;
 }
 
+/* The connection broke under a wait (@err: librabbitmq's status): say
+ * why (a heartbeat missed, the socket closed or timed out). -1. */
+static int lost(struct br_link *l, int err)
+{
+	fprintf(stderr, "shmbus-bridge: %s: connection lost: %s\n", l->name,
+		amqp_error_string2(err));
+	return -1;
+}
+
 static int amqp_publish(struct br_link *l, const char *exchange,
 			const char *key, const struct br_msg *m, uint64_t *tag)
 {
 	amqp_table_entry_t hdr[BR_MAX_HEADERS + 1];
 	char exp[24];
+	int r;
 	amqp_basic_properties_t p = {
 		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
 			  AMQP_BASIC_HEADERS_FLAG,
@@ -331,10 +359,11 @@ static int amqp_publish(struct br_link *l, const char *exchange,
 		p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
 		p.expiration = amqp_cstring_bytes(exp);
 	}
-	if (amqp_basic_publish(l->c, CH, amqp_cstring_bytes(exchange),
+	r = amqp_basic_publish(l->c, CH, amqp_cstring_bytes(exchange),
 			       amqp_cstring_bytes(key), 0, 0, &p,
-			       (amqp_bytes_t){ m->len, (void *)m->body }))
-		return -1;
+			       (amqp_bytes_t){ m->len, (void *)m->body });
+	if (r)
+		return lost(l, r);
 	*tag = l->next_tag++;
 	return 0;
 }
@@ -611,7 +640,7 @@ static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
 		if (r == AMQP_STATUS_TIMEOUT)
 			return 0;
 		if (r != AMQP_STATUS_OK)
-			return -1;
+			return lost(l, r);
 		return f.frame_type == AMQP_FRAME_METHOD ?
 		       method_event(&f, ev) : 0;
 	}
@@ -628,14 +657,14 @@ static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
 	if (rep.library_error == AMQP_STATUS_TIMEOUT)
 		return 0;
 	if (rep.library_error != AMQP_STATUS_UNEXPECTED_STATE)
-		return -1;
+		return lost(l, rep.library_error);
 	/* a frame other than a delivery waits: read it */
 	tv = (struct timeval){ 0, 0 };
 	r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
 	if (r == AMQP_STATUS_TIMEOUT)
 		return 0;
 	if (r != AMQP_STATUS_OK)
-		return -1;
+		return lost(l, r);
 	return f.frame_type == AMQP_FRAME_METHOD ? method_event(&f, ev) : 0;
 }
 

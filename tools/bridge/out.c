@@ -67,8 +67,14 @@ static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
 	uint64_t acked = 0;
 
 	if (!o->n || tag < o->tags[o->head] ||
-	    (!multiple && tag != o->tags[o->head]))
+	    (!multiple && tag != o->tags[o->head])) {
+		br_log(o->w, "a confirm out of order (tag %llu%s, oldest in "
+		       "flight %llu of %u): connecting again",
+		       (unsigned long long)tag, multiple ? " and before" : "",
+		       o->n ? (unsigned long long)o->tags[o->head] : 0ULL,
+		       o->n);
 		return -1;
+	}
 	while (o->n && o->tags[o->head] <= tag) {
 		if (ok) {
 			acked++;
