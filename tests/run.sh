@@ -65,6 +65,7 @@ timeout_of() {
 	test_bridge_faults) echo 300 ;;	# a private RabbitMQ, eight faults of seconds each
 	test_bridge_probes) echo 120 ;;	# a private RabbitMQ, the BPF monitor; seconds
 	test_bridge_sec) echo 240 ;;	# a private RabbitMQ with TLS, restarted once
+	test_bridge_hostile) echo 180 ;;	# a private RabbitMQ, 200 MiB of bodies over every pool
 	*) echo "$TEST_TIMEOUT" ;;
 	esac
 }

@@ -33,8 +33,14 @@ struct br_link {
 	enum br_dir dir;
 	bool tls;
 	uint64_t next_tag;		/* out: the next publish's tag */
-	amqp_envelope_t env;		/* in: the delivery last returned */
-	bool has_env;
+	/* in: the delivery last returned; its method and properties are
+	 * in the connection's frame pool until the next wait */
+	amqp_basic_deliver_t dlv;
+	amqp_basic_properties_t *props;
+	amqp_bytes_t body;		/* malloc()ed */
+	bool too_large;			/* its body was not kept */
+	size_t max_body;
+	struct timeval rpc_tmo;		/* a reply, a message's next frame */
 	char scratch[4096];		/* in: header values made text */
 	size_t used;
 	const char *queue;		/* in: the queue consumed */
@@ -217,6 +223,7 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 	}
 	l->dir = r->dir;
 	l->queue = r->dir == BR_IN ? r->queue : "";
+	l->max_body = r->max_body ? r->max_body : SIZE_MAX;
 	l->tls = u.ssl;
 	l->name = r->name;
 	l->c = amqp_new_connection();
@@ -258,6 +265,7 @@ static struct br_link *amqp_open(const struct br_conf *conf,
 	/* a broker that stops answering must not hold a call for ever */
 	rpc_tmo.tv_sec = conf->heartbeat ? 2 * conf->heartbeat : 30;
 	amqp_set_rpc_timeout(l->c, &rpc_tmo);
+	l->rpc_tmo = rpc_tmo;
 	amqp_channel_open(l->c, CH);
 	if (!rpc_ok(l->c, "channel.open", r))
 		goto fail;
@@ -283,8 +291,7 @@ static void amqp_close(struct br_link *l)
 {
 	if (!l)
 		return;
-	if (l->has_env)
-		amqp_destroy_envelope(&l->env);
+	free(l->body.bytes);
 	/* no goodbye: a broken socket must not block the close */
 	amqp_destroy_connection(l->c);
 	free(l);
@@ -437,7 +444,8 @@ static const char *scratch(struct br_link *l, const void *p, size_t n)
 	if (l->used + n + 1 > sizeof(l->scratch))
 		return NULL;
 	s = l->scratch + l->used;
-	memcpy(s, p, n);
+	if (n)
+		memcpy(s, p, n);
 	s[n] = '\0';
 	l->used += n + 1;
 	return s;
@@ -447,8 +455,45 @@ static void copy_prop(char *dst, size_t cap, amqp_bytes_t b)
 {
 	size_t n = b.len < cap - 1 ? b.len : cap - 1;
 
-	memcpy(dst, b.bytes, n);
+	if (n)	/* an empty property may have no bytes at all */
+		memcpy(dst, b.bytes, n);
 	dst[n] = '\0';
+}
+
+/*
+ * A delivery's text that must stay whole or go: false (and "") if it has
+ * a NUL, whose cut would make it another one (a message id is the local
+ * dedup id).
+ */
+static bool copy_whole(char *dst, size_t cap, amqp_bytes_t b)
+{
+	if (b.len && memchr(b.bytes, '\0', b.len)) {
+		dst[0] = '\0';
+		return false;
+	}
+	copy_prop(dst, cap, b);
+	return true;
+}
+
+/*
+ * An AMQP expiration: a decimal number of ms, or -1 for anything else
+ * (RabbitMQ refuses others at the publish; a broker that sends one gets
+ * the message delivered without one, not expired). At most 2^63 ns.
+ */
+static int64_t expiration_ms(amqp_bytes_t b)
+{
+	const char *s = b.bytes;
+	int64_t v = 0;
+
+	if (!b.len)
+		return -1;
+	for (size_t i = 0; i < b.len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (v < INT64_MAX / 1000000)
+			v = v * 10 + (s[i] - '0');
+	}
+	return v < INT64_MAX / 1000000 ? v : INT64_MAX / 1000000;
 }
 
 static void add_header(struct br_msg *m, const char *k, size_t klen,
@@ -549,31 +594,33 @@ static void x_death(struct br_link *l, struct br_msg *m,
 
 static void delivery_to_msg(struct br_link *l, struct br_msg *m)
 {
-	amqp_envelope_t *e = &l->env;
-	amqp_basic_properties_t *p = &e->message.properties;
+	const amqp_basic_deliver_t *e = &l->dlv;
+	amqp_basic_properties_t *p = l->props;
 
 	memset(m, 0, sizeof(*m));
 	l->used = 0;
-	m->body = e->message.body.bytes;
-	m->len = e->message.body.len;
+	m->body = l->body.bytes;
+	m->len = l->body.len;
+	m->too_large = l->too_large;
 	m->tag = e->delivery_tag;
 	m->redelivered = e->redelivered;
 	m->expiration_ms = -1;
+	/* a key with a NUL: one no local name takes ({key}) */
 	copy_prop(m->routing_key, sizeof(m->routing_key), e->routing_key);
+	if (strlen(m->routing_key) != e->routing_key.len)
+		for (size_t i = 0; i < e->routing_key.len; i++)
+			if (!m->routing_key[i])
+				m->routing_key[i] = '?';
 	copy_prop(m->exchange, sizeof(m->exchange), e->exchange);
 	if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-		copy_prop(m->message_id, sizeof(m->message_id), p->message_id);
+		copy_whole(m->message_id, sizeof(m->message_id), p->message_id);
 	if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
-		copy_prop(m->correlation_id, sizeof(m->correlation_id),
-			  p->correlation_id);
+		copy_whole(m->correlation_id, sizeof(m->correlation_id),
+			   p->correlation_id);
 	if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
 		copy_prop(m->reply_to, sizeof(m->reply_to), p->reply_to);
-	if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG) {
-		char s[24];
-
-		copy_prop(s, sizeof(s), p->expiration);
-		m->expiration_ms = strtoll(s, NULL, 10);
-	}
+	if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG)
+		m->expiration_ms = expiration_ms(p->expiration);
 	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
 		return;
 	for (int i = 0; i < p->headers.num_entries; i++) {
@@ -619,53 +666,102 @@ static void wait_readable(struct br_link *l, struct timeval *tv)
 		*tv = (struct timeval){ 0, 0 };
 }
 
+/* The next frame of a delivery: AMQP_STATUS_OK, or an error (a broker
+ * that stops in the middle of a message is given up as a silent one). */
+static int content_frame(struct br_link *l, amqp_frame_t *f)
+{
+	struct timeval tv = l->rpc_tmo;
+
+	return amqp_simple_wait_frame_noblock(l->c, f, &tv);
+}
+
+/*
+ * The content of delivery @d: its header frame and body frames. Not
+ * amqp_consume_message(): it refuses (and leaves on the socket) a
+ * message whose headers librabbitmq cannot copy, an empty key among
+ * them, so such a message, which RabbitMQ takes from any client, would
+ * break the link at each delivery, for ever; and it reads any body
+ * whole into memory. Here the properties stay where they were decoded,
+ * and a body over the link's max_body is read and thrown away (the
+ * route rejects the delivery). 0, or -1 when the link is broken.
+ */
+static int read_content(struct br_link *l, const amqp_basic_deliver_t *d)
+{
+	uint64_t size, got = 0;
+	amqp_frame_t f;
+
+	if (content_frame(l, &f) != AMQP_STATUS_OK ||
+	    f.frame_type != AMQP_FRAME_HEADER ||
+	    f.payload.properties.class_id != AMQP_BASIC_CLASS) {
+		fprintf(stderr, "shmbus-bridge: %s: a delivery without its "
+			"header\n", l->queue);
+		return -1;
+	}
+	l->dlv = *d;
+	l->props = f.payload.properties.decoded;
+	size = f.payload.properties.body_size;
+	l->too_large = size > l->max_body;
+	l->body = (amqp_bytes_t){ 0, NULL };
+	if (!l->too_large && size) {
+		l->body.bytes = malloc(size);
+		if (!l->body.bytes)
+			return -1;
+		l->body.len = size;
+	}
+	while (got < size) {
+		size_t n;
+
+		if (content_frame(l, &f) !=
+		    AMQP_STATUS_OK)
+			return -1;
+		n = f.payload.body_fragment.len;
+		if (f.frame_type != AMQP_FRAME_BODY || n > size - got) {
+			fprintf(stderr, "shmbus-bridge: %s: a delivery's body "
+				"does not match its size\n", l->queue);
+			return -1;
+		}
+		if (l->body.bytes)
+			memcpy((char *)l->body.bytes + got,
+			       f.payload.body_fragment.bytes, n);
+		got += n;
+	}
+	if (l->too_large)
+		l->body.len = size > SIZE_MAX ? SIZE_MAX : (size_t)size;
+	return 0;
+}
+
 static int amqp_next(struct br_link *l, struct br_event *ev, int timeout_ms)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	amqp_frame_t f;
-	amqp_rpc_reply_t rep;
 	int r;
 
-	if (l->has_env) {
-		amqp_destroy_envelope(&l->env);
-		l->has_env = false;
-	}
+	free(l->body.bytes);
+	l->body = (amqp_bytes_t){ 0, NULL };
 	/* not over frames a queue.declare (amqp_depth) set aside: they
 	 * are in the pools a release recycles */
 	if (!amqp_frames_enqueued(l->c))
 		amqp_maybe_release_buffers(l->c);
 	wait_readable(l, &tv);
-	if (l->dir == BR_OUT) {
-		r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
-		if (r == AMQP_STATUS_TIMEOUT)
-			return 0;
-		if (r != AMQP_STATUS_OK)
-			return lost(l, r);
-		return f.frame_type == AMQP_FRAME_METHOD ?
-		       method_event(&f, ev) : 0;
-	}
-	rep = amqp_consume_message(l->c, &l->env, &tv, 0);
-	if (rep.reply_type == AMQP_RESPONSE_NORMAL) {
-		l->has_env = true;
-		ev->kind = BR_EV_DELIVERY;
-		delivery_to_msg(l, &ev->msg);
-		ev->tag = ev->msg.tag;
-		return 1;
-	}
-	if (rep.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION)
-		return -1;
-	if (rep.library_error == AMQP_STATUS_TIMEOUT)
-		return 0;
-	if (rep.library_error != AMQP_STATUS_UNEXPECTED_STATE)
-		return lost(l, rep.library_error);
-	/* a frame other than a delivery waits: read it */
-	tv = (struct timeval){ 0, 0 };
 	r = amqp_simple_wait_frame_noblock(l->c, &f, &tv);
 	if (r == AMQP_STATUS_TIMEOUT)
 		return 0;
 	if (r != AMQP_STATUS_OK)
 		return lost(l, r);
-	return f.frame_type == AMQP_FRAME_METHOD ? method_event(&f, ev) : 0;
+	if (f.frame_type != AMQP_FRAME_METHOD)
+		return 0;
+	if (l->dir == BR_OUT ||
+	    f.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
+		return method_event(&f, ev);
+	if (read_content(l, f.payload.method.decoded) < 0) {
+		free(l->body.bytes);
+		l->body = (amqp_bytes_t){ 0, NULL };
+		return -1;
+	}
+	ev->kind = BR_EV_DELIVERY;
+	delivery_to_msg(l, &ev->msg);
+	ev->tag = ev->msg.tag;
+	return 1;
 }
 
 static int amqp_settle(struct br_link *l, uint64_t tag, bool multiple,

@@ -122,6 +122,9 @@ struct br_route {
 	char to_topic[BR_LOCAL_MAX];
 
 	struct br_key sign;	/* its own sign-key, else the global one */
+	/* in: the largest body the bus can take (main.c); a delivery over
+	 * it is not read into memory but rejected. 0 = any */
+	size_t max_body;
 };
 
 struct br_conf {
@@ -189,8 +192,10 @@ struct br_kv {
 struct br_msg {
 	const void *body;
 	size_t len;
-	char message_id[64];		/* "" = none */
-	char correlation_id[128];	/* "" = none */
+	/* AMQP short strings: up to 255 bytes. A message id is the local
+	 * dedup id: cut short, two messages would be one */
+	char message_id[BR_NAME_MAX];	/* "" = none */
+	char correlation_id[BR_NAME_MAX];	/* "" = none */
 	char reply_to[BR_NAME_MAX];	/* "" = none */
 	int64_t expiration_ms;		/* < 0 = none */
 	uint32_t delivery_count;	/* 0 = unknown */
@@ -200,6 +205,8 @@ struct br_msg {
 	char routing_key[BR_NAME_MAX];	/* a delivery's */
 	char exchange[BR_NAME_MAX];	/* a delivery's */
 	uint64_t tag;			/* a delivery's tag on its link */
+	bool too_large;			/* a delivery's body over its route's
+					 * max_body: not read, body NULL */
 };
 
 /* A local message as a br_msg (pointers into @m, valid as long as it). */

@@ -344,9 +344,14 @@ static void read_file(struct br_conf *c, const char *path)
 	if (!f)
 		bad(NULL, "cannot read %s: %s", path, strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
-		char *s = trim(line), *eq, *k, *v;
+		char *s, *eq, *k, *v;
 
 		at.line++;
+		/* cut in two, its tail would read as a line of its own */
+		if (!strchr(line, '\n') && !feof(f))
+			bad(&at, "line too long (%zu bytes at most)",
+			    sizeof(line) - 2);
+		s = trim(line);
 		if (!*s || *s == '#' || *s == ';')
 			continue;
 		if (*s == '[') {

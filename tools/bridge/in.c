@@ -46,6 +46,7 @@ struct in {
 	int64_t unacked_ns;	/* when the first of them was published */
 	bool no_dedup;		/* the local queue has no dedup window */
 	bool logged_drop;
+	bool logged_large;
 	int64_t next_lag;	/* when to look at the broker queue again */
 	int full_ms;		/* the next wait while the local side is full */
 	unsigned nt;
@@ -57,9 +58,10 @@ static void count(uint64_t *c, uint64_t n)
 	atomic_add_relaxed(c, n);
 }
 
-/* The local name a delivery goes to: to, or to-topic with {key} put in. */
-static void local_name(const struct in *in, const struct br_msg *m,
-		       char *buf, size_t cap)
+/* The local name a delivery goes to: to, or to-topic with {key} put in.
+ * 0, or -ENAMETOOLONG: it does not fit (cut, it would name another). */
+static int local_name(const struct in *in, const struct br_msg *m,
+		      char *buf, size_t cap)
 {
 	const char *t = in->r->to_queue[0] ? in->r->to_queue : in->r->to_topic;
 	size_t n = 0;
@@ -68,8 +70,10 @@ static void local_name(const struct in *in, const struct br_msg *m,
 		if (!strncmp(t, "{key}", 5)) {
 			size_t k = strlen(m->routing_key);
 
-			if (n + k >= cap)
-				break;
+			if (n + k >= cap) {
+				buf[n] = '\0';
+				return -ENAMETOOLONG;
+			}
 			memcpy(buf + n, m->routing_key, k);
 			n += k;
 			t += 5;
@@ -78,6 +82,7 @@ static void local_name(const struct in *in, const struct br_msg *m,
 		buf[n++] = *t++;
 	}
 	buf[n] = '\0';
+	return *t ? -ENAMETOOLONG : 0;
 }
 
 /* A producer of @name (a topic is declared if it does not exist), or
@@ -105,6 +110,17 @@ static struct target *target(struct in *in, const char *name)
 	}
 	if (!p)
 		return NULL;
+	if (in->r->to_topic[0]) {
+		/* {key} may name a queue, or a subscription's: not ours */
+		struct shmbus_queue_info qi;
+
+		if (shmbus__queue_info(bus, name, &qi) ||
+		    qi.kind != SHMBUS_TOPIC) {
+			shmbus_producer__free(p);
+			errno = EEXIST;
+			return NULL;
+		}
+	}
 	if (in->nt == IN_TARGETS) {
 		/* evict one that has nothing waiting for a confirm */
 		unsigned v = 0;
@@ -223,9 +239,14 @@ static int publish_pending(struct in *in)
 			t = NULL;
 			err = br_rpc_deliver(in->w, m);
 		} else {
-			local_name(in, m, name, sizeof(name));
-			t = target(in, name);
-			err = t ? publish_local(in, t, m) : -errno;
+			t = NULL;
+			err = local_name(in, m, name, sizeof(name));
+			if (!err)
+				t = target(in, name);
+			if (t)
+				err = publish_local(in, t, m);
+			else if (!err)
+				err = -errno;
 		}
 		switch (err) {
 		case 0:
@@ -258,7 +279,8 @@ static int publish_pending(struct in *in)
 			if (!in->logged_drop)
 				br_log(in->w, "a message for '%s' cannot be "
 				       "published here (%s): rejected to the "
-				       "broker", name, strerror(-err));
+				       "broker", name, err == -EEXIST ?
+				       "a queue, not a topic" : strerror(-err));
 			in->logged_drop = true;
 			if (in->w->broker->settle(in->l, m->tag, false,
 						  BR_DROP) < 0)
@@ -338,8 +360,9 @@ static int reject_forged(struct in *in, struct br_msg *m, int why)
 	for (size_t i = 0; i < sizeof(id); i++)
 		id[i] = m->message_id[i] && (m->message_id[i] < ' ' ||
 			m->message_id[i] == 127) ? '?' : m->message_id[i];
-	local_name(in, m, name, sizeof(name));
-	err = br_dead_letter(in->w->bus, name, m, "signature");
+	err = local_name(in, m, name, sizeof(name));
+	if (!err)
+		err = br_dead_letter(in->w->bus, name, m, "signature");
 	if (n <= 32 || !(n % 1000))
 		br_log(in->w, "message '%s' %s: %s (%llu so far)",
 		       id, why == -ENOMSG ? "is not signed" :
@@ -365,6 +388,16 @@ static int poll_link(struct in *in, int timeout_ms)
 		return 0;
 	if (ev.msg.redelivered)
 		count(&in->w->stats.redelivered, 1);
+	if (ev.msg.too_large) {
+		/* larger than any chunk here: it can never go in */
+		if (!in->logged_large)
+			br_log(in->w, "a message of %zu bytes is larger than "
+			       "the bus takes: rejected to the broker",
+			       ev.msg.len);
+		in->logged_large = true;
+		count(&in->w->stats.nacked, 1);
+		return in->w->broker->settle(in->l, ev.tag, false, BR_DROP);
+	}
 	m = &in->pend[(in->head + in->n) % in->r->window];
 	if (in->n == in->r->window || br_msg_copy(m, &ev.msg)) {
 		/* over the prefetch (a broker that ignores it), or no
@@ -403,7 +436,7 @@ void *br_in_run(void *arg)
 	in.pend = calloc(in.r->window, sizeof(*in.pend));
 	if (!in.pend) {
 		br_log(w, "out of memory");
-		w->rc = 1;
+		WRITE_ONCE(w->rc, 1);
 		return NULL;
 	}
 	in.l = br_connect(w, true);
@@ -411,7 +444,7 @@ void *br_in_run(void *arg)
 		int pub = publish_pending(&in), rc = 0;
 
 		if (pub == -2) {
-			w->rc = 1;
+			WRITE_ONCE(w->rc, 1);
 			break;
 		}
 		if (pub < 0)

@@ -271,6 +271,20 @@ static void print_counters(const struct br_conf *c,
 			(unsigned long long)rejected);
 }
 
+/* In routes: a body larger than the bus's largest chunk can never go in,
+ * and is not worth reading into memory, a window of them at a time. */
+static void set_max_body(struct br_conf *c, struct shmbus *bus)
+{
+	struct shmbus_pool_info pi;
+	int n = shmbus__pool_count(bus);
+
+	if (n < 1 || shmbus__pool_info(bus, (unsigned)n - 1, &pi))
+		return;
+	for (unsigned i = 0; i < c->nr_routes; i++)
+		if (c->routes[i].dir == BR_IN)
+			c->routes[i].max_body = pi.payload;
+}
+
 int main(int argc, char **argv)
 {
 	static struct br_conf conf;	/* large: not on the stack */
@@ -308,6 +322,7 @@ int main(int argc, char **argv)
 	}
 	if (br_rpc_setup(&conf, w[0].bus))
 		return 1;
+	set_max_body(&conf, w[0].bus);
 	statfile_init(&sf, &conf);
 	statfile_write(&sf, &conf, w);
 	next_stats = br_now_ms() + BR_STATS_MS;
@@ -332,7 +347,7 @@ int main(int argc, char **argv)
 		if (sig > 0)
 			break;
 		for (unsigned i = 0; i < conf.nr_routes; i++)
-			if (w[i].rc)
+			if (READ_ONCE(w[i].rc))
 				ended = true;
 		if (ended)
 			break;

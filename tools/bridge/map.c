@@ -75,7 +75,8 @@ int br_msg_copy(struct br_msg *dst, const struct br_msg *src)
 		return -ENOMEM;
 	*dst = *src;
 	p = buf;
-	memcpy(p, src->body, src->len);
+	if (src->len)	/* an empty body may have no bytes at all */
+		memcpy(p, src->body, src->len);
 	p[src->len] = '\0';
 	dst->body = p;
 	p += src->len + 1;
@@ -83,7 +84,8 @@ int br_msg_copy(struct br_msg *dst, const struct br_msg *src)
 		const struct br_kv *s = &src->headers[i];
 		struct br_kv *d = &dst->headers[i];
 
-		memcpy(p, s->key, s->klen);
+		if (s->klen)
+			memcpy(p, s->key, s->klen);
 		p[s->klen] = '\0';
 		d->key = p;
 		p += s->klen + 1;

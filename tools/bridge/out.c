@@ -326,7 +326,7 @@ void *br_out_run(void *arg)
 		br_log(w, "cannot consume from '%s': %s",
 		       o.r->from_queue[0] ? o.r->from_queue : o.r->from_topic,
 		       strerror(o.c ? ENOMEM : errno));
-		w->rc = 1;
+		WRITE_ONCE(w->rc, 1);
 		goto out;
 	}
 	o.lease_ms = lease_of(&o);
@@ -336,7 +336,7 @@ void *br_out_run(void *arg)
 		int rc = o.blocked ? 0 : fill(&o);
 
 		if (rc == -2) {
-			w->rc = 1;
+			WRITE_ONCE(w->rc, 1);
 			break;
 		}
 		/* with more to send, only take the events already here;
