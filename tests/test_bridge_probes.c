@@ -6,7 +6,8 @@
  * 500 messages each way through a private RabbitMQ (tests/rmq.h), and
  * the map's rows of its pid hold exactly the forwarded and confirmed
  * counts the bridge prints when it stops, with a confirm latency each;
- * `bpftool map dump` names the routes.
+ * `bpftool map dump` names the routes; `shmbus metrics` shows the
+ * confirm latencies of the running bridge as histograms.
  *
  * Needs root and a kernel with BTF and uprobes; skips otherwise (fails
  * under CI=true).
@@ -186,6 +187,24 @@ static void test_probe_counts(void **state)
 		usleep(50000);
 	assert_int_equal(ready(AQ), N);
 	assert_int_equal(depth(LIN), N);
+	/* the running bridge's confirm latencies in shmbus metrics */
+	{
+		char cmd[PATH_MAX * 2];
+		FILE *p;
+		size_t n;
+
+		snprintf(cmd, sizeof(cmd), "%s --bus %s metrics --pin-dir %s",
+			 cli, BUS, pin_dir);
+		p = popen(cmd, "r");
+		assert_non_null(p);
+		n = fread(out, 1, sizeof(out) - 1, p);
+		out[n] = '\0';
+		pclose(p);
+		assert_non_null(strstr(out, "shmbus_bridge_confirm_seconds_count"
+				       "{bus=\"" BUS "\",route=\"o1\",dir=\"out\""));
+		assert_non_null(strstr(out, "shmbus_bridge_confirm_seconds_count"
+				       "{bus=\"" BUS "\",route=\"i1\",dir=\"in\""));
+	}
 	kill(pid, SIGTERM);
 	assert_int_equal(t_wait(pid, 20000), 0);
 	route_counts("o1", &fwd[0], &cnf[0]);

@@ -20,6 +20,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+
 #include "cli.h"
 #include "observe.h"
 
@@ -225,18 +227,94 @@ static const struct {
 #undef BOFF
 };
 
-static void bridge_labels(FILE *out, const struct obs *o,
-			  const struct cli_bridge *b,
-			  const struct cli_bridge_route *r)
+/* {bus=..,route=..,dir=..,pid=..@more} */
+static void bridge_labels_more(FILE *out, const struct obs *o,
+			       const struct cli_bridge *b,
+			       const struct cli_bridge_route *r,
+			       const char *more)
 {
 	fputs("{bus=\"", out);
 	put_quoted(out, o->bus_name);
 	fputs("\",route=\"", out);
 	put_quoted(out, r->name);
-	fprintf(out, "\",dir=\"%s\",pid=\"%d\"}", r->out ? "out" : "in", b->pid);
+	fprintf(out, "\",dir=\"%s\",pid=\"%d\"%s}", r->out ? "out" : "in",
+		b->pid, more);
 }
 
-static void bridge_metrics(FILE *out, const struct obs *o)
+static void bridge_labels(FILE *out, const struct obs *o,
+			  const struct cli_bridge *b,
+			  const struct cli_bridge_route *r)
+{
+	bridge_labels_more(out, o, b, r, "");
+}
+
+/* The confirm latencies of the bus's running bridges, from the BPF map
+ * "bridge" (their probes bridge_confirm), when the monitor is started. */
+static void bridge_latency(FILE *out, const struct obs *o,
+			   const struct cli_bridge *b, int n, const char *dir)
+{
+	struct shmbus_bridge_key k, next;
+	struct shmbus_bridge_stats v;
+	char path[PATH_MAX];
+	bool head = false;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/bridge", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	for (void *prev = NULL; !bpf_map_get_next_key(fd, prev, &next);
+	     prev = &k) {
+		struct cli_bridge_route r = { 0 };
+		unsigned long long cum = 0, total = 0;
+		const struct cli_bridge *br = NULL;
+
+		k = next;
+		for (int i = 0; i < n && !br; i++)
+			if (b[i].pid == (int)k.pid)
+				br = &b[i];
+		/* only this bus's bridges, and only while they run */
+		if (!br || bpf_map_lookup_elem(fd, &k, &v))
+			continue;
+		k.route[sizeof(k.route) - 1] = '\0';
+		snprintf(r.name, sizeof(r.name), "%s", k.route);
+		r.out = k.dir == 0;
+		if (!head)
+			fprintf(out, "# HELP shmbus_bridge_confirm_seconds "
+				"Forward to confirm of the oldest message each "
+				"confirm settles (BPF, probe bridge_confirm).\n"
+				"# TYPE shmbus_bridge_confirm_seconds "
+				"histogram\n");
+		head = true;
+		for (int i = 0; i < SHMBUS_HIST_BUCKETS; i++)
+			total += v.buckets[i];
+		/* bucket i holds [2^i, 2^(i+1)) ns, as "hist" */
+		for (int i = 0; i < SHMBUS_HIST_BUCKETS - 1; i++) {
+			char le[48];
+
+			cum += v.buckets[i];
+			snprintf(le, sizeof(le), ",le=\"%.9g\"",
+				 (double)(1ULL << (i + 1)) / 1e9);
+			fputs("shmbus_bridge_confirm_seconds_bucket", out);
+			bridge_labels_more(out, o, br, &r, le);
+			fprintf(out, " %llu\n", cum);
+			if (cum == total && i >= 40)
+				break;	/* the rest add nothing */
+		}
+		fputs("shmbus_bridge_confirm_seconds_bucket", out);
+		bridge_labels_more(out, o, br, &r, ",le=\"+Inf\"");
+		fprintf(out, " %llu\n", total);
+		fputs("shmbus_bridge_confirm_seconds_sum", out);
+		bridge_labels(out, o, br, &r);
+		fprintf(out, " %.9f\n", v.latency_ns / 1e9);
+		fputs("shmbus_bridge_confirm_seconds_count", out);
+		bridge_labels(out, o, br, &r);
+		fprintf(out, " %llu\n", total);
+	}
+	close(fd);
+}
+
+static void bridge_metrics(FILE *out, const struct obs *o, const char *dir)
 {
 	struct cli_bridge *b;
 	int n;
@@ -248,6 +326,7 @@ static void bridge_metrics(FILE *out, const struct obs *o)
 		free(b);
 		return;
 	}
+	bridge_latency(out, o, b, n, dir);
 	for (size_t k = 0; k < sizeof(bridge_rows) / sizeof(bridge_rows[0]);
 	     k++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", bridge_rows[k].name,
@@ -279,8 +358,8 @@ static void bridge_metrics(FILE *out, const struct obs *o)
 	free(b);
 }
 
-/* Everything, to @out. */
-static void metrics_write(FILE *out, const struct obs *o)
+/* Everything, to @out; @dir: the BPF pin directory. */
+static void metrics_write(FILE *out, const struct obs *o, const char *dir)
 {
 	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s counter\n",
@@ -308,7 +387,7 @@ static void metrics_write(FILE *out, const struct obs *o)
 #undef OFF
 	journal_metrics(out, o);
 	bus_journal_metrics(out, o);
-	bridge_metrics(out, o);
+	bridge_metrics(out, o, dir);
 	if (!o->bpf) {
 		fprintf(out, "# shmbus_latency_seconds: no BPF maps: %s\n",
 			o->bpf_why);
@@ -381,7 +460,7 @@ static int render(const char *dir, char **buf, size_t *len)
 		obs_free(&o);
 		return -errno;
 	}
-	metrics_write(out, &o);
+	metrics_write(out, &o, dir);
 	obs_free(&o);
 	if (fclose(out))
 		return -errno;
