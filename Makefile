@@ -7,6 +7,9 @@
 #   make bench      deps + build + run the benchmark
 #   make bench-durable  deps + build + run shmbus-bench-durable (persistent
 #                   queues against a private RabbitMQ; DBENCH_ARGS)
+#   make bench-bridge   deps + build + run shmbus-bench-bridge (the bridge
+#                   against plain AMQP clients of a private RabbitMQ;
+#                   BBENCH_ARGS)
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built)
 #   make kmod       the kernel module; make test-kmod runs its VM tests
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each
@@ -135,6 +138,11 @@ BRIDGE_SRCS := $(wildcard tools/bridge/*.c)
 BRIDGE_OBJS := $(patsubst tools/bridge/%.c,$(O)/bridge/%.o,$(BRIDGE_SRCS))
 DBENCH_SRCS := $(wildcard tools/bench/durable/*.c)
 DBENCH_OBJS := $(patsubst tools/bench/durable/%.c,$(O)/dbench/%.o,$(DBENCH_SRCS))
+BBENCH_SRCS := $(wildcard tools/bench/bridge/*.c)
+BBENCH_OBJS := $(patsubst tools/bench/bridge/%.c,$(O)/bbench/%.o,$(BBENCH_SRCS))
+# a private RabbitMQ and the AMQP client side, for both benchmarks that
+# measure against it
+RABBIT_OBJ  := $(O)/rabbit/rabbit.o
 
 SONAME   := libshmbus.so.$(VERSION_MAJOR)
 SHLIB    := $(B)/lib/libshmbus.so.$(VERSION)
@@ -146,6 +154,7 @@ DAEMON   := $(B)/bin/shmbusd
 CLI      := $(B)/bin/shmbus
 BENCH    := $(B)/bin/shmbus-bench
 DBENCH   := $(B)/bin/shmbus-bench-durable
+BBENCH   := $(B)/bin/shmbus-bench-bridge
 BRIDGE   := $(B)/bin/shmbus-bridge
 PCOST    := $(B)/bin/probe-cost
 
@@ -161,12 +170,12 @@ EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # installed as <shmbus/bpf.h>.
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: FORCE all lib deps deps-build test demo bench bench-durable install clean kmod kmod-progs test-kmod \
+.PHONY: FORCE all lib deps deps-build test demo bench bench-durable bench-bridge install clean kmod kmod-progs test-kmod \
 	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(PCOST) $(TESTS) \
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(BBENCH) $(PCOST) $(TESTS) \
 	$(EXAMPLES) $(PCFILE) $(UNITS) checks
 
 lib: $(SHLIB) $(STLIB)
@@ -186,13 +195,20 @@ demo: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)B=$(B) sh tools/scripts/demo.sh
 
+# the benchmarks against RabbitMQ take minutes and measure mostly the
+# broker: their own targets (docs/decisions.md)
 bench: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)$(BENCH) $(BENCH_ARGS)
+	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge)'
 
 bench-durable: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all
 	$(Q)$(DBENCH) $(DBENCH_ARGS)
+
+bench-bridge: deps
+	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)$(BBENCH) $(BBENCH_ARGS)
 
 # ---- compiling: one rule per source folder --------------------------
 
@@ -221,6 +237,14 @@ $(O)/bridge/%.o: tools/bridge/%.c | $(O)/bridge
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
 
 $(O)/dbench/%.o: tools/bench/durable/%.c | $(O)/dbench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+$(O)/bbench/%.o: tools/bench/bridge/%.c | $(O)/bbench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+$(O)/rabbit/%.o: tools/bench/rabbit/%.c | $(O)/rabbit
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
 
@@ -302,11 +326,18 @@ $(BENCH): $(BENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(Q)$(CC) $(ALL_LDFLAGS) $(BENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
 		-L$(B)/lib -lshmbus -lpthread -lm
 
-# proc.o: the helpers of both benchmark programs
-$(DBENCH): $(DBENCH_OBJS) $(O)/bench/proc.o $(SHLIB) $(B)/.paths | $(B)/bin
+# proc.o: the helpers of every benchmark program
+$(DBENCH): $(DBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) $(DBENCH_OBJS) $(O)/bench/proc.o -o $@ $(RUNPATH_FLAG) \
-		-L$(B)/lib -lshmbus -lrabbitmq -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) $(DBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) \
+		-o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus -lrabbitmq -lm
+
+# it runs $(BRIDGE) and $(DAEMON) from beside itself
+$(BBENCH): $(BBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) $(SHLIB) $(B)/.paths \
+		| $(B)/bin $(BRIDGE) $(DAEMON)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(BBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) \
+		-o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus -lrabbitmq -lm
 
 $(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
@@ -517,7 +548,7 @@ clean:
 
 $(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/examples \
 $(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
-	$(O)/dbench $(O)/bridge:
+	$(O)/dbench $(O)/bbench $(O)/rabbit $(O)/bridge:
 	$(Q)mkdir -p $@
 
 # the headers each object and program read, as the compiler found them

@@ -84,8 +84,8 @@ extern const char *const queue_names[NR_CHAN];
 extern const char *const sum_queue_names[NR_CHAN];
 
 /* ------------------------------------------------------------------ */
-/* Small helpers (in_parent, die, map_shared: proc.c; each program's */
-/* main() sets bench_main_pid first)                                  */
+/* Small helpers (in_parent, die, map_shared, directories, a daemon: */
+/* proc.c; each program's main() sets bench_main_pid first)          */
 /* ------------------------------------------------------------------ */
 
 static inline uint64_t now_ns(void)
@@ -104,6 +104,23 @@ __attribute__((format(printf, 1, 2), noreturn))
 void die(const char *fmt, ...);
 
 void *map_shared(size_t len);
+
+/* A new directory PROGRAM.XXXXXX in @parent: 0, or -1 and errno. */
+int bench_mkdtemp(char *buf, size_t len, const char *parent);
+void bench_rm_rf(const char *path);
+/* Program @name beside this one. */
+void bench_exe_path(char *buf, size_t len, const char *name);
+/* A private shmbusd, our child, listening on @sock; stopped with
+ * bench_reap(pid, SIGTERM). */
+pid_t bench_daemon_start(const char *sock, const char *state_dir,
+			 const char *log);
+void bench_reap(pid_t pid, int sig);
+/* --size's argument: the index of 64 or 4096 in sizes[], or die(). */
+int bench_size_arg(const char *arg);
+/* The first line of what shell command @cmd prints ("?" if none). */
+const char *bench_cmd_line(char *buf, size_t len, const char *cmd);
+/* @cleanup at exit(), which SIGINT, SIGTERM and SIGHUP then call too. */
+void bench_at_exit(void (*cleanup)(void));
 
 /* ------------------------------------------------------------------ */
 /* Payload: written whole by the sender, read whole by the receiver   */

@@ -159,12 +159,7 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 's':
 			size = true;
-			if (!strcmp(optarg, "64"))
-				cfg.size_on[0] = true;
-			else if (!strcmp(optarg, "4096"))
-				cfg.size_on[1] = true;
-			else
-				die("--size: want 64 or 4096");
+			cfg.size_on[bench_size_arg(optarg)] = true;
 			break;
 		case 'm':
 			mode = true;

@@ -9,14 +9,10 @@
  * removed at exit; the log is kept when the run failed.
  */
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dbench.h"
@@ -43,44 +39,15 @@ const char *d_daemon_log(void)
 	return log_path;
 }
 
-/* shmbusd beside us in the build tree's (or the installation's) bin. */
-static void daemon_path(char *buf, size_t len)
-{
-	char self[PATH_MAX - 16];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash;
-
-	if (n <= 0)
-		die("readlink /proc/self/exe: %s", strerror(errno));
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	*slash = '\0';
-	snprintf(buf, len, "%s/shmbusd", self);
-}
-
-static bool accepts(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	if (fd < 0)
-		die("socket: %s", strerror(errno));
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-	ok = !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	return ok;
-}
-
 static void dirs_make(void)
 {
 	if (run_dir[0])
 		return;
-	if (d_mkdtemp(run_dir, sizeof(run_dir), "/tmp") < 0)
+	if (bench_mkdtemp(run_dir, sizeof(run_dir), "/tmp") < 0)
 		die("mkdtemp in /tmp: %s", strerror(errno));
 	snprintf(sock_path, sizeof(sock_path), "%s/shmbusd.sock", run_dir);
 	snprintf(log_path, sizeof(log_path), "%s/shmbusd.log", run_dir);
-	if (d_mkdtemp(state_parent, sizeof(state_parent), dcfg.dir) < 0)
+	if (bench_mkdtemp(state_parent, sizeof(state_parent), dcfg.dir) < 0)
 		die("mkdtemp in %s: %s", dcfg.dir, strerror(errno));
 	snprintf(state_dir, sizeof(state_dir), "%s/state", state_parent);
 	/* the children open the bus through it, never autostarting one */
@@ -91,54 +58,20 @@ static void dirs_make(void)
 /* Start shmbusd and wait until it accepts connections. */
 void d_daemon_start(void)
 {
-	char path[PATH_MAX];
-
 	dirs_make();
-	daemon_path(path, sizeof(path));
-	fflush(NULL);
-	dpid = fork();
-	if (dpid < 0)
-		die("fork: %s", strerror(errno));
-	if (!dpid) {
-		execl(path, "shmbusd", "--socket", sock_path, "--state-dir",
-		      state_dir, "--log", log_path, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
-		_exit(127);
-	}
-	for (int i = 0; i < 60000; i++) {
-		int st;
-
-		if (waitpid(dpid, &st, WNOHANG) == dpid) {
-			dpid = 0;
-			die("shmbusd exited before it listened (log %s)",
-			    log_path);
-		}
-		if (accepts())
-			return;
-		usleep(200);
-	}
-	die("shmbusd did not listen on %s within 12 s", sock_path);
-}
-
-static void reap(int sig)
-{
-	if (dpid <= 0)
-		return;
-	kill(dpid, sig);
-	/* it is our child: waitpid is exact, no pid reuse to fear */
-	while (waitpid(dpid, NULL, 0) < 0 && errno == EINTR)
-		;
-	dpid = 0;
+	dpid = bench_daemon_start(sock_path, state_dir, log_path);
 }
 
 void d_daemon_kill9(void)
 {
-	reap(SIGKILL);
+	bench_reap(dpid, SIGKILL);
+	dpid = 0;
 }
 
 void d_daemon_stop(void)
 {
-	reap(SIGTERM);
+	bench_reap(dpid, SIGTERM);
+	dpid = 0;
 }
 
 /* atexit and fatal signals: stop the daemon, remove what we made (the
@@ -147,7 +80,7 @@ void d_daemon_cleanup(void)
 {
 	d_daemon_stop();
 	if (state_parent[0]) {
-		d_rm_rf(state_parent);
+		bench_rm_rf(state_parent);
 		state_parent[0] = '\0';
 	}
 	if (!run_dir[0])
@@ -158,7 +91,7 @@ void d_daemon_cleanup(void)
 			"%s\n", log_path);
 		return;
 	}
-	d_rm_rf(run_dir);
+	bench_rm_rf(run_dir);
 	run_dir[0] = '\0';
 }
 

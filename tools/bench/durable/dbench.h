@@ -96,8 +96,6 @@ pid_t d_fork(const char *what);
 void d_wait_kids(pid_t *kids, int n, const char *label);
 void d_start_line(void);
 void d_kid_timeout(const char *label);
-int d_mkdtemp(char *buf, size_t len, const char *parent);
-void d_rm_rf(const char *path);
 
 /* daemon.c: a private shmbusd with a state directory */
 void d_daemon_start(void);
@@ -113,13 +111,10 @@ struct shmbus *d_bus_open(const char *name, bool create);
 extern struct shmbus *d_bus;
 void d_run_shmbus(enum d_kind k, unsigned bi, int si);
 
-/* rabbit.c: RabbitMQ, its private server and its cells (main.c sets
- * d_rabbit_done after the last one) */
+/* rabbit.c: RabbitMQ's cells, on the private server of ../rabbit/
+ * (main.c sets d_rabbit_done after the last one) */
 extern bool d_rabbit_done;
-int d_rabbit_start(void);
-void d_rabbit_stop(void);
 void d_run_rabbit(unsigned bi, int si);
-const char *d_rabbit_version(void);
 
 /* recovery.c */
 void d_run_recovery(void);

@@ -28,7 +28,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -43,6 +42,7 @@
 
 #include "dbench.h"
 #include "barrier.h"
+#include "../rabbit/rabbit.h"
 
 const size_t sizes[NR_SIZES] = { 64, 4096 };
 const unsigned d_batches[D_NR_BATCH] = { 1, 16, 256 };
@@ -138,34 +138,6 @@ void d_start_line(void)
 		usleep(100);
 }
 
-/* A new directory shmbus-dbench.XXXXXX in @parent. */
-int d_mkdtemp(char *buf, size_t len, const char *parent)
-{
-	if ((size_t)snprintf(buf, len, "%s/shmbus-dbench.XXXXXX", parent) >=
-	    len) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (mkdtemp(buf))
-		return 0;
-	buf[0] = '\0';
-	return -1;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	if (remove(path) < 0)
-		fprintf(stderr, "shmbus-bench-durable: remove %s: %s\n", path,
-			strerror(errno));
-	return 0;
-}
-
-void d_rm_rf(const char *path)
-{
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* ------------------------------------------------------------------ */
 /* Results                                                            */
 /* ------------------------------------------------------------------ */
@@ -238,16 +210,9 @@ void d_cell_from_shared(struct dcell *c)
 
 static void shell_line(const char *label, const char *cmd)
 {
-	char line[256] = "";
-	FILE *f = popen(cmd, "r");
+	char line[256];
 
-	if (f) {
-		if (!fgets(line, sizeof(line), f))
-			line[0] = '\0';
-		pclose(f);
-	}
-	line[strcspn(line, "\n")] = '\0';
-	printf("%-14s %s\n", label, line[0] ? line : "?");
+	printf("%-14s %s\n", label, bench_cmd_line(line, sizeof(line), cmd));
 }
 
 static void print_facts(void)
@@ -406,12 +371,7 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 's':
 			size = true;
-			if (!strcmp(optarg, "64"))
-				dcfg.size_on[0] = true;
-			else if (!strcmp(optarg, "4096"))
-				dcfg.size_on[1] = true;
-			else
-				die("--size: want 64 or 4096");
+			dcfg.size_on[bench_size_arg(optarg)] = true;
 			break;
 		case 'd':
 			if (optarg[0] != '/' || strlen(optarg) > 200)
@@ -467,33 +427,19 @@ static void cleanup(void)
 		shmbus__close(d_bus);
 		d_bus = NULL;
 	}
-	d_rabbit_stop();
+	/* its files stay when the run ended before its cells were done
+	 * (an exit from die()) */
+	rabbit_stop(!d_rabbit_done);
 	d_daemon_cleanup();
-}
-
-static void fatal_signal(int sig)
-{
-	/* exit() runs cleanup(): stopping servers by pid and removing
-	 * directories is not async-signal-safe, but the main thread is
-	 * only ever waiting when a signal comes */
-	exit(128 + sig);
 }
 
 static void setup(void)
 {
-	struct sigaction sa = { .sa_handler = fatal_signal };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	dsh = mmap(NULL, sizeof(*dsh), PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (dsh == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
-	if (atexit(cleanup))
-		die("atexit failed");
+	bench_at_exit(cleanup);
 }
 
 static void run_cells(void)
@@ -519,7 +465,7 @@ static void run_rabbit_cells(void)
 {
 	if (!dcfg.rabbit)
 		return;
-	if (d_rabbit_start() < 0) {
+	if (rabbit_start(dcfg.dir) < 0) {
 		fprintf(stderr, "shmbus-bench-durable: RabbitMQ not measured\n");
 		dcfg.rabbit = false;
 		return;
@@ -531,7 +477,7 @@ static void run_rabbit_cells(void)
 			d_run_rabbit(bi, si);
 	}
 	d_rabbit_done = true;
-	d_rabbit_stop();
+	rabbit_stop(false);
 }
 
 int main(int argc, char **argv)
@@ -547,7 +493,7 @@ int main(int argc, char **argv)
 	run_cells();
 	run_rabbit_cells();
 	if (dcfg.rabbit)
-		printf("%-14s %s\n\n", "rabbitmq", d_rabbit_version());
+		printf("%-14s %s\n\n", "rabbitmq", rabbit_version());
 	for (int si = 0; si < NR_SIZES; si++)
 		if (dcfg.size_on[si])
 			print_size(si);
