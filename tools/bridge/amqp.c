@@ -793,6 +793,19 @@ static int amqp_depth(struct br_link *l, uint64_t *n)
 	return 0;
 }
 
+static void amqp_wait(struct br_link *l, int fd, int timeout_ms)
+{
+	struct pollfd p[2] = {
+		{ .fd = amqp_get_sockfd(l->c), .events = POLLIN },
+		{ .fd = fd, .events = POLLIN },
+	};
+
+	/* frames librabbitmq has read already do not show on the socket */
+	if (amqp_frames_enqueued(l->c) || amqp_data_in_buffer(l->c))
+		return;
+	poll(p, 2, timeout_ms);
+}
+
 static const struct br_broker amqp_broker = {
 	.name = "amqp",
 	.accepts = amqp_accepts,
@@ -800,6 +813,7 @@ static const struct br_broker amqp_broker = {
 	.publish = amqp_publish,
 	.next = amqp_next,
 	.settle = amqp_settle,
+	.wait = amqp_wait,
 	.close = amqp_close,
 	.depth = amqp_depth,
 };

@@ -290,6 +290,10 @@ struct br_broker {
 	/* Settle a delivery: 0, or < 0 when the link is broken. */
 	int (*settle)(struct br_link *l, uint64_t tag, bool multiple,
 		      enum br_settle how);
+	/* Wait up to @timeout_ms until the link has something to read or
+	 * @fd (the local side's) is readable, whichever comes first; next()
+	 * with a timeout of 0 then takes what the link has. */
+	void (*wait)(struct br_link *l, int fd, int timeout_ms);
 	void (*close)(struct br_link *l);
 	/* Messages ready in an in link's queue: 0, or < 0 when the link
 	 * is broken. */

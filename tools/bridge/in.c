@@ -375,7 +375,8 @@ static int reject_forged(struct in *in, struct br_msg *m, int why)
 				     err ? BR_DROP : BR_ACK);
 }
 
-/* Take one event within @timeout_ms: 0, or -1 when the link is lost. */
+/* Take one event within @timeout_ms: 1, 0 if none came, or -1 when the
+ * link is lost. */
 static int poll_link(struct in *in, int timeout_ms)
 {
 	struct br_event ev;
@@ -385,7 +386,7 @@ static int poll_link(struct in *in, int timeout_ms)
 	if (r <= 0)
 		return r;
 	if (ev.kind != BR_EV_DELIVERY)
-		return 0;
+		return 1;
 	if (ev.msg.redelivered)
 		count(&in->w->stats.redelivered, 1);
 	if (ev.msg.too_large) {
@@ -403,13 +404,13 @@ static int poll_link(struct in *in, int timeout_ms)
 		/* over the prefetch (a broker that ignores it), or no
 		 * memory: the broker keeps it */
 		return in->w->broker->settle(in->l, ev.tag, false,
-					     BR_REQUEUE);
+					     BR_REQUEUE) < 0 ? -1 : 1;
 	}
 	if (in->r->sign.len && (err = br_verify(&in->r->sign, m)))
-		return reject_forged(in, m, err);
+		return reject_forged(in, m, err) < 0 ? -1 : 1;
 	in->n++;
 	WRITE_ONCE(in->w->stats.inflight, in->n);
-	return 0;
+	return 1;
 }
 
 /* Once a second, how many messages wait in the broker queue (a passive
@@ -432,6 +433,7 @@ void *br_in_run(void *arg)
 {
 	struct br_worker *w = arg;
 	struct in in = { .w = w, .r = w->route, .full_ms = 1 };
+	bool quiet = false;
 
 	in.pend = calloc(in.r->window, sizeof(*in.pend));
 	if (!in.pend) {
@@ -449,10 +451,12 @@ void *br_in_run(void *arg)
 		}
 		if (pub < 0)
 			rc = -1;
-		/* ack what went in: at once when nothing waits, else
-		 * after a batch (the broker's window is half used) */
-		if (!rc && in.unacked && (!in.n || !pub ||
-					  in.n >= in.r->window / 2))
+		/* ack what went in, one basic.ack for many: when half the
+		 * broker's window is used, when the link had nothing more
+		 * for a millisecond, or when the local side is full. An
+		 * ack per delivery costs the broker more than the delivery. */
+		if (!rc && in.unacked && (quiet || !pub ||
+					  in.unacked_n >= in.r->window / 2))
 			rc = ack_published(&in, 0) < 0 ? -1 : 0;
 		if (!rc) {
 			int tmo = in.unacked ? 1 : 50;	/* local confirms */
@@ -468,8 +472,15 @@ void *br_in_run(void *arg)
 				in.full_ms = 1;
 			}
 			rc = poll_link(&in, tmo);
+			quiet = !rc;
+			/* and what else the link holds now, up to an ack's
+			 * worth: published in one go, they wake a sleeping
+			 * local consumer once */
+			while (rc > 0 && pub &&
+			       in.n + in.unacked_n < in.r->window / 2)
+				rc = poll_link(&in, 0);
 		}
-		if (!rc)
+		if (rc >= 0)
 			rc = update_lag(&in);
 		if (rc < 0) {
 			drop_link(&in);

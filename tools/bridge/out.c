@@ -340,12 +340,20 @@ void *br_out_run(void *arg)
 			break;
 		}
 		/* with more to send, only take the events already here;
-		 * with the window full or the queue empty, wait for one.
-		 * An idle route reads its link too (heartbeats, a broker
-		 * that went away). */
-		if (!rc)
+		 * with the window full, wait for one; with the queue empty,
+		 * wait for either side, so that a message that comes
+		 * meanwhile is sent at once, not after the confirms. An
+		 * idle route reads its link too (heartbeats, a broker that
+		 * went away). */
+		if (!rc && o.idle && !o.blocked && o.n < o.r->window) {
+			if (!shmbus_consumer__arm(o.c))
+				w->broker->wait(o.l, shmbus_consumer__fd(o.c),
+						50);
+			rc = poll_link(&o, 0);
+		} else if (!rc) {
 			rc = poll_link(&o, o.n < o.r->window && !o.idle &&
 				       !o.blocked ? 0 : 50);
+		}
 		extend_leases(&o);
 		if (rc < 0) {
 			drop_link(&o);
