@@ -397,7 +397,8 @@ static int poll_link(struct in *in, int timeout_ms)
 			       ev.msg.len);
 		in->logged_large = true;
 		count(&in->w->stats.nacked, 1);
-		return in->w->broker->settle(in->l, ev.tag, false, BR_DROP);
+		return in->w->broker->settle(in->l, ev.tag, false,
+					     BR_DROP) < 0 ? -1 : 1;
 	}
 	m = &in->pend[(in->head + in->n) % in->r->window];
 	if (in->n == in->r->window || br_msg_copy(m, &ev.msg)) {
