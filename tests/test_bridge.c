@@ -11,7 +11,9 @@
  *    bridge gives back what was in flight, reconnects and goes on (lost
  *    0: what the broker confirmed was on its disk);
  *  - the same with the bridge idle: it reconnects and forwards what
- *    comes after.
+ *    comes after;
+ *  - --start-daemon false (as the systemd unit runs it) with no daemon:
+ *    exit 1 with the reason, and no daemon started.
  */
 #include "shmbus.h"
 #include "helpers.h"
@@ -38,15 +40,6 @@ static void need_broker(void)
 		SKIP_OR_FAIL("%.200s", why);
 }
 
-#if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 /* build/bin/shmbus, beside build/tests/ */
 static void find_cli(void)
 {
@@ -57,6 +50,15 @@ static void find_cli(void)
 	*strrchr(cli, '/') = '\0';
 	*strrchr(cli, '/') = '\0';
 	strcat(cli, "/bin/shmbus");
+}
+
+#if RMQ_HAVE_CLIENT
+static void rpc_ok(amqp_connection_state_t c, const char *what)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+
+	if (r.reply_type != AMQP_RESPONSE_NORMAL)
+		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
 }
 
 /* The bridge, its stderr in the test's directory (bridge.err). */
@@ -357,9 +359,48 @@ static void test_idle_restart(void **state)
 }
 #endif
 
+static void test_no_start(void **state)
+{
+	char sock[PATH_MAX], err[PATH_MAX], line[512], all[2048] = "";
+	struct stat st;
+	FILE *f;
+	pid_t pid;
+	int rc;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/nobody.sock", t_dir);
+	snprintf(err, sizeof(err), "%s/nostart.err", t_dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		setenv("SHMBUS_SOCKET", sock, 1);
+		if (!freopen(err, "w", stderr))
+			_exit(127);
+		execl(cli, cli, "--bus", BUS, "bridge", "--amqp",
+		      "amqp://127.0.0.1:1", "--from", LQ, "--exchange", EX,
+		      "--start-daemon", "false", (char *)NULL);
+		_exit(127);
+	}
+	rc = t_wait(pid, 20000);
+	f = fopen(err, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strlen(all) + strlen(line) < sizeof(all))
+			strcat(all, line);
+	fclose(f);
+	print_message("--start-daemon false, no daemon: exit %d:\n%s", rc,
+		      all);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(all, "shmbus-bridge: cannot open bus"));
+	/* nothing listens there, nor was started to */
+	usleep(300000);
+	assert_int_not_equal(stat(sock, &st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_start),
 #if RMQ_HAVE_CLIENT
 		cmocka_unit_test(test_forward),
 		cmocka_unit_test(test_kill9),
@@ -371,11 +412,11 @@ int main(void)
 	FILE *f;
 
 	t_env_setup();
+	find_cli();
 	if (rmq_start(&broker, why, sizeof(why)) < 0)
 		rmq_stop(&broker, true);
 #if RMQ_HAVE_CLIENT
 	if (!why[0]) {
-		find_cli();
 		/* a wrong password in the URL: the file's must be used */
 		snprintf(url, sizeof(url), "amqp://guest:wrong@127.0.0.1:%d",
 			 broker.amqp_port);

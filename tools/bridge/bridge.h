@@ -143,6 +143,7 @@ struct br_conf {
 	char local_reply_queue[BR_LOCAL_MAX];
 	unsigned reply_timeout_ms;
 	unsigned heartbeat;	/* seconds, 0 = none */
+	bool no_start;		/* start-daemon = false */
 	unsigned nr_routes;
 	struct br_route routes[BR_MAX_ROUTES];
 };

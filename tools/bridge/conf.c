@@ -292,6 +292,10 @@ static int global_key(const struct where *at, struct br_conf *c,
 			bad(at, "reply-timeout '%s': expected seconds, 0.001.."
 			    "86400", v);
 		c->reply_timeout_ms = (unsigned)(s * 1000 + 0.5);
+	} else if (!strcmp(name, "start-daemon")) {
+		if (strcmp(v, "true") && strcmp(v, "false"))
+			bad(at, "start-daemon '%s': expected true or false", v);
+		c->no_start = !strcmp(v, "false");
 	} else if (!strcmp(name, "tls-insecure")) {
 		if (strcmp(v, "true") && strcmp(v, "false"))
 			bad(at, "tls-insecure '%s': expected true or false", v);
@@ -416,6 +420,7 @@ static void usage(FILE *f)
 "                     [--prefetch N] [--sign-key FILE]\n"
 "                     [--reply-queue AMQPQUEUE|none] [--reply-timeout S]\n"
 "                     [--local-reply-queue QUEUE]\n"
+"                     [--start-daemon true|false]\n"
 "  Link a bus to an AMQP 0-9-1 broker (RabbitMQ), at least once both ways.\n"
 "  out: local messages are published persistent with publisher confirms\n"
 "  and acked here only once the broker confirmed them. in: broker\n"
@@ -433,6 +438,8 @@ static void usage(FILE *f)
 "  (default 30 s) for theirs; --reply-queue none: requests do not cross.\n"
 "  --heartbeat: AMQP heartbeat in seconds (default 10); a connection\n"
 "  silent for two of them is given up and made again.\n"
+"  --start-daemon false: if shmbusd is not running, exit 1 instead of\n"
+"  starting it (under a service manager, which starts the daemon).\n"
 "  SIGINT/SIGTERM: stop, waiting up to 5 s for what is in flight; the\n"
 "  counters go to stderr.\n", f);
 }
@@ -453,6 +460,7 @@ void br_conf_parse(struct br_conf *c, int argc, char **argv)
 		{ "reply-queue", required_argument, NULL, 0 },
 		{ "local-reply-queue", required_argument, NULL, 0 },
 		{ "reply-timeout", required_argument, NULL, 0 },
+		{ "start-daemon", required_argument, NULL, 0 },
 		{ "from", required_argument, NULL, 0 },
 		{ "from-topic", required_argument, NULL, 0 },
 		{ "group", required_argument, NULL, 0 },

@@ -118,9 +118,21 @@ struct br_link *br_connect(struct br_worker *w, bool first)
 	return NULL;
 }
 
+/* The bus, or NULL and errno; the daemon is started if it is not
+ * running unless start-daemon = false. */
+static struct shmbus *try_open_bus(const struct br_conf *c)
+{
+	struct shmbus_open_opts o = {
+		.sz = sizeof(o),
+		.flags = c->no_start ? SHMBUS_OPEN_NOSTART : 0,
+	};
+
+	return shmbus__open(c->bus[0] ? c->bus : NULL, &o);
+}
+
 static struct shmbus *open_bus(const struct br_conf *c)
 {
-	struct shmbus *bus = shmbus__open(c->bus[0] ? c->bus : NULL, NULL);
+	struct shmbus *bus = try_open_bus(c);
 
 	if (!bus) {
 		fprintf(stderr, "shmbus-bridge: cannot open bus '%s': %s\n",
@@ -144,7 +156,7 @@ static void statfile_init(struct statfile *sf, const struct br_conf *c)
 {
 	char dir[PATH_MAX];
 
-	sf->bus = shmbus__open(c->bus[0] ? c->bus : NULL, NULL);
+	sf->bus = try_open_bus(c);
 	sf->start = br_pid_start((long)getpid());
 	if (!sf->bus || br_statfile_dir(NULL, dir, sizeof(dir)) < 0) {
 		sf->off = true;
