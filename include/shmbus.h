@@ -652,7 +652,25 @@ struct shmbus_pub_opts {
 	 * queue deleted since goes nowhere, also when its id serves
 	 * another queue by then. NULL = none. */
 	const char *reply_to;
+	uint32_t flags;		/* SHMBUS_PUB_* */
+	uint32_t __pad;
 };
+
+/*
+ * More publishes of this producer follow at once: the wake-up of
+ * consumers sleeping on the queue waits for the next publish without
+ * this flag, or for shmbus_producer__flush(), and then wakes as many of
+ * them as messages were published meanwhile (up to the sleepers), with
+ * one eventfd write each, not one per message. A publish that has to
+ * wait for room or memory, or fails, wakes them first. Meant for a
+ * program that forwards bursts, each message with its own attributes
+ * (shmbus-bridge's in routes); publish_batch does the same for messages
+ * that share their options. A producer that dies before its flush is
+ * one that died between a publish and its wake-up: the daemon, releasing
+ * its slot, wakes the queue's sleepers. Ignored on a topic, whose
+ * subscribers are woken at each publish.
+ */
+#define SHMBUS_PUB_MORE		0x1u
 
 /*
  * Copy @len bytes into a new message and publish it.
@@ -685,6 +703,14 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 					      const struct iovec *iov,
 					      unsigned n,
 					      const struct shmbus_pub_opts *opts);
+
+/*
+ * Wake the consumers that the producer's publishes with SHMBUS_PUB_MORE
+ * did not wake yet (nothing if there are none). Returns the number of
+ * sleeping consumers woken, or -EIDRM (the queue was deleted) or -EUCLEAN
+ * (it was damaged beyond repair), as a publish would.
+ */
+SHMBUS_API int shmbus_producer__flush(struct shmbus_producer *p);
 
 /*
  * Wait up to @timeout_ns until every message this producer published so

@@ -8,7 +8,12 @@
  *  - timeouts, EINTR, and a deleted queue waking its sleepers (-EIDRM);
  *  - a wake-up that goes to a consumer which then does not take the
  *    message (stopped, killed, or detaching) reaches another sleeper
- *    while the producer lives on.
+ *    while the producer lives on;
+ *  - SHMBUS_PUB_MORE: a burst wakes a sleeper once, at its last publish
+ *    or at the flush; the lost wake-up stress with bursts of 16 into a
+ *    2-slot queue (every burst waits for room, owing wake-ups); and a
+ *    producer killed -9 while it owes them: the daemon wakes the
+ *    consumer as it releases the dead producer's slot.
  */
 #include <poll.h>
 #include <sys/epoll.h>
@@ -84,7 +89,8 @@ static void stress_consumer(const char *q, int64_t spin, uint64_t total,
 	_exit(0);
 }
 
-static void stress_producer(const char *q, uint64_t total)
+/* @burst > 1: every message but each burst's last with SHMBUS_PUB_MORE */
+static void stress_producer(const char *q, uint64_t total, unsigned burst)
 {
 	struct shmbus *bus = open_bus();
 	struct shmbus_producer *p = shmbus_producer__new(bus, q, NULL);
@@ -92,13 +98,18 @@ static void stress_producer(const char *q, uint64_t total)
 
 	CHILD_CHECK(p, "producer: %s", strerror(errno));
 	for (uint64_t i = 0; i < total; i++) {
-		int err = shmbus_producer__publish(p, &i, sizeof(i), &po);
+		int err;
+
+		po.flags = burst > 1 && i % burst != burst - 1 ?
+			   SHMBUS_PUB_MORE : 0;
+		err = shmbus_producer__publish(p, &i, sizeof(i), &po);
 
 		CHILD_CHECK(!err, "publish: %s", strerror(-err));
 		/* now and then let the consumers fall asleep */
 		if (i % 1024 == 0)
 			usleep(50);
 	}
+	po.flags = 0;
 	for (int k = 0; k < 2; k++) {
 		uint64_t stop = UINT64_MAX;
 
@@ -110,7 +121,7 @@ static void stress_producer(const char *q, uint64_t total)
 	_exit(0);
 }
 
-static void run_stress(const char *q, int64_t spin)
+static void run_stress(const char *q, int64_t spin, unsigned burst)
 {
 	uint64_t total = t_scaled(200000);
 	struct counts *cnt = t_shared(sizeof(*cnt));
@@ -123,7 +134,7 @@ static void run_stress(const char *q, int64_t spin)
 	if (!(c2 = fork()))
 		stress_consumer(q, spin, total, cnt);
 	if (!(p = fork()))
-		stress_producer(q, total);
+		stress_producer(q, total, burst);
 	assert_int_equal(t_wait(p, 300000), 0);
 	assert_int_equal(t_wait(c1, 300000), 0);
 	assert_int_equal(t_wait(c2, 300000), 0);
@@ -145,14 +156,14 @@ static void run_stress(const char *q, int64_t spin)
 static void test_lost_wakeup_block(void **state)
 {
 	(void)state;
-	run_stress("stress.block", -1);
+	run_stress("stress.block", -1, 1);
 }
 
 /* Consumers that spin 2 us first: the race moves into arm/re-check. */
 static void test_lost_wakeup_spin(void **state)
 {
 	(void)state;
-	run_stress("stress.spin", 2000);
+	run_stress("stress.spin", 2000, 1);
 }
 
 /* Eight consumers asleep; one message wakes exactly one of them. */
@@ -666,6 +677,160 @@ static void test_wake_detached_consumer(void **state)
 	run_passed_on("pass.detach", FATE_DETACHED);
 }
 
+/* The stress with bursts of 16 owed wake-ups into 2 slots. */
+static void test_more_stress(void **state)
+{
+	(void)state;
+	run_stress("stress.more", -1, 16);
+}
+
+/* A consumer asleep on @q (blocking at once); its receive count and the
+ * time of its first message in @sh. */
+struct more_sh {
+	uint64_t got;
+	int64_t first_ns;
+};
+
+static pid_t sleeper(const char *q, struct more_sh *sh, unsigned n)
+{
+	pid_t kid = fork();
+
+	assert_true(kid >= 0);
+	if (!kid) {
+		struct shmbus *b = open_bus();
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .spin_ns = -1);
+		struct shmbus_consumer *k = shmbus_consumer__new(b, q, &co);
+		uint64_t v;
+
+		CHILD_CHECK(k, "consumer");
+		for (unsigned i = 0; i < n; i++) {
+			CHILD_CHECK(shmbus_consumer__receive(k, &v, sizeof(v),
+							     -1) == sizeof(v),
+				    "receive");
+			if (!i)
+				sh->first_ns = t_now_ns();
+			atomic_fetch_add(&sh->got, 1);
+		}
+		_exit(0);
+	}
+	return kid;
+}
+
+/* Until @q's consumer sleeps. */
+static void wait_asleep(const char *q)
+{
+	struct shmbus_queue_info qi;
+
+	for (int i = 0; i < 500; i++) {
+		info(q, &qi);
+		if (qi.stat[SHMBUS_STAT_SLEEPS] >= 1)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the consumer of %s never slept", q);
+}
+
+/* Nine publishes with SHMBUS_PUB_MORE wake nobody; the tenth, without,
+ * wakes the sleeper once and it takes all ten. Then a burst closed by
+ * shmbus_producer__flush(). */
+static void test_more_one_wakeup(void **state)
+{
+	struct more_sh *sh = t_shared(sizeof(*sh));
+	SHMBUS_OPTS(shmbus_pub_opts, po, .flags = SHMBUS_PUB_MORE);
+	struct shmbus_queue_info qi;
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	pid_t kid;
+
+	(void)state;
+	declare("more", 64, 2);
+	kid = sleeper("more", sh, 20);
+	wait_asleep("more");
+	bus = open_bus();
+	p = shmbus_producer__new(bus, "more", NULL);
+	assert_non_null(p);
+	for (uint64_t i = 0; i < 9; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, 8, &po), 0);
+	usleep(50000);
+	info("more", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_WAKEUPS], 0);
+	assert_int_equal(READ_ONCE(sh->got), 0);
+	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 9 }, 8, NULL),
+			 0);
+	for (int i = 0; i < 500 && READ_ONCE(sh->got) < 10; i++)
+		usleep(2000);
+	info("more", &qi);
+	print_message("a burst of 10: %llu received, %llu wake-ups\n",
+		      (unsigned long long)READ_ONCE(sh->got),
+		      (unsigned long long)qi.stat[SHMBUS_STAT_WAKEUPS]);
+	assert_int_equal(READ_ONCE(sh->got), 10);
+	assert_int_equal(qi.stat[SHMBUS_STAT_WAKEUPS], 1);
+	/* asleep again; a burst of ten all with the flag, then flush */
+	for (int i = 0; i < 500; i++) {
+		info("more", &qi);
+		if (qi.stat[SHMBUS_STAT_SLEEPS] >= 2)
+			break;
+		usleep(10000);
+	}
+	assert_true(qi.stat[SHMBUS_STAT_SLEEPS] >= 2);
+	for (uint64_t i = 0; i < 10; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, 8, &po), 0);
+	usleep(50000);
+	assert_int_equal(READ_ONCE(sh->got), 10);
+	assert_int_equal(shmbus_producer__flush(p), 1);
+	assert_int_equal(shmbus_producer__flush(p), 0);	/* owes nothing */
+	assert_int_equal(t_wait(kid, 5000), 0);
+	info("more", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_WAKEUPS], 2);
+	/* an unknown flag is refused */
+	po.flags = 0x80;
+	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 0 }, 8, &po),
+			 -EINVAL);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/* A producer killed -9 owing the wake-up of five messages: the daemon,
+ * releasing its slot, wakes the sleeper (the tick's stall check, 100 ms,
+ * would too). */
+static void test_more_killed(void **state)
+{
+	struct more_sh *sh = t_shared(sizeof(*sh));
+	int64_t *sent = t_shared(sizeof(*sent));
+	pid_t kid, pub;
+
+	(void)state;
+	declare("more.kill", 64, 2);
+	kid = sleeper("more.kill", sh, 5);
+	wait_asleep("more.kill");
+	pub = fork();
+	assert_true(pub >= 0);
+	if (!pub) {
+		struct shmbus *b = open_bus();
+		struct shmbus_producer *p = shmbus_producer__new(b, "more.kill",
+								 NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .flags = SHMBUS_PUB_MORE);
+
+		CHILD_CHECK(p, "producer");
+		for (uint64_t i = 0; i < 5; i++)
+			CHILD_CHECK(!shmbus_producer__publish(p, &i, 8, &po),
+				    "publish");
+		*sent = t_now_ns();
+		raise(SIGKILL);
+		_exit(1);
+	}
+	assert_int_equal(t_wait(pub, 5000), 128 + SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	print_message("killed owing 5 wake-ups: sent 5 received %llu lost %llu "
+		      "duplicated 0; woken %.0f ms after\n",
+		      (unsigned long long)READ_ONCE(sh->got),
+		      (unsigned long long)(5 - READ_ONCE(sh->got)),
+		      (sh->first_ns - *sent) / 1e6);
+	assert_int_equal(READ_ONCE(sh->got), 5);
+	/* a liveness bound, not a benchmark */
+	assert_true(sh->first_ns - *sent < 2000 * 1000000LL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -681,6 +846,9 @@ int main(void)
 		cmocka_unit_test(test_wake_stopped_consumer),
 		cmocka_unit_test(test_wake_killed_consumer),
 		cmocka_unit_test(test_wake_detached_consumer),
+		cmocka_unit_test(test_more_one_wakeup),
+		cmocka_unit_test(test_more_stress),
+		cmocka_unit_test(test_more_killed),
 	};
 
 	return T_RUN_WITH_DAEMON("wake", tests);

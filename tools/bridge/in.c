@@ -143,8 +143,10 @@ static struct target *target(struct in *in, const char *name)
 }
 
 /* Publish @m locally: 0, or the publish's error. */
+/* @more: other copies follow at once (their consumers' wake-up waits
+ * for the last: publish_pending()). */
 static int publish_local(struct in *in, struct target *t,
-			 const struct br_msg *m)
+			 const struct br_msg *m, bool more)
 {
 	struct shmbus_attr a[BR_MAX_HEADERS + 4];
 	SHMBUS_OPTS(shmbus_pub_opts, po);
@@ -198,6 +200,7 @@ static int publish_local(struct in *in, struct target *t,
 			    m->expiration_ms * 1000000 : INT64_MAX;
 	if (m->message_id[0] && !in->no_dedup)
 		po.dedup_id = m->message_id;
+	po.flags = more ? SHMBUS_PUB_MORE : 0;
 	/* a request (AMQP reply_to): its reply comes to us first */
 	if ((err = br_rpc_request(m, &po, &rcorr)))
 		return err;
@@ -225,7 +228,7 @@ static void pop(struct in *in)
  * all went, 0 if the local side is full, -1 if the link broke, -2 if
  * the local queue is gone.
  */
-static int publish_pending(struct in *in)
+static int publish_some(struct in *in)
 {
 	while (in->n) {
 		struct br_msg *m = &in->pend[in->head];
@@ -244,7 +247,7 @@ static int publish_pending(struct in *in)
 			if (!err)
 				t = target(in, name);
 			if (t)
-				err = publish_local(in, t, m);
+				err = publish_local(in, t, m, in->n > 1);
 			else if (!err)
 				err = -errno;
 		}
@@ -291,6 +294,22 @@ static int publish_pending(struct in *in)
 		}
 	}
 	return 1;
+}
+
+/*
+ * publish_some(), its result, and then every target flushed. A burst is
+ * published with SHMBUS_PUB_MORE but for its last message, and every
+ * target is flushed after it: a sleeping local consumer is woken once
+ * per burst, not once per message (an eventfd write and a context
+ * switch each).
+ */
+static int publish_pending(struct in *in)
+{
+	int rc = publish_some(in);
+
+	for (unsigned i = 0; i < in->nt; i++)
+		shmbus_producer__flush(in->t[i].p);
+	return rc;
 }
 
 /* Ack at the broker everything published here, once the local confirms

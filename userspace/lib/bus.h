@@ -73,6 +73,8 @@ struct attachment {
 				 * store, consumers verify every message */
 	struct ring prio[SHMBUS_MAX_PRIO - 1];	/* levels 1.. */
 	int seat_fd;		/* consumers: dup of our seat's eventfd */
+	uint32_t deferred;	/* producers: messages published with
+				 * SHMBUS_PUB_MORE whose wake-up is owed */
 };
 
 /* Is the queue still the one we attached to? Call inside an epoch. */

@@ -33,6 +33,8 @@ int enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
 	unsigned round = 0;
 	int err = -ENOBUFS;
 
+	/* the consumers that would make room may sleep unwoken */
+	wake_owed(at);
 	for (;;) {
 		if (pub_wait_over(w))
 			return err;
@@ -143,6 +145,8 @@ int alloc_slow(struct attachment *at, size_t size, uint32_t *ref,
 	unsigned round = 0;
 	int err = -ENOMEM;
 
+	/* the consumers that would free chunks may sleep unwoken */
+	wake_owed(at);
 	for (;;) {
 		if (pub_wait_over(w))
 			return err;

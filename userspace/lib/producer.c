@@ -52,10 +52,28 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 	return p;
 }
 
+SHMBUS_API int shmbus_producer__flush(struct shmbus_producer *p)
+{
+	struct attachment *at = &p->at;
+	int err;
+
+	if (!at->deferred)
+		return 0;
+	epoch_enter(&at->bus->arena, at->slot);
+	err = attachment_check(at);
+	if (err)
+		at->deferred = 0;	/* a queue gone has nobody to wake */
+	else
+		err = (int)wake_after(at, 0);
+	epoch_exit(at->slot);
+	return err;
+}
+
 SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p)
 {
 	if (!p)
 		return;
+	shmbus_producer__flush(p);
 	detach(&p->at);
 	free(p);
 }

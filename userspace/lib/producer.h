@@ -322,6 +322,8 @@ static inline int check_pub_opts(const struct shmbus_pub_opts *opts)
 		return -EINVAL;
 	if (unlikely(OPTS_GET(opts, nr_attrs, 0)))
 		return attr_size(opts->attrs, opts->nr_attrs, &size) ?: 0;
+	if (unlikely(OPTS_GET(opts, flags, 0) & ~SHMBUS_PUB_MORE))
+		return -EINVAL;
 	return OPTS_GET(opts, delay_ns, 0) < 0 ? -EINVAL : 0;
 }
 
@@ -390,14 +392,40 @@ static __always_inline int chunk_for(struct attachment *at, const void *data,
 	return 0;
 }
 
-/* After @n messages entered the queue: wake sleeping consumers. */
-static inline void wake_after(struct attachment *at, unsigned n)
+/* After @n messages entered the queue: wake sleeping consumers, for
+ * them and for those whose wake-up SHMBUS_PUB_MORE deferred. Returns the
+ * number woken. */
+static inline unsigned wake_after(struct attachment *at, unsigned n)
 {
-	unsigned w = wake_after_publish(&at->bus->wakes, at->q, at->qid,
-					at->qgen, n);
+	unsigned w;
 
+	n += at->deferred;
+	at->deferred = 0;
+	if (!n)
+		return 0;
+	w = wake_after_publish(&at->bus->wakes, at->q, at->qid, at->qgen, n);
 	if (w)
 		slot_count(at->slot, SHMBUS_CTR_WAKEUPS, w);
+	return w;
+}
+
+/* wake_after(), or with @more (SHMBUS_PUB_MORE) owe it: the ring
+ * cmpxchg's order is kept by the fence wake_after() will have. */
+static inline void wake_or_defer(struct attachment *at, unsigned n,
+				 bool more)
+{
+	if (more)
+		at->deferred += n;
+	else
+		wake_after(at, n);
+}
+
+/* Before a publish waits for room or memory, or returns an error: the
+ * wake-ups it owes, since the consumers it would wait for sleep. */
+static inline void wake_owed(struct attachment *at)
+{
+	if (unlikely(at->deferred))
+		wake_after(at, 0);
 }
 
 #endif /* SHMBUS_PRODUCER_H */

@@ -121,7 +121,8 @@ publish_delayed(struct shmbus_producer *p, const void *data, size_t len,
  */
 static __attribute__((noinline)) int
 publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
-	      const struct pub_hdr *h, int64_t delay_ns, struct pub_wait *w)
+	      const struct pub_hdr *h, int64_t delay_ns, struct pub_wait *w,
+	      bool more)
 {
 	struct attachment *at = &p->at;
 	const struct arena *a = &at->bus->arena;
@@ -165,6 +166,7 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 					   "settles it)");
 				return -EBUSY;
 			}
+			wake_owed(at);
 			backoff_wait(round++);
 			continue;
 		}
@@ -197,7 +199,7 @@ publish_dedup(struct shmbus_producer *p, const void *data, size_t len,
 					 len, ring_depth_hint(
 						READ_ONCE(at->q->tail),
 						READ_ONCE(at->q->head)), pts);
-			wake_after(at, 1);
+			wake_or_defer(at, 1, more);
 		}
 out:
 		if (in_epoch)
@@ -215,12 +217,15 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	struct pub_hdr h;
 	struct pub_wait w;
 	uint64_t key;
+	bool more;
 	int err;
 
 	if (unlikely(!data && len))
 		return -EINVAL;
 	if (unlikely(err = check_pub_opts(opts)))
 		return err;
+	more = unlikely(OPTS_GET(opts, flags, 0) & SHMBUS_PUB_MORE) &&
+	       !p->topic;
 	if (unlikely(OPTS_GET(opts, priority, 0) >= p->at.nr_prio))
 		return -EINVAL;
 	err = dedup_check(p, opts, &key);
@@ -236,12 +241,17 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	if (unlikely(key)) {
 		h.dedup_key = key;
 		err = publish_dedup(p, data, len, &h,
-				    MAX(OPTS_GET(opts, delay_ns, 0), 0), &w);
+				    MAX(OPTS_GET(opts, delay_ns, 0), 0), &w,
+				    more);
+		if (err < 0 || (err > 0 && !more))
+			wake_owed(at);
 		return err > 0 ? 0 : confirm_after(p, err);
 	}
-	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0))
+	if (unlikely(OPTS_GET(opts, delay_ns, 0) > 0)) {
+		wake_owed(at);
 		return confirm_after(p, publish_delayed(p, data, len, &h,
 						OPTS_GET(opts, delay_ns, 0), &w));
+	}
 	epoch_enter(&at->bus->arena, at->slot);
 	if (unlikely(err = attachment_check(at))) {
 		epoch_exit(at->slot);
@@ -250,7 +260,9 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	err = likely(!p->topic) ? publish_one(at, data, len, &h, &w)
 				: topic_publish_one(at, data, len, &h, &w);
 	if (likely(!err))
-		wake_after(at, 1);
+		wake_or_defer(at, 1, more);
+	else
+		wake_owed(at);
 	epoch_exit(at->slot);
 	return confirm_after(p, err);
 }
