@@ -287,6 +287,18 @@ fail:
 	return NULL;
 }
 
+static void amqp_goodbye(struct br_link *l)
+{
+	struct timeval tv = { 2, 0 };
+
+	if (!l)
+		return;
+	amqp_set_rpc_timeout(l->c, &tv);
+	/* connection.close waits for close-ok: the broker has read and
+	 * handled every frame before it */
+	amqp_connection_close(l->c, AMQP_REPLY_SUCCESS);
+}
+
 static void amqp_close(struct br_link *l)
 {
 	if (!l)
@@ -814,6 +826,7 @@ static const struct br_broker amqp_broker = {
 	.next = amqp_next,
 	.settle = amqp_settle,
 	.wait = amqp_wait,
+	.goodbye = amqp_goodbye,
 	.close = amqp_close,
 	.depth = amqp_depth,
 };

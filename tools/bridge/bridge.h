@@ -295,6 +295,11 @@ struct br_broker {
 	 * @fd (the local side's) is readable, whichever comes first; next()
 	 * with a timeout of 0 then takes what the link has. */
 	void (*wait)(struct br_link *l, int fd, int timeout_ms);
+	/* A stop: end a link that works in order, so that the broker has
+	 * taken everything sent on it (an ack still in its socket when
+	 * ours closes with unread data is lost to the reset); bounded by
+	 * a short timeout. close() follows. */
+	void (*goodbye)(struct br_link *l);
 	void (*close)(struct br_link *l);
 	/* Messages ready in an in link's queue: 0, or < 0 when the link
 	 * is broken. */

@@ -514,6 +514,7 @@ void *br_in_run(void *arg)
 		while (in.unacked && br_now_ms() < end &&
 		       ack_published(&in, 100 * 1000000LL) == 1)
 			;
+		w->broker->goodbye(in.l);
 		drop_link(&in);
 	}
 	for (unsigned i = 0; i < in.nt; i++)

@@ -361,8 +361,10 @@ void *br_out_run(void *arg)
 		}
 	}
 	drain(&o);
-	if (o.l)
+	if (o.l) {
+		w->broker->goodbye(o.l);
 		drop_link(&o);
+	}
 out:
 	shmbus_consumer__free(o.c);
 	free(o.fl);
