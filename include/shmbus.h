@@ -662,7 +662,8 @@ struct shmbus_pub_opts {
  * this flag, or for shmbus_producer__flush(), and then wakes as many of
  * them as messages were published meanwhile (up to the sleepers), with
  * one eventfd write each, not one per message. A publish that has to
- * wait for room or memory, or fails, wakes them first. Meant for a
+ * wait for room, memory or its confirm, or fails, and
+ * shmbus_producer__confirm_wait(), wake them first. Meant for a
  * program that forwards bursts, each message with its own attributes
  * (shmbus-bridge's in routes); publish_batch does the same for messages
  * that share their options. A producer that dies before its flush is

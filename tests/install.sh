@@ -89,7 +89,7 @@ if [ -e "$unit" ]; then
 	sed "s|$BINDIR/|$root$BINDIR/|" "$unit" > "$root/units/shmbus-bridge@test.service"
 	check "shmbus-bridge@.service: systemd-analyze verify" \
 		systemd-analyze verify --man=no "$root/units/shmbus-bridge@test.service"
-	grep -q "^ExecStart=$BINDIR/shmbus-bridge --config $SYSCONFDIR/shmbus/bridge/%i.conf\$" "$unit"
+	grep -q "^ExecStart=$BINDIR/shmbus-bridge --config $SYSCONFDIR/shmbus/bridge/%i.conf --start-daemon false\$" "$unit"
 	check "shmbus-bridge@.service runs $BINDIR/shmbus-bridge" [ $? -eq 0 ]
 fi
 

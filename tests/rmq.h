@@ -188,6 +188,16 @@ static inline void rmq_close(amqp_connection_state_t c)
 	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(c);
 }
+
+/* The test fails unless the last AMQP call on @c (@what) succeeded
+ * (cmocka's fail_msg: include helpers.h first). */
+static inline void rmq_rpc_ok(amqp_connection_state_t c, const char *what)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+
+	if (r.reply_type != AMQP_RESPONSE_NORMAL)
+		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
+}
 #endif
 
 /* Start the server (epmd first, when it is not running yet) and wait
@@ -344,6 +354,29 @@ static inline void rmq_stop(struct rmq *r, bool keep)
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", r->dir);
 	r->dir[0] = '\0';
+}
+
+/*
+ * The end of a test program with bridges: the children in @kids (@n)
+ * still running killed (before the daemons: their bus handles would
+ * start them again), the broker stopped (its files kept if @rc), and on
+ * failure the last lines of each *.err file in @dir.
+ */
+static inline void rmq_finish(struct rmq *r, int rc, const pid_t *kids,
+			      int n, const char *dir)
+{
+	for (int i = 0; i < n; i++)
+		if (waitpid(kids[i], NULL, WNOHANG) == 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+		}
+	rmq_stop(r, rc != 0);
+	if (rc) {
+		char cmd[PATH_MAX + 64];
+
+		snprintf(cmd, sizeof(cmd), "tail -n 20 %s/*.err >&2", dir);
+		if (system(cmd)) {}
+	}
 }
 
 #endif /* SHMBUS_TEST_RMQ_H */

@@ -53,14 +53,6 @@ static void find_cli(void)
 }
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 /* The bridge, its stderr in the test's directory (bridge.err). */
 static pid_t spawn_bridge(void)
 {
@@ -95,14 +87,14 @@ static void declare_all(void)
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(EX),
 			      amqp_cstring_bytes("direct"), 0, 1, 0, 0,
 			      amqp_empty_table);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(AQ), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(AQ),
 			amqp_cstring_bytes(EX), amqp_cstring_bytes(KEY),
 			amqp_empty_table);
-	rpc_ok(c, "queue.bind");
+	rmq_rpc_ok(c, "queue.bind");
 	rmq_close(c);
 }
 
@@ -190,7 +182,7 @@ static uint32_t ready_in_aq(void)
 	assert_non_null(c);
 	ok = amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(AQ), 1, 0, 0, 0,
 				amqp_empty_table);
-	rpc_ok(c, "queue.declare passive");
+	rmq_rpc_ok(c, "queue.declare passive");
 	n = ok->message_count;
 	rmq_close(c);
 	return n;
@@ -203,7 +195,7 @@ static amqp_connection_state_t consumer(void)
 	assert_non_null(c);
 	amqp_basic_consume(c, RMQ_CH, amqp_cstring_bytes(AQ), amqp_empty_bytes,
 			   0, 1, 0, amqp_empty_table);
-	rpc_ok(c, "basic.consume");
+	rmq_rpc_ok(c, "basic.consume");
 	return c;
 }
 

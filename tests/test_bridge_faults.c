@@ -18,7 +18,9 @@
  *    the local queue; all arrive after the alarm;
  *  - a full local queue under an in route: the broker keeps the backlog;
  *  - confirms slower than the local lease (1 s; the broker blocked for
- *    4 s): the bridge extends the leases, no duplicates.
+ *    4 s): the bridge extends the leases, no duplicates;
+ *  - confirms out of order (the relay turns each confirm of many into
+ *    one per message, newest first): no reconnect, no duplicate.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -47,14 +49,6 @@ static void need_broker(void)
 }
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 static void find_cli(void)
 {
 	ssize_t n = readlink("/proc/self/exe", cli, sizeof(cli) - 16);
@@ -86,7 +80,115 @@ static struct relay {
 	bool silent[RELAY_PAIRS];
 	bool stalled[RELAY_PAIRS];
 	unsigned accepted;
+	/* reorder: the broker's confirms of many messages at once are
+	 * sent on as a confirm of each, newest first (RabbitMQ may confirm
+	 * out of order); the frames of each pair parsed in pend */
+	bool reorder;
+	unsigned long singles;		/* confirms sent on so */
+	uint64_t last_tag[RELAY_PAIRS];	/* confirmed up to, per pair */
+	uint64_t alone[RELAY_PAIRS][256];	/* tags the broker confirmed
+						 * alone past it, by tag % 256 */
+	unsigned char *pend[RELAY_PAIRS];
+	size_t npend[RELAY_PAIRS];
 } relay = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+#define FRAME_MAX	(131072 + 8)	/* librabbitmq's frame_max, framed */
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, (const char *)buf + off, len - off);
+
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* A basic.ack frame on @ch for @tag alone. */
+static void ack_frame(unsigned char *f, unsigned ch, uint64_t tag)
+{
+	static const unsigned char head[] = { 1, 0, 0, 0, 0, 0, 13,
+					      0, 60, 0, 80 };
+
+	memcpy(f, head, sizeof(head));
+	f[1] = (unsigned char)(ch >> 8);
+	f[2] = (unsigned char)ch;
+	for (int i = 0; i < 8; i++)
+		f[11 + i] = (unsigned char)(tag >> (56 - 8 * i));
+	f[19] = 0;		/* not multiple */
+	f[20] = 0xCE;
+}
+
+/*
+ * Broker -> bridge bytes @buf of pair @i with reorder on: whole frames
+ * are sent on as they are, but a basic.ack with "multiple" becomes one
+ * basic.ack per tag it covers, newest first. -1 if the bridge's side
+ * cannot be written.
+ */
+static int relay_reorder(int i, const char *buf, size_t len)
+{
+	unsigned char *q = relay.pend[i];
+	size_t off = 0;
+
+	if (relay.npend[i] + len > 2 * FRAME_MAX)
+		return -1;
+	memcpy(q + relay.npend[i], buf, len);
+	relay.npend[i] += len;
+	while (relay.npend[i] - off >= 8) {
+		unsigned char *f = q + off;
+		size_t size = (size_t)get_be(f + 3, 4), whole = size + 8;
+
+		if (relay.npend[i] - off < whole)
+			break;
+		if (f[0] == 1 && size == 13 && get_be(f + 7, 2) == 60 &&
+		    get_be(f + 9, 2) == 80) {
+			unsigned ch = (unsigned)get_be(f + 1, 2);
+			uint64_t tag = get_be(f + 11, 8);
+
+			if ((f[19] & 1) && tag > relay.last_tag[i] + 1) {
+				unsigned char a[21];
+
+				for (uint64_t t = tag; t > relay.last_tag[i]; t--) {
+					if (relay.alone[i][t % 256] == t)
+						continue;	/* sent already */
+					ack_frame(a, ch, t);
+					if (write_all(relay.fd[i][0], a, 21))
+						return -1;
+					relay.singles++;
+				}
+				relay.last_tag[i] = tag;
+				off += whole;
+				continue;
+			}
+			if (tag > relay.last_tag[i] && (f[19] & 1))
+				relay.last_tag[i] = tag;
+			else if (!(f[19] & 1))
+				relay.alone[i][tag % 256] = tag;
+			/* confirmed up to: past what came alone in order
+			 * (the set holds less than 256 tags past it) */
+			while (relay.alone[i][(relay.last_tag[i] + 1) % 256] ==
+			       relay.last_tag[i] + 1)
+				relay.last_tag[i]++;
+		}
+		if (write_all(relay.fd[i][0], f, whole))
+			return -1;
+		off += whole;
+	}
+	memmove(q, q + off, relay.npend[i] - off);
+	relay.npend[i] -= off;
+	return 0;
+}
 
 static int connect_broker(void)
 {
@@ -109,6 +211,9 @@ static void relay_close(int i)
 	relay.fd[i][0] = relay.fd[i][1] = -1;
 	relay.silent[i] = false;
 	relay.stalled[i] = false;
+	relay.npend[i] = 0;
+	relay.last_tag[i] = 0;
+	memset(relay.alone[i], 0, sizeof(relay.alone[i]));
 }
 
 static void *relay_run(void *arg)
@@ -168,6 +273,11 @@ static void *relay_run(void *arg)
 			}
 			if (relay.silent[i])
 				continue;
+			if (relay.reorder && s == 1) {
+				if (relay_reorder(i, buf, (size_t)r))
+					relay_close(i);
+				continue;
+			}
 			for (ssize_t off = 0; off < r;) {
 				ssize_t w = write(relay.fd[i][!s], buf + off,
 						  r - off);
@@ -197,8 +307,16 @@ static void relay_start(void)
 	assert_int_equal(getsockname(relay.lfd, (struct sockaddr *)&sa, &len),
 			 0);
 	relay.port = ntohs(sa.sin_port);
-	for (int i = 0; i < RELAY_PAIRS; i++)
+	for (int i = 0; i < RELAY_PAIRS; i++) {
 		relay.fd[i][0] = relay.fd[i][1] = -1;
+		relay.npend[i] = 0;
+		relay.last_tag[i] = 0;
+		memset(relay.alone[i], 0, sizeof(relay.alone[i]));
+		if (!relay.pend[i])
+			relay.pend[i] = malloc(2 * FRAME_MAX);
+		assert_non_null(relay.pend[i]);
+	}
+	relay.singles = 0;
 	relay.stop = false;
 	assert_int_equal(pthread_create(&relay.thread, NULL, relay_run, NULL),
 			 0);
@@ -388,11 +506,11 @@ static void declare_ex(amqp_connection_state_t c)
 
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(EX),
 			      amqp_cstring_bytes("direct"), 0, 1, 0, 0, args);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(AQ),
 			amqp_cstring_bytes(EX), amqp_cstring_bytes(KEY),
 			amqp_empty_table);
-	rpc_ok(c, "queue.bind");
+	rmq_rpc_ok(c, "queue.bind");
 }
 
 static void declare_broker(void)
@@ -402,18 +520,18 @@ static void declare_broker(void)
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(AE),
 			      amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
 			      amqp_empty_table);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(AQ), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(AQ),
 			amqp_cstring_bytes(AE), amqp_empty_bytes,
 			amqp_empty_table);
-	rpc_ok(c, "queue.bind");
+	rmq_rpc_ok(c, "queue.bind");
 	declare_ex(c);
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(IQ), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	rmq_close(c);
 }
 
@@ -426,7 +544,7 @@ static uint32_t ready(const char *q)
 
 	ok = amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q), 1, 0, 0, 0,
 				amqp_empty_table);
-	rpc_ok(c, "queue.declare passive");
+	rmq_rpc_ok(c, "queue.declare passive");
 	n = ok->message_count;
 	rmq_close(c);
 	return n;
@@ -437,7 +555,7 @@ static void purge(const char *q)
 	amqp_connection_state_t c = amqp();
 
 	amqp_queue_purge(c, RMQ_CH, amqp_cstring_bytes(q));
-	rpc_ok(c, "queue.purge");
+	rmq_rpc_ok(c, "queue.purge");
 	rmq_close(c);
 }
 
@@ -464,7 +582,7 @@ static long consume_aq(int *seen, int n, int quiet_ms)
 
 	amqp_basic_consume(c, RMQ_CH, amqp_cstring_bytes(AQ), amqp_empty_bytes,
 			   0, 1, 0, amqp_empty_table);
-	rpc_ok(c, "basic.consume");
+	rmq_rpc_ok(c, "basic.consume");
 	for (;;) {
 		int ms = missing ? quiet_ms : 1000;
 		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
@@ -507,7 +625,7 @@ static void *amqp_publish(void *arg)
 	char body[32];
 
 	amqp_confirm_select(c, RMQ_CH);
-	rpc_ok(c, "confirm.select");
+	rmq_rpc_ok(c, "confirm.select");
 	for (int i = 0; i < a->n; i++) {
 		snprintf(body, sizeof(body), "m%d", i);
 		p.message_id = amqp_cstring_bytes(body);
@@ -669,6 +787,7 @@ static int cleanup(void **state)
 	if (relay.lfd > 0) {
 		relay_end();
 		relay.lfd = 0;
+		relay.reorder = false;
 	}
 	if (blocked_broker)
 		rmqctl("set_vm_memory_high_watermark 0.4");
@@ -785,6 +904,46 @@ static void test_tcp_stall_out(void **state)
 	free(seen);
 }
 
+/* RabbitMQ may confirm a message alone before older ones: through the
+ * relay, every confirm of many comes as a confirm of each, newest first.
+ * The route settles each as it comes: no reconnect, no duplicate. */
+static void test_confirms_out_of_order(void **state)
+{
+	const char *args[] = { "--from", LQ, "--exchange", EX,
+			       "--routing-key", KEY, NULL };
+	struct local_pub lp = { 5000, 500, 0 };
+	int *seen = calloc(lp.n, sizeof(int));
+	const char *counters;
+	unsigned long singles;
+	pthread_t th;
+	pid_t pid;
+	long got;
+
+	need_broker();
+	declare_local(LQ, 32768, 0);
+	purge(AQ);
+	relay.reorder = true;
+	relay_start();
+	pid = spawn_bridge("out-of-order", relay.port, args);
+	pthread_create(&th, NULL, local_publish, &lp);
+	pthread_join(th, NULL);
+	got = consume_aq(seen, lp.n, 20000);
+	counters = stop_bridge(pid);
+	pthread_mutex_lock(&relay.lock);
+	singles = relay.singles;
+	pthread_mutex_unlock(&relay.lock);
+	relay_end();
+	relay.lfd = 0;
+	relay.reorder = false;
+	print_message("confirms of many sent on one by one, newest first: "
+		      "%lu\n", singles);
+	figure("confirms out of order, out", seen, lp.n, got, counters);
+	assert_true(singles >= 1);
+	assert_int_equal(counter(counters, "reconnects"), 0);
+	assert_int_equal(got, lp.n);	/* no duplicate */
+	free(seen);
+}
+
 static void test_tcp_drop_in(void **state)
 {
 	const char *args[] = { "--queue", IQ, "--to", LIN, "--heartbeat", "1",
@@ -867,7 +1026,7 @@ static void test_channel_error(void **state)
 	sleep(1);
 	c = amqp();
 	amqp_exchange_delete(c, RMQ_CH, amqp_cstring_bytes(EX), 0);
-	rpc_ok(c, "exchange.delete");
+	rmq_rpc_ok(c, "exchange.delete");
 	/* the channel closes at each publish; the bridge backs off */
 	sleep(3);
 	declare_ex(c);
@@ -1007,6 +1166,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_counters, cleanup),
 		cmocka_unit_test_teardown(test_tcp_drop_out, cleanup),
 		cmocka_unit_test_teardown(test_tcp_stall_out, cleanup),
+		cmocka_unit_test_teardown(test_confirms_out_of_order, cleanup),
 		cmocka_unit_test_teardown(test_tcp_drop_in, cleanup),
 		cmocka_unit_test_teardown(test_broker_restart_in, cleanup),
 		cmocka_unit_test_teardown(test_channel_error, cleanup),

@@ -219,14 +219,6 @@ static long vm_rss_kb(pid_t pid)
 
 /* ---- the broker ------------------------------------------------- */
 
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 static amqp_connection_state_t amqp(void)
 {
 	amqp_connection_state_t c = rmq_connect(&broker);
@@ -261,12 +253,12 @@ static void aq_declare(const char *q, bool quorum, const char *dlx,
 			amqp_cstring_bytes(dlx_key);
 	}
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q), 0, 1, 0, 0, t);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	if (ex) {
 		amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(q),
 				amqp_cstring_bytes(ex), amqp_cstring_bytes(key),
 				amqp_empty_table);
-		rpc_ok(c, "queue.bind");
+		rmq_rpc_ok(c, "queue.bind");
 	}
 	rmq_close(c);
 }
@@ -1306,20 +1298,7 @@ int main(void)
 	snprintf(why, sizeof(why), "no <amqp.h> (librabbitmq-dev)");
 #endif
 	rc = cmocka_run_group_tests_name("bridge_flows", tests, NULL, NULL);
-	/* the bridges and consumers a failed test left, before the
-	 * daemons: their bus handles would start the daemons again */
-	for (int i = 0; i < nr_kids; i++)
-		if (waitpid(kids[i], NULL, WNOHANG) == 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-		}
-	rmq_stop(&broker, rc != 0);
-	if (rc) {
-		char cmd[PATH_MAX];
-
-		snprintf(cmd, sizeof(cmd), "tail -n 20 %s/*.err >&2", t_dir);
-		if (system(cmd)) {}
-	}
+	rmq_finish(&broker, rc, kids, nr_kids, t_dir);
 	t_daemon_kill_pid(daemon_a);
 	t_daemon_kill_pid(daemon_b);
 	t_env_teardown();

@@ -109,14 +109,6 @@ static int log_lines(const char *log, const char *what)
 }
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 static amqp_connection_state_t amqp(void)
 {
 	amqp_connection_state_t c = rmq_connect(&broker);
@@ -178,11 +170,11 @@ static void dead_queue(const char *q, const char *key)
 
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(q),
 			amqp_cstring_bytes(DLX), amqp_cstring_bytes(key),
 			amqp_empty_table);
-	rpc_ok(c, "queue.bind");
+	rmq_rpc_ok(c, "queue.bind");
 	rmq_close(c);
 }
 
@@ -663,18 +655,7 @@ int main(void)
 	snprintf(why, sizeof(why), "no <amqp.h> (librabbitmq-dev)");
 #endif
 	rc = cmocka_run_group_tests_name("bridge_hostile", tests, NULL, NULL);
-	for (int i = 0; i < nr_kids; i++)
-		if (waitpid(kids[i], NULL, WNOHANG) == 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-		}
-	rmq_stop(&broker, rc != 0);
-	if (rc) {
-		char cmd[PATH_MAX];
-
-		snprintf(cmd, sizeof(cmd), "tail -n 20 %s/*.err >&2", t_dir);
-		if (system(cmd)) {}
-	}
+	rmq_finish(&broker, rc, kids, nr_kids, t_dir);
 	t_env_teardown();
 	return rc;
 }

@@ -32,14 +32,6 @@ static char why[PATH_MAX + 64];
 static char cli[PATH_MAX], pin_dir[128], err_path[PATH_MAX];
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 static int run(const char *fmt, ...)
 {
 	char cmd[PATH_MAX * 2];
@@ -63,17 +55,17 @@ static void declare_all(void)
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(EX),
 			      amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
 			      amqp_empty_table);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(AQ), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(AQ),
 			amqp_cstring_bytes(EX), amqp_empty_bytes,
 			amqp_empty_table);
-	rpc_ok(c, "queue.bind");
+	rmq_rpc_ok(c, "queue.bind");
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(IQ), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	/* N messages for the in route */
 	for (int i = 0; i < N; i++)
 		assert_int_equal(amqp_basic_publish(c, RMQ_CH, amqp_empty_bytes,
@@ -93,7 +85,7 @@ static uint32_t ready(const char *q)
 	assert_non_null(c);
 	ok = amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q), 1, 0, 0, 0,
 				amqp_empty_table);
-	rpc_ok(c, "queue.declare passive");
+	rmq_rpc_ok(c, "queue.declare passive");
 	n = ok->message_count;
 	rmq_close(c);
 	return n;

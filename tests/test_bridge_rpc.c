@@ -120,14 +120,6 @@ static void test_corr_encoding(void **state)
 }
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 static struct shmbus *open_a(void)
 {
 	return t_open_bus(BUS);
@@ -259,17 +251,17 @@ static void declare_broker(void)
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(EX),
 			      amqp_cstring_bytes("direct"), 0, 1, 0, 0,
 			      amqp_empty_table);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	for (unsigned i = 0; i < 3; i++) {
 		amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q[i][0]), 0,
 				   1, 0, 0, amqp_empty_table);
-		rpc_ok(c, "queue.declare");
+		rmq_rpc_ok(c, "queue.declare");
 		if (!q[i][1])
 			continue;
 		amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(q[i][0]),
 				amqp_cstring_bytes(EX),
 				amqp_cstring_bytes(q[i][1]), amqp_empty_table);
-		rpc_ok(c, "queue.bind");
+		rmq_rpc_ok(c, "queue.bind");
 	}
 	rmq_close(c);
 }
@@ -354,11 +346,11 @@ static void test_plain_client_to_b(void **state)
 	/* a server-named, exclusive reply queue, as RPC clients do */
 	ok = amqp_queue_declare(c, RMQ_CH, amqp_empty_bytes, 0, 0, 1, 1,
 				amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	rq = amqp_bytes_malloc_dup(ok->queue);
 	amqp_basic_consume(c, RMQ_CH, rq, amqp_empty_bytes, 0, 1, 1,
 			   amqp_empty_table);
-	rpc_ok(c, "basic.consume");
+	rmq_rpc_ok(c, "basic.consume");
 	for (int i = 0; i < N2; i++) {
 		char body[32], corr[32];
 		amqp_basic_properties_t p = {

@@ -69,14 +69,6 @@ static void need_broker(void)
 }
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 /* build/bin/shmbus-bridge, beside build/tests/ */
 static void find_bridge(void)
 {
@@ -294,32 +286,32 @@ static void declare_all(void)
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(EX),
 			      amqp_cstring_bytes("direct"), 0, 1, 0, 0,
 			      amqp_empty_table);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	/* INQ2 dead-letters into DLQ2 through DLX */
 	amqp_exchange_declare(c, RMQ_CH, amqp_cstring_bytes(DLX),
 			      amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
 			      amqp_empty_table);
-	rpc_ok(c, "exchange.declare");
+	rmq_rpc_ok(c, "exchange.declare");
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(DLQ2), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(DLQ2),
 			amqp_cstring_bytes(DLX), amqp_empty_bytes,
 			amqp_empty_table);
-	rpc_ok(c, "queue.bind");
+	rmq_rpc_ok(c, "queue.bind");
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(INQ2), 0, 1, 0, 0,
 			   (amqp_table_t){ 1, &dlx_arg });
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 	for (unsigned i = 0; i < sizeof(aq) / sizeof(aq[0]); i++) {
 		amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(aq[i][0]), 0,
 				   1, 0, 0, amqp_empty_table);
-		rpc_ok(c, "queue.declare");
+		rmq_rpc_ok(c, "queue.declare");
 		if (!aq[i][1])
 			continue;
 		amqp_queue_bind(c, RMQ_CH, amqp_cstring_bytes(aq[i][0]),
 				amqp_cstring_bytes(EX),
 				amqp_cstring_bytes(aq[i][1]), amqp_empty_table);
-		rpc_ok(c, "queue.bind");
+		rmq_rpc_ok(c, "queue.bind");
 	}
 	rmq_close(c);
 }
@@ -371,7 +363,7 @@ static uint32_t ready_in(const char *q)
 	assert_non_null(c);
 	ok = amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q), 1, 0, 0, 0,
 				amqp_empty_table);
-	rpc_ok(c, "queue.declare passive");
+	rmq_rpc_ok(c, "queue.declare passive");
 	n = ok->message_count;
 	rmq_close(c);
 	return n;
@@ -384,7 +376,7 @@ static amqp_connection_state_t consumer(const char *q, bool no_ack)
 	assert_non_null(c);
 	amqp_basic_consume(c, RMQ_CH, amqp_cstring_bytes(q), amqp_empty_bytes,
 			   0, no_ack, 0, amqp_empty_table);
-	rpc_ok(c, "basic.consume");
+	rmq_rpc_ok(c, "basic.consume");
 	return c;
 }
 
@@ -953,6 +945,34 @@ static void publish_unsigned(const char *q, int first, int n)
 	rmq_close(c);
 }
 
+/* The "rejected" of the running bridge's route as `shmbus stat --format
+ * json` shows it once it reaches @want (its file is written each second),
+ * or the last seen, or -1. */
+static long stat_rejected(long want)
+{
+	char cmd[PATH_MAX + 64], out[8192];
+	long v = -1;
+
+	snprintf(cmd, sizeof(cmd), "%.*s/shmbus --bus " BUS
+		 " stat --format json", (int)(strrchr(bridge, '/') - bridge),
+		 bridge);
+	for (int i = 0; i < 40 && v != want; i++) {
+		FILE *p = popen(cmd, "r");
+		size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+		const char *r;
+
+		if (p)
+			pclose(p);
+		out[n] = '\0';
+		r = strstr(out, "\"rejected\":");
+		if (r)
+			v = strtol(r + 11, NULL, 10);
+		if (v != want)
+			usleep(100000);
+	}
+	return v;
+}
+
 static void test_tampered(void **state)
 {
 	const int first = 10000, total = N_TAMP + N_UNSIGNED;
@@ -990,6 +1010,9 @@ static void test_tampered(void **state)
 	pid = spawn("tamper-in.err", args);
 	got = drain_local("sb", seen, first, total, false, 3000);
 	got_dlq = drain_local("sb.dlq", dead, first, total, true, 1000);
+	/* shmbus stat shows them while the bridge runs */
+	assert_int_equal(stat_rejected(changed + N_UNSIGNED),
+			 changed + N_UNSIGNED);
 	counters = stop_bridge(pid, "tamper-in.err");
 	text = err_text("tamper-in.err");
 	assert_int_equal(sscanf(line_of(text, "bridge: signature rejected"),

@@ -22,14 +22,6 @@ static void need_broker(void)
 }
 
 #if RMQ_HAVE_CLIENT
-static void rpc_ok(amqp_connection_state_t c, const char *what)
-{
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-
-	if (r.reply_type != AMQP_RESPONSE_NORMAL)
-		fail_msg("AMQP %s: reply type %d", what, r.reply_type);
-}
-
 /* Wait for the broker's basic.ack of every delivery tag up to @last. */
 static void wait_confirmed(amqp_connection_state_t c, uint64_t last)
 {
@@ -63,7 +55,7 @@ static void publish(amqp_connection_state_t c, const char *q, int first,
 	char body[64];
 
 	amqp_confirm_select(c, RMQ_CH);
-	rpc_ok(c, "confirm.select");
+	rmq_rpc_ok(c, "confirm.select");
 	for (int i = 0; i < n; i++) {
 		snprintf(body, sizeof(body), "message %d", first + i);
 		assert_int_equal(amqp_basic_publish(c, RMQ_CH,
@@ -102,7 +94,7 @@ static void declare(amqp_connection_state_t c, const char *q)
 {
 	amqp_queue_declare(c, RMQ_CH, amqp_cstring_bytes(q), 0, 1, 0, 0,
 			   amqp_empty_table);
-	rpc_ok(c, "queue.declare");
+	rmq_rpc_ok(c, "queue.declare");
 }
 
 /* Confirmed persistent messages outlive the broker: a clean restart,

@@ -212,7 +212,7 @@ static void statfile_write(struct statfile *sf, const struct br_conf *c,
 		if (w[i].route->dir == BR_OUT)
 			out_lag(sf, &w[i]);
 		fprintf(f, "route %s %llu %llu %llu %llu %llu %llu %llu %lld "
-			"%llu %llu %s\n",
+			"%llu %llu %llu %s\n",
 			w[i].route->dir == BR_OUT ? "out" : "in",
 			(unsigned long long)READ_ONCE(s->blocked),
 			(unsigned long long)READ_ONCE(s->forwarded),
@@ -224,6 +224,7 @@ static void statfile_write(struct statfile *sf, const struct br_conf *c,
 			(long long)READ_ONCE(s->lag),
 			(unsigned long long)READ_ONCE(s->blocks),
 			(unsigned long long)READ_ONCE(s->extended),
+			(unsigned long long)READ_ONCE(s->rejected),
 			w[i].route->name);
 	}
 	if (fclose(f) || rename(sf->tmp, sf->path))

@@ -36,6 +36,9 @@ struct out {
 	uint64_t *tags;		/* the broker's tag of each */
 	int64_t *leased;	/* when its lease was taken or extended, ms */
 	int64_t *sent;		/* when it was published, ns */
+	bool *done;		/* settled already (a confirm of it alone
+				 * came before the older ones'): it leaves
+				 * the ring once the older ones have */
 	unsigned head, n;	/* oldest in flight, how many */
 	bool idle;		/* the last fill found nothing */
 	bool logged_topic;	/* said that a topic was not known */
@@ -56,41 +59,60 @@ static void pop(struct out *o)
 	WRITE_ONCE(o->w->stats.inflight, o->n);
 }
 
-/* The broker settled tags up to @tag (@multiple) or @tag alone: ack
- * (@ok) or nack those local messages. Confirms of a channel come in
- * order, so a single settled tag other than the oldest is a protocol
- * error. */
-static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
+/* Ack (@ok) or nack the local message in ring slot @i. */
+static void settle_one(struct out *o, unsigned i, bool ok)
 {
 	struct br_stats *st = &o->w->stats;
+
+	if (ok) {
+		br_rpc_confirmed(o->w, &o->fl[i]);
+		/* -ESTALE: the lease ran out meanwhile and the queue will
+		 * deliver it again (a duplicate) */
+		shmbus_consumer__ack(o->c, &o->fl[i]);
+		atomic_add_relaxed(&st->confirmed, 1);
+		o->w->progress = true;
+	} else {
+		shmbus_consumer__nack(o->c, &o->fl[i], SHMBUS_NACK_BACKOFF);
+		atomic_add_relaxed(&st->nacked, 1);
+	}
+	o->done[i] = true;
+}
+
+/*
+ * The broker settled tags up to @tag (@multiple) or @tag alone: ack
+ * (@ok) or nack those local messages. A channel's confirms usually come
+ * in order, but RabbitMQ may confirm a message alone before older ones
+ * (it says so; seen under a memory alarm): that one is settled at once
+ * and leaves the ring with them. A single tag that is not in flight is a
+ * protocol error.
+ */
+static int settle(struct out *o, uint64_t tag, bool multiple, bool ok)
+{
 	int64_t first = o->n ? o->sent[o->head] : 0;
 	uint64_t acked = 0;
+	bool found = false;
 
-	if (!o->n || tag < o->tags[o->head] ||
-	    (!multiple && tag != o->tags[o->head])) {
-		br_log(o->w, "a confirm out of order (tag %llu%s, oldest in "
-		       "flight %llu of %u): connecting again",
-		       (unsigned long long)tag, multiple ? " and before" : "",
+	for (unsigned k = 0; k < o->n; k++) {
+		unsigned i = (o->head + k) % o->r->window;
+
+		if (o->tags[i] > tag)
+			break;
+		if (o->done[i] || (!multiple && o->tags[i] != tag))
+			continue;
+		settle_one(o, i, ok);
+		acked += ok;
+		found = true;
+	}
+	if (!found && !multiple) {
+		br_log(o->w, "a confirm of a tag not in flight (tag %llu, "
+		       "oldest in flight %llu of %u): connecting again",
+		       (unsigned long long)tag,
 		       o->n ? (unsigned long long)o->tags[o->head] : 0ULL,
 		       o->n);
 		return -1;
 	}
-	while (o->n && o->tags[o->head] <= tag) {
-		if (ok) {
-			acked++;
-			br_rpc_confirmed(o->w, oldest(o));
-			/* -ESTALE: the lease ran out meanwhile and the
-			 * queue will deliver it again (a duplicate) */
-			shmbus_consumer__ack(o->c, oldest(o));
-			atomic_add_relaxed(&st->confirmed, 1);
-			o->w->progress = true;
-		} else {
-			shmbus_consumer__nack(o->c, oldest(o),
-					      SHMBUS_NACK_BACKOFF);
-			atomic_add_relaxed(&st->nacked, 1);
-		}
+	while (o->n && o->done[o->head])
 		pop(o);
-	}
 	if (acked)
 		BR_PROBE_CONFIRM(o->w, acked, br_now_ns() - first);
 	return 0;
@@ -111,8 +133,10 @@ static void set_blocked(struct out *o, bool blocked)
 static void drop_link(struct out *o)
 {
 	while (o->n) {
-		shmbus_consumer__nack(o->c, oldest(o), 0);
-		atomic_add_relaxed(&o->w->stats.nacked, 1);
+		if (!o->done[o->head]) {
+			shmbus_consumer__nack(o->c, oldest(o), 0);
+			atomic_add_relaxed(&o->w->stats.nacked, 1);
+		}
 		pop(o);
 	}
 	o->w->broker->close(o->l);
@@ -220,6 +244,7 @@ static int fill(struct out *o)
 			return -2;
 		}
 		o->n++;
+		o->done[i] = false;
 		o->leased[i] = br_now_ms();
 		WRITE_ONCE(st->inflight, o->n);
 		if (m->delivery_count > 1)
@@ -257,7 +282,7 @@ static void extend_leases(struct out *o)
 	for (unsigned k = 0; k < o->n; k++) {
 		unsigned i = (o->head + k) % o->r->window;
 
-		if (now - o->leased[i] < o->lease_ms / 2)
+		if (o->done[i] || now - o->leased[i] < o->lease_ms / 2)
 			continue;
 		/* -ESTALE: it ran out already; the confirm's ack says so */
 		if (shmbus_consumer__extend(o->c, &o->fl[i], 0) == 0) {
@@ -321,8 +346,9 @@ void *br_out_run(void *arg)
 	o.tags = calloc(o.r->window, sizeof(*o.tags));
 	o.leased = calloc(o.r->window, sizeof(*o.leased));
 	o.sent = calloc(o.r->window, sizeof(*o.sent));
+	o.done = calloc(o.r->window, sizeof(*o.done));
 	o.c = local_source(w);
-	if (!o.fl || !o.tags || !o.leased || !o.sent || !o.c) {
+	if (!o.fl || !o.tags || !o.leased || !o.sent || !o.done || !o.c) {
 		br_log(w, "cannot consume from '%s': %s",
 		       o.r->from_queue[0] ? o.r->from_queue : o.r->from_topic,
 		       strerror(o.c ? ENOMEM : errno));
@@ -371,5 +397,6 @@ out:
 	free(o.tags);
 	free(o.leased);
 	free(o.sent);
+	free(o.done);
 	return NULL;
 }

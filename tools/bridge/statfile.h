@@ -11,17 +11,18 @@
  * DIR being the directory of the daemon's socket (the runtime directory
  * of the bus's owner), with the lines
  *
- *	shmbus-bridge 1
+ *	shmbus-bridge 2
  *	pid PID start TICKS time MS
  *	bus BUS
  *	route DIR BLOCKED FORWARDED CONFIRMED NACKED REDELIVERED RECONNECTS
- *	      INFLIGHT LAG BLOCKS EXTENDED NAME		(one line each)
+ *	      INFLIGHT LAG BLOCKS EXTENDED REJECTED NAME	(one line each)
  *
  * TICKS is the process's start time (field 22 of /proc/PID/stat): a
  * reader shows the file only while that process, and not another that
  * got its pid since, is running, so a bridge killed -9 leaves a file that
  * shows nothing. MS is CLOCK_REALTIME in milliseconds at the write. LAG
- * is -1 while unknown. NAME, last, is the rest of the line. The bridge
+ * is -1 while unknown. REJECTED: deliveries that failed the signature
+ * check. NAME, last, is the rest of the line. The bridge
  * removes its file when it stops.
  */
 #ifndef SHMBUS_BRIDGE_STATFILE_H
@@ -32,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BR_STATFILE_VERSION	1
+#define BR_STATFILE_VERSION	2
 
 /* The directory of the daemon's socket @sock (NULL: $SHMBUS_SOCKET, else
  * the library's default for this user) into @buf. 0, or -1 if too long. */

@@ -56,10 +56,11 @@ static int read_one(const char *path, const char *bus, struct cli_bridge *b,
 
 		line[strcspn(line, "\n")] = '\0';
 		if (sscanf(line, "route %3s %llu %llu %llu %llu %llu %llu %llu "
-			   "%lld %llu %llu %n", dir, &r->blocked,
+			   "%lld %llu %llu %llu %n", dir, &r->blocked,
 			   &r->forwarded, &r->confirmed, &r->nacked,
 			   &r->redelivered, &r->reconnects, &r->inflight,
-			   &r->lag, &r->blocks, &r->extended, &off) != 11 ||
+			   &r->lag, &r->blocks, &r->extended, &r->rejected,
+			   &off) != 12 ||
 		    !off || !line[off])
 			continue;
 		r->out = !strcmp(dir, "out");

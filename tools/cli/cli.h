@@ -126,7 +126,8 @@ struct cli_bridge_route {
 	char name[64];
 	bool out;
 	unsigned long long blocked, forwarded, confirmed, nacked,
-			   redelivered, reconnects, inflight, blocks, extended;
+			   redelivered, reconnects, inflight, blocks, extended,
+			   rejected;
 	long long lag;		/* -1: not known yet */
 };
 

@@ -220,6 +220,9 @@ static const struct {
 	{ "shmbus_bridge_leases_extended_total", "Local leases extended "
 	  "while the broker was slow to confirm.", "counter",
 	  BOFF(extended) },
+	{ "shmbus_bridge_signature_rejected_total", "Deliveries of an in "
+	  "route that failed the signature check (dead-lettered).",
+	  "counter", BOFF(rejected) },
 	{ "shmbus_bridge_in_flight", "Messages published and not yet "
 	  "settled.", "gauge", BOFF(inflight) },
 	{ "shmbus_bridge_blocked", "1 while the broker blocks the route's "

@@ -250,8 +250,9 @@ static void json_bridges(struct shmbus *bus)
 			else
 				printf("%lld", r->lag);
 			printf(",\"blocked\":%s,\"blocks\":%llu,"
-			       "\"extended\":%llu}", r->blocked ? "true" : "false",
-			       r->blocks, r->extended);
+			       "\"extended\":%llu,\"rejected\":%llu}",
+			       r->blocked ? "true" : "false", r->blocks,
+			       r->extended, r->rejected);
 		}
 		printf("]}");
 	}
@@ -266,10 +267,10 @@ static void table_bridges(struct shmbus *bus)
 	int n = cli_bridges(shmbus__name(bus), &b);
 
 	if (n > 0)
-		printf("\n%-8s %-20s %-3s %9s %9s %6s %7s %6s %5s %7s %s\n",
-		       "BRIDGE", "ROUTE", "DIR", "FORWARDED", "CONFIRMED",
-		       "NACKED", "REDELIV", "RECONN", "INFLT", "LAG",
-		       "BLOCKED");
+		printf("\n%-8s %-20s %-3s %9s %9s %6s %7s %6s %5s %7s %6s "
+		       "%s\n", "BRIDGE", "ROUTE", "DIR", "FORWARDED",
+		       "CONFIRMED", "NACKED", "REDELIV", "RECONN", "INFLT",
+		       "LAG", "REJECT", "BLOCKED");
 	for (int i = 0; i < n; i++) {
 		for (unsigned k = 0; k < b[i].n; k++) {
 			const struct cli_bridge_route *r = &b[i].routes[k];
@@ -280,11 +281,12 @@ static void table_bridges(struct shmbus *bus)
 			else
 				snprintf(lag, sizeof(lag), "%lld", r->lag);
 			printf("%-8d %-20s %-3s %9llu %9llu %6llu %7llu %6llu "
-			       "%5llu %7s %s (%llu)\n", b[i].pid, esc(r->name),
-			       r->out ? "out" : "in", r->forwarded,
-			       r->confirmed, r->nacked, r->redelivered,
-			       r->reconnects, r->inflight, lag,
-			       r->blocked ? "yes" : "no", r->blocks);
+			       "%5llu %7s %6llu %s (%llu)\n", b[i].pid,
+			       esc(r->name), r->out ? "out" : "in",
+			       r->forwarded, r->confirmed, r->nacked,
+			       r->redelivered, r->reconnects, r->inflight, lag,
+			       r->rejected, r->blocked ? "yes" : "no",
+			       r->blocks);
 		}
 	}
 	free(b);

@@ -47,6 +47,9 @@ int confirm_wait(struct shmbus_producer *p, int64_t timeout_ns)
 	int64_t deadline = 0, spin_end = 0;
 	uint32_t failed;
 
+	/* the daemon journals what it was woken for: SHMBUS_PUB_MORE may
+	 * owe it that */
+	wake_owed(&p->at);
 	for (unsigned round = 0;; round++) {
 		uint32_t seq;
 
