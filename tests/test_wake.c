@@ -782,8 +782,18 @@ static void test_more_one_wakeup(void **state)
 	assert_int_equal(t_wait(kid, 5000), 0);
 	info("more", &qi);
 	assert_int_equal(qi.stat[SHMBUS_STAT_WAKEUPS], 2);
-	/* an unknown flag is refused */
+	/* an unknown flag is refused, with attributes too; so is a
+	 * negative delay */
 	po.flags = 0x80;
+	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 0 }, 8, &po),
+			 -EINVAL);
+	po.attrs = &(struct shmbus_attr){ .key = "k", .value = "v",
+					  .value_len = 1 };
+	po.nr_attrs = 1;
+	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 0 }, 8, &po),
+			 -EINVAL);
+	po.flags = 0;
+	po.delay_ns = -1;
 	assert_int_equal(shmbus_producer__publish(p, &(uint64_t){ 0 }, 8, &po),
 			 -EINVAL);
 	shmbus_producer__free(p);

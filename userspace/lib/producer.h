@@ -320,11 +320,12 @@ static inline int check_pub_opts(const struct shmbus_pub_opts *opts)
 
 	if (unlikely(!OPTS_VALID(opts, shmbus_pub_opts)))
 		return -EINVAL;
-	if (unlikely(OPTS_GET(opts, nr_attrs, 0)))
-		return attr_size(opts->attrs, opts->nr_attrs, &size) ?: 0;
-	if (unlikely(OPTS_GET(opts, flags, 0) & ~SHMBUS_PUB_MORE))
+	if (unlikely(OPTS_GET(opts, flags, 0) & ~SHMBUS_PUB_MORE) ||
+	    unlikely(OPTS_GET(opts, delay_ns, 0) < 0))
 		return -EINVAL;
-	return OPTS_GET(opts, delay_ns, 0) < 0 ? -EINVAL : 0;
+	if (unlikely(OPTS_GET(opts, nr_attrs, 0)))
+		return attr_size(opts->attrs, opts->nr_attrs, &size);
+	return 0;
 }
 
 static inline struct pub_wait pub_wait_of(int64_t timeout_ns)
