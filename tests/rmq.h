@@ -357,6 +357,30 @@ static inline void rmq_stop(struct rmq *r, bool keep)
 }
 
 /*
+ * SIGTERM bridge @pid, which must exit 0 within 20 s; the last line of
+ * its stderr file @path that starts with @prefix ("bridge: forwarded",
+ * its counters), newline and all, or "" (static: the next call
+ * overwrites it).
+ */
+static inline const char *rmq_stop_bridge(pid_t pid, const char *path,
+					  const char *prefix)
+{
+	static char line[1024], last[1024];
+	FILE *f;
+
+	kill(pid, SIGTERM);
+	assert_int_equal(t_wait(pid, 20000), 0);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	last[0] = '\0';
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, prefix, strlen(prefix)))
+			strcpy(last, line);
+	fclose(f);
+	return last;
+}
+
+/*
  * The end of a test program with bridges: the children in @kids (@n)
  * still running killed (before the daemons: their bus handles would
  * start them again), the broker stopped (its files kept if @rc), and on

@@ -203,21 +203,10 @@ static amqp_connection_state_t consumer(void)
  * returns its last line of them. */
 static const char *stop_bridge(pid_t pid)
 {
-	static char line[256], last[256];
 	char err[PATH_MAX];
-	FILE *f;
 
-	kill(pid, SIGTERM);
-	assert_int_equal(t_wait(pid, 20000), 0);
 	snprintf(err, sizeof(err), "%s/bridge.err", t_dir);
-	f = fopen(err, "r");
-	assert_non_null(f);
-	last[0] = '\0';
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "bridge: forwarded", 17))
-			strcpy(last, line);
-	fclose(f);
-	return last;
+	return rmq_stop_bridge(pid, err, "bridge: forwarded");
 }
 
 static void test_forward(void **state)

@@ -394,19 +394,9 @@ static pid_t spawn_bridge(const char *name, int port, const char *const *args)
 /* SIGTERM: exit 0, and its last counters line. */
 static const char *stop_bridge(pid_t pid)
 {
-	static char line[512], last[512];
-	FILE *f;
+	const char *last = rmq_stop_bridge(pid, err_path, "bridge: forwarded");
 
-	kill(pid, SIGTERM);
-	assert_int_equal(t_wait(pid, 20000), 0);
 	bridge_pid = 0;
-	f = fopen(err_path, "r");
-	assert_non_null(f);
-	last[0] = '\0';
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "bridge: forwarded", 17))
-			strcpy(last, line);
-	fclose(f);
 	return last;
 }
 

@@ -165,21 +165,10 @@ static pid_t bridge(const char *sock, const char *log,
 /* SIGTERM a bridge: it exits 0; its last counters line. */
 static const char *stop_bridge(pid_t pid, const char *log)
 {
-	static char line[256], last[256];
 	char err[PATH_MAX];
-	FILE *f;
 
-	kill(pid, SIGTERM);
-	assert_int_equal(t_wait(pid, 20000), 0);
 	snprintf(err, sizeof(err), "%s/%s", t_dir, log);
-	f = fopen(err, "r");
-	assert_non_null(f);
-	last[0] = '\0';
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "bridge: forwarded", 17))
-			strcpy(last, line);
-	fclose(f);
-	return last;
+	return rmq_stop_bridge(pid, err, "bridge: forwarded");
 }
 
 /* User plus system CPU time of @pid, in ms. */

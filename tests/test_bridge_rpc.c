@@ -206,21 +206,10 @@ static pid_t spawn_bridge(const char *name, const char *sock,
 /* SIGTERM a bridge: exit 0, and its "bridge: rpc" counters line. */
 static const char *stop_bridge(pid_t pid, const char *name)
 {
-	static char line[512], last[512];
 	char err[PATH_MAX];
-	FILE *f;
 
-	kill(pid, SIGTERM);
-	assert_int_equal(t_wait(pid, 20000), 0);
 	snprintf(err, sizeof(err), "%s/%s.err", t_dir, name);
-	f = fopen(err, "r");
-	assert_non_null(f);
-	last[0] = '\0';
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "bridge: rpc ", 12))
-			strcpy(last, line);
-	fclose(f);
-	return last;
+	return rmq_stop_bridge(pid, err, "bridge: rpc ");
 }
 
 struct rpc_counters {
