@@ -10,7 +10,8 @@
 #   make bench-bridge   deps + build + run shmbus-bench-bridge (the bridge
 #                   against plain AMQP clients of a private RabbitMQ;
 #                   BBENCH_ARGS)
-#   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built)
+#   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built;
+#                   ldconfig after it without DESTDIR); make uninstall
 #   make kmod       the kernel module; make test-kmod runs its VM tests
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean
@@ -41,6 +42,9 @@ PCDIR   ?= $(LIBDIR)/pkgconfig
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
+# run after installing into (or removing from) the real root, so that
+# the dynamic linker's cache knows the library; not with DESTDIR
+LDCONFIG ?= ldconfig
 # Where the programs look for libshmbus.so besides the dynamic linker's
 # own path: beside them in ../lib, which is where the build tree keeps it
 # and where PREFIX/bin finds PREFIX/lib; and LIBDIR itself when it is
@@ -170,7 +174,7 @@ EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # installed as <shmbus/bpf.h>.
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: FORCE all lib deps deps-build test demo bench bench-durable bench-bridge install clean kmod kmod-progs test-kmod \
+.PHONY: FORCE all lib deps deps-build test demo bench bench-durable bench-bridge install uninstall clean kmod kmod-progs test-kmod \
 	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
@@ -540,6 +544,21 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS)
 	$(Q)install -m 0755 $(DAEMON) $(CLI) $(BRIDGE) $(DESTDIR)$(BINDIR)/
 	$(Q)install -d $(DESTDIR)$(UNITDIR)
 	$(Q)install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
+	$(Q)$(if $(DESTDIR),:,$(LDCONFIG))
+
+# what install put there, and nothing else (directories only if empty)
+uninstall:
+	$(call msg,UNINSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) \
+		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libshmbus.so \
+		$(DESTDIR)$(LIBDIR)/$(notdir $(STLIB)) \
+		$(DESTDIR)$(INCDIR)/shmbus.h \
+		$(addprefix $(DESTDIR)$(INCDIR)/shmbus/,$(notdir $(wildcard include/shmbus/*.h)) bpf.h) \
+		$(DESTDIR)$(PCDIR)/$(notdir $(PCFILE)) \
+		$(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(DAEMON) $(CLI) $(BRIDGE))) \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+	$(Q)rmdir $(DESTDIR)$(INCDIR)/shmbus 2>/dev/null || :
+	$(Q)$(if $(DESTDIR),:,$(LDCONFIG))
 
 clean:
 	$(call msg,CLEAN,build*)

@@ -9,9 +9,15 @@
 #  - both examples build with the README's line,
 #    cc app.c $(pkg-config --cflags --libs libshmbus),
 #    and hello runs against the installed daemon, which it starts itself;
+#  - a program linked against the build tree, elsewhere, starts the
+#    build tree's daemon, found beside the library it runs with;
+#  - make uninstall removes every file install put there; install runs
+#    ldconfig when it installs into the real root (no DESTDIR), and only
+#    then (checked with make -n);
 #  - in a build tree of its own, PREFIX=/opt/shmbus LIBDIR=/opt/shmbus/lib64
 #    gives programs that look for the library in that LIBDIR, and
-#    RUNPATH= gives programs that look nowhere but the linker's path.
+#    RUNPATH= gives programs that look nowhere but the linker's path, and
+#    make uninstall removes that installation too.
 # The first part installs $B as it was configured ($B/.paths), so that it
 # rebuilds nothing. Environment: B (build dir), MAKE.
 set -u
@@ -122,6 +128,45 @@ if [ -x "$root/hello" ]; then
 	check "hello runs with the installed daemon ($got of 5 received)" $good
 fi
 
+# A program linked against the build tree, elsewhere, with no shmbusd
+# beside it, none named by $SHMBUS_DAEMON and none on $PATH, starts the
+# build tree's: the one beside the library it runs with (../bin from it).
+absb=$(cd "$B" && pwd)
+mkdir -p "$root/elsewhere"
+if ${CC:-cc} examples/hello.c -o "$root/elsewhere/hello" -Iinclude \
+	-L"$absb/lib" -lshmbus -Wl,-rpath,"$absb/lib" 2>"$root/elsewhere.log"; then
+	out=$(env -u SHMBUS_DAEMON PATH=/usr/bin:/bin \
+	      SHMBUS_SOCKET="$root/sock2" timeout 30 "$root/elsewhere/hello" 2>&1)
+	pid=$(cat "$root/sock2.lock" 2>/dev/null)
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null)
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	check "a program linked against $B starts $B's daemon (${exe:-none})" \
+		[ "$exe" = "$absb/bin/shmbusd" ]
+else
+	cat "$root/elsewhere.log"
+	bad "examples/hello.c against $B"
+fi
+
+# make uninstall takes away what install put there, and nothing else
+stop_daemon
+$MAKE -s B="$B" uninstall DESTDIR="$root" PREFIX="$PREFIX" BINDIR="$BINDIR" \
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" \
+	>>"$root/install.log" 2>&1
+left=$(find "$root$PREFIX" "$root$LIBDIR" "$root$BINDIR" "$root$UNITDIR" \
+	\( -type f -o -type l \) 2>/dev/null | sort -u)
+[ -z "$left" ] || echo "$left" | sed 's/^/  left: /'
+check "make uninstall leaves no file of the installation" [ -z "$left" ]
+# ldconfig runs after an install into the real root only
+real=$($MAKE -n B="$B" install PREFIX="$PREFIX" BINDIR="$BINDIR" \
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" \
+	UNITDIR="$UNITDIR" 2>/dev/null | grep -c '^ldconfig$')
+staged=$($MAKE -n B="$B" install DESTDIR="$root" PREFIX="$PREFIX" \
+	BINDIR="$BINDIR" LIBDIR="$LIBDIR" INCDIR="$INCDIR" \
+	SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" 2>/dev/null |
+	grep -c '^ldconfig$')
+check "make install runs ldconfig without DESTDIR ($real), not with it ($staged)" \
+	[ "$real" = 1 ] && [ "$staged" = 0 ]
+
 # Another layout, in a build tree of its own (nothing here touches $B).
 runpath() { readelf -d "$1" 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p'; }
 b2=$root/build-lib64
@@ -139,6 +184,11 @@ if $MAKE -s B="$b2" install DESTDIR="$root/d2" PREFIX=/opt/shmbus \
 		LIBDIR=/opt/shmbus/lib64 RUNPATH= >>"$root/install2.log" 2>&1
 	rp=$(runpath "$root/d3/opt/shmbus/bin/shmbus")
 	check "RUNPATH= relinks the programs with none (${rp:-none})" [ -z "$rp" ]
+	$MAKE -s B="$b2" uninstall DESTDIR="$root/d2" PREFIX=/opt/shmbus \
+		LIBDIR=/opt/shmbus/lib64 >>"$root/install2.log" 2>&1
+	left=$(find "$root/d2" \( -type f -o -type l \) | head -5)
+	check "LIBDIR=/opt/shmbus/lib64: make uninstall leaves no file" \
+		[ -z "$left" ]
 else
 	tail -20 "$root/install2.log"
 	bad "make install PREFIX=/opt/shmbus LIBDIR=/opt/shmbus/lib64"

@@ -10,6 +10,7 @@
  * number of clients racing at start end with exactly one daemon, and each
  * of them just retries connect() until it is listening.
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -58,27 +59,50 @@ static bool executable(const char *p)
 	return p && *p && access(p, X_OK) == 0;
 }
 
-/* $SHMBUS_DAEMON, then shmbusd beside our own executable, then the
- * installed path, then $PATH. */
+/* shmbusd in the directory of @file (a path), then in ../bin from it,
+ * into @buf: true if one is there. */
+static bool daemon_near(const char *file, char *buf, size_t len)
+{
+	const char *slash = strrchr(file, '/');
+	size_t dir;
+
+	if (!slash)
+		return false;
+	dir = (size_t)(slash - file) + 1;
+	if (dir + sizeof("../bin/shmbusd") > len)
+		return false;
+	memmove(buf, file, dir);
+	strcpy(buf + dir, "shmbusd");
+	if (executable(buf))
+		return true;
+	strcpy(buf + dir, "../bin/shmbusd");
+	return executable(buf);
+}
+
+/*
+ * $SHMBUS_DAEMON, then shmbusd beside our own executable, then beside
+ * this library (in its directory or ../bin: a program linked against a
+ * build tree or another prefix starts that tree's daemon), then the
+ * installed path, then $PATH.
+ */
 static const char *daemon_binary(char *buf, size_t len)
 {
 	const char *env = secure_getenv("SHMBUS_DAEMON");
+	char exe[PATH_MAX];
+	Dl_info di;
 	ssize_t n;
 
 	if (executable(env))
 		return env;
-	n = readlink("/proc/self/exe", buf, len - 16);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
-		char *slash;
-
-		buf[n] = '\0';
-		slash = strrchr(buf, '/');
-		if (slash) {
-			strcpy(slash + 1, "shmbusd");
-			if (executable(buf))
-				return buf;
-		}
+		exe[n] = '\0';
+		if (daemon_near(exe, buf, len))
+			return buf;
 	}
+	if (dladdr((void *)daemon_binary, &di) && di.dli_fname &&
+	    di.dli_fname[0] == '/' && daemon_near(di.dli_fname, buf, len))
+		return buf;
 	if (executable(SHMBUS_DAEMON_PATH))
 		return SHMBUS_DAEMON_PATH;
 	return "shmbusd";
