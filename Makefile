@@ -41,6 +41,7 @@ INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 DESTDIR ?=
 # run after installing into (or removing from) the real root, so that
 # the dynamic linker's cache knows the library; not with DESTDIR
@@ -152,7 +153,9 @@ SONAME   := libshmbus.so.$(VERSION_MAJOR)
 SHLIB    := $(B)/lib/libshmbus.so.$(VERSION)
 STLIB    := $(B)/lib/libshmbus.a
 PCFILE   := $(B)/lib/pkgconfig/libshmbus.pc
-UNITS    := $(B)/systemd/shmbus-bridge@.service
+UNITS    := $(B)/systemd/shmbus-bridge@.service $(B)/systemd/shmbusd.service \
+	    $(B)/systemd/shmbusd.socket
+USER_UNITS := $(B)/systemd/user/shmbusd.service $(B)/systemd/user/shmbusd.socket
 DMNLIB   := $(O)/libshmbusd.a
 DAEMON   := $(B)/bin/shmbusd
 CLI      := $(B)/bin/shmbus
@@ -180,7 +183,7 @@ PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 .DEFAULT_GOAL := all
 
 all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(BBENCH) $(PCOST) $(TESTS) \
-	$(EXAMPLES) $(PCFILE) $(UNITS) checks
+	$(EXAMPLES) $(PCFILE) $(UNITS) $(USER_UNITS) checks
 
 lib: $(SHLIB) $(STLIB)
 
@@ -284,7 +287,7 @@ $(STLIB): $(LIB_OBJS) | $(B)/lib
 $(B)/.paths: FORCE | $(B)
 	$(Q)printf '%s\n' 'PREFIX=$(PREFIX)' 'BINDIR=$(BINDIR)' 'LIBDIR=$(LIBDIR)' \
 		'INCDIR=$(INCDIR)' 'RUNPATH=$(RUNPATH)' 'SYSCONFDIR=$(SYSCONFDIR)' \
-		'UNITDIR=$(UNITDIR)' > $@.tmp
+		'UNITDIR=$(UNITDIR)' 'USERUNITDIR=$(USERUNITDIR)' > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(O)/lib/client.o: $(B)/.paths
@@ -296,6 +299,7 @@ $(PCFILE): libshmbus.pc.in include/shmbus.h $(B)/.paths | $(B)/lib/pkgconfig
 
 $(B)/systemd/%: systemd/%.in $(B)/.paths | $(B)/systemd
 	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(dir $@)
 	$(Q)sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		$< > $@
 
@@ -529,7 +533,8 @@ $(FZ) $(FZ)/obj/lib $(FZ)/obj/daemon:
 
 # ---- install: the files built above, as they are ------------------------
 
-install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS)
+install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS) \
+		$(USER_UNITS)
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(INCDIR)/shmbus $(DESTDIR)$(PCDIR)
@@ -542,8 +547,9 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS)
 	$(Q)install -m 0644 bpf/shmbus_bpf.h $(DESTDIR)$(INCDIR)/shmbus/bpf.h
 	$(Q)install -m 0644 $(PCFILE) $(DESTDIR)$(PCDIR)/
 	$(Q)install -m 0755 $(DAEMON) $(CLI) $(BRIDGE) $(DESTDIR)$(BINDIR)/
-	$(Q)install -d $(DESTDIR)$(UNITDIR)
+	$(Q)install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR)
 	$(Q)install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
+	$(Q)install -m 0644 $(USER_UNITS) $(DESTDIR)$(USERUNITDIR)/
 	$(Q)$(if $(DESTDIR),:,$(LDCONFIG))
 
 # what install put there, and nothing else (directories only if empty)
@@ -556,7 +562,8 @@ uninstall:
 		$(addprefix $(DESTDIR)$(INCDIR)/shmbus/,$(notdir $(wildcard include/shmbus/*.h)) bpf.h) \
 		$(DESTDIR)$(PCDIR)/$(notdir $(PCFILE)) \
 		$(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(DAEMON) $(CLI) $(BRIDGE))) \
-		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS))) \
+		$(addprefix $(DESTDIR)$(USERUNITDIR)/,$(notdir $(USER_UNITS)))
 	$(Q)rmdir $(DESTDIR)$(INCDIR)/shmbus 2>/dev/null || :
 	$(Q)$(if $(DESTDIR),:,$(LDCONFIG))
 

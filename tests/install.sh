@@ -43,13 +43,14 @@ stop_daemon() {
 paths() { sed -n "s/^$1=//p" "$B/.paths" 2>/dev/null; }
 PREFIX=$(paths PREFIX) BINDIR=$(paths BINDIR) LIBDIR=$(paths LIBDIR)
 INCDIR=$(paths INCDIR) SYSCONFDIR=$(paths SYSCONFDIR) UNITDIR=$(paths UNITDIR)
+USERUNITDIR=$(paths USERUNITDIR)
 if [ "$PREFIX" != /usr/local ] || [ "$BINDIR" != /usr/local/bin ] ||
    [ "$LIBDIR" != /usr/local/lib ] || [ "$INCDIR" != /usr/local/include ]; then
 	echo "note: $B is configured for $PREFIX; checking that installation"
 fi
 pre=$root$PREFIX
 if ! $MAKE -s B="$B" install DESTDIR="$root" PREFIX="$PREFIX" BINDIR="$BINDIR" \
-	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" \
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" USERUNITDIR="$USERUNITDIR" \
 	>"$root/install.log" 2>&1; then
 	cat "$root/install.log"
 	bad "make install"
@@ -60,7 +61,9 @@ ok "make install"
 
 missing=""
 for f in "$BINDIR/shmbusd" "$BINDIR/shmbus" "$BINDIR/shmbus-bridge" \
-	 "$UNITDIR/shmbus-bridge@.service" "$LIBDIR/libshmbus.so.0" \
+	 "$UNITDIR/shmbus-bridge@.service" "$UNITDIR/shmbusd.service" \
+	 "$UNITDIR/shmbusd.socket" "$USERUNITDIR/shmbusd.service" \
+	 "$USERUNITDIR/shmbusd.socket" "$LIBDIR/libshmbus.so.0" \
 	 "$LIBDIR/libshmbus.so" "$LIBDIR/libshmbus.a" \
 	 "$LIBDIR/pkgconfig/libshmbus.pc" "$INCDIR/shmbus.h" \
 	 "$INCDIR/shmbus/layout.h" "$INCDIR/shmbus/kmod.h" \
@@ -98,6 +101,38 @@ if [ -e "$unit" ]; then
 	grep -q "^ExecStart=$BINDIR/shmbus-bridge --config $SYSCONFDIR/shmbus/bridge/%i.conf --start-daemon false\$" "$unit"
 	check "shmbus-bridge@.service runs $BINDIR/shmbus-bridge" [ $? -eq 0 ]
 fi
+
+# the daemon's units, root's and a user's: they verify, the service runs
+# the installed daemon on the socket its socket unit listens on, which is
+# where the library looks by default
+for kind in system user; do
+	if [ $kind = system ]; then
+		dir=$UNITDIR sock=/run/shmbus/shmbusd.sock opt=
+	else
+		dir=$USERUNITDIR sock=%t/shmbus/shmbusd.sock opt=--user
+		mkdir -p -m 0700 "$root/rt"
+	fi
+	mkdir -p "$root/units-$kind"
+	for u in shmbusd.service shmbusd.socket; do
+		sed "s|$BINDIR/|$root$BINDIR/|" "$root$dir/$u" > "$root/units-$kind/$u"
+	done
+	check "shmbusd.socket and .service ($kind): systemd-analyze verify" \
+		sh -c "cd '$root/units-$kind' && XDG_RUNTIME_DIR='$root/rt' \
+		       systemd-analyze $opt verify --man=no shmbusd.socket shmbusd.service"
+	grep -q "^ListenSequentialPacket=$sock\$" "$root$dir/shmbusd.socket" &&
+		grep -q "^ExecStart=$BINDIR/shmbusd --socket $sock\$" \
+			"$root$dir/shmbusd.service"
+	check "shmbusd.service ($kind) runs $BINDIR/shmbusd on $sock" [ $? -eq 0 ]
+done
+# what the library takes for root's default socket
+grep -q '"/run/shmbus/shmbusd.sock"' userspace/lib/client.c
+check "the system socket is the library's default for root" [ $? -eq 0 ]
+exposure=$(systemd-analyze security --offline=yes \
+	"$root/units-system/shmbusd.service" 2>/dev/null |
+	sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+echo "shmbusd.service: systemd-analyze security: exposure ${exposure:-?}"
+check "shmbusd.service: exposure ${exposure:-?} is \"OK\" or better (<= 4.9)" \
+	awk "BEGIN { exit !(\"${exposure:-9}\" + 0 <= 4.9) }"
 
 export PKG_CONFIG_PATH="$root$LIBDIR/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root"
 cflags=$(pkg-config --cflags libshmbus) && libs=$(pkg-config --libs libshmbus)
@@ -150,7 +185,7 @@ fi
 # make uninstall takes away what install put there, and nothing else
 stop_daemon
 $MAKE -s B="$B" uninstall DESTDIR="$root" PREFIX="$PREFIX" BINDIR="$BINDIR" \
-	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" \
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" USERUNITDIR="$USERUNITDIR" \
 	>>"$root/install.log" 2>&1
 left=$(find "$root$PREFIX" "$root$LIBDIR" "$root$BINDIR" "$root$UNITDIR" \
 	\( -type f -o -type l \) 2>/dev/null | sort -u)
@@ -159,10 +194,11 @@ check "make uninstall leaves no file of the installation" [ -z "$left" ]
 # ldconfig runs after an install into the real root only
 real=$($MAKE -n B="$B" install PREFIX="$PREFIX" BINDIR="$BINDIR" \
 	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" \
-	UNITDIR="$UNITDIR" 2>/dev/null | grep -c '^ldconfig$')
+	UNITDIR="$UNITDIR" USERUNITDIR="$USERUNITDIR" 2>/dev/null |
+	grep -c '^ldconfig$')
 staged=$($MAKE -n B="$B" install DESTDIR="$root" PREFIX="$PREFIX" \
 	BINDIR="$BINDIR" LIBDIR="$LIBDIR" INCDIR="$INCDIR" \
-	SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" 2>/dev/null |
+	SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" USERUNITDIR="$USERUNITDIR" 2>/dev/null |
 	grep -c '^ldconfig$')
 check "make install runs ldconfig without DESTDIR ($real), not with it ($staged)" \
 	[ "$real" = 1 ] && [ "$staged" = 0 ]
