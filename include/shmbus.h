@@ -147,7 +147,9 @@ struct shmbus_open_opts {
  *                 all arenas over --memory-max; or the caller's uid is at
  *                 its buses, bytes or conns quota (shmbus_errmsg() says
  *                 which)
- *   ECONNREFUSED  no daemon could be reached or started
+ *   ECONNREFUSED  no daemon could be reached or started (with NOSTART:
+ *                 none listens at the socket; no shmbusd to start:
+ *                 at once, shmbus_errmsg() says where it looked)
  *   ETIMEDOUT     connect_timeout_ms passed: a full listen backlog, or no
  *                 answer to HELLO or BUS_OPEN (shmbus_errmsg() says which)
  *   EPROTO        the daemon spoke a protocol we do not understand

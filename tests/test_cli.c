@@ -10,6 +10,10 @@
  *  - pub stops with an error on an input read error (a directory, a
  *    closed stdin); the CLI and the daemon keep fds 0-2 taken;
  *  - every output write error exits non-zero;
+ *  - with no daemon, the read-only commands say "no daemon at SOCKET" and
+ *    exit 1, starting none and creating nothing; SHMBUS_OPEN_NOSTART gives
+ *    ECONNREFUSED; with no shmbusd to start anywhere, a command fails at
+ *    once, naming where it looked;
  *  - a bad name is reported as a bad name, saying what is allowed;
  *  - names a member scribbled into the arena (escape sequences, quotes,
  *    backslashes, newlines, invalid UTF-8) come out escaped: tables
@@ -803,6 +807,79 @@ static void test_output_errors(void **state)
 		result_free(&r);
 	}
 	shmbus__close(bus);
+}
+
+/* ---- no daemon ------------------------------------------------------ */
+
+static void test_no_daemon(void **state)
+{
+	const char *const *const cmds[] = {
+		ARGS("stat"),
+		ARGS("stat", "--format", "json"),
+		ARGS("queue", "list"),
+		ARGS("topic", "list"),
+		ARGS("dlq", "list"),
+	};
+	char dir[PATH_MAX], sock[PATH_MAX + 16], alone[PATH_MAX + 16],
+	     cmd[8 * PATH_MAX], want[PATH_MAX + 32], *was;
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART);
+	struct stat st;
+	int64_t t0;
+
+	(void)state;
+	was = strdup(getenv("SHMBUS_SOCKET") ? getenv("SHMBUS_SOCKET") : "");
+	snprintf(dir, sizeof(dir), "%s/nobody", t_dir);
+	snprintf(sock, sizeof(sock), "%s/d.sock", dir);
+	snprintf(want, sizeof(want), "no daemon at %s", sock);
+	setenv("SHMBUS_SOCKET", sock, 1);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		struct result r = cli_run(-1, -1, cmds[i]);
+
+		print_message("no daemon: %s %s: exit %d: %s", cmds[i][0],
+			      cmds[i][1] ? cmds[i][1] : "", r.status, r.err);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, want));
+		result_free(&r);
+	}
+	/* none started, nothing made */
+	assert_int_not_equal(stat(dir, &st), 0);
+	/* the library's own answer */
+	o.socket_path = sock;
+	assert_null(shmbus__open("x", &o));
+	assert_int_equal(errno, ECONNREFUSED);
+	assert_non_null(strstr(shmbus_errmsg(), want));
+	/* a copy of the CLI and the library with no shmbusd anywhere near
+	 * (nor on $PATH): a declare fails at once, saying where it looked */
+	snprintf(alone, sizeof(alone), "%s/alone", t_dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/bin %s/lib && cp %s %s/bin/ && "
+		 "cp -L %.*s/lib/libshmbus.so.0 %s/lib/", alone, alone, cli, alone,
+		 (int)(strrchr(cli, '/') - cli - 4), cli, alone);
+	assert_int_equal(system(cmd), 0);
+	if (access("/usr/local/bin/shmbusd", X_OK) == 0) {
+		print_message("not run: an installed /usr/local/bin/shmbusd "
+			      "would be started\n");
+	} else {
+		snprintf(cmd, sizeof(cmd), "env -u SHMBUS_DAEMON PATH=/usr/bin:/bin "
+			 "%s/bin/shmbus queue declare q 2>%s/alone.err",
+			 alone, t_dir);
+		t0 = t_now_ns();
+		assert_int_not_equal(system(cmd), 0);
+		t0 = t_now_ns() - t0;
+		snprintf(cmd, sizeof(cmd), "cat %s/alone.err >&2; grep -q "
+			 "'shmbusd cannot be started: No such file or directory "
+			 "(looked for' %s/alone.err", t_dir, t_dir);
+		assert_int_equal(system(cmd), 0);
+		print_message("no shmbusd to start: failed in %.0f ms\n",
+			      t0 / 1e6);
+		/* at once, not after the 5 s of retries a start gets */
+		assert_true(t0 < 3000 * 1000000ll);
+		assert_int_not_equal(stat(dir, &st), 0);
+	}
+	if (was[0])
+		setenv("SHMBUS_SOCKET", was, 1);
+	else
+		unsetenv("SHMBUS_SOCKET");
+	free(was);
 }
 
 /* ---- names -------------------------------------------------------- */
@@ -1614,6 +1691,7 @@ int main(void)
 		cmocka_unit_test(test_pub_read_errors),
 		cmocka_unit_test(test_daemon_std_fds),
 		cmocka_unit_test(test_output_errors),
+		cmocka_unit_test(test_no_daemon),
 		cmocka_unit_test(test_invalid_names),
 		cmocka_unit_test(test_escaped_names),
 		cmocka_unit_test(test_durable),

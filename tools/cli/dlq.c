@@ -162,7 +162,8 @@ int cmd_dlq(int argc, char **argv)
 		return ret;
 	if ((ret = dlq_options(argc, argv, &count, &to)) >= 0)
 		return ret;
-	bus = open_bus(SHMBUS_OPEN_NOCREATE);
+	/* no daemon, no bus, no dead letters: none is started */
+	bus = open_bus(SHMBUS_OPEN_NOCREATE | SHMBUS_OPEN_NOSTART);
 	qi = list_queues(bus, &n);
 	if (!strcmp(sub, "list")) {
 		if (optind != argc)

@@ -196,7 +196,9 @@ struct shmbus *open_bus(uint32_t flags)
 	if (!bus) {
 		int err = errno;
 
-		if (err == EINVAL)	/* the library says why */
+		/* the library says why (ECONNREFUSED: no daemon at the
+		 * socket, and none started) */
+		if (err == EINVAL || err == ECONNREFUSED)
 			die("cannot open bus '%s'", bus_name());
 		if (err == ENOENT)
 			die("no bus '%s'", bus_name());

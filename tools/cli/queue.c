@@ -157,7 +157,8 @@ static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
 
 static void queue_list(void)
 {
-	struct shmbus *bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+	struct shmbus *bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+				 SHMBUS_OPEN_NOSTART);
 	struct shmbus_queue_info *qi;
 	int n;
 

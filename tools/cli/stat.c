@@ -445,7 +445,8 @@ int cmd_stat(int argc, char **argv)
 
 	if ((ret = stat_options(argc, argv, &json)) >= 0)
 		return ret;
-	bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+	bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+				 SHMBUS_OPEN_NOSTART);
 	qi = list_queues(bus, &n);
 	if (json)
 		stat_json(bus, qi, n);

@@ -53,7 +53,8 @@ static int topic_options(int argc, char **argv, struct shmbus_topic_opts *to)
 
 static void topic_list(void)
 {
-	struct shmbus *bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE);
+	struct shmbus *bus = open_bus(SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+				 SHMBUS_OPEN_NOSTART);
 	struct shmbus_queue_info *qi;
 	int n;
 

@@ -332,9 +332,13 @@ static int dial(struct client *c)
 			if (pause_ms(c->abort_fd, 0))
 				return -ECANCELED;
 			continue;
-		} else if ((fd != -ENOENT && fd != -ECONNREFUSED) ||
-			   !c->autostart) {
+		} else if (fd != -ENOENT && fd != -ECONNREFUSED) {
 			return fd;
+		} else if (!c->autostart) {
+			/* nothing listens there, and we may not start one:
+			 * one error for both, as documented */
+			errmsg_set("no daemon at %s", path);
+			return -ECONNREFUSED;
 		}
 		if (now_ns() >= deadline)
 			return -ECONNREFUSED;
@@ -342,7 +346,17 @@ static int dial(struct client *c)
 		 * it exits and we wait for that one to listen; if that one
 		 * was on its way out, starting again later wins the lock. */
 		if (now_ns() >= respawn) {
-			spawn_daemon(path);
+			err = spawn_daemon(path);
+			if (err) {
+				/* no program to start: waiting cannot help */
+				errmsg_set("no daemon at %s, and shmbusd cannot be "
+					   "started: %s (looked for $SHMBUS_DAEMON, "
+					   "shmbusd beside the program and beside "
+					   "libshmbus, in ../bin from each, "
+					   SHMBUS_DAEMON_PATH ", and in $PATH)",
+					   path, strerror(-err));
+				return -ECONNREFUSED;
+			}
 			respawn = now_ns() + 250 * NSEC_PER_MSEC;
 			continue;
 		}

@@ -48,8 +48,9 @@ void shmbus_pr(enum shmbus_print_level level, const char *fmt, ...)
 	errno = saved;
 }
 
-/* The reason of this thread's most recent explained failure. */
-static __thread char errmsg[SBC_REASON_MAX];
+/* The reason of this thread's most recent explained failure: a daemon's
+ * refusal (SBC_REASON_MAX) or the library's own, which may name paths. */
+static __thread char errmsg[512];
 
 SHMBUS_API const char *shmbus_errmsg(void)
 {
