@@ -225,7 +225,11 @@ $(O)/lib/%.o: userspace/lib/%.c | $(O)/lib
 
 $(O)/daemon/%.o: userspace/daemon/%.c | $(O)/daemon
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Iuserspace/daemon \
+		-DSHMBUS_SYSCONFDIR='"$(SYSCONFDIR)"' -c $< -o $@
+
+# the configuration file's and the policy's default places
+$(O)/daemon/options.o: $(B)/.paths
 
 $(O)/cli/%.o: tools/cli/%.c | $(O)/cli $(BPF_SKEL)
 	$(call msg,CC,$@)

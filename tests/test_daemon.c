@@ -6,7 +6,9 @@
  *  - malformed, truncated, oversized frames and frames with fds get an
  *    error reply and a closed connection, and the daemon serves on;
  *  - declare semantics (same settings ok, conflicts refused), limits;
- *  - permissions from SO_PEERCRED (root only: runs as nobody).
+ *  - permissions from SO_PEERCRED (root only: runs as nobody);
+ *  - shmbusd.conf: settings from the file, flags over them, every kind
+ *    of bad file refused with its line, a user's own default file.
  * Memory limits at bus creation are in test_resources.c.
  */
 #include <grp.h>
@@ -787,6 +789,220 @@ static void test_permissions(void **state)
 	shmbus__close(b3);
 }
 
+
+/* ---- the configuration file --------------------------------------- */
+
+/* Write @text to @path with @mode. */
+static void put_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+/*
+ * Run shmbusd with @args (NULL-terminated) in the foreground as @uid (0:
+ * ourselves), with XDG_CONFIG_HOME=@xdg if given; its exit status, its
+ * stderr in @err. A daemon that starts (no error) is killed after 1 s
+ * and gives 1000.
+ */
+static int run_daemon(uid_t uid, const char *xdg, const char *const *args,
+		      char *err, size_t len)
+{
+	char path[PATH_MAX];
+	const char *argv[16] = { "shmbusd" };
+	int fd, rc;
+	ssize_t n;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/stderr", t_dir);
+	for (int i = 0; args[i] && i < 14; i++)
+		argv[i + 1] = args[i];
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		if (xdg)
+			setenv("XDG_CONFIG_HOME", xdg, 1);
+		if (uid && (setgroups(0, NULL) || setgid(uid) || setuid(uid)))
+			_exit(126);
+		execv(t_daemon_path(), (char **)argv);
+		_exit(127);
+	}
+	rc = t_wait(pid, 1000);
+	if (rc == -1)		/* still running after 1 s (now killed) */
+		rc = 1000;
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, err, len - 1);
+	err[n > 0 ? n : 0] = '\0';
+	close(fd);
+	printf("  shmbusd %s ... -> %d: %s", args[0], rc,
+	       *err ? err : "(nothing on stderr)\n");
+	return rc;
+}
+
+static void test_config(void **state)
+{
+	char conf[PATH_MAX], sock[108], st[PATH_MAX], err[2048];
+	char xdg[PATH_MAX], user_conf[PATH_MAX + 32], big[6000];
+	char logpath[128];
+	struct shmbus_pool_info pi;
+	struct shmbus_info info;
+	struct shmbus *bus;
+	pid_t pid;
+
+	(void)state;
+	snprintf(conf, sizeof(conf), "%s/shmbusd.conf", t_dir);
+	snprintf(sock, sizeof(sock), "%s/conf.sock", t_dir);
+	snprintf(st, sizeof(st), "%s/conf-state", t_dir);
+
+	/* the file's settings make the buses; a flag overrides a line */
+	put_file(conf,
+		 "# a comment\n"
+		 "\n"
+		 "  bus-queues = 8\n"
+		 "bus-slots=16\n"
+		 "bus-pools = 128:100, 1K:10\n"
+		 "bus-ring-size = 64K\n"
+		 "quota = buses=5\n"
+		 "quota = conns=50\n"
+		 "log-level = debug\n", 0644);
+	{
+		const char *extra[] = { "--config", conf, "--bus-queues", "9",
+					NULL };
+		SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = sock);
+		SHMBUS_OPTS(shmbus_open_opts, own, .socket_path = sock,
+			    .max_queues = 3);
+
+		pid = t_daemon_start_state(sock, st, extra);
+		assert_true(pid > 0);
+		bus = shmbus__open("conf", &o);
+		assert_non_null(bus);
+		assert_int_equal(shmbus__info(bus, &info), 0);
+		printf("  a bus made by default: %u queues, %u slots, %u pools\n",
+		       info.max_queues, info.max_slots, info.nr_pools);
+		assert_int_equal(info.max_queues, 9);	/* the flag */
+		assert_int_equal(info.max_slots, 16);	/* the file */
+		assert_int_equal(info.nr_pools, 2);
+		assert_int_equal(shmbus__pool_info(bus, 0, &pi), 0);
+		assert_int_equal(pi.payload, 128);
+		assert_int_equal(pi.chunks, 100);
+		assert_int_equal(shmbus__pool_info(bus, 1, &pi), 0);
+		assert_int_equal(pi.payload, 1024);
+		shmbus__close(bus);
+		/* what a creator asks for still wins over the defaults */
+		bus = shmbus__open("own", &own);
+		assert_non_null(bus);
+		assert_int_equal(shmbus__info(bus, &info), 0);
+		assert_int_equal(info.max_queues, 3);
+		assert_int_equal(info.max_slots, 16);
+		shmbus__close(bus);
+		assert_true(t_daemon_kill_pid(pid));
+		/* log-level = debug took */
+		snprintf(logpath, sizeof(logpath), "%s.log", sock);
+		{
+			FILE *f = fopen(logpath, "r");
+			char line[512];
+			bool debug = false;
+
+			assert_non_null(f);
+			while (fgets(line, sizeof(line), f))
+				debug |= strstr(line, " debug: ") != NULL;
+			fclose(f);
+			assert_true(debug);
+		}
+	}
+
+	/* each bad file is an error at start, with its line: exit 2 */
+	{
+		static const struct { const char *text, *says; } bad[] = {
+			{ "bus-queues = 8\nbogus = 1\n",
+			  ":2: unknown setting 'bogus'" },
+			{ "memory-max = 8x\n", ":1: memory-max: '8x'" },
+			{ "bus-pools = 4K:10,256:5\n", ":1: bus-pools:" },
+			{ "log = relative.log\n", "want an absolute path" },
+			{ "segment-size = 1K\n", "at least 64K" },
+			{ "log-level = loud\n", "want error, warn, info" },
+			{ "bus-max = 1M\nbus-pools = 64K:100\n",
+			  "over bus-max" },
+			{ "bus-slots = 8\nbus-slots = 9\n",
+			  ":2: bus-slots: given twice (first at line 1)" },
+			{ "daemonize = 1\n", "unknown setting 'daemonize'" },
+			{ "just words\n", ":1: want 'name = value'" },
+		};
+		const char *args[] = { "--config", conf, "--socket", sock,
+				       NULL };
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			put_file(conf, bad[i].text, 0644);
+			assert_int_equal(run_daemon(0, NULL, args, err,
+						    sizeof(err)), 2);
+			assert_non_null(strstr(err, bad[i].says));
+		}
+		memset(big, 'x', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		memcpy(big, "log = /", 7);
+		put_file(conf, big, 0644);
+		assert_int_equal(run_daemon(0, NULL, args, err, sizeof(err)),
+				 2);
+		assert_non_null(strstr(err, ":1: line longer than 4096"));
+		/* a file others may write is not taken */
+		put_file(conf, "bus-queues = 8\n", 0664);
+		assert_int_equal(run_daemon(0, NULL, args, err, sizeof(err)),
+				 2);
+		assert_non_null(strstr(err, "only its owner may write it"));
+		/* a named file must exist */
+		unlink(conf);
+		assert_int_equal(run_daemon(0, NULL, args, err, sizeof(err)),
+				 2);
+		assert_non_null(strstr(err, "No such file"));
+	}
+
+	/* a user's daemon reads the user's own file by default; with
+	 * --no-config it does not */
+	if (geteuid() != 0) {
+		SKIP_OR_FAIL("needs root to run a daemon as another user");
+		return;
+	}
+	chmod(t_dir, 0755);
+	snprintf(xdg, sizeof(xdg), "%s/xdg", t_dir);
+	assert_int_equal(mkdir(xdg, 0755), 0);
+	snprintf(user_conf, sizeof(user_conf), "%s/shmbus", xdg);
+	assert_int_equal(mkdir(user_conf, 0755), 0);
+	strcat(user_conf, "/shmbusd.conf");
+	put_file(user_conf, "bogus-for-nobody = 1\n", 0644);
+	assert_int_equal(chown(user_conf, 65534, 65534), 0);
+	snprintf(sock, sizeof(sock), "%s/nobody", t_dir);
+	assert_int_equal(mkdir(sock, 0700), 0);
+	assert_int_equal(chown(sock, 65534, 65534), 0);
+	snprintf(st, sizeof(st), "%s/state", sock);
+	strcat(sock, "/d.sock");
+	{
+		const char *args[] = { "--socket", sock, NULL };
+		const char *none[] = { "--socket", sock, "--state-dir", st,
+				       "--no-config", NULL };
+
+		assert_int_equal(run_daemon(65534, xdg, args, err,
+					    sizeof(err)), 2);
+		assert_non_null(strstr(err, "unknown setting "
+					    "'bogus-for-nobody'"));
+		/* owned by another user (neither root nor nobody) */
+		assert_int_equal(chown(user_conf, 1, 1), 0);
+		assert_int_equal(run_daemon(65534, xdg, args, err,
+					    sizeof(err)), 2);
+		assert_non_null(strstr(err, "owned by uid 1,"));
+		assert_int_equal(run_daemon(65534, xdg, none, err,
+					    sizeof(err)), 1000);
+	}
+	chmod(t_dir, 0700);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -798,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(test_declare_rules),
 		cmocka_unit_test(test_timestamps_and_ids),
 		cmocka_unit_test(test_permissions),
+		cmocka_unit_test(test_config),
 	};
 
 	return T_RUN_WITH_DAEMON("daemon", tests);

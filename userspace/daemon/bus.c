@@ -47,9 +47,10 @@ struct dbus *bus_find(const struct daemon *d, uid_t owner, const char *name)
 
 /* The creation parameters of BUS_OPEN @req by @p, checked and completed
  * (arena_params_check). */
-static int bus_params(const struct sbc_bus_open *req, const struct peer *p,
-		      struct arena_params *ap)
+static int bus_params(const struct daemon *d, const struct sbc_bus_open *req,
+		      const struct peer *p, struct arena_params *ap)
 {
+	const struct arena_params *def = &d->bus_defaults;
 	char why[128] = "";
 	int err;
 
@@ -66,10 +67,40 @@ static int bus_params(const struct sbc_bus_open *req, const struct peer *p,
 		ap->pools[i].payload = req->pools[i].payload;
 		ap->pools[i].count = req->pools[i].count;
 	}
+	/* what the creator left open: the daemon's defaults, if it has any */
+	if (!ap->max_queues)
+		ap->max_queues = def->max_queues;
+	if (!ap->max_slots)
+		ap->max_slots = def->max_slots;
+	if (!ap->ring_bytes)
+		ap->ring_bytes = def->ring_bytes;
+	if (!ap->nr_pools) {
+		ap->nr_pools = def->nr_pools;
+		memcpy(ap->pools, def->pools, sizeof(ap->pools));
+	}
 	err = arena_params_check(ap, why, sizeof(why));
 	if (err)
 		log_warn("bus '%s': refusing to create: %s", req->name, why);
 	return err;
+}
+
+void bus_defaults_describe(const struct daemon *d)
+{
+	struct arena_params ap = d->bus_defaults;
+	char why[128], pools[256] = "";
+	size_t n = 0;
+
+	strcpy(ap.name, "default");
+	if (arena_params_check(&ap, why, sizeof(why)))
+		return;		/* options_parse() refused it already */
+	for (unsigned i = 0; i < ap.nr_pools && n < sizeof(pools); i++)
+		n += snprintf(pools + n, sizeof(pools) - n, "%s%u:%u",
+			      i ? "," : "", ap.pools[i].payload,
+			      ap.pools[i].count);
+	log_info("a bus whose creator does not say: %u queues, %u slots, "
+		 "%llu ring bytes, pools %s: %llu bytes", ap.max_queues,
+		 ap.max_slots, (unsigned long long)ap.ring_bytes, pools,
+		 (unsigned long long)arena_size_for(&ap));
 }
 
 void arena_memfd_name(const struct daemon *d, const struct arena_params *ap,
@@ -197,7 +228,7 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	uint64_t size;
 	int fd, err;
 
-	err = bus_params(req, p, &ap);
+	err = bus_params(d, req, p, &ap);
 	if (err)
 		return err;
 	while (!ap.bus_id)

@@ -26,84 +26,6 @@
 #include "client.h"
 #include "shmbusd.h"
 
-#define DEFAULT_POLICY	"/etc/shmbus/policy"
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-"usage: shmbusd [--socket PATH] [--daemonize]\n"
-"               [--memory-max BYTES] [--bus-max BYTES]\n"
-"               [--handshake-timeout SECONDS] [--max-pending N]\n"
-"               [--max-pending-uid N]\n"
-"               [--quota LIST] [--quota-share PCT]\n"
-"               [--quota-total-share PCT] [--policy FILE]\n"
-"               [--state-dir DIR] [--segment-size BYTES]\n"
-"               [--log FILE] [--verbose]\n"
-"\n"
-"The shmbus control-plane daemon: creates bus arenas, hands their fds and\n"
-"eventfds to clients, checks credentials, reclaims what dead clients held.\n"
-"The data path never goes through it.\n"
-"\n"
-"  --socket PATH    listen here (default: $SHMBUS_SOCKET, else\n"
-"                   /run/shmbus/shmbusd.sock as root, else\n"
-"                   $XDG_RUNTIME_DIR/shmbus/shmbusd.sock, else\n"
-"                   /tmp/shmbus-$UID/shmbusd.sock)\n"
-"  --daemonize      go to the background once listening; log to\n"
-"                   PATH.log unless --log is given\n"
-"  --memory-max BYTES  the most all arenas together may take (suffix\n"
-"                   K, M, G; default: no total beyond what the memory\n"
-"                   cgroup and MemAvailable leave, checked at each\n"
-"                   creation)\n"
-"  --bus-max BYTES  the largest one arena may be (default 1G)\n"
-"  --handshake-timeout SECONDS  close a connection that has not opened\n"
-"                   a bus (HELLO, BUS_OPEN) by then (default 5)\n"
-"  --max-pending N  connections that may be in their handshake at once\n"
-"                   (default 64); at the limit a new one pushes out the\n"
-"                   oldest of the uid that has the most\n"
-"  --max-pending-uid N  connections of one uid in their handshake at\n"
-"                   once (default 8; root and the daemon's uid: no\n"
-"                   limit); more are closed as soon as accepted\n"
-"  --policy FILE    who may create, configure, publish to and consume\n"
-"                   from which buses (default for root's daemon:\n"
-"                   " DEFAULT_POLICY " if it exists; none for a user's);\n"
-"                   reread on SIGHUP\n"
-"  --state-dir DIR  where durable queues keep their journals (default:\n"
-"                   /var/lib/shmbus as root, else $XDG_STATE_HOME/shmbus\n"
-"                   or ~/.local/state/shmbus; for a --socket other than\n"
-"                   the default one, a directory instance-HASH in it, so\n"
-"                   that two daemons never share one). Created when the\n"
-"                   first durable queue is declared; at start, every bus\n"
-"                   found there that no running process holds is made\n"
-"                   again from it\n"
-"  --segment-size BYTES  a journal segment file grows to this size before\n"
-"                   the next one starts (suffix K, M, G; default 64M, at\n"
-"                   least 64K); a segment is deleted once every message\n"
-"                   in it is settled\n"
-"  --log FILE       append the log to FILE instead of stderr\n"
-"  --verbose        log every connection and attach\n"
-"  --quota LIST     per-uid limits, NAME=N[,NAME=N...] with NAME one of\n"
-"                   buses (buses created), bytes (their arena bytes; K M G\n"
-"                   T suffixes), queues (queues, topics and subscriptions\n"
-"                   declared), seats (their consumer seats: eventfds),\n"
-"                   conns (open connections), disk (what the journals\n"
-"                   of their buses' durable queues take; over it those\n"
-"                   publishes fail EDQUOT); N or \"unlimited\". Over\n"
-"                   a limit a request fails with EDQUOT and says which.\n"
-"                   Root and the daemon's own uid are exempt (a per-user\n"
-"                   daemon serves its user only). May be repeated.\n"
-"  --quota-share PCT  the limits not given: PCT percent (default 25) of\n"
-"                   the daemon's fd budget (RLIMIT_NOFILE, raised to its\n"
-"                   hard limit at start) shared seats 1/2, conns 1/8\n"
-"                   (two fds each: the socket and the client's pidfd),\n"
-"                   buses 1/8 (two fds each), queues = seats/4; bytes:\n"
-"                   PCT percent of memory (MemTotal, or the cgroup's\n"
-"                   memory.max if lower); disk: twice bytes\n"
-"  --quota-total-share PCT  every uid but the exempt ones together: PCT\n"
-"                   percent (default 75) of the same budgets, so that the\n"
-"                   rest stays for root however many users join in\n"
-"  --help           this text\n");
-}
-
 /* mkdir -p for the socket's directory; a private directory must be ours */
 static int prepare_dir(const char *sock)
 {
@@ -223,211 +145,6 @@ static uint64_t raise_nofile(void)
 	return rl.rlim_cur == RLIM_INFINITY ? 1ULL << 20 : rl.rlim_cur;
 }
 
-/* "64M" and the like (binary suffixes K, M, G, T) into *@v; 0 or -EINVAL. */
-static int parse_bytes(const char *s, uint64_t *v)
-{
-	char *end;
-	unsigned long long n;
-	unsigned shift = 0;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	case 'T': case 't': shift = 40; end++; break;
-	}
-	if (*end || !n || n > (~0ULL >> shift))
-		return -EINVAL;
-	*v = (uint64_t)n << shift;
-	return 0;
-}
-
-/* "5", "0.5": seconds into nanoseconds (> 0, at most a day). */
-static int parse_seconds(const char *s, int64_t *ns)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v > 0) || v > 86400)
-		return -EINVAL;
-	*ns = (int64_t)(v * NSEC_PER_SEC);
-	return *ns > 0 ? 0 : -EINVAL;
-}
-
-static int parse_count(const char *s, unsigned *v)
-{
-	char *end;
-	unsigned long n;
-
-	errno = 0;
-	n = strtoul(s, &end, 10);
-	if (errno || end == s || *end || n < 1 || n > 65536)
-		return -EINVAL;
-	*v = n;
-	return 0;
-}
-
-struct options {
-	const char *sock;
-	const char *logpath;
-	bool daemonize;
-	char defsock[108];
-	char logbuf[160];
-	char regbuf[160];	/* the registry: <socket>.buses */
-	char policybuf[PATH_MAX];
-	const char *state_dir;	/* --state-dir */
-	uint64_t segment_bytes;	/* --segment-size */
-	char statebuf[PATH_MAX];
-};
-
-/* Options into @o and @d; returns -1 to go on, else the exit code. */
-static int parse_args(int argc, char **argv, struct options *o,
-		      struct daemon *d)
-{
-	static const struct option longopts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "daemonize", no_argument, NULL, 'd' },
-		{ "memory-max", required_argument, NULL, 'm' },
-		{ "bus-max", required_argument, NULL, 'b' },
-		{ "handshake-timeout", required_argument, NULL, 't' },
-		{ "max-pending", required_argument, NULL, 'p' },
-		{ "max-pending-uid", required_argument, NULL, 'U' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "policy", required_argument, NULL, 'P' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "quota", required_argument, NULL, 'q' },
-		{ "quota-share", required_argument, NULL, 'Q' },
-		{ "quota-total-share", required_argument, NULL, 'T' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "segment-size", required_argument, NULL, 'G' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int opt;
-
-	d->bus_max = 1ULL << 30;
-	d->handshake_ns = 5 * NSEC_PER_SEC;
-	d->max_pending = 64;
-	d->max_pending_uid = 8;
-	while ((opt = getopt_long(argc, argv, "s:dm:b:t:p:U:P:l:vh", longopts,
-				  NULL)) != -1) {
-		switch (opt) {
-		case 's': o->sock = optarg; break;
-		case 'd': o->daemonize = true; break;
-		case 'm':
-		case 'b':
-			if (parse_bytes(optarg, opt == 'm' ? &d->memory_max
-							    : &d->bus_max)) {
-				fprintf(stderr, "shmbusd: --%s %s: want a "
-					"number of bytes (suffix K, M, G)\n",
-					opt == 'm' ? "memory-max" : "bus-max",
-					optarg);
-				return 2;
-			}
-			break;
-		case 't':
-			if (parse_seconds(optarg, &d->handshake_ns)) {
-				fprintf(stderr, "shmbusd: --handshake-timeout "
-					"%s: want seconds (> 0)\n", optarg);
-				return 2;
-			}
-			break;
-		case 'p':
-			if (parse_count(optarg, &d->max_pending)) {
-				fprintf(stderr, "shmbusd: --max-pending %s: "
-					"want 1..65536\n", optarg);
-				return 2;
-			}
-			break;
-		case 'U':
-			if (parse_count(optarg, &d->max_pending_uid)) {
-				fprintf(stderr, "shmbusd: --max-pending-uid %s: "
-					"want 1..65536\n", optarg);
-				return 2;
-			}
-			break;
-		case 'l': o->logpath = optarg; break;
-		case 'P':
-			d->policy_path = optarg;
-			d->policy_must = true;
-			break;
-		case 'v': dlog_set_level(LOG_DEBUG_); break;
-		case 'q':
-			if (quota_parse(optarg)) {
-				fprintf(stderr, "shmbusd: bad --quota '%s' "
-					"(NAME=N[,NAME=N...], NAME: buses, "
-					"bytes, queues, seats, conns; N: a "
-					"number or unlimited)\n", optarg);
-				return 2;
-			}
-			break;
-		case 'Q':
-			if (quota_set_share(optarg)) {
-				fprintf(stderr, "shmbusd: bad --quota-share "
-					"'%s' (1..100)\n", optarg);
-				return 2;
-			}
-			break;
-		case 'T':
-			if (quota_set_total_share(optarg)) {
-				fprintf(stderr, "shmbusd: bad --quota-total-share "
-					"'%s' (1..100)\n", optarg);
-				return 2;
-			}
-			break;
-		case 'S': o->state_dir = optarg; break;
-		case 'G':
-			if (parse_bytes(optarg, &o->segment_bytes) ||
-			    o->segment_bytes < (64u << 10)) {
-				fprintf(stderr, "shmbusd: --segment-size: a size "
-					"of at least 64K, not '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	if (!o->sock) {
-		if (shmbus_socket_path(o->defsock, sizeof(o->defsock))) {
-			fprintf(stderr, "shmbusd: socket path too long\n");
-			return 1;
-		}
-		o->sock = o->defsock;
-	}
-	/* root's daemon serves every user: its policy is the system's */
-	if (!d->policy_path && geteuid() == 0)
-		d->policy_path = DEFAULT_POLICY;
-	/* reread on SIGHUP, after --daemonize went to "/" */
-	if (d->policy_path && d->policy_path[0] != '/') {
-		char cwd[PATH_MAX];
-
-		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(o->policybuf, sizeof(o->policybuf), "%s/%s", cwd,
-			     d->policy_path) >= (int)sizeof(o->policybuf)) {
-			fprintf(stderr, "shmbusd: --policy %s: path too long\n",
-				d->policy_path);
-			return 1;
-		}
-		d->policy_path = o->policybuf;
-	}
-	if (o->daemonize && !o->logpath) {
-		snprintf(o->logbuf, sizeof(o->logbuf), "%s.log", o->sock);
-		o->logpath = o->logbuf;
-	}
-	return -1;
-}
-
 /*
  * The socket's directory, its lock (*lockfd), the log, the listening
  * socket (*lfd): @activated if the service manager passed one, else our
@@ -512,15 +229,8 @@ static const char *state_dir_of(struct options *o, uint32_t instance)
 	char def[108], base[PATH_MAX - 32], a[PATH_MAX], b[PATH_MAX];
 	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
 
-	if (o->state_dir) {
-		if (o->state_dir[0] == '/')
-			return o->state_dir;
-		if (!getcwd(a, sizeof(a)) ||
-		    snprintf(o->statebuf, sizeof(o->statebuf), "%s/%s", a,
-			     o->state_dir) >= (int)sizeof(o->statebuf))
-			return NULL;
-		return o->statebuf;
-	}
+	if (o->state_dir)
+		return o->state_dir;	/* absolute: options_parse() */
 	if (geteuid() == 0)
 		snprintf(base, sizeof(base), "/var/lib/shmbus");
 	else if (xdg && xdg[0] == '/')
@@ -581,7 +291,7 @@ int main(int argc, char **argv)
 
 	std_fds_open();		/* before anything is opened */
 	activated = fdstore_take();
-	rc = parse_args(argc, argv, &o, &d);
+	rc = options_parse(argc, argv, &o, &d);
 	if (rc >= 0)
 		return rc;
 	signal(SIGPIPE, SIG_IGN);
@@ -620,7 +330,10 @@ int main(int argc, char **argv)
 	else
 		log_info("listening on %s (instance %08x)", o.sock,
 			 d.instance);
+	if (o.config_path)
+		log_info("configuration %s", o.config_path);
 	memory_describe(&d);
+	bus_defaults_describe(&d);
 	/* every bus a live process still maps is adopted before the first
 	 * client is answered: none gets a second bus of a name in use */
 	adopt_scan(&d);

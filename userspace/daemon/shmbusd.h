@@ -41,7 +41,41 @@ struct daemon {
 	const char *policy_path;	/* NULL: no policy file */
 	bool policy_must;	/* --policy given: the file must exist */
 	struct policy *policy;	/* the rules in force (NULL: none) */
+	/* the geometry of a bus whose creator left it to the daemon
+	 * (--bus-queues, --bus-slots, --bus-ring-size, --bus-pools; 0: the
+	 * library's defaults) */
+	struct arena_params bus_defaults;
 };
+
+/* ---- options.c: the command line and shmbusd.conf ------------------- */
+
+/* What main() needs of the settings besides struct daemon. */
+struct options {
+	const char *sock;	/* absolute */
+	const char *logpath;
+	bool daemonize;
+	const char *state_dir;	/* --state-dir, absolute; NULL: default */
+	uint64_t segment_bytes;	/* --segment-size; 0: default */
+	const char *config_path;	/* the file read, NULL: none */
+	char sockbuf[108];
+	char logbuf[PATH_MAX];
+	char regbuf[160];	/* the registry: <socket>.buses */
+	char policybuf[PATH_MAX];
+	char policyabs[PATH_MAX];
+	char statedirbuf[PATH_MAX];
+	char statebuf[PATH_MAX];
+	char configbuf[PATH_MAX];
+	char cwdbuf[PATH_MAX];
+};
+
+/*
+ * The settings: the configuration file (--config FILE, else the default
+ * one if it exists, unless --no-config), then the command line over it,
+ * into @o and @d. Returns -1 to go on, else the exit code (0 after
+ * --help, 2 for a bad option or file, 1 for a path too long).
+ */
+int options_parse(int argc, char **argv, struct options *o,
+		  struct daemon *d);
 
 /* ---- memory.c: the daemon-wide memory budget for arenas ------------- */
 
@@ -421,6 +455,8 @@ void buses_free(struct daemon *d);
  * "shmbus:INSTANCE:UID:GID:MODE:BUSID:NAME", numbers in hex but MODE
  * (octal) and UID, GID (decimal).
  */
+/* Log the geometry a bus gets when its creator leaves it open. */
+void bus_defaults_describe(const struct daemon *d);
 void arena_memfd_name(const struct daemon *d, const struct arena_params *ap,
 		      uint32_t bus_id, char *buf, size_t len);
 /* The daemon's record of the arena in @fd (ours from here on; closed on
