@@ -42,6 +42,7 @@ PCDIR   ?= $(LIBDIR)/pkgconfig
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+MANDIR  ?= $(PREFIX)/share/man
 DESTDIR ?=
 # run after installing into (or removing from) the real root, so that
 # the dynamic linker's cache knows the library; not with DESTDIR
@@ -59,7 +60,8 @@ CXX ?= g++
 DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-dev \
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
-	python3 librabbitmq-dev libssl-dev openssl rabbitmq-server systemd
+	python3 librabbitmq-dev libssl-dev openssl rabbitmq-server systemd \
+	scdoc man-db debhelper dpkg-dev lintian debootstrap
 
 ifeq ($(V),1)
 Q :=
@@ -98,12 +100,14 @@ endif
 WERROR := $(if $(filter true 1 yes,$(CI)),-Werror,)
 OPT    ?= -O2
 CFLAGS ?= $(OPT) -g
+# e.g. dpkg-buildflags' -D_FORTIFY_SOURCE=2 (make deb)
+CPPFLAGS ?=
 # -MMD -MP: each compile writes the headers it read to a .d file beside
 # its output, which the next make includes.
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
 	-Wmissing-prototypes -Wstrict-prototypes -fno-strict-aliasing \
 	-D_GNU_SOURCE -Iinclude -Iuserspace/lib \
-	$(WERROR) $(SANFLAGS) -MMD -MP
+	$(CPPFLAGS) $(WERROR) $(SANFLAGS) -MMD -MP
 LIB_CFLAGS := $(BASE_CFLAGS) $(PROBE_CFLAGS) -fPIC -fvisibility=hidden \
 	-DSHMBUS_DAEMON_PATH='"$(BINDIR)/shmbusd"'
 URCU_LIBS := -lurcu-bp -lurcu-common
@@ -156,6 +160,8 @@ PCFILE   := $(B)/lib/pkgconfig/libshmbus.pc
 UNITS    := $(B)/systemd/shmbus-bridge@.service $(B)/systemd/shmbusd.service \
 	    $(B)/systemd/shmbusd.socket
 USER_UNITS := $(B)/systemd/user/shmbusd.service $(B)/systemd/user/shmbusd.socket
+# manual pages: docs/man/NAME.SECTION.scd, rendered by scdoc
+MANS     := $(patsubst docs/man/%.scd,$(B)/man/%,$(wildcard docs/man/*.scd))
 DMNLIB   := $(O)/libshmbusd.a
 DAEMON   := $(B)/bin/shmbusd
 CLI      := $(B)/bin/shmbus
@@ -177,13 +183,13 @@ EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # installed as <shmbus/bpf.h>.
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: FORCE all lib deps deps-build test demo bench bench-durable bench-bridge install uninstall clean kmod kmod-progs test-kmod \
+.PHONY: FORCE all lib dist deb test-deb deps deps-build test demo bench bench-durable bench-bridge install uninstall clean kmod kmod-progs test-kmod \
 	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
 all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(BBENCH) $(PCOST) $(TESTS) \
-	$(EXAMPLES) $(PCFILE) $(UNITS) $(USER_UNITS) checks
+	$(EXAMPLES) $(PCFILE) $(UNITS) $(USER_UNITS) $(MANS) checks
 
 lib: $(SHLIB) $(STLIB)
 
@@ -291,7 +297,8 @@ $(STLIB): $(LIB_OBJS) | $(B)/lib
 $(B)/.paths: FORCE | $(B)
 	$(Q)printf '%s\n' 'PREFIX=$(PREFIX)' 'BINDIR=$(BINDIR)' 'LIBDIR=$(LIBDIR)' \
 		'INCDIR=$(INCDIR)' 'RUNPATH=$(RUNPATH)' 'SYSCONFDIR=$(SYSCONFDIR)' \
-		'UNITDIR=$(UNITDIR)' 'USERUNITDIR=$(USERUNITDIR)' > $@.tmp
+		'UNITDIR=$(UNITDIR)' 'USERUNITDIR=$(USERUNITDIR)' \
+		'MANDIR=$(MANDIR)' > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(O)/lib/client.o: $(B)/.paths
@@ -537,8 +544,12 @@ $(FZ) $(FZ)/obj/lib $(FZ)/obj/daemon:
 
 # ---- install: the files built above, as they are ------------------------
 
-install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS) \
-		$(USER_UNITS)
+# what install installs, and only that (no tests, no benchmarks)
+DIST := $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS) \
+	$(USER_UNITS) $(MANS)
+dist: $(DIST)
+
+install: $(DIST)
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(INCDIR)/shmbus $(DESTDIR)$(PCDIR)
@@ -554,6 +565,9 @@ install: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(PCFILE) $(UNITS) \
 	$(Q)install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR)
 	$(Q)install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
 	$(Q)install -m 0644 $(USER_UNITS) $(DESTDIR)$(USERUNITDIR)/
+	$(Q)for m in $(MANS); do \
+		install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/} \
+			|| exit 1; done
 	$(Q)$(if $(DESTDIR),:,$(LDCONFIG))
 
 # what install put there, and nothing else (directories only if empty)
@@ -567,7 +581,8 @@ uninstall:
 		$(DESTDIR)$(PCDIR)/$(notdir $(PCFILE)) \
 		$(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(DAEMON) $(CLI) $(BRIDGE))) \
 		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS))) \
-		$(addprefix $(DESTDIR)$(USERUNITDIR)/,$(notdir $(USER_UNITS)))
+		$(addprefix $(DESTDIR)$(USERUNITDIR)/,$(notdir $(USER_UNITS))) \
+		$(foreach m,$(MANS),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 	$(Q)rmdir $(DESTDIR)$(INCDIR)/shmbus 2>/dev/null || :
 	$(Q)$(if $(DESTDIR),:,$(LDCONFIG))
 
@@ -576,7 +591,22 @@ clean:
 	$(Q)rm -rf build build-address build-undefined build-thread \
 		build-noprobes
 
-$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/examples \
+# ---- Debian packages (debian/): libshmbus0, libshmbus-dev, shmbus ------
+
+deb: deps-build
+	$(Q)sh tools/scripts/mkdeb.sh $(B)/deb $(VERSION)
+
+# the packages installed into a fresh Debian root and tried there
+test-deb: deps-build
+	$(Q)B=$(B) MAKE=$(MAKE) sh tests/deb.sh
+
+# ---- manual pages: scdoc sources in docs/man/ ------------------------
+
+$(B)/man/%: docs/man/%.scd | $(B)/man
+	$(call msg,SCDOC,$@)
+	$(Q)scdoc < $< > $@.tmp && mv $@.tmp $@
+
+$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/examples $(B)/man \
 $(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
 	$(O)/dbench $(O)/bbench $(O)/rabbit $(O)/bridge:
 	$(Q)mkdir -p $@

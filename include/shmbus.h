@@ -109,7 +109,10 @@ struct shmbus_open_opts {
 	 * /tmp/shmbus-$UID/shmbusd.sock */
 	const char *socket_path;
 	uint32_t flags;		/* SHMBUS_OPEN_* */
-	/* The rest applies only when this call creates the bus. */
+	/* The rest applies only when this call creates the bus. A geometry
+	 * field left at 0 takes the daemon's default: the value below
+	 * unless its configuration (bus-queues, bus-slots, bus-ring-size,
+	 * bus-pools in shmbusd.conf) says otherwise. */
 	uint32_t mode;		/* permission bits for owner/group/other;
 				 * 0 = 0600. r = may consume, w = may produce */
 	uint32_t max_queues;	/* 0 = 64 */

@@ -43,14 +43,14 @@ stop_daemon() {
 paths() { sed -n "s/^$1=//p" "$B/.paths" 2>/dev/null; }
 PREFIX=$(paths PREFIX) BINDIR=$(paths BINDIR) LIBDIR=$(paths LIBDIR)
 INCDIR=$(paths INCDIR) SYSCONFDIR=$(paths SYSCONFDIR) UNITDIR=$(paths UNITDIR)
-USERUNITDIR=$(paths USERUNITDIR)
+USERUNITDIR=$(paths USERUNITDIR) MANDIR=$(paths MANDIR)
 if [ "$PREFIX" != /usr/local ] || [ "$BINDIR" != /usr/local/bin ] ||
    [ "$LIBDIR" != /usr/local/lib ] || [ "$INCDIR" != /usr/local/include ]; then
 	echo "note: $B is configured for $PREFIX; checking that installation"
 fi
 pre=$root$PREFIX
 if ! $MAKE -s B="$B" install DESTDIR="$root" PREFIX="$PREFIX" BINDIR="$BINDIR" \
-	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" USERUNITDIR="$USERUNITDIR" \
+	LIBDIR="$LIBDIR" INCDIR="$INCDIR" SYSCONFDIR="$SYSCONFDIR" UNITDIR="$UNITDIR" USERUNITDIR="$USERUNITDIR" MANDIR="$MANDIR" \
 	>"$root/install.log" 2>&1; then
 	cat "$root/install.log"
 	bad "make install"
@@ -67,7 +67,9 @@ for f in "$BINDIR/shmbusd" "$BINDIR/shmbus" "$BINDIR/shmbus-bridge" \
 	 "$LIBDIR/libshmbus.so" "$LIBDIR/libshmbus.a" \
 	 "$LIBDIR/pkgconfig/libshmbus.pc" "$INCDIR/shmbus.h" \
 	 "$INCDIR/shmbus/layout.h" "$INCDIR/shmbus/kmod.h" \
-	 "$INCDIR/shmbus/bpf.h"; do
+	 "$INCDIR/shmbus/bpf.h" "$MANDIR/man1/shmbus.1" \
+	 "$MANDIR/man1/shmbus-bridge.1" "$MANDIR/man3/libshmbus.3" \
+	 "$MANDIR/man5/shmbusd.conf.5" "$MANDIR/man8/shmbusd.8"; do
 	[ -e "$root$f" ] || missing="$missing $f"
 done
 check "installed files${missing:+ (missing:$missing)}" [ -z "$missing" ]
@@ -82,6 +84,11 @@ for f in libshmbus.a libshmbus.so.0; do
 		{ echo "  $f differs from $B/lib/$f"; same=false; }
 done
 check "installed files are the built files" $same
+
+# man finds every page where it was installed
+for p in shmbus shmbusd shmbusd.conf libshmbus shmbus-bridge; do
+	check "man $p" sh -c "man -M '$root$MANDIR' -w $p | grep -q '^$root$MANDIR/'"
+done
 
 if [ "$LIBDIR" = "$PREFIX/lib" ] && [ "$BINDIR" = "$PREFIX/bin" ]; then
 	for p in shmbus shmbusd shmbus-bridge; do

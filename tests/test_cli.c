@@ -908,7 +908,7 @@ static void test_invalid_names(void **state)
 			r = cli_run(-1, -1, cmds[k]);
 			if (!k)
 				print_message("%s", r.err);
-			assert_int_equal(r.status, 1);
+			assert_int_equal(r.status, 2);	/* a usage error */
 			assert_non_null(strstr(r.err, " name '"));
 			assert_non_null(strstr(r.err, "1 to 63 bytes of A-Z "
 						      "a-z 0-9 . _ -"));
@@ -1234,6 +1234,219 @@ static void test_escaped_names(void **state)
 	bus_name = BUS;
 }
 
+
+/* ---- exit statuses ---------------------------------------------------- */
+
+/* Wait (5 s at most) until @q has @n consumers attached. */
+static void consumers_when(struct shmbus *bus, const char *q, uint32_t n)
+{
+	for (int i = 0; i < 5000 && info(bus, q).consumers != n; i++)
+		usleep(1000);
+	assert_int_equal(info(bus, q).consumers, n);
+}
+
+/* Start ARGS with stdin @in (-1: /dev/null), stdout to /dev/null and
+ * stderr into a pipe (*@ep); send @sig once @q has @consumers attached
+ * (or after 300 ms when @q is NULL); its status and stderr. */
+static struct result signalled(struct shmbus *bus, const char *q,
+			       uint32_t consumers, int in, int sig,
+			       const char *const *args)
+{
+	struct result r = { 0 };
+	int ep[2], nul = open("/dev/null", O_RDWR);
+	pid_t kid;
+
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	kid = cli_spawnv(in >= 0 ? in : nul, nul, ep[1], args);
+	close(ep[1]);
+	if (q)
+		consumers_when(bus, q, consumers);
+	else
+		usleep(300000);
+	usleep(100000);		/* in its wait */
+	assert_int_equal(kill(kid, sig), 0);
+	r.err = slurp(ep[0], NULL);
+	close(ep[0]);
+	close(nul);
+	r.status = t_wait(kid, 20000);
+	return r;
+}
+
+static void test_exit_codes(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	struct result r;
+	char want[256];
+	int in[2];
+
+	(void)state;
+	declare(bus, "ex", 4);
+	declare(bus, "exrq", 16);
+
+	/* 2: usage errors, each with a message */
+	{
+		const struct { const char *const *args; const char *says; }
+		usage[] = {
+			{ ARGS("frobnicate"), "unknown command 'frobnicate'" },
+			{ ARGS("queue", "oops"),
+			  "unknown queue command 'oops' (declare, delete, list)" },
+			{ ARGS("topic", "oops", "x"), "unknown topic command" },
+			{ ARGS("dlq", "oops"), "unknown dlq command" },
+			{ ARGS("monitor", "oops"), "unknown monitor command" },
+			{ ARGS("sub", "ex", "--bogus"), "unrecognized option" },
+			{ ARGS("sub", "ex", "-n", "many"), "invalid count 'many'" },
+			{ ARGS("pub", "ex", "x", "--timeout", "soon"),
+			  "invalid duration 'soon'" },
+			{ ARGS("queue", "declare"), "needs exactly one queue NAME" },
+			{ ARGS("queue", "declare", "q", "--overflow", "spill"),
+			  "--overflow: block, reject or drop-oldest" },
+			{ ARGS("pub", "bad/name", "x"), "invalid queue name" },
+			{ ARGS("stat", "--format", "xml"), "unknown format 'xml'" },
+			{ ARGS("req", "exrq"), "usage:" },
+			{ ARGS("queue"), "usage:" },
+		};
+
+		for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
+			r = cli_run(-1, -1, usage[i].args);
+			print_message("%s %s: exit %d: %.*s\n", usage[i].args[0],
+				      usage[i].args[1] ? usage[i].args[1] : "",
+				      r.status, (int)strcspn(r.err, "\n"), r.err);
+			assert_int_equal(r.status, 2);
+			assert_non_null(strstr(r.err, usage[i].says));
+			result_free(&r);
+		}
+	}
+
+	/* 3: nothing there */
+	r = cli_run(-1, -1, ARGS("monitor", "status", "--pin-dir",
+				 "/nonexistent"));
+	assert_int_equal(r.status, 3);
+	result_free(&r);
+
+	/* 124: sub -n 3 with two messages */
+	publish_n(bus, "ex", 2, 16);
+	r = cli_run(-1, -1, ARGS("sub", "ex", "-n", "3", "--timeout", "0.2"));
+	print_message("sub -n 3 of 2: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 124);
+	assert_string_equal(r.err, "shmbus: sub: 2 of 3 messages within the "
+				   "timeout\n");
+	assert_int_equal(r.out_len, 2 * 17);
+	result_free(&r);
+	/* ... and 0 with as many as asked, and without -n */
+	publish_n(bus, "ex", 2, 16);
+	r = cli_run(-1, -1, ARGS("sub", "ex", "-n", "2", "--timeout", "0.2"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("sub", "ex", "--timeout", "0.1"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+
+	/* 124: req that nobody answers (sub takes the request and acks it
+	 * unanswered), reply -n 2 that answers one */
+	{
+		int nul = open("/dev/null", O_WRONLY);
+		pid_t taker = cli_spawnv(-1, nul, nul, ARGS("sub", "exrq", "-n",
+							   "1"));
+
+		consumers_when(bus, "exrq", 1);
+		r = cli_run(-1, -1, ARGS("req", "exrq", "hello", "--timeout",
+					 "0.3"));
+		print_message("req, no reply: exit %d: %s", r.status, r.err);
+		assert_int_equal(r.status, 124);
+		assert_non_null(strstr(r.err, "no reply from 'exrq' within "
+					      "0.300 s"));
+		result_free(&r);
+		assert_int_equal(t_wait(taker, 10000), 0);
+		close(nul);
+	}
+	{
+		pid_t server;
+		int ep[2];
+
+		assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+		server = cli_spawnv(-1, -1, ep[1], ARGS("reply", "exrq",
+			"--echo", "-n", "2", "--timeout", "0.5"));
+		close(ep[1]);
+		consumers_when(bus, "exrq", 1);
+		r = cli_run(-1, -1, ARGS("req", "exrq", "ping"));
+		assert_int_equal(r.status, 0);
+		assert_string_equal(r.out, "ping\n");
+		result_free(&r);
+		r.err = slurp(ep[0], NULL);
+		close(ep[0]);
+		r.status = t_wait(server, 10000);
+		print_message("reply -n 2, one request: exit %d: %s", r.status,
+			      r.err);
+		assert_int_equal(r.status, 124);
+		assert_string_equal(r.err, "answered 1 request on exrq\n");
+		result_free(&r);
+	}
+
+	/* 124: pub --timeout on a full queue, saying once that it waits
+	 * and how many went in */
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(write(in[1], "1\n2\n3\n4\n5\n6\n", 12), 12);
+	close(in[1]);
+	r = cli_run(in[0], -1, ARGS("pub", "ex", "--timeout", "0.3"));
+	close(in[0]);
+	print_message("pub to a full queue, --timeout 0.3: exit %d: %s",
+		      r.status, r.err);
+	assert_int_equal(r.status, 124);
+	assert_string_equal(r.err,
+		"shmbus: pub: queue 'ex' is full: waiting for room (published "
+		"4 so far; up to --timeout, Ctrl-C stops)\n"
+		"shmbus: pub: still no room in 'ex' after 0.300 s (published 4 "
+		"messages before it)\n");
+	result_free(&r);
+	assert_int_equal(info(bus, "ex").depth, 4);
+
+	/* 130: Ctrl-C while pub waits for room (the queue is still full) */
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(write(in[1], "7\n8\n", 4), 4);
+	r = signalled(bus, NULL, 0, in[0], SIGINT, ARGS("pub", "ex"));
+	close(in[0]);
+	close(in[1]);
+	print_message("pub waiting, Ctrl-C: exit %d: %s", r.status, r.err);
+	assert_int_equal(r.status, 130);
+	snprintf(want, sizeof(want), "shmbus: pub: queue 'ex' is full: "
+		 "waiting for room (published 0 so far; --timeout limits the "
+		 "wait, Ctrl-C stops)\npublished 0 messages to ex "
+		 "(interrupted)\n");
+	assert_string_equal(r.err, want);
+	result_free(&r);
+	assert_int_equal(info(bus, "ex").depth, 4);
+
+	/* 130 and 143: sub and reply, which catch the signal to finish */
+	r = cli_run(-1, -1, ARGS("sub", "ex", "-n", "4"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	r = signalled(bus, "ex", 1, -1, SIGINT, ARGS("sub", "ex"));
+	assert_int_equal(r.status, 130);
+	result_free(&r);
+	r = signalled(bus, "ex", 1, -1, SIGTERM, ARGS("sub", "ex"));
+	assert_int_equal(r.status, 143);
+	result_free(&r);
+	r = signalled(bus, "exrq", 1, -1, SIGINT, ARGS("reply", "exrq",
+						       "--echo"));
+	assert_int_equal(r.status, 130);
+	assert_string_equal(r.err, "answered 0 requests on exrq\n");
+	result_free(&r);
+	/* and req, which does not catch it */
+	{
+		int nul = open("/dev/null", O_WRONLY);
+		pid_t taker = cli_spawnv(-1, nul, nul, ARGS("sub", "exrq", "-n",
+							   "1"));
+
+		consumers_when(bus, "exrq", 1);
+		r = signalled(bus, NULL, 0, -1, SIGINT, ARGS("req", "exrq", "x"));
+		assert_int_equal(r.status, 130);
+		result_free(&r);
+		assert_int_equal(t_wait(taker, 10000), 0);
+		close(nul);
+	}
+	shmbus__close(bus);
+}
+
 /* ---- durable queues ------------------------------------------------- */
 
 #define DBUS	"clidur"
@@ -1320,18 +1533,18 @@ static void durable_declare(const struct dur_daemon *d)
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--sync",
 				  "batch"));
-	assert_int_equal(r.status, 1);
+	assert_int_equal(r.status, 2);
 	assert_non_null(strstr(r.err, "--sync and --sync-interval need "
 				      "--durable"));
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
 				  "--sync", "sometimes"));
-	assert_int_equal(r.status, 1);
+	assert_int_equal(r.status, 2);
 	assert_non_null(strstr(r.err, "--sync: always, batch or never"));
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
 				  "--sync-interval", "0.01"));
-	assert_int_equal(r.status, 1);
+	assert_int_equal(r.status, 2);
 	assert_non_null(strstr(r.err, "--sync-interval is for --sync batch"));
 	result_free(&r);
 	/* the daemon's reason comes with the error */
@@ -1463,7 +1676,7 @@ static void durable_pub_stop(const struct dur_daemon *d, struct shmbus *bus)
 	/* the daemon journals "b" once it runs again */
 	journal_when(bus, "dur", 1002);
 
-	/* Ctrl-C: reading stops, what was read is confirmed, exit 0 */
+	/* Ctrl-C: reading stops, what was read is confirmed, exit 130 */
 	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
 	kid = cli_spawnv(in[0], -1, ep[1], DARGS(d, "pub", "dur"));
@@ -1477,9 +1690,9 @@ static void durable_pub_stop(const struct dur_daemon *d, struct shmbus *bus)
 	r.status = t_wait(kid, 20000);
 	close(in[1]);
 	print_message("pub, Ctrl-C: exit %d: %s", r.status, r.err);
-	assert_int_equal(r.status, 0);
+	assert_int_equal(r.status, 130);
 	assert_string_equal(r.err, "published 3 messages to dur, 3 "
-				   "confirmed\n");
+				   "confirmed (interrupted)\n");
 	free(r.err);
 }
 
@@ -1490,7 +1703,7 @@ static void durable_pub_full_queue(const struct dur_daemon *d,
 				   struct shmbus *bus)
 {
 	struct shmbus_queue_info qi;
-	char want[96];
+	char want[256];
 	unsigned long n;
 	uint64_t depth = 0;
 	struct result r;
@@ -1530,11 +1743,14 @@ static void durable_pub_full_queue(const struct dur_daemon *d,
 	r.status = t_wait(kid, 20000);
 	close(in[1]);
 	print_message("pub, full queue, Ctrl-C: exit %d: %s", r.status, r.err);
-	assert_int_equal(r.status, 0);
-	/* all it could put in, each confirmed, not the 64 it was given */
+	assert_int_equal(r.status, 130);
+	/* it said once that it waits; then all it could put in, each
+	 * confirmed, not the 64 it was given */
 	n = (unsigned long)qi.depth;
-	snprintf(want, sizeof(want), "published %lu messages to small, %lu "
-		 "confirmed\n", n, n);
+	snprintf(want, sizeof(want), "shmbus: pub: queue 'small' is full: "
+		 "waiting for room (published %lu so far; --timeout limits "
+		 "the wait, Ctrl-C stops)\npublished %lu messages to small, "
+		 "%lu confirmed (interrupted)\n", n, n, n);
 	assert_string_equal(r.err, want);
 	free(r.err);
 	r = cli_run(-1, -1, DARGS(d, "queue", "delete", "small"));
@@ -1566,7 +1782,7 @@ static void test_durable(void **state)
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(&d, "sub", "ev.*", "--topic",
 				  "--persistent", "--timeout", "0.1"));
-	assert_int_equal(r.status, 1);	/* --persistent needs --group */
+	assert_int_equal(r.status, 2);	/* --persistent needs --group */
 	assert_non_null(strstr(r.err, "need --group"));
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(&d, "topic", "declare", "ev.a"));
@@ -1689,6 +1905,7 @@ int main(void)
 		cmocka_unit_test(test_reply_exec_false),
 		cmocka_unit_test(test_reply_exec_retry),
 		cmocka_unit_test(test_pub_read_errors),
+		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_daemon_std_fds),
 		cmocka_unit_test(test_output_errors),
 		cmocka_unit_test(test_no_daemon),

@@ -54,10 +54,27 @@ chmod 0755 "$ROOT/init"
 # 4. boot; the serial console is the whole record
 LOG=$OUT/console.log
 set +e
+: > "$LOG"
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -smp 2 -m 1G \
 	-nographic -no-reboot -kernel "$KERNEL" -initrd "$OUT/initramfs.gz" \
 	-append "console=ttyS0 quiet loglevel=4 panic=-1 cryptomgr.notests no_timer_check" \
-	</dev/null >"$LOG" 2>&1
+	</dev/null >"$LOG" 2>&1 &
+qpid=$!
+# progress while it runs (TCG takes minutes): each step as it ends
+echo "test-kmod: booting $KVER under qemu TCG (up to ${TIMEOUT}s)"
+shown=0
+while kill -0 "$qpid" 2>/dev/null; do
+	sleep 1
+	tr -d '\r' < "$LOG" | grep -E '^SHMBUS-VM-(BOOTED|RESULT|FAIL)' > "$OUT/steps" || true
+	n=$(wc -l < "$OUT/steps")
+	if [ "$n" -gt "$shown" ]; then
+		tail -n +$((shown + 1)) "$OUT/steps" | while read -r tag rest; do
+			echo "  [$(( $(date +%s) - t0 ))s] ${tag#SHMBUS-VM-} $rest"
+		done
+		shown=$n
+	fi
+done
+wait "$qpid"
 rc=$?
 set -e
 tr -d '\r' < "$LOG" > "$LOG.txt"

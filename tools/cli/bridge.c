@@ -23,7 +23,7 @@ int cmd_bridge(int argc, char **argv)
 	const char *bus = cli_bus(&other);
 
 	if (other)
-		die("the bridge opens buses of its own user only: run it as "
+		usage_die("the bridge opens buses of its own user only: run it as "
 		    "the bus's owner, with --bus NAME");
 	if (bus && setenv("SHMBUS_BUS", bus, 1))
 		die("setenv: %s", strerror(errno));

@@ -20,11 +20,27 @@ struct shmbus_queue_info;
 
 /* ---- main.c: main(), global options, helpers ------------------------ */
 
+/*
+ * Exit statuses (docs/man/shmbus.1.scd, EXIT STATUS): 0 done, 1 failed,
+ * 2 a usage error (an unknown command or option, a bad value or name, a
+ * missing argument), 3 "not there" (monitor status, metrics), 124 timed
+ * out before the work asked for was done (as timeout(1)), 128 + N ended
+ * by signal N (130 for Ctrl-C), whether the command caught it to finish
+ * cleanly or not.
+ */
+#define EXIT_USAGE	2
+#define EXIT_ABSENT	3
+#define EXIT_TIMEDOUT	124
+
 /* "shmbus: COMMAND: " and the message, the reason of the last failed
  * call (shmbus_errmsg()) or else the last library diagnostic in
- * parentheses if there was one, on stderr; exit(1). */
+ * parentheses if there was one, on stderr; exit(1), or exit(@code). */
 __attribute__((format(printf, 1, 2), noreturn))
 void die(const char *fmt, ...);
+__attribute__((format(printf, 2, 3), noreturn))
+void die_code(int code, const char *fmt, ...);
+/* A usage error: die_code(EXIT_USAGE, ...). */
+#define usage_die(...)	die_code(EXIT_USAGE, __VA_ARGS__)
 
 /* The command being run ("queue", "sub", ...), or "shmbus". */
 const char *cli_command(void);
@@ -61,12 +77,13 @@ int64_t parse_ns(const char *s);
 uint32_t parse_sync(const char *s);
 
 /*
- * "shmbus CMD SUB [options]": SUB goes to *sub and argv is shifted so that
- * getopt sees SUB's options. Returns an exit code when there is nothing
+ * "shmbus CMD SUB [options]": SUB, one of @subs (NULL-terminated; another
+ * is a usage error), goes to *sub and argv is shifted so that getopt sees
+ * SUB's options. Returns an exit code when there is nothing
  * more to do (help asked for, or no SUB), else -1.
  */
 int subcommand(int *argc, char ***argv, void (*usage)(FILE *),
-	       const char **sub);
+	       const char *const *subs, const char **sub);
 
 /* Every queue, topic and subscription of @bus (free() the array). */
 struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n);
@@ -77,9 +94,13 @@ struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n);
 void check_name(const char *what, const char *name);
 
 /* SIGINT and SIGTERM set a flag, cli_interrupted(), instead of ending the
- * process; a blocking receive or serve they interrupt returns -EINTR. */
+ * process; a blocking receive or serve they interrupt returns -EINTR.
+ * The command then finishes what it must and returns; main() makes its
+ * exit status 128 + the signal, as if the signal had ended it. */
 void cli_trap_stop_signals(void);
 bool cli_interrupted(void);
+/* For a command with handlers of its own (top): signal @sig stopped it. */
+void cli_note_signal(int sig);
 
 /* ---- out.c: escaped arena text, checked writes --------------------- */
 

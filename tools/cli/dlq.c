@@ -115,7 +115,7 @@ static void dlq_peek(struct shmbus *bus, const char *dlq, unsigned long count,
 	if (!count)
 		count = 10;
 	if (count > 256)
-		die("peek shows at most 256 messages");
+		usage_die("peek shows at most 256 messages");
 	c = attach_or_die(bus, dlq, false);
 	m = calloc(count, sizeof(*m));
 	if (!m)
@@ -152,13 +152,14 @@ static void dlq_redrive(struct shmbus *bus, const char *dlq, const char *to,
 
 int cmd_dlq(int argc, char **argv)
 {
+	static const char *const subs[] = { "list", "peek", "redrive", NULL };
 	struct shmbus_queue_info *qi;
 	const char *sub, *to = NULL;
 	unsigned long count = 0;
 	struct shmbus *bus;
 	int ret, n;
 
-	if ((ret = subcommand(&argc, &argv, usage_dlq, &sub)) >= 0)
+	if ((ret = subcommand(&argc, &argv, usage_dlq, subs, &sub)) >= 0)
 		return ret;
 	if ((ret = dlq_options(argc, argv, &count, &to)) >= 0)
 		return ret;
@@ -167,22 +168,22 @@ int cmd_dlq(int argc, char **argv)
 	qi = list_queues(bus, &n);
 	if (!strcmp(sub, "list")) {
 		if (optind != argc)
-			die("list takes no arguments");
+			usage_die("list takes no arguments");
 		dlq_list(qi, n);
 	} else if (!strcmp(sub, "peek")) {
 		if (optind + 1 != argc)
-			die("peek needs exactly one DLQ");
+			usage_die("peek needs exactly one DLQ");
 		check_name("queue", argv[optind]);
 		dlq_peek(bus, argv[optind], count, qi, n);
 	} else if (!strcmp(sub, "redrive")) {
 		if (optind + 1 != argc)
-			die("redrive needs exactly one DLQ");
+			usage_die("redrive needs exactly one DLQ");
 		check_name("queue", argv[optind]);
 		if (to)
 			check_name("queue", to);
 		dlq_redrive(bus, argv[optind], to, count);
 	} else {
-		die("unknown dlq command '%s' (list, peek, redrive)", sub);
+		usage_die("unknown dlq command '%s' (list, peek, redrive)", sub);
 	}
 	free(qi);
 	shmbus__close(bus);

@@ -46,20 +46,33 @@ static int capture_print(enum shmbus_print_level level, const char *fmt,
 	return 0;
 }
 
-void die(const char *fmt, ...)
+__attribute__((noreturn))
+static void vdie(int code, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	fprintf(stderr, "shmbus: %s: ", cmd_name);
-	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
-	va_end(ap);
 	if (shmbus_errmsg()[0])
 		fprintf(stderr, " (%s)", shmbus_errmsg());
 	else if (errbuf[0])
 		fprintf(stderr, " (%s)", errbuf);
 	fputc('\n', stderr);
-	exit(1);
+	exit(code);
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdie(1, fmt, ap);
+}
+
+void die_code(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdie(code, fmt, ap);
 }
 
 static void usage_main(FILE *f)
@@ -114,7 +127,7 @@ void check_name(const char *what, const char *name)
 		     (name[i] >= '0' && name[i] <= '9') ||
 		     name[i] == '.' || name[i] == '_' || name[i] == '-';
 	if (!ok)
-		die("invalid %s name '%s': a name is 1 to 63 bytes of A-Z a-z "
+		usage_die("invalid %s name '%s': a name is 1 to 63 bytes of A-Z a-z "
 		    "0-9 . _ - and does not start with '.'", what,
 		    esc_text(shown, sizeof(shown), name, MIN_U(n, 64)));
 }
@@ -148,7 +161,7 @@ static void set_bus(const char *s)
 		return;
 	}
 	if ((size_t)(colon - s) >= sizeof(user) || colon == s)
-		die("invalid bus '%s' (want [USER:]NAME)", s);
+		usage_die("invalid bus '%s' (want [USER:]NAME)", s);
 	memcpy(user, s, colon - s);
 	user[colon - s] = '\0';
 	set_owner(user);
@@ -269,7 +282,7 @@ unsigned long parse_num(const char *what, const char *s, unsigned long max)
 	errno = 0;
 	v = strtoul(s, &end, 0);
 	if (errno || end == s || *end || v > max || s[0] == '-')
-		die("invalid %s '%s'", what, s);
+		usage_die("invalid %s '%s'", what, s);
 	return v;
 }
 
@@ -279,7 +292,7 @@ double parse_seconds(const char *s)
 	double v = strtod(s, &end);
 
 	if (end == s || *end || v < 0 || v > 1e9)
-		die("invalid duration '%s' (seconds)", s);
+		usage_die("invalid duration '%s' (seconds)", s);
 	return v;
 }
 
@@ -296,17 +309,27 @@ uint32_t parse_sync(const char *s)
 		return SHMBUS_SYNC_BATCH;
 	if (!strcmp(s, "never"))
 		return SHMBUS_SYNC_NEVER;
-	die("--sync: always, batch or never");
+	usage_die("--sync: always, batch or never, not '%s'", s);
 }
 
 int subcommand(int *argc, char ***argv, void (*usage)(FILE *),
-	       const char **sub)
+	       const char *const *subs, const char **sub)
 {
+	char known[128] = "";
+	size_t i;
+
 	if (*argc < 2 || !strcmp((*argv)[1], "--help") ||
 	    !strcmp((*argv)[1], "-h")) {
 		usage(*argc < 2 ? stderr : stdout);
-		return *argc < 2 ? 2 : 0;
+		return *argc < 2 ? EXIT_USAGE : 0;
 	}
+	for (i = 0; subs[i] && strcmp(subs[i], (*argv)[1]); i++) {
+		strncat(known, i ? ", " : "", sizeof(known) - strlen(known) - 1);
+		strncat(known, subs[i], sizeof(known) - strlen(known) - 1);
+	}
+	if (!subs[i])
+		usage_die("unknown %s command '%s' (%s)", cmd_name, (*argv)[1],
+			  known);
 	*sub = (*argv)[1];
 	(*argc)--;
 	(*argv)++;
@@ -329,12 +352,11 @@ struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n)
 	return qi;
 }
 
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted;	/* the signal, or 0 */
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	interrupted = sig;
 }
 
 void cli_trap_stop_signals(void)
@@ -348,7 +370,12 @@ void cli_trap_stop_signals(void)
 
 bool cli_interrupted(void)
 {
-	return interrupted;
+	return interrupted != 0;
+}
+
+void cli_note_signal(int sig)
+{
+	interrupted = sig;
 }
 
 int main(int argc, char **argv)
@@ -405,8 +432,13 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (!strcmp(argv[optind], cmds[i].name)) {
+			int rc;
+
 			cmd_name = cmds[i].name;
-			return cmds[i].fn(argc - optind, argv + optind);
+			rc = cmds[i].fn(argc - optind, argv + optind);
+			/* stopped by a signal it caught: say so, as if it had
+			 * not been caught (130 for Ctrl-C) */
+			return interrupted ? 128 + interrupted : rc;
 		}
 	}
 	fprintf(stderr, "shmbus: unknown command '%s' (see shmbus --help)\n",

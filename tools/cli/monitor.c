@@ -105,6 +105,7 @@ static void usage(FILE *f)
 
 int cmd_monitor(int argc, char **argv)
 {
+	static const char *const subs[] = { "start", "stop", "status", NULL };
 	static const struct option longopts[] = {
 		{ "pin-dir", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -113,7 +114,7 @@ int cmd_monitor(int argc, char **argv)
 	const char *dir = SHMBUS_BPF_PIN_DIR, *sub;
 	int opt;
 
-	if ((opt = subcommand(&argc, &argv, usage, &sub)) >= 0)
+	if ((opt = subcommand(&argc, &argv, usage, subs, &sub)) >= 0)
 		return opt;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -126,9 +127,5 @@ int cmd_monitor(int argc, char **argv)
 		return do_start(dir);
 	if (!strcmp(sub, "stop"))
 		return do_stop(dir);
-	if (!strcmp(sub, "status"))
-		return do_status(dir);
-	fprintf(stderr, "shmbus: monitor: unknown command '%s' (start, stop, "
-		"status)\n", sub);
-	return 1;
+	return do_status(dir);	/* subcommand() let no other through */
 }

@@ -28,8 +28,13 @@ static void usage_pub(FILE *f)
 "                  [--confirm-every N] [--confirm-timeout SECONDS]\n"
 "\n"
 "Publish MESSAGE to QUEUE, or, without MESSAGE, each line of standard\n"
-"input as one message (without its newline). When the queue is full,\n"
-"waits for room up to --timeout (default: for ever). --ttl: expire after\n"
+"input as one message (without its newline). When the queue is full, or\n"
+"the bus has no free chunk for the message, waits for room up to\n"
+"--timeout (default: for ever; 0: not at all), saying once on standard\n"
+"error that it waits; a wait that times out exits 124 with the number\n"
+"published, Ctrl-C stops reading and waiting (exit 130, with the same\n"
+"report). A queue declared --overflow reject fails at once (exit 1).\n"
+"--ttl: expire after\n"
 "SECONDS; --delay: invisible for SECONDS; --corr-id: correlation id;\n"
 "--dedup-id: idempotency key (the queue needs a --dedup-window);\n"
 "--attr: a message attribute (header), up to 16; --priority: the level\n"
@@ -59,6 +64,7 @@ struct pub_run {
 	const struct pub_args *a;
 	bool durable;			/* publishes are confirmed */
 	bool sliced;			/* wait for room in slices */
+	bool said_waiting;		/* "waiting for room" was said */
 	unsigned long published;
 	unsigned long confirmed;	/* the first this many */
 };
@@ -70,7 +76,7 @@ static void add_attr(struct shmbus_pub_opts *po, char *arg)
 	char *eq = strchr(arg, '=');
 
 	if (!eq || eq == arg || po->nr_attrs == 16)
-		die("--attr KEY=VALUE (at most 16)");
+		usage_die("--attr KEY=VALUE (at most 16)");
 	*eq = '\0';
 	attrs[po->nr_attrs++] = (struct shmbus_attr){
 		.key = arg, .value = eq + 1,
@@ -112,7 +118,7 @@ static int pub_options(int argc, char **argv, struct shmbus_pub_opts *po,
 			a->confirm_every = parse_num("--confirm-every", optarg,
 						    ULONG_MAX);
 			if (!a->confirm_every)
-				die("--confirm-every must be at least 1");
+				usage_die("--confirm-every must be at least 1");
 			break;
 		case 'W': a->confirm_timeout_ns = parse_ns(optarg); break;
 		case 'h': usage_pub(stdout); return 0;
@@ -153,11 +159,13 @@ static void confirm_or_die(struct pub_run *r)
 }
 
 /*
- * Publish, waiting for room on a full queue in slices of 100 ms when stop
- * signals are trapped (a durable queue): the library's wait only loads
- * and backs off, so a signal cannot end it, and pub looks between slices.
- * A failed publish leaves nothing behind (a dedup id included), so the
- * next slice is the same publish. Returns its error, or -EINTR.
+ * Publish, waiting for room (a full queue, or no free chunk of the size
+ * in the bus's pools) in slices of 100 ms for a queue that blocks (its
+ * overflow policy): the library's wait only loads and backs off, so a
+ * signal cannot end it, and pub looks between slices, and says once
+ * that it waits. A failed publish leaves nothing behind (a dedup id
+ * included), so the next slice is the same publish. Returns its error,
+ * or -EINTR.
  */
 static int publish_sliced(struct pub_run *r, const void *data, size_t len,
 			  const struct shmbus_pub_opts *po)
@@ -172,10 +180,25 @@ static int publish_sliced(struct pub_run *r, const void *data, size_t len,
 	for (;;) {
 		o.timeout_ns = left < 0 || left > slice ? slice : left;
 		err = shmbus_producer__publish(r->p, data, len, &o);
-		if (err != -ENOBUFS || left == o.timeout_ns)
+		if ((err != -ENOBUFS && err != -ENOMEM) ||
+		    left == o.timeout_ns)
 			return err;
 		if (left > 0)
 			left -= o.timeout_ns;
+		if (!r->said_waiting) {
+			r->said_waiting = true;
+			if (err == -ENOBUFS)
+				fprintf(stderr, "shmbus: pub: queue '%s' is "
+					"full: waiting for room", r->q);
+			else
+				fprintf(stderr, "shmbus: pub: the bus has no "
+					"free chunk for a message of %zu "
+					"bytes: waiting for one", len);
+			fprintf(stderr, " (published %lu so far; %s, Ctrl-C "
+				"stops)\n", r->published,
+				po->timeout_ns < 0 ? "--timeout limits the wait"
+						   : "up to --timeout");
+		}
 		if (cli_interrupted())
 			return -EINTR;
 	}
@@ -193,8 +216,18 @@ static bool publish_or_die(struct pub_run *r, const void *data, size_t len,
 		return false;
 	if (err == -EMSGSIZE)
 		die("message of %zu bytes exceeds the msg-size of '%s'", len, q);
+	if ((err == -ENOBUFS || err == -ENOMEM) && r->sliced)
+		die_code(EXIT_TIMEDOUT, "%s '%s' after %.3f s (published %lu "
+			 "message%s before it)", err == -ENOBUFS ?
+			 "still no room in" : "still no free chunk for a "
+			 "message to", q, po->timeout_ns / 1e9, r->published,
+			 r->published == 1 ? "" : "s");
 	if (err == -ENOBUFS)
-		die("queue '%s' is full", q);
+		die("queue '%s' is full (published %lu message%s before it)",
+		    q, r->published, r->published == 1 ? "" : "s");
+	if (err == -ENOMEM)
+		die("the bus has no free chunk for a message of %zu bytes "
+		    "(published %lu before it)", len, r->published);
 	if (err == -EOPNOTSUPP)
 		die("queue '%s' has no dedup window (queue declare "
 		    "--dedup-window)", q);
@@ -244,7 +277,7 @@ static void queue_kind(struct shmbus *bus, struct pub_run *r)
 	if (shmbus__queue_info(bus, r->q, &qi))
 		return;		/* attaching says why */
 	r->durable = qi.flags & SHMBUS_QUEUE_DURABLE;
-	r->sliced = r->durable && qi.overflow == SHMBUS_OVERFLOW_BLOCK;
+	r->sliced = qi.overflow == SHMBUS_OVERFLOW_BLOCK;
 }
 
 int cmd_pub(int argc, char **argv)
@@ -269,8 +302,9 @@ int cmd_pub(int argc, char **argv)
 	 * Ctrl-C ends the input, so that what was read is confirmed */
 	r.p = producer_or_die(bus, r.q,
 			      r.durable ? SHMBUS_PRODUCER_ASYNC_CONFIRM : 0);
-	if (r.durable)
-		cli_trap_stop_signals();
+	/* Ctrl-C ends the input (or a wait for room), and what was read is
+	 * reported (and confirmed) before the exit */
+	cli_trap_stop_signals();
 	if (argc - optind == 2)
 		(void)publish_or_die(&r, argv[optind + 1],
 				     strlen(argv[optind + 1]), &po);
@@ -282,10 +316,12 @@ int cmd_pub(int argc, char **argv)
 	n = r.published;
 	if (r.durable)
 		fprintf(stderr, "published %lu message%s to %s, %lu "
-			"confirmed\n", n, n == 1 ? "" : "s", r.q, r.confirmed);
+			"confirmed%s\n", n, n == 1 ? "" : "s", r.q, r.confirmed,
+			cli_interrupted() ? " (interrupted)" : "");
 	else
-		fprintf(stderr, "published %lu message%s to %s\n", n,
-			n == 1 ? "" : "s", r.q);
+		fprintf(stderr, "published %lu message%s to %s%s\n", n,
+			n == 1 ? "" : "s", r.q,
+			cli_interrupted() ? " (interrupted)" : "");
 	return 0;
 }
 
@@ -376,18 +412,18 @@ static int sub_options(int argc, char **argv, struct sub_args *a)
 		return 2;
 	}
 	if (!a->topic && a->so.flags)
-		die("--durable, --persistent, --drop-oldest and --history are for "
+		usage_die("--durable, --persistent, --drop-oldest and --history are for "
 		    "--topic");
 	if ((a->so.flags & SHMBUS_SUB_DURABLE) && !a->so.group)
-		die("--durable and --persistent need --group");
+		usage_die("--durable and --persistent need --group");
 	if (!(a->so.flags & SHMBUS_SUB_PERSISTENT) &&
 	    (sync_given || a->so.sync_interval_ns))
-		die("--sync and --sync-interval need --persistent");
+		usage_die("--sync and --sync-interval need --persistent");
 	if (a->so.sync_interval_ns && a->so.sync != SHMBUS_SYNC_BATCH)
-		die("--sync-interval is for --sync batch");
+		usage_die("--sync-interval is for --sync batch");
 	if ((a->so.flags & SHMBUS_SUB_PERSISTENT) &&
 	    (a->so.flags & (SHMBUS_SUB_DROP_OLDEST | SHMBUS_SUB_HISTORY)))
-		die("--persistent takes neither --drop-oldest nor --history");
+		usage_die("--persistent takes neither --drop-oldest nor --history");
 	return -1;
 }
 
@@ -456,7 +492,7 @@ static int write_msg(const struct shmbus_msg *m, bool headers)
  * the receive error that ended it, or 1 after a write error (in *@werr).
  */
 static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a,
-		    int *werr)
+		    int *werr, unsigned long *gotp)
 {
 	unsigned long got = 0;
 	int err = 0;
@@ -479,7 +515,7 @@ static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a,
 		/* -ESTALE: the lease ran out while we wrote; the message is
 		 * delivered again (at least once) */
 		(void)shmbus_consumer__ack(c, &m);
-		got++;
+		*gotp = ++got;
 	}
 	return err;
 }
@@ -492,6 +528,7 @@ int cmd_sub(int argc, char **argv)
 	};
 	struct shmbus_consumer *c;
 	struct shmbus *bus;
+	unsigned long got = 0;
 	const char *q;
 	int err, werr = 0;
 
@@ -503,7 +540,7 @@ int cmd_sub(int argc, char **argv)
 	bus = open_bus(SHMBUS_OPEN_NOCREATE);
 	c = sub_consumer(bus, q, &a);
 	cli_trap_stop_signals();
-	err = sub_loop(c, &a, &werr);
+	err = sub_loop(c, &a, &werr, &got);
 	shmbus_consumer__free(c);
 	shmbus__close(bus);
 	if (err == 1)
@@ -513,5 +550,11 @@ int cmd_sub(int argc, char **argv)
 		die("queue '%s' was deleted", q);
 	if (err)
 		die("receive from '%s': %s", q, strerror(-err));
+	/* -n COUNT not reached: the timeout ended it */
+	if (a.count && got < a.count && !cli_interrupted()) {
+		fprintf(stderr, "shmbus: sub: %lu of %lu messages within the "
+			"timeout\n", got, a.count);
+		return EXIT_TIMEDOUT;
+	}
 	return 0;
 }

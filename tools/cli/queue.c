@@ -70,7 +70,7 @@ static uint32_t parse_backoff_mult(const char *s)
 	double x = parse_seconds(s);
 
 	if (x < 1 || x > 100)
-		die("--backoff-mult must be 1..100");
+		usage_die("--backoff-mult must be 1..100");
 	return (uint32_t)(x * 1000 + 0.5);
 }
 
@@ -82,7 +82,7 @@ static int parse_overflow(const char *s)
 		return SHMBUS_OVERFLOW_REJECT;
 	if (!strcmp(s, "drop-oldest"))
 		return SHMBUS_OVERFLOW_DROP_OLDEST;
-	die("--overflow: block, reject or drop-oldest");
+	usage_die("--overflow: block, reject or drop-oldest");
 }
 
 /* --sync and --sync-interval say how a persistent queue syncs: without
@@ -93,9 +93,9 @@ static void check_durable_options(const struct shmbus_queue_opts *qo,
 {
 	if (!(qo->flags & SHMBUS_QUEUE_DURABLE) &&
 	    (sync_given || qo->sync_interval_ns))
-		die("--sync and --sync-interval need --durable");
+		usage_die("--sync and --sync-interval need --durable");
 	if (qo->sync_interval_ns && qo->sync != SHMBUS_SYNC_BATCH)
-		die("--sync-interval is for --sync batch");
+		usage_die("--sync-interval is for --sync batch");
 }
 
 /* The options of declare into @qo. Returns an exit code when there is
@@ -227,27 +227,28 @@ void delete_queue(const char *kind, const char *name)
 
 int cmd_queue(int argc, char **argv)
 {
+	static const char *const subs[] = { "declare", "delete", "list", NULL };
 	SHMBUS_OPTS(shmbus_queue_opts, qo);
 	const char *sub;
 	int ret;
 
-	if ((ret = subcommand(&argc, &argv, usage_queue, &sub)) >= 0)
+	if ((ret = subcommand(&argc, &argv, usage_queue, subs, &sub)) >= 0)
 		return ret;
 	if ((ret = queue_options(argc, argv, &qo)) >= 0)
 		return ret;
 	if (!strcmp(sub, "list")) {
 		if (optind != argc)
-			die("list takes no arguments");
+			usage_die("list takes no arguments");
 		queue_list();
 		return 0;
 	}
 	if (optind + 1 != argc)
-		die("%s needs exactly one queue NAME", sub);
+		usage_die("%s needs exactly one queue NAME", sub);
 	if (!strcmp(sub, "declare"))
 		queue_declare(argv[optind], &qo);
 	else if (!strcmp(sub, "delete"))
 		delete_queue("queue", argv[optind]);
 	else
-		die("unknown queue command '%s' (declare, delete, list)", sub);
+		usage_die("unknown queue command '%s' (declare, delete, list)", sub);
 	return 0;
 }

@@ -66,8 +66,8 @@ int cmd_req(int argc, char **argv)
 	if (n == -ENOENT)
 		die("no queue '%s'", argv[optind]);
 	if (n == -ETIMEDOUT)
-		die("no reply from '%s' within %.3f s", argv[optind],
-		    timeout_ns / 1e9);
+		die_code(EXIT_TIMEDOUT, "no reply from '%s' within %.3f s",
+			 argv[optind], timeout_ns / 1e9);
 	if (n < 0)
 		die("request to '%s': %s", argv[optind], strerror((int)-n));
 	{
@@ -269,5 +269,8 @@ int cmd_reply(int argc, char **argv)
 		die("serving '%s': %s", argv[optind], strerror(-n));
 	fprintf(stderr, "answered %d request%s on %s\n", n < 0 ? 0 : n,
 		n == 1 ? "" : "s", argv[optind]);
+	/* -n COUNT not reached: the timeout ended it */
+	if (count && n >= 0 && (unsigned long)n < count && !cli_interrupted())
+		return EXIT_TIMEDOUT;
 	return 0;
 }

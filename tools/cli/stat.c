@@ -119,7 +119,7 @@ static int stat_options(int argc, char **argv, bool *json)
 			if (!strcmp(optarg, "json"))
 				*json = true;
 			else if (strcmp(optarg, "table"))
-				die("unknown format '%s' (table, json)", optarg);
+				usage_die("unknown format '%s' (table, json)", optarg);
 			break;
 		case 'h': usage_stat(stdout); return 0;
 		default: usage_stat(stderr); return 2;

@@ -31,10 +31,12 @@ static bool tio_saved, screen_on;
 
 static void on_signal(int sig)
 {
-	if (sig == SIGWINCH)
+	if (sig == SIGWINCH) {
 		resized = 1;
-	else
+	} else {
 		quit = 1;
+		cli_note_signal(sig);	/* the exit status: 128 + sig */
+	}
 }
 
 static void restore(void)

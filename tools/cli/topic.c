@@ -112,11 +112,12 @@ static void topic_declare(const char *name, const struct shmbus_topic_opts *to)
 
 int cmd_topic(int argc, char **argv)
 {
+	static const char *const subs[] = { "declare", "delete", "unsubscribe", "list", NULL };
 	SHMBUS_OPTS(shmbus_topic_opts, to);
 	const char *sub;
 	int ret;
 
-	if ((ret = subcommand(&argc, &argv, usage_topic, &sub)) >= 0)
+	if ((ret = subcommand(&argc, &argv, usage_topic, subs, &sub)) >= 0)
 		return ret;
 	if ((ret = topic_options(argc, argv, &to)) >= 0)
 		return ret;
@@ -126,18 +127,18 @@ int cmd_topic(int argc, char **argv)
 	}
 	if (!strcmp(sub, "unsubscribe")) {
 		if (optind + 2 != argc)
-			die("unsubscribe needs PATTERN and GROUP");
+			usage_die("unsubscribe needs PATTERN and GROUP");
 		topic_unsubscribe(argv[optind], argv[optind + 1]);
 		return 0;
 	}
 	if (optind + 1 != argc)
-		die("%s needs exactly one topic NAME", sub);
+		usage_die("%s needs exactly one topic NAME", sub);
 	if (!strcmp(sub, "declare"))
 		topic_declare(argv[optind], &to);
 	else if (!strcmp(sub, "delete"))
 		delete_queue("topic", argv[optind]);
 	else
-		die("unknown topic command '%s' (declare, delete, unsubscribe, "
+		usage_die("unknown topic command '%s' (declare, delete, unsubscribe, "
 		    "list)", sub);
 	return 0;
 }
