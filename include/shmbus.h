@@ -303,7 +303,15 @@ enum shmbus_sync {
 /*
  * Declare queue @name. Declaring an existing queue with the same settings
  * succeeds (returns 0); with different settings it fails with -EEXIST and
- * the daemon's log says which setting differs.
+ * shmbus_errmsg() names each setting that differs, with the queue's value
+ * and the declare's ("queue 'q' exists with other settings: max-len 8
+ * (this declare: 16)").
+ *
+ * Names (of buses, queues, topics, groups) are 1 to 63 bytes of
+ * A-Z a-z 0-9 . _ - and do not start with '.'; any other is -EINVAL, and
+ * shmbus_errmsg() states the rule. A topic pattern is such a name whose
+ * dot-separated tokens are not empty and may be "*" (any one token) or,
+ * last, ">" (one or more).
  *
  * Returns 1 if created, 0 if it existed, or:
  *   -EINVAL  bad name or options; -EMSGSIZE  msg_size larger than the

@@ -1235,6 +1235,61 @@ static void test_escaped_names(void **state)
 }
 
 
+
+/* Errors that name the real problem, in one line each. */
+static void test_error_messages(void **state)
+{
+	struct result r;
+	int k;
+
+	(void)state;
+	r = cli_run(-1, -1, ARGS("queue", "declare", "emdlq"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("queue", "declare", "em", "--max-len", "8",
+				 "--priorities", "2"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	/* each setting that differs, once, not nested */
+	r = cli_run(-1, -1, ARGS("queue", "declare", "em", "--max-len", "16",
+				 "--priorities", "2", "--lease", "3",
+				 "--dlq", "emdlq"));
+	print_message("%s", r.err);
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.err, "shmbus: queue: queue 'em' exists with "
+		"other settings: max-len 8 (this declare: 16), lease-ns "
+		"30000000000 (this declare: 3000000000), dlq none (this "
+		"declare: emdlq)\n");
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("topic", "declare", "em"));
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.err, "shmbus: topic: 'em' exists as a queue\n");
+	result_free(&r);
+	/* a priority the queue has no level for */
+	r = cli_run(-1, -1, ARGS("pub", "em", "x", "--priority", "3"));
+	print_message("%s", r.err);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "priority 3 out of range: the queue has "
+				      "2 levels (0..1)"));
+	result_free(&r);
+	/* a pattern with an empty token, and one with '>' inside */
+	for (k = 0; k < 2; k++) {
+		r = cli_run(-1, -1, ARGS("sub", k ? "a.>.b" : "a..b", "--topic",
+					 "--timeout", "0.1"));
+		print_message("%s", r.err);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "invalid topic pattern: "));
+		assert_non_null(strstr(r.err, "tokens are not empty"));
+		result_free(&r);
+	}
+	/* a port out of range */
+	r = cli_run(-1, -1, ARGS("metrics", "--listen", "127.0.0.1:99999"));
+	assert_int_equal(r.status, 2);
+	assert_string_equal(r.err, "shmbus: metrics: --listen 127.0.0.1:99999: "
+				   "port '99999' is not a number 0..65535\n");
+	result_free(&r);
+}
+
 /* ---- exit statuses ---------------------------------------------------- */
 
 /* Wait (5 s at most) until @q has @n consumers attached. */
@@ -1906,6 +1961,7 @@ int main(void)
 		cmocka_unit_test(test_reply_exec_retry),
 		cmocka_unit_test(test_pub_read_errors),
 		cmocka_unit_test(test_exit_codes),
+		cmocka_unit_test(test_error_messages),
 		cmocka_unit_test(test_daemon_std_fds),
 		cmocka_unit_test(test_output_errors),
 		cmocka_unit_test(test_no_daemon),

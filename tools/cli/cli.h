@@ -39,6 +39,10 @@ __attribute__((format(printf, 1, 2), noreturn))
 void die(const char *fmt, ...);
 __attribute__((format(printf, 2, 3), noreturn))
 void die_code(int code, const char *fmt, ...);
+/* The reason of the last failed call (shmbus_errmsg()) as the whole
+ * message, when it is one that says it all; else @fallback; exit(1). */
+__attribute__((noreturn))
+void die_reason(const char *fallback);
 /* A usage error: die_code(EXIT_USAGE, ...). */
 #define usage_die(...)	die_code(EXIT_USAGE, __VA_ARGS__)
 

@@ -51,7 +51,9 @@ static void vdie(int code, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "shmbus: %s: ", cmd_name);
 	vfprintf(stderr, fmt, ap);
-	if (shmbus_errmsg()[0])
+	if (code < 0) {			/* die_reason(): it says it all */
+		code = 1;
+	} else if (shmbus_errmsg()[0])
 		fprintf(stderr, " (%s)", shmbus_errmsg());
 	else if (errbuf[0])
 		fprintf(stderr, " (%s)", errbuf);
@@ -65,6 +67,13 @@ void die(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	vdie(1, fmt, ap);
+}
+
+void die_reason(const char *fallback)
+{
+	if (shmbus_errmsg()[0])
+		die_code(-1, "%s", shmbus_errmsg());
+	die("%s", fallback);
 }
 
 void die_code(int code, const char *fmt, ...)

@@ -483,9 +483,18 @@ static int listen_on(const char *spec)
 	if (snprintf(host, sizeof(host), "%s", spec) >= (int)sizeof(host))
 		return -ENAMETOOLONG;
 	port = strrchr(host, ':');
-	if (!port)
+	if (!port) {
+		fprintf(stderr, "shmbus: metrics: --listen %s: want ADDR:PORT\n",
+			spec);
 		return -EINVAL;
+	}
 	*port++ = '\0';
+	if (!*port || strspn(port, "0123456789") != strlen(port) ||
+	    strlen(port) > 5 || atoi(port) > 65535) {
+		fprintf(stderr, "shmbus: metrics: --listen %s: port '%s' is "
+			"not a number 0..65535\n", spec, port);
+		return -ERANGE;
+	}
 	if (*h == '[' && h[strlen(h) - 1] == ']') {	/* [::1]:9100 */
 		h[strlen(h) - 1] = '\0';
 		h++;
@@ -597,6 +606,8 @@ static int serve(const char *spec, const char *dir)
 	char h[128], p[16];
 	int lfd = listen_on(spec);
 
+	if (lfd == -ERANGE || lfd == -EINVAL)	/* said why */
+		return EXIT_USAGE;
 	if (lfd < 0) {
 		fprintf(stderr, "shmbus: metrics: cannot listen on %s: %s\n",
 			spec, strerror(-lfd));

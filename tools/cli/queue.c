@@ -187,8 +187,14 @@ static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
 		check_name("dead-letter queue", qo->dead_letter_queue);
 	bus = open_bus(0);
 	err = shmbus__queue_declare(bus, name, qo);
-	if (err == -EEXIST)
-		die("queue '%s' exists with different settings", name);
+	if (err == -EEXIST) {
+		char why[128];
+
+		/* the daemon names each setting that differs */
+		snprintf(why, sizeof(why), "queue '%s' exists with other "
+			 "settings", name);
+		die_reason(why);
+	}
 	if (err == -ENOENT)
 		die("dead-letter queue '%s' does not exist (declare it "
 		    "first)", qo->dead_letter_queue);

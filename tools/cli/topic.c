@@ -102,8 +102,13 @@ static void topic_declare(const char *name, const struct shmbus_topic_opts *to)
 	check_name("topic", name);
 	bus = open_bus(0);
 	err = shmbus__topic_declare(bus, name, to);
-	if (err == -EEXIST)
-		die("'%s' exists as a queue, or with other settings", name);
+	if (err == -EEXIST) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "'%s' exists as a queue, or with "
+			 "other settings", name);
+		die_reason(why);
+	}
 	if (err < 0)
 		die("cannot declare topic '%s': %s", name, strerror(-err));
 	printf("%s %s\n", err ? "created" : "exists", name);

@@ -469,7 +469,10 @@ static int do_queue_declare(struct request *r)
 		req_reason(r, "queue '%s' exists as a durable queue", q->name);
 		return -EEXIST;
 	}
-	return queue_create(b, &r->s->peer, q, r->rep, DQ_QUEUE);
+	err = queue_create(b, &r->s->peer, q, r->rep, DQ_QUEUE);
+	if (err == -EEXIST && *declare_why())
+		req_reason(r, "%s", declare_why());
+	return err;
 }
 
 /* QUEUE_DELETE: configure, or the connection a private queue belongs to. */

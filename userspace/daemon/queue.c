@@ -12,6 +12,7 @@
  * grace period, when no reader can still be inside them.
  */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -336,44 +337,83 @@ static int queue_config(const struct dbus *b,
 	return 0;
 }
 
-static bool semantics_equal(const struct dqueue *a, const struct dqueue *b)
+/* Why the last declare of an existing queue was refused (declare_why()). */
+static char why_declare[256];
+
+const char *declare_why(void)
 {
-	return a->lease_ns == b->lease_ns && a->ttl_ns == b->ttl_ns &&
-	       a->backoff_init_ns == b->backoff_init_ns &&
-	       a->backoff_max_ns == b->backoff_max_ns &&
-	       a->backoff_mult_milli == b->backoff_mult_milli &&
-	       a->max_deliveries == b->max_deliveries &&
-	       a->dlq_qid == b->dlq_qid && a->dlq_gen == b->dlq_gen &&
-	       a->expire_dlq == b->expire_dlq && a->checksum == b->checksum &&
-	       a->dedup_window_ns == b->dedup_window_ns &&
-	       a->overflow == b->overflow && a->nr_prio == b->nr_prio;
+	return why_declare;
 }
 
-/* A declare of existing queue @dq: fine if it asks for the same. */
-static int declare_existing(const struct dqueue *dq, const struct dqueue *cfg)
+/* Append "NAME HAVE (asked for WANT)" to why_declare when they differ. */
+static void differs(size_t *n, const char *name, uint64_t have,
+		    uint64_t want)
 {
+	if (have == want || *n >= sizeof(why_declare))
+		return;
+	*n += snprintf(why_declare + *n, sizeof(why_declare) - *n,
+		       "%s%s %llu (this declare: %llu)",
+		       strchr(why_declare, ':') ? ", " : ": ", name,
+		       (unsigned long long)have, (unsigned long long)want);
+}
+
+/*
+ * A declare of existing queue @dq: fine if it asks for the same; else
+ * -EEXIST, and declare_why() names each setting that differs, with the
+ * queue's value and the declare's (defaults filled in), in one line.
+ */
+static int declare_existing(const struct dbus *b, const struct dqueue *dq,
+			    const struct dqueue *cfg)
+{
+	size_t n;
+
+	why_declare[0] = '\0';
 	if (dq->kind != cfg->kind) {
-		log_info("'%s' exists as a %s", dq->name,
-			 dq->kind == DQ_TOPIC ? "topic" :
+		snprintf(why_declare, sizeof(why_declare), "'%s' exists as a %s",
+			 dq->name, dq->kind == DQ_TOPIC ? "topic" :
 			 dq->kind == DQ_SUB ? "subscription" : "queue");
+		log_info("%s", why_declare);
 		return -EEXIST;
 	}
-	if (dq->max_len != cfg->max_len || dq->msg_size != cfg->msg_size ||
-	    dq->nr_seats != cfg->nr_seats ||
-	    (cfg->kind == DQ_TOPIC && dq->history != cfg->history)) {
-		log_info("queue '%s' exists with max_len %u msg_size %u "
-			 "max_consumers %u; declare asked for %u/%u/%u",
-			 dq->name, dq->max_len, dq->msg_size, dq->nr_seats,
-			 cfg->max_len, cfg->msg_size, cfg->nr_seats);
-		return -EEXIST;
+	n = (size_t)snprintf(why_declare, sizeof(why_declare),
+			     "%s '%s' exists with other settings",
+			     dq->kind == DQ_TOPIC ? "topic" : "queue",
+			     dq->name);
+	if (dq->kind == DQ_TOPIC)
+		differs(&n, "history", dq->history, cfg->history);
+	else
+		differs(&n, "max-len", dq->max_len, cfg->max_len);
+	differs(&n, "msg-size", dq->msg_size, cfg->msg_size);
+	if (dq->kind != DQ_TOPIC)
+		differs(&n, "max-consumers", dq->nr_seats, cfg->nr_seats);
+	differs(&n, "lease-ns", dq->lease_ns, cfg->lease_ns);
+	differs(&n, "ttl-ns", dq->ttl_ns, cfg->ttl_ns);
+	differs(&n, "backoff-ns", dq->backoff_init_ns, cfg->backoff_init_ns);
+	differs(&n, "backoff-max-ns", dq->backoff_max_ns, cfg->backoff_max_ns);
+	differs(&n, "backoff-mult-milli", dq->backoff_mult_milli,
+		cfg->backoff_mult_milli);
+	differs(&n, "max-deliveries", dq->max_deliveries, cfg->max_deliveries);
+	if ((dq->dlq_qid != cfg->dlq_qid || dq->dlq_gen != cfg->dlq_gen) &&
+	    n < sizeof(why_declare))
+		n += snprintf(why_declare + n, sizeof(why_declare) - n,
+			      "%sdlq %s (this declare: %s)",
+			      strchr(why_declare, ':') ? ", " : ": ",
+			      dq->dlq_qid == UINT32_MAX ? "none"
+				: b->queues[dq->dlq_qid].name,
+			      cfg->dlq_qid == UINT32_MAX ? "none"
+				: b->queues[cfg->dlq_qid].name);
+	differs(&n, "expire-to-dlq", dq->expire_dlq, cfg->expire_dlq);
+	differs(&n, "checksum", dq->checksum, cfg->checksum);
+	differs(&n, "dedup-window-ns", dq->dedup_window_ns,
+		cfg->dedup_window_ns);
+	differs(&n, "overflow", dq->overflow, cfg->overflow);
+	differs(&n, "priorities", dq->nr_prio, cfg->nr_prio);
+	if (!strchr(why_declare, ':')) {
+		why_declare[0] = '\0';
+		return 0;
 	}
-	if (!semantics_equal(dq, cfg)) {
-		log_info("queue '%s' exists with other delivery settings "
-			 "(lease, ttl, backoff, max deliveries, dead-letter "
-			 "queue, checksum)", dq->name);
-		return -EEXIST;
-	}
-	return 0;
+	log_info("%s", why_declare);
+	return -EEXIST;
 }
 
 /* A descriptor neither live nor waiting to be reclaimed, or -ENOSPC. */
@@ -474,7 +514,7 @@ int queue_create(struct dbus *b, const struct peer *p,
 	/* an intake is made beside its queue (durable.c), of the same name */
 	id = kind == DQ_INTAKE ? -ENOENT : dqueue_find(b, req->name);
 	if (id >= 0) {
-		err = declare_existing(&b->queues[id], &cfg);
+		err = declare_existing(b, &b->queues[id], &cfg);
 		if (err)
 			return err;
 		rep->qid = id;

@@ -530,6 +530,9 @@ void *unit_addr(const struct dbus *b, uint64_t u);
 
 /* Declare (dispatch.c checked that @p may), as a @kind (a TOPIC flag in @req
  * makes a topic). Exists with the same settings: 0, rep->created 0. */
+/* Why the last declare of an existing queue was refused: each setting
+ * that differs, in one line ("" when it was not). */
+const char *declare_why(void);
 int queue_create(struct dbus *b, const struct peer *p,
 		 const struct sbc_queue_declare *req,
 		 struct sbc_queue_declare_reply *rep, enum dqueue_kind kind);

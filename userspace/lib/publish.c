@@ -208,6 +208,16 @@ out:
 	}
 }
 
+/* A priority the queue has no level for: -EINVAL, saying which it has. */
+static int __attribute__((cold)) prio_out_of_range(const struct shmbus_producer *p,
+						  uint32_t prio)
+{
+	errmsg_set("priority %u out of range: the queue has %u level%s "
+		   "(0..%u)", prio, p->at.nr_prio, p->at.nr_prio == 1 ? "" : "s",
+		   p->at.nr_prio - 1);
+	return -EINVAL;
+}
+
 SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 					const void *data, size_t len,
 					const struct shmbus_pub_opts *opts)
@@ -227,7 +237,7 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 	more = unlikely(OPTS_GET(opts, flags, 0) & SHMBUS_PUB_MORE) &&
 	       !p->topic;
 	if (unlikely(OPTS_GET(opts, priority, 0) >= p->at.nr_prio))
-		return -EINVAL;
+		return prio_out_of_range(p, OPTS_GET(opts, priority, 0));
 	err = dedup_check(p, opts, &key);
 	if (unlikely(err))
 		return err;
@@ -311,9 +321,10 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 	int err = 0;
 
 	if (!iov || !n || check_pub_opts(opts) ||
-	    OPTS_GET(opts, priority, 0) >= p->at.nr_prio ||
 	    OPTS_GET(opts, dedup_id, NULL))	/* one id for many messages */
 		return -EINVAL;
+	if (OPTS_GET(opts, priority, 0) >= p->at.nr_prio)
+		return prio_out_of_range(p, OPTS_GET(opts, priority, 0));
 	if (unlikely(p->durable))
 		return publish_batch_durable(p, iov, n, opts);
 	h = pub_hdr_of(p, opts, ts);

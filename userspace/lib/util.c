@@ -79,12 +79,18 @@ int name_set(char dst[SHMBUS_NAME_MAX], const char *src, const char *what)
 	return -EINVAL;
 }
 
+/* A pattern the daemon takes, without an empty token ("a..b", "a."):
+ * one that no topic a publisher would name. */
 int pattern_check(const char pattern[SHMBUS_NAME_MAX])
 {
-	if (!proto_pattern_valid(pattern))
+	size_t n = strnlen(pattern, SHMBUS_NAME_MAX);
+
+	if (!proto_pattern_valid(pattern) && !strstr(pattern, "..") &&
+	    n && pattern[n - 1] != '.')
 		return 0;
-	errmsg_set("invalid topic pattern: dot-separated tokens of " NAME_RULE
-		   ", or '*' (one token), or '>' (the rest, last)");
+	errmsg_set("invalid topic pattern: a pattern is " NAME_RULE
+		   ", whose dot-separated tokens are not empty and may be '*' "
+		   "(any one token) or, last, '>' (one or more)");
 	return -EINVAL;
 }
 
