@@ -12,6 +12,8 @@
 #                   BBENCH_ARGS)
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built;
 #                   ldconfig after it without DESTDIR); make uninstall
+#   make deb        Debian packages (debian/) in $(B)/deb; make test-deb
+#                   installs them into a fresh debootstrap root, tries them
 #   make kmod       the kernel module; make test-kmod runs its VM tests
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean

@@ -127,6 +127,9 @@ run_script test_fuzz tests/fuzz/run.sh
 # make install, then building and running against the installed tree: a
 # program built without a sanitizer cannot load a sanitized library.
 run_script test_install tests/install.sh
+# The Debian packages: built, linted, installed with apt into a fresh
+# debootstrap root and tried there (the root's tarball is cached).
+run_script test_deb tests/deb.sh 900
 # The manual pages render and document every command, option and
 # function (scdoc, man).
 run_script test_man tests/man.sh 60
