@@ -140,6 +140,8 @@ int obs_snapshot(struct shmbus *bus, const char *pin_dir, struct obs *o)
 		}
 		r->arena = true;
 		r->info = qi[i];
+		r->g.sz = sizeof(r->g);
+		(void)shmbus__queue_gauges(bus, qi[i].name, &r->g);
 		r->ji.sz = sizeof(r->ji);
 		r->journal = (qi[i].flags & SHMBUS_QUEUE_DURABLE) &&
 			     shmbus__queue_journal(bus, qi[i].name, &r->ji) == 0;

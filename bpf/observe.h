@@ -21,6 +21,7 @@ struct obs_row {
 	char name[64];			/* queue name, "" likewise */
 	bool arena;			/* info is valid */
 	struct shmbus_queue_info info;
+	struct shmbus_queue_gauges g;	/* with info */
 	bool journal;			/* ji is valid: a durable queue */
 	struct shmbus_journal_info ji;
 	bool bpf;			/* q is valid */

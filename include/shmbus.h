@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SHMBUS_VERSION_MAJOR	0
-#define SHMBUS_VERSION_MINOR	6
+#define SHMBUS_VERSION_MINOR	7
 #define SHMBUS_VERSION_PATCH	0
 
 #ifndef SHMBUS_API
@@ -418,6 +418,24 @@ struct shmbus_journal_info {
 	uint64_t replayed;	/* records read when the daemon opened it */
 	uint64_t corrupt;	/* records it skipped then as corrupt */
 };
+
+/* What a queue holds besides its ring, as shmbus__queue_gauges() reads
+ * it from the arena, where the daemon keeps it. */
+struct shmbus_queue_gauges {
+	size_t sz;
+	uint64_t delayed;	/* messages the daemon holds until they are
+				 * due: publishes with a delay, nacks with a
+				 * delay, redeliveries waiting out their
+				 * backoff, messages waiting for room in the
+				 * full ring. Not in depth. */
+};
+
+/*
+ * Fill @gauges (its sz set; SHMBUS_OPTS() declares it) for queue @name.
+ * Returns 0, -ENOENT (no such queue), -EINVAL.
+ */
+SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
+				    struct shmbus_queue_gauges *gauges);
 
 /*
  * Fill @info (its sz set; SHMBUS_OPTS() declares it) for persistent queue

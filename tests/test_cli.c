@@ -1236,6 +1236,90 @@ static void test_escaped_names(void **state)
 
 
 
+
+/* Messages the daemon holds (delayed, backing off) are visible: the
+ * DELAYED column, the JSON field, the metric; they are not in the depth. */
+static void test_delayed_visible(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .backoff_init_ns = 5000000000LL);
+	SHMBUS_OPTS(shmbus_queue_gauges, g);
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	struct result r;
+	char *line;
+	int i;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(bus, "dly", &qo) >= 0);
+	for (i = 0; i < 3; i++) {
+		r = cli_run(-1, -1, ARGS("pub", "dly", "later", "--delay", "30"));
+		assert_int_equal(r.status, 0);
+		result_free(&r);
+	}
+	publish_n(bus, "dly", 1, 16);
+	/* one taken and nacked: it waits out its 5 s backoff */
+	c = shmbus_consumer__new(bus, "dly", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 1000000000LL), 0);
+	assert_int_equal(shmbus_consumer__nack(c, &m, SHMBUS_NACK_BACKOFF), 0);
+	for (i = 0; i < 3000; i++) {
+		assert_int_equal(shmbus__queue_gauges(bus, "dly", &g), 0);
+		if (g.delayed == 4)
+			break;
+		usleep(1000);
+	}
+	print_message("delayed %llu, depth %llu\n",
+		      (unsigned long long)g.delayed,
+		      (unsigned long long)info(bus, "dly").depth);
+	assert_int_equal(g.delayed, 4);
+	assert_int_equal(info(bus, "dly").depth, 0);
+
+	r = cli_run(-1, -1, ARGS("stat"));
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, " DELAYED "));
+	line = strstr(r.out, "\ndly ");
+	assert_non_null(line);
+	print_message("%.*s\n", (int)strcspn(line + 1, "\n"), line + 1);
+	/* QUEUE DEPTH INFLT DELAYED */
+	{
+		char name[64];
+		unsigned long long depth, inflt, delayed;
+
+		assert_int_equal(sscanf(line + 1, "%63s %llu %llu %llu", name,
+					&depth, &inflt, &delayed), 4);
+		assert_int_equal(depth, 0);
+		assert_int_equal(delayed, 4);
+	}
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("stat", "--format", "json"));
+	assert_int_equal(r.status, 0);
+	line = strstr(r.out, "{\"name\":\"dly\"");
+	assert_non_null(line);
+	assert_non_null(strstr(line, "\"delayed\":4,"));
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("metrics", "--pin-dir", "/nonexistent"));
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "# TYPE shmbus_delayed gauge\n"));
+	/* the line of queue dly */
+	line = strstr(r.out, "\nshmbus_delayed{");
+	while (line) {
+		size_t len = strcspn(line + 1, "\n");
+		char *q = strstr(line + 1, "queue=\"dly\"");
+
+		if (q && q < line + 1 + len)
+			break;
+		line = strstr(line + 1, "\nshmbus_delayed{");
+	}
+	assert_non_null(line);
+	print_message("%.*s\n", (int)strcspn(line + 1, "\n"), line + 1);
+	assert_true(strncmp(strchr(line, '}'), "} 4\n", 4) == 0);
+	result_free(&r);
+	shmbus_consumer__free(c);
+	assert_int_equal(shmbus__queue_delete(bus, "dly"), 0);
+	shmbus__close(bus);
+}
+
 /* Errors that name the real problem, in one line each. */
 static void test_error_messages(void **state)
 {
@@ -1962,6 +2046,7 @@ int main(void)
 		cmocka_unit_test(test_pub_read_errors),
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_error_messages),
+		cmocka_unit_test(test_delayed_visible),
 		cmocka_unit_test(test_daemon_std_fds),
 		cmocka_unit_test(test_output_errors),
 		cmocka_unit_test(test_no_daemon),

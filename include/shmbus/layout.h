@@ -427,7 +427,12 @@ struct shmbus_queue {
 	uint32_t dedup_cap;		/* power of two, or 0 */
 	uint32_t __pad13;
 	uint64_t dedup_window_ns;
-	uint8_t	 __pad13b[40];
+	/* D, informational: messages of this queue the daemon holds until
+	 * they are due (a publish's delay, a nack's delay, a redelivery's
+	 * backoff, a wait for room in the full ring); 0 from a daemon that
+	 * does not keep it */
+	uint64_t timed;
+	uint8_t	 __pad13b[32];
 	/* --- line 14: topics.
 	 * fanout (topic): (unit << 16) | n: n struct shmbus_fanout entries
 	 * at ring unit `unit` (arena offset ring_off + unit * 64). D

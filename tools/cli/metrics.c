@@ -83,7 +83,7 @@ static void gauge(FILE *out, const struct obs *o, const char *name,
 	fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 	for (int i = 0; i < o->n; i++) {
 		const struct obs_row *r = &o->rows[i];
-		const char *p = (const char *)&r->info + off;
+		const char *p = (const char *)r + off;
 
 		if (!r->arena)
 			continue;
@@ -378,15 +378,20 @@ static void metrics_write(FILE *out, const struct obs *o, const char *dir)
 				r->info.stat[counters[c].stat]);
 		}
 	}
-#define OFF(f)	__builtin_offsetof(struct shmbus_queue_info, f)
-	gauge(out, o, "shmbus_depth", "Messages waiting.", OFF(depth), false);
+#define OFF(f)	__builtin_offsetof(struct obs_row, f)
+	gauge(out, o, "shmbus_depth", "Messages waiting.", OFF(info.depth),
+	      false);
+	gauge(out, o, "shmbus_delayed", "Messages the daemon holds until they "
+	      "are due: delayed, backing off, waiting for room; not in "
+	      "shmbus_depth.", OFF(g.delayed), false);
 	gauge(out, o, "shmbus_in_flight", "Messages delivered and not yet "
-	      "acked.", OFF(in_flight), false);
+	      "acked.", OFF(info.in_flight), false);
 	gauge(out, o, "shmbus_consumers", "Attached consumers.",
-	      OFF(consumers), true);
+	      OFF(info.consumers), true);
 	gauge(out, o, "shmbus_producers", "Attached producers.",
-	      OFF(producers), true);
-	gauge(out, o, "shmbus_capacity", "Ring slots.", OFF(capacity), true);
+	      OFF(info.producers), true);
+	gauge(out, o, "shmbus_capacity", "Ring slots.", OFF(info.capacity),
+	      true);
 #undef OFF
 	journal_metrics(out, o);
 	bus_journal_metrics(out, o);

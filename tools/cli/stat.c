@@ -184,10 +184,13 @@ static void json_bus_journal(struct shmbus *bus)
  * durable queue's journal. */
 static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 {
+	SHMBUS_OPTS(shmbus_queue_gauges, g);
+
+	(void)shmbus__queue_gauges(bus, q->name, &g);
 	fputs("{\"name\":", stdout);
 	json_str(stdout, q->name);
 	printf(",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
-	       "\"in_flight\":%llu,"
+	       "\"in_flight\":%llu,\"delayed\":%llu,"
 	       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
 	       "\"producers\":%u,\"lease_ns\":%lld,"
 	       "\"ttl_ns\":%lld,\"max_deliveries\":%u,"
@@ -197,6 +200,7 @@ static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 	       q->id,
 	       (unsigned long long)q->depth,
 	       (unsigned long long)q->in_flight,
+	       (unsigned long long)g.delayed,
 	       q->capacity, q->msg_size, q->consumers,
 	       q->producers, (long long)q->lease_ns,
 	       (long long)q->ttl_ns, q->max_deliveries);
@@ -395,17 +399,20 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 	printf("bus %s (id %u) owner %s (uid %u) group %s (gid %u) mode %04o\n",
 	       esc(shmbus__name(bus)), shmbus__id(bus), *user ? esc(user) : "?",
 	       bi.owner_uid, *group ? esc(group) : "?", bi.owner_gid, bi.mode);
-	printf("%-26s %6s %5s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
-	       "QUEUE", "DEPTH", "INFLT", "PUBLISHED", "DELIVERED",
+	printf("%-26s %6s %5s %7s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
+	       "QUEUE", "DEPTH", "INFLT", "DELAYED", "PUBLISHED", "DELIVERED",
 	       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
 	       "DROPPED", "CONS", "PROD");
 	for (int i = 0; i < n; i++) {
+		SHMBUS_OPTS(shmbus_queue_gauges, g);
 		const uint64_t *st = qi[i].stat;
 
-		printf("%-26s %6llu %5llu %9llu %9llu %9llu %6llu %7llu "
+		(void)shmbus__queue_gauges(bus, qi[i].name, &g);
+		printf("%-26s %6llu %5llu %7llu %9llu %9llu %9llu %6llu %7llu "
 		       "%7llu %7llu %7llu %4u %4u\n", esc(qi[i].name),
 		       (unsigned long long)qi[i].depth,
 		       (unsigned long long)qi[i].in_flight,
+		       (unsigned long long)g.delayed,
 		       (unsigned long long)st[SHMBUS_STAT_PUBLISHED],
 		       (unsigned long long)st[SHMBUS_STAT_DELIVERED],
 		       (unsigned long long)st[SHMBUS_STAT_ACKED],

@@ -504,8 +504,15 @@ static int read_config(const char *path, bool must, struct options *o,
 
 	f = fopen(path, "re");
 	if (!f) {
-		if (errno == ENOENT && !must)
+		if (!must && (errno == ENOENT || errno == ENOTDIR))
 			return -1;
+		/* a default place this uid cannot reach (a HOME it may not
+		 * enter): said, and gone on without */
+		if (!must && errno == EACCES) {
+			fprintf(stderr, "shmbusd: configuration %s: %s; going "
+				"on without it\n", path, strerror(errno));
+			return -1;
+		}
 		fprintf(stderr, "shmbusd: configuration %s: %s\n", path,
 			strerror(errno));
 		return 2;

@@ -189,6 +189,7 @@ void dqueue_image(const struct dbus *b, const struct dqueue *dq,
 		q->backoff_init_ns = dq->backoff_init_ns;
 		q->backoff_max_ns = dq->backoff_max_ns;
 		q->backoff_mult_milli = dq->backoff_mult_milli;
+		q->timed = dq->timed;
 		q->max_deliveries = dq->max_deliveries;
 		q->dlq_qid = dq->dlq_qid == UINT32_MAX ? 0 : dq->dlq_qid + 1;
 		q->dlq_gen = dq->dlq_gen;

@@ -356,6 +356,8 @@ struct dqueue {
 	uint64_t dedup_window_ns;
 	uint32_t overflow;		/* SHMBUS_OVERFLOW_* */
 	uint32_t nr_prio;		/* priority levels (rings), 1..4 */
+	uint64_t timed;		/* timers.c: its entries in the heap
+				 * (published as the descriptor's timed) */
 	uint64_t dedup_first, dedup_units;	/* table storage, 0 units = none */
 	uint32_t dedup_cap;
 	uint32_t owner_conn;	/* private (reply) queue: deleted when this

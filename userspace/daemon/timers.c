@@ -48,10 +48,27 @@ static void heap_down(struct timer *h, size_t n, size_t i)
 	}
 }
 
+/* Queue @qid holds @d more (or fewer) timers: its count, and the arena's
+ * copy for readers (stat, metrics). */
+static void timed_add(struct dbus *b, uint32_t qid, int d)
+{
+	struct dqueue *dq;
+
+	if (qid >= b->arena.max_queues)
+		return;
+	dq = &b->queues[qid];
+	if (d < 0 && dq->timed < (uint64_t)-d)
+		dq->timed = 0;
+	else
+		dq->timed += (uint64_t)(int64_t)d;
+	WRITE_ONCE(b->arena.queues[qid].timed, dq->timed);
+}
+
 static void heap_remove(struct dbus *b, size_t i)
 {
 	struct timer *h = b->timers;
 
+	timed_add(b, h[i].qid, -1);
 	h[i] = h[--b->nr_timers];
 	if (i < b->nr_timers) {
 		heap_up(h, i);
@@ -94,6 +111,7 @@ void timer_add(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 	}
 	b->timers[b->nr_timers] = (struct timer){ due, qid, qgen, ref };
 	heap_up(b->timers, b->nr_timers++);
+	timed_add(b, qid, 1);
 }
 
 void timers_drop(struct dbus *b, uint32_t qid)

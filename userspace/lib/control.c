@@ -398,6 +398,33 @@ SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
 	return fill_info(&bus->arena, qid, info);
 }
 
+SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
+				    struct shmbus_queue_gauges *gauges)
+{
+	struct shmbus_queue_gauges g = { .sz = sizeof(g) };
+	const struct shmbus_queue *q;
+	uint32_t gen;
+	int qid;
+
+	if (!bus || !name || !gauges ||
+	    !OPTS_VALID(gauges, shmbus_queue_gauges))
+		return -EINVAL;
+	qid = arena_find_queue(&bus->arena, name);
+	if (qid < 0)
+		return qid;
+	q = &bus->arena.queues[qid];
+	gen = smp_load_acquire(&q->gen);	/* [QGEN] */
+	g.delayed = READ_ONCE(q->timed);
+	/* [QDEL] a queue deleted while we read is gone */
+	smp_rmb();
+	if (READ_ONCE(q->gen) != gen)
+		return -ENOENT;
+	/* as much as the caller's struct holds, its sz kept */
+	memcpy((uint8_t *)gauges + sizeof(g.sz), (uint8_t *)&g + sizeof(g.sz),
+	       MIN(gauges->sz, sizeof(g)) - sizeof(g.sz));
+	return 0;
+}
+
 SHMBUS_API int shmbus__queue_list(struct shmbus *bus,
 				  struct shmbus_queue_info *out, unsigned max)
 {

@@ -119,6 +119,7 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 #define shmbus_queue_opts__last_field		sync_interval_ns
 #define shmbus_producer_opts__last_field	confirm_timeout_ns
 #define shmbus_consumer_opts__last_field	lease_ns
+#define shmbus_queue_gauges__last_field		delayed
 #define shmbus_pub_opts__last_field		reply_to
 #define shmbus_topic_opts__last_field		history
 #define shmbus_sub_opts__last_field		sync_interval_ns
