@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "conftext.h"
 
 struct where {
 	const char *file;	/* NULL: the command line */
@@ -325,19 +326,6 @@ static struct br_route *new_route(const struct where *at, struct br_conf *c,
 	return r;
 }
 
-static char *trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
-			 e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
 static void read_file(struct br_conf *c, const char *path)
 {
 	struct where at = { path, 0 };
@@ -355,7 +343,7 @@ static void read_file(struct br_conf *c, const char *path)
 		if (!strchr(line, '\n') && !feof(f))
 			bad(&at, "line too long (%zu bytes at most)",
 			    sizeof(line) - 2);
-		s = trim(line);
+		s = conf_trim(line);
 		if (!*s || *s == '#' || *s == ';')
 			continue;
 		if (*s == '[') {
@@ -367,15 +355,15 @@ static void read_file(struct br_conf *c, const char *path)
 			    (strcmp(dir, "out") && strcmp(dir, "in")))
 				bad(&at, "expected [out NAME] or [in NAME]");
 			r = new_route(&at, c, strcmp(dir, "out") ? BR_IN : BR_OUT,
-				      trim(name));
+				      conf_trim(name));
 			continue;
 		}
 		eq = strchr(s, '=');
 		if (!eq)
 			bad(&at, "expected NAME = VALUE");
 		*eq = '\0';
-		k = trim(s);
-		v = trim(eq + 1);
+		k = conf_trim(s);
+		v = conf_trim(eq + 1);
 		if (r ? route_key(&at, r, k, v) : global_key(&at, c, k, v))
 			bad(&at, "unknown setting '%s'%s", k,
 			    r ? (r->dir == BR_OUT ? " in an out route" :

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "conftext.h"
 #include "shmbusd.h"
 
 #ifndef SHMBUS_SYSCONFDIR
@@ -452,19 +453,6 @@ static int apply(const struct setting *s, const char *v,
 	return -1;
 }
 
-static char *trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
-			 e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
 /*
  * The configuration file's default place, into @buf: the system's for
  * root, the user's own (XDG) otherwise. 0, or -ENOENT if there is none.
@@ -552,7 +540,7 @@ static int read_config(const char *path, bool must, struct options *o,
 			rc = 2;
 			break;
 		}
-		key = trim(line);
+		key = conf_trim(line);
 		if (!*key || *key == '#' || *key == ';')
 			continue;
 		eq = strchr(key, '=');
@@ -563,8 +551,8 @@ static int read_config(const char *path, bool must, struct options *o,
 			break;
 		}
 		*eq = '\0';
-		key = trim(key);
-		val = trim(eq + 1);
+		key = conf_trim(key);
+		val = conf_trim(eq + 1);
 		for (i = 0; i < NR_SETTINGS; i++)
 			if (settings[i].file && !strcmp(settings[i].name, key))
 				break;

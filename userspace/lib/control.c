@@ -271,10 +271,7 @@ SHMBUS_API int shmbus__queue_journal(struct shmbus *bus, const char *name,
 	smp_rmb();
 	if (READ_ONCE(q->gen) != g)
 		return -ENOENT;
-	/* as much as the caller's struct holds (an older caller's is
-	 * smaller), its sz kept */
-	memcpy((uint8_t *)info + sizeof(ji.sz), (uint8_t *)&ji + sizeof(ji.sz),
-	       MIN(info->sz, sizeof(ji)) - sizeof(ji.sz));
+	opts_copy_out(info, &ji, sizeof(ji));
 	return 0;
 }
 
@@ -295,8 +292,7 @@ SHMBUS_API int shmbus__bus_journal(struct shmbus *bus,
 		bj.sync_hist[i] = READ_ONCE(sb->sync_hist[i]);
 	bj.recovery_ns = READ_ONCE(sb->recovery_ns);
 	bj.recovered = READ_ONCE(sb->recovered);
-	memcpy((uint8_t *)info + sizeof(bj.sz), (uint8_t *)&bj + sizeof(bj.sz),
-	       MIN(info->sz, sizeof(bj)) - sizeof(bj.sz));
+	opts_copy_out(info, &bj, sizeof(bj));
 	return 0;
 }
 
@@ -419,9 +415,7 @@ SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
 	smp_rmb();
 	if (READ_ONCE(q->gen) != gen)
 		return -ENOENT;
-	/* as much as the caller's struct holds, its sz kept */
-	memcpy((uint8_t *)gauges + sizeof(g.sz), (uint8_t *)&g + sizeof(g.sz),
-	       MIN(gauges->sz, sizeof(g)) - sizeof(g.sz));
+	opts_copy_out(gauges, &g, sizeof(g));
 	return 0;
 }
 

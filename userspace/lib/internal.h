@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "shmbus.h"
@@ -114,6 +115,19 @@ bool opts_valid(const void *opts, size_t user_sz, size_t known,
 	(!(opts) || (opts)->sz == sizeof(struct type) ||		\
 	 opts_valid((opts), (opts)->sz,					\
 		    offsetofend(struct type, type##__last_field), #type))
+/*
+ * Copy the struct @full (of @full_sz bytes, a size_t sz first) out to the
+ * caller's @out: as much as its struct holds (an older caller's is
+ * smaller), its sz kept.
+ */
+static inline void opts_copy_out(void *out, const void *full, size_t full_sz)
+{
+	size_t user_sz = *(const size_t *)out;
+
+	memcpy((uint8_t *)out + sizeof(size_t),
+	       (const uint8_t *)full + sizeof(size_t),
+	       (user_sz < full_sz ? user_sz : full_sz) - sizeof(size_t));
+}
 /* The last field this library version knows, per options struct. */
 #define shmbus_open_opts__last_field		owner_uid
 #define shmbus_queue_opts__last_field		sync_interval_ns
