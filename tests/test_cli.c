@@ -1374,6 +1374,75 @@ static void test_error_messages(void **state)
 	result_free(&r);
 }
 
+
+/* sub --exec CMD: acked when CMD exits 0, nacked with the queue's
+ * backoff otherwise, dead-lettered after max-deliveries; CMD sees the
+ * body on stdin and the delivery count in SHMBUS_DELIVERY. */
+static void test_sub_exec(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_deliveries = 3,
+		    .backoff_init_ns = 20000000, .dead_letter_queue = "sx-dlq");
+	char cmd[PATH_MAX + 128], path[PATH_MAX], *got;
+	struct shmbus_queue_info qi;
+	struct result r;
+	int fd, lines = 0;
+
+	(void)state;
+	declare(bus, "sx-dlq", 64);
+	assert_true(shmbus__queue_declare(bus, "sx", &qo) >= 0);
+
+	/* a command that always fails: 3 deliveries, then the DLQ */
+	publish_n(bus, "sx", 1, 16);
+	r = cli_run(-1, -1, ARGS("sub", "sx", "--exec", "false", "--timeout",
+				 "0.5"));
+	print_message("sub --exec false: exit %d:\n%s", r.status, r.err);
+	assert_int_equal(r.status, 0);
+	for (char *p = r.err; (p = strstr(p, "the command exited 1; given "
+					  "back for redelivery")); p++)
+		lines++;
+	assert_int_equal(lines, 3);
+	result_free(&r);
+	qi = info(bus, "sx");
+	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 3);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DEADLETTERED], 1);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 0);
+	assert_int_equal(info(bus, "sx-dlq").depth, 1);
+
+	/* one that fails the first delivery of each and takes the second:
+	 * every body reaches the file once, in order */
+	snprintf(path, sizeof(path), "%s/sx.out", t_dir);
+	snprintf(cmd, sizeof(cmd), "test \"$SHMBUS_DELIVERY\" -ge 2 && "
+		 "{ cat; echo; } >> %s", path);
+	publish_n(bus, "sx", 5, 16);
+	r = cli_run(-1, -1, ARGS("sub", "sx", "--exec", cmd, "-n", "5",
+				 "--timeout", "2"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	got = slurp(fd, NULL);
+	close(fd);
+	{
+		struct tally t = { .n = 5, .w = 16 };
+
+		t.seen = calloc(5, sizeof(int));
+		tally_add(&t, got, strlen(got));
+		tally_report("sub --exec, failing each first delivery", &t);
+		assert_int_equal(t.lines, 5);	/* none twice */
+		free(t.seen);
+	}
+	free(got);
+	qi = info(bus, "sx");
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 5);
+	assert_int_equal(qi.depth, 0);
+	/* --headers goes with the bodies sub writes, not with --exec */
+	r = cli_run(-1, -1, ARGS("sub", "sx", "--exec", "true", "--headers"));
+	assert_int_equal(r.status, 2);
+	result_free(&r);
+	shmbus__close(bus);
+}
+
 /* ---- exit statuses ---------------------------------------------------- */
 
 /* Wait (5 s at most) until @q has @n consumers attached. */
@@ -2044,6 +2113,7 @@ int main(void)
 		cmocka_unit_test(test_reply_exec_false),
 		cmocka_unit_test(test_reply_exec_retry),
 		cmocka_unit_test(test_pub_read_errors),
+		cmocka_unit_test(test_sub_exec),
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_error_messages),
 		cmocka_unit_test(test_delayed_visible),

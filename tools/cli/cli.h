@@ -97,6 +97,20 @@ struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n);
  * @what names it ("queue", "dead-letter queue", "group"). */
 void check_name(const char *what, const char *name);
 
+struct shmbus_msg;
+/*
+ * Run @cmd with /bin/sh -c, the @len bytes at @in on its standard input
+ * (a file: it may read all, part or none of it), with SHMBUS_MSG_ID and
+ * SHMBUS_DELIVERY of @m (if given) in its environment, and its standard
+ * output into @out (@cap bytes; more is read and counted in *@over; its
+ * length in *@outlen), or, when @out is NULL, ours. Returns its exit
+ * status (0..255), 128 + N when signal N killed it, or -errno when it
+ * could not be run.
+ */
+int cli_exec(const char *cmd, const void *in, size_t len,
+	     const struct shmbus_msg *m, void *out, size_t cap, size_t *outlen,
+	     size_t *over);
+
 /* SIGINT and SIGTERM set a flag, cli_interrupted(), instead of ending the
  * process; a blocking receive or serve they interrupt returns -EINTR.
  * The command then finishes what it must and returns; main() makes its

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "shmbus.h"
 #include "cli.h"
@@ -385,6 +387,84 @@ bool cli_interrupted(void)
 void cli_note_signal(int sig)
 {
 	interrupted = sig;
+}
+
+int cli_exec(const char *cmd, const void *in, size_t len,
+	     const struct shmbus_msg *m, void *out, size_t cap, size_t *outlen,
+	     size_t *over)
+{
+	char tmpl[] = "/tmp/shmbus-exec-XXXXXX";
+	int fd = mkstemp(tmpl), pipefd[2] = { -1, -1 }, st;
+	size_t n = 0, extra = 0;
+	pid_t kid;
+
+	if (fd < 0)
+		return -errno;
+	unlink(tmpl);
+	/* a file, not a pipe: CMD may read as much or as little as it likes */
+	if (write(fd, in, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) < 0 ||
+	    (out && pipe(pipefd) < 0)) {
+		close(fd);
+		return -EIO;
+	}
+	fflush(stdout);		/* ours before CMD's, in order */
+	kid = fork();
+	if (kid == 0) {
+		char num[32];
+
+		dup2(fd, 0);
+		if (out)
+			dup2(pipefd[1], 1);
+		if (m) {
+			snprintf(num, sizeof(num), "%llu",
+				 (unsigned long long)m->id);
+			setenv("SHMBUS_MSG_ID", num, 1);
+			snprintf(num, sizeof(num), "%u", m->delivery_count);
+			setenv("SHMBUS_DELIVERY", num, 1);
+		}
+		signal(SIGPIPE, SIG_DFL);	/* not our SIG_IGN */
+		signal(SIGINT, SIG_DFL);	/* not our handlers */
+		signal(SIGTERM, SIG_DFL);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	if (out)
+		close(pipefd[1]);
+	if (kid < 0) {
+		if (out)
+			close(pipefd[0]);
+		return -EAGAIN;
+	}
+	/* all of it, so that CMD never blocks on a full pipe: what does not
+	 * fit is read and counted */
+	while (out) {
+		char sink[4096];
+		bool fits = n < cap;
+		ssize_t r = read(pipefd[0], fits ? (char *)out + n : sink,
+				 fits ? cap - n : sizeof(sink));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (fits)
+			n += (size_t)r;
+		else
+			extra += (size_t)r;
+	}
+	if (out)
+		close(pipefd[0]);
+	/* a stop signal does not abandon CMD: it finishes (it got the
+	 * signal too, from the terminal) and its status counts */
+	while (waitpid(kid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (outlen)
+		*outlen = n;
+	if (over)
+		*over = extra;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 int main(int argc, char **argv)

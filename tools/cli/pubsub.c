@@ -331,6 +331,7 @@ static void usage_sub(FILE *f)
 {
 	fprintf(f,
 "usage: shmbus sub QUEUE [-n COUNT] [--timeout SECONDS]\n"
+"                  [--headers | --exec CMD]\n"
 "       shmbus sub TOPIC-PATTERN --topic [--group NAME] [--durable]\n"
 "                  [--persistent [--sync always|batch|never]\n"
 "                                [--sync-interval SEC]]\n"
@@ -340,6 +341,11 @@ static void usage_sub(FILE *f)
 "print each body on its own line, acking it. Exits after COUNT messages,\n"
 "or when SECONDS pass with nothing received (default: runs until\n"
 "interrupted).\n"
+"With --exec CMD: run CMD with /bin/sh for each message instead, the body\n"
+"on its standard input, SHMBUS_MSG_ID and SHMBUS_DELIVERY (1 on the first\n"
+"delivery) in its environment; the message is acked when CMD exits 0, and\n"
+"nacked otherwise: delivered again after the queue's --backoff, and\n"
+"dead-lettered after its --max-deliveries (COUNT counts the acked ones).\n"
 "With --topic (implied by --group): subscribe to the topics matching\n"
 "PATTERN (\"orders.*\" one token, \"orders.>\" one or more), as consumer\n"
 "group NAME (every group gets every message; consumers of one group\n"
@@ -361,6 +367,7 @@ struct sub_args {
 	struct shmbus_sub_opts so;
 	bool topic;		/* a topic pattern, not a queue */
 	bool headers;		/* print the attributes too */
+	const char *exec;	/* --exec CMD: run it for each message */
 	unsigned long count;	/* stop after this many; 0: never */
 	int64_t timeout_ns;	/* stop after this long without one */
 };
@@ -382,6 +389,7 @@ static int sub_options(int argc, char **argv, struct sub_args *a)
 		{ "drop-oldest", no_argument, NULL, 'O' },
 		{ "history", no_argument, NULL, 'H' },
 		{ "headers", no_argument, NULL, 'X' },
+		{ "exec", required_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -403,6 +411,7 @@ static int sub_options(int argc, char **argv, struct sub_args *a)
 		case 'O': a->so.flags |= SHMBUS_SUB_DROP_OLDEST; break;
 		case 'H': a->so.flags |= SHMBUS_SUB_HISTORY; break;
 		case 'X': a->headers = true; break;
+		case 'x': a->exec = optarg; break;
 		case 'h': usage_sub(stdout); return 0;
 		default: usage_sub(stderr); return 2;
 		}
@@ -424,6 +433,8 @@ static int sub_options(int argc, char **argv, struct sub_args *a)
 	if ((a->so.flags & SHMBUS_SUB_PERSISTENT) &&
 	    (a->so.flags & (SHMBUS_SUB_DROP_OLDEST | SHMBUS_SUB_HISTORY)))
 		usage_die("--persistent takes neither --drop-oldest nor --history");
+	if (a->exec && a->headers)
+		usage_die("--headers is for the bodies sub writes, not --exec");
 	return -1;
 }
 
@@ -507,6 +518,28 @@ static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a,
 		}
 		if (err)
 			break;
+		if (a->exec) {
+			int rc = cli_exec(a->exec, m.data, m.len, &m, NULL, 0,
+					  NULL, NULL);
+
+			if (rc) {
+				fprintf(stderr, "shmbus: sub: message %llu "
+					"(delivery %u): %s %d; given back for "
+					"redelivery\n",
+					(unsigned long long)m.id,
+					m.delivery_count, rc < 0 ?
+					"cannot run the command:" :
+					rc > 128 ? "the command was killed by "
+					"signal" : "the command exited",
+					rc < 0 ? -rc : rc > 128 ? rc - 128 : rc);
+				(void)shmbus_consumer__nack(c, &m,
+							    SHMBUS_NACK_BACKOFF);
+				continue;
+			}
+			(void)shmbus_consumer__ack(c, &m);
+			*gotp = ++got;
+			continue;
+		}
 		*werr = write_msg(&m, a->headers);
 		if (*werr) {
 			(void)shmbus_consumer__nack(c, &m, 0);

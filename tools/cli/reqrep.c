@@ -107,54 +107,13 @@ static void usage_reply(FILE *f)
 static ssize_t exec_handler(void *ctx, const struct shmbus_msg *req,
 			    void *reply, size_t cap)
 {
-	const char *cmd = ctx;
-	char tmpl[] = "/tmp/shmbus-req-XXXXXX";
-	int in = mkstemp(tmpl), out[2], st;
 	size_t n = 0, over = 0;
-	pid_t kid;
-	ssize_t r;
+	int rc = cli_exec(ctx, req->data, req->len, req, reply, cap, &n,
+			  &over);
 
-	if (in < 0)
-		return -errno;
-	unlink(tmpl);
-	if (write(in, req->data, req->len) != (ssize_t)req->len ||
-	    lseek(in, 0, SEEK_SET) < 0 || pipe(out) < 0) {
-		close(in);
-		return -EIO;
-	}
-	kid = fork();
-	if (kid == 0) {
-		dup2(in, 0);
-		dup2(out[1], 1);
-		close(in);
-		close(out[0]);
-		close(out[1]);
-		signal(SIGPIPE, SIG_DFL);	/* not our SIG_IGN */
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	close(in);
-	close(out[1]);
-	/* all of it, so that CMD never blocks on a full pipe: what does not
-	 * fit is read and counted */
-	while (kid > 0) {
-		char sink[4096];
-		bool fits = n < cap;
-
-		r = read(out[0], fits ? (char *)reply + n : sink,
-			 fits ? cap - n : sizeof(sink));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (fits)
-			n += (size_t)r;
-		else
-			over += (size_t)r;
-	}
-	close(out[0]);
-	if (kid < 0 || waitpid(kid, &st, 0) < 0 || !WIFEXITED(st) ||
-	    WEXITSTATUS(st) != 0)
+	if (rc < 0)
+		return rc;
+	if (rc)
 		return -ECANCELED;
 	if (over)
 		return -EMSGSIZE;
