@@ -130,6 +130,9 @@ run_script test_install tests/install.sh
 # The Debian packages: built, linted, installed with apt into a fresh
 # debootstrap root and tried there (the root's tarball is cached).
 run_script test_deb tests/deb.sh 900
+# The README's CLI example, run as it stands in a fresh bash (a private
+# rabbitmq-server on localhost:5672 for its bridge lines).
+run_script test_readme tests/readme.sh 300
 # The manual pages render and document every command, option and
 # function (scdoc, man).
 run_script test_man tests/man.sh 60

@@ -239,7 +239,10 @@ static const char *state_dir_of(struct options *o, uint32_t instance)
 		snprintf(base, sizeof(base), "%s/.local/state/shmbus", home);
 	else
 		return NULL;
-	if (!shmbus_socket_path(def, sizeof(def)) &&
+	/* the default socket of this uid, not $SHMBUS_SOCKET: a daemon
+	 * started elsewhere with it set must not take the uid's default
+	 * state directory from the one on the default socket */
+	if (!shmbus_default_socket_path(def, sizeof(def)) &&
 	    (!strcmp(def, o->sock) ||
 	     (realpath(def, a) && realpath(o->sock, b) && !strcmp(a, b))))
 		snprintf(o->statebuf, sizeof(o->statebuf), "%s", base);

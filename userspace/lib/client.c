@@ -32,10 +32,10 @@
 #define SHMBUS_DAEMON_PATH "/usr/local/bin/shmbusd"
 #endif
 
-int shmbus_socket_path(char *buf, size_t len)
+static int socket_path(char *buf, size_t len, bool use_env)
 {
 	/* secure_getenv: a set-uid program must not be steered by these */
-	const char *env = secure_getenv("SHMBUS_SOCKET");
+	const char *env = use_env ? secure_getenv("SHMBUS_SOCKET") : NULL;
 	const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
 	int n;
 
@@ -52,6 +52,16 @@ int shmbus_socket_path(char *buf, size_t len)
 	    (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+int shmbus_socket_path(char *buf, size_t len)
+{
+	return socket_path(buf, len, true);
+}
+
+int shmbus_default_socket_path(char *buf, size_t len)
+{
+	return socket_path(buf, len, false);
 }
 
 static bool executable(const char *p)

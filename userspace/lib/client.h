@@ -52,6 +52,10 @@ struct client {
  */
 SHMBUS_PRIVATE_API
 int shmbus_socket_path(char *buf, size_t len);
+/* The same without $SHMBUS_SOCKET: where this uid's daemon listens by
+ * default (whose state directory is the uid's default one). */
+SHMBUS_PRIVATE_API
+int shmbus_default_socket_path(char *buf, size_t len);
 
 /*
  * Connect to the daemon at @path and say HELLO. If nothing listens there

@@ -44,6 +44,7 @@
 #define proto_pattern_valid	__shmbus_proto_pattern_valid
 #define proto_take_fds		__shmbus_proto_take_fds
 #define shmbus_socket_path	__shmbus_socket_path
+#define shmbus_default_socket_path	__shmbus_default_socket_path
 #define probe_dead_letter	__shmbus_probe_dead_letter
 #define probe_drop		__shmbus_probe_drop
 #define probe_journal_sync	__shmbus_probe_journal_sync
