@@ -428,6 +428,10 @@ struct shmbus_queue_gauges {
 				 * delay, redeliveries waiting out their
 				 * backoff, messages waiting for room in the
 				 * full ring. Not in depth. */
+	uint32_t blocked_producers;	/* producer handles whose publish
+				 * waits now for room in this queue (or a
+				 * free chunk in the bus's pools) */
+	uint32_t __pad;
 };
 
 /*

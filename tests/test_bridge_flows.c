@@ -279,12 +279,14 @@ static long aq_ready(const char *q)
 	return aq_count(q, NULL);
 }
 
-/* Wait until @q exists with @n ready (-1: any), up to 20 s. */
+/* Wait until @q exists with @n ready (-1: any), up to 60 s: a quorum
+ * queue takes 10000 publishes in seconds, but under a sanitizer on a
+ * loaded 2-CPU machine it once needed more than 20. */
 static void aq_wait(const char *q, long n)
 {
 	long r = -1;
 
-	for (int i = 0; i < 400; i++) {
+	for (int i = 0; i < 1200; i++) {
 		r = aq_ready(q);
 		if (r >= 0 && (n < 0 || r == n))
 			return;

@@ -1317,6 +1317,58 @@ static void test_delayed_visible(void **state)
 	result_free(&r);
 	shmbus_consumer__free(c);
 	assert_int_equal(shmbus__queue_delete(bus, "dly"), 0);
+
+	/* a publisher waiting on a full queue shows as blocked, in the
+	 * gauges, the BLOCKED column, the JSON and the metric; not after */
+	declare(bus, "blk", 2);
+	publish_n(bus, "blk", 2, 16);
+	{
+		int in[2], ep[2];
+		pid_t kid;
+
+		assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+		assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+		assert_int_equal(write(in[1], "x\n", 2), 2);
+		kid = cli_spawnv(in[0], -1, ep[1], ARGS("pub", "blk"));
+		close(ep[1]);
+		for (i = 0; i < 5000; i++) {
+			assert_int_equal(shmbus__queue_gauges(bus, "blk", &g), 0);
+			if (g.blocked_producers == 1)
+				break;
+			usleep(1000);
+		}
+		assert_int_equal(g.blocked_producers, 1);
+		r = cli_run(-1, -1, ARGS("stat"));
+		line = strstr(r.out, "\nblk ");
+		assert_non_null(line);
+		print_message("%.*s\n", (int)strcspn(line + 1, "\n"), line + 1);
+		/* the last column */
+		{
+			size_t len = strcspn(line + 1, "\n");
+			const char *end = line + 1 + len;
+
+			assert_true(len > 2 && end[-1] == '1' && end[-2] == ' ');
+		}
+		result_free(&r);
+		r = cli_run(-1, -1, ARGS("stat", "--format", "json"));
+		assert_non_null(strstr(strstr(r.out, "{\"name\":\"blk\""),
+				       "\"blocked_producers\":1,"));
+		result_free(&r);
+		r = cli_run(-1, -1, ARGS("metrics", "--pin-dir", "/nonexistent"));
+		assert_non_null(strstr(r.out, "shmbus_blocked_producers{bus=\""
+					      BUS "\",queue=\"blk\"} 1\n"));
+		result_free(&r);
+		assert_int_equal(kill(kid, SIGINT), 0);
+		r.err = slurp(ep[0], NULL);
+		close(ep[0]);
+		assert_int_equal(t_wait(kid, 10000), 130);
+		free(r.err);
+		close(in[0]);
+		close(in[1]);
+		assert_int_equal(shmbus__queue_gauges(bus, "blk", &g), 0);
+		assert_int_equal(g.blocked_producers, 0);
+	}
+	assert_int_equal(shmbus__queue_delete(bus, "blk"), 0);
 	shmbus__close(bus);
 }
 

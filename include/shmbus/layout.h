@@ -278,7 +278,11 @@ struct shmbus_slot {
 	/* --- line 2: message id block. O only. */
 	uint64_t id_next __attribute__((aligned(64)));
 	uint64_t id_end;
-	uint8_t	 __pad2[48];
+	/* O, informational (stat): 1 while a publish of this handle waits
+	 * for room in a full ring or for a free chunk, else 0. A handle
+	 * whose owner died is reclaimed, so a stale 1 is never counted. */
+	uint32_t blocked;
+	uint8_t	 __pad2[44];
 	/* --- lines 3-4: counters. O writes with WRITE_ONCE; readers use
 	 * READ_ONCE (64-bit aligned: never torn). */
 	uint64_t ctr[SHMBUS_NR_COUNTERS] __attribute__((aligned(64)));

@@ -390,6 +390,9 @@ static void metrics_write(FILE *out, const struct obs *o, const char *dir)
 	      OFF(info.consumers), true);
 	gauge(out, o, "shmbus_producers", "Attached producers.",
 	      OFF(info.producers), true);
+	gauge(out, o, "shmbus_blocked_producers", "Producers whose publish "
+	      "waits now for room (or a free chunk).",
+	      OFF(g.blocked_producers), true);
 	gauge(out, o, "shmbus_capacity", "Ring slots.", OFF(info.capacity),
 	      true);
 #undef OFF

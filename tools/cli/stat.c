@@ -191,6 +191,7 @@ static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 	json_str(stdout, q->name);
 	printf(",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
 	       "\"in_flight\":%llu,\"delayed\":%llu,"
+	       "\"blocked_producers\":%u,"
 	       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
 	       "\"producers\":%u,\"lease_ns\":%lld,"
 	       "\"ttl_ns\":%lld,\"max_deliveries\":%u,"
@@ -200,7 +201,7 @@ static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 	       q->id,
 	       (unsigned long long)q->depth,
 	       (unsigned long long)q->in_flight,
-	       (unsigned long long)g.delayed,
+	       (unsigned long long)g.delayed, g.blocked_producers,
 	       q->capacity, q->msg_size, q->consumers,
 	       q->producers, (long long)q->lease_ns,
 	       (long long)q->ttl_ns, q->max_deliveries);
@@ -399,17 +400,17 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 	printf("bus %s (id %u) owner %s (uid %u) group %s (gid %u) mode %04o\n",
 	       esc(shmbus__name(bus)), shmbus__id(bus), *user ? esc(user) : "?",
 	       bi.owner_uid, *group ? esc(group) : "?", bi.owner_gid, bi.mode);
-	printf("%-26s %6s %5s %7s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s\n",
-	       "QUEUE", "DEPTH", "INFLT", "DELAYED", "PUBLISHED", "DELIVERED",
-	       "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
-	       "DROPPED", "CONS", "PROD");
+	printf("%-26s %6s %5s %7s %9s %9s %9s %6s %7s %7s %7s %7s %4s %4s "
+	       "%7s\n", "QUEUE", "DEPTH", "INFLT", "DELAYED", "PUBLISHED",
+	       "DELIVERED", "ACKED", "NACKED", "REDELIV", "DEADLTR", "EXPIRED",
+	       "DROPPED", "CONS", "PROD", "BLOCKED");
 	for (int i = 0; i < n; i++) {
 		SHMBUS_OPTS(shmbus_queue_gauges, g);
 		const uint64_t *st = qi[i].stat;
 
 		(void)shmbus__queue_gauges(bus, qi[i].name, &g);
 		printf("%-26s %6llu %5llu %7llu %9llu %9llu %9llu %6llu %7llu "
-		       "%7llu %7llu %7llu %4u %4u\n", esc(qi[i].name),
+		       "%7llu %7llu %7llu %4u %4u %7u\n", esc(qi[i].name),
 		       (unsigned long long)qi[i].depth,
 		       (unsigned long long)qi[i].in_flight,
 		       (unsigned long long)g.delayed,
@@ -421,7 +422,7 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		       (unsigned long long)st[SHMBUS_STAT_DEADLETTERED],
 		       (unsigned long long)st[SHMBUS_STAT_EXPIRED],
 		       (unsigned long long)st[SHMBUS_STAT_DROPPED],
-		       qi[i].consumers, qi[i].producers);
+		       qi[i].consumers, qi[i].producers, g.blocked_producers);
 	}
 	for (int i = 0; i < n; i++)
 		if (qi[i].flags & SHMBUS_QUEUE_DAMAGED)

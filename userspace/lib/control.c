@@ -411,6 +411,16 @@ SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
 	q = &bus->arena.queues[qid];
 	gen = smp_load_acquire(&q->gen);	/* [QGEN] */
 	g.delayed = READ_ONCE(q->timed);
+	for (uint32_t i = 0; i < bus->arena.max_slots; i++) {
+		const struct shmbus_slot *sl = &bus->arena.slots[i];
+
+		/* [SLOT] */
+		if (smp_load_acquire(&sl->state) == SHMBUS_SLOT_ACTIVE &&
+		    READ_ONCE(sl->role) == SHMBUS_ROLE_PRODUCER &&
+		    READ_ONCE(sl->qid) == (uint32_t)qid &&
+		    READ_ONCE(sl->blocked))
+			g.blocked_producers++;
+	}
 	/* [QDEL] a queue deleted while we read is gone */
 	smp_rmb();
 	if (READ_ONCE(q->gen) != gen)

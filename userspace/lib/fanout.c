@@ -66,12 +66,18 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 		}
 		return -ENOBUFS;
 	}
+	if (w->timeout)
+		WRITE_ONCE(at->slot->blocked, 1);
 	for (;;) {
-		if (pub_wait_over(w) || READ_ONCE(sq->gen) != gen)
+		if (pub_wait_over(w) || READ_ONCE(sq->gen) != gen) {
+			WRITE_ONCE(at->slot->blocked, 0);
 			return -ENOBUFS;
+		}
 		backoff_wait(round++);
-		if (ring_has_room(r) && ring_enqueue(r, ref) == 0)
+		if (ring_has_room(r) && ring_enqueue(r, ref) == 0) {
+			WRITE_ONCE(at->slot->blocked, 0);
 			return 0;
+		}
 	}
 }
 

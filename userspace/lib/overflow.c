@@ -26,8 +26,8 @@ bool pub_wait_over(struct pub_wait *w)
  * inside an epoch section; leaves and re-enters it while waiting so that a
  * queue delete is never held up by a producer waiting on a full queue.
  */
-int enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
-		 struct pub_wait *w)
+static int enqueue_waiting(struct attachment *at, struct ring *r, uint32_t ref,
+			struct pub_wait *w)
 {
 	const struct arena *a = &at->bus->arena;
 	unsigned round = 0;
@@ -139,8 +139,8 @@ int enqueue_drop_oldest(struct attachment *at, struct ring *r, uint32_t ref)
  * Out of line: the pools were empty; wait as @w allows. With @in_epoch,
  * leaves the caller's epoch section while it waits.
  */
-int alloc_slow(struct attachment *at, size_t size, uint32_t *ref,
-	       struct pub_wait *w, bool in_epoch)
+static int alloc_waiting(struct attachment *at, size_t size, uint32_t *ref,
+		      struct pub_wait *w, bool in_epoch)
 {
 	unsigned round = 0;
 	int err = -ENOMEM;
@@ -161,4 +161,36 @@ int alloc_slow(struct attachment *at, size_t size, uint32_t *ref,
 		if (err != -ENOMEM)
 			return err;
 	}
+}
+
+/* While a publish waits, its slot says so (shmbus__queue_gauges()). */
+static void blocked_set(struct attachment *at, uint32_t on)
+{
+	WRITE_ONCE(at->slot->blocked, on);
+}
+
+int enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
+		 struct pub_wait *w)
+{
+	int err;
+
+	if (w->timeout == 0)
+		return enqueue_waiting(at, r, ref, w);
+	blocked_set(at, 1);
+	err = enqueue_waiting(at, r, ref, w);
+	blocked_set(at, 0);
+	return err;
+}
+
+int alloc_slow(struct attachment *at, size_t size, uint32_t *ref,
+	       struct pub_wait *w, bool in_epoch)
+{
+	int err;
+
+	if (w->timeout == 0)
+		return alloc_waiting(at, size, ref, w, in_epoch);
+	blocked_set(at, 1);
+	err = alloc_waiting(at, size, ref, w, in_epoch);
+	blocked_set(at, 0);
+	return err;
 }
