@@ -152,7 +152,9 @@ struct shmbus_open_opts {
  *                 which)
  *   ECONNREFUSED  no daemon could be reached or started (with NOSTART:
  *                 none listens at the socket; no shmbusd to start:
- *                 at once, shmbus_errmsg() says where it looked)
+ *                 at once, shmbus_errmsg() says where it looked; one
+ *                 that refused to start, a bad configuration file:
+ *                 at once, shmbus_errmsg() has what it said)
  *   ETIMEDOUT     connect_timeout_ms passed: a full listen backlog, or no
  *                 answer to HELLO or BUS_OPEN (shmbus_errmsg() says which)
  *   EPROTO        the daemon spoke a protocol we do not understand
@@ -309,9 +311,9 @@ enum shmbus_sync {
  *
  * Names (of buses, queues, topics, groups) are 1 to 63 bytes of
  * A-Z a-z 0-9 . _ - and do not start with '.'; any other is -EINVAL, and
- * shmbus_errmsg() states the rule. A topic pattern is such a name whose
- * dot-separated tokens are not empty and may be "*" (any one token) or,
- * last, ">" (one or more).
+ * shmbus_errmsg() states the rule. A topic name's dot-separated tokens
+ * are not empty; a topic pattern is such a name whose tokens may be "*"
+ * (any one token) or, last, ">" (one or more).
  *
  * Returns 1 if created, 0 if it existed, or:
  *   -EINVAL  bad name or options; -EMSGSIZE  msg_size larger than the

@@ -181,10 +181,12 @@ check "pub/sub through the autostarted /usr/bin/shmbusd" \
 check "the example, built with pkg-config, runs against the package's library" \
 	sh -c "echo '$out' | grep -qE 'libshmbus.so.0 => (/usr)?/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/'"
 
+mkdir -p "$R/var/lib/shmbus/0"	# as root's daemon leaves it
 if in_root 'apt-get -q remove -y --purge shmbus libshmbus-dev libshmbus0' \
 	> "$B/deb/remove.log" 2>&1 &&
-   ! ls "$R"/usr/bin/shmbus* "$R"/usr/lib/*/libshmbus* >/dev/null 2>&1; then
-	ok "apt-get purge removes them"
+   ! ls "$R"/usr/bin/shmbus* "$R"/usr/lib/*/libshmbus* >/dev/null 2>&1 &&
+   [ ! -e "$R/var/lib/shmbus" ]; then
+	ok "apt-get purge removes them, and /var/lib/shmbus"
 else
 	tail -10 "$B/deb/remove.log"
 	bad "apt-get purge"

@@ -1393,9 +1393,14 @@ static void test_error_messages(void **state)
 	print_message("%s", r.err);
 	assert_int_equal(r.status, 1);
 	assert_string_equal(r.err, "shmbus: queue: queue 'em' exists with "
-		"other settings: max-len 8 (this declare: 16), lease-ns "
-		"30000000000 (this declare: 3000000000), dlq none (this "
-		"declare: emdlq)\n");
+		"other settings: max-len 8 (this declare: 16), lease 30 s "
+		"(this declare: 3 s), dlq none (this declare: emdlq)\n");
+	result_free(&r);
+	/* a durable declare of it */
+	r = cli_run(-1, -1, ARGS("queue", "declare", "em", "--durable"));
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.err, "shmbus: queue: queue 'em' exists and is "
+				   "not durable\n");
 	result_free(&r);
 	r = cli_run(-1, -1, ARGS("topic", "declare", "em"));
 	assert_int_equal(r.status, 1);
@@ -1929,12 +1934,45 @@ static void durable_pub_stop(const struct dur_daemon *d, struct shmbus *bus)
 	r.status = t_wait(kid, 20000);
 	assert_int_equal(kill(d->pid, SIGCONT), 0);
 	print_message("pub, daemon stopped: exit %d: %s", r.status, r.err);
-	assert_int_equal(r.status, 1);
-	assert_non_null(strstr(r.err, "'dur': not confirmed within 0.3 s "
-				      "(published 2, 0 confirmed;"));
+	assert_int_equal(r.status, 124);	/* timed out */
+	assert_non_null(strstr(r.err, "'dur': not all confirmed within 0.3 s "
+				      "(published 2, 0 confirmed before;"));
 	free(r.err);
 	/* the daemon journals "b" once it runs again */
 	journal_when(bus, "dur", 1002);
+
+	/* the same with the default 30 s: a Ctrl-C during the wait for
+	 * confirms ends it at once, with what was confirmed */
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+	kid = cli_spawnv(in[0], -1, ep[1], DARGS(d, "pub", "dur"));
+	close(in[0]);
+	close(ep[1]);
+	assert_int_equal(write(in[1], "a2\n", 3), 3);
+	journal_when(bus, "dur", 1003);
+	assert_int_equal(kill(d->pid, SIGSTOP), 0);
+	assert_int_equal(write(in[1], "b2\n", 3), 3);
+	close(in[1]);
+	usleep(300000);		/* it waits for the confirm */
+	{
+		int64_t t0 = t_now_ns();
+
+		assert_int_equal(kill(kid, SIGINT), 0);
+		r.err = slurp(ep[0], NULL);
+		close(ep[0]);
+		r.status = t_wait(kid, 20000);
+		print_message("pub waiting for confirms, Ctrl-C: exit %d after "
+			      "%.2f s: %s", r.status, (t_now_ns() - t0) / 1e9,
+			      r.err);
+		assert_true(t_now_ns() - t0 < 2000000000LL);
+	}
+	assert_int_equal(kill(d->pid, SIGCONT), 0);
+	assert_int_equal(r.status, 130);
+	assert_non_null(strstr(r.err, "published 2 messages to dur, 0 "
+				      "confirmed before the interruption"));
+	free(r.err);
+	/* b2 is journaled once the daemon runs again: not lost */
+	journal_when(bus, "dur", 1004);
 
 	/* Ctrl-C: reading stops, what was read is confirmed, exit 130 */
 	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
@@ -1943,7 +1981,7 @@ static void durable_pub_stop(const struct dur_daemon *d, struct shmbus *bus)
 	close(in[0]);
 	close(ep[1]);
 	assert_int_equal(write(in[1], "c\nd\ne\n", 6), 6);
-	journal_when(bus, "dur", 1005);
+	journal_when(bus, "dur", 1007);
 	assert_int_equal(kill(kid, SIGINT), 0);
 	r.err = slurp(ep[0], NULL);
 	close(ep[0]);
@@ -2059,17 +2097,17 @@ static void test_durable(void **state)
 	r = cli_run(-1, -1, DARGS(&d, "stat"));
 	print_message("%s", r.out);
 	assert_int_equal(r.status, 0);
-	/* the queue's 1005 and the subscription's one */
-	assert_non_null(strstr(r.out, "\nrecovered 1006 messages from the "
+	/* the queue's 1007 and the subscription's one */
+	assert_non_null(strstr(r.out, "\nrecovered 1008 messages from the "
 				      "journals in "));
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(&d, "metrics"));
 	assert_int_equal(r.status, 0);
 	assert_exposition(r.out);
 	assert_int_equal(sample(r.out, "shmbus_bus_recovered_messages{bus=\""
-				DBUS "\"} "), 1006);
+				DBUS "\"} "), 1008);
 	assert_int_equal(sample(r.out, "shmbus_journal_live_messages{bus=\""
-				DBUS "\",queue=\"dur\"} "), 1005);
+				DBUS "\",queue=\"dur\"} "), 1007);
 	result_free(&r);
 	r = cli_run(-1, -1, DARGS(&d, "sub", "ev.*", "--group", "keep",
 				  "--persistent", "-n", "1", "--timeout", "5"));

@@ -992,6 +992,34 @@ static void test_config(void **state)
 					    sizeof(err)), 2);
 		assert_non_null(strstr(err, "unknown setting "
 					    "'bogus-for-nobody'"));
+		/* a program of that user whose open starts the daemon is
+		 * told why it did not start */
+		{
+			pid_t kid = fork();
+
+			assert_true(kid >= 0);
+			if (!kid) {
+				SHMBUS_OPTS(shmbus_open_opts, o,
+					    .socket_path = sock);
+				struct shmbus *b;
+
+				setenv("XDG_CONFIG_HOME", xdg, 1);
+				if (setgroups(0, NULL) || setgid(65534) ||
+				    setuid(65534))
+					_exit(3);
+				b = shmbus__open("cfg", &o);
+				printf("  open as uid 65534: %s (%s)\n",
+				       b ? "opened" : strerror(errno),
+				       shmbus_errmsg());
+				fflush(stdout);
+				_exit(!b && errno == ECONNREFUSED &&
+				      strstr(shmbus_errmsg(), "exited 2: ") &&
+				      strstr(shmbus_errmsg(),
+					     "unknown setting 'bogus-for-nobody'")
+				      ? 0 : 1);
+			}
+			assert_int_equal(t_wait(kid, 20000), 0);
+		}
 		/* owned by another user (neither root nor nobody) */
 		assert_int_equal(chown(user_conf, 1, 1), 0);
 		assert_int_equal(run_daemon(65534, xdg, args, err,

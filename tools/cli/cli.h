@@ -119,6 +119,9 @@ void cli_trap_stop_signals(void);
 bool cli_interrupted(void);
 /* For a command with handlers of its own (top): signal @sig stopped it. */
 void cli_note_signal(int sig);
+/* The stop signal that came, or 0; how many stop signals came. */
+int cli_signal(void);
+int cli_signal_count(void);
 
 /* ---- out.c: escaped arena text, checked writes --------------------- */
 

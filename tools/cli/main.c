@@ -364,10 +364,12 @@ struct shmbus_queue_info *list_queues(struct shmbus *bus, int *n)
 }
 
 static volatile sig_atomic_t interrupted;	/* the signal, or 0 */
+static volatile sig_atomic_t signals;		/* how many came */
 
 static void on_signal(int sig)
 {
 	interrupted = sig;
+	signals++;
 }
 
 void cli_trap_stop_signals(void)
@@ -387,6 +389,16 @@ bool cli_interrupted(void)
 void cli_note_signal(int sig)
 {
 	interrupted = sig;
+}
+
+int cli_signal(void)
+{
+	return interrupted;
+}
+
+int cli_signal_count(void)
+{
+	return signals;
 }
 
 int cli_exec(const char *cmd, const void *in, size_t len,

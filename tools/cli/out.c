@@ -97,7 +97,9 @@ int cli_write_all(int fd, struct iovec *iov, int n)
 		ssize_t w = writev(fd, iov, n);
 
 		if (w < 0) {
-			if (errno == EINTR)
+			/* a stop signal ends a write that blocks (a reader
+			 * that does not read), as it ends a wait */
+			if (errno == EINTR && !cli_interrupted())
 				continue;
 			return -errno;
 		}

@@ -65,6 +65,7 @@ struct pub_run {
 	bool durable;			/* publishes are confirmed */
 	bool sliced;			/* wait for room in slices */
 	bool said_waiting;		/* "waiting for room" was said */
+	bool topic;			/* published to a topic */
 	unsigned long published;
 	unsigned long confirmed;	/* the first this many */
 };
@@ -139,14 +140,38 @@ static void confirm_or_die(struct pub_run *r)
 {
 	int err;
 
+	int64_t left = r->a->confirm_timeout_ns;
+	int signals = cli_signal_count();
+
 	if (!r->durable || r->confirmed == r->published)
 		return;
-	err = shmbus_producer__confirm_wait(r->p, r->a->confirm_timeout_ns);
+	/* in slices, so that a stop signal that comes during the wait ends
+	 * it (one that came before, which ended the input, is why we wait
+	 * now): what was confirmed so far is reported; a later confirm is
+	 * not lost, the daemon journals what it took whether we wait or not */
+	for (;;) {
+		int64_t slice = left > 100000000 ? 100000000 : left;
+
+		err = shmbus_producer__confirm_wait(r->p, slice);
+		left -= slice;
+		if (err != -ETIMEDOUT || left <= 0)
+			break;
+		if (cli_signal_count() != signals) {
+			fprintf(stderr, "published %lu message%s to %s, %lu "
+				"confirmed before the interruption; the rest "
+				"are journaled and confirmed without us when "
+				"the daemon takes them\n", r->published,
+				r->published == 1 ? "" : "s", r->q,
+				r->confirmed);
+			exit(128 + cli_signal());
+		}
+	}
 	if (err == -ETIMEDOUT)
-		die("'%s': not confirmed within %g s (published %lu, %lu "
-		    "confirmed; the rest wait in the queue's intake for a "
-		    "daemon to journal them)", r->q,
-		    r->a->confirm_timeout_ns / 1e9, r->published, r->confirmed);
+		die_code(EXIT_TIMEDOUT, "'%s': not all confirmed within %g s "
+			 "(published %lu, %lu confirmed before; the rest wait "
+			 "in the queue's intake for the daemon to journal "
+			 "them)", r->q, r->a->confirm_timeout_ns / 1e9,
+			 r->published, r->confirmed);
 	if (err == -EIDRM)
 		die("queue '%s' was deleted (published %lu, %lu confirmed)",
 		    r->q, r->published, r->confirmed);
@@ -222,9 +247,15 @@ static bool publish_or_die(struct pub_run *r, const void *data, size_t len,
 			 "still no room in" : "still no free chunk for a "
 			 "message to", q, po->timeout_ns / 1e9, r->published,
 			 r->published == 1 ? "" : "s");
+	if (err == -ENOBUFS && r->topic)
+		die_code(po->timeout_ns > 0 ? EXIT_TIMEDOUT : 1, "a subscription "
+			 "of topic '%s' is full: the others have the message "
+			 "(published %lu before it)", q, r->published);
 	if (err == -ENOBUFS)
 		die("queue '%s' is full (published %lu message%s before it)",
 		    q, r->published, r->published == 1 ? "" : "s");
+	if (err == -EOPNOTSUPP && po->delay_ns && r->topic)
+		usage_die("'%s' is a topic: a publish to it takes no --delay", q);
 	if (err == -ENOMEM)
 		die("the bus has no free chunk for a message of %zu bytes "
 		    "(published %lu before it)", len, r->published);
@@ -277,7 +308,10 @@ static void queue_kind(struct shmbus *bus, struct pub_run *r)
 	if (shmbus__queue_info(bus, r->q, &qi))
 		return;		/* attaching says why */
 	r->durable = qi.flags & SHMBUS_QUEUE_DURABLE;
-	r->sliced = qi.overflow == SHMBUS_OVERFLOW_BLOCK;
+	/* not a topic: a publish that fails on a full subscription has
+	 * reached the others, and a retry would send them a second copy */
+	r->topic = qi.kind == SHMBUS_TOPIC;
+	r->sliced = qi.overflow == SHMBUS_OVERFLOW_BLOCK && !r->topic;
 }
 
 int cmd_pub(int argc, char **argv)
@@ -303,8 +337,10 @@ int cmd_pub(int argc, char **argv)
 	r.p = producer_or_die(bus, r.q,
 			      r.durable ? SHMBUS_PRODUCER_ASYNC_CONFIRM : 0);
 	/* Ctrl-C ends the input (or a wait for room), and what was read is
-	 * reported (and confirmed) before the exit */
-	cli_trap_stop_signals();
+	 * reported (and confirmed) before the exit; to a topic, whose wait
+	 * for a full subscription is the library's, a signal ends it */
+	if (!r.topic)
+		cli_trap_stop_signals();
 	if (argc - optind == 2)
 		(void)publish_or_die(&r, argv[optind + 1],
 				     strlen(argv[optind + 1]), &po);
@@ -541,6 +577,13 @@ static int sub_loop(struct shmbus_consumer *c, const struct sub_args *a,
 			continue;
 		}
 		*werr = write_msg(&m, a->headers);
+		if (*werr == -EINTR && cli_interrupted()) {
+			/* stopped while the reader did not take it: given back
+			 * whole (what went out of it is a partial line) */
+			(void)shmbus_consumer__nack(c, &m, 0);
+			*werr = 0;
+			return 0;
+		}
 		if (*werr) {
 			(void)shmbus_consumer__nack(c, &m, 0);
 			return 1;

@@ -513,7 +513,12 @@ int durable_declare(struct dbus *b, const struct peer *p,
 		const struct dqueue *dq = &b->queues[id];
 
 		if (!dq->dur || dq->kind != DQ_QUEUE || !same_declare(dq, req)) {
-			req_reason(r, "queue '%s' exists with other settings",
+			req_reason(r, dq->kind != DQ_QUEUE ?
+				   "'%s' exists as a topic or subscription" :
+				   !dq->dur ? "queue '%s' exists and is not "
+				   "durable" : "durable queue '%s' exists with "
+				   "other settings (its sync policy or "
+				   "interval, or its delivery settings)",
 				   req->name);
 			return -EEXIST;
 		}

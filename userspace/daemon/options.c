@@ -24,6 +24,7 @@
  * that group or others may write, is refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -487,10 +488,15 @@ static int read_config(const char *path, bool must, struct options *o,
 	size_t cap = 0;
 	struct stat st;
 	ssize_t n;
-	int rc = -1;
+	int rc = -1, fd;
 	FILE *f;
 
-	f = fopen(path, "re");
+	/* O_NONBLOCK: a FIFO given as the file is refused below, not
+	 * waited on */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (fd >= 0 && !f)
+		close(fd);
 	if (!f) {
 		if (!must && (errno == ENOENT || errno == ENOTDIR))
 			return -1;
@@ -541,6 +547,9 @@ static int read_config(const char *path, bool must, struct options *o,
 			break;
 		}
 		key = conf_trim(line);
+		/* a UTF-8 byte order mark an editor put first */
+		if (at.line == 1 && !strncmp(key, "\xef\xbb\xbf", 3))
+			key = conf_trim(key + 3);
 		if (!*key || *key == '#' || *key == ';')
 			continue;
 		eq = strchr(key, '=');
@@ -675,9 +684,9 @@ int options_parse(int argc, char **argv, struct options *o,
 			return rc;
 	}
 
-	/* the default geometry, whole, fits the limits */
-	if (d->bus_defaults.max_queues || d->bus_defaults.max_slots ||
-	    d->bus_defaults.ring_bytes || d->bus_defaults.nr_pools) {
+	/* the default geometry, whole (the library's where none is set),
+	 * fits the limits: else every bus left to it would be refused */
+	{
 		struct arena_params ap = d->bus_defaults;
 		uint64_t size;
 
@@ -689,11 +698,17 @@ int options_parse(int argc, char **argv, struct options *o,
 			return 2;
 		}
 		size = arena_size_for(&ap);
-		if (size > d->bus_max) {
+		if (size > d->bus_max ||
+		    (d->memory_max && size > d->memory_max)) {
 			fprintf(stderr, "shmbusd: the default bus geometry "
-				"takes %llu bytes, over bus-max (%llu)\n",
+				"takes %llu bytes, over %s (%llu): set "
+				"bus-queues, bus-slots, bus-ring-size or "
+				"bus-pools smaller, or the limit larger\n",
 				(unsigned long long)size,
-				(unsigned long long)d->bus_max);
+				size > d->bus_max ? "bus-max" : "memory-max",
+				(unsigned long long)(size > d->bus_max ?
+						     d->bus_max :
+						     d->memory_max));
 			return 2;
 		}
 	}

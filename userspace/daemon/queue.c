@@ -338,24 +338,66 @@ static int queue_config(const struct dbus *b,
 	return 0;
 }
 
-/* Why the last declare of an existing queue was refused (declare_why()). */
-static char why_declare[256];
+/* Why the last declare of an existing queue was refused (declare_why()):
+ * one line that fits a reply's reason. */
+static char why_declare[SBC_REASON_MAX];
+static bool why_full;
 
 const char *declare_why(void)
 {
 	return why_declare;
 }
 
-/* Append "NAME HAVE (asked for WANT)" to why_declare when they differ. */
-static void differs(size_t *n, const char *name, uint64_t have,
-		    uint64_t want)
+/* Append "NAME HAVE (this declare: WANT)", or " ..." once when it would
+ * not fit whole. */
+static void differs_text(const char *name, const char *have,
+			 const char *want)
 {
-	if (have == want || *n >= sizeof(why_declare))
+	size_t n = strlen(why_declare);
+	char piece[96];
+	int len;
+
+	if (why_full)
 		return;
-	*n += snprintf(why_declare + *n, sizeof(why_declare) - *n,
-		       "%s%s %llu (this declare: %llu)",
-		       strchr(why_declare, ':') ? ", " : ": ", name,
-		       (unsigned long long)have, (unsigned long long)want);
+	len = snprintf(piece, sizeof(piece), "%s%s %s (this declare: %s)",
+		       strchr(why_declare, ':') ? ", " : ": ", name, have,
+		       want);
+	if (n + (size_t)len + 5 > sizeof(why_declare)) {
+		snprintf(why_declare + n, sizeof(why_declare) - n, " ...");
+		why_full = true;
+		return;
+	}
+	memcpy(why_declare + n, piece, (size_t)len + 1);
+}
+
+static void differs(const char *name, uint64_t have, uint64_t want)
+{
+	char h[24], w[24];
+
+	if (have == want)
+		return;
+	snprintf(h, sizeof(h), "%llu", (unsigned long long)have);
+	snprintf(w, sizeof(w), "%llu", (unsigned long long)want);
+	differs_text(name, h, w);
+}
+
+/* A duration, in seconds as the CLI takes them. */
+static void differs_s(const char *name, uint64_t have_ns, uint64_t want_ns)
+{
+	char h[24], w[24];
+
+	if (have_ns == want_ns)
+		return;
+	snprintf(h, sizeof(h), "%g s", have_ns / 1e9);
+	snprintf(w, sizeof(w), "%g s", want_ns / 1e9);
+	differs_text(name, h, w);
+}
+
+static const char *overflow_name(uint32_t o)
+{
+	return o == SHMBUS_OVERFLOW_BLOCK ? "block" :
+	       o == SHMBUS_OVERFLOW_REJECT ? "reject" :
+	       o == SHMBUS_OVERFLOW_DROP_OLDEST ? "drop-oldest" : "?";
 }
 
 /*
@@ -366,8 +408,6 @@ static void differs(size_t *n, const char *name, uint64_t have,
 static int declare_existing(const struct dbus *b, const struct dqueue *dq,
 			    const struct dqueue *cfg)
 {
-	size_t n;
-
 	why_declare[0] = '\0';
 	if (dq->kind != cfg->kind) {
 		snprintf(why_declare, sizeof(why_declare), "'%s' exists as a %s",
@@ -376,39 +416,40 @@ static int declare_existing(const struct dbus *b, const struct dqueue *dq,
 		log_info("%s", why_declare);
 		return -EEXIST;
 	}
-	n = (size_t)snprintf(why_declare, sizeof(why_declare),
-			     "%s '%s' exists with other settings",
-			     dq->kind == DQ_TOPIC ? "topic" : "queue",
-			     dq->name);
+	why_full = false;
+	snprintf(why_declare, sizeof(why_declare),
+		 "%s '%s' exists with other settings",
+		 dq->kind == DQ_TOPIC ? "topic" : "queue", dq->name);
 	if (dq->kind == DQ_TOPIC)
-		differs(&n, "history", dq->history, cfg->history);
+		differs("history", dq->history, cfg->history);
 	else
-		differs(&n, "max-len", dq->max_len, cfg->max_len);
-	differs(&n, "msg-size", dq->msg_size, cfg->msg_size);
+		differs("max-len", dq->max_len, cfg->max_len);
+	differs("msg-size", dq->msg_size, cfg->msg_size);
 	if (dq->kind != DQ_TOPIC)
-		differs(&n, "max-consumers", dq->nr_seats, cfg->nr_seats);
-	differs(&n, "lease-ns", dq->lease_ns, cfg->lease_ns);
-	differs(&n, "ttl-ns", dq->ttl_ns, cfg->ttl_ns);
-	differs(&n, "backoff-ns", dq->backoff_init_ns, cfg->backoff_init_ns);
-	differs(&n, "backoff-max-ns", dq->backoff_max_ns, cfg->backoff_max_ns);
-	differs(&n, "backoff-mult-milli", dq->backoff_mult_milli,
+		differs("max-consumers", dq->nr_seats, cfg->nr_seats);
+	differs_s("lease", dq->lease_ns, cfg->lease_ns);
+	differs_s("ttl", dq->ttl_ns, cfg->ttl_ns);
+	differs_s("backoff", dq->backoff_init_ns, cfg->backoff_init_ns);
+	differs_s("backoff-max", dq->backoff_max_ns, cfg->backoff_max_ns);
+	differs("backoff-mult (x1000)", dq->backoff_mult_milli,
 		cfg->backoff_mult_milli);
-	differs(&n, "max-deliveries", dq->max_deliveries, cfg->max_deliveries);
-	if ((dq->dlq_qid != cfg->dlq_qid || dq->dlq_gen != cfg->dlq_gen) &&
-	    n < sizeof(why_declare))
-		n += snprintf(why_declare + n, sizeof(why_declare) - n,
-			      "%sdlq %s (this declare: %s)",
-			      strchr(why_declare, ':') ? ", " : ": ",
-			      dq->dlq_qid == UINT32_MAX ? "none"
-				: b->queues[dq->dlq_qid].name,
-			      cfg->dlq_qid == UINT32_MAX ? "none"
-				: b->queues[cfg->dlq_qid].name);
-	differs(&n, "expire-to-dlq", dq->expire_dlq, cfg->expire_dlq);
-	differs(&n, "checksum", dq->checksum, cfg->checksum);
-	differs(&n, "dedup-window-ns", dq->dedup_window_ns,
-		cfg->dedup_window_ns);
-	differs(&n, "overflow", dq->overflow, cfg->overflow);
-	differs(&n, "priorities", dq->nr_prio, cfg->nr_prio);
+	differs("max-deliveries", dq->max_deliveries, cfg->max_deliveries);
+	if (dq->dlq_qid != cfg->dlq_qid || dq->dlq_gen != cfg->dlq_gen)
+		differs_text("dlq", dq->dlq_qid == UINT32_MAX ? "none" :
+			     b->queues[dq->dlq_qid].name,
+			     cfg->dlq_qid == UINT32_MAX ? "none" :
+			     b->queues[cfg->dlq_qid].name);
+	if (dq->expire_dlq != cfg->expire_dlq)
+		differs_text("expire-to-dlq", dq->expire_dlq ? "yes" : "no",
+			     cfg->expire_dlq ? "yes" : "no");
+	if (dq->checksum != cfg->checksum)
+		differs_text("checksum", dq->checksum ? "yes" : "no",
+			     cfg->checksum ? "yes" : "no");
+	differs_s("dedup-window", dq->dedup_window_ns, cfg->dedup_window_ns);
+	if (dq->overflow != cfg->overflow)
+		differs_text("overflow", overflow_name(dq->overflow),
+			     overflow_name(cfg->overflow));
+	differs("priorities", dq->nr_prio, cfg->nr_prio);
 	if (!strchr(why_declare, ':')) {
 		why_declare[0] = '\0';
 		return 0;

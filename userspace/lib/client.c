@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,6 +119,9 @@ static const char *daemon_binary(char *buf, size_t len)
 	return "shmbusd";
 }
 
+/* Start shmbusd for @sock: 0 once it listens (or another one won the
+ * race), 1 when it exited non-zero (what it wrote first is in
+ * shmbus_errmsg()), or -errno when it could not be run. */
 static int spawn_daemon(const char *sock)
 {
 	char binbuf[PATH_MAX];
@@ -129,11 +133,19 @@ static int spawn_daemon(const char *sock)
 	sigset_t none, all;
 	pid_t pid;
 	int err, status;
+	/* its stderr: what it says when it refuses to start (a bad option
+	 * or configuration file) is the caller's error; a memfd, which a
+	 * daemon that runs on never fills up as it would a pipe */
+	int efd = memfd_create("shmbusd-stderr", MFD_CLOEXEC);
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	if (efd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, efd, 2);
+	else
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null",
+						 O_WRONLY, 0);
 	posix_spawnattr_init(&at);
 	sigemptyset(&none);
 	sigfillset(&all);
@@ -149,12 +161,27 @@ static int spawn_daemon(const char *sock)
 	posix_spawnattr_destroy(&at);
 	if (err) {
 		pr_warn("cannot start the daemon %s: %s", bin, strerror(err));
+		if (efd >= 0)
+			close(efd);
 		return -err;
 	}
 	/* the spawned process exits once the daemon listens (or lost the
 	 * race to another one): reap it, nothing stays our child */
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (efd >= 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		char msg[256];
+		ssize_t n = pread(efd, msg, sizeof(msg) - 1, 0);
+
+		msg[n > 0 ? n : 0] = '\0';
+		msg[strcspn(msg, "\n")] = '\0';
+		close(efd);
+		errmsg_set("%s exited %d: %s", bin, WEXITSTATUS(status),
+			   msg[0] ? msg : "(it said nothing)");
+		return 1;
+	}
+	if (efd >= 0)
+		close(efd);
 	pr_debug("started %s for %s", bin, sock);
 	return 0;
 }
@@ -357,6 +384,15 @@ static int dial(struct client *c)
 		 * was on its way out, starting again later wins the lock. */
 		if (now_ns() >= respawn) {
 			err = spawn_daemon(path);
+			if (err > 0) {
+				/* it ran, and refused to start: say why */
+				char why[400];
+
+				snprintf(why, sizeof(why), "%s", shmbus_errmsg());
+				errmsg_set("no daemon at %s, and the one started "
+					   "refused: %s", path, why);
+				return -ECONNREFUSED;
+			}
 			if (err) {
 				/* no program to start: waiting cannot help */
 				errmsg_set("no daemon at %s, and shmbusd cannot be "

@@ -121,6 +121,12 @@ SHMBUS_API int shmbus__topic_declare(struct shmbus *bus, const char *name,
 		return -EINVAL;
 	if ((err = queue_request(bus, &req, sizeof(req), name)))
 		return err;
+	/* no empty token: no pattern could name it (pattern_check()) */
+	if (strstr(req.name, "..") || req.name[strlen(req.name) - 1] == '.') {
+		errmsg_set("invalid topic name: dot-separated tokens that are "
+			   "not empty");
+		return -EINVAL;
+	}
 	if (OPTS_GET(opts, flags, 0) & ~SHMBUS_QUEUE_CHECKSUM)
 		return -EINVAL;
 	req.flags = SBC_QUEUE_TOPIC |
