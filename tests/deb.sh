@@ -33,9 +33,10 @@ finish() {
 }
 cleanup() {
 	[ -n "$root" ] && [ -d "$root" ] || return 0
-	# the daemon the smoke test started, then the tree
+	# the daemon the smoke test started (its root is the chroot), then
+	# the tree
 	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] &&
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$root/r" ] &&
 			kill -9 "${p#/proc/}" 2>/dev/null
 	done
 	rm -rf "$root"
