@@ -614,8 +614,7 @@ static void *amqp_publish(void *arg)
 	};
 	char body[32];
 
-	amqp_confirm_select(c, RMQ_CH);
-	rmq_rpc_ok(c, "confirm.select");
+	rmq_confirm_select(c);
 	for (int i = 0; i < a->n; i++) {
 		snprintf(body, sizeof(body), "m%d", i);
 		p.message_id = amqp_cstring_bytes(body);
@@ -627,20 +626,7 @@ static void *amqp_publish(void *arg)
 			usleep(a->pause_us);
 	}
 	/* every confirm: the broker has them all on disk */
-	for (int acked = 0; acked < a->n;) {
-		struct timeval tv = { 20, 0 };
-		amqp_frame_t f;
-
-		assert_int_equal(amqp_simple_wait_frame_noblock(c, &f, &tv),
-				 AMQP_STATUS_OK);
-		if (f.frame_type == AMQP_FRAME_METHOD &&
-		    f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
-			amqp_basic_ack_t *k = f.payload.method.decoded;
-
-			acked = (int)k->delivery_tag;
-		}
-		assert_true(f.payload.method.id != AMQP_BASIC_NACK_METHOD);
-	}
+	rmq_wait_confirmed(c, (uint64_t)a->n);
 	rmq_close(c);
 	return NULL;
 }

@@ -310,7 +310,9 @@ static void aq_wait_consumed(const char *q)
 }
 
 /* Publish to @ex/@key, persistent, with a message-id (or none), an
- * expiration in ms (or none, < 0); confirmed. */
+ * expiration in ms (or none, < 0). Not waited for: the bulk publishers
+ * put @c in confirm mode and wait for all (rmq_wait_confirmed); the
+ * others wait for the queue's count. */
 static void aq_publish(amqp_connection_state_t c, const char *ex,
 		       const char *key, const void *body, size_t len,
 		       const char *msgid, long expiration_ms)
@@ -975,12 +977,14 @@ static void kill9_in(const char *aq, const char *lq, bool durable, int nk)
 	aq_declare(aq, true, NULL, NULL, NULL, NULL);
 	snprintf(ks->queue, sizeof(ks->queue), "%s", lq);
 	ac = amqp();
+	rmq_confirm_select(ac);
 	for (int i = 0; i < nk; i++) {
 		char id[16];
 
 		snprintf(id, sizeof(id), "k%d", i);
 		aq_publish(ac, "", aq, buf, payload(i, buf), id, -1);
 	}
+	rmq_wait_confirmed(ac, (uint64_t)nk);
 	rmq_close(ac);
 	aq_wait(aq, nk);
 	fflush(NULL);
@@ -1071,8 +1075,10 @@ static void test_slow_consumer(void **state)
 	declare_q(b, "slow", &qo);
 	aq_declare("flows.slow", false, NULL, NULL, NULL, NULL);
 	ac = amqp();
+	rmq_confirm_select(ac);
 	for (int i = 0; i < NS; i++)
 		aq_publish(ac, "", "flows.slow", buf, payload(i, buf), NULL, -1);
+	rmq_wait_confirmed(ac, NS);
 	rmq_close(ac);
 	aq_wait("flows.slow", NS);
 	in = bridge(sock_b, "slow-in.err", in_args);

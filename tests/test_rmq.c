@@ -23,28 +23,6 @@ static void need_broker(void)
 
 #if RMQ_HAVE_CLIENT
 /* Wait for the broker's basic.ack of every delivery tag up to @last. */
-static void wait_confirmed(amqp_connection_state_t c, uint64_t last)
-{
-	uint64_t upto = 0;
-
-	while (upto < last) {
-		amqp_frame_t f;
-
-		assert_int_equal(amqp_simple_wait_frame(c, &f), AMQP_STATUS_OK);
-		if (f.frame_type != AMQP_FRAME_METHOD)
-			continue;
-		if (f.payload.method.id == AMQP_BASIC_NACK_METHOD)
-			fail_msg("broker nacked a persistent message");
-		if (f.payload.method.id != AMQP_BASIC_ACK_METHOD)
-			continue;
-		amqp_basic_ack_t *a = f.payload.method.decoded;
-		/* tags are confirmed in order here (one queue, one
-		 * channel); multiple confirms everything up to its tag */
-		if (a->multiple || a->delivery_tag == upto + 1)
-			upto = a->delivery_tag;
-	}
-}
-
 static void publish(amqp_connection_state_t c, const char *q, int first,
 		    int n)
 {
@@ -54,15 +32,14 @@ static void publish(amqp_connection_state_t c, const char *q, int first,
 	};
 	char body[64];
 
-	amqp_confirm_select(c, RMQ_CH);
-	rmq_rpc_ok(c, "confirm.select");
+	rmq_confirm_select(c);
 	for (int i = 0; i < n; i++) {
 		snprintf(body, sizeof(body), "message %d", first + i);
 		assert_int_equal(amqp_basic_publish(c, RMQ_CH,
 				amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
 				&p, amqp_cstring_bytes(body)), AMQP_STATUS_OK);
 	}
-	wait_confirmed(c, n);
+	rmq_wait_confirmed(c, n);
 }
 
 /* basic.get until the queue is empty; each body must be the next one. */
