@@ -239,9 +239,9 @@ static void test_probes_count_traffic(void **state)
 			       "deliver", "ack", "nack", "redeliver",
 			       "dead_letter", "expire", "drop", "checksum",
 			       "sleep", "wake_sent", "wake_recv",
-			       "journal_sync" };
+			       "pub_blocked", "journal_sync" };
 	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 5, 4, 4, 4,
-				  5 };
+				  6, 5 };
 	int err;
 	pid_t kid;
 
@@ -495,11 +495,86 @@ static void test_journal_sync_probe(void **state)
 		usleep(1000);
 }
 
+/* pub_blocked fires when a publish starts waiting for room and when it
+ * stops: a wait that times out, and one a consumer ends, each twice; a
+ * publish that does not wait (timeout 0), never. */
+static void test_pub_blocked_probe(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 2);
+	SHMBUS_OPTS(shmbus_pub_opts, wait30, .timeout_ns = 30 * 1000000LL);
+	SHMBUS_OPTS(shmbus_pub_opts, wait5s, .timeout_ns = 5000000000LL);
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	int sites = 0, n = 0, v = 0, err = 0;
+	pid_t kid;
+
+	(void)state;
+	if (!nprobes)
+		read_probes();
+	/* one probe per site: the queue's wait, the pools' wait, a
+	 * subscription's wait, each with a begin and an end */
+	for (int i = 0; i < nprobes && !err; i++) {
+		if (strcmp(probes[i].name, "pub_blocked"))
+			continue;
+		sites++;
+		err = uprobe_type() < 0 ? -ENODEV :
+		      attach_one(uprobe_type(), i, 0);
+	}
+	assert_true(sites >= 2);
+	if (err == -EACCES || err == -EPERM || err == -ENODEV ||
+	    err == -ENOENT || err == -EOPNOTSUPP)
+		SKIP_OR_FAIL("uprobes unavailable: %s", strerror(-err));
+	assert_int_equal(err, 0);
+	bus = t_open_bus(BUS);
+	assert_int_equal(shmbus__queue_declare(bus, "usdt.full", &qo), 1);
+	p = shmbus_producer__new(bus, "usdt.full", NULL);
+	assert_non_null(p);
+	while (shmbus_producer__publish(p, &v, sizeof(v), NULL) == 0)
+		n++;
+	assert_int_equal(n, 2);
+	assert_int_equal(hits("pub_blocked"), 0);
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), &wait30),
+			 -ENOBUFS);
+	assert_int_equal(hits("pub_blocked"), 2);
+	fflush(NULL);
+	kid = fork();
+	assert_true(kid >= 0);
+	if (!kid) {	/* takes one 200 ms later: room for the waiter */
+		struct shmbus *b;
+		struct shmbus_consumer *c;
+		struct shmbus_msg m;
+
+		usleep(200000);
+		b = t_open_bus(BUS);
+		c = b ? shmbus_consumer__new(b, "usdt.full", NULL) : NULL;
+		if (!c || shmbus_consumer__receive_view(c, &m, 0) ||
+		    shmbus_consumer__ack(c, &m))
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), &wait5s),
+			 0);
+	assert_int_equal(t_wait(kid, 10000), 0);
+	print_message("pub_blocked: %lu hits for 2 waits\n",
+		      (unsigned long)hits("pub_blocked"));
+	assert_int_equal(hits("pub_blocked"), 4);
+	for (int i = 0; i < nprobes; i++) {
+		if (strcmp(probes[i].name, "pub_blocked"))
+			continue;
+		close(probes[i].fd);
+		probes[i].fd = -1;
+	}
+	shmbus_producer__free(p);
+	assert_int_equal(shmbus__queue_delete(bus, "usdt.full"), 0);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probes_count_traffic),
 		cmocka_unit_test(test_journal_sync_probe),
+		cmocka_unit_test(test_pub_blocked_probe),
 	};
 
 	return T_RUN_WITH_DAEMON("usdt", tests);

@@ -45,7 +45,10 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 	 struct ring *r, uint32_t ref, struct pub_wait *w)
 {
 	const struct arena *a = &at->bus->arena;
+	uint32_t qid = (uint32_t)(sq - a->queues);
 	unsigned round = 0;
+	int64_t t = 0;
+	int err = 0;
 
 	if (READ_ONCE(sq->flags) & SHMBUS_QF_DROP_OLDEST) {
 		for (int n = 0; n < 8; n++) {
@@ -54,8 +57,7 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 			if (ring_dequeue(r, &old) == 0) {
 				/* our reference came with the cell: the id
 				 * is the message's until we drop it */
-				SHMBUS_PROBE3(drop, a->bus_id,
-					      (uint32_t)(sq - a->queues),
+				SHMBUS_PROBE3(drop, a->bus_id, qid,
 					      chunk_id(a, old));
 				if (claim_dropped(at, old))
 					chunk_unref(a, at->slot, old);
@@ -67,18 +69,19 @@ sub_full(struct attachment *at, struct shmbus_queue *sq, uint32_t gen,
 		return -ENOBUFS;
 	}
 	if (w->timeout)
-		WRITE_ONCE(at->slot->blocked, 1);
+		t = pub_blocked_begin(at, qid, PUB_BLOCKED_FULL);
 	for (;;) {
 		if (pub_wait_over(w) || READ_ONCE(sq->gen) != gen) {
-			WRITE_ONCE(at->slot->blocked, 0);
-			return -ENOBUFS;
+			err = -ENOBUFS;
+			break;
 		}
 		backoff_wait(round++);
-		if (ring_has_room(r) && ring_enqueue(r, ref) == 0) {
-			WRITE_ONCE(at->slot->blocked, 0);
-			return 0;
-		}
+		if (ring_has_room(r) && ring_enqueue(r, ref) == 0)
+			break;
 	}
+	if (w->timeout)
+		pub_blocked_end(at, qid, PUB_BLOCKED_FULL, t, err);
+	return err;
 }
 
 /*

@@ -163,34 +163,60 @@ static int alloc_waiting(struct attachment *at, size_t size, uint32_t *ref,
 	}
 }
 
-/* While a publish waits, its slot says so (shmbus__queue_gauges()). */
-static void blocked_set(struct attachment *at, uint32_t on)
+/*
+ * A publish starts waiting for room in queue @qid (@why: PUB_BLOCKED_*):
+ * its slot says so while it waits (counted by shmbus__queue_gauges()),
+ * and the pub_blocked probe fires. Returns the start time for
+ * pub_blocked_end(): 0 when nobody traces (no clock read).
+ */
+int64_t pub_blocked_begin(struct attachment *at, uint32_t qid, uint32_t why)
 {
-	WRITE_ONCE(at->slot->blocked, on);
+	int64_t t = 0;
+
+	WRITE_ONCE(at->slot->blocked, 1);
+	if (SHMBUS_PROBE_ON(pub_blocked)) {
+		t = now_ns();
+		SHMBUS_PROBE6(pub_blocked, at_bus(at), qid, why, 1, (int64_t)0,
+			      0);
+	}
+	return t;
+}
+
+/* ... and stops, after waiting since @t (0: untraced then), with @err
+ * (0 it went in, or why not). */
+void pub_blocked_end(struct attachment *at, uint32_t qid, uint32_t why,
+		     int64_t t, int err)
+{
+	WRITE_ONCE(at->slot->blocked, 0);
+	if (SHMBUS_PROBE_ON(pub_blocked))
+		SHMBUS_PROBE6(pub_blocked, at_bus(at), qid, why, 0,
+			      t ? now_ns() - t : (int64_t)-1, err);
 }
 
 int enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
 		 struct pub_wait *w)
 {
+	int64_t t;
 	int err;
 
 	if (w->timeout == 0)
 		return enqueue_waiting(at, r, ref, w);
-	blocked_set(at, 1);
+	t = pub_blocked_begin(at, at->qid, PUB_BLOCKED_FULL);
 	err = enqueue_waiting(at, r, ref, w);
-	blocked_set(at, 0);
+	pub_blocked_end(at, at->qid, PUB_BLOCKED_FULL, t, err);
 	return err;
 }
 
 int alloc_slow(struct attachment *at, size_t size, uint32_t *ref,
 	       struct pub_wait *w, bool in_epoch)
 {
+	int64_t t;
 	int err;
 
 	if (w->timeout == 0)
 		return alloc_waiting(at, size, ref, w, in_epoch);
-	blocked_set(at, 1);
+	t = pub_blocked_begin(at, at->qid, PUB_BLOCKED_NOMEM);
 	err = alloc_waiting(at, size, ref, w, in_epoch);
-	blocked_set(at, 0);
+	pub_blocked_end(at, at->qid, PUB_BLOCKED_NOMEM, t, err);
 	return err;
 }

@@ -75,6 +75,7 @@ static inline void shmbus_probe_none(int unused, ...)
 	X(sleep)		\
 	X(wake_sent)		\
 	X(wake_recv)		\
+	X(pub_blocked)		\
 	X(journal_sync)
 
 /* hidden: a site tests its semaphore with one RIP-relative compare, not

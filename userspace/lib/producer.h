@@ -178,6 +178,21 @@ bool pub_wait_over(struct pub_wait *w);
 int enqueue_slow(struct attachment *at, struct ring *r, uint32_t ref,
 		 struct pub_wait *w);
 
+/* Why a publish waits (the pub_blocked probe's third argument). */
+enum {
+	PUB_BLOCKED_FULL = 1,	/* the queue (or a subscription) is full */
+	PUB_BLOCKED_NOMEM = 2,	/* the bus's pools have no free chunk */
+};
+
+/*
+ * A publish starts waiting for room in queue @qid: its slot's blocked
+ * word, and the probe. Returns the start time for pub_blocked_end() (0
+ * when untraced).
+ */
+int64_t pub_blocked_begin(struct attachment *at, uint32_t qid, uint32_t why);
+void pub_blocked_end(struct attachment *at, uint32_t qid, uint32_t why,
+		     int64_t t, int err);
+
 /* The ring is full and the queue's policy is drop-oldest: make room. */
 int enqueue_drop_oldest(struct attachment *at, struct ring *r, uint32_t ref);
 
