@@ -1026,6 +1026,10 @@ SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
  * bus handle (calls from several threads are serialised).
  *
  * Returns the reply's length (>= 0), or:
+ *   -EREMOTEIO     the replier answered with an error status
+ *                  (shmbus_consumer__reply_error()): its explanation is
+ *                  in @reply, as much as fits; shmbus__request_opts()
+ *                  also gives the status and the explanation's length
  *   -EHOSTUNREACH  no consumer is attached to @queue ("no responders"):
  *                  nothing was sent
  *   -ETIMEDOUT     no reply in time
@@ -1035,6 +1039,26 @@ SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
 				   const void *body, size_t len, void *reply,
 				   size_t cap, int64_t timeout_ns);
+
+struct shmbus_request_opts {
+	size_t sz;
+	int64_t timeout_ns;	/* in: as shmbus__request()'s; 0 = do not
+				 * wait, < 0 = for ever */
+	int32_t status;		/* out: 0, or an error reply's status */
+	uint32_t __pad;
+	size_t reply_len;	/* out: the reply's length, also of an error
+				 * reply's explanation (copied up to @cap) */
+};
+
+/*
+ * shmbus__request() with options: the same, and the reply's status and
+ * length in @opts (which must not be NULL: its sz is checked as every
+ * opts struct's).
+ */
+SHMBUS_API ssize_t shmbus__request_opts(struct shmbus *bus, const char *queue,
+					const void *body, size_t len,
+					void *reply, size_t cap,
+					struct shmbus_request_opts *opts);
 
 /*
  * Reply to request @req (received by @c) with @len bytes: published to
@@ -1060,20 +1084,57 @@ SHMBUS_API int shmbus__reply(struct shmbus *bus, const struct shmbus_msg *req,
 			     const void *data, size_t len);
 
 /*
+ * The attribute that marks an error reply: its status as decimal text
+ * ("2"). shmbus_consumer__reply_error() sets it; shmbus-bridge carries
+ * it as an AMQP header of the same name, both ways.
+ */
+#define SHMBUS_REPLY_STATUS_ATTR	"reply.status"
+
+/*
+ * Answer request @req with an error: @status (> 0, the application's
+ * code; serve's handlers give an errno) and @len bytes that explain it
+ * (text, or nothing). The requester's shmbus__request() returns
+ * -EREMOTEIO at once with the explanation, and shmbus__request_opts()
+ * the status. Returns as shmbus_consumer__reply(), and -EINVAL for a
+ * status <= 0. Does not ack @req.
+ */
+SHMBUS_API int shmbus_consumer__reply_error(struct shmbus_consumer *c,
+					    const struct shmbus_msg *req,
+					    int32_t status, const void *data,
+					    size_t len);
+/* The same from any handle of its bus, as shmbus__reply(). */
+SHMBUS_API int shmbus__reply_error(struct shmbus *bus,
+				   const struct shmbus_msg *req,
+				   int32_t status, const void *data, size_t len);
+
+/*
+ * The error status a received reply carries (SHMBUS_REPLY_STATUS_ATTR):
+ * > 0, 0 for a plain reply, -EBADMSG if the attribute is not a positive
+ * decimal number. For a program that takes replies from a queue of its
+ * own (shmbus_pub_opts.reply_to).
+ */
+SHMBUS_API int32_t shmbus_msg__reply_status(const struct shmbus_msg *msg);
+
+/*
  * A request handler for shmbus_consumer__serve(): write the reply into
  * @reply (@cap bytes, the reply queue's msg_size at most) and return its
- * length, or a negative errno to refuse the request without replying: it
- * is rejected (to the queue's dead-letter queue, or dropped and counted),
- * not retried, since the requester is waiting with a timeout.
+ * length; or return a negative errno to fail the request: the requester
+ * gets an error reply at once, status the errno (-EREMOTEIO from
+ * shmbus__request()), explained by the NUL-terminated text the handler
+ * left in @reply (serve empties it before the call), or strerror's text
+ * when it left none. The request itself is then rejected (to the
+ * queue's dead-letter queue, or dropped and counted), not retried: its
+ * requester has its answer.
  */
 typedef ssize_t (*shmbus_handler_fn)(void *ctx, const struct shmbus_msg *req,
 				     void *reply, size_t cap);
 
 /*
  * Serve requests: receive, call @fn, reply, ack; until @max requests were
- * answered (0 = no limit) or nothing arrived for @idle_timeout_ns (< 0 =
- * wait for ever). Messages without a reply-to are acked unanswered.
- * Returns the number answered, or a receive error other than -ETIMEDOUT.
+ * answered (0 = no limit; an error reply is an answer) or nothing arrived
+ * for @idle_timeout_ns (< 0 = wait for ever). Messages without a reply-to
+ * are acked unanswered. Returns the number answered, or a receive error
+ * other than -ETIMEDOUT.
  */
 SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
 				      shmbus_handler_fn fn, void *ctx,

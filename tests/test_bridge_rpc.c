@@ -4,7 +4,8 @@
  * their own sockets (host A, host B), each with a bridge to one private
  * RabbitMQ (tests/rmq.h):
  *  - 200 requests from A answered by a service on B (it reverses the
- *    payload), each reply matched by its payload;
+ *    payload), each reply matched by its payload; a request it fails
+ *    reaches A as an error reply with its status;
  *  - a plain librabbitmq RPC client calls the service on B (reply via
  *    AMQP reply_to), and a client on A calls a plain librabbitmq RPC
  *    server (which echoes the correlation-id);
@@ -139,7 +140,7 @@ static struct shmbus *open_b(void)
 }
 
 /* The service on B: the payload reversed; "slow:MS" answers "slow"
- * after MS ms. */
+ * after MS ms; "fail:N" fails with status N, explained "failed N". */
 static ssize_t svc(void *ctx, const struct shmbus_msg *req, void *reply,
 		   size_t cap)
 {
@@ -151,6 +152,10 @@ static ssize_t svc(void *ctx, const struct shmbus_msg *req, void *reply,
 		return -EINVAL;
 	memcpy(in, req->data, req->len);
 	in[req->len] = '\0';
+	if (sscanf(in, "fail:%d", &ms) == 1) {
+		snprintf(reply, cap, "failed %d", ms);
+		return -ms;
+	}
 	if (sscanf(in, "slow:%d", &ms) == 1) {
 		usleep((useconds_t)ms * 1000);
 		memcpy(reply, "slow", 4);
@@ -316,6 +321,22 @@ static void test_a_to_b(void **state)
 		      wrong, (unsigned long long)reply_queue_dropped(a),
 		      (double)(t_now_ns() - t0) / N1 / 1e6);
 	assert_int_equal(answered, N1);
+	/* an error reply crosses both bridges: its status as an AMQP
+	 * header, back into the reply's attribute on A */
+	{
+		SHMBUS_OPTS(shmbus_request_opts, ro, .timeout_ns = 10000 * MS);
+		char rep[64];
+		ssize_t got = shmbus__request_opts(a, "svc", "fail:13", 7, rep,
+						   sizeof(rep), &ro);
+
+		print_message("A -> B, a failing request: %zd, status %d, "
+			      "'%.*s'\n", got, ro.status, (int)ro.reply_len,
+			      rep);
+		assert_int_equal(got, -EREMOTEIO);
+		assert_int_equal(ro.status, 13);
+		assert_int_equal(ro.reply_len, 9);
+		assert_memory_equal(rep, "failed 13", 9);
+	}
 	shmbus__close(a);
 }
 

@@ -6,7 +6,8 @@
  *    writing to a file or a pipe, a second sub gets the rest (0 lost);
  *    with stdout /dev/full it acks nothing; a pipe reader that goes away
  *    ends it with an error, having acked exactly what the reader took;
- *    reply --exec acks a request only once CMD answered it;
+ *    reply --exec acks a request only once CMD answered it, and with
+ *    --errors reply a failing CMD's error status reaches req at once;
  *  - pub stops with an error on an input read error (a directory, a
  *    closed stdin); the CLI and the daemon keep fds 0-2 taken;
  *  - every output write error exits non-zero;
@@ -660,6 +661,57 @@ static void test_reply_exec_retry(void **state)
 		      (unsigned long long)qi.stat[SHMBUS_STAT_ACKED]);
 	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 1);
 	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 1);
+	shmbus__close(bus);
+}
+
+/*
+ * reply --exec --errors reply: a CMD that fails answers at once with its
+ * exit status and output, which `req` prints (exit 1) well within its
+ * timeout; the request goes to the DLQ. Exit 75 (EX_TEMPFAIL) still
+ * retries: nacked once, then the error reply. --errors is checked.
+ */
+static void test_reply_exec_error(void **state)
+{
+	struct shmbus *bus = t_open_bus(BUS);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .dead_letter_queue = "rqe-dlq");
+	struct shmbus_queue_info qi;
+	char cmd[PATH_MAX + 160];
+	struct result r;
+	int64_t t0;
+	pid_t kid;
+
+	(void)state;
+	declare(bus, "rqe-dlq", 64);
+	assert_true(shmbus__queue_declare(bus, "rqe", &qo) >= 0);
+	snprintf(cmd, sizeof(cmd), "test -e %s/tf || { touch %s/tf; exit 75; "
+		 "}; echo 'no such thing'; exit 4", t_dir, t_dir);
+	kid = cli_spawnv(-1, -1, -1, ARGS("reply", "rqe", "--exec", cmd,
+					  "--errors", "reply", "-n", "1"));
+	for (int i = 0; i < 2000 && info(bus, "rqe").consumers == 0; i++)
+		usleep(1000);
+	t0 = t_now_ns();
+	r = cli_run(-1, -1, ARGS("req", "rqe", "ping", "--timeout", "10"));
+	print_message("req to a failing --exec: exit %d after %.0f ms: %s",
+		      r.status, (t_now_ns() - t0) / 1e6, r.err);
+	assert_int_equal(r.status, 1);
+	assert_true(t_now_ns() - t0 < 5000 * 1000000LL);
+	assert_non_null(strstr(r.err, "answered with error status 4: "
+				      "no such thing"));
+	assert_int_equal(r.out_len, 0);
+	result_free(&r);
+	assert_int_equal(t_wait(kid, 10000), 0);
+	qi = info(bus, "rqe");
+	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 1);	/* the 75 */
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 0);
+	assert_int_equal(info(bus, "rqe-dlq").depth, 1);
+	r = cli_run(-1, -1, ARGS("reply", "rqe", "--exec", "true", "--errors",
+				 "later"));
+	assert_int_equal(r.status, 2);
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("reply", "rqe", "--echo", "--errors",
+				 "reply"));
+	assert_int_equal(r.status, 2);
+	result_free(&r);
 	shmbus__close(bus);
 }
 
@@ -2210,6 +2262,7 @@ int main(void)
 		cmocka_unit_test(test_sub_head),
 		cmocka_unit_test(test_reply_exec_false),
 		cmocka_unit_test(test_reply_exec_retry),
+		cmocka_unit_test(test_reply_exec_error),
 		cmocka_unit_test(test_pub_read_errors),
 		cmocka_unit_test(test_sub_exec),
 		cmocka_unit_test(test_exit_codes),

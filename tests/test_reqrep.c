@@ -3,7 +3,8 @@
  * test_reqrep.c - request-reply between processes: "no responders" at
  * once, 100,000 round trips each answered with its own reply, a timeout
  * whose late reply is dropped and counted, the private reply queue going
- * away with the requester, handler errors rejecting the request; a
+ * away with the requester, a handler's error answered at once with its
+ * status and the request dead-lettered; a
  * request published with a reply queue of the caller's (pub_opts
  * reply_to) answered by shmbus__reply() from a copy of its reply fields,
  * never into a queue that took the reply queue's place.
@@ -38,10 +39,14 @@ static ssize_t price(void *ctx, const struct shmbus_msg *req, void *reply,
 		return -EINVAL;
 	memcpy(in, req->data, req->len);
 	in[req->len] = '\0';
+	if (sscanf(in, "nope %lu", &n) == 1) {
+		snprintf(reply, cap, "no item %lu", n);
+		return -ENOENT;		/* an error reply, explained */
+	}
 	if (sscanf(in, "slow %lu", &n) == 1)
 		usleep(300000);
 	else if (sscanf(in, "price %lu", &n) != 1)
-		return -EINVAL;		/* rejected: no reply */
+		return -EINVAL;		/* an error reply: strerror's */
 	return snprintf(reply, cap, "%lu=%lu", n, n * 3);
 }
 
@@ -120,8 +125,8 @@ static void test_round_trips(void **state)
 /*
  * A request times out; its reply arrives later, while the next request
  * waits, and is dropped (counted); the next request gets its own reply.
- * A bad request is rejected by the handler: no reply, the requester times
- * out.
+ * A bad request is refused by the handler: the requester gets an error
+ * reply at once, explained by strerror's text.
  */
 static void test_timeout_late_reply(void **state)
 {
@@ -131,6 +136,7 @@ static void test_timeout_late_reply(void **state)
 	char rep[64];
 	int ready[2], nq;
 	uint64_t dropped = 0;
+	int64_t t0;
 	ssize_t len;
 	pid_t srv;
 	char x;
@@ -138,7 +144,7 @@ static void test_timeout_late_reply(void **state)
 	(void)state;
 	assert_int_equal(shmbus__queue_declare(bus, "quote", &qo), 1);
 	assert_int_equal(pipe(ready), 0);
-	srv = start_server("quote", 3, ready[1]);
+	srv = start_server("quote", 4, ready[1]);
 	assert_int_equal(read(ready[0], &x, 1), 1);
 	len = shmbus__request(bus, "quote", "slow 1", 6, rep, sizeof(rep),
 			      100 * MS);
@@ -147,10 +153,13 @@ static void test_timeout_late_reply(void **state)
 			      5000 * MS);
 	assert_int_equal(len, 3);
 	assert_memory_equal(rep, "2=6", 3);
-	/* not a price: the handler refuses, nobody replies */
+	/* not a price: the handler refuses, the requester knows at once */
+	t0 = t_now_ns();
 	len = shmbus__request(bus, "quote", "bogus", 5, rep, sizeof(rep),
-			      200 * MS);
-	assert_int_equal(len, -ETIMEDOUT);
+			      5000 * MS);
+	assert_int_equal(len, -EREMOTEIO);
+	assert_true(t_now_ns() - t0 < 1000 * MS);
+	assert_memory_equal(rep, strerror(EINVAL), strlen(strerror(EINVAL)));
 	len = shmbus__request(bus, "quote", "price 4", 7, rep, sizeof(rep),
 			      5000 * MS);
 	assert_int_equal(len, 4);
@@ -311,6 +320,111 @@ static void test_reply_from_copy(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * A handler that fails a request answers it with an error status: the
+ * requester gets -EREMOTEIO at once, the status and the explanation
+ * (also when it does not fit its buffer); the request goes to the DLQ.
+ * An error reply sent by hand carries its status in an attribute that
+ * shmbus_msg__reply_status() reads, and a garbled one is told apart.
+ */
+static void test_error_reply(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .dead_letter_queue = "errq.dlq");
+	SHMBUS_OPTS(shmbus_request_opts, ro, .timeout_ns = 5000 * MS);
+	SHMBUS_OPTS(shmbus_pub_opts, po, .corr_id = 9, .reply_to = "errq.mine");
+	struct shmbus_attr bad = { .key = SHMBUS_REPLY_STATUS_ATTR,
+				   .value = "x1", .value_len = 2 };
+	struct shmbus *bus = open_bus();
+	struct shmbus_consumer *c, *mine;
+	struct shmbus_producer *p;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m;
+	char rep[64], x;
+	int ready[2];
+	ssize_t len;
+	int64_t t0;
+	pid_t srv;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "errq.dlq", NULL), 1);
+	assert_int_equal(shmbus__queue_declare(bus, "errq", &qo), 1);
+	assert_int_equal(pipe(ready), 0);
+	srv = start_server("errq", 3, ready[1]);
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	t0 = t_now_ns();
+	len = shmbus__request_opts(bus, "errq", "nope 7", 6, rep, sizeof(rep),
+				   &ro);
+	print_message("error reply after %.1f ms: status %d, '%.*s'\n",
+		      (t_now_ns() - t0) / 1e6, ro.status, (int)ro.reply_len,
+		      rep);
+	assert_int_equal(len, -EREMOTEIO);
+	assert_true(t_now_ns() - t0 < 1000 * MS);
+	assert_int_equal(ro.status, ENOENT);
+	assert_int_equal(ro.reply_len, 9);
+	assert_memory_equal(rep, "no item 7", 9);
+	/* a buffer too small: as much as fits, the whole length told */
+	memset(rep, 0, sizeof(rep));
+	len = shmbus__request_opts(bus, "errq", "nope 12", 7, rep, 3, &ro);
+	assert_int_equal(len, -EREMOTEIO);
+	assert_int_equal(ro.reply_len, 10);
+	assert_memory_equal(rep, "no \0", 4);
+	/* and a plain reply clears the status */
+	len = shmbus__request_opts(bus, "errq", "price 3", 7, rep, sizeof(rep),
+				   &ro);
+	assert_int_equal(len, 3);
+	assert_int_equal(ro.status, 0);
+	assert_int_equal(ro.reply_len, 3);
+	assert_memory_equal(rep, "3=9", 3);
+	assert_int_equal(t_wait(srv, 10000), 0);
+	/* the failed ones were rejected to the DLQ, the good one acked */
+	assert_int_equal(shmbus__queue_info(bus, "errq.dlq", &qi), 0);
+	assert_int_equal(qi.depth, 2);
+	assert_int_equal(shmbus__queue_info(bus, "errq", &qi), 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 1);
+
+	/* by hand: a request of our own, answered with status 42 */
+	assert_int_equal(shmbus__queue_declare(bus, "errq.mine", NULL), 1);
+	p = shmbus_producer__new(bus, "errq", NULL);
+	c = shmbus_consumer__new(bus, "errq", NULL);
+	mine = shmbus_consumer__new(bus, "errq.mine", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_non_null(mine);
+	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), 0);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 1000 * MS), 0);
+	assert_int_equal(shmbus_consumer__reply_error(c, &m, 0, "z", 1),
+			 -EINVAL);
+	assert_int_equal(shmbus_consumer__reply_error(c, &m, -1, "z", 1),
+			 -EINVAL);
+	assert_int_equal(shmbus__reply_error(bus, &m, 0, "z", 1), -EINVAL);
+	assert_int_equal(shmbus_consumer__reply_error(c, &m, 42, "why", 3), 0);
+	assert_int_equal(shmbus__reply(bus, &m, "fine", 4), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	assert_int_equal(shmbus_consumer__receive_view(mine, &m, 1000 * MS), 0);
+	assert_int_equal(shmbus_msg__reply_status(&m), 42);
+	assert_int_equal(m.corr_id, 9);
+	assert_memory_equal(m.data, "why", 3);
+	assert_int_equal(shmbus_consumer__ack(mine, &m), 0);
+	assert_int_equal(shmbus_consumer__receive_view(mine, &m, 1000 * MS), 0);
+	assert_int_equal(shmbus_msg__reply_status(&m), 0);
+	assert_int_equal(shmbus_consumer__ack(mine, &m), 0);
+	/* a status attribute that is no number */
+	po.attrs = &bad;
+	po.nr_attrs = 1;
+	po.reply_to = NULL;
+	shmbus_producer__free(p);
+	p = shmbus_producer__new(bus, "errq.mine", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), 0);
+	assert_int_equal(shmbus_consumer__receive_view(mine, &m, 1000 * MS), 0);
+	assert_int_equal(shmbus_msg__reply_status(&m), -EBADMSG);
+	assert_int_equal(shmbus_consumer__ack(mine, &m), 0);
+	shmbus_consumer__free(mine);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -320,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_reply_queue_cleanup),
 		cmocka_unit_test(test_reply_to_reused_id),
 		cmocka_unit_test(test_reply_from_copy),
+		cmocka_unit_test(test_error_reply),
 	};
 
 	return T_RUN_WITH_DAEMON("reqrep", tests);

@@ -319,11 +319,40 @@ void br_rpc_confirmed(const struct br_worker *w, const struct shmbus_msg *m)
 	pthread_mutex_unlock(&rpc.lock);
 }
 
+/* The error status an AMQP reply carries in its SHMBUS_REPLY_STATUS_ATTR
+ * header (an RPC server's, or another bridge's from a local error
+ * reply): > 0, 0 for a plain reply, EBADMSG for a header that is not a
+ * positive number (as shmbus__request() takes a garbled status). */
+static int32_t reply_status(const struct br_msg *m)
+{
+	size_t n = strlen(SHMBUS_REPLY_STATUS_ATTR);
+
+	for (unsigned i = 0; i < m->nr_headers; i++) {
+		const struct br_kv *h = &m->headers[i];
+		char num[12];
+		long st;
+		char *end;
+
+		if (h->klen != n || memcmp(h->key, SHMBUS_REPLY_STATUS_ATTR, n))
+			continue;
+		if (!h->vlen || h->vlen >= sizeof(num))
+			return EBADMSG;
+		memcpy(num, h->val, h->vlen);
+		num[h->vlen] = '\0';
+		st = strtol(num, &end, 10);
+		if (*end || num[0] < '1' || num[0] > '9' || st > INT32_MAX)
+			return EBADMSG;
+		return (int32_t)st;
+	}
+	return 0;
+}
+
 int br_rpc_deliver(struct br_worker *w, const struct br_msg *m)
 {
 	static bool logged;
 	struct shmbus_msg req;
 	uint32_t qid1, gen;
+	int32_t status;
 	uint64_t corr;
 	int err;
 
@@ -340,7 +369,10 @@ int br_rpc_deliver(struct br_worker *w, const struct br_msg *m)
 	req.reply_to = qid1;
 	req.__reply_gen = gen;
 	req.corr_id = corr;
-	err = shmbus__reply(w->bus, &req, m->body, m->len);
+	status = reply_status(m);
+	err = status ? shmbus__reply_error(w->bus, &req, status, m->body,
+					   m->len)
+		     : shmbus__reply(w->bus, &req, m->body, m->len);
 	switch (err) {
 	case 0:
 		count(&rpc.st.replies_in, 1);

@@ -139,6 +139,7 @@ static inline void opts_copy_out(void *out, const void *full, size_t full_sz)
 #define shmbus_sub_opts__last_field		sync_interval_ns
 #define shmbus_journal_info__last_field		corrupt
 #define shmbus_bus_journal_info__last_field	recovered
+#define shmbus_request_opts__last_field		reply_len
 #define offsetofend(TYPE, FIELD) \
 	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 /* Read a field if the caller's struct is large enough to have it. */

@@ -68,10 +68,12 @@ uint32_t producer_qid(const struct shmbus_producer *p);
 
 /* ---- publish.c ----------------------------------------------------- */
 
-/* Publish with a reply-to queue (qid + 1) and a correlation id. */
+/* Publish with a reply-to queue (qid + 1) and a correlation id, and
+ * @nr_attrs attributes. */
 int producer_publish_rr(struct shmbus_producer *p, const void *data,
 			size_t len, uint64_t corr_id, uint32_t reply_to,
-			uint32_t reply_gen, int64_t timeout_ns);
+			uint32_t reply_gen, int64_t timeout_ns,
+			const struct shmbus_attr *attrs, uint32_t nr_attrs);
 
 /* ---- reqrep.c ------------------------------------------------------ */
 

@@ -370,13 +370,18 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 
 int producer_publish_rr(struct shmbus_producer *p, const void *data,
 			size_t len, uint64_t corr_id, uint32_t reply_to,
-			uint32_t reply_gen, int64_t timeout_ns)
+			uint32_t reply_gen, int64_t timeout_ns,
+			const struct shmbus_attr *attrs, uint32_t nr_attrs)
 {
 	struct attachment *at = &p->at;
 	struct pub_hdr h = { .corr_id = corr_id, .reply_to = reply_to,
-			     .reply_gen = reply_gen, .ts = pub_time(p) };
+			     .reply_gen = reply_gen, .ts = pub_time(p),
+			     .attrs = attrs, .nr_attrs = nr_attrs };
 	struct pub_wait w = pub_wait_of(timeout_ns);
 	int err;
+
+	if (nr_attrs && (err = attr_size(attrs, nr_attrs, &h.attr_size)))
+		return err;
 
 	if (p->ttl_ns)
 		h.expires = (uint64_t)(now_ns() + p->ttl_ns);

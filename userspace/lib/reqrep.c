@@ -133,9 +133,27 @@ static bool has_consumers(const struct arena *a, uint32_t qid)
 	return any != 0;
 }
 
-SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
-				   const void *body, size_t len, void *reply,
-				   size_t cap, int64_t timeout_ns)
+/* Copy reply @m out as shmbus__request_opts() returns it. */
+static ssize_t take_reply(const struct shmbus_msg *m, void *reply,
+			  size_t cap, struct shmbus_request_opts *o)
+{
+	int32_t st = shmbus_msg__reply_status(m);
+
+	o->reply_len = m->len;
+	if (st) {		/* an error reply, or a garbled status */
+		o->status = st > 0 ? st : EBADMSG;
+		memcpy(reply, m->data, MIN((size_t)m->len, cap));
+		return -EREMOTEIO;
+	}
+	if (m->len > cap)
+		return -EMSGSIZE;
+	memcpy(reply, m->data, m->len);
+	return m->len;
+}
+
+static ssize_t request(struct shmbus *bus, const char *queue,
+		       const void *body, size_t len, void *reply, size_t cap,
+		       struct shmbus_request_opts *o)
 {
 	struct shmbus_producer *p;
 	struct reqrep *rr;
@@ -158,7 +176,7 @@ SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
 			return err;
 	}
 	rr = bus->rr;
-	deadline = deadline_of(timeout_ns);
+	deadline = deadline_of(o->timeout_ns);
 	pthread_mutex_lock(&rr->lock);
 	p = target(bus, rr, queue, &err);
 	if (!p) {
@@ -171,7 +189,7 @@ SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
 	}
 	corr = rr->next_corr++;
 	ret = producer_publish_rr(p, body, len, corr, rr->qid, rr->qgen,
-				  timeout_ns);
+				  o->timeout_ns, NULL, 0);
 	if (ret)
 		goto out;
 	for (;;) {
@@ -191,18 +209,59 @@ SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
 			shmbus_consumer__release(rr->c, &m);
 			continue;
 		}
-		if (m.len > cap) {
-			ret = -EMSGSIZE;
-		} else {
-			memcpy(reply, m.data, m.len);
-			ret = m.len;
-		}
+		ret = take_reply(&m, reply, cap, o);
 		shmbus_consumer__release(rr->c, &m);
 		break;
 	}
 out:
 	pthread_mutex_unlock(&rr->lock);
 	return ret;
+}
+
+SHMBUS_API ssize_t shmbus__request(struct shmbus *bus, const char *queue,
+				   const void *body, size_t len, void *reply,
+				   size_t cap, int64_t timeout_ns)
+{
+	struct shmbus_request_opts o = { .sz = sizeof(o),
+					 .timeout_ns = timeout_ns };
+
+	return request(bus, queue, body, len, reply, cap, &o);
+}
+
+SHMBUS_API ssize_t shmbus__request_opts(struct shmbus *bus, const char *queue,
+					const void *body, size_t len,
+					void *reply, size_t cap,
+					struct shmbus_request_opts *opts)
+{
+	struct shmbus_request_opts o = { .sz = sizeof(o) };
+	ssize_t ret;
+
+	if (!opts || !OPTS_VALID(opts, shmbus_request_opts))
+		return -EINVAL;
+	o.timeout_ns = OPTS_GET(opts, timeout_ns, 0);
+	ret = request(bus, queue, body, len, reply, cap, &o);
+	opts_copy_out(opts, &o, sizeof(o));
+	return ret;
+}
+
+SHMBUS_API int32_t shmbus_msg__reply_status(const struct shmbus_msg *msg)
+{
+	char num[12];
+	const void *v;
+	size_t len;
+	long st;
+	char *end;
+
+	if (shmbus_msg__attr(msg, SHMBUS_REPLY_STATUS_ATTR, &v, &len))
+		return 0;
+	if (!len || len >= sizeof(num))
+		return -EBADMSG;
+	memcpy(num, v, len);
+	num[len] = '\0';
+	st = strtol(num, &end, 10);
+	if (*end || num[0] < '1' || num[0] > '9' || st > INT32_MAX)
+		return -EBADMSG;
+	return (int32_t)st;
 }
 
 /* ---- the replier's side ------------------------------------------------ */
@@ -302,36 +361,60 @@ static struct shmbus_producer *reply_producer(struct shmbus *bus,
 	return victim->p;
 }
 
+/* Publish the reply to @req: plain (@status 0), or an error reply. */
 static int reply_with(struct shmbus_producer *p, const struct shmbus_msg *req,
-		      const void *data, size_t len)
+		      const void *data, size_t len, int32_t status)
 {
-	int err = producer_publish_rr(p, data, len, req->corr_id, 0, 0, 0);
+	char num[12];
+	struct shmbus_attr a = { .key = SHMBUS_REPLY_STATUS_ATTR,
+				 .value = num };
+	int err;
 
+	if (status)
+		a.value_len = (uint32_t)snprintf(num, sizeof(num), "%d",
+						 status);
+	err = producer_publish_rr(p, data, len, req->corr_id, 0, 0, 0, &a,
+				  status ? 1 : 0);
 	return err == -EIDRM ? -ENOENT : err;
+}
+
+static int consumer_reply(struct shmbus_consumer *c,
+			  const struct shmbus_msg *req, int32_t status,
+			  const void *data, size_t len)
+{
+	struct shmbus_producer *p;
+	int err = 0;
+
+	if (!c || !req || !req->reply_to || (!data && len) || status < 0)
+		return -EINVAL;
+	p = reply_producer(consumer_bus(c), consumer_reply_cache(c),
+			   c_rr_next(c), req->reply_to, req->__reply_gen,
+			   &err);
+	return p ? reply_with(p, req, data, len, status) : err;
 }
 
 SHMBUS_API int shmbus_consumer__reply(struct shmbus_consumer *c,
 				      const struct shmbus_msg *req,
 				      const void *data, size_t len)
 {
-	struct shmbus_producer *p;
-	int err = 0;
-
-	if (!c || !req || !req->reply_to || (!data && len))
-		return -EINVAL;
-	p = reply_producer(consumer_bus(c), consumer_reply_cache(c),
-			   c_rr_next(c), req->reply_to, req->__reply_gen,
-			   &err);
-	return p ? reply_with(p, req, data, len) : err;
+	return consumer_reply(c, req, 0, data, len);
 }
 
-SHMBUS_API int shmbus__reply(struct shmbus *bus, const struct shmbus_msg *req,
-			     const void *data, size_t len)
+SHMBUS_API int shmbus_consumer__reply_error(struct shmbus_consumer *c,
+					    const struct shmbus_msg *req,
+					    int32_t status, const void *data,
+					    size_t len)
+{
+	return status > 0 ? consumer_reply(c, req, status, data, len) : -EINVAL;
+}
+
+static int bus_reply(struct shmbus *bus, const struct shmbus_msg *req,
+		     int32_t status, const void *data, size_t len)
 {
 	struct shmbus_producer *p;
 	int err = 0;
 
-	if (!bus || !req || !req->reply_to || (!data && len))
+	if (!bus || !req || !req->reply_to || (!data && len) || status < 0)
 		return -EINVAL;
 	if ((err = check_pid(bus)))
 		return err;
@@ -339,9 +422,22 @@ SHMBUS_API int shmbus__reply(struct shmbus *bus, const struct shmbus_msg *req,
 	p = reply_producer(bus, &bus->replies, bus->replies_next++,
 			   req->reply_to, req->__reply_gen, &err);
 	if (p)
-		err = reply_with(p, req, data, len);
+		err = reply_with(p, req, data, len, status);
 	pthread_mutex_unlock(&bus->reply_lock);
 	return err;
+}
+
+SHMBUS_API int shmbus__reply(struct shmbus *bus, const struct shmbus_msg *req,
+			     const void *data, size_t len)
+{
+	return bus_reply(bus, req, 0, data, len);
+}
+
+SHMBUS_API int shmbus__reply_error(struct shmbus *bus,
+				   const struct shmbus_msg *req,
+				   int32_t status, const void *data, size_t len)
+{
+	return status > 0 ? bus_reply(bus, req, status, data, len) : -EINVAL;
 }
 
 int pub_reply_to(const struct shmbus *bus, const char *name,
@@ -370,6 +466,18 @@ int pub_reply_to(const struct shmbus *bus, const char *name,
 	h->reply_to = (uint32_t)qid + 1;
 	h->reply_gen = g;
 	return 0;
+}
+
+/* A handler failed request @m with @err: answer with that status and
+ * the text it left in @buf, or strerror's. 0 if answered. */
+static int serve_error(struct shmbus_consumer *c, const struct shmbus_msg *m,
+		       int err, char *buf, size_t cap)
+{
+	buf[cap - 1] = '\0';
+	if (!buf[0])
+		snprintf(buf, cap, "%s", strerror(err));
+	return shmbus_consumer__reply_error(c, m, err > 0 ? err : EIO, buf,
+					    strlen(buf));
 }
 
 SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
@@ -401,8 +509,12 @@ SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
 			shmbus_consumer__release(c, &m);
 			continue;
 		}
+		buf[0] = '\0';
 		n = fn(ctx, &m, buf, cap);
 		if (n < 0) {
+			/* answered (a requester that went away has no one
+			 * to answer), then out of the way: not retried */
+			done += !serve_error(c, &m, (int)-n, buf, cap);
 			if (shmbus_consumer__reject(c, &m))
 				shmbus_consumer__release(c, &m);
 			continue;
