@@ -209,6 +209,54 @@ struct shmbus_info {
  */
 SHMBUS_API int shmbus__info(const struct shmbus *bus, struct shmbus_info *info);
 
+/* A bus as shmbus__bus_list() describes it. */
+struct shmbus_bus_entry {
+	char	 name[64];
+	uint32_t owner_uid;
+	uint32_t owner_gid;
+	uint32_t mode;
+	uint32_t id;		/* shmbus__id() */
+	uint64_t arena_size;	/* bytes */
+	uint64_t created_ns;	/* CLOCK_REALTIME */
+	uint32_t members;	/* processes bound to it */
+	uint32_t queues;	/* queues, topics and subscriptions */
+	uint32_t durable;	/* of them persistent */
+	uint32_t __pad;
+};
+
+/*
+ * The buses of the daemon @opts names (its socket_path and
+ * connect_timeout_ms; NULL: the default socket) that the caller may
+ * open (root: all of them), up to @cap of them into @out, newest first.
+ * Never starts a daemon and opens no bus. Returns how many there are
+ * (more than @cap if they did not fit), or -ECONNREFUSED (no daemon),
+ * -ETIMEDOUT, -EPROTO, -EINVAL.
+ */
+SHMBUS_API int shmbus__bus_list(const struct shmbus_open_opts *opts,
+				struct shmbus_bus_entry *out, unsigned cap);
+
+/* shmbus__bus_delete() flags */
+#define SHMBUS_BUS_DELETE_FORCE	0x1u	/* detach its members first */
+
+/*
+ * Delete the caller's bus @name (with SHMBUS_OPEN_OWNER in @opts:
+ * opts->owner_uid's, which only root may), freeing its memory, its
+ * queues and their messages, and its persistent queues' journals. A bus
+ * that processes are bound to is refused (-EBUSY, shmbus_errmsg() names
+ * some of their pids) unless SHMBUS_BUS_DELETE_FORCE: then their handles
+ * find their queues deleted (-EIDRM), and their bus handles lose their
+ * connection (control calls -EIDRM: "the bus was deleted"). Their
+ * mappings stay valid until they close them. Starts the daemon as
+ * shmbus__open() does (a persistent bus is on disk until one runs).
+ * @was (may be NULL) gets its name, owner, and what it had: members,
+ * queues, arena_size. Returns 0, -ENOENT, -EBUSY, -EACCES (not its
+ * owner), -EINPROGRESS (held by processes that have not rejoined a
+ * restarted daemon), or a connection error as shmbus__open()'s.
+ */
+SHMBUS_API int shmbus__bus_delete(const char *name, uint32_t flags,
+				  const struct shmbus_open_opts *opts,
+				  struct shmbus_bus_entry *was);
+
 /* How publishers on this handle wake sleeping consumers: "kmod" (one
  * ioctl to the shmbus kernel module for a publish that wakes two or more
  * seats, topic fan-out included; an eventfd write for one) or "eventfd"

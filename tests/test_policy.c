@@ -17,6 +17,7 @@
 #include "shmbus.h"
 
 #define NOBODY		65534
+#define EXIT_USAGE_2	2	/* the CLI's usage errors */
 #define OTHER		65533
 
 /* A page shared with the children: what they report in words. */
@@ -334,6 +335,72 @@ static void test_bus_squat_cli(void **state)
 	assert_int_equal(CLI(0, "--bus", "corders", "sub", "payments", "-n", "1",
 			     "--timeout", "2"), 0);
 	assert_non_null(strstr(shared, "secret"));
+}
+
+/*
+ * shmbus bus list|info|delete across uids: a user lists its own buses
+ * and those it may open, never another's private one; only the owner
+ * (or root, with --owner) deletes a bus; info shows pools to whoever may
+ * open the bus.
+ */
+static void test_bus_cli(void **state)
+{
+	struct shmbus *shared_bus;
+
+	(void)state;
+	need_root();
+	/* root's, open: the daemon (root's) runs */
+	shared_bus = open_as(t_sock, "cb.shared", 0, 0, 0644);
+	assert_non_null(shared_bus);
+	if (CLI(NOBODY, "--bus", "cb.own", "queue", "declare", "q"))
+		fail_msg("nobody's declare: %s", shared);
+	assert_int_equal(CLI(NOBODY, "--bus", "cb.own2", "queue", "declare",
+			     "q"), 0);
+	assert_int_equal(CLI(0, "--bus", "cb.root", "queue", "declare", "q"),
+			 0);
+
+	if (CLI(NOBODY, "bus", "list"))
+		fail_msg("nobody's bus list: %s", shared);
+	print_message("nobody's bus list:\n%s", shared);
+	assert_non_null(strstr(shared, "cb.own "));
+	assert_non_null(strstr(shared, "cb.shared"));
+	assert_null(strstr(shared, "cb.root"));
+	assert_int_equal(CLI(0, "bus", "list", "--json"), 0);
+	assert_non_null(strstr(shared, "\"name\":\"cb.own\",\"owner_uid\":"
+				       "65534,\"owner\":\"nobody\""));
+	assert_non_null(strstr(shared, "\"name\":\"cb.root\""));
+	assert_non_null(strstr(shared, "\"name\":\"cb.shared\""));
+	/* info: pools for whoever may open the bus */
+	assert_int_equal(CLI(NOBODY, "bus", "info", "cb.shared", "--owner",
+			     "0"), EXIT_USAGE_2);
+	assert_int_equal(CLI(NOBODY, "--owner", "0", "bus", "info",
+			     "cb.shared"), 0);
+	assert_non_null(strstr(shared, "members:  1 processes"));
+	assert_non_null(strstr(shared, "pool 0:"));
+	assert_int_equal(CLI(NOBODY, "--owner", "0", "bus", "info",
+			     "cb.root"), 1);
+	assert_non_null(strstr(shared, "no bus 'cb.root'"));
+	/* delete: not another's; one's own; root any, with --owner */
+	assert_int_equal(CLI(NOBODY, "--owner", "0", "bus", "delete",
+			     "cb.root"), 1);
+	print_message("nobody deleting root's: %s", shared);
+	assert_non_null(strstr(shared, "not yours to delete"));
+	assert_int_equal(CLI(NOBODY, "bus", "delete", "cb.own"), 0);
+	assert_non_null(strstr(shared, "deleted bus cb.own: 1 queue"));
+	assert_int_equal(CLI(0, "--owner", "nobody", "bus", "delete",
+			     "cb.own2"), 0);
+	assert_int_equal(CLI(0, "bus", "delete", "cb.shared"), 1);
+	assert_non_null(strstr(shared, "has 1 member"));
+	assert_int_equal(CLI(0, "bus", "delete", "cb.root"), 0);
+	assert_int_equal(CLI(0, "bus", "delete", "cb.root"), 1);
+	assert_non_null(strstr(shared, "no bus 'cb.root'"));
+	assert_int_equal(CLI(0, "bus", "list"), 0);
+	assert_null(strstr(shared, "cb.own"));
+	assert_null(strstr(shared, "cb.root"));
+	assert_int_equal(CLI(0, "bus", "list", "--force"), EXIT_USAGE_2);
+	assert_int_equal(CLI(0, "bus", "delete"), EXIT_USAGE_2);
+	shmbus__close(shared_bus);
+	assert_int_equal(CLI(0, "bus", "delete", "cb.shared"), 0);
 }
 
 /* ---- raw frames: private queues ----------------------------------- */
@@ -831,6 +898,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bus_squat),
 		cmocka_unit_test(test_bus_squat_cli),
+		cmocka_unit_test(test_bus_cli),
 		cmocka_unit_test(test_private_squat),
 		cmocka_unit_test(test_policy_rules),
 		cmocka_unit_test(test_policy_reload),

@@ -21,7 +21,9 @@
  *    the real bus goes on unaffected;
  *  - private reply queues: a requester's stays its own through the
  *    restart and its request after it is answered; that of a requester
- *    killed while no daemon ran is deleted.
+ *    killed while no daemon ran is deleted;
+ *  - a bus deleted under its members (--force): their handles get
+ *    -EIDRM, and a restarted daemon does not adopt its arena again.
  * Real processes and kill -9 only. Each prints sent / received / lost /
  * duplicated / corrupt; lost must be 0, and a duplicate is allowed only
  * where at-least-once delivery says it may happen (counted apart).
@@ -1754,6 +1756,121 @@ static void test_private_queues(void **state)
 	}
 }
 
+/* Is bus @name among those the daemon lists? Its id in *@id. */
+static bool bus_listed(const char *name, uint32_t *id)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = t_sock);
+	struct shmbus_bus_entry e[32];
+	int n = shmbus__bus_list(&oo, e, 32);
+
+	assert_true(n >= 0 && n <= 32);
+	for (int i = 0; i < n; i++)
+		if (!strcmp(e[i].name, name)) {
+			if (id)
+				*id = e[i].id;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * A bus deleted with members: refused (-EBUSY, naming them) without
+ * FORCE; with it, every handle of ours finds its queue gone and its bus
+ * handle deleted (-EIDRM), and the daemon killed -9 and restarted does
+ * not adopt the deleted arena that our process still maps: the name
+ * makes a new bus.
+ */
+static void test_deleted_bus(void **state)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .flags = SHMBUS_OPEN_NOSTART);
+	struct shmbus_bus_entry was;
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus *bus, *again;
+	struct shmbus_msg m;
+	uint32_t id, id2;
+	char log[PATH_MAX + 8], line[1024], x;
+	int ready[2], err = 0, v = 7;
+	pid_t d1, d2, kid;
+	size_t at;
+
+	(void)state;
+	snprintf(log, sizeof(log), "%s.log", t_sock);
+	d1 = daemon_start();
+	bus = shmbus__open("gone", &oo);
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "q", NULL), 1);
+	p = shmbus_producer__new(bus, "q", NULL);
+	c = shmbus_consumer__new(bus, "q", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+	if (!(kid = spawn())) {		/* a second member, idle */
+		struct shmbus *b = shmbus__open("gone", &oo);
+
+		if (!b || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	assert_true(bus_listed("gone", &id));
+	assert_int_equal(id, shmbus__id(bus));
+
+	oo.socket_path = t_sock;
+	assert_int_equal(shmbus__bus_delete("gone", 0, &oo, NULL), -EBUSY);
+	print_message("without --force: %s\n", shmbus_errmsg());
+	assert_non_null(strstr(shmbus_errmsg(), "has 2 members"));
+	assert_int_equal(shmbus__bus_delete("nosuch", 0, &oo, NULL), -ENOENT);
+	assert_int_equal(shmbus__bus_delete("gone", 0x80, &oo, NULL), -EINVAL);
+	assert_int_equal(shmbus__bus_delete("gone", SHMBUS_BUS_DELETE_FORCE,
+					    &oo, &was), 0);
+	print_message("forced: %u members, %u queues, %llu bytes\n",
+		      was.members, was.queues,
+		      (unsigned long long)was.arena_size);
+	assert_int_equal(was.members, 2);
+	assert_int_equal(was.queues, 1);
+	assert_false(bus_listed("gone", NULL));
+	/* the data path: its queue is gone */
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL),
+			 -EIDRM);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), -EIDRM);
+	/* the control path, once the hang-up is seen: the bus is gone */
+	for (int i = 0; i < 2000; i++) {
+		err = shmbus__queue_declare(bus, "q2", NULL);
+		if (err == -EIDRM)
+			break;
+		usleep(1000);
+	}
+	print_message("a declare after: %s (%s)\n", strerror(-err),
+		      shmbus_errmsg());
+	assert_int_equal(err, -EIDRM);
+	assert_non_null(strstr(shmbus_errmsg(), "deleted"));
+
+	/* a restarted daemon finds the arena in our fd table: refused */
+	daemon_kill(d1);
+	at = log_size(log);
+	d2 = daemon_start();
+	assert_true(d2 > 0);
+	assert_false(bus_listed("gone", NULL));
+	oo.socket_path = NULL;
+	again = shmbus__open("gone", &(struct shmbus_open_opts){
+				.sz = sizeof(struct shmbus_open_opts) });
+	assert_non_null(again);
+	assert_true(bus_listed("gone", &id2));
+	assert_int_not_equal(id2, id);
+	assert_false(adopted_from(log, at, "gone", 0, line, sizeof(line)));
+	shmbus__close(again);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
+	close(ready[0]);
+	close(ready[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1765,6 +1882,7 @@ int main(void)
 					  reap_forked),
 		cmocka_unit_test_teardown(test_forged_arena, reap_forked),
 		cmocka_unit_test_teardown(test_private_queues, reap_forked),
+		cmocka_unit_test_teardown(test_deleted_bus, reap_forked),
 	};
 
 	int64_t t0 = t_now_ns();

@@ -146,7 +146,12 @@ struct shmbus_sb {
 					 * records (informational) */
 	uint32_t adoptions;		/* D: times a restarted daemon took the
 					 * bus over (informational) */
-	uint8_t	 __pad5b[36];
+	uint32_t deleted;		/* D: 1 once the bus was deleted (its
+					 * members were detached); no daemon
+					 * adopts it again, and a handle
+					 * whose connection is gone reports
+					 * -EIDRM */
+	uint8_t	 __pad5b[32];
 	/* --- lines 6-7: the journals of persistent queues (D writes,
 	 * readers use READ_ONCE; informational). sync_hist[i] counts the
 	 * journal syncs (fdatasync) of this bus that took [2^i, 2^(i+1))

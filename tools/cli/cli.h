@@ -56,6 +56,10 @@ const char *cli_socket(void);
  * (USER:NAME). */
 const char *cli_bus(bool *other_owner);
 
+/* --owner USER (or --bus USER:NAME): its uid, and *given whether it was
+ * given. */
+uint32_t cli_owner(bool *given);
+
 /* The bus named by --bus/--socket, opened with @flags
  * (SHMBUS_OPEN_*), or die(). */
 struct shmbus *open_bus(uint32_t flags);
@@ -183,6 +187,10 @@ struct cli_bridge {
 /* The live bridges of bus @bus (socket: the global option's, or the
  * default): how many, in *@out (free() it). */
 int cli_bridges(const char *bus, struct cli_bridge **out);
+
+/* ---- bus.c ----------------------------------------------------------- */
+
+int cmd_bus(int argc, char **argv);
 
 /* ---- daemon.c -------------------------------------------------------- */
 

@@ -94,6 +94,7 @@ static void usage_main(FILE *f)
 "\n"
 "Commands:\n"
 "  daemon                  run shmbusd in the foreground\n"
+"  bus list|info|delete    the daemon's buses: see, delete\n"
 "  queue declare NAME      create a queue (or check an existing one)\n"
 "  queue delete NAME       delete a queue and its messages\n"
 "  queue list              list queues\n"
@@ -183,6 +184,12 @@ const char *cli_bus(bool *other_owner)
 {
 	*other_owner = opt_has_owner;
 	return opt_bus;
+}
+
+uint32_t cli_owner(bool *given)
+{
+	*given = opt_has_owner;
+	return opt_owner;
 }
 
 /* The bus as errors name it: "NAME", or "USER:NAME" for --owner;
@@ -494,6 +501,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{ "daemon", cmd_daemon },
+		{ "bus", cmd_bus },
 		{ "queue", cmd_queue },
 		{ "pub", cmd_pub },
 		{ "sub", cmd_sub },

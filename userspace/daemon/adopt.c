@@ -730,6 +730,13 @@ int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 		err = -EUCLEAN;
 		goto refused;
 	}
+	if (READ_ONCE(b->arena.sb->deleted)) {
+		/* its members were told; a name reused since is a new bus */
+		snprintf(why, len, "bus %u:%s was deleted", id.uid, id.name);
+		bus_destroy(b);
+		err = -EIDRM;
+		goto refused;
+	}
 	ident_restore(b, &id);
 	adopt_queues(b, &st);
 	adopt_retired(b);

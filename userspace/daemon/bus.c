@@ -2,7 +2,7 @@
 /*
  * bus.c - buses: creating an arena (backing, format, seal, map), finding
  * a bus by owner and name, what a closed connection leaves on every bus,
- * and tearing buses down. Who may open, create or change a bus is
+ * deleting one, and tearing buses down. Who may open, create or change a bus is
  * decided in dispatch.c (policy.c).
  *
  * Bus names are per owner: every uid has its own namespace, so a bus is
@@ -243,7 +243,8 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 		req_reason(r, "%s", why);
 		return err;
 	}
-	/* charged for the bus's life (the daemon's: buses are not deleted) */
+	/* charged for the bus's life: until it is deleted, or the daemon
+	 * exits */
 	err = quota_charge(p->uid, p->pid, Q_BUSES, 1);
 	if (err)
 		return err;
@@ -320,4 +321,58 @@ void buses_free(struct daemon *d)
 				seats_close(&b->queues[i]);
 		bus_destroy(b);
 	}
+}
+
+void bus_count_queues(const struct dbus *b, uint32_t *queues,
+		      uint32_t *durable)
+{
+	*queues = *durable = 0;
+	for (uint32_t i = 0; i < b->arena.max_queues; i++) {
+		const struct dqueue *dq = &b->queues[i];
+
+		if (!dq->live || dq->kind == DQ_INTAKE)
+			continue;
+		(*queues)++;
+		*durable += dq->dur != NULL;
+	}
+}
+
+void bus_delete(struct daemon *d, struct dbus *b,
+		struct sbc_bus_delete_reply *rep)
+{
+	struct dbus **pp;
+	uid_t owner = b->owner_uid;
+	uint32_t durable;
+
+	bus_count_queues(b, &rep->queues, &durable);
+	rep->members = server_bus_members(b, NULL, 0);
+	rep->arena_size = b->arena.size;
+	/* first, so that a member whose connection closes below knows why
+	 * (-EIDRM), and no daemon adopts the arena from a member again */
+	WRITE_ONCE(b->arena.sb->deleted, 1);
+	/* every handle sees its queue's gen change (-EIDRM), sleepers are
+	 * woken, journals removed */
+	for (uint32_t i = 0; i < b->arena.max_queues; i++)
+		if (b->queues[i].live)
+			dqueue_delete(b, (int)i);
+	server_bus_evict(b, "its bus was deleted");
+	for (pp = &d->buses; *pp && *pp != b; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = b->next;
+	if (durable)
+		statedir_bus_remove(b);
+	fdstore_bus_gone(d, b);
+	durable_bus_free(b);
+	defer_drop(b);
+	timers_drop(b, UINT32_MAX);
+	for (uint32_t i = 0; i < b->arena.max_queues; i++)
+		if (b->queues[i].seat_fds)
+			seats_close(&b->queues[i]);
+	quota_release(owner, Q_BUSES, 1);
+	quota_release(owner, Q_BYTES, b->arena.size);
+	log_info("bus %u:%s deleted: %u queues, %u members detached, %llu "
+		 "bytes freed", owner, b->name, rep->queues, rep->members,
+		 (unsigned long long)rep->arena_size);
+	bus_destroy(b);
 }

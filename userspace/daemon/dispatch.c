@@ -50,6 +50,21 @@ static int check_bus_open(const void *body)
 	return 0;
 }
 
+static int check_bus_list(const void *body)
+{
+	return ((const struct sbc_bus_list *)body)->__pad ? -EINVAL : 0;
+}
+
+static int check_bus_delete(const void *body)
+{
+	const struct sbc_bus_delete *q = body;
+
+	if (proto_name_valid(q->name) || (q->flags & ~SBC_DELETE__ALL) ||
+	    (!(q->flags & SBC_DELETE_OWNER) && q->owner_uid))
+		return -EINVAL;
+	return 0;
+}
+
 /* Requests that name a queue: QUEUE_DECLARE and QUEUE_DELETE. */
 static int check_queue_declare(const void *body)
 {
@@ -273,6 +288,107 @@ static int do_bus_open(struct request *r)
 	open_reply(r, created);
 	r->fds = s->rdonly ? &b->ro_fd : &b->fd;
 	r->nfds = 1;
+	return 0;
+}
+
+/* BUS_LIST and BUS_DELETE: on a connection that opened no bus. */
+static int unbound(struct request *r)
+{
+	if (!r->s->bus)
+		return 0;
+	req_reason(r, "this connection has bus '%s' open: ask on one that "
+		   "opened none", r->s->bus->name);
+	return -EISCONN;
+}
+
+/* BUS_LIST: the buses the caller could open (root: all), a page. */
+static int do_bus_list(struct request *r)
+{
+	const struct sbc_bus_list *q = r->body;
+	struct sbc_bus_list_reply *rep = r->rep;
+	uint32_t i = 0;
+	int err = unbound(r);
+
+	if (err)
+		return err;
+	for (const struct dbus *b = r->d->buses; b; b = b->next) {
+		struct bus_ref ref = bus_ref_of(b);
+		struct sbc_bus_entry *e;
+
+		if (!allowed(r, &ref, POLICY_CONSUME) &&
+		    !allowed(r, &ref, POLICY_PUBLISH) &&
+		    !allowed(r, &ref, POLICY_CONFIGURE))
+			continue;
+		if (i++ < q->cursor)
+			continue;
+		if (rep->n == SBC_BUS_LIST_MAX) {
+			rep->next = i - 1;
+			break;
+		}
+		e = &rep->e[rep->n++];
+		memcpy(e->name, b->name, sizeof(e->name));
+		e->owner_uid = b->owner_uid;
+		e->owner_gid = b->owner_gid;
+		e->mode = b->mode;
+		e->bus_id = b->arena.bus_id;
+		e->arena_size = b->arena.size;
+		e->created_ns = READ_ONCE(b->arena.sb->created_ns);
+		e->members = server_bus_members(b, NULL, 0);
+		bus_count_queues(b, &e->queues, &e->durable);
+	}
+	return 0;
+}
+
+/*
+ * BUS_DELETE: the owner's (or root's) to do. A bus with members is
+ * refused, naming some of them, unless FORCE detaches them.
+ */
+static int do_bus_delete(struct request *r)
+{
+	const struct sbc_bus_delete *q = r->body;
+	const struct peer *p = &r->s->peer;
+	uid_t owner = q->flags & SBC_DELETE_OWNER ? q->owner_uid : p->uid;
+	struct dbus *b;
+	pid_t pids[4];
+	unsigned n;
+	int err = unbound(r);
+
+	if (err)
+		return err;
+	if (owner != p->uid && p->uid != 0) {
+		req_reason(r, "bus %u:%s is not yours to delete (its owner "
+			   "or root may)", owner, q->name);
+		return -EACCES;
+	}
+	if (adopt_pending(owner, q->name)) {
+		req_reason(r, "bus %u:%s is held by running processes that "
+			   "have not yet rejoined the restarted daemon", owner,
+			   q->name);
+		return -EINPROGRESS;
+	}
+	b = bus_find(r->d, owner, q->name);
+	if (!b && durable_bus_open(r->d, owner, q->name, &b) <= 0)
+		b = NULL;	/* not in the state directory either */
+	if (!b) {
+		req_reason(r, "no bus %u:%s", owner, q->name);
+		return -ENOENT;
+	}
+	n = server_bus_members(b, pids, 4);
+	if (n && !(q->flags & SBC_DELETE_FORCE)) {
+		char list[64] = "";
+		size_t k = 0;
+
+		for (unsigned i = 0; i < MIN(n, 4u); i++)
+			k += (size_t)snprintf(list + k, sizeof(list) - k, "%s%d",
+					      i ? ", " : "", pids[i]);
+		req_reason(r, "bus %u:%s has %u member%s (pid %s%s); --force "
+			   "detaches them", owner, q->name, n, n == 1 ? "" : "s",
+			   list, n > 4 ? ", ..." : "");
+		return -EBUSY;
+	}
+	log_info("bus %u:%s: deleted by uid %u pid %d%s", owner, q->name,
+		 p->uid, p->pid, n ? " (forced: its members are detached)" : "");
+	bus_delete(r->d, b, r->rep);
 	return 0;
 }
 
@@ -604,6 +720,11 @@ static const struct request_type types[SBC__TYPE_MAX] = {
 	    TICK_AFTER, check_rejoin, do_rejoin),
 	ROW(SBC_SEATS_GIVE, struct sbc_seats_give, 0, NEED_BUS | NEED_WRITE,
 	    NULL, do_seats_give),
+	ROW(SBC_BUS_LIST, struct sbc_bus_list,
+	    sizeof(struct sbc_bus_list_reply), 0, check_bus_list, do_bus_list),
+	ROW(SBC_BUS_DELETE, struct sbc_bus_delete,
+	    sizeof(struct sbc_bus_delete_reply), TICK_AFTER, check_bus_delete,
+	    do_bus_delete),
 };
 
 static const struct request_type *type_of(unsigned type)

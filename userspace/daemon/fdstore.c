@@ -684,6 +684,18 @@ void fdstore_bus(struct daemon *d, struct dbus *b)
 	state_put(b);
 }
 
+void fdstore_bus_gone(const struct daemon *d, struct dbus *b)
+{
+	char name[32];
+
+	if (notify_fd < 0 || !b->fd_stored)
+		return;
+	snprintf(name, sizeof(name), "arena-%08x", b->arena.bus_id);
+	store_remove(name);
+	b->fd_stored = false;
+	state_prune(d);		/* @b is no longer among d's buses */
+}
+
 void fdstore_close(void)
 {
 	if (state)

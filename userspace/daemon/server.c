@@ -606,6 +606,31 @@ void server_each_member(member_fn *fn, void *ctx)
 			fn(ctx, c->s.bus, c->s.peer.pid, c->s.peer.start_time);
 }
 
+unsigned server_bus_members(const struct dbus *b, pid_t *pids, unsigned cap)
+{
+	unsigned n = 0;
+
+	for (struct conn *c = conns; c; c = c->next) {
+		if (c->s.bus != b || c->doomed)
+			continue;
+		if (n < cap)
+			pids[n] = c->s.peer.pid;
+		n++;
+	}
+	return n;
+}
+
+void server_bus_evict(const struct dbus *b, const char *why)
+{
+	for (struct conn *c = conns; c; c = c->next) {
+		if (c->s.bus != b)
+			continue;
+		conn_doom(c, why);
+		c->s.bus = NULL;
+		members_changed = true;
+	}
+}
+
 uint32_t server_ghost_take(const struct dbus *b, uint64_t token,
 			   const struct peer *p)
 {

@@ -231,6 +231,12 @@ uint32_t server_ghost_take(const struct dbus *b, uint64_t token,
 typedef void member_fn(void *ctx, const struct dbus *b, pid_t pid,
 		       uint64_t start_time);
 void server_each_member(member_fn *fn, void *ctx);
+/* The processes bound to bus @b (connections and ghosts): how many, the
+ * first @cap of their pids in @pids. */
+unsigned server_bus_members(const struct dbus *b, pid_t *pids, unsigned cap);
+/* Unbind every connection and ghost of @b, closing them after this
+ * batch with @why (a deleted bus): nothing refers to @b after this. */
+void server_bus_evict(const struct dbus *b, const char *why);
 
 /* ---- dispatch.c: one request, by the table of frame types ------------ */
 
@@ -452,6 +458,17 @@ void buses_conn_gone(struct daemon *d, uint32_t conn_id);
 /* Tear every bus down (daemon exit; clients keep their mappings). */
 void buses_free(struct daemon *d);
 /*
+ * Delete bus @b (the caller checked who asks, and that its members may
+ * go): its queues and their journals, its members' connections, its
+ * state directory, its place in the fd store, its owner's charges; its
+ * arena says it is deleted. @b is freed. The reply says what it had.
+ */
+void bus_delete(struct daemon *d, struct dbus *b,
+		struct sbc_bus_delete_reply *rep);
+/* Live queues (topics, subscriptions) of @b, and of them persistent. */
+void bus_count_queues(const struct dbus *b, uint32_t *queues,
+		      uint32_t *durable);
+/*
  * The name the daemon gives the memfd of an arena (fixed at creation,
  * the identity a later daemon trusts, adopt.c):
  * "shmbus:INSTANCE:UID:GID:MODE:BUSID:NAME", numbers in hex but MODE
@@ -478,7 +495,7 @@ void bus_link(struct daemon *d, struct dbus *b);
  * arena), or -errno with @why saying why it was refused (logged):
  * -EACCES not an arena of this daemon's making, -EPROTONOSUPPORT another
  * layout version, -EEXIST another live bus has that identity, -EUCLEAN
- * it does not validate.
+ * it does not validate, -EIDRM the bus was deleted.
  */
 int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 	      char *why, size_t len);
@@ -757,6 +774,8 @@ void fdstore_start(struct daemon *d, bool notify);
 /* Bus @b was created or adopted: its arena and trusted copies go to the
  * store (once per bus; nothing without a notify socket). */
 void fdstore_bus(struct daemon *d, struct dbus *b);
+/* Bus @b was deleted (already unlinked from @d): out of the store. */
+void fdstore_bus_gone(const struct daemon *d, struct dbus *b);
 /* READY=1 (listening, passed arenas adopted), STOPPING=1. */
 void fdstore_ready(const struct daemon *d);
 void fdstore_stopping(void);
@@ -924,6 +943,8 @@ int statedir_queue(const struct dbus *b, const char *q, char *buf,
 /* bus.conf of @b (written only if it changed), and read back from @dir
  * into a BUS_OPEN request and the group. */
 int statedir_bus_save(const struct dbus *b);
+/* Remove @b's directory (bus.conf; its queues' journals are gone). */
+void statedir_bus_remove(const struct dbus *b);
 int statedir_bus_load(const char *dir, struct sbc_bus_open *req, gid_t *gid);
 /* queue.conf in @dir: the declare of queue @name, and for a persistent
  * subscription its subscribe (@sub non-NULL; *@is_sub on load). */

@@ -340,6 +340,26 @@ int statedir_bus_save(const struct dbus *b)
 	return file_put(dir, "bus.conf", text);
 }
 
+void statedir_bus_remove(const struct dbus *b)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+
+	if (statedir_bus(b, dir, sizeof(dir)))
+		return;
+	/* bus.conf first: a crash after it leaves empty directories, which
+	 * a recovery skips, never a bus.conf that makes the bus again */
+	snprintf(path, sizeof(path), "%s/bus.conf", dir);
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("bus %u:%s: %s: %s", b->owner_uid, b->name, path,
+			 strerror(errno));
+	dir_sync(dir);
+	snprintf(path, sizeof(path), "%s/queues", dir);
+	if ((rmdir(path) < 0 && errno != ENOENT) ||
+	    (rmdir(dir) < 0 && errno != ENOENT))
+		log_warn("bus %u:%s: %s stays: %s", b->owner_uid, b->name,
+			 dir, strerror(errno));
+}
+
 /* queue.conf: the declare, as the daemon received it. */
 int statedir_queue_save(const char *dir, const struct sbc_queue_declare *q,
 			const struct sbc_subscribe *sub)

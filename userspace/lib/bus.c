@@ -224,6 +224,7 @@ static int open_map(struct shmbus *bus, const struct sbc_bus_open *req,
 		close(fd);
 		return err;
 	}
+	bus->conn.deleted = &bus->arena.sb->deleted;
 	bus->arena_fd = fd;
 	*cookie = rep.kmod_cookie;
 	*token = rep.conn_token;

@@ -636,6 +636,12 @@ static int conn_usable(struct client *c, unsigned flags, int64_t *deadline)
 	while (c->fd < 0 || c->down || c->broken) {
 		struct timespec ts;
 
+		if (c->deleted && READ_ONCE(*c->deleted)) {
+			errmsg_set("the bus was deleted (shmbus bus delete "
+				   "--force)");
+			return -EIDRM;
+		}
+
 		/* out of step, the daemon alive: nothing will mend it */
 		if (!c->down && c->fd >= 0) {
 			errmsg_set("the connection to the daemon at %s is out "
@@ -709,6 +715,12 @@ int client_call_flags(struct client *c, unsigned flags, unsigned type,
 			break;
 		}
 		resent = true;
+	}
+	/* the connection went because the bus did (closed by its delete) */
+	if ((err == -ECONNRESET || err == -ENOTCONN) && c->deleted &&
+	    READ_ONCE(*c->deleted)) {
+		errmsg_set("the bus was deleted (shmbus bus delete --force)");
+		err = -EIDRM;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return err;

@@ -34,6 +34,9 @@ struct client {
 	int dpidfd;		/* the daemon's pidfd, or -1 */
 	char path[108];		/* the daemon's socket */
 	char why[SBC_REASON_MAX];	/* why no reconnection will come */
+	const uint32_t *deleted;	/* the bus's superblock word: once the
+					 * daemon deleted the bus, a call with
+					 * no connection says so (-EIDRM) */
 	pthread_mutex_t lock;	/* one exchange at a time */
 	pthread_cond_t cond;	/* gen, down or rejoin changed */
 };

@@ -18,7 +18,9 @@
  * with SBC_OPEN_OWNER the named owner's), then any number of the others:
  * QUEUE_DECLARE, QUEUE_DELETE, ATTACH, DETACH, DISPOSE, SUBSCRIBE, SEATS,
  * UNSUBSCRIBE, SEATS_GIVE (enum sbc_type). A client whose daemon died
- * says REJOIN instead of BUS_OPEN to the next one. A reply echoes the request's type and seq
+ * says REJOIN instead of BUS_OPEN to the next one. BUS_LIST and
+ * BUS_DELETE are for a connection that opened no bus (the CLI's `bus`
+ * commands): said after HELLO instead of BUS_OPEN. A reply echoes the request's type and seq
  * with status 0 or -errno. A reply with status 0 carries the type's reply
  * struct; a failing one carries nothing, or the reason of a refusal: a
  * NUL-terminated text of at most SBC_REASON_MAX bytes (the NUL included)
@@ -39,7 +41,7 @@
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		7u
+#define SBC_VERSION		8u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 #define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
@@ -57,6 +59,8 @@ enum sbc_type {
 	SBC_UNSUBSCRIBE		= 10,
 	SBC_REJOIN		= 11,
 	SBC_SEATS_GIVE		= 12,
+	SBC_BUS_LIST		= 13,
+	SBC_BUS_DELETE		= 14,
 	SBC__TYPE_MAX,
 };
 
@@ -302,6 +306,67 @@ struct sbc_seats_reply {
 	uint32_t nr_seats;
 	uint32_t seat_epoch;	/* as in the arena when the fds were taken */
 	uint64_t seat_map[SHMBUS_SEAT_WORDS];
+};
+
+/*
+ * BUS_LIST, on a connection that opened no bus: the buses the caller may
+ * open (root: every bus), SBC_BUS_LIST_MAX per reply from index @cursor
+ * of the daemon's list (newest first); reply @next is the cursor of the
+ * next page, 0 at the end. A bus created or deleted between pages may
+ * shift the list: an entry seen twice, or one missed.
+ */
+#define SBC_BUS_LIST_MAX	8
+
+struct sbc_bus_list {
+	uint32_t cursor;
+	uint32_t __pad;
+};
+
+struct sbc_bus_entry {
+	char	 name[SHMBUS_NAME_MAX];
+	uint32_t owner_uid;
+	uint32_t owner_gid;
+	uint32_t mode;
+	uint32_t bus_id;
+	uint64_t arena_size;
+	uint64_t created_ns;	/* CLOCK_REALTIME */
+	uint32_t members;	/* processes bound to it (connections, and
+				 * those a restarted daemon has not heard
+				 * from again yet) */
+	uint32_t queues;	/* live queues, topics and subscriptions */
+	uint32_t durable;	/* of them persistent */
+	uint32_t __pad;
+};
+
+struct sbc_bus_list_reply {
+	uint32_t n;		/* entries used */
+	uint32_t next;		/* cursor of the next page; 0 = none */
+	struct sbc_bus_entry e[SBC_BUS_LIST_MAX];
+};
+
+/*
+ * BUS_DELETE, on a connection that opened no bus: delete the caller's own
+ * bus of that name (with SBC_DELETE_OWNER, owner_uid's: root only).
+ * Refused with -EBUSY while processes are bound to it, unless FORCE:
+ * then every queue is deleted (handles see -EIDRM), the members'
+ * connections are closed, and the arena's superblock says the bus is
+ * gone (no daemon adopts it again). Its journals go too. Reply: what it
+ * had.
+ */
+#define SBC_DELETE_FORCE	0x1u
+#define SBC_DELETE_OWNER	0x2u
+#define SBC_DELETE__ALL		0x3u
+
+struct sbc_bus_delete {
+	char	 name[SHMBUS_NAME_MAX];
+	uint32_t flags;		/* SBC_DELETE_* */
+	uint32_t owner_uid;	/* OWNER: whose bus; else 0 */
+};
+
+struct sbc_bus_delete_reply {
+	uint32_t members;	/* detached (FORCE) */
+	uint32_t queues;	/* deleted */
+	uint64_t arena_size;	/* freed */
 };
 
 /*

@@ -313,14 +313,20 @@ static void *watch(void *arg)
 			goto out;
 	}
 	while (wait_hangup(bus)) {
-		r = client_daemon_exited(&bus->conn, rj->stop_fd);
+		/* the daemon deleted the bus, then closed us: nothing to
+		 * rejoin, whether it lives on or not */
+		r = READ_ONCE(bus->arena.sb->deleted) ? 0 :
+		    client_daemon_exited(&bus->conn, rj->stop_fd);
 		if (r < 0)
 			return NULL;
 		if (!r) {
 			/* it closed us and lives on: its log says why */
-			client_give_up(&bus->conn, "the daemon closed this "
-				       "bus handle's connection (its log says "
-				       "why)");
+			client_give_up(&bus->conn,
+				       READ_ONCE(bus->arena.sb->deleted)
+				       ? "the bus was deleted (shmbus bus "
+					 "delete --force)"
+				       : "the daemon closed this bus handle's "
+					 "connection (its log says why)");
 			rj->done = true;
 			return NULL;
 		}

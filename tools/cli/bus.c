@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bus.c - `shmbus bus list|info|delete`: the buses of the daemon, seen
+ * and deleted without opening one (a look starts no daemon).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+#include "cli.h"
+
+static void usage_bus(FILE *f)
+{
+	fprintf(f,
+"usage: shmbus bus list [--json]\n"
+"       shmbus bus info [NAME] [--json]\n"
+"       shmbus bus delete NAME [--force]\n"
+"\n"
+"The buses of the daemon at --socket, without opening one.\n"
+"list:    every bus you may open (root: every bus), newest first: owner,\n"
+"         name, size, members (processes bound to it), queues (of them\n"
+"         durable), mode and creation time. Starts no daemon.\n"
+"info:    one bus (default: --bus): the same, and when you may open it,\n"
+"         its geometry and pools (chunks free per message size).\n"
+"delete:  delete your bus NAME (with --owner USER: USER's; root only):\n"
+"         its queues and messages, and its durable queues' journals, go.\n"
+"         Refused while processes use it, naming them, unless --force:\n"
+"         their handles then find their queues deleted (EIDRM).\n");
+}
+
+/* Every bus the daemon shows us (free() it), or a one-line error. */
+static struct shmbus_bus_entry *bus_entries(int *n)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket());
+	struct shmbus_bus_entry *e = NULL;
+	int cap = 0, got;
+
+	for (;;) {
+		got = shmbus__bus_list(&o, e, (unsigned)cap);
+		if (got < 0)
+			die_reason(got == -ECONNREFUSED
+				   ? "no daemon" : strerror(-got));
+		if (got <= cap)
+			break;
+		cap = got + 8;	/* buses made meanwhile */
+		free(e);
+		e = calloc((size_t)cap, sizeof(*e));
+		if (!e)
+			die("out of memory");
+	}
+	*n = got;
+	return e;
+}
+
+static const char *user_of(uint32_t uid)
+{
+	static char buf[8][40];
+	static unsigned k;
+	struct passwd *pw = getpwuid(uid);
+	char *b = buf[k++ % 8];
+
+	if (pw)
+		snprintf(b, sizeof(buf[0]), "%s", pw->pw_name);
+	else
+		snprintf(b, sizeof(buf[0]), "%u", uid);
+	return b;
+}
+
+static const char *when(uint64_t ns)
+{
+	static char buf[32];
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+
+	if (!ns || !gmtime_r(&t, &tm) ||
+	    !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return "-";
+	return buf;
+}
+
+static void entry_json(const struct shmbus_bus_entry *e)
+{
+	printf("{\"name\":");
+	json_str(stdout, e->name);
+	printf(",\"owner_uid\":%u,\"owner\":", e->owner_uid);
+	json_str(stdout, user_of(e->owner_uid));
+	printf(",\"owner_gid\":%u,\"mode\":\"%04o\",\"id\":%u,"
+	       "\"arena_bytes\":%llu,\"created\":\"%s\",\"members\":%u,"
+	       "\"queues\":%u,\"durable_queues\":%u", e->owner_gid, e->mode,
+	       e->id, (unsigned long long)e->arena_size, when(e->created_ns),
+	       e->members, e->queues, e->durable);
+}
+
+static void bus_list(bool json)
+{
+	int n;
+	struct shmbus_bus_entry *e = bus_entries(&n);
+
+	if (json) {
+		putchar('[');
+		for (int i = 0; i < n; i++) {
+			printf("%s", i ? "," : "");
+			entry_json(&e[i]);
+			putchar('}');
+		}
+		printf("]\n");
+		free(e);
+		return;
+	}
+	printf("%-12s %-24s %10s %7s %7s %7s %4s %s\n", "OWNER", "BUS",
+	       "BYTES", "MEMBERS", "QUEUES", "DURABLE", "MODE", "CREATED");
+	for (int i = 0; i < n; i++)
+		printf("%-12s %-24s %10llu %7u %7u %7u %04o %s\n",
+		       esc(user_of(e[i].owner_uid)), esc(e[i].name),
+		       (unsigned long long)e[i].arena_size, e[i].members,
+		       e[i].queues, e[i].durable, e[i].mode,
+		       when(e[i].created_ns));
+	free(e);
+}
+
+/* The pools of bus @b, if we may open it read-only: -1 if not. */
+static int pools_of(const struct shmbus_bus_entry *b,
+		    struct shmbus_pool_info *pi, int cap)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket(),
+		    .flags = SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+			     SHMBUS_OPEN_NOSTART | SHMBUS_OPEN_OWNER,
+		    .owner_uid = b->owner_uid);
+	struct shmbus *bus = shmbus__open(b->name, &o);
+	int n;
+
+	if (!bus)
+		return -1;
+	n = shmbus__pool_count(bus);
+	for (int i = 0; i < n && i < cap; i++)
+		if (shmbus__pool_info(bus, (unsigned)i, &pi[i]))
+			memset(&pi[i], 0, sizeof(pi[i]));
+	shmbus__close(bus);
+	return n < cap ? n : cap;
+}
+
+static void bus_info(const char *name, bool json)
+{
+	bool other;
+	uint32_t owner = cli_owner(&other);
+	struct shmbus_pool_info pi[8];
+	const struct shmbus_bus_entry *b = NULL;
+	struct shmbus_bus_entry *e;
+	int n, np;
+
+	e = bus_entries(&n);
+	for (int i = 0; i < n && !b; i++)
+		if (!strcmp(e[i].name, name) &&
+		    e[i].owner_uid == (other ? owner : (uint32_t)geteuid()))
+			b = &e[i];
+	if (!b)
+		die("no bus '%s' (that you may open)", name);
+	np = pools_of(b, pi, 8);
+	if (json) {
+		entry_json(b);
+		printf(",\"pools\":");
+		if (np < 0)
+			printf("null");
+		for (int i = 0; i < np; i++)
+			printf("%s{\"payload\":%u,\"chunks\":%u,\"free\":%u,"
+			       "\"cached\":%u}", i ? "," : "[", pi[i].payload,
+			       pi[i].chunks, pi[i].free, pi[i].cached);
+		printf("%s}\n", np > 0 ? "]" : np == 0 ? "[]" : "");
+		free(e);
+		return;
+	}
+	printf("bus:      %s (owner %s, group %u, mode %04o, id %u)\n",
+	       esc(b->name), esc(user_of(b->owner_uid)), b->owner_gid, b->mode,
+	       b->id);
+	printf("created:  %s\n", when(b->created_ns));
+	printf("size:     %llu bytes\n", (unsigned long long)b->arena_size);
+	printf("members:  %u processes\n", b->members);
+	printf("queues:   %u (%u durable)\n", b->queues, b->durable);
+	if (np < 0)
+		printf("pools:    (not readable: you may not open this bus)\n");
+	for (int i = 0; i < np; i++)
+		printf("pool %d:   messages up to %u bytes: %u chunks, %u free, "
+		       "%u cached in handles\n", i, pi[i].payload, pi[i].chunks,
+		       pi[i].free, pi[i].cached);
+	free(e);
+}
+
+static void bus_delete(const char *name, bool force)
+{
+	bool other;
+	uint32_t owner = cli_owner(&other);
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket(),
+		    .flags = other ? SHMBUS_OPEN_OWNER : 0,
+		    .owner_uid = other ? owner : 0);
+	struct shmbus_bus_entry was;
+	int err;
+
+	check_name("bus", name);
+	err = shmbus__bus_delete(name, force ? SHMBUS_BUS_DELETE_FORCE : 0,
+				 &o, &was);
+	if (err == -ENOENT)
+		die("no bus '%s'", name);
+	if (err == -EBUSY || err == -EACCES || err == -EINPROGRESS)
+		die_reason(strerror(-err));
+	if (err)
+		die("cannot delete bus '%s': %s", name, strerror(-err));
+	printf("deleted bus %s: %u queue%s, %llu bytes", name, was.queues,
+	       was.queues == 1 ? "" : "s",
+	       (unsigned long long)was.arena_size);
+	if (was.members)
+		printf(", %u member%s detached", was.members,
+		       was.members == 1 ? "" : "s");
+	putchar('\n');
+}
+
+int cmd_bus(int argc, char **argv)
+{
+	static const char *const subs[] = { "list", "info", "delete", NULL };
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool json = false, force = false, other;
+	const char *sub, *name;
+	int ret, opt;
+
+	if ((ret = subcommand(&argc, &argv, usage_bus, subs, &sub)) >= 0)
+		return ret;
+	optind = 0;	/* full getopt reset (glibc) */
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'j': json = true; break;
+		case 'f': force = true; break;
+		case 'h': usage_bus(stdout); return 0;
+		default: usage_bus(stderr); return EXIT_USAGE;
+		}
+	}
+	if (force && strcmp(sub, "delete"))
+		usage_die("--force goes with delete");
+	if (json && !strcmp(sub, "delete"))
+		usage_die("--json goes with list and info");
+	if (!strcmp(sub, "list")) {
+		if (optind != argc)
+			usage_die("list takes no arguments");
+		bus_list(json);
+		return 0;
+	}
+	if (!strcmp(sub, "info")) {
+		if (optind + 1 < argc)
+			usage_die("info takes at most one bus NAME");
+		name = optind < argc ? argv[optind] : cli_bus(&other);
+		name = name ? name : getenv("SHMBUS_BUS");
+		name = name && *name ? name : "default";
+		check_name("bus", name);
+		bus_info(name, json);
+		return 0;
+	}
+	if (optind + 1 != argc)
+		usage_die("delete needs exactly one bus NAME");
+	bus_delete(argv[optind], force);
+	return 0;
+}
