@@ -4,7 +4,8 @@
 #   make deps       install missing Debian packages (root), else print how
 #   make test       deps + build + run every test (CI=true: skips fail)
 #   make demo       deps + build + run the demo
-#   make bench      deps + build + run the benchmark
+#   make bench      deps + build + run the benchmark (BENCH_ARGS, e.g.
+#                   '--quick --format json'; shmbus-bench --help)
 #   make bench-durable  deps + build + run shmbus-bench-durable (persistent
 #                   queues against a private RabbitMQ; DBENCH_ARGS)
 #   make bench-bridge   deps + build + run shmbus-bench-bridge (the bridge
@@ -212,17 +213,19 @@ demo: deps-build
 
 # the benchmarks against RabbitMQ take minutes and measure mostly the
 # broker: their own targets (docs/decisions.md)
+# Their stdout is the report alone (BENCH_ARGS='--format json' makes it
+# a JSON document): what the build prints goes to stderr.
 bench: deps-build
-	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(BENCH) $(BENCH_ARGS)
-	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge)'
+	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge)' >&2
 
 bench-durable: deps
-	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(DBENCH) $(DBENCH_ARGS)
 
 bench-bridge: deps
-	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(BBENCH) $(BBENCH_ARGS)
 
 # ---- compiling: one rule per source folder --------------------------
@@ -387,7 +390,12 @@ $(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
 $(B)/tests/unit_%: tests/unit_%.c $(STLIB) $(DMNLIB) | $(B)/tests
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d -Iuserspace/daemon -Itests \
-		$< -o $@ $(ALL_LDFLAGS) $(DMNLIB) $(STLIB) -lcmocka $(LDLIBS)
+		$< $(UNIT_OBJS) -o $@ $(ALL_LDFLAGS) $(DMNLIB) $(STLIB) -lcmocka \
+		$(LDLIBS) -lm
+
+# the benchmark's summary of repetitions, which has no other part of it
+$(B)/tests/unit_bench_reps: $(O)/bench/reps.o
+$(B)/tests/unit_bench_reps: UNIT_OBJS := $(O)/bench/reps.o
 
 $(B)/tests/test_%: tests/test_%.c $(SHLIB) | $(B)/tests
 	$(call msg,CCLD,$@)

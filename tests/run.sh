@@ -133,6 +133,8 @@ run_script test_deb tests/deb.sh 900
 # The README's CLI example, run as it stands in a fresh bash (a private
 # rabbitmq-server on localhost:5672 for its bridge lines).
 run_script test_readme tests/readme.sh 300
+# shmbus-bench's JSON, CSV and text reports, from short runs (about 12 s).
+run_script test_bench tests/bench.sh 120
 # The manual pages render and document every command, option and
 # function (scdoc, man).
 run_script test_man tests/man.sh 60

@@ -19,12 +19,14 @@
 #include <unistd.h>
 
 #include "shmbus.h"
+#include "out.h"
+#include "reps.h"
 
 #define BUS_NAME		"bench"
 #define MAX_MSG			4096u
 #define RING_SLOTS		1024u	/* raw ring = shmbus max_len */
 #define NR_CHAN			2	/* 0: ping / one-way, 1: pong */
-#define MAX_REPS		15
+#define MAX_REPS		15	/* <= REPS_MAX */
 #define CHILD_TIMEOUT_S		60	/* per measurement, per child */
 #define PARENT_TIMEOUT_S	75
 #define CACHELINE		64
@@ -43,6 +45,8 @@ extern const size_t sizes[NR_SIZES];		/* 64, 4096 (main.c) */
 extern const char *const mode_names[NR_MODES];	/* main.c */
 
 struct config {
+	enum out_format format;
+	bool quick;
 	unsigned reps;
 	uint64_t rtt_busy;		/* round trips, busy-poll modes */
 	uint64_t rtt_block;		/* round trips, blocking modes */
@@ -298,6 +302,13 @@ struct rtt_stat rtt_from_samples(void);
 struct rtt_stat cell_rtt(const struct cell *c);
 double cell_tput(const struct cell *c);
 double p50_of(int si, enum tp tp, enum mode m);
+/* Each repetition's p50 round trip (us), in @v of MAX_REPS: how many. */
+unsigned cell_p50s(const struct cell *c, double *v);
+/* The repetitions of the p50 round trip, or of the throughput, disagree
+ * by more than REPS_SPREAD_LIMIT. The tails (p99 and above) are not
+ * checked: one preemption moves them by more than that. */
+bool cell_rtt_spread(const struct cell *c);
+bool cell_tput_spread(const struct cell *c);
 
 /* ------------------------------------------------------------------ */
 /* The bus and its private daemon (daemon.c)                          */
@@ -316,8 +327,9 @@ void teardown_bus(bool run_ok);
 void print_machine(void);
 void print_table(int si);
 void print_checksum_cost(void);
-void print_targets(void);
+void print_goals(void);
 void print_queue_stats(void);
+void print_end(void);
 
 void run_fanout(unsigned nsub, double *pub_rate, double *deliv_rate);
 void run_reqrep(uint64_t n, struct rtt_stat *st, double *mean_us);

@@ -17,12 +17,16 @@
  *   run.c               one measurement (fork, time out, collect) and the
  *                       matrix of them that fills the results
  *   stats.c             percentiles and medians of the results
- *   report.c            machine facts, tables and targets on stdout
+ *   report.c            machine facts, tables and goals on stdout
+ *   out.c               the same for machines: JSON or CSV (--format)
+ *   reps.c              median, min, max and spread of repetitions
  *   daemon.c            the bus and the private shmbusd it starts and stops
  *   semantics.c         ack vs auto-ack, fan-out and request-reply report
  *   fanout.c            topic fan-out to N subscriber processes
  *   reqrep.c            request-reply round trips against a replier
- * Tables and targets go to stdout, progress to stderr.
+ * The report goes to stdout (text, JSON or CSV); progress and warnings
+ * go to stderr. The exit status says whether the run worked (0) or not:
+ * a goal not met is a finding, not an error.
  *
  * Fairness: every message is fully written by the sender (a pattern that
  * depends on its sequence number, built in a local buffer and then handed
@@ -79,11 +83,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: shmbus-bench [--quick] [--reps N] [--only LIST] [--size 64|4096]\n"
-"                    [--mode busy|block]\n"
+"                    [--mode busy|block] [--format text|json|csv]\n"
 "\n"
 "Round trip (ping-pong) and one-way throughput of shmbus, a pipe, a Unix\n"
 "stream socketpair and a raw shared-memory ring, between two processes\n"
-"pinned to CPU 0 and CPU 1. Tables go to stdout, progress to stderr.\n"
+"pinned to CPU 0 and CPU 1. The report goes to stdout, progress and\n"
+"warnings to stderr; exit status 0 unless the run failed (goals not met\n"
+"do not count).\n"
 "\n"
 "  --quick        10x fewer messages (smoke test)\n"
 "  --reps N       repetitions per measurement, median reported (3; 1-%d)\n"
@@ -92,6 +98,8 @@ static void usage(FILE *f)
 "                 raw, pipe, uds (default: all)\n"
 "  --size S       only 64 or 4096 byte messages\n"
 "  --mode M       only busy (busy-poll) or block (blocking)\n"
+"  --format F     text (tables, the default), json (one document) or csv\n"
+"                 (a header line, then one line per measured row)\n"
 "  --help         this text\n"
 "\n"
 "Uses a private shmbusd on a temporary socket unless SHMBUS_SOCKET is set.\n",
@@ -131,6 +139,7 @@ static void parse_args(int argc, char **argv)
 		{ "only", required_argument, NULL, 'o' },
 		{ "size", required_argument, NULL, 's' },
 		{ "mode", required_argument, NULL, 'm' },
+		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -142,6 +151,7 @@ static void parse_args(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
+			cfg.quick = true;
 			cfg.rtt_busy /= 10;
 			cfg.rtt_block /= 10;
 			cfg.tput[0] /= 10;
@@ -169,6 +179,12 @@ static void parse_args(int argc, char **argv)
 				cfg.mode_on[MODE_BLOCK] = true;
 			else
 				die("--mode: want busy or block");
+			break;
+		case 'f':
+			v = out_format_arg(optarg);
+			if (v < 0)
+				die("--format: want text, json or csv");
+			cfg.format = (enum out_format)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -271,8 +287,9 @@ int main(int argc, char **argv)
 		if (cfg.size_on[si])
 			print_table(si);
 	print_checksum_cost();
-	print_targets();
+	print_goals();
 	run_semantics();
+	print_end();
 	print_queue_stats();
 	run_ok = true;
 	return 0;

@@ -4,8 +4,10 @@
  * to the raw ring of the same run: ack mode against auto-ack (from the
  * matrix's busy-poll throughput), topic fan-out to 1, 2, 4 and 8
  * subscribers (fanout.c) and request-reply round trips (reqrep.c). Runs
- * only when the matrix measured what it compares against.
+ * only when the matrix measured what it compares against. Each of these
+ * is measured once: their rows for machines have one repetition.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -13,20 +15,22 @@
 
 static const unsigned fan_subs[] = { 1, 2, 4, 8 };
 
-/* After the matrix and its report, from the matrix's 64 B busy rows. */
-void run_semantics(void)
+/* A row of one measurement, 64 B. */
+static void emit_one(const char *bench, const char *transport,
+		     const char *mode, const char *unit, double v)
 {
-	double raw = cell_tput(&cells[0][TP_RAW][MODE_BUSY]);
-	double raw_rtt = p50_of(0, TP_RAW, MODE_BUSY);
-	double sb_rtt = p50_of(0, TP_SHMBUS, MODE_BUSY);
-	double ack = cell_tput(&cells[0][TP_ACK][MODE_BUSY]);
-	double aa = cell_tput(&cells[0][TP_SHMBUS][MODE_BUSY]);
-	struct rtt_stat rr;
-	double mean;
+	struct out_row r = {
+		.bench = bench, .transport = transport, .mode = mode,
+		.size = 64, .unit = unit, .reps = &v, .nreps = 1,
+		.spread = OUT_NA, .ratio = NAN, .met = OUT_NA,
+	};
 
-	if (!cfg.size_on[0] || !cfg.tp_on[TP_RAW] || !cfg.tp_on[TP_SHMBUS] ||
-	    !cfg.tp_on[TP_ACK] || !cfg.mode_on[MODE_BUSY])
-		return;
+	out_row(&r);
+}
+
+/* The ack line and the head of the fan-out table. */
+static void head_text(double raw, double aa, double ack)
+{
 	printf("== semantics, 64 B, next to the raw ring of this run ==\n");
 	printf("ack mode vs auto-ack, busy-poll throughput:\n");
 	printf("  raw ring %.2fM msg/s; shmbus auto-ack %.2fM (%.0f%%); "
@@ -37,19 +41,86 @@ void run_semantics(void)
 	       "%u messages):\n", FAN_MSGS);
 	printf("  %4s %14s %16s %14s %12s\n", "subs", "publishes/s",
 	       "deliveries/s", "ns/publish", "vs raw ring");
+}
+
+static void ack_row(double aa, double ack)
+{
+	const struct cell *c = &cells[0][TP_ACK][MODE_BUSY];
+	const struct cell *a = &cells[0][TP_SHMBUS][MODE_BUSY];
+	struct out_row r = {
+		.bench = "throughput_vs_auto_ack",
+		.transport = transports[TP_ACK].name,
+		.mode = mode_names[MODE_BUSY], .size = 64, .unit = "ratio",
+		.spread = cell_tput_spread(c) || cell_tput_spread(a) ?
+			  OUT_YES : OUT_NO,
+		.ratio = ack / aa, .met = OUT_NA,
+	};
+
+	out_row(&r);
+}
+
+static void run_fanouts(double raw)
+{
+	bool text = cfg.format == OUT_TEXT;
+
 	for (unsigned i = 0; i < sizeof(fan_subs) / sizeof(fan_subs[0]); i++) {
+		char tp[40];
 		double pr, dr;
 
 		run_fanout(fan_subs[i], &pr, &dr);
-		printf("  %4u %13.2fM %15.2fM %14.0f %11.2fx\n", fan_subs[i],
-		       pr / 1e6, dr / 1e6, 1e9 / pr, pr / raw);
-		fflush(stdout);
+		if (text) {
+			printf("  %4u %13.2fM %15.2fM %14.0f %11.2fx\n",
+			       fan_subs[i], pr / 1e6, dr / 1e6, 1e9 / pr,
+			       pr / raw);
+			fflush(stdout);
+			continue;
+		}
+		/* the default spin (50 us), then blocking */
+		snprintf(tp, sizeof(tp), "shmbus topic %u subscriber%s",
+			 fan_subs[i], fan_subs[i] == 1 ? "" : "s");
+		emit_one("fanout_publish", tp, "spin-block", "msg/s", pr);
+		emit_one("fanout_delivery", tp, "spin-block", "msg/s", dr);
 	}
+}
+
+static void run_reqreps(double raw_rtt, double sb_rtt)
+{
+	struct rtt_stat rr;
+	double mean;
+
 	run_reqrep(cfg.rtt_busy, &rr, &mean);
+	if (cfg.format != OUT_TEXT) {
+		emit_one("reqrep_rtt_p50", "shmbus request", "busy", "us",
+			 rr.p50);
+		emit_one("reqrep_rtt_p99", "shmbus request", "busy", "us",
+			 rr.p99);
+		emit_one("reqrep_rtt_mean", "shmbus request", "busy", "us",
+			 mean);
+		return;
+	}
 	printf("request-reply round trip (shmbus__request against a replier "
 	       "process, busy):\n");
 	printf("  p50 %.2f us, p99 %.2f us, mean %.2f us; raw ring RTT p50 "
 	       "%.2f us (%.2fx); shmbus RTT p50 %.2f us (%.2fx)\n\n",
 	       rr.p50, rr.p99, mean, raw_rtt, rr.p50 / raw_rtt, sb_rtt,
 	       rr.p50 / sb_rtt);
+}
+
+/* After the matrix and its report, from the matrix's 64 B busy rows. */
+void run_semantics(void)
+{
+	double raw = cell_tput(&cells[0][TP_RAW][MODE_BUSY]);
+	double ack = cell_tput(&cells[0][TP_ACK][MODE_BUSY]);
+	double aa = cell_tput(&cells[0][TP_SHMBUS][MODE_BUSY]);
+
+	if (!cfg.size_on[0] || !cfg.tp_on[TP_RAW] || !cfg.tp_on[TP_SHMBUS] ||
+	    !cfg.tp_on[TP_ACK] || !cfg.mode_on[MODE_BUSY])
+		return;
+	if (cfg.format == OUT_TEXT)
+		head_text(raw, aa, ack);
+	else
+		ack_row(aa, ack);
+	run_fanouts(raw);
+	run_reqreps(p50_of(0, TP_RAW, MODE_BUSY),
+		    p50_of(0, TP_SHMBUS, MODE_BUSY));
 }

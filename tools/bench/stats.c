@@ -3,7 +3,7 @@
  * stats.c - the statistics of the results: nearest-rank percentiles of
  * the round-trip samples a measurement left in shared memory, and the
  * median over repetitions of each statistic of a cell (max: the largest
- * seen).
+ * seen), through reps.c; and whether a cell's repetitions disagree.
  */
 #include <math.h>
 #include <stdint.h>
@@ -19,12 +19,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
+_Static_assert(MAX_REPS <= REPS_MAX, "reps.c summarizes REPS_MAX at most");
 
 /* Nearest-rank percentile of sorted @v, in us. */
 static double pct_us(const uint64_t *v, uint64_t n, double q)
@@ -57,13 +52,7 @@ struct rtt_stat rtt_from_samples(void)
 
 static double median(const double *v, unsigned n)
 {
-	double tmp[MAX_REPS];
-
-	if (!n)
-		return NAN;
-	memcpy(tmp, v, n * sizeof(*v));
-	qsort(tmp, n, sizeof(*tmp), cmp_double);
-	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+	return reps_summary(v, n).median;
 }
 
 /* Median over repetitions of each percentile; max is the largest seen. */
@@ -83,8 +72,7 @@ struct rtt_stat cell_rtt(const struct cell *c)
 	s.p50 = median(v[0], c->nrtt);
 	s.p99 = median(v[1], c->nrtt);
 	s.p999 = median(v[2], c->nrtt);
-	qsort(v[3], c->nrtt, sizeof(double), cmp_double);
-	s.max = v[3][c->nrtt - 1];
+	s.max = reps_summary(v[3], c->nrtt).max;
 	return s;
 }
 
@@ -92,6 +80,25 @@ struct rtt_stat cell_rtt(const struct cell *c)
 double cell_tput(const struct cell *c)
 {
 	return median(c->tput, c->ntput);
+}
+
+unsigned cell_p50s(const struct cell *c, double *v)
+{
+	for (unsigned i = 0; i < c->nrtt; i++)
+		v[i] = c->rtt[i].p50;
+	return c->nrtt;
+}
+
+bool cell_rtt_spread(const struct cell *c)
+{
+	double v[MAX_REPS];
+
+	return reps_spread(v, cell_p50s(c, v));
+}
+
+bool cell_tput_spread(const struct cell *c)
+{
+	return reps_spread(c->tput, c->ntput);
 }
 
 /* The reported p50 round trip of one row at one size, us. */
