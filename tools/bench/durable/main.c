@@ -280,7 +280,8 @@ static void print_size(int si)
 }
 
 /* The project's goal: durable shmbus with group commit at ten times
- * RabbitMQ's confirmed throughput, batch for batch. */
+ * RabbitMQ's confirmed throughput, batch for batch. A goal not met yet is
+ * a finding: the exit status is only for what went wrong. */
 static void print_goal(void)
 {
 	if (!dcfg.rabbit)
@@ -302,7 +303,7 @@ static void print_goal(void)
 				continue;
 			printf("  %4zu B batch %3u: batch %.2fx, always %.2fx "
 			       "-> %s\n", sizes[si], d_batches[bi], x, y,
-			       x >= 10 || y >= 10 ? "met" : "NOT met");
+			       x >= 10 || y >= 10 ? "met" : "not yet");
 		}
 	}
 	printf("\n");
