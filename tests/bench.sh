@@ -14,7 +14,8 @@
 #  - text: the goals table has its goal column, and every goal's status
 #    is met, not yet or not measured, never a failure;
 #  - make bench BENCH_ARGS='--format json ...': stdout is still only the
-#    document (the build's output goes to stderr).
+#    document (the build's output goes to stderr);
+#  - every run removes its temporary directory (no rmdir complaint).
 # Environment: B (build dir), MAKE. The last line is "N passed, N failed".
 set -u
 
@@ -41,6 +42,10 @@ run() {
 	timeout -k 5 60 "$BENCH" "$@" > "$tmp/$name.out" 2> "$tmp/$name.err"
 	rc=$?
 	echo "     shmbus-bench $* (exit $rc, $(( $(date +%s) - start ))s)"
+	# its temporary directory went with its daemon's files
+	if grep '^shmbus-bench: rmdir' "$tmp/$name.err"; then
+		rc=1
+	fi
 	[ $rc -eq 0 ] && return 0
 	tail -5 "$tmp/$name.err"
 	return 1

@@ -108,6 +108,9 @@ static void remove_tmp_dir(bool run_ok)
 	unlink(sock_path);
 	path_of(path, sizeof(path), ".lock");
 	unlink(path);
+	/* the daemon's registry of the buses it holds, for its successor */
+	path_of(path, sizeof(path), ".buses");
+	unlink(path);
 	path_of(path, sizeof(path), ".log");
 	if (!run_ok) {
 		fprintf(stderr, "shmbus-bench: daemon log kept in %s\n", path);
