@@ -482,6 +482,15 @@ struct shmbus_queue_gauges {
 				 * waits now for room in this queue (or a
 				 * free chunk in the bus's pools) */
 	uint32_t __pad;
+	/* Messages of the queue's largest size (msg_size) the bus can hold
+	 * at once: the chunks of every pool class whose payload is at
+	 * least msg_size (shmbus__pool_info()). A queue whose capacity is
+	 * above it never fills with such messages: a publisher waits for
+	 * a free chunk first (ENOMEM after its timeout). Shared by every
+	 * queue of the bus. */
+	uint64_t fit;
+	uint64_t fit_free;	/* of them free now (free lists and the
+				 * caches of attached handles) */
 };
 
 /*

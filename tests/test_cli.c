@@ -1289,6 +1289,93 @@ static void test_escaped_names(void **state)
 
 
 
+/*
+ * A queue larger than the bus's pools can fill: declare says so, queue
+ * list and stat show what fits, and the gauges count it (the chunks of
+ * every class that holds the queue's largest message) and what is free
+ * of it. --max-len 0 is a usage error, not the default.
+ */
+static void test_capacity_visible(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 65536,
+		    .msg_size = 4096);
+	SHMBUS_OPTS(shmbus_queue_gauges, g);
+	struct shmbus *bus = t_open_bus(BUS);
+	struct shmbus_producer *p;
+	uint64_t want = 0, free0;
+	struct result r;
+	char want_note[160];
+
+	(void)state;
+	for (int i = 0; i < shmbus__pool_count(bus); i++) {
+		struct shmbus_pool_info pi;
+
+		assert_int_equal(shmbus__pool_info(bus, (unsigned)i, &pi), 0);
+		if (pi.payload >= 4096)
+			want += pi.chunks;
+	}
+	r = cli_run(-1, -1, ARGS("queue", "declare", "capq", "--max-len",
+				 "65536", "--msg-size", "4096"));
+	print_message("declare: %s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "created capq\n");
+	snprintf(want_note, sizeof(want_note), "'capq' takes 65536 messages, "
+		 "but bus '%s' holds %llu of up to 4096 bytes", BUS,
+		 (unsigned long long)want);
+	assert_non_null(strstr(r.err, want_note));
+	result_free(&r);
+	/* a queue that fits: no note */
+	r = cli_run(-1, -1, ARGS("queue", "declare", "capsmall", "--max-len",
+				 "16"));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.err, "");
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("queue", "declare", "capzero", "--max-len",
+				 "0"));
+	assert_int_equal(r.status, 2);	/* usage */
+	assert_non_null(strstr(r.err, "--max-len: 1 to"));
+	result_free(&r);
+
+	assert_true(shmbus__queue_declare(bus, "capq", &qo) >= 0);
+	assert_int_equal(shmbus__queue_gauges(bus, "capq", &g), 0);
+	assert_int_equal(g.fit, want);
+	free0 = g.fit_free;
+	p = shmbus_producer__new(bus, "capq", NULL);
+	assert_non_null(p);
+	for (int i = 0; i < 10; i++) {
+		char m[3000] = { 0 };
+
+		assert_int_equal(shmbus_producer__publish(p, m, sizeof(m),
+							  NULL), 0);
+	}
+	assert_int_equal(shmbus__queue_gauges(bus, "capq", &g), 0);
+	print_message("fit %llu, free %llu, then %llu after 10 published\n",
+		      (unsigned long long)g.fit, (unsigned long long)free0,
+		      (unsigned long long)g.fit_free);
+	assert_int_equal(g.fit_free, free0 - 10);
+	shmbus_producer__free(p);
+
+	r = cli_run(-1, -1, ARGS("queue", "list"));
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "FITS"));
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("stat"));
+	assert_int_equal(r.status, 0);
+	snprintf(want_note, sizeof(want_note), "capq: takes 65536 messages, "
+		 "but the pools hold %llu of up to 4096 bytes",
+		 (unsigned long long)want);
+	assert_non_null(strstr(r.out, want_note));
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("stat", "--format", "json"));
+	assert_int_equal(r.status, 0);
+	snprintf(want_note, sizeof(want_note), "\"capacity\":65536,"
+		 "\"fit\":%llu,", (unsigned long long)want);
+	assert_non_null(strstr(r.out, want_note));
+	result_free(&r);
+	assert_int_equal(shmbus__queue_delete(bus, "capq"), 0);
+	shmbus__close(bus);
+}
+
 /* Messages the daemon holds (delayed, backing off) are visible: the
  * DELAYED column, the JSON field, the metric; they are not in the depth. */
 static void test_delayed_visible(void **state)
@@ -2263,6 +2350,7 @@ int main(void)
 		cmocka_unit_test(test_reply_exec_false),
 		cmocka_unit_test(test_reply_exec_retry),
 		cmocka_unit_test(test_reply_exec_error),
+		cmocka_unit_test(test_capacity_visible),
 		cmocka_unit_test(test_pub_read_errors),
 		cmocka_unit_test(test_sub_exec),
 		cmocka_unit_test(test_exit_codes),

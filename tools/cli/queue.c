@@ -61,8 +61,10 @@ static void usage_queue(FILE *f)
 "  --sync-interval SEC  batch: the longest wait for a sync, 0.0001..1\n"
 "                       (default 0.002)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
-"list:    name, capacity, message size, depth and durability of every\n"
-"         queue (topics and subscriptions: shmbus topic list).\n");
+"list:    name, depth, capacity, fits (how many of its largest messages\n"
+"         the bus's pools hold at once, shared by all its queues), message\n"
+"         size, consumers, producers and durability of every queue\n"
+"         (topics and subscriptions: shmbus topic list).\n");
 }
 
 static uint32_t parse_backoff_mult(const char *s)
@@ -129,7 +131,14 @@ static int queue_options(int argc, char **argv, struct shmbus_queue_opts *qo)
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'l': qo->max_len = parse_num("--max-len", optarg, 1u << 24); break;
+		case 'l':
+			/* the library's 0 means "the default": a 0 typed
+			 * here is a mistake, not a wish for 1024 */
+			qo->max_len = parse_num("--max-len", optarg, 1u << 24);
+			if (!qo->max_len)
+				usage_die("--max-len: 1 to %u (default 1024)",
+					  1u << 24);
+			break;
 		case 's': qo->msg_size = parse_num("--msg-size", optarg, 1u << 24); break;
 		case 'c': qo->max_consumers = parse_num("--max-consumers", optarg, 128); break;
 		case 'L': qo->lease_ns = parse_ns(optarg); break;
@@ -163,18 +172,41 @@ static void queue_list(void)
 	int n;
 
 	qi = list_queues(bus, &n);
-	printf("%-24s %10s %10s %10s %9s %9s %7s\n", "QUEUE", "DEPTH",
-	       "CAPACITY", "MSG_SIZE", "CONSUMERS", "PRODUCERS", "DURABLE");
+	printf("%-24s %10s %10s %10s %10s %9s %9s %7s\n", "QUEUE", "DEPTH",
+	       "CAPACITY", "FITS", "MSG_SIZE", "CONSUMERS", "PRODUCERS",
+	       "DURABLE");
 	for (int i = 0; i < n; i++) {
+		SHMBUS_OPTS(shmbus_queue_gauges, g);
+
 		if (qi[i].kind != SHMBUS_QUEUE)
 			continue;
-		printf("%-24s %10llu %10u %10u %9u %9u %7s\n", esc(qi[i].name),
-		       (unsigned long long)qi[i].depth, qi[i].capacity,
+		(void)shmbus__queue_gauges(bus, qi[i].name, &g);
+		printf("%-24s %10llu %10u %10llu %10u %9u %9u %7s\n",
+		       esc(qi[i].name), (unsigned long long)qi[i].depth,
+		       qi[i].capacity, (unsigned long long)g.fit,
 		       qi[i].msg_size, qi[i].consumers, qi[i].producers,
 		       qi[i].flags & SHMBUS_QUEUE_DURABLE ? "yes" : "no");
 	}
 	free(qi);
 	shmbus__close(bus);
+}
+
+/* A queue the bus cannot fill with its largest messages: say so, with
+ * what the bus holds (stderr: stdout stays "created NAME"). */
+static void capacity_note(struct shmbus *bus, const char *name)
+{
+	SHMBUS_OPTS(shmbus_queue_gauges, g);
+	struct shmbus_queue_info qi;
+
+	if (shmbus__queue_info(bus, name, &qi) ||
+	    shmbus__queue_gauges(bus, name, &g) || qi.capacity <= g.fit)
+		return;
+	fprintf(stderr, "shmbus: queue: note: '%s' takes %u messages, but "
+		"bus '%s' holds %llu of up to %u bytes at once (all its queues "
+		"together; shmbus bus info shows its pools): past that, a "
+		"publish waits for memory, not for room\n", esc(name),
+		qi.capacity, esc(shmbus__name(bus)),
+		(unsigned long long)g.fit, qi.msg_size);
 }
 
 static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
@@ -212,6 +244,7 @@ static void queue_declare(const char *name, const struct shmbus_queue_opts *qo)
 	if (err < 0)
 		die("cannot declare '%s': %s", name, strerror(-err));
 	printf("%s %s\n", err ? "created" : "exists", name);
+	capacity_note(bus, name);
 	shmbus__close(bus);
 }
 

@@ -192,7 +192,8 @@ static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 	printf(",\"kind\":\"%s\",\"id\":%u,\"depth\":%llu,"
 	       "\"in_flight\":%llu,\"delayed\":%llu,"
 	       "\"blocked_producers\":%u,"
-	       "\"capacity\":%u,\"msg_size\":%u,\"consumers\":%u,"
+	       "\"capacity\":%u,\"fit\":%llu,\"fit_free\":%llu,"
+	       "\"msg_size\":%u,\"consumers\":%u,"
 	       "\"producers\":%u,\"lease_ns\":%lld,"
 	       "\"ttl_ns\":%lld,\"max_deliveries\":%u,"
 	       "\"dead_letter_queue\":",
@@ -202,7 +203,8 @@ static void json_queue(struct shmbus *bus, const struct shmbus_queue_info *q)
 	       (unsigned long long)q->depth,
 	       (unsigned long long)q->in_flight,
 	       (unsigned long long)g.delayed, g.blocked_producers,
-	       q->capacity, q->msg_size, q->consumers,
+	       q->capacity, (unsigned long long)g.fit,
+	       (unsigned long long)g.fit_free, q->msg_size, q->consumers,
 	       q->producers, (long long)q->lease_ns,
 	       (long long)q->ttl_ns, q->max_deliveries);
 	json_str(stdout, q->dead_letter_queue);
@@ -440,6 +442,18 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		printf("%-20d %8u %8u %8u %8u %8u\n", i, pi.payload,
 		       pi.chunks, pi.free, pi.cached,
 		       pi.chunks - MIN_U(pi.chunks, pi.free + pi.cached));
+	}
+	for (int i = 0; i < n; i++) {
+		SHMBUS_OPTS(shmbus_queue_gauges, g);
+
+		if (qi[i].kind == SHMBUS_TOPIC ||
+		    shmbus__queue_gauges(bus, qi[i].name, &g) ||
+		    qi[i].capacity <= g.fit)
+			continue;
+		printf("%s: takes %u messages, but the pools hold %llu of up "
+		       "to %u bytes (%llu free now)\n", esc(qi[i].name),
+		       qi[i].capacity, (unsigned long long)g.fit,
+		       qi[i].msg_size, (unsigned long long)g.fit_free);
 	}
 	table_bridges(bus);
 }

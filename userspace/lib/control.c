@@ -400,6 +400,24 @@ SHMBUS_API int shmbus__queue_info(struct shmbus *bus, const char *name,
 	return fill_info(&bus->arena, qid, info);
 }
 
+/* The chunks of the classes that hold a @msg_size-byte message (an
+ * allocation takes the smallest that fits, then larger ones), and how
+ * many of them are free. */
+static void fit(const struct shmbus *bus, uint32_t msg_size,
+		struct shmbus_queue_gauges *g)
+{
+	for (unsigned i = 0; i < bus->arena.nr_pools; i++) {
+		struct shmbus_pool_info pi;
+
+		if (shmbus__pool_info(bus, i, &pi) || pi.payload < msg_size)
+			continue;
+		g->fit += pi.chunks;
+		g->fit_free += (uint64_t)pi.free + pi.cached;
+	}
+	/* read while chunks move between free lists and caches */
+	g->fit_free = MIN(g->fit_free, g->fit);
+}
+
 SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
 				    struct shmbus_queue_gauges *gauges)
 {
@@ -417,6 +435,7 @@ SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
 	q = &bus->arena.queues[qid];
 	gen = smp_load_acquire(&q->gen);	/* [QGEN] */
 	g.delayed = READ_ONCE(q->timed);
+	fit(bus, READ_ONCE(q->msg_size), &g);
 	for (uint32_t i = 0; i < bus->arena.max_slots; i++) {
 		const struct shmbus_slot *sl = &bus->arena.slots[i];
 

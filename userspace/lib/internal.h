@@ -133,7 +133,7 @@ static inline void opts_copy_out(void *out, const void *full, size_t full_sz)
 #define shmbus_queue_opts__last_field		sync_interval_ns
 #define shmbus_producer_opts__last_field	confirm_timeout_ns
 #define shmbus_consumer_opts__last_field	lease_ns
-#define shmbus_queue_gauges__last_field		blocked_producers
+#define shmbus_queue_gauges__last_field		fit_free
 #define shmbus_pub_opts__last_field		reply_to
 #define shmbus_topic_opts__last_field		history
 #define shmbus_sub_opts__last_field		sync_interval_ns
