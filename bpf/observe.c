@@ -113,29 +113,39 @@ static int read_bpf(struct obs *o, const char *dir, int *cap)
 	return err;
 }
 
-int obs_snapshot(struct shmbus *bus, const char *pin_dir, struct obs *o)
+/* The rows of @bus's queues, and what the bus has besides, as @label. */
+static int read_bus(struct obs *o, struct shmbus *bus, const char *label,
+		    int *cap)
 {
-	struct shmbus_queue_info *qi = NULL;
-	int cap = 0, n = 0, err;
+	struct shmbus_queue_info *qi;
+	struct obs_bus *b;
+	int want = shmbus__queue_list(bus, NULL, 0), n;
 
-	memset(o, 0, sizeof(*o));
-	if (bus) {
-		int want = shmbus__queue_list(bus, NULL, 0);
-
-		/* one more than counted: a declare in between shows next time */
-		qi = calloc(want + 1, sizeof(*qi));
-		if (!qi)
-			return -ENOMEM;
-		n = shmbus__queue_list(bus, qi, want + 1);
-		if (n > want + 1)
-			n = want + 1;
-	}
+	b = realloc(o->buses, (o->nr_buses + 1) * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	o->buses = b;
+	b = &o->buses[o->nr_buses++];
+	memset(b, 0, sizeof(*b));
+	b->id = shmbus__id(bus);
+	snprintf(b->name, sizeof(b->name), "%s", label);
+	b->bj.sz = sizeof(b->bj);
+	(void)shmbus__bus_journal(bus, &b->bj);
+	for (int i = 0; i < shmbus__pool_count(bus) && i < 8; i++)
+		if (!shmbus__pool_info(bus, (unsigned)i, &b->pools[i]))
+			b->nr_pools = i + 1;
+	/* one more than counted: a declare in between shows next time */
+	qi = calloc(want + 1, sizeof(*qi));
+	if (!qi)
+		return -ENOMEM;
+	n = shmbus__queue_list(bus, qi, want + 1);
+	if (n > want + 1)
+		n = want + 1;
 	for (int i = 0; i < n; i++) {
-		struct obs_row *r = row(o, shmbus__id(bus), qi[i].id, &cap);
+		struct obs_row *r = row(o, b->id, qi[i].id, cap);
 
 		if (!r) {
 			free(qi);
-			obs_free(o);
 			return -ENOMEM;
 		}
 		r->arena = true;
@@ -145,27 +155,45 @@ int obs_snapshot(struct shmbus *bus, const char *pin_dir, struct obs *o)
 		r->ji.sz = sizeof(r->ji);
 		r->journal = (qi[i].flags & SHMBUS_QUEUE_DURABLE) &&
 			     shmbus__queue_journal(bus, qi[i].name, &r->ji) == 0;
-		snprintf(r->bus_name, sizeof(r->bus_name), "%s",
-			 shmbus__name(bus));
+		snprintf(r->bus_name, sizeof(r->bus_name), "%s", label);
 		snprintf(r->name, sizeof(r->name), "%s", qi[i].name);
 	}
 	free(qi);
-	if (bus) {
+	return 0;
+}
+
+int obs_snapshot_many(struct shmbus *const *buses, const char *const *labels,
+		      int n, const char *pin_dir, struct obs *o)
+{
+	int cap = 0, err = 0;
+
+	memset(o, 0, sizeof(*o));
+	for (int i = 0; i < n && !err; i++)
+		err = read_bus(o, buses[i], labels && labels[i] ? labels[i] :
+			       shmbus__name(buses[i]), &cap);
+	if (!err && o->nr_buses) {
 		o->bus = true;
-		o->bus_id = shmbus__id(bus);
-		snprintf(o->bus_name, sizeof(o->bus_name), "%s",
-			 shmbus__name(bus));
-		o->bj.sz = sizeof(o->bj);
-		(void)shmbus__bus_journal(bus, &o->bj);
+		o->bus_id = o->buses[0].id;
+		memcpy(o->bus_name, o->buses[0].name, sizeof(o->bus_name));
+		o->bj = o->buses[0].bj;
 	}
-	err = read_bpf(o, pin_dir, &cap);
+	if (!err)
+		err = read_bpf(o, pin_dir, &cap);
 	if (err)
 		obs_free(o);
 	return err;
 }
 
+int obs_snapshot(struct shmbus *bus, const char *pin_dir, struct obs *o)
+{
+	return obs_snapshot_many(&bus, NULL, bus ? 1 : 0, pin_dir, o);
+}
+
 void obs_free(struct obs *o)
 {
+	free(o->buses);
+	o->buses = NULL;
+	o->nr_buses = 0;
 	free(o->rows);
 	o->rows = NULL;
 	o->n = 0;

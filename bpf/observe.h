@@ -30,13 +30,26 @@ struct obs_row {
 	struct shmbus_hist hist[SHMBUS_LAT__MAX];
 };
 
+/* A bus read, for what it has besides its queues' rows. */
+struct obs_bus {
+	uint32_t id;
+	char name[64];			/* its label: NAME, or OWNER:NAME for
+					 * another user's bus */
+	struct shmbus_bus_journal_info bj;	/* its syncs, its recovery */
+	int nr_pools;
+	struct shmbus_pool_info pools[8];
+};
+
 struct obs {
 	struct obs_row *rows;
 	int n;
-	bool bus;			/* a bus was read: the next three */
+	struct obs_bus *buses;		/* every bus read, in order */
+	int nr_buses;
+	bool bus;			/* a bus was read: the next three are
+					 * the first one's */
 	uint32_t bus_id;
 	char bus_name[64];
-	struct shmbus_bus_journal_info bj;	/* its syncs, its recovery */
+	struct shmbus_bus_journal_info bj;
 	bool bpf;			/* the pinned maps could be read */
 	char bpf_why[PATH_MAX + 64];		/* why not, when !bpf */
 };
@@ -44,6 +57,10 @@ struct obs {
 /* Snapshot @bus (may be NULL: BPF rows only) and the maps pinned under
  * @pin_dir. Returns 0 or -ENOMEM. */
 int obs_snapshot(struct shmbus *bus, const char *pin_dir, struct obs *o);
+/* The same for @n buses (none: BPF rows only), each labelled
+ * @labels[i] (NULL: its name). Returns 0 or -ENOMEM. */
+int obs_snapshot_many(struct shmbus *const *buses, const char *const *labels,
+		      int n, const char *pin_dir, struct obs *o);
 void obs_free(struct obs *o);
 
 /* The row of (bus, qid) in @o, or NULL. */

@@ -20,7 +20,9 @@
 #define EXIT_USAGE_2	2	/* the CLI's usage errors */
 #define OTHER		65533
 
-/* A page shared with the children: what they report in words. */
+/* Shared with the children: what they report in words, what a CLI
+ * command printed (a metrics exposition of several buses included). */
+#define SHARED_LEN	(256 * 1024)
 static char *shared;
 
 static void need_root(void)
@@ -287,7 +289,8 @@ static int cli(uid_t uid, const char *const *argv)
 		_exit(127);
 	}
 	close(pfd[1]);
-	while (got < 4095 && (n = read(pfd[0], shared + got, 4095 - got)) > 0)
+	while (got < SHARED_LEN - 1 &&
+	       (n = read(pfd[0], shared + got, SHARED_LEN - 1 - got)) > 0)
 		got += (size_t)n;
 	shared[got] = '\0';
 	close(pfd[0]);
@@ -401,6 +404,75 @@ static void test_bus_cli(void **state)
 	assert_int_equal(CLI(0, "bus", "delete"), EXIT_USAGE_2);
 	shmbus__close(shared_bus);
 	assert_int_equal(CLI(0, "bus", "delete", "cb.shared"), 0);
+}
+
+/*
+ * shmbus metrics without --bus: every bus the caller may read, labelled
+ * NAME (its own) or OWNER:NAME; pools per size class; a publish that
+ * found no free chunk counted in shmbus_nomem_total.
+ */
+static void test_metrics_buses(void **state)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = t_sock,
+		    .nr_pools = 1, .pools = { { 256, 16 } });
+	SHMBUS_OPTS(shmbus_queue_opts, tq, .msg_size = 256);
+	struct shmbus_producer *p;
+	struct shmbus *tiny, *rb;
+	int published = 0, err = 0;
+	char v[100] = { 0 };
+
+	(void)state;
+	need_root();
+	rb = open_as(t_sock, "mb.root", 0, 0, 0600);
+	assert_non_null(rb);
+	assert_int_equal(shmbus__queue_declare(rb, "rq", NULL), 1);
+	tiny = shmbus__open("mb.tiny", &oo);
+	assert_non_null(tiny);
+	assert_int_equal(shmbus__queue_declare(tiny, "tq", &tq), 1);
+	p = shmbus_producer__new(tiny, "tq", NULL);
+	assert_non_null(p);
+	while (published < 100 &&
+	       !(err = shmbus_producer__publish(p, v, sizeof(v), NULL)))
+		published++;
+	assert_int_equal(err, -ENOMEM);
+	assert_int_equal(published, 16);
+	if (CLI(NOBODY, "--bus", "mb.own", "queue", "declare", "oq"))
+		fail_msg("nobody's declare: %s", shared);
+
+	unsetenv("SHMBUS_BUS");
+	assert_int_equal(CLI(0, "metrics"), 0);
+	assert_non_null(strstr(shared, "shmbus_depth{bus=\"mb.root\","
+				       "queue=\"rq\"} 0\n"));
+	assert_non_null(strstr(shared, "shmbus_depth{bus=\"mb.tiny\","
+				       "queue=\"tq\"} 16\n"));
+	assert_non_null(strstr(shared, "shmbus_depth{bus=\"nobody:mb.own\","
+				       "queue=\"oq\"} 0\n"));
+	assert_non_null(strstr(shared, "shmbus_nomem_total{bus=\"mb.tiny\","
+				       "queue=\"tq\"} 1\n"));
+	if (!strstr(shared, "shmbus_pool_chunks{bus=\"mb.tiny\","
+			    "pool=\"256\"} 16\n"))
+		fail_msg("%s", shared);
+	assert_non_null(strstr(shared, "shmbus_pool_free_chunks{bus="
+				       "\"mb.tiny\",pool=\"256\"} 0\n"));
+	assert_non_null(strstr(shared, "# TYPE shmbus_pool_chunks gauge\n"));
+	/* a family's HELP once, whatever the number of buses */
+	assert_null(strstr(strstr(shared, "# HELP shmbus_depth ") + 1,
+			   "# HELP shmbus_depth "));
+	/* nobody: its own, never root's private buses */
+	assert_int_equal(CLI(NOBODY, "metrics"), 0);
+	assert_non_null(strstr(shared, "{bus=\"mb.own\",queue=\"oq\"}"));
+	assert_null(strstr(shared, "mb.root"));
+	assert_null(strstr(shared, "mb.tiny"));
+	/* --bus: that one alone */
+	assert_int_equal(CLI(0, "--bus", "mb.root", "metrics"), 0);
+	assert_non_null(strstr(shared, "{bus=\"mb.root\",queue=\"rq\"}"));
+	assert_null(strstr(shared, "mb.tiny"));
+	shmbus_producer__free(p);
+	shmbus__close(tiny);
+	shmbus__close(rb);
+	assert_int_equal(CLI(0, "bus", "delete", "mb.tiny"), 0);
+	assert_int_equal(CLI(0, "bus", "delete", "mb.root"), 0);
+	assert_int_equal(CLI(NOBODY, "bus", "delete", "mb.own"), 0);
 }
 
 /* ---- raw frames: private queues ----------------------------------- */
@@ -899,13 +971,14 @@ int main(void)
 		cmocka_unit_test(test_bus_squat),
 		cmocka_unit_test(test_bus_squat_cli),
 		cmocka_unit_test(test_bus_cli),
+		cmocka_unit_test(test_metrics_buses),
 		cmocka_unit_test(test_private_squat),
 		cmocka_unit_test(test_policy_rules),
 		cmocka_unit_test(test_policy_reload),
 		cmocka_unit_test(test_policy_malformed),
 	};
 
-	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+	shared = mmap(NULL, SHARED_LEN, PROT_READ | PROT_WRITE,
 		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shared == MAP_FAILED)
 		return 1;

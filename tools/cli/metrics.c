@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * metrics.c - `shmbus metrics`: the bus in the Prometheus text exposition
- * format (version 0.0.4), once on standard output or served over HTTP at
- * /metrics (--listen ADDR:PORT).
+ * metrics.c - `shmbus metrics`: the buses of the daemon (or the one --bus
+ * names) in the Prometheus text exposition format (version 0.0.4), once
+ * on standard output or served over HTTP at /metrics (--listen
+ * ADDR:PORT).
  *
  * Counters and gauges come from the arena (exact, since the bus was
  * created, readable by anyone who may read the bus), and so do the
@@ -13,6 +14,7 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,8 @@ static const struct {
 	  "dedup id.", SHMBUS_STAT_DUPLICATES },
 	{ "shmbus_full_total", "Publishes that found the queue full.",
 	  SHMBUS_STAT_FULL },
+	{ "shmbus_nomem_total", "Publishes and loans that found no free chunk "
+	  "in the bus's pools.", SHMBUS_STAT_NOMEM },
 	{ "shmbus_wakeups_total", "Eventfd writes to sleeping consumers.",
 	  SHMBUS_STAT_WAKEUPS },
 	{ "shmbus_sleeps_total", "Times a consumer went to sleep.",
@@ -141,61 +145,106 @@ static void journal_metrics(FILE *out, const struct obs *o)
 	}
 }
 
-/* {bus="NAME"} of the bus read. */
-static void bus_label(FILE *out, const struct obs *o)
+/* {bus="NAME"} of bus @b. */
+static void bus_label(FILE *out, const struct obs_bus *b)
 {
 	fputs("{bus=\"", out);
-	put_quoted(out, o->bus_name);
+	put_quoted(out, b->name);
 	fputc('"', out);
 }
 
-/* The bus's journal syncs, all its durable queues together, from the
- * daemon's log2 microsecond histogram in the arena; and its last
- * recovery from the journals. */
+/* The buses' journal syncs, all durable queues of each together, from
+ * the daemon's log2 microsecond histogram in the arena; and each bus's
+ * last recovery from the journals. */
 static void bus_journal_metrics(FILE *out, const struct obs *o)
 {
-	const struct shmbus_bus_journal_info *bj = &o->bj;
-	unsigned long long cum = 0, total = 0;
-
-	if (!o->bus)
+	if (!o->nr_buses)
 		return;
 	fprintf(out, "# HELP shmbus_journal_sync_seconds Journal syncs "
 		"(fdatasync) of the bus's durable queues.\n"
 		"# TYPE shmbus_journal_sync_seconds histogram\n");
-	/* the count is the buckets' sum, so that +Inf and _count agree in
-	 * a snapshot taken while the daemon counts a sync */
-	for (int b = 0; b < SHMBUS_SYNC_HIST_BUCKETS; b++)
-		total += bj->sync_hist[b];
-	/* bucket b holds [2^b, 2^(b+1)) us: le = 2^(b+1) us; the last one
-	 * is open-ended, +Inf */
-	for (int b = 0; b < SHMBUS_SYNC_HIST_BUCKETS - 1; b++) {
-		cum += bj->sync_hist[b];
+	for (int i = 0; i < o->nr_buses; i++) {
+		const struct obs_bus *b = &o->buses[i];
+		const struct shmbus_bus_journal_info *bj = &b->bj;
+		unsigned long long cum = 0, total = 0;
+
+		/* the count is the buckets' sum, so that +Inf and _count
+		 * agree in a snapshot taken while the daemon counts a sync */
+		for (int k = 0; k < SHMBUS_SYNC_HIST_BUCKETS; k++)
+			total += bj->sync_hist[k];
+		/* bucket k holds [2^k, 2^(k+1)) us: le = 2^(k+1) us; the
+		 * last one is open-ended, +Inf */
+		for (int k = 0; k < SHMBUS_SYNC_HIST_BUCKETS - 1; k++) {
+			cum += bj->sync_hist[k];
+			fputs("shmbus_journal_sync_seconds_bucket", out);
+			bus_label(out, b);
+			fprintf(out, ",le=\"%.9g\"} %llu\n",
+				(double)(1ULL << (k + 1)) / 1e6, cum);
+		}
 		fputs("shmbus_journal_sync_seconds_bucket", out);
-		bus_label(out, o);
-		fprintf(out, ",le=\"%.9g\"} %llu\n",
-			(double)(1ULL << (b + 1)) / 1e6, cum);
+		bus_label(out, b);
+		fprintf(out, ",le=\"+Inf\"} %llu\n", total);
+		fputs("shmbus_journal_sync_seconds_sum", out);
+		bus_label(out, b);
+		fprintf(out, "} %.9f\n", bj->sync_ns / 1e9);
+		fputs("shmbus_journal_sync_seconds_count", out);
+		bus_label(out, b);
+		fprintf(out, "} %llu\n", total);
 	}
-	fputs("shmbus_journal_sync_seconds_bucket", out);
-	bus_label(out, o);
-	fprintf(out, ",le=\"+Inf\"} %llu\n", total);
-	fputs("shmbus_journal_sync_seconds_sum", out);
-	bus_label(out, o);
-	fprintf(out, "} %.9f\n", bj->sync_ns / 1e9);
-	fputs("shmbus_journal_sync_seconds_count", out);
-	bus_label(out, o);
-	fprintf(out, "} %llu\n", total);
 	fprintf(out, "# HELP shmbus_bus_recovery_seconds How long the daemon "
 		"took to rebuild the bus's durable queues from their journals "
-		"(0: never).\n# TYPE shmbus_bus_recovery_seconds gauge\n"
-		"shmbus_bus_recovery_seconds");
-	bus_label(out, o);
-	fprintf(out, "} %.9f\n", bj->recovery_ns / 1e9);
+		"(0: never).\n# TYPE shmbus_bus_recovery_seconds gauge\n");
+	for (int i = 0; i < o->nr_buses; i++) {
+		fputs("shmbus_bus_recovery_seconds", out);
+		bus_label(out, &o->buses[i]);
+		fprintf(out, "} %.9f\n", o->buses[i].bj.recovery_ns / 1e9);
+	}
 	fprintf(out, "# HELP shmbus_bus_recovered_messages Messages that "
 		"recovery put back.\n"
-		"# TYPE shmbus_bus_recovered_messages gauge\n"
-		"shmbus_bus_recovered_messages");
-	bus_label(out, o);
-	fprintf(out, "} %llu\n", (unsigned long long)bj->recovered);
+		"# TYPE shmbus_bus_recovered_messages gauge\n");
+	for (int i = 0; i < o->nr_buses; i++) {
+		fputs("shmbus_bus_recovered_messages", out);
+		bus_label(out, &o->buses[i]);
+		fprintf(out, "} %llu\n",
+			(unsigned long long)o->buses[i].bj.recovered);
+	}
+}
+
+/* The pools of every bus, a series per size class (pool="PAYLOAD"). */
+static void pool_metrics(FILE *out, const struct obs *o)
+{
+	static const struct {
+		const char *name, *help;
+	} fam[] = {
+		{ "shmbus_pool_chunks", "Chunks of a pool (size class: "
+		  "messages up to pool bytes)." },
+		{ "shmbus_pool_free_chunks", "Chunks of a pool free now (free "
+		  "list and the caches of attached handles)." },
+	};
+
+	if (!o->nr_buses)
+		return;
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", fam[f].name,
+			fam[f].help, fam[f].name);
+		for (int i = 0; i < o->nr_buses; i++) {
+			const struct obs_bus *b = &o->buses[i];
+
+			for (int k = 0; k < b->nr_pools; k++) {
+				const struct shmbus_pool_info *pi =
+					&b->pools[k];
+				uint64_t n = f ? MIN_U((uint64_t)pi->free +
+						       pi->cached,
+						       (uint64_t)pi->chunks)
+					       : pi->chunks;
+
+				fputs(fam[f].name, out);
+				bus_label(out, b);
+				fprintf(out, ",pool=\"%u\"} %llu\n",
+					pi->payload, (unsigned long long)n);
+			}
+		}
+	}
 }
 
 /* The running bridges of the bus (their stats files), per route. */
@@ -395,9 +444,13 @@ static void metrics_write(FILE *out, const struct obs *o, const char *dir)
 	      OFF(g.blocked_producers), true);
 	gauge(out, o, "shmbus_capacity", "Ring slots.", OFF(info.capacity),
 	      true);
+	gauge(out, o, "shmbus_fit", "Messages of the queue's largest size the "
+	      "bus's pools hold at once (all its queues together).",
+	      OFF(g.fit), false);
 #undef OFF
 	journal_metrics(out, o);
 	bus_journal_metrics(out, o);
+	pool_metrics(out, o);
 	bridge_metrics(out, o, dir);
 	if (!o->bpf) {
 		fprintf(out, "# shmbus_latency_seconds: no BPF maps: %s\n",
@@ -448,21 +501,70 @@ static void metrics_write(FILE *out, const struct obs *o, const char *dir)
 	}
 }
 
+/* The buses to show: --bus (or --owner, or $SHMBUS_BUS) names one; else
+ * every bus the
+ * daemon lists for us, each labelled NAME, or OWNER:NAME when another
+ * user's. Opened read-only; one that cannot be opened (deleted since,
+ * or not ours to read) is left out. Returns how many are in @buses. */
+static int open_buses(struct shmbus **buses, char (*labels)[96], int cap)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket());
+	struct shmbus_bus_entry e[64];
+	bool other;
+	int n, k = 0;
+
+	if (cli_bus(&other) || other || getenv("SHMBUS_BUS")) {
+		buses[0] = cli_open_bus_ro(false);
+		if (!buses[0])
+			return 0;
+		snprintf(labels[0], sizeof(labels[0]), "%.63s",
+			 shmbus__name(buses[0]));
+		return 1;
+	}
+	n = shmbus__bus_list(&o, e, 64);
+	for (int i = 0; i < n && i < 64 && k < cap; i++) {
+		SHMBUS_OPTS(shmbus_open_opts, ro, .socket_path = cli_socket(),
+			    .flags = SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
+				     SHMBUS_OPEN_NOSTART | SHMBUS_OPEN_OWNER,
+			    .owner_uid = e[i].owner_uid);
+		struct passwd *pw;
+
+		buses[k] = shmbus__open(e[i].name, &ro);
+		if (!buses[k])
+			continue;
+		if (e[i].owner_uid == (uint32_t)geteuid())
+			snprintf(labels[k], sizeof(labels[k]), "%.63s",
+				 e[i].name);
+		else if ((pw = getpwuid(e[i].owner_uid)))
+			snprintf(labels[k], sizeof(labels[k]), "%.31s:%.63s",
+				 pw->pw_name, e[i].name);
+		else
+			snprintf(labels[k], sizeof(labels[k]), "%u:%.63s",
+				 e[i].owner_uid, e[i].name);
+		k++;
+	}
+	return k;
+}
+
 /* One exposition into a malloc'd buffer. Returns 0, -ENOENT when there is
  * neither a bus nor BPF maps to show, or -errno. */
 static int render(const char *dir, char **buf, size_t *len)
 {
-	struct shmbus *bus = cli_open_bus_ro(false);
+	static char labels[64][96];
+	const char *lp[64];
+	struct shmbus *buses[64];
 	struct obs o;
 	FILE *out;
-	int err;
+	int n = open_buses(buses, labels, 64), err;
 
-	err = obs_snapshot(bus, dir, &o);
-	if (bus)
-		shmbus__close(bus);
+	for (int i = 0; i < n; i++)
+		lp[i] = labels[i];
+	err = obs_snapshot_many(buses, lp, n, dir, &o);
+	for (int i = 0; i < n; i++)
+		shmbus__close(buses[i]);
 	if (err)
 		return err;
-	if (!bus && !o.bpf) {
+	if (!n && !o.bpf) {
 		obs_free(&o);
 		return -ENOENT;
 	}
@@ -653,8 +755,11 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: shmbus metrics [--listen ADDR:PORT] [--pin-dir DIR]\n"
 "\n"
-"The bus's queues in the Prometheus text format: counters and gauges from\n"
-"the bus's shared memory (anyone who may read the bus), durable queues'\n"
+"Every bus of the daemon you may read (root: all; --bus NAME or\n"
+"$SHMBUS_BUS: that one;\n"
+"label bus=\"NAME\", or \"OWNER:NAME\" for another user's), its queues and\n"
+"pools, in the Prometheus text format: counters and gauges from the\n"
+"bus's shared memory (anyone who may read the bus), durable queues'\n"
 "journals and the bus's journal sync histogram likewise, latency\n"
 "histograms from the BPF maps of `shmbus monitor` (root; left out, with a\n"
 "comment, when the monitor is not started). Once on standard output, or\n"
