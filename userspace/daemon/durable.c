@@ -49,6 +49,15 @@ void dur_sync_submit(struct dur *du)
 
 	if (du->sync_token || !du->dirty_since)
 		return;
+	/* marked dirty by a flush that had nothing to write (a settle of a
+	 * message already settled, a pass over a full intake): a sync
+	 * would cover nothing, and a waiting publisher's 1 ms retries
+	 * would make hundreds a second. A confirm waits only for records
+	 * written after the last sync began, so none waits on this one. */
+	if (journal_synced(du->j) >= journal_written(du->j)) {
+		du->dirty_since = 0;
+		return;
+	}
 	journal_sync_begin(du->j, &s);
 	err = syncer_post(&s, &du->sync_token);
 	if (err) {
@@ -157,6 +166,7 @@ static bool poll_one(struct dbus *b, uint32_t qid, struct jent *e, int64_t now,
 	struct shmbus_chunk *c;
 	uint64_t o1, o2, id, due;
 	uint32_t dc, st, fl;
+	bool retry;
 
 	if (!e->user)
 		return false;		/* not loaded: on disk only */
@@ -184,11 +194,17 @@ static bool poll_one(struct dbus *b, uint32_t qid, struct jent *e, int64_t now,
 	if (st == SHMBUS_CHUNK_HELD)
 		fl |= JM_LEASED;
 	due = st == SHMBUS_CHUNK_TIMED ? to_rt(due, now, rt) : 0;
+	/* A message waiting for room is re-armed a retry ahead on every
+	 * pass: a journaled due before it says "due now" to a recovery
+	 * already, so that is no change worth a record (and a sync) per
+	 * retry. */
+	retry = due && e->due_rt && due > e->due_rt &&
+		due <= (uint64_t)rt + RETRY_FULL_NS + NSEC_PER_MSEC;
 	/* a due time read through two clocks jitters by microseconds: a
 	 * record only for a real change */
 	if (dc != e->delivery_count || fl != e->mflags ||
-	    (due && (due > e->due_rt + NSEC_PER_MSEC ||
-		     due + NSEC_PER_MSEC < e->due_rt)) ||
+	    (due && !retry && (due > e->due_rt + NSEC_PER_MSEC ||
+			       due + NSEC_PER_MSEC < e->due_rt)) ||
 	    (!due && e->due_rt))
 		journal_state(du->j, e->id, dc, due, fl);
 	return false;

@@ -423,7 +423,7 @@ SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
 {
 	struct shmbus_queue_gauges g = { .sz = sizeof(g) };
 	const struct shmbus_queue *q;
-	uint32_t gen;
+	uint32_t gen, intake;
 	int qid;
 
 	if (!bus || !name || !gauges ||
@@ -436,14 +436,20 @@ SHMBUS_API int shmbus__queue_gauges(struct shmbus *bus, const char *name,
 	gen = smp_load_acquire(&q->gen);	/* [QGEN] */
 	g.delayed = READ_ONCE(q->timed);
 	fit(bus, READ_ONCE(q->msg_size), &g);
+	/* a persistent queue's producers are bound to its intake */
+	intake = (READ_ONCE(q->flags) & SHMBUS_QF_PERSISTENT) ?
+		 READ_ONCE(q->intake) : 0;
 	for (uint32_t i = 0; i < bus->arena.max_slots; i++) {
 		const struct shmbus_slot *sl = &bus->arena.slots[i];
+		uint32_t sq;
 
 		/* [SLOT] */
-		if (smp_load_acquire(&sl->state) == SHMBUS_SLOT_ACTIVE &&
-		    READ_ONCE(sl->role) == SHMBUS_ROLE_PRODUCER &&
-		    READ_ONCE(sl->qid) == (uint32_t)qid &&
-		    READ_ONCE(sl->blocked))
+		if (smp_load_acquire(&sl->state) != SHMBUS_SLOT_ACTIVE ||
+		    READ_ONCE(sl->role) != SHMBUS_ROLE_PRODUCER ||
+		    !READ_ONCE(sl->blocked))
+			continue;
+		sq = READ_ONCE(sl->qid);
+		if (sq == (uint32_t)qid || (intake && sq == intake - 1))
 			g.blocked_producers++;
 	}
 	/* [QDEL] a queue deleted while we read is gone */
