@@ -180,6 +180,9 @@ UNIT_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/unit_*.c))
 PROC_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TESTS      := $(UNIT_TESTS) $(PROC_TESTS)
 EXAMPLES   := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+# programs the tests run, in a folder of their own (run.sh runs every
+# program in $(B)/tests)
+TEST_PROGS := $(B)/testprogs/static-pub
 
 # Public headers, installed as <shmbus.h> and <shmbus/*.h>. The header
 # the BPF programs share with user space lives beside them in bpf/ and is
@@ -192,7 +195,7 @@ PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 .DEFAULT_GOAL := all
 
 all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(BBENCH) $(PCOST) $(TESTS) \
-	$(EXAMPLES) $(PCFILE) $(UNITS) $(USER_UNITS) $(MANS) checks
+	$(TEST_PROGS) $(EXAMPLES) $(PCFILE) $(UNITS) $(USER_UNITS) $(MANS) checks
 
 lib: $(SHLIB) $(STLIB)
 
@@ -246,9 +249,11 @@ $(O)/cli/%.o: tools/cli/%.c | $(O)/cli $(BPF_SKEL)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf -c $< -o $@
 
+# targets.c looks for an installed libshmbus.so in /usr/lib/TRIPLET too
 $(O)/bpf/%.o: bpf/%.c | $(O)/bpf $(BPF_SKEL)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -Ibpf -I$(B)/bpf \
+		-DSHMBUS_MULTIARCH='"$(BPF_MULTIARCH)"' -c $< -o $@
 
 $(O)/bench/%.o: tools/bench/%.c | $(O)/bench
 	$(call msg,CC,$@)
@@ -336,7 +341,7 @@ $(DAEMON): $(O)/daemon/main.o $(DMNLIB) $(SHLIB) $(B)/.paths | $(B)/bin
 $(CLI): $(CLI_OBJS) $(OBS_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(CLI_OBJS) $(OBS_OBJS) -o $@ $(RUNPATH_FLAG) \
-		-L$(B)/lib -lshmbus -lbpf -lm
+		-L$(B)/lib -lshmbus -lbpf -lelf -lm
 
 # shmbus-bridge: its own program, so that the shmbus command and the
 # library need neither librabbitmq nor OpenSSL
@@ -411,6 +416,14 @@ $(AMQP_TESTS): TEST_AMQP_LIBS := -lrabbitmq
 $(B)/tests/test_bridge_rpc: TEST_AMQP_LIBS += -lcrypto
 # test_bridge_sec checks the bridge's signatures with its own HMAC
 $(B)/tests/test_bridge_sec: TEST_AMQP_LIBS += -lcrypto
+
+# A program linked with libshmbus.a, its probes in its own executable
+# (test_monitor attaches to it); libc and the sanitizer's runtime stay
+# shared, so that it builds with SAN too.
+$(B)/testprogs/static-pub: tests/progs/static_pub.c $(STLIB) | $(B)/testprogs
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -MF $@.d $< -o $@ $(ALL_LDFLAGS) \
+		$(STLIB) $(LDLIBS)
 
 # Examples build as a user would: public header, shared library.
 $(B)/examples/%: examples/%.c $(SHLIB) | $(B)/examples
@@ -616,11 +629,11 @@ $(B)/man/%: docs/man/%.scd | $(B)/man
 	$(call msg,SCDOC,$@)
 	$(Q)scdoc < $< > $@.tmp && mv $@.tmp $@
 
-$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/examples $(B)/man \
+$(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/testprogs $(B)/examples $(B)/man \
 $(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
 	$(O)/dbench $(O)/bbench $(O)/rabbit $(O)/bridge:
 	$(Q)mkdir -p $@
 
 # the headers each object and program read, as the compiler found them
--include $(wildcard $(O)/*/*.d $(B)/tests/*.d $(B)/examples/*.d \
+-include $(wildcard $(O)/*/*.d $(B)/tests/*.d $(B)/testprogs/*.d $(B)/examples/*.d \
 	$(B)/kmod/*.d $(B)/powercut/*.d $(B)/bpf/*.d $(FZ)/*.d $(FZ)/obj/*/*.d)

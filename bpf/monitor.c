@@ -2,9 +2,10 @@
 /*
  * monitor.c - the loader of shmbus.bpf.c (monitor.h): opens and loads
  * its libbpf skeleton, attaches every program to the USDT probe of its
- * name in the libshmbus.so this process runs with, pins the maps under
- * the pin directory, and keeps the background process that holds the
- * links; stops it and removes the pins; reads the pinned counter map.
+ * name in each file that carries it (targets.c finds them), pins the
+ * maps under the pin directory, names the queues (names.c), and keeps
+ * the background process that holds the links; stops it and removes the
+ * pins; reads the pinned counter map and describes what was attached.
  * The other reader of the pinned maps is observe.c.
  */
 #include <dirent.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 
 #include "libpath.h"
 #include "monitor.h"
+#include "names.h"
 #include "shmbus.skel.h"
 
 #define BPF_FS_MAGIC	0xcafe4a11
@@ -108,54 +111,119 @@ static int make_pin_dir(struct monitor *m, char *msg, size_t len)
 }
 
 /* shmbus-bridge beside this program (a build tree, or the same bin
- * directory, as `shmbus bridge` finds it) into m->bridge, or "". */
-static void find_bridge(struct monitor *m)
+ * directory, as `shmbus bridge` finds it), if there is one. */
+static int add_bridge(struct target_set *ts)
 {
-	ssize_t n = readlink("/proc/self/exe", m->bridge,
-			     sizeof(m->bridge) - 16);
+	char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 16);
 	char *slash;
 
-	m->bridge[n > 0 ? n : 0] = '\0';
-	slash = strrchr(m->bridge, '/');
-	if (!slash) {
-		m->bridge[0] = '\0';
-		return;
-	}
+	path[n > 0 ? n : 0] = '\0';
+	slash = strrchr(path, '/');
+	if (!slash)
+		return 0;
 	strcpy(slash + 1, "shmbus-bridge");
-	if (access(m->bridge, X_OK))
-		m->bridge[0] = '\0';
+	if (access(path, X_OK))
+		return 0;
+	return target_add(ts, path, "beside this program", false);
 }
 
-/* Each program to the probe of its name, in every process (pid -1) that
- * maps m->lib (the bridge's, bridge_*, that runs m->bridge), now and
- * later; the links are kept in the skeleton, which destroys them with
- * itself. */
-static int attach_probes(struct monitor *m, char *msg, size_t len)
+/* Every file to attach to, one per inode; the first path found to each
+ * names it. */
+static int find_targets(struct monitor *m, const struct monitor_opts *o,
+			char *msg, size_t len)
+{
+	struct target_set *ts = &m->targets;
+	char lib[PATH_MAX];
+	int err = 0;
+
+	shmbus_libpath(lib);
+	if (lib[0])
+		err = target_add(ts, lib, "this program's library", false);
+	if (!err)
+		err = add_bridge(ts);
+	/* files in use before the others: each is then named by the path
+	 * its processes know it by */
+	if (!err)
+		err = targets_running(ts, o->pids, o->npids);
+	if (!err)
+		err = targets_installed(ts);
+	for (int i = 0; !err && i < o->nlibs; i++)
+		err = target_add(ts, o->libs[i], "--lib", true);
+	if (err)
+		return fail(msg, len, err, "looking for files with shmbus "
+			    "probes: %s", strerror(-err));
+	return 0;
+}
+
+static int keep_link(struct monitor *m, struct bpf_link *link)
+{
+	if (m->nlinks == m->caplinks) {
+		int cap = m->caplinks ? 2 * m->caplinks : 32;
+		struct bpf_link **n = realloc(m->links, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		m->links = n;
+		m->caplinks = cap;
+	}
+	m->links[m->nlinks++] = link;
+	return 0;
+}
+
+/* Each program whose probe @t carries, to every site of it in @t, for
+ * every process (pid -1) that maps @t, now and later. On a failure the
+ * file's links so far are destroyed and t->why says what failed. */
+static void attach_file(struct monitor *m, struct target *t)
 {
 	struct bpf_object_skeleton *s = m->skel->skeleton;
+	int first = m->nlinks;
 
 	for (int i = 0; i < s->prog_cnt; i++) {
 		struct bpf_program *prog = *s->progs[i].prog;
 		const char *name = bpf_program__name(prog);
-		const char *path = m->lib;
 		struct bpf_link *link;
+		int e;
 
-		if (!strncmp(name, "bridge_", 7)) {
-			if (!m->bridge[0])
-				continue;	/* no bridge installed */
-			path = m->bridge;
-		}
-		link = bpf_program__attach_usdt(prog, -1, path, "shmbus",
+		if (!target_has_probe(t, name))
+			continue;
+		link = bpf_program__attach_usdt(prog, -1, t->path, "shmbus",
 						name, NULL);
-		if (!link) {
-			int e = errno;
-
-			return fail(msg, len, neg_errno(e), "attaching to "
-				    "usdt:%s:shmbus:%s: %s", path, name,
-				    strerror(e));
+		e = link ? keep_link(m, link) : neg_errno(errno);
+		if (e) {
+			bpf_link__destroy(link);
+			snprintf(t->why, sizeof(t->why), "attaching probe %s: "
+				 "%s", name, strerror(-e));
+			break;
 		}
-		*s->progs[i].link = link;
+		t->attached++;
 	}
+	if (!t->why[0] && !t->attached)
+		snprintf(t->why, sizeof(t->why), "none of its %d shmbus probes "
+			 "has a program", t->nprobes);
+	if (t->why[0]) {
+		while (m->nlinks > first)
+			bpf_link__destroy(m->links[--m->nlinks]);
+		t->attached = 0;
+	}
+}
+
+static int attach_probes(struct monitor *m, char *msg, size_t len)
+{
+	int files = 0;
+
+	for (int i = 0; i < m->targets.n; i++) {
+		struct target *t = &m->targets.t[i];
+
+		if (!t->why[0])
+			attach_file(m, t);
+		files += t->attached > 0;
+	}
+	if (!files)
+		return fail(msg, len, -ENOENT, "no file with shmbus probes "
+			    "could be attached (%d tried; shmbus monitor "
+			    "status lists why after a start, --lib names "
+			    "one)", m->targets.n);
 	return 0;
 }
 
@@ -183,7 +251,73 @@ static int pin_maps(struct monitor *m, char *msg, size_t len)
 	snprintf(path, sizeof(path), "%s/bridge", m->dir);
 	if (!err)
 		err = pin_map(m->skel->maps.bridge, path, msg, len);
+	snprintf(path, sizeof(path), "%s/names", m->dir);
+	if (!err)
+		err = pin_map(m->skel->maps.names, path, msg, len);
 	return err;
+}
+
+/* ---- what was attached, written down for status ------------------ */
+
+static void state_of(const char *dir, char *buf, size_t len)
+{
+	char copy[PATH_MAX];
+
+	snprintf(copy, sizeof(copy), "%s", dir);
+	snprintf(buf, len, "/run/shmbus-monitor.%s.attached", basename(copy));
+}
+
+static void write_target(FILE *f, const struct target *t)
+{
+	if (t->why[0]) {
+		fprintf(f, "not attached %s: %s (%s)\n", t->path, t->why,
+			t->found);
+		return;
+	}
+	fprintf(f, "attached %s dev %u:%u ino %llu build-id %s: %d probes "
+		"(%d in the file, %d sites) (%s)\n", t->path, major(t->dev),
+		minor(t->dev), (unsigned long long)t->ino,
+		t->build_id[0] ? t->build_id : "none", t->attached, t->nprobes,
+		t->nsites, t->found);
+}
+
+/* The files, then "program ID NAME" for each program, for
+ * monitor_describe(). */
+static int write_state(struct monitor *m, char *msg, size_t len)
+{
+	struct bpf_object_skeleton *s = m->skel->skeleton;
+	char path[PATH_MAX];
+	FILE *f;
+
+	state_of(m->dir, path, sizeof(path));
+	f = fopen(path, "we");
+	if (!f)
+		return fail(msg, len, neg_errno(errno), "%s: %s", path,
+			    strerror(errno));
+	for (int i = 0; i < m->targets.n; i++)
+		write_target(f, &m->targets.t[i]);
+	for (int i = 0; i < s->prog_cnt; i++) {
+		struct bpf_program *prog = *s->progs[i].prog;
+		struct bpf_prog_info info = {};
+		__u32 ilen = sizeof(info);
+
+		if (!bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info,
+					    &ilen))
+			fprintf(f, "program %u %s\n", info.id,
+				bpf_program__name(prog));
+	}
+	if (fclose(f))
+		return fail(msg, len, neg_errno(errno), "%s: %s", path,
+			    strerror(errno));
+	return 0;
+}
+
+static void destroy_links(struct monitor *m)
+{
+	while (m->nlinks)
+		bpf_link__destroy(m->links[--m->nlinks]);
+	free(m->links);
+	m->links = NULL;
 }
 
 /* Undo monitor_start(): the pins and the directory if it made them, the
@@ -191,21 +325,26 @@ static int pin_maps(struct monitor *m, char *msg, size_t len)
 static void monitor_discard(struct monitor *m)
 {
 	if (m->made_dir) {
+		static const char *const pins[] = { "hist", "bridge", "names",
+						    "qstats" };
 		char path[PATH_MAX];
 
-		snprintf(path, sizeof(path), "%s/hist", m->dir);
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/bridge", m->dir);
-		unlink(path);
-		unlink(m->qstats);
+		for (size_t i = 0; i < sizeof(pins) / sizeof(*pins); i++) {
+			snprintf(path, sizeof(path), "%s/%s", m->dir, pins[i]);
+			unlink(path);
+		}
 		rmdir(m->dir);
+		state_of(m->dir, path, sizeof(path));
+		unlink(path);
 	}
+	destroy_links(m);
 	shmbus_bpf__destroy(m->skel);
+	targets_free(&m->targets);
 	free(m);
 }
 
-int monitor_start(const char *dir, struct monitor **out, char *msg,
-		  size_t len)
+int monitor_start(const char *dir, const struct monitor_opts *o,
+		  struct monitor **out, char *msg, size_t len)
 {
 	struct monitor *m;
 	int err;
@@ -222,13 +361,9 @@ int monitor_start(const char *dir, struct monitor **out, char *msg,
 	err = make_pin_dir(m, msg, len);
 	if (err)
 		goto cleanup;
-	shmbus_libpath(m->lib);
-	if (!m->lib[0]) {
-		err = fail(msg, len, -ENOENT, "cannot find the libshmbus.so "
-			   "this program runs with");
+	err = find_targets(m, o, msg, len);
+	if (err)
 		goto cleanup;
-	}
-	find_bridge(m);
 	libbpf_set_print(print_libbpf);
 	m->skel = shmbus_bpf__open_and_load();
 	if (!m->skel) {
@@ -243,6 +378,18 @@ int monitor_start(const char *dir, struct monitor **out, char *msg,
 	if (err)
 		goto cleanup;
 	err = pin_maps(m, msg, len);
+	if (err)
+		goto cleanup;
+	/* after the attach: a declare from now on is the probe's, and the
+	 * fill never writes over it */
+	m->named = names_fill(bpf_map__fd(m->skel->maps.names), o->pids,
+			      o->npids);
+	if (m->named < 0) {
+		err = fail(msg, len, m->named, "naming the queues: %s",
+			   strerror(-m->named));
+		goto cleanup;
+	}
+	err = write_state(m, msg, len);
 	if (err)
 		goto cleanup;
 	*out = m;
@@ -290,9 +437,11 @@ static void hold(struct monitor *m)
 	while (!stopping)
 		pause();
 	unlink(pidfile);
-	/* the links go with the skeleton; the pinned maps stay until
+	/* the links first, then the programs; the pinned maps stay until
 	 * monitor_stop() unpins them */
+	destroy_links(m);
 	shmbus_bpf__destroy(m->skel);
+	targets_free(&m->targets);
 	free(m);
 	exit(0);
 }
@@ -361,10 +510,13 @@ static int unlink_all(DIR *d, const char *dir, char *msg, size_t len)
 
 int monitor_stop(const char *dir, bool *started, char *msg, size_t len)
 {
+	char state[PATH_MAX];
 	DIR *d;
 	int n;
 
 	end_holder(dir);
+	state_of(dir, state, sizeof(state));
+	unlink(state);
 	*started = true;
 	d = opendir(dir);
 	if (!d) {
@@ -391,18 +543,104 @@ int monitor_stop(const char *dir, bool *started, char *msg, size_t len)
 
 /* ---- status ---------------------------------------------------------- */
 
+/* A "program ID NAME" line of the state, with whether it is loaded. */
+static void describe_program(FILE *out, const char *line)
+{
+	unsigned id;
+	char name[64];
+	int fd;
+
+	if (sscanf(line, "program %u %63s", &id, name) != 2)
+		return;
+	fd = bpf_prog_get_fd_by_id(id);
+	fprintf(out, "  %-14s id %u%s\n", name, id, fd < 0 ? " (gone)" : "");
+	if (fd >= 0)
+		close(fd);
+}
+
+static const char *map_type_name(__u32 type)
+{
+	switch (type) {
+	case BPF_MAP_TYPE_HASH: return "hash";
+	case BPF_MAP_TYPE_LRU_HASH: return "lru_hash";
+	default: return "map";
+	}
+}
+
+/* Each object pinned under @dir: its path, id, type and size. */
+static void describe_pins(FILE *out, const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	while (d && (de = readdir(d))) {
+		struct bpf_map_info info = {};
+		__u32 ilen = sizeof(info);
+		char path[PATH_MAX];
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &ilen))
+			fprintf(out, "  %s: %s\n", path, strerror(errno));
+		else
+			fprintf(out, "  %s  map id %u, %s, %u of %u-byte "
+				"values at most\n", path, info.id,
+				map_type_name(info.type), info.max_entries,
+				info.value_size);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (d)
+		closedir(d);
+}
+
+int monitor_describe(const char *dir, FILE *out)
+{
+	char path[PATH_MAX], line[PATH_MAX + 512];
+	bool programs = false;
+	FILE *f;
+
+	state_of(dir, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return neg_errno(errno);
+	fprintf(out, "files:\n");
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "program ", 8)) {
+			fprintf(out, "  %s", line);
+			continue;
+		}
+		if (!programs)
+			fprintf(out, "programs:\n");
+		programs = true;
+		describe_program(out, line);
+	}
+	fclose(f);
+	fprintf(out, "pinned:\n");
+	describe_pins(out, dir);
+	return 0;
+}
+
 int monitor_counters_open(struct monitor_counters *it, const char *dir)
 {
+	char path[PATH_MAX];
+
 	memset(it, 0, sizeof(*it));
 	snprintf(it->path, sizeof(it->path), "%s/qstats", dir);
 	it->fd = bpf_obj_get(it->path);
 	if (it->fd < 0)
 		return neg_errno(errno);
+	snprintf(path, sizeof(path), "%s/names", dir);
+	it->names_fd = bpf_obj_get(path);
 	return 0;
 }
 
 bool monitor_counters_next(struct monitor_counters *it,
-			   struct shmbus_qkey *key, struct shmbus_qstats *v)
+			   struct shmbus_qkey *key, struct shmbus_qstats *v,
+			   struct shmbus_names *n)
 {
 	struct shmbus_qkey next;
 
@@ -413,6 +651,9 @@ bool monitor_counters_next(struct monitor_counters *it,
 		if (bpf_map_lookup_elem(it->fd, &it->key, v))
 			continue;	/* deleted meanwhile */
 		*key = it->key;
+		if (it->names_fd < 0 ||
+		    bpf_map_lookup_elem(it->names_fd, key, n))
+			memset(n, 0, sizeof(*n));
 		return true;
 	}
 	return false;
@@ -421,5 +662,7 @@ bool monitor_counters_next(struct monitor_counters *it,
 void monitor_counters_close(struct monitor_counters *it)
 {
 	close(it->fd);
-	it->fd = -1;
+	if (it->names_fd >= 0)
+		close(it->names_fd);
+	it->fd = it->names_fd = -1;
 }

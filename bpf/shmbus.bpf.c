@@ -2,7 +2,7 @@
 /*
  * shmbus.bpf.c - per-queue counters and latency histograms from
  * libshmbus's USDT probes (docs/probes.md), the daemon's journal syncs
- * included: the maps "qstats" and "hist",
+ * included: the maps "qstats", "hist" and "names",
  * pinned under /sys/fs/bpf/shmbus/ by `shmbus monitor start` (the loader
  * is monitor.c), and the LRU maps that pair a publish with its first
  * delivery, a delivery with its ack, and a wake-up's write with its
@@ -291,6 +291,48 @@ int BPF_USDT(journal_sync, __u32 bus, __u32 qid, __u64 bytes, __s64 ns,
 	     __s32 err)
 {
 	record(bus, qid, SHMBUS_LAT_JOURNAL_SYNC, 0, ns > 0 ? (__u64)ns : 0);
+	return 0;
+}
+
+/* ---- names ------------------------------------------------------------
+ * The monitor fills "names" from the arenas it finds at start (kind
+ * SHMBUS_EVENT_SEEN, BPF_NOEXIST: never over what a probe wrote); these
+ * two keep it current after. */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct shmbus_qkey);
+	__type(value, struct shmbus_names);
+} names SEC(".maps");
+
+static __always_inline void name_row(__u32 bus, __u32 qid, void *queue,
+				     void *bus_name,
+				     enum shmbus_event_kind kind)
+{
+	struct shmbus_qkey k = { .bus = bus, .qid = qid };
+	struct shmbus_names n = { .kind = kind };
+
+	bpf_probe_read_user_str(n.bus, sizeof(n.bus), bus_name);
+	bpf_probe_read_user_str(n.queue, sizeof(n.queue), queue);
+	bpf_map_update_elem(&names, &k, &n, BPF_ANY);
+}
+
+SEC("usdt")
+int BPF_USDT(queue_declare, __u32 bus, __u32 qid, void *name, __s32 created,
+	     void *bus_name)
+{
+	name_row(bus, qid, name, bus_name, SHMBUS_EVENT_DECLARED);
+	return 0;
+}
+
+/* qid is -ENOENT when the deleter did not find the queue in its arena:
+ * no row to name */
+SEC("usdt")
+int BPF_USDT(queue_delete, __u32 bus, __s32 qid, void *name, void *bus_name)
+{
+	if (qid >= 0)
+		name_row(bus, qid, name, bus_name, SHMBUS_EVENT_DELETED);
 	return 0;
 }
 

@@ -79,6 +79,24 @@ struct shmbus_bridge_stats {
 					 * latencies, log2 ns as "hist" */
 };
 
+/* Map "names": key = struct shmbus_qkey, the names of the bus and the
+ * queue, for reading the other maps by name (bpftool map dump). A row
+ * comes from the bus's arena when the monitor started, or from the
+ * queue_declare and queue_delete probes after; kind says which. A deleted
+ * queue keeps its row (its counters stay in "qstats") until its id is
+ * declared again. */
+enum shmbus_event_kind {
+	SHMBUS_EVENT_SEEN = 0,		/* in the bus's arena at start */
+	SHMBUS_EVENT_DECLARED = 1,	/* probe queue_declare */
+	SHMBUS_EVENT_DELETED = 2,	/* probe queue_delete */
+};
+
+struct shmbus_names {
+	char bus[64];			/* NUL-terminated */
+	char queue[64];			/* NUL-terminated */
+	enum shmbus_event_kind kind;	/* the last event that named it */
+};
+
 #define SHMBUS_BPF_PIN_DIR	"/sys/fs/bpf/shmbus"
 
 #endif /* SHMBUS_BPF_H */

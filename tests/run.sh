@@ -64,6 +64,7 @@ timeout_of() {
 	test_bridge_flows) echo 240 ;;	# a private RabbitMQ, two daemons, the in route killed -9 ten times; ~30 s
 	test_bridge_faults) echo 300 ;;	# a private RabbitMQ, eight faults of seconds each
 	test_bridge_probes) echo 120 ;;	# a private RabbitMQ, the BPF monitor; seconds
+	test_monitor) echo 60 ;;	# the BPF monitor on three files; ~10 s
 	test_bridge_sec) echo 240 ;;	# a private RabbitMQ with TLS, restarted once
 	test_bridge_hostile) echo 180 ;;	# a private RabbitMQ, 200 MiB of bodies over every pool
 	*) echo "$TEST_TIMEOUT" ;;

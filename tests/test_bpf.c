@@ -259,7 +259,10 @@ static void test_monitor_counts(void **state)
 	assert_int_equal(shmbus__queue_declare(bus, "bpf.q", &qo), 1);
 	assert_int_equal(shmbus__queue_declare(bus, "bpf.wake", NULL), 1);
 	assert_int_equal(shmbus__queue_declare(bus, "bpf.depth", NULL), 1);
-	assert_int_equal(run("%s monitor start --pin-dir %s", cli, pin_dir), 0);
+	/* --pid: our processes' files only (the build's), not another
+	 * run's on this machine */
+	assert_int_equal(run("%s monitor start --pin-dir %s --pid %d "
+			     ">/dev/null", cli, pin_dir, (int)getpid()), 0);
 
 	if (!(prod = fork())) {
 		struct shmbus *b = t_open_bus(BUS);
@@ -652,7 +655,10 @@ static void test_journal_sync_hist(void **state)
 		bus = shmbus__open("bpfdur", &o);
 	}
 	assert_non_null(bus);
-	assert_int_equal(run("%s monitor start --pin-dir %s", cli, pin_dir), 0);
+	/* --pid: our processes' files only (the build's), not another
+	 * run's on this machine */
+	assert_int_equal(run("%s monitor start --pin-dir %s --pid %d "
+			     ">/dev/null", cli, pin_dir, (int)getpid()), 0);
 	assert_int_equal(shmbus__queue_declare(bus, "bpf.dur", &qo), 1);
 	assert_int_equal(shmbus__queue_info(bus, "bpf.dur", &qi), 0);
 	p = shmbus_producer__new(bus, "bpf.dur", NULL);

@@ -141,7 +141,9 @@ static void test_probe_counts(void **state)
 		SKIP_OR_FAIL("%.200s", why);
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/shmbus-bprobes-%d",
 		 (int)getpid());
-	if (run("%s monitor start --pin-dir %s", cli, pin_dir))
+	/* --pid: this build's files only, not another run's */
+	if (run("%s monitor start --pin-dir %s --pid %d", cli, pin_dir,
+		(int)getpid()))
 		SKIP_OR_FAIL("shmbus monitor start failed (root, BTF?)");
 	declare_all();
 	snprintf(conf, sizeof(conf), "%s/bridge.conf", t_dir);

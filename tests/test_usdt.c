@@ -240,7 +240,7 @@ static void test_probes_count_traffic(void **state)
 			       "dead_letter", "expire", "drop", "checksum",
 			       "sleep", "wake_sent", "wake_recv",
 			       "pub_blocked", "journal_sync" };
-	const int want_args[] = { 4, 3, 6, 6, 4, 4, 4, 4, 3, 3, 5, 4, 4, 4,
+	const int want_args[] = { 5, 4, 6, 6, 4, 4, 4, 4, 3, 3, 5, 4, 4, 4,
 				  6, 5 };
 	int err;
 	pid_t kid;

@@ -105,8 +105,10 @@ SHMBUS_API int shmbus__queue_declare(struct shmbus *bus, const char *name,
 	}
 	if (err)
 		return err;
-	SHMBUS_PROBE4(queue_declare, bus->arena.bus_id, rep.qid, req.name,
-		      rep.created);
+	/* the bus's name last: a tracer keeping names current (the
+	 * monitor's map "names") needs it beside the ids */
+	SHMBUS_PROBE5(queue_declare, bus->arena.bus_id, rep.qid, req.name,
+		      rep.created, bus->arena.sb->name);
 	return rep.created ? 1 : 0;
 }
 
@@ -179,8 +181,8 @@ SHMBUS_API int shmbus__queue_delete(struct shmbus *bus, const char *name)
 	err = client_call_flags(&bus->conn, CALL_WAIT, SBC_QUEUE_DELETE, &req,
 				sizeof(req), NULL, 0, NULL, NULL);
 	if (!err)
-		SHMBUS_PROBE3(queue_delete, bus->arena.bus_id, qid,
-			      req.name);
+		SHMBUS_PROBE4(queue_delete, bus->arena.bus_id, qid,
+			      req.name, bus->arena.sb->name);
 	return err;
 }
 
