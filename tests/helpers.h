@@ -283,6 +283,48 @@ static inline void t_env_teardown(void)
 
 /* ---- processes --------------------------------------------------- */
 
+/* Run the shell command; its exit status, or 128 when a signal ended
+ * it. */
+static inline int t_run(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+static inline int t_run(const char *fmt, ...)
+{
+	char cmd[PATH_MAX * 4];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* All of the shell command's standard output (and its error too, with
+ * 2>&1 in it) into @buf (@len bytes, NUL-terminated); its exit status,
+ * or 128 when a signal ended it. */
+static inline int t_capture(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static inline int t_capture(char *buf, size_t len, const char *fmt, ...)
+{
+	char cmd[PATH_MAX * 4];
+	size_t got = 0, n;
+	va_list ap;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while (got < len - 1 && (n = fread(buf + got, 1, len - 1 - got, f)) > 0)
+		got += n;
+	buf[got] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
 /* Wait for @pid; returns its exit status, 128+sig if killed, -1 on a
  * timeout (then it is killed). */
 static inline int t_wait(pid_t pid, int timeout_ms)

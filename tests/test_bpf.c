@@ -131,46 +131,9 @@ static double check_prometheus(char *text, const char *want)
 	return found;
 }
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[PATH_MAX * 2];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static int64_t t_now_ms_(void)
 {
 	return t_now_ns() / 1000000;
-}
-
-/* Read all of @cmd's standard output into @buf. Returns its exit status. */
-static int capture(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int capture(char *buf, size_t len, const char *fmt, ...)
-{
-	char cmd[PATH_MAX * 2];
-	va_list ap;
-	size_t got = 0, n;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	while (got < len - 1 && (n = fread(buf + got, 1, len - 1 - got, f)) > 0)
-		got += n;
-	buf[got] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 /* GET @path from 127.0.0.1:@port; the whole response into @buf. */
@@ -250,7 +213,7 @@ static void test_monitor_counts(void **state)
 		SKIP_OR_FAIL("needs root to load BPF programs");
 	if (access("/sys/kernel/btf/vmlinux", R_OK))
 		SKIP_OR_FAIL("the kernel has no BTF");
-	if (run("command -v bpftool >/dev/null"))
+	if (t_run("command -v bpftool >/dev/null"))
 		SKIP_OR_FAIL("no bpftool");
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/shmbus-test-%d",
 		 (int)getpid());
@@ -261,7 +224,7 @@ static void test_monitor_counts(void **state)
 	assert_int_equal(shmbus__queue_declare(bus, "bpf.depth", NULL), 1);
 	/* --pid: our processes' files only (the build's), not another
 	 * run's on this machine */
-	assert_int_equal(run("%s monitor start --pin-dir %s --pid %d "
+	assert_int_equal(t_run("%s monitor start --pin-dir %s --pid %d "
 			     ">/dev/null", cli, pin_dir, (int)getpid()), 0);
 
 	if (!(prod = fork())) {
@@ -394,19 +357,19 @@ static void test_monitor_counts(void **state)
 		assert_non_null(f);
 		bpftool_out[fread(bpftool_out, 1, sizeof(bpftool_out) - 1, f)] = 0;
 		assert_int_equal(pclose(f), 0);
-		assert_int_equal(capture(metrics_out, sizeof(metrics_out),
+		assert_int_equal(t_capture(metrics_out, sizeof(metrics_out),
 					 "%s --bus %s metrics --pin-dir %s", cli,
 					 BUS, pin_dir), 0);
 		srv = metrics_server(&port);
 		assert_int_equal(http_get(port, "/metrics", http_out,
 					  sizeof(http_out)), 0);
-		assert_int_equal(capture(top_out, sizeof(top_out),
+		assert_int_equal(t_capture(top_out, sizeof(top_out),
 					 "%s --bus %s top -n 2 --interval 0.2 "
 					 "--pin-dir %s", cli, BUS, pin_dir), 0);
-		assert_int_equal(capture(stat_out, sizeof(stat_out),
+		assert_int_equal(t_capture(stat_out, sizeof(stat_out),
 					 "%s --bus %s stat --format json", cli,
 					 BUS), 0);
-		assert_int_equal(run("%s monitor stop --pin-dir %s >/dev/null",
+		assert_int_equal(t_run("%s monitor stop --pin-dir %s >/dev/null",
 				     cli, pin_dir), 0);
 		assert_true(fd >= 0);
 		assert_int_equal(lookup, 0);
@@ -657,7 +620,7 @@ static void test_journal_sync_hist(void **state)
 	assert_non_null(bus);
 	/* --pid: our processes' files only (the build's), not another
 	 * run's on this machine */
-	assert_int_equal(run("%s monitor start --pin-dir %s --pid %d "
+	assert_int_equal(t_run("%s monitor start --pin-dir %s --pid %d "
 			     ">/dev/null", cli, pin_dir, (int)getpid()), 0);
 	assert_int_equal(shmbus__queue_declare(bus, "bpf.dur", &qo), 1);
 	assert_int_equal(shmbus__queue_info(bus, "bpf.dur", &qi), 0);
@@ -675,10 +638,10 @@ static void test_journal_sync_hist(void **state)
 	lookup = hfd >= 0 ? bpf_map_lookup_elem(hfd, &hk, &h) : -1;
 	if (hfd >= 0)
 		close(hfd);
-	assert_int_equal(capture(metrics_out, sizeof(metrics_out),
+	assert_int_equal(t_capture(metrics_out, sizeof(metrics_out),
 				 "%s --socket %s --bus bpfdur metrics "
 				 "--pin-dir %s", cli, sock, pin_dir), 0);
-	assert_int_equal(run("%s monitor stop --pin-dir %s >/dev/null", cli,
+	assert_int_equal(t_run("%s monitor stop --pin-dir %s >/dev/null", cli,
 			     pin_dir), 0);
 	assert_int_equal(lookup, 0);
 	assert_int_equal(shmbus__bus_journal(bus, &bj), 0);

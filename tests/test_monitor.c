@@ -33,44 +33,6 @@ static char pin_dir[128], out[1 << 16], names_out[1 << 16];
 static pid_t kids[8];
 static int nkids;
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[PATH_MAX * 4];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-/* All of @cmd's standard output (and error, with 2>&1 in it) into @buf;
- * its exit status. */
-static int capture(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int capture(char *buf, size_t len, const char *fmt, ...)
-{
-	char cmd[PATH_MAX * 4];
-	size_t got = 0, n;
-	va_list ap;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	while (got < len - 1 && (n = fread(buf + got, 1, len - 1 - got, f)) > 0)
-		got += n;
-	buf[got] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 /* A publisher of the lines written to *@in: `shmbus pub QUEUE` with
  * libshmbus from @libdir (LD_LIBRARY_PATH), or static-pub when @libdir is
  * NULL. */
@@ -155,7 +117,7 @@ static void copy_library(const char *dir, char *copy, size_t len)
 	assert_true(strlen(dir) + strlen(base) + 2 <= len);
 	assert_int_equal(mkdir(dir, 0755), 0);
 	sprintf(copy, "%s/%s", dir, base);
-	assert_int_equal(run("cp %s %s && ln -s %s %s/libshmbus.so.%d", real,
+	assert_int_equal(t_run("cp %s %s && ln -s %s %s/libshmbus.so.%d", real,
 			     copy, base, dir, SHMBUS_VERSION_MAJOR), 0);
 }
 
@@ -189,7 +151,7 @@ static void test_every_copy(void **state)
 		SKIP_OR_FAIL("needs root to load BPF programs");
 	if (access("/sys/kernel/btf/vmlinux", R_OK))
 		SKIP_OR_FAIL("the kernel has no BTF");
-	if (run("command -v bpftool >/dev/null"))
+	if (t_run("command -v bpftool >/dev/null"))
 		SKIP_OR_FAIL("no bpftool");
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/shmbus-test-mon-%d",
 		 (int)getpid());
@@ -212,7 +174,7 @@ static void test_every_copy(void **state)
 	/* only our processes; the copy through a hard link too, and our own
 	 * library through its symlink: one attachment each all the same */
 	snprintf(own, sizeof(own), "%s/lib/libshmbus.so", build);
-	rc = capture(out, sizeof(out), "%s monitor start --pin-dir %s --pid %d "
+	rc = t_capture(out, sizeof(out), "%s monitor start --pin-dir %s --pid %d "
 		     "--pid %d --pid %d --lib %s --lib %s 2>&1", cli, pin_dir,
 		     (int)getpid(), (int)dyn, (int)sta, hard, own);
 	print_message("%s", out);
@@ -245,14 +207,14 @@ static void test_every_copy(void **state)
 	n_self = fd >= 0 ? published(fd, bus, "mon.self") : 0;
 	if (fd >= 0)
 		close(fd);
-	rc = capture(out, sizeof(out), "%s monitor status --pin-dir %s", cli,
+	rc = t_capture(out, sizeof(out), "%s monitor status --pin-dir %s", cli,
 		     pin_dir);
 	print_message("%s", out);
-	assert_int_equal(capture(names_out, sizeof(names_out),
+	assert_int_equal(t_capture(names_out, sizeof(names_out),
 				 "bpftool -j map dump pinned %s/names",
 				 pin_dir), 0);
 	/* stop before any check can fail and leave the probes attached */
-	assert_int_equal(run("%s monitor stop --pin-dir %s >/dev/null", cli,
+	assert_int_equal(t_run("%s monitor stop --pin-dir %s >/dev/null", cli,
 			     pin_dir), 0);
 	assert_int_equal(rc, 0);
 	assert_true(fd >= 0);
@@ -308,10 +270,10 @@ static void test_every_copy(void **state)
 	/* --lib to a file without probes: said, with the file and why; the
 	 * monitor starts with the others, and exits 1 */
 	snprintf(none, sizeof(none), "%s/noprobes", t_dir);
-	assert_int_equal(run("cp /bin/true %s", none), 0);
-	rc = capture(out, sizeof(out), "%s monitor start --pin-dir %s --pid %d "
+	assert_int_equal(t_run("cp /bin/true %s", none), 0);
+	rc = t_capture(out, sizeof(out), "%s monitor start --pin-dir %s --pid %d "
 		     "--lib %s 2>&1", cli, pin_dir, (int)getpid(), none);
-	assert_int_equal(run("%s monitor stop --pin-dir %s >/dev/null", cli,
+	assert_int_equal(t_run("%s monitor stop --pin-dir %s >/dev/null", cli,
 			     pin_dir), 0);
 	print_message("%s", out);
 	assert_int_equal(rc, 1);
@@ -329,7 +291,7 @@ static int stop_all(void **state)
 {
 	(void)state;
 	if (pin_dir[0])
-		run("%s monitor stop --pin-dir %s >/dev/null", cli, pin_dir);
+		t_run("%s monitor stop --pin-dir %s >/dev/null", cli, pin_dir);
 	for (int i = 0; i < nkids; i++)
 		kill(kids[i], SIGKILL);
 	return 0;

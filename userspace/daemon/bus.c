@@ -307,19 +307,27 @@ void buses_conn_gone(struct daemon *d, uint32_t conn_id)
 	}
 }
 
+/* What the daemon holds of @b besides its record, let go of, and the
+ * record freed: its journals synced and closed, grace periods and timers
+ * dropped (the arena is left as it is), seat eventfds closed. */
+static void bus_teardown(struct dbus *b)
+{
+	durable_bus_free(b);
+	defer_drop(b);
+	timers_drop(b, UINT32_MAX);
+	for (uint32_t i = 0; i < b->arena.max_queues; i++)
+		if (b->queues[i].seat_fds)
+			seats_close(&b->queues[i]);
+	bus_destroy(b);
+}
+
 void buses_free(struct daemon *d)
 {
 	while (d->buses) {
 		struct dbus *b = d->buses;
 
 		d->buses = b->next;
-		durable_bus_free(b);
-		defer_drop(b);
-		timers_drop(b, UINT32_MAX);
-		for (uint32_t i = 0; i < b->arena.max_queues; i++)
-			if (b->queues[i].seat_fds)
-				seats_close(&b->queues[i]);
-		bus_destroy(b);
+		bus_teardown(b);
 	}
 }
 
@@ -363,16 +371,10 @@ void bus_delete(struct daemon *d, struct dbus *b,
 	if (durable)
 		statedir_bus_remove(b);
 	fdstore_bus_gone(d, b);
-	durable_bus_free(b);
-	defer_drop(b);
-	timers_drop(b, UINT32_MAX);
-	for (uint32_t i = 0; i < b->arena.max_queues; i++)
-		if (b->queues[i].seat_fds)
-			seats_close(&b->queues[i]);
 	quota_release(owner, Q_BUSES, 1);
 	quota_release(owner, Q_BYTES, b->arena.size);
 	log_info("bus %u:%s deleted: %u queues, %u members detached, %llu "
 		 "bytes freed", owner, b->name, rep->queues, rep->members,
 		 (unsigned long long)rep->arena_size);
-	bus_destroy(b);
+	bus_teardown(b);
 }

@@ -120,12 +120,8 @@ static int open_request(struct sbc_bus_open *req, const char *name,
 	return 0;
 }
 
-/*
- * Connect to the daemon at @opts' socket, or the default one, starting the
- * daemon if its socket is absent (unless SHMBUS_OPEN_NOSTART).
- */
-static int open_connect(struct shmbus *bus,
-			const struct shmbus_open_opts *opts)
+int client_connect_opts(struct client *c,
+			const struct shmbus_open_opts *opts, bool autostart)
 {
 	const char *sock = OPTS_GET(opts, socket_path, NULL);
 	int timeout = OPTS_GET(opts, connect_timeout_ms, 0);
@@ -140,8 +136,9 @@ static int open_connect(struct shmbus *bus,
 			return err;
 		sock = path;
 	}
-	err = client_connect(&bus->conn, sock, timeout,
-			     !(OPTS_GET(opts, flags, 0) & SHMBUS_OPEN_NOSTART));
+	if (OPTS_GET(opts, flags, 0) & SHMBUS_OPEN_NOSTART)
+		autostart = false;
+	err = client_connect(c, sock, timeout, autostart);
 	if (err)
 		pr_warn("cannot reach shmbusd at %s: %s", sock, strerror(-err));
 	return err;
@@ -273,7 +270,7 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	bus->pid = getpid();
 	pthread_mutex_init(&bus->reply_lock, NULL);
 	memcpy(bus->name, req.name, sizeof(bus->name));
-	err = open_connect(bus, opts);
+	err = client_connect_opts(&bus->conn, opts, true);
 	if (err)
 		goto fail_conn;
 	err = open_map(bus, &req, &cookie, &token);

@@ -10,29 +10,6 @@
 #include "client.h"
 #include "internal.h"
 
-/* Connect and HELLO to the daemon @opts names (its socket, timeout),
- * starting it only with @autostart and without SHMBUS_OPEN_NOSTART. */
-static int connect_bare(struct client *c, const struct shmbus_open_opts *opts,
-			bool autostart)
-{
-	const char *sock = OPTS_GET(opts, socket_path, NULL);
-	int timeout = OPTS_GET(opts, connect_timeout_ms, 0);
-	char path[108];
-	int err;
-
-	if (timeout <= 0)
-		timeout = 5000;
-	if (!sock) {
-		err = shmbus_socket_path(path, sizeof(path));
-		if (err)
-			return err;
-		sock = path;
-	}
-	if (OPTS_GET(opts, flags, 0) & SHMBUS_OPEN_NOSTART)
-		autostart = false;
-	return client_connect(c, sock, timeout, autostart);
-}
-
 static void entry_of(struct shmbus_bus_entry *out,
 		     const struct sbc_bus_entry *e)
 {
@@ -61,7 +38,7 @@ SHMBUS_API int shmbus__bus_list(const struct shmbus_open_opts *opts,
 	if ((!out && cap) || !OPTS_VALID(opts, shmbus_open_opts))
 		return -EINVAL;
 	/* a look never starts a daemon: none running, no bus in memory */
-	err = connect_bare(&c, opts, false);
+	err = client_connect_opts(&c, opts, false);
 	if (!err)
 		client_handshake_done(&c);
 	while (!err) {
@@ -115,7 +92,7 @@ SHMBUS_API int shmbus__bus_delete(const char *name, uint32_t flags,
 		req.flags |= SBC_DELETE_FORCE;
 	/* a persistent bus lives on disk while no daemon runs: the daemon
 	 * started here recovers it first */
-	err = connect_bare(&c, opts, true);
+	err = client_connect_opts(&c, opts, true);
 	if (!err) {
 		client_handshake_done(&c);
 		err = client_call(&c, SBC_BUS_DELETE, &req, sizeof(req), &rep,

@@ -70,6 +70,13 @@ int shmbus_default_socket_path(char *buf, size_t len);
  */
 int client_connect(struct client *c, const char *path, int timeout_ms,
 		   bool autostart);
+/* client_connect() to the daemon @opts names (socket_path, else the
+ * default; connect_timeout_ms, else 5 s), starting it with @autostart
+ * unless SHMBUS_OPEN_NOSTART. */
+struct shmbus_open_opts;
+int client_connect_opts(struct client *c,
+			const struct shmbus_open_opts *opts, bool autostart);
+
 /* The bus is open: exchanges wait SBC_REPLY_TIMEOUT_MS each from now. */
 void client_handshake_done(struct client *c);
 
