@@ -772,17 +772,23 @@ struct shmbus_pub_opts {
  *
  * Returns 0, or:
  *   -EMSGSIZE  len > the queue's msg_size
- *   -ENOBUFS   queue full (after the timeout, if any)
+ *   -ENOBUFS   queue full (after the timeout, if any); a full queue or an
+ *              empty pool never gives -ETIMEDOUT: the cause is returned
  *   -ENOMEM    no free chunk of a fitting size (after the timeout)
- *   -ETIMEDOUT never returned: a timeout reports the cause above
  *   -EIDRM     the queue was deleted
  *   -EUCLEAN   the arena is corrupt (a peer wrote garbage)
  *   -EBUSY     dedup_id: a publish of the same id is still under way (or
  *              its producer died and the daemon has not settled it yet)
  *              when the timeout ends
  *   -EOPNOTSUPP dedup_id on a queue without a dedup window
+ *   -ENOENT    reply_to names no queue
+ *   -ETIMEDOUT persistent queue: the confirm did not come within
+ *              confirm_timeout_ns; the message was published and may
+ *              still be confirmed
+ *   -ENOSPC, -EDQUOT, -EIO, ...  persistent queue: the daemon could not
+ *              journal a message of this producer; it was dropped
  *   -EINVAL    bad arguments or options
- * On any error nothing was published and nothing leaked.
+ * On any other error nothing was published and nothing leaked.
  * Messages of one producer are received in publish order.
  */
 SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
@@ -1174,8 +1180,8 @@ SHMBUS_API int32_t shmbus_msg__reply_status(const struct shmbus_msg *msg);
 
 /*
  * A request handler for shmbus_consumer__serve(): write the reply into
- * @reply (@cap bytes, the reply queue's msg_size at most) and return its
- * length; or return a negative errno to fail the request: the requester
+ * @reply (@cap bytes: 65536; a reply longer than the reply queue's
+ * msg_size is not delivered) and return its length; or return a negative errno to fail the request: the requester
  * gets an error reply at once, status the errno (-EREMOTEIO from
  * shmbus__request()), explained by the NUL-terminated text the handler
  * left in @reply (serve empties it before the call), or strerror's text
