@@ -1336,6 +1336,37 @@ static void test_capacity_visible(void **state)
 	assert_non_null(strstr(r.err, "--max-len: 1 to"));
 	result_free(&r);
 
+	/* a bus made to measure: the same queue fits */
+	r = cli_run(-1, -1, ARGS("--bus", "capbig", "bus", "create", "capbig",
+				 "--pools", "256:64,4K:65536", "--queues", "4",
+				 "--ring-size", "1M"));
+	print_message("%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "created bus capbig: "));
+	assert_non_null(strstr(r.out, "4 queues"));
+	assert_non_null(strstr(r.out, "pools: 64 x 256 bytes, 65536 x 4096 "
+				      "bytes\n"));
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("--bus", "capbig", "queue", "declare", "capq",
+				 "--max-len", "65536", "--msg-size", "4096"));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.err, "");
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("bus", "create", "capbig"));
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "bus 'capbig' exists"));
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("bus", "create", "capbad", "--pools",
+				 "4K:8,256:8"));
+	assert_int_equal(r.status, 1);	/* not ascending: the daemon says */
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("bus", "create", "capbad", "--pools", "4X:8"));
+	assert_int_equal(r.status, 2);
+	result_free(&r);
+	r = cli_run(-1, -1, ARGS("bus", "delete", "capbig"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+
 	assert_true(shmbus__queue_declare(bus, "capq", &qo) >= 0);
 	assert_int_equal(shmbus__queue_gauges(bus, "capq", &g), 0);
 	assert_int_equal(g.fit, want);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * bus.c - `shmbus bus list|info|delete`: the buses of the daemon, seen
- * and deleted without opening one (a look starts no daemon).
+ * bus.c - `shmbus bus list|info|create|delete`: the buses of the
+ * daemon, seen and deleted without opening one (a look starts no
+ * daemon), and one made with the size it needs.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,14 +21,23 @@ static void usage_bus(FILE *f)
 	fprintf(f,
 "usage: shmbus bus list [--json]\n"
 "       shmbus bus info [NAME] [--json]\n"
+"       shmbus bus create NAME [--pools PAYLOAD:COUNT,...] [--queues N]\n"
+"                              [--slots N] [--ring-size BYTES] [--mode MODE]\n"
 "       shmbus bus delete NAME [--force]\n"
 "\n"
-"The buses of the daemon at --socket, without opening one.\n"
+"The buses of the daemon at --socket.\n"
 "list:    every bus you may open (root: every bus), newest first: owner,\n"
 "         name, size, members (processes bound to it), queues (of them\n"
 "         durable), mode and creation time. Starts no daemon.\n"
 "info:    one bus (default: --bus): the same, and when you may open it,\n"
 "         its geometry and pools (chunks free per message size).\n"
+"create:  make your bus NAME with the size it needs (a bus made by its\n"
+"         first use takes the daemon's defaults): --pools, message\n"
+"         size classes, each the largest payload (K, M suffixes) and how\n"
+"         many such messages the bus holds at once, smallest first\n"
+"         (default 256:8192,4K:2048,64K:64); --queues (64), --slots\n"
+"         (handles, 256), --ring-size (ring storage, 1M), --mode (0600:\n"
+"         r may consume, w may publish). Fails if NAME exists.\n"
 "delete:  delete your bus NAME (with --owner USER: USER's; root only):\n"
 "         its queues and messages, and its durable queues' journals, go.\n"
 "         Refused while processes use it, naming them, unless --force:\n"
@@ -191,6 +201,90 @@ static void bus_info(const char *name, bool json)
 	free(e);
 }
 
+/* BYTES with an optional K, M or G (powers of 1024); die() naming @what. */
+static uint64_t parse_size(const char *what, const char *s)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno || *s == '-')
+		usage_die("%s: '%s' is not a size (BYTES, or with K, M, G)",
+			  what, s);
+	switch (*end) {
+	case 'K': v <<= 10; end++; break;
+	case 'M': v <<= 20; end++; break;
+	case 'G': v <<= 30; end++; break;
+	}
+	if (*end)
+		usage_die("%s: '%s' is not a size (BYTES, or with K, M, G)",
+			  what, s);
+	return v;
+}
+
+/* --pools PAYLOAD:COUNT,... into @o. */
+static void parse_pools(const char *arg, struct shmbus_open_opts *o)
+{
+	char buf[256], *save = NULL, *tok;
+
+	if (strlen(arg) >= sizeof(buf))
+		usage_die("--pools: too long");
+	strcpy(buf, arg);
+	o->nr_pools = 0;
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(tok, ':');
+		uint64_t payload;
+
+		if (!colon || o->nr_pools == 8)
+			usage_die("--pools: PAYLOAD:COUNT, up to 8 of them, "
+				  "not '%s'", tok);
+		*colon = '\0';
+		payload = parse_size("--pools", tok);
+		if (payload > UINT32_MAX)
+			usage_die("--pools: payload %s is too large", tok);
+		o->pools[o->nr_pools].payload = (uint32_t)payload;
+		o->pools[o->nr_pools].count =
+			(uint32_t)parse_num("--pools count", colon + 1,
+					    UINT32_MAX);
+		o->nr_pools++;
+	}
+	if (!o->nr_pools)
+		usage_die("--pools: at least one PAYLOAD:COUNT");
+}
+
+static void bus_create(const char *name, struct shmbus_open_opts *o)
+{
+	struct shmbus_pool_info pi;
+	struct shmbus_info bi;
+	struct shmbus *bus;
+
+	check_name("bus", name);
+	o->socket_path = cli_socket();
+	o->flags = SHMBUS_OPEN_EXCL;
+	bus = shmbus__open(name, o);
+	if (!bus && errno == EEXIST)
+		die("bus '%s' exists (shmbus bus info %s)", name, name);
+	if (!bus && (errno == EINVAL || errno == EDQUOT || errno == ENOMEM))
+		die_reason("cannot create bus: invalid or too large a "
+			   "geometry (pools ascending by payload, at least "
+			   "64 bytes, counts at least 1; --bus-max of the "
+			   "daemon)");
+	if (!bus)
+		die("cannot create bus '%s': %s", name, strerror(errno));
+	shmbus__info(bus, &bi);
+	printf("created bus %s: %llu bytes, %u queues, %u handles, mode "
+	       "%04o; pools:", name, (unsigned long long)bi.arena_size,
+	       bi.max_queues, bi.max_slots, bi.mode);
+	for (int i = 0; i < shmbus__pool_count(bus); i++)
+		if (!shmbus__pool_info(bus, (unsigned)i, &pi))
+			printf("%s %u x %u bytes", i ? "," : "", pi.chunks,
+			       pi.payload);
+	putchar('\n');
+	shmbus__close(bus);
+}
+
 static void bus_delete(const char *name, bool force)
 {
 	bool other;
@@ -221,14 +315,22 @@ static void bus_delete(const char *name, bool force)
 
 int cmd_bus(int argc, char **argv)
 {
-	static const char *const subs[] = { "list", "info", "delete", NULL };
+	static const char *const subs[] = { "list", "info", "create", "delete",
+					    NULL };
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "pools", required_argument, NULL, 'p' },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "slots", required_argument, NULL, 's' },
+		{ "ring-size", required_argument, NULL, 'r' },
+		{ "mode", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool json = false, force = false, other;
+	SHMBUS_OPTS(shmbus_open_opts, co);
+	bool json = false, force = false, geometry = false, other;
+	char *end;
 	const char *sub, *name;
 	int ret, opt;
 
@@ -239,12 +341,37 @@ int cmd_bus(int argc, char **argv)
 		switch (opt) {
 		case 'j': json = true; break;
 		case 'f': force = true; break;
+		case 'p': parse_pools(optarg, &co); geometry = true; break;
+		case 'q':
+			co.max_queues = (uint32_t)parse_num("--queues", optarg,
+							    UINT32_MAX);
+			geometry = true;
+			break;
+		case 's':
+			co.max_slots = (uint32_t)parse_num("--slots", optarg,
+							   UINT32_MAX);
+			geometry = true;
+			break;
+		case 'r':
+			co.ring_bytes = parse_size("--ring-size", optarg);
+			geometry = true;
+			break;
+		case 'm':
+			co.mode = (uint32_t)strtoul(optarg, &end, 8);
+			if (*end || end == optarg || co.mode > 0777)
+				usage_die("--mode: an octal mode up to 0777, "
+					  "not '%s'", optarg);
+			geometry = true;
+			break;
 		case 'h': usage_bus(stdout); return 0;
 		default: usage_bus(stderr); return EXIT_USAGE;
 		}
 	}
 	if (force && strcmp(sub, "delete"))
 		usage_die("--force goes with delete");
+	if (geometry && strcmp(sub, "create"))
+		usage_die("--pools, --queues, --slots, --ring-size and --mode "
+			  "go with create");
 	if (json && !strcmp(sub, "delete"))
 		usage_die("--json goes with list and info");
 	if (!strcmp(sub, "list")) {
@@ -264,7 +391,14 @@ int cmd_bus(int argc, char **argv)
 		return 0;
 	}
 	if (optind + 1 != argc)
-		usage_die("delete needs exactly one bus NAME");
+		usage_die("%s needs exactly one bus NAME", sub);
+	if (!strcmp(sub, "create")) {
+		if (cli_owner(&other), other)
+			usage_die("a bus is created in your own namespace "
+				  "only: no --owner");
+		bus_create(argv[optind], &co);
+		return 0;
+	}
 	bus_delete(argv[optind], force);
 	return 0;
 }

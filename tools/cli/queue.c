@@ -204,7 +204,9 @@ static void capacity_note(struct shmbus *bus, const char *name)
 	fprintf(stderr, "shmbus: queue: note: '%s' takes %u messages, but "
 		"bus '%s' holds %llu of up to %u bytes at once (all its queues "
 		"together; shmbus bus info shows its pools): past that, a "
-		"publish waits for memory, not for room\n", esc(name),
+		"publish waits for memory, not for room (a bus made with "
+		"shmbus bus create --pools holds what you give it)\n",
+		esc(name),
 		qi.capacity, esc(shmbus__name(bus)),
 		(unsigned long long)g.fit, qi.msg_size);
 }
