@@ -17,7 +17,9 @@
 
 struct obs_row {
 	uint32_t bus, qid;
-	char bus_name[64];		/* "" when only BPF knows the row */
+	char bus_name[96];		/* its label (OWNER:NAME: 31 + 1 +
+					 * 63 bytes); "" when only BPF knows
+					 * the row */
 	char name[64];			/* queue name, "" likewise */
 	bool arena;			/* info is valid */
 	struct shmbus_queue_info info;
@@ -33,7 +35,7 @@ struct obs_row {
 /* A bus read, for what it has besides its queues' rows. */
 struct obs_bus {
 	uint32_t id;
-	char name[64];			/* its label: NAME, or OWNER:NAME for
+	char name[96];			/* its label: NAME, or OWNER:NAME for
 					 * another user's bus */
 	struct shmbus_bus_journal_info bj;	/* its syncs, its recovery */
 	int nr_pools;
@@ -48,7 +50,7 @@ struct obs {
 	bool bus;			/* a bus was read: the next three are
 					 * the first one's */
 	uint32_t bus_id;
-	char bus_name[64];
+	char bus_name[96];
 	struct shmbus_bus_journal_info bj;
 	bool bpf;			/* the pinned maps could be read */
 	char bpf_why[PATH_MAX + 64];		/* why not, when !bpf */

@@ -704,6 +704,22 @@ static void test_reply_exec_error(void **state)
 	assert_int_equal(qi.stat[SHMBUS_STAT_NACKED], 1);	/* the 75 */
 	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 0);
 	assert_int_equal(info(bus, "rqe-dlq").depth, 1);
+	/* an explanation larger than a reply: cut, the status arrives */
+	kid = cli_spawnv(-1, -1, -1, ARGS("reply", "rqe", "--exec",
+					  "seq 1 3000; exit 3", "--errors",
+					  "reply", "-n", "1"));
+	for (int i = 0; i < 2000 && info(bus, "rqe").consumers == 0; i++)
+		usleep(1000);
+	t0 = t_now_ns();
+	r = cli_run(-1, -1, ARGS("req", "rqe", "ping", "--timeout", "10"));
+	print_message("req to a --exec that fails with 14 KB of output: exit "
+		      "%d after %.0f ms, %zu bytes of message\n", r.status,
+		      (t_now_ns() - t0) / 1e6, strlen(r.err));
+	assert_int_equal(r.status, 1);
+	assert_true(t_now_ns() - t0 < 5000 * 1000000LL);
+	assert_non_null(strstr(r.err, "answered with error status 3: 1\\x0a2"));
+	result_free(&r);
+	assert_int_equal(t_wait(kid, 10000), 0);
 	r = cli_run(-1, -1, ARGS("reply", "rqe", "--exec", "true", "--errors",
 				 "later"));
 	assert_int_equal(r.status, 2);

@@ -647,6 +647,67 @@ static void test_blocked_syncs(void **st)
 	daemon_kill(d);
 }
 
+/* Is the state directory's entry for bus @name of our uid there? */
+static bool bus_dir_exists(const char *name)
+{
+	char dir[PATH_MAX + 80];
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s/%u/%s", state, (unsigned)geteuid(),
+		 name);
+	return !stat(dir, &st);
+}
+
+/*
+ * A bus with durable queues, deleted: its state directory goes (journals,
+ * bus.conf), and a restarted daemon does not make it again. Likewise a
+ * bus whose last durable queue was deleted, the bus itself kept: no
+ * bus.conf stays behind to bring it back empty after a restart.
+ */
+static void test_bus_delete_durable(void **st)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE);
+	SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = t_sock,
+		    .flags = SHMBUS_OPEN_NOSTART);
+	struct shmbus_bus_entry e[16];
+	struct shmbus_producer *p;
+	struct shmbus *bus, *kept;
+	pid_t d;
+	int v = 1, n;
+
+	(void)st;
+	d = daemon_start();
+	bus = bus_open();
+	declare(bus, "dq", &qo);
+	declare(bus, "plain", NULL);
+	p = shmbus_producer__new(bus, "dq", NULL);
+	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL), 0);
+	shmbus_producer__free(p);
+	kept = shmbus__open("dur.kept", &oo);
+	assert_non_null(kept);
+	declare(kept, "kq", &qo);
+	assert_true(bus_dir_exists(BUS));
+	assert_true(bus_dir_exists("dur.kept"));
+	/* the last durable queue of dur.kept goes: its directory too */
+	assert_int_equal(shmbus__queue_delete(kept, "kq"), 0);
+	assert_false(bus_dir_exists("dur.kept"));
+	shmbus__close(kept);
+	shmbus__close(bus);
+	assert_int_equal(shmbus__bus_delete(BUS, 0, &oo, NULL), 0);
+	assert_false(bus_dir_exists(BUS));
+	daemon_kill(d);
+	d = daemon_start();
+	n = shmbus__bus_list(&oo, e, 16);
+	assert_true(n >= 0);
+	for (int i = 0; i < n && i < 16; i++) {
+		print_message("after the restart: bus %s\n", e[i].name);
+		assert_string_not_equal(e[i].name, BUS);
+		assert_string_not_equal(e[i].name, "dur.kept");
+	}
+	daemon_kill(d);
+}
+
 /*
  * Segments go once everything in them is settled: 5000 messages through
  * 64 KiB segments, all acked, leave the journal a segment or two.
@@ -1219,6 +1280,7 @@ int main(void)
 		cmocka_unit_test_setup(test_segments_deleted, fresh),
 		cmocka_unit_test_setup(test_order_full_queue, fresh),
 		cmocka_unit_test_setup(test_blocked_syncs, fresh),
+		cmocka_unit_test_setup(test_bus_delete_durable, fresh),
 		cmocka_unit_test_setup(test_damaged_journal, fresh),
 		cmocka_unit_test_setup(test_full_disk, fresh),
 		cmocka_unit_test_setup(test_bad_queue_conf, fresh),

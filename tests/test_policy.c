@@ -458,6 +458,29 @@ static void test_metrics_buses(void **state)
 	/* a family's HELP once, whatever the number of buses */
 	assert_null(strstr(strstr(shared, "# HELP shmbus_depth ") + 1,
 			   "# HELP shmbus_depth "));
+	/* another user's bus of a long name: the whole OWNER:NAME label,
+	 * two of them apart */
+	{
+		char la[80], lb[80], want[160];
+
+		memset(la, 'x', 60);
+		la[60] = 'A';
+		la[61] = '\0';
+		memcpy(lb, la, 62);
+		lb[60] = 'B';
+		if (CLI(NOBODY, "--bus", la, "queue", "declare", "lq") ||
+		    CLI(NOBODY, "--bus", lb, "queue", "declare", "lq"))
+			fail_msg("nobody's declare: %s", shared);
+		assert_int_equal(CLI(0, "metrics"), 0);
+		snprintf(want, sizeof(want), "shmbus_depth{bus=\"nobody:%s\","
+			 "queue=\"lq\"} 0\n", la);
+		assert_non_null(strstr(shared, want));
+		snprintf(want, sizeof(want), "shmbus_depth{bus=\"nobody:%s\","
+			 "queue=\"lq\"} 0\n", lb);
+		assert_non_null(strstr(shared, want));
+		assert_int_equal(CLI(NOBODY, "bus", "delete", la), 0);
+		assert_int_equal(CLI(NOBODY, "bus", "delete", lb), 0);
+	}
 	/* nobody: its own, never root's private buses */
 	assert_int_equal(CLI(NOBODY, "metrics"), 0);
 	assert_non_null(strstr(shared, "{bus=\"mb.own\",queue=\"oq\"}"));

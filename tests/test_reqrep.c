@@ -408,13 +408,19 @@ static void test_error_reply(void **state)
 	assert_int_equal(shmbus_consumer__receive_view(mine, &m, 1000 * MS), 0);
 	assert_int_equal(shmbus_msg__reply_status(&m), 0);
 	assert_int_equal(shmbus_consumer__ack(mine, &m), 0);
-	/* a status attribute that is no number */
+	/* a status attribute that is no number, or one with a NUL in it */
 	po.attrs = &bad;
 	po.nr_attrs = 1;
 	po.reply_to = NULL;
 	shmbus_producer__free(p);
 	p = shmbus_producer__new(bus, "errq.mine", NULL);
 	assert_non_null(p);
+	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), 0);
+	assert_int_equal(shmbus_consumer__receive_view(mine, &m, 1000 * MS), 0);
+	assert_int_equal(shmbus_msg__reply_status(&m), -EBADMSG);
+	assert_int_equal(shmbus_consumer__ack(mine, &m), 0);
+	bad.value = "1\0x";
+	bad.value_len = 3;
 	assert_int_equal(shmbus_producer__publish(p, "q", 1, &po), 0);
 	assert_int_equal(shmbus_consumer__receive_view(mine, &m, 1000 * MS), 0);
 	assert_int_equal(shmbus_msg__reply_status(&m), -EBADMSG);

@@ -335,7 +335,8 @@ static int32_t reply_status(const struct br_msg *m)
 
 		if (h->klen != n || memcmp(h->key, SHMBUS_REPLY_STATUS_ATTR, n))
 			continue;
-		if (!h->vlen || h->vlen >= sizeof(num))
+		if (!h->vlen || h->vlen >= sizeof(num) ||
+		    memchr(h->val, '\0', h->vlen))
 			return EBADMSG;
 		memcpy(num, h->val, h->vlen);
 		num[h->vlen] = '\0';

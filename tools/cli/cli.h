@@ -141,9 +141,9 @@ const char *esc_text(char *buf, size_t cap, const void *s, size_t len);
  * eight static buffers used in turn: for a row of a table. */
 const char *esc(const char *s);
 
-/* esc(@s) with each backslash and quote backslashed: the inside of a
- * JSON string or of a Prometheus label value. json_str() adds the
- * quotes. */
+/* esc(@s), up to 96 bytes of it, with each backslash and quote
+ * backslashed: the inside of a JSON string or of a Prometheus label
+ * value. json_str() adds the quotes. */
 void put_quoted(FILE *f, const char *s);
 void json_str(FILE *f, const char *s);
 

@@ -501,12 +501,27 @@ static void metrics_write(FILE *out, const struct obs *o, const char *dir)
 	}
 }
 
+/* A bus's label: NAME for our own, OWNER:NAME (the user's name, else
+ * the uid) for another user's. */
+static void label_of(char label[96], uint32_t owner, const char *name)
+{
+	struct passwd *pw;
+
+	if (owner == (uint32_t)geteuid())
+		snprintf(label, 96, "%.63s", name);
+	else if ((pw = getpwuid(owner)))
+		snprintf(label, 96, "%.31s:%.63s", pw->pw_name, name);
+	else
+		snprintf(label, 96, "%u:%.63s", owner, name);
+}
+
 /* The buses to show: --bus (or --owner, or $SHMBUS_BUS) names one; else
  * every bus the
  * daemon lists for us, each labelled NAME, or OWNER:NAME when another
  * user's. Opened read-only; one that cannot be opened (deleted since,
  * or not ours to read) is left out. Returns how many are in @buses. */
-static int open_buses(struct shmbus **buses, char (*labels)[96], int cap)
+static int open_buses(struct shmbus **buses, char (*labels)[96], int cap,
+		      char *note, size_t nlen)
 {
 	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket());
 	struct shmbus_bus_entry e[64];
@@ -514,33 +529,31 @@ static int open_buses(struct shmbus **buses, char (*labels)[96], int cap)
 	int n, k = 0;
 
 	if (cli_bus(&other) || other || getenv("SHMBUS_BUS")) {
+		struct shmbus_info bi;
+
 		buses[0] = cli_open_bus_ro(false);
 		if (!buses[0])
 			return 0;
-		snprintf(labels[0], sizeof(labels[0]), "%.63s",
-			 shmbus__name(buses[0]));
+		shmbus__info(buses[0], &bi);
+		label_of(labels[0], bi.owner_uid, shmbus__name(buses[0]));
 		return 1;
 	}
 	n = shmbus__bus_list(&o, e, 64);
+	if (n < 0)
+		snprintf(note, nlen, "# buses: not listed: %s\n",
+			 strerror(-n));
+	else if (n > 64)
+		snprintf(note, nlen, "# buses: %d more than the 64 shown\n",
+			 n - 64);
 	for (int i = 0; i < n && i < 64 && k < cap; i++) {
 		SHMBUS_OPTS(shmbus_open_opts, ro, .socket_path = cli_socket(),
 			    .flags = SHMBUS_OPEN_RDONLY | SHMBUS_OPEN_NOCREATE |
 				     SHMBUS_OPEN_NOSTART | SHMBUS_OPEN_OWNER,
 			    .owner_uid = e[i].owner_uid);
-		struct passwd *pw;
-
 		buses[k] = shmbus__open(e[i].name, &ro);
 		if (!buses[k])
 			continue;
-		if (e[i].owner_uid == (uint32_t)geteuid())
-			snprintf(labels[k], sizeof(labels[k]), "%.63s",
-				 e[i].name);
-		else if ((pw = getpwuid(e[i].owner_uid)))
-			snprintf(labels[k], sizeof(labels[k]), "%.31s:%.63s",
-				 pw->pw_name, e[i].name);
-		else
-			snprintf(labels[k], sizeof(labels[k]), "%u:%.63s",
-				 e[i].owner_uid, e[i].name);
+		label_of(labels[k], e[i].owner_uid, e[i].name);
 		k++;
 	}
 	return k;
@@ -553,9 +566,10 @@ static int render(const char *dir, char **buf, size_t *len)
 	static char labels[64][96];
 	const char *lp[64];
 	struct shmbus *buses[64];
+	char note[96] = "";
 	struct obs o;
 	FILE *out;
-	int n = open_buses(buses, labels, 64), err;
+	int n = open_buses(buses, labels, 64, note, sizeof(note)), err;
 
 	for (int i = 0; i < n; i++)
 		lp[i] = labels[i];
@@ -573,6 +587,7 @@ static int render(const char *dir, char **buf, size_t *len)
 		obs_free(&o);
 		return -errno;
 	}
+	fputs(note, out);
 	metrics_write(out, &o, dir);
 	obs_free(&o);
 	if (fclose(out))

@@ -77,7 +77,11 @@ const char *esc(const char *s)
 
 void put_quoted(FILE *f, const char *s)
 {
-	for (const char *p = esc(s); *p; p++) {
+	/* up to 96 bytes: a label of another user's bus, OWNER:NAME */
+	char buf[ESC_LEN(96)];
+
+	esc_text(buf, sizeof(buf), s, strnlen(s, 96));
+	for (const char *p = buf; *p; p++) {
 		if (*p == '\\' || *p == '"')
 			fputc('\\', f);
 		fputc(*p, f);

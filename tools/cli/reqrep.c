@@ -65,9 +65,14 @@ int cmd_req(int argc, char **argv)
 				 strlen(argv[optind + 1]), rep, sizeof(rep),
 				 &ro);
 	shmbus__close(bus);
-	if (n == -EREMOTEIO)
-		die("'%s' answered with error status %d: %.*s", argv[optind],
-		    ro.status, (int)MIN_U(ro.reply_len, sizeof(rep)), rep);
+	if (n == -EREMOTEIO) {
+		static char shown[ESC_LEN(512)];
+
+		/* the replier's text, escaped: it is not ours to trust */
+		die("'%s' answered with error status %d: %s", argv[optind],
+		    ro.status, esc_text(shown, sizeof(shown), rep,
+					MIN_U(ro.reply_len, 512)));
+	}
 	if (n == -EHOSTUNREACH)
 		die("no responders on '%s'", argv[optind]);
 	if (n == -ENOENT)
@@ -176,7 +181,14 @@ static int answer(struct shmbus_consumer *c, const struct shmbus_msg *m,
 		len = snprintf(buf, cap, "the reply (%zd bytes) is larger "
 			       "than the reply queue takes", len);
 	}
-	return shmbus_consumer__reply_error(c, m, *status, buf, (size_t)len);
+	/* an explanation larger than the reply queue takes is cut: the
+	 * status gets there in any case (else the request would come back
+	 * for ever) */
+	for (size_t n = (size_t)len;; n /= 2) {
+		err = shmbus_consumer__reply_error(c, m, *status, buf, n);
+		if (err != -EMSGSIZE || !n)
+			return err;
+	}
 }
 
 /*

@@ -18,7 +18,9 @@
  * fallocate()d up front: a shortage fails bus creation with -ENOMEM or
  * -EDQUOT, never a SIGBUS later and never the OOM killer.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,15 +336,19 @@ void buses_free(struct daemon *d)
 void bus_count_queues(const struct dbus *b, uint32_t *queues,
 		      uint32_t *durable)
 {
-	*queues = *durable = 0;
+	uint32_t n = 0, nd = 0;
+
 	for (uint32_t i = 0; i < b->arena.max_queues; i++) {
 		const struct dqueue *dq = &b->queues[i];
 
 		if (!dq->live || dq->kind == DQ_INTAKE)
 			continue;
-		(*queues)++;
-		*durable += dq->dur != NULL;
+		n++;
+		nd += dq->dur != NULL;
 	}
+	*queues = n;
+	if (durable)
+		*durable = nd;
 }
 
 void bus_delete(struct daemon *d, struct dbus *b,
@@ -350,9 +356,8 @@ void bus_delete(struct daemon *d, struct dbus *b,
 {
 	struct dbus **pp;
 	uid_t owner = b->owner_uid;
-	uint32_t durable;
 
-	bus_count_queues(b, &rep->queues, &durable);
+	bus_count_queues(b, &rep->queues, NULL);
 	rep->members = server_bus_members(b, NULL, 0);
 	rep->arena_size = b->arena.size;
 	/* first, so that a member whose connection closes below knows why
@@ -364,12 +369,23 @@ void bus_delete(struct daemon *d, struct dbus *b,
 		if (b->queues[i].live)
 			dqueue_delete(b, (int)i);
 	server_bus_evict(b, "its bus was deleted");
+	/* The memory goes now, not when the last member unmaps it: its
+	 * owner's bytes quota is released below, and a member could keep
+	 * a deleted bus's pages forever. The first page (the superblock,
+	 * which says "deleted") stays; a member that touches the rest
+	 * reads zeros, in pages of its own. */
+	if (b->arena.size > 4096 &&
+	    fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096,
+		      (off_t)(b->arena.size - 4096)) < 0)
+		log_warn("bus %u:%s: freeing its memory: %s", owner, b->name,
+			 strerror(errno));
 	for (pp = &d->buses; *pp && *pp != b; pp = &(*pp)->next)
 		;
 	if (*pp)
 		*pp = b->next;
-	if (durable)
-		statedir_bus_remove(b);
+	/* whether or not it has durable queues now: one it had may have
+	 * left its bus.conf, which would make the bus again at a start */
+	statedir_bus_remove(b);
 	fdstore_bus_gone(d, b);
 	quota_release(owner, Q_BUSES, 1);
 	quota_release(owner, Q_BYTES, b->arena.size);

@@ -567,10 +567,17 @@ int durable_declare(struct dbus *b, const struct peer *p,
 
 void durable_deleted(struct dbus *b, uint32_t qid)
 {
-	if ((b->queues[qid].kind == DQ_QUEUE ||
-	     b->queues[qid].kind == DQ_SUB) &&
-	    (b->queues[qid].dur || b->queues[qid].intake))
-		unpersist(b, qid, true);
+	if ((b->queues[qid].kind != DQ_QUEUE &&
+	     b->queues[qid].kind != DQ_SUB) ||
+	    (!b->queues[qid].dur && !b->queues[qid].intake))
+		return;
+	unpersist(b, qid, true);
+	/* the last one: the bus's directory goes too, or a start would
+	 * make the bus again from its bus.conf, with nothing in it */
+	for (uint32_t i = 0; i < b->arena.max_queues; i++)
+		if (b->queues[i].dur)
+			return;
+	statedir_bus_remove(b);
 }
 
 /* ---- dead-lettering out of a persistent queue ---------------------------- */

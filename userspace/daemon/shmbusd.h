@@ -465,7 +465,8 @@ void buses_free(struct daemon *d);
  */
 void bus_delete(struct daemon *d, struct dbus *b,
 		struct sbc_bus_delete_reply *rep);
-/* Live queues (topics, subscriptions) of @b, and of them persistent. */
+/* Live queues (topics, subscriptions) of @b, and of them persistent
+ * (@durable may be NULL). */
 void bus_count_queues(const struct dbus *b, uint32_t *queues,
 		      uint32_t *durable);
 /*

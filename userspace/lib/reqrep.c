@@ -254,7 +254,7 @@ SHMBUS_API int32_t shmbus_msg__reply_status(const struct shmbus_msg *msg)
 
 	if (shmbus_msg__attr(msg, SHMBUS_REPLY_STATUS_ATTR, &v, &len))
 		return 0;
-	if (!len || len >= sizeof(num))
+	if (!len || len >= sizeof(num) || memchr(v, '\0', len))
 		return -EBADMSG;
 	memcpy(num, v, len);
 	num[len] = '\0';
@@ -473,11 +473,20 @@ int pub_reply_to(const struct shmbus *bus, const char *name,
 static int serve_error(struct shmbus_consumer *c, const struct shmbus_msg *m,
 		       int err, char *buf, size_t cap)
 {
+	size_t len;
+	int r;
+
 	buf[cap - 1] = '\0';
 	if (!buf[0])
 		snprintf(buf, cap, "%s", strerror(err));
-	return shmbus_consumer__reply_error(c, m, err > 0 ? err : EIO, buf,
-					    strlen(buf));
+	/* an explanation larger than the reply queue takes is cut: the
+	 * status gets there in any case */
+	for (len = strlen(buf);; len /= 2) {
+		r = shmbus_consumer__reply_error(c, m, err > 0 ? err : EIO,
+						 buf, len);
+		if (r != -EMSGSIZE || !len)
+			return r;
+	}
 }
 
 SHMBUS_API int shmbus_consumer__serve(struct shmbus_consumer *c,
