@@ -525,6 +525,58 @@ unlock:
 	return err;
 }
 
+static long shmbus_unwatch(struct shmbus_file *sf, void __user *arg)
+{
+	struct shmbus_kmod_watch req;
+	struct shmbus_rec *r, *tmp;
+	struct shmbus_watch *w, *found = NULL;
+	struct inode *inode;
+	struct shmbus_bus *b;
+	LIST_HEAD(drop);
+	struct fd f;
+	long err;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags)
+		return -EINVAL;
+	err = shmbus_arena(req.arena_fd, &f, &inode);
+	if (err)
+		return err;
+	mutex_lock(&shmbus_lock);
+	b = shmbus_bus_find(inode);
+	if (b && b->watcher == sf)
+		list_for_each_entry(w, &sf->watches, node)
+			if (w->bus == b) {
+				found = w;
+				break;
+			}
+	if (!found) {
+		err = -ENOENT;
+		goto unlock;
+	}
+	/* the records read() has not taken yet name the bus: they go
+	 * first, nobody will ask for them */
+	spin_lock(&sf->qlock);
+	list_for_each_entry_safe(r, tmp, &sf->records, node)
+		if (r->bus == b)
+			list_move(&r->node, &drop);
+	spin_unlock(&sf->qlock);
+	list_for_each_entry_safe(r, tmp, &drop, node) {
+		list_del(&r->node);
+		shmbus_free(r);
+	}
+	b->watcher = NULL;
+	list_del(&found->node);
+	sf->nwatches--;
+	shmbus_bus_put(b);
+	shmbus_free(found);
+unlock:
+	mutex_unlock(&shmbus_lock);
+	fdput(f);
+	return err;
+}
+
 /* The watcher @sf is going: its buses keep their unread records for the
  * next watcher. Under shmbus_lock. */
 static void shmbus_unwatch_all(struct shmbus_file *sf)
@@ -665,6 +717,8 @@ static long shmbus_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return shmbus_attach(sf, uarg);
 	case SHMBUS_IOC_WATCH:
 		return shmbus_watch(sf, uarg);
+	case SHMBUS_IOC_UNWATCH:
+		return shmbus_unwatch(sf, uarg);
 	default:
 		return -ENOTTY;
 	}

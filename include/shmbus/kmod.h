@@ -116,5 +116,9 @@ struct shmbus_kmod_death {
 #define SHMBUS_IOC_WAKE		_IOW(SHMBUS_IOC_MAGIC, 3, struct shmbus_kmod_wake)
 #define SHMBUS_IOC_ATTACH	_IOW(SHMBUS_IOC_MAGIC, 4, struct shmbus_kmod_attach)
 #define SHMBUS_IOC_WATCH	_IOW(SHMBUS_IOC_MAGIC, 5, struct shmbus_kmod_watch)
+/* The watcher lets go of a bus (deleted): its unread records are dropped,
+ * and so is the module's hold on the arena. tag is not read. -ENOENT if
+ * this file does not watch it; -ENOTTY from a module older than it. */
+#define SHMBUS_IOC_UNWATCH	_IOW(SHMBUS_IOC_MAGIC, 6, struct shmbus_kmod_watch)
 
 #endif /* SHMBUS_KMOD_H */

@@ -338,6 +338,58 @@ static void test_death_notice(void)
 	close(a);
 }
 
+/*
+ * A bus let go of (deleted): unwatch drops its unread records and the
+ * watch, so another watcher may take the bus, and a watcher that
+ * watches and unwatches more buses than it may hold at once never runs
+ * out (a daemon whose users create and delete buses for ever).
+ */
+static void test_unwatch(void)
+{
+	int a = arena(), w = dev_open(), w2 = dev_open();
+	struct shmbus_kmod_watch wa = { .arena_fd = a, .tag = 9 };
+	struct shmbus_kmod_death d;
+	pid_t kid;
+
+	CHECK(IOC(w, SHMBUS_IOC_UNWATCH, &wa) == -ENOENT);
+	CHECK(IOC(w, SHMBUS_IOC_WATCH, &wa) == 0);
+	CHECK(IOC(w2, SHMBUS_IOC_UNWATCH, &wa) == -ENOENT);	/* not its */
+	/* a death unread when the bus goes: dropped with it */
+	kid = fork();
+	if (!kid) {
+		int dev = dev_open();
+		struct shmbus_kmod_attach at = { .arena_fd = a, .cookie = 3 };
+
+		_exit(IOC(dev, SHMBUS_IOC_ATTACH, &at) ? 1 : 0);
+	}
+	CHECK(waitpid(kid, NULL, 0) == kid);
+	usleep(100000);
+	CHECK(IOC(w, SHMBUS_IOC_UNWATCH, &wa) == 0);
+	CHECK(death(w, &d, 0) == -ETIMEDOUT);
+	wa.flags = 1;
+	CHECK(IOC(w, SHMBUS_IOC_UNWATCH, &wa) == -EINVAL);
+	wa.flags = 0;
+	/* free for another watcher now */
+	CHECK(IOC(w2, SHMBUS_IOC_WATCH, &wa) == 0);
+	CHECK(IOC(w2, SHMBUS_IOC_UNWATCH, &wa) == 0);
+	close(a);
+	/* more buses than a watcher may hold, one at a time */
+	for (int i = 0; i < 5000; i++) {
+		int b = arena();
+
+		wa.arena_fd = b;
+		if (IOC(w, SHMBUS_IOC_WATCH, &wa) ||
+		    IOC(w, SHMBUS_IOC_UNWATCH, &wa)) {
+			CHECK(!"watch and unwatch 5000 buses");
+			close(b);
+			break;
+		}
+		close(b);
+	}
+	close(w);
+	close(w2);
+}
+
 /* Deaths while no one watches wait for the next watcher; past the bound
  * they are dropped and the next record says so. */
 static void test_pending(void)
@@ -488,6 +540,7 @@ int main(int argc, char **argv)
 		{ "register_wake", test_register_wake },
 		{ "bad_args", test_bad_args },
 		{ "death_notice", test_death_notice },
+		{ "unwatch", test_unwatch },
 		{ "pending", test_pending },
 		{ "stress", test_stress },
 	};

@@ -387,6 +387,7 @@ void bus_delete(struct daemon *d, struct dbus *b,
 	 * left its bus.conf, which would make the bus again at a start */
 	statedir_bus_remove(b);
 	fdstore_bus_gone(d, b);
+	kmod_unwatch(b);
 	quota_release(owner, Q_BUSES, 1);
 	quota_release(owner, Q_BYTES, b->arena.size);
 	log_info("bus %u:%s deleted: %u queues, %u members detached, %llu "

@@ -75,6 +75,17 @@ void kmod_watch(struct dbus *b)
 			 "socket EOF", b->name, strerror(errno));
 }
 
+void kmod_unwatch(struct dbus *b)
+{
+	struct shmbus_kmod_watch w = { .arena_fd = b->fd };
+
+	/* a module older than the call keeps its hold until we exit */
+	if (kfd >= 0 && ioctl(kfd, SHMBUS_IOC_UNWATCH, &w) &&
+	    errno != ENOTTY)
+		log_warn("bus '%s': kernel module unwatch: %s", b->name,
+			 strerror(errno));
+}
+
 uint64_t kmod_cookie(void)
 {
 	uint64_t c = 0;

@@ -758,6 +758,8 @@ void leases_reset(struct shmbus_slot *s);
 int kmod_init(void);
 int kmod_fd(void);			/* -1 when not used */
 void kmod_watch(struct dbus *b);	/* death notice for a new bus */
+/* Bus @b was deleted: the module lets go of it and its records. */
+void kmod_unwatch(struct dbus *b);
 uint64_t kmod_cookie(void);		/* a connection's; 0 without kmod */
 /* Death records waiting: up to @max (cookie, pid) pairs; 0 if none. */
 int kmod_read(uint64_t *cookies, uint32_t *pids, int max);
