@@ -647,6 +647,57 @@ static void test_blocked_syncs(void **st)
 	daemon_kill(d);
 }
 
+/*
+ * More unsynced segments than one sync takes (it covers at most 8 files):
+ * 300 messages of 3000 bytes written into 12 segments of 64 KiB within
+ * one batch interval, then nothing more. Every one is confirmed: the sync
+ * that stopped short is followed by another, not left for a next write
+ * that never comes.
+ */
+static void test_sync_many_segments(void **st)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .sync = SHMBUS_SYNC_BATCH, .sync_interval_ns = NSEC_PER_SEC_T,
+		    .max_len = 4096, .msg_size = 3000);
+	SHMBUS_OPTS(shmbus_producer_opts, po,
+		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
+	static char body[3000];
+	struct shmbus_producer *p;
+	struct shmbus *bus;
+	int64_t t0;
+	pid_t d;
+	int err;
+
+	(void)st;
+	d = daemon_start_args("--segment-size", "64K");
+	bus = bus_open();
+	declare(bus, "segs", &qo);
+	p = shmbus_producer__new(bus, "segs", &po);
+	assert_non_null(p);
+	t0 = t_now_ns();
+	/* 12 flushes of 75 KB, each rolling a segment of its own, all
+	 * within the interval after the first sync */
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(shmbus_producer__publish(p, body, sizeof(body),
+							  NULL), 0);
+		if (i % 25 == 24)
+			usleep(20000);
+	}
+	err = shmbus_producer__confirm_wait(p, 10 * NSEC_PER_SEC_T);
+	usleep(300000);		/* the journal's numbers, as of now */
+	printf("300 x 3000 bytes into 64 KiB segments (%u of them, %llu "
+	       "bytes, %llu written): confirmed in %lld ms: %s\n",
+	       journal(bus, "segs").segments,
+	       (unsigned long long)journal(bus, "segs").bytes,
+	       (unsigned long long)journal(bus, "segs").written,
+	       (long long)((t_now_ns() - t0) / MS), strerror(-err));
+	assert_int_equal(err, 0);
+	assert_true(journal(bus, "segs").segments > 8);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	daemon_kill(d);
+}
+
 /* Is the state directory's entry for bus @name of our uid there? */
 static bool bus_dir_exists(const char *name)
 {
@@ -1281,6 +1332,7 @@ int main(void)
 		cmocka_unit_test_setup(test_order_full_queue, fresh),
 		cmocka_unit_test_setup(test_blocked_syncs, fresh),
 		cmocka_unit_test_setup(test_bus_delete_durable, fresh),
+		cmocka_unit_test_setup(test_sync_many_segments, fresh),
 		cmocka_unit_test_setup(test_damaged_journal, fresh),
 		cmocka_unit_test_setup(test_full_disk, fresh),
 		cmocka_unit_test_setup(test_bad_queue_conf, fresh),

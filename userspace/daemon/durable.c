@@ -674,12 +674,21 @@ static void sync_done(void *ctx, uint64_t token, struct jsync *js, int err,
 		 * hears so (their messages stay queued) */
 		log_err("bus %u:%s: journal %s: fdatasync: %s", b->owner_uid,
 			b->name, du->dir, strerror(-err));
+		/* ... and so do those who wait for records written while it
+		 * ran: after a failed sync nothing in the journal is durable
+		 * any more (journal_sync_end()), none will be confirmed */
 		for (size_t i = 0; i < du->npend; i++)
-			if (du->pend[i].pos <= js->pos)
-				du->pend[i].err = err;
-		pend_flush(b, du, js->pos);
+			du->pend[i].err = err;
+		pend_flush(b, du, UINT64_MAX);
 	} else {
 		pend_flush(b, du, journal_synced(du->j));
+		/* a sync covers at most JSYNC_FDS segments: the rest, and
+		 * what was written meanwhile, wants the next one now, not
+		 * at the next write */
+		if (journal_synced(du->j) < journal_written(du->j) &&
+		    b->queues[qid].sync != SHMBUS_JSYNC_NEVER &&
+		    !du->dirty_since)
+			du->dirty_since = now_ns();
 	}
 	/* what was written while it ran: group commit goes on at once, not
 	 * at the next tick */
