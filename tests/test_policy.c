@@ -380,6 +380,8 @@ static void test_bus_cli(void **state)
 			     "cb.shared"), 0);
 	assert_non_null(strstr(shared, "members:  1 processes"));
 	assert_non_null(strstr(shared, "pool 0:"));
+	assert_int_equal(CLI(NOBODY, "bus", "info", "root:cb.shared"), 0);
+	assert_non_null(strstr(shared, "pool 0:"));
 	assert_int_equal(CLI(NOBODY, "--owner", "0", "bus", "info",
 			     "cb.root"), 1);
 	assert_non_null(strstr(shared, "no bus 'cb.root'"));
@@ -390,8 +392,7 @@ static void test_bus_cli(void **state)
 	assert_non_null(strstr(shared, "not yours to delete"));
 	assert_int_equal(CLI(NOBODY, "bus", "delete", "cb.own"), 0);
 	assert_non_null(strstr(shared, "deleted bus cb.own: 1 queue"));
-	assert_int_equal(CLI(0, "--owner", "nobody", "bus", "delete",
-			     "cb.own2"), 0);
+	assert_int_equal(CLI(0, "bus", "delete", "nobody:cb.own2"), 0);
 	assert_int_equal(CLI(0, "bus", "delete", "cb.shared"), 1);
 	assert_non_null(strstr(shared, "has 1 member"));
 	assert_int_equal(CLI(0, "bus", "delete", "cb.root"), 0);

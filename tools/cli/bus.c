@@ -20,10 +20,10 @@ static void usage_bus(FILE *f)
 {
 	fprintf(f,
 "usage: shmbus bus list [--json]\n"
-"       shmbus bus info [NAME] [--json]\n"
+"       shmbus bus info [[USER:]NAME] [--json]\n"
 "       shmbus bus create NAME [--pools PAYLOAD:COUNT,...] [--queues N]\n"
 "                              [--slots N] [--ring-size BYTES] [--mode MODE]\n"
-"       shmbus bus delete NAME [--force]\n"
+"       shmbus bus delete [USER:]NAME [--force]\n"
 "\n"
 "The buses of the daemon at --socket.\n"
 "list:    every bus you may open (root: every bus), newest first: owner,\n"
@@ -38,10 +38,42 @@ static void usage_bus(FILE *f)
 "         (default 256:8192,4K:2048,64K:64); --queues (64), --slots\n"
 "         (handles, 256), --ring-size (ring storage, 1M), --mode (0600:\n"
 "         r may consume, w may publish). Fails if NAME exists.\n"
-"delete:  delete your bus NAME (with --owner USER: USER's; root only):\n"
+"delete:  delete your bus NAME (USER:NAME, or --owner USER: USER's; root\n"
+"         only):\n"
 "         its queues and messages, and its durable queues' journals, go.\n"
 "         Refused while processes use it, naming them, unless --force:\n"
 "         their handles then find their queues deleted (EIDRM).\n");
+}
+
+/* A bus NAME argument, or USER:NAME for another user's (as --bus takes
+ * it): the name in @name, and the owner in *@owner with *@other set,
+ * else --owner's. */
+static void bus_arg(const char *arg, char name[64], uint32_t *owner,
+		    bool *other)
+{
+	const char *colon = strchr(arg, ':');
+	char user[64];
+
+	*owner = cli_owner(other);
+	if (!colon) {
+		snprintf(name, 64, "%s", arg);
+		check_name("bus", name);
+		return;
+	}
+	if ((size_t)(colon - arg) >= sizeof(user) || colon == arg)
+		usage_die("invalid bus '%s' (want [USER:]NAME)", arg);
+	memcpy(user, arg, (size_t)(colon - arg));
+	user[colon - arg] = '\0';
+	{
+		struct passwd *pw = getpwnam(user);
+
+		*owner = pw ? pw->pw_uid :
+			 (uint32_t)parse_num("user (name or uid)", user,
+					     UINT32_MAX - 1);
+	}
+	*other = true;
+	snprintf(name, 64, "%s", colon + 1);
+	check_name("bus", name);
 }
 
 /* Every bus the daemon shows us (free() it), or a one-line error. */
@@ -155,15 +187,17 @@ static int pools_of(const struct shmbus_bus_entry *b,
 	return n < cap ? n : cap;
 }
 
-static void bus_info(const char *name, bool json)
+static void bus_info(const char *arg, bool json)
 {
 	bool other;
-	uint32_t owner = cli_owner(&other);
+	uint32_t owner;
+	char name[64];
 	struct shmbus_pool_info pi[8];
 	const struct shmbus_bus_entry *b = NULL;
 	struct shmbus_bus_entry *e;
 	int n, np;
 
+	bus_arg(arg, name, &owner, &other);
 	e = bus_entries(&n);
 	for (int i = 0; i < n && !b; i++)
 		if (!strcmp(e[i].name, name) &&
@@ -285,17 +319,20 @@ static void bus_create(const char *name, struct shmbus_open_opts *o)
 	shmbus__close(bus);
 }
 
-static void bus_delete(const char *name, bool force)
+static void bus_delete(const char *arg, bool force)
 {
-	bool other;
-	uint32_t owner = cli_owner(&other);
-	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket(),
-		    .flags = other ? SHMBUS_OPEN_OWNER : 0,
-		    .owner_uid = other ? owner : 0);
+	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = cli_socket());
 	struct shmbus_bus_entry was;
+	uint32_t owner;
+	char name[64];
+	bool other;
 	int err;
 
-	check_name("bus", name);
+	bus_arg(arg, name, &owner, &other);
+	if (other) {
+		o.flags = SHMBUS_OPEN_OWNER;
+		o.owner_uid = owner;
+	}
 	err = shmbus__bus_delete(name, force ? SHMBUS_BUS_DELETE_FORCE : 0,
 				 &o, &was);
 	if (err == -ENOENT)
@@ -386,7 +423,6 @@ int cmd_bus(int argc, char **argv)
 		name = optind < argc ? argv[optind] : cli_bus(&other);
 		name = name ? name : getenv("SHMBUS_BUS");
 		name = name && *name ? name : "default";
-		check_name("bus", name);
 		bus_info(name, json);
 		return 0;
 	}
