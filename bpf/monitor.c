@@ -410,6 +410,36 @@ static void on_term(int sig)
 	stopping = 1;
 }
 
+/* Close what the holder inherited and does not need: the caller's pipes,
+ * sockets and files (a shell pipeline would otherwise never see EOF, a
+ * test's publisher its stdin close). What it needs are the BPF objects
+ * and the perf events of its uprobes, anonymous inodes all. */
+static void close_inherited(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[64], link[64];
+		int fd = atoi(de->d_name);
+		ssize_t n;
+
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (!strncmp(link, "anon_inode:", 11))
+			continue;
+		close(fd);
+	}
+	closedir(d);
+}
+
 /* The holder's life, from fork() to SIGTERM. The pins are not its to
  * remove: monitor_stop() does, after it is gone. */
 __attribute__((noreturn))
@@ -434,6 +464,7 @@ static void hold(struct monitor *m)
 	    !freopen("/dev/null", "w", stdout) ||
 	    !freopen("/dev/null", "w", stderr))
 		_exit(1);
+	close_inherited();
 	while (!stopping)
 		pause();
 	unlink(pidfile);
