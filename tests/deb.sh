@@ -8,8 +8,9 @@
 #  - lintian finds no error and no warning but the maintainer address's
 #    (what it says at lower levels is printed);
 #  - in a fresh minimal Debian root (debootstrap, its tarball cached in
-#    $SHMBUS_DEB_CACHE, default /var/cache/shmbus-test), apt installs the
-#    three packages with their dependencies; shmbusd.socket is enabled;
+#    $SHMBUS_DEB_CACHE, default /var/cache/shmbus-test: tests/debroot.sh),
+#    apt installs the three packages with their dependencies;
+#    shmbusd.socket is enabled;
 #    shmbus autostarts the daemon and moves a message through a queue;
 #    the C example builds with pkg-config against the installed package
 #    and runs; every manual page is there; the packages remove cleanly.
@@ -17,8 +18,8 @@
 set -u
 B=${B:-build}
 MAKE=${MAKE:-make}
-CACHE=${SHMBUS_DEB_CACHE:-/var/cache/shmbus-test}
-SUITE=bookworm
+. tests/debroot.sh	# debroot_unpack, in_root, debroot_kill
+SUITE=$DEBROOT_SUITE
 passed=0
 failed=0
 root=""
@@ -35,10 +36,7 @@ cleanup() {
 	[ -n "$root" ] && [ -d "$root" ] || return 0
 	# the daemon the smoke test started (its root is the chroot), then
 	# the tree
-	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$root/r" ] &&
-			kill -9 "${p#/proc/}" 2>/dev/null
-	done
+	debroot_kill "$root/r"
 	rm -rf "$root"
 }
 trap cleanup EXIT
@@ -95,24 +93,8 @@ check "lintian: no error, no warning" [ $rc -eq 0 ]
 
 # ---- a fresh Debian root -----------------------------------------------------
 root=$(mktemp -d "${SHMBUS_TEST_TMP:-/tmp}/shmbus-deb-root-XXXXXX")
-tarball=$CACHE/$SUITE-minbase.tar
-mkdir -p "$CACHE"
 t0=$(date +%s)
-if [ ! -s "$tarball" ]; then
-	echo "debootstrap $SUITE (minbase), once: cached in $tarball"
-	if ! debootstrap --variant=minbase --make-tarball="$tarball.tmp" \
-		"$SUITE" "$root/tb" > "$B/deb/debootstrap.log" 2>&1; then
-		tail -20 "$B/deb/debootstrap.log"
-		bad "debootstrap --make-tarball"
-		finish
-	fi
-	mv "$tarball.tmp" "$tarball"
-	rm -rf "$root/tb"
-fi
-echo "debootstrap $SUITE (minbase) from $tarball"
-if ! debootstrap --variant=minbase --unpack-tarball="$tarball" "$SUITE" \
-	"$root/r" > "$B/deb/debootstrap.log" 2>&1; then
-	tail -20 "$B/deb/debootstrap.log"
+if ! debroot_unpack "$root/r" "$B/deb/debootstrap.log"; then
 	bad "debootstrap"
 	finish
 fi
@@ -123,22 +105,9 @@ mkdir -p "$R/debs"
 cp $debs "$R/debs/"
 cp examples/hello.c "$R/hello.c"
 
-# in the root, with its own /proc and /dev, in a mount namespace of its
-# own so that nothing stays mounted
-in_root() {
-	unshare -m sh -c '
-		mount -t proc proc "$0/proc" &&
-		mount --rbind /dev "$0/dev" &&
-		mount -t tmpfs tmpfs "$0/run" &&
-		mount -t tmpfs tmpfs "$0/tmp" &&
-		exec chroot "$0" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-			HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive sh -c "$1"
-	' "$R" "$1"
-}
-
 t0=$(date +%s)
 echo "apt: installing the packages and a C compiler in the root"
-if ! in_root 'apt-get -q update && apt-get -q install -y --no-install-recommends \
+if ! in_root "$R" 'apt-get -q update && apt-get -q install -y --no-install-recommends \
 	/debs/libshmbus0_*.deb /debs/libshmbus-dev_*.deb /debs/shmbus_*.deb \
 	gcc libc6-dev pkg-config' > "$B/deb/apt.log" 2>&1; then
 	tail -30 "$B/deb/apt.log"
@@ -161,7 +130,7 @@ check "manual pages${missing:+ (missing:$missing)}" [ -z "$missing" ]
 
 # the smoke test: as root in the root, the daemon autostarted from
 # /usr/bin/shmbusd (there is no systemd in a chroot)
-out=$(in_root '
+out=$(in_root "$R" '
 	set -e
 	shmbus --version
 	shmbus queue declare smoke
@@ -183,7 +152,7 @@ check "the example, built with pkg-config, runs against the package's library" \
 	sh -c "echo '$out' | grep -qE 'libshmbus.so.0 => (/usr)?/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/'"
 
 mkdir -p "$R/var/lib/shmbus/0"	# as root's daemon leaves it
-if in_root 'apt-get -q remove -y --purge shmbus libshmbus-dev libshmbus0' \
+if in_root "$R" 'apt-get -q remove -y --purge shmbus libshmbus-dev libshmbus0' \
 	> "$B/deb/remove.log" 2>&1 &&
    ! ls "$R"/usr/bin/shmbus* "$R"/usr/lib/*/libshmbus* >/dev/null 2>&1 &&
    [ ! -e "$R/var/lib/shmbus" ]; then
