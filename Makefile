@@ -14,7 +14,9 @@
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built;
 #                   ldconfig after it without DESTDIR); make uninstall
 #   make deb        Debian packages (debian/) in $(B)/deb; make test-deb
-#                   installs them into a fresh debootstrap root, tries them
+#                   installs them into a fresh debootstrap root, tries them;
+#                   make test-systemd boots that root with systemd (qemu)
+#                   and tries the units under it
 #   make kmod       the kernel module; make test-kmod runs its VM tests
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean
@@ -64,7 +66,7 @@ DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-d
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool \
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
 	python3 librabbitmq-dev libssl-dev openssl rabbitmq-server systemd \
-	scdoc man-db debhelper dpkg-dev lintian debootstrap
+	scdoc man-db debhelper dpkg-dev lintian debootstrap e2fsprogs
 
 ifeq ($(V),1)
 Q :=
@@ -189,7 +191,7 @@ TEST_PROGS := $(B)/testprogs/static-pub
 # installed as <shmbus/bpf.h>.
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: FORCE all lib dist deb test-deb deps deps-build test demo bench bench-durable bench-bridge install uninstall clean kmod kmod-progs test-kmod \
+.PHONY: FORCE all lib dist deb test-deb test-systemd deps deps-build test demo bench bench-durable bench-bridge install uninstall clean kmod kmod-progs test-kmod \
 	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
@@ -622,6 +624,12 @@ deb: deps-build
 # the packages installed into a fresh Debian root and tried there
 test-deb: deps-build
 	$(Q)B=$(B) MAKE=$(MAKE) sh tests/deb.sh
+
+# the units under a real systemd: the packages in a Debian root booted in
+# qemu (tests/systemd/run-vm.sh)
+test-systemd: deps-build
+	$(Q)$(MAKE) $(if $(Q),-s) all
+	$(Q)B=$(B) MAKE=$(MAKE) sh tests/systemd/run-vm.sh
 
 # ---- manual pages: scdoc sources in docs/man/ ------------------------
 

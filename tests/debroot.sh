@@ -1,5 +1,5 @@
 # debroot.sh - sourced by the tests that need a Debian root made with
-# debootstrap (tests/deb.sh): the minimal
+# debootstrap (tests/deb.sh, tests/systemd/run-vm.sh): the minimal
 # bookworm root, its tarball cached, and running a command inside one.
 # Needs root (chroot, mounts) and, to make a tarball, Debian's mirror.
 #

@@ -131,6 +131,11 @@ run_script test_install tests/install.sh
 # The Debian packages: built, linted, installed with apt into a fresh
 # debootstrap root and tried there (the root's tarball is cached).
 run_script test_deb tests/deb.sh 900
+# The systemd units under a real systemd: Debian bookworm with systemd
+# and the packages on a disk image, booted in qemu with the same kernel
+# (about a minute once the root's tarball is cached; making it, the
+# first time on a machine, takes a minute or more besides).
+run_script test_systemd tests/systemd/run-vm.sh 900
 # The README's CLI example, run as it stands in a fresh bash (a private
 # rabbitmq-server on localhost:5672 for its bridge lines).
 run_script test_readme tests/readme.sh 300
