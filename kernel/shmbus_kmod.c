@@ -466,6 +466,18 @@ static void shmbus_notify_death(struct shmbus_file *sf)
 	}
 }
 
+/* A WATCH or UNWATCH request from @arg: its arena's file in @f (fdput()
+ * it) and inode. */
+static long shmbus_watch_req(void __user *arg, struct shmbus_kmod_watch *req,
+			     struct fd *f, struct inode **inode)
+{
+	if (copy_from_user(req, arg, sizeof(*req)))
+		return -EFAULT;
+	if (req->flags)
+		return -EINVAL;
+	return shmbus_arena(req->arena_fd, f, inode);
+}
+
 static long shmbus_watch(struct shmbus_file *sf, void __user *arg)
 {
 	struct shmbus_kmod_watch req;
@@ -474,13 +486,9 @@ static long shmbus_watch(struct shmbus_file *sf, void __user *arg)
 	struct inode *inode;
 	struct shmbus_bus *b;
 	struct fd f;
-	long err = 0;
+	long err;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.flags)
-		return -EINVAL;
-	err = shmbus_arena(req.arena_fd, &f, &inode);
+	err = shmbus_watch_req(arg, &req, &f, &inode);
 	if (err)
 		return err;
 	w = shmbus_alloc(sizeof(*w));
@@ -536,11 +544,7 @@ static long shmbus_unwatch(struct shmbus_file *sf, void __user *arg)
 	struct fd f;
 	long err;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.flags)
-		return -EINVAL;
-	err = shmbus_arena(req.arena_fd, &f, &inode);
+	err = shmbus_watch_req(arg, &req, &f, &inode);
 	if (err)
 		return err;
 	mutex_lock(&shmbus_lock);

@@ -283,6 +283,17 @@ static inline void t_env_teardown(void)
 
 /* ---- processes --------------------------------------------------- */
 
+/* What loading and reading BPF takes: root, the kernel's BTF, bpftool. */
+static inline void t_need_bpf(void)
+{
+	if (geteuid() != 0)
+		SKIP_OR_FAIL("needs root to load BPF programs");
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		SKIP_OR_FAIL("the kernel has no BTF");
+	if (system("command -v bpftool >/dev/null"))
+		SKIP_OR_FAIL("no bpftool");
+}
+
 /* Run the shell command; its exit status, or 128 when a signal ended
  * it. */
 static inline int t_run(const char *fmt, ...)

@@ -147,12 +147,7 @@ static void test_every_copy(void **state)
 	int64_t t0 = t_now_ns();
 
 	(void)state;
-	if (geteuid() != 0)
-		SKIP_OR_FAIL("needs root to load BPF programs");
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		SKIP_OR_FAIL("the kernel has no BTF");
-	if (t_run("command -v bpftool >/dev/null"))
-		SKIP_OR_FAIL("no bpftool");
+	t_need_bpf();
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/shmbus-test-mon-%d",
 		 (int)getpid());
 	bus = t_open_bus(BUS);
