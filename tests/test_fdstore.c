@@ -395,7 +395,8 @@ static int check_state(uint32_t id, const uint8_t sb_lines[256])
 
 /* ---- tests --------------------------------------------------------------- */
 
-/* READY=1, the state memfd, an arena per bus, each stored once. */
+/* READY=1, the state memfd, an arena per bus, each stored once, and
+ * the status line as buses come and go; a deleted bus leaves the store. */
 static void test_notify_store(void **unused)
 {
 	uint8_t sb1[256], sb2[256];
@@ -413,10 +414,12 @@ static void test_notify_store(void **unused)
 
 	a = bus_open("fds.a");
 	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
+	notify_until("STATUS=serving 1 bus", 5000, msg, sizeof(msg));
 	check_arena(shmbus__id(a), sb1);
 	assert_int_equal(check_state(shmbus__id(a), sb1), 1);
 	b = bus_open("fds.b");
 	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
+	notify_until("STATUS=serving 2 buses", 5000, msg, sizeof(msg));
 	check_arena(shmbus__id(b), sb2);
 	assert_int_equal(check_state(shmbus__id(b), sb2), 2);
 	/* an open of a known bus stores nothing more */
@@ -424,8 +427,18 @@ static void test_notify_store(void **unused)
 	assert_int_equal(shmbus__id(a2), shmbus__id(a));
 	assert_false(notify_recv(300, msg, sizeof(msg)));
 	assert_int_equal(store.nfd, 3);
-	shmbus__close(a2);
+	/* a bus deleted leaves the store, and the status says so */
 	shmbus__close(b);
+	{
+		SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = t_sock,
+			    .flags = SHMBUS_OPEN_NOSTART);
+
+		assert_int_equal(shmbus__bus_delete("fds.b", 0, &oo, NULL), 0);
+	}
+	notify_until("FDSTORE_REMOVE=1", 5000, msg, sizeof(msg));
+	notify_until("STATUS=serving 1 bus", 5000, msg, sizeof(msg));
+	assert_int_equal(store.nfd, 2);
+	shmbus__close(a2);
 	shmbus__close(a);
 	daemon_kill();
 }

@@ -81,11 +81,11 @@ plog "$pid" | grep -E 'listening|service manager' | sed 's/^/  log: /'
 
 # ---- Type=notify: active once READY=1 came -------------------------------------
 check notify-type eq "$(prop Type shmbusd.service)" notify
-# STATUS= comes with READY=1: the buses the daemon had then (none yet: the
-# first client's bus came after)
+# STATUS= comes with READY=1, and again as buses come and go: the first
+# client's bus
 st=$(prop StatusText shmbusd.service)
 info "StatusText: $st"
-check notify-status eq "$st" "serving 0 buses"
+check notify-status eq "$st" "serving 1 bus"
 # the service became active after the daemon listened: its log line's
 # time (ms) against the manager's ActiveEnterTimestamp (us), one clock
 notify_order() {
@@ -118,7 +118,7 @@ check restart-new-daemon sh -c "[ '$pid2' != '$pid' ] && [ '$pid2' -gt 0 ] &&
 check restart-fdstore wait_log "$pid2" "fd store: arena-$(printf %08x "$id") is bus 0:default"
 plog "$pid2" | grep -E 'fd store|service manager' | sed 's/^/  log: /'
 # READY=1 came after the adoption: the bus is counted
-check restart-status eq "$(prop StatusText shmbusd.service)" "serving 1 buses"
+check restart-status eq "$(prop StatusText shmbusd.service)" "serving 1 bus"
 check restart-same-bus eq "$(bus_id)" "$id"
 check restart-message eq "$(shmbus sub q -n 1 --timeout 20 2>&1 | tail -1)" m2
 
@@ -195,7 +195,7 @@ check user-activation-pubsub eq "$(echo "$out" | tail -1)" u1
 upid=$($U systemctl --user show -p MainPID --value shmbusd.service)
 check user-activation sh -c "[ \"\$($U systemctl --user is-active shmbusd.service)\" = active ] &&
 	[ \"\$(ps -o user= -p $upid)\" = $TUSER ] &&
-	[ \"\$($U systemctl --user show -p StatusText --value shmbusd.service)\" = 'serving 0 buses' ]"
+	[ \"\$($U systemctl --user show -p StatusText --value shmbusd.service)\" = 'serving 1 bus' ]"
 check user-activation-log wait_log "$upid" \
 	"listening on the socket the service manager passed"
 uid_bus=$($U shmbus bus info 2>/dev/null | sed -n 's/.* id \([0-9]*\)).*/\1/p')

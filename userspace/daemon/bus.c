@@ -283,6 +283,7 @@ void bus_link(struct daemon *d, struct dbus *b)
 	d->buses = b;
 	kmod_watch(b);
 	fdstore_bus(d, b);
+	fdstore_status(d);
 }
 
 void buses_conn_gone(struct daemon *d, uint32_t conn_id)
@@ -387,6 +388,7 @@ void bus_delete(struct daemon *d, struct dbus *b,
 	 * left its bus.conf, which would make the bus again at a start */
 	statedir_bus_remove(b);
 	fdstore_bus_gone(d, b);
+	fdstore_status(d);
 	kmod_unwatch(b);
 	quota_release(owner, Q_BUSES, 1);
 	quota_release(owner, Q_BYTES, b->arena.size);

@@ -180,15 +180,33 @@ static void store_remove(const char *name)
 	notify_send(msg, -1);
 }
 
-void fdstore_ready(const struct daemon *d)
+static bool ready_sent;
+
+/* "READY=1\n" once, then "STATUS=serving N buses" (systemctl status),
+ * as the buses come and go */
+static void send_status(const struct daemon *d, bool ready)
 {
 	char msg[128];
 	unsigned n = 0;
 
 	for (const struct dbus *b = d->buses; b; b = b->next)
 		n++;
-	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving %u buses", n);
+	snprintf(msg, sizeof(msg), "%sSTATUS=serving %u bus%s",
+		 ready ? "READY=1\n" : "", n, n == 1 ? "" : "es");
 	notify_send(msg, -1);
+}
+
+void fdstore_ready(const struct daemon *d)
+{
+	send_status(d, true);
+	ready_sent = true;
+}
+
+void fdstore_status(const struct daemon *d)
+{
+	/* before READY=1 the count goes with it */
+	if (ready_sent && notify_fd >= 0)
+		send_status(d, false);
 }
 
 void fdstore_stopping(void)

@@ -777,6 +777,8 @@ void fdstore_start(struct daemon *d, bool notify);
 /* Bus @b was created or adopted: its arena and trusted copies go to the
  * store (once per bus; nothing without a notify socket). */
 void fdstore_bus(struct daemon *d, struct dbus *b);
+/* The buses came or went: the status line the service manager shows. */
+void fdstore_status(const struct daemon *d);
 /* Bus @b was deleted (already unlinked from @d): out of the store. */
 void fdstore_bus_gone(const struct daemon *d, struct dbus *b);
 /* READY=1 (listening, passed arenas adopted), STOPPING=1. */
