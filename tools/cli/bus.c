@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,28 +50,8 @@ static void usage_bus(FILE *f)
 static void bus_arg(const char *arg, char name[64], uint32_t *owner,
 		    bool *other)
 {
-	const char *colon = strchr(arg, ':');
-	char user[64];
-
 	*owner = cli_owner(other);
-	if (!colon) {
-		snprintf(name, 64, "%s", arg);
-		check_name("bus", name);
-		return;
-	}
-	if ((size_t)(colon - arg) >= sizeof(user) || colon == arg)
-		usage_die("invalid bus '%s' (want [USER:]NAME)", arg);
-	memcpy(user, arg, (size_t)(colon - arg));
-	user[colon - arg] = '\0';
-	{
-		struct passwd *pw = getpwnam(user);
-
-		*owner = pw ? pw->pw_uid :
-			 (uint32_t)parse_num("user (name or uid)", user,
-					     UINT32_MAX - 1);
-	}
-	*other = true;
-	snprintf(name, 64, "%s", colon + 1);
+	snprintf(name, 64, "%s", cli_split_bus(arg, owner, other));
 	check_name("bus", name);
 }
 
@@ -100,20 +79,6 @@ static struct shmbus_bus_entry *bus_entries(int *n)
 	return e;
 }
 
-static const char *user_of(uint32_t uid)
-{
-	static char buf[8][40];
-	static unsigned k;
-	struct passwd *pw = getpwuid(uid);
-	char *b = buf[k++ % 8];
-
-	if (pw)
-		snprintf(b, sizeof(buf[0]), "%s", pw->pw_name);
-	else
-		snprintf(b, sizeof(buf[0]), "%u", uid);
-	return b;
-}
-
 static const char *when(uint64_t ns)
 {
 	static char buf[32];
@@ -131,7 +96,7 @@ static void entry_json(const struct shmbus_bus_entry *e)
 	printf("{\"name\":");
 	json_str(stdout, e->name);
 	printf(",\"owner_uid\":%u,\"owner\":", e->owner_uid);
-	json_str(stdout, user_of(e->owner_uid));
+	json_str(stdout, cli_user_name(e->owner_uid));
 	printf(",\"owner_gid\":%u,\"mode\":\"%04o\",\"id\":%u,"
 	       "\"arena_bytes\":%llu,\"created\":\"%s\",\"members\":%u,"
 	       "\"queues\":%u,\"durable_queues\":%u", e->owner_gid, e->mode,
@@ -159,7 +124,7 @@ static void bus_list(bool json)
 	       "BYTES", "MEMBERS", "QUEUES", "DURABLE", "MODE", "CREATED");
 	for (int i = 0; i < n; i++)
 		printf("%-12s %-24s %10llu %7u %7u %7u %04o %s\n",
-		       esc(user_of(e[i].owner_uid)), esc(e[i].name),
+		       esc(cli_user_name(e[i].owner_uid)), esc(e[i].name),
 		       (unsigned long long)e[i].arena_size, e[i].members,
 		       e[i].queues, e[i].durable, e[i].mode,
 		       when(e[i].created_ns));
@@ -220,7 +185,7 @@ static void bus_info(const char *arg, bool json)
 		return;
 	}
 	printf("bus:      %s (owner %s, group %u, mode %04o, id %u)\n",
-	       esc(b->name), esc(user_of(b->owner_uid)), b->owner_gid, b->mode,
+	       esc(b->name), esc(cli_user_name(b->owner_uid)), b->owner_gid, b->mode,
 	       b->id);
 	printf("created:  %s\n", when(b->created_ns));
 	printf("size:     %llu bytes\n", (unsigned long long)b->arena_size);

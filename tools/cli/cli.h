@@ -60,6 +60,16 @@ const char *cli_bus(bool *other_owner);
  * given. */
 uint32_t cli_owner(bool *given);
 
+/* USER, a user name or a uid: the uid, or a usage error. */
+uint32_t cli_parse_user(const char *s);
+/* [USER:]NAME: NAME, and for USER:NAME the user's uid in *@owner and
+ * *@other set (else both untouched); a usage error if USER is empty or
+ * too long. */
+const char *cli_split_bus(const char *s, uint32_t *owner, bool *other);
+/* @uid's user name, or the number: in one of eight static buffers used
+ * in turn. */
+const char *cli_user_name(uint32_t uid);
+
 /* The bus named by --bus/--socket, opened with @flags
  * (SHMBUS_OPEN_*), or die(). */
 struct shmbus *open_bus(uint32_t flags);

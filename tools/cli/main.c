@@ -149,35 +149,43 @@ const char *cli_socket(void)
 	return opt_socket;
 }
 
-/* --owner's USER: a user name or a uid. */
-static void set_owner(const char *s)
+uint32_t cli_parse_user(const char *s)
 {
 	struct passwd *pw = getpwnam(s);
 
-	opt_has_owner = true;
 	if (pw)
-		opt_owner = pw->pw_uid;
-	else
-		opt_owner = (uint32_t)parse_num("user (name or uid)", s,
-						UINT32_MAX - 1);
+		return pw->pw_uid;
+	return (uint32_t)parse_num("user (name or uid)", s, UINT32_MAX - 1);
 }
 
-/* --bus [USER:]NAME */
-static void set_bus(const char *s)
+const char *cli_split_bus(const char *s, uint32_t *owner, bool *other)
 {
 	const char *colon = strchr(s, ':');
 	char user[64];
 
-	if (!colon) {
-		opt_bus = s;
-		return;
-	}
+	if (!colon)
+		return s;
 	if ((size_t)(colon - s) >= sizeof(user) || colon == s)
 		usage_die("invalid bus '%s' (want [USER:]NAME)", s);
 	memcpy(user, s, colon - s);
 	user[colon - s] = '\0';
-	set_owner(user);
-	opt_bus = colon + 1;
+	*owner = cli_parse_user(user);
+	*other = true;
+	return colon + 1;
+}
+
+const char *cli_user_name(uint32_t uid)
+{
+	static char buf[8][40];
+	static unsigned k;
+	struct passwd *pw = getpwuid(uid);
+	char *b = buf[k++ % 8];
+
+	if (pw)
+		snprintf(b, sizeof(buf[0]), "%s", pw->pw_name);
+	else
+		snprintf(b, sizeof(buf[0]), "%u", uid);
+	return b;
 }
 
 const char *cli_bus(bool *other_owner)
@@ -197,17 +205,11 @@ uint32_t cli_owner(bool *given)
 static const char *bus_name(void)
 {
 	const char *name = opt_bus ? esc(opt_bus) : "default";
-	struct passwd *pw;
 
 	if (!opt_has_owner)
 		return name;
-	pw = getpwuid(opt_owner);
-	if (pw)
-		snprintf(bus_label, sizeof(bus_label), "%s:%s", pw->pw_name,
-			 name);
-	else
-		snprintf(bus_label, sizeof(bus_label), "%u:%s", opt_owner,
-			 name);
+	snprintf(bus_label, sizeof(bus_label), "%s:%s",
+		 cli_user_name(opt_owner), name);
 	return bus_label;
 }
 
@@ -527,8 +529,14 @@ int main(int argc, char **argv)
 	/* options before the command only: stop at the first non-option */
 	while ((opt = getopt_long(argc, argv, "+b:o:s:Vh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'b': set_bus(optarg); break;
-		case 'o': set_owner(optarg); break;
+		case 'b':
+			opt_bus = cli_split_bus(optarg, &opt_owner,
+						&opt_has_owner);
+			break;
+		case 'o':
+			opt_owner = cli_parse_user(optarg);
+			opt_has_owner = true;
+			break;
 		case 's': opt_socket = optarg; break;
 		case 'V': printf("shmbus %s\n", shmbus_version()); return 0;
 		case 'h': usage_main(stdout); return 0;

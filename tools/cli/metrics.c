@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <netdb.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -505,14 +504,10 @@ static void metrics_write(FILE *out, const struct obs *o, const char *dir)
  * the uid) for another user's. */
 static void label_of(char label[96], uint32_t owner, const char *name)
 {
-	struct passwd *pw;
-
 	if (owner == (uint32_t)geteuid())
 		snprintf(label, 96, "%.63s", name);
-	else if ((pw = getpwuid(owner)))
-		snprintf(label, 96, "%.31s:%.63s", pw->pw_name, name);
 	else
-		snprintf(label, 96, "%u:%.63s", owner, name);
+		snprintf(label, 96, "%.31s:%.63s", cli_user_name(owner), name);
 }
 
 /* The buses to show: --bus (or --owner, or $SHMBUS_BUS) names one; else
