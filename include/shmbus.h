@@ -120,7 +120,13 @@ struct shmbus_open_opts {
 	uint64_t ring_bytes;	/* ring storage; 0 = 1 MiB */
 	uint32_t nr_pools;	/* 0 = default classes: 256 B x 8192,
 				 * 4 KiB x 2048, 64 KiB x 64 */
-	uint32_t __pad;
+	/* Each pool starts with its count of chunks and grows while the
+	 * bus runs out of them, up to count x pool_growth (memory is
+	 * taken only as it grows; the daemon's --bus-max, memory budget
+	 * and the owner's bytes quota still bound it). 0 = the daemon's
+	 * default (bus-pool-growth, 8), 1 = pools of fixed size,
+	 * at most 1024. */
+	uint32_t pool_growth;
 	struct shmbus_pool_spec pools[8];
 	int connect_timeout_ms;	/* daemon start, connect(), HELLO and
 				 * BUS_OPEN replies; 0 = 5000 */
@@ -194,7 +200,9 @@ struct shmbus_info {
 	uint32_t owner_uid;	/* the owner: its namespace holds the name */
 	uint32_t owner_gid;
 	uint32_t mode;		/* 0..0777: r = may consume, w = may produce */
-	uint64_t arena_size;	/* bytes mapped */
+	uint64_t arena_size;	/* bytes mapped: the arena, with the reserve
+				 * its pools may grow into (not memory
+				 * until they do) */
 	uint32_t max_queues;
 	uint32_t max_slots;	/* producer + consumer handles */
 	uint32_t nr_pools;
@@ -216,7 +224,9 @@ struct shmbus_bus_entry {
 	uint32_t owner_gid;
 	uint32_t mode;
 	uint32_t id;		/* shmbus__id() */
-	uint64_t arena_size;	/* bytes */
+	uint64_t arena_size;	/* bytes of memory it holds (its arena
+				 * but for the reserve its pools have not
+				 * grown into) */
 	uint64_t created_ns;	/* CLOCK_REALTIME */
 	uint32_t members;	/* processes bound to it */
 	uint32_t queues;	/* queues, topics and subscriptions */
@@ -483,14 +493,15 @@ struct shmbus_queue_gauges {
 				 * free chunk in the bus's pools) */
 	uint32_t __pad;
 	/* Messages of the queue's largest size (msg_size) the bus can hold
-	 * at once: the chunks of every pool class whose payload is at
-	 * least msg_size (shmbus__pool_info()). A queue whose capacity is
-	 * above it never fills with such messages: a publisher waits for
-	 * a free chunk first (ENOMEM after its timeout). Shared by every
-	 * queue of the bus. */
+	 * at once: the chunks every pool class whose payload is at least
+	 * msg_size may grow to (shmbus__pool_info() chunks_max). A queue
+	 * whose capacity is above it never fills with such messages: a
+	 * publisher waits for a free chunk first (ENOMEM after its
+	 * timeout). Shared by every queue of the bus. */
 	uint64_t fit;
-	uint64_t fit_free;	/* of them free now (free lists and the
-				 * caches of attached handles) */
+	uint64_t fit_free;	/* of them free now (free lists, the caches
+				 * of attached handles) or still to come
+				 * from growth */
 };
 
 /*
@@ -635,10 +646,11 @@ SHMBUS_API int shmbus__unsubscribe(struct shmbus *bus, const char *pattern,
 struct shmbus_pool_info {
 	uint32_t payload;	/* largest payload of the class, bytes */
 	uint32_t chunk_size;	/* bytes per chunk, header included */
-	uint32_t chunks;	/* chunks in the class */
+	uint32_t chunks;	/* chunks in the class now */
 	uint32_t free;		/* on the shared free list */
 	uint32_t cached;	/* free, in attached handles' caches */
-	uint32_t __pad;
+	uint32_t chunks_max;	/* the most it may grow to (= chunks: it
+				 * does not grow) */
 };
 
 /* Number of pools of the bus (>= 1). */

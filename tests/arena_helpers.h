@@ -25,6 +25,7 @@ static inline void t_params(struct arena_params *p, uint32_t slots,
 	p->pools[0].count = pool0_count;
 	p->pools[1].payload = 4096;
 	p->pools[1].count = 16;
+	p->grow = 1;		/* pools of fixed size, unless a test says */
 }
 
 /* A formatted arena in a memfd; returns the fd (size in *size). */

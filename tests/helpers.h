@@ -77,28 +77,36 @@ static inline long t_scaled(long n)
 static char t_dir[64];
 static char t_sock[96];
 
-static inline const char *t_daemon_path(void)
+/* BUILD/bin/@name, beside BUILD/tests/ where the tests live (a buffer of
+ * the caller's, PATH_MAX bytes). */
+static inline char *t_bin(char *buf, const char *name)
 {
-	static char buf[PATH_MAX];
-	const char *env = getenv("SHMBUS_DAEMON");
-	ssize_t n;
+	ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX - 64);
 	char *slash;
 
-	if (env && *env)
-		return env;
-	/* tests live in BUILD/tests/, the daemon in BUILD/bin/ */
-	n = readlink("/proc/self/exe", buf, sizeof(buf) - 32);
-	if (n <= 0)
-		return "shmbusd";
+	if (n <= 0 || strlen(name) > 48) {
+		snprintf(buf, PATH_MAX, "%s", name);
+		return buf;
+	}
 	buf[n] = '\0';
 	slash = strrchr(buf, '/');
 	if (slash) {
 		*slash = '\0';
 		slash = strrchr(buf, '/');
 		if (slash)
-			strcpy(slash + 1, "bin/shmbusd");
+			sprintf(slash + 1, "bin/%s", name);
 	}
 	return buf;
+}
+
+static inline const char *t_daemon_path(void)
+{
+	static char buf[PATH_MAX];
+	const char *env = getenv("SHMBUS_DAEMON");
+
+	if (env && *env)
+		return env;
+	return t_bin(buf, "shmbusd");
 }
 
 /* Point the library at a fresh socket directory; the first open starts
@@ -544,6 +552,18 @@ static inline int t_bus_arena_fd(const char *name)
 			return fd;
 	}
 	return -1;
+}
+
+/* The memory (allocated bytes) of the arena of bus @name this process
+ * maps, or 0: its memfd among our fds. */
+static inline uint64_t t_arena_bytes(const char *name)
+{
+	int fd = t_bus_arena_fd(name);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st))
+		return 0;
+	return (uint64_t)st.st_blocks * 512;
 }
 
 #ifdef SHMBUS_H

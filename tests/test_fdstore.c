@@ -491,14 +491,16 @@ struct shared {
 	int received, lost, duplicated;	/* the new client's */
 	uint32_t new_id;
 	int done;
+	uint32_t chunks, new_chunks;	/* pool 0's, before and after */
 };
 
 /*
  * The client of the daemon about to die: opens @bus, declares "q",
  * publishes NMSG ints, attaches a consumer that takes nothing, and holds
- * them all until killed.
+ * them all until killed. With @grow, the bus has one pool of 128 chunks,
+ * which grows to hold them.
  */
-static pid_t old_client(struct shared *sh, const char *bus)
+static pid_t old_client(struct shared *sh, const char *bus, bool grow)
 {
 	pid_t pid = fork();
 
@@ -506,20 +508,43 @@ static pid_t old_client(struct shared *sh, const char *bus)
 	if (!pid) {
 		struct shmbus_open_opts o = { .sz = sizeof(o),
 					      .flags = SHMBUS_OPEN_NOSTART };
-		struct shmbus *b = shmbus__open(bus, &o);
+		struct shmbus_pub_opts po = { .sz = sizeof(po),
+					      .timeout_ns = 5000000000LL };
+		struct shmbus_queue_opts qo = { .sz = sizeof(qo),
+						.max_len = 2 * NMSG,
+						.msg_size = 64 };
+		struct shmbus_pool_info pi;
+		struct shmbus *b;
 		struct shmbus_producer *p;
 		struct shmbus_consumer *c;
 
+		if (grow) {
+			o.nr_pools = 1;
+			o.pools[0].payload = 256;
+			o.pools[0].count = 128;
+			o.pool_growth = 16;
+		}
+		b = shmbus__open(bus, &o);
 		CHILD_CHECK(b, "open %s: %s", bus, strerror(errno));
-		CHILD_CHECK(shmbus__queue_declare(b, "q", NULL) >= 0, "declare");
+		CHILD_CHECK(shmbus__queue_declare(b, "q", &qo) >= 0, "declare");
 		p = shmbus_producer__new(b, "q", NULL);
 		CHILD_CHECK(p, "producer: %s", strerror(errno));
 		for (int i = 0; i < NMSG; i++) {
 			CHILD_CHECK(shmbus_producer__publish(p, &i, sizeof(i),
-							     NULL) == 0,
+							     &po) == 0,
 				    "publish %d", i);
 			sh->sent++;
 		}
+		/* the pool as the daemon leaves it: it grows while less
+		 * than an eighth of it is free */
+		for (int i = 0; i < 5000; i++) {
+			CHILD_CHECK(!shmbus__pool_info(b, 0, &pi), "pool");
+			if ((uint64_t)pi.free * 8 >= pi.chunks ||
+			    pi.chunks == pi.chunks_max)
+				break;
+			usleep(1000);
+		}
+		sh->chunks = pi.chunks;
 		c = shmbus_consumer__new(b, "q", NULL);
 		CHILD_CHECK(c, "consumer: %s", strerror(errno));
 		sh->id = shmbus__id(b);
@@ -553,6 +578,12 @@ static void new_client(struct shared *sh, const char *bus)
 		CHILD_CHECK(b, "open %s: %s (%s)", bus, strerror(errno),
 			    shmbus_errmsg());
 		sh->new_id = shmbus__id(b);
+		{
+			struct shmbus_pool_info pi;
+
+			CHILD_CHECK(!shmbus__pool_info(b, 0, &pi), "pool");
+			sh->new_chunks = pi.chunks;
+		}
 		c = shmbus_consumer__new(b, "q", NULL);
 		CHILD_CHECK(c, "consumer: %s (%s)", strerror(errno),
 			    shmbus_errmsg());
@@ -605,9 +636,9 @@ static void test_restart_adopts(void **unused)
 	store_clear();
 	notify_bind(false);
 	daemon_start("before");
-	old1 = old_client(sh, "fds.r1");
+	old1 = old_client(sh, "fds.r1", true);
 	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
-	old2 = old_client(sh2, "fds.r2");
+	old2 = old_client(sh2, "fds.r2", false);
 	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
 	check_arena(sh->id, sb1);
 	check_arena(sh2->id, sb2);
@@ -647,10 +678,14 @@ static void test_restart_adopts(void **unused)
 	for (int k = 0; k < 2; k++) {
 		struct shared *x = k ? sh2 : sh;
 
-		printf("  fds.r%d: bus id %08x -> %08x; sent %d received %d "
-		       "lost %d duplicated %d\n", k + 1, x->id, x->new_id,
+		printf("  fds.r%d: bus id %08x -> %08x; pool 0 of %u chunks "
+		       "-> %u; sent %d received %d lost %d duplicated %d\n",
+		       k + 1, x->id, x->new_id, x->chunks, x->new_chunks,
 		       x->sent, x->received, x->lost, x->duplicated);
 		assert_int_equal(x->new_id, x->id);
+		/* a grown pool's count comes back from the state memfd,
+		 * over what the member scribbled on its descriptor */
+		assert_int_equal(x->new_chunks, x->chunks);
 		assert_int_equal(x->sent, NMSG);
 		assert_int_equal(x->lost, 0);
 		assert_int_equal(x->duplicated, 0);
@@ -754,7 +789,7 @@ static void test_adopted_stored(void **unused)
 	store_clear();
 	notify_bind(false);
 	daemon_start("stored1");
-	old = old_client(sh, "fds.s");
+	old = old_client(sh, "fds.s", false);
 	notify_until("FDNAME=arena-", 5000, msg, sizeof(msg));
 	check_arena(sh->id, sb);
 	daemon_kill();
@@ -868,7 +903,7 @@ static void test_systemd_run(void **unused)
 	}
 	strcpy(dlog, logp);
 	setenv("SHMBUS_SOCKET", sock, 1);
-	old = old_client(sh, "fds.sd");
+	old = old_client(sh, "fds.sd", false);
 	{
 		const char *argv[] = { "systemctl", sd_mode, "kill",
 			"--signal=SIGKILL", sd_unit, NULL };

@@ -1335,7 +1335,7 @@ static void test_quarantine(void **state)
 static void test_forged_dedup_death(void **state)
 {
 	SHMBUS_OPTS(shmbus_open_opts, oo, .ring_bytes = 8u << 20,
-		    .nr_pools = 1, .pools = { { 64, 20000 } });
+		    .nr_pools = 1, .pools = { { 64, 20000 } }, .pool_growth = 1);
 	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 65536, .msg_size = 64,
 		    .dedup_window_ns = 1000000000);
 	const char *dd = BUS ".dd";

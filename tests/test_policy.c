@@ -415,7 +415,7 @@ static void test_bus_cli(void **state)
 static void test_metrics_buses(void **state)
 {
 	SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = t_sock,
-		    .nr_pools = 1, .pools = { { 256, 16 } });
+		    .nr_pools = 1, .pools = { { 256, 16 } }, .pool_growth = 1);
 	SHMBUS_OPTS(shmbus_queue_opts, tq, .msg_size = 256);
 	struct shmbus_producer *p;
 	struct shmbus *tiny, *rb;
@@ -455,6 +455,9 @@ static void test_metrics_buses(void **state)
 		fail_msg("%s", shared);
 	assert_non_null(strstr(shared, "shmbus_pool_free_chunks{bus="
 				       "\"mb.tiny\",pool=\"256\"} 0\n"));
+	/* a pool of fixed size: its most is what it has */
+	assert_non_null(strstr(shared, "shmbus_pool_chunks_max{bus="
+				       "\"mb.tiny\",pool=\"256\"} 16\n"));
 	assert_non_null(strstr(shared, "# TYPE shmbus_pool_chunks gauge\n"));
 	/* a family's HELP once, whatever the number of buses */
 	assert_null(strstr(strstr(shared, "# HELP shmbus_depth ") + 1,

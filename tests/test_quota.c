@@ -348,24 +348,6 @@ static void test_fd_budget(void **state)
 
 /* ---- each quota ---------------------------------------------------- */
 
-/* Bytes of the arena of bus @name mapped in this process. */
-static uint64_t arena_bytes(const char *name)
-{
-	char line[512], want[128];
-	unsigned long lo, hi;
-	uint64_t size = 0;
-	FILE *f = fopen("/proc/self/maps", "r");
-
-	snprintf(want, sizeof(want), ":%s (deleted)", name);
-	while (f && fgets(line, sizeof(line), f))
-		if (strstr(line, "/memfd:shmbus:") && strstr(line, want) &&
-		    sscanf(line, "%lx-%lx", &lo, &hi) == 2)
-			size += hi - lo;
-	if (f)
-		fclose(f);
-	return size;
-}
-
 /* Declare @name with @seats seats; retry while a deleted queue's charge
  * waits for its grace period. Returns the last result. */
 static int declare_retry(struct shmbus *bus, const char *name, uint32_t seats)
@@ -494,8 +476,8 @@ static void nobody_quotas(uint64_t small)
 	 * charges nothing (neither bytes nor a bus) */
 	b1 = shmbus__open("n1", &so);
 	MUST(b1, "n1: %s", strerror(errno));
-	MUST(arena_bytes("n1") == small, "n1 is %llu bytes, root's %llu",
-	     (unsigned long long)arena_bytes("n1"), (unsigned long long)small);
+	MUST(t_arena_bytes("n1") == small, "n1 is %llu bytes, root's %llu",
+	     (unsigned long long)t_arena_bytes("n1"), (unsigned long long)small);
 	MUST(!shmbus__open("nbig", &big) && errno == EDQUOT, "big: %s",
 	     strerror(errno));
 	MUST(!strncmp(shmbus_errmsg(), "quota: bytes ", 13), "reason '%s'",
@@ -582,7 +564,7 @@ static void test_each_quota(void **state)
 	d = daemon_start(0, 0, args + 6);
 	probe = shmbus__open("probe", &so);
 	assert_non_null(probe);
-	small = arena_bytes("probe");
+	small = t_arena_bytes("probe");
 	assert_true(small > 0);
 	shmbus__close(probe);
 	daemon_stop(d);

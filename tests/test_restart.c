@@ -1773,36 +1773,6 @@ static bool bus_listed(const char *name, uint32_t *id)
 	return false;
 }
 
-/* The memory (allocated bytes) of the arena of bus @name this process
- * maps: its memfd among our fds ("memfd:shmbus:...:NAME"). */
-static uint64_t arena_bytes(const char *name)
-{
-	char want[80], link[256], path[300];
-	struct dirent *de;
-	uint64_t bytes = 0;
-	DIR *d = opendir("/proc/self/fd");
-
-	assert_non_null(d);
-	snprintf(want, sizeof(want), ":%s (deleted)", name);
-	while ((de = readdir(d))) {
-		struct stat st;
-		ssize_t n;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		if (strncmp(link, "/memfd:shmbus:", 14) ||
-		    !strstr(link, want) || stat(path, &st))
-			continue;
-		bytes = (uint64_t)st.st_blocks * 512;
-		break;
-	}
-	closedir(d);
-	return bytes;
-}
-
 /*
  * A bus deleted with members: refused (-EBUSY, naming them) without
  * FORCE; with it, every handle of ours finds its queue gone and its bus
@@ -1855,7 +1825,7 @@ static void test_deleted_bus(void **state)
 	assert_non_null(strstr(shmbus_errmsg(), "has 2 members"));
 	assert_int_equal(shmbus__bus_delete("nosuch", 0, &oo, NULL), -ENOENT);
 	assert_int_equal(shmbus__bus_delete("gone", 0x80, &oo, NULL), -EINVAL);
-	blocks0 = arena_bytes("gone");
+	blocks0 = t_arena_bytes("gone");
 	assert_int_equal(shmbus__bus_delete("gone", SHMBUS_BUS_DELETE_FORCE,
 					    &oo, &was), 0);
 	print_message("forced: %u members, %u queues, %llu bytes\n",
@@ -1868,9 +1838,9 @@ static void test_deleted_bus(void **state)
 	 * (the superblock saying "deleted") is all that is left */
 	print_message("the arena's memory: %llu bytes, then %llu\n",
 		      (unsigned long long)blocks0,
-		      (unsigned long long)arena_bytes("gone"));
+		      (unsigned long long)t_arena_bytes("gone"));
 	assert_true(blocks0 >= was.arena_size / 2);
-	assert_true(arena_bytes("gone") <= 64 * 1024);
+	assert_true(t_arena_bytes("gone") <= 64 * 1024);
 	/* the data path: its queue is gone */
 	assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v), NULL),
 			 -EIDRM);

@@ -238,6 +238,62 @@ static void test_mt_alloc_free(void **state)
 	t_arena_unmap(&mt_arena);
 }
 
+/* A pool that may grow: laid out for its most, only its count on the
+ * free list; pool_grow() puts the next chunks on it, each once, while the
+ * first ones are out; a pool of growth 1 is as before. */
+static void test_grow(void **state)
+{
+	static uint32_t refs[256];
+	struct arena_params p;
+	struct arena a;
+	uint8_t seen[256] = { 0 };
+	uint32_t ref;
+
+	(void)state;
+	t_params(&p, 4, 64);
+	p.grow = 4;
+	t_arena_map(&a, &p);
+	assert_int_equal(a.pool[0].nr_chunks, 256);	/* a member's bound */
+	assert_int_equal(a.pool[0].desc->nr_chunks, 256);
+	assert_int_equal(a.pool[0].desc->nr_live, 64);
+	assert_true(a.sb->features_incompat & SHMBUS_FEAT_INCOMPAT_GROW);
+	assert_int_equal(free_total(&a, 0), 64);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0),
+					    &refs[i]), 0);
+	assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &ref), -ENOMEM);
+	/* grows while every chunk it had is out */
+	pool_grow(&a, 0, 64, 100);
+	pool_grow(&a, 0, 100, 256);
+	assert_int_equal(free_total(&a, 0), 192);
+	for (int i = 64; i < 256; i++)
+		assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0),
+					    &refs[i]), 0);
+	assert_int_equal(pool_alloc(&a, NULL, 0, LOANED_BY(0), &ref), -ENOMEM);
+	for (int i = 0; i < 256; i++) {
+		uint32_t x = SHMBUS_REF_IDX(refs[i]);
+
+		assert_int_equal(SHMBUS_REF_POOL(refs[i]), 0);
+		assert_true(x < 256);
+		assert_int_equal(seen[x], 0);
+		seen[x] = 1;
+		/* the first 64 come from what it had, the rest are new */
+		assert_true(i < 64 ? x < 64 : x >= 64);
+	}
+	for (int i = 0; i < 256; i++)
+		pool_free(&a, NULL, refs[i]);
+	assert_int_equal(free_total(&a, 0), 256);
+	t_arena_unmap(&a);
+
+	t_params(&p, 4, 64);
+	p.grow = 1;
+	t_arena_map(&a, &p);
+	assert_int_equal(a.pool[0].nr_chunks, 64);
+	assert_int_equal(a.pool[0].desc->nr_live, 64);
+	assert_false(a.sb->features_incompat & SHMBUS_FEAT_INCOMPAT_GROW);
+	t_arena_unmap(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_links),
 		cmocka_unit_test(test_reclaim_owned),
 		cmocka_unit_test(test_mt_alloc_free),
+		cmocka_unit_test(test_grow),
 	};
 
 	return cmocka_run_group_tests_name("pool", tests, NULL, NULL);

@@ -20,7 +20,8 @@
  *   | ring unit bitmap  |   1 bit per 64-byte ring unit (daemon only)
  *   | ring area         |   rings of struct shmbus_cell, 64-byte units
  *   | chunk area        |   per pool: free-list links, then
- *   |                   |   nr_chunks x chunk_size
+ *   |                   |   nr_chunks x chunk_size (the first
+ *   |                   |   nr_live backed, the rest reserved)
  *   +-------------------+ arena_size
  *
  * Writers, in one word each (details on every field):
@@ -78,7 +79,12 @@
 #define SHMBUS_OWNER_DAEMON	0xffffu	/* owner slot of daemon-held chunks */
 
 /* Feature bits. An opener refuses unknown incompat bits (-EOPNOTSUPP). */
-#define SHMBUS_FEAT_INCOMPAT_KNOWN	0ULL
+/* Pools grow: a pool descriptor's nr_chunks is the most it may hold and
+ * nr_live how many it has; the chunks above nr_live (and their links) are
+ * holes in the memfd until the daemon grows the pool. A daemon that did
+ * not know this would walk the holes and back them all. */
+#define SHMBUS_FEAT_INCOMPAT_GROW	0x1ULL
+#define SHMBUS_FEAT_INCOMPAT_KNOWN	0x1ULL
 /* Readers must issue a full fence on RCU section entry: the daemon found
  * no membarrier(MEMBARRIER_CMD_GLOBAL) when it created the arena. */
 #define SHMBUS_FEAT_COMPAT_READER_FENCE	0x1ULL
@@ -540,16 +546,29 @@ struct shmbus_dedup {
  * Pool descriptor: one size class of chunks.
  */
 struct shmbus_pool {
-	/* --- line 0: K */
+	/* --- line 0: K, but for nr_live (D) */
 	uint32_t chunk_size;		/* bytes, multiple of 64, >= 192 */
 	uint32_t payload_max;		/* chunk_size - SHMBUS_CHUNK_HDR */
-	uint32_t nr_chunks;		/* 1..SHMBUS_CHUNK_MAX */
+	uint32_t nr_chunks;		/* 1..SHMBUS_CHUNK_MAX: the most the
+					 * pool may hold; its area is
+					 * reserved for that many */
 	uint32_t cache_max;		/* per-slot cache depth used */
 	uint64_t base_off;		/* arena offset of chunk 0 */
 	uint64_t links_off;		/* arena offset of uint32_t
 					 * links[nr_chunks]: the next
 					 * magazine (first chunk + 1) */
-	uint8_t	 __pad0[32];
+	/* D: chunks 0..nr_live-1 are backed and have been on the free
+	 * list; the rest of the area (chunks and links) are holes in the
+	 * memfd. Only grows, and only while the daemon holds the bus: it
+	 * backs and formats the next chunks, raises nr_live, then pushes
+	 * them onto the free list. 0 = nr_chunks (an arena without
+	 * SHMBUS_FEAT_INCOMPAT_GROW). Members never bound a ref by it (a
+	 * ref up to nr_chunks is in range, a hostile one in the reserve
+	 * touches a hole in pages of the toucher's own); the daemon bounds
+	 * by its own count, restored over this word if a member changes
+	 * it. */
+	uint32_t nr_live;
+	uint8_t	 __pad0[28];
 	/* --- line 1: the shared free list, a Treiber stack of magazines.
 	 * A magazine is up to 16 free chunks; while on the list, the payload
 	 * of its first chunk m holds { u32 n; u32 idx[15]; } (the other

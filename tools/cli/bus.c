@@ -20,8 +20,9 @@ static void usage_bus(FILE *f)
 	fprintf(f,
 "usage: shmbus bus list [--json]\n"
 "       shmbus bus info [[USER:]NAME] [--json]\n"
-"       shmbus bus create NAME [--pools PAYLOAD:COUNT,...] [--queues N]\n"
-"                              [--slots N] [--ring-size BYTES] [--mode MODE]\n"
+"       shmbus bus create NAME [--pools PAYLOAD:COUNT,...] [--pool-growth N]\n"
+"                              [--queues N] [--slots N] [--ring-size BYTES]\n"
+"                              [--mode MODE]\n"
 "       shmbus bus delete [USER:]NAME [--force]\n"
 "\n"
 "The buses of the daemon at --socket.\n"
@@ -29,12 +30,16 @@ static void usage_bus(FILE *f)
 "         name, size, members (processes bound to it), queues (of them\n"
 "         durable), mode and creation time. Starts no daemon.\n"
 "info:    one bus (default: --bus): the same, and when you may open it,\n"
-"         its geometry and pools (chunks free per message size).\n"
+"         its geometry and pools (chunks, the most they may grow to,\n"
+"         and how many are free, per message size).\n"
 "create:  make your bus NAME with the size it needs (a bus made by its\n"
 "         first use takes the daemon's defaults): --pools, message\n"
 "         size classes, each the largest payload (K, M suffixes) and how\n"
 "         many such messages the bus holds at once, smallest first\n"
-"         (default 256:8192,4K:2048,64K:64); --queues (64), --slots\n"
+"         (default 256:8192,4K:2048,64K:64); --pool-growth, how many\n"
+"         times that each class grows to as the bus runs out of it\n"
+"         (memory is taken as it grows; 1: fixed; default the daemon's,\n"
+"         8); --queues (64), --slots\n"
 "         (handles, 256), --ring-size (ring storage, 1M), --mode (0600:\n"
 "         r may consume, w may publish). Fails if NAME exists.\n"
 "delete:  delete your bus NAME (USER:NAME, or --owner USER: USER's; root\n"
@@ -177,9 +182,10 @@ static void bus_info(const char *arg, bool json)
 		if (np < 0)
 			printf("null");
 		for (int i = 0; i < np; i++)
-			printf("%s{\"payload\":%u,\"chunks\":%u,\"free\":%u,"
-			       "\"cached\":%u}", i ? "," : "[", pi[i].payload,
-			       pi[i].chunks, pi[i].free, pi[i].cached);
+			printf("%s{\"payload\":%u,\"chunks\":%u,"
+			       "\"chunks_max\":%u,\"free\":%u,\"cached\":%u}",
+			       i ? "," : "[", pi[i].payload, pi[i].chunks,
+			       pi[i].chunks_max, pi[i].free, pi[i].cached);
 		printf("%s}\n", np > 0 ? "]" : np == 0 ? "[]" : "");
 		free(e);
 		return;
@@ -188,14 +194,16 @@ static void bus_info(const char *arg, bool json)
 	       esc(b->name), esc(cli_user_name(b->owner_uid)), b->owner_gid, b->mode,
 	       b->id);
 	printf("created:  %s\n", when(b->created_ns));
-	printf("size:     %llu bytes\n", (unsigned long long)b->arena_size);
+	printf("size:     %llu bytes of memory\n",
+	       (unsigned long long)b->arena_size);
 	printf("members:  %u processes\n", b->members);
 	printf("queues:   %u (%u durable)\n", b->queues, b->durable);
 	if (np < 0)
 		printf("pools:    (not readable: you may not open this bus)\n");
 	for (int i = 0; i < np; i++)
-		printf("pool %d:   messages up to %u bytes: %u chunks, %u free, "
-		       "%u cached in handles\n", i, pi[i].payload, pi[i].chunks,
+		printf("pool %d:   messages up to %u bytes: %u chunks (grows to "
+		       "%u), %u free, %u cached in handles\n", i,
+		       pi[i].payload, pi[i].chunks, pi[i].chunks_max,
 		       pi[i].free, pi[i].cached);
 	free(e);
 }
@@ -273,13 +281,12 @@ static void bus_create(const char *name, struct shmbus_open_opts *o)
 	if (!bus)
 		die("cannot create bus '%s': %s", name, strerror(errno));
 	shmbus__info(bus, &bi);
-	printf("created bus %s: %llu bytes, %u queues, %u handles, mode "
-	       "%04o; pools:", name, (unsigned long long)bi.arena_size,
-	       bi.max_queues, bi.max_slots, bi.mode);
+	printf("created bus %s: %u queues, %u handles, mode %04o; pools:",
+	       name, bi.max_queues, bi.max_slots, bi.mode);
 	for (int i = 0; i < shmbus__pool_count(bus); i++)
 		if (!shmbus__pool_info(bus, (unsigned)i, &pi))
-			printf("%s %u x %u bytes", i ? "," : "", pi.chunks,
-			       pi.payload);
+			printf("%s %u x %u bytes (grows to %u)", i ? "," : "",
+			       pi.chunks, pi.payload, pi.chunks_max);
 	putchar('\n');
 	shmbus__close(bus);
 }
@@ -326,6 +333,7 @@ int cmd_bus(int argc, char **argv)
 		{ "queues", required_argument, NULL, 'q' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "ring-size", required_argument, NULL, 'r' },
+		{ "pool-growth", required_argument, NULL, 'g' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -358,6 +366,14 @@ int cmd_bus(int argc, char **argv)
 			co.ring_bytes = parse_size("--ring-size", optarg);
 			geometry = true;
 			break;
+		case 'g':
+			co.pool_growth = (uint32_t)parse_num("--pool-growth",
+							     optarg, 1024);
+			if (!co.pool_growth)
+				usage_die("--pool-growth: 1..1024 (1: pools of "
+					  "fixed size)");
+			geometry = true;
+			break;
 		case 'm':
 			co.mode = (uint32_t)strtoul(optarg, &end, 8);
 			if (*end || end == optarg || co.mode > 0777)
@@ -372,8 +388,8 @@ int cmd_bus(int argc, char **argv)
 	if (force && strcmp(sub, "delete"))
 		usage_die("--force goes with delete");
 	if (geometry && strcmp(sub, "create"))
-		usage_die("--pools, --queues, --slots, --ring-size and --mode "
-			  "go with create");
+		usage_die("--pools, --pool-growth, --queues, --slots, "
+			  "--ring-size and --mode go with create");
 	if (json && !strcmp(sub, "delete"))
 		usage_die("--json goes with list and info");
 	if (!strcmp(sub, "list")) {

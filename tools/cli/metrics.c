@@ -219,6 +219,8 @@ static void pool_metrics(FILE *out, const struct obs *o)
 		  "messages up to pool bytes)." },
 		{ "shmbus_pool_free_chunks", "Chunks of a pool free now (free "
 		  "list and the caches of attached handles)." },
+		{ "shmbus_pool_chunks_max", "Chunks a pool may grow to as it "
+		  "runs low." },
 	};
 
 	if (!o->nr_buses)
@@ -232,10 +234,11 @@ static void pool_metrics(FILE *out, const struct obs *o)
 			for (int k = 0; k < b->nr_pools; k++) {
 				const struct shmbus_pool_info *pi =
 					&b->pools[k];
-				uint64_t n = f ? MIN_U((uint64_t)pi->free +
-						       pi->cached,
-						       (uint64_t)pi->chunks)
-					       : pi->chunks;
+				uint64_t n = f == 0 ? pi->chunks :
+					     f == 1 ? MIN_U((uint64_t)pi->free +
+							    pi->cached,
+							    (uint64_t)pi->chunks)
+						    : pi->chunks_max;
 
 				fputs(fam[f].name, out);
 				bus_label(out, b);

@@ -62,9 +62,9 @@ static void usage_queue(FILE *f)
 "                       (default 0.002)\n"
 "delete:  delete NAME; its messages are dropped, its handles get EIDRM.\n"
 "list:    name, depth, capacity, fits (how many of its largest messages\n"
-"         the bus's pools hold at once, shared by all its queues), message\n"
-"         size, consumers, producers and durability of every queue\n"
-"         (topics and subscriptions: shmbus topic list).\n");
+"         the bus's pools hold at once, grown to their most, shared by all\n"
+"         its queues), message size, consumers, producers and durability\n"
+"         of every queue (topics and subscriptions: shmbus topic list).\n");
 }
 
 static uint32_t parse_backoff_mult(const char *s)
@@ -202,10 +202,12 @@ static void capacity_note(struct shmbus *bus, const char *name)
 	    shmbus__queue_gauges(bus, name, &g) || qi.capacity <= g.fit)
 		return;
 	fprintf(stderr, "shmbus: queue: note: '%s' takes %u messages, but "
-		"bus '%s' holds %llu of up to %u bytes at once (all its queues "
-		"together; shmbus bus info shows its pools): past that, a "
+		"bus '%s' holds %llu of up to %u bytes at once, its pools grown "
+		"to their most (all its queues together; shmbus bus info shows "
+		"its pools): past that, a "
 		"publish waits for memory, not for room (a bus made with "
-		"shmbus bus create --pools holds what you give it)\n",
+		"shmbus bus create --pools and --pool-growth holds what you "
+		"give it)\n",
 		esc(name),
 		qi.capacity, esc(shmbus__name(bus)),
 		(unsigned long long)g.fit, qi.msg_size);

@@ -327,9 +327,10 @@ static void stat_json(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		if (shmbus__pool_info(bus, i, &pi))
 			continue;
 		printf("%s{\"payload\":%u,\"chunk_size\":%u,"
-		       "\"chunks\":%u,\"free\":%u,\"cached\":%u}",
-		       i ? "," : "", pi.payload, pi.chunk_size,
-		       pi.chunks, pi.free, pi.cached);
+		       "\"chunks\":%u,\"chunks_max\":%u,\"free\":%u,"
+		       "\"cached\":%u}", i ? "," : "", pi.payload,
+		       pi.chunk_size, pi.chunks, pi.chunks_max, pi.free,
+		       pi.cached);
 	}
 	printf("]");
 	json_bridges(bus);
@@ -432,15 +433,15 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 			       "it again)\n", esc(qi[i].name));
 	table_journals(bus, qi, n);
 	table_bus_journal(bus);
-	printf("\n%-20s %8s %8s %8s %8s %8s\n", "POOL", "PAYLOAD",
-	       "CHUNKS", "FREE", "CACHED", "IN_USE");
+	printf("\n%-20s %8s %8s %8s %8s %8s %8s\n", "POOL", "PAYLOAD",
+	       "CHUNKS", "MAX", "FREE", "CACHED", "IN_USE");
 	for (int i = 0; i < shmbus__pool_count(bus); i++) {
 		struct shmbus_pool_info pi;
 
 		if (shmbus__pool_info(bus, i, &pi))
 			continue;
-		printf("%-20d %8u %8u %8u %8u %8u\n", i, pi.payload,
-		       pi.chunks, pi.free, pi.cached,
+		printf("%-20d %8u %8u %8u %8u %8u %8u\n", i, pi.payload,
+		       pi.chunks, pi.chunks_max, pi.free, pi.cached,
 		       pi.chunks - MIN_U(pi.chunks, pi.free + pi.cached));
 	}
 	for (int i = 0; i < n; i++) {
@@ -450,8 +451,9 @@ static void stat_table(struct shmbus *bus, const struct shmbus_queue_info *qi,
 		    shmbus__queue_gauges(bus, qi[i].name, &g) ||
 		    qi[i].capacity <= g.fit)
 			continue;
-		printf("%s: takes %u messages, but the pools hold %llu of up "
-		       "to %u bytes (%llu free now)\n", esc(qi[i].name),
+		printf("%s: takes %u messages, but the pools hold at most "
+		       "%llu of up to %u bytes (%llu free or to grow now)\n",
+		       esc(qi[i].name),
 		       qi[i].capacity, (unsigned long long)g.fit,
 		       qi[i].msg_size, (unsigned long long)g.fit_free);
 	}

@@ -737,6 +737,11 @@ int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 		err = -EIDRM;
 		goto refused;
 	}
+	err = pools_take(b, why, len);
+	if (err) {
+		bus_destroy(b);
+		goto refused;
+	}
 	ident_restore(b, &id);
 	adopt_queues(b, &st);
 	adopt_retired(b);
@@ -747,7 +752,7 @@ int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 	WRITE_ONCE(b->arena.sb->adoptions, b->arena.sb->adoptions + 1);
 	WRITE_ONCE(b->arena.sb->dir_gen, b->arena.sb->dir_gen + 1);
 	quota_force(b->owner_uid, Q_BUSES, 1);
-	quota_force(b->owner_uid, Q_BYTES, b->arena.size);
+	quota_force(b->owner_uid, Q_BYTES, b->committed);
 	bus_link(d, b);
 	durable_adopted(b);
 	server_want_tick();

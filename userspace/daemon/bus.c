@@ -68,7 +68,9 @@ static int bus_params(const struct daemon *d, const struct sbc_bus_open *req,
 	for (unsigned i = 0; i < req->nr_pools; i++) {
 		ap->pools[i].payload = req->pools[i].payload;
 		ap->pools[i].count = req->pools[i].count;
+		ap->pools[i].max = req->pools[i].max;
 	}
+	ap->grow = req->grow ? req->grow : def->grow;
 	/* what the creator left open: the daemon's defaults, if it has any */
 	if (!ap->max_queues)
 		ap->max_queues = def->max_queues;
@@ -113,22 +115,26 @@ void arena_memfd_name(const struct daemon *d, const struct arena_params *ap,
 		 bus_id, ap->name);
 }
 
-/* A sealable memfd of @size bytes called @desc, every page reserved. */
-static int arena_backing(const char *desc, uint64_t size)
+/* A sealable memfd of @size bytes called @desc, every page the arena of
+ * @ap has when made reserved (its pools' reserve left as holes). */
+static int arena_backing(const char *desc, uint64_t size,
+			 const struct arena_params *ap)
 {
 	int fd, err;
 
 	fd = memfd_create(desc, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, size) < 0)
+	if (ftruncate(fd, size) < 0) {
+		err = -errno;
 		goto fail;
-	/* reserve every page now: ENOSPC here, not SIGBUS later */
-	if (fallocate(fd, 0, 0, size) < 0)
+	}
+	/* reserve the pages now: ENOSPC here, not SIGBUS later */
+	err = arena_back(fd, ap);
+	if (err)
 		goto fail;
 	return fd;
 fail:
-	err = -errno;
 	close(fd);
 	return err;
 }
@@ -144,10 +150,11 @@ static int arena_make(const struct daemon *d, const struct arena_params *ap,
 	/* the memfd's name is the bus's identity to a daemon that adopts it
 	 * (adopt.c): fixed now, with the bus id the superblock gets */
 	arena_memfd_name(d, ap, ap->bus_id, desc, sizeof(desc));
-	fd = arena_backing(desc, size);
+	fd = arena_backing(desc, size, ap);
 	if (fd < 0) {
 		log_warn("bus '%s': cannot reserve %llu bytes: %s", ap->name,
-			 (unsigned long long)size, strerror(-fd));
+			 (unsigned long long)arena_backed_for(ap),
+			 strerror(-fd));
 		return fd;
 	}
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -227,7 +234,7 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	struct arena_params ap;
 	struct dbus *b = NULL;
 	char why[256];
-	uint64_t size;
+	uint64_t size, backed;
 	int fd, err;
 
 	err = bus_params(d, req, p, &ap);
@@ -238,7 +245,8 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 		    sizeof(ap.bus_id))
 			ap.bus_id = (uint32_t)now_ns() ^ (uint32_t)getpid();
 	size = arena_size_for(&ap);
-	err = memory_admit(d, size, why, sizeof(why));
+	backed = arena_backed_for(&ap);
+	err = memory_admit(d, backed, why, sizeof(why));
 	if (err) {
 		log_warn("bus '%s' for uid %u pid %d refused: %s", ap.name,
 			 p->uid, p->pid, why);
@@ -250,7 +258,7 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	err = quota_charge(p->uid, p->pid, Q_BUSES, 1);
 	if (err)
 		return err;
-	err = quota_charge(p->uid, p->pid, Q_BYTES, size);
+	err = quota_charge(p->uid, p->pid, Q_BYTES, backed);
 	if (err)
 		goto uncharge_bus;
 	fd = arena_make(d, &ap, size);
@@ -261,16 +269,22 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	err = bus_record(fd, &ap, &b);
 	if (err)
 		goto uncharge;
+	err = pools_take(b, why, sizeof(why));
+	if (err) {
+		log_warn("bus '%s': %s", ap.name, why);
+		bus_destroy(b);
+		goto uncharge;
+	}
 	bus_link(d, b);
-	log_info("bus %u:%s created by pid %d: %llu bytes, mode %04o, "
-		 "%u queues, %u slots, %u pools%s", p->uid, b->name, p->pid,
-		 (unsigned long long)size, ap.mode, ap.max_queues,
-		 ap.max_slots, ap.nr_pools,
-		 " (sealed memfd)");
+	log_info("bus %u:%s created by pid %d: %llu bytes (pools may grow "
+		 "to %llu), mode %04o, %u queues, %u slots, %u pools (sealed "
+		 "memfd)", p->uid, b->name, p->pid,
+		 (unsigned long long)b->committed, (unsigned long long)size,
+		 ap.mode, ap.max_queues, ap.max_slots, ap.nr_pools);
 	*out = b;
 	return 0;
 uncharge:
-	quota_release(p->uid, Q_BYTES, size);
+	quota_release(p->uid, Q_BYTES, backed);
 uncharge_bus:
 	quota_release(p->uid, Q_BUSES, 1);
 	return err;
@@ -360,7 +374,7 @@ void bus_delete(struct daemon *d, struct dbus *b,
 
 	bus_count_queues(b, &rep->queues, NULL);
 	rep->members = server_bus_members(b, NULL, 0);
-	rep->arena_size = b->arena.size;
+	rep->arena_size = b->committed;
 	/* first, so that a member whose connection closes below knows why
 	 * (-EIDRM), and no daemon adopts the arena from a member again */
 	WRITE_ONCE(b->arena.sb->deleted, 1);
@@ -391,7 +405,7 @@ void bus_delete(struct daemon *d, struct dbus *b,
 	fdstore_status(d);
 	kmod_unwatch(b);
 	quota_release(owner, Q_BUSES, 1);
-	quota_release(owner, Q_BYTES, b->arena.size);
+	quota_release(owner, Q_BYTES, b->committed);
 	log_info("bus %u:%s deleted: %u queues, %u members detached, %llu "
 		 "bytes freed", owner, b->name, rep->queues, rep->members,
 		 (unsigned long long)rep->arena_size);

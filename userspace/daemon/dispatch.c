@@ -42,7 +42,7 @@ static int check_bus_open(const void *body)
 
 	if (proto_name_valid(q->name) || (q->flags & ~SBC_OPEN__ALL) ||
 	    (!(q->flags & SBC_OPEN_OWNER) && q->owner_uid) ||
-	    q->nr_pools > SHMBUS_MAX_POOLS ||
+	    q->nr_pools > SHMBUS_MAX_POOLS || q->__pad ||
 	    !proto_all_zero(&q->pools[q->nr_pools],
 			    (SHMBUS_MAX_POOLS - q->nr_pools) *
 			    sizeof(q->pools[0])))
@@ -331,7 +331,7 @@ static int do_bus_list(struct request *r)
 		e->owner_gid = b->owner_gid;
 		e->mode = b->mode;
 		e->bus_id = b->arena.bus_id;
-		e->arena_size = b->arena.size;
+		e->arena_size = b->committed;
 		e->created_ns = READ_ONCE(b->arena.sb->created_ns);
 		e->members = server_bus_members(b, NULL, 0);
 		bus_count_queues(b, &e->queues, &e->durable);

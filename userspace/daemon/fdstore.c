@@ -371,6 +371,20 @@ static void state_put(const struct dbus *b)
 	smp_store_release(&r->bus_id, b->arena.bus_id);
 }
 
+void fdstore_pool_count(const struct dbus *b, unsigned pi)
+{
+	const size_t at = offsetof(struct shmbus_pool, nr_live);
+	struct state_rec *r = state ? state_find(b->arena.bus_id) : NULL;
+	uint32_t n;
+
+	if (!r || pi >= r->nr_pools)
+		return;
+	memcpy(&n, b->pool_copy[pi] + at, sizeof(n));
+	/* one aligned word: a daemon killed here leaves the old count or
+	 * the new one */
+	WRITE_ONCE(*(uint32_t *)(r->pool[pi] + at), n);
+}
+
 /* ---- what the service manager passed ------------------------------------- */
 
 /* Is @fd a listening AF_UNIX SOCK_SEQPACKET socket (socket activation)? */

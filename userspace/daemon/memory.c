@@ -188,7 +188,7 @@ static uint64_t arenas_total(const struct daemon *d)
 	uint64_t sum = 0;
 
 	for (const struct dbus *b = d->buses; b; b = b->next)
-		sum += b->arena.size;
+		sum += b->committed;
 	return sum;
 }
 
@@ -196,17 +196,23 @@ static uint64_t arenas_total(const struct daemon *d)
 
 int memory_admit(const struct daemon *d, uint64_t size, char *why, size_t len)
 {
+	return memory_admit_more(d, 0, size, why, len);
+}
+
+int memory_admit_more(const struct daemon *d, uint64_t have, uint64_t size,
+		      char *why, size_t len)
+{
 	uint64_t total = arenas_total(d), room, avail, need;
 	char where[1100];
 
-	if (size > d->bus_max) {
+	if (have + size > d->bus_max) {
 		snprintf(why, len, "a bus of %llu MiB is over the daemon's "
-			 "per-bus limit of %llu MiB (--bus-max)", MB(size),
-			 MB(d->bus_max));
+			 "per-bus limit of %llu MiB (--bus-max)",
+			 MB(have + size), MB(d->bus_max));
 		return -EDQUOT;
 	}
 	if (d->memory_max && total + size > d->memory_max) {
-		snprintf(why, len, "a bus of %llu MiB would bring the arenas to "
+		snprintf(why, len, "%llu MiB more would bring the arenas to "
 			 "%llu MiB, over the daemon's memory budget of %llu MiB "
 			 "(--memory-max)", MB(size), MB(total + size),
 			 MB(d->memory_max));

@@ -50,7 +50,7 @@ static void usage(FILE *f)
 "usage: shmbusd [--config FILE | --no-config] [--socket PATH] [--daemonize]\n"
 "               [--memory-max BYTES] [--bus-max BYTES]\n"
 "               [--bus-queues N] [--bus-slots N] [--bus-ring-size BYTES]\n"
-"               [--bus-pools LIST]\n"
+"               [--bus-pools LIST] [--bus-pool-growth N]\n"
 "               [--handshake-timeout SECONDS] [--max-pending N]\n"
 "               [--max-pending-uid N]\n"
 "               [--quota LIST] [--quota-share PCT]\n"
@@ -79,7 +79,8 @@ static void usage(FILE *f)
 "                   K, M, G; default: no total beyond what the memory\n"
 "                   cgroup and MemAvailable leave, checked at each\n"
 "                   creation)\n"
-"  --bus-max BYTES  the largest one arena may be (default 1G)\n"
+"  --bus-max BYTES  the most memory one arena may hold, when it is made\n"
+"                   and as its pools grow (default 1G)\n"
 "  --bus-queues N   queues, topics and subscriptions of a bus whose\n"
 "                   creator did not say (default 64; at most 4096)\n"
 "  --bus-slots N    producer and consumer handles of such a bus\n"
@@ -88,6 +89,9 @@ static void usage(FILE *f)
 "  --bus-pools LIST  its chunk pools, PAYLOAD:COUNT[,PAYLOAD:COUNT...],\n"
 "                   smallest payload first, at most 8 (default\n"
 "                   256:8192,4K:2048,64K:64)\n"
+"  --bus-pool-growth N  a pool of a bus whose creator did not say grows,\n"
+"                   as it runs out of chunks, up to N times its count\n"
+"                   (default 8; 1: pools of fixed size; at most 1024)\n"
 "  --handshake-timeout SECONDS  close a connection that has not opened\n"
 "                   a bus (HELLO, BUS_OPEN) by then (default 5)\n"
 "  --max-pending N  connections that may be in their handshake at once\n"
@@ -288,6 +292,7 @@ enum set_id {
 	S_VERBOSE = 'v', S_HELP = 'h',
 	S_QUOTA = 256, S_QUOTA_SHARE, S_QUOTA_TOTAL, S_STATE_DIR, S_SEGMENT,
 	S_LOG_LEVEL, S_BUS_QUEUES, S_BUS_SLOTS, S_BUS_RING, S_BUS_POOLS,
+	S_BUS_GROWTH,
 };
 
 struct setting {
@@ -308,6 +313,7 @@ static const struct setting settings[] = {
 	{ "bus-slots",		S_BUS_SLOTS,	true,  true },
 	{ "bus-ring-size",	S_BUS_RING,	true,  true },
 	{ "bus-pools",		S_BUS_POOLS,	true,  true },
+	{ "bus-pool-growth",	S_BUS_GROWTH,	true,  true },
 	{ "handshake-timeout",	S_HANDSHAKE,	true,  true },
 	{ "max-pending",	S_PENDING,	true,  true },
 	{ "max-pending-uid",	S_PENDING_UID,	true,  true },
@@ -390,6 +396,11 @@ static int apply(const struct setting *s, const char *v,
 				   "1 to %u of them, payloads 64..16M rising, "
 				   "counts 1..%u", v, SHMBUS_MAX_POOLS,
 				   SHMBUS_CHUNK_MAX - 1);
+		break;
+	case S_BUS_GROWTH:
+		if (parse_uint(v, 1, ARENA_GROW_MAX, &d->bus_defaults.grow))
+			return bad(at, name, "'%s': want 1..%u", v,
+				   ARENA_GROW_MAX);
 		break;
 	case S_HANDSHAKE:
 		if (parse_seconds(v, &d->handshake_ns))
@@ -697,7 +708,7 @@ int options_parse(int argc, char **argv, struct options *o,
 				"%s\n", why);
 			return 2;
 		}
-		size = arena_size_for(&ap);
+		size = arena_backed_for(&ap);
 		if (size > d->bus_max ||
 		    (d->memory_max && size > d->memory_max)) {
 			fprintf(stderr, "shmbusd: the default bus geometry "

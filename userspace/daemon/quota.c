@@ -244,7 +244,8 @@ uint64_t quota_use(uid_t uid, enum quota_res r)
 	return u ? u->use[r] : 0;
 }
 
-int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
+static int charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n,
+		  bool loud)
 {
 	struct quota_user *u;
 
@@ -260,7 +261,9 @@ int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
 			 names[r], (unsigned long long)u->use[r],
 			 (unsigned long long)limit[r], uid,
 			 (unsigned long long)n);
-		log_warn("uid %u pid %d: refused, %s", uid, (int)pid, why);
+		if (loud)
+			log_warn("uid %u pid %d: refused, %s", uid, (int)pid,
+				 why);
 		return -EDQUOT;
 	}
 	if (n > total_limit[r] || total_use[r] > total_limit[r] - n) {
@@ -270,12 +273,24 @@ int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
 			 (unsigned long long)total_use[r],
 			 (unsigned long long)total_limit[r], uid,
 			 (unsigned long long)n);
-		log_warn("uid %u pid %d: refused, %s", uid, (int)pid, why);
+		if (loud)
+			log_warn("uid %u pid %d: refused, %s", uid, (int)pid,
+				 why);
 		return -EDQUOT;
 	}
 	u->use[r] += n;
 	total_use[r] += n;
 	return 0;
+}
+
+int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n)
+{
+	return charge(uid, pid, r, n, true);
+}
+
+int quota_charge_quiet(uid_t uid, enum quota_res r, uint64_t n)
+{
+	return charge(uid, 0, r, n, false);
 }
 
 void quota_force(uid_t uid, enum quota_res r, uint64_t n)

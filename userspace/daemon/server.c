@@ -263,6 +263,7 @@ static int64_t tick(void)
 	for (struct dbus *b = dmn->buses; b; b = b->next) {
 		next = MIN(next, deliver_tick(b, now));
 		next = MIN(next, durable_tick(b, now));
+		next = MIN(next, pools_tick(dmn, b, now));
 		/* at most every 100 ms, while clients are attached (the
 		 * tick runs every few ms then) */
 		repair_tick(b, now);

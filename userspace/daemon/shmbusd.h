@@ -86,6 +86,10 @@ int options_parse(int argc, char **argv, struct options *o,
  */
 int memory_admit(const struct daemon *d, uint64_t size, char *why,
 		 size_t len);
+/* May a bus that holds @have bytes take @add more (its pools grow)? As
+ * memory_admit(), --bus-max bounding have + add. */
+int memory_admit_more(const struct daemon *d, uint64_t have, uint64_t add,
+		      char *why, size_t len);
 /* Log the budget as it stands (at start). */
 void memory_describe(const struct daemon *d);
 
@@ -122,6 +126,9 @@ const char *quota_name(enum quota_res r);
  * the reason kept for quota_why()) when it would pass the limit. Exempt
  * uids are never charged, and releases for them are no-ops. */
 int quota_charge(uid_t uid, pid_t pid, enum quota_res r, uint64_t n);
+/* The same, for the daemon's own growth: not logged (quota_why() says
+ * why not). */
+int quota_charge_quiet(uid_t uid, enum quota_res r, uint64_t n);
 void quota_release(uid_t uid, enum quota_res r, uint64_t n);
 /* The last refusal's text ("quota: seats 512 of 512 for uid 1000 ..."),
  * "" after quota_why_clear(). */
@@ -442,7 +449,26 @@ struct dbus {
 	uint32_t repairs, quarantined;
 	int64_t repair_next;
 	bool fd_stored;		/* fdstore.c: the service manager has a copy */
+	/* grow.c: bytes of the arena that are backed (all but the reserve
+	 * its pools may grow into); per pool, when a refused growth is
+	 * tried again and what the refusal was (logged once) */
+	uint64_t committed;
+	int64_t grow_retry[SHMBUS_MAX_POOLS];
+	int grow_err[SHMBUS_MAX_POOLS];
 };
+
+/* ---- grow.c: pools that grow ---------------------------------------- */
+
+/* Back (fallocate) the parts of the fresh arena in @fd that the arena of
+ * @ap has when made: all but the reserve its pools may grow into. */
+int arena_back(int fd, const struct arena_params *ap);
+/* The daemon takes the pools of @b as they are (created or adopted): backs
+ * every chunk under each pool's nr_live, makes that its own count, and
+ * sets b->committed. 0, or -errno (@why says which pool). */
+int pools_take(struct dbus *b, char *why, size_t len);
+/* Grow the pools of @b that are running out, as admitted. Returns when
+ * to come back for a refused one (INT64_MAX: none). */
+int64_t pools_tick(struct daemon *d, struct dbus *b, int64_t now);
 
 /* The bus called @name in the namespace of uid @owner, or NULL. */
 struct dbus *bus_find(const struct daemon *d, uid_t owner, const char *name);
@@ -777,6 +803,9 @@ void fdstore_start(struct daemon *d, bool notify);
 /* Bus @b was created or adopted: its arena and trusted copies go to the
  * store (once per bus; nothing without a notify socket). */
 void fdstore_bus(struct daemon *d, struct dbus *b);
+/* The daemon's count of pool @pi of @b changed (it grew): into the state
+ * memfd's record, which a daemon adopting the bus from the store trusts. */
+void fdstore_pool_count(const struct dbus *b, unsigned pi);
 /* The buses came or went: the status line the service manager shows. */
 void fdstore_status(const struct daemon *d);
 /* Bus @b was deleted (already unlinked from @d): out of the store. */

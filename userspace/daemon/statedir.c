@@ -335,8 +335,9 @@ int statedir_bus_save(const struct dbus *b)
 		     a->nr_pools);
 	for (unsigned i = 0; i < a->nr_pools; i++)
 		n += snprintf(text + n, sizeof(text) - (size_t)n,
-			      "pool%u %u\ncount%u %u\n", i,
-			      a->pool[i].payload_max, i, a->pool[i].nr_chunks);
+			      "pool%u %u\ncount%u %u\nmax%u %u\n", i,
+			      a->pool[i].payload_max, i, a->pool[i].nr_chunks,
+			      i, a->pool[i].nr_max);
 	return file_put(dir, "bus.conf", text);
 }
 
@@ -503,6 +504,11 @@ int statedir_bus_load(const char *dir, struct sbc_bus_open *req, gid_t *gid)
 		if (!conf_num(text, k, &v) || v > UINT32_MAX)
 			return -EBADMSG;
 		req->pools[i].count = (uint32_t)v;
+		/* absent in a bus.conf of a daemon whose pools did not
+		 * grow: the daemon's default growth */
+		snprintf(k, sizeof(k), "max%u", i);
+		if (conf_num(text, k, &v) && v <= UINT32_MAX)
+			req->pools[i].max = (uint32_t)v;
 	}
 	return 0;
 }

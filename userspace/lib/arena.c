@@ -104,6 +104,22 @@ int arena_params_check(struct arena_params *p, char *why, size_t whylen)
 			return -EINVAL;
 		}
 	}
+	if (!p->grow)
+		p->grow = ARENA_DEF_GROW;
+	if (p->grow > ARENA_GROW_MAX) {
+		WHY("pool growth %u > %u", p->grow, ARENA_GROW_MAX);
+		return -EINVAL;
+	}
+	/* the reserve is address space, not memory, but the arena's size
+	 * is capped: growth gives way first */
+	for (unsigned i = 0; i < p->nr_pools; i++)
+		if (p->pools[i].max && p->pools[i].max < p->pools[i].count) {
+			WHY("pool %u max %u < its count %u", i,
+			    p->pools[i].max, p->pools[i].count);
+			return -EINVAL;
+		}
+	while (p->grow > 1 && arena_size_for(p) > (64ULL << 30))
+		p->grow /= 2;
 	if (arena_size_for(p) > (64ULL << 30)) {
 		WHY("arena of %llu bytes is larger than 64 GiB",
 		    (unsigned long long)arena_size_for(p));
@@ -111,6 +127,16 @@ int arena_params_check(struct arena_params *p, char *why, size_t whylen)
 	}
 	return 0;
 }
+
+uint32_t arena_pool_max(const struct arena_params *p, unsigned i)
+{
+	uint64_t n = (uint64_t)p->pools[i].count * (p->grow ? p->grow : 1);
+
+	if (p->pools[i].max)
+		n = MAX(p->pools[i].max, p->pools[i].count);
+	return (uint32_t)MIN(n, (uint64_t)SHMBUS_CHUNK_MAX - 1);
+}
+
 
 struct geom {
 	uint64_t qdir_off, slot_off, pool_off, ringmap_off, ring_off;
@@ -148,14 +174,27 @@ static void geometry(const struct arena_params *p, struct geom *g)
 	off += g->ring_units * SHMBUS_RING_UNIT;
 	g->chunk_off = off;
 	for (unsigned i = 0; i < p->nr_pools; i++) {
+		uint32_t max = arena_pool_max(p, i);
+
 		g->links_off[i] = off;
-		off += ALIGN_UP((uint64_t)p->pools[i].count * 4, 64);
+		off += ALIGN_UP((uint64_t)max * 4, 64);
 		g->base_off[i] = off;
-		off += (uint64_t)p->pools[i].count *
-		       chunk_size_for(p->pools[i].payload);
+		off += (uint64_t)max * chunk_size_for(p->pools[i].payload);
 	}
 	g->chunk_bytes = off - g->chunk_off;
 	g->size = ALIGN_UP(off, 4096);
+}
+
+void arena_pool_geometry(const struct arena_params *p, unsigned i,
+			 uint64_t *links_off, uint64_t *base_off,
+			 uint32_t *chunk_size)
+{
+	struct geom g;
+
+	geometry(p, &g);
+	*links_off = g.links_off[i];
+	*base_off = g.base_off[i];
+	*chunk_size = chunk_size_for(p->pools[i].payload);
 }
 
 uint64_t arena_size_for(const struct arena_params *p)
@@ -164,6 +203,44 @@ uint64_t arena_size_for(const struct arena_params *p)
 
 	geometry(p, &g);
 	return g.size;
+}
+
+uint64_t arena_backed_span(const uint64_t (*r)[2], unsigned n)
+{
+	uint64_t sum = 0, end = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t lo = r[i][0] & ~4095ULL, hi = ALIGN_UP(r[i][1], 4096);
+
+		if (r[i][1] <= r[i][0])
+			continue;
+		lo = MAX(lo, end);
+		if (hi > lo)
+			sum += hi - lo;
+		end = MAX(end, hi);
+	}
+	return sum;
+}
+
+uint64_t arena_backed_for(const struct arena_params *p)
+{
+	uint64_t r[1 + 2 * SHMBUS_MAX_POOLS][2];
+	struct geom g;
+	unsigned n = 0;
+
+	geometry(p, &g);
+	r[n][0] = 0;
+	r[n++][1] = g.links_off[0];
+	for (unsigned i = 0; i < p->nr_pools; i++) {
+		uint64_t count = p->pools[i].count;
+
+		r[n][0] = g.links_off[i];
+		r[n++][1] = g.links_off[i] + count * 4;
+		r[n][0] = g.base_off[i];
+		r[n++][1] = g.base_off[i] +
+			    count * chunk_size_for(p->pools[i].payload);
+	}
+	return arena_backed_span((const uint64_t (*)[2])r, n);
 }
 
 int arena_format(void *base, uint64_t size, const struct arena_params *p)
@@ -181,6 +258,9 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 			      (epoch_membarrier_ok() ? 0 :
 			       SHMBUS_FEAT_COMPAT_READER_FENCE);
 	sb->features_incompat = 0;
+	for (unsigned i = 0; i < p->nr_pools; i++)
+		if (arena_pool_max(p, i) > p->pools[i].count)
+			sb->features_incompat = SHMBUS_FEAT_INCOMPAT_GROW;
 	sb->arena_size = size;
 	sb->created_ns = (uint64_t)realtime_ns();
 	sb->bus_id = p->bus_id ? p->bus_id : new_bus_id();
@@ -212,11 +292,12 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 
 		pd->chunk_size = chunk_size_for(p->pools[i].payload);
 		pd->payload_max = pd->chunk_size - SHMBUS_CHUNK_HDR;
-		pd->nr_chunks = n;
+		pd->nr_chunks = arena_pool_max(p, i);
+		pd->nr_live = n;
 		pd->cache_max = cache_max_for(n, p->max_slots);
 		pd->base_off = g.base_off[i];
 		pd->links_off = g.links_off[i];
-		pool_format(base, pd);
+		pool_format(base, pd, 0, n);
 		pd->free_head = 1;	/* tag 0, magazine at chunk 0 */
 		pd->free_count = n;
 	}
@@ -431,6 +512,7 @@ int arena_map(struct arena *a, int fd, bool rdonly)
 		pv->chunk_size = pools[i].chunk_size;
 		pv->payload_max = pools[i].payload_max;
 		pv->nr_chunks = pools[i].nr_chunks;
+		pv->nr_max = pools[i].nr_chunks;
 		pv->cache_max = pools[i].cache_max;
 	}
 	a->reader_fence = sb.features_compat & SHMBUS_FEAT_COMPAT_READER_FENCE;

@@ -117,6 +117,7 @@ static int open_request(struct sbc_bus_open *req, const char *name,
 		req->pools[i].payload = opts->pools[i].payload;
 		req->pools[i].count = opts->pools[i].count;
 	}
+	req->grow = OPTS_GET(opts, pool_growth, 0);
 	return 0;
 }
 

@@ -413,8 +413,10 @@ static void fit(const struct shmbus *bus, uint32_t msg_size,
 
 		if (shmbus__pool_info(bus, i, &pi) || pi.payload < msg_size)
 			continue;
-		g->fit += pi.chunks;
-		g->fit_free += (uint64_t)pi.free + pi.cached;
+		/* what the pools may grow to: room the bus makes on demand */
+		g->fit += pi.chunks_max;
+		g->fit_free += (uint64_t)pi.free + pi.cached +
+			       (pi.chunks_max - pi.chunks);
 	}
 	/* read while chunks move between free lists and caches */
 	g->fit_free = MIN(g->fit_free, g->fit);
@@ -497,7 +499,8 @@ SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
 	memset(info, 0, sizeof(*info));
 	info->payload = a->pool[i].payload_max;
 	info->chunk_size = a->pool[i].chunk_size;
-	info->chunks = a->pool[i].nr_chunks;
+	info->chunks_max = a->pool[i].nr_max;
+	info->chunks = MIN(pool_desc_live(a->pool[i].desc), info->chunks_max);
 	info->free = (uint32_t)MIN(READ_ONCE(a->pool[i].desc->free_count),
 				   (uint64_t)info->chunks);
 	for (uint32_t s = 0; s < a->max_slots; s++) {

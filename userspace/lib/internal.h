@@ -163,7 +163,12 @@ struct pool_view {
 	uint32_t *links;		/* free-list links */
 	uint32_t chunk_size;		/* validated copies of K fields */
 	uint32_t payload_max;
-	uint32_t nr_chunks;
+	uint32_t nr_chunks;		/* refs below it are in range: a
+					 * member's view, the pool's most;
+					 * the daemon's, the chunks it has
+					 * backed (its own count, never the
+					 * arena's nr_live) */
+	uint32_t nr_max;		/* the descriptor's nr_chunks */
 	uint32_t cache_max;
 };
 
@@ -200,13 +205,49 @@ struct arena_params {
 	uint32_t max_slots;
 	uint64_t ring_bytes;
 	uint32_t nr_pools;
-	struct { uint32_t payload, count; } pools[SHMBUS_MAX_POOLS];
+	/* a pool has count chunks when made and may grow to max; max 0 =
+	 * count x grow (at most SHMBUS_CHUNK_MAX - 1) */
+	struct { uint32_t payload, count, max; } pools[SHMBUS_MAX_POOLS];
+	/* 1 = pools of fixed size, 0 = ARENA_DEF_GROW.
+	 * arena_params_check() lowers it until the reserve fits in 64 GiB */
+	uint32_t grow;
 	uint32_t bus_id;	/* 0 = arena_format() picks one */
 };
 
 #define ARENA_DEF_QUEUES	64u
 #define ARENA_DEF_SLOTS		256u
 #define ARENA_DEF_RING_BYTES	(1u << 20)
+#define ARENA_DEF_GROW		8u
+#define ARENA_GROW_MAX		1024u
+
+/* The most chunks pool @i of @p may hold (checked params). */
+SHMBUS_PRIVATE_API
+uint32_t arena_pool_max(const struct arena_params *p, unsigned i);
+
+/* Where pool @i of the arena of @p has its links and chunks, and the
+ * size of its chunks (checked params). */
+SHMBUS_PRIVATE_API
+void arena_pool_geometry(const struct arena_params *p, unsigned i,
+			 uint64_t *links_off, uint64_t *base_off,
+			 uint32_t *chunk_size);
+
+/* The bytes that backing the @n byte ranges @r ([start, end), in order of
+ * start) takes: whole pages, each counted once. */
+SHMBUS_PRIVATE_API
+uint64_t arena_backed_span(const uint64_t (*r)[2], unsigned n);
+
+/* Bytes of the arena of @p that are backed when it is made: all but the
+ * reserve of its pools (checked params), in whole pages. */
+SHMBUS_PRIVATE_API
+uint64_t arena_backed_for(const struct arena_params *p);
+
+/* The chunks pool descriptor @pd has (nr_live, 0 meaning all). */
+static inline uint32_t pool_desc_live(const struct shmbus_pool *pd)
+{
+	uint32_t live = READ_ONCE(pd->nr_live), max = READ_ONCE(pd->nr_chunks);
+
+	return live && live < max ? live : max;
+}
 
 /* Fill defaults for zero fields and check ranges. 0 or -EINVAL (+ why). */
 SHMBUS_PRIVATE_API

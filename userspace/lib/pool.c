@@ -288,21 +288,50 @@ unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx)
 	return total;
 }
 
-void pool_format(uint8_t *base, const struct shmbus_pool *pd)
+/* Chunks [from, to) as magazines of 16 consecutive chunks, chained in
+ * order, the last link 0. Returns the last magazine's first chunk. */
+static uint32_t format_range(uint8_t *chunks, uint32_t *links,
+			     uint32_t chunk_size, uint32_t from, uint32_t to)
 {
-	uint32_t *links = (uint32_t *)(base + pd->links_off);
-	uint8_t *chunks = base + pd->base_off;
-	uint32_t n = pd->nr_chunks;
+	uint32_t m = from, last = from;
 
-	/* magazines of 16 consecutive chunks, chained in order */
-	for (uint32_t m = 0; m < n; m += POOL_MAG_MAX) {
+	for (; m < to; m += POOL_MAG_MAX) {
 		struct pool_mag *mag = (struct pool_mag *)
-			(chunks + (uint64_t)m * pd->chunk_size + SHMBUS_CHUNK_HDR);
-		uint32_t k = MIN(POOL_MAG_MAX, n - m);
+			(chunks + (uint64_t)m * chunk_size + SHMBUS_CHUNK_HDR);
+		uint32_t k = MIN(POOL_MAG_MAX, to - m);
 
 		mag->n = k - 1;
 		for (uint32_t j = 1; j < k; j++)
 			mag->idx[j - 1] = m + j;
-		links[m] = m + POOL_MAG_MAX < n ? m + POOL_MAG_MAX + 1 : 0;
+		links[m] = m + POOL_MAG_MAX < to ? m + POOL_MAG_MAX + 1 : 0;
+		last = m;
 	}
+	return last;
+}
+
+void pool_format(uint8_t *base, const struct shmbus_pool *pd, uint32_t from,
+		 uint32_t to)
+{
+	format_range(base + pd->base_off, (uint32_t *)(base + pd->links_off),
+		     pd->chunk_size, from, to);
+}
+
+void pool_grow(const struct arena *a, unsigned pi, uint32_t from, uint32_t to)
+{
+	const struct pool_view *pv = &a->pool[pi];
+	struct shmbus_pool *pd = pv->desc;
+	uint32_t last;
+	uint64_t h, nh;
+
+	if (from >= to)
+		return;
+	last = format_range(pv->base, pv->links, pv->chunk_size, from, to);
+	/* the whole chain in one push: its last link takes the head */
+	h = READ_ONCE(pd->free_head);
+	do {
+		WRITE_ONCE(pv->links[last], HEAD_IDX(h));
+		nh = HEAD(HEAD_TAG(h) + 1, from + 1);
+		/* [FREELIST] release for the magazines and links above */
+	} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
+	atomic_add_relaxed(&pd->free_count, to - from);
 }

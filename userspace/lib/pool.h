@@ -177,8 +177,20 @@ unsigned pool_drain_slot(const struct arena *a, struct shmbus_slot *slot);
 SHMBUS_PRIVATE_API
 unsigned pool_reclaim_owned(const struct arena *a, uint32_t slot_idx);
 
-/* Format pool @pi's shared list: every chunk free, in magazines. */
-void pool_format(uint8_t *base, const struct shmbus_pool *pd);
+/* Format chunks [@from, @to) of pool @pd in the arena at @base as its
+ * shared list: every one free, in magazines, the last linking to none. */
+void pool_format(uint8_t *base, const struct shmbus_pool *pd, uint32_t from,
+		 uint32_t to);
+
+/*
+ * Put chunks [@from, @to) of pool @pi (backed, never used, zero headers:
+ * FREE) on its shared list, while every process may be popping and
+ * pushing: formatted as magazines, then pushed as one chain with one
+ * cmpxchg. The daemon's, when it grows a pool; @a's view must already
+ * bound refs at @to or above.
+ */
+SHMBUS_PRIVATE_API
+void pool_grow(const struct arena *a, unsigned pi, uint32_t from, uint32_t to);
 
 /* Smallest pool whose payload fits @size bytes, or -EMSGSIZE. */
 static inline int pool_for_size(const struct arena *a, size_t size)

@@ -19,9 +19,13 @@
 
 #define __pool_alloc		__shmbus_pool_alloc
 #define __pool_free		__shmbus_pool_free
+#define arena_backed_for	__shmbus_arena_backed_for
+#define arena_backed_span	__shmbus_arena_backed_span
 #define arena_format		__shmbus_arena_format
 #define arena_map		__shmbus_arena_map
 #define arena_params_check	__shmbus_arena_params_check
+#define arena_pool_geometry	__shmbus_arena_pool_geometry
+#define arena_pool_max		__shmbus_arena_pool_max
 #define arena_size_for		__shmbus_arena_size_for
 #define arena_unmap		__shmbus_arena_unmap
 #define attr_dead_letter	__shmbus_attr_dead_letter
@@ -35,6 +39,7 @@
 #define epoch_gp_start		__shmbus_epoch_gp_start
 #define pid_start_time		__shmbus_pid_start_time
 #define pool_drain_slot		__shmbus_pool_drain_slot
+#define pool_grow		__shmbus_pool_grow
 #define pool_push_global	__shmbus_pool_push_global
 #define pool_reclaim_owned	__shmbus_pool_reclaim_owned
 #define proto_all_zero		__shmbus_proto_all_zero

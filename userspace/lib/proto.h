@@ -41,7 +41,7 @@
 #include "private.h"
 
 #define SBC_MAGIC		0x31434253u	/* "SBC1" */
-#define SBC_VERSION		8u
+#define SBC_VERSION		9u
 #define SBC_FRAME_MAX		1024u
 #define SBC_MAX_FDS		SHMBUS_MAX_SEATS
 #define SBC_REASON_MAX		200u	/* a refusal's text, NUL included */
@@ -95,6 +95,7 @@ struct sbc_hello_reply {
 struct sbc_pool_spec {
 	uint32_t payload;	/* max payload bytes of the class */
 	uint32_t count;		/* chunks */
+	uint32_t max;		/* it may grow to; 0 = count x grow */
 };
 
 struct sbc_bus_open {
@@ -107,6 +108,9 @@ struct sbc_bus_open {
 	uint32_t nr_pools;	/* 0 = default classes */
 	uint32_t owner_uid;	/* OWNER: whose namespace; else 0 */
 	struct sbc_pool_spec pools[SHMBUS_MAX_POOLS];
+	uint32_t grow;		/* pools may grow to count x grow; 0 = the
+				 * daemon's default, 1 = fixed */
+	uint32_t __pad;
 };
 
 struct sbc_bus_open_reply {

@@ -1,0 +1,457 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_grow.c - pools that grow (docs/design.md, "Pools that grow"), with
+ * real daemons and processes:
+ *  - on demand: a bus made with 64 small chunks takes 500 messages into
+ *    one queue with no consumer: the pool grows (its memory with it, the
+ *    reserve staying unbacked) up to its most, and no further; every
+ *    message comes out intact, in order;
+ *  - limits: a daemon whose --bus-max admits one step stops the pool
+ *    there, says why once in its log, and a publish then fails with
+ *    ENOMEM after its timeout; a bus of growth 1 never grows;
+ *  - adoption: the daemon killed -9 after a pool grew, and a consumer
+ *    holding leases on chunks of the grown part killed while no daemon
+ *    runs: the next daemon adopts the grown pool, redelivers those
+ *    messages, and nothing is lost;
+ *  - a hostile member rewriting the pool's count: the daemon puts it
+ *    back; rewritten again just before the daemon is killed, the next
+ *    daemon takes it bounded by the pool's most, backs it, and the bus
+ *    works on.
+ * Each prints sent / received / lost / duplicated / corrupt.
+ */
+#include <sys/wait.h>
+
+#include "shmbus.h"
+#include "helpers.h"
+#include "shmbus/layout.h"
+
+#define MS	1000000LL
+#define PAD	200
+
+struct msg {
+	int seq;
+	uint8_t pad[PAD];
+};
+
+static char state_dir[PATH_MAX];
+
+static pid_t daemon_up(const char *const *extra)
+{
+	pid_t pid;
+
+	snprintf(state_dir, sizeof(state_dir), "%s/state", t_dir);
+	pid = t_daemon_start_state(t_sock, state_dir, extra);
+	assert_true(pid > 0);
+	return pid;
+}
+
+static void daemon_down(pid_t pid)
+{
+	assert_true(t_daemon_kill_pid(pid));
+}
+
+static struct shmbus *bus_new(const char *name, uint32_t growth)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .flags = SHMBUS_OPEN_NOSTART,
+		    .nr_pools = 1, .pools = { { 256, 64 } },
+		    .pool_growth = growth);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 1024, .msg_size = 256);
+	struct shmbus *bus = shmbus__open(name, &oo);
+
+	assert_non_null(bus);
+	assert_true(shmbus__queue_declare(bus, "q", &qo) >= 0);
+	return bus;
+}
+
+/* Our handle of @bus rejoined the next daemon: a control call waits for
+ * that (declaring "q" as it is, which exists). */
+static void rejoined(struct shmbus *bus)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 1024, .msg_size = 256);
+
+	assert_int_equal(shmbus__queue_declare(bus, "q", &qo), 0);
+}
+
+static struct shmbus_pool_info pool0(struct shmbus *bus)
+{
+	struct shmbus_pool_info pi;
+
+	assert_int_equal(shmbus__pool_info(bus, 0, &pi), 0);
+	return pi;
+}
+
+static void fill(struct msg *m, int seq)
+{
+	m->seq = seq;
+	for (int i = 0; i < PAD; i++)
+		m->pad[i] = (uint8_t)(seq * 31 + i);
+}
+
+static bool intact(const void *data, size_t len)
+{
+	struct msg m;
+
+	if (len != sizeof(m))
+		return false;
+	memcpy(&m, data, sizeof(m));
+	for (int i = 0; i < PAD; i++)
+		if (m.pad[i] != (uint8_t)(m.seq * 31 + i))
+			return false;
+	return true;
+}
+
+/* Publish from @from on, each waiting up to @timeout_ms for a chunk,
+ * until @n went in or one fails: how many went in (*err: the failure). */
+static int publish(struct shmbus *bus, int from, int n, int timeout_ms,
+		   int *err)
+{
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = timeout_ms * MS);
+	struct shmbus_producer *p = shmbus_producer__new(bus, "q", NULL);
+	struct msg m;
+	int i;
+
+	assert_non_null(p);
+	*err = 0;
+	for (i = 0; i < n; i++) {
+		fill(&m, from + i);
+		*err = shmbus_producer__publish(p, &m, sizeof(m), &po);
+		if (*err)
+			break;
+	}
+	shmbus_producer__free(p);
+	return i;
+}
+
+struct tally {
+	int received, dup, corrupt;
+	uint8_t *seen;
+};
+
+/* Receive (acking) until @want distinct messages, or 10 s of nothing. */
+static void drain(struct shmbus *bus, int want, struct tally *t)
+{
+	struct shmbus_consumer *c = shmbus_consumer__new(bus, "q", NULL);
+	struct shmbus_msg m;
+
+	assert_non_null(c);
+	while (t->received < want &&
+	       shmbus_consumer__receive_view(c, &m, 10000 * MS) == 0) {
+		struct msg v;
+
+		if (!intact(m.data, m.len)) {
+			t->corrupt++;
+		} else {
+			memcpy(&v, m.data, sizeof(v));
+			if (v.seq < 0 || v.seq >= want || t->seen[v.seq]++)
+				t->dup++;
+			else
+				t->received++;
+		}
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	shmbus_consumer__free(c);
+}
+
+static void report(const char *what, int sent, const struct tally *t)
+{
+	print_message("%s: sent %d received %d lost %d duplicated %d corrupt "
+		      "%d\n", what, sent, t->received, sent - t->received,
+		      t->dup, t->corrupt);
+}
+
+static bool log_has(const char *want)
+{
+	char path[PATH_MAX + 8], line[1024];
+	bool hit = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.log", t_sock);
+	f = fopen(path, "r");
+	while (f && !hit && fgets(line, sizeof(line), f))
+		hit = strstr(line, want);
+	if (f)
+		fclose(f);
+	return hit;
+}
+
+/* The bytes the daemon reports bus @name holds (its list entry). */
+static uint64_t bus_memory(const char *name)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .socket_path = t_sock);
+	struct shmbus_bus_entry e[16];
+	int n = shmbus__bus_list(&oo, e, 16);
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(e[i].name, name))
+			return e[i].arena_size;
+	return 0;
+}
+
+static void test_on_demand(void **state)
+{
+	static uint8_t seen[1024];
+	struct tally t = { .seen = seen };
+	struct shmbus_info bi;
+	struct shmbus_pool_info pi;
+	struct shmbus *bus;
+	uint64_t b0, b1;
+	pid_t d;
+	int sent, more, err;
+
+	(void)state;
+	d = daemon_up(NULL);
+	bus = bus_new("grows", 8);
+	pi = pool0(bus);
+	assert_int_equal(pi.chunks, 64);
+	assert_int_equal(pi.chunks_max, 512);
+	b0 = t_arena_bytes("grows");
+	assert_int_equal(shmbus__info(bus, &bi), 0);
+	/* what it holds is what it reports, and the reserve is not held */
+	assert_int_equal(bus_memory("grows"), b0);
+	assert_true(b0 + 400 * 256 < bi.arena_size);
+
+	sent = publish(bus, 0, 500, 5000, &err);
+	assert_int_equal(err, 0);
+	assert_int_equal(sent, 500);
+	pi = pool0(bus);
+	b1 = t_arena_bytes("grows");
+	print_message("500 messages into 64 chunks: the pool has %u of %u, "
+		      "%llu bytes held, then %llu (arena %llu)\n", pi.chunks,
+		      pi.chunks_max, (unsigned long long)b0,
+		      (unsigned long long)b1,
+		      (unsigned long long)bi.arena_size);
+	assert_true(pi.chunks >= 500 && pi.chunks <= 512);
+	assert_true(b1 > b0 + 400 * 384);
+	assert_int_equal(bus_memory("grows"), b1);
+	assert_true(log_has("bus 0:grows: pool 0 (256-byte payloads) grew "
+			    "from 64 to 128 chunks"));
+
+	/* the most is the most: past it a publish waits, then ENOMEM */
+	more = publish(bus, sent, 100, 300, &err);
+	assert_int_equal(err, -ENOMEM);
+	sent += more;
+	pi = pool0(bus);
+	print_message("then %d more, and ENOMEM at %u of %u chunks\n", more,
+		      pi.chunks, pi.chunks_max);
+	assert_int_equal(pi.chunks, 512);
+	assert_int_equal(sent, 512);
+
+	drain(bus, sent, &t);
+	report("on demand", sent, &t);
+	assert_int_equal(t.received, sent);
+	assert_int_equal(t.dup + t.corrupt, 0);
+	assert_int_equal(t_chunks_out(bus), 0);
+	shmbus__close(bus);
+	daemon_down(d);
+}
+
+static void test_limits(void **state)
+{
+	static uint8_t seen[1024];
+	const char *plain[] = { "--bus-pools", "256:64", NULL };
+	const char *args[] = { "--bus-max", NULL, "--bus-pools", "256:64",
+			       NULL };
+	struct tally t = { .seen = seen };
+	struct shmbus_pool_info pi;
+	struct shmbus *bus;
+	char max[32], out[4096], cli[PATH_MAX];
+	uint64_t held;
+	pid_t d;
+	int sent, err;
+
+	(void)state;
+	/* what such a bus holds when made */
+	d = daemon_up(plain);
+	bus = bus_new("probe", 8);
+	held = bus_memory("probe");
+	assert_true(held > 0);
+	shmbus__close(bus);
+	daemon_down(d);
+
+	/* room for one step, 64 -> 128 chunks (388 bytes each, links
+	 * included): the next would pass the limit */
+	snprintf(max, sizeof(max), "%llu", (unsigned long long)held + 65536);
+	args[1] = max;
+	d = daemon_up(args);
+	bus = bus_new("limited", 8);
+	sent = publish(bus, 0, 400, 500, &err);
+	pi = pool0(bus);
+	print_message("--bus-max %s: %d went in, then %s; the pool has %u of "
+		      "%u chunks\n", max, sent, strerror(-err), pi.chunks,
+		      pi.chunks_max);
+	assert_int_equal(err, -ENOMEM);
+	assert_int_equal(pi.chunks, 128);
+	assert_int_equal(sent, 128);
+	assert_true(log_has("bus 0:limited: pool 0 (256-byte payloads) cannot "
+			    "grow past 128 chunks: a bus of"));
+	assert_true(log_has("(--bus-max)"));
+	assert_int_equal(t_capture(out, sizeof(out), "%s bus info limited",
+				   t_bin(cli, "shmbus")), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "pool 0:   messages up to 256 bytes: "
+				    "128 chunks (grows to 512)"));
+	drain(bus, sent, &t);
+	report("limited", sent, &t);
+	assert_int_equal(t.received, sent);
+	assert_int_equal(t.dup + t.corrupt, 0);
+	shmbus__close(bus);
+
+	/* growth 1: fixed */
+	bus = bus_new("fixed", 1);
+	pi = pool0(bus);
+	assert_int_equal(pi.chunks_max, 64);
+	sent = publish(bus, 0, 100, 200, &err);
+	assert_int_equal(err, -ENOMEM);
+	assert_int_equal(sent, 64);
+	assert_int_equal(pool0(bus).chunks, 64);
+	shmbus__close(bus);
+	daemon_down(d);
+}
+
+static void test_adopted(void **state)
+{
+	static uint8_t seen[1024];
+	struct tally t = { .seen = seen };
+	struct shmbus_pool_info pi;
+	struct shmbus *bus;
+	uint64_t held;
+	int ready[2], sent, err;
+	pid_t d, kid;
+	char x;
+
+	(void)state;
+	d = daemon_up(NULL);
+	bus = bus_new("adopt", 8);
+	sent = publish(bus, 0, 400, 5000, &err);
+	assert_int_equal(sent, 400);
+	pi = pool0(bus);
+	held = bus_memory("adopt");
+	assert_true(pi.chunks >= 400);
+
+	/* a consumer takes the first 150 (chunks of the first 64 and of
+	 * the grown part) and holds their leases */
+	assert_int_equal(pipe(ready), 0);
+	kid = fork();
+	if (!kid) {
+		SHMBUS_OPTS(shmbus_open_opts, oo, .flags = SHMBUS_OPEN_NOSTART);
+		struct shmbus *b = shmbus__open("adopt", &oo);
+		struct shmbus_consumer *c =
+			b ? shmbus_consumer__new(b, "q", NULL) : NULL;
+		struct shmbus_msg m;
+
+		CHILD_CHECK(c, "consumer: %s", strerror(errno));
+		for (int i = 0; i < 150; i++)
+			CHILD_CHECK(!shmbus_consumer__receive_view(c, &m,
+								   5000 * MS),
+				    "receive %d", i);
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	/* the daemon dies, then the consumer while none runs */
+	daemon_down(d);
+	kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), 128 + SIGKILL);
+	d = daemon_up(NULL);
+	rejoined(bus);
+	print_message("adopted: %u chunks (was %u), %llu bytes held (was "
+		      "%llu)\n", pool0(bus).chunks, pi.chunks,
+		      (unsigned long long)bus_memory("adopt"),
+		      (unsigned long long)held);
+	assert_int_equal(pool0(bus).chunks, pi.chunks);
+	assert_int_equal(bus_memory("adopt"), held);
+	drain(bus, sent, &t);
+	report("grown pool adopted, consumer killed", sent, &t);
+	assert_int_equal(t.received, sent);
+	assert_int_equal(t.corrupt, 0);
+	assert_int_equal(t_chunks_out(bus), 0);
+	/* and it grows on from there */
+	memset(seen, 0, sizeof(seen));
+	memset(&t, 0, sizeof(t));
+	t.seen = seen;
+	sent = publish(bus, 0, 500, 5000, &err);
+	assert_int_equal(sent, 500);
+	drain(bus, sent, &t);
+	report("then 500 more", sent, &t);
+	assert_int_equal(t.received, sent);
+	close(ready[0]);
+	close(ready[1]);
+	shmbus__close(bus);
+	daemon_down(d);
+}
+
+/* The descriptor of pool 0 in our mapping of bus @name. */
+static struct shmbus_pool *pool_desc(const char *name)
+{
+	uint8_t *base = t_arena_mapping(name);
+	const struct shmbus_sb *sb = (const void *)base;
+
+	assert_non_null(base);
+	return (struct shmbus_pool *)(base + sb->pool_off);
+}
+
+static void test_hostile_count(void **state)
+{
+	static uint8_t seen[1024];
+	struct tally t = { .seen = seen };
+	struct shmbus_producer *p;
+	struct shmbus_pool *pd;
+	struct shmbus_info bi;
+	struct shmbus *bus;
+	int sent, err, i;
+	pid_t d;
+
+	(void)state;
+	d = daemon_up(NULL);
+	bus = bus_new("hostile", 4);
+	sent = publish(bus, 0, 100, 5000, &err);
+	assert_int_equal(sent, 100);
+	assert_int_equal(pool0(bus).chunks, 128);
+	pd = pool_desc("hostile");
+	/* the daemon puts its count back (checking while handles are
+	 * attached, and at every open and attach) */
+	p = shmbus_producer__new(bus, "q", NULL);
+	assert_non_null(p);
+	WRITE_ONCE(pd->nr_live, 0xffffffffu);
+	for (i = 0; i < 2000 && READ_ONCE(pd->nr_live) != 128; i++)
+		usleep(1000);
+	print_message("nr_live rewritten to 0xffffffff: back to %u after "
+		      "%d ms\n", READ_ONCE(pd->nr_live), i);
+	assert_int_equal(READ_ONCE(pd->nr_live), 128);
+	shmbus_producer__free(p);
+	/* rewritten as the daemon dies: the next takes it, bounded */
+	daemon_down(d);
+	WRITE_ONCE(pd->nr_live, 0xffffffffu);
+	d = daemon_up(NULL);
+	rejoined(bus);
+	assert_int_equal(shmbus__info(bus, &bi), 0);
+	print_message("adopted with nr_live 0xffffffff: %u chunks of %u, "
+		      "%llu bytes held of an arena of %llu\n",
+		      pool0(bus).chunks, pool0(bus).chunks_max,
+		      (unsigned long long)t_arena_bytes("hostile"),
+		      (unsigned long long)bi.arena_size);
+	assert_int_equal(pool0(bus).chunks, 256);
+	assert_int_equal(bus_memory("hostile"), t_arena_bytes("hostile"));
+	assert_true(t_arena_bytes("hostile") <= bi.arena_size);
+	drain(bus, sent, &t);
+	report("hostile count", sent, &t);
+	assert_int_equal(t.received, sent);
+	assert_int_equal(t.dup + t.corrupt, 0);
+	shmbus__close(bus);
+	daemon_down(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_on_demand),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_adopted),
+		cmocka_unit_test(test_hostile_count),
+	};
+	int rc;
+
+	rc = T_RUN_WITH_DAEMON("grow", tests);
+	return rc;
+}
