@@ -232,6 +232,85 @@ static void test_cold_recovery(void **st)
 }
 
 /*
+ * A cold start of a bus whose pool had grown: it is made again with the
+ * count it had when its queue was declared (64 chunks), and the daemon
+ * grows it as recovery runs out of chunks, so all 450 messages are back
+ * in the queue at once, before any client attaches, and come out in
+ * order.
+ */
+static void test_cold_recovery_grows(void **st)
+{
+	SHMBUS_OPTS(shmbus_open_opts, oo, .flags = SHMBUS_OPEN_NOSTART,
+		    .nr_pools = 1, .pools = { { 64, 64 } }, .pool_growth = 8);
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .flags = SHMBUS_QUEUE_DURABLE,
+		    .max_len = 1024, .msg_size = 64);
+	SHMBUS_OPTS(shmbus_pub_opts, wait, .timeout_ns = 10 * NSEC_PER_SEC_T);
+	const int sent = 450;
+	struct shmbus_queue_info qi;
+	struct shmbus_pool_info pi;
+	struct shmbus_consumer *c;
+	struct shmbus_producer *p;
+	struct shmbus_msg m;
+	struct shmbus *bus;
+	uint64_t seq = 0, expect = 0;
+	int received = 0, corrupt = 0, i;
+	pid_t d;
+
+	(void)st;
+	d = daemon_start();
+	bus = shmbus__open("durgrow", &oo);
+	assert_non_null(bus);
+	declare(bus, "g", &qo);
+	p = shmbus_producer__new(bus, "g", NULL);
+	assert_non_null(p);
+	for (int s = 0; s < sent; s++) {
+		struct body b = body_of((uint64_t)s);
+
+		assert_int_equal(shmbus_producer__publish(p, &b, sizeof(b),
+							  &wait), 0);
+	}
+	assert_int_equal(shmbus_producer__confirm_wait(p, 10 * NSEC_PER_SEC_T),
+			 0);
+	assert_int_equal(shmbus__pool_info(bus, 0, &pi), 0);
+	assert_true(pi.chunks > 64);
+	daemon_kill(d);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+
+	d = daemon_start();
+	bus = shmbus__open("durgrow", &oo);
+	assert_non_null(bus);
+	for (i = 0; i < 2000; i++) {
+		assert_int_equal(shmbus__queue_info(bus, "g", &qi), 0);
+		if (qi.depth == (uint64_t)sent)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(shmbus__pool_info(bus, 0, &pi), 0);
+	printf("cold start of a grown pool: %llu of %d in the queue after %d "
+	       "ms, the pool at %u of %u chunks\n",
+	       (unsigned long long)qi.depth, sent, i, pi.chunks, pi.chunks_max);
+	assert_int_equal(qi.depth, sent);
+	c = shmbus_consumer__new(bus, "g", NULL);
+	assert_non_null(c);
+	while (shmbus_consumer__receive_view(c, &m, 500 * MS) == 0) {
+		if (!body_ok(&m, &seq) || seq != expect)
+			corrupt++;
+		else
+			received++;
+		expect = seq + 1;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	printf("sent %d received %d lost %d duplicated 0 corrupt %d\n", sent,
+	       received, sent - received, corrupt);
+	assert_int_equal(received, sent);
+	assert_int_equal(corrupt, 0);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	daemon_kill(d);
+}
+
+/*
  * The daemon dies while its clients live: the next one adopts the bus and
  * reattaches the journal; producers go on, their confirms come from the
  * new daemon, and a cold start after that still has exactly what was not
@@ -1335,6 +1414,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_cold_recovery, fresh),
+		cmocka_unit_test_setup(test_cold_recovery_grows, fresh),
 		cmocka_unit_test_setup(test_adopted, fresh),
 		cmocka_unit_test_setup(test_semantics_survive, fresh),
 		cmocka_unit_test_setup(test_persistent_subscription, fresh),

@@ -786,6 +786,16 @@ int64_t durable_tick(struct dbus *b, int64_t now)
 	return next;
 }
 
+void durable_room(struct dbus *b, int64_t now)
+{
+	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
+		struct dur *du = b->queues[qid].dur;
+
+		if (b->queues[qid].live && du && du->unloaded)
+			du->gc_next = MIN(du->gc_next, now);
+	}
+}
+
 /* ---- start and end ---------------------------------------------------------- */
 
 int durable_setup(const char *dir, uint64_t seg_bytes)

@@ -15,7 +15,9 @@
  * --memory-max for all arenas, the room of the daemon's memory cgroup
  * and of the host, and the owner's bytes quota. A refusal is logged once
  * (until it changes), and tried again a second later; the publishers
- * wait meanwhile, as for a bus of fixed size.
+ * wait meanwhile, as for a bus of fixed size. After a step, durable
+ * queues whose messages wait on disk for chunks (a recovery's) load them
+ * at once.
  *
  * A step, in this order: back the new chunks and links; raise the
  * daemon's own count (its view's nr_chunks, its repair copy, the fd
@@ -202,6 +204,10 @@ int64_t pools_tick(struct daemon *d, struct dbus *b, int64_t now)
 				 pv->payload_max, live, n, pv->nr_max,
 				 (unsigned long long)b->committed);
 			b->grow_err[pi] = 0;
+			/* messages that wait for chunks (a recovery's, on
+			 * disk) come in at the next tick, right away */
+			durable_room(b, now);
+			next = now;
 			continue;
 		}
 		if (err != b->grow_err[pi])

@@ -987,6 +987,11 @@ int server_run(struct daemon *d, int lfd)
 		ev.data.ptr = TAG_DURABLE;
 		epoll_ctl(epfd, EPOLL_CTL_ADD, durable_fd(), &ev);
 	}
+	/* a first tick: what the start left to do (buses recovered or
+	 * adopted before the timer existed) is looked at before any
+	 * client comes */
+	timer_when = INT64_MAX;
+	timer_at(now_ns());
 
 	while (!stopping) {
 		struct epoll_event evs[64];

@@ -859,6 +859,9 @@ int durable_fd(void);
 void durable_run(struct daemon *d);
 /* Settles, syncs due, housekeeping of @b's journals; the next time wanted. */
 int64_t durable_tick(struct dbus *b, int64_t now);
+/* @b's pools grew: messages of its durable queues that wait on disk for
+ * chunks are loaded at the next tick. */
+void durable_room(struct dbus *b, int64_t now);
 /* QUEUE_DECLARE with SBC_QUEUE_DURABLE (dispatch.c checked the caller). */
 int durable_declare(struct dbus *b, const struct peer *p,
 		    const struct sbc_queue_declare *req,
