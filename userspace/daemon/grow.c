@@ -68,22 +68,14 @@ static int back(const struct dbus *b, unsigned pi, uint32_t from, uint32_t to)
 
 int arena_back(int fd, const struct arena_params *ap)
 {
-	uint64_t links, base;
-	uint32_t cs;
+	uint64_t r[ARENA_RANGES_MAX][2];
+	unsigned n = arena_backed_ranges(ap, r);
 
-	/* everything before the first pool's links: superblock, directory,
-	 * slots, descriptors, rings */
-	arena_pool_geometry(ap, 0, &links, &base, &cs);
-	if (fallocate(fd, 0, 0, (off_t)links) < 0)
-		return -errno;
-	for (unsigned i = 0; i < ap->nr_pools; i++) {
-		uint32_t n = ap->pools[i].count;
-
-		arena_pool_geometry(ap, i, &links, &base, &cs);
-		if (fallocate(fd, 0, (off_t)links, (off_t)n * 4) < 0 ||
-		    fallocate(fd, 0, (off_t)base, (off_t)((uint64_t)n * cs)) < 0)
+	for (unsigned i = 0; i < n; i++)
+		if (r[i][1] > r[i][0] &&
+		    fallocate(fd, 0, (off_t)r[i][0],
+			      (off_t)(r[i][1] - r[i][0])) < 0)
 			return -errno;
-	}
 	return 0;
 }
 
@@ -107,7 +99,7 @@ static void count_set(struct dbus *b, unsigned pi, uint32_t n)
 static uint64_t committed(const struct dbus *b, unsigned pi, uint32_t n)
 {
 	const struct arena *a = &b->arena;
-	uint64_t r[1 + 2 * SHMBUS_MAX_POOLS][2];
+	uint64_t r[ARENA_RANGES_MAX][2];
 	unsigned k = 0;
 
 	r[k][0] = 0;

@@ -185,18 +185,6 @@ static void geometry(const struct arena_params *p, struct geom *g)
 	g->size = ALIGN_UP(off, 4096);
 }
 
-void arena_pool_geometry(const struct arena_params *p, unsigned i,
-			 uint64_t *links_off, uint64_t *base_off,
-			 uint32_t *chunk_size)
-{
-	struct geom g;
-
-	geometry(p, &g);
-	*links_off = g.links_off[i];
-	*base_off = g.base_off[i];
-	*chunk_size = chunk_size_for(p->pools[i].payload);
-}
-
 uint64_t arena_size_for(const struct arena_params *p)
 {
 	struct geom g;
@@ -222,9 +210,9 @@ uint64_t arena_backed_span(const uint64_t (*r)[2], unsigned n)
 	return sum;
 }
 
-uint64_t arena_backed_for(const struct arena_params *p)
+unsigned arena_backed_ranges(const struct arena_params *p,
+			     uint64_t r[ARENA_RANGES_MAX][2])
 {
-	uint64_t r[1 + 2 * SHMBUS_MAX_POOLS][2];
 	struct geom g;
 	unsigned n = 0;
 
@@ -240,6 +228,14 @@ uint64_t arena_backed_for(const struct arena_params *p)
 		r[n++][1] = g.base_off[i] +
 			    count * chunk_size_for(p->pools[i].payload);
 	}
+	return n;
+}
+
+uint64_t arena_backed_for(const struct arena_params *p)
+{
+	uint64_t r[ARENA_RANGES_MAX][2];
+	unsigned n = arena_backed_ranges(p, r);
+
 	return arena_backed_span((const uint64_t (*)[2])r, n);
 }
 

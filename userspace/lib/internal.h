@@ -224,12 +224,14 @@ struct arena_params {
 SHMBUS_PRIVATE_API
 uint32_t arena_pool_max(const struct arena_params *p, unsigned i);
 
-/* Where pool @i of the arena of @p has its links and chunks, and the
- * size of its chunks (checked params). */
+/* The byte ranges [start, end) of the arena of @p that are backed when it
+ * is made, in order: everything before the first pool's links, then each
+ * pool's links and chunks for its count (checked params). Returns how
+ * many. */
+#define ARENA_RANGES_MAX	(1 + 2 * SHMBUS_MAX_POOLS)
 SHMBUS_PRIVATE_API
-void arena_pool_geometry(const struct arena_params *p, unsigned i,
-			 uint64_t *links_off, uint64_t *base_off,
-			 uint32_t *chunk_size);
+unsigned arena_backed_ranges(const struct arena_params *p,
+			     uint64_t r[ARENA_RANGES_MAX][2]);
 
 /* The bytes that backing the @n byte ranges @r ([start, end), in order of
  * start) takes: whole pages, each counted once. */

@@ -20,11 +20,11 @@
 #define __pool_alloc		__shmbus_pool_alloc
 #define __pool_free		__shmbus_pool_free
 #define arena_backed_for	__shmbus_arena_backed_for
+#define arena_backed_ranges	__shmbus_arena_backed_ranges
 #define arena_backed_span	__shmbus_arena_backed_span
 #define arena_format		__shmbus_arena_format
 #define arena_map		__shmbus_arena_map
 #define arena_params_check	__shmbus_arena_params_check
-#define arena_pool_geometry	__shmbus_arena_pool_geometry
 #define arena_pool_max		__shmbus_arena_pool_max
 #define arena_size_for		__shmbus_arena_size_for
 #define arena_unmap		__shmbus_arena_unmap
