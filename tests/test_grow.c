@@ -254,7 +254,7 @@ static void test_limits(void **state)
 	struct tally t = { .seen = seen };
 	struct shmbus_pool_info pi;
 	struct shmbus *bus;
-	char max[32], out[4096], cli[PATH_MAX];
+	char max[32], out[4096], cli[PATH_MAX], want[160];
 	uint64_t held;
 	pid_t d;
 	int sent, err;
@@ -268,28 +268,34 @@ static void test_limits(void **state)
 	shmbus__close(bus);
 	daemon_down(d);
 
-	/* room for one step, 64 -> 128 chunks (388 bytes each, links
-	 * included): the next would pass the limit */
+	/* room for 64 KiB more: the doubling steps, then smaller ones,
+	 * stop short of the pool's most (512 chunks of 388 bytes, links
+	 * included, would be 174 KiB more) */
 	snprintf(max, sizeof(max), "%llu", (unsigned long long)held + 65536);
 	args[1] = max;
 	d = daemon_up(args);
 	bus = bus_new("limited", 8);
-	sent = publish(bus, 0, 400, 500, &err);
+	sent = publish(bus, 0, 600, 500, &err);
 	pi = pool0(bus);
 	print_message("--bus-max %s: %d went in, then %s; the pool has %u of "
-		      "%u chunks\n", max, sent, strerror(-err), pi.chunks,
-		      pi.chunks_max);
+		      "%u chunks, the bus holds %llu bytes\n", max, sent,
+		      strerror(-err), pi.chunks, pi.chunks_max,
+		      (unsigned long long)bus_memory("limited"));
 	assert_int_equal(err, -ENOMEM);
-	assert_int_equal(pi.chunks, 128);
-	assert_int_equal(sent, 128);
-	assert_true(log_has("bus 0:limited: pool 0 (256-byte payloads) cannot "
-			    "grow past 128 chunks: a bus of"));
+	assert_true(pi.chunks > 128 && pi.chunks < 512);
+	assert_int_equal(sent, pi.chunks);
+	assert_true(bus_memory("limited") <= held + 65536);
+	assert_int_equal(bus_memory("limited"), t_arena_bytes("limited"));
+	snprintf(want, sizeof(want), "bus 0:limited: pool 0 (256-byte "
+		 "payloads) cannot grow past %u chunks: a bus of", pi.chunks);
+	assert_true(log_has(want));
 	assert_true(log_has("(--bus-max)"));
 	assert_int_equal(t_capture(out, sizeof(out), "%s bus info limited",
 				   t_bin(cli, "shmbus")), 0);
 	print_message("%s", out);
-	assert_non_null(strstr(out, "pool 0:   messages up to 256 bytes: "
-				    "128 chunks (grows to 512)"));
+	snprintf(want, sizeof(want), "pool 0:   messages up to 256 bytes: "
+		 "%u chunks (grows to 512)", pi.chunks);
+	assert_non_null(strstr(out, want));
 	drain(bus, sent, &t);
 	report("limited", sent, &t);
 	assert_int_equal(t.received, sent);
@@ -399,6 +405,7 @@ static void test_hostile_count(void **state)
 	struct shmbus_pool *pd;
 	struct shmbus_info bi;
 	struct shmbus *bus;
+	uint64_t held;
 	int sent, err, i;
 	pid_t d;
 
@@ -420,24 +427,139 @@ static void test_hostile_count(void **state)
 		      "%d ms\n", READ_ONCE(pd->nr_live), i);
 	assert_int_equal(READ_ONCE(pd->nr_live), 128);
 	shmbus_producer__free(p);
-	/* rewritten as the daemon dies: the next takes it, bounded */
+	/* rewritten as the daemon dies: the next counts what the memfd
+	 * holds, backing nothing */
+	held = t_arena_bytes("hostile");
 	daemon_down(d);
 	WRITE_ONCE(pd->nr_live, 0xffffffffu);
 	d = daemon_up(NULL);
 	rejoined(bus);
 	assert_int_equal(shmbus__info(bus, &bi), 0);
 	print_message("adopted with nr_live 0xffffffff: %u chunks of %u, "
-		      "%llu bytes held of an arena of %llu\n",
+		      "%llu bytes held (%llu before) of an arena of %llu\n",
 		      pool0(bus).chunks, pool0(bus).chunks_max,
 		      (unsigned long long)t_arena_bytes("hostile"),
+		      (unsigned long long)held,
 		      (unsigned long long)bi.arena_size);
-	assert_int_equal(pool0(bus).chunks, 256);
-	assert_int_equal(bus_memory("hostile"), t_arena_bytes("hostile"));
-	assert_true(t_arena_bytes("hostile") <= bi.arena_size);
+	/* the last page's chunks are data too: at most a page more */
+	assert_true(pool0(bus).chunks >= 128 &&
+		    pool0(bus).chunks <= 128 + 4096 / 384);
+	assert_int_equal(t_arena_bytes("hostile"), held);
+	assert_int_equal(bus_memory("hostile"), held);
 	drain(bus, sent, &t);
 	report("hostile count", sent, &t);
 	assert_int_equal(t.received, sent);
 	assert_int_equal(t.dup + t.corrupt, 0);
+	shmbus__close(bus);
+	daemon_down(d);
+}
+
+/*
+ * A member writes the pool's count as the daemon dies, on a bus that is
+ * never idle (a consumer stays attached), then the next daemon adopts
+ * it: 0 (which would mean "all"), 1 (below what is in use), one step
+ * ahead (what a daemon killed between counting a step and pushing it
+ * would leave). Each time the new daemon counts what the memfd holds,
+ * backs nothing, and the pool still reaches its most with nothing lost;
+ * for a pool that does not grow the word means nothing at all.
+ */
+static void forged_count(const char *name, uint32_t growth, uint32_t forged)
+{
+	static uint8_t seen[1024];
+	struct tally t = { .seen = seen };
+	struct shmbus_consumer *keep;
+	struct shmbus_pool_info pi;
+	struct shmbus *bus;
+	uint64_t held;
+	int sent, more, err;
+	pid_t d;
+
+	memset(seen, 0, sizeof(seen));
+	d = daemon_up(NULL);
+	bus = bus_new(name, growth);
+	keep = shmbus_consumer__new(bus, "q", NULL);
+	assert_non_null(keep);
+	sent = publish(bus, 0, 50, 2000, &err);
+	assert_int_equal(sent, 50);
+	held = t_arena_bytes(name);
+	daemon_down(d);
+	WRITE_ONCE(pool_desc(name)->nr_live, forged);
+	d = daemon_up(NULL);
+	rejoined(bus);
+	pi = pool0(bus);
+	print_message("%s: nr_live forged to %u: adopted as %u of %u chunks, "
+		      "%llu bytes held (%llu before)\n", name, forged,
+		      pi.chunks, pi.chunks_max,
+		      (unsigned long long)t_arena_bytes(name),
+		      (unsigned long long)held);
+	assert_int_equal(pi.chunks, 64);
+	assert_int_equal(t_arena_bytes(name), held);
+	more = publish(bus, sent, 1000, 500, &err);
+	sent += more;
+	pi = pool0(bus);
+	print_message("%s: then %d more, %s at %u of %u chunks\n", name,
+		      more, strerror(-err), pi.chunks, pi.chunks_max);
+	assert_int_equal(err, -ENOMEM);
+	assert_int_equal(pi.chunks, pi.chunks_max);
+	assert_int_equal(sent, (int)pi.chunks_max);
+	shmbus_consumer__free(keep);
+	drain(bus, sent, &t);
+	report(name, sent, &t);
+	assert_int_equal(t.received, sent);
+	assert_int_equal(t.dup + t.corrupt, 0);
+	shmbus__close(bus);
+	daemon_down(d);
+}
+
+static void test_forged_counts(void **state)
+{
+	char want[96];
+
+	(void)state;
+	forged_count("forged.all", 8, 0);
+	forged_count("forged.low", 8, 1);
+	forged_count("forged.ahead", 8, 128);
+	forged_count("forged.fixed", 1, 1);
+	snprintf(want, sizeof(want), "forged.fixed: pool 0");
+	assert_false(log_has(want));
+}
+
+/* A member clears the arena's grow bit and the free count while the pool
+ * grows: the daemon goes by its validated copy, and the count in the
+ * arena keeps up with the pool. */
+static void test_live_feature_bit(void **state)
+{
+	struct shmbus_producer *p;
+	struct shmbus_pool *pd;
+	struct shmbus_sb *sb;
+	struct shmbus *bus;
+	pid_t d;
+	int i;
+
+	(void)state;
+	d = daemon_up(NULL);
+	bus = bus_new("bitless", 8);
+	sb = t_arena_mapping("bitless");
+	assert_non_null(sb);
+	pd = pool_desc("bitless");
+	p = shmbus_producer__new(bus, "q", NULL);	/* attached: repairs */
+	assert_non_null(p);
+	for (i = 0; i < 300; i++) {
+		WRITE_ONCE(sb->features_incompat, 0);
+		WRITE_ONCE(pd->free_count, 0);
+		usleep(1000);
+	}
+	for (i = 0; i < 2000 && (READ_ONCE(pd->nr_live) != 512 ||
+				 !READ_ONCE(sb->features_incompat)); i++)
+		usleep(1000);
+	print_message("grow bit cleared while growing: nr_live %u, bit %llu "
+		      "again after %d ms\n", READ_ONCE(pd->nr_live),
+		      (unsigned long long)READ_ONCE(sb->features_incompat), i);
+	assert_int_equal(READ_ONCE(pd->nr_live), 512);
+	assert_int_equal(pool0(bus).chunks, 512);
+	assert_true(READ_ONCE(sb->features_incompat) &
+		    SHMBUS_FEAT_INCOMPAT_GROW);
+	shmbus_producer__free(p);
 	shmbus__close(bus);
 	daemon_down(d);
 }
@@ -449,6 +571,8 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_adopted),
 		cmocka_unit_test(test_hostile_count),
+		cmocka_unit_test(test_forged_counts),
+		cmocka_unit_test(test_live_feature_bit),
 	};
 	int rc;
 

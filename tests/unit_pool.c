@@ -294,6 +294,91 @@ static void test_grow(void **state)
 	t_arena_unmap(&a);
 }
 
+/* pool_grow() while threads with caches allocate and free: no chunk is
+ * ever held twice, and once they stop every chunk of the grown pool is
+ * on the shared list exactly once. */
+#define GROW_THREADS	4
+#define GROW_MAX	4096
+
+static struct arena grow_arena;
+static uint8_t grow_held[GROW_MAX];
+static int grow_bad, grow_stop;
+
+static void *grow_worker(void *arg)
+{
+	struct shmbus_slot *s = &grow_arena.slots[(uintptr_t)arg];
+	uint32_t mine[16];
+	unsigned n = 0;
+
+	for (long i = 0; !READ_ONCE(grow_stop) || n; i++) {
+		if (!READ_ONCE(grow_stop) && n < 16 && (i % 3 != 2 || !n)) {
+			uint32_t ref;
+
+			if (pool_alloc(&grow_arena, s, 0, LOANED_BY(0), &ref))
+				continue;
+			if (SHMBUS_REF_IDX(ref) >= GROW_MAX ||
+			    atomic_xchg(&grow_held[SHMBUS_REF_IDX(ref)], 1))
+				WRITE_ONCE(grow_bad, 1);
+			mine[n++] = ref;
+		} else if (n) {
+			uint32_t ref = mine[--n];
+
+			smp_store_release(&grow_held[SHMBUS_REF_IDX(ref)], 0);
+			pool_free(&grow_arena, s, ref);
+		}
+	}
+	return NULL;
+}
+
+static void test_grow_race(void **state)
+{
+	static uint8_t seen[GROW_MAX];
+	struct arena_params p;
+	pthread_t th[GROW_THREADS];
+	uint32_t idx[POOL_MAG_MAX], total;
+	int k;
+
+	(void)state;
+	for (int round = 0; round < t_scaled(50); round++) {
+		t_params(&p, GROW_THREADS, 64);
+		p.grow = GROW_MAX / 64;
+		t_arena_map(&grow_arena, &p);
+		assert_int_equal(grow_arena.pool[0].nr_chunks, GROW_MAX);
+		memset(grow_held, 0, sizeof(grow_held));
+		grow_bad = grow_stop = 0;
+		for (uintptr_t i = 0; i < GROW_THREADS; i++) {
+			t_slot(&grow_arena, (uint32_t)i);
+			assert_int_equal(pthread_create(&th[i], NULL,
+							grow_worker,
+							(void *)i), 0);
+		}
+		for (uint32_t n = 64; n < GROW_MAX; n *= 2) {
+			usleep(2000);
+			pool_grow(&grow_arena, 0, n, n * 2);
+		}
+		usleep(20000);
+		WRITE_ONCE(grow_stop, 1);
+		for (int i = 0; i < GROW_THREADS; i++)
+			pthread_join(th[i], NULL);
+		assert_int_equal(grow_bad, 0);
+		for (uint32_t i = 0; i < GROW_THREADS; i++)
+			pool_drain_slot(&grow_arena, &grow_arena.slots[i]);
+		assert_int_equal(READ_ONCE(grow_arena.pool[0].desc->free_count),
+				 GROW_MAX);
+		memset(seen, 0, sizeof(seen));
+		total = 0;
+		while ((k = pool_pop_global(&grow_arena, 0, idx)) > 0)
+			for (int j = 0; j < k; j++) {
+				assert_true(idx[j] < GROW_MAX);
+				assert_int_equal(seen[idx[j]]++, 0);
+				total++;
+			}
+		assert_int_equal(k, 0);
+		assert_int_equal(total, GROW_MAX);
+		t_arena_unmap(&grow_arena);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_reclaim_owned),
 		cmocka_unit_test(test_mt_alloc_free),
 		cmocka_unit_test(test_grow),
+		cmocka_unit_test(test_grow_race),
 	};
 
 	return cmocka_run_group_tests_name("pool", tests, NULL, NULL);

@@ -560,13 +560,16 @@ struct shmbus_pool {
 	/* D: chunks 0..nr_live-1 are backed and have been on the free
 	 * list; the rest of the area (chunks and links) are holes in the
 	 * memfd. Only grows, and only while the daemon holds the bus: it
-	 * backs and formats the next chunks, raises nr_live, then pushes
-	 * them onto the free list. 0 = nr_chunks (an arena without
-	 * SHMBUS_FEAT_INCOMPAT_GROW). Members never bound a ref by it (a
-	 * ref up to nr_chunks is in range, a hostile one in the reserve
-	 * touches a hole in pages of the toucher's own); the daemon bounds
-	 * by its own count, restored over this word if a member changes
-	 * it. */
+	 * backs, writes and formats the next chunks, raises nr_live, then
+	 * pushes them onto the free list. Chunk 0 is at a page and nr_live
+	 * ends where a page does (or at nr_chunks). Means nothing without
+	 * SHMBUS_FEAT_INCOMPAT_GROW (then all nr_chunks are there; 0 in an
+	 * arena made before pools grew). Informative: members never bound
+	 * a ref by it (a ref up to nr_chunks is in range, a hostile one in
+	 * the reserve touches a hole in pages of the toucher's own); the
+	 * daemon bounds by its own count, restored over this word if a
+	 * member changes it, and a daemon that adopts the arena counts the
+	 * pages the memfd holds instead of reading it. */
 	uint32_t nr_live;
 	uint8_t	 __pad0[28];
 	/* --- line 1: the shared free list, a Treiber stack of magazines.

@@ -737,11 +737,7 @@ int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 		err = -EIDRM;
 		goto refused;
 	}
-	err = pools_take(b, why, len);
-	if (err) {
-		bus_destroy(b);
-		goto refused;
-	}
+	pools_take(b, false);
 	ident_restore(b, &id);
 	adopt_queues(b, &st);
 	adopt_retired(b);

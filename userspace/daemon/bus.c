@@ -269,12 +269,7 @@ int bus_create(struct daemon *d, const struct sbc_bus_open *req,
 	err = bus_record(fd, &ap, &b);
 	if (err)
 		goto uncharge;
-	err = pools_take(b, why, sizeof(why));
-	if (err) {
-		log_warn("bus '%s': %s", ap.name, why);
-		bus_destroy(b);
-		goto uncharge;
-	}
+	pools_take(b, true);
 	bus_link(d, b);
 	log_info("bus %u:%s created by pid %d: %llu bytes (pools may grow "
 		 "to %llu), mode %04o, %u queues, %u slots, %u pools (sealed "

@@ -462,10 +462,10 @@ struct dbus {
 /* Back (fallocate) the parts of the fresh arena in @fd that the arena of
  * @ap has when made: all but the reserve its pools may grow into. */
 int arena_back(int fd, const struct arena_params *ap);
-/* The daemon takes the pools of @b as they are (created or adopted): backs
- * every chunk under each pool's nr_live, makes that its own count, and
- * sets b->committed. 0, or -errno (@why says which pool). */
-int pools_take(struct dbus *b, char *why, size_t len);
+/* The daemon takes the pools of @b: @made (formatted just now), with the
+ * counts it made them with; adopted, with what the memfd holds of each
+ * (never the arena's word). Sets its counts and b->committed. */
+void pools_take(struct dbus *b, bool made);
 /* Grow the pools of @b that are running out, as admitted. Returns when
  * to come back for a refused one (INT64_MAX: none). */
 int64_t pools_tick(struct daemon *d, struct dbus *b, int64_t now);

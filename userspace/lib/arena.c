@@ -128,6 +128,22 @@ int arena_params_check(struct arena_params *p, char *why, size_t whylen)
 	return 0;
 }
 
+uint32_t pool_page_fit(uint32_t n, uint32_t chunk_size, uint32_t max)
+{
+	uint64_t end = ALIGN_UP((uint64_t)n * chunk_size, 4096);
+
+	return (uint32_t)MIN(end / chunk_size, (uint64_t)max);
+}
+
+uint32_t arena_pool_start(const struct arena_params *p, unsigned i)
+{
+	uint32_t max = arena_pool_max(p, i), n = p->pools[i].count;
+
+	if (max == n)
+		return n;
+	return pool_page_fit(n, chunk_size_for(p->pools[i].payload), max);
+}
+
 uint32_t arena_pool_max(const struct arena_params *p, unsigned i)
 {
 	uint64_t n = (uint64_t)p->pools[i].count * (p->grow ? p->grow : 1);
@@ -178,6 +194,9 @@ static void geometry(const struct arena_params *p, struct geom *g)
 
 		g->links_off[i] = off;
 		off += ALIGN_UP((uint64_t)max * 4, 64);
+		/* chunk 0 at a page: a pool that grows is counted in the
+		 * pages it has (daemon grow.c) */
+		off = ALIGN_UP(off, 4096);
 		g->base_off[i] = off;
 		off += (uint64_t)max * chunk_size_for(p->pools[i].payload);
 	}
@@ -220,7 +239,7 @@ unsigned arena_backed_ranges(const struct arena_params *p,
 	r[n][0] = 0;
 	r[n++][1] = g.links_off[0];
 	for (unsigned i = 0; i < p->nr_pools; i++) {
-		uint64_t count = p->pools[i].count;
+		uint64_t count = arena_pool_start(p, i);
 
 		r[n][0] = g.links_off[i];
 		r[n++][1] = g.links_off[i] + count * 4;
@@ -284,7 +303,7 @@ int arena_format(void *base, uint64_t size, const struct arena_params *p)
 	for (unsigned i = 0; i < p->nr_pools; i++) {
 		struct shmbus_pool *pd = (struct shmbus_pool *)
 			((uint8_t *)base + g.pool_off) + i;
-		uint32_t n = p->pools[i].count;
+		uint32_t n = arena_pool_start(p, i);
 
 		pd->chunk_size = chunk_size_for(p->pools[i].payload);
 		pd->payload_max = pd->chunk_size - SHMBUS_CHUNK_HDR;
@@ -512,6 +531,7 @@ int arena_map(struct arena *a, int fd, bool rdonly)
 		pv->cache_max = pools[i].cache_max;
 	}
 	a->reader_fence = sb.features_compat & SHMBUS_FEAT_COMPAT_READER_FENCE;
+	a->grows = sb.features_incompat & SHMBUS_FEAT_INCOMPAT_GROW;
 	a->ringmap = (uint64_t *)(a->base + sb.ringmap_off);
 	a->ring_off = sb.ring_off;
 	a->ring_units = sb.ring_units;

@@ -500,7 +500,14 @@ SHMBUS_API int shmbus__pool_info(const struct shmbus *bus, unsigned i,
 	info->payload = a->pool[i].payload_max;
 	info->chunk_size = a->pool[i].chunk_size;
 	info->chunks_max = a->pool[i].nr_max;
-	info->chunks = MIN(pool_desc_live(a->pool[i].desc), info->chunks_max);
+	info->chunks = info->chunks_max;
+	if (a->grows) {
+		/* the daemon's count, which it keeps there */
+		uint32_t live = READ_ONCE(a->pool[i].desc->nr_live);
+
+		if (live && live < info->chunks_max)
+			info->chunks = live;
+	}
 	info->free = (uint32_t)MIN(READ_ONCE(a->pool[i].desc->free_count),
 				   (uint64_t)info->chunks);
 	for (uint32_t s = 0; s < a->max_slots; s++) {

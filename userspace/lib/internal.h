@@ -191,6 +191,7 @@ struct arena {
 	uint32_t nr_pools;
 	struct pool_view pool[SHMBUS_MAX_POOLS];
 	bool reader_fence;		/* SHMBUS_FEAT_COMPAT_READER_FENCE */
+	bool grows;			/* SHMBUS_FEAT_INCOMPAT_GROW */
 	uint64_t *ringmap;
 	uint64_t ring_off;		/* arena offset of the ring area */
 	uint64_t ring_units;
@@ -224,6 +225,18 @@ struct arena_params {
 SHMBUS_PRIVATE_API
 uint32_t arena_pool_max(const struct arena_params *p, unsigned i);
 
+/* The chunks a pool of @chunk_size bytes a chunk, whose chunk 0 is at a
+ * page, has when it has @n or more: as many as the pages of @n hold
+ * whole, at most @max. A pool that may grow has a page-fit count, so that
+ * what its pages hold is what it has. */
+SHMBUS_PRIVATE_API
+uint32_t pool_page_fit(uint32_t n, uint32_t chunk_size, uint32_t max);
+
+/* The chunks pool @i of @p has when made: its count, page-fit when it may
+ * grow (checked params). */
+SHMBUS_PRIVATE_API
+uint32_t arena_pool_start(const struct arena_params *p, unsigned i);
+
 /* The byte ranges [start, end) of the arena of @p that are backed when it
  * is made, in order: everything before the first pool's links, then each
  * pool's links and chunks for its count (checked params). Returns how
@@ -242,14 +255,6 @@ uint64_t arena_backed_span(const uint64_t (*r)[2], unsigned n);
  * reserve of its pools (checked params), in whole pages. */
 SHMBUS_PRIVATE_API
 uint64_t arena_backed_for(const struct arena_params *p);
-
-/* The chunks pool descriptor @pd has (nr_live, 0 meaning all). */
-static inline uint32_t pool_desc_live(const struct shmbus_pool *pd)
-{
-	uint32_t live = READ_ONCE(pd->nr_live), max = READ_ONCE(pd->nr_chunks);
-
-	return live && live < max ? live : max;
-}
 
 /* Fill defaults for zero fields and check ranges. 0 or -EINVAL (+ why). */
 SHMBUS_PRIVATE_API

@@ -26,6 +26,7 @@
 #define arena_map		__shmbus_arena_map
 #define arena_params_check	__shmbus_arena_params_check
 #define arena_pool_max		__shmbus_arena_pool_max
+#define arena_pool_start	__shmbus_arena_pool_start
 #define arena_size_for		__shmbus_arena_size_for
 #define arena_unmap		__shmbus_arena_unmap
 #define attr_dead_letter	__shmbus_attr_dead_letter
@@ -40,6 +41,7 @@
 #define pid_start_time		__shmbus_pid_start_time
 #define pool_drain_slot		__shmbus_pool_drain_slot
 #define pool_grow		__shmbus_pool_grow
+#define pool_page_fit		__shmbus_pool_page_fit
 #define pool_push_global	__shmbus_pool_push_global
 #define pool_reclaim_owned	__shmbus_pool_reclaim_owned
 #define proto_all_zero		__shmbus_proto_all_zero
