@@ -1002,11 +1002,21 @@ static void test_invalid_names(void **state)
 		err = slurp(ep[0], NULL);
 		close(ep[0]);
 		print_message("%s", err);
-		assert_int_equal(t_wait(c, 20000), 1);
-		assert_non_null(strstr(err, "cannot open bus 'a/b'"));
-		assert_non_null(strstr(err, "invalid bus name: a name is 1 to "
-					    "63 bytes of A-Z a-z 0-9 . _ -"));
+		assert_int_equal(t_wait(c, 20000), 2);	/* a usage error */
+		assert_non_null(strstr(err, "invalid bus name 'a/b': a name is "
+					    "1 to 63 bytes of A-Z a-z 0-9 . _ -"));
 		free(err);
+	}
+	/* ... also from $SHMBUS_BUS, for a command that opens the bus */
+	{
+		char out[512];
+		int st = t_capture(out, sizeof(out),
+				   "SHMBUS_BUS='a b' %s stat 2>&1", cli);
+
+		print_message("SHMBUS_BUS='a b': exit %d: %s", st, out);
+		assert_int_equal(st, 2);
+		assert_non_null(strstr(out, "invalid bus ($SHMBUS_BUS) name "
+					    "'a b'"));
 	}
 	/* the library says the same to a program (shmbus_errmsg()) */
 	{
@@ -2007,13 +2017,28 @@ static void durable_declare(const struct dur_daemon *d)
 	assert_int_equal(r.status, 2);
 	assert_non_null(strstr(r.err, "--sync-interval is for --sync batch"));
 	result_free(&r);
-	/* the daemon's reason comes with the error */
+	/* what a persistent queue cannot have: usage errors */
 	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
 				  "--priorities", "2"));
 	print_message("declare --durable --priorities 2: %s", r.err);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--durable takes no --priorities"));
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
+				  "--overflow", "drop-oldest"));
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--overflow block or reject"));
+	result_free(&r);
+	/* what only the daemon knows: its reason comes with the error */
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "plaindlq"));
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+	r = cli_run(-1, -1, DARGS(d, "queue", "declare", "x", "--durable",
+				  "--dlq", "plaindlq"));
+	print_message("declare --durable --dlq (not durable): %s", r.err);
 	assert_int_equal(r.status, 1);
 	assert_non_null(strstr(r.err, "invalid settings for a durable queue"));
-	assert_non_null(strstr(r.err, "priorit"));
+	assert_non_null(strstr(r.err, "dead-letter"));
 	result_free(&r);
 }
 

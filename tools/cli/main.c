@@ -218,6 +218,12 @@ static struct shmbus *open_with(uint32_t flags)
 	SHMBUS_OPTS(shmbus_open_opts, o, .socket_path = opt_socket,
 		    .flags = flags | (opt_has_owner ? SHMBUS_OPEN_OWNER : 0),
 		    .owner_uid = opt_owner);
+	const char *env = getenv("SHMBUS_BUS");
+
+	/* the bus $SHMBUS_BUS names, for a command that opens one: a bad
+	 * name is a usage error, as for --bus */
+	if (!opt_bus && env && *env)
+		check_name("bus ($SHMBUS_BUS)", env);
 
 	return shmbus__open(opt_bus, &o);
 }
@@ -552,6 +558,9 @@ int main(int argc, char **argv)
 			int rc;
 
 			cmd_name = cmds[i].name;
+			/* a bad --bus is a usage error */
+			if (opt_bus)
+				check_name("bus", opt_bus);
 			rc = cmds[i].fn(argc - optind, argv + optind);
 			/* stopped by a signal it caught: say so, as if it had
 			 * not been caught (130 for Ctrl-C) */

@@ -89,7 +89,8 @@ static int parse_overflow(const char *s)
 
 /* --sync and --sync-interval say how a persistent queue syncs: without
  * --durable they would be refused by the daemon as invalid settings; say
- * which option is missing instead. */
+ * which option is missing instead. The options a persistent queue cannot
+ * have are usage errors too; only the daemon can tell about its --dlq. */
 static void check_durable_options(const struct shmbus_queue_opts *qo,
 				  bool sync_given)
 {
@@ -98,6 +99,12 @@ static void check_durable_options(const struct shmbus_queue_opts *qo,
 		usage_die("--sync and --sync-interval need --durable");
 	if (qo->sync_interval_ns && qo->sync != SHMBUS_SYNC_BATCH)
 		usage_die("--sync-interval is for --sync batch");
+	if ((qo->flags & SHMBUS_QUEUE_DURABLE) && qo->priorities > 1)
+		usage_die("--durable takes no --priorities above 1");
+	if ((qo->flags & SHMBUS_QUEUE_DURABLE) &&
+	    qo->overflow == SHMBUS_OVERFLOW_DROP_OLDEST)
+		usage_die("--durable takes --overflow block or reject, not "
+			  "drop-oldest");
 }
 
 /* The options of declare into @qo. Returns an exit code when there is
