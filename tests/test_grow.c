@@ -6,17 +6,22 @@
  *    one queue with no consumer: the pool grows (its memory with it, the
  *    reserve staying unbacked) up to its most, and no further; every
  *    message comes out intact, in order;
- *  - limits: a daemon whose --bus-max admits one step stops the pool
- *    there, says why once in its log, and a publish then fails with
- *    ENOMEM after its timeout; a bus of growth 1 never grows;
+ *  - limits: a daemon whose --bus-max admits 64 KiB more stops the
+ *    pool short of its most (doubling, then smaller steps), says why
+ *    once in its log, and a publish then fails with ENOMEM after its
+ *    timeout; a bus of growth 1 never grows;
  *  - adoption: the daemon killed -9 after a pool grew, and a consumer
  *    holding leases on chunks of the grown part killed while no daemon
  *    runs: the next daemon adopts the grown pool, redelivers those
  *    messages, and nothing is lost;
  *  - a hostile member rewriting the pool's count: the daemon puts it
- *    back; rewritten again just before the daemon is killed, the next
- *    daemon takes it bounded by the pool's most, backs it, and the bus
- *    works on.
+ *    back; rewritten (to "all", below what is in use, a step ahead)
+ *    just before the daemon is killed, the next daemon counts what the
+ *    memfd holds instead, backs nothing, and the pool reaches its most
+ *    with nothing lost, on a bus never idle; a member clearing the grow
+ *    bit changes nothing;
+ *  - the daemon killed -9 at random moments while a pool grows under a
+ *    producer, eight rounds.
  * Each prints sent / received / lost / duplicated / corrupt.
  */
 #include <sys/wait.h>
@@ -564,6 +569,88 @@ static void test_live_feature_bit(void **state)
 	daemon_down(d);
 }
 
+/*
+ * The daemon killed -9 at a random moment while a producer fills a pool
+ * that grows (64 chunks to 1024, steps every tick), and started again:
+ * the producer's publishes wait through the gap (ENOMEM is a wait while
+ * their timeout lasts), the next daemon adopts the pool as far as it had
+ * grown, grows it on, and every message comes out once.
+ */
+static void test_killed_while_growing(void **state)
+{
+	static uint8_t seen[1024];
+	const int rounds = (int)t_scaled(8), n = 1000;
+	int lost = 0, dup = 0, corrupt = 0, total = 0;
+
+	(void)state;
+	srand((unsigned)getpid());
+	for (int r = 0; r < rounds; r++) {
+		struct tally t = { .seen = seen };
+		char name[32];
+		struct shmbus *bus;
+		pid_t d, kid;
+		int delay_us = rand() % 20000, ready[2];
+		char x;
+
+		memset(seen, 0, sizeof(seen));
+		snprintf(name, sizeof(name), "kill%d", r);
+		d = daemon_up(NULL);
+		bus = bus_new(name, 16);
+		assert_int_equal(pipe(ready), 0);
+		kid = fork();
+		assert_true(kid >= 0);
+		if (!kid) {
+			SHMBUS_OPTS(shmbus_open_opts, oo,
+				    .flags = SHMBUS_OPEN_NOSTART);
+			SHMBUS_OPTS(shmbus_pub_opts, po,
+				    .timeout_ns = 20000 * MS);
+			struct shmbus *b = shmbus__open(name, &oo);
+			struct shmbus_producer *p =
+				b ? shmbus_producer__new(b, "q", NULL) : NULL;
+			struct msg m;
+
+			CHILD_CHECK(p, "producer: %s", strerror(errno));
+			CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+			for (int i = 0; i < n; i++) {
+				int err;
+
+				fill(&m, i);
+				err = shmbus_producer__publish(p, &m,
+							       sizeof(m), &po);
+				CHILD_CHECK(!err, "publish %d: %s", i,
+					    strerror(-err));
+			}
+			_exit(0);
+		}
+		/* the kill lands while it publishes and the pool grows */
+		assert_int_equal(read(ready[0], &x, 1), 1);
+		close(ready[0]);
+		close(ready[1]);
+		usleep((useconds_t)delay_us);
+		daemon_down(d);
+		d = daemon_up(NULL);
+		assert_int_equal(t_wait(kid, 60000), 0);
+		rejoined(bus);
+		drain(bus, n, &t);
+		print_message("round %d, killed after %d us: pool at %u of %u; "
+			      "sent %d received %d lost %d duplicated %d "
+			      "corrupt %d\n", r, delay_us, pool0(bus).chunks,
+			      pool0(bus).chunks_max, n, t.received,
+			      n - t.received, t.dup, t.corrupt);
+		total += n;
+		lost += n - t.received;
+		dup += t.dup;
+		corrupt += t.corrupt;
+		shmbus__close(bus);
+		daemon_down(d);
+	}
+	print_message("killed while growing, %d rounds: sent %d received %d "
+		      "lost %d duplicated %d corrupt %d\n", rounds, total,
+		      total - lost, lost, dup, corrupt);
+	assert_int_equal(lost, 0);
+	assert_int_equal(dup + corrupt, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_count),
 		cmocka_unit_test(test_forged_counts),
 		cmocka_unit_test(test_live_feature_bit),
+		cmocka_unit_test(test_killed_while_growing),
 	};
 	int rc;
 
