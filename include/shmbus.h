@@ -99,7 +99,8 @@ SHMBUS_API const char *shmbus_errmsg(void);
 
 struct shmbus_pool_spec {
 	uint32_t payload;	/* largest payload of the class, bytes */
-	uint32_t count;		/* chunks in the class */
+	uint32_t count;		/* chunks in the class (one that may grow
+				 * rounds it up to fill whole pages) */
 };
 
 struct shmbus_open_opts {
