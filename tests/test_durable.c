@@ -73,6 +73,21 @@ static struct shmbus *bus_open(void)
 	return bus;
 }
 
+/* bus_open() for a forked child: a failure ends the child (a cmocka
+ * failure there would run the test program's teardown in the child,
+ * which kills the daemon and removes the test's directory under the
+ * parent). The kill -9 loop's daemons die under opens now and then. */
+static struct shmbus *child_bus_open(void)
+{
+	SHMBUS_OPTS(shmbus_open_opts, o, .flags = SHMBUS_OPEN_NOSTART,
+		    .connect_timeout_ms = 5000);
+	struct shmbus *bus = shmbus__open(BUS, &o);
+
+	if (!bus)
+		_exit(2);
+	return bus;
+}
+
 static void declare(struct shmbus *bus, const char *name,
 		    const struct shmbus_queue_opts *qo)
 {
@@ -616,7 +631,7 @@ static void test_order_full_queue(void **st)
 	declare(bus, "order", &qo);
 	pub = fork();
 	if (!pub) {
-		struct shmbus *pb = bus_open();
+		struct shmbus *pb = child_bus_open();
 		struct shmbus_producer *p = shmbus_producer__new(pb, "order", &po);
 
 		for (uint64_t i = 0; p && i < 3000; i++) {
@@ -686,7 +701,7 @@ static void test_blocked_syncs(void **st)
 	if (!pub) {
 		SHMBUS_OPTS(shmbus_producer_opts, po,
 			    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
-		struct shmbus *pb = bus_open();
+		struct shmbus *pb = child_bus_open();
 		struct shmbus_producer *p = shmbus_producer__new(pb, "blk", &po);
 
 		/* confirms later: the intake fills, then the publish waits */
@@ -1188,7 +1203,7 @@ static void publisher(struct crash *cr, uint64_t from)
 	SHMBUS_OPTS(shmbus_producer_opts, po,
 		    .flags = SHMBUS_PRODUCER_ASYNC_CONFIRM);
 	SHMBUS_OPTS(shmbus_pub_opts, wait, .timeout_ns = 2 * NSEC_PER_SEC_T);
-	struct shmbus *bus = bus_open();
+	struct shmbus *bus = child_bus_open();
 	struct shmbus_producer *p = shmbus_producer__new(bus, "crash", &po);
 	uint64_t s = from;
 
@@ -1219,7 +1234,7 @@ static void publisher(struct crash *cr, uint64_t from)
 
 static void consumer(struct crash *cr, int64_t idle_ms)
 {
-	struct shmbus *bus = bus_open();
+	struct shmbus *bus = child_bus_open();
 	struct shmbus_consumer *c = shmbus_consumer__new(bus, "crash", NULL);
 	struct shmbus_msg m;
 	uint64_t seq;
