@@ -17,6 +17,7 @@
  */
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 
 #include "shmbus.h"
 #include "shmbus/layout.h"
@@ -164,6 +165,188 @@ static void test_lost_wakeup_spin(void **state)
 {
 	(void)state;
 	run_stress("stress.spin", 2000, 1);
+}
+
+/*
+ * Producers sleeping for room: two producers (timeout for ever) and two
+ * consumers through a 2-slot queue, 100,000 messages. Each consumer now
+ * and then pauses so that both producers fall asleep; a lost wake-up
+ * would leave a producer asleep for its whole nap (100 ms) with room in
+ * the ring, which shows as a publish that long.
+ */
+struct room_counts {
+	uint64_t received, bad, slow_publishes;
+	int64_t worst_ns;
+};
+
+static void room_producer(const char *q, uint64_t from, uint64_t n,
+			  struct room_counts *cnt)
+{
+	struct shmbus *bus = open_bus();
+	struct shmbus_producer *p = shmbus_producer__new(bus, q, NULL);
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+	int64_t worst = 0;
+
+	CHILD_CHECK(p, "producer: %s", strerror(errno));
+	for (uint64_t i = from; i < from + n; i++) {
+		int64_t t0 = t_now_ns(), dt;
+		int err = shmbus_producer__publish(p, &i, sizeof(i), &po);
+
+		CHILD_CHECK(!err, "publish: %s", strerror(-err));
+		dt = t_now_ns() - t0;
+		if (dt > worst)
+			worst = dt;
+		if (dt >= 90 * 1000000LL)
+			atomic_fetch_add(&cnt->slow_publishes, 1);
+	}
+	if (worst > READ_ONCE(cnt->worst_ns))
+		WRITE_ONCE(cnt->worst_ns, worst);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+	_exit(0);
+}
+
+static void room_consumer(const char *q, uint64_t total,
+			  struct room_counts *cnt)
+{
+	struct shmbus *bus = open_bus();
+	struct shmbus_consumer *c = shmbus_consumer__new(bus, q, NULL);
+
+	CHILD_CHECK(c, "consumer: %s", strerror(errno));
+	for (uint64_t k = 0;; k++) {
+		uint64_t v;
+		ssize_t n = shmbus_consumer__receive(c, &v, sizeof(v),
+						     2LL * 1000000000);
+
+		if (n == -ETIMEDOUT)
+			break;		/* the producers are done */
+		CHILD_CHECK(n == sizeof(v), "receive: %zd", n);
+		if (v >= total)
+			atomic_add_relaxed(&cnt->bad, 1);
+		atomic_fetch_add(&cnt->received, 1);
+		/* now and then let both producers fall asleep */
+		if (k % 997 == 0)
+			usleep(200);
+	}
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	_exit(0);
+}
+
+static void test_room_stress(void **state)
+{
+	uint64_t total = t_scaled(100000);
+	struct room_counts *cnt = t_shared(sizeof(*cnt));
+	pid_t kids[4];
+
+	(void)state;
+	declare("room", 2, 4);
+	for (int i = 0; i < 2; i++)
+		if (!(kids[i] = fork()))
+			room_consumer("room", total, cnt);
+	for (int i = 0; i < 2; i++)
+		if (!(kids[2 + i] = fork()))
+			room_producer("room", i * (total / 2), total / 2, cnt);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(t_wait(kids[3 - i], 300000), 0);
+	print_message("producers sleeping for room: sent %llu received %llu "
+		      "lost %llu; publishes of 90 ms or more %llu, the slowest "
+		      "%.2f ms\n", (unsigned long long)total,
+		      (unsigned long long)cnt->received,
+		      (unsigned long long)(total - cnt->received),
+		      (unsigned long long)cnt->slow_publishes,
+		      cnt->worst_ns / 1e6);
+	assert_int_equal(cnt->received, total);
+	assert_int_equal(cnt->bad, 0);
+	assert_int_equal(cnt->slow_publishes, 0);
+}
+
+/*
+ * A producer waiting on a full queue sleeps: 500 ms of waiting cost it
+ * next to no CPU time, a consumer's take wakes it at once, and a delete
+ * wakes it with -EIDRM.
+ */
+static void test_room_sleeps(void **state)
+{
+	struct shmbus *bus;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+	struct rusage ru0, ru1;
+	int64_t cpu_ns, t0;
+	uint64_t v = 1;
+	pid_t kid;
+	int ready[2];
+	char x;
+
+	(void)state;
+	declare("roomful", 2, 1);
+	bus = open_bus();
+	{
+		struct shmbus_producer *p = shmbus_producer__new(bus, "roomful",
+								 NULL);
+
+		assert_non_null(p);
+		assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v),
+							  NULL), 0);
+		assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v),
+							  NULL), 0);
+		shmbus_producer__free(p);
+	}
+	/* on its own: it waits out its timeout, asleep */
+	getrusage(RUSAGE_SELF, &ru0);
+	{
+		struct shmbus_producer *p = shmbus_producer__new(bus, "roomful",
+								 NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = 500000000);
+
+		assert_non_null(p);
+		t0 = t_now_ns();
+		assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v),
+							  &po), -ENOBUFS);
+		assert_true(t_now_ns() - t0 >= 500000000);
+		shmbus_producer__free(p);
+	}
+	getrusage(RUSAGE_SELF, &ru1);
+	cpu_ns = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
+		  ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1000000000LL +
+		 (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
+		  ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) * 1000LL;
+	print_message("500 ms waiting for room: %.2f ms of CPU\n",
+		      cpu_ns / 1e6);
+	assert_true(cpu_ns < 50 * 1000000LL);
+
+	/* a take wakes it; a delete wakes the next with -EIDRM */
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_producer *p = shmbus_producer__new(b, "roomful",
+								 NULL);
+		SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
+
+		CHILD_CHECK(p, "producer: %s", strerror(errno));
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		CHILD_CHECK(!shmbus_producer__publish(p, &v, sizeof(v), &po),
+			    "woken by a take");
+		CHILD_CHECK(shmbus_producer__publish(p, &v, sizeof(v), &po) ==
+			    -EIDRM, "woken by the delete");
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	usleep(300000);			/* asleep by now */
+	c = shmbus_consumer__new(bus, "roomful", NULL);
+	assert_non_null(c);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m, 0), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	usleep(300000);			/* its second publish asleep */
+	t0 = t_now_ns();
+	assert_int_equal(shmbus__queue_delete(bus, "roomful"), 0);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	print_message("a sleeping producer saw the delete after %.2f ms\n",
+		      (t_now_ns() - t0) / 1e6);
+	shmbus_consumer__free(c);
+	shmbus__close(bus);
+	close(ready[0]);
+	close(ready[1]);
 }
 
 /* Eight consumers asleep; one message wakes exactly one of them. */
@@ -846,6 +1029,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lost_wakeup_block),
 		cmocka_unit_test(test_lost_wakeup_spin),
+		cmocka_unit_test(test_room_stress),
+		cmocka_unit_test(test_room_sleeps),
 		cmocka_unit_test(test_no_herd),
 		cmocka_unit_test(test_epoll),
 		cmocka_unit_test(test_epoll_unclaimed_token),

@@ -422,7 +422,18 @@ struct shmbus_queue {
 	uint8_t	 __pad3[56];
 	/* --- line 4: consumer side. C: head, same rules as tail. */
 	uint64_t head __attribute__((aligned(64)));
-	uint8_t	 __pad4[56];
+	/* Producers that sleep for room in a full ring ([ROOM] in
+	 * barrier.h): a producer reads room_seq, sets room_wait (xchg),
+	 * looks at the ring once more and sleeps on the futex room_seq
+	 * until it changes. Whoever takes a message out of one of the
+	 * queue's rings (C; D expiring, moving an intake, deleting) loads
+	 * room_wait after its cell cmpxchg and, only when it is set,
+	 * clears it (xchg), bumps room_seq and wakes every sleeper, which
+	 * look again (and set it again if still full). On this line: a
+	 * load of a line the consumer writes anyway. */
+	uint32_t room_wait;
+	uint32_t room_seq;
+	uint8_t	 __pad4[48];
 	/* --- line 5: sleepers. C sets its seat's bit (fetch_or) when it is
 	 * about to block and clears it when it cancels; P clears a bit
 	 * (fetch_and) to take the right to wake that seat. See wake.c. */

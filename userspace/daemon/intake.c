@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "shmbusd.h"
+#include "room.h"
 
 #define DRAIN_BATCH		1024u	/* messages per journal write */
 #define DRAIN_BUDGET		4096u	/* per event-loop turn and intake */
@@ -420,6 +421,8 @@ int intake_batch(struct dbus *b, uint32_t qid)
 			hand_over(b, qid, &r, &t[i], now);
 		}
 	}
+	/* room in the intake: its producers may sleep for it */
+	room_made(&b->arena.queues[dq->intake - 1]);
 	if (dq->sync == SHMBUS_JSYNC_NEVER || !good) {
 		batch_confirms(b, du, t, n, 0, true);
 	} else {

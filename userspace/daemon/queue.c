@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shmbusd.h"
+#include "room.h"
 #include "epoch.h"
 #include "pool.h"
 
@@ -659,8 +660,10 @@ void dqueue_delete(struct dbus *b, int id)
 	 * call (attachment_live()) */
 	smp_store_release(&a->queues[id].gen, dq->gen);
 	WRITE_ONCE(a->sb->dir_gen, a->sb->dir_gen + 1);
-	/* sleeping consumers wake and find the queue gone (-EIDRM) */
+	/* sleeping consumers, and producers sleeping for room, wake and
+	 * find the queue gone (-EIDRM): [ROOM] the gen above before */
 	seats_kick(dq, true);
+	room_wake(&a->queues[id]);
 	timers_drop(b, (uint32_t)id);
 	durable_deleted(b, (uint32_t)id);
 	dq->reclaim_pending = true;

@@ -17,6 +17,10 @@
  *              (ring.h ring_enqueue) / the consumer's acquire load and
  *              cmpxchg see it (ring_dequeue_pf, ring_peek_head; daemon
  *              topics.c history_copy)
+ *   [ROOM]     the same pair for producers waiting for room: the taker's
+ *              cell cmpxchg, smp_mb__after_atomic, load room_wait; the
+ *              producer's read of room_seq, xchg room_wait, look at the
+ *              ring, futex wait on room_seq (overflow.c, room.h)
  *   [WAKE]     sleep/wake Dekker pair: cell cmpxchg, smp_mb__after_atomic,
  *              load sleep_mask (wake.h wake_after_publish, fanout.c
  *              wake_sub, daemon deliver.c dq_wake); or peek the ring,

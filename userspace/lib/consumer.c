@@ -19,6 +19,7 @@
 #include "epoch.h"
 #include "pool.h"
 #include "probes.h"
+#include "room.h"
 
 #define DEFAULT_SPIN_NS		(50 * NSEC_PER_USEC)
 #define SPIN_CLOCK_EVERY	64	/* ring checks between clock reads */
@@ -443,10 +444,13 @@ again:
 	le = &at->slot->lease[e];
 	err = take_ref(at, a, le, &ref);
 	if (unlikely(err)) {
-		if (err == -EBADMSG)
+		if (err == -EBADMSG) {
+			room_made(at->q);
 			goto corrupt;	/* a garbage cell, retired */
+		}
 		return err;
 	}
+	room_made(at->q);
 	ch = chunk_at(a, ref);
 	if (unlikely(!ch))
 		goto corrupt;

@@ -7,8 +7,20 @@
  * queue's DLQ) or drop it, counted either way. All out of line: the
  * publish fast path only tests for the case (producer.h).
  */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "producer.h"
 #include "probes.h"
+#include "room.h"
+
+/* a producer waiting for room spins this many rounds, then sleeps */
+#define ROOM_SPIN	64
+/* ... on its futex, this long at most before it looks again on its own
+ * (what a member that clears room_wait costs the sleepers) */
+#define ROOM_NAP_NS	(100 * NSEC_PER_MSEC)
 
 bool pub_wait_over(struct pub_wait *w)
 {
@@ -21,10 +33,55 @@ bool pub_wait_over(struct pub_wait *w)
 	return now_ns() >= w->deadline;
 }
 
+void room_wake(struct shmbus_queue *q)
+{
+	if (!atomic_xchg(&q->room_wait, 0))
+		return;		/* another taker woke them */
+	atomic_fetch_add(&q->room_seq, 1);
+	/* a shared futex: the arena is a MAP_SHARED memfd */
+	syscall(SYS_futex, &q->room_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
 /*
- * Out of line: the ring was full; wait for room as @w allows. Called
- * inside an epoch section; leaves and re-enters it while waiting so that a
- * queue delete is never held up by a producer waiting on a full queue.
+ * Sleep until a message leaves a ring of our queue, the nap is over, or
+ * @w's deadline passes ([ROOM], room.h). Called inside the epoch section,
+ * whose ring it looks at once more; sleeps outside it (the descriptor is
+ * in the directory, which lives as long as the arena).
+ */
+static void room_sleep(struct attachment *at, struct ring *r,
+		       struct pub_wait *w)
+{
+	struct shmbus_queue *q = at->q;
+	uint32_t seq = READ_ONCE(q->room_seq);
+	int64_t nap = ROOM_NAP_NS;
+	struct timespec ts;
+	bool full;
+
+	/* [ROOM] the flag up before the last look (and before the check of
+	 * the queue's gen, which a delete changes before it wakes us) */
+	(void)atomic_xchg(&q->room_wait, 1);
+	full = !ring_has_room(r) && attachment_live(at);
+	epoch_exit(at->slot);
+	if (full && w->timeout > 0) {
+		if (!w->deadline)
+			w->deadline = deadline_of(w->timeout);
+		nap = MIN(nap, w->deadline - now_ns());
+	}
+	if (full && nap > 0) {
+		ts.tv_sec = nap / NSEC_PER_SEC;
+		ts.tv_nsec = nap % NSEC_PER_SEC;
+		/* EAGAIN (room_seq moved), EINTR, ETIMEDOUT: look again */
+		syscall(SYS_futex, &q->room_seq, FUTEX_WAIT, seq, &ts, NULL, 0);
+	}
+	epoch_enter(&at->bus->arena, at->slot);
+}
+
+/*
+ * Out of line: the ring was full; wait for room as @w allows: a short
+ * spin, then sleeps on the queue's room futex until a taker makes room.
+ * Called inside an epoch section; leaves and re-enters it while waiting
+ * so that a queue delete is never held up by a producer waiting on a full
+ * queue.
  */
 static int enqueue_waiting(struct attachment *at, struct ring *r, uint32_t ref,
 			struct pub_wait *w)
@@ -38,11 +95,15 @@ static int enqueue_waiting(struct attachment *at, struct ring *r, uint32_t ref,
 	for (;;) {
 		if (pub_wait_over(w))
 			return err;
-		/* wait with loads only, then try again */
+		/* wait, then try again */
 		do {
-			epoch_exit(at->slot);
-			backoff_wait(round++);
-			epoch_enter(a, at->slot);
+			if (round < ROOM_SPIN) {
+				epoch_exit(at->slot);
+				backoff_wait(round++);
+				epoch_enter(a, at->slot);
+			} else {
+				room_sleep(at, r, w);
+			}
 			if (!attachment_live(at))
 				return -EIDRM;
 		} while (!ring_has_room(r) && !pub_wait_over(w));

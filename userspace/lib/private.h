@@ -45,6 +45,7 @@
 #define pool_push_global	__shmbus_pool_push_global
 #define pool_reclaim_owned	__shmbus_pool_reclaim_owned
 #define proto_all_zero		__shmbus_proto_all_zero
+#define room_wake		__shmbus_room_wake
 #define proto_give_fds		__shmbus_proto_give_fds
 #define proto_name_valid	__shmbus_proto_name_valid
 #define proto_pattern_match	__shmbus_proto_pattern_match
