@@ -170,7 +170,7 @@ static void test_lost_wakeup_spin(void **state)
 /*
  * Producers sleeping for room: two producers (timeout for ever) and two
  * consumers through a 2-slot queue, 100,000 messages. Each consumer now
- * and then pauses so that both producers fall asleep; a lost wake-up
+ * and then pauses 5 ms so that both producers fall asleep; a lost wake-up
  * would leave a producer asleep for its whole nap (100 ms) with room in
  * the ring, which shows as a publish that long.
  */
@@ -224,9 +224,10 @@ static void room_consumer(const char *q, uint64_t total,
 		if (v >= total)
 			atomic_add_relaxed(&cnt->bad, 1);
 		atomic_fetch_add(&cnt->received, 1);
-		/* now and then let both producers fall asleep */
+		/* now and then long enough for both producers to go from
+		 * spinning and yielding to sleeping */
 		if (k % 997 == 0)
-			usleep(200);
+			usleep(5000);
 	}
 	shmbus_consumer__free(c);
 	shmbus__close(bus);

@@ -16,8 +16,11 @@
 #include "probes.h"
 #include "room.h"
 
-/* a producer waiting for room spins this many rounds, then sleeps */
-#define ROOM_SPIN	64
+/* a producer waiting for room spins and yields (backoff_wait()) this
+ * many rounds, a few milliseconds, then sleeps: a consumer that is
+ * running makes room within microseconds, and sleeping earlier cost a
+ * fifth of the 64 B throughput (docs/benchmarks.md) */
+#define ROOM_SPIN	(64 + 2048)
 /* ... on its futex, this long at most before it looks again on its own
  * (what a member that clears room_wait costs the sleepers) */
 #define ROOM_NAP_NS	(100 * NSEC_PER_MSEC)
@@ -77,8 +80,9 @@ static void room_sleep(struct attachment *at, struct ring *r,
 }
 
 /*
- * Out of line: the ring was full; wait for room as @w allows: a short
- * spin, then sleeps on the queue's room futex until a taker makes room.
+ * Out of line: the ring was full; wait for room as @w allows: spins and
+ * yields a few milliseconds, then sleeps on the queue's room futex until
+ * a taker makes room.
  * Called inside an epoch section; leaves and re-enters it while waiting
  * so that a queue delete is never held up by a producer waiting on a full
  * queue.
