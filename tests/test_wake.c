@@ -174,6 +174,8 @@ static void test_lost_wakeup_spin(void **state)
  * would leave a producer asleep for its whole nap (100 ms) with room in
  * the ring, which shows as a publish that long.
  */
+#define MIN_T(a, b)	((a) < (b) ? (a) : (b))
+
 struct room_counts {
 	uint64_t received, bad, slow_publishes;
 	int64_t worst_ns;
@@ -251,10 +253,14 @@ static void test_room_stress(void **state)
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(t_wait(kids[3 - i], 300000), 0);
 	print_message("producers sleeping for room: sent %llu received %llu "
-		      "lost %llu; publishes of 90 ms or more %llu, the slowest "
-		      "%.2f ms\n", (unsigned long long)total,
+		      "lost %llu duplicated %llu corrupt %llu; publishes of "
+		      "90 ms or more %llu, the slowest %.2f ms\n",
+		      (unsigned long long)total,
 		      (unsigned long long)cnt->received,
-		      (unsigned long long)(total - cnt->received),
+		      (unsigned long long)(total - MIN_T(cnt->received, total)),
+		      (unsigned long long)(cnt->received > total ?
+					   cnt->received - total : 0),
+		      (unsigned long long)cnt->bad,
 		      (unsigned long long)cnt->slow_publishes,
 		      cnt->worst_ns / 1e6);
 	assert_int_equal(cnt->received, total);
