@@ -105,30 +105,38 @@ int pool_pop_global(const struct arena *a, unsigned pi,
 	return k + 1;
 }
 
+/* Push the chain of magazines from @first to @last (linked, and filled,
+ * already; @last's link is set here) holding @n chunks. */
+static void push_chain(const struct pool_view *pv, uint32_t first,
+		       uint32_t last, unsigned n)
+{
+	struct shmbus_pool *pd = pv->desc;
+	uint64_t h = READ_ONCE(pd->free_head), nh;
+
+	do {
+		WRITE_ONCE(pv->links[last], HEAD_IDX(h));
+		nh = HEAD(HEAD_TAG(h) + 1, first + 1);
+		/* [FREELIST] SEQ_CST cmpxchg = release for the magazines
+		 * and links above; pairs with the acquire load in
+		 * mag_pop() */
+	} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
+	atomic_add_relaxed(&pd->free_count, n);
+}
+
 void pool_push_global(const struct arena *a, unsigned pi,
 		      const uint32_t *idx, unsigned n)
 {
 	const struct pool_view *pv = &a->pool[pi];
-	struct shmbus_pool *pd = pv->desc;
 
 	while (n) {
 		unsigned k = MIN(n, POOL_MAG_MAX);
 		uint32_t m = idx[0];
 		struct pool_mag *mag = mag_of(pv, m);
-		uint64_t h, nh;
 
 		mag->n = k - 1;
 		for (unsigned j = 1; j < k; j++)
 			mag->idx[j - 1] = idx[j];
-		h = READ_ONCE(pd->free_head);
-		do {
-			WRITE_ONCE(pv->links[m], HEAD_IDX(h));
-			nh = HEAD(HEAD_TAG(h) + 1, m + 1);
-			/* [FREELIST] SEQ_CST cmpxchg = release for the
-			 * magazine and link above; pairs with the acquire
-			 * load in mag_pop() */
-		} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
-		atomic_add_relaxed(&pd->free_count, k);
+		push_chain(pv, m, m, k);
 		idx += k;
 		n -= k;
 	}
@@ -319,19 +327,11 @@ void pool_format(uint8_t *base, const struct shmbus_pool *pd, uint32_t from,
 void pool_grow(const struct arena *a, unsigned pi, uint32_t from, uint32_t to)
 {
 	const struct pool_view *pv = &a->pool[pi];
-	struct shmbus_pool *pd = pv->desc;
 	uint32_t last;
-	uint64_t h, nh;
 
 	if (from >= to)
 		return;
 	last = format_range(pv->base, pv->links, pv->chunk_size, from, to);
 	/* the whole chain in one push: its last link takes the head */
-	h = READ_ONCE(pd->free_head);
-	do {
-		WRITE_ONCE(pv->links[last], HEAD_IDX(h));
-		nh = HEAD(HEAD_TAG(h) + 1, from + 1);
-		/* [FREELIST] release for the magazines and links above */
-	} while (!atomic_cmpxchg(&pd->free_head, &h, nh));
-	atomic_add_relaxed(&pd->free_count, to - from);
+	push_chain(pv, from, last, to - from);
 }
