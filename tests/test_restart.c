@@ -1632,8 +1632,9 @@ static ssize_t echo(void *ctx, const struct shmbus_msg *req, void *reply,
 	return req->len;
 }
 
-/* Answer requests on "svc" until @stop is set. */
-static void responder(const uint32_t *stop)
+/* Answer requests on "svc" until @stop is set; a byte on @ready once
+ * its consumer is attached (a request before that has no responder). */
+static void responder(const uint32_t *stop, int ready)
 {
 	SHMBUS_OPTS(shmbus_open_opts, oo, .flags = SHMBUS_OPEN_NOSTART);
 	struct shmbus *b = shmbus__open("rr", &oo);
@@ -1642,6 +1643,7 @@ static void responder(const uint32_t *stop)
 	CHILD_CHECK(b, "open: %s", strerror(errno));
 	c = shmbus_consumer__new(b, "svc", NULL);
 	CHILD_CHECK(c, "consumer: %s", strerror(errno));
+	CHILD_CHECK(write(ready, "s", 1) == 1, "ready");
 	while (!smp_load_acquire(stop)) {
 		int n = shmbus_consumer__serve(c, echo, NULL, 0, 20 * MS);
 
@@ -1650,13 +1652,21 @@ static void responder(const uint32_t *stop)
 	_exit(0);
 }
 
-/* A request and its reply, the same bytes back: 1 if so, else 0. */
+/*
+ * A request and its reply, the same bytes back: 1 if so, else 0, with
+ * why not on stderr.
+ */
 static int ask(struct shmbus *b, const char *what)
 {
 	char reply[64];
 	ssize_t n = shmbus__request(b, "svc", what, strlen(what), reply,
 				    sizeof(reply), 5000 * MS);
 
+	if (n < 0)
+		fprintf(stderr, "request '%s': %s\n", what, strerror((int)-n));
+	else if (n != (ssize_t)strlen(what) || memcmp(reply, what, (size_t)n))
+		fprintf(stderr, "request '%s': %zd bytes, not its own\n",
+			what, n);
 	return n == (ssize_t)strlen(what) && !memcmp(reply, what, (size_t)n);
 }
 
@@ -1710,7 +1720,8 @@ static void test_private_queues(void **state)
 	assert_int_equal(pipe2(cmd1, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(cmd2, O_CLOEXEC), 0);
 	if (!(srv = spawn()))
-		responder(stop);
+		responder(stop, ready[1]);
+	assert_int_equal(read(ready[0], &x, 1), 1);
 	if (!(r1 = spawn()))
 		requester(ready[1], cmd1[0], ok);
 	if (!(r2 = spawn()))
