@@ -426,6 +426,91 @@ static void test_prefetch_autoack_batch(void **state)
 }
 
 /*
+ * Batches settle each message once: an ack_batch over messages of which
+ * one was acked already and one is a stale copy acks the rest (and counts
+ * them once each); leases of a receive_batch, which share one deadline,
+ * still expire and come back; an auto-ack view released through a copy
+ * is not released twice.
+ */
+static void test_batch_settle(void **state)
+{
+	struct shmbus *bus = open_bus();
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .lease_ns = 60 * MS);
+	SHMBUS_OPTS(shmbus_consumer_opts, aa, .flags = SHMBUS_CONSUMER_AUTO_ACK);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_queue_info qi;
+	struct shmbus_msg m[6], x;
+	int64_t t0;
+	int got;
+
+	(void)state;
+	assert_int_equal(shmbus__queue_declare(bus, "bs", &qo), 1);
+	p = shmbus_producer__new(bus, "bs", NULL);
+	c = shmbus_consumer__new(bus, "bs", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i),
+							  NULL), 0);
+	assert_int_equal(shmbus_consumer__receive_batch(c, m, 6, 0), 6);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(*(const int *)m[i].data, i);
+	assert_int_equal(shmbus_consumer__ack(c, &m[1]), 0);
+	x = m[2];
+	assert_int_equal(shmbus_consumer__ack(c, &x), 0);
+	/* m[1] is done (no data), m[2] a copy of what x settled */
+	assert_int_equal(shmbus_consumer__ack_batch(c, m, 6), 4);
+	info(bus, "bs", &qi);
+	assert_int_equal(qi.in_flight, 0);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 6);
+
+	/* a batch's leases (60 ms) expire together and come back */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i),
+							  NULL), 0);
+	assert_int_equal(shmbus_consumer__receive_batch(c, m, 3, 0), 3);
+	t0 = t_now_ns();
+	got = 0;
+	while (got < 3) {
+		int r = shmbus_consumer__receive_batch(c, &m[3],
+						       1, 2000 * MS);
+
+		assert_int_equal(r, 1);
+		assert_int_equal(m[3].delivery_count, 2);
+		assert_int_equal(shmbus_consumer__ack(c, &m[3]), 0);
+		got++;
+	}
+	print_message("3 leases of one batch expired and came back after "
+		      "%.1f ms\n", (t_now_ns() - t0) / 1e6);
+	/* a deadline is read from the coarse clock, a tick behind at most */
+	assert_true(t_now_ns() - t0 >= 50 * MS);
+	/* the first batch's entries are stale: the daemon took them */
+	assert_int_equal(shmbus_consumer__ack_batch(c, m, 3), 0);
+	info(bus, "bs", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 9);
+	assert_int_equal(qi.stat[SHMBUS_STAT_REDELIVERED], 3);
+	shmbus_consumer__free(c);
+
+	/* auto-ack: a view released, then its copy: once */
+	c = shmbus_consumer__new(bus, "bs", &aa);
+	assert_non_null(c);
+	assert_int_equal(shmbus_producer__publish(p, &got, sizeof(got), NULL),
+			 0);
+	assert_int_equal(shmbus_consumer__receive_view(c, &m[0], 0), 0);
+	x = m[0];
+	shmbus_consumer__release(c, &m[0]);
+	assert_int_equal(shmbus_consumer__ack(c, &x), -ESTALE);
+	info(bus, "bs", &qi);
+	assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 10);
+	assert_int_equal(qi.in_flight, 0);
+	assert_int_equal(qi.depth, 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/*
  * A consumer killed holding N leased messages (on a fresh bus, so that
  * chunk 0 is among them): all N are back at once, none lost, each
  * delivered a second time.
@@ -923,6 +1008,7 @@ int main(void)
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_prefetch_autoack_batch),
+		cmocka_unit_test(test_batch_settle),
 		cmocka_unit_test(test_killed_holding_n),
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_dedup_pending),

@@ -346,12 +346,15 @@ static __always_inline uint32_t take_count(struct attachment *at,
 
 /*
  * take(), step 4: record the delivery of @ref in entry @e (@le), leased
- * or, in auto-ack mode, a view. Returns the entry's new word.
+ * or, in auto-ack mode, a view. A lease's deadline is *@dl, read from the
+ * coarse clock by the first message of a receive that needs one (0: not
+ * yet), so that a batch reads the clock once. Returns the entry's new
+ * word.
  */
 static __always_inline uint64_t take_record(struct shmbus_consumer *c,
 					    uint32_t e,
 					    struct shmbus_lease *le,
-					    uint32_t ref)
+					    uint32_t ref, int64_t *dl)
 {
 	struct attachment *at = &c->at;
 	uint64_t w;
@@ -366,8 +369,11 @@ static __always_inline uint64_t take_record(struct shmbus_consumer *c,
 	w = SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(READ_ONCE(le->word)) + 1,
 			      c->auto_ack ? SHMBUS_LEASE_VIEW
 					  : SHMBUS_LEASE_HELD);
-	if (!c->auto_ack)
-		WRITE_ONCE(le->deadline, (uint64_t)(coarse_ns() + c->lease_ns));
+	if (!c->auto_ack) {
+		if (!*dl)
+			*dl = coarse_ns() + c->lease_ns;
+		WRITE_ONCE(le->deadline, (uint64_t)*dl);
+	}
 	smp_store_release(&le->word, w);
 	return w;
 }
@@ -418,13 +424,15 @@ static inline bool take_budget(const struct attachment *at, uint32_t *spent)
 }
 
 /*
- * Take one message. Inside an epoch section. Returns 0, -EAGAIN (empty),
+ * Take one message; a lease's deadline from *@dl (take_record()). Inside
+ * an epoch section. Returns 0, -EAGAIN (empty),
  * -ENOBUFS (prefetch reached), -EUCLEAN, -ETIME (an expired message is in
  * c->expired, or one whose checksum failed in c->bad_sum, for
  * expire_pending()), or -EBADMSG: a ring's worth of entries
  * taken without a message (take_budget()); nothing was received.
  */
-static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg)
+static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg,
+			int64_t *dl)
 {
 	struct attachment *at = &c->at;
 	const struct arena *a = &at->bus->arena;
@@ -483,7 +491,7 @@ again:
 		return -ETIME;
 	}
 	dc = take_count(at, ch, shared);
-	w = take_record(c, e, le, ref);
+	w = take_record(c, e, le, ref, dl);
 	take_view(msg, ch, ref, len, al, dc, w, e);
 	slot_count(at->slot, SHMBUS_CTR_DELIVERED, 1);
 	SHMBUS_PROBE6(deliver, at_bus(at), at->qid, msg->id, dc,
@@ -557,7 +565,8 @@ static void daemon_look(struct shmbus_consumer *c, uint32_t *gen)
 		c->daemon_gone = false;
 }
 
-static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
+static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg,
+			    int64_t *dl)
 {
 	struct attachment *at = &c->at;
 	uint32_t spent = 0;
@@ -565,7 +574,7 @@ static inline int try_take(struct shmbus_consumer *c, struct shmbus_msg *msg)
 
 	for (;;) {
 		epoch_enter(&at->bus->arena, at->slot);
-		err = attachment_check(at) ?: take(c, msg);
+		err = attachment_check(at) ?: take(c, msg, dl);
 		epoch_exit(at->slot);
 		if (likely(err != -ETIME))
 			return err;
@@ -610,9 +619,9 @@ static int arm(struct shmbus_consumer *c)
 	return r;
 }
 
-SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
-					     struct shmbus_msg *msg,
-					     int64_t timeout_ns)
+/* receive_view(), the lease deadline of a receive_batch() in *@dl. */
+static int receive(struct shmbus_consumer *c, struct shmbus_msg *msg,
+		   int64_t timeout_ns, int64_t *dl)
 {
 	int64_t deadline, spin_until, t;
 	unsigned spins = 0;
@@ -626,7 +635,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		c->stash_valid = false;
 		return 0;
 	}
-	err = try_take(c, msg);
+	err = try_take(c, msg, dl);
 	if (likely(!err))
 		return 0;
 	if (!took_nothing(err))
@@ -638,7 +647,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 	deadline = deadline_of(timeout_ns);
 	spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX : t + c->spin_ns;
 	for (;;) {
-		err = try_take(c, msg);
+		err = try_take(c, msg, dl);
 		if (!took_nothing(err))
 			return err;
 		/* read the clock only every SPIN_CLOCK_EVERY empty checks,
@@ -681,7 +690,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 			continue;	/* no daemon: look again ourselves */
 		if (err == -ETIMEDOUT) {
 			/* one last look: it may have landed at the end */
-			err = try_take(c, msg);
+			err = try_take(c, msg, dl);
 			return took_nothing(err) ? -ETIMEDOUT : err;
 		}
 		if (err)
@@ -691,6 +700,15 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 		spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX
 							 : t + c->spin_ns;
 	}
+}
+
+SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
+					     struct shmbus_msg *msg,
+					     int64_t timeout_ns)
+{
+	int64_t dl = 0;
+
+	return receive(c, msg, timeout_ns, &dl);
 }
 
 SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
@@ -731,19 +749,20 @@ SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 					      unsigned n, int64_t timeout_ns)
 {
 	struct attachment *at;
+	int64_t dl = 0;		/* one deadline (clock read) for the batch */
 	unsigned got;
 	int err;
 
 	if (!c || !msgs || !n)
 		return -EINVAL;
-	err = shmbus_consumer__receive_view(c, &msgs[0], timeout_ns);
+	err = receive(c, &msgs[0], timeout_ns, &dl);
 	if (err)
 		return err;
 	at = &c->at;
 	got = 1;
 	epoch_enter(&at->bus->arena, at->slot);
 	if (likely(attachment_live(at))) {
-		while (got < n && (err = take(c, &msgs[got])) == 0)
+		while (got < n && (err = take(c, &msgs[got], &dl)) == 0)
 			got++;
 	}
 	epoch_exit(at->slot);

@@ -64,6 +64,23 @@ static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
 							msg->__ref))
 		return -EINVAL;
+	if (SHMBUS_LEASE_STATE(w) == SHMBUS_LEASE_VIEW) {
+		/*
+		 * An auto-ack view: nobody else changes its word while we
+		 * live (the daemon's expiry takes only HELD entries, and
+		 * it empties a table only once its owner is gone), so a
+		 * store ends it, not a locked cmpxchg. Release: our reads
+		 * of the message are done before the entry says so.
+		 */
+		if (READ_ONCE(s->lease[e].word) != w)
+			return -ESTALE;		/* a copy already released */
+		smp_store_release(&s->lease[e].word,
+				  SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
+						    SHMBUS_LEASE_EMPTY));
+		c->free[c->nfree++] = (uint16_t)e;
+		msg->data = NULL;
+		return 0;
+	}
 	if (likely(atomic_cmpxchg(&s->lease[e].word, &cur,
 				  SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
 						    SHMBUS_LEASE_EMPTY)))) {
@@ -187,15 +204,40 @@ SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
 	return 0;
 }
 
+/*
+ * Every entry first (each its own cmpxchg against the daemon's expiry),
+ * then the chunks: the frees run back to back into the handle's cache,
+ * which spills to the pool's shared list a magazine at a time, and the
+ * statistics count the batch once.
+ */
 SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
 					  struct shmbus_msg *msgs, unsigned n)
 {
+	const struct arena *a;
+	uint32_t refs[64];
 	int done = 0;
 
 	if (!c || (!msgs && n))
 		return -EINVAL;
-	for (unsigned i = 0; i < n; i++)
-		done += shmbus_consumer__ack(c, &msgs[i]) == 0;
+	a = &c->at.bus->arena;
+	for (unsigned i = 0; i < n;) {
+		unsigned k = 0;
+
+		for (; i < n && k < sizeof(refs) / sizeof(refs[0]); i++) {
+			uint32_t ref = msgs[i].__ref;
+
+			if (lease_end(c, &msgs[i]))
+				continue;
+			SHMBUS_PROBE4(ack, at_bus(&c->at), c->at.qid,
+				      msgs[i].id, now_ns());
+			refs[k++] = ref;
+		}
+		for (unsigned j = 0; j < k; j++)
+			chunk_unref(a, c->at.slot, refs[j]);
+		done += (int)k;
+	}
+	if (done)
+		slot_count(c->at.slot, SHMBUS_CTR_ACKED, (uint64_t)done);
 	return done;
 }
 
