@@ -287,8 +287,8 @@ int main(int argc, char **argv)
 		if (cfg.size_on[si])
 			print_table(si);
 	print_checksum_cost();
-	print_goals();
 	run_semantics();
+	print_goals();
 	print_end();
 	print_queue_stats();
 	run_ok = true;

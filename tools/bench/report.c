@@ -378,6 +378,14 @@ static double row_value(int si, enum tp tp, enum mode m, bool rtt)
 	return rtt ? p50_of(si, tp, m) : cell_tput(&cells[si][tp][m]);
 }
 
+/* The median of the repetitions' p99.9 round trips. */
+static double p999_of(int si, enum tp tp, enum mode m)
+{
+	const struct cell *c = &cells[si][tp][m];
+
+	return c->nrtt ? cell_rtt(c).p999 : NAN;
+}
+
 static bool row_spread(int si, enum tp tp, enum mode m, bool rtt)
 {
 	const struct cell *c = &cells[si][tp][m];
@@ -453,43 +461,59 @@ void print_checksum_cost(void)
 }
 
 /*
- * What shmbus aims at, against the raw ring and the pipe of the same run.
- * A goal not met yet is reported as such, never as a failure: the exit
- * status says whether the run worked, not how fast it was.
+ * What shmbus aims at, against the raw ring, the pipe and its own modes
+ * in the same run. A goal not met yet is reported as such, never as a
+ * failure: the exit status says whether the run worked, not how fast it
+ * was.
  */
+enum metric { G_P50, G_P999, G_TPUT };
+
 struct goal {
 	const char *bench;		/* its row's name for machines */
 	const char *what;		/* after the size */
 	const char *goal;
+	enum tp tp;			/* the measured row */
 	enum mode mode;
-	bool rtt;			/* p50 round trip, else throughput */
-	enum tp base;
+	enum metric metric;
+	enum tp base;			/* what it is divided by */
 	double limit;
 	bool at_most;
 	bool pct;			/* shown in per cent */
-	bool only_64;
+	int size;			/* an index of sizes[], or -1: all */
 };
 
 static const struct goal goals[] = {
 	{ "rtt_p50_vs_raw", "busy-poll RTT p50", "<= 1.3x raw ring",
-	  MODE_BUSY, true, TP_RAW, 1.3, true, false, false },
+	  TP_SHMBUS, MODE_BUSY, G_P50, TP_RAW, 1.3, true, false, -1 },
 	{ "rtt_p50_vs_pipe", "blocking RTT p50", "<= pipe",
-	  MODE_BLOCK, true, TP_PIPE, 1.0, true, false, false },
-	{ "throughput_vs_raw", "busy-poll throughput", ">= 50% of raw ring",
-	  MODE_BUSY, false, TP_RAW, 0.5, false, true, true },
+	  TP_SHMBUS, MODE_BLOCK, G_P50, TP_PIPE, 1.0, true, false, -1 },
+	{ "rtt_p999_vs_pipe", "blocking RTT p99.9", "<= 2x pipe",
+	  TP_SHMBUS, MODE_BLOCK, G_P999, TP_PIPE, 2.0, true, false, -1 },
+	{ "throughput_vs_raw", "busy-poll throughput", ">= 70% of raw ring",
+	  TP_SHMBUS, MODE_BUSY, G_TPUT, TP_RAW, 0.7, false, true, 0 },
+	{ "throughput_vs_auto_ack", "acked throughput", ">= 60% of auto-ack",
+	  TP_ACK, MODE_BUSY, G_TPUT, TP_SHMBUS, 0.6, false, true, 0 },
+	{ "throughput_vs_raw", "zero-copy throughput", ">= raw ring",
+	  TP_LOAN, MODE_BUSY, G_TPUT, TP_RAW, 1.0, false, true, 1 },
 };
+
+static double goal_value(const struct goal *g, int si, enum tp tp)
+{
+	if (g->metric == G_P999)
+		return p999_of(si, tp, g->mode);
+	return row_value(si, tp, g->mode, g->metric == G_P50);
+}
 
 static bool goal_met(const struct goal *g, double ratio)
 {
 	return g->at_most ? ratio <= g->limit : ratio >= g->limit;
 }
 
-static void print_goal(const struct goal *g, int si, double ratio,
-		       bool spread)
+static void print_goal_line(const char *what, const struct goal *g,
+			    double ratio, bool spread)
 {
-	char what[64], val[16];
+	char val[16];
 
-	snprintf(what, sizeof(what), "%zu B %s", sizes[si], g->what);
 	if (isnan(ratio)) {
 		printf("%-30s %-20s %9s  %s\n", what, g->goal, "-",
 		       "not measured");
@@ -503,15 +527,71 @@ static void print_goal(const struct goal *g, int si, double ratio,
 	       goal_met(g, ratio) ? "met" : "not yet");
 }
 
+static void print_goal(const struct goal *g, int si, double ratio,
+		       bool spread)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "%zu B %s", sizes[si], g->what);
+	print_goal_line(what, g, ratio, spread);
+}
+
 static void emit_goal(const struct goal *g, int si, double ratio,
 		      bool spread)
 {
 	enum out_tri met = OUT_NA;
 
+	struct out_row r = {
+		.bench = g->bench, .transport = transports[g->tp].name,
+		.mode = mode_names[g->mode], .size = sizes[si], .unit = "ratio",
+		/* the tails are not checked for spread */
+		.spread = g->metric == G_P999 ? OUT_NA : tri(spread),
+		.ratio = ratio, .goal = g->goal,
+	};
+
 	if (!isnan(ratio))
 		met = tri(goal_met(g, ratio));
-	emit_ratio(g->bench, TP_SHMBUS, g->mode, si, ratio, spread, g->goal,
-		   met);
+	r.met = met;
+	out_row(&r);
+}
+
+/*
+ * The goals of the semantics report (semantics.c), each measured once:
+ * request-reply against the ping-pong, and the cost per delivered
+ * message of a topic with 8 subscribers against one with 1.
+ */
+static const struct goal sem_goals[] = {
+	{ "reqrep_rtt_p50_vs_rtt_p50", "request-reply RTT p50",
+	  "<= 1.5x ping-pong", TP_SHMBUS, MODE_BUSY, G_P50, TP_SHMBUS, 1.5,
+	  true, false, 0 },
+	{ "fanout8_cost_vs_fanout1", "fan-out 8, per delivery",
+	  "<= 2x 1 subscriber", TP_SHMBUS, NR_MODES, G_TPUT, TP_SHMBUS, 2.0,
+	  true, false, 0 },
+};
+
+static void sem_goal(const struct goal *g, double ratio)
+{
+	char what[64];
+
+	if (cfg.format == OUT_TEXT) {
+		snprintf(what, sizeof(what), "64 B %s", g->what);
+		print_goal_line(what, g, ratio, false);
+		return;
+	}
+	{
+		struct out_row r = {
+			.bench = g->bench,
+			.transport = g->mode == NR_MODES ?
+				     "shmbus topic 8 subscribers" :
+				     "shmbus request",
+			.mode = g->mode == NR_MODES ? "spin-block" : "busy",
+			.size = 64, .unit = "ratio", .spread = OUT_NA,
+			.ratio = ratio, .goal = g->goal,
+			.met = isnan(ratio) ? OUT_NA : tri(goal_met(g, ratio)),
+		};
+
+		out_row(&r);
+	}
 }
 
 void print_goals(void)
@@ -530,18 +610,29 @@ void print_goals(void)
 			double ratio;
 			bool spread;
 
-			if (!cfg.size_on[si] || (g->only_64 && si))
+			if (!cfg.size_on[si] || (g->size >= 0 && g->size != si))
 				continue;
-			ratio = row_value(si, TP_SHMBUS, g->mode, g->rtt) /
-				row_value(si, g->base, g->mode, g->rtt);
-			spread = row_spread(si, TP_SHMBUS, g->mode, g->rtt) ||
-				 row_spread(si, g->base, g->mode, g->rtt);
+			ratio = goal_value(g, si, g->tp) /
+				goal_value(g, si, g->base);
+			/* the tails are not checked for spread */
+			spread = g->metric != G_P999 &&
+				 (row_spread(si, g->tp, g->mode,
+					     g->metric == G_P50) ||
+				  row_spread(si, g->base, g->mode,
+					     g->metric == G_P50));
 			any |= spread && !isnan(ratio);
 			if (text)
 				print_goal(g, si, ratio, spread);
 			else
 				emit_goal(g, si, ratio, spread);
 		}
+	}
+	if (cfg.size_on[0]) {
+		/* NAN: not measured (the run left out what they need) */
+		sem_goal(&sem_goals[0], sem.measured ?
+			 sem.reqrep_p50 / sem.rtt_p50 : NAN);
+		sem_goal(&sem_goals[1], sem.measured ?
+			 sem.fan1_delivery / sem.fan8_delivery : NAN);
 	}
 	if (text) {
 		footnote(any);
