@@ -27,6 +27,10 @@
  *   d    SPSC: plain stores on both sides and cached indices, as the raw
  *        ring of shmbus-bench (transport_raw.c) but moving refs: the
  *        baseline every ratio is taken against;
+ *   e    SPSC with no index at all: c's cells and producer, but one
+ *        consumer that marks each cell consumed with a store and never
+ *        claims; what c would be without its claim (not crash-safe with
+ *        competing consumers, it has no way to compete);
  *   raw  (payload mode only) the raw ring itself: 64 B inline in the slot.
  *
  * Two modes: refs only (the ring alone), and refs naming 64 B chunks of a
@@ -125,7 +129,7 @@ struct job {
 	unsigned int run;	/* c: the longest run one claim takes */
 };
 
-enum kind { K_MPMC, K_LANE, K_CLAIM, K_SPSC, K_RAW };
+enum kind { K_MPMC, K_LANE, K_CLAIM, K_SPSC, K_CELLS, K_RAW };
 
 struct variant {
 	const char *name;
@@ -143,12 +147,13 @@ static const struct variant variants[] = {
 	{ "c8", "lane: claim runs of <= 8, one cmpxchg", K_CLAIM, false, 8, false },
 	{ "c32", "lane: claim runs of <= 32, one cmpxchg", K_CLAIM, false, 32, false },
 	{ "d", "SPSC refs, stores both sides (baseline)", K_SPSC, false, 0, false },
+	{ "e", "SPSC refs, emptiness in the cells, no index", K_CELLS, false, 0, false },
 	{ "raw", "raw SPSC ring, 64 B inline", K_RAW, false, 0, true },
 };
 
 #define NR_VARIANTS	(sizeof(variants) / sizeof(variants[0]))
 #define VAR_SPSC	5
-#define VAR_RAW		6
+#define VAR_RAW		7
 
 static uint64_t now_ns(void)
 {
@@ -495,6 +500,35 @@ static int cons_claim(const struct job *j)
 	return 0;
 }
 
+/*
+ * e, consumer: the only one, so no claim: each cell is taken by reading
+ * it and marking it consumed with a release store (the producer, c's,
+ * learns room from the marks). Neither side ever reads an index the
+ * other writes per message; the cells carry both directions.
+ */
+static int cons_cells(const struct job *j)
+{
+	struct shared *s = j->s;
+
+	for (uint64_t i = 0; i < j->n; i++) {
+		struct shmbus_cell *c = &s->cells[i & MASK];
+		uint64_t v;
+		uint32_t ref;
+
+		/* [RING] pairs with the producer's release store */
+		while (SHMBUS_CELL_SEQ(v = smp_load_acquire(&c->v)) !=
+		       (uint32_t)(i + 1))
+			cpu_relax();
+		ref = SHMBUS_CELL_REF(v);
+		smp_store_release(&c->v, SHMBUS_CELL(i + SLOTS, 0));
+		if (!consume(j, i, ref)) {
+			WRITE_ONCE(s->ctl.bad_at, i);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* d and raw: SPSC, plain stores both sides, cached indices           */
 /* ------------------------------------------------------------------ */
@@ -663,6 +697,9 @@ static void child(const struct job *j, const struct variant *v, bool prod)
 		break;
 	case K_SPSC:
 		err = prod ? prod_spsc(j) : cons_spsc(j);
+		break;
+	case K_CELLS:
+		err = prod ? prod_claim(j) : cons_cells(j);
 		break;
 	default:
 		err = prod ? prod_raw(j) : cons_raw(j);
