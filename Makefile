@@ -146,7 +146,7 @@ CLI_OBJS  := $(patsubst tools/cli/%.c,$(O)/cli/%.o,$(CLI_SRCS))
 # the user-space half of bpf/: loading the programs, reading the maps
 OBS_SRCS  := $(filter-out %.bpf.c,$(wildcard bpf/*.c))
 OBS_OBJS  := $(patsubst bpf/%.c,$(O)/bpf/%.o,$(OBS_SRCS))
-BENCH_SRCS := $(filter-out tools/bench/probe-cost.c,$(wildcard tools/bench/*.c))
+BENCH_SRCS := $(filter-out tools/bench/probe-cost.c tools/bench/ring-ceiling.c,$(wildcard tools/bench/*.c))
 BENCH_OBJS := $(patsubst tools/bench/%.c,$(O)/bench/%.o,$(BENCH_SRCS))
 BRIDGE_SRCS := $(wildcard tools/bridge/*.c)
 BRIDGE_OBJS := $(patsubst tools/bridge/%.c,$(O)/bridge/%.o,$(BRIDGE_SRCS))
@@ -175,6 +175,7 @@ DBENCH   := $(B)/bin/shmbus-bench-durable
 BBENCH   := $(B)/bin/shmbus-bench-bridge
 BRIDGE   := $(B)/bin/shmbus-bridge
 PCOST    := $(B)/bin/probe-cost
+RCEIL    := $(B)/bin/ring-ceiling
 
 # Unit tests link the static library (they test internals); the rest link
 # the shared library like any user.
@@ -196,7 +197,7 @@ PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
 
-all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(BBENCH) $(PCOST) $(TESTS) \
+all: $(SHLIB) $(STLIB) $(DAEMON) $(CLI) $(BRIDGE) $(BENCH) $(DBENCH) $(BBENCH) $(PCOST) $(RCEIL) $(TESTS) \
 	$(TEST_PROGS) $(EXAMPLES) $(PCFILE) $(UNITS) $(USER_UNITS) $(MANS) checks
 
 lib: $(SHLIB) $(STLIB)
@@ -373,6 +374,11 @@ $(BBENCH): $(BBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) $(SHLIB) $(B)/.paths \
 $(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $< -o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus
+
+# standalone: ring.h is inline, no library
+$(RCEIL): $(O)/bench/ring-ceiling.o | $(B)/bin
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $< -o $@
 
 # ---- BPF (bpf/) -------------------------------------------------------
 # CO-RE objects built with clang against the running kernel's BTF, and a
