@@ -1038,9 +1038,8 @@ SHMBUS_API void shmbus_consumer__release(struct shmbus_consumer *c,
 SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
 				    struct shmbus_msg *msg);
 
-/* Ack @n messages; returns how many were acked (stale ones, and ones
- * already acked, are skipped). Cheaper than @n acks: the frees and the
- * statistics go as one run. */
+/* Ack @n messages; returns how many were acked (stale ones, ones already
+ * acked and other consumers' messages are skipped). */
 SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
 					  struct shmbus_msg *msgs, unsigned n);
 
@@ -1083,8 +1082,8 @@ SHMBUS_API ssize_t shmbus_consumer__pending_len(struct shmbus_consumer *c);
 /*
  * Receive up to @n views, waiting up to @timeout_ns for the first one only.
  * Returns the number received (> 0) or the error of receive_view. Corrupt
- * messages are skipped as by receive_view. Their leases share one
- * deadline (one clock read for the batch).
+ * messages are skipped as by receive_view. The messages it takes share
+ * one lease deadline (one clock read).
  */
 SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 					      struct shmbus_msg *msgs,

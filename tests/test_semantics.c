@@ -430,7 +430,8 @@ static void test_prefetch_autoack_batch(void **state)
  * one was acked already and one is a stale copy acks the rest (and counts
  * them once each); leases of a receive_batch, which share one deadline,
  * still expire and come back; an auto-ack view released through a copy
- * is not released twice.
+ * is not released twice; a consumer does not settle another's message,
+ * although a word of its table matches that message's.
  */
 static void test_batch_settle(void **state)
 {
@@ -506,6 +507,40 @@ static void test_batch_settle(void **state)
 	assert_int_equal(qi.in_flight, 0);
 	assert_int_equal(qi.depth, 0);
 	shmbus_consumer__free(c);
+
+	/* A's message, with the entry and word of B's (fresh tables hold
+	 * the same words): B settles nothing of A's, and nothing of its own */
+	{
+		struct shmbus_consumer *a = shmbus_consumer__new(bus, "bs", NULL);
+		struct shmbus_consumer *b = shmbus_consumer__new(bus, "bs", NULL);
+		struct shmbus_msg ma, mb, xa;
+
+		assert_non_null(a);
+		assert_non_null(b);
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(shmbus_producer__publish(p, &i,
+								  sizeof(i),
+								  NULL), 0);
+		assert_int_equal(shmbus_consumer__receive_view(a, &ma, 0), 0);
+		assert_int_equal(shmbus_consumer__receive_view(b, &mb, 0), 0);
+		xa = ma;
+		xa.__lease = mb.__lease;
+		xa.__word = mb.__word;
+		assert_int_equal(shmbus_consumer__ack(b, &xa), -ESTALE);
+		xa.data = ma.data;
+		assert_int_equal(shmbus_consumer__ack_batch(b, &xa, 1), 0);
+		xa.data = ma.data;
+		assert_int_equal(shmbus_consumer__extend(b, &xa, 0), -ESTALE);
+		info(bus, "bs", &qi);
+		assert_int_equal(qi.in_flight, 2);
+		assert_int_equal(shmbus_consumer__ack(a, &ma), 0);
+		assert_int_equal(shmbus_consumer__ack(b, &mb), 0);
+		info(bus, "bs", &qi);
+		assert_int_equal(qi.in_flight, 0);
+		assert_int_equal(qi.stat[SHMBUS_STAT_ACKED], 12);
+		shmbus_consumer__free(a);
+		shmbus_consumer__free(b);
+	}
 	shmbus_producer__free(p);
 	shmbus__close(bus);
 }

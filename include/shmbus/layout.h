@@ -211,14 +211,15 @@ enum {
  * bumps seq, and each side acts only on the change it won:
  *   take:     EMPTY(s)  -> HELD(s+1) or VIEW(s+1)   O (release store)
  *   ack etc.: HELD(s+1) -> EMPTY(s+2)               O (cmpxchg)
- *   release:  VIEW(s+1) -> EMPTY(s+2)               O (release store)
+ *   release:  VIEW(s+1) -> EMPTY(s+2)               O (cmpxchg)
  *   extend:   HELD(s+1) -> HELD(s+2)                O (cmpxchg)
  *   expiry:   HELD(s+1) -> TAKEN(s+2)               D (cmpxchg)
  *   recycle:  TAKEN(s)  -> EMPTY(s+1)               O (the daemon is done)
  * So a consumer's ack and the daemon's expiry can never both win: the
- * loser sees another word (the consumer gets -ESTALE). A VIEW is changed
- * by nobody but its owner while the owner lives (expiry takes only HELD),
- * so its release is a store. deadline is O's:
+ * loser sees another word (the consumer gets -ESTALE). A VIEW is a
+ * cmpxchg too: the daemon empties the whole table of a live owner whose
+ * connection it closed, and may give the slot to another consumer. O
+ * changes an entry only for a chunk still HELD by its slot (or SHARED). deadline is O's:
  * written before the cmpxchg that publishes it; D reads word (acquire),
  * then deadline. ref is written by O before the ring cmpxchg that takes
  * the message (the claim hook), so a consumer killed between taking and

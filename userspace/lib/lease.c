@@ -50,6 +50,23 @@ int make_private(struct shmbus_consumer *c, uint32_t *ref)
 }
 
 /*
+ * Is chunk @ref (a message we received) still ours: HELD by our slot, or
+ * a topic message (SHARED: our reference is the delivery entry alone)?
+ * Not so for a message another consumer received, which a word of our
+ * table may match (both tables count from the same start), or one the
+ * daemon took back and handed on.
+ */
+static inline bool held_by(const struct shmbus_consumer *c, uint32_t ref)
+{
+	uint64_t o = READ_ONCE(chunk_at(&c->at.bus->arena, ref)->owner);
+	uint32_t st = SHMBUS_OWNER_STATE(o);
+
+	return st == SHMBUS_CHUNK_SHARED ||
+	       (st == SHMBUS_CHUNK_HELD &&
+		SHMBUS_OWNER_SLOT(o) == c->at.slot_idx);
+}
+
+/*
  * Win the delivery entry of @msg (the lease protocol in shmbus/layout.h):
  * from then on the chunk is ours alone to dispose of. Returns 0, -EINVAL
  * (not a delivery of ours), or -ESTALE (the daemon took the lease back, or
@@ -64,23 +81,13 @@ static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
 							msg->__ref))
 		return -EINVAL;
-	if (SHMBUS_LEASE_STATE(w) == SHMBUS_LEASE_VIEW) {
-		/*
-		 * An auto-ack view: nobody else changes its word while we
-		 * live (the daemon's expiry takes only HELD entries, and
-		 * it empties a table only once its owner is gone), so a
-		 * store ends it, not a locked cmpxchg. Release: our reads
-		 * of the message are done before the entry says so.
-		 */
-		if (READ_ONCE(s->lease[e].word) != w)
-			return -ESTALE;		/* a copy already released */
-		smp_store_release(&s->lease[e].word,
-				  SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
-						    SHMBUS_LEASE_EMPTY));
-		c->free[c->nfree++] = (uint16_t)e;
-		msg->data = NULL;
-		return 0;
-	}
+	if (unlikely(!held_by(c, msg->__ref)))
+		goto stale;	/* not ours (any more): leave the entry be */
+	/*
+	 * A cmpxchg, for a view too: the daemon also empties the table of a
+	 * live owner whose connection it closed (and may give the slot to
+	 * another consumer), so only a word still ours may change.
+	 */
 	if (likely(atomic_cmpxchg(&s->lease[e].word, &cur,
 				  SHMBUS_LEASE_WORD(SHMBUS_LEASE_SEQ(w) + 1,
 						    SHMBUS_LEASE_EMPTY)))) {
@@ -88,6 +95,8 @@ static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
 		msg->data = NULL;
 		return 0;
 	}
+stale:
+	cur = READ_ONCE(s->lease[e].word);
 	if (SHMBUS_LEASE_STATE(cur) == SHMBUS_LEASE_TAKEN &&
 	    SHMBUS_LEASE_SEQ(cur) == SHMBUS_LEASE_SEQ(w) + 1) {
 		/* expired: the daemon requeued it; the entry is ours again */
@@ -205,39 +214,34 @@ SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
 }
 
 /*
- * Every entry first (each its own cmpxchg against the daemon's expiry),
- * then the chunks: the frees run back to back into the handle's cache,
- * which spills to the pool's shared list a magazine at a time, and the
- * statistics count the batch once.
+ * Each message's entry, then at once its chunk: a process killed in the
+ * middle leaves no chunk whose entry says settled while it is still ours
+ * (the daemon would hand it out again). The loop is the saving: one call,
+ * the arena and slot looked up once, the probe's semaphore tested per
+ * message as ever.
  */
 SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
 					  struct shmbus_msg *msgs, unsigned n)
 {
 	const struct arena *a;
-	uint32_t refs[64];
+	struct shmbus_slot *s;
 	int done = 0;
 
 	if (!c || (!msgs && n))
 		return -EINVAL;
 	a = &c->at.bus->arena;
-	for (unsigned i = 0; i < n;) {
-		unsigned k = 0;
+	s = c->at.slot;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t ref = msgs[i].__ref;
 
-		for (; i < n && k < sizeof(refs) / sizeof(refs[0]); i++) {
-			uint32_t ref = msgs[i].__ref;
-
-			if (lease_end(c, &msgs[i]))
-				continue;
-			SHMBUS_PROBE4(ack, at_bus(&c->at), c->at.qid,
-				      msgs[i].id, now_ns());
-			refs[k++] = ref;
-		}
-		for (unsigned j = 0; j < k; j++)
-			chunk_unref(a, c->at.slot, refs[j]);
-		done += (int)k;
+		if (lease_end(c, &msgs[i]))
+			continue;
+		SHMBUS_PROBE4(ack, at_bus(&c->at), c->at.qid, msgs[i].id,
+			      now_ns());
+		chunk_unref(a, s, ref);
+		slot_count(s, SHMBUS_CTR_ACKED, 1);
+		done++;
 	}
-	if (done)
-		slot_count(c->at.slot, SHMBUS_CTR_ACKED, (uint64_t)done);
 	return done;
 }
 
@@ -297,8 +301,11 @@ SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
 		return -EINVAL;
 	e = msg->__lease - 1;
 	w = msg->__word;
-	if (e >= c->prefetch || SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD)
+	if (e >= c->prefetch || SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD ||
+	    !chunk_at(&c->at.bus->arena, msg->__ref))
 		return -EINVAL;
+	if (!held_by(c, msg->__ref))
+		return -ESTALE;		/* not ours (any more) */
 	le = &c->at.slot->lease[e];
 	/* the deadline first, then the cmpxchg that makes it ours: if the
 	 * daemon's expiry cmpxchg wins instead, the deadline we wrote is
