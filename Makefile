@@ -245,7 +245,7 @@ demo: deps-build
 bench: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(BENCH) $(BENCH_ARGS)
-	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge)' >&2
+	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge), make bench-peers (ZeroMQ, Redis, iceoryx)' >&2
 
 bench-durable: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
