@@ -20,15 +20,16 @@
  * names): the run fails if another one is running.
  */
 #include <errno.h>
+#include <glob.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "iceoryx_binding_c/chunk.h"
 #include "iceoryx_binding_c/log.h"
@@ -42,6 +43,7 @@
 
 #define IX_WAIT_S	10	/* for RouDi, for a subscriber */
 #define IX_QUEUE	256	/* the subscriber queue's most */
+#define IX_NAME_PREFIX	"shmbus-bench-peers-"	/* + pid: a runtime's name */
 
 static pid_t roudi_pid;
 static char roudi_log[PATH_MAX];
@@ -110,6 +112,25 @@ int ix_start(void)
 				IX_WAIT_S, roudi_log);
 }
 
+/* The socket and lock file /tmp/NAME of each of our children's runtimes
+ * that did not leave by exit() (killed, or failed): the name carries the
+ * pid, and a process that is gone no longer needs them. */
+static void runtime_leftovers(void)
+{
+	glob_t g;
+
+	if (glob("/tmp/" IX_NAME_PREFIX "*", 0, NULL, &g))
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		const char *p = g.gl_pathv[i] + sizeof("/tmp/" IX_NAME_PREFIX) - 1;
+		long pid = strtol(p, NULL, 10);
+
+		if (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+			unlink(g.gl_pathv[i]);
+	}
+	globfree(&g);
+}
+
 /* What a RouDi that did not shut down cleanly leaves: its shared memory
  * (the management segment, and the payload segment named after the
  * user) and its sockets and locks in /tmp. Ours, since ours started: it
@@ -143,6 +164,7 @@ int ix_stop(void)
 	while (waitpid(roudi_pid, &st, 0) < 0 && errno == EINTR)
 		;
 	roudi_pid = 0;
+	runtime_leftovers();
 	if (WIFEXITED(st) && !WEXITSTATUS(st))
 		return 0;
 	fprintf(stderr, "shmbus-bench-peers: iox-roudi did not exit cleanly "
@@ -163,7 +185,7 @@ int ix_child_init(void)
 	char name[64];
 
 	/* one runtime per process, named uniquely for RouDi */
-	snprintf(name, sizeof(name), "shmbus-bench-peers-%d", (int)getpid());
+	snprintf(name, sizeof(name), IX_NAME_PREFIX "%d", (int)getpid());
 	/* its debug lines would bury the progress on stderr */
 	iox_set_loglevel(Iceoryx_LogLevel_Warn);
 	iox_runtime_init(name);
