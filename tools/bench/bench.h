@@ -291,6 +291,7 @@ __attribute__((noreturn))
 void child_main(const struct run *r, int role);
 
 void kill_kids(void);
+void reap_kids(void);
 void parent_alarm(int sig);
 /* If set, called after each round-trip measurement with its samples
  * still in sh->samples, sorted (shmbus-bench-peers' CDF plots). */

@@ -34,6 +34,19 @@ void kill_kids(void)
 			kill(kids[i], SIGKILL);
 }
 
+/* After kill_kids(), at exit: wait for them, so that nothing they held
+ * (a server's registration of them) outlives them as a zombie. */
+void reap_kids(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (kids[i] <= 0)
+			continue;
+		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
+			;
+		kids[i] = 0;
+	}
+}
+
 void parent_alarm(int sig)
 {
 	static const char msg[] =

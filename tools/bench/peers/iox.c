@@ -42,6 +42,7 @@
 #include "barrier.h"
 
 #define IX_WAIT_S	10	/* for RouDi, for a subscriber */
+#define IX_STOP_S	5	/* for RouDi's exit, beyond its -k 2 */
 #define IX_QUEUE	256	/* the subscriber queue's most */
 #define IX_NAME_PREFIX	"shmbus-bench-peers-"	/* + pid: a runtime's name */
 
@@ -97,7 +98,11 @@ static int write_config(const char *path)
 int ix_start(void)
 {
 	char conf[PATH_MAX];
-	const char *argv[] = { "iox-roudi", "-c", conf, "-l", "info", NULL };
+	/* -k: a process still registered at our exit is one we killed;
+	 * RouDi's 45 s of patience for it would only delay the exit */
+	const char *argv[] = {
+		"iox-roudi", "-c", conf, "-l", "info", "-k", "2", NULL,
+	};
 	int err;
 
 	snprintf(conf, sizeof(conf), "%s/roudi.toml", peers_dir);
@@ -110,6 +115,29 @@ int ix_start(void)
 		return (int)roudi_pid;
 	return peers_wait_ready(roudi_pid, "iox-roudi", roudi_ready,
 				IX_WAIT_S, roudi_log);
+}
+
+/* @pid has exited: gone, or a zombie not reaped yet (a child killed at
+ * cleanup). */
+static bool pid_gone(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool zombie = false;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	if (fgets(buf, sizeof(buf), f)) {
+		/* "pid (comm) S ...": the state follows the last ')' */
+		p = strrchr(buf, ')');
+		zombie = p && p[1] == ' ' && p[2] == 'Z';
+	}
+	fclose(f);
+	return zombie;
 }
 
 /* The socket and lock file /tmp/NAME of each of our children's runtimes
@@ -125,7 +153,7 @@ static void runtime_leftovers(void)
 		const char *p = g.gl_pathv[i] + sizeof("/tmp/" IX_NAME_PREFIX) - 1;
 		long pid = strtol(p, NULL, 10);
 
-		if (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		if (pid > 0 && pid_gone((pid_t)pid))
 			unlink(g.gl_pathv[i]);
 	}
 	globfree(&g);
@@ -152,20 +180,48 @@ static void roudi_leftovers(void)
 		unlink(tmp_files[i]);
 }
 
+/* Wait up to @secs for RouDi to exit; its status, or -1 if it did not. */
+static int roudi_wait(int secs)
+{
+	uint64_t end = now_ns() + (uint64_t)secs * 1000000000ull;
+	int st;
+
+	for (;;) {
+		pid_t p = waitpid(roudi_pid, &st, WNOHANG);
+
+		if (p == roudi_pid)
+			return st;
+		if (p < 0 && errno != EINTR)
+			return 0;	/* reaped already: nothing to wait for */
+		if (now_ns() > end)
+			return -1;
+		usleep(10000);
+	}
+}
+
 /* 0, or -EIO if RouDi did not exit cleanly (its log says why). */
 int ix_stop(void)
 {
-	int st = 0;
+	int st;
 
 	if (roudi_pid <= 0)
 		return 0;
-	/* SIGTERM: RouDi removes its shared memory */
+	/*
+	 * SIGTERM: RouDi removes its shared memory and exits. With a
+	 * process still registered (a child killed at an interrupted run)
+	 * it signals it, fails (it is gone) and asserts, which can hang
+	 * RouDi rather than end it: SIGKILL after the kill delay (-k) and
+	 * some.
+	 */
 	kill(roudi_pid, SIGTERM);
-	while (waitpid(roudi_pid, &st, 0) < 0 && errno == EINTR)
-		;
+	st = roudi_wait(IX_STOP_S);
+	if (st == -1) {
+		kill(roudi_pid, SIGKILL);
+		st = roudi_wait(IX_STOP_S);
+	}
 	roudi_pid = 0;
 	runtime_leftovers();
-	if (WIFEXITED(st) && !WEXITSTATUS(st))
+	if (st != -1 && WIFEXITED(st) && !WEXITSTATUS(st))
 		return 0;
 	fprintf(stderr, "shmbus-bench-peers: iox-roudi did not exit cleanly "
 		"(status 0x%x; log %s); removing its shared memory\n", st,

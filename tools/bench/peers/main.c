@@ -278,9 +278,19 @@ static void check_cpus(void)
  * the parent only (children always _exit). */
 static void cleanup(void)
 {
+	sigset_t set;
+
 	if (!in_parent())
 		return;
+	/* a signal now would exit() inside exit(), and leave the rest
+	 * (the daemon, the servers) running */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
 	kill_kids();
+	reap_kids();
 	if (ix_stop())
 		run_ok = false;
 	rd_stop();
