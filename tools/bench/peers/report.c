@@ -197,8 +197,9 @@ static void print_peers_table(int si, enum mode m)
 		if (!cfg.tp_on[tp])
 			continue;
 		if (!row_runs(tp, m)) {
-			printf("| %s | n/a (no busy-poll mode) | | | | | |\n",
-			       row_name(tp, m));
+			printf("| %s | n/a (%s) | | | | | |\n", row_name(tp, m),
+			       tp == TP_DEFAULT ? "spins, then sleeps: "
+			       "with the blocking rows" : "no busy-poll mode");
 			continue;
 		}
 		fmt_us(p50, sizeof(p50), rtt_reps(c, 0));
