@@ -11,6 +11,9 @@
 #   make bench-bridge   deps + build + run shmbus-bench-bridge (the bridge
 #                   against plain AMQP clients of a private RabbitMQ;
 #                   BBENCH_ARGS)
+#   make bench-peers    deps (and PEERS_PKGS) + build + run
+#                   shmbus-bench-peers (shmbus against pipe, socketpair,
+#                   ZeroMQ, Redis, iceoryx; PBENCH_ARGS, e.g. '--quick')
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built;
 #                   ldconfig after it without DESTDIR); make uninstall
 #   make deb        Debian packages (debian/) in $(B)/deb; make test-deb
@@ -67,6 +70,10 @@ DEB_PKGS := build-essential pkg-config liburcu-dev libcmocka-dev systemtap-sdt-d
 	linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils zstd \
 	python3 librabbitmq-dev libssl-dev openssl rabbitmq-server systemd \
 	scdoc man-db debhelper dpkg-dev lintian debootstrap e2fsprogs
+# what shmbus-bench-peers measures shmbus against, and its plots: only it
+# links them (make bench-peers, make test)
+PEERS_PKGS := libzmq3-dev libhiredis-dev redis-server gnuplot-nox iceoryx \
+	libiceoryx-binding-c-dev
 
 ifeq ($(V),1)
 Q :=
@@ -157,6 +164,15 @@ BBENCH_OBJS := $(patsubst tools/bench/bridge/%.c,$(O)/bbench/%.o,$(BBENCH_SRCS))
 # a private RabbitMQ and the AMQP client side, for both benchmarks that
 # measure against it
 RABBIT_OBJ  := $(O)/rabbit/rabbit.o
+# shmbus-bench-peers: shmbus-bench's measurement compiled again with
+# SHMBUS_BENCH_PEERS (the peers' rows, tools/bench/peers/peers.h) in
+# $(O)/pbench, and the peers' own files
+PBENCH_SHARED := transport transport_raw transport_shmbus transport_fd \
+	child run stats reps proc daemon
+PBENCH_OBJS := $(patsubst %,$(O)/pbench/%.o,$(PBENCH_SHARED)) \
+	$(patsubst tools/bench/peers/%.c,$(O)/pbench/peers/%.o,$(wildcard tools/bench/peers/*.c))
+# the C binding's headers are in a versioned directory
+IOX_INC := $(firstword $(wildcard /usr/include/iceoryx/v*))
 
 SONAME   := libshmbus.so.$(VERSION_MAJOR)
 SHLIB    := $(B)/lib/libshmbus.so.$(VERSION)
@@ -173,6 +189,7 @@ CLI      := $(B)/bin/shmbus
 BENCH    := $(B)/bin/shmbus-bench
 DBENCH   := $(B)/bin/shmbus-bench-durable
 BBENCH   := $(B)/bin/shmbus-bench-bridge
+PBENCH   := $(B)/bin/shmbus-bench-peers
 BRIDGE   := $(B)/bin/shmbus-bridge
 PCOST    := $(B)/bin/probe-cost
 RCEIL    := $(B)/bin/ring-ceiling
@@ -192,7 +209,7 @@ TEST_PROGS := $(B)/testprogs/static-pub
 # installed as <shmbus/bpf.h>.
 PUB_HDRS := include/shmbus.h $(wildcard include/shmbus/*.h)
 
-.PHONY: FORCE all lib dist deb test-deb test-systemd deps deps-build test demo bench bench-durable bench-bridge install uninstall clean kmod kmod-progs test-kmod \
+.PHONY: FORCE all lib dist deb test-deb test-systemd deps deps-build deps-peers test demo bench bench-durable bench-bridge bench-peers bench-peers-build install uninstall clean kmod kmod-progs test-kmod \
 	powercut-progs \
 	checks fuzz fuzz-build
 .DEFAULT_GOAL := all
@@ -207,10 +224,14 @@ deps: deps-build
 deps-build:
 	$(Q)sh tools/scripts/deps.sh $(DEB_PKGS)
 
+deps-peers:
+	$(Q)sh tools/scripts/deps.sh $(PEERS_PKGS)
+
 # test/demo/bench: install what is missing first, then build in a fresh
-# make (so nothing is evaluated before the compiler exists).
-test: deps-build
-	$(Q)$(MAKE) $(if $(Q),-s) all
+# make (so nothing is evaluated before the compiler exists). shmbus-bench-
+# peers is not in all: its libraries are not what building shmbus needs.
+test: deps-build deps-peers
+	$(Q)$(MAKE) $(if $(Q),-s) all bench-peers-build
 	$(Q)B=$(B) CI=$(CI) SAN=$(SAN) MAKE=$(MAKE) sh tests/run.sh
 
 demo: deps-build
@@ -224,7 +245,7 @@ demo: deps-build
 bench: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(BENCH) $(BENCH_ARGS)
-	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge)' >&2
+	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge), make bench-peers (ZeroMQ, Redis, iceoryx)' >&2
 
 bench-durable: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
@@ -233,6 +254,13 @@ bench-durable: deps
 bench-bridge: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(BBENCH) $(BBENCH_ARGS)
+
+# stdout: the Markdown report alone; the plots go to $(B)/bench-peers
+bench-peers: deps deps-peers
+	$(Q)$(MAKE) $(if $(Q),-s) all bench-peers-build >&2
+	$(Q)$(PBENCH) $(PBENCH_ARGS)
+
+bench-peers-build: $(PBENCH) $(DAEMON)
 
 # ---- compiling: one rule per source folder --------------------------
 
@@ -277,6 +305,16 @@ $(O)/bbench/%.o: tools/bench/bridge/%.c | $(O)/bbench
 $(O)/rabbit/%.o: tools/bench/rabbit/%.c | $(O)/rabbit
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+$(O)/pbench/%.o: tools/bench/%.c | $(O)/pbench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -DSHMBUS_BENCH_PEERS -c $< -o $@
+
+# -isystem: the iceoryx headers are not warning-clean C
+$(O)/pbench/peers/%.o: tools/bench/peers/%.c | $(O)/pbench/peers
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -DSHMBUS_BENCH_PEERS -Itools/bench \
+		$(if $(IOX_INC),-isystem $(IOX_INC)) -c $< -o $@
 
 # ---- the library ------------------------------------------------------
 
@@ -370,6 +408,13 @@ $(BBENCH): $(BBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) $(SHLIB) $(B)/.paths \
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $(BBENCH_OBJS) $(O)/bench/proc.o $(RABBIT_OBJ) \
 		-o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus -lrabbitmq -lm
+
+# it runs $(DAEMON) from beside itself
+$(PBENCH): $(PBENCH_OBJS) $(SHLIB) $(B)/.paths | $(B)/bin $(DAEMON)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(PBENCH_OBJS) -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus -lzmq -lhiredis -liceoryx_binding_c \
+		-lpthread -lm
 
 $(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
@@ -645,9 +690,10 @@ $(B)/man/%: docs/man/%.scd | $(B)/man
 
 $(B) $(B)/bin $(B)/lib $(B)/lib/pkgconfig $(B)/systemd $(B)/tests $(B)/testprogs $(B)/examples $(B)/man \
 $(B)/bpf $(B)/kmod $(B)/powercut $(O)/lib $(O)/daemon $(O)/cli $(O)/bpf $(O)/bench \
-	$(O)/dbench $(O)/bbench $(O)/rabbit $(O)/bridge:
+	$(O)/dbench $(O)/bbench $(O)/rabbit $(O)/bridge $(O)/pbench $(O)/pbench/peers:
 	$(Q)mkdir -p $@
 
 # the headers each object and program read, as the compiler found them
 -include $(wildcard $(O)/*/*.d $(B)/tests/*.d $(B)/testprogs/*.d $(B)/examples/*.d \
-	$(B)/kmod/*.d $(B)/powercut/*.d $(B)/bpf/*.d $(FZ)/*.d $(FZ)/obj/*/*.d)
+	$(B)/kmod/*.d $(B)/powercut/*.d $(B)/bpf/*.d $(FZ)/*.d $(FZ)/obj/*/*.d \
+	$(O)/pbench/peers/*.d)

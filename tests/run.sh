@@ -97,11 +97,12 @@ for t in $progs; do
 done
 
 # A test that is a script of its own, run under a timeout in the normal
-# build only, when TESTS is unset or names it: run_script NAME SCRIPT
-# [SECONDS, default 300].
+# build only, when TESTS is unset or names it (by NAME or by the script's
+# file name): run_script NAME SCRIPT [SECONDS, default 300].
 run_script() {
 	[ -z "$SAN" ] || return 0
-	[ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " $1 " || return 0
+	[ -z "${TESTS:-}" ] ||
+		echo " $TESTS " | grep -q -e " $1 " -e " ${2##*/} " || return 0
 	start=$(date +%s)
 	echo "=== $1"
 	if timeout -k 5 "${3:-300}" env B="$B" MAKE="${MAKE:-make}" sh "$2"; then
@@ -141,6 +142,9 @@ run_script test_systemd tests/systemd/run-vm.sh 900
 run_script test_readme tests/readme.sh 300
 # shmbus-bench's JSON, CSV and text reports, from short runs (about 12 s).
 run_script test_bench tests/bench.sh 120
+# shmbus-bench-peers against ZeroMQ, Redis and iceoryx (private servers),
+# a short run with its tables, plots and cleanup checked (about 20 s).
+run_script test_bench_peers tests/bench_peers.sh 150
 # The manual pages render and document every command, option and
 # function (scdoc, man).
 run_script test_man tests/man.sh 60

@@ -36,7 +36,16 @@
 /* Configuration                                                      */
 /* ------------------------------------------------------------------ */
 
-enum tp { TP_RAW, TP_SHMBUS, TP_ACK, TP_LOAN, TP_SUM, TP_PIPE, TP_UDS, NR_TP };
+/* shmbus-bench-peers compiles these files again with SHMBUS_BENCH_PEERS
+ * (tools/bench/peers/): the other IPC systems are rows of its own, and
+ * shmbus-bench needs none of their libraries. */
+enum tp {
+	TP_RAW, TP_SHMBUS, TP_ACK, TP_LOAN, TP_SUM, TP_PIPE, TP_UDS,
+#ifdef SHMBUS_BENCH_PEERS
+	TP_DEFAULT, TP_ZMQ, TP_REDIS, TP_IOX,
+#endif
+	NR_TP
+};
 enum mode { MODE_BUSY, MODE_BLOCK, NR_MODES };
 
 #define NR_SIZES	2
@@ -216,6 +225,7 @@ struct end {
 	struct shmbus_producer *prod;
 	struct shmbus_consumer *cons;
 	void *buf;			/* local message buffer */
+	void *priv;			/* a peer's own state (peers/) */
 };
 
 struct transport {
@@ -268,6 +278,10 @@ int fd_open(struct end *e, int chan);
 int fd_send(struct end *e, uint64_t seq);
 int fd_recv(struct end *e, uint64_t seq);
 
+#ifdef SHMBUS_BENCH_PEERS
+#include "peers/peers.h"	/* the peers' operations */
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Children (child.c) and the parent's measurements (run.c)           */
 /* ------------------------------------------------------------------ */
@@ -277,7 +291,12 @@ __attribute__((noreturn))
 void child_main(const struct run *r, int role);
 
 void kill_kids(void);
+void reap_kids(void);
 void parent_alarm(int sig);
+/* If set, called after each round-trip measurement with its samples
+ * still in sh->samples, sorted (shmbus-bench-peers' CDF plots). */
+extern void (*rtt_samples_hook)(int si, enum tp tp, enum mode m,
+				unsigned rep);
 bool row_runs(enum tp tp, enum mode m);
 void run_size(int si);
 

@@ -19,6 +19,7 @@
 #include "barrier.h"
 
 struct cell cells[NR_SIZES][NR_TP][NR_MODES];
+void (*rtt_samples_hook)(int si, enum tp tp, enum mode m, unsigned rep);
 
 /* ------------------------------------------------------------------ */
 /* One measurement                                                    */
@@ -31,6 +32,19 @@ void kill_kids(void)
 	for (int i = 0; i < 2; i++)
 		if (kids[i] > 0)
 			kill(kids[i], SIGKILL);
+}
+
+/* After kill_kids(), at exit: wait for them, so that nothing they held
+ * (a server's registration of them) outlives them as a zombie. */
+void reap_kids(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (kids[i] <= 0)
+			continue;
+		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
+			;
+		kids[i] = 0;
+	}
 }
 
 void parent_alarm(int sig)
@@ -148,6 +162,8 @@ static void run_rtt(int si, enum tp tp, enum mode m, unsigned rep)
 	run_one(&r);
 	s = rtt_from_samples();
 	c->rtt[c->nrtt++] = s;
+	if (rtt_samples_hook)
+		rtt_samples_hook(si, tp, m, rep);
 	fprintf(stderr, "  [rep %u] %-24s p50 %8.2f us  p99 %8.2f us\n",
 		rep + 1, r.label, s.p50, s.p99);
 }

@@ -101,4 +101,7 @@ const struct transport transports[NR_TP] = {
 		.open = fd_open, .close = no_close,
 		.send = fd_send, .recv = fd_recv,
 	},
+#ifdef SHMBUS_BENCH_PEERS
+	PEERS_TRANSPORTS
+#endif
 };
