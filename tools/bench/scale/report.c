@@ -230,7 +230,7 @@ static void write_script(FILE *g, const struct sweep *sw, const char *dat,
 	fprintf(g, "set terminal png size 640,400 font ',9'\n");
 	fprintf(g, "set output '%s'\n", png);
 	fprintf(g, "set title \"%s\" font ',9'\n", sw->title);
-	fprintf(g, "set logscale x 2\nset grid\nset key top left\n");
+	fprintf(g, "set logscale x 2\nset grid\nset key below\n");
 	fprintf(g, "set xlabel '%s'\nset ylabel '%s'\n", sw->xname,
 		y1 ? y1 : "");
 	if (sw->ylog)
@@ -241,6 +241,10 @@ static void write_script(FILE *g, const struct sweep *sw, const char *dat,
 		if (sw->y2log)
 			fprintf(g, "set logscale y2\n");
 	}
+	/* a margin on both sides: a point on the border loses its tic */
+	if (sw->npoints)
+		fprintf(g, "set xrange [%g:%g]\n", (double)sw->x[0] / 1.5,
+			(double)sw->x[sw->npoints - 1] * 1.5);
 	fprintf(g, "set xtics (");
 	for (unsigned pi = 0; pi < sw->npoints; pi++)
 		fprintf(g, "%s\"%s\" %llu", pi ? ", " : "",
