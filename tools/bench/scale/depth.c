@@ -162,7 +162,7 @@ void sweep_depth(struct sweep *sw)
 			v[0] = (double)ssh->v[0] / (double)depth;
 			v[1] = ((double)ssh->v[1] - clk * (double)ssh->v[4]) / n;
 			v[2] = ((double)ssh->v[2] - clk * (double)ssh->v[4]) / n;
-			v[3] = (double)depth * (pinfo.chunk_size + 8) / 1024.0;
+			v[3] = (double)depth * (pinfo.chunk_size + 8);
 			s_result(sw, pi, v);
 			fprintf(stderr, "  depth %7ld  rep %u: first fill %.0f "
 				"ns/msg, fill %.1f, drain %.1f ns/msg (pool: %llu "

@@ -55,11 +55,16 @@ static void f_publisher(long n)
 	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = -1);
 	struct shmbus_producer *p;
 	unsigned char buf[F_SIZE];
+	struct shmbus_queue_info qi;
+	uint64_t wakes;
 
 	p = shmbus_producer__new(sbus, f_topic, NULL);
 	if (!p)
 		die("producer on %s: %s", f_topic, strerror(errno));
 	s_wait_ready((uint32_t)n);
+	if (shmbus__queue_info(sbus, f_topic, &qi))
+		die("queue info %s", f_topic);
+	wakes = qi.stat[SHMBUS_STAT_WAKEUPS];
 	ssh->t_start = now_ns();
 	for (uint64_t seq = 0; seq < f_msgs; seq++) {
 		int err;
@@ -70,6 +75,10 @@ static void f_publisher(long n)
 			die("publish to %s: %s", f_topic, strerror(-err));
 	}
 	ssh->t_pub_end = now_ns();
+	/* the publisher's eventfd writes (or module wake-ups) */
+	if (shmbus__queue_info(sbus, f_topic, &qi))
+		die("queue info %s", f_topic);
+	ssh->v[0] = qi.stat[SHMBUS_STAT_WAKEUPS] - wakes;
 	shmbus_producer__free(p);
 }
 
@@ -94,7 +103,7 @@ void sweep_fanout(struct sweep *sw)
 			die("declaring topic %s: %s", f_topic, strerror(-err));
 		for (unsigned rep = 0; rep < scfg.reps; rep++) {
 			uint64_t t_last = 0;
-			double v[4], pub_s, all_s;
+			double v[5], pub_s, all_s;
 
 			s_reset(0);
 			for (long i = 0; i < n; i++)
@@ -111,11 +120,12 @@ void sweep_fanout(struct sweep *sw)
 			v[1] = (double)f_msgs * (double)n / all_s;
 			v[2] = 1e9 / v[0];
 			v[3] = 1e9 / v[1];
+			v[4] = (double)ssh->v[0] / (double)f_msgs;
 			s_result(sw, pi, v);
 			fprintf(stderr, "  subscribers %2ld  rep %u: %.0fk "
 				"publishes/s, %.2fM deliveries/s, %.0f ns per "
-				"delivery\n", n, rep + 1, v[0] / 1e3,
-				v[1] / 1e6, v[3]);
+				"delivery, %.2f wake-ups per publish\n", n,
+				rep + 1, v[0] / 1e3, v[1] / 1e6, v[3], v[4]);
 		}
 		shmbus__queue_delete(sbus, f_topic);
 	}

@@ -165,13 +165,16 @@ static void c_producer(long k)
 	struct shmbus_queue_info qi;
 	struct shmbus_producer *p;
 	unsigned char buf[Q_SIZE];
-	uint64_t stop = S_STOP, next;
+	uint64_t stop = S_STOP, next, wakes;
 	int err;
 
 	p = shmbus_producer__new(sbus, "work", &pro);
 	if (!p)
 		die("producer on work: %s", strerror(errno));
 	s_wait_ready((uint32_t)k);
+	if (shmbus__queue_info(sbus, "work", &qi))
+		die("queue info");
+	wakes = qi.stat[SHMBUS_STAT_WAKEUPS];
 	ssh->t_start = now_ns();
 	for (uint64_t seq = 0; seq < c_msgs; seq++) {
 		fill(buf, sizeof(buf), seq);
@@ -187,6 +190,8 @@ static void c_producer(long k)
 		if (err)
 			die("queue info: %s", strerror(-err));
 	} while (qi.depth);
+	/* the eventfd writes of the saturating run */
+	ssh->v[0] = qi.stat[SHMBUS_STAT_WAKEUPS] - wakes;
 	next = now_ns();
 	for (uint64_t seq = c_msgs; seq < c_msgs + c_paced; seq++) {
 		next += S_GAP_NS;
@@ -269,7 +274,7 @@ void sweep_consumers(struct sweep *sw)
 		sw->x[pi] = cons_ks[pi];
 		for (unsigned rep = 0; rep < scfg.reps; rep++) {
 			uint64_t total = c_msgs + c_paced, t_last = 0;
-			double v[3];
+			double v[4];
 
 			s_reset(total);
 			for (long i = 0; i < k; i++)
@@ -291,10 +296,12 @@ void sweep_consumers(struct sweep *sw)
 						  0.50) / 1e3;
 			v[2] = (double)s_quantile(s_lat + c_msgs, c_paced,
 						  0.99) / 1e3;
+			v[3] = (double)ssh->v[0] * 1000 / (double)c_msgs;
 			s_result(sw, pi, v);
 			fprintf(stderr, "  consumers %2ld  rep %u: %.2fM msg/s, "
-				"p50 %.1f us, p99 %.1f us\n", k, rep + 1,
-				v[0] / 1e6, v[1], v[2]);
+				"p50 %.1f us, p99 %.1f us, %.1f wake-ups per "
+				"1000 msgs\n", k, rep + 1, v[0] / 1e6, v[1],
+				v[2], v[3]);
 		}
 	}
 	s_bus_done();

@@ -35,13 +35,16 @@ struct sweep sweeps[NR_SWEEPS] = {
 		.xname = "consumers",
 		.note = "msg/s: the producer publishing as fast as it can; "
 			"p50/p99: publish timestamp to receive, one message "
-			"every 50 us on the drained queue.",
-		.ncols = 3,
+			"every 50 us on the drained queue; wake-ups: the "
+			"producer's eventfd writes to sleeping consumers "
+			"per 1000 messages of the msg/s run.",
+		.ncols = 4,
 		.cols = {
 			{ "msg/s", "msg/s (millions)", "%.3fM", 1e6, true,
 			  false },
 			{ "p50 us", "latency, us", "%.1f", 1, true, true },
 			{ "p99 us", "latency, us", "%.1f", 1, true, true },
+			{ "wake-ups/1k msg", "", "%.1f", 1, false, false },
 		},
 		.y2log = true,
 	},
@@ -52,8 +55,9 @@ struct sweep sweeps[NR_SWEEPS] = {
 		.xname = "subscribers",
 		.note = "ns/publish: the publisher's time per message; "
 			"ns/delivery: the whole run (until the last subscriber "
-			"has every message) over N x messages.",
-		.ncols = 4,
+			"has every message) over N x messages; wake-ups: the "
+			"publisher's eventfd writes to sleeping subscribers.",
+		.ncols = 5,
 		.cols = {
 			{ "publishes/s", "publishes/s", "%.0fk", 1e3, false,
 			  false },
@@ -61,6 +65,7 @@ struct sweep sweeps[NR_SWEEPS] = {
 			  false },
 			{ "ns/publish", "ns", "%.0f", 1, true, false },
 			{ "ns/delivery", "ns", "%.0f", 1, true, false },
+			{ "wake-ups/publish", "", "%.2f", 1, false, false },
 		},
 		.ylog = true,
 	},
@@ -95,7 +100,7 @@ struct sweep sweeps[NR_SWEEPS] = {
 			  false },
 			{ "drain ns/msg", "ns per message", "%.1f", 1, true,
 			  false },
-			{ "working set KiB", "KiB", "%.1f", 1, false, false },
+			{ "working set", "bytes", NULL, 1, false, false },
 		},
 		.ylog = true,
 	},
@@ -150,6 +155,17 @@ static void cell(const struct col *c, const double *v, unsigned n)
 	struct reps r = reps_summary(v, n);
 	double d = c->div ? c->div : 1;
 	char a[32], b[32], m[32];
+
+	if (!c->fmt) {
+		/* a size that every repetition shares */
+		if (r.median >= 1 << 20)
+			printf(" %.1f MiB |", r.median / (1 << 20));
+		else if (r.median >= 1 << 10)
+			printf(" %.1f KiB |", r.median / (1 << 10));
+		else
+			printf(" %.0f B |", r.median);
+		return;
+	}
 
 	snprintf(m, sizeof(m), c->fmt, r.median / d);
 	if (n < 2) {

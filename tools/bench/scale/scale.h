@@ -96,7 +96,8 @@ void s_ready(void);
 struct col {
 	const char *name;		/* table head */
 	const char *unit;		/* plot axis */
-	const char *fmt;		/* printf of one value / div */
+	const char *fmt;		/* printf of one value / div; NULL:
+					 * bytes, the same in every repetition */
 	double div;			/* 0: 1 */
 	bool plot;
 	bool y2;			/* the plot's right axis */
