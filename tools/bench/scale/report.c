@@ -44,7 +44,8 @@ struct sweep sweeps[NR_SWEEPS] = {
 			  false },
 			{ "p50 us", "latency, us", "%.1f", 1, true, true },
 			{ "p99 us", "latency, us", "%.1f", 1, true, true },
-			{ "wake-ups/1k msg", "", "%.1f", 1, false, false },
+			{ "wake-ups/1k msg", "", "%.1f", 1, false, false,
+			  true },
 		},
 		.y2log = true,
 	},
@@ -65,7 +66,8 @@ struct sweep sweeps[NR_SWEEPS] = {
 			  false },
 			{ "ns/publish", "ns", "%.0f", 1, true, false },
 			{ "ns/delivery", "ns", "%.0f", 1, true, false },
-			{ "wake-ups/publish", "", "%.2f", 1, false, false },
+			{ "wake-ups/publish", "", "%.2f", 1, false, false,
+			  true },
 		},
 		.ylog = true,
 	},
@@ -174,7 +176,8 @@ static void cell(const struct col *c, const double *v, unsigned n)
 	}
 	snprintf(a, sizeof(a), c->fmt, r.min / d);
 	snprintf(b, sizeof(b), c->fmt, r.max / d);
-	printf(" %s [%s-%s]%s |", m, a, b, reps_spread(v, n) ? " !" : "");
+	printf(" %s [%s-%s]%s |", m, a, b,
+	       !c->nospread && reps_spread(v, n) ? " !" : "");
 }
 
 void s_print_table(const struct sweep *sw)

@@ -101,6 +101,7 @@ struct col {
 	double div;			/* 0: 1 */
 	bool plot;
 	bool y2;			/* the plot's right axis */
+	bool nospread;			/* counts near 0: no 2x flag */
 };
 
 struct sweep {
