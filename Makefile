@@ -374,6 +374,24 @@ $(PCOST): $(O)/bench/probe-cost.o $(SHLIB) $(B)/.paths | $(B)/bin
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $< -o $@ $(RUNPATH_FLAG) -L$(B)/lib -lshmbus
 
+# ---- BPF (bpf/) -------------------------------------------------------
+# CO-RE objects built with clang against the running kernel's BTF, and a
+# libbpf skeleton for the loader (bpf/monitor.c).
+
+$(B)/bpf/vmlinux.h: | $(B)/bpf
+	$(call msg,BTF,$@)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(B)/bpf/shmbus.bpf.o: bpf/shmbus.bpf.c $(B)/bpf/vmlinux.h
+	$(call msg,CLANG,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
+	$(Q)mv $@.tmp $@
+
 # ---- shmbus-bench-scale: cost against queues, consumers, subscribers,
 # message size and backlog depth (tools/bench/scale/), plotted by gnuplot
 # into $(B)/bench-scale (SBENCH_ARGS, e.g. '--quick --only sizes')
@@ -406,24 +424,6 @@ $(O)/sbench:
 bench-scale: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(SBENCH) --plots $(B)/bench-scale $(SBENCH_ARGS)
-
-# ---- BPF (bpf/) -------------------------------------------------------
-# CO-RE objects built with clang against the running kernel's BTF, and a
-# libbpf skeleton for the loader (bpf/monitor.c).
-
-$(B)/bpf/vmlinux.h: | $(B)/bpf
-	$(call msg,BTF,$@)
-	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
-	$(Q)mv $@.tmp $@
-
-$(B)/bpf/shmbus.bpf.o: bpf/shmbus.bpf.c $(B)/bpf/vmlinux.h
-	$(call msg,CLANG,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
-
-$(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
-	$(call msg,SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
-	$(Q)mv $@.tmp $@
 
 # ---- tests and examples: one source each, compiled and linked at once --
 
