@@ -97,12 +97,12 @@ for t in $progs; do
 done
 
 # A test that is a script of its own, run under a timeout in the normal
-# build only, when TESTS is unset or names it: run_script NAME SCRIPT
-# [SECONDS, default 300]. TESTS may name it by NAME or by its file name.
+# build only, when TESTS is unset or names it (by NAME or by the script's
+# file name): run_script NAME SCRIPT [SECONDS, default 300].
 run_script() {
 	[ -z "$SAN" ] || return 0
-	[ -z "${TESTS:-}" ] || echo " $TESTS " |
-		grep -q -e " $1 " -e " ${2##*/} " || return 0
+	[ -z "${TESTS:-}" ] ||
+		echo " $TESTS " | grep -q -e " $1 " -e " ${2##*/} " || return 0
 	start=$(date +%s)
 	echo "=== $1"
 	if timeout -k 5 "${3:-300}" env B="$B" MAKE="${MAKE:-make}" sh "$2"; then
@@ -142,12 +142,12 @@ run_script test_systemd tests/systemd/run-vm.sh 900
 run_script test_readme tests/readme.sh 300
 # shmbus-bench's JSON, CSV and text reports, from short runs (about 12 s).
 run_script test_bench tests/bench.sh 120
-# shmbus-bench-scale's five sweeps, tables and plots, from a quick run
-# (about 20 s).
-run_script test_bench_scale tests/bench_scale.sh 150
 # The manual pages render and document every command, option and
 # function (scdoc, man).
 run_script test_man tests/man.sh 60
+# shmbus-bench-scale's five sweeps, tables and plots, from a quick run
+# (about 10 s).
+run_script test_bench_scale tests/bench_scale.sh 150
 
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$passed passed, $failed failed"
