@@ -443,6 +443,39 @@ $(BPF_SKEL): $(B)/bpf/shmbus.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name shmbus_bpf > $@.tmp
 	$(Q)mv $@.tmp $@
 
+# ---- shmbus-bench-scale: cost against queues, consumers, subscribers,
+# message size and backlog depth (tools/bench/scale/), plotted by gnuplot
+# into $(B)/bench-scale (SBENCH_ARGS, e.g. '--quick --only sizes')
+
+SBENCH_SRCS := $(wildcard tools/bench/scale/*.c)
+SBENCH_OBJS := $(patsubst tools/bench/scale/%.c,$(O)/sbench/%.o,$(SBENCH_SRCS))
+SBENCH      := $(B)/bin/shmbus-bench-scale
+# make deps (and so make test) installs it with the rest
+DEB_PKGS    += gnuplot-nox
+
+.PHONY: bench-scale
+all: $(SBENCH)
+
+$(O)/sbench/%.o: tools/bench/scale/%.c | $(O)/sbench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c $< -o $@
+
+# the helpers of every benchmark program, and the private daemon's start
+# and stop of shmbus-bench
+$(SBENCH): $(SBENCH_OBJS) $(O)/bench/proc.o $(O)/bench/reps.o \
+		$(O)/bench/daemon.o $(SHLIB) $(B)/.paths | $(B)/bin $(DAEMON)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(SBENCH_OBJS) $(O)/bench/proc.o \
+		$(O)/bench/reps.o $(O)/bench/daemon.o -o $@ $(RUNPATH_FLAG) \
+		-L$(B)/lib -lshmbus -lm
+
+$(O)/sbench:
+	$(Q)mkdir -p $@
+
+bench-scale: deps
+	$(Q)$(MAKE) $(if $(Q),-s) all >&2
+	$(Q)$(SBENCH) --plots $(B)/bench-scale $(SBENCH_ARGS)
+
 # ---- tests and examples: one source each, compiled and linked at once --
 
 $(B)/tests/unit_%: tests/unit_%.c $(STLIB) $(DMNLIB) | $(B)/tests

@@ -148,6 +148,9 @@ run_script test_bench_peers tests/bench_peers.sh 150
 # The manual pages render and document every command, option and
 # function (scdoc, man).
 run_script test_man tests/man.sh 60
+# shmbus-bench-scale's five sweeps, tables and plots, from a quick run
+# (about 10 s).
+run_script test_bench_scale tests/bench_scale.sh 150
 
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$passed passed, $failed failed"
