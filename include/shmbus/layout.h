@@ -219,7 +219,7 @@ enum {
  * loser sees another word (the consumer gets -ESTALE). A VIEW is a
  * cmpxchg too: the daemon empties the whole table of a live owner whose
  * connection it closed, and may give the slot to another consumer. O
- * changes an entry only for a chunk still HELD by its slot (or SHARED). deadline is O's:
+ * changes an entry only when it names the message's chunk (ref). deadline is O's:
  * written before the cmpxchg that publishes it; D reads word (acquire),
  * then deadline. ref is written by O before the ring cmpxchg that takes
  * the message (the claim hook), so a consumer killed between taking and

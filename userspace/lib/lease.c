@@ -50,20 +50,16 @@ int make_private(struct shmbus_consumer *c, uint32_t *ref)
 }
 
 /*
- * Is chunk @ref (a message we received) still ours: HELD by our slot, or
- * a topic message (SHARED: our reference is the delivery entry alone)?
- * Not so for a message another consumer received, which a word of our
- * table may match (both tables count from the same start), or one the
- * daemon took back and handed on.
+ * Does our delivery entry @e name chunk @ref? A message another consumer
+ * received may carry a word that matches one of our table's (both tables
+ * count from the same start), never with the chunk our entry names while
+ * that entry is live. The ref sits on the line of the word we are about
+ * to change: no other line is touched.
  */
-static inline bool held_by(const struct shmbus_consumer *c, uint32_t ref)
+static inline bool entry_names(const struct shmbus_consumer *c, uint32_t e,
+			       uint32_t ref)
 {
-	uint64_t o = READ_ONCE(chunk_at(&c->at.bus->arena, ref)->owner);
-	uint32_t st = SHMBUS_OWNER_STATE(o);
-
-	return st == SHMBUS_CHUNK_SHARED ||
-	       (st == SHMBUS_CHUNK_HELD &&
-		SHMBUS_OWNER_SLOT(o) == c->at.slot_idx);
+	return READ_ONCE(c->at.slot->lease[e].ref) == ref;
 }
 
 /*
@@ -81,8 +77,8 @@ static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
 							msg->__ref))
 		return -EINVAL;
-	if (unlikely(!held_by(c, msg->__ref)))
-		goto stale;	/* not ours (any more): leave the entry be */
+	if (unlikely(!entry_names(c, e, msg->__ref)))
+		goto stale;	/* not ours: leave the entry be */
 	/*
 	 * A cmpxchg, for a view too: the daemon also empties the table of a
 	 * live owner whose connection it closed (and may give the slot to
@@ -304,8 +300,8 @@ SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
 	if (e >= c->prefetch || SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD ||
 	    !chunk_at(&c->at.bus->arena, msg->__ref))
 		return -EINVAL;
-	if (!held_by(c, msg->__ref))
-		return -ESTALE;		/* not ours (any more) */
+	if (!entry_names(c, e, msg->__ref))
+		return -ESTALE;		/* not ours */
 	le = &c->at.slot->lease[e];
 	/* the deadline first, then the cmpxchg that makes it ours: if the
 	 * daemon's expiry cmpxchg wins instead, the deadline we wrote is
