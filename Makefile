@@ -14,6 +14,9 @@
 #   make bench-peers    deps (and PEERS_PKGS) + build + run
 #                   shmbus-bench-peers (shmbus against pipe, socketpair,
 #                   ZeroMQ, Redis, iceoryx; PBENCH_ARGS, e.g. '--quick')
+#   make bench-scale    deps + build + run shmbus-bench-scale (how the
+#                   cost grows with queues, consumers, subscribers, sizes
+#                   and backlog; SBENCH_ARGS, e.g. '--quick')
 #   make install    DESTDIR=... PREFIX=/usr/local LIBDIR=... (what was built;
 #                   ldconfig after it without DESTDIR); make uninstall
 #   make deb        Debian packages (debian/) in $(B)/deb; make test-deb
@@ -245,7 +248,7 @@ demo: deps-build
 bench: deps-build
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
 	$(Q)$(BENCH) $(BENCH_ARGS)
-	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge), make bench-peers (ZeroMQ, Redis, iceoryx)' >&2
+	@echo 'also: make bench-durable (durable queues), make bench-bridge (the RabbitMQ bridge), make bench-peers (ZeroMQ, Redis, iceoryx), make bench-scale (scaling)' >&2
 
 bench-durable: deps
 	$(Q)$(MAKE) $(if $(Q),-s) all >&2
