@@ -210,17 +210,6 @@ static void parse_args(int argc, char **argv)
 /* Setup and cleanup                                                  */
 /* ------------------------------------------------------------------ */
 
-static void check_cpus(void)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		die("sched_getaffinity: %s", strerror(errno));
-	if (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))
-		die("needs CPU 0 and CPU 1 (allowed: %d CPUs)",
-		    CPU_COUNT(&set));
-}
-
 /* atexit: runs in the parent only (children always _exit). */
 static void cleanup(void)
 {
@@ -269,7 +258,7 @@ int main(int argc, char **argv)
 {
 	bench_main_pid = getpid();
 	parse_args(argc, argv);
-	check_cpus();
+	bench_check_cpus();
 	setup_signals();
 	setup_memory();
 	if (atexit(cleanup))

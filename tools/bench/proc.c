@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * proc.c - what the benchmark programs (shmbus-bench,
- * shmbus-bench-durable, shmbus-bench-bridge) need of their processes:
- * which one is the parent, dying with a message (the parent exits, a
- * child _exits), memory shared with the children they fork, temporary
- * directories, and a private shmbusd started as a child.
+ * proc.c - what the benchmark programs (shmbus-bench and its -durable,
+ * -bridge, -peers and -scale siblings) need of their processes: which one
+ * is the parent, dying with a message (the parent exits, a child _exits),
+ * the two CPUs they pin to, memory shared with the children they fork,
+ * temporary directories, and a private shmbusd started as a child.
  */
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,6 +156,17 @@ void bench_reap(pid_t pid, int sig)
 	kill(pid, sig);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
+}
+
+void bench_check_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		die("sched_getaffinity: %s", strerror(errno));
+	if (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))
+		die("needs CPU 0 and CPU 1 (allowed: %d CPUs)",
+		    CPU_COUNT(&set));
 }
 
 /* --size: the index in sizes[] of 64 or 4096, or die(). */

@@ -263,17 +263,6 @@ static void start_servers(void)
 /* Setup and cleanup                                                  */
 /* ------------------------------------------------------------------ */
 
-static void check_cpus(void)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		die("sched_getaffinity: %s", strerror(errno));
-	if (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))
-		die("needs CPU 0 and CPU 1 (allowed: %d CPUs)",
-		    CPU_COUNT(&set));
-}
-
 /* atexit, also after SIGINT, SIGTERM, SIGHUP (bench_at_exit): runs in
  * the parent only (children always _exit). */
 static void cleanup(void)
@@ -335,7 +324,7 @@ int main(int argc, char **argv)
 
 	bench_main_pid = getpid();
 	parse_args(argc, argv);
-	check_cpus();
+	bench_check_cpus();
 	setup();
 	rtt_samples_hook = peers_keep_samples;
 	peers_print_machine();
