@@ -188,15 +188,13 @@ int dispose(struct shmbus_consumer *c, uint32_t ref, uint32_t action,
 	return err;
 }
 
-SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
-				    struct shmbus_msg *msg)
+/* Ack @msg: its entry, then at once its chunk. */
+static __always_inline int ack_one(struct shmbus_consumer *c,
+				   struct shmbus_msg *msg)
 {
-	uint32_t ref;
+	uint32_t ref = msg->__ref;
 	int err;
 
-	if (!c || !msg)
-		return -EINVAL;
-	ref = msg->__ref;
 	err = lease_end(c, msg);
 	if (err)
 		return err;
@@ -209,35 +207,28 @@ SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
 	return 0;
 }
 
+SHMBUS_API int shmbus_consumer__ack(struct shmbus_consumer *c,
+				    struct shmbus_msg *msg)
+{
+	if (!c || !msg)
+		return -EINVAL;
+	return ack_one(c, msg);
+}
+
 /*
- * Each message's entry, then at once its chunk: a process killed in the
- * middle leaves no chunk whose entry says settled while it is still ours
- * (the daemon would hand it out again). The loop is the saving: one call,
- * the arena and slot looked up once, the probe's semaphore tested per
- * message as ever.
+ * Message by message, each entry and then at once its chunk (ack_one()):
+ * a process killed in the middle leaves no chunk whose entry says settled
+ * while it is still ours (the daemon would hand it out again).
  */
 SHMBUS_API int shmbus_consumer__ack_batch(struct shmbus_consumer *c,
 					  struct shmbus_msg *msgs, unsigned n)
 {
-	const struct arena *a;
-	struct shmbus_slot *s;
 	int done = 0;
 
 	if (!c || (!msgs && n))
 		return -EINVAL;
-	a = &c->at.bus->arena;
-	s = c->at.slot;
-	for (unsigned i = 0; i < n; i++) {
-		uint32_t ref = msgs[i].__ref;
-
-		if (lease_end(c, &msgs[i]))
-			continue;
-		SHMBUS_PROBE4(ack, at_bus(&c->at), c->at.qid, msgs[i].id,
-			      now_ns());
-		chunk_unref(a, s, ref);
-		slot_count(s, SHMBUS_CTR_ACKED, 1);
-		done++;
-	}
+	for (unsigned i = 0; i < n; i++)
+		done += ack_one(c, &msgs[i]) == 0;
 	return done;
 }
 
