@@ -301,6 +301,13 @@ extern void (*rtt_samples_hook)(int si, enum tp tp, enum mode m,
 				unsigned rep);
 bool row_runs(enum tp tp, enum mode m);
 void run_size(int si);
+/*
+ * One of the options that shape the matrix (getopt_long's @opt 'q', 'r',
+ * 's' or 'm', with @arg): --quick, --reps N, --size S (*@size set) and
+ * --mode M (*@mode set), into cfg; die() on a bad value. False if @opt is
+ * none of them.
+ */
+bool matrix_opt(int opt, const char *arg, bool *size, bool *mode);
 
 /* ------------------------------------------------------------------ */
 /* Results and statistics (stats.c)                                   */

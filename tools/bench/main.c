@@ -144,41 +144,16 @@ static void parse_args(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool only = false, size = false, mode = false;
-	char *end;
 	long v;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (matrix_opt(opt, optarg, &size, &mode))
+			continue;
 		switch (opt) {
-		case 'q':
-			cfg.quick = true;
-			cfg.rtt_busy /= 10;
-			cfg.rtt_block /= 10;
-			cfg.tput[0] /= 10;
-			cfg.tput[1] /= 10;
-			break;
-		case 'r':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > MAX_REPS)
-				die("--reps: want 1..%d", MAX_REPS);
-			cfg.reps = (unsigned)v;
-			break;
 		case 'o':
 			only = true;
 			parse_only(optarg);
-			break;
-		case 's':
-			size = true;
-			cfg.size_on[bench_size_arg(optarg)] = true;
-			break;
-		case 'm':
-			mode = true;
-			if (!strcmp(optarg, "busy"))
-				cfg.mode_on[MODE_BUSY] = true;
-			else if (!strcmp(optarg, "block"))
-				cfg.mode_on[MODE_BLOCK] = true;
-			else
-				die("--mode: want busy or block");
 			break;
 		case 'f':
 			v = out_format_arg(optarg);

@@ -394,15 +394,15 @@ static bool row_spread(int si, enum tp tp, enum mode m, bool rtt)
 }
 
 /* A ratio row for machines: no repetitions, a spread warning when either
- * number it divides has one. */
+ * number it divides has one (OUT_NA: not checked). */
 static void emit_ratio(const char *bench, enum tp tp, enum mode m, int si,
-		       double ratio, bool spread, const char *goal,
+		       double ratio, enum out_tri spread, const char *goal,
 		       enum out_tri met)
 {
 	struct out_row r = {
 		.bench = bench, .transport = transports[tp].name,
 		.mode = mode_names[m], .size = sizes[si], .unit = "ratio",
-		.spread = tri(spread), .ratio = ratio, .goal = goal,
+		.spread = spread, .ratio = ratio, .goal = goal,
 		.met = met,
 	};
 
@@ -449,9 +449,9 @@ void print_checksum_cost(void)
 				continue;
 			}
 			emit_ratio("rtt_p50_vs_shmbus", TP_SUM, m, si, r[0],
-				   sp[0], NULL, OUT_NA);
+				   tri(sp[0]), NULL, OUT_NA);
 			emit_ratio("throughput_vs_shmbus", TP_SUM, m, si, r[1],
-				   sp[1], NULL, OUT_NA);
+				   tri(sp[1]), NULL, OUT_NA);
 		}
 	}
 	if (text) {
@@ -541,18 +541,11 @@ static void emit_goal(const struct goal *g, int si, double ratio,
 {
 	enum out_tri met = OUT_NA;
 
-	struct out_row r = {
-		.bench = g->bench, .transport = transports[g->tp].name,
-		.mode = mode_names[g->mode], .size = sizes[si], .unit = "ratio",
-		/* the tails are not checked for spread */
-		.spread = g->metric == G_P999 ? OUT_NA : tri(spread),
-		.ratio = ratio, .goal = g->goal,
-	};
-
 	if (!isnan(ratio))
 		met = tri(goal_met(g, ratio));
-	r.met = met;
-	out_row(&r);
+	/* the tails are not checked for spread */
+	emit_ratio(g->bench, g->tp, g->mode, si, ratio,
+		   g->metric == G_P999 ? OUT_NA : tri(spread), g->goal, met);
 }
 
 /*

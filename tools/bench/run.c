@@ -5,12 +5,14 @@
  * over both, both collected, and either child's failure fatal. The matrix
  * (run_size): for one message size, each repetition runs the round trip
  * and the one-way throughput of every transport and mode that is on, and
- * adds what the children measured to cells[][][].
+ * adds what the children measured to cells[][][]; and the options that
+ * shape the matrix, which shmbus-bench and shmbus-bench-peers share.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +22,42 @@
 
 struct cell cells[NR_SIZES][NR_TP][NR_MODES];
 void (*rtt_samples_hook)(int si, enum tp tp, enum mode m, unsigned rep);
+
+bool matrix_opt(int opt, const char *arg, bool *size, bool *mode)
+{
+	char *end;
+	long v;
+
+	switch (opt) {
+	case 'q':
+		cfg.quick = true;
+		cfg.rtt_busy /= 10;
+		cfg.rtt_block /= 10;
+		cfg.tput[0] /= 10;
+		cfg.tput[1] /= 10;
+		return true;
+	case 'r':
+		v = strtol(arg, &end, 10);
+		if (*end || v < 1 || v > MAX_REPS)
+			die("--reps: want 1..%d", MAX_REPS);
+		cfg.reps = (unsigned)v;
+		return true;
+	case 's':
+		*size = true;
+		cfg.size_on[bench_size_arg(arg)] = true;
+		return true;
+	case 'm':
+		*mode = true;
+		if (!strcmp(arg, "busy"))
+			cfg.mode_on[MODE_BUSY] = true;
+		else if (!strcmp(arg, "block"))
+			cfg.mode_on[MODE_BLOCK] = true;
+		else
+			die("--mode: want busy or block");
+		return true;
+	}
+	return false;
+}
 
 /* ------------------------------------------------------------------ */
 /* One measurement                                                    */
