@@ -128,6 +128,8 @@ void bench_exe_path(char *buf, size_t len, const char *name);
 pid_t bench_daemon_start(const char *sock, const char *state_dir,
 			 const char *log);
 void bench_reap(pid_t pid, int sig);
+/* Has @pid exited: gone, or a zombie its parent has not reaped yet? */
+bool bench_pid_gone(pid_t pid);
 /* The pinning every benchmark uses: CPU 0 and CPU 1 allowed, or die(). */
 void bench_check_cpus(void);
 /* --size's argument: the index of 64 or 4096 in sizes[], or die(). */

@@ -59,28 +59,6 @@ static pid_t read_daemon_pid(void)
 	return strncmp(comm, "shmbusd", 7) ? 0 : (pid_t)pid;
 }
 
-/* Gone, or a zombie that its new parent has not reaped yet. */
-static bool pid_gone(pid_t pid)
-{
-	char path[64], buf[512];
-	FILE *f;
-	char *p;
-	bool zombie = false;
-
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	if (fgets(buf, sizeof(buf), f)) {
-		p = strrchr(buf, ')');
-		zombie = p && p[1] == ' ' && p[2] == 'Z';
-	}
-	fclose(f);
-	return zombie;
-}
-
 static void stop_daemon(void)
 {
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -88,9 +66,9 @@ static void stop_daemon(void)
 	if (daemon_pid <= 0)
 		return;
 	kill(daemon_pid, SIGTERM);
-	for (int i = 0; i < 300 && !pid_gone(daemon_pid); i++)
+	for (int i = 0; i < 300 && !bench_pid_gone(daemon_pid); i++)
 		nanosleep(&ts, NULL);
-	if (!pid_gone(daemon_pid)) {
+	if (!bench_pid_gone(daemon_pid)) {
 		fprintf(stderr, "shmbus-bench: shmbusd %d ignored SIGTERM; "
 			"killing it\n", (int)daemon_pid);
 		kill(daemon_pid, SIGKILL);

@@ -158,6 +158,28 @@ void bench_reap(pid_t pid, int sig)
 		;
 }
 
+bool bench_pid_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	char *p;
+	bool zombie = false;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	if (fgets(buf, sizeof(buf), f)) {
+		/* "pid (comm) S ...": the state follows the last ')' */
+		p = strrchr(buf, ')');
+		zombie = p && p[1] == ' ' && p[2] == 'Z';
+	}
+	fclose(f);
+	return zombie;
+}
+
 void bench_check_cpus(void)
 {
 	cpu_set_t set;

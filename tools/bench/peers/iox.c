@@ -117,29 +117,6 @@ int ix_start(void)
 				IX_WAIT_S, roudi_log);
 }
 
-/* @pid has exited: gone, or a zombie not reaped yet (a child killed at
- * cleanup). */
-static bool pid_gone(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	bool zombie = false;
-
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	if (fgets(buf, sizeof(buf), f)) {
-		/* "pid (comm) S ...": the state follows the last ')' */
-		p = strrchr(buf, ')');
-		zombie = p && p[1] == ' ' && p[2] == 'Z';
-	}
-	fclose(f);
-	return zombie;
-}
-
 /* The socket and lock file /tmp/NAME of each of our children's runtimes
  * that did not leave by exit() (killed, or failed): the name carries the
  * pid, and a process that is gone no longer needs them. */
@@ -153,7 +130,7 @@ static void runtime_leftovers(void)
 		const char *p = g.gl_pathv[i] + sizeof("/tmp/" IX_NAME_PREFIX) - 1;
 		long pid = strtol(p, NULL, 10);
 
-		if (pid > 0 && pid_gone((pid_t)pid))
+		if (pid > 0 && bench_pid_gone((pid_t)pid))
 			unlink(g.gl_pathv[i]);
 	}
 	globfree(&g);
