@@ -271,28 +271,77 @@ checksum_ok(struct attachment *at, const struct shmbus_chunk *ch,
 /*
  * take(), step 1: pick the ring and take a ref from it, the highest
  * priority level with a message first; the ref is noted in delivery entry
- * @le before the cmpxchg that takes it (claim_hook). 0, -EAGAIN (every
- * level empty), -EBADMSG (a garbage cell retired) or -EUCLEAN.
+ * @le before the cmpxchg that takes it (claim_hook). 0 and *@from the ring
+ * it came from, -EAGAIN (every level empty), -EBADMSG (a garbage cell
+ * retired) or -EUCLEAN.
  */
 static __always_inline int take_ref(struct attachment *at,
 				    const struct arena *a,
-				    struct shmbus_lease *le, uint32_t *ref)
+				    struct shmbus_lease *le, uint32_t *ref,
+				    struct ring **from)
 {
 	int err;
 
+	*from = &at->ring;
 	if (unlikely(at->nr_prio > 1)) {
 		/* the highest level with a message first */
 		err = -EAGAIN;
-		for (uint32_t l = at->nr_prio - 1; l > 0 && err == -EAGAIN; l--)
-			err = ring_dequeue_pf(&at->prio[l - 1], ref, claim_hook,
+		for (uint32_t l = at->nr_prio - 1; l > 0 && err == -EAGAIN; l--) {
+			*from = &at->prio[l - 1];
+			err = ring_dequeue_pf(*from, ref, claim_hook,
 					      &(struct claim){ a, le });
-		if (err == -EAGAIN)
-			err = ring_dequeue_pf(&at->ring, ref, claim_hook,
-					      &(struct claim){ a, le });
-		return err;
+		}
+		if (err != -EAGAIN)
+			return err;
+		*from = &at->ring;
 	}
 	return ring_dequeue_pf(&at->ring, ref, claim_hook,
 			       &(struct claim){ a, le });
+}
+
+/*
+ * A large message is read by the caller as soon as take() returns, and
+ * its lines were written on the producer's core. Ask for them all at once
+ * (claim_hook() asked for the first), so their transfers overlap instead
+ * of following the caller's reads one miss at a time; and ask for the
+ * next message in @r, already published and so final, towards our L2
+ * while the caller reads this one. A raw ring gets both from the hardware
+ * prefetcher, whose streams follow its consecutive slots; chunks come off
+ * free lists in no order it could follow. Small messages are left alone:
+ * one line is all they have, and the next cell's line is the producer's.
+ * Up to PREFETCH_MAX bytes of each: past that, the caller's own sequential
+ * reads keep the hardware prefetcher going.
+ */
+#define PREFETCH_MIN	256u
+#define PREFETCH_MAX	4096u
+
+static __always_inline void payload_prefetch(const struct arena *a,
+					     struct ring *r,
+					     struct shmbus_chunk *ch,
+					     uint32_t len)
+{
+	const uint8_t *d = chunk_payload(ch), *nd;
+	struct shmbus_chunk *next;
+	uint64_t pos, v;
+	uint32_t n;
+
+	if (likely(len < PREFETCH_MIN))
+		return;
+	for (uint32_t o = SHMBUS_CACHELINE; o < MIN(len, PREFETCH_MAX);
+	     o += SHMBUS_CACHELINE)
+		__builtin_prefetch(d + o, 0, 3);
+	pos = READ_ONCE(*r->head);
+	v = READ_ONCE(ring_cell(r, pos)->v);
+	if (SHMBUS_CELL_SEQ(v) != (uint32_t)(pos + 1))
+		return;
+	next = chunk_at(a, SHMBUS_CELL_REF(v));	/* range-checked */
+	if (!next)
+		return;
+	nd = (const uint8_t *)next;
+	n = MIN(a->pool[SHMBUS_REF_POOL(SHMBUS_CELL_REF(v))].payload_max,
+		PREFETCH_MAX) + SHMBUS_CHUNK_HDR;
+	for (uint32_t o = 0; o < n; o += SHMBUS_CACHELINE)
+		__builtin_prefetch(nd + o, 0, 1);
 }
 
 /*
@@ -441,6 +490,7 @@ static inline int take(struct shmbus_consumer *c, struct shmbus_msg *msg,
 	uint32_t ref, len, al, dc, e;
 	uint64_t exp, w;
 	uint32_t spent = 0;
+	struct ring *from;
 	bool shared;
 	int err;
 
@@ -450,7 +500,7 @@ again:
 		return -ENOBUFS;
 	e = c->free[c->nfree - 1];
 	le = &at->slot->lease[e];
-	err = take_ref(at, a, le, &ref);
+	err = take_ref(at, a, le, &ref, &from);
 	if (unlikely(err)) {
 		if (err == -EBADMSG) {
 			room_made(at->q);
@@ -477,6 +527,7 @@ again:
 		chunk_unref(a, at->slot, ref);
 		goto corrupt;
 	}
+	payload_prefetch(a, from, ch, len);
 	if (unlikely(at->checksum ||
 		     (READ_ONCE(ch->flags) & SHMBUS_CF_CHECKSUM)) &&
 	    !checksum_ok(at, ch, len, al)) {
