@@ -15,7 +15,9 @@
 #    is met, not yet or not measured, never a failure;
 #  - make bench BENCH_ARGS='--format json ...': stdout is still only the
 #    document (the build's output goes to stderr);
-#  - every run removes its temporary directory (no rmdir complaint).
+#  - every run removes its temporary directory (no rmdir complaint);
+#  - ring-ceiling (a short run) moves every variant's refs exactly once
+#    and in order, the library's lane among them.
 # Environment: B (build dir), MAKE. The last line is "N passed, N failed".
 set -u
 
@@ -222,6 +224,21 @@ if timeout -k 5 120 $MAKE -s B="$B" bench \
 else
 	bad "make bench BENCH_ARGS='--format json'"
 	tail -5 "$tmp/make.out" "$tmp/make.err"
+fi
+
+# ---- ring-ceiling ---------------------------------------------------------
+# Every variant, the library's lane (lane.h) and queue ring (ring.h) among
+# them, moves its refs between two processes; any ref lost, repeated, out
+# of order or with a wrong payload is a non-zero exit.
+start=$(date +%s)
+if timeout -k 5 60 "$B/bin/ring-ceiling" 200000 1 > "$tmp/rc.out" \
+	2> "$tmp/rc.err" &&
+   [ "$(grep -c '^| c32 | lane: claim runs' "$tmp/rc.out")" -eq 2 ]; then
+	ok "ring-ceiling: every ref once and in order, each variant" \
+	   "($(( $(date +%s) - start ))s)"
+else
+	bad "ring-ceiling"
+	tail -5 "$tmp/rc.out" "$tmp/rc.err"
 fi
 
 echo "$passed passed, $failed failed"

@@ -65,6 +65,7 @@
 #include <unistd.h>
 
 #include "barrier.h"
+#include "lane.h"		/* variant c is the library's lane */
 #include "ring.h"		/* variant a is the library's own ring */
 
 #define SLOTS		1024u
@@ -72,7 +73,6 @@
 #define NCHUNK		4096u	/* > 2 * SLOTS: see ref_of() */
 #define LINE		64
 #define CELLS_PER_LINE	(LINE / sizeof(struct shmbus_cell))
-#define RUN_MAX		32u	/* the longest claim of variant c */
 #define MAX_REPS	15
 
 /* One chunk: one cache line of payload, as a 64 B message's data. */
@@ -294,7 +294,7 @@ static int cons_mpmc(const struct job *j)
  * transfer; @spread uses ring.h's mapping instead (one line per position),
  * to see what that costs once the producer no longer locks.
  */
-static inline struct shmbus_cell *lane_cell(struct shared *s, uint64_t pos,
+static inline struct shmbus_cell *b_cell(struct shared *s, uint64_t pos,
 					    bool spread)
 {
 	if (spread) {
@@ -307,10 +307,10 @@ static inline struct shmbus_cell *lane_cell(struct shared *s, uint64_t pos,
 }
 
 /* Lap 0: the cell of p empty for p, as ring_init_cells() makes it. */
-static void lane_init(struct shared *s, bool spread)
+static void b_init(struct shared *s, bool spread)
 {
 	for (uint64_t p = 0; p < SLOTS; p++)
-		lane_cell(s, p, spread)->v = SHMBUS_CELL(p, 0);
+		b_cell(s, p, spread)->v = SHMBUS_CELL(p, 0);
 }
 
 /*
@@ -355,7 +355,7 @@ static int prod_lane(const struct job *j)
 		}
 		if (j->payload)
 			payload_write(s->chunks[ref].w, i);
-		smp_store_release(&lane_cell(s, i, j->spread)->v,
+		smp_store_release(&b_cell(s, i, j->spread)->v,
 				  SHMBUS_CELL(i + 1, ref));
 	}
 	return 0;
@@ -376,7 +376,7 @@ static int cons_lane(const struct job *j)
 	uint64_t pos = READ_ONCE(s->head);
 
 	for (uint64_t i = 0; i < j->n;) {
-		struct shmbus_cell *c = lane_cell(s, pos, j->spread);
+		struct shmbus_cell *c = b_cell(s, pos, j->spread);
 		/* [RING] pairs with the producer's release store */
 		uint64_t v = smp_load_acquire(&c->v);
 		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(pos + 1));
@@ -407,92 +407,78 @@ static int cons_lane(const struct job *j)
 }
 
 /*
- * c, producer: publishes as b does. Room comes from the cells themselves:
- * consumers mark each cell consumed ({p + N, 0}, i.e. empty for p + N)
- * with a store after they have claimed it, and claims finish in any order
- * when consumers compete, so no single index says how far the lane is
- * free. Wait for the cell of @pos to be empty, then take the rest of its
- * line, which came with it. The acquire pairs with the consumer's release
- * of the mark.
+ * c: the lane of the library, userspace/lib/lane.h, called as the
+ * library is to call it (its comment tells the protocol and its memory
+ * ordering). The producer publishes with release stores and learns room
+ * from the cells, a line at a time; a consumer claims a run of up to
+ * j->run full cells with one cmpxchg of head, noting the run in its
+ * record first, then gives the cells back (release stores) and reads the
+ * payloads.
  */
-static uint64_t claim_room(struct shared *s, uint64_t pos)
+static struct lane lane_of(struct shared *s)
 {
-	while (SHMBUS_CELL_SEQ(smp_load_acquire(&s->cells[pos & MASK].v)) !=
-	       (uint32_t)pos)
-		cpu_relax();
-	do
-		pos++;
-	while ((pos % CELLS_PER_LINE) &&
-	       SHMBUS_CELL_SEQ(smp_load_acquire(&s->cells[pos & MASK].v)) ==
-	       (uint32_t)pos);
-	return pos;
+	return (struct lane){ .cells = s->cells, .head = &s->head,
+			      .mask = MASK };
 }
 
 static int prod_claim(const struct job *j)
 {
-	struct shared *s = j->s;
-	uint64_t room = 0;
+	struct lane l = lane_of(j->s);
+	uint32_t room = 0;
 
 	for (uint64_t i = 0; i < j->n; i++) {
 		uint32_t ref = ref_of(j, i);
 
-		if (i == room)
-			room = claim_room(s, i);
+		while (!room) {
+			room = lane_room(&l, i);
+			if (!room)
+				cpu_relax();
+		}
 		if (j->payload)
-			payload_write(s->chunks[ref].w, i);
-		smp_store_release(&s->cells[i & MASK].v, SHMBUS_CELL(i + 1, ref));
+			payload_write(j->s->chunks[ref].w, i);
+		lane_publish(&l, i, ref);
+		room--;
 	}
 	return 0;
 }
 
-/*
- * c, consumer. Look at the full cells from head on (at most @run), note
- * the range in our record, then claim it all with one cmpxchg on head.
- * The record is written before the claim (the cmpxchg is a full barrier),
- * so whatever a consumer owns is named in its record: a daemon finding it
- * dead takes back the cells of its range that are below head, still full
- * and in no live consumer's record. Success of the cmpxchg means head did
- * not move since we read it, so nobody claimed these cells meanwhile and
- * they still hold what we read (a producer never overwrites a full cell).
- *
- * Then the cells are ours: copy the refs out (the library would write its
- * lease entries here), mark each consumed with a release store (the
- * producer must not refill a cell before we are done reading it), and
- * read the payloads.
- */
+/* lane_claim()'s note: the run into our record, and its chunks asked
+ * for while the claim's cmpxchg travels. */
+struct claim_ctx {
+	const struct job *j;
+};
+
+static void claim_note(void *ctx, uint64_t from, uint32_t n,
+		       const uint32_t *refs)
+{
+	const struct job *j = ((struct claim_ctx *)ctx)->j;
+
+	for (uint32_t k = 0; k < n; k++)
+		chunk_prefetch(j, refs[k]);
+	WRITE_ONCE(j->s->rec.from, from);
+	WRITE_ONCE(j->s->rec.to, from + n);
+}
+
 static int cons_claim(const struct job *j)
 {
-	struct shared *s = j->s;
-	uint32_t refs[RUN_MAX];
+	struct lane l = lane_of(j->s);
+	struct claim_ctx cc = { j };
+	uint32_t refs[LANE_RUN_MAX];
 
 	for (uint64_t i = 0; i < j->n;) {
-		uint64_t h = READ_ONCE(s->head);
-		unsigned int m;
+		uint64_t from;
+		int m = lane_claim(&l, refs, j->run, &from, claim_note, &cc);
 
-		for (m = 0; m < j->run; m++) {
-			/* [RING] pairs with the producer's release store */
-			uint64_t v = smp_load_acquire(&s->cells[(h + m) & MASK].v);
-
-			if (SHMBUS_CELL_SEQ(v) != (uint32_t)(h + m + 1))
-				break;
-			refs[m] = SHMBUS_CELL_REF(v);
-		}
-		if (!m) {
+		if (m <= 0) {
+			if (m < 0)
+				return m;	/* no garbage here */
 			cpu_relax();
 			continue;
 		}
-		for (unsigned int k = 0; k < m; k++)
-			chunk_prefetch(j, refs[k]);
-		WRITE_ONCE(s->rec.from, h);
-		WRITE_ONCE(s->rec.to, h + m);
-		if (!atomic_cmpxchg(&s->head, &h, h + m))
-			continue;	/* another consumer claimed first */
-		for (unsigned int k = 0; k < m; k++)
-			smp_store_release(&s->cells[(h + k) & MASK].v,
-					  SHMBUS_CELL(h + k + SLOTS, 0));
-		for (unsigned int k = 0; k < m; k++, i++) {
+		lane_consumed(&l, from, (uint32_t)m);
+		for (int k = 0; k < m; k++, i++) {
 			if (!consume(j, i, refs[k])) {
-				WRITE_ONCE(s->ctl.bad_at, i);
+				WRITE_ONCE(j->s->ctl.bad_at, i);
 				return -EBADMSG;
 			}
 		}
@@ -654,7 +640,7 @@ static void reset(struct shared *s, const struct variant *v)
 
 		ring_init_cells(&r);
 	} else {
-		lane_init(s, v->spread);
+		b_init(s, v->spread);
 	}
 }
 
