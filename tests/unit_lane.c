@@ -11,14 +11,21 @@
 #include "helpers.h"
 #include "lane.h"
 
+struct note {
+	uint64_t from;
+	uint32_t n, calls;
+};
+
 struct tlane {
 	struct lane l;
 	struct shmbus_cell *cells;
 	uint64_t head;
+	struct note nt;		/* the last run lane_claim() noted */
 };
 
 static void tlane_init(struct tlane *t, uint32_t cap)
 {
+	memset(&t->nt, 0, sizeof(t->nt));
 	t->cells = calloc(cap, sizeof(*t->cells));
 	assert_non_null(t->cells);
 	t->l.cells = t->cells;
@@ -26,11 +33,6 @@ static void tlane_init(struct tlane *t, uint32_t cap)
 	t->l.mask = cap - 1;
 	lane_init(&t->l);
 }
-
-struct note {
-	uint64_t from;
-	uint32_t n, calls;
-};
 
 static void note_run(void *ctx, uint64_t from, uint32_t n,
 		     const uint32_t *refs)
@@ -41,6 +43,12 @@ static void note_run(void *ctx, uint64_t from, uint32_t n,
 	nt->from = from;
 	nt->n = n;
 	nt->calls++;
+}
+
+/* lane_claim() of up to @max, the run noted in t->nt. */
+static int claim(struct tlane *t, uint32_t *refs, uint32_t max, uint64_t *from)
+{
+	return lane_claim(&t->l, refs, max, from, note_run, &t->nt);
 }
 
 /* Publish @n refs from @pos (room checked), returning the next position. */
@@ -62,13 +70,12 @@ static uint64_t put(struct tlane *t, uint64_t pos, uint32_t first, uint32_t n)
 static void test_runs(void **state)
 {
 	struct tlane t;
-	struct note nt = { 0 };
 	uint32_t refs[LANE_RUN_MAX], next = 0;
 	uint64_t pos = 0, from;
 
 	(void)state;
 	tlane_init(&t, 64);
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt), 0);
+	assert_int_equal(claim(&t, refs, 8, &from), 0);
 	assert_false(lane_nonempty(&t.l));
 	for (int lap = 0; lap < 100; lap++) {
 		pos = put(&t, pos, (uint32_t)pos, 64);
@@ -76,13 +83,12 @@ static void test_runs(void **state)
 		assert_int_equal(lane_room(&t.l, pos), 0);
 		assert_true(lane_nonempty(&t.l));
 		while (next < pos) {
-			int n = lane_claim(&t.l, refs, 13, &from, note_run,
-					   &nt);
+			int n = claim(&t, refs, 13, &from);
 
 			assert_true(n > 0 && n <= 13);
 			assert_int_equal(from, next);
-			assert_int_equal(nt.from, from);
-			assert_int_equal(nt.n, (uint32_t)n);
+			assert_int_equal(t.nt.from, from);
+			assert_int_equal(t.nt.n, (uint32_t)n);
 			for (int k = 0; k < n; k++)
 				assert_int_equal(refs[k], next + k);
 			/* the lap's first run claimed, not yet consumed:
@@ -93,15 +99,14 @@ static void test_runs(void **state)
 			next += (uint32_t)n;
 		}
 		assert_true(lane_room(&t.l, pos) > 0);
-		assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run,
-					    &nt), 0);
+		assert_int_equal(claim(&t, refs, 8, &from), 0);
 	}
 	/* a run stops at the first empty cell, and at most LANE_RUN_MAX */
 	pos = put(&t, pos, 7, 3);
-	assert_int_equal(lane_claim(&t.l, refs, 100, &from, note_run, &nt), 3);
+	assert_int_equal(claim(&t, refs, 100, &from), 3);
 	lane_consumed(&t.l, from, 3);
 	pos = put(&t, pos, 0, 40);
-	assert_int_equal(lane_claim(&t.l, refs, 100, &from, note_run, &nt),
+	assert_int_equal(claim(&t, refs, 100, &from),
 			 LANE_RUN_MAX);
 	lane_consumed(&t.l, from, LANE_RUN_MAX);
 	free(t.cells);
@@ -115,7 +120,6 @@ static void test_runs(void **state)
 static void test_garbage(void **state)
 {
 	struct tlane t;
-	struct note nt = { 0 };
 	uint32_t refs[LANE_RUN_MAX];
 	uint64_t pos = 0, from;
 
@@ -123,9 +127,9 @@ static void test_garbage(void **state)
 	tlane_init(&t, 16);
 	pos = put(&t, pos, 100, 4);
 	t.cells[0].v = SHMBUS_CELL(9, 555);		/* position 0 */
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt),
+	assert_int_equal(claim(&t, refs, 8, &from),
 			 -EBADMSG);
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt), 3);
+	assert_int_equal(claim(&t, refs, 8, &from), 3);
 	assert_int_equal(from, 1);
 	assert_int_equal(refs[0], 101);
 	lane_consumed(&t.l, from, 3);
@@ -133,7 +137,7 @@ static void test_garbage(void **state)
 	t.cells[pos & 15].v = SHMBUS_CELL(pos + 7, 1);
 	assert_true(lane_room(&t.l, pos) > 0);
 	pos = put(&t, pos, 200, 1);
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt), 1);
+	assert_int_equal(claim(&t, refs, 8, &from), 1);
 	assert_int_equal(refs[0], 200);
 	lane_consumed(&t.l, from, 1);
 	free(t.cells);
@@ -147,7 +151,6 @@ static void test_garbage(void **state)
 static void test_scribbled_head(void **state)
 {
 	struct tlane t;
-	struct note nt = { 0 };
 	uint32_t refs[LANE_RUN_MAX];
 	uint64_t pos = 0, from;
 
@@ -155,11 +158,11 @@ static void test_scribbled_head(void **state)
 	tlane_init(&t, 16);
 	pos = put(&t, pos, 0, 10);
 	t.head = 1000003;
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt), 0);
+	assert_int_equal(claim(&t, refs, 8, &from), 0);
 	t.head = UINT64_MAX - 2;
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt), 0);
+	assert_int_equal(claim(&t, refs, 8, &from), 0);
 	t.head = 0;
-	assert_int_equal(lane_claim(&t.l, refs, 32, &from, note_run, &nt), 10);
+	assert_int_equal(claim(&t, refs, 32, &from), 10);
 	lane_consumed(&t.l, from, 10);
 	free(t.cells);
 }
@@ -173,25 +176,24 @@ static void test_scribbled_head(void **state)
 static void test_finish_dead_claim(void **state)
 {
 	struct tlane t;
-	struct note nt = { 0 };
 	uint32_t refs[LANE_RUN_MAX], got[LANE_RUN_MAX];
 	uint64_t pos = 0, from;
 
 	(void)state;
 	tlane_init(&t, 8);
 	pos = put(&t, pos, 40, 8);
-	assert_int_equal(lane_claim(&t.l, refs, 5, &from, note_run, &nt), 5);
+	assert_int_equal(claim(&t, refs, 5, &from), 5);
 	/* ... and the consumer dies here */
 	assert_int_equal(lane_room(&t.l, pos), 0);
-	assert_int_equal(lane_finish(&t.l, nt.from, nt.n, got), 5);
+	assert_int_equal(lane_finish(&t.l, t.nt.from, t.nt.n, got), 5);
 	for (int k = 0; k < 5; k++)
 		assert_int_equal(got[k], 40 + k);
 	assert_int_equal(lane_room(&t.l, pos), 5);
 	/* finished already: nothing more */
-	assert_int_equal(lane_finish(&t.l, nt.from, nt.n, got), 0);
+	assert_int_equal(lane_finish(&t.l, t.nt.from, t.nt.n, got), 0);
 	/* positions head has not passed are nobody's claim yet */
 	assert_int_equal(lane_finish(&t.l, 5, 3, got), 0);
-	assert_int_equal(lane_claim(&t.l, refs, 8, &from, note_run, &nt), 3);
+	assert_int_equal(claim(&t, refs, 8, &from), 3);
 	assert_int_equal(refs[0], 45);
 	lane_consumed(&t.l, from, 3);
 	free(t.cells);
@@ -234,7 +236,7 @@ static void *mt_consumer(void *p)
 {
 	struct mt_arg *a = p;
 	struct mt *m = a->m;
-	struct note nt = { 0 };
+	struct note nt = { 0 };		/* this thread's */
 	uint32_t refs[LANE_RUN_MAX];
 	int64_t last = -1;
 	uint64_t from;
