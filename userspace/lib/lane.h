@@ -165,6 +165,7 @@ static inline int lane_claim(struct lane *l, uint32_t *refs, uint32_t max,
 				/* retire it: claim its position alone */
 				if (!atomic_cmpxchg(l->head, &h, h + 1))
 					goto again;
+				/* release: as lane_consumed() */
 				smp_store_release(&lane_cell(l, h)->v,
 						  SHMBUS_CELL(h + l->mask + 1,
 							      0));
@@ -175,6 +176,8 @@ static inline int lane_claim(struct lane *l, uint32_t *refs, uint32_t max,
 		if (!m)
 			return 0;
 		note(ctx, h, m, refs);
+		/* SEQ_CST: the caller's note is visible before the claim
+		 * (the daemon reads head, then the notes, then the cells) */
 		if (atomic_cmpxchg(l->head, &h, h + m)) {
 			*from = h;
 			return (int)m;
@@ -189,6 +192,9 @@ again:
  * once their refs are copied out. */
 static inline void lane_consumed(struct lane *l, uint64_t from, uint32_t n)
 {
+	/* release: our reads of the cells (and of what the caller copied
+	 * out of them) are done before the producer, whose acquire in
+	 * lane_room() sees the mark, writes the cell again */
 	for (uint32_t k = 0; k < n; k++)
 		smp_store_release(&lane_cell(l, from + k)->v,
 				  SHMBUS_CELL(from + k + l->mask + 1, 0));
