@@ -135,19 +135,13 @@ static struct shmbus_queue *intake_of(uint8_t *base, const char *name)
 	return NULL;
 }
 
-/* The cell of position @pos in ring @q (the spreading of ring.h). */
+/* The cell of position @pos in ring @q (cell pos % N, as ring.h). */
 static struct shmbus_cell *cell_at(uint8_t *base, struct shmbus_queue *q,
 				   uint64_t pos)
 {
 	struct shmbus_cell *cells = (struct shmbus_cell *)(base + q->ring_off);
-	uint32_t n = q->ring_cap, i = (uint32_t)pos & (n - 1);
 
-	if (n >= 16) {
-		uint32_t lines = n / 8;
-
-		i = (i % lines) * 8 + i / lines;
-	}
-	return &cells[i];
+	return &cells[(uint32_t)pos & (q->ring_cap - 1)];
 }
 
 static bool cell_full(uint8_t *base, struct shmbus_queue *q, uint64_t pos)

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * unit_ring.c - the MPMC ring on its own: empty, full, wrap-around,
- * helping a stale head/tail, peek, and a multi-threaded exactly-once run.
+ * helping a stale tail, a head set back, claims of runs and what a claim
+ * holds, garbage, peek, take-at, and multi-threaded exactly-once runs
+ * (consumers taking one at a time, and consumers claiming runs).
  */
 #include <pthread.h>
 
@@ -26,38 +28,163 @@ static void tring_init(struct tring *t, uint32_t cap)
 	ring_init_cells(&t->r);
 }
 
-/* Positions map onto cells one to one; neighbours sit on different cache
- * lines once the ring has 16 cells or more. */
-static void test_cell_spread(void **state)
+/* Positions map onto cells one to one, consecutive positions on
+ * consecutive cells (a claim reads a run a line at a time). */
+static void test_cell_map(void **state)
 {
 	(void)state;
 	for (uint32_t cap = 2; cap <= 4096; cap *= 2) {
 		struct tring t;
-		uint8_t *hit = calloc(cap, 1);
 
 		tring_init(&t, cap);
 		for (uint64_t p = 0; p < cap; p++) {
 			uint32_t i = ring_cell_index(&t.r, p);
 
-			assert_true(i < cap);
-			assert_int_equal(hit[i], 0);
-			hit[i] = 1;
+			assert_int_equal(i, p);
 			assert_int_equal(ring_cell_index(&t.r, p + cap), i);
-			if (cap >= 16)
-				assert_int_not_equal(i / 8,
-					ring_cell_index(&t.r, p + 1) / 8);
 			/* the daemon's sweep recognises full cells */
 			assert_true(ring_cell_full(&t.r, i, SHMBUS_CELL(p + 1, 5)));
 			assert_false(ring_cell_full(&t.r, i, SHMBUS_CELL(p, 0)));
 			assert_false(ring_cell_full(&t.r, i, SHMBUS_CELL(p + cap, 0)));
 		}
-		free(hit);
 		free(t.cells);
 	}
 }
 
-/* FIFO through a spread ring, many laps, ring kept half full. */
-static void test_spread_fifo(void **state)
+struct noted {
+	uint64_t from;
+	uint32_t n, calls;
+};
+
+static void note_run(void *ctx, uint64_t from, uint32_t n)
+{
+	struct noted *nd = ctx;
+
+	nd->from = from;
+	nd->n = n;
+	nd->calls++;
+}
+
+/*
+ * A claim takes the full cells from head, up to its max, with the run
+ * noted first; the claimed cells stay full (producers find the ring full)
+ * until each is marked consumed, in any order.
+ */
+static void test_claim_runs(void **state)
+{
+	struct noted nd = { 0 };
+	uint32_t refs[RING_RUN_MAX];
+	uint64_t from;
+	struct tring t;
+
+	(void)state;
+	tring_init(&t, 8);
+	assert_int_equal(ring_claim(&t.r, refs, 4, &from, note_run, &nd), 0);
+	assert_int_equal(nd.calls, 0);
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(ring_enqueue(&t.r, 10 + i), 0);
+	assert_int_equal(ring_claim(&t.r, refs, 5, &from, note_run, &nd), 5);
+	assert_int_equal(from, 0);
+	assert_int_equal(nd.from, 0);
+	assert_int_equal(nd.n, 5);
+	assert_int_equal(t.head, 5);
+	for (uint32_t i = 0; i < 5; i++)
+		assert_int_equal(refs[i], 10 + i);
+	/* claimed, not marked: still full for producers */
+	assert_int_equal(ring_enqueue(&t.r, 99), -ENOBUFS);
+	ring_consumed(&t.r, 3);
+	assert_int_equal(ring_enqueue(&t.r, 99), -ENOBUFS);	/* 0 first */
+	ring_consumed(&t.r, 0);
+	assert_int_equal(ring_enqueue(&t.r, 18), 0);
+	/* the rest of the ring: 5, 6, 7, then 8 (in cell 0) */
+	assert_int_equal(ring_claim(&t.r, refs, RING_RUN_MAX, &from, NULL,
+				    NULL), 4);
+	assert_int_equal(from, 5);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(refs[i], 15 + i);
+	assert_int_equal(ring_claim(&t.r, refs, 1, &from, NULL, NULL), 0);
+	assert_false(ring_peek_nonempty(&t.r));
+	for (uint64_t p = 5; p < 9; p++)
+		ring_consumed(&t.r, p);
+	ring_consumed(&t.r, 1);
+	ring_consumed(&t.r, 2);
+	ring_consumed(&t.r, 4);
+	/* every cell free again: a whole lap fits */
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(ring_enqueue(&t.r, 20 + i), 0);
+	assert_int_equal(ring_claim(&t.r, refs, RING_RUN_MAX, &from, NULL,
+				    NULL), 8);
+	assert_int_equal(from, 9);
+	free(t.cells);
+}
+
+/* Garbage at head is claimed alone and retired (-EBADMSG); garbage
+ * inside a run ends the run before it. */
+static void test_claim_garbage(void **state)
+{
+	uint32_t refs[RING_RUN_MAX], v;
+	uint64_t from;
+	struct tring t;
+
+	(void)state;
+	tring_init(&t, 8);
+	for (uint32_t i = 0; i < 6; i++)
+		assert_int_equal(ring_enqueue(&t.r, 30 + i), 0);
+	t.cells[0].v = SHMBUS_CELL(5, 77);	/* no state of position 0 */
+	t.cells[3].v = SHMBUS_CELL(3 + 4, 9);	/* nor of 3 */
+	assert_int_equal(ring_claim(&t.r, refs, 8, &from, NULL, NULL),
+			 -EBADMSG);
+	assert_int_equal(t.head, 1);
+	assert_int_equal(t.cells[0].v, SHMBUS_CELL(8, 0));
+	assert_int_equal(ring_claim(&t.r, refs, 8, &from, NULL, NULL), 2);
+	assert_int_equal(refs[0], 31);
+	assert_int_equal(refs[1], 32);
+	ring_consumed(&t.r, 1);
+	ring_consumed(&t.r, 2);
+	/* ring_dequeue() looks past it */
+	assert_int_equal(ring_dequeue(&t.r, &v), 0);
+	assert_int_equal(v, 34);
+	assert_int_equal(t.head, 5);
+	free(t.cells);
+}
+
+/*
+ * A head set back over consumed cells is passed by whoever claims or
+ * peeks; ring_take_at() takes only the oldest message, and only while
+ * its cell holds what was read.
+ */
+static void test_head_back_take_at(void **state)
+{
+	uint32_t refs[RING_RUN_MAX];
+	uint64_t from, pos, val = 0;
+	struct tring t;
+
+	(void)state;
+	tring_init(&t, 8);
+	for (uint32_t i = 0; i < 6; i++)
+		assert_int_equal(ring_enqueue(&t.r, 40 + i), 0);
+	assert_int_equal(ring_claim(&t.r, refs, 3, &from, NULL, NULL), 3);
+	for (uint64_t p = 0; p < 3; p++)
+		ring_consumed(&t.r, p);
+	t.head = 0;		/* a peer set it back */
+	assert_true(ring_peek_nonempty(&t.r));
+	assert_int_equal(ring_peek_head(&t.r, &pos, &val), 1);
+	assert_int_equal(pos, 3);
+	assert_int_equal(t.head, 3);
+	assert_int_equal(ring_take_at(&t.r, 4, val), -EAGAIN);	/* not oldest */
+	assert_int_equal(ring_take_at(&t.r, 3, val + 1), -EAGAIN);
+	assert_int_equal(ring_take_at(&t.r, 3, val), 0);
+	assert_int_equal(t.head, 4);
+	assert_int_equal(ring_take_at(&t.r, 3, val), -EAGAIN);	/* gone */
+	t.head = 1;
+	assert_int_equal(ring_claim(&t.r, refs, 8, &from, NULL, NULL), 2);
+	assert_int_equal(from, 4);
+	assert_int_equal(refs[0], 44);
+	free(t.cells);
+}
+
+/* FIFO through a ring, many laps, ring kept half full. */
+static void test_fifo(void **state)
 {
 	struct tring t;
 	uint32_t v, next = 0, expect = 0;
@@ -162,9 +289,8 @@ static void test_wraparound(void **state)
 	free(t.cells);
 }
 
-/* A producer that died after filling a cell but before moving tail, and a
- * consumer that died after taking a cell but before moving head, stall
- * nobody: the next caller helps the hint forward. */
+/* A producer that died after filling a cell but before moving tail
+ * stalls nobody: the next producer helps the hint forward. */
 static void test_dead_helpers(void **state)
 {
 	struct tring t;
@@ -176,8 +302,8 @@ static void test_dead_helpers(void **state)
 	t.cells[0].v = SHMBUS_CELL(1, 42);
 	assert_int_equal(ring_enqueue(&t.r, 43), 0);
 	assert_int_equal(t.tail, 2);
-	/* "dead consumer": cell 0 consumed, head still 0 */
-	t.cells[0].v = SHMBUS_CELL(0 + 4, 0);
+	assert_int_equal(ring_dequeue(&t.r, &v), 0);
+	assert_int_equal(v, 42);
 	assert_int_equal(ring_dequeue(&t.r, &v), 0);
 	assert_int_equal(v, 43);
 	assert_int_equal(t.head, 2);
@@ -237,18 +363,52 @@ static void *mt_consumer(void *arg)
 	return NULL;
 }
 
-static void test_mpmc_threads(void **state)
+/* As mt_consumer(), claiming runs of up to RING_RUN_MAX and marking
+ * each cell as it takes the message. */
+static void *mt_run_consumer(void *arg)
+{
+	uint32_t last[MT_PRODUCERS];
+	uint64_t total = (uint64_t)MT_PRODUCERS * MT_PER_PROD;
+
+	(void)arg;
+	memset(last, 0xff, sizeof(last));
+	while (READ_ONCE(mt.received) < total) {
+		uint32_t refs[RING_RUN_MAX];
+		uint64_t from;
+		int n = ring_claim(&mt.t.r, refs, RING_RUN_MAX, &from, NULL,
+				   NULL);
+
+		if (n <= 0) {
+			cpu_relax();
+			continue;
+		}
+		for (int k = 0; k < n; k++) {
+			uint32_t v = refs[k], p = v / MT_PER_PROD,
+				 s = v % MT_PER_PROD;
+
+			ring_consumed(&mt.t.r, from + k);
+			if (atomic_xchg_relaxed(&mt.seen[v], 1))
+				WRITE_ONCE(mt.dup, 1);
+			if (last[p] != UINT32_MAX && s <= last[p])
+				WRITE_ONCE(mt.disorder, 1);
+			last[p] = s;
+			atomic_add_relaxed(&mt.received, 1);
+		}
+	}
+	return NULL;
+}
+
+static void mt_run(void *(*consumer)(void *))
 {
 	pthread_t p[MT_PRODUCERS], c[MT_CONSUMERS];
 	uint64_t total = (uint64_t)MT_PRODUCERS * MT_PER_PROD;
 
-	(void)state;
 	memset(&mt, 0, sizeof(mt));
 	tring_init(&mt.t, 64);
 	mt.seen = calloc(total, 1);
 	assert_non_null(mt.seen);
 	for (int i = 0; i < MT_CONSUMERS; i++)
-		pthread_create(&c[i], NULL, mt_consumer, NULL);
+		pthread_create(&c[i], NULL, consumer, NULL);
 	for (int i = 0; i < MT_PRODUCERS; i++)
 		pthread_create(&p[i], NULL, mt_producer, (void *)(uintptr_t)i);
 	for (int i = 0; i < MT_PRODUCERS; i++)
@@ -264,6 +424,18 @@ static void test_mpmc_threads(void **state)
 	free(mt.t.cells);
 }
 
+static void test_mpmc_threads(void **state)
+{
+	(void)state;
+	mt_run(mt_consumer);
+}
+
+static void test_mpmc_threads_runs(void **state)
+{
+	(void)state;
+	mt_run(mt_run_consumer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,10 +443,14 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_wraparound),
 		cmocka_unit_test(test_dead_helpers),
-		cmocka_unit_test(test_cell_spread),
-		cmocka_unit_test(test_spread_fifo),
+		cmocka_unit_test(test_cell_map),
+		cmocka_unit_test(test_fifo),
 		cmocka_unit_test(test_stray_ref),
+		cmocka_unit_test(test_claim_runs),
+		cmocka_unit_test(test_claim_garbage),
+		cmocka_unit_test(test_head_back_take_at),
 		cmocka_unit_test(test_mpmc_threads),
+		cmocka_unit_test(test_mpmc_threads_runs),
 	};
 
 	return cmocka_run_group_tests_name("ring", tests, NULL, NULL);

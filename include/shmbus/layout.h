@@ -58,7 +58,7 @@
 #include <stddef.h>
 
 #define SHMBUS_MAGIC		0x31737562626d6873ULL	/* "shmbbus1" LE */
-#define SHMBUS_LAYOUT_VERSION	4u
+#define SHMBUS_LAYOUT_VERSION	5u
 
 #define SHMBUS_CACHELINE	64u
 #define SHMBUS_SB_SIZE		4096u
@@ -333,7 +333,20 @@ struct shmbus_slot {
 	uint32_t cseq;			/* D: futex word */
 	uint32_t waiting;		/* O sets, D clears */
 	uint8_t	 __pad21[40];
-	uint8_t	 __rsvd[2048 - 6 * 64 - SHMBUS_MAX_POOLS * 128];
+	/* --- line 22: the consumer's claim (ring.h ring_claim()). O
+	 * writes {level, from, n} before the cmpxchg of the level's head
+	 * that claims positions [from, from + n); their cells stay full
+	 * until O takes each message (then marks it consumed), so while
+	 * the slot is attached the daemon leaves such cells to it. When
+	 * the slot is released, whatever it left full behind the head is
+	 * the daemon's to put back into the queue. A claim that failed
+	 * (another consumer was first) is overwritten by the next one, or
+	 * cleared (n = 0) once the consumer finds the ring empty. */
+	uint32_t claim_level __attribute__((aligned(64)));
+	uint32_t claim_n;
+	uint64_t claim_from;
+	uint8_t	 __pad22[48];
+	uint8_t	 __rsvd[2048 - 7 * 64 - SHMBUS_MAX_POOLS * 128];
 	/* --- line 32: delivery table header. O writes. lease_hi: entries
 	 * [0, lease_hi) may be in use (only grows while the slot lives). */
 	uint32_t lease_hi __attribute__((aligned(64)));
@@ -424,7 +437,11 @@ struct shmbus_queue {
 	 * that finds it filled (see ring.h). */
 	uint64_t tail __attribute__((aligned(64)));
 	uint8_t	 __pad3[56];
-	/* --- line 4: consumer side. C: head, same rules as tail. */
+	/* --- line 4: consumer side. C: head, the positions claimed:
+	 * only ever moved forward, by cmpxchg, by a claimer that found the
+	 * cells of the positions it passes full (see ring.h); D moves it
+	 * the same way, and back only when it is ahead of every position
+	 * ever filled (repair). */
 	uint64_t head __attribute__((aligned(64)));
 	/* Producers that sleep for room in a full ring ([ROOM] in
 	 * barrier.h): a producer reads room_seq, sets room_wait (xchg),
@@ -498,7 +515,7 @@ struct shmbus_queue {
 			uint64_t j_interval_ns;	/* SHMBUS_JSYNC_BATCH */
 		};
 	};
-	/* --- line 15: tail and head hints of priority levels 1..3 (level
+	/* --- line 15: tail hints and heads of priority levels 1..3 (level
 	 * 0 uses tail and head above). One line for both sides: priority
 	 * lanes are for the few urgent messages, not the bulk. */
 	uint64_t prio_tail[3] __attribute__((aligned(64)));
@@ -730,15 +747,19 @@ enum {
 
 /*
  * A ring cell. Low 32 bits: sequence; high 32 bits: chunk ref.
- * For position p (64-bit, monotonic) and capacity N, the cell of p (with
- * i = p % N and, for N >= 16, L = N / 8: cell (i % L) * 8 + i / L, which
- * spreads consecutive positions over cache lines; for N < 16: cell i)
- * holds seq == p with ref 0 (empty, ready for the producer of p),
- * seq == p + 1 (full, holds the message of p), seq == p + N with ref 0
- * (consumed, ready for p + N).
- * Producers and consumers change a cell only with a 64-bit cmpxchg, so a
- * process killed at any instruction leaves every cell either untouched or
- * complete: there is no reserved-but-unwritten state (see ring.h).
+ * For position p (64-bit, monotonic) and capacity N, the cell of p is
+ * cell p % N (consecutive positions are adjacent: a claim reads a run of
+ * them a line at a time), and holds seq == p with ref 0 (empty, ready for
+ * the producer of p), seq == p + 1 (full, holds the message of p), or
+ * seq == p + N with ref 0 (consumed, ready for p + N).
+ * Producers fill a cell with a 64-bit cmpxchg, so a process killed at any
+ * instruction leaves it untouched or complete: there is no
+ * reserved-but-unwritten state. Consumers claim positions from the ring's
+ * head (a counter of positions claimed, moved only by cmpxchg, after the
+ * claimer noted the run in its slot) and then mark each claimed cell
+ * consumed with a release store. A claimed cell is still full until it
+ * is marked, so a producer never reuses it early; a cell left full behind
+ * the head by a claimer that died is finished by the daemon (ring.h).
  */
 struct shmbus_cell {
 	uint64_t v;
@@ -770,6 +791,7 @@ SHMBUS__ASSERT(offsetof(struct shmbus_slot, id_next) == 128, "slot ids");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, ctr) == 192, "slot ctrs");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, cache) == 320, "slot cache");
 SHMBUS__ASSERT(offsetof(struct shmbus_slot, confirmed) == 1344, "slot confirms");
+SHMBUS__ASSERT(offsetof(struct shmbus_slot, claim_level) == 1408, "slot claim");
 SHMBUS__ASSERT(sizeof(struct shmbus_queue) == 1024, "queue size");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, name) == 64, "queue name");
 SHMBUS__ASSERT(offsetof(struct shmbus_queue, lease_ns) == 128, "queue cfg");

@@ -744,6 +744,8 @@ int bus_adopt(struct daemon *d, int fd, const char *source, struct dbus **out,
 	st.held = adopt_held(b);
 	adopt_slots(b, &st);
 	adopt_private(b, &st);
+	/* positions the dead daemon claimed and did not mark */
+	claims_sweep(b, CLAIMS_ALL);
 	fanout_refresh(b);
 	WRITE_ONCE(b->arena.sb->adoptions, b->arena.sb->adoptions + 1);
 	WRITE_ONCE(b->arena.sb->dir_gen, b->arena.sb->dir_gen + 1);

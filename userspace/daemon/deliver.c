@@ -140,9 +140,10 @@ static unsigned dq_wake_n(struct dbus *b, uint32_t qid, unsigned n)
 
 /*
  * Wake one sleeping consumer of @qid, as a producer does (wake.h): our
- * ring cmpxchg was SEQ_CST; a full fence, then the mask.
+ * ring cmpxchg (a cell's, or a head set back) was SEQ_CST; a full fence,
+ * then the mask.
  */
-static void dq_wake(struct dbus *b, uint32_t qid)
+void dq_wake(struct dbus *b, uint32_t qid)
 {
 	/* [WAKE] after our ring cmpxchg, as a producer: pairs with
 	 * seat_arm() */

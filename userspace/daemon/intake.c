@@ -284,9 +284,12 @@ static void hand_over(struct dbus *b, uint32_t qid, struct ring *r,
 	    ring_take_at(r, t->pos, t->v)) {
 		/* a member is playing with it, or took it out of the intake
 		 * (only a member would): not ours, and not in the queue. Its
-		 * record goes, or no look at a chunk would ever settle it:
-		 * a live entry (memory, and a PUB kept on disk) per
-		 * message a member publishes and takes back. */
+		 * position is passed all the same (positions are claimed in
+		 * order: the ones after it wait for it). Its record goes, or
+		 * no look at a chunk would ever settle it: a live entry
+		 * (memory, and a PUB kept on disk) per message a member
+		 * publishes and takes back. */
+		ring_take_at(r, t->pos, t->v);
 		hand_over_lost(b, qid, t->id);
 		return;
 	}

@@ -46,6 +46,7 @@
 #include "epoch.h"
 #include "pool.h"
 #include "ring.h"
+#include "room.h"
 
 /* candidates of one sweep, at most: a slot fills or requeues one chunk at
  * a time (a handful), plus a consumer's lease table entries */
@@ -438,4 +439,325 @@ unsigned adopt_held(struct dbus *b)
 	b->sweeps++;
 	defer(b, &sw->head, sweep_finish);
 	return armed;
+}
+
+/* ---- claims left behind -------------------------------------------------- */
+
+/*
+ * A claimer that dies between its claim of a position (the cmpxchg of a
+ * ring's head) and its mark of the cell leaves the cell full behind the
+ * head: its message is still there, but no consumer will take it and no
+ * producer may reuse the cell (ring.h). Such cells are found here: full
+ * for a position the head has passed, not in the noted claim of an
+ * attached consumer (a consumer takes its run's messages over many calls,
+ * and notes the run in its slot first), and still holding the same value
+ * after a grace period (everyone else claims and marks a single position
+ * within one epoch section). Each is then retired, and its message put
+ * back into its queue as a redelivery.
+ *
+ * Looked for in the queue of a slot that is released while it may hold a
+ * claim (a consumer with a run noted, any slot that died; a topic's
+ * producer in every queue: it drops the oldest of its subscriptions), in
+ * every queue when a bus is adopted (its dead daemon's own claims), and
+ * in a queue whose head the daemon set back (repair.c).
+ */
+struct claims {
+	struct defer_head head;
+	uint32_t n, cap;
+	struct left {
+		uint32_t qid, qgen, level;
+		uint64_t pos, v;
+	} c[];
+};
+
+/* The noted claims of attached consumers of @qid (CLAIMS_ALL: of every
+ * queue), for claim_noted(). */
+struct notes {
+	uint32_t n;
+	struct note {
+		uint32_t qid, level, count;
+		uint64_t from;
+	} e[];
+};
+
+static struct notes *notes_of(const struct dbus *b, uint32_t qid)
+{
+	const struct arena *a = &b->arena;
+	struct notes *ns = calloc(1, sizeof(*ns) +
+				     a->max_slots * sizeof(ns->e[0]));
+
+	if (!ns)
+		return NULL;
+	for (uint32_t si = 0; si < a->max_slots; si++) {
+		const struct dslot *ds = &b->slots[si];
+		const struct shmbus_slot *s = &a->slots[si];
+		uint32_t n;
+
+		if (!ds->conn_id || ds->role != SHMBUS_ROLE_CONSUMER ||
+		    (qid != CLAIMS_ALL && ds->qid != qid))
+			continue;
+		n = READ_ONCE(s->claim_n);
+		if (!n)
+			continue;
+		ns->e[ns->n++] = (struct note){
+			.qid = ds->qid,
+			.level = READ_ONCE(s->claim_level),
+			.count = n,
+			.from = READ_ONCE(s->claim_from),
+		};
+	}
+	return ns;
+}
+
+static bool claim_noted(const struct notes *ns, uint32_t qid, uint32_t level,
+			uint64_t pos)
+{
+	for (uint32_t k = 0; k < ns->n; k++)
+		if (ns->e[k].qid == qid && ns->e[k].level == level &&
+		    pos - ns->e[k].from < ns->e[k].count)
+			return true;
+	return false;
+}
+
+/* Position of full cell @v at index @i if the head @h has passed it
+ * (within the lap behind it), in *@pos. */
+static bool behind_head(const struct ring *r, uint32_t i, uint64_t v,
+			uint64_t h, uint64_t *pos)
+{
+	uint32_t d;
+
+	if (!ring_cell_full(r, i, v))
+		return false;
+	d = (uint32_t)h - (SHMBUS_CELL_SEQ(v) - 1);
+	if (!d || d > r->mask + 1)
+		return false;
+	*pos = h - d;
+	return true;
+}
+
+static bool claims_add(struct claims **cp, const struct left *l)
+{
+	struct claims *c = *cp;
+
+	if (c->n == c->cap) {
+		uint32_t cap = c->cap ? 2 * c->cap : 64;
+		struct claims *t = realloc(c, sizeof(*c) + cap * sizeof(c->c[0]));
+
+		if (!t)
+			return false;
+		t->cap = cap;
+		*cp = c = t;
+	}
+	c->c[c->n++] = *l;
+	return true;
+}
+
+static int left_cmp(const void *x, const void *y)
+{
+	const struct left *a = x, *b = y;
+
+	return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+static void claims_scan_queue(const struct dbus *b, uint32_t qid,
+			      const struct notes *ns, struct claims **cp)
+{
+	const struct dqueue *dq = &b->queues[qid];
+
+	for (uint32_t l = 0; l < dq->nr_prio; l++) {
+		uint32_t first = (*cp)->n;
+		struct ring r;
+		uint64_t h, pos;
+
+		dqueue_ring_level(b, dq, l, &r);
+		h = READ_ONCE(*r.head);
+		for (uint32_t i = 0; i <= r.mask; i++) {
+			uint64_t v = READ_ONCE(r.cells[i].v);
+
+			if (!behind_head(&r, i, v, h, &pos) ||
+			    claim_noted(ns, qid, l, pos))
+				continue;
+			if (!claims_add(cp, &(struct left){ qid, dq->gen, l,
+							    pos, v }))
+				return;
+		}
+		/* put back in the order they were published */
+		qsort(&(*cp)->c[first], (*cp)->n - first, sizeof((*cp)->c[0]),
+		      left_cmp);
+	}
+}
+
+/* Message @ref of queue @qid (live at @qgen), whose cell we just retired:
+ * back into the queue as a redelivery. */
+static void left_requeue(struct dbus *b, uint32_t qid, uint32_t qgen,
+			 uint32_t ref)
+{
+	const struct dqueue *dq = &b->queues[qid];
+	struct shmbus_chunk *c = chunk_at(&b->arena, ref);
+	uint64_t o;
+
+	if (!c) {
+		fold(b, qid, SHMBUS_CTR_CORRUPT, 1);
+		return;
+	}
+	o = READ_ONCE(c->owner);
+	if (chunk_shared(c)) {
+		/* a topic's history drops its oldest: so be it; a
+		 * subscription gets its reference back */
+		if (dq->kind == DQ_TOPIC)
+			chunk_drop(b, ref);
+		else
+			redeliver(b, qid, qgen, ref, false);
+		return;
+	}
+	if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_QUEUED) {
+		fold(b, qid, SHMBUS_CTR_CORRUPT, 1);
+		return;		/* not a message: a peer's garbage */
+	}
+	if (dq->kind == DQ_INTAKE &&
+	    SHMBUS_OWNER_SLOT(o) == SHMBUS_OWNER_DAEMON &&
+	    READ_ONCE(c->hold_gen) == SHMBUS_OWNER_GEN(o)) {
+		/* the dead daemon was moving it into its queue */
+		qid = READ_ONCE(c->hold_qid);
+		qgen = READ_ONCE(c->hold_qgen);
+	}
+	hold_note(c, SHMBUS_OWNER_GEN(o), qid, qgen, now_ns());
+	if (!atomic_cmpxchg(&c->owner, &o,
+			    SHMBUS_OWNER(SHMBUS_OWNER_GEN(o), SHMBUS_CHUNK_TIMED,
+					 SHMBUS_OWNER_DAEMON)))
+		return;		/* someone else's now */
+	redeliver(b, qid, qgen, ref, false);	/* drops it if gone */
+}
+
+/* Retire the full cell @v of position @pos of @r (queue @qid at @qgen)
+ * and put its message back. True if the cell still held @v. */
+static bool left_retire(struct dbus *b, struct ring *r, uint32_t qid,
+			uint32_t qgen, uint64_t pos, uint64_t v)
+{
+	if (!atomic_cmpxchg(&ring_cell(r, pos)->v, &v,
+			    SHMBUS_CELL(pos + r->mask + 1, 0)))
+		return false;
+	room_made(&b->arena.queues[qid]);
+	left_requeue(b, qid, qgen, SHMBUS_CELL_REF(v));
+	return true;
+}
+
+/* The cell @l names is still left: retire it and put its message back.
+ * True if it was. */
+static bool claim_finish(struct dbus *b, const struct left *l,
+			 const struct notes *ns)
+{
+	const struct dqueue *dq = &b->queues[l->qid];
+	uint64_t pos;
+	struct ring r;
+
+	if (!dqueue_is(b, l->qid, l->qgen) || l->level >= dq->nr_prio)
+		return false;
+	dqueue_ring_level(b, dq, l->level, &r);
+	if (!behind_head(&r, ring_cell_index(&r, l->pos), l->v,
+			 READ_ONCE(*r.head), &pos) || pos != l->pos ||
+	    claim_noted(ns, l->qid, l->level, l->pos))
+		return false;
+	return left_retire(b, &r, l->qid, l->qgen, l->pos, l->v);
+}
+
+static void claims_done(struct dbus *b, struct defer_head *h, bool gp_over)
+{
+	struct claims *c = container_of(h, struct claims, head);
+	struct notes *ns;
+	unsigned put = 0;
+
+	if (!gp_over)
+		goto out;
+	ns = notes_of(b, CLAIMS_ALL);
+	if (!ns)
+		goto out;	/* no memory: the next look finds them */
+	for (uint32_t k = 0; k < c->n; k++)
+		put += claim_finish(b, &c->c[k], ns);
+	free(ns);
+	if (put)
+		log_info("bus '%s': %u messages a gone claimer had taken from "
+			 "the head of a ring and not marked put back", b->name,
+			 put);
+out:
+	free(c);
+}
+
+void claims_sweep(struct dbus *b, uint32_t qid)
+{
+	struct claims *c = calloc(1, sizeof(*c));
+	struct notes *ns;
+
+	if (!c)
+		return;
+	ns = notes_of(b, qid);
+	if (!ns) {
+		free(c);
+		return;
+	}
+	for (uint32_t q = 0; q < b->arena.max_queues; q++) {
+		const struct dqueue *dq = &b->queues[q];
+
+		if ((qid == CLAIMS_ALL || q == qid) && dq->live && !dq->damaged)
+			claims_scan_queue(b, q, ns, &c);
+	}
+	free(ns);
+	if (!c->n) {
+		free(c);
+		return;
+	}
+	defer(b, &c->head, claims_done);
+}
+
+void claims_release(struct dbus *b, uint32_t si, bool owner_gone)
+{
+	struct shmbus_slot *s = &b->arena.slots[si];
+	const struct dslot *ds = &b->slots[si];
+	const struct dqueue *dq = &b->queues[ds->qid];
+	uint32_t n = READ_ONCE(s->claim_n), level = READ_ONCE(s->claim_level);
+	uint64_t from = READ_ONCE(s->claim_from), h;
+	uint32_t k, j;
+	struct ring r;
+
+	if (!n)
+		return;
+	WRITE_ONCE(s->claim_n, 0);
+	if (!dqueue_is(b, ds->qid, ds->qgen) || level >= dq->nr_prio ||
+	    dq->damaged)
+		return;
+	if (!owner_gone) {
+		/* it may still be taking from its run: after a grace
+		 * period (it checks its slot in each section) */
+		claims_sweep(b, ds->qid);
+		return;
+	}
+	dqueue_ring_level(b, dq, level, &r);
+	if (n > RING_RUN_MAX)
+		n = RING_RUN_MAX;
+	if (n > r.mask + 1)
+		n = r.mask + 1;
+	/* it took its run in order: what is left is a suffix */
+	for (k = 0; k < n; k++)
+		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + k)->v)) ==
+		    (uint32_t)(from + k + 1))
+			break;
+	if (k == n)
+		return;
+	for (j = k; j < n; j++)
+		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + j)->v)) !=
+		    (uint32_t)(from + j + 1))
+			break;
+	h = from + n;
+	if (j == n && atomic_cmpxchg(r.head, &h, from + k)) {
+		/* nobody claimed after it: the positions are unclaimed
+		 * again, and keep their place in the queue */
+		dq_wake(b, ds->qid);
+		return;
+	}
+	for (j = k; j < n; j++) {
+		uint64_t v = READ_ONCE(ring_cell(&r, from + j)->v);
+
+		if (SHMBUS_CELL_SEQ(v) == (uint32_t)(from + j + 1))
+			left_retire(b, &r, ds->qid, ds->qgen, from + j, v);
+	}
 }

@@ -28,16 +28,27 @@
  * alone: any value there is one a reader can live with.
  *
  * Rings: a producer or consumer retires a cell that cannot be a state of
- * its position (ring.h, ring_cell_garbage()). What no client can tell is a
- * head or tail hint that is ahead of its cells; the daemon looks for that
- * (the hint's cell older than the hint: impossible while the hint only
- * moves forward and never passes a cell) and rebuilds the hints from the
- * cells, which are the truth, when they form one consistent window of
- * capacity positions. When they do not (REPAIR_STRIKES checks in a row),
- * the queue is quarantined: marked damaged in the record and the
- * descriptor, its handles get -EUCLEAN (a sleeping consumer is woken),
- * attaches are refused, the daemon puts nothing more into it; deleting it
- * and declaring it again gives it a fresh ring. Other queues go on.
+ * its position (ring.h, ring_cell_garbage()), and passes a head set back
+ * over consumed cells. What no client can tell is a tail hint ahead of
+ * its cells (its cell more than a lap behind it: impossible while the
+ * hint only moves forward and never passes an empty cell), or a head
+ * ahead of every position ever filled (the cell of the position before
+ * it still waits for that position, or an older one: the position a head
+ * passed was claimed, so its cell was full). The daemon looks for both
+ * and rebuilds from the cells, which are the truth, when they form one
+ * consistent window of capacity positions: the tail from the newest
+ * filled position; the head, only if it is ahead of that, set back to it
+ * (no claim can have been made past what was filled), after which the
+ * full cells it had passed are put back into the queue by a claim sweep
+ * (reclaim.c) as redeliveries. When the cells are no window
+ * (REPAIR_STRIKES checks in a row), the queue is quarantined: marked
+ * damaged in the record and the descriptor, its handles get -EUCLEAN (a
+ * sleeping consumer is woken), attaches are refused, the daemon puts
+ * nothing more into it; deleting it and declaring it again gives it a
+ * fresh ring. Other queues go on. Every CLAIMS_EVERY_NS, the rings are
+ * also searched for cells left full behind their heads by a claimer that
+ * is gone (a safety net: the daemon looks for those whenever a slot that
+ * may hold a claim is released).
  */
 #include <stddef.h>
 #include <string.h>
@@ -47,6 +58,7 @@
 
 #define REPAIR_EVERY_NS		(100 * NSEC_PER_MSEC)
 #define REPAIR_STRIKES		3
+#define CLAIMS_EVERY_NS		(10 * NSEC_PER_SEC)
 
 /* Bytes of the superblock the daemon keeps a copy of: lines 0-3. */
 #define SB_CONST_BYTES		offsetof(struct shmbus_sb, id_next)
@@ -183,21 +195,25 @@ static bool cell_position(const struct ring *r, uint32_t i, uint64_t v,
 }
 
 /*
- * Is a hint of @r ahead of its cells? The head hint's cell older than the
- * head (its sequence before it), or the tail hint's cell more than a lap
- * behind the tail: neither happens while hints only move forward and never
- * pass a filled (taken) cell (ring.h).
+ * Is a hint of @r ahead of its cells? The tail hint's cell more than a lap
+ * behind the tail; or the cell of the position before the head still
+ * waiting for that position, or holding an older one: the head passes
+ * only positions claimed, whose cells were full (ring.h).
  */
 static bool hints_ahead(const struct ring *r)
 {
 	uint64_t h = READ_ONCE(*r->head), t = READ_ONCE(*r->tail);
-	uint64_t hv = READ_ONCE(ring_cell(r, h)->v);
+	uint32_t hi = ring_cell_index(r, h - 1);
+	uint64_t hv = READ_ONCE(r->cells[hi].v);
 	uint64_t tv = READ_ONCE(ring_cell(r, t)->v);
 	uint32_t p;
 
-	if (cell_position(r, ring_cell_index(r, h), hv, &p) &&
-	    (int32_t)(p - (uint32_t)h) < 0)
-		return true;
+	if (cell_position(r, hi, hv, &p)) {
+		int32_t d = (int32_t)(p - (uint32_t)(h - 1));
+
+		if (d < 0 || (d == 0 && !ring_cell_full(r, hi, hv)))
+			return true;
+	}
 	if (cell_position(r, ring_cell_index(r, t), tv, &p) &&
 	    (int32_t)(p - (uint32_t)t) < -(int32_t)(r->mask + 1))
 		return true;
@@ -207,15 +223,18 @@ static bool hints_ahead(const struct ring *r)
 /*
  * Rebuild the hints of @r from its cells: every cell that holds a state of
  * its own must name a position in one window of capacity positions, the
- * full ones before the empty ones. True if they do (hints rewritten).
+ * full ones before the empty ones. True if they do: the tail is rewritten
+ * (the position after the newest filled one), and the head set back to it
+ * if it was ahead (*@head_back then says so).
  */
-static bool hints_rebuild(struct ring *r)
+static bool hints_rebuild(struct ring *r, bool *head_back)
 {
 	bool any = false, full = false, empty = false;
-	int32_t lo = 0, hi = 0, full_lo = 0, full_hi = 0, empty_lo = 0;
+	int32_t lo = 0, hi = 0, full_hi = 0, empty_lo = 0;
 	uint32_t base = 0, p;
-	uint64_t head, tail;
+	uint64_t head, next;
 
+	*head_back = false;
 	for (uint32_t i = 0; i <= r->mask; i++) {
 		uint64_t v = READ_ONCE(r->cells[i].v);
 		bool is_full = ring_cell_full(r, i, v);
@@ -231,7 +250,6 @@ static bool hints_rebuild(struct ring *r)
 		lo = MIN(lo, d);
 		hi = MAX(hi, d);
 		if (is_full) {
-			full_lo = full ? MIN(full_lo, d) : d;
 			full_hi = full ? MAX(full_hi, d) : d;
 			full = true;
 		} else {
@@ -242,12 +260,17 @@ static bool hints_rebuild(struct ring *r)
 	if (!any || (int64_t)hi - lo > (int64_t)r->mask ||
 	    (full && empty && full_hi >= empty_lo))
 		return false;
-	head = (uint32_t)(base + (full ? full_lo : empty_lo));
-	tail = full ? head + (uint64_t)(full_hi - full_lo) + 1 : head;
-	/* plain stores: the hints were garbage; a client racing with us
-	 * moves them on from whatever it finds (they may lag, never lead) */
-	WRITE_ONCE(*r->head, head);
-	WRITE_ONCE(*r->tail, tail);
+	/* the position the next publish fills, in the head's 64-bit
+	 * numbering (the window is within a lap of it, or the head is
+	 * garbage and set to it) */
+	head = READ_ONCE(*r->head);
+	p = base + (uint32_t)(full ? full_hi + 1 : empty_lo);
+	next = head + (uint64_t)(int64_t)(int32_t)(p - (uint32_t)head);
+	/* plain store: the hint was garbage; a producer racing with us
+	 * moves it on from whatever it finds (it may lag, never lead) */
+	WRITE_ONCE(*r->tail, next);
+	if ((int64_t)(head - next) > 0 && atomic_cmpxchg(r->head, &head, next))
+		*head_back = true;
 	return true;
 }
 
@@ -275,15 +298,18 @@ static void quarantine(struct dbus *b, uint32_t qid)
 static unsigned rings_check(struct dbus *b, uint32_t qid)
 {
 	struct dqueue *dq = &b->queues[qid];
-	bool bad = false, rebuilt = false;
+	bool bad = false, rebuilt = false, back = false;
 	struct ring r;
 
 	for (uint32_t l = 0; l < dq->nr_prio; l++) {
+		bool head_back;
+
 		dqueue_ring_level(b, dq, l, &r);
 		if (!hints_ahead(&r))
 			continue;
-		if (hints_rebuild(&r)) {
+		if (hints_rebuild(&r, &head_back)) {
 			rebuilt = true;
+			back |= head_back;
 			log_warn("bus '%s': queue '%s': ring hints ahead of the "
 				 "cells; rebuilt from the cells", b->name,
 				 dq->name);
@@ -291,6 +317,8 @@ static unsigned rings_check(struct dbus *b, uint32_t qid)
 			bad = true;
 		}
 	}
+	if (back)
+		claims_sweep(b, qid);	/* what the head had passed */
 	if (rebuilt)
 		seats_kick(dq, false);	/* sleepers look again */
 	dq->strikes = bad ? dq->strikes + 1 : 0;
@@ -339,6 +367,10 @@ int64_t repair_tick(struct dbus *b, int64_t now)
 	/* an idle bus is checked when a client opens it or attaches */
 	if (attached)
 		bus_repair(b, REPAIR_QUEUES | REPAIR_RINGS);
+	if (attached && now >= b->claims_next) {
+		claims_sweep(b, CLAIMS_ALL);
+		b->claims_next = now + CLAIMS_EVERY_NS;
+	}
 	b->repair_next = now + REPAIR_EVERY_NS;
 	return b->repair_next;
 }

@@ -448,6 +448,7 @@ struct dbus {
 	uint8_t pool_copy[SHMBUS_MAX_POOLS][64] __attribute__((aligned(8)));
 	uint32_t repairs, quarantined;
 	int64_t repair_next;
+	int64_t claims_next;	/* reclaim.c: the next claims_sweep() of all */
 	bool fd_stored;		/* fdstore.c: the service manager has a copy */
 	/* grow.c: bytes of the arena that are backed (all but the reserve
 	 * its pools may grow into); per pool, when a refused growth is
@@ -668,6 +669,21 @@ void sub_released(struct dbus *b, uint32_t qid, uint32_t qgen);
  */
 bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 		 unsigned n);
+/*
+ * Cells of queue @qid (CLAIMS_ALL: of every queue) that a claimer who is
+ * gone left full behind a ring's head: after a grace period, those still
+ * so are retired and their messages put back (redelivered).
+ */
+#define CLAIMS_ALL	UINT32_MAX
+void claims_sweep(struct dbus *b, uint32_t qid);
+/*
+ * Consumer slot @si is being released: the part of its noted run it did
+ * not take goes back. With @owner_gone (it detached, or its process is
+ * dead: nothing of it runs any more) at once, at its place in the queue
+ * when nobody claimed after it (the head is set back), else as
+ * redeliveries; otherwise by a claims_sweep() after a grace period.
+ */
+void claims_release(struct dbus *b, uint32_t si, bool owner_gone);
 /* If nothing is attached to @b, relink its free lists from the chunks no
  * ring references, recovering any lost to kills. True if it did. */
 bool pools_rebuild(struct dbus *b);
@@ -747,6 +763,9 @@ void redeliver(struct dbus *b, uint32_t qid, uint32_t qgen, uint32_t ref,
 void dead_letter(struct dbus *b, uint32_t qid, uint32_t ref, uint32_t reason);
 /* Put @ref (ours) into the ring of queue @qid; false if it is full. */
 bool ring_put(struct dbus *b, uint32_t qid, uint32_t ref);
+/* Wake one sleeping consumer of @qid, after a cmpxchg that put a message
+ * where consumers look. */
+void dq_wake(struct dbus *b, uint32_t qid);
 /* A consumer of @qid left (detached or died), maybe owing a wake-up it
  * was given: if a message waits, wake one sleeping consumer. */
 void queue_pass_wake(struct dbus *b, uint32_t qid);

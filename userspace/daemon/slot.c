@@ -87,6 +87,9 @@ static void slot_fill(struct dbus *b, uint32_t si, const struct peer *p,
 	for (unsigned i = 0; i < SHMBUS_MAX_POOLS; i++)
 		s->cache[i].count = 0;
 	leases_reset(s);	/* seq keeps counting across owners */
+	s->claim_level = 0;
+	s->claim_from = 0;
+	s->claim_n = 0;
 	/* [SLOT] release: the fields above before ACTIVE (pairs with the
 	 * acquire loads of state in attach_call(), arena_queue_counters()
 	 * and shmbus__pool_info()) */
@@ -232,6 +235,9 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	 * folded: a momentary undercount, never a double count) */
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
+	if (ds->role == SHMBUS_ROLE_CONSUMER && live)
+		claims_release(b, si, !died ||
+			       pid_start_time(ds->pid) != READ_ONCE(s->start_time));
 	if (ds->role == SHMBUS_ROLE_CONSUMER) {
 		uint32_t cand[SHMBUS_LEASE_MAX];
 		unsigned n = leases_release(b, si, cand);
@@ -266,6 +272,13 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	ds->sweeping = keep;
 	if (!keep)
 		smp_store_release(&s->state, SHMBUS_SLOT_FREE);	/* [SLOT] */
+	/* a claim it was making when it died (before its note could
+	 * count, or a single position: a publisher dropping the oldest,
+	 * which for a topic's is in its subscriptions) goes back */
+	if (live && died && ds->role == SHMBUS_ROLE_PRODUCER)
+		claims_sweep(b, dq->kind == DQ_TOPIC ? CLAIMS_ALL : ds->qid);
+	else if (live && died)
+		claims_sweep(b, ds->qid);	/* killed mid-claim */
 }
 
 void slot_swept(struct dbus *b, uint32_t si, uint32_t gen)

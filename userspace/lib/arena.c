@@ -571,6 +571,35 @@ int arena_queue_ring_level(const struct arena *a,
 	return 0;
 }
 
+uint64_t arena_queue_claimed(const struct arena *a, uint32_t qid,
+			     uint32_t gen)
+{
+	const struct shmbus_queue *q = &a->queues[qid];
+	uint64_t n = 0;
+
+	for (uint32_t s = 0; s < a->max_slots; s++) {
+		const struct shmbus_slot *sl = &a->slots[s];
+		uint32_t cnt, lvl;
+		uint64_t from;
+		struct ring r;
+
+		/* [SLOT] as arena_queue_counters() */
+		if (smp_load_acquire(&sl->state) != SHMBUS_SLOT_ACTIVE ||
+		    READ_ONCE(sl->qid) != qid || READ_ONCE(sl->qgen) != gen ||
+		    READ_ONCE(sl->role) != SHMBUS_ROLE_CONSUMER)
+			continue;
+		cnt = MIN(READ_ONCE(sl->claim_n), RING_RUN_MAX);
+		lvl = READ_ONCE(sl->claim_level);
+		from = READ_ONCE(sl->claim_from);
+		if (!cnt || arena_queue_ring_level(a, q, lvl, &r))
+			continue;
+		for (uint32_t k = 0; k < cnt && k <= r.mask; k++)
+			n += SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + k)->v)) ==
+			     (uint32_t)(from + k + 1);
+	}
+	return n;
+}
+
 int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
 		     struct ring *r)
 {

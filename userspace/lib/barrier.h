@@ -14,11 +14,12 @@
  * ring labels its edges: grep for the label to find every end.
  *
  *   [RING]     a ring cell: the producer's cmpxchg publishes the chunk
- *              (ring.h ring_enqueue) / the consumer's acquire load and
- *              cmpxchg see it (ring_dequeue_pf, ring_peek_head; daemon
- *              topics.c history_copy)
- *   [ROOM]     the same pair for producers waiting for room: the taker's
- *              cell cmpxchg, smp_mb__after_atomic, load room_wait; the
+ *              (ring.h ring_enqueue) / the consumer's acquire loads of
+ *              the cells it claims see it (ring_claim, ring_peek_head;
+ *              daemon topics.c history_copy); a claimer's release store
+ *              gives the cell back (ring_consumed)
+ *   [ROOM]     the same pair for producers waiting for room: the taker
+ *              gives a cell back, smp_mb, load room_wait; the
  *              producer's read of room_seq, xchg room_wait, look at the
  *              ring, futex wait on room_seq (overflow.c, room.h)
  *   [WAKE]     sleep/wake Dekker pair: cell cmpxchg, smp_mb__after_atomic,

@@ -201,28 +201,54 @@ SHMBUS_API void shmbus_consumer__free(struct shmbus_consumer *c)
 	free(c);
 }
 
-struct claim {
-	const struct arena *a;
-	struct shmbus_lease *le;
+/*
+ * The note of a claim: the run the next cmpxchg of the level's head may
+ * claim, in our slot, where the daemon looks when we are gone (ring.h).
+ * The cmpxchg that follows orders these stores before the claim.
+ */
+struct run_note {
+	struct shmbus_slot *slot;
+	uint32_t level;
 };
 
-/*
- * Called with the ref we are about to claim, before the claiming cmpxchg
- * takes the ring cell: note it in our delivery entry (so that if we are
- * killed right after the cmpxchg the daemon still finds the message: see
- * the lease protocol in shmbus/layout.h), and start moving the chunk: the
- * header with intent to write, the first payload line to read.
- */
-static inline void claim_hook(const void *ctx, uint32_t ref)
+static void run_note(void *ctx, uint64_t from, uint32_t n)
 {
-	const struct claim *cl = ctx;
-	struct shmbus_chunk *ch = chunk_at(cl->a, ref);
+	const struct run_note *rn = ctx;
 
-	WRITE_ONCE(cl->le->ref, ref);
-	if (ch) {
-		__builtin_prefetch(ch, 1, 3);
-		__builtin_prefetch(chunk_payload(ch), 0, 3);
+	WRITE_ONCE(rn->slot->claim_level, rn->level);
+	WRITE_ONCE(rn->slot->claim_from, from);
+	WRITE_ONCE(rn->slot->claim_n, n);
+}
+
+/*
+ * Claim a run from @r (level @level) of up to @max messages into c->run.
+ * The run's chunks start moving now, the header with intent to write (we
+ * mark it HELD), the first payload line to read: their transfers overlap
+ * instead of following one message at a time. Returns ring_claim()'s.
+ */
+static __always_inline int run_claim(struct shmbus_consumer *c,
+				     const struct arena *a, struct ring *r,
+				     uint32_t level, uint32_t max)
+{
+	struct run_note rn = { c->at.slot, level };
+	uint64_t from;
+	int n = ring_claim(r, c->run, max, &from, run_note, &rn);
+
+	if (n <= 0)
+		return n;
+	for (int k = 0; k < n; k++) {
+		struct shmbus_chunk *ch = chunk_at(a, c->run[k]);
+
+		if (ch) {
+			__builtin_prefetch(ch, 1, 3);
+			__builtin_prefetch(chunk_payload(ch), 0, 3);
+		}
 	}
+	c->run_ring = r;
+	c->run_from = from;
+	c->run_n = (uint32_t)n;
+	c->run_i = 0;
+	return n;
 }
 
 /*
@@ -269,77 +295,116 @@ checksum_ok(struct attachment *at, const struct shmbus_chunk *ch,
 }
 
 /*
- * take(), step 1: pick the ring and take a ref from it, the highest
- * priority level with a message first; the ref is noted in delivery entry
- * @le before the cmpxchg that takes it (claim_hook). 0 and *@from the ring
- * it came from, -EAGAIN (every level empty), -EBADMSG (a garbage cell
- * retired) or -EUCLEAN.
+ * How long a run to claim: RING_RUN_MAX when twice that many messages
+ * wait and we have the delivery entries for it, else one. A run is for a
+ * backlog: it then leaves at least as many to competing consumers as it
+ * takes, and a queue that keeps up is served one message at a time, as
+ * if there were no runs.
  */
-static __always_inline int take_ref(struct attachment *at,
+static __always_inline uint32_t run_len(const struct shmbus_consumer *c)
+{
+	return c->nfree >= RING_RUN_MAX &&
+	       ring_deep(&c->at.ring, 2 * RING_RUN_MAX) ? RING_RUN_MAX : 1;
+}
+
+/*
+ * take(), step 1: the next ref of our run, claiming a run first if it is
+ * spent: from the highest priority level with a message, one message at
+ * a time when there are levels (a run would hold back a more urgent
+ * message published meanwhile), else up to RING_RUN_MAX, as many as we
+ * have free delivery entries. The ref is noted in delivery entry @le
+ * before its cell is given back, so that if we are killed between that
+ * and marking the chunk HELD, the daemon finds the message in our table.
+ * 0 and *@from the ring it came from, -EAGAIN (every level empty),
+ * -EBADMSG (a garbage cell retired) or -EUCLEAN.
+ */
+static __always_inline int take_ref(struct shmbus_consumer *c,
 				    const struct arena *a,
 				    struct shmbus_lease *le, uint32_t *ref,
 				    struct ring **from)
 {
-	int err;
+	struct attachment *at = &c->at;
+	int n = 0;
 
-	*from = &at->ring;
-	if (unlikely(at->nr_prio > 1)) {
-		/* the highest level with a message first */
-		err = -EAGAIN;
-		for (uint32_t l = at->nr_prio - 1; l > 0 && err == -EAGAIN; l--) {
-			*from = &at->prio[l - 1];
-			err = ring_dequeue_pf(*from, ref, claim_hook,
-					      &(struct claim){ a, le });
-		}
-		if (err != -EAGAIN)
-			return err;
-		*from = &at->ring;
+	/* Our slot released (the daemon closed our connection): what we
+	 * claimed is the daemon's to put back, after a grace period that
+	 * this section holds up; we take nothing more from the rings. */
+	if (unlikely(READ_ONCE(at->slot->state) != SHMBUS_SLOT_ACTIVE ||
+		     READ_ONCE(at->slot->gen) != at->slot_gen)) {
+		c->run_i = c->run_n;
+		return -EAGAIN;
 	}
-	return ring_dequeue_pf(&at->ring, ref, claim_hook,
-			       &(struct claim){ a, le });
+	if (c->run_i == c->run_n) {
+		if (unlikely(at->nr_prio > 1)) {
+			for (uint32_t l = at->nr_prio - 1; l > 0 && !n; l--)
+				n = run_claim(c, a, &at->prio[l - 1], l, 1);
+			if (!n)
+				n = run_claim(c, a, &at->ring, 0, 1);
+		} else {
+			n = run_claim(c, a, &at->ring, 0, run_len(c));
+		}
+		if (n <= 0) {
+			/* no claim of ours is pending: the note names none */
+			if (READ_ONCE(at->slot->claim_n))
+				WRITE_ONCE(at->slot->claim_n, 0);
+			return n ? n : -EAGAIN;
+		}
+	}
+	*from = c->run_ring;
+	*ref = c->run[c->run_i];
+	WRITE_ONCE(le->ref, *ref);
+	ring_consumed(c->run_ring, c->run_from + c->run_i);
+	c->run_i++;
+	return 0;
 }
 
 /*
  * A large message is read by the caller as soon as take() returns, and
  * its lines were written on the producer's core. Ask for them all at once
- * (claim_hook() asked for the first), so their transfers overlap instead
+ * (run_claim() asked for the first), so their transfers overlap instead
  * of following the caller's reads one miss at a time; and ask for the
- * next message in @r, already published and so final, towards our L2
- * while the caller reads this one. A raw ring gets both from the hardware
- * prefetcher, whose streams follow its consecutive slots; chunks come off
- * free lists in no order it could follow. Small messages are left alone:
- * one line is all they have, and the next cell's line is the producer's.
- * Up to PREFETCH_MAX bytes of each: past that, the caller's own sequential
- * reads keep the hardware prefetcher going.
+ * next message, already published and so final (the next of our run, or
+ * the one at @r's head), towards our L2 while the caller reads this one.
+ * A raw ring gets both from the hardware prefetcher, whose streams follow
+ * its consecutive slots; chunks come off free lists in no order it could
+ * follow. Small messages are left alone: one line is all they have, and
+ * run_claim() asked for it. Up to PREFETCH_MAX bytes of each: past that,
+ * the caller's own sequential reads keep the hardware prefetcher going.
  */
 #define PREFETCH_MIN	256u
 #define PREFETCH_MAX	4096u
 
-static __always_inline void payload_prefetch(const struct arena *a,
+static __always_inline void payload_prefetch(const struct shmbus_consumer *c,
+					     const struct arena *a,
 					     struct ring *r,
 					     struct shmbus_chunk *ch,
 					     uint32_t len)
 {
 	const uint8_t *d = chunk_payload(ch), *nd;
 	struct shmbus_chunk *next;
-	uint64_t pos, v;
-	uint32_t n;
+	uint32_t n, ref;
 
 	if (likely(len < PREFETCH_MIN))
 		return;
 	for (uint32_t o = SHMBUS_CACHELINE; o < MIN(len, PREFETCH_MAX);
 	     o += SHMBUS_CACHELINE)
 		__builtin_prefetch(d + o, 0, 3);
-	pos = READ_ONCE(*r->head);
-	v = READ_ONCE(ring_cell(r, pos)->v);
-	if (SHMBUS_CELL_SEQ(v) != (uint32_t)(pos + 1))
-		return;
-	next = chunk_at(a, SHMBUS_CELL_REF(v));	/* range-checked */
+	if (c->run_i < c->run_n) {
+		ref = c->run[c->run_i];
+	} else {
+		uint64_t pos = READ_ONCE(*r->head);
+		uint64_t v = READ_ONCE(ring_cell(r, pos)->v);
+
+		if (SHMBUS_CELL_SEQ(v) != (uint32_t)(pos + 1))
+			return;
+		ref = SHMBUS_CELL_REF(v);
+	}
+	next = chunk_at(a, ref);	/* range-checked */
 	if (!next)
 		return;
 	nd = (const uint8_t *)next;
-	n = MIN(a->pool[SHMBUS_REF_POOL(SHMBUS_CELL_REF(v))].payload_max,
-		PREFETCH_MAX) + SHMBUS_CHUNK_HDR;
+	n = MIN(a->pool[SHMBUS_REF_POOL(ref)].payload_max, PREFETCH_MAX) +
+	    SHMBUS_CHUNK_HDR;
 	for (uint32_t o = 0; o < n; o += SHMBUS_CACHELINE)
 		__builtin_prefetch(nd + o, 0, 1);
 }
@@ -500,7 +565,7 @@ again:
 		return -ENOBUFS;
 	e = c->free[c->nfree - 1];
 	le = &at->slot->lease[e];
-	err = take_ref(at, a, le, &ref, &from);
+	err = take_ref(c, a, le, &ref, &from);
 	if (unlikely(err)) {
 		if (err == -EBADMSG) {
 			room_made(at->q);
@@ -527,7 +592,7 @@ again:
 		chunk_unref(a, at->slot, ref);
 		goto corrupt;
 	}
-	payload_prefetch(a, from, ch, len);
+	payload_prefetch(c, a, from, ch, len);
 	if (unlikely(at->checksum ||
 		     (READ_ONCE(ch->flags) & SHMBUS_CF_CHECKSUM)) &&
 	    !checksum_ok(at, ch, len, al)) {
@@ -653,6 +718,8 @@ static int arm(struct shmbus_consumer *c)
 	struct attachment *at = &c->at;
 	int r;
 
+	if (c->run_i < c->run_n)
+		return 1;	/* claimed, not taken yet */
 	epoch_enter(&at->bus->arena, at->slot);
 	r = attachment_check(at) ?: seat_arm(&c->seat, &at->ring);
 	if (unlikely(r == 0 && at->nr_prio > 1)) {

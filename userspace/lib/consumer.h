@@ -34,6 +34,13 @@ struct shmbus_consumer {
 					 * failed, for the dead-letter queue
 					 * (take() -> -ETIME) */
 	uint16_t free[SHMBUS_LEASE_MAX];	/* free entry indices */
+	/* The run we claimed (ring.h): positions [run_from, run_from +
+	 * run_n) of run_ring, refs in run[]; run[run_i..] not taken yet
+	 * (their cells still full, noted in our slot's claim) */
+	struct ring *run_ring;
+	uint64_t run_from;
+	uint32_t run_n, run_i;
+	uint32_t run[RING_RUN_MAX];
 	struct shmbus_msg stash;
 	void *replies;			/* reqrep.c: reply producers */
 	unsigned replies_next;		/* round-robin eviction */

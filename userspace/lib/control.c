@@ -336,6 +336,8 @@ static int fill_info(const struct arena *a, uint32_t qid,
 				READ_ONCE(q->prio_head[l - 1])),
 				(uint64_t)info->capacity);
 	}
+	/* claimed by consumers, not taken yet: still waiting */
+	info->depth += arena_queue_claimed(a, qid, g);
 	info->lease_ns = (int64_t)READ_ONCE(q->lease_ns);
 	info->ttl_ns = (int64_t)READ_ONCE(q->ttl_ns);
 	info->backoff_init_ns = (int64_t)READ_ONCE(q->backoff_init_ns);

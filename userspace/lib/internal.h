@@ -353,6 +353,11 @@ struct ring;
  */
 int arena_queue_ring(const struct arena *a, const struct shmbus_queue *q,
 		     struct ring *r);
+/* Messages attached consumers of queue @qid (live at @gen) claimed from
+ * its rings and have not taken yet (ring.h): still waiting, though head
+ * has passed them. */
+uint64_t arena_queue_claimed(const struct arena *a, uint32_t qid,
+			     uint32_t gen);
 /* Priority level @level's ring of @q (level 0 = arena_queue_ring). */
 int arena_queue_ring_level(const struct arena *a,
 			   const struct shmbus_queue *q, uint32_t level,

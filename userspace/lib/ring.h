@@ -2,43 +2,53 @@
 /*
  * ring.h - the bounded lock-free MPMC ring of chunk refs (inline fast path).
  *
- * Each cell is one 64-bit word {seq, ref} changed only by cmpxchg. For a
- * position p and capacity N (power of two), the cell of p reads:
+ * Each cell is one 64-bit word {seq, ref}. For a position p and capacity N
+ * (power of two), the cell of p (cell p % N) reads:
  *
  *   seq == p        empty, ready for the producer of position p
  *   seq == p + 1    full, holds the message published at p
  *   seq == p + N    consumed, ready for the producer of p + N
  *
- * A producer publishes by cmpxchg {p, 0} -> {p + 1, ref}; a consumer takes
- * by cmpxchg {p + 1, ref} -> {p + N, 0}. That single cmpxchg is the whole
- * publish (or take), so a process killed at any instruction leaves a cell
- * untouched or complete. This is what the usual Vyukov ring (reserve a
- * position with a cmpxchg on tail, then write the cell) cannot give: a
- * producer killed between its reservation and its cell store leaves a hole
- * that blocks every consumer for ever.
+ * Producers. A producer publishes by cmpxchg {p, 0} -> {p + 1, ref}. That
+ * single cmpxchg is the whole publish, so a process killed at any
+ * instruction leaves the cell untouched or complete. This is what the
+ * usual Vyukov ring (reserve a position with a cmpxchg on tail, then write
+ * the cell) cannot give: a producer killed between its reservation and its
+ * cell store leaves a hole that blocks every consumer for ever. tail is
+ * only a hint of where the next free cell is: the process that fills the
+ * cell of p moves it from p to p + 1 with a cmpxchg; whoever finds the
+ * cell at the hint already filled moves it along (helping), so a dead
+ * producer never stalls the others. The hint only moves forward and never
+ * passes an empty cell. Cells fill in position order.
  *
- * tail and head are only hints of where the next free/full cell is: the
- * cells are the truth. The process that fills (takes) the cell of p moves
- * the hint from p to p + 1 with a cmpxchg; whoever finds the cell at the
- * hint already done moves it along (helping), so a dead process never
- * stalls the others. A hint only moves forward (a plain store could be
- * replayed by a process stopped between its load and its store, setting
- * the hint back arbitrarily far), and is never ahead of the cells: only a
- * position whose cell was filled (taken) is ever passed.
+ * Consumers claim. head counts the positions claimed and only moves by
+ * cmpxchg. A consumer reads the full cells from head on (a run of up to
+ * its max), notes the run where the daemon finds it (its slot: a consumer
+ * that dies with a claim is finished by the daemon), then claims the whole
+ * run with ONE cmpxchg of head. Success means head did not move since it
+ * was read, so nobody claimed those positions meanwhile, and their cells
+ * still hold what was read (no producer overwrites a full cell). The
+ * claimer then owns them: it marks each cell consumed with a release store
+ * once it has taken the message (ring_consumed()), which is what gives the
+ * cell back to the producers; until then the cell stays full and no
+ * producer reuses it. Takers of a single position (the daemon expiring the
+ * oldest message, a publisher dropping it) claim it the same way and mark
+ * it at once.
  *
- * Cache lines. Position p lives in cell ring_cell_index(p): consecutive
- * positions are spread over different cache lines (8 cells per line, a
- * line holds positions p, p + N/8, p + 2N/8, ...), so a producer filling
- * position p and a consumer taking p - 1 do not fight over one line. This
- * mapping is part of the arena protocol: changing it changes
+ * Cost per run: the reads of the run's cells (eight to a line), one
+ * cmpxchg, a store per message. Consecutive positions are adjacent cells:
+ * a producer filling position p and a consumer marking p - 1 may share a
+ * line, but runs make both sides touch a line eight messages at a time.
+ * The cell mapping is part of the arena protocol: changing it changes
  * SHMBUS_LAYOUT_VERSION.
  *
- * Cost per operation, when the other side last touched the cell: one cache
- * line transfer. The producer knows what an empty cell holds ({p, 0}), so
- * it cmpxchg()s without loading first (a load then a cmpxchg is two
- * transfers: shared, then exclusive). The consumer must load to learn the
- * ref; it hands the ref to a prefetch callback before its cmpxchg so the
- * chunk's lines travel while the cell's ownership does.
+ * A claimer that dies between its claim and its marks leaves full cells
+ * behind head that no one will take: they hold their refs, so nothing is
+ * lost, but producers cannot reuse them. The daemon finds them (cells full
+ * for a position head has passed, not in the noted claim of an attached
+ * consumer, still so after a grace period: claim and mark of a single
+ * position happen in one epoch section, and a consumer's run is noted),
+ * retires them and puts their messages back (reclaim.c).
  *
  * Sequences are 32-bit and compared modulo 2^32: a process stopped for
  * exactly k * 2^32 positions between its load of a cell and its cmpxchg
@@ -52,9 +62,11 @@
  * the cell of p holds p or p + 1 modulo N (ring_cell_garbage()). A peer
  * that wrote anything else left a cell no producer or consumer would ever
  * move on: a producer fills it with its message as if it were empty, a
- * consumer retires it as consumed ({p + N, 0}) and says so (-EBADMSG: the
- * caller counts it corrupt). A garbage sequence of the right class, or a
- * hint ahead of the cells, is what only the daemon can see (repair.c).
+ * consumer finding it at head claims that position alone and retires it as
+ * consumed ({p + N, 0}) and says so (-EBADMSG: the caller counts it
+ * corrupt). A head found behind its cells (the cell at head consumed for
+ * that position) is moved on by whoever finds it so; one ahead of every
+ * cell ever filled is what only the daemon can see (repair.c).
  *
  * Every loop is bounded: each retry means another process made progress,
  * so RING_SPIN_MAX consecutive retries only happen when a hostile peer has
@@ -72,32 +84,25 @@
 
 #define RING_SPIN_MAX	(1u << 20)
 
+#define RING_RUN_MAX	32u	/* the longest run one claim takes */
+
 struct ring {
 	struct shmbus_cell *cells;
 	uint64_t *tail;			/* &queue->tail, producers' line */
 	uint64_t *head;			/* &queue->head, consumers' line */
 	uint32_t mask;			/* capacity - 1 */
-	uint32_t line_shift;		/* log2(capacity / 8), 0 = no spread */
 };
 
 /* Fill the capacity-derived fields of @r. */
 static inline void ring_geometry(struct ring *r, uint32_t cap)
 {
 	r->mask = cap - 1;
-	r->line_shift = cap >= 16 ? (uint32_t)__builtin_ctz(cap / 8) : 0;
 }
 
-/*
- * The cell of position @pos: with L = N / 8 lines, position i = pos % N
- * goes to line i % L, word i / L. Rings under 16 cells are not spread.
- */
+/* The cell of position @pos: cell pos % N. */
 static inline uint32_t ring_cell_index(const struct ring *r, uint64_t pos)
 {
-	uint32_t i = (uint32_t)pos & r->mask;
-
-	if (!r->line_shift)
-		return i;
-	return ((i & ((1u << r->line_shift) - 1)) << 3) | (i >> r->line_shift);
+	return (uint32_t)pos & r->mask;
 }
 
 static inline struct shmbus_cell *ring_cell(const struct ring *r, uint64_t pos)
@@ -154,7 +159,7 @@ static inline void ring_prefetch_tail(const struct ring *r)
  * Ordering: [RING] the successful cmpxchg on the cell is SEQ_CST, hence a
  * release: everything the producer wrote into the chunk before (header,
  * payload) is visible to a consumer whose acquire load / cmpxchg of this
- * cell sees the new value (ring_dequeue_pf(), ring_peek_head(), the
+ * cell sees the new value (ring_claim(), ring_peek_head(), the
  * daemon's history_copy()). It is also the first half of the sleep/wake
  * Dekker pair [WAKE]: the caller then reads queue->sleep_mask after
  * smp_mb__after_atomic() (pairs with seat_arm() in wake.c).
@@ -210,71 +215,125 @@ static inline int ring_has_room(struct ring *r)
 	return (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)pos) >= 0;
 }
 
-static inline void ring_no_prefetch(const void *ctx, uint32_t ref)
-{
-	(void)ctx;
-	(void)ref;
-}
-
 /*
- * Take one ref. Returns 0 and *ref, -EAGAIN when the ring is empty, or
- * -EBADMSG: the cell at the head held garbage (ring_cell_garbage()) and
- * was retired; nothing was taken, the caller counts it and may go on.
- * @prefetch(ctx, ref) is called for a ref we are about to claim (it may be
- * claimed by another consumer instead; the callback must only prefetch).
+ * Consumer: claim a run of up to @max (1..RING_RUN_MAX) messages from
+ * head: their refs into @refs, the first position into *@from. @note(ctx,
+ * from, n), if given, is called with the run before the claiming cmpxchg
+ * (again for another run if a competing consumer claims first; only the
+ * last call before a success counts). Returns the number claimed, 0 if
+ * the ring is empty at head, -EBADMSG (a garbage cell at head, claimed
+ * alone and retired: nothing to use; the caller counts it and may go on),
+ * or -EUCLEAN (no progress in RING_SPIN_MAX tries: a peer keeps changing
+ * head or the cells). The caller then takes each message and gives its
+ * cell back with ring_consumed().
  *
- * Ordering: [RING] the acquire load and the SEQ_CST cmpxchg of the cell
- * pair with the producer's cmpxchg in ring_enqueue(): the chunk contents
- * are visible once we own the ref.
+ * Ordering: [RING] the acquire loads of the cells pair with the
+ * producer's cmpxchg in ring_enqueue(): the chunks are visible once we
+ * own the refs. The SEQ_CST cmpxchg of head makes the note visible
+ * before the claim (the daemon reads head, then the notes, then cells).
  */
-static inline int ring_dequeue_pf(struct ring *r, uint32_t *ref,
-				  void (*prefetch)(const void *, uint32_t),
-				  const void *ctx)
+static inline int ring_claim(struct ring *r, uint32_t *refs, uint32_t max,
+			     uint64_t *from,
+			     void (*note)(void *, uint64_t, uint32_t),
+			     void *ctx)
 {
-	uint64_t pos = READ_ONCE(*r->head);
+	*from = 0;
+	if (max > RING_RUN_MAX)
+		max = RING_RUN_MAX;
+	for (uint32_t tries = 0; tries < RING_SPIN_MAX; tries++) {
+		uint64_t h = READ_ONCE(*r->head);
+		uint32_t m;
 
-	for (uint32_t n = 0; n < RING_SPIN_MAX; n++) {
-		struct shmbus_cell *cell = ring_cell(r, pos);
-		uint64_t v = smp_load_acquire(&cell->v);
-		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(pos + 1));
+		for (m = 0; m < max && m <= r->mask; m++) {
+			uint64_t v = smp_load_acquire(&ring_cell(r, h + m)->v);
+			int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) -
+						(uint32_t)(h + m + 1));
 
-		if (__builtin_expect(ring_cell_garbage(r, pos, v), 0)) {
-			/* retired as consumed for pos: producers of pos
-			 * see it done and go on, as consumers do */
-			if (atomic_cmpxchg(&cell->v, &v,
-					   SHMBUS_CELL(pos + r->mask + 1, 0))) {
-				ring_hint_advance(r->head, pos);
+			if (dif == 0) {
+				refs[m] = SHMBUS_CELL_REF(v);
+				continue;
+			}
+			if (m)
+				break;
+			if (__builtin_expect(ring_cell_garbage(r, h, v), 0)) {
+				/* retire it: claim its position alone; then
+				 * producers of h see it consumed */
+				if (!atomic_cmpxchg(r->head, &h, h + 1))
+					goto again;
+				smp_store_release(&ring_cell(r, h)->v,
+						  SHMBUS_CELL(h + r->mask + 1,
+							      0));
 				return -EBADMSG;
 			}
-			continue;	/* changed under us: look again */
+			if (dif < 0)
+				return 0;	/* nothing published at h yet */
+			/* consumed for h (or a later lap) while head says
+			 * h: a head set back; pass it, as its claimer
+			 * would have */
+			atomic_cmpxchg(r->head, &h, h + 1);
+			goto again;
 		}
-		if (dif == 0) {
-			prefetch(ctx, SHMBUS_CELL_REF(v));
-			if (atomic_cmpxchg(&cell->v, &v,
-					   SHMBUS_CELL(pos + r->mask + 1, 0))) {
-				ring_hint_advance(r->head, pos);
-				*ref = SHMBUS_CELL_REF(v);
-				return 0;
-			}
-			pos = READ_ONCE(*r->head);
-		} else if (dif < 0) {
-			/* seq == p: nothing published at p yet */
-			return -EAGAIN;
-		} else {
-			/* taken but head not moved yet: help, look further */
-			pos = ring_hint_skip(r->head, pos);
+		if (note)
+			note(ctx, h, m);
+		if (atomic_cmpxchg(r->head, &h, h + m)) {
+			*from = h;
+			return (int)m;
 		}
+again:
+		cpu_relax();
 	}
 	return -EUCLEAN;
 }
 
-/* ring_dequeue_pf() without a prefetch, looking past retired garbage. */
+/* Are @n messages or more waiting at head? (Cells fill in position
+ * order, so the last of them being full says so.) A hint for how long a
+ * run to claim: it may be stale by the time the caller claims. */
+static inline bool ring_deep(const struct ring *r, uint32_t n)
+{
+	uint64_t p = READ_ONCE(*r->head) + n - 1;
+
+	return n <= r->mask + 1 &&
+	       SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(r, p)->v)) ==
+	       (uint32_t)(p + 1);
+}
+
+/* Consumer: give the cell of @pos, claimed and taken, back to the
+ * producers. Release: our reads of the cell (and what the caller copied
+ * out of it) are done before a producer, whose cmpxchg sees the mark,
+ * fills it again. */
+static inline void ring_consumed(struct ring *r, uint64_t pos)
+{
+	smp_store_release(&ring_cell(r, pos)->v,
+			  SHMBUS_CELL(pos + r->mask + 1, 0));
+}
+
+/*
+ * Take the message at head: claim one position and give its cell back at
+ * once. Returns 0 and *ref, -EAGAIN when the ring is empty, -EBADMSG (a
+ * garbage cell retired; nothing taken) or -EUCLEAN. For takers of the
+ * oldest message outside a consumer's receive (a publisher dropping it,
+ * the daemon): they claim and mark in one epoch section, so a claim they
+ * die in is finished by the daemon without a note.
+ */
+static inline int ring_take_one(struct ring *r, uint32_t *ref)
+{
+	uint64_t from;
+	int n = ring_claim(r, ref, 1, &from, NULL, NULL);
+
+	if (n == 1) {
+		ring_consumed(r, from);
+		return 0;
+	}
+	return n ? n : -EAGAIN;
+}
+
+/* ring_take_one(), looking past retired garbage. */
 static inline int ring_dequeue(struct ring *r, uint32_t *ref)
 {
 	int err = -EBADMSG;
 
 	for (uint32_t n = 0; n <= r->mask && err == -EBADMSG; n++)
-		err = ring_dequeue_pf(r, ref, ring_no_prefetch, NULL);
+		err = ring_take_one(r, ref);
 	return err == -EBADMSG ? -EAGAIN : err;
 }
 
@@ -296,7 +355,7 @@ static inline int ring_peek_nonempty(struct ring *r)
 			return 1;
 		if (dif < 0)
 			return 0;
-		pos++;		/* consumed but head not yet advanced */
+		pos++;		/* consumed, head set back: look further */
 	}
 	return 0;
 }
@@ -308,9 +367,8 @@ static inline int ring_peek_nonempty(struct ring *r)
  */
 static inline int ring_peek_head(struct ring *r, uint64_t *pos, uint64_t *val)
 {
-	uint64_t p = READ_ONCE(*r->head);
-
-	for (uint32_t n = 0; n <= r->mask; n++, p++) {
+	for (uint32_t n = 0; n <= r->mask; n++) {
+		uint64_t p = READ_ONCE(*r->head);
 		/* [RING] the chunk the caller reads next is the message's */
 		uint64_t v = smp_load_acquire(&ring_cell(r, p)->v);
 		int32_t dif = (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)(p + 1));
@@ -320,28 +378,40 @@ static inline int ring_peek_head(struct ring *r, uint64_t *pos, uint64_t *val)
 			*val = v;
 			return 1;
 		}
-		if (dif < 0)
+		if (dif < 0 && !ring_cell_garbage(r, p, v))
 			return 0;
-		/* taken, head not moved past it (a member took it without):
-		 * help, as consumers do, or a head a ring's length behind
-		 * would hide every message from this scan for good */
-		ring_hint_advance(r->head, p);
+		if (ring_cell_garbage(r, p, v)) {
+			/* retire it, as a consumer would */
+			if (atomic_cmpxchg(r->head, &p, p + 1))
+				smp_store_release(&ring_cell(r, p)->v,
+						  SHMBUS_CELL(p + r->mask + 1,
+							      0));
+			continue;
+		}
+		/* consumed, head set back: pass it, as consumers do, or a
+		 * head a ring's length behind would hide every message from
+		 * this scan for good */
+		atomic_cmpxchg(r->head, &p, p + 1);
 	}
 	return 0;
 }
 
 /*
- * Take the message at @pos if its cell still holds @val. The cell's
- * sequence only moves forward, so success means the message stayed in the
- * ring since @val was read (what the caller read of its chunk meanwhile
- * was stable). Returns 0 or -EAGAIN.
+ * Take the message at @pos if it is still the oldest and its cell still
+ * holds @val: claim @pos alone, then give the cell back. The cell's
+ * sequence only moves forward and only a claimer of @pos changes a full
+ * cell, so success means the message stayed in the ring since @val was
+ * read (what the caller read of its chunk meanwhile was stable). Returns
+ * 0 or -EAGAIN.
  */
 static inline int ring_take_at(struct ring *r, uint64_t pos, uint64_t val)
 {
-	if (!atomic_cmpxchg(&ring_cell(r, pos)->v, &val,
-			    SHMBUS_CELL(pos + r->mask + 1, 0)))
+	uint64_t h = pos;
+
+	if (READ_ONCE(ring_cell(r, pos)->v) != val ||
+	    !atomic_cmpxchg(r->head, &h, pos + 1))
 		return -EAGAIN;
-	ring_hint_advance(r->head, pos);
+	ring_consumed(r, pos);
 	return 0;
 }
 

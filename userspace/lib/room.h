@@ -6,10 +6,10 @@
  * A producer that found the ring full spins a little, then: reads
  * room_seq, sets room_wait (xchg, SEQ_CST), looks at the ring once more
  * and, still full, sleeps on the futex room_seq (overflow.c). Whoever
- * takes a message out of one of the queue's rings (its cell cmpxchg,
- * SEQ_CST) then loads room_wait: set, it clears it, bumps room_seq and
- * wakes every sleeper (room_wake()). No wake-up is lost: of the
- * producer's xchg and the taker's cmpxchg, whichever is later in the
+ * gives a cell of one of the queue's rings back (a store, or a cmpxchg)
+ * then issues a full fence and loads room_wait: set, it clears it, bumps
+ * room_seq and wakes every sleeper (room_wake()). No wake-up is lost: of
+ * the producer's xchg and the taker's fence, whichever is later in the
  * single total order sees the other's effect (the ring has room again /
  * room_wait is set); and room_seq, read before room_wait was set, makes
  * a futex wait that starts after the bump return at once. A producer
@@ -27,12 +27,13 @@
 SHMBUS_PRIVATE_API
 void room_wake(struct shmbus_queue *q);
 
-/* A message left one of @q's rings, by the cell cmpxchg just done: wake
- * producers waiting for room, if any. A load on the taker's path. */
+/* A cell of one of @q's rings was just given back: wake producers
+ * waiting for room, if any. A fence and a load on the taker's path: the
+ * store that gave the cell back is no locked instruction. */
 static inline void room_made(struct shmbus_queue *q)
 {
-	/* [ROOM] the cell cmpxchg before the load of room_wait */
-	smp_mb__after_atomic();
+	/* [ROOM] the cell given back before the load of room_wait */
+	smp_mb();
 	if (unlikely(READ_ONCE(q->room_wait)))
 		room_wake(q);
 }
