@@ -885,7 +885,12 @@ struct shmbus_consumer_opts {
 				 * 0 = default 50 us; < 0 = never spin */
 	uint32_t flags;		/* SHMBUS_CONSUMER_* */
 	uint32_t prefetch;	/* max messages received and not yet acked
-				 * or released; 0 = 256 (the maximum) */
+				 * or released; 0 = 256 (the maximum).
+				 * From a backlog of 64 or more, a
+				 * receive claims a run of up to 32
+				 * (within this bound) that the next
+				 * receives take: under 32, messages are
+				 * claimed one at a time */
 	int64_t lease_ns;	/* override the queue's lease; 0 = queue's */
 };
 

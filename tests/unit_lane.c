@@ -144,9 +144,11 @@ static void test_garbage(void **state)
 }
 
 /*
- * A head a peer moved ahead of the cells, or back behind them: the lane
- * looks empty (its messages spoiled), nothing outside it is touched, no
- * loop runs away; put back, the messages come through.
+ * A head a peer moved ahead of the cells: the lane looks empty, nothing
+ * outside it is touched, no loop runs away. One moved back behind cells
+ * consumed (here: three positions before 0, a lap back) is passed by the
+ * next claim, as by the queue ring's consumers, and the messages come
+ * through.
  */
 static void test_scribbled_head(void **state)
 {
@@ -160,9 +162,10 @@ static void test_scribbled_head(void **state)
 	t.head = 1000003;
 	assert_int_equal(claim(&t, refs, 8, &from), 0);
 	t.head = UINT64_MAX - 2;
-	assert_int_equal(claim(&t, refs, 8, &from), 0);
-	t.head = 0;
 	assert_int_equal(claim(&t, refs, 32, &from), 10);
+	assert_int_equal(from, 0);
+	for (int k = 0; k < 10; k++)
+		assert_int_equal(refs[k], k);
 	lane_consumed(&t.l, from, 10);
 	free(t.cells);
 }

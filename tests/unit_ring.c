@@ -56,10 +56,12 @@ struct noted {
 	uint32_t n, calls;
 };
 
-static void note_run(void *ctx, uint64_t from, uint32_t n)
+static void note_run(void *ctx, uint64_t from, uint32_t n,
+		     const uint32_t *refs)
 {
 	struct noted *nd = ctx;
 
+	(void)refs;
 	nd->from = from;
 	nd->n = n;
 	nd->calls++;

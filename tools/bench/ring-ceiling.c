@@ -13,13 +13,14 @@
  *
  * Variants (the memory ordering of each is told at its code):
  *
- *   a    the queue ring of today, userspace/lib/ring.h itself: each
- *        publish and each take is one cmpxchg on a {seq, ref} cell;
+ *   a    the queue ring, userspace/lib/ring.h itself: each publish is
+ *        one cmpxchg on a {seq, ref} cell; a consumer claims runs of up
+ *        to 32 with one cmpxchg of head and marks each cell with a store;
  *   b    a lane: the producer publishes with one release store of the
  *        cell {pos + 1, ref} and keeps a cached view of the consumers'
  *        head; a consumer takes each cell with a cmpxchg, so consumers
  *        can still compete; cells of consecutive positions are adjacent;
- *   bs   b with ring.h's cells spread over cache lines;
+ *   bs   b with cells spread over cache lines, as layout 4 spread them;
  *   c8, c32   a lane whose consumer notes the range it is about to claim
  *        in its own record, claims a run of up to 8 (32) full cells with
  *        ONE cmpxchg on the lane's head, then marks each cell consumed
@@ -125,7 +126,7 @@ struct job {
 	struct shared *s;
 	uint64_t n;
 	bool payload;
-	bool spread;		/* b: cells spread as ring.h spreads them */
+	bool spread;		/* b: cells spread over lines, as layout 4 did */
 	unsigned int run;	/* c: the longest run one claim takes */
 };
 
@@ -143,7 +144,7 @@ struct variant {
 static const struct variant variants[] = {
 	{ "a", "MPMC ring.h: cmpxchg publish, claim runs of <= 32", K_MPMC, false, 0, false },
 	{ "b", "lane: store publish, cmpxchg take", K_LANE, false, 0, false },
-	{ "bs", "lane b, cells spread as ring.h", K_LANE, true, 0, false },
+	{ "bs", "lane b, cells spread over lines", K_LANE, true, 0, false },
 	{ "c8", "lane: claim runs of <= 8, one cmpxchg", K_CLAIM, false, 8, false },
 	{ "c32", "lane: claim runs of <= 32, one cmpxchg", K_CLAIM, false, 32, false },
 	{ "d", "SPSC refs, stores both sides (baseline)", K_SPSC, false, 0, false },
@@ -288,17 +289,18 @@ static int cons_mpmc(const struct job *j)
 /*
  * The cell of @pos. A lane's producer fills consecutive positions with
  * plain stores, so adjacent cells let eight publishes share one line
- * transfer; @spread uses ring.h's mapping instead (one line per position),
- * to see what that costs once the producer no longer locks.
+ * transfer; @spread uses the mapping of layout 4 instead (one line per
+ * position), to see what that costs once the producer no longer locks.
  */
 static inline struct shmbus_cell *b_cell(struct shared *s, uint64_t pos,
 					    bool spread)
 {
 	if (spread) {
-		struct ring g;
+		/* layout 4's mapping: with L = N / 8 lines, position i
+		 * on line i % L, word i / L */
+		uint32_t i = (uint32_t)pos & MASK, lines = SLOTS / 8;
 
-		ring_geometry(&g, SLOTS);	/* constants: folded */
-		return &s->cells[ring_cell_index(&g, pos)];
+		return &s->cells[(i % lines) * 8 + i / lines];
 	}
 	return &s->cells[pos & MASK];
 }

@@ -211,10 +211,12 @@ struct run_note {
 	uint32_t level;
 };
 
-static void run_note(void *ctx, uint64_t from, uint32_t n)
+static void run_note(void *ctx, uint64_t from, uint32_t n,
+		     const uint32_t *refs)
 {
 	const struct run_note *rn = ctx;
 
+	(void)refs;
 	WRITE_ONCE(rn->slot->claim_level, rn->level);
 	WRITE_ONCE(rn->slot->claim_from, from);
 	WRITE_ONCE(rn->slot->claim_n, n);

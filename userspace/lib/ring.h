@@ -218,7 +218,8 @@ static inline int ring_has_room(struct ring *r)
 /*
  * Consumer: claim a run of up to @max (1..RING_RUN_MAX) messages from
  * head: their refs into @refs, the first position into *@from. @note(ctx,
- * from, n), if given, is called with the run before the claiming cmpxchg
+ * from, n, refs), if given, is called with the run before the claiming
+ * cmpxchg
  * (again for another run if a competing consumer claims first; only the
  * last call before a success counts). Returns the number claimed, 0 if
  * the ring is empty at head, -EBADMSG (a garbage cell at head, claimed
@@ -234,7 +235,8 @@ static inline int ring_has_room(struct ring *r)
  */
 static inline int ring_claim(struct ring *r, uint32_t *refs, uint32_t max,
 			     uint64_t *from,
-			     void (*note)(void *, uint64_t, uint32_t),
+			     void (*note)(void *, uint64_t, uint32_t,
+					  const uint32_t *),
 			     void *ctx)
 {
 	*from = 0;
@@ -274,7 +276,7 @@ static inline int ring_claim(struct ring *r, uint32_t *refs, uint32_t max,
 			goto again;
 		}
 		if (note)
-			note(ctx, h, m);
+			note(ctx, h, m, refs);
 		if (atomic_cmpxchg(r->head, &h, h + m)) {
 			*from = h;
 			return (int)m;
