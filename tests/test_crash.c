@@ -15,6 +15,9 @@
  *  - a producer killed at chosen points of a publish with a dedup id
  *    ($SHMBUS_FAILPOINT), the id retried from a new process: each
  *    message is in the queue exactly once;
+ *  - a consumer killed, or freed, in the middle of a run it claimed:
+ *    what it never received keeps its place in the queue, or comes back
+ *    at the tail if another consumer claimed after it;
  *  - a consumer killed holding leases while a child it forked (without
  *    exec) still holds its socket: the leases come back at once all the
  *    same (the daemon watches the process, not the socket).
@@ -213,6 +216,129 @@ static void test_consumer_dies_holding_leases(void **state)
 {
 	(void)state;
 	consumer_dies_holding(false);
+}
+
+/*
+ * A consumer leaves in the middle of a run: 100 messages wait, so its
+ * first receive claims a run of 32; it receives 3 of them (leased) and
+ * then is killed -9 (@how 'k'), or frees its handle and exits ('f'). The
+ * 29 it claimed and never received keep their place (nobody claimed
+ * after it: the daemon sets the head back), the 3 it held come back at
+ * the tail. With @how 'o', another consumer claims the next run first
+ * and holds it: then the 29 are redelivered at the tail instead, and the
+ * other consumer's run is untouched. Every message arrives; sent /
+ * received / lost / duplicated printed.
+ */
+static void consumer_leaves_run(char how)
+{
+	const char *qn = how == 'k' ? "runk" : how == 'f' ? "runf" : "runo";
+	struct shmbus *bus = open_bus();
+	struct shmbus_consumer *c, *other = NULL;
+	struct shmbus_producer *p;
+	struct shmbus_msg m, om[4];
+	unsigned seen[100] = { 0 }, order[104], got = 0, dup = 0;
+	int ready[2];
+	pid_t kid;
+	char x;
+
+	declare(bus, qn, 128);
+	p = shmbus_producer__new(bus, qn, NULL);
+	assert_non_null(p);
+	for (unsigned i = 0; i < 100; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i), NULL), 0);
+	assert_int_equal(pipe(ready), 0);
+	if (!(kid = fork())) {
+		struct shmbus *b = open_bus();
+		struct shmbus_consumer *k = shmbus_consumer__new(b, qn, NULL);
+		struct shmbus_msg v[3];
+
+		CHILD_CHECK(k, "consumer");
+		for (int i = 0; i < 3; i++)
+			CHILD_CHECK(!shmbus_consumer__try_receive(k, &v[i]) &&
+				    *(const unsigned *)v[i].data == (unsigned)i,
+				    "recv");
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		if (how == 'f') {
+			shmbus_consumer__free(k);
+			shmbus__close(b);
+			_exit(0);
+		}
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	if (how == 'o') {
+		/* 68 wait: the other consumer claims 32..63, takes 4 */
+		other = shmbus_consumer__new(bus, qn, NULL);
+		assert_non_null(other);
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(shmbus_consumer__try_receive(other,
+								      &om[i]), 0);
+			assert_int_equal(*(const unsigned *)om[i].data,
+					 32u + (unsigned)i);
+		}
+	}
+	if (how != 'f')
+		kill(kid, SIGKILL);
+	assert_int_equal(t_wait(kid, 5000), how == 'f' ? 0 : 128 + SIGKILL);
+	c = shmbus_consumer__new(bus, qn, NULL);
+	assert_non_null(c);
+	if (other) {
+		for (int i = 0; i < 4; i++) {
+			seen[*(const unsigned *)om[i].data]++;
+			assert_int_equal(shmbus_consumer__ack(other, &om[i]), 0);
+		}
+		shmbus_consumer__free(other);	/* gives 36..63 back */
+	}
+	while (got < 104 &&
+	       shmbus_consumer__receive_view(c, &m, 2000000000LL) == 0) {
+		unsigned i = *(const unsigned *)m.data;
+
+		assert_true(i < 100);
+		dup += seen[i]++ != 0;
+		order[got++] = i;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	print_message("consumer %s mid-run%s: sent 100 received %u lost %u "
+		      "duplicated %u (the 3 it held redelivered)\n",
+		      how == 'f' ? "freed" : "killed",
+		      how == 'o' ? ", another consumer's run after it" : "",
+		      got + (other ? 4 : 0) - dup,
+		      100 - (got + (other ? 4 : 0) - dup), dup);
+	for (unsigned i = 0; i < 100; i++)
+		assert_int_equal(seen[i], 1);
+	assert_int_equal(dup, 0);
+	if (how != 'o') {
+		/* 3..99 in place, then the 3 it held */
+		assert_int_equal(got, 100);
+		for (unsigned i = 0; i < 97; i++)
+			assert_int_equal(order[i], i + 3);
+		for (unsigned i = 97; i < 100; i++)
+			assert_int_equal(order[i], i - 97);
+	}
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	assert_int_equal(chunks_out_settled(bus, 0), 0);
+	shmbus__close(bus);
+}
+
+static void test_consumer_killed_mid_run(void **state)
+{
+	(void)state;
+	consumer_leaves_run('k');
+}
+
+static void test_consumer_freed_mid_run(void **state)
+{
+	(void)state;
+	consumer_leaves_run('f');
+}
+
+static void test_consumer_killed_mid_run_other(void **state)
+{
+	(void)state;
+	consumer_leaves_run('o');
 }
 
 /*
@@ -689,6 +815,9 @@ int main(void)
 		cmocka_unit_test(test_consumer_dies_holding_views),
 		cmocka_unit_test(test_consumer_dies_holding_leases),
 		cmocka_unit_test(test_consumer_dies_child_holds_socket),
+		cmocka_unit_test(test_consumer_killed_mid_run),
+		cmocka_unit_test(test_consumer_freed_mid_run),
+		cmocka_unit_test(test_consumer_killed_mid_run_other),
 		cmocka_unit_test(test_dedup_kill_and_retry),
 		cmocka_unit_test(test_producer_kill_storm),
 		cmocka_unit_test(test_consumer_kill_storm),
