@@ -19,9 +19,11 @@
  *              daemon topics.c history_copy); a claimer's release store
  *              gives the cell back (ring_consumed)
  *   [ROOM]     the same pair for producers waiting for room: the taker
- *              gives a cell back, smp_mb, load room_wait; the
- *              producer's read of room_seq, xchg room_wait, look at the
- *              ring, futex wait on room_seq (overflow.c, room.h)
+ *              gives a cell back, load room_wait (the fence between is
+ *              the producer's membarrier, or the taker's smp_mb); the
+ *              producer's read of room_seq, xchg room_wait, membarrier,
+ *              look at the ring, futex wait on room_seq (overflow.c,
+ *              room.h)
  *   [WAKE]     sleep/wake Dekker pair: cell cmpxchg, smp_mb__after_atomic,
  *              load sleep_mask (wake.h wake_after_publish, fanout.c
  *              wake_sub, daemon deliver.c dq_wake); or peek the ring,

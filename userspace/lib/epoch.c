@@ -4,10 +4,12 @@
  * (see epoch.h for the read side and the argument).
  */
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "epoch.h"
+#include "room.h"
 
 bool epoch_membarrier_ok(void)
 {
@@ -62,4 +64,36 @@ bool epoch_gp_done(const struct arena *a, uint64_t target,
 		return false;
 	}
 	return true;
+}
+
+/* ---- [ROOM]: the fence of producers sleeping for room (room.h) -------- */
+
+bool room_self_fence = true;
+static bool room_expedited;	/* the kernel has GLOBAL_EXPEDITED */
+
+static void room_register(void)
+{
+	long mask = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	if (mask <= 0 || !(mask & MEMBARRIER_CMD_GLOBAL_EXPEDITED) ||
+	    !(mask & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED))
+		return;
+	WRITE_ONCE(room_expedited, true);
+	if (!syscall(__NR_membarrier,
+		     MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0))
+		WRITE_ONCE(room_self_fence, false);
+}
+
+void room_fence_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, room_register);
+}
+
+void room_fence_takers(void)
+{
+	room_fence_init();
+	if (READ_ONCE(room_expedited))
+		syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
 }

@@ -60,9 +60,11 @@ static void room_sleep(struct attachment *at, struct ring *r,
 	struct timespec ts;
 	bool full;
 
-	/* [ROOM] the flag up before the last look (and before the check of
-	 * the queue's gen, which a delete changes before it wakes us) */
+	/* [ROOM] the flag up, and the takers' stores made visible, before
+	 * the last look (and before the check of the queue's gen, which a
+	 * delete changes before it wakes us) */
 	(void)atomic_xchg(&q->room_wait, 1);
+	room_fence_takers();
 	full = !ring_has_room(r) && attachment_live(at);
 	epoch_exit(at->slot);
 	if (full && w->timeout > 0) {
