@@ -480,7 +480,8 @@ struct notes {
 	} e[];
 };
 
-static struct notes *notes_of(const struct dbus *b, uint32_t qid)
+static struct notes *notes_of(const struct dbus *b, uint32_t qid,
+			      uint32_t skip)
 {
 	const struct arena *a = &b->arena;
 	struct notes *ns = calloc(1, sizeof(*ns) +
@@ -494,7 +495,7 @@ static struct notes *notes_of(const struct dbus *b, uint32_t qid)
 		uint32_t n;
 
 		if (!ds->conn_id || ds->role != SHMBUS_ROLE_CONSUMER ||
-		    (qid != CLAIMS_ALL && ds->qid != qid))
+		    (qid != CLAIMS_ALL && ds->qid != qid) || si == skip)
 			continue;
 		n = READ_ONCE(s->claim_n);
 		if (!n)
@@ -669,7 +670,7 @@ static void claims_done(struct dbus *b, struct defer_head *h, bool gp_over)
 
 	if (!gp_over)
 		goto out;
-	ns = notes_of(b, CLAIMS_ALL);
+	ns = notes_of(b, CLAIMS_ALL, UINT32_MAX);
 	if (!ns)
 		goto out;	/* no memory: the next look finds them */
 	for (uint32_t k = 0; k < c->n; k++)
@@ -690,7 +691,7 @@ void claims_sweep(struct dbus *b, uint32_t qid)
 
 	if (!c)
 		return;
-	ns = notes_of(b, qid);
+	ns = notes_of(b, qid, UINT32_MAX);
 	if (!ns) {
 		free(c);
 		return;
@@ -716,6 +717,8 @@ void claims_release(struct dbus *b, uint32_t si, bool owner_gone)
 	const struct dqueue *dq = &b->queues[ds->qid];
 	uint32_t n = READ_ONCE(s->claim_n), level = READ_ONCE(s->claim_level);
 	uint64_t from = READ_ONCE(s->claim_from), h;
+	struct notes *ns;
+	bool others = false;
 	uint32_t k, j;
 	struct ring r;
 
@@ -731,33 +734,45 @@ void claims_release(struct dbus *b, uint32_t si, bool owner_gone)
 		claims_sweep(b, ds->qid);
 		return;
 	}
+	/* a note left by a claim that failed names another consumer's
+	 * run: those positions are that consumer's */
+	ns = notes_of(b, ds->qid, si);
+	if (!ns) {
+		claims_sweep(b, ds->qid);	/* no memory: later */
+		return;
+	}
 	dqueue_ring_level(b, dq, level, &r);
 	if (n > RING_RUN_MAX)
 		n = RING_RUN_MAX;
 	if (n > r.mask + 1)
 		n = r.mask + 1;
+	for (j = 0; j < n; j++)
+		others |= claim_noted(ns, ds->qid, level, from + j);
 	/* it took its run in order: what is left is a suffix */
 	for (k = 0; k < n; k++)
 		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + k)->v)) ==
 		    (uint32_t)(from + k + 1))
 			break;
-	if (k == n)
-		return;
 	for (j = k; j < n; j++)
 		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + j)->v)) !=
 		    (uint32_t)(from + j + 1))
 			break;
 	h = from + n;
-	if (j == n && atomic_cmpxchg(r.head, &h, from + k)) {
+	if (k < n && j == n && !others &&
+	    atomic_cmpxchg(r.head, &h, from + k)) {
 		/* nobody claimed after it: the positions are unclaimed
 		 * again, and keep their place in the queue */
 		dq_wake(b, ds->qid);
-		return;
-	}
-	for (j = k; j < n; j++) {
-		uint64_t v = READ_ONCE(ring_cell(&r, from + j)->v);
+	} else if (!others) {
+		for (j = k; j < n; j++) {
+			uint64_t v = READ_ONCE(ring_cell(&r, from + j)->v);
+			uint64_t pos;
 
-		if (SHMBUS_CELL_SEQ(v) == (uint32_t)(from + j + 1))
-			left_retire(b, &r, ds->qid, ds->qgen, from + j, v);
+			if (behind_head(&r, ring_cell_index(&r, from + j), v,
+					READ_ONCE(*r.head), &pos) &&
+			    pos == from + j)
+				left_retire(b, &r, ds->qid, ds->qgen, pos, v);
+		}
 	}
+	free(ns);
 }
