@@ -1034,6 +1034,173 @@ static void test_dedup_pending(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * Runs. 200 messages wait, so a receive of consumer A claims a run of 32;
+ * A takes one and then stops receiving (still attached). Its run does
+ * not hold the queue: within RUN_HOLD_NS (20 ms) and a tick the daemon
+ * gives the 31 back, a producer blocked on the full queue of 128 (whose
+ * oldest cells A's run held) goes on, and consumer B gets every other
+ * message: sent / received / lost / duplicated, and the longest publish.
+ * Then A, stopped (SIGSTOP) in the middle of a run it claimed, resumed
+ * after B took everything: it finds its claim taken back and receives
+ * nothing twice.
+ */
+static void test_runs_held_too_long(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 128);
+	SHMBUS_OPTS(shmbus_pub_opts, po, .timeout_ns = 2000 * MS);
+	struct shmbus *bus = open_bus();
+	unsigned *seen = t_shared(2000 * sizeof(unsigned));
+	unsigned *a_got = t_shared(sizeof(unsigned));
+	struct shmbus_producer *p;
+	struct shmbus_consumer *a, *b;
+	struct shmbus_msg m;
+	unsigned sent = 0, got = 0, dup = 0;
+	int64_t worst = 0, t0;
+	int ready[2], go[2];
+	pid_t kid;
+	char x;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(bus, "runs", &qo) >= 0);
+	p = shmbus_producer__new(bus, "runs", NULL);
+	a = shmbus_consumer__new(bus, "runs", NULL);
+	b = shmbus_consumer__new(bus, "runs", NULL);
+	assert_non_null(p);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (; sent < 128; sent++)
+		assert_int_equal(shmbus_producer__publish(p, &sent,
+							  sizeof(sent), &po), 0);
+	assert_int_equal(shmbus_consumer__try_receive(a, &m), 0);
+	assert_int_equal(*(const unsigned *)m.data, 0);
+	seen[0]++;
+	assert_int_equal(shmbus_consumer__ack(a, &m), 0);
+	/* A idles; the producer fills the queue and waits for room, B
+	 * takes what it can */
+	for (; sent < 1000; sent++) {
+		t0 = t_now_ns();
+		assert_int_equal(shmbus_producer__publish(p, &sent,
+							  sizeof(sent), &po), 0);
+		if (t_now_ns() - t0 > worst)
+			worst = t_now_ns() - t0;
+		while (shmbus_consumer__try_receive(b, &m) == 0) {
+			unsigned i = *(const unsigned *)m.data;
+
+			assert_true(i < 1000);
+			dup += seen[i]++ != 0;
+			got++;
+			assert_int_equal(shmbus_consumer__ack(b, &m), 0);
+		}
+	}
+	while (shmbus_consumer__receive_view(b, &m, 200 * MS) == 0) {
+		dup += seen[*(const unsigned *)m.data]++ != 0;
+		got++;
+		assert_int_equal(shmbus_consumer__ack(b, &m), 0);
+	}
+	print_message("idle holder of a run: sent %u received %u lost %u "
+		      "duplicated %u; the longest publish %.1f ms\n", sent,
+		      got + 1 - dup, sent - (got + 1 - dup), dup, worst / 1e6);
+	assert_int_equal(got + 1, 1000);
+	assert_int_equal(dup, 0);
+	for (unsigned i = 0; i < 1000; i++)
+		assert_int_equal(seen[i], 1);
+	shmbus_consumer__free(a);
+
+	/* a holder stopped in the middle of its run */
+	memset(seen, 0, 2000 * sizeof(unsigned));
+	for (; sent < 1100; sent++)
+		assert_int_equal(shmbus_producer__publish(p, &sent,
+							  sizeof(sent), &po), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	if (!(kid = fork())) {
+		struct shmbus *kb = open_bus();
+		struct shmbus_consumer *k = shmbus_consumer__new(kb, "runs",
+								 NULL);
+		struct shmbus_msg km;
+
+		CHILD_CHECK(k, "consumer");
+		CHILD_CHECK(!shmbus_consumer__try_receive(k, &km), "recv");
+		seen[*(const unsigned *)km.data]++;
+		(*a_got)++;
+		CHILD_CHECK(!shmbus_consumer__ack(k, &km), "ack");
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
+		CHILD_CHECK(read(go[0], &x, 1) == 1, "go");
+		/* resumed: what it claimed was taken back and taken */
+		while (shmbus_consumer__try_receive(k, &km) == 0) {
+			seen[*(const unsigned *)km.data]++;
+			(*a_got)++;
+			CHILD_CHECK(!shmbus_consumer__ack(k, &km), "ack");
+		}
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	kill(kid, SIGSTOP);
+	got = 0;
+	while (shmbus_consumer__receive_view(b, &m, 500 * MS) == 0) {
+		seen[*(const unsigned *)m.data]++;
+		got++;
+		assert_int_equal(shmbus_consumer__ack(b, &m), 0);
+	}
+	kill(kid, SIGCONT);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(t_wait(kid, 5000), 0);
+	dup = 0;
+	for (unsigned i = 1000; i < 1100; i++)
+		dup += seen[i] > 1;
+	print_message("run holder stopped, resumed: sent 100 received %u "
+		      "(it %u, the other %u) duplicated %u\n", got + *a_got,
+		      *a_got, got, dup);
+	for (unsigned i = 1000; i < 1100; i++)
+		assert_int_equal(seen[i], 1);
+	assert_int_equal(*a_got, 1);
+	shmbus_consumer__free(b);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
+/*
+ * A queue that drops its oldest when full takes one message at a time:
+ * with a consumer receiving from a full queue, each publish still
+ * succeeds and drops exactly one.
+ */
+static void test_runs_drop_oldest(void **state)
+{
+	SHMBUS_OPTS(shmbus_queue_opts, qo, .max_len = 128,
+		    .overflow = SHMBUS_OVERFLOW_DROP_OLDEST);
+	struct shmbus *bus = open_bus();
+	struct shmbus_queue_info qi;
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_msg m;
+
+	(void)state;
+	assert_true(shmbus__queue_declare(bus, "runsdrop", &qo) >= 0);
+	p = shmbus_producer__new(bus, "runsdrop", NULL);
+	c = shmbus_consumer__new(bus, "runsdrop", NULL);
+	assert_non_null(p);
+	assert_non_null(c);
+	for (unsigned i = 0; i < 128; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i),
+							  NULL), 0);
+	assert_int_equal(shmbus_consumer__try_receive(c, &m), 0);
+	assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	for (unsigned i = 128; i < 132; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i),
+							  NULL), 0);
+	info(bus, "runsdrop", &qi);
+	print_message("drop-oldest with a consumer: 132 published, %llu "
+		      "dropped, depth %llu\n",
+		      (unsigned long long)qi.stat[SHMBUS_STAT_DROPPED],
+		      (unsigned long long)qi.depth);
+	assert_int_equal(qi.stat[SHMBUS_STAT_DROPPED], 3);
+	assert_int_equal(qi.depth, 128);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1048,6 +1215,8 @@ int main(void)
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_dedup_pending),
 		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_runs_held_too_long),
+		cmocka_unit_test(test_runs_drop_oldest),
 		cmocka_unit_test(test_attrs),
 		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_declare_semantics),

@@ -92,11 +92,13 @@ static void test_claim_runs(void **state)
 	assert_int_equal(t.head, 5);
 	for (uint32_t i = 0; i < 5; i++)
 		assert_int_equal(refs[i], 10 + i);
-	/* claimed, not marked: still full for producers */
+	/* claimed, not taken: still full for producers */
 	assert_int_equal(ring_enqueue(&t.r, 99), -ENOBUFS);
-	ring_consumed(&t.r, 3);
+	assert_true(ring_consumed(&t.r, 3, 13));
+	assert_false(ring_consumed(&t.r, 3, 13));	/* once */
 	assert_int_equal(ring_enqueue(&t.r, 99), -ENOBUFS);	/* 0 first */
-	ring_consumed(&t.r, 0);
+	assert_false(ring_consumed(&t.r, 0, 11));	/* not its message */
+	assert_true(ring_consumed(&t.r, 0, 10));
 	assert_int_equal(ring_enqueue(&t.r, 18), 0);
 	/* the rest of the ring: 5, 6, 7, then 8 (in cell 0) */
 	assert_int_equal(ring_claim(&t.r, refs, RING_RUN_MAX, &from, NULL,
@@ -107,10 +109,10 @@ static void test_claim_runs(void **state)
 	assert_int_equal(ring_claim(&t.r, refs, 1, &from, NULL, NULL), 0);
 	assert_false(ring_peek_nonempty(&t.r));
 	for (uint64_t p = 5; p < 9; p++)
-		ring_consumed(&t.r, p);
-	ring_consumed(&t.r, 1);
-	ring_consumed(&t.r, 2);
-	ring_consumed(&t.r, 4);
+		assert_true(ring_consumed(&t.r, p, refs[p - 5]));
+	assert_true(ring_consumed(&t.r, 1, 11));
+	assert_true(ring_consumed(&t.r, 2, 12));
+	assert_true(ring_consumed(&t.r, 4, 14));
 	/* every cell free again: a whole lap fits */
 	for (uint32_t i = 0; i < 8; i++)
 		assert_int_equal(ring_enqueue(&t.r, 20 + i), 0);
@@ -141,8 +143,8 @@ static void test_claim_garbage(void **state)
 	assert_int_equal(ring_claim(&t.r, refs, 8, &from, NULL, NULL), 2);
 	assert_int_equal(refs[0], 31);
 	assert_int_equal(refs[1], 32);
-	ring_consumed(&t.r, 1);
-	ring_consumed(&t.r, 2);
+	assert_true(ring_consumed(&t.r, 1, 31));
+	assert_true(ring_consumed(&t.r, 2, 32));
 	/* ring_dequeue() looks past it */
 	assert_int_equal(ring_dequeue(&t.r, &v), 0);
 	assert_int_equal(v, 34);
@@ -167,7 +169,7 @@ static void test_head_back_take_at(void **state)
 		assert_int_equal(ring_enqueue(&t.r, 40 + i), 0);
 	assert_int_equal(ring_claim(&t.r, refs, 3, &from, NULL, NULL), 3);
 	for (uint64_t p = 0; p < 3; p++)
-		ring_consumed(&t.r, p);
+		assert_true(ring_consumed(&t.r, p, refs[p]));
 	t.head = 0;		/* a peer set it back */
 	assert_true(ring_peek_nonempty(&t.r));
 	assert_int_equal(ring_peek_head(&t.r, &pos, &val), 1);
@@ -388,7 +390,10 @@ static void *mt_run_consumer(void *arg)
 			uint32_t v = refs[k], p = v / MT_PER_PROD,
 				 s = v % MT_PER_PROD;
 
-			ring_consumed(&mt.t.r, from + k);
+			if (!ring_consumed(&mt.t.r, from + k, refs[k])) {
+				WRITE_ONCE(mt.dup, 1);	/* nobody takes back */
+				continue;
+			}
 			if (atomic_xchg_relaxed(&mt.seen[v], 1))
 				WRITE_ONCE(mt.dup, 1);
 			if (last[p] != UINT32_MAX && s <= last[p])

@@ -336,10 +336,13 @@ struct shmbus_slot {
 	/* --- line 22: the consumer's claim (ring.h ring_claim()). O
 	 * writes {level, from, n} before the cmpxchg of the level's head
 	 * that claims positions [from, from + n); their cells stay full
-	 * until O takes each message (then marks it consumed), so while
-	 * the slot is attached the daemon leaves such cells to it. When
-	 * the slot is released, whatever it left full behind the head is
-	 * the daemon's to put back into the queue. A claim that failed
+	 * until O takes each message (a cmpxchg of the cell to consumed),
+	 * so while the slot is attached the daemon's claim sweep leaves
+	 * them to it. When the slot is released, or the same run has been
+	 * noted for RUN_HOLD_NS (20 ms), D gives back what is still full
+	 * (clearing n): it sets the head back over it when nobody claimed
+	 * after it, else retires the cells and redelivers; O's take of a
+	 * cell D has taken back fails its cmpxchg. A claim that failed
 	 * (another consumer was first) is overwritten by the next one, or
 	 * cleared (n = 0) once the consumer finds the ring empty. */
 	uint32_t claim_level __attribute__((aligned(64)));
@@ -756,10 +759,12 @@ enum {
  * instruction leaves it untouched or complete: there is no
  * reserved-but-unwritten state. Consumers claim positions from the ring's
  * head (a counter of positions claimed, moved only by cmpxchg, after the
- * claimer noted the run in its slot) and then mark each claimed cell
- * consumed with a release store. A claimed cell is still full until it
- * is marked, so a producer never reuses it early; a cell left full behind
- * the head by a claimer that died is finished by the daemon (ring.h).
+ * claimer noted the run in its slot) and then take each claimed message
+ * with a cmpxchg of its cell to consumed. A claimed cell is still full
+ * until it is taken, so a producer never reuses it early; a claim can be
+ * taken back by the daemon (a run held too long, a claimer gone), and a
+ * cell left full behind the head by a claimer that died is finished by
+ * the daemon (ring.h).
  */
 struct shmbus_cell {
 	uint64_t v;

@@ -15,7 +15,8 @@
  *
  *   a    the queue ring, userspace/lib/ring.h itself: each publish is
  *        one cmpxchg on a {seq, ref} cell; a consumer claims runs of up
- *        to 32 with one cmpxchg of head and marks each cell with a store;
+ *        to 32 with one cmpxchg of head and takes each message with a
+ *        cmpxchg of its cell;
  *   b    a lane: the producer publishes with one release store of the
  *        cell {pos + 1, ref} and keeps a cached view of the consumers'
  *        head; a consumer takes each cell with a cmpxchg, so consumers
@@ -142,7 +143,7 @@ struct variant {
 };
 
 static const struct variant variants[] = {
-	{ "a", "MPMC ring.h: cmpxchg publish, claim runs of <= 32", K_MPMC, false, 0, false },
+	{ "a", "MPMC ring.h: cmpxchg publish, claims of <= 32, cmpxchg take", K_MPMC, false, 0, false },
 	{ "b", "lane: store publish, cmpxchg take", K_LANE, false, 0, false },
 	{ "bs", "lane b, cells spread over lines", K_LANE, true, 0, false },
 	{ "c8", "lane: claim runs of <= 8, one cmpxchg", K_CLAIM, false, 8, false },
@@ -253,7 +254,8 @@ static int prod_mpmc(const struct job *j)
 }
 
 /* As receive does: claim a run of up to RING_RUN_MAX, start every
- * chunk's line moving, then take and mark each message. */
+ * chunk's line moving, then take each message with a cmpxchg of its
+ * cell. */
 static int cons_mpmc(const struct job *j)
 {
 	struct ring r = ring_of(j->s);
@@ -272,7 +274,8 @@ static int cons_mpmc(const struct job *j)
 		for (int k = 0; k < n; k++)
 			chunk_prefetch(j, refs[k]);
 		for (int k = 0; k < n; k++, i++) {
-			ring_consumed(&r, from + k);
+			if (!ring_consumed(&r, from + k, refs[k]))
+				return -EBADMSG;	/* nobody takes back */
 			if (!consume(j, i, refs[k])) {
 				WRITE_ONCE(j->s->ctl.bad_at, i);
 				return -EBADMSG;

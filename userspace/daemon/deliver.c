@@ -535,8 +535,10 @@ int64_t deliver_tick(struct dbus *b, int64_t now)
 		if (!ds->conn_id)
 			continue;
 		attached = true;
-		if (ds->role == SHMBUS_ROLE_CONSUMER)
+		if (ds->role == SHMBUS_ROLE_CONSUMER) {
 			leases_expire(b, si, now);
+			claims_held(b, si, now);
+		}
 	}
 	for (uint32_t qid = 0; qid < b->arena.max_queues; qid++) {
 		if (!b->queues[qid].live || b->queues[qid].damaged)

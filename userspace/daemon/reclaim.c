@@ -710,32 +710,30 @@ void claims_sweep(struct dbus *b, uint32_t qid)
 	defer(b, &c->head, claims_done);
 }
 
-void claims_release(struct dbus *b, uint32_t si, bool owner_gone)
+/*
+ * Give back what is left of consumer slot @si's noted run {@level,
+ * @from, @n}: the cells still full hold the messages it has not taken, a
+ * suffix of the run (it takes in order). If nobody claimed after it, the
+ * head is set back to the first of them (they keep their place), else
+ * each is retired and its message redelivered. Positions another
+ * consumer noted are left alone (a note of a claim that failed names the
+ * winner's run). Safe while the consumer still runs: it takes each
+ * message with a cmpxchg of its cell, so exactly one of us has it.
+ */
+static void run_give_back(struct dbus *b, uint32_t si, uint32_t level,
+			  uint64_t from, uint32_t n)
 {
-	struct shmbus_slot *s = &b->arena.slots[si];
 	const struct dslot *ds = &b->slots[si];
 	const struct dqueue *dq = &b->queues[ds->qid];
-	uint32_t n = READ_ONCE(s->claim_n), level = READ_ONCE(s->claim_level);
-	uint64_t from = READ_ONCE(s->claim_from), h;
 	struct notes *ns;
 	bool others = false;
 	uint32_t k, j;
 	struct ring r;
+	uint64_t h;
 
-	if (!n)
-		return;
-	WRITE_ONCE(s->claim_n, 0);
 	if (!dqueue_is(b, ds->qid, ds->qgen) || level >= dq->nr_prio ||
 	    dq->damaged)
 		return;
-	if (!owner_gone) {
-		/* it may still be taking from its run: after a grace
-		 * period (it checks its slot in each section) */
-		claims_sweep(b, ds->qid);
-		return;
-	}
-	/* a note left by a claim that failed names another consumer's
-	 * run: those positions are that consumer's */
 	ns = notes_of(b, ds->qid, si);
 	if (!ns) {
 		claims_sweep(b, ds->qid);	/* no memory: later */
@@ -748,7 +746,6 @@ void claims_release(struct dbus *b, uint32_t si, bool owner_gone)
 		n = r.mask + 1;
 	for (j = 0; j < n; j++)
 		others |= claim_noted(ns, ds->qid, level, from + j);
-	/* it took its run in order: what is left is a suffix */
 	for (k = 0; k < n; k++)
 		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + k)->v)) ==
 		    (uint32_t)(from + k + 1))
@@ -775,4 +772,41 @@ void claims_release(struct dbus *b, uint32_t si, bool owner_gone)
 		}
 	}
 	free(ns);
+}
+
+void claims_release(struct dbus *b, uint32_t si)
+{
+	struct shmbus_slot *s = &b->arena.slots[si];
+	uint32_t n = READ_ONCE(s->claim_n), level = READ_ONCE(s->claim_level);
+	uint64_t from = READ_ONCE(s->claim_from);
+
+	b->slots[si].run_n = 0;
+	if (!n)
+		return;
+	WRITE_ONCE(s->claim_n, 0);
+	run_give_back(b, si, level, from, n);
+}
+
+void claims_held(struct dbus *b, uint32_t si, int64_t now)
+{
+	struct shmbus_slot *s = &b->arena.slots[si];
+	struct dslot *ds = &b->slots[si];
+	uint32_t n = READ_ONCE(s->claim_n), level = READ_ONCE(s->claim_level);
+	uint64_t from = READ_ONCE(s->claim_from);
+
+	if (n != ds->run_n || from != ds->run_from) {
+		/* a new run (or none): held since now */
+		ds->run_n = n;
+		ds->run_from = from;
+		ds->run_since = now;
+		return;
+	}
+	if (!n || now - ds->run_since < RUN_HOLD_NS)
+		return;
+	/* held too long: an idle consumer's run would keep its messages
+	 * from the others and its cells from the producers */
+	if (READ_ONCE(s->claim_from) == from)
+		WRITE_ONCE(s->claim_n, 0);
+	ds->run_n = 0;
+	run_give_back(b, si, level, from, n);
 }

@@ -405,6 +405,10 @@ struct dslot {
 	uint32_t qid, qgen;
 	uint32_t seat;		/* UINT32_MAX for producers */
 	pid_t pid;
+	/* reclaim.c claims_held(): the run last seen noted, and since */
+	uint64_t run_from;
+	uint32_t run_n;
+	int64_t run_since;
 	bool sweeping;		/* dead, kept DEAD until the sweep of what it
 				 * may have been taking is over (reclaim.c):
 				 * a daemon killed meanwhile leaves the
@@ -678,12 +682,18 @@ bool sweep_start(struct dbus *b, uint32_t si, const uint32_t *cand,
 void claims_sweep(struct dbus *b, uint32_t qid);
 /*
  * Consumer slot @si is being released: the part of its noted run it did
- * not take goes back. With @owner_gone (it detached, or its process is
- * dead: nothing of it runs any more) at once, at its place in the queue
- * when nobody claimed after it (the head is set back), else as
- * redeliveries; otherwise by a claims_sweep() after a grace period.
+ * not take goes back at once, at its place in the queue when nobody
+ * claimed after it (the head is set back), else as redeliveries.
  */
-void claims_release(struct dbus *b, uint32_t si, bool owner_gone);
+void claims_release(struct dbus *b, uint32_t si);
+/*
+ * In the tick, for attached consumer slot @si: a run it has held
+ * unchanged for RUN_HOLD_NS goes back as claims_release() gives it (a
+ * consumer that stopped receiving holds no messages, nor cells, for
+ * longer). It may go on taking what nobody took meanwhile.
+ */
+#define RUN_HOLD_NS	(20 * NSEC_PER_MSEC)
+void claims_held(struct dbus *b, uint32_t si, int64_t now);
 /* If nothing is attached to @b, relink its free lists from the chunks no
  * ring references, recovering any lost to kills. True if it did. */
 bool pools_rebuild(struct dbus *b);

@@ -236,8 +236,7 @@ void slot_release(struct dbus *b, uint32_t si, bool died)
 	smp_store_release(&s->state, SHMBUS_SLOT_DEAD);
 	pool_drain_slot(a, s);
 	if (ds->role == SHMBUS_ROLE_CONSUMER && live)
-		claims_release(b, si, !died ||
-			       pid_start_time(ds->pid) != READ_ONCE(s->start_time));
+		claims_release(b, si);	/* the run it did not take */
 	if (ds->role == SHMBUS_ROLE_CONSUMER) {
 		uint32_t cand[SHMBUS_LEASE_MAX];
 		unsigned n = leases_release(b, si, cand);

@@ -298,15 +298,25 @@ checksum_ok(struct attachment *at, const struct shmbus_chunk *ch,
 
 /*
  * How long a run to claim: RING_RUN_MAX when twice that many messages
- * wait and we have the delivery entries for it, else one. A run is for a
+ * wait, we have the delivery entries for it and the queue does not drop
+ * its oldest when full, else one. A run is for a
  * backlog: it then leaves at least as many to competing consumers as it
  * takes, and a queue that keeps up is served one message at a time, as
  * if there were no runs.
  */
 static __always_inline uint32_t run_len(const struct shmbus_consumer *c)
 {
-	return c->nfree >= RING_RUN_MAX &&
-	       ring_deep(&c->at.ring, 2 * RING_RUN_MAX) ? RING_RUN_MAX : 1;
+	const struct shmbus_queue *q = c->at.q;
+
+	if (c->nfree < RING_RUN_MAX ||
+	    !ring_deep(&c->at.ring, 2 * RING_RUN_MAX))
+		return 1;
+	/* a publisher that drops the oldest drops it at head: the oldest
+	 * must not sit in a run behind it */
+	if (READ_ONCE(q->overflow) == SHMBUS_OVERFLOW_DROP_OLDEST ||
+	    (READ_ONCE(q->flags) & SHMBUS_QF_DROP_OLDEST))
+		return 1;
+	return RING_RUN_MAX;
 }
 
 /*
@@ -326,38 +336,46 @@ static __always_inline int take_ref(struct shmbus_consumer *c,
 				    struct ring **from)
 {
 	struct attachment *at = &c->at;
-	int n = 0;
+	int n;
 
 	/* Our slot released (the daemon closed our connection): what we
-	 * claimed is the daemon's to put back, after a grace period that
-	 * this section holds up; we take nothing more from the rings. */
+	 * claimed is the daemon's to put back (a take of ours would lose
+	 * its cmpxchg to the daemon's, or win it before); we take nothing
+	 * more from the rings. */
 	if (unlikely(READ_ONCE(at->slot->state) != SHMBUS_SLOT_ACTIVE ||
 		     READ_ONCE(at->slot->gen) != at->slot_gen)) {
 		c->run_i = c->run_n;
 		return -EAGAIN;
 	}
-	if (c->run_i == c->run_n) {
-		if (unlikely(at->nr_prio > 1)) {
-			for (uint32_t l = at->nr_prio - 1; l > 0 && !n; l--)
-				n = run_claim(c, a, &at->prio[l - 1], l, 1);
-			if (!n)
-				n = run_claim(c, a, &at->ring, 0, 1);
-		} else {
-			n = run_claim(c, a, &at->ring, 0, run_len(c));
+	for (uint32_t tries = 0; tries <= RING_RUN_MAX; tries++) {
+		if (c->run_i == c->run_n) {
+			n = 0;
+			if (unlikely(at->nr_prio > 1)) {
+				for (uint32_t l = at->nr_prio - 1; l > 0 && !n; l--)
+					n = run_claim(c, a, &at->prio[l - 1], l, 1);
+				if (!n)
+					n = run_claim(c, a, &at->ring, 0, 1);
+			} else {
+				n = run_claim(c, a, &at->ring, 0, run_len(c));
+			}
+			if (n <= 0) {
+				/* no claim of ours is pending: the note
+				 * names none */
+				if (READ_ONCE(at->slot->claim_n))
+					WRITE_ONCE(at->slot->claim_n, 0);
+				return n ? n : -EAGAIN;
+			}
 		}
-		if (n <= 0) {
-			/* no claim of ours is pending: the note names none */
-			if (READ_ONCE(at->slot->claim_n))
-				WRITE_ONCE(at->slot->claim_n, 0);
-			return n ? n : -EAGAIN;
-		}
+		*from = c->run_ring;
+		*ref = c->run[c->run_i];
+		WRITE_ONCE(le->ref, *ref);
+		if (likely(ring_consumed(c->run_ring, c->run_from + c->run_i++,
+					 *ref)))
+			return 0;
+		/* taken back (a run held too long, a head set back): not
+		 * ours; the next */
 	}
-	*from = c->run_ring;
-	*ref = c->run[c->run_i];
-	WRITE_ONCE(le->ref, *ref);
-	ring_consumed(c->run_ring, c->run_from + c->run_i);
-	c->run_i++;
-	return 0;
+	return -EAGAIN;
 }
 
 /*

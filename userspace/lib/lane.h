@@ -9,11 +9,11 @@
  * ring-ceiling measures this code against the queue ring (ring.h) and an
  * SPSC ring.
  *
- * Cells, positions and consumers are ring.h's: adjacent 64-bit {seq, ref}
+ * Cells, positions and claims are ring.h's: adjacent 64-bit {seq, ref}
  * cells; consumers claim runs from head with one cmpxchg, after noting
- * them, and mark each cell consumed with a release store (ring_claim(),
- * ring_consumed()); garbage at head is retired, a head set back is
- * passed.
+ * them (ring_claim()); garbage at head is retired, a head set back is
+ * passed. Nobody takes a lane's claim back, so a consumer marks each cell
+ * consumed with a release store (lane_consumed()).
  *
  * The producer. A lane has one, so its position is its own count (a
  * process-local variable; a new owner of an empty lane starts at
@@ -135,13 +135,16 @@ static inline int lane_claim(struct lane *l, uint32_t *refs, uint32_t max,
 }
 
 /* Consumer: give the @n cells claimed from @from back to the producer,
- * once their refs are copied out (ring_consumed()). */
+ * once their refs are copied out. Release stores: nobody takes a lane's
+ * claim back (unlike a queue ring's, ring_consumed()), so the marks need
+ * no cmpxchg; the release orders our reads of the cells (and of what the
+ * caller copied out of them) before the producer, whose acquire in
+ * lane_room() sees the mark, writes the cell again. */
 static inline void lane_consumed(struct lane *l, uint64_t from, uint32_t n)
 {
-	struct ring r = lane_ring(l);
-
 	for (uint32_t k = 0; k < n; k++)
-		ring_consumed(&r, from + k);
+		smp_store_release(&lane_cell(l, from + k)->v,
+				  SHMBUS_CELL(from + k + l->mask + 1, 0));
 }
 
 /*

@@ -27,22 +27,27 @@
  * that dies with a claim is finished by the daemon), then claims the whole
  * run with ONE cmpxchg of head. Success means head did not move since it
  * was read, so nobody claimed those positions meanwhile, and their cells
- * still hold what was read (no producer overwrites a full cell). The
- * claimer then owns them: it marks each cell consumed with a release store
- * once it has taken the message (ring_consumed()), which is what gives the
+ * still hold what was read (no producer overwrites a full cell). The claim
+ * reserves them: the claimer takes each message with a cmpxchg of its
+ * cell from full to consumed (ring_consumed()), which is what gives the
  * cell back to the producers; until then the cell stays full and no
- * producer reuses it. Takers of a single position (the daemon expiring the
- * oldest message, a publisher dropping it) claim it the same way and mark
- * it at once.
+ * producer reuses it. A claim can be taken back (the daemon does when a
+ * run is held too long, or its claimer is gone): by retiring the cell
+ * with the same cmpxchg, or by setting the head back over positions whose
+ * cells are untouched; either way exactly one cmpxchg takes each message,
+ * and a claimer that finds its cell changed skips it. Takers of a single
+ * position (the daemon expiring the oldest message, a publisher dropping
+ * it) claim it the same way and take it at once.
  *
  * Cost per run: the reads of the run's cells (eight to a line), one
- * cmpxchg, a store per message. Consecutive positions are adjacent cells:
+ * cmpxchg of head, and a cmpxchg per message on a line the claim brought
+ * in. Consecutive positions are adjacent cells:
  * a producer filling position p and a consumer marking p - 1 may share a
  * line, but runs make both sides touch a line eight messages at a time.
  * The cell mapping is part of the arena protocol: changing it changes
  * SHMBUS_LAYOUT_VERSION.
  *
- * A claimer that dies between its claim and its marks leaves full cells
+ * A claimer that dies between its claim and its takes leaves full cells
  * behind head that no one will take: they hold their refs, so nothing is
  * lost, but producers cannot reuse them. The daemon finds them (cells full
  * for a position head has passed, not in the noted claim of an attached
@@ -299,14 +304,23 @@ static inline bool ring_deep(const struct ring *r, uint32_t n)
 	       (uint32_t)(p + 1);
 }
 
-/* Consumer: give the cell of @pos, claimed and taken, back to the
- * producers. Release: our reads of the cell (and what the caller copied
- * out of it) are done before a producer, whose cmpxchg sees the mark,
- * fills it again. */
-static inline void ring_consumed(struct ring *r, uint64_t pos)
+/*
+ * Consumer: take the message @ref claimed at @pos, giving its cell back
+ * to the producers: cmpxchg {pos + 1, ref} -> {pos + N, 0}. False if the
+ * cell no longer holds it: the claim was taken back (the daemon retired
+ * the cell, or set the head back and another claimer took it first), and
+ * the message is not ours. A claim is a reservation; this cmpxchg is the
+ * take, so a claimer stopped for any time after its claim never gives
+ * back a cell that holds another message by now. SEQ_CST: our reads of
+ * the cell and of what the caller copied out of it are done before a
+ * producer fills it again.
+ */
+static inline bool ring_consumed(struct ring *r, uint64_t pos, uint32_t ref)
 {
-	smp_store_release(&ring_cell(r, pos)->v,
-			  SHMBUS_CELL(pos + r->mask + 1, 0));
+	uint64_t v = SHMBUS_CELL(pos + 1, ref);
+
+	return atomic_cmpxchg(&ring_cell(r, pos)->v, &v,
+			      SHMBUS_CELL(pos + r->mask + 1, 0));
 }
 
 /*
@@ -319,14 +333,17 @@ static inline void ring_consumed(struct ring *r, uint64_t pos)
  */
 static inline int ring_take_one(struct ring *r, uint32_t *ref)
 {
-	uint64_t from;
-	int n = ring_claim(r, ref, 1, &from, NULL, NULL);
+	for (uint32_t tries = 0; tries < RING_SPIN_MAX; tries++) {
+		uint64_t from;
+		int n = ring_claim(r, ref, 1, &from, NULL, NULL);
 
-	if (n == 1) {
-		ring_consumed(r, from);
-		return 0;
+		if (n != 1)
+			return n ? n : -EAGAIN;
+		if (ring_consumed(r, from, *ref))
+			return 0;
+		/* taken back under us: another look */
 	}
-	return n ? n : -EAGAIN;
+	return -EUCLEAN;
 }
 
 /* ring_take_one(), looking past retired garbage. */
@@ -411,9 +428,9 @@ static inline int ring_take_at(struct ring *r, uint64_t pos, uint64_t val)
 	uint64_t h = pos;
 
 	if (READ_ONCE(ring_cell(r, pos)->v) != val ||
-	    !atomic_cmpxchg(r->head, &h, pos + 1))
+	    !atomic_cmpxchg(r->head, &h, pos + 1) ||
+	    !ring_consumed(r, pos, SHMBUS_CELL_REF(val)))
 		return -EAGAIN;
-	ring_consumed(r, pos);
 	return 0;
 }
 
