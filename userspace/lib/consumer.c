@@ -238,6 +238,11 @@ static __always_inline int run_claim(struct shmbus_consumer *c,
 
 	if (n <= 0)
 		return n;
+	/* the run's cell lines for writing: each take is a cmpxchg */
+	for (int k = 0; k < n; k += 8)
+		__builtin_prefetch(ring_cell(r, from + k), 1, 3);
+	if ((from + n - 1) / 8 != (from + ((n - 1) & ~7u)) / 8)
+		__builtin_prefetch(ring_cell(r, from + n - 1), 1, 3);
 	for (int k = 0; k < n; k++) {
 		struct shmbus_chunk *ch = chunk_at(a, c->run[k]);
 
