@@ -886,11 +886,12 @@ struct shmbus_consumer_opts {
 	uint32_t flags;		/* SHMBUS_CONSUMER_* */
 	uint32_t prefetch;	/* max messages received and not yet acked
 				 * or released; 0 = 256 (the maximum).
-				 * From a backlog of 64 or more, a
-				 * receive claims a run of up to 32
-				 * (within this bound) that the next
-				 * receives take: under 32, messages are
-				 * claimed one at a time */
+				 * From a backlog of 64 or more, after
+				 * 16 receives in a row found one, a
+				 * receive claims a run of 32 (within
+				 * this bound) that the next receives
+				 * take: under 32, messages are claimed
+				 * one at a time */
 	int64_t lease_ns;	/* override the queue's lease; 0 = queue's */
 };
 

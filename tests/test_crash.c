@@ -219,16 +219,19 @@ static void test_consumer_dies_holding_leases(void **state)
 }
 
 /*
- * A consumer leaves in the middle of a run: 100 messages wait, so its
- * first receive claims a run of 32; it receives 3 of them (leased) and
- * then is killed -9 (@how 'k'), or frees its handle and exits ('f'). The
- * 29 it claimed and never received keep their place (nobody claimed
- * after it: the daemon sets the head back), the 3 it held come back at
- * the tail. With @how 'o', another consumer claims the next run first
- * and holds it: then the 29 are redelivered at the tail instead, and the
- * other consumer's run is untouched. Every message arrives; sent /
- * received / lost / duplicated printed.
+ * A consumer leaves in the middle of a run: 100 messages wait; it
+ * receives 20 (leased), one at a time until its 17th receive, which
+ * claims a run of 32 (16 claims in a row found a message, and 64 or more
+ * wait), so that it holds 28 it has not received; then it is killed -9
+ * (@how 'k'), or frees its handle and exits ('f'). The 28 keep their
+ * place (nobody claimed after it: the daemon sets the head back), the 20
+ * it held come back at the tail. With @how 'o', another consumer claims
+ * the next messages first and holds them: then the 28 are redelivered at
+ * the tail instead, and the other consumer's messages are untouched.
+ * Every message arrives; sent / received / lost / duplicated printed.
  */
+#define HELD	20u	/* received by the leaving consumer */
+
 static void consumer_leaves_run(char how)
 {
 	const char *qn = how == 'k' ? "runk" : how == 'f' ? "runf" : "runo";
@@ -250,13 +253,12 @@ static void consumer_leaves_run(char how)
 	if (!(kid = fork())) {
 		struct shmbus *b = open_bus();
 		struct shmbus_consumer *k = shmbus_consumer__new(b, qn, NULL);
-		struct shmbus_msg v[3];
+		struct shmbus_msg v[HELD];
 
 		CHILD_CHECK(k, "consumer");
-		for (int i = 0; i < 3; i++)
+		for (unsigned i = 0; i < HELD; i++)
 			CHILD_CHECK(!shmbus_consumer__try_receive(k, &v[i]) &&
-				    *(const unsigned *)v[i].data == (unsigned)i,
-				    "recv");
+				    *(const unsigned *)v[i].data == i, "recv");
 		CHILD_CHECK(write(ready[1], "r", 1) == 1, "ready");
 		if (how == 'f') {
 			shmbus_consumer__free(k);
@@ -268,14 +270,14 @@ static void consumer_leaves_run(char how)
 	}
 	assert_int_equal(read(ready[0], &x, 1), 1);
 	if (how == 'o') {
-		/* 68 wait: the other consumer claims 32..63, takes 4 */
+		/* the other consumer takes the 4 after the run */
 		other = shmbus_consumer__new(bus, qn, NULL);
 		assert_non_null(other);
 		for (int i = 0; i < 4; i++) {
 			assert_int_equal(shmbus_consumer__try_receive(other,
 								      &om[i]), 0);
 			assert_int_equal(*(const unsigned *)om[i].data,
-					 32u + (unsigned)i);
+					 48u + (unsigned)i);
 		}
 	}
 	if (how != 'f')
@@ -288,7 +290,7 @@ static void consumer_leaves_run(char how)
 			seen[*(const unsigned *)om[i].data]++;
 			assert_int_equal(shmbus_consumer__ack(other, &om[i]), 0);
 		}
-		shmbus_consumer__free(other);	/* gives 36..63 back */
+		shmbus_consumer__free(other);
 	}
 	while (got < 104 &&
 	       shmbus_consumer__receive_view(c, &m, 2000000000LL) == 0) {
@@ -300,21 +302,21 @@ static void consumer_leaves_run(char how)
 		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	}
 	print_message("consumer %s mid-run%s: sent 100 received %u lost %u "
-		      "duplicated %u (the 3 it held redelivered)\n",
+		      "duplicated %u (the %u it held redelivered)\n",
 		      how == 'f' ? "freed" : "killed",
-		      how == 'o' ? ", another consumer's run after it" : "",
+		      how == 'o' ? ", another consumer's claims after it" : "",
 		      got + (other ? 4 : 0) - dup,
-		      100 - (got + (other ? 4 : 0) - dup), dup);
+		      100 - (got + (other ? 4 : 0) - dup), dup, HELD);
 	for (unsigned i = 0; i < 100; i++)
 		assert_int_equal(seen[i], 1);
 	assert_int_equal(dup, 0);
 	if (how != 'o') {
-		/* 3..99 in place, then the 3 it held */
+		/* 20..99 in place, then the 20 it held */
 		assert_int_equal(got, 100);
-		for (unsigned i = 0; i < 97; i++)
-			assert_int_equal(order[i], i + 3);
-		for (unsigned i = 97; i < 100; i++)
-			assert_int_equal(order[i], i - 97);
+		for (unsigned i = 0; i < 100 - HELD; i++)
+			assert_int_equal(order[i], i + HELD);
+		for (unsigned i = 100 - HELD; i < 100; i++)
+			assert_int_equal(order[i], i - (100 - HELD));
 	}
 	assert_int_equal(shmbus_consumer__try_receive(c, &m), -EAGAIN);
 	shmbus_consumer__free(c);

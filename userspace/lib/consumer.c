@@ -303,17 +303,22 @@ checksum_ok(struct attachment *at, const struct shmbus_chunk *ch,
 
 /*
  * How long a run to claim: RING_RUN_MAX when twice that many messages
- * wait, we have the delivery entries for it and the queue does not drop
- * its oldest when full, else one. A run is for a
+ * wait (looked at only after RUN_STREAK claims in a row found a
+ * message), we have the delivery entries for it and the queue does not
+ * drop its oldest when full, else one. A run is for a
  * backlog: it then leaves at least as many to competing consumers as it
  * takes, and a queue that keeps up is served one message at a time, as
  * if there were no runs.
  */
+#define RUN_STREAK	16	/* claims in a row before a run is tried */
+
 static __always_inline uint32_t run_len(const struct shmbus_consumer *c)
 {
 	const struct shmbus_queue *q = c->at.q;
 
-	if (c->nfree < RING_RUN_MAX ||
+	/* the look at head + 63 is a line no one else needs now: only
+	 * after a streak of takes that never found the ring empty */
+	if (c->streak < RUN_STREAK || c->nfree < RING_RUN_MAX ||
 	    !ring_deep(&c->at.ring, 2 * RING_RUN_MAX))
 		return 1;
 	/* a publisher that drops the oldest drops it at head: the oldest
@@ -363,6 +368,8 @@ static __always_inline int take_ref(struct shmbus_consumer *c,
 			} else {
 				n = run_claim(c, a, &at->ring, 0, run_len(c));
 			}
+			c->streak = n > 0 ? c->streak + (c->streak < RUN_STREAK)
+					  : 0;
 			if (n <= 0) {
 				/* no claim of ours is pending: the note
 				 * names none */

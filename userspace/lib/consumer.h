@@ -40,6 +40,7 @@ struct shmbus_consumer {
 	struct ring *run_ring;
 	uint64_t run_from;
 	uint32_t run_n, run_i;
+	uint32_t streak;		/* claims in a row that found one */
 	uint32_t run[RING_RUN_MAX];
 	struct shmbus_msg stash;
 	void *replies;			/* reqrep.c: reply producers */
