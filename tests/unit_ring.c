@@ -341,6 +341,20 @@ static void *mt_producer(void *arg)
 	return NULL;
 }
 
+/* Value @v received: once, and after the last one of its producer
+ * this consumer saw (@last, per producer). */
+static void mt_got(uint32_t v, uint32_t *last)
+{
+	uint32_t p = v / MT_PER_PROD, s = v % MT_PER_PROD;
+
+	if (atomic_xchg_relaxed(&mt.seen[v], 1))
+		WRITE_ONCE(mt.dup, 1);
+	if (last[p] != UINT32_MAX && s <= last[p])
+		WRITE_ONCE(mt.disorder, 1);
+	last[p] = s;
+	atomic_add_relaxed(&mt.received, 1);
+}
+
 static void *mt_consumer(void *arg)
 {
 	uint32_t last[MT_PRODUCERS];
@@ -349,20 +363,13 @@ static void *mt_consumer(void *arg)
 	(void)arg;
 	memset(last, 0xff, sizeof(last));
 	while (READ_ONCE(mt.received) < total) {
-		uint32_t v, p, s;
+		uint32_t v;
 
 		if (ring_dequeue(&mt.t.r, &v)) {
 			cpu_relax();
 			continue;
 		}
-		p = v / MT_PER_PROD;
-		s = v % MT_PER_PROD;
-		if (atomic_xchg_relaxed(&mt.seen[v], 1))
-			WRITE_ONCE(mt.dup, 1);
-		if (last[p] != UINT32_MAX && s <= last[p])
-			WRITE_ONCE(mt.disorder, 1);
-		last[p] = s;
-		atomic_add_relaxed(&mt.received, 1);
+		mt_got(v, last);
 	}
 	return NULL;
 }
@@ -387,19 +394,11 @@ static void *mt_run_consumer(void *arg)
 			continue;
 		}
 		for (int k = 0; k < n; k++) {
-			uint32_t v = refs[k], p = v / MT_PER_PROD,
-				 s = v % MT_PER_PROD;
-
 			if (!ring_consumed(&mt.t.r, from + k, refs[k])) {
 				WRITE_ONCE(mt.dup, 1);	/* nobody takes back */
 				continue;
 			}
-			if (atomic_xchg_relaxed(&mt.seen[v], 1))
-				WRITE_ONCE(mt.dup, 1);
-			if (last[p] != UINT32_MAX && s <= last[p])
-				WRITE_ONCE(mt.disorder, 1);
-			last[p] = s;
-			atomic_add_relaxed(&mt.received, 1);
+			mt_got(refs[k], last);
 		}
 	}
 	return NULL;
