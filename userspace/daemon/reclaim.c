@@ -536,10 +536,17 @@ static bool behind_head(const struct ring *r, uint32_t i, uint64_t v,
 	return true;
 }
 
+/* Cells one sweep takes on at most: a member that forges full cells
+ * behind heads makes the daemon allocate no more than this (32 bytes
+ * each) per sweep; what is beyond it the next sweep finds. */
+#define CLAIMS_MAX	(1u << 16)
+
 static bool claims_add(struct claims **cp, const struct left *l)
 {
 	struct claims *c = *cp;
 
+	if (c->n == CLAIMS_MAX)
+		return false;
 	if (c->n == c->cap) {
 		uint32_t cap = c->cap ? 2 * c->cap : 64;
 		struct claims *t = realloc(c, sizeof(*c) + cap * sizeof(c->c[0]));
