@@ -41,9 +41,9 @@
  *
  * Cost per run: the reads of the run's cells (eight to a line), one
  * cmpxchg of head, and a cmpxchg per message on a line the claim brought
- * in. Consecutive positions are adjacent cells:
- * a producer filling position p and a consumer marking p - 1 may share a
- * line, but runs make both sides touch a line eight messages at a time.
+ * in. Consecutive positions are adjacent cells: a producer filling
+ * position p and a consumer taking p - 1 may share a line, but runs make
+ * both sides touch a line eight messages at a time.
  * The cell mapping is part of the arena protocol: changing it changes
  * SHMBUS_LAYOUT_VERSION.
  *
@@ -51,7 +51,7 @@
  * behind head that no one will take: they hold their refs, so nothing is
  * lost, but producers cannot reuse them. The daemon finds them (cells full
  * for a position head has passed, not in the noted claim of an attached
- * consumer, still so after a grace period: claim and mark of a single
+ * consumer, still so after a grace period: claim and take of a single
  * position happen in one epoch section, and a consumer's run is noted),
  * retires them and puts their messages back (reclaim.c).
  *
@@ -328,8 +328,9 @@ static inline bool ring_consumed(struct ring *r, uint64_t pos, uint32_t ref)
  * once. Returns 0 and *ref, -EAGAIN when the ring is empty, -EBADMSG (a
  * garbage cell retired; nothing taken) or -EUCLEAN. For takers of the
  * oldest message outside a consumer's receive (a publisher dropping it,
- * the daemon): they claim and mark in one epoch section, so a claim they
- * die in is finished by the daemon without a note.
+ * the daemon): they claim and take in one epoch section, so a claim they
+ * die in is finished by the daemon without a note. A claim taken back
+ * under us (its cmpxchg fails) is looked past.
  */
 static inline int ring_take_one(struct ring *r, uint32_t *ref)
 {
