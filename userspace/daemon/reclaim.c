@@ -741,28 +741,30 @@ static void run_give_back(struct dbus *b, uint32_t si, uint32_t level,
 	if (!dqueue_is(b, ds->qid, ds->qgen) || level >= dq->nr_prio ||
 	    dq->damaged)
 		return;
-	ns = notes_of(b, ds->qid, si);
-	if (!ns) {
-		claims_sweep(b, ds->qid);	/* no memory: later */
-		return;
-	}
 	dqueue_ring_level(b, dq, level, &r);
 	if (n > RING_RUN_MAX)
 		n = RING_RUN_MAX;
 	if (n > r.mask + 1)
 		n = r.mask + 1;
-	for (j = 0; j < n; j++)
-		others |= claim_noted(ns, ds->qid, level, from + j);
 	for (k = 0; k < n; k++)
 		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + k)->v)) ==
 		    (uint32_t)(from + k + 1))
 			break;
+	if (k == n)
+		return;		/* all taken: nothing to give back */
+	ns = notes_of(b, ds->qid, si);
+	if (!ns) {
+		claims_sweep(b, ds->qid);	/* no memory: later */
+		return;
+	}
+	for (j = 0; j < n; j++)
+		others |= claim_noted(ns, ds->qid, level, from + j);
 	for (j = k; j < n; j++)
 		if (SHMBUS_CELL_SEQ(READ_ONCE(ring_cell(&r, from + j)->v)) !=
 		    (uint32_t)(from + j + 1))
 			break;
 	h = from + n;
-	if (k < n && j == n && !others &&
+	if (j == n && !others &&
 	    atomic_cmpxchg(r.head, &h, from + k)) {
 		/* nobody claimed after it: the positions are unclaimed
 		 * again, and keep their place in the queue */
