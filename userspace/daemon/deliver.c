@@ -500,7 +500,7 @@ static int64_t ttl_scan_level(struct dbus *b, uint32_t qid, uint32_t level,
 		/* still there, so the header we read was the message's */
 		if (ring_take_at(&r, pos, v))
 			continue;
-		room_made(&b->arena.queues[qid]);
+		room_made(&b->arena, &b->arena.queues[qid]);
 		if (SHMBUS_OWNER_STATE(o) == SHMBUS_CHUNK_QUEUED)
 			hold_note(c, SHMBUS_OWNER_GEN(o), qid, dq->gen, now);
 		if (SHMBUS_OWNER_STATE(o) != SHMBUS_CHUNK_SHARED &&

@@ -425,7 +425,7 @@ int intake_batch(struct dbus *b, uint32_t qid)
 		}
 	}
 	/* room in the intake: its producers may sleep for it */
-	room_made(&b->arena.queues[dq->intake - 1]);
+	room_made(&b->arena, &b->arena.queues[dq->intake - 1]);
 	if (dq->sync == SHMBUS_JSYNC_NEVER || !good) {
 		batch_confirms(b, du, t, n, 0, true);
 	} else {

@@ -25,7 +25,6 @@
 
 #include "client.h"
 #include "shmbusd.h"
-#include "room.h"
 
 /* mkdir -p for the socket's directory; a private directory must be ours */
 static int prepare_dir(const char *sock)
@@ -294,7 +293,6 @@ int main(int argc, char **argv)
 	int lockfd = -1, lfd = -1, activated, rc;
 
 	std_fds_open();		/* before anything is opened */
-	room_fence_init();	/* [ROOM]: we take from rings too */
 	activated = fdstore_take();
 	rc = options_parse(argc, argv, &o, &d);
 	if (rc >= 0)

@@ -645,7 +645,7 @@ static bool left_retire(struct dbus *b, struct ring *r, uint32_t qid,
 	if (!atomic_cmpxchg(&ring_cell(r, pos)->v, &v,
 			    SHMBUS_CELL(pos + r->mask + 1, 0)))
 		return false;
-	room_made(&b->arena.queues[qid]);
+	room_made(&b->arena, &b->arena.queues[qid]);
 	left_requeue(b, qid, qgen, SHMBUS_CELL_REF(v));
 	return true;
 }

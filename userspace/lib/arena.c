@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "room.h"
 #include "epoch.h"
 #include "pool.h"
 #include "proto.h"
@@ -531,6 +532,8 @@ int arena_map(struct arena *a, int fd, bool rdonly)
 		pv->cache_max = pools[i].cache_max;
 	}
 	a->reader_fence = sb.features_compat & SHMBUS_FEAT_COMPAT_READER_FENCE;
+	/* [ROOM] registered before we can take from any of its rings */
+	a->room_fence = !room_fence_init();
 	a->grows = sb.features_incompat & SHMBUS_FEAT_INCOMPAT_GROW;
 	a->ringmap = (uint64_t *)(a->base + sb.ringmap_off);
 	a->ring_off = sb.ring_off;

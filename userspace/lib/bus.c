@@ -13,7 +13,6 @@
 #include <sys/ioctl.h>
 
 #include "bus.h"
-#include "room.h"
 
 static const char *bus_name_or_default(const char *name)
 {
@@ -270,7 +269,6 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	bus->arena_fd = -1;
 	bus->hup_fd = -1;
 	bus->pid = getpid();
-	room_fence_init();	/* [ROOM] before we take from any ring */
 	pthread_mutex_init(&bus->reply_lock, NULL);
 	memcpy(bus->name, req.name, sizeof(bus->name));
 	err = client_connect_opts(&bus->conn, opts, true);

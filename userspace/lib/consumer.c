@@ -600,12 +600,12 @@ again:
 	err = take_ref(c, a, le, &ref, &from);
 	if (unlikely(err)) {
 		if (err == -EBADMSG) {
-			room_made(at->q);
+			room_made(a, at->q);
 			goto corrupt;	/* a garbage cell, retired */
 		}
 		return err;
 	}
-	room_made(at->q);
+	room_made(a, at->q);
 	ch = chunk_at(a, ref);
 	if (unlikely(!ch))
 		goto corrupt;

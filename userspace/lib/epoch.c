@@ -68,7 +68,7 @@ bool epoch_gp_done(const struct arena *a, uint64_t target,
 
 /* ---- [ROOM]: the fence of producers sleeping for room (room.h) -------- */
 
-bool room_self_fence = true;
+static bool room_registered;
 static bool room_expedited;	/* the kernel has GLOBAL_EXPEDITED */
 
 static void room_register(void)
@@ -81,14 +81,15 @@ static void room_register(void)
 	WRITE_ONCE(room_expedited, true);
 	if (!syscall(__NR_membarrier,
 		     MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0))
-		WRITE_ONCE(room_self_fence, false);
+		WRITE_ONCE(room_registered, true);
 }
 
-void room_fence_init(void)
+bool room_fence_init(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 	pthread_once(&once, room_register);
+	return READ_ONCE(room_registered);
 }
 
 void room_fence_takers(void)

@@ -191,6 +191,10 @@ struct arena {
 	uint32_t nr_pools;
 	struct pool_view pool[SHMBUS_MAX_POOLS];
 	bool reader_fence;		/* SHMBUS_FEAT_COMPAT_READER_FENCE */
+	bool room_fence;		/* [ROOM]: this process could not
+					 * register for the producers'
+					 * membarrier; its takers fence
+					 * (room.h) */
 	bool grows;			/* SHMBUS_FEAT_INCOMPAT_GROW */
 	uint64_t *ringmap;
 	uint64_t ring_off;		/* arena offset of the ring area */

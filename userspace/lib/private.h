@@ -46,7 +46,6 @@
 #define pool_reclaim_owned	__shmbus_pool_reclaim_owned
 #define proto_all_zero		__shmbus_proto_all_zero
 #define room_wake		__shmbus_room_wake
-#define room_self_fence	__shmbus_room_self_fence
 #define room_fence_init		__shmbus_room_fence_init
 #define room_fence_takers	__shmbus_room_fence_takers
 #define proto_give_fds		__shmbus_proto_give_fds

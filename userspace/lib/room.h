@@ -18,7 +18,7 @@
  * visible by it, so the producer's last look sees the room. Every process
  * of a bus registers when it opens one (the daemon at start); one that
  * could not (a kernel without the command) fences for itself after each
- * store (room_self_fence). And room_seq, read before room_wait was set,
+ * store (struct arena's room_fence). And room_seq, read before room_wait was set,
  * makes a futex wait that starts after the bump return at once. A producer
  * killed while it waits leaves room_wait set: the next taker clears it,
  * one futex call for nothing. A member that clears it makes sleepers
@@ -34,27 +34,24 @@
 SHMBUS_PRIVATE_API
 void room_wake(struct shmbus_queue *q);
 
-/* True until this process registered for the producers' membarrier
- * (room_fence_init()): then its takers need no fence of their own. */
-SHMBUS_PRIVATE_API extern bool room_self_fence;
-
-/* Register this process (once; every bus member does when it opens a
- * bus, the daemon at start). */
+/* Register this process for the producers' membarrier (once; every
+ * process does when it maps an arena: arena_map()). True if it is: its
+ * takers need no fence of their own (struct arena's room_fence false). */
 SHMBUS_PRIVATE_API
-void room_fence_init(void);
+bool room_fence_init(void);
 
 /* A producer about to sleep for room, after setting room_wait: make the
  * takers' stores before their loads of room_wait visible ([ROOM]). */
 SHMBUS_PRIVATE_API
 void room_fence_takers(void);
 
-/* A cell of one of @q's rings was just given back: wake producers
- * waiting for room, if any. A load on the taker's path. */
-static inline void room_made(struct shmbus_queue *q)
+/* A cell of one of @q's rings (in arena @a) was just given back: wake
+ * producers waiting for room, if any. A load on the taker's path. */
+static inline void room_made(const struct arena *a, struct shmbus_queue *q)
 {
 	/* [ROOM] the cell given back before the load of room_wait: by the
 	 * sleeping producer's membarrier, or our own fence */
-	if (unlikely(READ_ONCE(room_self_fence)))
+	if (unlikely(a->room_fence))
 		smp_mb();
 	else
 		barrier();
