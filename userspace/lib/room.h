@@ -16,10 +16,10 @@
  * load of room_wait after that barrier sees the flag (set before the
  * membarrier); a load before it has its store, which precedes it, made
  * visible by it, so the producer's last look sees the room. Every process
- * of a bus registers when it opens one (the daemon at start); one that
- * could not (a kernel without the command) fences for itself after each
- * store (struct arena's room_fence). And room_seq, read before room_wait was set,
- * makes a futex wait that starts after the bump return at once. A producer
+ * registers when it maps an arena (arena_map()); one that could not (a
+ * kernel without the command) fences for itself after each store (struct
+ * arena's room_fence). And room_seq, read before room_wait was set, makes
+ * a futex wait that starts after the bump return at once. A producer
  * killed while it waits leaves room_wait set: the next taker clears it,
  * one futex call for nothing. A member that clears it makes sleepers
  * wait out their nap (overflow.c ROOM_NAP_NS), never for ever.
