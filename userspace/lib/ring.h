@@ -221,6 +221,17 @@ static inline int ring_has_room(struct ring *r)
 }
 
 /*
+ * Retire garbage @v in the cell of @pos, a position we just claimed: a
+ * cmpxchg to consumed, not a store, since a producer fills a garbage cell
+ * as if it were empty and may have done so meanwhile. True if retired.
+ */
+static inline bool ring_retire(struct ring *r, uint64_t pos, uint64_t v)
+{
+	return atomic_cmpxchg(&ring_cell(r, pos)->v, &v,
+			      SHMBUS_CELL(pos + r->mask + 1, 0));
+}
+
+/*
  * Consumer: claim a run of up to @max (1..RING_RUN_MAX) messages from
  * head: their refs into @refs, the first position into *@from. @note(ctx,
  * from, n, refs), if given, is called with the run before the claiming
@@ -267,10 +278,18 @@ static inline int ring_claim(struct ring *r, uint32_t *refs, uint32_t max,
 				 * producers of h see it consumed */
 				if (!atomic_cmpxchg(r->head, &h, h + 1))
 					goto again;
-				smp_store_release(&ring_cell(r, h)->v,
-						  SHMBUS_CELL(h + r->mask + 1,
-							      0));
-				return -EBADMSG;
+				if (ring_retire(r, h, v))
+					return -EBADMSG;
+				/* a producer filled it meanwhile (it fills
+				 * garbage as empty): ours, a claim of one */
+				v = smp_load_acquire(&ring_cell(r, h)->v);
+				if (SHMBUS_CELL_SEQ(v) != (uint32_t)(h + 1))
+					return -EBADMSG;
+				refs[0] = SHMBUS_CELL_REF(v);
+				if (note)
+					note(ctx, h, 1, refs);
+				*from = h;
+				return 1;
 			}
 			if (dif < 0)
 				return 0;	/* nothing published at h yet */
@@ -401,11 +420,11 @@ static inline int ring_peek_head(struct ring *r, uint64_t *pos, uint64_t *val)
 		if (dif < 0 && !ring_cell_garbage(r, p, v))
 			return 0;
 		if (ring_cell_garbage(r, p, v)) {
-			/* retire it, as a consumer would */
+			/* retire it, as a consumer would (if a producer
+			 * filled it meanwhile, the claim sweep puts that
+			 * message back) */
 			if (atomic_cmpxchg(r->head, &p, p + 1))
-				smp_store_release(&ring_cell(r, p)->v,
-						  SHMBUS_CELL(p + r->mask + 1,
-							      0));
+				ring_retire(r, p, v);
 			continue;
 		}
 		/* consumed, head set back: pass it, as consumers do, or a
