@@ -693,6 +693,93 @@ static void test_fork_close(void **state)
 	shmbus__close(bus);
 }
 
+/*
+ * The data path refuses a forked child too: publish, loan, receive, ack,
+ * nack, extend, arm, request and reply on the parent's handles fail
+ * -ECHILD and change nothing the parent holds; the child's own bus works.
+ */
+static void test_fork_data_path(void **state)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, co, .lease_ns = 60000000000LL);
+	struct shmbus *bus = shmbus__open("fd", NULL);
+	struct shmbus_producer *p;
+	struct shmbus_consumer *c;
+	struct shmbus_msg held, m;
+	unsigned got = 0, dup = 0;
+	bool seen[4] = { 0 };
+	pid_t kid;
+
+	(void)state;
+	assert_non_null(bus);
+	assert_int_equal(shmbus__queue_declare(bus, "d", NULL), 1);
+	p = shmbus_producer__new(bus, "d", NULL);
+	c = shmbus_consumer__new(bus, "d", &co);
+	assert_non_null(p);
+	assert_non_null(c);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(shmbus_producer__publish(p, &i, sizeof(i),
+							  NULL), 0);
+	assert_int_equal(shmbus_consumer__receive_view(c, &held, 1000000000LL),
+			 0);
+	kid = fork();
+	if (!kid) {
+		struct shmbus *own;
+		struct shmbus_producer *op;
+		unsigned v = 99;
+		char rep[8];
+
+		CHILD_CHECK(shmbus_producer__publish(p, &v, sizeof(v), NULL) ==
+			    -ECHILD, "publish");
+		errno = 0;
+		CHILD_CHECK(!shmbus_producer__loan(p, 8, 0) && errno == ECHILD,
+			    "loan");
+		CHILD_CHECK(shmbus_consumer__receive_view(c, &m, 0) == -ECHILD,
+			    "receive");
+		CHILD_CHECK(shmbus_consumer__ack(c, &held) == -ECHILD, "ack");
+		CHILD_CHECK(shmbus_consumer__nack(c, &held, 0) == -ECHILD,
+			    "nack");
+		CHILD_CHECK(shmbus_consumer__extend(c, &held, 0) == -ECHILD,
+			    "extend");
+		CHILD_CHECK(shmbus_consumer__arm(c) == -ECHILD, "arm");
+		CHILD_CHECK(shmbus__request(bus, "d", &v, sizeof(v), rep,
+					    sizeof(rep), 0) == -ECHILD,
+			    "request");
+		shmbus_consumer__release(c, &held);	/* a no-op here */
+		/* the child's own handles work */
+		own = shmbus__open("fd", NULL);
+		CHILD_CHECK(own, "open");
+		op = shmbus_producer__new(own, "d", NULL);
+		CHILD_CHECK(op, "producer");
+		v = 3;
+		CHILD_CHECK(shmbus_producer__publish(op, &v, sizeof(v), NULL) ==
+			    0, "own publish");
+		shmbus_producer__free(op);
+		shmbus__close(own);
+		_exit(0);
+	}
+	assert_int_equal(t_wait(kid, 10000), 0);
+	/* the parent's lease is intact: ack it, then take the rest */
+	seen[*(const unsigned *)held.data % 4] = true;
+	assert_int_equal(shmbus_consumer__ack(c, &held), 0);
+	got = 1;
+	while (shmbus_consumer__receive_view(c, &m, 200000000LL) == 0) {
+		unsigned v = *(const unsigned *)m.data;
+
+		assert_true(v < 4);
+		dup += seen[v];
+		seen[v] = true;
+		got++;
+		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
+	}
+	printf("sent 4 received %u lost %u duplicated %u\n", got,
+	       4 - (got - dup), dup);
+	assert_int_equal(got, 4);
+	assert_int_equal(dup, 0);
+	shmbus_consumer__free(c);
+	shmbus_producer__free(p);
+	shmbus__close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -701,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_no_rejoin_when_closed),
 		cmocka_unit_test(test_open_in_progress),
 		cmocka_unit_test(test_fork_close),
+		cmocka_unit_test(test_fork_data_path),
 		cmocka_unit_test_teardown(test_restart_end_to_end,
 					  e2e_teardown),
 	};

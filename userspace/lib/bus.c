@@ -14,6 +14,41 @@
 
 #include "bus.h"
 
+/*
+ * This process's pid, which handles are checked against. glibc does not
+ * cache getpid() (each call is a system call, too dear for every publish
+ * and receive): a fork() child learns its own from the atfork handler
+ * before its code runs again, and shmbus__open() looks again, for a child
+ * made without the handlers (a raw clone(), _Fork()).
+ */
+static pid_t self_pid;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void self_forked(void)
+{
+	WRITE_ONCE(self_pid, getpid());
+}
+
+static void self_init(void)
+{
+	pthread_atfork(NULL, NULL, self_forked);
+}
+
+static pid_t self_open(void)
+{
+	pid_t me = getpid();
+
+	pthread_once(&self_once, self_init);
+	if (READ_ONCE(self_pid) != me)
+		WRITE_ONCE(self_pid, me);
+	return me;
+}
+
+int check_pid(const struct shmbus *bus)
+{
+	return likely(bus->pid == READ_ONCE(self_pid)) ? 0 : -ECHILD;
+}
+
 static const char *bus_name_or_default(const char *name)
 {
 	const char *env;
@@ -268,7 +303,7 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	}
 	bus->arena_fd = -1;
 	bus->hup_fd = -1;
-	bus->pid = getpid();
+	bus->pid = self_open();
 	pthread_mutex_init(&bus->reply_lock, NULL);
 	memcpy(bus->name, req.name, sizeof(bus->name));
 	err = client_connect_opts(&bus->conn, opts, true);

@@ -769,33 +769,20 @@ static int arm(struct shmbus_consumer *c)
 	return r;
 }
 
-/* receive_view(), the lease deadline of a receive_batch() in *@dl. */
-static int receive(struct shmbus_consumer *c, struct shmbus_msg *msg,
-		   int64_t timeout_ns, int64_t *dl)
+/*
+ * Wait for a message until @deadline (absolute, now_ns(); INT64_MAX: no
+ * end): spin c->spin_ns, then sleep on the seat. The clock is read only
+ * every SPIN_CLOCK_EVERY empty checks, so a message that lands within
+ * them costs no clock read at all; the spin budget starts at the first.
+ */
+static int receive_wait(struct shmbus_consumer *c, struct shmbus_msg *msg,
+			int64_t deadline, int64_t *dl)
 {
-	int64_t deadline, spin_until, t;
+	int64_t spin_until = 0, t;	/* 0: the budget has not started */
 	unsigned spins = 0;
 	uint32_t gen;
 	int err;
 
-	if (!c || !msg)
-		return -EINVAL;
-	if (c->stash_valid) {
-		*msg = c->stash;
-		c->stash_valid = false;
-		return 0;
-	}
-	err = try_take(c, msg, dl);
-	if (likely(!err))
-		return 0;
-	if (!took_nothing(err))
-		return err;
-	if (timeout_ns == 0)
-		return -EAGAIN;
-
-	t = now_ns();
-	deadline = deadline_of(timeout_ns);
-	spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX : t + c->spin_ns;
 	for (;;) {
 		err = try_take(c, msg, dl);
 		if (!took_nothing(err))
@@ -809,6 +796,9 @@ static int receive(struct shmbus_consumer *c, struct shmbus_msg *msg,
 		t = now_ns();
 		if (t >= deadline)
 			return -ETIMEDOUT;
+		if (!spin_until)
+			spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX
+								 : t + c->spin_ns;
 		if (t < spin_until) {
 			cpu_relax();
 			continue;
@@ -846,10 +836,48 @@ static int receive(struct shmbus_consumer *c, struct shmbus_msg *msg,
 		if (err)
 			return err;
 		/* woken: spin again briefly before sleeping again */
-		t = now_ns();
-		spin_until = c->spin_ns >= INT64_MAX - t ? INT64_MAX
-							 : t + c->spin_ns;
+		spin_until = 0;
 	}
+}
+
+/*
+ * receive_view(), waiting @timeout_ns (0: not at all, negative: no end)
+ * or, if @deadline is not 0, until that absolute now_ns(); the lease
+ * deadline of a receive_batch() in *@dl. The clock is read only to wait.
+ */
+static int receive(struct shmbus_consumer *c, struct shmbus_msg *msg,
+		   int64_t timeout_ns, int64_t deadline, int64_t *dl)
+{
+	int err;
+
+	if (!c || !msg)
+		return -EINVAL;
+	if ((err = check_pid(c->at.bus)))
+		return err;
+	if (c->stash_valid) {
+		*msg = c->stash;
+		c->stash_valid = false;
+		return 0;
+	}
+	err = try_take(c, msg, dl);
+	if (likely(!err))
+		return 0;
+	if (!took_nothing(err))
+		return err;
+	if (!deadline) {
+		if (timeout_ns == 0)
+			return -EAGAIN;
+		deadline = deadline_of(timeout_ns);
+	}
+	return receive_wait(c, msg, deadline, dl);
+}
+
+int consumer_receive_until(struct shmbus_consumer *c, struct shmbus_msg *msg,
+			   int64_t deadline)
+{
+	int64_t dl = 0;
+
+	return receive(c, msg, 0, deadline ?: 1, &dl);
 }
 
 SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
@@ -858,7 +886,7 @@ SHMBUS_API int shmbus_consumer__receive_view(struct shmbus_consumer *c,
 {
 	int64_t dl = 0;
 
-	return receive(c, msg, timeout_ns, &dl);
+	return receive(c, msg, timeout_ns, 0, &dl);
 }
 
 SHMBUS_API int shmbus_consumer__try_receive(struct shmbus_consumer *c,
@@ -905,7 +933,7 @@ SHMBUS_API int shmbus_consumer__receive_batch(struct shmbus_consumer *c,
 
 	if (!c || !msgs || !n)
 		return -EINVAL;
-	err = receive(c, &msgs[0], timeout_ns, &dl);
+	err = receive(c, &msgs[0], timeout_ns, 0, &dl);
 	if (err)
 		return err;
 	at = &c->at;
@@ -961,6 +989,8 @@ SHMBUS_API int shmbus_consumer__arm(struct shmbus_consumer *c)
 {
 	if (!c)
 		return -EINVAL;
+	if (check_pid(c->at.bus))
+		return -ECHILD;
 	if (c->stash_valid)
 		return 1;
 	seat_drain(&c->seat);

@@ -56,6 +56,10 @@ struct shmbus *consumer_bus(const struct shmbus_consumer *c);
 /* The replier's cache of reply-queue producers (reqrep.c owns it). */
 void **consumer_reply_cache(struct shmbus_consumer *c);
 unsigned c_rr_next(struct shmbus_consumer *c);
+/* receive_view() until @deadline, an absolute now_ns() (INT64_MAX: no
+ * end; one already passed: a few looks, then -ETIMEDOUT). */
+int consumer_receive_until(struct shmbus_consumer *c, struct shmbus_msg *msg,
+			   int64_t deadline);
 
 /* ---- lease.c ------------------------------------------------------- */
 

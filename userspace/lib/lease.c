@@ -77,6 +77,8 @@ static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
 							msg->__ref))
 		return -EINVAL;
+	if (unlikely(check_pid(c->at.bus)))
+		return -ECHILD;
 	if (unlikely(!entry_names(c, e, msg->__ref)))
 		goto stale;	/* not ours: leave the entry be */
 	/*
@@ -286,6 +288,8 @@ SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
 
 	if (!c || !msg || !msg->data || lease_ns < 0 || c->auto_ack)
 		return -EINVAL;
+	if (check_pid(c->at.bus))
+		return -ECHILD;
 	e = msg->__lease - 1;
 	w = msg->__word;
 	if (e >= c->prefetch || SHMBUS_LEASE_STATE(w) != SHMBUS_LEASE_HELD ||

@@ -193,12 +193,10 @@ static ssize_t request(struct shmbus *bus, const char *queue,
 	if (ret)
 		goto out;
 	for (;;) {
-		int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ns();
 		struct shmbus_msg m;
 
-		if (deadline != INT64_MAX && left < 0)
-			left = 0;
-		err = shmbus_consumer__receive_view(rr->c, &m, left);
+		/* one clock read for the whole request: the deadline */
+		err = consumer_receive_until(rr->c, &m, deadline);
 		if (err) {
 			ret = err == -EAGAIN ? -ETIMEDOUT : err;
 			break;
