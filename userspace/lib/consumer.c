@@ -224,9 +224,11 @@ static void run_note(void *ctx, uint64_t from, uint32_t n,
 
 /*
  * Claim a run from @r (level @level) of up to @max messages into c->run.
- * The run's chunks start moving now, the header with intent to write (we
- * mark it HELD), the first payload line to read: their transfers overlap
- * instead of following one message at a time. Returns ring_claim()'s.
+ * The run's chunks start moving now, the header's first line with intent
+ * to write (we mark it HELD), its second line (the topic, dead-letter
+ * and priority fields a receive copies out) and the first payload line
+ * to read: their transfers overlap instead of following one another,
+ * and one message after another. Returns ring_claim()'s.
  */
 static __always_inline int run_claim(struct shmbus_consumer *c,
 				     const struct arena *a, struct ring *r,
@@ -248,6 +250,8 @@ static __always_inline int run_claim(struct shmbus_consumer *c,
 
 		if (ch) {
 			__builtin_prefetch(ch, 1, 3);
+			__builtin_prefetch((const char *)ch + SHMBUS_CACHELINE,
+					   0, 3);
 			__builtin_prefetch(chunk_payload(ch), 0, 3);
 		}
 	}
