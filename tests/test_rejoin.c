@@ -695,9 +695,27 @@ static void test_fork_close(void **state)
 
 /*
  * The data path refuses a forked child too: publish, loan, receive, ack,
- * nack, extend, arm, request and reply on the parent's handles fail
- * -ECHILD and change nothing the parent holds; the child's own bus works.
+ * nack, extend, arm, flush and request on the parent's handles fail
+ * -ECHILD and change nothing the parent holds (a wake-up it owes, its
+ * lease), already in an application's atfork handler; freeing them frees
+ * the child's copies; the child's own bus works. A child made by
+ * _Fork(), which runs no atfork handlers, is refused from its first
+ * control call on.
  */
+/* An application's atfork child handler, registered after the library
+ * was loaded, that tries the parent's consumer: it must already be
+ * refused there. */
+static struct shmbus_consumer *atfork_c;
+static int atfork_got;
+
+static void atfork_child(void)
+{
+	struct shmbus_msg m;
+
+	if (atfork_c)
+		atfork_got = shmbus_consumer__receive_view(atfork_c, &m, 0);
+}
+
 static void test_fork_data_path(void **state)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .lease_ns = 60000000000LL);
@@ -706,7 +724,7 @@ static void test_fork_data_path(void **state)
 	struct shmbus_consumer *c;
 	struct shmbus_msg held, m;
 	unsigned got = 0, dup = 0;
-	bool seen[4] = { 0 };
+	bool seen[5] = { 0 };
 	pid_t kid;
 
 	(void)state;
@@ -721,6 +739,18 @@ static void test_fork_data_path(void **state)
 							  NULL), 0);
 	assert_int_equal(shmbus_consumer__receive_view(c, &held, 1000000000LL),
 			 0);
+	/* a wake-up owed: the child's flush and free must not pay it from
+	 * the parent's slot */
+	{
+		SHMBUS_OPTS(shmbus_pub_opts, more, .flags = SHMBUS_PUB_MORE);
+		unsigned v = 4;
+
+		assert_int_equal(shmbus_producer__publish(p, &v, sizeof(v),
+							  &more), 0);
+	}
+	atfork_c = c;
+	atfork_got = 1;
+	assert_int_equal(pthread_atfork(NULL, NULL, atfork_child), 0);
 	kid = fork();
 	if (!kid) {
 		struct shmbus *own;
@@ -744,7 +774,12 @@ static void test_fork_data_path(void **state)
 		CHILD_CHECK(shmbus__request(bus, "d", &v, sizeof(v), rep,
 					    sizeof(rep), 0) == -ECHILD,
 			    "request");
+		CHILD_CHECK(atfork_got == -ECHILD, "receive in an atfork "
+			    "handler: %d", atfork_got);
+		CHILD_CHECK(shmbus_producer__flush(p) == -ECHILD, "flush");
 		shmbus_consumer__release(c, &held);	/* a no-op here */
+		shmbus_producer__free(p);	/* the child's copy only */
+		shmbus_consumer__free(c);
 		/* the child's own handles work */
 		own = shmbus__open("fd", NULL);
 		CHILD_CHECK(own, "open");
@@ -758,22 +793,40 @@ static void test_fork_data_path(void **state)
 		_exit(0);
 	}
 	assert_int_equal(t_wait(kid, 10000), 0);
+	atfork_c = NULL;
+	assert_int_equal(shmbus_producer__flush(p), 0);
+	/* a child made without atfork handlers: refused from its first
+	 * control call on */
+	kid = _Fork();
+	assert_true(kid >= 0);
+	if (!kid) {
+		unsigned v = 98;
+
+		CHILD_CHECK(shmbus__queue_declare(bus, "d2", NULL) == -ECHILD,
+			    "_Fork child's declare");
+		CHILD_CHECK(shmbus_producer__publish(p, &v, sizeof(v), NULL) ==
+			    -ECHILD, "_Fork child's publish");
+		CHILD_CHECK(shmbus_consumer__receive_view(c, &m, 0) == -ECHILD,
+			    "_Fork child's receive");
+		_exit(0);
+	}
+	assert_int_equal(t_wait(kid, 10000), 0);
 	/* the parent's lease is intact: ack it, then take the rest */
-	seen[*(const unsigned *)held.data % 4] = true;
+	seen[*(const unsigned *)held.data % 5] = true;
 	assert_int_equal(shmbus_consumer__ack(c, &held), 0);
 	got = 1;
 	while (shmbus_consumer__receive_view(c, &m, 200000000LL) == 0) {
 		unsigned v = *(const unsigned *)m.data;
 
-		assert_true(v < 4);
+		assert_true(v < 5);
 		dup += seen[v];
 		seen[v] = true;
 		got++;
 		assert_int_equal(shmbus_consumer__ack(c, &m), 0);
 	}
-	printf("sent 4 received %u lost %u duplicated %u\n", got,
-	       4 - (got - dup), dup);
-	assert_int_equal(got, 4);
+	printf("sent 5 received %u lost %u duplicated %u\n", got,
+	       5 - (got - dup), dup);
+	assert_int_equal(got, 5);
 	assert_int_equal(dup, 0);
 	shmbus_consumer__free(c);
 	shmbus_producer__free(p);

@@ -15,36 +15,43 @@
 #include "bus.h"
 
 /*
- * This process's pid, which handles are checked against. glibc does not
- * cache getpid() (each call is a system call, too dear for every publish
- * and receive): a fork() child learns its own from the atfork handler
- * before its code runs again, and shmbus__open() looks again, for a child
- * made without the handlers (a raw clone(), _Fork()).
+ * This process's pid, which the data path checks handles against. glibc
+ * does not cache getpid() (each call is a system call, too dear for every
+ * publish and receive). A fork() child learns its own from the atfork
+ * handler, registered when the library is loaded so that it runs before
+ * the handlers of the application's, which may free inherited handles;
+ * a child made without the handlers (a raw clone(), _Fork()) learns it at
+ * its first exact check (every control call, free and close makes one)
+ * or open.
  */
 static pid_t self_pid;
-static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void self_note(pid_t me)
+{
+	if (READ_ONCE(self_pid) != me)
+		WRITE_ONCE(self_pid, me);
+}
 
 static void self_forked(void)
 {
 	WRITE_ONCE(self_pid, getpid());
 }
 
-static void self_init(void)
+__attribute__((constructor)) static void self_init(void)
 {
+	self_forked();
 	pthread_atfork(NULL, NULL, self_forked);
 }
 
-static pid_t self_open(void)
+int check_pid(const struct shmbus *bus)
 {
 	pid_t me = getpid();
 
-	pthread_once(&self_once, self_init);
-	if (READ_ONCE(self_pid) != me)
-		WRITE_ONCE(self_pid, me);
-	return me;
+	self_note(me);
+	return bus->pid == me ? 0 : -ECHILD;
 }
 
-int check_pid(const struct shmbus *bus)
+int check_pid_fast(const struct shmbus *bus)
 {
 	return likely(bus->pid == READ_ONCE(self_pid)) ? 0 : -ECHILD;
 }
@@ -303,7 +310,8 @@ SHMBUS_API struct shmbus *shmbus__open(const char *name,
 	}
 	bus->arena_fd = -1;
 	bus->hup_fd = -1;
-	bus->pid = self_open();
+	bus->pid = getpid();
+	self_note(bus->pid);
 	pthread_mutex_init(&bus->reply_lock, NULL);
 	memcpy(bus->name, req.name, sizeof(bus->name));
 	err = client_connect_opts(&bus->conn, opts, true);

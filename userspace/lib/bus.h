@@ -117,9 +117,13 @@ static inline uint64_t slot_next_id(struct shmbus *bus, struct shmbus_slot *s)
 
 /*
  * Handles are not shared across fork(): the child must open its own bus.
- * 0, or -ECHILD in a child. No system call: checked on the data path.
+ * 0, or -ECHILD in a child. check_pid() asks the kernel (a system call:
+ * control calls, attach, free, close); check_pid_fast() compares with
+ * the pid the library keeps (a load: the data path), which a child made
+ * without atfork handlers updates at its first check_pid() or open.
  */
 int check_pid(const struct shmbus *bus);
+int check_pid_fast(const struct shmbus *bus);
 
 /* ---- attach.c ------------------------------------------------------ */
 

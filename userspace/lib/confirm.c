@@ -109,5 +109,7 @@ SHMBUS_API int shmbus_producer__confirm_wait(struct shmbus_producer *p,
 		return -EINVAL;
 	if (!p->durable || !p->confirm_target)
 		return 0;
+	if (check_pid_fast(p->at.bus))
+		return -ECHILD;
 	return confirm_wait(p, timeout_ns);
 }

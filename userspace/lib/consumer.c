@@ -856,7 +856,7 @@ static int receive(struct shmbus_consumer *c, struct shmbus_msg *msg,
 
 	if (!c || !msg)
 		return -EINVAL;
-	if ((err = check_pid(c->at.bus)))
+	if ((err = check_pid_fast(c->at.bus)))
 		return err;
 	if (c->stash_valid) {
 		*msg = c->stash;
@@ -993,7 +993,7 @@ SHMBUS_API int shmbus_consumer__arm(struct shmbus_consumer *c)
 {
 	if (!c)
 		return -EINVAL;
-	if (check_pid(c->at.bus))
+	if (check_pid_fast(c->at.bus))
 		return -ECHILD;
 	if (c->stash_valid)
 		return 1;

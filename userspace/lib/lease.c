@@ -77,7 +77,7 @@ static int lease_end(struct shmbus_consumer *c, struct shmbus_msg *msg)
 	if (!msg->data || e >= c->prefetch || !chunk_at(&c->at.bus->arena,
 							msg->__ref))
 		return -EINVAL;
-	if (unlikely(check_pid(c->at.bus)))
+	if (unlikely(check_pid_fast(c->at.bus)))
 		return -ECHILD;
 	if (unlikely(!entry_names(c, e, msg->__ref)))
 		goto stale;	/* not ours: leave the entry be */
@@ -288,7 +288,7 @@ SHMBUS_API int shmbus_consumer__extend(struct shmbus_consumer *c,
 
 	if (!c || !msg || !msg->data || lease_ns < 0 || c->auto_ack)
 		return -EINVAL;
-	if (check_pid(c->at.bus))
+	if (check_pid_fast(c->at.bus))
 		return -ECHILD;
 	e = msg->__lease - 1;
 	w = msg->__word;

@@ -54,11 +54,16 @@ shmbus_producer__new(struct shmbus *bus, const char *queue,
 
 SHMBUS_API int shmbus_producer__flush(struct shmbus_producer *p)
 {
-	struct attachment *at = &p->at;
+	struct attachment *at;
 	int err;
 
+	if (!p)
+		return -EINVAL;
+	at = &p->at;
 	if (!at->deferred)
 		return 0;
+	if (check_pid_fast(at->bus))
+		return -ECHILD;
 	epoch_enter(&at->bus->arena, at->slot);
 	err = attachment_check(at);
 	if (err)
@@ -73,7 +78,9 @@ SHMBUS_API void shmbus_producer__free(struct shmbus_producer *p)
 {
 	if (!p)
 		return;
-	shmbus_producer__flush(p);
+	/* in a forked child nothing of the parent's slot is touched */
+	if (check_pid(p->at.bus) == 0)
+		shmbus_producer__flush(p);
 	detach(&p->at);
 	free(p);
 }

@@ -232,7 +232,7 @@ SHMBUS_API int shmbus_producer__publish(struct shmbus_producer *p,
 
 	if (unlikely(!data && len))
 		return -EINVAL;
-	if (unlikely(err = check_pub_opts(opts) ?: check_pid(at->bus)))
+	if (unlikely(err = check_pub_opts(opts) ?: check_pid_fast(at->bus)))
 		return err;
 	more = unlikely(OPTS_GET(opts, flags, 0) & SHMBUS_PUB_MORE) &&
 	       !p->topic;
@@ -325,7 +325,7 @@ SHMBUS_API int shmbus_producer__publish_batch(struct shmbus_producer *p,
 		return -EINVAL;
 	if (OPTS_GET(opts, priority, 0) >= p->at.nr_prio)
 		return prio_out_of_range(p, OPTS_GET(opts, priority, 0));
-	if ((err = check_pid(at->bus)))
+	if ((err = check_pid_fast(at->bus)))
 		return err;
 	if (unlikely(p->durable))
 		return publish_batch_durable(p, iov, n, opts);
@@ -384,7 +384,7 @@ int producer_publish_rr(struct shmbus_producer *p, const void *data,
 
 	if (nr_attrs && (err = attr_size(attrs, nr_attrs, &h.attr_size)))
 		return err;
-	if ((err = check_pid(at->bus)))
+	if ((err = check_pid_fast(at->bus)))
 		return err;
 
 	if (p->ttl_ns)

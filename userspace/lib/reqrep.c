@@ -164,11 +164,13 @@ static ssize_t request(struct shmbus *bus, const char *queue,
 
 	if (!bus || !queue || (!body && len) || (!reply && cap))
 		return -EINVAL;
-	if ((err = check_pid(bus)))
+	if ((err = check_pid_fast(bus)))
 		return err;
 	if (!bus->rr) {
 		static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
+		if ((err = check_pid(bus)))	/* it declares a queue */
+			return err;
 		pthread_mutex_lock(&init_lock);
 		err = bus->rr ? 0 : reqrep_init(bus);
 		pthread_mutex_unlock(&init_lock);
@@ -414,7 +416,7 @@ static int bus_reply(struct shmbus *bus, const struct shmbus_msg *req,
 
 	if (!bus || !req || !req->reply_to || (!data && len) || status < 0)
 		return -EINVAL;
-	if ((err = check_pid(bus)))
+	if ((err = check_pid_fast(bus)))
 		return err;
 	pthread_mutex_lock(&bus->reply_lock);
 	p = reply_producer(bus, &bus->replies, bus->replies_next++,

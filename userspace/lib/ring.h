@@ -220,17 +220,17 @@ static inline int ring_has_room(struct ring *r)
 	return (int32_t)(SHMBUS_CELL_SEQ(v) - (uint32_t)pos) >= 0;
 }
 
-/*
- * Retire garbage @v in the cell of @pos, a position we just claimed: a
- * cmpxchg to consumed, not a store, since a producer fills a garbage cell
- * as if it were empty and may have done so meanwhile. True if retired.
- */
 /* Code a test runs between a garbage cell's claim and its retiring, to
  * make a producer fill the cell there (unit_ring); nothing otherwise. */
 #ifndef RING_RETIRE_WINDOW
 #define RING_RETIRE_WINDOW(r, pos)	do { } while (0)
 #endif
 
+/*
+ * Retire garbage @v in the cell of @pos, a position we just claimed: a
+ * cmpxchg to consumed, not a store, since a producer fills a garbage cell
+ * as if it were empty and may have done so meanwhile. True if retired.
+ */
 static inline bool ring_retire(struct ring *r, uint64_t pos, uint64_t v)
 {
 	return atomic_cmpxchg(&ring_cell(r, pos)->v, &v,
