@@ -86,7 +86,8 @@ for b in ("rtt_p50", "rtt_p99", "rtt_p999", "rtt_max", "throughput",
 	  "rtt_p50_vs_shmbus", "throughput_vs_shmbus", "rtt_p50_vs_raw",
 	  "rtt_p50_vs_pipe", "throughput_vs_raw", "throughput_vs_auto_ack",
 	  "fanout_publish", "fanout_delivery", "reqrep_rtt_p50",
-	  "reqrep_rtt_p99", "reqrep_rtt_mean", "rtt_p999_vs_pipe",
+	  "reqrep_rtt_p99", "reqrep_rtt_mean", "reqrep_pingpong_rtt_p50",
+	  "rtt_p999_vs_pipe",
 	  "reqrep_rtt_p50_vs_rtt_p50", "fanout8_cost_vs_fanout1"):
 	need(b in benches, "a row of %s" % b)
 

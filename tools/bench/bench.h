@@ -362,13 +362,15 @@ void print_queue_stats(void);
 void print_end(void);
 
 void run_fanout(unsigned nsub, double *pub_rate, double *deliv_rate);
-void run_reqrep(uint64_t n, struct rtt_stat *st, double *mean_us);
+void run_reqrep(uint64_t n, struct rtt_stat *req, struct rtt_stat *pp,
+		double *mean_us);
 void run_semantics(void);
 
 /* What run_semantics() measured, for the goals (report.c). */
 struct sem_results {
 	bool measured;
-	double rtt_p50;			/* shmbus busy ping-pong, 64 B, us */
+	double rtt_p50;			/* shmbus busy ping-pong, 64 B, us,
+					 * alternating with the requests */
 	double reqrep_p50;		/* request-reply, us */
 	double fan1_delivery;		/* deliveries/s, 1 subscriber */
 	double fan8_delivery;		/* deliveries/s, 8 subscribers */
