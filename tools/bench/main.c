@@ -191,6 +191,7 @@ static void cleanup(void)
 	if (!in_parent())
 		return;
 	kill_kids();
+	reap_kids();
 	teardown_bus(run_ok);
 }
 

@@ -122,15 +122,16 @@ static struct shmbus_producer *target(struct shmbus *bus, struct reqrep *rr,
 	return p;
 }
 
-/* Does any consumer hold a seat on queue @qid? (the daemon's seat map) */
+/* Does any consumer hold a seat on queue @qid? (the daemon's seat map;
+ * seats are handed out from the first word on, so one load, mostly) */
 static bool has_consumers(const struct arena *a, uint32_t qid)
 {
 	const struct shmbus_queue *q = queue_at(a, qid);
-	uint64_t any = 0;
 
 	for (unsigned w = 0; q && w < SHMBUS_SEAT_WORDS; w++)
-		any |= READ_ONCE(q->seat_used[w]);
-	return any != 0;
+		if (READ_ONCE(q->seat_used[w]))
+			return true;
+	return false;
 }
 
 /* Copy reply @m out as shmbus__request_opts() returns it. */
