@@ -413,8 +413,16 @@ static void test_big_bodies(void **state)
 		      stop_bridge(pid, "big.err"));
 	assert_int_equal(got, nfill + 1);
 	assert_int_equal(dead, NBIG);
-	/* a window of them would be 200 MiB */
+	/* a window of them would be 200 MiB: the bridge holds a few at a
+	 * time (9-15 MiB of peak RSS, ASan included). ThreadSanitizer's
+	 * shadow and allocator add several times what the bridge touches,
+	 * and how much varies from run to run (50 and 94 MiB seen), while
+	 * a window under it would take more than 600 MiB. */
+#ifdef __SANITIZE_THREAD__
+	assert_true(hwm < 256 * 1024);
+#else
 	assert_true(hwm < 64 * 1024);
+#endif
 	free(body);
 	shmbus__close(bus);
 }
